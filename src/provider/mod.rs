@@ -1,0 +1,100 @@
+//! Provider translation: the bottom bridge between the model level and a provider's HTTP API.
+//!
+//! A [`Provider`] is a set of pure functions for one wire family: [`Provider::encode`] turns an
+//! [`LlmRequest`] into an `http::Request`, [`Provider::decode`] and [`Provider::decode_stream`] turn
+//! the provider's answer into an [`LlmResponse`], and [`Provider::classify`] turns a provider error into
+//! an [`LlmError`] with the right [`ErrorKind`](crate::ErrorKind). Pure functions mean the conformance
+//! corpus tests every translation without a network.
+//!
+//! [`ProviderService`] (made by [`ProviderLayer`]) puts a provider on top of any HTTP client
+//! `tower::Service<http::Request<Full<Bytes>>>`, such as [`HttpClient`].
+//!
+//! Providers are chosen by the model prefix, as in LiteLLM (`openai/gpt-4o`, `mock/anything`); see
+//! [`lookup`].
+
+mod deployment;
+mod http_client;
+pub mod mock;
+pub mod openai;
+mod service;
+pub mod sse;
+
+use std::{fmt, pin::Pin};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use http::{HeaderMap, StatusCode};
+
+pub use self::{
+    deployment::{redact_url, split_provider, stable_id, Deployment},
+    http_client::{HttpClient, HttpClientBuilder, HttpFuture},
+    service::{
+        forwardable_headers, retry_after, transport_error, ProviderLayer, ProviderService,
+        ResponseFuture, DEFAULT_TIMEOUT,
+    },
+};
+use crate::{
+    error::LlmError,
+    types::{ChatStream, LlmRequest, LlmResponse},
+};
+
+/// A provider's response body as a stream of byte chunks.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, LlmError>> + Send + 'static>>;
+
+/// One wire family's translation, as pure functions.
+pub trait Provider: fmt::Debug + Send + Sync + 'static {
+    /// The model prefix that selects this provider (`openai`, `anthropic`, …).
+    fn name(&self) -> &'static str;
+
+    /// Builds the upstream HTTP request.
+    fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError>;
+
+    /// Decodes a complete, successful upstream response.
+    fn decode(
+        &self,
+        req: &LlmRequest,
+        resp: http::Response<Bytes>,
+        dep: &Deployment,
+    ) -> Result<LlmResponse, LlmError>;
+
+    /// Decodes a successful streaming response incrementally: one chunk as soon as its event arrives.
+    fn decode_stream(
+        &self,
+        req: &LlmRequest,
+        parts: http::response::Parts,
+        body: ByteStream,
+        dep: &Deployment,
+    ) -> Result<ChatStream, LlmError>;
+
+    /// Turns an upstream error response into an [`LlmError`].
+    fn classify(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        dep: &Deployment,
+    ) -> LlmError;
+
+    /// Answers without any network call when the provider is local (the `mock` provider).
+    fn respond_locally(
+        &self,
+        _req: &LlmRequest,
+        _dep: &Deployment,
+    ) -> Option<Result<LlmResponse, LlmError>> {
+        None
+    }
+}
+
+/// Every built-in provider, by prefix.
+static PROVIDERS: &[&dyn Provider] = &[&openai::OpenAi, &mock::Mock];
+
+/// The provider for a model prefix.
+#[must_use]
+pub fn lookup(prefix: &str) -> Option<&'static dyn Provider> {
+    PROVIDERS.iter().copied().find(|p| p.name() == prefix)
+}
+
+/// The prefixes of every built-in provider.
+pub fn known_prefixes() -> impl Iterator<Item = &'static str> {
+    PROVIDERS.iter().map(|p| p.name())
+}

@@ -1,0 +1,123 @@
+//! `openai/`: the OpenAI API, and any OpenAI-compatible server through `api_base`.
+//!
+//! OpenAI is the native format: the request body is forwarded as the client sent it, with `model`
+//! rewritten to the deployment's model and gateway controls (LiteLLM's `metadata`, `mock_response`,
+//! `fallbacks`, …) removed; responses, chunks and error objects are relayed unchanged.
+//!
+//! The functions here are reused by every OpenAI-shaped family (Azure, the OpenAI-compatible hosts).
+
+mod encode;
+mod error;
+mod stream;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+
+pub use self::{
+    encode::{chat_body, embeddings_body, join_url, json_request},
+    error::{classify_openai_error, error_from_object, parse_error_object},
+    stream::OpenAiStreamMapper,
+};
+use super::{sse::SseStream, ByteStream, Deployment, Provider};
+use crate::{
+    error::{ErrorKind, LlmError},
+    types::{
+        chat::ChatResponse, embeddings::EmbeddingsResponse, ChatStream, LlmRequest, LlmResponse,
+        Operation,
+    },
+};
+
+/// OpenAI's default base URL.
+pub const DEFAULT_API_BASE: &str = "https://api.openai.com/v1";
+
+/// The `openai/` provider. See the [module docs](self).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenAi;
+
+impl Provider for OpenAi {
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+
+    fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
+        let base = dep.api_base.as_deref().unwrap_or(DEFAULT_API_BASE);
+        let (path, body) = match &req.op {
+            Operation::Chat(chat) => ("chat/completions", chat_body(chat, &dep.model)?),
+            Operation::Embeddings(emb) => ("embeddings", embeddings_body(emb, &dep.model)?),
+        };
+        let mut builder = json_request(&join_url(base, path), dep)?;
+        if let Some(key) = &dep.api_key {
+            if !key.is_empty() {
+                builder = builder.header(
+                    http::header::AUTHORIZATION,
+                    bearer(key.expose())?,
+                );
+            }
+        }
+        builder
+            .body(body)
+            .map_err(|e| LlmError::bad_request(format!("cannot build upstream request: {e}")))
+    }
+
+    fn decode(
+        &self,
+        req: &LlmRequest,
+        resp: http::Response<Bytes>,
+        _dep: &Deployment,
+    ) -> Result<LlmResponse, LlmError> {
+        decode_openai(req, resp.body())
+    }
+
+    fn decode_stream(
+        &self,
+        _req: &LlmRequest,
+        _parts: http::response::Parts,
+        body: ByteStream,
+        _dep: &Deployment,
+    ) -> Result<ChatStream, LlmError> {
+        Ok(Box::pin(SseStream::new(body, OpenAiStreamMapper::new(self.name()))))
+    }
+
+    fn classify(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        _dep: &Deployment,
+    ) -> LlmError {
+        classify_openai_error(self.name(), status, headers, body)
+    }
+}
+
+/// An `Authorization: Bearer` header value, marked sensitive so it never prints.
+pub fn bearer(key: &str) -> Result<http::HeaderValue, LlmError> {
+    let mut v = http::HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {
+        LlmError::new(
+            ErrorKind::Authentication,
+            "the deployment's api_key contains characters not allowed in a header",
+        )
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// Decodes an OpenAI-format complete body (chat or embeddings, by the request's operation).
+pub fn decode_openai(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmError> {
+    match &req.op {
+        Operation::Chat(_) => serde_json::from_slice::<ChatResponse>(body)
+            .map(LlmResponse::chat)
+            .map_err(|e| invalid_upstream_json("chat completion", &e)),
+        Operation::Embeddings(_) => serde_json::from_slice::<EmbeddingsResponse>(body)
+            .map(LlmResponse::embeddings)
+            .map_err(|e| invalid_upstream_json("embeddings response", &e)),
+    }
+}
+
+/// The error for a provider body that is not the JSON expected.
+pub fn invalid_upstream_json(what: &str, e: &serde_json::Error) -> LlmError {
+    LlmError::new(
+        ErrorKind::InternalServer,
+        format!("the provider returned an invalid {what}: {e}"),
+    )
+    .with_status(StatusCode::BAD_GATEWAY)
+}

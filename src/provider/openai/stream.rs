@@ -1,0 +1,60 @@
+//! OpenAI SSE stream decoding: each `data:` event is a chunk, relayed as sent; `[DONE]` ends it.
+
+use std::collections::VecDeque;
+
+use crate::{
+    error::{ErrorKind, LlmError},
+    provider::sse::{SseEvent, SseMapper},
+    types::chat::ChatChunk,
+};
+
+use super::error::error_from_object;
+
+/// Maps OpenAI-format SSE events to chunks (also used by every OpenAI-shaped provider).
+#[derive(Clone, Debug)]
+pub struct OpenAiStreamMapper {
+    provider: &'static str,
+}
+
+impl OpenAiStreamMapper {
+    /// A mapper for `provider`'s stream.
+    #[must_use]
+    pub fn new(provider: &'static str) -> Self {
+        Self { provider }
+    }
+}
+
+impl SseMapper for OpenAiStreamMapper {
+    fn on_event(&mut self, event: SseEvent, out: &mut VecDeque<ChatChunk>) -> Result<bool, LlmError> {
+        let data = event.data.trim();
+        if data == "[DONE]" {
+            return Ok(true);
+        }
+        if data.is_empty() {
+            return Ok(false);
+        }
+        match serde_json::from_str::<ChatChunk>(data) {
+            Ok(chunk) => {
+                out.push_back(chunk);
+                Ok(false)
+            }
+            Err(parse_err) => {
+                // A mid-stream error event: `data: {"error": {...}}`.
+                if let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_str(data) {
+                    if let Some(err) = obj.remove("error") {
+                        return Err(error_from_object(
+                            self.provider,
+                            http::StatusCode::INTERNAL_SERVER_ERROR,
+                            &err,
+                        ));
+                    }
+                }
+                Err(LlmError::new(
+                    ErrorKind::InternalServer,
+                    format!("the provider sent an invalid stream chunk: {parse_err}"),
+                )
+                .with_provider(self.provider))
+            }
+        }
+    }
+}

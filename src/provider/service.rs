@@ -1,0 +1,333 @@
+//! [`ProviderService`]: a provider translation over an HTTP client, as a model-level service.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use http::{HeaderMap, HeaderName};
+use http_body::Body;
+use http_body_util::{BodyDataStream, BodyExt as _, Full, Limited};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{Deployment, Provider};
+use crate::{
+    error::{BoxError, ErrorKind, LlmError},
+    types::{LlmRequest, LlmResponse},
+};
+
+/// Largest complete (non-stream) provider body accepted: 64 MiB.
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// Largest provider error body read: 1 MiB.
+const MAX_ERROR_BYTES: usize = 1 << 20;
+/// LiteLLM's default request timeout (`request_timeout: 600`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Wraps an HTTP client in a [`ProviderService`] for one deployment.
+///
+/// See the [module docs](crate::provider) for an example.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ProviderLayer {
+    provider: &'static dyn Provider,
+    deployment: Arc<Deployment>,
+    default_timeout: Duration,
+}
+
+impl ProviderLayer {
+    /// A layer for `deployment`, translating with `provider`.
+    pub fn new(provider: &'static dyn Provider, deployment: Arc<Deployment>) -> Self {
+        Self {
+            provider,
+            deployment,
+            default_timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The timeout when the deployment sets none (default 600 s, as LiteLLM).
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = timeout;
+        self
+    }
+}
+
+impl<C> Layer<C> for ProviderLayer {
+    type Service = ProviderService<C>;
+
+    fn layer(&self, client: C) -> Self::Service {
+        ProviderService {
+            client,
+            provider: self.provider,
+            deployment: self.deployment.clone(),
+            default_timeout: self.default_timeout,
+        }
+    }
+}
+
+/// A model-level service that calls one deployment through an HTTP client
+/// (`Service<http::Request<Full<Bytes>>>`).
+///
+/// Errors: transport failures become [`ErrorKind::ApiConnection`], an elapsed timeout
+/// [`ErrorKind::Timeout`], provider errors whatever [`Provider::classify`] says. The provider's
+/// `retry-after` is kept in [`LlmError::retry_after`] and forwarded with its rate-limit headers.
+#[derive(Clone)]
+pub struct ProviderService<C> {
+    client: C,
+    provider: &'static dyn Provider,
+    deployment: Arc<Deployment>,
+    default_timeout: Duration,
+}
+
+impl<C> fmt::Debug for ProviderService<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderService")
+            .field("provider", &self.provider.name())
+            .field("deployment", &self.deployment)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> ProviderService<C> {
+    /// A service for `deployment` over `client`.
+    pub fn new(client: C, provider: &'static dyn Provider, deployment: Arc<Deployment>) -> Self {
+        ProviderLayer::new(provider, deployment).layer(client)
+    }
+
+    /// The deployment this service calls.
+    #[must_use]
+    pub fn deployment(&self) -> &Arc<Deployment> {
+        &self.deployment
+    }
+
+    /// The HTTP client.
+    pub fn get_ref(&self) -> &C {
+        &self.client
+    }
+}
+
+/// The response future of [`ProviderService`].
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>> + Send>>;
+
+impl<C, B> Service<LlmRequest> for ProviderService<C>
+where
+    C: Service<http::Request<Full<Bytes>>, Response = http::Response<B>> + Clone + Send + 'static,
+    C::Error: Into<BoxError>,
+    C::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = ResponseFuture;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.client.poll_ready(cx).map_err(|e| transport_error(e.into()))
+    }
+
+    fn call(&mut self, req: LlmRequest) -> Self::Future {
+        let clone = self.client.clone();
+        let client = std::mem::replace(&mut self.client, clone);
+        let provider = self.provider;
+        let dep = self.deployment.clone();
+        let timeout = dep.timeout.unwrap_or(self.default_timeout);
+        Box::pin(call(client, provider, dep, timeout, req))
+    }
+}
+
+async fn call<C, B>(
+    mut client: C,
+    provider: &'static dyn Provider,
+    dep: Arc<Deployment>,
+    timeout: Duration,
+    req: LlmRequest,
+) -> Result<LlmResponse, LlmError>
+where
+    C: Service<http::Request<Full<Bytes>>, Response = http::Response<B>>,
+    C::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let local = provider.respond_locally(&req, &dep).or_else(|| {
+        let chat = req.as_chat()?;
+        let directive = chat.mock_response.as_ref()?;
+        Some(super::mock::respond_chat(chat, &dep, Some(directive)))
+    });
+    if let Some(answer) = local {
+        return answer.map(|mut r| {
+            stamp(&mut r, &dep, provider);
+            r
+        });
+    }
+
+    let http_req = provider.encode(&req, &dep)?.map(Full::new);
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let send = client.call(http_req);
+    let resp = match tokio::time::timeout_at(deadline, send).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => return Err(transport_error(e.into()).with_provider(provider.name())),
+        Err(_) => return Err(timeout_error(timeout, provider)),
+    };
+    let ttfb = started.elapsed();
+    let (parts, body) = resp.into_parts();
+
+    if !parts.status.is_success() {
+        let bytes = match tokio::time::timeout_at(deadline, Limited::new(body, MAX_ERROR_BYTES).collect()).await {
+            Ok(Ok(c)) => c.to_bytes(),
+            Ok(Err(_)) | Err(_) => Bytes::new(),
+        };
+        let mut err = provider.classify(parts.status, &parts.headers, &bytes, &dep);
+        if err.headers().is_empty() {
+            *err.headers_mut() = forwardable_headers(&parts.headers);
+        }
+        if err.retry_after().is_none() {
+            if let Some(wait) = retry_after(&parts.headers) {
+                err = err.with_retry_after(wait);
+            }
+        }
+        return Err(err);
+    }
+
+    let forwarded = forwardable_headers(&parts.headers);
+    let mut out = if req.is_stream() {
+        let stream = BodyDataStream::new(body)
+            .map(|r| r.map_err(|e| body_error(e.into())))
+            .boxed();
+        let chat_stream = provider.decode_stream(&req, parts, stream, &dep)?;
+        LlmResponse::stream(chat_stream)
+    } else {
+        let bytes = match tokio::time::timeout_at(deadline, Limited::new(body, MAX_RESPONSE_BYTES).collect()).await {
+            Ok(Ok(c)) => c.to_bytes(),
+            Ok(Err(e)) => return Err(body_error(e).with_provider(provider.name())),
+            Err(_) => return Err(timeout_error(timeout, provider)),
+        };
+        provider.decode(&req, http::Response::from_parts(parts, bytes), &dep)?
+    };
+    out.meta.headers = forwarded;
+    out.meta.time_to_first_byte = Some(ttfb);
+    stamp(&mut out, &dep, provider);
+    Ok(out)
+}
+
+fn stamp(resp: &mut LlmResponse, dep: &Deployment, provider: &dyn Provider) {
+    let meta = &mut resp.meta;
+    meta.deployment_id = Some(dep.id.clone());
+    meta.model_group = Some(dep.model_group.clone());
+    meta.provider = Some(provider.name().into());
+    if let Some(base) = dep.public_api_base() {
+        meta.api_base = Some(base.into());
+    }
+    if meta.usage.is_none() {
+        if let crate::types::ResponseBody::Chat(c) = &resp.body {
+            meta.usage.clone_from(&c.usage);
+        }
+    }
+}
+
+fn timeout_error(timeout: Duration, provider: &dyn Provider) -> LlmError {
+    LlmError::new(
+        ErrorKind::Timeout,
+        format!("the provider did not answer within {:.3}s", timeout.as_secs_f64()),
+    )
+    .with_provider(provider.name())
+}
+
+/// Maps a transport error from the HTTP client to `ApiConnection`, with its cause chain in the message.
+#[must_use]
+pub fn transport_error(e: BoxError) -> LlmError {
+    let mut message = String::from("could not reach the provider: ");
+    message.push_str(&e.to_string());
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    LlmError::new(ErrorKind::ApiConnection, message).with_source(e)
+}
+
+fn body_error(e: BoxError) -> LlmError {
+    if e.is::<http_body_util::LengthLimitError>() {
+        return LlmError::new(ErrorKind::InternalServer, "the provider's response is too large")
+            .with_status(http::StatusCode::BAD_GATEWAY);
+    }
+    LlmError::new(
+        ErrorKind::ApiConnection,
+        format!("the provider's response was cut: {e}"),
+    )
+    .with_source(e)
+}
+
+/// `Retry-After` (seconds) or `retry-after-ms`, when present and sane (≤ 1 day).
+#[must_use]
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let ms = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .map(|ms| ms / 1000.0);
+    let secs = ms.or_else(|| {
+        headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+    })?;
+    (secs.is_finite() && (0.0..=86_400.0).contains(&secs)).then(|| Duration::from_secs_f64(secs))
+}
+
+/// Provider headers a client may use: `retry-after`, `x-ratelimit-*` as they are, and the provider's
+/// request id as `llm_provider-x-request-id` (LiteLLM's naming).
+#[must_use]
+pub fn forwardable_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        if n == "retry-after" || n == "retry-after-ms" || n.starts_with("x-ratelimit-") {
+            out.append(name.clone(), value.clone());
+        } else if n == "x-request-id" || n == "request-id" || n == "openai-processing-ms" {
+            if let Ok(prefixed) = HeaderName::try_from(format!("llm_provider-{n}")) {
+                out.append(prefixed, value.clone());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn parses_retry_after() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("20"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(20)));
+        h.insert("retry-after-ms", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+        let mut bad = HeaderMap::new();
+        bad.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&bad), None);
+    }
+
+    #[test]
+    fn forwards_rate_limit_headers_only() {
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining-tokens", HeaderValue::from_static("0"));
+        h.insert("x-request-id", HeaderValue::from_static("req_1"));
+        h.insert("set-cookie", HeaderValue::from_static("a=b"));
+        let f = forwardable_headers(&h);
+        assert_eq!(f["x-ratelimit-remaining-tokens"], "0");
+        assert_eq!(f["llm_provider-x-request-id"], "req_1");
+        assert!(!f.contains_key("set-cookie"));
+    }
+}

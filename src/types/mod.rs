@@ -1,0 +1,16 @@
+//! Core types: the OpenAI wire types and the model-level request and response.
+//!
+//! Wire types are typed where a layer or a translation reads a field; every other key is kept and
+//! sent on unchanged (see [`wire::Extra`]).
+
+pub mod chat;
+pub mod embeddings;
+pub mod models;
+mod request;
+mod response;
+pub mod wire;
+
+pub use self::{
+    request::{LlmRequest, Operation},
+    response::{ChatStream, LlmResponse, ResponseBody, ResponseMeta},
+};

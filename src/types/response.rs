@@ -1,0 +1,102 @@
+//! [`LlmResponse`]: what every model-level service answers.
+
+use std::{fmt, pin::Pin, sync::Arc, time::Duration};
+
+use futures_core::Stream;
+use http::HeaderMap;
+
+use super::{
+    chat::{ChatChunk, ChatResponse, Usage},
+    embeddings::EmbeddingsResponse,
+};
+use crate::error::LlmError;
+
+/// A stream of chat chunks: the one sanctioned box on the response path.
+pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, LlmError>> + Send + 'static>>;
+
+/// A complete answer or a stream.
+#[non_exhaustive]
+pub enum ResponseBody {
+    /// A complete chat completion.
+    Chat(ChatResponse),
+    /// A complete embeddings response.
+    Embeddings(EmbeddingsResponse),
+    /// A chat completion as a stream of chunks.
+    Stream(ChatStream),
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Chat(c) => f.debug_tuple("Chat").field(c).finish(),
+            Self::Embeddings(e) => f.debug_tuple("Embeddings").field(e).finish(),
+            Self::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
+
+/// What is known about the call that produced a response.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ResponseMeta {
+    /// The model group the client asked for.
+    pub model_group: Option<Arc<str>>,
+    /// The id of the deployment that answered.
+    pub deployment_id: Option<Arc<str>>,
+    /// The provider prefix (`openai`, `anthropic`, …).
+    pub provider: Option<Arc<str>>,
+    /// The upstream base URL (without credentials).
+    pub api_base: Option<Arc<str>>,
+    /// Usage, when known before the body is read (complete responses).
+    pub usage: Option<Usage>,
+    /// Cost in USD, once a cost layer computed it.
+    pub cost: Option<f64>,
+    /// Whether the answer came from the cache.
+    pub cache_hit: bool,
+    /// Provider headers worth forwarding (`x-request-id`, `x-ratelimit-*`).
+    pub headers: HeaderMap,
+    /// Time until the provider's response headers (or first chunk) arrived.
+    pub time_to_first_byte: Option<Duration>,
+    /// Retries spent before this answer.
+    pub attempted_retries: u32,
+    /// Fallbacks spent before this answer.
+    pub attempted_fallbacks: u32,
+}
+
+/// A model-level response: the body plus [`ResponseMeta`].
+#[derive(Debug)]
+pub struct LlmResponse {
+    /// The answer.
+    pub body: ResponseBody,
+    /// About the call.
+    pub meta: ResponseMeta,
+}
+
+impl LlmResponse {
+    /// A complete chat response.
+    #[must_use]
+    pub fn chat(body: ChatResponse) -> Self {
+        Self {
+            body: ResponseBody::Chat(body),
+            meta: ResponseMeta::default(),
+        }
+    }
+
+    /// An embeddings response.
+    #[must_use]
+    pub fn embeddings(body: EmbeddingsResponse) -> Self {
+        Self {
+            body: ResponseBody::Embeddings(body),
+            meta: ResponseMeta::default(),
+        }
+    }
+
+    /// A streamed chat response.
+    #[must_use]
+    pub fn stream(stream: ChatStream) -> Self {
+        Self {
+            body: ResponseBody::Stream(stream),
+            meta: ResponseMeta::default(),
+        }
+    }
+}
