@@ -10,3 +10,9 @@ pub use self::{
 };
 pub mod provider;
 pub mod secret;
+pub mod auth;
+pub mod router;
+pub mod server;
+pub mod config;
+pub mod gateway;
+pub mod cli;

@@ -1,1 +1,49 @@
-fn main(){}
+//! The `llmgate` gateway binary: reads arguments and config, then makes one library call.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::Parser;
+
+/// llmgate: one OpenAI-format API for every LLM provider. Reads LiteLLM's config.yaml.
+#[derive(Debug, Parser)]
+#[command(name = "llmgate", version, about)]
+struct Args {
+    /// LiteLLM-format config.yaml (default: the embedded mock config).
+    #[arg(long, short = 'c', env = "LLMGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    host: String,
+    /// Port to listen on.
+    #[arg(long, short = 'p', default_value_t = 4000, env = "PORT")]
+    port: u16,
+    /// Worker threads (LiteLLM's `--num_workers`; default: one per core).
+    #[arg(long = "num_workers", alias = "num-workers")]
+    num_workers: Option<usize>,
+    /// Validate the config, print every problem, and exit (0 when valid).
+    #[arg(long)]
+    check: bool,
+    /// Seconds in-flight requests may run after SIGTERM/SIGINT.
+    #[arg(long = "graceful_timeout", alias = "graceful-timeout", default_value_t = 30.0)]
+    graceful_timeout: f64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    llmgate::cli::init_tracing();
+    let opts = llmgate::cli::RunOptions {
+        config: args.config,
+        host: args.host,
+        port: args.port,
+        num_workers: args.num_workers,
+        check: args.check,
+        grace_period: std::time::Duration::from_secs_f64(args.graceful_timeout.clamp(0.0, 3600.0)),
+    };
+    match llmgate::cli::run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}

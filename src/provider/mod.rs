@@ -98,3 +98,13 @@ pub fn lookup(prefix: &str) -> Option<&'static dyn Provider> {
 pub fn known_prefixes() -> impl Iterator<Item = &'static str> {
     PROVIDERS.iter().map(|p| p.name())
 }
+
+/// The error for an operation a provider does not implement.
+#[must_use]
+pub fn unsupported(provider: &dyn Provider, req: &LlmRequest) -> LlmError {
+    LlmError::bad_request(format!(
+        "the {} provider does not support {} requests",
+        provider.name(),
+        req.operation_name()
+    ))
+}

@@ -12,6 +12,8 @@ pub enum Operation {
     Chat(Arc<ChatRequest>),
     /// `POST /v1/embeddings`.
     Embeddings(Arc<EmbeddingsRequest>),
+    /// `GET /v1/models`: the model groups this caller may use.
+    ListModels,
 }
 
 /// A provider-neutral request (OpenAI shape) plus what is about the call rather than the body.
@@ -45,12 +47,22 @@ impl LlmRequest {
         }
     }
 
-    /// The model (group) the caller asked for.
+    /// The model listing request.
+    #[must_use]
+    pub fn list_models() -> Self {
+        Self {
+            op: Operation::ListModels,
+            extensions: http::Extensions::new(),
+        }
+    }
+
+    /// The model (group) the caller asked for (empty for a model listing).
     #[must_use]
     pub fn model(&self) -> &str {
         match &self.op {
             Operation::Chat(c) => &c.model,
             Operation::Embeddings(e) => &e.model,
+            Operation::ListModels => "",
         }
     }
 
@@ -59,7 +71,7 @@ impl LlmRequest {
     pub fn is_stream(&self) -> bool {
         match &self.op {
             Operation::Chat(c) => c.stream.unwrap_or(false),
-            Operation::Embeddings(_) => false,
+            Operation::Embeddings(_) | Operation::ListModels => false,
         }
     }
 
@@ -68,7 +80,7 @@ impl LlmRequest {
     pub fn as_chat(&self) -> Option<&ChatRequest> {
         match &self.op {
             Operation::Chat(c) => Some(c),
-            Operation::Embeddings(_) => None,
+            Operation::Embeddings(_) | Operation::ListModels => None,
         }
     }
 
@@ -76,7 +88,7 @@ impl LlmRequest {
     pub fn chat_mut(&mut self) -> Option<&mut ChatRequest> {
         match &mut self.op {
             Operation::Chat(c) => Some(Arc::make_mut(c)),
-            Operation::Embeddings(_) => None,
+            Operation::Embeddings(_) | Operation::ListModels => None,
         }
     }
 
@@ -86,6 +98,7 @@ impl LlmRequest {
         match &self.op {
             Operation::Chat(_) => "chat",
             Operation::Embeddings(_) => "embeddings",
+            Operation::ListModels => "list_models",
         }
     }
 }

@@ -8,6 +8,7 @@ use http::HeaderMap;
 use super::{
     chat::{ChatChunk, ChatResponse, Usage},
     embeddings::EmbeddingsResponse,
+    models::ModelList,
 };
 use crate::error::LlmError;
 
@@ -23,6 +24,8 @@ pub enum ResponseBody {
     Embeddings(EmbeddingsResponse),
     /// A chat completion as a stream of chunks.
     Stream(ChatStream),
+    /// The model list.
+    Models(ModelList),
 }
 
 impl fmt::Debug for ResponseBody {
@@ -31,6 +34,7 @@ impl fmt::Debug for ResponseBody {
             Self::Chat(c) => f.debug_tuple("Chat").field(c).finish(),
             Self::Embeddings(e) => f.debug_tuple("Embeddings").field(e).finish(),
             Self::Stream(_) => f.write_str("Stream(..)"),
+            Self::Models(m) => f.debug_tuple("Models").field(m).finish(),
         }
     }
 }

@@ -44,6 +44,7 @@ impl Provider for OpenAi {
         let (path, body) = match &req.op {
             Operation::Chat(chat) => ("chat/completions", chat_body(chat, &dep.model)?),
             Operation::Embeddings(emb) => ("embeddings", embeddings_body(emb, &dep.model)?),
+            Operation::ListModels => return Err(super::unsupported(self, req)),
         };
         let mut builder = json_request(&join_url(base, path), dep)?;
         if let Some(key) = &dep.api_key {
@@ -110,6 +111,7 @@ pub fn decode_openai(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmEr
         Operation::Embeddings(_) => serde_json::from_slice::<EmbeddingsResponse>(body)
             .map(LlmResponse::embeddings)
             .map_err(|e| invalid_upstream_json("embeddings response", &e)),
+        Operation::ListModels => Err(LlmError::bad_request("a model listing has no provider body")),
     }
 }
 

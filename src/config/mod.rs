@@ -1,0 +1,1897 @@
+//! LiteLLM proxy `config.yaml` loading.
+//!
+//! [`Config::from_path`] (or [`Config::from_yaml_str`]) parses a LiteLLM proxy config into typed
+//! structs. Loading never stops at the first problem: every top-level section and every
+//! `model_list` entry is deserialized on its own, so all problems are reported together as
+//! [`ConfigErrors`], each naming the file and the exact key path (`model_list[3].litellm_params.timeout`).
+//! Things that are not errors (unknown keys, unset environment variables) are returned as
+//! warnings in [`Loaded::warnings`]; the loader does not log them itself.
+//!
+//! `os.environ/NAME` string values are resolved at load time, first from the config's own
+//! `environment_variables` section, then from the process environment (which is never modified).
+//! Resolved values are never logged, and are masked in error messages.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Unexpected, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::secret::Secret;
+
+/// The routing strategies LiteLLM's router accepts in `router_settings.routing_strategy`.
+pub const ROUTING_STRATEGIES: &[&str] = &[
+    "simple-shuffle",
+    "least-busy",
+    "latency-based-routing",
+    "usage-based-routing",
+    "usage-based-routing-v2",
+    "cost-based-routing",
+];
+
+/// The prefix of a string value that refers to an environment variable.
+pub const ENV_PREFIX: &str = "os.environ/";
+
+/// A fallback list: each element maps a model group to the groups to try instead, in order.
+pub type Fallbacks = Vec<BTreeMap<String, Vec<String>>>;
+
+// ---------------------------------------------------------------------------------------------
+// Errors and results
+// ---------------------------------------------------------------------------------------------
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConfigError {
+    /// The file (or other origin) the config came from.
+    pub file: String,
+    /// The key path of the problem, e.g. `model_list[3].litellm_params.timeout`; empty when the
+    /// problem concerns the whole file (unreadable file, invalid YAML).
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// A problem at `key` in `file`.
+    #[must_use]
+    pub fn new(file: impl Into<String>, key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            file: file.into(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    /// `{file}: {key}: {reason}`, or `{file}: {reason}` when the key is empty.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every problem found while loading a config (never empty when returned by the loader).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    /// One error per line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A successfully loaded config and the warnings found while loading it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The config.
+    pub config: Config,
+    /// Non-fatal problems (unknown keys, unset environment variables), each starting with the key
+    /// path. They never contain secret values.
+    pub warnings: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config types
+// ---------------------------------------------------------------------------------------------
+
+/// A LiteLLM proxy config.
+#[derive(Clone, Default)]
+pub struct Config {
+    /// `model_list`: the deployments.
+    pub model_list: Vec<ModelEntry>,
+    /// `litellm_settings`.
+    pub litellm_settings: LitellmSettings,
+    /// `router_settings`.
+    pub router_settings: RouterSettings,
+    /// `general_settings`.
+    pub general_settings: GeneralSettings,
+    /// `environment_variables`, scalars converted to strings. Used to resolve `os.environ/NAME`;
+    /// the process environment is never modified.
+    pub environment_variables: BTreeMap<String, String>,
+    /// `finetune_settings`, kept as is (after `os.environ/` resolution).
+    pub finetune_settings: Option<Value>,
+    /// `files_settings`, kept as is (after `os.environ/` resolution).
+    pub files_settings: Option<Value>,
+    /// `guardrails`, kept as is (after `os.environ/` resolution).
+    pub guardrails: Option<Value>,
+    /// `credential_list`, kept as is (after `os.environ/` resolution).
+    pub credential_list: Option<Value>,
+    /// `mcp_servers`, kept as is (after `os.environ/` resolution).
+    pub mcp_servers: Option<Value>,
+    /// `callback_settings`, kept as is (after `os.environ/` resolution).
+    pub callback_settings: Option<Value>,
+    /// `assistant_settings`, kept as is (after `os.environ/` resolution).
+    pub assistant_settings: Option<Value>,
+}
+
+/// One `model_list` entry: a deployment of a model group.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ModelEntry {
+    /// The model group (public model name) clients ask for.
+    #[serde(deserialize_with = "lenient::req_string")]
+    pub model_name: String,
+    /// How to call the deployment.
+    pub litellm_params: LitellmParams,
+    /// Free-form metadata (`id`, `mode`, `base_model`, ...). Empty when absent.
+    #[serde(default, deserialize_with = "lenient::null_default")]
+    pub model_info: Map<String, Value>,
+}
+
+/// `litellm_params` of a `model_list` entry.
+///
+/// Keys that are not typed here are provider-specific and land in [`LitellmParams::other`]
+/// without a warning.
+#[derive(Clone, Default)]
+pub struct LitellmParams {
+    /// `provider/model` (or a bare model name for OpenAI); required.
+    pub model: String,
+    /// Upstream base URL.
+    pub api_base: Option<String>,
+    /// Upstream credential.
+    pub api_key: Option<Secret>,
+    /// API version (Azure).
+    pub api_version: Option<String>,
+    /// Request timeout in seconds.
+    pub timeout: Option<f64>,
+    /// Timeout in seconds for streaming requests.
+    pub stream_timeout: Option<f64>,
+    /// Retries for this deployment.
+    pub max_retries: Option<u32>,
+    /// Requests-per-minute limit.
+    pub rpm: Option<u64>,
+    /// Tokens-per-minute limit.
+    pub tpm: Option<u64>,
+    /// Weight for weighted shuffle routing.
+    pub weight: Option<f64>,
+    /// Priority order (lower first).
+    pub order: Option<u32>,
+    /// Cost per input token, in dollars.
+    pub input_cost_per_token: Option<f64>,
+    /// Cost per output token, in dollars.
+    pub output_cost_per_token: Option<f64>,
+    /// Tags for tag-based routing. Empty when absent.
+    pub tags: Vec<String>,
+    /// Concurrency limit for this deployment.
+    pub max_parallel_requests: Option<u32>,
+    /// Every other key (provider-specific: `aws_*`, `vertex_*`, `region_name`, `extra_headers`,
+    /// `mock_timeout`, ...).
+    pub other: Map<String, Value>,
+}
+
+/// `litellm_settings`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct LitellmSettings {
+    /// Drop request params the provider does not support.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub drop_params: Option<bool>,
+    /// Retries per request.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub num_retries: Option<u32>,
+    /// Request timeout in seconds.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub request_timeout: Option<f64>,
+    /// Telemetry switch.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub telemetry: Option<bool>,
+    /// Callbacks on success.
+    pub success_callback: Option<Vec<String>>,
+    /// Callbacks on failure.
+    pub failure_callback: Option<Vec<String>>,
+    /// Callbacks on both.
+    pub callbacks: Option<Vec<String>>,
+    /// Fallbacks on any error.
+    pub fallbacks: Option<Fallbacks>,
+    /// Fallbacks on context-window errors.
+    pub context_window_fallbacks: Option<Fallbacks>,
+    /// Fallbacks on content-policy errors.
+    pub content_policy_fallbacks: Option<Fallbacks>,
+    /// Fallbacks for every model group.
+    pub default_fallbacks: Option<Vec<String>>,
+    /// Response caching switch.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub cache: Option<bool>,
+    /// Response cache settings.
+    pub cache_params: Option<CacheParams>,
+    /// TTL in seconds of the in-memory cache.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub default_in_memory_ttl: Option<f64>,
+    /// Verbose logging.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub set_verbose: Option<bool>,
+    /// JSON logs.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub json_logs: Option<bool>,
+    /// Failures per minute before a deployment cools down.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub allowed_fails: Option<u32>,
+    /// Cooldown in seconds.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub cooldown_time: Option<f64>,
+    /// Maximum fallbacks tried per request.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub max_fallbacks: Option<u32>,
+    /// Let LiteLLM modify params for provider compatibility.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub modify_params: Option<bool>,
+    /// Do not log message contents.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub turn_off_message_logging: Option<bool>,
+    /// Redact user API key info from logs.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub redact_user_api_key_info: Option<bool>,
+    /// Proxy-wide budget in dollars.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub max_budget: Option<f64>,
+    /// Budget reset period (`30d`, `1h`, ...).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub budget_duration: Option<String>,
+    /// Per-team settings (shape varies; may hold credentials).
+    pub default_team_settings: Option<Value>,
+    /// Preview features switch.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub enable_preview_features: Option<bool>,
+    /// Return upstream response headers.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub return_response_headers: Option<bool>,
+}
+
+/// `litellm_settings.cache_params`. Keys not typed here land in [`CacheParams::other`].
+#[derive(Clone, Default)]
+pub struct CacheParams {
+    /// `type`: `local`, `redis`, `redis-semantic`, `s3`, ...
+    pub type_: Option<String>,
+    /// Cache host.
+    pub host: Option<String>,
+    /// Cache port (a number or a numeric string).
+    pub port: Option<u16>,
+    /// Cache password.
+    pub password: Option<Secret>,
+    /// Cache URL (may embed credentials).
+    pub url: Option<Secret>,
+    /// Entry TTL in seconds.
+    pub ttl: Option<f64>,
+    /// Key namespace.
+    pub namespace: Option<String>,
+    /// Call types that are cached.
+    pub supported_call_types: Option<Vec<String>>,
+    /// Every other key.
+    pub other: Map<String, Value>,
+}
+
+/// `router_settings`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RouterSettings {
+    /// One of [`ROUTING_STRATEGIES`].
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub routing_strategy: Option<String>,
+    /// Strategy-specific arguments.
+    pub routing_strategy_args: Option<Value>,
+    /// Retries per request.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub num_retries: Option<u32>,
+    /// Request timeout in seconds.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub timeout: Option<f64>,
+    /// Streaming timeout in seconds.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub stream_timeout: Option<f64>,
+    /// Minimum seconds before a retry.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub retry_after: Option<f64>,
+    /// Retries per error class (`AuthenticationErrorRetries`, ...).
+    pub retry_policy: Option<BTreeMap<String, u32>>,
+    /// Failures per minute before a deployment cools down.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub allowed_fails: Option<u32>,
+    /// Allowed failures per error class.
+    pub allowed_fails_policy: Option<BTreeMap<String, u32>>,
+    /// Cooldown in seconds.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub cooldown_time: Option<f64>,
+    /// Disable cooldowns entirely.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub disable_cooldowns: Option<bool>,
+    /// Fallbacks on any error.
+    pub fallbacks: Option<Fallbacks>,
+    /// Fallbacks on context-window errors.
+    pub context_window_fallbacks: Option<Fallbacks>,
+    /// Fallbacks on content-policy errors.
+    pub content_policy_fallbacks: Option<Fallbacks>,
+    /// Fallbacks for every model group.
+    pub default_fallbacks: Option<Vec<String>>,
+    /// Maximum fallbacks tried per request.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub max_fallbacks: Option<u32>,
+    /// Check context window / region before picking a deployment.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub enable_pre_call_checks: Option<bool>,
+    /// Alias → model group: a string, or `{model: <group>, hidden: <bool>}`.
+    pub model_group_alias: Option<BTreeMap<String, Value>>,
+    /// Redis host for shared router state.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub redis_host: Option<String>,
+    /// Redis port (a number or a numeric string).
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub redis_port: Option<u16>,
+    /// Redis password.
+    #[serde(deserialize_with = "lenient::opt_secret")]
+    pub redis_password: Option<Secret>,
+    /// Redis URL (may embed credentials).
+    #[serde(deserialize_with = "lenient::opt_secret")]
+    pub redis_url: Option<Secret>,
+    /// Default concurrency limit per deployment.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub default_max_parallel_requests: Option<u32>,
+    /// Cache responses in the router.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub cache_responses: Option<bool>,
+    /// Per-provider budgets (shape varies).
+    pub provider_budget_config: Option<Value>,
+    /// Enable tag-based routing.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub enable_tag_filtering: Option<bool>,
+    /// With tag filtering, match deployments having any (not all) of the tags.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub tag_filtering_match_any: Option<bool>,
+}
+
+/// `general_settings`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct GeneralSettings {
+    /// The proxy's admin key.
+    #[serde(deserialize_with = "lenient::opt_secret")]
+    pub master_key: Option<Secret>,
+    /// Database URL (embeds credentials).
+    #[serde(deserialize_with = "lenient::opt_secret")]
+    pub database_url: Option<Secret>,
+    /// Store models added through the API in the database.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub store_model_in_db: Option<bool>,
+    /// Budget rescheduler minimum interval, seconds.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub proxy_budget_rescheduler_min_time: Option<u64>,
+    /// Budget rescheduler maximum interval, seconds.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub proxy_budget_rescheduler_max_time: Option<u64>,
+    /// Spend batch-write interval, seconds.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub proxy_batch_write_at: Option<u64>,
+    /// Database connection pool size.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub database_connection_pool_limit: Option<u32>,
+    /// Database connection timeout, seconds.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub database_connection_timeout: Option<f64>,
+    /// Pass-through endpoint definitions (headers may hold credentials).
+    pub pass_through_endpoints: Option<Value>,
+    /// Honour `mock_testing_*` / `mock_timeout` request params.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub dangerously_allow_mock_testing_request_params: Option<bool>,
+    /// Full `/health/readiness` details without auth.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub allow_public_health_readiness_details: Option<bool>,
+    /// Run health checks in the background.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub background_health_checks: Option<bool>,
+    /// Background health check interval, seconds.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub health_check_interval: Option<u64>,
+    /// Alerting integrations (`slack`, ...).
+    pub alerting: Option<Vec<String>>,
+    /// Maximum request body size, MB.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub max_request_size_mb: Option<f64>,
+    /// Maximum response body size, MB.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub max_response_size_mb: Option<f64>,
+    /// Do not write spend logs.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub disable_spend_logs: Option<bool>,
+    /// Routes allowed on the proxy (shape varies).
+    pub allowed_routes: Option<Value>,
+    /// Admin-only routes (shape varies).
+    pub admin_only_routes: Option<Value>,
+    /// Require the `user` request param.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub enforce_user_param: Option<bool>,
+    /// Custom auth hook (`module.function`).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub custom_auth: Option<String>,
+    /// Buffer spend updates in a Redis transaction.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub use_redis_transaction_buffer: Option<bool>,
+    /// Slow-request alert threshold, seconds.
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub alerting_threshold: Option<f64>,
+    /// Infer the model from the key.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub infer_model_from_keys: Option<bool>,
+    /// Never return the master key from key endpoints.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub disable_master_key_return: Option<bool>,
+    /// Spend log retention (`30d`, ...).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub maximum_spend_logs_retention_period: Option<String>,
+    /// Header carrying the end-user id.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub user_header_name: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Debug with redaction
+// ---------------------------------------------------------------------------------------------
+
+/// Debug output of free-form values that may hold credentials: structure, keys, numbers and
+/// booleans are shown, every string is printed as `*****`.
+trait RedactDebug {
+    fn fmt_redacted(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
+
+struct Redacted<'a, T: ?Sized>(&'a T);
+
+impl<T: RedactDebug + ?Sized> fmt::Debug for Redacted<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt_redacted(f)
+    }
+}
+
+impl RedactDebug for Value {
+    fn fmt_redacted(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Null => f.write_str("null"),
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Number(n) => write!(f, "{n}"),
+            Self::String(_) => f.write_str("\"*****\""),
+            Self::Array(items) => f.debug_list().entries(items.iter().map(Redacted)).finish(),
+            Self::Object(map) => map.fmt_redacted(f),
+        }
+    }
+}
+
+impl RedactDebug for Map<String, Value> {
+    fn fmt_redacted(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(k, v)| (k, Redacted(v))))
+            .finish()
+    }
+}
+
+impl RedactDebug for BTreeMap<String, String> {
+    fn fmt_redacted(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.keys().map(|k| (k, "*****")))
+            .finish()
+    }
+}
+
+impl<T: RedactDebug> RedactDebug for Option<T> {
+    fn fmt_redacted(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Some(v) => {
+                f.write_str("Some(")?;
+                v.fmt_redacted(f)?;
+                f.write_str(")")
+            }
+            None => f.write_str("None"),
+        }
+    }
+}
+
+/// `Debug` for a struct whose `redact` fields go through [`RedactDebug`]. The destructuring is
+/// exhaustive, so adding a field without listing it here does not compile.
+macro_rules! redacting_debug {
+    ($ty:ident { $($plain:ident),* $(,)? } redact { $($red:ident),* $(,)? }) => {
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let Self { $($plain,)* $($red,)* } = self;
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($plain), $plain))*
+                    $(.field(stringify!($red), &Redacted($red)))*
+                    .finish()
+            }
+        }
+    };
+}
+
+redacting_debug!(Config {
+    model_list, litellm_settings, router_settings, general_settings,
+} redact {
+    environment_variables, finetune_settings, files_settings, guardrails, credential_list,
+    mcp_servers, callback_settings, assistant_settings,
+});
+
+redacting_debug!(LitellmParams {
+    model, api_base, api_key, api_version, timeout, stream_timeout, max_retries, rpm, tpm,
+    weight, order, input_cost_per_token, output_cost_per_token, tags, max_parallel_requests,
+} redact { other });
+
+redacting_debug!(CacheParams {
+    type_, host, port, password, url, ttl, namespace, supported_call_types,
+} redact { other });
+
+redacting_debug!(GeneralSettings {
+    master_key, database_url, store_model_in_db, proxy_budget_rescheduler_min_time,
+    proxy_budget_rescheduler_max_time, proxy_batch_write_at, database_connection_pool_limit,
+    database_connection_timeout, dangerously_allow_mock_testing_request_params,
+    allow_public_health_readiness_details, background_health_checks, health_check_interval,
+    alerting, max_request_size_mb, max_response_size_mb, disable_spend_logs, allowed_routes,
+    admin_only_routes, enforce_user_param, custom_auth, use_redis_transaction_buffer,
+    alerting_threshold, infer_model_from_keys, disable_master_key_return,
+    maximum_spend_logs_retention_period, user_header_name,
+} redact { pass_through_endpoints });
+
+// ---------------------------------------------------------------------------------------------
+// Lenient deserializers
+// ---------------------------------------------------------------------------------------------
+
+/// Field deserializers that accept what LiteLLM (Python) accepts: `True`/`False` strings as
+/// booleans, numeric strings as numbers, scalars as strings, and `null` as absent. Error messages
+/// never contain the offending string (it may come from an environment variable).
+mod lenient {
+    use super::{
+        de, Deserialize, DeserializeOwned, Deserializer, FromStr, Secret, Unexpected, Value,
+    };
+
+    pub(super) fn unexpected(v: &Value) -> Unexpected<'_> {
+        match v {
+            Value::Null => Unexpected::Unit,
+            Value::Bool(b) => Unexpected::Bool(*b),
+            Value::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    Unexpected::Unsigned(u)
+                } else if let Some(i) = n.as_i64() {
+                    Unexpected::Signed(i)
+                } else {
+                    Unexpected::Float(n.as_f64().unwrap_or(f64::NAN))
+                }
+            }
+            Value::String(_) => Unexpected::Other("a string"),
+            Value::Array(_) => Unexpected::Seq,
+            Value::Object(_) => Unexpected::Map,
+        }
+    }
+
+    pub(super) fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(None),
+            Value::Bool(b) => Ok(Some(b)),
+            Value::String(s) => {
+                let s = s.trim();
+                if s.eq_ignore_ascii_case("true") {
+                    Ok(Some(true))
+                } else if s.eq_ignore_ascii_case("false") {
+                    Ok(Some(false))
+                } else {
+                    Err(de::Error::custom(
+                        "expected a boolean (true/false), found another string",
+                    ))
+                }
+            }
+            other => Err(de::Error::invalid_type(unexpected(&other), &"a boolean")),
+        }
+    }
+
+    pub(super) fn opt_num<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: FromStr + DeserializeOwned,
+    {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(None),
+            Value::String(s) => s.trim().parse::<T>().map(Some).map_err(|_| {
+                de::Error::custom(format!(
+                    "expected {}, found a string that is not one",
+                    std::any::type_name::<T>()
+                ))
+            }),
+            other => T::deserialize(other).map(Some).map_err(de::Error::custom),
+        }
+    }
+
+    pub(super) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(s)),
+            Value::Bool(b) => Ok(Some(b.to_string())),
+            Value::Number(n) => Ok(Some(n.to_string())),
+            other => Err(de::Error::invalid_type(unexpected(&other), &"a string")),
+        }
+    }
+
+    pub(super) fn req_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        opt_string(d)?.ok_or_else(|| de::Error::invalid_type(Unexpected::Unit, &"a string"))
+    }
+
+    pub(super) fn opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+        opt_string(d).map(|s| s.map(Secret::new))
+    }
+
+    pub(super) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Default + Deserialize<'de>,
+    {
+        Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+    }
+
+    /// Newtype wrappers for hand-written visitors (`map.next_value::<Num<f64>>()`).
+    pub(super) struct Num<T>(pub(super) Option<T>);
+    impl<'de, T: FromStr + DeserializeOwned> Deserialize<'de> for Num<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            opt_num(d).map(Self)
+        }
+    }
+
+    pub(super) struct Str(pub(super) Option<String>);
+    impl<'de> Deserialize<'de> for Str {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            opt_string(d).map(Self)
+        }
+    }
+
+    pub(super) struct Sec(pub(super) Option<Secret>);
+    impl<'de> Deserialize<'de> for Sec {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            opt_secret(d).map(Self)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LitellmParams {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LitellmParams;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of litellm_params")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LitellmParams, A::Error> {
+                use lenient::{Num, Sec, Str};
+                let mut p = LitellmParams::default();
+                let mut model = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "model" => model = map.next_value::<Str>()?.0,
+                        "api_base" => p.api_base = map.next_value::<Str>()?.0,
+                        "api_key" => p.api_key = map.next_value::<Sec>()?.0,
+                        "api_version" => p.api_version = map.next_value::<Str>()?.0,
+                        "timeout" => p.timeout = map.next_value::<Num<_>>()?.0,
+                        "stream_timeout" => p.stream_timeout = map.next_value::<Num<_>>()?.0,
+                        "max_retries" => p.max_retries = map.next_value::<Num<_>>()?.0,
+                        "rpm" => p.rpm = map.next_value::<Num<_>>()?.0,
+                        "tpm" => p.tpm = map.next_value::<Num<_>>()?.0,
+                        "weight" => p.weight = map.next_value::<Num<_>>()?.0,
+                        "order" => p.order = map.next_value::<Num<_>>()?.0,
+                        "input_cost_per_token" => {
+                            p.input_cost_per_token = map.next_value::<Num<_>>()?.0;
+                        }
+                        "output_cost_per_token" => {
+                            p.output_cost_per_token = map.next_value::<Num<_>>()?.0;
+                        }
+                        "tags" => {
+                            p.tags = map.next_value::<Option<Vec<String>>>()?.unwrap_or_default();
+                        }
+                        "max_parallel_requests" => {
+                            p.max_parallel_requests = map.next_value::<Num<_>>()?.0;
+                        }
+                        _ => {
+                            let v: Value = map.next_value()?;
+                            p.other.insert(key, v);
+                        }
+                    }
+                }
+                p.model = model.ok_or_else(|| de::Error::missing_field("model"))?;
+                Ok(p)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for CacheParams {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CacheParams;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of cache_params")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CacheParams, A::Error> {
+                use lenient::{Num, Sec, Str};
+                let mut p = CacheParams::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "type" => p.type_ = map.next_value::<Str>()?.0,
+                        "host" => p.host = map.next_value::<Str>()?.0,
+                        "port" => p.port = map.next_value::<Num<_>>()?.0,
+                        "password" => p.password = map.next_value::<Sec>()?.0,
+                        "url" => p.url = map.next_value::<Sec>()?.0,
+                        "ttl" => p.ttl = map.next_value::<Num<_>>()?.0,
+                        "namespace" => p.namespace = map.next_value::<Str>()?.0,
+                        "supported_call_types" => p.supported_call_types = map.next_value()?,
+                        _ => {
+                            let v: Value = map.next_value()?;
+                            p.other.insert(key, v);
+                        }
+                    }
+                }
+                Ok(p)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+impl Config {
+    /// Reads and loads the config at `path`, resolving `os.environ/NAME` from the config's
+    /// `environment_variables` and then the process environment. Errors name `path` as the file.
+    pub fn from_path(path: &Path) -> Result<Loaded, ConfigErrors> {
+        Self::from_path_with_env(path, &process_env)
+    }
+
+    /// [`Config::from_path`] with an injected environment lookup instead of the process
+    /// environment.
+    pub fn from_path_with_env(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Loaded, ConfigErrors> {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::from_yaml_str_with_env(&text, &file, env),
+            Err(e) => Err(ConfigErrors(vec![ConfigError::new(
+                file,
+                "",
+                format!("cannot read the config file: {e}"),
+            )])),
+        }
+    }
+
+    /// Loads a config from YAML text; `origin` names the source in errors. `os.environ/NAME`
+    /// resolves from the config's `environment_variables`, then the process environment.
+    pub fn from_yaml_str(text: &str, origin: &str) -> Result<Loaded, ConfigErrors> {
+        Self::from_yaml_str_with_env(text, origin, &process_env)
+    }
+
+    /// Loads a config from YAML text with an injected environment lookup: `os.environ/NAME`
+    /// resolves from the config's `environment_variables`, then `env(NAME)`.
+    pub fn from_yaml_str_with_env(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Loaded, ConfigErrors> {
+        let mut loader = Loader {
+            file: origin,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            resolved: Vec::new(),
+        };
+        let config = loader.load(text, env);
+        loader.redact_errors();
+        tracing::debug!(
+            origin,
+            models = config.model_list.len(),
+            warnings = loader.warnings.len(),
+            errors = loader.errors.len(),
+            "parsed LiteLLM config"
+        );
+        if loader.errors.is_empty() {
+            Ok(Loaded {
+                config,
+                warnings: loader.warnings,
+            })
+        } else {
+            Err(ConfigErrors(loader.errors))
+        }
+    }
+
+    /// The entries of model group `name`, in config order.
+    pub fn deployments<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a ModelEntry> + 'a {
+        self.model_list.iter().filter(move |m| m.model_name == name)
+    }
+}
+
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+struct Loader<'a> {
+    file: &'a str,
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+    /// (key path, value) of every resolved `os.environ/` reference, to mask them in errors.
+    resolved: Vec<(String, String)>,
+}
+
+/// Appends a map key to a path: `.key`, or `["key"]` when the key would be ambiguous.
+fn push_key(path: &str, key: &str) -> String {
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | '*' | ':' | '@'));
+    let seg = if plain {
+        key.to_owned()
+    } else {
+        format!("[{}]", Value::String(key.to_owned()))
+    };
+    if path.is_empty() {
+        seg
+    } else if plain {
+        format!("{path}.{seg}")
+    } else {
+        format!("{path}{seg}")
+    }
+}
+
+fn push_index(path: &str, index: usize) -> String {
+    format!("{path}[{index}]")
+}
+
+fn tracked_path(prefix: &str, path: &serde_path_to_error::Path) -> String {
+    let mut out = prefix.to_owned();
+    for seg in path {
+        out = match seg {
+            serde_path_to_error::Segment::Seq { index } => push_index(&out, *index),
+            serde_path_to_error::Segment::Map { key } => push_key(&out, key),
+            serde_path_to_error::Segment::Enum { variant } => push_key(&out, variant),
+            serde_path_to_error::Segment::Unknown => push_key(&out, "?"),
+        };
+    }
+    out
+}
+
+fn ignored_path(prefix: &str, path: &serde_ignored::Path<'_>) -> String {
+    match path {
+        serde_ignored::Path::Root => prefix.to_owned(),
+        serde_ignored::Path::Seq { parent, index } => {
+            push_index(&ignored_path(prefix, parent), *index)
+        }
+        serde_ignored::Path::Map { parent, key } => push_key(&ignored_path(prefix, parent), key),
+        serde_ignored::Path::Some { parent }
+        | serde_ignored::Path::NewtypeStruct { parent }
+        | serde_ignored::Path::NewtypeVariant { parent } => ignored_path(prefix, parent),
+    }
+}
+
+/// Sort key of an error: sections in the usual file order, `model_list` entries by index.
+fn error_rank(key: &str) -> (usize, usize) {
+    const ORDER: &[&str] = &[
+        "",
+        "environment_variables",
+        "model_list",
+        "litellm_settings",
+        "router_settings",
+        "general_settings",
+    ];
+    let end = key.find(['.', '[']).unwrap_or(key.len());
+    let section = &key[..end];
+    let rank = ORDER
+        .iter()
+        .position(|s| *s == section)
+        .unwrap_or(ORDER.len());
+    let index = key[end..]
+        .strip_prefix('[')
+        .and_then(|rest| rest.split(']').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    (rank, index)
+}
+
+/// The field name of serde's "missing field `x`" message.
+fn missing_field(reason: &str) -> Option<&str> {
+    reason.strip_prefix("missing field `")?.strip_suffix('`')
+}
+
+fn yaml_error_reason(e: &serde_yaml_ng::Error) -> String {
+    let msg = e.to_string();
+    match e.location() {
+        Some(loc) if !msg.contains("line ") => {
+            format!(
+                "invalid YAML: {msg} at line {} column {}",
+                loc.line(),
+                loc.column()
+            )
+        }
+        _ => format!("invalid YAML: {msg}"),
+    }
+}
+
+impl Loader<'_> {
+    fn error(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.errors.push(ConfigError::new(self.file, key, reason));
+    }
+
+    fn load(&mut self, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Config {
+        let mut config = Config::default();
+        let mut yaml: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error("", yaml_error_reason(&e));
+                return config;
+            }
+        };
+        if let Err(e) = yaml.apply_merge() {
+            self.error("", format!("invalid YAML merge key (<<): {e}"));
+            return config;
+        }
+        let mut root = match self.yaml_to_json(yaml, "") {
+            Value::Null => return config,
+            Value::Object(map) => map,
+            _ => {
+                self.error(
+                    "",
+                    "the top level must be a mapping of sections (model_list, ...)",
+                );
+                return config;
+            }
+        };
+
+        if let Some(v) = root.remove("environment_variables") {
+            config.environment_variables = self.environment_variables(v, env);
+        }
+        let section_env = config.environment_variables.clone();
+        let lookup = |name: &str| section_env.get(name).cloned().or_else(|| env(name));
+        for (key, value) in &mut root {
+            self.resolve(value, key, &lookup);
+        }
+
+        if let Some(v) = root.remove("model_list") {
+            config.model_list = self.model_list(&v);
+        }
+        if let Some(v) = root.remove("litellm_settings") {
+            config.litellm_settings = self.section(&v, "litellm_settings").unwrap_or_default();
+        }
+        if let Some(v) = root.remove("router_settings") {
+            config.router_settings = self.section(&v, "router_settings").unwrap_or_default();
+        }
+        if let Some(v) = root.remove("general_settings") {
+            config.general_settings = self.section(&v, "general_settings").unwrap_or_default();
+        }
+        for (key, value) in root {
+            match key.as_str() {
+                "finetune_settings" => config.finetune_settings = Some(value),
+                "files_settings" => config.files_settings = Some(value),
+                "guardrails" => config.guardrails = Some(value),
+                "credential_list" => config.credential_list = Some(value),
+                "mcp_servers" => config.mcp_servers = Some(value),
+                "callback_settings" => config.callback_settings = Some(value),
+                "assistant_settings" => config.assistant_settings = Some(value),
+                _ => {
+                    self.warnings.push(format!(
+                        "{}: unknown top-level section; ignored",
+                        push_key("", &key)
+                    ));
+                }
+            }
+        }
+        self.validate(&config);
+        // Report in file-section order (model entries by index); discovery order otherwise.
+        self.errors.sort_by_key(|e| error_rank(&e.key));
+        config
+    }
+
+    /// YAML → JSON: non-string keys are stringified, tags dropped, non-finite floats become the
+    /// strings `NaN`/`inf`/`-inf` (rejected later where a number is expected).
+    fn yaml_to_json(&mut self, v: serde_yaml_ng::Value, path: &str) -> Value {
+        use serde_yaml_ng::Value as Y;
+        match v {
+            Y::Null => Value::Null,
+            Y::Bool(b) => Value::Bool(b),
+            Y::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    Value::from(u)
+                } else if let Some(i) = n.as_i64() {
+                    Value::from(i)
+                } else {
+                    let f = n.as_f64().unwrap_or(f64::NAN);
+                    match serde_json::Number::from_f64(f) {
+                        Some(num) => Value::Number(num),
+                        None if f.is_nan() => Value::String("NaN".to_owned()),
+                        None if f > 0.0 => Value::String("inf".to_owned()),
+                        None => Value::String("-inf".to_owned()),
+                    }
+                }
+            }
+            Y::String(s) => Value::String(s),
+            Y::Sequence(seq) => Value::Array(
+                seq.into_iter()
+                    .enumerate()
+                    .map(|(i, item)| self.yaml_to_json(item, &push_index(path, i)))
+                    .collect(),
+            ),
+            Y::Mapping(mapping) => {
+                let mut out = Map::new();
+                for (k, item) in mapping {
+                    let key = match k {
+                        Y::String(s) => s,
+                        Y::Bool(b) => b.to_string(),
+                        Y::Number(n) => n.to_string(),
+                        Y::Null => "null".to_owned(),
+                        _ => {
+                            let where_ = if path.is_empty() {
+                                "the top level"
+                            } else {
+                                path
+                            };
+                            self.error(path, format!("a mapping key in {where_} is not a scalar"));
+                            continue;
+                        }
+                    };
+                    let child = push_key(path, &key);
+                    let value = self.yaml_to_json(item, &child);
+                    out.insert(key, value);
+                }
+                Value::Object(out)
+            }
+            Y::Tagged(tagged) => self.yaml_to_json(tagged.value, path),
+        }
+    }
+
+    fn environment_variables(
+        &mut self,
+        value: Value,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let map = match value {
+            Value::Null => return out,
+            Value::Object(map) => map,
+            _ => {
+                self.error("environment_variables", "must be a mapping of NAME: value");
+                return out;
+            }
+        };
+        for (name, v) in map {
+            let path = push_key("environment_variables", &name);
+            let s = match v {
+                Value::String(s) => match s.strip_prefix(ENV_PREFIX) {
+                    Some(var) => match self.lookup(var, &path, env) {
+                        Some(resolved) => resolved,
+                        None => continue,
+                    },
+                    None => s,
+                },
+                Value::Bool(b) => b.to_string(),
+                Value::Number(n) => n.to_string(),
+                Value::Null => {
+                    self.warnings.push(format!("{path}: no value; ignored"));
+                    continue;
+                }
+                Value::Array(_) | Value::Object(_) => {
+                    self.error(path, "must be a string, number or boolean");
+                    continue;
+                }
+            };
+            out.insert(name, s);
+        }
+        out
+    }
+
+    /// Looks up `var`, recording the resolution (for masking) or a warning when unset.
+    fn lookup(
+        &mut self,
+        var: &str,
+        path: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<String> {
+        let found = if var.is_empty() { None } else { env(var) };
+        match found {
+            Some(value) => {
+                self.resolved.push((path.to_owned(), value.clone()));
+                Some(value)
+            }
+            None => {
+                self.warnings.push(format!(
+                    "{path}: environment variable {var:?} (from {ENV_PREFIX}{var}) is not set; the key is treated as absent"
+                ));
+                None
+            }
+        }
+    }
+
+    /// Replaces every `os.environ/NAME` string in `value` (at `path`) by the variable's value,
+    /// or null when it is unset.
+    fn resolve(&mut self, value: &mut Value, path: &str, env: &dyn Fn(&str) -> Option<String>) {
+        match value {
+            Value::String(s) => {
+                if let Some(var) = s.strip_prefix(ENV_PREFIX) {
+                    let var = var.trim().to_owned();
+                    *value = self
+                        .lookup(&var, path, env)
+                        .map_or(Value::Null, Value::String);
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.resolve(item, &push_index(path, i), env);
+                }
+            }
+            Value::Object(map) => {
+                for (k, item) in map.iter_mut() {
+                    self.resolve(item, &push_key(path, k), env);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    /// Deserializes `value` as `T`, recording the first type error (with its exact key path) and
+    /// every unknown key (as a warning). `prefix` is the key path of `value`.
+    fn typed<T: DeserializeOwned>(&mut self, value: &Value, prefix: &str) -> Option<T> {
+        let mut track = serde_path_to_error::Track::new();
+        let mut unknown = Vec::new();
+        let result: Result<T, serde_json::Error> = {
+            let de = serde_path_to_error::Deserializer::new(value, &mut track);
+            serde_ignored::deserialize(de, |p| unknown.push(ignored_path(prefix, &p)))
+        };
+        for key in unknown {
+            self.warnings.push(format!("{key}: unknown key; ignored"));
+        }
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let key = tracked_path(prefix, &track.path());
+                let reason = e.to_string();
+                match missing_field(&reason) {
+                    Some(field) => self.error(push_key(&key, field), "required key is missing"),
+                    None => self.error(key, reason),
+                }
+                None
+            }
+        }
+    }
+
+    /// Deserializes a mapping section (or model entry); null is the default, anything but a
+    /// mapping is an error (serde would otherwise accept a list as a positional struct).
+    fn section<T: DeserializeOwned + Default>(&mut self, value: &Value, name: &str) -> Option<T> {
+        match value {
+            Value::Null => Some(T::default()),
+            Value::Object(_) => self.typed(value, name),
+            _ => {
+                self.error(name, "must be a mapping");
+                None
+            }
+        }
+    }
+
+    fn model_list(&mut self, value: &Value) -> Vec<ModelEntry> {
+        match value {
+            Value::Null => Vec::new(),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| match item {
+                    Value::Null => {
+                        self.error(push_index("model_list", i), "empty model entry");
+                        None
+                    }
+                    _ => self.section(item, &push_index("model_list", i)),
+                })
+                .collect(),
+            _ => {
+                self.error("model_list", "must be a list of model entries");
+                Vec::new()
+            }
+        }
+    }
+
+    // --- semantic validation ---------------------------------------------------------------
+
+    fn non_negative(&mut self, key: &str, value: Option<f64>) {
+        match value {
+            Some(v) if v.is_nan() => self.error(key, "must be a number, not NaN"),
+            Some(v) if v.is_infinite() => self.error(key, "must be a finite number"),
+            Some(v) if v < 0.0 => self.error(key, format!("must not be negative (got {v})")),
+            _ => {}
+        }
+    }
+
+    fn validate(&mut self, config: &Config) {
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        for (i, entry) in config.model_list.iter().enumerate() {
+            let at = push_index("model_list", i);
+            if entry.model_name.trim().is_empty() {
+                self.error(push_key(&at, "model_name"), "must not be empty");
+            }
+            let lp = &entry.litellm_params;
+            let params = push_key(&at, "litellm_params");
+            if lp.model.trim().is_empty() {
+                self.error(push_key(&params, "model"), "must not be empty");
+            }
+            if let Some(base) = &lp.api_base {
+                let lower = base.trim().to_ascii_lowercase();
+                if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                    self.error(
+                        push_key(&params, "api_base"),
+                        format!("must start with http:// or https:// (got {base:?})"),
+                    );
+                }
+            }
+            for (name, v) in [
+                ("timeout", lp.timeout),
+                ("stream_timeout", lp.stream_timeout),
+                ("weight", lp.weight),
+                ("input_cost_per_token", lp.input_cost_per_token),
+                ("output_cost_per_token", lp.output_cost_per_token),
+            ] {
+                self.non_negative(&push_key(&params, name), v);
+            }
+            if let Some(id) = entry.model_info.get("id") {
+                let key = push_key(&push_key(&at, "model_info"), "id");
+                let id = match id {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::Null => None,
+                    _ => {
+                        self.error(key.as_str(), "must be a string or a number");
+                        None
+                    }
+                };
+                if let Some(id) = id {
+                    if let Some(first) = ids.get(&id) {
+                        self.error(
+                            key,
+                            format!("duplicate id {id:?} (already used by model_list[{first}])"),
+                        );
+                    } else {
+                        ids.insert(id, i);
+                    }
+                }
+            }
+        }
+
+        let ls = &config.litellm_settings;
+        for (name, v) in [
+            ("request_timeout", ls.request_timeout),
+            ("default_in_memory_ttl", ls.default_in_memory_ttl),
+            ("cooldown_time", ls.cooldown_time),
+            ("max_budget", ls.max_budget),
+        ] {
+            self.non_negative(&push_key("litellm_settings", name), v);
+        }
+        if let Some(cp) = &ls.cache_params {
+            self.non_negative("litellm_settings.cache_params.ttl", cp.ttl);
+        }
+
+        let rs = &config.router_settings;
+        if let Some(strategy) = &rs.routing_strategy {
+            if !ROUTING_STRATEGIES.contains(&strategy.as_str()) {
+                self.error(
+                    "router_settings.routing_strategy",
+                    format!(
+                        "unknown routing strategy {strategy:?}; expected one of: {}",
+                        ROUTING_STRATEGIES.join(", ")
+                    ),
+                );
+            }
+        }
+        for (name, v) in [
+            ("timeout", rs.timeout),
+            ("stream_timeout", rs.stream_timeout),
+            ("retry_after", rs.retry_after),
+            ("cooldown_time", rs.cooldown_time),
+        ] {
+            self.non_negative(&push_key("router_settings", name), v);
+        }
+        if let Some(aliases) = &rs.model_group_alias {
+            for (alias, target) in aliases {
+                let ok = match target {
+                    Value::String(s) => !s.is_empty(),
+                    Value::Object(m) => {
+                        matches!(m.get("model"), Some(Value::String(s)) if !s.is_empty())
+                            && matches!(m.get("hidden"), None | Some(Value::Bool(_) | Value::Null))
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    self.error(
+                        push_key("router_settings.model_group_alias", alias),
+                        "must be a model group name or {model: <name>, hidden: <bool>}",
+                    );
+                }
+            }
+        }
+
+        let gs = &config.general_settings;
+        for (name, v) in [
+            (
+                "database_connection_timeout",
+                gs.database_connection_timeout,
+            ),
+            ("max_request_size_mb", gs.max_request_size_mb),
+            ("max_response_size_mb", gs.max_response_size_mb),
+            ("alerting_threshold", gs.alerting_threshold),
+        ] {
+            self.non_negative(&push_key("general_settings", name), v);
+        }
+    }
+
+    /// Masks resolved environment values in error reasons: always at the key the value was
+    /// resolved for (and below it), anywhere for values long enough not to be ambiguous.
+    fn redact_errors(&mut self) {
+        if self.resolved.is_empty() {
+            return;
+        }
+        for e in &mut self.errors {
+            for (path, value) in &self.resolved {
+                if value.is_empty() {
+                    continue;
+                }
+                let here = e.key == *path
+                    || e.key.starts_with(&format!("{path}."))
+                    || e.key.starts_with(&format!("{path}["));
+                if (here || value.len() >= 4) && e.reason.contains(value.as_str()) {
+                    e.reason = e.reason.replace(value.as_str(), "*****");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Loaded, ConfigErrors> {
+        Config::from_yaml_str_with_env(text, "test.yaml", &env_of(env))
+    }
+
+    fn load_ok(text: &str, env: &[(&str, &str)]) -> Loaded {
+        match load(text, env) {
+            Ok(l) => l,
+            Err(e) => panic!("unexpected errors:\n{e}"),
+        }
+    }
+
+    fn load_err(text: &str) -> Vec<ConfigError> {
+        match load(text, &[]) {
+            Ok(l) => panic!("expected errors, got {:?}", l.config),
+            Err(e) => e.0,
+        }
+    }
+
+    fn ci_template() -> String {
+        let path = "/work/shared/configs/litellm-ci.template.yaml";
+        std::fs::read_to_string(path)
+            .expect("CI template")
+            .replace("@MOCK@", "http://127.0.0.1:18001")
+            .replace("@DEAD@", "http://127.0.0.1:1")
+    }
+
+    #[test]
+    fn litellm_ci_config_loads() {
+        let text = ci_template();
+        let entries = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("- model_name:"))
+            .count();
+        assert!(entries > 20, "template has {entries} entries");
+        let loaded = load_ok(&text, &[("OPENAI_API_KEY", "sk-openai-from-env")]);
+        let c = &loaded.config;
+        assert_eq!(c.model_list.len(), entries);
+
+        let first = &c.model_list[0];
+        assert_eq!(first.model_name, "gpt-3.5-turbo-end-user-test");
+        assert_eq!(first.litellm_params.model, "gpt-3.5-turbo");
+        assert_eq!(
+            first.litellm_params.api_base.as_deref(),
+            Some("http://127.0.0.1:18001/v1")
+        );
+        assert_eq!(
+            first.litellm_params.api_key.as_ref().map(Secret::expose),
+            Some("sk-openai-from-env")
+        );
+        assert_eq!(
+            first.litellm_params.other.get("region_name"),
+            Some(&Value::from("eu"))
+        );
+        assert_eq!(first.model_info.get("id"), Some(&Value::from("1")));
+
+        let large = c.deployments("gpt-3.5-turbo-large").next().expect("large");
+        assert_eq!(large.litellm_params.rpm, Some(480));
+        assert_eq!(large.litellm_params.timeout, Some(300.0));
+        assert_eq!(large.litellm_params.stream_timeout, Some(60.0));
+
+        let bad = c.deployments("bad-model").next().expect("bad-model");
+        assert_eq!(
+            bad.litellm_params.other.get("mock_timeout"),
+            Some(&Value::Bool(true))
+        );
+        let fake4 = c
+            .deployments("fake-openai-endpoint-4")
+            .next()
+            .expect("fake4");
+        assert_eq!(
+            fake4.litellm_params.other.get("num_retries"),
+            Some(&Value::from(50))
+        );
+        assert_eq!(c.deployments("fake-openai-endpoint-3").count(), 2);
+
+        // Unset provider keys warn and become absent; the AWS entry keeps its other keys.
+        let anthropic = c.deployments("anthropic/*").next().expect("anthropic");
+        assert!(anthropic.litellm_params.api_key.is_none());
+        assert!(loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("litellm_params.api_key") && w.contains("ANTHROPIC_API_KEY")));
+        let bedrock = c.deployments("bedrock/*").next().expect("bedrock");
+        assert_eq!(
+            bedrock
+                .litellm_params
+                .other
+                .get("aws_bedrock_runtime_endpoint"),
+            Some(&Value::from("http://127.0.0.1:1"))
+        );
+        assert_eq!(
+            bedrock.litellm_params.other.get("aws_access_key_id"),
+            Some(&Value::Null)
+        );
+
+        let ls = &c.litellm_settings;
+        assert_eq!(ls.drop_params, Some(true));
+        assert_eq!(ls.telemetry, Some(false));
+        assert_eq!(ls.num_retries, Some(5));
+        assert_eq!(ls.request_timeout, Some(600.0));
+        assert_eq!(
+            ls.success_callback.as_deref(),
+            Some(&["prometheus".to_owned()][..])
+        );
+        let cwf = ls.context_window_fallbacks.as_ref().expect("cwf");
+        assert_eq!(
+            cwf[0]["gpt-3.5-turbo"],
+            vec!["gpt-3.5-turbo-large".to_owned()]
+        );
+
+        let rs = &c.router_settings;
+        assert_eq!(
+            rs.routing_strategy.as_deref(),
+            Some("usage-based-routing-v2")
+        );
+        assert_eq!(rs.enable_pre_call_checks, Some(true));
+        assert_eq!(
+            rs.model_group_alias
+                .as_ref()
+                .and_then(|m| m.get("my-special-fake-model-alias-name")),
+            Some(&Value::from("fake-openai-endpoint-3"))
+        );
+
+        let gs = &c.general_settings;
+        assert_eq!(gs.master_key.as_ref().map(Secret::expose), Some("sk-1234"));
+        assert!(gs
+            .master_key
+            .as_ref()
+            .expect("master key")
+            .matches("sk-1234"));
+        assert_eq!(gs.store_model_in_db, Some(true));
+        assert_eq!(gs.proxy_budget_rescheduler_min_time, Some(60));
+        assert_eq!(gs.proxy_budget_rescheduler_max_time, Some(64));
+        assert_eq!(gs.proxy_batch_write_at, Some(1));
+        assert_eq!(gs.database_connection_pool_limit, Some(10));
+        assert_eq!(gs.dangerously_allow_mock_testing_request_params, Some(true));
+        assert_eq!(gs.allow_public_health_readiness_details, Some(true));
+        let pte = gs.pass_through_endpoints.as_ref().expect("pass-through");
+        assert_eq!(pte[0]["path"], "/v1/rerank");
+
+        let ft = c.finetune_settings.as_ref().expect("finetune_settings");
+        assert_eq!(ft[0]["api_key"], "sk-openai-from-env");
+        assert!(c.files_settings.is_some());
+        // Known sections and provider-specific params never produce unknown-key warnings.
+        assert!(
+            loaded.warnings.iter().all(|w| !w.contains("unknown")),
+            "{:?}",
+            loaded.warnings
+        );
+
+        // Secrets never appear in Debug output.
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("sk-1234"), "{debug}");
+        assert!(!debug.contains("sk-openai-from-env"));
+        assert!(!debug.contains("my-fake-key"));
+        assert!(debug.contains("gpt-3.5-turbo-large"));
+    }
+
+    #[test]
+    fn from_path_reads_and_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("llmgate-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, ci_template()).expect("write");
+        let loaded =
+            Config::from_path_with_env(&path, &env_of(&[("OPENAI_API_KEY", "k")])).expect("loads");
+        assert!(!loaded.config.model_list.is_empty());
+
+        std::fs::write(&path, "model_list: [{model_name: x}]\n").expect("write");
+        let errs = Config::from_path(&path).expect_err("missing litellm_params");
+        assert_eq!(errs.0[0].file, path.display().to_string());
+        assert_eq!(errs.0[0].key, "model_list[0].litellm_params");
+
+        let missing = dir.join("nope.yaml");
+        let errs = Config::from_path(&missing).expect_err("no file");
+        assert_eq!(errs.0.len(), 1);
+        assert_eq!(errs.0[0].key, "");
+        assert!(errs.0[0].reason.contains("cannot read"));
+        assert!(errs.to_string().starts_with(&missing.display().to_string()));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn empty_file_is_an_empty_config() {
+        for text in ["", "\n", "# only a comment\n", "---\n"] {
+            let loaded = load_ok(text, &[]);
+            assert!(loaded.config.model_list.is_empty());
+            assert!(loaded.warnings.is_empty());
+        }
+        let loaded = load_ok("model_list:\nlitellm_settings:\nrouter_settings:\n", &[]);
+        assert!(loaded.config.model_list.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_warn_with_their_path() {
+        let loaded = load_ok(
+            "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, aws_region_name: x}\n    modle_info: {}\n\
+             router_settings:\n  foo_bar: 1\n  routing_strategy: simple-shuffle\n\
+             litellm_settings:\n  nested_unknown: {a: 1}\n\
+             general_settings:\n  master_key: sk-1\n  weird: true\n\
+             some_new_section: {}\n",
+            &[],
+        );
+        let w = &loaded.warnings;
+        assert!(
+            w.iter().any(|w| w.starts_with("router_settings.foo_bar:")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("litellm_settings.nested_unknown:")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter().any(|w| w.starts_with("general_settings.weird:")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter().any(|w| w.starts_with("model_list[0].modle_info:")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter().any(|w| w.starts_with("some_new_section:")),
+            "{w:?}"
+        );
+        // Provider-specific litellm_params keys are not warned about.
+        assert!(!w.iter().any(|w| w.contains("aws_region_name")), "{w:?}");
+        assert_eq!(w.len(), 5, "{w:?}");
+        assert_eq!(
+            loaded.config.model_list[0]
+                .litellm_params
+                .other
+                .get("aws_region_name"),
+            Some(&Value::from("x"))
+        );
+    }
+
+    #[test]
+    fn every_bad_entry_is_reported() {
+        let errs = load_err(
+            "model_list:\n\
+             - model_name: a\n  litellm_params: {model: openai/a, timeout: soon}\n\
+             - model_name: b\n  litellm_params: {model: openai/b}\n\
+             - model_name: c\n  litellm_params: {model: openai/c}\n\
+             - model_name: d\n  litellm_params: {model: openai/d, rpm: -5}\n\
+             - litellm_params: {model: openai/e}\n\
+             - model_name: f\n  litellm_params: {api_base: http://x}\n\
+             router_settings:\n  num_retries: many\n\
+             general_settings:\n  store_model_in_db: maybe\n",
+        );
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "model_list[0].litellm_params.timeout",
+                "model_list[3].litellm_params.rpm",
+                "model_list[4].model_name",
+                "model_list[5].litellm_params.model",
+                "router_settings.num_retries",
+                "general_settings.store_model_in_db",
+            ],
+            "{errs:?}"
+        );
+        assert!(errs.iter().all(|e| e.file == "test.yaml"));
+        assert_eq!(errs[2].reason, "required key is missing");
+        let text = ConfigErrors(errs.clone()).to_string();
+        assert_eq!(text.lines().count(), errs.len());
+        assert!(
+            text.starts_with("test.yaml: model_list[0].litellm_params.timeout: "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn semantic_errors() {
+        let errs = load_err(
+            "model_list:\n\
+             - model_name: a\n  litellm_params: {model: openai/a, timeout: -1, weight: .nan}\n  model_info: {id: x1}\n\
+             - model_name: ''\n  litellm_params: {model: openai/b, api_base: ftp://host}\n  model_info: {id: x1}\n\
+             - model_name: c\n  litellm_params: {model: openai/c, stream_timeout: '-0.5'}\n\
+             litellm_settings:\n  request_timeout: -3\n  cooldown_time: NaN\n\
+             router_settings:\n  model_group_alias: {ok: a, ok2: {model: a, hidden: true}, bad: 3}\n",
+        );
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        for k in [
+            "model_list[0].litellm_params.timeout",
+            "model_list[0].litellm_params.weight",
+            "model_list[1].model_name",
+            "model_list[1].litellm_params.api_base",
+            "model_list[1].model_info.id",
+            "model_list[2].litellm_params.stream_timeout",
+            "litellm_settings.request_timeout",
+            "litellm_settings.cooldown_time",
+            "router_settings.model_group_alias.bad",
+        ] {
+            assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        }
+        assert_eq!(errs.len(), 9, "{errs:?}");
+        let dup = errs
+            .iter()
+            .find(|e| e.key == "model_list[1].model_info.id")
+            .expect("dup");
+        assert!(dup.reason.contains("model_list[0]"), "{}", dup.reason);
+    }
+
+    #[test]
+    fn invalid_yaml_reports_line() {
+        let errs = load_err("model_list:\n  - model_name: a\n    litellm_params: [unclosed\n");
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].key, "");
+        assert!(errs[0].reason.contains("line"), "{}", errs[0].reason);
+        let errs = load_err("model_list:\n  - model_name: a\n bad indent: x\n");
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].reason.contains("line 3"), "{}", errs[0].reason);
+        assert!(errs[0].to_string().starts_with("test.yaml: invalid YAML"));
+    }
+
+    #[test]
+    fn top_level_must_be_a_mapping() {
+        let errs = load_err("- a\n- b\n");
+        assert_eq!(errs.len(), 1);
+        let errs = load_err("model_list: {a: 1}\nrouter_settings: [1]\n");
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["model_list", "router_settings"]);
+    }
+
+    #[test]
+    fn unset_env_var_warns_and_is_absent() {
+        let loaded = load_ok(
+            "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/a\n      api_key: os.environ/MISSING_KEY\n\
+             general_settings:\n  master_key: os.environ/MASTER\n",
+            &[("MASTER", "sk-master-secret-value")],
+        );
+        let lp = &loaded.config.model_list[0].litellm_params;
+        assert!(lp.api_key.is_none());
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        let w = &loaded.warnings[0];
+        assert!(
+            w.starts_with("model_list[0].litellm_params.api_key:"),
+            "{w}"
+        );
+        assert!(w.contains("MISSING_KEY"), "{w}");
+        let mk = loaded
+            .config
+            .general_settings
+            .master_key
+            .as_ref()
+            .expect("mk");
+        assert_eq!(mk.expose(), "sk-master-secret-value");
+        assert!(loaded
+            .warnings
+            .iter()
+            .all(|w| !w.contains("sk-master-secret-value")));
+    }
+
+    #[test]
+    fn environment_variables_section_takes_precedence() {
+        let text = "environment_variables:\n  OPENAI_API_KEY: from-section\n  REDIS_PORT: 6380\n  FLAG: True\n\
+                    model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/a\n      api_key: os.environ/OPENAI_API_KEY\n\
+                    router_settings:\n  redis_port: os.environ/REDIS_PORT\n  redis_host: os.environ/REDIS_HOST\n  cache_responses: os.environ/FLAG\n";
+        let loaded = load_ok(
+            text,
+            &[
+                ("OPENAI_API_KEY", "from-process"),
+                ("REDIS_HOST", "redis.local"),
+            ],
+        );
+        let c = &loaded.config;
+        assert_eq!(
+            c.model_list[0]
+                .litellm_params
+                .api_key
+                .as_ref()
+                .map(Secret::expose),
+            Some("from-section")
+        );
+        assert_eq!(
+            c.environment_variables
+                .get("REDIS_PORT")
+                .map(String::as_str),
+            Some("6380")
+        );
+        assert_eq!(
+            c.environment_variables.get("FLAG").map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(c.router_settings.redis_port, Some(6380));
+        assert_eq!(c.router_settings.redis_host.as_deref(), Some("redis.local"));
+        assert_eq!(c.router_settings.cache_responses, Some(true));
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        // Environment variable values are masked in Debug output too.
+        assert!(!format!("{c:?}").contains("from-section"));
+    }
+
+    #[test]
+    fn invalid_routing_strategy_is_an_error() {
+        let errs = load_err("router_settings:\n  routing_strategy: fastest-please\n");
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].key, "router_settings.routing_strategy");
+        for s in ROUTING_STRATEGIES {
+            assert!(errs[0].reason.contains(s), "{}", errs[0].reason);
+        }
+        for s in ROUTING_STRATEGIES {
+            let loaded = load_ok(&format!("router_settings:\n  routing_strategy: {s}\n"), &[]);
+            assert_eq!(
+                loaded.config.router_settings.routing_strategy.as_deref(),
+                Some(*s)
+            );
+        }
+    }
+
+    #[test]
+    fn master_key_never_in_debug() {
+        let loaded = load_ok(
+            "general_settings:\n  master_key: sk-super-secret-master\n  database_url: postgres://u:dbpass@h/db\n  \
+             pass_through_endpoints: [{path: /x, headers: {Authorization: bearer-pt-secret}}]\n\
+             litellm_settings:\n  cache: true\n  cache_params: {type: redis, password: redis-pw-secret, port: '6379', ssl: true}\n\
+             router_settings:\n  redis_password: router-redis-secret\n",
+            &[],
+        );
+        let debug = format!("{:?}", loaded.config);
+        for secret in [
+            "sk-super-secret-master",
+            "dbpass",
+            "bearer-pt-secret",
+            "redis-pw-secret",
+            "router-redis-secret",
+        ] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+        let cp = loaded
+            .config
+            .litellm_settings
+            .cache_params
+            .as_ref()
+            .expect("cache_params");
+        assert_eq!(cp.type_.as_deref(), Some("redis"));
+        assert_eq!(cp.port, Some(6379));
+        assert_eq!(
+            cp.password.as_ref().map(Secret::expose),
+            Some("redis-pw-secret")
+        );
+        assert_eq!(cp.other.get("ssl"), Some(&Value::Bool(true)));
+    }
+
+    #[test]
+    fn lenient_scalars() {
+        let loaded = load_ok(
+            "litellm_settings:\n  drop_params: 'True'\n  telemetry: 'false'\n  num_retries: '3'\n  set_verbose: False\n\
+             model_list:\n  - model_name: 42\n    litellm_params: {model: openai/a, rpm: '100', timeout: 2.5, tags: [a, b], api_version: 2024-02-01}\n",
+            &[],
+        );
+        let c = &loaded.config;
+        assert_eq!(c.litellm_settings.drop_params, Some(true));
+        assert_eq!(c.litellm_settings.telemetry, Some(false));
+        assert_eq!(c.litellm_settings.set_verbose, Some(false));
+        assert_eq!(c.litellm_settings.num_retries, Some(3));
+        let lp = &c.model_list[0].litellm_params;
+        assert_eq!(lp.rpm, Some(100));
+        assert_eq!(lp.timeout, Some(2.5));
+        assert_eq!(lp.tags, ["a", "b"]);
+        assert_eq!(lp.api_version.as_deref(), Some("2024-02-01"));
+
+        let errs = load_err("litellm_settings:\n  drop_params: perhaps\n");
+        assert_eq!(errs[0].key, "litellm_settings.drop_params");
+        let errs = load_err("litellm_settings:\n  cache_params: {port: 70000}\n");
+        assert_eq!(errs[0].key, "litellm_settings.cache_params.port");
+        let errs = load_err("litellm_settings:\n  fallbacks: [{gpt-4: [a, 3]}]\n");
+        assert_eq!(
+            errs[0].key, "litellm_settings.fallbacks[0].gpt-4[1]",
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn resolved_values_are_masked_in_errors() {
+        let errs = match load(
+            "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, api_base: os.environ/BASE, rpm: os.environ/RPM}\n",
+            &[("BASE", "not-a-url-secretish"), ("RPM", "secret-rpm-value")],
+        ) {
+            Err(e) => e.0,
+            Ok(_) => panic!("expected errors"),
+        };
+        let text = ConfigErrors(errs).to_string();
+        assert!(text.contains("model_list[0].litellm_params.rpm"), "{text}");
+        assert!(!text.contains("not-a-url-secretish"), "{text}");
+        assert!(!text.contains("secret-rpm-value"), "{text}");
+    }
+
+    #[test]
+    fn yaml_merge_keys_and_odd_keys() {
+        let loaded = load_ok(
+            "base: &base {model: openai/a, api_base: 'http://h'}\n\
+             model_list:\n  - model_name: a\n    litellm_params:\n      <<: *base\n      rpm: 5\n\
+             router_settings:\n  retry_policy: {AuthenticationErrorRetries: 0}\n  model_group_alias: {1: a}\n",
+            &[],
+        );
+        let lp = &loaded.config.model_list[0].litellm_params;
+        assert_eq!(lp.model, "openai/a");
+        assert_eq!(lp.rpm, Some(5));
+        assert!(loaded.warnings.iter().any(|w| w.starts_with("base:")));
+        let alias = loaded
+            .config
+            .router_settings
+            .model_group_alias
+            .as_ref()
+            .expect("alias");
+        assert!(alias.contains_key("1"));
+    }
+}

@@ -1,0 +1,156 @@
+//! The one build step from a LiteLLM [`Config`] to the gateway's service stack.
+//!
+//! Layers never see the config: this module maps it to [`Deployment`]s, provider services, the
+//! [`Router`] and the auth layer, and returns the model-level stack and the HTTP edge.
+//!
+//! Default order (outermost first): `MasterKey → Router → (per deployment) Provider → HttpClient`.
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::future;
+use tower_layer::Layer as _;
+
+use crate::{
+    auth::{MasterKey, MasterKeyLayer},
+    config::{Config, ModelEntry},
+    error::LlmError,
+    provider::{self, stable_id, Deployment, HttpClient, ProviderLayer, DEFAULT_TIMEOUT},
+    router::Router,
+    server::{OpenAiServer, DEFAULT_MAX_BODY_BYTES},
+    types::{LlmRequest, LlmResponse},
+};
+
+/// The embedded default config: a `mock` chat model group and a `mock-embedding` group, served by
+/// the built-in mock provider (no account, no network).
+pub const DEFAULT_CONFIG: &str = include_str!("default_config.yaml");
+
+/// The model-level stack the gateway serves.
+pub type GatewayStack = MasterKey<Router>;
+
+/// The built gateway: the model-level stack, the HTTP edge, and what building it found worth a
+/// warning.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The model-level stack.
+    pub stack: GatewayStack,
+    /// Non-fatal findings (unsupported providers, …).
+    pub warnings: Vec<String>,
+    /// Request body limit.
+    pub max_body_bytes: usize,
+}
+
+impl Gateway {
+    /// Builds the stack for `config` over `client`.
+    #[must_use]
+    pub fn from_config(config: &Config, client: &HttpClient) -> Self {
+        let default_timeout = config
+            .litellm_settings
+            .request_timeout
+            .or(config.router_settings.timeout)
+            .filter(|t| t.is_finite() && *t > 0.0)
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64);
+        let mut warnings = Vec::new();
+        let mut builder = Router::builder();
+        for (i, entry) in config.model_list.iter().enumerate() {
+            let dep = Arc::new(deployment_from_entry(entry));
+            match provider::lookup(&dep.provider) {
+                Some(p) => {
+                    let svc = ProviderLayer::new(p, dep.clone())
+                        .default_timeout(default_timeout)
+                        .layer(client.clone());
+                    builder = builder.deployment(dep, svc);
+                }
+                None => {
+                    warnings.push(format!(
+                        "model_list[{i}].litellm_params.model: provider `{}` is not supported yet; calls to `{}` will fail (supported: {})",
+                        dep.provider,
+                        dep.model_group,
+                        provider::known_prefixes().collect::<Vec<_>>().join(", ")
+                    ));
+                    let name = dep.provider.clone();
+                    let svc = tower::service_fn(move |_req: LlmRequest| {
+                        future::ready(Err::<LlmResponse, _>(LlmError::bad_request(format!(
+                            "provider `{name}` is not supported by llmgate yet"
+                        ))))
+                    });
+                    builder = builder.deployment(dep, svc);
+                }
+            }
+        }
+        let router = builder.build();
+        let stack = MasterKeyLayer::new(config.general_settings.master_key.clone()).layer(router);
+        let max_body_bytes = config
+            .general_settings
+            .max_request_size_mb
+            .filter(|mb| mb.is_finite() && *mb > 0.0)
+            .map_or(DEFAULT_MAX_BODY_BYTES, |mb| (mb * 1024.0 * 1024.0) as usize);
+        Self {
+            stack,
+            warnings,
+            max_body_bytes,
+        }
+    }
+
+    /// The HTTP edge over the stack.
+    #[must_use]
+    pub fn server(&self) -> OpenAiServer<GatewayStack> {
+        OpenAiServer::new(self.stack.clone()).max_body_bytes(self.max_body_bytes)
+    }
+}
+
+/// A [`Deployment`] from a `model_list` entry.
+#[must_use]
+pub fn deployment_from_entry(entry: &ModelEntry) -> Deployment {
+    let p = &entry.litellm_params;
+    let mut dep = Deployment::new(&entry.model_name, &p.model);
+    let id = entry
+        .model_info
+        .get("id")
+        .and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| stable_id(&entry.model_name, &p.model, p.api_base.as_deref().unwrap_or("")));
+    dep.id = id.into();
+    dep.api_base = p.api_base.as_deref().map(Into::into);
+    dep.api_key.clone_from(&p.api_key);
+    dep.api_version.clone_from(&p.api_version);
+    let secs = |s: Option<f64>| s.filter(|t| t.is_finite() && *t > 0.0).map(Duration::from_secs_f64);
+    dep.timeout = secs(p.timeout);
+    dep.stream_timeout = secs(p.stream_timeout);
+    dep.max_retries = p.max_retries;
+    dep.rpm = p.rpm;
+    dep.tpm = p.tpm;
+    dep.weight = p.weight;
+    dep.order = p.order;
+    dep.max_parallel_requests = p.max_parallel_requests;
+    dep.input_cost_per_token = p.input_cost_per_token;
+    dep.output_cost_per_token = p.output_cost_per_token;
+    dep.tags.clone_from(&p.tags);
+    dep.params.clone_from(&p.other);
+    dep.model_info.clone_from(&entry.model_info);
+    dep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync_clone<T: Clone + Send + Sync + 'static>() {}
+
+    #[test]
+    fn stack_and_server_are_clone_send_sync() {
+        assert_send_sync_clone::<GatewayStack>();
+        assert_send_sync_clone::<OpenAiServer<GatewayStack>>();
+    }
+
+    #[test]
+    fn default_config_builds_mock_groups() {
+        let loaded = Config::from_yaml_str(DEFAULT_CONFIG, "default").unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let gw = Gateway::from_config(&loaded.config, &HttpClient::new());
+        assert!(gw.warnings.is_empty());
+        assert_eq!(gw.stack.get_ref().model_names(), ["mock", "mock-embedding"]);
+    }
+}

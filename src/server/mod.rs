@@ -1,0 +1,28 @@
+//! The HTTP edge: [`OpenAiServer`] and [`serve`] with graceful shutdown.
+//!
+//! `OpenAiServer` is a plain `tower::Service<http::Request<B>>`: serve it with [`serve`], mount it in
+//! hyper-util yourself, or nest it in an axum `Router` beside your own routes:
+//!
+//! ```no_run
+//! use axum::Router;
+//! use llmgate::server::OpenAiServer;
+//! # fn model_stack() -> llmgate::router::Router { llmgate::router::Router::builder().build() }
+//! let api = OpenAiServer::new(model_stack());
+//! let app: Router = Router::new()
+//!     .route("/hello", axum::routing::get(|| async { "hi" }))
+//!     .route_service("/v1/chat/completions", api.clone())
+//!     .route_service("/v1/models", api);
+//! ```
+
+mod body;
+mod serve;
+mod service;
+
+pub use self::{
+    body::{encode_chunk, encode_error, ServerBody},
+    serve::{serve, shutdown_signal, ServeConfig},
+    service::{
+        error_response, new_call_id, parse_json, presented_key, CallId, OpenAiServer, ReceivedAt,
+        ServerFuture, DEFAULT_MAX_BODY_BYTES,
+    },
+};

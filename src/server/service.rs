@@ -1,0 +1,420 @@
+//! [`OpenAiServer`]: the HTTP edge of the model-level stack.
+
+use std::{
+    convert::Infallible,
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use serde::de::DeserializeOwned;
+use tower_service::Service;
+
+use super::body::ServerBody;
+use crate::{
+    auth::PresentedKey,
+    error::{BoxError, ErrorKind, LlmError},
+    secret::Secret,
+    types::{LlmRequest, LlmResponse, ResponseBody},
+};
+
+/// Default request body limit: 32 MiB (room for a few base64 images).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
+
+/// The call id of a request (`x-litellm-call-id`): taken from the client's header or generated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallId(pub Arc<str>);
+
+/// When the gateway received the request, for overhead accounting.
+#[derive(Clone, Copy, Debug)]
+pub struct ReceivedAt(pub Instant);
+
+/// Serves the OpenAI API over a model-level service.
+///
+/// Routes: `POST /v1/chat/completions` (and `/chat/completions`), `POST /v1/embeddings` (and
+/// `/embeddings`), `GET /v1/models` (and `/models`), `GET /health/liveliness`, `GET
+/// /health/readiness`. The body is parsed once into an [`LlmRequest`]; the answer is JSON, or SSE
+/// with one frame per chunk and `data: [DONE]`. Every error is the OpenAI error JSON with its status:
+/// malformed JSON → 400 saying where it broke, unknown path → 404, wrong method → 405, body over the
+/// limit → 413. The service never fails (`Error = Infallible`) and is `Clone + Send + Sync`, so it
+/// mounts in hyper-util or axum as is.
+///
+/// Extensions written into the [`LlmRequest`]: [`PresentedKey`], [`CallId`], [`ReceivedAt`].
+/// The [`ErrorKind`] of an error response is put into the response extensions.
+pub struct OpenAiServer<S> {
+    inner: S,
+    max_body_bytes: usize,
+}
+
+impl<S: Clone> Clone for OpenAiServer<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+impl<S> fmt::Debug for OpenAiServer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiServer")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> OpenAiServer<S> {
+    /// Serves `inner`, a `Service<LlmRequest, Response = LlmResponse, Error = LlmError>`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+
+    /// The request body limit (default [`DEFAULT_MAX_BODY_BYTES`]); larger bodies get 413.
+    #[must_use]
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// The model-level service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+/// The response future of [`OpenAiServer`].
+pub type ServerFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<ServerBody>, Infallible>> + Send>>;
+
+#[derive(Clone, Copy)]
+enum Route {
+    Chat,
+    Embeddings,
+    Models,
+    Liveliness,
+    Readiness,
+}
+
+impl Route {
+    fn from_path(path: &str) -> Option<Self> {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        Some(match path {
+            "/v1/chat/completions" | "/chat/completions" => Self::Chat,
+            "/v1/embeddings" | "/embeddings" => Self::Embeddings,
+            "/v1/models" | "/models" => Self::Models,
+            "/health/liveliness" | "/health/liveness" => Self::Liveliness,
+            "/health/readiness" => Self::Readiness,
+            _ => return None,
+        })
+    }
+
+    fn method(self) -> Method {
+        match self {
+            Self::Chat | Self::Embeddings => Method::POST,
+            Self::Models | Self::Liveliness | Self::Readiness => Method::GET,
+        }
+    }
+}
+
+impl<S, B> Service<http::Request<B>> for OpenAiServer<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = http::Response<ServerBody>;
+    type Error = Infallible;
+    type Future = ServerFuture;
+
+    #[inline]
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let limit = self.max_body_bytes;
+        Box::pin(async move { Ok(handle(inner, limit, req).await) })
+    }
+}
+
+async fn handle<S, B>(inner: S, limit: usize, req: http::Request<B>) -> http::Response<ServerBody>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let received = Instant::now();
+    let call_id = call_id(req.headers());
+    let route = match Route::from_path(req.uri().path()) {
+        Some(route) if req.method() == route.method() || (req.method() == Method::HEAD && route.method() == Method::GET) => route,
+        Some(route) => {
+            let err = LlmError::new(
+                ErrorKind::BadRequest,
+                format!("Method {} is not allowed on {}; use {}", req.method(), req.uri().path(), route.method()),
+            )
+            .with_status(StatusCode::METHOD_NOT_ALLOWED)
+            .with_code("method_not_allowed");
+            let mut resp = error_response(&err, &call_id);
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(if route.method() == Method::POST { "POST" } else { "GET, HEAD" }));
+            return resp;
+        }
+        None => {
+            let err = LlmError::new(
+                ErrorKind::NotFound,
+                format!("Unknown path: {}", req.uri().path()),
+            )
+            .with_code("unknown_url");
+            return error_response(&err, &call_id);
+        }
+    };
+
+    match route {
+        Route::Liveliness => return json_response(StatusCode::OK, Bytes::from_static(b"\"I'm alive!\""), &call_id),
+        Route::Readiness => {
+            return json_response(
+                StatusCode::OK,
+                Bytes::from_static(br#"{"status":"healthy","db":"Not connected","cache":null}"#),
+                &call_id,
+            )
+        }
+        _ => {}
+    }
+
+    let (parts, body) = req.into_parts();
+    let mut llm_req = match route {
+        Route::Models => LlmRequest::list_models(),
+        Route::Chat | Route::Embeddings => {
+            let bytes = match read_body(&parts.headers, body, limit).await {
+                Ok(b) => b,
+                Err(e) => return error_response(&e, &call_id),
+            };
+            let parsed = if matches!(route, Route::Chat) {
+                parse_json(&bytes).map(LlmRequest::chat)
+            } else {
+                parse_json(&bytes).map(LlmRequest::embeddings)
+            };
+            match parsed {
+                Ok(r) => r,
+                Err(e) => return error_response(&e, &call_id),
+            }
+        }
+        Route::Liveliness | Route::Readiness => unreachable_route(),
+    };
+    if let Some(key) = presented_key(&parts.headers) {
+        llm_req.extensions.insert(PresentedKey(key));
+    }
+    llm_req.extensions.insert(CallId(call_id.clone()));
+    llm_req.extensions.insert(ReceivedAt(received));
+
+    let mut inner = inner;
+    if let Err(e) = std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
+        return error_response(&e, &call_id);
+    }
+    let resp = match inner.call(llm_req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(kind = e.kind().as_str(), status = e.status().as_u16(), "request failed");
+            return error_response(&e, &call_id);
+        }
+    };
+    respond(resp, &call_id).await
+}
+
+fn unreachable_route() -> LlmRequest {
+    // Health routes return before parsing; keep the match total without panicking.
+    LlmRequest::list_models()
+}
+
+async fn respond(resp: LlmResponse, call_id: &Arc<str>) -> http::Response<ServerBody> {
+    let LlmResponse { body, meta } = resp;
+    let mut out = match body {
+        ResponseBody::Chat(c) => json_response(StatusCode::OK, to_json(&c), call_id),
+        ResponseBody::Embeddings(e) => json_response(StatusCode::OK, to_json(&e), call_id),
+        ResponseBody::Models(m) => json_response(StatusCode::OK, to_json(&m), call_id),
+        ResponseBody::Stream(mut stream) => {
+            // Wait for the first chunk so that an error before any output is a proper HTTP error.
+            let first = match stream.next().await {
+                Some(Ok(chunk)) => Some(chunk),
+                Some(Err(e)) => return error_response(&e, call_id),
+                None => None,
+            };
+            let mut r = http::Response::new(ServerBody::sse(first, stream));
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            h.insert(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+            insert_call_id(h, call_id);
+            r
+        }
+    };
+    let h = out.headers_mut();
+    for (name, value) in &meta.headers {
+        h.append(name.clone(), value.clone());
+    }
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    if let Some(id) = &meta.deployment_id {
+        put("x-litellm-model-id", id);
+    }
+    if let Some(group) = &meta.model_group {
+        put("x-litellm-model-group", group);
+    }
+    if let Some(base) = &meta.api_base {
+        put("x-litellm-model-api-base", base);
+    }
+    if let Some(cost) = meta.cost {
+        put("x-litellm-response-cost", &cost.to_string());
+    }
+    out
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Bytes {
+    let mut w = BytesMut::with_capacity(1024).writer();
+    // Serializing wire types into memory cannot fail.
+    let _ = serde_json::to_writer(&mut w, value);
+    w.into_inner().freeze()
+}
+
+fn json_response(status: StatusCode, body: Bytes, call_id: &Arc<str>) -> http::Response<ServerBody> {
+    let mut r = http::Response::new(ServerBody::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    insert_call_id(r.headers_mut(), call_id);
+    r
+}
+
+/// The OpenAI error JSON response for an error, with its status and forwarded headers.
+#[must_use]
+pub fn error_response(err: &LlmError, call_id: &Arc<str>) -> http::Response<ServerBody> {
+    let (status, headers, body) = err.to_http_parts();
+    let mut r = http::Response::new(ServerBody::full(body));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    insert_call_id(r.headers_mut(), call_id);
+    r.extensions_mut().insert(err.kind());
+    r
+}
+
+fn insert_call_id(h: &mut HeaderMap, call_id: &Arc<str>) {
+    if let Ok(v) = HeaderValue::from_str(call_id) {
+        h.insert(HeaderName::from_static("x-litellm-call-id"), v);
+    }
+}
+
+fn call_id(headers: &HeaderMap) -> Arc<str> {
+    headers
+        .get("x-litellm-call-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+        .map_or_else(|| new_call_id().into(), Into::into)
+}
+
+/// A random UUID v4 string.
+#[must_use]
+pub fn new_call_id() -> String {
+    let v = fastrand::u128(..);
+    let v = (v & !(0xf000_u128 << 64) | (0x4000_u128 << 64)) & !(0xc000_u128 << 48) | (0x8000_u128 << 48);
+    let h = format!("{v:032x}");
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// The key a caller presented: `Authorization: Bearer`, `api-key`, `x-api-key` or
+/// `x-litellm-api-key`.
+#[must_use]
+pub fn presented_key(headers: &HeaderMap) -> Option<Secret> {
+    if let Some(v) = headers.get("x-litellm-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(Secret::new(strip_bearer(v)));
+    }
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        return Some(Secret::new(strip_bearer(v)));
+    }
+    ["api-key", "x-api-key"]
+        .iter()
+        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .map(|v| Secret::new(v.trim()))
+}
+
+fn strip_bearer(v: &str) -> &str {
+    let v = v.trim();
+    match v.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case("bearer ") => v[7..].trim(),
+        _ => v,
+    }
+}
+
+async fn read_body<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, LlmError>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let too_large = || {
+        LlmError::new(
+            ErrorKind::BadRequest,
+            format!("Request body is larger than the limit of {limit} bytes"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        .with_code("request_too_large")
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(LlmError::bad_request(format!("Could not read the request body: {e}"))),
+    }
+}
+
+/// Parses a request body, with an error that says where the JSON broke.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, LlmError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(LlmError::bad_request("Request body is empty; send a JSON object"));
+    }
+    match serde_json::from_slice::<T>(bytes) {
+        Ok(v) => Ok(v),
+        Err(_) => {
+            // Slow path only on error: parse again while tracking the path of the failing field.
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let err = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                Ok(_) => return Err(LlmError::bad_request("Invalid JSON body")),
+                Err(e) => e,
+            };
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let mut e = if path == "." || inner.is_syntax() || inner.is_eof() {
+                LlmError::bad_request(format!("Invalid JSON body: {inner}"))
+            } else {
+                LlmError::bad_request(format!("Invalid request body at `{path}`: {inner}"))
+                    .with_param(path)
+            };
+            if inner.is_data() && e.param().is_none() {
+                e = e.with_param("body");
+            }
+            Err(e)
+        }
+    }
+}
+
