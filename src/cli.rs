@@ -30,7 +30,10 @@ pub struct RunOptions {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }
 
 /// Loads the config named by `path`, or the embedded default.
@@ -40,7 +43,11 @@ pub fn load_config(path: Option<&PathBuf>) -> Result<Loaded, String> {
         None => Config::from_yaml_str(DEFAULT_CONFIG, "<embedded default config>"),
     };
     loaded.map_err(|errs| {
-        let mut msg = format!("invalid config ({} problem{}):", errs.0.len(), if errs.0.len() == 1 { "" } else { "s" });
+        let mut msg = format!(
+            "invalid config ({} problem{}):",
+            errs.0.len(),
+            if errs.0.len() == 1 { "" } else { "s" }
+        );
         for e in &errs.0 {
             msg.push_str("\n  ");
             msg.push_str(&e.to_string());
@@ -52,10 +59,10 @@ pub fn load_config(path: Option<&PathBuf>) -> Result<Loaded, String> {
 /// Runs the binary: `--check`, or serve until SIGTERM/SIGINT.
 pub fn run(opts: RunOptions) -> Result<(), String> {
     let loaded = load_config(opts.config.as_ref())?;
-    let origin = opts
-        .config
-        .as_ref()
-        .map_or_else(|| "<embedded default config>".to_owned(), |p| p.display().to_string());
+    let origin = opts.config.as_ref().map_or_else(
+        || "<embedded default config>".to_owned(),
+        |p| p.display().to_string(),
+    );
     for w in &loaded.warnings {
         tracing::warn!("{origin}: {w}");
     }
@@ -64,7 +71,9 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     if let Some(n) = opts.num_workers.filter(|n| *n > 0) {
         rt.worker_threads(n);
     }
-    let rt = rt.build().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let rt = rt
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async move {
         let client = HttpClient::new();
         let gateway = Gateway::from_config(&loaded.config, &client);

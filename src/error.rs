@@ -287,7 +287,9 @@ impl LlmError {
     /// The HTTP status a client receives.
     #[must_use]
     pub fn status(&self) -> StatusCode {
-        self.inner.status.unwrap_or_else(|| self.inner.kind.status())
+        self.inner
+            .status
+            .unwrap_or_else(|| self.inner.kind.status())
     }
 
     /// The client-facing message.
@@ -314,7 +316,10 @@ impl LlmError {
     /// The OpenAI error `code` (the kind's own code, else the status as a string, as LiteLLM does).
     #[must_use]
     pub fn code(&self) -> Option<&str> {
-        self.inner.code.as_deref().or_else(|| self.inner.kind.code())
+        self.inner
+            .code
+            .as_deref()
+            .or_else(|| self.inner.kind.code())
     }
 
     /// The provider that produced the error, if any.
@@ -425,7 +430,12 @@ impl fmt::Debug for LlmError {
 
 impl fmt::Display for LlmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.inner.kind.as_str().replace('_', " "), self.inner.message)
+        write!(
+            f,
+            "{}: {}",
+            self.inner.kind.as_str().replace('_', " "),
+            self.inner.message
+        )
     }
 }
 
@@ -473,7 +483,10 @@ mod tests {
     fn relayed_error_keeps_provider_fields() {
         let mut extra = Extra::new();
         extra
-            .insert("innererror", &serde_json::json!({"code": "ResponsibleAIPolicyViolation"}))
+            .insert(
+                "innererror",
+                &serde_json::json!({"code": "ResponsibleAIPolicyViolation"}),
+            )
             .unwrap();
         let err = LlmError::new(ErrorKind::ContentPolicyViolation, "filtered")
             .with_type("tokens")

@@ -10,11 +10,14 @@ use std::{sync::Arc, time::Duration};
 use futures_util::future;
 use tower_layer::Layer as _;
 
+use bytes::Bytes;
+use http_body_util::Full;
+
 use crate::{
     auth::{MasterKey, MasterKeyLayer},
     config::{Config, ModelEntry},
-    error::LlmError,
-    provider::{self, stable_id, Deployment, HttpClient, ProviderLayer, DEFAULT_TIMEOUT},
+    error::{BoxError, LlmError},
+    provider::{self, stable_id, Deployment, ProviderLayer, DEFAULT_TIMEOUT},
     router::Router,
     server::{OpenAiServer, DEFAULT_MAX_BODY_BYTES},
     types::{LlmRequest, LlmResponse},
@@ -40,9 +43,21 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds the stack for `config` over `client`.
+    /// Builds the stack for `config` over `client`, any HTTP client service (usually
+    /// [`HttpClient`](crate::provider::HttpClient); a test double in tests).
     #[must_use]
-    pub fn from_config(config: &Config, client: &HttpClient) -> Self {
+    pub fn from_config<C, B>(config: &Config, client: &C) -> Self
+    where
+        C: tower_service::Service<http::Request<Full<Bytes>>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        C::Error: Into<BoxError>,
+        C::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let default_timeout = config
             .litellm_settings
             .request_timeout
@@ -111,12 +126,21 @@ pub fn deployment_from_entry(entry: &ModelEntry) -> Deployment {
             serde_json::Value::Number(n) => Some(n.to_string()),
             _ => None,
         })
-        .unwrap_or_else(|| stable_id(&entry.model_name, &p.model, p.api_base.as_deref().unwrap_or("")));
+        .unwrap_or_else(|| {
+            stable_id(
+                &entry.model_name,
+                &p.model,
+                p.api_base.as_deref().unwrap_or(""),
+            )
+        });
     dep.id = id.into();
     dep.api_base = p.api_base.as_deref().map(Into::into);
     dep.api_key.clone_from(&p.api_key);
     dep.api_version.clone_from(&p.api_version);
-    let secs = |s: Option<f64>| s.filter(|t| t.is_finite() && *t > 0.0).map(Duration::from_secs_f64);
+    let secs = |s: Option<f64>| {
+        s.filter(|t| t.is_finite() && *t > 0.0)
+            .map(Duration::from_secs_f64)
+    };
     dep.timeout = secs(p.timeout);
     dep.stream_timeout = secs(p.stream_timeout);
     dep.max_retries = p.max_retries;
@@ -136,6 +160,7 @@ pub fn deployment_from_entry(entry: &ModelEntry) -> Deployment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::HttpClient;
 
     fn assert_send_sync_clone<T: Clone + Send + Sync + 'static>() {}
 

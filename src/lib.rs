@@ -8,11 +8,11 @@ pub use self::{
     error::{BoxError, ErrorKind, LlmError},
     types::{LlmRequest, LlmResponse},
 };
-pub mod provider;
-pub mod secret;
 pub mod auth;
-pub mod router;
-pub mod server;
+pub mod cli;
 pub mod config;
 pub mod gateway;
-pub mod cli;
+pub mod provider;
+pub mod router;
+pub mod secret;
+pub mod server;

@@ -24,7 +24,11 @@ struct Args {
     #[arg(long)]
     check: bool,
     /// Seconds in-flight requests may run after SIGTERM/SIGINT.
-    #[arg(long = "graceful_timeout", alias = "graceful-timeout", default_value_t = 30.0)]
+    #[arg(
+        long = "graceful_timeout",
+        alias = "graceful-timeout",
+        default_value_t = 30.0
+    )]
     graceful_timeout: f64,
 }
 

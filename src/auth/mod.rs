@@ -133,22 +133,34 @@ mod tests {
 
     use super::*;
 
-    fn ok_service() -> impl Service<LlmRequest, Response = LlmResponse, Error = LlmError, Future = impl Send> + Clone {
+    fn ok_service(
+    ) -> impl Service<LlmRequest, Response = LlmResponse, Error = LlmError, Future = impl Send> + Clone
+    {
         tower::service_fn(|_r: LlmRequest| async {
-            Ok::<_, LlmError>(LlmResponse::chat(crate::types::chat::ChatResponse::default()))
+            Ok::<_, LlmError>(LlmResponse::chat(
+                crate::types::chat::ChatResponse::default(),
+            ))
         })
     }
 
     #[tokio::test]
     async fn refuses_missing_and_wrong_keys() {
         let svc = MasterKeyLayer::new(Some(Secret::new("sk-1234"))).layer(ok_service());
-        let err = svc.clone().oneshot(LlmRequest::list_models()).await.unwrap_err();
+        let err = svc
+            .clone()
+            .oneshot(LlmRequest::list_models())
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Authentication);
         let mut wrong = LlmRequest::list_models();
-        wrong.extensions.insert(PresentedKey(Secret::new("sk-9999")));
+        wrong
+            .extensions
+            .insert(PresentedKey(Secret::new("sk-9999")));
         assert_eq!(svc.clone().oneshot(wrong).await.unwrap_err().status(), 401);
         let mut right = LlmRequest::list_models();
-        right.extensions.insert(PresentedKey(Secret::new("sk-1234")));
+        right
+            .extensions
+            .insert(PresentedKey(Secret::new("sk-1234")));
         assert!(svc.oneshot(right).await.is_ok());
     }
 

@@ -198,7 +198,7 @@ pub struct LitellmParams {
 }
 
 /// `litellm_settings`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct LitellmSettings {
     /// Drop request params the provider does not support.
@@ -546,6 +546,15 @@ redacting_debug!(LitellmParams {
     model, api_base, api_key, api_version, timeout, stream_timeout, max_retries, rpm, tpm,
     weight, order, input_cost_per_token, output_cost_per_token, tags, max_parallel_requests,
 } redact { other });
+
+redacting_debug!(LitellmSettings {
+    drop_params, num_retries, request_timeout, telemetry, success_callback, failure_callback,
+    callbacks, fallbacks, context_window_fallbacks, content_policy_fallbacks, default_fallbacks,
+    cache, cache_params, default_in_memory_ttl, set_verbose, json_logs, allowed_fails,
+    cooldown_time, max_fallbacks, modify_params, turn_off_message_logging,
+    redact_user_api_key_info, max_budget, budget_duration, enable_preview_features,
+    return_response_headers,
+} redact { default_team_settings });
 
 redacting_debug!(CacheParams {
     type_, host, port, password, url, ttl, namespace, supported_call_types,
@@ -1202,17 +1211,23 @@ impl Loader<'_> {
     fn model_list(&mut self, value: &Value) -> Vec<ModelEntry> {
         match value {
             Value::Null => Vec::new(),
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .filter_map(|(i, item)| match item {
-                    Value::Null => {
-                        self.error(push_index("model_list", i), "empty model entry");
-                        None
+            Value::Array(items) => {
+                // id → index of the first entry using it
+                let mut ids: HashMap<String, usize> = HashMap::new();
+                let mut entries = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let at = push_index("model_list", i);
+                    if item.is_null() {
+                        self.error(at, "empty model entry");
+                        continue;
                     }
-                    _ => self.section(item, &push_index("model_list", i)),
-                })
-                .collect(),
+                    if let Some(entry) = self.section::<ModelEntry>(item, &at) {
+                        self.validate_entry(&entry, &at, i, &mut ids);
+                        entries.push(entry);
+                    }
+                }
+                entries
+            }
             _ => {
                 self.error("model_list", "must be a list of model entries");
                 Vec::new()
@@ -1231,60 +1246,65 @@ impl Loader<'_> {
         }
     }
 
-    fn validate(&mut self, config: &Config) {
-        let mut ids: HashMap<String, usize> = HashMap::new();
-        for (i, entry) in config.model_list.iter().enumerate() {
-            let at = push_index("model_list", i);
-            if entry.model_name.trim().is_empty() {
-                self.error(push_key(&at, "model_name"), "must not be empty");
+    /// Checks model entry `i` (at key `at`); `ids` collects `model_info.id`s.
+    fn validate_entry(
+        &mut self,
+        entry: &ModelEntry,
+        at: &str,
+        i: usize,
+        ids: &mut HashMap<String, usize>,
+    ) {
+        if entry.model_name.trim().is_empty() {
+            self.error(push_key(at, "model_name"), "must not be empty");
+        }
+        let lp = &entry.litellm_params;
+        let params = push_key(at, "litellm_params");
+        if lp.model.trim().is_empty() {
+            self.error(push_key(&params, "model"), "must not be empty");
+        }
+        if let Some(base) = &lp.api_base {
+            let lower = base.trim().to_ascii_lowercase();
+            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                self.error(
+                    push_key(&params, "api_base"),
+                    format!("must start with http:// or https:// (got {base:?})"),
+                );
             }
-            let lp = &entry.litellm_params;
-            let params = push_key(&at, "litellm_params");
-            if lp.model.trim().is_empty() {
-                self.error(push_key(&params, "model"), "must not be empty");
-            }
-            if let Some(base) = &lp.api_base {
-                let lower = base.trim().to_ascii_lowercase();
-                if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-                    self.error(
-                        push_key(&params, "api_base"),
-                        format!("must start with http:// or https:// (got {base:?})"),
-                    );
+        }
+        for (name, v) in [
+            ("timeout", lp.timeout),
+            ("stream_timeout", lp.stream_timeout),
+            ("weight", lp.weight),
+            ("input_cost_per_token", lp.input_cost_per_token),
+            ("output_cost_per_token", lp.output_cost_per_token),
+        ] {
+            self.non_negative(&push_key(&params, name), v);
+        }
+        if let Some(id) = entry.model_info.get("id") {
+            let key = push_key(&push_key(at, "model_info"), "id");
+            let id = match id {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Null => None,
+                _ => {
+                    self.error(key.as_str(), "must be a string or a number");
+                    None
                 }
-            }
-            for (name, v) in [
-                ("timeout", lp.timeout),
-                ("stream_timeout", lp.stream_timeout),
-                ("weight", lp.weight),
-                ("input_cost_per_token", lp.input_cost_per_token),
-                ("output_cost_per_token", lp.output_cost_per_token),
-            ] {
-                self.non_negative(&push_key(&params, name), v);
-            }
-            if let Some(id) = entry.model_info.get("id") {
-                let key = push_key(&push_key(&at, "model_info"), "id");
-                let id = match id {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    Value::Null => None,
-                    _ => {
-                        self.error(key.as_str(), "must be a string or a number");
-                        None
-                    }
-                };
-                if let Some(id) = id {
-                    if let Some(first) = ids.get(&id) {
-                        self.error(
-                            key,
-                            format!("duplicate id {id:?} (already used by model_list[{first}])"),
-                        );
-                    } else {
-                        ids.insert(id, i);
-                    }
+            };
+            if let Some(id) = id {
+                if let Some(first) = ids.get(&id) {
+                    self.error(
+                        key,
+                        format!("duplicate id {id:?} (already used by model_list[{first}])"),
+                    );
+                } else {
+                    ids.insert(id, i);
                 }
             }
         }
+    }
 
+    fn validate(&mut self, config: &Config) {
         let ls = &config.litellm_settings;
         for (name, v) in [
             ("request_timeout", ls.request_timeout),
@@ -1404,7 +1424,10 @@ mod tests {
     }
 
     fn ci_template() -> String {
-        let path = "/work/shared/configs/litellm-ci.template.yaml";
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/configs/litellm-ci.template.yaml"
+        );
         std::fs::read_to_string(path)
             .expect("CI template")
             .replace("@MOCK@", "http://127.0.0.1:18001")
@@ -1659,6 +1682,25 @@ mod tests {
     }
 
     #[test]
+    fn semantic_errors_keep_the_entry_index_after_a_bad_entry() {
+        let errs = load_err(
+            "model_list:\n\
+             - {model_name: a, litellm_params: {model: x, timeout: abc}}\n\
+             - {model_name: b, litellm_params: {model: y, api_base: localhost}, model_info: {id: 7}}\n\
+             - {model_name: c, litellm_params: {model: z}, model_info: {id: '7'}}\n",
+        );
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "model_list[0].litellm_params.timeout",
+                "model_list[1].litellm_params.api_base",
+                "model_list[2].model_info.id",
+            ]
+        );
+    }
+
+    #[test]
     fn semantic_errors() {
         let errs = load_err(
             "model_list:\n\
@@ -1872,6 +1914,51 @@ mod tests {
         assert!(text.contains("model_list[0].litellm_params.rpm"), "{text}");
         assert!(!text.contains("not-a-url-secretish"), "{text}");
         assert!(!text.contains("secret-rpm-value"), "{text}");
+    }
+
+    #[test]
+    fn hostile_inputs_do_not_panic() {
+        let deep = format!("a: {}{}\n", "[".repeat(5000), "]".repeat(5000));
+        let bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n\
+                    c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n\
+                    e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n\
+                    g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n";
+        let inputs = [
+            deep.as_str(),
+            bomb,
+            "\u{0}\u{1}binary",
+            "? [complex, key]\n: value\n",
+            "model_list: !custom [ {model_name: !x a, litellm_params: {model: b}} ]\n",
+            "model_list:\n  - [a, b]\n  - 3\n  - \n",
+            "general_settings: {master_key: [1]}\nrouter_settings: {redis_port: '99999999999'}\n",
+            "litellm_settings: {cache_params: [1, 2]}\nenvironment_variables: [a]\n",
+            "---\na: 1\n---\nb: 2\n",
+            "model_list:\n  - model_name: a\n    litellm_params: {model: b, timeout: .inf, weight: -.inf}\n",
+            "router_settings: {model_group_alias: {a: {hidden: true}}}\n",
+            "model_list: [{model_name: a, litellm_params: {model: b}, model_info: {id: [1]}}]\n",
+            "model_list: [{model_name: a, litellm_params: {model: os.environ/}}]\n",
+        ];
+        for text in inputs {
+            // Any outcome but a panic is fine; errors must carry the origin.
+            if let Err(e) = load(text, &[]) {
+                assert!(!e.0.is_empty());
+                assert!(e.0.iter().all(|e| e.file == "test.yaml"));
+            }
+        }
+        assert_eq!(
+            load("model_list:\n  - [a, b]\n", &[])
+                .expect_err("list entry")
+                .0[0]
+                .key,
+            "model_list[0]"
+        );
+        let errs = load_err("model_list:\n  - model_name: a\n    litellm_params: {model: b, timeout: .inf, weight: .nan}\n");
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        let loaded = load_ok(
+            "model_list: !custom [ {model_name: !x a, litellm_params: {model: b}} ]\n",
+            &[],
+        );
+        assert_eq!(loaded.config.model_list[0].model_name, "a");
     }
 
     #[test]

@@ -129,7 +129,9 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.client.poll_ready(cx).map_err(|e| transport_error(e.into()))
+        self.client
+            .poll_ready(cx)
+            .map_err(|e| transport_error(e.into()))
     }
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
@@ -180,10 +182,13 @@ where
     let (parts, body) = resp.into_parts();
 
     if !parts.status.is_success() {
-        let bytes = match tokio::time::timeout_at(deadline, Limited::new(body, MAX_ERROR_BYTES).collect()).await {
-            Ok(Ok(c)) => c.to_bytes(),
-            Ok(Err(_)) | Err(_) => Bytes::new(),
-        };
+        let bytes =
+            match tokio::time::timeout_at(deadline, Limited::new(body, MAX_ERROR_BYTES).collect())
+                .await
+            {
+                Ok(Ok(c)) => c.to_bytes(),
+                Ok(Err(_)) | Err(_) => Bytes::new(),
+            };
         let mut err = provider.classify(parts.status, &parts.headers, &bytes, &dep);
         if err.headers().is_empty() {
             *err.headers_mut() = forwardable_headers(&parts.headers);
@@ -204,7 +209,12 @@ where
         let chat_stream = provider.decode_stream(&req, parts, stream, &dep)?;
         LlmResponse::stream(chat_stream)
     } else {
-        let bytes = match tokio::time::timeout_at(deadline, Limited::new(body, MAX_RESPONSE_BYTES).collect()).await {
+        let bytes = match tokio::time::timeout_at(
+            deadline,
+            Limited::new(body, MAX_RESPONSE_BYTES).collect(),
+        )
+        .await
+        {
             Ok(Ok(c)) => c.to_bytes(),
             Ok(Err(e)) => return Err(body_error(e).with_provider(provider.name())),
             Err(_) => return Err(timeout_error(timeout, provider)),
@@ -235,7 +245,10 @@ fn stamp(resp: &mut LlmResponse, dep: &Deployment, provider: &dyn Provider) {
 fn timeout_error(timeout: Duration, provider: &dyn Provider) -> LlmError {
     LlmError::new(
         ErrorKind::Timeout,
-        format!("the provider did not answer within {:.3}s", timeout.as_secs_f64()),
+        format!(
+            "the provider did not answer within {:.3}s",
+            timeout.as_secs_f64()
+        ),
     )
     .with_provider(provider.name())
 }
@@ -256,8 +269,11 @@ pub fn transport_error(e: BoxError) -> LlmError {
 
 fn body_error(e: BoxError) -> LlmError {
     if e.is::<http_body_util::LengthLimitError>() {
-        return LlmError::new(ErrorKind::InternalServer, "the provider's response is too large")
-            .with_status(http::StatusCode::BAD_GATEWAY);
+        return LlmError::new(
+            ErrorKind::InternalServer,
+            "the provider's response is too large",
+        )
+        .with_status(http::StatusCode::BAD_GATEWAY);
     }
     LlmError::new(
         ErrorKind::ApiConnection,
@@ -315,14 +331,20 @@ mod tests {
         h.insert("retry-after-ms", HeaderValue::from_static("1500"));
         assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
         let mut bad = HeaderMap::new();
-        bad.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        bad.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
         assert_eq!(retry_after(&bad), None);
     }
 
     #[test]
     fn forwards_rate_limit_headers_only() {
         let mut h = HeaderMap::new();
-        h.insert("x-ratelimit-remaining-tokens", HeaderValue::from_static("0"));
+        h.insert(
+            "x-ratelimit-remaining-tokens",
+            HeaderValue::from_static("0"),
+        );
         h.insert("x-request-id", HeaderValue::from_static("req_1"));
         h.insert("set-cookie", HeaderValue::from_static("a=b"));
         let f = forwardable_headers(&h);

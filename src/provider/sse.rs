@@ -33,7 +33,11 @@ pub struct SseEvent {
 pub trait SseMapper: Send + 'static {
     /// Handles one event: pushes the chunks it produces into `out`; returns `Ok(true)` once the
     /// provider has said the stream is complete (e.g. `data: [DONE]`).
-    fn on_event(&mut self, event: SseEvent, out: &mut VecDeque<ChatChunk>) -> Result<bool, LlmError>;
+    fn on_event(
+        &mut self,
+        event: SseEvent,
+        out: &mut VecDeque<ChatChunk>,
+    ) -> Result<bool, LlmError>;
 
     /// Called once when the byte stream ends; may flush pending chunks or report a cut stream.
     fn on_end(&mut self, _out: &mut VecDeque<ChatChunk>) -> Result<(), LlmError> {

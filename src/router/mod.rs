@@ -75,7 +75,11 @@ impl RouterBuilder {
     /// Adds a deployment to its model group (`deployment.model_group`).
     pub fn deployment<S>(mut self, deployment: Arc<Deployment>, service: S) -> Self
     where
-        S: Service<LlmRequest, Response = LlmResponse, Error = LlmError> + Clone + Send + Sync + 'static,
+        S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         S::Future: Send + 'static,
     {
         let group = deployment.model_group.to_string();

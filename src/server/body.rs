@@ -51,7 +51,7 @@ impl ServerBody {
     pub fn sse(first: Option<ChatChunk>, stream: ChatStream) -> Self {
         Self {
             kind: Kind::Sse(SseBody {
-                first,
+                first: first.map(Box::new),
                 stream,
                 state: SseState::Streaming,
                 buf: BytesMut::with_capacity(1024),
@@ -99,7 +99,7 @@ enum SseState {
 /// An error mid-stream is sent as `data: {"error": {...}}` before `[DONE]`. Dropping the body
 /// (the client went away) drops the upstream stream, which cancels the provider call.
 struct SseBody {
-    first: Option<ChatChunk>,
+    first: Option<Box<ChatChunk>>,
     stream: ChatStream,
     state: SseState,
     buf: BytesMut,

@@ -85,7 +85,10 @@ where
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+        let conn = builder.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service.clone()),
+        );
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -94,7 +97,10 @@ where
         });
     }
     drop(listener);
-    tracing::info!(grace_s = config.grace_period.as_secs_f64(), "shutting down: draining connections");
+    tracing::info!(
+        grace_s = config.grace_period.as_secs_f64(),
+        "shutting down: draining connections"
+    );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(config.grace_period) => tracing::warn!("grace period over; closing remaining connections"),

@@ -161,16 +161,33 @@ where
     let received = Instant::now();
     let call_id = call_id(req.headers());
     let route = match Route::from_path(req.uri().path()) {
-        Some(route) if req.method() == route.method() || (req.method() == Method::HEAD && route.method() == Method::GET) => route,
+        Some(route)
+            if req.method() == route.method()
+                || (req.method() == Method::HEAD && route.method() == Method::GET) =>
+        {
+            route
+        }
         Some(route) => {
             let err = LlmError::new(
                 ErrorKind::BadRequest,
-                format!("Method {} is not allowed on {}; use {}", req.method(), req.uri().path(), route.method()),
+                format!(
+                    "Method {} is not allowed on {}; use {}",
+                    req.method(),
+                    req.uri().path(),
+                    route.method()
+                ),
             )
             .with_status(StatusCode::METHOD_NOT_ALLOWED)
             .with_code("method_not_allowed");
             let mut resp = error_response(&err, &call_id);
-            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(if route.method() == Method::POST { "POST" } else { "GET, HEAD" }));
+            resp.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static(if route.method() == Method::POST {
+                    "POST"
+                } else {
+                    "GET, HEAD"
+                }),
+            );
             return resp;
         }
         None => {
@@ -184,7 +201,13 @@ where
     };
 
     match route {
-        Route::Liveliness => return json_response(StatusCode::OK, Bytes::from_static(b"\"I'm alive!\""), &call_id),
+        Route::Liveliness => {
+            return json_response(
+                StatusCode::OK,
+                Bytes::from_static(b"\"I'm alive!\""),
+                &call_id,
+            )
+        }
         Route::Readiness => {
             return json_response(
                 StatusCode::OK,
@@ -228,7 +251,11 @@ where
     let resp = match inner.call(llm_req).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!(kind = e.kind().as_str(), status = e.status().as_u16(), "request failed");
+            tracing::debug!(
+                kind = e.kind().as_str(),
+                status = e.status().as_u16(),
+                "request failed"
+            );
             return error_response(&e, &call_id);
         }
     };
@@ -255,9 +282,15 @@ async fn respond(resp: LlmResponse, call_id: &Arc<str>) -> http::Response<Server
             };
             let mut r = http::Response::new(ServerBody::sse(first, stream));
             let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+            h.insert(
+                HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            );
             insert_call_id(h, call_id);
             r
         }
@@ -293,11 +326,17 @@ fn to_json<T: serde::Serialize>(value: &T) -> Bytes {
     w.into_inner().freeze()
 }
 
-fn json_response(status: StatusCode, body: Bytes, call_id: &Arc<str>) -> http::Response<ServerBody> {
+fn json_response(
+    status: StatusCode,
+    body: Bytes,
+    call_id: &Arc<str>,
+) -> http::Response<ServerBody> {
     let mut r = http::Response::new(ServerBody::full(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     insert_call_id(r.headers_mut(), call_id);
     r
 }
@@ -332,19 +371,33 @@ fn call_id(headers: &HeaderMap) -> Arc<str> {
 #[must_use]
 pub fn new_call_id() -> String {
     let v = fastrand::u128(..);
-    let v = (v & !(0xf000_u128 << 64) | (0x4000_u128 << 64)) & !(0xc000_u128 << 48) | (0x8000_u128 << 48);
+    let v = (v & !(0xf000_u128 << 64) | (0x4000_u128 << 64)) & !(0xc000_u128 << 48)
+        | (0x8000_u128 << 48);
     let h = format!("{v:032x}");
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// The key a caller presented: `Authorization: Bearer`, `api-key`, `x-api-key` or
 /// `x-litellm-api-key`.
 #[must_use]
 pub fn presented_key(headers: &HeaderMap) -> Option<Secret> {
-    if let Some(v) = headers.get("x-litellm-api-key").and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get("x-litellm-api-key")
+        .and_then(|v| v.to_str().ok())
+    {
         return Some(Secret::new(strip_bearer(v)));
     }
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         return Some(Secret::new(strip_bearer(v)));
     }
     ["api-key", "x-api-key"]
@@ -384,23 +437,26 @@ where
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(LlmError::bad_request(format!("Could not read the request body: {e}"))),
+        Err(e) => Err(LlmError::bad_request(format!(
+            "Could not read the request body: {e}"
+        ))),
     }
 }
 
 /// Parses a request body, with an error that says where the JSON broke.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, LlmError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(LlmError::bad_request("Request body is empty; send a JSON object"));
+        return Err(LlmError::bad_request(
+            "Request body is empty; send a JSON object",
+        ));
     }
     match serde_json::from_slice::<T>(bytes) {
         Ok(v) => Ok(v),
         Err(_) => {
             // Slow path only on error: parse again while tracking the path of the failing field.
             let mut de = serde_json::Deserializer::from_slice(bytes);
-            let err = match serde_path_to_error::deserialize::<_, T>(&mut de) {
-                Ok(_) => return Err(LlmError::bad_request("Invalid JSON body")),
-                Err(e) => e,
+            let Err(err) = serde_path_to_error::deserialize::<_, T>(&mut de) else {
+                return Err(LlmError::bad_request("Invalid JSON body"));
             };
             let path = err.path().to_string();
             let inner = err.into_inner();
@@ -417,4 +473,3 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, LlmError> {
         }
     }
 }
-

@@ -187,7 +187,10 @@ impl<'de> Deserialize<'de> for Content {
             fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Content, E> {
                 Ok(Content::Text(v))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Content, A::Error> {
                 let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(1));
                 while let Some(p) = seq.next_element()? {
                     parts.push(p);

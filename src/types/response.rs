@@ -16,7 +16,10 @@ use crate::error::LlmError;
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, LlmError>> + Send + 'static>>;
 
 /// A complete answer or a stream.
+///
+/// Complete bodies are kept inline: a response is moved a handful of times, never copied per chunk.
 #[non_exhaustive]
+#[allow(clippy::large_enum_variant)]
 pub enum ResponseBody {
     /// A complete chat completion.
     Chat(ChatResponse),

@@ -26,16 +26,17 @@ use super::{ByteStream, Deployment, Provider};
 use crate::{
     error::{ErrorKind, LlmError},
     types::{
-        chat::{
-            ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, Message, Usage,
+        chat::{ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, Message, Usage},
+        embeddings::{
+            Embedding, EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage,
         },
-        embeddings::{Embedding, EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage},
         ChatStream, LlmRequest, LlmResponse, Operation,
     },
 };
 
 /// The text the mock answers with when nothing else is configured.
-pub const DEFAULT_TEXT: &str = "Hello! This is a mock response from llmgate: no provider was called.";
+pub const DEFAULT_TEXT: &str =
+    "Hello! This is a mock response from llmgate: no provider was called.";
 
 /// The `mock/` provider. See the [module docs](self).
 #[derive(Clone, Copy, Debug, Default)]
@@ -46,8 +47,14 @@ impl Provider for Mock {
         "mock"
     }
 
-    fn encode(&self, _req: &LlmRequest, _dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
-        Err(LlmError::internal("the mock provider makes no HTTP requests"))
+    fn encode(
+        &self,
+        _req: &LlmRequest,
+        _dep: &Deployment,
+    ) -> Result<http::Request<Bytes>, LlmError> {
+        Err(LlmError::internal(
+            "the mock provider makes no HTTP requests",
+        ))
     }
 
     fn decode(
@@ -56,7 +63,9 @@ impl Provider for Mock {
         _resp: http::Response<Bytes>,
         _dep: &Deployment,
     ) -> Result<LlmResponse, LlmError> {
-        Err(LlmError::internal("the mock provider makes no HTTP requests"))
+        Err(LlmError::internal(
+            "the mock provider makes no HTTP requests",
+        ))
     }
 
     fn decode_stream(
@@ -66,14 +75,20 @@ impl Provider for Mock {
         _body: ByteStream,
         _dep: &Deployment,
     ) -> Result<ChatStream, LlmError> {
-        Err(LlmError::internal("the mock provider makes no HTTP requests"))
+        Err(LlmError::internal(
+            "the mock provider makes no HTTP requests",
+        ))
     }
 
     fn classify(&self, status: StatusCode, _h: &HeaderMap, _b: &[u8], _d: &Deployment) -> LlmError {
         LlmError::new(ErrorKind::from_status(status), "mock provider error")
     }
 
-    fn respond_locally(&self, req: &LlmRequest, dep: &Deployment) -> Option<Result<LlmResponse, LlmError>> {
+    fn respond_locally(
+        &self,
+        req: &LlmRequest,
+        dep: &Deployment,
+    ) -> Option<Result<LlmResponse, LlmError>> {
         Some(match &req.op {
             Operation::Chat(chat) => {
                 let directive = chat
@@ -160,7 +175,9 @@ pub fn error_from_directive(s: &str) -> Option<LlmError> {
         None => (rest.trim(), ""),
     };
     let kind = match name {
-        "BadRequestError" | "UnprocessableEntityError" | "UnsupportedParamsError" => ErrorKind::BadRequest,
+        "BadRequestError" | "UnprocessableEntityError" | "UnsupportedParamsError" => {
+            ErrorKind::BadRequest
+        }
         "AuthenticationError" => ErrorKind::Authentication,
         "PermissionDeniedError" => ErrorKind::PermissionDenied,
         "NotFoundError" => ErrorKind::NotFound,
@@ -207,7 +224,10 @@ pub fn respond_embeddings(req: &EmbeddingsRequest, dep: &Deployment) -> LlmRespo
         EmbeddingInput::One(s) => vec![(fnv(s.as_bytes()), s.len())],
         EmbeddingInput::Many(v) => v.iter().map(|s| (fnv(s.as_bytes()), s.len())).collect(),
         EmbeddingInput::Tokens(t) => vec![(fnv(&tokens_bytes(t)), t.len() * 4)],
-        EmbeddingInput::TokenBatches(b) => b.iter().map(|t| (fnv(&tokens_bytes(t)), t.len() * 4)).collect(),
+        EmbeddingInput::TokenBatches(b) => b
+            .iter()
+            .map(|t| (fnv(&tokens_bytes(t)), t.len() * 4))
+            .collect(),
     };
     let mut total = 0u64;
     let data = seeds
@@ -224,7 +244,12 @@ pub fn respond_embeddings(req: &EmbeddingsRequest, dep: &Deployment) -> LlmRespo
                     (state % 2001) as f64 / 1000.0 - 1.0
                 })
                 .collect();
-            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::EPSILON);
+            let norm = v
+                .iter()
+                .map(|x| x * x)
+                .sum::<f64>()
+                .sqrt()
+                .max(f64::EPSILON);
             v.iter_mut().for_each(|x| *x /= norm);
             Embedding {
                 object: Some("embedding".into()),
@@ -342,10 +367,16 @@ mod tests {
         let c = chat(r#"{"model":"m","messages":[{"role":"user","content":"hello there"}]}"#);
         let dep = Deployment::new("m", "mock/m");
         let r = respond_chat(&c, &dep, None).unwrap();
-        let ResponseBodyChat(resp) = ResponseBodyChat::from(r) else { unreachable!() };
-        assert_eq!(resp.choices[0].message.as_ref().unwrap().text(), DEFAULT_TEXT);
+        let ResponseBodyChat(resp) = ResponseBodyChat::from(r);
+        assert_eq!(
+            resp.choices[0].message.as_ref().unwrap().text(),
+            DEFAULT_TEXT
+        );
         let u = resp.usage.unwrap();
-        assert_eq!(u.total_tokens, Some(u.prompt_tokens.unwrap() + u.completion_tokens.unwrap()));
+        assert_eq!(
+            u.total_tokens,
+            Some(u.prompt_tokens.unwrap() + u.completion_tokens.unwrap())
+        );
     }
 
     struct ResponseBodyChat(ChatResponse);

@@ -27,9 +27,9 @@ pub fn join_url(base: &str, path: &str) -> String {
 
 /// A JSON POST builder for `url` with the deployment's `extra_headers`.
 pub fn json_request(url: &str, dep: &Deployment) -> Result<http::request::Builder, LlmError> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| LlmError::bad_request(format!("the deployment's api_base is not a valid URL: {e}")))?;
+    let uri: http::Uri = url.parse().map_err(|e| {
+        LlmError::bad_request(format!("the deployment's api_base is not a valid URL: {e}"))
+    })?;
     let mut builder = http::Request::post(uri)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::ACCEPT, "application/json");
@@ -64,7 +64,12 @@ fn body_with_model<T: WireObject>(
 
 /// The upstream chat body: the client's body with `model` rewritten and gateway controls removed.
 pub fn chat_body(chat: &ChatRequest, model: &str) -> Result<Bytes, LlmError> {
-    body_with_model(chat, model, 512 + chat.messages.len() * 128, &is_upstream_param)
+    body_with_model(
+        chat,
+        model,
+        512 + chat.messages.len() * 128,
+        &is_upstream_param,
+    )
 }
 
 /// The upstream embeddings body.
@@ -78,7 +83,10 @@ mod tests {
 
     #[test]
     fn joins_urls() {
-        assert_eq!(join_url("http://h/v1/", "/chat/completions"), "http://h/v1/chat/completions");
+        assert_eq!(
+            join_url("http://h/v1/", "/chat/completions"),
+            "http://h/v1/chat/completions"
+        );
         assert_eq!(join_url("http://h", "embeddings"), "http://h/embeddings");
     }
 
@@ -91,6 +99,9 @@ mod tests {
         assert!(s.starts_with(r#"{"model":"gpt-4o","#), "{s}");
         assert!(s.contains(r#""x_m":{"k":1.50}"#), "{s}");
         assert!(s.contains(r#""x_top":[1,2.50]"#), "{s}");
-        assert!(!s.contains("metadata") && !s.contains("mock_response"), "{s}");
+        assert!(
+            !s.contains("metadata") && !s.contains("mock_response"),
+            "{s}"
+        );
     }
 }

@@ -65,7 +65,10 @@ pub fn error_from_object(provider: &str, status: StatusCode, obj: &serde_json::V
         .with_type(
             obj.get("type")
                 .and_then(serde_json::Value::as_str)
-                .map_or_else(|| ErrorKind::from_status(status).error_type().to_owned(), str::to_owned),
+                .map_or_else(
+                    || ErrorKind::from_status(status).error_type().to_owned(),
+                    str::to_owned,
+                ),
         );
     if let Some(code) = code {
         err = err.with_code(code);

@@ -49,10 +49,7 @@ impl Provider for OpenAi {
         let mut builder = json_request(&join_url(base, path), dep)?;
         if let Some(key) = &dep.api_key {
             if !key.is_empty() {
-                builder = builder.header(
-                    http::header::AUTHORIZATION,
-                    bearer(key.expose())?,
-                );
+                builder = builder.header(http::header::AUTHORIZATION, bearer(key.expose())?);
             }
         }
         builder
@@ -76,7 +73,10 @@ impl Provider for OpenAi {
         body: ByteStream,
         _dep: &Deployment,
     ) -> Result<ChatStream, LlmError> {
-        Ok(Box::pin(SseStream::new(body, OpenAiStreamMapper::new(self.name()))))
+        Ok(Box::pin(SseStream::new(
+            body,
+            OpenAiStreamMapper::new(self.name()),
+        )))
     }
 
     fn classify(
@@ -111,7 +111,9 @@ pub fn decode_openai(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmEr
         Operation::Embeddings(_) => serde_json::from_slice::<EmbeddingsResponse>(body)
             .map(LlmResponse::embeddings)
             .map_err(|e| invalid_upstream_json("embeddings response", &e)),
-        Operation::ListModels => Err(LlmError::bad_request("a model listing has no provider body")),
+        Operation::ListModels => Err(LlmError::bad_request(
+            "a model listing has no provider body",
+        )),
     }
 }
 

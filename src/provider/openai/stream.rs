@@ -25,7 +25,11 @@ impl OpenAiStreamMapper {
 }
 
 impl SseMapper for OpenAiStreamMapper {
-    fn on_event(&mut self, event: SseEvent, out: &mut VecDeque<ChatChunk>) -> Result<bool, LlmError> {
+    fn on_event(
+        &mut self,
+        event: SseEvent,
+        out: &mut VecDeque<ChatChunk>,
+    ) -> Result<bool, LlmError> {
         let data = event.data.trim();
         if data == "[DONE]" {
             return Ok(true);
