@@ -35,8 +35,17 @@ pub use self::{
 };
 use crate::{
     error::LlmError,
+    secret::Secret,
     types::{ChatStream, LlmRequest, LlmResponse},
 };
+
+/// A credential being fetched by [`Provider::access_token`].
+pub type TokenFuture = Pin<Box<dyn std::future::Future<Output = Result<Secret, LlmError>> + Send>>;
+
+/// A credential fetched by [`Provider::access_token`], handed to [`Provider::encode`] in the
+/// request's extensions.
+#[derive(Clone, Debug)]
+pub struct AccessToken(pub Secret);
 
 /// A provider's response body as a stream of byte chunks.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, LlmError>> + Send + 'static>>;
@@ -74,6 +83,14 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
         body: &[u8],
         dep: &Deployment,
     ) -> LlmError;
+
+    /// Fetches the credential `encode` needs when it cannot be read from the deployment directly
+    /// (an OAuth token exchanged from a service account, cached by the provider until it expires).
+    /// [`ProviderService`] awaits it before `encode` and puts it into the request as
+    /// [`AccessToken`]. Default: none.
+    fn access_token(&self, _dep: &Deployment) -> Option<TokenFuture> {
+        None
+    }
 
     /// Answers without any network call when the provider is local (the `mock` provider).
     fn respond_locally(

@@ -169,6 +169,11 @@ where
         });
     }
 
+    let mut req = req;
+    if let Some(token) = provider.access_token(&dep) {
+        let token = token.await?;
+        req.extensions.insert(super::AccessToken(token));
+    }
     let http_req = provider.encode(&req, &dep)?.map(Full::new);
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + timeout;
