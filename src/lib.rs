@@ -10,6 +10,7 @@ pub use self::{
 };
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod gateway;
 pub mod provider;

@@ -455,8 +455,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, LlmError> {
         Err(_) => {
             // Slow path only on error: parse again while tracking the path of the failing field.
             let mut de = serde_json::Deserializer::from_slice(bytes);
-            let Err(err) = serde_path_to_error::deserialize::<_, T>(&mut de) else {
-                return Err(LlmError::bad_request("Invalid JSON body"));
+            let err = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                Err(err) => err,
+                Ok(_) => {
+                    return Err(match de.end() {
+                        Err(e) => LlmError::bad_request(format!("Invalid JSON body: {e}")),
+                        Ok(()) => LlmError::bad_request("Invalid JSON body"),
+                    })
+                }
             };
             let path = err.path().to_string();
             let inner = err.into_inner();
@@ -464,10 +470,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, LlmError> {
                 LlmError::bad_request(format!("Invalid JSON body: {inner}"))
             } else {
                 LlmError::bad_request(format!("Invalid request body at `{path}`: {inner}"))
-                    .with_param(path)
+                    .with_param(path.as_str())
             };
-            if inner.is_data() && e.param().is_none() {
-                e = e.with_param("body");
+            if e.param().is_none() {
+                let msg = inner.to_string();
+                if let Some(field) = msg
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split('`').next())
+                {
+                    let param = if path == "." {
+                        field.to_owned()
+                    } else {
+                        format!("{path}.{field}")
+                    };
+                    e = e.with_param(param);
+                }
             }
             Err(e)
         }

@@ -691,3 +691,5 @@ impl Drop for FakeBody {
         }
     }
 }
+
+pub mod gw;

@@ -14,13 +14,17 @@ use super::error::error_from_object;
 #[derive(Clone, Debug)]
 pub struct OpenAiStreamMapper {
     provider: &'static str,
+    saw_finish: bool,
 }
 
 impl OpenAiStreamMapper {
     /// A mapper for `provider`'s stream.
     #[must_use]
     pub fn new(provider: &'static str) -> Self {
-        Self { provider }
+        Self {
+            provider,
+            saw_finish: false,
+        }
     }
 }
 
@@ -39,6 +43,9 @@ impl SseMapper for OpenAiStreamMapper {
         }
         match serde_json::from_str::<ChatChunk>(data) {
             Ok(chunk) => {
+                if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
+                    self.saw_finish = true;
+                }
                 out.push_back(chunk);
                 Ok(false)
             }
@@ -60,5 +67,18 @@ impl SseMapper for OpenAiStreamMapper {
                 .with_provider(self.provider))
             }
         }
+    }
+
+    /// A stream that ends without `[DONE]` and without any finish reason was cut: report it, so
+    /// that the client (and any cache) does not take a partial answer for a whole one.
+    fn on_end(&mut self, _out: &mut VecDeque<ChatChunk>) -> Result<(), LlmError> {
+        if self.saw_finish {
+            return Ok(());
+        }
+        Err(LlmError::new(
+            ErrorKind::ApiConnection,
+            "the provider's stream ended before it finished (no finish_reason, no [DONE])",
+        )
+        .with_provider(self.provider))
     }
 }
