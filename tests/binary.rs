@@ -1,0 +1,204 @@
+//! The `llmgate` binary: `--check`, serving a config, and graceful shutdown on SIGTERM that lets an
+//! in-flight stream finish.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use serde_json::json;
+use support::{gw, FakeUpstream, Reply};
+
+const BIN: &str = env!("CARGO_BIN_EXE_llmgate");
+
+fn write_config(text: &str) -> tempfile_path::TempPath {
+    tempfile_path::TempPath::with_contents(text)
+}
+
+/// A tiny temp-file helper (no extra crate).
+mod tempfile_path {
+    pub struct TempPath(pub std::path::PathBuf);
+    impl TempPath {
+        pub fn with_contents(text: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "llmgate-test-{}-{}.yaml",
+                std::process::id(),
+                fastrand::u64(..)
+            ));
+            std::fs::write(&path, text).unwrap();
+            Self(path)
+        }
+    }
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+#[test]
+fn check_accepts_a_valid_config() {
+    let cfg = write_config(llmgate::gateway::DEFAULT_CONFIG);
+    let out = Command::new(BIN)
+        .args(["--config"])
+        .arg(&cfg.0)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("config OK"));
+}
+
+#[test]
+fn check_lists_every_problem_and_fails() {
+    let cfg = write_config(
+        "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      timeout: -1\n  - model_name: b\n    litellm_params:\n      api_base: http://x\nrouter_settings:\n  routing_strategy: fastest-please\n",
+    );
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg.0)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "model_list[0].litellm_params.timeout",
+        "model_list[1].litellm_params.model",
+        "router_settings.routing_strategy",
+    ] {
+        assert!(err.contains(needle), "stderr lacks {needle}: {err}");
+    }
+    assert!(
+        err.contains(&cfg.0.display().to_string()),
+        "the file is named: {err}"
+    );
+}
+
+#[test]
+fn check_does_not_print_secrets() {
+    let cfg = write_config("model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      api_key: sk-super-secret-value\n      timeout: nope\ngeneral_settings:\n  master_key: sk-master-secret\n");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg.0)
+        .arg("--check")
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !all.contains("sk-super-secret-value") && !all.contains("sk-master-secret"),
+        "{all}"
+    );
+}
+
+/// Starts the binary on a free port; returns the child and its address once it listens.
+fn spawn(config: &std::path::Path) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--graceful_timeout",
+            "10",
+        ])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("llmgate printed its listening line");
+        if line.contains("llmgate listening") {
+            break;
+        }
+    }
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    (child, format!("127.0.0.1:{port}"))
+}
+
+#[tokio::test]
+async fn serves_and_drains_a_stream_on_sigterm() {
+    let up = FakeUpstream::start().await;
+    let sse = support::chat_sse(&["one ", "two ", "three ", "four"]);
+    let pieces: Vec<Bytes> = sse
+        .split_inclusive("\n\n")
+        .map(|s| Bytes::from(s.to_owned()))
+        .collect();
+    up.enqueue(Reply::chunked(
+        200,
+        "text/event-stream",
+        pieces,
+        Duration::from_millis(250),
+    ));
+    let cfg = write_config(&gw::openai_config("g", &up.url()));
+    let (mut child, addr) = spawn(&cfg.0);
+
+    let resp = gw::open_stream(
+        &format!("http://{addr}/v1/chat/completions"),
+        &json!({"model": "g", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("data: "));
+
+    // SIGTERM while the stream is in flight.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let mut rest = Vec::from(first.as_ref());
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            rest.extend_from_slice(&data);
+        }
+    }
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.contains("four"), "the stream was cut: {text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    // It no longer accepts connections.
+    assert!(std::net::TcpStream::connect(&addr).is_err());
+}

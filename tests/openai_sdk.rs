@@ -1,0 +1,72 @@
+//! The official OpenAI Python SDK against the gateway: chat, stream, an upstream 429 raising
+//! `openai.RateLimitError`, and the model list.
+//!
+//! The README's test command (`bash .ci/test`) installs the SDK into a throw-away venv and sets
+//! `LLMGATE_PYTHON`. Without it, a `python3` that can `import openai` is used; otherwise the test
+//! fails and says how to run it: it never skips silently.
+
+mod support;
+
+use serde_json::json;
+use support::{gw, FakeUpstream, Reply};
+
+fn python() -> String {
+    if let Ok(p) = std::env::var("LLMGATE_PYTHON") {
+        return p;
+    }
+    let has_sdk = std::process::Command::new("python3")
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        has_sdk,
+        "the OpenAI SDK test needs Python with the `openai` package: run `bash .ci/test` (it makes a venv), or set LLMGATE_PYTHON"
+    );
+    "python3".to_owned()
+}
+
+#[tokio::test]
+async fn official_openai_python_sdk() {
+    let python = python();
+    let up = FakeUpstream::start().await;
+    up.set_default(
+        Reply::json(429, json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}))
+            .header("retry-after", "1"),
+    );
+    let cfg = format!(
+        "{}  - model_name: limited\n    litellm_params:\n      model: openai/limited\n      api_base: {}/v1\n      api_key: sk-up\n",
+        llmgate::gateway::DEFAULT_CONFIG,
+        up.url()
+    );
+    let gw = gw::TestGateway::start(&cfg).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/openai_sdk_check.py");
+    let base = gw.url("/v1");
+    let out = tokio::process::Command::new(&python)
+        .args([
+            script,
+            "--base-url",
+            &base,
+            "--api-key",
+            "sk-test",
+            "--model",
+            "mock",
+            "--rate-limited-model",
+            "limited",
+        ])
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "SDK check failed:\n{stdout}\n{stderr}"
+    );
+    for check in ["ok: chat", "ok: stream", "ok: rate_limit", "ok: models"] {
+        assert!(
+            stdout.contains(check),
+            "missing `{check}`:\n{stdout}\n{stderr}"
+        );
+    }
+    assert!(up.hits() >= 1, "the 429 came from the upstream");
+}
