@@ -396,7 +396,11 @@ impl serde::Serialize for Object<'_> {
         let e = self.0;
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("message", e.message())?;
-        map.serialize_entry("type", e.error_type())?;
+        // A relayed provider object whose `type` is not a string (Azure sends `null`) keeps it.
+        match e.inner.extra.get("type") {
+            Some(raw) => map.serialize_entry("type", raw)?,
+            None => map.serialize_entry("type", e.error_type())?,
+        }
         map.serialize_entry("param", &e.param())?;
         let status_code;
         let code = match e.code() {

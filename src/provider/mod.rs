@@ -12,9 +12,12 @@
 //! Providers are chosen by the model prefix, as in LiteLLM (`openai/gpt-4o`, `mock/anything`); see
 //! [`lookup`].
 
+pub mod azure;
+pub mod compat;
 mod deployment;
 mod http_client;
 pub mod mock;
+pub mod ollama;
 pub mod openai;
 mod service;
 pub mod sse;
@@ -103,17 +106,31 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
 }
 
 /// Every built-in provider, by prefix.
-static PROVIDERS: &[&dyn Provider] = &[&openai::OpenAi, &mock::Mock];
+static PROVIDERS: &[&dyn Provider] = &[
+    &openai::OpenAi,
+    &mock::Mock,
+    &azure::Azure,
+    &ollama::Ollama,
+    &ollama::OllamaChat,
+];
+
+/// Built-in providers, then the OpenAI-compatible hosts table.
+fn all_providers() -> impl Iterator<Item = &'static dyn Provider> {
+    PROVIDERS
+        .iter()
+        .copied()
+        .chain(compat::HOSTS.iter().map(|h| h as &dyn Provider))
+}
 
 /// The provider for a model prefix.
 #[must_use]
 pub fn lookup(prefix: &str) -> Option<&'static dyn Provider> {
-    PROVIDERS.iter().copied().find(|p| p.name() == prefix)
+    all_providers().find(|p| p.name() == prefix)
 }
 
 /// The prefixes of every built-in provider.
 pub fn known_prefixes() -> impl Iterator<Item = &'static str> {
-    PROVIDERS.iter().map(|p| p.name())
+    all_providers().map(|p| p.name())
 }
 
 /// The error for an operation a provider does not implement.

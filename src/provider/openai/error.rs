@@ -79,7 +79,13 @@ pub fn error_from_object(provider: &str, status: StatusCode, obj: &serde_json::V
     if let serde_json::Value::Object(m) = obj {
         let mut extra = Extra::new();
         for (k, v) in m {
-            if !matches!(k.as_str(), "message" | "type" | "param" | "code") {
+            let keep = match k.as_str() {
+                "message" | "param" | "code" => false,
+                // A non-string `type` (Azure's `null`) is relayed as sent.
+                "type" => !v.is_string(),
+                _ => true,
+            };
+            if keep {
                 // Values from a parsed object always serialize.
                 let _ = extra.insert(k, v);
             }

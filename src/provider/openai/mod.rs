@@ -4,6 +4,9 @@
 //! rewritten to the deployment's model and gateway controls (LiteLLM's `metadata`, `mock_response`,
 //! `fallbacks`, …) removed; responses, chunks and error objects are relayed unchanged.
 //!
+//! When the deployment sets no `api_base` / `api_key`, `OPENAI_BASE_URL` (or `OPENAI_API_BASE`) and
+//! `OPENAI_API_KEY` apply, read once (see [`compat::OPENAI`](super::compat::OPENAI)).
+//!
 //! The functions here are reused by every OpenAI-shaped family (Azure, the OpenAI-compatible hosts).
 
 mod encode;
@@ -40,21 +43,8 @@ impl Provider for OpenAi {
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
-        let base = dep.api_base.as_deref().unwrap_or(DEFAULT_API_BASE);
-        let (path, body) = match &req.op {
-            Operation::Chat(chat) => ("chat/completions", chat_body(chat, &dep.model)?),
-            Operation::Embeddings(emb) => ("embeddings", embeddings_body(emb, &dep.model)?),
-            Operation::ListModels => return Err(super::unsupported(self, req)),
-        };
-        let mut builder = json_request(&join_url(base, path), dep)?;
-        if let Some(key) = &dep.api_key {
-            if !key.is_empty() {
-                builder = builder.header(http::header::AUTHORIZATION, bearer(key.expose())?);
-            }
-        }
-        builder
-            .body(body)
-            .map_err(|e| LlmError::bad_request(format!("cannot build upstream request: {e}")))
+        // The deployment's api_base / api_key, else OPENAI_BASE_URL / OPENAI_API_KEY, else OpenAI.
+        super::compat::OPENAI.encode(self, req, dep)
     }
 
     fn decode(

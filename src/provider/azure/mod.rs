@@ -1,0 +1,247 @@
+//! `azure/`: Azure OpenAI deployments.
+//!
+//! The wire format is OpenAI's, so the body, responses, stream chunks and error objects come from the
+//! [`openai`](super::openai) module; Azure differs in where and how it is called:
+//!
+//! - URL: `{api_base}/openai/deployments/{deployment}/chat/completions?api-version={api_version}`
+//!   (and `/embeddings`), where the deployment is the model after `azure/`. The body's `model` is the
+//!   deployment name too, as LiteLLM (through the AzureOpenAI SDK) sends it.
+//! - `api_version`: the deployment's, else `AZURE_API_VERSION`, else LiteLLM's default
+//!   ([`DEFAULT_API_VERSION`]).
+//! - `api_base`: the deployment's, else `AZURE_API_BASE`.
+//! - Auth: the `api-key` header with the deployment key (else `AZURE_API_KEY`); without a key, an
+//!   `azure_ad_token` from `litellm_params` (else `AZURE_AD_TOKEN`) as `Authorization: Bearer`, or the
+//!   [`AccessToken`](super::AccessToken) a credential hook fetched.
+//! - Content filtering: `prompt_filter_results`, per-choice `content_filter_results` and the first
+//!   stream event with empty `choices` are relayed unchanged; a `finish_reason` of `content_filter`
+//!   is a success. An error with code `content_filter` is
+//!   [`ContentPolicyViolation`](crate::ErrorKind::ContentPolicyViolation), relayed with its
+//!   `innererror`. Azure's bare `{code, message}` errors (429) become the OpenAI error JSON.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use super::{
+    openai::{
+        bearer, chat_body, classify_openai_error, decode_openai, embeddings_body, join_url,
+        json_request, OpenAiStreamMapper,
+    },
+    sse::SseStream,
+    AccessToken, ByteStream, Deployment, Provider,
+};
+use crate::{
+    error::{ErrorKind, LlmError},
+    secret::Secret,
+    types::{ChatStream, LlmRequest, LlmResponse, Operation},
+};
+
+/// LiteLLM's `AZURE_DEFAULT_API_VERSION`, used when neither the deployment nor `AZURE_API_VERSION`
+/// sets one.
+pub const DEFAULT_API_VERSION: &str = "2025-02-01-preview";
+
+/// The `azure/` provider. See the [module docs](self).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Azure;
+
+/// Azure settings from the environment, read once.
+#[derive(Default)]
+struct AzureEnv {
+    api_base: Option<String>,
+    api_key: Option<Secret>,
+    api_version: Option<String>,
+    ad_token: Option<Secret>,
+}
+
+fn env() -> &'static AzureEnv {
+    static ENV: OnceLock<AzureEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+        AzureEnv {
+            api_base: var("AZURE_API_BASE"),
+            api_key: var("AZURE_API_KEY").map(Secret::new),
+            api_version: var("AZURE_API_VERSION"),
+            ad_token: var("AZURE_AD_TOKEN").map(Secret::new),
+        }
+    })
+}
+
+/// The deployment URL for `path` (`chat/completions`, `embeddings`).
+fn deployment_url(base: &str, deployment: &str, path: &str, api_version: &str) -> String {
+    let mut url = join_url(base, "openai/deployments/");
+    url.push_str(deployment);
+    url.push('/');
+    url.push_str(path);
+    url.push_str("?api-version=");
+    url.push_str(api_version);
+    url
+}
+
+fn sensitive(value: &str, what: &str) -> Result<HeaderValue, LlmError> {
+    let mut v = HeaderValue::try_from(value).map_err(|_| {
+        LlmError::new(
+            ErrorKind::Authentication,
+            format!("the deployment's {what} contains characters not allowed in a header"),
+        )
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+impl Provider for Azure {
+    fn name(&self) -> &'static str {
+        "azure"
+    }
+
+    fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
+        let env = env();
+        let base = dep
+            .api_base
+            .as_deref()
+            .or(env.api_base.as_deref())
+            .ok_or_else(|| {
+                LlmError::bad_request(
+                    "the azure provider needs an api_base (https://<resource>.openai.azure.com), in litellm_params or AZURE_API_BASE",
+                )
+            })?;
+        let version = dep
+            .api_version
+            .as_deref()
+            .or(env.api_version.as_deref())
+            .unwrap_or(DEFAULT_API_VERSION);
+        if dep.model.contains(['/', '?', '#']) || version.contains(['&', '#', ' ']) {
+            return Err(LlmError::bad_request(
+                "the azure deployment name or api_version contains characters not allowed in a URL",
+            ));
+        }
+        let (path, body) = match &req.op {
+            Operation::Chat(chat) => ("chat/completions", chat_body(chat, &dep.model)?),
+            Operation::Embeddings(emb) => ("embeddings", embeddings_body(emb, &dep.model)?),
+            Operation::ListModels => return Err(super::unsupported(self, req)),
+        };
+        let mut builder = json_request(&deployment_url(base, &dep.model, path, version), dep)?;
+        let key = dep
+            .api_key
+            .as_ref()
+            .filter(|k| !k.is_empty())
+            .or(env.api_key.as_ref());
+        if let Some(key) = key {
+            builder = builder.header("api-key", sensitive(key.expose(), "api_key")?);
+        } else if let Some(token) = dep.param_str("azure_ad_token").filter(|t| !t.is_empty()) {
+            builder = builder.header(http::header::AUTHORIZATION, bearer(token)?);
+        } else if let Some(AccessToken(token)) = req.extensions.get::<AccessToken>() {
+            builder = builder.header(http::header::AUTHORIZATION, bearer(token.expose())?);
+        } else if let Some(token) = &env.ad_token {
+            builder = builder.header(http::header::AUTHORIZATION, bearer(token.expose())?);
+        }
+        builder
+            .body(body)
+            .map_err(|e| LlmError::bad_request(format!("cannot build upstream request: {e}")))
+    }
+
+    fn decode(
+        &self,
+        req: &LlmRequest,
+        resp: http::Response<Bytes>,
+        _dep: &Deployment,
+    ) -> Result<LlmResponse, LlmError> {
+        decode_openai(req, resp.body())
+    }
+
+    fn decode_stream(
+        &self,
+        _req: &LlmRequest,
+        _parts: http::response::Parts,
+        body: ByteStream,
+        _dep: &Deployment,
+    ) -> Result<ChatStream, LlmError> {
+        Ok(Box::pin(SseStream::new(
+            body,
+            OpenAiStreamMapper::new(self.name()),
+        )))
+    }
+
+    fn classify(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        _dep: &Deployment,
+    ) -> LlmError {
+        classify_openai_error(self.name(), status, headers, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dep() -> Deployment {
+        let mut d = Deployment::new("gpt-4o", "azure/my-deployment")
+            .with_api_base("https://myres.openai.azure.com/")
+            .with_api_key("test-key");
+        d.api_version = Some("2024-10-21".into());
+        d
+    }
+
+    #[test]
+    fn builds_deployment_url_and_api_key_header() {
+        let req = LlmRequest::chat(
+            serde_json::from_str(
+                r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
+            )
+            .unwrap(),
+        );
+        let out = Azure.encode(&req, &dep()).unwrap();
+        assert_eq!(
+            out.uri().to_string(),
+            "https://myres.openai.azure.com/openai/deployments/my-deployment/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(out.headers()["api-key"], "test-key");
+        assert!(out.headers()["api-key"].is_sensitive());
+        assert!(!out.headers().contains_key(http::header::AUTHORIZATION));
+    }
+
+    #[test]
+    fn ad_token_becomes_bearer() {
+        let mut d = dep();
+        d.api_key = None;
+        d.params
+            .insert("azure_ad_token".into(), serde_json::Value::from("tok"));
+        let req =
+            LlmRequest::chat(serde_json::from_str(r#"{"model":"gpt-4o","messages":[]}"#).unwrap());
+        if env().api_key.is_none() {
+            let out = Azure.encode(&req, &d).unwrap();
+            assert_eq!(out.headers()[http::header::AUTHORIZATION], "Bearer tok");
+            assert!(!out.headers().contains_key("api-key"));
+        }
+    }
+
+    #[test]
+    fn content_filter_error_is_policy_violation_and_relayed() {
+        let body = br#"{"error":{"message":"filtered","type":null,"param":"prompt","code":"content_filter","status":400,"innererror":{"code":"ResponsibleAIPolicyViolation","content_filter_result":{"jailbreak":{"filtered":true,"detected":true}}}}}"#;
+        let err = Azure.classify(StatusCode::BAD_REQUEST, &HeaderMap::new(), body, &dep());
+        assert_eq!(err.kind(), ErrorKind::ContentPolicyViolation);
+        let v: serde_json::Value = serde_json::from_slice(&err.to_json()).unwrap();
+        let sent: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(v, sent);
+    }
+
+    #[test]
+    fn bare_rate_limit_error_gets_openai_shape() {
+        let body = br#"{"error":{"code":"429","message":"slow down"}}"#;
+        let err = Azure.classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            &HeaderMap::new(),
+            body,
+            &dep(),
+        );
+        assert_eq!(err.kind(), ErrorKind::RateLimit);
+        let v: serde_json::Value = serde_json::from_slice(&err.to_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"error":{"message":"slow down","type":"rate_limit_error","param":null,"code":"429"}})
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! `ollama/` and `ollama_chat/`: a local or remote Ollama server's native API.
+//!
+//! - `ollama_chat/<model>` calls `POST {api_base}/api/chat` with the messages: text parts joined into
+//!   `content`, `data:` image URLs as bare base64 in `images`, assistant tool calls with object
+//!   arguments, tool results named by `tool_name`.
+//! - `ollama/<model>` calls `POST {api_base}/api/generate` with the conversation flattened into one
+//!   `prompt` by LiteLLM's `ollama_pt` layout (`### User:` / `### System:` / `### Assistant:` runs),
+//!   images from user turns in `images`. Tools need `ollama_chat/`.
+//! - Both: sampling parameters move under `options` (`temperature`, `top_p`, `max_tokens` →
+//!   `num_predict`, `seed`, `stop` as an array, `frequency_penalty`, `presence_penalty`, and Ollama
+//!   options such as `top_k` or `num_ctx` sent at the top level); `reasoning_effort` → `think`;
+//!   `response_format` → `format` (`json_schema` → the schema, `json_object` → `"json"`); `tools`
+//!   forwarded as they are; `tool_choice`, `n`, `stream_options` and other OpenAI-only keys dropped;
+//!   `stream` always explicit.
+//! - Answers: `done_reason` → `finish_reason` (`tool_calls` when the model called a tool),
+//!   `prompt_eval_count` / `eval_count` → usage, Ollama tool calls → OpenAI tool calls (arguments as
+//!   a JSON string). Streams are NDJSON, decoded line by line ([`NdjsonStream`]).
+//! - Errors (`{"error": "model 'x' not found"}`) keep their status and become the OpenAI error JSON
+//!   with Ollama's text as the message.
+//! - `api_base` defaults to `OLLAMA_API_BASE`, else `http://localhost:11434`. A key (deployment or
+//!   `OLLAMA_API_KEY`) is sent as `Authorization: Bearer`, for Ollama behind a proxy.
+//! - Embeddings (either prefix) call `/api/embed`.
+
+mod decode;
+mod encode;
+mod stream;
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+
+pub use self::{
+    decode::{chat_response, embeddings_response},
+    encode::{chat_body, embed_body, generate_body, ollama_prompt},
+    stream::{LineMapper, NdjsonStream, OllamaStreamMapper},
+};
+use super::{
+    openai::{bearer, classify_openai_error, join_url, json_request},
+    ByteStream, Deployment, Provider,
+};
+use crate::{
+    error::LlmError,
+    secret::Secret,
+    types::{ChatStream, LlmRequest, LlmResponse, Operation},
+};
+
+/// Ollama's default address.
+pub const DEFAULT_API_BASE: &str = "http://localhost:11434";
+
+/// The `ollama/` provider (`/api/generate`). See the [module docs](self).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ollama;
+
+/// The `ollama_chat/` provider (`/api/chat`). See the [module docs](self).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OllamaChat;
+
+#[derive(Default)]
+struct OllamaEnv {
+    api_base: Option<String>,
+    api_key: Option<Secret>,
+}
+
+fn env() -> &'static OllamaEnv {
+    static ENV: OnceLock<OllamaEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+        OllamaEnv {
+            api_base: var("OLLAMA_API_BASE"),
+            api_key: var("OLLAMA_API_KEY").map(Secret::new),
+        }
+    })
+}
+
+fn encode(
+    provider: &dyn Provider,
+    chat_endpoint: bool,
+    req: &LlmRequest,
+    dep: &Deployment,
+) -> Result<http::Request<Bytes>, LlmError> {
+    let env = env();
+    let base = dep
+        .api_base
+        .as_deref()
+        .or(env.api_base.as_deref())
+        .unwrap_or(DEFAULT_API_BASE);
+    let (path, body) = match &req.op {
+        Operation::Chat(chat) if chat_endpoint => ("api/chat", chat_body(chat, &dep.model)?),
+        Operation::Chat(chat) => ("api/generate", generate_body(chat, &dep.model)?),
+        Operation::Embeddings(emb) => ("api/embed", embed_body(emb, &dep.model)?),
+        Operation::ListModels => return Err(super::unsupported(provider, req)),
+    };
+    let mut builder = json_request(&join_url(base, path), dep)?;
+    if let Some(key) = dep.api_key.as_ref().or(env.api_key.as_ref()) {
+        if !key.is_empty() {
+            builder = builder.header(http::header::AUTHORIZATION, bearer(key.expose())?);
+        }
+    }
+    builder
+        .body(body)
+        .map_err(|e| LlmError::bad_request(format!("cannot build upstream request: {e}")))
+}
+
+fn decode(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmError> {
+    match &req.op {
+        Operation::Chat(_) => chat_response(body, req.model()).map(LlmResponse::chat),
+        Operation::Embeddings(_) => {
+            embeddings_response(body, req.model()).map(LlmResponse::embeddings)
+        }
+        Operation::ListModels => Err(LlmError::bad_request(
+            "a model listing has no provider body",
+        )),
+    }
+}
+
+fn decode_stream(provider: &'static str, req: &LlmRequest, body: ByteStream) -> ChatStream {
+    let include_usage = req
+        .as_chat()
+        .and_then(|c| c.stream_options.as_ref())
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    Box::pin(NdjsonStream::new(
+        body,
+        OllamaStreamMapper::new(provider, req.model(), include_usage),
+    ))
+}
+
+macro_rules! ollama_provider {
+    ($ty:ty, $name:literal, $chat_endpoint:literal) => {
+        impl Provider for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn encode(
+                &self,
+                req: &LlmRequest,
+                dep: &Deployment,
+            ) -> Result<http::Request<Bytes>, LlmError> {
+                encode(self, $chat_endpoint, req, dep)
+            }
+
+            fn decode(
+                &self,
+                req: &LlmRequest,
+                resp: http::Response<Bytes>,
+                _dep: &Deployment,
+            ) -> Result<LlmResponse, LlmError> {
+                decode(req, resp.body())
+            }
+
+            fn decode_stream(
+                &self,
+                req: &LlmRequest,
+                _parts: http::response::Parts,
+                body: ByteStream,
+                _dep: &Deployment,
+            ) -> Result<ChatStream, LlmError> {
+                Ok(decode_stream(self.name(), req, body))
+            }
+
+            fn classify(
+                &self,
+                status: StatusCode,
+                headers: &HeaderMap,
+                body: &[u8],
+                _dep: &Deployment,
+            ) -> LlmError {
+                // `{"error": "..."}`: the text becomes the message, the status is kept.
+                classify_openai_error(self.name(), status, headers, body)
+            }
+        }
+    };
+}
+
+ollama_provider!(Ollama, "ollama", false);
+ollama_provider!(OllamaChat, "ollama_chat", true);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn model_not_found_keeps_status_and_text() {
+        let dep = Deployment::new("m", "ollama_chat/llama3.1");
+        let err = OllamaChat.classify(
+            StatusCode::NOT_FOUND,
+            &HeaderMap::new(),
+            br#"{"error":"model 'llama3.1' not found"}"#,
+            &dep,
+        );
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert_eq!(err.status(), StatusCode::NOT_FOUND);
+        assert_eq!(err.message(), "model 'llama3.1' not found");
+    }
+
+    #[test]
+    fn endpoints_by_prefix() {
+        let req = LlmRequest::chat(
+            serde_json::from_str(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#)
+                .unwrap(),
+        );
+        let dep = Deployment::new("m", "ollama/llama3.1").with_api_base("http://h:1/");
+        assert_eq!(
+            Ollama.encode(&req, &dep).unwrap().uri().to_string(),
+            "http://h:1/api/generate"
+        );
+        assert_eq!(
+            OllamaChat.encode(&req, &dep).unwrap().uri().to_string(),
+            "http://h:1/api/chat"
+        );
+    }
+}
