@@ -674,6 +674,52 @@ mod tests {
     }
 
     #[test]
+    fn replays_thinking_tool_calls_and_rich_tool_results() {
+        let b = body(
+            r#"{"model":"c","messages":[
+                {"role":"user","content":"q","cache_control":{"type":"ephemeral"}},
+                {"role":"assistant","content":null,
+                 "thinking_blocks":[{"type":"thinking","thinking":"t","signature":"s"}],
+                 "tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":""}}]},
+                {"role":"tool","tool_call_id":"a","content":[{"type":"text","text":"r"}]}
+            ],"thinking":{"type":"enabled","budget_tokens":2000}}"#,
+            &dep(),
+        );
+        assert_eq!(
+            b["messages"],
+            json!([
+                {"role":"user","content":[{"type":"text","text":"q","cache_control":{"type":"ephemeral"}}]},
+                {"role":"assistant","content":[
+                    {"type":"thinking","thinking":"t","signature":"s"},
+                    {"type":"tool_use","id":"a","name":"f","input":{}}
+                ]},
+                {"role":"user","content":[
+                    {"type":"tool_result","tool_use_id":"a","content":[{"type":"text","text":"r"}]}
+                ]}
+            ])
+        );
+        assert_eq!(
+            b["thinking"],
+            json!({"type":"enabled","budget_tokens":2000})
+        );
+        assert_eq!(b["max_tokens"], json!(6096));
+    }
+
+    #[test]
+    fn bad_input_is_a_bad_request() {
+        for chat in [
+            r#"{"model":"c","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"ftp://x"}}]}]}"#,
+            r#"{"model":"c","messages":[{"role":"assistant","tool_calls":[{"id":"a","function":{"name":"f","arguments":"{"}}]}]}"#,
+            r#"{"model":"c","messages":[{"role":"user","content":"a"}],"reasoning_effort":"extreme"}"#,
+            r#"{"model":"c","messages":[{"role":"user","content":"a"}],"tool_choice":"sometimes"}"#,
+        ] {
+            let chat: ChatRequest = serde_json::from_str(chat).unwrap();
+            let err = messages_body(&chat, &dep()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::BadRequest, "{chat:?}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_pass_and_unsupported_ones_fail() {
         let b = body(
             r#"{"model":"c","messages":[{"role":"user","content":"a"}],"top_k":5,"metadata":{"x":1}}"#,
