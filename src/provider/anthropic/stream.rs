@@ -15,7 +15,7 @@
 //! The role rides on the first chunk. In JSON mode (`response_format`) the `json_tool_call` tool's
 //! input is streamed as `content`.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::collections::VecDeque;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -73,7 +73,7 @@ struct StartMessage {
 #[derive(Debug)]
 pub struct AnthropicStreamMapper {
     id: Option<String>,
-    model: Arc<str>,
+    model: String,
     created: u64,
     include_usage: bool,
     json_mode: bool,
@@ -91,7 +91,7 @@ impl AnthropicStreamMapper {
     pub fn new(chat: &ChatRequest) -> Self {
         Self {
             id: None,
-            model: chat.model.as_str().into(),
+            model: chat.model.clone(),
             created: now(),
             include_usage: chat
                 .stream_options
@@ -113,7 +113,7 @@ impl AnthropicStreamMapper {
             id: self.id.clone(),
             object: Some("chat.completion.chunk".into()),
             created: Some(self.created),
-            model: Some(self.model.to_string()),
+            model: Some(self.model.clone()),
             ..ChatChunk::default()
         };
         c.set_explicit_null("usage", self.include_usage);
