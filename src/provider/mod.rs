@@ -12,6 +12,7 @@
 //! Providers are chosen by the model prefix, as in LiteLLM (`openai/gpt-4o`, `mock/anything`); see
 //! [`lookup`].
 
+pub mod anthropic;
 pub mod azure;
 pub mod compat;
 mod deployment;
@@ -109,6 +110,7 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
 static PROVIDERS: &[&dyn Provider] = &[
     &openai::OpenAi,
     &mock::Mock,
+    &anthropic::Anthropic,
     &azure::Azure,
     &ollama::Ollama,
     &ollama::OllamaChat,
