@@ -9,10 +9,12 @@
 //! [`ProviderService`] (made by [`ProviderLayer`]) puts a provider on top of any HTTP client
 //! `tower::Service<http::Request<Full<Bytes>>>`, such as [`HttpClient`].
 //!
-//! Providers are chosen by the model prefix, as in LiteLLM (`openai/gpt-4o`, `mock/anything`); see
+//! Providers are chosen by the model prefix, as in LiteLLM (`openai/gpt-4o`, `gemini/gemini-2.5-flash`,
+//! `vertex_ai/gemini-2.5-flash`, `mock/anything`); see
 //! [`lookup`].
 
 mod deployment;
+pub mod gemini;
 mod http_client;
 pub mod mock;
 pub mod openai;
@@ -103,7 +105,10 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
 }
 
 /// Every built-in provider, by prefix.
-static PROVIDERS: &[&dyn Provider] = &[&openai::OpenAi, &mock::Mock];
+static PROVIDERS: &[&dyn Provider] = &[&openai::OpenAi, &mock::Mock, &gemini::Gemini, &VERTEX_AI];
+
+/// The built-in `vertex_ai` provider: one instance, so every deployment shares its token cache.
+static VERTEX_AI: gemini::VertexAi = gemini::VertexAi::new();
 
 /// The provider for a model prefix.
 #[must_use]
