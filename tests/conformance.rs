@@ -306,8 +306,14 @@ async fn run_case(case: &Value, seed: u64) -> Vec<String> {
 
     let client_req = &case["client_request"];
     let model_name = client_req["body"]["model"].as_str().unwrap_or("model");
+    // A case whose credential is fetched (Vertex's OAuth token) gives the token to inject in
+    // `auth.bearer_token`: it becomes the deployment's `api_key`, which such providers send as is.
+    let mut params = case["deployment"].clone();
+    if let Some(token) = case["auth"]["bearer_token"].as_str() {
+        params["api_key"] = token.into();
+    }
     let config_json = serde_json::json!({
-        "model_list": [{"model_name": model_name, "litellm_params": case["deployment"]}]
+        "model_list": [{"model_name": model_name, "litellm_params": params}]
     });
     let config = match Config::from_yaml_str(&config_json.to_string(), "case") {
         Ok(l) => l.config,

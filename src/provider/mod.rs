@@ -9,13 +9,15 @@
 //! [`ProviderService`] (made by [`ProviderLayer`]) puts a provider on top of any HTTP client
 //! `tower::Service<http::Request<Full<Bytes>>>`, such as [`HttpClient`].
 //!
-//! Providers are chosen by the model prefix, as in LiteLLM (`openai/gpt-4o`, `mock/anything`); see
+//! Providers are chosen by the model prefix, as in LiteLLM (`openai/gpt-4o`, `gemini/gemini-2.5-flash`,
+//! `vertex_ai/gemini-2.5-flash`, `mock/anything`); see
 //! [`lookup`].
 
 pub mod anthropic;
 pub mod azure;
 pub mod compat;
 mod deployment;
+pub mod gemini;
 mod http_client;
 pub mod mock;
 pub mod ollama;
@@ -114,7 +116,12 @@ static PROVIDERS: &[&dyn Provider] = &[
     &azure::Azure,
     &ollama::Ollama,
     &ollama::OllamaChat,
+    &gemini::Gemini,
+    &VERTEX_AI,
 ];
+
+/// The built-in `vertex_ai` provider: one instance, so every deployment shares its token cache.
+static VERTEX_AI: gemini::VertexAi = gemini::VertexAi::new();
 
 /// Built-in providers, then the OpenAI-compatible hosts table.
 fn all_providers() -> impl Iterator<Item = &'static dyn Provider> {

@@ -455,14 +455,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, LlmError> {
         Err(_) => {
             // Slow path only on error: parse again while tracking the path of the failing field.
             let mut de = serde_json::Deserializer::from_slice(bytes);
-            let err = match serde_path_to_error::deserialize::<_, T>(&mut de) {
-                Err(err) => err,
-                Ok(_) => {
-                    return Err(match de.end() {
-                        Err(e) => LlmError::bad_request(format!("Invalid JSON body: {e}")),
-                        Ok(()) => LlmError::bad_request("Invalid JSON body"),
-                    })
-                }
+            let Err(err) = serde_path_to_error::deserialize::<_, T>(&mut de) else {
+                return Err(match de.end() {
+                    Err(e) => LlmError::bad_request(format!("Invalid JSON body: {e}")),
+                    Ok(()) => LlmError::bad_request("Invalid JSON body"),
+                });
             };
             let path = err.path().to_string();
             let inner = err.into_inner();
