@@ -12,6 +12,7 @@
 //! Providers are chosen by the model prefix, as in LiteLLM (`openai/gpt-4o`, `mock/anything`); see
 //! [`lookup`].
 
+pub mod bedrock;
 mod deployment;
 mod http_client;
 pub mod mock;
@@ -103,7 +104,7 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
 }
 
 /// Every built-in provider, by prefix.
-static PROVIDERS: &[&dyn Provider] = &[&openai::OpenAi, &mock::Mock];
+static PROVIDERS: &[&dyn Provider] = &[&openai::OpenAi, &mock::Mock, &bedrock::Bedrock];
 
 /// The provider for a model prefix.
 #[must_use]
