@@ -376,8 +376,10 @@ async fn run_case(case: &Value, seed: u64) -> Vec<String> {
                         problems.push(format!("upstream url {} != expected {u}", r.url));
                     }
                 }
+                // Signing cases compare their clock-dependent headers in `signing` (end of file).
+                let expected_headers = signing::upstream_headers(case, r, &mut problems);
                 headers_contain(
-                    expected.get("headers"),
+                    expected_headers.as_ref(),
                     &r.headers,
                     "upstream",
                     &mut problems,
@@ -539,4 +541,172 @@ async fn conformance_corpus() {
         ran >= 15,
         "expected at least the 15 openai/ cases to run, ran {ran}"
     );
+}
+
+// ------------------------------------------------------------------------------------------------
+// SigV4 signing cases (bedrock/sigv4_*): the only place this test knows about request signing.
+//
+// Why: a gateway must sign with the current time (AWS rejects signatures more than 15 minutes
+// off), but these cases pin `authorization` and `x-amz-date` for a fixed time (`signing.amz_date`)
+// and fixed body bytes (`signing.body`), which the gateway's own serialisation need not reproduce.
+// As the cases' notes suggest, a case with a `signing` section is checked in three parts:
+// 1. unit level: `llmgate::provider::bedrock::sign` signs exactly `signing.body` for `signing.url`
+//    at `signing.amz_date`, and must yield `signing.expected_headers` (botocore's values);
+// 2. end to end: the request the gateway actually sent is re-signed (its URL and body bytes, at its
+//    own `x-amz-date`) and must carry that same `authorization`: encode signed what it sent;
+// 3. the ordinary header comparison then skips only `authorization` and `x-amz-date`; every other
+//    listed header (`x-amz-security-token`, `content-type`) is compared as usual, and the body
+//    structurally.
+// ------------------------------------------------------------------------------------------------
+mod signing {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use bytes::Bytes;
+    use llmgate::provider::bedrock::{sign, AwsCredentials, SIGNING_NAME};
+    use serde_json::Value;
+
+    use super::Recorded;
+
+    const CLOCK_HEADERS: [&str; 2] = ["authorization", "x-amz-date"];
+
+    /// The upstream headers the ordinary comparison checks: as listed, except the clock-dependent
+    /// ones of a signing case, which are checked here instead.
+    pub(super) fn upstream_headers(
+        case: &Value,
+        recorded: &Recorded,
+        problems: &mut Vec<String>,
+    ) -> Option<Value> {
+        let listed = case["upstream_request"].get("headers").cloned();
+        let Some(signing) = case.get("signing") else {
+            return listed;
+        };
+        check_fixed_inputs(signing, problems);
+        check_sent_request(signing, recorded, problems);
+        listed.map(|mut h| {
+            if let Value::Object(m) = &mut h {
+                m.retain(|k, _| !CLOCK_HEADERS.contains(&k.to_ascii_lowercase().as_str()));
+            }
+            h
+        })
+    }
+
+    fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+        v[key].as_str().unwrap_or_default()
+    }
+
+    fn credentials(signing: &Value) -> AwsCredentials {
+        AwsCredentials::new(
+            str_of(signing, "access_key_id"),
+            str_of(signing, "secret_access_key"),
+            signing["session_token"].as_str().map(str::to_owned),
+        )
+    }
+
+    /// Part 1: botocore's headers for the fixed inputs.
+    fn check_fixed_inputs(signing: &Value, problems: &mut Vec<String>) {
+        if str_of(signing, "service") != SIGNING_NAME {
+            problems.push(format!(
+                "signing.service {:?} != the provider's signing name {SIGNING_NAME:?}",
+                signing["service"]
+            ));
+        }
+        let Some(time) = parse_amz_date(str_of(signing, "amz_date")) else {
+            problems.push("signing.amz_date is not YYYYMMDDTHHMMSSZ".to_owned());
+            return;
+        };
+        let mut req = http::Request::builder()
+            .method(str_of(signing, "method"))
+            .uri(str_of(signing, "url"));
+        if let Some(h) = signing["signed_request_headers"].as_object() {
+            for (k, v) in h {
+                req = req.header(k.as_str(), v.as_str().unwrap_or_default());
+            }
+        }
+        let mut req = match req.body(Bytes::from(str_of(signing, "body").to_owned())) {
+            Ok(r) => r,
+            Err(e) => return problems.push(format!("signing.method/url/headers: {e}")),
+        };
+        let region = str_of(signing, "region");
+        if let Err(e) = sign(&mut req, &credentials(signing), region, time) {
+            problems.push(format!("signing fixed inputs failed: {e}"));
+            return;
+        }
+        super::headers_contain(
+            signing.get("expected_headers"),
+            req.headers(),
+            "signing (fixed inputs)",
+            problems,
+        );
+    }
+
+    /// Part 2: the request actually sent carries the signature of its own URL and body.
+    fn check_sent_request(signing: &Value, recorded: &Recorded, problems: &mut Vec<String>) {
+        let header = |name: &str| recorded.headers.get(name).and_then(|v| v.to_str().ok());
+        let (Some(sent_auth), Some(sent_date)) = (header("authorization"), header("x-amz-date"))
+        else {
+            problems.push("upstream request is not signed (authorization / x-amz-date)".to_owned());
+            return;
+        };
+        let Some(time) = parse_amz_date(sent_date) else {
+            problems.push(format!(
+                "upstream x-amz-date {sent_date:?} is not YYYYMMDDTHHMMSSZ"
+            ));
+            return;
+        };
+        let mut req = http::Request::builder()
+            .method(recorded.method.as_str())
+            .uri(recorded.url.as_str());
+        for (k, v) in &recorded.headers {
+            let added_by_signing =
+                CLOCK_HEADERS.contains(&k.as_str()) || k.as_str() == "x-amz-security-token";
+            if !added_by_signing {
+                req = req.header(k, v);
+            }
+        }
+        let mut req = match req.body(recorded.body.clone()) {
+            Ok(r) => r,
+            Err(e) => return problems.push(format!("cannot rebuild the sent request: {e}")),
+        };
+        let region = str_of(signing, "region");
+        if let Err(e) = sign(&mut req, &credentials(signing), region, time) {
+            problems.push(format!("re-signing the sent request failed: {e}"));
+            return;
+        }
+        let want = req.headers()["authorization"].to_str().unwrap_or_default();
+        if want != sent_auth {
+            problems.push(format!(
+                "upstream authorization {sent_auth:?} is not the signature of the request sent \
+                 ({want:?})"
+            ));
+        }
+    }
+
+    /// `20150830T123600Z` as a time.
+    fn parse_amz_date(s: &str) -> Option<SystemTime> {
+        let b = s.as_bytes();
+        if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+        let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+        let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+        // Days from the civil date (Howard Hinnant's algorithm).
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        let secs = u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()?;
+        Some(UNIX_EPOCH + Duration::from_secs(secs))
+    }
+
+    #[test]
+    fn parses_amz_dates() {
+        assert_eq!(
+            parse_amz_date("20150830T123600Z"),
+            Some(UNIX_EPOCH + Duration::from_secs(1_440_938_160))
+        );
+        assert_eq!(parse_amz_date("2015-08-30"), None);
+    }
 }

@@ -15,6 +15,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 pub mod compat;
 mod deployment;
 pub mod gemini;
@@ -118,6 +119,7 @@ static PROVIDERS: &[&dyn Provider] = &[
     &ollama::OllamaChat,
     &gemini::Gemini,
     &VERTEX_AI,
+    &bedrock::Bedrock,
 ];
 
 /// The built-in `vertex_ai` provider: one instance, so every deployment shares its token cache.
