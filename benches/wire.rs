@@ -1,7 +1,7 @@
 //! Criterion micro-benchmarks of the hot path: request parse, response serialize, SSE chunk encode
 //! (gateway → client) and decode (provider → gateway), and a whole in-process round trip through
 //! `OpenAiServer` and the router to the mock provider.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};

@@ -66,8 +66,16 @@ impl Gateway {
             .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64);
         let mut warnings = Vec::new();
         let mut builder = Router::builder();
+        let global_drop_params = config.litellm_settings.drop_params;
         for (i, entry) in config.model_list.iter().enumerate() {
-            let dep = Arc::new(deployment_from_entry(entry));
+            let mut dep = deployment_from_entry(entry);
+            // `litellm_settings.drop_params` applies to every deployment that does not say otherwise.
+            if let Some(drop) = global_drop_params {
+                dep.params
+                    .entry("drop_params")
+                    .or_insert(serde_json::Value::Bool(drop));
+            }
+            let dep = Arc::new(dep);
             match provider::lookup(&dep.provider) {
                 Some(p) => {
                     let svc = ProviderLayer::new(p, dep.clone())
@@ -168,6 +176,21 @@ mod tests {
     fn stack_and_server_are_clone_send_sync() {
         assert_send_sync_clone::<GatewayStack>();
         assert_send_sync_clone::<OpenAiServer<GatewayStack>>();
+    }
+
+    #[test]
+    fn global_drop_params_reaches_deployments() {
+        let yaml = "model_list:\n  - model_name: a\n    litellm_params:\n      model: anthropic/claude\n  - model_name: b\n    litellm_params:\n      model: anthropic/claude\n      drop_params: false\nlitellm_settings:\n  drop_params: true\n";
+        let cfg = Config::from_yaml_str(yaml, "t").unwrap().config;
+        let gw = Gateway::from_config(&cfg, &HttpClient::new());
+        let router = gw.stack.get_ref();
+        let a = router.deployments("a").next().unwrap();
+        let b = router.deployments("b").next().unwrap();
+        assert_eq!(a.param("drop_params"), Some(&serde_json::Value::Bool(true)));
+        assert_eq!(
+            b.param("drop_params"),
+            Some(&serde_json::Value::Bool(false))
+        );
     }
 
     #[test]

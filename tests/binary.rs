@@ -1,6 +1,9 @@
 //! The `llmgate` binary: `--check`, serving a config, and graceful shutdown on SIGTERM that lets an
 //! in-flight stream finish.
 
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::{
@@ -22,9 +25,9 @@ fn write_config(text: &str) -> tempfile_path::TempPath {
 
 /// A tiny temp-file helper (no extra crate).
 mod tempfile_path {
-    pub struct TempPath(pub std::path::PathBuf);
+    pub(crate) struct TempPath(pub(crate) std::path::PathBuf);
     impl TempPath {
-        pub fn with_contents(text: &str) -> Self {
+        pub(crate) fn with_contents(text: &str) -> Self {
             let path = std::env::temp_dir().join(format!(
                 "llmgate-test-{}-{}.yaml",
                 std::process::id(),

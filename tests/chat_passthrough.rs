@@ -1,5 +1,8 @@
 //! The OpenAI path over real sockets: client → llmgate → fake upstream (a real hyper server).
 
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use serde_json::json;

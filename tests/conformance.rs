@@ -5,6 +5,9 @@
 //!
 //! The corpus directory is `LLMGATE_CONFORMANCE_DIR` when set, else `tests/conformance`.
 
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     convert::Infallible,
     path::{Path, PathBuf},

@@ -1,6 +1,9 @@
 //! Every error is the OpenAI error JSON with the right status: errors from the upstream, and bad
 //! input at the edge. No panic on any input.
 
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::Duration;

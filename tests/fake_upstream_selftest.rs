@@ -1,5 +1,8 @@
 //! Self-tests for the fake upstream in `tests/support/mod.rs`.
 
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::{Duration, Instant};

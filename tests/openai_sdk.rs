@@ -5,6 +5,9 @@
 //! `LLMGATE_PYTHON`. Without it, a `python3` that can `import openai` is used; otherwise the test
 //! fails and says how to run it: it never skips silently.
 
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use serde_json::json;

@@ -1,6 +1,9 @@
 //! Streaming at the edge: SSE framing, errors before and after the first chunk, and a client
 //! disconnect that cancels the upstream call.
 
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::Duration;

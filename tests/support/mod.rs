@@ -26,7 +26,7 @@
 //! * When the last [`FakeUpstream`] handle is dropped the accept loop and all open connections
 //!   are shut down.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeSet, VecDeque};
 use std::convert::Infallible;
