@@ -87,7 +87,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         if opts.check {
             println!(
                 "{origin}: config OK ({} model groups, {} deployments, {} warnings)",
-                gateway.stack.get_ref().model_names().len(),
+                gateway.router.model_names().len(),
                 loaded.config.model_list.len(),
                 loaded.warnings.len() + gateway.warnings.len()
             );
@@ -102,7 +102,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         tracing::info!(
             %addr,
-            models = ?gateway.stack.get_ref().model_names(),
+            models = ?gateway.router.model_names(),
             auth = if loaded.config.general_settings.master_key.is_some() { "master_key" } else { "open" },
             "llmgate listening"
         );

@@ -3,18 +3,20 @@
 //! Layers never see the config: this module maps it to [`Deployment`]s, provider services, the
 //! [`Router`] and the auth layer, and returns the model-level stack and the HTTP edge.
 //!
-//! Default order (outermost first): `MasterKey → Router → (per deployment) Provider → HttpClient`.
+//! Default order (outermost first): `MasterKey → Router → (per deployment) Provider → HttpClient`;
+//! see [`Gateway::from_config`].
 
 use std::{sync::Arc, time::Duration};
 
 use futures_util::future;
+use tower::{util::BoxCloneSyncService, ServiceBuilder};
 use tower_layer::Layer as _;
 
 use bytes::Bytes;
 use http_body_util::Full;
 
 use crate::{
-    auth::{MasterKey, MasterKeyLayer},
+    auth::MasterKeyLayer,
     config::{Config, ModelEntry},
     error::{BoxError, LlmError},
     provider::{self, stable_id, Deployment, ProviderLayer, DEFAULT_TIMEOUT},
@@ -27,88 +29,77 @@ use crate::{
 /// the built-in mock provider (no account, no network).
 pub const DEFAULT_CONFIG: &str = include_str!("default_config.yaml");
 
-/// The model-level stack the gateway serves.
-pub type GatewayStack = MasterKey<Router>;
+/// The model-level stack the gateway serves, boxed once at this seam so that each concern's layer
+/// can be added (or left out by config) without changing the type.
+pub type GatewayStack = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
 
 /// The built gateway: the model-level stack, the HTTP edge, and what building it found worth a
 /// warning.
 #[derive(Debug)]
 pub struct Gateway {
-    /// The model-level stack.
+    /// The model-level stack (every layer, outermost first, ending in the router).
     pub stack: GatewayStack,
+    /// The router at the bottom of the stack (model groups, deployments).
+    pub router: Router,
     /// Non-fatal findings (unsupported providers, …).
     pub warnings: Vec<String>,
     /// Request body limit.
     pub max_body_bytes: usize,
 }
 
+/// Bounds of an HTTP client service the gateway can call providers through.
+pub trait UpstreamClient<B>:
+    tower_service::Service<
+        http::Request<Full<Bytes>>,
+        Response = http::Response<B>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<C, B> UpstreamClient<B> for C where
+    C: tower_service::Service<
+            http::Request<Full<Bytes>>,
+            Response = http::Response<B>,
+            Error: Into<BoxError>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 impl Gateway {
     /// Builds the stack for `config` over `client`, any HTTP client service (usually
     /// [`HttpClient`](crate::provider::HttpClient); a test double in tests).
+    ///
+    /// Order, outermost first: auth → (rate limit → budget → cost → cache → fallback → retry, as
+    /// those layers land) → router → per deployment: provider → HTTP client.
     #[must_use]
     pub fn from_config<C, B>(config: &Config, client: &C) -> Self
     where
-        C: tower_service::Service<http::Request<Full<Bytes>>, Response = http::Response<B>>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        C::Error: Into<BoxError>,
-        C::Future: Send + 'static,
+        C: UpstreamClient<B>,
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let default_timeout = config
-            .litellm_settings
-            .request_timeout
-            .or(config.router_settings.timeout)
-            .filter(|t| t.is_finite() && *t > 0.0)
-            .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64);
         let mut warnings = Vec::new();
-        let mut builder = Router::builder();
-        let global_drop_params = config.litellm_settings.drop_params;
-        for (i, entry) in config.model_list.iter().enumerate() {
-            let mut dep = deployment_from_entry(entry);
-            // `litellm_settings.drop_params` applies to every deployment that does not say otherwise.
-            if let Some(drop) = global_drop_params {
-                dep.params
-                    .entry("drop_params")
-                    .or_insert(serde_json::Value::Bool(drop));
-            }
-            let dep = Arc::new(dep);
-            match provider::lookup(&dep.provider) {
-                Some(p) => {
-                    let svc = ProviderLayer::new(p, dep.clone())
-                        .default_timeout(default_timeout)
-                        .layer(client.clone());
-                    builder = builder.deployment(dep, svc);
-                }
-                None => {
-                    warnings.push(format!(
-                        "model_list[{i}].litellm_params.model: provider `{}` is not supported yet; calls to `{}` will fail (supported: {})",
-                        dep.provider,
-                        dep.model_group,
-                        provider::known_prefixes().collect::<Vec<_>>().join(", ")
-                    ));
-                    let name = dep.provider.clone();
-                    let svc = tower::service_fn(move |_req: LlmRequest| {
-                        future::ready(Err::<LlmResponse, _>(LlmError::bad_request(format!(
-                            "provider `{name}` is not supported by llmgate yet"
-                        ))))
-                    });
-                    builder = builder.deployment(dep, svc);
-                }
-            }
-        }
-        let router = builder.build();
-        let stack = MasterKeyLayer::new(config.general_settings.master_key.clone()).layer(router);
+        let router = build_router(config, client, &mut warnings);
+        let stack = ServiceBuilder::new()
+            .layer(auth_layer(config))
+            .service(router.clone());
         let max_body_bytes = config
             .general_settings
             .max_request_size_mb
             .filter(|mb| mb.is_finite() && *mb > 0.0)
             .map_or(DEFAULT_MAX_BODY_BYTES, |mb| (mb * 1024.0 * 1024.0) as usize);
         Self {
-            stack,
+            stack: BoxCloneSyncService::new(stack),
+            router,
             warnings,
             max_body_bytes,
         }
@@ -119,6 +110,62 @@ impl Gateway {
     pub fn server(&self) -> OpenAiServer<GatewayStack> {
         OpenAiServer::new(self.stack.clone()).max_body_bytes(self.max_body_bytes)
     }
+}
+
+/// Auth: the master key (`general_settings.master_key`).
+fn auth_layer(config: &Config) -> MasterKeyLayer {
+    MasterKeyLayer::new(config.general_settings.master_key.clone())
+}
+
+/// The router over every `model_list` entry, each deployment its own stack over `client`.
+fn build_router<C, B>(config: &Config, client: &C, warnings: &mut Vec<String>) -> Router
+where
+    C: UpstreamClient<B>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let default_timeout = config
+        .litellm_settings
+        .request_timeout
+        .or(config.router_settings.timeout)
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64);
+    let mut builder = Router::builder();
+    let global_drop_params = config.litellm_settings.drop_params;
+    for (i, entry) in config.model_list.iter().enumerate() {
+        let mut dep = deployment_from_entry(entry);
+        // `litellm_settings.drop_params` applies to every deployment that does not say otherwise.
+        if let Some(drop) = global_drop_params {
+            dep.params
+                .entry("drop_params")
+                .or_insert(serde_json::Value::Bool(drop));
+        }
+        let dep = Arc::new(dep);
+        match provider::lookup(&dep.provider) {
+            Some(p) => {
+                let svc = ProviderLayer::new(p, dep.clone())
+                    .default_timeout(default_timeout)
+                    .layer(client.clone());
+                builder = builder.deployment(dep, svc);
+            }
+            None => {
+                warnings.push(format!(
+                    "model_list[{i}].litellm_params.model: provider `{}` is not supported yet; calls to `{}` will fail (supported: {})",
+                    dep.provider,
+                    dep.model_group,
+                    provider::known_prefixes().collect::<Vec<_>>().join(", ")
+                ));
+                let name = dep.provider.clone();
+                let svc = tower::service_fn(move |_req: LlmRequest| {
+                    future::ready(Err::<LlmResponse, _>(LlmError::bad_request(format!(
+                        "provider `{name}` is not supported by llmgate yet"
+                    ))))
+                });
+                builder = builder.deployment(dep, svc);
+            }
+        }
+    }
+    builder.build()
 }
 
 /// A [`Deployment`] from a `model_list` entry.
@@ -183,7 +230,7 @@ mod tests {
         let yaml = "model_list:\n  - model_name: a\n    litellm_params:\n      model: anthropic/claude\n  - model_name: b\n    litellm_params:\n      model: anthropic/claude\n      drop_params: false\nlitellm_settings:\n  drop_params: true\n";
         let cfg = Config::from_yaml_str(yaml, "t").unwrap().config;
         let gw = Gateway::from_config(&cfg, &HttpClient::new());
-        let router = gw.stack.get_ref();
+        let router = &gw.router;
         let a = router.deployments("a").next().unwrap();
         let b = router.deployments("b").next().unwrap();
         assert_eq!(a.param("drop_params"), Some(&serde_json::Value::Bool(true)));
@@ -199,6 +246,6 @@ mod tests {
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         let gw = Gateway::from_config(&loaded.config, &HttpClient::new());
         assert!(gw.warnings.is_empty());
-        assert_eq!(gw.stack.get_ref().model_names(), ["mock", "mock-embedding"]);
+        assert_eq!(gw.router.model_names(), ["mock", "mock-embedding"]);
     }
 }

@@ -1,5 +1,5 @@
 //! llmgate: one OpenAI-format API for every LLM provider, as a stack of `tower` layers.
-#![doc = include_str!("../docs/crate.md")]
+#![doc = include_str!("../README.md")]
 
 pub mod error;
 pub mod types;

@@ -8,9 +8,10 @@ use std::{
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt as _};
 
 use crate::{
-    error::LlmError,
+    error::{BoxError, LlmError},
     types::{chat::ChatChunk, ChatStream},
 };
 
@@ -22,6 +23,7 @@ pub struct ServerBody {
 enum Kind {
     Full(Option<Bytes>),
     Sse(SseBody),
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
 
 impl std::fmt::Debug for ServerBody {
@@ -32,6 +34,7 @@ impl std::fmt::Debug for ServerBody {
                 .field("len", &data.as_ref().map(Bytes::len))
                 .finish(),
             Kind::Sse(_) => f.write_str("ServerBody::Sse(..)"),
+            Kind::Boxed(_) => f.write_str("ServerBody::Boxed(..)"),
         }
     }
 }
@@ -43,6 +46,17 @@ impl ServerBody {
         let data: Bytes = data.into();
         Self {
             kind: Kind::Full((!data.is_empty()).then_some(data)),
+        }
+    }
+
+    /// Any other body (from a fallback service such as an axum router).
+    pub fn boxed<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self {
+            kind: Kind::Boxed(body.map_err(Into::into).boxed_unsync()),
         }
     }
 
@@ -62,7 +76,7 @@ impl ServerBody {
 
 impl http_body::Body for ServerBody {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -70,7 +84,8 @@ impl http_body::Body for ServerBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match &mut self.get_mut().kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Sse(inner) => inner.poll_frame(cx),
+            Kind::Sse(inner) => inner.poll_frame(cx).map_err(|never| match never {}),
+            Kind::Boxed(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
@@ -78,6 +93,7 @@ impl http_body::Body for ServerBody {
         match &self.kind {
             Kind::Full(data) => data.is_none(),
             Kind::Sse(inner) => matches!(inner.state, SseState::Done),
+            Kind::Boxed(body) => body.is_end_stream(),
         }
     }
 
@@ -85,6 +101,7 @@ impl http_body::Body for ServerBody {
         match &self.kind {
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Kind::Sse(_) => SizeHint::default(),
+            Kind::Boxed(body) => body.size_hint(),
         }
     }
 }

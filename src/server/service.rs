@@ -49,21 +49,49 @@ pub struct ReceivedAt(pub Instant);
 ///
 /// Extensions written into the [`LlmRequest`]: [`PresentedKey`], [`CallId`], [`ReceivedAt`].
 /// The [`ErrorKind`] of an error response is put into the response extensions.
-pub struct OpenAiServer<S> {
+///
+/// Requests for any other path go to the fallback service ([`OpenAiServer::with_fallback`]: an
+/// axum `Router` with management routes, say); without one they get a 404 error JSON.
+pub struct OpenAiServer<S, F = NotFound> {
     inner: S,
+    fallback: F,
     max_body_bytes: usize,
 }
 
-impl<S: Clone> Clone for OpenAiServer<S> {
+impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            fallback: self.fallback.clone(),
             max_body_bytes: self.max_body_bytes,
         }
     }
 }
 
-impl<S> fmt::Debug for OpenAiServer<S> {
+/// The default fallback of [`OpenAiServer`]: 404 with the OpenAI error JSON.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NotFound;
+
+impl<B> Service<http::Request<B>> for NotFound {
+    type Response = http::Response<ServerBody>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let err = LlmError::new(
+            ErrorKind::NotFound,
+            format!("Unknown path: {}", req.uri().path()),
+        )
+        .with_code("unknown_url");
+        std::future::ready(Ok(error_response(&err, &call_id(req.headers()))))
+    }
+}
+
+impl<S, F> fmt::Debug for OpenAiServer<S, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenAiServer")
             .field("max_body_bytes", &self.max_body_bytes)
@@ -76,7 +104,20 @@ impl<S> OpenAiServer<S> {
     pub fn new(inner: S) -> Self {
         Self {
             inner,
+            fallback: NotFound,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+impl<S, F> OpenAiServer<S, F> {
+    /// Sends requests for paths this server does not serve to `fallback` (any
+    /// `Service<http::Request<B>>` that never fails, such as an axum `Router`).
+    pub fn with_fallback<G>(self, fallback: G) -> OpenAiServer<S, G> {
+        OpenAiServer {
+            inner: self.inner,
+            fallback,
+            max_body_bytes: self.max_body_bytes,
         }
     }
 
@@ -127,10 +168,17 @@ impl Route {
     }
 }
 
-impl<S, B> Service<http::Request<B>> for OpenAiServer<S>
+impl<S, F, FB, B> Service<http::Request<B>> for OpenAiServer<S, F>
 where
     S: Service<LlmRequest, Response = LlmResponse, Error = LlmError> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    F: Service<http::Request<B>, Response = http::Response<FB>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    F::Future: Send + 'static,
+    FB: Body<Data = Bytes> + Send + 'static,
+    FB::Error: Into<BoxError>,
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
@@ -145,6 +193,15 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if Route::from_path(req.uri().path()).is_none() {
+            let clone = self.fallback.clone();
+            let mut fallback = std::mem::replace(&mut self.fallback, clone);
+            return Box::pin(async move {
+                std::future::poll_fn(|cx| fallback.poll_ready(cx)).await?;
+                let resp = fallback.call(req).await?;
+                Ok(resp.map(ServerBody::boxed))
+            });
+        }
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let limit = self.max_body_bytes;
@@ -191,11 +248,8 @@ where
             return resp;
         }
         None => {
-            let err = LlmError::new(
-                ErrorKind::NotFound,
-                format!("Unknown path: {}", req.uri().path()),
-            )
-            .with_code("unknown_url");
+            // `call` sends unknown paths to the fallback; keep the match total.
+            let err = LlmError::new(ErrorKind::NotFound, "Unknown path").with_code("unknown_url");
             return error_response(&err, &call_id);
         }
     };
