@@ -208,8 +208,39 @@ enum Seg {
     Index(usize),
 }
 
-/// Structural comparison; `strict`: the actual side may not add keys (else only `null` ones).
-fn diff(expected: &Value, actual: &Value, path: &str, strict: bool, out: &mut Vec<String>) {
+/// How much the actual side may add to the expected one.
+#[derive(Clone, Copy)]
+enum Extras<'a> {
+    /// OpenAI-format upstreams relay what they got: nothing may be added.
+    None,
+    /// Translated providers: `null` values, and keys the case's `compare.notes` names as allowed.
+    NullOrNamedIn(&'a str),
+}
+
+impl Extras<'_> {
+    fn allows(self, key: &str, value: &Value) -> bool {
+        match self {
+            Self::None => false,
+            Self::NullOrNamedIn(notes) => value.is_null() || mentions(notes, key),
+        }
+    }
+}
+
+/// Whether `notes` names `key` as a word (not as part of a longer identifier).
+fn mentions(notes: &str, key: &str) -> bool {
+    notes.match_indices(key).any(|(i, _)| {
+        let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let before = notes[..i].chars().next_back().is_none_or(|c| !ident(c));
+        let after = notes[i + key.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !ident(c));
+        before && after
+    })
+}
+
+/// Structural comparison.
+fn diff(expected: &Value, actual: &Value, path: &str, strict: Extras<'_>, out: &mut Vec<String>) {
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
             for (k, ev) in e {
@@ -220,7 +251,7 @@ fn diff(expected: &Value, actual: &Value, path: &str, strict: bool, out: &mut Ve
                 }
             }
             for (k, av) in a {
-                if !e.contains_key(k) && (strict || !av.is_null()) {
+                if !e.contains_key(k) && !strict.allows(k, av) {
                     out.push(format!("{path}.{k}: unexpected key (value {av})"));
                 }
             }
@@ -286,7 +317,12 @@ fn headers_contain(
 async fn run_case(case: &Value, seed: u64) -> Vec<String> {
     let mut problems = Vec::new();
     let provider = case["provider"].as_str().unwrap_or_default();
-    let strict = matches!(provider, "openai" | "azure" | "openai_compatible");
+    let notes = case["compare"]["notes"].as_str().unwrap_or_default();
+    let strict = if matches!(provider, "openai" | "azure" | "openai_compatible") {
+        Extras::None
+    } else {
+        Extras::NullOrNamedIn(notes)
+    };
     let ignore: Vec<String> = case["compare"]["ignore"]
         .as_array()
         .map(|a| {

@@ -77,6 +77,14 @@ pub fn usage_from(
         reasoning_tokens: Some((reasoning_chars as u64).div_ceil(4)),
         ..CompletionTokensDetails::default()
     });
+    // Cache writes are priced apart from plain input: keep Anthropic's counts (as LiteLLM does) so
+    // that cost accounting can tell them apart.
+    if cache_creation > 0 || cache_read > 0 {
+        let _ = usage
+            .extra
+            .insert("cache_creation_input_tokens", &cache_creation);
+        let _ = usage.extra.insert("cache_read_input_tokens", &cache_read);
+    }
     usage
 }
 
