@@ -3,8 +3,8 @@
 //! Layers never see the config: this module maps it to [`Deployment`]s, provider services, the
 //! [`Router`] and the auth layer, and returns the model-level stack and the HTTP edge.
 //!
-//! Default order (outermost first): `MasterKey → Router → (per deployment) Provider → HttpClient`;
-//! see [`Gateway::from_config`].
+//! Default order (outermost first): `MasterKey → Cache → Router → (per deployment) Provider →
+//! HttpClient`; see [`Gateway::from_config`].
 
 use std::{sync::Arc, time::Duration};
 
@@ -17,6 +17,7 @@ use http_body_util::Full;
 
 use crate::{
     auth::MasterKeyLayer,
+    cache::{CacheHandle, CacheLayer},
     config::{Config, ModelEntry},
     error::{BoxError, LlmError},
     provider::{self, stable_id, Deployment, ProviderLayer, DEFAULT_TIMEOUT},
@@ -45,6 +46,8 @@ pub struct Gateway {
     pub warnings: Vec<String>,
     /// Request body limit.
     pub max_body_bytes: usize,
+    /// The response cache's counters, when `litellm_settings.cache` is on.
+    pub cache: Option<CacheHandle>,
 }
 
 /// Bounds of an HTTP client service the gateway can call providers through.
@@ -89,8 +92,11 @@ impl Gateway {
     {
         let mut warnings = Vec::new();
         let router = build_router(config, client, &mut warnings);
+        let cache = cache_layer(config, &mut warnings);
+        let cache_handle = cache.as_ref().map(CacheLayer::handle);
         let stack = ServiceBuilder::new()
             .layer(auth_layer(config))
+            .option_layer(cache)
             .service(router.clone());
         let max_body_bytes = config
             .general_settings
@@ -102,6 +108,7 @@ impl Gateway {
             router,
             warnings,
             max_body_bytes,
+            cache: cache_handle,
         }
     }
 
@@ -115,6 +122,130 @@ impl Gateway {
 /// Auth: the master key (`general_settings.master_key`).
 fn auth_layer(config: &Config) -> MasterKeyLayer {
     MasterKeyLayer::new(config.general_settings.master_key.clone())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cache (`litellm_settings.cache`, `cache_params`, `default_in_memory_ttl`)
+// ---------------------------------------------------------------------------------------------
+
+/// The response cache, when `litellm_settings.cache` is true.
+///
+/// `cache_params.type`: `local` (moka, in memory) or `redis`; without a type, Redis when any
+/// Redis address is known (`cache_params.url` / `host`, `router_settings.redis_*`, or the
+/// `REDIS_URL` / `REDIS_HOST` environment variables, as LiteLLM reads them), else `local`.
+/// `ttl` (else `default_in_memory_ttl` for `local`, else 600 s), `namespace` and
+/// `supported_call_types` as in LiteLLM; llmgate's own keys: `scope: tenant | shared`
+/// (default `tenant`), `max_memory_bytes` (default 64 MiB), `max_size_per_item` (KiB, default
+/// 1024), `timeout` (Redis operation timeout in seconds, default 0.25). Values are validated when
+/// the config loads (see `config`), so what fails here is only reported.
+fn cache_layer(config: &Config, warnings: &mut Vec<String>) -> Option<CacheLayer> {
+    use crate::cache::{CacheBackend, MemoryStore, DEFAULT_MEMORY_BYTES, DEFAULT_TTL};
+    let ls = &config.litellm_settings;
+    if ls.cache != Some(true) {
+        return None;
+    }
+    let default = crate::config::CacheParams::default();
+    let p = ls.cache_params.as_ref().unwrap_or(&default);
+    let other_num = |key: &str| p.other.get(key).and_then(serde_json::Value::as_f64);
+    let secs = |s: Option<f64>| {
+        s.filter(|t| t.is_finite() && *t >= 0.0)
+            .map(Duration::from_secs_f64)
+    };
+    let rs = &config.router_settings;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let url = p
+        .url
+        .as_ref()
+        .map(|s| s.expose().to_owned())
+        .or_else(|| {
+            p.host
+                .is_none()
+                .then(|| rs.redis_url.as_ref().map(|s| s.expose().to_owned()))
+                .flatten()
+        })
+        .or_else(|| {
+            (p.host.is_none() && rs.redis_host.is_none())
+                .then(|| env("REDIS_URL"))
+                .flatten()
+        });
+    let host = p
+        .host
+        .clone()
+        .or_else(|| rs.redis_host.clone())
+        .or_else(|| env("REDIS_HOST"));
+    let kind = match p.type_.as_deref() {
+        Some(t) => t,
+        None if url.is_some() || host.is_some() => "redis",
+        None => "local",
+    };
+    let mut ttl = secs(p.ttl);
+    let backend: CacheBackend = match kind {
+        "local" => {
+            ttl = ttl.or_else(|| secs(ls.default_in_memory_ttl));
+            let bytes = other_num("max_memory_bytes")
+                .filter(|b| *b >= 1.0)
+                .map_or(DEFAULT_MEMORY_BYTES, |b| b as u64);
+            MemoryStore::new(bytes).into()
+        }
+        #[cfg(feature = "redis")]
+        "redis" => {
+            use crate::cache::{RedisStore, DEFAULT_REDIS_TIMEOUT};
+            let store = if let Some(url) = url {
+                RedisStore::open(&url)
+            } else {
+                let port = p
+                    .port
+                    .or(rs.redis_port)
+                    .or_else(|| env("REDIS_PORT").and_then(|s| s.parse().ok()))
+                    .unwrap_or(6379);
+                let password = p
+                    .password
+                    .as_ref()
+                    .or(rs.redis_password.as_ref())
+                    .map(|s| s.expose().to_owned())
+                    .or_else(|| env("REDIS_PASSWORD"));
+                RedisStore::with_host(
+                    host.as_deref().unwrap_or("127.0.0.1"),
+                    port,
+                    password.as_deref(),
+                )
+            };
+            match store {
+                Ok(s) => s
+                    .timeout(secs(other_num("timeout")).unwrap_or(DEFAULT_REDIS_TIMEOUT))
+                    .into(),
+                Err(e) => {
+                    warnings.push(format!(
+                        "litellm_settings.cache_params: {e}; caching is off"
+                    ));
+                    return None;
+                }
+            }
+        }
+        other => {
+            warnings.push(format!(
+                "litellm_settings.cache_params.type: `{other}` is not supported by this build; caching is off"
+            ));
+            return None;
+        }
+    };
+    let mut layer = CacheLayer::new(backend)
+        .ttl(ttl.unwrap_or(DEFAULT_TTL))
+        .shared_across_tenants(p.other.get("scope").and_then(|v| v.as_str()) == Some("shared"));
+    if let Some(ns) = &p.namespace {
+        layer = layer.namespace(ns.as_str());
+    }
+    if let Some(types) = &p.supported_call_types {
+        let has = |names: &[&str]| types.iter().any(|t| names.contains(&t.as_str()));
+        layer = layer.operations(
+            has(&["completion", "acompletion"]),
+            has(&["embedding", "aembedding"]),
+        );
+    }
+    if let Some(kib) = other_num("max_size_per_item").filter(|k| *k > 0.0) {
+        layer = layer.max_entry_bytes((kib * 1024.0) as usize);
+    }
+    Some(layer)
 }
 
 /// The router over every `model_list` entry, each deployment its own stack over `client`.

@@ -9,6 +9,7 @@ pub use self::{
     types::{LlmRequest, LlmResponse},
 };
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod config;

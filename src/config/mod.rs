@@ -1316,6 +1316,10 @@ impl Loader<'_> {
         }
         if let Some(cp) = &ls.cache_params {
             self.non_negative("litellm_settings.cache_params.ttl", cp.ttl);
+            // Response cache values (the cache layer's own check; see `crate::cache`).
+            for (key, reason) in crate::cache::check_params(cp) {
+                self.error(push_key("litellm_settings.cache_params", key), reason);
+            }
         }
 
         let rs = &config.router_settings;

@@ -22,7 +22,7 @@ pub use self::{
     body::{encode_chunk, encode_error, ServerBody},
     serve::{serve, shutdown_signal, ServeConfig},
     service::{
-        error_response, new_call_id, parse_json, presented_key, CallId, NotFound, OpenAiServer,
-        ReceivedAt, ServerFuture, DEFAULT_MAX_BODY_BYTES,
+        error_response, new_call_id, parse_json, presented_key, CacheControlHeader, CallId,
+        NotFound, OpenAiServer, ReceivedAt, ServerFuture, DEFAULT_MAX_BODY_BYTES,
     },
 };

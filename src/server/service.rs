@@ -37,6 +37,10 @@ pub struct CallId(pub Arc<str>);
 #[derive(Clone, Copy, Debug)]
 pub struct ReceivedAt(pub Instant);
 
+/// The request's `Cache-Control` header, as sent (read by the cache layer).
+#[derive(Clone, Debug)]
+pub struct CacheControlHeader(pub HeaderValue);
+
 /// Serves the OpenAI API over a model-level service.
 ///
 /// Routes: `POST /v1/chat/completions` (and `/chat/completions`), `POST /v1/embeddings` (and
@@ -47,7 +51,8 @@ pub struct ReceivedAt(pub Instant);
 /// limit → 413. The service never fails (`Error = Infallible`) and is `Clone + Send + Sync`, so it
 /// mounts in hyper-util or axum as is.
 ///
-/// Extensions written into the [`LlmRequest`]: [`PresentedKey`], [`CallId`], [`ReceivedAt`].
+/// Extensions written into the [`LlmRequest`]: [`PresentedKey`], [`CallId`], [`ReceivedAt`],
+/// [`CacheControlHeader`] (when the client sent `Cache-Control`).
 /// The [`ErrorKind`] of an error response is put into the response extensions.
 ///
 /// Requests for any other path go to the fallback service ([`OpenAiServer::with_fallback`]: an
@@ -297,6 +302,9 @@ where
     }
     llm_req.extensions.insert(CallId(call_id.clone()));
     llm_req.extensions.insert(ReceivedAt(received));
+    if let Some(cc) = parts.headers.get(header::CACHE_CONTROL) {
+        llm_req.extensions.insert(CacheControlHeader(cc.clone()));
+    }
 
     let mut inner = inner;
     if let Err(e) = std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
