@@ -1,0 +1,77 @@
+//! Response cache over the in-memory store (moka), through the gateway on loopback, with the
+//! fake upstream counting the requests that reach the provider.
+
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "cache_support/mod.rs"]
+mod cache_support;
+mod support;
+
+use cache_support as s;
+
+const LOCAL: &str = "{type: local}";
+
+#[tokio::test]
+async fn memory_hit_and_miss() {
+    s::hit_and_miss(LOCAL).await;
+}
+
+#[tokio::test]
+async fn memory_ttl_expiry() {
+    s::ttl_expiry(LOCAL).await;
+}
+
+#[tokio::test]
+async fn memory_no_cache_and_no_store() {
+    s::no_cache_and_no_store(LOCAL).await;
+}
+
+#[tokio::test]
+async fn memory_namespaces() {
+    s::namespaces(LOCAL).await;
+}
+
+#[tokio::test]
+async fn memory_tenant_isolation() {
+    s::tenant_isolation(LOCAL, "{type: local, scope: shared}").await;
+}
+
+#[tokio::test]
+async fn memory_stream_replay() {
+    s::stream_replay(LOCAL).await;
+}
+
+#[tokio::test]
+async fn memory_cut_stream_not_stored() {
+    s::cut_stream_not_stored(LOCAL).await;
+}
+
+#[tokio::test]
+async fn memory_embeddings_per_item() {
+    s::embeddings_per_item(LOCAL).await;
+}
+
+#[tokio::test]
+async fn default_in_memory_ttl_and_call_types_apply() {
+    // `supported_call_types` without embeddings: embeddings pass through untouched.
+    let up = support::FakeUpstream::start().await;
+    let gw = s::CacheGateway::start(
+        &up.url(),
+        "{type: local, supported_call_types: [acompletion, completion]}",
+    )
+    .await;
+    up.enqueue(support::Reply::json(
+        200,
+        serde_json::json!({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [1.0]}], "model": "m", "usage": {"prompt_tokens": 1, "total_tokens": 1}}),
+    ));
+    let a = gw
+        .post(
+            "/v1/embeddings",
+            &serde_json::json!({"model": "e", "input": "x"}),
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(s::header(&a, "x-llmgate-cache"), None);
+}
