@@ -1,8 +1,7 @@
 //! Response cache: answers a repeated request from memory or Redis instead of the provider.
 //!
 //! [`Cache`] looks each chat completion and each embeddings input up under a key derived from the
-//! request (see [`docs/caching.md`](https://github.com/llmgate/llmgate/blob/main/docs/caching.md)
-//! for exactly what is hashed), serves a usable entry as the answer, and otherwise calls the inner
+//! request (`docs/caching.md` in the repository lists exactly what is hashed), serves a usable entry as the answer, and otherwise calls the inner
 //! service and stores its answer off the request path (a bounded queue and one background task).
 //!
 //! - **Keys** are a SHA-256 over the model group, every request field that changes the answer

@@ -121,6 +121,7 @@ enum PlanKind {
         weights: Vec<u64>,
         /// Cached items by position (filled by the lookup).
         hits: Vec<Option<CachedEmbedding>>,
+        bypass: bool,
     },
 }
 
@@ -200,7 +201,13 @@ where
                 }
                 std::slice::from_ref(key)
             }
-            PlanKind::Embeddings { keys, .. } => keys,
+            PlanKind::Embeddings { keys, bypass, .. } => {
+                if *bypass {
+                    // Nothing read: every item goes upstream and is stored.
+                    return ResponseFuture::inner(self.inner.call(req), Some(plan));
+                }
+                keys
+            }
         };
         let lookup = self.shared.backend.lookup(lookup_keys);
         // The instance that reported ready goes into the future; this one keeps a clone.
@@ -257,7 +264,7 @@ impl<S> Cache<S> {
                 // Without reading the cache there is nothing to split; let the batch through
                 // whole and store its items.
                 let items = key::embedding_items(&body.input);
-                if items.is_empty() || control.no_cache {
+                if items.is_empty() {
                     return None;
                 }
                 let mut base = key::embeddings_hasher(body);
@@ -274,6 +281,7 @@ impl<S> Cache<S> {
                     keys,
                     weights: items.iter().map(|i| i.weight()).collect(),
                     hits: Vec::new(),
+                    bypass: control.no_cache,
                 }
             }
             _ => return None,
@@ -593,6 +601,7 @@ fn embeddings_answer(plan: Plan, mut resp: LlmResponse) -> Result<LlmResponse, L
         keys,
         weights,
         hits,
+        bypass,
     } = &plan.kind
     else {
         return Ok(resp);
@@ -627,7 +636,7 @@ fn embeddings_answer(plan: Plan, mut resp: LlmResponse) -> Result<LlmResponse, L
                 e.embedding = Some(v);
             }
         }
-        plan.meta_headers(&mut resp.meta, "miss");
+        plan.meta_headers(&mut resp.meta, if *bypass { "bypass" } else { "miss" });
         return Ok(resp);
     }
     let fresh: Vec<Box<RawValue>> = fresh.into_iter().flatten().collect();
@@ -674,7 +683,12 @@ fn embeddings_answer(plan: Plan, mut resp: LlmResponse) -> Result<LlmResponse, L
             ..EmbeddingsUsage::default()
         });
     }
-    plan.meta_headers(&mut resp.meta, if partial { "partial" } else { "miss" });
+    let label = match (partial, *bypass) {
+        (true, _) => "partial",
+        (false, true) => "bypass",
+        (false, false) => "miss",
+    };
+    plan.meta_headers(&mut resp.meta, label);
     Ok(resp)
 }
 
@@ -769,7 +783,100 @@ impl Fill {
 
 #[cfg(test)]
 mod tests {
+    use futures_util::StreamExt as _;
+    use tower::ServiceExt as _;
+    use tower_layer::Layer as _;
+
     use super::*;
+    use crate::cache::MemoryStore;
+
+    fn chunk(json: &str) -> Result<ChatChunk, LlmError> {
+        Ok(serde_json::from_str(json).unwrap())
+    }
+
+    /// A service answering every call with a three-chunk stream, counting calls.
+    fn streaming(
+        calls: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> impl Service<LlmRequest, Response = LlmResponse, Error = LlmError, Future = impl Send> + Clone
+    {
+        tower::service_fn(move |_req: LlmRequest| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async {
+                let chunks = vec![
+                    chunk(
+                        r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":"a"}}]}"#,
+                    ),
+                    chunk(r#"{"id":"c","choices":[{"index":0,"delta":{"content":"b"}}]}"#),
+                    chunk(
+                        r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+                    ),
+                ];
+                Ok(LlmResponse::stream(Box::pin(futures_util::stream::iter(
+                    chunks,
+                ))))
+            }
+        })
+    }
+
+    fn stream_req() -> LlmRequest {
+        LlmRequest::chat(
+            serde_json::from_str(
+                r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}"#,
+            )
+            .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_stream_dropped_midway_is_not_stored_and_a_finished_one_is() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let layer = CacheLayer::new(MemoryStore::new(1 << 20));
+        let handle = layer.handle();
+        let svc = layer.layer(streaming(calls.clone()));
+
+        let resp = svc.clone().oneshot(stream_req()).await.unwrap();
+        let ResponseBody::Stream(mut s) = resp.body else {
+            panic!("stream")
+        };
+        assert!(
+            s.next().await.unwrap().is_ok(),
+            "first chunk passes at once"
+        );
+        drop(s);
+        handle.flushed().await;
+        assert_eq!(handle.stats().stores, 0);
+
+        let resp = svc.clone().oneshot(stream_req()).await.unwrap();
+        let ResponseBody::Stream(s) = resp.body else {
+            panic!("stream")
+        };
+        assert_eq!(s.count().await, 3);
+        handle.flushed().await;
+        assert_eq!(handle.stats().stores, 1);
+
+        let hit = svc.oneshot(stream_req()).await.unwrap();
+        assert!(hit.meta.cache_hit);
+        assert_eq!(hit.meta.cost, Some(0.0));
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn model_listing_and_errors_pass_through() {
+        let layer = CacheLayer::new(MemoryStore::new(1 << 20));
+        let handle = layer.handle();
+        let svc = layer.layer(tower::service_fn(|req: LlmRequest| async move {
+            match req.op {
+                Operation::ListModels => Ok(LlmResponse::chat(ChatResponse::default())),
+                _ => Err(LlmError::new(crate::ErrorKind::RateLimit, "slow down")),
+            }
+        }));
+        assert!(svc.clone().oneshot(LlmRequest::list_models()).await.is_ok());
+        let err = svc.clone().oneshot(stream_req()).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::RateLimit);
+        handle.flushed().await;
+        let s = handle.stats();
+        assert_eq!((s.hits, s.misses, s.stores), (0, 1, 0));
+    }
 
     #[test]
     fn share_sums_exactly() {

@@ -244,22 +244,33 @@ pub async fn no_cache_and_no_store(params: &str) {
 pub async fn namespaces(params: &str) {
     let up = FakeUpstream::start().await;
     let gw = CacheGateway::start(&up.url(), params).await;
+    // Unique per run: entries of earlier runs may still live in a shared Redis.
+    let (alpha, beta) = (unique_ns("alpha"), unique_ns("beta"));
     let mut a = ask("ns");
-    a["cache"] = json!({"namespace": "alpha"});
+    a["cache"] = json!({"namespace": alpha});
     let first = gw.chat(&a).await;
     assert_eq!(status(&first), "miss");
     assert!(header(&first, "x-litellm-cache-key")
         .unwrap()
-        .starts_with("alpha:"));
+        .starts_with(&format!("{alpha}:")));
     gw.cache.flushed().await;
     let mut b = ask("ns");
-    b["cache"] = json!({"namespace": "beta"});
+    b["cache"] = json!({"namespace": beta});
     let other = gw.chat(&b).await;
     assert_eq!(status(&other), "miss");
     assert!(header(&other, "x-litellm-cache-key")
         .unwrap()
-        .starts_with("beta:"));
+        .starts_with(&format!("{beta}:")));
     assert_eq!(status(&gw.chat(&a).await), "hit");
+    // The header form of the same namespace reads the same entry.
+    let h = gw
+        .post(
+            "/v1/chat/completions",
+            &ask("ns"),
+            &[("cache-control", &format!("namespace={alpha}"))],
+        )
+        .await;
+    assert_eq!(status(&h), "hit");
     assert_eq!(up.hits(), 2);
 }
 
@@ -443,4 +454,29 @@ pub async fn embeddings_per_item(params: &str) {
     assert_eq!(all.json()["data"][0]["embedding"], json!([3.0, -3.0]));
     assert_eq!(all.json()["data"][1]["index"], 1);
     assert_eq!(up.hits(), 2);
+
+    // no-cache: everything goes upstream (the `cache` control never does), and is stored.
+    up.enqueue(emb_reply(&[4.0]));
+    let bypass = gw
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "e", "input": ["dd"], "cache": {"no-cache": true}}),
+            &[],
+        )
+        .await;
+    assert_eq!((bypass.status, status(&bypass)), (200, "bypass"));
+    let sent = up.last_request().unwrap().json();
+    assert_eq!(sent["input"], json!(["dd"]));
+    assert!(sent.get("cache").is_none(), "{sent}");
+    gw.cache.flushed().await;
+    let dd = gw
+        .post("/v1/embeddings", &json!({"model": "e", "input": "dd"}), &[])
+        .await;
+    assert_eq!(
+        status(&dd),
+        "hit",
+        "a single input shares the batch item's entry"
+    );
+    assert_eq!(dd.json()["data"][0]["embedding"], json!([4.0, -4.0]));
+    assert_eq!(up.hits(), 3);
 }
