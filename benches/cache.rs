@@ -105,5 +105,58 @@ fn hit_path(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, key_hashing, hit_path);
+/// A whole request through `OpenAiServer` (parse, stack, JSON out): the built-in mock provider
+/// without a cache, against a cache hit for the same request.
+fn server_round_trip(c: &mut Criterion) {
+    use http_body_util::{BodyExt as _, Full};
+    use llmgate::{
+        config::Config,
+        gateway::{Gateway, DEFAULT_CONFIG},
+        provider::HttpClient,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let plain = Config::from_yaml_str(DEFAULT_CONFIG, "default")
+        .unwrap()
+        .config;
+    let cached_yaml = format!(
+        "{DEFAULT_CONFIG}\nlitellm_settings:\n  cache: true\n  cache_params: {{type: local}}\n"
+    );
+    let cached = Config::from_yaml_str(&cached_yaml, "cached")
+        .unwrap()
+        .config;
+    let body = bytes::Bytes::from(
+        r#"{"model":"mock","messages":[{"role":"user","content":"hi"}],"temperature":0.2}"#,
+    );
+    let mut g = c.benchmark_group("server_round_trip");
+    for (name, config) in [
+        ("mock_provider_no_cache", plain),
+        ("memory_cache_hit", cached),
+    ] {
+        let gateway = rt.block_on(async { Gateway::from_config(&config, &HttpClient::new()) });
+        let server = gateway.server();
+        let send = || async {
+            let req = http::Request::post("/v1/chat/completions")
+                .body(Full::new(body.clone()))
+                .unwrap();
+            let resp = server.clone().oneshot(req).await.unwrap();
+            let hit = resp.headers().get("x-llmgate-cache").cloned();
+            black_box(resp.into_body().collect().await.unwrap().to_bytes());
+            hit
+        };
+        rt.block_on(async {
+            send().await;
+            if let Some(cache) = &gateway.cache {
+                cache.flushed().await;
+                assert_eq!(send().await.unwrap(), "hit");
+            }
+        });
+        g.bench_function(name, |b| b.iter(|| rt.block_on(send())));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, key_hashing, hit_path, server_round_trip);
 criterion_main!(benches);

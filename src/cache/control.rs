@@ -133,7 +133,9 @@ fn number(v: &Value) -> Option<f64> {
 
 fn secs(n: f64) -> Option<Duration> {
     // Up to ten years; anything else is ignored rather than overflowing.
-    (n.is_finite() && n >= 0.0 && n < 3.2e8).then(|| Duration::from_secs_f64(n))
+    (0.0..3.2e8)
+        .contains(&n)
+        .then(|| Duration::from_secs_f64(n))
 }
 
 #[cfg(test)]

@@ -64,6 +64,7 @@ pub(crate) struct Entry {
 }
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // short-lived, moved once
 pub(crate) enum EntryBody {
     Chat(ChatResponse),
     Embedding {
@@ -164,6 +165,13 @@ pub(crate) fn replay_whole(mut resp: ChatResponse) -> ChatResponse {
 /// calls, then one with the finish reason; then a usage chunk when `include_usage`. Every chunk
 /// carries the same fresh id and timestamp.
 pub(crate) fn replay_stream(resp: ChatResponse, include_usage: bool) -> ChatStream {
+    let ChatResponse {
+        choices,
+        model,
+        system_fingerprint,
+        usage,
+        ..
+    } = resp;
     let id = fresh_id();
     let created = now_ms() / 1000;
     let chunk = |choices: Vec<ChunkChoice>, usage: Option<Usage>| ChatChunk {
@@ -171,15 +179,15 @@ pub(crate) fn replay_stream(resp: ChatResponse, include_usage: bool) -> ChatStre
         id: Some(id.clone()),
         object: Some("chat.completion.chunk".to_owned()),
         created: Some(created),
-        model: resp.model.clone(),
-        system_fingerprint: resp.system_fingerprint.clone(),
+        model: model.clone(),
+        system_fingerprint: system_fingerprint.clone(),
         usage,
         ..ChatChunk::default()
     };
-    let mut chunks = Vec::with_capacity(resp.choices.len() * 2 + 1);
-    for (i, choice) in resp.choices.iter().enumerate() {
+    let mut chunks = Vec::with_capacity(choices.len() * 2 + 1);
+    for (i, choice) in choices.into_iter().enumerate() {
         let index = choice.index.unwrap_or(u32::try_from(i).unwrap_or(u32::MAX));
-        let msg = choice.message.clone().unwrap_or_default();
+        let msg = choice.message.unwrap_or_default();
         let tool_calls = msg.tool_calls.map(|calls| {
             calls
                 .into_iter()
@@ -213,19 +221,14 @@ pub(crate) fn replay_stream(resp: ChatResponse, include_usage: bool) -> ChatStre
             vec![ChunkChoice {
                 index: Some(index),
                 delta: Some(Delta::default()),
-                finish_reason: Some(
-                    choice
-                        .finish_reason
-                        .clone()
-                        .unwrap_or_else(|| "stop".to_owned()),
-                ),
+                finish_reason: Some(choice.finish_reason.unwrap_or_else(|| "stop".to_owned())),
                 ..ChunkChoice::default()
             }],
             None,
         ));
     }
     if include_usage {
-        if let Some(usage) = resp.usage.clone() {
+        if let Some(usage) = usage {
             chunks.push(chunk(Vec::new(), Some(usage)));
         }
     }

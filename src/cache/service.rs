@@ -394,7 +394,7 @@ where
                     let plan = plan.take();
                     this.state.set(State::Done);
                     return Poll::Ready(match (res, plan) {
-                        (Ok(resp), Some(plan)) => on_answer(plan, resp),
+                        (Ok(resp), Some(plan)) => on_answer(&plan, resp),
                         (res, _) => res,
                     });
                 }
@@ -560,7 +560,7 @@ fn embedding(index: usize, vector: Box<RawValue>) -> Embedding {
 }
 
 /// Stores the inner service's answer (complete now, or when its stream ends) and labels it.
-fn on_answer(plan: Plan, mut resp: LlmResponse) -> Result<LlmResponse, LlmError> {
+fn on_answer(plan: &Plan, mut resp: LlmResponse) -> Result<LlmResponse, LlmError> {
     match &plan.kind {
         PlanKind::Chat { key, bypass, .. } => {
             plan.meta_headers(&mut resp.meta, if *bypass { "bypass" } else { "miss" });
@@ -596,7 +596,7 @@ fn on_answer(plan: Plan, mut resp: LlmResponse) -> Result<LlmResponse, LlmError>
     }
 }
 
-fn embeddings_answer(plan: Plan, mut resp: LlmResponse) -> Result<LlmResponse, LlmError> {
+fn embeddings_answer(plan: &Plan, mut resp: LlmResponse) -> Result<LlmResponse, LlmError> {
     let PlanKind::Embeddings {
         keys,
         weights,
