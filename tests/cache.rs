@@ -53,7 +53,7 @@ async fn memory_embeddings_per_item() {
 }
 
 #[tokio::test]
-async fn default_in_memory_ttl_and_call_types_apply() {
+async fn supported_call_types_limit_what_is_cached() {
     // `supported_call_types` without embeddings: embeddings pass through untouched.
     let up = support::FakeUpstream::start().await;
     let gw = s::CacheGateway::start(
@@ -74,4 +74,46 @@ async fn default_in_memory_ttl_and_call_types_apply() {
         .await;
     assert_eq!(a.status, 200);
     assert_eq!(s::header(&a, "x-llmgate-cache"), None);
+}
+
+#[test]
+fn bad_cache_params_fail_at_load_naming_the_key() {
+    for (params, key) in [
+        ("{type: s3}", "litellm_settings.cache_params.type"),
+        (
+            "{type: local, scope: everyone}",
+            "litellm_settings.cache_params.scope",
+        ),
+        (
+            "{type: redis, url: \"http://:pw@host\"}",
+            "litellm_settings.cache_params.url",
+        ),
+    ] {
+        let yaml =
+            format!("model_list: []\nlitellm_settings:\n  cache: true\n  cache_params: {params}\n");
+        let errs = llmgate::config::Config::from_yaml_str(&yaml, "c.yaml").unwrap_err();
+        let text = errs.to_string();
+        assert!(text.contains(key), "{params}: {text}");
+        assert!(!text.contains("pw@"), "the password is never shown: {text}");
+    }
+}
+
+#[tokio::test]
+async fn cache_true_alone_is_local_and_off_without_it() {
+    let on = llmgate::config::Config::from_yaml_str(
+        "model_list: []\nlitellm_settings:\n  cache: true\n",
+        "c.yaml",
+    )
+    .unwrap();
+    let gw =
+        llmgate::gateway::Gateway::from_config(&on.config, &llmgate::provider::HttpClient::new());
+    assert_eq!(gw.cache.as_ref().map(|c| c.backend()), Some("memory"));
+    let off = llmgate::config::Config::from_yaml_str(
+        "model_list: []\nlitellm_settings:\n  cache_params: {type: local}\n",
+        "c.yaml",
+    )
+    .unwrap();
+    let gw =
+        llmgate::gateway::Gateway::from_config(&off.config, &llmgate::provider::HttpClient::new());
+    assert!(gw.cache.is_none());
 }

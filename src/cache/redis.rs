@@ -101,18 +101,14 @@ impl RedisStore {
         }
     }
 
-    /// The time an operation may take (default [`DEFAULT_REDIS_TIMEOUT`]). Call before the store
-    /// is shared.
+    /// The time an operation may take (default [`DEFAULT_REDIS_TIMEOUT`]). On a store that is
+    /// already shared, this returns a new store with a connection of its own.
     #[must_use]
     pub fn timeout(self, timeout: Duration) -> Self {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.timeout = timeout;
-                Self {
-                    inner: Arc::new(inner),
-                }
-            }
-            Err(shared) => Self { inner: shared },
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| shared.clone_fresh());
+        inner.timeout = timeout;
+        Self {
+            inner: Arc::new(inner),
         }
     }
 
@@ -161,6 +157,20 @@ impl RedisStore {
             .saturating_add(u64::try_from(RETRY_AFTER.as_millis()).unwrap_or(u64::MAX));
         self.inner.down_until.store(until, Ordering::Relaxed);
         Err(err)
+    }
+}
+
+impl Inner {
+    /// A copy with the same client and settings and no connection yet.
+    fn clone_fresh(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            conn: OnceLock::new(),
+            timeout: self.timeout,
+            epoch: Instant::now(),
+            down_until: AtomicU64::new(0),
+            display: self.display.clone(),
+        }
     }
 }
 
