@@ -209,14 +209,14 @@ pub(crate) fn replay_stream(resp: ChatResponse, include_usage: bool) -> ChatStre
             tool_calls,
             ..Delta::default()
         };
-        chunks.push(chunk(
-            vec![ChunkChoice {
-                index: Some(index),
-                delta: Some(delta),
-                ..ChunkChoice::default()
-            }],
-            None,
-        ));
+        let mut first = ChunkChoice {
+            index: Some(index),
+            delta: Some(delta),
+            ..ChunkChoice::default()
+        };
+        // As OpenAI writes it: `"finish_reason": null` until the choice's last chunk.
+        first.set_explicit_null("finish_reason", true);
+        chunks.push(chunk(vec![first], None));
         chunks.push(chunk(
             vec![ChunkChoice {
                 index: Some(index),
