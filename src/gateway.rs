@@ -24,8 +24,8 @@ use crate::{
     provider::{self, stable_id, Deployment, ProviderLayer, DEFAULT_TIMEOUT},
     retry::{self, RetryLayer},
     router::{DeploymentService, MakeDeploymentService, Router, Strategy},
-    timeout::TimeoutLayer,
     server::{OpenAiServer, DEFAULT_MAX_BODY_BYTES},
+    timeout::TimeoutLayer,
     types::{LlmRequest, LlmResponse},
 };
 
@@ -175,7 +175,9 @@ fn retry_layer(config: &Config) -> RetryLayer {
     for (key, n) in rs.retry_policy.iter().flatten() {
         match PolicyClass::from_key(key, "Retries") {
             Some(class) => layer = layer.retries_for_class(class, *n),
-            None => tracing::warn!("router_settings.retry_policy.{key}: unknown error class; ignored"),
+            None => {
+                tracing::warn!("router_settings.retry_policy.{key}: unknown error class; ignored")
+            }
         }
     }
     if let Some(secs) = rs.retry_after.filter(|s| s.is_finite() && *s > 0.0) {
@@ -307,7 +309,9 @@ where
             serde_json::Value::Object(o) => match o.get("model").and_then(|m| m.as_str()) {
                 Some(g) => (
                     g.to_owned(),
-                    o.get("hidden").and_then(serde_json::Value::as_bool).unwrap_or(false),
+                    o.get("hidden")
+                        .and_then(serde_json::Value::as_bool)
+                        .unwrap_or(false),
                 ),
                 None => {
                     warnings.push(format!(
@@ -334,6 +338,13 @@ where
         }
     }
     let global_drop_params = config.litellm_settings.drop_params;
+    let group_size = |name: &str| {
+        config
+            .model_list
+            .iter()
+            .filter(|e| e.model_name == name)
+            .count()
+    };
     for (i, entry) in config.model_list.iter().enumerate() {
         let mut dep = deployment_from_entry(entry);
         // `litellm_settings.drop_params` applies to every deployment that does not say otherwise.
@@ -344,7 +355,10 @@ where
         }
         let dep = Arc::new(dep);
         let cell = builder.health_cell(&dep.id);
-        let health = HealthLayer::new(cell, policy.clone());
+        // As LiteLLM: the only deployment of a group never cools down (there is nothing to
+        // route to instead; its errors reach the client as they are).
+        let sole = group_size(&entry.model_name) == 1;
+        let health = HealthLayer::new(cell, policy.clone().disabled(sole || policy.is_disabled()));
         let mut timeout = TimeoutLayer::new(dep.timeout.unwrap_or(default_timeout));
         if let Some(st) = dep.stream_timeout.or(default_stream_timeout) {
             timeout = timeout.stream_timeout(st);

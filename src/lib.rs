@@ -19,6 +19,6 @@ pub mod router;
 pub mod fallback;
 pub mod health;
 pub mod retry;
-pub mod timeout;
 pub mod secret;
 pub mod server;
+pub mod timeout;

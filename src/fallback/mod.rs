@@ -253,7 +253,10 @@ fn overrides(req: &LlmRequest) -> Overrides {
         general: get("fallbacks"),
         context_window: get("context_window_fallbacks"),
         content_policy: get("content_policy_fallbacks"),
-        disabled: chat.extra.get_as::<bool>("disable_fallbacks").unwrap_or(false),
+        disabled: chat
+            .extra
+            .get_as::<bool>("disable_fallbacks")
+            .unwrap_or(false),
         max: chat.extra.get_as::<u32>("max_fallbacks"),
     }
 }
@@ -268,7 +271,10 @@ fn set_model(req: &mut LlmRequest, model: &str) {
 
 /// Whether an error may fall back at all.
 fn falls_back(err: &LlmError) -> bool {
-    !matches!(err.kind(), ErrorKind::BadRequest | ErrorKind::BudgetExceeded)
+    !matches!(
+        err.kind(),
+        ErrorKind::BadRequest | ErrorKind::BudgetExceeded
+    )
 }
 
 /// The per-request fallback plan.
@@ -341,7 +347,10 @@ impl Plan {
             self.first_error = Some(err);
         }
         if self.spent >= self.max() || self.queue.is_empty() {
-            let e = self.first_error.take().unwrap_or_else(|| LlmError::internal("fallback lost its error"));
+            let e = self
+                .first_error
+                .take()
+                .unwrap_or_else(|| LlmError::internal("fallback lost its error"));
             return Err(self.finish(e));
         }
         let next = self.queue.remove(0);
@@ -447,12 +456,7 @@ where
                         return Poll::Ready(Ok(resp));
                     }
                     Err(e) => {
-                        let group = this
-                            .plan
-                            .tried
-                            .last()
-                            .cloned()
-                            .unwrap_or_default();
+                        let group = this.plan.tried.last().cloned().unwrap_or_default();
                         match this.plan.next(&group, e) {
                             Ok(req) => this.state.set(State::Ready { req: Some(req) }),
                             Err(e) => return Poll::Ready(Err(e)),
@@ -464,7 +468,9 @@ where
                         return Poll::Ready(Err(e));
                     }
                     let Some(r) = req.take() else {
-                        return Poll::Ready(Err(LlmError::internal("fallback future lost its request")));
+                        return Poll::Ready(Err(LlmError::internal(
+                            "fallback future lost its request",
+                        )));
                     };
                     let fut = this.inner.call(r);
                     this.state.set(State::Calling { fut });
@@ -497,8 +503,12 @@ mod tests {
         ok: &'static [&'static str],
         kind: ErrorKind,
         seen: Arc<Mutex<Vec<String>>>,
-    ) -> impl Service<LlmRequest, Response = LlmResponse, Error = LlmError, Future = std::future::Ready<Result<LlmResponse, LlmError>>>
-           + Clone {
+    ) -> impl Service<
+        LlmRequest,
+        Response = LlmResponse,
+        Error = LlmError,
+        Future = std::future::Ready<Result<LlmResponse, LlmError>>,
+    > + Clone {
         tower::service_fn(move |r: LlmRequest| {
             let m = r.model().to_owned();
             seen.lock().unwrap().push(m.clone());
@@ -524,9 +534,11 @@ mod tests {
             .fallbacks("a", ["b", "c"])
             .fallbacks("b", ["a", "d"])
             .fallbacks("d", ["b"]);
-        let s = ServiceBuilder::new()
-            .layer(layer)
-            .service(svc(&["c"], ErrorKind::InternalServer, seen.clone()));
+        let s = ServiceBuilder::new().layer(layer).service(svc(
+            &["c"],
+            ErrorKind::InternalServer,
+            seen.clone(),
+        ));
         let resp = s.oneshot(req("a")).await.unwrap();
         assert_eq!(*seen.lock().unwrap(), ["a", "b", "d", "c"]);
         assert_eq!(resp.meta.attempted_fallbacks, 3);
@@ -538,9 +550,11 @@ mod tests {
         let layer = FallbackLayer::new()
             .fallbacks("a", ["b", "c", "d"])
             .max_fallbacks(2);
-        let s = ServiceBuilder::new()
-            .layer(layer)
-            .service(svc(&[], ErrorKind::ServiceUnavailable, seen.clone()));
+        let s = ServiceBuilder::new().layer(layer).service(svc(
+            &[],
+            ErrorKind::ServiceUnavailable,
+            seen.clone(),
+        ));
         let e = s.oneshot(req("a")).await.unwrap_err();
         assert_eq!(*seen.lock().unwrap(), ["a", "b", "c"]);
         assert_eq!(e.message(), "a failed");
@@ -554,21 +568,27 @@ mod tests {
             .fallbacks("a", ["general"])
             .context_window_fallbacks("a", ["big"])
             .default_fallbacks(["dflt"]);
-        let s = ServiceBuilder::new()
-            .layer(layer.clone())
-            .service(svc(&["big", "general", "dflt"], ErrorKind::ContextWindowExceeded, seen.clone()));
+        let s = ServiceBuilder::new().layer(layer.clone()).service(svc(
+            &["big", "general", "dflt"],
+            ErrorKind::ContextWindowExceeded,
+            seen.clone(),
+        ));
         s.oneshot(req("a")).await.unwrap();
         assert_eq!(*seen.lock().unwrap(), ["a", "big"]);
         seen.lock().unwrap().clear();
-        let s = ServiceBuilder::new()
-            .layer(layer.clone())
-            .service(svc(&["big", "general", "dflt"], ErrorKind::RateLimit, seen.clone()));
+        let s = ServiceBuilder::new().layer(layer.clone()).service(svc(
+            &["big", "general", "dflt"],
+            ErrorKind::RateLimit,
+            seen.clone(),
+        ));
         s.oneshot(req("zzz")).await.unwrap();
         assert_eq!(*seen.lock().unwrap(), ["zzz", "dflt"]);
         seen.lock().unwrap().clear();
-        let s = ServiceBuilder::new()
-            .layer(layer)
-            .service(svc(&["general"], ErrorKind::BadRequest, seen.clone()));
+        let s = ServiceBuilder::new().layer(layer).service(svc(
+            &["general"],
+            ErrorKind::BadRequest,
+            seen.clone(),
+        ));
         assert!(s.oneshot(req("a")).await.is_err());
         assert_eq!(*seen.lock().unwrap(), ["a"]);
     }
@@ -577,16 +597,21 @@ mod tests {
     async fn request_body_overrides_and_disable() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let layer = FallbackLayer::new().fallbacks("a", ["cfg"]);
-        let s = ServiceBuilder::new()
-            .layer(layer)
-            .service(svc(&["cfg", "body"], ErrorKind::InternalServer, seen.clone()));
+        let s = ServiceBuilder::new().layer(layer).service(svc(
+            &["cfg", "body"],
+            ErrorKind::InternalServer,
+            seen.clone(),
+        ));
         let mut r = req("a");
         r.chat_mut().unwrap().extra.insert("fallbacks", &["body"]);
         s.clone().oneshot(r).await.unwrap();
         assert_eq!(*seen.lock().unwrap(), ["a", "body"]);
         seen.lock().unwrap().clear();
         let mut r = req("a");
-        r.chat_mut().unwrap().extra.insert("disable_fallbacks", &true);
+        r.chat_mut()
+            .unwrap()
+            .extra
+            .insert("disable_fallbacks", &true);
         let e = s.oneshot(r).await.unwrap_err();
         assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "0");
         assert_eq!(*seen.lock().unwrap(), ["a"]);

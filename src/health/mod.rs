@@ -122,9 +122,9 @@ impl PolicyClass {
             ErrorKind::Timeout => Self::Timeout,
             ErrorKind::RateLimit => Self::RateLimit,
             ErrorKind::ContentPolicyViolation => Self::ContentPolicyViolation,
-            ErrorKind::InternalServer | ErrorKind::ServiceUnavailable | ErrorKind::ApiConnection => {
-                Self::InternalServer
-            }
+            ErrorKind::InternalServer
+            | ErrorKind::ServiceUnavailable
+            | ErrorKind::ApiConnection => Self::InternalServer,
             _ => return None,
         })
     }
@@ -229,7 +229,9 @@ pub fn counts_as_failure(err: &LlmError) -> bool {
         | ErrorKind::ApiConnection
         | ErrorKind::ServiceUnavailable
         | ErrorKind::InternalServer => true,
-        ErrorKind::BadRequest => matches!(err.status().as_u16(), 408 | 409) || err.status().is_server_error(),
+        ErrorKind::BadRequest => {
+            matches!(err.status().as_u16(), 408 | 409) || err.status().is_server_error()
+        }
         _ => false,
     }
 }
@@ -294,7 +296,8 @@ impl HealthCell {
 
     /// Starts (or extends) a cooldown of `duration` from now.
     pub fn cool_down(&self, duration: Duration) {
-        let until = now_ms().saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+        let until =
+            now_ms().saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
         self.cool_until_ms.fetch_max(until, Ordering::Relaxed);
     }
 
@@ -341,7 +344,8 @@ impl HealthCell {
         self.roll_minute();
         let fails = self.fails.fetch_add(1, Ordering::Relaxed) + 1;
         let class = PolicyClass::of(err.kind());
-        let class_fails = class.map(|c| self.class_fails[c.index()].fetch_add(1, Ordering::Relaxed) + 1);
+        let class_fails =
+            class.map(|c| self.class_fails[c.index()].fetch_add(1, Ordering::Relaxed) + 1);
         if policy.disabled {
             return None;
         }
@@ -523,7 +527,8 @@ pin_project! {
 
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("health::ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("health::ResponseFuture")
+            .finish_non_exhaustive()
     }
 }
 
@@ -556,17 +561,25 @@ where
                 },
                 StateProj::FirstChunk { resp } => {
                     let Some(r) = resp.as_mut() else {
-                        return Poll::Ready(Err(LlmError::internal("health future polled after completion")));
+                        return Poll::Ready(Err(LlmError::internal(
+                            "health future polled after completion",
+                        )));
                     };
                     let ResponseBody::Stream(stream) = &mut r.body else {
-                        return Poll::Ready(Err(LlmError::internal("health future lost its stream")));
+                        return Poll::Ready(Err(LlmError::internal(
+                            "health future lost its stream",
+                        )));
                     };
                     let first = ready!(stream.as_mut().poll_next(cx));
                     let Some(mut r) = resp.take() else {
-                        return Poll::Ready(Err(LlmError::internal("health future lost its stream")));
+                        return Poll::Ready(Err(LlmError::internal(
+                            "health future lost its stream",
+                        )));
                     };
                     let Some(shared) = this.shared.take() else {
-                        return Poll::Ready(Err(LlmError::internal("health future polled after completion")));
+                        return Poll::Ready(Err(LlmError::internal(
+                            "health future polled after completion",
+                        )));
                     };
                     return Poll::Ready(match first {
                         Some(Err(e)) => {
@@ -580,11 +593,13 @@ where
                             }
                             let LlmResponse { body, meta } = r;
                             let body = match body {
-                                ResponseBody::Stream(stream) => ResponseBody::Stream(Box::pin(HealthStream {
-                                    first: first.and_then(Result::ok),
-                                    inner: stream,
-                                    shared: (!ended).then_some(shared),
-                                })),
+                                ResponseBody::Stream(stream) => {
+                                    ResponseBody::Stream(Box::pin(HealthStream {
+                                        first: first.and_then(Result::ok),
+                                        inner: stream,
+                                        shared: (!ended).then_some(shared),
+                                    }))
+                                }
                                 other => other,
                             };
                             r = LlmResponse { body, meta };
@@ -635,7 +650,10 @@ impl Stream for HealthStream {
     fn size_hint(&self) -> (usize, Option<usize>) {
         let (lo, hi) = self.inner.size_hint();
         let extra = usize::from(self.first.is_some());
-        (lo.saturating_add(extra), hi.and_then(|h| h.checked_add(extra)))
+        (
+            lo.saturating_add(extra),
+            hi.and_then(|h| h.checked_add(extra)),
+        )
     }
 }
 
@@ -650,11 +668,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn cools_after_allowed_fails_and_expires() {
         let cell = HealthCell::new();
-        let p = CooldownPolicy::default().allowed_fails(2).cooldown_time(Duration::from_secs(5));
-        assert!(cell.record_failure(&err(ErrorKind::InternalServer), &p).is_none());
-        assert!(cell.record_failure(&err(ErrorKind::InternalServer), &p).is_none());
+        let p = CooldownPolicy::default()
+            .allowed_fails(2)
+            .cooldown_time(Duration::from_secs(5));
+        assert!(cell
+            .record_failure(&err(ErrorKind::InternalServer), &p)
+            .is_none());
+        assert!(cell
+            .record_failure(&err(ErrorKind::InternalServer), &p)
+            .is_none());
         assert!(!cell.is_cooling());
-        assert_eq!(cell.record_failure(&err(ErrorKind::InternalServer), &p), Some(Duration::from_secs(5)));
+        assert_eq!(
+            cell.record_failure(&err(ErrorKind::InternalServer), &p),
+            Some(Duration::from_secs(5))
+        );
         assert!(cell.is_cooling());
         tokio::time::advance(Duration::from_millis(4_900)).await;
         assert!(cell.is_cooling());
@@ -678,12 +705,22 @@ mod tests {
         let p = CooldownPolicy::default()
             .allowed_fails(0)
             .allowed_fails_for(ErrorKind::RateLimit, 2);
-        assert!(cell.record_failure(&err(ErrorKind::BadRequest), &p).is_none());
-        assert!(cell.record_failure(&err(ErrorKind::ContextWindowExceeded), &p).is_none());
+        assert!(cell
+            .record_failure(&err(ErrorKind::BadRequest), &p)
+            .is_none());
+        assert!(cell
+            .record_failure(&err(ErrorKind::ContextWindowExceeded), &p)
+            .is_none());
         assert_eq!(cell.fails_this_minute(), 0);
-        assert!(cell.record_failure(&err(ErrorKind::RateLimit), &p).is_none());
-        assert!(cell.record_failure(&err(ErrorKind::RateLimit), &p).is_none());
-        assert!(cell.record_failure(&err(ErrorKind::RateLimit), &p).is_some());
+        assert!(cell
+            .record_failure(&err(ErrorKind::RateLimit), &p)
+            .is_none());
+        assert!(cell
+            .record_failure(&err(ErrorKind::RateLimit), &p)
+            .is_none());
+        assert!(cell
+            .record_failure(&err(ErrorKind::RateLimit), &p)
+            .is_some());
     }
 
     #[tokio::test(start_paused = true)]
@@ -694,7 +731,9 @@ mod tests {
         tokio::time::advance(Duration::from_secs(61)).await;
         assert!(cell.record_failure(&err(ErrorKind::Timeout), &p).is_none());
         let off = CooldownPolicy::default().allowed_fails(0).disabled(true);
-        assert!(cell.record_failure(&err(ErrorKind::ApiConnection), &off).is_none());
+        assert!(cell
+            .record_failure(&err(ErrorKind::ApiConnection), &off)
+            .is_none());
         assert!(!cell.is_cooling());
     }
 }

@@ -14,7 +14,9 @@
 //!   class (`RateLimitErrorRetries: 4`, …) overrides it for that class.
 //! - **When**: at once when another healthy deployment of the group is left; otherwise after the
 //!   provider's `Retry-After` (when it is at most 60 s), else exponential backoff with jitter
-//!   (0.5 s · 2ⁿ, at most 8 s, minus up to 25 %); never sooner than `retry_after`.
+//!   (0.5 s · 2ⁿ, at most 8 s, minus up to 25 %); never sooner than `retry_after`. When the failure
+//!   left every deployment of the group cooling for longer than that wait, the error is returned
+//!   at once (a retry would only meet the router's "no deployments available").
 //! - **Streams**: a stream is only returned once its first chunk arrived (the
 //!   [health](crate::health) layer waits for it), so an error before the first byte is retried and
 //!   an answer that started streaming is never retried.
@@ -250,6 +252,13 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
         }
         self.attempts += 1;
         let wait = self.wait(err, last.others_available);
+        if last.available_in.is_some_and(|soonest| soonest > wait) {
+            // Every deployment of the group cooled down and none is back by then: the router
+            // would refuse, so the client gets this (more telling) error now.
+            self.attempts -= 1;
+            stamp_error(err, self.attempts);
+            return None;
+        }
         tracing::debug!(
             attempt = self.attempts,
             kind = err.kind().as_str(),
@@ -342,8 +351,12 @@ mod tests {
     fn counting(
         kind: ErrorKind,
         hits: Arc<AtomicU32>,
-    ) -> impl Service<LlmRequest, Response = LlmResponse, Error = LlmError, Future = Ready<Result<LlmResponse, LlmError>>>
-           + Clone {
+    ) -> impl Service<
+        LlmRequest,
+        Response = LlmResponse,
+        Error = LlmError,
+        Future = Ready<Result<LlmResponse, LlmError>>,
+    > + Clone {
         tower::service_fn(move |_r: LlmRequest| {
             hits.fetch_add(1, Ordering::SeqCst);
             future::ready(Err(LlmError::new(kind, "no")))
@@ -368,7 +381,10 @@ mod tests {
                         .retries_for(ErrorKind::Timeout, 0),
                 )
                 .service(counting(kind, hits.clone()));
-            let err = svc.oneshot(LlmRequest::chat(ChatRequest::default())).await.unwrap_err();
+            let err = svc
+                .oneshot(LlmRequest::chat(ChatRequest::default()))
+                .await
+                .unwrap_err();
             assert_eq!(hits.load(Ordering::SeqCst), expected, "{kind:?}");
             assert_eq!(
                 err.headers()["x-litellm-attempted-retries"],
@@ -390,7 +406,10 @@ mod tests {
         assert_eq!(hits.load(Ordering::SeqCst), 4);
         // 0.5 + 1 + 2 s, each minus up to 25 %.
         let waited = started.elapsed();
-        assert!(waited >= Duration::from_millis(2_625) && waited <= Duration::from_millis(3_500), "{waited:?}");
+        assert!(
+            waited >= Duration::from_millis(2_625) && waited <= Duration::from_millis(3_500),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -399,7 +418,8 @@ mod tests {
             .layer(RetryLayer::new(1).min_wait(Duration::from_secs(2)))
             .service(tower::service_fn(|_r: LlmRequest| {
                 future::ready(Err::<LlmResponse, _>(
-                    LlmError::new(ErrorKind::RateLimit, "slow").with_retry_after(Duration::from_secs(7)),
+                    LlmError::new(ErrorKind::RateLimit, "slow")
+                        .with_retry_after(Duration::from_secs(7)),
                 ))
             }));
         let started = tokio::time::Instant::now();

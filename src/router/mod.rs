@@ -131,6 +131,7 @@ struct RouteLogInner {
     others_available: bool,
     refused: bool,
     max_retries: Option<u32>,
+    available_in: Option<Duration>,
 }
 
 /// A snapshot of a [`RouteLog`] after an attempt.
@@ -145,11 +146,16 @@ pub struct LastAttempt {
     pub max_retries: Option<u32>,
     /// Deployments that failed this request so far.
     pub failures: usize,
+    /// When every deployment of the group was cooling after the failure: how soon the first one
+    /// is back (`None`: one is available now).
+    pub available_in: Option<Duration>,
 }
 
 impl RouteLog {
     fn lock(&self) -> std::sync::MutexGuard<'_, RouteLogInner> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// What the last attempt left behind.
@@ -161,6 +167,7 @@ impl RouteLog {
             refused: g.refused,
             max_retries: g.max_retries,
             failures: g.failed.len(),
+            available_in: g.available_in,
         }
     }
 
@@ -174,13 +181,20 @@ impl RouteLog {
         g.others_available = false;
     }
 
-    fn failed(&self, id: Arc<str>, max_retries: Option<u32>, others: bool) {
+    fn failed(
+        &self,
+        id: Arc<str>,
+        max_retries: Option<u32>,
+        others: bool,
+        available_in: Option<Duration>,
+    ) {
         let mut g = self.lock();
         if !g.failed.contains(&id) {
             g.failed.push(id);
         }
         g.max_retries = max_retries;
         g.others_available = others;
+        g.available_in = available_in;
     }
 
     fn has_failed(&self, id: &str) -> bool {
@@ -372,7 +386,12 @@ impl RouterBuilder {
     }
 
     /// `alias` names `group` (`model_group_alias`); hidden aliases are not listed in `/v1/models`.
-    pub fn alias(mut self, alias: impl Into<String>, group: impl Into<String>, hidden: bool) -> Self {
+    pub fn alias(
+        mut self,
+        alias: impl Into<String>,
+        group: impl Into<String>,
+        hidden: bool,
+    ) -> Self {
         self.aliases.push((alias.into(), group.into(), hidden));
         self
     }
@@ -522,7 +541,10 @@ fn next_minute_wait() -> Duration {
 }
 
 impl Inner {
-    fn resolve<'a>(&'a self, model: &'a str) -> Option<(&'a [Arc<Entry>], Option<&'a str>, &'a str)> {
+    fn resolve<'a>(
+        &'a self,
+        model: &'a str,
+    ) -> Option<(&'a [Arc<Entry>], Option<&'a str>, &'a str)> {
         if let Some(v) = self.groups.get(model) {
             return Some((v, None, model));
         }
@@ -616,15 +638,26 @@ impl Inner {
             let matching: Vec<&Entry> = if tags.is_empty() {
                 Vec::new()
             } else if self.options.tag_match_any {
-                cands.iter().copied().filter(|e| tags.iter().any(|t| has(e, t))).collect()
+                cands
+                    .iter()
+                    .copied()
+                    .filter(|e| tags.iter().any(|t| has(e, t)))
+                    .collect()
             } else {
-                cands.iter().copied().filter(|e| tags.iter().all(|t| has(e, t))).collect()
+                cands
+                    .iter()
+                    .copied()
+                    .filter(|e| tags.iter().all(|t| has(e, t)))
+                    .collect()
             };
             if !matching.is_empty() {
                 cands = matching;
             } else {
-                let defaults: Vec<&Entry> =
-                    cands.iter().copied().filter(|e| has(e, "default")).collect();
+                let defaults: Vec<&Entry> = cands
+                    .iter()
+                    .copied()
+                    .filter(|e| has(e, "default"))
+                    .collect();
                 if !defaults.is_empty() {
                     cands = defaults;
                 } else if !tags.is_empty() {
@@ -712,6 +745,19 @@ impl Inner {
         })
     }
 
+    /// `None` when a deployment of the group is not cooling; else the soonest end of a cooldown.
+    fn available_in(&self, model: &str) -> Option<Duration> {
+        let (entries, _, _) = self.resolve(model)?;
+        let mut soonest: Option<Duration> = None;
+        for e in entries {
+            match e.state.health.cooling_for() {
+                None => return None,
+                Some(d) => soonest = Some(soonest.map_or(d, |s| s.min(d))),
+            }
+        }
+        soonest
+    }
+
     fn list(&self) -> LlmResponse {
         LlmResponse {
             body: ResponseBody::Models(ModelList::new(self.listed.iter().cloned(), self.created)),
@@ -749,7 +795,10 @@ impl Router {
     }
 
     /// The deployments of a group.
-    pub fn deployments<'a>(&'a self, group: &'a str) -> impl Iterator<Item = &'a Arc<Deployment>> + 'a {
+    pub fn deployments<'a>(
+        &'a self,
+        group: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<Deployment>> + 'a {
         let fixed = self.inner.groups.get(group).into_iter().flatten();
         let wild = self
             .inner
@@ -798,7 +847,11 @@ struct Tracker {
 }
 
 impl Tracker {
-    fn new(entry: Arc<Entry>, permit: Option<OwnedSemaphorePermit>, shared: Option<Shared>) -> Self {
+    fn new(
+        entry: Arc<Entry>,
+        permit: Option<OwnedSemaphorePermit>,
+        shared: Option<Shared>,
+    ) -> Self {
         entry
             .state
             .in_flight
@@ -865,7 +918,11 @@ fn finish(
             } else {
                 let usage = resp.meta.usage.as_ref();
                 let out = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
-                state.record_latency(if out > 0 { elapsed / out as f64 } else { elapsed });
+                state.record_latency(if out > 0 {
+                    elapsed / out as f64
+                } else {
+                    elapsed
+                });
                 tracker.tokens(usage.and_then(|u| u.total_tokens).unwrap_or(0));
             }
             Ok(resp)
@@ -877,7 +934,13 @@ fn finish(
             if let Some(log) = log {
                 let id = tracker.entry.deployment.id.clone();
                 let others = inner.others_available(model, log, &id);
-                log.failed(id, tracker.entry.deployment.max_retries, others);
+                let available_in = inner.available_in(model);
+                log.failed(
+                    id,
+                    tracker.entry.deployment.max_retries,
+                    others,
+                    available_in,
+                );
             }
             Err(e)
         }
@@ -956,7 +1019,8 @@ struct Call {
 
 impl fmt::Debug for ResponseFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("router::ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("router::ResponseFuture")
+            .finish_non_exhaustive()
     }
 }
 
@@ -976,7 +1040,9 @@ impl Future for ResponseFuture {
                 RouteProj::Ready { svc, req, call } => {
                     if let Err(e) = ready!(svc.poll_ready(cx)) {
                         let result = match call.take() {
-                            Some(c) => finish(&c.inner, &c.model, c.log.as_ref(), c.tracker, Err(e)),
+                            Some(c) => {
+                                finish(&c.inner, &c.model, c.log.as_ref(), c.tracker, Err(e))
+                            }
                             None => Err(e),
                         };
                         this.state.set(RouteState::Done {
@@ -985,7 +1051,9 @@ impl Future for ResponseFuture {
                         continue;
                     }
                     let Some(r) = req.take() else {
-                        return Poll::Ready(Err(LlmError::internal("router future lost its request")));
+                        return Poll::Ready(Err(LlmError::internal(
+                            "router future lost its request",
+                        )));
                     };
                     let fut = svc.call(r);
                     let call = call.take();
@@ -1041,7 +1109,9 @@ impl Service<LlmRequest> for Router {
                     l.refused();
                 }
                 return ResponseFuture {
-                    state: RouteState::Done { result: Some(Err(e)) },
+                    state: RouteState::Done {
+                        result: Some(Err(e)),
+                    },
                 };
             }
         };
@@ -1136,10 +1206,7 @@ async fn call_shared(
             Ok(s) => s,
             Err(e) => return refuse(e),
         };
-        let limit = inner
-            .usage_checks()
-            .then_some(sel.deployment.rpm)
-            .flatten();
+        let limit = inner.usage_checks().then_some(sel.deployment.rpm).flatten();
         let Some(limit) = limit else { break sel };
         match shared.reserve_request(&sel.entry.deployment.id).await {
             Some(n) if n > limit => {
@@ -1200,8 +1267,7 @@ mod tests {
 
     #[test]
     fn alias_and_wildcard_resolve() {
-        let make: MakeDeploymentService =
-            Arc::new(|_d| BoxCloneSyncService::new(ok_svc()));
+        let make: MakeDeploymentService = Arc::new(|_d| BoxCloneSyncService::new(ok_svc()));
         let r = Router::builder()
             .deployment(dep("gpt-4o", "openai/gpt-4o", |_| {}), ok_svc())
             .wildcard(dep("openai/*", "openai/*", |_| {}), make.clone())
@@ -1229,8 +1295,16 @@ mod tests {
         }
         let r = Router::builder()
             .tag_filtering(true, false)
-            .deployment(dep("g", "openai/free", |d| d.tags = vec!["free".into()]), ok_svc())
-            .deployment(dep("g", "openai/paid", |d| d.tags = vec!["paid".into(), "default".into()]), ok_svc())
+            .deployment(
+                dep("g", "openai/free", |d| d.tags = vec!["free".into()]),
+                ok_svc(),
+            )
+            .deployment(
+                dep("g", "openai/paid", |d| {
+                    d.tags = vec!["paid".into(), "default".into()]
+                }),
+                ok_svc(),
+            )
             .build();
         let mut tagged = chat("g");
         tagged.chat_mut().unwrap().extra.insert("tags", &["free"]);
@@ -1281,8 +1355,14 @@ mod tests {
     fn cost_based_picks_cheapest() {
         let r = Router::builder()
             .strategy(Strategy::CostBased)
-            .deployment(dep("g", "openai/dear", |d| d.input_cost_per_token = Some(1e-5)), ok_svc())
-            .deployment(dep("g", "openai/cheap", |d| d.input_cost_per_token = Some(1e-7)), ok_svc())
+            .deployment(
+                dep("g", "openai/dear", |d| d.input_cost_per_token = Some(1e-5)),
+                ok_svc(),
+            )
+            .deployment(
+                dep("g", "openai/cheap", |d| d.input_cost_per_token = Some(1e-7)),
+                ok_svc(),
+            )
             .deployment(dep("g", "openai/unknown", |_| {}), ok_svc())
             .build();
         for _ in 0..20 {

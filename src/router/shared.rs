@@ -146,7 +146,6 @@ impl Conn {
 }
 
 impl Shared {
-
     /// Reads cooldowns, in-flight counts and this minute's usage of `entries` into their state.
     pub(crate) async fn refresh(&self, entries: &[Arc<Entry>]) {
         if entries.is_empty() {
@@ -192,15 +191,24 @@ impl Shared {
     /// Gives back a reservation that was refused.
     pub(crate) async fn release_request(&self, id: &str) {
         let mut p = redis::pipe();
-        p.cmd("DECR").arg(minute_key("rpm", id, wall_minute())).ignore();
+        p.cmd("DECR")
+            .arg(minute_key("rpm", id, wall_minute()))
+            .ignore();
         let _: Option<()> = self.run(p).await;
     }
 
     /// Shares a cooldown of `id` for `duration`.
     pub(crate) async fn cool_down(&self, id: &str, duration: Duration) {
-        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = u64::try_from(duration.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let mut p = redis::pipe();
-        p.cmd("SET").arg(key("cool", id)).arg(1).arg("PX").arg(ms).ignore();
+        p.cmd("SET")
+            .arg(key("cool", id))
+            .arg(1)
+            .arg("PX")
+            .arg(ms)
+            .ignore();
         let _: Option<()> = self.run(p).await;
     }
 
@@ -225,7 +233,6 @@ impl Shared {
     pub(crate) fn tokens(&self, id: Arc<str>, tokens: u64) {
         self.send(Write::Tokens(id, tokens));
     }
-
 }
 
 async fn write_loop(conn: Arc<Conn>, mut rx: mpsc::Receiver<Write>) {

@@ -130,7 +130,10 @@ pub(crate) fn pick(strategy: Strategy, cands: &[&Entry], shared: bool) -> usize 
         Strategy::SimpleShuffle => {
             let d = |e: &&Entry| e.deployment.clone();
             if cands.iter().any(|e| e.deployment.weight.is_some()) {
-                weighted(cands.iter().map(|e| d(e).weight.unwrap_or(0.0)), cands.len())
+                weighted(
+                    cands.iter().map(|e| d(e).weight.unwrap_or(0.0)),
+                    cands.len(),
+                )
             } else if cands.iter().any(|e| e.deployment.rpm.is_some()) {
                 weighted(
                     cands.iter().map(|e| e.deployment.rpm.unwrap_or(0) as f64),

@@ -303,7 +303,9 @@ impl Stream for TimeoutStream {
         let err = timeout_error(*this.idle, what);
         // End the stream after the error: drop the upstream by replacing it with an empty one.
         *this.inner = Box::pin(futures_util::stream::empty());
-        this.sleep.as_mut().reset(Instant::now() + Duration::from_secs(86_400 * 365));
+        this.sleep
+            .as_mut()
+            .reset(Instant::now() + Duration::from_secs(86_400 * 365));
         Poll::Ready(Some(Err(err)))
     }
 }
@@ -329,7 +331,8 @@ mod tests {
                 Ok::<_, LlmError>(LlmResponse::chat(Default::default()))
             });
         let mut req = LlmRequest::list_models();
-        req.extensions.insert(RequestTimeout(Duration::from_secs(1)));
+        req.extensions
+            .insert(RequestTimeout(Duration::from_secs(1)));
         let started = Instant::now();
         let err = svc.oneshot(req).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Timeout);
@@ -355,7 +358,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn stream_idle_timeout_ends_with_error() {
         let svc = ServiceBuilder::new()
-            .layer(TimeoutLayer::new(Duration::from_secs(600)).stream_timeout(Duration::from_secs(2)))
+            .layer(
+                TimeoutLayer::new(Duration::from_secs(600)).stream_timeout(Duration::from_secs(2)),
+            )
             .service_fn(|_req: LlmRequest| async {
                 let s = futures_util::stream::once(async { Ok(chunk()) })
                     .chain(futures_util::stream::pending());
