@@ -603,7 +603,11 @@ mod tests {
             seen.clone(),
         ));
         let mut r = req("a");
-        r.chat_mut().unwrap().extra.insert("fallbacks", &["body"]);
+        r.chat_mut()
+            .unwrap()
+            .extra
+            .insert("fallbacks", &["body"])
+            .unwrap();
         s.clone().oneshot(r).await.unwrap();
         assert_eq!(*seen.lock().unwrap(), ["a", "body"]);
         seen.lock().unwrap().clear();
@@ -611,7 +615,8 @@ mod tests {
         r.chat_mut()
             .unwrap()
             .extra
-            .insert("disable_fallbacks", &true);
+            .insert("disable_fallbacks", &true)
+            .unwrap();
         let e = s.oneshot(r).await.unwrap_err();
         assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "0");
         assert_eq!(*seen.lock().unwrap(), ["a"]);

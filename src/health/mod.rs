@@ -243,8 +243,10 @@ pub trait CooldownSink: Send + Sync + 'static {
     fn on_cooldown(&self, deployment_id: &str, duration: Duration);
 }
 
-/// A process-wide monotonic clock in milliseconds (tokio's clock, so paused time works in tests).
-fn now_ms() -> u64 {
+/// A process-wide monotonic clock in milliseconds (tokio's clock, so paused time works in tests),
+/// for [`HealthCell::is_cooling_at`]: read it once for many cells.
+#[must_use]
+pub fn now_ms() -> u64 {
     use std::sync::OnceLock;
     static BASE: OnceLock<std::time::Instant> = OnceLock::new();
     let base = *BASE.get_or_init(std::time::Instant::now);
@@ -283,7 +285,13 @@ impl HealthCell {
     /// Whether the deployment is cooling down now.
     #[must_use]
     pub fn is_cooling(&self) -> bool {
-        self.cool_until_ms.load(Ordering::Relaxed) > now_ms()
+        self.is_cooling_at(now_ms())
+    }
+
+    /// Whether the deployment is cooling down at `now` (from [`now_ms`]).
+    #[must_use]
+    pub fn is_cooling_at(&self, now: u64) -> bool {
+        self.cool_until_ms.load(Ordering::Relaxed) > now
     }
 
     /// How much longer the deployment cools down (`None` when it does not).

@@ -182,7 +182,7 @@ pub fn backoff(n: u32) -> Duration {
     let base = INITIAL_BACKOFF
         .saturating_mul(1u32 << n.min(16))
         .min(MAX_BACKOFF);
-    base.mul_f64(1.0 - 0.25 * fastrand::f64())
+    base.mul_f64(0.25f64.mul_add(-fastrand::f64(), 1.0))
 }
 
 fn request_retries(req: &LlmRequest) -> Option<u32> {
@@ -400,7 +400,7 @@ mod tests {
             .layer(RetryLayer::new(0))
             .service(counting(ErrorKind::ServiceUnavailable, hits.clone()));
         let mut body = ChatRequest::default();
-        body.extra.insert("num_retries", &3);
+        body.extra.insert("num_retries", &3).unwrap();
         let started = tokio::time::Instant::now();
         let _ = svc.oneshot(LlmRequest::chat(body)).await;
         assert_eq!(hits.load(Ordering::SeqCst), 4);

@@ -295,6 +295,7 @@ impl fmt::Debug for Router {
 }
 
 /// Builds a [`Router`].
+#[derive(Default)]
 #[must_use]
 pub struct RouterBuilder {
     entries: Vec<(Arc<Deployment>, EntryService)>,
@@ -303,19 +304,6 @@ pub struct RouterBuilder {
     options: Options,
     default_max_parallel: Option<u32>,
     shared: Option<Shared>,
-}
-
-impl Default for RouterBuilder {
-    fn default() -> Self {
-        Self {
-            entries: Vec::new(),
-            cells: HashMap::new(),
-            aliases: Vec::new(),
-            options: Options::default(),
-            default_max_parallel: None,
-            shared: None,
-        }
-    }
 }
 
 impl fmt::Debug for RouterBuilder {
@@ -586,7 +574,8 @@ impl Inner {
         let mut cands: Vec<&Entry> = entries.iter().map(AsRef::as_ref).collect();
 
         // Cooldown.
-        cands.retain(|e| !e.state.health.is_cooling());
+        let now = crate::health::now_ms();
+        cands.retain(|e| !e.state.health.is_cooling_at(now));
         if cands.is_empty() {
             let wait = entries
                 .iter()
@@ -671,8 +660,9 @@ impl Inner {
 
         // Usage limits this minute.
         if self.usage_checks() {
+            let minute = state::wall_minute();
             cands.retain(|e| {
-                let (rpm, tpm) = e.state.usage(shared);
+                let (rpm, tpm) = e.state.usage(shared, minute);
                 e.deployment.rpm.is_none_or(|l| rpm < l)
                     && e.deployment.tpm.is_none_or(|l| tpm + prompt_tokens <= l)
             });
@@ -1307,7 +1297,12 @@ mod tests {
             )
             .build();
         let mut tagged = chat("g");
-        tagged.chat_mut().unwrap().extra.insert("tags", &["free"]);
+        tagged
+            .chat_mut()
+            .unwrap()
+            .extra
+            .insert("tags", &["free"])
+            .unwrap();
         for _ in 0..20 {
             assert_eq!(&*r.select(&tagged).unwrap().model, "free");
             assert_eq!(&*r.select(&chat("g")).unwrap().model, "paid");

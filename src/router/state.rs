@@ -113,8 +113,7 @@ impl DeploymentState {
     }
 
     /// Requests and tokens used this minute (the Redis view when `shared`).
-    pub(crate) fn usage(&self, shared: bool) -> (u64, u64) {
-        let minute = wall_minute();
+    pub(crate) fn usage(&self, shared: bool, minute: u64) -> (u64, u64) {
         if shared && self.remote_minute.load(Ordering::Relaxed) == minute {
             return (
                 self.remote_rpm.load(Ordering::Relaxed),

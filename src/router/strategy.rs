@@ -168,7 +168,10 @@ pub(crate) fn pick(strategy: Strategy, cands: &[&Entry], shared: bool) -> usize 
             }
             argmin_random(cands, lat)
         }
-        Strategy::UsageBased => argmin_random(cands, |e| e.state.usage(shared).1),
+        Strategy::UsageBased => {
+            let minute = super::state::wall_minute();
+            argmin_random(cands, |e| e.state.usage(shared, minute).1)
+        }
         Strategy::CostBased => argmin_random(cands, |e| e.price()),
     }
 }

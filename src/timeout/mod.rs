@@ -348,7 +348,7 @@ mod tests {
                 Ok::<_, LlmError>(LlmResponse::chat(Default::default()))
             });
         let mut body = ChatRequest::default();
-        body.extra.insert("timeout", &2.5);
+        body.extra.insert("timeout", &2.5).unwrap();
         let started = Instant::now();
         let err = svc.oneshot(LlmRequest::chat(body)).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Timeout);
