@@ -3,14 +3,13 @@
 //! Layers never see the config: this module maps it to [`Deployment`]s, provider services, the
 //! [`Router`] and the auth layer, and returns the model-level stack and the HTTP edge.
 //!
-//! Default order (outermost first): `MasterKey → Cache → Router → (per deployment) Provider →
-//! HttpClient`; see [`Gateway::from_config`].
+//! Default order (outermost first): `MasterKey → Cache → Fallback → Retry → Router → (per
+//! deployment) Health → Timeout → Provider → HttpClient`; see [`Gateway::from_config`].
 
 use std::{sync::Arc, time::Duration};
 
 use futures_util::future;
 use tower::{util::BoxCloneSyncService, ServiceBuilder};
-use tower_layer::Layer as _;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -20,9 +19,13 @@ use crate::{
     cache::{CacheHandle, CacheLayer},
     config::{Config, ModelEntry},
     error::{BoxError, LlmError},
+    fallback::FallbackLayer,
+    health::{CooldownPolicy, HealthLayer, PolicyClass},
     provider::{self, stable_id, Deployment, ProviderLayer, DEFAULT_TIMEOUT},
-    router::Router,
+    retry::{self, RetryLayer},
+    router::{DeploymentService, MakeDeploymentService, Router, Strategy},
     server::{OpenAiServer, DEFAULT_MAX_BODY_BYTES},
+    timeout::TimeoutLayer,
     types::{LlmRequest, LlmResponse},
 };
 
@@ -81,8 +84,8 @@ impl Gateway {
     /// Builds the stack for `config` over `client`, any HTTP client service (usually
     /// [`HttpClient`](crate::provider::HttpClient); a test double in tests).
     ///
-    /// Order, outermost first: auth → (rate limit → budget → cost → cache → fallback → retry, as
-    /// those layers land) → router → per deployment: provider → HTTP client.
+    /// Order, outermost first: auth → (rate limit → budget → cost → cache, as those layers land) →
+    /// fallback → retry → router → per deployment: health → timeout → provider → HTTP client.
     #[must_use]
     pub fn from_config<C, B>(config: &Config, client: &C) -> Self
     where
@@ -97,6 +100,9 @@ impl Gateway {
         let stack = ServiceBuilder::new()
             .layer(auth_layer(config))
             .option_layer(cache)
+            // Routing and reliability: each model group gets its retries before a fallback.
+            .layer(fallback_layer(config))
+            .layer(retry_layer(config))
             .service(router.clone());
         let max_body_bytes = config
             .general_settings
@@ -117,11 +123,6 @@ impl Gateway {
     pub fn server(&self) -> OpenAiServer<GatewayStack> {
         OpenAiServer::new(self.stack.clone()).max_body_bytes(self.max_body_bytes)
     }
-}
-
-/// Auth: the master key (`general_settings.master_key`).
-fn auth_layer(config: &Config) -> MasterKeyLayer {
-    MasterKeyLayer::new(config.general_settings.master_key.clone())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,6 +249,149 @@ fn cache_layer(config: &Config, warnings: &mut Vec<String>) -> Option<CacheLayer
     Some(layer)
 }
 
+/// Auth: the master key (`general_settings.master_key`).
+fn auth_layer(config: &Config) -> MasterKeyLayer {
+    MasterKeyLayer::new(config.general_settings.master_key.clone())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing and reliability (router, retry, fallback, health, timeout)
+// ---------------------------------------------------------------------------------------------
+
+/// `router_settings.X`, else `litellm_settings.X`.
+macro_rules! setting {
+    ($config:expr, $key:ident) => {
+        $config
+            .router_settings
+            .$key
+            .clone()
+            .or_else(|| $config.litellm_settings.$key.clone())
+    };
+}
+
+/// Fallbacks: `fallbacks`, `context_window_fallbacks`, `content_policy_fallbacks`,
+/// `default_fallbacks`, `max_fallbacks`.
+fn fallback_layer(config: &Config) -> FallbackLayer {
+    let mut layer = FallbackLayer::new();
+    for map in setting!(config, fallbacks).unwrap_or_default() {
+        for (group, to) in map {
+            layer = layer.fallbacks(group, to);
+        }
+    }
+    for map in setting!(config, context_window_fallbacks).unwrap_or_default() {
+        for (group, to) in map {
+            layer = layer.context_window_fallbacks(group, to);
+        }
+    }
+    for map in setting!(config, content_policy_fallbacks).unwrap_or_default() {
+        for (group, to) in map {
+            layer = layer.content_policy_fallbacks(group, to);
+        }
+    }
+    if let Some(d) = setting!(config, default_fallbacks) {
+        layer = layer.default_fallbacks(d);
+    }
+    if let Some(n) = setting!(config, max_fallbacks) {
+        layer = layer.max_fallbacks(n);
+    }
+    layer
+}
+
+/// Retries: `num_retries`, `retry_policy`, `retry_after`.
+fn retry_layer(config: &Config) -> RetryLayer {
+    let rs = &config.router_settings;
+    let mut layer =
+        RetryLayer::new(setting!(config, num_retries).unwrap_or(retry::DEFAULT_NUM_RETRIES));
+    for (key, n) in rs.retry_policy.iter().flatten() {
+        match PolicyClass::from_key(key, "Retries") {
+            Some(class) => layer = layer.retries_for_class(class, *n),
+            None => {
+                tracing::warn!("router_settings.retry_policy.{key}: unknown error class; ignored")
+            }
+        }
+    }
+    if let Some(secs) = rs.retry_after.filter(|s| s.is_finite() && *s > 0.0) {
+        layer = layer.min_wait(Duration::from_secs_f64(secs.min(3600.0)));
+    }
+    layer
+}
+
+/// Cooldowns: `allowed_fails`, `allowed_fails_policy`, `cooldown_time`, `disable_cooldowns`.
+fn cooldown_policy(config: &Config, warnings: &mut Vec<String>) -> CooldownPolicy {
+    let rs = &config.router_settings;
+    let mut policy = CooldownPolicy::default().disabled(rs.disable_cooldowns.unwrap_or(false));
+    if let Some(n) = setting!(config, allowed_fails) {
+        policy = policy.allowed_fails(n);
+    }
+    if let Some(secs) = setting!(config, cooldown_time).filter(|s| s.is_finite() && *s >= 0.0) {
+        policy = policy.cooldown_time(Duration::from_secs_f64(secs.min(86_400.0)));
+    }
+    for (key, n) in rs.allowed_fails_policy.iter().flatten() {
+        match PolicyClass::from_key(key, "AllowedFails") {
+            Some(class) => policy = policy.allowed_fails_for_class(class, *n),
+            None => warnings.push(format!(
+                "router_settings.allowed_fails_policy.{key}: unknown error class; ignored"
+            )),
+        }
+    }
+    policy
+}
+
+/// The Redis URL of `router_settings` (`redis_url`, else `redis_host` / `redis_port` /
+/// `redis_password`).
+fn router_redis_url(config: &Config) -> Option<String> {
+    let rs = &config.router_settings;
+    if let Some(url) = &rs.redis_url {
+        return Some(url.expose().to_owned());
+    }
+    let host = rs.redis_host.as_deref()?;
+    let port = rs.redis_port.unwrap_or(6379);
+    let auth = rs.redis_password.as_ref().map_or_else(String::new, |p| {
+        format!(
+            ":{}@",
+            percent_encoding::utf8_percent_encode(p.expose(), percent_encoding::NON_ALPHANUMERIC)
+        )
+    });
+    Some(format!("redis://{auth}{host}:{port}"))
+}
+
+/// A deployment's stack: health (cooldown) → timeout → provider → HTTP client. The provider's own
+/// timeout is lifted: the timeout layer governs (so a request's own `timeout` can be longer).
+fn deployment_stack<C, B>(
+    dep: &Arc<Deployment>,
+    provider: &'static dyn provider::Provider,
+    client: &C,
+    health: &HealthLayer,
+    timeout: TimeoutLayer,
+) -> DeploymentService
+where
+    C: UpstreamClient<B>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut inner = (**dep).clone();
+    inner.timeout = None;
+    BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(health.clone())
+            .layer(timeout)
+            .layer(ProviderLayer::new(provider, Arc::new(inner)).default_timeout(UNBOUNDED))
+            .service(client.clone()),
+    )
+}
+
+/// Long enough to never fire before the timeout layer does.
+const UNBOUNDED: Duration = Duration::from_secs(365 * 86_400);
+
+fn unsupported_service(name: &str) -> DeploymentService {
+    let name = name.to_owned();
+    BoxCloneSyncService::new(tower::service_fn(move |_req: LlmRequest| {
+        future::ready(Err::<LlmResponse, _>(LlmError::bad_request(format!(
+            "provider `{name}` is not supported by llmgate yet"
+        ))))
+    }))
+}
+
 /// The router over every `model_list` entry, each deployment its own stack over `client`.
 fn build_router<C, B>(config: &Config, client: &C, warnings: &mut Vec<String>) -> Router
 where
@@ -255,14 +399,82 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let rs = &config.router_settings;
     let default_timeout = config
         .litellm_settings
         .request_timeout
-        .or(config.router_settings.timeout)
+        .or(rs.timeout)
         .filter(|t| t.is_finite() && *t > 0.0)
         .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64);
-    let mut builder = Router::builder();
+    let default_stream_timeout = rs
+        .stream_timeout
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map(Duration::from_secs_f64);
+    let mut strategy = rs
+        .routing_strategy
+        .as_deref()
+        .and_then(|s| s.parse::<Strategy>().ok())
+        .unwrap_or_default();
+    if let Strategy::LatencyBased { buffer } = &mut strategy {
+        *buffer = rs
+            .routing_strategy_args
+            .as_ref()
+            .and_then(|a| a.get("lowest_latency_buffer"))
+            .and_then(serde_json::Value::as_f64)
+            .filter(|b| b.is_finite() && *b >= 0.0)
+            .unwrap_or(0.0);
+    }
+    let policy = cooldown_policy(config, warnings);
+    let mut builder = Router::builder()
+        .strategy(strategy)
+        .pre_call_checks(rs.enable_pre_call_checks.unwrap_or(false))
+        .tag_filtering(
+            rs.enable_tag_filtering.unwrap_or(false),
+            rs.tag_filtering_match_any.unwrap_or(false),
+        )
+        .default_max_parallel_requests(rs.default_max_parallel_requests);
+    for (alias, target) in rs.model_group_alias.iter().flatten() {
+        let (group, hidden) = match target {
+            serde_json::Value::String(g) => (g.clone(), false),
+            serde_json::Value::Object(o) => match o.get("model").and_then(|m| m.as_str()) {
+                Some(g) => (
+                    g.to_owned(),
+                    o.get("hidden")
+                        .and_then(serde_json::Value::as_bool)
+                        .unwrap_or(false),
+                ),
+                None => {
+                    warnings.push(format!(
+                        "router_settings.model_group_alias.{alias}: needs `model`; ignored"
+                    ));
+                    continue;
+                }
+            },
+            _ => {
+                warnings.push(format!(
+                    "router_settings.model_group_alias.{alias}: expected a model group name; ignored"
+                ));
+                continue;
+            }
+        };
+        builder = builder.alias(alias.clone(), group, hidden);
+    }
+    if let Some(url) = router_redis_url(config) {
+        if let Err(e) = builder.redis(&url) {
+            // `from_config` cannot fail: say loudly that routing state stays in-process.
+            warnings.push(format!(
+                "router_settings.redis_*: {e}; routing state is NOT shared between instances"
+            ));
+        }
+    }
     let global_drop_params = config.litellm_settings.drop_params;
+    let group_size = |name: &str| {
+        config
+            .model_list
+            .iter()
+            .filter(|e| e.model_name == name)
+            .count()
+    };
     for (i, entry) in config.model_list.iter().enumerate() {
         let mut dep = deployment_from_entry(entry);
         // `litellm_settings.drop_params` applies to every deployment that does not say otherwise.
@@ -272,11 +484,29 @@ where
                 .or_insert(serde_json::Value::Bool(drop));
         }
         let dep = Arc::new(dep);
+        let cell = builder.health_cell(&dep.id);
+        // As LiteLLM: the only deployment of a group never cools down (there is nothing to
+        // route to instead; its errors reach the client as they are).
+        let sole = group_size(&entry.model_name) == 1;
+        let health = HealthLayer::new(cell, policy.clone().disabled(sole || policy.is_disabled()));
+        let mut timeout = TimeoutLayer::new(dep.timeout.unwrap_or(default_timeout));
+        if let Some(st) = dep.stream_timeout.or(default_stream_timeout) {
+            timeout = timeout.stream_timeout(st);
+        }
+        if entry.model_name.contains('*') {
+            let client = client.clone();
+            let make: MakeDeploymentService = Arc::new(move |concrete: Arc<Deployment>| {
+                match provider::lookup(&concrete.provider) {
+                    Some(p) => deployment_stack(&concrete, p, &client, &health, timeout),
+                    None => unsupported_service(&concrete.provider),
+                }
+            });
+            builder = builder.wildcard(dep, make);
+            continue;
+        }
         match provider::lookup(&dep.provider) {
             Some(p) => {
-                let svc = ProviderLayer::new(p, dep.clone())
-                    .default_timeout(default_timeout)
-                    .layer(client.clone());
+                let svc = deployment_stack(&dep, p, client, &health, timeout);
                 builder = builder.deployment(dep, svc);
             }
             None => {
@@ -286,12 +516,7 @@ where
                     dep.model_group,
                     provider::known_prefixes().collect::<Vec<_>>().join(", ")
                 ));
-                let name = dep.provider.clone();
-                let svc = tower::service_fn(move |_req: LlmRequest| {
-                    future::ready(Err::<LlmResponse, _>(LlmError::bad_request(format!(
-                        "provider `{name}` is not supported by llmgate yet"
-                    ))))
-                });
+                let svc = unsupported_service(&dep.provider);
                 builder = builder.deployment(dep, svc);
             }
         }

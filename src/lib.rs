@@ -16,5 +16,10 @@ pub mod config;
 pub mod gateway;
 pub mod provider;
 pub mod router;
+// Routing and reliability (issue 5).
+pub mod fallback;
+pub mod health;
+pub mod retry;
 pub mod secret;
 pub mod server;
+pub mod timeout;

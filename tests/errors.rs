@@ -17,6 +17,12 @@ fn chat(model: &str) -> serde_json::Value {
     json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
 }
 
+/// The config with retries off, so one queued upstream reply is what the client sees (the retry
+/// layer's own behaviour is tested in tests/routing.rs).
+fn no_retries(cfg: &str) -> String {
+    format!("{cfg}router_settings:\n  num_retries: 0\n")
+}
+
 #[tokio::test]
 async fn upstream_401_is_authentication() {
     let up = FakeUpstream::start().await;
@@ -38,7 +44,7 @@ async fn upstream_429_keeps_retry_after() {
             .header("retry-after", "20")
             .header("x-ratelimit-remaining-tokens", "0"),
     );
-    let gw = gw::TestGateway::start(&gw::openai_config("g", &up.url())).await;
+    let gw = gw::TestGateway::start(&no_retries(&gw::openai_config("g", &up.url()))).await;
     let ans = gw::post_json(&gw.url("/v1/chat/completions"), &chat("g")).await;
     assert_eq!(ans.status, 429);
     assert_eq!(ans.headers["retry-after"], "20");
@@ -53,7 +59,7 @@ async fn upstream_500_and_non_json_bodies() {
     let up = FakeUpstream::start().await;
     up.enqueue(Reply::json(500, json!({"error": {"message": "The server had an error", "type": "server_error", "param": null, "code": null}})));
     up.enqueue(Reply::raw(502, "text/html", "<html>bad gateway</html>"));
-    let gw = gw::TestGateway::start(&gw::openai_config("g", &up.url())).await;
+    let gw = gw::TestGateway::start(&no_retries(&gw::openai_config("g", &up.url()))).await;
     let ans = gw::post_json(&gw.url("/v1/chat/completions"), &chat("g")).await;
     assert_eq!(ans.status, 500);
     assert_eq!(ans.error()["type"], "server_error");
@@ -99,7 +105,7 @@ async fn slow_upstream_times_out() {
     let up = FakeUpstream::start().await;
     up.enqueue(Reply::json(200, support::chat_completion("late")).delay(Duration::from_secs(5)));
     let cfg = format!("{}      timeout: 0.3\n", gw::openai_config("g", &up.url()));
-    let gw = gw::TestGateway::start(&cfg).await;
+    let gw = gw::TestGateway::start(&no_retries(&cfg)).await;
     let ans = gw::post_json(&gw.url("/v1/chat/completions"), &chat("g")).await;
     assert_eq!(ans.status, 408);
     assert_eq!(ans.error()["type"], "timeout_error");

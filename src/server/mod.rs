@@ -23,6 +23,6 @@ pub use self::{
     serve::{serve, shutdown_signal, ServeConfig},
     service::{
         error_response, new_call_id, parse_json, presented_key, CacheControlHeader, CallId,
-        NotFound, OpenAiServer, ReceivedAt, ServerFuture, DEFAULT_MAX_BODY_BYTES,
+        NotFound, OpenAiServer, ReceivedAt, RequestTimeout, ServerFuture, DEFAULT_MAX_BODY_BYTES,
     },
 };

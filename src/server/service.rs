@@ -41,6 +41,27 @@ pub struct ReceivedAt(pub Instant);
 #[derive(Clone, Debug)]
 pub struct CacheControlHeader(pub HeaderValue);
 
+/// A per-request timeout from the `x-litellm-timeout` header (seconds), read by the
+/// [`timeout`](crate::timeout) layer; it wins over the body's `timeout` and the deployment's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestTimeout(pub std::time::Duration);
+
+impl RequestTimeout {
+    /// Parses `x-litellm-timeout` (positive seconds, fractions allowed).
+    #[must_use]
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        let secs = headers
+            .get("x-litellm-timeout")?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<f64>()
+            .ok()?;
+        (secs.is_finite() && secs > 0.0 && secs < 1e9)
+            .then(|| Self(std::time::Duration::from_secs_f64(secs)))
+    }
+}
+
 /// Serves the OpenAI API over a model-level service.
 ///
 /// Routes: `POST /v1/chat/completions` (and `/chat/completions`), `POST /v1/embeddings` (and
@@ -305,6 +326,9 @@ where
     if let Some(cc) = parts.headers.get(header::CACHE_CONTROL) {
         llm_req.extensions.insert(CacheControlHeader(cc.clone()));
     }
+    if let Some(t) = RequestTimeout::from_headers(&parts.headers) {
+        llm_req.extensions.insert(t);
+    }
 
     let mut inner = inner;
     if let Err(e) = std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
@@ -321,7 +345,7 @@ where
             return error_response(&e, &call_id);
         }
     };
-    respond(resp, &call_id).await
+    respond(resp, &call_id, received).await
 }
 
 fn unreachable_route() -> LlmRequest {
@@ -329,7 +353,11 @@ fn unreachable_route() -> LlmRequest {
     LlmRequest::list_models()
 }
 
-async fn respond(resp: LlmResponse, call_id: &Arc<str>) -> http::Response<ServerBody> {
+async fn respond(
+    resp: LlmResponse,
+    call_id: &Arc<str>,
+    received: Instant,
+) -> http::Response<ServerBody> {
     let LlmResponse { body, meta } = resp;
     let mut out = match body {
         ResponseBody::Chat(c) => json_response(StatusCode::OK, to_json(&c), call_id),
@@ -378,6 +406,23 @@ async fn respond(resp: LlmResponse, call_id: &Arc<str>) -> http::Response<Server
     if let Some(cost) = meta.cost {
         put("x-litellm-response-cost", &cost.to_string());
     }
+    // Routing: what the reliability layers spent, and the gateway's own time (total minus the
+    // provider's time to first byte).
+    put(
+        "x-litellm-attempted-retries",
+        &meta.attempted_retries.to_string(),
+    );
+    put(
+        "x-litellm-attempted-fallbacks",
+        &meta.attempted_fallbacks.to_string(),
+    );
+    let overhead = received
+        .elapsed()
+        .saturating_sub(meta.time_to_first_byte.unwrap_or_default());
+    put(
+        "x-litellm-overhead-duration-ms",
+        &format!("{:.3}", overhead.as_secs_f64() * 1000.0),
+    );
     out
 }
 

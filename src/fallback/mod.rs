@@ -1,0 +1,624 @@
+//! Fallbacks: when a model group fails (after its retries), re-issue the request to other groups.
+//!
+//! [`FallbackLayer`] sits outside the [retry](crate::retry) layer, so each fallback group gets its
+//! own retries. Which groups, by the failing group's error (LiteLLM's order):
+//!
+//! 1. [`ErrorKind::ContextWindowExceeded`]: `context_window_fallbacks` for the group;
+//! 2. [`ErrorKind::ContentPolicyViolation`]: `content_policy_fallbacks` for the group;
+//! 3. otherwise, and when 1–2 name nothing: `fallbacks` for the group, else `default_fallbacks`
+//!    (a `"*"` entry in `fallbacks` works the same).
+//!
+//! A request can bring its own lists in the body (`fallbacks`, `context_window_fallbacks`,
+//! `content_policy_fallbacks`: either a list of model names, or LiteLLM's `[{"group": [...]}]`),
+//! which replace the configured ones, and switch fallbacks off with `"disable_fallbacks": true`.
+//! Plain 400 errors (a malformed request) and budget errors never fall back.
+//!
+//! A fallback group that fails may fall back further, by its own lists; every group is tried at
+//! most once per request (the loop guard), and at most `max_fallbacks` fallbacks (default 5) are
+//! tried. When all fail, the client gets the original group's error. The fallbacks spent are in
+//! [`ResponseMeta::attempted_fallbacks`] (`x-litellm-attempted-fallbacks`).
+//!
+//! Streams: a stream that fails before its first chunk is an error here and falls back; once a
+//! chunk has reached the client, a later failure ends the stream with an error event (an
+//! `error` object in the last `data:` frame) and is not retried or re-routed.
+//!
+//! # Example
+//!
+//! ```
+//! use llmgate::{fallback::FallbackLayer, router::Router};
+//! use tower::ServiceBuilder;
+//!
+//! let layer = FallbackLayer::new()
+//!     .fallbacks("gpt-4o", ["claude-sonnet", "gemini-pro"])
+//!     .context_window_fallbacks("gpt-4o", ["gpt-4o-128k"])
+//!     .default_fallbacks(["mock"])
+//!     .max_fallbacks(3);
+//! let stack = ServiceBuilder::new().layer(layer).service(Router::builder().build());
+//! # let _ = stack;
+//! ```
+//!
+//! Per request:
+//!
+//! ```json
+//! {"model": "gpt-4o", "messages": [...], "fallbacks": ["claude-sonnet"], "disable_fallbacks": false}
+//! ```
+//!
+//! Extensions read: none. Errors produced: none (the original error is returned).
+//!
+//! [`ResponseMeta::attempted_fallbacks`]: crate::types::ResponseMeta::attempted_fallbacks
+
+use std::{
+    collections::HashMap,
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+};
+
+use http::HeaderValue;
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    error::{ErrorKind, LlmError},
+    types::{LlmRequest, LlmResponse, Operation},
+};
+
+/// LiteLLM's default `max_fallbacks`: 5.
+pub const DEFAULT_MAX_FALLBACKS: u32 = 5;
+
+#[derive(Clone, Debug, Default)]
+struct Config {
+    general: HashMap<String, Vec<String>>,
+    context_window: HashMap<String, Vec<String>>,
+    content_policy: HashMap<String, Vec<String>>,
+    default: Vec<String>,
+    max_fallbacks: Option<u32>,
+}
+
+/// Adds [`Fallback`]. See the [module docs](self) for an example.
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct FallbackLayer {
+    config: Arc<Config>,
+}
+
+fn list<I, S>(groups: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    groups.into_iter().map(Into::into).collect()
+}
+
+impl FallbackLayer {
+    /// No fallbacks yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Groups to try, in order, when `group` fails (`fallbacks`; `"*"` means every group).
+    pub fn fallbacks<I, S>(mut self, group: impl Into<String>, to: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Arc::make_mut(&mut self.config)
+            .general
+            .insert(group.into(), list(to));
+        self
+    }
+
+    /// Groups to try when `group` fails with a context-window error.
+    pub fn context_window_fallbacks<I, S>(mut self, group: impl Into<String>, to: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Arc::make_mut(&mut self.config)
+            .context_window
+            .insert(group.into(), list(to));
+        self
+    }
+
+    /// Groups to try when `group` fails with a content-policy error.
+    pub fn content_policy_fallbacks<I, S>(mut self, group: impl Into<String>, to: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Arc::make_mut(&mut self.config)
+            .content_policy
+            .insert(group.into(), list(to));
+        self
+    }
+
+    /// Groups to try for any group without `fallbacks` of its own (`default_fallbacks`).
+    pub fn default_fallbacks<I, S>(mut self, to: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Arc::make_mut(&mut self.config).default = list(to);
+        self
+    }
+
+    /// At most this many fallbacks per request (default 5).
+    pub fn max_fallbacks(mut self, n: u32) -> Self {
+        Arc::make_mut(&mut self.config).max_fallbacks = Some(n);
+        self
+    }
+}
+
+impl<S> Layer<S> for FallbackLayer {
+    type Service = Fallback<S>;
+
+    fn layer(&self, inner: S) -> Fallback<S> {
+        Fallback {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// Re-issues failed requests to fallback model groups. See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct Fallback<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> Fallback<S> {
+    /// Wraps `inner` with `layer`'s fallbacks.
+    pub fn new(inner: S, layer: &FallbackLayer) -> Self {
+        layer.layer(inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// Fallback lists a request brought in its body.
+#[derive(Debug, Default)]
+struct Overrides {
+    general: Option<RequestList>,
+    context_window: Option<RequestList>,
+    content_policy: Option<RequestList>,
+    disabled: bool,
+    max: Option<u32>,
+}
+
+/// A body list: plain names (for the requested group) or LiteLLM's `[{"group": [...]}]`.
+#[derive(Debug)]
+enum RequestList {
+    Plain(Vec<String>),
+    Map(HashMap<String, Vec<String>>),
+}
+
+impl RequestList {
+    fn parse(v: &serde_json::value::RawValue) -> Option<Self> {
+        let value: serde_json::Value = serde_json::from_str(v.get()).ok()?;
+        let items = value.as_array()?;
+        if items.iter().all(serde_json::Value::is_string) {
+            return Some(Self::Plain(
+                items
+                    .iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect(),
+            ));
+        }
+        let mut map = HashMap::new();
+        for item in items {
+            let obj = item.as_object()?;
+            for (k, v) in obj {
+                let to = v
+                    .as_array()?
+                    .iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect();
+                map.insert(k.clone(), to);
+            }
+        }
+        Some(Self::Map(map))
+    }
+
+    fn for_group(&self, group: &str, original: &str) -> Option<Vec<String>> {
+        match self {
+            Self::Plain(v) => (group == original).then(|| v.clone()),
+            Self::Map(m) => m.get(group).or_else(|| m.get("*")).cloned(),
+        }
+    }
+}
+
+fn overrides(req: &LlmRequest) -> Overrides {
+    let Some(chat) = req.as_chat() else {
+        return Overrides::default();
+    };
+    let get = |k: &str| chat.extra.get(k).and_then(RequestList::parse);
+    Overrides {
+        general: get("fallbacks"),
+        context_window: get("context_window_fallbacks"),
+        content_policy: get("content_policy_fallbacks"),
+        disabled: chat
+            .extra
+            .get_as::<bool>("disable_fallbacks")
+            .unwrap_or(false),
+        max: chat.extra.get_as::<u32>("max_fallbacks"),
+    }
+}
+
+fn set_model(req: &mut LlmRequest, model: &str) {
+    match &mut req.op {
+        Operation::Chat(c) => Arc::make_mut(c).model = model.to_owned(),
+        Operation::Embeddings(e) => Arc::make_mut(e).model = model.to_owned(),
+        Operation::ListModels => {}
+    }
+}
+
+/// Whether an error may fall back at all.
+fn falls_back(err: &LlmError) -> bool {
+    !matches!(
+        err.kind(),
+        ErrorKind::BadRequest | ErrorKind::BudgetExceeded
+    )
+}
+
+/// The per-request fallback plan.
+struct Plan {
+    config: Arc<Config>,
+    over: Overrides,
+    original: String,
+    /// Groups still to try, next first.
+    queue: Vec<String>,
+    /// Groups tried (the loop guard).
+    tried: Vec<String>,
+    spent: u32,
+    first_error: Option<LlmError>,
+    template: LlmRequest,
+}
+
+impl Plan {
+    fn max(&self) -> u32 {
+        self.over
+            .max
+            .or(self.config.max_fallbacks)
+            .unwrap_or(DEFAULT_MAX_FALLBACKS)
+    }
+
+    /// The fallbacks of `group` for `err`.
+    fn groups_for(&self, group: &str, err: &LlmError) -> Vec<String> {
+        let cfg = &self.config;
+        let pick = |over: &Option<RequestList>, table: &HashMap<String, Vec<String>>| {
+            match over {
+                Some(l) => l.for_group(group, &self.original),
+                None => table.get(group).cloned(),
+            }
+            .filter(|v| !v.is_empty())
+        };
+        let specific = match err.kind() {
+            ErrorKind::ContextWindowExceeded => {
+                pick(&self.over.context_window, &cfg.context_window)
+            }
+            ErrorKind::ContentPolicyViolation => {
+                pick(&self.over.content_policy, &cfg.content_policy)
+            }
+            _ => None,
+        };
+        specific
+            .or_else(|| match &self.over.general {
+                Some(l) => l.for_group(group, &self.original),
+                None => cfg
+                    .general
+                    .get(group)
+                    .or_else(|| cfg.general.get("*"))
+                    .cloned(),
+            })
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| cfg.default.clone())
+    }
+
+    /// After `group` failed with `err`: the next request to send, if any.
+    fn next(&mut self, group: &str, err: LlmError) -> Result<LlmRequest, LlmError> {
+        if self.over.disabled || !falls_back(&err) {
+            return Err(self.finish(err));
+        }
+        let mut more = self.groups_for(group, &err);
+        more.retain(|g| !self.tried.contains(g));
+        // Depth first: the failed group's fallbacks go before what was queued.
+        for g in more.into_iter().rev() {
+            self.queue.retain(|q| q != &g);
+            self.queue.insert(0, g);
+        }
+        if self.first_error.is_none() {
+            self.first_error = Some(err);
+        }
+        if self.spent >= self.max() || self.queue.is_empty() {
+            let e = self
+                .first_error
+                .take()
+                .unwrap_or_else(|| LlmError::internal("fallback lost its error"));
+            return Err(self.finish(e));
+        }
+        let next = self.queue.remove(0);
+        tracing::info!(from = group, to = %next, "falling back");
+        self.tried.push(next.clone());
+        self.spent += 1;
+        let mut req = self.template.clone();
+        set_model(&mut req, &next);
+        Ok(req)
+    }
+
+    fn finish(&mut self, mut err: LlmError) -> LlmError {
+        if self.spent > 0 {
+            // The original group's error, saying where else the request went.
+            if let Some(first) = self.first_error.take() {
+                err = first;
+            }
+        }
+        err.headers_mut().insert(
+            http::HeaderName::from_static("x-litellm-attempted-fallbacks"),
+            HeaderValue::from(self.spent),
+        );
+        err
+    }
+}
+
+impl<S> Service<LlmRequest> for Fallback<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError> + Clone,
+{
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = ResponseFuture<S>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: LlmRequest) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let original = req.model().to_owned();
+        let plan = Plan {
+            config: self.config.clone(),
+            over: overrides(&req),
+            tried: vec![original.clone()],
+            original,
+            queue: Vec::new(),
+            spent: 0,
+            first_error: None,
+            template: req.clone(),
+        };
+        let fut = inner.call(req);
+        ResponseFuture {
+            state: State::Calling { fut },
+            inner,
+            plan: Box::new(plan),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Fallback`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<S: Service<LlmRequest>> {
+        #[pin]
+        state: State<S::Future>,
+        inner: S,
+        plan: Box<Plan>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Calling { #[pin] fut: F },
+        Ready { req: Option<LlmRequest> },
+    }
+}
+
+impl<S: Service<LlmRequest>> fmt::Debug for ResponseFuture<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("fallback::ResponseFuture")
+            .field("spent", &self.plan.spent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Future for ResponseFuture<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
+{
+    type Output = Result<LlmResponse, LlmError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { fut } => match ready!(fut.poll(cx)) {
+                    Ok(mut resp) => {
+                        resp.meta.attempted_fallbacks = this.plan.spent;
+                        return Poll::Ready(Ok(resp));
+                    }
+                    Err(e) => {
+                        let group = this.plan.tried.last().cloned().unwrap_or_default();
+                        match this.plan.next(&group, e) {
+                            Ok(req) => this.state.set(State::Ready { req: Some(req) }),
+                            Err(e) => return Poll::Ready(Err(e)),
+                        }
+                    }
+                },
+                StateProj::Ready { req } => {
+                    if let Err(e) = ready!(this.inner.poll_ready(cx)) {
+                        return Poll::Ready(Err(e));
+                    }
+                    let Some(r) = req.take() else {
+                        return Poll::Ready(Err(LlmError::internal(
+                            "fallback future lost its request",
+                        )));
+                    };
+                    let fut = this.inner.call(r);
+                    this.state.set(State::Calling { fut });
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plan")
+            .field("tried", &self.tried)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tower::{ServiceBuilder, ServiceExt as _};
+
+    use super::*;
+    use crate::types::chat::{ChatRequest, ChatResponse};
+
+    /// A service answering per model: `ok` models succeed, others fail with `kind`.
+    fn svc(
+        ok: &'static [&'static str],
+        kind: ErrorKind,
+        seen: Arc<Mutex<Vec<String>>>,
+    ) -> impl Service<
+        LlmRequest,
+        Response = LlmResponse,
+        Error = LlmError,
+        Future = std::future::Ready<Result<LlmResponse, LlmError>>,
+    > + Clone {
+        tower::service_fn(move |r: LlmRequest| {
+            let m = r.model().to_owned();
+            seen.lock().unwrap().push(m.clone());
+            std::future::ready(if ok.contains(&m.as_str()) {
+                Ok(LlmResponse::chat(ChatResponse::default()))
+            } else {
+                Err(LlmError::new(kind, format!("{m} failed")))
+            })
+        })
+    }
+
+    fn req(model: &str) -> LlmRequest {
+        LlmRequest::chat(ChatRequest {
+            model: model.into(),
+            ..ChatRequest::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn order_depth_and_loop_guard() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let layer = FallbackLayer::new()
+            .fallbacks("a", ["b", "c"])
+            .fallbacks("b", ["a", "d"])
+            .fallbacks("d", ["b"]);
+        let s = ServiceBuilder::new().layer(layer).service(svc(
+            &["c"],
+            ErrorKind::InternalServer,
+            seen.clone(),
+        ));
+        let resp = s.oneshot(req("a")).await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["a", "b", "d", "c"]);
+        assert_eq!(resp.meta.attempted_fallbacks, 3);
+    }
+
+    #[tokio::test]
+    async fn max_fallbacks_and_original_error() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let layer = FallbackLayer::new()
+            .fallbacks("a", ["b", "c", "d"])
+            .max_fallbacks(2);
+        let s = ServiceBuilder::new().layer(layer).service(svc(
+            &[],
+            ErrorKind::ServiceUnavailable,
+            seen.clone(),
+        ));
+        let e = s.oneshot(req("a")).await.unwrap_err();
+        assert_eq!(*seen.lock().unwrap(), ["a", "b", "c"]);
+        assert_eq!(e.message(), "a failed");
+        assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "2");
+    }
+
+    #[tokio::test]
+    async fn kinds_pick_their_lists_and_bad_request_stays() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let layer = FallbackLayer::new()
+            .fallbacks("a", ["general"])
+            .context_window_fallbacks("a", ["big"])
+            .default_fallbacks(["dflt"]);
+        let s = ServiceBuilder::new().layer(layer.clone()).service(svc(
+            &["big", "general", "dflt"],
+            ErrorKind::ContextWindowExceeded,
+            seen.clone(),
+        ));
+        s.oneshot(req("a")).await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["a", "big"]);
+        seen.lock().unwrap().clear();
+        let s = ServiceBuilder::new().layer(layer.clone()).service(svc(
+            &["big", "general", "dflt"],
+            ErrorKind::RateLimit,
+            seen.clone(),
+        ));
+        s.oneshot(req("zzz")).await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["zzz", "dflt"]);
+        seen.lock().unwrap().clear();
+        let s = ServiceBuilder::new().layer(layer).service(svc(
+            &["general"],
+            ErrorKind::BadRequest,
+            seen.clone(),
+        ));
+        assert!(s.oneshot(req("a")).await.is_err());
+        assert_eq!(*seen.lock().unwrap(), ["a"]);
+    }
+
+    #[tokio::test]
+    async fn request_body_overrides_and_disable() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let layer = FallbackLayer::new().fallbacks("a", ["cfg"]);
+        let s = ServiceBuilder::new().layer(layer).service(svc(
+            &["cfg", "body"],
+            ErrorKind::InternalServer,
+            seen.clone(),
+        ));
+        let mut r = req("a");
+        r.chat_mut()
+            .unwrap()
+            .extra
+            .insert("fallbacks", &["body"])
+            .unwrap();
+        s.clone().oneshot(r).await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["a", "body"]);
+        seen.lock().unwrap().clear();
+        let mut r = req("a");
+        r.chat_mut()
+            .unwrap()
+            .extra
+            .insert("disable_fallbacks", &true)
+            .unwrap();
+        let e = s.oneshot(r).await.unwrap_err();
+        assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "0");
+        assert_eq!(*seen.lock().unwrap(), ["a"]);
+    }
+}

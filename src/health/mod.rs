@@ -1,0 +1,747 @@
+//! Per-deployment health: counts failures and cools a deployment down.
+//!
+//! [`HealthLayer`] wraps one deployment's stack (it sits between the router and the
+//! [`timeout`](crate::timeout) layer). Every failed call that says something about the deployment
+//! (429, 401, 404, 408 / timeout, 5xx, connection errors) is counted in the current minute. When a
+//! deployment fails more than `allowed_fails` times in a minute (or more than the
+//! `allowed_fails_policy` allows for that error kind), it is put into cooldown for `cooldown_time`;
+//! a 429 cools it down at once (for the provider's `Retry-After` when it sent one). The
+//! [router](crate::router) skips cooling deployments; when every deployment of a group is cooling the
+//! client gets 429 with a `retry-after`.
+//!
+//! Other 4xx errors (400, context window, content policy) are the request's fault and are not
+//! counted. Connection errors are counted (LiteLLM misses them).
+//!
+//! Streams: a streamed answer is only handed on once its first chunk arrived. A stream whose first
+//! item is an error resolves the call as that error, so the retry and fallback layers above can
+//! still act on it (nothing has reached the client). A stream that fails later counts as a failure
+//! and ends with that error.
+//!
+//! State lives in a [`HealthCell`] shared with the router (atomics only, no lock). With Redis
+//! configured, the router mirrors cooldowns through a [`CooldownSink`].
+//!
+//! # Example
+//!
+//! ```
+//! use std::{sync::Arc, time::Duration};
+//! use llmgate::health::{CooldownPolicy, HealthCell, HealthLayer};
+//! use llmgate::{ErrorKind, LlmError, LlmRequest, LlmResponse};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let policy = CooldownPolicy::default().allowed_fails(0).cooldown_time(Duration::from_secs(5));
+//! let cell = Arc::new(HealthCell::new());
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(HealthLayer::new(cell.clone(), policy))
+//!     .service_fn(|_req: LlmRequest| async {
+//!         Err::<LlmResponse, _>(LlmError::new(ErrorKind::ServiceUnavailable, "down"))
+//!     });
+//! let req = LlmRequest::list_models();
+//! let _ = svc.ready().await.unwrap().call(req).await;
+//! assert!(cell.is_cooling());
+//! # }
+//! ```
+//!
+//! A customised policy: tolerate five timeouts a minute but cool on the second 5xx.
+//!
+//! ```
+//! use llmgate::{health::CooldownPolicy, ErrorKind};
+//! let policy = CooldownPolicy::default()
+//!     .allowed_fails(3)
+//!     .allowed_fails_for(ErrorKind::Timeout, 5)
+//!     .allowed_fails_for(ErrorKind::InternalServer, 1);
+//! # let _ = policy;
+//! ```
+//!
+//! Extensions read: none. Errors produced: none (inner errors pass through).
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU32, AtomicU64, Ordering},
+        Arc,
+    },
+    task::{ready, Context, Poll},
+    time::Duration,
+};
+
+use futures_core::Stream;
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    error::{ErrorKind, LlmError},
+    types::{ChatStream, LlmRequest, LlmResponse, ResponseBody},
+};
+
+/// LiteLLM's default cooldown (`DEFAULT_COOLDOWN_TIME_SECONDS`): 5 s.
+pub const DEFAULT_COOLDOWN_TIME: Duration = Duration::from_secs(5);
+/// Default failures tolerated per minute before a cooldown (LiteLLM's router default): 3.
+pub const DEFAULT_ALLOWED_FAILS: u32 = 3;
+/// Longest cooldown a provider's `Retry-After` can impose: 60 s.
+pub const MAX_RETRY_AFTER_COOLDOWN: Duration = Duration::from_secs(60);
+
+/// The error classes of LiteLLM's `allowed_fails_policy` / `retry_policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyClass {
+    /// `BadRequestError…`
+    BadRequest,
+    /// `AuthenticationError…`
+    Authentication,
+    /// `TimeoutError…`
+    Timeout,
+    /// `RateLimitError…`
+    RateLimit,
+    /// `ContentPolicyViolationError…`
+    ContentPolicyViolation,
+    /// `InternalServerError…` (also connection errors and 503).
+    InternalServer,
+}
+
+impl PolicyClass {
+    /// Every class.
+    pub const ALL: [Self; 6] = [
+        Self::BadRequest,
+        Self::Authentication,
+        Self::Timeout,
+        Self::RateLimit,
+        Self::ContentPolicyViolation,
+        Self::InternalServer,
+    ];
+
+    /// The class of an error kind, if it has one.
+    #[must_use]
+    pub const fn of(kind: ErrorKind) -> Option<Self> {
+        Some(match kind {
+            ErrorKind::BadRequest | ErrorKind::ContextWindowExceeded => Self::BadRequest,
+            ErrorKind::Authentication | ErrorKind::PermissionDenied => Self::Authentication,
+            ErrorKind::Timeout => Self::Timeout,
+            ErrorKind::RateLimit => Self::RateLimit,
+            ErrorKind::ContentPolicyViolation => Self::ContentPolicyViolation,
+            ErrorKind::InternalServer
+            | ErrorKind::ServiceUnavailable
+            | ErrorKind::ApiConnection => Self::InternalServer,
+            _ => return None,
+        })
+    }
+
+    /// The class named by a policy key prefix (`RateLimitErrorRetries` → `RateLimit`).
+    #[must_use]
+    pub fn from_key(key: &str, suffix: &str) -> Option<Self> {
+        let name = key.strip_suffix(suffix)?;
+        Some(match name {
+            "BadRequestError" => Self::BadRequest,
+            "AuthenticationError" => Self::Authentication,
+            "TimeoutError" => Self::Timeout,
+            "RateLimitError" => Self::RateLimit,
+            "ContentPolicyViolationError" => Self::ContentPolicyViolation,
+            "InternalServerError" => Self::InternalServer,
+            _ => return None,
+        })
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// When a deployment cools down, and for how long. See the [module docs](self).
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct CooldownPolicy {
+    allowed_fails: u32,
+    per_class: [Option<u32>; 6],
+    cooldown_time: Duration,
+    disabled: bool,
+}
+
+impl Default for CooldownPolicy {
+    fn default() -> Self {
+        Self {
+            allowed_fails: DEFAULT_ALLOWED_FAILS,
+            per_class: [None; 6],
+            cooldown_time: DEFAULT_COOLDOWN_TIME,
+            disabled: false,
+        }
+    }
+}
+
+impl CooldownPolicy {
+    /// Failures per minute tolerated before a cooldown (default 3).
+    pub fn allowed_fails(mut self, n: u32) -> Self {
+        self.allowed_fails = n;
+        self
+    }
+
+    /// Failures per minute tolerated for one error class (`allowed_fails_policy`).
+    pub fn allowed_fails_for(mut self, kind: ErrorKind, n: u32) -> Self {
+        if let Some(class) = PolicyClass::of(kind) {
+            self.per_class[class.index()] = Some(n);
+        }
+        self
+    }
+
+    /// Failures per minute tolerated for one policy class.
+    pub fn allowed_fails_for_class(mut self, class: PolicyClass, n: u32) -> Self {
+        self.per_class[class.index()] = Some(n);
+        self
+    }
+
+    /// How long a deployment cools down (default 5 s).
+    pub fn cooldown_time(mut self, d: Duration) -> Self {
+        self.cooldown_time = d;
+        self
+    }
+
+    /// Turns cooldowns off (`disable_cooldowns`): failures are still counted.
+    pub fn disabled(mut self, disabled: bool) -> Self {
+        self.disabled = disabled;
+        self
+    }
+
+    /// Whether cooldowns are off.
+    #[must_use]
+    pub fn is_disabled(&self) -> bool {
+        self.disabled
+    }
+
+    /// The cooldown duration.
+    #[must_use]
+    pub fn cooldown(&self) -> Duration {
+        self.cooldown_time
+    }
+}
+
+/// Whether an error says something about the deployment (and so counts toward its cooldown):
+/// 429, 401, 403, 404, 408 / timeouts, 5xx and connection errors. Other 4xx are the request's fault.
+#[must_use]
+pub fn counts_as_failure(err: &LlmError) -> bool {
+    match err.kind() {
+        ErrorKind::RateLimit
+        | ErrorKind::Authentication
+        | ErrorKind::PermissionDenied
+        | ErrorKind::NotFound
+        | ErrorKind::Timeout
+        | ErrorKind::ApiConnection
+        | ErrorKind::ServiceUnavailable
+        | ErrorKind::InternalServer => true,
+        ErrorKind::BadRequest => {
+            matches!(err.status().as_u16(), 408 | 409) || err.status().is_server_error()
+        }
+        _ => false,
+    }
+}
+
+/// Told when a deployment enters cooldown, to share it with other instances (the router's Redis
+/// mirror implements it).
+pub trait CooldownSink: Send + Sync + 'static {
+    /// `deployment_id` cools down for `duration`.
+    fn on_cooldown(&self, deployment_id: &str, duration: Duration);
+}
+
+/// A process-wide monotonic clock in milliseconds (tokio's clock, so paused time works in tests),
+/// for [`HealthCell::is_cooling_at`]: read it once for many cells.
+#[must_use]
+pub fn now_ms() -> u64 {
+    use std::sync::OnceLock;
+    static BASE: OnceLock<std::time::Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(std::time::Instant::now);
+    let now = tokio::time::Instant::now().into_std();
+    // +1 so that 0 can mean "never".
+    u64::try_from(now.saturating_duration_since(base).as_millis()).unwrap_or(u64::MAX) + 1
+}
+
+/// One deployment's health: failures in the current minute and the end of its cooldown.
+/// Atomics only; shared between the [`Health`] service and the router.
+#[derive(Default)]
+pub struct HealthCell {
+    cool_until_ms: AtomicU64,
+    minute: AtomicU64,
+    fails: AtomicU32,
+    class_fails: [AtomicU32; 6],
+    successes: AtomicU32,
+}
+
+impl fmt::Debug for HealthCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthCell")
+            .field("cooling_for", &self.cooling_for())
+            .field("fails_this_minute", &self.fails.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl HealthCell {
+    /// A healthy cell.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the deployment is cooling down now.
+    #[must_use]
+    pub fn is_cooling(&self) -> bool {
+        self.is_cooling_at(now_ms())
+    }
+
+    /// Whether the deployment is cooling down at `now` (from [`now_ms`]).
+    #[must_use]
+    pub fn is_cooling_at(&self, now: u64) -> bool {
+        self.cool_until_ms.load(Ordering::Relaxed) > now
+    }
+
+    /// How much longer the deployment cools down (`None` when it does not).
+    #[must_use]
+    pub fn cooling_for(&self) -> Option<Duration> {
+        let until = self.cool_until_ms.load(Ordering::Relaxed);
+        let now = now_ms();
+        (until > now).then(|| Duration::from_millis(until - now))
+    }
+
+    /// Starts (or extends) a cooldown of `duration` from now.
+    pub fn cool_down(&self, duration: Duration) {
+        let until =
+            now_ms().saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+        self.cool_until_ms.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Ends a cooldown now.
+    pub fn clear(&self) {
+        self.cool_until_ms.store(0, Ordering::Relaxed);
+    }
+
+    fn roll_minute(&self) {
+        let minute = now_ms() / 60_000;
+        let seen = self.minute.load(Ordering::Relaxed);
+        if seen != minute
+            && self
+                .minute
+                .compare_exchange(seen, minute, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.fails.store(0, Ordering::Relaxed);
+            self.successes.store(0, Ordering::Relaxed);
+            for c in &self.class_fails {
+                c.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Failures counted in the current minute.
+    #[must_use]
+    pub fn fails_this_minute(&self) -> u32 {
+        self.roll_minute();
+        self.fails.load(Ordering::Relaxed)
+    }
+
+    /// Records a success.
+    pub fn record_success(&self) {
+        self.roll_minute();
+        self.successes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a failure under `policy`; returns the cooldown it started, if any.
+    pub fn record_failure(&self, err: &LlmError, policy: &CooldownPolicy) -> Option<Duration> {
+        if !counts_as_failure(err) {
+            return None;
+        }
+        self.roll_minute();
+        let fails = self.fails.fetch_add(1, Ordering::Relaxed) + 1;
+        let class = PolicyClass::of(err.kind());
+        let class_fails =
+            class.map(|c| self.class_fails[c.index()].fetch_add(1, Ordering::Relaxed) + 1);
+        if policy.disabled {
+            return None;
+        }
+        let class_limit = class.and_then(|c| policy.per_class[c.index()]);
+        let cool = match (class_limit, class_fails) {
+            (Some(limit), Some(n)) => n > limit,
+            // A 429 means "not now" from this deployment: cool it at once.
+            _ if err.kind() == ErrorKind::RateLimit => true,
+            _ => fails > policy.allowed_fails,
+        };
+        if !cool {
+            return None;
+        }
+        let duration = match err.retry_after() {
+            Some(wait) if err.kind() == ErrorKind::RateLimit && !wait.is_zero() => {
+                wait.min(MAX_RETRY_AFTER_COOLDOWN)
+            }
+            _ => policy.cooldown_time,
+        };
+        self.cool_down(duration);
+        Some(duration)
+    }
+}
+
+/// Adds [`Health`] to a deployment's stack. See the [module docs](self) for an example.
+#[derive(Clone)]
+#[must_use]
+pub struct HealthLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    cell: Arc<HealthCell>,
+    policy: CooldownPolicy,
+    deployment_id: Arc<str>,
+    sink: Option<Arc<dyn CooldownSink>>,
+}
+
+impl fmt::Debug for HealthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthLayer")
+            .field("policy", &self.shared.policy)
+            .field("cell", &self.shared.cell)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HealthLayer {
+    /// Tracks health into `cell` under `policy`.
+    pub fn new(cell: Arc<HealthCell>, policy: CooldownPolicy) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                cell,
+                policy,
+                deployment_id: Arc::from(""),
+                sink: None,
+            }),
+        }
+    }
+
+    /// Also tells `sink` when deployment `id` enters cooldown.
+    pub fn with_sink(self, id: Arc<str>, sink: Arc<dyn CooldownSink>) -> Self {
+        let s = &self.shared;
+        Self {
+            shared: Arc::new(Shared {
+                cell: s.cell.clone(),
+                policy: s.policy.clone(),
+                deployment_id: id,
+                sink: Some(sink),
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for HealthLayer {
+    type Service = Health<S>;
+
+    fn layer(&self, inner: S) -> Health<S> {
+        Health {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Counts a deployment's failures and cools it down. See the [module docs](self) for an example.
+#[derive(Clone)]
+pub struct Health<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> fmt::Debug for Health<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Health")
+            .field("cell", &self.shared.cell)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Health<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, layer: &HealthLayer) -> Self {
+        layer.layer(inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl Shared {
+    fn failed(&self, err: &LlmError) {
+        if let Some(d) = self.cell.record_failure(err, &self.policy) {
+            tracing::info!(
+                deployment = %self.deployment_id,
+                kind = err.kind().as_str(),
+                cooldown_ms = d.as_millis() as u64,
+                "deployment cooling down"
+            );
+            if let Some(sink) = &self.sink {
+                sink.on_cooldown(&self.deployment_id, d);
+            }
+        }
+    }
+}
+
+impl<S> Service<LlmRequest> for Health<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
+{
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: LlmRequest) -> Self::Future {
+        ResponseFuture {
+            state: State::Calling {
+                fut: self.inner.call(req),
+            },
+            shared: Some(self.shared.clone()),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Health`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+        shared: Option<Arc<Shared>>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Calling { #[pin] fut: F },
+        FirstChunk { resp: Option<LlmResponse> },
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("health::ResponseFuture")
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<LlmResponse, LlmError>>,
+{
+    type Output = Result<LlmResponse, LlmError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { fut } => match ready!(fut.poll(cx)) {
+                    Err(e) => {
+                        if let Some(s) = this.shared.take() {
+                            s.failed(&e);
+                        }
+                        return Poll::Ready(Err(e));
+                    }
+                    Ok(resp) if matches!(resp.body, ResponseBody::Stream(_)) => {
+                        this.state.set(State::FirstChunk { resp: Some(resp) });
+                    }
+                    Ok(resp) => {
+                        if let Some(s) = this.shared.take() {
+                            s.cell.record_success();
+                        }
+                        return Poll::Ready(Ok(resp));
+                    }
+                },
+                StateProj::FirstChunk { resp } => {
+                    let Some(r) = resp.as_mut() else {
+                        return Poll::Ready(Err(LlmError::internal(
+                            "health future polled after completion",
+                        )));
+                    };
+                    let ResponseBody::Stream(stream) = &mut r.body else {
+                        return Poll::Ready(Err(LlmError::internal(
+                            "health future lost its stream",
+                        )));
+                    };
+                    let first = ready!(stream.as_mut().poll_next(cx));
+                    let Some(mut r) = resp.take() else {
+                        return Poll::Ready(Err(LlmError::internal(
+                            "health future lost its stream",
+                        )));
+                    };
+                    let Some(shared) = this.shared.take() else {
+                        return Poll::Ready(Err(LlmError::internal(
+                            "health future polled after completion",
+                        )));
+                    };
+                    return Poll::Ready(match first {
+                        Some(Err(e)) => {
+                            shared.failed(&e);
+                            Err(e)
+                        }
+                        first => {
+                            let ended = first.is_none();
+                            if ended {
+                                shared.cell.record_success();
+                            }
+                            let LlmResponse { body, meta } = r;
+                            let body = match body {
+                                ResponseBody::Stream(stream) => {
+                                    ResponseBody::Stream(Box::pin(HealthStream {
+                                        first: first.and_then(Result::ok),
+                                        inner: stream,
+                                        shared: (!ended).then_some(shared),
+                                    }))
+                                }
+                                other => other,
+                            };
+                            r = LlmResponse { body, meta };
+                            Ok(r)
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// A deployment's stream after its first chunk: counts a later error as a failure, the end as a
+    /// success.
+    struct HealthStream {
+        first: Option<crate::types::chat::ChatChunk>,
+        inner: ChatStream,
+        shared: Option<Arc<Shared>>,
+    }
+}
+
+impl Stream for HealthStream {
+    type Item = Result<crate::types::chat::ChatChunk, LlmError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        if let Some(chunk) = this.first.take() {
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        let item = ready!(this.inner.as_mut().poll_next(cx));
+        match &item {
+            Some(Err(e)) => {
+                if let Some(s) = this.shared.take() {
+                    s.failed(e);
+                }
+            }
+            None => {
+                if let Some(s) = this.shared.take() {
+                    s.cell.record_success();
+                }
+            }
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (lo, hi) = self.inner.size_hint();
+        let extra = usize::from(self.first.is_some());
+        (
+            lo.saturating_add(extra),
+            hi.and_then(|h| h.checked_add(extra)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(kind: ErrorKind) -> LlmError {
+        LlmError::new(kind, "x")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cools_after_allowed_fails_and_expires() {
+        let cell = HealthCell::new();
+        let p = CooldownPolicy::default()
+            .allowed_fails(2)
+            .cooldown_time(Duration::from_secs(5));
+        assert!(cell
+            .record_failure(&err(ErrorKind::InternalServer), &p)
+            .is_none());
+        assert!(cell
+            .record_failure(&err(ErrorKind::InternalServer), &p)
+            .is_none());
+        assert!(!cell.is_cooling());
+        assert_eq!(
+            cell.record_failure(&err(ErrorKind::InternalServer), &p),
+            Some(Duration::from_secs(5))
+        );
+        assert!(cell.is_cooling());
+        tokio::time::advance(Duration::from_millis(4_900)).await;
+        assert!(cell.is_cooling());
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert!(!cell.is_cooling());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limit_cools_at_once_for_retry_after() {
+        let cell = HealthCell::new();
+        let p = CooldownPolicy::default();
+        let e = err(ErrorKind::RateLimit).with_retry_after(Duration::from_secs(2));
+        assert_eq!(cell.record_failure(&e, &p), Some(Duration::from_secs(2)));
+        tokio::time::advance(Duration::from_millis(2_100)).await;
+        assert!(!cell.is_cooling());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bad_requests_do_not_count_and_policy_per_class_wins() {
+        let cell = HealthCell::new();
+        let p = CooldownPolicy::default()
+            .allowed_fails(0)
+            .allowed_fails_for(ErrorKind::RateLimit, 2);
+        assert!(cell
+            .record_failure(&err(ErrorKind::BadRequest), &p)
+            .is_none());
+        assert!(cell
+            .record_failure(&err(ErrorKind::ContextWindowExceeded), &p)
+            .is_none());
+        assert_eq!(cell.fails_this_minute(), 0);
+        assert!(cell
+            .record_failure(&err(ErrorKind::RateLimit), &p)
+            .is_none());
+        assert!(cell
+            .record_failure(&err(ErrorKind::RateLimit), &p)
+            .is_none());
+        assert!(cell
+            .record_failure(&err(ErrorKind::RateLimit), &p)
+            .is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn window_resets_each_minute_and_disabled_never_cools() {
+        let cell = HealthCell::new();
+        let p = CooldownPolicy::default().allowed_fails(1);
+        assert!(cell.record_failure(&err(ErrorKind::Timeout), &p).is_none());
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(cell.record_failure(&err(ErrorKind::Timeout), &p).is_none());
+        let off = CooldownPolicy::default().allowed_fails(0).disabled(true);
+        assert!(cell
+            .record_failure(&err(ErrorKind::ApiConnection), &off)
+            .is_none());
+        assert!(!cell.is_cooling());
+    }
+}

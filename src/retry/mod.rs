@@ -1,0 +1,438 @@
+//! Retries with LiteLLM's semantics, on tower's retry machinery ([`tower::retry::Policy`]).
+//!
+//! [`RetryLayer`] sits between the [fallback](crate::fallback) layer and the
+//! [router](crate::router), so every model group (the original and each fallback) gets its own
+//! retries, and every retry goes through the router again, which picks another deployment.
+//!
+//! - **What is retried**: errors worth another try: 408, 409, 429, 5xx and connection errors
+//!   (`Timeout`, `RateLimit`, `InternalServer`, `ServiceUnavailable`, `ApiConnection`), and
+//!   authentication errors while another deployment of the group is healthy. Never 400, 404,
+//!   context-window or content-policy errors, and never a refusal of the router itself (every
+//!   deployment cooling down or at its limit: there is nothing to call).
+//! - **How many**: the request body's `num_retries`, else the failing deployment's `max_retries`,
+//!   else the layer's (`num_retries`, default 2 as LiteLLM); a `retry_policy` entry for the error's
+//!   class (`RateLimitErrorRetries: 4`, …) overrides it for that class.
+//! - **When**: at once when another healthy deployment of the group is left; otherwise after the
+//!   provider's `Retry-After` (when it is at most 60 s), else exponential backoff with jitter
+//!   (0.5 s · 2ⁿ, at most 8 s, minus up to 25 %); never sooner than `retry_after`. When the failure
+//!   left every deployment of the group cooling for longer than that wait, the error is returned
+//!   at once (a retry would only meet the router's "no deployments available").
+//! - **Streams**: a stream is only returned once its first chunk arrived (the
+//!   [health](crate::health) layer waits for it), so an error before the first byte is retried and
+//!   an answer that started streaming is never retried.
+//!
+//! The number of retries spent is set in [`ResponseMeta::attempted_retries`] (the
+//! `x-litellm-attempted-retries` header), and on an error that ends the retries as the same header.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use llmgate::{retry::RetryLayer, router::Router};
+//! use tower::ServiceBuilder;
+//!
+//! let stack = ServiceBuilder::new()
+//!     .layer(RetryLayer::new(3))
+//!     .service(Router::builder().build());
+//! # let _ = stack;
+//! ```
+//!
+//! Customised: retry rate limits more often, never time-outs, and wait at least a second.
+//!
+//! ```
+//! use std::time::Duration;
+//! use llmgate::{retry::RetryLayer, ErrorKind};
+//! let layer = RetryLayer::new(2)
+//!     .retries_for(ErrorKind::RateLimit, 5)
+//!     .retries_for(ErrorKind::Timeout, 0)
+//!     .min_wait(Duration::from_secs(1));
+//! # let _ = layer;
+//! ```
+//!
+//! Extensions written: [`RouteLog`] (read back after each attempt). Errors produced: none (the
+//! last error is returned).
+//!
+//! [`ResponseMeta::attempted_retries`]: crate::types::ResponseMeta::attempted_retries
+
+use std::{
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use futures_util::future::{self, Either, Ready};
+use http::HeaderValue;
+use tokio::time::Sleep;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    error::{ErrorKind, LlmError},
+    health::PolicyClass,
+    router::RouteLog,
+    types::{LlmRequest, LlmResponse},
+};
+
+/// LiteLLM's default number of retries (the OpenAI SDK's `DEFAULT_MAX_RETRIES`): 2.
+pub const DEFAULT_NUM_RETRIES: u32 = 2;
+/// First backoff step: 0.5 s.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest backoff step: 8 s.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// The longest `Retry-After` honoured; longer waits fall back to backoff: 60 s.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug)]
+struct Config {
+    num_retries: u32,
+    per_class: [Option<u32>; 6],
+    min_wait: Duration,
+}
+
+/// Adds [`Retry`]. See the [module docs](self) for an example.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct RetryLayer {
+    config: Arc<Config>,
+}
+
+impl Default for RetryLayer {
+    fn default() -> Self {
+        Self::new(DEFAULT_NUM_RETRIES)
+    }
+}
+
+impl RetryLayer {
+    /// Retries up to `num_retries` times.
+    pub fn new(num_retries: u32) -> Self {
+        Self {
+            config: Arc::new(Config {
+                num_retries,
+                per_class: [None; 6],
+                min_wait: Duration::ZERO,
+            }),
+        }
+    }
+
+    /// Retries for one error class (`retry_policy`).
+    pub fn retries_for(mut self, kind: ErrorKind, n: u32) -> Self {
+        if let Some(c) = PolicyClass::of(kind) {
+            Arc::make_mut(&mut self.config).per_class[c as usize] = Some(n);
+        }
+        self
+    }
+
+    /// Retries for one policy class.
+    pub fn retries_for_class(mut self, class: PolicyClass, n: u32) -> Self {
+        Arc::make_mut(&mut self.config).per_class[class as usize] = Some(n);
+        self
+    }
+
+    /// The shortest wait before a retry that cannot go to another deployment (`retry_after`).
+    pub fn min_wait(mut self, d: Duration) -> Self {
+        Arc::make_mut(&mut self.config).min_wait = d;
+        self
+    }
+}
+
+impl<S> Layer<S> for RetryLayer {
+    type Service = Retry<S>;
+
+    fn layer(&self, inner: S) -> Retry<S> {
+        Retry {
+            inner: tower::retry::Retry::new(
+                RetryPolicy {
+                    config: self.config.clone(),
+                    attempts: 0,
+                },
+                inner,
+            ),
+        }
+    }
+}
+
+/// The per-request retry policy (a [`tower::retry::Policy`]).
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    config: Arc<Config>,
+    attempts: u32,
+}
+
+/// Whether an error is worth another attempt (before counting): 408, 409, 429, 5xx, connection.
+#[must_use]
+pub fn is_retryable(err: &LlmError) -> bool {
+    match err.kind() {
+        ErrorKind::RateLimit
+        | ErrorKind::Timeout
+        | ErrorKind::ApiConnection
+        | ErrorKind::ServiceUnavailable
+        | ErrorKind::InternalServer => true,
+        ErrorKind::BadRequest => {
+            let s = err.status().as_u16();
+            s == 408 || s == 409 || s == 429 || s >= 500
+        }
+        _ => false,
+    }
+}
+
+/// The backoff before retry `n` (0-based): `0.5 s · 2ⁿ`, at most 8 s, minus up to 25 % jitter.
+#[must_use]
+pub fn backoff(n: u32) -> Duration {
+    let base = INITIAL_BACKOFF
+        .saturating_mul(1u32 << n.min(16))
+        .min(MAX_BACKOFF);
+    base.mul_f64(0.25f64.mul_add(-fastrand::f64(), 1.0))
+}
+
+fn request_retries(req: &LlmRequest) -> Option<u32> {
+    let chat = req.as_chat()?;
+    chat.extra
+        .get_as::<u32>("num_retries")
+        .or_else(|| chat.extra.get_as::<u32>("max_retries"))
+}
+
+impl RetryPolicy {
+    fn limit(&self, req: &LlmRequest, err: &LlmError, max_retries: Option<u32>) -> u32 {
+        let class = PolicyClass::of(err.kind()).and_then(|c| self.config.per_class[c as usize]);
+        class
+            .or_else(|| request_retries(req))
+            .or(max_retries)
+            .unwrap_or(self.config.num_retries)
+    }
+
+    fn wait(&self, err: &LlmError, others: bool) -> Duration {
+        if others {
+            return Duration::ZERO;
+        }
+        let wait = match err.retry_after() {
+            Some(w) if !w.is_zero() && w <= MAX_RETRY_AFTER => w,
+            _ => backoff(self.attempts.saturating_sub(1)),
+        };
+        wait.max(self.config.min_wait)
+    }
+}
+
+fn stamp_error(err: &mut LlmError, attempts: u32) {
+    err.headers_mut().insert(
+        http::HeaderName::from_static("x-litellm-attempted-retries"),
+        HeaderValue::from(attempts),
+    );
+}
+
+impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
+    type Future = Either<Ready<()>, Sleep>;
+
+    fn retry(
+        &mut self,
+        req: &mut LlmRequest,
+        result: &mut Result<LlmResponse, LlmError>,
+    ) -> Option<Self::Future> {
+        let err = match result {
+            Ok(resp) => {
+                resp.meta.attempted_retries = self.attempts;
+                return None;
+            }
+            Err(e) => e,
+        };
+        let last = req
+            .extensions
+            .get::<RouteLog>()
+            .map(RouteLog::last_attempt)
+            .unwrap_or_default();
+        let worth = !last.refused
+            && (is_retryable(err)
+                || (matches!(
+                    err.kind(),
+                    ErrorKind::Authentication | ErrorKind::PermissionDenied
+                ) && last.others_available));
+        if !worth || self.attempts >= self.limit(req, err, last.max_retries) {
+            stamp_error(err, self.attempts);
+            return None;
+        }
+        self.attempts += 1;
+        let wait = self.wait(err, last.others_available);
+        if last.available_in.is_some_and(|soonest| soonest > wait) {
+            // Every deployment of the group cooled down and none is back by then: the router
+            // would refuse, so the client gets this (more telling) error now.
+            self.attempts -= 1;
+            stamp_error(err, self.attempts);
+            return None;
+        }
+        tracing::debug!(
+            attempt = self.attempts,
+            kind = err.kind().as_str(),
+            wait_ms = wait.as_millis() as u64,
+            "retrying"
+        );
+        Some(if wait.is_zero() {
+            Either::Left(future::ready(()))
+        } else {
+            Either::Right(tokio::time::sleep(wait))
+        })
+    }
+
+    fn clone_request(&mut self, req: &LlmRequest) -> Option<LlmRequest> {
+        Some(req.clone())
+    }
+}
+
+/// Retries a model group's failed calls. See the [module docs](self) for an example.
+#[derive(Clone, Debug)]
+pub struct Retry<S> {
+    inner: tower::retry::Retry<RetryPolicy, S>,
+}
+
+impl<S> Retry<S> {
+    /// Wraps `inner` with up to `num_retries` retries.
+    pub fn new(inner: S, num_retries: u32) -> Self {
+        RetryLayer::new(num_retries).layer(inner)
+    }
+
+    /// A layer.
+    pub fn layer(num_retries: u32) -> RetryLayer {
+        RetryLayer::new(num_retries)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        self.inner.get_ref()
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        self.inner.get_mut()
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner.into_inner()
+    }
+}
+
+/// The response future of [`Retry`].
+pub type ResponseFuture<S> = tower::retry::future::ResponseFuture<RetryPolicy, S, LlmRequest>;
+
+impl<S> Service<LlmRequest> for Retry<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError> + Clone,
+{
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = ResponseFuture<S>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: LlmRequest) -> Self::Future {
+        // A fresh log per model group: the fallback layer calls again with another group.
+        req.extensions.insert(RouteLog::default());
+        self.inner.call(req)
+    }
+}
+
+impl fmt::Display for RetryPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "retry up to {} times", self.config.num_retries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use tower::{ServiceBuilder, ServiceExt as _};
+
+    use super::*;
+    use crate::types::chat::ChatRequest;
+
+    fn counting(
+        kind: ErrorKind,
+        hits: Arc<AtomicU32>,
+    ) -> impl Service<
+        LlmRequest,
+        Response = LlmResponse,
+        Error = LlmError,
+        Future = Ready<Result<LlmResponse, LlmError>>,
+    > + Clone {
+        tower::service_fn(move |_r: LlmRequest| {
+            hits.fetch_add(1, Ordering::SeqCst);
+            future::ready(Err(LlmError::new(kind, "no")))
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_counts_per_kind() {
+        for (kind, expected) in [
+            (ErrorKind::InternalServer, 3),
+            (ErrorKind::RateLimit, 6),
+            (ErrorKind::BadRequest, 1),
+            (ErrorKind::NotFound, 1),
+            (ErrorKind::ContextWindowExceeded, 1),
+            (ErrorKind::Timeout, 1),
+        ] {
+            let hits = Arc::new(AtomicU32::new(0));
+            let svc = ServiceBuilder::new()
+                .layer(
+                    RetryLayer::new(2)
+                        .retries_for(ErrorKind::RateLimit, 5)
+                        .retries_for(ErrorKind::Timeout, 0),
+                )
+                .service(counting(kind, hits.clone()));
+            let err = svc
+                .oneshot(LlmRequest::chat(ChatRequest::default()))
+                .await
+                .unwrap_err();
+            assert_eq!(hits.load(Ordering::SeqCst), expected, "{kind:?}");
+            assert_eq!(
+                err.headers()["x-litellm-attempted-retries"],
+                (expected - 1).to_string().as_str()
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn body_num_retries_wins_and_backoff_grows() {
+        let hits = Arc::new(AtomicU32::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(RetryLayer::new(0))
+            .service(counting(ErrorKind::ServiceUnavailable, hits.clone()));
+        let mut body = ChatRequest::default();
+        body.extra.insert("num_retries", &3).unwrap();
+        let started = tokio::time::Instant::now();
+        let _ = svc.oneshot(LlmRequest::chat(body)).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 4);
+        // 0.5 + 1 + 2 s, each minus up to 25 %.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(2_625) && waited <= Duration::from_millis(3_500),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn honours_retry_after_and_min_wait() {
+        let svc = ServiceBuilder::new()
+            .layer(RetryLayer::new(1).min_wait(Duration::from_secs(2)))
+            .service(tower::service_fn(|_r: LlmRequest| {
+                future::ready(Err::<LlmResponse, _>(
+                    LlmError::new(ErrorKind::RateLimit, "slow")
+                        .with_retry_after(Duration::from_secs(7)),
+                ))
+            }));
+        let started = tokio::time::Instant::now();
+        let _ = svc.oneshot(LlmRequest::chat(ChatRequest::default())).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn backoff_bounds() {
+        for n in 0..10 {
+            let b = backoff(n);
+            let base = INITIAL_BACKOFF.saturating_mul(1 << n).min(MAX_BACKOFF);
+            assert!(b <= base && b >= base.mul_f64(0.75), "{n}: {b:?}");
+        }
+    }
+}

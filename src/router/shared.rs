@@ -1,0 +1,264 @@
+//! Router state shared through Redis, so that several gateway processes agree on cooldowns, usage
+//! counters (rpm / tpm per minute) and in-flight counts.
+//!
+//! Keys (all under `llmgate:router:`, with the deployment id, which is stable across processes):
+//! `cool:{id}` (set with a TTL for the cooldown), `busy:{id}` (in-flight count), `rpm:{id}:{minute}`
+//! and `tpm:{id}:{minute}` (expire after two minutes).
+//!
+//! Before each pick the router reads its group's keys in one pipelined round trip. A request under
+//! an `rpm` limit reserves its slot with an atomic `INCR` before the call, so the limit holds across
+//! processes. A cooldown is written before the failed call's error is returned. In-flight and token
+//! counts are written by a background task fed through a bounded channel. When Redis cannot be
+//! reached, the router logs a warning and routes on its own state.
+
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, OnceCell};
+
+use super::{state::wall_minute, Entry};
+
+const PREFIX: &str = "llmgate:router:";
+const USAGE_TTL_SECS: i64 = 120;
+const BUSY_TTL_SECS: i64 = 600;
+const QUEUE: usize = 4096;
+/// How long a Redis command may take before the router gives up on it.
+const OP_TIMEOUT: Duration = Duration::from_millis(500);
+
+enum Write {
+    Busy(Arc<str>, i64),
+    Tokens(Arc<str>, u64),
+}
+
+/// A handle to the Redis-backed router state. Cheap to clone. The background writer ends when the
+/// last handle is dropped.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    conn: Arc<Conn>,
+    tx: mpsc::Sender<Write>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The connection, made on first use and reconnected by the connection manager.
+struct Conn {
+    client: redis::Client,
+    conn: OnceCell<ConnectionManager>,
+    errors: AtomicU64,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("dropped", &self.dropped.load(Ordering::Relaxed))
+            .field("errors", &self.conn.errors.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn key(kind: &str, id: &str) -> String {
+    format!("{PREFIX}{kind}:{id}")
+}
+
+fn minute_key(kind: &str, id: &str, minute: u64) -> String {
+    format!("{PREFIX}{kind}:{id}:{minute}")
+}
+
+impl Shared {
+    /// Opens a client for `url` (no connection yet) and starts the background writer. Must run in
+    /// a tokio runtime.
+    pub(crate) fn open(url: &str) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| "shared router state needs a tokio runtime".to_owned())?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let conn = Arc::new(Conn {
+            client,
+            conn: OnceCell::new(),
+            errors: AtomicU64::new(0),
+        });
+        handle.spawn(write_loop(conn.clone(), rx));
+        Ok(Self {
+            conn,
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Pipeline) -> Option<T> {
+        self.conn.run(cmd).await
+    }
+}
+
+impl Conn {
+    async fn conn(&self) -> Option<ConnectionManager> {
+        let r = tokio::time::timeout(
+            OP_TIMEOUT * 4,
+            self.conn
+                .get_or_try_init(|| ConnectionManager::new(self.client.clone())),
+        )
+        .await;
+        match r {
+            Ok(Ok(c)) => Some(c.clone()),
+            Ok(Err(e)) => {
+                self.failed(&e.to_string());
+                None
+            }
+            Err(_) => {
+                self.failed("connect timed out");
+                None
+            }
+        }
+    }
+
+    fn failed(&self, what: &str) {
+        let n = self.errors.fetch_add(1, Ordering::Relaxed);
+        // Every error is counted; the log is sampled so an outage does not flood it.
+        if n.is_power_of_two() || n == 0 {
+            tracing::warn!(
+                error = what,
+                errors = n + 1,
+                "router: Redis unavailable; routing on this instance's state"
+            );
+        }
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Pipeline) -> Option<T> {
+        let mut conn = self.conn().await?;
+        match tokio::time::timeout(OP_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                self.failed(&e.to_string());
+                None
+            }
+            Err(_) => {
+                self.failed("command timed out");
+                None
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Reads cooldowns, in-flight counts and this minute's usage of `entries` into their state.
+    pub(crate) async fn refresh(&self, entries: &[Arc<Entry>]) {
+        if entries.is_empty() {
+            return;
+        }
+        let minute = wall_minute();
+        let mut p = redis::pipe();
+        for e in entries {
+            let id = &e.deployment.id;
+            p.cmd("PTTL").arg(key("cool", id));
+            p.cmd("GET").arg(key("busy", id));
+            p.cmd("GET").arg(minute_key("rpm", id, minute));
+            p.cmd("GET").arg(minute_key("tpm", id, minute));
+        }
+        let Some(values) = self.run::<Vec<Option<i64>>>(p).await else {
+            return;
+        };
+        for (e, v) in entries.iter().zip(values.chunks(4)) {
+            let get = |i: usize| v.get(i).copied().flatten().unwrap_or(0);
+            let ttl = get(0);
+            if ttl > 0 {
+                e.state.health.cool_down(Duration::from_millis(ttl as u64));
+            }
+            let s = &e.state;
+            s.remote_in_flight.store(get(1).max(0), Ordering::Relaxed);
+            s.remote_rpm.store(get(2).max(0) as u64, Ordering::Relaxed);
+            s.remote_tpm.store(get(3).max(0) as u64, Ordering::Relaxed);
+            s.remote_minute.store(minute, Ordering::Relaxed);
+        }
+    }
+
+    /// Atomically counts one request against `id`'s rpm this minute; the new count, or `None`
+    /// when Redis is unavailable.
+    pub(crate) async fn reserve_request(&self, id: &str) -> Option<u64> {
+        let k = minute_key("rpm", id, wall_minute());
+        let mut p = redis::pipe();
+        p.cmd("INCR").arg(&k);
+        p.cmd("EXPIRE").arg(&k).arg(USAGE_TTL_SECS).ignore();
+        let (n,): (i64,) = self.run(p).await?;
+        Some(n.max(0) as u64)
+    }
+
+    /// Gives back a reservation that was refused.
+    pub(crate) async fn release_request(&self, id: &str) {
+        let mut p = redis::pipe();
+        p.cmd("DECR")
+            .arg(minute_key("rpm", id, wall_minute()))
+            .ignore();
+        let _: Option<()> = self.run(p).await;
+    }
+
+    /// Shares a cooldown of `id` for `duration`.
+    pub(crate) async fn cool_down(&self, id: &str, duration: Duration) {
+        let ms = u64::try_from(duration.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut p = redis::pipe();
+        p.cmd("SET")
+            .arg(key("cool", id))
+            .arg(1)
+            .arg("PX")
+            .arg(ms)
+            .ignore();
+        let _: Option<()> = self.run(p).await;
+    }
+
+    fn send(&self, w: Write) {
+        if self.tx.try_send(w).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+            if n.is_power_of_two() || n == 0 {
+                tracing::warn!(
+                    dropped = n + 1,
+                    "router: Redis write queue full; usage update dropped"
+                );
+            }
+        }
+    }
+
+    /// A request to `id` started (+1) or ended (-1).
+    pub(crate) fn busy(&self, id: Arc<str>, delta: i64) {
+        self.send(Write::Busy(id, delta));
+    }
+
+    /// `id` used `tokens` this minute.
+    pub(crate) fn tokens(&self, id: Arc<str>, tokens: u64) {
+        self.send(Write::Tokens(id, tokens));
+    }
+}
+
+async fn write_loop(conn: Arc<Conn>, mut rx: mpsc::Receiver<Write>) {
+    {
+        let mut batch = Vec::with_capacity(64);
+        loop {
+            if rx.recv_many(&mut batch, 256).await == 0 {
+                return;
+            }
+            let minute = wall_minute();
+            let mut p = redis::pipe();
+            for w in batch.drain(..) {
+                match w {
+                    Write::Busy(id, delta) => {
+                        let k = key("busy", &id);
+                        p.cmd("INCRBY").arg(&k).arg(delta).ignore();
+                        p.cmd("EXPIRE").arg(&k).arg(BUSY_TTL_SECS).ignore();
+                    }
+                    Write::Tokens(id, n) => {
+                        let k = minute_key("tpm", &id, minute);
+                        p.cmd("INCRBY").arg(&k).arg(n).ignore();
+                        p.cmd("EXPIRE").arg(&k).arg(USAGE_TTL_SECS).ignore();
+                    }
+                }
+            }
+            let _: Option<()> = conn.run(p).await;
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! Per-deployment timeouts: a whole-call timeout, and for streams a time-to-first-chunk and an idle
+//! timeout between chunks.
+//!
+//! [`TimeoutLayer`] sits under [`health`](crate::health) in each deployment's stack, so a timed-out
+//! call counts toward that deployment's cooldown. When the time is up the inner future (or stream)
+//! is dropped, which cancels the upstream HTTP call, and the caller gets [`ErrorKind::Timeout`]
+//! (408, `timeout_error`).
+//!
+//! Which limit applies, first match wins (LiteLLM's order):
+//!
+//! | call | limit |
+//! | --- | --- |
+//! | any | the request's [`RequestTimeout`] extension (the `x-litellm-timeout` header) |
+//! | stream | body `stream_timeout`, then the deployment's `stream_timeout`, then the layer's |
+//! | any | body `timeout` / `request_timeout`, then the deployment's `timeout`, then the layer's (600 s) |
+//!
+//! For a stream, the limit bounds the time until the first chunk and every gap between chunks; a
+//! stream that stalls after its first chunk ends with a timeout error event.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use llmgate::{timeout::TimeoutLayer, ErrorKind, LlmRequest, LlmResponse, LlmError};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(TimeoutLayer::new(Duration::from_millis(10)))
+//!     .service_fn(|_req: LlmRequest| async {
+//!         tokio::time::sleep(Duration::from_secs(60)).await;
+//!         Ok::<LlmResponse, LlmError>(LlmResponse::chat(Default::default()))
+//!     });
+//! let err = svc.ready().await.unwrap().call(LlmRequest::list_models()).await.unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::Timeout);
+//! # }
+//! ```
+//!
+//! Customised: a separate stream limit.
+//!
+//! ```
+//! use std::time::Duration;
+//! use llmgate::timeout::TimeoutLayer;
+//! let layer = TimeoutLayer::new(Duration::from_secs(600)).stream_timeout(Duration::from_secs(30));
+//! # let _ = layer;
+//! ```
+//!
+//! Extensions read: [`RequestTimeout`]. Errors produced: [`ErrorKind::Timeout`].
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{ready, Context, Poll},
+    time::Duration,
+};
+
+use futures_core::Stream;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use crate::server::RequestTimeout;
+use crate::{
+    error::{ErrorKind, LlmError},
+    types::{chat::ChatChunk, ChatStream, LlmRequest, LlmResponse, ResponseBody},
+};
+
+/// LiteLLM's default request timeout: 600 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Adds [`Timeout`] to a deployment's stack. See the [module docs](self) for an example.
+#[derive(Clone, Copy, Debug)]
+#[must_use]
+pub struct TimeoutLayer {
+    timeout: Duration,
+    stream_timeout: Option<Duration>,
+}
+
+impl TimeoutLayer {
+    /// Calls time out after `timeout` (streams too, unless [`stream_timeout`](Self::stream_timeout)).
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            stream_timeout: None,
+        }
+    }
+
+    /// The limit for time to first chunk and idle time between chunks of a stream.
+    pub fn stream_timeout(mut self, d: Duration) -> Self {
+        self.stream_timeout = Some(d);
+        self
+    }
+}
+
+impl Default for TimeoutLayer {
+    fn default() -> Self {
+        Self::new(DEFAULT_TIMEOUT)
+    }
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = Timeout<S>;
+
+    fn layer(&self, inner: S) -> Timeout<S> {
+        Timeout {
+            inner,
+            layer: *self,
+        }
+    }
+}
+
+/// Applies timeouts to a deployment's calls. See the [module docs](self) for an example.
+#[derive(Clone, Debug)]
+pub struct Timeout<S> {
+    inner: S,
+    layer: TimeoutLayer,
+}
+
+impl<S> Timeout<S> {
+    /// Wraps `inner` with a whole-call `timeout`.
+    pub fn new(inner: S, timeout: Duration) -> Self {
+        TimeoutLayer::new(timeout).layer(inner)
+    }
+
+    /// A layer.
+    pub fn layer(timeout: Duration) -> TimeoutLayer {
+        TimeoutLayer::new(timeout)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+fn secs(v: f64) -> Option<Duration> {
+    (v.is_finite() && v > 0.0 && v < 1e9).then(|| Duration::from_secs_f64(v))
+}
+
+/// The limit for `req` under `layer`.
+fn limit_for(req: &LlmRequest, layer: &TimeoutLayer) -> Duration {
+    if let Some(RequestTimeout(d)) = req.extensions.get::<RequestTimeout>() {
+        return *d;
+    }
+    let body = |key: &str| {
+        req.as_chat()
+            .and_then(|c| c.extra.get_as::<f64>(key))
+            .and_then(secs)
+    };
+    if req.is_stream() {
+        if let Some(d) = body("stream_timeout").or(layer.stream_timeout) {
+            return d;
+        }
+    }
+    body("timeout")
+        .or_else(|| body("request_timeout"))
+        .unwrap_or(layer.timeout)
+}
+
+/// The error of an elapsed timeout.
+#[must_use]
+pub fn timeout_error(limit: Duration, what: &str) -> LlmError {
+    LlmError::new(
+        ErrorKind::Timeout,
+        format!(
+            "Request timed out: {what} took longer than {:.3}s",
+            limit.as_secs_f64()
+        ),
+    )
+}
+
+impl<S> Service<LlmRequest> for Timeout<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
+{
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: LlmRequest) -> Self::Future {
+        let limit = limit_for(&req, &self.layer);
+        let stream = req.is_stream();
+        ResponseFuture {
+            inner: self.inner.call(req),
+            sleep: tokio::time::sleep(limit),
+            limit,
+            stream,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Timeout`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: Sleep,
+        limit: Duration,
+        stream: bool,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("timeout::ResponseFuture")
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<LlmResponse, LlmError>>,
+{
+    type Output = Result<LlmResponse, LlmError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.inner.poll(cx) {
+            let limit = *this.limit;
+            let first_deadline = this.sleep.deadline();
+            return Poll::Ready(out.map(|resp| {
+                let LlmResponse { body, meta } = resp;
+                let body = match body {
+                    // The first chunk is due by the call's own deadline.
+                    ResponseBody::Stream(s) => ResponseBody::Stream(Box::pin(TimeoutStream {
+                        inner: s,
+                        sleep: tokio::time::sleep_until(first_deadline),
+                        idle: limit,
+                        first: true,
+                    })),
+                    other => other,
+                };
+                LlmResponse { body, meta }
+            }));
+        }
+        ready!(this.sleep.poll(cx));
+        let what = if *this.stream {
+            "the first chunk"
+        } else {
+            "the call"
+        };
+        Poll::Ready(Err(timeout_error(*this.limit, what)))
+    }
+}
+
+pin_project! {
+    /// A stream with a deadline for its first chunk and an idle limit between chunks.
+    #[must_use = "streams do nothing unless polled"]
+    pub struct TimeoutStream {
+        inner: ChatStream,
+        #[pin]
+        sleep: Sleep,
+        idle: Duration,
+        first: bool,
+    }
+}
+
+impl fmt::Debug for TimeoutStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimeoutStream")
+            .field("idle", &self.idle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for TimeoutStream {
+    type Item = Result<ChatChunk, LlmError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        if let Poll::Ready(item) = this.inner.as_mut().poll_next(cx) {
+            *this.first = false;
+            let next = Instant::now() + *this.idle;
+            this.sleep.as_mut().reset(next);
+            return Poll::Ready(item);
+        }
+        ready!(this.sleep.as_mut().poll(cx));
+        let what = if *this.first {
+            "the first chunk"
+        } else {
+            "the wait for the next chunk"
+        };
+        let err = timeout_error(*this.idle, what);
+        // End the stream after the error: drop the upstream by replacing it with an empty one.
+        *this.inner = Box::pin(futures_util::stream::empty());
+        this.sleep
+            .as_mut()
+            .reset(Instant::now() + Duration::from_secs(86_400 * 365));
+        Poll::Ready(Some(Err(err)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt as _;
+    use tower::{ServiceBuilder, ServiceExt as _};
+
+    use super::*;
+    use crate::types::chat::ChatRequest;
+
+    fn chunk() -> ChatChunk {
+        ChatChunk::default()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn request_extension_overrides_layer() {
+        let svc = ServiceBuilder::new()
+            .layer(TimeoutLayer::new(Duration::from_secs(600)))
+            .service_fn(|_req: LlmRequest| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, LlmError>(LlmResponse::chat(Default::default()))
+            });
+        let mut req = LlmRequest::list_models();
+        req.extensions
+            .insert(RequestTimeout(Duration::from_secs(1)));
+        let started = Instant::now();
+        let err = svc.oneshot(req).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn body_timeout_is_read() {
+        let svc = ServiceBuilder::new()
+            .layer(TimeoutLayer::new(Duration::from_secs(600)))
+            .service_fn(|_req: LlmRequest| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, LlmError>(LlmResponse::chat(Default::default()))
+            });
+        let mut body = ChatRequest::default();
+        body.extra.insert("timeout", &2.5).unwrap();
+        let started = Instant::now();
+        let err = svc.oneshot(LlmRequest::chat(body)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        assert_eq!(started.elapsed(), Duration::from_millis(2_500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stream_idle_timeout_ends_with_error() {
+        let svc = ServiceBuilder::new()
+            .layer(
+                TimeoutLayer::new(Duration::from_secs(600)).stream_timeout(Duration::from_secs(2)),
+            )
+            .service_fn(|_req: LlmRequest| async {
+                let s = futures_util::stream::once(async { Ok(chunk()) })
+                    .chain(futures_util::stream::pending());
+                Ok::<_, LlmError>(LlmResponse::stream(Box::pin(s)))
+            });
+        let body = ChatRequest {
+            stream: Some(true),
+            ..ChatRequest::default()
+        };
+        let resp = svc.oneshot(LlmRequest::chat(body)).await.unwrap();
+        let ResponseBody::Stream(mut s) = resp.body else {
+            panic!("not a stream")
+        };
+        assert!(s.next().await.unwrap().is_ok());
+        let started = Instant::now();
+        let e = s.next().await.unwrap().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert!(s.next().await.is_none());
+    }
+}

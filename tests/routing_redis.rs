@@ -1,0 +1,185 @@
+//! Many instances: two `llmgate` processes on one config share cooldowns and rpm usage through a
+//! real Redis (`router_settings.redis_url`).
+//!
+//! Needs `LLMGATE_TEST_REDIS_URL` (set by `bash .ci/test`, which starts a throw-away Redis). Without
+//! it the tests fail and say so: they never skip silently.
+
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::json;
+use support::{gw, FakeUpstream, Reply};
+
+const BIN: &str = env!("CARGO_BIN_EXE_llmgate");
+
+fn redis_url() -> String {
+    std::env::var("LLMGATE_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("LLMGATE_TEST_REDIS_URL is not set: run `bash .ci/test`, which starts a throw-away Redis and sets it")
+    })
+}
+
+/// A running `llmgate` process, killed (by its pid) when dropped.
+struct Gateway {
+    child: Child,
+    addr: String,
+    _config: ConfigFile,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct ConfigFile(std::path::PathBuf);
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Gateway {
+    fn start(config: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "llmgate-routing-{}-{}.yaml",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::write(&path, config).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("llmgate printed its listening line");
+            assert!(!line.contains("NOT shared"), "{line}");
+            if line.contains("llmgate listening") {
+                break;
+            }
+        }
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        Self {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            _config: ConfigFile(path),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/v1/chat/completions", self.addr)
+    }
+}
+
+fn entry(group: &str, up: &FakeUpstream, extra: &str) -> String {
+    // A fresh id per run, so that keys left in Redis by an earlier run never match.
+    format!(
+        "  - model_name: {group}\n    litellm_params:\n      model: openai/m\n      api_base: {}/v1\n      api_key: sk-up\n{extra}    model_info:\n      id: dep-{:016x}\n",
+        up.url(),
+        fastrand::u64(..)
+    )
+}
+
+fn chat(model: &str) -> serde_json::Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+#[tokio::test]
+async fn a_deployment_cooled_by_one_instance_is_skipped_by_the_other() {
+    let redis = redis_url();
+    let a = FakeUpstream::start().await;
+    let b = FakeUpstream::start().await;
+    a.set_default(
+        Reply::json(429, json!({"error": {"message": "slow down", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}))
+            .header("retry-after", "30"),
+    );
+    let cfg = format!(
+        "model_list:\n{}{}router_settings:\n  num_retries: 1\n  redis_url: {redis}\n",
+        entry("g", &a, "      order: 1\n"),
+        entry("g", &b, "      order: 2\n"),
+    );
+    let one = Gateway::start(&cfg);
+    let two = Gateway::start(&cfg);
+
+    // Instance one: a answers 429 and cools down; the retry goes to b.
+    let ans = gw::post_json(&one.url(), &chat("g")).await;
+    assert_eq!(ans.status, 200);
+    assert_eq!((a.hits(), b.hits()), (1, 1));
+
+    // Instance two never saw a fail, and order 1 would pick a: it skips a all the same.
+    for _ in 0..5 {
+        let ans = gw::post_json(&two.url(), &chat("g")).await;
+        assert_eq!(ans.status, 200);
+        assert_eq!(ans.headers["x-litellm-attempted-retries"], "0");
+    }
+    assert_eq!((a.hits(), b.hits()), (1, 6));
+}
+
+#[tokio::test]
+async fn rpm_limits_hold_across_instances() {
+    let redis = redis_url();
+    // Keep the whole test inside one wall-clock minute (usage windows are per minute).
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if secs >= 50 {
+        tokio::time::sleep(Duration::from_secs(61 - secs)).await;
+    }
+    let up = FakeUpstream::start().await;
+    let cfg = format!(
+        "model_list:\n{}router_settings:\n  routing_strategy: usage-based-routing-v2\n  num_retries: 0\n  redis_url: {redis}\n",
+        entry("g", &up, "      rpm: 3\n"),
+    );
+    let one = Gateway::start(&cfg);
+    let two = Gateway::start(&cfg);
+    let mut ok = 0;
+    let mut limited = 0;
+    for i in 0..8 {
+        let gw = if i % 2 == 0 { &one } else { &two };
+        let ans = gw::post_json(&gw.url(), &chat("g")).await;
+        match ans.status {
+            200 => ok += 1,
+            429 => {
+                limited += 1;
+                let e = ans.error();
+                assert!(e["message"].as_str().unwrap().contains("rpm"), "{e}");
+            }
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert_eq!((ok, limited), (3, 5));
+    assert_eq!(up.hits(), 3);
+}
