@@ -352,7 +352,9 @@ async fn run_case(case: &Value, seed: u64) -> Vec<String> {
         params["api_key"] = token.into();
     }
     let config_json = serde_json::json!({
-        "model_list": [{"model_name": model_name, "litellm_params": params}]
+        "model_list": [{"model_name": model_name, "litellm_params": params}],
+        // The corpus pins one provider exchange: no retries, no fallbacks (its README says so).
+        "router_settings": {"num_retries": 0}
     });
     let config = match Config::from_yaml_str(&config_json.to_string(), "case") {
         Ok(l) => l.config,
