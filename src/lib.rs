@@ -17,3 +17,4 @@ pub mod provider;
 pub mod router;
 pub mod secret;
 pub mod server;
+pub mod store;
