@@ -18,3 +18,5 @@ pub mod router;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod spend;
+pub mod cost;
