@@ -20,3 +20,5 @@ pub mod server;
 pub mod store;
 pub mod spend;
 pub mod cost;
+pub mod budget;
+pub mod rate_limit;
