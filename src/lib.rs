@@ -22,3 +22,5 @@ pub mod spend;
 pub mod cost;
 pub mod budget;
 pub mod rate_limit;
+pub mod management;
+pub mod governance;

@@ -331,6 +331,7 @@ impl UsageReport {
 pub struct CostLayer {
     pricing: Arc<Pricing>,
     spend: Option<SpendLog>,
+    stream_usage: bool,
 }
 
 impl CostLayer {
@@ -339,7 +340,15 @@ impl CostLayer {
         Self {
             pricing,
             spend: None,
+            stream_usage: true,
         }
+    }
+
+    /// Whether to ask providers for usage on streams (`stream_options.include_usage`, default
+    /// on). Off, a stream is priced only when the client asked for usage itself.
+    pub fn stream_usage(mut self, on: bool) -> Self {
+        self.stream_usage = on;
+        self
     }
 
     /// Writes one spend-log row per call to `spend`.
@@ -357,6 +366,7 @@ impl<S> Layer<S> for CostLayer {
             inner,
             pricing: self.pricing.clone(),
             spend: self.spend.clone(),
+            stream_usage: self.stream_usage,
         }
     }
 }
@@ -367,6 +377,7 @@ pub struct Cost<S> {
     inner: S,
     pricing: Arc<Pricing>,
     spend: Option<SpendLog>,
+    stream_usage: bool,
 }
 
 impl<S> Cost<S> {
@@ -507,7 +518,7 @@ where
                     .as_ref()
                     .and_then(|o| o.include_usage)
                     .unwrap_or(false);
-                if !client_wants_usage {
+                if !client_wants_usage && self.stream_usage {
                     let mut opts = chat.stream_options.clone().unwrap_or_else(StreamOptions::default);
                     opts.include_usage = Some(true);
                     chat.stream_options = Some(opts);
