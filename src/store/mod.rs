@@ -540,7 +540,7 @@ impl Store {
                         .await
                         .map_err(|e| StoreError::new(&format!("migration {version}"), e))?;
                 }
-                sqlx::query("INSERT INTO llmgate_migrations (version, applied_at) VALUES ($1, $2)")
+                sqlx::query("INSERT INTO llmgate_migrations (version, applied_at) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING")
                     .bind(*version)
                     .bind(now_ms())
                     .execute(&mut *conn)
