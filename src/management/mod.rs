@@ -330,7 +330,7 @@ fn spend_json(r: &SpendRow) -> Value {
 }
 
 /// Limits fields shared by keys, teams and users.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 struct LimitFields {
     max_budget: Option<f64>,
     budget_duration: Option<String>,
@@ -394,14 +394,29 @@ struct KeyBody {
     key: Option<String>,
     key_alias: Option<String>,
     models: Option<Vec<String>>,
-    #[serde(flatten)]
-    limits: LimitFields,
+    max_budget: Option<f64>,
+    budget_duration: Option<String>,
+    tpm_limit: Option<i64>,
+    rpm_limit: Option<i64>,
+    max_parallel_requests: Option<i64>,
     duration: Option<String>,
     metadata: Option<Map<String, Value>>,
     team_id: Option<String>,
     user_id: Option<String>,
     blocked: Option<bool>,
     spend: Option<f64>,
+}
+
+impl KeyBody {
+    fn limits(&self) -> LimitFields {
+        LimitFields {
+            max_budget: self.max_budget,
+            budget_duration: self.budget_duration.clone(),
+            tpm_limit: self.tpm_limit,
+            rpm_limit: self.rpm_limit,
+            max_parallel_requests: self.max_parallel_requests,
+        }
+    }
 }
 
 fn token_of(key: &str) -> String {
@@ -424,7 +439,7 @@ async fn check_team(m: &Mgmt, team_id: Option<&str>) -> Result<(), ApiError> {
 async fn key_generate(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
     m.admin(&headers).await?;
     let b: KeyBody = body(&raw)?;
-    b.limits.validate()?;
+    b.limits().validate()?;
     let duration = match &b.duration {
         Some(d) => Some(parse_duration(d).ok_or_else(|| {
             bad("duration", format!("duration `{d}` is not a duration; use e.g. 30s, 5m, 1h, 1d, 1w, 1mo"))
@@ -438,7 +453,7 @@ async fn key_generate(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes
     }
     check_team(&m, b.team_id.as_deref()).await?;
     let mut limits = Limits::default();
-    b.limits.apply(&mut limits);
+    b.limits().apply(&mut limits);
     let (secret, row) = m
         .store()
         .create_key(NewKey {
@@ -479,10 +494,10 @@ async fn load_key(m: &Mgmt, key: Option<&str>) -> Result<KeyRow, ApiError> {
 async fn key_update(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
     m.admin(&headers).await?;
     let b: KeyBody = body(&raw)?;
-    b.limits.validate()?;
+    b.limits().validate()?;
     let mut row = load_key(&m, b.key.as_deref()).await?;
     check_team(&m, b.team_id.as_deref()).await?;
-    if b.limits.apply(&mut row.limits) {
+    if b.limits().apply(&mut row.limits) {
         row.budget_reset_at = next_reset(row.limits.budget_duration.as_deref(), now_ms());
     }
     if let Some(a) = &b.key_alias {
@@ -659,24 +674,39 @@ struct TeamBody {
     team_id: Option<String>,
     team_alias: Option<String>,
     models: Option<Vec<String>>,
-    #[serde(flatten)]
-    limits: LimitFields,
+    max_budget: Option<f64>,
+    budget_duration: Option<String>,
+    tpm_limit: Option<i64>,
+    rpm_limit: Option<i64>,
+    max_parallel_requests: Option<i64>,
     metadata: Option<Map<String, Value>>,
     members_with_roles: Option<Vec<Value>>,
     blocked: Option<bool>,
 }
 
+impl TeamBody {
+    fn limits(&self) -> LimitFields {
+        LimitFields {
+            max_budget: self.max_budget,
+            budget_duration: self.budget_duration.clone(),
+            tpm_limit: self.tpm_limit,
+            rpm_limit: self.rpm_limit,
+            max_parallel_requests: self.max_parallel_requests,
+        }
+    }
+}
+
 async fn team_new(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
     m.admin(&headers).await?;
     let b: TeamBody = body(&raw)?;
-    b.limits.validate()?;
+    b.limits().validate()?;
     let team_id = b.team_id.clone().unwrap_or_else(crate::server::new_call_id);
     if m.store().team(&team_id).await?.is_some() {
         return Err(bad("team_id", format!("Team id = {team_id} already exists. Please use a different team id.")));
     }
     let now = now_ms();
     let mut limits = Limits::default();
-    b.limits.apply(&mut limits);
+    b.limits().apply(&mut limits);
     let t = TeamRow {
         team_id,
         team_alias: b.team_alias.clone(),
@@ -707,9 +737,9 @@ async fn load_team(m: &Mgmt, team_id: Option<&str>) -> Result<TeamRow, ApiError>
 async fn team_update(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
     m.admin(&headers).await?;
     let b: TeamBody = body(&raw)?;
-    b.limits.validate()?;
+    b.limits().validate()?;
     let mut t = load_team(&m, b.team_id.as_deref()).await?;
-    if b.limits.apply(&mut t.limits) {
+    if b.limits().apply(&mut t.limits) {
         t.budget_reset_at = next_reset(t.limits.budget_duration.as_deref(), now_ms());
     }
     if let Some(v) = &b.team_alias {
@@ -831,13 +861,28 @@ struct UserBody {
     user_email: Option<String>,
     user_role: Option<String>,
     models: Option<Vec<String>>,
-    #[serde(flatten)]
-    limits: LimitFields,
+    max_budget: Option<f64>,
+    budget_duration: Option<String>,
+    tpm_limit: Option<i64>,
+    rpm_limit: Option<i64>,
+    max_parallel_requests: Option<i64>,
     metadata: Option<Map<String, Value>>,
     teams: Option<Vec<String>>,
     auto_create_key: Option<bool>,
     key_alias: Option<String>,
     duration: Option<String>,
+}
+
+impl UserBody {
+    fn limits(&self) -> LimitFields {
+        LimitFields {
+            max_budget: self.max_budget,
+            budget_duration: self.budget_duration.clone(),
+            tpm_limit: self.tpm_limit,
+            rpm_limit: self.rpm_limit,
+            max_parallel_requests: self.max_parallel_requests,
+        }
+    }
 }
 
 const USER_ROLES: &[&str] = &[
@@ -852,7 +897,7 @@ const USER_ROLES: &[&str] = &[
 async fn user_new(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
     m.admin(&headers).await?;
     let b: UserBody = body(&raw)?;
-    b.limits.validate()?;
+    b.limits().validate()?;
     if let Some(r) = &b.user_role {
         if !USER_ROLES.contains(&r.as_str()) {
             return Err(bad("user_role", format!("user_role must be one of {USER_ROLES:?}")));
@@ -868,7 +913,7 @@ async fn user_new(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) ->
     }
     let now = now_ms();
     let mut limits = Limits::default();
-    b.limits.apply(&mut limits);
+    b.limits().apply(&mut limits);
     let u = UserRow {
         user_id: user_id.clone(),
         user_email: b.user_email.clone(),
