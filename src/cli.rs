@@ -38,7 +38,11 @@ fn opts_config(path: &Option<PathBuf>) -> Option<&PathBuf> {
 fn opts_config_dir(path: Option<&PathBuf>) -> Option<PathBuf> {
     let p = path?;
     let dir = p.parent().map_or_else(|| PathBuf::from("."), PathBuf::from);
-    Some(if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir })
+    Some(if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    })
 }
 
 /// Installs the `tracing` subscriber on stderr: `RUST_LOG` filters (default `info`).

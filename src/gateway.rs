@@ -19,12 +19,12 @@ use http_body_util::Full;
 use crate::{
     auth::{AuthLayer, MasterKeyLayer},
     budget::BudgetLayer,
-    cost::{CostLayer, PriceTable, Pricing},
-    governance::{BuildError, BuildOptions},
-    rate_limit::RateLimitLayer,
     config::{Config, ModelEntry},
+    cost::{CostLayer, PriceTable, Pricing},
     error::{BoxError, LlmError},
+    governance::{BuildError, BuildOptions},
     provider::{self, stable_id, Deployment, ProviderLayer, DEFAULT_TIMEOUT},
+    rate_limit::RateLimitLayer,
     router::Router,
     server::{OpenAiServer, DEFAULT_MAX_BODY_BYTES},
     types::{LlmRequest, LlmResponse},
@@ -143,11 +143,8 @@ impl Gateway {
             .layer(BudgetLayer::new(Some(gov.spend.log().ledger().clone())))
             .layer(CostLayer::new(pricing).spend_log(gov.spend.log()))
             .service(router.clone());
-        let management = crate::management::router(
-            master,
-            gov.keys.clone(),
-            config.litellm_settings.max_budget,
-        );
+        let management =
+            crate::management::router(master, gov.keys.clone(), config.litellm_settings.max_budget);
         Ok(Self {
             stack: BoxCloneSyncService::new(stack),
             router,

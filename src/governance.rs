@@ -206,10 +206,12 @@ pub async fn start(config: &Config, opts: &BuildOptions) -> Result<Governance, B
         .general_settings
         .database_connection_pool_limit
         .unwrap_or(10);
-    let store = Store::connect_with(&url, pool).await.map_err(|e| BuildError {
-        key: "general_settings.database_url".into(),
-        reason: e.to_string(),
-    })?;
+    let store = Store::connect_with(&url, pool)
+        .await
+        .map_err(|e| BuildError {
+            key: "general_settings.database_url".into(),
+            reason: e.to_string(),
+        })?;
     let keys = KeyCache::new(store.clone(), opts.key_cache_ttl);
     let counters = match redis_url(config, opts) {
         Some(u) => Counters::redis(&u, "llmgate")
@@ -222,15 +224,7 @@ pub async fn start(config: &Config, opts: &BuildOptions) -> Result<Governance, B
     };
     let hook_keys = keys.clone();
     let on_commit: crate::spend::OnCommit = std::sync::Arc::new(move |totals| {
-        for k in totals.keys.keys() {
-            hook_keys.invalidate(k);
-        }
-        if !totals.teams.is_empty() || !totals.users.is_empty() {
-            hook_keys.invalidate_where(|i| {
-                i.team_id.as_ref().is_some_and(|t| totals.teams.contains_key(t))
-                    || i.user_id.as_ref().is_some_and(|u| totals.users.contains_key(u))
-            });
-        }
+        hook_keys.add_spend(totals, std::time::Instant::now());
     });
     let spend = SpendWriter::spawn_with(store.clone(), opts.spend.clone(), Some(on_commit));
     Ok(Governance {

@@ -9,18 +9,18 @@ pub use self::{
     types::{LlmRequest, LlmResponse},
 };
 pub mod auth;
+pub mod budget;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod cost;
 pub mod gateway;
+pub mod governance;
+pub mod management;
 pub mod provider;
+pub mod rate_limit;
 pub mod router;
 pub mod secret;
 pub mod server;
-pub mod store;
 pub mod spend;
-pub mod cost;
-pub mod budget;
-pub mod rate_limit;
-pub mod management;
-pub mod governance;
+pub mod store;

@@ -34,13 +34,28 @@ async fn key_lifecycle(opts: BuildOptions) {
     assert_eq!(a.error()["type"], "auth_error");
 
     // Malformed input → 400 naming the field.
-    let a = post(&gw.url("/key/generate"), Some(MASTER), &json!({"max_budget": "lots"})).await;
+    let a = post(
+        &gw.url("/key/generate"),
+        Some(MASTER),
+        &json!({"max_budget": "lots"}),
+    )
+    .await;
     assert_eq!(a.status, 400);
     assert_eq!(a.error()["param"], "max_budget");
-    let a = post(&gw.url("/key/generate"), Some(MASTER), &json!({"duration": "5x"})).await;
+    let a = post(
+        &gw.url("/key/generate"),
+        Some(MASTER),
+        &json!({"duration": "5x"}),
+    )
+    .await;
     assert_eq!(a.status, 400);
     assert_eq!(a.error()["param"], "duration");
-    let a = post(&gw.url("/key/generate"), Some(MASTER), &json!({"team_id": "nope"})).await;
+    let a = post(
+        &gw.url("/key/generate"),
+        Some(MASTER),
+        &json!({"team_id": "nope"}),
+    )
+    .await;
     assert_eq!(a.status, 400);
     assert_eq!(a.error()["param"], "team_id");
 
@@ -78,7 +93,12 @@ async fn key_lifecycle(opts: BuildOptions) {
     assert_eq!(up.hits(), 1);
     let models = get(&gw.url("/v1/models"), Some(&key)).await;
     assert_eq!(models.status, 200);
-    let ids: Vec<_> = models.json()["data"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect();
+    let ids: Vec<_> = models.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
     assert_eq!(ids, [json!("g")]);
     let all = get(&gw.url("/v1/models"), Some(MASTER)).await.json();
     assert_eq!(all["data"].as_array().unwrap().len(), 2);
@@ -95,15 +115,30 @@ async fn key_lifecycle(opts: BuildOptions) {
     assert_eq!(a.status, 404);
 
     // Update: all-proxy-models opens every model at once (the cache is invalidated).
-    let a = post(&gw.url("/key/update"), Some(MASTER), &json!({"key": token, "models": ["all-proxy-models"]})).await;
+    let a = post(
+        &gw.url("/key/update"),
+        Some(MASTER),
+        &json!({"key": token, "models": ["all-proxy-models"]}),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(chat(&base, &key, "other").await.status, 200);
-    let a = post(&gw.url("/key/update"), Some(MASTER), &json!({"key": key, "rpm_limit": -1})).await;
+    let a = post(
+        &gw.url("/key/update"),
+        Some(MASTER),
+        &json!({"key": key, "rpm_limit": -1}),
+    )
+    .await;
     assert_eq!(a.status, 400);
     assert_eq!(a.error()["param"], "rpm_limit");
 
     // Block / unblock.
-    assert_eq!(post(&gw.url("/key/block"), Some(MASTER), &json!({"key": key})).await.status, 200);
+    assert_eq!(
+        post(&gw.url("/key/block"), Some(MASTER), &json!({"key": key}))
+            .await
+            .status,
+        200
+    );
     let a = chat(&base, &key, "g").await;
     assert_eq!(a.status, 401);
     assert!(a.error()["message"].as_str().unwrap().contains("blocked"));
@@ -112,14 +147,24 @@ async fn key_lifecycle(opts: BuildOptions) {
     assert_eq!(chat(&base, &key, "g").await.status, 200);
 
     // List.
-    let l = get(&gw.url("/key/list?page=1&size=10"), Some(MASTER)).await.json();
+    let l = get(&gw.url("/key/list?page=1&size=10"), Some(MASTER))
+        .await
+        .json();
     assert!(l["keys"].as_array().unwrap().contains(&json!(token)));
     assert_eq!(l["current_page"], 1);
     assert!(l["total_count"].as_i64().unwrap() >= 1);
-    assert_eq!(get(&gw.url("/key/list?size=0"), Some(MASTER)).await.status, 400);
+    assert_eq!(
+        get(&gw.url("/key/list?size=0"), Some(MASTER)).await.status,
+        400
+    );
 
     // Regenerate: the old key stops working, the new one works with the same settings.
-    let a = post(&gw.url("/key/regenerate"), Some(MASTER), &json!({"key": key})).await;
+    let a = post(
+        &gw.url("/key/regenerate"),
+        Some(MASTER),
+        &json!({"key": key}),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let v = a.json();
     let new = v["key"].as_str().unwrap().to_owned();
@@ -127,31 +172,61 @@ async fn key_lifecycle(opts: BuildOptions) {
     assert_eq!(v["key_alias"], "app-1");
     assert_eq!(chat(&base, &key, "g").await.status, 401);
     assert_eq!(chat(&base, &new, "g").await.status, 200);
-    let a = post(&gw.url(&format!("/key/{new}/regenerate")), Some(MASTER), &json!({})).await;
+    let a = post(
+        &gw.url(&format!("/key/{new}/regenerate")),
+        Some(MASTER),
+        &json!({}),
+    )
+    .await;
     assert_eq!(a.status, 200);
     let newer = a.json()["key"].as_str().unwrap().to_owned();
 
     // Delete.
-    let a = post(&gw.url("/key/delete"), Some(MASTER), &json!({"keys": [newer]})).await;
+    let a = post(
+        &gw.url("/key/delete"),
+        Some(MASTER),
+        &json!({"keys": [newer]}),
+    )
+    .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["deleted_keys"], json!([hash_key(&newer)]));
     assert_eq!(chat(&base, &newer, "g").await.status, 401);
-    let a = post(&gw.url("/key/delete"), Some(MASTER), &json!({"keys": [newer]})).await;
+    let a = post(
+        &gw.url("/key/delete"),
+        Some(MASTER),
+        &json!({"keys": [newer]}),
+    )
+    .await;
     assert_eq!(a.status, 404);
 
     // Expired keys are refused.
     let (short, short_token) = new_key(&base, json!({"duration": "1s"})).await;
-    let a = post(&gw.url("/key/update"), Some(MASTER), &json!({"key": short_token, "duration": "0s"})).await;
+    let a = post(
+        &gw.url("/key/update"),
+        Some(MASTER),
+        &json!({"key": short_token, "duration": "0s"}),
+    )
+    .await;
     assert_eq!(a.status, 200);
     let a = chat(&base, &short, "g").await;
     assert_eq!(a.status, 401);
     assert!(a.error()["message"].as_str().unwrap().contains("Expired"));
 
     // Teams: models and membership; a team key is limited by the team's models.
-    let a = post(&gw.url("/team/new"), Some(MASTER), &json!({"team_alias": "eng", "models": ["g"], "max_budget": 5.0, "budget_duration": "30d"})).await;
+    let a = post(
+        &gw.url("/team/new"),
+        Some(MASTER),
+        &json!({"team_alias": "eng", "models": ["g"], "max_budget": 5.0, "budget_duration": "30d"}),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let team_id = a.json()["team_id"].as_str().unwrap().to_owned();
-    let a = post(&gw.url("/team/new"), Some(MASTER), &json!({"team_id": team_id})).await;
+    let a = post(
+        &gw.url("/team/new"),
+        Some(MASTER),
+        &json!({"team_id": team_id}),
+    )
+    .await;
     assert_eq!(a.status, 400);
     assert_eq!(a.error()["param"], "team_id");
     let (tk, _) = new_key(&base, json!({"team_id": team_id})).await;
@@ -159,37 +234,96 @@ async fn key_lifecycle(opts: BuildOptions) {
     let a = chat(&base, &tk, "other").await;
     assert_eq!(a.status, 401);
     assert_eq!(a.error()["type"], "team_model_access_denied");
-    let a = post(&gw.url("/team/member_add"), Some(MASTER), &json!({"team_id": team_id, "member": {"user_id": "u-1", "role": "user"}})).await;
+    let a = post(
+        &gw.url("/team/member_add"),
+        Some(MASTER),
+        &json!({"team_id": team_id, "member": {"user_id": "u-1", "role": "user"}}),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(a.json()["members_with_roles"][0]["user_id"], "u-1");
-    let a = post(&gw.url("/team/update"), Some(MASTER), &json!({"team_id": team_id, "models": ["g", "other"]})).await;
+    let a = post(
+        &gw.url("/team/update"),
+        Some(MASTER),
+        &json!({"team_id": team_id, "models": ["g", "other"]}),
+    )
+    .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["data"]["models"], json!(["g", "other"]));
     assert_eq!(chat(&base, &tk, "other").await.status, 200);
-    let info = get(&gw.url(&format!("/team/info?team_id={team_id}")), Some(MASTER)).await.json();
+    let info = get(
+        &gw.url(&format!("/team/info?team_id={team_id}")),
+        Some(MASTER),
+    )
+    .await
+    .json();
     assert_eq!(info["team_info"]["team_alias"], "eng");
     assert_eq!(info["keys"].as_array().unwrap().len(), 1);
     let list = get(&gw.url("/team/list"), Some(MASTER)).await.json();
-    assert!(list.as_array().unwrap().iter().any(|t| t["team_id"] == team_id.as_str()));
-    let user = get(&gw.url("/user/info?user_id=u-1"), Some(MASTER)).await.json();
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["team_id"] == team_id.as_str()));
+    let user = get(&gw.url("/user/info?user_id=u-1"), Some(MASTER))
+        .await
+        .json();
     assert_eq!(user["user_info"]["teams"], json!([team_id]));
     // Blocking the team blocks its keys.
-    let a = post(&gw.url("/team/update"), Some(MASTER), &json!({"team_id": team_id, "blocked": true})).await;
+    let a = post(
+        &gw.url("/team/update"),
+        Some(MASTER),
+        &json!({"team_id": team_id, "blocked": true}),
+    )
+    .await;
     assert_eq!(a.status, 200);
     assert_eq!(chat(&base, &tk, "g").await.status, 401);
-    let a = post(&gw.url("/team/delete"), Some(MASTER), &json!({"team_ids": [team_id]})).await;
+    let a = post(
+        &gw.url("/team/delete"),
+        Some(MASTER),
+        &json!({"team_ids": [team_id]}),
+    )
+    .await;
     assert_eq!(a.status, 200);
-    assert_eq!(get(&gw.url(&format!("/team/info?team_id={team_id}")), Some(MASTER)).await.status, 404);
+    assert_eq!(
+        get(
+            &gw.url(&format!("/team/info?team_id={team_id}")),
+            Some(MASTER)
+        )
+        .await
+        .status,
+        404
+    );
 
     // Users: /user/new makes a key; a proxy_admin user's key may manage.
-    let a = post(&gw.url("/user/new"), Some(MASTER), &json!({"user_id": "admin-1", "user_role": "proxy_admin"})).await;
+    let a = post(
+        &gw.url("/user/new"),
+        Some(MASTER),
+        &json!({"user_id": "admin-1", "user_role": "proxy_admin"}),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let admin_key = a.json()["key"].as_str().unwrap().to_owned();
-    assert_eq!(post(&gw.url("/key/generate"), Some(&admin_key), &json!({})).await.status, 200);
-    let a = post(&gw.url("/user/new"), Some(MASTER), &json!({"user_role": "emperor"})).await;
+    assert_eq!(
+        post(&gw.url("/key/generate"), Some(&admin_key), &json!({}))
+            .await
+            .status,
+        200
+    );
+    let a = post(
+        &gw.url("/user/new"),
+        Some(MASTER),
+        &json!({"user_role": "emperor"}),
+    )
+    .await;
     assert_eq!(a.status, 400);
     assert_eq!(a.error()["param"], "user_role");
-    assert_eq!(get(&gw.url("/user/info?user_id=nobody"), Some(MASTER)).await.status, 404);
+    assert_eq!(
+        get(&gw.url("/user/info?user_id=nobody"), Some(MASTER))
+            .await
+            .status,
+        404
+    );
 
     // Unknown management path → 404 error JSON.
     let a = call("GET", &gw.url("/key/unknown"), Some(MASTER), None).await;
@@ -233,22 +367,40 @@ async fn budget_refusal(opts: BuildOptions) {
     let e = a.error();
     assert_eq!(e["type"], "budget_exceeded");
     assert_eq!(e["code"], "budget_exceeded");
-    assert!(e["message"].as_str().unwrap().contains("Budget has been exceeded"));
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .contains("Budget has been exceeded"));
     assert_eq!(up.hits(), 2);
 
     // Still refused once the spend is in the database (cache reloaded from it).
     gw.flush().await;
-    let info = get(&gw.url(&format!("/key/info?key={token}")), Some(MASTER)).await.json();
-    assert!((info["info"]["spend"].as_f64().unwrap() - 0.038).abs() < 1e-9, "{info}");
+    let info = get(&gw.url(&format!("/key/info?key={token}")), Some(MASTER))
+        .await
+        .json();
+    assert!(
+        (info["info"]["spend"].as_f64().unwrap() - 0.038).abs() < 1e-9,
+        "{info}"
+    );
     assert_eq!(chat(&base, &key, "g").await.status, 400);
 
     // Raising the budget lets it through again.
-    let a = post(&gw.url("/key/update"), Some(MASTER), &json!({"key": key, "max_budget": 1.0})).await;
+    let a = post(
+        &gw.url("/key/update"),
+        Some(MASTER),
+        &json!({"key": key, "max_budget": 1.0}),
+    )
+    .await;
     assert_eq!(a.status, 200);
     assert_eq!(chat(&base, &key, "g").await.status, 200);
 
     // A team budget applies to all its keys.
-    let a = post(&gw.url("/team/new"), Some(MASTER), &json!({"team_id": format!("t-{}", fastrand::u32(..)), "max_budget": 0.01})).await;
+    let a = post(
+        &gw.url("/team/new"),
+        Some(MASTER),
+        &json!({"team_id": format!("t-{}", fastrand::u32(..)), "max_budget": 0.01}),
+    )
+    .await;
     let team = a.json()["team_id"].as_str().unwrap().to_owned();
     let (k1, _) = new_key(&base, json!({"team_id": team})).await;
     let (k2, _) = new_key(&base, json!({"team_id": team})).await;
@@ -267,7 +419,9 @@ async fn budget_refusal(opts: BuildOptions) {
     assert_eq!(chat(&base, &pk, "g").await.status, 200);
     // Reloaded from the store, the period has rolled over there too: spend is 0 before this
     // period's call is written.
-    let info = get(&gw.url(&format!("/key/info?key={ptoken}")), Some(MASTER)).await.json();
+    let info = get(&gw.url(&format!("/key/info?key={ptoken}")), Some(MASTER))
+        .await
+        .json();
     assert!(info["info"]["spend"].as_f64().unwrap() < 0.02, "{info}");
 }
 
@@ -337,13 +491,20 @@ async fn tpm_and_parallel_limits() {
     assert_eq!(a.status, 200);
     assert_eq!(a.header("x-ratelimit-limit-tokens"), Some("20"));
     assert_eq!(a.header("x-ratelimit-remaining-tokens"), Some("20"));
-    assert_eq!(chat(&base, &key, "g").await.header("x-ratelimit-remaining-tokens"), Some("8"));
+    assert_eq!(
+        chat(&base, &key, "g")
+            .await
+            .header("x-ratelimit-remaining-tokens"),
+        Some("8")
+    );
     let a = chat(&base, &key, "g").await;
     assert_eq!(a.status, 429);
     assert!(a.error()["message"].as_str().unwrap().contains("tokens"));
 
     // One parallel call: a second while the first streams is refused, then allowed after.
-    up.enqueue(Reply::sse_then_hang(chat_sse(&["a"]).split("\n\n").next().unwrap().to_owned() + "\n\n"));
+    up.enqueue(Reply::sse_then_hang(
+        chat_sse(&["a"]).split("\n\n").next().unwrap().to_owned() + "\n\n",
+    ));
     let (pk, _) = new_key(&base, json!({"max_parallel_requests": 1})).await;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
@@ -400,7 +561,10 @@ async fn spend_rows_match(opts: BuildOptions) {
     assert_eq!(a.status, 200);
     let call_2 = a.header("x-litellm-call-id").unwrap().to_owned();
     let body = String::from_utf8_lossy(&a.body).to_string();
-    assert!(!body.contains("prompt_tokens"), "usage chunk reached the client: {body}");
+    assert!(
+        !body.contains("prompt_tokens"),
+        "usage chunk reached the client: {body}"
+    );
     assert!(body.contains("data: [DONE]"));
     let sent = up.last_request().unwrap().json();
     assert_eq!(sent["stream_options"]["include_usage"], true);
@@ -416,7 +580,10 @@ async fn spend_rows_match(opts: BuildOptions) {
     assert!(String::from_utf8_lossy(&a.body).contains("\"prompt_tokens\":5"));
 
     // A failed call gets a row too, at no cost.
-    up.enqueue(Reply::json(400, json!({"error": {"message": "bad", "type": "invalid_request_error"}})));
+    up.enqueue(Reply::json(
+        400,
+        json!({"error": {"message": "bad", "type": "invalid_request_error"}}),
+    ));
     assert_eq!(chat(&base, &key, "g").await.status, 400);
 
     gw.flush().await;
@@ -427,7 +594,10 @@ async fn spend_rows_match(opts: BuildOptions) {
     assert_eq!(rows.len(), 4, "{rows:?}");
     let expected = 5.0 * 0.001 + 7.0 * 0.002;
     for id in [&call_1, &call_2] {
-        let r = rows.iter().find(|r| r["request_id"] == id.as_str()).unwrap();
+        let r = rows
+            .iter()
+            .find(|r| r["request_id"] == id.as_str())
+            .unwrap();
         assert_eq!(r["api_key"], token.as_str());
         assert_eq!(r["key_alias"], "spender");
         assert_eq!(r["model_group"], "g");
@@ -435,21 +605,42 @@ async fn spend_rows_match(opts: BuildOptions) {
         assert_eq!(r["completion_tokens"], 7);
         assert_eq!(r["total_tokens"], 12);
         assert_eq!(r["status"], "success");
-        assert!((r["spend"].as_f64().unwrap() - expected).abs() < 1e-12, "{r}");
+        assert!(
+            (r["spend"].as_f64().unwrap() - expected).abs() < 1e-12,
+            "{r}"
+        );
         assert!(r["model_id"].is_string());
     }
-    let r1 = rows.iter().find(|r| r["request_id"] == call_1.as_str()).unwrap();
+    let r1 = rows
+        .iter()
+        .find(|r| r["request_id"] == call_1.as_str())
+        .unwrap();
     assert_eq!(r1["request_tags"], json!(["batch-7"]));
     assert_eq!(rows.iter().filter(|r| r["status"] == "failure").count(), 1);
 
     // Totals follow the rows.
-    let info = get(&gw.url(&format!("/key/info?key={token}")), Some(MASTER)).await.json();
-    assert!((info["info"]["spend"].as_f64().unwrap() - 3.0 * expected).abs() < 1e-9, "{info}");
+    let info = get(&gw.url(&format!("/key/info?key={token}")), Some(MASTER))
+        .await
+        .json();
+    assert!(
+        (info["info"]["spend"].as_f64().unwrap() - 3.0 * expected).abs() < 1e-9,
+        "{info}"
+    );
     let global = get(&gw.url("/global/spend"), Some(MASTER)).await.json();
     assert!(global["spend"].as_f64().unwrap() >= 3.0 * expected - 1e-9);
-    let one = get(&gw.url(&format!("/spend/logs?request_id={call_1}")), Some(MASTER)).await.json();
+    let one = get(
+        &gw.url(&format!("/spend/logs?request_id={call_1}")),
+        Some(MASTER),
+    )
+    .await
+    .json();
     assert_eq!(one.as_array().unwrap().len(), 1);
-    assert_eq!(get(&gw.url("/spend/logs?start_date=yesterday"), Some(MASTER)).await.status, 400);
+    assert_eq!(
+        get(&gw.url("/spend/logs?start_date=yesterday"), Some(MASTER))
+            .await
+            .status,
+        400
+    );
 
     // Shutdown writes everything queued; nothing was dropped.
     assert_eq!(chat(&base, &key, "g").await.status, 200);
@@ -475,7 +666,11 @@ async fn builtin_prices_apply_without_overrides() {
     let gw = Gov::start(&config("g", &up.url(), ""), sqlite()).await;
     // gpt-4o-mini: 1.5e-7 in, 6e-7 out.
     let a = chat(&gw.url(""), MASTER, "g").await;
-    let cost: f64 = a.header("x-litellm-response-cost").unwrap().parse().unwrap();
+    let cost: f64 = a
+        .header("x-litellm-response-cost")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((cost - (5.0 * 1.5e-7 + 7.0 * 6e-7)).abs() < 1e-15, "{cost}");
 }
 
@@ -490,6 +685,10 @@ async fn sqlite_file_is_created_beside_the_config() {
     assert!(dir.0.join("llmgate.db").exists());
     drop(gw);
     // A second start over the same file (migrations already applied) still knows the key.
-    let gw = Gov::start(&config("g", &up.url(), ""), BuildOptions::default().config_dir(&dir.0)).await;
+    let gw = Gov::start(
+        &config("g", &up.url(), ""),
+        BuildOptions::default().config_dir(&dir.0),
+    )
+    .await;
     assert_eq!(chat(&gw.url(""), &key, "g").await.status, 200);
 }

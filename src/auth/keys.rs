@@ -77,7 +77,10 @@ pub struct KeyInfo {
 }
 
 fn list_allows(list: &[String], model: &str) -> bool {
-    list.is_empty() || list.iter().any(|m| m == model || m == ALL_PROXY_MODELS || m == "*")
+    list.is_empty()
+        || list
+            .iter()
+            .any(|m| m == model || m == ALL_PROXY_MODELS || m == "*")
 }
 
 impl KeyInfo {
@@ -101,7 +104,8 @@ impl KeyInfo {
     /// Whether the key (and its team) may call `model`.
     #[must_use]
     pub fn allows_model(&self, model: &str) -> bool {
-        self.is_master || (list_allows(&self.models, model) && list_allows(&self.team_models, model))
+        self.is_master
+            || (list_allows(&self.models, model) && list_allows(&self.team_models, model))
     }
 
     /// Loads a key, its team and its user from the store (budget periods rolled over).
@@ -240,6 +244,67 @@ impl KeyCache {
         }
     }
 
+    /// Adds spend just written to the database to the cached keys loaded before `written_at`
+    /// (entries loaded later already include it), so budgets stay exact without reloading — and
+    /// without a database round trip, which matters while the database is down.
+    pub fn add_spend(&self, totals: &crate::store::SpendTotals, written_at: Instant) {
+        let bump = |token: &str, entry: &Cached| -> Option<Arc<KeyInfo>> {
+            let info = entry.info.as_ref()?;
+            if entry.fetched >= written_at {
+                return None;
+            }
+            let k = totals.keys.get(token).copied().unwrap_or(0.0);
+            let t = info
+                .team_id
+                .as_ref()
+                .and_then(|t| totals.teams.get(t))
+                .copied()
+                .unwrap_or(0.0);
+            let u = info
+                .user_id
+                .as_ref()
+                .and_then(|u| totals.users.get(u))
+                .copied()
+                .unwrap_or(0.0);
+            if k == 0.0 && t == 0.0 && u == 0.0 {
+                return None;
+            }
+            let mut next = KeyInfo::clone(info);
+            next.key.spend += k;
+            if let Some(s) = next.team.as_mut() {
+                s.spend += t;
+            }
+            if let Some(s) = next.user.as_mut() {
+                s.spend += u;
+            }
+            Some(Arc::new(next))
+        };
+        let update = |token: Arc<str>, entry: &Cached| {
+            if let Some(info) = bump(&token, entry) {
+                self.cache.insert(
+                    token,
+                    Arc::new(Cached {
+                        info: Some(info),
+                        fetched: entry.fetched,
+                        refreshing: AtomicBool::new(false),
+                    }),
+                );
+            }
+        };
+        if totals.teams.is_empty() && totals.users.is_empty() {
+            for token in totals.keys.keys() {
+                let token: Arc<str> = token.as_str().into();
+                if let Some(e) = self.cache.get(&token) {
+                    update(token, &e);
+                }
+            }
+        } else {
+            for (token, e) in &self.cache {
+                update(Arc::clone(&token), &e);
+            }
+        }
+    }
+
     /// Forgets everything.
     pub fn invalidate_all(&self) {
         self.cache.invalidate_all();
@@ -349,7 +414,10 @@ impl<S> Auth<S> {
 }
 
 /// Checks a loaded key against the request; on success puts it into the extensions.
-fn admit(info: Option<Arc<KeyInfo>>, req: &mut LlmRequest) -> Result<Option<Arc<KeyInfo>>, LlmError> {
+fn admit(
+    info: Option<Arc<KeyInfo>>,
+    req: &mut LlmRequest,
+) -> Result<Option<Arc<KeyInfo>>, LlmError> {
     let Some(info) = info else {
         return Err(auth_error(
             "Authentication Error, Invalid proxy server token passed. Unable to find token in cache or the database.",
@@ -467,7 +535,8 @@ impl<S, F> ResponseFuture<S, F> {
 
 impl<S, F> fmt::Debug for ResponseFuture<S, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("auth::ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("auth::ResponseFuture")
+            .finish_non_exhaustive()
     }
 }
 
@@ -482,14 +551,16 @@ where
             let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
                 StateProj::Error { err } => {
-                    return Poll::Ready(Err(err
-                        .take()
-                        .unwrap_or_else(|| LlmError::internal("auth future polled after completion"))));
+                    return Poll::Ready(Err(err.take().unwrap_or_else(|| {
+                        LlmError::internal("auth future polled after completion")
+                    })));
                 }
                 StateProj::Lookup { lookup, svc, req } => {
                     let found = ready!(lookup.as_mut().poll(cx));
                     let (Some(mut svc), Some(mut req)) = (svc.take(), req.take()) else {
-                        return Poll::Ready(Err(LlmError::internal("auth future polled after completion")));
+                        return Poll::Ready(Err(LlmError::internal(
+                            "auth future polled after completion",
+                        )));
                     };
                     let next = match found {
                         Err(e) => {
@@ -516,7 +587,9 @@ where
                 }
                 StateProj::Inner { fut, filter } => {
                     let mut resp = ready!(fut.poll(cx))?;
-                    if let (Some(info), ResponseBody::Models(list)) = (filter.as_ref(), &mut resp.body) {
+                    if let (Some(info), ResponseBody::Models(list)) =
+                        (filter.as_ref(), &mut resp.body)
+                    {
                         list.data.retain(|m| info.allows_model(&m.id));
                     }
                     return Poll::Ready(Ok(resp));

@@ -52,9 +52,7 @@
 
 mod keys;
 
-pub use self::keys::{
-    Auth, AuthLayer, KeyCache, KeyInfo, ResponseFuture, Scope, ALL_PROXY_MODELS,
-};
+pub use self::keys::{Auth, AuthLayer, KeyCache, KeyInfo, ResponseFuture, Scope, ALL_PROXY_MODELS};
 
 use std::{
     sync::Arc,

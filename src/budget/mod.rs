@@ -119,12 +119,22 @@ pub fn check(info: &KeyInfo, ledger: Option<&Ledger>) -> Option<LlmError> {
     over(&info.key, pending(&|l| l.key(&info.token)), "Key", now)
         .or_else(|| {
             info.team.as_ref().and_then(|t| {
-                over(t, pending(&|l| l.team(&t.id)), &format!("Team={}", t.id), now)
+                over(
+                    t,
+                    pending(&|l| l.team(&t.id)),
+                    &format!("Team={}", t.id),
+                    now,
+                )
             })
         })
         .or_else(|| {
             info.user.as_ref().and_then(|u| {
-                over(u, pending(&|l| l.user(&u.id)), &format!("User={}", u.id), now)
+                over(
+                    u,
+                    pending(&|l| l.user(&u.id)),
+                    &format!("User={}", u.id),
+                    now,
+                )
             })
         })
 }

@@ -274,7 +274,10 @@ pub struct Pricing {
 
 impl Pricing {
     /// Resolves each deployment's price from `table`.
-    pub fn new<'a>(table: &PriceTable, deployments: impl IntoIterator<Item = &'a Deployment>) -> Self {
+    pub fn new<'a>(
+        table: &PriceTable,
+        deployments: impl IntoIterator<Item = &'a Deployment>,
+    ) -> Self {
         let mut by_deployment = HashMap::new();
         let mut unpriced = Vec::new();
         for dep in deployments {
@@ -412,12 +415,7 @@ struct CallCtx {
 
 impl CallCtx {
     /// Logs the call; returns its cost.
-    fn finish(
-        &self,
-        usage: Option<&Usage>,
-        meta: &MetaSnapshot,
-        status: &str,
-    ) -> f64 {
+    fn finish(&self, usage: Option<&Usage>, meta: &MetaSnapshot, status: &str) -> f64 {
         let cost = if meta.cache_hit {
             0.0
         } else {
@@ -437,7 +435,11 @@ impl CallCtx {
                     .call_id
                     .as_deref()
                     .map_or_else(crate::server::new_call_id, str::to_owned),
-                api_key: self.key.as_ref().map(|k| k.token.to_string()).unwrap_or_default(),
+                api_key: self
+                    .key
+                    .as_ref()
+                    .map(|k| k.token.to_string())
+                    .unwrap_or_default(),
                 key_alias: self.key.as_ref().and_then(|k| k.key_alias.clone()),
                 team_id: self.key.as_ref().and_then(|k| k.team_id.clone()),
                 user_id: self.key.as_ref().and_then(|k| k.user_id.clone()),
@@ -485,7 +487,9 @@ fn request_tags(req: &LlmRequest) -> Vec<String> {
             .unwrap_or_default()
     };
     let mut tags = from(chat.metadata.as_ref().and_then(|m| m.get("tags")));
-    tags.extend(from(chat.extra.get_as::<serde_json::Value>("tags").as_ref()));
+    tags.extend(from(
+        chat.extra.get_as::<serde_json::Value>("tags").as_ref(),
+    ));
     tags
 }
 
@@ -519,7 +523,10 @@ where
                     .and_then(|o| o.include_usage)
                     .unwrap_or(false);
                 if !client_wants_usage && self.stream_usage {
-                    let mut opts = chat.stream_options.clone().unwrap_or_else(StreamOptions::default);
+                    let mut opts = chat
+                        .stream_options
+                        .clone()
+                        .unwrap_or_else(StreamOptions::default);
                     opts.include_usage = Some(true);
                     chat.stream_options = Some(opts);
                 }
@@ -557,7 +564,8 @@ pin_project! {
 
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("cost::ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("cost::ResponseFuture")
+            .finish_non_exhaustive()
     }
 }
 
@@ -734,13 +742,22 @@ mod tests {
         let p = t.for_deployment(&d).unwrap();
         assert_eq!(p.input_cost_per_token, Some(1.5e-7));
         let mut d = Deployment::new("g", "bedrock/us.amazon.nova-pro-v1:0");
-        assert_eq!(t.for_deployment(&d).unwrap().input_cost_per_token, Some(8e-7));
+        assert_eq!(
+            t.for_deployment(&d).unwrap().input_cost_per_token,
+            Some(8e-7)
+        );
         d.input_cost_per_token = Some(1.0);
-        assert_eq!(t.for_deployment(&d).unwrap().input_cost_per_token, Some(1.0));
+        assert_eq!(
+            t.for_deployment(&d).unwrap().input_cost_per_token,
+            Some(1.0)
+        );
         let mut d = Deployment::new("g", "azure/my-deployment");
         assert!(t.for_deployment(&d).is_none());
         d.model_info
             .insert("base_model".into(), "azure/gpt-4o".into());
-        assert_eq!(t.for_deployment(&d).unwrap().output_cost_per_token, Some(1e-5));
+        assert_eq!(
+            t.for_deployment(&d).unwrap().output_cost_per_token,
+            Some(1e-5)
+        );
     }
 }

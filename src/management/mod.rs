@@ -69,8 +69,11 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "management API: store error");
         Self(
-            LlmError::new(ErrorKind::ServiceUnavailable, "the database is unavailable; try again")
-                .with_code("503"),
+            LlmError::new(
+                ErrorKind::ServiceUnavailable,
+                "the database is unavailable; try again",
+            )
+            .with_code("503"),
         )
     }
 }
@@ -78,7 +81,11 @@ impl From<StoreError> for ApiError {
 type ApiResult = Result<Json<Value>, ApiError>;
 
 fn bad(param: &str, msg: impl Into<String>) -> ApiError {
-    ApiError(LlmError::bad_request(msg).with_param(param).with_code("400"))
+    ApiError(
+        LlmError::bad_request(msg)
+            .with_param(param)
+            .with_code("400"),
+    )
 }
 
 fn not_found(msg: impl Into<String>) -> ApiError {
@@ -129,7 +136,10 @@ pub fn not_found_router() -> Router {
 }
 
 async fn unknown_route(uri: axum::http::Uri) -> ApiError {
-    ApiError(LlmError::new(ErrorKind::NotFound, format!("Unknown path: {}", uri.path())).with_code("unknown_url"))
+    ApiError(
+        LlmError::new(ErrorKind::NotFound, format!("Unknown path: {}", uri.path()))
+            .with_code("unknown_url"),
+    )
 }
 
 impl Mgmt {
@@ -173,9 +183,12 @@ impl Mgmt {
                 .with_code("403"),
             )),
             _ => Err(ApiError(
-                LlmError::new(ErrorKind::Authentication, "Authentication Error, invalid API key")
-                    .with_type("auth_error")
-                    .with_code("401"),
+                LlmError::new(
+                    ErrorKind::Authentication,
+                    "Authentication Error, invalid API key",
+                )
+                .with_type("auth_error")
+                .with_code("401"),
             )),
         }
     }
@@ -430,7 +443,10 @@ fn token_of(key: &str) -> String {
 async fn check_team(m: &Mgmt, team_id: Option<&str>) -> Result<(), ApiError> {
     if let Some(t) = team_id {
         if m.store().team(t).await?.is_none() {
-            return Err(bad("team_id", format!("team_id={t} does not exist; create it with /team/new")));
+            return Err(bad(
+                "team_id",
+                format!("team_id={t} does not exist; create it with /team/new"),
+            ));
         }
     }
     Ok(())
@@ -442,13 +458,19 @@ async fn key_generate(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes
     b.limits().validate()?;
     let duration = match &b.duration {
         Some(d) => Some(parse_duration(d).ok_or_else(|| {
-            bad("duration", format!("duration `{d}` is not a duration; use e.g. 30s, 5m, 1h, 1d, 1w, 1mo"))
+            bad(
+                "duration",
+                format!("duration `{d}` is not a duration; use e.g. 30s, 5m, 1h, 1d, 1w, 1mo"),
+            )
         })?),
         None => None,
     };
     if let Some(k) = &b.key {
         if !k.starts_with("sk-") || k.len() < 8 {
-            return Err(bad("key", "a custom key must start with `sk-` and be at least 8 characters"));
+            return Err(bad(
+                "key",
+                "a custom key must start with `sk-` and be at least 8 characters",
+            ));
         }
     }
     check_team(&m, b.team_id.as_deref()).await?;
@@ -522,8 +544,10 @@ async fn key_update(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) 
         row.spend = v;
     }
     if let Some(d) = &b.duration {
-        let dur = parse_duration(d).ok_or_else(|| bad("duration", format!("duration `{d}` is not a duration")))?;
-        row.expires = Some(now_ms().saturating_add(i64::try_from(dur.as_millis()).unwrap_or(i64::MAX)));
+        let dur = parse_duration(d)
+            .ok_or_else(|| bad("duration", format!("duration `{d}` is not a duration")))?;
+        row.expires =
+            Some(now_ms().saturating_add(i64::try_from(dur.as_millis()).unwrap_or(i64::MAX)));
     }
     m.store().update_key(&row).await?;
     m.keys.invalidate(&row.token);
@@ -535,7 +559,11 @@ struct KeyQuery {
     key: Option<String>,
 }
 
-async fn key_info(State(m): State<Arc<Mgmt>>, headers: HeaderMap, Query(q): Query<KeyQuery>) -> ApiResult {
+async fn key_info(
+    State(m): State<Arc<Mgmt>>,
+    headers: HeaderMap,
+    Query(q): Query<KeyQuery>,
+) -> ApiResult {
     m.admin(&headers).await?;
     let row = load_key(&m, q.key.as_deref()).await?;
     Ok(Json(json!({"key": row.token, "info": key_json(&row)})))
@@ -550,7 +578,12 @@ struct DeleteBody {
 async fn key_delete(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
     m.admin(&headers).await?;
     let b: DeleteBody = body(&raw)?;
-    let mut tokens: Vec<String> = b.keys.unwrap_or_default().iter().map(|k| token_of(k)).collect();
+    let mut tokens: Vec<String> = b
+        .keys
+        .unwrap_or_default()
+        .iter()
+        .map(|k| token_of(k))
+        .collect();
     for alias in b.key_aliases.unwrap_or_default() {
         tokens.extend(m.store().tokens_by_alias(&alias).await?);
     }
@@ -576,7 +609,11 @@ struct ListQuery {
     return_full_object: Option<bool>,
 }
 
-async fn key_list(State(m): State<Arc<Mgmt>>, headers: HeaderMap, Query(q): Query<ListQuery>) -> ApiResult {
+async fn key_list(
+    State(m): State<Arc<Mgmt>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
     m.admin(&headers).await?;
     let page = q.page.unwrap_or(1);
     let size = q.size.unwrap_or(10);
@@ -593,7 +630,9 @@ async fn key_list(State(m): State<Arc<Mgmt>>, headers: HeaderMap, Query(q): Quer
     let keys: Vec<Value> = if q.return_full_object.unwrap_or(false) {
         rows.iter().map(key_json).collect()
     } else {
-        rows.iter().map(|r| Value::String(r.token.clone())).collect()
+        rows.iter()
+            .map(|r| Value::String(r.token.clone()))
+            .collect()
     };
     Ok(Json(json!({
         "keys": keys,
@@ -637,7 +676,10 @@ async fn regenerate(m: &Mgmt, key: Option<&str>, new_key: Option<String>) -> Api
     let row = load_key(m, key).await?;
     if let Some(k) = &new_key {
         if !k.starts_with("sk-") || k.len() < 8 {
-            return Err(bad("new_key", "new_key must start with `sk-` and be at least 8 characters"));
+            return Err(bad(
+                "new_key",
+                "new_key must start with `sk-` and be at least 8 characters",
+            ));
         }
     }
     let (secret, new_row) = m
@@ -702,7 +744,10 @@ async fn team_new(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) ->
     b.limits().validate()?;
     let team_id = b.team_id.clone().unwrap_or_else(crate::server::new_call_id);
     if m.store().team(&team_id).await?.is_some() {
-        return Err(bad("team_id", format!("Team id = {team_id} already exists. Please use a different team id.")));
+        return Err(bad(
+            "team_id",
+            format!("Team id = {team_id} already exists. Please use a different team id."),
+        ));
     }
     let now = now_ms();
     let mut limits = Limits::default();
@@ -767,7 +812,11 @@ struct TeamQuery {
     team_id: Option<String>,
 }
 
-async fn team_info(State(m): State<Arc<Mgmt>>, headers: HeaderMap, Query(q): Query<TeamQuery>) -> ApiResult {
+async fn team_info(
+    State(m): State<Arc<Mgmt>>,
+    headers: HeaderMap,
+    Query(q): Query<TeamQuery>,
+) -> ApiResult {
     m.admin(&headers).await?;
     let t = load_team(&m, q.team_id.as_deref()).await?;
     let (keys, _) = m.store().list_keys(Some(&t.team_id), None, 1, 1000).await?;
@@ -836,7 +885,10 @@ async fn team_member_add(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: By
     let mut updated = Vec::new();
     for mem in members {
         let Some(uid) = mem.user_id.clone().or_else(|| mem.user_email.clone()) else {
-            return Err(bad("member.user_id", "each member needs a user_id or user_email"));
+            return Err(bad(
+                "member.user_id",
+                "each member needs a user_id or user_email",
+            ));
         };
         let role = mem.role.unwrap_or_else(|| "user".to_owned());
         if !matches!(role.as_str(), "admin" | "user") {
@@ -844,7 +896,8 @@ async fn team_member_add(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: By
         }
         t.members_with_roles
             .retain(|v| v.get("user_id").and_then(Value::as_str) != Some(uid.as_str()));
-        t.members_with_roles.push(json!({"user_id": uid, "user_email": mem.user_email, "role": role}));
+        t.members_with_roles
+            .push(json!({"user_id": uid, "user_email": mem.user_email, "role": role}));
         m.store().add_user_team(&uid, &t.team_id).await?;
         updated.push(uid);
     }
@@ -900,16 +953,25 @@ async fn user_new(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) ->
     b.limits().validate()?;
     if let Some(r) = &b.user_role {
         if !USER_ROLES.contains(&r.as_str()) {
-            return Err(bad("user_role", format!("user_role must be one of {USER_ROLES:?}")));
+            return Err(bad(
+                "user_role",
+                format!("user_role must be one of {USER_ROLES:?}"),
+            ));
         }
     }
     let duration = match &b.duration {
-        Some(d) => Some(parse_duration(d).ok_or_else(|| bad("duration", format!("duration `{d}` is not a duration")))?),
+        Some(d) => Some(
+            parse_duration(d)
+                .ok_or_else(|| bad("duration", format!("duration `{d}` is not a duration")))?,
+        ),
         None => None,
     };
     let user_id = b.user_id.clone().unwrap_or_else(crate::server::new_call_id);
     if m.store().user(&user_id).await?.is_some() {
-        return Err(bad("user_id", format!("User id = {user_id} already exists")));
+        return Err(bad(
+            "user_id",
+            format!("User id = {user_id} already exists"),
+        ));
     }
     let now = now_ms();
     let mut limits = Limits::default();
@@ -917,7 +979,11 @@ async fn user_new(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) ->
     let u = UserRow {
         user_id: user_id.clone(),
         user_email: b.user_email.clone(),
-        user_role: Some(b.user_role.clone().unwrap_or_else(|| "internal_user".to_owned())),
+        user_role: Some(
+            b.user_role
+                .clone()
+                .unwrap_or_else(|| "internal_user".to_owned()),
+        ),
         models: b.models.clone().unwrap_or_default(),
         spend: 0.0,
         budget_reset_at: next_reset(limits.budget_duration.as_deref(), now),
@@ -952,7 +1018,11 @@ struct UserQuery {
     user_id: Option<String>,
 }
 
-async fn user_info(State(m): State<Arc<Mgmt>>, headers: HeaderMap, Query(q): Query<UserQuery>) -> ApiResult {
+async fn user_info(
+    State(m): State<Arc<Mgmt>>,
+    headers: HeaderMap,
+    Query(q): Query<UserQuery>,
+) -> ApiResult {
     m.admin(&headers).await?;
     let Some(id) = q.user_id.filter(|u| !u.is_empty()) else {
         return Err(bad("user_id", "missing field `user_id`"));
@@ -988,11 +1058,18 @@ struct SpendQuery {
     limit: Option<i64>,
 }
 
-async fn spend_logs(State(m): State<Arc<Mgmt>>, headers: HeaderMap, Query(q): Query<SpendQuery>) -> ApiResult {
+async fn spend_logs(
+    State(m): State<Arc<Mgmt>>,
+    headers: HeaderMap,
+    Query(q): Query<SpendQuery>,
+) -> ApiResult {
     m.admin(&headers).await?;
     let date = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
         v.as_deref()
-            .map(|s| parse_date(s).ok_or_else(|| bad(name, format!("{name} must be a date (YYYY-MM-DD)"))))
+            .map(|s| {
+                parse_date(s)
+                    .ok_or_else(|| bad(name, format!("{name} must be a date (YYYY-MM-DD)")))
+            })
             .transpose()
     };
     let start_ms = date("start_date", &q.start_date)?;
@@ -1016,7 +1093,9 @@ async fn spend_logs(State(m): State<Arc<Mgmt>>, headers: HeaderMap, Query(q): Qu
 async fn global_spend(State(m): State<Arc<Mgmt>>, headers: HeaderMap) -> ApiResult {
     m.admin(&headers).await?;
     let spend = m.store().global_spend().await?;
-    Ok(Json(json!({"spend": spend, "max_budget": m.max_budget.unwrap_or(0.0)})))
+    Ok(Json(
+        json!({"spend": spend, "max_budget": m.max_budget.unwrap_or(0.0)}),
+    ))
 }
 
 #[cfg(test)]

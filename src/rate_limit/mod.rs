@@ -211,9 +211,11 @@ impl MemoryCounters {
                 return e.1.clone();
             }
         }
-        let burst = NonZeroU32::new(u32::try_from(rpm).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+        let burst =
+            NonZeroU32::new(u32::try_from(rpm).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
         let lim = Arc::new(
-            RateLimiter::direct(Quota::per_minute(burst)).with_middleware::<StateInformationMiddleware>(),
+            RateLimiter::direct(Quota::per_minute(burst))
+                .with_middleware::<StateInformationMiddleware>(),
         );
         self.rpm.insert(name.to_owned(), (rpm, lim.clone()));
         lim
@@ -445,7 +447,10 @@ impl RedisCounters {
     }
 
     fn release(&self, scopes: &[ScopeLimit], tokens: u64) {
-        if !scopes.iter().any(|s| s.parallel.is_some() || (s.tpm.is_some() && tokens > 0)) {
+        if !scopes
+            .iter()
+            .any(|s| s.parallel.is_some() || (s.tpm.is_some() && tokens > 0))
+        {
             return;
         }
         let keys: Vec<String> = scopes
@@ -709,7 +714,9 @@ where
                     release,
                 } => {
                     let d = ready!(admit.as_mut().poll(cx));
-                    let (Some(mut svc), Some(req), Some(rel)) = (svc.take(), req.take(), release.take()) else {
+                    let (Some(mut svc), Some(req), Some(rel)) =
+                        (svc.take(), req.take(), release.take())
+                    else {
                         return Poll::Ready(Err(LlmError::internal(
                             "rate-limit future polled after completion",
                         )));

@@ -195,7 +195,8 @@ enum Msg {
     Flush(oneshot::Sender<()>),
 }
 
-/// Called after each committed batch with the totals it added (the key cache drops those keys).
+/// Called after each committed batch with the totals it added (the key cache adds them to its
+/// entries), before the ledger lets go of them.
 pub type OnCommit = Arc<dyn Fn(&SpendTotals) + Send + Sync>;
 
 /// The sending side: cheap to clone, never waits. See the [module docs](self).
@@ -398,7 +399,16 @@ async fn run(
             }
         }
         if !rows.is_empty() {
-            write_with_retry(&store, &config, &rows, &ledger, &counters, &deadline, on_commit.as_ref()).await;
+            write_with_retry(
+                &store,
+                &config,
+                &rows,
+                &ledger,
+                &counters,
+                &deadline,
+                on_commit.as_ref(),
+            )
+            .await;
         }
         for f in flushes {
             let _ = f.send(());

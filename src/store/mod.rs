@@ -484,7 +484,10 @@ impl Store {
             .acquire_timeout(Duration::from_secs(3));
         if memory {
             // One connection that lives as long as the pool: the in-memory database is per connection.
-            opts = opts.min_connections(1).idle_timeout(None).max_lifetime(None);
+            opts = opts
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
         }
         let pool = opts
             .connect(url)
@@ -569,7 +572,9 @@ impl Store {
     pub async fn create_key(&self, new: NewKey) -> Result<(Secret, KeyRow), StoreError> {
         let secret = new.key.clone().unwrap_or_else(generate_key);
         if secret.is_empty() {
-            return Err(StoreError("cannot generate a key: no system randomness".into()));
+            return Err(StoreError(
+                "cannot generate a key: no system randomness".into(),
+            ));
         }
         let now = now_ms();
         let row = KeyRow {
@@ -691,7 +696,9 @@ impl Store {
         };
         let secret = new_key.unwrap_or_else(generate_key);
         if secret.is_empty() {
-            return Err(StoreError("cannot generate a key: no system randomness".into()));
+            return Err(StoreError(
+                "cannot generate a key: no system randomness".into(),
+            ));
         }
         let new_token = hash_key(secret.expose());
         let res = sqlx::query(

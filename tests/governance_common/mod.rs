@@ -93,7 +93,15 @@ impl Gov {
 
     /// Waits until every spend row recorded so far is in the database.
     pub async fn flush(&self) {
-        self.gateway.as_ref().unwrap().governance.as_ref().unwrap().spend.flush().await;
+        self.gateway
+            .as_ref()
+            .unwrap()
+            .governance
+            .as_ref()
+            .unwrap()
+            .spend
+            .flush()
+            .await;
     }
 
     /// Stops serving, then the spend writer; returns its counters.
@@ -143,7 +151,10 @@ impl Answer {
     /// The OpenAI error object, checked to have all four fields.
     pub fn error(&self) -> Value {
         let v = self.json();
-        let e = v.get("error").unwrap_or_else(|| panic!("no error: {v}")).clone();
+        let e = v
+            .get("error")
+            .unwrap_or_else(|| panic!("no error: {v}"))
+            .clone();
         for f in ["message", "type", "param", "code"] {
             assert!(e.get(f).is_some(), "error.{f} missing: {v}");
         }
@@ -163,7 +174,9 @@ pub async fn call(method: &str, url: &str, key: Option<&str>, body: Option<&Valu
     }
     let req = b
         .header("content-type", "application/json")
-        .body(Full::new(body.map_or_else(Bytes::new, |v| Bytes::from(serde_json::to_vec(v).unwrap()))))
+        .body(Full::new(body.map_or_else(Bytes::new, |v| {
+            Bytes::from(serde_json::to_vec(v).unwrap())
+        })))
         .unwrap();
     let resp = client.request(req).await.expect("gateway reachable");
     let (parts, body) = resp.into_parts();
@@ -212,7 +225,11 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new() -> Self {
-        let p = std::env::temp_dir().join(format!("llmgate-gov-{}-{:x}", std::process::id(), fastrand::u64(..)));
+        let p = std::env::temp_dir().join(format!(
+            "llmgate-gov-{}-{:x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
         std::fs::create_dir_all(&p).unwrap();
         Self(p)
     }
