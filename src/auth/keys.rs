@@ -270,12 +270,23 @@ impl KeyCache {
                 return None;
             }
             let mut next = KeyInfo::clone(info);
-            next.key.spend += k;
+            let now = now_ms();
+            let add = |s: &mut Scope, v: f64| {
+                if s.budget_reset_at.is_some_and(|r| r <= now) {
+                    // The period ended: the store starts the new one with this spend.
+                    s.spend = v;
+                    s.budget_reset_at =
+                        crate::store::next_reset(s.limits.budget_duration.as_deref(), now);
+                } else {
+                    s.spend += v;
+                }
+            };
+            add(&mut next.key, k);
             if let Some(s) = next.team.as_mut() {
-                s.spend += t;
+                add(s, t);
             }
             if let Some(s) = next.user.as_mut() {
-                s.spend += u;
+                add(s, u);
             }
             Some(Arc::new(next))
         };

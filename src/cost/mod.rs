@@ -511,18 +511,20 @@ where
             return ResponseFuture {
                 inner: self.inner.call(req),
                 ctx: None,
-                client_wants_usage: true,
+                strip_usage: false,
             };
         }
-        let mut client_wants_usage = true;
+        // Strip the usage chunk only when this layer asked for it on the client's behalf.
+        let mut strip_usage = false;
         if req.is_stream() {
             if let Some(chat) = req.chat_mut() {
-                client_wants_usage = chat
+                let client_asked = chat
                     .stream_options
                     .as_ref()
                     .and_then(|o| o.include_usage)
                     .unwrap_or(false);
-                if !client_wants_usage && self.stream_usage {
+                if !client_asked && self.stream_usage {
+                    strip_usage = true;
                     let mut opts = chat
                         .stream_options
                         .clone()
@@ -546,7 +548,7 @@ where
         ResponseFuture {
             inner: self.inner.call(req),
             ctx: Some(ctx),
-            client_wants_usage,
+            strip_usage,
         }
     }
 }
@@ -558,7 +560,7 @@ pin_project! {
         #[pin]
         inner: F,
         ctx: Option<CallCtx>,
-        client_wants_usage: bool,
+        strip_usage: bool,
     }
 }
 
@@ -609,7 +611,7 @@ where
                             ctx: Some(ctx),
                             meta: snap,
                             usage: None,
-                            strip_usage: !*this.client_wants_usage,
+                            strip_usage: *this.strip_usage,
                         }));
                     }
                     _ => {

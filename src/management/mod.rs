@@ -508,7 +508,7 @@ async fn load_key(m: &Mgmt, key: Option<&str>) -> Result<KeyRow, ApiError> {
         return Err(bad("key", "missing field `key`"));
     };
     m.store()
-        .key(&token_of(key))
+        .key_fresh(&token_of(key))
         .await?
         .ok_or_else(|| not_found("Key not found"))
 }

@@ -340,6 +340,12 @@ impl fmt::Debug for Store {
     }
 }
 
+/// An optional float bound as text and cast in SQL: sqlx 0.9's `Any` driver declares a NULL
+/// `f64` as `float4` on PostgreSQL, which breaks the statement for the next non-NULL value.
+fn opt_f64(v: Option<f64>) -> Option<String> {
+    v.map(|f| f.to_string())
+}
+
 fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".to_owned())
 }
@@ -601,14 +607,14 @@ impl Store {
 
     async fn insert_key(&self, r: &KeyRow) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO llmgate_keys (token, key_name, key_alias, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, team_id, user_id, expires, blocked, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
+            "INSERT INTO llmgate_keys (token, key_name, key_alias, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, team_id, user_id, expires, blocked, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,CAST($6 AS DOUBLE PRECISION),$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
         )
         .bind(r.token.clone())
         .bind(r.key_name.clone())
         .bind(r.key_alias.clone())
         .bind(json_list(&r.models))
         .bind(r.spend)
-        .bind(r.limits.max_budget)
+        .bind(opt_f64(r.limits.max_budget))
         .bind(r.limits.budget_duration.clone())
         .bind(r.budget_reset_at)
         .bind(r.limits.tpm_limit)
@@ -661,12 +667,12 @@ impl Store {
     /// Replaces a key's row (by `token`).
     pub async fn update_key(&self, r: &KeyRow) -> Result<bool, StoreError> {
         let res = sqlx::query(
-            "UPDATE llmgate_keys SET key_alias=$1, models=$2, spend=$3, max_budget=$4, budget_duration=$5, budget_reset_at=$6, tpm_limit=$7, rpm_limit=$8, max_parallel_requests=$9, metadata=$10, team_id=$11, user_id=$12, expires=$13, blocked=$14, updated_at=$15 WHERE token=$16",
+            "UPDATE llmgate_keys SET key_alias=$1, models=$2, spend=$3, max_budget=CAST($4 AS DOUBLE PRECISION), budget_duration=$5, budget_reset_at=$6, tpm_limit=$7, rpm_limit=$8, max_parallel_requests=$9, metadata=$10, team_id=$11, user_id=$12, expires=$13, blocked=$14, updated_at=$15 WHERE token=$16",
         )
         .bind(r.key_alias.clone())
         .bind(json_list(&r.models))
         .bind(r.spend)
-        .bind(r.limits.max_budget)
+        .bind(opt_f64(r.limits.max_budget))
         .bind(r.limits.budget_duration.clone())
         .bind(r.budget_reset_at)
         .bind(r.limits.tpm_limit)
@@ -783,13 +789,13 @@ impl Store {
     /// Creates a team; fails if the id exists.
     pub async fn create_team(&self, t: &TeamRow) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO llmgate_teams (team_id, team_alias, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, members, blocked, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+            "INSERT INTO llmgate_teams (team_id, team_alias, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, members, blocked, created_at, updated_at) VALUES ($1,$2,$3,$4,CAST($5 AS DOUBLE PRECISION),$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
         )
         .bind(t.team_id.clone())
         .bind(t.team_alias.clone())
         .bind(json_list(&t.models))
         .bind(t.spend)
-        .bind(t.limits.max_budget)
+        .bind(opt_f64(t.limits.max_budget))
         .bind(t.limits.budget_duration.clone())
         .bind(t.budget_reset_at)
         .bind(t.limits.tpm_limit)
@@ -835,11 +841,11 @@ impl Store {
     /// Replaces a team's row.
     pub async fn update_team(&self, t: &TeamRow) -> Result<bool, StoreError> {
         let res = sqlx::query(
-            "UPDATE llmgate_teams SET team_alias=$1, models=$2, max_budget=$3, budget_duration=$4, budget_reset_at=$5, tpm_limit=$6, rpm_limit=$7, max_parallel_requests=$8, metadata=$9, members=$10, blocked=$11, updated_at=$12 WHERE team_id=$13",
+            "UPDATE llmgate_teams SET team_alias=$1, models=$2, max_budget=CAST($3 AS DOUBLE PRECISION), budget_duration=$4, budget_reset_at=$5, tpm_limit=$6, rpm_limit=$7, max_parallel_requests=$8, metadata=$9, members=$10, blocked=$11, updated_at=$12 WHERE team_id=$13",
         )
         .bind(t.team_alias.clone())
         .bind(json_list(&t.models))
-        .bind(t.limits.max_budget)
+        .bind(opt_f64(t.limits.max_budget))
         .bind(t.limits.budget_duration.clone())
         .bind(t.budget_reset_at)
         .bind(t.limits.tpm_limit)
@@ -886,14 +892,14 @@ impl Store {
     /// Creates a user; fails if the id exists.
     pub async fn create_user(&self, u: &UserRow) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO llmgate_users (user_id, user_email, user_role, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, teams, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+            "INSERT INTO llmgate_users (user_id, user_email, user_role, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, teams, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,CAST($6 AS DOUBLE PRECISION),$7,$8,$9,$10,$11,$12,$13,$14,$15)",
         )
         .bind(u.user_id.clone())
         .bind(u.user_email.clone())
         .bind(u.user_role.clone())
         .bind(json_list(&u.models))
         .bind(u.spend)
-        .bind(u.limits.max_budget)
+        .bind(opt_f64(u.limits.max_budget))
         .bind(u.limits.budget_duration.clone())
         .bind(u.budget_reset_at)
         .bind(u.limits.tpm_limit)
@@ -1012,29 +1018,45 @@ impl Store {
                 *totals.users.entry(u.clone()).or_default() += r.spend;
             }
         }
-        for (k, v) in &totals.keys {
-            sqlx::query("UPDATE llmgate_keys SET spend = spend + $1 WHERE token = $2")
-                .bind(*v)
-                .bind(k.clone())
-                .execute(&mut *tx)
+        // Add each total, starting a new budget period first where the old one has ended.
+        let now = now_ms();
+        for (table, id_col, map) in [
+            ("llmgate_keys", "token", &totals.keys),
+            ("llmgate_teams", "team_id", &totals.teams),
+            ("llmgate_users", "user_id", &totals.users),
+        ] {
+            for (id, v) in map {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT budget_duration, budget_reset_at FROM {table} WHERE {id_col} = $1"
+                )))
+                .bind(id.clone())
+                .fetch_optional(&mut *tx)
                 .await
-                .map_err(db("spend: key total"))?;
-        }
-        for (t, v) in &totals.teams {
-            sqlx::query("UPDATE llmgate_teams SET spend = spend + $1 WHERE team_id = $2")
-                .bind(*v)
-                .bind(t.clone())
-                .execute(&mut *tx)
-                .await
-                .map_err(db("spend: team total"))?;
-        }
-        for (u, v) in &totals.users {
-            sqlx::query("UPDATE llmgate_users SET spend = spend + $1 WHERE user_id = $2")
-                .bind(*v)
-                .bind(u.clone())
-                .execute(&mut *tx)
-                .await
-                .map_err(db("spend: user total"))?;
+                .map_err(db("spend: read period"))?;
+                let Some(row) = row else { continue };
+                let duration: Option<String> = get(&row, "budget_duration");
+                let reset_at: Option<i64> = get(&row, "budget_reset_at");
+                if reset_at.is_some_and(|r| r <= now) {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE {table} SET spend = $1, budget_reset_at = $2 WHERE {id_col} = $3"
+                    )))
+                    .bind(*v)
+                    .bind(next_reset(duration.as_deref(), now))
+                    .bind(id.clone())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("spend: new period"))?;
+                } else {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE {table} SET spend = spend + $1 WHERE {id_col} = $2"
+                    )))
+                    .bind(*v)
+                    .bind(id.clone())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("spend: total"))?;
+                }
+            }
         }
         tx.commit().await.map_err(db("spend: commit"))?;
         Ok(totals)

@@ -64,6 +64,10 @@ pub struct Gov {
 
 impl Gov {
     pub async fn start(yaml: &str, opts: BuildOptions) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_test_writer()
+            .try_init();
         let loaded = Config::from_yaml_str(yaml, "test").unwrap_or_else(|e| panic!("config: {e}"));
         let gateway = Gateway::build(&loaded.config, &HttpClient::new(), opts)
             .await
