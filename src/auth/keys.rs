@@ -183,6 +183,9 @@ fn auth_error(msg: impl Into<String>) -> LlmError {
         .with_code("401")
 }
 
+/// A cache hit: the key, or `None` for a key known not to exist.
+type Hit = Option<Arc<KeyInfo>>;
+
 struct Cached {
     info: Option<Arc<KeyInfo>>,
     fetched: Instant,
@@ -322,7 +325,8 @@ impl KeyCache {
     }
 
     /// The cached entry if fresh, or stale while a refresh starts; `None` on a miss.
-    fn cached(&self, token: &Arc<str>) -> Option<Option<Arc<KeyInfo>>> {
+    #[allow(clippy::option_option)] // outer: cached or not; inner: key exists or not
+    fn cached(&self, token: &Arc<str>) -> Option<Hit> {
         let entry = self.cache.get(token)?;
         if entry.fetched.elapsed() >= self.ttl
             && !entry.refreshing.swap(true, Ordering::AcqRel)

@@ -139,10 +139,13 @@ impl ModelPrice {
             .min(completion);
         let cached_price = self.cache_read_input_token_cost.unwrap_or(input);
         let reasoning_price = self.output_cost_per_reasoning_token.unwrap_or(output);
-        (prompt - cached) as f64 * input
-            + cached as f64 * cached_price
-            + (completion - reasoning) as f64 * output
-            + reasoning as f64 * reasoning_price
+        let parts = [
+            ((prompt - cached) as f64, input),
+            (cached as f64, cached_price),
+            ((completion - reasoning) as f64, output),
+            (reasoning as f64, reasoning_price),
+        ];
+        parts.iter().fold(0.0, |acc, (n, p)| n.mul_add(*p, acc))
     }
 
     /// Overrides from a deployment's `litellm_params`/`model_info` keys.

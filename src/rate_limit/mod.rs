@@ -650,7 +650,7 @@ where
             }
             Counters::Redis(r) => {
                 let r = r.clone();
-                let sc = scopes.clone();
+                let sc = scopes;
                 let admit: AdmitFuture = Box::pin(async move { r.admit(&sc).await });
                 let clone = self.inner.clone();
                 let svc = std::mem::replace(&mut self.inner, clone);
@@ -800,8 +800,10 @@ mod tests {
     use crate::store::Limits;
 
     fn info(rpm: i64) -> KeyInfo {
-        let mut i = KeyInfo::default();
-        i.token = "t".into();
+        let mut i = KeyInfo {
+            token: "t".into(),
+            ..KeyInfo::default()
+        };
         i.key.limits = Limits {
             rpm_limit: Some(rpm),
             ..Limits::default()

@@ -191,7 +191,7 @@ impl SpendConfig {
 }
 
 enum Msg {
-    Row(SpendRow),
+    Row(Box<SpendRow>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -219,7 +219,7 @@ impl SpendLog {
     /// Queues a row; its cost counts against budgets at once.
     pub fn record(&self, row: SpendRow) {
         self.ledger.add_row(&row);
-        if let Err(e) = self.tx.try_send(Msg::Row(row)) {
+        if let Err(e) = self.tx.try_send(Msg::Row(Box::new(row))) {
             let n = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // Log the first drop and then every 1000th, so a long outage cannot flood the log.
             if n == 1 || n.is_multiple_of(1000) {
@@ -394,7 +394,7 @@ async fn run(
         let mut flushes = Vec::new();
         for m in msgs.drain(..) {
             match m {
-                Msg::Row(r) => rows.push(r),
+                Msg::Row(r) => rows.push(*r),
                 Msg::Flush(tx) => flushes.push(tx),
             }
         }

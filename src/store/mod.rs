@@ -1148,7 +1148,7 @@ mod tests {
             status: "success".into(),
             ..SpendRow::default()
         };
-        s.write_spend(&[spend.clone()]).await.unwrap();
+        s.write_spend(std::slice::from_ref(&spend)).await.unwrap();
         // Retried batch: not counted twice.
         s.write_spend(&[spend]).await.unwrap();
         assert!((s.key(&row.token).await.unwrap().unwrap().spend - 0.5).abs() < 1e-12);
