@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use crate::{
     config::{Config, Loaded},
     gateway::{Gateway, DEFAULT_CONFIG},
+    governance::BuildOptions,
     provider::HttpClient,
     server::{serve, shutdown_signal, ServeConfig},
 };
@@ -24,6 +25,24 @@ pub struct RunOptions {
     pub check: bool,
     /// Grace period for in-flight requests at shutdown.
     pub grace_period: Duration,
+}
+
+/// How long shutdown waits for the database to take the last spend rows.
+const SPEND_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn opts_config(path: &Option<PathBuf>) -> Option<&PathBuf> {
+    path.as_ref()
+}
+
+/// The directory of the config file (the SQLite file goes beside it).
+fn opts_config_dir(path: Option<&PathBuf>) -> Option<PathBuf> {
+    let p = path?;
+    let dir = p.parent().map_or_else(|| PathBuf::from("."), PathBuf::from);
+    Some(if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    })
 }
 
 /// Installs the `tracing` subscriber on stderr: `RUST_LOG` filters (default `info`).
@@ -78,9 +97,21 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     let rt = rt
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let opts_path = opts.config.clone();
     rt.block_on(async move {
         let client = HttpClient::new();
-        let gateway = Gateway::from_config(&loaded.config, &client);
+        let mut build_opts = BuildOptions::default();
+        if let Some(dir) = opts_config_dir(opts_config(&opts_path)) {
+            build_opts = build_opts.config_dir(dir);
+        }
+        // `--check` validates without touching the database.
+        let gateway = if opts.check {
+            Gateway::from_config(&loaded.config, &client)
+        } else {
+            Gateway::build(&loaded.config, &client, build_opts)
+                .await
+                .map_err(|e| format!("{origin}: {e}"))?
+        };
         for w in &gateway.warnings {
             tracing::warn!("{origin}: {w}");
         }
@@ -104,15 +135,23 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             %addr,
             models = ?gateway.router.model_names(),
             auth = if loaded.config.general_settings.master_key.is_some() { "master_key" } else { "open" },
+            database = gateway.governance.as_ref().map_or("none", |g| g.database.as_str()),
             "llmgate listening"
         );
-        serve(
+        let served = serve(
             listener,
-            gateway.server(),
+            gateway.app(),
             ServeConfig::default().grace_period(opts.grace_period),
             shutdown_signal(),
         )
         .await
-        .map_err(|e| format!("server error: {e}"))
+        .map_err(|e| format!("server error: {e}"));
+        // Requests are done: write every queued spend row before exiting.
+        if let Some(stats) = gateway.shutdown(SPEND_FLUSH_TIMEOUT).await {
+            if stats.dropped > 0 {
+                tracing::error!(dropped = stats.dropped, "spend-log rows were lost");
+            }
+        }
+        served
     })
 }

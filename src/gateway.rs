@@ -3,8 +3,10 @@
 //! Layers never see the config: this module maps it to [`Deployment`]s, provider services, the
 //! [`Router`] and the auth layer, and returns the model-level stack and the HTTP edge.
 //!
-//! Default order (outermost first): `MasterKey → Cache → Fallback → Retry → Router → (per
-//! deployment) Health → Timeout → Provider → HttpClient`; see [`Gateway::from_config`].
+//! Default order (outermost first): `Auth → RateLimit → Budget → Cost → Cache → Fallback → Retry →
+//! Router → (per deployment) Health → Timeout → Provider → HttpClient`, built by the async
+//! [`Gateway::build`] (store, Redis, spend writer). [`Gateway::from_config`] builds the
+//! database-free stack `MasterKey → Cost → Cache → Fallback → Retry → Router → …`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,13 +17,17 @@ use bytes::Bytes;
 use http_body_util::Full;
 
 use crate::{
-    auth::MasterKeyLayer,
+    auth::{AuthLayer, MasterKeyLayer},
+    budget::BudgetLayer,
     cache::{CacheHandle, CacheLayer},
     config::{Config, ModelEntry},
+    cost::{CostLayer, PriceTable, Pricing},
     error::{BoxError, LlmError},
     fallback::FallbackLayer,
+    governance::{BuildError, BuildOptions},
     health::{CooldownPolicy, HealthLayer, PolicyClass},
     provider::{self, stable_id, Deployment, ProviderLayer, DEFAULT_TIMEOUT},
+    rate_limit::RateLimitLayer,
     retry::{self, RetryLayer},
     router::{DeploymentService, MakeDeploymentService, Router, Strategy},
     server::{OpenAiServer, DEFAULT_MAX_BODY_BYTES},
@@ -51,6 +57,10 @@ pub struct Gateway {
     pub max_body_bytes: usize,
     /// The response cache's counters, when `litellm_settings.cache` is on.
     pub cache: Option<CacheHandle>,
+    /// Keys, budgets, limits and spend ([`Gateway::build`] only).
+    pub governance: Option<crate::governance::Governance>,
+    /// The management API routes (404 for everything without governance).
+    pub management: axum::Router,
 }
 
 /// Bounds of an HTTP client service the gateway can call providers through.
@@ -95,26 +105,89 @@ impl Gateway {
     {
         let mut warnings = Vec::new();
         let router = build_router(config, client, &mut warnings);
+        let pricing = pricing(&PriceTable::builtin(), &router, &mut warnings);
         let cache = cache_layer(config, &mut warnings);
         let cache_handle = cache.as_ref().map(CacheLayer::handle);
+        // No stream-usage injection here: the database-free stack sends upstream exactly what
+        // the client sent (the conformance corpus checks it).
         let stack = ServiceBuilder::new()
             .layer(auth_layer(config))
+            .layer(CostLayer::new(pricing).stream_usage(false))
             .option_layer(cache)
             // Routing and reliability: each model group gets its retries before a fallback.
             .layer(fallback_layer(config))
             .layer(retry_layer(config))
             .service(router.clone());
-        let max_body_bytes = config
-            .general_settings
-            .max_request_size_mb
-            .filter(|mb| mb.is_finite() && *mb > 0.0)
-            .map_or(DEFAULT_MAX_BODY_BYTES, |mb| (mb * 1024.0 * 1024.0) as usize);
         Self {
             stack: BoxCloneSyncService::new(stack),
             router,
             warnings,
-            max_body_bytes,
+            max_body_bytes: max_body_bytes(config),
             cache: cache_handle,
+            governance: None,
+            management: crate::management::not_found_router(),
+        }
+    }
+
+    /// Builds the governed stack for `config` over `client`: connects the store (SQLite or
+    /// PostgreSQL, migrations run), Redis for shared limits when configured, and starts the spend
+    /// writer. See [`governance`](crate::governance) for how each is chosen.
+    ///
+    /// Order, outermost first: auth (master key + virtual keys) → rate limit → budget → cost →
+    /// cache → fallback → retry → router → per deployment: health → timeout → provider → HTTP
+    /// client.
+    pub async fn build<C, B>(
+        config: &Config,
+        client: &C,
+        opts: BuildOptions,
+    ) -> Result<Self, BuildError>
+    where
+        C: UpstreamClient<B>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let mut warnings = Vec::new();
+        let router = build_router(config, client, &mut warnings);
+        let table = crate::governance::price_table(&opts)?;
+        let pricing = pricing(&table, &router, &mut warnings);
+        let gov = crate::governance::start(config, &opts).await?;
+        let cache = cache_layer(config, &mut warnings);
+        let cache_handle = cache.as_ref().map(CacheLayer::handle);
+        let master = config.general_settings.master_key.clone();
+        let stack = ServiceBuilder::new()
+            .layer(AuthLayer::new(master.clone(), Some(gov.keys.clone())))
+            .layer(RateLimitLayer::new(gov.counters.clone()))
+            .layer(BudgetLayer::new(Some(gov.spend.log().ledger().clone())))
+            .layer(CostLayer::new(pricing).spend_log(gov.spend.log()))
+            .option_layer(cache)
+            .layer(fallback_layer(config))
+            .layer(retry_layer(config))
+            .service(router.clone());
+        let management =
+            crate::management::router(master, gov.keys.clone(), config.litellm_settings.max_budget);
+        Ok(Self {
+            stack: BoxCloneSyncService::new(stack),
+            router,
+            warnings,
+            max_body_bytes: max_body_bytes(config),
+            cache: cache_handle,
+            governance: Some(gov),
+            management,
+        })
+    }
+
+    /// The HTTP edge over the stack with the management API for every other path.
+    #[must_use]
+    pub fn app(&self) -> OpenAiServer<GatewayStack, axum::Router> {
+        self.server().with_fallback(self.management.clone())
+    }
+
+    /// Stops the governance services after `serve` returned: writes every queued spend row
+    /// (retrying for up to `timeout`). Returns the spend writer's counters.
+    pub async fn shutdown(self, timeout: Duration) -> Option<crate::spend::SpendStats> {
+        match self.governance {
+            Some(g) => Some(g.shutdown(timeout).await),
+            None => None,
         }
     }
 
@@ -247,6 +320,32 @@ fn cache_layer(config: &Config, warnings: &mut Vec<String>) -> Option<CacheLayer
         layer = layer.max_entry_bytes((kib * 1024.0) as usize);
     }
     Some(layer)
+}
+
+fn max_body_bytes(config: &Config) -> usize {
+    config
+        .general_settings
+        .max_request_size_mb
+        .filter(|mb| mb.is_finite() && *mb > 0.0)
+        .map_or(DEFAULT_MAX_BODY_BYTES, |mb| (mb * 1024.0 * 1024.0) as usize)
+}
+
+/// Each deployment's price; deployments without one are a warning (they cost 0).
+fn pricing(table: &PriceTable, router: &Router, warnings: &mut Vec<String>) -> Arc<Pricing> {
+    let deps: Vec<Arc<Deployment>> = router
+        .model_names()
+        .iter()
+        .flat_map(|g| router.deployments(g).cloned().collect::<Vec<_>>())
+        .collect();
+    let pricing = Pricing::new(table, deps.iter().map(|d| &**d));
+    for m in pricing.unpriced() {
+        if !m.starts_with("mock/") {
+            warnings.push(format!(
+                "no price known for `{m}`: its calls are logged at cost 0 (set input_cost_per_token / output_cost_per_token in litellm_params)"
+            ));
+        }
+    }
+    Arc::new(pricing)
 }
 
 /// Auth: the master key (`general_settings.master_key`).

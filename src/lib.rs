@@ -9,12 +9,17 @@ pub use self::{
     types::{LlmRequest, LlmResponse},
 };
 pub mod auth;
+pub mod budget;
 pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod cost;
 pub mod gateway;
+pub mod governance;
+pub mod management;
 pub mod provider;
+pub mod rate_limit;
 pub mod router;
 // Routing and reliability (issue 5).
 pub mod fallback;
@@ -22,4 +27,6 @@ pub mod health;
 pub mod retry;
 pub mod secret;
 pub mod server;
+pub mod spend;
+pub mod store;
 pub mod timeout;

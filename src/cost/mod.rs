@@ -1,0 +1,768 @@
+//! Cost: usage × price → the call's cost in USD, the `x-litellm-response-cost` header and one
+//! spend-log row per call.
+//!
+//! # Pricing
+//!
+//! [`PriceTable::builtin`] is a compact table in LiteLLM's `model_prices_and_context_window.json`
+//! format, built into the binary, with per-token input, output, cached-input and reasoning prices
+//! and context limits for the major models of every provider llmgate supports. A file in the same
+//! format ([`PriceTable::from_json`]) can be merged over it at start; a deployment's own prices
+//! (`input_cost_per_token`, `output_cost_per_token`, `cache_read_input_token_cost`,
+//! `output_cost_per_reasoning_token` in `litellm_params` or `model_info`) override both.
+//!
+//! Lookup for a deployment `provider/model`: `model_info.base_model`, then `provider/model`, then
+//! `model`, then `model` without a Bedrock region prefix (`us.`, `eu.`, `apac.`, `global.`).
+//! A deployment with no price costs 0 and is logged once at start.
+//!
+//! Cost = uncached input × input price + cached input × cached price + (output − reasoning) ×
+//! output price + reasoning × reasoning price (output price when not set).
+//!
+//! # Streams
+//!
+//! For a streamed chat, the layer asks the provider for usage (`stream_options.include_usage`) and
+//! wraps the stream once: the usage chunk is read, and removed when the client did not ask for it.
+//! The cost and the spend row are written when the stream ends, or when it is dropped (a client that
+//! disconnects). The `x-litellm-response-cost` header needs the cost before the body, so it is only
+//! on complete responses; a stream's cost is in its spend-log row.
+//!
+//! Place in the default order: after budget (a refused call costs nothing), before the cache (a hit
+//! is logged at zero cost).
+//!
+//! Extensions read: [`KeyInfo`](crate::auth::KeyInfo) (as `Arc<KeyInfo>`),
+//! [`CallId`](crate::server::CallId), [`UsageReport`] (filled with the call's total tokens).
+//! Errors: none of its own.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use llmgate::cost::{CostLayer, Pricing, PriceTable};
+//! use llmgate::provider::Deployment;
+//!
+//! // Default: the built-in table, no spend log.
+//! let dep = Deployment::new("gpt", "openai/gpt-4o-mini");
+//! let pricing = Pricing::new(&PriceTable::builtin(), [&dep]);
+//! let layer = CostLayer::new(Arc::new(pricing));
+//! # let _ = layer;
+//!
+//! // Customised: a LiteLLM-format file merged over the built-in table.
+//! let mut table = PriceTable::builtin();
+//! table.merge(PriceTable::from_json(r#"{"my-model": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}}"#).unwrap());
+//! assert!(table.get("my-model").is_some());
+//! ```
+
+use std::{
+    collections::HashMap,
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    task::{ready, Context, Poll},
+    time::Instant,
+};
+
+use futures_core::Stream;
+use pin_project_lite::pin_project;
+use serde::{Deserialize, Serialize};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    auth::KeyInfo,
+    error::LlmError,
+    provider::Deployment,
+    server::CallId,
+    spend::SpendLog,
+    store::{now_ms, SpendRow},
+    types::{
+        chat::{ChatChunk, StreamOptions, Usage},
+        ChatStream, LlmRequest, LlmResponse, ResponseBody,
+    },
+};
+
+/// The built-in price table (LiteLLM's format).
+pub const BUILTIN_PRICES: &str = include_str!("model_prices.json");
+
+/// One model's prices and limits: an entry of LiteLLM's `model_prices_and_context_window.json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ModelPrice {
+    /// USD per input token.
+    #[serde(default)]
+    pub input_cost_per_token: Option<f64>,
+    /// USD per output token.
+    #[serde(default)]
+    pub output_cost_per_token: Option<f64>,
+    /// USD per input token read from the provider's prompt cache.
+    #[serde(default)]
+    pub cache_read_input_token_cost: Option<f64>,
+    /// USD per input token written to the provider's prompt cache.
+    #[serde(default)]
+    pub cache_creation_input_token_cost: Option<f64>,
+    /// USD per reasoning token (output price when not set).
+    #[serde(default)]
+    pub output_cost_per_reasoning_token: Option<f64>,
+    /// Context window.
+    #[serde(default)]
+    pub max_input_tokens: Option<u64>,
+    /// Output limit.
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
+    /// Provider name in LiteLLM's table.
+    #[serde(default)]
+    pub litellm_provider: Option<String>,
+    /// `chat`, `embedding`, …
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+impl ModelPrice {
+    /// The cost of `usage` at these prices, in USD.
+    #[must_use]
+    pub fn cost(&self, usage: &Usage) -> f64 {
+        let input = self.input_cost_per_token.unwrap_or(0.0);
+        let output = self.output_cost_per_token.unwrap_or(0.0);
+        let prompt = usage.prompt_tokens.unwrap_or(0);
+        let completion = usage.completion_tokens.unwrap_or(0);
+        let cached = usage
+            .prompt_tokens_details
+            .as_ref()
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+            .min(prompt);
+        let reasoning = usage
+            .completion_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0)
+            .min(completion);
+        let cached_price = self.cache_read_input_token_cost.unwrap_or(input);
+        let reasoning_price = self.output_cost_per_reasoning_token.unwrap_or(output);
+        let parts = [
+            ((prompt - cached) as f64, input),
+            (cached as f64, cached_price),
+            ((completion - reasoning) as f64, output),
+            (reasoning as f64, reasoning_price),
+        ];
+        parts.iter().fold(0.0, |acc, (n, p)| n.mul_add(*p, acc))
+    }
+
+    /// Overrides from a deployment's `litellm_params`/`model_info` keys.
+    fn overridden(mut self, params: &serde_json::Map<String, serde_json::Value>) -> Self {
+        let f = |k: &str| params.get(k).and_then(serde_json::Value::as_f64);
+        if let Some(v) = f("input_cost_per_token") {
+            self.input_cost_per_token = Some(v);
+        }
+        if let Some(v) = f("output_cost_per_token") {
+            self.output_cost_per_token = Some(v);
+        }
+        if let Some(v) = f("cache_read_input_token_cost") {
+            self.cache_read_input_token_cost = Some(v);
+        }
+        if let Some(v) = f("cache_creation_input_token_cost") {
+            self.cache_creation_input_token_cost = Some(v);
+        }
+        if let Some(v) = f("output_cost_per_reasoning_token") {
+            self.output_cost_per_reasoning_token = Some(v);
+        }
+        self
+    }
+}
+
+/// Prices by model name, in LiteLLM's format. See the [module docs](self).
+#[derive(Clone, Debug, Default)]
+pub struct PriceTable {
+    models: HashMap<String, ModelPrice>,
+}
+
+impl PriceTable {
+    /// The built-in table.
+    #[must_use]
+    pub fn builtin() -> Self {
+        // The embedded table is checked by a unit test; an unreadable one would be empty.
+        Self::from_json(BUILTIN_PRICES).unwrap_or_default()
+    }
+
+    /// A table from LiteLLM's `model_prices_and_context_window.json` format. Entries that are not
+    /// objects (LiteLLM's `sample_spec` is one) or do not parse are skipped.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        let raw: HashMap<String, serde_json::Value> = serde_json::from_str(json)?;
+        let models = raw
+            .into_iter()
+            .filter(|(k, _)| k != "sample_spec")
+            .filter_map(|(k, v)| serde_json::from_value::<ModelPrice>(v).ok().map(|p| (k, p)))
+            .collect();
+        Ok(Self { models })
+    }
+
+    /// Adds (or replaces) the entries of `other`.
+    pub fn merge(&mut self, other: Self) {
+        self.models.extend(other.models);
+    }
+
+    /// The entry for a model name.
+    #[must_use]
+    pub fn get(&self, model: &str) -> Option<&ModelPrice> {
+        self.models.get(model)
+    }
+
+    /// Number of entries.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.models.len()
+    }
+
+    /// Whether the table is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+
+    /// The price of a deployment (see the [module docs](self) for the lookup order), with its
+    /// overrides applied; `None` when neither the table nor the deployment has one.
+    #[must_use]
+    pub fn for_deployment(&self, dep: &Deployment) -> Option<ModelPrice> {
+        let base_model = dep
+            .model_info
+            .get("base_model")
+            .and_then(serde_json::Value::as_str);
+        let provider = &*dep.provider;
+        let model = &*dep.model;
+        let full = format!("{provider}/{model}");
+        let stripped = ["us.", "eu.", "apac.", "global.", "jp.", "au."]
+            .iter()
+            .find_map(|p| model.strip_prefix(p));
+        let found = base_model
+            .and_then(|b| self.get(b).or_else(|| self.get(&format!("{provider}/{b}"))))
+            .or_else(|| self.get(&full))
+            .or_else(|| self.get(model))
+            .or_else(|| stripped.and_then(|m| self.get(m)))
+            .cloned();
+        let has_override = [&dep.params, &dep.model_info].iter().any(|m| {
+            m.keys().any(|k| {
+                matches!(
+                    k.as_str(),
+                    "input_cost_per_token"
+                        | "output_cost_per_token"
+                        | "cache_read_input_token_cost"
+                        | "output_cost_per_reasoning_token"
+                )
+            })
+        }) || dep.input_cost_per_token.is_some()
+            || dep.output_cost_per_token.is_some();
+        if found.is_none() && !has_override {
+            return None;
+        }
+        let mut price = found
+            .unwrap_or_default()
+            .overridden(&dep.model_info)
+            .overridden(&dep.params);
+        if let Some(v) = dep.input_cost_per_token {
+            price.input_cost_per_token = Some(v);
+        }
+        if let Some(v) = dep.output_cost_per_token {
+            price.output_cost_per_token = Some(v);
+        }
+        Some(price)
+    }
+}
+
+/// Prices resolved per deployment id, once, when the gateway is built.
+#[derive(Clone, Debug, Default)]
+pub struct Pricing {
+    by_deployment: HashMap<Arc<str>, ModelPrice>,
+    unpriced: Vec<String>,
+}
+
+impl Pricing {
+    /// Resolves each deployment's price from `table`.
+    pub fn new<'a>(
+        table: &PriceTable,
+        deployments: impl IntoIterator<Item = &'a Deployment>,
+    ) -> Self {
+        let mut by_deployment = HashMap::new();
+        let mut unpriced = Vec::new();
+        for dep in deployments {
+            match table.for_deployment(dep) {
+                Some(p) => {
+                    by_deployment.insert(dep.id.clone(), p);
+                }
+                None => unpriced.push(format!("{}/{}", dep.provider, dep.model)),
+            }
+        }
+        Self {
+            by_deployment,
+            unpriced,
+        }
+    }
+
+    /// The price of a deployment.
+    #[must_use]
+    pub fn get(&self, deployment_id: &str) -> Option<&ModelPrice> {
+        self.by_deployment.get(deployment_id)
+    }
+
+    /// Deployments without a price (`provider/model`), for a start-up warning.
+    #[must_use]
+    pub fn unpriced(&self) -> &[String] {
+        &self.unpriced
+    }
+
+    /// The cost of `usage` on a deployment (0 without a price).
+    #[must_use]
+    pub fn cost(&self, deployment_id: Option<&str>, usage: &Usage) -> f64 {
+        deployment_id
+            .and_then(|d| self.get(d))
+            .map_or(0.0, |p| p.cost(usage))
+    }
+}
+
+/// The total tokens of a call, filled by the cost layer when the response ends; an outer layer
+/// (the rate limiter's tpm) puts it in the request extensions and reads it afterwards.
+#[derive(Clone, Debug, Default)]
+pub struct UsageReport(pub Arc<AtomicU64>);
+
+impl UsageReport {
+    /// Total tokens reported so far.
+    #[must_use]
+    pub fn total_tokens(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Applies [`Cost`]. See the [module docs](self) for an example.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct CostLayer {
+    pricing: Arc<Pricing>,
+    spend: Option<SpendLog>,
+    stream_usage: bool,
+}
+
+impl CostLayer {
+    /// Prices calls with `pricing`; writes no spend log.
+    pub fn new(pricing: Arc<Pricing>) -> Self {
+        Self {
+            pricing,
+            spend: None,
+            stream_usage: true,
+        }
+    }
+
+    /// Whether to ask providers for usage on streams (`stream_options.include_usage`, default
+    /// on). Off, a stream is priced only when the client asked for usage itself.
+    pub fn stream_usage(mut self, on: bool) -> Self {
+        self.stream_usage = on;
+        self
+    }
+
+    /// Writes one spend-log row per call to `spend`.
+    pub fn spend_log(mut self, spend: SpendLog) -> Self {
+        self.spend = Some(spend);
+        self
+    }
+}
+
+impl<S> Layer<S> for CostLayer {
+    type Service = Cost<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Cost {
+            inner,
+            pricing: self.pricing.clone(),
+            spend: self.spend.clone(),
+            stream_usage: self.stream_usage,
+        }
+    }
+}
+
+/// Prices each call and logs its spend. See the [module docs](self) for an example.
+#[derive(Clone, Debug)]
+pub struct Cost<S> {
+    inner: S,
+    pricing: Arc<Pricing>,
+    spend: Option<SpendLog>,
+    stream_usage: bool,
+}
+
+impl<S> Cost<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes this, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// What the cost layer remembers about a call until it ends.
+struct CallCtx {
+    pricing: Arc<Pricing>,
+    spend: Option<SpendLog>,
+    key: Option<Arc<KeyInfo>>,
+    call_id: Option<Arc<str>>,
+    model_group: String,
+    tags: Vec<String>,
+    started: Instant,
+    started_ms: i64,
+    report: Option<UsageReport>,
+}
+
+impl CallCtx {
+    /// Logs the call; returns its cost.
+    fn finish(&self, usage: Option<&Usage>, meta: &MetaSnapshot, status: &str) -> f64 {
+        let cost = if meta.cache_hit {
+            0.0
+        } else {
+            usage.map_or(0.0, |u| self.pricing.cost(meta.deployment_id.as_deref(), u))
+        };
+        let total = usage.map_or(0, |u| {
+            u.total_tokens
+                .unwrap_or(u.prompt_tokens.unwrap_or(0) + u.completion_tokens.unwrap_or(0))
+        });
+        if let Some(r) = &self.report {
+            r.0.fetch_add(total, Ordering::AcqRel);
+        }
+        if let Some(spend) = &self.spend {
+            let to_i64 = |v: Option<u64>| v.map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX));
+            let row = SpendRow {
+                request_id: self
+                    .call_id
+                    .as_deref()
+                    .map_or_else(crate::server::new_call_id, str::to_owned),
+                api_key: self
+                    .key
+                    .as_ref()
+                    .map(|k| k.token.to_string())
+                    .unwrap_or_default(),
+                key_alias: self.key.as_ref().and_then(|k| k.key_alias.clone()),
+                team_id: self.key.as_ref().and_then(|k| k.team_id.clone()),
+                user_id: self.key.as_ref().and_then(|k| k.user_id.clone()),
+                model_group: self.model_group.clone(),
+                model: meta.model.clone(),
+                model_id: meta.deployment_id.as_deref().map(str::to_owned),
+                custom_llm_provider: meta.provider.clone(),
+                prompt_tokens: to_i64(usage.and_then(|u| u.prompt_tokens)),
+                completion_tokens: to_i64(usage.and_then(|u| u.completion_tokens)),
+                total_tokens: i64::try_from(total).unwrap_or(i64::MAX),
+                spend: cost,
+                start_time: self.started_ms,
+                end_time: now_ms(),
+                latency_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
+                cache_hit: meta.cache_hit,
+                status: status.to_owned(),
+                request_tags: self.tags.clone(),
+            };
+            spend.record(row);
+        }
+        cost
+    }
+}
+
+/// The parts of `ResponseMeta` a spend row needs.
+#[derive(Clone, Default)]
+struct MetaSnapshot {
+    deployment_id: Option<Arc<str>>,
+    provider: Option<String>,
+    model: Option<String>,
+    cache_hit: bool,
+}
+
+fn request_tags(req: &LlmRequest) -> Vec<String> {
+    let Some(chat) = req.as_chat() else {
+        return Vec::new();
+    };
+    let from = |v: Option<&serde_json::Value>| -> Vec<String> {
+        v.and_then(serde_json::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut tags = from(chat.metadata.as_ref().and_then(|m| m.get("tags")));
+    tags.extend(from(
+        chat.extra.get_as::<serde_json::Value>("tags").as_ref(),
+    ));
+    tags
+}
+
+impl<S> Service<LlmRequest> for Cost<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
+{
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: LlmRequest) -> Self::Future {
+        if matches!(req.op, crate::types::Operation::ListModels) {
+            return ResponseFuture {
+                inner: self.inner.call(req),
+                ctx: None,
+                strip_usage: false,
+            };
+        }
+        // Strip the usage chunk only when this layer asked for it on the client's behalf.
+        let mut strip_usage = false;
+        if req.is_stream() {
+            if let Some(chat) = req.chat_mut() {
+                let client_asked = chat
+                    .stream_options
+                    .as_ref()
+                    .and_then(|o| o.include_usage)
+                    .unwrap_or(false);
+                if !client_asked && self.stream_usage {
+                    strip_usage = true;
+                    let mut opts = chat
+                        .stream_options
+                        .clone()
+                        .unwrap_or_else(StreamOptions::default);
+                    opts.include_usage = Some(true);
+                    chat.stream_options = Some(opts);
+                }
+            }
+        }
+        let ctx = CallCtx {
+            pricing: self.pricing.clone(),
+            spend: self.spend.clone(),
+            key: req.extensions.get::<Arc<KeyInfo>>().cloned(),
+            call_id: req.extensions.get::<CallId>().map(|c| c.0.clone()),
+            model_group: req.model().to_owned(),
+            tags: request_tags(&req),
+            started: Instant::now(),
+            started_ms: now_ms(),
+            report: req.extensions.get::<UsageReport>().cloned(),
+        };
+        ResponseFuture {
+            inner: self.inner.call(req),
+            ctx: Some(ctx),
+            strip_usage,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Cost`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        ctx: Option<CallCtx>,
+        strip_usage: bool,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("cost::ResponseFuture")
+            .finish_non_exhaustive()
+    }
+}
+
+fn snapshot(meta: &crate::types::ResponseMeta, pricing_model: Option<String>) -> MetaSnapshot {
+    MetaSnapshot {
+        deployment_id: meta.deployment_id.clone(),
+        provider: meta.provider.as_deref().map(str::to_owned),
+        model: pricing_model,
+        cache_hit: meta.cache_hit,
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<LlmResponse, LlmError>>,
+{
+    type Output = Result<LlmResponse, LlmError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let Some(ctx) = this.ctx.take() else {
+            return Poll::Ready(result);
+        };
+        match result {
+            Err(e) => {
+                ctx.finish(None, &MetaSnapshot::default(), "failure");
+                Poll::Ready(Err(e))
+            }
+            Ok(mut resp) => {
+                let body_model = match &resp.body {
+                    ResponseBody::Chat(c) => c.model.clone(),
+                    ResponseBody::Embeddings(e) => e.model.clone(),
+                    _ => None,
+                };
+                let snap = snapshot(&resp.meta, body_model);
+                match resp.body {
+                    ResponseBody::Stream(stream) => {
+                        resp.body = ResponseBody::Stream(Box::pin(CostStream {
+                            inner: stream,
+                            ctx: Some(ctx),
+                            meta: snap,
+                            usage: None,
+                            strip_usage: *this.strip_usage,
+                        }));
+                    }
+                    _ => {
+                        let usage = resp.meta.usage.clone().or_else(|| match &resp.body {
+                            ResponseBody::Chat(c) => c.usage.clone(),
+                            _ => None,
+                        });
+                        let cost = ctx.finish(usage.as_ref(), &snap, "success");
+                        resp.meta.cost = Some(cost);
+                    }
+                }
+                Poll::Ready(Ok(resp))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// A chat stream that reads the usage chunk, strips it for clients that did not ask for it, and
+    /// logs the call's cost once when the stream ends or is dropped.
+    struct CostStream {
+        inner: ChatStream,
+        ctx: Option<CallCtx>,
+        meta: MetaSnapshot,
+        usage: Option<Usage>,
+        strip_usage: bool,
+    }
+
+    impl PinnedDrop for CostStream {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(ctx) = this.ctx.take() {
+                ctx.finish(this.usage.as_ref(), this.meta, "success");
+            }
+        }
+    }
+}
+
+impl Stream for CostStream {
+    type Item = Result<ChatChunk, LlmError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        loop {
+            match ready!(this.inner.as_mut().poll_next(cx)) {
+                Some(Ok(mut chunk)) => {
+                    if this.meta.model.is_none() {
+                        this.meta.model.clone_from(&chunk.model);
+                    }
+                    if let Some(u) = &chunk.usage {
+                        *this.usage = Some(u.clone());
+                        if *this.strip_usage {
+                            if chunk.choices.is_empty() {
+                                continue;
+                            }
+                            chunk.usage = None;
+                        }
+                    }
+                    return Poll::Ready(Some(Ok(chunk)));
+                }
+                Some(Err(e)) => {
+                    if let Some(ctx) = this.ctx.take() {
+                        ctx.finish(this.usage.as_ref(), this.meta, "failure");
+                    }
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    if let Some(ctx) = this.ctx.take() {
+                        ctx.finish(this.usage.as_ref(), this.meta, "success");
+                    }
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::chat::{CompletionTokensDetails, PromptTokensDetails};
+
+    #[test]
+    fn builtin_table_parses_and_covers_providers() {
+        let t = PriceTable::builtin();
+        assert!(t.len() > 80, "{}", t.len());
+        for m in [
+            "gpt-4o-mini",
+            "azure/gpt-4o",
+            "claude-sonnet-4-5",
+            "gemini/gemini-2.5-flash",
+            "gemini-2.5-pro",
+            "anthropic.claude-3-5-haiku-20241022-v1:0",
+            "amazon.nova-pro-v1:0",
+            "groq/llama-3.3-70b-versatile",
+            "deepseek/deepseek-chat",
+            "mistral/mistral-large-latest",
+            "ollama/llama3.1",
+        ] {
+            assert!(t.get(m).is_some(), "{m} missing");
+        }
+    }
+
+    #[test]
+    fn cost_counts_cached_and_reasoning_tokens() {
+        let p = ModelPrice {
+            input_cost_per_token: Some(1.0),
+            output_cost_per_token: Some(10.0),
+            cache_read_input_token_cost: Some(0.1),
+            output_cost_per_reasoning_token: Some(20.0),
+            ..ModelPrice::default()
+        };
+        let mut u = Usage::new(100, 50);
+        u.prompt_tokens_details = Some(PromptTokensDetails {
+            cached_tokens: Some(40),
+            ..Default::default()
+        });
+        u.completion_tokens_details = Some(CompletionTokensDetails {
+            reasoning_tokens: Some(10),
+            ..Default::default()
+        });
+        let c = p.cost(&u);
+        assert!((c - (60.0 + 4.0 + 400.0 + 200.0)).abs() < 1e-9, "{c}");
+    }
+
+    #[test]
+    fn deployment_lookup_and_overrides() {
+        let t = PriceTable::builtin();
+        let d = Deployment::new("g", "openai/gpt-4o-mini");
+        let p = t.for_deployment(&d).unwrap();
+        assert_eq!(p.input_cost_per_token, Some(1.5e-7));
+        let mut d = Deployment::new("g", "bedrock/us.amazon.nova-pro-v1:0");
+        assert_eq!(
+            t.for_deployment(&d).unwrap().input_cost_per_token,
+            Some(8e-7)
+        );
+        d.input_cost_per_token = Some(1.0);
+        assert_eq!(
+            t.for_deployment(&d).unwrap().input_cost_per_token,
+            Some(1.0)
+        );
+        let mut d = Deployment::new("g", "azure/my-deployment");
+        assert!(t.for_deployment(&d).is_none());
+        d.model_info
+            .insert("base_model".into(), "azure/gpt-4o".into());
+        assert_eq!(
+            t.for_deployment(&d).unwrap().output_cost_per_token,
+            Some(1e-5)
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! The governance part of the gateway, built from the config by [`Gateway::build`](crate::gateway::Gateway::build):
+//! the store, the key cache, the rate-limit counters, the spend writer and the management routes.
+//!
+//! Which database: `general_settings.database_url`, else the `DATABASE_URL` environment variable,
+//! else SQLite in `llmgate.db` beside the config file (created on first start), else (no config
+//! file) an in-memory SQLite database. [`BuildOptions::database_url`] overrides all of these.
+//!
+//! Which counters: Redis when `router_settings.redis_url` or `redis_host` is set, else in process.
+//!
+//! Prices: the built-in table, with `LLMGATE_MODEL_PRICES` (or [`BuildOptions::prices_file`]), a
+//! file in LiteLLM's `model_prices_and_context_window.json` format, merged over it.
+
+use std::{fmt, path::PathBuf, time::Duration};
+
+use crate::{
+    auth::KeyCache,
+    config::Config,
+    cost::PriceTable,
+    rate_limit::Counters,
+    spend::{SpendConfig, SpendStats, SpendWriter},
+    store::Store,
+};
+
+/// Options of [`Gateway::build`](crate::gateway::Gateway::build) beyond the config.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BuildOptions {
+    /// The directory of the config file: the SQLite file goes there.
+    pub config_dir: Option<PathBuf>,
+    /// Overrides the database URL (`sqlite::memory:` for tests).
+    pub database_url: Option<String>,
+    /// Overrides the Redis URL for rate-limit counters.
+    pub redis_url: Option<String>,
+    /// How long a key lookup stays fresh (default 10 s).
+    pub key_cache_ttl: Duration,
+    /// Spend writer settings.
+    pub spend: SpendConfig,
+    /// A LiteLLM-format price file merged over the built-in table.
+    pub prices_file: Option<PathBuf>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            config_dir: None,
+            database_url: None,
+            redis_url: None,
+            key_cache_ttl: Duration::from_secs(10),
+            spend: SpendConfig::default(),
+            prices_file: std::env::var_os("LLMGATE_MODEL_PRICES").map(PathBuf::from),
+        }
+    }
+}
+
+impl BuildOptions {
+    /// Puts the SQLite file into `dir`.
+    #[must_use]
+    pub fn config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config_dir = Some(dir.into());
+        self
+    }
+
+    /// Uses this database.
+    #[must_use]
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+
+    /// Uses this Redis for rate-limit counters.
+    #[must_use]
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = Some(url.into());
+        self
+    }
+
+    /// Sets the key cache ttl.
+    #[must_use]
+    pub fn key_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.key_cache_ttl = ttl;
+        self
+    }
+
+    /// Sets the spend writer settings.
+    #[must_use]
+    pub fn spend(mut self, spend: SpendConfig) -> Self {
+        self.spend = spend;
+        self
+    }
+
+    /// Merges this price file over the built-in table.
+    #[must_use]
+    pub fn prices_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.prices_file = Some(path.into());
+        self
+    }
+}
+
+/// Why the gateway could not be built: the config key and the reason.
+#[derive(Debug)]
+pub struct BuildError {
+    /// The config key (or option) at fault.
+    pub key: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// The running governance services. See the [module docs](self).
+#[derive(Debug)]
+pub struct Governance {
+    /// The store.
+    pub store: Store,
+    /// Key lookups.
+    pub keys: KeyCache,
+    /// Rate-limit counters.
+    pub counters: Counters,
+    /// The spend writer (flush it, or shut it down after `serve` returns).
+    pub spend: SpendWriter,
+    /// A redacted description of the database (`sqlite:/path/llmgate.db`, `postgres://host/db`).
+    pub database: String,
+}
+
+impl Governance {
+    /// Writes queued spend rows (retrying for up to `timeout`) and stops the writer.
+    pub async fn shutdown(self, timeout: Duration) -> SpendStats {
+        self.spend.shutdown(timeout).await
+    }
+}
+
+/// The database URL for `config` and `opts` (see the [module docs](self)).
+#[must_use]
+pub fn database_url(config: &Config, opts: &BuildOptions) -> String {
+    if let Some(u) = &opts.database_url {
+        return u.clone();
+    }
+    if let Some(u) = config
+        .general_settings
+        .database_url
+        .as_ref()
+        .filter(|s| !s.is_empty())
+    {
+        return u.expose().to_owned();
+    }
+    if let Ok(u) = std::env::var("DATABASE_URL") {
+        if !u.is_empty() {
+            return u;
+        }
+    }
+    match &opts.config_dir {
+        Some(dir) => format!("sqlite://{}?mode=rwc", dir.join("llmgate.db").display()),
+        None => "sqlite::memory:".to_owned(),
+    }
+}
+
+fn redact(url: &str) -> String {
+    crate::provider::redact_url(url)
+}
+
+/// The Redis URL from `router_settings` (`redis_url`, or `redis_host`/`redis_port`/`redis_password`).
+#[must_use]
+pub fn redis_url(config: &Config, opts: &BuildOptions) -> Option<String> {
+    if let Some(u) = &opts.redis_url {
+        return Some(u.clone());
+    }
+    let r = &config.router_settings;
+    if let Some(u) = r.redis_url.as_ref().filter(|u| !u.is_empty()) {
+        return Some(u.expose().to_owned());
+    }
+    let host = r.redis_host.as_deref().filter(|h| !h.is_empty())?;
+    let port = r.redis_port.unwrap_or(6379);
+    Some(match r.redis_password.as_ref().filter(|p| !p.is_empty()) {
+        Some(p) => format!("redis://:{}@{host}:{port}", p.expose()),
+        None => format!("redis://{host}:{port}"),
+    })
+}
+
+/// The price table: built-in, with the price file merged over it.
+pub fn price_table(opts: &BuildOptions) -> Result<PriceTable, BuildError> {
+    let mut table = PriceTable::builtin();
+    if let Some(path) = &opts.prices_file {
+        let text = std::fs::read_to_string(path).map_err(|e| BuildError {
+            key: "LLMGATE_MODEL_PRICES".into(),
+            reason: format!("cannot read {}: {e}", path.display()),
+        })?;
+        let extra = PriceTable::from_json(&text).map_err(|e| BuildError {
+            key: "LLMGATE_MODEL_PRICES".into(),
+            reason: format!("{} is not a LiteLLM price file: {e}", path.display()),
+        })?;
+        table.merge(extra);
+    }
+    Ok(table)
+}
+
+/// Connects the store and Redis, starts the spend writer.
+pub async fn start(config: &Config, opts: &BuildOptions) -> Result<Governance, BuildError> {
+    let url = database_url(config, opts);
+    let pool = config
+        .general_settings
+        .database_connection_pool_limit
+        .unwrap_or(10);
+    let store = Store::connect_with(&url, pool)
+        .await
+        .map_err(|e| BuildError {
+            key: "general_settings.database_url".into(),
+            reason: e.to_string(),
+        })?;
+    let keys = KeyCache::new(store.clone(), opts.key_cache_ttl);
+    let counters = match redis_url(config, opts) {
+        Some(u) => Counters::redis(&u, "llmgate")
+            .await
+            .map_err(|e| BuildError {
+                key: "router_settings.redis_host".into(),
+                reason: format!("cannot reach Redis at {}: {e}", redact(&u)),
+            })?,
+        None => Counters::memory(),
+    };
+    let hook_keys = keys.clone();
+    let on_commit: crate::spend::OnCommit = std::sync::Arc::new(move |totals| {
+        hook_keys.add_spend(totals, std::time::Instant::now());
+    });
+    let spend = SpendWriter::spawn_with(store.clone(), opts.spend.clone(), Some(on_commit));
+    Ok(Governance {
+        store,
+        keys,
+        counters,
+        spend,
+        database: redact(&url),
+    })
+}

@@ -1,0 +1,1114 @@
+//! The management API: keys, teams, users and spend, with LiteLLM's paths, field names and status
+//! codes, as an axum `Router` mounted with [`OpenAiServer::with_fallback`](crate::server::OpenAiServer::with_fallback).
+//!
+//! Every route needs the master key or the key of a `proxy_admin` user (401 without a valid key,
+//! 403 for any other key). Malformed input is a 400 OpenAI error JSON whose `param` names the field.
+//! Unknown keys, teams or users are 404. See `docs/governance.md` for each route's fields.
+//!
+//! | route | does |
+//! | --- | --- |
+//! | `POST /key/generate` | new key (`key` in the answer is shown only here) |
+//! | `POST /key/update` | change a key's fields |
+//! | `GET /key/info?key=` | one key |
+//! | `POST /key/delete` | `{"keys": [...]}` or `{"key_aliases": [...]}` |
+//! | `GET /key/list` | `page`, `size`, `team_id`, `user_id`, `return_full_object` |
+//! | `POST /key/block`, `/key/unblock` | `{"key": ...}` |
+//! | `POST /key/regenerate`, `/key/{key}/regenerate` | new secret, same settings |
+//! | `POST /team/new`, `/team/update`, `/team/delete`, `/team/member_add` | teams |
+//! | `GET /team/info?team_id=`, `/team/list` | teams |
+//! | `POST /user/new`, `GET /user/info?user_id=` | users |
+//! | `GET /spend/logs`, `/global/spend` | spend |
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use std::time::Duration;
+//! use llmgate::{auth::KeyCache, management, secret::Secret, store::Store};
+//! let store = Store::connect("sqlite::memory:").await.unwrap();
+//! let keys = KeyCache::new(store, Duration::from_secs(10));
+//! let routes: axum::Router = management::router(Some(Secret::new("sk-master")), keys, None);
+//! # let _ = routes;
+//! # });
+//! ```
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Path, Query, State},
+    http::HeaderMap,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Deserialize};
+use serde_json::{json, Map, Value};
+
+use crate::{
+    auth::KeyCache,
+    error::{ErrorKind, LlmError},
+    secret::Secret,
+    server::{parse_json, presented_key},
+    store::{
+        hash_key, next_reset, now_ms, parse_duration, KeyRow, Limits, NewKey, SpendFilter,
+        SpendRow, Store, StoreError, TeamRow, UserRow,
+    },
+};
+
+/// An error answer: the OpenAI error JSON with its status.
+#[derive(Debug)]
+pub struct ApiError(pub LlmError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, headers, body) = self.0.to_http_parts();
+        (status, headers, body).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "management API: store error");
+        Self(
+            LlmError::new(
+                ErrorKind::ServiceUnavailable,
+                "the database is unavailable; try again",
+            )
+            .with_code("503"),
+        )
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+fn bad(param: &str, msg: impl Into<String>) -> ApiError {
+    ApiError(
+        LlmError::bad_request(msg)
+            .with_param(param)
+            .with_code("400"),
+    )
+}
+
+fn not_found(msg: impl Into<String>) -> ApiError {
+    ApiError(LlmError::new(ErrorKind::NotFound, msg).with_code("404"))
+}
+
+struct Mgmt {
+    master: Option<Secret>,
+    keys: KeyCache,
+    max_budget: Option<f64>,
+}
+
+/// The management routes over `keys` (and its store), guarded by `master`. `max_budget` is the
+/// proxy-wide budget `/global/spend` reports (`litellm_settings.max_budget`).
+pub fn router(master: Option<Secret>, keys: KeyCache, max_budget: Option<f64>) -> Router {
+    let state = Arc::new(Mgmt {
+        master: master.filter(|m| !m.is_empty()),
+        keys,
+        max_budget,
+    });
+    Router::new()
+        .route("/key/generate", post(key_generate))
+        .route("/key/update", post(key_update))
+        .route("/key/info", get(key_info))
+        .route("/key/delete", post(key_delete))
+        .route("/key/list", get(key_list))
+        .route("/key/block", post(key_block))
+        .route("/key/unblock", post(key_unblock))
+        .route("/key/regenerate", post(key_regenerate))
+        .route("/key/{key}/regenerate", post(key_regenerate_path))
+        .route("/team/new", post(team_new))
+        .route("/team/update", post(team_update))
+        .route("/team/info", get(team_info))
+        .route("/team/delete", post(team_delete))
+        .route("/team/list", get(team_list))
+        .route("/team/member_add", post(team_member_add))
+        .route("/user/new", post(user_new))
+        .route("/user/info", get(user_info))
+        .route("/spend/logs", get(spend_logs))
+        .route("/global/spend", get(global_spend))
+        .fallback(unknown_route)
+        .with_state(state)
+}
+
+/// A router that answers every path with the OpenAI 404 error JSON (no management API).
+pub fn not_found_router() -> Router {
+    Router::new().fallback(unknown_route)
+}
+
+async fn unknown_route(uri: axum::http::Uri) -> ApiError {
+    ApiError(
+        LlmError::new(ErrorKind::NotFound, format!("Unknown path: {}", uri.path()))
+            .with_code("unknown_url"),
+    )
+}
+
+impl Mgmt {
+    fn store(&self) -> &Store {
+        self.keys.store()
+    }
+
+    async fn admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(master) = &self.master else {
+            return Err(ApiError(
+                LlmError::new(
+                    ErrorKind::PermissionDenied,
+                    "The management API needs general_settings.master_key to be set",
+                )
+                .with_type("auth_error")
+                .with_code("403"),
+            ));
+        };
+        let Some(presented) = presented_key(headers) else {
+            return Err(ApiError(
+                LlmError::new(
+                    ErrorKind::Authentication,
+                    "Authentication Error, no API key passed in. Pass it as `Authorization: Bearer <key>`",
+                )
+                .with_type("auth_error")
+                .with_code("401"),
+            ));
+        };
+        if master.matches(presented.expose()) {
+            return Ok(());
+        }
+        let info = self.keys.get(&hash_key(presented.expose())).await?;
+        match info {
+            Some(i) if i.refusal().is_none() && i.is_admin => Ok(()),
+            Some(i) if i.refusal().is_none() => Err(ApiError(
+                LlmError::new(
+                    ErrorKind::PermissionDenied,
+                    "Only the master key or a proxy_admin may call the management API",
+                )
+                .with_type("auth_error")
+                .with_code("403"),
+            )),
+            _ => Err(ApiError(
+                LlmError::new(
+                    ErrorKind::Authentication,
+                    "Authentication Error, invalid API key",
+                )
+                .with_type("auth_error")
+                .with_code("401"),
+            )),
+        }
+    }
+
+    fn forget_team(&self, team_id: &str) {
+        self.keys
+            .invalidate_where(|k| k.team_id.as_deref() == Some(team_id));
+    }
+}
+
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return parse_json::<T>(b"{}").map_err(ApiError);
+    }
+    parse_json(bytes).map_err(ApiError)
+}
+
+/// Unix ms → RFC 3339 (UTC).
+#[must_use]
+pub fn iso(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+/// `YYYY-MM-DD` (or a full RFC 3339 date-time, of which the date is used) → Unix ms at 00:00 UTC.
+fn parse_date(s: &str) -> Option<i64> {
+    let date = s.get(..10)?;
+    let mut it = date.split('-');
+    let y: i64 = it.next()?.parse().ok()?;
+    let m: i64 = it.next()?.parse().ok()?;
+    let d: i64 = it.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * 86_400_000)
+}
+
+fn opt_iso(ms: Option<i64>) -> Value {
+    ms.map_or(Value::Null, |m| Value::String(iso(m)))
+}
+
+fn key_json(k: &KeyRow) -> Value {
+    json!({
+        "token": k.token,
+        "key_name": k.key_name,
+        "key_alias": k.key_alias,
+        "models": k.models,
+        "spend": k.spend,
+        "max_budget": k.limits.max_budget,
+        "budget_duration": k.limits.budget_duration,
+        "budget_reset_at": opt_iso(k.budget_reset_at),
+        "tpm_limit": k.limits.tpm_limit,
+        "rpm_limit": k.limits.rpm_limit,
+        "max_parallel_requests": k.limits.max_parallel_requests,
+        "metadata": k.metadata,
+        "team_id": k.team_id,
+        "user_id": k.user_id,
+        "expires": opt_iso(k.expires),
+        "blocked": k.blocked,
+        "created_at": iso(k.created_at),
+        "updated_at": iso(k.updated_at),
+    })
+}
+
+fn team_json(t: &TeamRow) -> Value {
+    json!({
+        "team_id": t.team_id,
+        "team_alias": t.team_alias,
+        "models": t.models,
+        "spend": t.spend,
+        "max_budget": t.limits.max_budget,
+        "budget_duration": t.limits.budget_duration,
+        "budget_reset_at": opt_iso(t.budget_reset_at),
+        "tpm_limit": t.limits.tpm_limit,
+        "rpm_limit": t.limits.rpm_limit,
+        "max_parallel_requests": t.limits.max_parallel_requests,
+        "metadata": t.metadata,
+        "members_with_roles": t.members_with_roles,
+        "blocked": t.blocked,
+        "created_at": iso(t.created_at),
+        "updated_at": iso(t.updated_at),
+    })
+}
+
+fn user_json(u: &UserRow) -> Value {
+    json!({
+        "user_id": u.user_id,
+        "user_email": u.user_email,
+        "user_role": u.user_role,
+        "models": u.models,
+        "spend": u.spend,
+        "max_budget": u.limits.max_budget,
+        "budget_duration": u.limits.budget_duration,
+        "budget_reset_at": opt_iso(u.budget_reset_at),
+        "tpm_limit": u.limits.tpm_limit,
+        "rpm_limit": u.limits.rpm_limit,
+        "max_parallel_requests": u.limits.max_parallel_requests,
+        "metadata": u.metadata,
+        "teams": u.teams,
+        "created_at": iso(u.created_at),
+        "updated_at": iso(u.updated_at),
+    })
+}
+
+fn spend_json(r: &SpendRow) -> Value {
+    json!({
+        "request_id": r.request_id,
+        "call_type": "acompletion",
+        "api_key": r.api_key,
+        "key_alias": r.key_alias,
+        "spend": r.spend,
+        "total_tokens": r.total_tokens,
+        "prompt_tokens": r.prompt_tokens,
+        "completion_tokens": r.completion_tokens,
+        "startTime": iso(r.start_time),
+        "endTime": iso(r.end_time),
+        "request_duration_ms": r.latency_ms,
+        "model": r.model,
+        "model_group": r.model_group,
+        "model_id": r.model_id,
+        "custom_llm_provider": r.custom_llm_provider,
+        "user": r.user_id,
+        "team_id": r.team_id,
+        "cache_hit": if r.cache_hit { "True" } else { "False" },
+        "status": r.status,
+        "request_tags": r.request_tags,
+    })
+}
+
+/// Limits fields shared by keys, teams and users.
+#[derive(Debug, Default)]
+struct LimitFields {
+    max_budget: Option<f64>,
+    budget_duration: Option<String>,
+    tpm_limit: Option<i64>,
+    rpm_limit: Option<i64>,
+    max_parallel_requests: Option<i64>,
+}
+
+impl LimitFields {
+    fn validate(&self) -> Result<(), ApiError> {
+        if let Some(b) = self.max_budget {
+            if !b.is_finite() || b < 0.0 {
+                return Err(bad("max_budget", "max_budget must be a number ≥ 0"));
+            }
+        }
+        if let Some(d) = &self.budget_duration {
+            if parse_duration(d).is_none() {
+                return Err(bad(
+                    "budget_duration",
+                    format!("budget_duration `{d}` is not a duration; use e.g. 30s, 5m, 1h, 1d, 1w, 1mo"),
+                ));
+            }
+        }
+        for (name, v) in [
+            ("tpm_limit", self.tpm_limit),
+            ("rpm_limit", self.rpm_limit),
+            ("max_parallel_requests", self.max_parallel_requests),
+        ] {
+            if v.is_some_and(|n| n < 0) {
+                return Err(bad(name, format!("{name} must be ≥ 0")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the fields that were sent over `l`; returns whether the budget period changed.
+    fn apply(&self, l: &mut Limits) -> bool {
+        let mut period_changed = false;
+        if self.max_budget.is_some() {
+            l.max_budget = self.max_budget;
+        }
+        if self.budget_duration.is_some() {
+            period_changed = l.budget_duration != self.budget_duration;
+            l.budget_duration.clone_from(&self.budget_duration);
+        }
+        if self.tpm_limit.is_some() {
+            l.tpm_limit = self.tpm_limit;
+        }
+        if self.rpm_limit.is_some() {
+            l.rpm_limit = self.rpm_limit;
+        }
+        if self.max_parallel_requests.is_some() {
+            l.max_parallel_requests = self.max_parallel_requests;
+        }
+        period_changed
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct KeyBody {
+    key: Option<String>,
+    key_alias: Option<String>,
+    models: Option<Vec<String>>,
+    max_budget: Option<f64>,
+    budget_duration: Option<String>,
+    tpm_limit: Option<i64>,
+    rpm_limit: Option<i64>,
+    max_parallel_requests: Option<i64>,
+    duration: Option<String>,
+    metadata: Option<Map<String, Value>>,
+    team_id: Option<String>,
+    user_id: Option<String>,
+    blocked: Option<bool>,
+    spend: Option<f64>,
+}
+
+impl KeyBody {
+    fn limits(&self) -> LimitFields {
+        LimitFields {
+            max_budget: self.max_budget,
+            budget_duration: self.budget_duration.clone(),
+            tpm_limit: self.tpm_limit,
+            rpm_limit: self.rpm_limit,
+            max_parallel_requests: self.max_parallel_requests,
+        }
+    }
+}
+
+fn token_of(key: &str) -> String {
+    if key.starts_with("sk-") {
+        hash_key(key)
+    } else {
+        key.to_owned()
+    }
+}
+
+async fn check_team(m: &Mgmt, team_id: Option<&str>) -> Result<(), ApiError> {
+    if let Some(t) = team_id {
+        if m.store().team(t).await?.is_none() {
+            return Err(bad(
+                "team_id",
+                format!("team_id={t} does not exist; create it with /team/new"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn key_generate(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
+    m.admin(&headers).await?;
+    let b: KeyBody = body(&raw)?;
+    b.limits().validate()?;
+    let duration = match &b.duration {
+        Some(d) => Some(parse_duration(d).ok_or_else(|| {
+            bad(
+                "duration",
+                format!("duration `{d}` is not a duration; use e.g. 30s, 5m, 1h, 1d, 1w, 1mo"),
+            )
+        })?),
+        None => None,
+    };
+    if let Some(k) = &b.key {
+        if !k.starts_with("sk-") || k.len() < 8 {
+            return Err(bad(
+                "key",
+                "a custom key must start with `sk-` and be at least 8 characters",
+            ));
+        }
+    }
+    check_team(&m, b.team_id.as_deref()).await?;
+    let mut limits = Limits::default();
+    b.limits().apply(&mut limits);
+    let (secret, row) = m
+        .store()
+        .create_key(NewKey {
+            key: b.key.clone().map(Secret::new),
+            key_alias: b.key_alias.clone(),
+            models: b.models.clone().unwrap_or_default(),
+            limits,
+            metadata: b.metadata.clone().unwrap_or_default(),
+            team_id: b.team_id.clone(),
+            user_id: b.user_id.clone(),
+            duration,
+            blocked: b.blocked.unwrap_or(false),
+        })
+        .await
+        .map_err(|e| {
+            if e.to_string().contains("UNIQUE") || e.to_string().contains("duplicate") {
+                bad("key", "this key already exists")
+            } else {
+                ApiError::from(e)
+            }
+        })?;
+    m.keys.invalidate(&row.token);
+    let mut v = key_json(&row);
+    v["key"] = Value::String(secret.expose().to_owned());
+    Ok(Json(v))
+}
+
+async fn load_key(m: &Mgmt, key: Option<&str>) -> Result<KeyRow, ApiError> {
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
+        return Err(bad("key", "missing field `key`"));
+    };
+    m.store()
+        .key_fresh(&token_of(key))
+        .await?
+        .ok_or_else(|| not_found("Key not found"))
+}
+
+async fn key_update(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
+    m.admin(&headers).await?;
+    let b: KeyBody = body(&raw)?;
+    b.limits().validate()?;
+    let mut row = load_key(&m, b.key.as_deref()).await?;
+    check_team(&m, b.team_id.as_deref()).await?;
+    if b.limits().apply(&mut row.limits) {
+        row.budget_reset_at = next_reset(row.limits.budget_duration.as_deref(), now_ms());
+    }
+    if let Some(a) = &b.key_alias {
+        row.key_alias = Some(a.clone());
+    }
+    if let Some(v) = &b.models {
+        row.models.clone_from(v);
+    }
+    if let Some(v) = &b.metadata {
+        row.metadata.clone_from(v);
+    }
+    if let Some(v) = &b.team_id {
+        row.team_id = Some(v.clone());
+    }
+    if let Some(v) = &b.user_id {
+        row.user_id = Some(v.clone());
+    }
+    if let Some(v) = b.blocked {
+        row.blocked = v;
+    }
+    if let Some(v) = b.spend {
+        row.spend = v;
+    }
+    if let Some(d) = &b.duration {
+        let dur = parse_duration(d)
+            .ok_or_else(|| bad("duration", format!("duration `{d}` is not a duration")))?;
+        row.expires =
+            Some(now_ms().saturating_add(i64::try_from(dur.as_millis()).unwrap_or(i64::MAX)));
+    }
+    m.store().update_key(&row).await?;
+    m.keys.invalidate(&row.token);
+    Ok(Json(key_json(&row)))
+}
+
+#[derive(Debug, Deserialize)]
+struct KeyQuery {
+    key: Option<String>,
+}
+
+async fn key_info(
+    State(m): State<Arc<Mgmt>>,
+    headers: HeaderMap,
+    Query(q): Query<KeyQuery>,
+) -> ApiResult {
+    m.admin(&headers).await?;
+    let row = load_key(&m, q.key.as_deref()).await?;
+    Ok(Json(json!({"key": row.token, "info": key_json(&row)})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DeleteBody {
+    keys: Option<Vec<String>>,
+    key_aliases: Option<Vec<String>>,
+}
+
+async fn key_delete(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
+    m.admin(&headers).await?;
+    let b: DeleteBody = body(&raw)?;
+    let mut tokens: Vec<String> = b
+        .keys
+        .unwrap_or_default()
+        .iter()
+        .map(|k| token_of(k))
+        .collect();
+    for alias in b.key_aliases.unwrap_or_default() {
+        tokens.extend(m.store().tokens_by_alias(&alias).await?);
+    }
+    if tokens.is_empty() {
+        return Err(bad("keys", "send `keys` (a list of keys) or `key_aliases`"));
+    }
+    let deleted = m.store().delete_keys(&tokens).await?;
+    for t in &deleted {
+        m.keys.invalidate(t);
+    }
+    if deleted.is_empty() {
+        return Err(not_found("None of the keys exist"));
+    }
+    Ok(Json(json!({"deleted_keys": deleted})))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    page: Option<i64>,
+    size: Option<i64>,
+    team_id: Option<String>,
+    user_id: Option<String>,
+    return_full_object: Option<bool>,
+}
+
+async fn key_list(
+    State(m): State<Arc<Mgmt>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
+    m.admin(&headers).await?;
+    let page = q.page.unwrap_or(1);
+    let size = q.size.unwrap_or(10);
+    if page < 1 {
+        return Err(bad("page", "page must be ≥ 1"));
+    }
+    if !(1..=100).contains(&size) {
+        return Err(bad("size", "size must be between 1 and 100"));
+    }
+    let (rows, total) = m
+        .store()
+        .list_keys(q.team_id.as_deref(), q.user_id.as_deref(), page, size)
+        .await?;
+    let keys: Vec<Value> = if q.return_full_object.unwrap_or(false) {
+        rows.iter().map(key_json).collect()
+    } else {
+        rows.iter()
+            .map(|r| Value::String(r.token.clone()))
+            .collect()
+    };
+    Ok(Json(json!({
+        "keys": keys,
+        "total_count": total,
+        "current_page": page,
+        "total_pages": (total + size - 1) / size,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct OneKey {
+    key: String,
+}
+
+async fn set_blocked(m: &Mgmt, raw: &Bytes, blocked: bool) -> ApiResult {
+    let b: OneKey = body(raw)?;
+    let mut row = load_key(m, Some(&b.key)).await?;
+    row.blocked = blocked;
+    m.store().update_key(&row).await?;
+    m.keys.invalidate(&row.token);
+    Ok(Json(key_json(&row)))
+}
+
+async fn key_block(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
+    m.admin(&headers).await?;
+    set_blocked(&m, &raw, true).await
+}
+
+async fn key_unblock(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
+    m.admin(&headers).await?;
+    set_blocked(&m, &raw, false).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RegenerateBody {
+    key: Option<String>,
+    new_key: Option<String>,
+}
+
+async fn regenerate(m: &Mgmt, key: Option<&str>, new_key: Option<String>) -> ApiResult {
+    let row = load_key(m, key).await?;
+    if let Some(k) = &new_key {
+        if !k.starts_with("sk-") || k.len() < 8 {
+            return Err(bad(
+                "new_key",
+                "new_key must start with `sk-` and be at least 8 characters",
+            ));
+        }
+    }
+    let (secret, new_row) = m
+        .store()
+        .regenerate_key(&row.token, new_key.map(Secret::new))
+        .await?
+        .ok_or_else(|| not_found("Key not found"))?;
+    m.keys.invalidate(&row.token);
+    m.keys.invalidate(&new_row.token);
+    let mut v = key_json(&new_row);
+    v["key"] = Value::String(secret.expose().to_owned());
+    Ok(Json(v))
+}
+
+async fn key_regenerate(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
+    m.admin(&headers).await?;
+    let b: RegenerateBody = body(&raw)?;
+    regenerate(&m, b.key.as_deref(), b.new_key).await
+}
+
+async fn key_regenerate_path(
+    State(m): State<Arc<Mgmt>>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    raw: Bytes,
+) -> ApiResult {
+    m.admin(&headers).await?;
+    let b: RegenerateBody = body(&raw)?;
+    regenerate(&m, Some(&key), b.new_key).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TeamBody {
+    team_id: Option<String>,
+    team_alias: Option<String>,
+    models: Option<Vec<String>>,
+    max_budget: Option<f64>,
+    budget_duration: Option<String>,
+    tpm_limit: Option<i64>,
+    rpm_limit: Option<i64>,
+    max_parallel_requests: Option<i64>,
+    metadata: Option<Map<String, Value>>,
+    members_with_roles: Option<Vec<Value>>,
+    blocked: Option<bool>,
+}
+
+impl TeamBody {
+    fn limits(&self) -> LimitFields {
+        LimitFields {
+            max_budget: self.max_budget,
+            budget_duration: self.budget_duration.clone(),
+            tpm_limit: self.tpm_limit,
+            rpm_limit: self.rpm_limit,
+            max_parallel_requests: self.max_parallel_requests,
+        }
+    }
+}
+
+async fn team_new(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
+    m.admin(&headers).await?;
+    let b: TeamBody = body(&raw)?;
+    b.limits().validate()?;
+    let team_id = b.team_id.clone().unwrap_or_else(crate::server::new_call_id);
+    if m.store().team(&team_id).await?.is_some() {
+        return Err(bad(
+            "team_id",
+            format!("Team id = {team_id} already exists. Please use a different team id."),
+        ));
+    }
+    let now = now_ms();
+    let mut limits = Limits::default();
+    b.limits().apply(&mut limits);
+    let t = TeamRow {
+        team_id,
+        team_alias: b.team_alias.clone(),
+        models: b.models.clone().unwrap_or_default(),
+        spend: 0.0,
+        budget_reset_at: next_reset(limits.budget_duration.as_deref(), now),
+        limits,
+        metadata: b.metadata.clone().unwrap_or_default(),
+        members_with_roles: b.members_with_roles.clone().unwrap_or_default(),
+        blocked: b.blocked.unwrap_or(false),
+        created_at: now,
+        updated_at: now,
+    };
+    m.store().create_team(&t).await?;
+    Ok(Json(team_json(&t)))
+}
+
+async fn load_team(m: &Mgmt, team_id: Option<&str>) -> Result<TeamRow, ApiError> {
+    let Some(id) = team_id.filter(|t| !t.is_empty()) else {
+        return Err(bad("team_id", "missing field `team_id`"));
+    };
+    m.store()
+        .team(id)
+        .await?
+        .ok_or_else(|| not_found(format!("Team not found, passed team_id={id}")))
+}
+
+async fn team_update(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
+    m.admin(&headers).await?;
+    let b: TeamBody = body(&raw)?;
+    b.limits().validate()?;
+    let mut t = load_team(&m, b.team_id.as_deref()).await?;
+    if b.limits().apply(&mut t.limits) {
+        t.budget_reset_at = next_reset(t.limits.budget_duration.as_deref(), now_ms());
+    }
+    if let Some(v) = &b.team_alias {
+        t.team_alias = Some(v.clone());
+    }
+    if let Some(v) = &b.models {
+        t.models.clone_from(v);
+    }
+    if let Some(v) = &b.metadata {
+        t.metadata.clone_from(v);
+    }
+    if let Some(v) = &b.members_with_roles {
+        t.members_with_roles.clone_from(v);
+    }
+    if let Some(v) = b.blocked {
+        t.blocked = v;
+    }
+    m.store().update_team(&t).await?;
+    m.forget_team(&t.team_id);
+    Ok(Json(json!({"team_id": t.team_id, "data": team_json(&t)})))
+}
+
+#[derive(Debug, Deserialize)]
+struct TeamQuery {
+    team_id: Option<String>,
+}
+
+async fn team_info(
+    State(m): State<Arc<Mgmt>>,
+    headers: HeaderMap,
+    Query(q): Query<TeamQuery>,
+) -> ApiResult {
+    m.admin(&headers).await?;
+    let t = load_team(&m, q.team_id.as_deref()).await?;
+    let (keys, _) = m.store().list_keys(Some(&t.team_id), None, 1, 1000).await?;
+    Ok(Json(json!({
+        "team_id": t.team_id,
+        "team_info": team_json(&t),
+        "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct TeamDelete {
+    team_ids: Vec<String>,
+}
+
+async fn team_delete(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
+    m.admin(&headers).await?;
+    let b: TeamDelete = body(&raw)?;
+    if b.team_ids.is_empty() {
+        return Err(bad("team_ids", "team_ids must list at least one team"));
+    }
+    let deleted = m.store().delete_teams(&b.team_ids).await?;
+    for t in &deleted {
+        m.forget_team(t);
+    }
+    if deleted.is_empty() {
+        return Err(not_found("None of the teams exist"));
+    }
+    Ok(Json(json!({"deleted_teams": deleted})))
+}
+
+async fn team_list(State(m): State<Arc<Mgmt>>, headers: HeaderMap) -> ApiResult {
+    m.admin(&headers).await?;
+    let teams = m.store().list_teams().await?;
+    Ok(Json(Value::Array(teams.iter().map(team_json).collect())))
+}
+
+#[derive(Debug, Deserialize)]
+struct Member {
+    user_id: Option<String>,
+    user_email: Option<String>,
+    role: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Members {
+    One(Member),
+    Many(Vec<Member>),
+}
+
+#[derive(Debug, Deserialize)]
+struct MemberAdd {
+    team_id: String,
+    member: Members,
+}
+
+async fn team_member_add(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
+    m.admin(&headers).await?;
+    let b: MemberAdd = body(&raw)?;
+    let mut t = load_team(&m, Some(&b.team_id)).await?;
+    let members = match b.member {
+        Members::One(x) => vec![x],
+        Members::Many(v) => v,
+    };
+    let mut updated = Vec::new();
+    for mem in members {
+        let Some(uid) = mem.user_id.clone().or_else(|| mem.user_email.clone()) else {
+            return Err(bad(
+                "member.user_id",
+                "each member needs a user_id or user_email",
+            ));
+        };
+        let role = mem.role.unwrap_or_else(|| "user".to_owned());
+        if !matches!(role.as_str(), "admin" | "user") {
+            return Err(bad("member.role", "role must be `admin` or `user`"));
+        }
+        t.members_with_roles
+            .retain(|v| v.get("user_id").and_then(Value::as_str) != Some(uid.as_str()));
+        t.members_with_roles
+            .push(json!({"user_id": uid, "user_email": mem.user_email, "role": role}));
+        m.store().add_user_team(&uid, &t.team_id).await?;
+        updated.push(uid);
+    }
+    m.store().update_team(&t).await?;
+    m.forget_team(&t.team_id);
+    let mut v = team_json(&t);
+    v["updated_users"] = json!(updated);
+    Ok(Json(v))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct UserBody {
+    user_id: Option<String>,
+    user_email: Option<String>,
+    user_role: Option<String>,
+    models: Option<Vec<String>>,
+    max_budget: Option<f64>,
+    budget_duration: Option<String>,
+    tpm_limit: Option<i64>,
+    rpm_limit: Option<i64>,
+    max_parallel_requests: Option<i64>,
+    metadata: Option<Map<String, Value>>,
+    teams: Option<Vec<String>>,
+    auto_create_key: Option<bool>,
+    key_alias: Option<String>,
+    duration: Option<String>,
+}
+
+impl UserBody {
+    fn limits(&self) -> LimitFields {
+        LimitFields {
+            max_budget: self.max_budget,
+            budget_duration: self.budget_duration.clone(),
+            tpm_limit: self.tpm_limit,
+            rpm_limit: self.rpm_limit,
+            max_parallel_requests: self.max_parallel_requests,
+        }
+    }
+}
+
+const USER_ROLES: &[&str] = &[
+    "proxy_admin",
+    "proxy_admin_viewer",
+    "internal_user",
+    "internal_user_viewer",
+    "team",
+    "customer",
+];
+
+async fn user_new(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) -> ApiResult {
+    m.admin(&headers).await?;
+    let b: UserBody = body(&raw)?;
+    b.limits().validate()?;
+    if let Some(r) = &b.user_role {
+        if !USER_ROLES.contains(&r.as_str()) {
+            return Err(bad(
+                "user_role",
+                format!("user_role must be one of {USER_ROLES:?}"),
+            ));
+        }
+    }
+    let duration = match &b.duration {
+        Some(d) => Some(
+            parse_duration(d)
+                .ok_or_else(|| bad("duration", format!("duration `{d}` is not a duration")))?,
+        ),
+        None => None,
+    };
+    let user_id = b.user_id.clone().unwrap_or_else(crate::server::new_call_id);
+    if m.store().user(&user_id).await?.is_some() {
+        return Err(bad(
+            "user_id",
+            format!("User id = {user_id} already exists"),
+        ));
+    }
+    let now = now_ms();
+    let mut limits = Limits::default();
+    b.limits().apply(&mut limits);
+    let u = UserRow {
+        user_id: user_id.clone(),
+        user_email: b.user_email.clone(),
+        user_role: Some(
+            b.user_role
+                .clone()
+                .unwrap_or_else(|| "internal_user".to_owned()),
+        ),
+        models: b.models.clone().unwrap_or_default(),
+        spend: 0.0,
+        budget_reset_at: next_reset(limits.budget_duration.as_deref(), now),
+        limits,
+        metadata: b.metadata.clone().unwrap_or_default(),
+        teams: b.teams.clone().unwrap_or_default(),
+        created_at: now,
+        updated_at: now,
+    };
+    m.store().create_user(&u).await?;
+    let mut v = user_json(&u);
+    if b.auto_create_key.unwrap_or(true) {
+        let (secret, row) = m
+            .store()
+            .create_key(NewKey {
+                key_alias: b.key_alias.clone(),
+                models: u.models.clone(),
+                user_id: Some(user_id),
+                duration,
+                ..NewKey::default()
+            })
+            .await?;
+        v["key"] = Value::String(secret.expose().to_owned());
+        v["token"] = Value::String(row.token);
+        v["expires"] = opt_iso(row.expires);
+    }
+    Ok(Json(v))
+}
+
+#[derive(Debug, Deserialize)]
+struct UserQuery {
+    user_id: Option<String>,
+}
+
+async fn user_info(
+    State(m): State<Arc<Mgmt>>,
+    headers: HeaderMap,
+    Query(q): Query<UserQuery>,
+) -> ApiResult {
+    m.admin(&headers).await?;
+    let Some(id) = q.user_id.filter(|u| !u.is_empty()) else {
+        return Err(bad("user_id", "missing field `user_id`"));
+    };
+    let u = m
+        .store()
+        .user(&id)
+        .await?
+        .ok_or_else(|| not_found(format!("User not found, passed user_id={id}")))?;
+    let (keys, _) = m.store().list_keys(None, Some(&id), 1, 1000).await?;
+    let mut teams = Vec::new();
+    for t in &u.teams {
+        if let Some(t) = m.store().team(t).await? {
+            teams.push(team_json(&t));
+        }
+    }
+    Ok(Json(json!({
+        "user_id": u.user_id,
+        "user_info": user_json(&u),
+        "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
+        "teams": teams,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct SpendQuery {
+    api_key: Option<String>,
+    user_id: Option<String>,
+    team_id: Option<String>,
+    request_id: Option<String>,
+    start_date: Option<String>,
+    end_date: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn spend_logs(
+    State(m): State<Arc<Mgmt>>,
+    headers: HeaderMap,
+    Query(q): Query<SpendQuery>,
+) -> ApiResult {
+    m.admin(&headers).await?;
+    let date = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
+        v.as_deref()
+            .map(|s| {
+                parse_date(s)
+                    .ok_or_else(|| bad(name, format!("{name} must be a date (YYYY-MM-DD)")))
+            })
+            .transpose()
+    };
+    let start_ms = date("start_date", &q.start_date)?;
+    // The end date is inclusive: everything before the next midnight.
+    let end_ms = date("end_date", &q.end_date)?.map(|e| e + 86_400_000);
+    let rows = m
+        .store()
+        .spend_logs(&SpendFilter {
+            api_key: q.api_key.as_deref().map(token_of),
+            user_id: q.user_id,
+            team_id: q.team_id,
+            request_id: q.request_id,
+            start_ms,
+            end_ms,
+            limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
+        })
+        .await?;
+    Ok(Json(Value::Array(rows.iter().map(spend_json).collect())))
+}
+
+async fn global_spend(State(m): State<Arc<Mgmt>>, headers: HeaderMap) -> ApiResult {
+    m.admin(&headers).await?;
+    let spend = m.store().global_spend().await?;
+    Ok(Json(
+        json!({"spend": spend, "max_budget": m.max_budget.unwrap_or(0.0)}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_and_dates_round_trip() {
+        assert_eq!(iso(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(parse_date("2023-11-14"), Some(1_699_920_000_000));
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2023-13-01"), None);
+        assert_eq!(parse_date("x"), None);
+    }
+}

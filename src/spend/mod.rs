@@ -1,0 +1,466 @@
+//! The spend log: one row per call, written in batches off the request path.
+//!
+//! [`SpendLog::record`] never waits: it adds the row's cost to the in-process [`Ledger`] (so budgets
+//! see it at once) and puts the row into a bounded channel. A background task ([`SpendWriter`])
+//! takes rows in batches and writes each batch in one transaction, which also adds the batch's
+//! cost to the key, team and user totals ([`Store::write_spend`]). When the database is slow or
+//! down the task retries the batch with backoff; rows wait in the channel meanwhile, and only rows
+//! that arrive when the channel is full are dropped: counted ([`SpendStats::dropped`]) and logged.
+//! A retried batch is never counted twice (rows are keyed by call id).
+//!
+//! [`SpendWriter::shutdown`] drains the channel and writes what is left (retrying until its
+//! deadline), so nothing in flight is lost on a graceful shutdown; the binary calls it after
+//! `serve` returns.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use llmgate::spend::{SpendConfig, SpendWriter};
+//! use llmgate::store::{SpendRow, Store};
+//! let store = Store::connect("sqlite::memory:").await.unwrap();
+//! let writer = SpendWriter::spawn(store.clone(), SpendConfig::default());
+//! writer.log().record(SpendRow { request_id: "call-1".into(), status: "success".into(), ..Default::default() });
+//! writer.flush().await;
+//! assert_eq!(store.spend_log_count().await.unwrap(), 1);
+//! let stats = writer.shutdown(std::time::Duration::from_secs(5)).await;
+//! assert_eq!(stats.dropped, 0);
+//! # });
+//! ```
+
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use dashmap::DashMap;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::Instrument as _;
+
+use crate::store::{SpendRow, SpendTotals, Store};
+
+/// Spend not yet in the database, per key hash, team and user: what budgets add to the stored
+/// totals.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    keys: DashMap<String, f64>,
+    teams: DashMap<String, f64>,
+    users: DashMap<String, f64>,
+}
+
+fn add(map: &DashMap<String, f64>, id: &str, v: f64) {
+    if let Some(mut e) = map.get_mut(id) {
+        *e += v;
+        return;
+    }
+    *map.entry(id.to_owned()).or_default() += v;
+}
+
+fn settle(map: &DashMap<String, f64>, id: &str, v: f64) {
+    let remove = match map.get_mut(id) {
+        Some(mut e) => {
+            *e -= v;
+            *e <= 1e-12
+        }
+        None => false,
+    };
+    if remove {
+        map.remove_if(id, |_, v| *v <= 1e-12);
+    }
+}
+
+impl Ledger {
+    /// Pending spend of a key (by hash).
+    #[must_use]
+    pub fn key(&self, token: &str) -> f64 {
+        self.keys.get(token).map_or(0.0, |v| *v)
+    }
+
+    /// Pending spend of a team.
+    #[must_use]
+    pub fn team(&self, team_id: &str) -> f64 {
+        self.teams.get(team_id).map_or(0.0, |v| *v)
+    }
+
+    /// Pending spend of a user.
+    #[must_use]
+    pub fn user(&self, user_id: &str) -> f64 {
+        self.users.get(user_id).map_or(0.0, |v| *v)
+    }
+
+    fn add_row(&self, row: &SpendRow) {
+        if row.spend == 0.0 {
+            return;
+        }
+        if !row.api_key.is_empty() {
+            add(&self.keys, &row.api_key, row.spend);
+        }
+        if let Some(t) = &row.team_id {
+            add(&self.teams, t, row.spend);
+        }
+        if let Some(u) = &row.user_id {
+            add(&self.users, u, row.spend);
+        }
+    }
+
+    fn settle_row(&self, row: &SpendRow) {
+        if row.spend == 0.0 {
+            return;
+        }
+        if !row.api_key.is_empty() {
+            settle(&self.keys, &row.api_key, row.spend);
+        }
+        if let Some(t) = &row.team_id {
+            settle(&self.teams, t, row.spend);
+        }
+        if let Some(u) = &row.user_id {
+            settle(&self.users, u, row.spend);
+        }
+    }
+}
+
+/// Counters of the spend writer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpendStats {
+    /// Rows written.
+    pub written: u64,
+    /// Rows dropped because the channel was full (or left unwritten at shutdown).
+    pub dropped: u64,
+    /// Failed batch writes (each retried).
+    pub failed_writes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    written: AtomicU64,
+    dropped: AtomicU64,
+    failed_writes: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> SpendStats {
+        SpendStats {
+            written: self.written.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            failed_writes: self.failed_writes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How the spend writer batches.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SpendConfig {
+    /// Rows that may wait for the database (default 100 000). Past it, rows are dropped.
+    pub capacity: usize,
+    /// Rows per transaction (default 500).
+    pub batch_size: usize,
+    /// First retry delay after a failed write (default 100 ms, doubling to `max_backoff`).
+    pub backoff: Duration,
+    /// Longest retry delay (default 5 s).
+    pub max_backoff: Duration,
+}
+
+impl Default for SpendConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            batch_size: 500,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SpendConfig {
+    /// Sets the channel bound.
+    #[must_use]
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.capacity = n.max(1);
+        self
+    }
+
+    /// Sets the batch size.
+    #[must_use]
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+}
+
+enum Msg {
+    Row(Box<SpendRow>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Called after each committed batch with the totals it added (the key cache adds them to its
+/// entries), before the ledger lets go of them.
+pub type OnCommit = Arc<dyn Fn(&SpendTotals) + Send + Sync>;
+
+/// The sending side: cheap to clone, never waits. See the [module docs](self).
+#[derive(Clone)]
+pub struct SpendLog {
+    tx: mpsc::Sender<Msg>,
+    ledger: Arc<Ledger>,
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for SpendLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpendLog")
+            .field("stats", &self.counters.snapshot())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SpendLog {
+    /// Queues a row; its cost counts against budgets at once.
+    pub fn record(&self, row: SpendRow) {
+        self.ledger.add_row(&row);
+        if let Err(e) = self.tx.try_send(Msg::Row(Box::new(row))) {
+            let n = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            // Log the first drop and then every 1000th, so a long outage cannot flood the log.
+            if n == 1 || n.is_multiple_of(1000) {
+                let why = match e {
+                    mpsc::error::TrySendError::Full(_) => "the spend-log queue is full",
+                    mpsc::error::TrySendError::Closed(_) => "the spend writer has stopped",
+                };
+                tracing::error!(dropped_total = n, "spend-log row dropped: {why}");
+            }
+        }
+    }
+
+    /// Spend not yet written to the database.
+    #[must_use]
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> SpendStats {
+        self.counters.snapshot()
+    }
+}
+
+/// The background writer's handle: flush, stats, shutdown. See the [module docs](self).
+#[must_use]
+pub struct SpendWriter {
+    log: SpendLog,
+    stop: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+    deadline: Arc<parking_deadline::Deadline>,
+}
+
+impl fmt::Debug for SpendWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpendWriter")
+            .field("stats", &self.log.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+mod parking_deadline {
+    use std::sync::Mutex;
+
+    /// The shutdown deadline, set once by `shutdown` and read by the writer task (never held
+    /// across an await).
+    #[derive(Debug, Default)]
+    pub(super) struct Deadline(Mutex<Option<tokio::time::Instant>>);
+
+    impl Deadline {
+        pub(super) fn set(&self, at: tokio::time::Instant) {
+            if let Ok(mut g) = self.0.lock() {
+                *g = Some(at);
+            }
+        }
+
+        pub(super) fn get(&self) -> Option<tokio::time::Instant> {
+            self.0.lock().ok().and_then(|g| *g)
+        }
+    }
+}
+
+impl SpendWriter {
+    /// Starts the writer task on the current runtime.
+    pub fn spawn(store: Store, config: SpendConfig) -> Self {
+        Self::spawn_with(store, config, None)
+    }
+
+    /// [`SpendWriter::spawn`] with a hook run after each committed batch.
+    pub fn spawn_with(store: Store, config: SpendConfig, on_commit: Option<OnCommit>) -> Self {
+        let (tx, rx) = mpsc::channel(config.capacity.max(1));
+        let log = SpendLog {
+            tx,
+            ledger: Arc::default(),
+            counters: Arc::default(),
+        };
+        let stop = Arc::new(Notify::new());
+        let deadline = Arc::new(parking_deadline::Deadline::default());
+        let task = tokio::spawn(
+            run(
+                store,
+                config,
+                rx,
+                log.ledger.clone(),
+                log.counters.clone(),
+                stop.clone(),
+                deadline.clone(),
+                on_commit,
+            )
+            .instrument(tracing::info_span!("spend_writer")),
+        );
+        Self {
+            log,
+            stop,
+            task,
+            deadline,
+        }
+    }
+
+    /// The sending side, for the cost layer.
+    pub fn log(&self) -> SpendLog {
+        self.log.clone()
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> SpendStats {
+        self.log.stats()
+    }
+
+    /// Waits until every row recorded before this call is written (or dropped).
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.log.tx.send(Msg::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Stops the writer: writes every queued row, retrying failed writes until `timeout` has
+    /// passed, then returns the counters (rows still unwritten then count as dropped).
+    pub async fn shutdown(self, timeout: Duration) -> SpendStats {
+        self.deadline.set(tokio::time::Instant::now() + timeout);
+        self.stop.notify_one();
+        let _ = self.task.await;
+        let stats = self.log.stats();
+        tracing::info!(
+            written = stats.written,
+            dropped = stats.dropped,
+            failed_writes = stats.failed_writes,
+            "spend writer stopped"
+        );
+        stats
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    store: Store,
+    config: SpendConfig,
+    mut rx: mpsc::Receiver<Msg>,
+    ledger: Arc<Ledger>,
+    counters: Arc<Counters>,
+    stop: Arc<Notify>,
+    deadline: Arc<parking_deadline::Deadline>,
+    on_commit: Option<OnCommit>,
+) {
+    let mut msgs = Vec::with_capacity(config.batch_size);
+    let mut stopping = false;
+    loop {
+        if !stopping {
+            tokio::select! {
+                biased;
+                () = stop.notified() => stopping = true,
+                n = rx.recv_many(&mut msgs, config.batch_size) => {
+                    if n == 0 {
+                        stopping = true;
+                    }
+                }
+            }
+        }
+        if stopping {
+            // Drain what is queued now, then finish.
+            while msgs.len() < config.batch_size {
+                match rx.try_recv() {
+                    Ok(m) => msgs.push(m),
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut rows = Vec::with_capacity(msgs.len());
+        let mut flushes = Vec::new();
+        for m in msgs.drain(..) {
+            match m {
+                Msg::Row(r) => rows.push(*r),
+                Msg::Flush(tx) => flushes.push(tx),
+            }
+        }
+        if !rows.is_empty() {
+            write_with_retry(
+                &store,
+                &config,
+                &rows,
+                &ledger,
+                &counters,
+                &deadline,
+                on_commit.as_ref(),
+            )
+            .await;
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+        if stopping && rx.is_empty() {
+            return;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_with_retry(
+    store: &Store,
+    config: &SpendConfig,
+    rows: &[SpendRow],
+    ledger: &Ledger,
+    counters: &Counters,
+    deadline: &parking_deadline::Deadline,
+    on_commit: Option<&OnCommit>,
+) {
+    let mut backoff = config.backoff;
+    loop {
+        match store.write_spend(rows).await {
+            Ok(totals) => {
+                counters
+                    .written
+                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                if let Some(hook) = on_commit {
+                    hook(&totals);
+                }
+                for r in rows {
+                    ledger.settle_row(r);
+                }
+                return;
+            }
+            Err(e) => {
+                counters.failed_writes.fetch_add(1, Ordering::Relaxed);
+                let now = tokio::time::Instant::now();
+                if deadline.get().is_some_and(|d| now >= d) {
+                    counters
+                        .dropped
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    tracing::error!(rows = rows.len(), error = %e, "spend rows lost: the database is unavailable and the shutdown deadline passed");
+                    return;
+                }
+                tracing::warn!(rows = rows.len(), retry_in_ms = backoff.as_millis() as u64, error = %e, "spend-log write failed; retrying");
+                let wait = deadline
+                    .get()
+                    .map_or(backoff, |d| backoff.min(d.saturating_duration_since(now)));
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(config.max_backoff);
+            }
+        }
+    }
+}
