@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod mock_upstream;
 pub mod provider;
 pub mod router;
 pub mod secret;
