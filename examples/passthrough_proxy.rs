@@ -10,6 +10,10 @@
 
 use std::convert::Infallible;
 
+// The same allocator as the llmgate binary, so that the comparison is like for like.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
