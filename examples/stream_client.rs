@@ -183,8 +183,14 @@ fn main() {
     }
     let rt = rt.enable_all().build().expect("runtime");
     let started = Instant::now();
+    // Origin-form request target (`/v1/...`): some servers (uvicorn) refuse the absolute form.
+    let path: http::Uri = uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse()
+        .expect("valid path");
     let job = std::sync::Arc::new(Job {
-        uri,
+        uri: path,
         host,
         headers,
         body: Bytes::from(body),
