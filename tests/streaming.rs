@@ -46,7 +46,10 @@ async fn error_before_the_first_chunk_is_an_http_error() {
     // A stream whose first event is an error object.
     up.enqueue(Reply::sse("data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n"));
     // One exchange: with retries on, the retry would meet the fake's default reply instead.
-    let cfg = format!("{}router_settings:\n  num_retries: 0\n", gw::openai_config("g", &up.url()));
+    let cfg = format!(
+        "{}router_settings:\n  num_retries: 0\n",
+        gw::openai_config("g", &up.url())
+    );
     let gw = gw::TestGateway::start(&cfg).await;
     let ans = gw::post_json(&gw.url("/v1/chat/completions"), &stream_req("g")).await;
     assert_eq!(ans.status, 500);

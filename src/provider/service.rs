@@ -313,11 +313,16 @@ pub fn forwardable_headers(headers: &HeaderMap) -> HeaderMap {
         let n = name.as_str();
         if n == "retry-after" || n == "retry-after-ms" || n.starts_with("x-ratelimit-") {
             out.append(name.clone(), value.clone());
-        } else if n == "x-request-id" || n == "request-id" || n == "openai-processing-ms" {
-            if let Ok(prefixed) = HeaderName::try_from(format!("llm_provider-{n}")) {
-                out.append(prefixed, value.clone());
-            }
+            continue;
         }
+        // The common request-id headers have static prefixed names (no allocation per response).
+        let prefixed = match n {
+            "x-request-id" => HeaderName::from_static("llm_provider-x-request-id"),
+            "request-id" => HeaderName::from_static("llm_provider-request-id"),
+            "openai-processing-ms" => HeaderName::from_static("llm_provider-openai-processing-ms"),
+            _ => continue,
+        };
+        out.append(prefixed, value.clone());
     }
     out
 }

@@ -68,6 +68,17 @@ where
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    // Keep the timer wheel's next wake-up near. Every request arms far deadlines (the header read
+    // timeout, the provider timeout) and cancels them when it ends; arming one in an empty wheel
+    // unparks the runtime's sleeping worker (an eventfd write and a futex wake per request,
+    // measured with strace at concurrency 1). A tick every 500 ms costs two wake-ups a second.
+    let ticker = tokio::spawn(async {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+        }
+    });
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -97,6 +108,7 @@ where
         });
     }
     drop(listener);
+    ticker.abort();
     tracing::info!(
         grace_s = config.grace_period.as_secs_f64(),
         "shutting down: draining connections"

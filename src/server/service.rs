@@ -462,43 +462,61 @@ pub fn error_response(err: &LlmError, call_id: &Arc<str>) -> http::Response<Serv
 
 fn insert_call_id(h: &mut HeaderMap, call_id: &Arc<str>) {
     if let Ok(v) = HeaderValue::from_str(call_id) {
-        h.insert(HeaderName::from_static("x-litellm-call-id"), v);
+        h.insert(X_LITELLM_CALL_ID, v);
     }
 }
 
+const X_LITELLM_CALL_ID: HeaderName = HeaderName::from_static("x-litellm-call-id");
+const X_LITELLM_API_KEY: HeaderName = HeaderName::from_static("x-litellm-api-key");
+const API_KEY: HeaderName = HeaderName::from_static("api-key");
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
 fn call_id(headers: &HeaderMap) -> Arc<str> {
-    headers
-        .get("x-litellm-call-id")
+    match headers
+        .get(X_LITELLM_CALL_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|s| !s.is_empty() && s.len() <= 128)
-        .map_or_else(|| new_call_id().into(), Into::into)
+    {
+        Some(id) => id.into(),
+        None => {
+            let mut buf = [0u8; 36];
+            Arc::from(write_uuid(&mut buf))
+        }
+    }
 }
 
 /// A random UUID v4 string.
 #[must_use]
 pub fn new_call_id() -> String {
+    let mut buf = [0u8; 36];
+    write_uuid(&mut buf).to_owned()
+}
+
+/// Writes a random UUID v4 into `buf` (hex digits by hand: `format!` cost more than the rest of
+/// the call-id handling together).
+fn write_uuid(buf: &mut [u8; 36]) -> &str {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let v = fastrand::u128(..);
     let v = (v & !(0xf000_u128 << 64) | (0x4000_u128 << 64)) & !(0xc000_u128 << 48)
         | (0x8000_u128 << 48);
-    let h = format!("{v:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut j = 0;
+    for i in 0..32 {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            buf[j] = b'-';
+            j += 1;
+        }
+        buf[j] = HEX[((v >> (124 - 4 * i)) & 0xf) as usize];
+        j += 1;
+    }
+    // Only ASCII hex digits and dashes were written.
+    std::str::from_utf8(buf).unwrap_or_default()
 }
 
 /// The key a caller presented: `Authorization: Bearer`, `api-key`, `x-api-key` or
 /// `x-litellm-api-key`.
 #[must_use]
 pub fn presented_key(headers: &HeaderMap) -> Option<Secret> {
-    if let Some(v) = headers
-        .get("x-litellm-api-key")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(v) = headers.get(X_LITELLM_API_KEY).and_then(|v| v.to_str().ok()) {
         return Some(Secret::new(strip_bearer(v)));
     }
     if let Some(v) = headers
@@ -507,9 +525,9 @@ pub fn presented_key(headers: &HeaderMap) -> Option<Secret> {
     {
         return Some(Secret::new(strip_bearer(v)));
     }
-    ["api-key", "x-api-key"]
+    [API_KEY, X_API_KEY]
         .iter()
-        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .find_map(|h| headers.get(h).and_then(|v| v.to_str().ok()))
         .map(|v| Secret::new(v.trim()))
 }
 
@@ -592,5 +610,38 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, LlmError> {
             }
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_ids_are_uuid_v4() {
+        let a = new_call_id();
+        let b = new_call_id();
+        assert_ne!(a, b);
+        for id in [&a, &b] {
+            let parts: Vec<&str> = id.split('-').collect();
+            assert_eq!(
+                parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+                [8, 4, 4, 4, 12],
+                "{id}"
+            );
+            assert!(id
+                .chars()
+                .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c)));
+            assert_eq!(&parts[2][..1], "4", "{id}");
+            assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{id}");
+        }
+    }
+
+    #[test]
+    fn call_id_prefers_the_clients_header() {
+        let mut h = HeaderMap::new();
+        h.insert(X_LITELLM_CALL_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(&*call_id(&h), "abc-123");
+        assert_eq!(call_id(&HeaderMap::new()).len(), 36);
     }
 }

@@ -30,9 +30,10 @@ pub fn json_request(url: &str, dep: &Deployment) -> Result<http::request::Builde
     let uri: http::Uri = url.parse().map_err(|e| {
         LlmError::bad_request(format!("the deployment's api_base is not a valid URL: {e}"))
     })?;
+    const JSON: http::HeaderValue = http::HeaderValue::from_static("application/json");
     let mut builder = http::Request::post(uri)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "application/json");
+        .header(http::header::CONTENT_TYPE, JSON)
+        .header(http::header::ACCEPT, JSON);
     if let Some(serde_json::Value::Object(extra)) = dep.param("extra_headers") {
         for (name, value) in extra {
             if let Some(v) = value.as_str() {

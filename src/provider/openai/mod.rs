@@ -82,7 +82,10 @@ impl Provider for OpenAi {
 
 /// An `Authorization: Bearer` header value, marked sensitive so it never prints.
 pub fn bearer(key: &str) -> Result<http::HeaderValue, LlmError> {
-    let mut v = http::HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {
+    let mut value = Vec::with_capacity(7 + key.len());
+    value.extend_from_slice(b"Bearer ");
+    value.extend_from_slice(key.as_bytes());
+    let mut v = http::HeaderValue::from_maybe_shared(Bytes::from(value)).map_err(|_| {
         LlmError::new(
             ErrorKind::Authentication,
             "the deployment's api_key contains characters not allowed in a header",

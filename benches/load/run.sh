@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Load benchmark: the mock upstream called directly, through a bare pass-through proxy, through
+# llmgate and through LiteLLM's proxy, with the same scenarios interleaved in one run.
+# See benches/load/README.md. Usage:
+#
+#   bash benches/load/run.sh [--quick] [--no-litellm] [--update-docs]
+#
+# Environment: DURATION (seconds per run, default 5), ROUNDS (default 1), SCENARIOS
+# (default L1,L2,L3,S1,G1), L3_RATES, LITELLM_VERSION, OUT_DIR (default target/bench).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+HERE=benches/load
+COMMAND="bash benches/load/run.sh $*"
+
+WITH_LITELLM=1
+UPDATE_DOCS=0
+for a in "$@"; do
+  case "$a" in
+    --quick) export DURATION="${DURATION:-2}" L3_RATES="${L3_RATES:-500,2000,8000}" ;;
+    --no-litellm) WITH_LITELLM=0 ;;
+    --update-docs) UPDATE_DOCS=1 ;;
+    *) echo "unknown argument: $a" >&2; exit 2 ;;
+  esac
+done
+
+LITELLM_VERSION="${LITELLM_VERSION:-1.100.5}"
+OHA_VERSION="${OHA_VERSION:-1.16.0}"
+export OUT_DIR="${OUT_DIR:-$ROOT/target/bench}"
+LOGS="$OUT_DIR/logs"
+mkdir -p "$LOGS"
+CORES="$(nproc)"
+
+echo "==== build (release) ===="
+cargo build --release --bin llmgate --bin llmgate-mock \
+  --example passthrough_proxy --example stream_client
+
+echo "==== load generator: oha ===="
+if command -v oha >/dev/null 2>&1; then
+  OHA="$(command -v oha)"
+else
+  OHA="$ROOT/target/tools/bin/oha"
+  if [ ! -x "$OHA" ]; then
+    cargo install oha --locked --version "$OHA_VERSION" --root "$ROOT/target/tools"
+  fi
+fi
+export OHA
+export STREAM_CLIENT="$ROOT/target/release/examples/stream_client"
+
+if [ "$WITH_LITELLM" = 1 ]; then
+  echo "==== LiteLLM proxy $LITELLM_VERSION (throw-away venv) ===="
+  VENV="$ROOT/target/bench/litellm-$LITELLM_VERSION"
+  if [ ! -x "$VENV/bin/litellm" ]; then
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q "litellm[proxy]==$LITELLM_VERSION"
+  fi
+fi
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT INT TERM
+
+wait_ready() { # url, seconds, name
+  local deadline=$((SECONDS + $2))
+  until curl -fsS -o /dev/null "$1" 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then
+      echo "$3 did not become ready at $1; log: $LOGS/$3.log" >&2
+      tail -20 "$LOGS/$3.log" >&2 || true
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+
+render() { # template -> file with MOCK_PORT filled in
+  sed "s/MOCK_PORT/$MOCK_PORT/g" "$HERE/$1" > "$OUT_DIR/$1"
+}
+
+echo "==== start targets ===="
+export MOCK_PORT PT_PORT GW_PORT GWFULL_PORT
+MOCK_PORT="$(free_port)"
+target/release/llmgate-mock --port "$MOCK_PORT" --threads "$CORES" >"$LOGS/mock.log" 2>&1 &
+PIDS+=($!)
+wait_ready "http://127.0.0.1:$MOCK_PORT/health" 10 mock
+
+PT_PORT="$(free_port)"
+target/release/examples/passthrough_proxy --listen "127.0.0.1:$PT_PORT" \
+  --upstream "http://127.0.0.1:$MOCK_PORT" --threads "$CORES" >"$LOGS/passthrough.log" 2>&1 &
+PT_PID=$!; PIDS+=($PT_PID)
+wait_ready "http://127.0.0.1:$PT_PORT/health" 10 passthrough
+
+render llmgate.yaml
+GW_PORT="$(free_port)"
+RUST_LOG=warn target/release/llmgate --config "$OUT_DIR/llmgate.yaml" --host 127.0.0.1 \
+  --port "$GW_PORT" --num_workers "$CORES" >"$LOGS/llmgate.log" 2>&1 &
+GW_PID=$!; PIDS+=($GW_PID)
+wait_ready "http://127.0.0.1:$GW_PORT/health/liveliness" 10 llmgate
+
+render llmgate-full.yaml
+GWFULL_PORT="$(free_port)"
+RUST_LOG=warn target/release/llmgate --config "$OUT_DIR/llmgate-full.yaml" --host 127.0.0.1 \
+  --port "$GWFULL_PORT" --num_workers "$CORES" >"$LOGS/llmgate-full.log" 2>&1 &
+GWFULL_PID=$!; PIDS+=($GWFULL_PID)
+wait_ready "http://127.0.0.1:$GWFULL_PORT/health/liveliness" 10 llmgate-full
+export PT_PID GW_PID GWFULL_PID GWFULL_KEY=sk-bench-master
+
+LITELLM_V="not run"
+if [ "$WITH_LITELLM" = 1 ]; then
+  render litellm.yaml
+  export LITELLM_PORT LITELLM_PID
+  LITELLM_PORT="$(free_port)"
+  LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_LOG=ERROR \
+    "$VENV/bin/litellm" --config "$OUT_DIR/litellm.yaml" --host 127.0.0.1 \
+    --port "$LITELLM_PORT" --num_workers "$CORES" >"$LOGS/litellm.log" 2>&1 &
+  LITELLM_PID=$!; PIDS+=($LITELLM_PID)
+  wait_ready "http://127.0.0.1:$LITELLM_PORT/health/liveliness" 180 litellm
+  LITELLM_V="LiteLLM $LITELLM_VERSION ($CORES workers)"
+fi
+
+CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//' || echo unknown)"
+BENCH_META="$(python3 -c 'import json,sys; print(json.dumps(dict(zip(["machine","versions","command"], sys.argv[1:]))))' \
+  "$CORES cores ($CPU_MODEL), Linux $(uname -r)" \
+  "llmgate $(git describe --always --dirty 2>/dev/null || echo unknown), $(rustc -V | cut -d' ' -f1-2), $("$OHA" --version), $LITELLM_V" \
+  "$COMMAND")"
+export BENCH_META
+
+echo "==== run ===="
+python3 "$HERE/driver.py"
+
+if [ "$UPDATE_DOCS" = 1 ]; then
+  python3 - "$OUT_DIR/latest.md" docs/benchmarks.md <<'EOF'
+import sys
+table = open(sys.argv[1]).read().strip()
+doc = open(sys.argv[2]).read()
+start, end = "<!-- load:start -->", "<!-- load:end -->"
+head, rest = doc.split(start, 1)
+_, tail = rest.split(end, 1)
+open(sys.argv[2], "w").write(head + start + "\n" + table + "\n" + end + tail)
+print(f"updated {sys.argv[2]}")
+EOF
+fi
