@@ -104,8 +104,9 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         if let Some(dir) = opts_config_dir(opts_config(&opts_path)) {
             build_opts = build_opts.config_dir(dir);
         }
-        // `--check` validates without touching the database.
-        let gateway = if opts.check {
+        // `--check` validates without touching the database; a config that asks for no
+        // governance (no master key, no database) runs the database-free stack.
+        let gateway = if opts.check || !crate::governance::wanted(&loaded.config) {
             Gateway::from_config(&loaded.config, &client)
         } else {
             Gateway::build(&loaded.config, &client, build_opts)

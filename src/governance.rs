@@ -135,6 +135,20 @@ impl Governance {
     }
 }
 
+/// Whether `config` asks for governance (keys, budgets, spend log): a `master_key`, a
+/// `database_url` (in the config or the `DATABASE_URL` environment variable) or a proxy-wide
+/// `litellm_settings.max_budget`. As in LiteLLM, a config with none of them runs without a
+/// database: no virtual keys, no spend log, nothing written to disk. The binary builds the
+/// database-free stack ([`Gateway::from_config`](crate::gateway::Gateway::from_config)) then.
+#[must_use]
+pub fn wanted(config: &Config) -> bool {
+    let gs = &config.general_settings;
+    gs.master_key.as_ref().is_some_and(|k| !k.is_empty())
+        || gs.database_url.as_ref().is_some_and(|u| !u.is_empty())
+        || std::env::var("DATABASE_URL").is_ok_and(|u| !u.is_empty())
+        || config.litellm_settings.max_budget.is_some()
+}
+
 /// The database URL for `config` and `opts` (see the [module docs](self)).
 #[must_use]
 pub fn database_url(config: &Config, opts: &BuildOptions) -> String {
@@ -226,7 +240,11 @@ pub async fn start(config: &Config, opts: &BuildOptions) -> Result<Governance, B
     let on_commit: crate::spend::OnCommit = std::sync::Arc::new(move |totals| {
         hook_keys.add_spend(totals, std::time::Instant::now());
     });
-    let spend = SpendWriter::spawn_with(store.clone(), opts.spend.clone(), Some(on_commit));
+    let mut spend_config = opts.spend.clone();
+    if let Some(secs) = config.general_settings.proxy_batch_write_at {
+        spend_config = spend_config.linger(Duration::from_secs(secs));
+    }
+    let spend = SpendWriter::spawn_with(store.clone(), spend_config, Some(on_commit));
     Ok(Governance {
         store,
         keys,

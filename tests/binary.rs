@@ -127,6 +127,7 @@ fn spawn(config: &std::path::Path) -> (std::process::Child, String) {
         ])
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
+        .env_remove("DATABASE_URL")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -204,4 +205,39 @@ async fn serves_and_drains_a_stream_on_sigterm() {
     assert!(exit.success(), "exit status {exit:?}");
     // It no longer accepts connections.
     assert!(std::net::TcpStream::connect(&addr).is_err());
+}
+
+/// A config without a master key or a database runs LiteLLM's database-free proxy: no store, no
+/// spend log, nothing written beside the config.
+#[tokio::test]
+async fn no_master_key_no_database_writes_nothing() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, support::chat_completion("fine")));
+    let dir = std::env::temp_dir().join(format!(
+        "llmgate-nodb-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("config.yaml");
+    std::fs::write(&cfg, gw::openai_config("g", &up.url())).unwrap();
+    let (mut child, addr) = spawn(&cfg);
+    let answer = gw::post_json(
+        &format!("http://{addr}/v1/chat/completions"),
+        &json!({"model": "g", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert!(answer.headers.contains_key("x-litellm-response-cost"));
+    // Key management needs a master key.
+    let keys = gw::post_json(&format!("http://{addr}/key/generate"), &json!({})).await;
+    assert!(keys.status >= 400, "{}", keys.status);
+    let _ = child.kill();
+    let _ = child.wait();
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(files, vec![std::ffi::OsString::from("config.yaml")]);
 }

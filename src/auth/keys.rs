@@ -376,15 +376,26 @@ impl KeyCache {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct AuthLayer {
-    master: Option<Arc<Secret>>,
+    master: Option<Master>,
     keys: Option<KeyCache>,
+}
+
+/// The master key and the caller it stands for, built once (hashing it per call would cost a
+/// SHA-256 per request).
+#[derive(Clone, Debug)]
+struct Master {
+    key: Arc<Secret>,
+    info: Arc<KeyInfo>,
 }
 
 impl AuthLayer {
     /// The master key (`None`: the gateway is open) and, optionally, virtual keys from `keys`.
     pub fn new(master: Option<Secret>, keys: Option<KeyCache>) -> Self {
         Self {
-            master: master.filter(|k| !k.is_empty()).map(Arc::new),
+            master: master.filter(|k| !k.is_empty()).map(|key| Master {
+                info: Arc::new(KeyInfo::master(&key)),
+                key: Arc::new(key),
+            }),
             keys,
         }
     }
@@ -407,7 +418,7 @@ impl<S> Layer<S> for AuthLayer {
 #[derive(Clone, Debug)]
 pub struct Auth<S> {
     inner: S,
-    master: Option<Arc<Secret>>,
+    master: Option<Master>,
     keys: Option<KeyCache>,
 }
 
@@ -493,8 +504,8 @@ where
                 "Authentication Error, no API key passed in. Pass it as `Authorization: Bearer <key>`",
             ));
         };
-        if master.matches(presented.expose()) {
-            req.extensions.insert(Arc::new(KeyInfo::master(master)));
+        if master.key.matches(presented.expose()) {
+            req.extensions.insert(master.info.clone());
             return ResponseFuture::inner(self.inner.call(req), None);
         }
         let Some(keys) = &self.keys else {

@@ -157,6 +157,12 @@ pub struct SpendConfig {
     pub capacity: usize,
     /// Rows per transaction (default 500).
     pub batch_size: usize,
+    /// How long the writer gathers rows after the first one before it writes them (default
+    /// 500 ms; LiteLLM's `general_settings.proxy_batch_write_at`). One transaction per interval
+    /// instead of one per request keeps the database's cost off the per-request budget; budgets
+    /// don't wait for it (the ledger counts a row the moment it is recorded). A batch that fills
+    /// up, a flush and shutdown write at once.
+    pub linger: Duration,
     /// First retry delay after a failed write (default 100 ms, doubling to `max_backoff`).
     pub backoff: Duration,
     /// Longest retry delay (default 5 s).
@@ -168,6 +174,7 @@ impl Default for SpendConfig {
         Self {
             capacity: 100_000,
             batch_size: 500,
+            linger: Duration::from_millis(500),
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
         }
@@ -186,6 +193,13 @@ impl SpendConfig {
     #[must_use]
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
+        self
+    }
+
+    /// Sets how long rows gather before a write (zero: write as soon as rows arrive).
+    #[must_use]
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
         self
     }
 }
@@ -380,6 +394,9 @@ async fn run(
                     }
                 }
             }
+            if !stopping && !config.linger.is_zero() {
+                stopping = gather(&mut rx, &mut msgs, &config, &stop).await;
+            }
         }
         if stopping {
             // Drain what is queued now, then finish.
@@ -417,6 +434,32 @@ async fn run(
             return;
         }
     }
+}
+
+/// Keeps receiving into `msgs` for up to `config.linger` after the first row, until the batch is
+/// full or a flush asks for a write now. Returns true when the writer should stop.
+async fn gather(
+    rx: &mut mpsc::Receiver<Msg>,
+    msgs: &mut Vec<Msg>,
+    config: &SpendConfig,
+    stop: &Notify,
+) -> bool {
+    let until = tokio::time::Instant::now() + config.linger;
+    let flush_asked = |m: &[Msg]| m.iter().any(|m| matches!(m, Msg::Flush(_)));
+    while msgs.len() < config.batch_size && !flush_asked(msgs) {
+        let room = config.batch_size - msgs.len();
+        tokio::select! {
+            biased;
+            () = stop.notified() => return true,
+            () = tokio::time::sleep_until(until) => return false,
+            n = rx.recv_many(msgs, room) => {
+                if n == 0 {
+                    return true;
+                }
+            }
+        }
+    }
+    false
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -462,5 +505,81 @@ async fn write_with_retry(
                 backoff = (backoff * 2).min(config.max_backoff);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::{SpendRow, Store};
+
+    fn row(id: &str) -> SpendRow {
+        SpendRow {
+            request_id: id.to_owned(),
+            api_key: "hash-of-k".to_owned(),
+            model_group: "g".to_owned(),
+            spend: 0.5,
+            ..SpendRow::default()
+        }
+    }
+
+    async fn store() -> Store {
+        Store::connect("sqlite::memory:").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn rows_gather_for_the_linger_and_a_flush_writes_them_at_once() {
+        let store = store().await;
+        let config = SpendConfig::default().linger(Duration::from_secs(30));
+        let writer = SpendWriter::spawn(store.clone(), config);
+        for id in ["a", "b", "c"] {
+            writer.log().record(row(id));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Gathering: nothing written yet, yet the ledger counts the spend already.
+        assert_eq!(store.spend_log_count().await.unwrap(), 0);
+        assert!((writer.log().ledger().key("hash-of-k") - 1.5).abs() < 1e-9);
+        let started = std::time::Instant::now();
+        writer.flush().await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(store.spend_log_count().await.unwrap(), 3);
+        assert_eq!(writer.stats().written, 3);
+        // Written: the ledger lets go of it.
+        assert!(writer.log().ledger().key("hash-of-k").abs() < 1e-9);
+    }
+
+    #[tokio::test]
+    async fn a_full_batch_is_written_without_waiting_for_the_linger() {
+        let store = store().await;
+        let config = SpendConfig::default()
+            .linger(Duration::from_secs(30))
+            .batch_size(2);
+        let writer = SpendWriter::spawn(store.clone(), config);
+        writer.log().record(row("a"));
+        writer.log().record(row("b"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.spend_log_count().await.unwrap() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the full batch waited"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stats = writer.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(stats.written, 2);
+    }
+
+    #[tokio::test]
+    async fn shutdown_writes_rows_still_gathering() {
+        let store = store().await;
+        let config = SpendConfig::default().linger(Duration::from_secs(30));
+        let writer = SpendWriter::spawn(store.clone(), config);
+        writer.log().record(row("a"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stats = writer.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(stats.written, 1);
+        assert_eq!(store.spend_log_count().await.unwrap(), 1);
     }
 }

@@ -346,6 +346,30 @@ fn opt_f64(v: Option<f64>) -> Option<String> {
     v.map(|f| f.to_string())
 }
 
+/// Spend rows per INSERT statement: 19 parameters a row stays far below SQLite's (32 766) and
+/// PostgreSQL's (65 535) limits.
+const SPEND_ROWS_PER_INSERT: usize = 100;
+
+/// `INSERT … VALUES (…), (…) … ON CONFLICT DO NOTHING RETURNING request_id` for `n` rows.
+fn spend_insert_sql(n: usize) -> String {
+    use std::fmt::Write as _;
+    const COLS: usize = 19;
+    let mut sql = String::with_capacity(400 + n * COLS * 5);
+    sql.push_str("INSERT INTO llmgate_spend_logs (request_id, api_key, key_alias, team_id, user_id, model_group, model, model_id, custom_llm_provider, prompt_tokens, completion_tokens, total_tokens, spend, start_time, end_time, latency_ms, cache_hit, status, request_tags) VALUES ");
+    for row in 0..n {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..COLS {
+            if col > 0 {
+                sql.push(',');
+            }
+            let _ = write!(sql, "${}", row * COLS + col + 1);
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
+    sql
+}
+
 fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".to_owned())
 }
@@ -979,33 +1003,43 @@ impl Store {
     pub async fn write_spend(&self, rows: &[SpendRow]) -> Result<SpendTotals, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db("spend: begin"))?;
         let mut totals = SpendTotals::default();
+        // Many rows per statement: one round trip to the database per chunk, not per row.
+        let mut inserted = std::collections::HashSet::new();
+        for chunk in rows.chunks(SPEND_ROWS_PER_INSERT) {
+            let sql = spend_insert_sql(chunk.len());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for r in chunk {
+                q = q
+                    .bind(r.request_id.clone())
+                    .bind(r.api_key.clone())
+                    .bind(r.key_alias.clone())
+                    .bind(r.team_id.clone())
+                    .bind(r.user_id.clone())
+                    .bind(r.model_group.clone())
+                    .bind(r.model.clone())
+                    .bind(r.model_id.clone())
+                    .bind(r.custom_llm_provider.clone())
+                    .bind(r.prompt_tokens)
+                    .bind(r.completion_tokens)
+                    .bind(r.total_tokens)
+                    .bind(r.spend)
+                    .bind(r.start_time)
+                    .bind(r.end_time)
+                    .bind(r.latency_ms)
+                    .bind(i64::from(r.cache_hit))
+                    .bind(r.status.clone())
+                    .bind(json_list(&r.request_tags));
+            }
+            // RETURNING lists only the rows inserted now: a retried batch's stored rows are
+            // skipped by ON CONFLICT and not counted twice.
+            for row in q.fetch_all(&mut *tx).await.map_err(db("spend: insert"))? {
+                if let Some(id) = get::<String>(&row, "request_id") {
+                    inserted.insert(id);
+                }
+            }
+        }
         for r in rows {
-            let res = sqlx::query(
-                "INSERT INTO llmgate_spend_logs (request_id, api_key, key_alias, team_id, user_id, model_group, model, model_id, custom_llm_provider, prompt_tokens, completion_tokens, total_tokens, spend, start_time, end_time, latency_ms, cache_hit, status, request_tags) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) ON CONFLICT (request_id) DO NOTHING",
-            )
-            .bind(r.request_id.clone())
-            .bind(r.api_key.clone())
-            .bind(r.key_alias.clone())
-            .bind(r.team_id.clone())
-            .bind(r.user_id.clone())
-            .bind(r.model_group.clone())
-            .bind(r.model.clone())
-            .bind(r.model_id.clone())
-            .bind(r.custom_llm_provider.clone())
-            .bind(r.prompt_tokens)
-            .bind(r.completion_tokens)
-            .bind(r.total_tokens)
-            .bind(r.spend)
-            .bind(r.start_time)
-            .bind(r.end_time)
-            .bind(r.latency_ms)
-            .bind(i64::from(r.cache_hit))
-            .bind(r.status.clone())
-            .bind(json_list(&r.request_tags))
-            .execute(&mut *tx)
-            .await
-            .map_err(db("spend: insert"))?;
-            if res.rows_affected() == 0 || r.spend == 0.0 {
+            if r.spend == 0.0 || !inserted.contains(&r.request_id) {
                 continue;
             }
             if !r.api_key.is_empty() {
@@ -1154,5 +1188,32 @@ mod tests {
         assert!((s.key(&row.token).await.unwrap().unwrap().spend - 0.5).abs() < 1e-12);
         assert_eq!(s.spend_log_count().await.unwrap(), 1);
         assert!((s.global_spend().await.unwrap() - 0.5).abs() < 1e-12);
+    }
+
+    #[tokio::test]
+    async fn spend_batches_span_several_statements_and_count_new_rows_only() {
+        let s = Store::connect("sqlite::memory:").await.unwrap();
+        let (_, key) = s.create_key(NewKey::default()).await.unwrap();
+        let rows: Vec<SpendRow> = (0..(SPEND_ROWS_PER_INSERT * 2 + 50))
+            .map(|i| SpendRow {
+                request_id: format!("r{i}"),
+                api_key: key.token.clone(),
+                spend: 0.25,
+                request_tags: vec![format!("t{i}")],
+                status: "success".into(),
+                ..SpendRow::default()
+            })
+            .collect();
+        let first = SPEND_ROWS_PER_INSERT + 30;
+        let t1 = s.write_spend(&rows[..first]).await.unwrap();
+        let cost = |n: usize| 0.25 * n as f64;
+        assert!((t1.keys[&key.token] - cost(first)).abs() < 1e-9);
+        // The whole batch again, as after a failed commit: only the new rows count.
+        let t2 = s.write_spend(&rows).await.unwrap();
+        let new = rows.len() - first;
+        assert!((t2.keys[&key.token] - cost(new)).abs() < 1e-9);
+        assert_eq!(s.spend_log_count().await.unwrap(), rows.len() as i64);
+        let stored = s.key(&key.token).await.unwrap().unwrap().spend;
+        assert!((stored - cost(rows.len())).abs() < 1e-9);
     }
 }
