@@ -346,12 +346,16 @@ fn opt_f64(v: Option<f64>) -> Option<String> {
     v.map(|f| f.to_string())
 }
 
-/// Spend rows per INSERT statement: 19 parameters a row stays far below SQLite's (32 766) and
-/// PostgreSQL's (65 535) limits.
-const SPEND_ROWS_PER_INSERT: usize = 100;
+/// Rows per spend INSERT statement, largest first: a batch is cut into these sizes. 64 rows of
+/// 19 parameters stay far below SQLite's (32 766) and PostgreSQL's (65 535) limits.
+const SPEND_INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
 
 /// `INSERT … VALUES (…), (…) … ON CONFLICT DO NOTHING RETURNING request_id` for `n` rows.
-fn spend_insert_sql(n: usize) -> String {
+///
+/// SQLite gets anonymous `?` parameters: it resolves each named one (`$7`) by a linear search of
+/// the names seen so far, which makes a statement with thousands of them quadratic to parse and
+/// bind. PostgreSQL takes only `$n`.
+fn spend_insert_sql(n: usize, backend: Backend) -> String {
     use std::fmt::Write as _;
     const COLS: usize = 19;
     let mut sql = String::with_capacity(400 + n * COLS * 5);
@@ -362,7 +366,12 @@ fn spend_insert_sql(n: usize) -> String {
             if col > 0 {
                 sql.push(',');
             }
-            let _ = write!(sql, "${}", row * COLS + col + 1);
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(sql, "${}", row * COLS + col + 1);
+                }
+            }
         }
         sql.push(')');
     }
@@ -1005,9 +1014,19 @@ impl Store {
         let mut totals = SpendTotals::default();
         // Many rows per statement: one round trip to the database per chunk, not per row.
         let mut inserted = std::collections::HashSet::new();
-        for chunk in rows.chunks(SPEND_ROWS_PER_INSERT) {
-            let sql = spend_insert_sql(chunk.len());
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let mut rest = rows;
+        while !rest.is_empty() {
+            // A few fixed statement sizes, so each is parsed once and then reused from the
+            // statement cache.
+            let n = SPEND_INSERT_SIZES
+                .iter()
+                .copied()
+                .find(|n| *n <= rest.len())
+                .unwrap_or(1);
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let sql = spend_insert_sql(n, self.backend);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for r in chunk {
                 q = q
                     .bind(r.request_id.clone())
@@ -1194,7 +1213,7 @@ mod tests {
     async fn spend_batches_span_several_statements_and_count_new_rows_only() {
         let s = Store::connect("sqlite::memory:").await.unwrap();
         let (_, key) = s.create_key(NewKey::default()).await.unwrap();
-        let rows: Vec<SpendRow> = (0..(SPEND_ROWS_PER_INSERT * 2 + 50))
+        let rows: Vec<SpendRow> = (0..(SPEND_INSERT_SIZES[0] * 2 + 55))
             .map(|i| SpendRow {
                 request_id: format!("r{i}"),
                 api_key: key.token.clone(),
@@ -1204,7 +1223,7 @@ mod tests {
                 ..SpendRow::default()
             })
             .collect();
-        let first = SPEND_ROWS_PER_INSERT + 30;
+        let first = SPEND_INSERT_SIZES[0] + 30;
         let t1 = s.write_spend(&rows[..first]).await.unwrap();
         let cost = |n: usize| 0.25 * n as f64;
         assert!((t1.keys[&key.token] - cost(first)).abs() < 1e-9);
