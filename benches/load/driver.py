@@ -21,7 +21,7 @@ STREAM_CLIENT = ENV["STREAM_CLIENT"]
 DURATION = float(ENV.get("DURATION", "5"))
 ROUNDS = int(ENV.get("ROUNDS", "1"))
 OUT_DIR = ENV["OUT_DIR"]
-SCENARIOS = ENV.get("SCENARIOS", "L1,L2,L3,S1,G1").split(",")
+SCENARIOS = ENV.get("SCENARIOS", "L1,L2,L3,S1,G1,R1,C1").split(",")
 L3_RATES = [int(r) for r in ENV.get("L3_RATES", "250,500,1000,2000,4000,6000,8000,12000,16000").split(",")]
 CLK = os.sysconf("SC_CLK_TCK")
 BODY = '{"model":"%s","messages":[{"role":"user","content":"Say hello."}],"max_tokens":32}'
@@ -45,6 +45,18 @@ FULL = None
 if ENV.get("GWFULL_PORT"):
     FULL = target("llmgate-full", ENV["GWFULL_PORT"], ENV["GWFULL_PID"], "gateway",
                   [("authorization", "Bearer " + ENV.get("GWFULL_KEY", "sk-bench-master"))])
+
+# Scenarios that run one more llmgate configuration against the baselines, as L1/L2 do:
+# id -> (target, names of the baseline targets run beside it).
+EXTRA = {}
+if FULL:
+    EXTRA["G1"] = (FULL, ("direct", "passthrough"))
+if ENV.get("GWREL_PORT"):
+    EXTRA["R1"] = (target("llmgate-reliable", ENV["GWREL_PORT"], ENV["GWREL_PID"], "gateway"),
+                   ("direct", "passthrough", "llmgate"))
+if ENV.get("GWCACHE_PORT"):
+    EXTRA["C1"] = (target("llmgate-cache", ENV["GWCACHE_PORT"], ENV["GWCACHE_PID"], "gateway"),
+                   ("direct", "passthrough", "llmgate"))
 
 
 def url_and_model(t, variant):
@@ -225,16 +237,18 @@ def run_round(rnd):
         for conc in (1, 128, 256):
             for t in ts:
                 record(rnd, f"S1 c{conc}", t, streams(t, conc, DURATION))
-    if "G1" in SCENARIOS and FULL:
-        g = [t for t in ts if t["name"] in ("direct", "passthrough")] + [FULL]
+    for sid, (extra, baselines) in EXTRA.items():
+        if sid not in SCENARIOS:
+            continue
+        g = [t for t in ts if t["name"] in baselines] + [extra]
         for t in order(rnd, g):
-            record(rnd, "G1 c64", t, oha(t, "instant", 64, DURATION))
+            record(rnd, f"{sid} c64", t, oha(t, "instant", 64, DURATION))
         for t in order(rnd, g):
-            record(rnd, "G1 c1", t, oha(t, "instant", 1, DURATION))
+            record(rnd, f"{sid} c1", t, oha(t, "instant", 1, DURATION))
 
 
 def warm_up():
-    for t in TARGETS + ([FULL] if FULL else []):
+    for t in TARGETS + [extra for extra, _ in EXTRA.values()]:
         oha(t, "instant", 16, 1)
         if "S1" in SCENARIOS:
             streams(t, 4, 1)
@@ -337,7 +351,8 @@ def markdown(rows, meta):
 def main():
     meta = json.loads(ENV.get("BENCH_META", "{}"))
     meta["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"targets: {', '.join(t['name'] for t in TARGETS)}" + (", llmgate-full (G1)" if FULL else ""))
+    print(f"targets: {', '.join(t['name'] for t in TARGETS)}"
+          + "".join(f", {extra['name']} ({sid})" for sid, (extra, _) in EXTRA.items()))
     warm_up()
     for rnd in range(ROUNDS):
         print(f"round {rnd + 1}/{ROUNDS}", flush=True)

@@ -110,7 +110,28 @@ RUST_LOG=warn target/release/llmgate --config "$OUT_DIR/llmgate-full.yaml" --hos
   --port "$GWFULL_PORT" --num_workers "$CORES" >"$LOGS/llmgate-full.log" 2>&1 &
 GWFULL_PID=$!; PIDS+=($GWFULL_PID)
 wait_ready "http://127.0.0.1:$GWFULL_PORT/health/liveliness" 10 llmgate-full
-export PT_PID GW_PID GWFULL_PID GWFULL_KEY=sk-bench-master
+# G1 calls with a virtual key (rpm / tpm limits and a budget, so every check runs), made with
+# the master key through the management API.
+GWFULL_KEY="$(curl -fsS -X POST "http://127.0.0.1:$GWFULL_PORT/key/generate" \
+  -H 'authorization: Bearer sk-bench-master' -H 'content-type: application/json' \
+  -d '{"key_alias":"bench","models":["bench"],"rpm_limit":100000000,"tpm_limit":100000000000,"max_budget":1000000}' \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')"
+export PT_PID GW_PID GWFULL_PID GWFULL_KEY
+
+# R1 (reliability settings on) and C1 (cache hits): one more gateway each.
+export GWREL_PORT GWREL_PID GWCACHE_PORT GWCACHE_PID
+render llmgate-reliable.yaml
+GWREL_PORT="$(free_port)"
+RUST_LOG=warn target/release/llmgate --config "$OUT_DIR/llmgate-reliable.yaml" --host 127.0.0.1 \
+  --port "$GWREL_PORT" --num_workers "$CORES" >"$LOGS/llmgate-reliable.log" 2>&1 &
+GWREL_PID=$!; PIDS+=($GWREL_PID)
+wait_ready "http://127.0.0.1:$GWREL_PORT/health/liveliness" 10 llmgate-reliable
+render llmgate-cache.yaml
+GWCACHE_PORT="$(free_port)"
+RUST_LOG=warn target/release/llmgate --config "$OUT_DIR/llmgate-cache.yaml" --host 127.0.0.1 \
+  --port "$GWCACHE_PORT" --num_workers "$CORES" >"$LOGS/llmgate-cache.log" 2>&1 &
+GWCACHE_PID=$!; PIDS+=($GWCACHE_PID)
+wait_ready "http://127.0.0.1:$GWCACHE_PORT/health/liveliness" 10 llmgate-cache
 
 LITELLM_V="not run"
 if [ "$WITH_LITELLM" = 1 ]; then
