@@ -304,6 +304,11 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     (secs.is_finite() && (0.0..=86_400.0).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
 
+const LLM_PROVIDER_X_REQUEST_ID: HeaderName = HeaderName::from_static("llm_provider-x-request-id");
+const LLM_PROVIDER_REQUEST_ID: HeaderName = HeaderName::from_static("llm_provider-request-id");
+const LLM_PROVIDER_OPENAI_PROCESSING_MS: HeaderName =
+    HeaderName::from_static("llm_provider-openai-processing-ms");
+
 /// Provider headers a client may use: `retry-after`, `x-ratelimit-*` as they are, and the provider's
 /// request id as `llm_provider-x-request-id` (LiteLLM's naming).
 #[must_use]
@@ -317,9 +322,9 @@ pub fn forwardable_headers(headers: &HeaderMap) -> HeaderMap {
         }
         // The common request-id headers have static prefixed names (no allocation per response).
         let prefixed = match n {
-            "x-request-id" => HeaderName::from_static("llm_provider-x-request-id"),
-            "request-id" => HeaderName::from_static("llm_provider-request-id"),
-            "openai-processing-ms" => HeaderName::from_static("llm_provider-openai-processing-ms"),
+            "x-request-id" => LLM_PROVIDER_X_REQUEST_ID,
+            "request-id" => LLM_PROVIDER_REQUEST_ID,
+            "openai-processing-ms" => LLM_PROVIDER_OPENAI_PROCESSING_MS,
             _ => continue,
         };
         out.append(prefixed, value.clone());

@@ -146,15 +146,21 @@ impl Decision {
     }
 
     fn headers(&self, h: &mut HeaderMap) {
-        let mut put = |name: &'static str, v: Option<u64>| {
+        const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+        const REMAINING_REQUESTS: HeaderName =
+            HeaderName::from_static("x-ratelimit-remaining-requests");
+        const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+        const REMAINING_TOKENS: HeaderName =
+            HeaderName::from_static("x-ratelimit-remaining-tokens");
+        let mut put = |name: HeaderName, v: Option<u64>| {
             if let Some(v) = v {
-                h.insert(HeaderName::from_static(name), HeaderValue::from(v));
+                h.insert(name, HeaderValue::from(v));
             }
         };
-        put("x-ratelimit-limit-requests", self.limit_requests);
-        put("x-ratelimit-remaining-requests", self.remaining_requests);
-        put("x-ratelimit-limit-tokens", self.limit_tokens);
-        put("x-ratelimit-remaining-tokens", self.remaining_tokens);
+        put(LIMIT_REQUESTS, self.limit_requests);
+        put(REMAINING_REQUESTS, self.remaining_requests);
+        put(LIMIT_TOKENS, self.limit_tokens);
+        put(REMAINING_TOKENS, self.remaining_tokens);
     }
 
     fn error(&self) -> Option<LlmError> {

@@ -377,10 +377,7 @@ async fn respond(
                 HeaderValue::from_static("text/event-stream"),
             );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert(
-                HeaderName::from_static("x-accel-buffering"),
-                HeaderValue::from_static("no"),
-            );
+            h.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
             insert_call_id(h, call_id);
             r
         }
@@ -389,39 +386,39 @@ async fn respond(
     for (name, value) in &meta.headers {
         h.append(name.clone(), value.clone());
     }
-    let mut put = |name: &'static str, value: &str| {
+    let mut put = |name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(HeaderName::from_static(name), v);
+            h.insert(name, v);
         }
     };
     if let Some(id) = &meta.deployment_id {
-        put("x-litellm-model-id", id);
+        put(X_LITELLM_MODEL_ID, id);
     }
     if let Some(group) = &meta.model_group {
-        put("x-litellm-model-group", group);
+        put(X_LITELLM_MODEL_GROUP, group);
     }
     if let Some(base) = &meta.api_base {
-        put("x-litellm-model-api-base", base);
+        put(X_LITELLM_MODEL_API_BASE, base);
     }
     if let Some(cost) = meta.cost {
-        put("x-litellm-response-cost", &cost.to_string());
+        put(X_LITELLM_RESPONSE_COST, &cost.to_string());
     }
     // Routing: what the reliability layers spent, and the gateway's own time (total minus the
     // provider's time to first byte).
-    put(
-        "x-litellm-attempted-retries",
-        &meta.attempted_retries.to_string(),
-    );
-    put(
-        "x-litellm-attempted-fallbacks",
-        &meta.attempted_fallbacks.to_string(),
-    );
     let overhead = received
         .elapsed()
         .saturating_sub(meta.time_to_first_byte.unwrap_or_default());
     put(
-        "x-litellm-overhead-duration-ms",
+        X_LITELLM_OVERHEAD_DURATION_MS,
         &format!("{:.3}", overhead.as_secs_f64() * 1000.0),
+    );
+    h.insert(
+        X_LITELLM_ATTEMPTED_RETRIES,
+        HeaderValue::from(meta.attempted_retries),
+    );
+    h.insert(
+        X_LITELLM_ATTEMPTED_FALLBACKS,
+        HeaderValue::from(meta.attempted_fallbacks),
     );
     out
 }
@@ -467,6 +464,17 @@ fn insert_call_id(h: &mut HeaderMap, call_id: &Arc<str>) {
 }
 
 const X_LITELLM_CALL_ID: HeaderName = HeaderName::from_static("x-litellm-call-id");
+const X_LITELLM_MODEL_ID: HeaderName = HeaderName::from_static("x-litellm-model-id");
+const X_LITELLM_MODEL_GROUP: HeaderName = HeaderName::from_static("x-litellm-model-group");
+const X_LITELLM_MODEL_API_BASE: HeaderName = HeaderName::from_static("x-litellm-model-api-base");
+const X_LITELLM_RESPONSE_COST: HeaderName = HeaderName::from_static("x-litellm-response-cost");
+const X_LITELLM_ATTEMPTED_RETRIES: HeaderName =
+    HeaderName::from_static("x-litellm-attempted-retries");
+const X_LITELLM_ATTEMPTED_FALLBACKS: HeaderName =
+    HeaderName::from_static("x-litellm-attempted-fallbacks");
+const X_LITELLM_OVERHEAD_DURATION_MS: HeaderName =
+    HeaderName::from_static("x-litellm-overhead-duration-ms");
+const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 const X_LITELLM_API_KEY: HeaderName = HeaderName::from_static("x-litellm-api-key");
 const API_KEY: HeaderName = HeaderName::from_static("api-key");
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
