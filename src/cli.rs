@@ -7,7 +7,7 @@ use crate::{
     gateway::{Gateway, DEFAULT_CONFIG},
     governance::BuildOptions,
     provider::HttpClient,
-    server::{serve, shutdown_signal, ServeConfig},
+    server::{bind_listeners, serve_per_thread, shutdown_signal, ServeConfig},
 };
 
 /// Options of the `llmgate` binary.
@@ -19,7 +19,8 @@ pub struct RunOptions {
     pub host: String,
     /// Listen port.
     pub port: u16,
-    /// Worker threads.
+    /// Serving threads, each with its own single-threaded runtime and listening socket
+    /// (default: one per core).
     pub num_workers: Option<usize>,
     /// Only validate the config.
     pub check: bool,
@@ -89,12 +90,14 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     for w in &loaded.warnings {
         tracing::warn!("{origin}: {w}");
     }
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(n) = opts.num_workers.filter(|n| *n > 0) {
-        rt.worker_threads(n);
-    }
-    let rt = rt
+    // Requests are served by one single-threaded runtime per worker thread (`serve_per_thread`);
+    // this runtime runs start-up, signals and background work (spend writer, database, Redis).
+    let workers = opts
+        .num_workers
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let opts_path = opts.config.clone();
@@ -129,18 +132,18 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             .parse()
             .or_else(|_| format!("[{}]:{}", opts.host, opts.port).parse())
             .map_err(|e| format!("invalid --host/--port: {e}"))?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
+        let listeners = bind_listeners(addr, workers)
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         tracing::info!(
             %addr,
+            workers,
             models = ?gateway.router.model_names(),
             auth = if loaded.config.general_settings.master_key.is_some() { "master_key" } else { "open" },
             database = gateway.governance.as_ref().map_or("none", |g| g.database.as_str()),
             "llmgate listening"
         );
-        let served = serve(
-            listener,
+        let served = serve_per_thread(
+            listeners,
             gateway.app(),
             ServeConfig::default().grace_period(opts.grace_period),
             shutdown_signal(),

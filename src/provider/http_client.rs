@@ -3,6 +3,7 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -15,16 +16,28 @@ use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::{TokioExecutor, TokioTimer},
 };
+use thread_local::ThreadLocal;
 
 use crate::error::BoxError;
 
 /// The default upstream HTTP client: pooled keep-alive connections, TCP_NODELAY, rustls (no
 /// OpenSSL) with the webpki roots, HTTP/2 when the server offers it by ALPN, HTTP/1.1 otherwise.
 ///
-/// A `tower::Service<http::Request<Full<Bytes>>>`; cloning shares the pool.
+/// A `tower::Service<http::Request<Full<Bytes>>>`; cloning shares the pools.
+///
+/// One connection pool per thread that calls it: a connection's I/O is driven by the runtime of
+/// the thread that opened it, so a request served on one thread never waits on a connection
+/// driven by another (the binary serves with one single-threaded runtime per core; see
+/// [`serve_per_thread`](crate::server::serve_per_thread)).
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    builder: HttpClientBuilder,
+    per_thread: ThreadLocal<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
 }
 
 /// Builds an [`HttpClient`]. Defaults: connect timeout 5 s, idle pooled connections kept 90 s, at
@@ -68,6 +81,15 @@ impl HttpClientBuilder {
 
     /// Builds the client.
     pub fn build(self) -> HttpClient {
+        HttpClient {
+            shared: Arc::new(Shared {
+                builder: self,
+                per_thread: ThreadLocal::new(),
+            }),
+        }
+    }
+
+    fn client(&self) -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -79,13 +101,12 @@ impl HttpClientBuilder {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let inner = Client::builder(TokioExecutor::new())
+        Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(self.pool_idle_timeout)
             .pool_max_idle_per_host(self.pool_max_idle_per_host)
-            .build(https);
-        HttpClient { inner }
+            .build(https)
     }
 }
 
@@ -119,8 +140,10 @@ impl tower_service::Service<http::Request<Full<Bytes>>> for HttpClient {
     }
 
     fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
+        let shared = &*self.shared;
+        let client = shared.per_thread.get_or(|| shared.builder.client());
         HttpFuture {
-            inner: self.inner.request(req),
+            inner: client.request(req),
         }
     }
 }

@@ -1,6 +1,7 @@
-//! [`serve`]: accept loop over hyper-util (HTTP/1.1 and h2c), TCP_NODELAY, graceful shutdown.
+//! [`serve`]: accept loop over hyper-util (HTTP/1.1 and h2c), TCP_NODELAY, graceful shutdown;
+//! [`serve_per_thread`]: the same on one single-threaded runtime per listener (the binary's mode).
 
-use std::{convert::Infallible, future::Future, io, time::Duration};
+use std::{convert::Infallible, future::Future, io, net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
 use http_body::Body;
@@ -10,6 +11,7 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tower_service::Service;
 
@@ -118,6 +120,114 @@ where
         () = tokio::time::sleep(config.grace_period) => tracing::warn!("grace period over; closing remaining connections"),
     }
     Ok(())
+}
+
+/// Opens `n` listening sockets on `addr` (at least one). On Unix each has `SO_REUSEPORT`, so the
+/// kernel spreads new connections across them; elsewhere they share one socket. With port 0, all
+/// get the port the first one was given.
+pub fn bind_listeners(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let open = |addr: SocketAddr| -> io::Result<std::net::TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        #[cfg(unix)]
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        Ok(socket.into())
+    };
+    let first = open(addr)?;
+    let bound = first.local_addr()?;
+    let mut out = Vec::with_capacity(n.max(1));
+    out.push(first);
+    for _ in 1..n.max(1) {
+        #[cfg(unix)]
+        out.push(open(bound)?);
+        #[cfg(not(unix))]
+        out.push(out[0].try_clone()?);
+    }
+    Ok(out)
+}
+
+/// Serves `service` with one thread per listener, each running its own single-threaded tokio
+/// runtime: a connection, the tasks of its requests and the upstream connections they open (see
+/// [`HttpClient`](crate::provider::HttpClient)'s per-thread pools) stay on one thread, so no
+/// request waits for a wake-up from another core. Background work started before (the spend
+/// writer, Redis and database connections) stays on the caller's runtime. When `shutdown`
+/// resolves every thread stops accepting and drains as [`serve`] does; this returns when all
+/// have finished.
+pub async fn serve_per_thread<S, B>(
+    listeners: Vec<std::net::TcpListener>,
+    service: S,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()>
+where
+    S: Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut threads = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let service = service.clone();
+        let config = config.clone();
+        let mut stop = stop_rx.clone();
+        let done = done_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("llmgate-worker-{i}"))
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|rt| {
+                        rt.block_on(async move {
+                            let listener = TcpListener::from_std(listener)?;
+                            let stopped = async move {
+                                let _ = stop.wait_for(|s| *s).await;
+                            };
+                            serve(listener, service, config, stopped).await
+                        })
+                    });
+                let _ = done.send(result);
+            })?;
+        threads.push(thread);
+    }
+    drop(done_tx);
+    tokio::pin!(shutdown);
+    let mut result = Ok(());
+    let mut running = threads.len();
+    let mut stopping = false;
+    while running > 0 {
+        tokio::select! {
+            () = &mut shutdown, if !stopping => {
+                stopping = true;
+                let _ = stop_tx.send(true);
+            }
+            finished = done_rx.recv() => match finished {
+                Some(r) => {
+                    running -= 1;
+                    if let Err(e) = r {
+                        // One worker failing stops them all: a half-served port is worse.
+                        tracing::error!(error = %e, "a server thread failed");
+                        let _ = stop_tx.send(true);
+                        stopping = true;
+                        result = Err(e);
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    result
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
