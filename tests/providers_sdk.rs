@@ -386,7 +386,11 @@ fn remove_path(v: &mut Value, path: &str) {
 fn exchanges(family: &Family, up_url: &str, seed: u64) -> Vec<Exchange> {
     let mut out = Vec::new();
     for stream in [false, true] {
-        let route = case(if stream { family.route.1 } else { family.route.0 });
+        let route = case(if stream {
+            family.route.1
+        } else {
+            family.route.0
+        });
         let (answer, reply) = match (stream, family.stream) {
             (false, _) => {
                 let c = case(family.nonstream);
@@ -412,7 +416,8 @@ fn exchanges(family: &Family, up_url: &str, seed: u64) -> Vec<Exchange> {
                 });
                 answer["message"] = json!({"role": "assistant", "content": ""});
                 let ndjson = format!("{call_line}\n{answer}\n");
-                let up = json!({"status": 200, "headers": {"content-type": "application/x-ndjson"}});
+                let up =
+                    json!({"status": 200, "headers": {"content-type": "application/x-ndjson"}});
                 let reply = reply_for(&up, ndjson.into_bytes(), Some(seed));
                 (c, reply)
             }
@@ -430,29 +435,28 @@ fn exchanges(family: &Family, up_url: &str, seed: u64) -> Vec<Exchange> {
             .filter_map(|p| p.strip_prefix("usage.").map(str::to_owned))
             .collect();
         let expected = &answer["client_response"];
-        let (calls, content, usage, exact_arguments) = if let Some(chunks) =
-            expected["chunks"].as_array()
-        {
-            let (calls, content, usage) = reassemble(chunks);
-            let calls = calls
-                .into_iter()
-                .map(|(_, mut c)| {
-                    if id_open {
-                        c.id = None;
-                    }
-                    c
-                })
-                .collect();
-            // Streamed fragments are relayed exactly, whatever the family.
-            (calls, Some(content), usage, true)
-        } else {
-            let body = &expected["body"];
-            let message = &body["choices"][0]["message"];
-            let calls = expected_calls_from_message(message, id_open);
-            let content = message["content"].as_str().map(str::to_owned);
-            let usage = body.get("usage").cloned();
-            (calls, content, usage, family.openai_format)
-        };
+        let (calls, content, usage, exact_arguments) =
+            if let Some(chunks) = expected["chunks"].as_array() {
+                let (calls, content, usage) = reassemble(chunks);
+                let calls = calls
+                    .into_iter()
+                    .map(|(_, mut c)| {
+                        if id_open {
+                            c.id = None;
+                        }
+                        c
+                    })
+                    .collect();
+                // Streamed fragments are relayed exactly, whatever the family.
+                (calls, Some(content), usage, true)
+            } else {
+                let body = &expected["body"];
+                let message = &body["choices"][0]["message"];
+                let calls = expected_calls_from_message(message, id_open);
+                let content = message["content"].as_str().map(str::to_owned);
+                let usage = body.get("usage").cloned();
+                (calls, content, usage, family.openai_format)
+            };
         let mut client_body = answer["client_request"]["body"].clone();
         let mut upstream_body = answer["upstream_request"]["body"].clone();
         if matches!(family.stream, StreamSource::OllamaFromChatTools) && stream {
@@ -614,7 +618,14 @@ fn spawn(config: &Path) -> Gateway {
 
 /// `expected` ⊆ `actual`; keys only on the actual side must be `null` or named in `notes`
 /// (never, with `strict`).
-fn diff(expected: &Value, actual: &Value, path: &str, strict: bool, notes: &str, out: &mut Vec<String>) {
+fn diff(
+    expected: &Value,
+    actual: &Value,
+    path: &str,
+    strict: bool,
+    notes: &str,
+    out: &mut Vec<String>,
+) {
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
             for (k, ev) in e {
@@ -624,8 +635,7 @@ fn diff(expected: &Value, actual: &Value, path: &str, strict: bool, notes: &str,
                 }
             }
             for (k, av) in a {
-                if !e.contains_key(k) && (strict || !(av.is_null() || notes.contains(k.as_str())))
-                {
+                if !e.contains_key(k) && (strict || !(av.is_null() || notes.contains(k.as_str()))) {
                     out.push(format!("{path}.{k}: unexpected {av}"));
                 }
             }
@@ -672,13 +682,20 @@ fn check_calls(
             _ => {}
         }
         if *name != want.name {
-            problems.push(format!("{what}[{i}]: name {name:?} != expected {:?}", want.name));
+            problems.push(format!(
+                "{what}[{i}]: name {name:?} != expected {:?}",
+                want.name
+            ));
         }
         if !same_arguments(&want.arguments, args, x.exact_arguments) {
             problems.push(format!(
                 "{what}[{i}]: arguments {args:?} != expected {:?}{}",
                 want.arguments,
-                if x.exact_arguments { " (byte for byte)" } else { " (as JSON)" }
+                if x.exact_arguments {
+                    " (byte for byte)"
+                } else {
+                    " (as JSON)"
+                }
             ));
         }
     }
@@ -692,7 +709,10 @@ fn message_calls(message: &Value) -> Vec<(Option<String>, String, String)> {
         .map(|c| {
             (
                 c["id"].as_str().map(str::to_owned),
-                c["function"]["name"].as_str().unwrap_or_default().to_owned(),
+                c["function"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 c["function"]["arguments"]
                     .as_str()
                     .unwrap_or_default()
@@ -729,7 +749,10 @@ fn check_nonstream(x: &Exchange, r: &Value, problems: &mut Vec<String>) {
         }
     }
     if r["finish_reason"] != "tool_calls" {
-        problems.push(format!("finish_reason {} != \"tool_calls\"", r["finish_reason"]));
+        problems.push(format!(
+            "finish_reason {} != \"tool_calls\"",
+            r["finish_reason"]
+        ));
     }
     if message["content"].as_str() != x.content.as_deref() {
         problems.push(format!(
@@ -754,7 +777,11 @@ fn check_stream(x: &Exchange, r: &Value, problems: &mut Vec<String>) {
             if !choice["finish_reason"].is_null() {
                 last_finish = choice["finish_reason"].clone();
             }
-            for tc in choice["delta"]["tool_calls"].as_array().into_iter().flatten() {
+            for tc in choice["delta"]["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 let Some(index) = tc["index"].as_u64() else {
                     problems.push(format!("tool call delta without index: {tc}"));
                     continue;
@@ -772,7 +799,10 @@ fn check_stream(x: &Exchange, r: &Value, problems: &mut Vec<String>) {
                             )),
                         }
                         if tc["type"] != "function" {
-                            problems.push(format!("first delta of tool call {index}: type {}", tc["type"]));
+                            problems.push(format!(
+                                "first delta of tool call {index}: type {}",
+                                tc["type"]
+                            ));
                         }
                     }
                     Some((_, first_id, first_name)) => {
@@ -787,7 +817,9 @@ fn check_stream(x: &Exchange, r: &Value, problems: &mut Vec<String>) {
         }
     }
     if last_finish != "tool_calls" {
-        problems.push(format!("last finish_reason {last_finish} != \"tool_calls\""));
+        problems.push(format!(
+            "last finish_reason {last_finish} != \"tool_calls\""
+        ));
     }
     let (calls, content, usage) = reassemble(chunks);
     let got: Vec<_> = calls
@@ -844,7 +876,10 @@ fn check_upstream(x: &Exchange, rec: &Recorded, problems: &mut Vec<String>) {
     let mut body: Value = match serde_json::from_slice(&rec.body) {
         Ok(v) => v,
         Err(e) => {
-            problems.push(format!("upstream body is not JSON ({e}): {}", rec.body_str()));
+            problems.push(format!(
+                "upstream body is not JSON ({e}): {}",
+                rec.body_str()
+            ));
             return;
         }
     };
@@ -856,7 +891,14 @@ fn check_upstream(x: &Exchange, rec: &Recorded, problems: &mut Vec<String>) {
             continue;
         }
         let mut p = Vec::new();
-        diff(want, got, &format!("upstream body.{key}"), x.openai_format, "", &mut p);
+        diff(
+            want,
+            got,
+            &format!("upstream body.{key}"),
+            x.openai_format,
+            "",
+            &mut p,
+        );
         problems.extend(p);
     }
     if x.family == "sdk-bedrock" {
@@ -1049,7 +1091,8 @@ fn checks_catch_wrong_answers() {
     assert!(p.is_empty(), "{p:?}");
 
     let mut spaced = good.clone();
-    spaced["message"]["tool_calls"][0]["function"]["arguments"] = "{\"location\": \"Boston, MA\"}".into();
+    spaced["message"]["tool_calls"][0]["function"]["arguments"] =
+        "{\"location\": \"Boston, MA\"}".into();
     let mut p = Vec::new();
     check_nonstream(nonstream, &spaced, &mut p);
     assert!(p.iter().any(|m| m.contains("byte for byte")), "{p:?}");
@@ -1080,7 +1123,10 @@ fn checks_catch_wrong_answers() {
         .remove("name");
     let mut p = Vec::new();
     check_stream(stream, &nameless, &mut p);
-    assert!(p.iter().any(|m| m.contains("lacks its id or name")), "{p:?}");
+    assert!(
+        p.iter().any(|m| m.contains("lacks its id or name")),
+        "{p:?}"
+    );
 
     let mut lost = r;
     lost["chunks"].as_array_mut().unwrap().remove(2);
