@@ -23,6 +23,7 @@ mod http_client;
 pub mod mock;
 pub mod ollama;
 pub mod openai;
+pub mod params;
 mod service;
 pub mod sse;
 
@@ -96,6 +97,14 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
     /// [`ProviderService`] awaits it before `encode` and puts it into the request as
     /// [`AccessToken`]. Default: none.
     fn access_token(&self, _dep: &Deployment) -> Option<TokenFuture> {
+        None
+    }
+
+    /// The OpenAI parameters of `endpoint` this family maps (LiteLLM's
+    /// `get_supported_openai_params`); any other OpenAI parameter in a request is refused with a 400,
+    /// or dropped with `drop_params` (see [`params`]). `None` (the default): the family forwards the
+    /// OpenAI body as it is, so every parameter is supported.
+    fn supported_params(&self, _endpoint: params::Endpoint) -> Option<&'static [&'static str]> {
         None
     }
 

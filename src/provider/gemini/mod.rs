@@ -60,6 +60,7 @@ pub use self::{
 };
 use super::{
     openai::{bearer, invalid_upstream_json, join_url, json_request},
+    params::Endpoint,
     sse::SseStream,
     AccessToken, ByteStream, Deployment, Provider, TokenFuture,
 };
@@ -139,6 +140,66 @@ fn stream_chat(provider: &'static str, req: &LlmRequest, body: ByteStream) -> Ch
     ))
 }
 
+/// The OpenAI chat parameters the `generateContent` translation maps (LiteLLM's Gemini list, less
+/// what is not mapped here: `logprobs`, `modalities`, `audio`, `web_search_options`, …).
+pub const SUPPORTED_PARAMS: &[&str] = &[
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "n",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+    "reasoning_effort",
+    "tools",
+    "tool_choice",
+];
+
+/// What `gemini/` and `vertex_ai/` share (one wire family): supported parameters, `decode`,
+/// `decode_stream`, `classify`. Used inside an `impl Provider` block.
+macro_rules! gemini_shared {
+    () => {
+        fn supported_params(&self, endpoint: Endpoint) -> Option<&'static [&'static str]> {
+            // No embeddings here: `encode` refuses them before any parameter matters.
+            (endpoint == Endpoint::Chat).then_some(SUPPORTED_PARAMS)
+        }
+
+        fn decode(
+            &self,
+            req: &LlmRequest,
+            resp: http::Response<Bytes>,
+            _dep: &Deployment,
+        ) -> Result<LlmResponse, LlmError> {
+            decode_chat(req, resp.body())
+        }
+
+        fn decode_stream(
+            &self,
+            req: &LlmRequest,
+            _parts: http::response::Parts,
+            body: ByteStream,
+            _dep: &Deployment,
+        ) -> Result<ChatStream, LlmError> {
+            Ok(stream_chat(self.name(), req, body))
+        }
+
+        fn classify(
+            &self,
+            status: StatusCode,
+            _headers: &HeaderMap,
+            body: &[u8],
+            _dep: &Deployment,
+        ) -> LlmError {
+            classify_google_error(self.name(), status, body)
+        }
+    };
+}
+
 impl Provider for Gemini {
     fn name(&self) -> &'static str {
         "gemini"
@@ -166,34 +227,7 @@ impl Provider for Gemini {
         build(builder, generate_content_body(chat, &dep.model)?)
     }
 
-    fn decode(
-        &self,
-        req: &LlmRequest,
-        resp: http::Response<Bytes>,
-        _dep: &Deployment,
-    ) -> Result<LlmResponse, LlmError> {
-        decode_chat(req, resp.body())
-    }
-
-    fn decode_stream(
-        &self,
-        req: &LlmRequest,
-        _parts: http::response::Parts,
-        body: ByteStream,
-        _dep: &Deployment,
-    ) -> Result<ChatStream, LlmError> {
-        Ok(stream_chat(self.name(), req, body))
-    }
-
-    fn classify(
-        &self,
-        status: StatusCode,
-        _headers: &HeaderMap,
-        body: &[u8],
-        _dep: &Deployment,
-    ) -> LlmError {
-        classify_google_error(self.name(), status, body)
-    }
+    gemini_shared!();
 }
 
 impl VertexAi {
@@ -257,34 +291,7 @@ impl Provider for VertexAi {
         build(builder, generate_content_body(chat, &dep.model)?)
     }
 
-    fn decode(
-        &self,
-        req: &LlmRequest,
-        resp: http::Response<Bytes>,
-        _dep: &Deployment,
-    ) -> Result<LlmResponse, LlmError> {
-        decode_chat(req, resp.body())
-    }
-
-    fn decode_stream(
-        &self,
-        req: &LlmRequest,
-        _parts: http::response::Parts,
-        body: ByteStream,
-        _dep: &Deployment,
-    ) -> Result<ChatStream, LlmError> {
-        Ok(stream_chat(self.name(), req, body))
-    }
-
-    fn classify(
-        &self,
-        status: StatusCode,
-        _headers: &HeaderMap,
-        body: &[u8],
-        _dep: &Deployment,
-    ) -> LlmError {
-        classify_google_error(self.name(), status, body)
-    }
+    gemini_shared!();
 
     /// The service-account token when the deployment has no ready access token (`api_key`).
     fn access_token(&self, dep: &Deployment) -> Option<TokenFuture> {

@@ -9,6 +9,7 @@ use serde_json::{value::RawValue, Map, Value};
 
 use crate::{
     error::LlmError,
+    provider::params::is_openai_chat_param,
     types::{
         chat::{is_upstream_param, ChatRequest, Content, Message, PartKind, Tool},
         embeddings::EmbeddingsRequest,
@@ -18,28 +19,45 @@ use crate::{
 /// Ollama top-level request keys a client may send as they are.
 const OLLAMA_TOP_LEVEL: &[&str] = &["keep_alive", "think"];
 
-/// OpenAI request keys Ollama has no equivalent for; dropped (LiteLLM's `drop_params` for Ollama).
-const OPENAI_ONLY: &[&str] = &[
-    "n",
-    "user",
-    "logprobs",
-    "top_logprobs",
-    "logit_bias",
-    "service_tier",
-    "store",
-    "modalities",
-    "prediction",
-    "audio",
-    "web_search_options",
-    "prompt_cache_key",
-    "safety_identifier",
-    "verbosity",
-    "functions",
-    "function_call",
+/// The OpenAI chat parameters `/api/chat` maps (LiteLLM's `OllamaChatConfig` list, plus
+/// `presence_penalty`, which Ollama's `options` take). `tool_choice` is accepted and not sent, as
+/// LiteLLM does: Ollama has no such field and always lets the model choose (`auto`).
+pub const CHAT_PARAMS: &[&str] = &[
+    "stream",
     "stream_options",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "seed",
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+    "response_format",
+    "reasoning_effort",
+    "tools",
     "tool_choice",
-    "parallel_tool_calls",
 ];
+
+/// The OpenAI chat parameters `/api/generate` maps (no tools).
+pub const GENERATE_PARAMS: &[&str] = &[
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "seed",
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+    "response_format",
+    "reasoning_effort",
+];
+
+/// The OpenAI embeddings parameters `/api/embed` maps (`encoding_format: base64` is produced from
+/// Ollama's floats).
+pub const EMBEDDINGS_PARAMS: &[&str] = &["dimensions", "encoding_format"];
 
 #[derive(Serialize)]
 struct ChatBody<'a> {
@@ -173,7 +191,7 @@ fn options_and_top_level(
         top.insert("think".to_owned(), think);
     }
     for (k, raw) in chat.extra.iter() {
-        if !is_upstream_param(k) || OPENAI_ONLY.contains(&k) {
+        if !is_upstream_param(k) || is_openai_chat_param(k) {
             continue;
         }
         let v: Value = serde_json::from_str(raw.get())

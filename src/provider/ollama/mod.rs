@@ -10,8 +10,10 @@
 //!   `num_predict`, `seed`, `stop` as an array, `frequency_penalty`, `presence_penalty`, and Ollama
 //!   options such as `top_k` or `num_ctx` sent at the top level); `reasoning_effort` → `think`;
 //!   `response_format` → `format` (`json_schema` → the schema, `json_object` → `"json"`); `tools`
-//!   forwarded as they are; `tool_choice`, `n`, `stream_options` and other OpenAI-only keys dropped;
-//!   `stream` always explicit.
+//!   forwarded as they are; `tool_choice` accepted and not sent (as LiteLLM); `stream_options` read by
+//!   the gateway; other OpenAI parameters (`n` > 1, `user`, `logprobs`, …) refused with a 400, or
+//!   dropped with `drop_params` ([`CHAT_PARAMS`], [`params`](super::params)); `stream` always
+//!   explicit.
 //! - Answers: `done_reason` → `finish_reason` (`tool_calls` when the model called a tool),
 //!   `prompt_eval_count` / `eval_count` → usage, Ollama tool calls → OpenAI tool calls (arguments as
 //!   a JSON string). Streams are NDJSON, decoded line by line ([`NdjsonStream`]).
@@ -19,7 +21,8 @@
 //!   with Ollama's text as the message.
 //! - `api_base` defaults to `OLLAMA_API_BASE`, else `http://localhost:11434`. A key (deployment or
 //!   `OLLAMA_API_KEY`) is sent as `Authorization: Bearer`, for Ollama behind a proxy.
-//! - Embeddings (either prefix) call `/api/embed`.
+//! - Embeddings (either prefix) call `/api/embed` (`dimensions` sent; `encoding_format: base64`
+//!   answered by encoding Ollama's floats as little-endian f32, as OpenAI does).
 
 mod decode;
 mod encode;
@@ -32,11 +35,15 @@ use http::{HeaderMap, StatusCode};
 
 pub use self::{
     decode::{chat_response, embeddings_response},
-    encode::{chat_body, embed_body, generate_body, ollama_prompt},
+    encode::{
+        chat_body, embed_body, generate_body, ollama_prompt, CHAT_PARAMS, EMBEDDINGS_PARAMS,
+        GENERATE_PARAMS,
+    },
     stream::{LineMapper, NdjsonStream, OllamaStreamMapper},
 };
 use super::{
     openai::{bearer, classify_openai_error, join_url, json_request},
+    params::Endpoint,
     ByteStream, Deployment, Provider,
 };
 use crate::{
@@ -105,8 +112,9 @@ fn encode(
 fn decode(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmError> {
     match &req.op {
         Operation::Chat(_) => chat_response(body, req.model()).map(LlmResponse::chat),
-        Operation::Embeddings(_) => {
-            embeddings_response(body, req.model()).map(LlmResponse::embeddings)
+        Operation::Embeddings(emb) => {
+            let base64 = emb.encoding_format.as_deref() == Some("base64");
+            embeddings_response(body, req.model(), base64).map(LlmResponse::embeddings)
         }
         Operation::ListModels => Err(LlmError::bad_request(
             "a model listing has no provider body",
@@ -127,10 +135,17 @@ fn decode_stream(provider: &'static str, req: &LlmRequest, body: ByteStream) -> 
 }
 
 macro_rules! ollama_provider {
-    ($ty:ty, $name:literal, $chat_endpoint:literal) => {
+    ($ty:ty, $name:literal, $chat_endpoint:literal, $chat_params:expr) => {
         impl Provider for $ty {
             fn name(&self) -> &'static str {
                 $name
+            }
+
+            fn supported_params(&self, endpoint: Endpoint) -> Option<&'static [&'static str]> {
+                Some(match endpoint {
+                    Endpoint::Chat => $chat_params,
+                    Endpoint::Embeddings => EMBEDDINGS_PARAMS,
+                })
             }
 
             fn encode(
@@ -174,8 +189,8 @@ macro_rules! ollama_provider {
     };
 }
 
-ollama_provider!(Ollama, "ollama", false);
-ollama_provider!(OllamaChat, "ollama_chat", true);
+ollama_provider!(Ollama, "ollama", false, GENERATE_PARAMS);
+ollama_provider!(OllamaChat, "ollama_chat", true, CHAT_PARAMS);
 
 #[cfg(test)]
 mod tests {
