@@ -378,6 +378,9 @@ fn parse_path(path: &str) -> Option<Vec<Seg<'_>>> {
             Some(i) => (&part[..i], &part[i..]),
             None => (part, ""),
         };
+        if name.contains(']') {
+            return None;
+        }
         if !name.is_empty() {
             segs.push(Seg::Key(name));
         } else if rest.is_empty() {
@@ -458,4 +461,235 @@ fn remove_paths(chat: &ChatRequest, paths: &[&str]) -> Result<ChatRequest, LlmEr
         ))
         .with_param(ADDITIONAL_DROP_PARAMS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{
+        error::ErrorKind,
+        provider::{
+            anthropic::Anthropic, bedrock::Bedrock, gemini::Gemini, ollama::OllamaChat,
+            openai::OpenAi,
+        },
+    };
+
+    fn chat(extra: &str) -> LlmRequest {
+        let raw = format!(r#"{{"model":"g","messages":[{{"role":"user","content":"hi"}}]{extra}}}"#);
+        LlmRequest::chat(serde_json::from_str(&raw).unwrap())
+    }
+
+    fn dep(model: &str) -> Deployment {
+        Deployment::new("g", model)
+    }
+
+    /// The body `provider` would send for `req`, after `prepare`.
+    fn sent(provider: &dyn Provider, req: &LlmRequest, dep: &Deployment) -> Value {
+        let req = prepare(provider, req, dep).unwrap();
+        let out = provider.encode(&req, dep).unwrap();
+        serde_json::from_slice(out.body()).unwrap()
+    }
+
+    #[test]
+    fn unsupported_params_are_refused_naming_param_and_provider() {
+        let cases: [(&dyn Provider, &str, &str, &str); 4] = [
+            (&Anthropic, "anthropic/claude-x", r#","logit_bias":{"1":2}"#, "logit_bias"),
+            (&Bedrock, "bedrock/anthropic.claude", r#","seed":7"#, "seed"),
+            (&OllamaChat, "ollama_chat/llama3.1", r#","user":"u1""#, "user"),
+            (&Gemini, "gemini/gemini-2.5-flash", r#","logprobs":true"#, "logprobs"),
+        ];
+        for (provider, model, extra, param) in cases {
+            let err = prepare(provider, &chat(extra), &dep(model)).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::BadRequest, "{model}");
+            assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+            assert_eq!(err.param(), Some(param), "{model}");
+            let m = err.message();
+            assert!(
+                m.starts_with(&format!(
+                    "{} does not support parameters: ['{param}'], for model=",
+                    provider.name()
+                )),
+                "{m}"
+            );
+            assert!(m.contains("drop_params: true"), "{m}");
+            let v: Value = serde_json::from_slice(&err.to_json()).unwrap();
+            assert_eq!(v["error"]["type"], "invalid_request_error");
+            assert_eq!(v["error"]["param"], param);
+        }
+    }
+
+    #[test]
+    fn every_unsupported_param_is_listed_first_one_is_param() {
+        let err = prepare(
+            &Bedrock,
+            &chat(r#","seed":1,"presence_penalty":0.5,"logprobs":true"#),
+            &dep("bedrock/m"),
+        )
+        .unwrap_err();
+        assert!(
+            err.message()
+                .contains("['logprobs', 'presence_penalty', 'seed']"),
+            "{}",
+            err.message()
+        );
+        assert_eq!(err.param(), Some("logprobs"));
+    }
+
+    #[test]
+    fn nulls_and_defaults_are_not_present() {
+        let req = chat(r#","seed":null,"logprobs":null,"n":1,"user":null"#);
+        assert!(matches!(
+            prepare(&Bedrock, &req, &dep("bedrock/m")).unwrap(),
+            Cow::Borrowed(_)
+        ));
+        let err = prepare(&Bedrock, &chat(r#","n":2"#), &dep("bedrock/m")).unwrap_err();
+        assert_eq!(err.param(), Some("n"));
+    }
+
+    #[test]
+    fn supported_and_unknown_params_pass() {
+        let req = chat(
+            r#","temperature":0.2,"top_p":0.9,"max_tokens":9,"stop":["x"],"stream":false,"tools":[],"top_k":3"#,
+        );
+        for (provider, model) in [
+            (&Anthropic as &dyn Provider, "anthropic/c"),
+            (&Bedrock, "bedrock/m"),
+            (&OllamaChat, "ollama_chat/m"),
+            (&Gemini, "gemini/m"),
+            (&OpenAi, "openai/m"),
+        ] {
+            assert!(
+                matches!(prepare(provider, &req, &dep(model)).unwrap(), Cow::Borrowed(_)),
+                "{model}"
+            );
+        }
+    }
+
+    #[test]
+    fn dropped_with_drop_params_from_the_body() {
+        let req = chat(r#","seed":7,"logit_bias":{"1":2},"drop_params":true"#);
+        let b = sent(&Anthropic, &req, &dep("anthropic/claude-x"));
+        assert!(b.get("seed").is_none() && b.get("logit_bias").is_none(), "{b}");
+        assert!(b.get("drop_params").is_none(), "{b}");
+    }
+
+    #[test]
+    fn dropped_with_drop_params_from_the_deployment() {
+        // Also how `litellm_settings.drop_params` arrives: the gateway puts it into every
+        // deployment's params that does not set its own.
+        let mut d = dep("ollama_chat/llama3.1");
+        d.params.insert("drop_params".into(), json!(true));
+        let b = sent(&OllamaChat, &chat(r#","user":"u1","n":3,"temperature":0.5"#), &d);
+        assert!(b.get("user").is_none() && b["options"].get("user").is_none(), "{b}");
+        assert!(b["options"].get("n").is_none(), "{b}");
+        assert_eq!(b["options"]["temperature"], json!(0.5));
+        let mut d = dep("gemini/gemini-2.5-flash");
+        d.params.insert("drop_params".into(), json!("True"));
+        let original = chat(r#","logprobs":true,"top_logprobs":2"#);
+        let req = prepare(&Gemini, &original, &d).unwrap();
+        let c = req.as_chat().unwrap();
+        assert!(c.extra.get("logprobs").is_none() && c.extra.get("top_logprobs").is_none());
+    }
+
+    #[test]
+    fn the_body_overrides_the_deployment() {
+        let mut d = dep("bedrock/m");
+        d.params.insert("drop_params".into(), json!(true));
+        let err = prepare(&Bedrock, &chat(r#","seed":1,"drop_params":false"#), &d).unwrap_err();
+        assert_eq!(err.param(), Some("seed"));
+        let mut d = dep("bedrock/m");
+        d.params.insert("drop_params".into(), json!(false));
+        assert!(prepare(&Bedrock, &chat(r#","seed":1,"drop_params":true"#), &d).is_ok());
+    }
+
+    #[test]
+    fn additional_drop_params_for_openai_from_deployment_and_body() {
+        let mut d = dep("openai/gpt-4o").with_api_base("http://h/v1");
+        d.params.insert(
+            "additional_drop_params".into(),
+            json!(["logit_bias", "temperature"]),
+        );
+        let req = chat(
+            r#","temperature":0.1,"logit_bias":{"1":2},"seed":3,"x_keep":1,"x_gone":2,"additional_drop_params":["x_gone"],"drop_params":true"#,
+        );
+        let b = sent(&OpenAi, &req, &d);
+        for gone in [
+            "temperature",
+            "logit_bias",
+            "x_gone",
+            "additional_drop_params",
+            "drop_params",
+        ] {
+            assert!(b.get(gone).is_none(), "{gone}: {b}");
+        }
+        assert_eq!(b["seed"], json!(3));
+        assert_eq!(b["x_keep"], json!(1));
+        assert_eq!(b["model"], json!("gpt-4o"));
+    }
+
+    #[test]
+    fn additional_drop_params_for_a_translated_provider() {
+        let mut d = dep("anthropic/claude-x");
+        d.params
+            .insert("additional_drop_params".into(), json!(["top_k", "seed"]));
+        // `seed` is unsupported but named: removed, no 400, no drop_params needed.
+        let b = sent(
+            &Anthropic,
+            &chat(r#","top_k":5,"seed":1,"temperature":0.3"#),
+            &d,
+        );
+        assert!(b.get("top_k").is_none() && b.get("seed").is_none(), "{b}");
+        assert_eq!(b["temperature"], json!(0.3));
+    }
+
+    #[test]
+    fn additional_drop_params_nested_paths() {
+        let mut d = dep("openai/gpt-4o").with_api_base("http://h/v1");
+        d.params.insert(
+            "additional_drop_params".into(),
+            json!(["tools[*].input_examples", "response_format.json_schema.strict", "bad[", "model"]),
+        );
+        let req = chat(
+            r#","tools":[{"type":"function","function":{"name":"f"},"input_examples":[1]},{"type":"function","function":{"name":"g"}}],"response_format":{"type":"json_schema","json_schema":{"name":"n","strict":true,"schema":{}}}"#,
+        );
+        let b = sent(&OpenAi, &req, &d);
+        assert!(b["tools"][0].get("input_examples").is_none(), "{b}");
+        assert_eq!(b["tools"][1]["function"]["name"], json!("g"));
+        assert!(b["response_format"]["json_schema"].get("strict").is_none(), "{b}");
+        assert_eq!(b["response_format"]["json_schema"]["name"], json!("n"));
+        assert_eq!(b["model"], json!("gpt-4o"));
+    }
+
+    #[test]
+    fn parses_paths() {
+        assert!(parse_path("a[*].b").is_some());
+        assert!(parse_path("a[0][1].c").is_some());
+        for bad in ["", "a[", "a[x]", "a]b", "a..b"] {
+            assert!(parse_path(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn embeddings_params_for_ollama() {
+        let emb = |extra: &str| {
+            let raw = format!(r#"{{"model":"g","input":"hi"{extra}}}"#);
+            LlmRequest::embeddings(serde_json::from_str(&raw).unwrap())
+        };
+        let d = dep("ollama/nomic-embed-text");
+        let ok = emb(r#","dimensions":8,"encoding_format":"base64""#);
+        assert!(matches!(prepare(&OllamaChat, &ok, &d).unwrap(), Cow::Borrowed(_)));
+        let err = prepare(&OllamaChat, &emb(r#","user":"u""#), &d).unwrap_err();
+        assert_eq!(err.param(), Some("user"));
+        let mut d = d;
+        d.params
+            .insert("additional_drop_params".into(), json!(["dimensions"]));
+        let original = emb(r#","dimensions":8"#);
+        let req = prepare(&OllamaChat, &original, &d).unwrap();
+        let Operation::Embeddings(e) = &req.op else {
+            panic!("embeddings")
+        };
+        assert!(e.dimensions.is_none());
+    }
 }
