@@ -113,7 +113,10 @@ async fn unsupported_param_is_a_400_naming_it_and_nothing_is_sent() {
         assert_eq!(err["param"], *param, "{}", family.name);
         let message = err["message"].as_str().unwrap();
         assert!(
-            message.contains(&format!("{} does not support parameters: ['{param}']", family.name)),
+            message.contains(&format!(
+                "{} does not support parameters: ['{param}']",
+                family.name
+            )),
             "{}: {message}",
             family.name
         );
@@ -228,7 +231,13 @@ async fn additional_drop_params_removes_keys_for_translated_providers() {
         .await;
         assert_eq!(answer.status, 200, "{}: {:?}", family.name, answer.body);
         let sent = up.last_request().unwrap().json();
-        for gone in ["top_k", "topK", "temperature", param, "additional_drop_params"] {
+        for gone in [
+            "top_k",
+            "topK",
+            "temperature",
+            param,
+            "additional_drop_params",
+        ] {
             assert!(!has_key(&sent, gone), "{}: {gone} in {sent}", family.name);
         }
     }

@@ -323,10 +323,7 @@ fn embeddings_has(emb: &EmbeddingsRequest, key: &str) -> bool {
         "encoding_format" => emb.encoding_format.as_deref().is_some_and(|f| f != "float"),
         "dimensions" => emb.dimensions.is_some(),
         "user" => emb.user.is_some(),
-        _ => emb
-            .extra
-            .get(key)
-            .is_some_and(|v| v.get().trim() != "null"),
+        _ => emb.extra.get(key).is_some_and(|v| v.get().trim() != "null"),
     }
 }
 
@@ -445,9 +442,7 @@ fn remove_paths(chat: &ChatRequest, paths: &[&str]) -> Result<ChatRequest, LlmEr
     for path in paths {
         match parse_path(path) {
             // The body's own top-level keys only: `model` and `messages` stay.
-            Some(segs)
-                if !matches!(segs.as_slice(), [Seg::Key("model" | "messages")]) =>
-            {
+            Some(segs) if !matches!(segs.as_slice(), [Seg::Key("model" | "messages")]) => {
                 remove_at(&mut v, &segs);
             }
             _ => tracing::debug!(path, "additional_drop_params: path ignored"),
@@ -477,7 +472,8 @@ mod tests {
     };
 
     fn chat(extra: &str) -> LlmRequest {
-        let raw = format!(r#"{{"model":"g","messages":[{{"role":"user","content":"hi"}}]{extra}}}"#);
+        let raw =
+            format!(r#"{{"model":"g","messages":[{{"role":"user","content":"hi"}}]{extra}}}"#);
         LlmRequest::chat(serde_json::from_str(&raw).unwrap())
     }
 
@@ -495,10 +491,25 @@ mod tests {
     #[test]
     fn unsupported_params_are_refused_naming_param_and_provider() {
         let cases: [(&dyn Provider, &str, &str, &str); 4] = [
-            (&Anthropic, "anthropic/claude-x", r#","logit_bias":{"1":2}"#, "logit_bias"),
+            (
+                &Anthropic,
+                "anthropic/claude-x",
+                r#","logit_bias":{"1":2}"#,
+                "logit_bias",
+            ),
             (&Bedrock, "bedrock/anthropic.claude", r#","seed":7"#, "seed"),
-            (&OllamaChat, "ollama_chat/llama3.1", r#","user":"u1""#, "user"),
-            (&Gemini, "gemini/gemini-2.5-flash", r#","logprobs":true"#, "logprobs"),
+            (
+                &OllamaChat,
+                "ollama_chat/llama3.1",
+                r#","user":"u1""#,
+                "user",
+            ),
+            (
+                &Gemini,
+                "gemini/gemini-2.5-flash",
+                r#","logprobs":true"#,
+                "logprobs",
+            ),
         ];
         for (provider, model, extra, param) in cases {
             let err = prepare(provider, &chat(extra), &dep(model)).unwrap_err();
@@ -561,7 +572,10 @@ mod tests {
             (&OpenAi, "openai/m"),
         ] {
             assert!(
-                matches!(prepare(provider, &req, &dep(model)).unwrap(), Cow::Borrowed(_)),
+                matches!(
+                    prepare(provider, &req, &dep(model)).unwrap(),
+                    Cow::Borrowed(_)
+                ),
                 "{model}"
             );
         }
@@ -571,7 +585,10 @@ mod tests {
     fn dropped_with_drop_params_from_the_body() {
         let req = chat(r#","seed":7,"logit_bias":{"1":2},"drop_params":true"#);
         let b = sent(&Anthropic, &req, &dep("anthropic/claude-x"));
-        assert!(b.get("seed").is_none() && b.get("logit_bias").is_none(), "{b}");
+        assert!(
+            b.get("seed").is_none() && b.get("logit_bias").is_none(),
+            "{b}"
+        );
         assert!(b.get("drop_params").is_none(), "{b}");
     }
 
@@ -581,8 +598,15 @@ mod tests {
         // deployment's params that does not set its own.
         let mut d = dep("ollama_chat/llama3.1");
         d.params.insert("drop_params".into(), json!(true));
-        let b = sent(&OllamaChat, &chat(r#","user":"u1","n":3,"temperature":0.5"#), &d);
-        assert!(b.get("user").is_none() && b["options"].get("user").is_none(), "{b}");
+        let b = sent(
+            &OllamaChat,
+            &chat(r#","user":"u1","n":3,"temperature":0.5"#),
+            &d,
+        );
+        assert!(
+            b.get("user").is_none() && b["options"].get("user").is_none(),
+            "{b}"
+        );
         assert!(b["options"].get("n").is_none(), "{b}");
         assert_eq!(b["options"]["temperature"], json!(0.5));
         let mut d = dep("gemini/gemini-2.5-flash");
@@ -649,7 +673,12 @@ mod tests {
         let mut d = dep("openai/gpt-4o").with_api_base("http://h/v1");
         d.params.insert(
             "additional_drop_params".into(),
-            json!(["tools[*].input_examples", "response_format.json_schema.strict", "bad[", "model"]),
+            json!([
+                "tools[*].input_examples",
+                "response_format.json_schema.strict",
+                "bad[",
+                "model"
+            ]),
         );
         let req = chat(
             r#","tools":[{"type":"function","function":{"name":"f"},"input_examples":[1]},{"type":"function","function":{"name":"g"}}],"response_format":{"type":"json_schema","json_schema":{"name":"n","strict":true,"schema":{}}}"#,
@@ -657,7 +686,10 @@ mod tests {
         let b = sent(&OpenAi, &req, &d);
         assert!(b["tools"][0].get("input_examples").is_none(), "{b}");
         assert_eq!(b["tools"][1]["function"]["name"], json!("g"));
-        assert!(b["response_format"]["json_schema"].get("strict").is_none(), "{b}");
+        assert!(
+            b["response_format"]["json_schema"].get("strict").is_none(),
+            "{b}"
+        );
         assert_eq!(b["response_format"]["json_schema"]["name"], json!("n"));
         assert_eq!(b["model"], json!("gpt-4o"));
     }
@@ -679,7 +711,10 @@ mod tests {
         };
         let d = dep("ollama/nomic-embed-text");
         let ok = emb(r#","dimensions":8,"encoding_format":"base64""#);
-        assert!(matches!(prepare(&OllamaChat, &ok, &d).unwrap(), Cow::Borrowed(_)));
+        assert!(matches!(
+            prepare(&OllamaChat, &ok, &d).unwrap(),
+            Cow::Borrowed(_)
+        ));
         let err = prepare(&OllamaChat, &emb(r#","user":"u""#), &d).unwrap_err();
         assert_eq!(err.param(), Some("user"));
         let mut d = d;

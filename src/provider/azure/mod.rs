@@ -24,9 +24,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 
 use super::{
-    openai::{
-        bearer, chat_body, embeddings_body, join_url, json_request, openai_shaped_responses,
-    },
+    openai::{bearer, chat_body, embeddings_body, join_url, json_request, openai_shaped_responses},
     AccessToken, Deployment, Provider,
 };
 use crate::{

@@ -30,9 +30,7 @@ use std::{borrow::Cow, fmt, sync::OnceLock};
 use bytes::Bytes;
 
 use super::{
-    openai::{
-        bearer, chat_body, embeddings_body, join_url, json_request, openai_shaped_responses,
-    },
+    openai::{bearer, chat_body, embeddings_body, join_url, json_request, openai_shaped_responses},
     Deployment, Provider,
 };
 use crate::{

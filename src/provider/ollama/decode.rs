@@ -298,7 +298,10 @@ mod tests {
     fn base64_embeddings_are_little_endian_f32() {
         let body = br#"{"embeddings":[[1.0,-2.5]],"prompt_eval_count":3}"#;
         let plain = embeddings_response(body, "m", false).unwrap();
-        assert_eq!(plain.data[0].embedding.as_ref().unwrap().get(), "[1.0,-2.5]");
+        assert_eq!(
+            plain.data[0].embedding.as_ref().unwrap().get(),
+            "[1.0,-2.5]"
+        );
         let b64 = embeddings_response(body, "m", true).unwrap();
         let s: String =
             serde_json::from_str(b64.data[0].embedding.as_ref().unwrap().get()).unwrap();
