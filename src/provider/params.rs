@@ -24,12 +24,12 @@
 
 use std::borrow::Cow;
 
-use serde_json::Value;
+use serde_json::{value::RawValue, Value};
 
 use super::{Deployment, Provider};
 use crate::{
     error::LlmError,
-    types::{chat::ChatRequest, embeddings::EmbeddingsRequest, LlmRequest, Operation},
+    types::{chat::ChatRequest, embeddings::EmbeddingsRequest, wire::Extra, LlmRequest, Operation},
 };
 
 /// The optional parameters of OpenAI's `POST /v1/chat/completions` (`model` and `messages` aside).
@@ -67,6 +67,18 @@ pub const OPENAI_CHAT_PARAMS: &[&str] = &[
     "web_search_options",
 ];
 
+/// The chat parameters every translating family maps; [`Provider::supported_params`] lists what a
+/// family maps beyond them.
+pub const CORE_PARAMS: &[&str] = &[
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+];
+
 /// The optional parameters of OpenAI's `POST /v1/embeddings` (`model` and `input` aside).
 pub const OPENAI_EMBEDDINGS_PARAMS: &[&str] = &["dimensions", "encoding_format", "user"];
 
@@ -98,118 +110,74 @@ pub fn prepare<'a>(
     req: &'a LlmRequest,
     dep: &Deployment,
 ) -> Result<Cow<'a, LlmRequest>, LlmError> {
-    match &req.op {
-        Operation::Chat(chat) => {
-            let Some(chat) = prepare_chat(provider, chat, dep)? else {
-                return Ok(Cow::Borrowed(req));
-            };
-            Ok(Cow::Owned(LlmRequest {
-                op: Operation::Chat(chat.into()),
-                extensions: req.extensions.clone(),
-            }))
-        }
+    let op = match &req.op {
+        Operation::Chat(chat) => prepare_body(provider, &**chat, dep)?.map(Operation::Chat),
         Operation::Embeddings(emb) => {
-            let Some(emb) = prepare_embeddings(provider, emb, dep)? else {
-                return Ok(Cow::Borrowed(req));
-            };
-            Ok(Cow::Owned(LlmRequest {
-                op: Operation::Embeddings(emb.into()),
-                extensions: req.extensions.clone(),
-            }))
+            prepare_body(provider, &**emb, dep)?.map(Operation::Embeddings)
         }
-        Operation::ListModels => Ok(Cow::Borrowed(req)),
-    }
+        Operation::ListModels => None,
+    };
+    Ok(match op {
+        Some(op) => Cow::Owned(LlmRequest {
+            op,
+            extensions: req.extensions.clone(),
+        }),
+        None => Cow::Borrowed(req),
+    })
 }
 
-/// The chat body with keys removed, or `None` when nothing is to be removed.
-fn prepare_chat(
+/// A request body whose OpenAI parameters can be checked and removed.
+trait Body: Clone + serde::Serialize + serde::de::DeserializeOwned {
+    /// Which supported-parameter list applies.
+    const ENDPOINT: Endpoint;
+    /// The endpoint's OpenAI parameters.
+    const PARAMS: &'static [&'static str];
+    /// Keys that are not typed fields.
+    fn extra(&self) -> &Extra;
+    /// Whether `key` is present with a value other than `null` (or its no-op default).
+    fn has(&self, key: &str) -> bool;
+    /// Removes a top-level key, typed or not (required keys stay).
+    fn remove(&mut self, key: &str);
+}
+
+/// The body with keys removed, or `None` when nothing is to be removed.
+fn prepare_body<B: Body>(
     provider: &dyn Provider,
-    chat: &ChatRequest,
+    body: &B,
     dep: &Deployment,
-) -> Result<Option<ChatRequest>, LlmError> {
-    let additional = additional_drop_params(dep, chat.extra.get(ADDITIONAL_DROP_PARAMS));
-    let unsupported: Vec<&'static str> = match provider.supported_params(Endpoint::Chat) {
-        Some(supported) => OPENAI_CHAT_PARAMS
+) -> Result<Option<std::sync::Arc<B>>, LlmError> {
+    let additional = additional_drop_params(dep, body.extra().get(ADDITIONAL_DROP_PARAMS));
+    let unsupported: Vec<&'static str> = match provider.supported_params(B::ENDPOINT) {
+        Some(supported) => B::PARAMS
             .iter()
             .copied()
-            .filter(|k| !supported.contains(k))
+            .filter(|k| !CORE_PARAMS.contains(k) && !supported.contains(k))
             .filter(|k| !additional.iter().any(|a| a == k))
-            .filter(|k| chat_has(chat, k))
+            .filter(|k| body.has(k))
             .collect(),
         None => Vec::new(),
     };
     if additional.is_empty() && unsupported.is_empty() {
         return Ok(None);
     }
-    let body_drop = chat.extra.get(DROP_PARAMS).and_then(|raw| {
+    let body_drop = body.extra().get(DROP_PARAMS).and_then(|raw| {
         serde_json::from_str::<Value>(raw.get())
             .ok()
             .and_then(|v| truthy(&v))
     });
     check(provider, dep, &unsupported, body_drop)?;
-    let mut out = chat.clone();
-    for key in unsupported.iter().copied().chain(
-        additional
-            .iter()
-            .map(String::as_str)
-            .filter(|k| !is_path(k)),
-    ) {
-        remove_chat_key(&mut out, key);
-    }
-    let paths: Vec<&str> = additional
+    let mut out = body.clone();
+    let (paths, keys): (Vec<&str>, Vec<&str>) = additional
         .iter()
         .map(String::as_str)
-        .filter(|k| is_path(k))
-        .collect();
+        .partition(|k| is_path(k));
+    for key in unsupported.iter().copied().chain(keys) {
+        out.remove(key);
+    }
     if !paths.is_empty() {
         out = remove_paths(&out, &paths)?;
     }
-    Ok(Some(out))
-}
-
-/// The embeddings body with keys removed, or `None` when nothing is to be removed.
-fn prepare_embeddings(
-    provider: &dyn Provider,
-    emb: &EmbeddingsRequest,
-    dep: &Deployment,
-) -> Result<Option<EmbeddingsRequest>, LlmError> {
-    let additional = additional_drop_params(dep, emb.extra.get(ADDITIONAL_DROP_PARAMS));
-    let unsupported: Vec<&'static str> = match provider.supported_params(Endpoint::Embeddings) {
-        Some(supported) => OPENAI_EMBEDDINGS_PARAMS
-            .iter()
-            .copied()
-            .filter(|k| !supported.contains(k))
-            .filter(|k| !additional.iter().any(|a| a == k))
-            .filter(|k| embeddings_has(emb, k))
-            .collect(),
-        None => Vec::new(),
-    };
-    if additional.is_empty() && unsupported.is_empty() {
-        return Ok(None);
-    }
-    let body_drop = emb.extra.get(DROP_PARAMS).and_then(|raw| {
-        serde_json::from_str::<Value>(raw.get())
-            .ok()
-            .and_then(|v| truthy(&v))
-    });
-    check(provider, dep, &unsupported, body_drop)?;
-    let mut out = emb.clone();
-    for key in unsupported
-        .iter()
-        .copied()
-        .chain(additional.iter().map(String::as_str))
-    {
-        match key {
-            "encoding_format" => out.encoding_format = None,
-            "dimensions" => out.dimensions = None,
-            "user" => out.user = None,
-            "metadata" => out.metadata = None,
-            _ => {}
-        }
-        out.set_explicit_null(key, false);
-        out.extra.remove(key);
-    }
-    Ok(Some(out))
+    Ok(Some(std::sync::Arc::new(out)))
 }
 
 /// Refuses `unsupported` parameters unless `drop_params` (body first, then deployment) is true.
@@ -286,73 +254,103 @@ fn additional_drop_params(
     out
 }
 
-/// Whether a parameter is present with a value other than `null` (or its no-op default).
-fn chat_has(chat: &ChatRequest, key: &str) -> bool {
-    match key {
-        "stream" => chat.stream.is_some(),
-        "stream_options" => chat.stream_options.is_some(),
-        "temperature" => chat.temperature.is_some(),
-        "top_p" => chat.top_p.is_some(),
-        "max_tokens" => chat.max_tokens.is_some(),
-        "max_completion_tokens" => chat.max_completion_tokens.is_some(),
-        // One choice is what every provider answers.
-        "n" => chat.n.is_some_and(|n| n != 1),
-        "stop" => chat.stop.is_some(),
-        "seed" => chat.seed.is_some(),
-        "presence_penalty" => chat.presence_penalty.is_some(),
-        "frequency_penalty" => chat.frequency_penalty.is_some(),
-        "user" => chat.user.is_some(),
-        "tools" => chat.tools.is_some(),
-        "tool_choice" => chat.tool_choice.as_ref().is_some_and(|v| !v.is_null()),
-        "parallel_tool_calls" => chat.parallel_tool_calls.is_some(),
-        "response_format" => chat
-            .response_format
-            .as_ref()
-            .is_some_and(|v| v.get().trim() != "null"),
-        "reasoning_effort" => chat.reasoning_effort.is_some(),
-        _ => chat
-            .extra
-            .get(key)
-            .is_some_and(|v| v.get().trim() != "null"),
+/// Whether a raw value is present (not `null`).
+fn not_null(raw: Option<&RawValue>) -> bool {
+    raw.is_some_and(|v| v.get().trim() != "null")
+}
+
+impl Body for ChatRequest {
+    const ENDPOINT: Endpoint = Endpoint::Chat;
+    const PARAMS: &'static [&'static str] = OPENAI_CHAT_PARAMS;
+
+    fn extra(&self) -> &Extra {
+        &self.extra
+    }
+
+    fn has(&self, key: &str) -> bool {
+        match key {
+            "stream" => self.stream.is_some(),
+            "stream_options" => self.stream_options.is_some(),
+            "temperature" => self.temperature.is_some(),
+            "top_p" => self.top_p.is_some(),
+            "max_tokens" => self.max_tokens.is_some(),
+            "max_completion_tokens" => self.max_completion_tokens.is_some(),
+            // One choice is what every provider answers.
+            "n" => self.n.is_some_and(|n| n != 1),
+            "stop" => self.stop.is_some(),
+            "seed" => self.seed.is_some(),
+            "presence_penalty" => self.presence_penalty.is_some(),
+            "frequency_penalty" => self.frequency_penalty.is_some(),
+            "user" => self.user.is_some(),
+            "tools" => self.tools.is_some(),
+            "tool_choice" => self.tool_choice.as_ref().is_some_and(|v| !v.is_null()),
+            "parallel_tool_calls" => self.parallel_tool_calls.is_some(),
+            "response_format" => not_null(self.response_format.as_deref()),
+            "reasoning_effort" => self.reasoning_effort.is_some(),
+            _ => not_null(self.extra.get(key)),
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        match key {
+            "stream" => self.stream = None,
+            "stream_options" => self.stream_options = None,
+            "temperature" => self.temperature = None,
+            "top_p" => self.top_p = None,
+            "max_tokens" => self.max_tokens = None,
+            "max_completion_tokens" => self.max_completion_tokens = None,
+            "n" => self.n = None,
+            "stop" => self.stop = None,
+            "seed" => self.seed = None,
+            "presence_penalty" => self.presence_penalty = None,
+            "frequency_penalty" => self.frequency_penalty = None,
+            "user" => self.user = None,
+            "tools" => self.tools = None,
+            "tool_choice" => self.tool_choice = None,
+            "parallel_tool_calls" => self.parallel_tool_calls = None,
+            "response_format" => self.response_format = None,
+            "reasoning_effort" => self.reasoning_effort = None,
+            "metadata" => self.metadata = None,
+            "mock_response" => self.mock_response = None,
+            _ => {}
+        }
+        self.set_explicit_null(key, false);
+        self.extra.remove(key);
     }
 }
 
-fn embeddings_has(emb: &EmbeddingsRequest, key: &str) -> bool {
-    match key {
-        // Floats are what every provider answers.
-        "encoding_format" => emb.encoding_format.as_deref().is_some_and(|f| f != "float"),
-        "dimensions" => emb.dimensions.is_some(),
-        "user" => emb.user.is_some(),
-        _ => emb.extra.get(key).is_some_and(|v| v.get().trim() != "null"),
-    }
-}
+impl Body for EmbeddingsRequest {
+    const ENDPOINT: Endpoint = Endpoint::Embeddings;
+    const PARAMS: &'static [&'static str] = OPENAI_EMBEDDINGS_PARAMS;
 
-/// Removes a top-level key (typed or not); `model` and `messages` cannot be removed.
-fn remove_chat_key(chat: &mut ChatRequest, key: &str) {
-    match key {
-        "stream" => chat.stream = None,
-        "stream_options" => chat.stream_options = None,
-        "temperature" => chat.temperature = None,
-        "top_p" => chat.top_p = None,
-        "max_tokens" => chat.max_tokens = None,
-        "max_completion_tokens" => chat.max_completion_tokens = None,
-        "n" => chat.n = None,
-        "stop" => chat.stop = None,
-        "seed" => chat.seed = None,
-        "presence_penalty" => chat.presence_penalty = None,
-        "frequency_penalty" => chat.frequency_penalty = None,
-        "user" => chat.user = None,
-        "tools" => chat.tools = None,
-        "tool_choice" => chat.tool_choice = None,
-        "parallel_tool_calls" => chat.parallel_tool_calls = None,
-        "response_format" => chat.response_format = None,
-        "reasoning_effort" => chat.reasoning_effort = None,
-        "metadata" => chat.metadata = None,
-        "mock_response" => chat.mock_response = None,
-        _ => {}
+    fn extra(&self) -> &Extra {
+        &self.extra
     }
-    chat.set_explicit_null(key, false);
-    chat.extra.remove(key);
+
+    fn has(&self, key: &str) -> bool {
+        match key {
+            // Floats are what every provider answers.
+            "encoding_format" => self
+                .encoding_format
+                .as_deref()
+                .is_some_and(|f| f != "float"),
+            "dimensions" => self.dimensions.is_some(),
+            "user" => self.user.is_some(),
+            _ => not_null(self.extra.get(key)),
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        match key {
+            "encoding_format" => self.encoding_format = None,
+            "dimensions" => self.dimensions = None,
+            "user" => self.user = None,
+            "metadata" => self.metadata = None,
+            _ => {}
+        }
+        self.set_explicit_null(key, false);
+        self.extra.remove(key);
+    }
 }
 
 /// Whether an `additional_drop_params` entry is a path (`a.b`, `a[*].b`, `a[0]`) rather than a key.
@@ -436,13 +434,15 @@ fn remove_at(v: &mut Value, segs: &[Seg<'_>]) {
 }
 
 /// Removes nested paths through a JSON round trip (only when a path is configured).
-fn remove_paths(chat: &ChatRequest, paths: &[&str]) -> Result<ChatRequest, LlmError> {
-    let mut v = serde_json::to_value(chat)
+fn remove_paths<B: Body>(body: &B, paths: &[&str]) -> Result<B, LlmError> {
+    let mut v = serde_json::to_value(body)
         .map_err(|e| LlmError::internal(format!("cannot apply additional_drop_params: {e}")))?;
     for path in paths {
         match parse_path(path) {
             // The body's own top-level keys only: `model` and `messages` stay.
-            Some(segs) if !matches!(segs.as_slice(), [Seg::Key("model" | "messages")]) => {
+            Some(segs)
+                if !matches!(segs.as_slice(), [Seg::Key("model" | "messages" | "input")]) =>
+            {
                 remove_at(&mut v, &segs);
             }
             _ => tracing::debug!(path, "additional_drop_params: path ignored"),
@@ -723,7 +723,7 @@ mod tests {
         let original = emb(r#","dimensions":8"#);
         let req = prepare(&OllamaChat, &original, &d).unwrap();
         let Operation::Embeddings(e) = &req.op else {
-            panic!("embeddings")
+            unreachable!("an embeddings request stays one")
         };
         assert!(e.dimensions.is_none());
     }

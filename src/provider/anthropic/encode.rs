@@ -31,17 +31,11 @@ const FALLBACK_MAX_TOKENS: u64 = 4096;
 /// Request keys this translation reads itself (never copied from `extra`).
 const HANDLED_EXTRA: &[&str] = &["thinking"];
 
-/// The OpenAI chat parameters this translation maps (LiteLLM's `AnthropicConfig` list, less what
-/// is not mapped here); the others are refused, or dropped with `drop_params` (see
+/// The OpenAI chat parameters this translation maps beyond
+/// [`CORE_PARAMS`](crate::provider::params::CORE_PARAMS) (LiteLLM's `AnthropicConfig` list, less
+/// what is not mapped here); the others are refused, or dropped with `drop_params` (see
 /// [`params`](crate::provider::params)).
 pub const SUPPORTED_PARAMS: &[&str] = &[
-    "stream",
-    "stream_options",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
     "user",
     "tools",
     "tool_choice",

@@ -142,19 +142,10 @@ struct InputSchema<'a> {
     json: &'a RawValue,
 }
 
-/// The OpenAI chat parameters the Converse translation maps; the others are refused, or dropped
+/// The OpenAI chat parameters the Converse translation maps beyond
+/// [`CORE_PARAMS`](crate::provider::params::CORE_PARAMS); the others are refused, or dropped
 /// with `drop_params` (see [`params`](crate::provider::params)).
-pub const SUPPORTED_PARAMS: &[&str] = &[
-    "stream",
-    "stream_options",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "tools",
-    "tool_choice",
-];
+pub const SUPPORTED_PARAMS: &[&str] = &["tools", "tool_choice"];
 
 /// Request keys that are neither OpenAI parameters nor gateway controls: model-specific fields
 /// for `additionalModelRequestFields`.

@@ -122,6 +122,10 @@ fn build(builder: http::request::Builder, body: Bytes) -> Result<http::Request<B
         .map_err(|e| LlmError::bad_request(format!("cannot build upstream request: {e}")))
 }
 
+fn classify(provider: &str, status: StatusCode, _headers: &HeaderMap, body: &[u8]) -> LlmError {
+    classify_google_error(provider, status, body)
+}
+
 fn decode_chat(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmError> {
     let resp: GenerateContentResponse = serde_json::from_slice(body)
         .map_err(|e| invalid_upstream_json("generateContent response", &e))?;
@@ -140,16 +144,10 @@ fn stream_chat(provider: &'static str, req: &LlmRequest, body: ByteStream) -> Ch
     ))
 }
 
-/// The OpenAI chat parameters the `generateContent` translation maps (LiteLLM's Gemini list, less
-/// what is not mapped here: `logprobs`, `modalities`, `audio`, `web_search_options`, …).
+/// The OpenAI chat parameters the `generateContent` translation maps beyond
+/// [`CORE_PARAMS`](super::params::CORE_PARAMS) (LiteLLM's Gemini list, less what is not mapped
+/// here: `logprobs`, `modalities`, `audio`, `web_search_options`, …).
 pub const SUPPORTED_PARAMS: &[&str] = &[
-    "stream",
-    "stream_options",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
     "n",
     "seed",
     "presence_penalty",
@@ -169,34 +167,7 @@ macro_rules! gemini_shared {
             (endpoint == Endpoint::Chat).then_some(SUPPORTED_PARAMS)
         }
 
-        fn decode(
-            &self,
-            req: &LlmRequest,
-            resp: http::Response<Bytes>,
-            _dep: &Deployment,
-        ) -> Result<LlmResponse, LlmError> {
-            decode_chat(req, resp.body())
-        }
-
-        fn decode_stream(
-            &self,
-            req: &LlmRequest,
-            _parts: http::response::Parts,
-            body: ByteStream,
-            _dep: &Deployment,
-        ) -> Result<ChatStream, LlmError> {
-            Ok(stream_chat(self.name(), req, body))
-        }
-
-        fn classify(
-            &self,
-            status: StatusCode,
-            _headers: &HeaderMap,
-            body: &[u8],
-            _dep: &Deployment,
-        ) -> LlmError {
-            classify_google_error(self.name(), status, body)
-        }
+        super::delegate_responses!(decode_chat, stream_chat, classify);
     };
 }
 

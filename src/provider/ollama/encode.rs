@@ -19,40 +19,18 @@ use crate::{
 /// Ollama top-level request keys a client may send as they are.
 const OLLAMA_TOP_LEVEL: &[&str] = &["keep_alive", "think"];
 
-/// The OpenAI chat parameters `/api/chat` maps (LiteLLM's `OllamaChatConfig` list, plus
-/// `presence_penalty`, which Ollama's `options` take). `tool_choice` is accepted and not sent, as
-/// LiteLLM does: Ollama has no such field and always lets the model choose (`auto`).
+/// The OpenAI chat parameters Ollama maps beyond [`CORE_PARAMS`](crate::provider::params::CORE_PARAMS)
+/// (LiteLLM's `OllamaChatConfig` list, plus `presence_penalty`, which Ollama's `options` take).
+/// `tool_choice` is accepted and not sent, as LiteLLM does: Ollama has no such field and always
+/// lets the model choose (`auto`). `/api/generate` (`ollama/`) refuses `tools` itself.
 pub const CHAT_PARAMS: &[&str] = &[
-    "stream",
-    "stream_options",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
     "seed",
-    "stop",
     "frequency_penalty",
     "presence_penalty",
     "response_format",
     "reasoning_effort",
     "tools",
     "tool_choice",
-];
-
-/// The OpenAI chat parameters `/api/generate` maps (no tools).
-pub const GENERATE_PARAMS: &[&str] = &[
-    "stream",
-    "stream_options",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "seed",
-    "stop",
-    "frequency_penalty",
-    "presence_penalty",
-    "response_format",
-    "reasoning_effort",
 ];
 
 /// The OpenAI embeddings parameters `/api/embed` maps (`encoding_format: base64` is produced from

@@ -31,14 +31,10 @@ mod stream;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
 
 pub use self::{
     decode::{chat_response, embeddings_response},
-    encode::{
-        chat_body, embed_body, generate_body, ollama_prompt, CHAT_PARAMS, EMBEDDINGS_PARAMS,
-        GENERATE_PARAMS,
-    },
+    encode::{chat_body, embed_body, generate_body, ollama_prompt, CHAT_PARAMS, EMBEDDINGS_PARAMS},
     stream::{LineMapper, NdjsonStream, OllamaStreamMapper},
 };
 use super::{
@@ -135,7 +131,7 @@ fn decode_stream(provider: &'static str, req: &LlmRequest, body: ByteStream) -> 
 }
 
 macro_rules! ollama_provider {
-    ($ty:ty, $name:literal, $chat_endpoint:literal, $chat_params:expr) => {
+    ($ty:ty, $name:literal, $chat_endpoint:literal) => {
         impl Provider for $ty {
             fn name(&self) -> &'static str {
                 $name
@@ -143,7 +139,7 @@ macro_rules! ollama_provider {
 
             fn supported_params(&self, endpoint: Endpoint) -> Option<&'static [&'static str]> {
                 Some(match endpoint {
-                    Endpoint::Chat => $chat_params,
+                    Endpoint::Chat => CHAT_PARAMS,
                     Endpoint::Embeddings => EMBEDDINGS_PARAMS,
                 })
             }
@@ -156,44 +152,19 @@ macro_rules! ollama_provider {
                 encode(self, $chat_endpoint, req, dep)
             }
 
-            fn decode(
-                &self,
-                req: &LlmRequest,
-                resp: http::Response<Bytes>,
-                _dep: &Deployment,
-            ) -> Result<LlmResponse, LlmError> {
-                decode(req, resp.body())
-            }
-
-            fn decode_stream(
-                &self,
-                req: &LlmRequest,
-                _parts: http::response::Parts,
-                body: ByteStream,
-                _dep: &Deployment,
-            ) -> Result<ChatStream, LlmError> {
-                Ok(decode_stream(self.name(), req, body))
-            }
-
-            fn classify(
-                &self,
-                status: StatusCode,
-                headers: &HeaderMap,
-                body: &[u8],
-                _dep: &Deployment,
-            ) -> LlmError {
-                // `{"error": "..."}`: the text becomes the message, the status is kept.
-                classify_openai_error(self.name(), status, headers, body)
-            }
+            // `{"error": "..."}`: the text becomes the message, the status is kept.
+            super::delegate_responses!(decode, decode_stream, classify_openai_error);
         }
     };
 }
 
-ollama_provider!(Ollama, "ollama", false, GENERATE_PARAMS);
-ollama_provider!(OllamaChat, "ollama_chat", true, CHAT_PARAMS);
+ollama_provider!(Ollama, "ollama", false);
+ollama_provider!(OllamaChat, "ollama_chat", true);
 
 #[cfg(test)]
 mod tests {
+    use http::{HeaderMap, StatusCode};
+
     use super::*;
     use crate::ErrorKind;
 

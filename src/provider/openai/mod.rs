@@ -35,34 +35,11 @@ use crate::{
 /// sent. Used inside an `impl Provider` block.
 macro_rules! openai_shaped_responses {
     () => {
-        fn decode(
-            &self,
-            req: &$crate::types::LlmRequest,
-            resp: ::http::Response<::bytes::Bytes>,
-            _dep: &$crate::provider::Deployment,
-        ) -> Result<$crate::types::LlmResponse, $crate::error::LlmError> {
-            $crate::provider::openai::decode_openai(req, resp.body())
-        }
-
-        fn decode_stream(
-            &self,
-            _req: &$crate::types::LlmRequest,
-            _parts: ::http::response::Parts,
-            body: $crate::provider::ByteStream,
-            _dep: &$crate::provider::Deployment,
-        ) -> Result<$crate::types::ChatStream, $crate::error::LlmError> {
-            Ok($crate::provider::openai::openai_stream(self.name(), body))
-        }
-
-        fn classify(
-            &self,
-            status: ::http::StatusCode,
-            headers: &::http::HeaderMap,
-            body: &[u8],
-            _dep: &$crate::provider::Deployment,
-        ) -> $crate::error::LlmError {
-            $crate::provider::openai::classify_openai_error(self.name(), status, headers, body)
-        }
+        $crate::provider::delegate_responses!(
+            $crate::provider::openai::decode_openai,
+            $crate::provider::openai::openai_stream,
+            $crate::provider::openai::classify_openai_error
+        );
     };
 }
 
@@ -103,8 +80,8 @@ pub fn bearer(key: &str) -> Result<http::HeaderValue, LlmError> {
     Ok(v)
 }
 
-/// An OpenAI-format SSE stream of `provider`, decoded chunk by chunk.
-pub fn openai_stream(provider: &'static str, body: ByteStream) -> ChatStream {
+/// An OpenAI-format SSE stream of `provider`, decoded chunk by chunk (every request alike).
+pub fn openai_stream(provider: &'static str, _req: &LlmRequest, body: ByteStream) -> ChatStream {
     Box::pin(SseStream::new(body, OpenAiStreamMapper::new(provider)))
 }
 
