@@ -160,12 +160,7 @@ fn prepare_body<B: Body>(
     if additional.is_empty() && unsupported.is_empty() {
         return Ok(None);
     }
-    let body_drop = body.extra().get(DROP_PARAMS).and_then(|raw| {
-        serde_json::from_str::<Value>(raw.get())
-            .ok()
-            .and_then(|v| truthy(&v))
-    });
-    check(provider, dep, &unsupported, body_drop)?;
+    check(provider, dep, &unsupported, body.extra())?;
     let mut out = body.clone();
     let (paths, keys): (Vec<&str>, Vec<&str>) = additional
         .iter()
@@ -180,20 +175,29 @@ fn prepare_body<B: Body>(
     Ok(Some(std::sync::Arc::new(out)))
 }
 
-/// Refuses `unsupported` parameters unless `drop_params` (body first, then deployment) is true.
+/// Whether `drop_params` is on for a request: the body's `drop_params` (its `extra`), else the
+/// deployment's (which `litellm_settings.drop_params` fills in).
+#[must_use]
+pub fn drop_params(extra: &Extra, dep: &Deployment) -> bool {
+    extra
+        .get(DROP_PARAMS)
+        .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+        .and_then(|v| truthy(&v))
+        .or_else(|| dep.param(DROP_PARAMS).and_then(truthy))
+        .unwrap_or(false)
+}
+
+/// Refuses `unsupported` parameters unless [`drop_params`] is on.
 fn check(
     provider: &dyn Provider,
     dep: &Deployment,
     unsupported: &[&str],
-    body_drop: Option<bool>,
+    extra: &Extra,
 ) -> Result<(), LlmError> {
     let Some(first) = unsupported.first() else {
         return Ok(());
     };
-    let drop = body_drop
-        .or_else(|| dep.param(DROP_PARAMS).and_then(truthy))
-        .unwrap_or(false);
-    if drop {
+    if drop_params(extra, dep) {
         tracing::debug!(
             provider = provider.name(),
             deployment = %dep.id,

@@ -9,7 +9,7 @@ use crate::{
     error::{ErrorKind, LlmError},
     provider::{
         openai::{join_url, json_request},
-        params::is_openai_chat_param,
+        params::{drop_params, is_openai_chat_param},
         Deployment,
     },
     types::{
@@ -90,11 +90,7 @@ pub fn encode_messages(
 fn messages_body(chat: &ChatRequest, dep: &Deployment) -> Result<(Bytes, bool), LlmError> {
     // Unsupported OpenAI parameters were refused or dropped before encoding (`params::prepare`);
     // `drop_params` still lets empty stop sequences (which Anthropic refuses) go.
-    let drop_params = truthy(dep.param("drop_params"))
-        || chat
-            .extra
-            .get_as::<Value>("drop_params")
-            .is_some_and(|v| truthy(Some(&v)));
+    let drop_params = drop_params(&chat.extra, dep);
 
     let mut conv = Conversation::default();
     conv.translate(&chat.messages)?;
@@ -190,14 +186,6 @@ fn messages_body(chat: &ChatRequest, dep: &Deployment) -> Result<(Bytes, bool), 
     })();
     res.map_err(|e| LlmError::internal(format!("cannot encode the upstream request: {e}")))?;
     Ok((w.into_inner().freeze(), conv.uses_files))
-}
-
-fn truthy(v: Option<&Value>) -> bool {
-    match v {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
-        _ => false,
-    }
 }
 
 /// The thinking budget for an OpenAI `reasoning_effort` (LiteLLM's table); `None` turns thinking off.
