@@ -134,8 +134,17 @@ trait Body: Clone + serde::Serialize + serde::de::DeserializeOwned {
     const PARAMS: &'static [&'static str];
     /// Keys that are not typed fields.
     fn extra(&self) -> &Extra;
-    /// Whether `key` is present with a value other than `null` (or its no-op default).
+    /// Whether `key` is present with a value other than `null`.
     fn has(&self, key: &str) -> bool;
+    /// Whether `key` holds the value every provider answers with anyway (`n: 1`,
+    /// `encoding_format: "float"`): not a parameter to refuse.
+    fn is_default(&self, key: &str) -> bool;
+    /// Whether the typed field `key` was an explicit `null`.
+    fn explicit_null(&self, key: &str) -> bool;
+    /// Whether `key` would be written at all (a value or an explicit `null`).
+    fn sends(&self, key: &str) -> bool {
+        self.has(key) || self.explicit_null(key) || self.extra().get(key).is_some()
+    }
     /// Removes a top-level key, typed or not (required keys stay).
     fn remove(&mut self, key: &str);
 }
@@ -146,14 +155,19 @@ fn prepare_body<B: Body>(
     body: &B,
     dep: &Deployment,
 ) -> Result<Option<std::sync::Arc<B>>, LlmError> {
-    let additional = additional_drop_params(dep, body.extra().get(ADDITIONAL_DROP_PARAMS));
+    // Only what the body holds: a configured list costs nothing (no copy) when its keys are absent.
+    let additional: Vec<String> =
+        additional_drop_params(dep, body.extra().get(ADDITIONAL_DROP_PARAMS))
+            .into_iter()
+            .filter(|a| body.sends(top_key(a)))
+            .collect();
     let unsupported: Vec<&'static str> = match provider.supported_params(B::ENDPOINT) {
         Some(supported) => B::PARAMS
             .iter()
             .copied()
             .filter(|k| !CORE_PARAMS.contains(k) && !supported.contains(k))
             .filter(|k| !additional.iter().any(|a| a == k))
-            .filter(|k| body.has(k))
+            .filter(|k| body.has(k) && !body.is_default(k))
             .collect(),
         None => Vec::new(),
     };
@@ -279,8 +293,7 @@ impl Body for ChatRequest {
             "top_p" => self.top_p.is_some(),
             "max_tokens" => self.max_tokens.is_some(),
             "max_completion_tokens" => self.max_completion_tokens.is_some(),
-            // One choice is what every provider answers.
-            "n" => self.n.is_some_and(|n| n != 1),
+            "n" => self.n.is_some(),
             "stop" => self.stop.is_some(),
             "seed" => self.seed.is_some(),
             "presence_penalty" => self.presence_penalty.is_some(),
@@ -293,6 +306,15 @@ impl Body for ChatRequest {
             "reasoning_effort" => self.reasoning_effort.is_some(),
             _ => not_null(self.extra.get(key)),
         }
+    }
+
+    fn is_default(&self, key: &str) -> bool {
+        // One choice is what every provider answers.
+        key == "n" && self.n == Some(1)
+    }
+
+    fn explicit_null(&self, key: &str) -> bool {
+        self.is_explicit_null(key)
     }
 
     fn remove(&mut self, key: &str) {
@@ -333,15 +355,20 @@ impl Body for EmbeddingsRequest {
 
     fn has(&self, key: &str) -> bool {
         match key {
-            // Floats are what every provider answers.
-            "encoding_format" => self
-                .encoding_format
-                .as_deref()
-                .is_some_and(|f| f != "float"),
+            "encoding_format" => self.encoding_format.is_some(),
             "dimensions" => self.dimensions.is_some(),
             "user" => self.user.is_some(),
             _ => not_null(self.extra.get(key)),
         }
+    }
+
+    fn is_default(&self, key: &str) -> bool {
+        // Floats are what every provider answers.
+        key == "encoding_format" && self.encoding_format.as_deref() == Some("float")
+    }
+
+    fn explicit_null(&self, key: &str) -> bool {
+        self.is_explicit_null(key)
     }
 
     fn remove(&mut self, key: &str) {
@@ -355,6 +382,11 @@ impl Body for EmbeddingsRequest {
         self.set_explicit_null(key, false);
         self.extra.remove(key);
     }
+}
+
+/// The top-level key an `additional_drop_params` entry starts with.
+fn top_key(entry: &str) -> &str {
+    entry.split(['.', '[']).next().unwrap_or(entry)
 }
 
 /// Whether an `additional_drop_params` entry is a path (`a.b`, `a[*].b`, `a[0]`) rather than a key.
@@ -670,6 +702,25 @@ mod tests {
         );
         assert!(b.get("top_k").is_none() && b.get("seed").is_none(), "{b}");
         assert_eq!(b["temperature"], json!(0.3));
+    }
+
+    #[test]
+    fn additional_drop_params_copies_only_when_a_named_key_is_there() {
+        let mut d = dep("openai/gpt-4o").with_api_base("http://h/v1");
+        d.params.insert(
+            "additional_drop_params".into(),
+            json!(["logit_bias", "tools[*].input_examples"]),
+        );
+        let plain = chat(r#","temperature":0.1"#);
+        assert!(matches!(
+            prepare(&OpenAi, &plain, &d).unwrap(),
+            Cow::Borrowed(_)
+        ));
+        // An explicit null is sent by a pass-through family, so it is removed too.
+        let nulls = chat(r#","logit_bias":null,"n":1"#);
+        let b = sent(&OpenAi, &nulls, &d);
+        assert!(b.get("logit_bias").is_none(), "{b}");
+        assert_eq!(b["n"], json!(1));
     }
 
     #[test]
