@@ -9,7 +9,8 @@
 //!
 //! 1. removes the keys named by `additional_drop_params` (the deployment's `litellm_params` list and
 //!    the request body's list, as in LiteLLM), for every provider. A name is a top-level key
-//!    (`logit_bias`) or a path into the body (`tools[*].input_examples`, `response_format.strict`);
+//!    (`logit_bias`) or a path into the body (`tools[*].input_examples`, `response_format.strict`;
+//!    the body then goes through a `serde_json::Value` round trip);
 //! 2. finds the OpenAI parameters ([`OPENAI_CHAT_PARAMS`], [`OPENAI_EMBEDDINGS_PARAMS`]) present in the
 //!    request that the provider does not support. A parameter sent as `null`, `n: 1` and
 //!    `encoding_format: "float"` (the defaults) are not "present", as LiteLLM ignores `None`;
