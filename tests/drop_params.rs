@@ -298,3 +298,47 @@ async fn openai_passthrough_takes_every_openai_param_without_drop_params() {
     assert_eq!(sent["logit_bias"], json!({"1": 2}));
     assert_eq!(sent["seed"], 1);
 }
+
+#[tokio::test]
+async fn ollama_embeddings_refuse_user_and_answer_base64() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(
+        200,
+        json!({"model": "nomic-embed-text", "embeddings": [[1.0, -2.5]], "prompt_eval_count": 2}),
+    ));
+    let yaml = format!(
+        "model_list:\n  - model_name: e\n    litellm_params:\n      model: ollama/nomic-embed-text\n      api_base: {}\n",
+        up.url()
+    );
+    let gw = gw::TestGateway::start(&yaml).await;
+    let url = gw.url("/v1/embeddings");
+
+    let refused = gw::post_json(&url, &json!({"model": "e", "input": "hi", "user": "u1"})).await;
+    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    assert_eq!(refused.error()["param"], "user");
+    assert_eq!(up.hits(), 0);
+
+    // The OpenAI SDK asks for base64 by default: the floats come back encoded, as OpenAI does.
+    let answer = gw::post_json(
+        &url,
+        &json!({"model": "e", "input": "hi", "encoding_format": "base64", "dimensions": 2}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let sent = up.last_request().unwrap().json();
+    assert_eq!(sent["dimensions"], 2);
+    assert!(sent.get("encoding_format").is_none(), "{sent}");
+    let b64 = answer.json()["data"][0]["embedding"]
+        .as_str()
+        .expect("a base64 string")
+        .to_owned();
+    let mut want = 1.0f32.to_le_bytes().to_vec();
+    want.extend((-2.5f32).to_le_bytes());
+    use base64::Engine as _;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+        want
+    );
+}

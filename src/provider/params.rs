@@ -1,7 +1,7 @@
 //! OpenAI parameters a provider cannot take, `drop_params` and `additional_drop_params`.
 //!
 //! Every provider family declares the OpenAI parameters it maps
-//! ([`Provider::supported_params`](super::Provider::supported_params), LiteLLM's
+//! ([`Provider::supported_params`], LiteLLM's
 //! `get_supported_openai_params`); `None` means the family forwards the OpenAI body as it is (OpenAI,
 //! Azure, the OpenAI-compatible hosts), so every parameter is supported.
 //!
