@@ -342,3 +342,19 @@ async fn ollama_embeddings_refuse_user_and_answer_base64() {
         want
     );
 }
+
+#[tokio::test]
+async fn a_stream_request_is_refused_before_any_stream_starts() {
+    let family = &families()[1];
+    let up = FakeUpstream::start().await;
+    let gw = gw::TestGateway::start(&config(family, &up.url(), "", "")).await;
+    let (param, value) = &family.unsupported;
+    let answer = gw::post_json(
+        &gw.url("/v1/chat/completions"),
+        &request(&[("stream", json!(true)), (param, value.clone())]),
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    assert_eq!(answer.error()["param"], *param);
+    assert_eq!(up.hits(), 0);
+}
