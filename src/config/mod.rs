@@ -1280,6 +1280,21 @@ impl Loader<'_> {
         ] {
             self.non_negative(&push_key(&params, name), v);
         }
+        // Read per request by `provider::params`; a wrong shape would silently do nothing there.
+        match lp.other.get("additional_drop_params") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+            Some(_) => self.error(
+                push_key(&params, "additional_drop_params"),
+                "must be a list of parameter names (`logit_bias`, `tools[*].input_examples`)",
+            ),
+        }
+        match lp.other.get("drop_params") {
+            None | Some(Value::Null | Value::Bool(_)) => {}
+            Some(Value::String(s))
+                if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") => {}
+            Some(_) => self.error(push_key(&params, "drop_params"), "must be true or false"),
+        }
         if let Some(id) = entry.model_info.get("id") {
             let key = push_key(&push_key(at, "model_info"), "id");
             let id = match id {
@@ -1902,6 +1917,33 @@ mod tests {
         assert_eq!(
             errs[0].key, "litellm_settings.fallbacks[0].gpt-4[1]",
             "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn drop_params_keys_per_deployment() {
+        let loaded = load_ok(
+            "model_list:\n  - model_name: a\n    litellm_params:\n      model: anthropic/claude\n      drop_params: true\n      additional_drop_params: [\"logit_bias\", \"tools[*].input_examples\"]\n",
+            &[],
+        );
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let other = &loaded.config.model_list[0].litellm_params.other;
+        assert_eq!(
+            other["additional_drop_params"],
+            serde_json::json!(["logit_bias", "tools[*].input_examples"])
+        );
+        assert_eq!(other["drop_params"], Value::Bool(true));
+        let errs = load_err(
+            "model_list:\n  - model_name: a\n    litellm_params:\n      model: anthropic/claude\n      additional_drop_params: logit_bias\n      drop_params: maybe\n",
+        );
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert!(
+            keys.contains(&"model_list[0].litellm_params.additional_drop_params"),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&"model_list[0].litellm_params.drop_params"),
+            "{keys:?}"
         );
     }
 

@@ -23,6 +23,7 @@ mod http_client;
 pub mod mock;
 pub mod ollama;
 pub mod openai;
+pub mod params;
 mod service;
 pub mod sse;
 
@@ -99,6 +100,14 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// The OpenAI parameters of `endpoint` this family maps beyond [`params::CORE_PARAMS`] (LiteLLM's
+    /// `get_supported_openai_params`); any other OpenAI parameter in a request is refused with a 400,
+    /// or dropped with `drop_params` (see [`params`]). `None` (the default): the family forwards the
+    /// OpenAI body as it is, so every parameter is supported.
+    fn supported_params(&self, _endpoint: params::Endpoint) -> Option<&'static [&'static str]> {
+        None
+    }
+
     /// Answers without any network call when the provider is local (the `mock` provider).
     fn respond_locally(
         &self,
@@ -108,6 +117,44 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
         None
     }
 }
+
+/// `decode`, `decode_stream` and `classify` for an `impl Provider` block, delegating to a wire
+/// family's functions: `$decode(req, body)`, `$stream(provider_name, req, body)` and
+/// `$classify(provider_name, status, headers, body)`.
+macro_rules! delegate_responses {
+    ($decode:path, $stream:path, $classify:path) => {
+        fn decode(
+            &self,
+            req: &$crate::types::LlmRequest,
+            resp: ::http::Response<::bytes::Bytes>,
+            _dep: &$crate::provider::Deployment,
+        ) -> Result<$crate::types::LlmResponse, $crate::error::LlmError> {
+            $decode(req, resp.body())
+        }
+
+        fn decode_stream(
+            &self,
+            req: &$crate::types::LlmRequest,
+            _parts: ::http::response::Parts,
+            body: $crate::provider::ByteStream,
+            _dep: &$crate::provider::Deployment,
+        ) -> Result<$crate::types::ChatStream, $crate::error::LlmError> {
+            Ok($stream(self.name(), req, body))
+        }
+
+        fn classify(
+            &self,
+            status: ::http::StatusCode,
+            headers: &::http::HeaderMap,
+            body: &[u8],
+            _dep: &$crate::provider::Deployment,
+        ) -> $crate::error::LlmError {
+            $classify(self.name(), status, headers, body)
+        }
+    };
+}
+
+pub(crate) use delegate_responses;
 
 /// Every built-in provider, by prefix.
 static PROVIDERS: &[&dyn Provider] = &[

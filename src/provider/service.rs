@@ -169,7 +169,12 @@ where
         });
     }
 
-    let mut req = req;
+    // `additional_drop_params`, and OpenAI parameters the provider cannot take (refused, or
+    // dropped with `drop_params`).
+    let mut req = match super::params::prepare(provider, &req, &dep)? {
+        std::borrow::Cow::Borrowed(_) => req,
+        std::borrow::Cow::Owned(prepared) => prepared,
+    };
     if let Some(token) = provider.access_token(&dep) {
         let token = token.await?;
         req.extensions.insert(super::AccessToken(token));

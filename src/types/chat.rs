@@ -84,6 +84,7 @@ pub const GATEWAY_PARAMS: &[&str] = &[
     "litellm_call_id",
     "litellm_logging_obj",
     "drop_params",
+    "additional_drop_params",
     "guardrails",
     "api_key",
     "api_base",

@@ -9,6 +9,7 @@ use crate::{
     error::{ErrorKind, LlmError},
     provider::{
         openai::{join_url, json_request},
+        params::{drop_params, is_openai_chat_param},
         Deployment,
     },
     types::{
@@ -30,22 +31,17 @@ const FALLBACK_MAX_TOKENS: u64 = 4096;
 /// Request keys this translation reads itself (never copied from `extra`).
 const HANDLED_EXTRA: &[&str] = &["thinking"];
 
-/// OpenAI request keys with no Anthropic equivalent: refused unless `drop_params` is set.
-const UNSUPPORTED_EXTRA: &[&str] = &[
-    "logprobs",
-    "top_logprobs",
-    "logit_bias",
-    "modalities",
-    "audio",
-    "prediction",
-    "service_tier",
-    "store",
-    "functions",
-    "function_call",
-    "web_search_options",
-    "verbosity",
-    "prompt_cache_key",
-    "safety_identifier",
+/// The OpenAI chat parameters this translation maps beyond
+/// [`CORE_PARAMS`](crate::provider::params::CORE_PARAMS) (LiteLLM's `AnthropicConfig` list, less
+/// what is not mapped here); the others are refused, or dropped with `drop_params` (see
+/// [`params`](crate::provider::params)).
+pub const SUPPORTED_PARAMS: &[&str] = &[
+    "user",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "reasoning_effort",
 ];
 
 /// Builds the `POST /v1/messages` request for a chat body.
@@ -92,12 +88,9 @@ pub fn encode_messages(
 
 /// The request body, and whether it refers to uploaded files (Files API beta).
 fn messages_body(chat: &ChatRequest, dep: &Deployment) -> Result<(Bytes, bool), LlmError> {
-    let drop_params = truthy(dep.param("drop_params"))
-        || chat
-            .extra
-            .get_as::<Value>("drop_params")
-            .is_some_and(|v| truthy(Some(&v)));
-    check_unsupported(chat, drop_params)?;
+    // Unsupported OpenAI parameters were refused or dropped before encoding (`params::prepare`);
+    // `drop_params` still lets empty stop sequences (which Anthropic refuses) go.
+    let drop_params = drop_params(&chat.extra, dep);
 
     let mut conv = Conversation::default();
     conv.translate(&chat.messages)?;
@@ -187,50 +180,12 @@ fn messages_body(chat: &ChatRequest, dep: &Deployment) -> Result<(Bytes, bool), 
             map.serialize_entry("thinking", thinking)?;
         }
         chat.extra.serialize_into(&mut map, &|k| {
-            is_upstream_param(k) && !HANDLED_EXTRA.contains(&k) && !UNSUPPORTED_EXTRA.contains(&k)
+            is_upstream_param(k) && !HANDLED_EXTRA.contains(&k) && !is_openai_chat_param(k)
         })?;
         map.end()
     })();
     res.map_err(|e| LlmError::internal(format!("cannot encode the upstream request: {e}")))?;
     Ok((w.into_inner().freeze(), conv.uses_files))
-}
-
-/// Refuses OpenAI parameters Anthropic cannot honour, unless `drop_params` is set.
-fn check_unsupported(chat: &ChatRequest, drop_params: bool) -> Result<(), LlmError> {
-    if drop_params {
-        return Ok(());
-    }
-    let typed = [
-        ("n", chat.n.is_some_and(|n| n > 1)),
-        ("seed", chat.seed.is_some()),
-        ("presence_penalty", chat.presence_penalty.is_some()),
-        ("frequency_penalty", chat.frequency_penalty.is_some()),
-    ];
-    let found = typed
-        .iter()
-        .find(|(_, set)| *set)
-        .map(|(k, _)| *k)
-        .or_else(|| {
-            UNSUPPORTED_EXTRA
-                .iter()
-                .copied()
-                .find(|k| chat.extra.get(k).is_some_and(|v| v.get() != "null"))
-        });
-    match found {
-        Some(param) => Err(LlmError::bad_request(format!(
-            "anthropic does not support parameter {param}; set drop_params: true to drop it"
-        ))
-        .with_param(param)),
-        None => Ok(()),
-    }
-}
-
-fn truthy(v: Option<&Value>) -> bool {
-    match v {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
-        _ => false,
-    }
 }
 
 /// The thinking budget for an OpenAI `reasoning_effort` (LiteLLM's table); `None` turns thinking off.
@@ -720,24 +675,15 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_pass_and_unsupported_ones_fail() {
+    fn unknown_keys_pass_and_openai_only_keys_never_do() {
         let b = body(
-            r#"{"model":"c","messages":[{"role":"user","content":"a"}],"top_k":5,"metadata":{"x":1}}"#,
+            r#"{"model":"c","messages":[{"role":"user","content":"a"}],"top_k":5,"metadata":{"x":1},"logit_bias":null}"#,
             &dep(),
         );
         assert_eq!(b["top_k"], json!(5));
         assert!(b.get("metadata").is_none());
-        let chat: ChatRequest = serde_json::from_str(
-            r#"{"model":"c","messages":[{"role":"user","content":"a"}],"logit_bias":{"1":2}}"#,
-        )
-        .unwrap();
-        let err = messages_body(&chat, &dep()).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::BadRequest);
-        assert_eq!(err.param(), Some("logit_bias"));
-        let mut d = dep();
-        d.params.insert("drop_params".into(), json!(true));
-        let (b, _) = messages_body(&chat, &d).unwrap();
-        assert!(!std::str::from_utf8(&b).unwrap().contains("logit_bias"));
+        // An OpenAI parameter left in the body (an explicit null) is never sent as an Anthropic field.
+        assert!(b.get("logit_bias").is_none());
     }
 
     #[test]

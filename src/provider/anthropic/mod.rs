@@ -40,11 +40,13 @@ use http::{HeaderMap, StatusCode};
 
 pub use self::{
     decode::{decode_messages, finish_reason, usage_from},
-    encode::{default_max_tokens, encode_messages, reasoning_budget, ANTHROPIC_VERSION},
+    encode::{
+        default_max_tokens, encode_messages, reasoning_budget, ANTHROPIC_VERSION, SUPPORTED_PARAMS,
+    },
     error::{classify_anthropic_error, error_from_anthropic},
     stream::AnthropicStreamMapper,
 };
-use super::{sse::SseStream, ByteStream, Deployment, Provider};
+use super::{params::Endpoint, sse::SseStream, ByteStream, Deployment, Provider};
 use crate::{
     error::LlmError,
     types::{ChatStream, LlmRequest, LlmResponse, Operation},
@@ -63,6 +65,11 @@ pub struct Anthropic;
 impl Provider for Anthropic {
     fn name(&self) -> &'static str {
         "anthropic"
+    }
+
+    fn supported_params(&self, endpoint: Endpoint) -> Option<&'static [&'static str]> {
+        // No embeddings here: `encode` refuses them before any parameter matters.
+        (endpoint == Endpoint::Chat).then_some(SUPPORTED_PARAMS)
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {

@@ -21,20 +21,16 @@
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::HeaderValue;
 
 use super::{
-    openai::{
-        bearer, chat_body, classify_openai_error, decode_openai, embeddings_body, join_url,
-        json_request, OpenAiStreamMapper,
-    },
-    sse::SseStream,
-    AccessToken, ByteStream, Deployment, Provider,
+    openai::{bearer, chat_body, embeddings_body, join_url, json_request, openai_shaped_responses},
+    AccessToken, Deployment, Provider,
 };
 use crate::{
     error::{ErrorKind, LlmError},
     secret::Secret,
-    types::{ChatStream, LlmRequest, LlmResponse, Operation},
+    types::{LlmRequest, Operation},
 };
 
 /// LiteLLM's `AZURE_DEFAULT_API_VERSION`, used when neither the deployment nor `AZURE_API_VERSION`
@@ -140,41 +136,13 @@ impl Provider for Azure {
             .map_err(|e| LlmError::bad_request(format!("cannot build upstream request: {e}")))
     }
 
-    fn decode(
-        &self,
-        req: &LlmRequest,
-        resp: http::Response<Bytes>,
-        _dep: &Deployment,
-    ) -> Result<LlmResponse, LlmError> {
-        decode_openai(req, resp.body())
-    }
-
-    fn decode_stream(
-        &self,
-        _req: &LlmRequest,
-        _parts: http::response::Parts,
-        body: ByteStream,
-        _dep: &Deployment,
-    ) -> Result<ChatStream, LlmError> {
-        Ok(Box::pin(SseStream::new(
-            body,
-            OpenAiStreamMapper::new(self.name()),
-        )))
-    }
-
-    fn classify(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-        _dep: &Deployment,
-    ) -> LlmError {
-        classify_openai_error(self.name(), status, headers, body)
-    }
+    openai_shaped_responses!();
 }
 
 #[cfg(test)]
 mod tests {
+    use http::{HeaderMap, StatusCode};
+
     use super::*;
 
     fn dep() -> Deployment {

@@ -16,8 +16,9 @@
 //!   `additionalModelRequestFields`, as sent (LiteLLM does the same); the deployment's
 //!   `guardrailConfig` is passed on.
 //!
-//! OpenAI parameters without a Converse field (`n`, `seed`, penalties, `logprobs`, `logit_bias`,
-//! `response_format`, `reasoning_effort`, …) are not sent.
+//! OpenAI parameters without a Converse field (`n` > 1, `seed`, penalties, `logprobs`, `logit_bias`,
+//! `response_format`, `reasoning_effort`, `user`, …) are refused with a 400, or dropped with
+//! `drop_params` ([`SUPPORTED_PARAMS`], [`params`](crate::provider::params)).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
@@ -25,7 +26,7 @@ use serde_json::value::RawValue;
 
 use crate::{
     error::LlmError,
-    provider::Deployment,
+    provider::{params::is_openai_chat_param, Deployment},
     types::chat::{is_upstream_param, ChatRequest, Content, ContentPart, Message, PartKind, Tool},
 };
 
@@ -141,24 +142,10 @@ struct InputSchema<'a> {
     json: &'a RawValue,
 }
 
-/// OpenAI request keys without a Converse field that the wire types keep untyped: never passed on
-/// as model fields.
-const OPENAI_ONLY: &[&str] = &[
-    "logprobs",
-    "top_logprobs",
-    "logit_bias",
-    "service_tier",
-    "store",
-    "modalities",
-    "audio",
-    "prediction",
-    "web_search_options",
-    "functions",
-    "function_call",
-    "verbosity",
-    "safety_identifier",
-    "prompt_cache_key",
-];
+/// The OpenAI chat parameters the Converse translation maps beyond
+/// [`CORE_PARAMS`](crate::provider::params::CORE_PARAMS); the others are refused, or dropped
+/// with `drop_params` (see [`params`](crate::provider::params)).
+pub const SUPPORTED_PARAMS: &[&str] = &["tools", "tool_choice"];
 
 /// Request keys that are neither OpenAI parameters nor gateway controls: model-specific fields
 /// for `additionalModelRequestFields`.
@@ -166,7 +153,7 @@ fn additional_fields(chat: &ChatRequest) -> Option<Vec<(&str, &RawValue)>> {
     let fields: Vec<(&str, &RawValue)> = chat
         .extra
         .iter()
-        .filter(|(k, _)| is_upstream_param(k) && !OPENAI_ONLY.contains(k))
+        .filter(|(k, _)| is_upstream_param(k) && !is_openai_chat_param(k))
         .collect();
     (!fields.is_empty()).then_some(fields)
 }

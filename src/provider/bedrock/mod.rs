@@ -54,12 +54,12 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 pub use self::{
     decode::{decode_converse, finish_reason},
-    encode::converse_body,
+    encode::{converse_body, SUPPORTED_PARAMS},
     error::classify_bedrock_error,
     sign::{region, sign, AwsCredentials, DEFAULT_REGION, SIGNING_NAME},
     stream::{ConverseStreamMapper, EventMapper, EventStreamDecoder},
 };
-use super::{ByteStream, Deployment, Provider};
+use super::{params::Endpoint, ByteStream, Deployment, Provider};
 use crate::{
     error::{ErrorKind, LlmError},
     types::{ChatStream, LlmRequest, LlmResponse, Operation},
@@ -141,6 +141,11 @@ fn auth(dep: &Deployment) -> Result<Auth, LlmError> {
 impl Provider for Bedrock {
     fn name(&self) -> &'static str {
         "bedrock"
+    }
+
+    fn supported_params(&self, endpoint: Endpoint) -> Option<&'static [&'static str]> {
+        // No embeddings here: `encode` refuses them before any parameter matters.
+        (endpoint == Endpoint::Chat).then_some(SUPPORTED_PARAMS)
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {

@@ -28,20 +28,15 @@
 use std::{borrow::Cow, fmt, sync::OnceLock};
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
 
 use super::{
-    openai::{
-        bearer, chat_body, classify_openai_error, decode_openai, embeddings_body, join_url,
-        json_request, OpenAiStreamMapper,
-    },
-    sse::SseStream,
-    ByteStream, Deployment, Provider,
+    openai::{bearer, chat_body, embeddings_body, join_url, json_request, openai_shaped_responses},
+    Deployment, Provider,
 };
 use crate::{
     error::LlmError,
     secret::Secret,
-    types::{chat::ChatRequest, ChatStream, LlmRequest, LlmResponse, Operation},
+    types::{chat::ChatRequest, LlmRequest, Operation},
 };
 
 /// One OpenAI-compatible host: where it lives, where its credentials come from, and its quirks.
@@ -315,37 +310,7 @@ impl Provider for OpenAiCompatible {
         self.spec.encode(self, req, dep)
     }
 
-    fn decode(
-        &self,
-        req: &LlmRequest,
-        resp: http::Response<Bytes>,
-        _dep: &Deployment,
-    ) -> Result<LlmResponse, LlmError> {
-        decode_openai(req, resp.body())
-    }
-
-    fn decode_stream(
-        &self,
-        _req: &LlmRequest,
-        _parts: http::response::Parts,
-        body: ByteStream,
-        _dep: &Deployment,
-    ) -> Result<ChatStream, LlmError> {
-        Ok(Box::pin(SseStream::new(
-            body,
-            OpenAiStreamMapper::new(self.name()),
-        )))
-    }
-
-    fn classify(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-        _dep: &Deployment,
-    ) -> LlmError {
-        classify_openai_error(self.name(), status, headers, body)
-    }
+    openai_shaped_responses!();
 }
 
 #[cfg(test)]

@@ -60,6 +60,7 @@ pub use self::{
 };
 use super::{
     openai::{bearer, invalid_upstream_json, join_url, json_request},
+    params::Endpoint,
     sse::SseStream,
     AccessToken, ByteStream, Deployment, Provider, TokenFuture,
 };
@@ -121,6 +122,10 @@ fn build(builder: http::request::Builder, body: Bytes) -> Result<http::Request<B
         .map_err(|e| LlmError::bad_request(format!("cannot build upstream request: {e}")))
 }
 
+fn classify(provider: &str, status: StatusCode, _headers: &HeaderMap, body: &[u8]) -> LlmError {
+    classify_google_error(provider, status, body)
+}
+
 fn decode_chat(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmError> {
     let resp: GenerateContentResponse = serde_json::from_slice(body)
         .map_err(|e| invalid_upstream_json("generateContent response", &e))?;
@@ -137,6 +142,33 @@ fn stream_chat(provider: &'static str, req: &LlmRequest, body: ByteStream) -> Ch
         body,
         GeminiStreamMapper::new(provider, req.model().to_owned(), include_usage),
     ))
+}
+
+/// The OpenAI chat parameters the `generateContent` translation maps beyond
+/// [`CORE_PARAMS`](super::params::CORE_PARAMS) (LiteLLM's Gemini list, less what is not mapped
+/// here: `logprobs`, `modalities`, `audio`, `web_search_options`, …).
+pub const SUPPORTED_PARAMS: &[&str] = &[
+    "n",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+    "reasoning_effort",
+    "tools",
+    "tool_choice",
+];
+
+/// What `gemini/` and `vertex_ai/` share (one wire family): supported parameters, `decode`,
+/// `decode_stream`, `classify`. Used inside an `impl Provider` block.
+macro_rules! gemini_shared {
+    () => {
+        fn supported_params(&self, endpoint: Endpoint) -> Option<&'static [&'static str]> {
+            // No embeddings here: `encode` refuses them before any parameter matters.
+            (endpoint == Endpoint::Chat).then_some(SUPPORTED_PARAMS)
+        }
+
+        super::delegate_responses!(decode_chat, stream_chat, classify);
+    };
 }
 
 impl Provider for Gemini {
@@ -166,34 +198,7 @@ impl Provider for Gemini {
         build(builder, generate_content_body(chat, &dep.model)?)
     }
 
-    fn decode(
-        &self,
-        req: &LlmRequest,
-        resp: http::Response<Bytes>,
-        _dep: &Deployment,
-    ) -> Result<LlmResponse, LlmError> {
-        decode_chat(req, resp.body())
-    }
-
-    fn decode_stream(
-        &self,
-        req: &LlmRequest,
-        _parts: http::response::Parts,
-        body: ByteStream,
-        _dep: &Deployment,
-    ) -> Result<ChatStream, LlmError> {
-        Ok(stream_chat(self.name(), req, body))
-    }
-
-    fn classify(
-        &self,
-        status: StatusCode,
-        _headers: &HeaderMap,
-        body: &[u8],
-        _dep: &Deployment,
-    ) -> LlmError {
-        classify_google_error(self.name(), status, body)
-    }
+    gemini_shared!();
 }
 
 impl VertexAi {
@@ -257,34 +262,7 @@ impl Provider for VertexAi {
         build(builder, generate_content_body(chat, &dep.model)?)
     }
 
-    fn decode(
-        &self,
-        req: &LlmRequest,
-        resp: http::Response<Bytes>,
-        _dep: &Deployment,
-    ) -> Result<LlmResponse, LlmError> {
-        decode_chat(req, resp.body())
-    }
-
-    fn decode_stream(
-        &self,
-        req: &LlmRequest,
-        _parts: http::response::Parts,
-        body: ByteStream,
-        _dep: &Deployment,
-    ) -> Result<ChatStream, LlmError> {
-        Ok(stream_chat(self.name(), req, body))
-    }
-
-    fn classify(
-        &self,
-        status: StatusCode,
-        _headers: &HeaderMap,
-        body: &[u8],
-        _dep: &Deployment,
-    ) -> LlmError {
-        classify_google_error(self.name(), status, body)
-    }
+    gemini_shared!();
 
     /// The service-account token when the deployment has no ready access token (`api_key`).
     fn access_token(&self, dep: &Deployment) -> Option<TokenFuture> {

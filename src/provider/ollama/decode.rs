@@ -211,8 +211,23 @@ struct EmbedAnswer {
     prompt_eval_count: Option<u64>,
 }
 
-/// An `/api/embed` answer as an OpenAI embeddings list for `model`.
-pub fn embeddings_response(body: &[u8], model: &str) -> Result<EmbeddingsResponse, LlmError> {
+/// A float vector as OpenAI's `encoding_format: base64`: the little-endian f32 bytes, base64.
+fn base64_vector(raw: &RawValue) -> Result<Box<RawValue>, LlmError> {
+    use base64::{engine::general_purpose::STANDARD, Engine as _};
+    let floats: Vec<f32> =
+        serde_json::from_str(raw.get()).map_err(|e| invalid("Ollama embedding", &e))?;
+    let bytes: Vec<u8> = floats.iter().flat_map(|f| f.to_le_bytes()).collect();
+    serde_json::value::to_raw_value(&STANDARD.encode(bytes))
+        .map_err(|e| LlmError::internal(e.to_string()))
+}
+
+/// An `/api/embed` answer as an OpenAI embeddings list for `model`; vectors as base64 when
+/// `base64` (the client's `encoding_format`), else as the floats Ollama sent.
+pub fn embeddings_response(
+    body: &[u8],
+    model: &str,
+    base64: bool,
+) -> Result<EmbeddingsResponse, LlmError> {
     let answer: EmbedAnswer =
         serde_json::from_slice(body).map_err(|e| invalid("Ollama embeddings response", &e))?;
     let tokens = answer.prompt_eval_count.unwrap_or(0);
@@ -221,13 +236,20 @@ pub fn embeddings_response(body: &[u8], model: &str) -> Result<EmbeddingsRespons
             .embeddings
             .into_iter()
             .zip(0..)
-            .map(|(embedding, index)| Embedding {
-                object: Some("embedding".to_owned()),
-                index: Some(index),
-                embedding: Some(embedding),
-                ..Embedding::default()
+            .map(|(embedding, index)| {
+                let embedding = if base64 {
+                    base64_vector(&embedding)?
+                } else {
+                    embedding
+                };
+                Ok(Embedding {
+                    object: Some("embedding".to_owned()),
+                    index: Some(index),
+                    embedding: Some(embedding),
+                    ..Embedding::default()
+                })
             })
-            .collect(),
+            .collect::<Result<_, LlmError>>()?,
         object: Some("list".to_owned()),
         model: Some(model.to_owned()),
         usage: Some(EmbeddingsUsage {
@@ -270,5 +292,23 @@ mod tests {
     fn ids_look_like_uuids() {
         let id = completion_id();
         assert_eq!(id.len(), "chatcmpl-".len() + 36, "{id}");
+    }
+
+    #[test]
+    fn base64_embeddings_are_little_endian_f32() {
+        let body = br#"{"embeddings":[[1.0,-2.5]],"prompt_eval_count":3}"#;
+        let plain = embeddings_response(body, "m", false).unwrap();
+        assert_eq!(
+            plain.data[0].embedding.as_ref().unwrap().get(),
+            "[1.0,-2.5]"
+        );
+        let b64 = embeddings_response(body, "m", true).unwrap();
+        let s: String =
+            serde_json::from_str(b64.data[0].embedding.as_ref().unwrap().get()).unwrap();
+        use base64::{engine::general_purpose::STANDARD, Engine as _};
+        let bytes = STANDARD.decode(s).unwrap();
+        let mut want = 1.0f32.to_le_bytes().to_vec();
+        want.extend((-2.5f32).to_le_bytes());
+        assert_eq!(bytes, want);
     }
 }

@@ -9,6 +9,7 @@ use serde_json::{value::RawValue, Map, Value};
 
 use crate::{
     error::LlmError,
+    provider::params::is_openai_chat_param,
     types::{
         chat::{is_upstream_param, ChatRequest, Content, Message, PartKind, Tool},
         embeddings::EmbeddingsRequest,
@@ -18,28 +19,23 @@ use crate::{
 /// Ollama top-level request keys a client may send as they are.
 const OLLAMA_TOP_LEVEL: &[&str] = &["keep_alive", "think"];
 
-/// OpenAI request keys Ollama has no equivalent for; dropped (LiteLLM's `drop_params` for Ollama).
-const OPENAI_ONLY: &[&str] = &[
-    "n",
-    "user",
-    "logprobs",
-    "top_logprobs",
-    "logit_bias",
-    "service_tier",
-    "store",
-    "modalities",
-    "prediction",
-    "audio",
-    "web_search_options",
-    "prompt_cache_key",
-    "safety_identifier",
-    "verbosity",
-    "functions",
-    "function_call",
-    "stream_options",
+/// The OpenAI chat parameters Ollama maps beyond [`CORE_PARAMS`](crate::provider::params::CORE_PARAMS)
+/// (LiteLLM's `OllamaChatConfig` list, plus `presence_penalty`, which Ollama's `options` take).
+/// `tool_choice` is accepted and not sent, as LiteLLM does: Ollama has no such field and always
+/// lets the model choose (`auto`). `/api/generate` (`ollama/`) refuses `tools` itself.
+pub const CHAT_PARAMS: &[&str] = &[
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+    "response_format",
+    "reasoning_effort",
+    "tools",
     "tool_choice",
-    "parallel_tool_calls",
 ];
+
+/// The OpenAI embeddings parameters `/api/embed` maps (`encoding_format: base64` is produced from
+/// Ollama's floats).
+pub const EMBEDDINGS_PARAMS: &[&str] = &["dimensions", "encoding_format"];
 
 #[derive(Serialize)]
 struct ChatBody<'a> {
@@ -173,7 +169,7 @@ fn options_and_top_level(
         top.insert("think".to_owned(), think);
     }
     for (k, raw) in chat.extra.iter() {
-        if !is_upstream_param(k) || OPENAI_ONLY.contains(&k) {
+        if !is_upstream_param(k) || is_openai_chat_param(k) {
             continue;
         }
         let v: Value = serde_json::from_str(raw.get())

@@ -10,8 +10,10 @@
 //!   `num_predict`, `seed`, `stop` as an array, `frequency_penalty`, `presence_penalty`, and Ollama
 //!   options such as `top_k` or `num_ctx` sent at the top level); `reasoning_effort` → `think`;
 //!   `response_format` → `format` (`json_schema` → the schema, `json_object` → `"json"`); `tools`
-//!   forwarded as they are; `tool_choice`, `n`, `stream_options` and other OpenAI-only keys dropped;
-//!   `stream` always explicit.
+//!   forwarded as they are; `tool_choice` accepted and not sent (as LiteLLM); `stream_options` read by
+//!   the gateway; other OpenAI parameters (`n` > 1, `user`, `logprobs`, …) refused with a 400, or
+//!   dropped with `drop_params` ([`CHAT_PARAMS`], [`params`](super::params)); `stream` always
+//!   explicit.
 //! - Answers: `done_reason` → `finish_reason` (`tool_calls` when the model called a tool),
 //!   `prompt_eval_count` / `eval_count` → usage, Ollama tool calls → OpenAI tool calls (arguments as
 //!   a JSON string). Streams are NDJSON, decoded line by line ([`NdjsonStream`]).
@@ -19,7 +21,8 @@
 //!   with Ollama's text as the message.
 //! - `api_base` defaults to `OLLAMA_API_BASE`, else `http://localhost:11434`. A key (deployment or
 //!   `OLLAMA_API_KEY`) is sent as `Authorization: Bearer`, for Ollama behind a proxy.
-//! - Embeddings (either prefix) call `/api/embed`.
+//! - Embeddings (either prefix) call `/api/embed` (`dimensions` sent; `encoding_format: base64`
+//!   answered by encoding Ollama's floats as little-endian f32, as OpenAI does).
 
 mod decode;
 mod encode;
@@ -28,15 +31,15 @@ mod stream;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
 
 pub use self::{
     decode::{chat_response, embeddings_response},
-    encode::{chat_body, embed_body, generate_body, ollama_prompt},
+    encode::{chat_body, embed_body, generate_body, ollama_prompt, CHAT_PARAMS, EMBEDDINGS_PARAMS},
     stream::{LineMapper, NdjsonStream, OllamaStreamMapper},
 };
 use super::{
     openai::{bearer, classify_openai_error, join_url, json_request},
+    params::Endpoint,
     ByteStream, Deployment, Provider,
 };
 use crate::{
@@ -105,8 +108,9 @@ fn encode(
 fn decode(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmError> {
     match &req.op {
         Operation::Chat(_) => chat_response(body, req.model()).map(LlmResponse::chat),
-        Operation::Embeddings(_) => {
-            embeddings_response(body, req.model()).map(LlmResponse::embeddings)
+        Operation::Embeddings(emb) => {
+            let base64 = emb.encoding_format.as_deref() == Some("base64");
+            embeddings_response(body, req.model(), base64).map(LlmResponse::embeddings)
         }
         Operation::ListModels => Err(LlmError::bad_request(
             "a model listing has no provider body",
@@ -133,6 +137,13 @@ macro_rules! ollama_provider {
                 $name
             }
 
+            fn supported_params(&self, endpoint: Endpoint) -> Option<&'static [&'static str]> {
+                Some(match endpoint {
+                    Endpoint::Chat => CHAT_PARAMS,
+                    Endpoint::Embeddings => EMBEDDINGS_PARAMS,
+                })
+            }
+
             fn encode(
                 &self,
                 req: &LlmRequest,
@@ -141,35 +152,8 @@ macro_rules! ollama_provider {
                 encode(self, $chat_endpoint, req, dep)
             }
 
-            fn decode(
-                &self,
-                req: &LlmRequest,
-                resp: http::Response<Bytes>,
-                _dep: &Deployment,
-            ) -> Result<LlmResponse, LlmError> {
-                decode(req, resp.body())
-            }
-
-            fn decode_stream(
-                &self,
-                req: &LlmRequest,
-                _parts: http::response::Parts,
-                body: ByteStream,
-                _dep: &Deployment,
-            ) -> Result<ChatStream, LlmError> {
-                Ok(decode_stream(self.name(), req, body))
-            }
-
-            fn classify(
-                &self,
-                status: StatusCode,
-                headers: &HeaderMap,
-                body: &[u8],
-                _dep: &Deployment,
-            ) -> LlmError {
-                // `{"error": "..."}`: the text becomes the message, the status is kept.
-                classify_openai_error(self.name(), status, headers, body)
-            }
+            // `{"error": "..."}`: the text becomes the message, the status is kept.
+            super::delegate_responses!(decode, decode_stream, classify_openai_error);
         }
     };
 }
@@ -179,6 +163,8 @@ ollama_provider!(OllamaChat, "ollama_chat", true);
 
 #[cfg(test)]
 mod tests {
+    use http::{HeaderMap, StatusCode};
+
     use super::*;
     use crate::ErrorKind;
 

@@ -14,7 +14,7 @@ mod error;
 mod stream;
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 
 pub use self::{
     encode::{chat_body, embeddings_body, join_url, json_request},
@@ -29,6 +29,21 @@ use crate::{
         Operation,
     },
 };
+
+/// The `decode`, `decode_stream` and `classify` of a provider whose answers are OpenAI's wire format
+/// (OpenAI, Azure, the OpenAI-compatible hosts): bodies, SSE chunks and error objects relayed as
+/// sent. Used inside an `impl Provider` block.
+macro_rules! openai_shaped_responses {
+    () => {
+        $crate::provider::delegate_responses!(
+            $crate::provider::openai::decode_openai,
+            $crate::provider::openai::openai_stream,
+            $crate::provider::openai::classify_openai_error
+        );
+    };
+}
+
+pub(crate) use openai_shaped_responses;
 
 /// OpenAI's default base URL.
 pub const DEFAULT_API_BASE: &str = "https://api.openai.com/v1";
@@ -47,37 +62,7 @@ impl Provider for OpenAi {
         super::compat::OPENAI.encode(self, req, dep)
     }
 
-    fn decode(
-        &self,
-        req: &LlmRequest,
-        resp: http::Response<Bytes>,
-        _dep: &Deployment,
-    ) -> Result<LlmResponse, LlmError> {
-        decode_openai(req, resp.body())
-    }
-
-    fn decode_stream(
-        &self,
-        _req: &LlmRequest,
-        _parts: http::response::Parts,
-        body: ByteStream,
-        _dep: &Deployment,
-    ) -> Result<ChatStream, LlmError> {
-        Ok(Box::pin(SseStream::new(
-            body,
-            OpenAiStreamMapper::new(self.name()),
-        )))
-    }
-
-    fn classify(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-        _dep: &Deployment,
-    ) -> LlmError {
-        classify_openai_error(self.name(), status, headers, body)
-    }
+    openai_shaped_responses!();
 }
 
 /// An `Authorization: Bearer` header value, marked sensitive so it never prints.
@@ -93,6 +78,11 @@ pub fn bearer(key: &str) -> Result<http::HeaderValue, LlmError> {
     })?;
     v.set_sensitive(true);
     Ok(v)
+}
+
+/// An OpenAI-format SSE stream of `provider`, decoded chunk by chunk (every request alike).
+pub fn openai_stream(provider: &'static str, _req: &LlmRequest, body: ByteStream) -> ChatStream {
+    Box::pin(SseStream::new(body, OpenAiStreamMapper::new(provider)))
 }
 
 /// Decodes an OpenAI-format complete body (chat or embeddings, by the request's operation).
