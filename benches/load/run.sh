@@ -104,6 +104,7 @@ RUST_LOG=warn target/release/llmgate --config "$OUT_DIR/llmgate.yaml" --host 127
 GW_PID=$!; PIDS+=($GW_PID)
 wait_ready "http://127.0.0.1:$GW_PORT/health/liveliness" 10 llmgate
 
+rm -f "$OUT_DIR"/llmgate.db "$OUT_DIR"/llmgate.db-*   # a fresh spend log per run
 render llmgate-full.yaml
 GWFULL_PORT="$(free_port)"
 RUST_LOG=warn target/release/llmgate --config "$OUT_DIR/llmgate-full.yaml" --host 127.0.0.1 \
