@@ -11,22 +11,8 @@
 mod support;
 
 use serde_json::json;
-use support::{gw, FakeUpstream, Reply};
+use support::{gw, process::python, FakeUpstream, Reply};
 
-fn python() -> String {
-    if let Ok(p) = std::env::var("LLMGATE_PYTHON") {
-        return p;
-    }
-    let has_sdk = std::process::Command::new("python3")
-        .args(["-c", "import openai"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        has_sdk,
-        "the OpenAI SDK test needs Python with the `openai` package: run `bash .ci/test` (it makes a venv), or set LLMGATE_PYTHON"
-    );
-    "python3".to_owned()
-}
 
 #[tokio::test]
 async fn official_openai_python_sdk() {

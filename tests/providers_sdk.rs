@@ -29,33 +29,18 @@
 mod support;
 
 use std::{
-    io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{json, Value};
-use support::{FakeUpstream, Recorded, Reply};
+use support::{
+    process::{python, Binary, TempFile},
+    FakeUpstream, Recorded, Reply,
+};
 
-const BIN: &str = env!("CARGO_BIN_EXE_llmgate");
-
-fn python() -> String {
-    if let Ok(p) = std::env::var("LLMGATE_PYTHON") {
-        return p;
-    }
-    let has_sdk = std::process::Command::new("python3")
-        .args(["-c", "import openai"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        has_sdk,
-        "the OpenAI SDK test needs Python with the `openai` package: run `bash .ci/test` (it makes a venv), or set LLMGATE_PYTHON"
-    );
-    "python3".to_owned()
-}
 
 // ------------------------------------------------------------------------------------------------
 // The families and their cases
@@ -524,93 +509,6 @@ fn litellm_params(route: &Value, default_base_path: &str, up_url: &str) -> Value
 // The gateway binary
 // ------------------------------------------------------------------------------------------------
 
-/// A file in the temp directory, removed on drop.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(ext: &str, text: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "llmgate-providers-sdk-{}-{}.{ext}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::write(&path, text).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// The running binary, killed on drop.
-struct Gateway {
-    child: Child,
-    addr: String,
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Gateway {
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-}
-
-/// Starts `llmgate --config <file> --port <free port>` and waits until it listens.
-fn spawn(config: &Path) -> Gateway {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env_remove("DATABASE_URL")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = std::sync::Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line.clone());
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains("llmgate listening") => break,
-            Ok(_) => {}
-            Err(e) => panic!(
-                "llmgate did not start ({e}):\n{}",
-                log.lock().unwrap().join("\n")
-            ),
-        }
-    }
-    Gateway {
-        child,
-        addr: format!("127.0.0.1:{port}"),
-        log,
-    }
-}
 
 // ------------------------------------------------------------------------------------------------
 // Checks
@@ -1002,8 +900,8 @@ async fn sdk_calls_tools_through_every_provider_family() {
         all.push(xs);
     }
     let config = json!({"model_list": model_list, "router_settings": {"num_retries": 0}});
-    let config = TempFile::new("yaml", &config.to_string());
-    let gw = spawn(&config.0);
+    let config = TempFile::new("llmgate-providers-sdk", "yaml", &config.to_string());
+    let gw = Binary::spawn(&config.0, &[]);
 
     let calls: Vec<Value> = all
         .iter()
@@ -1012,7 +910,7 @@ async fn sdk_calls_tools_through_every_provider_family() {
             json!({"label": x.label, "model": x.group, "stream": x.stream, "body": x.client_body})
         })
         .collect();
-    let calls = TempFile::new("json", &Value::Array(calls).to_string());
+    let calls = TempFile::new("llmgate-providers-sdk", "json", &Value::Array(calls).to_string());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/providers_sdk_check.py");
     let out = tokio::process::Command::new(&python)
         .arg(script)

@@ -9,16 +9,14 @@
 
 mod support;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use serde_json::json;
-use support::{gw, FakeUpstream, Reply};
-
-const BIN: &str = env!("CARGO_BIN_EXE_llmgate");
+use support::{
+    gw,
+    process::{Binary, TempFile},
+    FakeUpstream, Reply,
+};
 
 fn redis_url() -> String {
     std::env::var("LLMGATE_TEST_REDIS_URL").unwrap_or_else(|_| {
@@ -26,79 +24,24 @@ fn redis_url() -> String {
     })
 }
 
-/// A running `llmgate` process, killed (by its pid) when dropped.
+/// A running `llmgate` process (killed when dropped) and its config file.
 struct Gateway {
-    child: Child,
-    addr: String,
-    _config: ConfigFile,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct ConfigFile(std::path::PathBuf);
-
-impl Drop for ConfigFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+    bin: Binary,
+    _config: TempFile,
 }
 
 impl Gateway {
+    /// Starts one process; a log line saying Redis state is "NOT shared" fails the start.
     fn start(config: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "llmgate-routing-{}-{}.yaml",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::write(&path, config).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&path)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .expect("llmgate printed its listening line");
-            assert!(!line.contains("NOT shared"), "{line}");
-            if line.contains("llmgate listening") {
-                break;
-            }
-        }
-        std::thread::spawn(move || while rx.recv().is_ok() {});
+        let file = TempFile::new("llmgate-routing", "yaml", config);
         Self {
-            child,
-            addr: format!("127.0.0.1:{port}"),
-            _config: ConfigFile(path),
+            bin: Binary::spawn(&file.0, &["NOT shared"]),
+            _config: file,
         }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/v1/chat/completions", self.addr)
+        self.bin.url("/v1/chat/completions")
     }
 }
 

@@ -97,42 +97,34 @@ target/release/examples/passthrough_proxy --listen "127.0.0.1:$PT_PORT" \
 PT_PID=$!; PIDS+=($PT_PID)
 wait_ready "http://127.0.0.1:$PT_PORT/health" 10 passthrough
 
-render llmgate.yaml
-GW_PORT="$(free_port)"
-RUST_LOG=warn target/release/llmgate --config "$OUT_DIR/llmgate.yaml" --host 127.0.0.1 \
-  --port "$GW_PORT" --num_workers "$CORES" >"$LOGS/llmgate.log" 2>&1 &
-GW_PID=$!; PIDS+=($GW_PID)
-wait_ready "http://127.0.0.1:$GW_PORT/health/liveliness" 10 llmgate
+# start_gateway NAME VAR: starts llmgate on benches/load/NAME.yaml (rendered), on a free port;
+# sets VAR_PORT and VAR_PID.
+start_gateway() {
+  local name="$1" var="$2" port pid
+  render "$name.yaml"
+  port="$(free_port)"
+  RUST_LOG=warn target/release/llmgate --config "$OUT_DIR/$name.yaml" --host 127.0.0.1 \
+    --port "$port" --num_workers "$CORES" >"$LOGS/$name.log" 2>&1 &
+  pid=$!; PIDS+=($pid)
+  wait_ready "http://127.0.0.1:$port/health/liveliness" 10 "$name"
+  printf -v "${var}_PORT" '%s' "$port"
+  printf -v "${var}_PID" '%s' "$pid"
+  export "${var}_PORT" "${var}_PID"
+}
 
+start_gateway llmgate GW
 rm -f "$OUT_DIR"/llmgate.db "$OUT_DIR"/llmgate.db-*   # a fresh spend log per run
-render llmgate-full.yaml
-GWFULL_PORT="$(free_port)"
-RUST_LOG=warn target/release/llmgate --config "$OUT_DIR/llmgate-full.yaml" --host 127.0.0.1 \
-  --port "$GWFULL_PORT" --num_workers "$CORES" >"$LOGS/llmgate-full.log" 2>&1 &
-GWFULL_PID=$!; PIDS+=($GWFULL_PID)
-wait_ready "http://127.0.0.1:$GWFULL_PORT/health/liveliness" 10 llmgate-full
+start_gateway llmgate-full GWFULL
 # G1 calls with a virtual key (rpm / tpm limits and a budget, so every check runs), made with
 # the master key through the management API.
 GWFULL_KEY="$(curl -fsS -X POST "http://127.0.0.1:$GWFULL_PORT/key/generate" \
   -H 'authorization: Bearer sk-bench-master' -H 'content-type: application/json' \
   -d '{"key_alias":"bench","models":["bench"],"rpm_limit":100000000,"tpm_limit":100000000000,"max_budget":1000000}' \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')"
-export PT_PID GW_PID GWFULL_PID GWFULL_KEY
-
+export PT_PID GWFULL_KEY
 # R1 (reliability settings on) and C1 (cache hits): one more gateway each.
-export GWREL_PORT GWREL_PID GWCACHE_PORT GWCACHE_PID
-render llmgate-reliable.yaml
-GWREL_PORT="$(free_port)"
-RUST_LOG=warn target/release/llmgate --config "$OUT_DIR/llmgate-reliable.yaml" --host 127.0.0.1 \
-  --port "$GWREL_PORT" --num_workers "$CORES" >"$LOGS/llmgate-reliable.log" 2>&1 &
-GWREL_PID=$!; PIDS+=($GWREL_PID)
-wait_ready "http://127.0.0.1:$GWREL_PORT/health/liveliness" 10 llmgate-reliable
-render llmgate-cache.yaml
-GWCACHE_PORT="$(free_port)"
-RUST_LOG=warn target/release/llmgate --config "$OUT_DIR/llmgate-cache.yaml" --host 127.0.0.1 \
-  --port "$GWCACHE_PORT" --num_workers "$CORES" >"$LOGS/llmgate-cache.log" 2>&1 &
-GWCACHE_PID=$!; PIDS+=($GWCACHE_PID)
-wait_ready "http://127.0.0.1:$GWCACHE_PORT/health/liveliness" 10 llmgate-cache
+start_gateway llmgate-reliable GWREL
+start_gateway llmgate-cache GWCACHE
 
 LITELLM_V="not run"
 if [ "$WITH_LITELLM" = 1 ]; then

@@ -693,3 +693,4 @@ impl Drop for FakeBody {
 }
 
 pub mod gw;
+pub mod process;
