@@ -13,7 +13,6 @@ mod support;
 use serde_json::json;
 use support::{gw, process::python, FakeUpstream, Reply};
 
-
 #[tokio::test]
 async fn official_openai_python_sdk() {
     let python = python();

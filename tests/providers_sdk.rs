@@ -41,7 +41,6 @@ use support::{
     FakeUpstream, Recorded, Reply,
 };
 
-
 // ------------------------------------------------------------------------------------------------
 // The families and their cases
 // ------------------------------------------------------------------------------------------------
@@ -506,11 +505,6 @@ fn litellm_params(route: &Value, default_base_path: &str, up_url: &str) -> Value
 }
 
 // ------------------------------------------------------------------------------------------------
-// The gateway binary
-// ------------------------------------------------------------------------------------------------
-
-
-// ------------------------------------------------------------------------------------------------
 // Checks
 // ------------------------------------------------------------------------------------------------
 
@@ -910,7 +904,11 @@ async fn sdk_calls_tools_through_every_provider_family() {
             json!({"label": x.label, "model": x.group, "stream": x.stream, "body": x.client_body})
         })
         .collect();
-    let calls = TempFile::new("llmgate-providers-sdk", "json", &Value::Array(calls).to_string());
+    let calls = TempFile::new(
+        "llmgate-providers-sdk",
+        "json",
+        &Value::Array(calls).to_string(),
+    );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/providers_sdk_check.py");
     let out = tokio::process::Command::new(&python)
         .arg(script)

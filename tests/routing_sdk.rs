@@ -12,7 +12,6 @@ mod support;
 use serde_json::json;
 use support::{gw, process::python, FakeUpstream, Reply};
 
-
 fn entry(group: &str, up: &FakeUpstream, extra: &str) -> String {
     format!(
         "  - model_name: {group}\n    litellm_params:\n      model: openai/m\n      api_base: {}/v1\n      api_key: sk-up\n{extra}",
