@@ -80,6 +80,25 @@ async fn unknown_fields_pass_through_byte_for_byte() {
     );
 }
 
+/// An OpenAI-format answer reaches the client as the provider sent it: key order, spacing,
+/// number formatting and unknown fields untouched (the edge relays the bytes it parsed).
+#[tokio::test]
+async fn non_stream_answer_is_relayed_byte_for_byte() {
+    let up = FakeUpstream::start().await;
+    let body = "{\"usage\": {\"total_tokens\": 12, \"prompt_tokens\": 5, \"completion_tokens\": 7},\n \"choices\": [{\"finish_reason\": \"stop\", \"index\": 0, \"message\": {\"content\": \"hi\", \"role\": \"assistant\", \"x_msg\": 1.50}}],\n \"object\": \"chat.completion\", \"model\": \"m\", \"created\": 1700000000, \"id\": \"c1\", \"x_top\": [1e3, -0.0]}";
+    up.set_default(Reply::raw(200, "application/json", body));
+    let gw = gw::TestGateway::start(&gw::openai_config("g", &up.url())).await;
+    let ans = gw::post_json(
+        &gw.url("/v1/chat/completions"),
+        &json!({"model": "g", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(ans.status, 200);
+    assert_eq!(String::from_utf8_lossy(&ans.body), body);
+    // The layers still read it: the cost header is there.
+    assert!(ans.headers.contains_key("x-litellm-response-cost"));
+}
+
 #[tokio::test]
 async fn stream_is_relayed_chunk_for_chunk_at_any_byte_split() {
     let sse = support::chat_sse(&["Hel", "lo ", "wörld", " 🎉"]);

@@ -360,7 +360,13 @@ async fn respond(
 ) -> http::Response<ServerBody> {
     let LlmResponse { body, meta } = resp;
     let mut out = match body {
-        ResponseBody::Chat(c) => json_response(StatusCode::OK, to_json(&c), call_id),
+        ResponseBody::Chat(c) => {
+            let body = match &meta.relay {
+                Some(raw) => raw.clone(),
+                None => to_json(&c),
+            };
+            json_response(StatusCode::OK, body, call_id)
+        }
         ResponseBody::Embeddings(e) => json_response(StatusCode::OK, to_json(&e), call_id),
         ResponseBody::Models(m) => json_response(StatusCode::OK, to_json(&m), call_id),
         ResponseBody::Stream(mut stream) => {

@@ -68,6 +68,11 @@ pub struct ResponseMeta {
     pub attempted_retries: u32,
     /// Fallbacks spent before this answer.
     pub attempted_fallbacks: u32,
+    /// The provider's own bytes for a complete chat answer that is already in OpenAI's wire
+    /// format (OpenAI, Azure, the OpenAI-compatible hosts): the edge sends them as they came
+    /// instead of serializing `body` again, which is the same JSON. A layer that changes a chat
+    /// `body` must set this to `None`.
+    pub relay: Option<bytes::Bytes>,
 }
 
 /// A model-level response: the body plus [`ResponseMeta`].

@@ -86,11 +86,16 @@ pub fn openai_stream(provider: &'static str, _req: &LlmRequest, body: ByteStream
 }
 
 /// Decodes an OpenAI-format complete body (chat or embeddings, by the request's operation).
-pub fn decode_openai(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmError> {
+pub fn decode_openai(req: &LlmRequest, body: &Bytes) -> Result<LlmResponse, LlmError> {
     match &req.op {
-        Operation::Chat(_) => serde_json::from_slice::<ChatResponse>(body)
-            .map(LlmResponse::chat)
-            .map_err(|e| invalid_upstream_json("chat completion", &e)),
+        Operation::Chat(_) => {
+            let chat = serde_json::from_slice::<ChatResponse>(body)
+                .map_err(|e| invalid_upstream_json("chat completion", &e))?;
+            let mut resp = LlmResponse::chat(chat);
+            // Already OpenAI's format: the edge relays these bytes rather than serializing again.
+            resp.meta.relay = Some(body.clone());
+            Ok(resp)
+        }
         Operation::Embeddings(_) => serde_json::from_slice::<EmbeddingsResponse>(body)
             .map(LlmResponse::embeddings)
             .map_err(|e| invalid_upstream_json("embeddings response", &e)),
