@@ -6,42 +6,21 @@
 
 mod support;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use serde_json::json;
-use support::{gw, FakeUpstream, Reply};
+use support::{
+    gw,
+    process::{Binary, TempFile},
+    FakeUpstream, Reply,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_llmgate");
 
-fn write_config(text: &str) -> tempfile_path::TempPath {
-    tempfile_path::TempPath::with_contents(text)
-}
-
-/// A tiny temp-file helper (no extra crate).
-mod tempfile_path {
-    pub(crate) struct TempPath(pub(crate) std::path::PathBuf);
-    impl TempPath {
-        pub(crate) fn with_contents(text: &str) -> Self {
-            let path = std::env::temp_dir().join(format!(
-                "llmgate-test-{}-{}.yaml",
-                std::process::id(),
-                fastrand::u64(..)
-            ));
-            std::fs::write(&path, text).unwrap();
-            Self(path)
-        }
-    }
-    impl Drop for TempPath {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
+fn write_config(text: &str) -> TempFile {
+    TempFile::new("llmgate-test", "yaml", text)
 }
 
 #[test]
@@ -107,53 +86,6 @@ fn check_does_not_print_secrets() {
     );
 }
 
-/// Starts the binary on a free port; returns the child and its address once it listens.
-fn spawn(config: &std::path::Path) -> (std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--graceful_timeout",
-            "10",
-        ])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env_remove("DATABASE_URL")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("llmgate printed its listening line");
-        if line.contains("llmgate listening") {
-            break;
-        }
-    }
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    (child, format!("127.0.0.1:{port}"))
-}
-
 #[tokio::test]
 async fn serves_and_drains_a_stream_on_sigterm() {
     let up = FakeUpstream::start().await;
@@ -169,7 +101,8 @@ async fn serves_and_drains_a_stream_on_sigterm() {
         Duration::from_millis(250),
     ));
     let cfg = write_config(&gw::openai_config("g", &up.url()));
-    let (mut child, addr) = spawn(&cfg.0);
+    let bin = Binary::spawn(&cfg.0, &[]);
+    let addr = bin.addr.clone();
 
     let resp = gw::open_stream(
         &format!("http://{addr}/v1/chat/completions"),
@@ -183,7 +116,7 @@ async fn serves_and_drains_a_stream_on_sigterm() {
 
     // SIGTERM while the stream is in flight.
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &bin.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -198,10 +131,13 @@ async fn serves_and_drains_a_stream_on_sigterm() {
     assert!(text.contains("four"), "the stream was cut: {text}");
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
 
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = tokio::task::spawn_blocking(move || {
+        let mut bin = bin;
+        bin.child.wait()
+    })
+    .await
+    .unwrap()
+    .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
     // It no longer accepts connections.
     assert!(std::net::TcpStream::connect(&addr).is_err());
@@ -221,7 +157,8 @@ async fn no_master_key_no_database_writes_nothing() {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("config.yaml");
     std::fs::write(&cfg, gw::openai_config("g", &up.url())).unwrap();
-    let (mut child, addr) = spawn(&cfg);
+    let bin = Binary::spawn(&cfg, &[]);
+    let addr = bin.addr.clone();
     let answer = gw::post_json(
         &format!("http://{addr}/v1/chat/completions"),
         &json!({"model": "g", "messages": [{"role": "user", "content": "hi"}]}),
@@ -232,8 +169,7 @@ async fn no_master_key_no_database_writes_nothing() {
     // Key management needs a master key.
     let keys = gw::post_json(&format!("http://{addr}/key/generate"), &json!({})).await;
     assert!(keys.status >= 400, "{}", keys.status);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(bin);
     let files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
