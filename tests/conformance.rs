@@ -8,6 +8,8 @@
 // Test code: a failed unwrap is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::{
     convert::Infallible,
     path::{Path, PathBuf},
@@ -600,13 +602,11 @@ async fn conformance_corpus() {
 //    structurally.
 // ------------------------------------------------------------------------------------------------
 mod signing {
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
     use bytes::Bytes;
     use llmgate::provider::bedrock::{sign, AwsCredentials, SIGNING_NAME};
     use serde_json::Value;
 
-    use super::Recorded;
+    use super::{support::aws::parse_amz_date, Recorded};
 
     const CLOCK_HEADERS: [&str; 2] = ["authorization", "x-amz-date"];
 
@@ -722,28 +722,9 @@ mod signing {
         }
     }
 
-    /// `20150830T123600Z` as a time.
-    fn parse_amz_date(s: &str) -> Option<SystemTime> {
-        let b = s.as_bytes();
-        if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
-            return None;
-        }
-        let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-        let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
-        let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
-        // Days from the civil date (Howard Hinnant's algorithm).
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        let days = era * 146_097 + doe - 719_468;
-        let secs = u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()?;
-        Some(UNIX_EPOCH + Duration::from_secs(secs))
-    }
-
     #[test]
     fn parses_amz_dates() {
+        use std::time::{Duration, UNIX_EPOCH};
         assert_eq!(
             parse_amz_date("20150830T123600Z"),
             Some(UNIX_EPOCH + Duration::from_secs(1_440_938_160))

@@ -692,5 +692,6 @@ impl Drop for FakeBody {
     }
 }
 
+pub mod aws;
 pub mod gw;
 pub mod process;
