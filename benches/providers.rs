@@ -317,7 +317,7 @@ fn translation(c: &mut Criterion) {
             p.encode(&req, &dep).unwrap();
             match p.decode(&req, answer(&up), &dep).unwrap().body {
                 ResponseBody::Chat(r) => assert!(
-                    r.choices[0]
+                    r.into_typed().unwrap().choices[0]
                         .message
                         .as_ref()
                         .is_some_and(|m| m.tool_calls.is_some()),

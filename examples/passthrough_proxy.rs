@@ -12,7 +12,7 @@ use std::convert::Infallible;
 
 // The same allocator as the llmgate binary, so that the comparison is like for like.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: llmgate::alloc::MiMalloc = llmgate::alloc::MiMalloc;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};

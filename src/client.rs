@@ -71,7 +71,7 @@ where
         req.stream = None;
         req.stream_options = None;
         match self.send(LlmRequest::chat(req)).await?.body {
-            ResponseBody::Chat(c) => Ok(c),
+            ResponseBody::Chat(c) => c.into_typed(),
             other => Err(unexpected("a chat completion", &other)),
         }
     }

@@ -8,6 +8,7 @@ pub use self::{
     error::{BoxError, ErrorKind, LlmError},
     types::{LlmRequest, LlmResponse},
 };
+pub mod alloc;
 pub mod auth;
 pub mod budget;
 pub mod cache;

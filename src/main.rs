@@ -4,10 +4,9 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 
-// mimalloc: the request path allocates many small, short-lived objects (parsed JSON, headers,
-// futures); glibc malloc spent about 9% of the gateway's CPU on them (benches/load, perf).
+// mimalloc, called the fast way: see `llmgate::alloc`.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: llmgate::alloc::MiMalloc = llmgate::alloc::MiMalloc;
 
 /// llmgate: one OpenAI-format API for every LLM provider. Reads LiteLLM's config.yaml.
 #[derive(Debug, Parser)]

@@ -318,7 +318,11 @@ async fn chat(svc: &ProviderService<HttpClient>) -> Result<LlmResponse, LlmError
 
 fn text(resp: LlmResponse) -> String {
     match resp.body {
-        ResponseBody::Chat(c) => c.choices[0].message.as_ref().unwrap().text(),
+        ResponseBody::Chat(c) => c.into_typed().unwrap().choices[0]
+            .message
+            .as_ref()
+            .unwrap()
+            .text(),
         other => panic!("expected a complete chat, got {other:?}"),
     }
 }

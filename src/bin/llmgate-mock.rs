@@ -10,7 +10,7 @@ use clap::Parser;
 
 // The same allocator as the llmgate binary, so that the comparison is like for like.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: llmgate::alloc::MiMalloc = llmgate::alloc::MiMalloc;
 use llmgate::mock_upstream::{self, MockOptions};
 
 /// A mock LLM provider (OpenAI chat and embeddings, Anthropic messages) with latency, streaming

@@ -430,11 +430,11 @@ fn on_lookup(plan: &mut Plan, values: Vec<Option<Bytes>>, req: LlmRequest) -> Lo
                     let body = if *stream {
                         ResponseBody::Stream(entry::replay_stream(resp, *include_usage))
                     } else {
-                        ResponseBody::Chat(entry::replay_whole(resp))
+                        ResponseBody::Chat(entry::replay_whole(resp).into())
                     };
                     let mut meta = plan.hit_meta();
                     if let ResponseBody::Chat(c) = &body {
-                        meta.usage.clone_from(&c.usage);
+                        meta.usage = c.usage().cloned();
                     }
                     Lookup::Hit(Box::new(LlmResponse { body, meta }))
                 }
@@ -570,8 +570,10 @@ fn on_answer(plan: &Plan, mut resp: LlmResponse) -> Result<LlmResponse, LlmError
             let ttl = plan.ttl();
             let max = plan.settings.max_entry_bytes;
             match resp.body {
-                ResponseBody::Chat(ref c) => {
-                    if let Some(bytes) = entry::encode_chat(c, ttl).filter(|b| b.len() <= max) {
+                ResponseBody::Chat(ref mut c) => {
+                    // An answer that is not a chat completion is relayed as it came, not stored.
+                    let encoded = c.typed().ok().and_then(|c| entry::encode_chat(c, ttl));
+                    if let Some(bytes) = encoded.filter(|b| b.len() <= max) {
                         plan.shared
                             .write(WriteOp::Set(vec![(key.clone(), bytes, ttl)]));
                     }

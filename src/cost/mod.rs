@@ -602,7 +602,7 @@ where
             }
             Ok(mut resp) => {
                 let body_model = match &resp.body {
-                    ResponseBody::Chat(c) => c.model.clone(),
+                    ResponseBody::Chat(c) => c.model().map(str::to_owned),
                     ResponseBody::Embeddings(e) => e.model.clone(),
                     _ => None,
                 };
@@ -619,7 +619,7 @@ where
                     }
                     _ => {
                         let usage = resp.meta.usage.clone().or_else(|| match &resp.body {
-                            ResponseBody::Chat(c) => c.usage.clone(),
+                            ResponseBody::Chat(c) => c.usage().cloned(),
                             _ => None,
                         });
                         let cost = ctx.finish(usage.as_ref(), &snap, "success");

@@ -50,6 +50,8 @@ pub struct Deployment {
     pub params: serde_json::Map<String, serde_json::Value>,
     /// `model_info`.
     pub model_info: serde_json::Map<String, serde_json::Value>,
+    /// `public_api_base()`, with the `api_base` it was computed from.
+    public_base: std::sync::OnceLock<(Arc<str>, Arc<str>)>,
 }
 
 impl Deployment {
@@ -92,10 +94,21 @@ impl Deployment {
         self.params.get(key)
     }
 
-    /// The base URL without credentials or query, for headers and logs.
+    /// The base URL without credentials or query, for headers and logs (computed once per
+    /// `api_base` value).
     #[must_use]
-    pub fn public_api_base(&self) -> Option<String> {
-        self.api_base.as_deref().map(redact_url)
+    pub fn public_api_base(&self) -> Option<Arc<str>> {
+        let base = self.api_base.as_ref()?;
+        if let Some((source, public)) = self.public_base.get() {
+            // Valid while `api_base` is the very value it was computed from: the cache holds that
+            // `Arc`, so a replaced `api_base` can never share its address.
+            if Arc::ptr_eq(source, base) {
+                return Some(public.clone());
+            }
+        }
+        let public: Arc<str> = redact_url(base).into();
+        let _ = self.public_base.set((base.clone(), public.clone()));
+        Some(public)
     }
 }
 

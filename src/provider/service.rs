@@ -65,6 +65,7 @@ impl<C> Layer<C> for ProviderLayer {
         ProviderService {
             client,
             provider: self.provider,
+            provider_name: self.provider.name().into(),
             deployment: self.deployment.clone(),
             default_timeout: self.default_timeout,
         }
@@ -81,6 +82,8 @@ impl<C> Layer<C> for ProviderLayer {
 pub struct ProviderService<C> {
     client: C,
     provider: &'static dyn Provider,
+    /// `provider.name()`, shared by every response's metadata.
+    provider_name: Arc<str>,
     deployment: Arc<Deployment>,
     default_timeout: Duration,
 }
@@ -140,13 +143,15 @@ where
         let provider = self.provider;
         let dep = self.deployment.clone();
         let timeout = dep.timeout.unwrap_or(self.default_timeout);
-        Box::pin(call(client, provider, dep, timeout, req))
+        let name = self.provider_name.clone();
+        Box::pin(call(client, provider, name, dep, timeout, req))
     }
 }
 
 async fn call<C, B>(
     mut client: C,
     provider: &'static dyn Provider,
+    name: Arc<str>,
     dep: Arc<Deployment>,
     timeout: Duration,
     req: LlmRequest,
@@ -164,7 +169,7 @@ where
     });
     if let Some(answer) = local {
         return answer.map(|mut r| {
-            stamp(&mut r, &dep, provider);
+            stamp(&mut r, &dep, &name);
             r
         });
     }
@@ -233,21 +238,21 @@ where
     };
     out.meta.headers = forwarded;
     out.meta.time_to_first_byte = Some(ttfb);
-    stamp(&mut out, &dep, provider);
+    stamp(&mut out, &dep, &name);
     Ok(out)
 }
 
-fn stamp(resp: &mut LlmResponse, dep: &Deployment, provider: &dyn Provider) {
+fn stamp(resp: &mut LlmResponse, dep: &Deployment, provider: &Arc<str>) {
     let meta = &mut resp.meta;
     meta.deployment_id = Some(dep.id.clone());
     meta.model_group = Some(dep.model_group.clone());
-    meta.provider = Some(provider.name().into());
+    meta.provider = Some(provider.clone());
     if let Some(base) = dep.public_api_base() {
-        meta.api_base = Some(base.into());
+        meta.api_base = Some(base);
     }
     if meta.usage.is_none() {
         if let crate::types::ResponseBody::Chat(c) = &resp.body {
-            meta.usage.clone_from(&c.usage);
+            meta.usage = c.usage().cloned();
         }
     }
 }

@@ -2,15 +2,16 @@
 
 use std::{fmt, pin::Pin, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use futures_core::Stream;
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
 
 use super::{
     chat::{ChatChunk, ChatResponse, Usage},
     embeddings::EmbeddingsResponse,
     models::ModelList,
 };
-use crate::error::LlmError;
+use crate::error::{ErrorKind, LlmError};
 
 /// A stream of chat chunks: the one sanctioned box on the response path.
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, LlmError>> + Send + 'static>>;
@@ -21,8 +22,8 @@ pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, LlmError>> + S
 #[non_exhaustive]
 #[allow(clippy::large_enum_variant)]
 pub enum ResponseBody {
-    /// A complete chat completion.
-    Chat(ChatResponse),
+    /// A complete chat completion (typed, or the provider's OpenAI-format bytes).
+    Chat(ChatBody),
     /// A complete embeddings response.
     Embeddings(EmbeddingsResponse),
     /// A chat completion as a stream of chunks.
@@ -68,11 +69,6 @@ pub struct ResponseMeta {
     pub attempted_retries: u32,
     /// Fallbacks spent before this answer.
     pub attempted_fallbacks: u32,
-    /// The provider's own bytes for a complete chat answer that is already in OpenAI's wire
-    /// format (OpenAI, Azure, the OpenAI-compatible hosts): the edge sends them as they came
-    /// instead of serializing `body` again, which is the same JSON. A layer that changes a chat
-    /// `body` must set this to `None`.
-    pub relay: Option<bytes::Bytes>,
 }
 
 /// A model-level response: the body plus [`ResponseMeta`].
@@ -89,9 +85,17 @@ impl LlmResponse {
     #[must_use]
     pub fn chat(body: ChatResponse) -> Self {
         Self {
-            body: ResponseBody::Chat(body),
+            body: ResponseBody::Chat(ChatBody::from(body)),
             meta: ResponseMeta::default(),
         }
+    }
+
+    /// A complete chat response kept as the provider's OpenAI-format bytes (see [`ChatBody::from_wire`]).
+    pub fn chat_wire(bytes: Bytes) -> Result<Self, LlmError> {
+        Ok(Self {
+            body: ResponseBody::Chat(ChatBody::from_wire(bytes)?),
+            meta: ResponseMeta::default(),
+        })
     }
 
     /// An embeddings response.
@@ -110,5 +114,248 @@ impl LlmResponse {
             body: ResponseBody::Stream(stream),
             meta: ResponseMeta::default(),
         }
+    }
+}
+
+/// A complete chat completion: typed, or the bytes of an answer already in OpenAI's wire format
+/// (OpenAI, Azure, the OpenAI-compatible hosts) of which only `model` and `usage` were read.
+///
+/// Most requests need nothing else from an answer: the cost layer reads `model` and `usage`, the
+/// edge sends the provider's bytes as they came. Building the typed [`ChatResponse`] (every choice,
+/// message and unknown key) is left to the layers that ask for it ([`ChatBody::typed`]): the cache
+/// when it stores an entry, the library client. A layer that changes the answer uses
+/// [`ChatBody::typed_mut`], which drops the provider's bytes, so changed content is never paired
+/// with stale bytes.
+#[derive(Clone)]
+pub struct ChatBody(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Typed(Box<ChatResponse>),
+    Wire(Box<Wire>),
+}
+
+#[derive(Clone)]
+struct Wire {
+    bytes: Bytes,
+    model: Option<String>,
+    usage: Option<Usage>,
+    /// The typed answer, once a layer asked for it (the same JSON as `bytes`).
+    typed: Option<ChatResponse>,
+}
+
+/// What is read from a wire answer up front: `model`, `usage`, and that `choices` is a list.
+#[derive(serde::Deserialize)]
+struct Summary {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    /// Checked to be a list; a `Vec` of a zero-sized type does not allocate.
+    #[allow(dead_code)]
+    choices: Vec<serde::de::IgnoredAny>,
+}
+
+impl ChatBody {
+    /// The provider's OpenAI-format answer, kept as bytes: the JSON is checked (syntax, UTF-8,
+    /// `choices` a list) and `model` and `usage` are read; everything else is parsed only on demand.
+    pub fn from_wire(bytes: Bytes) -> Result<Self, LlmError> {
+        if let Err(e) = std::str::from_utf8(&bytes) {
+            return Err(invalid_answer(&e));
+        }
+        let summary: Summary = serde_json::from_slice(&bytes).map_err(|e| invalid_answer(&e))?;
+        Ok(Self(Repr::Wire(Box::new(Wire {
+            bytes,
+            model: summary.model,
+            usage: summary.usage,
+            typed: None,
+        }))))
+    }
+
+    /// The model that answered, as the answer says.
+    #[must_use]
+    pub fn model(&self) -> Option<&str> {
+        match &self.0 {
+            Repr::Typed(c) => c.model.as_deref(),
+            Repr::Wire(w) => w.model.as_deref(),
+        }
+    }
+
+    /// The answer's token usage.
+    #[must_use]
+    pub fn usage(&self) -> Option<&Usage> {
+        match &self.0 {
+            Repr::Typed(c) => c.usage.as_ref(),
+            Repr::Wire(w) => w.usage.as_ref(),
+        }
+    }
+
+    /// The provider's own bytes, when the answer is in OpenAI's wire format and unchanged.
+    #[must_use]
+    pub fn wire(&self) -> Option<&Bytes> {
+        match &self.0 {
+            Repr::Typed(_) => None,
+            Repr::Wire(w) => Some(&w.bytes),
+        }
+    }
+
+    /// The typed answer, parsed from the provider's bytes on first use (which are kept).
+    ///
+    /// # Errors
+    /// When the provider's bytes are not a chat completion (a `502`, as a failed decode).
+    pub fn typed(&mut self) -> Result<&ChatResponse, LlmError> {
+        match &mut self.0 {
+            Repr::Typed(c) => Ok(c),
+            Repr::Wire(w) => {
+                if w.typed.is_none() {
+                    w.typed = Some(parse_wire(&w.bytes)?);
+                }
+                match &w.typed {
+                    Some(c) => Ok(c),
+                    None => Err(invalid_answer(&"no answer")),
+                }
+            }
+        }
+    }
+
+    /// The typed answer for changing; the provider's bytes are dropped (the edge then serializes
+    /// the changed answer).
+    ///
+    /// # Errors
+    /// As [`ChatBody::typed`].
+    pub fn typed_mut(&mut self) -> Result<&mut ChatResponse, LlmError> {
+        if let Repr::Wire(w) = &mut self.0 {
+            let typed = match w.typed.take() {
+                Some(c) => c,
+                None => parse_wire(&w.bytes)?,
+            };
+            self.0 = Repr::Typed(Box::new(typed));
+        }
+        match &mut self.0 {
+            Repr::Typed(c) => Ok(c),
+            Repr::Wire(_) => Err(invalid_answer(&"no answer")),
+        }
+    }
+
+    /// The typed answer, by value.
+    ///
+    /// # Errors
+    /// As [`ChatBody::typed`].
+    pub fn into_typed(self) -> Result<ChatResponse, LlmError> {
+        match self.0 {
+            Repr::Typed(c) => Ok(*c),
+            Repr::Wire(w) => match w.typed {
+                Some(c) => Ok(c),
+                None => parse_wire(&w.bytes),
+            },
+        }
+    }
+
+    /// The answer as JSON bytes: the provider's own when unchanged, else the typed answer
+    /// serialized.
+    ///
+    /// # Errors
+    /// When serializing the typed answer fails.
+    pub fn to_bytes(&self) -> Result<Bytes, LlmError> {
+        match &self.0 {
+            Repr::Wire(w) => Ok(w.bytes.clone()),
+            Repr::Typed(c) => serde_json::to_vec(&**c)
+                .map(Bytes::from)
+                .map_err(|e| LlmError::internal(format!("cannot encode the chat completion: {e}"))),
+        }
+    }
+}
+
+impl From<ChatResponse> for ChatBody {
+    fn from(c: ChatResponse) -> Self {
+        Self(Repr::Typed(Box::new(c)))
+    }
+}
+
+impl fmt::Debug for ChatBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Repr::Typed(c) => f.debug_tuple("ChatBody").field(c).finish(),
+            Repr::Wire(w) => f
+                .debug_struct("ChatBody")
+                .field("wire_bytes", &w.bytes.len())
+                .field("model", &w.model)
+                .field("usage", &w.usage)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+fn parse_wire(bytes: &[u8]) -> Result<ChatResponse, LlmError> {
+    serde_json::from_slice(bytes).map_err(|e| invalid_answer(&e))
+}
+
+/// The error for a provider body that is not a chat completion (as a failed decode: `502`).
+fn invalid_answer(e: &dyn fmt::Display) -> LlmError {
+    LlmError::new(
+        ErrorKind::InternalServer,
+        format!("the provider returned an invalid chat completion: {e}"),
+    )
+    .with_status(StatusCode::BAD_GATEWAY)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const ANSWER: &[u8] = br#"{"id":"c1","choices":[{"index":0,"message":{"role":"assistant","content":"hi","x_new":[1.50]},"finish_reason":"stop"}],"model":"gpt-4o-2024","usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4,"x_u":true},"x_top":{"a":null}}"#;
+
+    #[test]
+    fn wire_answer_reads_model_and_usage_and_keeps_the_bytes() {
+        let mut body = ChatBody::from_wire(Bytes::from_static(ANSWER)).unwrap();
+        assert_eq!(body.model(), Some("gpt-4o-2024"));
+        let usage = body.usage().unwrap();
+        assert_eq!(
+            (usage.prompt_tokens, usage.completion_tokens),
+            (Some(3), Some(1))
+        );
+        assert_eq!(body.wire().unwrap().as_ref(), ANSWER);
+        // Parsing on demand keeps the bytes; the typed answer is the same JSON.
+        let typed = body.typed().unwrap();
+        assert_eq!(typed.choices[0].message.as_ref().unwrap().text(), "hi");
+        assert_eq!(body.to_bytes().unwrap().as_ref(), ANSWER);
+        let a: serde_json::Value = serde_json::from_slice(ANSWER).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_slice(&serde_json::to_vec(body.typed().unwrap()).unwrap()).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn changing_the_answer_drops_the_provider_bytes() {
+        let mut body = ChatBody::from_wire(Bytes::from_static(ANSWER)).unwrap();
+        body.typed_mut().unwrap().model = Some("other".into());
+        assert!(body.wire().is_none());
+        assert_eq!(body.model(), Some("other"));
+        let out: serde_json::Value = serde_json::from_slice(&body.to_bytes().unwrap()).unwrap();
+        assert_eq!(out["model"], "other");
+        assert_eq!(out["x_top"], serde_json::json!({"a": null}));
+        assert_eq!(body.into_typed().unwrap().id.as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn answers_that_are_not_chat_completions_are_bad_gateway() {
+        for bad in [
+            &br#"{"choices":"nope"}"#[..],
+            br#"{"model":"m"}"#,
+            br#"{"choices":[],"usage":{"prompt_tokens":"x"}}"#,
+            br#"{"choices":[]"#,
+            b"[1]",
+            b"",
+            b"{\"choices\":[],\"model\":\"\xff\"}",
+        ] {
+            let err = ChatBody::from_wire(Bytes::copy_from_slice(bad)).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_GATEWAY, "{bad:?}");
+        }
+        // Valid at the top level, not a chat completion inside: refused when parsed, not before.
+        let mut body =
+            ChatBody::from_wire(Bytes::from_static(br#"{"choices":[{"message":7}]}"#)).unwrap();
+        assert_eq!(body.typed().unwrap_err().status(), StatusCode::BAD_GATEWAY);
     }
 }

@@ -383,7 +383,7 @@ mod tests {
     impl From<LlmResponse> for ResponseBodyChat {
         fn from(r: LlmResponse) -> Self {
             match r.body {
-                crate::types::ResponseBody::Chat(c) => Self(c),
+                crate::types::ResponseBody::Chat(c) => Self(c.into_typed().unwrap()),
                 other => panic!("expected a complete chat, got {other:?}"),
             }
         }

@@ -27,9 +27,7 @@ pub fn join_url(base: &str, path: &str) -> String {
 
 /// A JSON POST builder for `url` with the deployment's `extra_headers`.
 pub fn json_request(url: &str, dep: &Deployment) -> Result<http::request::Builder, LlmError> {
-    let uri: http::Uri = url.parse().map_err(|e| {
-        LlmError::bad_request(format!("the deployment's api_base is not a valid URL: {e}"))
-    })?;
+    let uri = parse_uri(url)?;
     const JSON: http::HeaderValue = http::HeaderValue::from_static("application/json");
     let mut builder = http::Request::post(uri)
         .header(http::header::CONTENT_TYPE, JSON)
@@ -42,6 +40,37 @@ pub fn json_request(url: &str, dep: &Deployment) -> Result<http::request::Builde
         }
     }
     Ok(builder)
+}
+
+/// How many parsed upstream URLs each thread remembers.
+const URI_MEMO: usize = 64;
+
+thread_local! {
+    /// Upstream URLs parsed on this thread: a deployment calls the same few URLs on every request,
+    /// and parsing one costs more than the rest of the request head. Per thread, so no lock.
+    static URIS: std::cell::RefCell<Vec<(Box<str>, http::Uri)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `url` parsed, from this thread's memo when it was parsed before.
+fn parse_uri(url: &str) -> Result<http::Uri, LlmError> {
+    let hit = URIS.with_borrow(|memo| {
+        memo.iter()
+            .find(|(u, _)| u.len() == url.len() && &**u == url)
+            .map(|(_, uri)| uri.clone())
+    });
+    if let Some(uri) = hit {
+        return Ok(uri);
+    }
+    let uri: http::Uri = url.parse().map_err(|e| {
+        LlmError::bad_request(format!("the deployment's api_base is not a valid URL: {e}"))
+    })?;
+    URIS.with_borrow_mut(|memo| {
+        if memo.len() >= URI_MEMO {
+            memo.clear();
+        }
+        memo.push((url.into(), uri.clone()));
+    });
+    Ok(uri)
 }
 
 /// Serializes `obj` with `model` set to `model` and keys failing `keep` left out.
@@ -81,6 +110,20 @@ pub fn embeddings_body(req: &EmbeddingsRequest, model: &str) -> Result<Bytes, Ll
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_urls_once_per_thread_and_refuses_bad_ones() {
+        let a = parse_uri("http://h:1/v1/chat/completions").unwrap();
+        let b = parse_uri("http://h:1/v1/chat/completions").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(b.path(), "/v1/chat/completions");
+        assert!(parse_uri("http://h:1/v1/x y").is_err());
+        for i in 0..(URI_MEMO + 3) {
+            let u = format!("http://h{i}/p");
+            assert_eq!(parse_uri(&u).unwrap().host(), Some(&*format!("h{i}")));
+        }
+        assert!(URIS.with_borrow(Vec::len) <= URI_MEMO);
+    }
 
     #[test]
     fn joins_urls() {

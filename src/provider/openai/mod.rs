@@ -24,10 +24,7 @@ pub use self::{
 use super::{sse::SseStream, ByteStream, Deployment, Provider};
 use crate::{
     error::{ErrorKind, LlmError},
-    types::{
-        chat::ChatResponse, embeddings::EmbeddingsResponse, ChatStream, LlmRequest, LlmResponse,
-        Operation,
-    },
+    types::{embeddings::EmbeddingsResponse, ChatStream, LlmRequest, LlmResponse, Operation},
 };
 
 /// The `decode`, `decode_stream` and `classify` of a provider whose answers are OpenAI's wire format
@@ -88,14 +85,8 @@ pub fn openai_stream(provider: &'static str, _req: &LlmRequest, body: ByteStream
 /// Decodes an OpenAI-format complete body (chat or embeddings, by the request's operation).
 pub fn decode_openai(req: &LlmRequest, body: &Bytes) -> Result<LlmResponse, LlmError> {
     match &req.op {
-        Operation::Chat(_) => {
-            let chat = serde_json::from_slice::<ChatResponse>(body)
-                .map_err(|e| invalid_upstream_json("chat completion", &e))?;
-            let mut resp = LlmResponse::chat(chat);
-            // Already OpenAI's format: the edge relays these bytes rather than serializing again.
-            resp.meta.relay = Some(body.clone());
-            Ok(resp)
-        }
+        // Already OpenAI's format: kept as bytes, `model` and `usage` read, the rest on demand.
+        Operation::Chat(_) => LlmResponse::chat_wire(body.clone()),
         Operation::Embeddings(_) => serde_json::from_slice::<EmbeddingsResponse>(body)
             .map(LlmResponse::embeddings)
             .map_err(|e| invalid_upstream_json("embeddings response", &e)),
