@@ -1,6 +1,6 @@
 //! Server-sent events from a provider, decoded incrementally into chat chunks.
 //!
-//! [`SseStream`] parses the byte stream with `eventsource-stream` (any byte split, comments such as
+//! [`SseStream`] parses the byte stream with `eventsource-stream2` (any byte split, comments such as
 //! `: keep-alive` skipped) and hands each event to an [`SseMapper`], which turns it into zero or more
 //! [`ChatChunk`]s. Nothing is buffered beyond the event being parsed.
 
@@ -10,7 +10,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use eventsource_stream::{EventStream, Eventsource};
+use eventsource_stream2::{EventStream, Eventsource};
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
@@ -108,13 +108,13 @@ impl<M: SseMapper> Stream for SseStream<M> {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     *this.finished = true;
-                    let err = match e {
-                        eventsource_stream::EventStreamError::Transport(e) => e,
-                        other => LlmError::new(
+                    // The only other error: bytes that are not UTF-8.
+                    let err = e.into_transport().unwrap_or_else(|| {
+                        LlmError::new(
                             ErrorKind::InternalServer,
-                            format!("malformed event stream from provider: {other}"),
-                        ),
-                    };
+                            "malformed event stream from provider: not UTF-8",
+                        )
+                    });
                     return Poll::Ready(Some(Err(err)));
                 }
                 Poll::Ready(None) => {
@@ -125,5 +125,66 @@ impl<M: SseMapper> Stream for SseStream<M> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use bytes::Bytes;
+    use futures_util::StreamExt as _;
+
+    use super::*;
+
+    /// Records every event as one chunk whose `id` is `event|data`.
+    struct Record;
+
+    impl SseMapper for Record {
+        fn on_event(
+            &mut self,
+            event: SseEvent,
+            out: &mut VecDeque<ChatChunk>,
+        ) -> Result<bool, LlmError> {
+            out.push_back(ChatChunk {
+                id: Some(format!("{}|{}", event.event, event.data)),
+                ..ChatChunk::default()
+            });
+            Ok(false)
+        }
+    }
+
+    async fn events(parts: Vec<Bytes>) -> Vec<String> {
+        let body: ByteStream = Box::pin(futures_util::stream::iter(
+            parts.into_iter().map(Ok::<_, LlmError>),
+        ));
+        SseStream::new(body, Record)
+            .map(|c| c.unwrap().id.unwrap())
+            .collect()
+            .await
+    }
+
+    /// The event-stream format (WHATWG HTML, "interpreting an event stream"), whatever the byte
+    /// split: LF, CRLF and CR line ends, comments, multi-line data, a leading BOM, `event:` names,
+    /// a field without a space, an event without data (not dispatched).
+    #[tokio::test]
+    async fn parses_the_event_stream_format_at_any_split() {
+        let raw: &[u8] = b"\xEF\xBB\xBF: keep-alive\r\nevent: message_start\r\ndata: {\"a\":1}\r\n\r\ndata:x\rdata: y\r\rid: 7\n\nevent: ping\ndata\n\ndata: [DONE]\n\n";
+        let want = vec![
+            "message_start|{\"a\":1}".to_owned(),
+            "message|x\ny".to_owned(),
+            "ping|".to_owned(),
+            "message|[DONE]".to_owned(),
+        ];
+        assert_eq!(events(vec![Bytes::from_static(raw)]).await, want);
+        for cut in 1..raw.len() {
+            let parts = vec![
+                Bytes::copy_from_slice(&raw[..cut]),
+                Bytes::copy_from_slice(&raw[cut..]),
+            ];
+            assert_eq!(events(parts).await, want, "split at {cut}");
+        }
+        let bytes: Vec<Bytes> = raw.iter().map(|b| Bytes::copy_from_slice(&[*b])).collect();
+        assert_eq!(events(bytes).await, want, "one byte at a time");
     }
 }
