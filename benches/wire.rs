@@ -16,7 +16,10 @@ use llmgate::{
         ByteStream, HttpClient,
     },
     server::encode_chunk,
-    types::chat::{ChatChunk, ChatRequest, ChatResponse},
+    types::{
+        chat::{ChatChunk, ChatRequest, ChatResponse},
+        ChunkBody,
+    },
 };
 use tower::ServiceExt as _;
 
@@ -77,10 +80,15 @@ fn serialize(c: &mut Criterion) {
 }
 
 fn sse(c: &mut Criterion) {
-    let chunk: ChatChunk = serde_json::from_str(CHUNK).unwrap();
+    // A chunk built by a translation (serialized) and one relayed from an OpenAI-format provider.
+    let chunk: ChunkBody = serde_json::from_str::<ChatChunk>(CHUNK).unwrap().into();
     let mut buf = BytesMut::with_capacity(4096);
     c.bench_function("sse_chunk_encode", |b| {
         b.iter(|| black_box(encode_chunk(&mut buf, black_box(&chunk))));
+    });
+    let wire = ChunkBody::from_wire(Bytes::from_static(CHUNK.as_bytes())).unwrap();
+    c.bench_function("sse_chunk_encode_wire", |b| {
+        b.iter(|| black_box(encode_chunk(&mut buf, black_box(&wire))));
     });
 
     // Decode: 100 events, delivered in 1 KiB pieces, through the SSE parser and the OpenAI mapper.

@@ -65,7 +65,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut stream = client.chat_stream(request).await?;
     print!("streamed: ");
     while let Some(chunk) = stream.next().await {
-        for choice in &chunk?.choices {
+        // A chunk relayed from an OpenAI-format provider is parsed only when asked for.
+        for choice in &chunk?.into_typed()?.choices {
             if let Some(text) = choice.delta.as_ref().and_then(|d| d.content.as_deref()) {
                 print!("{text}");
             }

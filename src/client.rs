@@ -152,7 +152,7 @@ mod tests {
         let mut streamed = String::new();
         let mut usage = None;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.unwrap();
+            let chunk = chunk.unwrap().into_typed().unwrap();
             for ch in &chunk.choices {
                 if let Some(t) = ch.delta.as_ref().and_then(|d| d.content.as_deref()) {
                     streamed.push_str(t);

@@ -15,7 +15,7 @@ use crate::types::{
         ChatChunk, ChatResponse, Choice, ChunkChoice, Content, Delta, FunctionCall, Message,
         ToolCall, Usage,
     },
-    ChatStream,
+    ChatStream, ChunkBody,
 };
 
 const VERSION: u32 = 1;
@@ -232,7 +232,9 @@ pub(crate) fn replay_stream(resp: ChatResponse, include_usage: bool) -> ChatStre
             chunks.push(chunk(Vec::new(), Some(usage)));
         }
     }
-    Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)))
+    Box::pin(futures_util::stream::iter(
+        chunks.into_iter().map(|c| Ok(ChunkBody::from(c))),
+    ))
 }
 
 /// Builds the complete answer from a stream's chunks, one chunk at a time.
@@ -464,9 +466,9 @@ mod tests {
         let mut again = Assembler::default();
         let mut ids = std::collections::HashSet::new();
         for c in &chunks {
-            let c = c.as_ref().unwrap();
+            let c = c.as_ref().unwrap().clone().into_typed().unwrap();
             ids.insert(c.id.clone().unwrap());
-            again.push(c);
+            again.push(&c);
         }
         assert_eq!(ids.len(), 1);
         assert!(!ids.contains("c1"), "fresh id");

@@ -27,11 +27,11 @@ use super::{
 use crate::{
     error::LlmError,
     types::{
-        chat::{ChatChunk, ChatResponse},
+        chat::ChatResponse,
         embeddings::{
             Embedding, EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage,
         },
-        ChatStream, LlmRequest, LlmResponse, Operation, ResponseBody, ResponseMeta,
+        ChatStream, ChunkBody, LlmRequest, LlmResponse, Operation, ResponseBody, ResponseMeta,
     },
 };
 
@@ -740,17 +740,24 @@ impl fmt::Debug for CacheFillStream {
 }
 
 impl Stream for CacheFillStream {
-    type Item = Result<ChatChunk, LlmError>;
+    type Item = Result<ChunkBody, LlmError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
-        let item = ready!(this.inner.poll_next(cx));
-        match &item {
+        let mut item = ready!(this.inner.poll_next(cx));
+        match &mut item {
             Some(Ok(chunk)) => {
                 if let Some(fill) = this.fill {
-                    fill.asm.push(chunk);
-                    if fill.asm.size() > fill.max {
-                        *this.fill = None;
+                    // The entry needs the typed chunk; a chunk that does not parse is relayed,
+                    // and this answer is not stored.
+                    match chunk.typed() {
+                        Ok(c) => {
+                            fill.asm.push(c);
+                            if fill.asm.size() > fill.max {
+                                *this.fill = None;
+                            }
+                        }
+                        Err(_) => *this.fill = None,
                     }
                 }
             }
@@ -792,8 +799,10 @@ mod tests {
     use super::*;
     use crate::cache::MemoryStore;
 
-    fn chunk(json: &str) -> Result<ChatChunk, LlmError> {
-        Ok(serde_json::from_str(json).unwrap())
+    fn chunk(json: &str) -> Result<ChunkBody, LlmError> {
+        Ok(serde_json::from_str::<crate::types::chat::ChatChunk>(json)
+            .unwrap()
+            .into())
     }
 
     /// A service answering every call with a three-chunk stream, counting calls.

@@ -76,8 +76,8 @@ use crate::{
     spend::SpendLog,
     store::{now_ms, SpendRow},
     types::{
-        chat::{ChatChunk, StreamOptions, Usage},
-        ChatStream, LlmRequest, LlmResponse, ResponseBody,
+        chat::{StreamOptions, Usage},
+        ChatStream, ChunkBody, LlmRequest, LlmResponse, ResponseBody,
     },
 };
 
@@ -654,7 +654,7 @@ pin_project! {
 }
 
 impl Stream for CostStream {
-    type Item = Result<ChatChunk, LlmError>;
+    type Item = Result<ChunkBody, LlmError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
@@ -662,15 +662,19 @@ impl Stream for CostStream {
             match ready!(this.inner.as_mut().poll_next(cx)) {
                 Some(Ok(mut chunk)) => {
                     if this.meta.model.is_none() {
-                        this.meta.model.clone_from(&chunk.model);
+                        this.meta.model = chunk.model().map(str::to_owned);
                     }
-                    if let Some(u) = &chunk.usage {
+                    if let Some(u) = chunk.usage() {
                         *this.usage = Some(u.clone());
                         if *this.strip_usage {
-                            if chunk.choices.is_empty() {
+                            if !chunk.has_choices() {
                                 continue;
                             }
-                            chunk.usage = None;
+                            // Usage on a chunk that also carries choices: remove just the usage.
+                            match chunk.typed_mut() {
+                                Ok(c) => c.usage = None,
+                                Err(e) => return Poll::Ready(Some(Err(e))),
+                            }
                         }
                     }
                     return Poll::Ready(Some(Ok(chunk)));

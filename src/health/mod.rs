@@ -624,14 +624,14 @@ pin_project! {
     /// A deployment's stream after its first chunk: counts a later error as a failure, the end as a
     /// success.
     struct HealthStream {
-        first: Option<crate::types::chat::ChatChunk>,
+        first: Option<crate::types::ChunkBody>,
         inner: ChatStream,
         shared: Option<Arc<Shared>>,
     }
 }
 
 impl Stream for HealthStream {
-    type Item = Result<crate::types::chat::ChatChunk, LlmError>;
+    type Item = Result<crate::types::ChunkBody, LlmError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();

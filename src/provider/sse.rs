@@ -17,7 +17,7 @@ use pin_project_lite::pin_project;
 use super::ByteStream;
 use crate::{
     error::{ErrorKind, LlmError},
-    types::chat::ChatChunk,
+    types::ChunkBody,
 };
 
 /// One server-sent event.
@@ -36,11 +36,11 @@ pub trait SseMapper: Send + 'static {
     fn on_event(
         &mut self,
         event: SseEvent,
-        out: &mut VecDeque<ChatChunk>,
+        out: &mut VecDeque<ChunkBody>,
     ) -> Result<bool, LlmError>;
 
     /// Called once when the byte stream ends; may flush pending chunks or report a cut stream.
-    fn on_end(&mut self, _out: &mut VecDeque<ChatChunk>) -> Result<(), LlmError> {
+    fn on_end(&mut self, _out: &mut VecDeque<ChunkBody>) -> Result<(), LlmError> {
         Ok(())
     }
 }
@@ -52,7 +52,7 @@ pin_project! {
         #[pin]
         events: EventStream<ByteStream>,
         mapper: M,
-        pending: VecDeque<ChatChunk>,
+        pending: VecDeque<ChunkBody>,
         finished: bool,
     }
 }
@@ -79,7 +79,7 @@ impl<M: SseMapper> SseStream<M> {
 }
 
 impl<M: SseMapper> Stream for SseStream<M> {
-    type Item = Result<ChatChunk, LlmError>;
+    type Item = Result<ChunkBody, LlmError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
@@ -136,6 +136,7 @@ mod tests {
     use futures_util::StreamExt as _;
 
     use super::*;
+    use crate::types::chat::ChatChunk;
 
     /// Records every event as one chunk whose `id` is `event|data`.
     struct Record;
@@ -144,12 +145,15 @@ mod tests {
         fn on_event(
             &mut self,
             event: SseEvent,
-            out: &mut VecDeque<ChatChunk>,
+            out: &mut VecDeque<ChunkBody>,
         ) -> Result<bool, LlmError> {
-            out.push_back(ChatChunk {
-                id: Some(format!("{}|{}", event.event, event.data)),
-                ..ChatChunk::default()
-            });
+            out.push_back(
+                ChatChunk {
+                    id: Some(format!("{}|{}", event.event, event.data)),
+                    ..ChatChunk::default()
+                }
+                .into(),
+            );
             Ok(false)
         }
     }
@@ -159,7 +163,7 @@ mod tests {
             parts.into_iter().map(Ok::<_, LlmError>),
         ));
         SseStream::new(body, Record)
-            .map(|c| c.unwrap().id.unwrap())
+            .map(|c| c.unwrap().into_typed().unwrap().id.unwrap())
             .collect()
             .await
     }

@@ -74,7 +74,7 @@ use crate::{
     auth::KeyInfo,
     cost::UsageReport,
     error::{ErrorKind, LlmError},
-    types::{chat::ChatChunk, ChatStream, LlmRequest, LlmResponse, Operation, ResponseBody},
+    types::{ChatStream, ChunkBody, LlmRequest, LlmResponse, Operation, ResponseBody},
 };
 
 type Gcra = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
@@ -793,7 +793,7 @@ struct Guarded {
 }
 
 impl Stream for Guarded {
-    type Item = Result<ChatChunk, LlmError>;
+    type Item = Result<ChunkBody, LlmError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.inner.as_mut().poll_next(cx)

@@ -104,8 +104,7 @@ use crate::{
     health::HealthCell,
     provider::{split_provider, Deployment},
     types::{
-        chat::ChatChunk, models::ModelList, ChatStream, LlmRequest, LlmResponse, Operation,
-        ResponseBody,
+        models::ModelList, ChatStream, ChunkBody, LlmRequest, LlmResponse, Operation, ResponseBody,
     },
 };
 
@@ -947,14 +946,14 @@ pin_project! {
 }
 
 impl Stream for TrackedStream {
-    type Item = Result<ChatChunk, LlmError>;
+    type Item = Result<ChunkBody, LlmError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
         let item = ready!(this.inner.as_mut().poll_next(cx));
         match &item {
             Some(Ok(chunk)) => {
-                if let (Some(usage), Some(t)) = (&chunk.usage, this.tracker.as_ref()) {
+                if let (Some(usage), Some(t)) = (chunk.usage(), this.tracker.as_ref()) {
                     t.tokens(usage.total_tokens.unwrap_or(0));
                 }
             }

@@ -12,7 +12,7 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt as _};
 
 use crate::{
     error::{BoxError, LlmError},
-    types::{chat::ChatChunk, ChatStream},
+    types::{ChatStream, ChunkBody},
 };
 
 /// The body [`OpenAiServer`](super::OpenAiServer) answers with: complete JSON, or SSE.
@@ -62,7 +62,7 @@ impl ServerBody {
 
     /// An SSE body over a chat stream; `first` is a chunk already taken from it.
     #[must_use]
-    pub fn sse(first: Option<ChatChunk>, stream: ChatStream) -> Self {
+    pub fn sse(first: Option<ChunkBody>, stream: ChatStream) -> Self {
         Self {
             kind: Kind::Sse(SseBody {
                 first: first.map(Box::new),
@@ -116,7 +116,7 @@ enum SseState {
 /// An error mid-stream is sent as `data: {"error": {...}}` before `[DONE]`. Dropping the body
 /// (the client went away) drops the upstream stream, which cancels the provider call.
 struct SseBody {
-    first: Option<Box<ChatChunk>>,
+    first: Option<Box<ChunkBody>>,
     stream: ChatStream,
     state: SseState,
     buf: BytesMut,
@@ -124,14 +124,12 @@ struct SseBody {
 
 const DONE_FRAME: &[u8] = b"data: [DONE]\n\n";
 
-/// Writes one chunk as an SSE `data:` frame into `buf` and returns it.
-pub fn encode_chunk(buf: &mut BytesMut, chunk: &ChatChunk) -> Bytes {
-    buf.reserve(512);
+/// Writes one chunk as an SSE `data:` frame into `buf` and returns it (a provider's OpenAI-format
+/// chunk as its own bytes, any other serialized).
+pub fn encode_chunk(buf: &mut BytesMut, chunk: &ChunkBody) -> Bytes {
+    buf.reserve(chunk.wire().map_or(512, |w| w.len() + 8));
     buf.put_slice(b"data: ");
-    let mut w = buf.writer();
-    // Serializing a chunk into memory cannot fail: keys are strings, values are JSON.
-    let _ = serde_json::to_writer(&mut w, chunk);
-    let buf = w.into_inner();
+    chunk.write_json(buf);
     buf.put_slice(b"\n\n");
     buf.split().freeze()
 }

@@ -64,7 +64,7 @@ use tower_service::Service;
 pub use crate::server::RequestTimeout;
 use crate::{
     error::{ErrorKind, LlmError},
-    types::{chat::ChatChunk, ChatStream, LlmRequest, LlmResponse, ResponseBody},
+    types::{ChatStream, ChunkBody, LlmRequest, LlmResponse, ResponseBody},
 };
 
 /// LiteLLM's default request timeout: 600 s.
@@ -284,7 +284,7 @@ impl fmt::Debug for TimeoutStream {
 }
 
 impl Stream for TimeoutStream {
-    type Item = Result<ChatChunk, LlmError>;
+    type Item = Result<ChunkBody, LlmError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
@@ -318,8 +318,8 @@ mod tests {
     use super::*;
     use crate::types::chat::ChatRequest;
 
-    fn chunk() -> ChatChunk {
-        ChatChunk::default()
+    fn chunk() -> ChunkBody {
+        crate::types::chat::ChatChunk::default().into()
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,5 +12,5 @@ pub mod wire;
 
 pub use self::{
     request::{LlmRequest, Operation},
-    response::{ChatBody, ChatStream, LlmResponse, ResponseBody, ResponseMeta},
+    response::{ChatBody, ChatStream, ChunkBody, LlmResponse, ResponseBody, ResponseMeta},
 };

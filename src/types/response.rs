@@ -14,7 +14,7 @@ use super::{
 use crate::error::{ErrorKind, LlmError};
 
 /// A stream of chat chunks: the one sanctioned box on the response path.
-pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, LlmError>> + Send + 'static>>;
+pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChunkBody, LlmError>> + Send + 'static>>;
 
 /// A complete answer or a stream.
 ///
@@ -284,6 +284,255 @@ impl fmt::Debug for ChatBody {
                 .finish_non_exhaustive(),
         }
     }
+}
+
+/// One chunk of a chat stream: typed, or the `data:` payload of a provider's OpenAI-format
+/// server-sent event, of which only `model`, `usage` and the choices' count and finish reasons
+/// were read.
+///
+/// As with [`ChatBody`], layers read what they need ([`ChunkBody::usage`], …) and the edge sends a
+/// wire chunk's bytes as they came; [`ChunkBody::typed`] parses on demand (the cache, which
+/// assembles the answer) and [`ChunkBody::typed_mut`] drops the bytes of a chunk that changes.
+#[derive(Clone)]
+pub struct ChunkBody(ChunkRepr);
+
+#[derive(Clone)]
+enum ChunkRepr {
+    Typed(Box<ChatChunk>),
+    Wire(Box<WireChunk>),
+}
+
+#[derive(Clone)]
+struct WireChunk {
+    bytes: Bytes,
+    model: Option<String>,
+    usage: Option<Usage>,
+    choices: u32,
+    finished: bool,
+    typed: Option<ChatChunk>,
+}
+
+/// What is read from a wire chunk up front.
+#[derive(serde::Deserialize)]
+struct ChunkSummary {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    choices: ChoicesSeen,
+}
+
+/// The number of choices in a chunk and whether any carries a finish reason.
+#[derive(Default)]
+struct ChoicesSeen {
+    count: u32,
+    finished: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for ChoicesSeen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Finish {
+            #[serde(default)]
+            finish_reason: Option<serde::de::IgnoredAny>,
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ChoicesSeen;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ChoicesSeen, A::Error> {
+                let mut seen = ChoicesSeen::default();
+                while let Some(choice) = seq.next_element::<Finish>()? {
+                    seen.count = seen.count.saturating_add(1);
+                    seen.finished |= choice.finish_reason.is_some();
+                }
+                Ok(seen)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+impl ChunkBody {
+    /// A provider's OpenAI-format chunk (the JSON of one `data:` event), kept as bytes.
+    ///
+    /// # Errors
+    /// When the payload is not a chat chunk (not JSON, or no `choices` list): the caller decides
+    /// (an OpenAI stream's mid-stream error object is such a payload).
+    pub fn from_wire(bytes: Bytes) -> Result<Self, serde_json::Error> {
+        let summary: ChunkSummary = serde_json::from_slice(&bytes)?;
+        Ok(Self(ChunkRepr::Wire(Box::new(WireChunk {
+            bytes,
+            model: summary.model,
+            usage: summary.usage,
+            choices: summary.choices.count,
+            finished: summary.choices.finished,
+            typed: None,
+        }))))
+    }
+
+    /// The model that answered, as the chunk says.
+    #[must_use]
+    pub fn model(&self) -> Option<&str> {
+        match &self.0 {
+            ChunkRepr::Typed(c) => c.model.as_deref(),
+            ChunkRepr::Wire(w) => w.model.as_deref(),
+        }
+    }
+
+    /// The chunk's usage (the last chunk, with `stream_options.include_usage`).
+    #[must_use]
+    pub fn usage(&self) -> Option<&Usage> {
+        match &self.0 {
+            ChunkRepr::Typed(c) => c.usage.as_ref(),
+            ChunkRepr::Wire(w) => w.usage.as_ref(),
+        }
+    }
+
+    /// Whether the chunk has any choice (the usage-only chunk has none).
+    #[must_use]
+    pub fn has_choices(&self) -> bool {
+        match &self.0 {
+            ChunkRepr::Typed(c) => !c.choices.is_empty(),
+            ChunkRepr::Wire(w) => w.choices > 0,
+        }
+    }
+
+    /// Whether any choice of the chunk carries a finish reason.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        match &self.0 {
+            ChunkRepr::Typed(c) => c.choices.iter().any(|c| c.finish_reason.is_some()),
+            ChunkRepr::Wire(w) => w.finished,
+        }
+    }
+
+    /// The provider's own bytes, when the chunk is in OpenAI's wire format and unchanged.
+    #[must_use]
+    pub fn wire(&self) -> Option<&Bytes> {
+        match &self.0 {
+            ChunkRepr::Typed(_) => None,
+            ChunkRepr::Wire(w) => Some(&w.bytes),
+        }
+    }
+
+    /// The typed chunk, parsed from the provider's bytes on first use (which are kept).
+    ///
+    /// # Errors
+    /// When the provider's bytes are not a chat chunk (`502`).
+    pub fn typed(&mut self) -> Result<&ChatChunk, LlmError> {
+        match &mut self.0 {
+            ChunkRepr::Typed(c) => Ok(c),
+            ChunkRepr::Wire(w) => {
+                if w.typed.is_none() {
+                    w.typed = Some(parse_chunk(&w.bytes)?);
+                }
+                match &w.typed {
+                    Some(c) => Ok(c),
+                    None => Err(invalid_chunk(&"no chunk")),
+                }
+            }
+        }
+    }
+
+    /// The typed chunk for changing; the provider's bytes are dropped.
+    ///
+    /// # Errors
+    /// As [`ChunkBody::typed`].
+    pub fn typed_mut(&mut self) -> Result<&mut ChatChunk, LlmError> {
+        if let ChunkRepr::Wire(w) = &mut self.0 {
+            let typed = match w.typed.take() {
+                Some(c) => c,
+                None => parse_chunk(&w.bytes)?,
+            };
+            self.0 = ChunkRepr::Typed(Box::new(typed));
+        }
+        match &mut self.0 {
+            ChunkRepr::Typed(c) => Ok(c),
+            ChunkRepr::Wire(_) => Err(invalid_chunk(&"no chunk")),
+        }
+    }
+
+    /// The typed chunk, by value.
+    ///
+    /// # Errors
+    /// As [`ChunkBody::typed`].
+    pub fn into_typed(self) -> Result<ChatChunk, LlmError> {
+        match self.0 {
+            ChunkRepr::Typed(c) => Ok(*c),
+            ChunkRepr::Wire(w) => match w.typed {
+                Some(c) => Ok(c),
+                None => parse_chunk(&w.bytes),
+            },
+        }
+    }
+
+    /// Appends the chunk's JSON to `buf`: the provider's bytes when unchanged, else the typed
+    /// chunk serialized.
+    pub fn write_json(&self, buf: &mut bytes::BytesMut) {
+        match &self.0 {
+            ChunkRepr::Wire(w) => buf.extend_from_slice(&w.bytes),
+            ChunkRepr::Typed(c) => {
+                use bytes::BufMut as _;
+                // Serializing a wire type into memory cannot fail.
+                let _ = serde_json::to_writer(buf.writer(), &**c);
+            }
+        }
+    }
+}
+
+/// Serializes the chunk as JSON (a wire chunk through its typed form; the edge writes a wire
+/// chunk's own bytes with [`ChunkBody::write_json`] instead).
+impl serde::Serialize for ChunkBody {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            ChunkRepr::Typed(c) => c.serialize(serializer),
+            ChunkRepr::Wire(w) => match &w.typed {
+                Some(c) => c.serialize(serializer),
+                None => parse_chunk(&w.bytes)
+                    .map_err(serde::ser::Error::custom)?
+                    .serialize(serializer),
+            },
+        }
+    }
+}
+
+impl From<ChatChunk> for ChunkBody {
+    fn from(c: ChatChunk) -> Self {
+        Self(ChunkRepr::Typed(Box::new(c)))
+    }
+}
+
+impl fmt::Debug for ChunkBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            ChunkRepr::Typed(c) => f.debug_tuple("ChunkBody").field(c).finish(),
+            ChunkRepr::Wire(w) => f
+                .debug_struct("ChunkBody")
+                .field("wire_bytes", &w.bytes.len())
+                .field("usage", &w.usage)
+                .field("choices", &w.choices)
+                .field("finished", &w.finished)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+fn parse_chunk(bytes: &[u8]) -> Result<ChatChunk, LlmError> {
+    serde_json::from_slice(bytes).map_err(|e| invalid_chunk(&e))
+}
+
+fn invalid_chunk(e: &dyn fmt::Display) -> LlmError {
+    LlmError::new(
+        ErrorKind::InternalServer,
+        format!("the provider sent an invalid stream chunk: {e}"),
+    )
+    .with_status(StatusCode::BAD_GATEWAY)
 }
 
 fn parse_wire(bytes: &[u8]) -> Result<ChatResponse, LlmError> {

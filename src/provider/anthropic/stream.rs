@@ -29,7 +29,10 @@ use super::{
 use crate::{
     error::{ErrorKind, LlmError},
     provider::sse::{SseEvent, SseMapper},
-    types::chat::{ChatChunk, ChatRequest, ChunkChoice, Delta, FunctionCall, ToolCall},
+    types::{
+        chat::{ChatChunk, ChatRequest, ChunkChoice, Delta, FunctionCall, ToolCall},
+        ChunkBody,
+    },
 };
 
 /// What an open content block is, by Anthropic block index.
@@ -256,7 +259,7 @@ impl SseMapper for AnthropicStreamMapper {
     fn on_event(
         &mut self,
         event: SseEvent,
-        out: &mut VecDeque<ChatChunk>,
+        out: &mut VecDeque<ChunkBody>,
     ) -> Result<bool, LlmError> {
         let data = event.data.trim();
         if data.is_empty() {
@@ -280,7 +283,7 @@ impl SseMapper for AnthropicStreamMapper {
                 let block = ev.content_block.unwrap_or(Value::Null);
                 if let Some(d) = self.on_block_start(ev.index.unwrap_or(0), &block) {
                     let c = self.chunk(d, None);
-                    out.push_back(c);
+                    out.push_back(c.into());
                 }
             }
             "content_block_delta" => {
@@ -288,7 +291,7 @@ impl SseMapper for AnthropicStreamMapper {
                 let delta = ev.delta.unwrap_or(Value::Null);
                 if let Some(d) = self.on_block_delta(kind, &delta) {
                     let c = self.chunk(d, None);
-                    out.push_back(c);
+                    out.push_back(c.into());
                 }
             }
             "message_delta" => {
@@ -307,20 +310,20 @@ impl SseMapper for AnthropicStreamMapper {
                         finish_reason(stop)
                     };
                     let c = self.chunk(Delta::default(), Some(reason));
-                    out.push_back(c);
+                    out.push_back(c.into());
                     self.finished = true;
                 }
             }
             "message_stop" => {
                 if !self.finished {
                     let c = self.chunk(Delta::default(), Some("stop"));
-                    out.push_back(c);
+                    out.push_back(c.into());
                     self.finished = true;
                 }
                 if self.include_usage {
                     let mut c = self.base();
                     c.usage = Some(self.usage.to_openai(self.reasoning_chars));
-                    out.push_back(c);
+                    out.push_back(c.into());
                 }
                 return Ok(true);
             }
@@ -339,7 +342,7 @@ impl SseMapper for AnthropicStreamMapper {
         Ok(false)
     }
 
-    fn on_end(&mut self, _out: &mut VecDeque<ChatChunk>) -> Result<(), LlmError> {
+    fn on_end(&mut self, _out: &mut VecDeque<ChunkBody>) -> Result<(), LlmError> {
         Err(LlmError::new(
             ErrorKind::ApiConnection,
             "the provider's stream ended before message_stop",

@@ -37,7 +37,10 @@ use super::{
 use crate::{
     error::{ErrorKind, LlmError},
     provider::ByteStream,
-    types::chat::{ChatChunk, ChunkChoice, Delta, FunctionCall, ToolCall},
+    types::{
+        chat::{ChatChunk, ChunkChoice, Delta, FunctionCall, ToolCall},
+        ChunkBody,
+    },
 };
 
 /// Largest event-stream frame buffered: 24 MiB (AWS caps a message at 16 MiB).
@@ -50,11 +53,11 @@ pub trait EventMapper: Send + 'static {
     fn on_message(
         &mut self,
         message: &Message,
-        out: &mut VecDeque<ChatChunk>,
+        out: &mut VecDeque<ChunkBody>,
     ) -> Result<bool, LlmError>;
 
     /// Called once when the body ends after whole frames; may flush chunks or report a cut stream.
-    fn on_end(&mut self, _out: &mut VecDeque<ChatChunk>) -> Result<(), LlmError> {
+    fn on_end(&mut self, _out: &mut VecDeque<ChunkBody>) -> Result<(), LlmError> {
         Ok(())
     }
 }
@@ -70,7 +73,7 @@ pin_project! {
         // A frame has been started (its prelude may already be consumed from `buf`).
         in_frame: bool,
         mapper: M,
-        pending: VecDeque<ChatChunk>,
+        pending: VecDeque<ChunkBody>,
         finished: bool,
     }
 }
@@ -110,7 +113,7 @@ fn malformed(what: impl std::fmt::Display) -> LlmError {
 }
 
 impl<M: EventMapper> Stream for EventStreamDecoder<M> {
-    type Item = Result<ChatChunk, LlmError>;
+    type Item = Result<ChunkBody, LlmError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
@@ -302,7 +305,7 @@ impl ConverseStreamMapper {
         &mut self,
         event_type: &str,
         payload: EventPayload,
-        out: &mut VecDeque<ChatChunk>,
+        out: &mut VecDeque<ChunkBody>,
     ) -> Result<(), LlmError> {
         match event_type {
             "contentBlockStart" => {
@@ -328,7 +331,7 @@ impl ConverseStreamMapper {
                         },
                         None,
                     );
-                    out.push_back(c);
+                    out.push_back(c.into());
                 }
             }
             "contentBlockDelta" => {
@@ -343,7 +346,7 @@ impl ConverseStreamMapper {
                         },
                         None,
                     );
-                    out.push_back(c);
+                    out.push_back(c.into());
                 }
                 if let Some(text) = delta
                     .reasoning_content
@@ -357,7 +360,7 @@ impl ConverseStreamMapper {
                         },
                         None,
                     );
-                    out.push_back(c);
+                    out.push_back(c.into());
                 }
                 if let Some(tu) = delta.tool_use.filter(|t| !t.input.is_empty()) {
                     let index = self
@@ -378,20 +381,20 @@ impl ConverseStreamMapper {
                         },
                         None,
                     );
-                    out.push_back(c);
+                    out.push_back(c.into());
                 }
             }
             "messageStop" => {
                 self.stopped = true;
                 let reason = finish_reason(payload.stop_reason.as_deref().unwrap_or("end_turn"));
                 let c = self.delta_chunk(Delta::default(), Some(reason));
-                out.push_back(c);
+                out.push_back(c.into());
             }
             "metadata" if self.include_usage => {
                 if let Some(u) = payload.usage.as_ref() {
                     let mut c = self.chunk();
                     c.usage = Some(usage(u));
-                    out.push_back(c);
+                    out.push_back(c.into());
                 }
             }
             // messageStart, contentBlockStop, metadata without include_usage, and later events.
@@ -405,7 +408,7 @@ impl EventMapper for ConverseStreamMapper {
     fn on_message(
         &mut self,
         message: &Message,
-        out: &mut VecDeque<ChatChunk>,
+        out: &mut VecDeque<ChunkBody>,
     ) -> Result<bool, LlmError> {
         let payload = || -> Result<EventPayload, LlmError> {
             serde_json::from_slice(message.payload())
@@ -433,7 +436,7 @@ impl EventMapper for ConverseStreamMapper {
         }
     }
 
-    fn on_end(&mut self, _out: &mut VecDeque<ChatChunk>) -> Result<(), LlmError> {
+    fn on_end(&mut self, _out: &mut VecDeque<ChunkBody>) -> Result<(), LlmError> {
         if self.stopped {
             Ok(())
         } else {
@@ -480,7 +483,7 @@ mod tests {
         ))
     }
 
-    async fn collect(pieces: Vec<Vec<u8>>) -> Vec<Result<ChatChunk, LlmError>> {
+    async fn collect(pieces: Vec<Vec<u8>>) -> Vec<Result<ChunkBody, LlmError>> {
         EventStreamDecoder::new(body(pieces), ConverseStreamMapper::new("g", true))
             .collect()
             .await
@@ -519,7 +522,7 @@ mod tests {
     }
 
     /// The chunks as JSON without the per-stream `id` and `created`.
-    fn normalized(chunks: Vec<Result<ChatChunk, LlmError>>) -> Vec<serde_json::Value> {
+    fn normalized(chunks: Vec<Result<ChunkBody, LlmError>>) -> Vec<serde_json::Value> {
         chunks
             .into_iter()
             .map(|c| {
@@ -536,7 +539,7 @@ mod tests {
             .collect()
     }
 
-    fn collect_now(pieces: Vec<Vec<u8>>) -> Vec<Result<ChatChunk, LlmError>> {
+    fn collect_now(pieces: Vec<Vec<u8>>) -> Vec<Result<ChunkBody, LlmError>> {
         use futures_util::FutureExt as _;
         collect(pieces)
             .now_or_never()

@@ -11,7 +11,10 @@ use std::collections::VecDeque;
 use crate::{
     error::{ErrorKind, LlmError},
     provider::sse::{SseEvent, SseMapper},
-    types::chat::{ChatChunk, ChunkChoice, Delta, Usage},
+    types::{
+        chat::{ChatChunk, ChunkChoice, Delta, Usage},
+        ChunkBody,
+    },
 };
 
 use super::{
@@ -102,7 +105,7 @@ impl SseMapper for GeminiStreamMapper {
     fn on_event(
         &mut self,
         event: SseEvent,
-        out: &mut VecDeque<ChatChunk>,
+        out: &mut VecDeque<ChunkBody>,
     ) -> Result<bool, LlmError> {
         let data = event.data.trim();
         if data.is_empty() {
@@ -137,7 +140,10 @@ impl SseMapper for GeminiStreamMapper {
                     role: Some("assistant".into()),
                     ..Delta::default()
                 };
-                out.push_back(self.chunk(vec![choice(0, delta, Some("content_filter"))]));
+                out.push_back(
+                    self.chunk(vec![choice(0, delta, Some("content_filter"))])
+                        .into(),
+                );
             }
             return Ok(false);
         }
@@ -183,7 +189,7 @@ impl SseMapper for GeminiStreamMapper {
             let has_role_only = delta.role.is_some() && !has_delta;
             if has_delta {
                 let c = self.chunk(vec![choice(index, delta, None)]);
-                out.push_back(c);
+                out.push_back(c.into());
             }
             if let Some(reason) = finish {
                 let d = if has_role_only {
@@ -192,13 +198,13 @@ impl SseMapper for GeminiStreamMapper {
                     Delta::default()
                 };
                 let c = self.chunk(vec![choice(index, d, Some(reason))]);
-                out.push_back(c);
+                out.push_back(c.into());
             }
         }
         Ok(false)
     }
 
-    fn on_end(&mut self, out: &mut VecDeque<ChatChunk>) -> Result<(), LlmError> {
+    fn on_end(&mut self, out: &mut VecDeque<ChunkBody>) -> Result<(), LlmError> {
         let finished = self.blocked
             || (!self.candidates.is_empty() && self.candidates.iter().all(|c| c.finished));
         if !finished {
@@ -219,7 +225,7 @@ impl SseMapper for GeminiStreamMapper {
                     .take()
                     .unwrap_or_else(|| super::decode::UsageMetadata::default().to_usage()),
             );
-            out.push_back(c);
+            out.push_back(c.into());
         }
         Ok(())
     }

@@ -30,7 +30,7 @@ use crate::{
         embeddings::{
             Embedding, EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage,
         },
-        ChatStream, LlmRequest, LlmResponse, Operation,
+        ChatStream, ChunkBody, LlmRequest, LlmResponse, Operation,
     },
 };
 
@@ -286,7 +286,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// The mock's stream: a role chunk, one chunk per word, a finish chunk, and a usage chunk when asked.
 #[derive(Debug)]
 struct MockStream {
-    chunks: VecDeque<ChatChunk>,
+    chunks: VecDeque<ChunkBody>,
 }
 
 impl MockStream {
@@ -334,12 +334,14 @@ impl MockStream {
             c.usage = Some(usage);
             chunks.push_back(c);
         }
-        Self { chunks }
+        Self {
+            chunks: chunks.into_iter().map(ChunkBody::from).collect(),
+        }
     }
 }
 
 impl Stream for MockStream {
-    type Item = Result<ChatChunk, LlmError>;
+    type Item = Result<ChunkBody, LlmError>;
 
     fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         Poll::Ready(self.chunks.pop_front().map(Ok))

@@ -20,17 +20,20 @@ use super::decode::{completion_id, finish_reason, now, OllamaAnswer};
 use crate::{
     error::{ErrorKind, LlmError},
     provider::ByteStream,
-    types::chat::{ChatChunk, ChunkChoice, Delta},
+    types::{
+        chat::{ChatChunk, ChunkChoice, Delta},
+        ChunkBody,
+    },
 };
 
 /// Turns a provider's lines into chat chunks, keeping whatever state the translation needs.
 pub trait LineMapper: Send + 'static {
     /// Handles one non-empty line (without its line ending): pushes the chunks it produces into
     /// `out`; returns `Ok(true)` once the provider has said the stream is complete.
-    fn on_line(&mut self, line: &[u8], out: &mut VecDeque<ChatChunk>) -> Result<bool, LlmError>;
+    fn on_line(&mut self, line: &[u8], out: &mut VecDeque<ChunkBody>) -> Result<bool, LlmError>;
 
     /// Called once when the byte stream ends before the mapper said it was complete.
-    fn on_end(&mut self, _out: &mut VecDeque<ChatChunk>) -> Result<(), LlmError> {
+    fn on_end(&mut self, _out: &mut VecDeque<ChunkBody>) -> Result<(), LlmError> {
         Ok(())
     }
 }
@@ -45,7 +48,7 @@ pin_project! {
         // Bytes of `buf` already known to hold no newline.
         scanned: usize,
         mapper: M,
-        pending: VecDeque<ChatChunk>,
+        pending: VecDeque<ChunkBody>,
         body_done: bool,
         finished: bool,
     }
@@ -81,7 +84,7 @@ fn trim(line: &[u8]) -> &[u8] {
 }
 
 impl<M: LineMapper> Stream for NdjsonStream<M> {
-    type Item = Result<ChatChunk, LlmError>;
+    type Item = Result<ChunkBody, LlmError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
@@ -211,7 +214,7 @@ impl OllamaStreamMapper {
 }
 
 impl LineMapper for OllamaStreamMapper {
-    fn on_line(&mut self, line: &[u8], out: &mut VecDeque<ChatChunk>) -> Result<bool, LlmError> {
+    fn on_line(&mut self, line: &[u8], out: &mut VecDeque<ChunkBody>) -> Result<bool, LlmError> {
         let answer: OllamaAnswer = serde_json::from_slice(line).map_err(|e| {
             LlmError::new(
                 ErrorKind::InternalServer,
@@ -241,7 +244,7 @@ impl LineMapper for OllamaStreamMapper {
                 tool_calls: (!calls.is_empty()).then_some(calls),
                 ..Delta::default()
             };
-            out.push_back(self.chunk(vec![Self::choice(delta, None)]));
+            out.push_back(self.chunk(vec![Self::choice(delta, None)]).into());
         }
         if !answer.done {
             return Ok(false);
@@ -251,16 +254,16 @@ impl LineMapper for OllamaStreamMapper {
             ..Delta::default()
         };
         let finish = finish_reason(answer.done_reason.as_deref(), self.tool_calls > 0);
-        out.push_back(self.chunk(vec![Self::choice(delta, Some(finish))]));
+        out.push_back(self.chunk(vec![Self::choice(delta, Some(finish))]).into());
         if self.include_usage {
             let mut usage = self.chunk(Vec::new());
             usage.usage = Some(answer.usage());
-            out.push_back(usage);
+            out.push_back(usage.into());
         }
         Ok(true)
     }
 
-    fn on_end(&mut self, _out: &mut VecDeque<ChatChunk>) -> Result<(), LlmError> {
+    fn on_end(&mut self, _out: &mut VecDeque<ChunkBody>) -> Result<(), LlmError> {
         Err(LlmError::new(
             ErrorKind::ApiConnection,
             "the provider's stream ended before its final (done) line",

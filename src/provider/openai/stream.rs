@@ -2,10 +2,12 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
+
 use crate::{
     error::{ErrorKind, LlmError},
     provider::sse::{SseEvent, SseMapper},
-    types::chat::ChatChunk,
+    types::ChunkBody,
 };
 
 use super::error::error_from_object;
@@ -32,18 +34,25 @@ impl SseMapper for OpenAiStreamMapper {
     fn on_event(
         &mut self,
         event: SseEvent,
-        out: &mut VecDeque<ChatChunk>,
+        out: &mut VecDeque<ChunkBody>,
     ) -> Result<bool, LlmError> {
-        let data = event.data.trim();
-        if data == "[DONE]" {
+        let trimmed = event.data.trim();
+        if trimmed == "[DONE]" {
             return Ok(true);
         }
-        if data.is_empty() {
+        if trimmed.is_empty() {
             return Ok(false);
         }
-        match serde_json::from_str::<ChatChunk>(data) {
+        // Kept as the provider's bytes (no copy unless the payload had surrounding whitespace).
+        let bytes = if trimmed.len() == event.data.len() {
+            Bytes::from(event.data)
+        } else {
+            Bytes::copy_from_slice(trimmed.as_bytes())
+        };
+        let data = bytes.clone();
+        match ChunkBody::from_wire(bytes) {
             Ok(chunk) => {
-                if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
+                if chunk.is_finished() {
                     self.saw_finish = true;
                 }
                 out.push_back(chunk);
@@ -51,7 +60,7 @@ impl SseMapper for OpenAiStreamMapper {
             }
             Err(parse_err) => {
                 // A mid-stream error event: `data: {"error": {...}}`.
-                if let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_str(data) {
+                if let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice(&data) {
                     if let Some(err) = obj.remove("error") {
                         return Err(error_from_object(
                             self.provider,
@@ -71,7 +80,7 @@ impl SseMapper for OpenAiStreamMapper {
 
     /// A stream that ends without `[DONE]` and without any finish reason was cut: report it, so
     /// that the client (and any cache) does not take a partial answer for a whole one.
-    fn on_end(&mut self, _out: &mut VecDeque<ChatChunk>) -> Result<(), LlmError> {
+    fn on_end(&mut self, _out: &mut VecDeque<ChunkBody>) -> Result<(), LlmError> {
         if self.saw_finish {
             return Ok(());
         }
