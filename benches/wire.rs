@@ -62,7 +62,7 @@ fn parse(c: &mut Criterion) {
     g.finish();
     let req: ChatRequest = serde_json::from_str(&small_request()).unwrap();
     c.bench_function("request_encode_openai_upstream", |b| {
-        b.iter(|| black_box(chat_body(black_box(&req), "gpt-4o-mini").unwrap()));
+        b.iter(|| black_box(chat_body(black_box(&req), None, "gpt-4o-mini").unwrap()));
     });
 }
 

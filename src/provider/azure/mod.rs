@@ -112,8 +112,14 @@ impl Provider for Azure {
             ));
         }
         let (path, body) = match &req.op {
-            Operation::Chat(chat) => ("chat/completions", chat_body(chat, &dep.model)?),
-            Operation::Embeddings(emb) => ("embeddings", embeddings_body(emb, &dep.model)?),
+            Operation::Chat(chat) => (
+                "chat/completions",
+                chat_body(chat, req.raw_body().map(|b| &b[..]), &dep.model)?,
+            ),
+            Operation::Embeddings(emb) => (
+                "embeddings",
+                embeddings_body(emb, req.raw_body().map(|b| &b[..]), &dep.model)?,
+            ),
             Operation::ListModels => return Err(super::unsupported(self, req)),
         };
         let mut builder = json_request(&deployment_url(base, &dep.model, path, version), dep)?;
