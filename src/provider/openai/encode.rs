@@ -7,7 +7,7 @@ use crate::{
     error::LlmError,
     provider::Deployment,
     types::{
-        chat::{is_upstream_param, ChatRequest},
+        chat::{is_upstream_param, ChatRequest, GATEWAY_PARAMS},
         embeddings::EmbeddingsRequest,
         wire::WireObject,
     },
@@ -100,7 +100,7 @@ fn body_with_model<T: WireObject>(
 /// key order, spacing, number spelling) as the client sent it. Without `raw`, or when the bytes are
 /// not as expected, `chat` is serialized.
 pub fn chat_body(chat: &ChatRequest, raw: Option<&[u8]>, model: &str) -> Result<Bytes, LlmError> {
-    if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_param)) {
+    if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_key)) {
         return Ok(body);
     }
     body_with_model(
@@ -117,7 +117,7 @@ pub fn embeddings_body(
     raw: Option<&[u8]>,
     model: &str,
 ) -> Result<Bytes, LlmError> {
-    if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_param)) {
+    if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_key)) {
         return Ok(body);
     }
     body_with_model(req, model, 256, &is_upstream_param)
@@ -129,7 +129,7 @@ pub fn embeddings_body(
 /// `None` when the bytes are not as expected: not an object, no `model` key, a top-level key written
 /// with a backslash escape (its text is not its name), anything malformed. Total on any input:
 /// every index is checked and every loop advances.
-fn splice_model(raw: &[u8], model: &str, keep: &dyn Fn(&str) -> bool) -> Option<Bytes> {
+fn splice_model(raw: &[u8], model: &str, keep: &dyn Fn(&[u8]) -> bool) -> Option<Bytes> {
     let mut i = skip_ws(raw, 0);
     if raw.get(i) != Some(&b'{') {
         return None;
@@ -146,7 +146,7 @@ fn splice_model(raw: &[u8], model: &str, keep: &dyn Fn(&str) -> bool) -> Option<
             return None;
         }
         let key_end = key_at + 1 + plain_string_len(raw.get(key_at + 1..)?)?;
-        let key = std::str::from_utf8(raw.get(key_at + 1..key_end)?).ok()?;
+        let key = raw.get(key_at + 1..key_end)?;
         let colon = skip_ws(raw, key_end + 1);
         if raw.get(colon) != Some(&b':') {
             return None;
@@ -159,12 +159,12 @@ fn splice_model(raw: &[u8], model: &str, keep: &dyn Fn(&str) -> bool) -> Option<
             Some(b'}') => true,
             _ => return None,
         };
-        if key == "model" || keep(key) {
+        if key == b"model" || keep(key) {
             if written {
                 out.put_u8(b',');
             }
             written = true;
-            if key == "model" {
+            if key == b"model" {
                 if seen_model {
                     // Refused by the parse; be total anyway.
                     return None;
@@ -190,6 +190,11 @@ fn splice_model(raw: &[u8], model: &str, keep: &dyn Fn(&str) -> bool) -> Option<
     Some(out.freeze())
 }
 
+/// [`is_upstream_param`] for a key's bytes.
+fn is_upstream_key(key: &[u8]) -> bool {
+    !GATEWAY_PARAMS.iter().any(|p| p.as_bytes() == key)
+}
+
 /// The first index at or after `i` that is not JSON whitespace.
 fn skip_ws(raw: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = raw.get(i) {
@@ -198,20 +203,43 @@ fn skip_ws(raw: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// The index of the first `"` or `\\` in `s`, eight bytes at a time (strings are most of a body).
+fn find_quote_or_backslash(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_le_bytes([b'"'; 8]);
+    const BACKSLASHES: u64 = u64::from_le_bytes([b'\\'; 8]);
+    // The lowest set high bit marks the first zero byte (higher ones may be false positives).
+    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let hits = zero_bytes(word ^ QUOTES) | zero_bytes(word ^ BACKSLASHES);
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let rest = chunks.remainder();
+    rest.iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|n| at + n)
+}
+
 /// The length of a string's text up to its closing quote (`s` starts just past the opening quote);
 /// `None` if the text holds a backslash escape or the string does not end.
 fn plain_string_len(s: &[u8]) -> Option<usize> {
-    let n = s.iter().position(|&b| b == b'"' || b == b'\\')?;
+    let n = find_quote_or_backslash(s)?;
     (s.get(n) == Some(&b'"')).then_some(n)
 }
 
 /// One past the closing quote of the string whose text starts at `i`.
 fn string_end(raw: &[u8], mut i: usize) -> Option<usize> {
     loop {
-        i += raw
-            .get(i..)?
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\')?;
+        i += find_quote_or_backslash(raw.get(i..)?)?;
         if raw.get(i) == Some(&b'"') {
             return Some(i + 1);
         }
@@ -303,7 +331,7 @@ mod tests {
 
     /// The spliced body, checked to be valid JSON.
     fn splice(raw: &str, model: &str) -> String {
-        let out = splice_model(raw.as_bytes(), model, &is_upstream_param)
+        let out = splice_model(raw.as_bytes(), model, &is_upstream_key)
             .unwrap_or_else(|| panic!("no splice for {raw}"));
         let s = String::from_utf8(out.to_vec()).unwrap();
         serde_json::from_str::<serde_json::Value>(&s).unwrap_or_else(|e| panic!("{e}: {s}"));
@@ -398,7 +426,7 @@ mod tests {
             r#"{"model" "g"}"#,
         ] {
             assert!(
-                splice_model(raw.as_bytes(), "m", &is_upstream_param).is_none(),
+                splice_model(raw.as_bytes(), "m", &is_upstream_key).is_none(),
                 "{raw}"
             );
         }
@@ -425,7 +453,7 @@ mod tests {
     fn splice_and_serializer_agree() {
         for raw in BODIES {
             let req: ChatRequest = serde_json::from_str(raw).unwrap();
-            assert!(splice_model(raw.as_bytes(), "up-model", &is_upstream_param).is_some());
+            assert!(splice_model(raw.as_bytes(), "up-model", &is_upstream_key).is_some());
             let spliced = chat_body(&req, Some(raw.as_bytes()), "up-model").unwrap();
             let serialized = chat_body(&req, None, "up-model").unwrap();
             let a: serde_json::Value = serde_json::from_slice(&spliced).unwrap();
@@ -454,14 +482,14 @@ mod tests {
             let raw = raw.as_bytes();
             for end in 0..raw.len() {
                 // A cut body is never spliced (the object does not close)...
-                assert!(splice_model(&raw[..end], "m", &is_upstream_param).is_none());
+                assert!(splice_model(&raw[..end], "m", &is_upstream_key).is_none());
             }
             // ...and a damaged one never panics or loops, whatever it returns.
             for at in 0..raw.len() {
                 for b in [b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b' ', b'x'] {
                     let mut bad = raw.to_vec();
                     bad[at] = b;
-                    let _ = splice_model(&bad, "m", &is_upstream_param);
+                    let _ = splice_model(&bad, "m", &is_upstream_key);
                 }
             }
         }
@@ -469,8 +497,27 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn finds_quotes_and_backslashes_like_a_plain_search(
+            s in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::Just(b'"'),
+                    proptest::prelude::Just(b'\\'),
+                    proptest::prelude::Just(b'!'),
+                    proptest::prelude::Just(b']'),
+                    proptest::prelude::Just(0x80_u8),
+                    proptest::prelude::Just(0xa2_u8),
+                    proptest::prelude::any::<u8>(),
+                ],
+                0..40,
+            )
+        ) {
+            let want = s.iter().position(|&b| b == b'"' || b == b'\\');
+            proptest::prop_assert_eq!(find_quote_or_backslash(&s), want);
+        }
+
+        #[test]
         fn splice_never_panics(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
-            let _ = splice_model(&raw, "m", &is_upstream_param);
+            let _ = splice_model(&raw, "m", &is_upstream_key);
         }
     }
 
