@@ -177,6 +177,32 @@ mod tests {
         assert!(!out.headers().contains_key(http::header::AUTHORIZATION));
     }
 
+    /// A request built from the client's bytes is sent as those bytes, `model` replaced by the
+    /// deployment name and gateway controls removed.
+    #[test]
+    fn sends_the_clients_bytes() {
+        let raw = r#"{"messages":[],  "model":"gpt-4o","x":1.50,"metadata":{}}"#;
+        let req = LlmRequest::chat_from_bytes(
+            serde_json::from_str(raw).unwrap(),
+            Bytes::from_static(raw.as_bytes()),
+        );
+        let out = Azure.encode(&req, &dep()).unwrap();
+        assert_eq!(
+            &out.body()[..],
+            br#"{"messages":[],  "model":"my-deployment","x":1.50}"#
+        );
+        let raw = r#"{"input":"a" ,"model":"e"}"#;
+        let req = LlmRequest::embeddings_from_bytes(
+            serde_json::from_str(raw).unwrap(),
+            Bytes::from_static(raw.as_bytes()),
+        );
+        let out = Azure.encode(&req, &dep()).unwrap();
+        assert_eq!(
+            &out.body()[..],
+            br#"{"input":"a" ,"model":"my-deployment"}"#
+        );
+    }
+
     #[test]
     fn ad_token_becomes_bearer() {
         let mut d = dep();
