@@ -3,7 +3,9 @@
 //! - `layer/*`: a model-level layer over an inner service that answers at once, against the bare
 //!   inner service (`layer/bare`); the difference is the layer's cost.
 //! - `provider/*`: the translation functions (encode a request, decode an answer) for the OpenAI and
-//!   Anthropic wire families, and `ProviderService` over an in-memory HTTP client (encode, call,
+//!   Anthropic wire families (`openai_encode` serializes a request built from a struct,
+//!   `openai_encode_spliced` splices `model` into the bytes of one built from bytes, as the edge
+//!   does), and `ProviderService` over an in-memory HTTP client (encode, call,
 //!   collect, decode, stamp).
 //! - `edge/*`: `OpenAiServer` alone (parse the HTTP request, call, serialize the answer).
 //!
@@ -104,6 +106,14 @@ fn providers(c: &mut Criterion) {
     let mut g = c.benchmark_group("provider");
     g.bench_function("openai_encode", |b| {
         b.iter(|| black_box(openai.encode(black_box(&req), &dep).unwrap()));
+    });
+    // As the edge builds it: with the client's bytes, which are spliced rather than re-serialized.
+    let from_bytes = LlmRequest::chat_from_bytes(
+        serde_json::from_str::<ChatRequest>(REQUEST).unwrap(),
+        Bytes::from_static(REQUEST.as_bytes()),
+    );
+    g.bench_function("openai_encode_spliced", |b| {
+        b.iter(|| black_box(openai.encode(black_box(&from_bytes), &dep).unwrap()));
     });
     g.bench_function("openai_decode", |b| {
         b.iter(|| {

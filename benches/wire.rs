@@ -65,8 +65,27 @@ fn parse(c: &mut Criterion) {
     g.finish();
     let req: ChatRequest = serde_json::from_str(&small_request()).unwrap();
     c.bench_function("request_encode_openai_upstream", |b| {
-        b.iter(|| black_box(chat_body(black_box(&req), "gpt-4o-mini").unwrap()));
+        b.iter(|| black_box(chat_body(black_box(&req), None, "gpt-4o-mini").unwrap()));
     });
+    // The serializer against the splice into the client's bytes (what a request built at the edge
+    // gets), small and large.
+    let mut g = c.benchmark_group("request_encode_openai_upstream_by_path");
+    for (name, body) in [
+        ("small", small_request()),
+        ("large_40_msgs", large_request()),
+    ] {
+        let req: ChatRequest = serde_json::from_str(&body).unwrap();
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(format!("{name}/serialized"), |b| {
+            b.iter(|| black_box(chat_body(black_box(&req), None, "gpt-4o-mini").unwrap()));
+        });
+        g.bench_function(format!("{name}/spliced"), |b| {
+            b.iter(|| {
+                black_box(chat_body(black_box(&req), Some(body.as_bytes()), "gpt-4o-mini").unwrap())
+            });
+        });
+    }
+    g.finish();
 }
 
 fn serialize(c: &mut Criterion) {

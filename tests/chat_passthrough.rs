@@ -82,6 +82,34 @@ async fn unknown_fields_pass_through_byte_for_byte() {
 
 /// An OpenAI-format answer reaches the client as the provider sent it: key order, spacing,
 /// number formatting and unknown fields untouched (the edge relays the bytes it parsed).
+/// The upstream request is the client's bytes with only `model` replaced (in place) and gateway
+/// controls cut out: spacing, key order and number spelling a serializer would change stay.
+#[tokio::test]
+async fn upstream_request_is_the_clients_bytes() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, support::chat_completion("ok")));
+    let gw = gw::TestGateway::start(&gw::openai_config("g", &up.url())).await;
+    let raw = "{ \"messages\" : [ {\"content\": \"hi } \\\" ,\", \"role\": \"user\", \"model\": \"in-msg\"} ],\n  \"temperature\": 1.50,\"metadata\": {\"tags\": [\"t\"]} ,\"model\" :  \"g\",\t\"x_top\": [1e3, -0.0, \"\\u00e9\"]\n}";
+    let want = "{ \"messages\" : [ {\"content\": \"hi } \\\" ,\", \"role\": \"user\", \"model\": \"in-msg\"} ],\n  \"temperature\": 1.50,\"model\" :  \"upstream-model\",\t\"x_top\": [1e3, -0.0, \"\\u00e9\"]\n}";
+    let ans = gw::post(&gw.url("/v1/chat/completions"), raw).await;
+    assert_eq!(ans.status, 200, "{}", String::from_utf8_lossy(&ans.body));
+    let rec = up.last_request().unwrap();
+    assert_eq!(rec.body_str(), want);
+
+    // Embeddings alike.
+    up.set_default(Reply::json(
+        200,
+        json!({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.5]}], "model": "m", "usage": {"prompt_tokens": 1, "total_tokens": 1}}),
+    ));
+    let raw = r#"{"input": ["a"],  "dimensions":1,"model":"g","metadata":{"k":1},"x_e":2.50}"#;
+    let ans = gw::post(&gw.url("/v1/embeddings"), raw).await;
+    assert_eq!(ans.status, 200, "{}", String::from_utf8_lossy(&ans.body));
+    assert_eq!(
+        up.last_request().unwrap().body_str(),
+        r#"{"input": ["a"],  "dimensions":1,"model":"upstream-model","x_e":2.50}"#
+    );
+}
+
 #[tokio::test]
 async fn non_stream_answer_is_relayed_byte_for_byte() {
     let up = FakeUpstream::start().await;

@@ -119,10 +119,12 @@ pub fn prepare<'a>(
         Operation::ListModels => None,
     };
     Ok(match op {
-        Some(op) => Cow::Owned(LlmRequest {
-            op,
-            extensions: req.extensions.clone(),
-        }),
+        // A new body without the client's bytes: what is sent upstream is serialized from it.
+        Some(op) => {
+            let mut out = LlmRequest::new(op);
+            out.extensions = req.extensions.clone();
+            Cow::Owned(out)
+        }
         None => Cow::Borrowed(req),
     })
 }
@@ -508,10 +510,11 @@ mod tests {
         },
     };
 
+    /// A chat request as the edge builds it: parsed, with the client's bytes.
     fn chat(extra: &str) -> LlmRequest {
         let raw =
             format!(r#"{{"model":"g","messages":[{{"role":"user","content":"hi"}}]{extra}}}"#);
-        LlmRequest::chat(serde_json::from_str(&raw).unwrap())
+        LlmRequest::chat_from_bytes(serde_json::from_str(&raw).unwrap(), raw.into())
     }
 
     fn dep(model: &str) -> Deployment {
@@ -688,6 +691,34 @@ mod tests {
         assert_eq!(b["seed"], json!(3));
         assert_eq!(b["x_keep"], json!(1));
         assert_eq!(b["model"], json!("gpt-4o"));
+    }
+
+    /// The client's bytes go upstream only while nothing was removed: a prepared body is new.
+    #[test]
+    fn a_body_with_dropped_params_is_not_spliced() {
+        let mut d = dep("openai/gpt-4o").with_api_base("http://h/v1");
+        d.params
+            .insert("additional_drop_params".into(), json!(["logit_bias"]));
+        let spaced = |extra: &str| {
+            let raw = format!(r#"{{"messages":[] , "model":"g"{extra} , "x":1.50}}"#);
+            LlmRequest::chat_from_bytes(serde_json::from_str(&raw).unwrap(), raw.into())
+        };
+        let kept = spaced(r#","seed":3"#);
+        let prepared = prepare(&OpenAi, &kept, &d).unwrap();
+        assert!(matches!(prepared, Cow::Borrowed(_)));
+        let out = OpenAi.encode(&prepared, &d).unwrap();
+        assert_eq!(
+            &out.body()[..],
+            br#"{"messages":[] , "model":"gpt-4o","seed":3 , "x":1.50}"#
+        );
+
+        let dropped = spaced(r#","logit_bias":{"1":2}"#);
+        let prepared = prepare(&OpenAi, &dropped, &d).unwrap();
+        assert!(matches!(prepared, Cow::Owned(_)));
+        assert!(prepared.raw_body().is_none());
+        let out = OpenAi.encode(&prepared, &d).unwrap();
+        let b: Value = serde_json::from_slice(out.body()).unwrap();
+        assert_eq!(b, json!({"model":"gpt-4o","messages":[],"x":1.50}));
     }
 
     #[test]

@@ -306,10 +306,12 @@ where
                 Ok(b) => b,
                 Err(e) => return error_response(&e, &call_id),
             };
+            // The bytes stay with the request: an OpenAI-format upstream is sent them (see
+            // `LlmRequest::raw_body`).
             let parsed = if matches!(route, Route::Chat) {
-                parse_json(&bytes).map(LlmRequest::chat)
+                parse_json(&bytes).map(|body| LlmRequest::chat_from_bytes(body, bytes))
             } else {
-                parse_json(&bytes).map(LlmRequest::embeddings)
+                parse_json(&bytes).map(|body| LlmRequest::embeddings_from_bytes(body, bytes))
             };
             match parsed {
                 Ok(r) => r,

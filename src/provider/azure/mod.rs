@@ -112,8 +112,14 @@ impl Provider for Azure {
             ));
         }
         let (path, body) = match &req.op {
-            Operation::Chat(chat) => ("chat/completions", chat_body(chat, &dep.model)?),
-            Operation::Embeddings(emb) => ("embeddings", embeddings_body(emb, &dep.model)?),
+            Operation::Chat(chat) => (
+                "chat/completions",
+                chat_body(chat, req.raw_body().map(|b| &b[..]), &dep.model)?,
+            ),
+            Operation::Embeddings(emb) => (
+                "embeddings",
+                embeddings_body(emb, req.raw_body().map(|b| &b[..]), &dep.model)?,
+            ),
             Operation::ListModels => return Err(super::unsupported(self, req)),
         };
         let mut builder = json_request(&deployment_url(base, &dep.model, path, version), dep)?;
@@ -169,6 +175,32 @@ mod tests {
         assert_eq!(out.headers()["api-key"], "test-key");
         assert!(out.headers()["api-key"].is_sensitive());
         assert!(!out.headers().contains_key(http::header::AUTHORIZATION));
+    }
+
+    /// A request built from the client's bytes is sent as those bytes, `model` replaced by the
+    /// deployment name and gateway controls removed.
+    #[test]
+    fn sends_the_clients_bytes() {
+        let raw = r#"{"messages":[],  "model":"gpt-4o","x":1.50,"metadata":{}}"#;
+        let req = LlmRequest::chat_from_bytes(
+            serde_json::from_str(raw).unwrap(),
+            Bytes::from_static(raw.as_bytes()),
+        );
+        let out = Azure.encode(&req, &dep()).unwrap();
+        assert_eq!(
+            &out.body()[..],
+            br#"{"messages":[],  "model":"my-deployment","x":1.50}"#
+        );
+        let raw = r#"{"input":"a" ,"model":"e"}"#;
+        let req = LlmRequest::embeddings_from_bytes(
+            serde_json::from_str(raw).unwrap(),
+            Bytes::from_static(raw.as_bytes()),
+        );
+        let out = Azure.encode(&req, &dep()).unwrap();
+        assert_eq!(
+            &out.body()[..],
+            br#"{"input":"a" ,"model":"my-deployment"}"#
+        );
     }
 
     #[test]

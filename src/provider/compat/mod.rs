@@ -161,11 +161,17 @@ impl HostSpec {
         let model = self.upstream_model(&dep.model);
         let (path, body) = match &req.op {
             Operation::Chat(chat) => {
-                let adjusted = self.adjust.and_then(|f| f(chat));
-                let chat = adjusted.as_ref().unwrap_or(chat);
-                ("chat/completions", chat_body(chat, &model)?)
+                // A host rename changed the body: the client's bytes no longer describe it.
+                let body = match self.adjust.and_then(|f| f(chat)) {
+                    Some(adjusted) => chat_body(&adjusted, None, &model)?,
+                    None => chat_body(chat, req.raw_body().map(|b| &b[..]), &model)?,
+                };
+                ("chat/completions", body)
             }
-            Operation::Embeddings(emb) => ("embeddings", embeddings_body(emb, &model)?),
+            Operation::Embeddings(emb) => (
+                "embeddings",
+                embeddings_body(emb, req.raw_body().map(|b| &b[..]), &model)?,
+            ),
             Operation::ListModels => return Err(super::unsupported(provider, req)),
         };
         let mut builder = json_request(&join_url(base, path), dep)?;
@@ -324,8 +330,13 @@ mod tests {
             .expect("host in table")
     }
 
+    /// A chat request as the edge builds it: parsed, with the client's bytes (a host rename must
+    /// still apply: the renamed body is serialized, not spliced).
     fn chat(raw: &str) -> LlmRequest {
-        LlmRequest::chat(serde_json::from_str(raw).unwrap())
+        LlmRequest::chat_from_bytes(
+            serde_json::from_str(raw).unwrap(),
+            Bytes::copy_from_slice(raw.as_bytes()),
+        )
     }
 
     #[test]
@@ -408,5 +419,23 @@ mod tests {
             let dep = Deployment::new("m", &format!("{prefix}/x"));
             assert_eq!(h.encode(&req, &dep).unwrap().uri().to_string(), url);
         }
+    }
+
+    /// Without a rename the client's bytes go upstream, `model` replaced in place.
+    #[test]
+    fn unrenamed_bodies_keep_the_clients_bytes() {
+        let raw = r#"{"messages":[] ,"model":"m", "temperature":1.50,"metadata":{"a":1}}"#;
+        let dep = Deployment::new("m", "mistral/mistral-small").with_api_key("k");
+        let out = host("mistral").encode(&chat(raw), &dep).unwrap();
+        assert_eq!(
+            &out.body()[..],
+            br#"{"messages":[] ,"model":"mistral-small", "temperature":1.50}"#
+        );
+        let dep = Deployment::new("m", "fireworks_ai/llama").with_api_key("k");
+        let out = host("fireworks_ai").encode(&chat(raw), &dep).unwrap();
+        assert_eq!(
+            &out.body()[..],
+            br#"{"messages":[] ,"model":"accounts/fireworks/models/llama", "temperature":1.50}"#
+        );
     }
 }

@@ -7,7 +7,7 @@ use crate::{
     error::LlmError,
     provider::Deployment,
     types::{
-        chat::{is_upstream_param, ChatRequest},
+        chat::{is_upstream_param, ChatRequest, GATEWAY_PARAMS},
         embeddings::EmbeddingsRequest,
         wire::WireObject,
     },
@@ -93,7 +93,16 @@ fn body_with_model<T: WireObject>(
 }
 
 /// The upstream chat body: the client's body with `model` rewritten and gateway controls removed.
-pub fn chat_body(chat: &ChatRequest, model: &str) -> Result<Bytes, LlmError> {
+///
+/// `raw` is the JSON `chat` was parsed from, when the body is still exactly that parse
+/// ([`LlmRequest::raw_body`](crate::LlmRequest::raw_body)): the body is then those bytes with the
+/// top-level `model` value replaced and the gateway keys cut out, everything else (unknown fields,
+/// key order, spacing, number spelling) as the client sent it. Without `raw`, or when the bytes are
+/// not as expected, `chat` is serialized.
+pub fn chat_body(chat: &ChatRequest, raw: Option<&[u8]>, model: &str) -> Result<Bytes, LlmError> {
+    if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_key)) {
+        return Ok(body);
+    }
     body_with_model(
         chat,
         model,
@@ -102,9 +111,178 @@ pub fn chat_body(chat: &ChatRequest, model: &str) -> Result<Bytes, LlmError> {
     )
 }
 
-/// The upstream embeddings body.
-pub fn embeddings_body(req: &EmbeddingsRequest, model: &str) -> Result<Bytes, LlmError> {
+/// The upstream embeddings body (`raw` as for [`chat_body`]).
+pub fn embeddings_body(
+    req: &EmbeddingsRequest,
+    raw: Option<&[u8]>,
+    model: &str,
+) -> Result<Bytes, LlmError> {
+    if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_key)) {
+        return Ok(body);
+    }
     body_with_model(req, model, 256, &is_upstream_param)
+}
+
+/// `raw` (a JSON object) with the top-level `model` member's value replaced by `model`, in place,
+/// and the top-level members whose key fails `keep` removed; every other byte is copied as it came.
+///
+/// `None` when the bytes are not as expected: not an object, no `model` key, a top-level key written
+/// with a backslash escape (its text is not its name), anything malformed. Total on any input:
+/// every index is checked and every loop advances.
+fn splice_model(raw: &[u8], model: &str, keep: &dyn Fn(&[u8]) -> bool) -> Option<Bytes> {
+    let mut i = skip_ws(raw, 0);
+    if raw.get(i) != Some(&b'{') {
+        return None;
+    }
+    let mut out = BytesMut::with_capacity(raw.len() + model.len() + 8);
+    out.put_u8(b'{');
+    let mut written = false;
+    let mut seen_model = false;
+    loop {
+        // `i` is at the `{` or `,` before this member; its leading whitespace follows.
+        let start = i + 1;
+        let key_at = skip_ws(raw, start);
+        if raw.get(key_at) != Some(&b'"') {
+            return None;
+        }
+        let key_end = key_at + 1 + plain_string_len(raw.get(key_at + 1..)?)?;
+        let key = raw.get(key_at + 1..key_end)?;
+        let colon = skip_ws(raw, key_end + 1);
+        if raw.get(colon) != Some(&b':') {
+            return None;
+        }
+        let value_at = skip_ws(raw, colon + 1);
+        let value_end = skip_value(raw, value_at)?;
+        let sep = skip_ws(raw, value_end);
+        let last = match raw.get(sep) {
+            Some(b',') => false,
+            Some(b'}') => true,
+            _ => return None,
+        };
+        if key == b"model" || keep(key) {
+            if written {
+                out.put_u8(b',');
+            }
+            written = true;
+            if key == b"model" {
+                if seen_model {
+                    // Refused by the parse; be total anyway.
+                    return None;
+                }
+                seen_model = true;
+                out.put_slice(raw.get(start..value_at)?);
+                serde_json::to_writer((&mut out).writer(), model).ok()?;
+                out.put_slice(raw.get(value_end..sep)?);
+            } else {
+                out.put_slice(raw.get(start..sep)?);
+            }
+        }
+        i = sep;
+        if last {
+            break;
+        }
+    }
+    // Only whitespace may follow the object.
+    if !seen_model || skip_ws(raw, i + 1) != raw.len() {
+        return None;
+    }
+    out.put_u8(b'}');
+    Some(out.freeze())
+}
+
+/// [`is_upstream_param`] for a key's bytes.
+fn is_upstream_key(key: &[u8]) -> bool {
+    !GATEWAY_PARAMS.iter().any(|p| p.as_bytes() == key)
+}
+
+/// The first index at or after `i` that is not JSON whitespace.
+fn skip_ws(raw: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = raw.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The index of the first `"` or `\\` in `s`, eight bytes at a time (strings are most of a body).
+fn find_quote_or_backslash(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_le_bytes([b'"'; 8]);
+    const BACKSLASHES: u64 = u64::from_le_bytes([b'\\'; 8]);
+    // The lowest set high bit marks the first zero byte (higher ones may be false positives).
+    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let hits = zero_bytes(word ^ QUOTES) | zero_bytes(word ^ BACKSLASHES);
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let rest = chunks.remainder();
+    rest.iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|n| at + n)
+}
+
+/// The length of a string's text up to its closing quote (`s` starts just past the opening quote);
+/// `None` if the text holds a backslash escape or the string does not end.
+fn plain_string_len(s: &[u8]) -> Option<usize> {
+    let n = find_quote_or_backslash(s)?;
+    (s.get(n) == Some(&b'"')).then_some(n)
+}
+
+/// One past the closing quote of the string whose text starts at `i`.
+fn string_end(raw: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        i += find_quote_or_backslash(raw.get(i..)?)?;
+        if raw.get(i) == Some(&b'"') {
+            return Some(i + 1);
+        }
+        // A backslash: the next byte is escaped (`\"`, `\\`, `\u`, …).
+        i += 2;
+    }
+}
+
+/// One past the end of the JSON value starting at `i`.
+fn skip_value(raw: &[u8], i: usize) -> Option<usize> {
+    match raw.get(i)? {
+        b'"' => string_end(raw, i + 1),
+        b'{' | b'[' => {
+            let mut depth = 0_usize;
+            let mut j = i;
+            loop {
+                match raw.get(j)? {
+                    b'"' => {
+                        j = string_end(raw, j + 1)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.checked_sub(1)?;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        // A number, `true`, `false` or `null`: up to the next delimiter.
+        _ => {
+            let rest = raw.get(i..)?;
+            let n = rest
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(rest.len());
+            (n > 0).then_some(i + n)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -138,14 +316,258 @@ mod tests {
     fn rewrites_model_and_strips_gateway_fields() {
         let raw = br#"{"model":"grp","messages":[{"role":"user","content":"hi","x_m":{"k":1.50}}],"metadata":{"tags":["a"]},"mock_response":"x","x_top":[1,2.50]}"#;
         let req: ChatRequest = serde_json::from_slice(raw).unwrap();
-        let body = chat_body(&req, "gpt-4o").unwrap();
-        let s = std::str::from_utf8(&body).unwrap();
-        assert!(s.starts_with(r#"{"model":"gpt-4o","#), "{s}");
-        assert!(s.contains(r#""x_m":{"k":1.50}"#), "{s}");
-        assert!(s.contains(r#""x_top":[1,2.50]"#), "{s}");
-        assert!(
-            !s.contains("metadata") && !s.contains("mock_response"),
-            "{s}"
+        for bytes in [None, Some(&raw[..])] {
+            let body = chat_body(&req, bytes, "gpt-4o").unwrap();
+            let s = std::str::from_utf8(&body).unwrap();
+            assert!(s.starts_with(r#"{"model":"gpt-4o","#), "{s}");
+            assert!(s.contains(r#""x_m":{"k":1.50}"#), "{s}");
+            assert!(s.contains(r#""x_top":[1,2.50]"#), "{s}");
+            assert!(
+                !s.contains("metadata") && !s.contains("mock_response"),
+                "{s}"
+            );
+        }
+    }
+
+    /// The spliced body, checked to be valid JSON.
+    fn splice(raw: &str, model: &str) -> String {
+        let out = splice_model(raw.as_bytes(), model, &is_upstream_key)
+            .unwrap_or_else(|| panic!("no splice for {raw}"));
+        let s = String::from_utf8(out.to_vec()).unwrap();
+        serde_json::from_str::<serde_json::Value>(&s).unwrap_or_else(|e| panic!("{e}: {s}"));
+        s
+    }
+
+    #[test]
+    fn splice_replaces_model_in_place_at_any_position() {
+        let cases = [
+            (
+                r#"{"model":"g","messages":[],"n":1}"#,
+                r#"{"model":"gpt-4o","messages":[],"n":1}"#,
+            ),
+            (
+                r#"{"messages":[],"model":"g","n":1}"#,
+                r#"{"messages":[],"model":"gpt-4o","n":1}"#,
+            ),
+            (
+                r#"{"messages":[],"n":1,"model":"g"}"#,
+                r#"{"messages":[],"n":1,"model":"gpt-4o"}"#,
+            ),
+            (r#"{"model":"g"}"#, r#"{"model":"gpt-4o"}"#),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(splice(raw, "gpt-4o"), want);
+        }
+        // The new value is a JSON string whatever it holds.
+        assert_eq!(
+            splice(r#"{"model":"g"}"#, "a\"b\\c/é\n"),
+            r#"{"model":"a\"b\\c/é\n"}"#
         );
+    }
+
+    #[test]
+    fn splice_removes_gateway_keys_at_any_position() {
+        let cases = [
+            (
+                r#"{"metadata":{"a":[1,{"b":"}"}]},"model":"g","messages":[]}"#,
+                r#"{"model":"m","messages":[]}"#,
+            ),
+            (
+                r#"{"model":"g","mock_response":"x,}","messages":[]}"#,
+                r#"{"model":"m","messages":[]}"#,
+            ),
+            (
+                r#"{"model":"g","messages":[],"num_retries":3}"#,
+                r#"{"model":"m","messages":[]}"#,
+            ),
+            (
+                r#"{"fallbacks":["a"],"metadata":null,"model":"g","x":1,"max_fallbacks":2,"messages":[],"litellm_metadata":{}}"#,
+                r#"{"model":"m","x":1,"messages":[]}"#,
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(splice(raw, "m"), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn splice_leaves_nested_values_and_strings_alone() {
+        let raw = r#"{"messages":[{"role":"user","content":"} \" \\\" , \"model\":\"x\" { ]","model":"inner","metadata":1}],"model":"g","x_extra":{"model":"nested","metadata":"kept"},"stop":["\\","\"}"],"x_n":[1.50,-0.0,1e3,true,false,null]}"#;
+        let want = r#"{"messages":[{"role":"user","content":"} \" \\\" , \"model\":\"x\" { ]","model":"inner","metadata":1}],"model":"up","x_extra":{"model":"nested","metadata":"kept"},"stop":["\\","\"}"],"x_n":[1.50,-0.0,1e3,true,false,null]}"#;
+        assert_eq!(splice(raw, "up"), want);
+    }
+
+    #[test]
+    fn splice_keeps_unicode_and_escapes_in_values() {
+        let raw = r#"{"model":"g","messages":[{"role":"user","content":"wörld 🎉 \u00e9\ud83c\udf89 \n\t"}],"x_ключ":"значение"}"#;
+        let want = r#"{"model":"m","messages":[{"role":"user","content":"wörld 🎉 \u00e9\ud83c\udf89 \n\t"}],"x_ключ":"значение"}"#;
+        assert_eq!(splice(raw, "m"), want);
+    }
+
+    #[test]
+    fn splice_copies_whitespace_of_pretty_printed_bodies() {
+        let raw = "\n {\n  \"metadata\" : {\"a\": 1},\n  \"model\" :\t\"g\" ,\n  \"messages\": [ ],\r\n  \"mock_response\": \"x\"\n}\n ";
+        let want = "{\n  \"model\" :\t\"m\" ,\n  \"messages\": [ ]}";
+        assert_eq!(splice(raw, "m"), want);
+    }
+
+    #[test]
+    fn splice_gives_up_on_escaped_top_level_keys_and_odd_input() {
+        for raw in [
+            r#"{"mod\u0065l":"g","messages":[]}"#,
+            r#"{"model":"g","meta\u0064ata":{},"messages":[]}"#,
+            r#"{"messages":[]}"#,
+            "{}",
+            "[]",
+            "",
+            r#"{"model":"g","model":"h"}"#,
+            r#"{"model":"g"} x"#,
+            r#"{"model":"g","#,
+            r#"{"model" "g"}"#,
+        ] {
+            assert!(
+                splice_model(raw.as_bytes(), "m", &is_upstream_key).is_none(),
+                "{raw}"
+            );
+        }
+        // The escaped key goes through the serializer, which reads it for what it is.
+        let raw = br#"{"model":"g","messages":[],"meta\u0064ata":{"a":1},"x\u0079":2}"#;
+        let req: ChatRequest = serde_json::from_slice(raw).unwrap();
+        let body = chat_body(&req, Some(raw), "m").unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            serde_json::json!({"model":"m","messages":[],"xy":2})
+        );
+    }
+
+    /// Request bodies both paths must agree on.
+    const BODIES: &[&str] = &[
+        r#"{"model":"g","messages":[{"role":"user","content":"hi"}]}"#,
+        r#"{"messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"a \"q\""},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}],"temperature":0.2,"model":"g","metadata":{"tags":["a"]},"stream":true,"stream_options":{"include_usage":true}}"#,
+        r#"{"model":"g","messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"x\":1}"}}]},{"role":"tool","tool_call_id":"c1","content":"{}"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"model":{"type":"string"}}}}}],"tool_choice":"auto","max_tokens":null,"mock_response":"x","x_vendor":{"deep":[[[]]]}}"#,
+        "{ \"model\" : \"g\" ,\n\"messages\" : [ {\"role\":\"user\",\"content\":\"x\"} ] , \"seed\" : 7 , \"logit_bias\" : {\"50256\": -100} , \"num_retries\" : 2 }",
+        r#"{"model":"g","messages":[],"response_format":{"type":"json_schema","json_schema":{"name":"s","schema":{"type":"object"},"strict":true}},"user":"u-é","n":2,"stop":"}","fallbacks":["x"]}"#,
+    ];
+
+    #[test]
+    fn splice_and_serializer_agree() {
+        for raw in BODIES {
+            let req: ChatRequest = serde_json::from_str(raw).unwrap();
+            assert!(splice_model(raw.as_bytes(), "up-model", &is_upstream_key).is_some());
+            let spliced = chat_body(&req, Some(raw.as_bytes()), "up-model").unwrap();
+            let serialized = chat_body(&req, None, "up-model").unwrap();
+            let a: serde_json::Value = serde_json::from_slice(&spliced).unwrap();
+            let b: serde_json::Value = serde_json::from_slice(&serialized).unwrap();
+            assert_eq!(a, b, "{raw}");
+            assert_eq!(a["model"], "up-model");
+        }
+        let raw =
+            br#"{"input":["a","b"],"metadata":{"k":1},"model":"g","dimensions":8,"x_e":1.50}"#;
+        let req: EmbeddingsRequest = serde_json::from_slice(raw).unwrap();
+        let spliced = embeddings_body(&req, Some(raw), "emb").unwrap();
+        assert_eq!(
+            &spliced[..],
+            br#"{"input":["a","b"],"model":"emb","dimensions":8,"x_e":1.50}"#
+        );
+        let serialized = embeddings_body(&req, None, "emb").unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&spliced).unwrap(),
+            serde_json::from_slice::<serde_json::Value>(&serialized).unwrap()
+        );
+    }
+
+    #[test]
+    fn splice_is_total_on_cut_and_damaged_bodies() {
+        for raw in BODIES {
+            let raw = raw.as_bytes();
+            for end in 0..raw.len() {
+                // A cut body is never spliced (the object does not close)...
+                assert!(splice_model(&raw[..end], "m", &is_upstream_key).is_none());
+            }
+            // ...and a damaged one never panics or loops, whatever it returns.
+            for at in 0..raw.len() {
+                for b in [b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b' ', b'x'] {
+                    let mut bad = raw.to_vec();
+                    bad[at] = b;
+                    let _ = splice_model(&bad, "m", &is_upstream_key);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn finds_quotes_and_backslashes_like_a_plain_search(
+            s in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::Just(b'"'),
+                    proptest::prelude::Just(b'\\'),
+                    proptest::prelude::Just(b'!'),
+                    proptest::prelude::Just(b']'),
+                    proptest::prelude::Just(0x80_u8),
+                    proptest::prelude::Just(0xa2_u8),
+                    proptest::prelude::any::<u8>(),
+                ],
+                0..40,
+            )
+        ) {
+            let want = s.iter().position(|&b| b == b'"' || b == b'\\');
+            proptest::prop_assert_eq!(find_quote_or_backslash(&s), want);
+        }
+
+        #[test]
+        fn splice_never_panics(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = splice_model(&raw, "m", &is_upstream_key);
+        }
+    }
+
+    /// The identity rule end to end: bytes are spliced only while the body is their parse.
+    #[test]
+    #[allow(clippy::redundant_clone)] // clones sharing the body are what is tested
+    fn a_changed_body_is_serialized_not_spliced() {
+        let openai = crate::provider::lookup("openai").unwrap();
+        let dep = Deployment::new("g", "openai/up").with_api_base("http://h/v1");
+        let raw = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}] , \"model\":\"g\",\"temperature\":1.50}";
+        let sent = |req: &crate::LlmRequest| {
+            let out = openai.encode(req, &dep).unwrap();
+            String::from_utf8(out.body().to_vec()).unwrap()
+        };
+        let req = crate::LlmRequest::chat_from_bytes(
+            serde_json::from_str(raw).unwrap(),
+            Bytes::from_static(raw.as_bytes()),
+        );
+        assert_eq!(
+            sent(&req),
+            "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}] , \"model\":\"up\",\"temperature\":1.50}"
+        );
+        // A clone shares the body and the bytes.
+        assert_eq!(sent(&req.clone()), sent(&req));
+
+        let mut changed = req.clone();
+        changed.chat_mut().unwrap().temperature = Some(0.5);
+        let v: serde_json::Value = serde_json::from_str(&sent(&changed)).unwrap();
+        assert_eq!(v["temperature"], 0.5);
+        assert_eq!(v["model"], "up");
+        assert!(changed.raw_body().is_none());
+        // The original is untouched and still spliced.
+        assert!(sent(&req).contains("1.50"));
+
+        // Changing the body behind the request's back (not through `chat_mut`) copies it too.
+        let mut direct = req.clone();
+        if let crate::types::Operation::Chat(c) = &mut direct.op {
+            std::sync::Arc::make_mut(c).temperature = Some(0.25);
+        }
+        assert!(direct.raw_body().is_none());
+        let v: serde_json::Value = serde_json::from_str(&sent(&direct)).unwrap();
+        assert_eq!(v["temperature"], 0.25);
+
+        // A body put in place of the parsed one.
+        let mut replaced = req.clone();
+        replaced.op = crate::types::Operation::Chat(std::sync::Arc::new(
+            serde_json::from_str(r#"{"model":"g","messages":[],"seed":3}"#).unwrap(),
+        ));
+        assert!(replaced.raw_body().is_none());
+        let v: serde_json::Value = serde_json::from_str(&sent(&replaced)).unwrap();
+        assert_eq!(v, serde_json::json!({"model":"up","messages":[],"seed":3}));
     }
 }
