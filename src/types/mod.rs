@@ -8,6 +8,7 @@ pub mod embeddings;
 pub mod models;
 mod request;
 mod response;
+pub(crate) mod scan;
 pub mod wire;
 
 pub use self::{

@@ -10,6 +10,7 @@ use super::{
     chat::{ChatChunk, ChatResponse, Usage},
     embeddings::EmbeddingsResponse,
     models::ModelList,
+    scan,
 };
 use crate::error::{ErrorKind, LlmError};
 
@@ -144,26 +145,83 @@ struct Wire {
     typed: Option<ChatResponse>,
 }
 
-/// What is read from a wire answer up front: `model`, `usage`, and that `choices` is a list.
-#[derive(serde::Deserialize)]
+/// What is read from a wire answer or chunk up front.
+#[derive(Default)]
 struct Summary {
-    #[serde(default)]
     model: Option<String>,
-    #[serde(default)]
     usage: Option<Usage>,
-    /// Checked to be a list; a `Vec` of a zero-sized type does not allocate.
-    #[allow(dead_code)]
-    choices: Vec<serde::de::IgnoredAny>,
+    /// `None` when there is no `choices` list.
+    choices: Option<u32>,
+    /// Whether any choice has a non-null `finish_reason`.
+    finished: bool,
+}
+
+/// Reads `model`, `usage` and the choices (count, finish reasons) of an OpenAI-format answer or
+/// chunk with a structural scan (see [`super::scan`]); the two values read are parsed by serde.
+/// Members are matched by their raw key text: a key written with escapes is not one of these
+/// names as far as the scan goes, and is relayed like any other member.
+fn summarize(bytes: &[u8]) -> Result<Summary, String> {
+    let mut summary = Summary::default();
+    let mut error: Option<String> = None;
+    let end = scan::for_each_member(bytes, 0, |m| {
+        let value = &bytes[m.value.clone()];
+        match m.key {
+            b"model" if value != b"null" => match serde_json::from_slice(value) {
+                Ok(model) => summary.model = Some(model),
+                Err(e) => error = Some(format!("model: {e}")),
+            },
+            b"usage" if value != b"null" => match serde_json::from_slice(value) {
+                Ok(usage) => summary.usage = Some(usage),
+                Err(e) => error = Some(format!("usage: {e}")),
+            },
+            b"choices" => {
+                let mut count = 0_u32;
+                let mut finished = false;
+                let mut objects = true;
+                let listed = scan::for_each_element(bytes, m.value.start, |choice| {
+                    count = count.saturating_add(1);
+                    let seen = scan::for_each_member(bytes, choice.start, |c| {
+                        if c.key == b"finish_reason" && &bytes[c.value] != b"null" {
+                            finished = true;
+                        }
+                    });
+                    objects &= seen.is_some();
+                });
+                if listed.is_some() && objects {
+                    summary.choices = Some(count);
+                    summary.finished = finished;
+                } else {
+                    error = Some("choices is not a list of objects".to_owned());
+                }
+            }
+            _ => {}
+        }
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    match end {
+        Some(end) if scan::only_ws_after(bytes, end) => {}
+        _ => return Err("not a JSON object".to_owned()),
+    }
+    if summary.choices.is_none() {
+        return Err("no choices list".to_owned());
+    }
+    Ok(summary)
 }
 
 impl ChatBody {
-    /// The provider's OpenAI-format answer, kept as bytes: the JSON is checked (syntax, UTF-8,
-    /// `choices` a list) and `model` and `usage` are read; everything else is parsed only on demand.
+    /// The provider's OpenAI-format answer, kept as bytes: UTF-8 and the JSON structure are checked
+    /// (`choices` a list of objects), `model` and `usage` are parsed; everything else is parsed only
+    /// on demand.
+    ///
+    /// # Errors
+    /// When the bytes are not a chat completion (a `502`).
     pub fn from_wire(bytes: Bytes) -> Result<Self, LlmError> {
         if let Err(e) = std::str::from_utf8(&bytes) {
             return Err(invalid_answer(&e));
         }
-        let summary: Summary = serde_json::from_slice(&bytes).map_err(|e| invalid_answer(&e))?;
+        let summary = summarize(&bytes).map_err(|e| invalid_answer(&e))?;
         Ok(Self(Repr::Wire(Box::new(Wire {
             bytes,
             model: summary.model,
@@ -312,66 +370,23 @@ struct WireChunk {
     typed: Option<ChatChunk>,
 }
 
-/// What is read from a wire chunk up front.
-#[derive(serde::Deserialize)]
-struct ChunkSummary {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    usage: Option<Usage>,
-    choices: ChoicesSeen,
-}
-
-/// The number of choices in a chunk and whether any carries a finish reason.
-#[derive(Default)]
-struct ChoicesSeen {
-    count: u32,
-    finished: bool,
-}
-
-impl<'de> serde::Deserialize<'de> for ChoicesSeen {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
-        struct Finish {
-            #[serde(default)]
-            finish_reason: Option<serde::de::IgnoredAny>,
-        }
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = ChoicesSeen;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of choices")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<ChoicesSeen, A::Error> {
-                let mut seen = ChoicesSeen::default();
-                while let Some(choice) = seq.next_element::<Finish>()? {
-                    seen.count = seen.count.saturating_add(1);
-                    seen.finished |= choice.finish_reason.is_some();
-                }
-                Ok(seen)
-            }
-        }
-        d.deserialize_seq(V)
-    }
-}
-
 impl ChunkBody {
     /// A provider's OpenAI-format chunk (the JSON of one `data:` event), kept as bytes.
     ///
+    /// The JSON structure is checked and the members read are parsed (see [`ChatBody::from_wire`]);
+    /// the bytes are already text (they come from a decoded event).
+    ///
     /// # Errors
-    /// When the payload is not a chat chunk (not JSON, or no `choices` list): the caller decides
-    /// (an OpenAI stream's mid-stream error object is such a payload).
-    pub fn from_wire(bytes: Bytes) -> Result<Self, serde_json::Error> {
-        let summary: ChunkSummary = serde_json::from_slice(&bytes)?;
+    /// What is wrong, when the payload is not a chat chunk (not an object, no `choices` list): the
+    /// caller decides (an OpenAI stream's mid-stream error object is such a payload).
+    pub fn from_wire(bytes: Bytes) -> Result<Self, String> {
+        let summary = summarize(&bytes)?;
         Ok(Self(ChunkRepr::Wire(Box::new(WireChunk {
             bytes,
             model: summary.model,
             usage: summary.usage,
-            choices: summary.choices.count,
-            finished: summary.choices.finished,
+            choices: summary.choices.unwrap_or(0),
+            finished: summary.finished,
             typed: None,
         }))))
     }
@@ -606,5 +621,58 @@ mod tests {
         let mut body =
             ChatBody::from_wire(Bytes::from_static(br#"{"choices":[{"message":7}]}"#)).unwrap();
         assert_eq!(body.typed().unwrap_err().status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn wire_chunks_read_finish_usage_and_choices_and_keep_their_bytes() {
+        let delta = br#"{"id":"c","choices":[{"index":0,"delta":{"content":"a \"}\" b"},"finish_reason":null,"x":{"y":[1]}}],"model":"m1","usage":null}"#;
+        let mut chunk = ChunkBody::from_wire(Bytes::from_static(delta)).unwrap();
+        assert!(chunk.has_choices() && !chunk.is_finished());
+        assert_eq!(chunk.model(), Some("m1"));
+        assert!(chunk.usage().is_none());
+        let mut out = bytes::BytesMut::new();
+        chunk.write_json(&mut out);
+        assert_eq!(&out[..], delta);
+        let typed = chunk.typed().unwrap();
+        assert_eq!(
+            typed.choices[0].delta.as_ref().unwrap().content.as_deref(),
+            Some("a \"}\" b")
+        );
+
+        let stop = br#"{"choices":[{"index":0,"delta":{}},{"index":1,"delta":{},"finish_reason":"stop"}]}"#;
+        let chunk = ChunkBody::from_wire(Bytes::from_static(stop)).unwrap();
+        assert!(chunk.is_finished());
+
+        let usage =
+            br#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#;
+        let mut chunk = ChunkBody::from_wire(Bytes::from_static(usage)).unwrap();
+        assert!(!chunk.has_choices() && !chunk.is_finished());
+        assert_eq!(chunk.usage().and_then(|u| u.total_tokens), Some(3));
+        // Changing a chunk drops the provider's bytes: what is written is the change.
+        chunk.typed_mut().unwrap().usage = None;
+        assert!(chunk.wire().is_none() && chunk.usage().is_none());
+        let mut out = bytes::BytesMut::new();
+        chunk.write_json(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v, serde_json::json!({"choices": []}));
+    }
+
+    #[test]
+    fn payloads_that_are_not_chunks_are_refused() {
+        for bad in [
+            &br#"{"error":{"message":"overloaded"}}"#[..],
+            br#"{"choices":[1]}"#,
+            br#"{"choices":{}}"#,
+            br#"{"choices":[],"usage":{"prompt_tokens":"x"}}"#,
+            br#"{"choices":[],"model":7}"#,
+            br#"{"choices":[] "#,
+            br#"{"choices":[]} x"#,
+        ] {
+            assert!(
+                ChunkBody::from_wire(Bytes::copy_from_slice(bad)).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

@@ -9,6 +9,7 @@ use crate::{
     types::{
         chat::{is_upstream_param, ChatRequest, GATEWAY_PARAMS},
         embeddings::EmbeddingsRequest,
+        scan,
         wire::WireObject,
     },
 };
@@ -130,60 +131,33 @@ pub fn embeddings_body(
 /// with a backslash escape (its text is not its name), anything malformed. Total on any input:
 /// every index is checked and every loop advances.
 fn splice_model(raw: &[u8], model: &str, keep: &dyn Fn(&[u8]) -> bool) -> Option<Bytes> {
-    let mut i = skip_ws(raw, 0);
-    if raw.get(i) != Some(&b'{') {
-        return None;
-    }
     let mut out = BytesMut::with_capacity(raw.len() + model.len() + 8);
     out.put_u8(b'{');
     let mut written = false;
-    let mut seen_model = false;
-    loop {
-        // `i` is at the `{` or `,` before this member; its leading whitespace follows.
-        let start = i + 1;
-        let key_at = skip_ws(raw, start);
-        if raw.get(key_at) != Some(&b'"') {
-            return None;
+    let mut models = 0_u32;
+    let mut escaped = false;
+    let end = scan::for_each_member(raw, 0, |m| {
+        escaped |= m.escaped;
+        let is_model = m.key == b"model";
+        if !is_model && !keep(m.key) {
+            return;
         }
-        let key_end = key_at + 1 + plain_string_len(raw.get(key_at + 1..)?)?;
-        let key = raw.get(key_at + 1..key_end)?;
-        let colon = skip_ws(raw, key_end + 1);
-        if raw.get(colon) != Some(&b':') {
-            return None;
+        if written {
+            out.put_u8(b',');
         }
-        let value_at = skip_ws(raw, colon + 1);
-        let value_end = skip_value(raw, value_at)?;
-        let sep = skip_ws(raw, value_end);
-        let last = match raw.get(sep) {
-            Some(b',') => false,
-            Some(b'}') => true,
-            _ => return None,
-        };
-        if key == b"model" || keep(key) {
-            if written {
-                out.put_u8(b',');
-            }
-            written = true;
-            if key == b"model" {
-                if seen_model {
-                    // Refused by the parse; be total anyway.
-                    return None;
-                }
-                seen_model = true;
-                out.put_slice(raw.get(start..value_at)?);
-                serde_json::to_writer((&mut out).writer(), model).ok()?;
-                out.put_slice(raw.get(value_end..sep)?);
-            } else {
-                out.put_slice(raw.get(start..sep)?);
-            }
+        written = true;
+        if is_model {
+            models += 1;
+            out.put_slice(&raw[m.start..m.value.start]);
+            // Writing a string into memory cannot fail.
+            let _ = serde_json::to_writer((&mut out).writer(), model);
+            out.put_slice(&raw[m.value.end..m.sep]);
+        } else {
+            out.put_slice(&raw[m.start..m.sep]);
         }
-        i = sep;
-        if last {
-            break;
-        }
-    }
-    // Only whitespace may follow the object.
-    if !seen_model || skip_ws(raw, i + 1) != raw.len() {
+    })?;
+    // One `model`, no escaped key (its text is not its name), only whitespace after the object.
+    if models != 1 || escaped || !scan::only_ws_after(raw, end) {
         return None;
     }
     out.put_u8(b'}');
@@ -193,96 +167,6 @@ fn splice_model(raw: &[u8], model: &str, keep: &dyn Fn(&[u8]) -> bool) -> Option
 /// [`is_upstream_param`] for a key's bytes.
 fn is_upstream_key(key: &[u8]) -> bool {
     !GATEWAY_PARAMS.iter().any(|p| p.as_bytes() == key)
-}
-
-/// The first index at or after `i` that is not JSON whitespace.
-fn skip_ws(raw: &[u8], mut i: usize) -> usize {
-    while let Some(b' ' | b'\t' | b'\n' | b'\r') = raw.get(i) {
-        i += 1;
-    }
-    i
-}
-
-/// The index of the first `"` or `\\` in `s`, eight bytes at a time (strings are most of a body).
-fn find_quote_or_backslash(s: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    const QUOTES: u64 = u64::from_le_bytes([b'"'; 8]);
-    const BACKSLASHES: u64 = u64::from_le_bytes([b'\\'; 8]);
-    // The lowest set high bit marks the first zero byte (higher ones may be false positives).
-    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let mut chunks = s.chunks_exact(8);
-    let mut at = 0;
-    for chunk in &mut chunks {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        let hits = zero_bytes(word ^ QUOTES) | zero_bytes(word ^ BACKSLASHES);
-        if hits != 0 {
-            return Some(at + (hits.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    let rest = chunks.remainder();
-    rest.iter()
-        .position(|&b| b == b'"' || b == b'\\')
-        .map(|n| at + n)
-}
-
-/// The length of a string's text up to its closing quote (`s` starts just past the opening quote);
-/// `None` if the text holds a backslash escape or the string does not end.
-fn plain_string_len(s: &[u8]) -> Option<usize> {
-    let n = find_quote_or_backslash(s)?;
-    (s.get(n) == Some(&b'"')).then_some(n)
-}
-
-/// One past the closing quote of the string whose text starts at `i`.
-fn string_end(raw: &[u8], mut i: usize) -> Option<usize> {
-    loop {
-        i += find_quote_or_backslash(raw.get(i..)?)?;
-        if raw.get(i) == Some(&b'"') {
-            return Some(i + 1);
-        }
-        // A backslash: the next byte is escaped (`\"`, `\\`, `\u`, …).
-        i += 2;
-    }
-}
-
-/// One past the end of the JSON value starting at `i`.
-fn skip_value(raw: &[u8], i: usize) -> Option<usize> {
-    match raw.get(i)? {
-        b'"' => string_end(raw, i + 1),
-        b'{' | b'[' => {
-            let mut depth = 0_usize;
-            let mut j = i;
-            loop {
-                match raw.get(j)? {
-                    b'"' => {
-                        j = string_end(raw, j + 1)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth = depth.checked_sub(1)?;
-                        if depth == 0 {
-                            return Some(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-        }
-        // A number, `true`, `false` or `null`: up to the next delimiter.
-        _ => {
-            let rest = raw.get(i..)?;
-            let n = rest
-                .iter()
-                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-                .unwrap_or(rest.len());
-            (n > 0).then_some(i + n)
-        }
-    }
 }
 
 #[cfg(test)]
@@ -496,25 +380,6 @@ mod tests {
     }
 
     proptest::proptest! {
-        #[test]
-        fn finds_quotes_and_backslashes_like_a_plain_search(
-            s in proptest::collection::vec(
-                proptest::prop_oneof![
-                    proptest::prelude::Just(b'"'),
-                    proptest::prelude::Just(b'\\'),
-                    proptest::prelude::Just(b'!'),
-                    proptest::prelude::Just(b']'),
-                    proptest::prelude::Just(0x80_u8),
-                    proptest::prelude::Just(0xa2_u8),
-                    proptest::prelude::any::<u8>(),
-                ],
-                0..40,
-            )
-        ) {
-            let want = s.iter().position(|&b| b == b'"' || b == b'\\');
-            proptest::prop_assert_eq!(find_quote_or_backslash(&s), want);
-        }
-
         #[test]
         fn splice_never_panics(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
             let _ = splice_model(&raw, "m", &is_upstream_key);
