@@ -219,6 +219,10 @@ pub struct SpendLog {
     tx: mpsc::Sender<Msg>,
     ledger: Arc<Ledger>,
     counters: Arc<Counters>,
+    /// Wakes a lingering writer when a batch is full or a flush is asked (see `gather`).
+    wake: Arc<Notify>,
+    /// Queued rows that make a full batch with the one the writer already holds.
+    wake_at: usize,
 }
 
 impl fmt::Debug for SpendLog {
@@ -233,7 +237,11 @@ impl SpendLog {
     /// Queues a row; its cost counts against budgets at once.
     pub fn record(&self, row: SpendRow) {
         self.ledger.add_row(&row);
-        if let Err(e) = self.tx.try_send(Msg::Row(Box::new(row))) {
+        let sent = self.tx.try_send(Msg::Row(Box::new(row)));
+        if sent.is_ok() && self.tx.max_capacity() - self.tx.capacity() >= self.wake_at {
+            self.wake.notify_one();
+        }
+        if let Err(e) = sent {
             let n = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // Log the first drop and then every 1000th, so a long outage cannot flood the log.
             if n == 1 || n.is_multiple_of(1000) {
@@ -310,6 +318,8 @@ impl SpendWriter {
             tx,
             ledger: Arc::default(),
             counters: Arc::default(),
+            wake: Arc::default(),
+            wake_at: config.batch_size.saturating_sub(1).max(1),
         };
         let stop = Arc::new(Notify::new());
         let deadline = Arc::new(parking_deadline::Deadline::default());
@@ -318,6 +328,7 @@ impl SpendWriter {
                 store,
                 config,
                 rx,
+                log.wake.clone(),
                 log.ledger.clone(),
                 log.counters.clone(),
                 stop.clone(),
@@ -349,6 +360,7 @@ impl SpendWriter {
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         if self.log.tx.send(Msg::Flush(tx)).await.is_ok() {
+            self.log.wake.notify_one();
             let _ = rx.await;
         }
     }
@@ -375,6 +387,7 @@ async fn run(
     store: Store,
     config: SpendConfig,
     mut rx: mpsc::Receiver<Msg>,
+    wake: Arc<Notify>,
     ledger: Arc<Ledger>,
     counters: Arc<Counters>,
     stop: Arc<Notify>,
@@ -395,7 +408,7 @@ async fn run(
                 }
             }
             if !stopping && !config.linger.is_zero() {
-                stopping = gather(&mut rx, &mut msgs, &config, &stop).await;
+                stopping = gather(&mut rx, &mut msgs, &config, &stop, &wake).await;
             }
         }
         if stopping {
@@ -436,30 +449,44 @@ async fn run(
     }
 }
 
-/// Keeps receiving into `msgs` for up to `config.linger` after the first row, until the batch is
+/// Gathers rows into `msgs` for up to `config.linger` after the first row, until the batch is
 /// full or a flush asks for a write now. Returns true when the writer should stop.
+///
+/// Rows arriving meanwhile are not received one by one: each receive would wake this task, which
+/// runs on another thread than the requests, once per request. The senders wake it only when a
+/// batch's worth is queued or a flush is asked; otherwise the queue is drained when the linger
+/// ends.
 async fn gather(
     rx: &mut mpsc::Receiver<Msg>,
     msgs: &mut Vec<Msg>,
     config: &SpendConfig,
     stop: &Notify,
+    wake: &Notify,
 ) -> bool {
     let until = tokio::time::Instant::now() + config.linger;
     let flush_asked = |m: &[Msg]| m.iter().any(|m| matches!(m, Msg::Flush(_)));
-    while msgs.len() < config.batch_size && !flush_asked(msgs) {
-        let room = config.batch_size - msgs.len();
-        tokio::select! {
+    loop {
+        if msgs.len() >= config.batch_size || flush_asked(msgs) {
+            return false;
+        }
+        let lingered = tokio::select! {
             biased;
             () = stop.notified() => return true,
-            () = tokio::time::sleep_until(until) => return false,
-            n = rx.recv_many(msgs, room) => {
-                if n == 0 {
-                    return true;
-                }
+            () = wake.notified() => false,
+            () = tokio::time::sleep_until(until) => true,
+        };
+        // Take what is queued now (a wake-up may be early: a permit left from before).
+        while msgs.len() < config.batch_size {
+            match rx.try_recv() {
+                Ok(m) => msgs.push(m),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return true,
             }
         }
+        if lingered {
+            return false;
+        }
     }
-    false
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -548,6 +575,29 @@ mod tests {
         assert_eq!(writer.stats().written, 3);
         // Written: the ledger lets go of it.
         assert!(writer.log().ledger().key("hash-of-k").abs() < 1e-9);
+    }
+
+    #[tokio::test]
+    async fn rows_that_arrive_while_lingering_are_written_when_the_linger_ends() {
+        let store = store().await;
+        let config = SpendConfig::default().linger(Duration::from_millis(300));
+        let writer = SpendWriter::spawn(store.clone(), config);
+        writer.log().record(row("a"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The writer holds "a" and lingers; these are queued, not received one by one.
+        writer.log().record(row("b"));
+        writer.log().record(row("c"));
+        assert_eq!(store.spend_log_count().await.unwrap(), 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.spend_log_count().await.unwrap() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rows were left queued"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stats = writer.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(stats.written, 3);
     }
 
     #[tokio::test]
