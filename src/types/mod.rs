@@ -6,12 +6,14 @@
 pub mod chat;
 pub mod embeddings;
 pub mod models;
+pub mod relay;
 mod request;
 mod response;
 pub(crate) mod scan;
 pub mod wire;
 
 pub use self::{
+    relay::{ChatBody, ChunkBody},
     request::{LlmRequest, Operation},
-    response::{ChatBody, ChatStream, ChunkBody, LlmResponse, ResponseBody, ResponseMeta},
+    response::{ChatStream, LlmResponse, ResponseBody, ResponseMeta},
 };

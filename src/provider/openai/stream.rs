@@ -69,11 +69,7 @@ impl SseMapper for OpenAiStreamMapper {
                         ));
                     }
                 }
-                Err(LlmError::new(
-                    ErrorKind::InternalServer,
-                    format!("the provider sent an invalid stream chunk: {parse_err}"),
-                )
-                .with_provider(self.provider))
+                Err(parse_err.with_provider(self.provider))
             }
         }
     }

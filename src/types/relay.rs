@@ -1,0 +1,448 @@
+//! [`Relayed`]: an answer or stream chunk that is typed, or an OpenAI-format provider's own bytes.
+//!
+//! Most requests need little from an answer: the cost layer reads `model` and `usage`, the
+//! routing layers the usage, the OpenAI mapper whether a chunk finished; the edge sends the
+//! provider's bytes as they came. Building the typed value (every choice, message and unknown key)
+//! is left to the layers that ask for it ([`Relayed::typed`]): the cache when it stores an entry,
+//! the library client. A layer that changes the value uses [`Relayed::typed_mut`], which drops the
+//! provider's bytes, so changed content is never paired with stale bytes and no layer has a
+//! contract to remember.
+//!
+//! [`ChatBody`] is a complete chat completion, [`ChunkBody`] one chunk of a stream. Translated
+//! providers (Anthropic, Gemini, Bedrock, …) build typed values, which the edge serializes.
+
+use std::fmt;
+
+use bytes::{BufMut as _, Bytes, BytesMut};
+use http::StatusCode;
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{
+    chat::{ChatChunk, ChatResponse, Usage},
+    scan,
+};
+use crate::error::{ErrorKind, LlmError};
+
+/// A complete chat completion, typed or relayed. See the [module docs](self).
+pub type ChatBody = Relayed<ChatResponse>;
+
+/// One chunk of a chat stream (the JSON of one `data:` event), typed or relayed. See the
+/// [module docs](self).
+pub type ChunkBody = Relayed<ChatChunk>;
+
+/// A wire type that can be relayed as bytes: what a summary reads is also on the typed value.
+pub trait Relayable: Serialize + DeserializeOwned + fmt::Debug + Clone {
+    /// What the value is, for errors ("chat completion", "stream chunk").
+    const WHAT: &'static str;
+    /// The model that answered.
+    fn model(&self) -> Option<&str>;
+    /// Token usage.
+    fn usage(&self) -> Option<&Usage>;
+}
+
+impl Relayable for ChatResponse {
+    const WHAT: &'static str = "chat completion";
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+    fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+}
+
+impl Relayable for ChatChunk {
+    const WHAT: &'static str = "stream chunk";
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+    fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+}
+
+/// A typed value, or the provider's OpenAI-format bytes with a few members read. See the
+/// [module docs](self).
+#[derive(Clone)]
+pub struct Relayed<T>(Repr<T>);
+
+#[derive(Clone)]
+enum Repr<T> {
+    Typed(Box<T>),
+    Wire(Box<Wire<T>>),
+}
+
+#[derive(Clone)]
+struct Wire<T> {
+    bytes: Bytes,
+    summary: Summary,
+    /// The typed value, once a layer asked for it (the same JSON as `bytes`).
+    typed: Option<T>,
+}
+
+/// What is read from a wire answer or chunk up front.
+#[derive(Clone, Debug, Default)]
+struct Summary {
+    model: Option<String>,
+    usage: Option<Usage>,
+    /// How many choices.
+    choices: u32,
+    /// Whether any choice has a non-null `finish_reason`.
+    finished: bool,
+}
+
+impl<T: Relayable> Relayed<T> {
+    /// The provider's OpenAI-format bytes, kept: UTF-8 and the JSON structure are checked
+    /// (`choices` a list of objects), `model` and `usage` are parsed (see [`super::scan`]);
+    /// everything else is parsed only on demand.
+    ///
+    /// # Errors
+    /// When the bytes are not such a value (a `502`, as a failed decode). An OpenAI stream's
+    /// mid-stream error object is such a payload: the stream mapper looks for one then.
+    pub fn from_wire(bytes: Bytes) -> Result<Self, LlmError> {
+        if let Err(e) = std::str::from_utf8(&bytes) {
+            return Err(invalid::<T>(&e));
+        }
+        let summary = summarize(&bytes).map_err(|e| invalid::<T>(&e))?;
+        Ok(Self(Repr::Wire(Box::new(Wire {
+            bytes,
+            summary,
+            typed: None,
+        }))))
+    }
+
+    /// The model that answered, as the value says.
+    #[must_use]
+    pub fn model(&self) -> Option<&str> {
+        match &self.0 {
+            Repr::Typed(t) => t.model(),
+            Repr::Wire(w) => w.summary.model.as_deref(),
+        }
+    }
+
+    /// Token usage (a chunk has it on the last chunk, with `stream_options.include_usage`).
+    #[must_use]
+    pub fn usage(&self) -> Option<&Usage> {
+        match &self.0 {
+            Repr::Typed(t) => t.usage(),
+            Repr::Wire(w) => w.summary.usage.as_ref(),
+        }
+    }
+
+    /// The provider's own bytes, when the value is in OpenAI's wire format and unchanged.
+    #[must_use]
+    pub fn wire(&self) -> Option<&Bytes> {
+        match &self.0 {
+            Repr::Typed(_) => None,
+            Repr::Wire(w) => Some(&w.bytes),
+        }
+    }
+
+    /// The typed value, parsed from the provider's bytes on first use (which are kept).
+    ///
+    /// # Errors
+    /// When the provider's bytes do not parse as `T` (a `502`).
+    pub fn typed(&mut self) -> Result<&T, LlmError> {
+        match &mut self.0 {
+            Repr::Typed(t) => Ok(t),
+            Repr::Wire(w) => {
+                let typed = match w.typed.take() {
+                    Some(t) => t,
+                    None => parse::<T>(&w.bytes)?,
+                };
+                Ok(w.typed.insert(typed))
+            }
+        }
+    }
+
+    /// The typed value for changing; the provider's bytes are dropped (the edge then serializes
+    /// the changed value).
+    ///
+    /// # Errors
+    /// As [`Relayed::typed`].
+    pub fn typed_mut(&mut self) -> Result<&mut T, LlmError> {
+        if let Repr::Wire(w) = &mut self.0 {
+            let typed = match w.typed.take() {
+                Some(t) => t,
+                None => parse::<T>(&w.bytes)?,
+            };
+            self.0 = Repr::Typed(Box::new(typed));
+        }
+        match &mut self.0 {
+            Repr::Typed(t) => Ok(t),
+            Repr::Wire(_) => Err(invalid::<T>(&"not typed")),
+        }
+    }
+
+    /// The typed value, by value.
+    ///
+    /// # Errors
+    /// As [`Relayed::typed`].
+    pub fn into_typed(self) -> Result<T, LlmError> {
+        match self.0 {
+            Repr::Typed(t) => Ok(*t),
+            Repr::Wire(w) => match w.typed {
+                Some(t) => Ok(t),
+                None => parse::<T>(&w.bytes),
+            },
+        }
+    }
+
+    /// The value as JSON bytes: the provider's own when unchanged, else the typed value
+    /// serialized.
+    ///
+    /// # Errors
+    /// When serializing the typed value fails.
+    pub fn to_bytes(&self) -> Result<Bytes, LlmError> {
+        match &self.0 {
+            Repr::Wire(w) => Ok(w.bytes.clone()),
+            Repr::Typed(t) => serde_json::to_vec(&**t)
+                .map(Bytes::from)
+                .map_err(|e| LlmError::internal(format!("cannot encode the {}: {e}", T::WHAT))),
+        }
+    }
+
+    /// Appends the value's JSON to `buf` (as [`Relayed::to_bytes`], without the extra buffer).
+    pub fn write_json(&self, buf: &mut BytesMut) {
+        match &self.0 {
+            Repr::Wire(w) => buf.extend_from_slice(&w.bytes),
+            // Serializing a wire type into memory cannot fail.
+            Repr::Typed(t) => {
+                let _ = serde_json::to_writer(buf.writer(), &**t);
+            }
+        }
+    }
+}
+
+impl Relayed<ChatChunk> {
+    /// Whether the chunk has any choice (the usage-only chunk has none).
+    #[must_use]
+    pub fn has_choices(&self) -> bool {
+        match &self.0 {
+            Repr::Typed(c) => !c.choices.is_empty(),
+            Repr::Wire(w) => w.summary.choices > 0,
+        }
+    }
+
+    /// Whether any choice of the chunk carries a finish reason.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        match &self.0 {
+            Repr::Typed(c) => c.choices.iter().any(|c| c.finish_reason.is_some()),
+            Repr::Wire(w) => w.summary.finished,
+        }
+    }
+}
+
+impl<T> From<T> for Relayed<T> {
+    fn from(t: T) -> Self {
+        Self(Repr::Typed(Box::new(t)))
+    }
+}
+
+/// Serializes the value as JSON (a wire value through its typed form; the edge writes a wire
+/// value's own bytes with [`Relayed::write_json`] instead).
+impl<T: Relayable> Serialize for Relayed<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Repr::Typed(t) => t.serialize(serializer),
+            Repr::Wire(w) => match &w.typed {
+                Some(t) => t.serialize(serializer),
+                None => parse::<T>(&w.bytes)
+                    .map_err(serde::ser::Error::custom)?
+                    .serialize(serializer),
+            },
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Relayed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Repr::Typed(t) => f.debug_tuple("Relayed").field(t).finish(),
+            Repr::Wire(w) => f
+                .debug_struct("Relayed")
+                .field("wire_bytes", &w.bytes.len())
+                .field("summary", &w.summary)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+fn parse<T: Relayable>(bytes: &[u8]) -> Result<T, LlmError> {
+    serde_json::from_slice(bytes).map_err(|e| invalid::<T>(&e))
+}
+
+/// The error for a provider body that is not a `T` (as a failed decode: `502`).
+fn invalid<T: Relayable>(e: &dyn fmt::Display) -> LlmError {
+    LlmError::new(
+        ErrorKind::InternalServer,
+        format!("the provider returned an invalid {}: {e}", T::WHAT),
+    )
+    .with_status(StatusCode::BAD_GATEWAY)
+}
+
+/// Reads `model`, `usage` and the choices (count, finish reasons) of an OpenAI-format answer or
+/// chunk with a structural scan; the two values read are parsed by serde. Members are matched by
+/// their raw key text: a key written with escapes is not one of these names as far as the scan
+/// goes, and is relayed like any other member.
+fn summarize(bytes: &[u8]) -> Result<Summary, String> {
+    let mut summary = Summary::default();
+    let mut choices_seen = false;
+    let mut error: Option<String> = None;
+    let end = scan::for_each_member(bytes, 0, |m| {
+        let value = &bytes[m.value.clone()];
+        match m.key {
+            b"model" if value != b"null" => match serde_json::from_slice(value) {
+                Ok(model) => summary.model = Some(model),
+                Err(e) => error = Some(format!("model: {e}")),
+            },
+            b"usage" if value != b"null" => match serde_json::from_slice(value) {
+                Ok(usage) => summary.usage = Some(usage),
+                Err(e) => error = Some(format!("usage: {e}")),
+            },
+            b"choices" => {
+                let mut objects = true;
+                let listed = scan::for_each_element(bytes, m.value.start, |choice| {
+                    summary.choices = summary.choices.saturating_add(1);
+                    let seen = scan::for_each_member(bytes, choice.start, |c| {
+                        if c.key == b"finish_reason" && &bytes[c.value] != b"null" {
+                            summary.finished = true;
+                        }
+                    });
+                    objects &= seen.is_some();
+                });
+                if listed.is_some() && objects {
+                    choices_seen = true;
+                } else {
+                    error = Some("choices is not a list of objects".to_owned());
+                }
+            }
+            _ => {}
+        }
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    match end {
+        Some(end) if scan::only_ws_after(bytes, end) => {}
+        _ => return Err("not a JSON object".to_owned()),
+    }
+    if !choices_seen {
+        return Err("no choices list".to_owned());
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const ANSWER: &[u8] = br#"{"id":"c1","choices":[{"index":0,"message":{"role":"assistant","content":"hi","x_new":[1.50]},"finish_reason":"stop"}],"model":"gpt-4o-2024","usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4,"x_u":true},"x_top":{"a":null}}"#;
+
+    #[test]
+    fn wire_answer_reads_model_and_usage_and_keeps_the_bytes() {
+        let mut body = ChatBody::from_wire(Bytes::from_static(ANSWER)).unwrap();
+        assert_eq!(body.model(), Some("gpt-4o-2024"));
+        let usage = body.usage().unwrap();
+        assert_eq!(
+            (usage.prompt_tokens, usage.completion_tokens),
+            (Some(3), Some(1))
+        );
+        assert_eq!(body.wire().unwrap().as_ref(), ANSWER);
+        // Parsing on demand keeps the bytes; the typed answer is the same JSON.
+        let typed = body.typed().unwrap();
+        assert_eq!(typed.choices[0].message.as_ref().unwrap().text(), "hi");
+        assert_eq!(body.to_bytes().unwrap().as_ref(), ANSWER);
+        let a: serde_json::Value = serde_json::from_slice(ANSWER).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_slice(&serde_json::to_vec(body.typed().unwrap()).unwrap()).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn changing_the_answer_drops_the_provider_bytes() {
+        let mut body = ChatBody::from_wire(Bytes::from_static(ANSWER)).unwrap();
+        body.typed_mut().unwrap().model = Some("other".into());
+        assert!(body.wire().is_none());
+        assert_eq!(body.model(), Some("other"));
+        let out: serde_json::Value = serde_json::from_slice(&body.to_bytes().unwrap()).unwrap();
+        assert_eq!(out["model"], "other");
+        assert_eq!(out["x_top"], serde_json::json!({"a": null}));
+        assert_eq!(body.into_typed().unwrap().id.as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn answers_that_are_not_chat_completions_are_bad_gateway() {
+        for bad in [
+            &br#"{"choices":"nope"}"#[..],
+            br#"{"model":"m"}"#,
+            br#"{"choices":[],"usage":{"prompt_tokens":"x"}}"#,
+            br#"{"choices":[]"#,
+            b"[1]",
+            b"",
+            b"{\"choices\":[],\"model\":\"\xff\"}",
+        ] {
+            let err = ChatBody::from_wire(Bytes::copy_from_slice(bad)).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_GATEWAY, "{bad:?}");
+        }
+        // Valid at the top level, not a chat completion inside: refused when parsed, not before.
+        let mut body =
+            ChatBody::from_wire(Bytes::from_static(br#"{"choices":[{"message":7}]}"#)).unwrap();
+        assert_eq!(body.typed().unwrap_err().status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn wire_chunks_read_finish_usage_and_choices_and_keep_their_bytes() {
+        let delta = br#"{"id":"c","choices":[{"index":0,"delta":{"content":"a \"}\" b"},"finish_reason":null,"x":{"y":[1]}}],"model":"m1","usage":null}"#;
+        let mut chunk = ChunkBody::from_wire(Bytes::from_static(delta)).unwrap();
+        assert!(chunk.has_choices() && !chunk.is_finished());
+        assert_eq!(chunk.model(), Some("m1"));
+        assert!(chunk.usage().is_none());
+        let mut out = bytes::BytesMut::new();
+        chunk.write_json(&mut out);
+        assert_eq!(&out[..], delta);
+        let typed = chunk.typed().unwrap();
+        assert_eq!(
+            typed.choices[0].delta.as_ref().unwrap().content.as_deref(),
+            Some("a \"}\" b")
+        );
+
+        let stop = br#"{"choices":[{"index":0,"delta":{}},{"index":1,"delta":{},"finish_reason":"stop"}]}"#;
+        let chunk = ChunkBody::from_wire(Bytes::from_static(stop)).unwrap();
+        assert!(chunk.is_finished());
+
+        let usage =
+            br#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#;
+        let mut chunk = ChunkBody::from_wire(Bytes::from_static(usage)).unwrap();
+        assert!(!chunk.has_choices() && !chunk.is_finished());
+        assert_eq!(chunk.usage().and_then(|u| u.total_tokens), Some(3));
+        // Changing a chunk drops the provider's bytes: what is written is the change.
+        chunk.typed_mut().unwrap().usage = None;
+        assert!(chunk.wire().is_none() && chunk.usage().is_none());
+        let mut out = bytes::BytesMut::new();
+        chunk.write_json(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v, serde_json::json!({"choices": []}));
+    }
+
+    #[test]
+    fn payloads_that_are_not_chunks_are_refused() {
+        for bad in [
+            &br#"{"error":{"message":"overloaded"}}"#[..],
+            br#"{"choices":[1]}"#,
+            br#"{"choices":{}}"#,
+            br#"{"choices":[],"usage":{"prompt_tokens":"x"}}"#,
+            br#"{"choices":[],"model":7}"#,
+            br#"{"choices":[] "#,
+            br#"{"choices":[]} x"#,
+        ] {
+            assert!(
+                ChunkBody::from_wire(Bytes::copy_from_slice(bad)).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
