@@ -34,6 +34,9 @@ pub type ChunkBody = Relayed<ChatChunk>;
 pub trait Relayable: Serialize + DeserializeOwned + fmt::Debug + Clone {
     /// What the value is, for errors ("chat completion", "stream chunk").
     const WHAT: &'static str;
+    /// Whether the summary reads each choice (count and finish reasons); else it only checks
+    /// that `choices` is a list.
+    const READ_CHOICES: bool;
     /// The model that answered.
     fn model(&self) -> Option<&str>;
     /// Token usage.
@@ -42,6 +45,7 @@ pub trait Relayable: Serialize + DeserializeOwned + fmt::Debug + Clone {
 
 impl Relayable for ChatResponse {
     const WHAT: &'static str = "chat completion";
+    const READ_CHOICES: bool = false;
     fn model(&self) -> Option<&str> {
         self.model.as_deref()
     }
@@ -52,6 +56,7 @@ impl Relayable for ChatResponse {
 
 impl Relayable for ChatChunk {
     const WHAT: &'static str = "stream chunk";
+    const READ_CHOICES: bool = true;
     fn model(&self) -> Option<&str> {
         self.model.as_deref()
     }
@@ -102,7 +107,7 @@ impl<T: Relayable> Relayed<T> {
         if let Err(e) = std::str::from_utf8(&bytes) {
             return Err(invalid::<T>(&e));
         }
-        let summary = summarize(&bytes).map_err(|e| invalid::<T>(&e))?;
+        let summary = summarize(&bytes, T::READ_CHOICES).map_err(|e| invalid::<T>(&e))?;
         Ok(Self(Repr::Wire(Box::new(Wire {
             bytes,
             summary,
@@ -281,11 +286,11 @@ fn invalid<T: Relayable>(e: &dyn fmt::Display) -> LlmError {
     .with_status(StatusCode::BAD_GATEWAY)
 }
 
-/// Reads `model`, `usage` and the choices (count, finish reasons) of an OpenAI-format answer or
-/// chunk with a structural scan; the two values read are parsed by serde. Members are matched by
+/// Reads `model`, `usage` and (with `read_choices`) the choices' count and finish reasons of an
+/// OpenAI-format answer or chunk with a structural scan; the two values read are parsed by serde. Members are matched by
 /// their raw key text: a key written with escapes is not one of these names as far as the scan
 /// goes, and is relayed like any other member.
-fn summarize(bytes: &[u8]) -> Result<Summary, String> {
+fn summarize(bytes: &[u8], read_choices: bool) -> Result<Summary, String> {
     let mut summary = Summary::default();
     let mut choices_seen = false;
     let mut error: Option<String> = None;
@@ -300,6 +305,14 @@ fn summarize(bytes: &[u8]) -> Result<Summary, String> {
                 Ok(usage) => summary.usage = Some(usage),
                 Err(e) => error = Some(format!("usage: {e}")),
             },
+            // A complete answer: the scan has already checked the list's structure.
+            b"choices" if !read_choices => {
+                if value.first() == Some(&b'[') {
+                    choices_seen = true;
+                } else {
+                    error = Some("choices is not a list".to_owned());
+                }
+            }
             b"choices" => {
                 let mut objects = true;
                 let listed = scan::for_each_element(bytes, m.value.start, |choice| {
