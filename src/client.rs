@@ -94,7 +94,7 @@ where
     /// Embeddings.
     pub async fn embed(&self, req: EmbeddingsRequest) -> Result<EmbeddingsResponse, LlmError> {
         match self.send(LlmRequest::embeddings(req)).await?.body {
-            ResponseBody::Embeddings(e) => Ok(e),
+            ResponseBody::Embeddings(e) => Ok(*e),
             other => Err(unexpected("embeddings", &other)),
         }
     }
@@ -102,7 +102,7 @@ where
     /// The model groups the service serves.
     pub async fn models(&self) -> Result<ModelList, LlmError> {
         match self.send(LlmRequest::list_models()).await?.body {
-            ResponseBody::Models(m) => Ok(m),
+            ResponseBody::Models(m) => Ok(*m),
             other => Err(unexpected("a model list", &other)),
         }
     }

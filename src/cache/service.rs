@@ -436,7 +436,10 @@ fn on_lookup(plan: &mut Plan, values: Vec<Option<Bytes>>, req: LlmRequest) -> Lo
                     if let ResponseBody::Chat(c) = &body {
                         meta.usage = c.usage().cloned();
                     }
-                    Lookup::Hit(Box::new(LlmResponse { body, meta }))
+                    Lookup::Hit(Box::new(LlmResponse {
+                        body,
+                        meta: Box::new(meta),
+                    }))
                 }
                 _ => {
                     Counters::add(&counters.misses, 1);
@@ -535,7 +538,7 @@ fn embeddings_from_cache(plan: &Plan) -> LlmResponse {
         })
         .collect();
     LlmResponse {
-        body: ResponseBody::Embeddings(EmbeddingsResponse {
+        body: ResponseBody::Embeddings(Box::new(EmbeddingsResponse {
             data,
             object: Some("list".to_owned()),
             model,
@@ -545,8 +548,8 @@ fn embeddings_from_cache(plan: &Plan) -> LlmResponse {
                 ..EmbeddingsUsage::default()
             }),
             ..EmbeddingsResponse::default()
-        }),
-        meta: plan.hit_meta(),
+        })),
+        meta: Box::new(plan.hit_meta()),
     }
 }
 

@@ -749,8 +749,11 @@ impl Inner {
 
     fn list(&self) -> LlmResponse {
         LlmResponse {
-            body: ResponseBody::Models(ModelList::new(self.listed.iter().cloned(), self.created)),
-            meta: crate::types::ResponseMeta::default(),
+            body: ResponseBody::Models(Box::new(ModelList::new(
+                self.listed.iter().cloned(),
+                self.created,
+            ))),
+            meta: Box::default(),
         }
     }
 }

@@ -25,12 +25,13 @@ pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChunkBody, LlmError>> + S
 pub enum ResponseBody {
     /// A complete chat completion (typed, or the provider's OpenAI-format bytes).
     Chat(ChatBody),
-    /// A complete embeddings response.
-    Embeddings(EmbeddingsResponse),
+    /// A complete embeddings response (boxed, like every variant's payload: a response is moved
+    /// through every layer's future).
+    Embeddings(Box<EmbeddingsResponse>),
     /// A chat completion as a stream of chunks.
     Stream(ChatStream),
     /// The model list.
-    Models(ModelList),
+    Models(Box<ModelList>),
 }
 
 impl fmt::Debug for ResponseBody {
@@ -77,8 +78,9 @@ pub struct ResponseMeta {
 pub struct LlmResponse {
     /// The answer.
     pub body: ResponseBody,
-    /// About the call.
-    pub meta: ResponseMeta,
+    /// About the call (boxed: a response is moved through every layer's future, and the metadata
+    /// is most of its size).
+    pub meta: Box<ResponseMeta>,
 }
 
 impl LlmResponse {
@@ -87,7 +89,7 @@ impl LlmResponse {
     pub fn chat(body: ChatResponse) -> Self {
         Self {
             body: ResponseBody::Chat(ChatBody::from(body)),
-            meta: ResponseMeta::default(),
+            meta: Box::default(),
         }
     }
 
@@ -95,7 +97,7 @@ impl LlmResponse {
     pub fn chat_wire(bytes: Bytes) -> Result<Self, LlmError> {
         Ok(Self {
             body: ResponseBody::Chat(ChatBody::from_wire(bytes)?),
-            meta: ResponseMeta::default(),
+            meta: Box::default(),
         })
     }
 
@@ -103,8 +105,8 @@ impl LlmResponse {
     #[must_use]
     pub fn embeddings(body: EmbeddingsResponse) -> Self {
         Self {
-            body: ResponseBody::Embeddings(body),
-            meta: ResponseMeta::default(),
+            body: ResponseBody::Embeddings(Box::new(body)),
+            meta: Box::default(),
         }
     }
 
@@ -113,7 +115,7 @@ impl LlmResponse {
     pub fn stream(stream: ChatStream) -> Self {
         Self {
             body: ResponseBody::Stream(stream),
-            meta: ResponseMeta::default(),
+            meta: Box::default(),
         }
     }
 }

@@ -409,7 +409,7 @@ mod tests {
     impl LlmResponse {
         fn body_embeddings(self) -> EmbeddingsResponse {
             match self.body {
-                crate::types::ResponseBody::Embeddings(e) => e,
+                crate::types::ResponseBody::Embeddings(e) => *e,
                 other => panic!("expected embeddings, got {other:?}"),
             }
         }
