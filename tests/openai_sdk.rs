@@ -11,7 +11,11 @@
 mod support;
 
 use serde_json::json;
-use support::{gw, process::python, FakeUpstream, Reply};
+use support::{
+    gw,
+    process::{python, run_sdk_script},
+    FakeUpstream, Reply,
+};
 
 #[tokio::test]
 async fn official_openai_python_sdk() {
@@ -27,11 +31,11 @@ async fn official_openai_python_sdk() {
         up.url()
     );
     let gw = gw::TestGateway::start(&cfg).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/openai_sdk_check.py");
     let base = gw.url("/v1");
-    let out = tokio::process::Command::new(&python)
-        .args([
-            script,
+    let (stdout, stderr) = run_sdk_script(
+        &python,
+        "openai_sdk_check.py",
+        [
             "--base-url",
             &base,
             "--api-key",
@@ -40,16 +44,10 @@ async fn official_openai_python_sdk() {
             "mock",
             "--rate-limited-model",
             "limited",
-        ])
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "SDK check failed:\n{stdout}\n{stderr}"
-    );
+        ],
+        String::new,
+    )
+    .await;
     for check in ["ok: chat", "ok: stream", "ok: rate_limit", "ok: models"] {
         assert!(
             stdout.contains(check),

@@ -35,7 +35,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use support::{
     aws::parse_amz_date,
-    process::{python, Binary, TempFile},
+    process::{python, run_sdk_script, Binary, TempFile},
     FakeUpstream, Recorded, Reply,
 };
 
@@ -887,23 +887,21 @@ async fn sdk_calls_tools_through_every_provider_family() {
         "json",
         &Value::Array(calls).to_string(),
     );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/providers_sdk_check.py");
-    let out = tokio::process::Command::new(&python)
-        .arg(script)
-        .args(["--base-url", &format!("http://{}/v1", gw.addr)])
-        .args(["--api-key", "sk-client"])
-        .arg("--calls")
-        .arg(&calls.0)
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "SDK script failed:\n{stdout}\n{stderr}\ngateway log:\n{}",
-        gw.log()
-    );
+    let base = format!("http://{}/v1", gw.addr);
+    let (stdout, stderr) = run_sdk_script(
+        &python,
+        "providers_sdk_check.py",
+        [
+            "--base-url".as_ref(),
+            base.as_ref(),
+            "--api-key".as_ref(),
+            "sk-client".as_ref(),
+            "--calls".as_ref(),
+            calls.0.as_os_str(),
+        ],
+        || format!("gateway log:\n{}", gw.log()),
+    )
+    .await;
     let results: Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("script output is not JSON ({e}):\n{stdout}\n{stderr}"));
 

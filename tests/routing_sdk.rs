@@ -10,7 +10,11 @@
 mod support;
 
 use serde_json::json;
-use support::{gw, process::python, FakeUpstream, Reply};
+use support::{
+    gw,
+    process::{python, run_sdk_script},
+    FakeUpstream, Reply,
+};
 
 fn entry(group: &str, up: &FakeUpstream, extra: &str) -> String {
     format!(
@@ -55,10 +59,10 @@ async fn sdk_sees_the_final_error_class_when_everything_fails() {
         entry("small", &small, "    model_info:\n      max_input_tokens: 1\n"),
     );
     let gw = gw::TestGateway::start(&cfg).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/routing_sdk_check.py");
-    let out = tokio::process::Command::new(&python)
-        .args([
-            script,
+    let (stdout, stderr) = run_sdk_script(
+        &python,
+        "routing_sdk_check.py",
+        [
             "--base-url",
             &gw.url("/v1"),
             "--api-key",
@@ -71,16 +75,10 @@ async fn sdk_sees_the_final_error_class_when_everything_fails() {
             "slow=APIStatusError:408",
             "--expect",
             "small=BadRequestError:400",
-        ])
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "SDK check failed:\n{stdout}\n{stderr}"
-    );
+        ],
+        String::new,
+    )
+    .await;
     for model in ["down", "limited", "slow", "small"] {
         assert!(
             stdout.contains(&format!("ok: {model}")),

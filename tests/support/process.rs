@@ -26,6 +26,38 @@ pub fn python() -> String {
     "python3".to_owned()
 }
 
+/// Runs `.ci/<script>` with `python` and `args`, asserts that it exits with success (the failure
+/// message holds its output and `context()`, e.g. the gateway's log), and returns its stdout and
+/// stderr.
+pub async fn run_sdk_script<I, A>(
+    python: &str,
+    script: &str,
+    args: I,
+    context: impl FnOnce() -> String,
+) -> (String, String)
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".ci")
+        .join(script);
+    let out = tokio::process::Command::new(python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "SDK script {script} failed:\n{stdout}\n{stderr}\n{}",
+        context()
+    );
+    (stdout, stderr)
+}
+
 /// A file in the temp directory, removed on drop.
 pub struct TempFile(pub PathBuf);
 
