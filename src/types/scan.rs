@@ -35,16 +35,10 @@ pub(crate) fn for_each_member<'a>(
     at: usize,
     mut f: impl FnMut(Member<'a>),
 ) -> Option<usize> {
-    let open = skip_ws(raw, at);
-    if raw.get(open) != Some(&b'{') {
-        return None;
-    }
-    let mut i = open;
-    // An empty object.
-    let first = skip_ws(raw, open + 1);
-    if raw.get(first) == Some(&b'}') {
-        return Some(first + 1);
-    }
+    let mut i = match open_container(raw, at, b'{', b'}')? {
+        Opened::Empty(end) => return Some(end),
+        Opened::At(open) => open,
+    };
     loop {
         let start = i + 1;
         let key_at = skip_ws(raw, start);
@@ -59,12 +53,7 @@ pub(crate) fn for_each_member<'a>(
         }
         let value_at = skip_ws(raw, colon + 1);
         let value_end = skip_value(raw, value_at)?;
-        let sep = skip_ws(raw, value_end);
-        let last = match raw.get(sep) {
-            Some(b',') => false,
-            Some(b'}') => true,
-            _ => return None,
-        };
+        let (sep, last) = separator(raw, value_end, b'}')?;
         f(Member {
             key,
             escaped,
@@ -86,29 +75,52 @@ pub(crate) fn for_each_element(
     at: usize,
     mut f: impl FnMut(Range<usize>),
 ) -> Option<usize> {
-    let open = skip_ws(raw, at);
-    if raw.get(open) != Some(&b'[') {
-        return None;
-    }
-    let first = skip_ws(raw, open + 1);
-    if raw.get(first) == Some(&b']') {
-        return Some(first + 1);
-    }
-    let mut i = open;
+    let mut i = match open_container(raw, at, b'[', b']')? {
+        Opened::Empty(end) => return Some(end),
+        Opened::At(open) => open,
+    };
     loop {
         let value_at = skip_ws(raw, i + 1);
         let value_end = skip_value(raw, value_at)?;
-        let sep = skip_ws(raw, value_end);
-        let last = match raw.get(sep) {
-            Some(b',') => false,
-            Some(b']') => true,
-            _ => return None,
-        };
+        let (sep, last) = separator(raw, value_end, b']')?;
         f(value_at..value_end);
         i = sep;
         if last {
             return Some(sep + 1);
         }
+    }
+}
+
+/// Where a container starts, or where it ends when it is empty.
+enum Opened {
+    /// The index of the opening bracket of a container with at least one item.
+    At(usize),
+    /// One past the closing bracket of an empty container.
+    Empty(usize),
+}
+
+/// The container opened by `open` at `raw[at..]` (after whitespace); `None` when it is not one.
+fn open_container(raw: &[u8], at: usize, open: u8, close: u8) -> Option<Opened> {
+    let at = skip_ws(raw, at);
+    if raw.get(at) != Some(&open) {
+        return None;
+    }
+    let first = skip_ws(raw, at + 1);
+    Some(if raw.get(first) == Some(&close) {
+        Opened::Empty(first + 1)
+    } else {
+        Opened::At(at)
+    })
+}
+
+/// The `,` or `close` after a value that ends at `value_end`: its index, and whether it closes
+/// the container; `None` when neither follows.
+fn separator(raw: &[u8], value_end: usize, close: u8) -> Option<(usize, bool)> {
+    let sep = skip_ws(raw, value_end);
+    match *raw.get(sep)? {
+        b',' => Some((sep, false)),
+        c if c == close => Some((sep, true)),
+        _ => None,
     }
 }
 
