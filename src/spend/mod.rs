@@ -552,6 +552,15 @@ mod tests {
         }
     }
 
+    /// Waits up to 10 s for `n` spend-log rows in the store; fails with `why` otherwise.
+    async fn wait_for_rows(store: &Store, n: i64, why: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.spend_log_count().await.unwrap() < n {
+            assert!(std::time::Instant::now() < deadline, "{why}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     async fn store() -> Store {
         Store::connect("sqlite::memory:").await.unwrap()
     }
@@ -588,14 +597,7 @@ mod tests {
         writer.log().record(row("b"));
         writer.log().record(row("c"));
         assert_eq!(store.spend_log_count().await.unwrap(), 0);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while store.spend_log_count().await.unwrap() < 3 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "rows were left queued"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_rows(&store, 3, "rows were left queued").await;
         let stats = writer.shutdown(Duration::from_secs(5)).await;
         assert_eq!(stats.written, 3);
     }
@@ -609,14 +611,7 @@ mod tests {
         let writer = SpendWriter::spawn(store.clone(), config);
         writer.log().record(row("a"));
         writer.log().record(row("b"));
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while store.spend_log_count().await.unwrap() < 2 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the full batch waited"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for_rows(&store, 2, "the full batch waited").await;
         let stats = writer.shutdown(Duration::from_secs(5)).await;
         assert_eq!(stats.written, 2);
     }
