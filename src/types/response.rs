@@ -19,14 +19,13 @@ pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChunkBody, LlmError>> + S
 
 /// A complete answer or a stream.
 ///
-/// Complete bodies are kept inline: a response is moved a handful of times, never copied per chunk.
+/// Every payload is behind a pointer (boxed, or a boxed stream): a response is moved through every
+/// layer's future, so the enum stays small.
 #[non_exhaustive]
-#[allow(clippy::large_enum_variant)]
 pub enum ResponseBody {
     /// A complete chat completion (typed, or the provider's OpenAI-format bytes).
     Chat(ChatBody),
-    /// A complete embeddings response (boxed, like every variant's payload: a response is moved
-    /// through every layer's future).
+    /// A complete embeddings response.
     Embeddings(Box<EmbeddingsResponse>),
     /// A chat completion as a stream of chunks.
     Stream(ChatStream),
