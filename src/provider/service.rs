@@ -186,7 +186,7 @@ where
     }
     let http_req = provider.encode(&req, &dep)?.map(Full::new);
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = tokio::time::Instant::from_std(started) + timeout;
     let send = client.call(http_req);
     let resp = match tokio::time::timeout_at(deadline, send).await {
         Ok(Ok(resp)) => resp,
@@ -197,13 +197,11 @@ where
     let (parts, body) = resp.into_parts();
 
     if !parts.status.is_success() {
-        let bytes =
-            match tokio::time::timeout_at(deadline, Limited::new(body, MAX_ERROR_BYTES).collect())
-                .await
-            {
-                Ok(Ok(c)) => c.to_bytes(),
-                Ok(Err(_)) | Err(_) => Bytes::new(),
-            };
+        let bytes = match tokio::time::timeout_at(deadline, read_body(body, MAX_ERROR_BYTES)).await
+        {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) | Err(_) => Bytes::new(),
+        };
         let mut err = provider.classify(parts.status, &parts.headers, &bytes, &dep);
         if err.headers().is_empty() {
             *err.headers_mut() = forwardable_headers(&parts.headers);
@@ -224,22 +222,50 @@ where
         let chat_stream = provider.decode_stream(&req, parts, stream, &dep)?;
         LlmResponse::stream(chat_stream)
     } else {
-        let bytes = match tokio::time::timeout_at(
-            deadline,
-            Limited::new(body, MAX_RESPONSE_BYTES).collect(),
-        )
-        .await
-        {
-            Ok(Ok(c)) => c.to_bytes(),
-            Ok(Err(e)) => return Err(body_error(e).with_provider(provider.name())),
-            Err(_) => return Err(timeout_error(timeout, provider)),
-        };
+        let bytes =
+            match tokio::time::timeout_at(deadline, read_body(body, MAX_RESPONSE_BYTES)).await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => return Err(body_error(e).with_provider(provider.name())),
+                Err(_) => return Err(timeout_error(timeout, provider)),
+            };
         provider.decode(&req, http::Response::from_parts(parts, bytes), &dep)?
     };
     out.meta.headers = forwarded;
     out.meta.time_to_first_byte = Some(ttfb);
     stamp(&mut out, &dep, &name);
     Ok(out)
+}
+
+/// The whole of `body`, at most `limit` bytes (over it: a [`LengthLimitError`]).
+///
+/// A body that arrives as one frame (the usual case for an answer that fits one read) is returned
+/// as that frame, without a copy; more frames are gathered into one buffer sized by the first.
+///
+/// [`LengthLimitError`]: http_body_util::LengthLimitError
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, BoxError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers carry nothing an answer needs
+        };
+        if let Some(buf) = rest.as_mut() {
+            buf.extend_from_slice(&data);
+        } else if let Some(head) = first.take() {
+            let mut buf = bytes::BytesMut::with_capacity((head.len() + data.len()) * 2);
+            buf.extend_from_slice(&head);
+            buf.extend_from_slice(&data);
+            rest = Some(buf);
+        } else {
+            first = Some(data);
+        }
+    }
+    Ok(rest.map_or_else(|| first.unwrap_or_default(), bytes::BytesMut::freeze))
 }
 
 fn stamp(resp: &mut LlmResponse, dep: &Deployment, provider: &Arc<str>) {
@@ -361,6 +387,30 @@ mod tests {
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&bad), None);
+    }
+
+    /// A body sent as several frames, then as one.
+    #[tokio::test]
+    async fn reads_a_body_whole_in_one_or_many_frames_and_enforces_the_limit() {
+        use http_body_util::StreamBody;
+        let framed = |parts: &[&'static str]| {
+            let frames: Vec<Result<http_body::Frame<Bytes>, std::convert::Infallible>> = parts
+                .iter()
+                .map(|p| Ok(http_body::Frame::data(Bytes::from_static(p.as_bytes()))))
+                .collect();
+            StreamBody::new(futures_util::stream::iter(frames))
+        };
+        let one = read_body(framed(&["{\"a\":1}"]), 64).await.unwrap();
+        assert_eq!(one, "{\"a\":1}");
+        let many = read_body(framed(&["{\"a\"", ":", "1", "}"]), 64)
+            .await
+            .unwrap();
+        assert_eq!(many, "{\"a\":1}");
+        assert_eq!(read_body(framed(&[]), 64).await.unwrap(), "");
+        let err = read_body(framed(&["0123", "4567", "89"]), 8)
+            .await
+            .unwrap_err();
+        assert!(err.is::<http_body_util::LengthLimitError>(), "{err}");
     }
 
     #[test]

@@ -297,14 +297,18 @@ fn summarize(bytes: &[u8], read_choices: bool) -> Result<Summary, String> {
     let end = scan::for_each_member(bytes, 0, |m| {
         let value = &bytes[m.value.clone()];
         match m.key {
-            b"model" if value != b"null" => match serde_json::from_slice(value) {
+            b"model" if value != b"null" => match plain_string(value)
+                .map_or_else(|| serde_json::from_slice(value), |s| Ok(s.to_owned()))
+            {
                 Ok(model) => summary.model = Some(model),
                 Err(e) => error = Some(format!("model: {e}")),
             },
-            b"usage" if value != b"null" => match serde_json::from_slice(value) {
-                Ok(usage) => summary.usage = Some(usage),
-                Err(e) => error = Some(format!("usage: {e}")),
-            },
+            b"usage" if value != b"null" => {
+                match counts_only_usage(value).map_or_else(|| serde_json::from_slice(value), Ok) {
+                    Ok(usage) => summary.usage = Some(usage),
+                    Err(e) => error = Some(format!("usage: {e}")),
+                }
+            }
             // A complete answer: the scan has already checked the list's structure.
             b"choices" if !read_choices => {
                 if value.first() == Some(&b'[') {
@@ -346,6 +350,56 @@ fn summarize(bytes: &[u8], read_choices: bool) -> Result<Summary, String> {
     Ok(summary)
 }
 
+/// The text of a JSON string with no escapes and no control characters (what serde would read
+/// it as), else `None`. `value` is a slice of bytes already checked to be UTF-8, cut at ASCII
+/// quotes, so the text between them is UTF-8 too.
+fn plain_string(value: &[u8]) -> Option<&str> {
+    let inner = value.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if inner.iter().any(|&b| b == b'\\' || b == b'"' || b < 0x20) {
+        return None;
+    }
+    std::str::from_utf8(inner).ok()
+}
+
+/// `usage` when it is the common shape — only `prompt_tokens`, `completion_tokens` and
+/// `total_tokens`, each a plain non-negative integer — read without serde. Anything else (details,
+/// nulls, other keys, exotic numbers) is `None`, and serde reads it.
+fn counts_only_usage(value: &[u8]) -> Option<Usage> {
+    let mut usage = Usage::default();
+    let mut plain = true;
+    scan::for_each_member(value, 0, |m| {
+        let n = plain_u64(&value[m.value.clone()]);
+        let slot = match m.key {
+            b"prompt_tokens" => &mut usage.prompt_tokens,
+            b"completion_tokens" => &mut usage.completion_tokens,
+            b"total_tokens" => &mut usage.total_tokens,
+            _ => {
+                plain = false;
+                return;
+            }
+        };
+        match n {
+            Some(n) if slot.is_none() => *slot = Some(n),
+            _ => plain = false,
+        }
+    })?;
+    plain.then_some(usage)
+}
+
+/// A JSON integer of ASCII digits without a leading zero that fits a `u64`.
+fn plain_u64(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || (text.len() > 1 && text[0] == b'0') {
+        return None;
+    }
+    text.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -353,6 +407,52 @@ mod tests {
     use super::*;
 
     const ANSWER: &[u8] = br#"{"id":"c1","choices":[{"index":0,"message":{"role":"assistant","content":"hi","x_new":[1.50]},"finish_reason":"stop"}],"model":"gpt-4o-2024","usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4,"x_u":true},"x_top":{"a":null}}"#;
+
+    #[test]
+    fn the_fast_reads_agree_with_serde_and_defer_to_it_on_anything_else() {
+        let usages = [
+            r#"{"prompt_tokens":12,"completion_tokens":20,"total_tokens":32}"#,
+            r#"{ "total_tokens" : 0 , "prompt_tokens":18446744073709551615 }"#,
+            r#"{}"#,
+            r#"{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":0}}"#,
+            r#"{"prompt_tokens":null,"completion_tokens":1}"#,
+            r#"{"prompt_tokens":1.0}"#,
+            r#"{"prompt_tokens":01}"#,
+            r#"{"prompt_tokens":-1}"#,
+            r#"{"prompt_tokens":1,"prompt_tokens":2}"#,
+            r#"{"x":true}"#,
+        ];
+        for u in usages {
+            let fast = counts_only_usage(u.as_bytes());
+            let serde = serde_json::from_str::<Usage>(u);
+            if let Some(fast) = fast {
+                let serde = serde.unwrap();
+                assert_eq!(
+                    serde_json::to_string(&fast).unwrap(),
+                    serde_json::to_string(&serde).unwrap(),
+                    "{u}"
+                );
+            } else {
+                assert!(
+                    u.contains("details")
+                        || u.contains("null")
+                        || u.contains('.')
+                        || u.contains("01")
+                        || u.contains('-')
+                        || u.contains("\"x\"")
+                        || u.matches("prompt_tokens").count() > 1,
+                    "fast path refused a plain usage: {u}"
+                );
+            }
+        }
+        assert_eq!(plain_u64(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(plain_u64(b"99999999999999999999"), None);
+        assert_eq!(plain_string(br#""gpt-4o""#), Some("gpt-4o"));
+        assert_eq!(plain_string("\"modèle\"".as_bytes()), Some("modèle"));
+        assert_eq!(plain_string(br#""a\"b""#), None);
+        assert_eq!(plain_string(br#""a\u0041""#), None);
+        assert_eq!(plain_string(b"42"), None);
+    }
 
     #[test]
     fn wire_answer_reads_model_and_usage_and_keeps_the_bytes() {

@@ -27,18 +27,30 @@ pub fn join_url(base: &str, path: &str) -> String {
 }
 
 /// A JSON POST builder for `url` with the deployment's `extra_headers`.
+///
+/// For a plain `http://` URL the builder also carries the `Host` header, made once per URL and
+/// thread: such an upstream always speaks HTTP/1.1, and a request that arrives with `Host` set
+/// saves the client from formatting it on every call. (Over TLS the protocol is chosen by ALPN,
+/// and HTTP/2 carries the authority in `:authority`, so `Host` is left to the client.)
 pub fn json_request(url: &str, dep: &Deployment) -> Result<http::request::Builder, LlmError> {
-    let uri = parse_uri(url)?;
+    let (uri, host) = parse_uri(url)?;
     const JSON: http::HeaderValue = http::HeaderValue::from_static("application/json");
     let mut builder = http::Request::post(uri)
         .header(http::header::CONTENT_TYPE, JSON)
         .header(http::header::ACCEPT, JSON);
+    let mut host = host;
     if let Some(serde_json::Value::Object(extra)) = dep.param("extra_headers") {
         for (name, value) in extra {
             if let Some(v) = value.as_str() {
+                if name.eq_ignore_ascii_case("host") {
+                    host = None;
+                }
                 builder = builder.header(name.as_str(), v);
             }
         }
+    }
+    if let Some(host) = host {
+        builder = builder.header(http::header::HOST, host);
     }
     Ok(builder)
 }
@@ -46,32 +58,45 @@ pub fn json_request(url: &str, dep: &Deployment) -> Result<http::request::Builde
 /// How many parsed upstream URLs each thread remembers.
 const URI_MEMO: usize = 64;
 
+/// A parsed upstream URL and, for `http://`, its `Host` header value.
+type ParsedUri = (http::Uri, Option<http::HeaderValue>);
+
 thread_local! {
     /// Upstream URLs parsed on this thread: a deployment calls the same few URLs on every request,
     /// and parsing one costs more than the rest of the request head. Per thread, so no lock.
-    static URIS: std::cell::RefCell<Vec<(Box<str>, http::Uri)>> = const { std::cell::RefCell::new(Vec::new()) };
+    static URIS: std::cell::RefCell<Vec<(Box<str>, ParsedUri)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `url` parsed, from this thread's memo when it was parsed before.
-fn parse_uri(url: &str) -> Result<http::Uri, LlmError> {
+fn parse_uri(url: &str) -> Result<ParsedUri, LlmError> {
     let hit = URIS.with_borrow(|memo| {
         memo.iter()
             .find(|(u, _)| u.len() == url.len() && &**u == url)
-            .map(|(_, uri)| uri.clone())
+            .map(|(_, parsed)| parsed.clone())
     });
-    if let Some(uri) = hit {
-        return Ok(uri);
+    if let Some(parsed) = hit {
+        return Ok(parsed);
     }
     let uri: http::Uri = url.parse().map_err(|e| {
         LlmError::bad_request(format!("the deployment's api_base is not a valid URL: {e}"))
     })?;
+    // The authority without userinfo is what HTTP/1.1 puts in `Host` (the port only when given).
+    let host = (uri.scheme() == Some(&http::uri::Scheme::HTTP))
+        .then(|| uri.authority())
+        .flatten()
+        .and_then(|a| {
+            let text = a.as_str();
+            let host_port = text.rsplit_once('@').map_or(text, |(_, hp)| hp);
+            http::HeaderValue::from_str(host_port).ok()
+        });
+    let parsed = (uri, host);
     URIS.with_borrow_mut(|memo| {
         if memo.len() >= URI_MEMO {
             memo.clear();
         }
-        memo.push((url.into(), uri.clone()));
+        memo.push((url.into(), parsed.clone()));
     });
-    Ok(uri)
+    Ok(parsed)
 }
 
 /// Serializes `obj` with `model` set to `model` and keys failing `keep` left out.
@@ -178,13 +203,44 @@ mod tests {
         let a = parse_uri("http://h:1/v1/chat/completions").unwrap();
         let b = parse_uri("http://h:1/v1/chat/completions").unwrap();
         assert_eq!(a, b);
-        assert_eq!(b.path(), "/v1/chat/completions");
+        assert_eq!(b.0.path(), "/v1/chat/completions");
+        assert_eq!(b.1.unwrap(), "h:1");
         assert!(parse_uri("http://h:1/v1/x y").is_err());
         for i in 0..(URI_MEMO + 3) {
             let u = format!("http://h{i}/p");
-            assert_eq!(parse_uri(&u).unwrap().host(), Some(&*format!("h{i}")));
+            let (uri, host) = parse_uri(&u).unwrap();
+            assert_eq!(uri.host(), Some(&*format!("h{i}")));
+            assert_eq!(host.unwrap(), &*format!("h{i}"));
         }
         assert!(URIS.with_borrow(Vec::len) <= URI_MEMO);
+    }
+
+    #[test]
+    fn sets_host_for_plain_http_only_and_lets_extra_headers_override_it() {
+        let (_, host) = parse_uri("http://user:pw@h.example:8080/v1").unwrap();
+        assert_eq!(host.unwrap(), "h.example:8080");
+        assert!(parse_uri("https://h.example/v1").unwrap().1.is_none());
+
+        let dep = |extra: serde_json::Value| {
+            let mut d = Deployment::new("g", "openai/m");
+            d.params.insert("extra_headers".into(), extra);
+            d
+        };
+        let req = json_request("http://h:9/v1/chat", &dep(serde_json::json!({"x-a": "1"})))
+            .unwrap()
+            .body(())
+            .unwrap();
+        assert_eq!(req.headers().get_all(http::header::HOST).iter().count(), 1);
+        assert_eq!(req.headers()[http::header::HOST], "h:9");
+        let req = json_request(
+            "http://h:9/v1/chat",
+            &dep(serde_json::json!({"Host": "other"})),
+        )
+        .unwrap()
+        .body(())
+        .unwrap();
+        let hosts: Vec<_> = req.headers().get_all(http::header::HOST).iter().collect();
+        assert_eq!(hosts, ["other"]);
     }
 
     #[test]
