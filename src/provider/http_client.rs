@@ -1,4 +1,5 @@
-//! [`HttpClient`]: hyper-util's pooled client over rustls, HTTP/1.1 and HTTP/2 by ALPN.
+//! [`HttpClient`]: pooled keep-alive connections; over TLS hyper-util's client with rustls (HTTP/1.1
+//! and HTTP/2 by ALPN), over plain HTTP a lighter pool of HTTP/1.1 connections ([`super::h1_pool`]).
 
 use std::{
     future::Future,
@@ -10,7 +11,6 @@ use std::{
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
@@ -18,12 +18,18 @@ use hyper_util::{
 };
 use thread_local::ThreadLocal;
 
+use super::h1_pool::{self, PoolConfig, PoolSource, ThreadPool, UpstreamBody};
 use crate::error::BoxError;
 
 /// The default upstream HTTP client: pooled keep-alive connections, TCP_NODELAY, rustls (no
 /// OpenSSL) with the webpki roots, HTTP/2 when the server offers it by ALPN, HTTP/1.1 otherwise.
 ///
-/// A `tower::Service<http::Request<Full<Bytes>>>`; cloning shares the pools.
+/// A `tower::Service<http::Request<Full<Bytes>>>` answering `http::Response<`[`UpstreamBody`]`>`;
+/// cloning shares the pools.
+///
+/// `https://` URLs go through hyper-util's client. Plain `http://` URLs (local model servers,
+/// in-cluster upstreams) always speak HTTP/1.1 and go through a lighter pool built on hyper's
+/// connection API: no hashing, locking or task spawn per request (see `h1_pool`).
 ///
 /// One connection pool per thread that calls it: a connection's I/O is driven by the runtime of
 /// the thread that opened it, so a request served on one thread never waits on a connection
@@ -38,6 +44,18 @@ pub struct HttpClient {
 struct Shared {
     builder: HttpClientBuilder,
     per_thread: ThreadLocal<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
+    plain: ThreadLocal<ThreadPool>,
+    plain_config: PoolConfig,
+}
+
+impl PoolSource for Shared {
+    fn thread_pool(&self) -> &ThreadPool {
+        self.plain.get_or_default()
+    }
+
+    fn config(&self) -> &PoolConfig {
+        &self.plain_config
+    }
 }
 
 /// Builds an [`HttpClient`]. Defaults: connect timeout 5 s, idle pooled connections kept 90 s, at
@@ -81,20 +99,34 @@ impl HttpClientBuilder {
 
     /// Builds the client.
     pub fn build(self) -> HttpClient {
+        let mut connector = self.connector();
+        connector.enforce_http(true);
+        let plain_config = PoolConfig {
+            idle_timeout: self.pool_idle_timeout,
+            max_idle_per_host: self.pool_max_idle_per_host,
+            connector,
+        };
         HttpClient {
             shared: Arc::new(Shared {
                 builder: self,
                 per_thread: ThreadLocal::new(),
+                plain: ThreadLocal::new(),
+                plain_config,
             }),
         }
     }
 
-    fn client(&self) -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
+    fn connector(&self) -> HttpConnector {
         let mut http = HttpConnector::new();
-        http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(self.connect_timeout));
         http.set_keepalive(Some(Duration::from_secs(60)));
+        http
+    }
+
+    fn client(&self) -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
+        let mut http = self.connector();
+        http.enforce_http(false);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
@@ -130,7 +162,7 @@ impl Default for HttpClient {
 }
 
 impl tower_service::Service<http::Request<Full<Bytes>>> for HttpClient {
-    type Response = http::Response<Incoming>;
+    type Response = http::Response<UpstreamBody>;
     type Error = BoxError;
     type Future = HttpFuture;
 
@@ -140,20 +172,40 @@ impl tower_service::Service<http::Request<Full<Bytes>>> for HttpClient {
     }
 
     fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
+        if req.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+            return HttpFuture {
+                inner: Inner::Plain {
+                    fut: Box::pin(h1_pool::send(self.shared.clone(), req)),
+                },
+            };
+        }
         let shared = &*self.shared;
         let client = shared.per_thread.get_or(|| shared.builder.client());
         HttpFuture {
-            inner: client.request(req),
+            inner: Inner::Tls {
+                fut: client.request(req),
+            },
         }
     }
 }
+
+type PlainFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<UpstreamBody>, BoxError>> + Send>>;
 
 pin_project_lite::pin_project! {
     /// Response future of [`HttpClient`].
     #[must_use = "futures do nothing unless polled"]
     pub struct HttpFuture {
         #[pin]
-        inner: hyper_util::client::legacy::ResponseFuture,
+        inner: Inner,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = InnerProj]
+    enum Inner {
+        Tls { #[pin] fut: hyper_util::client::legacy::ResponseFuture },
+        Plain { fut: PlainFuture },
     }
 }
 
@@ -164,9 +216,14 @@ impl std::fmt::Debug for HttpFuture {
 }
 
 impl Future for HttpFuture {
-    type Output = Result<http::Response<Incoming>, BoxError>;
+    type Output = Result<http::Response<UpstreamBody>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx).map_err(Into::into)
+        match self.project().inner.project() {
+            InnerProj::Tls { fut } => fut
+                .poll(cx)
+                .map(|r| r.map(|resp| resp.map(UpstreamBody::plain)).map_err(Into::into)),
+            InnerProj::Plain { fut } => fut.as_mut().poll(cx),
+        }
     }
 }

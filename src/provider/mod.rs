@@ -19,6 +19,7 @@ pub mod bedrock;
 pub mod compat;
 mod deployment;
 pub mod gemini;
+mod h1_pool;
 mod http_client;
 pub mod mock;
 pub mod ollama;
@@ -35,6 +36,7 @@ use http::{HeaderMap, StatusCode};
 
 pub use self::{
     deployment::{redact_url, split_provider, stable_id, Deployment},
+    h1_pool::UpstreamBody,
     http_client::{HttpClient, HttpClientBuilder, HttpFuture},
     service::{
         forwardable_headers, retry_after, transport_error, ProviderLayer, ProviderService,

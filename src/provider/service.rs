@@ -186,7 +186,7 @@ where
     }
     let http_req = provider.encode(&req, &dep)?.map(Full::new);
     let started = Instant::now();
-    let deadline = tokio::time::Instant::from_std(started) + timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     let send = client.call(http_req);
     let resp = match tokio::time::timeout_at(deadline, send).await {
         Ok(Ok(resp)) => resp,

@@ -1,0 +1,484 @@
+//! Keep-alive HTTP/1.1 connections to plain `http://` upstreams, one pool per thread.
+//!
+//! Local model servers (vLLM, Ollama, TGI, LM Studio, llama.cpp) and in-cluster gateways are
+//! reached over plain HTTP, where the protocol is always HTTP/1.1 and no TLS or ALPN is involved.
+//! For them [`HttpClient`](super::HttpClient) keeps its own pool on hyper's connection API
+//! instead of hyper-util's general one, because per request that one:
+//!
+//! - hashes `(scheme, authority)` with SipHash, byte by byte, on checkout and again on return;
+//! - takes its pool mutex twice;
+//! - spawns a task per response to wait for the connection to become idle again.
+//!
+//! Here a thread's pool is a short list of hosts (compared by authority text, usually one or two
+//! entries) each with a stack of idle senders; a connection goes back to the stack when its
+//! response body ends, from the body itself, so no task is spawned. The most recently used
+//! connection is reused first, which lets the others age out.
+//!
+//! What it keeps from hyper-util's behaviour: connections idle longer than the idle timeout are
+//! not reused, at most `max_idle_per_host` idle connections are kept per host, a request that a
+//! reused connection could not take (closed in the meantime, never written) is sent again on
+//! another connection, and a response body dropped before its end closes its connection (HTTP/1.1
+//! cannot abandon a response and reuse the connection).
+
+use std::{
+    cell::RefCell,
+    collections::VecDeque,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{header::HOST, uri::Authority, HeaderValue, Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::{body::Incoming, client::conn::http1::SendRequest};
+use hyper_util::client::legacy::connect::HttpConnector;
+use tower_service::Service;
+
+use crate::error::BoxError;
+
+/// How many times a request is offered to another connection when a pooled one could not take
+/// it (each offer consumes one stale idle connection; the last is a fresh connection).
+const MAX_REOFFERS: usize = 4;
+
+/// One thread's idle connections, by host.
+#[derive(Debug, Default)]
+pub(crate) struct ThreadPool {
+    hosts: RefCell<Vec<HostIdle>>,
+}
+
+#[derive(Debug)]
+struct HostIdle {
+    authority: Authority,
+    /// Oldest first; checkout takes from the back.
+    idle: VecDeque<Idle>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<Full<Bytes>>,
+    since: Instant,
+}
+
+/// What every thread's pool shares: limits and the connector.
+#[derive(Clone, Debug)]
+pub(crate) struct PoolConfig {
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_idle_per_host: usize,
+    pub(crate) connector: HttpConnector,
+}
+
+/// Where a finished response's connection goes back to: the pool of the thread that finishes it.
+pub(crate) trait PoolSource: Send + Sync + 'static {
+    /// This thread's pool.
+    fn thread_pool(&self) -> &ThreadPool;
+    /// The shared settings.
+    fn config(&self) -> &PoolConfig;
+}
+
+impl ThreadPool {
+    /// The most recently returned live connection to `authority`, if any.
+    fn checkout(&self, authority: &Authority, idle_timeout: Duration) -> Option<Idle> {
+        let mut hosts = self.hosts.borrow_mut();
+        let host = hosts.iter_mut().find(|h| h.authority == *authority)?;
+        while let Some(idle) = host.idle.pop_back() {
+            if !idle.sender.is_closed() && idle.since.elapsed() <= idle_timeout {
+                return Some(idle);
+            }
+        }
+        None
+    }
+
+    /// Keeps `sender` for the next request to `authority` (unless the host has enough idle ones).
+    fn put(&self, authority: Authority, sender: SendRequest<Full<Bytes>>, config: &PoolConfig) {
+        if sender.is_closed() || config.max_idle_per_host == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut hosts = self.hosts.borrow_mut();
+        let host = match hosts.iter().position(|h| h.authority == authority) {
+            Some(i) => &mut hosts[i],
+            None => {
+                hosts.push(HostIdle {
+                    authority,
+                    idle: VecDeque::new(),
+                });
+                let last = hosts.len() - 1;
+                &mut hosts[last]
+            }
+        };
+        // The oldest idle connections age out here, so an idle pool does not hold dead senders.
+        while host
+            .idle
+            .front()
+            .is_some_and(|i| i.sender.is_closed() || now.duration_since(i.since) > config.idle_timeout)
+        {
+            host.idle.pop_front();
+        }
+        if host.idle.len() < config.max_idle_per_host {
+            host.idle.push_back(Idle { sender, since: now });
+        }
+    }
+
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.hosts.borrow().iter().map(|h| h.idle.len()).sum()
+    }
+}
+
+/// Sends `req` (an absolute `http://` URI) on a pooled or new connection to its host.
+pub(crate) async fn send<P: PoolSource>(
+    source: Arc<P>,
+    mut req: Request<Full<Bytes>>,
+) -> Result<Response<UpstreamBody>, BoxError> {
+    let authority = req
+        .uri()
+        .authority()
+        .cloned()
+        .ok_or("the upstream URL has no host")?;
+    // HTTP/1.1 to an origin server: the request target is the path, the host goes in `Host`.
+    let target = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .map_or_else(|| Uri::from_static("/"), Uri::from);
+    *req.uri_mut() = target;
+    if !req.headers().contains_key(HOST) {
+        let text = authority.as_str();
+        let host_port = text.rsplit_once('@').map_or(text, |(_, hp)| hp);
+        req.headers_mut().insert(HOST, HeaderValue::from_str(host_port)?);
+    }
+
+    let config = source.config();
+    let mut offers = 0;
+    loop {
+        let pooled = if offers < MAX_REOFFERS {
+            source
+                .thread_pool()
+                .checkout(&authority, config.idle_timeout)
+        } else {
+            None
+        };
+        let reused = pooled.is_some();
+        let mut sender = match pooled {
+            Some(idle) => idle.sender,
+            None => connect(config, &authority).await?,
+        };
+        if reused && sender.ready().await.is_err() {
+            offers += 1;
+            continue; // closed while idle
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => {
+                let back = Some(Return {
+                    source: source.clone(),
+                    authority,
+                    sender,
+                });
+                return Ok(resp.map(|inner| UpstreamBody {
+                    inner: Inner::Pooled { body: inner, back },
+                }));
+            }
+            Err(mut e) => match e.take_message() {
+                // Never written: another connection may take it.
+                Some(again) if reused => {
+                    req = again;
+                    offers += 1;
+                }
+                _ => return Err(e.into_error().into()),
+            },
+        }
+    }
+}
+
+/// Opens a connection to `authority` and starts driving it on this runtime.
+async fn connect(
+    config: &PoolConfig,
+    authority: &Authority,
+) -> Result<SendRequest<Full<Bytes>>, BoxError> {
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(authority.clone())
+        .path_and_query("/")
+        .build()?;
+    let io = config.connector.clone().call(uri).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Type-erased handle for returning a connection.
+struct Return {
+    source: Arc<dyn PoolSource>,
+    authority: Authority,
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Return {
+    fn give_back(self) {
+        let Self {
+            source,
+            authority,
+            sender,
+        } = self;
+        source.thread_pool().put(authority, sender, source.config());
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The body of a response from [`HttpClient`](super::HttpClient): hyper's, and for a pooled
+    /// plain-HTTP connection the way back to the pool once the body has ended.
+    pub struct UpstreamBody {
+        #[pin]
+        inner: Inner,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = InnerProj]
+    enum Inner {
+        Plain { #[pin] body: Incoming },
+        Pooled { #[pin] body: Incoming, back: Option<Return> },
+    }
+}
+
+impl UpstreamBody {
+    /// A body with no connection to return (hyper-util's pool manages its own).
+    pub(crate) fn plain(body: Incoming) -> Self {
+        Self {
+            inner: Inner::Plain { body },
+        }
+    }
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody").finish_non_exhaustive()
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.project().inner.project() {
+            InnerProj::Plain { body } => body.poll_frame(cx),
+            InnerProj::Pooled { mut body, back } => {
+                let frame = std::task::ready!(body.as_mut().poll_frame(cx));
+                let ended = match &frame {
+                    // The whole response is read: the connection can take the next request.
+                    None => true,
+                    Some(Ok(_)) => body.is_end_stream(),
+                    Some(Err(_)) => {
+                        drop(back.take());
+                        false
+                    }
+                };
+                if ended {
+                    if let Some(back) = back.take() {
+                        back.give_back();
+                    }
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Plain { body } | Inner::Pooled { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Plain { body } | Inner::Pooled { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::{
+        convert::Infallible,
+        sync::atomic::{AtomicUsize, Ordering},
+    };
+
+    use http_body_util::{BodyExt as _, StreamBody};
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    struct Source {
+        pools: thread_local::ThreadLocal<ThreadPool>,
+        config: PoolConfig,
+    }
+
+    impl PoolSource for Source {
+        fn thread_pool(&self) -> &ThreadPool {
+            self.pools.get_or_default()
+        }
+        fn config(&self) -> &PoolConfig {
+            &self.config
+        }
+    }
+
+    fn source(idle_timeout: Duration, max_idle: usize) -> Arc<Source> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Arc::new(Source {
+            pools: thread_local::ThreadLocal::new(),
+            config: PoolConfig {
+                idle_timeout,
+                max_idle_per_host: max_idle,
+                connector,
+            },
+        })
+    }
+
+    /// A real HTTP/1.1 server on a loopback port that counts the connections it accepts. `/close`
+    /// answers with `connection: close`; `/stream` answers in three chunks.
+    async fn server() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = service_fn(|req: Request<Incoming>| async move {
+                        let host = req.headers()[HOST].to_str().unwrap().to_owned();
+                        let path = req.uri().to_string();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let text = format!("{path} {host} {}", String::from_utf8_lossy(&body));
+                        let resp = match path.as_str() {
+                            "/close" => Response::builder()
+                                .header("connection", "close")
+                                .body(http_body_util::Either::Left(Full::new(Bytes::from(text)))),
+                            "/stream" => {
+                                let frames = ["a", "b", "c"].map(|s| {
+                                    Ok::<_, Infallible>(Frame::data(Bytes::from_static(s.as_bytes())))
+                                });
+                                Response::builder().body(http_body_util::Either::Right(
+                                    StreamBody::new(futures_util::stream::iter(frames)),
+                                ))
+                            }
+                            _ => Response::builder()
+                                .body(http_body_util::Either::Left(Full::new(Bytes::from(text)))),
+                        };
+                        Ok::<_, Infallible>(resp.unwrap())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (format!("http://{addr}"), accepted)
+    }
+
+    fn post(base: &str, path: &str, body: &'static str) -> Request<Full<Bytes>> {
+        Request::post(format!("{base}{path}"))
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap()
+    }
+
+    async fn text(resp: Response<UpstreamBody>) -> String {
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn reuses_one_connection_for_sequential_requests_in_origin_form_with_host() {
+        let (base, accepted) = server().await;
+        let src = source(Duration::from_secs(90), 8);
+        for i in 0..5 {
+            let resp = send(src.clone(), post(&base, "/v1/chat?x=1", "hi")).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let host = base.trim_start_matches("http://");
+            assert_eq!(text(resp).await, format!("/v1/chat?x=1 {host} hi"), "request {i}");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(src.thread_pool().idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_returns_its_connection_at_the_end_and_a_dropped_one_does_not() {
+        let (base, accepted) = server().await;
+        let src = source(Duration::from_secs(90), 8);
+        let resp = send(src.clone(), post(&base, "/stream", "")).await.unwrap();
+        assert_eq!(text(resp).await, "abc");
+        assert_eq!(src.thread_pool().idle_count(), 1);
+        // Dropped after the first frame: that connection cannot be reused.
+        let resp = send(src.clone(), post(&base, "/stream", "")).await.unwrap();
+        let mut body = resp.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "a");
+        drop(body);
+        assert_eq!(src.thread_pool().idle_count(), 0);
+        let resp = send(src.clone(), post(&base, "/x", "y")).await.unwrap();
+        assert!(text(resp).await.starts_with("/x "));
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_closed_or_expired_connection_is_replaced_and_limits_hold() {
+        let (base, accepted) = server().await;
+        let src = source(Duration::from_secs(90), 8);
+        // The server closes after answering: the next request needs a new connection.
+        let resp = send(src.clone(), post(&base, "/close", "")).await.unwrap();
+        assert!(text(resp).await.starts_with("/close "));
+        let resp = send(src.clone(), post(&base, "/a", "")).await.unwrap();
+        assert!(text(resp).await.starts_with("/a "));
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+        // Idle timeout zero: nothing is reused.
+        let (base, accepted) = server().await;
+        let src = source(Duration::ZERO, 8);
+        for _ in 0..3 {
+            let resp = send(src.clone(), post(&base, "/a", "")).await.unwrap();
+            text(resp).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+
+        // Concurrent requests open a connection each; only max_idle_per_host stay.
+        let (base, accepted) = server().await;
+        let src = source(Duration::from_secs(90), 2);
+        let calls = (0..4).map(|_| send(src.clone(), post(&base, "/a", "")));
+        let resps = futures_util::future::join_all(calls).await;
+        for r in resps {
+            text(r.unwrap()).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 4);
+        assert_eq!(src.thread_pool().idle_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_host_is_an_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let src = source(Duration::from_secs(90), 8);
+        let err = send(src, post(&base, "/a", "")).await.unwrap_err();
+        assert!(err.to_string().contains("connect"), "{err}");
+    }
+}
