@@ -474,13 +474,10 @@ where
         ServiceBuilder::new()
             .layer(health.clone())
             .layer(timeout)
-            .layer(ProviderLayer::new(provider, Arc::new(inner)).default_timeout(UNBOUNDED))
+            .layer(ProviderLayer::new(provider, Arc::new(inner)).without_default_timeout())
             .service(client.clone()),
     )
 }
-
-/// Long enough to never fire before the timeout layer does.
-const UNBOUNDED: Duration = Duration::from_secs(365 * 86_400);
 
 fn unsupported_service(name: &str) -> DeploymentService {
     let name = name.to_owned();

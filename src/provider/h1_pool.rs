@@ -110,11 +110,9 @@ impl ThreadPool {
             }
         };
         // The oldest idle connections age out here, so an idle pool does not hold dead senders.
-        while host
-            .idle
-            .front()
-            .is_some_and(|i| i.sender.is_closed() || now.duration_since(i.since) > config.idle_timeout)
-        {
+        while host.idle.front().is_some_and(|i| {
+            i.sender.is_closed() || now.duration_since(i.since) > config.idle_timeout
+        }) {
             host.idle.pop_front();
         }
         if host.idle.len() < config.max_idle_per_host {
@@ -148,7 +146,8 @@ pub(crate) async fn send<P: PoolSource>(
     if !req.headers().contains_key(HOST) {
         let text = authority.as_str();
         let host_port = text.rsplit_once('@').map_or(text, |(_, hp)| hp);
-        req.headers_mut().insert(HOST, HeaderValue::from_str(host_port)?);
+        req.headers_mut()
+            .insert(HOST, HeaderValue::from_str(host_port)?);
     }
 
     let config = source.config();
@@ -375,7 +374,9 @@ mod tests {
                                 .body(http_body_util::Either::Left(Full::new(Bytes::from(text)))),
                             "/stream" => {
                                 let frames = ["a", "b", "c"].map(|s| {
-                                    Ok::<_, Infallible>(Frame::data(Bytes::from_static(s.as_bytes())))
+                                    Ok::<_, Infallible>(Frame::data(Bytes::from_static(
+                                        s.as_bytes(),
+                                    )))
                                 });
                                 Response::builder().body(http_body_util::Either::Right(
                                     StreamBody::new(futures_util::stream::iter(frames)),
@@ -411,10 +412,16 @@ mod tests {
         let (base, accepted) = server().await;
         let src = source(Duration::from_secs(90), 8);
         for i in 0..5 {
-            let resp = send(src.clone(), post(&base, "/v1/chat?x=1", "hi")).await.unwrap();
+            let resp = send(src.clone(), post(&base, "/v1/chat?x=1", "hi"))
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 200);
             let host = base.trim_start_matches("http://");
-            assert_eq!(text(resp).await, format!("/v1/chat?x=1 {host} hi"), "request {i}");
+            assert_eq!(
+                text(resp).await,
+                format!("/v1/chat?x=1 {host} hi"),
+                "request {i}"
+            );
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
         assert_eq!(src.thread_pool().idle_count(), 1);

@@ -220,9 +220,10 @@ impl Future for HttpFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().inner.project() {
-            InnerProj::Tls { fut } => fut
-                .poll(cx)
-                .map(|r| r.map(|resp| resp.map(UpstreamBody::plain)).map_err(Into::into)),
+            InnerProj::Tls { fut } => fut.poll(cx).map(|r| {
+                r.map(|resp| resp.map(UpstreamBody::plain))
+                    .map_err(Into::into)
+            }),
             InnerProj::Plain { fut } => fut.as_mut().poll(cx),
         }
     }

@@ -38,7 +38,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct ProviderLayer {
     provider: &'static dyn Provider,
     deployment: Arc<Deployment>,
-    default_timeout: Duration,
+    default_timeout: Option<Duration>,
 }
 
 impl ProviderLayer {
@@ -47,13 +47,21 @@ impl ProviderLayer {
         Self {
             provider,
             deployment,
-            default_timeout: DEFAULT_TIMEOUT,
+            default_timeout: Some(DEFAULT_TIMEOUT),
         }
     }
 
     /// The timeout when the deployment sets none (default 600 s, as LiteLLM).
     pub fn default_timeout(mut self, timeout: Duration) -> Self {
-        self.default_timeout = timeout;
+        self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// No timeout of its own when the deployment sets none: for a stack where a
+    /// [`TimeoutLayer`](crate::timeout::TimeoutLayer) above governs (the gateway's). Saves a
+    /// timer per call.
+    pub fn without_default_timeout(mut self) -> Self {
+        self.default_timeout = None;
         self
     }
 }
@@ -85,7 +93,7 @@ pub struct ProviderService<C> {
     /// `provider.name()`, shared by every response's metadata.
     provider_name: Arc<str>,
     deployment: Arc<Deployment>,
-    default_timeout: Duration,
+    default_timeout: Option<Duration>,
 }
 
 impl<C> fmt::Debug for ProviderService<C> {
@@ -142,7 +150,7 @@ where
         let client = std::mem::replace(&mut self.client, clone);
         let provider = self.provider;
         let dep = self.deployment.clone();
-        let timeout = dep.timeout.unwrap_or(self.default_timeout);
+        let timeout = dep.timeout.or(self.default_timeout);
         let name = self.provider_name.clone();
         Box::pin(call(client, provider, name, dep, timeout, req))
     }
@@ -153,7 +161,7 @@ async fn call<C, B>(
     provider: &'static dyn Provider,
     name: Arc<str>,
     dep: Arc<Deployment>,
-    timeout: Duration,
+    timeout: Option<Duration>,
     req: LlmRequest,
 ) -> Result<LlmResponse, LlmError>
 where
@@ -186,19 +194,18 @@ where
     }
     let http_req = provider.encode(&req, &dep)?.map(Full::new);
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = timeout.map(|t| (tokio::time::Instant::now() + t, t));
     let send = client.call(http_req);
-    let resp = match tokio::time::timeout_at(deadline, send).await {
+    let resp = match within(deadline, send).await {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => return Err(transport_error(e.into()).with_provider(provider.name())),
-        Err(_) => return Err(timeout_error(timeout, provider)),
+        Err(limit) => return Err(timeout_error(limit, provider)),
     };
     let ttfb = started.elapsed();
     let (parts, body) = resp.into_parts();
 
     if !parts.status.is_success() {
-        let bytes = match tokio::time::timeout_at(deadline, read_body(body, MAX_ERROR_BYTES)).await
-        {
+        let bytes = match within(deadline, read_body(body, MAX_ERROR_BYTES)).await {
             Ok(Ok(b)) => b,
             Ok(Err(_)) | Err(_) => Bytes::new(),
         };
@@ -222,18 +229,29 @@ where
         let chat_stream = provider.decode_stream(&req, parts, stream, &dep)?;
         LlmResponse::stream(chat_stream)
     } else {
-        let bytes =
-            match tokio::time::timeout_at(deadline, read_body(body, MAX_RESPONSE_BYTES)).await {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => return Err(body_error(e).with_provider(provider.name())),
-                Err(_) => return Err(timeout_error(timeout, provider)),
-            };
+        let bytes = match within(deadline, read_body(body, MAX_RESPONSE_BYTES)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return Err(body_error(e).with_provider(provider.name())),
+            Err(limit) => return Err(timeout_error(limit, provider)),
+        };
         provider.decode(&req, http::Response::from_parts(parts, bytes), &dep)?
     };
     out.meta.headers = forwarded;
     out.meta.time_to_first_byte = Some(ttfb);
     stamp(&mut out, &dep, &name);
     Ok(out)
+}
+
+/// `fut`'s output, or its time limit when `deadline` (the instant and the limit it came from)
+/// passes first. Without a deadline no timer is armed.
+async fn within<F: Future>(
+    deadline: Option<(tokio::time::Instant, Duration)>,
+    fut: F,
+) -> Result<F::Output, Duration> {
+    match deadline {
+        Some((at, limit)) => tokio::time::timeout_at(at, fut).await.map_err(|_| limit),
+        None => Ok(fut.await),
+    }
 }
 
 /// The whole of `body`, at most `limit` bytes (over it: a [`LengthLimitError`]).
