@@ -78,6 +78,24 @@ struct Config {
     max_fallbacks: Option<u32>,
 }
 
+impl Config {
+    /// Whether a request for `group` with `over` has any fallback to go to: when it has none, the
+    /// layer passes it through without a plan.
+    fn may_fall_back(&self, over: &Overrides, group: &str) -> bool {
+        if over.disabled || over.max.or(self.max_fallbacks) == Some(0) {
+            return false;
+        }
+        over.general.is_some()
+            || over.context_window.is_some()
+            || over.content_policy.is_some()
+            || !self.default.is_empty()
+            || self.general.contains_key(group)
+            || self.general.contains_key("*")
+            || self.context_window.contains_key(group)
+            || self.content_policy.contains_key(group)
+    }
+}
+
 /// Adds [`Fallback`]. See the [module docs](self) for an example.
 #[derive(Clone, Debug, Default)]
 #[must_use]
@@ -369,10 +387,8 @@ impl Plan {
                 err = first;
             }
         }
-        err.headers_mut().insert(
-            http::HeaderName::from_static("x-litellm-attempted-fallbacks"),
-            HeaderValue::from(self.spent),
-        );
+        err.headers_mut()
+            .insert(X_LITELLM_ATTEMPTED_FALLBACKS, HeaderValue::from(self.spent));
         err
     }
 }
@@ -391,12 +407,24 @@ where
     }
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
+        let over = overrides(&req);
+        let original = req.model();
+        if !self.config.may_fall_back(&over, original) {
+            // Nothing to fall back to: no plan, no copy of the request, no second service.
+            return ResponseFuture {
+                state: State::Calling {
+                    fut: self.inner.call(req),
+                },
+                inner: None,
+                plan: None,
+            };
+        }
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let original = req.model().to_owned();
+        let original = original.to_owned();
         let plan = Plan {
             config: self.config.clone(),
-            over: overrides(&req),
+            over,
             tried: vec![original.clone()],
             original,
             queue: Vec::new(),
@@ -407,8 +435,8 @@ where
         let fut = inner.call(req);
         ResponseFuture {
             state: State::Calling { fut },
-            inner,
-            plan: Box::new(plan),
+            inner: Some(inner),
+            plan: Some(Box::new(plan)),
         }
     }
 }
@@ -419,8 +447,9 @@ pin_project! {
     pub struct ResponseFuture<S: Service<LlmRequest>> {
         #[pin]
         state: State<S::Future>,
-        inner: S,
-        plan: Box<Plan>,
+        // The service and the plan, when the request has somewhere to fall back to.
+        inner: Option<S>,
+        plan: Option<Box<Plan>>,
     }
 }
 
@@ -435,7 +464,7 @@ pin_project! {
 impl<S: Service<LlmRequest>> fmt::Debug for ResponseFuture<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("fallback::ResponseFuture")
-            .field("spent", &self.plan.spent)
+            .field("spent", &self.plan.as_ref().map_or(0, |p| p.spent))
             .finish_non_exhaustive()
     }
 }
@@ -450,21 +479,32 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Calling { fut } => match ready!(fut.poll(cx)) {
-                    Ok(mut resp) => {
-                        resp.meta.attempted_fallbacks = this.plan.spent;
-                        return Poll::Ready(Ok(resp));
-                    }
-                    Err(e) => {
-                        let group = this.plan.tried.last().cloned().unwrap_or_default();
-                        match this.plan.next(&group, e) {
-                            Ok(req) => this.state.set(State::Ready { req: Some(req) }),
-                            Err(e) => return Poll::Ready(Err(e)),
+                StateProj::Calling { fut } => {
+                    let result = ready!(fut.poll(cx));
+                    let Some(plan) = this.plan.as_mut() else {
+                        return Poll::Ready(result.map_err(no_fallbacks));
+                    };
+                    match result {
+                        Ok(mut resp) => {
+                            resp.meta.attempted_fallbacks = plan.spent;
+                            return Poll::Ready(Ok(resp));
+                        }
+                        Err(e) => {
+                            let group = plan.tried.last().cloned().unwrap_or_default();
+                            match plan.next(&group, e) {
+                                Ok(req) => this.state.set(State::Ready { req: Some(req) }),
+                                Err(e) => return Poll::Ready(Err(e)),
+                            }
                         }
                     }
-                },
+                }
                 StateProj::Ready { req } => {
-                    if let Err(e) = ready!(this.inner.poll_ready(cx)) {
+                    let Some(inner) = this.inner.as_mut() else {
+                        return Poll::Ready(Err(LlmError::internal(
+                            "fallback future lost its service",
+                        )));
+                    };
+                    if let Err(e) = ready!(inner.poll_ready(cx)) {
                         return Poll::Ready(Err(e));
                     }
                     let Some(r) = req.take() else {
@@ -472,13 +512,23 @@ where
                             "fallback future lost its request",
                         )));
                     };
-                    let fut = this.inner.call(r);
+                    let fut = inner.call(r);
                     this.state.set(State::Calling { fut });
                 }
             }
         }
     }
 }
+
+/// An error of a request that had nothing to fall back to: it says no fallback was attempted.
+fn no_fallbacks(mut err: LlmError) -> LlmError {
+    err.headers_mut()
+        .insert(X_LITELLM_ATTEMPTED_FALLBACKS, HeaderValue::from(0_u32));
+    err
+}
+
+const X_LITELLM_ATTEMPTED_FALLBACKS: http::HeaderName =
+    http::HeaderName::from_static("x-litellm-attempted-fallbacks");
 
 impl fmt::Debug for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -542,6 +592,42 @@ mod tests {
         let resp = s.oneshot(req("a")).await.unwrap();
         assert_eq!(*seen.lock().unwrap(), ["a", "b", "d", "c"]);
         assert_eq!(resp.meta.attempted_fallbacks, 3);
+    }
+
+    /// A group with nothing to fall back to goes straight through: one call, and its error says
+    /// no fallback was attempted, as a planned request's would.
+    #[tokio::test]
+    async fn nothing_to_fall_back_to_passes_straight_through() {
+        for layer in [
+            FallbackLayer::new(),
+            FallbackLayer::new().fallbacks("other", ["b"]),
+            FallbackLayer::new().fallbacks("a", ["b"]).max_fallbacks(0),
+        ] {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let s = ServiceBuilder::new().layer(layer).service(svc(
+                &[],
+                ErrorKind::ServiceUnavailable,
+                seen.clone(),
+            ));
+            let e = s.oneshot(req("a")).await.unwrap_err();
+            assert_eq!(*seen.lock().unwrap(), ["a"]);
+            assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "0");
+        }
+        // A wildcard or a default list does plan.
+        for layer in [
+            FallbackLayer::new().fallbacks("*", ["b"]),
+            FallbackLayer::new().default_fallbacks(["b"]),
+        ] {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let s = ServiceBuilder::new().layer(layer).service(svc(
+                &["b"],
+                ErrorKind::ServiceUnavailable,
+                seen.clone(),
+            ));
+            let resp = s.oneshot(req("a")).await.unwrap();
+            assert_eq!(*seen.lock().unwrap(), ["a", "b"]);
+            assert_eq!(resp.meta.attempted_fallbacks, 1);
+        }
     }
 
     #[tokio::test]
