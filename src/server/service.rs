@@ -512,17 +512,17 @@ pub fn new_call_id() -> String {
 /// the call-id handling together).
 fn write_uuid(buf: &mut [u8; 36]) -> &str {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let v = fastrand::u128(..);
-    let v = (v & !(0xf000_u128 << 64) | (0x4000_u128 << 64)) & !(0xc000_u128 << 48)
-        | (0x8000_u128 << 48);
-    let mut j = 0;
-    for i in 0..32 {
-        if matches!(i, 8 | 12 | 16 | 20) {
-            buf[j] = b'-';
-            j += 1;
-        }
-        buf[j] = HEX[((v >> (124 - 4 * i)) & 0xf) as usize];
-        j += 1;
+    // Where each byte's two digits go in `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    let mut bytes = fastrand::u128(..).to_be_bytes();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+    for (b, at) in bytes.iter().zip(AT) {
+        buf[at] = HEX[usize::from(b >> 4)];
+        buf[at + 1] = HEX[usize::from(b & 0xf)];
+    }
+    for dash in [8, 13, 18, 23] {
+        buf[dash] = b'-';
     }
     // Only ASCII hex digits and dashes were written.
     std::str::from_utf8(buf).unwrap_or_default()

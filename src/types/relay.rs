@@ -107,12 +107,25 @@ impl<T: Relayable> Relayed<T> {
         if let Err(e) = std::str::from_utf8(&bytes) {
             return Err(invalid::<T>(&e));
         }
-        let summary = summarize(&bytes, T::READ_CHOICES).map_err(|e| invalid::<T>(&e))?;
-        Ok(Self(Repr::Wire(Box::new(Wire {
-            bytes,
-            summary,
-            typed: None,
-        }))))
+        Self::from_utf8_wire(bytes).map_err(|(e, _)| e)
+    }
+
+    /// [`from_wire`](Self::from_wire) for text that is UTF-8 already (an SSE event's data, which
+    /// the event parser checked): no second check, no copy. On error the bytes come back, for a
+    /// caller that looks at them another way (a mid-stream error object).
+    pub(crate) fn from_wire_text(text: String) -> Result<Self, (LlmError, Bytes)> {
+        Self::from_utf8_wire(Bytes::from(text))
+    }
+
+    fn from_utf8_wire(bytes: Bytes) -> Result<Self, (LlmError, Bytes)> {
+        match summarize(&bytes, T::READ_CHOICES) {
+            Ok(summary) => Ok(Self(Repr::Wire(Box::new(Wire {
+                bytes,
+                summary,
+                typed: None,
+            })))),
+            Err(e) => Err((invalid::<T>(&e), bytes)),
+        }
     }
 
     /// The model that answered, as the value says.
@@ -294,49 +307,75 @@ fn summarize(bytes: &[u8], read_choices: bool) -> Result<Summary, String> {
     let mut summary = Summary::default();
     let mut choices_seen = false;
     let mut error: Option<String> = None;
-    let end = scan::for_each_member(bytes, 0, |m| {
-        let value = &bytes[m.value.clone()];
-        match m.key {
-            b"model" if value != b"null" => match plain_string(value)
-                .map_or_else(|| serde_json::from_slice(value), |s| Ok(s.to_owned()))
-            {
-                Ok(model) => summary.model = Some(model),
-                Err(e) => error = Some(format!("model: {e}")),
-            },
-            b"usage" if value != b"null" => {
-                match counts_only_usage(value).map_or_else(|| serde_json::from_slice(value), Ok) {
-                    Ok(usage) => summary.usage = Some(usage),
-                    Err(e) => error = Some(format!("usage: {e}")),
-                }
-            }
-            // A complete answer: the scan has already checked the list's structure.
-            b"choices" if !read_choices => {
-                if value.first() == Some(&b'[') {
-                    choices_seen = true;
-                } else {
-                    error = Some("choices is not a list".to_owned());
-                }
-            }
-            b"choices" => {
-                let mut objects = true;
-                let listed = scan::for_each_element(bytes, m.value.start, |choice| {
-                    summary.choices = summary.choices.saturating_add(1);
-                    let seen = scan::for_each_member(bytes, choice.start, |c| {
-                        if c.key == b"finish_reason" && &bytes[c.value] != b"null" {
-                            summary.finished = true;
-                        }
-                    });
-                    objects &= seen.is_some();
+    // A chunk's choices are read while the scan finds where the list ends (one pass over them).
+    let mut choices = 0_u32;
+    let mut finished = false;
+    let mut listed_objects = true;
+    let read_list = |value_at: usize| {
+        let listed = scan::walk_elements(
+            bytes,
+            value_at,
+            |choice_at| {
+                choices = choices.saturating_add(1);
+                let end = scan::for_each_member(bytes, choice_at, |c| {
+                    if c.key == b"finish_reason" && &bytes[c.value] != b"null" {
+                        finished = true;
+                    }
                 });
-                if listed.is_some() && objects {
-                    choices_seen = true;
-                } else {
-                    error = Some("choices is not a list of objects".to_owned());
-                }
+                // Not an object: noted, and passed over as any value.
+                end.or_else(|| {
+                    listed_objects = false;
+                    scan::skip_value(bytes, choice_at)
+                })
+            },
+            |_| {},
+        );
+        listed.or_else(|| {
+            listed_objects = false;
+            scan::skip_value(bytes, value_at)
+        })
+    };
+    let mut read_list = read_list;
+    let end = scan::walk_members(
+        bytes,
+        0,
+        |key, value_at| {
+            if read_choices && key == b"choices" {
+                read_list(value_at)
+            } else {
+                scan::skip_value(bytes, value_at)
             }
-            _ => {}
+        },
+        |m| {
+            let value = &bytes[m.value.clone()];
+            match m.key {
+                b"model" if value != b"null" => match plain_string(value)
+                    .map_or_else(|| serde_json::from_slice(value), |s| Ok(s.to_owned()))
+                {
+                    Ok(model) => summary.model = Some(model),
+                    Err(e) => error = Some(format!("model: {e}")),
+                },
+                b"usage" if value != b"null" => {
+                    match counts_only_usage(value).map_or_else(|| serde_json::from_slice(value), Ok)
+                    {
+                        Ok(usage) => summary.usage = Some(usage),
+                        Err(e) => error = Some(format!("usage: {e}")),
+                    }
+                }
+                // The scan has already checked the list's structure (and for a chunk read it).
+                b"choices" if value.first() == Some(&b'[') => choices_seen = true,
+                b"choices" => error = Some("choices is not a list".to_owned()),
+                _ => {}
+            }
+        },
+    );
+    if read_choices {
+        if !listed_objects {
+            error.get_or_insert_with(|| "choices is not a list of objects".to_owned());
         }
-    });
+        summary.choices = choices;
+        summary.finished = finished;
+    }
     if let Some(e) = error {
         return Err(e);
     }
@@ -407,6 +446,28 @@ mod tests {
     use super::*;
 
     const ANSWER: &[u8] = br#"{"id":"c1","choices":[{"index":0,"message":{"role":"assistant","content":"hi","x_new":[1.50]},"finish_reason":"stop"}],"model":"gpt-4o-2024","usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4,"x_u":true},"x_top":{"a":null}}"#;
+
+    proptest::proptest! {
+        /// The summary (with its one-pass read of a chunk's choices) is total on any bytes, and
+        /// on a chunk-shaped object counts the choices serde sees.
+        #[test]
+        fn summary_is_total_and_counts_choices(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            finishes in proptest::collection::vec(proptest::option::of("[a-z]{1,6}"), 0..4),
+        ) {
+            let _ = summarize(&raw, true);
+            let _ = summarize(&raw, false);
+            let choices: Vec<_> = finishes
+                .iter()
+                .enumerate()
+                .map(|(i, f)| serde_json::json!({"index": i, "delta": {"content": "x"}, "finish_reason": f}))
+                .collect();
+            let chunk = serde_json::json!({"id": "c", "choices": choices, "model": "m"}).to_string();
+            let s = summarize(chunk.as_bytes(), true).unwrap();
+            proptest::prop_assert_eq!(s.choices as usize, finishes.len());
+            proptest::prop_assert_eq!(s.finished, finishes.iter().any(Option::is_some));
+        }
+    }
 
     #[test]
     fn the_fast_reads_agree_with_serde_and_defer_to_it_on_anything_else() {

@@ -33,6 +33,19 @@ pub(crate) struct Member<'a> {
 pub(crate) fn for_each_member<'a>(
     raw: &'a [u8],
     at: usize,
+    f: impl FnMut(Member<'a>),
+) -> Option<usize> {
+    walk_members(raw, at, |_, value_at| skip_value(raw, value_at), f)
+}
+
+/// [`for_each_member`] where `end_of(key, value_at)` finds where each value ends: a caller that
+/// reads into a value (with [`walk_elements`] or [`walk_members`]) does so while finding its
+/// end, instead of skipping it first and reading it again. `end_of` returning `None` makes the
+/// whole walk `None`.
+pub(crate) fn walk_members<'a>(
+    raw: &'a [u8],
+    at: usize,
+    mut end_of: impl FnMut(&'a [u8], usize) -> Option<usize>,
     mut f: impl FnMut(Member<'a>),
 ) -> Option<usize> {
     let mut i = match open_container(raw, at, b'{', b'}')? {
@@ -52,7 +65,15 @@ pub(crate) fn for_each_member<'a>(
             return None;
         }
         let value_at = skip_ws(raw, colon + 1);
-        let value_end = skip_value(raw, value_at)?;
+        // An escaped key is not the name its text spells: it never gets a reader.
+        let value_end = if escaped {
+            skip_value(raw, value_at)?
+        } else {
+            end_of(key, value_at)?
+        };
+        if value_end <= value_at || value_end > raw.len() {
+            return None;
+        }
         let (sep, last) = separator(raw, value_end, b'}')?;
         f(Member {
             key,
@@ -68,11 +89,13 @@ pub(crate) fn for_each_member<'a>(
     }
 }
 
-/// Calls `f` with each element of the array that starts at `raw[at..]` (after whitespace);
-/// returns the index just past the `]`. `None` when the bytes are not an array.
-pub(crate) fn for_each_element(
+/// Calls `f` with each element of the array that starts at `raw[at..]` (after whitespace), where
+/// `end_of(value_at)` finds where each element ends (see [`walk_members`]); returns the index just
+/// past the `]`. `None` when the bytes are not an array.
+pub(crate) fn walk_elements(
     raw: &[u8],
     at: usize,
+    mut end_of: impl FnMut(usize) -> Option<usize>,
     mut f: impl FnMut(Range<usize>),
 ) -> Option<usize> {
     let mut i = match open_container(raw, at, b'[', b']')? {
@@ -81,7 +104,10 @@ pub(crate) fn for_each_element(
     };
     loop {
         let value_at = skip_ws(raw, i + 1);
-        let value_end = skip_value(raw, value_at)?;
+        let value_end = end_of(value_at)?;
+        if value_end <= value_at || value_end > raw.len() {
+            return None;
+        }
         let (sep, last) = separator(raw, value_end, b']')?;
         f(value_at..value_end);
         i = sep;
@@ -282,7 +308,13 @@ mod tests {
     fn walks_array_elements() {
         let raw = br#"[ {"a":[1]} , "x]" ,3,[]]"#;
         let mut got = Vec::new();
-        let end = for_each_element(raw, 0, |r| got.push(raw[r].to_vec())).unwrap();
+        let end = walk_elements(
+            raw,
+            0,
+            |at| skip_value(raw, at),
+            |r| got.push(raw[r].to_vec()),
+        )
+        .unwrap();
         assert_eq!(end, raw.len());
         assert_eq!(
             got,
@@ -293,8 +325,11 @@ mod tests {
                 b"[]".to_vec()
             ]
         );
-        assert_eq!(for_each_element(b"[]", 0, |_| panic!()), Some(2));
-        assert_eq!(for_each_element(b"{}", 0, |_| {}), None);
+        assert_eq!(walk_elements(b"[]", 0, |_| panic!(), |_| panic!()), Some(2));
+        assert_eq!(
+            walk_elements(b"{}", 0, |at| skip_value(b"{}", at), |_| {}),
+            None
+        );
     }
 
     #[test]
@@ -342,7 +377,7 @@ mod tests {
         #[test]
         fn never_panics_on_any_bytes(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
             let _ = for_each_member(&raw, 0, |_| {});
-            let _ = for_each_element(&raw, 0, |_| {});
+            let _ = walk_elements(&raw, 0, |at| skip_value(&raw, at), |_| {});
             let _ = skip_value(&raw, 0);
         }
 

@@ -2,8 +2,6 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
-
 use crate::{
     error::{ErrorKind, LlmError},
     provider::sse::{SseEvent, SseMapper},
@@ -44,13 +42,12 @@ impl SseMapper for OpenAiStreamMapper {
             return Ok(false);
         }
         // Kept as the provider's bytes (no copy unless the payload had surrounding whitespace).
-        let bytes = if trimmed.len() == event.data.len() {
-            Bytes::from(event.data)
+        let text = if trimmed.len() == event.data.len() {
+            event.data
         } else {
-            Bytes::copy_from_slice(trimmed.as_bytes())
+            trimmed.to_owned()
         };
-        let data = bytes.clone();
-        match ChunkBody::from_wire(bytes) {
+        match ChunkBody::from_wire_text(text) {
             Ok(chunk) => {
                 if chunk.is_finished() {
                     self.saw_finish = true;
@@ -58,7 +55,7 @@ impl SseMapper for OpenAiStreamMapper {
                 out.push_back(chunk);
                 Ok(false)
             }
-            Err(parse_err) => {
+            Err((parse_err, data)) => {
                 // A mid-stream error event: `data: {"error": {...}}`.
                 if let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice(&data) {
                     if let Some(err) = obj.remove("error") {
