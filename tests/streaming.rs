@@ -93,3 +93,40 @@ async fn cut_upstream_stream_ends_with_an_error_event() {
     assert_eq!(err["error"]["type"], "api_connection_error", "{data:?}");
     assert_eq!(data[2], "[DONE]");
 }
+
+/// A streamed answer hands its upstream connection back once the provider has said `[DONE]`:
+/// the next calls reuse it instead of opening one per stream (the SSE reader stops at `[DONE]`
+/// and never asks for the chunked body's end; the pool still gets the connection).
+#[tokio::test]
+async fn sequential_streams_reuse_one_upstream_connection() {
+    let up = FakeUpstream::start().await;
+    let events = |word: &str| {
+        format!(
+            "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{word}\"}},\"finish_reason\":null}}]}}\n\n\
+             data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\n\
+             data: [DONE]\n\n"
+        )
+    };
+    for word in ["one", "two", "three"] {
+        up.enqueue(Reply::chunked(
+            200,
+            "text/event-stream",
+            vec![bytes::Bytes::from(events(word))],
+            Duration::ZERO,
+        ));
+    }
+    let gw = gw::TestGateway::start(&gw::openai_config("g", &up.url())).await;
+    for word in ["one", "two", "three"] {
+        let ans = gw::post_json(&gw.url("/v1/chat/completions"), &stream_req("g")).await;
+        assert_eq!(ans.status, 200);
+        let data = ans.sse_data();
+        assert!(data[0].contains(word), "{data:?}");
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+    }
+    assert_eq!(up.hits(), 3);
+    assert_eq!(
+        up.connections(),
+        1,
+        "each stream opened its own upstream connection"
+    );
+}

@@ -174,7 +174,7 @@ pub(crate) async fn send<P: PoolSource>(
                 let back = Some(Return {
                     source: source.clone(),
                     authority,
-                    sender,
+                    sender: Some(sender),
                 });
                 return Ok(resp.map(|inner| UpstreamBody {
                     inner: Inner::Pooled { body: inner, back },
@@ -212,21 +212,34 @@ async fn connect(
     Ok(sender)
 }
 
-/// Type-erased handle for returning a connection.
+/// The way back to the pool for a response's connection: dropping it puts the connection back.
+///
+/// It is dropped when the body ends, and also when a body is dropped before its end (a stream the
+/// provider said was complete, `data: [DONE]`, whose last bytes the reader never asked for):
+/// hyper then reads on to the end if the rest is already buffered, keeping the connection, or
+/// closes it; a closed one fails `ready()` at checkout and is passed over. Only a body that
+/// failed does not go back.
 struct Return {
     source: Arc<dyn PoolSource>,
     authority: Authority,
-    sender: SendRequest<Full<Bytes>>,
+    sender: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl Return {
-    fn give_back(self) {
-        let Self {
-            source,
-            authority,
-            sender,
-        } = self;
-        source.thread_pool().put(authority, sender, source.config());
+    /// Drops the connection instead of pooling it.
+    fn discard(mut self) {
+        self.sender = None;
+    }
+}
+
+impl Drop for Return {
+    fn drop(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            let config = self.source.config();
+            self.source
+                .thread_pool()
+                .put(self.authority.clone(), sender, config);
+        }
     }
 }
 
@@ -274,18 +287,15 @@ impl Body for UpstreamBody {
             InnerProj::Plain { body } => body.poll_frame(cx),
             InnerProj::Pooled { mut body, back } => {
                 let frame = std::task::ready!(body.as_mut().poll_frame(cx));
-                let ended = match &frame {
+                match &frame {
                     // The whole response is read: the connection can take the next request.
-                    None => true,
-                    Some(Ok(_)) => body.is_end_stream(),
+                    None => drop(back.take()),
+                    Some(Ok(_)) if body.is_end_stream() => drop(back.take()),
+                    Some(Ok(_)) => {}
                     Some(Err(_)) => {
-                        drop(back.take());
-                        false
-                    }
-                };
-                if ended {
-                    if let Some(back) = back.take() {
-                        back.give_back();
+                        if let Some(back) = back.take() {
+                            back.discard();
+                        }
                     }
                 }
                 Poll::Ready(frame)
@@ -315,12 +325,17 @@ mod tests {
         sync::atomic::{AtomicUsize, Ordering},
     };
 
+    use futures_util::StreamExt as _;
     use http_body_util::{BodyExt as _, StreamBody};
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
     use tokio::net::TcpListener;
 
     use super::*;
+
+    type FrameStream = std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send>,
+    >;
 
     struct Source {
         pools: thread_local::ThreadLocal<ThreadPool>,
@@ -372,15 +387,23 @@ mod tests {
                             "/close" => Response::builder()
                                 .header("connection", "close")
                                 .body(http_body_util::Either::Left(Full::new(Bytes::from(text)))),
-                            "/stream" => {
-                                let frames = ["a", "b", "c"].map(|s| {
+                            "/slow" | "/stream" => {
+                                let frame = |s: &'static str| {
                                     Ok::<_, Infallible>(Frame::data(Bytes::from_static(
                                         s.as_bytes(),
                                     )))
-                                });
-                                Response::builder().body(http_body_util::Either::Right(
-                                    StreamBody::new(futures_util::stream::iter(frames)),
-                                ))
+                                };
+                                let frames: FrameStream = if path == "/slow" {
+                                    // One frame, then nothing: the body never ends.
+                                    Box::pin(
+                                        futures_util::stream::iter([frame("a")])
+                                            .chain(futures_util::stream::pending()),
+                                    )
+                                } else {
+                                    Box::pin(futures_util::stream::iter(["a", "b", "c"].map(frame)))
+                                };
+                                Response::builder()
+                                    .body(http_body_util::Either::Right(StreamBody::new(frames)))
                             }
                             _ => Response::builder()
                                 .body(http_body_util::Either::Left(Full::new(Bytes::from(text)))),
@@ -428,19 +451,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_streamed_body_returns_its_connection_at_the_end_and_a_dropped_one_does_not() {
+    async fn a_streamed_body_returns_its_connection_at_its_end_or_when_dropped() {
         let (base, accepted) = server().await;
         let src = source(Duration::from_secs(90), 8);
         let resp = send(src.clone(), post(&base, "/stream", "")).await.unwrap();
         assert_eq!(text(resp).await, "abc");
         assert_eq!(src.thread_pool().idle_count(), 1);
-        // Dropped after the first frame: that connection cannot be reused.
+        // Every data frame read, the body dropped before its end was asked for (an SSE reader
+        // stopping at `data: [DONE]`): the connection goes back, hyper reads the buffered end of
+        // the chunked body, and the next request reuses it.
         let resp = send(src.clone(), post(&base, "/stream", "")).await.unwrap();
+        let mut body = resp.into_body();
+        for want in ["a", "b", "c"] {
+            let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+            assert_eq!(data, want);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await; // the end arrives
+        drop(body);
+        assert_eq!(src.thread_pool().idle_count(), 1);
+        let resp = send(src.clone(), post(&base, "/x", "y")).await.unwrap();
+        assert!(text(resp).await.starts_with("/x "));
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+        // Dropped while the server is still sending: hyper closes that connection, checkout
+        // passes over it and opens another.
+        let resp = send(src.clone(), post(&base, "/slow", "")).await.unwrap();
         let mut body = resp.into_body();
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(first, "a");
         drop(body);
-        assert_eq!(src.thread_pool().idle_count(), 0);
         let resp = send(src.clone(), post(&base, "/x", "y")).await.unwrap();
         assert!(text(resp).await.starts_with("/x "));
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
