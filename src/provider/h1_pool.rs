@@ -43,6 +43,9 @@ use crate::error::BoxError;
 /// it (each offer consumes one stale idle connection; the last is a fresh connection).
 const MAX_REOFFERS: usize = 4;
 
+/// How many of the most recently returned connections checkout looks at for one that is ready.
+const READY_SCAN: usize = 8;
+
 /// One thread's idle connections, by host.
 #[derive(Debug, Default)]
 pub(crate) struct ThreadPool {
@@ -83,6 +86,20 @@ impl ThreadPool {
     fn checkout(&self, authority: &Authority, idle_timeout: Duration) -> Option<Idle> {
         let mut hosts = self.hosts.borrow_mut();
         let host = hosts.iter_mut().find(|h| h.authority == *authority)?;
+        // A connection that can take a request now, among the most recent few: one that came back
+        // when its body was dropped may still be reading the body's end on its own task, and
+        // waiting for that task costs a turn of this thread's queue.
+        let recent = host.idle.len().saturating_sub(READY_SCAN);
+        if let Some(i) = (recent..host.idle.len())
+            .rev()
+            .find(|&i| host.idle[i].sender.is_ready())
+        {
+            if let Some(idle) = host.idle.remove(i) {
+                if idle.since.elapsed() <= idle_timeout {
+                    return Some(idle);
+                }
+            }
+        }
         while let Some(idle) = host.idle.pop_back() {
             if !idle.sender.is_closed() && idle.since.elapsed() <= idle_timeout {
                 return Some(idle);
