@@ -254,36 +254,14 @@ async fn within<F: Future>(
     }
 }
 
-/// The whole of `body`, at most `limit` bytes (over it: a [`LengthLimitError`]).
-///
-/// A body that arrives as one frame (the usual case for an answer that fits one read) is returned
-/// as that frame, without a copy; more frames are gathered into one buffer sized by the first.
-///
-/// [`LengthLimitError`]: http_body_util::LengthLimitError
+/// The whole of `body`, at most `limit` bytes (over it: a
+/// [`LengthLimitError`](http_body_util::LengthLimitError)).
 async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, BoxError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let mut body = std::pin::pin!(Limited::new(body, limit));
-    let mut first: Option<Bytes> = None;
-    let mut rest: Option<bytes::BytesMut> = None;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
-            continue; // trailers carry nothing an answer needs
-        };
-        if let Some(buf) = rest.as_mut() {
-            buf.extend_from_slice(&data);
-        } else if let Some(head) = first.take() {
-            let mut buf = bytes::BytesMut::with_capacity((head.len() + data.len()) * 2);
-            buf.extend_from_slice(&head);
-            buf.extend_from_slice(&data);
-            rest = Some(buf);
-        } else {
-            first = Some(data);
-        }
-    }
-    Ok(rest.map_or_else(|| first.unwrap_or_default(), bytes::BytesMut::freeze))
+    Ok(Limited::new(body, limit).collect().await?.to_bytes())
 }
 
 fn stamp(resp: &mut LlmResponse, dep: &Deployment, provider: &Arc<str>) {
