@@ -65,6 +65,13 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Open, and idle no longer than `idle_timeout` at `now`.
+    fn live(&self, now: Instant, idle_timeout: Duration) -> bool {
+        !self.sender.is_closed() && now.duration_since(self.since) <= idle_timeout
+    }
+}
+
 /// What every thread's pool shares: limits and the connector.
 #[derive(Clone, Debug)]
 pub(crate) struct PoolConfig {
@@ -84,6 +91,7 @@ pub(crate) trait PoolSource: Send + Sync + 'static {
 impl ThreadPool {
     /// The most recently returned live connection to `authority`, if any.
     fn checkout(&self, authority: &Authority, idle_timeout: Duration) -> Option<Idle> {
+        let now = Instant::now();
         let mut hosts = self.hosts.borrow_mut();
         let host = hosts.iter_mut().find(|h| h.authority == *authority)?;
         // A connection that can take a request now, among the most recent few: one that came back
@@ -95,13 +103,13 @@ impl ThreadPool {
             .find(|&i| host.idle[i].sender.is_ready())
         {
             if let Some(idle) = host.idle.remove(i) {
-                if idle.since.elapsed() <= idle_timeout {
+                if idle.live(now, idle_timeout) {
                     return Some(idle);
                 }
             }
         }
         while let Some(idle) = host.idle.pop_back() {
-            if !idle.sender.is_closed() && idle.since.elapsed() <= idle_timeout {
+            if idle.live(now, idle_timeout) {
                 return Some(idle);
             }
         }
@@ -127,9 +135,11 @@ impl ThreadPool {
             }
         };
         // The oldest idle connections age out here, so an idle pool does not hold dead senders.
-        while host.idle.front().is_some_and(|i| {
-            i.sender.is_closed() || now.duration_since(i.since) > config.idle_timeout
-        }) {
+        while host
+            .idle
+            .front()
+            .is_some_and(|i| !i.live(now, config.idle_timeout))
+        {
             host.idle.pop_front();
         }
         if host.idle.len() < config.max_idle_per_host {
@@ -161,10 +171,8 @@ pub(crate) async fn send<P: PoolSource>(
         .map_or_else(|| Uri::from_static("/"), Uri::from);
     *req.uri_mut() = target;
     if !req.headers().contains_key(HOST) {
-        let text = authority.as_str();
-        let host_port = text.rsplit_once('@').map_or(text, |(_, hp)| hp);
-        req.headers_mut()
-            .insert(HOST, HeaderValue::from_str(host_port)?);
+        let host = host_header(&authority).ok_or("the upstream host is not a valid Host header")?;
+        req.headers_mut().insert(HOST, host);
     }
 
     let config = source.config();
@@ -207,6 +215,13 @@ pub(crate) async fn send<P: PoolSource>(
             },
         }
     }
+}
+
+/// The `Host` header HTTP/1.1 sends for `authority`: host and port as given, without userinfo.
+pub(crate) fn host_header(authority: &Authority) -> Option<HeaderValue> {
+    let text = authority.as_str();
+    let host_port = text.rsplit_once('@').map_or(text, |(_, hp)| hp);
+    HeaderValue::from_str(host_port).ok()
 }
 
 /// Opens a connection to `authority` and starts driving it on this runtime.

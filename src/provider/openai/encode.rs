@@ -80,15 +80,10 @@ fn parse_uri(url: &str) -> Result<ParsedUri, LlmError> {
     let uri: http::Uri = url.parse().map_err(|e| {
         LlmError::bad_request(format!("the deployment's api_base is not a valid URL: {e}"))
     })?;
-    // The authority without userinfo is what HTTP/1.1 puts in `Host` (the port only when given).
     let host = (uri.scheme() == Some(&http::uri::Scheme::HTTP))
         .then(|| uri.authority())
         .flatten()
-        .and_then(|a| {
-            let text = a.as_str();
-            let host_port = text.rsplit_once('@').map_or(text, |(_, hp)| hp);
-            http::HeaderValue::from_str(host_port).ok()
-        });
+        .and_then(crate::provider::h1_pool::host_header);
     let parsed = (uri, host);
     URIS.with_borrow_mut(|memo| {
         if memo.len() >= URI_MEMO {
