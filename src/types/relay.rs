@@ -85,6 +85,16 @@ struct Wire<T> {
 }
 
 /// What is read from a wire answer or chunk up front.
+impl<T: Relayable> Wire<T> {
+    /// The typed value: the one parsed before (taken out), else parsed from the bytes now.
+    fn take_typed(&mut self) -> Result<T, LlmError> {
+        match self.typed.take() {
+            Some(t) => Ok(t),
+            None => parse::<T>(&self.bytes),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct Summary {
     model: Option<String>,
@@ -163,10 +173,7 @@ impl<T: Relayable> Relayed<T> {
         match &mut self.0 {
             Repr::Typed(t) => Ok(t),
             Repr::Wire(w) => {
-                let typed = match w.typed.take() {
-                    Some(t) => t,
-                    None => parse::<T>(&w.bytes)?,
-                };
+                let typed = w.take_typed()?;
                 Ok(w.typed.insert(typed))
             }
         }
@@ -179,10 +186,7 @@ impl<T: Relayable> Relayed<T> {
     /// As [`Relayed::typed`].
     pub fn typed_mut(&mut self) -> Result<&mut T, LlmError> {
         if let Repr::Wire(w) = &mut self.0 {
-            let typed = match w.typed.take() {
-                Some(t) => t,
-                None => parse::<T>(&w.bytes)?,
-            };
+            let typed = w.take_typed()?;
             self.0 = Repr::Typed(Box::new(typed));
         }
         match &mut self.0 {
@@ -198,10 +202,7 @@ impl<T: Relayable> Relayed<T> {
     pub fn into_typed(self) -> Result<T, LlmError> {
         match self.0 {
             Repr::Typed(t) => Ok(*t),
-            Repr::Wire(w) => match w.typed {
-                Some(t) => Ok(t),
-                None => parse::<T>(&w.bytes),
-            },
+            Repr::Wire(mut w) => w.take_typed(),
         }
     }
 
@@ -300,9 +301,10 @@ fn invalid<T: Relayable>(e: &dyn fmt::Display) -> LlmError {
 }
 
 /// Reads `model`, `usage` and (with `read_choices`) the choices' count and finish reasons of an
-/// OpenAI-format answer or chunk with a structural scan; the two values read are parsed by serde. Members are matched by
-/// their raw key text: a key written with escapes is not one of these names as far as the scan
-/// goes, and is relayed like any other member.
+/// OpenAI-format answer or chunk with a structural scan; `model` and `usage` are read directly in
+/// their plain shapes, else by serde. Members are matched by their raw key text: a key written
+/// with escapes is not one of these names as far as the scan goes, and is relayed like any other
+/// member.
 fn summarize(bytes: &[u8], read_choices: bool) -> Result<Summary, String> {
     let mut summary = Summary::default();
     let mut choices_seen = false;
@@ -311,7 +313,7 @@ fn summarize(bytes: &[u8], read_choices: bool) -> Result<Summary, String> {
     let mut choices = 0_u32;
     let mut finished = false;
     let mut listed_objects = true;
-    let read_list = |value_at: usize| {
+    let mut read_list = |value_at: usize| {
         let listed = scan::walk_elements(
             bytes,
             value_at,
@@ -335,7 +337,6 @@ fn summarize(bytes: &[u8], read_choices: bool) -> Result<Summary, String> {
             scan::skip_value(bytes, value_at)
         })
     };
-    let mut read_list = read_list;
     let end = scan::walk_members(
         bytes,
         0,
