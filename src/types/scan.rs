@@ -4,11 +4,13 @@
 //! OpenAI-format answer or stream chunk goes back as the provider's bytes with a few members read
 //! (`model`, `usage`, the choices' finish reasons). Both need the position of each top-level
 //! member, not a parse of every value: this module walks an object's members and an array's
-//! elements, skipping values by their structure (strings by `memchr`, containers by depth).
+//! elements, skipping values by their structure (strings eight bytes at a time, containers by
+//! depth).
 //!
 //! It checks structure (quotes, colons, commas, brackets), not the grammar inside values: a
 //! malformed number or an invalid escape inside a string is passed over, as a pass-through proxy
-//! would pass it on. The members that are read are parsed with serde, which checks them fully.
+//! would pass it on. The members that are read are checked when they are read (by serde, or by the
+//! reader's own plain-shape check).
 //! Every function is total: any input gives `None` or a result, never a panic or a loop.
 
 use std::ops::Range;
