@@ -59,18 +59,22 @@ pub fn encode_messages(
         join_url(base, "v1/messages")
     };
     let (body, uses_files) = messages_body(chat, dep)?;
-    let mut builder = json_request(&url, dep)?;
-    let has = |b: &http::request::Builder, name: &str| {
-        b.headers_ref().is_some_and(|h| h.contains_key(name))
-    };
-    if !has(&builder, "anthropic-version") {
-        builder = builder.header("anthropic-version", ANTHROPIC_VERSION);
+    let mut head = json_request(&url, dep)?;
+    let headers = head.headers_mut();
+    if !headers.contains_key("anthropic-version") {
+        headers.append(
+            http::HeaderName::from_static("anthropic-version"),
+            http::HeaderValue::from_static(ANTHROPIC_VERSION),
+        );
     }
-    if uses_files && !has(&builder, "anthropic-beta") {
-        builder = builder.header("anthropic-beta", "files-api-2025-04-14");
+    if uses_files && !headers.contains_key("anthropic-beta") {
+        headers.append(
+            http::HeaderName::from_static("anthropic-beta"),
+            http::HeaderValue::from_static("files-api-2025-04-14"),
+        );
     }
     if let Some(key) = &dep.api_key {
-        if !key.is_empty() && !has(&builder, "x-api-key") {
+        if !key.is_empty() && !headers.contains_key("x-api-key") {
             let mut v = http::HeaderValue::try_from(key.expose()).map_err(|_| {
                 LlmError::new(
                     ErrorKind::Authentication,
@@ -78,12 +82,10 @@ pub fn encode_messages(
                 )
             })?;
             v.set_sensitive(true);
-            builder = builder.header("x-api-key", v);
+            headers.append(http::HeaderName::from_static("x-api-key"), v);
         }
     }
-    builder
-        .body(body)
-        .map_err(|e| LlmError::bad_request(format!("cannot build upstream request: {e}")))
+    Ok(head.map(|()| body))
 }
 
 /// The request body, and whether it refers to uploaded files (Files API beta).

@@ -21,7 +21,7 @@
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
 use super::{
     openai::{bearer, chat_body, embeddings_body, join_url, json_request, openai_shaped_responses},
@@ -32,6 +32,9 @@ use crate::{
     secret::Secret,
     types::{LlmRequest, Operation},
 };
+
+/// Azure's key header.
+const API_KEY: HeaderName = HeaderName::from_static("api-key");
 
 /// LiteLLM's `AZURE_DEFAULT_API_VERSION`, used when neither the deployment nor `AZURE_API_VERSION`
 /// sets one.
@@ -122,24 +125,23 @@ impl Provider for Azure {
             ),
             Operation::ListModels => return Err(super::unsupported(self, req)),
         };
-        let mut builder = json_request(&deployment_url(base, &dep.model, path, version), dep)?;
+        let mut head = json_request(&deployment_url(base, &dep.model, path, version), dep)?;
+        let headers = head.headers_mut();
         let key = dep
             .api_key
             .as_ref()
             .filter(|k| !k.is_empty())
             .or(env.api_key.as_ref());
         if let Some(key) = key {
-            builder = builder.header("api-key", sensitive(key.expose(), "api_key")?);
+            headers.append(API_KEY, sensitive(key.expose(), "api_key")?);
         } else if let Some(token) = dep.param_str("azure_ad_token").filter(|t| !t.is_empty()) {
-            builder = builder.header(http::header::AUTHORIZATION, bearer(token)?);
+            headers.append(http::header::AUTHORIZATION, bearer(token)?);
         } else if let Some(AccessToken(token)) = req.extensions.get::<AccessToken>() {
-            builder = builder.header(http::header::AUTHORIZATION, bearer(token.expose())?);
+            headers.append(http::header::AUTHORIZATION, bearer(token.expose())?);
         } else if let Some(token) = &env.ad_token {
-            builder = builder.header(http::header::AUTHORIZATION, bearer(token.expose())?);
+            headers.append(http::header::AUTHORIZATION, bearer(token.expose())?);
         }
-        builder
-            .body(body)
-            .map_err(|e| LlmError::bad_request(format!("cannot build upstream request: {e}")))
+        Ok(head.map(|()| body))
     }
 
     openai_shaped_responses!();

@@ -174,15 +174,14 @@ impl HostSpec {
             ),
             Operation::ListModels => return Err(super::unsupported(provider, req)),
         };
-        let mut builder = json_request(&join_url(base, path), dep)?;
+        let mut head = json_request(&join_url(base, path), dep)?;
         if let Some(key) = self.api_key(dep) {
             if !key.is_empty() {
-                builder = builder.header(http::header::AUTHORIZATION, bearer(key.expose())?);
+                head.headers_mut()
+                    .append(http::header::AUTHORIZATION, bearer(key.expose())?);
             }
         }
-        builder
-            .body(body)
-            .map_err(|e| LlmError::bad_request(format!("cannot build upstream request: {e}")))
+        Ok(head.map(|()| body))
     }
 }
 

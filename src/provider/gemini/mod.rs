@@ -116,10 +116,8 @@ fn method(req: &LlmRequest) -> &'static str {
     }
 }
 
-fn build(builder: http::request::Builder, body: Bytes) -> Result<http::Request<Bytes>, LlmError> {
-    builder
-        .body(body)
-        .map_err(|e| LlmError::bad_request(format!("cannot build upstream request: {e}")))
+fn build(head: http::Request<()>, body: Bytes) -> Result<http::Request<Bytes>, LlmError> {
+    Ok(head.map(|()| body))
 }
 
 fn classify(provider: &str, status: StatusCode, _headers: &HeaderMap, body: &[u8]) -> LlmError {
@@ -184,7 +182,7 @@ impl Provider for Gemini {
             join_url(base, &format!("models/{}", dep.model)),
             method(req)
         );
-        let mut builder = json_request(&url, dep)?;
+        let mut head = json_request(&url, dep)?;
         if let Some(key) = dep.api_key.as_ref().filter(|k| !k.is_empty()) {
             let mut v = http::HeaderValue::try_from(key.expose()).map_err(|_| {
                 LlmError::new(
@@ -193,9 +191,10 @@ impl Provider for Gemini {
                 )
             })?;
             v.set_sensitive(true);
-            builder = builder.header("x-goog-api-key", v);
+            head.headers_mut()
+                .append(http::HeaderName::from_static("x-goog-api-key"), v);
         }
-        build(builder, generate_content_body(chat, &dep.model)?)
+        build(head, generate_content_body(chat, &dep.model)?)
     }
 
     gemini_shared!();
@@ -257,9 +256,10 @@ impl Provider for VertexAi {
                 )
                 .with_provider(self.name())
             })?;
-        let builder = json_request(&self.url(req, dep)?, dep)?
-            .header(http::header::AUTHORIZATION, bearer(token.expose())?);
-        build(builder, generate_content_body(chat, &dep.model)?)
+        let mut head = json_request(&self.url(req, dep)?, dep)?;
+        head.headers_mut()
+            .append(http::header::AUTHORIZATION, bearer(token.expose())?);
+        build(head, generate_content_body(chat, &dep.model)?)
     }
 
     gemini_shared!();

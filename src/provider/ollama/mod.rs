@@ -94,15 +94,14 @@ fn encode(
         Operation::Embeddings(emb) => ("api/embed", embed_body(emb, &dep.model)?),
         Operation::ListModels => return Err(super::unsupported(provider, req)),
     };
-    let mut builder = json_request(&join_url(base, path), dep)?;
+    let mut head = json_request(&join_url(base, path), dep)?;
     if let Some(key) = dep.api_key.as_ref().or(env.api_key.as_ref()) {
         if !key.is_empty() {
-            builder = builder.header(http::header::AUTHORIZATION, bearer(key.expose())?);
+            head.headers_mut()
+                .append(http::header::AUTHORIZATION, bearer(key.expose())?);
         }
     }
-    builder
-        .body(body)
-        .map_err(|e| LlmError::bad_request(format!("cannot build upstream request: {e}")))
+    Ok(head.map(|()| body))
 }
 
 fn decode(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmError> {

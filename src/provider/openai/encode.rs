@@ -26,33 +26,51 @@ pub fn join_url(base: &str, path: &str) -> String {
     url
 }
 
-/// A JSON POST builder for `url` with the deployment's `extra_headers`.
+/// A JSON POST head for `url` with the deployment's `extra_headers`; the caller adds its
+/// credentials with `headers_mut().append(..)` and the body with `map`.
 ///
-/// For a plain `http://` URL the builder also carries the `Host` header, made once per URL and
+/// For a plain `http://` URL the request also carries the `Host` header, made once per URL and
 /// thread: such an upstream always speaks HTTP/1.1, and a request that arrives with `Host` set
 /// saves the client from formatting it on every call. (Over TLS the protocol is chosen by ALPN,
 /// and HTTP/2 carries the authority in `:authority`, so `Host` is left to the client.)
-pub fn json_request(url: &str, dep: &Deployment) -> Result<http::request::Builder, LlmError> {
-    let (uri, host) = parse_uri(url)?;
+///
+/// A request rather than an [`http::request::Builder`]: the builder carries a
+/// `Result<Parts, Error>` that every `.header(..)` moves, about 500 instructions of `memcpy` per
+/// upstream request on the hot path. Headers appended here keep the builder's semantics
+/// (`append`, so an `extra_headers` entry never replaces one the provider adds).
+pub fn json_request(url: &str, dep: &Deployment) -> Result<http::Request<()>, LlmError> {
     const JSON: http::HeaderValue = http::HeaderValue::from_static("application/json");
-    let mut builder = http::Request::post(uri)
-        .header(http::header::CONTENT_TYPE, JSON)
-        .header(http::header::ACCEPT, JSON);
-    let mut host = host;
+    let (uri, mut host) = parse_uri(url)?;
+    let mut req = http::Request::new(());
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = uri;
+    let headers = req.headers_mut();
+    headers.append(http::header::CONTENT_TYPE, JSON);
+    headers.append(http::header::ACCEPT, JSON);
     if let Some(serde_json::Value::Object(extra)) = dep.param("extra_headers") {
         for (name, value) in extra {
             if let Some(v) = value.as_str() {
-                if name.eq_ignore_ascii_case("host") {
+                let name = http::HeaderName::try_from(name.as_str()).map_err(|e| {
+                    LlmError::bad_request(format!(
+                        "cannot build upstream request: extra_headers name {name:?}: {e}"
+                    ))
+                })?;
+                let v = http::HeaderValue::try_from(v).map_err(|e| {
+                    LlmError::bad_request(format!(
+                        "cannot build upstream request: extra_headers value of {name}: {e}"
+                    ))
+                })?;
+                if name == http::header::HOST {
                     host = None;
                 }
-                builder = builder.header(name.as_str(), v);
+                headers.append(name, v);
             }
         }
     }
     if let Some(host) = host {
-        builder = builder.header(http::header::HOST, host);
+        headers.append(http::header::HOST, host);
     }
-    Ok(builder)
+    Ok(req)
 }
 
 /// How many parsed upstream URLs each thread remembers.
@@ -221,21 +239,23 @@ mod tests {
             d.params.insert("extra_headers".into(), extra);
             d
         };
-        let req = json_request("http://h:9/v1/chat", &dep(serde_json::json!({"x-a": "1"})))
-            .unwrap()
-            .body(())
-            .unwrap();
+        let req =
+            json_request("http://h:9/v1/chat", &dep(serde_json::json!({"x-a": "1"}))).unwrap();
         assert_eq!(req.headers().get_all(http::header::HOST).iter().count(), 1);
         assert_eq!(req.headers()[http::header::HOST], "h:9");
         let req = json_request(
             "http://h:9/v1/chat",
             &dep(serde_json::json!({"Host": "other"})),
         )
-        .unwrap()
-        .body(())
         .unwrap();
         let hosts: Vec<_> = req.headers().get_all(http::header::HOST).iter().collect();
         assert_eq!(hosts, ["other"]);
+        // A header name or value no upstream could receive is the caller's error, not a panic.
+        for bad in [serde_json::json!({"bad name": "1"}), serde_json::json!({"x-a": "a\nb"})] {
+            let err = json_request("http://h:9/v1/chat", &dep(bad)).unwrap_err();
+            assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+            assert!(err.to_string().contains("extra_headers"), "{err}");
+        }
     }
 
     #[test]
