@@ -251,7 +251,10 @@ mod tests {
         let hosts: Vec<_> = req.headers().get_all(http::header::HOST).iter().collect();
         assert_eq!(hosts, ["other"]);
         // A header name or value no upstream could receive is the caller's error, not a panic.
-        for bad in [serde_json::json!({"bad name": "1"}), serde_json::json!({"x-a": "a\nb"})] {
+        for bad in [
+            serde_json::json!({"bad name": "1"}),
+            serde_json::json!({"x-a": "a\nb"}),
+        ] {
             let err = json_request("http://h:9/v1/chat", &dep(bad)).unwrap_err();
             assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
             assert!(err.to_string().contains("extra_headers"), "{err}");
