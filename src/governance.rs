@@ -244,6 +244,9 @@ pub async fn start(config: &Config, opts: &BuildOptions) -> Result<Governance, B
     if let Some(secs) = config.general_settings.proxy_batch_write_at {
         spend_config = spend_config.linger(Duration::from_secs(secs));
     }
+    if config.general_settings.disable_spend_logs == Some(true) {
+        spend_config = spend_config.logs(false);
+    }
     let spend = SpendWriter::spawn_with(store.clone(), spend_config, Some(on_commit));
     Ok(Governance {
         store,

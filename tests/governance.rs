@@ -659,6 +659,48 @@ async fn spend_rows_match_usage_and_prices_postgres() {
     spend_rows_match(pg().await).await;
 }
 
+/// `disable_spend_logs: true`: budgets and key spend still count every call, the log has no rows.
+async fn spend_without_logs(opts: BuildOptions) {
+    let up = FakeUpstream::start().await;
+    let yaml = priced_config(&up.url()).replace(
+        "general_settings:\n",
+        "general_settings:\n  disable_spend_logs: true\n",
+    );
+    assert!(yaml.contains("disable_spend_logs: true"), "{yaml}");
+    let gw = Gov::start(&yaml, opts).await;
+    let base = gw.url("");
+    let (key, token) = new_key(&base, json!({"key_alias": "quiet"})).await;
+    for _ in 0..2 {
+        up.enqueue(Reply::json(200, chat_completion("hello")));
+        assert_eq!(chat(&base, &key, "g").await.status, 200);
+    }
+    gw.flush().await;
+    let rows = get(&gw.url(&format!("/spend/logs?api_key={key}")), Some(MASTER)).await;
+    assert_eq!(rows.status, 200);
+    assert_eq!(rows.json(), json!([]));
+    let info = get(&gw.url(&format!("/key/info?key={token}")), Some(MASTER))
+        .await
+        .json();
+    let expected = 2.0 * (5.0 * 0.001 + 7.0 * 0.002);
+    assert!(
+        (info["info"]["spend"].as_f64().unwrap() - expected).abs() < 1e-9,
+        "{info}"
+    );
+    let stats = gw.shutdown().await;
+    assert_eq!(stats.dropped, 0);
+    assert_eq!(stats.written, 2);
+}
+
+#[tokio::test]
+async fn spend_without_logs_sqlite() {
+    spend_without_logs(sqlite()).await;
+}
+
+#[tokio::test]
+async fn spend_without_logs_postgres() {
+    spend_without_logs(pg().await).await;
+}
+
 #[tokio::test]
 async fn builtin_prices_apply_without_overrides() {
     let up = FakeUpstream::start().await;

@@ -167,6 +167,9 @@ pub struct SpendConfig {
     pub backoff: Duration,
     /// Longest retry delay (default 5 s).
     pub max_backoff: Duration,
+    /// Whether each call's row is stored (default true). Off (LiteLLM's
+    /// `general_settings.disable_spend_logs`), only the key, team and user totals are updated.
+    pub logs: bool,
 }
 
 impl Default for SpendConfig {
@@ -177,6 +180,7 @@ impl Default for SpendConfig {
             linger: Duration::from_millis(500),
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            logs: true,
         }
     }
 }
@@ -200,6 +204,13 @@ impl SpendConfig {
     #[must_use]
     pub fn linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
+        self
+    }
+
+    /// Sets whether each call's row is stored (`false`: totals only).
+    #[must_use]
+    pub fn logs(mut self, on: bool) -> Self {
+        self.logs = on;
         self
     }
 }
@@ -501,7 +512,12 @@ async fn write_with_retry(
 ) {
     let mut backoff = config.backoff;
     loop {
-        match store.write_spend(rows).await {
+        let written = if config.logs {
+            store.write_spend(rows).await
+        } else {
+            store.add_spend(rows).await
+        };
+        match written {
             Ok(totals) => {
                 counters
                     .written

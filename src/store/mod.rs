@@ -1010,11 +1010,23 @@ impl Store {
     /// Rows whose `request_id` is already stored are skipped (a retried batch is not counted
     /// twice). Returns the totals added.
     pub async fn write_spend(&self, rows: &[SpendRow]) -> Result<SpendTotals, StoreError> {
+        self.record_spend(rows, true).await
+    }
+
+    /// Adds the rows' cost to the key, team and user totals in one transaction without storing
+    /// the rows (`general_settings.disable_spend_logs`). Without stored rows there is nothing to
+    /// recognise a retried batch by: a batch whose commit succeeded but was reported as failed
+    /// counts twice.
+    pub async fn add_spend(&self, rows: &[SpendRow]) -> Result<SpendTotals, StoreError> {
+        self.record_spend(rows, false).await
+    }
+
+    async fn record_spend(&self, rows: &[SpendRow], log: bool) -> Result<SpendTotals, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db("spend: begin"))?;
         let mut totals = SpendTotals::default();
         // Many rows per statement: one round trip to the database per chunk, not per row.
         let mut inserted = std::collections::HashSet::new();
-        let mut rest = rows;
+        let mut rest = if log { rows } else { &[] };
         while !rest.is_empty() {
             // A few fixed statement sizes, so each is parsed once and then reused from the
             // statement cache.
@@ -1058,7 +1070,7 @@ impl Store {
             }
         }
         for r in rows {
-            if r.spend == 0.0 || !inserted.contains(&r.request_id) {
+            if r.spend == 0.0 || (log && !inserted.contains(&r.request_id)) {
                 continue;
             }
             if !r.api_key.is_empty() {
@@ -1207,6 +1219,26 @@ mod tests {
         assert!((s.key(&row.token).await.unwrap().unwrap().spend - 0.5).abs() < 1e-12);
         assert_eq!(s.spend_log_count().await.unwrap(), 1);
         assert!((s.global_spend().await.unwrap() - 0.5).abs() < 1e-12);
+    }
+
+    #[tokio::test]
+    async fn spend_without_logs_adds_totals_only() {
+        let s = Store::connect("sqlite::memory:").await.unwrap();
+        let (_, key) = s.create_key(NewKey::default()).await.unwrap();
+        let rows: Vec<SpendRow> = (0..3)
+            .map(|i| SpendRow {
+                request_id: format!("r{i}"),
+                api_key: key.token.clone(),
+                spend: 0.25,
+                status: "success".into(),
+                ..SpendRow::default()
+            })
+            .collect();
+        let t = s.add_spend(&rows).await.unwrap();
+        assert!((t.keys[&key.token] - 0.75).abs() < 1e-12);
+        let stored = s.key(&key.token).await.unwrap().unwrap().spend;
+        assert!((stored - 0.75).abs() < 1e-12);
+        assert_eq!(s.spend_log_count().await.unwrap(), 0);
     }
 
     #[tokio::test]
