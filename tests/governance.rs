@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use governance_common::{call, chat, config, fresh_pg, get, new_key, post, Gov, MASTER};
+use governance_common::{call, call_with, chat, config, fresh_pg, get, new_key, post, Gov, MASTER};
 use llmgate::{governance::BuildOptions, store::hash_key};
 use serde_json::json;
 use support::{chat_completion, chat_sse, FakeUpstream, Reply};
@@ -689,6 +689,54 @@ async fn spend_without_logs(opts: BuildOptions) {
     let stats = gw.shutdown().await;
     assert_eq!(stats.dropped, 0);
     assert_eq!(stats.written, 2);
+}
+
+/// A client may send its own `x-litellm-call-id`, and send the same one twice. The spend log
+/// keeps one row per id, but the key pays for every call: reusing an id is no way around a budget.
+async fn reused_call_id_still_pays(opts: BuildOptions) {
+    let up = FakeUpstream::start().await;
+    let gw = Gov::start(&priced_config(&up.url()), opts).await;
+    let base = gw.url("");
+    let (key, token) = new_key(&base, json!({"key_alias": "reuser"})).await;
+    let body = json!({"model": "g", "messages": [{"role": "user", "content": "hi"}]});
+    for _ in 0..3 {
+        up.enqueue(Reply::json(200, chat_completion("hello")));
+        let a = call_with(
+            "POST",
+            &gw.url("/v1/chat/completions"),
+            Some(&key),
+            Some(&body),
+            &[("x-litellm-call-id", "same-id-every-time")],
+        )
+        .await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.header("x-litellm-call-id"), Some("same-id-every-time"));
+        // One batch per call, so that the later rows meet the stored one.
+        gw.flush().await;
+    }
+    let rows = get(&gw.url(&format!("/spend/logs?api_key={key}")), Some(MASTER))
+        .await
+        .json();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    let info = get(&gw.url(&format!("/key/info?key={token}")), Some(MASTER))
+        .await
+        .json();
+    let expected = 3.0 * (5.0 * 0.001 + 7.0 * 0.002);
+    assert!(
+        (info["info"]["spend"].as_f64().unwrap() - expected).abs() < 1e-9,
+        "{info}"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn reused_call_id_still_pays_sqlite() {
+    reused_call_id_still_pays(sqlite()).await;
+}
+
+#[tokio::test]
+async fn reused_call_id_still_pays_postgres() {
+    reused_call_id_still_pays(pg().await).await;
 }
 
 #[tokio::test]

@@ -6,7 +6,10 @@
 //! cost to the key, team and user totals ([`Store::write_spend`]). When the database is slow or
 //! down the task retries the batch with backoff; rows wait in the channel meanwhile, and only rows
 //! that arrive when the channel is full are dropped: counted ([`SpendStats::dropped`]) and logged.
-//! A retried batch is never counted twice (rows are keyed by call id).
+//! A retried batch is never counted twice: the retry counts only the rows it stores
+//! ([`Store::rewrite_spend`]; rows are keyed by call id). A first attempt counts every row, also
+//! one whose call id is already stored: a client may reuse `x-litellm-call-id`, and every call is
+//! paid for.
 //!
 //! [`SpendWriter::shutdown`] drains the channel and writes what is left (retrying until its
 //! deadline), so nothing in flight is lost on a graceful shutdown; the binary calls it after
@@ -511,12 +514,15 @@ async fn write_with_retry(
     on_commit: Option<&OnCommit>,
 ) {
     let mut backoff = config.backoff;
+    let mut retry = false;
     loop {
-        let written = if config.logs {
-            store.write_spend(rows).await
-        } else {
-            store.add_spend(rows).await
+        let written = match (config.logs, retry) {
+            (true, false) => store.write_spend(rows).await,
+            // The failed attempt may have committed: count only what this one stores.
+            (true, true) => store.rewrite_spend(rows).await,
+            (false, _) => store.add_spend(rows).await,
         };
+        retry = true;
         match written {
             Ok(totals) => {
                 counters

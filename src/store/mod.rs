@@ -355,7 +355,16 @@ const SPEND_INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
 /// SQLite gets anonymous `?` parameters: it resolves each named one (`$7`) by a linear search of
 /// the names seen so far, which makes a statement with thousands of them quadratic to parse and
 /// bind. PostgreSQL takes only `$n`.
-fn spend_insert_sql(n: usize, backend: Backend) -> String {
+/// Which of a batch's rows add their cost to the totals.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Count {
+    /// Every row (a first attempt; rows without a log).
+    Every,
+    /// The rows this transaction stores (a retry).
+    StoredNow,
+}
+
+fn spend_insert_sql(n: usize, backend: Backend, returning: bool) -> String {
     use std::fmt::Write as _;
     const COLS: usize = 19;
     let mut sql = String::with_capacity(400 + n * COLS * 5);
@@ -375,7 +384,10 @@ fn spend_insert_sql(n: usize, backend: Backend) -> String {
         }
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
+    sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
+    if returning {
+        sql.push_str(" RETURNING request_id");
+    }
     sql
 }
 
@@ -1007,10 +1019,19 @@ impl Store {
     // ---------------------------------------------------------------------------------- spend
 
     /// Writes spend rows in one transaction and adds their cost to the key, team and user totals.
-    /// Rows whose `request_id` is already stored are skipped (a retried batch is not counted
-    /// twice). Returns the totals added.
+    /// Every row counts, also one whose `request_id` is already stored: a client may send the same
+    /// `x-litellm-call-id` twice, and the log then keeps the first row while the key pays for both
+    /// calls. Returns the totals added.
     pub async fn write_spend(&self, rows: &[SpendRow]) -> Result<SpendTotals, StoreError> {
-        self.record_spend(rows, true).await
+        self.record_spend(rows, true, Count::Every).await
+    }
+
+    /// [`Store::write_spend`] again for a batch whose earlier attempt failed, maybe after its
+    /// commit: only the rows this transaction stores add to the totals, so a batch is not counted
+    /// twice. (A row whose id another call stored is not counted here; missing it takes both a
+    /// failed commit and a reused call id.)
+    pub async fn rewrite_spend(&self, rows: &[SpendRow]) -> Result<SpendTotals, StoreError> {
+        self.record_spend(rows, true, Count::StoredNow).await
     }
 
     /// Adds the rows' cost to the key, team and user totals in one transaction without storing
@@ -1018,10 +1039,15 @@ impl Store {
     /// recognise a retried batch by: a batch whose commit succeeded but was reported as failed
     /// counts twice.
     pub async fn add_spend(&self, rows: &[SpendRow]) -> Result<SpendTotals, StoreError> {
-        self.record_spend(rows, false).await
+        self.record_spend(rows, false, Count::Every).await
     }
 
-    async fn record_spend(&self, rows: &[SpendRow], log: bool) -> Result<SpendTotals, StoreError> {
+    async fn record_spend(
+        &self,
+        rows: &[SpendRow],
+        log: bool,
+        count: Count,
+    ) -> Result<SpendTotals, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db("spend: begin"))?;
         let mut totals = SpendTotals::default();
         // Many rows per statement: one round trip to the database per chunk, not per row.
@@ -1037,7 +1063,8 @@ impl Store {
                 .unwrap_or(1);
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
-            let sql = spend_insert_sql(n, self.backend);
+            let stored_now = count == Count::StoredNow;
+            let sql = spend_insert_sql(n, self.backend, stored_now);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for r in chunk {
                 q = q
@@ -1061,16 +1088,20 @@ impl Store {
                     .bind(r.status.clone())
                     .bind(json_list(&r.request_tags));
             }
-            // RETURNING lists only the rows inserted now: a retried batch's stored rows are
-            // skipped by ON CONFLICT and not counted twice.
-            for row in q.fetch_all(&mut *tx).await.map_err(db("spend: insert"))? {
-                if let Some(id) = get::<String>(&row, "request_id") {
-                    inserted.insert(id);
+            if stored_now {
+                // RETURNING lists only the rows inserted now: a retried batch's stored rows are
+                // skipped by ON CONFLICT and not counted twice.
+                for row in q.fetch_all(&mut *tx).await.map_err(db("spend: insert"))? {
+                    if let Some(id) = get::<String>(&row, "request_id") {
+                        inserted.insert(id);
+                    }
                 }
+            } else {
+                q.execute(&mut *tx).await.map_err(db("spend: insert"))?;
             }
         }
         for r in rows {
-            if r.spend == 0.0 || (log && !inserted.contains(&r.request_id)) {
+            if r.spend == 0.0 || (count == Count::StoredNow && !inserted.contains(&r.request_id)) {
                 continue;
             }
             if !r.api_key.is_empty() {
@@ -1215,10 +1246,30 @@ mod tests {
         };
         s.write_spend(std::slice::from_ref(&spend)).await.unwrap();
         // Retried batch: not counted twice.
-        s.write_spend(&[spend]).await.unwrap();
+        s.rewrite_spend(&[spend]).await.unwrap();
         assert!((s.key(&row.token).await.unwrap().unwrap().spend - 0.5).abs() < 1e-12);
         assert_eq!(s.spend_log_count().await.unwrap(), 1);
         assert!((s.global_spend().await.unwrap() - 0.5).abs() < 1e-12);
+    }
+
+    #[tokio::test]
+    async fn a_reused_request_id_is_logged_once_and_paid_every_time() {
+        let s = Store::connect("sqlite::memory:").await.unwrap();
+        let (_, key) = s.create_key(NewKey::default()).await.unwrap();
+        let row = SpendRow {
+            request_id: "client-id".into(),
+            api_key: key.token.clone(),
+            spend: 0.5,
+            status: "success".into(),
+            ..SpendRow::default()
+        };
+        // Twice in one batch, then once more in the next.
+        s.write_spend(&[row.clone(), row.clone()]).await.unwrap();
+        let t = s.write_spend(std::slice::from_ref(&row)).await.unwrap();
+        assert!((t.keys[&key.token] - 0.5).abs() < 1e-12);
+        let stored = s.key(&key.token).await.unwrap().unwrap().spend;
+        assert!((stored - 1.5).abs() < 1e-12);
+        assert_eq!(s.spend_log_count().await.unwrap(), 1);
     }
 
     #[tokio::test]
@@ -1260,7 +1311,7 @@ mod tests {
         let cost = |n: usize| 0.25 * n as f64;
         assert!((t1.keys[&key.token] - cost(first)).abs() < 1e-9);
         // The whole batch again, as after a failed commit: only the new rows count.
-        let t2 = s.write_spend(&rows).await.unwrap();
+        let t2 = s.rewrite_spend(&rows).await.unwrap();
         let new = rows.len() - first;
         assert!((t2.keys[&key.token] - cost(new)).abs() < 1e-9);
         assert_eq!(s.spend_log_count().await.unwrap(), rows.len() as i64);

@@ -171,10 +171,24 @@ impl Answer {
 }
 
 pub async fn call(method: &str, url: &str, key: Option<&str>, body: Option<&Value>) -> Answer {
+    call_with(method, url, key, body, &[]).await
+}
+
+/// [`call`] with extra request headers.
+pub async fn call_with(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> Answer {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut b = http::Request::builder().method(method).uri(url);
     if let Some(k) = key {
         b = b.header("authorization", format!("Bearer {k}"));
+    }
+    for (name, value) in headers {
+        b = b.header(*name, *value);
     }
     let req = b
         .header("content-type", "application/json")
