@@ -540,6 +540,24 @@ impl Store {
                 .idle_timeout(None)
                 .max_lifetime(None);
         }
+        if backend == Backend::Sqlite {
+            // WAL (set in `migrate`) with `synchronous=NORMAL`: a commit appends to the WAL without
+            // an fsync; the WAL is synced at checkpoints. The database cannot be corrupted this
+            // way; a power loss (not a crash of the process) may undo the last commits. The
+            // default (FULL) fsyncs every commit, which was most of the spend writer's CPU (kernel
+            // time) in the full-stack benchmark. The setting is per connection.
+            opts = opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA synchronous=NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA temp_store=MEMORY")
+                        .execute(&mut *conn)
+                        .await
+                        .map(drop)
+                })
+            });
+        }
         let pool = opts
             .connect(url)
             .await
@@ -1250,6 +1268,33 @@ mod tests {
         assert!((s.key(&row.token).await.unwrap().unwrap().spend - 0.5).abs() < 1e-12);
         assert_eq!(s.spend_log_count().await.unwrap(), 1);
         assert!((s.global_spend().await.unwrap() - 0.5).abs() < 1e-12);
+    }
+
+    #[tokio::test]
+    async fn sqlite_connections_use_wal_without_a_sync_per_commit() {
+        let dir = std::env::temp_dir().join(format!("llmgate-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("s.db").display());
+        let s = Store::connect(&url).await.unwrap();
+        // Every connection of the pool, not only the first: hold two at once.
+        let mut a = s.pool.acquire().await.unwrap();
+        let mut b = s.pool.acquire().await.unwrap();
+        for conn in [&mut a, &mut b] {
+            let row = sqlx::query("PRAGMA synchronous")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            // 1 = NORMAL (2 = FULL, the default).
+            assert_eq!(row.try_get::<i64, _>(0).unwrap(), 1);
+            let row = sqlx::query("PRAGMA journal_mode")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!(row.try_get::<String, _>(0).unwrap(), "wal");
+        }
+        drop((a, b));
+        s.pool.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
