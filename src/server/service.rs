@@ -517,22 +517,31 @@ fn call_id(headers: &HeaderMap) -> Arc<str> {
     }
 }
 
-/// A random UUID v4 string.
+/// A new call id: a UUID v7 string (RFC 9562: Unix milliseconds, then random bits).
 #[must_use]
 pub fn new_call_id() -> String {
     let mut buf = [0u8; 36];
     write_uuid(&mut buf).to_owned()
 }
 
-/// Writes a random UUID v4 into `buf` (hex digits by hand: `format!` cost more than the rest of
-/// the call-id handling together).
+/// Writes a UUID v7 into `buf` (hex digits by hand: `format!` cost more than the rest of the
+/// call-id handling together).
+///
+/// Version 7 rather than 4: the call id is the spend log's primary key, and ids that grow with
+/// time land at the right edge of that index. Random v4 ids put each row on a random index page,
+/// so a batch of 500 rows rewrote hundreds of pages (in SQLite's WAL, or PostgreSQL's). 74 random
+/// bits per millisecond keep ids unique.
 fn write_uuid(buf: &mut [u8; 36]) -> &str {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     // Where each byte's two digits go in `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
     const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut bytes = fastrand::u128(..).to_be_bytes();
-    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
-    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x70; // version 7
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 9562 variant
     for (b, at) in bytes.iter().zip(AT) {
         buf[at] = HEX[usize::from(b >> 4)];
         buf[at + 1] = HEX[usize::from(b & 0xf)];
@@ -667,9 +676,23 @@ mod tests {
     }
 
     #[test]
-    fn call_ids_are_uuid_v4() {
+    fn call_ids_are_uuid_v7() {
         let a = new_call_id();
-        let b = new_call_id();
+        // The next id from a later millisecond (the first 13 characters are the timestamp).
+        let b = loop {
+            let b = new_call_id();
+            if b[..13] != a[..13] {
+                break b;
+            }
+        };
+        // Time-ordered: a later id sorts after an earlier one.
+        assert!(a < b, "{a} {b}");
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let stamp = u128::from_str_radix(&b.replace('-', "")[..12], 16).unwrap();
+        assert!(stamp <= millis && millis - stamp < 60_000, "{b}");
         assert_ne!(a, b);
         for id in [&a, &b] {
             let parts: Vec<&str> = id.split('-').collect();
@@ -681,7 +704,7 @@ mod tests {
             assert!(id
                 .chars()
                 .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c)));
-            assert_eq!(&parts[2][..1], "4", "{id}");
+            assert_eq!(&parts[2][..1], "7", "{id}");
             assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{id}");
         }
     }
