@@ -7,13 +7,19 @@
 //! requests/s, time-to-first-event and inter-event gap percentiles (µs), completed and failed
 //! streams, and stalls (a gap longer than `--stall-ms`, or a stream that never finished).
 //!
+//! When events carry `"mock_sent_ns"` (the mock upstream's `stamp` option: its wall clock when it
+//! sent the event), it also reports each event's trip from the mock to this client (`delay_us`)
+//! and how much that trip changed from one event to the next in a stream (`jitter_us`: the
+//! arrival gap minus the send gap, as an absolute value). Both leave out the mock timer's own
+//! jitter, which dominates the raw gap at millisecond delays.
+//!
 //! ```sh
 //! cargo run --release --example stream_client -- --url http://127.0.0.1:4000/v1/chat/completions \
 //!     --concurrency 128 --duration 10 --header 'authorization: Bearer sk-1234'
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -29,6 +35,10 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 struct Stats {
     ttft_us: Vec<u64>,
     gap_us: Vec<u64>,
+    /// Per stamped event: arrival minus send time, in ns.
+    delay_ns: Vec<u64>,
+    /// Per stamped event after a stream's first: change of `delay_ns` from the previous one.
+    jitter_ns: Vec<u64>,
     ok: u64,
     failed: u64,
     stalls: u64,
@@ -86,12 +96,14 @@ async fn worker(job: std::sync::Arc<Job>) -> Stats {
             let mut body = resp.into_body();
             let mut pending: Vec<u8> = Vec::with_capacity(4096);
             let mut last: Option<Instant> = None;
+            let mut last_delay: Option<u64> = None;
             let mut done = false;
             let mut stalled = false;
             loop {
                 match body.frame().await {
                     Some(Ok(frame)) => {
                         let now = Instant::now();
+                        let wall = wall_ns();
                         let Ok(data) = frame.into_data() else {
                             continue;
                         };
@@ -118,6 +130,14 @@ async fn worker(job: std::sync::Arc<Job>) -> Stats {
                                 }
                             }
                             last = Some(now);
+                            if let Some(sent) = sent_ns(&event) {
+                                let delay = wall.saturating_sub(sent);
+                                stats.delay_ns.push(delay);
+                                if let Some(prev) = last_delay {
+                                    stats.jitter_ns.push(delay.abs_diff(prev));
+                                }
+                                last_delay = Some(delay);
+                            }
                         }
                     }
                     Some(Err(_)) => break,
@@ -136,6 +156,32 @@ async fn worker(job: std::sync::Arc<Job>) -> Stats {
         }
     }
     stats
+}
+
+fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The `"mock_sent_ns":<digits>` stamp of an event, if it has one.
+fn sent_ns(event: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"mock_sent_ns\":";
+    let at = event.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits = event[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&event[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Percentiles of nanosecond samples, in µs with one decimal.
+fn pct_us(sorted: &[u64]) -> serde_json::Value {
+    let us = |p| (pct(sorted, p) as f64 / 100.0).round() / 10.0;
+    serde_json::json!({"p50": us(0.5), "p99": us(0.99), "p999": us(0.999), "n": sorted.len()})
 }
 
 fn pct(sorted: &[u64], p: f64) -> u64 {
@@ -206,6 +252,8 @@ fn main() {
             let s = t.await.expect("worker");
             all.ttft_us.extend(s.ttft_us);
             all.gap_us.extend(s.gap_us);
+            all.delay_ns.extend(s.delay_ns);
+            all.jitter_ns.extend(s.jitter_ns);
             all.ok += s.ok;
             all.failed += s.failed;
             all.stalls += s.stalls;
@@ -216,6 +264,9 @@ fn main() {
     let (mut ttft, mut gap) = (all.ttft_us, all.gap_us);
     ttft.sort_unstable();
     gap.sort_unstable();
+    let (mut delay, mut jitter) = (all.delay_ns, all.jitter_ns);
+    delay.sort_unstable();
+    jitter.sort_unstable();
     println!(
         "{}",
         serde_json::json!({
@@ -227,6 +278,8 @@ fn main() {
             "streams_per_s": all.ok as f64 / elapsed,
             "ttft_us": {"p50": pct(&ttft, 0.5), "p99": pct(&ttft, 0.99), "p999": pct(&ttft, 0.999), "n": ttft.len()},
             "gap_us": {"p50": pct(&gap, 0.5), "p99": pct(&gap, 0.99), "p999": pct(&gap, 0.999), "n": gap.len()},
+            "delay_us": pct_us(&delay),
+            "jitter_us": pct_us(&jitter),
         })
     );
 }

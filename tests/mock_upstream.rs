@@ -38,6 +38,10 @@ async fn gateway(mock: &str) -> gw::TestGateway {
         "paced",
         &format!("{mock}/mock/chunks=7,chunk_delay_ms=2/v1"),
     );
+    yaml += &openai(
+        "stamped",
+        &format!("{mock}/mock/chunks=4,chunk_delay_ms=3,stamp=1/v1"),
+    );
     yaml += &openai("slow", &format!("{mock}/mock/latency_ms=60/v1"));
     yaml += &openai(
         "limited",
@@ -94,6 +98,32 @@ async fn paced_stream_has_every_chunk_then_usage_then_done() {
         "stop"
     );
     assert_eq!(chunks[chunks.len() - 1]["usage"]["total_tokens"], 32);
+}
+
+/// The load benchmark's per-chunk delay rests on the mock's send stamp reaching the client: the
+/// gateway relays it as an unknown chunk field, and the stamps follow the mock's pacing.
+#[tokio::test]
+async fn send_stamps_reach_the_client_through_the_gateway() {
+    let gw = gateway(&start_mock().await).await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let a = gw::post_json(&gw.url("/v1/chat/completions"), &chat("stamped", true)).await;
+    assert_eq!(a.status, 200);
+    let stamps: Vec<u128> = a
+        .sse_data()
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap())
+        .filter_map(|c| c["mock_sent_ns"].as_u64().map(u128::from))
+        .collect();
+    // The first chunk goes out at once, unstamped; the other three after a 3 ms wait each.
+    assert_eq!(stamps.len(), 3, "{:?}", a.sse_data());
+    assert!(stamps[0] > before);
+    for w in stamps.windows(2) {
+        assert!(w[1] - w[0] >= 3_000_000, "{stamps:?}");
+    }
 }
 
 #[tokio::test]

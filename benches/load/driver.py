@@ -25,7 +25,7 @@ SCENARIOS = ENV.get("SCENARIOS", "L1,L2,L3,S1,G1,R1,C1").split(",")
 L3_RATES = [int(r) for r in ENV.get("L3_RATES", "250,500,1000,2000,4000,6000,8000,12000,16000").split(",")]
 CLK = os.sysconf("SC_CLK_TCK")
 BODY = '{"model":"%s","messages":[{"role":"user","content":"Say hello."}],"max_tokens":32}'
-PREFIX = {"instant": "", "slow": "/mock/latency_ms=20", "stream": "/mock/chunks=50,chunk_delay_ms=5"}
+PREFIX = {"instant": "", "slow": "/mock/latency_ms=20", "stream": "/mock/chunks=50,chunk_delay_ms=5,stamp=1"}
 MODEL = {"instant": "bench", "slow": "bench-slow", "stream": "bench-stream"}
 
 
@@ -190,6 +190,13 @@ def streams(t, conc, duration):
            "ttft_p50_us": d["ttft_us"]["p50"], "ttft_p99_us": d["ttft_us"]["p99"],
            "ttft_p999_us": d["ttft_us"]["p999"], "gap_p50_us": d["gap_us"]["p50"],
            "gap_p99_us": d["gap_us"]["p99"], "gap_p999_us": d["gap_us"]["p999"]}
+    # Per-chunk trip from the mock's send stamp, and its change between consecutive chunks;
+    # absent when the target drops the stamp field from the chunks.
+    for key in ("delay", "jitter"):
+        q = d.get(f"{key}_us") or {}
+        if q.get("n"):
+            res.update({f"{key}_p50_us": q["p50"], f"{key}_p99_us": q["p99"],
+                        f"{key}_p999_us": q["p999"]})
     res.update(meter.done(d["streams_ok"] + d["streams_failed"]))
     return res
 
@@ -203,7 +210,8 @@ def record(rnd, scenario, t, res, **extra):
     row = {"round": rnd, "scenario": scenario, "target": t["name"], **extra, **res}
     RUNS.append(row)
     show = {k: row[k] for k in row if k in ("rps", "p50_us", "p99_us", "errors", "cpu_us_per_req",
-                                             "peak_rss_mb", "ttft_p99_us", "gap_p99_us", "stalls")}
+                                             "peak_rss_mb", "ttft_p99_us", "gap_p99_us",
+                                             "delay_p99_us", "jitter_p99_us", "stalls")}
     print(f"  [{scenario}] {t['name']:<13} {json.dumps(show)}", flush=True)
 
 
@@ -281,7 +289,8 @@ def add_overhead(rows):
         d = by.get((r["scenario"], "direct", r.get("rate")))
         if not d or r["target"] == "direct":
             continue
-        for k in ("p50_us", "p99_us", "p999_us", "ttft_p50_us", "ttft_p99_us", "gap_p99_us"):
+        for k in ("p50_us", "p99_us", "p999_us", "ttft_p50_us", "ttft_p99_us", "gap_p99_us",
+                  "delay_p50_us", "delay_p99_us", "jitter_p99_us"):
             if k in r and k in d:
                 r["added_" + k] = round(r[k] - d[k], 1)
 
@@ -307,14 +316,17 @@ def markdown(rows, meta):
         lines.append(f"### {s}")
         lines.append("")
         if s.startswith("S1"):
-            lines.append("| target | streams/s | TTFT p50 | TTFT p99 | added TTFT p99 | gap p50 | gap p99 | "
-                         "added gap p99 | stalls | failed | CPU µs/stream | peak RSS MB |")
-            lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            lines.append("| target | streams/s | TTFT p50 | TTFT p99 | added TTFT p99 | gap p99 | "
+                         "added gap p99 | chunk delay p99 | added delay p99 | jitter p99 | "
+                         "added jitter p99 | stalls | failed | CPU µs/stream | peak RSS MB |")
+            lines.append("|---|" + "---:|" * 14)
             for r in rs:
                 lines.append("| " + " | ".join([r["target"], fmt(r.get("rps")), fmt(r.get("ttft_p50_us")),
                              fmt(r.get("ttft_p99_us")), fmt(r.get("added_ttft_p99_us")),
-                             fmt(r.get("gap_p50_us")), fmt(r.get("gap_p99_us")),
-                             fmt(r.get("added_gap_p99_us")), fmt(r.get("stalls")),
+                             fmt(r.get("gap_p99_us")), fmt(r.get("added_gap_p99_us")),
+                             fmt(r.get("delay_p99_us")), fmt(r.get("added_delay_p99_us")),
+                             fmt(r.get("jitter_p99_us")), fmt(r.get("added_jitter_p99_us")),
+                             fmt(r.get("stalls")),
                              fmt(r.get("streams_failed")), fmt(r.get("cpu_us_per_req")),
                              fmt(r.get("peak_rss_mb"))]) + " |")
         elif s == "L3":

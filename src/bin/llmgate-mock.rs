@@ -51,6 +51,9 @@ struct Args {
     /// Floats per embedding.
     #[arg(long, default_value_t = 16)]
     embedding_dims: usize,
+    /// Stamp streamed content chunks with `"mock_sent_ns"` (wall-clock send time).
+    #[arg(long)]
+    stamp: bool,
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         retry_after: args.retry_after,
         reset_rate: args.reset_rate.clamp(0.0, 1.0),
         embedding_dims: args.embedding_dims.min(1 << 16),
+        stamp: args.stamp,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();

@@ -29,10 +29,17 @@
 //! | share of requests failing with it (default 1) | `x-mock-error-rate` | `error_rate` |
 //! | `retry-after` seconds on errors | `x-mock-retry-after` | `retry_after` |
 //! | share of requests whose connection is reset | `x-mock-reset-rate` | `reset_rate` |
+//! | stamp streamed chunks with their send time (`1`/`0`) | `x-mock-stamp` | `stamp` |
 //!
 //! ```text
 //! POST /mock/latency_ms=20,chunks=50,chunk_delay_ms=5/v1/chat/completions
 //! ```
+//!
+//! With `stamp`, every streamed content chunk after the first carries one more top-level field,
+//! `"mock_sent_ns"`: the wall-clock time in nanoseconds since the Unix epoch at which the mock
+//! handed the chunk to its connection. A client on the same machine subtracts it from its own
+//! clock at arrival to time each chunk's trip, free of the mock timer's jitter (the load
+//! benchmark's per-chunk delay and jitter).
 //!
 //! A reset closes the TCP connection with `RST` (`SO_LINGER` 0) without answering. Errors are the
 //! provider's error JSON (`{"error":{...}}` for OpenAI routes, `{"type":"error",...}` for

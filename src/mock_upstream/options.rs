@@ -23,6 +23,10 @@ pub struct MockOptions {
     pub reset_rate: f64,
     /// Floats per embedding. Default 16.
     pub embedding_dims: usize,
+    /// Stamp each streamed content chunk after the first with `"mock_sent_ns"`, the wall-clock
+    /// time (nanoseconds since the Unix epoch) at which the mock handed it to the connection, so a
+    /// client on the same machine can time each chunk's trip. Default off.
+    pub stamp: bool,
 }
 
 impl Default for MockOptions {
@@ -36,6 +40,7 @@ impl Default for MockOptions {
             retry_after: None,
             reset_rate: 0.0,
             embedding_dims: 16,
+            stamp: false,
         }
     }
 }
@@ -79,6 +84,15 @@ impl MockOptions {
             "error_rate" => self.error_rate = rate().unwrap_or(self.error_rate),
             "retry_after" => self.retry_after = value.parse().ok(),
             "reset_rate" => self.reset_rate = rate().unwrap_or(self.reset_rate),
+            "stamp" => {
+                if let Some(on) = match value {
+                    "1" | "true" => Some(true),
+                    "0" | "false" => Some(false),
+                    _ => None,
+                } {
+                    self.stamp = on;
+                }
+            }
             _ => {}
         }
     }
@@ -134,9 +148,10 @@ mod tests {
         h.insert("x-mock-retry-after", HeaderValue::from_static("7"));
         let (o, path) = base.for_request(
             &h,
-            "/mock/latency_ms=20,chunks=50,chunk_delay_ms=5/v1/chat/completions",
+            "/mock/latency_ms=20,chunks=50,chunk_delay_ms=5,stamp=1/v1/chat/completions",
         );
         assert_eq!(path, "/v1/chat/completions");
+        assert!(o.stamp);
         assert_eq!(o.latency, Duration::from_millis(20));
         assert_eq!(o.chunks, 50);
         assert_eq!(o.chunk_delay, Duration::from_millis(5));

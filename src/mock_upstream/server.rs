@@ -8,7 +8,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
@@ -263,7 +263,8 @@ async fn handle(
                 opts.chunks.saturating_sub(1),
                 tail.clone(),
                 opts.chunk_delay,
-            ))
+            )
+            .stamped(opts.stamp))
         }
         Route::Messages if stream => {
             let head = if opts.chunks == 0 {
@@ -277,7 +278,8 @@ async fn handle(
                 opts.chunks.saturating_sub(1),
                 p.anthropic_end.clone(),
                 opts.chunk_delay,
-            ))
+            )
+            .stamped(opts.stamp))
         }
         Route::Chat => json(StatusCode::OK, p.chat.clone()),
         Route::Messages => json(StatusCode::OK, p.anthropic.clone()),
@@ -326,6 +328,8 @@ struct StreamBody {
     tail: Option<Bytes>,
     delay: Duration,
     timer: Option<Pin<Box<Sleep>>>,
+    /// Insert `"mock_sent_ns"` into each middle frame as it is sent.
+    stamp: bool,
 }
 
 impl StreamBody {
@@ -343,7 +347,13 @@ impl StreamBody {
             tail: Some(tail),
             delay,
             timer: None,
+            stamp: false,
         }
+    }
+
+    fn stamped(mut self, stamp: bool) -> Self {
+        self.stamp = stamp;
+        self
     }
 
     /// Starts the wait before the next middle frame.
@@ -371,10 +381,39 @@ impl StreamBody {
             }
             self.remaining -= 1;
             self.arm();
-            return Poll::Ready(Some(self.middle.clone()));
+            return Poll::Ready(Some(if self.stamp {
+                stamp(&self.middle, SystemTime::now())
+            } else {
+                self.middle.clone()
+            }));
         }
         Poll::Ready(self.tail.take())
     }
+}
+
+/// `frame` (one SSE event) with `"mock_sent_ns":<now>,` inserted as the first member of its
+/// `data:` object; a frame without one is returned as it is.
+fn stamp(frame: &Bytes, now: SystemTime) -> Bytes {
+    const DATA: &[u8] = b"data: {";
+    let Some(at) = frame
+        .windows(DATA.len())
+        .position(|w| w == DATA)
+        .map(|i| i + DATA.len())
+    else {
+        return frame.clone();
+    };
+    let ns = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let mut digits = itoa::Buffer::new();
+    let ns = digits.format(ns);
+    let mut out = Vec::with_capacity(frame.len() + ns.len() + 16);
+    out.extend_from_slice(&frame[..at]);
+    out.extend_from_slice(b"\"mock_sent_ns\":");
+    out.extend_from_slice(ns.as_bytes());
+    out.push(b',');
+    out.extend_from_slice(&frame[at..]);
+    Bytes::from(out)
 }
 
 impl Body for MockBody {
@@ -403,5 +442,30 @@ impl Body for MockBody {
             Self::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Stream(_) => SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn stamp_inserts_the_send_time_as_the_first_member() {
+        let frame = Bytes::from_static(b"data: {\"id\":\"c\",\"choices\":[]}\n\n");
+        let at = UNIX_EPOCH + Duration::from_nanos(1_764_000_000_123_456_789);
+        let out = stamp(&frame, at);
+        assert_eq!(
+            &out[..],
+            b"data: {\"mock_sent_ns\":1764000000123456789,\"id\":\"c\",\"choices\":[]}\n\n"
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out[6..]).unwrap();
+        assert_eq!(json["mock_sent_ns"], 1_764_000_000_123_456_789_u64);
+
+        let anthropic = Bytes::from_static(b"event: ping\ndata: {\"type\":\"ping\"}\n\n");
+        assert!(stamp(&anthropic, at).starts_with(b"event: ping\ndata: {\"mock_sent_ns\":"));
+        let no_object = Bytes::from_static(b"data: [DONE]\n\n");
+        assert_eq!(stamp(&no_object, at), no_object);
     }
 }
