@@ -116,10 +116,6 @@ fn method(req: &LlmRequest) -> &'static str {
     }
 }
 
-fn build(head: http::Request<()>, body: Bytes) -> Result<http::Request<Bytes>, LlmError> {
-    Ok(head.map(|()| body))
-}
-
 fn classify(provider: &str, status: StatusCode, _headers: &HeaderMap, body: &[u8]) -> LlmError {
     classify_google_error(provider, status, body)
 }
@@ -194,7 +190,7 @@ impl Provider for Gemini {
             head.headers_mut()
                 .append(http::HeaderName::from_static("x-goog-api-key"), v);
         }
-        build(head, generate_content_body(chat, &dep.model)?)
+        generate_content_body(chat, &dep.model).map(|body| head.map(|()| body))
     }
 
     gemini_shared!();
@@ -259,7 +255,7 @@ impl Provider for VertexAi {
         let mut head = json_request(&self.url(req, dep)?, dep)?;
         head.headers_mut()
             .append(http::header::AUTHORIZATION, bearer(token.expose())?);
-        build(head, generate_content_body(chat, &dep.model)?)
+        generate_content_body(chat, &dep.model).map(|body| head.map(|()| body))
     }
 
     gemini_shared!();
