@@ -350,11 +350,6 @@ fn opt_f64(v: Option<f64>) -> Option<String> {
 /// 19 parameters stay far below SQLite's (32 766) and PostgreSQL's (65 535) limits.
 const SPEND_INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
 
-/// `INSERT … VALUES (…), (…) … ON CONFLICT DO NOTHING RETURNING request_id` for `n` rows.
-///
-/// SQLite gets anonymous `?` parameters: it resolves each named one (`$7`) by a linear search of
-/// the names seen so far, which makes a statement with thousands of them quadratic to parse and
-/// bind. PostgreSQL takes only `$n`.
 /// Which of a batch's rows add their cost to the totals.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Count {
@@ -364,6 +359,12 @@ enum Count {
     StoredNow,
 }
 
+/// `INSERT … VALUES (…), (…) … ON CONFLICT DO NOTHING` for `n` rows, with `RETURNING request_id`
+/// when `returning` (a retry counts only the rows it stores).
+///
+/// SQLite gets anonymous `?` parameters: it resolves each named one (`$7`) by a linear search of
+/// the names seen so far, which makes a statement with thousands of them quadratic to parse and
+/// bind. PostgreSQL takes only `$n`.
 fn spend_insert_sql(n: usize, backend: Backend, returning: bool) -> String {
     use std::fmt::Write as _;
     const COLS: usize = 19;
@@ -1070,6 +1071,7 @@ impl Store {
         let mut totals = SpendTotals::default();
         // Many rows per statement: one round trip to the database per chunk, not per row.
         let mut inserted = std::collections::HashSet::new();
+        let stored_now = count == Count::StoredNow;
         let mut rest = if log { rows } else { &[] };
         while !rest.is_empty() {
             // A few fixed statement sizes, so each is parsed once and then reused from the
@@ -1081,7 +1083,6 @@ impl Store {
                 .unwrap_or(1);
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
-            let stored_now = count == Count::StoredNow;
             let sql = spend_insert_sql(n, self.backend, stored_now);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for r in chunk {
@@ -1119,7 +1120,7 @@ impl Store {
             }
         }
         for r in rows {
-            if r.spend == 0.0 || (count == Count::StoredNow && !inserted.contains(&r.request_id)) {
+            if r.spend == 0.0 || (stored_now && !inserted.contains(&r.request_id)) {
                 continue;
             }
             if !r.api_key.is_empty() {
@@ -1219,6 +1220,17 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// A successful call's spend row for the key with hash `api_key`.
+    fn paid(request_id: impl Into<String>, api_key: &str, spend: f64) -> SpendRow {
+        SpendRow {
+            request_id: request_id.into(),
+            api_key: api_key.to_owned(),
+            spend,
+            status: "success".into(),
+            ..SpendRow::default()
+        }
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
@@ -1255,13 +1267,7 @@ mod tests {
         let got = s.key(&hash_key(k.expose())).await.unwrap().unwrap();
         assert_eq!(got.models, ["m"]);
         assert_eq!(got.token, row.token);
-        let spend = SpendRow {
-            request_id: "r1".into(),
-            api_key: row.token.clone(),
-            spend: 0.5,
-            status: "success".into(),
-            ..SpendRow::default()
-        };
+        let spend = paid("r1", &row.token, 0.5);
         s.write_spend(std::slice::from_ref(&spend)).await.unwrap();
         // Retried batch: not counted twice.
         s.rewrite_spend(&[spend]).await.unwrap();
@@ -1301,13 +1307,7 @@ mod tests {
     async fn a_reused_request_id_is_logged_once_and_paid_every_time() {
         let s = Store::connect("sqlite::memory:").await.unwrap();
         let (_, key) = s.create_key(NewKey::default()).await.unwrap();
-        let row = SpendRow {
-            request_id: "client-id".into(),
-            api_key: key.token.clone(),
-            spend: 0.5,
-            status: "success".into(),
-            ..SpendRow::default()
-        };
+        let row = paid("client-id", &key.token, 0.5);
         // Twice in one batch, then once more in the next.
         s.write_spend(&[row.clone(), row.clone()]).await.unwrap();
         let t = s.write_spend(std::slice::from_ref(&row)).await.unwrap();
@@ -1322,13 +1322,7 @@ mod tests {
         let s = Store::connect("sqlite::memory:").await.unwrap();
         let (_, key) = s.create_key(NewKey::default()).await.unwrap();
         let rows: Vec<SpendRow> = (0..3)
-            .map(|i| SpendRow {
-                request_id: format!("r{i}"),
-                api_key: key.token.clone(),
-                spend: 0.25,
-                status: "success".into(),
-                ..SpendRow::default()
-            })
+            .map(|i| paid(format!("r{i}"), &key.token, 0.25))
             .collect();
         let t = s.add_spend(&rows).await.unwrap();
         assert!((t.keys[&key.token] - 0.75).abs() < 1e-12);
@@ -1343,12 +1337,8 @@ mod tests {
         let (_, key) = s.create_key(NewKey::default()).await.unwrap();
         let rows: Vec<SpendRow> = (0..(SPEND_INSERT_SIZES[0] * 2 + 55))
             .map(|i| SpendRow {
-                request_id: format!("r{i}"),
-                api_key: key.token.clone(),
-                spend: 0.25,
                 request_tags: vec![format!("t{i}")],
-                status: "success".into(),
-                ..SpendRow::default()
+                ..paid(format!("r{i}"), &key.token, 0.25)
             })
             .collect();
         let first = SPEND_INSERT_SIZES[0] + 30;
