@@ -50,13 +50,11 @@ impl RequestTimeout {
     /// Parses `x-litellm-timeout` (positive seconds, fractions allowed).
     #[must_use]
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let secs = headers
-            .get("x-litellm-timeout")?
-            .to_str()
-            .ok()?
-            .trim()
-            .parse::<f64>()
-            .ok()?;
+        Self::from_value(headers.get("x-litellm-timeout")?)
+    }
+
+    fn from_value(value: &HeaderValue) -> Option<Self> {
+        let secs = value.to_str().ok()?.trim().parse::<f64>().ok()?;
         (secs.is_finite() && secs > 0.0 && secs < 1e9)
             .then(|| Self(std::time::Duration::from_secs_f64(secs)))
     }
@@ -242,11 +240,13 @@ where
     B::Error: Into<BoxError>,
 {
     let received = Instant::now();
-    let call_id = call_id(req.headers());
-    let route = match Route::from_path(req.uri().path()) {
+    let (parts, body) = req.into_parts();
+    let seen = EdgeHeaders::read(&parts.headers);
+    let call_id = seen.call_id();
+    let route = match Route::from_path(parts.uri.path()) {
         Some(route)
-            if req.method() == route.method()
-                || (req.method() == Method::HEAD && route.method() == Method::GET) =>
+            if parts.method == route.method()
+                || (parts.method == Method::HEAD && route.method() == Method::GET) =>
         {
             route
         }
@@ -255,8 +255,8 @@ where
                 ErrorKind::BadRequest,
                 format!(
                     "Method {} is not allowed on {}; use {}",
-                    req.method(),
-                    req.uri().path(),
+                    parts.method,
+                    parts.uri.path(),
                     route.method()
                 ),
             )
@@ -298,11 +298,10 @@ where
         _ => {}
     }
 
-    let (parts, body) = req.into_parts();
     let mut llm_req = match route {
         Route::Models => LlmRequest::list_models(),
         Route::Chat | Route::Embeddings => {
-            let bytes = match read_body(&parts.headers, body, limit).await {
+            let bytes = match read_body(seen.content_length, body, limit).await {
                 Ok(b) => b,
                 Err(e) => return error_response(&e, &call_id),
             };
@@ -320,15 +319,15 @@ where
         }
         Route::Liveliness | Route::Readiness => unreachable_route(),
     };
-    if let Some(key) = presented_key(&parts.headers) {
+    if let Some(key) = seen.presented_key() {
         llm_req.extensions.insert(PresentedKey(key));
     }
     llm_req.extensions.insert(CallId(call_id.clone()));
     llm_req.extensions.insert(ReceivedAt(received));
-    if let Some(cc) = parts.headers.get(header::CACHE_CONTROL) {
+    if let Some(cc) = seen.cache_control {
         llm_req.extensions.insert(CacheControlHeader(cc.clone()));
     }
-    if let Some(t) = RequestTimeout::from_headers(&parts.headers) {
+    if let Some(t) = seen.timeout.and_then(RequestTimeout::from_value) {
         llm_req.extensions.insert(t);
     }
 
@@ -391,22 +390,19 @@ async fn respond(
     for (name, value) in &meta.headers {
         h.append(name.clone(), value.clone());
     }
-    let mut put = |name: HeaderName, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
+    for (name, text) in [
+        (X_LITELLM_MODEL_ID, &meta.deployment_id),
+        (X_LITELLM_MODEL_GROUP, &meta.model_group),
+        (X_LITELLM_MODEL_API_BASE, &meta.api_base),
+    ] {
+        if let Some(v) = text.as_ref().and_then(deployment_header) {
             h.insert(name, v);
         }
-    };
-    if let Some(id) = &meta.deployment_id {
-        put(X_LITELLM_MODEL_ID, id);
-    }
-    if let Some(group) = &meta.model_group {
-        put(X_LITELLM_MODEL_GROUP, group);
-    }
-    if let Some(base) = &meta.api_base {
-        put(X_LITELLM_MODEL_API_BASE, base);
     }
     if let Some(cost) = meta.cost {
-        put(X_LITELLM_RESPONSE_COST, &cost.to_string());
+        if let Ok(v) = HeaderValue::from_str(&cost.to_string()) {
+            h.insert(X_LITELLM_RESPONSE_COST, v);
+        }
     }
     // Routing: what the reliability layers spent, and the gateway's own time (total minus the
     // provider's time to first byte).
@@ -423,6 +419,41 @@ async fn respond(
         HeaderValue::from(meta.attempted_fallbacks),
     );
     out
+}
+
+/// How many deployment header values each serving thread remembers.
+const HEADER_MEMO: usize = 64;
+
+thread_local! {
+    /// Header values of the deployment strings this thread answered with, keyed by the `Arc`.
+    static DEPLOYMENT_HEADERS: std::cell::RefCell<Vec<(Arc<str>, HeaderValue)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `text` (a deployment's id, model group or public api base) as a header value, from this
+/// thread's memo when the same `Arc` was answered with before.
+///
+/// These strings are `Arc`s shared by every response of a deployment, and checking and copying
+/// each into a new `HeaderValue` cost about 250 instructions per header per response. The memo
+/// holds every `Arc` it is keyed by, so no other string can take its address while the entry
+/// lives. Per thread, so no lock; the values' reference counts are not shared between threads.
+fn deployment_header(text: &Arc<str>) -> Option<HeaderValue> {
+    let hit = DEPLOYMENT_HEADERS.with_borrow(|memo| {
+        memo.iter()
+            .find(|(k, _)| Arc::ptr_eq(k, text))
+            .map(|(_, v)| v.clone())
+    });
+    if hit.is_some() {
+        return hit;
+    }
+    let value = HeaderValue::from_str(text).ok()?;
+    DEPLOYMENT_HEADERS.with_borrow_mut(|memo| {
+        if memo.len() >= HEADER_MEMO {
+            memo.clear();
+        }
+        memo.push((text.clone(), value.clone()));
+    });
+    Some(value)
 }
 
 /// `d` in milliseconds with three decimals (`0.173`), from integer microseconds: `itoa` and
@@ -499,21 +530,73 @@ const X_LITELLM_ATTEMPTED_FALLBACKS: HeaderName =
 const X_LITELLM_OVERHEAD_DURATION_MS: HeaderName =
     HeaderName::from_static("x-litellm-overhead-duration-ms");
 const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
-const X_LITELLM_API_KEY: HeaderName = HeaderName::from_static("x-litellm-api-key");
-const API_KEY: HeaderName = HeaderName::from_static("api-key");
-const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 fn call_id(headers: &HeaderMap) -> Arc<str> {
-    match headers
-        .get(X_LITELLM_CALL_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 128)
-    {
-        Some(id) => id.into(),
-        None => {
-            let mut buf = [0u8; 36];
-            Arc::from(write_uuid(&mut buf))
+    EdgeHeaders::read(headers).call_id()
+}
+
+/// The request headers the edge reads, found in one pass over the request's headers: a
+/// `HeaderMap::get` hashes the name and probes the table, and the edge asks for eight names,
+/// mostly absent, on every request.
+#[derive(Default)]
+struct EdgeHeaders<'a> {
+    call_id: Option<&'a HeaderValue>,
+    litellm_api_key: Option<&'a HeaderValue>,
+    authorization: Option<&'a HeaderValue>,
+    api_key: Option<&'a HeaderValue>,
+    x_api_key: Option<&'a HeaderValue>,
+    cache_control: Option<&'a HeaderValue>,
+    timeout: Option<&'a HeaderValue>,
+    content_length: Option<&'a HeaderValue>,
+}
+
+impl<'a> EdgeHeaders<'a> {
+    /// The first value of each header the edge reads (what `HeaderMap::get` returns).
+    fn read(headers: &'a HeaderMap) -> Self {
+        let mut seen = Self::default();
+        for (name, value) in headers {
+            let slot = match name.as_str() {
+                "content-length" => &mut seen.content_length,
+                "authorization" => &mut seen.authorization,
+                "cache-control" => &mut seen.cache_control,
+                "x-litellm-call-id" => &mut seen.call_id,
+                "x-litellm-api-key" => &mut seen.litellm_api_key,
+                "x-litellm-timeout" => &mut seen.timeout,
+                "api-key" => &mut seen.api_key,
+                "x-api-key" => &mut seen.x_api_key,
+                _ => continue,
+            };
+            slot.get_or_insert(value);
         }
+        seen
+    }
+
+    /// The client's `x-litellm-call-id` when it is usable, else a new one.
+    fn call_id(&self) -> Arc<str> {
+        match self
+            .call_id
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty() && s.len() <= 128)
+        {
+            Some(id) => id.into(),
+            None => {
+                let mut buf = [0u8; 36];
+                Arc::from(write_uuid(&mut buf))
+            }
+        }
+    }
+
+    /// See [`presented_key`].
+    fn presented_key(&self) -> Option<Secret> {
+        fn text(v: Option<&HeaderValue>) -> Option<&str> {
+            v.and_then(|v| v.to_str().ok())
+        }
+        if let Some(v) = text(self.litellm_api_key).or_else(|| text(self.authorization)) {
+            return Some(Secret::new(strip_bearer(v)));
+        }
+        text(self.api_key)
+            .or_else(|| text(self.x_api_key))
+            .map(|v| Secret::new(v.trim()))
     }
 }
 
@@ -557,19 +640,7 @@ fn write_uuid(buf: &mut [u8; 36]) -> &str {
 /// `x-litellm-api-key`.
 #[must_use]
 pub fn presented_key(headers: &HeaderMap) -> Option<Secret> {
-    if let Some(v) = headers.get(X_LITELLM_API_KEY).and_then(|v| v.to_str().ok()) {
-        return Some(Secret::new(strip_bearer(v)));
-    }
-    if let Some(v) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        return Some(Secret::new(strip_bearer(v)));
-    }
-    [API_KEY, X_API_KEY]
-        .iter()
-        .find_map(|h| headers.get(h).and_then(|v| v.to_str().ok()))
-        .map(|v| Secret::new(v.trim()))
+    EdgeHeaders::read(headers).presented_key()
 }
 
 fn strip_bearer(v: &str) -> &str {
@@ -580,7 +651,11 @@ fn strip_bearer(v: &str) -> &str {
     }
 }
 
-async fn read_body<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, LlmError>
+async fn read_body<B>(
+    content_length: Option<&HeaderValue>,
+    body: B,
+    limit: usize,
+) -> Result<Bytes, LlmError>
 where
     B: Body,
     B::Error: Into<BoxError>,
@@ -593,8 +668,7 @@ where
         .with_status(StatusCode::PAYLOAD_TOO_LARGE)
         .with_code("request_too_large")
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
+    let declared = content_length
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
@@ -707,6 +781,58 @@ mod tests {
             assert_eq!(&parts[2][..1], "7", "{id}");
             assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{id}");
         }
+    }
+
+    #[test]
+    fn deployment_headers_are_remembered_by_arc_not_by_text() {
+        let a: Arc<str> = "http://h:1/v1".into();
+        let b: Arc<str> = "http://h:2/v1".into();
+        assert_eq!(deployment_header(&a).unwrap(), "http://h:1/v1");
+        assert_eq!(deployment_header(&b).unwrap(), "http://h:2/v1");
+        assert_eq!(deployment_header(&a).unwrap(), "http://h:1/v1");
+        // Same text, another `Arc`: its own entry, same value.
+        let a2: Arc<str> = "http://h:1/v1".into();
+        assert_eq!(deployment_header(&a2).unwrap(), "http://h:1/v1");
+        // Not a valid header value: none, and nothing remembered.
+        let bad: Arc<str> = "line\nbreak".into();
+        assert!(deployment_header(&bad).is_none());
+        for i in 0..(HEADER_MEMO + 3) {
+            let s: Arc<str> = format!("d{i}").into();
+            assert_eq!(deployment_header(&s).unwrap(), s.as_ref());
+        }
+        assert!(DEPLOYMENT_HEADERS.with_borrow(Vec::len) <= HEADER_MEMO);
+    }
+
+    #[test]
+    fn edge_headers_keep_the_first_value_and_the_key_order() {
+        let mut h = HeaderMap::new();
+        h.append("x-api-key", HeaderValue::from_static("sk-x"));
+        assert_eq!(presented_key(&h).unwrap().expose(), "sk-x");
+        h.append("api-key", HeaderValue::from_static("sk-a"));
+        assert_eq!(presented_key(&h).unwrap().expose(), "sk-a");
+        h.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer sk-1"),
+        );
+        h.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer sk-2"),
+        );
+        assert_eq!(presented_key(&h).unwrap().expose(), "sk-1");
+        h.append("x-litellm-api-key", HeaderValue::from_static(" sk-l "));
+        assert_eq!(presented_key(&h).unwrap().expose(), "sk-l");
+        h.append("x-litellm-timeout", HeaderValue::from_static("2.5"));
+        h.append(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
+        let seen = EdgeHeaders::read(&h);
+        assert_eq!(
+            seen.timeout.and_then(RequestTimeout::from_value),
+            Some(RequestTimeout(Duration::from_millis(2500)))
+        );
+        assert_eq!(seen.cache_control.unwrap(), "no-cache");
+        assert_eq!(seen.content_length.unwrap(), "12");
+        assert!(seen.call_id.is_none());
+        assert!(presented_key(&HeaderMap::new()).is_none());
     }
 
     #[test]

@@ -57,8 +57,24 @@ wire_object! {
     }
 }
 
-/// Request keys that are LiteLLM / gateway controls: read by layers, never sent to a provider.
-pub const GATEWAY_PARAMS: &[&str] = &[
+/// Declares [`GATEWAY_PARAMS`] and [`is_gateway_param`] from one list, so the two cannot drift.
+macro_rules! gateway_params {
+    ($($key:literal,)*) => {
+        /// Request keys that are LiteLLM / gateway controls: read by layers, never sent to a
+        /// provider.
+        pub const GATEWAY_PARAMS: &[&str] = &[$($key),*];
+
+        /// Whether `key` is one of [`GATEWAY_PARAMS`]: a `match`, which compiles to a few length and
+        /// byte comparisons, where searching the list compares with every entry (this runs for
+        /// every top-level key of every relayed request).
+        #[must_use]
+        pub fn is_gateway_param(key: &str) -> bool {
+            matches!(key, $($key)|*)
+        }
+    };
+}
+
+gateway_params! {
     "metadata",
     "litellm_metadata",
     "mock_response",
@@ -91,12 +107,12 @@ pub const GATEWAY_PARAMS: &[&str] = &[
     "base_url",
     "api_version",
     "extra_headers",
-];
+}
 
 /// Whether a request key is forwarded to a provider (not a gateway control).
 #[must_use]
 pub fn is_upstream_param(key: &str) -> bool {
-    !GATEWAY_PARAMS.contains(&key)
+    !is_gateway_param(key)
 }
 
 wire_object! {

@@ -7,7 +7,7 @@ use crate::{
     error::LlmError,
     provider::Deployment,
     types::{
-        chat::{is_upstream_param, ChatRequest, GATEWAY_PARAMS},
+        chat::{is_upstream_param, ChatRequest},
         embeddings::EmbeddingsRequest,
         scan,
         wire::WireObject,
@@ -204,12 +204,35 @@ fn splice_model(raw: &[u8], model: &str, keep: &dyn Fn(&[u8]) -> bool) -> Option
 
 /// [`is_upstream_param`] for a key's bytes.
 fn is_upstream_key(key: &[u8]) -> bool {
-    !GATEWAY_PARAMS.iter().any(|p| p.as_bytes() == key)
+    // Every gateway key is ASCII, so a key that is not UTF-8 is not one.
+    std::str::from_utf8(key).map_or(true, is_upstream_param)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateway_keys_are_cut_and_every_other_key_is_kept() {
+        use crate::types::chat::GATEWAY_PARAMS;
+        for k in GATEWAY_PARAMS {
+            assert!(!is_upstream_key(k.as_bytes()), "{k}");
+            assert!(!is_upstream_param(k), "{k}");
+        }
+        for k in [
+            "model",
+            "messages",
+            "max_tokens",
+            "metadata_",
+            "Metadata",
+            "tag",
+            "",
+            "cach",
+        ] {
+            assert!(is_upstream_key(k.as_bytes()), "{k}");
+        }
+        assert!(is_upstream_key(b"\xffmetadata"));
+    }
 
     #[test]
     fn parses_urls_once_per_thread_and_refuses_bad_ones() {
