@@ -1004,7 +1004,8 @@ pin_project! {
 /// What the fast path needs to finish a call.
 struct Call {
     inner: Arc<Inner>,
-    model: String,
+    /// The request's body (an `Arc`), for the model group it asked for.
+    op: Operation,
     log: Option<RouteLog>,
     tracker: Tracker,
 }
@@ -1033,7 +1034,7 @@ impl Future for ResponseFuture {
                     if let Err(e) = ready!(svc.poll_ready(cx)) {
                         let result = match call.take() {
                             Some(c) => {
-                                finish(&c.inner, &c.model, c.log.as_ref(), c.tracker, Err(e))
+                                finish(&c.inner, c.op.model(), c.log.as_ref(), c.tracker, Err(e))
                             }
                             None => Err(e),
                         };
@@ -1054,7 +1055,9 @@ impl Future for ResponseFuture {
                 RouteProj::Calling { fut, call } => {
                     let result = ready!(fut.poll(cx));
                     return Poll::Ready(match call.take() {
-                        Some(c) => finish(&c.inner, &c.model, c.log.as_ref(), c.tracker, result),
+                        Some(c) => {
+                            finish(&c.inner, c.op.model(), c.log.as_ref(), c.tracker, result)
+                        }
                         None => result,
                     });
                 }
@@ -1125,7 +1128,7 @@ impl Service<LlmRequest> for Router {
                 }
             },
         };
-        let model = req.model().to_owned();
+        let op = req.op.clone();
         let mut req = req;
         req.extensions
             .insert(SelectedDeployment(sel.deployment.clone()));
@@ -1137,7 +1140,7 @@ impl Service<LlmRequest> for Router {
                 req: Some(req),
                 call: Some(Call {
                     inner,
-                    model,
+                    op,
                     log,
                     tracker,
                 }),
@@ -1154,7 +1157,7 @@ async fn call_selected(
     sel: Selection,
     permit: Option<OwnedSemaphorePermit>,
 ) -> Result<LlmResponse, LlmError> {
-    let model = req.model().to_owned();
+    let op = req.op.clone();
     req.extensions
         .insert(SelectedDeployment(sel.deployment.clone()));
     let mut svc = sel.service();
@@ -1171,7 +1174,7 @@ async fn call_selected(
             shared.cool_down(&entry.deployment.id, d).await;
         }
     }
-    finish(&inner, &model, log.as_ref(), tracker, result)
+    finish(&inner, op.model(), log.as_ref(), tracker, result)
 }
 
 /// The router's call with Redis-shared state: refresh the group, pick, reserve, call.

@@ -19,6 +19,16 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The model (group) the body asks for; empty for the model listing.
+    #[must_use]
+    pub fn model(&self) -> &str {
+        match self {
+            Self::Chat(c) => &c.model,
+            Self::Embeddings(e) => &e.model,
+            Self::ListModels => "",
+        }
+    }
+
     /// Whether `self` and `other` are the very same parsed body (the same allocation).
     fn same_body(&self, other: &Self) -> bool {
         match (self, other) {
@@ -141,11 +151,7 @@ impl LlmRequest {
     /// The model (group) the caller asked for (empty for a model listing).
     #[must_use]
     pub fn model(&self) -> &str {
-        match &self.op {
-            Operation::Chat(c) => &c.model,
-            Operation::Embeddings(e) => &e.model,
-            Operation::ListModels => "",
-        }
+        self.op.model()
     }
 
     /// Whether the caller wants a stream.
