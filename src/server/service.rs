@@ -399,10 +399,8 @@ async fn respond(
             h.insert(name, v);
         }
     }
-    if let Some(cost) = meta.cost {
-        if let Ok(v) = HeaderValue::from_str(&cost.to_string()) {
-            h.insert(X_LITELLM_RESPONSE_COST, v);
-        }
+    if let Some(v) = meta.cost.and_then(cost_header) {
+        h.insert(X_LITELLM_RESPONSE_COST, v);
     }
     // Routing: what the reliability layers spent, and the gateway's own time (total minus the
     // provider's time to first byte).
@@ -410,15 +408,43 @@ async fn respond(
         .elapsed()
         .saturating_sub(meta.time_to_first_byte.unwrap_or_default());
     h.insert(X_LITELLM_OVERHEAD_DURATION_MS, millis_header(overhead));
-    h.insert(
-        X_LITELLM_ATTEMPTED_RETRIES,
-        HeaderValue::from(meta.attempted_retries),
-    );
+    h.insert(X_LITELLM_ATTEMPTED_RETRIES, count_header(meta.attempted_retries));
     h.insert(
         X_LITELLM_ATTEMPTED_FALLBACKS,
-        HeaderValue::from(meta.attempted_fallbacks),
+        count_header(meta.attempted_fallbacks),
     );
     out
+}
+
+/// A count as a header value: a static one for 0–9 (nearly every response: no retry, no
+/// fallback), where `HeaderValue::from(u32)` formats into a new allocation.
+fn count_header(n: u32) -> HeaderValue {
+    static DIGITS: [HeaderValue; 10] = [
+        HeaderValue::from_static("0"),
+        HeaderValue::from_static("1"),
+        HeaderValue::from_static("2"),
+        HeaderValue::from_static("3"),
+        HeaderValue::from_static("4"),
+        HeaderValue::from_static("5"),
+        HeaderValue::from_static("6"),
+        HeaderValue::from_static("7"),
+        HeaderValue::from_static("8"),
+        HeaderValue::from_static("9"),
+    ];
+    usize::try_from(n)
+        .ok()
+        .and_then(|i| DIGITS.get(i))
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from(n))
+}
+
+/// The cost in USD as `Display` writes it (`0.000123`), formatted into the header's own buffer
+/// instead of a `String` that grows while it is written and is then copied.
+fn cost_header(cost: f64) -> Option<HeaderValue> {
+    use std::fmt::Write as _;
+    let mut out = BytesMut::with_capacity(32);
+    write!(out, "{cost}").ok()?;
+    HeaderValue::from_maybe_shared(out.freeze()).ok()
 }
 
 /// How many deployment header values each serving thread remembers.
@@ -781,6 +807,18 @@ mod tests {
             assert_eq!(&parts[2][..1], "7", "{id}");
             assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{id}");
         }
+    }
+
+    #[test]
+    fn counts_and_costs_read_as_before() {
+        for n in [0, 1, 9, 10, 42, u32::MAX] {
+            assert_eq!(count_header(n), HeaderValue::from(n), "{n}");
+        }
+        for c in [0.0, 0.000_123, 1.5, 12_345.678_9, 1e-12, 3e21] {
+            assert_eq!(cost_header(c).unwrap(), c.to_string().as_str(), "{c}");
+        }
+        // NaN and infinities are ASCII too; the header says what the cost layer computed.
+        assert_eq!(cost_header(f64::NAN).unwrap(), "NaN");
     }
 
     #[test]
