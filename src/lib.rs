@@ -32,3 +32,4 @@ pub mod server;
 pub mod spend;
 pub mod store;
 pub mod timeout;
+mod timer;

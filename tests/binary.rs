@@ -177,3 +177,72 @@ async fn no_master_key_no_database_writes_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(files, vec![std::ffi::OsString::from("config.yaml")]);
 }
+
+/// The binary serves on `serve_per_thread`, whose per-request deadlines live on a shared timer
+/// thread (`src/timer.rs`) rather than on each serving thread's runtime: a call timeout, the
+/// `x-litellm-timeout` header and a stream's idle timeout still fire there, and a request that
+/// answers in time is not cut.
+#[tokio::test]
+async fn timeouts_fire_on_the_serving_threads() {
+    let up = FakeUpstream::start().await;
+    let cfg = write_config(&format!(
+        "{}      timeout: 1.0\n      stream_timeout: 0.3\nrouter_settings:\n  num_retries: 0\n",
+        gw::openai_config("g", &up.url())
+    ));
+    let bin = Binary::spawn(&cfg.0, &[]);
+    let url = format!("http://{}/v1/chat/completions", bin.addr);
+    let chat = json!({"model": "g", "messages": [{"role": "user", "content": "hi"}]});
+
+    // In time: answered.
+    up.enqueue(
+        Reply::json(200, support::chat_completion("quick")).delay(Duration::from_millis(50)),
+    );
+    let ans = gw::post_json(&url, &chat).await;
+    assert_eq!(ans.status, 200, "{:?}", ans.body);
+
+    // The deployment's timeout.
+    up.enqueue(Reply::json(200, support::chat_completion("late")).delay(Duration::from_secs(5)));
+    let started = std::time::Instant::now();
+    let ans = gw::post_json(&url, &chat).await;
+    let took = started.elapsed();
+    assert_eq!(ans.status, 408, "{:?}", ans.body);
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+
+    // The header's, shorter than the deployment's.
+    up.enqueue(Reply::json(200, support::chat_completion("late")).delay(Duration::from_secs(5)));
+    let started = std::time::Instant::now();
+    let ans = gw::send(
+        http::Request::post(&url)
+            .header("content-type", "application/json")
+            .header("x-litellm-timeout", "0.1")
+            .body(http_body_util::Full::new(Bytes::from(chat.to_string())))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(ans.status, 408, "{:?}", ans.body);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A stream that sends one chunk and hangs: the chunk, then a timeout error event.
+    let first = support::chat_sse(&["Hel"])
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .to_owned()
+        + "\n\n";
+    up.enqueue(Reply::sse_then_hang(first));
+    let mut body = chat.clone();
+    body["stream"] = json!(true);
+    let resp = gw::open_stream(&url, &body).await;
+    assert_eq!(resp.status(), 200);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("chat.completion.chunk"), "{text}");
+    assert!(text.contains("timeout"), "{text}");
+}

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
+    rt::{TokioExecutor, TokioIo},
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
@@ -15,7 +15,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tower_service::Service;
 
-use crate::error::BoxError;
+use crate::{
+    error::BoxError,
+    timer::{self, ServeTimer},
+};
 
 /// How [`serve`] runs.
 #[derive(Clone, Debug)]
@@ -65,21 +68,25 @@ where
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        .timer(ServeTimer)
         .header_read_timeout(config.header_read_timeout)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder.http2().timer(ServeTimer);
     let graceful = GracefulShutdown::new();
     // Keep the timer wheel's next wake-up near. Every request arms far deadlines (the header read
     // timeout, the provider timeout) and cancels them when it ends; arming one in an empty wheel
     // unparks the runtime's sleeping worker (an eventfd write and a futex wake per request,
     // measured with strace at concurrency 1). A tick every 500 ms costs two wake-ups a second.
-    let ticker = tokio::spawn(async {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-        }
+    // Not on `serve_per_thread`'s threads: their deadlines are on the shared timer thread
+    // (`crate::timer`), and an empty wheel lets them park without a timeout.
+    let ticker = (!timer::is_shared()).then(|| {
+        tokio::spawn(async {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+            }
+        })
     });
     tokio::pin!(shutdown);
     loop {
@@ -110,7 +117,9 @@ where
         });
     }
     drop(listener);
-    ticker.abort();
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
     tracing::info!(
         grace_s = config.grace_period.as_secs_f64(),
         "shutting down: draining connections"
@@ -182,6 +191,8 @@ where
         let thread = std::thread::Builder::new()
             .name(format!("llmgate-worker-{i}"))
             .spawn(move || {
+                // Per-request deadlines go to the shared timer thread (see `crate::timer`).
+                timer::share_on_this_thread();
                 let result = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

@@ -408,7 +408,10 @@ async fn respond(
         .elapsed()
         .saturating_sub(meta.time_to_first_byte.unwrap_or_default());
     h.insert(X_LITELLM_OVERHEAD_DURATION_MS, millis_header(overhead));
-    h.insert(X_LITELLM_ATTEMPTED_RETRIES, count_header(meta.attempted_retries));
+    h.insert(
+        X_LITELLM_ATTEMPTED_RETRIES,
+        count_header(meta.attempted_retries),
+    );
     h.insert(
         X_LITELLM_ATTEMPTED_FALLBACKS,
         count_header(meta.attempted_fallbacks),

@@ -199,7 +199,7 @@ where
         let stream = req.is_stream();
         ResponseFuture {
             inner: self.inner.call(req),
-            sleep: tokio::time::sleep(limit),
+            sleep: crate::timer::sleep(limit),
             limit,
             stream,
         }
@@ -244,7 +244,7 @@ where
                     // The first chunk is due by the call's own deadline.
                     ResponseBody::Stream(s) => ResponseBody::Stream(Box::pin(TimeoutStream {
                         inner: s,
-                        sleep: tokio::time::sleep_until(first_deadline),
+                        sleep: crate::timer::sleep_until(first_deadline),
                         idle: limit,
                         first: true,
                     })),
