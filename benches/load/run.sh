@@ -5,8 +5,9 @@
 #
 #   bash benches/load/run.sh [--quick] [--no-litellm] [--update-docs]
 #
-# Environment: DURATION (seconds per run, default 5), ROUNDS (default 1), SCENARIOS
-# (default L1,L2,L3,S1,G1), L3_RATES, LITELLM_VERSION, OUT_DIR (default target/bench).
+# Environment: DURATION (seconds per run, default 5), S1_C1_DURATION (default 30), ROUNDS
+# (default 1), SCENARIOS (default L1,L2,L3,S1,G1,R1,C1), L3_RATES, LITELLM_VERSION, OUT_DIR
+# (default target/bench).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -17,7 +18,8 @@ WITH_LITELLM=1
 UPDATE_DOCS=0
 for a in "$@"; do
   case "$a" in
-    --quick) export DURATION="${DURATION:-2}" L3_RATES="${L3_RATES:-500,2000,8000}" ;;
+    --quick) export DURATION="${DURATION:-2}" S1_C1_DURATION="${S1_C1_DURATION:-2}" \
+      L3_RATES="${L3_RATES:-500,2000,8000}" ;;
     --no-litellm) WITH_LITELLM=0 ;;
     --update-docs) UPDATE_DOCS=1 ;;
     *) echo "unknown argument: $a" >&2; exit 2 ;;
