@@ -162,9 +162,11 @@ pub fn bind_listeners(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::Tc
 /// runtime: a connection, the tasks of its requests and the upstream connections they open (see
 /// [`HttpClient`](crate::provider::HttpClient)'s per-thread pools) stay on one thread, so no
 /// request waits for a wake-up from another core. Background work started before (the spend
-/// writer, Redis and database connections) stays on the caller's runtime. When `shutdown`
-/// resolves every thread stops accepting and drains as [`serve`] does; this returns when all
-/// have finished.
+/// writer, Redis and database connections) stays on the caller's runtime. The per-request
+/// deadlines (the header read timeout, the [timeout layer](crate::timeout)'s limits) go to one
+/// shared timer thread, so a serving thread with nothing else due parks without a kernel timer
+/// (see `docs/architecture.md`). When `shutdown` resolves every thread stops accepting and
+/// drains as [`serve`] does; this returns when all have finished.
 pub async fn serve_per_thread<S, B>(
     listeners: Vec<std::net::TcpListener>,
     service: S,
