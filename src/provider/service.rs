@@ -10,7 +10,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures_util::StreamExt as _;
+use futures_util::{future::Either, FutureExt as _, StreamExt as _};
 use http::{HeaderMap, HeaderName};
 use http_body::Body;
 use http_body_util::{BodyDataStream, BodyExt as _, Full, Limited};
@@ -244,24 +244,32 @@ where
 
 /// `fut`'s output, or its time limit when `deadline` (the instant and the limit it came from)
 /// passes first. Without a deadline no timer is armed.
-async fn within<F: Future>(
+///
+/// Combinators rather than `async fn`s here: an `async fn` keeps its argument (`fut`, `body`)
+/// as well as the future it is moved into (rust-lang/rust#62958), and these futures are part of
+/// every call's.
+fn within<F: Future>(
     deadline: Option<(tokio::time::Instant, Duration)>,
     fut: F,
-) -> Result<F::Output, Duration> {
+) -> impl Future<Output = Result<F::Output, Duration>> {
     match deadline {
-        Some((at, limit)) => tokio::time::timeout_at(at, fut).await.map_err(|_| limit),
-        None => Ok(fut.await),
+        Some((at, limit)) => {
+            Either::Left(tokio::time::timeout_at(at, fut).map(move |r| r.map_err(|_| limit)))
+        }
+        None => Either::Right(fut.map(Ok)),
     }
 }
 
 /// The whole of `body`, at most `limit` bytes (over it: a
 /// [`LengthLimitError`](http_body_util::LengthLimitError)).
-async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, BoxError>
+fn read_body<B>(body: B, limit: usize) -> impl Future<Output = Result<Bytes, BoxError>>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    Ok(Limited::new(body, limit).collect().await?.to_bytes())
+    Limited::new(body, limit)
+        .collect()
+        .map(|collected| Ok(collected?.to_bytes()))
 }
 
 fn stamp(resp: &mut LlmResponse, dep: &Deployment, provider: &Arc<str>) {

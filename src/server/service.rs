@@ -11,7 +11,7 @@ use std::{
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
@@ -217,7 +217,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if Route::from_path(req.uri().path()).is_none() {
+        let Some(route) = Route::from_path(req.uri().path()) else {
             let clone = self.fallback.clone();
             let mut fallback = std::mem::replace(&mut self.fallback, clone);
             return Box::pin(async move {
@@ -225,32 +225,47 @@ where
                 let resp = fallback.call(req).await?;
                 Ok(resp.map(ServerBody::boxed))
             });
+        };
+        // The head is read here, before any await: the future keeps only what the call needs
+        // (an `async fn` taking the request would hold it twice, as its argument and as the
+        // parts it was split into; rust-lang/rust#62958).
+        let (parts, body) = req.into_parts();
+        match Head::read(&parts, route) {
+            Ok(head) => {
+                drop(parts);
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                Box::pin(handle(inner, self.max_body_bytes, head, body).map(Ok))
+            }
+            Err(answered) => answered,
         }
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let limit = self.max_body_bytes;
-        Box::pin(async move { Ok(handle(inner, limit, req).await) })
     }
 }
 
-async fn handle<S, B>(inner: S, limit: usize, req: http::Request<B>) -> http::Response<ServerBody>
-where
-    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    let received = Instant::now();
-    let (parts, body) = req.into_parts();
-    let seen = EdgeHeaders::read(&parts.headers);
-    let call_id = seen.call_id();
-    let route = match Route::from_path(parts.uri.path()) {
-        Some(route)
-            if parts.method == route.method()
-                || (parts.method == Method::HEAD && route.method() == Method::GET) =>
-        {
-            route
+/// What the edge needs from a request's head, read once and owned.
+struct Head {
+    received: Instant,
+    call_id: Arc<str>,
+    route: Route,
+    content_length: Option<u64>,
+    presented_key: Option<Secret>,
+    cache_control: Option<HeaderValue>,
+    timeout: Option<RequestTimeout>,
+}
+
+impl Head {
+    /// The head of a request to a known route, or the answer when the head alone decides it (a
+    /// method the route does not take, the health routes).
+    fn read(parts: &http::request::Parts, route: Route) -> Result<Self, ServerFuture> {
+        fn answer(resp: http::Response<ServerBody>) -> ServerFuture {
+            Box::pin(std::future::ready(Ok(resp)))
         }
-        Some(route) => {
+        let received = Instant::now();
+        let seen = EdgeHeaders::read(&parts.headers);
+        let call_id = seen.call_id();
+        let allowed = parts.method == route.method()
+            || (parts.method == Method::HEAD && route.method() == Method::GET);
+        if !allowed {
             let err = LlmError::new(
                 ErrorKind::BadRequest,
                 format!(
@@ -271,67 +286,96 @@ where
                     "GET, HEAD"
                 }),
             );
-            return resp;
+            return Err(answer(resp));
         }
-        None => {
-            // `call` sends unknown paths to the fallback; keep the match total.
-            let err = LlmError::new(ErrorKind::NotFound, "Unknown path").with_code("unknown_url");
-            return error_response(&err, &call_id);
+        match route {
+            Route::Liveliness => {
+                return Err(answer(json_response(
+                    StatusCode::OK,
+                    Bytes::from_static(b"\"I'm alive!\""),
+                    &call_id,
+                )))
+            }
+            Route::Readiness => {
+                return Err(answer(json_response(
+                    StatusCode::OK,
+                    Bytes::from_static(
+                        br#"{"status":"healthy","db":"Not connected","cache":null}"#,
+                    ),
+                    &call_id,
+                )))
+            }
+            _ => {}
         }
-    };
-
-    match route {
-        Route::Liveliness => {
-            return json_response(
-                StatusCode::OK,
-                Bytes::from_static(b"\"I'm alive!\""),
-                &call_id,
-            )
-        }
-        Route::Readiness => {
-            return json_response(
-                StatusCode::OK,
-                Bytes::from_static(br#"{"status":"healthy","db":"Not connected","cache":null}"#),
-                &call_id,
-            )
-        }
-        _ => {}
+        Ok(Self {
+            received,
+            route,
+            content_length: seen
+                .content_length
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.parse::<u64>().ok()),
+            presented_key: seen.presented_key(),
+            cache_control: seen.cache_control.cloned(),
+            timeout: seen.timeout.and_then(RequestTimeout::from_value),
+            call_id,
+        })
     }
 
-    let mut llm_req = match route {
-        Route::Models => LlmRequest::list_models(),
-        Route::Chat | Route::Embeddings => {
-            let bytes = match read_body(seen.content_length, body, limit).await {
-                Ok(b) => b,
-                Err(e) => return error_response(&e, &call_id),
-            };
+    /// The request for `route` from the body's bytes (none for `/v1/models`).
+    fn request(&self, bytes: Option<Bytes>) -> Result<LlmRequest, LlmError> {
+        match (self.route, bytes) {
             // The bytes stay with the request: an OpenAI-format upstream is sent them (see
             // `LlmRequest::raw_body`).
-            let parsed = if matches!(route, Route::Chat) {
+            (Route::Chat, Some(bytes)) => {
                 parse_json(&bytes).map(|body| LlmRequest::chat_from_bytes(body, bytes))
-            } else {
+            }
+            (Route::Embeddings, Some(bytes)) => {
                 parse_json(&bytes).map(|body| LlmRequest::embeddings_from_bytes(body, bytes))
-            };
-            match parsed {
-                Ok(r) => r,
+            }
+            // Health routes answer in `read`; keep the match total without panicking.
+            _ => Ok(LlmRequest::list_models()),
+        }
+    }
+
+    /// `req` with what the layers read from the head in its extensions.
+    fn annotate(self, mut req: LlmRequest) -> LlmRequest {
+        if let Some(key) = self.presented_key {
+            req.extensions.insert(PresentedKey(key));
+        }
+        req.extensions.insert(CallId(self.call_id));
+        req.extensions.insert(ReceivedAt(self.received));
+        if let Some(cc) = self.cache_control {
+            req.extensions.insert(CacheControlHeader(cc));
+        }
+        if let Some(t) = self.timeout {
+            req.extensions.insert(t);
+        }
+        req
+    }
+}
+
+async fn handle<S, B>(mut inner: S, limit: usize, head: Head, body: B) -> http::Response<ServerBody>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let call_id = head.call_id.clone();
+    let received = head.received;
+    let bytes = match head.route {
+        Route::Chat | Route::Embeddings => {
+            match read_body(head.content_length, body, limit).await {
+                Ok(b) => Some(b),
                 Err(e) => return error_response(&e, &call_id),
             }
         }
-        Route::Liveliness | Route::Readiness => unreachable_route(),
+        _ => None,
     };
-    if let Some(key) = seen.presented_key() {
-        llm_req.extensions.insert(PresentedKey(key));
-    }
-    llm_req.extensions.insert(CallId(call_id.clone()));
-    llm_req.extensions.insert(ReceivedAt(received));
-    if let Some(cc) = seen.cache_control {
-        llm_req.extensions.insert(CacheControlHeader(cc.clone()));
-    }
-    if let Some(t) = seen.timeout.and_then(RequestTimeout::from_value) {
-        llm_req.extensions.insert(t);
-    }
+    let llm_req = match head.request(bytes) {
+        Ok(r) => head.annotate(r),
+        Err(e) => return error_response(&e, &call_id),
+    };
 
-    let mut inner = inner;
     if let Err(e) = std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
         return error_response(&e, &call_id);
     }
@@ -347,11 +391,6 @@ where
         }
     };
     respond(resp, &call_id, received).await
-}
-
-fn unreachable_route() -> LlmRequest {
-    // Health routes return before parsing; keep the match total without panicking.
-    LlmRequest::list_models()
 }
 
 async fn respond(
@@ -680,16 +719,17 @@ fn strip_bearer(v: &str) -> &str {
     }
 }
 
-async fn read_body<B>(
-    content_length: Option<&HeaderValue>,
+fn read_body<B>(
+    declared: Option<u64>,
     body: B,
     limit: usize,
-) -> Result<Bytes, LlmError>
+) -> impl Future<Output = Result<Bytes, LlmError>>
 where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    let too_large = || {
+    // A combinator rather than an `async fn`, which would keep `body` twice (see `call`).
+    let too_large = move || {
         LlmError::new(
             ErrorKind::BadRequest,
             format!("Request body is larger than the limit of {limit} bytes"),
@@ -697,19 +737,18 @@ where
         .with_status(StatusCode::PAYLOAD_TOO_LARGE)
         .with_code("request_too_large")
     };
-    let declared = content_length
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+        return futures_util::future::Either::Left(std::future::ready(Err(too_large())));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(LlmError::bad_request(format!(
-            "Could not read the request body: {e}"
-        ))),
-    }
+    futures_util::future::Either::Right(Limited::new(body, limit).collect().map(move |collected| {
+        match collected {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+            Err(e) => Err(LlmError::bad_request(format!(
+                "Could not read the request body: {e}"
+            ))),
+        }
+    }))
 }
 
 /// Parses a request body, with an error that says where the JSON broke.
