@@ -23,6 +23,7 @@
 use std::{
     cell::RefCell,
     collections::VecDeque,
+    future::Future,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -30,6 +31,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{header::HOST, uri::Authority, HeaderValue, Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
@@ -154,16 +156,29 @@ impl ThreadPool {
 }
 
 /// Sends `req` (an absolute `http://` URI) on a pooled or new connection to its host.
-pub(crate) async fn send<P: PoolSource>(
+///
+/// The head is prepared before the future starts; the future holds `req` once (an `async fn`
+/// would keep its argument beside the local it moves into, rust-lang/rust#62958).
+pub(crate) fn send<P: PoolSource>(
     source: Arc<P>,
+    req: Request<Full<Bytes>>,
+) -> impl Future<Output = Result<Response<UpstreamBody>, BoxError>> {
+    match origin_form(req) {
+        Ok((authority, req)) => Either::Left(send_to(source, authority, req)),
+        Err(e) => Either::Right(std::future::ready(Err(e))),
+    }
+}
+
+/// `req` in origin form for HTTP/1.1 to an origin server: the path as the request target, the
+/// host in `Host`; and the authority it goes to.
+fn origin_form(
     mut req: Request<Full<Bytes>>,
-) -> Result<Response<UpstreamBody>, BoxError> {
+) -> Result<(Authority, Request<Full<Bytes>>), BoxError> {
     let authority = req
         .uri()
         .authority()
         .cloned()
         .ok_or("the upstream URL has no host")?;
-    // HTTP/1.1 to an origin server: the request target is the path, the host goes in `Host`.
     let target = req
         .uri()
         .path_and_query()
@@ -174,45 +189,55 @@ pub(crate) async fn send<P: PoolSource>(
         let host = host_header(&authority).ok_or("the upstream host is not a valid Host header")?;
         req.headers_mut().insert(HOST, host);
     }
+    Ok((authority, req))
+}
 
-    let config = source.config();
-    let mut offers = 0;
-    loop {
-        let pooled = if offers < MAX_REOFFERS {
-            source
-                .thread_pool()
-                .checkout(&authority, config.idle_timeout)
-        } else {
-            None
-        };
-        let reused = pooled.is_some();
-        let mut sender = match pooled {
-            Some(idle) => idle.sender,
-            None => connect(config, &authority).await?,
-        };
-        if reused && sender.ready().await.is_err() {
-            offers += 1;
-            continue; // closed while idle
-        }
-        match sender.try_send_request(req).await {
-            Ok(resp) => {
-                let back = Some(Return {
-                    source: source.clone(),
-                    authority,
-                    sender: Some(sender),
-                });
-                return Ok(resp.map(|inner| UpstreamBody {
-                    inner: Inner::Pooled { body: inner, back },
-                }));
+fn send_to<P: PoolSource>(
+    source: Arc<P>,
+    authority: Authority,
+    req: Request<Full<Bytes>>,
+) -> impl Future<Output = Result<Response<UpstreamBody>, BoxError>> {
+    let mut req = req;
+    async move {
+        let config = source.config();
+        let mut offers = 0;
+        loop {
+            let pooled = if offers < MAX_REOFFERS {
+                source
+                    .thread_pool()
+                    .checkout(&authority, config.idle_timeout)
+            } else {
+                None
+            };
+            let reused = pooled.is_some();
+            let mut sender = match pooled {
+                Some(idle) => idle.sender,
+                None => connect(config, &authority).await?,
+            };
+            if reused && sender.ready().await.is_err() {
+                offers += 1;
+                continue; // closed while idle
             }
-            Err(mut e) => match e.take_message() {
-                // Never written: another connection may take it.
-                Some(again) if reused => {
-                    req = again;
-                    offers += 1;
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let back = Some(Return {
+                        source: source.clone(),
+                        authority,
+                        sender: Some(sender),
+                    });
+                    return Ok(resp.map(|inner| UpstreamBody {
+                        inner: Inner::Pooled { body: inner, back },
+                    }));
                 }
-                _ => return Err(e.into_error().into()),
-            },
+                Err(mut e) => match e.take_message() {
+                    // Never written: another connection may take it.
+                    Some(again) if reused => {
+                        req = again;
+                        offers += 1;
+                    }
+                    _ => return Err(e.into_error().into()),
+                },
+            }
         }
     }
 }
