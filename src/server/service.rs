@@ -11,7 +11,7 @@ use std::{
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::{FutureExt as _, StreamExt as _};
+use futures_util::{future::Either, FutureExt as _, StreamExt as _};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
@@ -321,19 +321,14 @@ impl Head {
         })
     }
 
-    /// The request for `route` from the body's bytes (none for `/v1/models`).
-    fn request(&self, bytes: Option<Bytes>) -> Result<LlmRequest, LlmError> {
-        match (self.route, bytes) {
-            // The bytes stay with the request: an OpenAI-format upstream is sent them (see
-            // `LlmRequest::raw_body`).
-            (Route::Chat, Some(bytes)) => {
-                parse_json(&bytes).map(|body| LlmRequest::chat_from_bytes(body, bytes))
-            }
-            (Route::Embeddings, Some(bytes)) => {
-                parse_json(&bytes).map(|body| LlmRequest::embeddings_from_bytes(body, bytes))
-            }
-            // Health routes answer in `read`; keep the match total without panicking.
-            _ => Ok(LlmRequest::list_models()),
+    /// The request a body route's bytes make (chat, or embeddings).
+    fn parse(&self, bytes: Bytes) -> Result<LlmRequest, LlmError> {
+        // The bytes stay with the request: an OpenAI-format upstream is sent them (see
+        // `LlmRequest::raw_body`).
+        if matches!(self.route, Route::Chat) {
+            parse_json(&bytes).map(|body| LlmRequest::chat_from_bytes(body, bytes))
+        } else {
+            parse_json(&bytes).map(|body| LlmRequest::embeddings_from_bytes(body, bytes))
         }
     }
 
@@ -362,16 +357,14 @@ where
 {
     let call_id = head.call_id.clone();
     let received = head.received;
-    let bytes = match head.route {
-        Route::Chat | Route::Embeddings => {
-            match read_body(head.content_length, body, limit).await {
-                Ok(b) => Some(b),
-                Err(e) => return error_response(&e, &call_id),
-            }
-        }
-        _ => None,
+    let parsed = match head.route {
+        Route::Chat | Route::Embeddings => read_body(head.content_length, body, limit)
+            .await
+            .and_then(|bytes| head.parse(bytes)),
+        // Health routes answer in `Head::read`; `/v1/models` has no body.
+        Route::Models | Route::Liveliness | Route::Readiness => Ok(LlmRequest::list_models()),
     };
-    let llm_req = match head.request(bytes) {
+    let llm_req = match parsed {
         Ok(r) => head.annotate(r),
         Err(e) => return error_response(&e, &call_id),
     };
@@ -738,17 +731,19 @@ where
         .with_code("request_too_large")
     };
     if declared.is_some_and(|n| n > limit as u64) {
-        return futures_util::future::Either::Left(std::future::ready(Err(too_large())));
+        return Either::Left(std::future::ready(Err(too_large())));
     }
-    futures_util::future::Either::Right(Limited::new(body, limit).collect().map(move |collected| {
-        match collected {
-            Ok(c) => Ok(c.to_bytes()),
-            Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-            Err(e) => Err(LlmError::bad_request(format!(
-                "Could not read the request body: {e}"
-            ))),
-        }
-    }))
+    Either::Right(
+        Limited::new(body, limit)
+            .collect()
+            .map(move |collected| match collected {
+                Ok(c) => Ok(c.to_bytes()),
+                Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+                Err(e) => Err(LlmError::bad_request(format!(
+                    "Could not read the request body: {e}"
+                ))),
+            }),
+    )
 }
 
 /// Parses a request body, with an error that says where the JSON broke.
