@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Unexpected, Visitor};
@@ -21,6 +21,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::secret::Secret;
+
+pub mod keys;
+
+use keys::{KeySpec, Support};
 
 /// The routing strategies LiteLLM's router accepts in `router_settings.routing_strategy`.
 pub const ROUTING_STRATEGIES: &[&str] = &[
@@ -380,9 +384,15 @@ pub struct RouterSettings {
 #[derive(Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct GeneralSettings {
-    /// The proxy's admin key.
+    /// The proxy's admin key (else `LITELLM_MASTER_KEY` from the environment).
     #[serde(deserialize_with = "lenient::opt_secret")]
     pub master_key: Option<Secret>,
+    /// Whether `master_key` came from `LITELLM_MASTER_KEY` (not a config key).
+    #[serde(skip)]
+    pub master_key_from_env: bool,
+    /// Run with config keys llmgate refuses as not supported yet (each is then a warning).
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub allow_unsupported_config: Option<bool>,
     /// Database URL (embeds credentials).
     #[serde(deserialize_with = "lenient::opt_secret")]
     pub database_url: Option<Secret>,
@@ -561,7 +571,7 @@ redacting_debug!(CacheParams {
 } redact { other });
 
 redacting_debug!(GeneralSettings {
-    master_key, database_url, store_model_in_db, proxy_budget_rescheduler_min_time,
+    master_key, master_key_from_env, allow_unsupported_config, database_url, store_model_in_db, proxy_budget_rescheduler_min_time,
     proxy_budget_rescheduler_max_time, proxy_batch_write_at, database_connection_pool_limit,
     database_connection_timeout, dangerously_allow_mock_testing_request_params,
     allow_public_health_readiness_details, background_health_checks, health_check_interval,
@@ -791,8 +801,12 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Loaded, ConfigErrors> {
         let file = path.display().to_string();
+        let base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::from_yaml_str_with_env(&text, &file, env),
+            Ok(text) => Self::load_with(&text, &file, base_dir, env),
             Err(e) => Err(ConfigErrors(vec![ConfigError::new(
                 file,
                 "",
@@ -814,11 +828,24 @@ impl Config {
         origin: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Loaded, ConfigErrors> {
+        Self::load_with(text, origin, PathBuf::from("."), env)
+    }
+
+    /// Loads YAML text whose `include:` paths are relative to `base_dir`.
+    fn load_with(
+        text: &str,
+        origin: &str,
+        base_dir: PathBuf,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Loaded, ConfigErrors> {
         let mut loader = Loader {
             file: origin,
+            base_dir,
             errors: Vec::new(),
             warnings: Vec::new(),
             resolved: Vec::new(),
+            unset: Vec::new(),
+            allow_unsupported: false,
         };
         let config = loader.load(text, env);
         loader.redact_errors();
@@ -851,10 +878,16 @@ fn process_env(name: &str) -> Option<String> {
 
 struct Loader<'a> {
     file: &'a str,
+    /// The directory `include:` paths are relative to (the config file's).
+    base_dir: PathBuf,
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
     /// (key path, value) of every resolved `os.environ/` reference, to mask them in errors.
     resolved: Vec<(String, String)>,
+    /// (key path, variable) of every `os.environ/` reference whose variable is unset.
+    unset: Vec<(String, String)>,
+    /// `general_settings.allow_unsupported_config`: refused keys become warnings.
+    allow_unsupported: bool,
 }
 
 /// Appends a map key to a path: `.key`, or `["key"]` when the key would be ambiguous.
@@ -911,6 +944,7 @@ fn ignored_path(prefix: &str, path: &serde_ignored::Path<'_>) -> String {
 fn error_rank(key: &str) -> (usize, usize) {
     const ORDER: &[&str] = &[
         "",
+        "include",
         "environment_variables",
         "model_list",
         "litellm_settings",
@@ -934,6 +968,17 @@ fn error_rank(key: &str) -> (usize, usize) {
 /// The field name of serde's "missing field `x`" message.
 fn missing_field(reason: &str) -> Option<&str> {
     reason.strip_prefix("missing field `")?.strip_suffix('`')
+}
+
+/// Whether a value turns nothing on: null, `false`, an empty string, list or mapping.
+fn is_inert(value: &Value) -> bool {
+    match value {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.trim().is_empty() || s.eq_ignore_ascii_case("false"),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Bool(true) | Value::Number(_) => false,
+    }
 }
 
 fn yaml_error_reason(e: &serde_yaml_ng::Error) -> String {
@@ -980,6 +1025,10 @@ impl Loader<'_> {
             }
         };
 
+        if let Some(v) = root.remove("include") {
+            let mut seen = Vec::new();
+            self.include(&mut root, v, "include", &mut seen);
+        }
         if let Some(v) = root.remove("environment_variables") {
             config.environment_variables = self.environment_variables(v, env);
         }
@@ -988,6 +1037,30 @@ impl Loader<'_> {
         for (key, value) in &mut root {
             self.resolve(value, key, &lookup);
         }
+
+        // Every key either acts, is ignored on purpose, or is refused (see `keys`).
+        self.allow_unsupported = root
+            .get("general_settings")
+            .and_then(|g| g.get("allow_unsupported_config"))
+            .is_some_and(|v| matches!(v, Value::Bool(true)) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true")));
+        for (name, value) in &root {
+            self.check_key("", name, value, keys::TOP_LEVEL, &[]);
+        }
+        for (section, table) in [
+            ("litellm_settings", keys::LITELLM_SETTINGS),
+            ("router_settings", keys::ROUTER_SETTINGS),
+            ("general_settings", keys::GENERAL_SETTINGS),
+        ] {
+            if let Some(Value::Object(map)) = root.get(section) {
+                for (name, value) in map {
+                    self.check_key(section, name, value, table, &[]);
+                }
+            }
+        }
+        let master_present = root
+            .get("general_settings")
+            .and_then(Value::as_object)
+            .is_some_and(|g| g.contains_key("master_key"));
 
         if let Some(v) = root.remove("model_list") {
             config.model_list = self.model_list(&v);
@@ -1010,14 +1083,11 @@ impl Loader<'_> {
                 "mcp_servers" => config.mcp_servers = Some(value),
                 "callback_settings" => config.callback_settings = Some(value),
                 "assistant_settings" => config.assistant_settings = Some(value),
-                _ => {
-                    self.warnings.push(format!(
-                        "{}: unknown top-level section; ignored",
-                        push_key("", &key)
-                    ));
-                }
+                // Checked above: refused, pending or unknown (each with its message).
+                _ => {}
             }
         }
+        self.master_key(&mut config, master_present, &lookup);
         self.validate(&config);
         // Report in file-section order (model entries by index); discovery order otherwise.
         self.errors.sort_by_key(|e| error_rank(&e.key));
@@ -1135,6 +1205,7 @@ impl Loader<'_> {
                 Some(value)
             }
             None => {
+                self.unset.push((path.to_owned(), var.to_owned()));
                 self.warnings.push(format!(
                     "{path}: environment variable {var:?} (from {ENV_PREFIX}{var}) is not set; the key is treated as absent"
                 ));
@@ -1178,7 +1249,19 @@ impl Loader<'_> {
             let de = serde_path_to_error::Deserializer::new(value, &mut track);
             serde_ignored::deserialize(de, |p| unknown.push(ignored_path(prefix, &p)))
         };
+        let inventoried = matches!(
+            prefix,
+            "litellm_settings" | "router_settings" | "general_settings"
+        );
         for key in unknown {
+            // Keys directly in an inventoried section were checked against `keys` already.
+            let direct = key
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|rest| !rest.contains(['.', '[']));
+            if inventoried && direct {
+                continue;
+            }
             self.warnings.push(format!("{key}: unknown key; ignored"));
         }
         match result {
@@ -1221,6 +1304,18 @@ impl Loader<'_> {
                         self.error(at, "empty model entry");
                         continue;
                     }
+                    if let Some(Value::Object(params)) = item.get("litellm_params") {
+                        let params_at = push_key(&at, "litellm_params");
+                        for (name, value) in params {
+                            self.check_key(
+                                &params_at,
+                                name,
+                                value,
+                                keys::LITELLM_PARAMS,
+                                crate::provider::params::OPENAI_CHAT_PARAMS,
+                            );
+                        }
+                    }
                     if let Some(entry) = self.section::<ModelEntry>(item, &at) {
                         self.validate_entry(&entry, &at, i, &mut ids);
                         entries.push(entry);
@@ -1231,6 +1326,162 @@ impl Loader<'_> {
             _ => {
                 self.error("model_list", "must be a list of model entries");
                 Vec::new()
+            }
+        }
+    }
+
+    /// Merges the files named by `include` (a list of paths relative to the config file) into
+    /// `root`, as LiteLLM does: a list extends the list already there, any other value replaces
+    /// it. Included files may include others; a file included twice is an error.
+    fn include(&mut self, root: &mut Map<String, Value>, list: Value, at: &str, seen: &mut Vec<PathBuf>) {
+        let items = match list {
+            Value::Null => return,
+            Value::Array(items) => items,
+            _ => {
+                self.error(at, "must be a list of file paths");
+                return;
+            }
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            let key = push_index(at, i);
+            let Value::String(name) = item else {
+                self.error(key, "must be a file path");
+                continue;
+            };
+            let path = self.base_dir.join(&name);
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) => {
+                    self.error(key, format!("cannot read included file {}: {e}", path.display()));
+                    continue;
+                }
+            };
+            let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if seen.contains(&canonical) || seen.len() >= 16 {
+                self.error(key, format!("{} is included more than once (an include cycle?)", path.display()));
+                continue;
+            }
+            seen.push(canonical);
+            let yaml = match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) {
+                Ok(mut v) => match v.apply_merge() {
+                    Ok(()) => v,
+                    Err(e) => {
+                        self.error(key, format!("{}: invalid YAML merge key (<<): {e}", path.display()));
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    self.error(key, format!("{}: {}", path.display(), yaml_error_reason(&e)));
+                    continue;
+                }
+            };
+            let map = match self.yaml_to_json(yaml, &key) {
+                Value::Null => continue,
+                Value::Object(map) => map,
+                _ => {
+                    self.error(key, format!("{} must hold a mapping of sections", path.display()));
+                    continue;
+                }
+            };
+            for (name, value) in map {
+                if name == "include" {
+                    self.include(root, value, &push_key(&key, "include"), seen);
+                    continue;
+                }
+                match (root.get_mut(&name), value) {
+                    (Some(Value::Array(mine)), Value::Array(more)) => mine.extend(more),
+                    (_, value) => {
+                        root.insert(name, value);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks one key of a section against the inventory: a refused key is an error (a warning
+    /// with `allow_unsupported_config`), a pending one a warning, an unknown one a warning naming
+    /// the nearest known key. `extra` are further known names (OpenAI request parameters).
+    fn check_key(&mut self, section: &str, name: &str, value: &Value, table: &[KeySpec], extra: &[&str]) {
+        let path = push_key(section, name);
+        match keys::find(table, name) {
+            Some(Support::Implemented | Support::Ignored(_)) => {}
+            // A value that turns nothing on (`false`, `[]`, `{}`, null) asks for nothing.
+            Some(Support::Refused(_) | Support::Pending) if is_inert(value) => {}
+            Some(Support::Refused(what)) => {
+                if self.allow_unsupported {
+                    self.warnings.push(format!(
+                        "{path}: not supported by llmgate yet ({what}); running without it because general_settings.allow_unsupported_config is true"
+                    ));
+                } else {
+                    self.error(
+                        path,
+                        format!(
+                            "not supported by llmgate yet: {what}. llmgate refuses to run without what this key asks for; remove the key, or set general_settings.allow_unsupported_config: true to run without it"
+                        ),
+                    );
+                }
+            }
+            Some(Support::Pending) => self
+                .warnings
+                .push(format!("{path}: not supported by llmgate yet; ignored")),
+            None if extra.contains(&name) => {}
+            None => {
+                let what = if section.is_empty() { "unknown top-level section" } else { "unknown key" };
+                let hint = keys::nearest(name, table, extra)
+                    .map(|k| format!(" (did you mean `{k}`?)"))
+                    .unwrap_or_default();
+                self.warnings.push(format!("{path}: {what}; ignored{hint}"));
+            }
+        }
+    }
+
+    /// `general_settings.master_key`, failing closed: a key that is present but resolves to
+    /// nothing stops start-up; without one, `LITELLM_MASTER_KEY` is the master key (as in
+    /// LiteLLM, the config wins when both are set).
+    fn master_key(&mut self, config: &mut Config, present: bool, lookup: &dyn Fn(&str) -> Option<String>) {
+        const KEY: &str = "general_settings.master_key";
+        const ENV: &str = "LITELLM_MASTER_KEY";
+        if present {
+            if let Some((_, var)) = self.unset.iter().find(|(p, _)| p == KEY) {
+                let var = var.clone();
+                let own = format!("{KEY}:");
+                self.warnings.retain(|w| !w.starts_with(&own));
+                self.error(
+                    KEY,
+                    format!(
+                        "refers to the environment variable {var:?} ({ENV_PREFIX}{var}), which is not set; llmgate does not start without the authentication the config asks for"
+                    ),
+                );
+                return;
+            }
+            match &config.general_settings.master_key {
+                None => self.error(
+                    KEY,
+                    "has no value; set a key (sk-...), or remove master_key to run without authentication",
+                ),
+                Some(k) if k.expose().trim().is_empty() => self.error(
+                    KEY,
+                    "is empty; set a key (sk-...), or remove master_key to run without authentication",
+                ),
+                Some(_) => {}
+            }
+        } else if let Some(v) = lookup(ENV) {
+            if v.trim().is_empty() {
+                self.error(
+                    KEY,
+                    format!("{ENV} is set but empty; set a key (sk-...) or unset {ENV} to run without authentication"),
+                );
+            } else {
+                config.general_settings.master_key = Some(Secret::new(v));
+                config.general_settings.master_key_from_env = true;
+            }
+        }
+        if let Some(k) = &config.general_settings.master_key {
+            if !k.expose().trim().is_empty() && !k.expose().starts_with("sk-") {
+                let source = if config.general_settings.master_key_from_env { ENV } else { KEY };
+                self.warnings.push(format!(
+                    "{KEY}: weak master key: the key from {source} does not start with `sk-` (LiteLLM's keys do; key scanners and clients recognise them by it)"
+                ));
             }
         }
     }
@@ -1461,7 +1712,40 @@ mod tests {
             .filter(|l| l.trim_start().starts_with("- model_name:"))
             .count();
         assert!(entries > 20, "template has {entries} entries");
-        let loaded = load_ok(&text, &[("OPENAI_API_KEY", "sk-openai-from-env")]);
+        // LiteLLM's own CI config asks for three things llmgate does not do yet, each of which
+        // changes money or auditing: refused by name, all three in one run.
+        let env = [("OPENAI_API_KEY", "sk-openai-from-env")];
+        let refused = match load(&text, &env) {
+            Ok(_) => panic!("refused keys loaded"),
+            Err(e) => e.0,
+        };
+        let keys: Vec<&str> = refused.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "model_list[5].litellm_params.input_cost_per_second",
+                "litellm_settings.success_callback",
+                "general_settings.store_model_in_db",
+            ]
+        );
+        assert!(refused
+            .iter()
+            .all(|e| e.reason.starts_with("not supported by llmgate yet: ")
+                && e.reason.contains("allow_unsupported_config")));
+        // The operator accepts the risk: each becomes a warning.
+        let text = text.replace(
+            "general_settings:\n",
+            "general_settings:\n  allow_unsupported_config: true\n",
+        );
+        let loaded = load_ok(&text, &env);
+        for key in keys {
+            assert!(
+                loaded.warnings.iter().any(|w| w.starts_with(key)
+                    && w.contains("allow_unsupported_config is true")),
+                "{key}: {:?}",
+                loaded.warnings
+            );
+        }
         let c = &loaded.config;
         assert_eq!(c.model_list.len(), entries);
 
@@ -1590,7 +1874,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("llmgate-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("config.yaml");
-        std::fs::write(&path, ci_template()).expect("write");
+        let allowed = ci_template().replace(
+            "general_settings:\n",
+            "general_settings:\n  allow_unsupported_config: true\n",
+        );
+        std::fs::write(&path, allowed).expect("write");
         let loaded =
             Config::from_path_with_env(&path, &env_of(&[("OPENAI_API_KEY", "k")])).expect("loads");
         assert!(!loaded.config.model_list.is_empty());
@@ -1606,6 +1894,155 @@ mod tests {
         assert_eq!(errs.0[0].key, "");
         assert!(errs.0[0].reason.contains("cannot read"));
         assert!(errs.to_string().starts_with(&missing.display().to_string()));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn master_key_fails_closed() {
+        // An os.environ reference to an unset variable stops start-up, naming key and variable.
+        let text = "general_settings:\n  master_key: os.environ/MY_MASTER\n";
+        let errs = match load(text, &[]) {
+            Ok(_) => panic!("an unset master key loaded"),
+            Err(e) => e.0,
+        };
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].key, "general_settings.master_key");
+        assert!(errs[0].reason.contains("\"MY_MASTER\""), "{}", errs[0].reason);
+        assert!(errs[0].reason.contains("not set"), "{}", errs[0].reason);
+        // Set but empty, a literal empty string, or no value at all: the same.
+        for (text, env) in [
+            (text, vec![("MY_MASTER", "")]),
+            ("general_settings:\n  master_key: \"\"\n", vec![]),
+            ("general_settings:\n  master_key:\n", vec![]),
+        ] {
+            let errs = match load(text, &env) {
+                Ok(_) => panic!("{text:?} loaded"),
+                Err(e) => e.0,
+            };
+            assert_eq!(errs[0].key, "general_settings.master_key", "{text:?}");
+        }
+        let loaded = load_ok(text, &[("MY_MASTER", "sk-from-env")]);
+        assert_eq!(
+            loaded.config.general_settings.master_key.as_ref().map(Secret::expose),
+            Some("sk-from-env")
+        );
+    }
+
+    #[test]
+    fn litellm_master_key_from_the_environment() {
+        let loaded = load_ok("model_list: []\n", &[("LITELLM_MASTER_KEY", "sk-env")]);
+        let gs = &loaded.config.general_settings;
+        assert_eq!(gs.master_key.as_ref().map(Secret::expose), Some("sk-env"));
+        assert!(gs.master_key_from_env);
+        // The config wins when both are set.
+        let loaded = load_ok(
+            "general_settings:\n  master_key: sk-config\n",
+            &[("LITELLM_MASTER_KEY", "sk-env")],
+        );
+        let gs = &loaded.config.general_settings;
+        assert_eq!(gs.master_key.as_ref().map(Secret::expose), Some("sk-config"));
+        assert!(!gs.master_key_from_env);
+        // Set but empty: refused rather than open.
+        let errs = match load("model_list: []\n", &[("LITELLM_MASTER_KEY", " ")]) {
+            Ok(_) => panic!("empty LITELLM_MASTER_KEY loaded"),
+            Err(e) => e.0,
+        };
+        assert!(errs[0].reason.contains("LITELLM_MASTER_KEY"), "{errs:?}");
+        // A master key that does not look like one is a warning.
+        let loaded = load_ok("general_settings:\n  master_key: hunter2\n", &[]);
+        assert!(
+            loaded.warnings.iter().any(|w| w.contains("weak master key")),
+            "{:?}",
+            loaded.warnings
+        );
+        assert!(!loaded.warnings.iter().any(|w| w.contains("hunter2")));
+    }
+
+    #[test]
+    fn every_key_acts_or_is_refused() {
+        let text = "guardrails: [{guardrail_name: pii}]\n\
+                    litellm_settings:\n  callbacks: [otel]\n  force_ipv4: true\n  set_verbose: true\n  drop_parms: true\n\
+                    router_settings:\n  provider_budget_config: {openai: {budget_limit: 1}}\n  routing_stratgy: least-busy\n\
+                    general_settings:\n  allowed_routes: [/chat/completions]\n  enforce_user_param: false\n\
+                    model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, temperature: 0.2, temprature: 1, vertex_project: p}\n";
+        let errs = match load(text, &[]) {
+            Ok(_) => panic!("refused keys loaded"),
+            Err(e) => e.0,
+        };
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        // Every refused key in one run; `enforce_user_param: false` asks for nothing.
+        assert_eq!(
+            keys,
+            [
+                "litellm_settings.callbacks",
+                "router_settings.provider_budget_config",
+                "general_settings.allowed_routes",
+                "guardrails",
+            ]
+        );
+        assert!(errs.iter().all(|e| e.reason.contains("not supported by llmgate yet")));
+        let text = text.replace(
+            "general_settings:\n",
+            "general_settings:\n  allow_unsupported_config: true\n",
+        );
+        let loaded = load_ok(&text, &[]);
+        let w = &loaded.warnings;
+        let has = |prefix: &str, text: &str| {
+            w.iter().any(|w| w.starts_with(prefix) && w.contains(text))
+        };
+        assert!(has("guardrails:", "allow_unsupported_config is true"), "{w:?}");
+        assert!(has("litellm_settings.force_ipv4:", "not supported by llmgate yet; ignored"), "{w:?}");
+        assert!(has("litellm_settings.drop_parms:", "did you mean `drop_params`?"), "{w:?}");
+        assert!(has("router_settings.routing_stratgy:", "did you mean `routing_strategy`?"), "{w:?}");
+        assert!(
+            has("model_list[0].litellm_params.temprature:", "did you mean `temperature`?"),
+            "{w:?}"
+        );
+        // Ignored on purpose (documented), request defaults and provider parameters: no warning.
+        assert!(!w.iter().any(|w| w.contains("set_verbose")), "{w:?}");
+        assert!(!w.iter().any(|w| w.contains(".temperature")), "{w:?}");
+        assert!(!w.iter().any(|w| w.contains("vertex_project")), "{w:?}");
+        assert_eq!(w.len(), 8, "{w:?}");
+    }
+
+    #[test]
+    fn include_merges_files_relative_to_the_config() {
+        let dir = std::env::temp_dir().join(format!("llmgate-include-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("more")).expect("dir");
+        std::fs::write(
+            dir.join("more/models.yaml"),
+            "model_list:\n  - model_name: b\n    litellm_params: {model: openai/b}\ninclude: [settings.yaml]\n",
+        )
+        .expect("write");
+        // Nested includes are relative to the first file's directory, as in LiteLLM.
+        std::fs::write(dir.join("settings.yaml"), "litellm_settings: {num_retries: 7}\n").expect("write");
+        let path = dir.join("config.yaml");
+        std::fs::write(
+            &path,
+            "include: [more/models.yaml]\nmodel_list:\n  - model_name: a\n    litellm_params: {model: openai/a}\n",
+        )
+        .expect("write");
+        let loaded = Config::from_path_with_env(&path, &env_of(&[])).expect("loads");
+        let names: Vec<&str> = loaded
+            .config
+            .model_list
+            .iter()
+            .map(|m| m.model_name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(loaded.config.litellm_settings.num_retries, Some(7));
+
+        // A missing include is an error naming the file, listed with every other problem.
+        std::fs::write(&path, "include: [nope.yaml]\nrouter_settings: {routing_strategy: fastest}\n")
+            .expect("write");
+        let errs = Config::from_path_with_env(&path, &env_of(&[])).expect_err("missing include");
+        let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["include[0]", "router_settings.routing_strategy"]);
+        assert!(errs.0[0].reason.contains("nope.yaml"), "{:?}", errs.0[0]);
+        // A cycle is an error, not a hang.
+        std::fs::write(&path, "include: [config.yaml]\n").expect("write");
+        let errs = Config::from_path_with_env(&path, &env_of(&[])).expect_err("cycle");
+        assert!(errs.0[0].reason.contains("more than once"), "{:?}", errs.0);
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
@@ -1675,7 +2112,7 @@ mod tests {
              - litellm_params: {model: openai/e}\n\
              - model_name: f\n  litellm_params: {api_base: http://x}\n\
              router_settings:\n  num_retries: many\n\
-             general_settings:\n  store_model_in_db: maybe\n",
+             general_settings:\n  disable_spend_logs: maybe\n",
         );
         let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
@@ -1686,7 +2123,7 @@ mod tests {
                 "model_list[4].model_name",
                 "model_list[5].litellm_params.model",
                 "router_settings.num_retries",
-                "general_settings.store_model_in_db",
+                "general_settings.disable_spend_logs",
             ],
             "{errs:?}"
         );
@@ -1805,7 +2242,7 @@ mod tests {
     fn environment_variables_section_takes_precedence() {
         let text = "environment_variables:\n  OPENAI_API_KEY: from-section\n  REDIS_PORT: 6380\n  FLAG: True\n\
                     model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/a\n      api_key: os.environ/OPENAI_API_KEY\n\
-                    router_settings:\n  redis_port: os.environ/REDIS_PORT\n  redis_host: os.environ/REDIS_HOST\n  cache_responses: os.environ/FLAG\n";
+                    router_settings:\n  redis_port: os.environ/REDIS_PORT\n  redis_host: os.environ/REDIS_HOST\n  enable_tag_filtering: os.environ/FLAG\n";
         let loaded = load_ok(
             text,
             &[
@@ -1834,7 +2271,7 @@ mod tests {
         );
         assert_eq!(c.router_settings.redis_port, Some(6380));
         assert_eq!(c.router_settings.redis_host.as_deref(), Some("redis.local"));
-        assert_eq!(c.router_settings.cache_responses, Some(true));
+        assert_eq!(c.router_settings.enable_tag_filtering, Some(true));
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         // Environment variable values are masked in Debug output too.
         assert!(!format!("{c:?}").contains("from-section"));
