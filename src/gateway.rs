@@ -624,7 +624,25 @@ where
 #[must_use]
 pub fn deployment_from_entry(entry: &ModelEntry) -> Deployment {
     let p = &entry.litellm_params;
-    let mut dep = Deployment::new(&entry.model_name, &p.model);
+    // `custom_llm_provider` names the provider of a `model` without a prefix, as in LiteLLM's
+    // `get_llm_provider` (a prefix equal to it is not repeated).
+    let mut dep = match p
+        .other
+        .get("custom_llm_provider")
+        .and_then(serde_json::Value::as_str)
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
+        Some(provider) => {
+            let model = p
+                .model
+                .strip_prefix(provider)
+                .and_then(|m| m.strip_prefix('/'))
+                .unwrap_or(&p.model);
+            Deployment::new(&entry.model_name, &format!("{provider}/{model}"))
+        }
+        None => Deployment::new(&entry.model_name, &p.model),
+    };
     let id = entry
         .model_info
         .get("id")
@@ -675,6 +693,23 @@ mod tests {
     fn stack_and_server_are_clone_send_sync() {
         assert_send_sync_clone::<GatewayStack>();
         assert_send_sync_clone::<OpenAiServer<GatewayStack>>();
+    }
+
+    #[test]
+    fn custom_llm_provider_names_the_provider() {
+        let config = Config::from_yaml_str(
+            "model_list:\n\
+             - model_name: a\n  litellm_params: {model: gpt-4o, custom_llm_provider: azure, api_base: https://x.openai.azure.com}\n\
+             - model_name: b\n  litellm_params: {model: azure/gpt-4o, custom_llm_provider: azure}\n\
+             - model_name: c\n  litellm_params: {model: gpt-4o}\n",
+            "t.yaml",
+        )
+        .expect("loads")
+        .config;
+        let deps: Vec<Deployment> = config.model_list.iter().map(deployment_from_entry).collect();
+        assert_eq!((&*deps[0].provider, &*deps[0].model), ("azure", "gpt-4o"));
+        assert_eq!((&*deps[1].provider, &*deps[1].model), ("azure", "gpt-4o"));
+        assert_eq!((&*deps[2].provider, &*deps[2].model), ("openai", "gpt-4o"));
     }
 
     #[test]

@@ -158,6 +158,24 @@ fn prepare_body<B: Body>(
     body: &B,
     dep: &Deployment,
 ) -> Result<Option<std::sync::Arc<B>>, LlmError> {
+    // The deployment's default request parameters (OpenAI parameters in its `litellm_params`)
+    // that the request does not set: the request's own value wins, as in LiteLLM.
+    let defaults: Vec<(&str, &Value)> = dep
+        .params
+        .iter()
+        .filter(|(k, _)| {
+            B::PARAMS.contains(&k.as_str())
+                && !matches!(k.as_str(), "stream" | "stream_options")
+                && !body.sends(k)
+        })
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let with_defaults = if defaults.is_empty() {
+        None
+    } else {
+        Some(apply_defaults(body, &defaults)?)
+    };
+    let body = with_defaults.as_ref().unwrap_or(body);
     // Only what the body holds: a configured list costs nothing (no copy) when its keys are absent.
     let additional: Vec<String> =
         additional_drop_params(dep, body.extra().get(ADDITIONAL_DROP_PARAMS))
@@ -175,7 +193,7 @@ fn prepare_body<B: Body>(
         None => Vec::new(),
     };
     if additional.is_empty() && unsupported.is_empty() {
-        return Ok(None);
+        return Ok(with_defaults.map(std::sync::Arc::new));
     }
     check(provider, dep, &unsupported, body.extra())?;
     let mut out = body.clone();
@@ -472,6 +490,26 @@ fn remove_at(v: &mut Value, segs: &[Seg<'_>]) {
     }
 }
 
+/// Adds the deployment's default request parameters through a JSON round trip (only for a
+/// deployment that has defaults the request does not set).
+fn apply_defaults<B: Body>(body: &B, defaults: &[(&str, &Value)]) -> Result<B, LlmError> {
+    let mut v = serde_json::to_value(body)
+        .map_err(|e| LlmError::internal(format!("cannot apply default parameters: {e}")))?;
+    if let Value::Object(map) = &mut v {
+        for (key, value) in defaults {
+            map.insert((*key).to_owned(), (*value).clone());
+        }
+    }
+    let bytes = serde_json::to_vec(&v)
+        .map_err(|e| LlmError::internal(format!("cannot apply default parameters: {e}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        // A config value of the wrong type (`temperature: hot`): the deployment's fault.
+        LlmError::bad_request(format!(
+            "the deployment's default request parameters in litellm_params are invalid: {e}"
+        ))
+    })
+}
+
 /// Removes nested paths through a JSON round trip (only when a path is configured).
 fn remove_paths<B: Body>(body: &B, paths: &[&str]) -> Result<B, LlmError> {
     let mut v = serde_json::to_value(body)
@@ -526,6 +564,37 @@ mod tests {
         let req = prepare(provider, req, dep).unwrap();
         let out = provider.encode(&req, dep).unwrap();
         serde_json::from_slice(out.body()).unwrap()
+    }
+
+    #[test]
+    fn litellm_params_are_default_request_parameters() {
+        let mut d = dep("openai/gpt-4o");
+        d.params.insert("temperature".into(), json!(0.2));
+        d.params.insert("max_tokens".into(), json!(64));
+        d.params.insert("vertex_project".into(), json!("p"));
+        // Absent from the request: the deployment's values are sent.
+        let body = sent(&OpenAi, &chat(""), &d);
+        assert_eq!(body["temperature"], json!(0.2));
+        assert_eq!(body["max_tokens"], json!(64));
+        assert!(body.get("vertex_project").is_none(), "{body}");
+        // The request's own value wins, an explicit null too.
+        let body = sent(&OpenAi, &chat(r#","temperature":1,"max_tokens":null"#), &d);
+        assert_eq!(body["temperature"].as_f64(), Some(1.0));
+        assert_eq!(body["max_tokens"], Value::Null);
+        // A translating provider gets them too (Anthropic's max_tokens).
+        let mut d = dep("anthropic/claude-sonnet-4-5");
+        d.params.insert("top_p".into(), json!(0.5));
+        let body = sent(&Anthropic, &chat(""), &d);
+        assert_eq!(body["top_p"], json!(0.5));
+        // A deployment without defaults leaves the client's bytes untouched.
+        let req = chat(r#","temperature":1"#);
+        assert!(matches!(prepare(&OpenAi, &req, &dep("openai/x")), Ok(Cow::Borrowed(_))));
+        // A default of the wrong type is a clear 400, not a panic.
+        let mut d = dep("openai/gpt-4o");
+        d.params.insert("temperature".into(), json!("hot"));
+        let err = prepare(&OpenAi, &chat(""), &d).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BadRequest);
+        assert!(err.to_string().contains("litellm_params"), "{err}");
     }
 
     #[test]
