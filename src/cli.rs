@@ -80,8 +80,66 @@ pub fn load_config(path: Option<&PathBuf>) -> Result<Loaded, String> {
     })
 }
 
+/// `--check`: every problem of the config in one report, errors first, in the user's words.
+/// `Err` (exit 1) when start-up would fail.
+pub fn check(path: Option<&PathBuf>) -> Result<String, String> {
+    let origin = path.map_or_else(
+        || "<embedded default config>".to_owned(),
+        |p| p.display().to_string(),
+    );
+    let checked = Config::check(
+        path.map(PathBuf::as_path),
+        DEFAULT_CONFIG,
+        "<embedded default config>",
+    );
+    // The gateway is built from what could be read, so unpriced models and unsupported
+    // providers are listed beside the config's own errors.
+    let gateway = Gateway::from_config(&checked.config, &HttpClient::new());
+    let warnings: Vec<&String> = checked.warnings.iter().chain(&gateway.warnings).collect();
+    let mut out = String::new();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    if checked.errors.is_empty() {
+        out.push_str(&format!(
+            "{origin}: config OK ({}, {}, {})",
+            plural(gateway.router.model_names().len(), "model group"),
+            plural(checked.config.model_list.len(), "deployment"),
+            plural(warnings.len(), "warning"),
+        ));
+    } else {
+        out.push_str(&format!(
+            "{origin}: config has {} and {}; llmgate would not start",
+            plural(checked.errors.len(), "error"),
+            plural(warnings.len(), "warning"),
+        ));
+    }
+    for e in &checked.errors {
+        out.push_str(&format!("\n  error: {}: {}", key_or_file(&e.key), e.reason));
+    }
+    for w in warnings {
+        out.push_str(&format!("\n  warning: {w}"));
+    }
+    if checked.errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(out)
+    }
+}
+
+fn key_or_file(key: &str) -> &str {
+    if key.is_empty() {
+        "(file)"
+    } else {
+        key
+    }
+}
+
 /// Runs the binary: `--check`, or serve until SIGTERM/SIGINT.
 pub fn run(opts: RunOptions) -> Result<(), String> {
+    if opts.check {
+        let report = check(opts.config.as_ref())?;
+        println!("{report}");
+        return Ok(());
+    }
     let loaded = load_config(opts.config.as_ref())?;
     let origin = opts.config.as_ref().map_or_else(
         || "<embedded default config>".to_owned(),
@@ -107,9 +165,9 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         if let Some(dir) = opts_config_dir(opts_config(&opts_path)) {
             build_opts = build_opts.config_dir(dir);
         }
-        // `--check` validates without touching the database; a config that asks for no
-        // governance (no master key, no database) runs the database-free stack.
-        let gateway = if opts.check || !crate::governance::wanted(&loaded.config) {
+        // A config that asks for no governance (no master key, no database) runs the
+        // database-free stack.
+        let gateway = if !crate::governance::wanted(&loaded.config) {
             Gateway::from_config(&loaded.config, &client)
         } else {
             Gateway::build(&loaded.config, &client, build_opts)
@@ -119,26 +177,28 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         for w in &gateway.warnings {
             tracing::warn!("{origin}: {w}");
         }
-        if opts.check {
-            println!(
-                "{origin}: config OK ({} model groups, {} deployments, {} warnings)",
-                gateway.router.model_names().len(),
-                loaded.config.model_list.len(),
-                loaded.warnings.len() + gateway.warnings.len()
-            );
-            return Ok(());
-        }
         let addr: SocketAddr = format!("{}:{}", opts.host, opts.port)
             .parse()
             .or_else(|_| format!("[{}]:{}", opts.host, opts.port).parse())
             .map_err(|e| format!("invalid --host/--port: {e}"))?;
         let listeners = bind_listeners(addr, workers)
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let gs = &loaded.config.general_settings;
+        let auth = match (&gs.master_key, gs.master_key_from_env) {
+            (Some(_), false) => "general_settings.master_key",
+            (Some(_), true) => "LITELLM_MASTER_KEY",
+            (None, _) => {
+                tracing::warn!(
+                    "AUTHENTICATION IS OFF: no master key is configured (neither general_settings.master_key nor LITELLM_MASTER_KEY), so every caller may use every model and no key, budget or rate limit applies"
+                );
+                "none"
+            }
+        };
         tracing::info!(
             %addr,
             workers,
             models = ?gateway.router.model_names(),
-            auth = if loaded.config.general_settings.master_key.is_some() { "master_key" } else { "open" },
+            auth,
             database = gateway.governance.as_ref().map_or("none", |g| g.database.as_str()),
             "llmgate listening"
         );

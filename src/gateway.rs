@@ -706,7 +706,11 @@ mod tests {
         )
         .expect("loads")
         .config;
-        let deps: Vec<Deployment> = config.model_list.iter().map(deployment_from_entry).collect();
+        let deps: Vec<Deployment> = config
+            .model_list
+            .iter()
+            .map(deployment_from_entry)
+            .collect();
         assert_eq!((&*deps[0].provider, &*deps[0].model), ("azure", "gpt-4o"));
         assert_eq!((&*deps[1].provider, &*deps[1].model), ("azure", "gpt-4o"));
         assert_eq!((&*deps[2].provider, &*deps[2].model), ("openai", "gpt-4o"));

@@ -109,7 +109,10 @@ pub const LITELLM_SETTINGS: &[KeySpec] = &[
     key("failure_callback", Refused(CALLBACKS)),
     key("callbacks", Refused(CALLBACKS)),
     key("service_callbacks", Refused(CALLBACKS)),
-    key("guardrails", Refused("guardrails (PII masking, prompt-injection and content checks)")),
+    key(
+        "guardrails",
+        Refused("guardrails (PII masking, prompt-injection and content checks)"),
+    ),
     key(
         "default_team_settings",
         Refused("per-team provider credentials and callbacks"),
@@ -130,12 +133,18 @@ pub const LITELLM_SETTINGS: &[KeySpec] = &[
         "default_internal_user_params",
         Refused("defaults (models, budgets) for new internal users"),
     ),
-    key("max_internal_user_budget", Refused("a budget for every internal user")),
+    key(
+        "max_internal_user_budget",
+        Refused("a budget for every internal user"),
+    ),
     key(
         "internal_user_budget_duration",
         Refused("the reset period of internal users' budgets"),
     ),
-    key("max_end_user_budget", Refused("a budget for every end user")),
+    key(
+        "max_end_user_budget",
+        Refused("a budget for every end user"),
+    ),
     key(
         "redact_messages_in_exceptions",
         Refused("keeping message content out of error messages"),
@@ -245,10 +254,7 @@ pub const GENERAL_SETTINGS: &[KeySpec] = &[
     key("proxy_batch_write_at", Implemented),
     key("dangerously_allow_mock_testing_request_params", Implemented),
     key("allow_unsupported_config", Implemented),
-    key(
-        "block_unpriced_models_for_budgeted_keys",
-        Implemented,
-    ),
+    key("block_unpriced_models_for_budgeted_keys", Implemented),
     key(
         "store_model_in_db",
         Refused("models, keys and credentials managed in the database"),
@@ -261,23 +267,44 @@ pub const GENERAL_SETTINGS: &[KeySpec] = &[
         "background_health_checks",
         Refused("background health checks that take failing deployments out of rotation"),
     ),
-    key("enforce_user_param", Refused("requiring the `user` field on every request")),
-    key("allowed_routes", Refused("restricting the routes a key may call")),
+    key(
+        "enforce_user_param",
+        Refused("requiring the `user` field on every request"),
+    ),
+    key(
+        "allowed_routes",
+        Refused("restricting the routes a key may call"),
+    ),
     key("admin_only_routes", Refused("routes only admins may call")),
     key("public_routes", Refused("routes open without a key")),
     key("allowed_ips", Refused("an IP allow-list")),
     key("custom_auth", Refused("a custom authentication function")),
-    key("custom_auth_settings", Refused("a custom authentication function")),
-    key("enable_jwt_auth", Refused("JWT authentication and its role rules")),
-    key("litellm_jwtauth", Refused("JWT authentication and its role rules")),
+    key(
+        "custom_auth_settings",
+        Refused("a custom authentication function"),
+    ),
+    key(
+        "enable_jwt_auth",
+        Refused("JWT authentication and its role rules"),
+    ),
+    key(
+        "litellm_jwtauth",
+        Refused("JWT authentication and its role rules"),
+    ),
     key("enable_oauth2_auth", Refused("OAuth2 authentication")),
-    key("enable_oauth2_proxy_auth", Refused("OAuth2 proxy authentication")),
+    key(
+        "enable_oauth2_proxy_auth",
+        Refused("OAuth2 proxy authentication"),
+    ),
     key("oauth2_config_mappings", Refused("OAuth2 authentication")),
     key(
         "allow_requests_on_db_unavailable",
         Refused("admitting unverified keys while the database is down"),
     ),
-    key("enforced_params", Refused("parameters every request must carry")),
+    key(
+        "enforced_params",
+        Refused("parameters every request must carry"),
+    ),
     key(
         "reject_clientside_metadata_tags",
         Refused("refusing client-set tags that budgets are keyed on"),
@@ -290,15 +317,36 @@ pub const GENERAL_SETTINGS: &[KeySpec] = &[
         "max_parallel_requests",
         Refused("a limit on parallel requests per deployment"),
     ),
-    key("disable_reset_budget", Refused("keeping budgets from resetting")),
-    key("custom_key_generate", Refused("a custom key-generation check")),
+    key(
+        "disable_reset_budget",
+        Refused("keeping budgets from resetting"),
+    ),
+    key(
+        "custom_key_generate",
+        Refused("a custom key-generation check"),
+    ),
     key("custom_sso", Refused("single sign-on")),
     key("role_permissions", Refused("per-role route permissions")),
-    key("default_team_disabled", Refused("forbidding keys without a team")),
-    key("service_account_settings", Refused("rules for service-account keys")),
-    key("key_management_system", Refused("keys and secrets in a key-management service")),
-    key("key_management_settings", Refused("keys and secrets in a key-management service")),
-    key("use_azure_key_vault", Refused("secrets from Azure Key Vault")),
+    key(
+        "default_team_disabled",
+        Refused("forbidding keys without a team"),
+    ),
+    key(
+        "service_account_settings",
+        Refused("rules for service-account keys"),
+    ),
+    key(
+        "key_management_system",
+        Refused("keys and secrets in a key-management service"),
+    ),
+    key(
+        "key_management_settings",
+        Refused("keys and secrets in a key-management service"),
+    ),
+    key(
+        "use_azure_key_vault",
+        Refused("secrets from Azure Key Vault"),
+    ),
     key("use_google_kms", Refused("secrets from Google KMS")),
     key(
         "maximum_spend_logs_retention_period",
@@ -308,7 +356,10 @@ pub const GENERAL_SETTINGS: &[KeySpec] = &[
         "maximum_spend_logs_retention_interval",
         Refused("deleting spend logs after a retention period"),
     ),
-    key("disable_master_key_return", Ignored("llmgate never returns the master key")),
+    key(
+        "disable_master_key_return",
+        Ignored("llmgate never returns the master key"),
+    ),
     key(
         "disable_adding_master_key_hash_to_db",
         Ignored("llmgate keeps no master-key row in the database"),
@@ -321,12 +372,18 @@ pub const GENERAL_SETTINGS: &[KeySpec] = &[
         "proxy_budget_rescheduler_max_time",
         Ignored("budgets reset when their period ends, checked on each call"),
     ),
-    key("proxy_batch_polling_interval", Ignored("llmgate has no batches API")),
+    key(
+        "proxy_batch_polling_interval",
+        Ignored("llmgate has no batches API"),
+    ),
     key("ui_access_mode", Ignored(NO_UI)),
     key("ui_username", Ignored(NO_UI)),
     key("ui_password", Ignored(NO_UI)),
     key("disable_prisma_schema_update", Ignored(NO_PRISMA)),
-    key("litellm_license", Ignored("llmgate has no licensed features")),
+    key(
+        "litellm_license",
+        Ignored("llmgate has no licensed features"),
+    ),
     key("allow_user_auth", Ignored("deprecated in LiteLLM")),
     key("custom_tokenizer", Ignored(NO_PYTHON)),
     key("database_connection_timeout", Pending),
@@ -415,7 +472,10 @@ pub const LITELLM_PARAMS: &[KeySpec] = &[
         "configurable_clientside_auth_params",
         Refused("letting clients send their own provider credentials"),
     ),
-    key("litellm_credential_name", Refused("the deployment's credential from `credential_list`")),
+    key(
+        "litellm_credential_name",
+        Refused("the deployment's credential from `credential_list`"),
+    ),
     key("region_name", Pending),
     key("organization", Pending),
     key("aws_profile_name", Pending),
@@ -429,8 +489,14 @@ pub const LITELLM_PARAMS: &[KeySpec] = &[
     key("use_in_pass_through", Pending),
     key("use_litellm_proxy", Pending),
     key("merge_reasoning_content_in_choices", Pending),
-    key("litellm_trace_id", Ignored("call ids come from x-litellm-call-id")),
-    key("model_info", Ignored("model_info is read from the entry, not from litellm_params")),
+    key(
+        "litellm_trace_id",
+        Ignored("call ids come from x-litellm-call-id"),
+    ),
+    key(
+        "model_info",
+        Ignored("model_info is read from the entry, not from litellm_params"),
+    ),
     key("auto_router_config_path", Pending),
     key("auto_router_config", Pending),
     key("auto_router_default_model", Pending),
@@ -446,17 +512,18 @@ pub fn find(table: &[KeySpec], name: &str) -> Option<Support> {
 /// The known key of `table` (and `extra`) nearest to the misspelt `name`, when one is close enough
 /// to be a likely misspelling.
 #[must_use]
-pub fn nearest<'a>(
-    name: &str,
-    table: &'a [KeySpec],
-    extra: &'a [&'a str],
-) -> Option<&'a str> {
+pub fn nearest<'a>(name: &str, table: &'a [KeySpec], extra: &'a [&'a str]) -> Option<&'a str> {
     let lower = name.to_ascii_lowercase();
     table
         .iter()
         .map(|k| k.name)
         .chain(extra.iter().copied())
-        .map(|k| (k, strsim::damerau_levenshtein(&lower, &k.to_ascii_lowercase())))
+        .map(|k| {
+            (
+                k,
+                strsim::damerau_levenshtein(&lower, &k.to_ascii_lowercase()),
+            )
+        })
         .filter(|(k, d)| *d <= (k.len().max(lower.len()) / 3).max(1))
         .min_by_key(|(_, d)| *d)
         .map(|(k, _)| k)
@@ -517,6 +584,9 @@ mod tests {
                 }
             }
         }
-        assert!(missing.is_empty(), "not in docs/configuration.md: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "not in docs/configuration.md: {missing:?}"
+        );
     }
 }

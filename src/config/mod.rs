@@ -113,6 +113,18 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
+/// Everything a load found, errors included: what `llmgate --check` reports in one run. The
+/// config holds what could be read (a section or entry with an error is left out or default).
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// What could be read.
+    pub config: Config,
+    /// Problems that stop start-up.
+    pub errors: Vec<ConfigError>,
+    /// Problems that do not (each starting with the key path; never a secret value).
+    pub warnings: Vec<String>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Config types
 // ---------------------------------------------------------------------------------------------
@@ -801,12 +813,8 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Loaded, ConfigErrors> {
         let file = path.display().to_string();
-        let base_dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::load_with(&text, &file, base_dir, env),
+            Ok(text) => Self::load_with(&text, &file, base_dir_of(path), env),
             Err(e) => Err(ConfigErrors(vec![ConfigError::new(
                 file,
                 "",
@@ -831,6 +839,33 @@ impl Config {
         Self::load_with(text, origin, PathBuf::from("."), env)
     }
 
+    /// Loads `path` (or, with `None`, `default` named `origin`) and returns every problem found,
+    /// errors and warnings together, with what could be read: for `llmgate --check`.
+    #[must_use]
+    pub fn check(path: Option<&Path>, default: &str, origin: &str) -> Checked {
+        let (text, file, base_dir) = match path {
+            Some(path) => {
+                let file = path.display().to_string();
+                match std::fs::read_to_string(path) {
+                    Ok(text) => (text, file, base_dir_of(path)),
+                    Err(e) => {
+                        return Checked {
+                            config: Self::default(),
+                            errors: vec![ConfigError::new(
+                                file,
+                                "",
+                                format!("cannot read the config file: {e}"),
+                            )],
+                            warnings: Vec::new(),
+                        }
+                    }
+                }
+            }
+            None => (default.to_owned(), origin.to_owned(), PathBuf::from(".")),
+        };
+        Self::run_loader(&text, &file, base_dir, &process_env)
+    }
+
     /// Loads YAML text whose `include:` paths are relative to `base_dir`.
     fn load_with(
         text: &str,
@@ -838,6 +873,23 @@ impl Config {
         base_dir: PathBuf,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Loaded, ConfigErrors> {
+        let checked = Self::run_loader(text, origin, base_dir, env);
+        if checked.errors.is_empty() {
+            Ok(Loaded {
+                config: checked.config,
+                warnings: checked.warnings,
+            })
+        } else {
+            Err(ConfigErrors(checked.errors))
+        }
+    }
+
+    fn run_loader(
+        text: &str,
+        origin: &str,
+        base_dir: PathBuf,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Checked {
         let mut loader = Loader {
             file: origin,
             base_dir,
@@ -856,13 +908,10 @@ impl Config {
             errors = loader.errors.len(),
             "parsed LiteLLM config"
         );
-        if loader.errors.is_empty() {
-            Ok(Loaded {
-                config,
-                warnings: loader.warnings,
-            })
-        } else {
-            Err(ConfigErrors(loader.errors))
+        Checked {
+            config,
+            errors: loader.errors,
+            warnings: loader.warnings,
         }
     }
 
@@ -870,6 +919,13 @@ impl Config {
     pub fn deployments<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a ModelEntry> + 'a {
         self.model_list.iter().filter(move |m| m.model_name == name)
     }
+}
+
+/// The directory of a config file (`include:` paths are relative to it).
+fn base_dir_of(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 fn process_env(name: &str) -> Option<String> {
@@ -1042,7 +1098,10 @@ impl Loader<'_> {
         self.allow_unsupported = root
             .get("general_settings")
             .and_then(|g| g.get("allow_unsupported_config"))
-            .is_some_and(|v| matches!(v, Value::Bool(true)) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true")));
+            .is_some_and(|v| {
+                matches!(v, Value::Bool(true))
+                    || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+            });
         for (name, value) in &root {
             self.check_key("", name, value, keys::TOP_LEVEL, &[]);
         }
@@ -1333,7 +1392,13 @@ impl Loader<'_> {
     /// Merges the files named by `include` (a list of paths relative to the config file) into
     /// `root`, as LiteLLM does: a list extends the list already there, any other value replaces
     /// it. Included files may include others; a file included twice is an error.
-    fn include(&mut self, root: &mut Map<String, Value>, list: Value, at: &str, seen: &mut Vec<PathBuf>) {
+    fn include(
+        &mut self,
+        root: &mut Map<String, Value>,
+        list: Value,
+        at: &str,
+        seen: &mut Vec<PathBuf>,
+    ) {
         let items = match list {
             Value::Null => return,
             Value::Array(items) => items,
@@ -1352,13 +1417,22 @@ impl Loader<'_> {
             let text = match std::fs::read_to_string(&path) {
                 Ok(text) => text,
                 Err(e) => {
-                    self.error(key, format!("cannot read included file {}: {e}", path.display()));
+                    self.error(
+                        key,
+                        format!("cannot read included file {}: {e}", path.display()),
+                    );
                     continue;
                 }
             };
             let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             if seen.contains(&canonical) || seen.len() >= 16 {
-                self.error(key, format!("{} is included more than once (an include cycle?)", path.display()));
+                self.error(
+                    key,
+                    format!(
+                        "{} is included more than once (an include cycle?)",
+                        path.display()
+                    ),
+                );
                 continue;
             }
             seen.push(canonical);
@@ -1366,12 +1440,18 @@ impl Loader<'_> {
                 Ok(mut v) => match v.apply_merge() {
                     Ok(()) => v,
                     Err(e) => {
-                        self.error(key, format!("{}: invalid YAML merge key (<<): {e}", path.display()));
+                        self.error(
+                            key,
+                            format!("{}: invalid YAML merge key (<<): {e}", path.display()),
+                        );
                         continue;
                     }
                 },
                 Err(e) => {
-                    self.error(key, format!("{}: {}", path.display(), yaml_error_reason(&e)));
+                    self.error(
+                        key,
+                        format!("{}: {}", path.display(), yaml_error_reason(&e)),
+                    );
                     continue;
                 }
             };
@@ -1379,7 +1459,10 @@ impl Loader<'_> {
                 Value::Null => continue,
                 Value::Object(map) => map,
                 _ => {
-                    self.error(key, format!("{} must hold a mapping of sections", path.display()));
+                    self.error(
+                        key,
+                        format!("{} must hold a mapping of sections", path.display()),
+                    );
                     continue;
                 }
             };
@@ -1401,7 +1484,14 @@ impl Loader<'_> {
     /// Checks one key of a section against the inventory: a refused key is an error (a warning
     /// with `allow_unsupported_config`), a pending one a warning, an unknown one a warning naming
     /// the nearest known key. `extra` are further known names (OpenAI request parameters).
-    fn check_key(&mut self, section: &str, name: &str, value: &Value, table: &[KeySpec], extra: &[&str]) {
+    fn check_key(
+        &mut self,
+        section: &str,
+        name: &str,
+        value: &Value,
+        table: &[KeySpec],
+        extra: &[&str],
+    ) {
         let path = push_key(section, name);
         match keys::find(table, name) {
             Some(Support::Implemented | Support::Ignored(_)) => {}
@@ -1426,7 +1516,11 @@ impl Loader<'_> {
                 .push(format!("{path}: not supported by llmgate yet; ignored")),
             None if extra.contains(&name) => {}
             None => {
-                let what = if section.is_empty() { "unknown top-level section" } else { "unknown key" };
+                let what = if section.is_empty() {
+                    "unknown top-level section"
+                } else {
+                    "unknown key"
+                };
                 let hint = keys::nearest(name, table, extra)
                     .map(|k| format!(" (did you mean `{k}`?)"))
                     .unwrap_or_default();
@@ -1438,7 +1532,12 @@ impl Loader<'_> {
     /// `general_settings.master_key`, failing closed: a key that is present but resolves to
     /// nothing stops start-up; without one, `LITELLM_MASTER_KEY` is the master key (as in
     /// LiteLLM, the config wins when both are set).
-    fn master_key(&mut self, config: &mut Config, present: bool, lookup: &dyn Fn(&str) -> Option<String>) {
+    fn master_key(
+        &mut self,
+        config: &mut Config,
+        present: bool,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) {
         const KEY: &str = "general_settings.master_key";
         const ENV: &str = "LITELLM_MASTER_KEY";
         if present {
@@ -1478,7 +1577,11 @@ impl Loader<'_> {
         }
         if let Some(k) = &config.general_settings.master_key {
             if !k.expose().trim().is_empty() && !k.expose().starts_with("sk-") {
-                let source = if config.general_settings.master_key_from_env { ENV } else { KEY };
+                let source = if config.general_settings.master_key_from_env {
+                    ENV
+                } else {
+                    KEY
+                };
                 self.warnings.push(format!(
                     "{KEY}: weak master key: the key from {source} does not start with `sk-` (LiteLLM's keys do; key scanners and clients recognise them by it)"
                 ));
@@ -1639,6 +1742,94 @@ impl Loader<'_> {
         ] {
             self.non_negative(&push_key("general_settings", name), v);
         }
+        self.references(config);
+    }
+
+    /// Fallbacks, `default_fallbacks` and aliases that name a model group no deployment serves
+    /// (neither a `model_name`, an alias, nor a match of a wildcard group): warnings, as a
+    /// LiteLLM config with such a reference still runs (the reference is never reachable).
+    fn references(&mut self, config: &Config) {
+        let aliases = config.router_settings.model_group_alias.as_ref();
+        let exists = |name: &str| {
+            config.model_list.iter().any(|m| {
+                m.model_name == name
+                    || m.model_name.split_once('*').is_some_and(|(pre, post)| {
+                        name.len() >= pre.len() + post.len()
+                            && name.starts_with(pre)
+                            && name.ends_with(post)
+                    })
+            }) || aliases.is_some_and(|a| a.contains_key(name))
+        };
+        let mut found = Vec::new();
+        for (section, lists, default) in [
+            (
+                "litellm_settings",
+                [
+                    ("fallbacks", &config.litellm_settings.fallbacks),
+                    (
+                        "context_window_fallbacks",
+                        &config.litellm_settings.context_window_fallbacks,
+                    ),
+                    (
+                        "content_policy_fallbacks",
+                        &config.litellm_settings.content_policy_fallbacks,
+                    ),
+                ],
+                &config.litellm_settings.default_fallbacks,
+            ),
+            (
+                "router_settings",
+                [
+                    ("fallbacks", &config.router_settings.fallbacks),
+                    (
+                        "context_window_fallbacks",
+                        &config.router_settings.context_window_fallbacks,
+                    ),
+                    (
+                        "content_policy_fallbacks",
+                        &config.router_settings.content_policy_fallbacks,
+                    ),
+                ],
+                &config.router_settings.default_fallbacks,
+            ),
+        ] {
+            for (kind, list) in lists {
+                for (i, map) in list.iter().flatten().enumerate() {
+                    for (from, targets) in map {
+                        let at = push_key(&push_index(&push_key(section, kind), i), from);
+                        if from != "*" && !exists(from) {
+                            found.push(format!(
+                                "{at}: {from:?} is not a model group in model_list; these fallbacks are never used"
+                            ));
+                        }
+                        for to in targets.iter().filter(|t| !exists(t)) {
+                            found.push(format!(
+                                "{at}: the fallback {to:?} is not a model group in model_list; it is skipped"
+                            ));
+                        }
+                    }
+                }
+            }
+            for to in default.iter().flatten().filter(|t| !exists(t)) {
+                found.push(format!(
+                    "{section}.default_fallbacks: {to:?} is not a model group in model_list; it is skipped"
+                ));
+            }
+        }
+        for (alias, target) in aliases.into_iter().flatten() {
+            let group = match target {
+                Value::String(s) => s.as_str(),
+                Value::Object(m) => m.get("model").and_then(Value::as_str).unwrap_or(""),
+                _ => "",
+            };
+            if !group.is_empty() && !exists(group) {
+                found.push(format!(
+                    "{}: the alias points at {group:?}, which is not a model group in model_list",
+                    push_key("router_settings.model_group_alias", alias)
+                ));
+            }
+        }
+        self.warnings.extend(found);
     }
 
     /// Masks resolved environment values in error reasons: always at the key the value was
@@ -1740,8 +1931,10 @@ mod tests {
         let loaded = load_ok(&text, &env);
         for key in keys {
             assert!(
-                loaded.warnings.iter().any(|w| w.starts_with(key)
-                    && w.contains("allow_unsupported_config is true")),
+                loaded
+                    .warnings
+                    .iter()
+                    .any(|w| w.starts_with(key) && w.contains("allow_unsupported_config is true")),
                 "{key}: {:?}",
                 loaded.warnings
             );
@@ -1907,7 +2100,11 @@ mod tests {
         };
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].key, "general_settings.master_key");
-        assert!(errs[0].reason.contains("\"MY_MASTER\""), "{}", errs[0].reason);
+        assert!(
+            errs[0].reason.contains("\"MY_MASTER\""),
+            "{}",
+            errs[0].reason
+        );
         assert!(errs[0].reason.contains("not set"), "{}", errs[0].reason);
         // Set but empty, a literal empty string, or no value at all: the same.
         for (text, env) in [
@@ -1923,7 +2120,12 @@ mod tests {
         }
         let loaded = load_ok(text, &[("MY_MASTER", "sk-from-env")]);
         assert_eq!(
-            loaded.config.general_settings.master_key.as_ref().map(Secret::expose),
+            loaded
+                .config
+                .general_settings
+                .master_key
+                .as_ref()
+                .map(Secret::expose),
             Some("sk-from-env")
         );
     }
@@ -1940,7 +2142,10 @@ mod tests {
             &[("LITELLM_MASTER_KEY", "sk-env")],
         );
         let gs = &loaded.config.general_settings;
-        assert_eq!(gs.master_key.as_ref().map(Secret::expose), Some("sk-config"));
+        assert_eq!(
+            gs.master_key.as_ref().map(Secret::expose),
+            Some("sk-config")
+        );
         assert!(!gs.master_key_from_env);
         // Set but empty: refused rather than open.
         let errs = match load("model_list: []\n", &[("LITELLM_MASTER_KEY", " ")]) {
@@ -1951,7 +2156,10 @@ mod tests {
         // A master key that does not look like one is a warning.
         let loaded = load_ok("general_settings:\n  master_key: hunter2\n", &[]);
         assert!(
-            loaded.warnings.iter().any(|w| w.contains("weak master key")),
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("weak master key")),
             "{:?}",
             loaded.warnings
         );
@@ -1980,22 +2188,47 @@ mod tests {
                 "guardrails",
             ]
         );
-        assert!(errs.iter().all(|e| e.reason.contains("not supported by llmgate yet")));
+        assert!(errs
+            .iter()
+            .all(|e| e.reason.contains("not supported by llmgate yet")));
         let text = text.replace(
             "general_settings:\n",
             "general_settings:\n  allow_unsupported_config: true\n",
         );
         let loaded = load_ok(&text, &[]);
         let w = &loaded.warnings;
-        let has = |prefix: &str, text: &str| {
-            w.iter().any(|w| w.starts_with(prefix) && w.contains(text))
-        };
-        assert!(has("guardrails:", "allow_unsupported_config is true"), "{w:?}");
-        assert!(has("litellm_settings.force_ipv4:", "not supported by llmgate yet; ignored"), "{w:?}");
-        assert!(has("litellm_settings.drop_parms:", "did you mean `drop_params`?"), "{w:?}");
-        assert!(has("router_settings.routing_stratgy:", "did you mean `routing_strategy`?"), "{w:?}");
+        let has =
+            |prefix: &str, text: &str| w.iter().any(|w| w.starts_with(prefix) && w.contains(text));
         assert!(
-            has("model_list[0].litellm_params.temprature:", "did you mean `temperature`?"),
+            has("guardrails:", "allow_unsupported_config is true"),
+            "{w:?}"
+        );
+        assert!(
+            has(
+                "litellm_settings.force_ipv4:",
+                "not supported by llmgate yet; ignored"
+            ),
+            "{w:?}"
+        );
+        assert!(
+            has(
+                "litellm_settings.drop_parms:",
+                "did you mean `drop_params`?"
+            ),
+            "{w:?}"
+        );
+        assert!(
+            has(
+                "router_settings.routing_stratgy:",
+                "did you mean `routing_strategy`?"
+            ),
+            "{w:?}"
+        );
+        assert!(
+            has(
+                "model_list[0].litellm_params.temprature:",
+                "did you mean `temperature`?"
+            ),
             "{w:?}"
         );
         // Ignored on purpose (documented), request defaults and provider parameters: no warning.
@@ -2015,7 +2248,11 @@ mod tests {
         )
         .expect("write");
         // Nested includes are relative to the first file's directory, as in LiteLLM.
-        std::fs::write(dir.join("settings.yaml"), "litellm_settings: {num_retries: 7}\n").expect("write");
+        std::fs::write(
+            dir.join("settings.yaml"),
+            "litellm_settings: {num_retries: 7}\n",
+        )
+        .expect("write");
         let path = dir.join("config.yaml");
         std::fs::write(
             &path,
@@ -2033,8 +2270,11 @@ mod tests {
         assert_eq!(loaded.config.litellm_settings.num_retries, Some(7));
 
         // A missing include is an error naming the file, listed with every other problem.
-        std::fs::write(&path, "include: [nope.yaml]\nrouter_settings: {routing_strategy: fastest}\n")
-            .expect("write");
+        std::fs::write(
+            &path,
+            "include: [nope.yaml]\nrouter_settings: {routing_strategy: fastest}\n",
+        )
+        .expect("write");
         let errs = Config::from_path_with_env(&path, &env_of(&[])).expect_err("missing include");
         let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["include[0]", "router_settings.routing_strategy"]);

@@ -588,7 +588,10 @@ mod tests {
         assert_eq!(body["top_p"], json!(0.5));
         // A deployment without defaults leaves the client's bytes untouched.
         let req = chat(r#","temperature":1"#);
-        assert!(matches!(prepare(&OpenAi, &req, &dep("openai/x")), Ok(Cow::Borrowed(_))));
+        assert!(matches!(
+            prepare(&OpenAi, &req, &dep("openai/x")),
+            Ok(Cow::Borrowed(_))
+        ));
         // A default of the wrong type is a clear 400, not a panic.
         let mut d = dep("openai/gpt-4o");
         d.params.insert("temperature".into(), json!("hot"));

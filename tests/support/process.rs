@@ -90,6 +90,12 @@ impl Binary {
     /// Starts the binary (`DATABASE_URL` removed from its environment) and waits until it logs
     /// that it listens; a log line containing any of `refuse` fails the start.
     pub fn spawn(config: &Path, refuse: &[&str]) -> Self {
+        Self::spawn_env(config, &[], refuse)
+    }
+
+    /// [`Binary::spawn`] with extra environment variables (`LITELLM_MASTER_KEY` is removed from
+    /// the inherited environment unless given here).
+    pub fn spawn_env(config: &Path, env: &[(&str, &str)], refuse: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -102,6 +108,8 @@ impl Binary {
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env_remove("DATABASE_URL")
+            .env_remove("LITELLM_MASTER_KEY")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
