@@ -7,6 +7,10 @@
 //!
 //! Before a request is encoded, [`prepare`]:
 //!
+//! 0. adds the deployment's default request parameters: OpenAI parameters set in its
+//!    `litellm_params` (`temperature`, `max_tokens`, …) that the request does not send (the
+//!    request's own value, an explicit `null` too, wins), as LiteLLM does. A deployment without
+//!    any costs nothing; one with defaults re-serializes the body;
 //! 1. removes the keys named by `additional_drop_params` (the deployment's `litellm_params` list and
 //!    the request body's list, as in LiteLLM), for every provider. A name is a top-level key
 //!    (`logit_bias`) or a path into the body (`tools[*].input_examples`, `response_format.strict`;
