@@ -194,7 +194,20 @@ impl Gateway {
     /// The HTTP edge over the stack.
     #[must_use]
     pub fn server(&self) -> OpenAiServer<GatewayStack> {
-        OpenAiServer::new(self.stack.clone()).max_body_bytes(self.max_body_bytes)
+        OpenAiServer::new(self.stack.clone())
+            .max_body_bytes(self.max_body_bytes)
+            .readiness(self.readiness())
+    }
+
+    /// What `/health/readiness` reports: the database ([`Gateway::build`] only) and the cache.
+    #[must_use]
+    pub fn readiness(&self) -> crate::server::Readiness {
+        crate::server::Readiness::with(
+            self.governance.as_ref().map(|g| g.store.clone()),
+            self.cache
+                .as_ref()
+                .map(|c| if c.backend() == "redis" { "redis" } else { "local" }),
+        )
     }
 }
 
