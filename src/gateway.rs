@@ -204,9 +204,13 @@ impl Gateway {
     pub fn readiness(&self) -> crate::server::Readiness {
         crate::server::Readiness::with(
             self.governance.as_ref().map(|g| g.store.clone()),
-            self.cache
-                .as_ref()
-                .map(|c| if c.backend() == "redis" { "redis" } else { "local" }),
+            self.cache.as_ref().map(|c| {
+                if c.backend() == "redis" {
+                    "redis"
+                } else {
+                    "local"
+                }
+            }),
         )
     }
 }

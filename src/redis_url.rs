@@ -43,7 +43,9 @@ pub fn router(config: &Config) -> Option<String> {
     Some(from_parts(
         host,
         rs.redis_port.unwrap_or(DEFAULT_PORT),
-        rs.redis_password.as_ref().map(crate::secret::Secret::expose),
+        rs.redis_password
+            .as_ref()
+            .map(crate::secret::Secret::expose),
     ))
 }
 
@@ -89,9 +91,8 @@ mod tests {
         );
         let c = config("router_settings:\n  redis_host: r.local\n");
         assert_eq!(router(&c).as_deref(), Some("redis://r.local:6379"));
-        let c = config(
-            "router_settings:\n  redis_url: 'redis://u:p@x:1/2'\n  redis_host: ignored\n",
-        );
+        let c =
+            config("router_settings:\n  redis_url: 'redis://u:p@x:1/2'\n  redis_host: ignored\n");
         assert_eq!(router(&c).as_deref(), Some("redis://u:p@x:1/2"));
         let c = config("router_settings:\n  redis_url: ''\n  redis_host: ''\n");
         assert_eq!(router(&c), None);

@@ -223,8 +223,16 @@ mod tests {
             "redis://default:hun/ter2@host",
             "https://a:hunter2@b:hunter2@host/v1",
         ] {
-            assert!(!redact_url(url).contains("hunter2"), "{url}: {}", redact_url(url));
-            assert!(!redact_url(url).contains("ter2"), "{url}: {}", redact_url(url));
+            assert!(
+                !redact_url(url).contains("hunter2"),
+                "{url}: {}",
+                redact_url(url)
+            );
+            assert!(
+                !redact_url(url).contains("ter2"),
+                "{url}: {}",
+                redact_url(url)
+            );
         }
     }
 }

@@ -22,7 +22,12 @@ async fn a_key_reads_itself_and_its_user_but_no_one_else() {
     .await;
     let base = gw.url("");
     for user in ["u1", "u2"] {
-        let a = post(&gw.url("/user/new"), Some(MASTER), &json!({"user_id": user})).await;
+        let a = post(
+            &gw.url("/user/new"),
+            Some(MASTER),
+            &json!({"user_id": user}),
+        )
+        .await;
         assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     }
     let (a, a_token) = new_key(&base, json!({"user_id": "u1", "key_alias": "a"})).await;
@@ -37,7 +42,12 @@ async fn a_key_reads_itself_and_its_user_but_no_one_else() {
         format!("/key/info?key={a_token}"),
     ] {
         let r = get(&gw.url(&path), Some(&a)).await;
-        assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         let v = r.json();
         assert_eq!(v["key"], a_token.as_str(), "{path}");
         assert_eq!(v["info"]["key_alias"], "a", "{path}");
@@ -59,7 +69,12 @@ async fn a_key_reads_itself_and_its_user_but_no_one_else() {
         (&lone, a_token.clone()),
     ] {
         let r = get(&gw.url(&format!("/key/info?key={other}")), Some(caller)).await;
-        assert_eq!(r.status, 403, "{other}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            403,
+            "{other}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert_eq!(r.error()["type"], "auth_error");
     }
     let r = get(&gw.url("/key/info"), Some(&lone)).await;
@@ -69,7 +84,12 @@ async fn a_key_reads_itself_and_its_user_but_no_one_else() {
     // Its user's info: without `user_id` (the key's user), or by its own id.
     for path in ["/user/info", "/user/info?user_id=u1"] {
         let r = get(&gw.url(path), Some(&a)).await;
-        assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         let v = r.json();
         assert_eq!(v["user_id"], "u1");
         let mut aliases: Vec<_> = v["keys"]
@@ -88,17 +108,32 @@ async fn a_key_reads_itself_and_its_user_but_no_one_else() {
         (&lone, "/user/info?user_id=u1"),
     ] {
         let r = get(&gw.url(path), Some(caller)).await;
-        assert_eq!(r.status, 403, "{path}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            403,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert_eq!(r.error()["type"], "auth_error");
     }
 
     // Everything else stays admin-only.
-    assert_eq!(post(&gw.url("/key/generate"), Some(&a), &json!({})).await.status, 403);
+    assert_eq!(
+        post(&gw.url("/key/generate"), Some(&a), &json!({}))
+            .await
+            .status,
+        403
+    );
     assert_eq!(get(&gw.url("/key/list"), Some(&a)).await.status, 403);
     assert_eq!(get(&gw.url("/spend/logs"), Some(&a)).await.status, 403);
     // No key, an unknown key, a blocked key: 401.
     assert_eq!(get(&gw.url("/key/info"), None).await.status, 401);
-    assert_eq!(get(&gw.url("/key/info"), Some("sk-bogus-0000000")).await.status, 401);
+    assert_eq!(
+        get(&gw.url("/key/info"), Some("sk-bogus-0000000"))
+            .await
+            .status,
+        401
+    );
     let r = post(&gw.url("/key/block"), Some(MASTER), &json!({"key": a})).await;
     assert_eq!(r.status, 200);
     assert_eq!(get(&gw.url("/key/info"), Some(&a)).await.status, 401);
@@ -106,7 +141,12 @@ async fn a_key_reads_itself_and_its_user_but_no_one_else() {
     let r = get(&gw.url(&format!("/key/info?key={c_token}")), Some(MASTER)).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["info"]["key_alias"], "c");
-    assert_eq!(get(&gw.url("/user/info?user_id=u2"), Some(MASTER)).await.status, 200);
+    assert_eq!(
+        get(&gw.url("/user/info?user_id=u2"), Some(MASTER))
+            .await
+            .status,
+        200
+    );
     let r = get(&gw.url("/key/info"), Some(MASTER)).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.error()["param"], "key");

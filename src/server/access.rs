@@ -2,7 +2,7 @@
 //! answer is complete (for a stream: when it ends, fails, or the client goes away).
 //!
 //! Fields: `method`, `route`, `model_group`, `deployment`, `status`, `latency_ms`,
-//! `prompt_tokens`, `completion_tokens`, `total_tokens`, `cost`, `cache_hit`, `stream` (for
+//! `prompt_tokens`, `completion_tokens`, `total_tokens`, `cost`, `cache_hit` (answers of the model stack), `stream` (for
 //! streams: `complete`, `error` or `client_closed`) and `call_id`; a field without a value is left
 //! out. Never a key: the route of a management path with a key in it is logged as its template
 //! (`/key/{key}/regenerate`), and query strings are never logged.
@@ -15,7 +15,7 @@ use std::{borrow::Cow, sync::Arc, time::Instant};
 
 use http::Method;
 
-use crate::types::chat::Usage;
+use crate::{cost::StreamTally, types::chat::Usage};
 
 /// Whether access-log events are wanted right now.
 #[inline]
@@ -32,6 +32,8 @@ pub(crate) struct AccessLog {
     received: Instant,
     /// The model the body asked for (the model group when no deployment answered).
     model: Option<Box<str>>,
+    /// A stream's usage and cost, from the cost layer.
+    tally: Option<StreamTally>,
 }
 
 /// How a request ended.
@@ -42,7 +44,7 @@ pub(crate) struct Outcome<'a> {
     pub deployment: Option<&'a str>,
     pub usage: Option<&'a Usage>,
     pub cost: Option<f64>,
-    pub cache_hit: bool,
+    pub cache_hit: Option<bool>,
     pub stream: Option<&'static str>,
 }
 
@@ -60,6 +62,7 @@ impl AccessLog {
             call_id,
             received,
             model: None,
+            tally: None,
         }
     }
 
@@ -75,9 +78,20 @@ impl AccessLog {
         }
     }
 
+    /// The tally the cost layer fills for a streamed request (put it in the request's extensions).
+    pub(crate) fn tally(&mut self) -> StreamTally {
+        self.tally.get_or_insert_with(StreamTally::default).clone()
+    }
+
+    /// A stream's usage and cost, when the cost layer reported them.
+    pub(crate) fn stream_totals(&self) -> Option<(Option<&Usage>, f64)> {
+        self.tally.as_ref().and_then(StreamTally::get)
+    }
+
     /// Emits the event.
     pub(crate) fn emit(&self, o: &Outcome<'_>) {
-        let latency_ms = self.received.elapsed().as_secs_f64() * 1000.0;
+        // Whole microseconds, so the number prints short (`0.68619`, not `0.6861900000000001`).
+        let latency_ms = self.received.elapsed().as_micros() as f64 / 1000.0;
         let model_group = o.model_group.or(self.model.as_deref());
         let usage = o.usage;
         tracing::info!(

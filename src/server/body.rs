@@ -157,13 +157,19 @@ struct StreamLog {
 
 impl StreamLog {
     fn emit(&self, stream: &'static str) {
+        // The cost layer's totals (it also sees the usage chunk it strips for the client), else
+        // the last usage a chunk carried here.
+        let (usage, cost) = match self.log.stream_totals() {
+            Some((usage, cost)) => (usage.or(self.usage.as_ref()), Some(cost)),
+            None => (self.usage.as_ref(), None),
+        };
         self.log.emit(&Outcome {
             status: 200,
             model_group: self.model_group.as_deref(),
             deployment: self.deployment.as_deref(),
-            usage: self.usage.as_ref(),
-            cost: None,
-            cache_hit: self.cache_hit,
+            usage,
+            cost,
+            cache_hit: Some(self.cache_hit),
             stream: Some(stream),
         });
     }
@@ -172,6 +178,8 @@ impl StreamLog {
 impl Drop for SseBody {
     fn drop(&mut self) {
         if let Some(log) = self.log.take() {
+            // Drop the stream first: the cost layer's stream reports its totals when dropped.
+            self.stream = Box::pin(futures_util::stream::empty());
             log.emit("client_closed");
         }
     }

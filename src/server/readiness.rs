@@ -18,7 +18,7 @@ use crate::{
 
 /// How long a successful database check is reused (readiness is unauthenticated: a flood of
 /// probes must not take the pool from key lookups).
-const FRESH_MS: i64 = 5_000;
+const FRESH_MS: i64 = 1_000;
 
 /// How long a database check may take before the gateway counts as not ready.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -28,7 +28,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// callbacks).
 ///
 /// Without a database: `{"status": "healthy", "db": "Not connected", ...}`. With one, the database
-/// is asked (`SELECT 1`, reused for 5 s): when it answers, `db` is `"connected"` and, as LiteLLM's
+/// is asked (`SELECT 1`, reused for 1 s): when it answers, `db` is `"connected"` and, as LiteLLM's
 /// answer reads, `status` is `"connected"` with `last_updated` (when it last answered); when it
 /// does not (within 3 s), the answer is 503 with the OpenAI error JSON. `cache` is `"redis"`,
 /// `"local"` or `null`.
@@ -94,7 +94,8 @@ impl Readiness {
             }
             body["status"] = "connected".into();
             body["db"] = "connected".into();
-            body["last_updated"] = crate::management::iso(inner.last_ok.load(Ordering::Relaxed)).into();
+            body["last_updated"] =
+                crate::management::iso(inner.last_ok.load(Ordering::Relaxed)).into();
         }
         Ok(Bytes::from(body.to_string()))
     }

@@ -247,7 +247,11 @@ where
             let clone = self.fallback.clone();
             let mut fallback = std::mem::replace(&mut self.fallback, clone);
             let log = access::enabled().then(|| {
-                AccessLog::for_path(req.method().clone(), req.uri().path(), call_id(req.headers()))
+                AccessLog::for_path(
+                    req.method().clone(),
+                    req.uri().path(),
+                    call_id(req.headers()),
+                )
             });
             return Box::pin(async move {
                 std::future::poll_fn(|cx| fallback.poll_ready(cx)).await?;
@@ -412,7 +416,12 @@ impl Head {
     }
 }
 
-async fn handle<S, B>(mut inner: S, limit: usize, mut head: Head, body: B) -> http::Response<ServerBody>
+async fn handle<S, B>(
+    mut inner: S,
+    limit: usize,
+    mut head: Head,
+    body: B,
+) -> http::Response<ServerBody>
 where
     S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
     B: Body,
@@ -432,8 +441,12 @@ where
         Ok(r) => head.annotate(r),
         Err(e) => return failed(&e, &call_id, log.as_deref()),
     };
+    let mut llm_req = llm_req;
     if let Some(log) = &mut log {
         log.set_model(llm_req.model());
+        if llm_req.is_stream() {
+            llm_req.extensions.insert(log.tally());
+        }
     }
 
     if let Err(e) = std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
@@ -454,7 +467,11 @@ where
 }
 
 /// The error response, logged.
-fn failed(err: &LlmError, call_id: &Arc<str>, log: Option<&AccessLog>) -> http::Response<ServerBody> {
+fn failed(
+    err: &LlmError,
+    call_id: &Arc<str>,
+    log: Option<&AccessLog>,
+) -> http::Response<ServerBody> {
     let resp = error_response(err, call_id);
     if let Some(log) = log {
         log.emit(&Outcome {
@@ -550,7 +567,7 @@ async fn respond(
             deployment: meta.deployment_id.as_deref(),
             usage: meta.usage.as_ref(),
             cost: meta.cost,
-            cache_hit: meta.cache_hit,
+            cache_hit: Some(meta.cache_hit),
             stream: None,
         });
     }
