@@ -155,7 +155,7 @@ struct PasswordRedis {
 }
 
 impl PasswordRedis {
-    fn start(password: &str) -> Self {
+    async fn start(password: &str) -> Self {
         let port = free_port();
         let dir = TempDir::new();
         let child = Command::new("redis-server")
@@ -183,7 +183,7 @@ impl PasswordRedis {
                 std::time::Instant::now() < deadline,
                 "redis-server did not start"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         me
     }
@@ -211,7 +211,7 @@ impl Drop for PasswordRedis {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_password_with_at_colon_and_slash_serves_all_three_users() {
     let password = "p@ss:w/rd";
-    let redis = PasswordRedis::start(password);
+    let redis = PasswordRedis::start(password).await;
     let up = FakeUpstream::start().await;
     up.set_default(Reply::json(200, chat_completion("hello")));
     let dir = TempDir::new();

@@ -29,7 +29,8 @@
 //! is logged at zero cost).
 //!
 //! Extensions read: [`KeyInfo`](crate::auth::KeyInfo) (as `Arc<KeyInfo>`),
-//! [`CallId`](crate::server::CallId), [`UsageReport`] (filled with the call's total tokens).
+//! [`CallId`](crate::server::CallId), [`UsageReport`] (filled with the call's total tokens),
+//! [`StreamTally`] (a stream's usage and cost, for the access log).
 //! Errors: none of its own.
 //!
 //! ```

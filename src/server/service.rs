@@ -74,8 +74,15 @@ impl RequestTimeout {
 /// limit → 413. The service never fails (`Error = Infallible`) and is `Clone + Send + Sync`, so it
 /// mounts in hyper-util or axum as is.
 ///
+/// `/health/readiness` answers what its [`Readiness`] reports ([`OpenAiServer::readiness`]). Each
+/// request writes one access-log event at `info` (target `llmgate::access`) when its answer is
+/// complete, a stream's when it ends; nothing is captured for it while that event is disabled.
+///
 /// Extensions written into the [`LlmRequest`]: [`PresentedKey`], [`CallId`], [`ReceivedAt`],
-/// [`CacheControlHeader`] (when the client sent `Cache-Control`).
+/// [`CacheControlHeader`] (when the client sent `Cache-Control`), [`StreamTally`] (a stream's,
+/// while the access log is on).
+///
+/// [`StreamTally`]: crate::cost::StreamTally
 /// The [`ErrorKind`] of an error response is put into the response extensions.
 ///
 /// Requests for any other path go to the fallback service ([`OpenAiServer::with_fallback`]: an
