@@ -305,12 +305,42 @@ async fn json_logs_env_switches_the_format_and_text_is_the_default() {
         )
         .await;
         assert_eq!(a.status, 200);
+        if json_logs == Some("true") {
+            // A client that leaves mid-stream still gets its line, once the body is dropped.
+            up.enqueue(Reply::sse_then_hang(
+                "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n",
+            ));
+            let resp = support::gw::open_stream(
+                &format!("{}/v1/chat/completions", proc.base()),
+                &chat_body(true),
+            )
+            .await;
+            assert_eq!(resp.status(), 200);
+            drop(resp);
+            assert!(up.wait_for_disconnects(1, Duration::from_secs(10)).await);
+            // The line follows the disconnect: wait for it before stopping the binary.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !proc.stderr.lock().unwrap().contains("client_closed") {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no client_closed line"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         let log = proc.stop();
         if json_logs == Some("true") {
             let events = json_lines(&log);
             let e = access_line(&events, "call-env");
             assert_eq!(e["status"], 200);
             assert_eq!(e["total_tokens"], 12);
+            let closed: Vec<&Value> = events
+                .iter()
+                .filter(|e| e["message"] == "request" && e["stream"] == "client_closed")
+                .collect();
+            assert_eq!(closed.len(), 1, "{log}");
+            assert_eq!(closed[0]["status"], 200);
+            assert_eq!(closed[0]["model_group"], "g");
         } else {
             assert!(
                 log.lines()
