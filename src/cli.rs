@@ -192,3 +192,19 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         served
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_logs_follow_the_config() {
+        let on = Config::from_yaml_str("litellm_settings:\n  json_logs: true\n", "t").unwrap();
+        assert!(json_logs(&on.config));
+        if !json_logs_env() {
+            let off =
+                Config::from_yaml_str("litellm_settings:\n  json_logs: false\n", "t").unwrap();
+            assert!(!json_logs(&off.config));
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! * an `api_base` with credentials (`http://user:pass@host/v1`) is redacted in the
 //!   `x-litellm-model-api-base` header (for an ordinary virtual key too), in error messages, in
 //!   the log, and in management and health answers; a config error naming such a URL is redacted
-//!   too;
+//!   too; a database URL with a password (in user info and query) shows only redacted;
 //! * a Redis password holding `@`, `:` and `/` reaches Redis intact from `router_settings` for all
 //!   three users (rate-limit counters, shared routing state, the response cache), and never shows
 //!   in the log.
@@ -18,7 +18,9 @@ use std::{
     time::Duration,
 };
 
-use governance_common::{call_with, free_port, get, new_key, post, Proc, TempDir, BIN, MASTER};
+use governance_common::{
+    call_with, free_port, fresh_pg, get, new_key, post, Proc, TempDir, BIN, MASTER,
+};
 use serde_json::json;
 use support::{chat_completion, FakeUpstream, Reply};
 
@@ -280,4 +282,38 @@ async fn a_redis_password_with_at_colon_and_slash_serves_all_three_users() {
         assert!(!log.contains(warning), "{warning}:\n{log}");
     }
     assert!(!log.contains(password) && !log.contains("ss:w"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_password_stays_out_of_the_log_and_readiness() {
+    // The test server trusts every password, so one in the URL is accepted and must never show.
+    let url = fresh_pg().await;
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (user, host_and_db) = rest.split_once('@').unwrap();
+    let secret = "db-pass-0123456789";
+    let with_password =
+        format!("{scheme}://{user}:{secret}@{host_and_db}?sslmode=disable&password={secret}");
+    let dir = TempDir::new();
+    let path = dir.0.join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "model_list:\n  - model_name: g\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: http://127.0.0.1:9/v1\n\
+             general_settings:\n  master_key: {MASTER}\n"
+        ),
+    )
+    .unwrap();
+    let proc = Proc::start(
+        &path,
+        &[("RUST_LOG", "info"), ("DATABASE_URL", &with_password)],
+    );
+    let a = get(&format!("{}/health/readiness", proc.base()), None).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["db"], "connected");
+    assert!(!String::from_utf8_lossy(&a.body).contains(secret));
+    let log = proc.stop();
+    // The start-up line names the database, redacted.
+    let shown = format!("database=\"{scheme}://{host_and_db}?sslmode=disable&password=*****\"");
+    assert!(log.contains(&shown), "{shown} not in:\n{log}");
+    assert!(!log.contains(secret), "{log}");
 }

@@ -100,3 +100,41 @@ impl Readiness {
         Ok(Bytes::from(body.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(b: &Bytes) -> Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
+    #[tokio::test]
+    async fn without_a_database_it_is_healthy_and_not_connected() {
+        let v = json(&Readiness::new().check().await.unwrap());
+        assert_eq!(v["status"], "healthy");
+        assert_eq!(v["db"], "Not connected");
+        assert_eq!(v["cache"], Value::Null);
+        assert_eq!(v["success_callbacks"], json!([]));
+        let v = json(&Readiness::with(None, Some("redis")).check().await.unwrap());
+        assert_eq!(v["cache"], "redis");
+    }
+
+    #[tokio::test]
+    async fn a_database_that_answers_is_connected_and_the_check_is_reused() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let r = Readiness::with(Some(store), Some("local"));
+        let v = json(&r.check().await.unwrap());
+        assert_eq!(
+            (v["status"].as_str(), v["db"].as_str()),
+            (Some("connected"), Some("connected"))
+        );
+        assert_eq!(v["cache"], "local");
+        let first = r.inner.last_ok.load(Ordering::Relaxed);
+        assert!(first > 0);
+        // Within a second the last check is reused: `last_updated` does not move.
+        let again = json(&r.check().await.unwrap());
+        assert_eq!(again["last_updated"], v["last_updated"]);
+        assert_eq!(r.inner.last_ok.load(Ordering::Relaxed), first);
+    }
+}
