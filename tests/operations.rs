@@ -17,8 +17,11 @@ use serde_json::{json, Value};
 use sqlx::Connection as _;
 use support::{chat_completion, chat_sse, gw::TestGateway, FakeUpstream, Reply};
 
+/// A chat request (the streamed one asks something else, so the response cache cannot answer it
+/// from the complete one).
 fn chat_body(stream: bool) -> Value {
-    json!({"model": "g", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+    let content = if stream { "stream it" } else { "hi" };
+    json!({"model": "g", "stream": stream, "messages": [{"role": "user", "content": content}]})
 }
 
 /// A config: group `g` at the fake upstream, with `extra` appended.
@@ -144,7 +147,7 @@ async fn the_binary_logs_one_json_line_per_request_and_never_a_key() {
         config(
             &up.url(),
             &format!(
-                "general_settings:\n  master_key: {MASTER}\nlitellm_settings:\n  json_logs: true\n"
+                "general_settings:\n  master_key: {MASTER}\nlitellm_settings:\n  json_logs: true\n  cache: true\n  cache_params: {{type: local}}\n"
             ),
         ),
     )
@@ -162,6 +165,26 @@ async fn the_binary_logs_one_json_line_per_request_and_never_a_key() {
     )
     .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    // The same request again, until the response cache answers it (the cache is filled in the
+    // background).
+    let mut cached = String::new();
+    for i in 0..100 {
+        cached = format!("call-cached-{i}");
+        let a = call_with(
+            "POST",
+            &chat,
+            Some(MASTER),
+            Some(&chat_body(false)),
+            &[("x-litellm-call-id", cached.as_str())],
+        )
+        .await;
+        assert_eq!(a.status, 200);
+        if a.header("x-llmgate-cache") == Some("hit") {
+            break;
+        }
+        assert!(i < 99, "never served from the cache");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     up.enqueue(Reply::sse(chat_sse(&["hel", "lo"])));
     let a = call_with(
         "POST",
@@ -220,6 +243,11 @@ async fn the_binary_logs_one_json_line_per_request_and_never_a_key() {
             assert!(e.get(field).is_some(), "{field} missing: {e}");
         }
     }
+
+    let c = access_line(&events, &cached);
+    assert_eq!(c["cache_hit"], true, "{c}");
+    assert_eq!(c["total_tokens"], 12, "{c}");
+    assert_eq!(c["cost"].as_f64(), Some(0.0), "{c}");
 
     let e = access_line(&events, "call-complete");
     assert_eq!(e["level"], "INFO");

@@ -444,11 +444,10 @@ where
         // Health routes answer in `Head::read`; `/v1/models` has no body.
         Route::Models | Route::Liveliness | Route::Readiness => Ok(LlmRequest::list_models()),
     };
-    let llm_req = match parsed {
+    let mut llm_req = match parsed {
         Ok(r) => head.annotate(r),
         Err(e) => return failed(&e, &call_id, log.as_deref()),
     };
-    let mut llm_req = llm_req;
     if let Some(log) = &mut log {
         log.set_model(llm_req.model());
         if llm_req.is_stream() {
@@ -498,11 +497,16 @@ async fn respond(
     let LlmResponse { body, meta } = resp;
     // Complete answers are logged here; a stream when it ends (see `ServerBody::sse`).
     let mut log_now = None;
+    // The body's usage, when the layers left none in `meta` (read only for the log).
+    let mut body_usage = None;
     let mut out = match body {
         ResponseBody::Chat(c) => match c.to_bytes() {
-            Ok(body) => {
+            Ok(bytes) => {
+                if log.is_some() && meta.usage.is_none() {
+                    body_usage = c.usage().cloned();
+                }
                 log_now = log;
-                json_response(StatusCode::OK, body, call_id)
+                json_response(StatusCode::OK, bytes, call_id)
             }
             Err(e) => return failed(&e, call_id, log.as_deref()),
         },
@@ -572,7 +576,7 @@ async fn respond(
             status: out.status().as_u16(),
             model_group: meta.model_group.as_deref(),
             deployment: meta.deployment_id.as_deref(),
-            usage: meta.usage.as_ref(),
+            usage: meta.usage.as_ref().or(body_usage.as_ref()),
             cost: meta.cost,
             cache_hit: Some(meta.cache_hit),
             stream: None,
