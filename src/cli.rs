@@ -46,18 +46,49 @@ fn opts_config_dir(path: Option<&PathBuf>) -> Option<PathBuf> {
     })
 }
 
-/// Installs the `tracing` subscriber on stderr: `RUST_LOG` filters (default `info`).
+/// Installs the `tracing` subscriber on stderr: `RUST_LOG` filters (default `info`); JSON lines
+/// when the `JSON_LOGS` environment variable is on (see [`json_logs_env`]).
 pub fn init_tracing() {
+    init_tracing_with(json_logs_env());
+}
+
+/// Installs the `tracing` subscriber on stderr: `RUST_LOG` filters (default `info`); one JSON
+/// object per line when `json` is set (`timestamp`, `level`, `message` and the event's fields at
+/// the top level), else text. Does nothing when a subscriber is already installed.
+pub fn init_tracing_with(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    } else {
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::env::var_os("NO_COLOR").is_none();
+        builder.with_ansi(ansi).try_init()
+    };
+}
+
+/// Whether the `JSON_LOGS` environment variable asks for JSON logs: set to anything but an empty
+/// string, `0`, `false`, `no` or `off` (LiteLLM's switch).
+#[must_use]
+pub fn json_logs_env() -> bool {
+    std::env::var("JSON_LOGS").is_ok_and(|v| {
+        let v = v.trim().to_ascii_lowercase();
+        !matches!(v.as_str(), "" | "0" | "false" | "no" | "off")
+    })
+}
+
+/// Whether the log is JSON lines: `litellm_settings.json_logs: true`, or `JSON_LOGS`.
+#[must_use]
+pub fn json_logs(config: &Config) -> bool {
+    config.litellm_settings.json_logs == Some(true) || json_logs_env()
 }
 
 /// Loads the config named by `path`, or the embedded default.
@@ -133,7 +164,8 @@ fn key_or_file(key: &str) -> &str {
     }
 }
 
-/// Runs the binary: `--check`, or serve until SIGTERM/SIGINT.
+/// Runs the binary: `--check`, or serve until SIGTERM/SIGINT. Installs the log subscriber once the
+/// config is read ([`json_logs`] picks the format), unless one is installed already.
 pub fn run(opts: RunOptions) -> Result<(), String> {
     if opts.check {
         let report = check(opts.config.as_ref())?;
@@ -141,6 +173,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         return Ok(());
     }
     let loaded = load_config(opts.config.as_ref())?;
+    init_tracing_with(json_logs(&loaded.config));
     let origin = opts.config.as_ref().map_or_else(
         || "<embedded default config>".to_owned(),
         |p| p.display().to_string(),
@@ -218,4 +251,20 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         }
         served
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_logs_follow_the_config() {
+        let on = Config::from_yaml_str("litellm_settings:\n  json_logs: true\n", "t").unwrap();
+        assert!(json_logs(&on.config));
+        if !json_logs_env() {
+            let off =
+                Config::from_yaml_str("litellm_settings:\n  json_logs: false\n", "t").unwrap();
+            assert!(!json_logs(&off.config));
+        }
+    }
 }

@@ -194,7 +194,24 @@ impl Gateway {
     /// The HTTP edge over the stack.
     #[must_use]
     pub fn server(&self) -> OpenAiServer<GatewayStack> {
-        OpenAiServer::new(self.stack.clone()).max_body_bytes(self.max_body_bytes)
+        OpenAiServer::new(self.stack.clone())
+            .max_body_bytes(self.max_body_bytes)
+            .readiness(self.readiness())
+    }
+
+    /// What `/health/readiness` reports: the database ([`Gateway::build`] only) and the cache.
+    #[must_use]
+    pub fn readiness(&self) -> crate::server::Readiness {
+        crate::server::Readiness::with(
+            self.governance.as_ref().map(|g| g.store.clone()),
+            self.cache.as_ref().map(|c| {
+                if c.backend() == "redis" {
+                    "redis"
+                } else {
+                    "local"
+                }
+            }),
+        )
     }
 }
 
@@ -278,11 +295,11 @@ fn cache_layer(config: &Config, warnings: &mut Vec<String>) -> Option<CacheLayer
                     .or(rs.redis_password.as_ref())
                     .map(|s| s.expose().to_owned())
                     .or_else(|| env("REDIS_PASSWORD"));
-                RedisStore::with_host(
+                RedisStore::open(&crate::redis_url::from_parts(
                     host.as_deref().unwrap_or("127.0.0.1"),
                     port,
                     password.as_deref(),
-                )
+                ))
             };
             match store {
                 Ok(s) => s
@@ -436,24 +453,6 @@ fn cooldown_policy(config: &Config, warnings: &mut Vec<String>) -> CooldownPolic
     policy
 }
 
-/// The Redis URL of `router_settings` (`redis_url`, else `redis_host` / `redis_port` /
-/// `redis_password`).
-fn router_redis_url(config: &Config) -> Option<String> {
-    let rs = &config.router_settings;
-    if let Some(url) = &rs.redis_url {
-        return Some(url.expose().to_owned());
-    }
-    let host = rs.redis_host.as_deref()?;
-    let port = rs.redis_port.unwrap_or(6379);
-    let auth = rs.redis_password.as_ref().map_or_else(String::new, |p| {
-        format!(
-            ":{}@",
-            percent_encoding::utf8_percent_encode(p.expose(), percent_encoding::NON_ALPHANUMERIC)
-        )
-    });
-    Some(format!("redis://{auth}{host}:{port}"))
-}
-
 /// A deployment's stack: health (cooldown) → timeout → provider → HTTP client. The provider's own
 /// timeout is lifted: the timeout layer governs (so a request's own `timeout` can be longer).
 fn deployment_stack<C, B>(
@@ -555,7 +554,7 @@ where
         };
         builder = builder.alias(alias.clone(), group, hidden);
     }
-    if let Some(url) = router_redis_url(config) {
+    if let Some(url) = crate::redis_url::router(config) {
         if let Err(e) = builder.redis(&url) {
             // `from_config` cannot fail: say loudly that routing state stays in-process.
             warnings.push(format!(

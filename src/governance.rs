@@ -175,25 +175,16 @@ pub fn database_url(config: &Config, opts: &BuildOptions) -> String {
 }
 
 fn redact(url: &str) -> String {
-    crate::provider::redact_url(url)
+    crate::secret::redact_url(url)
 }
 
-/// The Redis URL from `router_settings` (`redis_url`, or `redis_host`/`redis_port`/`redis_password`).
+/// The Redis URL for the rate-limit counters: [`BuildOptions::redis_url`], else
+/// `router_settings` ([`crate::redis_url::router`]).
 #[must_use]
 pub fn redis_url(config: &Config, opts: &BuildOptions) -> Option<String> {
-    if let Some(u) = &opts.redis_url {
-        return Some(u.clone());
-    }
-    let r = &config.router_settings;
-    if let Some(u) = r.redis_url.as_ref().filter(|u| !u.is_empty()) {
-        return Some(u.expose().to_owned());
-    }
-    let host = r.redis_host.as_deref().filter(|h| !h.is_empty())?;
-    let port = r.redis_port.unwrap_or(6379);
-    Some(match r.redis_password.as_ref().filter(|p| !p.is_empty()) {
-        Some(p) => format!("redis://:{}@{host}:{port}", p.expose()),
-        None => format!("redis://{host}:{port}"),
-    })
+    opts.redis_url
+        .clone()
+        .or_else(|| crate::redis_url::router(config))
 }
 
 /// The price table: built-in, with the price file merged over it.

@@ -38,7 +38,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    llmgate::cli::init_tracing();
+    // `cli::run` installs the log subscriber once the config says whether it is JSON.
     let opts = llmgate::cli::RunOptions {
         config: args.config,
         host: args.host,

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::store::{CacheError, CacheStore};
+use crate::secret::redact_url;
 
 /// Default time a Redis operation may take before the request goes on uncached.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
@@ -70,22 +71,13 @@ impl RedisStore {
         Ok(Self::from_client(client, redact_url(url)))
     }
 
-    /// A store for `host:port`, with an optional password.
+    /// A store for `host:port`, with an optional password (the URL is
+    /// [`crate::redis_url::from_parts`]).
     ///
     /// # Errors
     /// The host is not usable.
     pub fn with_host(host: &str, port: u16, password: Option<&str>) -> Result<Self, String> {
-        use redis::IntoConnectionInfo as _;
-        let mut info = redis::ConnectionAddr::Tcp(host.to_owned(), port)
-            .into_connection_info()
-            .map_err(|e| format!("invalid Redis host {host}:{port}: {}", e.category()))?;
-        if let Some(pw) = password.filter(|p| !p.is_empty()) {
-            let settings = info.redis_settings().clone().set_password(pw);
-            info = info.set_redis_settings(settings);
-        }
-        let client = redis::Client::open(info)
-            .map_err(|e| format!("invalid Redis host {host}:{port}: {}", e.category()))?;
-        Ok(Self::from_client(client, format!("{host}:{port}")))
+        Self::open(&crate::redis_url::from_parts(host, port, password))
     }
 
     fn from_client(client: redis::Client, display: String) -> Self {
@@ -182,15 +174,6 @@ fn describe(e: &redis::RedisError) -> String {
     }
 }
 
-/// `redis://user:password@host:port/db` → `redis://host:port/db`.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<unparsable>".to_owned();
-    };
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
-    format!("{scheme}://{rest}")
-}
-
 impl CacheStore for RedisStore {
     async fn get_many(&self, keys: &[Arc<str>]) -> Result<Vec<Option<Bytes>>, CacheError> {
         match keys {
@@ -268,5 +251,8 @@ mod tests {
         assert_eq!(redact_url("redis://host:1"), "redis://host:1");
         let err = RedisStore::open("http://:secret@x").unwrap_err();
         assert!(!err.contains("secret"), "{err}");
+        let s = RedisStore::with_host("h", 7, Some("p@ss:w/rd")).unwrap();
+        assert_eq!(s.address(), "redis://h:7");
+        assert!(!format!("{s:?}").contains("ss:w"));
     }
 }

@@ -1621,7 +1621,10 @@ impl Loader<'_> {
             if !(lower.starts_with("http://") || lower.starts_with("https://")) {
                 self.error(
                     push_key(&params, "api_base"),
-                    format!("must start with http:// or https:// (got {base:?})"),
+                    format!(
+                        "must start with http:// or https:// (got {:?})",
+                        crate::secret::redact_url(base)
+                    ),
                 );
             }
         }

@@ -29,7 +29,8 @@
 //! is logged at zero cost).
 //!
 //! Extensions read: [`KeyInfo`](crate::auth::KeyInfo) (as `Arc<KeyInfo>`),
-//! [`CallId`](crate::server::CallId), [`UsageReport`] (filled with the call's total tokens).
+//! [`CallId`](crate::server::CallId), [`UsageReport`] (filled with the call's total tokens),
+//! [`StreamTally`] (a stream's usage and cost, for the access log).
 //! Errors: none of its own.
 //!
 //! ```
@@ -318,6 +319,20 @@ impl Pricing {
     }
 }
 
+/// A streamed call's usage and cost, set once by the cost layer when the stream ends (or is
+/// dropped). The edge puts it in the request extensions of a streamed request when it writes the
+/// access log, and reads it when the stream is over.
+#[derive(Clone, Debug, Default)]
+pub struct StreamTally(Arc<std::sync::OnceLock<(Option<Usage>, f64)>>);
+
+impl StreamTally {
+    /// The usage and cost (USD), once the stream is over.
+    #[must_use]
+    pub fn get(&self) -> Option<(Option<&Usage>, f64)> {
+        self.0.get().map(|(u, c)| (u.as_ref(), *c))
+    }
+}
+
 /// The total tokens of a call, filled by the cost layer when the response ends; an outer layer
 /// (the rate limiter's tpm) puts it in the request extensions and reads it afterwards.
 #[derive(Clone, Debug, Default)]
@@ -414,6 +429,7 @@ struct CallCtx {
     started: Instant,
     started_ms: i64,
     report: Option<UsageReport>,
+    tally: Option<StreamTally>,
 }
 
 impl CallCtx {
@@ -430,6 +446,9 @@ impl CallCtx {
         });
         if let Some(r) = &self.report {
             r.0.fetch_add(total, Ordering::AcqRel);
+        }
+        if let Some(t) = &self.tally {
+            let _ = t.0.set((usage.cloned(), cost));
         }
         if let Some(spend) = &self.spend {
             let to_i64 = |v: Option<u64>| v.map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX));
@@ -519,7 +538,8 @@ where
         }
         // Strip the usage chunk only when this layer asked for it on the client's behalf.
         let mut strip_usage = false;
-        if req.is_stream() {
+        let is_stream = req.is_stream();
+        if is_stream {
             if let Some(chat) = req.chat_mut() {
                 let client_asked = chat
                     .stream_options
@@ -547,6 +567,11 @@ where
             started: Instant::now(),
             started_ms: now_ms(),
             report: req.extensions.get::<UsageReport>().cloned(),
+            tally: if is_stream {
+                req.extensions.get::<StreamTally>().cloned()
+            } else {
+                None
+            },
         };
         ResponseFuture {
             inner: self.inner.call(req),

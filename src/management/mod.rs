@@ -2,21 +2,24 @@
 //! codes, as an axum `Router` mounted with [`OpenAiServer::with_fallback`](crate::server::OpenAiServer::with_fallback).
 //!
 //! Every route needs the master key or the key of a `proxy_admin` user (401 without a valid key,
-//! 403 for any other key). Malformed input is a 400 OpenAI error JSON whose `param` names the field.
+//! 403 for any other key), except two self-service reads, as in LiteLLM: any valid virtual key may
+//! read its own `/key/info` (no `key` parameter: the calling key) and the other keys of its user,
+//! and its user's `/user/info` (no `user_id`: the key's user); another key or user is a 403.
+//! Malformed input is a 400 OpenAI error JSON whose `param` names the field.
 //! Unknown keys, teams or users are 404. See `docs/governance.md` for each route's fields.
 //!
 //! | route | does |
 //! | --- | --- |
 //! | `POST /key/generate` | new key (`key` in the answer is shown only here) |
 //! | `POST /key/update` | change a key's fields |
-//! | `GET /key/info?key=` | one key |
+//! | `GET /key/info?key=` | one key (a key may read itself) |
 //! | `POST /key/delete` | `{"keys": [...]}` or `{"key_aliases": [...]}` |
 //! | `GET /key/list` | `page`, `size`, `team_id`, `user_id`, `return_full_object` |
 //! | `POST /key/block`, `/key/unblock` | `{"key": ...}` |
 //! | `POST /key/regenerate`, `/key/{key}/regenerate` | new secret, same settings |
 //! | `POST /team/new`, `/team/update`, `/team/delete`, `/team/member_add` | teams |
 //! | `GET /team/info?team_id=`, `/team/list` | teams |
-//! | `POST /user/new`, `GET /user/info?user_id=` | users |
+//! | `POST /user/new`, `GET /user/info?user_id=` | users (a key may read its user) |
 //! | `GET /spend/logs`, `/global/spend` | spend |
 //!
 //! ```
@@ -44,7 +47,7 @@ use serde::{de::DeserializeOwned, Deserialize};
 use serde_json::{json, Map, Value};
 
 use crate::{
-    auth::KeyCache,
+    auth::{KeyCache, KeyInfo},
     error::{ErrorKind, LlmError},
     secret::Secret,
     server::{parse_json, presented_key},
@@ -90,6 +93,22 @@ fn bad(param: &str, msg: impl Into<String>) -> ApiError {
 
 fn not_found(msg: impl Into<String>) -> ApiError {
     ApiError(LlmError::new(ErrorKind::NotFound, msg).with_code("404"))
+}
+
+/// Who calls the management API.
+enum Caller {
+    /// The master key, or the key of a `proxy_admin` user.
+    Admin,
+    /// Any other valid virtual key: it may read its own `/key/info` and its user's `/user/info`.
+    Key(Arc<KeyInfo>),
+}
+
+fn forbidden(msg: impl Into<String>) -> ApiError {
+    ApiError(
+        LlmError::new(ErrorKind::PermissionDenied, msg)
+            .with_type("auth_error")
+            .with_code("403"),
+    )
 }
 
 struct Mgmt {
@@ -147,15 +166,12 @@ impl Mgmt {
         self.keys.store()
     }
 
-    async fn admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    /// Who calls: the master key or a `proxy_admin`'s key, or another valid virtual key. No key,
+    /// or a key that is unknown, blocked or expired, is a 401; no master key configured, a 403.
+    async fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let Some(master) = &self.master else {
-            return Err(ApiError(
-                LlmError::new(
-                    ErrorKind::PermissionDenied,
-                    "The management API needs general_settings.master_key to be set",
-                )
-                .with_type("auth_error")
-                .with_code("403"),
+            return Err(forbidden(
+                "The management API needs general_settings.master_key to be set",
             ));
         };
         let Some(presented) = presented_key(headers) else {
@@ -169,19 +185,11 @@ impl Mgmt {
             ));
         };
         if master.matches(presented.expose()) {
-            return Ok(());
+            return Ok(Caller::Admin);
         }
-        let info = self.keys.get(&hash_key(presented.expose())).await?;
-        match info {
-            Some(i) if i.refusal().is_none() && i.is_admin => Ok(()),
-            Some(i) if i.refusal().is_none() => Err(ApiError(
-                LlmError::new(
-                    ErrorKind::PermissionDenied,
-                    "Only the master key or a proxy_admin may call the management API",
-                )
-                .with_type("auth_error")
-                .with_code("403"),
-            )),
+        match self.keys.get(&hash_key(presented.expose())).await? {
+            Some(i) if i.refusal().is_none() && i.is_admin => Ok(Caller::Admin),
+            Some(i) if i.refusal().is_none() => Ok(Caller::Key(i)),
             _ => Err(ApiError(
                 LlmError::new(
                     ErrorKind::Authentication,
@@ -189,6 +197,16 @@ impl Mgmt {
                 )
                 .with_type("auth_error")
                 .with_code("401"),
+            )),
+        }
+    }
+
+    /// The master key or a `proxy_admin`'s key; any other valid key is a 403.
+    async fn admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        match self.caller(headers).await? {
+            Caller::Admin => Ok(()),
+            Caller::Key(_) => Err(forbidden(
+                "Only the master key or a proxy_admin may call the management API",
             )),
         }
     }
@@ -564,8 +582,30 @@ async fn key_info(
     headers: HeaderMap,
     Query(q): Query<KeyQuery>,
 ) -> ApiResult {
-    m.admin(&headers).await?;
-    let row = load_key(&m, q.key.as_deref()).await?;
+    let asked = q.key.as_deref().filter(|k| !k.is_empty());
+    let row = match m.caller(&headers).await? {
+        Caller::Admin => load_key(&m, asked).await?,
+        // A key reads itself (no `key` parameter: the key that calls), or another key of its
+        // user, as LiteLLM allows; any other key, existing or not, is a 403 (nothing tells
+        // whether it exists).
+        Caller::Key(me) => {
+            let token = asked.map_or_else(|| me.token.to_string(), token_of);
+            let row = m.store().key_fresh(&token).await?;
+            match row {
+                Some(row)
+                    if row.token.as_str() == &*me.token
+                        || (me.user_id.is_some() && row.user_id == me.user_id) =>
+                {
+                    row
+                }
+                _ => {
+                    return Err(forbidden(
+                        "You are not allowed to access this key's info: a key may read only itself and the keys of its user",
+                    ))
+                }
+            }
+        }
+    };
     Ok(Json(json!({"key": row.token, "info": key_json(&row)})))
 }
 
@@ -1023,9 +1063,21 @@ async fn user_info(
     headers: HeaderMap,
     Query(q): Query<UserQuery>,
 ) -> ApiResult {
-    m.admin(&headers).await?;
-    let Some(id) = q.user_id.filter(|u| !u.is_empty()) else {
-        return Err(bad("user_id", "missing field `user_id`"));
+    let asked = q.user_id.filter(|u| !u.is_empty());
+    let id = match m.caller(&headers).await? {
+        Caller::Admin => asked.ok_or_else(|| bad("user_id", "missing field `user_id`"))?,
+        // A key reads its own user (no `user_id`: the key's user), as LiteLLM allows.
+        Caller::Key(me) => match (asked, &me.user_id) {
+            (None, Some(mine)) => mine.clone(),
+            (Some(asked), Some(mine)) if asked == *mine => asked,
+            (asked, mine) => {
+                return Err(forbidden(format!(
+                    "key not allowed to access this user's info. user_id={}, key's user_id={}",
+                    asked.as_deref().unwrap_or("None"),
+                    mine.as_deref().unwrap_or("None")
+                )))
+            }
+        },
     };
     let u = m
         .store()

@@ -2,7 +2,7 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use crate::secret::Secret;
+use crate::secret::{redact_url, Secret};
 
 /// One deployment of a model group: which provider, which upstream model, where, with which
 /// credentials, limits and prices.
@@ -94,8 +94,8 @@ impl Deployment {
         self.params.get(key)
     }
 
-    /// The base URL without credentials or query, for headers and logs (computed once per
-    /// `api_base` value).
+    /// The base URL without credentials or query secrets ([`redact_url`]), for headers and logs
+    /// (computed once per `api_base` value).
     #[must_use]
     pub fn public_api_base(&self) -> Option<Arc<str>> {
         let base = self.api_base.as_ref()?;
@@ -139,21 +139,6 @@ pub fn stable_id(model_group: &str, model: &str, api_base: &str) -> String {
     format!("{h:016x}")
 }
 
-/// Drops user info and query from a URL for display.
-#[must_use]
-pub fn redact_url(url: &str) -> String {
-    let without_query = url.split(['?', '#']).next().unwrap_or(url);
-    match without_query.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((_, host)) if !host.contains('/') || host.find('/') > rest.find('@') => {
-                format!("{scheme}://{host}")
-            }
-            _ => without_query.to_owned(),
-        },
-        None => without_query.to_owned(),
-    }
-}
-
 impl fmt::Debug for Deployment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let params: Vec<&String> = self.params.keys().collect();
@@ -184,9 +169,14 @@ mod tests {
     }
 
     #[test]
-    fn redacts_urls() {
-        assert_eq!(redact_url("https://u:p@host/v1?key=x"), "https://host/v1");
-        assert_eq!(redact_url("http://127.0.0.1:9/v1"), "http://127.0.0.1:9/v1");
+    fn public_api_base_has_no_credentials() {
+        let d = Deployment::new("g", "openai/m")
+            .with_api_base("https://user:pass@host/v1?api-version=1&key=k");
+        let public = d.public_api_base().unwrap();
+        assert_eq!(&*public, "https://host/v1?api-version=1&key=*****");
+        // Computed once per value.
+        assert!(Arc::ptr_eq(&public, &d.public_api_base().unwrap()));
+        assert!(!format!("{d:?}").contains("pass"));
     }
 
     #[test]

@@ -35,7 +35,7 @@ use futures_core::Stream;
 use http::{HeaderMap, StatusCode};
 
 pub use self::{
-    deployment::{redact_url, split_provider, stable_id, Deployment},
+    deployment::{split_provider, stable_id, Deployment},
     h1_pool::UpstreamBody,
     http_client::{HttpClient, HttpClientBuilder, HttpFuture},
     service::{
@@ -43,6 +43,8 @@ pub use self::{
         ResponseFuture, DEFAULT_TIMEOUT,
     },
 };
+/// The one URL redaction, re-exported where deployments are ([`crate::secret::redact_url`]).
+pub use crate::secret::redact_url;
 use crate::{
     error::LlmError,
     secret::Secret,

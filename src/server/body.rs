@@ -10,9 +10,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt as _};
 
+use std::sync::Arc;
+
+use super::access::{AccessLog, Outcome};
 use crate::{
     error::{BoxError, LlmError},
-    types::{ChatStream, ChunkBody},
+    types::{chat::Usage, ChatStream, ChunkBody, ResponseMeta},
 };
 
 /// The body [`OpenAiServer`](super::OpenAiServer) answers with: complete JSON, or SSE.
@@ -69,8 +72,26 @@ impl ServerBody {
                 stream,
                 state: SseState::Streaming,
                 buf: BytesMut::with_capacity(1024),
+                log: None,
             }),
         }
+    }
+
+    /// Logs the stream's access-log line when it ends, fails or is dropped (an SSE body only;
+    /// any other body is returned as it is).
+    #[must_use]
+    pub(crate) fn with_access_log(mut self, log: Box<AccessLog>, meta: &ResponseMeta) -> Self {
+        if let Kind::Sse(sse) = &mut self.kind {
+            sse.log = Some(Box::new(StreamLog {
+                log,
+                model_group: meta.model_group.clone(),
+                deployment: meta.deployment_id.clone(),
+                cache_hit: meta.cache_hit,
+                usage: meta.usage.clone(),
+                failed: false,
+            }));
+        }
+        self
     }
 }
 
@@ -120,6 +141,48 @@ struct SseBody {
     stream: ChatStream,
     state: SseState,
     buf: BytesMut,
+    log: Option<Box<StreamLog>>,
+}
+
+/// A stream's access-log line, written once: at its end, or when the body is dropped before.
+struct StreamLog {
+    log: Box<AccessLog>,
+    model_group: Option<Arc<str>>,
+    deployment: Option<Arc<str>>,
+    cache_hit: bool,
+    /// The last usage a chunk carried (with `stream_options.include_usage`).
+    usage: Option<Usage>,
+    failed: bool,
+}
+
+impl StreamLog {
+    fn emit(&self, stream: &'static str) {
+        // The cost layer's totals (it also sees the usage chunk it strips for the client), else
+        // the last usage a chunk carried here.
+        let (usage, cost) = match self.log.stream_totals() {
+            Some((usage, cost)) => (usage.or(self.usage.as_ref()), Some(cost)),
+            None => (self.usage.as_ref(), None),
+        };
+        self.log.emit(&Outcome {
+            status: 200,
+            model_group: self.model_group.as_deref(),
+            deployment: self.deployment.as_deref(),
+            usage,
+            cost,
+            cache_hit: Some(self.cache_hit),
+            stream: Some(stream),
+        });
+    }
+}
+
+impl Drop for SseBody {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.take() {
+            // Drop the stream first: the cost layer's stream reports its totals when dropped.
+            self.stream = Box::pin(futures_util::stream::empty());
+            log.emit("client_closed");
+        }
+    }
 }
 
 const DONE_FRAME: &[u8] = b"data: [DONE]\n\n";
@@ -143,6 +206,22 @@ pub fn encode_error(buf: &mut BytesMut, err: &LlmError) -> Bytes {
 }
 
 impl SseBody {
+    #[inline]
+    fn note_usage(&mut self, chunk: &ChunkBody) {
+        if let Some(log) = &mut self.log {
+            if let Some(u) = chunk.usage() {
+                log.usage = Some(u.clone());
+            }
+        }
+    }
+
+    /// The stream is over: its log line, once.
+    fn finish(&mut self) {
+        if let Some(log) = self.log.take() {
+            log.emit(if log.failed { "error" } else { "complete" });
+        }
+    }
+
     fn poll_frame(
         &mut self,
         cx: &mut Context<'_>,
@@ -152,25 +231,32 @@ impl SseBody {
             SseState::Done => return Poll::Ready(None),
             SseState::SendDone => {
                 this.state = SseState::Done;
+                this.finish();
                 return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(DONE_FRAME)))));
             }
             SseState::Streaming => {}
         }
         if let Some(chunk) = this.first.take() {
+            this.note_usage(&chunk);
             return Poll::Ready(Some(Ok(Frame::data(encode_chunk(&mut this.buf, &chunk)))));
         }
         match this.stream.as_mut().poll_next(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(chunk))) => {
+                this.note_usage(&chunk);
                 Poll::Ready(Some(Ok(Frame::data(encode_chunk(&mut this.buf, &chunk)))))
             }
             Poll::Ready(Some(Err(err))) => {
                 tracing::warn!(kind = err.kind().as_str(), error = %err, "stream ended with an error");
                 this.state = SseState::SendDone;
+                if let Some(log) = &mut this.log {
+                    log.failed = true;
+                }
                 Poll::Ready(Some(Ok(Frame::data(encode_error(&mut this.buf, &err)))))
             }
             Poll::Ready(None) => {
                 this.state = SseState::Done;
+                this.finish();
                 Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(DONE_FRAME)))))
             }
         }

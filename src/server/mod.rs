@@ -14,12 +14,15 @@
 //!     .route_service("/v1/models", api);
 //! ```
 
+mod access;
 mod body;
+mod readiness;
 mod serve;
 mod service;
 
 pub use self::{
     body::{encode_chunk, encode_error, ServerBody},
+    readiness::Readiness,
     serve::{bind_listeners, serve, serve_per_thread, shutdown_signal, ServeConfig},
     service::{
         error_response, new_call_id, parse_json, presented_key, CacheControlHeader, CallId,

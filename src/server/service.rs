@@ -18,7 +18,11 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
-use super::body::ServerBody;
+use super::{
+    access::{self, AccessLog, Outcome},
+    body::ServerBody,
+    readiness::Readiness,
+};
 use crate::{
     auth::PresentedKey,
     error::{BoxError, ErrorKind, LlmError},
@@ -70,8 +74,15 @@ impl RequestTimeout {
 /// limit → 413. The service never fails (`Error = Infallible`) and is `Clone + Send + Sync`, so it
 /// mounts in hyper-util or axum as is.
 ///
+/// `/health/readiness` answers what its [`Readiness`] reports ([`OpenAiServer::readiness`]). Each
+/// request writes one access-log event at `info` (target `llmgate::access`) when its answer is
+/// complete, a stream's when it ends; nothing is captured for it while that event is disabled.
+///
 /// Extensions written into the [`LlmRequest`]: [`PresentedKey`], [`CallId`], [`ReceivedAt`],
-/// [`CacheControlHeader`] (when the client sent `Cache-Control`).
+/// [`CacheControlHeader`] (when the client sent `Cache-Control`), [`StreamTally`] (a stream's,
+/// while the access log is on).
+///
+/// [`StreamTally`]: crate::cost::StreamTally
 /// The [`ErrorKind`] of an error response is put into the response extensions.
 ///
 /// Requests for any other path go to the fallback service ([`OpenAiServer::with_fallback`]: an
@@ -80,6 +91,7 @@ pub struct OpenAiServer<S, F = NotFound> {
     inner: S,
     fallback: F,
     max_body_bytes: usize,
+    readiness: Readiness,
 }
 
 impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
@@ -88,6 +100,7 @@ impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
             inner: self.inner.clone(),
             fallback: self.fallback.clone(),
             max_body_bytes: self.max_body_bytes,
+            readiness: self.readiness.clone(),
         }
     }
 }
@@ -130,6 +143,7 @@ impl<S> OpenAiServer<S> {
             inner,
             fallback: NotFound,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            readiness: Readiness::new(),
         }
     }
 }
@@ -142,7 +156,15 @@ impl<S, F> OpenAiServer<S, F> {
             inner: self.inner,
             fallback,
             max_body_bytes: self.max_body_bytes,
+            readiness: self.readiness,
         }
+    }
+
+    /// What `/health/readiness` reports (default: no database, no cache).
+    #[must_use]
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
     }
 
     /// The request body limit (default [`DEFAULT_MAX_BODY_BYTES`]); larger bodies get 413.
@@ -184,6 +206,17 @@ impl Route {
         })
     }
 
+    /// The route as the access log names it.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "/v1/chat/completions",
+            Self::Embeddings => "/v1/embeddings",
+            Self::Models => "/v1/models",
+            Self::Liveliness => "/health/liveliness",
+            Self::Readiness => "/health/readiness",
+        }
+    }
+
     fn method(self) -> Method {
         match self {
             Self::Chat | Self::Embeddings => Method::POST,
@@ -220,9 +253,22 @@ where
         let Some(route) = Route::from_path(req.uri().path()) else {
             let clone = self.fallback.clone();
             let mut fallback = std::mem::replace(&mut self.fallback, clone);
+            let log = access::enabled().then(|| {
+                AccessLog::for_path(
+                    req.method().clone(),
+                    req.uri().path(),
+                    call_id(req.headers()),
+                )
+            });
             return Box::pin(async move {
                 std::future::poll_fn(|cx| fallback.poll_ready(cx)).await?;
                 let resp = fallback.call(req).await?;
+                if let Some(log) = log {
+                    log.emit(&Outcome {
+                        status: resp.status().as_u16(),
+                        ..Outcome::default()
+                    });
+                }
                 Ok(resp.map(ServerBody::boxed))
             });
         };
@@ -230,7 +276,7 @@ where
         // (an `async fn` taking the request would hold it twice, as its argument and as the
         // parts it was split into; rust-lang/rust#62958).
         let (parts, body) = req.into_parts();
-        match Head::read(&parts, route) {
+        match Head::read(&parts, route, &self.readiness) {
             Ok(head) => {
                 drop(parts);
                 let clone = self.inner.clone();
@@ -251,18 +297,38 @@ struct Head {
     presented_key: Option<Secret>,
     cache_control: Option<HeaderValue>,
     timeout: Option<RequestTimeout>,
+    /// Boxed: the request future carries the head, and the log is off in benchmarks.
+    log: Option<Box<AccessLog>>,
 }
 
 impl Head {
     /// The head of a request to a known route, or the answer when the head alone decides it (a
     /// method the route does not take, the health routes).
-    fn read(parts: &http::request::Parts, route: Route) -> Result<Self, ServerFuture> {
-        fn answer(resp: http::Response<ServerBody>) -> ServerFuture {
-            Box::pin(std::future::ready(Ok(resp)))
-        }
+    fn read(
+        parts: &http::request::Parts,
+        route: Route,
+        readiness: &Readiness,
+    ) -> Result<Self, ServerFuture> {
         let received = Instant::now();
         let seen = EdgeHeaders::read(&parts.headers);
         let call_id = seen.call_id();
+        let log = access::enabled().then(|| {
+            Box::new(AccessLog::new(
+                parts.method.clone(),
+                std::borrow::Cow::Borrowed(route.as_str()),
+                call_id.clone(),
+                received,
+            ))
+        });
+        let answer = |resp: http::Response<ServerBody>| -> ServerFuture {
+            if let Some(log) = &log {
+                log.emit(&Outcome {
+                    status: resp.status().as_u16(),
+                    ..Outcome::default()
+                });
+            }
+            Box::pin(std::future::ready(Ok(resp)))
+        };
         let allowed = parts.method == route.method()
             || (parts.method == Method::HEAD && route.method() == Method::GET);
         if !allowed {
@@ -297,13 +363,20 @@ impl Head {
                 )))
             }
             Route::Readiness => {
-                return Err(answer(json_response(
-                    StatusCode::OK,
-                    Bytes::from_static(
-                        br#"{"status":"healthy","db":"Not connected","cache":null}"#,
-                    ),
-                    &call_id,
-                )))
+                let readiness = readiness.clone();
+                return Err(Box::pin(async move {
+                    let resp = match readiness.check().await {
+                        Ok(body) => json_response(StatusCode::OK, body, &call_id),
+                        Err(e) => error_response(&e, &call_id),
+                    };
+                    if let Some(log) = log {
+                        log.emit(&Outcome {
+                            status: resp.status().as_u16(),
+                            ..Outcome::default()
+                        });
+                    }
+                    Ok(resp)
+                }));
             }
             _ => {}
         }
@@ -318,6 +391,7 @@ impl Head {
             cache_control: seen.cache_control.cloned(),
             timeout: seen.timeout.and_then(RequestTimeout::from_value),
             call_id,
+            log,
         })
     }
 
@@ -349,7 +423,12 @@ impl Head {
     }
 }
 
-async fn handle<S, B>(mut inner: S, limit: usize, head: Head, body: B) -> http::Response<ServerBody>
+async fn handle<S, B>(
+    mut inner: S,
+    limit: usize,
+    mut head: Head,
+    body: B,
+) -> http::Response<ServerBody>
 where
     S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
     B: Body,
@@ -357,6 +436,7 @@ where
 {
     let call_id = head.call_id.clone();
     let received = head.received;
+    let mut log = head.log.take();
     let parsed = match head.route {
         Route::Chat | Route::Embeddings => read_body(head.content_length, body, limit)
             .await
@@ -364,13 +444,19 @@ where
         // Health routes answer in `Head::read`; `/v1/models` has no body.
         Route::Models | Route::Liveliness | Route::Readiness => Ok(LlmRequest::list_models()),
     };
-    let llm_req = match parsed {
+    let mut llm_req = match parsed {
         Ok(r) => head.annotate(r),
-        Err(e) => return error_response(&e, &call_id),
+        Err(e) => return failed(&e, &call_id, log.as_deref()),
     };
+    if let Some(log) = &mut log {
+        log.set_model(llm_req.model());
+        if llm_req.is_stream() {
+            llm_req.extensions.insert(log.tally());
+        }
+    }
 
     if let Err(e) = std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
-        return error_response(&e, &call_id);
+        return failed(&e, &call_id, log.as_deref());
     }
     let resp = match inner.call(llm_req).await {
         Ok(r) => r,
@@ -380,33 +466,70 @@ where
                 status = e.status().as_u16(),
                 "request failed"
             );
-            return error_response(&e, &call_id);
+            return failed(&e, &call_id, log.as_deref());
         }
     };
-    respond(resp, &call_id, received).await
+    respond(resp, &call_id, received, log).await
+}
+
+/// The error response, logged.
+fn failed(
+    err: &LlmError,
+    call_id: &Arc<str>,
+    log: Option<&AccessLog>,
+) -> http::Response<ServerBody> {
+    let resp = error_response(err, call_id);
+    if let Some(log) = log {
+        log.emit(&Outcome {
+            status: resp.status().as_u16(),
+            ..Outcome::default()
+        });
+    }
+    resp
 }
 
 async fn respond(
     resp: LlmResponse,
     call_id: &Arc<str>,
     received: Instant,
+    log: Option<Box<AccessLog>>,
 ) -> http::Response<ServerBody> {
     let LlmResponse { body, meta } = resp;
+    // Complete answers are logged here; a stream when it ends (see `ServerBody::sse`).
+    let mut log_now = None;
+    // The body's usage, when the layers left none in `meta` (read only for the log).
+    let mut body_usage = None;
     let mut out = match body {
         ResponseBody::Chat(c) => match c.to_bytes() {
-            Ok(body) => json_response(StatusCode::OK, body, call_id),
-            Err(e) => return error_response(&e, call_id),
+            Ok(bytes) => {
+                if log.is_some() && meta.usage.is_none() {
+                    body_usage = c.usage().cloned();
+                }
+                log_now = log;
+                json_response(StatusCode::OK, bytes, call_id)
+            }
+            Err(e) => return failed(&e, call_id, log.as_deref()),
         },
-        ResponseBody::Embeddings(e) => json_response(StatusCode::OK, to_json(&e), call_id),
-        ResponseBody::Models(m) => json_response(StatusCode::OK, to_json(&m), call_id),
+        ResponseBody::Embeddings(e) => {
+            log_now = log;
+            json_response(StatusCode::OK, to_json(&e), call_id)
+        }
+        ResponseBody::Models(m) => {
+            log_now = log;
+            json_response(StatusCode::OK, to_json(&m), call_id)
+        }
         ResponseBody::Stream(mut stream) => {
             // Wait for the first chunk so that an error before any output is a proper HTTP error.
             let first = match stream.next().await {
                 Some(Ok(chunk)) => Some(chunk),
-                Some(Err(e)) => return error_response(&e, call_id),
+                Some(Err(e)) => return failed(&e, call_id, log.as_deref()),
                 None => None,
             };
-            let mut r = http::Response::new(ServerBody::sse(first, stream));
+            let body = match log {
+                Some(log) => ServerBody::sse(first, stream).with_access_log(log, &meta),
+                None => ServerBody::sse(first, stream),
+            };
+            let mut r = http::Response::new(body);
             let h = r.headers_mut();
             h.insert(
                 header::CONTENT_TYPE,
@@ -448,6 +571,17 @@ async fn respond(
         X_LITELLM_ATTEMPTED_FALLBACKS,
         count_header(meta.attempted_fallbacks),
     );
+    if let Some(log) = log_now {
+        log.emit(&Outcome {
+            status: out.status().as_u16(),
+            model_group: meta.model_group.as_deref(),
+            deployment: meta.deployment_id.as_deref(),
+            usage: meta.usage.as_ref().or(body_usage.as_ref()),
+            cost: meta.cost,
+            cache_hit: Some(meta.cache_hit),
+            stream: None,
+        });
+    }
     out
 }
 

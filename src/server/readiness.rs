@@ -1,0 +1,140 @@
+//! [`Readiness`]: what `GET /health/readiness` reports, in LiteLLM's shape.
+
+use std::{
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::{
+    error::{ErrorKind, LlmError},
+    store::{now_ms, Store},
+};
+
+/// How long a successful database check is reused (readiness is unauthenticated: a flood of
+/// probes must not take the pool from key lookups).
+const FRESH_MS: i64 = 1_000;
+
+/// How long a database check may take before the gateway counts as not ready.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What `GET /health/readiness` reports: LiteLLM's fields `status`, `db`, `cache`,
+/// `litellm_version` (llmgate's version) and `success_callbacks` (always empty: llmgate runs no
+/// callbacks).
+///
+/// Without a database: `{"status": "healthy", "db": "Not connected", ...}`. With one, the database
+/// is asked (`SELECT 1`, reused for 1 s): when it answers, `db` is `"connected"` and, as LiteLLM's
+/// answer reads, `status` is `"connected"` with `last_updated` (when it last answered); when it
+/// does not (within 3 s), the answer is 503 with the OpenAI error JSON. `cache` is `"redis"`,
+/// `"local"` or `null`.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    database: Option<Store>,
+    cache: Option<&'static str>,
+    /// Unix ms of the last successful database check (0: none yet).
+    last_ok: AtomicI64,
+}
+
+impl Readiness {
+    /// Readiness with neither database nor cache.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reports `store` (checked on each probe, see the type docs) and `cache` (`"redis"` or
+    /// `"local"`).
+    #[must_use]
+    pub fn with(store: Option<Store>, cache: Option<&'static str>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                database: store,
+                cache,
+                last_ok: AtomicI64::new(0),
+            }),
+        }
+    }
+
+    /// The answer: the JSON body, or the error when the database does not answer.
+    pub async fn check(&self) -> Result<Bytes, LlmError> {
+        let inner = &self.inner;
+        let mut body = json!({
+            "status": "healthy",
+            "db": "Not connected",
+            "cache": inner.cache,
+            "litellm_version": env!("CARGO_PKG_VERSION"),
+            "success_callbacks": Value::Array(Vec::new()),
+        });
+        if let Some(store) = &inner.database {
+            let now = now_ms();
+            let last = inner.last_ok.load(Ordering::Relaxed);
+            let fresh = last > 0 && now.saturating_sub(last) < FRESH_MS;
+            if !fresh {
+                let ok = tokio::time::timeout(CHECK_TIMEOUT, store.ping())
+                    .await
+                    .unwrap_or(false);
+                if !ok {
+                    return Err(LlmError::new(
+                        ErrorKind::ServiceUnavailable,
+                        "Service Unhealthy (the database does not answer)",
+                    )
+                    .with_code("503"));
+                }
+                inner.last_ok.store(now, Ordering::Relaxed);
+            }
+            body["status"] = "connected".into();
+            body["db"] = "connected".into();
+            body["last_updated"] =
+                crate::management::iso(inner.last_ok.load(Ordering::Relaxed)).into();
+        }
+        Ok(Bytes::from(body.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(b: &Bytes) -> Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
+    #[tokio::test]
+    async fn without_a_database_it_is_healthy_and_not_connected() {
+        let v = json(&Readiness::new().check().await.unwrap());
+        assert_eq!(v["status"], "healthy");
+        assert_eq!(v["db"], "Not connected");
+        assert_eq!(v["cache"], Value::Null);
+        assert_eq!(v["success_callbacks"], json!([]));
+        let v = json(&Readiness::with(None, Some("redis")).check().await.unwrap());
+        assert_eq!(v["cache"], "redis");
+    }
+
+    #[tokio::test]
+    async fn a_database_that_answers_is_connected_and_the_check_is_reused() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let r = Readiness::with(Some(store), Some("local"));
+        let v = json(&r.check().await.unwrap());
+        assert_eq!(
+            (v["status"].as_str(), v["db"].as_str()),
+            (Some("connected"), Some("connected"))
+        );
+        assert_eq!(v["cache"], "local");
+        let first = r.inner.last_ok.load(Ordering::Relaxed);
+        assert!(first > 0);
+        // Within a second the last check is reused: `last_updated` does not move.
+        let again = json(&r.check().await.unwrap());
+        assert_eq!(again["last_updated"], v["last_updated"]);
+        assert_eq!(r.inner.last_ok.load(Ordering::Relaxed), first);
+    }
+}

@@ -1,0 +1,153 @@
+//! Self-service reads over HTTP (issue 17 item 7): a virtual key reads its own `/key/info` and
+//! its user's `/user/info`, as LiteLLM allows; another key's or user's info stays forbidden, and
+//! every other management route stays admin-only.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod governance_common;
+mod support;
+
+use governance_common::{get, new_key, post, Gov, MASTER};
+use llmgate::{governance::BuildOptions, store::hash_key};
+use serde_json::json;
+use support::FakeUpstream;
+
+#[tokio::test]
+async fn a_key_reads_itself_and_its_user_but_no_one_else() {
+    let up = FakeUpstream::start().await;
+    let gw = Gov::start(
+        &governance_common::config("g", &up.url(), ""),
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let base = gw.url("");
+    for user in ["u1", "u2"] {
+        let a = post(
+            &gw.url("/user/new"),
+            Some(MASTER),
+            &json!({"user_id": user}),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    }
+    let (a, a_token) = new_key(&base, json!({"user_id": "u1", "key_alias": "a"})).await;
+    let (_, b_token) = new_key(&base, json!({"user_id": "u1", "key_alias": "b"})).await;
+    let (_, c_token) = new_key(&base, json!({"user_id": "u2", "key_alias": "c"})).await;
+    let (lone, lone_token) = new_key(&base, json!({"key_alias": "lone"})).await;
+
+    // Its own info: without `key` (the calling key), by key, by token.
+    for path in [
+        "/key/info".to_owned(),
+        format!("/key/info?key={a}"),
+        format!("/key/info?key={a_token}"),
+    ] {
+        let r = get(&gw.url(&path), Some(&a)).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let v = r.json();
+        assert_eq!(v["key"], a_token.as_str(), "{path}");
+        assert_eq!(v["info"]["key_alias"], "a", "{path}");
+        assert_eq!(v["info"]["user_id"], "u1", "{path}");
+        // The secret itself is never echoed.
+        assert!(!String::from_utf8_lossy(&r.body).contains(&a), "{path}");
+    }
+    assert_eq!(a_token, hash_key(&a));
+    // Another key of its user: allowed (LiteLLM's `key_info.user_id == caller's user_id`).
+    let r = get(&gw.url(&format!("/key/info?key={b_token}")), Some(&a)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["info"]["key_alias"], "b");
+    // Another user's key, a key that does not exist, and (for a key without a user) any other
+    // key: 403, with nothing saying whether the key exists.
+    for (caller, other) in [
+        (&a, c_token.clone()),
+        (&a, lone_token.clone()),
+        (&a, "sk-no-such-key-0000".to_owned()),
+        (&lone, a_token.clone()),
+    ] {
+        let r = get(&gw.url(&format!("/key/info?key={other}")), Some(caller)).await;
+        assert_eq!(
+            r.status,
+            403,
+            "{other}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.error()["type"], "auth_error");
+    }
+    let r = get(&gw.url("/key/info"), Some(&lone)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["info"]["key_alias"], "lone");
+
+    // Its user's info: without `user_id` (the key's user), or by its own id.
+    for path in ["/user/info", "/user/info?user_id=u1"] {
+        let r = get(&gw.url(path), Some(&a)).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let v = r.json();
+        assert_eq!(v["user_id"], "u1");
+        let mut aliases: Vec<_> = v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|k| k["key_alias"].as_str())
+            .collect();
+        aliases.sort_unstable();
+        assert_eq!(aliases, ["a", "b"], "{path}");
+    }
+    // Another user, and any user for a key that belongs to none: 403.
+    for (caller, path) in [
+        (&a, "/user/info?user_id=u2"),
+        (&lone, "/user/info"),
+        (&lone, "/user/info?user_id=u1"),
+    ] {
+        let r = get(&gw.url(path), Some(caller)).await;
+        assert_eq!(
+            r.status,
+            403,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.error()["type"], "auth_error");
+    }
+
+    // Everything else stays admin-only.
+    assert_eq!(
+        post(&gw.url("/key/generate"), Some(&a), &json!({}))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(get(&gw.url("/key/list"), Some(&a)).await.status, 403);
+    assert_eq!(get(&gw.url("/spend/logs"), Some(&a)).await.status, 403);
+    // No key, an unknown key, a blocked key: 401.
+    assert_eq!(get(&gw.url("/key/info"), None).await.status, 401);
+    assert_eq!(
+        get(&gw.url("/key/info"), Some("sk-bogus-0000000"))
+            .await
+            .status,
+        401
+    );
+    let r = post(&gw.url("/key/block"), Some(MASTER), &json!({"key": a})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(get(&gw.url("/key/info"), Some(&a)).await.status, 401);
+    // The admin reads any key and any user, and must name the key.
+    let r = get(&gw.url(&format!("/key/info?key={c_token}")), Some(MASTER)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["info"]["key_alias"], "c");
+    assert_eq!(
+        get(&gw.url("/user/info?user_id=u2"), Some(MASTER))
+            .await
+            .status,
+        200
+    );
+    let r = get(&gw.url("/key/info"), Some(MASTER)).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error()["param"], "key");
+}
