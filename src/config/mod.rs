@@ -457,6 +457,11 @@ pub struct GeneralSettings {
     /// Header carrying the end-user id.
     #[serde(deserialize_with = "lenient::opt_string")]
     pub user_header_name: Option<String>,
+    /// llmgate: refuse deployments without a known price to callers whose key, team or user has
+    /// a `max_budget` (or to every caller, with `litellm_settings.max_budget`), instead of
+    /// logging their calls at cost 0. See docs/governance.md.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub block_unpriced_models_for_budgeted_keys: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -569,6 +574,7 @@ redacting_debug!(GeneralSettings {
     admin_only_routes, enforce_user_param, custom_auth, use_redis_transaction_buffer,
     alerting_threshold, infer_model_from_keys, disable_master_key_return,
     maximum_spend_logs_retention_period, user_header_name,
+    block_unpriced_models_for_budgeted_keys,
 } redact { pass_through_endpoints });
 
 // ---------------------------------------------------------------------------------------------
