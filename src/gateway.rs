@@ -108,7 +108,12 @@ impl Gateway {
         B::Error: Into<BoxError>,
     {
         let mut warnings = Vec::new();
-        let table = PriceTable::builtin();
+        // `LLMGATE_MODEL_PRICES` applies here too (the cost header, `--check`'s unpriced list).
+        let table = crate::governance::price_table(&crate::governance::BuildOptions::default())
+            .unwrap_or_else(|e| {
+                warnings.push(format!("{e}; using the built-in price table"));
+                PriceTable::builtin()
+            });
         let router = build_router(config, client, &mut warnings, &table, None);
         let pricing = pricing(&table, &router, &mut warnings, false);
         let unpriced = pricing.unpriced().to_vec();
