@@ -5,7 +5,7 @@
 //! refuses them to callers with a budget; the built-in table (LiteLLM's map) prices models and
 //! feeds the pre-call context-window check; `LLMGATE_MODEL_PRICES` still overrides it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::suboptimal_flops)]
 
 mod governance_common;
 mod support;
@@ -105,7 +105,10 @@ async fn proxy_budget_holds(opts: impl Fn() -> BuildOptions) {
 
     // The period ends: spend starts again from 0 (time passing is the behaviour under test).
     let wait = reset_at(&gw) - llmgate::store::now_ms();
-    tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0) + 100)).await;
+    tokio::time::sleep(Duration::from_millis(
+        u64::try_from(wait).unwrap_or(0) + 100,
+    ))
+    .await;
     let a = chat(&base, &key, "g").await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(up.hits(), 3);
@@ -207,17 +210,29 @@ async fn wildcard_calls_are_priced_by_the_model_called() {
         "model_list:\n  - model_name: \"openai/*\"\n    litellm_params:\n      model: \"openai/*\"\n      api_base: {}/v1\n      api_key: sk-upstream-key\ngeneral_settings:\n  master_key: {MASTER}\n",
         up.url()
     );
-    let gw = Gov::start(&yaml, BuildOptions::default().database_url("sqlite::memory:")).await;
+    let gw = Gov::start(
+        &yaml,
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
     let gateway = gw.gateway.as_ref().unwrap();
     assert!(gateway.unpriced.is_empty(), "{:?}", gateway.unpriced);
     let base = gw.url("");
     // LiteLLM's prices: gpt-4o 2.5e-6 / 1e-5, gpt-4o-mini 1.5e-7 / 6e-7 per token.
     let a = chat(&base, MASTER, "openai/gpt-4o").await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-    assert!((cost(&a) - (5.0 * 2.5e-6 + 7.0 * 1e-5)).abs() < 1e-15, "{}", cost(&a));
+    assert!(
+        (cost(&a) - (5.0 * 2.5e-6 + 7.0 * 1e-5)).abs() < 1e-15,
+        "{}",
+        cost(&a)
+    );
     assert_eq!(up.last_request().unwrap().json()["model"], "gpt-4o");
     let a = chat(&base, MASTER, "openai/gpt-4o-mini").await;
-    assert!((cost(&a) - (5.0 * 1.5e-7 + 7.0 * 6e-7)).abs() < 1e-15, "{}", cost(&a));
+    assert!(
+        (cost(&a) - (5.0 * 1.5e-7 + 7.0 * 6e-7)).abs() < 1e-15,
+        "{}",
+        cost(&a)
+    );
 
     // So a key's budget holds on a wildcard group: 0.0000825 per gpt-4o call.
     let (key, token) = new_key(&base, json!({"max_budget": 0.0001})).await;
@@ -299,7 +314,10 @@ async fn unpriced_models_cost_zero_unless_refused_to_budgeted_keys() {
     let (team_key, _) = new_key(&base, json!({"team_id": "capped"})).await;
     assert_eq!(chat(&base, &team_key, "house").await.status, 400);
     // A model a wildcard deployment calls is checked per call: unknown → refused, known → served.
-    assert_eq!(chat(&base, &budgeted, "hosted/unknown-thing").await.status, 400);
+    assert_eq!(
+        chat(&base, &budgeted, "hosted/unknown-thing").await.status,
+        400
+    );
     assert_eq!(chat(&base, &budgeted, "hosted/gpt-4o").await.status, 200);
     assert_eq!(up.hits(), 1);
     // Callers without a budget are served, at cost 0.
@@ -321,7 +339,11 @@ async fn context_windows_from_the_price_table_feed_pre_call_checks() {
         "model_list:\n  - model_name: small\n    litellm_params:\n      model: openai/gpt-4\n      api_base: {}/v1\n      api_key: sk-upstream-key\nrouter_settings:\n  enable_pre_call_checks: true\ngeneral_settings:\n  master_key: {MASTER}\n",
         up.url()
     );
-    let gw = Gov::start(&yaml, BuildOptions::default().database_url("sqlite::memory:")).await;
+    let gw = Gov::start(
+        &yaml,
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
     let big = "word ".repeat(10_000);
     let a = post(
         &gw.url("/v1/chat/completions"),
@@ -359,5 +381,9 @@ async fn a_price_file_overrides_the_builtin_table() {
     )
     .await;
     let a = chat(&gw.url(""), MASTER, "g").await;
-    assert!((cost(&a) - (5.0 * 0.01 + 7.0 * 0.02)).abs() < 1e-12, "{}", cost(&a));
+    assert!(
+        (cost(&a) - (5.0 * 0.01 + 7.0 * 0.02)).abs() < 1e-12,
+        "{}",
+        cost(&a)
+    );
 }

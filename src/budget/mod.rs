@@ -300,9 +300,11 @@ mod tests {
             },
             ..Scope::default()
         };
-        let mut info = KeyInfo::default();
         // A team at its budget may still call (LiteLLM: spend > max); over it, not.
-        info.team = Some(scope("t1", 2.0, 2.0));
+        let mut info = KeyInfo {
+            team: Some(scope("t1", 2.0, 2.0)),
+            ..KeyInfo::default()
+        };
         assert!(check(&info, None).is_none());
         info.team = Some(scope("t1", 2.5, 2.0));
         assert_eq!(

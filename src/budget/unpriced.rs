@@ -157,14 +157,16 @@ mod tests {
             .oneshot(request(Some(KeyInfo::default())))
             .await
             .is_ok());
-        let mut info = KeyInfo::default();
-        info.team = Some(crate::auth::Scope {
-            limits: Limits {
-                max_budget: Some(5.0),
-                ..Limits::default()
-            },
-            ..Default::default()
-        });
+        let info = KeyInfo {
+            team: Some(crate::auth::Scope {
+                limits: Limits {
+                    max_budget: Some(5.0),
+                    ..Limits::default()
+                },
+                ..Default::default()
+            }),
+            ..KeyInfo::default()
+        };
         let e = guard
             .clone()
             .oneshot(request(Some(info)))

@@ -3,16 +3,21 @@
 //!
 //! # Pricing
 //!
-//! [`PriceTable::builtin`] is a compact table in LiteLLM's `model_prices_and_context_window.json`
-//! format, built into the binary, with per-token input, output, cached-input and reasoning prices
-//! and context limits for the major models of every provider llmgate supports. A file in the same
-//! format ([`PriceTable::from_json`]) can be merged over it at start; a deployment's own prices
-//! (`input_cost_per_token`, `output_cost_per_token`, `cache_read_input_token_cost`,
-//! `output_cost_per_reasoning_token` in `litellm_params` or `model_info`) override both.
+//! [`PriceTable::builtin`] is LiteLLM's published `model_prices_and_context_window` map (from the
+//! `litellm` wheel on PyPI, version in [`BUILTIN_PRICES_SOURCE`]) reduced to the fields of
+//! [`ModelPrice`]: per-token input, output, cached-input and reasoning prices and context limits.
+//! It is built into the binary gzipped ([`BUILTIN_PRICES_GZ`], written by
+//! `scripts/update-model-prices.py`) and inflated once, on first use (3–4 ms in a release build),
+//! then shared. A file in the same format ([`PriceTable::from_json`]) can be merged over it at
+//! start; a deployment's own prices (`input_cost_per_token`, `output_cost_per_token`,
+//! `cache_read_input_token_cost`, `output_cost_per_reasoning_token` in `litellm_params` or
+//! `model_info`) override both.
 //!
 //! Lookup for a deployment `provider/model`: `model_info.base_model`, then `provider/model`, then
 //! `model`, then `model` without a Bedrock region prefix (`us.`, `eu.`, `apac.`, `global.`).
-//! A deployment with no price costs 0 and is logged once at start.
+//! A deployment with no input or output price costs 0 and is listed by [`Pricing::unpriced`]. A
+//! wildcard deployment (`openai/*`) is priced per call by the model it called
+//! ([`Pricing::cost_of`], from [`ResponseMeta::deployment`](crate::types::ResponseMeta::deployment)).
 //!
 //! Cost = uncached input × input price + cached input × cached price + (output − reasoning) ×
 //! output price + reasoning × reasoning price (output price when not set).
