@@ -387,3 +387,34 @@ async fn a_price_file_overrides_the_builtin_table() {
         cost(&a)
     );
 }
+
+/// `--check` (the real binary) names every deployment without a price, and only those.
+#[test]
+fn check_lists_unpriced_deployments() {
+    let dir = TempDir::new();
+    let cfg = write(
+        &dir.0,
+        "config.yaml",
+        &unpriced_config("http://127.0.0.1:9", ""),
+    );
+    let out = std::process::Command::new(governance_common::BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--check")
+        .env("NO_COLOR", "1")
+        .env_remove("LLMGATE_MODEL_PRICES")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no price known for `openai/house-model`"),
+        "{stderr}"
+    );
+    // The wildcard deployment is priced per call, not listed.
+    assert!(
+        !stderr.contains("no price known for `openai/*`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("sk-upstream-key"), "{stderr}");
+}
