@@ -59,7 +59,8 @@ fn reset_at(gw: &Gov) -> i64 {
 async fn proxy_budget_holds(opts: impl Fn() -> BuildOptions) {
     let up = FakeUpstream::start().await;
     up.set_default(Reply::json(200, chat_completion("hello")));
-    let yaml = proxy_budget_config(&up.url(), "  budget_duration: 4s\n");
+    // Long enough for the first part to finish well inside the first period on a busy machine.
+    let yaml = proxy_budget_config(&up.url(), "  budget_duration: 8s\n");
     let gw = Gov::start(&yaml, opts()).await;
     let base = gw.url("");
     // A key without a budget of its own: only the proxy's applies.
@@ -100,7 +101,7 @@ async fn proxy_budget_holds(opts: impl Fn() -> BuildOptions) {
         "{row}"
     );
     assert_eq!(info["max_budget"], 0.03);
-    assert_eq!(info["budget_duration"], "4s");
+    assert_eq!(info["budget_duration"], "8s");
     assert_eq!(chat(&base, &key, "g").await.status, 422);
 
     // The period ends: spend starts again from 0 (time passing is the behaviour under test).
@@ -417,4 +418,29 @@ fn check_lists_unpriced_deployments() {
         "{stderr}"
     );
     assert!(!stderr.contains("sk-upstream-key"), "{stderr}");
+}
+
+/// A proxy budget whose period is not a duration would never reset: `--check` and the start
+/// refuse it, naming the key.
+#[test]
+fn a_budget_duration_that_is_not_a_duration_is_refused() {
+    let dir = TempDir::new();
+    let cfg = write(
+        &dir.0,
+        "config.yaml",
+        &proxy_budget_config("http://127.0.0.1:9", "  budget_duration: monthly\n"),
+    );
+    let out = std::process::Command::new(governance_common::BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--check")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("litellm_settings.budget_duration"),
+        "{stderr}"
+    );
 }

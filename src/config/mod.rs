@@ -1335,6 +1335,15 @@ impl Loader<'_> {
         ] {
             self.non_negative(&push_key("litellm_settings", name), v);
         }
+        // The proxy budget's period (see `crate::budget::ProxyBudget`).
+        if let Some(d) = ls.budget_duration.as_deref().filter(|d| !d.is_empty()) {
+            if crate::store::parse_duration(d).is_none() {
+                self.error(
+                    "litellm_settings.budget_duration",
+                    format!("`{d}` is not a duration (30s, 5m, 1h, 1d, 1w, 1mo)"),
+                );
+            }
+        }
         if let Some(cp) = &ls.cache_params {
             self.non_negative("litellm_settings.cache_params.ttl", cp.ttl);
             // Response cache values (the cache layer's own check; see `crate::cache`).
