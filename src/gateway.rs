@@ -182,7 +182,11 @@ impl Gateway {
             .layer(RateLimitLayer::new(gov.counters.clone()))
             .layer(
                 BudgetLayer::new(Some(gov.spend.log().ledger().clone()))
-                    .proxy_budget(gov.proxy_budget.clone()),
+                    .proxy_budget(gov.proxy_budget.clone())
+                    .status(
+                        ls.budget_exceeded_status_code
+                            .and_then(|c| http::StatusCode::from_u16(c).ok()),
+                    ),
             )
             .layer(CostLayer::new(pricing).spend_log(gov.spend.log()))
             .option_layer(cache)

@@ -444,3 +444,40 @@ fn a_budget_duration_that_is_not_a_duration_is_refused() {
         "{stderr}"
     );
 }
+
+/// LiteLLM's `litellm_settings.budget_exceeded_status_code` (429 restores its pre-422 status)
+/// is honoured for key and proxy budgets; `code` follows the status.
+#[tokio::test]
+async fn budget_status_code_is_configurable() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let yaml = proxy_budget_config(
+        &up.url(),
+        "  budget_duration: 1h\n  budget_exceeded_status_code: 429\n",
+    );
+    let gw = Gov::start(
+        &yaml,
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let base = gw.url("");
+    let (key, _) = new_key(&base, json!({"max_budget": 0.01})).await;
+    assert_eq!(chat(&base, &key, "g").await.status, 200);
+    let a = chat(&base, &key, "g").await;
+    assert_eq!(a.status, 429, "{}", String::from_utf8_lossy(&a.body));
+    let e = a.error();
+    assert_eq!(e["type"], "budget_exceeded");
+    assert_eq!(e["code"], "429");
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Budget has been exceeded! Key=key"));
+    // The proxy budget (0.03): 0.038 after one more call.
+    assert_eq!(chat(&base, MASTER, "g").await.status, 200);
+    let a = chat(&base, MASTER, "g").await;
+    assert_eq!(a.status, 429);
+    assert_eq!(
+        a.error()["message"],
+        "Budget has been exceeded! Current cost: 0.038, Max budget: 0.03"
+    );
+}

@@ -50,6 +50,7 @@ use std::{
 };
 
 use futures_util::future::{self, Either, Ready};
+use http::StatusCode;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -75,6 +76,7 @@ use crate::{
 pub struct BudgetLayer {
     ledger: Option<Arc<Ledger>>,
     proxy: Option<Arc<ProxyBudget>>,
+    status: Option<StatusCode>,
 }
 
 impl BudgetLayer {
@@ -83,7 +85,15 @@ impl BudgetLayer {
         Self {
             ledger,
             proxy: None,
+            status: None,
         }
+    }
+
+    /// The status of budget errors instead of 422 (LiteLLM's
+    /// `litellm_settings.budget_exceeded_status_code`; the `code` follows it).
+    pub fn status(mut self, status: Option<StatusCode>) -> Self {
+        self.status = status;
+        self
     }
 
     /// Also enforces the proxy-wide budget `proxy` (over its stored spend plus the ledger's
@@ -102,6 +112,7 @@ impl<S> Layer<S> for BudgetLayer {
             inner,
             ledger: self.ledger.clone(),
             proxy: self.proxy.clone(),
+            status: self.status,
         }
     }
 }
@@ -112,6 +123,7 @@ pub struct Budget<S> {
     inner: S,
     ledger: Option<Arc<Ledger>>,
     proxy: Option<Arc<ProxyBudget>>,
+    status: Option<StatusCode>,
 }
 
 impl<S> Budget<S> {
@@ -237,16 +249,20 @@ where
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
         if !matches!(req.op, Operation::ListModels) {
-            if let Some(info) = req.extensions.get::<Arc<KeyInfo>>() {
-                if let Some(e) = check(info, self.ledger.as_deref()) {
-                    return Either::Left(future::ready(Err(e)));
-                }
-            }
-            if let Some(proxy) = &self.proxy {
-                let pending = self.ledger.as_deref().map_or(0.0, Ledger::total);
-                if let Some(e) = proxy.check(pending) {
-                    return Either::Left(future::ready(Err(e)));
-                }
+            let refused = req
+                .extensions
+                .get::<Arc<KeyInfo>>()
+                .and_then(|info| check(info, self.ledger.as_deref()))
+                .or_else(|| {
+                    let pending = self.ledger.as_deref().map_or(0.0, Ledger::total);
+                    self.proxy.as_ref().and_then(|p| p.check(pending))
+                });
+            if let Some(e) = refused {
+                let e = match self.status {
+                    Some(s) => e.with_status(s),
+                    None => e,
+                };
+                return Either::Left(future::ready(Err(e)));
             }
         }
         Either::Right(self.inner.call(req))

@@ -265,6 +265,9 @@ pub struct LitellmSettings {
     /// Budget reset period (`30d`, `1h`, ...).
     #[serde(deserialize_with = "lenient::opt_string")]
     pub budget_duration: Option<String>,
+    /// HTTP status of budget errors (LiteLLM's default 422; 429 restores its older one).
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub budget_exceeded_status_code: Option<u16>,
     /// Per-team settings (shape varies; may hold credentials).
     pub default_team_settings: Option<Value>,
     /// Preview features switch.
@@ -557,7 +560,8 @@ redacting_debug!(LitellmSettings {
     callbacks, fallbacks, context_window_fallbacks, content_policy_fallbacks, default_fallbacks,
     cache, cache_params, default_in_memory_ttl, set_verbose, json_logs, allowed_fails,
     cooldown_time, max_fallbacks, modify_params, turn_off_message_logging,
-    redact_user_api_key_info, max_budget, budget_duration, enable_preview_features,
+    redact_user_api_key_info, max_budget, budget_duration, budget_exceeded_status_code,
+    enable_preview_features,
     return_response_headers,
 } redact { default_team_settings });
 
@@ -1334,6 +1338,14 @@ impl Loader<'_> {
             ("max_budget", ls.max_budget),
         ] {
             self.non_negative(&push_key("litellm_settings", name), v);
+        }
+        if let Some(code) = ls.budget_exceeded_status_code {
+            if !(400..=599).contains(&code) {
+                self.error(
+                    "litellm_settings.budget_exceeded_status_code",
+                    format!("{code} is not an error status (400–599)"),
+                );
+            }
         }
         // The proxy budget's period (see `crate::budget::ProxyBudget`).
         if let Some(d) = ls.budget_duration.as_deref().filter(|d| !d.is_empty()) {
