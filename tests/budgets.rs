@@ -249,6 +249,25 @@ async fn wildcard_calls_are_priced_by_the_model_called() {
         (info["info"]["spend"].as_f64().unwrap() - 2.0 * 8.25e-5).abs() < 1e-12,
         "{info}"
     );
+
+    // A stream is priced the same way, from its usage chunk.
+    let (streamer, token) = new_key(&base, json!({})).await;
+    up.enqueue(Reply::sse(support::chat_sse(&["he", "llo"])));
+    let a = post(
+        &gw.url("/v1/chat/completions"),
+        Some(&streamer),
+        &json!({"model": "openai/gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    gw.flush().await;
+    let info = get(&gw.url(&format!("/key/info?key={token}")), Some(MASTER))
+        .await
+        .json();
+    assert!(
+        (info["info"]["spend"].as_f64().unwrap() - 8.25e-5).abs() < 1e-12,
+        "{info}"
+    );
 }
 
 fn unpriced_config(upstream: &str, general: &str) -> String {
