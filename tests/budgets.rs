@@ -500,3 +500,26 @@ async fn budget_status_code_is_configurable() {
         "Budget has been exceeded! Current cost: 0.038, Max budget: 0.03"
     );
 }
+
+/// A gateway without a `master_key` (open, as LiteLLM without one) still holds its proxy budget.
+#[tokio::test]
+async fn proxy_budget_holds_on_an_open_gateway() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let yaml = format!(
+        "model_list:\n  - model_name: g\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: {}/v1\n      api_key: sk-upstream-key\n{PRICED}litellm_settings:\n  max_budget: 0.03\n  budget_duration: 1h\n",
+        up.url()
+    );
+    let gw = Gov::start(
+        &yaml,
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let url = gw.url("/v1/chat/completions");
+    let body = json!({"model": "g", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(post(&url, None, &body).await.status, 200);
+    assert_eq!(post(&url, None, &body).await.status, 200);
+    let a = post(&url, None, &body).await;
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(up.hits(), 2);
+}
