@@ -18,8 +18,19 @@
 //! With `budget_duration` (`30s`, `5m`, `1h`, `1d`, `1w`, `1mo`), spend resets to 0 when the period
 //! ends; a passed period counts as 0 here even before the store has rolled it over.
 //!
-//! [`UnpricedGuardLayer`] refuses calls to a deployment without a price from callers with a
-//! budget (`general_settings.block_unpriced_models_for_budgeted_keys`).
+//! **The proxy-wide budget** ([`ProxyBudget`]). As in LiteLLM, the budget and the spend counted
+//! against it live in a user row, [`PROXY_BUDGET_ID`](crate::store::PROXY_BUDGET_ID)
+//! (`litellm-proxy-budget`): every spend batch adds its cost to that row in the same transaction as
+//! the key, team and user totals, and its period rolls over as a user's does. The gateway keeps the
+//! row's spend and period end in two atomics, updated after each batch it commits
+//! ([`ProxyBudget::observe`]) and re-read every few seconds ([`spawn_refresh`]) for other instances'
+//! spend; a call reads them and the ledger's pending total: no lock, no await.
+//!
+//! **Models without a price.** [`UnpricedGuardLayer`] goes in front of a deployment without a
+//! price (or a model a wildcard deployment calls that has none) when
+//! `general_settings.block_unpriced_models_for_budgeted_keys` is on, and refuses (400, naming the
+//! model) callers whose key, team or user has a `max_budget`, or every caller when the proxy-wide
+//! budget is set.
 //!
 //! **Overshoot.** The check happens when a call starts and its cost is known only when it ends, so
 //! calls already in flight when the budget is reached still finish: spend can pass `max_budget` by

@@ -26,7 +26,8 @@ const UNKNOWN: i64 = i64::MIN;
 /// `reset_at` of a budget that never resets.
 const NEVER: i64 = i64::MAX;
 
-/// The proxy-wide budget and its spend in the current period. See the [module docs](self).
+/// The proxy-wide budget and its spend in the current period: how it is kept is described in
+/// the [budget module docs](crate::budget).
 #[derive(Debug)]
 pub struct ProxyBudget {
     max_budget: f64,

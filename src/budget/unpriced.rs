@@ -58,7 +58,7 @@ impl<S> Layer<S> for UnpricedGuardLayer {
     }
 }
 
-/// Refuses callers with a budget. See the [module docs](self).
+/// Refuses callers with a budget. See the [budget module docs](crate::budget).
 #[derive(Clone, Debug)]
 pub struct UnpricedGuard<S> {
     inner: S,
