@@ -334,11 +334,7 @@ impl PriceTable {
     #[must_use]
     pub fn for_deployment(&self, dep: &Deployment) -> Option<ModelPrice> {
         let found = self.entry(dep).cloned();
-        let has_override = [&dep.params, &dep.model_info]
-            .iter()
-            .any(|m| PRICE_KEYS.iter().any(|k| m.contains_key(*k)))
-            || dep.input_cost_per_token.is_some()
-            || dep.output_cost_per_token.is_some();
+        let has_override = has_price_override(dep);
         if found.is_none() && !has_override {
             return (&*dep.provider == "mock").then(ModelPrice::free);
         }
@@ -358,6 +354,15 @@ impl PriceTable {
             (&*dep.provider == "mock").then(ModelPrice::free)
         }
     }
+}
+
+/// Whether a deployment sets a price of its own (in `litellm_params` or `model_info`).
+fn has_price_override(dep: &Deployment) -> bool {
+    dep.input_cost_per_token.is_some()
+        || dep.output_cost_per_token.is_some()
+        || [&dep.params, &dep.model_info]
+            .iter()
+            .any(|m| PRICE_KEYS.iter().any(|k| m.contains_key(*k)))
 }
 
 /// Whether a deployment is a wildcard (`model_name: openai/*`): it calls the model each request
@@ -430,12 +435,17 @@ impl Pricing {
         if let Some(p) = self.by_deployment.get(id) {
             return Some(Cow::Borrowed(p));
         }
-        if self.wildcards.contains(id) {
-            return answered
-                .and_then(|d| self.table.for_deployment(d))
-                .map(Cow::Owned);
+        if !self.wildcards.contains(id) {
+            return None;
         }
-        None
+        let d = answered?;
+        // Per call: borrow the table entry when the deployment has no prices of its own.
+        if !has_price_override(d) {
+            if let Some(p) = self.table.entry(d).filter(|p| p.has_token_price()) {
+                return Some(Cow::Borrowed(p));
+            }
+        }
+        self.table.for_deployment(d).map(Cow::Owned)
     }
 
     /// Deployments without a price (`provider/model`, each once; wildcard deployments are priced
