@@ -40,7 +40,8 @@ pub enum ErrorKind {
     ServiceUnavailable,
     /// The provider or the gateway failed (500).
     InternalServer,
-    /// The key, team or user spent its budget (400, `budget_exceeded`).
+    /// The key, team, user or the proxy spent its budget (422, type `budget_exceeded`, code
+    /// `"422"`: LiteLLM's `budget_exceeded_status_code` since 1.110).
     BudgetExceeded,
 }
 
@@ -84,10 +85,10 @@ impl ErrorKind {
     #[must_use]
     pub const fn status(self) -> StatusCode {
         match self {
-            Self::BadRequest
-            | Self::ContextWindowExceeded
-            | Self::ContentPolicyViolation
-            | Self::BudgetExceeded => StatusCode::BAD_REQUEST,
+            Self::BadRequest | Self::ContextWindowExceeded | Self::ContentPolicyViolation => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::BudgetExceeded => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Authentication => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -124,7 +125,6 @@ impl ErrorKind {
         match self {
             Self::ContextWindowExceeded => Some("context_length_exceeded"),
             Self::ContentPolicyViolation => Some("content_policy_violation"),
-            Self::BudgetExceeded => Some("budget_exceeded"),
             _ => None,
         }
     }

@@ -18,7 +18,7 @@ use http_body_util::Full;
 
 use crate::{
     auth::{AuthLayer, MasterKeyLayer},
-    budget::BudgetLayer,
+    budget::{BudgetLayer, UnpricedGuardLayer},
     cache::{CacheHandle, CacheLayer},
     config::{Config, ModelEntry},
     cost::{CostLayer, PriceTable, Pricing},
@@ -53,6 +53,10 @@ pub struct Gateway {
     pub router: Router,
     /// Non-fatal findings (unsupported providers, …).
     pub warnings: Vec<String>,
+    /// Deployments without a known price, as `provider/model` (each once; wildcard deployments
+    /// are priced per call and not listed). Their calls are logged at cost 0, or refused to
+    /// callers with a budget under `general_settings.block_unpriced_models_for_budgeted_keys`.
+    pub unpriced: Vec<String>,
     /// Request body limit.
     pub max_body_bytes: usize,
     /// The response cache's counters, when `litellm_settings.cache` is on.
@@ -104,8 +108,15 @@ impl Gateway {
         B::Error: Into<BoxError>,
     {
         let mut warnings = Vec::new();
-        let router = build_router(config, client, &mut warnings);
-        let pricing = pricing(&PriceTable::builtin(), &router, &mut warnings);
+        // `LLMGATE_MODEL_PRICES` applies here too (the cost header, `--check`'s unpriced list).
+        let table = crate::governance::price_table(&crate::governance::BuildOptions::default())
+            .unwrap_or_else(|e| {
+                warnings.push(format!("{e}; using the built-in price table"));
+                PriceTable::builtin()
+            });
+        let router = build_router(config, client, &mut warnings, &table, None);
+        let pricing = pricing(&table, &router, &mut warnings, false);
+        let unpriced = pricing.unpriced().to_vec();
         let cache = cache_layer(config, &mut warnings);
         let cache_handle = cache.as_ref().map(CacheLayer::handle);
         // No stream-usage injection here: the database-free stack sends upstream exactly what
@@ -122,6 +133,7 @@ impl Gateway {
             stack: BoxCloneSyncService::new(stack),
             router,
             warnings,
+            unpriced,
             max_body_bytes: max_body_bytes(config),
             cache: cache_handle,
             governance: None,
@@ -147,9 +159,20 @@ impl Gateway {
         B::Error: Into<BoxError>,
     {
         let mut warnings = Vec::new();
-        let router = build_router(config, client, &mut warnings);
         let table = crate::governance::price_table(&opts)?;
-        let pricing = pricing(&table, &router, &mut warnings);
+        let ls = &config.litellm_settings;
+        let proxy_budget = ls.max_budget.is_some_and(|m| m > 0.0);
+        if proxy_budget && ls.budget_duration.as_deref().is_none_or(str::is_empty) {
+            warnings.push("litellm_settings.max_budget without budget_duration: the proxy budget never resets (LiteLLM refuses to start without budget_duration)".to_owned());
+        }
+        let block_unpriced = config
+            .general_settings
+            .block_unpriced_models_for_budgeted_keys
+            == Some(true);
+        let guard = block_unpriced.then_some(proxy_budget);
+        let router = build_router(config, client, &mut warnings, &table, guard);
+        let pricing = pricing(&table, &router, &mut warnings, block_unpriced);
+        let unpriced = pricing.unpriced().to_vec();
         let gov = crate::governance::start(config, &opts).await?;
         let cache = cache_layer(config, &mut warnings);
         let cache_handle = cache.as_ref().map(CacheLayer::handle);
@@ -157,7 +180,14 @@ impl Gateway {
         let stack = ServiceBuilder::new()
             .layer(AuthLayer::new(master.clone(), Some(gov.keys.clone())))
             .layer(RateLimitLayer::new(gov.counters.clone()))
-            .layer(BudgetLayer::new(Some(gov.spend.log().ledger().clone())))
+            .layer(
+                BudgetLayer::new(Some(gov.spend.log().ledger().clone()))
+                    .proxy_budget(gov.proxy_budget.clone())
+                    .status(
+                        ls.budget_exceeded_status_code
+                            .and_then(|c| http::StatusCode::from_u16(c).ok()),
+                    ),
+            )
             .layer(CostLayer::new(pricing).spend_log(gov.spend.log()))
             .option_layer(cache)
             .layer(fallback_layer(config))
@@ -169,6 +199,7 @@ impl Gateway {
             stack: BoxCloneSyncService::new(stack),
             router,
             warnings,
+            unpriced,
             max_body_bytes: max_body_bytes(config),
             cache: cache_handle,
             governance: Some(gov),
@@ -347,8 +378,14 @@ fn max_body_bytes(config: &Config) -> usize {
         .map_or(DEFAULT_MAX_BODY_BYTES, |mb| (mb * 1024.0 * 1024.0) as usize)
 }
 
-/// Each deployment's price; deployments without one are a warning (they cost 0).
-fn pricing(table: &PriceTable, router: &Router, warnings: &mut Vec<String>) -> Arc<Pricing> {
+/// Each deployment's price; deployments without one are a warning (they cost 0, or are refused
+/// to callers with a budget when `block` is on).
+fn pricing(
+    table: &PriceTable,
+    router: &Router,
+    warnings: &mut Vec<String>,
+    block: bool,
+) -> Arc<Pricing> {
     let deps: Vec<Arc<Deployment>> = router
         .model_names()
         .iter()
@@ -356,11 +393,14 @@ fn pricing(table: &PriceTable, router: &Router, warnings: &mut Vec<String>) -> A
         .collect();
     let pricing = Pricing::new(table, deps.iter().map(|d| &**d));
     for m in pricing.unpriced() {
-        if !m.starts_with("mock/") {
-            warnings.push(format!(
-                "no price known for `{m}`: its calls are logged at cost 0 (set input_cost_per_token / output_cost_per_token in litellm_params)"
-            ));
-        }
+        let what = if block {
+            "refused to callers with a budget (general_settings.block_unpriced_models_for_budgeted_keys), logged at cost 0 for the others"
+        } else {
+            "its calls are logged at cost 0"
+        };
+        warnings.push(format!(
+            "no price known for `{m}`: {what} (set input_cost_per_token / output_cost_per_token in litellm_params)"
+        ));
     }
     Arc::new(pricing)
 }
@@ -461,6 +501,7 @@ fn deployment_stack<C, B>(
     client: &C,
     health: &HealthLayer,
     timeout: TimeoutLayer,
+    guard: Option<UnpricedGuardLayer>,
 ) -> DeploymentService
 where
     C: UpstreamClient<B>,
@@ -471,6 +512,8 @@ where
     inner.timeout = None;
     BoxCloneSyncService::new(
         ServiceBuilder::new()
+            // Before health: a refusal is not the deployment's failure.
+            .option_layer(guard)
             .layer(health.clone())
             .layer(timeout)
             .layer(ProviderLayer::new(provider, Arc::new(inner)).without_default_timeout())
@@ -487,8 +530,30 @@ fn unsupported_service(name: &str) -> DeploymentService {
     }))
 }
 
+/// The unpriced guard for `dep` when `guard` is on (`Some(proxy_budget)`) and `table` has no
+/// price for it.
+fn unpriced_guard(
+    table: &PriceTable,
+    dep: &Deployment,
+    guard: Option<bool>,
+) -> Option<UnpricedGuardLayer> {
+    let proxy_budget = guard?;
+    table.for_deployment(dep).is_none().then(|| {
+        UnpricedGuardLayer::new(format!("{}/{}", dep.provider, dep.model))
+            .proxy_budget(proxy_budget)
+    })
+}
+
 /// The router over every `model_list` entry, each deployment its own stack over `client`.
-fn build_router<C, B>(config: &Config, client: &C, warnings: &mut Vec<String>) -> Router
+/// `table` fills in context windows (`model_info.max_input_tokens`) for the pre-call checks;
+/// `guard` (`Some(proxy_budget)`) puts [`UnpricedGuardLayer`] before deployments without a price.
+fn build_router<C, B>(
+    config: &Config,
+    client: &C,
+    warnings: &mut Vec<String>,
+    table: &PriceTable,
+    guard: Option<bool>,
+) -> Router
 where
     C: UpstreamClient<B>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -572,6 +637,15 @@ where
     };
     for (i, entry) in config.model_list.iter().enumerate() {
         let mut dep = deployment_from_entry(entry);
+        // The context window from the price table, unless the entry gives one.
+        if !entry.model_name.contains('*')
+            && !dep.model_info.contains_key("max_input_tokens")
+            && !dep.model_info.contains_key("max_tokens")
+        {
+            if let Some(w) = table.context_window(&dep) {
+                dep.model_info.insert("max_input_tokens".into(), w.into());
+            }
+        }
         // `litellm_settings.drop_params` applies to every deployment that does not say otherwise.
         if let Some(drop) = global_drop_params {
             dep.params
@@ -590,9 +664,16 @@ where
         }
         if entry.model_name.contains('*') {
             let client = client.clone();
+            // Only kept when the guard is on: the model each call names is priced then.
+            let table = guard.map(|_| table.clone());
             let make: MakeDeploymentService = Arc::new(move |concrete: Arc<Deployment>| {
                 match provider::lookup(&concrete.provider) {
-                    Some(p) => deployment_stack(&concrete, p, &client, &health, timeout),
+                    Some(p) => {
+                        let g = table
+                            .as_ref()
+                            .and_then(|t| unpriced_guard(t, &concrete, guard));
+                        deployment_stack(&concrete, p, &client, &health, timeout, g)
+                    }
                     None => unsupported_service(&concrete.provider),
                 }
             });
@@ -601,7 +682,8 @@ where
         }
         match provider::lookup(&dep.provider) {
             Some(p) => {
-                let svc = deployment_stack(&dep, p, client, &health, timeout);
+                let g = unpriced_guard(table, &dep, guard);
+                let svc = deployment_stack(&dep, p, client, &health, timeout, g);
                 builder = builder.deployment(dep, svc);
             }
             None => {

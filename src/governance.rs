@@ -9,11 +9,16 @@
 //!
 //! Prices: the built-in table, with `LLMGATE_MODEL_PRICES` (or [`BuildOptions::prices_file`]), a
 //! file in LiteLLM's `model_prices_and_context_window.json` format, merged over it.
+//!
+//! The proxy-wide budget (`litellm_settings.max_budget` > 0, with `budget_duration`): its row is
+//! created or updated at start, the spend writer keeps it current, and a task re-reads it every
+//! key-cache ttl for other instances' spend ([`budget::ProxyBudget`](crate::budget::ProxyBudget)).
 
-use std::{fmt, path::PathBuf, time::Duration};
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{
     auth::KeyCache,
+    budget::ProxyBudget,
     config::Config,
     cost::PriceTable,
     rate_limit::Counters,
@@ -126,13 +131,41 @@ pub struct Governance {
     pub spend: SpendWriter,
     /// A redacted description of the database (`sqlite:/path/llmgate.db`, `postgres://host/db`).
     pub database: String,
+    /// The proxy-wide budget (`litellm_settings.max_budget` > 0).
+    pub proxy_budget: Option<Arc<ProxyBudget>>,
+    /// The task that re-reads the proxy budget row.
+    proxy_refresh: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Governance {
     /// Writes queued spend rows (retrying for up to `timeout`) and stops the writer.
     pub async fn shutdown(self, timeout: Duration) -> SpendStats {
+        if let Some(t) = &self.proxy_refresh {
+            t.abort();
+        }
         self.spend.shutdown(timeout).await
     }
+}
+
+/// The proxy-wide budget of `config`, when `litellm_settings.max_budget` is above 0 (LiteLLM's
+/// default, 0, means none). A `budget_duration` that is not a duration fails the start.
+fn proxy_budget(config: &Config) -> Result<Option<Arc<ProxyBudget>>, BuildError> {
+    let ls = &config.litellm_settings;
+    let Some(max) = ls.max_budget.filter(|m| *m > 0.0) else {
+        return Ok(None);
+    };
+    let duration = ls.budget_duration.as_deref().filter(|d| !d.is_empty());
+    if let Some(d) = duration {
+        if crate::store::parse_duration(d).is_none() {
+            return Err(BuildError {
+                key: "litellm_settings.budget_duration".into(),
+                reason: format!(
+                    "`{d}` is not a duration (30s, 5m, 1h, 1d, 1w, 1mo); the proxy budget needs one to reset"
+                ),
+            });
+        }
+    }
+    Ok(Some(Arc::new(ProxyBudget::new(max, duration))))
 }
 
 /// Whether `config` asks for governance (keys, budgets, spend log): a `master_key`, a
@@ -227,9 +260,24 @@ pub async fn start(config: &Config, opts: &BuildOptions) -> Result<Governance, B
             })?,
         None => Counters::memory(),
     };
+    let proxy = proxy_budget(config)?;
+    if let Some(p) = &proxy {
+        let state = store
+            .proxy_budget(p.max_budget(), p.budget_duration())
+            .await
+            .map_err(|e| BuildError {
+                key: "litellm_settings.max_budget".into(),
+                reason: e.to_string(),
+            })?;
+        p.observe(state);
+    }
     let hook_keys = keys.clone();
-    let on_commit: crate::spend::OnCommit = std::sync::Arc::new(move |totals| {
+    let hook_proxy = proxy.clone();
+    let on_commit: crate::spend::OnCommit = Arc::new(move |totals| {
         hook_keys.add_spend(totals, std::time::Instant::now());
+        if let (Some(p), Some(state)) = (&hook_proxy, totals.proxy_budget) {
+            p.observe(state);
+        }
     });
     let mut spend_config = opts.spend.clone();
     if let Some(secs) = config.general_settings.proxy_batch_write_at {
@@ -239,11 +287,16 @@ pub async fn start(config: &Config, opts: &BuildOptions) -> Result<Governance, B
         spend_config = spend_config.logs(false);
     }
     let spend = SpendWriter::spawn_with(store.clone(), spend_config, Some(on_commit));
+    let proxy_refresh = proxy
+        .as_ref()
+        .map(|p| crate::budget::spawn_refresh(store.clone(), p, opts.key_cache_ttl));
     Ok(Governance {
         store,
         keys,
         counters,
         spend,
         database: redact(&url),
+        proxy_budget: proxy,
+        proxy_refresh,
     })
 }

@@ -362,15 +362,18 @@ async fn budget_refusal(opts: BuildOptions) {
     assert_eq!(a.status, 200);
     assert_eq!(a.header("x-litellm-response-cost"), Some("0.019"));
     assert_eq!(chat(&base, &key, "g").await.status, 200);
+    // LiteLLM 1.110's BudgetExceededError as its proxy renders it: 422, type `budget_exceeded`,
+    // code "422", the key's message.
     let a = chat(&base, &key, "g").await;
-    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
     let e = a.error();
     assert_eq!(e["type"], "budget_exceeded");
-    assert_eq!(e["code"], "budget_exceeded");
-    assert!(e["message"]
-        .as_str()
-        .unwrap()
-        .contains("Budget has been exceeded"));
+    assert_eq!(e["code"], "422");
+    assert!(e["param"].is_null());
+    assert_eq!(
+        e["message"],
+        "Budget has been exceeded! Key=key Current cost: 0.038, Max budget: 0.03"
+    );
     assert_eq!(up.hits(), 2);
 
     // Still refused once the spend is in the database (cache reloaded from it).
@@ -382,7 +385,7 @@ async fn budget_refusal(opts: BuildOptions) {
         (info["info"]["spend"].as_f64().unwrap() - 0.038).abs() < 1e-9,
         "{info}"
     );
-    assert_eq!(chat(&base, &key, "g").await.status, 400);
+    assert_eq!(chat(&base, &key, "g").await.status, 422);
 
     // Raising the budget lets it through again.
     let a = post(
@@ -406,13 +409,16 @@ async fn budget_refusal(opts: BuildOptions) {
     let (k2, _) = new_key(&base, json!({"team_id": team})).await;
     assert_eq!(chat(&base, &k1, "g").await.status, 200);
     let a = chat(&base, &k2, "g").await;
-    assert_eq!(a.status, 400);
-    assert!(a.error()["message"].as_str().unwrap().contains("Team="));
+    assert_eq!(a.status, 422);
+    assert_eq!(
+        a.error()["message"],
+        format!("Budget has been exceeded! Team={team} Current cost: 0.019, Max budget: 0.01")
+    );
 
     // A budget period resets: a 1 s period over a spent key.
     let (pk, ptoken) = new_key(&base, json!({"max_budget": 0.01, "budget_duration": "1s"})).await;
     assert_eq!(chat(&base, &pk, "g").await.status, 200);
-    assert_eq!(chat(&base, &pk, "g").await.status, 400);
+    assert_eq!(chat(&base, &pk, "g").await.status, 422);
     gw.flush().await;
     // Let the period end (time passing is the behaviour under test).
     tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -1,11 +1,36 @@
-//! Budgets: refuse a call that would start over `max_budget` on its key, team or user.
+//! Budgets: refuse a call that would start over `max_budget` on its key, team or user, or over
+//! the proxy-wide budget (`litellm_settings.max_budget`, [`ProxyBudget`]).
 //!
 //! A scope's spend is what the store holds for the current budget period (loaded with the key, see
 //! [`KeyInfo`]) plus what this gateway has spent since and not yet written (the spend
-//! [`Ledger`]). When it is at or over `max_budget`, the call is refused with
-//! [`ErrorKind::BudgetExceeded`] (400, type and code `budget_exceeded`) before anything is spent.
+//! [`Ledger`]). As in LiteLLM, a key or user at or over its `max_budget`, and a team or the proxy
+//! over it, is refused with [`ErrorKind::BudgetExceeded`] (422, type `budget_exceeded`, code
+//! `"422"`) before anything is spent, with LiteLLM's messages:
+//!
+//! | scope | message |
+//! | --- | --- |
+//! | key | `Budget has been exceeded! Key=<key_alias, else "key"> Current cost: <spend>, Max budget: <max>` |
+//! | team | `Budget has been exceeded! Team=<team_id> Current cost: <spend>, Max budget: <max>` |
+//! | user | `ExceededBudget: User=<user_id> over budget. Spend=<spend>, Budget=<max>` |
+//! | proxy | `Budget has been exceeded! Current cost: <spend>, Max budget: <max>` |
+//!
+//! Numbers are written as Python writes floats (`0.5`, `1.0`, `1e-05`).
 //! With `budget_duration` (`30s`, `5m`, `1h`, `1d`, `1w`, `1mo`), spend resets to 0 when the period
 //! ends; a passed period counts as 0 here even before the store has rolled it over.
+//!
+//! **The proxy-wide budget** ([`ProxyBudget`]). As in LiteLLM, the budget and the spend counted
+//! against it live in a user row, [`PROXY_BUDGET_ID`](crate::store::PROXY_BUDGET_ID)
+//! (`litellm-proxy-budget`): every spend batch adds its cost to that row in the same transaction as
+//! the key, team and user totals, and its period rolls over as a user's does. The gateway keeps the
+//! row's spend and period end in two atomics, updated after each batch it commits
+//! ([`ProxyBudget::observe`]) and re-read every few seconds ([`spawn_refresh`]) for other instances'
+//! spend; a call reads them and the ledger's pending total: no lock, no await.
+//!
+//! **Models without a price.** [`UnpricedGuardLayer`] goes in front of a deployment without a
+//! price (or a model a wildcard deployment calls that has none) when
+//! `general_settings.block_unpriced_models_for_budgeted_keys` is on, and refuses (400, naming the
+//! model) callers whose key, team or user has a `max_budget`, or every caller when the proxy-wide
+//! budget is set.
 //!
 //! **Overshoot.** The check happens when a call starts and its cost is known only when it ends, so
 //! calls already in flight when the budget is reached still finish: spend can pass `max_budget` by
@@ -15,6 +40,7 @@
 //! Place in the default order: after rate limits, before cost.
 //!
 //! Extensions read: `Arc<KeyInfo>`. Errors: `BudgetExceeded`.
+//! The proxy-wide budget applies to every call but `GET /v1/models`, with or without a key.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -35,8 +61,17 @@ use std::{
 };
 
 use futures_util::future::{self, Either, Ready};
+use http::StatusCode;
 use tower_layer::Layer;
 use tower_service::Service;
+
+mod proxy;
+mod unpriced;
+
+pub use self::{
+    proxy::{spawn_refresh, ProxyBudget},
+    unpriced::{UnpricedGuard, UnpricedGuardLayer},
+};
 
 use crate::{
     auth::{KeyInfo, Scope},
@@ -51,12 +86,32 @@ use crate::{
 #[must_use]
 pub struct BudgetLayer {
     ledger: Option<Arc<Ledger>>,
+    proxy: Option<Arc<ProxyBudget>>,
+    status: Option<StatusCode>,
 }
 
 impl BudgetLayer {
     /// Budgets over stored spend plus `ledger` (this process's unwritten spend).
     pub fn new(ledger: Option<Arc<Ledger>>) -> Self {
-        Self { ledger }
+        Self {
+            ledger,
+            proxy: None,
+            status: None,
+        }
+    }
+
+    /// The status of budget errors instead of 422 (LiteLLM's
+    /// `litellm_settings.budget_exceeded_status_code`; the `code` follows it).
+    pub fn status(mut self, status: Option<StatusCode>) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Also enforces the proxy-wide budget `proxy` (over its stored spend plus the ledger's
+    /// total).
+    pub fn proxy_budget(mut self, proxy: Option<Arc<ProxyBudget>>) -> Self {
+        self.proxy = proxy;
+        self
     }
 }
 
@@ -67,6 +122,8 @@ impl<S> Layer<S> for BudgetLayer {
         Budget {
             inner,
             ledger: self.ledger.clone(),
+            proxy: self.proxy.clone(),
+            status: self.status,
         }
     }
 }
@@ -76,6 +133,8 @@ impl<S> Layer<S> for BudgetLayer {
 pub struct Budget<S> {
     inner: S,
     ledger: Option<Arc<Ledger>>,
+    proxy: Option<Arc<ProxyBudget>>,
+    status: Option<StatusCode>,
 }
 
 impl<S> Budget<S> {
@@ -95,20 +154,53 @@ impl<S> Budget<S> {
     }
 }
 
-fn over(scope: &Scope, pending: f64, what: &str, now: i64) -> Option<LlmError> {
+/// A float as Python's `str()` writes it (LiteLLM's messages are f-strings): the shortest
+/// round-trip digits, `.0` on whole numbers, exponent form below 1e-4 and from 1e16.
+pub(crate) fn py_float(v: f64) -> String {
+    if v.is_nan() {
+        return "nan".to_owned();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "inf" } else { "-inf" }.to_owned();
+    }
+    let sci = format!("{v:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if v != 0.0 && !(-4..16).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exp.unsigned_abs());
+    }
+    let plain = format!("{v}");
+    if plain.contains('.') {
+        plain
+    } else {
+        format!("{plain}.0")
+    }
+}
+
+/// Whether a scope's budget has run out: at or over it (`inclusive`, keys and users) or over it
+/// (teams, the proxy), as LiteLLM compares. A budget that is not a finite number is no limit.
+fn spent(current: f64, max: f64, inclusive: bool) -> bool {
+    max.is_finite()
+        && if inclusive {
+            current >= max
+        } else {
+            current > max
+        }
+}
+
+fn over(scope: &Scope, pending: f64, now: i64) -> Option<(f64, f64)> {
     let max = scope.limits.max_budget?;
     let stored = if scope.budget_reset_at.is_some_and(|r| r <= now) {
         0.0
     } else {
         scope.spend
     };
-    let current = stored + pending;
-    (current >= max).then(|| {
-        LlmError::new(
-            ErrorKind::BudgetExceeded,
-            format!("Budget has been exceeded! {what} Current cost: {current}, Max budget: {max}"),
-        )
-    })
+    Some((stored + pending, max))
+}
+
+fn exceeded(message: String) -> LlmError {
+    LlmError::new(ErrorKind::BudgetExceeded, message)
 }
 
 /// Why `info` may not start a call, if its key, team or user is over budget.
@@ -116,27 +208,41 @@ fn over(scope: &Scope, pending: f64, what: &str, now: i64) -> Option<LlmError> {
 pub fn check(info: &KeyInfo, ledger: Option<&Ledger>) -> Option<LlmError> {
     let now = now_ms();
     let pending = |f: &dyn Fn(&Ledger) -> f64| ledger.map_or(0.0, f);
-    over(&info.key, pending(&|l| l.key(&info.token)), "Key", now)
-        .or_else(|| {
-            info.team.as_ref().and_then(|t| {
-                over(
-                    t,
-                    pending(&|l| l.team(&t.id)),
-                    &format!("Team={}", t.id),
-                    now,
-                )
-            })
-        })
-        .or_else(|| {
-            info.user.as_ref().and_then(|u| {
-                over(
-                    u,
-                    pending(&|l| l.user(&u.id)),
-                    &format!("User={}", u.id),
-                    now,
-                )
-            })
-        })
+    if let Some((current, max)) = over(&info.key, pending(&|l| l.key(&info.token)), now) {
+        if spent(current, max, true) {
+            let label = info.key_alias.as_deref().unwrap_or("key");
+            return Some(exceeded(format!(
+                "Budget has been exceeded! Key={label} Current cost: {}, Max budget: {}",
+                py_float(current),
+                py_float(max)
+            )));
+        }
+    }
+    if let Some(t) = &info.team {
+        if let Some((current, max)) = over(t, pending(&|l| l.team(&t.id)), now) {
+            if spent(current, max, false) {
+                return Some(exceeded(format!(
+                    "Budget has been exceeded! Team={} Current cost: {}, Max budget: {}",
+                    t.id,
+                    py_float(current),
+                    py_float(max)
+                )));
+            }
+        }
+    }
+    if let Some(u) = &info.user {
+        if let Some((current, max)) = over(u, pending(&|l| l.user(&u.id)), now) {
+            if spent(current, max, true) {
+                return Some(exceeded(format!(
+                    "ExceededBudget: User={} over budget. Spend={}, Budget={}",
+                    u.id,
+                    py_float(current),
+                    py_float(max)
+                )));
+            }
+        }
+    }
+    None
 }
 
 impl<S> Service<LlmRequest> for Budget<S>
@@ -154,10 +260,20 @@ where
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
         if !matches!(req.op, Operation::ListModels) {
-            if let Some(info) = req.extensions.get::<Arc<KeyInfo>>() {
-                if let Some(e) = check(info, self.ledger.as_deref()) {
-                    return Either::Left(future::ready(Err(e)));
-                }
+            let refused = req
+                .extensions
+                .get::<Arc<KeyInfo>>()
+                .and_then(|info| check(info, self.ledger.as_deref()))
+                .or_else(|| {
+                    let pending = self.ledger.as_deref().map_or(0.0, Ledger::total);
+                    self.proxy.as_ref().and_then(|p| p.check(pending))
+                });
+            if let Some(e) = refused {
+                let e = match self.status {
+                    Some(s) => e.with_status(s),
+                    None => e,
+                };
+                return Either::Left(future::ready(Err(e)));
             }
         }
         Either::Right(self.inner.call(req))
@@ -181,8 +297,76 @@ mod tests {
         info.key.spend = 1.0;
         let e = check(&info, None).unwrap();
         assert_eq!(e.kind(), ErrorKind::BudgetExceeded);
-        assert_eq!(e.status(), 400);
+        assert_eq!(e.status(), 422);
+        assert_eq!(
+            e.code(),
+            None,
+            "rendered as the status, \"422\", as LiteLLM"
+        );
+        assert_eq!(
+            e.message(),
+            "Budget has been exceeded! Key=key Current cost: 1.0, Max budget: 1.0"
+        );
+        info.key_alias = Some("app-1".into());
+        assert!(check(&info, None)
+            .unwrap()
+            .message()
+            .starts_with("Budget has been exceeded! Key=app-1 Current cost"));
         info.key.budget_reset_at = Some(now_ms() - 1);
         assert!(check(&info, None).is_none());
+    }
+
+    #[test]
+    fn team_and_user_messages_and_comparisons_follow_litellm() {
+        let scope = |id: &str, spend: f64, max: f64| Scope {
+            id: id.into(),
+            spend,
+            limits: Limits {
+                max_budget: Some(max),
+                ..Limits::default()
+            },
+            ..Scope::default()
+        };
+        // A team at its budget may still call (LiteLLM: spend > max); over it, not.
+        let mut info = KeyInfo {
+            team: Some(scope("t1", 2.0, 2.0)),
+            ..KeyInfo::default()
+        };
+        assert!(check(&info, None).is_none());
+        info.team = Some(scope("t1", 2.5, 2.0));
+        assert_eq!(
+            check(&info, None).unwrap().message(),
+            "Budget has been exceeded! Team=t1 Current cost: 2.5, Max budget: 2.0"
+        );
+        info.team = None;
+        // A user at its budget may not (spend >= max).
+        info.user = Some(scope("u1", 3.0, 3.0));
+        assert_eq!(
+            check(&info, None).unwrap().message(),
+            "ExceededBudget: User=u1 over budget. Spend=3.0, Budget=3.0"
+        );
+        // A budget that is not a number is no limit.
+        info.user = Some(scope("u1", 3.0, f64::NAN));
+        assert!(check(&info, None).is_none());
+    }
+
+    #[test]
+    fn floats_are_written_as_python_writes_them() {
+        for (v, s) in [
+            (1.0, "1.0"),
+            (0.5, "0.5"),
+            (0.038, "0.038"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e-5, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (0.0001, "0.0001"),
+            (1e16, "1e+16"),
+            (123_456_789.0, "123456789.0"),
+            (0.0, "0.0"),
+            (-2.0, "-2.0"),
+            (f64::INFINITY, "inf"),
+        ] {
+            assert_eq!(py_float(v), s, "{v}");
+        }
     }
 }

@@ -104,6 +104,7 @@ pub const LITELLM_SETTINGS: &[KeySpec] = &[
     key("default_in_memory_ttl", Implemented),
     key("max_budget", Implemented),
     key("budget_duration", Implemented),
+    key("budget_exceeded_status_code", Implemented),
     key("json_logs", Implemented),
     key("success_callback", Refused(CALLBACKS)),
     key("failure_callback", Refused(CALLBACKS)),

@@ -281,6 +281,9 @@ pub struct LitellmSettings {
     /// Budget reset period (`30d`, `1h`, ...).
     #[serde(deserialize_with = "lenient::opt_string")]
     pub budget_duration: Option<String>,
+    /// HTTP status of budget errors (LiteLLM's default 422; 429 restores its older one).
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub budget_exceeded_status_code: Option<u16>,
     /// Per-team settings (shape varies; may hold credentials).
     pub default_team_settings: Option<Value>,
     /// Preview features switch.
@@ -479,6 +482,11 @@ pub struct GeneralSettings {
     /// Header carrying the end-user id.
     #[serde(deserialize_with = "lenient::opt_string")]
     pub user_header_name: Option<String>,
+    /// llmgate: refuse deployments without a known price to callers whose key, team or user has
+    /// a `max_budget` (or to every caller, with `litellm_settings.max_budget`), instead of
+    /// logging their calls at cost 0. See docs/governance.md.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub block_unpriced_models_for_budgeted_keys: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -574,7 +582,8 @@ redacting_debug!(LitellmSettings {
     callbacks, fallbacks, context_window_fallbacks, content_policy_fallbacks, default_fallbacks,
     cache, cache_params, default_in_memory_ttl, set_verbose, json_logs, allowed_fails,
     cooldown_time, max_fallbacks, modify_params, turn_off_message_logging,
-    redact_user_api_key_info, max_budget, budget_duration, enable_preview_features,
+    redact_user_api_key_info, max_budget, budget_duration, budget_exceeded_status_code,
+    enable_preview_features,
     return_response_headers,
 } redact { default_team_settings });
 
@@ -591,6 +600,7 @@ redacting_debug!(GeneralSettings {
     admin_only_routes, enforce_user_param, custom_auth, use_redis_transaction_buffer,
     alerting_threshold, infer_model_from_keys, disable_master_key_return,
     maximum_spend_logs_retention_period, user_header_name,
+    block_unpriced_models_for_budgeted_keys,
 } redact { pass_through_endpoints });
 
 // ---------------------------------------------------------------------------------------------
@@ -1685,6 +1695,23 @@ impl Loader<'_> {
             ("max_budget", ls.max_budget),
         ] {
             self.non_negative(&push_key("litellm_settings", name), v);
+        }
+        if let Some(code) = ls.budget_exceeded_status_code {
+            if !(400..=599).contains(&code) {
+                self.error(
+                    "litellm_settings.budget_exceeded_status_code",
+                    format!("{code} is not an error status (400–599)"),
+                );
+            }
+        }
+        // The proxy budget's period (see `crate::budget::ProxyBudget`).
+        if let Some(d) = ls.budget_duration.as_deref().filter(|d| !d.is_empty()) {
+            if crate::store::parse_duration(d).is_none() {
+                self.error(
+                    "litellm_settings.budget_duration",
+                    format!("`{d}` is not a duration (30s, 5m, 1h, 1d, 1w, 1mo)"),
+                );
+            }
         }
         if let Some(cp) = &ls.cache_params {
             self.non_negative("litellm_settings.cache_params.ttl", cp.ttl);

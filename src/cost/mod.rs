@@ -3,16 +3,21 @@
 //!
 //! # Pricing
 //!
-//! [`PriceTable::builtin`] is a compact table in LiteLLM's `model_prices_and_context_window.json`
-//! format, built into the binary, with per-token input, output, cached-input and reasoning prices
-//! and context limits for the major models of every provider llmgate supports. A file in the same
-//! format ([`PriceTable::from_json`]) can be merged over it at start; a deployment's own prices
-//! (`input_cost_per_token`, `output_cost_per_token`, `cache_read_input_token_cost`,
-//! `output_cost_per_reasoning_token` in `litellm_params` or `model_info`) override both.
+//! [`PriceTable::builtin`] is LiteLLM's published `model_prices_and_context_window` map (from the
+//! `litellm` wheel on PyPI, version in [`BUILTIN_PRICES_SOURCE`]) reduced to the fields of
+//! [`ModelPrice`]: per-token input, output, cached-input and reasoning prices and context limits.
+//! It is built into the binary gzipped ([`BUILTIN_PRICES_GZ`], written by
+//! `scripts/update-model-prices.py`) and inflated once, on first use (3–4 ms in a release build),
+//! then shared. A file in the same format ([`PriceTable::from_json`]) can be merged over it at
+//! start; a deployment's own prices (`input_cost_per_token`, `output_cost_per_token`,
+//! `cache_read_input_token_cost`, `output_cost_per_reasoning_token` in `litellm_params` or
+//! `model_info`) override both.
 //!
 //! Lookup for a deployment `provider/model`: `model_info.base_model`, then `provider/model`, then
 //! `model`, then `model` without a Bedrock region prefix (`us.`, `eu.`, `apac.`, `global.`).
-//! A deployment with no price costs 0 and is logged once at start.
+//! A deployment with no input or output price costs 0 and is listed by [`Pricing::unpriced`]. A
+//! wildcard deployment (`openai/*`) is priced per call by the model it called
+//! ([`Pricing::cost_of`], from [`ResponseMeta::deployment`](crate::types::ResponseMeta::deployment)).
 //!
 //! Cost = uncached input × input price + cached input × cached price + (output − reasoning) ×
 //! output price + reasoning × reasoning price (output price when not set).
@@ -51,13 +56,15 @@
 //! ```
 
 use std::{
-    collections::HashMap,
+    borrow::Cow,
+    collections::{HashMap, HashSet},
     fmt,
     future::Future,
+    io::Read as _,
     pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, OnceLock,
     },
     task::{ready, Context, Poll},
     time::Instant,
@@ -82,8 +89,13 @@ use crate::{
     },
 };
 
-/// The built-in price table (LiteLLM's format).
-pub const BUILTIN_PRICES: &str = include_str!("model_prices.json");
+/// The built-in price table: LiteLLM's `model_prices_and_context_window` map reduced to the
+/// fields of [`ModelPrice`], gzipped (`scripts/update-model-prices.py` writes it).
+pub const BUILTIN_PRICES_GZ: &[u8] = include_bytes!("model_prices.json.gz");
+
+/// Where [`BUILTIN_PRICES_GZ`] comes from (JSON): the `litellm` package version, the sha256 of
+/// its wheel and of the map, and entry counts.
+pub const BUILTIN_PRICES_SOURCE: &str = include_str!("model_prices.source.json");
 
 /// One model's prices and limits: an entry of LiteLLM's `model_prices_and_context_window.json`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -119,6 +131,22 @@ pub struct ModelPrice {
 }
 
 impl ModelPrice {
+    /// Free: input and output at 0.
+    #[must_use]
+    pub fn free() -> Self {
+        Self {
+            input_cost_per_token: Some(0.0),
+            output_cost_per_token: Some(0.0),
+            ..Self::default()
+        }
+    }
+
+    /// Whether an input or output price per token is set (0 counts: a free model is priced).
+    #[must_use]
+    pub fn has_token_price(&self) -> bool {
+        self.input_cost_per_token.is_some() || self.output_cost_per_token.is_some()
+    }
+
     /// The cost of `usage` at these prices, in USD.
     #[must_use]
     pub fn cost(&self, usage: &Usage) -> f64 {
@@ -172,88 +200,144 @@ impl ModelPrice {
 }
 
 /// Prices by model name, in LiteLLM's format. See the [module docs](self).
+///
+/// Cheap to clone: the built-in entries are shared (`Arc`); only entries merged over them are
+/// owned.
 #[derive(Clone, Debug, Default)]
 pub struct PriceTable {
-    models: HashMap<String, ModelPrice>,
+    /// The built-in entries (empty for a table made with [`PriceTable::from_json`]).
+    base: Arc<HashMap<String, ModelPrice>>,
+    /// Entries added over `base`.
+    extra: HashMap<String, ModelPrice>,
 }
 
+/// The built-in table, inflated and parsed once, on first use.
+static BUILTIN: OnceLock<Arc<HashMap<String, ModelPrice>>> = OnceLock::new();
+
+fn load_builtin() -> Arc<HashMap<String, ModelPrice>> {
+    let mut text = String::with_capacity(BUILTIN_PRICES_GZ.len() * 16);
+    if let Err(e) = flate2::read::GzDecoder::new(BUILTIN_PRICES_GZ).read_to_string(&mut text) {
+        // Checked by a unit test; an unreadable table would leave every model unpriced.
+        tracing::error!("the built-in price table does not inflate: {e}");
+        return Arc::default();
+    }
+    // The generator writes only the fields of `ModelPrice`, with their types: one pass, no
+    // intermediate values. Anything else falls back to the lenient entry-by-entry parse.
+    let models = serde_json::from_str::<HashMap<String, ModelPrice>>(&text)
+        .or_else(|_| PriceTable::from_json(&text).map(|t| t.extra))
+        .unwrap_or_else(|e| {
+            tracing::error!("the built-in price table does not parse: {e}");
+            HashMap::new()
+        });
+    Arc::new(models)
+}
+
+/// Bedrock cross-region inference prefixes, tried off when a model is not found as named.
+const REGION_PREFIXES: [&str; 6] = ["us.", "eu.", "apac.", "global.", "jp.", "au."];
+
+/// The per-token price keys a deployment may override.
+const PRICE_KEYS: [&str; 5] = [
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+    "output_cost_per_reasoning_token",
+];
+
 impl PriceTable {
-    /// The built-in table.
+    /// The built-in table: LiteLLM's published map (see [`BUILTIN_PRICES_SOURCE`]). Inflated and
+    /// parsed on the first call (a few milliseconds); later calls share it.
     #[must_use]
     pub fn builtin() -> Self {
-        // The embedded table is checked by a unit test; an unreadable one would be empty.
-        Self::from_json(BUILTIN_PRICES).unwrap_or_default()
+        Self {
+            base: BUILTIN.get_or_init(load_builtin).clone(),
+            extra: HashMap::new(),
+        }
     }
 
     /// A table from LiteLLM's `model_prices_and_context_window.json` format. Entries that are not
     /// objects (LiteLLM's `sample_spec` is one) or do not parse are skipped.
     pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
         let raw: HashMap<String, serde_json::Value> = serde_json::from_str(json)?;
-        let models = raw
+        let extra = raw
             .into_iter()
             .filter(|(k, _)| k != "sample_spec")
             .filter_map(|(k, v)| serde_json::from_value::<ModelPrice>(v).ok().map(|p| (k, p)))
             .collect();
-        Ok(Self { models })
+        Ok(Self {
+            base: Arc::default(),
+            extra,
+        })
     }
 
     /// Adds (or replaces) the entries of `other`.
     pub fn merge(&mut self, other: Self) {
-        self.models.extend(other.models);
+        self.extra
+            .extend(other.base.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.extra.extend(other.extra);
     }
 
     /// The entry for a model name.
     #[must_use]
     pub fn get(&self, model: &str) -> Option<&ModelPrice> {
-        self.models.get(model)
+        self.extra.get(model).or_else(|| self.base.get(model))
     }
 
     /// Number of entries.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.models.len()
+        self.base.len()
+            + self
+                .extra
+                .keys()
+                .filter(|k| !self.base.contains_key(*k))
+                .count()
     }
 
     /// Whether the table is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.models.is_empty()
+        self.base.is_empty() && self.extra.is_empty()
     }
 
-    /// The price of a deployment (see the [module docs](self) for the lookup order), with its
-    /// overrides applied; `None` when neither the table nor the deployment has one.
+    /// The table entry of a deployment (see the [module docs](self) for the lookup order),
+    /// without its overrides.
     #[must_use]
-    pub fn for_deployment(&self, dep: &Deployment) -> Option<ModelPrice> {
+    pub fn entry(&self, dep: &Deployment) -> Option<&ModelPrice> {
         let base_model = dep
             .model_info
             .get("base_model")
             .and_then(serde_json::Value::as_str);
         let provider = &*dep.provider;
         let model = &*dep.model;
-        let full = format!("{provider}/{model}");
-        let stripped = ["us.", "eu.", "apac.", "global.", "jp.", "au."]
-            .iter()
-            .find_map(|p| model.strip_prefix(p));
-        let found = base_model
+        let stripped = REGION_PREFIXES.iter().find_map(|p| model.strip_prefix(p));
+        base_model
             .and_then(|b| self.get(b).or_else(|| self.get(&format!("{provider}/{b}"))))
-            .or_else(|| self.get(&full))
+            .or_else(|| self.get(&format!("{provider}/{model}")))
             .or_else(|| self.get(model))
             .or_else(|| stripped.and_then(|m| self.get(m)))
-            .cloned();
-        let has_override = [&dep.params, &dep.model_info].iter().any(|m| {
-            m.keys().any(|k| {
-                matches!(
-                    k.as_str(),
-                    "input_cost_per_token"
-                        | "output_cost_per_token"
-                        | "cache_read_input_token_cost"
-                        | "output_cost_per_reasoning_token"
-                )
-            })
-        }) || dep.input_cost_per_token.is_some()
-            || dep.output_cost_per_token.is_some();
+    }
+
+    /// A deployment's context window: `model_info.max_input_tokens` when set, else its table
+    /// entry's `max_input_tokens`.
+    #[must_use]
+    pub fn context_window(&self, dep: &Deployment) -> Option<u64> {
+        dep.model_info
+            .get("max_input_tokens")
+            .and_then(serde_json::Value::as_u64)
+            .or_else(|| self.entry(dep).and_then(|p| p.max_input_tokens))
+    }
+
+    /// The price of a deployment (see the [module docs](self) for the lookup order), with its
+    /// overrides applied; `None` when it has no per-token price: neither its table entry (if
+    /// any) nor its own settings give an input or output price. Deployments of the built-in
+    /// `mock` provider cost 0.
+    #[must_use]
+    pub fn for_deployment(&self, dep: &Deployment) -> Option<ModelPrice> {
+        let found = self.entry(dep).cloned();
+        let has_override = has_price_override(dep);
         if found.is_none() && !has_override {
-            return None;
+            return (&*dep.provider == "mock").then(ModelPrice::free);
         }
         let mut price = found
             .unwrap_or_default()
@@ -265,14 +349,37 @@ impl PriceTable {
         if let Some(v) = dep.output_cost_per_token {
             price.output_cost_per_token = Some(v);
         }
-        Some(price)
+        if price.has_token_price() {
+            Some(price)
+        } else {
+            (&*dep.provider == "mock").then(ModelPrice::free)
+        }
     }
 }
 
-/// Prices resolved per deployment id, once, when the gateway is built.
+/// Whether a deployment sets a price of its own (in `litellm_params` or `model_info`).
+fn has_price_override(dep: &Deployment) -> bool {
+    dep.input_cost_per_token.is_some()
+        || dep.output_cost_per_token.is_some()
+        || [&dep.params, &dep.model_info]
+            .iter()
+            .any(|m| PRICE_KEYS.iter().any(|k| m.contains_key(*k)))
+}
+
+/// Whether a deployment is a wildcard (`model_name: openai/*`): it calls the model each request
+/// names, so its price is known per call.
+fn is_wildcard(dep: &Deployment) -> bool {
+    dep.model_group.contains('*') || dep.model.contains('*') || dep.provider.contains('*')
+}
+
+/// Prices resolved per deployment id, once, when the gateway is built; a wildcard deployment's
+/// calls are priced by the upstream model each one called.
 #[derive(Clone, Debug, Default)]
 pub struct Pricing {
     by_deployment: HashMap<Arc<str>, ModelPrice>,
+    /// Ids of wildcard deployments, priced per call from `table`.
+    wildcards: HashSet<Arc<str>>,
+    table: PriceTable,
     unpriced: Vec<String>,
 }
 
@@ -283,28 +390,67 @@ impl Pricing {
         deployments: impl IntoIterator<Item = &'a Deployment>,
     ) -> Self {
         let mut by_deployment = HashMap::new();
+        let mut wildcards = HashSet::new();
         let mut unpriced = Vec::new();
         for dep in deployments {
+            if is_wildcard(dep) {
+                wildcards.insert(dep.id.clone());
+                continue;
+            }
             match table.for_deployment(dep) {
                 Some(p) => {
                     by_deployment.insert(dep.id.clone(), p);
                 }
-                None => unpriced.push(format!("{}/{}", dep.provider, dep.model)),
+                None => {
+                    let name = format!("{}/{}", dep.provider, dep.model);
+                    if !unpriced.contains(&name) {
+                        unpriced.push(name);
+                    }
+                }
             }
         }
         Self {
             by_deployment,
+            wildcards,
+            table: table.clone(),
             unpriced,
         }
     }
 
-    /// The price of a deployment.
+    /// The price of a deployment (not of a wildcard one: see [`Pricing::price_of`]).
     #[must_use]
     pub fn get(&self, deployment_id: &str) -> Option<&ModelPrice> {
         self.by_deployment.get(deployment_id)
     }
 
-    /// Deployments without a price (`provider/model`), for a start-up warning.
+    /// The price of the deployment that answered: its resolved price, or, for a wildcard
+    /// deployment, the price of the upstream model it called (`answered` is the concrete
+    /// deployment, [`ResponseMeta::deployment`](crate::types::ResponseMeta::deployment)).
+    #[must_use]
+    pub fn price_of(
+        &self,
+        deployment_id: Option<&str>,
+        answered: Option<&Deployment>,
+    ) -> Option<Cow<'_, ModelPrice>> {
+        let id = deployment_id.or_else(|| answered.map(|d| &*d.id))?;
+        if let Some(p) = self.by_deployment.get(id) {
+            return Some(Cow::Borrowed(p));
+        }
+        if !self.wildcards.contains(id) {
+            return None;
+        }
+        let d = answered?;
+        // Per call: borrow the table entry when the deployment has no prices of its own.
+        if !has_price_override(d) {
+            if let Some(p) = self.table.entry(d).filter(|p| p.has_token_price()) {
+                return Some(Cow::Borrowed(p));
+            }
+        }
+        self.table.for_deployment(d).map(Cow::Owned)
+    }
+
+    /// Deployments without a price (`provider/model`, each once; wildcard deployments are priced
+    /// per call and not listed), for a start-up warning and `--check`.
     #[must_use]
     pub fn unpriced(&self) -> &[String] {
         &self.unpriced
@@ -313,8 +459,19 @@ impl Pricing {
     /// The cost of `usage` on a deployment (0 without a price).
     #[must_use]
     pub fn cost(&self, deployment_id: Option<&str>, usage: &Usage) -> f64 {
-        deployment_id
-            .and_then(|d| self.get(d))
+        self.cost_of(deployment_id, None, usage)
+    }
+
+    /// The cost of `usage` on the deployment that answered (0 without a price); see
+    /// [`Pricing::price_of`].
+    #[must_use]
+    pub fn cost_of(
+        &self,
+        deployment_id: Option<&str>,
+        answered: Option<&Deployment>,
+        usage: &Usage,
+    ) -> f64 {
+        self.price_of(deployment_id, answered)
             .map_or(0.0, |p| p.cost(usage))
     }
 }
@@ -438,7 +595,10 @@ impl CallCtx {
         let cost = if meta.cache_hit {
             0.0
         } else {
-            usage.map_or(0.0, |u| self.pricing.cost(meta.deployment_id.as_deref(), u))
+            usage.map_or(0.0, |u| {
+                self.pricing
+                    .cost_of(meta.deployment_id.as_deref(), meta.deployment.as_deref(), u)
+            })
         };
         let total = usage.map_or(0, |u| {
             u.total_tokens
@@ -490,6 +650,8 @@ impl CallCtx {
 #[derive(Clone, Default)]
 struct MetaSnapshot {
     deployment_id: Option<Arc<str>>,
+    /// The deployment that answered (concrete for a wildcard one).
+    deployment: Option<Arc<Deployment>>,
     provider: Option<String>,
     model: Option<String>,
     cache_hit: bool,
@@ -602,6 +764,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 fn snapshot(meta: &crate::types::ResponseMeta, pricing_model: Option<String>) -> MetaSnapshot {
     MetaSnapshot {
         deployment_id: meta.deployment_id.clone(),
+        deployment: meta.deployment.clone(),
         provider: meta.provider.as_deref().map(str::to_owned),
         model: pricing_model,
         cache_hit: meta.cache_hit,
@@ -727,24 +890,123 @@ mod tests {
     use crate::types::chat::{CompletionTokensDetails, PromptTokensDetails};
 
     #[test]
-    fn builtin_table_parses_and_covers_providers() {
+    fn builtin_table_is_litellms_map_and_covers_providers() {
         let t = PriceTable::builtin();
-        assert!(t.len() > 80, "{}", t.len());
+        let source: serde_json::Value = serde_json::from_str(BUILTIN_PRICES_SOURCE).unwrap();
+        // Every entry of the generated map parsed (none dropped by a type mismatch).
+        assert_eq!(
+            t.len() as u64,
+            source["entries"].as_u64().unwrap(),
+            "{source}"
+        );
+        assert!(t.len() > 3000, "{}", t.len());
+        assert_eq!(source["package"], "litellm");
+        assert!(source["version"].as_str().is_some_and(|v| !v.is_empty()));
         for m in [
             "gpt-4o-mini",
+            "gpt-5",
             "azure/gpt-4o",
             "claude-sonnet-4-5",
             "gemini/gemini-2.5-flash",
             "gemini-2.5-pro",
             "anthropic.claude-3-5-haiku-20241022-v1:0",
             "amazon.nova-pro-v1:0",
-            "groq/llama-3.3-70b-versatile",
             "deepseek/deepseek-chat",
             "mistral/mistral-large-latest",
             "ollama/llama3.1",
+            "text-embedding-3-small",
         ] {
-            assert!(t.get(m).is_some(), "{m} missing");
+            let p = t.get(m).unwrap_or_else(|| panic!("{m} missing"));
+            assert!(p.has_token_price(), "{m}");
+            assert!(p.max_input_tokens.is_some(), "{m}");
         }
+        // Shared, not parsed again.
+        let again = PriceTable::builtin();
+        assert!(Arc::ptr_eq(&t.base, &again.base));
+    }
+
+    #[test]
+    fn merged_entries_override_builtin_ones() {
+        let mut t = PriceTable::builtin();
+        let n = t.len();
+        t.merge(
+            PriceTable::from_json(
+                r#"{"gpt-4o-mini": {"input_cost_per_token": 1.0}, "house/new": {"output_cost_per_token": 2.0}, "sample_spec": {"input_cost_per_token": "x"}}"#,
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            t.get("gpt-4o-mini").unwrap().input_cost_per_token,
+            Some(1.0)
+        );
+        assert_eq!(t.get("house/new").unwrap().output_cost_per_token, Some(2.0));
+        assert_eq!(t.len(), n + 1);
+        // The shared built-in entries are untouched.
+        assert_eq!(
+            PriceTable::builtin()
+                .get("gpt-4o-mini")
+                .unwrap()
+                .input_cost_per_token,
+            Some(1.5e-7)
+        );
+    }
+
+    #[test]
+    fn context_window_from_model_info_else_table() {
+        let t = PriceTable::builtin();
+        let mut d = Deployment::new("g", "openai/gpt-4o-mini");
+        assert_eq!(t.context_window(&d), Some(128_000));
+        d.model_info.insert("max_input_tokens".into(), 10.into());
+        assert_eq!(t.context_window(&d), Some(10));
+        assert_eq!(
+            t.context_window(&Deployment::new("g", "openai/no-such-model")),
+            None
+        );
+    }
+
+    #[test]
+    fn wildcard_deployments_are_priced_by_the_model_called() {
+        let t = PriceTable::builtin();
+        let wild = Deployment::new("openai/*", "openai/*");
+        let fixed = Deployment::new("g", "openai/gpt-4o-mini");
+        let unknown = Deployment::new("u", "openai/house-model");
+        let pricing = Pricing::new(&t, [&wild, &fixed, &unknown]);
+        // The wildcard is not "unpriced": its price is known per call.
+        assert_eq!(pricing.unpriced(), ["openai/house-model"]);
+        let usage = Usage::new(1_000_000, 0);
+        let mut called = wild.clone();
+        called.model = "gpt-4o".into();
+        let cost = pricing.cost_of(Some(&wild.id), Some(&called), &usage);
+        assert!((cost - 2.5).abs() < 1e-9, "{cost}");
+        // Without the concrete deployment there is nothing to price it by.
+        assert!(pricing.cost_of(Some(&wild.id), None, &usage).abs() < f64::EPSILON);
+        // A fixed deployment keeps its resolved price.
+        let cost = pricing.cost_of(Some(&fixed.id), Some(&fixed), &usage);
+        assert!((cost - 0.15).abs() < 1e-9, "{cost}");
+        // A wildcard's own price settings apply to every model it calls.
+        let mut wild = Deployment::new("openai/*", "openai/*");
+        wild.input_cost_per_token = Some(1e-6);
+        let pricing = Pricing::new(&t, [&wild]);
+        // As the router makes it concrete: the wildcard deployment with the model called.
+        let mut called = wild.clone();
+        called.model = "gpt-4o".into();
+        let cost = pricing.cost_of(Some(&wild.id), Some(&called), &usage);
+        assert!((cost - 1.0).abs() < 1e-9, "{cost}");
+    }
+
+    #[test]
+    fn entries_without_token_prices_and_mock_deployments() {
+        let t = PriceTable::from_json(
+            r#"{"img": {"max_input_tokens": 5, "mode": "image_generation"}}"#,
+        )
+        .unwrap();
+        assert!(t
+            .for_deployment(&Deployment::new("g", "openai/img"))
+            .is_none());
+        assert_eq!(
+            t.for_deployment(&Deployment::new("m", "mock/anything")),
+            Some(ModelPrice::free())
+        );
     }
 
     #[test]

@@ -272,9 +272,10 @@ where
         .map(|collected| Ok(collected?.to_bytes()))
 }
 
-fn stamp(resp: &mut LlmResponse, dep: &Deployment, provider: &Arc<str>) {
+fn stamp(resp: &mut LlmResponse, dep: &Arc<Deployment>, provider: &Arc<str>) {
     let meta = &mut resp.meta;
     meta.deployment_id = Some(dep.id.clone());
+    meta.deployment = Some(dep.clone());
     meta.model_group = Some(dep.model_group.clone());
     meta.provider = Some(provider.clone());
     if let Some(base) = dep.public_api_base() {

@@ -20,6 +20,8 @@
 //! 3. **Context window** (`enable_pre_call_checks`): deployments whose `model_info.max_input_tokens`
 //!    is below the request's estimated prompt tokens (characters / 4) are skipped; when none is left
 //!    the error is [`ErrorKind::ContextWindowExceeded`], so `context_window_fallbacks` apply.
+//!    The gateway fills `max_input_tokens` in from the price table when the config does not set
+//!    it (see [`PriceTable::context_window`](crate::cost::PriceTable::context_window)).
 //! 4. **Tags** (`enable_tag_filtering`): a request's `tags` (or `metadata.tags`) keep the
 //!    deployments having all of them (any of them with `tag_filtering_match_any`); without a match,
 //!    or without request tags, deployments tagged `default` serve; else 400.

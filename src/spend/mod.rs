@@ -44,13 +44,24 @@ use tracing::Instrument as _;
 
 use crate::store::{SpendRow, SpendTotals, Store};
 
-/// Spend not yet in the database, per key hash, team and user: what budgets add to the stored
-/// totals.
+/// Spend not yet in the database, per key hash, team and user, and in all (the proxy-wide
+/// budget): what budgets add to the stored totals.
 #[derive(Debug, Default)]
 pub struct Ledger {
     keys: DashMap<String, f64>,
     teams: DashMap<String, f64>,
     users: DashMap<String, f64>,
+    /// All pending spend, as `f64` bits.
+    total: AtomicU64,
+}
+
+/// Adds `v` to an `f64` held as bits (a compare-and-swap loop: no lock).
+fn add_f64(cell: &AtomicU64, v: f64) {
+    let _ = cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |bits| {
+        let next = f64::from_bits(bits) + v;
+        // Rounding may leave a trace below zero once everything is settled.
+        Some(if next.abs() <= 1e-12 { 0.0 } else { next }.to_bits())
+    });
 }
 
 fn add(map: &DashMap<String, f64>, id: &str, v: f64) {
@@ -93,10 +104,17 @@ impl Ledger {
         self.users.get(user_id).map_or(0.0, |v| *v)
     }
 
+    /// All pending spend (what the proxy-wide budget adds to its stored spend).
+    #[must_use]
+    pub fn total(&self) -> f64 {
+        f64::from_bits(self.total.load(Ordering::Acquire))
+    }
+
     fn add_row(&self, row: &SpendRow) {
         if row.spend == 0.0 {
             return;
         }
+        add_f64(&self.total, row.spend);
         if !row.api_key.is_empty() {
             add(&self.keys, &row.api_key, row.spend);
         }
@@ -112,6 +130,7 @@ impl Ledger {
         if row.spend == 0.0 {
             return;
         }
+        add_f64(&self.total, -row.spend);
         if !row.api_key.is_empty() {
             settle(&self.keys, &row.api_key, row.spend);
         }

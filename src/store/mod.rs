@@ -323,6 +323,23 @@ pub struct SpendTotals {
     pub teams: HashMap<String, f64>,
     /// Per user.
     pub users: HashMap<String, f64>,
+    /// Added to the proxy-wide budget row ([`PROXY_BUDGET_ID`]): every counted row's cost.
+    pub proxy: f64,
+    /// The proxy-wide budget row after this batch, when it exists.
+    pub proxy_budget: Option<BudgetState>,
+}
+
+/// The user id of the row that holds the proxy-wide budget (`litellm_settings.max_budget`) and
+/// the spend counted against it: LiteLLM's `litellm_proxy_budget_name`.
+pub const PROXY_BUDGET_ID: &str = "litellm-proxy-budget";
+
+/// A budget row's spend in its current period and when that period ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BudgetState {
+    /// Spend this period, USD.
+    pub spend: f64,
+    /// End of the period (Unix ms); `None`: the budget never resets.
+    pub reset_at: Option<i64>,
 }
 
 /// The store. Cheap to clone (a pool handle). See the [module docs](self).
@@ -1132,13 +1149,21 @@ impl Store {
             if let Some(u) = &r.user_id {
                 *totals.users.entry(u.clone()).or_default() += r.spend;
             }
+            totals.proxy += r.spend;
         }
+        // The proxy-wide budget row takes every row's cost (nothing happens when it does not
+        // exist: no `litellm_settings.max_budget`).
+        let proxy: HashMap<String, f64> = (totals.proxy != 0.0)
+            .then(|| (PROXY_BUDGET_ID.to_owned(), totals.proxy))
+            .into_iter()
+            .collect();
         // Add each total, starting a new budget period first where the old one has ended.
         let now = now_ms();
         for (table, id_col, map) in [
             ("llmgate_keys", "token", &totals.keys),
             ("llmgate_teams", "team_id", &totals.teams),
             ("llmgate_users", "user_id", &totals.users),
+            ("llmgate_users", "user_id", &proxy),
         ] {
             for (id, v) in map {
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -1173,8 +1198,86 @@ impl Store {
                 }
             }
         }
+        if !proxy.is_empty() {
+            let row =
+                sqlx::query("SELECT spend, budget_reset_at FROM llmgate_users WHERE user_id = $1")
+                    .bind(PROXY_BUDGET_ID)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db("spend: read proxy budget"))?;
+            totals.proxy_budget = row.map(|r| BudgetState {
+                spend: get(&r, "spend").unwrap_or(0.0),
+                reset_at: get(&r, "budget_reset_at"),
+            });
+        }
         tx.commit().await.map_err(db("spend: commit"))?;
         Ok(totals)
+    }
+
+    /// Creates or updates the proxy-wide budget row ([`PROXY_BUDGET_ID`]) with `max_budget` and
+    /// `budget_duration`, as LiteLLM does at start, and returns its state. An existing period
+    /// is kept (a restart does not move it); a row without one (made before a duration was set)
+    /// starts a period now, from 0, as LiteLLM's back-fill does; without a duration the budget
+    /// never resets.
+    pub async fn proxy_budget(
+        &self,
+        max_budget: f64,
+        budget_duration: Option<&str>,
+    ) -> Result<BudgetState, StoreError> {
+        let now = now_ms();
+        let u = match self.user(PROXY_BUDGET_ID).await? {
+            Some(u) => u,
+            None => {
+                let reset_at = next_reset(budget_duration, now);
+                let row = UserRow {
+                    user_id: PROXY_BUDGET_ID.to_owned(),
+                    limits: Limits {
+                        max_budget: Some(max_budget),
+                        budget_duration: budget_duration.map(str::to_owned),
+                        ..Limits::default()
+                    },
+                    budget_reset_at: reset_at,
+                    created_at: now,
+                    updated_at: now,
+                    ..UserRow::default()
+                };
+                match self.create_user(&row).await {
+                    Ok(()) => {
+                        return Ok(BudgetState {
+                            spend: 0.0,
+                            reset_at,
+                        })
+                    }
+                    // Another instance starting at the same time created it first.
+                    Err(e) => self.user(PROXY_BUDGET_ID).await?.ok_or(e)?,
+                }
+            }
+        };
+        let (spend, reset_at) = match (budget_duration, u.budget_reset_at) {
+            (None, _) => (u.spend, None),
+            (Some(_), Some(r)) => (u.spend, Some(r)),
+            (Some(d), None) => (0.0, next_reset(Some(d), now)),
+        };
+        sqlx::query("UPDATE llmgate_users SET max_budget = CAST($1 AS DOUBLE PRECISION), budget_duration = $2, budget_reset_at = $3, spend = $4, updated_at = $5 WHERE user_id = $6")
+            .bind(max_budget)
+            .bind(budget_duration.map(str::to_owned))
+            .bind(reset_at)
+            .bind(spend)
+            .bind(now)
+            .bind(PROXY_BUDGET_ID)
+            .execute(&self.pool)
+            .await
+            .map_err(db("update proxy budget"))?;
+        Ok(BudgetState { spend, reset_at })
+    }
+
+    /// The proxy-wide budget row's state (its period rolled over first when it ended); `None`
+    /// when there is no such row.
+    pub async fn proxy_budget_state(&self) -> Result<Option<BudgetState>, StoreError> {
+        Ok(self.user(PROXY_BUDGET_ID).await?.map(|u| BudgetState {
+            spend: u.spend,
+            reset_at: u.budget_reset_at,
+        }))
     }
 
     /// Spend-log rows, newest first.
