@@ -570,6 +570,8 @@ impl Inner {
             return Err(self.unknown_model(model));
         };
         let shared = self.shared.is_some();
+        // A test request (`mock_response`) is not counted toward the deployment's usage.
+        let test = crate::health::is_test_request(req);
         let mut cands: Vec<&Entry> = entries.iter().map(AsRef::as_ref).collect();
 
         // Cooldown.
@@ -695,7 +697,7 @@ impl Inner {
             let limit = (self.usage_checks() && !shared)
                 .then_some(entry.deployment.rpm)
                 .flatten();
-            if !entry.state.reserve_request(limit) {
+            if !test && !entry.state.reserve_request(limit) {
                 // Another request took the last slot since the filter ran.
                 cands.swap_remove(i);
                 if cands.is_empty() {
@@ -836,6 +838,8 @@ struct Tracker {
     started: Instant,
     _permit: Option<OwnedSemaphorePermit>,
     shared: Option<Shared>,
+    /// A test request (`mock_response`): its latency and tokens are not recorded.
+    test: bool,
 }
 
 impl Tracker {
@@ -843,6 +847,7 @@ impl Tracker {
         entry: Arc<Entry>,
         permit: Option<OwnedSemaphorePermit>,
         shared: Option<Shared>,
+        test: bool,
     ) -> Self {
         entry
             .state
@@ -856,11 +861,12 @@ impl Tracker {
             started: Instant::now(),
             _permit: permit,
             shared,
+            test,
         }
     }
 
     fn tokens(&self, n: u64) {
-        if n == 0 {
+        if n == 0 || self.test {
             return;
         }
         self.entry.state.add_tokens(n);
@@ -892,12 +898,17 @@ fn finish(
 ) -> Result<LlmResponse, LlmError> {
     let elapsed = tracker.started.elapsed().as_secs_f64();
     let state = &tracker.entry.state;
+    let record_latency = |v: f64| {
+        if !tracker.test {
+            state.record_latency(v);
+        }
+    };
     match result {
         Ok(mut resp) => {
             if let ResponseBody::Stream(_) = &resp.body {
                 // The health layer hands a stream on once its first chunk arrived: this is the
                 // time to first token.
-                state.record_latency(elapsed);
+                record_latency(elapsed);
                 let LlmResponse { body, meta } = resp;
                 let body = match body {
                     ResponseBody::Stream(s) => ResponseBody::Stream(Box::pin(TrackedStream {
@@ -910,7 +921,7 @@ fn finish(
             } else {
                 let usage = resp.meta.usage.as_ref();
                 let out = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
-                state.record_latency(if out > 0 {
+                record_latency(if out > 0 {
                     elapsed / out as f64
                 } else {
                     elapsed
@@ -921,7 +932,7 @@ fn finish(
         }
         Err(e) => {
             if e.kind() == ErrorKind::Timeout {
-                state.record_latency(TIMEOUT_PENALTY.as_secs_f64());
+                record_latency(TIMEOUT_PENALTY.as_secs_f64());
             }
             if let Some(log) = log {
                 let id = tracker.entry.deployment.id.clone();
@@ -1133,7 +1144,8 @@ impl Service<LlmRequest> for Router {
         req.extensions
             .insert(SelectedDeployment(sel.deployment.clone()));
         let svc = sel.service();
-        let tracker = Tracker::new(sel.entry, permit, None);
+        let test = crate::health::is_test_request(&req);
+        let tracker = Tracker::new(sel.entry, permit, None, test);
         ResponseFuture {
             state: RouteState::Ready {
                 svc,
@@ -1163,7 +1175,8 @@ async fn call_selected(
     let mut svc = sel.service();
     let was_cooling = sel.entry.state.health.is_cooling();
     let entry = sel.entry.clone();
-    let tracker = Tracker::new(sel.entry, permit, inner.shared.clone());
+    let test = crate::health::is_test_request(&req);
+    let tracker = Tracker::new(sel.entry, permit, inner.shared.clone(), test);
     let result = match std::future::poll_fn(|cx| svc.poll_ready(cx)).await {
         Ok(()) => svc.call(req).await,
         Err(e) => Err(e),
@@ -1201,7 +1214,9 @@ async fn call_shared(
             Ok(s) => s,
             Err(e) => return refuse(e),
         };
-        let limit = inner.usage_checks().then_some(sel.deployment.rpm).flatten();
+        let limit = (inner.usage_checks() && !crate::health::is_test_request(&req))
+            .then_some(sel.deployment.rpm)
+            .flatten();
         let Some(limit) = limit else { break sel };
         match shared.reserve_request(&sel.entry.deployment.id).await {
             Some(n) if n > limit => {

@@ -1,0 +1,305 @@
+//! Model access: which model groups a caller may reach, checked on every path a request can take.
+//!
+//! A key's, team's or user's `models` list allows a model when it is empty, holds
+//! `all-proxy-models` or `*`, names the model, holds a wildcard pattern matching it (`openai/*`,
+//! `gpt-4*`: `*` matches any run of characters), or names an access group (`model_info.access_groups`
+//! of the model's deployments). A `model_group_alias` is allowed when the alias or the group it
+//! names is allowed (LiteLLM's `_can_object_call_model`). A comma-separated model (`"a,b"`) is
+//! allowed only when every name in it is.
+//!
+//! The gateway knows the aliases and access groups from the config; [`ModelCatalog`] holds them,
+//! built once. A check reads the caller's lists and the catalog: no allocation, no lock.
+
+use std::{collections::HashMap, fmt, sync::Arc};
+
+use super::keys::{KeyInfo, ALL_PROXY_MODELS};
+use crate::{
+    error::{ErrorKind, LlmError},
+    fallback::GroupAccess,
+    types::LlmRequest,
+};
+
+/// What model access needs to know about the gateway's model groups: `model_group_alias` targets
+/// and each group's access groups (`model_info.access_groups` of its deployments).
+#[derive(Clone, Debug, Default)]
+pub struct ModelCatalog {
+    aliases: HashMap<String, String>,
+    /// Model group → its access groups. Wildcard groups (`openai/*`) are in `patterns` too.
+    access: HashMap<String, Vec<String>>,
+    /// Wildcard group names that have access groups, most literal characters first.
+    patterns: Vec<String>,
+}
+
+impl ModelCatalog {
+    /// A catalog without aliases or access groups.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `alias` names model group `group` (`model_group_alias`).
+    #[must_use]
+    pub fn alias(mut self, alias: impl Into<String>, group: impl Into<String>) -> Self {
+        self.aliases.insert(alias.into(), group.into());
+        self
+    }
+
+    /// Model group `group` (a wildcard group such as `openai/*` too) belongs to `access_group`.
+    #[must_use]
+    pub fn access_group(mut self, group: impl Into<String>, access_group: impl Into<String>) -> Self {
+        let group = group.into();
+        let access_group = access_group.into();
+        if group.contains('*') && !self.patterns.contains(&group) {
+            self.patterns.push(group.clone());
+            self.patterns
+                .sort_by_key(|p| std::cmp::Reverse(p.len() - p.matches('*').count()));
+        }
+        let list = self.access.entry(group).or_default();
+        if !list.contains(&access_group) {
+            list.push(access_group);
+        }
+        self
+    }
+
+    /// Whether the catalog has neither aliases nor access groups.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.aliases.is_empty() && self.access.is_empty()
+    }
+
+    /// The access groups of the group `model` routes to (the group itself, else the first
+    /// wildcard group whose pattern matches).
+    fn access_groups_of(&self, model: &str) -> &[String] {
+        if let Some(v) = self.access.get(model) {
+            return v;
+        }
+        self.patterns
+            .iter()
+            .find(|p| glob(p, model))
+            .and_then(|p| self.access.get(p))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether `list` (a key's, team's or user's `models`) allows `model`.
+    #[must_use]
+    pub fn list_allows(&self, list: &[String], model: &str) -> bool {
+        if list.is_empty() {
+            return true;
+        }
+        if model.contains(',') {
+            return model
+                .split(',')
+                .all(|part| self.one_allowed(list, part.trim()));
+        }
+        self.one_allowed(list, model)
+    }
+
+    fn one_allowed(&self, list: &[String], model: &str) -> bool {
+        if model.is_empty() {
+            return false;
+        }
+        self.name_allowed(list, model)
+            || self
+                .aliases
+                .get(model)
+                .is_some_and(|target| self.name_allowed(list, target))
+    }
+
+    fn name_allowed(&self, list: &[String], model: &str) -> bool {
+        let groups = self.access_groups_of(model);
+        list.iter().any(|m| {
+            m == model
+                || m == ALL_PROXY_MODELS
+                || m == "*"
+                || (m.contains('*') && glob(m, model))
+                || groups.contains(m)
+        })
+    }
+
+    /// Why the caller may not use `model` (LiteLLM's 401, naming the scope whose list refuses
+    /// it: key, then team, then user), or `Ok` when it may.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Authentication`] (401), type `key_model_access_denied`,
+    /// `team_model_access_denied` or `user_model_access_denied`, param `model`.
+    pub fn check(&self, info: &KeyInfo, model: &str) -> Result<(), LlmError> {
+        if info.is_master {
+            return Ok(());
+        }
+        let scopes = [
+            ("key", &info.models),
+            ("team", &info.team_models),
+            ("user", &info.user_models),
+        ];
+        for (whose, list) in scopes {
+            if !self.list_allows(list, model) {
+                return Err(denied(whose, list, model));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the caller may use `model`.
+    #[must_use]
+    pub fn allows(&self, info: &KeyInfo, model: &str) -> bool {
+        info.is_master
+            || (self.list_allows(&info.models, model)
+                && self.list_allows(&info.team_models, model)
+                && self.list_allows(&info.user_models, model))
+    }
+}
+
+/// LiteLLM's model-access refusal.
+fn denied(whose: &str, list: &[String], model: &str) -> LlmError {
+    LlmError::new(
+        ErrorKind::Authentication,
+        format!(
+            "{whose} not allowed to access model. This {whose} can only access models={list:?}. Tried to access {model}"
+        ),
+    )
+    .with_type(format!("{whose}_model_access_denied"))
+    .with_param("model")
+    .with_code("401")
+}
+
+/// `pattern` (with `*` matching any run of characters, the empty one included) matches all of
+/// `name`. No allocation; backtracks only to the last `*`.
+fn glob(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == n[ni] {
+            pi += 1;
+            ni += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// The fallback layer's question "may this caller use group G", answered from the caller's
+/// `Arc<KeyInfo>` (put into the extensions by [`Auth`](super::Auth)) and the [`ModelCatalog`].
+/// A request without one (an open gateway, or a stack without virtual keys) may use every group.
+#[derive(Clone, Debug)]
+pub struct ModelAccess {
+    catalog: Arc<ModelCatalog>,
+}
+
+impl ModelAccess {
+    /// Checks against `catalog`.
+    #[must_use]
+    pub fn new(catalog: Arc<ModelCatalog>) -> Self {
+        Self { catalog }
+    }
+}
+
+impl GroupAccess for ModelAccess {
+    fn allows(&self, req: &LlmRequest, group: &str) -> bool {
+        req.extensions
+            .get::<Arc<KeyInfo>>()
+            .is_none_or(|info| self.catalog.allows(info, group))
+    }
+}
+
+impl fmt::Display for ModelCatalog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} aliases, {} groups with access groups",
+            self.aliases.len(),
+            self.access.len()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn glob_matches_whole_names() {
+        assert!(glob("openai/*", "openai/gpt-4o"));
+        assert!(glob("*", "anything"));
+        assert!(glob("gpt-*-mini", "gpt-4o-mini"));
+        assert!(glob("a*b*c", "axxbyyc"));
+        assert!(glob("openai/*", "openai/"));
+        assert!(!glob("openai/*", "azure/openai/gpt"));
+        assert!(!glob("gpt-*-mini", "gpt-4o"));
+        assert!(!glob("a*b", "ab-c"));
+        assert!(!glob("abc", "abcd"));
+    }
+
+    #[test]
+    fn lists_allow_names_patterns_groups_and_aliases() {
+        let cat = ModelCatalog::new()
+            .alias("smart", "gpt-4o")
+            .access_group("gpt-4o", "beta")
+            .access_group("anthropic/*", "claude-users");
+        // Empty and all-models lists.
+        assert!(cat.list_allows(&[], "x"));
+        assert!(cat.list_allows(&list(&[ALL_PROXY_MODELS]), "x"));
+        assert!(cat.list_allows(&list(&["*"]), "x"));
+        // Names and patterns.
+        assert!(cat.list_allows(&list(&["a"]), "a"));
+        assert!(!cat.list_allows(&list(&["a"]), "b"));
+        assert!(cat.list_allows(&list(&["openai/*"]), "openai/gpt-4o"));
+        assert!(!cat.list_allows(&list(&["openai/*"]), "anthropic/claude"));
+        // Access groups, of a group and of a wildcard group.
+        assert!(cat.list_allows(&list(&["beta"]), "gpt-4o"));
+        assert!(!cat.list_allows(&list(&["beta"]), "other"));
+        assert!(cat.list_allows(&list(&["claude-users"]), "anthropic/claude-3"));
+        assert!(!cat.list_allows(&list(&["claude-users"]), "openai/gpt-4o"));
+        // Aliases: the alias or its target.
+        assert!(cat.list_allows(&list(&["gpt-4o"]), "smart"));
+        assert!(cat.list_allows(&list(&["beta"]), "smart"));
+        assert!(cat.list_allows(&list(&["smart"]), "smart"));
+        assert!(!cat.list_allows(&list(&["smart"]), "gpt-4o"));
+        // Comma lists: every name.
+        assert!(cat.list_allows(&list(&["a", "b"]), "a, b"));
+        assert!(!cat.list_allows(&list(&["a"]), "a,b"));
+        assert!(!cat.list_allows(&list(&["gpt-*"]), "gpt-4,claude"));
+        assert!(!cat.list_allows(&list(&["a"]), "a,"));
+    }
+
+    #[test]
+    fn check_names_the_refusing_scope() {
+        let cat = ModelCatalog::new();
+        let info = KeyInfo {
+            models: list(&["a", "b"]),
+            team_models: list(&["a"]),
+            user_models: list(&["c"]),
+            ..KeyInfo::default()
+        };
+        let e = cat.check(&info, "z").unwrap_err();
+        assert_eq!(e.status(), 401);
+        assert_eq!(
+            e.message(),
+            "key not allowed to access model. This key can only access models=[\"a\", \"b\"]. Tried to access z"
+        );
+        assert_eq!(e.error_type(), "key_model_access_denied");
+        let e = cat.check(&info, "b").unwrap_err();
+        assert_eq!(e.error_type(), "team_model_access_denied");
+        let e = cat.check(&info, "a").unwrap_err();
+        assert_eq!(e.error_type(), "user_model_access_denied");
+        assert!(!cat.allows(&info, "a"));
+        let master = KeyInfo {
+            is_master: true,
+            ..info
+        };
+        assert!(cat.check(&master, "z").is_ok());
+    }
+}
