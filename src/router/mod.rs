@@ -1366,6 +1366,43 @@ mod tests {
         assert!(e.message().contains("Passed model=g"));
     }
 
+    /// A `mock_response` request is routed and answered, but counts toward neither the
+    /// deployment's rpm nor its tokens nor its latency.
+    #[tokio::test]
+    async fn test_requests_leave_usage_and_latency_alone() {
+        use tower::ServiceExt as _;
+        let answer = tower::service_fn(|_r: LlmRequest| {
+            let mut resp = LlmResponse::chat(ChatResponse::default());
+            resp.meta.usage = Some(crate::types::chat::Usage {
+                prompt_tokens: Some(5),
+                completion_tokens: Some(5),
+                total_tokens: Some(10),
+                ..Default::default()
+            });
+            std::future::ready(Ok::<_, LlmError>(resp))
+        });
+        let r = Router::builder()
+            .strategy(Strategy::UsageBased)
+            .deployment(dep("g", "openai/a", |d| d.rpm = Some(1)), answer)
+            .build();
+        let state = &r.inner.groups["g"][0].state;
+        for _ in 0..3 {
+            let mut mocked = chat("g");
+            mocked.chat_mut().unwrap().mock_response = Some(serde_json::json!("hi"));
+            r.clone().oneshot(mocked).await.unwrap();
+        }
+        assert_eq!(state.usage(false, state::wall_minute()), (0, 0));
+        assert!(state.latency().is_none());
+        // The one real request this minute is counted.
+        r.clone().oneshot(chat("g")).await.unwrap();
+        assert_eq!(state.usage(false, state::wall_minute()), (1, 10));
+        assert!(state.latency().is_some());
+        assert_eq!(
+            r.oneshot(chat("g")).await.unwrap_err().kind(),
+            ErrorKind::RateLimit
+        );
+    }
+
     #[test]
     fn cost_based_picks_cheapest() {
         let r = Router::builder()
