@@ -122,7 +122,12 @@ async fn allowed_mock_testing_fails_the_group_without_touching_its_deployments()
     ] {
         up.reset();
         let a = chat_with(&gw, &key, json!({"model": "primary", param: true})).await;
-        assert_eq!(a.status, 200, "{param}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(
+            a.status,
+            200,
+            "{param}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
         assert_eq!(a.header("x-litellm-attempted-fallbacks"), Some("1"));
         assert_eq!(upstream_models(&up), [to], "{param}");
         // The fallback is sent without the test-only param.
@@ -140,13 +145,23 @@ async fn allowed_mock_testing_fails_the_group_without_touching_its_deployments()
         ("mock_testing_fallbacks", 500),
     ] {
         let a = chat_with(&gw, &key, json!({"model": "limited", param: "true"})).await;
-        assert_eq!(a.status, status, "{param}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(
+            a.status,
+            status,
+            "{param}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
         assert_eq!(a.header("x-litellm-attempted-fallbacks"), Some("0"));
     }
     assert_eq!(up.hits(), 0);
     assert_eq!(health(&gw, "limited-1"), (false, 0));
     for _ in 0..2 {
-        assert_eq!(chat_with(&gw, &key, json!({"model": "limited"})).await.status, 200);
+        assert_eq!(
+            chat_with(&gw, &key, json!({"model": "limited"}))
+                .await
+                .status,
+            200
+        );
     }
 }
 
@@ -189,7 +204,10 @@ async fn mock_responses_do_not_count_against_deployments() {
     }
     let a = chat_with(&gw, &key, json!({"model": "limited"})).await;
     assert_eq!(a.status, 429, "the third real call is over the rpm");
-    assert_eq!(upstream_models(&up), ["up-pair", "up-limited", "up-limited"]);
+    assert_eq!(
+        upstream_models(&up),
+        ["up-pair", "up-limited", "up-limited"]
+    );
 
     // A real upstream 429 still cools a deployment down.
     up.enqueue(Reply::json(

@@ -46,7 +46,11 @@ impl ModelCatalog {
 
     /// Model group `group` (a wildcard group such as `openai/*` too) belongs to `access_group`.
     #[must_use]
-    pub fn access_group(mut self, group: impl Into<String>, access_group: impl Into<String>) -> Self {
+    pub fn access_group(
+        mut self,
+        group: impl Into<String>,
+        access_group: impl Into<String>,
+    ) -> Self {
         let group = group.into();
         let access_group = access_group.into();
         if group.contains('*') && !self.patterns.contains(&group) {
@@ -106,14 +110,16 @@ impl ModelCatalog {
     }
 
     fn name_allowed(&self, list: &[String], model: &str) -> bool {
+        if list.iter().any(|m| {
+            m == model || m == ALL_PROXY_MODELS || m == "*" || (m.contains('*') && glob(m, model))
+        }) {
+            return true;
+        }
+        if self.access.is_empty() {
+            return false;
+        }
         let groups = self.access_groups_of(model);
-        list.iter().any(|m| {
-            m == model
-                || m == ALL_PROXY_MODELS
-                || m == "*"
-                || (m.contains('*') && glob(m, model))
-                || groups.contains(m)
-        })
+        !groups.is_empty() && list.iter().any(|m| groups.contains(m))
     }
 
     /// Why the caller may not use `model` (LiteLLM's 401, naming the scope whose list refuses

@@ -13,6 +13,21 @@
 //! which replace the configured ones, and switch fallbacks off with `"disable_fallbacks": true`.
 //! Plain 400 errors (a malformed request) and budget errors never fall back.
 //!
+//! Model access: with a [`GroupAccess`] ([`FallbackLayer::access`]; the gateway gives it
+//! [`ModelAccess`](crate::auth::ModelAccess)), every fallback group is checked before it is tried,
+//! whichever list named it; a group the caller may not use is skipped, with an info log naming the
+//! group (never the key). The groups a request body names are refused earlier, by
+//! [auth](crate::auth), with 401 ([`requested_groups`]).
+//!
+//! Test-only params ([`MOCK_TESTING_PARAMS`], LiteLLM's): refused with 400 naming them unless
+//! [`FallbackLayer::allow_mock_testing`] (`dangerously_allow_mock_testing_request_params`). When
+//! allowed, `mock_testing_fallbacks` / `mock_testing_context_fallbacks` /
+//! `mock_testing_content_policy_fallbacks` / `mock_testing_rate_limit_error` / `mock_timeout` make
+//! the requested group fail with a 500 / context-window / content-policy / 429 / 408 error
+//! without calling it (so no deployment counts the failure; `mock_timeout` answers at once rather
+//! than after the timeout), and its fallbacks are then called for real, without those params.
+//! `mock_delay` (seconds, at most 600) waits before the first call.
+//!
 //! A fallback group that fails may fall back further, by its own lists; every group is tried at
 //! most once per request (the loop guard), and at most `max_fallbacks` fallbacks (default 5) are
 //! tried. When all fail, the client gets the original group's error. The fallbacks spent are in
@@ -43,7 +58,9 @@
 //! {"model": "gpt-4o", "messages": [...], "fallbacks": ["claude-sonnet"], "disable_fallbacks": false}
 //! ```
 //!
-//! Extensions read: none. Errors produced: none (the original error is returned).
+//! Extensions read: through [`GroupAccess`] only (the gateway's reads `Arc<KeyInfo>`). Errors
+//! produced: 400 for test-only params that are not allowed, and the errors they ask for;
+//! otherwise none (the original error is returned).
 //!
 //! [`ResponseMeta::attempted_fallbacks`]: crate::types::ResponseMeta::attempted_fallbacks
 
@@ -412,13 +429,22 @@ fn mock_testing(req: &LlmRequest, allowed: bool) -> Result<MockTesting, LlmError
     let error = if on[0] {
         Some(mock(ErrorKind::InternalServer, "a fallback"))
     } else if on[1] {
-        Some(mock(ErrorKind::ContextWindowExceeded, "a context window fallback"))
+        Some(mock(
+            ErrorKind::ContextWindowExceeded,
+            "a context window fallback",
+        ))
     } else if on[2] {
-        Some(mock(ErrorKind::ContentPolicyViolation, "a content policy fallback"))
+        Some(mock(
+            ErrorKind::ContentPolicyViolation,
+            "a content policy fallback",
+        ))
     } else if on[3] {
         Some(mock(ErrorKind::RateLimit, "a rate limit error"))
     } else if on[4] {
-        Some(LlmError::new(ErrorKind::Timeout, "This is a mock timeout error"))
+        Some(LlmError::new(
+            ErrorKind::Timeout,
+            "This is a mock timeout error",
+        ))
     } else {
         None
     };
@@ -994,10 +1020,26 @@ mod tests {
     #[tokio::test]
     async fn mock_testing_errors_fail_the_group_without_calling_it() {
         for (param, kind, to) in [
-            ("mock_testing_fallbacks", ErrorKind::InternalServer, "general"),
-            ("mock_testing_context_fallbacks", ErrorKind::ContextWindowExceeded, "big"),
-            ("mock_testing_content_policy_fallbacks", ErrorKind::ContentPolicyViolation, "safe"),
-            ("mock_testing_rate_limit_error", ErrorKind::RateLimit, "general"),
+            (
+                "mock_testing_fallbacks",
+                ErrorKind::InternalServer,
+                "general",
+            ),
+            (
+                "mock_testing_context_fallbacks",
+                ErrorKind::ContextWindowExceeded,
+                "big",
+            ),
+            (
+                "mock_testing_content_policy_fallbacks",
+                ErrorKind::ContentPolicyViolation,
+                "safe",
+            ),
+            (
+                "mock_testing_rate_limit_error",
+                ErrorKind::RateLimit,
+                "general",
+            ),
             ("mock_timeout", ErrorKind::Timeout, "general"),
         ] {
             let seen = Arc::new(Mutex::new(Vec::new()));
@@ -1006,16 +1048,20 @@ mod tests {
                 .context_window_fallbacks("a", ["big"])
                 .content_policy_fallbacks("a", ["safe"])
                 .allow_mock_testing(true);
-            let s = ServiceBuilder::new().layer(layer).service(tower::service_fn({
-                let seen = seen.clone();
-                move |r: LlmRequest| {
-                    let chat = r.as_chat().unwrap();
-                    // The fallback is sent without the test-only params.
-                    assert!(chat.extra.iter().all(|(k, _)| !k.starts_with("mock_")));
-                    seen.lock().unwrap().push(r.model().to_owned());
-                    std::future::ready(Ok::<_, LlmError>(LlmResponse::chat(ChatResponse::default())))
-                }
-            }));
+            let s = ServiceBuilder::new()
+                .layer(layer)
+                .service(tower::service_fn({
+                    let seen = seen.clone();
+                    move |r: LlmRequest| {
+                        let chat = r.as_chat().unwrap();
+                        // The fallback is sent without the test-only params.
+                        assert!(chat.extra.iter().all(|(k, _)| !k.starts_with("mock_")));
+                        seen.lock().unwrap().push(r.model().to_owned());
+                        std::future::ready(Ok::<_, LlmError>(LlmResponse::chat(
+                            ChatResponse::default(),
+                        )))
+                    }
+                }));
             let resp = s
                 .oneshot(with("a", &[(param, "True".into())]))
                 .await
@@ -1027,7 +1073,10 @@ mod tests {
             let s = ServiceBuilder::new()
                 .layer(FallbackLayer::new().allow_mock_testing(true))
                 .service(svc(&["a"], ErrorKind::InternalServer, seen.clone()));
-            let e = s.oneshot(with("a", &[(param, true.into())])).await.unwrap_err();
+            let e = s
+                .oneshot(with("a", &[(param, true.into())]))
+                .await
+                .unwrap_err();
             assert_eq!(e.kind(), kind, "{param}");
             assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "0");
             assert!(seen.lock().unwrap().is_empty());
@@ -1055,7 +1104,10 @@ mod tests {
             "a",
             &[
                 ("fallbacks", serde_json::json!(["x", "y"])),
-                ("context_window_fallbacks", serde_json::json!([{"a": ["z"]}])),
+                (
+                    "context_window_fallbacks",
+                    serde_json::json!([{"a": ["z"]}]),
+                ),
                 ("content_policy_fallbacks", serde_json::json!("nonsense")),
             ],
         );
