@@ -10,7 +10,7 @@
 //! The gateway knows the aliases and access groups from the config; [`ModelCatalog`] holds them,
 //! built once. A check reads the caller's lists and the catalog: no allocation, no lock.
 
-use std::{collections::HashMap, fmt, sync::Arc};
+use std::{collections::HashMap, sync::Arc};
 
 use super::keys::{KeyInfo, ALL_PROXY_MODELS};
 use crate::{
@@ -214,17 +214,6 @@ impl GroupAccess for ModelAccess {
         req.extensions
             .get::<Arc<KeyInfo>>()
             .is_none_or(|info| self.catalog.allows(info, group))
-    }
-}
-
-impl fmt::Display for ModelCatalog {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} aliases, {} groups with access groups",
-            self.aliases.len(),
-            self.access.len()
-        )
     }
 }
 
