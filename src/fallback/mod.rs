@@ -982,6 +982,50 @@ mod tests {
         assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "2");
     }
 
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_skipped_group_is_logged_by_name() {
+        let buf = LogBuf::default();
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let layer = FallbackLayer::new()
+            .fallbacks("a", ["secret"])
+            .access(Arc::new(Only(&["a"])));
+        let s = ServiceBuilder::new().layer(layer).service(svc(
+            &[],
+            ErrorKind::ServiceUnavailable,
+            seen.clone(),
+        ));
+        s.oneshot(req("a")).await.unwrap_err();
+        assert_eq!(*seen.lock().unwrap(), ["a"]);
+        let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            log.contains("fallback skipped: the caller may not use this model group")
+                && log.contains("from=\"a\"")
+                && log.contains("skipped=secret"),
+            "{log}"
+        );
+    }
+
     fn with(model: &str, params: &[(&str, serde_json::Value)]) -> LlmRequest {
         let mut r = req(model);
         for (k, v) in params {
