@@ -384,6 +384,7 @@ fn model_catalog(config: &Config) -> ModelCatalog {
         }
     }
     for entry in &config.model_list {
+        catalog = catalog.group(entry.model_name.clone());
         let groups = entry
             .model_info
             .get("access_groups")

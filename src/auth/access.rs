@@ -10,7 +10,10 @@
 //! The gateway knows the aliases and access groups from the config; [`ModelCatalog`] holds them,
 //! built once. A check reads the caller's lists and the catalog: no allocation, no lock.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use super::keys::{KeyInfo, ALL_PROXY_MODELS};
 use crate::{
@@ -19,22 +22,48 @@ use crate::{
     types::LlmRequest,
 };
 
-/// What model access needs to know about the gateway's model groups: `model_group_alias` targets
-/// and each group's access groups (`model_info.access_groups` of its deployments).
+/// What model access needs to know about the gateway's model groups: the groups (so a name routes
+/// where the router routes it), `model_group_alias` targets and each group's access groups
+/// (`model_info.access_groups` of its deployments).
 #[derive(Clone, Debug, Default)]
 pub struct ModelCatalog {
+    /// Groups without `*`.
+    groups: HashSet<String>,
+    /// Wildcard groups (`openai/*`) as the router matches them: prefix, suffix, name; most
+    /// literal characters first, then in the order added.
+    patterns: Vec<(String, String, String)>,
     aliases: HashMap<String, String>,
-    /// Model group → its access groups. Wildcard groups (`openai/*`) are in `patterns` too.
+    /// Model group → its access groups.
     access: HashMap<String, Vec<String>>,
-    /// Wildcard group names that have access groups, most literal characters first.
-    patterns: Vec<String>,
 }
 
 impl ModelCatalog {
-    /// A catalog without aliases or access groups.
+    /// A catalog without groups, aliases or access groups.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Adds model group `group` (a wildcard group such as `openai/*` too). Groups must be added
+    /// for access groups to resolve as the router routes: a name served by a group of its own
+    /// never takes a wildcard group's access groups.
+    #[must_use]
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        let group = group.into();
+        match group.split_once('*') {
+            Some((prefix, suffix)) => {
+                if !self.patterns.iter().any(|p| p.2 == group) {
+                    self.patterns
+                        .push((prefix.to_owned(), suffix.replace('*', ""), group.clone()));
+                    self.patterns
+                        .sort_by_key(|p| std::cmp::Reverse(p.0.len() + p.1.len()));
+                }
+            }
+            None => {
+                self.groups.insert(group);
+            }
+        }
+        self
     }
 
     /// `alias` names model group `group` (`model_group_alias`).
@@ -44,7 +73,7 @@ impl ModelCatalog {
         self
     }
 
-    /// Model group `group` (a wildcard group such as `openai/*` too) belongs to `access_group`.
+    /// Model group `group` belongs to `access_group` (adds the group too).
     #[must_use]
     pub fn access_group(
         mut self,
@@ -53,11 +82,7 @@ impl ModelCatalog {
     ) -> Self {
         let group = group.into();
         let access_group = access_group.into();
-        if group.contains('*') && !self.patterns.contains(&group) {
-            self.patterns.push(group.clone());
-            self.patterns
-                .sort_by_key(|p| std::cmp::Reverse(p.len() - p.matches('*').count()));
-        }
+        self = self.group(group.clone());
         let list = self.access.entry(group).or_default();
         if !list.contains(&access_group) {
             list.push(access_group);
@@ -71,16 +96,25 @@ impl ModelCatalog {
         self.aliases.is_empty() && self.access.is_empty()
     }
 
-    /// The access groups of the group `model` routes to (the group itself, else the first
-    /// wildcard group whose pattern matches).
+    /// The access groups of the group `model` routes to, as the router resolves it: the group of
+    /// that name; none for an alias (its target is checked on its own); else the first wildcard
+    /// group whose pattern matches.
     fn access_groups_of(&self, model: &str) -> &[String] {
         if let Some(v) = self.access.get(model) {
             return v;
         }
+        if self.groups.contains(model) || self.aliases.contains_key(model) {
+            return &[];
+        }
         self.patterns
             .iter()
-            .find(|p| glob(p, model))
-            .and_then(|p| self.access.get(p))
+            .find(|(prefix, suffix, _)| {
+                model
+                    .strip_prefix(prefix.as_str())
+                    .and_then(|rest| rest.strip_suffix(suffix.as_str()))
+                    .is_some_and(|mid| !mid.is_empty())
+            })
+            .and_then(|(_, _, name)| self.access.get(name))
             .map_or(&[], Vec::as_slice)
     }
 
@@ -268,6 +302,22 @@ mod tests {
         assert!(!cat.list_allows(&list(&["a"]), "a,b"));
         assert!(!cat.list_allows(&list(&["gpt-*"]), "gpt-4,claude"));
         assert!(!cat.list_allows(&list(&["a"]), "a,"));
+    }
+
+    /// Access groups follow routing: a name served by its own group, an alias, or a more
+    /// specific wildcard group never takes a catch-all wildcard group's access groups.
+    #[test]
+    fn access_groups_resolve_as_the_router_routes() {
+        let cat = ModelCatalog::new()
+            .group("gpt-4o")
+            .group("openai/*")
+            .access_group("*", "anything")
+            .alias("smart", "gpt-4o");
+        let any = list(&["anything"]);
+        assert!(cat.list_allows(&any, "some-model"));
+        assert!(!cat.list_allows(&any, "gpt-4o"));
+        assert!(!cat.list_allows(&any, "openai/gpt-4o"));
+        assert!(!cat.list_allows(&any, "smart"));
     }
 
     #[test]
