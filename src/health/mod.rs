@@ -10,7 +10,9 @@
 //! client gets 429 with a `retry-after`.
 //!
 //! Other 4xx errors (400, context window, content policy) are the request's fault and are not
-//! counted. Connection errors are counted (LiteLLM misses them).
+//! counted. Connection errors are counted (LiteLLM misses them). Test requests
+//! ([`is_test_request`]: a request carrying `mock_response`) are not counted at all, whatever
+//! they answer.
 //!
 //! Streams: a streamed answer is only handed on once its first chunk arrived. A stream whose first
 //! item is an error resolves the call as that error, so the retry and fallback layers above can

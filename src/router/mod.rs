@@ -34,6 +34,10 @@
 //! ([`RouterBuilder::redis`]), one pipelined Redis read refreshes the group's cooldowns, in-flight
 //! and usage counts before the pick, and an `rpm` reservation is an atomic `INCR`.
 //!
+//! A test request ([`is_test_request`](crate::health::is_test_request): it carries
+//! `mock_response`) is routed like any other, but reserves no `rpm` and records neither tokens
+//! nor latency: it says nothing about the deployment.
+//!
 //! # Example
 //!
 //! ```
