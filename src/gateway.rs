@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 
 use crate::{
-    auth::{AuthLayer, MasterKeyLayer},
+    auth::{AuthLayer, MasterKeyLayer, ModelAccess, ModelCatalog},
     budget::{BudgetLayer, UnpricedGuardLayer},
     cache::{CacheHandle, CacheLayer},
     config::{Config, ModelEntry},
@@ -177,8 +177,9 @@ impl Gateway {
         let cache = cache_layer(config, &mut warnings);
         let cache_handle = cache.as_ref().map(CacheLayer::handle);
         let master = config.general_settings.master_key.clone();
+        let catalog = Arc::new(model_catalog(config));
         let stack = ServiceBuilder::new()
-            .layer(AuthLayer::new(master.clone(), Some(gov.keys.clone())))
+            .layer(AuthLayer::new(master.clone(), Some(gov.keys.clone())).catalog(catalog.clone()))
             .layer(RateLimitLayer::new(gov.counters.clone()))
             .layer(
                 BudgetLayer::new(Some(gov.spend.log().ledger().clone()))
@@ -190,7 +191,7 @@ impl Gateway {
             )
             .layer(CostLayer::new(pricing).spend_log(gov.spend.log()))
             .option_layer(cache)
-            .layer(fallback_layer(config))
+            .layer(fallback_layer(config).access(Arc::new(ModelAccess::new(catalog))))
             .layer(retry_layer(config))
             .service(router.clone());
         let management =
@@ -425,10 +426,43 @@ macro_rules! setting {
     };
 }
 
+/// Model access's view of the config: `model_group_alias` targets and each group's
+/// `model_info.access_groups`. (Malformed aliases are reported by [`build_router`].)
+fn model_catalog(config: &Config) -> ModelCatalog {
+    let mut catalog = ModelCatalog::new();
+    for (alias, target) in config.router_settings.model_group_alias.iter().flatten() {
+        let group = match target {
+            serde_json::Value::String(g) => Some(g.as_str()),
+            serde_json::Value::Object(o) => o.get("model").and_then(|m| m.as_str()),
+            _ => None,
+        };
+        if let Some(g) = group {
+            catalog = catalog.alias(alias.clone(), g);
+        }
+    }
+    for entry in &config.model_list {
+        catalog = catalog.group(entry.model_name.clone());
+        let groups = entry
+            .model_info
+            .get("access_groups")
+            .and_then(serde_json::Value::as_array);
+        for g in groups.into_iter().flatten().filter_map(|g| g.as_str()) {
+            catalog = catalog.access_group(entry.model_name.clone(), g);
+        }
+    }
+    catalog
+}
+
 /// Fallbacks: `fallbacks`, `context_window_fallbacks`, `content_policy_fallbacks`,
-/// `default_fallbacks`, `max_fallbacks`.
+/// `default_fallbacks`, `max_fallbacks`; the test-only request params when
+/// `general_settings.dangerously_allow_mock_testing_request_params` is true.
 fn fallback_layer(config: &Config) -> FallbackLayer {
-    let mut layer = FallbackLayer::new();
+    let mut layer = FallbackLayer::new().allow_mock_testing(
+        config
+            .general_settings
+            .dangerously_allow_mock_testing_request_params
+            == Some(true),
+    );
     for map in setting!(config, fallbacks).unwrap_or_default() {
         for (group, to) in map {
             layer = layer.fallbacks(group, to);

@@ -55,7 +55,7 @@ async fn unknown_fields_pass_through_byte_for_byte() {
     let in_part = r#""x_part":[10.250,{"k":"v"}]"#;
     let image_extra = r#""x_img":7.0"#;
     let raw = format!(
-        r#"{{"model":"g",{top},"messages":[{{"role":"user",{in_msg},"content":[{{"type":"text","text":"hi",{in_part}}},{{"type":"image_url","image_url":{{"url":"https://x/y.png","detail":"low",{image_extra}}}}},{{"type":"x_future_part","payload":{{"q":1.0}}}}]}}],"metadata":{{"tags":["t"]}},"mock_testing_fallbacks":false}}"#
+        r#"{{"model":"g",{top},"messages":[{{"role":"user",{in_msg},"content":[{{"type":"text","text":"hi",{in_part}}},{{"type":"image_url","image_url":{{"url":"https://x/y.png","detail":"low",{image_extra}}}}},{{"type":"x_future_part","payload":{{"q":1.0}}}}]}}],"metadata":{{"tags":["t"]}},"disable_fallbacks":false}}"#
     );
     let ans = gw::post(&gw.url("/v1/chat/completions"), raw.clone()).await;
     assert_eq!(ans.status, 200, "{}", String::from_utf8_lossy(&ans.body));
@@ -75,7 +75,7 @@ async fn unknown_fields_pass_through_byte_for_byte() {
     }
     // Gateway controls never reach the provider.
     assert!(
-        !sent.contains("metadata") && !sent.contains("mock_testing_fallbacks"),
+        !sent.contains("metadata") && !sent.contains("disable_fallbacks"),
         "{sent}"
     );
 }

@@ -16,7 +16,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::PresentedKey;
+use super::{access::ModelCatalog, PresentedKey};
 use crate::{
     error::{ErrorKind, LlmError},
     secret::Secret,
@@ -60,6 +60,8 @@ pub struct KeyInfo {
     pub models: Vec<String>,
     /// Models its team allows (empty: all).
     pub team_models: Vec<String>,
+    /// Models its user allows (empty: all).
+    pub user_models: Vec<String>,
     /// The master key.
     pub is_master: bool,
     /// May use the management API (master key, or a `proxy_admin` user's key).
@@ -74,13 +76,6 @@ pub struct KeyInfo {
     pub team: Option<Scope>,
     /// The user's limits and spend.
     pub user: Option<Scope>,
-}
-
-fn list_allows(list: &[String], model: &str) -> bool {
-    list.is_empty()
-        || list
-            .iter()
-            .any(|m| m == model || m == ALL_PROXY_MODELS || m == "*")
 }
 
 impl KeyInfo {
@@ -101,11 +96,12 @@ impl KeyInfo {
         }
     }
 
-    /// Whether the key (and its team) may call `model`.
+    /// Whether the key (and its team and user) may call `model`, by name, wildcard pattern or
+    /// `all-proxy-models` (access groups and aliases need the gateway's [`ModelCatalog`]: see
+    /// [`ModelCatalog::allows`]).
     #[must_use]
     pub fn allows_model(&self, model: &str) -> bool {
-        self.is_master
-            || (list_allows(&self.models, model) && list_allows(&self.team_models, model))
+        ModelCatalog::new().allows(self, model)
     }
 
     /// Loads a key, its team and its user from the store (budget periods rolled over).
@@ -132,6 +128,7 @@ impl KeyInfo {
             user_id: k.user_id.clone(),
             models: k.models.clone(),
             team_models: team.as_ref().map(|t| t.models.clone()).unwrap_or_default(),
+            user_models: user.as_ref().map(|u| u.models.clone()).unwrap_or_default(),
             is_master: false,
             is_admin,
             expires: k.expires,
@@ -378,6 +375,7 @@ impl KeyCache {
 pub struct AuthLayer {
     master: Option<Master>,
     keys: Option<KeyCache>,
+    catalog: Arc<ModelCatalog>,
 }
 
 /// The master key and the caller it stands for, built once (hashing it per call would cost a
@@ -397,7 +395,14 @@ impl AuthLayer {
                 key: Arc::new(key),
             }),
             keys,
+            catalog: Arc::default(),
         }
+    }
+
+    /// The gateway's aliases and access groups, for model access (default: none).
+    pub fn catalog(mut self, catalog: Arc<ModelCatalog>) -> Self {
+        self.catalog = catalog;
+        self
     }
 }
 
@@ -409,6 +414,7 @@ impl<S> Layer<S> for AuthLayer {
             inner,
             master: self.master.clone(),
             keys: self.keys.clone(),
+            catalog: self.catalog.clone(),
         }
     }
 }
@@ -420,6 +426,7 @@ pub struct Auth<S> {
     inner: S,
     master: Option<Master>,
     keys: Option<KeyCache>,
+    catalog: Arc<ModelCatalog>,
 }
 
 impl<S> Auth<S> {
@@ -439,11 +446,16 @@ impl<S> Auth<S> {
     }
 }
 
-/// Checks a loaded key against the request; on success puts it into the extensions.
+/// What `GET /v1/models` is filtered by: the caller and the catalog.
+type Filter = Option<(Arc<KeyInfo>, Arc<ModelCatalog>)>;
+
+/// Checks a loaded key against the request: its model and every fallback group the body names
+/// (LiteLLM's 401 before any upstream call). On success puts the key into the extensions.
 fn admit(
     info: Option<Arc<KeyInfo>>,
     req: &mut LlmRequest,
-) -> Result<Option<Arc<KeyInfo>>, LlmError> {
+    catalog: &Arc<ModelCatalog>,
+) -> Result<Filter, LlmError> {
     let Some(info) = info else {
         return Err(auth_error(
             "Authentication Error, Invalid proxy server token passed. Unable to find token in cache or the database.",
@@ -452,24 +464,14 @@ fn admit(
     if let Some(e) = info.refusal() {
         return Err(e);
     }
-    let model = req.model();
-    if !matches!(req.op, Operation::ListModels) && !info.allows_model(model) {
-        let (ty, whose, list) = if list_allows(&info.models, model) {
-            ("team_model_access_denied", "team", &info.team_models)
-        } else {
-            ("key_model_access_denied", "key", &info.models)
-        };
-        return Err(LlmError::new(
-            ErrorKind::Authentication,
-            format!(
-                "{whose} not allowed to access model. This {whose} can only access models={list:?}. Tried to access {model}"
-            ),
-        )
-        .with_type(ty)
-        .with_param("model")
-        .with_code("401"));
+    let list = matches!(req.op, Operation::ListModels);
+    if !list {
+        catalog.check(&info, req.model())?;
+        for group in crate::fallback::requested_groups(req) {
+            catalog.check(&info, &group)?;
+        }
     }
-    let filter = matches!(req.op, Operation::ListModels).then(|| info.clone());
+    let filter = list.then(|| (info.clone(), catalog.clone()));
     // Cached answers are shared within a team, else within one key, never across tenants.
     req.extensions.insert(match &info.team_id {
         Some(team) => crate::cache::CacheScope::team(team),
@@ -513,7 +515,7 @@ where
         };
         let token: Arc<str> = hash_key(presented.expose()).into();
         if let Some(hit) = keys.cached(&token) {
-            return match admit(hit, &mut req) {
+            return match admit(hit, &mut req, &self.catalog) {
                 Ok(filter) => ResponseFuture::inner(self.inner.call(req), filter),
                 Err(e) => ResponseFuture::error(e),
             };
@@ -527,6 +529,7 @@ where
                 lookup,
                 svc: Some(svc),
                 req: Some(req),
+                catalog: self.catalog.clone(),
             },
         }
     }
@@ -545,13 +548,13 @@ pin_project! {
     #[project = StateProj]
     enum State<S, F> {
         Error { err: Option<LlmError> },
-        Lookup { lookup: LookupFuture, svc: Option<S>, req: Option<LlmRequest> },
-        Inner { #[pin] fut: F, filter: Option<Arc<KeyInfo>> },
+        Lookup { lookup: LookupFuture, svc: Option<S>, req: Option<LlmRequest>, catalog: Arc<ModelCatalog> },
+        Inner { #[pin] fut: F, filter: Filter },
     }
 }
 
 impl<S, F> ResponseFuture<S, F> {
-    fn inner(fut: F, filter: Option<Arc<KeyInfo>>) -> Self {
+    fn inner(fut: F, filter: Filter) -> Self {
         Self {
             state: State::Inner { fut, filter },
         }
@@ -586,7 +589,12 @@ where
                         LlmError::internal("auth future polled after completion")
                     })));
                 }
-                StateProj::Lookup { lookup, svc, req } => {
+                StateProj::Lookup {
+                    lookup,
+                    svc,
+                    req,
+                    catalog,
+                } => {
                     let found = ready!(lookup.as_mut().poll(cx));
                     let (Some(mut svc), Some(mut req)) = (svc.take(), req.take()) else {
                         return Poll::Ready(Err(LlmError::internal(
@@ -606,7 +614,7 @@ where
                                 ),
                             }
                         }
-                        Ok(info) => match admit(info, &mut req) {
+                        Ok(info) => match admit(info, &mut req, catalog) {
                             Ok(filter) => State::Inner {
                                 fut: svc.call(req),
                                 filter,
@@ -618,10 +626,10 @@ where
                 }
                 StateProj::Inner { fut, filter } => {
                     let mut resp = ready!(fut.poll(cx))?;
-                    if let (Some(info), ResponseBody::Models(list)) =
+                    if let (Some((info, catalog)), ResponseBody::Models(list)) =
                         (filter.as_ref(), &mut resp.body)
                     {
-                        list.data.retain(|m| info.allows_model(&m.id));
+                        list.data.retain(|m| catalog.allows(info, &m.id));
                     }
                     return Poll::Ready(Ok(resp));
                 }

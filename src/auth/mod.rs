@@ -9,9 +9,14 @@
 //! - [`Auth`] adds virtual keys (`sk-…`, stored only as their SHA-256, see
 //!   [`store`](crate::store)): the key is hashed and looked up through a [`KeyCache`] (fresh for a
 //!   short ttl, refreshed in the background, invalidated by the management API), refused when
-//!   unknown, blocked or expired (401), and refused for a model outside its key's or team's
-//!   `models` (401, type `key_model_access_denied` / `team_model_access_denied`; an empty list or
-//!   `all-proxy-models` allows every model). `GET /v1/models` lists only the key's models. The
+//!   unknown, blocked or expired (401), and refused for a model outside its key's, team's or
+//!   user's `models` (401, type `key_model_access_denied` / `team_model_access_denied` /
+//!   `user_model_access_denied`; an empty list or `all-proxy-models` allows every model; see
+//!   [`ModelCatalog`] for wildcard patterns, access groups, aliases and comma-separated models).
+//!   Every fallback group a request body names (`fallbacks`, `context_window_fallbacks`,
+//!   `content_policy_fallbacks`) is checked the same way, before anything is called; configured
+//!   fallbacks the caller may not use are skipped by the [fallback](crate::fallback) layer through
+//!   [`ModelAccess`]. `GET /v1/models` lists only the key's models. The
 //!   caller's identity goes into the extensions as `Arc<`[`KeyInfo`]`>`; a master-key caller gets
 //!   one too ([`KeyInfo::master`]). A key lookup that cannot reach the database fails with 503.
 //!
@@ -50,8 +55,10 @@
 //! # });
 //! ```
 
+mod access;
 mod keys;
 
+pub use self::access::{ModelAccess, ModelCatalog};
 pub use self::keys::{Auth, AuthLayer, KeyCache, KeyInfo, ResponseFuture, Scope, ALL_PROXY_MODELS};
 
 use std::{

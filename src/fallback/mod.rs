@@ -13,6 +13,21 @@
 //! which replace the configured ones, and switch fallbacks off with `"disable_fallbacks": true`.
 //! Plain 400 errors (a malformed request) and budget errors never fall back.
 //!
+//! Model access: with a [`GroupAccess`] ([`FallbackLayer::access`]; the gateway gives it
+//! [`ModelAccess`](crate::auth::ModelAccess)), every fallback group is checked before it is tried,
+//! whichever list named it; a group the caller may not use is skipped, with an info log naming the
+//! group (never the key). The groups a request body names are refused earlier, by
+//! [auth](crate::auth), with 401 ([`requested_groups`]).
+//!
+//! Test-only params ([`MOCK_TESTING_PARAMS`], LiteLLM's): refused with 400 naming them unless
+//! [`FallbackLayer::allow_mock_testing`] (`dangerously_allow_mock_testing_request_params`). When
+//! allowed, `mock_testing_fallbacks` / `mock_testing_context_fallbacks` /
+//! `mock_testing_content_policy_fallbacks` / `mock_testing_rate_limit_error` / `mock_timeout` make
+//! the requested group fail with a 500 / context-window / content-policy / 429 / 408 error
+//! without calling it (so no deployment counts the failure; `mock_timeout` answers at once rather
+//! than after the timeout), and its fallbacks are then called for real, without those params.
+//! `mock_delay` (seconds, at most 600) waits before the first call.
+//!
 //! A fallback group that fails may fall back further, by its own lists; every group is tried at
 //! most once per request (the loop guard), and at most `max_fallbacks` fallbacks (default 5) are
 //! tried. When all fail, the client gets the original group's error. The fallbacks spent are in
@@ -43,7 +58,9 @@
 //! {"model": "gpt-4o", "messages": [...], "fallbacks": ["claude-sonnet"], "disable_fallbacks": false}
 //! ```
 //!
-//! Extensions read: none. Errors produced: none (the original error is returned).
+//! Extensions read: through [`GroupAccess`] only (the gateway's reads `Arc<KeyInfo>`). Errors
+//! produced: 400 for test-only params that are not allowed, and the errors they ask for;
+//! otherwise none (the original error is returned).
 //!
 //! [`ResponseMeta::attempted_fallbacks`]: crate::types::ResponseMeta::attempted_fallbacks
 
@@ -54,6 +71,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{ready, Context, Poll},
+    time::Duration,
 };
 
 use http::HeaderValue;
@@ -69,6 +87,16 @@ use crate::{
 /// LiteLLM's default `max_fallbacks`: 5.
 pub const DEFAULT_MAX_FALLBACKS: u32 = 5;
 
+/// Whether the caller of a request may use a model group: asked for every fallback group before
+/// it is tried. The [auth](crate::auth) module implements it ([`ModelAccess`]) from the caller's
+/// key, team and user `models`; this layer knows nothing of keys.
+///
+/// [`ModelAccess`]: crate::auth::ModelAccess
+pub trait GroupAccess: fmt::Debug + Send + Sync + 'static {
+    /// Whether the caller of `req` may use model group `group`.
+    fn allows(&self, req: &LlmRequest, group: &str) -> bool;
+}
+
 #[derive(Clone, Debug, Default)]
 struct Config {
     general: HashMap<String, Vec<String>>,
@@ -76,6 +104,8 @@ struct Config {
     content_policy: HashMap<String, Vec<String>>,
     default: Vec<String>,
     max_fallbacks: Option<u32>,
+    access: Option<Arc<dyn GroupAccess>>,
+    allow_mock_testing: bool,
 }
 
 impl Config {
@@ -166,6 +196,21 @@ impl FallbackLayer {
     /// At most this many fallbacks per request (default 5).
     pub fn max_fallbacks(mut self, n: u32) -> Self {
         Arc::make_mut(&mut self.config).max_fallbacks = Some(n);
+        self
+    }
+
+    /// Asks `access` before trying each fallback group: a group the caller may not use is skipped
+    /// (logged at info, naming the group, never the key). Default: every group may be used.
+    pub fn access(mut self, access: Arc<dyn GroupAccess>) -> Self {
+        Arc::make_mut(&mut self.config).access = Some(access);
+        self
+    }
+
+    /// Honours the test-only request params ([`MOCK_TESTING_PARAMS`]); when off (the default, as
+    /// LiteLLM's `general_settings.dangerously_allow_mock_testing_request_params`), a request
+    /// carrying any of them is refused with 400.
+    pub fn allow_mock_testing(mut self, allow: bool) -> Self {
+        Arc::make_mut(&mut self.config).allow_mock_testing = allow;
         self
     }
 }
@@ -279,6 +324,144 @@ fn overrides(req: &LlmRequest) -> Overrides {
     }
 }
 
+/// Every fallback group a request's body names (`fallbacks`, `context_window_fallbacks`,
+/// `content_policy_fallbacks`, plain or per group): what the caller asks to reach beyond its
+/// model. Empty (and no allocation) for a body without them.
+#[must_use]
+pub fn requested_groups(req: &LlmRequest) -> Vec<String> {
+    let Some(chat) = req.as_chat() else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for key in [
+        "fallbacks",
+        "context_window_fallbacks",
+        "content_policy_fallbacks",
+    ] {
+        let Some(raw) = chat.extra.get(key) else {
+            continue;
+        };
+        match RequestList::parse(raw) {
+            Some(RequestList::Plain(v)) => out.extend(v),
+            Some(RequestList::Map(m)) => out.extend(m.into_values().flatten()),
+            None => {}
+        }
+    }
+    out
+}
+
+/// LiteLLM's test-only request params: each makes the call fail (or wait) on purpose. Gated by
+/// [`FallbackLayer::allow_mock_testing`] (`dangerously_allow_mock_testing_request_params`).
+pub const MOCK_TESTING_PARAMS: [&str; 6] = [
+    "mock_testing_fallbacks",
+    "mock_testing_context_fallbacks",
+    "mock_testing_content_policy_fallbacks",
+    "mock_testing_rate_limit_error",
+    "mock_timeout",
+    "mock_delay",
+];
+
+/// Longest `mock_delay` honoured.
+const MAX_MOCK_DELAY: Duration = Duration::from_secs(600);
+
+/// What a request's test-only params ask for.
+#[derive(Debug, Default)]
+struct MockTesting {
+    /// The error the requested group fails with, without being called.
+    error: Option<LlmError>,
+    /// Wait this long before the first call.
+    delay: Option<Duration>,
+}
+
+/// A param that is `true` (or LiteLLM's string forms of it).
+fn truthy(raw: &serde_json::value::RawValue) -> bool {
+    match raw.get() {
+        "true" => true,
+        s => serde_json::from_str::<String>(s).is_ok_and(|v| v.eq_ignore_ascii_case("true")),
+    }
+}
+
+/// Reads the test-only params of `req` (one pass over its unknown keys). A request carrying any
+/// of them while they are not allowed is refused (400 naming them, LiteLLM's wording), so a
+/// fallback drill never passes without having run.
+fn mock_testing(req: &LlmRequest, allowed: bool) -> Result<MockTesting, LlmError> {
+    let Some(chat) = req.as_chat() else {
+        return Ok(MockTesting::default());
+    };
+    let mut present: Vec<&'static str> = Vec::new();
+    let mut on = [false; 5];
+    let mut delay = None;
+    for (key, raw) in chat.extra.iter() {
+        if !key.starts_with("mock_") {
+            continue;
+        }
+        let Some(i) = MOCK_TESTING_PARAMS.iter().position(|p| *p == key) else {
+            continue;
+        };
+        present.push(MOCK_TESTING_PARAMS[i]);
+        if i < on.len() {
+            on[i] = truthy(raw);
+        } else {
+            delay = serde_json::from_str::<f64>(raw.get())
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map(|s| Duration::from_secs_f64(s).min(MAX_MOCK_DELAY));
+        }
+    }
+    if present.is_empty() {
+        return Ok(MockTesting::default());
+    }
+    if !allowed {
+        return Err(LlmError::bad_request(format!(
+            "Mock testing request params are disabled on this proxy: {}. An admin can enable them by setting `general_settings.dangerously_allow_mock_testing_request_params: true` in config.yaml. This setting cannot be changed from the Admin UI or the API.",
+            present.join(", ")
+        ))
+        .with_param(present[0]));
+    }
+    let group = req.model();
+    let mock = |kind: ErrorKind, what: &str| {
+        LlmError::new(
+            kind,
+            format!("This is a mock exception for model={group}, to trigger {what}."),
+        )
+    };
+    // LiteLLM's order: fallbacks, context window, content policy, then rate limit and timeout.
+    let error = if on[0] {
+        Some(mock(ErrorKind::InternalServer, "a fallback"))
+    } else if on[1] {
+        Some(mock(
+            ErrorKind::ContextWindowExceeded,
+            "a context window fallback",
+        ))
+    } else if on[2] {
+        Some(mock(
+            ErrorKind::ContentPolicyViolation,
+            "a content policy fallback",
+        ))
+    } else if on[3] {
+        Some(mock(ErrorKind::RateLimit, "a rate limit error"))
+    } else if on[4] {
+        Some(LlmError::new(
+            ErrorKind::Timeout,
+            "This is a mock timeout error",
+        ))
+    } else {
+        None
+    };
+    Ok(MockTesting { error, delay })
+}
+
+/// The request without its test-only params: what a fallback group is sent.
+fn without_mock_testing(mut req: LlmRequest) -> LlmRequest {
+    if let Operation::Chat(c) = &mut req.op {
+        let c = Arc::make_mut(c);
+        for p in MOCK_TESTING_PARAMS {
+            c.extra.remove(p);
+        }
+    }
+    req
+}
+
 fn set_model(req: &mut LlmRequest, model: &str) {
     match &mut req.op {
         Operation::Chat(c) => Arc::make_mut(c).model = model.to_owned(),
@@ -356,6 +539,19 @@ impl Plan {
         }
         let mut more = self.groups_for(group, &err);
         more.retain(|g| !self.tried.contains(g));
+        if let Some(access) = &self.config.access {
+            more.retain(|g| {
+                let ok = access.allows(&self.template, g);
+                if !ok {
+                    tracing::info!(
+                        from = group,
+                        skipped = %g,
+                        "fallback skipped: the caller may not use this model group"
+                    );
+                }
+                ok
+            });
+        }
         // Depth first: the failed group's fallbacks go before what was queued.
         for g in more.into_iter().rev() {
             self.queue.retain(|q| q != &g);
@@ -407,9 +603,20 @@ where
     }
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
+        let mock = match mock_testing(&req, self.config.allow_mock_testing) {
+            Ok(m) => m,
+            Err(e) => {
+                return ResponseFuture {
+                    state: State::Failed { err: Some(e) },
+                    inner: None,
+                    plan: None,
+                }
+            }
+        };
         let over = overrides(&req);
         let original = req.model();
-        if !self.config.may_fall_back(&over, original) {
+        let testing = mock.error.is_some() || mock.delay.is_some();
+        if !testing && !self.config.may_fall_back(&over, original) {
             // Nothing to fall back to: no plan, no copy of the request, no second service.
             return ResponseFuture {
                 state: State::Calling {
@@ -422,7 +629,12 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let original = original.to_owned();
-        let plan = Plan {
+        let template = if mock.error.is_some() {
+            without_mock_testing(req.clone())
+        } else {
+            req.clone()
+        };
+        let mut plan = Plan {
             config: self.config.clone(),
             over,
             tried: vec![original.clone()],
@@ -430,11 +642,32 @@ where
             queue: Vec::new(),
             spent: 0,
             first_error: None,
-            template: req.clone(),
+            template,
         };
-        let fut = inner.call(req);
+        let delay = |req: LlmRequest, d: Duration| State::Delay {
+            sleep: Box::pin(tokio::time::sleep(d)),
+            req: Some(req),
+        };
+        let state = match (mock.error, mock.delay) {
+            // A test-only failure: the requested group fails without being called (no deployment
+            // sees it, so none counts it); its fallbacks are called for real.
+            (Some(err), d) => {
+                let group = plan.original.clone();
+                match plan.next(&group, err) {
+                    Ok(next) => match d {
+                        Some(d) => delay(next, d),
+                        None => State::Ready { req: Some(next) },
+                    },
+                    Err(e) => State::Failed { err: Some(e) },
+                }
+            }
+            (None, Some(d)) => delay(req, d),
+            (None, None) => State::Calling {
+                fut: inner.call(req),
+            },
+        };
         ResponseFuture {
-            state: State::Calling { fut },
+            state,
             inner: Some(inner),
             plan: Some(Box::new(plan)),
         }
@@ -458,6 +691,8 @@ pin_project! {
     enum State<F> {
         Calling { #[pin] fut: F },
         Ready { req: Option<LlmRequest> },
+        Delay { sleep: Pin<Box<tokio::time::Sleep>>, req: Option<LlmRequest> },
+        Failed { err: Option<LlmError> },
     }
 }
 
@@ -497,6 +732,16 @@ where
                             }
                         }
                     }
+                }
+                StateProj::Delay { sleep, req } => {
+                    ready!(sleep.as_mut().poll(cx));
+                    let req = req.take();
+                    this.state.set(State::Ready { req });
+                }
+                StateProj::Failed { err } => {
+                    return Poll::Ready(Err(err.take().unwrap_or_else(|| {
+                        LlmError::internal("fallback future polled after completion")
+                    })));
                 }
                 StateProj::Ready { req } => {
                     let Some(inner) = this.inner.as_mut() else {
@@ -706,5 +951,213 @@ mod tests {
         let e = s.oneshot(r).await.unwrap_err();
         assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "0");
         assert_eq!(*seen.lock().unwrap(), ["a"]);
+    }
+
+    /// A [`GroupAccess`] allowing only the groups listed.
+    #[derive(Debug)]
+    struct Only(&'static [&'static str]);
+
+    impl GroupAccess for Only {
+        fn allows(&self, _req: &LlmRequest, group: &str) -> bool {
+            self.0.contains(&group)
+        }
+    }
+
+    #[tokio::test]
+    async fn groups_the_caller_may_not_use_are_skipped() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let layer = FallbackLayer::new()
+            .fallbacks("a", ["secret", "b"])
+            .fallbacks("b", ["hidden", "c"])
+            .default_fallbacks(["dflt"])
+            .access(Arc::new(Only(&["a", "b", "c"])));
+        let s = ServiceBuilder::new().layer(layer).service(svc(
+            &[],
+            ErrorKind::ServiceUnavailable,
+            seen.clone(),
+        ));
+        let e = s.oneshot(req("a")).await.unwrap_err();
+        assert_eq!(*seen.lock().unwrap(), ["a", "b", "c"]);
+        assert_eq!(e.message(), "a failed");
+        assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "2");
+    }
+
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_skipped_group_is_logged_by_name() {
+        let buf = LogBuf::default();
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let layer = FallbackLayer::new()
+            .fallbacks("a", ["secret"])
+            .access(Arc::new(Only(&["a"])));
+        let s = ServiceBuilder::new().layer(layer).service(svc(
+            &[],
+            ErrorKind::ServiceUnavailable,
+            seen.clone(),
+        ));
+        s.oneshot(req("a")).await.unwrap_err();
+        assert_eq!(*seen.lock().unwrap(), ["a"]);
+        let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            log.contains("fallback skipped: the caller may not use this model group")
+                && log.contains("from=\"a\"")
+                && log.contains("skipped=secret"),
+            "{log}"
+        );
+    }
+
+    fn with(model: &str, params: &[(&str, serde_json::Value)]) -> LlmRequest {
+        let mut r = req(model);
+        for (k, v) in params {
+            r.chat_mut().unwrap().extra.insert(k, v).unwrap();
+        }
+        r
+    }
+
+    #[tokio::test]
+    async fn mock_testing_params_are_refused_unless_allowed() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = ServiceBuilder::new()
+            .layer(FallbackLayer::new().fallbacks("a", ["b"]))
+            .service(svc(&["a", "b"], ErrorKind::InternalServer, seen.clone()));
+        let e = s
+            .oneshot(with(
+                "a",
+                &[
+                    ("mock_testing_fallbacks", true.into()),
+                    ("mock_timeout", true.into()),
+                ],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(
+            e.message().starts_with(
+                "Mock testing request params are disabled on this proxy: mock_testing_fallbacks, mock_timeout."
+            ),
+            "{}",
+            e.message()
+        );
+        assert!(seen.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn mock_testing_errors_fail_the_group_without_calling_it() {
+        for (param, kind, to) in [
+            (
+                "mock_testing_fallbacks",
+                ErrorKind::InternalServer,
+                "general",
+            ),
+            (
+                "mock_testing_context_fallbacks",
+                ErrorKind::ContextWindowExceeded,
+                "big",
+            ),
+            (
+                "mock_testing_content_policy_fallbacks",
+                ErrorKind::ContentPolicyViolation,
+                "safe",
+            ),
+            (
+                "mock_testing_rate_limit_error",
+                ErrorKind::RateLimit,
+                "general",
+            ),
+            ("mock_timeout", ErrorKind::Timeout, "general"),
+        ] {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let layer = FallbackLayer::new()
+                .fallbacks("a", ["general"])
+                .context_window_fallbacks("a", ["big"])
+                .content_policy_fallbacks("a", ["safe"])
+                .allow_mock_testing(true);
+            let s = ServiceBuilder::new()
+                .layer(layer)
+                .service(tower::service_fn({
+                    let seen = seen.clone();
+                    move |r: LlmRequest| {
+                        let chat = r.as_chat().unwrap();
+                        // The fallback is sent without the test-only params.
+                        assert!(chat.extra.iter().all(|(k, _)| !k.starts_with("mock_")));
+                        seen.lock().unwrap().push(r.model().to_owned());
+                        std::future::ready(Ok::<_, LlmError>(LlmResponse::chat(
+                            ChatResponse::default(),
+                        )))
+                    }
+                }));
+            let resp = s
+                .oneshot(with("a", &[(param, "True".into())]))
+                .await
+                .unwrap();
+            assert_eq!(*seen.lock().unwrap(), [to], "{param}");
+            assert_eq!(resp.meta.attempted_fallbacks, 1);
+            // Without fallbacks the mock error itself is the answer.
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let s = ServiceBuilder::new()
+                .layer(FallbackLayer::new().allow_mock_testing(true))
+                .service(svc(&["a"], ErrorKind::InternalServer, seen.clone()));
+            let e = s
+                .oneshot(with("a", &[(param, true.into())]))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), kind, "{param}");
+            assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "0");
+            assert!(seen.lock().unwrap().is_empty());
+        }
+        // `false` asks for nothing; `mock_delay` waits, then calls.
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = ServiceBuilder::new()
+            .layer(FallbackLayer::new().allow_mock_testing(true))
+            .service(svc(&["a"], ErrorKind::InternalServer, seen.clone()));
+        s.clone()
+            .oneshot(with("a", &[("mock_testing_fallbacks", false.into())]))
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        s.oneshot(with("a", &[("mock_delay", 0.2.into())]))
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert_eq!(*seen.lock().unwrap(), ["a", "a"]);
+    }
+
+    #[test]
+    fn requested_groups_reads_every_body_list() {
+        let r = with(
+            "a",
+            &[
+                ("fallbacks", serde_json::json!(["x", "y"])),
+                (
+                    "context_window_fallbacks",
+                    serde_json::json!([{"a": ["z"]}]),
+                ),
+                ("content_policy_fallbacks", serde_json::json!("nonsense")),
+            ],
+        );
+        let mut got = requested_groups(&r);
+        got.sort();
+        assert_eq!(got, ["x", "y", "z"]);
+        assert!(requested_groups(&req("a")).is_empty());
     }
 }

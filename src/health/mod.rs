@@ -10,7 +10,9 @@
 //! client gets 429 with a `retry-after`.
 //!
 //! Other 4xx errors (400, context window, content policy) are the request's fault and are not
-//! counted. Connection errors are counted (LiteLLM misses them).
+//! counted. Connection errors are counted (LiteLLM misses them). Test requests
+//! ([`is_test_request`]: a request carrying `mock_response`) are not counted at all, whatever
+//! they answer.
 //!
 //! Streams: a streamed answer is only handed on once its first chunk arrived. A stream whose first
 //! item is an error resolves the call as that error, so the retry and fallback layers above can
@@ -214,6 +216,16 @@ impl CooldownPolicy {
     pub fn cooldown(&self) -> Duration {
         self.cooldown_time
     }
+}
+
+/// Whether `req` is a test request: it carries `mock_response`, so the gateway answers it without
+/// calling the deployment. Its outcome (an error it asked for, its latency, its tokens) says
+/// nothing about the deployment, so neither health nor the [router](crate::router)'s latency and
+/// usage statistics count it. (The `mock_testing_*` params never reach a deployment: the
+/// [fallback](crate::fallback) layer answers them.)
+#[must_use]
+pub fn is_test_request(req: &LlmRequest) -> bool {
+    req.as_chat().is_some_and(|c| c.mock_response.is_some())
 }
 
 /// Whether an error says something about the deployment (and so counts toward its cooldown):
@@ -506,11 +518,13 @@ where
     }
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
+        // A test request's outcome says nothing about the deployment: it is not counted.
+        let shared = (!is_test_request(&req)).then(|| self.shared.clone());
         ResponseFuture {
             state: State::Calling {
                 fut: self.inner.call(req),
             },
-            shared: Some(self.shared.clone()),
+            shared,
         }
     }
 }
@@ -584,20 +598,20 @@ where
                             "health future lost its stream",
                         )));
                     };
-                    let Some(shared) = this.shared.take() else {
-                        return Poll::Ready(Err(LlmError::internal(
-                            "health future polled after completion",
-                        )));
-                    };
+                    let shared = this.shared.take();
                     return Poll::Ready(match first {
                         Some(Err(e)) => {
-                            shared.failed(&e);
+                            if let Some(s) = &shared {
+                                s.failed(&e);
+                            }
                             Err(e)
                         }
                         first => {
                             let ended = first.is_none();
                             if ended {
-                                shared.cell.record_success();
+                                if let Some(s) = &shared {
+                                    s.cell.record_success();
+                                }
                             }
                             let LlmResponse { body, meta } = r;
                             let body = match body {
@@ -605,7 +619,7 @@ where
                                     ResponseBody::Stream(Box::pin(HealthStream {
                                         first: first.and_then(Result::ok),
                                         inner: stream,
-                                        shared: (!ended).then_some(shared),
+                                        shared: shared.filter(|_| !ended),
                                     }))
                                 }
                                 other => other,
@@ -743,5 +757,39 @@ mod tests {
             .record_failure(&err(ErrorKind::ApiConnection), &off)
             .is_none());
         assert!(!cell.is_cooling());
+    }
+
+    /// A request carrying `mock_response` asked for its answer: its failure is not the
+    /// deployment's, so it never counts or cools the deployment down; the same failure of a real
+    /// request does.
+    #[tokio::test]
+    async fn test_requests_are_not_counted() {
+        use tower::{Service as _, ServiceExt as _};
+        let cell = Arc::new(HealthCell::new());
+        let policy = CooldownPolicy::default().allowed_fails(0);
+        let mut svc = tower::ServiceBuilder::new()
+            .layer(HealthLayer::new(cell.clone(), policy))
+            .service_fn(|_req: LlmRequest| async {
+                Err::<LlmResponse, _>(LlmError::new(ErrorKind::RateLimit, "mock 429"))
+            });
+        let mut mocked = LlmRequest::chat(crate::types::chat::ChatRequest {
+            model: "g".into(),
+            ..Default::default()
+        });
+        mocked.chat_mut().unwrap().mock_response =
+            Some(serde_json::json!("litellm.RateLimitError"));
+        assert!(is_test_request(&mocked));
+        let e = svc.ready().await.unwrap().call(mocked).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::RateLimit);
+        assert_eq!(cell.fails_this_minute(), 0);
+        assert!(!cell.is_cooling());
+        let real = LlmRequest::chat(crate::types::chat::ChatRequest {
+            model: "g".into(),
+            ..Default::default()
+        });
+        assert!(!is_test_request(&real));
+        let _ = svc.ready().await.unwrap().call(real).await;
+        assert_eq!(cell.fails_this_minute(), 1);
+        assert!(cell.is_cooling());
     }
 }

@@ -36,6 +36,10 @@
 //! ([`RouterBuilder::redis`]), one pipelined Redis read refreshes the group's cooldowns, in-flight
 //! and usage counts before the pick, and an `rpm` reservation is an atomic `INCR`.
 //!
+//! A test request ([`is_test_request`](crate::health::is_test_request): it carries
+//! `mock_response`) is routed like any other, but reserves no `rpm` and records neither tokens
+//! nor latency: it says nothing about the deployment.
+//!
 //! # Example
 //!
 //! ```
@@ -572,6 +576,8 @@ impl Inner {
             return Err(self.unknown_model(model));
         };
         let shared = self.shared.is_some();
+        // A test request (`mock_response`) is not counted toward the deployment's usage.
+        let test = crate::health::is_test_request(req);
         let mut cands: Vec<&Entry> = entries.iter().map(AsRef::as_ref).collect();
 
         // Cooldown.
@@ -697,7 +703,7 @@ impl Inner {
             let limit = (self.usage_checks() && !shared)
                 .then_some(entry.deployment.rpm)
                 .flatten();
-            if !entry.state.reserve_request(limit) {
+            if !test && !entry.state.reserve_request(limit) {
                 // Another request took the last slot since the filter ran.
                 cands.swap_remove(i);
                 if cands.is_empty() {
@@ -838,6 +844,8 @@ struct Tracker {
     started: Instant,
     _permit: Option<OwnedSemaphorePermit>,
     shared: Option<Shared>,
+    /// A test request (`mock_response`): its latency and tokens are not recorded.
+    test: bool,
 }
 
 impl Tracker {
@@ -845,6 +853,7 @@ impl Tracker {
         entry: Arc<Entry>,
         permit: Option<OwnedSemaphorePermit>,
         shared: Option<Shared>,
+        test: bool,
     ) -> Self {
         entry
             .state
@@ -858,11 +867,12 @@ impl Tracker {
             started: Instant::now(),
             _permit: permit,
             shared,
+            test,
         }
     }
 
     fn tokens(&self, n: u64) {
-        if n == 0 {
+        if n == 0 || self.test {
             return;
         }
         self.entry.state.add_tokens(n);
@@ -894,12 +904,17 @@ fn finish(
 ) -> Result<LlmResponse, LlmError> {
     let elapsed = tracker.started.elapsed().as_secs_f64();
     let state = &tracker.entry.state;
+    let record_latency = |v: f64| {
+        if !tracker.test {
+            state.record_latency(v);
+        }
+    };
     match result {
         Ok(mut resp) => {
             if let ResponseBody::Stream(_) = &resp.body {
                 // The health layer hands a stream on once its first chunk arrived: this is the
                 // time to first token.
-                state.record_latency(elapsed);
+                record_latency(elapsed);
                 let LlmResponse { body, meta } = resp;
                 let body = match body {
                     ResponseBody::Stream(s) => ResponseBody::Stream(Box::pin(TrackedStream {
@@ -912,7 +927,7 @@ fn finish(
             } else {
                 let usage = resp.meta.usage.as_ref();
                 let out = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
-                state.record_latency(if out > 0 {
+                record_latency(if out > 0 {
                     elapsed / out as f64
                 } else {
                     elapsed
@@ -923,7 +938,7 @@ fn finish(
         }
         Err(e) => {
             if e.kind() == ErrorKind::Timeout {
-                state.record_latency(TIMEOUT_PENALTY.as_secs_f64());
+                record_latency(TIMEOUT_PENALTY.as_secs_f64());
             }
             if let Some(log) = log {
                 let id = tracker.entry.deployment.id.clone();
@@ -1135,7 +1150,8 @@ impl Service<LlmRequest> for Router {
         req.extensions
             .insert(SelectedDeployment(sel.deployment.clone()));
         let svc = sel.service();
-        let tracker = Tracker::new(sel.entry, permit, None);
+        let test = crate::health::is_test_request(&req);
+        let tracker = Tracker::new(sel.entry, permit, None, test);
         ResponseFuture {
             state: RouteState::Ready {
                 svc,
@@ -1165,7 +1181,8 @@ async fn call_selected(
     let mut svc = sel.service();
     let was_cooling = sel.entry.state.health.is_cooling();
     let entry = sel.entry.clone();
-    let tracker = Tracker::new(sel.entry, permit, inner.shared.clone());
+    let test = crate::health::is_test_request(&req);
+    let tracker = Tracker::new(sel.entry, permit, inner.shared.clone(), test);
     let result = match std::future::poll_fn(|cx| svc.poll_ready(cx)).await {
         Ok(()) => svc.call(req).await,
         Err(e) => Err(e),
@@ -1203,7 +1220,9 @@ async fn call_shared(
             Ok(s) => s,
             Err(e) => return refuse(e),
         };
-        let limit = inner.usage_checks().then_some(sel.deployment.rpm).flatten();
+        let limit = (inner.usage_checks() && !crate::health::is_test_request(&req))
+            .then_some(sel.deployment.rpm)
+            .flatten();
         let Some(limit) = limit else { break sel };
         match shared.reserve_request(&sel.entry.deployment.id).await {
             Some(n) if n > limit => {
@@ -1351,6 +1370,43 @@ mod tests {
         let e = r.select(&chat("g")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::RateLimit);
         assert!(e.message().contains("Passed model=g"));
+    }
+
+    /// A `mock_response` request is routed and answered, but counts toward neither the
+    /// deployment's rpm nor its tokens nor its latency.
+    #[tokio::test]
+    async fn test_requests_leave_usage_and_latency_alone() {
+        use tower::ServiceExt as _;
+        let answer = tower::service_fn(|_r: LlmRequest| {
+            let mut resp = LlmResponse::chat(ChatResponse::default());
+            resp.meta.usage = Some(crate::types::chat::Usage {
+                prompt_tokens: Some(5),
+                completion_tokens: Some(5),
+                total_tokens: Some(10),
+                ..Default::default()
+            });
+            std::future::ready(Ok::<_, LlmError>(resp))
+        });
+        let r = Router::builder()
+            .strategy(Strategy::UsageBased)
+            .deployment(dep("g", "openai/a", |d| d.rpm = Some(1)), answer)
+            .build();
+        let state = &r.inner.groups["g"][0].state;
+        for _ in 0..3 {
+            let mut mocked = chat("g");
+            mocked.chat_mut().unwrap().mock_response = Some(serde_json::json!("hi"));
+            r.clone().oneshot(mocked).await.unwrap();
+        }
+        assert_eq!(state.usage(false, state::wall_minute()), (0, 0));
+        assert!(state.latency().is_none());
+        // The one real request this minute is counted.
+        r.clone().oneshot(chat("g")).await.unwrap();
+        assert_eq!(state.usage(false, state::wall_minute()), (1, 10));
+        assert!(state.latency().is_some());
+        assert_eq!(
+            r.oneshot(chat("g")).await.unwrap_err().kind(),
+            ErrorKind::RateLimit
+        );
     }
 
     #[test]

@@ -84,6 +84,7 @@ gateway_params! {
     "mock_testing_rate_limit_error",
     "mock_testing_context_fallbacks",
     "mock_testing_content_policy_fallbacks",
+    "mock_delay",
     "fallbacks",
     "context_window_fallbacks",
     "content_policy_fallbacks",
