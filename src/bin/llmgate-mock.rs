@@ -58,7 +58,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    llmgate::cli::init_tracing();
+    let _log = llmgate::cli::init_tracing();
     let options = MockOptions {
         latency: Duration::from_millis(args.latency_ms),
         chunks: args.chunks,
