@@ -1614,9 +1614,9 @@ impl Loader<'_> {
     /// the default without a word: it must be > 0 (leave the key out for the default).
     fn positive(&mut self, key: &str, value: Option<f64>) {
         match value {
-            Some(v) if v == 0.0 => self.error(
+            Some(0.0) => self.error(
                 key,
-                "must be greater than 0 (0 would switch this limit off; leave the key out for the default)",
+                "must be greater than 0 (0 is no usable limit; leave the key out for the default)",
             ),
             _ => self.non_negative(key, value),
         }

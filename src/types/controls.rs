@@ -67,6 +67,24 @@ fn seconds(param: &str, v: &Value) -> Result<f64, LlmError> {
         .ok_or_else(|| wrong(param, "a positive number of seconds", v))
 }
 
+fn non_negative_seconds(param: &str, v: &Value) -> Result<(), LlmError> {
+    shaped(
+        param,
+        v,
+        v.as_f64().is_some_and(|s| s.is_finite() && s >= 0.0),
+        "a non-negative number of seconds",
+    )
+}
+
+/// `Ok` when `ok`, else the error saying `param` should be `want`.
+fn shaped(param: &str, v: &Value, ok: bool, want: &str) -> Result<(), LlmError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(wrong(param, want, v))
+    }
+}
+
 fn boolean(param: &str, v: &Value) -> Result<bool, LlmError> {
     v.as_bool().ok_or_else(|| wrong(param, "true or false", v))
 }
@@ -126,11 +144,7 @@ fn cache_object(v: &Value) -> Result<(), LlmError> {
             "no-cache" | "no_cache" | "no-store" | "no_store" => {
                 boolean(&param(k), v)?;
             }
-            "ttl" | "s-maxage" | "s_maxage" | "max-age" => {
-                if !v.as_f64().is_some_and(|s| s.is_finite() && s >= 0.0) {
-                    return Err(wrong(&param(k), "a non-negative number of seconds", v));
-                }
-            }
+            "ttl" | "s-maxage" | "s_maxage" | "max-age" => non_negative_seconds(&param(k), v)?,
             "namespace" => string(&param(k), v)?,
             _ => {}
         }
@@ -188,11 +202,7 @@ impl GatewayControls {
             "timeout" => self.timeout = Some(seconds(key, &v)?),
             "request_timeout" => self.request_timeout = Some(seconds(key, &v)?),
             "stream_timeout" => self.stream_timeout = Some(seconds(key, &v)?),
-            "mock_delay" => {
-                if !v.as_f64().is_some_and(|s| s.is_finite() && s >= 0.0) {
-                    return Err(wrong(key, "a non-negative number of seconds", &v));
-                }
-            }
+            "mock_delay" => non_negative_seconds(key, &v)?,
             "disable_fallbacks" => self.disable_fallbacks = Some(boolean(key, &v)?),
             "caching" => self.caching = Some(boolean(key, &v)?),
             "cache" => cache_object(&v)?,
@@ -208,16 +218,13 @@ impl GatewayControls {
                 fallback_list(key, &v)?;
             }
             "tags" | "additional_drop_params" => strings(key, &v)?,
-            "guardrails" => {
-                if !(v.is_array() || v.is_object()) {
-                    return Err(wrong(key, "an array or an object", &v));
-                }
-            }
-            "mock_tool_calls" => {
-                if !v.is_array() {
-                    return Err(wrong(key, "an array of tool calls", &v));
-                }
-            }
+            "guardrails" => shaped(
+                key,
+                &v,
+                v.is_array() || v.is_object(),
+                "an array or an object",
+            )?,
+            "mock_tool_calls" => shaped(key, &v, v.is_array(), "an array of tool calls")?,
             "metadata" | "litellm_metadata" | "extra_headers" => object(key, &v)?,
             "litellm_call_id" | "api_key" | "api_base" | "base_url" | "api_version" => {
                 string(key, &v)?;
