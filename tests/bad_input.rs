@@ -339,8 +339,6 @@ async fn wrongly_typed_gateway_controls_are_a_400_naming_them() {
         ("tags", json!("a")),
         ("mock_response", json!(42)),
         ("mock_tool_calls", json!("x")),
-        ("mock_delay", json!("1s")),
-        ("mock_timeout", json!("yes")),
         ("caching", json!("false")),
         ("cache", json!("no-cache")),
         ("drop_params", json!(1)),

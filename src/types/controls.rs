@@ -3,9 +3,11 @@
 //!
 //! A control of the wrong type (`"num_retries": "x"`, `"timeout": -1`, `"fallbacks": 3`) is a 400
 //! whose `param` names it, never silently ignored. `null` is the same as absent. Controls this
-//! gateway does not act on are still checked for LiteLLM's shape, so a request that would fail on
-//! LiteLLM fails here too. The values the layers read are kept typed in the request's extensions
-//! (only when the request sent any control, so a plain request allocates nothing here).
+//! gateway does not act on (`guardrails`, `api_base`, …) have their JSON shape checked too. The
+//! test-only params (`mock_testing_*`, `mock_timeout`, `mock_delay`) are left to the fallback
+//! layer, which refuses them unless the operator allows them. The values the layers read are kept
+//! typed in the request's extensions (only when the request sent any control, so a plain request
+//! allocates nothing here).
 //!
 //! [`GATEWAY_PARAMS`]: super::chat::GATEWAY_PARAMS
 
@@ -202,16 +204,10 @@ impl GatewayControls {
             "timeout" => self.timeout = Some(seconds(key, &v)?),
             "request_timeout" => self.request_timeout = Some(seconds(key, &v)?),
             "stream_timeout" => self.stream_timeout = Some(seconds(key, &v)?),
-            "mock_delay" => non_negative_seconds(key, &v)?,
             "disable_fallbacks" => self.disable_fallbacks = Some(boolean(key, &v)?),
             "caching" => self.caching = Some(boolean(key, &v)?),
             "cache" => cache_object(&v)?,
-            "drop_params"
-            | "mock_timeout"
-            | "mock_testing_fallbacks"
-            | "mock_testing_rate_limit_error"
-            | "mock_testing_context_fallbacks"
-            | "mock_testing_content_policy_fallbacks" => {
+            "drop_params" => {
                 boolean(key, &v)?;
             }
             "fallbacks" | "context_window_fallbacks" | "content_policy_fallbacks" => {
@@ -229,8 +225,10 @@ impl GatewayControls {
             "litellm_call_id" | "api_key" | "api_base" | "base_url" | "api_version" => {
                 string(key, &v)?;
             }
-            // `mock_response` is a typed field of the chat body; anything else is internal to
-            // LiteLLM and accepted as sent.
+            // The test-only params (`mock_testing_*`, `mock_timeout`, `mock_delay`) belong to the
+            // fallback layer, which refuses them unless the operator allows them and then reads
+            // them as LiteLLM does (`"true"` included). `mock_response` is a typed field of the
+            // chat body. Anything else is internal to LiteLLM and accepted as sent.
             _ => {}
         }
         Ok(())
@@ -316,9 +314,6 @@ mod tests {
             ("mock_response", "42"),
             ("mock_response", "[]"),
             ("mock_tool_calls", r#""x""#),
-            ("mock_timeout", "1"),
-            ("mock_delay", r#""x""#),
-            ("mock_testing_fallbacks", r#""true""#),
             ("caching", "1"),
             ("cache", r#""no-cache""#),
             ("drop_params", r#""x""#),
