@@ -5,7 +5,11 @@
 //! 403 for any other key), except two self-service reads, as in LiteLLM: any valid virtual key may
 //! read its own `/key/info` (no `key` parameter: the calling key) and the other keys of its user,
 //! and its user's `/user/info` (no `user_id`: the key's user); another key or user is a 403.
-//! Malformed input is a 400 OpenAI error JSON whose `param` names the field.
+//! Malformed input is a 400 OpenAI error JSON whose `param` names the field, checked before the
+//! database sees it so SQLite and PostgreSQL answer alike: a NUL character anywhere, text over
+//! [`MAX_TEXT_BYTES`], a list over [`MAX_LIST_ITEMS`], `metadata` over [`MAX_JSON_FIELD_BYTES`], a
+//! query parameter that does not parse, a `budget_duration` of no time. axum's own rejections (a
+//! wrong method, a body over its 2 MB limit) are the error JSON too.
 //! Unknown keys, teams or users are 404. See `docs/governance.md` for each route's fields.
 //!
 //! | route | does |
@@ -1307,6 +1311,7 @@ async fn global_spend(State(m): State<Arc<Mgmt>>, headers: HeaderMap) -> ApiResu
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -1318,5 +1323,76 @@ mod tests {
         assert_eq!(parse_date("1970-01-01"), Some(0));
         assert_eq!(parse_date("2023-13-01"), None);
         assert_eq!(parse_date("x"), None);
+    }
+
+    fn refused(body: &Value) -> Option<String> {
+        check_input(body)
+            .err()
+            .map(|e| e.0.param().unwrap_or_default().to_owned())
+    }
+
+    #[test]
+    fn input_is_checked_before_the_database() {
+        let long = "x".repeat(MAX_TEXT_BYTES + 1);
+        let fits = "x".repeat(MAX_TEXT_BYTES);
+        assert_eq!(
+            refused(&json!({"key_alias": "a\u{0}b"})).as_deref(),
+            Some("key_alias")
+        );
+        assert_eq!(
+            refused(&json!({"key_alias": long})).as_deref(),
+            Some("key_alias")
+        );
+        assert_eq!(refused(&json!({"key_alias": fits})), None);
+        assert_eq!(
+            refused(&json!({"models": ["ok", "\u{0}"]})).as_deref(),
+            Some("models")
+        );
+        let many: Vec<u32> = (0..=u32::try_from(MAX_LIST_ITEMS).unwrap()).collect();
+        assert_eq!(refused(&json!({"keys": many})).as_deref(), Some("keys"));
+        // Object keys too, at any depth.
+        assert_eq!(
+            refused(&json!({"member": {"a\u{0}": 1}})).as_deref(),
+            Some("member")
+        );
+        assert_eq!(
+            refused(&json!({"metadata": {"k": {"\u{0}": 1}}})).as_deref(),
+            Some("metadata")
+        );
+        // Free-form JSON: long strings are fine, the whole is capped.
+        assert_eq!(refused(&json!({"metadata": {"k": long}})), None);
+        let big = "z".repeat(MAX_JSON_FIELD_BYTES);
+        assert_eq!(
+            refused(&json!({"metadata": {"k": big}})).as_deref(),
+            Some("metadata")
+        );
+        assert_eq!(
+            refused(&json!({"members_with_roles": [{"user_id": big}]})).as_deref(),
+            Some("members_with_roles")
+        );
+        // Numbers, booleans and a body that is not an object pass (the typed parse answers).
+        assert_eq!(
+            refused(&json!({"tpm_limit": 5, "blocked": true, "spend": null})),
+            None
+        );
+        assert_eq!(refused(&json!(["x"])), None);
+    }
+
+    #[test]
+    fn a_budget_period_of_no_time_is_refused() {
+        for d in ["0s", "0d", "0mo", " 0h "] {
+            let l = LimitFields {
+                budget_duration: Some(d.to_owned()),
+                ..LimitFields::default()
+            };
+            let e = l.validate().unwrap_err().0;
+            assert_eq!(e.param(), Some("budget_duration"), "{d}");
+            assert!(e.message().contains("no time"), "{d}");
+        }
+        let l = LimitFields {
+            budget_duration: Some("1s".to_owned()),
+            ..LimitFields::default()
+        };
+        assert!(l.validate().is_ok());
     }
 }
