@@ -365,6 +365,23 @@ async fn wrongly_typed_gateway_controls_are_a_400_naming_them() {
     )
     .await;
     assert_400(&a, "cache.no-cache", "cache.no-cache");
+    // A model name with a NUL, or over 1 KiB, never reaches routing or the spend log.
+    for model in [json!("g\u{0}"), json!("g".repeat(1025))] {
+        let a = post(
+            &gw.url("/v1/chat/completions"),
+            Some(MASTER),
+            &json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_400(&a, "model", "chat model");
+        let a = post(
+            &gw.url("/v1/embeddings"),
+            Some(MASTER),
+            &json!({"model": model, "input": "hi"}),
+        )
+        .await;
+        assert_400(&a, "model", "embeddings model");
+    }
     // Embeddings too.
     let a = post(
         &gw.url("/v1/embeddings"),

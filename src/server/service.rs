@@ -28,8 +28,10 @@ use crate::{
     error::{BoxError, ErrorKind, LlmError},
     secret::Secret,
     types::{
-        chat::ChatRequest, controls::GatewayControls, embeddings::EmbeddingsRequest, LlmRequest,
-        LlmResponse, ResponseBody,
+        chat::ChatRequest,
+        controls::{check_model, GatewayControls},
+        embeddings::EmbeddingsRequest,
+        LlmRequest, LlmResponse, ResponseBody,
     },
 };
 
@@ -406,6 +408,7 @@ impl Head {
         // The gateway controls are typed here, once: a wrongly typed one is a 400 naming it.
         let (controls, mut req) = if matches!(self.route, Route::Chat) {
             let body: ChatRequest = parse_json(&bytes)?;
+            check_model(&body.model)?;
             let controls = GatewayControls::parse(
                 &body.extra,
                 body.metadata.as_ref(),
@@ -414,6 +417,7 @@ impl Head {
             (controls, LlmRequest::chat_from_bytes(body, bytes))
         } else {
             let body: EmbeddingsRequest = parse_json(&bytes)?;
+            check_model(&body.model)?;
             let controls = GatewayControls::parse(&body.extra, body.metadata.as_ref(), None)?;
             (controls, LlmRequest::embeddings_from_bytes(body, bytes))
         };

@@ -154,6 +154,29 @@ fn cache_object(v: &Value) -> Result<(), LlmError> {
     Ok(())
 }
 
+/// The longest `model` a request may name, in bytes.
+pub const MAX_MODEL_BYTES: usize = 1024;
+
+/// Checks a request's `model`: no NUL or other control character, at most [`MAX_MODEL_BYTES`]. The
+/// name reaches the spend log (a wildcard group serves any name under its prefix), and PostgreSQL
+/// refuses a NUL in text: one such row would fail the batch it is written with.
+pub fn check_model(model: &str) -> Result<(), LlmError> {
+    if model.chars().any(char::is_control) {
+        return Err(
+            LlmError::bad_request("Invalid `model`: it contains a control character")
+                .with_param("model"),
+        );
+    }
+    if model.len() > MAX_MODEL_BYTES {
+        return Err(LlmError::bad_request(format!(
+            "Invalid `model`: {} bytes long; the limit is {MAX_MODEL_BYTES}",
+            model.len()
+        ))
+        .with_param("model"));
+    }
+    Ok(())
+}
+
 impl GatewayControls {
     /// Checks and types the gateway controls among `extra` (a chat or embeddings body's unknown
     /// keys) and the typed `metadata` and `mock_response` fields. `Ok(None)`: the request sent no
@@ -336,6 +359,18 @@ mod tests {
         ] {
             let e = with("cache", value).expect_err(value);
             assert_eq!(e.param(), Some(param), "{value}");
+        }
+    }
+
+    #[test]
+    fn a_model_name_with_a_control_character_or_too_long_is_refused() {
+        assert!(check_model("gpt-4o").is_ok());
+        assert!(check_model("bedrock/arn:aws:bedrock:us-east-1:1:model/x").is_ok());
+        assert!(check_model(&"m".repeat(MAX_MODEL_BYTES)).is_ok());
+        for bad in ["a\u{0}b", "a\nb", &"m".repeat(MAX_MODEL_BYTES + 1)] {
+            let e = check_model(bad).unwrap_err();
+            assert_eq!(e.param(), Some("model"));
+            assert_eq!(e.status().as_u16(), 400);
         }
     }
 
