@@ -1610,6 +1610,36 @@ impl Loader<'_> {
         }
     }
 
+    /// A limit (a timeout, a TTL, a size) where 0 would switch the limit off or be replaced by
+    /// the default without a word: it must be > 0 (leave the key out for the default).
+    fn positive(&mut self, key: &str, value: Option<f64>) {
+        match value {
+            Some(0.0) => self.error(
+                key,
+                "must be greater than 0 (0 is no usable limit; leave the key out for the default)",
+            ),
+            _ => self.non_negative(key, value),
+        }
+    }
+
+    /// A budget period: a duration longer than 0 (`0s` would reset the budget on every request).
+    fn budget_period(&mut self, key: &str, value: Option<&str>) {
+        let Some(d) = value.filter(|d| !d.is_empty()) else {
+            return;
+        };
+        match crate::store::parse_duration(d) {
+            None => self.error(
+                key,
+                format!("`{d}` is not a duration (30s, 5m, 1h, 1d, 1w, 1mo)"),
+            ),
+            Some(p) if p.is_zero() => self.error(
+                key,
+                format!("`{d}` is no time: the budget would reset on every request; use e.g. 30d"),
+            ),
+            Some(_) => {}
+        }
+    }
+
     /// Checks model entry `i` (at key `at`); `ids` collects `model_info.id`s.
     fn validate_entry(
         &mut self,
@@ -1641,6 +1671,10 @@ impl Loader<'_> {
         for (name, v) in [
             ("timeout", lp.timeout),
             ("stream_timeout", lp.stream_timeout),
+        ] {
+            self.positive(&push_key(&params, name), v);
+        }
+        for (name, v) in [
             ("weight", lp.weight),
             ("input_cost_per_token", lp.input_cost_per_token),
             ("output_cost_per_token", lp.output_cost_per_token),
@@ -1691,6 +1725,10 @@ impl Loader<'_> {
         for (name, v) in [
             ("request_timeout", ls.request_timeout),
             ("default_in_memory_ttl", ls.default_in_memory_ttl),
+        ] {
+            self.positive(&push_key("litellm_settings", name), v);
+        }
+        for (name, v) in [
             ("cooldown_time", ls.cooldown_time),
             ("max_budget", ls.max_budget),
         ] {
@@ -1705,16 +1743,12 @@ impl Loader<'_> {
             }
         }
         // The proxy budget's period (see `crate::budget::ProxyBudget`).
-        if let Some(d) = ls.budget_duration.as_deref().filter(|d| !d.is_empty()) {
-            if crate::store::parse_duration(d).is_none() {
-                self.error(
-                    "litellm_settings.budget_duration",
-                    format!("`{d}` is not a duration (30s, 5m, 1h, 1d, 1w, 1mo)"),
-                );
-            }
-        }
+        self.budget_period(
+            "litellm_settings.budget_duration",
+            ls.budget_duration.as_deref(),
+        );
         if let Some(cp) = &ls.cache_params {
-            self.non_negative("litellm_settings.cache_params.ttl", cp.ttl);
+            self.positive("litellm_settings.cache_params.ttl", cp.ttl);
             // Response cache values (the cache layer's own check; see `crate::cache`).
             for (key, reason) in crate::cache::check_params(cp) {
                 self.error(push_key("litellm_settings.cache_params", key), reason);
@@ -1736,6 +1770,10 @@ impl Loader<'_> {
         for (name, v) in [
             ("timeout", rs.timeout),
             ("stream_timeout", rs.stream_timeout),
+        ] {
+            self.positive(&push_key("router_settings", name), v);
+        }
+        for (name, v) in [
             ("retry_after", rs.retry_after),
             ("cooldown_time", rs.cooldown_time),
         ] {
@@ -1766,11 +1804,15 @@ impl Loader<'_> {
                 "database_connection_timeout",
                 gs.database_connection_timeout,
             ),
-            ("max_request_size_mb", gs.max_request_size_mb),
-            ("max_response_size_mb", gs.max_response_size_mb),
             ("alerting_threshold", gs.alerting_threshold),
         ] {
             self.non_negative(&push_key("general_settings", name), v);
+        }
+        for (name, v) in [
+            ("max_request_size_mb", gs.max_request_size_mb),
+            ("max_response_size_mb", gs.max_response_size_mb),
+        ] {
+            self.positive(&push_key("general_settings", name), v);
         }
         self.references(config);
     }
@@ -2456,6 +2498,48 @@ mod tests {
             .find(|e| e.key == "model_list[1].model_info.id")
             .expect("dup");
         assert!(dup.reason.contains("model_list[0]"), "{}", dup.reason);
+    }
+
+    #[test]
+    fn values_that_switch_a_limit_off_are_refused() {
+        let errs = load_err(
+            "model_list:\n\
+             - model_name: a\n  litellm_params: {model: openai/a, timeout: 0, stream_timeout: 0}\n\
+             litellm_settings:\n  request_timeout: 0\n  default_in_memory_ttl: 0\n  budget_duration: 0s\n  cache_params: {ttl: 0}\n\
+             router_settings:\n  timeout: 0\n  stream_timeout: 0.0\n\
+             general_settings:\n  max_request_size_mb: 0\n  max_response_size_mb: 0\n",
+        );
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        for k in [
+            "model_list[0].litellm_params.timeout",
+            "model_list[0].litellm_params.stream_timeout",
+            "litellm_settings.request_timeout",
+            "litellm_settings.default_in_memory_ttl",
+            "litellm_settings.budget_duration",
+            "litellm_settings.cache_params.ttl",
+            "router_settings.timeout",
+            "router_settings.stream_timeout",
+            "general_settings.max_request_size_mb",
+            "general_settings.max_response_size_mb",
+        ] {
+            assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        }
+        assert!(errs.iter().all(|e| e.reason.contains("0")), "{errs:?}");
+        // `0d` is no time either; a real period, a zero budget and zero cooldown are fine.
+        let errs = load_err("litellm_settings:\n  budget_duration: 0d\n  request_timeout: 0\n");
+        assert!(
+            errs.iter()
+                .any(|e| e.key == "litellm_settings.budget_duration" && e.reason.contains("`0d`")),
+            "{errs:?}"
+        );
+        let ok = load_ok(
+            "litellm_settings:\n  budget_duration: 30d\n  max_budget: 0\n  cooldown_time: 0\n",
+            &[],
+        );
+        assert_eq!(
+            ok.config.litellm_settings.budget_duration.as_deref(),
+            Some("30d")
+        );
     }
 
     #[test]

@@ -5,7 +5,11 @@
 //! 403 for any other key), except two self-service reads, as in LiteLLM: any valid virtual key may
 //! read its own `/key/info` (no `key` parameter: the calling key) and the other keys of its user,
 //! and its user's `/user/info` (no `user_id`: the key's user); another key or user is a 403.
-//! Malformed input is a 400 OpenAI error JSON whose `param` names the field.
+//! Malformed input is a 400 OpenAI error JSON whose `param` names the field, checked before the
+//! database sees it so SQLite and PostgreSQL answer alike: a NUL character anywhere, text over
+//! [`MAX_TEXT_BYTES`], a list over [`MAX_LIST_ITEMS`], `metadata` over [`MAX_JSON_FIELD_BYTES`], a
+//! query parameter that does not parse, a `budget_duration` of no time. axum's own rejections (a
+//! wrong method, a body over its 2 MB limit) are the error JSON too.
 //! Unknown keys, teams or users are 404. See `docs/governance.md` for each route's fields.
 //!
 //! | route | does |
@@ -36,7 +40,7 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::HeaderMap,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -147,11 +151,50 @@ pub fn router(master: Option<Secret>, keys: KeyCache, max_budget: Option<f64>) -
         .route("/global/spend", get(global_spend))
         .fallback(unknown_route)
         .with_state(state)
+        .layer(axum::middleware::map_response(json_errors))
 }
 
 /// A router that answers every path with the OpenAI 404 error JSON (no management API).
 pub fn not_found_router() -> Router {
-    Router::new().fallback(unknown_route)
+    Router::new()
+        .fallback(unknown_route)
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+/// Turns an error response axum wrote itself (a wrong method: an empty 405; a body over axum's
+/// limit: a plain-text 413; an undecodable path segment: a plain-text 400) into the OpenAI error
+/// JSON with the same status. The handlers' own errors are JSON already and pass untouched.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    // axum's rejections are one short line; anything longer is cut.
+    let text = axum::body::to_bytes(body, 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let text = text.trim();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("Request refused")
+            .to_owned()
+    } else {
+        text.to_owned()
+    };
+    let err = LlmError::new(ErrorKind::from_status(status), message)
+        .with_status(status)
+        .with_code(status.as_str());
+    let mut out = ApiError(err).into_response();
+    if let Some(allow) = parts.headers.get(axum::http::header::ALLOW) {
+        out.headers_mut()
+            .insert(axum::http::header::ALLOW, allow.clone());
+    }
+    out
 }
 
 async fn unknown_route(uri: axum::http::Uri) -> ApiError {
@@ -221,7 +264,119 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return parse_json::<T>(b"{}").map_err(ApiError);
     }
+    // Checked before the typed parse, so a NUL byte or an over-long value is a 400 naming its
+    // field on every database (PostgreSQL refuses NUL in text and large index entries; SQLite
+    // stores them), never a store error.
+    if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
+        check_input(&v)?;
+    }
     parse_json(bytes).map_err(ApiError)
+}
+
+/// The longest identifier, alias, model name, e-mail or duration a management field may hold, in
+/// bytes.
+pub const MAX_TEXT_BYTES: usize = 1024;
+/// The largest free-form JSON field (`metadata`, `members_with_roles`), serialized, in bytes.
+pub const MAX_JSON_FIELD_BYTES: usize = 64 << 10;
+/// The most items a list field (`models`, `keys`, `team_ids`, ...) may hold.
+pub const MAX_LIST_ITEMS: usize = 1000;
+
+/// Free-form JSON fields: stored as sent, limited in total size rather than per string.
+const JSON_FIELDS: &[&str] = &["metadata", "members_with_roles"];
+
+/// Refuses, naming the field, what no database should be sent: a NUL character (in a value or an
+/// object key), text longer than [`MAX_TEXT_BYTES`], a list longer than [`MAX_LIST_ITEMS`], a
+/// free-form field larger than [`MAX_JSON_FIELD_BYTES`].
+fn check_input(body: &Value) -> Result<(), ApiError> {
+    let Some(map) = body.as_object() else {
+        // Not an object: the typed parse says so.
+        return Ok(());
+    };
+    for (field, v) in map {
+        if JSON_FIELDS.contains(&field.as_str()) {
+            let size = v.to_string().len();
+            if size > MAX_JSON_FIELD_BYTES {
+                return Err(bad(
+                    field,
+                    format!(
+                        "`{field}` is {size} bytes of JSON; the limit is {MAX_JSON_FIELD_BYTES}"
+                    ),
+                ));
+            }
+            check_value(field, v, None)?;
+        } else {
+            check_value(field, v, Some(MAX_TEXT_BYTES))?;
+        }
+    }
+    Ok(())
+}
+
+/// One text value of field `param`: no NUL, at most `max` bytes.
+fn check_text(param: &str, s: &str, max: Option<usize>) -> Result<(), ApiError> {
+    if s.contains('\0') {
+        return Err(bad(
+            param,
+            format!("`{param}` contains a NUL character (\\u0000), which cannot be stored"),
+        ));
+    }
+    if let Some(max) = max.filter(|m| s.len() > *m) {
+        return Err(bad(
+            param,
+            format!("`{param}` is {} bytes long; the limit is {max}", s.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_value(param: &str, v: &Value, max: Option<usize>) -> Result<(), ApiError> {
+    match v {
+        Value::String(s) => check_text(param, s, max),
+        Value::Array(items) => {
+            if max.is_some() && items.len() > MAX_LIST_ITEMS {
+                return Err(bad(
+                    param,
+                    format!(
+                        "`{param}` has {} items; the limit is {MAX_LIST_ITEMS}",
+                        items.len()
+                    ),
+                ));
+            }
+            items.iter().try_for_each(|x| check_value(param, x, max))
+        }
+        Value::Object(o) => o.iter().try_for_each(|(k, x)| {
+            check_text(param, k, max)?;
+            check_value(param, x, max)
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
+}
+
+/// The query string of a management `GET`, typed: a value that does not parse, holds a NUL or is
+/// longer than [`MAX_TEXT_BYTES`] is a 400 OpenAI error JSON naming the parameter (axum's own
+/// `Query` answers in plain text).
+struct Q<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|e| bad("query", format!("Invalid query string: {e}")))?;
+        for (k, v) in &pairs {
+            check_text(k, k, Some(MAX_TEXT_BYTES))?;
+            check_text(k, v, Some(MAX_TEXT_BYTES))?;
+        }
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(Q).map_err(|e| {
+            let param = e.path().to_string();
+            let msg = format!("Invalid query parameter `{param}`: {}", e.inner());
+            bad(&param, msg)
+        })
+    }
 }
 
 /// Unix ms → RFC 3339 (UTC).
@@ -378,11 +533,17 @@ impl LimitFields {
             }
         }
         if let Some(d) = &self.budget_duration {
-            if parse_duration(d).is_none() {
-                return Err(bad(
+            match parse_duration(d) {
+                None => return Err(bad(
                     "budget_duration",
                     format!("budget_duration `{d}` is not a duration; use e.g. 30s, 5m, 1h, 1d, 1w, 1mo"),
-                ));
+                )),
+                // A period of no time would reset the budget on every request: no budget at all.
+                Some(p) if p.is_zero() => return Err(bad(
+                    "budget_duration",
+                    format!("budget_duration `{d}` is no time: the budget would reset on every request; use e.g. 30d"),
+                )),
+                Some(_) => {}
             }
         }
         for (name, v) in [
@@ -577,11 +738,7 @@ struct KeyQuery {
     key: Option<String>,
 }
 
-async fn key_info(
-    State(m): State<Arc<Mgmt>>,
-    headers: HeaderMap,
-    Query(q): Query<KeyQuery>,
-) -> ApiResult {
+async fn key_info(State(m): State<Arc<Mgmt>>, headers: HeaderMap, Q(q): Q<KeyQuery>) -> ApiResult {
     let asked = q.key.as_deref().filter(|k| !k.is_empty());
     let row = match m.caller(&headers).await? {
         Caller::Admin => load_key(&m, asked).await?,
@@ -640,6 +797,9 @@ async fn key_delete(State(m): State<Arc<Mgmt>>, headers: HeaderMap, raw: Bytes) 
     Ok(Json(json!({"deleted_keys": deleted})))
 }
 
+/// The last page `/key/list` serves (the row offset stays far from overflowing).
+const MAX_PAGE: i64 = 1_000_000_000;
+
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     page: Option<i64>,
@@ -649,16 +809,15 @@ struct ListQuery {
     return_full_object: Option<bool>,
 }
 
-async fn key_list(
-    State(m): State<Arc<Mgmt>>,
-    headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> ApiResult {
+async fn key_list(State(m): State<Arc<Mgmt>>, headers: HeaderMap, Q(q): Q<ListQuery>) -> ApiResult {
     m.admin(&headers).await?;
     let page = q.page.unwrap_or(1);
     let size = q.size.unwrap_or(10);
-    if page < 1 {
-        return Err(bad("page", "page must be ≥ 1"));
+    if !(1..=MAX_PAGE).contains(&page) {
+        return Err(bad(
+            "page",
+            format!("page must be between 1 and {MAX_PAGE}"),
+        ));
     }
     if !(1..=100).contains(&size) {
         return Err(bad("size", "size must be between 1 and 100"));
@@ -747,6 +906,7 @@ async fn key_regenerate_path(
     raw: Bytes,
 ) -> ApiResult {
     m.admin(&headers).await?;
+    check_text("key", &key, Some(MAX_TEXT_BYTES))?;
     let b: RegenerateBody = body(&raw)?;
     regenerate(&m, Some(&key), b.new_key).await
 }
@@ -855,7 +1015,7 @@ struct TeamQuery {
 async fn team_info(
     State(m): State<Arc<Mgmt>>,
     headers: HeaderMap,
-    Query(q): Query<TeamQuery>,
+    Q(q): Q<TeamQuery>,
 ) -> ApiResult {
     m.admin(&headers).await?;
     let t = load_team(&m, q.team_id.as_deref()).await?;
@@ -1061,7 +1221,7 @@ struct UserQuery {
 async fn user_info(
     State(m): State<Arc<Mgmt>>,
     headers: HeaderMap,
-    Query(q): Query<UserQuery>,
+    Q(q): Q<UserQuery>,
 ) -> ApiResult {
     let asked = q.user_id.filter(|u| !u.is_empty());
     let id = match m.caller(&headers).await? {
@@ -1113,7 +1273,7 @@ struct SpendQuery {
 async fn spend_logs(
     State(m): State<Arc<Mgmt>>,
     headers: HeaderMap,
-    Query(q): Query<SpendQuery>,
+    Q(q): Q<SpendQuery>,
 ) -> ApiResult {
     m.admin(&headers).await?;
     let date = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
@@ -1151,6 +1311,7 @@ async fn global_spend(State(m): State<Arc<Mgmt>>, headers: HeaderMap) -> ApiResu
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -1162,5 +1323,76 @@ mod tests {
         assert_eq!(parse_date("1970-01-01"), Some(0));
         assert_eq!(parse_date("2023-13-01"), None);
         assert_eq!(parse_date("x"), None);
+    }
+
+    fn refused(body: &Value) -> Option<String> {
+        check_input(body)
+            .err()
+            .map(|e| e.0.param().unwrap_or_default().to_owned())
+    }
+
+    #[test]
+    fn input_is_checked_before_the_database() {
+        let long = "x".repeat(MAX_TEXT_BYTES + 1);
+        let fits = "x".repeat(MAX_TEXT_BYTES);
+        assert_eq!(
+            refused(&json!({"key_alias": "a\u{0}b"})).as_deref(),
+            Some("key_alias")
+        );
+        assert_eq!(
+            refused(&json!({"key_alias": long})).as_deref(),
+            Some("key_alias")
+        );
+        assert_eq!(refused(&json!({"key_alias": fits})), None);
+        assert_eq!(
+            refused(&json!({"models": ["ok", "\u{0}"]})).as_deref(),
+            Some("models")
+        );
+        let many: Vec<u32> = (0..=u32::try_from(MAX_LIST_ITEMS).unwrap()).collect();
+        assert_eq!(refused(&json!({"keys": many})).as_deref(), Some("keys"));
+        // Object keys too, at any depth.
+        assert_eq!(
+            refused(&json!({"member": {"a\u{0}": 1}})).as_deref(),
+            Some("member")
+        );
+        assert_eq!(
+            refused(&json!({"metadata": {"k": {"\u{0}": 1}}})).as_deref(),
+            Some("metadata")
+        );
+        // Free-form JSON: long strings are fine, the whole is capped.
+        assert_eq!(refused(&json!({"metadata": {"k": long}})), None);
+        let big = "z".repeat(MAX_JSON_FIELD_BYTES);
+        assert_eq!(
+            refused(&json!({"metadata": {"k": big}})).as_deref(),
+            Some("metadata")
+        );
+        assert_eq!(
+            refused(&json!({"members_with_roles": [{"user_id": big}]})).as_deref(),
+            Some("members_with_roles")
+        );
+        // Numbers, booleans and a body that is not an object pass (the typed parse answers).
+        assert_eq!(
+            refused(&json!({"tpm_limit": 5, "blocked": true, "spend": null})),
+            None
+        );
+        assert_eq!(refused(&json!(["x"])), None);
+    }
+
+    #[test]
+    fn a_budget_period_of_no_time_is_refused() {
+        for d in ["0s", "0d", "0mo", " 0h "] {
+            let l = LimitFields {
+                budget_duration: Some(d.to_owned()),
+                ..LimitFields::default()
+            };
+            let e = l.validate().unwrap_err().0;
+            assert_eq!(e.param(), Some("budget_duration"), "{d}");
+            assert!(e.message().contains("no time"), "{d}");
+        }
+        let l = LimitFields {
+            budget_duration: Some("1s".to_owned()),
+            ..LimitFields::default()
+        };
+        assert!(l.validate().is_ok());
     }
 }

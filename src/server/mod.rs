@@ -16,12 +16,14 @@
 
 mod access;
 mod body;
+mod parse_errors;
 mod readiness;
 mod serve;
 mod service;
 
 pub use self::{
     body::{encode_chunk, encode_error, ServerBody},
+    parse_errors::JsonParseErrors,
     readiness::Readiness,
     serve::{bind_listeners, serve, serve_per_thread, shutdown_signal, ServeConfig},
     service::{

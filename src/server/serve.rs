@@ -15,6 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tower_service::Service;
 
+use super::JsonParseErrors;
 use crate::{
     error::BoxError,
     timer::{self, ServeTimer},
@@ -105,8 +106,9 @@ where
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
+        // hyper's own answers to requests it cannot parse get the OpenAI error JSON.
         let conn = builder.serve_connection(
-            TokioIo::new(stream),
+            TokioIo::new(JsonParseErrors::new(stream)),
             TowerToHyperService::new(service.clone()),
         );
         let conn = graceful.watch(conn.into_owned());

@@ -27,7 +27,12 @@ use crate::{
     auth::PresentedKey,
     error::{BoxError, ErrorKind, LlmError},
     secret::Secret,
-    types::{LlmRequest, LlmResponse, ResponseBody},
+    types::{
+        chat::ChatRequest,
+        controls::{check_model, GatewayControls},
+        embeddings::EmbeddingsRequest,
+        LlmRequest, LlmResponse, ResponseBody,
+    },
 };
 
 /// Default request body limit: 32 MiB (room for a few base64 images).
@@ -79,7 +84,8 @@ impl RequestTimeout {
 /// complete, a stream's when it ends; nothing is captured for it while that event is disabled.
 ///
 /// Extensions written into the [`LlmRequest`]: [`PresentedKey`], [`CallId`], [`ReceivedAt`],
-/// [`CacheControlHeader`] (when the client sent `Cache-Control`), [`StreamTally`] (a stream's,
+/// [`CacheControlHeader`] (when the client sent `Cache-Control`), [`GatewayControls`] (when the
+/// body sent any gateway control; a wrongly typed one is a 400 naming it), [`StreamTally`] (a stream's,
 /// while the access log is on).
 ///
 /// [`StreamTally`]: crate::cost::StreamTally
@@ -399,11 +405,26 @@ impl Head {
     fn parse(&self, bytes: Bytes) -> Result<LlmRequest, LlmError> {
         // The bytes stay with the request: an OpenAI-format upstream is sent them (see
         // `LlmRequest::raw_body`).
-        if matches!(self.route, Route::Chat) {
-            parse_json(&bytes).map(|body| LlmRequest::chat_from_bytes(body, bytes))
+        // The gateway controls are typed here, once: a wrongly typed one is a 400 naming it.
+        let (controls, mut req) = if matches!(self.route, Route::Chat) {
+            let body: ChatRequest = parse_json(&bytes)?;
+            check_model(&body.model)?;
+            let controls = GatewayControls::parse(
+                &body.extra,
+                body.metadata.as_ref(),
+                body.mock_response.as_ref(),
+            )?;
+            (controls, LlmRequest::chat_from_bytes(body, bytes))
         } else {
-            parse_json(&bytes).map(|body| LlmRequest::embeddings_from_bytes(body, bytes))
+            let body: EmbeddingsRequest = parse_json(&bytes)?;
+            check_model(&body.model)?;
+            let controls = GatewayControls::parse(&body.extra, body.metadata.as_ref(), None)?;
+            (controls, LlmRequest::embeddings_from_bytes(body, bytes))
+        };
+        if let Some(c) = controls {
+            req.extensions.insert(c);
         }
+        Ok(req)
     }
 
     /// `req` with what the layers read from the head in its extensions.

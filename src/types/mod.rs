@@ -4,6 +4,7 @@
 //! sent on unchanged (see [`wire::Extra`]).
 
 pub mod chat;
+pub mod controls;
 pub mod embeddings;
 pub mod models;
 pub mod relay;
