@@ -36,7 +36,7 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{FromRequestParts, Path, Query, State},
     http::HeaderMap,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -89,6 +89,42 @@ fn bad(param: &str, msg: impl Into<String>) -> ApiError {
             .with_param(param)
             .with_code("400"),
     )
+}
+
+/// A query string read into `T`. A malformed one (`?page=`, `?size=x`) is a 400 OpenAI error
+/// JSON naming the field, like a malformed body; axum's own `Query` answers it in plain text
+/// (found by tests/fuzz_management.rs).
+struct Params<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        match Query::<T>::try_from_uri(&parts.uri) {
+            Ok(Query(q)) => Ok(Self(q)),
+            Err(rejection) => Err(query_error(&rejection.body_text())),
+        }
+    }
+}
+
+/// The 400 for a query string axum could not read: `text` is its rejection, `Failed to
+/// deserialize query string: page: cannot parse integer from empty string`.
+fn query_error(text: &str) -> ApiError {
+    let detail = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(text);
+    let field = detail
+        .split_once(": ")
+        .map(|(f, _)| f)
+        .filter(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    let msg = format!("Invalid query string: {detail}");
+    match field {
+        Some(f) => bad(f, msg),
+        None => ApiError(LlmError::bad_request(msg).with_code("400")),
+    }
 }
 
 fn not_found(msg: impl Into<String>) -> ApiError {
@@ -580,7 +616,7 @@ struct KeyQuery {
 async fn key_info(
     State(m): State<Arc<Mgmt>>,
     headers: HeaderMap,
-    Query(q): Query<KeyQuery>,
+    Params(q): Params<KeyQuery>,
 ) -> ApiResult {
     let asked = q.key.as_deref().filter(|k| !k.is_empty());
     let row = match m.caller(&headers).await? {
@@ -652,7 +688,7 @@ struct ListQuery {
 async fn key_list(
     State(m): State<Arc<Mgmt>>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    Params(q): Params<ListQuery>,
 ) -> ApiResult {
     m.admin(&headers).await?;
     let page = q.page.unwrap_or(1);
@@ -855,7 +891,7 @@ struct TeamQuery {
 async fn team_info(
     State(m): State<Arc<Mgmt>>,
     headers: HeaderMap,
-    Query(q): Query<TeamQuery>,
+    Params(q): Params<TeamQuery>,
 ) -> ApiResult {
     m.admin(&headers).await?;
     let t = load_team(&m, q.team_id.as_deref()).await?;
@@ -1061,7 +1097,7 @@ struct UserQuery {
 async fn user_info(
     State(m): State<Arc<Mgmt>>,
     headers: HeaderMap,
-    Query(q): Query<UserQuery>,
+    Params(q): Params<UserQuery>,
 ) -> ApiResult {
     let asked = q.user_id.filter(|u| !u.is_empty());
     let id = match m.caller(&headers).await? {
@@ -1113,7 +1149,7 @@ struct SpendQuery {
 async fn spend_logs(
     State(m): State<Arc<Mgmt>>,
     headers: HeaderMap,
-    Query(q): Query<SpendQuery>,
+    Params(q): Params<SpendQuery>,
 ) -> ApiResult {
     m.admin(&headers).await?;
     let date = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
@@ -1162,5 +1198,43 @@ mod tests {
         assert_eq!(parse_date("1970-01-01"), Some(0));
         assert_eq!(parse_date("2023-13-01"), None);
         assert_eq!(parse_date("x"), None);
+    }
+
+    /// Found by tests/fuzz_management.rs: a malformed query string was answered in plain text,
+    /// and a page far past the end overflowed the store's offset.
+    #[tokio::test]
+    async fn malformed_queries_are_openai_errors_naming_the_field() {
+        use http_body_util::BodyExt as _;
+        use tower::ServiceExt as _;
+
+        let store = Store::connect("sqlite::memory:").await.unwrap_or_else(|e| panic!("{e}"));
+        let keys = KeyCache::new(store, std::time::Duration::from_secs(10));
+        let api = router(Some(Secret::new("sk-master")), keys, None);
+        for (uri, status, param) in [
+            ("/key/list?page=", 400, Some("page")),
+            ("/key/list?size=x", 400, Some("size")),
+            ("/key/list?return_full_object=maybe", 400, Some("return_full_object")),
+            ("/key/list?page=1&page=2", 400, None),
+            ("/key/list?page=9223372036854775807", 200, None),
+        ] {
+            let req = axum::http::Request::builder()
+                .uri(uri)
+                .header("authorization", "Bearer sk-master")
+                .body(axum::body::Body::empty())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let resp = api.clone().oneshot(req).await.unwrap_or_else(|e| match e {});
+            assert_eq!(resp.status().as_u16(), status, "{uri}");
+            let bytes = resp.into_body().collect().await.map(|c| c.to_bytes());
+            let body: Value = bytes
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            if status == 400 {
+                assert!(body["error"]["message"].is_string(), "{uri}: {body}");
+                assert_eq!(body["error"]["param"].as_str(), param, "{uri}: {body}");
+            } else {
+                assert_eq!(body["keys"], json!([]), "{uri}: {body}");
+            }
+        }
     }
 }
