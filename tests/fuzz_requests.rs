@@ -7,7 +7,7 @@
 //! carrying OpenAI error JSON (the stack behind it never fails, so a 5xx would be the edge's own).
 //!
 //! Cases per property: `PROPTEST_CASES` (256 when unset). A long run:
-//! `PROPTEST_CASES=20000 cargo test --release --test fuzz_requests` (see docs/reliability.md).
+//! `PROPTEST_CASES=20000 cargo test --test fuzz_requests` (see docs/reliability.md).
 
 #![allow(clippy::unwrap_used)]
 

@@ -7,7 +7,7 @@
 //! chunks and errors however its bytes are split into body chunks.
 //!
 //! Cases per property: `PROPTEST_CASES` (256 when unset). A long run:
-//! `PROPTEST_CASES=20000 cargo test --release --test fuzz_streams` (see docs/reliability.md).
+//! `PROPTEST_CASES=20000 cargo test --test fuzz_streams` (see docs/reliability.md).
 
 #![allow(clippy::unwrap_used)]
 
