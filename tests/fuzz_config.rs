@@ -73,9 +73,26 @@ fn value() -> impl Strategy<Value = Value> {
         (-1e12_f64..1e12).prop_map(Value::from),
         any::<f64>().prop_map(Value::from),
         proptest::sample::select(vec![
-            "os.environ/SET", "os.environ/NUM", "os.environ/EMPTY", "os.environ/UNSET",
-            "os.environ/", "true", "false", "null", "~", "0x1f", "1e400", "-0", "30s", "",
-            "openai/gpt-4o", "anthropic/claude", "bedrock/x", "*", "redis", "local",
+            "os.environ/SET",
+            "os.environ/NUM",
+            "os.environ/EMPTY",
+            "os.environ/UNSET",
+            "os.environ/",
+            "true",
+            "false",
+            "null",
+            "~",
+            "0x1f",
+            "1e400",
+            "-0",
+            "30s",
+            "",
+            "openai/gpt-4o",
+            "anthropic/claude",
+            "bedrock/x",
+            "*",
+            "redis",
+            "local",
         ])
         .prop_map(Value::from),
         "[a-z0-9_./:-]{0,16}".prop_map(Value::from),
@@ -99,8 +116,18 @@ fn model_entry() -> impl Strategy<Value = Value> {
     (
         prop_oneof![value(), "[a-z-]{1,10}".prop_map(Value::from)],
         proptest::sample::select(vec![
-            "openai/gpt-4o", "anthropic/claude-3", "gemini/g", "vertex_ai/g", "bedrock/b",
-            "ollama/l", "ollama_chat/l", "azure/a", "mock/m", "nope/x", "gpt-4o", "",
+            "openai/gpt-4o",
+            "anthropic/claude-3",
+            "gemini/g",
+            "vertex_ai/g",
+            "bedrock/b",
+            "ollama/l",
+            "ollama_chat/l",
+            "azure/a",
+            "mock/m",
+            "nope/x",
+            "gpt-4o",
+            "",
         ]),
         section(keys::LITELLM_PARAMS),
         proptest::option::of(value()),
@@ -178,8 +205,8 @@ fn mutate(text: &str, edits: &[(u8, usize, char)]) -> String {
 fn yaml_char() -> impl Strategy<Value = char> {
     prop_oneof![
         proptest::sample::select(vec![
-            ':', '-', ' ', '\n', '\t', '"', '\'', '&', '*', '!', '|', '>', '[', ']', '{', '}',
-            ',', '#', '?', '%', '@', '`', '<', '\\', '0',
+            ':', '-', ' ', '\n', '\t', '"', '\'', '&', '*', '!', '|', '>', '[', ']', '{', '}', ',',
+            '#', '?', '%', '@', '`', '<', '\\', '0',
         ]),
         any::<char>(),
     ]
@@ -223,7 +250,9 @@ proptest! {
 /// Aliases that expand exponentially ("a billion laughs") are refused quickly, not expanded.
 #[test]
 fn alias_bombs_are_refused_quickly() {
-    let mut text = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    let mut text = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
     let mut prev = 'a';
     for c in 'b'..='j' {
         text.push_str(&format!(
@@ -234,6 +263,10 @@ fn alias_bombs_are_refused_quickly() {
     text.push_str("model_list: *j\n");
     let started = Instant::now();
     let got = Config::from_yaml_str_with_env(&text, "bomb.yaml", &env);
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(got.is_err());
 }

@@ -59,11 +59,40 @@ fn json_value() -> impl Strategy<Value = Value> {
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
         proptest::sample::select(vec![
-            "model", "messages", "role", "content", "type", "text", "image_url", "url", "stream",
-            "stream_options", "include_usage", "tools", "tool_choice", "function", "name",
-            "arguments", "tool_calls", "max_tokens", "temperature", "n", "stop", "user",
-            "metadata", "input", "encoding_format", "dimensions", "response_format", "caching",
-            "mock_response", "fallbacks", "num_retries", "timeout", "api_key", "extra_body",
+            "model",
+            "messages",
+            "role",
+            "content",
+            "type",
+            "text",
+            "image_url",
+            "url",
+            "stream",
+            "stream_options",
+            "include_usage",
+            "tools",
+            "tool_choice",
+            "function",
+            "name",
+            "arguments",
+            "tool_calls",
+            "max_tokens",
+            "temperature",
+            "n",
+            "stop",
+            "user",
+            "metadata",
+            "input",
+            "encoding_format",
+            "dimensions",
+            "response_format",
+            "caching",
+            "mock_response",
+            "fallbacks",
+            "num_retries",
+            "timeout",
+            "api_key",
+            "extra_body",
         ])
         .prop_map(str::to_owned),
         any::<String>(),
@@ -258,8 +287,8 @@ proptest! {
                 let model = relayed.model().map(str::to_owned);
                 let usage = relayed.usage().map(|u| serde_json::to_value(u).unwrap());
                 if let Ok(typed) = serde_json::from_slice::<ChatResponse>(&raw) {
-                    prop_assert_eq!(model, typed.model.clone());
-                    prop_assert_eq!(usage, typed.usage.as_ref().map(|u| serde_json::to_value(u).unwrap()));
+                    prop_assert_eq!(model, typed.model);
+                    prop_assert_eq!(usage, typed.usage.map(|u| serde_json::to_value(u).unwrap()));
                 }
                 // Reading it typed later is an answer or an error, never a panic.
                 if let Err(e) = relayed.typed() {

@@ -136,7 +136,9 @@ fn run_stream(
                         Item::Chunk(v)
                     }
                     // A relayed chunk's bytes are passed on as they came (see types::scan).
-                    Err(_) => Item::Chunk(Value::String(String::from_utf8_lossy(&buf).into_owned())),
+                    Err(_) => {
+                        Item::Chunk(Value::String(String::from_utf8_lossy(&buf).into_owned()))
+                    }
                 }
             }
             Err(e) => {
@@ -249,13 +251,17 @@ fn anthropic_sse() -> impl Strategy<Value = Vec<u8>> {
         Just(("ping", json!({"type": "ping"}))),
         text().prop_map(|m| ("error", json!({"type": "error", "error": {"type": "overloaded_error", "message": m}}))),
     ];
-    (proptest::collection::vec((event, any::<bool>()), 0..10), eol()).prop_map(|(events, eol)| {
-        let mut out = String::new();
-        for ((name, data), comment) in events {
-            out.push_str(&sse_event(Some(name), &data.to_string(), eol, comment));
-        }
-        out.into_bytes()
-    })
+    (
+        proptest::collection::vec((event, any::<bool>()), 0..10),
+        eol(),
+    )
+        .prop_map(|(events, eol)| {
+            let mut out = String::new();
+            for ((name, data), comment) in events {
+                out.push_str(&sse_event(Some(name), &data.to_string(), eol, comment));
+            }
+            out.into_bytes()
+        })
 }
 
 /// A Gemini `streamGenerateContent?alt=sse` stream.
@@ -361,18 +367,30 @@ fn bedrock_event_stream() -> impl Strategy<Value = Vec<u8>> {
 /// A provider and a body in its own wire format.
 fn provider_and_body() -> impl Strategy<Value = (&'static str, Vec<u8>)> {
     prop_oneof![
-        (proptest::sample::select(vec!["openai", "azure", "mock"]), openai_sse()),
+        (
+            proptest::sample::select(vec!["openai", "azure", "mock"]),
+            openai_sse()
+        ),
         openai_sse().prop_map(|b| ("openai", b)),
         anthropic_sse().prop_map(|b| ("anthropic", b)),
-        (proptest::sample::select(vec!["gemini", "vertex_ai"]), gemini_sse()),
-        (proptest::sample::select(vec!["ollama", "ollama_chat"]), ollama_ndjson()),
+        (
+            proptest::sample::select(vec!["gemini", "vertex_ai"]),
+            gemini_sse()
+        ),
+        (
+            proptest::sample::select(vec!["ollama", "ollama_chat"]),
+            ollama_ndjson()
+        ),
         bedrock_event_stream().prop_map(|b| ("bedrock", b)),
     ]
     .prop_filter("a built-in provider", |(p, _)| lookup(p).is_some())
 }
 
 /// A wire-format body with a few bytes changed: a valid stream gone slightly wrong.
-fn mutated((provider, mut body): (&'static str, Vec<u8>), edits: &[(usize, u8)]) -> (&'static str, Vec<u8>) {
+fn mutated(
+    (provider, mut body): (&'static str, Vec<u8>),
+    edits: &[(usize, u8)],
+) -> (&'static str, Vec<u8>) {
     for &(at, byte) in edits {
         if !body.is_empty() {
             let i = at % body.len();
@@ -469,8 +487,20 @@ fn json_value() -> impl Strategy<Value = Value> {
             proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
             proptest::collection::btree_map(
                 proptest::sample::select(vec![
-                    "role", "content", "text", "type", "message", "error", "code", "parts",
-                    "functionCall", "tool_calls", "usage", "finishReason", "stop_reason", "x",
+                    "role",
+                    "content",
+                    "text",
+                    "type",
+                    "message",
+                    "error",
+                    "code",
+                    "parts",
+                    "functionCall",
+                    "tool_calls",
+                    "usage",
+                    "finishReason",
+                    "stop_reason",
+                    "x",
                 ])
                 .prop_map(str::to_owned),
                 inner,

@@ -1943,12 +1943,17 @@ mod tests {
         for (text, key) in [
             ("!tag litellm_settings: {}\n", "[\"!tag litellm_settings\"]"),
             ("[a, b]: 1\n", "[\"- a - b\"]"),
-            ("litellm_settings:\n  ? {x: 1}\n  : 2\n", "litellm_settings[\"x: 1\"]"),
+            (
+                "litellm_settings:\n  ? {x: 1}\n  : 2\n",
+                "litellm_settings[\"x: 1\"]",
+            ),
         ] {
             let errors = load_err(text);
             assert_eq!(errors.len(), 1, "{text}: {errors:?}");
             assert_eq!(errors[0].key, key, "{text}");
-            assert!(errors[0].reason.contains("not a list, a mapping or a tagged value"));
+            assert!(errors[0]
+                .reason
+                .contains("not a list, a mapping or a tagged value"));
         }
     }
 

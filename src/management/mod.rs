@@ -1207,13 +1207,19 @@ mod tests {
         use http_body_util::BodyExt as _;
         use tower::ServiceExt as _;
 
-        let store = Store::connect("sqlite::memory:").await.unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::connect("sqlite::memory:")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let keys = KeyCache::new(store, std::time::Duration::from_secs(10));
         let api = router(Some(Secret::new("sk-master")), keys, None);
         for (uri, status, param) in [
             ("/key/list?page=", 400, Some("page")),
             ("/key/list?size=x", 400, Some("size")),
-            ("/key/list?return_full_object=maybe", 400, Some("return_full_object")),
+            (
+                "/key/list?return_full_object=maybe",
+                400,
+                Some("return_full_object"),
+            ),
             ("/key/list?page=1&page=2", 400, None),
             ("/key/list?page=9223372036854775807", 200, None),
         ] {
@@ -1222,7 +1228,11 @@ mod tests {
                 .header("authorization", "Bearer sk-master")
                 .body(axum::body::Body::empty())
                 .unwrap_or_else(|e| panic!("{e}"));
-            let resp = api.clone().oneshot(req).await.unwrap_or_else(|e| match e {});
+            let resp = api
+                .clone()
+                .oneshot(req)
+                .await
+                .unwrap_or_else(|e| match e {});
             assert_eq!(resp.status().as_u16(), status, "{uri}");
             let bytes = resp.into_body().collect().await.map(|c| c.to_bytes());
             let body: Value = bytes

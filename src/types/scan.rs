@@ -492,11 +492,7 @@ mod tests {
     /// and non-ASCII text, integers and floats.
     fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
         use proptest::prelude::*;
-        let text = prop_oneof![
-            "[a-z\"\\\\{}\\[\\],: ]{0,12}",
-            "\\PC{0,8}",
-            any::<String>(),
-        ];
+        let text = prop_oneof!["[a-z\"\\\\{}\\[\\],: ]{0,12}", "\\PC{0,8}", any::<String>(),];
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),
             any::<bool>().prop_map(serde_json::Value::from),
