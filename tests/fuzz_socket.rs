@@ -36,10 +36,8 @@ static GATEWAY: LazyLock<SocketAddr> = LazyLock::new(|| {
             Some(4096),
         )
         .await;
-        let addr = gw.addr;
         // Served until the process ends.
-        std::mem::forget(gw);
-        addr
+        Box::leak(Box::new(gw)).addr
     })
 });
 
