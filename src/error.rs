@@ -284,12 +284,16 @@ impl LlmError {
         self.inner.kind
     }
 
-    /// The HTTP status a client receives.
+    /// The HTTP status a client receives. An override that is not an error status (a provider
+    /// that answered a redirect or an informational status, relayed by a classifier) is a
+    /// `502 Bad Gateway`: an error is never answered with a success or redirect status.
     #[must_use]
     pub fn status(&self) -> StatusCode {
-        self.inner
-            .status
-            .unwrap_or_else(|| self.inner.kind.status())
+        match self.inner.status {
+            Some(s) if s.is_client_error() || s.is_server_error() => s,
+            Some(_) => StatusCode::BAD_GATEWAY,
+            None => self.inner.kind.status(),
+        }
     }
 
     /// The client-facing message.
@@ -455,6 +459,24 @@ impl StdError for LlmError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing the providers' classifiers (tests/fuzz_streams.rs): a provider's `302`
+    /// or `100` was relayed as the status of an error answer.
+    #[test]
+    fn an_error_never_carries_a_status_that_is_not_an_error() {
+        for (relayed, want) in [
+            (StatusCode::CONTINUE, StatusCode::BAD_GATEWAY),
+            (StatusCode::NO_CONTENT, StatusCode::BAD_GATEWAY),
+            (StatusCode::FOUND, StatusCode::BAD_GATEWAY),
+            (StatusCode::NOT_MODIFIED, StatusCode::BAD_GATEWAY),
+            (StatusCode::IM_A_TEAPOT, StatusCode::IM_A_TEAPOT),
+            (StatusCode::GATEWAY_TIMEOUT, StatusCode::GATEWAY_TIMEOUT),
+        ] {
+            let e = LlmError::bad_request("x").with_status(relayed);
+            assert_eq!(e.status(), want, "{relayed}");
+            assert_eq!(e.to_http_parts().0, want, "{relayed}");
+        }
+    }
 
     #[test]
     fn error_is_one_pointer() {

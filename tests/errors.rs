@@ -338,3 +338,23 @@ async fn master_key_is_required_when_set() {
     .await;
     assert_eq!(models.status, 401);
 }
+
+/// An upstream that answers a redirect (a misconfigured `api_base`) is a 502 with the OpenAI
+/// error JSON, never a 3xx relayed to the client (found by tests/fuzz_streams.rs).
+#[tokio::test]
+async fn upstream_redirect_is_a_bad_gateway() {
+    let up = FakeUpstream::start().await;
+    for status in [302, 307] {
+        up.enqueue(
+            Reply::raw(status, "text/html", "<a href=\"/v2\">moved</a>")
+                .header("location", "http://127.0.0.1:1/v2"),
+        );
+    }
+    let gw = gw::TestGateway::start(&no_retries(&gw::openai_config("g", &up.url()))).await;
+    for _ in 0..2 {
+        let ans = gw::post_json(&gw.url("/v1/chat/completions"), &chat("g")).await;
+        assert_eq!(ans.status, 502);
+        assert!(!ans.headers.contains_key("location"));
+        assert!(ans.error()["message"].as_str().unwrap().contains("moved"));
+    }
+}

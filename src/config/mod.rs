@@ -957,6 +957,18 @@ struct Loader<'a> {
 }
 
 /// Appends a map key to a path: `.key`, or `["key"]` when the key would be ambiguous.
+/// A mapping key that is not a scalar, as YAML on one line (at most 60 characters): how an
+/// error names it (found by tests/fuzz_config.rs: such a key at the top level had no name).
+fn shown_yaml_key(key: &serde_yaml_ng::Value) -> String {
+    let text = serde_yaml_ng::to_string(key).unwrap_or_default();
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None if line.is_empty() => "?".to_owned(),
+        None => line,
+    }
+}
+
 fn push_key(path: &str, key: &str) -> String {
     let plain = !key.is_empty()
         && key
@@ -1201,12 +1213,11 @@ impl Loader<'_> {
                         Y::Number(n) => n.to_string(),
                         Y::Null => "null".to_owned(),
                         _ => {
-                            let where_ = if path.is_empty() {
-                                "the top level"
-                            } else {
-                                path
-                            };
-                            self.error(path, format!("a mapping key in {where_} is not a scalar"));
+                            // Named as written, so that even a top-level one has a key.
+                            self.error(
+                                push_key(path, &shown_yaml_key(&k)),
+                                "a mapping key must be a string, number, boolean or null, not a list, a mapping or a tagged value",
+                            );
                             continue;
                         }
                     };
@@ -1965,6 +1976,27 @@ mod tests {
             .expect("CI template")
             .replace("@MOCK@", "http://127.0.0.1:18001")
             .replace("@DEAD@", "http://127.0.0.1:1")
+    }
+
+    /// Found by tests/fuzz_config.rs: a tagged, list or mapping key (here at the top level)
+    /// gave an error with no key.
+    #[test]
+    fn a_key_that_is_not_a_scalar_is_named() {
+        for (text, key) in [
+            ("!tag litellm_settings: {}\n", "[\"!tag litellm_settings\"]"),
+            ("[a, b]: 1\n", "[\"- a - b\"]"),
+            (
+                "litellm_settings:\n  ? {x: 1}\n  : 2\n",
+                "litellm_settings[\"x: 1\"]",
+            ),
+        ] {
+            let errors = load_err(text);
+            assert_eq!(errors.len(), 1, "{text}: {errors:?}");
+            assert_eq!(errors[0].key, key, "{text}");
+            assert!(errors[0]
+                .reason
+                .contains("not a list, a mapping or a tagged value"));
+        }
     }
 
     #[test]

@@ -373,6 +373,19 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de).map(Q).map_err(|e| {
             let param = e.path().to_string();
+            if param == "." {
+                // An error about the whole query (`duplicate field `page``): name the field
+                // the message names, if any.
+                let inner = e.inner().to_string();
+                let named = inner.split('`').nth(1).filter(|f| {
+                    !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                });
+                let msg = format!("Invalid query string: {inner}");
+                return match named {
+                    Some(f) => bad(f, msg),
+                    None => ApiError(LlmError::bad_request(msg).with_code("400")),
+                };
+            }
             let msg = format!("Invalid query parameter `{param}`: {}", e.inner());
             bad(&param, msg)
         })
@@ -1394,5 +1407,55 @@ mod tests {
             ..LimitFields::default()
         };
         assert!(l.validate().is_ok());
+    }
+
+    /// Found by tests/fuzz_management.rs: a malformed query string was answered in plain text,
+    /// and a page far past the end overflowed the store's offset.
+    #[tokio::test]
+    async fn malformed_queries_are_openai_errors_naming_the_field() {
+        use http_body_util::BodyExt as _;
+        use tower::ServiceExt as _;
+
+        let store = Store::connect("sqlite::memory:")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let keys = KeyCache::new(store, std::time::Duration::from_secs(10));
+        let api = router(Some(Secret::new("sk-master")), keys, None);
+        for (uri, status, param) in [
+            ("/key/list?page=", 400, Some("page")),
+            ("/key/list?size=x", 400, Some("size")),
+            (
+                "/key/list?return_full_object=maybe",
+                400,
+                Some("return_full_object"),
+            ),
+            ("/key/list?page=1&page=2", 400, Some("page")),
+            // Capped at 10^9 here (the store saturates as well).
+            ("/key/list?page=9223372036854775807", 400, Some("page")),
+            ("/key/list?page=999999999", 200, None),
+        ] {
+            let req = axum::http::Request::builder()
+                .uri(uri)
+                .header("authorization", "Bearer sk-master")
+                .body(axum::body::Body::empty())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let resp = api
+                .clone()
+                .oneshot(req)
+                .await
+                .unwrap_or_else(|e| match e {});
+            assert_eq!(resp.status().as_u16(), status, "{uri}");
+            let bytes = resp.into_body().collect().await.map(|c| c.to_bytes());
+            let body: Value = bytes
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            if status == 400 {
+                assert!(body["error"]["message"].is_string(), "{uri}: {body}");
+                assert_eq!(body["error"]["param"].as_str(), param, "{uri}: {body}");
+            } else {
+                assert_eq!(body["keys"], json!([]), "{uri}: {body}");
+            }
+        }
     }
 }

@@ -858,7 +858,9 @@ impl Store {
         .bind(team)
         .bind(user)
         .bind(size)
-        .bind((page - 1).max(0) * size)
+        // Saturating: a page far past the end (`?page=9223372036854775807`) is an empty page,
+        // not an overflow (found by tests/fuzz_management.rs).
+        .bind(page.saturating_sub(1).max(0).saturating_mul(size.max(0)))
         .fetch_all(&self.pool)
         .await
         .map_err(db("list keys"))?;
@@ -1377,6 +1379,21 @@ mod tests {
         assert!((s.key(&row.token).await.unwrap().unwrap().spend - 0.5).abs() < 1e-12);
         assert_eq!(s.spend_log_count().await.unwrap(), 1);
         assert!((s.global_spend().await.unwrap() - 0.5).abs() < 1e-12);
+    }
+
+    /// Found by fuzzing the management API: `/key/list?page=<i64::MAX>` overflowed the offset.
+    #[tokio::test]
+    async fn a_page_far_past_the_end_is_empty() {
+        let s = Store::connect("sqlite::memory:").await.unwrap();
+        s.create_key(NewKey::default()).await.unwrap();
+        for (page, size) in [(i64::MAX, 100), (i64::MAX, i64::MAX), (2, 1)] {
+            let (rows, total) = s.list_keys(None, None, page, size).await.unwrap();
+            assert!(rows.is_empty(), "page {page} size {size}");
+            assert_eq!(total, 1);
+        }
+        // A page before the first is the first.
+        let (rows, _) = s.list_keys(None, None, i64::MIN, 10).await.unwrap();
+        assert_eq!(rows.len(), 1);
     }
 
     #[tokio::test]

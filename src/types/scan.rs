@@ -404,5 +404,108 @@ mod tests {
             let want: Vec<_> = value.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             proptest::prop_assert_eq!(seen, want);
         }
+
+        /// On any JSON value (nested, with awkward strings, compact or pretty), the scan finds
+        /// where each value ends, and an object's members are serde's members.
+        #[test]
+        fn agrees_with_serde_on_any_json(value in json_value(), pretty in proptest::prelude::any::<bool>()) {
+            let raw = if pretty {
+                serde_json::to_vec_pretty(&value).unwrap()
+            } else {
+                serde_json::to_vec(&value).unwrap()
+            };
+            proptest::prop_assert_eq!(skip_value(&raw, 0), Some(raw.len()));
+            // Compared with serde's reading of the same text (a float may read back a unit in
+            // the last place away from the value it was written from).
+            if let serde_json::Value::Object(map) = serde_json::from_slice(&raw).unwrap() {
+                let seen = serde_members(&raw);
+                let want: Vec<_> = map.into_iter().collect();
+                proptest::prop_assert_eq!(seen, Some(want));
+            }
+        }
+
+        /// Valid JSON with bytes inserted, removed or replaced: whenever serde still reads an
+        /// object, the scan reads the same members; whatever the scan reads lies inside the input.
+        #[test]
+        fn agrees_with_serde_on_mutated_json(
+            value in json_value(),
+            edits in proptest::collection::vec(
+                (0_u8..3, proptest::prelude::any::<proptest::sample::Index>(), proptest::prop_oneof![
+                    proptest::sample::select(b"{}[]\",: \t\r\n\\u0e-1".to_vec()),
+                    proptest::prelude::any::<u8>(),
+                ]),
+                1..6,
+            ),
+        ) {
+            let mut raw = serde_json::to_vec(&serde_json::json!({ "k": value, "z": [1] })).unwrap();
+            for (op, at, byte) in edits {
+                let i = at.index(raw.len() + 1);
+                match op {
+                    0 => raw.insert(i, byte),
+                    1 if i < raw.len() => { raw.remove(i); }
+                    _ if i < raw.len() => raw[i] = byte,
+                    _ => {}
+                }
+            }
+            let mut inside = true;
+            let end = for_each_member(&raw, 0, |m| {
+                inside &= m.value.start < m.value.end && m.value.end <= raw.len() && m.sep < raw.len();
+            });
+            proptest::prop_assert!(inside);
+            proptest::prop_assert!(end.is_none_or(|e| e <= raw.len()));
+            if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(&raw) {
+                let want: Vec<_> = map.into_iter().collect();
+                // serde keeps the last of duplicate keys; the scan reports each.
+                let seen = serde_members(&raw).map(|mut s| {
+                    let mut dedup: Vec<(String, serde_json::Value)> = Vec::new();
+                    s.reverse();
+                    for (k, v) in s {
+                        if !dedup.iter().any(|(d, _)| *d == k) {
+                            dedup.push((k, v));
+                        }
+                    }
+                    dedup.sort_by(|a, b| a.0.cmp(&b.0));
+                    dedup
+                });
+                proptest::prop_assert_eq!(seen, Some(want));
+            }
+        }
+    }
+
+    /// The members the scan finds in `raw`, keys and values read by serde; `None` when the scan
+    /// refuses the object or anything follows it.
+    fn serde_members(raw: &[u8]) -> Option<Vec<(String, serde_json::Value)>> {
+        let mut seen = Vec::new();
+        let mut readable = true;
+        let end = for_each_member(raw, 0, |m| {
+            let key = serde_json::from_slice::<String>(&[&b"\""[..], m.key, b"\""].concat());
+            let value = serde_json::from_slice::<serde_json::Value>(&raw[m.value]);
+            match (key, value) {
+                (Ok(k), Ok(v)) => seen.push((k, v)),
+                _ => readable = false,
+            }
+        })?;
+        (readable && only_ws_after(raw, end)).then_some(seen)
+    }
+
+    /// Any JSON value: nested containers, strings with quotes, backslashes, control characters
+    /// and non-ASCII text, integers and floats.
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let text = prop_oneof!["[a-z\"\\\\{}\\[\\],: ]{0,12}", "\\PC{0,8}", any::<String>(),];
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            text.clone().prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(6, 64, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map(text.clone(), inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
 }
