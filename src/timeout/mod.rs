@@ -14,6 +14,9 @@
 //! | stream | body `stream_timeout`, then the deployment's `stream_timeout`, then the layer's |
 //! | any | body `timeout` / `request_timeout`, then the deployment's `timeout`, then the layer's (600 s) |
 //!
+//! A limit the client sets (the header or a body field) only shortens the configured one: it is
+//! capped at the deployment's `stream_timeout` (streams) or `timeout`, else the layer's.
+//!
 //! For a stream, the limit bounds the time until the first chunk and every gap between chunks; a
 //! stream that stalls after its first chunk ends with a timeout error event.
 //!
@@ -149,24 +152,36 @@ fn secs(v: f64) -> Option<Duration> {
     (v.is_finite() && v > 0.0 && v < 1e9).then(|| Duration::from_secs_f64(v))
 }
 
-/// The limit for `req` under `layer`.
+/// The limit for `req` under `layer`. What the client asks for (the header, the body's
+/// `stream_timeout`, `timeout` or `request_timeout`) can shorten the operator's limit, never
+/// lengthen it: a caller cannot hold a deployment's call past the configured time.
 fn limit_for(req: &LlmRequest, layer: &TimeoutLayer) -> Duration {
-    if let Some(RequestTimeout(d)) = req.extensions.get::<RequestTimeout>() {
-        return *d;
-    }
     let body = |key: &str| {
         req.as_chat()
             .and_then(|c| c.extra.get_as::<f64>(key))
             .and_then(secs)
     };
-    if req.is_stream() {
-        if let Some(d) = body("stream_timeout").or(layer.stream_timeout) {
-            return d;
-        }
-    }
-    body("timeout")
-        .or_else(|| body("request_timeout"))
-        .unwrap_or(layer.timeout)
+    let header = req
+        .extensions
+        .get::<RequestTimeout>()
+        .map(|RequestTimeout(d)| *d);
+    let body_stream = if req.is_stream() {
+        body("stream_timeout")
+    } else {
+        None
+    };
+    let (asked, operator) = if body_stream.is_some() || (req.is_stream() && layer.stream_timeout.is_some()) {
+        (
+            header.or(body_stream),
+            layer.stream_timeout.unwrap_or(layer.timeout),
+        )
+    } else {
+        (
+            header.or_else(|| body("timeout").or_else(|| body("request_timeout"))),
+            layer.timeout,
+        )
+    };
+    asked.map_or(operator, |d| d.min(operator))
 }
 
 /// The error of an elapsed timeout.
@@ -337,6 +352,31 @@ mod tests {
         let err = svc.oneshot(req).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Timeout);
         assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_limits_cannot_exceed_the_configured_one() {
+        let svc = ServiceBuilder::new()
+            .layer(TimeoutLayer::new(Duration::from_secs(3)))
+            .service_fn(|_req: LlmRequest| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<_, LlmError>(LlmResponse::chat(Default::default()))
+            });
+        // The header asks for 12 s, the body for 30 s: both are held to the configured 3 s.
+        let mut header = LlmRequest::list_models();
+        header
+            .extensions
+            .insert(RequestTimeout(Duration::from_secs(12)));
+        let mut body = ChatRequest::default();
+        body.extra.insert("timeout", &30.0).unwrap();
+        body.extra.insert("stream_timeout", &30.0).unwrap();
+        body.stream = Some(true);
+        for req in [header, LlmRequest::chat(body)] {
+            let started = Instant::now();
+            let err = svc.clone().oneshot(req).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Timeout);
+            assert_eq!(started.elapsed(), Duration::from_secs(3));
+        }
     }
 
     #[tokio::test(start_paused = true)]
