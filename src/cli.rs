@@ -238,7 +238,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         let served = serve_per_thread(
             listeners,
             gateway.app(),
-            ServeConfig::default().grace_period(opts.grace_period),
+            ServeConfig::from_config(&loaded.config).grace_period(opts.grace_period),
             shutdown_signal(),
         )
         .await

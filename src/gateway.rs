@@ -59,6 +59,8 @@ pub struct Gateway {
     pub unpriced: Vec<String>,
     /// Request body limit.
     pub max_body_bytes: usize,
+    /// Time allowed to receive a request body (`general_settings.request_body_timeout`).
+    pub body_read_timeout: std::time::Duration,
     /// The response cache's counters, when `litellm_settings.cache` is on.
     pub cache: Option<CacheHandle>,
     /// Keys, budgets, limits and spend ([`Gateway::build`] only).
@@ -135,6 +137,7 @@ impl Gateway {
             warnings,
             unpriced,
             max_body_bytes: max_body_bytes(config),
+            body_read_timeout: crate::server::body_read_timeout(config),
             cache: cache_handle,
             governance: None,
             management: crate::management::not_found_router(),
@@ -202,6 +205,7 @@ impl Gateway {
             warnings,
             unpriced,
             max_body_bytes: max_body_bytes(config),
+            body_read_timeout: crate::server::body_read_timeout(config),
             cache: cache_handle,
             governance: Some(gov),
             management,
@@ -228,6 +232,7 @@ impl Gateway {
     pub fn server(&self) -> OpenAiServer<GatewayStack> {
         OpenAiServer::new(self.stack.clone())
             .max_body_bytes(self.max_body_bytes)
+            .body_read_timeout(self.body_read_timeout)
             .readiness(self.readiness())
     }
 

@@ -251,6 +251,8 @@ pub const GENERAL_SETTINGS: &[KeySpec] = &[
     key("database_url", Implemented),
     key("database_connection_pool_limit", Implemented),
     key("max_request_size_mb", Implemented),
+    key("request_header_timeout", Implemented),
+    key("request_body_timeout", Implemented),
     key("disable_spend_logs", Implemented),
     key("proxy_batch_write_at", Implemented),
     key("dangerously_allow_mock_testing_request_params", Implemented),

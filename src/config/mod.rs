@@ -451,6 +451,12 @@ pub struct GeneralSettings {
     /// Maximum response body size, MB.
     #[serde(deserialize_with = "lenient::opt_num")]
     pub max_response_size_mb: Option<f64>,
+    /// Seconds a client has to send a request's headers (llmgate; see `docs/reliability.md`).
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub request_header_timeout: Option<f64>,
+    /// Seconds a client has to send a request's body (llmgate; see `docs/reliability.md`).
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub request_body_timeout: Option<f64>,
     /// Do not write spend logs.
     #[serde(deserialize_with = "lenient::opt_bool")]
     pub disable_spend_logs: Option<bool>,
@@ -596,7 +602,8 @@ redacting_debug!(GeneralSettings {
     proxy_budget_rescheduler_max_time, proxy_batch_write_at, database_connection_pool_limit,
     database_connection_timeout, dangerously_allow_mock_testing_request_params,
     allow_public_health_readiness_details, background_health_checks, health_check_interval,
-    alerting, max_request_size_mb, max_response_size_mb, disable_spend_logs, allowed_routes,
+    alerting, max_request_size_mb, max_response_size_mb, request_header_timeout,
+    request_body_timeout, disable_spend_logs, allowed_routes,
     admin_only_routes, enforce_user_param, custom_auth, use_redis_transaction_buffer,
     alerting_threshold, infer_model_from_keys, disable_master_key_return,
     maximum_spend_logs_retention_period, user_header_name,
@@ -1768,6 +1775,8 @@ impl Loader<'_> {
             ),
             ("max_request_size_mb", gs.max_request_size_mb),
             ("max_response_size_mb", gs.max_response_size_mb),
+            ("request_header_timeout", gs.request_header_timeout),
+            ("request_body_timeout", gs.request_body_timeout),
             ("alerting_threshold", gs.alerting_threshold),
         ] {
             self.non_negative(&push_key("general_settings", name), v);

@@ -20,14 +20,24 @@ use crate::{
     timer::{self, ServeTimer},
 };
 
-/// How [`serve`] runs.
+/// How [`serve`] runs. The defaults are those of a well-run reverse proxy: a client that sends
+/// nothing, sends its headers or its body too slowly, or keeps an HTTP/2 connection without
+/// answering pings is disconnected, so it holds no socket, task or buffer for long.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ServeConfig {
     /// How long in-flight requests (streams included) may run after shutdown starts. Default 30 s.
     pub grace_period: Duration,
-    /// Time allowed for a client to send request headers. Default 30 s.
+    /// Time allowed for a client to send request headers, counted from the connection's accept
+    /// (its first bytes included) and, on a kept-alive HTTP/1.1 connection, from the end of the
+    /// previous answer: an idle connection is closed after it. Default 30 s.
     pub header_read_timeout: Duration,
+    /// How often an HTTP/2 connection is pinged (`None`: never). Default 20 s.
+    pub http2_keep_alive_interval: Option<Duration>,
+    /// How long an HTTP/2 ping may go unanswered before the connection is closed. Default 20 s.
+    pub http2_keep_alive_timeout: Duration,
+    /// Concurrent streams allowed on one HTTP/2 connection. Default 128 (nginx's).
+    pub http2_max_concurrent_streams: u32,
 }
 
 impl Default for ServeConfig {
@@ -35,17 +45,81 @@ impl Default for ServeConfig {
         Self {
             grace_period: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(30),
+            http2_keep_alive_interval: Some(Duration::from_secs(20)),
+            http2_keep_alive_timeout: Duration::from_secs(20),
+            http2_max_concurrent_streams: 128,
         }
     }
 }
 
+/// `seconds` as a duration, when it is a usable timeout (positive, finite, under 10⁹ s).
+pub(crate) fn timeout_setting(seconds: Option<f64>) -> Option<Duration> {
+    seconds
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+}
+
 impl ServeConfig {
+    /// The defaults, with `general_settings.request_header_timeout` (seconds) when set.
+    #[must_use]
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        let mut out = Self::default();
+        if let Some(d) = timeout_setting(config.general_settings.request_header_timeout) {
+            out.header_read_timeout = d;
+        }
+        out
+    }
+
     /// Sets the grace period.
     #[must_use]
     pub fn grace_period(mut self, d: Duration) -> Self {
         self.grace_period = d;
         self
     }
+
+    /// Sets the header read timeout (see [`ServeConfig::header_read_timeout`]).
+    #[must_use]
+    pub fn header_read_timeout(mut self, d: Duration) -> Self {
+        self.header_read_timeout = d;
+        self
+    }
+
+    /// Sets the HTTP/2 keep-alive ping interval and how long a ping may go unanswered.
+    #[must_use]
+    pub fn http2_keep_alive(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
+        self.http2_keep_alive_interval = interval;
+        self.http2_keep_alive_timeout = timeout;
+        self
+    }
+}
+
+/// The first bytes of an HTTP/2 connection (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Waits until the connection's first bytes tell HTTP/1.1 from HTTP/2 (what hyper-util's
+/// automatic builder reads, with no deadline of its own): one byte that cannot start the HTTP/2
+/// preface, or the whole preface. `Err` when the peer closes first.
+async fn first_bytes(stream: &tokio::net::TcpStream) -> io::Result<()> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if n == buf.len() || buf[..n] != H2_PREFACE[..n] {
+            return Ok(());
+        }
+        // Part of the preface: `peek` answers at once while those bytes wait, so pause briefly.
+        timer::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The wait after a failed `accept` (out of file descriptors, say): 5 ms, doubling to 1 s while
+/// it keeps failing, as Go's `net/http` server does, so a full fd table is not spun on.
+fn accept_backoff(previous: Option<Duration>) -> Duration {
+    previous.map_or(Duration::from_millis(5), |d| {
+        (d * 2).min(Duration::from_secs(1))
+    })
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then stops accepting and lets
@@ -71,7 +145,13 @@ where
         .timer(ServeTimer)
         .header_read_timeout(config.header_read_timeout)
         .keep_alive(true);
-    builder.http2().timer(ServeTimer);
+    builder
+        .http2()
+        .timer(ServeTimer)
+        .keep_alive_interval(config.http2_keep_alive_interval)
+        .keep_alive_timeout(config.http2_keep_alive_timeout)
+        .max_concurrent_streams(config.http2_max_concurrent_streams);
+    let builder = std::sync::Arc::new(builder);
     let graceful = GracefulShutdown::new();
     // Keep the timer wheel's next wake-up near. Every request arms far deadlines (the header read
     // timeout, the provider timeout) and cancels them when it ends; arming one in an empty wheel
@@ -89,14 +169,23 @@ where
         })
     });
     tokio::pin!(shutdown);
+    let mut backoff = None;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
+                Ok(conn) => {
+                    backoff = None;
+                    conn
+                }
                 Err(e) => {
-                    // Out of file descriptors and similar: log, back off briefly, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors and similar: log, back off, keep serving.
+                    let wait = accept_backoff(backoff);
+                    backoff = Some(wait);
+                    tracing::warn!(error = %e, backoff_ms = wait.as_millis() as u64, "accept failed");
+                    tokio::select! {
+                        () = timer::sleep(wait) => {}
+                        () = &mut shutdown => break,
+                    }
                     continue;
                 }
             },
@@ -105,13 +194,26 @@ where
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-        let conn = builder.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(service.clone()),
-        );
-        let conn = graceful.watch(conn.into_owned());
+        let builder = std::sync::Arc::clone(&builder);
+        let service = service.clone();
+        let watcher = graceful.watcher();
+        let header_read_timeout = config.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // A connection that never sends a byte is closed once the header read timeout is
+            // over; hyper's own deadline only starts once the protocol is known.
+            let started = tokio::select! {
+                first = first_bytes(&stream) => first,
+                () = timer::sleep(header_read_timeout) => Err(io::ErrorKind::TimedOut.into()),
+            };
+            if let Err(e) = started {
+                tracing::debug!(%peer, error = %e, "connection closed before its first request");
+                return;
+            }
+            let conn = builder.serve_connection(
+                TokioIo::new(stream),
+                TowerToHyperService::new(service),
+            );
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -33,6 +33,10 @@ use crate::{
 /// Default request body limit: 32 MiB (room for a few base64 images).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
 
+/// Default time allowed to receive a request body, from the end of its headers: 60 s (nginx's
+/// `client_body_timeout`).
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The call id of a request (`x-litellm-call-id`): taken from the client's header or generated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallId(pub Arc<str>);
@@ -91,6 +95,7 @@ pub struct OpenAiServer<S, F = NotFound> {
     inner: S,
     fallback: F,
     max_body_bytes: usize,
+    body_read_timeout: Duration,
     readiness: Readiness,
 }
 
@@ -100,6 +105,7 @@ impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
             inner: self.inner.clone(),
             fallback: self.fallback.clone(),
             max_body_bytes: self.max_body_bytes,
+            body_read_timeout: self.body_read_timeout,
             readiness: self.readiness.clone(),
         }
     }
@@ -143,6 +149,7 @@ impl<S> OpenAiServer<S> {
             inner,
             fallback: NotFound,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             readiness: Readiness::new(),
         }
     }
@@ -156,6 +163,7 @@ impl<S, F> OpenAiServer<S, F> {
             inner: self.inner,
             fallback,
             max_body_bytes: self.max_body_bytes,
+            body_read_timeout: self.body_read_timeout,
             readiness: self.readiness,
         }
     }
@@ -171,6 +179,14 @@ impl<S, F> OpenAiServer<S, F> {
     #[must_use]
     pub fn max_body_bytes(mut self, limit: usize) -> Self {
         self.max_body_bytes = limit;
+        self
+    }
+
+    /// The time allowed to receive a request body (default [`DEFAULT_BODY_READ_TIMEOUT`]); a
+    /// body still incomplete then gets 408 and its connection is closed.
+    #[must_use]
+    pub fn body_read_timeout(mut self, limit: Duration) -> Self {
+        self.body_read_timeout = limit;
         self
     }
 
@@ -281,7 +297,11 @@ where
                 drop(parts);
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(handle(inner, self.max_body_bytes, head, body).map(Ok))
+                let limits = BodyLimits {
+                    max_bytes: self.max_body_bytes,
+                    read_timeout: self.body_read_timeout,
+                };
+                Box::pin(handle(inner, limits, head, body).map(Ok))
             }
             Err(answered) => answered,
         }
@@ -423,9 +443,16 @@ impl Head {
     }
 }
 
+/// How much request body the edge reads, and for how long.
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    max_bytes: usize,
+    read_timeout: Duration,
+}
+
 async fn handle<S, B>(
     mut inner: S,
-    limit: usize,
+    limit: BodyLimits,
     mut head: Head,
     body: B,
 ) -> http::Response<ServerBody>
@@ -446,7 +473,15 @@ where
     };
     let mut llm_req = match parsed {
         Ok(r) => head.annotate(r),
-        Err(e) => return failed(&e, &call_id, log.as_deref()),
+        Err(e) => {
+            let mut resp = failed(&e, &call_id, log.as_deref());
+            if resp.status() == StatusCode::REQUEST_TIMEOUT {
+                // The rest of a late body is not waited for: the connection ends here.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return resp;
+        }
     };
     if let Some(log) = &mut log {
         log.set_model(llm_req.model());
@@ -849,12 +884,13 @@ fn strip_bearer(v: &str) -> &str {
 fn read_body<B>(
     declared: Option<u64>,
     body: B,
-    limit: usize,
+    limits: BodyLimits,
 ) -> impl Future<Output = Result<Bytes, LlmError>>
 where
     B: Body,
     B::Error: Into<BoxError>,
 {
+    let limit = limits.max_bytes;
     // A combinator rather than an `async fn`, which would keep `body` twice (see `call`).
     let too_large = move || {
         LlmError::new(
@@ -867,17 +903,51 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Either::Left(std::future::ready(Err(too_large())));
     }
-    Either::Right(
-        Limited::new(body, limit)
-            .collect()
-            .map(move |collected| match collected {
-                Ok(c) => Ok(c.to_bytes()),
-                Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-                Err(e) => Err(LlmError::bad_request(format!(
-                    "Could not read the request body: {e}"
-                ))),
-            }),
+    let collect = Limited::new(body, limit)
+        .collect()
+        .map(move |collected| match collected {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+            Err(e) => Err(LlmError::bad_request(format!(
+                "Could not read the request body: {e}"
+            ))),
+        });
+    let read_timeout = limits.read_timeout;
+    Either::Right(async move {
+        let mut collect = std::pin::pin!(collect);
+        // A body that has already arrived (the usual case) arms no deadline.
+        if let Poll::Ready(r) =
+            std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await
+        {
+            return r;
+        }
+        tokio::select! {
+            biased;
+            r = collect => r,
+            () = crate::timer::sleep(read_timeout) => Err(body_timeout(read_timeout)),
+        }
+    })
+}
+
+/// The body read timeout a config asks for (`general_settings.request_body_timeout`, seconds),
+/// else [`DEFAULT_BODY_READ_TIMEOUT`].
+#[must_use]
+pub fn body_read_timeout(config: &crate::config::Config) -> Duration {
+    super::serve::timeout_setting(config.general_settings.request_body_timeout)
+        .unwrap_or(DEFAULT_BODY_READ_TIMEOUT)
+}
+
+/// The error of a request body that did not arrive in time.
+fn body_timeout(limit: Duration) -> LlmError {
+    LlmError::new(
+        ErrorKind::Timeout,
+        format!(
+            "The request body did not arrive within {:.1} s",
+            limit.as_secs_f64()
+        ),
     )
+    .with_status(StatusCode::REQUEST_TIMEOUT)
+    .with_code("request_body_timeout")
 }
 
 /// Parses a request body, with an error that says where the JSON broke.
