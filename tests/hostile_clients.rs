@@ -1,0 +1,227 @@
+//! Hostile clients cannot hold resources (issue 18, item 3): connections that never send a
+//! byte, half an HTTP/2 preface, slow bodies and idle kept-alive connections are closed after
+//! their timeouts; a client's `num_retries`, `max_fallbacks` and `x-litellm-timeout` are capped
+//! by the configuration. Every fault is injected over real loopback sockets; see
+//! `docs/reliability.md#hostile-clients`.
+
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use llmgate::{
+    config::Config,
+    gateway::Gateway,
+    provider::HttpClient,
+    server::{serve, ServeConfig},
+};
+use serde_json::json;
+use support::{gw, FakeUpstream, Reply};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpStream,
+};
+
+/// Serves `yaml` in-process with the server settings the config asks for, as the binary does.
+async fn start(yaml: &str) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let loaded = Config::from_yaml_str(yaml, "test").unwrap_or_else(|e| panic!("config: {e}"));
+    let gateway = Gateway::from_config(&loaded.config, &HttpClient::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(
+        listener,
+        gateway.server(),
+        ServeConfig::from_config(&loaded.config).grace_period(Duration::from_secs(1)),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    (addr, tx)
+}
+
+fn config(upstream: &str, extra: &str) -> String {
+    format!("{}{extra}", gw::openai_config("m", upstream))
+}
+
+/// Reads from `conn` until the server closes it (EOF or reset) and returns what it sent and
+/// when it closed; panics if it is still open after `within`.
+async fn closed_within(conn: &mut TcpStream, within: Duration) -> (Vec<u8>, Duration) {
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = within
+            .checked_sub(started.elapsed())
+            .unwrap_or_else(|| panic!("connection still open after {within:?}"));
+        match tokio::time::timeout(left, conn.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return (got, started.elapsed()),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!(
+                "connection still open after {within:?}; got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_after_the_header_timeout() {
+    let up = FakeUpstream::start().await;
+    let (addr, _stop) = start(&config(
+        &up.url(),
+        "general_settings:\n  request_header_timeout: 0.3\n",
+    ))
+    .await;
+    // 200 connections that never send a byte, and one that sends half the HTTP/2 preface.
+    let mut silent = Vec::new();
+    for _ in 0..200 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let mut half_preface = TcpStream::connect(addr).await.unwrap();
+    half_preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    // A normal request is served meanwhile.
+    let ok = gw::post_json(
+        &format!("http://{addr}/v1/chat/completions"),
+        &json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    for conn in silent.iter_mut().chain(std::iter::once(&mut half_preface)) {
+        let (got, after) = closed_within(conn, Duration::from_secs(5)).await;
+        assert!(got.is_empty(), "nothing is answered to a silent connection");
+        assert!(after < Duration::from_secs(5));
+    }
+}
+
+#[tokio::test]
+async fn slow_headers_and_idle_keep_alive_are_closed() {
+    let up = FakeUpstream::start().await;
+    let (addr, _stop) = start(&config(
+        &up.url(),
+        "general_settings:\n  request_header_timeout: 0.3\n",
+    ))
+    .await;
+    // Headers that never end.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /health/liveliness HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    closed_within(&mut slow, Duration::from_secs(5)).await;
+    // A kept-alive connection: answered, then closed once idle for the timeout.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /health/liveliness HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (got, _) = closed_within(&mut idle, Duration::from_secs(5)).await;
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "closed only once idle: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_slow_body_gets_408_and_its_connection_is_closed() {
+    let up = FakeUpstream::start().await;
+    let (addr, _stop) = start(&config(
+        &up.url(),
+        "general_settings:\n  request_body_timeout: 0.3\n",
+    ))
+    .await;
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"model\": \"m\",",
+    )
+    .await
+    .unwrap();
+    let (got, after) = closed_within(&mut conn, Duration::from_secs(5)).await;
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+    assert!(got.contains("\"code\":\"request_body_timeout\""), "{got}");
+    assert!(after >= Duration::from_millis(250), "{after:?}");
+    assert_eq!(up.hits(), 0, "nothing reached the upstream");
+    // A body sent in time, in pieces, is read.
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let body = br#"{"model": "m", "messages": [{"role": "user", "content": "hi"}]}"#;
+    conn.write_all(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    for piece in body.chunks(20) {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        conn.write_all(piece).await.unwrap();
+    }
+    let (got, _) = closed_within(&mut conn, Duration::from_secs(5)).await;
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+}
+
+#[tokio::test]
+async fn client_num_retries_and_max_fallbacks_are_capped() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(
+        500,
+        json!({"error": {"message": "boom", "type": "server_error"}}),
+    ));
+    let yaml = format!(
+        "model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/x\n      api_base: {u}/v1\n      api_key: sk-up\n  - model_name: f1\n    litellm_params:\n      model: openai/x\n      api_base: {u}/v1\n      api_key: sk-up\n  - model_name: f2\n    litellm_params:\n      model: openai/x\n      api_base: {u}/v1\n      api_key: sk-up\nrouter_settings:\n  num_retries: 1\n  max_fallbacks: 1\n  allowed_fails: 1000\n  fallbacks:\n    - m: [f1, f2]\n",
+        u = up.url()
+    );
+    let (addr, _stop) = start(&yaml).await;
+    let answer = gw::post_json(
+        &format!("http://{addr}/v1/chat/completions"),
+        &json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": "hi"}],
+            "num_retries": 30,
+            "max_fallbacks": 10,
+        }),
+    )
+    .await;
+    assert_eq!(answer.status, 500, "{}", String::from_utf8_lossy(&answer.body));
+    answer.error();
+    // Two groups (m and one fallback), each called once plus one retry: 4 calls, not 31 × 3.
+    assert_eq!(up.hits(), 4);
+    assert_eq!(answer.headers["x-litellm-attempted-fallbacks"], "1");
+}
+
+#[tokio::test]
+async fn client_timeout_header_is_capped_by_the_deployment_timeout() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::default_chat().delay(Duration::from_secs(10)));
+    let (addr, _stop) = start(&format!(
+        "{}      timeout: 0.5\nrouter_settings:\n  num_retries: 0\n",
+        gw::openai_config("m", &up.url())
+    ))
+    .await;
+    let started = Instant::now();
+    let answer = gw::send(
+        http::Request::post(format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .header("x-litellm-timeout", "12")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "timeout": 30})
+                    .to_string(),
+            )))
+            .unwrap(),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(answer.status, 408, "{}", String::from_utf8_lossy(&answer.body));
+    answer.error();
+    assert!(took < Duration::from_secs(3), "held {took:?} against 0.5 s");
+}
