@@ -225,3 +225,111 @@ async fn client_timeout_header_is_capped_by_the_deployment_timeout() {
     answer.error();
     assert!(took < Duration::from_secs(3), "held {took:?} against 0.5 s");
 }
+
+/// A line of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// The real binary with at most 128 file descriptors (`prlimit` on the running process): 300
+/// connections that never send a byte fill its table, and normal requests queued behind them
+/// are still answered, because each silent one is closed after `request_header_timeout` and a
+/// failing `accept` backs off and retries.
+#[tokio::test]
+async fn silent_connections_cannot_starve_the_binary_of_descriptors() {
+    let up = FakeUpstream::start().await;
+    let cfg = support::process::TempFile::new(
+        "llmgate-hostile",
+        "yaml",
+        &config(&up.url(), "general_settings:\n  request_header_timeout: 1\n"),
+    );
+    let bin = support::process::Binary::spawn(&cfg.0, &[]);
+    let pid = bin.child.id();
+    let limited = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), "--nofile=128:128"])
+        .status()
+        .unwrap();
+    assert!(limited.success(), "prlimit failed");
+    let addr: SocketAddr = bin.addr.parse().unwrap();
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let url = bin.url("/v1/chat/completions");
+    let started = Instant::now();
+    let normal = (0..4).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            tokio::time::timeout(
+                Duration::from_secs(15),
+                gw::post_json(
+                    &url,
+                    &json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+                ),
+            )
+            .await
+        })
+    });
+    for (i, answer) in futures_util::future::join_all(normal)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let answer = answer
+            .unwrap()
+            .unwrap_or_else(|_| panic!("request {i} timed out\n{}", bin.log()));
+        assert_eq!(answer.status, 200, "request {i}");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    // Every silent connection is closed by the server, none answered.
+    for conn in &mut silent {
+        let (got, _) = closed_within(conn, Duration::from_secs(15)).await;
+        assert!(got.is_empty());
+    }
+    assert!(
+        bin.log().contains("accept failed"),
+        "the descriptor table was full: {}",
+        bin.log()
+    );
+}
+
+/// The real binary streams from an upstream that sends one 100 MiB SSE line: the stream ends
+/// with an error event and the process's peak memory stays far below the line's size.
+#[tokio::test]
+async fn one_huge_streamed_event_is_cut_off_without_holding_it() {
+    let up = FakeUpstream::start().await;
+    let mib = bytes::Bytes::from(vec![b'x'; 1 << 20]);
+    let mut pieces = vec![bytes::Bytes::from_static(b"data: ")];
+    pieces.extend(std::iter::repeat_n(mib, 100));
+    up.set_default(Reply::chunked(200, "text/event-stream", pieces, Duration::ZERO));
+    let cfg = support::process::TempFile::new(
+        "llmgate-hostile",
+        "yaml",
+        &gw::openai_config("m", &up.url()),
+    );
+    let bin = support::process::Binary::spawn(&cfg.0, &[]);
+    let pid = bin.child.id();
+    let before = status_kib(pid, "VmRSS");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(60),
+        gw::post_json(
+            &bin.url("/v1/chat/completions"),
+            &json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+    )
+    .await
+    .expect("the stream ends");
+    let text = String::from_utf8_lossy(&answer.body);
+    assert!(text.contains("larger than 16 MiB"), "{text}");
+    let peak = status_kib(pid, "VmHWM");
+    assert!(
+        peak < before + 64 * 1024,
+        "peak RSS {peak} KiB against {before} KiB before a 100 MiB event"
+    );
+}
