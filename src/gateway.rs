@@ -61,6 +61,8 @@ pub struct Gateway {
     pub max_body_bytes: usize,
     /// Time allowed to receive a request body (`general_settings.request_body_timeout`).
     pub body_read_timeout: std::time::Duration,
+    /// The auth layer's key check, run by the edge before it reads a body.
+    pub admission: Option<crate::auth::Admission>,
     /// The response cache's counters, when `litellm_settings.cache` is on.
     pub cache: Option<CacheHandle>,
     /// Keys, budgets, limits and spend ([`Gateway::build`] only).
@@ -123,8 +125,10 @@ impl Gateway {
         let cache_handle = cache.as_ref().map(CacheLayer::handle);
         // No stream-usage injection here: the database-free stack sends upstream exactly what
         // the client sent (the conformance corpus checks it).
+        let auth = auth_layer(config);
+        let admission = Some(auth.admission());
         let stack = ServiceBuilder::new()
-            .layer(auth_layer(config))
+            .layer(auth)
             .layer(CostLayer::new(pricing).stream_usage(false))
             .option_layer(cache)
             // Routing and reliability: each model group gets its retries before a fallback.
@@ -138,6 +142,7 @@ impl Gateway {
             unpriced,
             max_body_bytes: max_body_bytes(config),
             body_read_timeout: crate::server::body_read_timeout(config),
+            admission,
             cache: cache_handle,
             governance: None,
             management: crate::management::not_found_router(),
@@ -181,8 +186,10 @@ impl Gateway {
         let cache_handle = cache.as_ref().map(CacheLayer::handle);
         let master = config.general_settings.master_key.clone();
         let catalog = Arc::new(model_catalog(config));
+        let auth = AuthLayer::new(master.clone(), Some(gov.keys.clone())).catalog(catalog.clone());
+        let admission = Some(auth.admission());
         let stack = ServiceBuilder::new()
-            .layer(AuthLayer::new(master.clone(), Some(gov.keys.clone())).catalog(catalog.clone()))
+            .layer(auth)
             .layer(RateLimitLayer::new(gov.counters.clone()))
             .layer(
                 BudgetLayer::new(Some(gov.spend.log().ledger().clone()))
@@ -206,6 +213,7 @@ impl Gateway {
             unpriced,
             max_body_bytes: max_body_bytes(config),
             body_read_timeout: crate::server::body_read_timeout(config),
+            admission,
             cache: cache_handle,
             governance: Some(gov),
             management,
@@ -233,6 +241,7 @@ impl Gateway {
         OpenAiServer::new(self.stack.clone())
             .max_body_bytes(self.max_body_bytes)
             .body_read_timeout(self.body_read_timeout)
+            .admission(self.admission.clone())
             .readiness(self.readiness())
     }
 

@@ -7,6 +7,7 @@
 // Test code: a failed unwrap is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod governance_common;
 mod support;
 
 use std::{
@@ -331,5 +332,111 @@ async fn one_huge_streamed_event_is_cut_off_without_holding_it() {
     assert!(
         peak < before + 64 * 1024,
         "peak RSS {peak} KiB against {before} KiB before a 100 MiB event"
+    );
+}
+
+/// Sends the headers of a chat request announcing a 31 MiB body (and none of it) with `key`;
+/// returns what the server answered before it closed the connection.
+async fn headers_only(addr: SocketAddr, key: Option<&str>) -> String {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let auth = key.map_or(String::new(), |k| format!("authorization: Bearer {k}\r\n"));
+    conn.write_all(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            31 << 20
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (got, _) = closed_within(&mut conn, Duration::from_secs(5)).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A caller without a valid key (none, wrong, unknown virtual key) is answered 401 on its
+/// headers alone: the body is never waited for, and the connection is closed. A valid key's
+/// body is read as before.
+#[tokio::test]
+async fn a_request_without_a_valid_key_costs_its_headers_only() {
+    use governance_common::{new_key, Gov, MASTER};
+    let up = FakeUpstream::start().await;
+    let gov = Gov::start(
+        &governance_common::config("m", &up.url(), ""),
+        llmgate::governance::BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let (virtual_key, _) = new_key(&gov.url(""), json!({})).await;
+    for key in [None, Some("sk-wrong"), Some("sk-unknown-virtual-key-0123456789")] {
+        let got = headers_only(gov.addr, key).await;
+        assert!(got.starts_with("HTTP/1.1 401"), "{key:?}: {got}");
+        assert!(got.contains("auth_error"), "{got}");
+        assert!(got.to_ascii_lowercase().contains("connection: close"), "{got}");
+    }
+    assert_eq!(up.hits(), 0);
+    // Valid keys (master and virtual) send their body and are answered.
+    for key in [MASTER, virtual_key.as_str()] {
+        let answer = governance_common::chat(&gov.url(""), key, "m").await;
+        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    }
+    // The database-free stack (master key only) refuses at the edge too.
+    let (addr, _stop) = start(&config(
+        &up.url(),
+        "general_settings:\n  master_key: sk-master-only-0123456789\n",
+    ))
+    .await;
+    let got = headers_only(addr, Some("sk-wrong")).await;
+    assert!(got.starts_with("HTTP/1.1 401"), "{got}");
+}
+
+/// The real binary with a master key: 24 concurrent 31 MiB bodies without a key leave its
+/// peak memory far below what buffering them would take (24 × 31 MiB = 744 MiB).
+#[tokio::test]
+async fn unauthenticated_bodies_are_not_buffered_by_the_binary() {
+    let up = FakeUpstream::start().await;
+    // The SQLite store goes beside the config, in a directory of its own.
+    let dir = governance_common::TempDir::new();
+    let cfg = dir.0.join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}general_settings:\n  master_key: sk-master-0123456789\n",
+            gw::openai_config("m", &up.url()),
+        ),
+    )
+    .unwrap();
+    let bin = support::process::Binary::spawn(&cfg, &[]);
+    let pid = bin.child.id();
+    let before = status_kib(pid, "VmRSS");
+    let addr: SocketAddr = bin.addr.parse().unwrap();
+    let body = bytes::Bytes::from(vec![b'a'; 31 << 20]);
+    let senders = (0..24).map(|_| {
+        let body = body.clone();
+        tokio::spawn(async move {
+            let mut conn = TcpStream::connect(addr).await.unwrap();
+            conn.write_all(
+                format!(
+                    "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+            // The server may close before all of it is written: that is the point.
+            let _ = conn.write_all(&body).await;
+            let mut head = [0u8; 12];
+            let _ = conn.read(&mut head).await;
+        })
+    });
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        futures_util::future::join_all(senders),
+    )
+    .await
+    .expect("every sender finished");
+    let peak = status_kib(pid, "VmHWM");
+    assert!(
+        peak < before + 128 * 1024,
+        "peak RSS {peak} KiB against {before} KiB before 24 unauthenticated 31 MiB bodies"
     );
 }

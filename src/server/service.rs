@@ -24,7 +24,7 @@ use super::{
     readiness::Readiness,
 };
 use crate::{
-    auth::PresentedKey,
+    auth::{Admission, PresentedKey},
     error::{BoxError, ErrorKind, LlmError},
     secret::Secret,
     types::{LlmRequest, LlmResponse, ResponseBody},
@@ -96,6 +96,7 @@ pub struct OpenAiServer<S, F = NotFound> {
     fallback: F,
     max_body_bytes: usize,
     body_read_timeout: Duration,
+    admission: Option<Admission>,
     readiness: Readiness,
 }
 
@@ -106,6 +107,7 @@ impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
             fallback: self.fallback.clone(),
             max_body_bytes: self.max_body_bytes,
             body_read_timeout: self.body_read_timeout,
+            admission: self.admission.clone(),
             readiness: self.readiness.clone(),
         }
     }
@@ -150,6 +152,7 @@ impl<S> OpenAiServer<S> {
             fallback: NotFound,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            admission: None,
             readiness: Readiness::new(),
         }
     }
@@ -164,6 +167,7 @@ impl<S, F> OpenAiServer<S, F> {
             fallback,
             max_body_bytes: self.max_body_bytes,
             body_read_timeout: self.body_read_timeout,
+            admission: self.admission,
             readiness: self.readiness,
         }
     }
@@ -187,6 +191,15 @@ impl<S, F> OpenAiServer<S, F> {
     #[must_use]
     pub fn body_read_timeout(mut self, limit: Duration) -> Self {
         self.body_read_timeout = limit;
+        self
+    }
+
+    /// Checks each caller's key on the request headers, before the body is read (the stack's
+    /// auth layer's [`Admission`]): a caller without a valid key gets 401 (503 when the key
+    /// store is down) and its body is never read; its connection is closed.
+    #[must_use]
+    pub fn admission(mut self, admission: Option<Admission>) -> Self {
+        self.admission = admission;
         self
     }
 
@@ -301,7 +314,8 @@ where
                     max_bytes: self.max_body_bytes,
                     read_timeout: self.body_read_timeout,
                 };
-                Box::pin(handle(inner, limits, head, body).map(Ok))
+                let admission = self.admission.clone();
+                Box::pin(handle(inner, admission, limits, head, body).map(Ok))
             }
             Err(answered) => answered,
         }
@@ -452,6 +466,7 @@ struct BodyLimits {
 
 async fn handle<S, B>(
     mut inner: S,
+    admission: Option<Admission>,
     limit: BodyLimits,
     mut head: Head,
     body: B,
@@ -464,6 +479,15 @@ where
     let call_id = head.call_id.clone();
     let received = head.received;
     let mut log = head.log.take();
+    if let Some(admission) = &admission {
+        if let Err(e) = admission.check(head.presented_key.as_ref()).await {
+            // The body is never read: the connection ends with this answer.
+            let mut resp = failed(&e, &call_id, log.as_deref());
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
+    }
     let parsed = match head.route {
         Route::Chat | Route::Embeddings => read_body(head.content_length, body, limit)
             .await
