@@ -618,6 +618,10 @@ where
         .stream_timeout
         .filter(|t| t.is_finite() && *t > 0.0)
         .map(Duration::from_secs_f64);
+    let stream_max_duration = rs
+        .stream_max_duration
+        .filter(|t| t.is_finite() && *t > 0.0 && *t < 1e9)
+        .map(Duration::from_secs_f64);
     let mut strategy = rs
         .routing_strategy
         .as_deref()
@@ -709,6 +713,9 @@ where
         let mut timeout = TimeoutLayer::new(dep.timeout.unwrap_or(default_timeout));
         if let Some(st) = dep.stream_timeout.or(default_stream_timeout) {
             timeout = timeout.stream_timeout(st);
+        }
+        if let Some(total) = stream_max_duration {
+            timeout = timeout.stream_max_duration(total);
         }
         if entry.model_name.contains('*') {
             let client = client.clone();

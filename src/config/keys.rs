@@ -197,6 +197,7 @@ pub const ROUTER_SETTINGS: &[KeySpec] = &[
     key("num_retries", Implemented),
     key("timeout", Implemented),
     key("stream_timeout", Implemented),
+    key("stream_max_duration", Implemented),
     key("retry_after", Implemented),
     key("retry_policy", Implemented),
     key("allowed_fails", Implemented),

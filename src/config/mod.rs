@@ -335,6 +335,9 @@ pub struct RouterSettings {
     /// Streaming timeout in seconds.
     #[serde(deserialize_with = "lenient::opt_num")]
     pub stream_timeout: Option<f64>,
+    /// Longest a stream may run in total, seconds (llmgate; see `docs/reliability.md`).
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub stream_max_duration: Option<f64>,
     /// Minimum seconds before a retry.
     #[serde(deserialize_with = "lenient::opt_num")]
     pub retry_after: Option<f64>,
@@ -1743,6 +1746,7 @@ impl Loader<'_> {
         for (name, v) in [
             ("timeout", rs.timeout),
             ("stream_timeout", rs.stream_timeout),
+            ("stream_max_duration", rs.stream_max_duration),
             ("retry_after", rs.retry_after),
             ("cooldown_time", rs.cooldown_time),
         ] {
