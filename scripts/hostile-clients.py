@@ -4,7 +4,7 @@ clients"). Loopback only, bounded loops. Usage:
 
     python3 scripts/hostile-clients.py target/debug/llmgate [fault ...]
 
-Faults: silent, fdlimit, slowbody, unauth, retries, timeout, sse. Prints one line per fault.
+Faults: silent, fdlimit, slowbody, unauth, authbodies, retries, timeout, sse. Prints one line per fault.
 """
 
 import http.server
@@ -207,6 +207,26 @@ def unauth(binary, up):
     proc.kill()
 
 
+def authbodies(binary, up):
+    proc, port = start_gateway(binary, up, "general_settings:\n  master_key: sk-master-1234\n")
+    base = rss_kib(proc.pid)
+    text = "a" * (31 << 20)
+
+    def one():
+        try:
+            post(port, {"model": "ok", "messages": [{"role": "user", "content": text}]},
+                 headers={"authorization": "Bearer sk-master-1234"}, timeout=120)
+        except Exception:  # noqa: BLE001
+            pass
+    ts = [threading.Thread(target=one) for _ in range(16)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    time.sleep(3)
+    print(f"authbodies: 16 concurrent authorised 31 MiB bodies: RSS {base // 1024} MiB -> peak "
+          f"{rss_kib(proc.pid, 'VmHWM') // 1024} MiB, 3 s after {rss_kib(proc.pid) // 1024} MiB")
+    proc.kill()
+
+
 def retries(binary, up):
     proc, port = start_gateway(binary, up)
     HITS["fail"] = 0
@@ -240,7 +260,7 @@ def main():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     up = f"http://127.0.0.1:{server.server_address[1]}"
-    faults = [a for a in sys.argv[2:] if a != "new"] or ["retries", "timeout", "sse", "unauth", "fdlimit", "silent", "slowbody"]
+    faults = [a for a in sys.argv[2:] if a != "new"] or ["retries", "timeout", "sse", "unauth", "authbodies", "fdlimit", "silent", "slowbody"]
     for f in faults:
         globals()[f](binary, up)
     server.shutdown()

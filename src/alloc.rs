@@ -87,6 +87,56 @@ unsafe impl GlobalAlloc for MiMalloc {
     }
 }
 
+extern "C" {
+    /// mimalloc's `mi_collect` (in the library `libmimalloc-sys` links; its Rust declaration is
+    /// behind the crate's `extended` feature).
+    fn mi_collect(force: bool);
+}
+
+/// Set when a large buffer (a request body of a MiB or more) was freed since the last release.
+static LARGE_FREED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Notes that a large buffer was used: the next [`release_after_large`] returns free memory to
+/// the operating system. One relaxed store; called off the common path (large bodies only).
+#[inline]
+pub fn note_large() {
+    LARGE_FREED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Hands the calling thread's free pages back to mimalloc's shared arenas (`mi_collect(false)`),
+/// where [`release_after_large`] can return them to the OS: a thread's own pages are only
+/// collected by that thread. Called by the edge after a request with a large body, on the
+/// thread that served it.
+pub fn collect_this_thread() {
+    // SAFETY: as in `release_after_large`.
+    unsafe { mi_collect(false) }
+}
+
+/// When a large buffer was used since the last call: asks mimalloc to return the memory it
+/// holds free to the operating system (`mi_collect(true)`). mimalloc purges freed memory only
+/// lazily, when a thread allocates again, so after a burst of large bodies an idle gateway kept
+/// what the burst took (docs/reliability.md, "Hostile clients"). Called every second by the
+/// binary's janitor thread, never on the request path. Harmless when mimalloc is not the
+/// global allocator (it then holds nothing).
+pub fn release_after_large() {
+    if LARGE_FREED.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: `mi_collect` takes no pointers; it may be called from any thread.
+        unsafe { mi_collect(true) }
+    }
+}
+
+/// Starts the janitor thread of [`release_after_large`] (once a second); `false` when the
+/// thread could not be started.
+pub fn start_janitor() -> bool {
+    std::thread::Builder::new()
+        .name("llmgate-mem".into())
+        .spawn(|| loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            release_after_large();
+        })
+        .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -479,6 +479,7 @@ where
     let call_id = head.call_id.clone();
     let received = head.received;
     let mut log = head.log.take();
+    let mut large = false;
     if let Some(admission) = &admission {
         if let Err(e) = admission.check(head.presented_key.as_ref()).await {
             // The body is never read: the connection ends with this answer.
@@ -491,7 +492,10 @@ where
     let parsed = match head.route {
         Route::Chat | Route::Embeddings => read_body(head.content_length, body, limit)
             .await
-            .and_then(|bytes| head.parse(bytes)),
+            .and_then(|bytes| {
+                large = bytes.len() >= LARGE_BODY_BYTES;
+                head.parse(bytes)
+            }),
         // Health routes answer in `Head::read`; `/v1/models` has no body.
         Route::Models | Route::Liveliness | Route::Readiness => Ok(LlmRequest::list_models()),
     };
@@ -517,7 +521,13 @@ where
     if let Err(e) = std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
         return failed(&e, &call_id, log.as_deref());
     }
-    let resp = match inner.call(llm_req).await {
+    let resp = inner.call(llm_req).await;
+    if large {
+        // The body is freed by now (unless a stream still holds the request): hand this
+        // thread's free pages back, for the janitor to return to the OS (see `crate::alloc`).
+        crate::alloc::collect_this_thread();
+    }
+    let resp = match resp {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(
@@ -930,7 +940,14 @@ where
     let collect = Limited::new(body, limit)
         .collect()
         .map(move |collected| match collected {
-            Ok(c) => Ok(c.to_bytes()),
+            Ok(c) => {
+                let bytes = c.to_bytes();
+                if bytes.len() >= LARGE_BODY_BYTES {
+                    // Its memory goes back to the OS once freed (see `crate::alloc`).
+                    crate::alloc::note_large();
+                }
+                Ok(bytes)
+            }
             Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
             Err(e) => Err(LlmError::bad_request(format!(
                 "Could not read the request body: {e}"
@@ -960,6 +977,10 @@ pub fn body_read_timeout(config: &crate::config::Config) -> Duration {
     super::serve::timeout_setting(config.general_settings.request_body_timeout)
         .unwrap_or(DEFAULT_BODY_READ_TIMEOUT)
 }
+
+/// A body this large makes the binary return freed memory to the OS soon after
+/// ([`crate::alloc::release_after_large`]): 1 MiB.
+const LARGE_BODY_BYTES: usize = 1 << 20;
 
 /// The error of a request body that did not arrive in time.
 fn body_timeout(limit: Duration) -> LlmError {
