@@ -193,7 +193,12 @@ async fn client_num_retries_and_max_fallbacks_are_capped() {
         }),
     )
     .await;
-    assert_eq!(answer.status, 500, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(
+        answer.status,
+        500,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
     answer.error();
     // Two groups (m and one fallback), each called once plus one retry: 4 calls, not 31 × 3.
     assert_eq!(up.hits(), 4);
@@ -222,7 +227,12 @@ async fn client_timeout_header_is_capped_by_the_deployment_timeout() {
     )
     .await;
     let took = started.elapsed();
-    assert_eq!(answer.status, 408, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(
+        answer.status,
+        408,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
     answer.error();
     assert!(took < Duration::from_secs(3), "held {took:?} against 0.5 s");
 }
@@ -247,7 +257,10 @@ async fn silent_connections_cannot_starve_the_binary_of_descriptors() {
     let cfg = support::process::TempFile::new(
         "llmgate-hostile",
         "yaml",
-        &config(&up.url(), "general_settings:\n  request_header_timeout: 1\n"),
+        &config(
+            &up.url(),
+            "general_settings:\n  request_header_timeout: 1\n",
+        ),
     );
     let bin = support::process::Binary::spawn(&cfg.0, &[]);
     let pid = bin.child.id();
@@ -308,7 +321,12 @@ async fn one_huge_streamed_event_is_cut_off_without_holding_it() {
     let mib = bytes::Bytes::from(vec![b'x'; 1 << 20]);
     let mut pieces = vec![bytes::Bytes::from_static(b"data: ")];
     pieces.extend(std::iter::repeat_n(mib, 100));
-    up.set_default(Reply::chunked(200, "text/event-stream", pieces, Duration::ZERO));
+    up.set_default(Reply::chunked(
+        200,
+        "text/event-stream",
+        pieces,
+        Duration::ZERO,
+    ));
     let cfg = support::process::TempFile::new(
         "llmgate-hostile",
         "yaml",
@@ -366,17 +384,29 @@ async fn a_request_without_a_valid_key_costs_its_headers_only() {
     )
     .await;
     let (virtual_key, _) = new_key(&gov.url(""), json!({})).await;
-    for key in [None, Some("sk-wrong"), Some("sk-unknown-virtual-key-0123456789")] {
+    for key in [
+        None,
+        Some("sk-wrong"),
+        Some("sk-unknown-virtual-key-0123456789"),
+    ] {
         let got = headers_only(gov.addr, key).await;
         assert!(got.starts_with("HTTP/1.1 401"), "{key:?}: {got}");
         assert!(got.contains("auth_error"), "{got}");
-        assert!(got.to_ascii_lowercase().contains("connection: close"), "{got}");
+        assert!(
+            got.to_ascii_lowercase().contains("connection: close"),
+            "{got}"
+        );
     }
     assert_eq!(up.hits(), 0);
     // Valid keys (master and virtual) send their body and are answered.
     for key in [MASTER, virtual_key.as_str()] {
         let answer = governance_common::chat(&gov.url(""), key, "m").await;
-        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
     }
     // The database-free stack (master key only) refuses at the edge too.
     let (addr, _stop) = start(&config(

@@ -63,7 +63,8 @@ mod keys;
 
 pub use self::access::{ModelAccess, ModelCatalog};
 pub use self::keys::{
-    Admission, Auth, AuthLayer, KeyCache, KeyInfo, ResponseFuture, Scope, ALL_PROXY_MODELS};
+    Admission, Auth, AuthLayer, KeyCache, KeyInfo, ResponseFuture, Scope, ALL_PROXY_MODELS,
+};
 
 use std::{
     sync::Arc,

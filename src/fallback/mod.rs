@@ -496,7 +496,9 @@ impl Plan {
     fn max(&self) -> u32 {
         // The caller's `max_fallbacks` can lower the configured number, never raise it.
         let configured = self.config.max_fallbacks.unwrap_or(DEFAULT_MAX_FALLBACKS);
-        self.over.max.map_or(configured, |asked| asked.min(configured))
+        self.over
+            .max
+            .map_or(configured, |asked| asked.min(configured))
     }
 
     /// The fallbacks of `group` for `err`.

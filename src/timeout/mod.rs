@@ -184,17 +184,18 @@ fn limit_for(req: &LlmRequest, layer: &TimeoutLayer) -> Duration {
     } else {
         None
     };
-    let (asked, operator) = if body_stream.is_some() || (req.is_stream() && layer.stream_timeout.is_some()) {
-        (
-            header.or(body_stream),
-            layer.stream_timeout.unwrap_or(layer.timeout),
-        )
-    } else {
-        (
-            header.or_else(|| body("timeout").or_else(|| body("request_timeout"))),
-            layer.timeout,
-        )
-    };
+    let (asked, operator) =
+        if body_stream.is_some() || (req.is_stream() && layer.stream_timeout.is_some()) {
+            (
+                header.or(body_stream),
+                layer.stream_timeout.unwrap_or(layer.timeout),
+            )
+        } else {
+            (
+                header.or_else(|| body("timeout").or_else(|| body("request_timeout"))),
+                layer.timeout,
+            )
+        };
     asked.map_or(operator, |d| d.min(operator))
 }
 
