@@ -30,6 +30,14 @@ use tokio::{
 
 /// Serves `yaml` in-process with the server settings the config asks for, as the binary does.
 async fn start(yaml: &str) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    start_with(yaml, |c| c).await
+}
+
+/// [`start`], with the server settings changed by `tune`.
+async fn start_with(
+    yaml: &str,
+    tune: impl FnOnce(ServeConfig) -> ServeConfig,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let loaded = Config::from_yaml_str(yaml, "test").unwrap_or_else(|e| panic!("config: {e}"));
     let gateway = Gateway::from_config(&loaded.config, &HttpClient::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -38,7 +46,7 @@ async fn start(yaml: &str) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     tokio::spawn(serve(
         listener,
         gateway.server(),
-        ServeConfig::from_config(&loaded.config).grace_period(Duration::from_secs(1)),
+        tune(ServeConfig::from_config(&loaded.config).grace_period(Duration::from_secs(1))),
         async {
             let _ = rx.await;
         },
@@ -98,6 +106,59 @@ async fn silent_connections_are_closed_after_the_header_timeout() {
         assert!(got.is_empty(), "nothing is answered to a silent connection");
         assert!(after < Duration::from_secs(5));
     }
+}
+
+/// An HTTP/2 client that opens its connection and then never answers the server's pings is
+/// disconnected once a ping goes unanswered (without keep-alive pings it would stay); one whose
+/// request body stalls gets 408.
+#[tokio::test]
+async fn unresponsive_http2_connections_and_stalled_streams_are_closed() {
+    let up = FakeUpstream::start().await;
+    let (addr, _stop) = start_with(
+        &config(
+            &up.url(),
+            "general_settings:\n  request_body_timeout: 0.3\n",
+        ),
+        |c| c.http2_keep_alive(Some(Duration::from_millis(200)), Duration::from_millis(200)),
+    )
+    .await;
+    // The preface and an empty SETTINGS frame, then silence (no SETTINGS ack, no PING ack).
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let (got, after) = closed_within(&mut conn, Duration::from_secs(5)).await;
+    assert!(!got.is_empty(), "the server spoke HTTP/2 first");
+    assert!(after >= Duration::from_millis(200), "{after:?}");
+    // A stream whose body stalls, over a real HTTP/2 client.
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<
+        Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>,
+    >(1);
+    tx.send(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+        b"{\"model\":",
+    ))))
+    .await
+    .unwrap();
+    let body =
+        http_body_util::StreamBody::new(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let req = http::Request::post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap();
+    let started = Instant::now();
+    let resp = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert_eq!(resp.status(), 408);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    drop(tx);
 }
 
 #[tokio::test]
