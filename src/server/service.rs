@@ -328,6 +328,9 @@ struct Head {
     call_id: Arc<str>,
     route: Route,
     content_length: Option<u64>,
+    /// HTTP/1.x: a refusal that leaves the body unread says `Connection: close` (HTTP/2 has no
+    /// such header; hyper resets the stream instead).
+    http1: bool,
     presented_key: Option<Secret>,
     cache_control: Option<HeaderValue>,
     timeout: Option<RequestTimeout>,
@@ -417,6 +420,7 @@ impl Head {
         Ok(Self {
             received,
             route,
+            http1: parts.version <= http::Version::HTTP_11,
             content_length: seen
                 .content_length
                 .and_then(|v| v.to_str().ok())
@@ -479,13 +483,16 @@ where
     let call_id = head.call_id.clone();
     let received = head.received;
     let mut log = head.log.take();
+    let http1 = head.http1;
     let mut large = false;
     if let Some(admission) = &admission {
         if let Err(e) = admission.check(head.presented_key.as_ref()).await {
             // The body is never read: the connection ends with this answer.
             let mut resp = failed(&e, &call_id, log.as_deref());
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            if head.http1 {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             return resp;
         }
     }
@@ -503,7 +510,7 @@ where
         Ok(r) => head.annotate(r),
         Err(e) => {
             let mut resp = failed(&e, &call_id, log.as_deref());
-            if resp.status() == StatusCode::REQUEST_TIMEOUT {
+            if http1 && resp.status() == StatusCode::REQUEST_TIMEOUT {
                 // The rest of a late body is not waited for: the connection ends here.
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
