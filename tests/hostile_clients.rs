@@ -161,6 +161,52 @@ async fn unresponsive_http2_connections_and_stalled_streams_are_closed() {
     drop(tx);
 }
 
+/// An HTTP/2 client that answers pings but sends no request is disconnected after the idle
+/// timeout; a request in flight longer than that timeout is not cut.
+#[tokio::test]
+async fn idle_http2_connections_are_closed_but_busy_ones_are_not() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::default_chat().delay(Duration::from_millis(900)));
+    let (addr, _stop) = start_with(&config(&up.url(), ""), |c| {
+        c.idle_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        )))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "a 900 ms call outlives a 300 ms idle timeout"
+    );
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(!body.is_empty());
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("the idle connection was closed")
+        .unwrap()
+        .ok();
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn slow_headers_and_idle_keep_alive_are_closed() {
     let up = FakeUpstream::start().await;
