@@ -41,9 +41,10 @@ use crate::{
 pub struct ServeConfig {
     /// How long in-flight requests (streams included) may run after shutdown starts. Default 30 s.
     pub grace_period: Duration,
-    /// Time allowed for a client to send request headers, counted from the connection's accept
-    /// (its first bytes included) and, on a kept-alive HTTP/1.1 connection, from the end of the
-    /// previous answer: an idle connection is closed after it. Default 30 s.
+    /// Time allowed for a new connection's first bytes (enough to tell HTTP/1.1 from HTTP/2),
+    /// then, once more, for an HTTP/1.1 request's headers (hyper's header read timeout, which on
+    /// a kept-alive connection also runs from the end of the previous answer: an idle connection
+    /// is closed after it). Default 30 s.
     pub header_read_timeout: Duration,
     /// How often an HTTP/2 connection is pinged (`None`: never). Default 20 s.
     pub http2_keep_alive_interval: Option<Duration>,
