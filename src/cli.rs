@@ -261,10 +261,14 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
             database = gateway.governance.as_ref().map_or("none", |g| g.database.as_str()),
             "llmgate listening"
         );
+        // Freed large bodies go back to the OS within a second (see `crate::alloc`).
+        if !crate::alloc::start_janitor() {
+            tracing::warn!("could not start the memory janitor thread");
+        }
         let served = serve_per_thread(
             listeners,
             gateway.app(),
-            ServeConfig::default().grace_period(opts.grace_period),
+            ServeConfig::from_config(&loaded.config).grace_period(opts.grace_period),
             shutdown_signal(),
         )
         .await

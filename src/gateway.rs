@@ -59,6 +59,10 @@ pub struct Gateway {
     pub unpriced: Vec<String>,
     /// Request body limit.
     pub max_body_bytes: usize,
+    /// Time allowed to receive a request body (`general_settings.request_body_timeout`).
+    pub body_read_timeout: std::time::Duration,
+    /// The auth layer's key check, run by the edge before it reads a body.
+    pub admission: Option<crate::auth::Admission>,
     /// The response cache's counters, when `litellm_settings.cache` is on.
     pub cache: Option<CacheHandle>,
     /// Keys, budgets, limits and spend ([`Gateway::build`] only).
@@ -121,8 +125,10 @@ impl Gateway {
         let cache_handle = cache.as_ref().map(CacheLayer::handle);
         // No stream-usage injection here: the database-free stack sends upstream exactly what
         // the client sent (the conformance corpus checks it).
+        let auth = auth_layer(config);
+        let admission = Some(auth.admission());
         let stack = ServiceBuilder::new()
-            .layer(auth_layer(config))
+            .layer(auth)
             .layer(CostLayer::new(pricing).stream_usage(false))
             .option_layer(cache)
             // Routing and reliability: each model group gets its retries before a fallback.
@@ -135,6 +141,8 @@ impl Gateway {
             warnings,
             unpriced,
             max_body_bytes: max_body_bytes(config),
+            body_read_timeout: crate::server::body_read_timeout(config),
+            admission,
             cache: cache_handle,
             governance: None,
             management: crate::management::not_found_router(),
@@ -178,8 +186,10 @@ impl Gateway {
         let cache_handle = cache.as_ref().map(CacheLayer::handle);
         let master = config.general_settings.master_key.clone();
         let catalog = Arc::new(model_catalog(config));
+        let auth = AuthLayer::new(master.clone(), Some(gov.keys.clone())).catalog(catalog.clone());
+        let admission = Some(auth.admission());
         let stack = ServiceBuilder::new()
-            .layer(AuthLayer::new(master.clone(), Some(gov.keys.clone())).catalog(catalog.clone()))
+            .layer(auth)
             .layer(RateLimitLayer::new(gov.counters.clone()))
             .layer(
                 BudgetLayer::new(Some(gov.spend.log().ledger().clone()))
@@ -202,6 +212,8 @@ impl Gateway {
             warnings,
             unpriced,
             max_body_bytes: max_body_bytes(config),
+            body_read_timeout: crate::server::body_read_timeout(config),
+            admission,
             cache: cache_handle,
             governance: Some(gov),
             management,
@@ -228,6 +240,8 @@ impl Gateway {
     pub fn server(&self) -> OpenAiServer<GatewayStack> {
         OpenAiServer::new(self.stack.clone())
             .max_body_bytes(self.max_body_bytes)
+            .body_read_timeout(self.body_read_timeout)
+            .admission(self.admission.clone())
             .readiness(self.readiness())
     }
 
@@ -604,6 +618,10 @@ where
         .stream_timeout
         .filter(|t| t.is_finite() && *t > 0.0)
         .map(Duration::from_secs_f64);
+    let stream_max_duration = rs
+        .stream_max_duration
+        .filter(|t| t.is_finite() && *t > 0.0 && *t < 1e9)
+        .map(Duration::from_secs_f64);
     let mut strategy = rs
         .routing_strategy
         .as_deref()
@@ -695,6 +713,9 @@ where
         let mut timeout = TimeoutLayer::new(dep.timeout.unwrap_or(default_timeout));
         if let Some(st) = dep.stream_timeout.or(default_stream_timeout) {
             timeout = timeout.stream_timeout(st);
+        }
+        if let Some(total) = stream_max_duration {
+            timeout = timeout.stream_max_duration(total);
         }
         if entry.model_name.contains('*') {
             let client = client.clone();

@@ -159,17 +159,21 @@ async fn request_num_retries_and_connection_errors_retry() {
         .port();
     let good = FakeUpstream::start().await;
     let cfg = format!(
-        "model_list:\n  - model_name: g\n    litellm_params:\n      model: openai/dead\n      api_base: http://127.0.0.1:{port}/v1\n      api_key: sk-up\n      order: 1\n{}router_settings:\n  num_retries: 0\n",
+        "model_list:\n  - model_name: g\n    litellm_params:\n      model: openai/dead\n      api_base: http://127.0.0.1:{port}/v1\n      api_key: sk-up\n      order: 1\n{}router_settings:\n  num_retries: 1\n",
         entry("g", "good", &good, "order: 2")
     );
     let gw = gw::TestGateway::start(&cfg).await;
-    // Config says no retries: the connection error reaches the client.
-    let ans = gw::post_json(&gw.url("/v1/chat/completions"), &chat("g")).await;
+    // The body asks for no retries (fewer than configured: honoured): the connection error
+    // reaches the client.
+    let mut body = chat("g");
+    body["num_retries"] = json!(0);
+    let ans = gw::post_json(&gw.url("/v1/chat/completions"), &body).await;
     assert_eq!(ans.status, 502);
     assert_eq!(ans.error()["type"], "api_connection_error");
-    // The body's num_retries wins: the retry goes to the healthy deployment at once.
+    // The body asks for 5, capped at the configured 1: the retry goes to the healthy deployment
+    // at once.
     let mut body = chat("g");
-    body["num_retries"] = json!(1);
+    body["num_retries"] = json!(5);
     let ans = gw::post_json(&gw.url("/v1/chat/completions"), &body).await;
     assert_eq!(ans.status, 200);
     assert_eq!(ans.headers["x-litellm-attempted-retries"], "1");

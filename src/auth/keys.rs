@@ -386,16 +386,31 @@ struct Master {
     info: Arc<KeyInfo>,
 }
 
+impl Master {
+    fn new(key: Option<Secret>) -> Option<Self> {
+        key.filter(|k| !k.is_empty()).map(|key| Self {
+            info: Arc::new(KeyInfo::master(&key)),
+            key: Arc::new(key),
+        })
+    }
+}
+
 impl AuthLayer {
     /// The master key (`None`: the gateway is open) and, optionally, virtual keys from `keys`.
     pub fn new(master: Option<Secret>, keys: Option<KeyCache>) -> Self {
         Self {
-            master: master.filter(|k| !k.is_empty()).map(|key| Master {
-                info: Arc::new(KeyInfo::master(&key)),
-                key: Arc::new(key),
-            }),
+            master: Master::new(master),
             keys,
             catalog: Arc::default(),
+        }
+    }
+
+    /// This layer's key check, for the edge to run before it reads a body (see [`Admission`]).
+    #[must_use]
+    pub fn admission(&self) -> Admission {
+        Admission {
+            master: self.master.clone(),
+            keys: self.keys.clone(),
         }
     }
 
@@ -449,6 +464,105 @@ impl<S> Auth<S> {
 /// What `GET /v1/models` is filtered by: the caller and the catalog.
 type Filter = Option<(Arc<KeyInfo>, Arc<ModelCatalog>)>;
 
+/// A loaded key that may be used now: known, not blocked, not expired.
+fn usable(info: Option<Arc<KeyInfo>>) -> Result<Arc<KeyInfo>, LlmError> {
+    let Some(info) = info else {
+        return Err(auth_error(
+            "Authentication Error, Invalid proxy server token passed. Unable to find token in cache or the database.",
+        ));
+    };
+    match info.refusal() {
+        Some(e) => Err(e),
+        None => Ok(info),
+    }
+}
+
+/// The answer when the key store cannot be reached: 503.
+fn store_unavailable(e: &StoreError) -> LlmError {
+    tracing::error!(error = %e, "key lookup failed");
+    LlmError::new(
+        ErrorKind::ServiceUnavailable,
+        "Authentication Error - the key store is unavailable; try again",
+    )
+    .with_code("503")
+}
+
+/// Whose a presented key is, as far as it can be told without waiting.
+enum Identified {
+    /// No master key: the gateway is open.
+    Open,
+    /// The master key.
+    Master(Arc<KeyInfo>),
+    /// A virtual key the cache holds (or knows not to exist).
+    Cached(Hit),
+    /// A virtual key to look up in the store (its hash).
+    Lookup(KeyCache, Arc<str>),
+}
+
+/// The first step of authentication, shared by [`Auth`] and [`Admission`]: the master key, or a
+/// virtual key's cache entry; `Err` when no key was presented, or no virtual keys exist.
+fn identify(
+    master: Option<&Master>,
+    keys: Option<&KeyCache>,
+    presented: Option<&Secret>,
+) -> Result<Identified, LlmError> {
+    let Some(master) = master else {
+        // Open gateway (no master key), as LiteLLM's proxy without one.
+        return Ok(Identified::Open);
+    };
+    let Some(presented) = presented else {
+        return Err(auth_error(
+            "Authentication Error, no API key passed in. Pass it as `Authorization: Bearer <key>`",
+        ));
+    };
+    if master.key.matches(presented.expose()) {
+        return Ok(Identified::Master(master.info.clone()));
+    }
+    let Some(keys) = keys else {
+        return Err(auth_error("Authentication Error, invalid API key"));
+    };
+    let token: Arc<str> = hash_key(presented.expose()).into();
+    Ok(match keys.cached(&token) {
+        Some(hit) => Identified::Cached(hit),
+        None => Identified::Lookup(keys.clone(), token),
+    })
+}
+
+/// The key check of an [`AuthLayer`] or a [`MasterKeyLayer`](super::MasterKeyLayer), run by
+/// [`OpenAiServer`](crate::server::OpenAiServer) on a request's headers before it reads the body:
+/// a caller without a valid key (none, wrong, unknown, blocked, expired) is refused at the cost
+/// of its headers. The layer itself checks again, with the body (model access), so a stack
+/// mounted without the edge is just as closed. A virtual key looked up here is cached, so the
+/// layer's check finds it without a second lookup.
+#[derive(Clone, Debug)]
+pub struct Admission {
+    master: Option<Master>,
+    keys: Option<KeyCache>,
+}
+
+impl Admission {
+    /// A check of the master key alone (`None`: everyone is admitted).
+    #[must_use]
+    pub fn master_key(master: Option<Secret>) -> Self {
+        Self {
+            master: Master::new(master),
+            keys: None,
+        }
+    }
+
+    /// Whether the caller presenting `presented` may send a request body.
+    pub async fn check(&self, presented: Option<&Secret>) -> Result<(), LlmError> {
+        match identify(self.master.as_ref(), self.keys.as_ref(), presented)? {
+            Identified::Open | Identified::Master(_) => Ok(()),
+            Identified::Cached(hit) => usable(hit).map(drop),
+            Identified::Lookup(keys, token) => match keys.fetch(&token).await {
+                Ok(info) => usable(info).map(drop),
+                Err(e) => Err(store_unavailable(&e)),
+            },
+        }
+    }
+}
+
 /// Checks a loaded key against the request: its model and every fallback group the body names
 /// (LiteLLM's 401 before any upstream call). On success puts the key into the extensions.
 fn admit(
@@ -456,14 +570,7 @@ fn admit(
     req: &mut LlmRequest,
     catalog: &Arc<ModelCatalog>,
 ) -> Result<Filter, LlmError> {
-    let Some(info) = info else {
-        return Err(auth_error(
-            "Authentication Error, Invalid proxy server token passed. Unable to find token in cache or the database.",
-        ));
-    };
-    if let Some(e) = info.refusal() {
-        return Err(e);
-    }
+    let info = usable(info)?;
     let list = matches!(req.op, Operation::ListModels);
     if !list {
         catalog.check(&info, req.model())?;
@@ -497,30 +604,22 @@ where
     }
 
     fn call(&mut self, mut req: LlmRequest) -> Self::Future {
-        let Some(master) = &self.master else {
-            // Open gateway (no master key), as LiteLLM's proxy without one.
-            return ResponseFuture::inner(self.inner.call(req), None);
+        let presented = req.extensions.get::<PresentedKey>().map(|p| &p.0);
+        let (keys, token) = match identify(self.master.as_ref(), self.keys.as_ref(), presented) {
+            Err(e) => return ResponseFuture::error(e),
+            Ok(Identified::Open) => return ResponseFuture::inner(self.inner.call(req), None),
+            Ok(Identified::Master(info)) => {
+                req.extensions.insert(info);
+                return ResponseFuture::inner(self.inner.call(req), None);
+            }
+            Ok(Identified::Cached(hit)) => {
+                return match admit(hit, &mut req, &self.catalog) {
+                    Ok(filter) => ResponseFuture::inner(self.inner.call(req), filter),
+                    Err(e) => ResponseFuture::error(e),
+                };
+            }
+            Ok(Identified::Lookup(keys, token)) => (keys, token),
         };
-        let Some(presented) = req.extensions.get::<PresentedKey>().map(|p| p.0.clone()) else {
-            return ResponseFuture::error(auth_error(
-                "Authentication Error, no API key passed in. Pass it as `Authorization: Bearer <key>`",
-            ));
-        };
-        if master.key.matches(presented.expose()) {
-            req.extensions.insert(master.info.clone());
-            return ResponseFuture::inner(self.inner.call(req), None);
-        }
-        let Some(keys) = &self.keys else {
-            return ResponseFuture::error(auth_error("Authentication Error, invalid API key"));
-        };
-        let token: Arc<str> = hash_key(presented.expose()).into();
-        if let Some(hit) = keys.cached(&token) {
-            return match admit(hit, &mut req, &self.catalog) {
-                Ok(filter) => ResponseFuture::inner(self.inner.call(req), filter),
-                Err(e) => ResponseFuture::error(e),
-            };
-        }
-        let keys = keys.clone();
         let lookup: LookupFuture = Box::pin(async move { keys.fetch(&token).await });
         let clone = self.inner.clone();
         let svc = std::mem::replace(&mut self.inner, clone);
@@ -602,18 +701,9 @@ where
                         )));
                     };
                     let next = match found {
-                        Err(e) => {
-                            tracing::error!(error = %e, "key lookup failed");
-                            State::Error {
-                                err: Some(
-                                    LlmError::new(
-                                        ErrorKind::ServiceUnavailable,
-                                        "Authentication Error - the key store is unavailable; try again",
-                                    )
-                                    .with_code("503"),
-                                ),
-                            }
-                        }
+                        Err(e) => State::Error {
+                            err: Some(store_unavailable(&e)),
+                        },
                         Ok(info) => match admit(info, &mut req, catalog) {
                             Ok(filter) => State::Inner {
                                 fut: svc.call(req),

@@ -20,7 +20,10 @@
 //!   caller's identity goes into the extensions as `Arc<`[`KeyInfo`]`>`; a master-key caller gets
 //!   one too ([`KeyInfo::master`]). A key lookup that cannot reach the database fails with 503.
 //!
-//! Place in the default order: first, before anything that spends.
+//! Place in the default order: first, before anything that spends. The edge runs the same key
+//! check on the headers, before it reads a body ([`Admission`], from
+//! [`AuthLayer::admission`] or [`MasterKeyLayer::admission`]), so a caller without a valid key
+//! never makes the gateway buffer a body.
 //!
 //! Extensions read: [`PresentedKey`]. Written: `Arc<KeyInfo>`.
 //!
@@ -59,7 +62,9 @@ mod access;
 mod keys;
 
 pub use self::access::{ModelAccess, ModelCatalog};
-pub use self::keys::{Auth, AuthLayer, KeyCache, KeyInfo, ResponseFuture, Scope, ALL_PROXY_MODELS};
+pub use self::keys::{
+    Admission, Auth, AuthLayer, KeyCache, KeyInfo, ResponseFuture, Scope, ALL_PROXY_MODELS,
+};
 
 use std::{
     sync::Arc,
@@ -93,6 +98,13 @@ impl MasterKeyLayer {
         Self {
             key: key.filter(|k| !k.is_empty()).map(Arc::new),
         }
+    }
+}
+
+impl MasterKeyLayer {
+    /// This layer's key check, for the edge to run before it reads a body (see [`Admission`]).
+    pub fn admission(&self) -> Admission {
+        Admission::master_key(self.key.as_deref().cloned())
     }
 }
 

@@ -335,6 +335,9 @@ pub struct RouterSettings {
     /// Streaming timeout in seconds.
     #[serde(deserialize_with = "lenient::opt_num")]
     pub stream_timeout: Option<f64>,
+    /// Longest a stream may run in total, seconds (llmgate; see `docs/reliability.md`).
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub stream_max_duration: Option<f64>,
     /// Minimum seconds before a retry.
     #[serde(deserialize_with = "lenient::opt_num")]
     pub retry_after: Option<f64>,
@@ -451,6 +454,12 @@ pub struct GeneralSettings {
     /// Maximum response body size, MB.
     #[serde(deserialize_with = "lenient::opt_num")]
     pub max_response_size_mb: Option<f64>,
+    /// Seconds a client has to send a request's headers (llmgate; see `docs/reliability.md`).
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub request_header_timeout: Option<f64>,
+    /// Seconds a client has to send a request's body (llmgate; see `docs/reliability.md`).
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub request_body_timeout: Option<f64>,
     /// Do not write spend logs.
     #[serde(deserialize_with = "lenient::opt_bool")]
     pub disable_spend_logs: Option<bool>,
@@ -596,7 +605,8 @@ redacting_debug!(GeneralSettings {
     proxy_budget_rescheduler_max_time, proxy_batch_write_at, database_connection_pool_limit,
     database_connection_timeout, dangerously_allow_mock_testing_request_params,
     allow_public_health_readiness_details, background_health_checks, health_check_interval,
-    alerting, max_request_size_mb, max_response_size_mb, disable_spend_logs, allowed_routes,
+    alerting, max_request_size_mb, max_response_size_mb, request_header_timeout,
+    request_body_timeout, disable_spend_logs, allowed_routes,
     admin_only_routes, enforce_user_param, custom_auth, use_redis_transaction_buffer,
     alerting_threshold, infer_model_from_keys, disable_master_key_return,
     maximum_spend_logs_retention_period, user_header_name,
@@ -1781,6 +1791,7 @@ impl Loader<'_> {
         for (name, v) in [
             ("timeout", rs.timeout),
             ("stream_timeout", rs.stream_timeout),
+            ("stream_max_duration", rs.stream_max_duration),
         ] {
             self.positive(&push_key("router_settings", name), v);
         }
@@ -1822,6 +1833,8 @@ impl Loader<'_> {
         for (name, v) in [
             ("max_request_size_mb", gs.max_request_size_mb),
             ("max_response_size_mb", gs.max_response_size_mb),
+            ("request_header_timeout", gs.request_header_timeout),
+            ("request_body_timeout", gs.request_body_timeout),
         ] {
             self.positive(&push_key("general_settings", name), v);
         }

@@ -30,7 +30,7 @@
 //!
 //! A fallback group that fails may fall back further, by its own lists; every group is tried at
 //! most once per request (the loop guard), and at most `max_fallbacks` fallbacks (default 5) are
-//! tried. When all fail, the client gets the original group's error. The fallbacks spent are in
+//! tried; a request body's `max_fallbacks` can lower that number, never raise it. When all fail, the client gets the original group's error. The fallbacks spent are in
 //! [`ResponseMeta::attempted_fallbacks`] (`x-litellm-attempted-fallbacks`).
 //!
 //! Streams: a stream that fails before its first chunk is an error here and falls back; once a
@@ -494,10 +494,11 @@ struct Plan {
 
 impl Plan {
     fn max(&self) -> u32 {
+        // The caller's `max_fallbacks` can lower the configured number, never raise it.
+        let configured = self.config.max_fallbacks.unwrap_or(DEFAULT_MAX_FALLBACKS);
         self.over
             .max
-            .or(self.config.max_fallbacks)
-            .unwrap_or(DEFAULT_MAX_FALLBACKS)
+            .map_or(configured, |asked| asked.min(configured))
     }
 
     /// The fallbacks of `group` for `err`.
@@ -890,6 +891,38 @@ mod tests {
         assert_eq!(*seen.lock().unwrap(), ["a", "b", "c"]);
         assert_eq!(e.message(), "a failed");
         assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "2");
+    }
+
+    #[tokio::test]
+    async fn body_max_fallbacks_is_capped_by_the_layer() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let layer = FallbackLayer::new()
+            .fallbacks("a", ["b", "c", "d"])
+            .max_fallbacks(2);
+        let s = ServiceBuilder::new().layer(layer).service(svc(
+            &[],
+            ErrorKind::ServiceUnavailable,
+            seen.clone(),
+        ));
+        let mut r = req("a");
+        r.chat_mut()
+            .unwrap()
+            .extra
+            .insert("max_fallbacks", &10)
+            .unwrap();
+        let e = s.clone().oneshot(r).await.unwrap_err();
+        assert_eq!(*seen.lock().unwrap(), ["a", "b", "c"]);
+        assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "2");
+        seen.lock().unwrap().clear();
+        // Fewer than configured is honoured.
+        let mut r = req("a");
+        r.chat_mut()
+            .unwrap()
+            .extra
+            .insert("max_fallbacks", &1)
+            .unwrap();
+        let _ = s.oneshot(r).await.unwrap_err();
+        assert_eq!(*seen.lock().unwrap(), ["a", "b"]);
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 //!
 //! [`SseStream`] parses the byte stream with `eventsource-stream2` (any byte split, comments such as
 //! `: keep-alive` skipped) and hands each event to an [`SseMapper`], which turns it into zero or more
-//! [`ChatChunk`]s. Nothing is buffered beyond the event being parsed.
+//! [`ChatChunk`]s. Nothing is buffered beyond the event being parsed, and that event is at most
+//! [`MAX_EVENT_BYTES`]: a provider that sends a longer one (a 300 MB line, say) ends the stream
+//! with an error instead of growing the gateway's memory.
 
 use std::{
     collections::VecDeque,
@@ -19,6 +21,103 @@ use crate::{
     error::{ErrorKind, LlmError},
     types::ChunkBody,
 };
+
+/// The largest streamed event (an SSE event, an NDJSON line) read from a provider: 16 MiB. A whole
+/// answer may be 64 MiB; one event of a stream carries a delta, a few KiB at most in practice
+/// (an image delta a few MiB).
+pub const MAX_EVENT_BYTES: usize = 16 << 20;
+
+/// The error of a streamed event over [`MAX_EVENT_BYTES`].
+pub(crate) fn event_too_large(limit: usize) -> LlmError {
+    LlmError::new(
+        ErrorKind::InternalServer,
+        format!(
+            "malformed event stream from provider: one event is larger than {} MiB",
+            limit >> 20
+        ),
+    )
+}
+
+/// Counts the bytes of the event being received (bytes since the last blank line).
+#[derive(Clone, Copy, Debug)]
+struct EventCounter {
+    limit: usize,
+    // Bytes of the event being received, and of its current line.
+    event: usize,
+    line: usize,
+    // The previous byte was a CR (so a following LF ends no further line).
+    after_cr: bool,
+}
+
+impl EventCounter {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            event: 0,
+            line: 0,
+            after_cr: false,
+        }
+    }
+
+    /// Counts `bytes`; `false` once an event is over the limit.
+    fn admit(&mut self, bytes: &[u8]) -> bool {
+        for &b in bytes {
+            match b {
+                b'\n' if self.after_cr => self.after_cr = false,
+                b'\n' | b'\r' => {
+                    if self.line == 0 {
+                        // A blank line ends the event.
+                        self.event = 0;
+                    }
+                    self.line = 0;
+                    self.after_cr = b == b'\r';
+                }
+                _ => {
+                    self.line += 1;
+                    self.event += 1;
+                    self.after_cr = false;
+                    if self.event > self.limit {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+pin_project! {
+    /// The provider's bytes, ended with an error once one event exceeds its limit; counted as
+    /// they pass, nothing is copied.
+    struct Bounded {
+        #[pin]
+        body: ByteStream,
+        counter: EventCounter,
+        failed: bool,
+    }
+}
+
+impl Stream for Bounded {
+    type Item = Result<bytes::Bytes, LlmError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        if *this.failed {
+            return Poll::Ready(None);
+        }
+        match this.body.poll_next(cx) {
+            Poll::Ready(Some(Ok(bytes))) => {
+                if this.counter.admit(&bytes) {
+                    Poll::Ready(Some(Ok(bytes)))
+                } else {
+                    *this.failed = true;
+                    Poll::Ready(Some(Err(event_too_large(this.counter.limit))))
+                }
+            }
+            other => other,
+        }
+    }
+}
 
 /// One server-sent event.
 #[derive(Clone, Debug, Default)]
@@ -50,7 +149,7 @@ pin_project! {
     #[must_use = "streams do nothing unless polled"]
     pub struct SseStream<M> {
         #[pin]
-        events: EventStream<ByteStream>,
+        events: EventStream<Bounded>,
         mapper: M,
         pending: VecDeque<ChunkBody>,
         finished: bool,
@@ -69,6 +168,16 @@ impl<M> std::fmt::Debug for SseStream<M> {
 impl<M: SseMapper> SseStream<M> {
     /// Decodes `body` with `mapper`.
     pub fn new(body: ByteStream, mapper: M) -> Self {
+        Self::with_limit(body, mapper, MAX_EVENT_BYTES)
+    }
+
+    /// Decodes `body` with `mapper`, with events of at most `limit` bytes.
+    pub fn with_limit(body: ByteStream, mapper: M, limit: usize) -> Self {
+        let body = Bounded {
+            body,
+            counter: EventCounter::new(limit),
+            failed: false,
+        };
         Self {
             events: body.eventsource(),
             mapper,
@@ -166,6 +275,43 @@ mod tests {
             .map(|c| c.unwrap().into_typed().unwrap().id.unwrap())
             .collect()
             .await
+    }
+
+    /// Many events, each under the limit, pass whatever their total; one event over it (a long
+    /// line, or many data lines without a blank line) ends the stream with an error, without
+    /// buffering the rest, at any byte split.
+    #[tokio::test]
+    async fn one_event_over_the_limit_ends_the_stream() {
+        let limit = 64;
+        let run = |parts: Vec<Bytes>| async move {
+            let body: ByteStream = Box::pin(futures_util::stream::iter(
+                parts.into_iter().map(Ok::<_, LlmError>),
+            ));
+            SseStream::with_limit(body, Record, limit)
+                .collect::<Vec<_>>()
+                .await
+        };
+        let small = "data: 0123456789012345678901234567890123456789\r\n\r\n".repeat(100);
+        let out = run(vec![Bytes::from(small.clone())]).await;
+        assert_eq!(out.len(), 100);
+        assert!(out.iter().all(Result::is_ok));
+        for big in [
+            format!("data: {}\n\n", "x".repeat(100)),
+            "data: 0123456789\n".repeat(10),
+        ] {
+            let raw = format!("data: ok\n\n{big}data: never\n\n");
+            for cut in [1, 7, 20, raw.len() / 2] {
+                let out = run(vec![
+                    Bytes::copy_from_slice(&raw.as_bytes()[..cut]),
+                    Bytes::copy_from_slice(&raw.as_bytes()[cut..]),
+                ])
+                .await;
+                let last = out.last().unwrap().as_ref().unwrap_err();
+                assert!(last.message().contains("larger than"), "{last:?}");
+                assert!(out.len() <= 2, "nothing after the error: {}", out.len());
+            }
+        }
+        assert_eq!(MAX_EVENT_BYTES, 16 << 20);
     }
 
     /// The event-stream format (WHATWG HTML, "interpreting an event stream"), whatever the byte

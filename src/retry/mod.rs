@@ -9,9 +9,10 @@
 //!   authentication errors while another deployment of the group is healthy. Never 400, 404,
 //!   context-window or content-policy errors, and never a refusal of the router itself (every
 //!   deployment cooling down or at its limit: there is nothing to call).
-//! - **How many**: the request body's `num_retries`, else the failing deployment's `max_retries`,
-//!   else the layer's (`num_retries`, default 2 as LiteLLM); a `retry_policy` entry for the error's
-//!   class (`RateLimitErrorRetries: 4`, …) overrides it for that class.
+//! - **How many**: the failing deployment's `max_retries`, else the layer's (`num_retries`, default
+//!   2 as LiteLLM); a `retry_policy` entry for the error's class (`RateLimitErrorRetries: 4`, …)
+//!   overrides it for that class. The request body's `num_retries` (or `max_retries`) can lower
+//!   that number, never raise it: a caller cannot multiply upstream calls past the configuration.
 //! - **When**: at once when another healthy deployment of the group is left; otherwise after the
 //!   provider's `Retry-After` (when it is at most 60 s), else exponential backoff with jitter
 //!   (0.5 s · 2ⁿ, at most 8 s, minus up to 25 %); never sooner than `retry_after`. When the failure
@@ -195,10 +196,10 @@ fn request_retries(req: &LlmRequest) -> Option<u32> {
 impl RetryPolicy {
     fn limit(&self, req: &LlmRequest, err: &LlmError, max_retries: Option<u32>) -> u32 {
         let class = PolicyClass::of(err.kind()).and_then(|c| self.config.per_class[c as usize]);
-        class
-            .or_else(|| request_retries(req))
-            .or(max_retries)
-            .unwrap_or(self.config.num_retries)
+        // The operator's number caps the caller's: `num_retries: 30` in a body cannot make 31
+        // upstream calls against a configured 2.
+        let configured = class.or(max_retries).unwrap_or(self.config.num_retries);
+        request_retries(req).map_or(configured, |asked| asked.min(configured))
     }
 
     fn wait(&self, err: &LlmError, others: bool) -> Duration {
@@ -394,13 +395,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn body_num_retries_wins_and_backoff_grows() {
+    async fn body_num_retries_is_capped_by_the_layer() {
+        // Asking for fewer retries than configured is honoured...
         let hits = Arc::new(AtomicU32::new(0));
         let svc = ServiceBuilder::new()
-            .layer(RetryLayer::new(0))
+            .layer(RetryLayer::new(5))
             .service(counting(ErrorKind::ServiceUnavailable, hits.clone()));
         let mut body = ChatRequest::default();
-        body.extra.insert("num_retries", &3).unwrap();
+        body.extra.insert("num_retries", &1).unwrap();
+        let _ = svc.oneshot(LlmRequest::chat(body)).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        // ...asking for more is held to the configured number.
+        let hits = Arc::new(AtomicU32::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(RetryLayer::new(2))
+            .service(counting(ErrorKind::ServiceUnavailable, hits.clone()));
+        let mut body = ChatRequest::default();
+        body.extra.insert("num_retries", &30).unwrap();
+        let _ = svc.oneshot(LlmRequest::chat(body)).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_grows() {
+        let hits = Arc::new(AtomicU32::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(RetryLayer::new(3))
+            .service(counting(ErrorKind::ServiceUnavailable, hits.clone()));
+        let body = ChatRequest::default();
         let started = tokio::time::Instant::now();
         let _ = svc.oneshot(LlmRequest::chat(body)).await;
         assert_eq!(hits.load(Ordering::SeqCst), 4);

@@ -27,7 +27,8 @@ pub use self::{
     readiness::Readiness,
     serve::{bind_listeners, serve, serve_per_thread, shutdown_signal, ServeConfig},
     service::{
-        error_response, new_call_id, parse_json, presented_key, CacheControlHeader, CallId,
-        NotFound, OpenAiServer, ReceivedAt, RequestTimeout, ServerFuture, DEFAULT_MAX_BODY_BYTES,
+        body_read_timeout, error_response, new_call_id, parse_json, presented_key,
+        CacheControlHeader, CallId, NotFound, OpenAiServer, ReceivedAt, RequestTimeout,
+        ServerFuture, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
     },
 };

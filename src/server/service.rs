@@ -24,7 +24,7 @@ use super::{
     readiness::Readiness,
 };
 use crate::{
-    auth::PresentedKey,
+    auth::{Admission, PresentedKey},
     error::{BoxError, ErrorKind, LlmError},
     secret::Secret,
     types::{
@@ -37,6 +37,10 @@ use crate::{
 
 /// Default request body limit: 32 MiB (room for a few base64 images).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
+
+/// Default time allowed to receive a request body, from the end of its headers: 60 s (nginx's
+/// `client_body_timeout`).
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The call id of a request (`x-litellm-call-id`): taken from the client's header or generated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +101,8 @@ pub struct OpenAiServer<S, F = NotFound> {
     inner: S,
     fallback: F,
     max_body_bytes: usize,
+    body_read_timeout: Duration,
+    admission: Option<Admission>,
     readiness: Readiness,
 }
 
@@ -106,6 +112,8 @@ impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
             inner: self.inner.clone(),
             fallback: self.fallback.clone(),
             max_body_bytes: self.max_body_bytes,
+            body_read_timeout: self.body_read_timeout,
+            admission: self.admission.clone(),
             readiness: self.readiness.clone(),
         }
     }
@@ -149,6 +157,8 @@ impl<S> OpenAiServer<S> {
             inner,
             fallback: NotFound,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            admission: None,
             readiness: Readiness::new(),
         }
     }
@@ -162,6 +172,8 @@ impl<S, F> OpenAiServer<S, F> {
             inner: self.inner,
             fallback,
             max_body_bytes: self.max_body_bytes,
+            body_read_timeout: self.body_read_timeout,
+            admission: self.admission,
             readiness: self.readiness,
         }
     }
@@ -177,6 +189,23 @@ impl<S, F> OpenAiServer<S, F> {
     #[must_use]
     pub fn max_body_bytes(mut self, limit: usize) -> Self {
         self.max_body_bytes = limit;
+        self
+    }
+
+    /// The time allowed to receive a request body (default [`DEFAULT_BODY_READ_TIMEOUT`]); a
+    /// body still incomplete then gets 408 and its connection is closed.
+    #[must_use]
+    pub fn body_read_timeout(mut self, limit: Duration) -> Self {
+        self.body_read_timeout = limit;
+        self
+    }
+
+    /// Checks each caller's key on the request headers, before the body is read (the stack's
+    /// auth layer's [`Admission`]): a caller without a valid key gets 401 (503 when the key
+    /// store is down) and its body is never read; its connection is closed.
+    #[must_use]
+    pub fn admission(mut self, admission: Option<Admission>) -> Self {
+        self.admission = admission;
         self
     }
 
@@ -287,7 +316,12 @@ where
                 drop(parts);
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(handle(inner, self.max_body_bytes, head, body).map(Ok))
+                let limits = BodyLimits {
+                    max_bytes: self.max_body_bytes,
+                    read_timeout: self.body_read_timeout,
+                };
+                let admission = self.admission.clone();
+                Box::pin(handle(inner, admission, limits, head, body).map(Ok))
             }
             Err(answered) => answered,
         }
@@ -300,6 +334,9 @@ struct Head {
     call_id: Arc<str>,
     route: Route,
     content_length: Option<u64>,
+    /// HTTP/1.x: a refusal that leaves the body unread says `Connection: close` (HTTP/2 has no
+    /// such header; hyper resets the stream instead).
+    http1: bool,
     presented_key: Option<Secret>,
     cache_control: Option<HeaderValue>,
     timeout: Option<RequestTimeout>,
@@ -389,6 +426,7 @@ impl Head {
         Ok(Self {
             received,
             route,
+            http1: parts.version <= http::Version::HTTP_11,
             content_length: seen
                 .content_length
                 .and_then(|v| v.to_str().ok())
@@ -444,9 +482,17 @@ impl Head {
     }
 }
 
+/// How much request body the edge reads, and for how long.
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    max_bytes: usize,
+    read_timeout: Duration,
+}
+
 async fn handle<S, B>(
     mut inner: S,
-    limit: usize,
+    admission: Option<Admission>,
+    limit: BodyLimits,
     mut head: Head,
     body: B,
 ) -> http::Response<ServerBody>
@@ -458,16 +504,40 @@ where
     let call_id = head.call_id.clone();
     let received = head.received;
     let mut log = head.log.take();
+    let http1 = head.http1;
+    let mut large = false;
+    if let Some(admission) = &admission {
+        if let Err(e) = admission.check(head.presented_key.as_ref()).await {
+            // The body is never read: the connection ends with this answer.
+            let mut resp = failed(&e, &call_id, log.as_deref());
+            if head.http1 {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return resp;
+        }
+    }
     let parsed = match head.route {
         Route::Chat | Route::Embeddings => read_body(head.content_length, body, limit)
             .await
-            .and_then(|bytes| head.parse(bytes)),
+            .and_then(|bytes| {
+                large = bytes.len() >= LARGE_BODY_BYTES;
+                head.parse(bytes)
+            }),
         // Health routes answer in `Head::read`; `/v1/models` has no body.
         Route::Models | Route::Liveliness | Route::Readiness => Ok(LlmRequest::list_models()),
     };
     let mut llm_req = match parsed {
         Ok(r) => head.annotate(r),
-        Err(e) => return failed(&e, &call_id, log.as_deref()),
+        Err(e) => {
+            let mut resp = failed(&e, &call_id, log.as_deref());
+            if http1 && resp.status() == StatusCode::REQUEST_TIMEOUT {
+                // The rest of a late body is not waited for: the connection ends here.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return resp;
+        }
     };
     if let Some(log) = &mut log {
         log.set_model(llm_req.model());
@@ -479,7 +549,13 @@ where
     if let Err(e) = std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
         return failed(&e, &call_id, log.as_deref());
     }
-    let resp = match inner.call(llm_req).await {
+    let resp = inner.call(llm_req).await;
+    if large {
+        // The body is freed by now (unless a stream still holds the request): hand this
+        // thread's free pages back, for the janitor to return to the OS (see `crate::alloc`).
+        crate::alloc::collect_this_thread();
+    }
+    let resp = match resp {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(
@@ -870,12 +946,13 @@ fn strip_bearer(v: &str) -> &str {
 fn read_body<B>(
     declared: Option<u64>,
     body: B,
-    limit: usize,
+    limits: BodyLimits,
 ) -> impl Future<Output = Result<Bytes, LlmError>>
 where
     B: Body,
     B::Error: Into<BoxError>,
 {
+    let limit = limits.max_bytes;
     // A combinator rather than an `async fn`, which would keep `body` twice (see `call`).
     let too_large = move || {
         LlmError::new(
@@ -888,17 +965,62 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Either::Left(std::future::ready(Err(too_large())));
     }
-    Either::Right(
-        Limited::new(body, limit)
-            .collect()
-            .map(move |collected| match collected {
-                Ok(c) => Ok(c.to_bytes()),
-                Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-                Err(e) => Err(LlmError::bad_request(format!(
-                    "Could not read the request body: {e}"
-                ))),
-            }),
+    let collect = Limited::new(body, limit)
+        .collect()
+        .map(move |collected| match collected {
+            Ok(c) => {
+                let bytes = c.to_bytes();
+                if bytes.len() >= LARGE_BODY_BYTES {
+                    // Its memory goes back to the OS once freed (see `crate::alloc`).
+                    crate::alloc::note_large();
+                }
+                Ok(bytes)
+            }
+            Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+            Err(e) => Err(LlmError::bad_request(format!(
+                "Could not read the request body: {e}"
+            ))),
+        });
+    let read_timeout = limits.read_timeout;
+    Either::Right(async move {
+        let mut collect = std::pin::pin!(collect);
+        // A body that has already arrived (the usual case) arms no deadline.
+        if let Poll::Ready(r) =
+            std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await
+        {
+            return r;
+        }
+        tokio::select! {
+            biased;
+            r = collect => r,
+            () = crate::timer::sleep(read_timeout) => Err(body_timeout(read_timeout)),
+        }
+    })
+}
+
+/// The body read timeout a config asks for (`general_settings.request_body_timeout`, seconds),
+/// else [`DEFAULT_BODY_READ_TIMEOUT`].
+#[must_use]
+pub fn body_read_timeout(config: &crate::config::Config) -> Duration {
+    super::serve::timeout_setting(config.general_settings.request_body_timeout)
+        .unwrap_or(DEFAULT_BODY_READ_TIMEOUT)
+}
+
+/// A body this large makes the binary return freed memory to the OS soon after
+/// ([`crate::alloc::release_after_large`]): 1 MiB.
+const LARGE_BODY_BYTES: usize = 1 << 20;
+
+/// The error of a request body that did not arrive in time.
+fn body_timeout(limit: Duration) -> LlmError {
+    LlmError::new(
+        ErrorKind::Timeout,
+        format!(
+            "The request body did not arrive within {:.1} s",
+            limit.as_secs_f64()
+        ),
     )
+    .with_status(StatusCode::REQUEST_TIMEOUT)
+    .with_code("request_body_timeout")
 }
 
 /// Parses a request body, with an error that says where the JSON broke.

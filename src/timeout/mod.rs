@@ -14,6 +14,13 @@
 //! | stream | body `stream_timeout`, then the deployment's `stream_timeout`, then the layer's |
 //! | any | body `timeout` / `request_timeout`, then the deployment's `timeout`, then the layer's (600 s) |
 //!
+//! A limit the client sets (the header or a body field) only shortens the configured one: it is
+//! capped at the deployment's `stream_timeout` (streams) or `timeout`, else the layer's.
+//!
+//! With [`TimeoutLayer::stream_max_duration`] (`router_settings.stream_max_duration`), a stream
+//! also ends, with a timeout error event, once it has run that long in total, however steadily
+//! it sends.
+//!
 //! For a stream, the limit bounds the time until the first chunk and every gap between chunks; a
 //! stream that stalls after its first chunk ends with a timeout error event.
 //!
@@ -76,6 +83,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct TimeoutLayer {
     timeout: Duration,
     stream_timeout: Option<Duration>,
+    stream_max_duration: Option<Duration>,
 }
 
 impl TimeoutLayer {
@@ -84,12 +92,21 @@ impl TimeoutLayer {
         Self {
             timeout,
             stream_timeout: None,
+            stream_max_duration: None,
         }
     }
 
     /// The limit for time to first chunk and idle time between chunks of a stream.
     pub fn stream_timeout(mut self, d: Duration) -> Self {
         self.stream_timeout = Some(d);
+        self
+    }
+
+    /// The longest a stream may run in total, from the call to its last chunk (default: no
+    /// limit; `router_settings.stream_max_duration`). A stream still running then ends with a
+    /// timeout error event. It costs no timer of its own: the idle deadline is clamped to it.
+    pub fn stream_max_duration(mut self, d: Duration) -> Self {
+        self.stream_max_duration = Some(d);
         self
     }
 }
@@ -149,24 +166,37 @@ fn secs(v: f64) -> Option<Duration> {
     (v.is_finite() && v > 0.0 && v < 1e9).then(|| Duration::from_secs_f64(v))
 }
 
-/// The limit for `req` under `layer`.
+/// The limit for `req` under `layer`. What the client asks for (the header, the body's
+/// `stream_timeout`, `timeout` or `request_timeout`) can shorten the operator's limit, never
+/// lengthen it: a caller cannot hold a deployment's call past the configured time.
 fn limit_for(req: &LlmRequest, layer: &TimeoutLayer) -> Duration {
-    if let Some(RequestTimeout(d)) = req.extensions.get::<RequestTimeout>() {
-        return *d;
-    }
     let body = |key: &str| {
         req.as_chat()
             .and_then(|c| c.extra.get_as::<f64>(key))
             .and_then(secs)
     };
-    if req.is_stream() {
-        if let Some(d) = body("stream_timeout").or(layer.stream_timeout) {
-            return d;
-        }
-    }
-    body("timeout")
-        .or_else(|| body("request_timeout"))
-        .unwrap_or(layer.timeout)
+    let header = req
+        .extensions
+        .get::<RequestTimeout>()
+        .map(|RequestTimeout(d)| *d);
+    let body_stream = if req.is_stream() {
+        body("stream_timeout")
+    } else {
+        None
+    };
+    let (asked, operator) =
+        if body_stream.is_some() || (req.is_stream() && layer.stream_timeout.is_some()) {
+            (
+                header.or(body_stream),
+                layer.stream_timeout.unwrap_or(layer.timeout),
+            )
+        } else {
+            (
+                header.or_else(|| body("timeout").or_else(|| body("request_timeout"))),
+                layer.timeout,
+            )
+        };
+    asked.map_or(operator, |d| d.min(operator))
 }
 
 /// The error of an elapsed timeout.
@@ -197,11 +227,17 @@ where
     fn call(&mut self, req: LlmRequest) -> Self::Future {
         let limit = limit_for(&req, &self.layer);
         let stream = req.is_stream();
+        let ends_at = self
+            .layer
+            .stream_max_duration
+            .filter(|_| stream)
+            .map(|d| Instant::now() + d);
         ResponseFuture {
             inner: self.inner.call(req),
             sleep: crate::timer::sleep(limit),
             limit,
             stream,
+            ends_at,
         }
     }
 }
@@ -216,6 +252,8 @@ pin_project! {
         sleep: Sleep,
         limit: Duration,
         stream: bool,
+        // When a stream must be over (`stream_max_duration`).
+        ends_at: Option<Instant>,
     }
 }
 
@@ -237,6 +275,7 @@ where
         let this = self.project();
         if let Poll::Ready(out) = this.inner.poll(cx) {
             let limit = *this.limit;
+            let ends_at = *this.ends_at;
             let first_deadline = this.sleep.deadline();
             return Poll::Ready(out.map(|resp| {
                 let LlmResponse { body, meta } = resp;
@@ -244,9 +283,12 @@ where
                     // The first chunk is due by the call's own deadline.
                     ResponseBody::Stream(s) => ResponseBody::Stream(Box::pin(TimeoutStream {
                         inner: s,
-                        sleep: crate::timer::sleep_until(first_deadline),
+                        sleep: crate::timer::sleep_until(
+                            ends_at.map_or(first_deadline, |end| end.min(first_deadline)),
+                        ),
                         idle: limit,
                         first: true,
+                        ends_at,
                     })),
                     other => other,
                 };
@@ -272,6 +314,8 @@ pin_project! {
         sleep: Sleep,
         idle: Duration,
         first: bool,
+        // The total limit's deadline, when there is one: no idle deadline goes past it.
+        ends_at: Option<Instant>,
     }
 }
 
@@ -291,16 +335,20 @@ impl Stream for TimeoutStream {
         if let Poll::Ready(item) = this.inner.as_mut().poll_next(cx) {
             *this.first = false;
             let next = Instant::now() + *this.idle;
-            this.sleep.as_mut().reset(next);
+            this.sleep
+                .as_mut()
+                .reset(this.ends_at.map_or(next, |end| end.min(next)));
             return Poll::Ready(item);
         }
         ready!(this.sleep.as_mut().poll(cx));
-        let what = if *this.first {
-            "the first chunk"
-        } else {
-            "the wait for the next chunk"
+        let err = match *this.ends_at {
+            Some(end) if Instant::now() >= end => LlmError::new(
+                ErrorKind::Timeout,
+                "Request timed out: the stream ran longer than router_settings.stream_max_duration",
+            ),
+            _ if *this.first => timeout_error(*this.idle, "the first chunk"),
+            _ => timeout_error(*this.idle, "the wait for the next chunk"),
         };
-        let err = timeout_error(*this.idle, what);
         // End the stream after the error: drop the upstream by replacing it with an empty one.
         *this.inner = Box::pin(futures_util::stream::empty());
         this.sleep
@@ -340,6 +388,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn client_limits_cannot_exceed_the_configured_one() {
+        let svc = ServiceBuilder::new()
+            .layer(TimeoutLayer::new(Duration::from_secs(3)))
+            .service_fn(|_req: LlmRequest| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<_, LlmError>(LlmResponse::chat(Default::default()))
+            });
+        // The header asks for 12 s, the body for 30 s: both are held to the configured 3 s.
+        let mut header = LlmRequest::list_models();
+        header
+            .extensions
+            .insert(RequestTimeout(Duration::from_secs(12)));
+        let mut body = ChatRequest::default();
+        body.extra.insert("timeout", &30.0).unwrap();
+        body.extra.insert("stream_timeout", &30.0).unwrap();
+        body.stream = Some(true);
+        for req in [header, LlmRequest::chat(body)] {
+            let started = Instant::now();
+            let err = svc.clone().oneshot(req).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Timeout);
+            assert_eq!(started.elapsed(), Duration::from_secs(3));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn body_timeout_is_read() {
         let svc = ServiceBuilder::new()
             .layer(TimeoutLayer::new(Duration::from_secs(600)))
@@ -353,6 +426,39 @@ mod tests {
         let err = svc.oneshot(LlmRequest::chat(body)).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Timeout);
         assert_eq!(started.elapsed(), Duration::from_millis(2_500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_stream_ends_at_the_total_limit() {
+        let svc = ServiceBuilder::new()
+            .layer(
+                TimeoutLayer::new(Duration::from_secs(600))
+                    .stream_timeout(Duration::from_secs(2))
+                    .stream_max_duration(Duration::from_millis(5_500)),
+            )
+            .service_fn(|_req: LlmRequest| async {
+                // A chunk every second, forever: never idle.
+                let s = futures_util::stream::unfold((), |()| async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Some((Ok(chunk()), ()))
+                });
+                Ok::<_, LlmError>(LlmResponse::stream(Box::pin(s)))
+            });
+        let body = ChatRequest {
+            stream: Some(true),
+            ..ChatRequest::default()
+        };
+        let started = Instant::now();
+        let resp = svc.oneshot(LlmRequest::chat(body)).await.unwrap();
+        let ResponseBody::Stream(s) = resp.body else {
+            panic!("not a stream")
+        };
+        let items: Vec<_> = s.collect().await;
+        assert_eq!(started.elapsed(), Duration::from_millis(5_500));
+        assert_eq!(items.len(), 6, "five chunks, then the error");
+        let e = items.last().unwrap().as_ref().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert!(e.message().contains("stream_max_duration"), "{e:?}");
     }
 
     #[tokio::test(start_paused = true)]

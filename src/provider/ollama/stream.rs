@@ -2,7 +2,7 @@
 //!
 //! [`NdjsonStream`] keeps a line buffer over the byte stream, so a line split across any number of
 //! byte chunks (or several lines in one chunk) is handled; each complete line goes to a
-//! [`LineMapper`]. [`OllamaStreamMapper`] turns Ollama's lines into OpenAI chunks: the role on the
+//! [`LineMapper`]. A line longer than [`MAX_EVENT_BYTES`] ends the stream with an error. [`OllamaStreamMapper`] turns Ollama's lines into OpenAI chunks: the role on the
 //! first chunk, one chunk per content / thinking / tool-call line, a finish chunk with an empty delta
 //! on the `done` line, and, with `stream_options.include_usage`, a final usage chunk.
 
@@ -19,7 +19,10 @@ use pin_project_lite::pin_project;
 use super::decode::{completion_id, finish_reason, now, OllamaAnswer};
 use crate::{
     error::{ErrorKind, LlmError},
-    provider::ByteStream,
+    provider::{
+        sse::{event_too_large, MAX_EVENT_BYTES},
+        ByteStream,
+    },
     types::{
         chat::{ChatChunk, ChunkChoice, Delta},
         ChunkBody,
@@ -114,6 +117,12 @@ impl<M: LineMapper> Stream for NdjsonStream<M> {
                     }
                 }
                 None => {
+                    if this.buf.len() > MAX_EVENT_BYTES {
+                        // One line over the limit: end here rather than buffer it whole.
+                        *this.finished = true;
+                        this.buf.clear();
+                        return Poll::Ready(Some(Err(event_too_large(MAX_EVENT_BYTES))));
+                    }
                     *this.scanned = this.buf.len();
                     None
                 }
@@ -318,6 +327,19 @@ mod tests {
                 .map_err(|e| e.to_string())
             })
             .collect()
+    }
+
+    #[test]
+    fn a_line_over_the_event_limit_ends_the_stream() {
+        // One line of 17 MiB with no newline, in 1 MiB pieces: an error once 16 MiB are held.
+        let first = Bytes::from_static(NDJSON.lines().next().unwrap().as_bytes());
+        let mut pieces = vec![first, Bytes::from_static(b"\n")];
+        pieces.extend((0..17).map(|_| Bytes::from(vec![b'x'; 1 << 20])));
+        let got = run(pieces, false);
+        assert!(got[0].is_ok(), "{:?}", got[0]);
+        let last = got.last().unwrap().as_ref().unwrap_err();
+        assert!(last.contains("larger than 16 MiB"), "{last}");
+        assert_eq!(got.len(), 2, "one chunk, then the error");
     }
 
     #[test]
