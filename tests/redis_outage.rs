@@ -205,6 +205,7 @@ fn report(phase: &str, f: &Figures) {
 /// Sends `n` chat calls with `key` to each of `bases` (all at once); returns how many were
 /// admitted (200) on each. Every other answer must be a 429 in OpenAI's error shape.
 async fn burst(client: &Http, bases: &[String], key: &str, n: usize) -> Vec<usize> {
+    let started = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for (i, base) in bases.iter().enumerate() {
         for _ in 0..n {
@@ -226,6 +227,11 @@ async fn burst(client: &Http, bases: &[String], key: &str, n: usize) -> Vec<usiz
             other => panic!("unexpected {other}: {}", String::from_utf8_lossy(&body)),
         }
     }
+    eprintln!(
+        "FIGURE burst of {} calls with an rpm-limited key: admitted {ok:?}, done in {:?}",
+        n * bases.len(),
+        started.elapsed()
+    );
     ok
 }
 
