@@ -913,7 +913,7 @@ mod tests {
 
     #[test]
     fn memory_rpm_holds_when_a_new_scope_is_hit_by_many_threads_at_once() {
-        for _ in 0..20 {
+        for _ in 0..200 {
             let m = Arc::new(MemoryCounters::default());
             let sc: Arc<[ScopeLimit]> = scopes(&info(3)).into();
             let start = Arc::new(std::sync::Barrier::new(8));
