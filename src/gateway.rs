@@ -245,7 +245,8 @@ impl Gateway {
             .readiness(self.readiness())
     }
 
-    /// What `/health/readiness` reports: the database ([`Gateway::build`] only) and the cache.
+    /// What `/health/readiness` reports: the database ([`Gateway::build`] only), the cache and
+    /// the state of Redis.
     #[must_use]
     pub fn readiness(&self) -> crate::server::Readiness {
         crate::server::Readiness::with(
@@ -258,6 +259,18 @@ impl Gateway {
                 }
             }),
         )
+        .redis(self.redis_breakers())
+    }
+
+    /// The breakers of every user of Redis (rate limits, router, cache), for readiness.
+    fn redis_breakers(&self) -> Vec<crate::redis_guard::Breaker> {
+        let limits = self.governance.as_ref().and_then(|g| g.counters.breaker());
+        let cache = self.cache.as_ref().and_then(|c| c.redis_breaker());
+        [limits, self.router.redis_breaker(), cache]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
     }
 }
 

@@ -26,6 +26,7 @@ pub mod router;
 // Routing and reliability (issue 5).
 pub mod fallback;
 pub mod health;
+pub mod redis_guard;
 pub mod redis_url;
 pub mod retry;
 pub mod secret;

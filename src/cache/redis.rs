@@ -2,32 +2,29 @@
 
 use std::{
     fmt,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, OnceLock,
-    },
-    time::{Duration, Instant},
+    sync::{Arc, OnceLock},
+    time::Duration,
 };
 
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::store::{CacheError, CacheStore};
-use crate::secret::redact_url;
+use crate::{
+    redis_guard::{Breaker, Skipped},
+    secret::redact_url,
+};
 
 /// Default time a Redis operation may take before the request goes on uncached.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
-
-/// How long the store stays marked down after a failure before it is tried again.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// A Redis-backed store over one multiplexed connection (redis' `ConnectionManager`, which
 /// reconnects by itself), connected lazily on first use.
 ///
 /// Every operation is bounded by a short timeout ([`DEFAULT_REDIS_TIMEOUT`] unless changed with
-/// [`RedisStore::timeout`]). After a failure the store is marked down for one second: operations
-/// in that window fail at once with [`CacheError::Unavailable`] instead of waiting, so a dead
-/// Redis costs requests nothing but the cache.
+/// [`RedisStore::timeout`]) and goes through a circuit breaker ([`crate::redis_guard`]): after a
+/// failure, operations fail at once with [`CacheError::Unavailable`] until a background `PING`
+/// sees Redis answer again, so a dead or hung Redis costs requests nothing but the cache.
 ///
 /// ```
 /// use llmgate::cache::RedisStore;
@@ -40,14 +37,31 @@ pub struct RedisStore {
 }
 
 struct Inner {
+    conn: Arc<Lazy>,
+    timeout: Duration,
+    breaker: Breaker,
+    /// Where it points, without credentials (for logs).
+    display: String,
+}
+
+/// The client and its connection, made on first use.
+struct Lazy {
     client: redis::Client,
     conn: OnceLock<ConnectionManager>,
     timeout: Duration,
-    epoch: Instant,
-    /// Milliseconds since `epoch` until which the store is considered down.
-    down_until: AtomicU64,
-    /// Where it points, without credentials (for logs).
-    display: String,
+}
+
+impl Lazy {
+    fn connection(&self) -> Result<ConnectionManager, CacheError> {
+        if let Some(c) = self.conn.get() {
+            return Ok(c.clone());
+        }
+        let conn = self
+            .client
+            .get_connection_manager_lazy(crate::redis_guard::manager_config(self.timeout))
+            .map_err(|e| CacheError::Backend(e.category().to_owned()))?;
+        Ok(self.conn.get_or_init(|| conn).clone())
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -82,26 +96,28 @@ impl RedisStore {
 
     fn from_client(client: redis::Client, display: String) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                client,
-                conn: OnceLock::new(),
-                timeout: DEFAULT_REDIS_TIMEOUT,
-                epoch: Instant::now(),
-                down_until: AtomicU64::new(0),
-                display,
-            }),
+            inner: Arc::new(Inner::new(client, display, DEFAULT_REDIS_TIMEOUT)),
         }
     }
 
-    /// The time an operation may take (default [`DEFAULT_REDIS_TIMEOUT`]). On a store that is
-    /// already shared, this returns a new store with a connection of its own.
+    /// The time an operation may take (default [`DEFAULT_REDIS_TIMEOUT`]). This returns a new
+    /// store with a connection of its own.
     #[must_use]
     pub fn timeout(self, timeout: Duration) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| shared.clone_fresh());
-        inner.timeout = timeout;
+        let inner = &self.inner;
         Self {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner::new(
+                inner.conn.client.clone(),
+                inner.display.clone(),
+                timeout,
+            )),
         }
+    }
+
+    /// The breaker guarding this Redis (for readiness).
+    #[must_use]
+    pub fn breaker(&self) -> &Breaker {
+        &self.inner.breaker
     }
 
     /// Where the store points (host and port, never credentials).
@@ -110,67 +126,64 @@ impl RedisStore {
         &self.inner.display
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn connection(&self) -> Result<ConnectionManager, CacheError> {
-        if let Some(c) = self.inner.conn.get() {
-            return Ok(c.clone());
-        }
-        let t = self.inner.timeout;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(t))
-            .set_response_timeout(Some(t))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = self
-            .inner
-            .client
-            .get_connection_manager_lazy(config)
-            .map_err(|e| CacheError::Backend(e.category().to_owned()))?;
-        Ok(self.inner.conn.get_or_init(|| conn).clone())
-    }
-
-    /// Runs `cmd` within the timeout, unless the store is marked down; marks it down on failure.
+    /// Runs `cmd` through the breaker (within the timeout, unless Redis is marked down).
     async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, CacheError> {
-        if self.now_ms() < self.inner.down_until.load(Ordering::Relaxed) {
+        if self.inner.breaker.skip() {
             return Err(CacheError::Unavailable);
         }
-        let mut conn = self.connection()?;
-        let res = tokio::time::timeout(self.inner.timeout, cmd.query_async::<T>(&mut conn)).await;
-        let err = match res {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => CacheError::Backend(describe(&e)),
-            Err(_) => CacheError::Timeout,
-        };
-        let until = self
-            .now_ms()
-            .saturating_add(u64::try_from(RETRY_AFTER.as_millis()).unwrap_or(u64::MAX));
-        self.inner.down_until.store(until, Ordering::Relaxed);
-        Err(err)
+        let mut conn = self.inner.conn.connection()?;
+        let res = self
+            .inner
+            .breaker
+            .run(async { cmd.query_async::<T>(&mut conn).await.map_err(Described) })
+            .await;
+        res.map_err(cache_error)
     }
 }
 
 impl Inner {
-    /// A copy with the same client and settings and no connection yet.
-    fn clone_fresh(&self) -> Self {
-        Self {
-            client: self.client.clone(),
+    fn new(client: redis::Client, display: String, timeout: Duration) -> Self {
+        let conn = Arc::new(Lazy {
+            client,
             conn: OnceLock::new(),
-            timeout: self.timeout,
-            epoch: Instant::now(),
-            down_until: AtomicU64::new(0),
-            display: self.display.clone(),
+            timeout,
+        });
+        let probe_conn = conn.clone();
+        let breaker = Breaker::new("cache", timeout, move || {
+            let c = probe_conn.connection();
+            async move {
+                match c {
+                    Ok(c) => crate::redis_guard::ping(c)().await,
+                    Err(_) => false,
+                }
+            }
+        });
+        Self {
+            conn,
+            timeout,
+            breaker,
+            display,
         }
     }
 }
 
-fn describe(e: &redis::RedisError) -> String {
-    // The error's category and detail, never the URL (which may hold a password).
-    match e.detail() {
-        Some(d) => format!("{}: {d}", e.category()),
-        None => e.category().to_owned(),
+/// A Redis error shown by its category and detail, never the URL (which may hold a password).
+struct Described(redis::RedisError);
+
+impl fmt::Display for Described {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.detail() {
+            Some(d) => write!(f, "{}: {d}", self.0.category()),
+            None => f.write_str(self.0.category()),
+        }
+    }
+}
+
+fn cache_error(s: Skipped) -> CacheError {
+    match s {
+        Skipped::Open => CacheError::Unavailable,
+        Skipped::Timeout => CacheError::Timeout,
+        Skipped::Failed(e) => CacheError::Backend(e),
     }
 }
 
@@ -214,21 +227,15 @@ impl CacheStore for RedisStore {
                 .arg(ms)
                 .ignore();
         }
-        if self.now_ms() < self.inner.down_until.load(Ordering::Relaxed) {
+        if self.inner.breaker.skip() {
             return Err(CacheError::Unavailable);
         }
-        let mut conn = self.connection()?;
-        let res = tokio::time::timeout(self.inner.timeout, pipe.query_async::<()>(&mut conn)).await;
-        let err = match res {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => CacheError::Backend(describe(&e)),
-            Err(_) => CacheError::Timeout,
-        };
-        let until = self
-            .now_ms()
-            .saturating_add(u64::try_from(RETRY_AFTER.as_millis()).unwrap_or(u64::MAX));
-        self.inner.down_until.store(until, Ordering::Relaxed);
-        Err(err)
+        let mut conn = self.inner.conn.connection()?;
+        self.inner
+            .breaker
+            .run(async { pipe.query_async::<()>(&mut conn).await.map_err(Described) })
+            .await
+            .map_err(cache_error)
     }
 
     async fn delete(&self, key: Arc<str>) -> Result<(), CacheError> {

@@ -65,6 +65,10 @@ impl Counters {
     /// Counts a store error and logs it, at most once per [`WARN_INTERVAL`].
     pub(crate) fn store_error(&self, backend: &'static str, op: &'static str, err: &CacheError) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+        if matches!(err, CacheError::Unavailable) {
+            // Redis is marked down: its breaker logged the outage once.
+            return;
+        }
         let epoch = *self.epoch.get_or_init(Instant::now);
         let now = u64::try_from(epoch.elapsed().as_millis())
             .unwrap_or(u64::MAX)
@@ -210,6 +214,16 @@ impl CacheHandle {
     #[must_use]
     pub fn backend(&self) -> &'static str {
         self.shared.backend.name()
+    }
+
+    /// The breaker guarding the Redis backend, if the backend is Redis.
+    #[must_use]
+    pub fn redis_breaker(&self) -> Option<&crate::redis_guard::Breaker> {
+        match &self.shared.backend {
+            #[cfg(feature = "redis")]
+            super::CacheBackend::Redis(r) => Some(r.breaker()),
+            _ => None,
+        }
     }
 
     /// Resolves once every write queued so far has been written (or has failed): for tests and

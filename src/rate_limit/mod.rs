@@ -8,8 +8,11 @@
 //!   minute; parallel calls an atomic counter.
 //! - [`Counters::redis`] (many gateways): one Lua script checks every scope and takes its share
 //!   atomically, in fixed one-minute windows on the Redis clock, so `N` gateways together allow
-//!   `rpm` calls, not `N × rpm`. A Redis error lets the call through and is logged (a limit store
-//!   outage must not stop traffic); a Redis that is down at start fails the start.
+//!   `rpm` calls, not `N × rpm`. Every Redis call has a short deadline and a circuit breaker
+//!   ([`crate::redis_guard`]): when Redis fails, times out or is marked down, the call is counted
+//!   by in-process counters instead (the limits hold per process, so `N` gateways allow up to
+//!   `N × rpm` until Redis answers again); the outage is logged once. A Redis that is down at
+//!   start fails the start.
 //!
 //! `tpm` is charged from the call's actual usage when the response ends (the stream's usage chunk,
 //! through the [`UsageReport`] the cost layer fills): a call is refused when the minute's tokens
@@ -74,6 +77,7 @@ use crate::{
     auth::KeyInfo,
     cost::UsageReport,
     error::{ErrorKind, LlmError},
+    redis_guard::Breaker,
     types::{ChatStream, ChunkBody, LlmRequest, LlmResponse, Operation, ResponseBody},
 };
 
@@ -128,6 +132,8 @@ struct Decision {
     remaining_requests: Option<u64>,
     limit_tokens: Option<u64>,
     remaining_tokens: Option<u64>,
+    /// Counted by the in-process fallback (Redis was down): released there too.
+    local: bool,
 }
 
 impl Decision {
@@ -217,14 +223,24 @@ impl MemoryCounters {
                 return e.1.clone();
             }
         }
-        let burst =
-            NonZeroU32::new(u32::try_from(rpm).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
-        let lim = Arc::new(
-            RateLimiter::direct(Quota::per_minute(burst))
-                .with_middleware::<StateInformationMiddleware>(),
-        );
-        self.rpm.insert(name.to_owned(), (rpm, lim.clone()));
-        lim
+        let make = || {
+            let burst =
+                NonZeroU32::new(u32::try_from(rpm).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+            Arc::new(
+                RateLimiter::direct(Quota::per_minute(burst))
+                    .with_middleware::<StateInformationMiddleware>(),
+            )
+        };
+        // Under the entry's lock: calls arriving together for a new scope share one limiter
+        // (a check-then-insert would give each of them a fresh burst).
+        let mut e = self
+            .rpm
+            .entry(name.to_owned())
+            .or_insert_with(|| (rpm, make()));
+        if e.0 != rpm {
+            *e = (rpm, make());
+        }
+        e.1.clone()
     }
 
     fn tokens_used(&self, name: &str) -> u64 {
@@ -377,7 +393,7 @@ end
 return 1
 ";
 
-/// Counters shared through Redis.
+/// Counters shared through Redis, with in-process counters for when Redis is down.
 #[derive(Clone)]
 pub struct RedisCounters {
     conn: redis::aio::ConnectionManager,
@@ -385,6 +401,8 @@ pub struct RedisCounters {
     admit: Arc<redis::Script>,
     release: Arc<redis::Script>,
     errors: Arc<AtomicU64>,
+    breaker: Breaker,
+    local: Arc<MemoryCounters>,
 }
 
 impl fmt::Debug for RedisCounters {
@@ -400,7 +418,23 @@ fn lim(v: Option<u64>) -> i64 {
 }
 
 impl RedisCounters {
+    /// The breaker guarding this Redis (for readiness).
+    #[must_use]
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// Counts the call in process (Redis is down).
+    fn admit_locally(&self, scopes: &[ScopeLimit]) -> Decision {
+        let mut d = self.local.admit(scopes);
+        d.local = true;
+        d
+    }
+
     async fn admit(&self, scopes: &[ScopeLimit]) -> Decision {
+        if self.breaker.skip() {
+            return self.admit_locally(scopes);
+        }
         let mut inv = self.admit.prepare_invoke();
         inv.arg(scopes.len());
         for s in scopes {
@@ -408,14 +442,16 @@ impl RedisCounters {
             inv.arg(lim(s.rpm)).arg(lim(s.tpm)).arg(lim(s.parallel));
         }
         let mut conn = self.conn.clone();
-        let out: Vec<i64> = match inv.invoke_async(&mut conn).await {
+        let out: Vec<i64> = match self
+            .breaker
+            .run(inv.invoke_async::<Vec<i64>>(&mut conn))
+            .await
+        {
             Ok(v) => v,
-            Err(e) => {
-                let n = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
-                if n == 1 || n.is_multiple_of(1000) {
-                    tracing::error!(errors_total = n, error = %e, "redis rate limiter unavailable; letting calls through");
-                }
-                return Decision::default();
+            Err(_) => {
+                // The breaker logged the outage; count the call here meanwhile.
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                return self.admit_locally(scopes);
             }
         };
         let mut d = Decision::default();
@@ -452,7 +488,11 @@ impl RedisCounters {
         d
     }
 
-    fn release(&self, scopes: &[ScopeLimit], tokens: u64) {
+    fn release(&self, scopes: &[ScopeLimit], tokens: u64, local: bool) {
+        if local {
+            self.local.release(scopes, tokens);
+            return;
+        }
         if !scopes
             .iter()
             .any(|s| s.parallel.is_some() || (s.tpm.is_some() && tokens > 0))
@@ -470,6 +510,7 @@ impl RedisCounters {
         let script = self.release.clone();
         let mut conn = self.conn.clone();
         let errors = self.errors.clone();
+        let breaker = self.breaker.clone();
         if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
@@ -482,9 +523,14 @@ impl RedisCounters {
             for a in &args {
                 inv.arg(*a);
             }
-            if let Err(e) = inv.invoke_async::<i64>(&mut conn).await {
+            // A slot that cannot be given back expires with its key (one hour); the breaker
+            // logged the outage.
+            if breaker
+                .run(inv.invoke_async::<i64>(&mut conn))
+                .await
+                .is_err()
+            {
                 errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "redis rate limiter: could not release a call");
             }
         });
     }
@@ -508,24 +554,59 @@ impl Counters {
 
     /// Counters in Redis at `url` (`redis://[:password@]host:port[/db]`), under `prefix`. Fails
     /// when Redis cannot be reached now.
+    ///
+    /// Each Redis call then gets [`crate::redis_guard::deadline_from_env`] (`REDIS_SOCKET_TIMEOUT`,
+    /// default 100 ms); see the [module docs](self) for what happens when Redis is down later.
     pub async fn redis(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+        let deadline = crate::redis_guard::deadline_from_env();
         let client = redis::Client::open(url)?;
-        let conn = redis::aio::ConnectionManager::new(client).await?;
+        let conn = redis::aio::ConnectionManager::new_with_config(
+            client,
+            crate::redis_guard::manager_config(deadline),
+        )
+        .await?;
+        let admit = Arc::new(redis::Script::new(ADMIT_LUA));
+        let release = Arc::new(redis::Script::new(RELEASE_LUA));
+        let load = {
+            let (conn, admit, release) = (conn.clone(), admit.clone(), release.clone());
+            // Loads both scripts: at start, and when a Redis that came back may have lost them,
+            // so the first calls after an outage need no extra round trip.
+            move || {
+                let (mut c, admit, release) = (conn.clone(), admit.clone(), release.clone());
+                async move {
+                    admit.load_async(&mut c).await.is_ok()
+                        && release.load_async(&mut c).await.is_ok()
+                }
+            }
+        };
         let mut probe = conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut probe).await?;
+        admit.load_async(&mut probe).await?;
+        release.load_async(&mut probe).await?;
         Ok(Self::Redis(RedisCounters {
+            breaker: Breaker::new("rate limits", deadline, load),
             conn,
             prefix: prefix.into(),
-            admit: Arc::new(redis::Script::new(ADMIT_LUA)),
-            release: Arc::new(redis::Script::new(RELEASE_LUA)),
+            admit,
+            release,
             errors: Arc::default(),
+            local: Arc::default(),
         }))
     }
 
-    fn release(&self, scopes: &[ScopeLimit], tokens: u64) {
+    /// The breaker guarding Redis, for [`Counters::Redis`].
+    #[must_use]
+    pub fn breaker(&self) -> Option<&Breaker> {
+        match self {
+            Self::Memory(_) => None,
+            Self::Redis(r) => Some(r.breaker()),
+        }
+    }
+
+    fn release(&self, scopes: &[ScopeLimit], tokens: u64, local: bool) {
         match self {
             Self::Memory(m) => m.release(scopes, tokens),
-            Self::Redis(r) => r.release(scopes, tokens),
+            Self::Redis(r) => r.release(scopes, tokens, local),
         }
     }
 }
@@ -586,6 +667,8 @@ struct Release {
     report: UsageReport,
     /// Whether a slot was taken (a refused call has nothing to give back).
     armed: bool,
+    /// Taken from the in-process fallback of [`RedisCounters`].
+    local: bool,
 }
 
 impl Drop for Release {
@@ -594,7 +677,7 @@ impl Drop for Release {
             return;
         }
         self.counters
-            .release(&self.scopes, self.report.total_tokens());
+            .release(&self.scopes, self.report.total_tokens(), self.local);
     }
 }
 
@@ -635,6 +718,7 @@ where
             scopes: scopes.clone(),
             report,
             armed: true,
+            local: false,
         };
         match &self.counters {
             Counters::Memory(m) => {
@@ -727,10 +811,12 @@ where
                             "rate-limit future polled after completion",
                         )));
                     };
+                    let mut rel = rel;
+                    rel.local = d.local;
                     let next = match d.error() {
                         Some(e) => {
-                            // Nothing was taken: the script takes all scopes or none.
-                            let mut rel = rel;
+                            // Nothing was taken: the script (and the in-process fallback)
+                            // takes all scopes or none.
                             rel.armed = false;
                             State::Refused { err: Some(e) }
                         }
@@ -823,6 +909,26 @@ mod tests {
         let sc = scopes(&info(3));
         let ok = (0..10).filter(|_| m.admit(&sc).refused.is_none()).count();
         assert_eq!(ok, 3);
+    }
+
+    #[test]
+    fn memory_rpm_holds_when_a_new_scope_is_hit_by_many_threads_at_once() {
+        for _ in 0..200 {
+            let m = Arc::new(MemoryCounters::default());
+            let sc: Arc<[ScopeLimit]> = scopes(&info(3)).into();
+            let start = Arc::new(std::sync::Barrier::new(8));
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let (m, sc, start) = (m.clone(), sc.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        (0..4).filter(|_| m.admit(&sc).refused.is_none()).count()
+                    })
+                })
+                .collect();
+            let ok: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+            assert_eq!(ok, 3);
+        }
     }
 
     #[test]

@@ -575,7 +575,8 @@ impl Inner {
         let Some((entries, capture, group)) = self.resolve(model) else {
             return Err(self.unknown_model(model));
         };
-        let shared = self.shared.is_some();
+        // While Redis is marked down, usage and rpm limits are this instance's own.
+        let shared = self.shared.as_ref().is_some_and(|s| !s.breaker().is_open());
         // A test request (`mock_response`) is not counted toward the deployment's usage.
         let test = crate::health::is_test_request(req);
         let mut cands: Vec<&Entry> = entries.iter().map(AsRef::as_ref).collect();
@@ -786,6 +787,12 @@ impl Router {
     /// A builder.
     pub fn builder() -> RouterBuilder {
         RouterBuilder::default()
+    }
+
+    /// The breaker guarding the shared state's Redis ([`RouterBuilder::redis`]), if any.
+    #[must_use]
+    pub fn redis_breaker(&self) -> Option<&crate::redis_guard::Breaker> {
+        self.inner.shared.as_ref().map(Shared::breaker)
     }
 
     /// The model groups served, in config order.

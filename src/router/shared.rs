@@ -8,8 +8,12 @@
 //! Before each pick the router reads its group's keys in one pipelined round trip. A request under
 //! an `rpm` limit reserves its slot with an atomic `INCR` before the call, so the limit holds across
 //! processes. A cooldown is written before the failed call's error is returned. In-flight and token
-//! counts are written by a background task fed through a bounded channel. When Redis cannot be
-//! reached, the router logs a warning and routes on its own state.
+//! counts are written by a background task fed through a bounded channel.
+//!
+//! Every Redis call has a short deadline and a circuit breaker ([`crate::redis_guard`]). When
+//! Redis fails or hangs, the breaker opens (one warning) and, until its background probe sees
+//! Redis answer again, the router skips Redis: it routes on this instance's state (cooldowns,
+//! usage and in-flight counts of this process only, `rpm` limits per process), and writes nothing.
 
 use std::{
     fmt,
@@ -21,16 +25,15 @@ use std::{
 };
 
 use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, OnceCell};
+use tokio::sync::mpsc;
 
 use super::{state::wall_minute, Entry};
+use crate::redis_guard::Breaker;
 
 const PREFIX: &str = "llmgate:router:";
 const USAGE_TTL_SECS: i64 = 120;
 const BUSY_TTL_SECS: i64 = 600;
 const QUEUE: usize = 4096;
-/// How long a Redis command may take before the router gives up on it.
-const OP_TIMEOUT: Duration = Duration::from_millis(500);
 
 enum Write {
     Busy(Arc<str>, i64),
@@ -46,10 +49,10 @@ pub(crate) struct Shared {
     dropped: Arc<AtomicU64>,
 }
 
-/// The connection, made on first use and reconnected by the connection manager.
+/// The connection (made on first use and reconnected by the connection manager) and its breaker.
 struct Conn {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    conn: ConnectionManager,
+    breaker: Breaker,
     errors: AtomicU64,
 }
 
@@ -77,10 +80,18 @@ impl Shared {
         let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| "shared router state needs a tokio runtime".to_owned())?;
+        let deadline = crate::redis_guard::deadline_from_env();
+        let manager = client
+            .get_connection_manager_lazy(crate::redis_guard::manager_config(deadline))
+            .map_err(|e| format!("Redis client: {}", e.category()))?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let conn = Arc::new(Conn {
-            client,
-            conn: OnceCell::new(),
+            breaker: Breaker::new(
+                "router",
+                deadline,
+                crate::redis_guard::ping(manager.clone()),
+            ),
+            conn: manager,
             errors: AtomicU64::new(0),
         });
         handle.spawn(write_loop(conn.clone(), rx));
@@ -94,51 +105,25 @@ impl Shared {
     async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Pipeline) -> Option<T> {
         self.conn.run(cmd).await
     }
+
+    /// The breaker guarding this Redis (for readiness).
+    pub(crate) fn breaker(&self) -> &Breaker {
+        &self.conn.breaker
+    }
 }
 
 impl Conn {
-    async fn conn(&self) -> Option<ConnectionManager> {
-        let r = tokio::time::timeout(
-            OP_TIMEOUT * 4,
-            self.conn
-                .get_or_try_init(|| ConnectionManager::new(self.client.clone())),
-        )
-        .await;
-        match r {
-            Ok(Ok(c)) => Some(c.clone()),
-            Ok(Err(e)) => {
-                self.failed(&e.to_string());
-                None
-            }
-            Err(_) => {
-                self.failed("connect timed out");
-                None
-            }
-        }
-    }
-
-    fn failed(&self, what: &str) {
-        let n = self.errors.fetch_add(1, Ordering::Relaxed);
-        // Every error is counted; the log is sampled so an outage does not flood it.
-        if n.is_power_of_two() || n == 0 {
-            tracing::warn!(
-                error = what,
-                errors = n + 1,
-                "router: Redis unavailable; routing on this instance's state"
-            );
-        }
-    }
-
+    /// Runs `cmd` through the breaker: `None` when Redis is marked down, fails or is too slow
+    /// (the breaker logs the outage once; errors are counted here).
     async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Pipeline) -> Option<T> {
-        let mut conn = self.conn().await?;
-        match tokio::time::timeout(OP_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                self.failed(&e.to_string());
-                None
-            }
+        if self.breaker.skip() {
+            return None;
+        }
+        let mut conn = self.conn.clone();
+        match self.breaker.run(cmd.query_async::<T>(&mut conn)).await {
+            Ok(v) => Some(v),
             Err(_) => {
-                self.failed("command timed out");
+                self.errors.fetch_add(1, Ordering::Relaxed);
                 None
             }
         }

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::{
     error::{ErrorKind, LlmError},
+    redis_guard::Breaker,
     store::{now_ms, Store},
 };
 
@@ -32,6 +33,12 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// answer reads, `status` is `"connected"` with `last_updated` (when it last answered); when it
 /// does not (within 3 s), the answer is 503 with the OpenAI error JSON. `cache` is `"redis"`,
 /// `"local"` or `null`.
+///
+/// With Redis in use ([`Readiness::redis`]), `redis` is `"connected"`, or `"degraded"` while any
+/// of its users' breakers ([`crate::redis_guard`]) is open; then `redis_degraded` lists them
+/// (`"rate limits"`, `"router"`, `"cache"`) and `redis_degraded_seconds` says for how long. A
+/// Redis outage does not make the gateway unready (the status stays 200): it serves, with limits
+/// per process and cooldowns local, until Redis answers again.
 #[derive(Clone, Debug, Default)]
 pub struct Readiness {
     inner: Arc<Inner>,
@@ -41,6 +48,8 @@ pub struct Readiness {
 struct Inner {
     database: Option<Store>,
     cache: Option<&'static str>,
+    /// The breakers of Redis' users.
+    redis: Vec<Breaker>,
     /// Unix ms of the last successful database check (0: none yet).
     last_ok: AtomicI64,
 }
@@ -60,7 +69,22 @@ impl Readiness {
             inner: Arc::new(Inner {
                 database: store,
                 cache,
+                redis: Vec::new(),
                 last_ok: AtomicI64::new(0),
+            }),
+        }
+    }
+
+    /// Also reports Redis through `breakers` (see the type docs).
+    #[must_use]
+    pub fn redis(self, breakers: impl IntoIterator<Item = Breaker>) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                database: inner.database.clone(),
+                cache: inner.cache,
+                redis: inner.redis.iter().cloned().chain(breakers).collect(),
+                last_ok: AtomicI64::new(inner.last_ok.load(Ordering::Relaxed)),
             }),
         }
     }
@@ -75,6 +99,22 @@ impl Readiness {
             "litellm_version": env!("CARGO_PKG_VERSION"),
             "success_callbacks": Value::Array(Vec::new()),
         });
+        if !inner.redis.is_empty() {
+            let open: Vec<&Breaker> = inner.redis.iter().filter(|b| b.is_open()).collect();
+            if open.is_empty() {
+                body["redis"] = "connected".into();
+            } else {
+                body["redis"] = "degraded".into();
+                body["redis_degraded"] = open.iter().map(|b| b.what()).collect::<Vec<_>>().into();
+                let secs = open
+                    .iter()
+                    .filter_map(|b| b.degraded_for())
+                    .max()
+                    .unwrap_or_default()
+                    .as_secs();
+                body["redis_degraded_seconds"] = secs.into();
+            }
+        }
         if let Some(store) = &inner.database {
             let now = now_ms();
             let last = inner.last_ok.load(Ordering::Relaxed);
@@ -118,6 +158,26 @@ mod tests {
         assert_eq!(v["success_callbacks"], json!([]));
         let v = json(&Readiness::with(None, Some("redis")).check().await.unwrap());
         assert_eq!(v["cache"], "redis");
+    }
+
+    #[tokio::test]
+    async fn redis_is_reported_connected_or_degraded_and_stays_ready() {
+        let v = json(&Readiness::new().check().await.unwrap());
+        assert!(v.get("redis").is_none(), "{v}");
+        let up = Breaker::new("router", Duration::from_millis(20), || async { true });
+        let down = Breaker::new("rate limits", Duration::from_millis(20), || async { false });
+        let r = Readiness::new().redis([up.clone(), down.clone()]);
+        let v = json(&r.check().await.unwrap());
+        assert_eq!(v["redis"], "connected");
+        assert!(v.get("redis_degraded").is_none());
+        let failed: Result<(), _> = down.run(async { Err::<(), _>("refused") }).await;
+        assert!(failed.is_err());
+        // Degraded, and still a 200 answer: the gateway serves meanwhile.
+        let v = json(&r.check().await.unwrap());
+        assert_eq!(v["status"], "healthy");
+        assert_eq!(v["redis"], "degraded");
+        assert_eq!(v["redis_degraded"], json!(["rate limits"]));
+        assert_eq!(v["redis_degraded_seconds"], 0);
     }
 
     #[tokio::test]
