@@ -23,7 +23,7 @@ mod service;
 pub use self::{
     body::{encode_chunk, encode_error, ServerBody},
     readiness::Readiness,
-    serve::{bind_listeners, serve, serve_per_thread, shutdown_signal, ServeConfig},
+    serve::{bind_listeners, grace_over, serve, serve_per_thread, shutdown_signal, ServeConfig},
     service::{
         error_response, new_call_id, parse_json, presented_key, CacheControlHeader, CallId,
         NotFound, OpenAiServer, ReceivedAt, RequestTimeout, ServerFuture, DEFAULT_MAX_BODY_BYTES,
