@@ -1027,6 +1027,158 @@ mod tests {
     use crate::types::chat::{CompletionTokensDetails, PromptTokensDetails};
 
     #[test]
+    fn estimates_are_a_quarter_of_the_bytes_plus_framing() {
+        use crate::types::chat::{Content, ContentPart, Message};
+        assert_eq!(estimate_tokens(0), 0);
+        assert_eq!(estimate_tokens(1), 1);
+        assert_eq!(estimate_tokens(4), 1);
+        assert_eq!(estimate_tokens(5), 2);
+        // "hi": ceil(2 / 4) + 3.
+        assert_eq!(estimate_prompt_tokens(&[Message::new("user", "hi")]), 4);
+        // 40 bytes over two messages (one in parts): 10 + 2 × 3.
+        let mut parts = Message::new("user", "");
+        parts.content = Some(Content::Parts(vec![
+            ContentPart::text("a".repeat(12)),
+            ContentPart::text("b".repeat(8)),
+        ]));
+        let msgs = [Message::new("system", "s".repeat(20)), parts];
+        assert_eq!(estimate_prompt_tokens(&msgs), 16);
+        assert_eq!(estimate_prompt_tokens(&[]), 0);
+    }
+
+    #[test]
+    fn a_group_is_priced_at_its_dearest_deployment() {
+        let t = PriceTable::builtin();
+        let cheap = Deployment::new("g", "openai/gpt-4o-mini");
+        let dear = Deployment::new("g", "openai/gpt-4o");
+        let pricing = Pricing::new(&t, [&cheap, &dear]);
+        let usage = Usage::new(1_000_000, 0);
+        let c = pricing.cost_of_group("g", &usage);
+        assert!((c - 2.5).abs() < 1e-9, "{c}");
+        assert!(pricing.cost_of_group("nope", &usage).abs() < f64::EPSILON);
+    }
+
+    /// A cost layer over an upstream that streams `chunks` and then never ends, or (with
+    /// `chunks` `None`) never answers.
+    fn cut_stack(
+        chunks: Option<Vec<&'static str>>,
+    ) -> Cost<
+        impl Service<
+                LlmRequest,
+                Response = LlmResponse,
+                Error = LlmError,
+                Future = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>> + Send>>,
+            > + Clone,
+    > {
+        let dep = Deployment::new("g", "openai/gpt-4o-mini");
+        let pricing = Arc::new(Pricing::new(&PriceTable::builtin(), [&dep]));
+        let dep = Arc::new(dep);
+        let inner = tower::service_fn(move |_req: LlmRequest| {
+            let chunks = chunks.clone();
+            let dep = dep.clone();
+            let fut: Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>> + Send>> =
+                Box::pin(async move {
+                    let Some(chunks) = chunks else {
+                        return std::future::pending().await;
+                    };
+                    let items: Vec<Result<ChunkBody, LlmError>> = chunks
+                        .into_iter()
+                        .map(|c| ChunkBody::from_wire(bytes::Bytes::from_static(c.as_bytes())))
+                        .collect();
+                    let stream = futures_util::StreamExt::chain(
+                        futures_util::stream::iter(items),
+                        futures_util::stream::pending(),
+                    );
+                    let mut resp = LlmResponse::stream(Box::pin(stream));
+                    resp.meta.deployment_id = Some(dep.id.clone());
+                    resp.meta.deployment = Some(dep);
+                    Ok(resp)
+                });
+            fut
+        });
+        CostLayer::new(pricing).layer(inner)
+    }
+
+    fn chat_req(stream: bool) -> (LlmRequest, UsageReport, StreamTally) {
+        let mut body = crate::types::chat::ChatRequest {
+            model: "g".into(),
+            messages: vec![crate::types::chat::Message::new("user", "hi")],
+            ..Default::default()
+        };
+        body.stream = Some(stream);
+        let mut req = LlmRequest::chat(body);
+        let report = UsageReport::default();
+        let tally = StreamTally::default();
+        req.extensions.insert(report.clone());
+        req.extensions.insert(tally.clone());
+        (req, report, tally)
+    }
+
+    #[tokio::test]
+    async fn a_dropped_stream_is_charged_its_prompt_and_delivered_text() {
+        use futures_util::StreamExt as _;
+        let mut svc = cut_stack(Some(vec![
+            r#"{"choices":[{"delta":{"role":"assistant","content":""}}],"model":"gpt-4o-mini"}"#,
+            r#"{"choices":[{"delta":{"content":"0123456789"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"abcdef"}}]}"#,
+        ]));
+        let (req, report, tally) = chat_req(true);
+        let resp = svc.call(req).await.unwrap();
+        let ResponseBody::Stream(mut stream) = resp.body else {
+            panic!("not a stream");
+        };
+        for _ in 0..3 {
+            stream.next().await.unwrap().unwrap();
+        }
+        assert!(tally.get().is_none(), "not over yet");
+        drop(stream);
+        // 16 bytes delivered: 4 tokens; the prompt "hi": 4.
+        assert_eq!(report.total_tokens(), 8);
+        let (usage, cost) = tally.get().unwrap();
+        let usage = usage.unwrap();
+        assert_eq!(usage.prompt_tokens, Some(4));
+        assert_eq!(usage.completion_tokens, Some(4));
+        let expected = 4.0 * 1.5e-7 + 4.0 * 6e-7;
+        assert!((cost - expected).abs() < 1e-15, "{cost}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_dropped_after_its_usage_is_charged_the_reported_usage() {
+        use futures_util::StreamExt as _;
+        let mut svc = cut_stack(Some(vec![
+            r#"{"choices":[{"delta":{"content":"0123456789"}}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":100,"completion_tokens":50,"total_tokens":150}}"#,
+        ]));
+        let (req, report, tally) = chat_req(true);
+        let resp = svc.call(req).await.unwrap();
+        let ResponseBody::Stream(mut stream) = resp.body else {
+            panic!("not a stream");
+        };
+        // The usage chunk is stripped (the client did not ask): one chunk reaches the client,
+        // and the next poll reads the usage and then waits.
+        stream.next().await.unwrap().unwrap();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(stream.as_mut().poll_next(&mut cx).is_pending());
+        drop(stream);
+        assert_eq!(report.total_tokens(), 150);
+        assert_eq!(tally.get().unwrap().0.unwrap().completion_tokens, Some(50));
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_before_its_answer_is_charged_its_prompt() {
+        let mut svc = cut_stack(None);
+        let (req, report, _) = chat_req(false);
+        let mut fut = Box::pin(svc.call(req));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(report.total_tokens(), 0);
+        drop(fut);
+        assert_eq!(report.total_tokens(), 4);
+    }
+
+    #[test]
     fn builtin_table_is_litellms_map_and_covers_providers() {
         let t = PriceTable::builtin();
         let source: serde_json::Value = serde_json::from_str(BUILTIN_PRICES_SOURCE).unwrap();

@@ -530,6 +530,39 @@ mod tests {
             let s = summarize(chunk.as_bytes(), true).unwrap();
             proptest::prop_assert_eq!(s.choices as usize, finishes.len());
             proptest::prop_assert_eq!(s.finished, finishes.iter().any(Option::is_some));
+            // One byte of content per choice.
+            proptest::prop_assert_eq!(s.text_bytes, finishes.len());
+        }
+    }
+
+    #[test]
+    fn delta_text_bytes_count_what_the_deltas_carry() {
+        // Content, reasoning and a refusal as their text; role, finish and usage not at all.
+        let chunk = br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"hello","reasoning_content":"abc"},"finish_reason":null},{"index":1,"delta":{"refusal":"no"}}],"model":"m","usage":null}"#;
+        let wire = ChunkBody::from_wire(Bytes::from_static(chunk)).unwrap();
+        assert_eq!(wire.delta_text_bytes(), 5 + 3 + 2);
+        // The typed form counts content and reasoning the same way.
+        let mut typed = wire.clone();
+        typed.typed_mut().unwrap();
+        assert!(typed.wire().is_none());
+        assert_eq!(typed.delta_text_bytes(), 5 + 3);
+        // Tool calls: the whole value on the wire (never less than the arguments' text), the
+        // name and arguments when typed.
+        let chunk = br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f","arguments":"{\"a\":1}"}}]}}]}"#;
+        let wire = ChunkBody::from_wire(Bytes::from_static(chunk)).unwrap();
+        let mut typed = wire.clone();
+        typed.typed_mut().unwrap();
+        assert_eq!(typed.delta_text_bytes(), 1 + 7);
+        assert!(wire.delta_text_bytes() > typed.delta_text_bytes());
+        // Nothing to count: a usage-only chunk, a null delta, escaped text counted as written.
+        for (chunk, n) in [
+            (&br#"{"choices":[],"usage":{"prompt_tokens":1}}"#[..], 0),
+            (br#"{"choices":[{"delta":null}]}"#, 0),
+            (br#"{"choices":[{"delta":{"content":null}}]}"#, 0),
+            (br#"{"choices":[{"delta":{"content":"a\nb"}}]}"#, 4),
+        ] {
+            let c = ChunkBody::from_wire(Bytes::copy_from_slice(chunk)).unwrap();
+            assert_eq!(c.delta_text_bytes(), n, "{}", String::from_utf8_lossy(chunk));
         }
     }
 
