@@ -27,7 +27,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use governance_common::{free_port, get, new_key, Gov, TempDir, MASTER, BIN};
+use governance_common::{free_port, get, new_key, Gov, TempDir, BIN, MASTER};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use llmgate::{
@@ -80,16 +80,17 @@ async fn open_with(base: &str, key: &str, body: &Value) -> http::Response<Incomi
     let req = http::Request::post(format!("{base}/v1/chat/completions"))
         .header("authorization", format!("Bearer {key}"))
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(
-            serde_json::to_vec(body).unwrap(),
-        )))
+        .body(Full::new(Bytes::from(serde_json::to_vec(body).unwrap())))
         .unwrap();
     client.request(req).await.expect("gateway reachable")
 }
 
 /// Reads the stream until every piece has arrived; returns the response, still open.
 async fn read_all_pieces(resp: http::Response<Incoming>) -> http::Response<Incoming> {
-    read_until(resp, |text| PIECES.iter().all(|p| text.contains(p.trim_end()))).await
+    read_until(resp, |text| {
+        PIECES.iter().all(|p| text.contains(p.trim_end()))
+    })
+    .await
 }
 
 /// Reads the stream until `done` holds for the text so far; returns the response, still open.
@@ -138,7 +139,10 @@ async fn ten_dropped_streams(gw: &Gov, up: &FakeUpstream, key: &str) -> (usize, 
         let resp = read_all_pieces(resp).await;
         drop(resp);
         // The gateway noticed (it closed its upstream stream): the row is recorded by then.
-        assert!(up.wait_for_disconnects(admitted, Duration::from_secs(10)).await);
+        assert!(
+            up.wait_for_disconnects(admitted, Duration::from_secs(10))
+                .await
+        );
     }
     (admitted, refused)
 }

@@ -552,7 +552,9 @@ impl Pricing {
     /// its deployments has a price): for a call cut before a deployment answered.
     #[must_use]
     pub fn cost_of_group(&self, model_group: &str, usage: &Usage) -> f64 {
-        self.by_group.get(model_group).map_or(0.0, |p| p.cost(usage))
+        self.by_group
+            .get(model_group)
+            .map_or(0.0, |p| p.cost(usage))
     }
 
     /// The cost of `usage` on a deployment (0 without a price).
@@ -710,8 +712,11 @@ impl CallCtx {
                     // Cut before a deployment answered: the group's dearest price.
                     self.pricing.cost_of_group(&self.model_group, u)
                 } else {
-                    self.pricing
-                        .cost_of(meta.deployment_id.as_deref(), meta.deployment.as_deref(), u)
+                    self.pricing.cost_of(
+                        meta.deployment_id.as_deref(),
+                        meta.deployment.as_deref(),
+                        u,
+                    )
                 }
             })
         };
@@ -1138,7 +1143,7 @@ mod tests {
         let usage = usage.unwrap();
         assert_eq!(usage.prompt_tokens, Some(4));
         assert_eq!(usage.completion_tokens, Some(4));
-        let expected = 4.0 * 1.5e-7 + 4.0 * 6e-7;
+        let expected = 4.0_f64.mul_add(1.5e-7, 4.0 * 6e-7);
         assert!((cost - expected).abs() < 1e-15, "{cost}");
     }
 

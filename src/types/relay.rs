@@ -357,10 +357,8 @@ fn summarize(bytes: &[u8], read_choices: bool) -> Result<Summary, String> {
                     |key, value_at| {
                         if key == b"delta" {
                             scan::for_each_member(bytes, value_at, |d| {
-                                text_bytes = text_bytes.saturating_add(delta_member_bytes(
-                                    d.key,
-                                    &bytes[d.value],
-                                ));
+                                text_bytes = text_bytes
+                                    .saturating_add(delta_member_bytes(d.key, &bytes[d.value]));
                             })
                             .or_else(|| scan::skip_value(bytes, value_at))
                         } else {
@@ -542,7 +540,7 @@ mod tests {
         let wire = ChunkBody::from_wire(Bytes::from_static(chunk)).unwrap();
         assert_eq!(wire.delta_text_bytes(), 5 + 3 + 2);
         // The typed form counts content and reasoning the same way.
-        let mut typed = wire.clone();
+        let mut typed = wire;
         typed.typed_mut().unwrap();
         assert!(typed.wire().is_none());
         assert_eq!(typed.delta_text_bytes(), 5 + 3);
@@ -562,7 +560,12 @@ mod tests {
             (br#"{"choices":[{"delta":{"content":"a\nb"}}]}"#, 4),
         ] {
             let c = ChunkBody::from_wire(Bytes::copy_from_slice(chunk)).unwrap();
-            assert_eq!(c.delta_text_bytes(), n, "{}", String::from_utf8_lossy(chunk));
+            assert_eq!(
+                c.delta_text_bytes(),
+                n,
+                "{}",
+                String::from_utf8_lossy(chunk)
+            );
         }
     }
 
