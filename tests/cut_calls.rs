@@ -27,7 +27,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use governance_common::{free_port, get, new_key, Gov, TempDir, BIN, MASTER};
+use governance_common::{free_port, fresh_pg, get, new_key, Gov, TempDir, BIN, MASTER};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use llmgate::{
@@ -158,15 +158,10 @@ fn minute() -> u64 {
 /// A key with `max_budget` 0.045: each dropped stream costs 0.024, so the first two start (at
 /// 0 and 0.024 spent) and every later one finds 0.048 >= 0.045 spent and is refused (422). Before
 /// this item the streams cost 0 and all ten started.
-#[tokio::test]
-async fn budget_counts_streams_the_client_drops() {
+async fn budget_counts_streams_the_client_drops(opts: BuildOptions) {
     let up = FakeUpstream::start().await;
     up.set_default(stream_then_hang());
-    let gw = Gov::start(
-        &config(&up.url(), ""),
-        BuildOptions::default().database_url("sqlite::memory:"),
-    )
-    .await;
+    let gw = Gov::start(&config(&up.url(), ""), opts).await;
     let base = gw.url("");
     let (key, _) = new_key(&base, json!({"max_budget": 0.045})).await;
 
@@ -190,6 +185,20 @@ async fn budget_counts_streams_the_client_drops() {
         .json();
     let spent = info["info"]["spend"].as_f64().unwrap();
     assert!((spent - 2.0 * STREAM_COST).abs() < 1e-9, "{info}");
+}
+
+#[tokio::test]
+async fn budget_counts_streams_the_client_drops_sqlite() {
+    budget_counts_streams_the_client_drops(BuildOptions::default().database_url("sqlite::memory:"))
+        .await;
+}
+
+/// The same on PostgreSQL (`LLMGATE_TEST_DATABASE_URL`): the new statuses are plain `status`
+/// text in both schemas.
+#[tokio::test]
+async fn budget_counts_streams_the_client_drops_postgres() {
+    let url = fresh_pg().await;
+    budget_counts_streams_the_client_drops(BuildOptions::default().database_url(url)).await;
 }
 
 /// A key with `tpm_limit` 50: each dropped stream counts 14 tokens, so streams start at 0, 14,
