@@ -708,7 +708,8 @@ impl CallCtx {
             0.0
         } else {
             usage.map_or(0.0, |u| {
-                if meta.deployment_id.is_none() && meta.deployment.is_none() {
+                let cut = status == STATUS_CLIENT_CLOSED || status == STATUS_CUT_AT_SHUTDOWN;
+                if cut && meta.deployment_id.is_none() && meta.deployment.is_none() {
                     // Cut before a deployment answered: the group's dearest price.
                     self.pricing.cost_of_group(&self.model_group, u)
                 } else {
