@@ -1064,8 +1064,8 @@ mod tests {
         assert!(pricing.cost_of_group("nope", &usage).abs() < f64::EPSILON);
     }
 
-    /// A cost layer over an upstream that streams `chunks` and then never ends, or (with
-    /// `chunks` `None`) never answers.
+    /// A cost layer over an upstream that streams `chunks` (`"ERR"`: an error) and then never
+    /// ends, or (with `chunks` `None`) never answers.
     fn cut_stack(
         chunks: Option<Vec<&'static str>>,
     ) -> Cost<
@@ -1089,7 +1089,10 @@ mod tests {
                     };
                     let items: Vec<Result<ChunkBody, LlmError>> = chunks
                         .into_iter()
-                        .map(|c| ChunkBody::from_wire(bytes::Bytes::from_static(c.as_bytes())))
+                        .map(|c| match c {
+                            "ERR" => Err(LlmError::internal("upstream failed mid-stream")),
+                            c => ChunkBody::from_wire(bytes::Bytes::from_static(c.as_bytes())),
+                        })
                         .collect();
                     let stream = futures_util::StreamExt::chain(
                         futures_util::stream::iter(items),
@@ -1169,6 +1172,27 @@ mod tests {
         drop(stream);
         assert_eq!(report.total_tokens(), 150);
         assert_eq!(tally.get().unwrap().0.unwrap().completion_tokens, Some(50));
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_fails_midway_is_charged_what_it_delivered() {
+        use futures_util::StreamExt as _;
+        let mut svc = cut_stack(Some(vec![
+            r#"{"choices":[{"delta":{"content":"01234567"}}]}"#,
+            "ERR",
+        ]));
+        let (req, report, tally) = chat_req(true);
+        let resp = svc.call(req).await.unwrap();
+        let ResponseBody::Stream(mut stream) = resp.body else {
+            panic!("not a stream");
+        };
+        stream.next().await.unwrap().unwrap();
+        assert!(stream.next().await.unwrap().is_err());
+        // Charged when the error passed, not again when dropped: 4 prompt + 2 delivered.
+        assert_eq!(report.total_tokens(), 6);
+        drop(stream);
+        assert_eq!(report.total_tokens(), 6);
+        assert_eq!(tally.get().unwrap().0.unwrap().completion_tokens, Some(2));
     }
 
     #[tokio::test]
