@@ -30,6 +30,26 @@
 //! disconnects). The `x-litellm-response-cost` header needs the cost before the body, so it is only
 //! on complete responses; a stream's cost is in its spend-log row.
 //!
+//! # Calls cut short
+//!
+//! A call is paid for what it used even when it does not finish. A stream that is dropped before
+//! its end (the client went away, or the server's shutdown grace period ran out), or that ends
+//! with an upstream error, is charged the usage the upstream reported if its usage chunk had
+//! already passed, else an estimate: the prompt (estimated when the call starts) and the text
+//! the stream delivered (its deltas' bytes, counted as chunks pass). A call that is not a stream
+//! and whose response future is dropped (the same causes) is charged its estimated prompt. The
+//! estimate is `ceil(bytes / 4)` tokens for text (OpenAI's rule of thumb for English; for
+//! scripts of 2–4 UTF-8 bytes a character it stays close to their tokenizers' counts too) plus
+//! 3 tokens per prompt message (OpenAI's per-message framing); see [`estimate_tokens`] and
+//! [`estimate_prompt_tokens`]. A cut call whose deployment is not known yet is priced at the
+//! dearest deployment of its model group.
+//!
+//! The spend row says why: [`STATUS_CLIENT_CLOSED`] when the client went away,
+//! [`STATUS_CUT_AT_SHUTDOWN`] when the server cut it after its grace period
+//! ([`grace_over`](crate::server::grace_over)), `failure` when the upstream failed mid-stream.
+//! The same usage reaches the rate limiter's tpm ([`UsageReport`]), the budget ledger (through
+//! the spend log) and the access log ([`StreamTally`]).
+//!
 //! Place in the default order: after budget (a refused call costs nothing), before the cache (a hit
 //! is logged at zero cost).
 //!
@@ -96,6 +116,62 @@ pub const BUILTIN_PRICES_GZ: &[u8] = include_bytes!("model_prices.json.gz");
 /// Where [`BUILTIN_PRICES_GZ`] comes from (JSON): the `litellm` package version, the sha256 of
 /// its wheel and of the map, and entry counts.
 pub const BUILTIN_PRICES_SOURCE: &str = include_str!("model_prices.source.json");
+
+/// The spend-log `status` of a call the client abandoned before it finished (a stream the client
+/// stopped reading, a call whose connection closed). LiteLLM writes only `success` and
+/// `failure`; its proxy answers a client that disconnected with 499 "Client disconnected the
+/// request", hence the name (nginx's 499 is "client closed request").
+pub const STATUS_CLIENT_CLOSED: &str = "client_closed";
+
+/// The spend-log `status` of a call still running when the server's shutdown grace period ended.
+pub const STATUS_CUT_AT_SHUTDOWN: &str = "cut_at_shutdown";
+
+/// Tokens estimated from `bytes` of text: `ceil(bytes / 4)`. See the [module docs](self).
+#[must_use]
+pub fn estimate_tokens(bytes: usize) -> u64 {
+    u64::try_from(bytes).unwrap_or(u64::MAX).div_ceil(4)
+}
+
+/// A chat request's prompt tokens, estimated: [`estimate_tokens`] of its messages' text (string
+/// content, text parts, tool-call names and arguments) plus 3 per message. Reads lengths only:
+/// no allocation, no scan of the text.
+#[must_use]
+pub fn estimate_prompt_tokens(messages: &[crate::types::chat::Message]) -> u64 {
+    use crate::types::chat::Content;
+    let len = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    let bytes: usize = messages
+        .iter()
+        .map(|m| {
+            let content = match &m.content {
+                Some(Content::Text(t)) => t.len(),
+                Some(Content::Parts(parts)) => parts.iter().map(|p| len(&p.text)).sum(),
+                None => 0,
+            };
+            let tools: usize = m.tool_calls.as_ref().map_or(0, |calls| {
+                calls
+                    .iter()
+                    .filter_map(|t| t.function.as_ref())
+                    .map(|f| len(&f.name) + len(&f.arguments))
+                    .sum()
+            });
+            content + tools + len(&m.reasoning_content)
+        })
+        .sum();
+    let framing = u64::try_from(messages.len())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(3);
+    estimate_tokens(bytes).saturating_add(framing)
+}
+
+/// The status of a call dropped before it finished: cut at shutdown once the grace period is
+/// over, else abandoned by its client.
+fn cut_status() -> &'static str {
+    if crate::server::grace_over() {
+        STATUS_CUT_AT_SHUTDOWN
+    } else {
+        STATUS_CLIENT_CLOSED
+    }
+}
 
 /// One model's prices and limits: an entry of LiteLLM's `model_prices_and_context_window.json`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -357,6 +433,11 @@ impl PriceTable {
     }
 }
 
+/// A price's input plus output price per token, to rank deployments by dearness.
+fn unit_price(p: &ModelPrice) -> f64 {
+    p.input_cost_per_token.unwrap_or(0.0) + p.output_cost_per_token.unwrap_or(0.0)
+}
+
 /// Whether a deployment sets a price of its own (in `litellm_params` or `model_info`).
 fn has_price_override(dep: &Deployment) -> bool {
     dep.input_cost_per_token.is_some()
@@ -377,6 +458,9 @@ fn is_wildcard(dep: &Deployment) -> bool {
 #[derive(Clone, Debug, Default)]
 pub struct Pricing {
     by_deployment: HashMap<Arc<str>, ModelPrice>,
+    /// Per model group, the price of its dearest priced deployment: what a call cut before a
+    /// deployment answered is charged at (see [`Pricing::cost_of_group`]).
+    by_group: HashMap<String, ModelPrice>,
     /// Ids of wildcard deployments, priced per call from `table`.
     wildcards: HashSet<Arc<str>>,
     table: PriceTable,
@@ -390,6 +474,7 @@ impl Pricing {
         deployments: impl IntoIterator<Item = &'a Deployment>,
     ) -> Self {
         let mut by_deployment = HashMap::new();
+        let mut by_group: HashMap<String, ModelPrice> = HashMap::new();
         let mut wildcards = HashSet::new();
         let mut unpriced = Vec::new();
         for dep in deployments {
@@ -399,6 +484,12 @@ impl Pricing {
             }
             match table.for_deployment(dep) {
                 Some(p) => {
+                    let dearer = by_group
+                        .get(&*dep.model_group)
+                        .is_none_or(|q| unit_price(&p) > unit_price(q));
+                    if dearer {
+                        by_group.insert(dep.model_group.to_string(), p.clone());
+                    }
                     by_deployment.insert(dep.id.clone(), p);
                 }
                 None => {
@@ -411,6 +502,7 @@ impl Pricing {
         }
         Self {
             by_deployment,
+            by_group,
             wildcards,
             table: table.clone(),
             unpriced,
@@ -454,6 +546,15 @@ impl Pricing {
     #[must_use]
     pub fn unpriced(&self) -> &[String] {
         &self.unpriced
+    }
+
+    /// The cost of `usage` at the price of `model_group`'s dearest deployment (0 when none of
+    /// its deployments has a price): for a call cut before a deployment answered.
+    #[must_use]
+    pub fn cost_of_group(&self, model_group: &str, usage: &Usage) -> f64 {
+        self.by_group
+            .get(model_group)
+            .map_or(0.0, |p| p.cost(usage))
     }
 
     /// The cost of `usage` on a deployment (0 without a price).
@@ -587,17 +688,37 @@ struct CallCtx {
     started_ms: i64,
     report: Option<UsageReport>,
     tally: Option<StreamTally>,
+    /// The prompt's tokens, estimated ([`estimate_prompt_tokens`]), for a call cut short.
+    prompt_estimate: u64,
 }
 
 impl CallCtx {
+    /// The usage of a call cut short: what the upstream reported, else the estimated prompt and
+    /// `delivered` bytes of text estimated as tokens (see the [module docs](self)).
+    fn cut_usage(&self, reported: Option<&Usage>, delivered: usize) -> Usage {
+        reported.cloned().unwrap_or_else(|| {
+            let completion = estimate_tokens(delivered);
+            Usage::new(self.prompt_estimate, completion)
+        })
+    }
+
     /// Logs the call; returns its cost.
     fn finish(&self, usage: Option<&Usage>, meta: &MetaSnapshot, status: &str) -> f64 {
         let cost = if meta.cache_hit {
             0.0
         } else {
             usage.map_or(0.0, |u| {
-                self.pricing
-                    .cost_of(meta.deployment_id.as_deref(), meta.deployment.as_deref(), u)
+                let cut = status == STATUS_CLIENT_CLOSED || status == STATUS_CUT_AT_SHUTDOWN;
+                if cut && meta.deployment_id.is_none() && meta.deployment.is_none() {
+                    // Cut before a deployment answered: the group's dearest price.
+                    self.pricing.cost_of_group(&self.model_group, u)
+                } else {
+                    self.pricing.cost_of(
+                        meta.deployment_id.as_deref(),
+                        meta.deployment.as_deref(),
+                        u,
+                    )
+                }
             })
         };
         let total = usage.map_or(0, |u| {
@@ -734,6 +855,9 @@ where
             } else {
                 None
             },
+            prompt_estimate: req
+                .as_chat()
+                .map_or(0, |c| estimate_prompt_tokens(&c.messages)),
         };
         ResponseFuture {
             inner: self.inner.call(req),
@@ -744,13 +868,24 @@ where
 }
 
 pin_project! {
-    /// The response future of [`Cost`].
+    /// The response future of [`Cost`]. Dropped before its response (the client went away, or
+    /// the shutdown grace period ended), it logs the call with its estimated prompt.
     #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
         ctx: Option<CallCtx>,
         strip_usage: bool,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(ctx) = this.ctx.take() {
+                let usage = ctx.cut_usage(None, 0);
+                ctx.finish(Some(&usage), &MetaSnapshot::default(), cut_status());
+            }
+        }
     }
 }
 
@@ -802,6 +937,7 @@ where
                             ctx: Some(ctx),
                             meta: snap,
                             usage: None,
+                            delivered: 0,
                             strip_usage: *this.strip_usage,
                         }));
                     }
@@ -828,6 +964,8 @@ pin_project! {
         ctx: Option<CallCtx>,
         meta: MetaSnapshot,
         usage: Option<Usage>,
+        // Bytes of generated text passed on so far (`Relayed::delta_text_bytes`).
+        delivered: usize,
         strip_usage: bool,
     }
 
@@ -835,7 +973,9 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(ctx) = this.ctx.take() {
-                ctx.finish(this.usage.as_ref(), this.meta, "success");
+                // Dropped before its end: paid for what it delivered.
+                let usage = ctx.cut_usage(this.usage.as_ref(), *this.delivered);
+                ctx.finish(Some(&usage), this.meta, cut_status());
             }
         }
     }
@@ -865,11 +1005,14 @@ impl Stream for CostStream {
                             }
                         }
                     }
+                    *this.delivered = this.delivered.saturating_add(chunk.delta_text_bytes());
                     return Poll::Ready(Some(Ok(chunk)));
                 }
                 Some(Err(e)) => {
                     if let Some(ctx) = this.ctx.take() {
-                        ctx.finish(this.usage.as_ref(), this.meta, "failure");
+                        // Failed mid-stream: paid for what it delivered, as a cut stream is.
+                        let usage = ctx.cut_usage(this.usage.as_ref(), *this.delivered);
+                        ctx.finish(Some(&usage), this.meta, "failure");
                     }
                     return Poll::Ready(Some(Err(e)));
                 }
@@ -888,6 +1031,182 @@ impl Stream for CostStream {
 mod tests {
     use super::*;
     use crate::types::chat::{CompletionTokensDetails, PromptTokensDetails};
+
+    #[test]
+    fn estimates_are_a_quarter_of_the_bytes_plus_framing() {
+        use crate::types::chat::{Content, ContentPart, Message};
+        assert_eq!(estimate_tokens(0), 0);
+        assert_eq!(estimate_tokens(1), 1);
+        assert_eq!(estimate_tokens(4), 1);
+        assert_eq!(estimate_tokens(5), 2);
+        // "hi": ceil(2 / 4) + 3.
+        assert_eq!(estimate_prompt_tokens(&[Message::new("user", "hi")]), 4);
+        // 40 bytes over two messages (one in parts): 10 + 2 × 3.
+        let mut parts = Message::new("user", "");
+        parts.content = Some(Content::Parts(vec![
+            ContentPart::text("a".repeat(12)),
+            ContentPart::text("b".repeat(8)),
+        ]));
+        let msgs = [Message::new("system", "s".repeat(20)), parts];
+        assert_eq!(estimate_prompt_tokens(&msgs), 16);
+        assert_eq!(estimate_prompt_tokens(&[]), 0);
+    }
+
+    #[test]
+    fn a_group_is_priced_at_its_dearest_deployment() {
+        let t = PriceTable::builtin();
+        let cheap = Deployment::new("g", "openai/gpt-4o-mini");
+        let dear = Deployment::new("g", "openai/gpt-4o");
+        let pricing = Pricing::new(&t, [&cheap, &dear]);
+        let usage = Usage::new(1_000_000, 0);
+        let c = pricing.cost_of_group("g", &usage);
+        assert!((c - 2.5).abs() < 1e-9, "{c}");
+        assert!(pricing.cost_of_group("nope", &usage).abs() < f64::EPSILON);
+    }
+
+    /// A cost layer over an upstream that streams `chunks` (`"ERR"`: an error) and then never
+    /// ends, or (with `chunks` `None`) never answers.
+    fn cut_stack(
+        chunks: Option<Vec<&'static str>>,
+    ) -> Cost<
+        impl Service<
+                LlmRequest,
+                Response = LlmResponse,
+                Error = LlmError,
+                Future = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>> + Send>>,
+            > + Clone,
+    > {
+        let dep = Deployment::new("g", "openai/gpt-4o-mini");
+        let pricing = Arc::new(Pricing::new(&PriceTable::builtin(), [&dep]));
+        let dep = Arc::new(dep);
+        let inner = tower::service_fn(move |_req: LlmRequest| {
+            let chunks = chunks.clone();
+            let dep = dep.clone();
+            let fut: Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>> + Send>> =
+                Box::pin(async move {
+                    let Some(chunks) = chunks else {
+                        return std::future::pending().await;
+                    };
+                    let items: Vec<Result<ChunkBody, LlmError>> = chunks
+                        .into_iter()
+                        .map(|c| match c {
+                            "ERR" => Err(LlmError::internal("upstream failed mid-stream")),
+                            c => ChunkBody::from_wire(bytes::Bytes::from_static(c.as_bytes())),
+                        })
+                        .collect();
+                    let stream = futures_util::StreamExt::chain(
+                        futures_util::stream::iter(items),
+                        futures_util::stream::pending(),
+                    );
+                    let mut resp = LlmResponse::stream(Box::pin(stream));
+                    resp.meta.deployment_id = Some(dep.id.clone());
+                    resp.meta.deployment = Some(dep);
+                    Ok(resp)
+                });
+            fut
+        });
+        CostLayer::new(pricing).layer(inner)
+    }
+
+    fn chat_req(stream: bool) -> (LlmRequest, UsageReport, StreamTally) {
+        let mut body = crate::types::chat::ChatRequest {
+            model: "g".into(),
+            messages: vec![crate::types::chat::Message::new("user", "hi")],
+            ..Default::default()
+        };
+        body.stream = Some(stream);
+        let mut req = LlmRequest::chat(body);
+        let report = UsageReport::default();
+        let tally = StreamTally::default();
+        req.extensions.insert(report.clone());
+        req.extensions.insert(tally.clone());
+        (req, report, tally)
+    }
+
+    #[tokio::test]
+    async fn a_dropped_stream_is_charged_its_prompt_and_delivered_text() {
+        use futures_util::StreamExt as _;
+        let mut svc = cut_stack(Some(vec![
+            r#"{"choices":[{"delta":{"role":"assistant","content":""}}],"model":"gpt-4o-mini"}"#,
+            r#"{"choices":[{"delta":{"content":"0123456789"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"abcdef"}}]}"#,
+        ]));
+        let (req, report, tally) = chat_req(true);
+        let resp = svc.call(req).await.unwrap();
+        let ResponseBody::Stream(mut stream) = resp.body else {
+            panic!("not a stream");
+        };
+        for _ in 0..3 {
+            stream.next().await.unwrap().unwrap();
+        }
+        assert!(tally.get().is_none(), "not over yet");
+        drop(stream);
+        // 16 bytes delivered: 4 tokens; the prompt "hi": 4.
+        assert_eq!(report.total_tokens(), 8);
+        let (usage, cost) = tally.get().unwrap();
+        let usage = usage.unwrap();
+        assert_eq!(usage.prompt_tokens, Some(4));
+        assert_eq!(usage.completion_tokens, Some(4));
+        let expected = 4.0_f64.mul_add(1.5e-7, 4.0 * 6e-7);
+        assert!((cost - expected).abs() < 1e-15, "{cost}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_dropped_after_its_usage_is_charged_the_reported_usage() {
+        use futures_util::StreamExt as _;
+        let mut svc = cut_stack(Some(vec![
+            r#"{"choices":[{"delta":{"content":"0123456789"}}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":100,"completion_tokens":50,"total_tokens":150}}"#,
+        ]));
+        let (req, report, tally) = chat_req(true);
+        let resp = svc.call(req).await.unwrap();
+        let ResponseBody::Stream(mut stream) = resp.body else {
+            panic!("not a stream");
+        };
+        // The usage chunk is stripped (the client did not ask): one chunk reaches the client,
+        // and the next poll reads the usage and then waits.
+        stream.next().await.unwrap().unwrap();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(stream.as_mut().poll_next(&mut cx).is_pending());
+        drop(stream);
+        assert_eq!(report.total_tokens(), 150);
+        assert_eq!(tally.get().unwrap().0.unwrap().completion_tokens, Some(50));
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_fails_midway_is_charged_what_it_delivered() {
+        use futures_util::StreamExt as _;
+        let mut svc = cut_stack(Some(vec![
+            r#"{"choices":[{"delta":{"content":"01234567"}}]}"#,
+            "ERR",
+        ]));
+        let (req, report, tally) = chat_req(true);
+        let resp = svc.call(req).await.unwrap();
+        let ResponseBody::Stream(mut stream) = resp.body else {
+            panic!("not a stream");
+        };
+        stream.next().await.unwrap().unwrap();
+        assert!(stream.next().await.unwrap().is_err());
+        // Charged when the error passed, not again when dropped: 4 prompt + 2 delivered.
+        assert_eq!(report.total_tokens(), 6);
+        drop(stream);
+        assert_eq!(report.total_tokens(), 6);
+        assert_eq!(tally.get().unwrap().0.unwrap().completion_tokens, Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_before_its_answer_is_charged_its_prompt() {
+        let mut svc = cut_stack(None);
+        let (req, report, _) = chat_req(false);
+        let mut fut = Box::pin(svc.call(req));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(report.total_tokens(), 0);
+        drop(fut);
+        assert_eq!(report.total_tokens(), 4);
+    }
 
     #[test]
     fn builtin_table_is_litellms_map_and_covers_providers() {

@@ -25,7 +25,7 @@ pub use self::{
     body::{encode_chunk, encode_error, ServerBody},
     parse_errors::JsonParseErrors,
     readiness::Readiness,
-    serve::{bind_listeners, serve, serve_per_thread, shutdown_signal, ServeConfig},
+    serve::{bind_listeners, grace_over, serve, serve_per_thread, shutdown_signal, ServeConfig},
     service::{
         body_read_timeout, error_response, new_call_id, parse_json, presented_key,
         CacheControlHeader, CallId, NotFound, OpenAiServer, ReceivedAt, RequestTimeout,

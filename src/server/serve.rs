@@ -8,7 +8,7 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     task::{ready, Context, Poll},
@@ -33,6 +33,19 @@ use crate::{
     error::BoxError,
     timer::{self, ServeTimer},
 };
+
+/// Set once a server's shutdown grace period has run out (see [`grace_over`]).
+static GRACE_OVER: AtomicBool = AtomicBool::new(false);
+
+/// Whether a shutdown grace period of [`serve`] in this process has run out: the requests still
+/// in flight are then being cut by the server, not abandoned by their clients. The cost layer
+/// reads it when a call is dropped before its end, to mark its spend row
+/// ([`STATUS_CUT_AT_SHUTDOWN`](crate::cost::STATUS_CUT_AT_SHUTDOWN)). Process-wide and never
+/// reset: it is meant for a process that is exiting.
+#[must_use]
+pub fn grace_over() -> bool {
+    GRACE_OVER.load(Ordering::Relaxed)
+}
 
 /// How [`serve`] runs. The defaults are those of a well-run reverse proxy: a client that sends
 /// nothing, sends its headers or its body too slowly, or keeps an HTTP/2 connection without
@@ -417,7 +430,11 @@ where
     );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(config.grace_period) => tracing::warn!("grace period over; closing remaining connections"),
+        () = tokio::time::sleep(config.grace_period) => {
+            // Before the connections are dropped (by the caller's runtime): their calls are cut.
+            GRACE_OVER.store(true, Ordering::Relaxed);
+            tracing::warn!("grace period over; closing remaining connections");
+        }
     }
     Ok(())
 }

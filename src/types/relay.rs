@@ -103,6 +103,8 @@ struct Summary {
     choices: u32,
     /// Whether any choice has a non-null `finish_reason`.
     finished: bool,
+    /// Bytes of text the choices' deltas carry (see [`Relayed::delta_text_bytes`]).
+    text_bytes: usize,
 }
 
 impl<T: Relayable> Relayed<T> {
@@ -242,6 +244,34 @@ impl Relayed<ChatChunk> {
         }
     }
 
+    /// Bytes of generated text in the chunk's deltas: `content`, `reasoning_content`, `refusal`
+    /// and the tool calls (on a typed chunk, their names and arguments). On the provider's bytes
+    /// it is measured as sent (a string's escapes as written, the tool calls with their JSON
+    /// framing), so it never counts less than the text; the cost layer estimates the tokens of a
+    /// stream cut short from it.
+    #[must_use]
+    pub fn delta_text_bytes(&self) -> usize {
+        match &self.0 {
+            Repr::Typed(c) => c
+                .choices
+                .iter()
+                .filter_map(|c| c.delta.as_ref())
+                .map(|d| {
+                    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+                    let tools: usize = d.tool_calls.as_ref().map_or(0, |calls| {
+                        calls
+                            .iter()
+                            .filter_map(|t| t.function.as_ref())
+                            .map(|f| text(&f.name) + text(&f.arguments))
+                            .sum()
+                    });
+                    text(&d.content) + text(&d.reasoning_content) + tools
+                })
+                .sum(),
+            Repr::Wire(w) => w.summary.text_bytes,
+        }
+    }
+
     /// Whether any choice of the chunk carries a finish reason.
     #[must_use]
     pub fn is_finished(&self) -> bool {
@@ -312,6 +342,7 @@ fn summarize(bytes: &[u8], read_choices: bool) -> Result<Summary, String> {
     // A chunk's choices are read while the scan finds where the list ends (one pass over them).
     let mut choices = 0_u32;
     let mut finished = false;
+    let mut text_bytes = 0_usize;
     let mut listed_objects = true;
     let mut read_list = |value_at: usize| {
         let listed = scan::walk_elements(
@@ -319,11 +350,27 @@ fn summarize(bytes: &[u8], read_choices: bool) -> Result<Summary, String> {
             value_at,
             |choice_at| {
                 choices = choices.saturating_add(1);
-                let end = scan::for_each_member(bytes, choice_at, |c| {
-                    if c.key == b"finish_reason" && &bytes[c.value] != b"null" {
-                        finished = true;
-                    }
-                });
+                // The delta's text is counted while the scan finds where the delta ends.
+                let end = scan::walk_members(
+                    bytes,
+                    choice_at,
+                    |key, value_at| {
+                        if key == b"delta" {
+                            scan::for_each_member(bytes, value_at, |d| {
+                                text_bytes = text_bytes
+                                    .saturating_add(delta_member_bytes(d.key, &bytes[d.value]));
+                            })
+                            .or_else(|| scan::skip_value(bytes, value_at))
+                        } else {
+                            scan::skip_value(bytes, value_at)
+                        }
+                    },
+                    |c| {
+                        if c.key == b"finish_reason" && &bytes[c.value] != b"null" {
+                            finished = true;
+                        }
+                    },
+                );
                 // Not an object: noted, and passed over as any value.
                 end.or_else(|| {
                     listed_objects = false;
@@ -376,6 +423,7 @@ fn summarize(bytes: &[u8], read_choices: bool) -> Result<Summary, String> {
         }
         summary.choices = choices;
         summary.finished = finished;
+        summary.text_bytes = text_bytes;
     }
     if let Some(e) = error {
         return Err(e);
@@ -388,6 +436,19 @@ fn summarize(bytes: &[u8], read_choices: bool) -> Result<Summary, String> {
         return Err("no choices list".to_owned());
     }
     Ok(summary)
+}
+
+/// The bytes of generated text a member of a chunk's `delta` carries, as sent: a string's text
+/// between its quotes (escapes as written) for `content`, `reasoning_content` and `refusal`, the
+/// whole value for `tool_calls` (arguments with their framing), 0 for anything else.
+fn delta_member_bytes(key: &[u8], value: &[u8]) -> usize {
+    match key {
+        b"content" | b"reasoning_content" | b"refusal" if value.first() == Some(&b'"') => {
+            value.len().saturating_sub(2)
+        }
+        b"tool_calls" if value != b"null" => value.len(),
+        _ => 0,
+    }
 }
 
 /// The text of a JSON string with no escapes and no control characters (what serde would read
@@ -467,6 +528,44 @@ mod tests {
             let s = summarize(chunk.as_bytes(), true).unwrap();
             proptest::prop_assert_eq!(s.choices as usize, finishes.len());
             proptest::prop_assert_eq!(s.finished, finishes.iter().any(Option::is_some));
+            // One byte of content per choice.
+            proptest::prop_assert_eq!(s.text_bytes, finishes.len());
+        }
+    }
+
+    #[test]
+    fn delta_text_bytes_count_what_the_deltas_carry() {
+        // Content, reasoning and a refusal as their text; role, finish and usage not at all.
+        let chunk = br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"hello","reasoning_content":"abc"},"finish_reason":null},{"index":1,"delta":{"refusal":"no"}}],"model":"m","usage":null}"#;
+        let wire = ChunkBody::from_wire(Bytes::from_static(chunk)).unwrap();
+        assert_eq!(wire.delta_text_bytes(), 5 + 3 + 2);
+        // The typed form counts content and reasoning the same way.
+        let mut typed = wire;
+        typed.typed_mut().unwrap();
+        assert!(typed.wire().is_none());
+        assert_eq!(typed.delta_text_bytes(), 5 + 3);
+        // Tool calls: the whole value on the wire (never less than the arguments' text), the
+        // name and arguments when typed.
+        let chunk = br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f","arguments":"{\"a\":1}"}}]}}]}"#;
+        let wire = ChunkBody::from_wire(Bytes::from_static(chunk)).unwrap();
+        let mut typed = wire.clone();
+        typed.typed_mut().unwrap();
+        assert_eq!(typed.delta_text_bytes(), 1 + 7);
+        assert!(wire.delta_text_bytes() > typed.delta_text_bytes());
+        // Nothing to count: a usage-only chunk, a null delta, escaped text counted as written.
+        for (chunk, n) in [
+            (&br#"{"choices":[],"usage":{"prompt_tokens":1}}"#[..], 0),
+            (br#"{"choices":[{"delta":null}]}"#, 0),
+            (br#"{"choices":[{"delta":{"content":null}}]}"#, 0),
+            (br#"{"choices":[{"delta":{"content":"a\nb"}}]}"#, 4),
+        ] {
+            let c = ChunkBody::from_wire(Bytes::copy_from_slice(chunk)).unwrap();
+            assert_eq!(
+                c.delta_text_bytes(),
+                n,
+                "{}",
+                String::from_utf8_lossy(chunk)
+            );
         }
     }
 
