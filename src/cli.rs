@@ -190,6 +190,16 @@ fn key_or_file(key: &str) -> &str {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit, as Go's runtime does at start: the
+/// usual soft limit (1024) is a legacy of `select(2)`, and a gateway holds a descriptor per client
+/// and per upstream connection. Failing to raise it is logged, not fatal.
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+}
+
 /// Runs the binary: `--check`, or serve until SIGTERM/SIGINT. Installs the log subscriber once the
 /// config is read ([`json_logs`] picks the format), unless one is installed already.
 pub fn run(opts: RunOptions) -> Result<(), String> {
@@ -200,6 +210,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
     }
     let loaded = load_config(opts.config.as_ref())?;
     let _log = init_tracing_with(json_logs(&loaded.config));
+    raise_fd_limit();
     let origin = opts.config.as_ref().map_or_else(
         || "<embedded default config>".to_owned(),
         |p| p.display().to_string(),

@@ -356,19 +356,13 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 
 /// The real binary with at most 128 file descriptors (`prlimit` on the running process): 300
 /// connections that never send a byte fill its table, and normal requests queued behind them
-/// are still answered, because each silent one is closed after `request_header_timeout` and a
-/// failing `accept` backs off and retries.
+/// are answered within seconds with the default 30 s header timeout, because a failing `accept`
+/// sheds the connections that have sent nothing (and idle keep-alive ones), backs off and retries.
+/// Before, every normal request waited for the header timeout (all 4 timed out at 15 s).
 #[tokio::test]
 async fn silent_connections_cannot_starve_the_binary_of_descriptors() {
     let up = FakeUpstream::start().await;
-    let cfg = support::process::TempFile::new(
-        "llmgate-hostile",
-        "yaml",
-        &config(
-            &up.url(),
-            "general_settings:\n  request_header_timeout: 1\n",
-        ),
-    );
+    let cfg = support::process::TempFile::new("llmgate-hostile", "yaml", &config(&up.url(), ""));
     let bin = support::process::Binary::spawn(&cfg.0, &[]);
     let pid = bin.child.id();
     let limited = std::process::Command::new("prlimit")
@@ -407,10 +401,11 @@ async fn silent_connections_cannot_starve_the_binary_of_descriptors() {
         assert_eq!(answer.status, 200, "request {i}");
     }
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(15), "{took:?}");
-    // Every silent connection is closed by the server, none answered.
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    // Every silent connection is closed by the server, none answered: shed under pressure, or
+    // at the (default, 30 s) header timeout once the table had room again.
     for conn in &mut silent {
-        let (got, _) = closed_within(conn, Duration::from_secs(15)).await;
+        let (got, _) = closed_within(conn, Duration::from_secs(40)).await;
         assert!(got.is_empty());
     }
     assert!(

@@ -25,7 +25,7 @@ use hyper_util::{
 };
 use pin_project_lite::pin_project;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Notify};
 use tower_service::Service;
 
 use super::JsonParseErrors;
@@ -291,6 +291,16 @@ impl<B: Body> Body for TrackedBody<B> {
     }
 }
 
+/// Woken when an `accept` anywhere in the process fails (out of file descriptors, most likely):
+/// connections still waiting for their first byte, and keep-alive connections with no request in
+/// flight, close at once, so the descriptors go to clients that send requests. A client that
+/// opens connections and sends nothing would otherwise hold the table until the header timeout,
+/// and every normal request behind it would wait as long.
+fn shed() -> &'static Notify {
+    static SHED: std::sync::OnceLock<Notify> = std::sync::OnceLock::new();
+    SHED.get_or_init(Notify::new)
+}
+
 /// The wait after a failed `accept` (out of file descriptors, say): 5 ms, doubling to 1 s while
 /// it keeps failing, as Go's `net/http` server does, so a full fd table is not spun on.
 fn accept_backoff(previous: Option<Duration>) -> Duration {
@@ -355,7 +365,9 @@ where
                     conn
                 }
                 Err(e) => {
-                    // Out of file descriptors and similar: log, back off, keep serving.
+                    // Out of file descriptors and similar: free what silent and idle
+                    // connections hold, log, back off, keep serving.
+                    shed().notify_waiters();
                     let wait = accept_backoff(backoff);
                     backoff = Some(wait);
                     tracing::warn!(error = %e, backoff_ms = wait.as_millis() as u64, "accept failed");
@@ -382,6 +394,7 @@ where
             let started = tokio::select! {
                 first = first_bytes(&stream) => first,
                 () = timer::sleep(header_read_timeout) => Err(io::ErrorKind::TimedOut.into()),
+                () = shed().notified() => Err(io::Error::other("shed: out of file descriptors")),
             };
             if let Err(e) = started {
                 tracing::debug!(%peer, error = %e, "connection closed before its first request");
@@ -408,6 +421,10 @@ where
                         }
                         break;
                     }
+                    () = shed().notified() => if activity.idle_for().is_some() {
+                        tracing::debug!(%peer, "idle connection closed: out of file descriptors");
+                        break;
+                    },
                     () = timer::sleep(wait) => match activity.idle_for() {
                         Some(idle) if idle >= idle_timeout => {
                             tracing::debug!(%peer, "idle connection closed");
