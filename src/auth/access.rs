@@ -164,29 +164,36 @@ impl ModelCatalog {
     /// [`ErrorKind::Authentication`] (401), type `key_model_access_denied`,
     /// `team_model_access_denied` or `user_model_access_denied`, param `model`.
     pub fn check(&self, info: &KeyInfo, model: &str) -> Result<(), LlmError> {
-        if info.is_master {
-            return Ok(());
+        match self.first_denied(info, model) {
+            Some((whose, list)) => Err(denied(whose, list, model)),
+            None => Ok(()),
         }
-        let scopes = [
-            ("key", &info.models),
-            ("team", &info.team_models),
-            ("user", &info.user_models),
-        ];
-        for (whose, list) in scopes {
-            if !self.list_allows(list, model) {
-                return Err(denied(whose, list, model));
-            }
-        }
-        Ok(())
     }
 
     /// Whether the caller may use `model`.
     #[must_use]
     pub fn allows(&self, info: &KeyInfo, model: &str) -> bool {
-        info.is_master
-            || (self.list_allows(&info.models, model)
-                && self.list_allows(&info.team_models, model)
-                && self.list_allows(&info.user_models, model))
+        self.first_denied(info, model).is_none()
+    }
+
+    /// The first scope (`key`, `team`, `user`) whose `models` list does not allow `model`, with
+    /// that list; `None` when every scope allows it (or the caller is the master key).
+    fn first_denied<'a>(
+        &self,
+        info: &'a KeyInfo,
+        model: &str,
+    ) -> Option<(&'static str, &'a [String])> {
+        if info.is_master {
+            return None;
+        }
+        [
+            ("key", &info.models),
+            ("team", &info.team_models),
+            ("user", &info.user_models),
+        ]
+        .into_iter()
+        .find(|(_, list)| !self.list_allows(list, model))
+        .map(|(whose, list)| (whose, list.as_slice()))
     }
 }
 
