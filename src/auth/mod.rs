@@ -81,9 +81,7 @@ use crate::{
     types::{LlmRequest, LlmResponse},
 };
 
-/// The key the caller presented, as read from the request headers.
-#[derive(Clone, Debug)]
-pub struct PresentedKey(pub Secret);
+pub use crate::types::extensions::PresentedKey;
 
 /// Applies [`MasterKey`]. See the [module docs](self) for an example.
 #[derive(Clone, Debug)]

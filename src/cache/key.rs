@@ -42,48 +42,7 @@ pub const NOT_HASHED: &[&str] = &[
     "max_fallbacks",
 ];
 
-/// Whose cache entries a request may read and write: put into the request's extensions by the
-/// authentication layer once it knows the caller's team or key.
-///
-/// Without this extension the cache scopes by a digest of the presented key
-/// ([`PresentedKey`]); without a presented key (an open gateway) every caller is one tenant.
-/// A [`CacheLayer`](super::CacheLayer) in shared mode ignores scopes altogether.
-///
-/// ```
-/// use llmgate::cache::CacheScope;
-/// # let mut req = llmgate::LlmRequest::list_models();
-/// // What an auth layer does once it resolved the caller's virtual key:
-/// req.extensions.insert(CacheScope::team("team-42"));
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct CacheScope(Arc<str>);
-
-impl CacheScope {
-    /// Entries shared by every key of a team.
-    #[must_use]
-    pub fn team(team_id: &str) -> Self {
-        Self(format!("team:{team_id}").into())
-    }
-
-    /// Entries private to one key. Pass a stable, non-secret id of the key (its hashed token),
-    /// never the key itself.
-    #[must_use]
-    pub fn key(key_id: &str) -> Self {
-        Self(format!("key:{key_id}").into())
-    }
-
-    /// Entries shared with every caller that is also in the shared scope.
-    #[must_use]
-    pub fn shared() -> Self {
-        Self(Arc::from(""))
-    }
-
-    /// The scope's id as hashed into keys (`team:…`, `key:…`, or empty when shared).
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use crate::types::extensions::CacheScope;
 
 /// The scope of `req`: its [`CacheScope`] extension, else a digest of the presented key, else the
 /// anonymous tenant. Written into `hasher` as a tagged string.

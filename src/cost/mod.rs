@@ -82,10 +82,7 @@ use std::{
     future::Future,
     io::Read as _,
     pin::Pin,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, OnceLock,
-    },
+    sync::{atomic::Ordering, Arc, OnceLock},
     task::{ready, Context, Poll},
     time::Instant,
 };
@@ -591,18 +588,7 @@ impl StreamTally {
     }
 }
 
-/// The total tokens of a call, filled by the cost layer when the response ends; an outer layer
-/// (the rate limiter's tpm) puts it in the request extensions and reads it afterwards.
-#[derive(Clone, Debug, Default)]
-pub struct UsageReport(pub Arc<AtomicU64>);
-
-impl UsageReport {
-    /// Total tokens reported so far.
-    #[must_use]
-    pub fn total_tokens(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
-    }
-}
+pub use crate::types::extensions::UsageReport;
 
 /// Applies [`Cost`]. See the [module docs](self) for an example.
 #[derive(Clone, Debug)]

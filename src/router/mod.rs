@@ -89,7 +89,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::Arc,
     task::{ready, Context, Poll},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -120,92 +120,9 @@ pub type DeploymentService = BoxCloneSyncService<LlmRequest, LlmResponse, LlmErr
 /// Builds the stack of a wildcard deployment for the concrete model a request names.
 pub type MakeDeploymentService = Arc<dyn Fn(Arc<Deployment>) -> DeploymentService + Send + Sync>;
 
-/// The deployment the router chose, put into the request's extensions.
-#[derive(Clone, Debug)]
-pub struct SelectedDeployment(pub Arc<Deployment>);
-
-/// What the router learned about one request's attempts, shared between the clones of a request
-/// (the [retry layer](crate::retry) puts one into the extensions and reads it to decide how to
-/// retry). Uncontended: one per request.
-#[derive(Clone, Debug, Default)]
-pub struct RouteLog(Arc<Mutex<RouteLogInner>>);
-
-#[derive(Debug, Default)]
-struct RouteLogInner {
-    failed: Vec<Arc<str>>,
-    others_available: bool,
-    refused: bool,
-    max_retries: Option<u32>,
-    available_in: Option<Duration>,
-}
-
-/// A snapshot of a [`RouteLog`] after an attempt.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LastAttempt {
-    /// Another healthy deployment of the group is left to try at once.
-    pub others_available: bool,
-    /// The router refused the attempt itself (all cooling, at limits): there was nothing to call.
-    pub refused: bool,
-    /// The failing deployment's `max_retries`, if it sets one.
-    pub max_retries: Option<u32>,
-    /// Deployments that failed this request so far.
-    pub failures: usize,
-    /// When every deployment of the group was cooling after the failure: how soon the first one
-    /// is back (`None`: one is available now).
-    pub available_in: Option<Duration>,
-}
-
-impl RouteLog {
-    fn lock(&self) -> std::sync::MutexGuard<'_, RouteLogInner> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// What the last attempt left behind.
-    #[must_use]
-    pub fn last_attempt(&self) -> LastAttempt {
-        let g = self.lock();
-        LastAttempt {
-            others_available: g.others_available,
-            refused: g.refused,
-            max_retries: g.max_retries,
-            failures: g.failed.len(),
-            available_in: g.available_in,
-        }
-    }
-
-    fn begin(&self) {
-        self.lock().refused = false;
-    }
-
-    fn refused(&self) {
-        let mut g = self.lock();
-        g.refused = true;
-        g.others_available = false;
-    }
-
-    fn failed(
-        &self,
-        id: Arc<str>,
-        max_retries: Option<u32>,
-        others: bool,
-        available_in: Option<Duration>,
-    ) {
-        let mut g = self.lock();
-        if !g.failed.contains(&id) {
-            g.failed.push(id);
-        }
-        g.max_retries = max_retries;
-        g.others_available = others;
-        g.available_in = available_in;
-    }
-
-    fn has_failed(&self, id: &str) -> bool {
-        self.lock().failed.iter().any(|f| &**f == id)
-    }
-}
+pub use crate::types::extensions::{
+    AttemptLog, AttemptLog as RouteLog, LastAttempt, SelectedDeployment,
+};
 
 enum EntryService {
     Fixed(DeploymentService),

@@ -42,36 +42,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
 /// `client_body_timeout`).
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The call id of a request (`x-litellm-call-id`): taken from the client's header or generated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CallId(pub Arc<str>);
-
-/// When the gateway received the request, for overhead accounting.
-#[derive(Clone, Copy, Debug)]
-pub struct ReceivedAt(pub Instant);
-
-/// The request's `Cache-Control` header, as sent (read by the cache layer).
-#[derive(Clone, Debug)]
-pub struct CacheControlHeader(pub HeaderValue);
-
-/// A per-request timeout from the `x-litellm-timeout` header (seconds), read by the
-/// [`timeout`](crate::timeout) layer; it wins over the body's `timeout` and the deployment's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RequestTimeout(pub std::time::Duration);
-
-impl RequestTimeout {
-    /// Parses `x-litellm-timeout` (positive seconds, fractions allowed).
-    #[must_use]
-    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        Self::from_value(headers.get("x-litellm-timeout")?)
-    }
-
-    fn from_value(value: &HeaderValue) -> Option<Self> {
-        let secs = value.to_str().ok()?.trim().parse::<f64>().ok()?;
-        (secs.is_finite() && secs > 0.0 && secs < 1e9)
-            .then(|| Self(std::time::Duration::from_secs_f64(secs)))
-    }
-}
+pub use crate::types::extensions::{CacheControlHeader, CallId, ReceivedAt, RequestTimeout};
 
 /// Serves the OpenAI API over a model-level service.
 ///
@@ -433,7 +404,7 @@ impl Head {
                 .and_then(|s| s.parse::<u64>().ok()),
             presented_key: seen.presented_key(),
             cache_control: seen.cache_control.cloned(),
-            timeout: seen.timeout.and_then(RequestTimeout::from_value),
+            timeout: seen.timeout.and_then(RequestTimeout::from_header_value),
             call_id,
             log,
         })
@@ -1178,7 +1149,7 @@ mod tests {
         h.append(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
         let seen = EdgeHeaders::read(&h);
         assert_eq!(
-            seen.timeout.and_then(RequestTimeout::from_value),
+            seen.timeout.and_then(RequestTimeout::from_header_value),
             Some(RequestTimeout(Duration::from_millis(2500)))
         );
         assert_eq!(seen.cache_control.unwrap(), "no-cache");

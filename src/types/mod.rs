@@ -6,6 +6,7 @@
 pub mod chat;
 pub mod controls;
 pub mod embeddings;
+pub mod extensions;
 pub mod models;
 pub mod relay;
 mod request;
