@@ -182,7 +182,19 @@ struct Inner {
     provider: Option<String>,
     retry_after: Option<Duration>,
     headers: HeaderMap,
+    meta: ErrorMeta,
     source: Option<BoxError>,
+}
+
+/// What the policy layers record on an error on its way out, as typed fields: the edge renders them
+/// (`x-litellm-attempted-retries`, `x-litellm-attempted-fallbacks`), so no layer spells a header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErrorMeta {
+    /// Retries spent before this error ([retry](crate::retry) layer).
+    pub attempted_retries: Option<u32>,
+    /// Fallbacks spent before this error ([fallback](crate::fallback) layer).
+    pub attempted_fallbacks: Option<u32>,
 }
 
 impl LlmError {
@@ -200,6 +212,7 @@ impl LlmError {
                 provider: None,
                 retry_after: None,
                 headers: HeaderMap::new(),
+                meta: ErrorMeta::default(),
                 source: None,
             }),
         }
@@ -276,6 +289,17 @@ impl LlmError {
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.inner.source = Some(source.into());
         self
+    }
+
+    /// What the policy layers recorded on this error (retries and fallbacks spent).
+    #[must_use]
+    pub fn meta(&self) -> &ErrorMeta {
+        &self.inner.meta
+    }
+
+    /// [`LlmError::meta`], for a layer to record what it spent.
+    pub fn meta_mut(&mut self) -> &mut ErrorMeta {
+        &mut self.inner.meta
     }
 
     /// The error class.

@@ -1,11 +1,12 @@
 //! llmgate: one OpenAI-format API for every LLM provider, as a stack of `tower` layers.
 #![doc = include_str!("../README.md")]
 
+pub mod classify;
 pub mod error;
 pub mod types;
 
 pub use self::{
-    error::{BoxError, ErrorKind, LlmError},
+    error::{BoxError, ErrorKind, ErrorMeta, LlmError},
     types::{LlmRequest, LlmResponse},
 };
 pub mod alloc;

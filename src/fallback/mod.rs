@@ -74,12 +74,12 @@ use std::{
     time::Duration,
 };
 
-use http::HeaderValue;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
+    classify::{Classify as _, LiteLlmClassifier, SharedClassifier},
     error::{ErrorKind, LlmError},
     types::{LlmRequest, LlmResponse, Operation},
 };
@@ -106,6 +106,8 @@ struct Config {
     max_fallbacks: Option<u32>,
     access: Option<Arc<dyn GroupAccess>>,
     allow_mock_testing: bool,
+    /// `None`: [`LiteLlmClassifier`].
+    classifier: Option<SharedClassifier>,
 }
 
 impl Config {
@@ -190,6 +192,13 @@ impl FallbackLayer {
         S: Into<String>,
     {
         Arc::make_mut(&mut self.config).default = list(to);
+        self
+    }
+
+    /// Which errors may fall back (default: [`LiteLlmClassifier`]: all but a bad request and a
+    /// spent budget).
+    pub fn classifier(mut self, classifier: SharedClassifier) -> Self {
+        Arc::make_mut(&mut self.config).classifier = Some(classifier);
         self
     }
 
@@ -470,12 +479,12 @@ fn set_model(req: &mut LlmRequest, model: &str) {
     }
 }
 
-/// Whether an error may fall back at all.
-fn falls_back(err: &LlmError) -> bool {
-    !matches!(
-        err.kind(),
-        ErrorKind::BadRequest | ErrorKind::BudgetExceeded
-    )
+/// Whether an error may fall back at all, by `classifier` (else the default one).
+fn falls_back(classifier: Option<&SharedClassifier>, err: &LlmError) -> bool {
+    match classifier {
+        Some(c) => c.classify(err).falls_back,
+        None => LiteLlmClassifier.classify(err).falls_back,
+    }
 }
 
 /// The per-request fallback plan.
@@ -535,7 +544,7 @@ impl Plan {
 
     /// After `group` failed with `err`: the next request to send, if any.
     fn next(&mut self, group: &str, err: LlmError) -> Result<LlmRequest, LlmError> {
-        if self.over.disabled || !falls_back(&err) {
+        if self.over.disabled || !falls_back(self.config.classifier.as_ref(), &err) {
             return Err(self.finish(err));
         }
         let mut more = self.groups_for(group, &err);
@@ -584,8 +593,7 @@ impl Plan {
                 err = first;
             }
         }
-        err.headers_mut()
-            .insert(X_LITELLM_ATTEMPTED_FALLBACKS, HeaderValue::from(self.spent));
+        err.meta_mut().attempted_fallbacks = Some(self.spent);
         err
     }
 }
@@ -768,13 +776,9 @@ where
 
 /// An error of a request that had nothing to fall back to: it says no fallback was attempted.
 fn no_fallbacks(mut err: LlmError) -> LlmError {
-    err.headers_mut()
-        .insert(X_LITELLM_ATTEMPTED_FALLBACKS, HeaderValue::from(0_u32));
+    err.meta_mut().attempted_fallbacks = Some(0);
     err
 }
-
-const X_LITELLM_ATTEMPTED_FALLBACKS: http::HeaderName =
-    http::HeaderName::from_static("x-litellm-attempted-fallbacks");
 
 impl fmt::Debug for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -857,7 +861,7 @@ mod tests {
             ));
             let e = s.oneshot(req("a")).await.unwrap_err();
             assert_eq!(*seen.lock().unwrap(), ["a"]);
-            assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "0");
+            assert_eq!(e.meta().attempted_fallbacks, Some(0));
         }
         // A wildcard or a default list does plan.
         for layer in [
@@ -890,7 +894,7 @@ mod tests {
         let e = s.oneshot(req("a")).await.unwrap_err();
         assert_eq!(*seen.lock().unwrap(), ["a", "b", "c"]);
         assert_eq!(e.message(), "a failed");
-        assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "2");
+        assert_eq!(e.meta().attempted_fallbacks, Some(2));
     }
 
     #[tokio::test]
@@ -912,7 +916,7 @@ mod tests {
             .unwrap();
         let e = s.clone().oneshot(r).await.unwrap_err();
         assert_eq!(*seen.lock().unwrap(), ["a", "b", "c"]);
-        assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "2");
+        assert_eq!(e.meta().attempted_fallbacks, Some(2));
         seen.lock().unwrap().clear();
         // Fewer than configured is honoured.
         let mut r = req("a");
@@ -982,7 +986,7 @@ mod tests {
             .insert("disable_fallbacks", &true)
             .unwrap();
         let e = s.oneshot(r).await.unwrap_err();
-        assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "0");
+        assert_eq!(e.meta().attempted_fallbacks, Some(0));
         assert_eq!(*seen.lock().unwrap(), ["a"]);
     }
 
@@ -1012,7 +1016,7 @@ mod tests {
         let e = s.oneshot(req("a")).await.unwrap_err();
         assert_eq!(*seen.lock().unwrap(), ["a", "b", "c"]);
         assert_eq!(e.message(), "a failed");
-        assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "2");
+        assert_eq!(e.meta().attempted_fallbacks, Some(2));
     }
 
     /// A log sink for one test.
@@ -1155,7 +1159,7 @@ mod tests {
                 .await
                 .unwrap_err();
             assert_eq!(e.kind(), kind, "{param}");
-            assert_eq!(e.headers()["x-litellm-attempted-fallbacks"], "0");
+            assert_eq!(e.meta().attempted_fallbacks, Some(0));
             assert!(seen.lock().unwrap().is_empty());
         }
         // `false` asks for nothing; `mock_delay` waits, then calls.

@@ -75,6 +75,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
+    classify::{Classify as _, LiteLlmClassifier, SharedClassifier},
     error::{ErrorKind, LlmError},
     types::{ChatStream, LlmRequest, LlmResponse, ResponseBody},
 };
@@ -86,75 +87,13 @@ pub const DEFAULT_ALLOWED_FAILS: u32 = 3;
 /// Longest cooldown a provider's `Retry-After` can impose: 60 s.
 pub const MAX_RETRY_AFTER_COOLDOWN: Duration = Duration::from_secs(60);
 
-/// The error classes of LiteLLM's `allowed_fails_policy` / `retry_policy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PolicyClass {
-    /// `BadRequestError…`
-    BadRequest,
-    /// `AuthenticationError…`
-    Authentication,
-    /// `TimeoutError…`
-    Timeout,
-    /// `RateLimitError…`
-    RateLimit,
-    /// `ContentPolicyViolationError…`
-    ContentPolicyViolation,
-    /// `InternalServerError…` (also connection errors and 503).
-    InternalServer,
-}
-
-impl PolicyClass {
-    /// Every class.
-    pub const ALL: [Self; 6] = [
-        Self::BadRequest,
-        Self::Authentication,
-        Self::Timeout,
-        Self::RateLimit,
-        Self::ContentPolicyViolation,
-        Self::InternalServer,
-    ];
-
-    /// The class of an error kind, if it has one.
-    #[must_use]
-    pub const fn of(kind: ErrorKind) -> Option<Self> {
-        Some(match kind {
-            ErrorKind::BadRequest | ErrorKind::ContextWindowExceeded => Self::BadRequest,
-            ErrorKind::Authentication | ErrorKind::PermissionDenied => Self::Authentication,
-            ErrorKind::Timeout => Self::Timeout,
-            ErrorKind::RateLimit => Self::RateLimit,
-            ErrorKind::ContentPolicyViolation => Self::ContentPolicyViolation,
-            ErrorKind::InternalServer
-            | ErrorKind::ServiceUnavailable
-            | ErrorKind::ApiConnection => Self::InternalServer,
-            _ => return None,
-        })
-    }
-
-    /// The class named by a policy key prefix (`RateLimitErrorRetries` → `RateLimit`).
-    #[must_use]
-    pub fn from_key(key: &str, suffix: &str) -> Option<Self> {
-        let name = key.strip_suffix(suffix)?;
-        Some(match name {
-            "BadRequestError" => Self::BadRequest,
-            "AuthenticationError" => Self::Authentication,
-            "TimeoutError" => Self::Timeout,
-            "RateLimitError" => Self::RateLimit,
-            "ContentPolicyViolationError" => Self::ContentPolicyViolation,
-            "InternalServerError" => Self::InternalServer,
-            _ => return None,
-        })
-    }
-
-    const fn index(self) -> usize {
-        self as usize
-    }
-}
+pub use crate::classify::PolicyClass;
 
 /// When a deployment cools down, and for how long. See the [module docs](self).
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct CooldownPolicy {
+    classifier: SharedClassifier,
     allowed_fails: u32,
     per_class: [Option<u32>; 6],
     cooldown_time: Duration,
@@ -164,6 +103,7 @@ pub struct CooldownPolicy {
 impl Default for CooldownPolicy {
     fn default() -> Self {
         Self {
+            classifier: Arc::new(LiteLlmClassifier),
             allowed_fails: DEFAULT_ALLOWED_FAILS,
             per_class: [None; 6],
             cooldown_time: DEFAULT_COOLDOWN_TIME,
@@ -173,6 +113,13 @@ impl Default for CooldownPolicy {
 }
 
 impl CooldownPolicy {
+    /// Which errors count toward a cooldown, and their policy class (default:
+    /// [`LiteLlmClassifier`]).
+    pub fn classifier(mut self, classifier: SharedClassifier) -> Self {
+        self.classifier = classifier;
+        self
+    }
+
     /// Failures per minute tolerated before a cooldown (default 3).
     pub fn allowed_fails(mut self, n: u32) -> Self {
         self.allowed_fails = n;
@@ -228,24 +175,11 @@ pub fn is_test_request(req: &LlmRequest) -> bool {
     req.as_chat().is_some_and(|c| c.mock_response.is_some())
 }
 
-/// Whether an error says something about the deployment (and so counts toward its cooldown):
-/// 429, 401, 403, 404, 408 / timeouts, 5xx and connection errors. Other 4xx are the request's fault.
+/// Whether an error says something about the deployment (and so counts toward its cooldown), by
+/// the default classifier ([`LiteLlmClassifier`]); a [`CooldownPolicy`] may carry another.
 #[must_use]
 pub fn counts_as_failure(err: &LlmError) -> bool {
-    match err.kind() {
-        ErrorKind::RateLimit
-        | ErrorKind::Authentication
-        | ErrorKind::PermissionDenied
-        | ErrorKind::NotFound
-        | ErrorKind::Timeout
-        | ErrorKind::ApiConnection
-        | ErrorKind::ServiceUnavailable
-        | ErrorKind::InternalServer => true,
-        ErrorKind::BadRequest => {
-            matches!(err.status().as_u16(), 408 | 409) || err.status().is_server_error()
-        }
-        _ => false,
-    }
+    LiteLlmClassifier.classify(err).counts_as_failure
 }
 
 /// Told when a deployment enters cooldown, to share it with other instances (the router's Redis
@@ -358,12 +292,13 @@ impl HealthCell {
 
     /// Records a failure under `policy`; returns the cooldown it started, if any.
     pub fn record_failure(&self, err: &LlmError, policy: &CooldownPolicy) -> Option<Duration> {
-        if !counts_as_failure(err) {
+        let classification = policy.classifier.classify(err);
+        if !classification.counts_as_failure {
             return None;
         }
         self.roll_minute();
         let fails = self.fails.fetch_add(1, Ordering::Relaxed) + 1;
-        let class = PolicyClass::of(err.kind());
+        let class = classification.policy;
         let class_fails =
             class.map(|c| self.class_fails[c.index()].fetch_add(1, Ordering::Relaxed) + 1);
         if policy.disabled {

@@ -50,7 +50,7 @@
 //! # let _ = layer;
 //! ```
 //!
-//! Extensions written: [`RouteLog`] (read back after each attempt). Errors produced: none (the
+//! Extensions written: [`AttemptLog`] (read back after each attempt). Errors produced: none (the
 //! last error is returned).
 //!
 //! [`ResponseMeta::attempted_retries`]: crate::types::ResponseMeta::attempted_retries
@@ -63,16 +63,14 @@ use std::{
 };
 
 use futures_util::future::{self, Either, Ready};
-use http::HeaderValue;
 use tokio::time::Sleep;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
+    classify::{self, Classify as _, LiteLlmClassifier, PolicyClass, SharedClassifier},
     error::{ErrorKind, LlmError},
-    health::PolicyClass,
-    router::RouteLog,
-    types::{LlmRequest, LlmResponse},
+    types::{extensions::AttemptLog, LlmRequest, LlmResponse},
 };
 
 /// LiteLLM's default number of retries (the OpenAI SDK's `DEFAULT_MAX_RETRIES`): 2.
@@ -86,6 +84,7 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 struct Config {
+    classifier: SharedClassifier,
     num_retries: u32,
     per_class: [Option<u32>; 6],
     min_wait: Duration,
@@ -109,11 +108,18 @@ impl RetryLayer {
     pub fn new(num_retries: u32) -> Self {
         Self {
             config: Arc::new(Config {
+                classifier: Arc::new(LiteLlmClassifier),
                 num_retries,
                 per_class: [None; 6],
                 min_wait: Duration::ZERO,
             }),
         }
+    }
+
+    /// Which errors are worth a retry, and their policy class (default: [`LiteLlmClassifier`]).
+    pub fn classifier(mut self, classifier: SharedClassifier) -> Self {
+        Arc::make_mut(&mut self.config).classifier = classifier;
+        self
     }
 
     /// Retries for one error class (`retry_policy`).
@@ -160,21 +166,11 @@ pub struct RetryPolicy {
     attempts: u32,
 }
 
-/// Whether an error is worth another attempt (before counting): 408, 409, 429, 5xx, connection.
+/// Whether an error is worth another attempt by the default classifier ([`LiteLlmClassifier`]):
+/// 408, 409, 429, 5xx, connection.
 #[must_use]
 pub fn is_retryable(err: &LlmError) -> bool {
-    match err.kind() {
-        ErrorKind::RateLimit
-        | ErrorKind::Timeout
-        | ErrorKind::ApiConnection
-        | ErrorKind::ServiceUnavailable
-        | ErrorKind::InternalServer => true,
-        ErrorKind::BadRequest => {
-            let s = err.status().as_u16();
-            s == 408 || s == 409 || s == 429 || s >= 500
-        }
-        _ => false,
-    }
+    LiteLlmClassifier.classify(err).retry == classify::Retry::Yes
 }
 
 /// The backoff before retry `n` (0-based): `0.5 s · 2ⁿ`, at most 8 s, minus up to 25 % jitter.
@@ -194,8 +190,8 @@ fn request_retries(req: &LlmRequest) -> Option<u32> {
 }
 
 impl RetryPolicy {
-    fn limit(&self, req: &LlmRequest, err: &LlmError, max_retries: Option<u32>) -> u32 {
-        let class = PolicyClass::of(err.kind()).and_then(|c| self.config.per_class[c as usize]);
+    fn limit(&self, req: &LlmRequest, class: Option<PolicyClass>, max_retries: Option<u32>) -> u32 {
+        let class = class.and_then(|c| self.config.per_class[c.index()]);
         // The operator's number caps the caller's: `num_retries: 30` in a body cannot make 31
         // upstream calls against a configured 2.
         let configured = class.or(max_retries).unwrap_or(self.config.num_retries);
@@ -215,10 +211,7 @@ impl RetryPolicy {
 }
 
 fn stamp_error(err: &mut LlmError, attempts: u32) {
-    err.headers_mut().insert(
-        http::HeaderName::from_static("x-litellm-attempted-retries"),
-        HeaderValue::from(attempts),
-    );
+    err.meta_mut().attempted_retries = Some(attempts);
 }
 
 impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
@@ -238,16 +231,17 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
         };
         let last = req
             .extensions
-            .get::<RouteLog>()
-            .map(RouteLog::last_attempt)
+            .get::<AttemptLog>()
+            .map(AttemptLog::last_attempt)
             .unwrap_or_default();
+        let class = self.config.classifier.classify(err);
         let worth = !last.refused
-            && (is_retryable(err)
-                || (matches!(
-                    err.kind(),
-                    ErrorKind::Authentication | ErrorKind::PermissionDenied
-                ) && last.others_available));
-        if !worth || self.attempts >= self.limit(req, err, last.max_retries) {
+            && match class.retry {
+                classify::Retry::Yes => true,
+                classify::Retry::Elsewhere => last.others_available,
+                _ => false,
+            };
+        if !worth || self.attempts >= self.limit(req, class.policy, last.max_retries) {
             stamp_error(err, self.attempts);
             return None;
         }
@@ -329,7 +323,7 @@ where
 
     fn call(&mut self, mut req: LlmRequest) -> Self::Future {
         // A fresh log per model group: the fallback layer calls again with another group.
-        req.extensions.insert(RouteLog::default());
+        req.extensions.insert(AttemptLog::default());
         self.inner.call(req)
     }
 }
@@ -387,10 +381,7 @@ mod tests {
                 .await
                 .unwrap_err();
             assert_eq!(hits.load(Ordering::SeqCst), expected, "{kind:?}");
-            assert_eq!(
-                err.headers()["x-litellm-attempted-retries"],
-                (expected - 1).to_string().as_str()
-            );
+            assert_eq!(err.meta().attempted_retries, Some(expected - 1));
         }
     }
 

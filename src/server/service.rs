@@ -770,6 +770,15 @@ pub fn error_response(err: &LlmError, call_id: &Arc<str>) -> http::Response<Serv
     let mut r = http::Response::new(ServerBody::full(body));
     *r.status_mut() = status;
     *r.headers_mut() = headers;
+    let meta = err.meta();
+    for (name, n) in [
+        (X_LITELLM_ATTEMPTED_RETRIES, meta.attempted_retries),
+        (X_LITELLM_ATTEMPTED_FALLBACKS, meta.attempted_fallbacks),
+    ] {
+        if let Some(n) = n {
+            r.headers_mut().insert(name, HeaderValue::from(n));
+        }
+    }
     insert_call_id(r.headers_mut(), call_id);
     r.extensions_mut().insert(err.kind());
     r
