@@ -81,6 +81,7 @@ use tower_service::Service;
 use crate::{
     classify::{Classify as _, LiteLlmClassifier, SharedClassifier},
     error::{ErrorKind, LlmError},
+    types::controls::{FallbackList, GatewayControls, RequestFallbacks},
     types::{LlmRequest, LlmResponse, Operation},
 };
 
@@ -117,9 +118,9 @@ impl Config {
         if over.disabled || over.max.or(self.max_fallbacks) == Some(0) {
             return false;
         }
-        over.general.is_some()
-            || over.context_window.is_some()
-            || over.content_policy.is_some()
+        over.general().is_some()
+            || over.context_window().is_some()
+            || over.content_policy().is_some()
             || !self.default.is_empty()
             || self.general.contains_key(group)
             || self.general.contains_key("*")
@@ -264,72 +265,34 @@ impl<S> Fallback<S> {
     }
 }
 
-/// Fallback lists a request brought in its body.
+/// Fallback controls a request brought in its body (typed once at the edge:
+/// [`LlmRequest::controls`]).
 #[derive(Debug, Default)]
 struct Overrides {
-    general: Option<RequestList>,
-    context_window: Option<RequestList>,
-    content_policy: Option<RequestList>,
+    lists: Option<Arc<RequestFallbacks>>,
     disabled: bool,
     max: Option<u32>,
 }
 
-/// A body list: plain names (for the requested group) or LiteLLM's `[{"group": [...]}]`.
-#[derive(Debug)]
-enum RequestList {
-    Plain(Vec<String>),
-    Map(HashMap<String, Vec<String>>),
-}
-
-impl RequestList {
-    fn parse(v: &serde_json::value::RawValue) -> Option<Self> {
-        let value: serde_json::Value = serde_json::from_str(v.get()).ok()?;
-        let items = value.as_array()?;
-        if items.iter().all(serde_json::Value::is_string) {
-            return Some(Self::Plain(
-                items
-                    .iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect(),
-            ));
-        }
-        let mut map = HashMap::new();
-        for item in items {
-            let obj = item.as_object()?;
-            for (k, v) in obj {
-                let to = v
-                    .as_array()?
-                    .iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect();
-                map.insert(k.clone(), to);
-            }
-        }
-        Some(Self::Map(map))
+impl Overrides {
+    fn general(&self) -> Option<&FallbackList> {
+        self.lists.as_ref()?.general.as_ref()
     }
 
-    fn for_group(&self, group: &str, original: &str) -> Option<Vec<String>> {
-        match self {
-            Self::Plain(v) => (group == original).then(|| v.clone()),
-            Self::Map(m) => m.get(group).or_else(|| m.get("*")).cloned(),
-        }
+    fn context_window(&self) -> Option<&FallbackList> {
+        self.lists.as_ref()?.context_window.as_ref()
+    }
+
+    fn content_policy(&self) -> Option<&FallbackList> {
+        self.lists.as_ref()?.content_policy.as_ref()
     }
 }
 
-fn overrides(req: &LlmRequest) -> Overrides {
-    let Some(chat) = req.as_chat() else {
-        return Overrides::default();
-    };
-    let get = |k: &str| chat.extra.get(k).and_then(RequestList::parse);
+fn overrides(controls: &GatewayControls) -> Overrides {
     Overrides {
-        general: get("fallbacks"),
-        context_window: get("context_window_fallbacks"),
-        content_policy: get("content_policy_fallbacks"),
-        disabled: chat
-            .extra
-            .get_as::<bool>("disable_fallbacks")
-            .unwrap_or(false),
-        max: chat.extra.get_as::<u32>("max_fallbacks"),
+        lists: controls.fallbacks.clone(),
+        disabled: controls.disable_fallbacks.unwrap_or(false),
+        max: controls.max_fallbacks,
     }
 }
 
@@ -338,40 +301,15 @@ fn overrides(req: &LlmRequest) -> Overrides {
 /// model. Empty (and no allocation) for a body without them.
 #[must_use]
 pub fn requested_groups(req: &LlmRequest) -> Vec<String> {
-    let Some(chat) = req.as_chat() else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = Vec::new();
-    for key in [
-        "fallbacks",
-        "context_window_fallbacks",
-        "content_policy_fallbacks",
-    ] {
-        let Some(raw) = chat.extra.get(key) else {
-            continue;
-        };
-        match RequestList::parse(raw) {
-            Some(RequestList::Plain(v)) => out.extend(v),
-            Some(RequestList::Map(m)) => out.extend(m.into_values().flatten()),
-            None => {}
-        }
-    }
-    out
+    let controls = req.controls();
+    controls
+        .fallbacks
+        .as_deref()
+        .map(|f| f.groups().map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
-/// LiteLLM's test-only request params: each makes the call fail (or wait) on purpose. Gated by
-/// [`FallbackLayer::allow_mock_testing`] (`dangerously_allow_mock_testing_request_params`).
-pub const MOCK_TESTING_PARAMS: [&str; 6] = [
-    "mock_testing_fallbacks",
-    "mock_testing_context_fallbacks",
-    "mock_testing_content_policy_fallbacks",
-    "mock_testing_rate_limit_error",
-    "mock_timeout",
-    "mock_delay",
-];
-
-/// Longest `mock_delay` honoured.
-const MAX_MOCK_DELAY: Duration = Duration::from_secs(600);
+pub use crate::types::controls::{MAX_MOCK_DELAY, MOCK_TESTING_PARAMS};
 
 /// What a request's test-only params ask for.
 #[derive(Debug, Default)]
@@ -382,41 +320,18 @@ struct MockTesting {
     delay: Option<Duration>,
 }
 
-/// A param that is `true` (or LiteLLM's string forms of it).
-fn truthy(raw: &serde_json::value::RawValue) -> bool {
-    match raw.get() {
-        "true" => true,
-        s => serde_json::from_str::<String>(s).is_ok_and(|v| v.eq_ignore_ascii_case("true")),
-    }
-}
-
-/// Reads the test-only params of `req` (one pass over its unknown keys). A request carrying any
-/// of them while they are not allowed is refused (400 naming them, LiteLLM's wording), so a
-/// fallback drill never passes without having run.
-fn mock_testing(req: &LlmRequest, allowed: bool) -> Result<MockTesting, LlmError> {
-    let Some(chat) = req.as_chat() else {
+/// What the test-only params of `req` ask for. A request carrying any of them while they are not
+/// allowed is refused (400 naming them, LiteLLM's wording), so a fallback drill never passes
+/// without having run.
+fn mock_testing(
+    req: &LlmRequest,
+    controls: &GatewayControls,
+    allowed: bool,
+) -> Result<MockTesting, LlmError> {
+    let Some(params) = controls.mock_testing.as_deref() else {
         return Ok(MockTesting::default());
     };
-    let mut present: Vec<&'static str> = Vec::new();
-    let mut on = [false; 5];
-    let mut delay = None;
-    for (key, raw) in chat.extra.iter() {
-        if !key.starts_with("mock_") {
-            continue;
-        }
-        let Some(i) = MOCK_TESTING_PARAMS.iter().position(|p| *p == key) else {
-            continue;
-        };
-        present.push(MOCK_TESTING_PARAMS[i]);
-        if i < on.len() {
-            on[i] = truthy(raw);
-        } else {
-            delay = serde_json::from_str::<f64>(raw.get())
-                .ok()
-                .filter(|s| s.is_finite() && *s > 0.0)
-                .map(|s| Duration::from_secs_f64(s).min(MAX_MOCK_DELAY));
-        }
-    }
+    let present = &params.present;
     if present.is_empty() {
         return Ok(MockTesting::default());
     }
@@ -427,6 +342,8 @@ fn mock_testing(req: &LlmRequest, allowed: bool) -> Result<MockTesting, LlmError
         ))
         .with_param(present[0]));
     }
+    let on = params.on;
+    let delay = params.delay;
     let group = req.model();
     let mock = |kind: ErrorKind, what: &str| {
         LlmError::new(
@@ -462,21 +379,20 @@ fn mock_testing(req: &LlmRequest, allowed: bool) -> Result<MockTesting, LlmError
 
 /// The request without its test-only params: what a fallback group is sent.
 fn without_mock_testing(mut req: LlmRequest) -> LlmRequest {
+    let mut controls = req.controls().into_owned();
     if let Operation::Chat(c) = &mut req.op {
         let c = Arc::make_mut(c);
         for p in MOCK_TESTING_PARAMS {
             c.extra.remove(p);
         }
     }
+    controls.mock_testing = None;
+    req.set_controls((controls != GatewayControls::default()).then_some(controls));
     req
 }
 
 fn set_model(req: &mut LlmRequest, model: &str) {
-    match &mut req.op {
-        Operation::Chat(c) => Arc::make_mut(c).model = model.to_owned(),
-        Operation::Embeddings(e) => Arc::make_mut(e).model = model.to_owned(),
-        Operation::ListModels => {}
-    }
+    req.set_model(model);
 }
 
 /// Whether an error may fall back at all, by `classifier` (else the default one).
@@ -513,7 +429,7 @@ impl Plan {
     /// The fallbacks of `group` for `err`.
     fn groups_for(&self, group: &str, err: &LlmError) -> Vec<String> {
         let cfg = &self.config;
-        let pick = |over: &Option<RequestList>, table: &HashMap<String, Vec<String>>| {
+        let pick = |over: Option<&FallbackList>, table: &HashMap<String, Vec<String>>| {
             match over {
                 Some(l) => l.for_group(group, &self.original),
                 None => table.get(group).cloned(),
@@ -522,15 +438,15 @@ impl Plan {
         };
         let specific = match err.kind() {
             ErrorKind::ContextWindowExceeded => {
-                pick(&self.over.context_window, &cfg.context_window)
+                pick(self.over.context_window(), &cfg.context_window)
             }
             ErrorKind::ContentPolicyViolation => {
-                pick(&self.over.content_policy, &cfg.content_policy)
+                pick(self.over.content_policy(), &cfg.content_policy)
             }
             _ => None,
         };
         specific
-            .or_else(|| match &self.over.general {
+            .or_else(|| match self.over.general() {
                 Some(l) => l.for_group(group, &self.original),
                 None => cfg
                     .general
@@ -612,7 +528,8 @@ where
     }
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
-        let mock = match mock_testing(&req, self.config.allow_mock_testing) {
+        let controls = req.controls();
+        let mock = match mock_testing(&req, &controls, self.config.allow_mock_testing) {
             Ok(m) => m,
             Err(e) => {
                 return ResponseFuture {
@@ -622,7 +539,8 @@ where
                 }
             }
         };
-        let over = overrides(&req);
+        let over = overrides(&controls);
+        drop(controls);
         let original = req.model();
         let testing = mock.error.is_some() || mock.delay.is_some();
         if !testing && !self.config.may_fall_back(&over, original) {

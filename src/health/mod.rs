@@ -172,7 +172,7 @@ impl CooldownPolicy {
 /// [fallback](crate::fallback) layer answers them.)
 #[must_use]
 pub fn is_test_request(req: &LlmRequest) -> bool {
-    req.as_chat().is_some_and(|c| c.mock_response.is_some())
+    req.op.mock_response().is_some()
 }
 
 /// Whether an error says something about the deployment (and so counts toward its cooldown), by

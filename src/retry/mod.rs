@@ -182,11 +182,9 @@ pub fn backoff(n: u32) -> Duration {
     base.mul_f64(0.25f64.mul_add(-fastrand::f64(), 1.0))
 }
 
+/// The retries the caller asked for (`num_retries`, else `max_retries`).
 fn request_retries(req: &LlmRequest) -> Option<u32> {
-    let chat = req.as_chat()?;
-    chat.extra
-        .get_as::<u32>("num_retries")
-        .or_else(|| chat.extra.get_as::<u32>("max_retries"))
+    req.controls().num_retries
 }
 
 impl RetryPolicy {

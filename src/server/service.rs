@@ -430,9 +430,7 @@ impl Head {
             let controls = GatewayControls::parse(&body.extra, body.metadata.as_ref(), None)?;
             (controls, LlmRequest::embeddings_from_bytes(body, bytes))
         };
-        if let Some(c) = controls {
-            req.extensions.insert(c);
-        }
+        req.set_controls(controls);
         Ok(req)
     }
 

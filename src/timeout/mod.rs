@@ -170,32 +170,30 @@ fn secs(v: f64) -> Option<Duration> {
 /// `stream_timeout`, `timeout` or `request_timeout`) can shorten the operator's limit, never
 /// lengthen it: a caller cannot hold a deployment's call past the configured time.
 fn limit_for(req: &LlmRequest, layer: &TimeoutLayer) -> Duration {
-    let body = |key: &str| {
-        req.as_chat()
-            .and_then(|c| c.extra.get_as::<f64>(key))
-            .and_then(secs)
-    };
+    let controls = req.controls();
+    let body = |v: Option<f64>| v.and_then(secs);
     let header = req
         .extensions
         .get::<RequestTimeout>()
         .map(|RequestTimeout(d)| *d);
     let body_stream = if req.is_stream() {
-        body("stream_timeout")
+        body(controls.stream_timeout)
     } else {
         None
     };
-    let (asked, operator) =
-        if body_stream.is_some() || (req.is_stream() && layer.stream_timeout.is_some()) {
-            (
-                header.or(body_stream),
-                layer.stream_timeout.unwrap_or(layer.timeout),
-            )
-        } else {
-            (
-                header.or_else(|| body("timeout").or_else(|| body("request_timeout"))),
-                layer.timeout,
-            )
-        };
+    let (asked, operator) = if body_stream.is_some()
+        || (req.is_stream() && layer.stream_timeout.is_some())
+    {
+        (
+            header.or(body_stream),
+            layer.stream_timeout.unwrap_or(layer.timeout),
+        )
+    } else {
+        (
+            header.or_else(|| body(controls.timeout).or_else(|| body(controls.request_timeout))),
+            layer.timeout,
+        )
+    };
     asked.map_or(operator, |d| d.min(operator))
 }
 

@@ -513,3 +513,37 @@ wire_object! {
         tool_calls: Vec<ToolCall> = "tool_calls",
     }
 }
+
+/// A chat request's prompt tokens, estimated: four bytes a token (`ceil(bytes / 4)`) of its messages' text (string
+/// content, text parts, tool-call names and arguments) plus 3 per message. Reads lengths only:
+/// no allocation, no scan of the text.
+#[must_use]
+pub fn estimate_prompt_tokens(messages: &[crate::types::chat::Message]) -> u64 {
+    use Content;
+    let len = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    let bytes: usize = messages
+        .iter()
+        .map(|m| {
+            let content = match &m.content {
+                Some(Content::Text(t)) => t.len(),
+                Some(Content::Parts(parts)) => parts.iter().map(|p| len(&p.text)).sum(),
+                None => 0,
+            };
+            let tools: usize = m.tool_calls.as_ref().map_or(0, |calls| {
+                calls
+                    .iter()
+                    .filter_map(|t| t.function.as_ref())
+                    .map(|f| len(&f.name) + len(&f.arguments))
+                    .sum()
+            });
+            content + tools + len(&m.reasoning_content)
+        })
+        .sum();
+    let framing = u64::try_from(messages.len())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(3);
+    u64::try_from(bytes)
+        .unwrap_or(u64::MAX)
+        .div_ceil(4)
+        .saturating_add(framing)
+}

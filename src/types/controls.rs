@@ -6,19 +6,136 @@
 //! gateway does not act on (`guardrails`, `api_base`, …) have their JSON shape checked too. The
 //! test-only params (`mock_testing_*`, `mock_timeout`, `mock_delay`) are left to the fallback
 //! layer, which refuses them unless the operator allows them. The values the layers read are kept
-//! typed in the request's extensions (only when the request sent any control, so a plain request
-//! allocates nothing here).
+//! typed on the request ([`LlmRequest::controls`](super::LlmRequest::controls); only when the
+//! request sent any control, so a plain request allocates nothing here).
 //!
 //! [`GATEWAY_PARAMS`]: super::chat::GATEWAY_PARAMS
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use serde_json::{value::RawValue, Value};
 
 use super::{chat::is_gateway_param, wire::Extra};
 use crate::error::LlmError;
 
-/// The gateway controls a request sent, typed. Inserted into
-/// [`LlmRequest::extensions`](super::LlmRequest) by the edge when the request sent at least one.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// A fallback list a request brought in its body: plain names (for the requested group) or
+/// LiteLLM's `[{"group": [...]}]` form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FallbackList {
+    /// `["b", "c"]`: fallbacks of the requested group.
+    Plain(Vec<String>),
+    /// `[{"a": ["b"]}, {"*": ["c"]}]`: fallbacks per group (`*`: any group).
+    Map(HashMap<String, Vec<String>>),
+}
+
+impl FallbackList {
+    /// The list in `v`, if it has one of the two shapes.
+    #[must_use]
+    pub fn from_value(v: &Value) -> Option<Self> {
+        let items = v.as_array()?;
+        if items.iter().all(Value::is_string) {
+            return Some(Self::Plain(
+                items
+                    .iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect(),
+            ));
+        }
+        let mut map = HashMap::new();
+        for item in items {
+            for (k, v) in item.as_object()? {
+                let to = v
+                    .as_array()?
+                    .iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect();
+                map.insert(k.clone(), to);
+            }
+        }
+        Some(Self::Map(map))
+    }
+
+    /// The fallbacks this list gives `group` (a request for `original`).
+    #[must_use]
+    pub fn for_group(&self, group: &str, original: &str) -> Option<Vec<String>> {
+        match self {
+            Self::Plain(v) => (group == original).then(|| v.clone()),
+            Self::Map(m) => m.get(group).or_else(|| m.get("*")).cloned(),
+        }
+    }
+
+    /// Every group the list names.
+    pub fn groups(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match self {
+            Self::Plain(v) => Box::new(v.iter().map(String::as_str)),
+            Self::Map(m) => Box::new(m.values().flatten().map(String::as_str)),
+        }
+    }
+}
+
+/// The fallback lists a request brought (`fallbacks`, `context_window_fallbacks`,
+/// `content_policy_fallbacks`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestFallbacks {
+    /// `fallbacks`.
+    pub general: Option<FallbackList>,
+    /// `context_window_fallbacks`.
+    pub context_window: Option<FallbackList>,
+    /// `content_policy_fallbacks`.
+    pub content_policy: Option<FallbackList>,
+}
+
+impl RequestFallbacks {
+    /// Every group the lists name: what the caller asks to reach beyond its model.
+    pub fn groups(&self) -> impl Iterator<Item = &str> {
+        [&self.general, &self.context_window, &self.content_policy]
+            .into_iter()
+            .flatten()
+            .flat_map(FallbackList::groups)
+    }
+}
+
+/// LiteLLM's test-only request params, in LiteLLM's order of precedence.
+pub const MOCK_TESTING_PARAMS: [&str; 6] = [
+    "mock_testing_fallbacks",
+    "mock_testing_context_fallbacks",
+    "mock_testing_content_policy_fallbacks",
+    "mock_testing_rate_limit_error",
+    "mock_timeout",
+    "mock_delay",
+];
+
+/// Longest `mock_delay` honoured.
+pub const MAX_MOCK_DELAY: Duration = Duration::from_secs(600);
+
+/// The test-only params a request sent (LiteLLM's `mock_testing_*`, `mock_timeout`,
+/// `mock_delay`). Whether they are allowed is the [fallback](crate::fallback) layer's decision.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MockTesting {
+    /// The params present, in [`MOCK_TESTING_PARAMS`] order of first appearance in the body.
+    pub present: Vec<&'static str>,
+    /// For each of the first five [`MOCK_TESTING_PARAMS`]: whether it is on (`true`, or LiteLLM's
+    /// string `"true"`).
+    pub on: [bool; 5],
+    /// `mock_delay`, capped at [`MAX_MOCK_DELAY`].
+    pub delay: Option<Duration>,
+}
+
+/// A param that is `true` (or LiteLLM's string forms of it).
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::String(s) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+/// The gateway controls a request sent, typed: parsed once by the edge
+/// ([`LlmRequest::set_controls`](super::LlmRequest::set_controls)) and read by the layers through
+/// [`LlmRequest::controls`](super::LlmRequest::controls).
+#[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct GatewayControls {
     /// `num_retries` (else LiteLLM's alias `max_retries`): retries the client asks for.
@@ -35,7 +152,24 @@ pub struct GatewayControls {
     pub disable_fallbacks: Option<bool>,
     /// `caching`.
     pub caching: Option<bool>,
+    /// The fallback lists the request brought (`None`: none).
+    pub fallbacks: Option<Arc<RequestFallbacks>>,
+    /// The test-only params the request sent (`None`: none).
+    pub mock_testing: Option<Arc<MockTesting>>,
 }
+
+/// No controls: what a request that sent none reads.
+pub(crate) static NO_CONTROLS: GatewayControls = GatewayControls {
+    num_retries: None,
+    timeout: None,
+    request_timeout: None,
+    stream_timeout: None,
+    max_fallbacks: None,
+    disable_fallbacks: None,
+    caching: None,
+    fallbacks: None,
+    mock_testing: None,
+};
 
 /// The JSON type of a value, for error messages.
 fn kind(v: &Value) -> &'static str {
@@ -210,11 +344,35 @@ impl GatewayControls {
         Ok(any.then_some(out))
     }
 
+    /// [`GatewayControls::parse`] for a request no edge checked (built in code): a control of the
+    /// wrong type counts as absent rather than failing the request.
+    #[must_use]
+    pub fn parse_lenient(extra: &Extra) -> Option<Self> {
+        let mut out = Self::default();
+        let mut any = false;
+        for (key, raw) in extra.iter() {
+            if !is_gateway_param(key) {
+                continue;
+            }
+            let mut next = out.clone();
+            if next.read(key, raw).is_ok() {
+                out = next;
+                any = true;
+            }
+        }
+        any.then_some(out)
+    }
+
     fn read(&mut self, key: &str, raw: &RawValue) -> Result<(), LlmError> {
         // Only controls are parsed into a tree, and only when sent.
         let v: Value = serde_json::from_str(raw.get())
             .map_err(|e| LlmError::bad_request(format!("Invalid `{key}`: {e}")).with_param(key))?;
         if v.is_null() {
+            if let Some(i) = MOCK_TESTING_PARAMS.iter().position(|p| *p == key) {
+                // Present, though off: still a test-only param the operator must allow.
+                let m = Arc::make_mut(self.mock_testing.get_or_insert_with(Default::default));
+                m.present.push(MOCK_TESTING_PARAMS[i]);
+            }
             return Ok(());
         }
         match key {
@@ -235,6 +393,13 @@ impl GatewayControls {
             }
             "fallbacks" | "context_window_fallbacks" | "content_policy_fallbacks" => {
                 fallback_list(key, &v)?;
+                let list = FallbackList::from_value(&v);
+                let lists = Arc::make_mut(self.fallbacks.get_or_insert_with(Default::default));
+                match key {
+                    "fallbacks" => lists.general = list,
+                    "context_window_fallbacks" => lists.context_window = list,
+                    _ => lists.content_policy = list,
+                }
             }
             "tags" | "additional_drop_params" => strings(key, &v)?,
             "guardrails" => shaped(
@@ -248,10 +413,22 @@ impl GatewayControls {
             "litellm_call_id" | "api_key" | "api_base" | "base_url" | "api_version" => {
                 string(key, &v)?;
             }
-            // The test-only params (`mock_testing_*`, `mock_timeout`, `mock_delay`) belong to the
-            // fallback layer, which refuses them unless the operator allows them and then reads
-            // them as LiteLLM does (`"true"` included). `mock_response` is a typed field of the
-            // chat body. Anything else is internal to LiteLLM and accepted as sent.
+            k if k.starts_with("mock_") => {
+                if let Some(i) = MOCK_TESTING_PARAMS.iter().position(|p| *p == k) {
+                    let m = Arc::make_mut(self.mock_testing.get_or_insert_with(Default::default));
+                    m.present.push(MOCK_TESTING_PARAMS[i]);
+                    if i < m.on.len() {
+                        m.on[i] = truthy(&v);
+                    } else {
+                        m.delay = v
+                            .as_f64()
+                            .filter(|s| s.is_finite() && *s > 0.0)
+                            .map(|s| Duration::from_secs_f64(s.min(MAX_MOCK_DELAY.as_secs_f64())));
+                    }
+                }
+            }
+            // `mock_response` is a typed field of the chat body. Anything else is internal to
+            // LiteLLM and accepted as sent.
             _ => {}
         }
         Ok(())
@@ -308,6 +485,53 @@ mod tests {
         assert_eq!(c.num_retries, Some(4));
         let c = with("max_retries", "2").unwrap().unwrap();
         assert_eq!(c.num_retries, Some(2));
+    }
+
+    #[test]
+    fn fallback_lists_and_test_params_are_typed() {
+        let c = parse(
+            r#"{"model":"m","messages":[],"fallbacks":["a","b"],
+            "context_window_fallbacks":[{"m":["c"]},{"*":["d"]}],
+            "mock_testing_rate_limit_error":"TRUE","mock_delay":0.5,"mock_timeout":null}"#,
+        )
+        .unwrap()
+        .unwrap();
+        let f = c.fallbacks.as_deref().unwrap();
+        assert_eq!(
+            f.general,
+            Some(FallbackList::Plain(vec!["a".into(), "b".into()]))
+        );
+        let cw = f.context_window.as_ref().unwrap();
+        assert_eq!(cw.for_group("m", "m"), Some(vec!["c".into()]));
+        assert_eq!(cw.for_group("x", "m"), Some(vec!["d".into()]));
+        assert_eq!(f.content_policy, None);
+        let mut groups: Vec<_> = f.groups().collect();
+        groups.sort_unstable();
+        assert_eq!(groups, ["a", "b", "c", "d"]);
+        let m = c.mock_testing.as_deref().unwrap();
+        assert_eq!(
+            m.present,
+            [
+                "mock_testing_rate_limit_error",
+                "mock_delay",
+                "mock_timeout"
+            ]
+        );
+        assert_eq!(m.on, [false, false, false, true, false]);
+        assert_eq!(m.delay, Some(std::time::Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn lenient_parsing_skips_only_the_wrongly_typed_control() {
+        let chat: ChatRequest = serde_json::from_str(
+            r#"{"model":"m","messages":[],"num_retries":"x","fallbacks":["a"]}"#,
+        )
+        .unwrap();
+        let c = GatewayControls::parse_lenient(&chat.extra).unwrap();
+        assert_eq!(c.num_retries, None);
+        assert_eq!(c.fallbacks.unwrap().groups().collect::<Vec<_>>(), ["a"]);
+        let plain: ChatRequest = serde_json::from_str(r#"{"model":"m","messages":[]}"#).unwrap();
+        assert_eq!(GatewayControls::parse_lenient(&plain.extra), None);
     }
 
     #[test]

@@ -59,6 +59,19 @@ impl EmbeddingInput {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The input's tokens, estimated: a token array counts exactly, text four bytes a token.
+    #[must_use]
+    pub fn estimate_tokens(&self) -> u64 {
+        let text = |s: &String| u64::try_from(s.len()).unwrap_or(u64::MAX).div_ceil(4);
+        let tokens = |v: &Vec<u32>| u64::try_from(v.len()).unwrap_or(u64::MAX);
+        match self {
+            Self::One(s) => text(s),
+            Self::Many(v) => v.iter().map(text).sum(),
+            Self::Tokens(t) => tokens(t),
+            Self::TokenBatches(v) => v.iter().map(tokens).sum(),
+        }
+    }
 }
 
 wire_object! {

@@ -12,10 +12,12 @@ pub mod relay;
 mod request;
 mod response;
 pub(crate) mod scan;
+pub mod usage;
 pub mod wire;
 
 pub use self::{
     relay::{ChatBody, ChunkBody},
-    request::{LlmRequest, Operation},
+    request::{LlmRequest, Operation, OperationKind},
     response::{ChatStream, LlmResponse, ResponseBody, ResponseMeta},
+    usage::TokenUsage,
 };

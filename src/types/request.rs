@@ -1,12 +1,84 @@
 //! [`LlmRequest`]: what every model-level service receives.
 
-use std::{fmt, sync::Arc};
+use std::{borrow::Cow, fmt, sync::Arc};
 
 use bytes::Bytes;
 
-use super::{chat::ChatRequest, embeddings::EmbeddingsRequest};
+use super::{
+    chat::ChatRequest,
+    controls::{GatewayControls, NO_CONTROLS},
+    embeddings::EmbeddingsRequest,
+    wire::Extra,
+};
+
+/// What kind of operation a request is, without its body: what providers declare support for
+/// ([`Provider::supports`](crate::provider::Provider::supports)), and what logs, metrics and the
+/// policy layers branch on.
+///
+/// Adding an operation (completions, responses, messages, images, audio, moderations, rerank,
+/// pass-through) is one variant here and in [`Operation`], its facts in the methods below and in
+/// [`Operation`]'s, and its support in the providers that have it: the layers read only these
+/// facts, never the variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OperationKind {
+    /// `POST /v1/chat/completions`.
+    Chat,
+    /// `POST /v1/embeddings`.
+    Embeddings,
+    /// `GET /v1/models`.
+    ListModels,
+}
+
+impl OperationKind {
+    /// Every kind.
+    pub const ALL: [Self; 3] = [Self::Chat, Self::Embeddings, Self::ListModels];
+
+    /// Short name, for logs, metrics and error messages (`chat`, `embeddings`, `list_models`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Embeddings => "embeddings",
+            Self::ListModels => "list_models",
+        }
+    }
+
+    /// Whether the operation calls a model: it names a model group, is routed to a deployment,
+    /// uses tokens and costs money, so keys' model access, rate limits, budgets and spend apply.
+    /// `false` for the gateway's own answers (the model listing).
+    #[must_use]
+    pub const fn calls_a_model(self) -> bool {
+        !matches!(self, Self::ListModels)
+    }
+
+    /// Whether an answer may be served from the response cache (given the cache is on for it).
+    #[must_use]
+    pub const fn is_cacheable(self) -> bool {
+        matches!(self, Self::Chat | Self::Embeddings)
+    }
+
+    /// Whether the operation may be sent again after a failure (retries, fallbacks): it changes
+    /// nothing upstream, so a second attempt cannot do something twice.
+    #[must_use]
+    pub const fn is_retryable(self) -> bool {
+        matches!(self, Self::Chat | Self::Embeddings)
+    }
+}
+
+impl std::fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The operation a request asks for, parsed once at the edge.
+///
+/// Layers do not match on the variants: they read the operation-neutral facts (its
+/// [`kind`](Operation::kind), [`model`](Operation::model), whether it streams, its gateway
+/// controls, an estimate of its input tokens) so that an operation added later passes through
+/// every layer unchanged. Only the translations (providers), the edge, and the cache's key
+/// (which hashes the body) open the body itself.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Operation {
@@ -19,6 +91,16 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// What kind of operation this is.
+    #[must_use]
+    pub fn kind(&self) -> OperationKind {
+        match self {
+            Self::Chat(_) => OperationKind::Chat,
+            Self::Embeddings(_) => OperationKind::Embeddings,
+            Self::ListModels => OperationKind::ListModels,
+        }
+    }
+
     /// The model (group) the body asks for; empty for the model listing.
     #[must_use]
     pub fn model(&self) -> &str {
@@ -26,6 +108,57 @@ impl Operation {
             Self::Chat(c) => &c.model,
             Self::Embeddings(e) => &e.model,
             Self::ListModels => "",
+        }
+    }
+
+    /// Names another model (group): what a fallback or a wildcard route sends. Copies the body
+    /// only if it is shared.
+    pub fn set_model(&mut self, model: &str) {
+        match self {
+            Self::Chat(c) => model.clone_into(&mut Arc::make_mut(c).model),
+            Self::Embeddings(e) => model.clone_into(&mut Arc::make_mut(e).model),
+            Self::ListModels => {}
+        }
+    }
+
+    /// Whether the caller wants the answer as a stream.
+    #[must_use]
+    pub fn is_stream(&self) -> bool {
+        match self {
+            Self::Chat(c) => c.stream.unwrap_or(false),
+            Self::Embeddings(_) | Self::ListModels => false,
+        }
+    }
+
+    /// The body's keys that are not typed fields (where the gateway controls are), if it has a
+    /// body.
+    #[must_use]
+    pub fn extra(&self) -> Option<&Extra> {
+        match self {
+            Self::Chat(c) => Some(&c.extra),
+            Self::Embeddings(e) => Some(&e.extra),
+            Self::ListModels => None,
+        }
+    }
+
+    /// The body's `mock_response`, if it asks for a canned answer (a test request: see
+    /// [`crate::health::is_test_request`]).
+    #[must_use]
+    pub fn mock_response(&self) -> Option<&serde_json::Value> {
+        match self {
+            Self::Chat(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
+            Self::Embeddings(_) | Self::ListModels => None,
+        }
+    }
+
+    /// A cheap estimate of the input tokens (about four bytes a token), for usage-based routing and
+    /// for pricing a call cut short before the provider reported usage.
+    #[must_use]
+    pub fn estimate_input_tokens(&self) -> u64 {
+        match self {
+            Self::Chat(c) => super::chat::estimate_prompt_tokens(&c.messages),
+            Self::Embeddings(e) => e.input.estimate_tokens(),
+            Self::ListModels => 0,
         }
     }
 
@@ -75,6 +208,20 @@ pub struct LlmRequest {
     pub extensions: http::Extensions,
     /// The bytes `op` was parsed from, while `op` is still that parse (see [`LlmRequest::raw_body`]).
     raw: Option<RawBody>,
+    /// The typed gateway controls, once parsed (see [`LlmRequest::controls`]).
+    controls: Controls,
+}
+
+/// Where a request's gateway controls stand.
+#[derive(Clone, Debug, Default)]
+enum Controls {
+    /// Not parsed yet (a request a library user built): [`LlmRequest::controls`] reads the body.
+    #[default]
+    Unparsed,
+    /// Parsed: the request sent none.
+    None,
+    /// Parsed.
+    Some(Arc<GatewayControls>),
 }
 
 impl LlmRequest {
@@ -119,6 +266,7 @@ impl LlmRequest {
             op,
             extensions: http::Extensions::new(),
             raw: None,
+            controls: Controls::Unparsed,
         }
     }
 
@@ -148,6 +296,31 @@ impl LlmRequest {
             .map(|raw| &raw.bytes)
     }
 
+    /// The gateway controls the request sent (`num_retries`, `timeout`, `fallbacks`, `caching`,
+    /// the test-only params, …), typed.
+    ///
+    /// The edge parses them once, strictly (a wrongly typed control is a 400 there), and sets them
+    /// with [`LlmRequest::set_controls`]; the layers read them here and never parse the body for
+    /// them. For a request built in code and never given its controls, they are read from the body
+    /// here, leniently (a wrongly typed control counts as absent), each time.
+    #[must_use]
+    pub fn controls(&self) -> Cow<'_, GatewayControls> {
+        match &self.controls {
+            Controls::Some(c) => Cow::Borrowed(c),
+            Controls::None => Cow::Borrowed(&NO_CONTROLS),
+            Controls::Unparsed => {
+                let parsed = self.op.extra().and_then(GatewayControls::parse_lenient);
+                parsed.map_or(Cow::Borrowed(&NO_CONTROLS), Cow::Owned)
+            }
+        }
+    }
+
+    /// Sets the request's parsed gateway controls (`None`: it sent none); see
+    /// [`LlmRequest::controls`]. A layer that removes controls from the body sets what is left.
+    pub fn set_controls(&mut self, controls: Option<GatewayControls>) {
+        self.controls = controls.map_or(Controls::None, |c| Controls::Some(Arc::new(c)));
+    }
+
     /// The model (group) the caller asked for (empty for a model listing).
     #[must_use]
     pub fn model(&self) -> &str {
@@ -157,10 +330,18 @@ impl LlmRequest {
     /// Whether the caller wants a stream.
     #[must_use]
     pub fn is_stream(&self) -> bool {
-        match &self.op {
-            Operation::Chat(c) => c.stream.unwrap_or(false),
-            Operation::Embeddings(_) | Operation::ListModels => false,
-        }
+        self.op.is_stream()
+    }
+
+    /// What kind of operation this is.
+    #[must_use]
+    pub fn kind(&self) -> OperationKind {
+        self.op.kind()
+    }
+
+    /// Names another model (group) (see [`Operation::set_model`]).
+    pub fn set_model(&mut self, model: &str) {
+        self.op.set_model(model);
     }
 
     /// The chat body, if this is a chat request.
@@ -189,11 +370,7 @@ impl LlmRequest {
     /// Short name of the operation, for logs and metrics.
     #[must_use]
     pub fn operation_name(&self) -> &'static str {
-        match &self.op {
-            Operation::Chat(_) => "chat",
-            Operation::Embeddings(_) => "embeddings",
-            Operation::ListModels => "list_models",
-        }
+        self.op.kind().as_str()
     }
 }
 

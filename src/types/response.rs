@@ -11,6 +11,7 @@ use super::{
     embeddings::EmbeddingsResponse,
     models::ModelList,
     relay::{ChatBody, ChunkBody},
+    usage::TokenUsage,
 };
 use crate::error::LlmError;
 
@@ -40,6 +41,47 @@ impl fmt::Debug for ResponseBody {
             Self::Embeddings(e) => f.debug_tuple("Embeddings").field(e).finish(),
             Self::Stream(_) => f.write_str("Stream(..)"),
             Self::Models(m) => f.debug_tuple("Models").field(m).finish(),
+        }
+    }
+}
+
+impl ResponseBody {
+    /// Whether the answer is a stream (its usage arrives with its last chunk).
+    #[must_use]
+    pub fn is_stream(&self) -> bool {
+        matches!(self, Self::Stream(_))
+    }
+
+    /// The model the provider says answered, for a complete answer that names one.
+    #[must_use]
+    pub fn model(&self) -> Option<&str> {
+        match self {
+            Self::Chat(c) => c.model(),
+            Self::Embeddings(e) => e.model.as_deref(),
+            Self::Stream(_) | Self::Models(_) => None,
+        }
+    }
+
+    /// The tokens a complete answer reports (`None` for a stream: its usage comes with its last
+    /// chunk; see [`ResponseBody::map_stream`]).
+    #[must_use]
+    pub fn token_usage(&self) -> Option<TokenUsage> {
+        match self {
+            Self::Chat(c) => c.usage().map(TokenUsage::from),
+            Self::Embeddings(e) => e.usage.as_ref().map(TokenUsage::from),
+            Self::Stream(_) | Self::Models(_) => None,
+        }
+    }
+
+    /// Wraps a streamed answer's chunks with `f` (an observer of each chunk, a deadline between
+    /// chunks, …); a complete answer is returned unchanged. Layers that watch streams use this
+    /// rather than matching on the variants, so an operation whose answer streams is observed the
+    /// same way.
+    #[must_use]
+    pub fn map_stream(self, f: impl FnOnce(ChatStream) -> ChatStream) -> Self {
+        match self {
+            Self::Stream(s) => Self::Stream(f(s)),
+            other => other,
         }
     }
 }
@@ -110,6 +152,17 @@ impl LlmResponse {
             body: ResponseBody::Embeddings(Box::new(body)),
             meta: Box::default(),
         }
+    }
+
+    /// The tokens this answer reports: [`ResponseMeta::usage`] when a layer set it, else the
+    /// complete body's (`None` for a stream until it ends).
+    #[must_use]
+    pub fn token_usage(&self) -> Option<TokenUsage> {
+        self.meta
+            .usage
+            .as_ref()
+            .map(TokenUsage::from)
+            .or_else(|| self.body.token_usage())
     }
 
     /// A streamed chat response.
