@@ -48,7 +48,7 @@ pub use crate::secret::redact_url;
 use crate::{
     error::LlmError,
     secret::Secret,
-    types::{ChatStream, LlmRequest, LlmResponse},
+    types::{ChatStream, LlmRequest, LlmResponse, OperationKind},
 };
 
 /// A credential being fetched by [`Provider::access_token`].
@@ -66,6 +66,13 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, LlmError>> + Send 
 pub trait Provider: fmt::Debug + Send + Sync + 'static {
     /// The model prefix that selects this provider (`openai`, `anthropic`, …).
     fn name(&self) -> &'static str;
+
+    /// Whether this family implements `op`. A request for an operation it does not support gets a
+    /// 400 naming the provider and the operation ([`unsupported`]) before anything is encoded.
+    /// Default: chat only.
+    fn supports(&self, op: OperationKind) -> bool {
+        op == OperationKind::Chat
+    }
 
     /// Builds the upstream HTTP request.
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError>;

@@ -170,6 +170,9 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    if !provider.supports(req.kind()) {
+        return Err(super::unsupported(provider, &req));
+    }
     let local = provider.respond_locally(&req, &dep).or_else(|| {
         let chat = req.as_chat()?;
         let directive = chat.mock_response.as_ref()?;
@@ -431,5 +434,39 @@ mod tests {
         assert_eq!(f["x-ratelimit-remaining-tokens"], "0");
         assert_eq!(f["llm_provider-x-request-id"], "req_1");
         assert!(!f.contains_key("set-cookie"));
+    }
+
+    /// An operation the provider does not implement is a 400 naming provider and operation, and
+    /// nothing is sent (the client here would panic if called).
+    #[tokio::test]
+    async fn an_unsupported_operation_is_a_400_naming_provider_and_operation() {
+        use tower::ServiceExt as _;
+
+        use crate::types::{embeddings::EmbeddingsRequest, OperationKind};
+
+        let provider = super::super::lookup("anthropic").unwrap();
+        assert!(provider.supports(OperationKind::Chat));
+        assert!(!provider.supports(OperationKind::Embeddings));
+        let never = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+            unreachable!("nothing may be sent");
+            #[allow(unreachable_code)]
+            Ok::<http::Response<Full<Bytes>>, std::convert::Infallible>(http::Response::new(
+                Full::new(Bytes::new()),
+            ))
+        });
+        let dep = Arc::new(Deployment::new("g", "anthropic/claude"));
+        let err = ProviderService::new(never, provider, dep)
+            .oneshot(LlmRequest::embeddings(EmbeddingsRequest::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err.message(),
+            "the anthropic provider does not support embeddings requests"
+        );
+        for name in ["openai", "azure", "mock", "ollama"] {
+            let p = super::super::lookup(name).unwrap();
+            assert!(p.supports(OperationKind::Embeddings), "{name}");
+        }
     }
 }

@@ -93,6 +93,13 @@ impl Provider for Azure {
         "azure"
     }
 
+    fn supports(&self, op: crate::types::OperationKind) -> bool {
+        matches!(
+            op,
+            crate::types::OperationKind::Chat | crate::types::OperationKind::Embeddings
+        )
+    }
+
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
         let env = env();
         let base = dep

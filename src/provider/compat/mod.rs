@@ -311,6 +311,13 @@ impl Provider for OpenAiCompatible {
         self.spec.prefix
     }
 
+    fn supports(&self, op: crate::types::OperationKind) -> bool {
+        matches!(
+            op,
+            crate::types::OperationKind::Chat | crate::types::OperationKind::Embeddings
+        )
+    }
+
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
         self.spec.encode(self, req, dep)
     }

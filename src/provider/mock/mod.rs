@@ -47,6 +47,13 @@ impl Provider for Mock {
         "mock"
     }
 
+    fn supports(&self, op: crate::types::OperationKind) -> bool {
+        matches!(
+            op,
+            crate::types::OperationKind::Chat | crate::types::OperationKind::Embeddings
+        )
+    }
+
     fn encode(
         &self,
         _req: &LlmRequest,

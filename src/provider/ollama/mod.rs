@@ -136,6 +136,13 @@ macro_rules! ollama_provider {
                 $name
             }
 
+            fn supports(&self, op: crate::types::OperationKind) -> bool {
+                matches!(
+                    op,
+                    crate::types::OperationKind::Chat | crate::types::OperationKind::Embeddings
+                )
+            }
+
             fn supported_params(&self, endpoint: Endpoint) -> Option<&'static [&'static str]> {
                 Some(match endpoint {
                     Endpoint::Chat => CHAT_PARAMS,

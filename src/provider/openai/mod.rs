@@ -54,6 +54,13 @@ impl Provider for OpenAi {
         "openai"
     }
 
+    fn supports(&self, op: crate::types::OperationKind) -> bool {
+        matches!(
+            op,
+            crate::types::OperationKind::Chat | crate::types::OperationKind::Embeddings
+        )
+    }
+
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
         // The deployment's api_base / api_key, else OPENAI_BASE_URL / OPENAI_API_KEY, else OpenAI.
         super::compat::OPENAI.encode(self, req, dep)
