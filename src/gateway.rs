@@ -740,7 +740,7 @@ where
                         let g = table
                             .as_ref()
                             .and_then(|t| unpriced_guard(t, &concrete, guard));
-                        deployment_stack(&concrete, p, &client, &health, timeout, g)
+                        deployment_stack(&concrete, p, &client, &health, timeout.clone(), g)
                     }
                     None => unsupported_service(&concrete.provider),
                 }

@@ -2,6 +2,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod classify;
+pub mod clock;
 pub mod error;
 pub mod types;
 

@@ -189,17 +189,9 @@ pub trait CooldownSink: Send + Sync + 'static {
     fn on_cooldown(&self, deployment_id: &str, duration: Duration);
 }
 
-/// A process-wide monotonic clock in milliseconds (tokio's clock, so paused time works in tests),
-/// for [`HealthCell::is_cooling_at`]: read it once for many cells.
-#[must_use]
-pub fn now_ms() -> u64 {
-    use std::sync::OnceLock;
-    static BASE: OnceLock<std::time::Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(std::time::Instant::now);
-    let now = tokio::time::Instant::now().into_std();
-    // +1 so that 0 can mean "never".
-    u64::try_from(now.saturating_duration_since(base).as_millis()).unwrap_or(u64::MAX) + 1
-}
+/// The monotonic clock the cells use, in milliseconds ([`crate::clock::monotonic_ms`]): read it
+/// once for many cells ([`HealthCell::is_cooling_at`]).
+pub use crate::clock::monotonic_ms as now_ms;
 
 /// One deployment's health: failures in the current minute and the end of its cooldown.
 /// Atomics only; shared between the [`Health`] service and the router.

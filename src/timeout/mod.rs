@@ -68,6 +68,7 @@ use tokio::time::{Instant, Sleep};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::clock::Timer;
 pub use crate::server::RequestTimeout;
 use crate::{
     error::{ErrorKind, LlmError},
@@ -78,18 +79,27 @@ use crate::{
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Adds [`Timeout`] to a deployment's stack. See the [module docs](self) for an example.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 #[must_use]
 pub struct TimeoutLayer {
+    timer: Timer,
     timeout: Duration,
     stream_timeout: Option<Duration>,
     stream_max_duration: Option<Duration>,
 }
 
 impl TimeoutLayer {
+    /// Arms the deadlines on `timer` (default: [`Timer::current`], tokio's timer on the runtime
+    /// that calls). The binary passes [`Timer::dedicated`].
+    pub fn timer(mut self, timer: Timer) -> Self {
+        self.timer = timer;
+        self
+    }
+
     /// Calls time out after `timeout` (streams too, unless [`stream_timeout`](Self::stream_timeout)).
     pub fn new(timeout: Duration) -> Self {
         Self {
+            timer: Timer::current(),
             timeout,
             stream_timeout: None,
             stream_max_duration: None,
@@ -123,7 +133,7 @@ impl<S> Layer<S> for TimeoutLayer {
     fn layer(&self, inner: S) -> Timeout<S> {
         Timeout {
             inner,
-            layer: *self,
+            layer: self.clone(),
         }
     }
 }
@@ -232,7 +242,9 @@ where
             .map(|d| Instant::now() + d);
         ResponseFuture {
             inner: self.inner.call(req),
-            sleep: crate::timer::sleep(limit),
+            sleep: self.layer.timer.sleep(limit),
+            // The stream's deadlines go on the same timer (cloned only for a stream).
+            timer: stream.then(|| self.layer.timer.clone()),
             limit,
             stream,
             ends_at,
@@ -248,6 +260,7 @@ pin_project! {
         inner: F,
         #[pin]
         sleep: Sleep,
+        timer: Option<Timer>,
         limit: Duration,
         stream: bool,
         // When a stream must be over (`stream_max_duration`).
@@ -275,13 +288,14 @@ where
             let limit = *this.limit;
             let ends_at = *this.ends_at;
             let first_deadline = this.sleep.deadline();
+            let timer = this.timer.take().unwrap_or_default();
             return Poll::Ready(out.map(|resp| {
                 let LlmResponse { body, meta } = resp;
                 let body = match body {
                     // The first chunk is due by the call's own deadline.
                     ResponseBody::Stream(s) => ResponseBody::Stream(Box::pin(TimeoutStream {
                         inner: s,
-                        sleep: crate::timer::sleep_until(
+                        sleep: timer.sleep_until(
                             ends_at.map_or(first_deadline, |end| end.min(first_deadline)),
                         ),
                         idle: limit,
