@@ -127,13 +127,11 @@ impl Timer {
     }
 
     /// A sleep of `duration` on this timer.
-    #[must_use]
     pub fn sleep(&self, duration: Duration) -> Sleep {
         self.on(|| tokio::time::sleep(duration))
     }
 
     /// A sleep until `deadline` on this timer.
-    #[must_use]
     pub fn sleep_until(&self, deadline: tokio::time::Instant) -> Sleep {
         self.on(|| tokio::time::sleep_until(deadline))
     }

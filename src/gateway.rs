@@ -576,6 +576,7 @@ where
             // Before health: a refusal is not the deployment's failure.
             .option_layer(guard)
             .layer(health.clone())
+            .layer(crate::first_chunk::FirstChunkLayer::new())
             .layer(timeout)
             .layer(ProviderLayer::new(provider, Arc::new(inner)).without_default_timeout())
             .service(client.clone()),

@@ -14,10 +14,10 @@
 //! ([`is_test_request`]: a request carrying `mock_response`) are not counted at all, whatever
 //! they answer.
 //!
-//! Streams: a streamed answer is only handed on once its first chunk arrived. A stream whose first
-//! item is an error resolves the call as that error, so the retry and fallback layers above can
-//! still act on it (nothing has reached the client). A stream that fails later counts as a failure
-//! and ends with that error.
+//! Streams: a stream counts as a success when it ends and as a failure when it yields an error. The
+//! [`FirstChunkLayer`](crate::first_chunk::FirstChunkLayer) below health (in every deployment stack
+//! the gateway builds) turns a stream that fails before its first chunk into a failed call, which
+//! health then counts like any other.
 //!
 //! State lives in a [`HealthCell`] shared with the router (atomics only, no lock). With Redis
 //! configured, the router mirrors cooldowns through a [`CooldownSink`].
@@ -77,7 +77,7 @@ use tower_service::Service;
 use crate::{
     classify::{Classify as _, LiteLlmClassifier, SharedClassifier},
     error::{ErrorKind, LlmError},
-    types::{ChatStream, LlmRequest, LlmResponse, ResponseBody},
+    types::{ChatStream, LlmRequest, LlmResponse},
 };
 
 /// LiteLLM's default cooldown (`DEFAULT_COOLDOWN_TIME_SECONDS`): 5 s.
@@ -448,9 +448,7 @@ where
         // A test request's outcome says nothing about the deployment: it is not counted.
         let shared = (!is_test_request(&req)).then(|| self.shared.clone());
         ResponseFuture {
-            state: State::Calling {
-                fut: self.inner.call(req),
-            },
+            fut: self.inner.call(req),
             shared,
         }
     }
@@ -461,16 +459,8 @@ pin_project! {
     #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<F> {
         #[pin]
-        state: State<F>,
+        fut: F,
         shared: Option<Arc<Shared>>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Calling { #[pin] fut: F },
-        FirstChunk { resp: Option<LlmResponse> },
     }
 }
 
@@ -488,84 +478,37 @@ where
     type Output = Result<LlmResponse, LlmError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Calling { fut } => match ready!(fut.poll(cx)) {
-                    Err(e) => {
-                        if let Some(s) = this.shared.take() {
-                            s.failed(&e);
-                        }
-                        return Poll::Ready(Err(e));
-                    }
-                    Ok(resp) if matches!(resp.body, ResponseBody::Stream(_)) => {
-                        this.state.set(State::FirstChunk { resp: Some(resp) });
-                    }
-                    Ok(resp) => {
-                        if let Some(s) = this.shared.take() {
-                            s.cell.record_success();
-                        }
-                        return Poll::Ready(Ok(resp));
-                    }
-                },
-                StateProj::FirstChunk { resp } => {
-                    let Some(r) = resp.as_mut() else {
-                        return Poll::Ready(Err(LlmError::internal(
-                            "health future polled after completion",
-                        )));
-                    };
-                    let ResponseBody::Stream(stream) = &mut r.body else {
-                        return Poll::Ready(Err(LlmError::internal(
-                            "health future lost its stream",
-                        )));
-                    };
-                    let first = ready!(stream.as_mut().poll_next(cx));
-                    let Some(mut r) = resp.take() else {
-                        return Poll::Ready(Err(LlmError::internal(
-                            "health future lost its stream",
-                        )));
-                    };
-                    let shared = this.shared.take();
-                    return Poll::Ready(match first {
-                        Some(Err(e)) => {
-                            if let Some(s) = &shared {
-                                s.failed(&e);
-                            }
-                            Err(e)
-                        }
-                        first => {
-                            let ended = first.is_none();
-                            if ended {
-                                if let Some(s) = &shared {
-                                    s.cell.record_success();
-                                }
-                            }
-                            let LlmResponse { body, meta } = r;
-                            let body = match body {
-                                ResponseBody::Stream(stream) => {
-                                    ResponseBody::Stream(Box::pin(HealthStream {
-                                        first: first.and_then(Result::ok),
-                                        inner: stream,
-                                        shared: shared.filter(|_| !ended),
-                                    }))
-                                }
-                                other => other,
-                            };
-                            r = LlmResponse { body, meta };
-                            Ok(r)
-                        }
-                    });
+        let this = self.project();
+        let out = ready!(this.fut.poll(cx));
+        let shared = this.shared.take();
+        Poll::Ready(match out {
+            Err(e) => {
+                if let Some(s) = &shared {
+                    s.failed(&e);
                 }
+                Err(e)
             }
-        }
+            Ok(resp) if resp.body.is_stream() => {
+                // Counted when the stream ends: a success at its end, a failure at an error.
+                let LlmResponse { body, meta } = resp;
+                Ok(LlmResponse {
+                    body: body.map_stream(|inner| Box::pin(HealthStream { inner, shared })),
+                    meta,
+                })
+            }
+            Ok(resp) => {
+                if let Some(s) = &shared {
+                    s.cell.record_success();
+                }
+                Ok(resp)
+            }
+        })
     }
 }
 
 pin_project! {
-    /// A deployment's stream after its first chunk: counts a later error as a failure, the end as a
-    /// success.
+    /// A deployment's stream: counts an error as a failure, the end as a success.
     struct HealthStream {
-        first: Option<crate::types::ChunkBody>,
         inner: ChatStream,
         shared: Option<Arc<Shared>>,
     }
@@ -576,9 +519,6 @@ impl Stream for HealthStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
-        if let Some(chunk) = this.first.take() {
-            return Poll::Ready(Some(Ok(chunk)));
-        }
         let item = ready!(this.inner.as_mut().poll_next(cx));
         match &item {
             Some(Err(e)) => {
@@ -597,12 +537,7 @@ impl Stream for HealthStream {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let (lo, hi) = self.inner.size_hint();
-        let extra = usize::from(self.first.is_some());
-        (
-            lo.saturating_add(extra),
-            hi.and_then(|h| h.checked_add(extra)),
-        )
+        self.inner.size_hint()
     }
 }
 
