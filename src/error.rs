@@ -9,7 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::ser::SerializeMap;
 
-use crate::types::wire::Extra;
+use crate::wire::Extra;
 
 /// A boxed error, used only at generic tower seams.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;

@@ -5,6 +5,7 @@ pub mod classify;
 pub mod clock;
 pub mod error;
 pub mod types;
+pub mod wire;
 
 pub use self::{
     error::{BoxError, ErrorKind, ErrorMeta, LlmError},

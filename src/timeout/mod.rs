@@ -69,7 +69,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::clock::Timer;
-pub use crate::server::RequestTimeout;
+pub use crate::types::extensions::RequestTimeout;
 use crate::{
     error::{ErrorKind, LlmError},
     types::{ChatStream, ChunkBody, LlmRequest, LlmResponse, ResponseBody},

@@ -13,7 +13,8 @@ mod request;
 mod response;
 pub(crate) mod scan;
 pub mod usage;
-pub mod wire;
+/// The wire-object machinery (at the crate's floor, below [`crate::error`]), here too.
+pub use crate::wire;
 
 pub use self::{
     relay::{ChatBody, ChunkBody},

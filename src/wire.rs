@@ -177,7 +177,7 @@ macro_rules! wire_object {
             $( $(#[$rmeta])* pub $rfield: $rty, )*
             $( $(#[$ometa])* pub $ofield: Option<$oty>, )*
             /// Every key without a typed field, kept byte-for-byte.
-            pub extra: $crate::types::wire::Extra,
+            pub extra: $crate::wire::Extra,
         }
 
         impl $name {
@@ -201,7 +201,7 @@ macro_rules! wire_object {
             }
         }
 
-        impl $crate::types::wire::WireObject for $name {
+        impl $crate::wire::WireObject for $name {
             #[allow(unused_variables, unused_mut, unused_assignments)]
             fn serialize_fields<M: ::serde::ser::SerializeMap>(
                 &self,
@@ -228,7 +228,7 @@ macro_rules! wire_object {
             fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 use ::serde::ser::SerializeMap as _;
                 let mut map = serializer.serialize_map(None)?;
-                $crate::types::wire::WireObject::serialize_fields(self, &mut map, &|_| true)?;
+                $crate::wire::WireObject::serialize_fields(self, &mut map, &|_| true)?;
                 map.end()
             }
         }
@@ -246,7 +246,7 @@ macro_rules! wire_object {
                         $( let mut $rfield: Option<$rty> = None; )*
                         let mut out = $name::default();
                         #[allow(unused_variables, unused_mut, unused_assignments)]
-                        while let Some(key) = access.next_key::<$crate::types::wire::Key<'de>>()? {
+                        while let Some(key) = access.next_key::<$crate::wire::Key<'de>>()? {
                             let key = key.0;
                             let mut bit: u32 = 0;
                             match &*key {
