@@ -543,7 +543,7 @@ where
         drop(controls);
         let original = req.model();
         let testing = mock.error.is_some() || mock.delay.is_some();
-        if !testing && !self.config.may_fall_back(&over, original) {
+        if !testing && (!req.kind().is_retryable() || !self.config.may_fall_back(&over, original)) {
             // Nothing to fall back to: no plan, no copy of the request, no second service.
             return ResponseFuture {
                 state: State::Calling {

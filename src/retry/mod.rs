@@ -234,6 +234,7 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
             .unwrap_or_default();
         let class = self.config.classifier.classify(err);
         let worth = !last.refused
+            && req.kind().is_retryable()
             && match class.retry {
                 classify::Retry::Yes => true,
                 classify::Retry::Elsewhere => last.others_available,
