@@ -8,11 +8,9 @@ pub use self::{
     error::{BoxError, ErrorKind, LlmError},
     types::{LlmRequest, LlmResponse},
 };
-pub mod alloc;
 pub mod auth;
 pub mod budget;
 pub mod cache;
-pub mod cli;
 pub mod client;
 pub mod config;
 pub mod cost;

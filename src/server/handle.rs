@@ -202,6 +202,20 @@ impl Head {
 pub(super) struct BodyLimits {
     pub(super) max_bytes: usize,
     pub(super) read_timeout: Duration,
+    pub(super) large: Option<LargeBodyHooks>,
+}
+
+/// What the edge calls around a request whose body is large (at least 1 MiB): `on_read` once the
+/// body is read, `after_call` on the same thread once the stack answered (the body is freed by
+/// then, unless a stream still holds the request). The `llmgate` binary hands freed memory back
+/// to the OS with them (mimalloc's `mi_collect`); a library user's allocator may need nothing.
+/// Plain functions: they run on the request path, and a large body is rare.
+#[derive(Clone, Copy, Debug)]
+pub struct LargeBodyHooks {
+    /// Called once a large body has been read.
+    pub on_read: fn(),
+    /// Called on the serving thread after the call of a request with a large body.
+    pub after_call: fn(),
 }
 
 pub(super) async fn handle<S, B>(
@@ -266,9 +280,11 @@ where
     }
     let resp = inner.call(llm_req).await;
     if large {
-        // The body is freed by now (unless a stream still holds the request): hand this
-        // thread's free pages back, for the janitor to return to the OS (see `crate::alloc`).
-        crate::alloc::collect_this_thread();
+        // The body is freed by now (unless a stream still holds the request): the binary hands
+        // this thread's free pages back, for its janitor to return to the OS.
+        if let Some(hooks) = limit.large {
+            (hooks.after_call)();
+        }
     }
     let resp = match resp {
         Ok(r) => r,
@@ -387,6 +403,7 @@ where
     B::Error: Into<BoxError>,
 {
     let limit = limits.max_bytes;
+    let large_hooks = limits.large;
     // A combinator rather than an `async fn`, which would keep `body` twice (see `call`).
     let too_large = move || {
         LlmError::new(
@@ -405,8 +422,10 @@ where
             Ok(c) => {
                 let bytes = c.to_bytes();
                 if bytes.len() >= LARGE_BODY_BYTES {
-                    // Its memory goes back to the OS once freed (see `crate::alloc`).
-                    crate::alloc::note_large();
+                    // Its memory goes back to the OS once freed (see `LargeBodyHooks`).
+                    if let Some(hooks) = large_hooks {
+                        (hooks.on_read)();
+                    }
                 }
                 Ok(bytes)
             }
@@ -440,8 +459,8 @@ pub fn body_read_timeout(config: &crate::config::Config) -> Duration {
         .unwrap_or(DEFAULT_BODY_READ_TIMEOUT)
 }
 
-/// A body this large makes the binary return freed memory to the OS soon after
-/// ([`crate::alloc::release_after_large`]): 1 MiB.
+/// A body this large calls the [`LargeBodyHooks`] (the binary returns freed memory to the OS
+/// soon after): 1 MiB.
 const LARGE_BODY_BYTES: usize = 1 << 20;
 
 /// The error of a request body that did not arrive in time.

@@ -28,7 +28,9 @@ mod service;
 pub use self::{
     body::{encode_chunk, encode_error, ServerBody},
     call_id::new_call_id,
-    handle::{body_read_timeout, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES},
+    handle::{
+        body_read_timeout, LargeBodyHooks, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
+    },
     headers::presented_key,
     json::{error_response, parse_json},
     parse_errors::JsonParseErrors,

@@ -21,7 +21,9 @@ use super::{
     access::{self, AccessLog, Outcome},
     body::ServerBody,
     call_id::call_id,
-    handle::{handle, BodyLimits, Head, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES},
+    handle::{
+        handle, BodyLimits, Head, LargeBodyHooks, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
+    },
     json::error_response,
     readiness::Readiness,
 };
@@ -93,6 +95,7 @@ pub struct OpenAiServer<S, F = NotFound> {
     body_read_timeout: Duration,
     admission: Option<Admission>,
     readiness: Readiness,
+    large_body: Option<LargeBodyHooks>,
 }
 
 impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
@@ -104,6 +107,7 @@ impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
             body_read_timeout: self.body_read_timeout,
             admission: self.admission.clone(),
             readiness: self.readiness.clone(),
+            large_body: self.large_body,
         }
     }
 }
@@ -149,6 +153,7 @@ impl<S> OpenAiServer<S> {
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             admission: None,
             readiness: Readiness::new(),
+            large_body: None,
         }
     }
 }
@@ -164,6 +169,7 @@ impl<S, F> OpenAiServer<S, F> {
             body_read_timeout: self.body_read_timeout,
             admission: self.admission,
             readiness: self.readiness,
+            large_body: self.large_body,
         }
     }
 
@@ -195,6 +201,14 @@ impl<S, F> OpenAiServer<S, F> {
     #[must_use]
     pub fn admission(mut self, admission: Option<Admission>) -> Self {
         self.admission = admission;
+        self
+    }
+
+    /// What to call around requests with a body of 1 MiB or more (default: nothing); the
+    /// `llmgate` binary returns freed memory to the OS with them.
+    #[must_use]
+    pub fn large_body_hooks(mut self, hooks: Option<LargeBodyHooks>) -> Self {
+        self.large_body = hooks;
         self
     }
 
@@ -308,6 +322,7 @@ where
                 let limits = BodyLimits {
                     max_bytes: self.max_body_bytes,
                     read_timeout: self.body_read_timeout,
+                    large: self.large_body,
                 };
                 let admission = self.admission.clone();
                 Box::pin(handle(inner, admission, limits, head, body).map(Ok))
