@@ -121,7 +121,7 @@ fn unexpected(wanted: &str, got: &ResponseBody) -> LlmError {
     )
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "gateway"))]
 mod tests {
     use futures_util::StreamExt as _;
 

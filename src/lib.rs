@@ -12,11 +12,16 @@ pub mod auth;
 pub mod budget;
 pub mod cache;
 pub mod client;
+#[cfg(feature = "gateway")]
 pub mod config;
 pub mod cost;
+#[cfg(feature = "gateway")]
 pub mod gateway;
+#[cfg(feature = "gateway")]
 pub mod governance;
+#[cfg(feature = "gateway")]
 pub mod management;
+#[cfg(feature = "gateway")]
 pub mod mock_upstream;
 pub mod provider;
 pub mod rate_limit;

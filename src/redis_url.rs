@@ -9,6 +9,7 @@
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
+#[cfg(feature = "gateway")]
 use crate::config::Config;
 
 /// The Redis port when none is configured.
@@ -33,6 +34,7 @@ pub fn from_parts(host: &str, port: u16, password: Option<&str>) -> String {
 /// The Redis URL of `router_settings`: `redis_url`, else `redis_host` with `redis_port`
 /// (default 6379) and `redis_password`. Empty values count as unset. Used for the router's
 /// shared state and the rate-limit counters.
+#[cfg(feature = "gateway")]
 #[must_use]
 pub fn router(config: &Config) -> Option<String> {
     let rs = &config.router_settings;
@@ -49,7 +51,7 @@ pub fn router(config: &Config) -> Option<String> {
     ))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "gateway"))]
 mod tests {
     use super::*;
 

@@ -453,6 +453,7 @@ where
 
 /// The body read timeout a config asks for (`general_settings.request_body_timeout`, seconds),
 /// else [`DEFAULT_BODY_READ_TIMEOUT`].
+#[cfg(feature = "gateway")]
 #[must_use]
 pub fn body_read_timeout(config: &crate::config::Config) -> Duration {
     super::serve::timeout_setting(config.general_settings.request_body_timeout)

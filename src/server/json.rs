@@ -1,5 +1,5 @@
 //! JSON in and out at the edge: request bodies parsed with an error that says where they broke,
-//! JSON responses, and the OpenAI error response.
+//! JSON responses, the OpenAI error response, and times as JSON shows them.
 
 use std::sync::Arc;
 
@@ -44,6 +44,31 @@ pub fn error_response(err: &LlmError, call_id: &Arc<str>) -> http::Response<Serv
     insert_call_id(r.headers_mut(), call_id);
     r.extensions_mut().insert(err.kind());
     r
+}
+
+/// Unix ms → RFC 3339 (UTC).
+#[must_use]
+pub fn iso(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
 }
 
 /// Parses a request body, with an error that says where the JSON broke.

@@ -25,14 +25,14 @@ mod readiness;
 mod serve;
 mod service;
 
+#[cfg(feature = "gateway")]
+pub use self::handle::body_read_timeout;
 pub use self::{
     body::{encode_chunk, encode_error, ServerBody},
     call_id::new_call_id,
-    handle::{
-        body_read_timeout, LargeBodyHooks, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
-    },
+    handle::{LargeBodyHooks, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES},
     headers::presented_key,
-    json::{error_response, parse_json},
+    json::{error_response, iso, parse_json},
     parse_errors::JsonParseErrors,
     readiness::Readiness,
     serve::{bind_listeners, grace_over, serve, serve_per_thread, shutdown_signal, ServeConfig},
