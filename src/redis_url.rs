@@ -1,5 +1,6 @@
-//! The Redis URL: assembled in one place for the three users of Redis (rate-limit counters in
-//! [`governance`](crate::governance), shared routing state in the [`router`](crate::router), and
+//! The Redis URL: assembled in one place for the three users of Redis (the
+//! [`rate_limit`](crate::rate_limit) counters the gateway's `governance` wires, shared routing
+//! state in the [`router`](crate::router), and
 //! the response [`cache`](crate::cache)).
 //!
 //! `redis_url` (or `cache_params.url`) is used as written. Otherwise the URL is

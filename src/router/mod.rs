@@ -3,7 +3,7 @@
 //! A [`Router`] holds the deployment table (the sanctioned box: each deployment is a
 //! `BoxCloneSyncService` stack of its own, usually [`health`](crate::health) →
 //! [`timeout`](crate::timeout) → provider). It answers `GET /v1/models` with the groups it serves and
-//! turns an unknown model into [`ErrorKind::NotFound`] naming the model and the models available.
+//! turns an unknown model into [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) naming the model and the models available.
 //!
 //! # Picking a deployment
 //!
@@ -13,13 +13,13 @@
 //!    group whose pattern matches (`openai/*`, `claude-*`, `*`; more literal characters first).
 //!    A wildcard deployment calls the upstream model the request named: `model_name: openai/*` with
 //!    `model: openai/*` serves `openai/gpt-4o` as `gpt-4o` on OpenAI.
-//! 2. **Cooldown**: deployments cooling down ([`HealthCell`]) are skipped. When all are, the
+//! 2. **Cooldown**: deployments cooling down ([`HealthCell`](crate::health::HealthCell)) are skipped. When all are, the
 //!    client gets 429 with `retry-after` (the shortest remaining cooldown) and a message naming the
 //!    group. Deployments that already failed this request (see [`RouteLog`]) are skipped while
 //!    others remain.
 //! 3. **Context window** (`enable_pre_call_checks`): deployments whose `model_info.max_input_tokens`
 //!    is below the request's estimated prompt tokens (characters / 4) are skipped; when none is left
-//!    the error is [`ErrorKind::ContextWindowExceeded`], so `context_window_fallbacks` apply.
+//!    the error is [`ErrorKind::ContextWindowExceeded`](crate::ErrorKind::ContextWindowExceeded), so `context_window_fallbacks` apply.
 //!    The gateway fills `max_input_tokens` in from the price table when the config does not set
 //!    it (see [`PriceTable::context_window`](crate::cost::PriceTable::context_window)).
 //! 4. **Tags** (`enable_tag_filtering`): a request's `tags` (or `metadata.tags`) keep the
@@ -76,8 +76,8 @@
 //! ```
 //!
 //! Extensions read: [`RouteLog`] (written by the [retry layer](crate::retry)). Extensions written:
-//! [`SelectedDeployment`]. Errors produced: [`ErrorKind::NotFound`], [`ErrorKind::RateLimit`] (all
-//! cooling / at their limits), [`ErrorKind::ContextWindowExceeded`], [`ErrorKind::BadRequest`]
+//! [`SelectedDeployment`]. Errors produced: [`ErrorKind::NotFound`](crate::ErrorKind::NotFound), [`ErrorKind::RateLimit`](crate::ErrorKind::RateLimit) (all
+//! cooling / at their limits), [`ErrorKind::ContextWindowExceeded`](crate::ErrorKind::ContextWindowExceeded), [`ErrorKind::BadRequest`](crate::ErrorKind::BadRequest)
 //! (no deployment for the tags).
 
 mod builder;

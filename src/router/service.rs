@@ -24,7 +24,7 @@ use crate::{
     types::{LlmRequest, LlmResponse, Operation},
 };
 
-/// Routes a request to a deployment of its model group. See the [module docs](self).
+/// Routes a request to a deployment of its model group. See the [module docs](super).
 #[derive(Clone)]
 pub struct Router {
     pub(super) inner: Arc<Inner>,

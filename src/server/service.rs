@@ -78,8 +78,8 @@ impl RequestTimeout {
 /// request writes one access-log event at `info` (target `llmgate::access`) when its answer is
 /// complete, a stream's when it ends; nothing is captured for it while that event is disabled.
 ///
-/// Extensions written into the [`LlmRequest`]: [`PresentedKey`], [`CallId`], [`ReceivedAt`],
-/// [`CacheControlHeader`] (when the client sent `Cache-Control`), [`GatewayControls`] (when the
+/// Extensions written into the [`LlmRequest`]: [`PresentedKey`](crate::auth::PresentedKey), [`CallId`], [`ReceivedAt`],
+/// [`CacheControlHeader`] (when the client sent `Cache-Control`), [`GatewayControls`](crate::types::controls::GatewayControls) (when the
 /// body sent any gateway control; a wrongly typed one is a 400 naming it), [`StreamTally`] (a stream's,
 /// while the access log is on).
 ///
