@@ -25,8 +25,9 @@
 //! | [`TimeoutLayer`](timeout::TimeoutLayer) | [`timeout`] | the call's deadline |
 //! | [`ProviderLayer`](provider::ProviderLayer) over [`HttpClient`](provider::HttpClient) | [`provider`] | the provider's wire format over HTTP/1.1 or HTTP/2 |
 //!
-//! [`server`] is the HTTP edge above the stack, [`client::Client`] typed calls into it without a
-//! server. [`types`] holds the requests, responses and OpenAI wire types; [`error`] the one error
+//! [`ServiceBuilderExt`] gives tower's `ServiceBuilder` one method per layer (`.auth(..)`,
+//! `.cache(..)`, `.fallback(..)`, `.retries(..)`, ...). [`server`] is the HTTP edge above the
+//! stack, [`client::Client`] typed calls into it without a server. [`types`] holds the requests, responses and OpenAI wire types; [`error`] the one error
 //! type every layer returns.
 //!
 //! # A client stack
@@ -117,11 +118,13 @@ pub mod error;
 pub mod types;
 
 pub use self::{
+    builder::ServiceBuilderExt,
     error::{BoxError, ErrorKind, LlmError},
     types::{LlmRequest, LlmResponse},
 };
 pub mod auth;
 pub mod budget;
+pub mod builder;
 pub mod cache;
 pub mod client;
 #[cfg(feature = "gateway")]
