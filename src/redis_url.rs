@@ -53,6 +53,7 @@ pub fn router(config: &Config) -> Option<String> {
 }
 
 #[cfg(all(test, feature = "gateway"))]
+#[allow(clippy::unwrap_used)] // clippy's allow-unwrap-in-tests sees only a plain `cfg(test)`
 mod tests {
     use super::*;
 

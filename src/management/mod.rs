@@ -134,8 +134,7 @@ impl Mgmt {
         }
     }
 
-    /// The master key or a `proxy_admin`'s key; any other valid key is a 403.
-
+    /// Drops the cached keys of a team after the team changed.
     fn forget_team(&self, team_id: &str) {
         self.keys
             .invalidate_where(|k| k.team_id.as_deref() == Some(team_id));
