@@ -40,12 +40,11 @@
 //!
 //! use llmgate::{
 //!     client::Client,
-//!     health::{CooldownPolicy, HealthLayer},
-//!     provider::{self, Deployment, HttpClient, ProviderLayer},
-//!     retry::RetryLayer,
+//!     health::CooldownPolicy,
+//!     provider::{self, Deployment, HttpClient},
 //!     router::Router,
-//!     timeout::TimeoutLayer,
 //!     types::chat::{ChatRequest, Message},
+//!     ServiceBuilderExt as _,
 //! };
 //! use tower::ServiceBuilder;
 //!
@@ -55,17 +54,16 @@
 //! for model in ["openai/gpt-4o-mini", "openai/gpt-4.1-mini"] {
 //!     let dep = Arc::new(Deployment::new("gpt", model).with_api_key("sk-..."));
 //!     let openai = provider::lookup("openai").expect("a built-in provider");
-//!     let cell = router.health_cell(&dep.id);
-//!     let stack = ServiceBuilder::new()
-//!         .layer(HealthLayer::new(cell, CooldownPolicy::default()))
-//!         .layer(TimeoutLayer::new(Duration::from_secs(60)))
-//!         .layer(ProviderLayer::new(openai, dep.clone()))
-//!         .service(http.clone());
-//!     router = router.deployment(dep, stack);
+//!     // The deployment's stack, around the health cell the router's cooldown filter reads.
+//!     router = router.deployment_with(dep.clone(), |health| {
+//!         ServiceBuilder::new()
+//!             .health(health, CooldownPolicy::default())
+//!             .call_timeout(Duration::from_secs(60))
+//!             .provider(openai, dep)
+//!             .service(http.clone())
+//!     });
 //! }
-//! let stack = ServiceBuilder::new()
-//!     .layer(RetryLayer::new(2))
-//!     .service(router.build());
+//! let stack = ServiceBuilder::new().retries(2).service(router.build());
 //! let client = Client::new(stack);
 //! let answer = client
 //!     .chat(ChatRequest {

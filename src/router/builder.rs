@@ -63,6 +63,46 @@ impl RouterBuilder {
         self
     }
 
+    /// Adds a deployment whose stack `make` builds around the deployment's health cell (the one
+    /// the router's cooldown filter reads), so a [`HealthLayer`](crate::health::HealthLayer) in
+    /// it and the router agree:
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    ///
+    /// use llmgate::{
+    ///     health::{CooldownPolicy, HealthLayer}, provider::Deployment, router::Router,
+    ///     timeout::TimeoutLayer, types::chat::ChatResponse, LlmError, LlmRequest, LlmResponse,
+    /// };
+    /// use tower::ServiceBuilder;
+    ///
+    /// let answer = tower::service_fn(|_req: LlmRequest| async {
+    ///     Ok::<_, LlmError>(LlmResponse::chat(ChatResponse::default()))
+    /// });
+    /// let router = Router::builder()
+    ///     .deployment_with(Arc::new(Deployment::new("gpt", "openai/gpt-4o")), |health| {
+    ///         ServiceBuilder::new()
+    ///             .layer(HealthLayer::new(health, CooldownPolicy::default()))
+    ///             .layer(TimeoutLayer::new(Duration::from_secs(60)))
+    ///             .service(answer)
+    ///     })
+    ///     .build();
+    /// # let _ = router;
+    /// ```
+    pub fn deployment_with<F, S>(mut self, deployment: Arc<Deployment>, make: F) -> Self
+    where
+        F: FnOnce(Arc<HealthCell>) -> S,
+        S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let service = make(self.health_cell(&deployment.id));
+        self.deployment(deployment, service)
+    }
+
     /// Adds a wildcard deployment (`model_name: openai/*`): `make` builds its stack for the concrete
     /// deployment of each request (the upstream model replaced by what the `*` matched).
     pub fn wildcard(mut self, deployment: Arc<Deployment>, make: MakeDeploymentService) -> Self {

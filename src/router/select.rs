@@ -523,4 +523,18 @@ mod tests {
         assert!(e.message().contains("model=grp"), "{}", e.message());
         assert!(e.retry_after().unwrap() <= Duration::from_secs(3));
     }
+
+    #[test]
+    fn deployment_with_hands_the_stack_the_routers_health_cell() {
+        let d = dep("g", "openai/a", |_| {});
+        let mut seen = None;
+        let r = Router::builder()
+            .deployment_with(d.clone(), |cell| {
+                seen = Some(cell);
+                ok_svc()
+            })
+            .build();
+        let cell = seen.unwrap();
+        assert!(Arc::ptr_eq(&cell, r.health(&d.id).unwrap()));
+    }
 }
