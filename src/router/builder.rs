@@ -11,7 +11,7 @@ use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
 use super::{
-    shared::Shared,
+    shared::{Shared, SharedStateError},
     state::DeploymentState,
     table::{Entry, EntryService, Inner, Options, PatternGroup},
     MakeDeploymentService, Router, Strategy,
@@ -161,7 +161,7 @@ impl RouterBuilder {
     /// # Errors
     ///
     /// The URL is invalid, or there is no tokio runtime.
-    pub fn redis(&mut self, url: &str) -> Result<&mut Self, String> {
+    pub fn redis(&mut self, url: &str) -> Result<&mut Self, SharedStateError> {
         self.shared = Some(Shared::open(url)?);
         Ok(self)
     }

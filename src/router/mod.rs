@@ -103,6 +103,7 @@ pub use self::{
     future::ResponseFuture,
     select::estimate_prompt_tokens,
     service::Router,
+    shared::SharedStateError,
     strategy::{Strategy, UnknownStrategy},
 };
 use crate::{
