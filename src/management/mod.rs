@@ -205,4 +205,34 @@ mod tests {
             }
         }
     }
+
+    /// The admin guard runs before the route's extractors: a caller without a key gets the 401
+    /// even when its query or body is malformed, and neither is read.
+    #[tokio::test]
+    async fn the_admin_check_comes_before_the_input() {
+        use tower::ServiceExt as _;
+
+        let store = Store::connect("sqlite::memory:")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let keys = KeyCache::new(store, std::time::Duration::from_secs(10));
+        let api = router(Some(Secret::new("sk-master")), keys, None);
+        for (method, uri, body) in [
+            ("GET", "/key/list?page=", ""),
+            ("POST", "/key/generate", "{not json"),
+            ("POST", "/key/%00/regenerate", ""),
+        ] {
+            let req = axum::http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(axum::body::Body::from(body))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let resp = api
+                .clone()
+                .oneshot(req)
+                .await
+                .unwrap_or_else(|e| match e {});
+            assert_eq!(resp.status().as_u16(), 401, "{method} {uri}");
+        }
+    }
 }

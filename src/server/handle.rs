@@ -476,3 +476,62 @@ fn body_timeout(limit: Duration) -> LlmError {
     .with_status(StatusCode::REQUEST_TIMEOUT)
     .with_code("request_body_timeout")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::Full;
+    use tower::ServiceExt as _;
+
+    use super::LARGE_BODY_BYTES;
+    use crate::{
+        server::{LargeBodyHooks, OpenAiServer},
+        types::chat::ChatResponse,
+        LlmError, LlmRequest, LlmResponse,
+    };
+
+    static READ: AtomicUsize = AtomicUsize::new(0);
+    static AFTER: AtomicUsize = AtomicUsize::new(0);
+
+    fn on_read() {
+        READ.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn after_call() {
+        AFTER.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn chat_body(text_len: usize) -> String {
+        format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#,
+            "x".repeat(text_len)
+        )
+    }
+
+    /// The hooks run once each for a body of 1 MiB or more, and not for a small one.
+    #[tokio::test]
+    async fn large_bodies_call_the_hooks_small_ones_do_not() {
+        let answer = tower::service_fn(|_req: LlmRequest| async {
+            Ok::<_, LlmError>(LlmResponse::chat(ChatResponse::default()))
+        });
+        let server = OpenAiServer::new(answer).large_body_hooks(Some(LargeBodyHooks {
+            on_read,
+            after_call,
+        }));
+        for (len, calls) in [(10, 0), (LARGE_BODY_BYTES, 1), (100, 1)] {
+            let req = http::Request::post("/v1/chat/completions")
+                .header("content-type", "application/json")
+                .body(Full::new(bytes::Bytes::from(chat_body(len))))
+                .unwrap();
+            let resp = server.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), http::StatusCode::OK, "body of {len}");
+            assert_eq!(READ.load(Ordering::SeqCst), calls, "on_read after {len}");
+            assert_eq!(
+                AFTER.load(Ordering::SeqCst),
+                calls,
+                "after_call after {len}"
+            );
+        }
+    }
+}
