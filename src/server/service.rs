@@ -216,6 +216,16 @@ impl<S, F> OpenAiServer<S, F> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
+
+    /// The model-level service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The model-level service, taken out.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 /// The response future of [`OpenAiServer`].
