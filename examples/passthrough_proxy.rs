@@ -10,9 +10,14 @@
 
 use std::convert::Infallible;
 
-// The same allocator as the llmgate binary, so that the comparison is like for like.
+// The same allocator as the llmgate binary (its own module, shared by path), so that the
+// comparison is like for like.
+#[allow(dead_code)]
+#[path = "../src/bin/llmgate/alloc.rs"]
+mod alloc;
+
 #[global_allocator]
-static GLOBAL: llmgate::alloc::MiMalloc = llmgate::alloc::MiMalloc;
+static GLOBAL: alloc::MiMalloc = alloc::MiMalloc;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};

@@ -121,7 +121,8 @@ fn unexpected(wanted: &str, got: &ResponseBody) -> LlmError {
     )
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "gateway"))]
+#[allow(clippy::unwrap_used)] // clippy's allow-unwrap-in-tests sees only a plain `cfg(test)`
 mod tests {
     use futures_util::StreamExt as _;
 

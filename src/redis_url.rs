@@ -1,5 +1,6 @@
-//! The Redis URL: assembled in one place for the three users of Redis (rate-limit counters in
-//! [`governance`](crate::governance), shared routing state in the [`router`](crate::router), and
+//! The Redis URL: assembled in one place for the three users of Redis (the
+//! [`rate_limit`](crate::rate_limit) counters the gateway's `governance` wires, shared routing
+//! state in the [`router`](crate::router), and
 //! the response [`cache`](crate::cache)).
 //!
 //! `redis_url` (or `cache_params.url`) is used as written. Otherwise the URL is
@@ -9,6 +10,7 @@
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
+#[cfg(feature = "gateway")]
 use crate::config::Config;
 
 /// The Redis port when none is configured.
@@ -33,6 +35,7 @@ pub fn from_parts(host: &str, port: u16, password: Option<&str>) -> String {
 /// The Redis URL of `router_settings`: `redis_url`, else `redis_host` with `redis_port`
 /// (default 6379) and `redis_password`. Empty values count as unset. Used for the router's
 /// shared state and the rate-limit counters.
+#[cfg(feature = "gateway")]
 #[must_use]
 pub fn router(config: &Config) -> Option<String> {
     let rs = &config.router_settings;
@@ -49,7 +52,8 @@ pub fn router(config: &Config) -> Option<String> {
     ))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "gateway"))]
+#[allow(clippy::unwrap_used)] // clippy's allow-unwrap-in-tests sees only a plain `cfg(test)`
 mod tests {
     use super::*;
 

@@ -1,6 +1,6 @@
 //! The machinery behind the OpenAI wire types: typed fields plus every other field kept as raw JSON.
 //!
-//! Each wire object is declared with [`wire_object!`]: the fields a layer or a translation reads are
+//! Each wire object is declared with `wire_object!`: the fields a layer or a translation reads are
 //! typed; every other key is kept in [`Extra`] as the exact bytes the client sent
 //! ([`serde_json::value::RawValue`]) and written back unchanged. Optional typed fields also remember
 //! whether the sender wrote an explicit `null`, so a relayed object keeps `"refusal": null` and an
@@ -150,7 +150,7 @@ impl PartialEq for Extra {
     }
 }
 
-/// Implemented by every [`wire_object!`] type: serialize with a key filter, for translations that
+/// Implemented by every `wire_object!` type: serialize with a key filter, for translations that
 /// rewrite or drop keys without cloning the object.
 pub trait WireObject {
     /// Writes every field (typed first, then unknown in arrival order) for which `keep` says yes.

@@ -8,9 +8,17 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
 
-// The same allocator as the llmgate binary, so that the comparison is like for like.
+// The same allocator and log set-up as the llmgate binary (its own modules, shared by path), so
+// that the comparison is like for like.
+#[allow(dead_code)]
+#[path = "llmgate/alloc.rs"]
+mod alloc;
+#[allow(dead_code)]
+#[path = "llmgate/log.rs"]
+mod log;
+
 #[global_allocator]
-static GLOBAL: llmgate::alloc::MiMalloc = llmgate::alloc::MiMalloc;
+static GLOBAL: alloc::MiMalloc = alloc::MiMalloc;
 use llmgate::mock_upstream::{self, MockOptions};
 
 /// A mock LLM provider (OpenAI chat and embeddings, Anthropic messages) with latency, streaming
@@ -58,7 +66,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let _log = llmgate::cli::init_tracing();
+    let _log = log::init_tracing();
     let options = MockOptions {
         latency: Duration::from_millis(args.latency_ms),
         chunks: args.chunks,

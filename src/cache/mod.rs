@@ -121,6 +121,7 @@ pub mod bench {
 /// Checks `litellm_settings.cache_params` for values the cache cannot use: an unknown `type`
 /// or `scope`, a Redis URL that does not parse. Returns `(key, reason)` pairs; the config loader
 /// reports them with the file name, so a bad cache config fails at start-up.
+#[cfg(feature = "gateway")]
 #[must_use]
 pub fn check_params(p: &crate::config::CacheParams) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();

@@ -53,8 +53,8 @@
 //! Place in the default order: after budget (a refused call costs nothing), before the cache (a hit
 //! is logged at zero cost).
 //!
-//! Extensions read: [`KeyInfo`](crate::auth::KeyInfo) (as `Arc<KeyInfo>`),
-//! [`CallId`](crate::server::CallId), [`UsageReport`] (filled with the call's total tokens),
+//! Extensions read: [`KeyInfo`] (as `Arc<KeyInfo>`),
+//! [`CallId`], [`UsageReport`] (filled with the call's total tokens),
 //! [`StreamTally`] (a stream's usage and cost, for the access log).
 //! Errors: none of its own.
 //!

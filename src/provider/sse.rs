@@ -2,7 +2,7 @@
 //!
 //! [`SseStream`] parses the byte stream with `eventsource-stream2` (any byte split, comments such as
 //! `: keep-alive` skipped) and hands each event to an [`SseMapper`], which turns it into zero or more
-//! [`ChatChunk`]s. Nothing is buffered beyond the event being parsed, and that event is at most
+//! [`ChatChunk`](crate::types::chat::ChatChunk)s. Nothing is buffered beyond the event being parsed, and that event is at most
 //! [`MAX_EVENT_BYTES`]: a provider that sends a longer one (a 300 MB line, say) ends the stream
 //! with an error instead of growing the gateway's memory.
 

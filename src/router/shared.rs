@@ -65,6 +65,57 @@ impl fmt::Debug for Shared {
     }
 }
 
+/// Why [`RouterBuilder::redis`](super::RouterBuilder::redis) could not set up the shared state.
+/// Its `source` is the Redis client's error, when there is one.
+#[derive(Debug)]
+pub struct SharedStateError {
+    kind: ErrorKind,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ErrorKind {
+    /// The URL does not parse.
+    InvalidUrl,
+    /// No tokio runtime to run the background writer on.
+    NoRuntime,
+    /// The Redis client could not be set up.
+    Client,
+}
+
+impl SharedStateError {
+    fn new(kind: ErrorKind, source: Option<redis::RedisError>) -> Self {
+        Self {
+            kind,
+            source: source.map(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+        }
+    }
+}
+
+impl fmt::Display for SharedStateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.kind, &self.source) {
+            (ErrorKind::InvalidUrl, Some(e)) => write!(f, "invalid Redis URL: {e}"),
+            (ErrorKind::InvalidUrl, None) => f.write_str("invalid Redis URL"),
+            (ErrorKind::NoRuntime, _) => f.write_str("shared router state needs a tokio runtime"),
+            (ErrorKind::Client, Some(e)) => match e.downcast_ref::<redis::RedisError>() {
+                // The category only: the client's message may quote the URL and its password.
+                Some(r) => write!(f, "Redis client: {}", r.category()),
+                None => f.write_str("Redis client error"),
+            },
+            (ErrorKind::Client, None) => f.write_str("Redis client error"),
+        }
+    }
+}
+
+impl std::error::Error for SharedStateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
 fn key(kind: &str, id: &str) -> String {
     format!("{PREFIX}{kind}:{id}")
 }
@@ -76,14 +127,15 @@ fn minute_key(kind: &str, id: &str, minute: u64) -> String {
 impl Shared {
     /// Opens a client for `url` (no connection yet) and starts the background writer. Must run in
     /// a tokio runtime.
-    pub(crate) fn open(url: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
+    pub(crate) fn open(url: &str) -> Result<Self, SharedStateError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| SharedStateError::new(ErrorKind::InvalidUrl, Some(e)))?;
         let handle = tokio::runtime::Handle::try_current()
-            .map_err(|_| "shared router state needs a tokio runtime".to_owned())?;
+            .map_err(|_| SharedStateError::new(ErrorKind::NoRuntime, None))?;
         let deadline = crate::redis_guard::deadline_from_env();
         let manager = client
             .get_connection_manager_lazy(crate::redis_guard::manager_config(deadline))
-            .map_err(|e| format!("Redis client: {}", e.category()))?;
+            .map_err(|e| SharedStateError::new(ErrorKind::Client, Some(e)))?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let conn = Arc::new(Conn {
             breaker: Breaker::new(
@@ -245,5 +297,23 @@ async fn write_loop(conn: Arc<Conn>, mut rx: mpsc::Receiver<Write>) {
             }
             let _: Option<()> = conn.run(p).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn setup_errors_say_what_failed_and_keep_their_source() {
+        let e = Shared::open("nope://x").err().unwrap();
+        assert!(e.to_string().starts_with("invalid Redis URL: "), "{e}");
+        assert!(e.source().is_some());
+        // A valid URL outside a tokio runtime.
+        let e = Shared::open("redis://127.0.0.1:1").err().unwrap();
+        assert_eq!(e.to_string(), "shared router state needs a tokio runtime");
+        assert!(e.source().is_none());
     }
 }

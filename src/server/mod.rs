@@ -16,19 +16,28 @@
 
 mod access;
 mod body;
+mod call_id;
+mod handle;
+pub mod headers;
+mod json;
 mod parse_errors;
 mod readiness;
 mod serve;
 mod service;
 
+#[cfg(feature = "gateway")]
+pub use self::handle::body_read_timeout;
 pub use self::{
     body::{encode_chunk, encode_error, ServerBody},
+    call_id::new_call_id,
+    handle::{LargeBodyHooks, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES},
+    headers::presented_key,
+    json::{error_response, iso, parse_json},
     parse_errors::JsonParseErrors,
     readiness::Readiness,
     serve::{bind_listeners, grace_over, serve, serve_per_thread, shutdown_signal, ServeConfig},
     service::{
-        body_read_timeout, error_response, new_call_id, parse_json, presented_key,
         CacheControlHeader, CallId, NotFound, OpenAiServer, ReceivedAt, RequestTimeout,
-        ServerFuture, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
+        ServerFuture,
     },
 };

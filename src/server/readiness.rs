@@ -134,8 +134,7 @@ impl Readiness {
             }
             body["status"] = "connected".into();
             body["db"] = "connected".into();
-            body["last_updated"] =
-                crate::management::iso(inner.last_ok.load(Ordering::Relaxed)).into();
+            body["last_updated"] = super::iso(inner.last_ok.load(Ordering::Relaxed)).into();
         }
         Ok(Bytes::from(body.to_string()))
     }

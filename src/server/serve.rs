@@ -86,6 +86,7 @@ impl Default for ServeConfig {
 }
 
 /// `seconds` as a duration, when it is a usable timeout (positive, finite, under 10⁹ s).
+#[cfg(feature = "gateway")]
 pub(crate) fn timeout_setting(seconds: Option<f64>) -> Option<Duration> {
     seconds
         .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
@@ -94,6 +95,7 @@ pub(crate) fn timeout_setting(seconds: Option<f64>) -> Option<Duration> {
 
 impl ServeConfig {
     /// The defaults, with `general_settings.request_header_timeout` (seconds) when set.
+    #[cfg(feature = "gateway")]
     #[must_use]
     pub fn from_config(config: &crate::config::Config) -> Self {
         let mut out = Self::default();

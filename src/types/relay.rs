@@ -109,7 +109,7 @@ struct Summary {
 
 impl<T: Relayable> Relayed<T> {
     /// The provider's OpenAI-format bytes, kept: UTF-8 and the JSON structure are checked
-    /// (`choices` a list of objects), `model` and `usage` are parsed (see [`super::scan`]);
+    /// (`choices` a list of objects), `model` and `usage` are parsed (see `types::scan`);
     /// everything else is parsed only on demand.
     ///
     /// # Errors

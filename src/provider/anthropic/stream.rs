@@ -72,7 +72,7 @@ struct StartMessage {
     usage: AnthropicUsage,
 }
 
-/// Maps Anthropic Messages SSE events to OpenAI chunks. See the [module docs](self).
+/// Maps Anthropic Messages SSE events to OpenAI chunks. See the [`anthropic`](super) module docs.
 #[derive(Debug)]
 pub struct AnthropicStreamMapper {
     id: Option<String>,

@@ -1,12 +1,18 @@
-//! The `llmgate` gateway binary: reads arguments and config, then makes one library call.
+//! The `llmgate` gateway binary: reads arguments, then runs [`cli::run`]: config, gateway, serve.
+//! The allocator (`alloc`), the runner (`cli`) and the log set-up (`log`) are the binary's own
+//! modules, not the library's.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 
-// mimalloc, called the fast way: see `llmgate::alloc`.
+mod alloc;
+mod cli;
+mod log;
+
+// mimalloc, called the fast way: see `alloc`.
 #[global_allocator]
-static GLOBAL: llmgate::alloc::MiMalloc = llmgate::alloc::MiMalloc;
+static GLOBAL: alloc::MiMalloc = alloc::MiMalloc;
 
 /// llmgate: one OpenAI-format API for every LLM provider. Reads LiteLLM's config.yaml.
 #[derive(Debug, Parser)]
@@ -39,7 +45,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     // `cli::run` installs the log subscriber once the config says whether it is JSON.
-    let opts = llmgate::cli::RunOptions {
+    let opts = cli::RunOptions {
         config: args.config,
         host: args.host,
         port: args.port,
@@ -47,7 +53,7 @@ fn main() -> ExitCode {
         check: args.check,
         grace_period: std::time::Duration::from_secs_f64(args.graceful_timeout.clamp(0.0, 3600.0)),
     };
-    match llmgate::cli::run(opts) {
+    match cli::run(opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("{message}");

@@ -11,9 +11,12 @@
 //! allocator calls `mi_malloc` / `mi_realloc` then, and the aligned functions only for larger
 //! alignments. (Upstream: purpleprotocol/mimalloc_rust#170, microsoft/mimalloc#314.)
 //!
-//! ```no_run
+//! A module of the binaries (`llmgate`, and `llmgate-mock` and the pass-through example by
+//! `#[path]`), not of the library: a library does not choose its users' allocator.
+//!
+//! ```ignore
 //! #[global_allocator]
-//! static GLOBAL: llmgate::alloc::MiMalloc = llmgate::alloc::MiMalloc;
+//! static GLOBAL: alloc::MiMalloc = alloc::MiMalloc;
 //! ```
 #![allow(unsafe_code)]
 
@@ -27,7 +30,7 @@ const MIN_ALIGN: usize = 16;
 
 /// mimalloc as a Rust global allocator. See the [module docs](self).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct MiMalloc;
+pub(crate) struct MiMalloc;
 
 /// Whether plain `mi_malloc(size)` returns a block aligned for `align`.
 #[inline]
@@ -108,15 +111,15 @@ static LARGE_FREED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 /// Notes that a large buffer was used: the next [`release_after_large`] returns free memory to
 /// the operating system. One relaxed store; called off the common path (large bodies only).
 #[inline]
-pub fn note_large() {
+pub(crate) fn note_large() {
     LARGE_FREED.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Hands the calling thread's free pages back to mimalloc's shared arenas (`mi_collect(false)`),
 /// where [`release_after_large`] can return them to the OS: a thread's own pages are only
-/// collected by that thread. Called by the edge after a request with a large body, on the
-/// thread that served it.
-pub fn collect_this_thread() {
+/// collected by that thread. The edge calls it after a request with a large body, on the
+/// thread that served it ([`LargeBodyHooks::after_call`](llmgate::server::LargeBodyHooks)).
+pub(crate) fn collect_this_thread() {
     // SAFETY: as in `release_after_large`.
     unsafe { mi_collect(false) }
 }
@@ -127,7 +130,7 @@ pub fn collect_this_thread() {
 /// what the burst took (docs/reliability.md, "Hostile clients"). Called every second by the
 /// binary's janitor thread, never on the request path. Harmless when mimalloc is not the
 /// global allocator (it then holds nothing).
-pub fn release_after_large() {
+pub(crate) fn release_after_large() {
     if LARGE_FREED.swap(false, std::sync::atomic::Ordering::Relaxed) {
         // SAFETY: `mi_collect` takes no pointers; it may be called from any thread.
         unsafe { mi_collect(true) }
@@ -139,7 +142,7 @@ pub fn release_after_large() {
 /// freed after a burst of large bodies was still held after the janitor's collection (465–591
 /// MiB of 900 three seconds later; 41 MiB with 10 ms, see docs/reliability.md). Returns `false`
 /// when the thread could not be started.
-pub fn start_janitor() -> bool {
+pub(crate) fn start_janitor() -> bool {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets one integer option; called once at start-up, before any other caller.
         unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }

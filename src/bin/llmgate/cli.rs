@@ -1,31 +1,33 @@
-//! What the `llmgate` binary does, as a library call: load the config, build the gateway, serve.
+//! What the `llmgate` binary does: load the config, build the gateway, serve.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use crate::{
+use llmgate::{
     config::{Config, Loaded},
     gateway::{Gateway, DEFAULT_CONFIG},
     governance::BuildOptions,
     provider::HttpClient,
-    server::{bind_listeners, serve_per_thread, shutdown_signal, ServeConfig},
+    server::{bind_listeners, serve_per_thread, shutdown_signal, LargeBodyHooks, ServeConfig},
 };
+
+use crate::log::{init_tracing_with, json_logs_env};
 
 /// Options of the `llmgate` binary.
 #[derive(Clone, Debug)]
-pub struct RunOptions {
+pub(crate) struct RunOptions {
     /// Config file; `None` serves the embedded default.
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Listen host.
-    pub host: String,
+    pub(crate) host: String,
     /// Listen port.
-    pub port: u16,
+    pub(crate) port: u16,
     /// Serving threads, each with its own single-threaded runtime and listening socket
     /// (default: one per core).
-    pub num_workers: Option<usize>,
+    pub(crate) num_workers: Option<usize>,
     /// Only validate the config.
-    pub check: bool,
+    pub(crate) check: bool,
     /// Grace period for in-flight requests at shutdown.
-    pub grace_period: Duration,
+    pub(crate) grace_period: Duration,
 }
 
 /// How long shutdown waits for the database to take the last spend rows.
@@ -46,79 +48,14 @@ fn opts_config_dir(path: Option<&PathBuf>) -> Option<PathBuf> {
     })
 }
 
-/// Installs the `tracing` subscriber on stderr: `RUST_LOG` filters (default `info`); JSON lines
-/// when the `JSON_LOGS` environment variable is on (see [`json_logs_env`]).
-pub fn init_tracing() -> LogGuard {
-    init_tracing_with(json_logs_env())
-}
-
-/// Keeps the log writer thread running: lines still queued are written when it is dropped.
-/// Hold it until the process exits.
-#[must_use = "dropping the guard stops the log writer"]
-pub struct LogGuard {
-    _writer: Option<tracing_appender::non_blocking::WorkerGuard>,
-}
-
-impl std::fmt::Debug for LogGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogGuard").finish_non_exhaustive()
-    }
-}
-
-/// Installs the `tracing` subscriber on stderr: `RUST_LOG` filters (default `info`); one JSON
-/// object per line when `json` is set (`timestamp`, `level`, `message` and the event's fields at
-/// the top level), else text. Does nothing when a subscriber is already installed.
-///
-/// Lines are handed to a writer thread (`tracing-appender`'s non-blocking writer), so a serving
-/// thread never waits on stderr: the access log's line per request costs a formatted line and a
-/// channel send, not a `write` system call. When the writer falls behind by more than its queue
-/// (128 000 lines), further lines are dropped rather than slowing requests.
-pub fn init_tracing_with(json: bool) -> LogGuard {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = !json
-        && std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none();
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .thread_name("llmgate-log")
-        .finish(std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(writer);
-    let installed = if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init()
-    } else {
-        builder.with_ansi(ansi).try_init()
-    };
-    LogGuard {
-        _writer: installed.ok().map(|()| guard),
-    }
-}
-
-/// Whether the `JSON_LOGS` environment variable asks for JSON logs: set to anything but an empty
-/// string, `0`, `false`, `no` or `off` (LiteLLM's switch).
-#[must_use]
-pub fn json_logs_env() -> bool {
-    std::env::var("JSON_LOGS").is_ok_and(|v| {
-        let v = v.trim().to_ascii_lowercase();
-        !matches!(v.as_str(), "" | "0" | "false" | "no" | "off")
-    })
-}
-
 /// Whether the log is JSON lines: `litellm_settings.json_logs: true`, or `JSON_LOGS`.
 #[must_use]
-pub fn json_logs(config: &Config) -> bool {
+pub(crate) fn json_logs(config: &Config) -> bool {
     config.litellm_settings.json_logs == Some(true) || json_logs_env()
 }
 
 /// Loads the config named by `path`, or the embedded default.
-pub fn load_config(path: Option<&PathBuf>) -> Result<Loaded, String> {
+pub(crate) fn load_config(path: Option<&PathBuf>) -> Result<Loaded, String> {
     let loaded = match path {
         Some(p) => Config::from_path(p),
         None => Config::from_yaml_str(DEFAULT_CONFIG, "<embedded default config>"),
@@ -139,7 +76,7 @@ pub fn load_config(path: Option<&PathBuf>) -> Result<Loaded, String> {
 
 /// `--check`: every problem of the config in one report, errors first, in the user's words.
 /// `Err` (exit 1) when start-up would fail.
-pub fn check(path: Option<&PathBuf>) -> Result<String, String> {
+pub(crate) fn check(path: Option<&PathBuf>) -> Result<String, String> {
     let origin = path.map_or_else(
         || "<embedded default config>".to_owned(),
         |p| p.display().to_string(),
@@ -202,7 +139,7 @@ fn raise_fd_limit() {
 
 /// Runs the binary: `--check`, or serve until SIGTERM/SIGINT. Installs the log subscriber once the
 /// config is read ([`json_logs`] picks the format), unless one is installed already.
-pub fn run(opts: RunOptions) -> Result<(), String> {
+pub(crate) fn run(opts: RunOptions) -> Result<(), String> {
     if opts.check {
         let report = check(opts.config.as_ref())?;
         println!("{report}");
@@ -237,7 +174,7 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         }
         // A config that asks for no governance (no master key, no database) runs the
         // database-free stack.
-        let gateway = if !crate::governance::wanted(&loaded.config) {
+        let gateway = if !llmgate::governance::wanted(&loaded.config) {
             Gateway::from_config(&loaded.config, &client)
         } else {
             Gateway::build(&loaded.config, &client, build_opts)
@@ -278,7 +215,10 @@ pub fn run(opts: RunOptions) -> Result<(), String> {
         }
         let served = serve_per_thread(
             listeners,
-            gateway.app(),
+            gateway.app().large_body_hooks(Some(LargeBodyHooks {
+                on_read: crate::alloc::note_large,
+                after_call: crate::alloc::collect_this_thread,
+            })),
             ServeConfig::from_config(&loaded.config).grace_period(opts.grace_period),
             shutdown_signal(),
         )

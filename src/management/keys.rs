@@ -1,0 +1,356 @@
+//! `/key/*`: generate, update, info (self-service), delete, list, block, unblock, regenerate.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::State,
+    middleware::from_fn_with_state,
+    routing::{get, post},
+    Json, Router,
+};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{
+    error::{bad, forbidden, not_found, ApiError, ApiResult},
+    extract::{require_admin, ApiJson, Caller, KeyPath, Q},
+    limits::LimitFields,
+    views::key_json,
+    Mgmt,
+};
+use crate::{
+    secret::Secret,
+    store::{hash_key, next_reset, now_ms, parse_duration, KeyRow, Limits, NewKey},
+};
+
+/// This resource's routes: the admin-only ones behind [`require_admin`], then the self-service reads, which check their caller themselves.
+pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
+    Router::new()
+        .route("/key/generate", post(key_generate))
+        .route("/key/update", post(key_update))
+        .route("/key/delete", post(key_delete))
+        .route("/key/list", get(key_list))
+        .route("/key/block", post(key_block))
+        .route("/key/unblock", post(key_unblock))
+        .route("/key/regenerate", post(key_regenerate))
+        .route("/key/{key}/regenerate", post(key_regenerate_path))
+        .route_layer(from_fn_with_state(state.clone(), require_admin))
+        .route("/key/info", get(key_info))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct KeyBody {
+    key: Option<String>,
+    key_alias: Option<String>,
+    models: Option<Vec<String>>,
+    max_budget: Option<f64>,
+    budget_duration: Option<String>,
+    tpm_limit: Option<i64>,
+    rpm_limit: Option<i64>,
+    max_parallel_requests: Option<i64>,
+    duration: Option<String>,
+    metadata: Option<Map<String, Value>>,
+    team_id: Option<String>,
+    user_id: Option<String>,
+    blocked: Option<bool>,
+    spend: Option<f64>,
+}
+
+impl KeyBody {
+    fn limits(&self) -> LimitFields {
+        LimitFields {
+            max_budget: self.max_budget,
+            budget_duration: self.budget_duration.clone(),
+            tpm_limit: self.tpm_limit,
+            rpm_limit: self.rpm_limit,
+            max_parallel_requests: self.max_parallel_requests,
+        }
+    }
+}
+
+pub(super) fn token_of(key: &str) -> String {
+    if key.starts_with("sk-") {
+        hash_key(key)
+    } else {
+        key.to_owned()
+    }
+}
+
+async fn check_team(m: &Mgmt, team_id: Option<&str>) -> Result<(), ApiError> {
+    if let Some(t) = team_id {
+        if m.store().team(t).await?.is_none() {
+            return Err(bad(
+                "team_id",
+                format!("team_id={t} does not exist; create it with /team/new"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn key_generate(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<KeyBody>) -> ApiResult {
+    b.limits().validate()?;
+    let duration = match &b.duration {
+        Some(d) => Some(parse_duration(d).ok_or_else(|| {
+            bad(
+                "duration",
+                format!("duration `{d}` is not a duration; use e.g. 30s, 5m, 1h, 1d, 1w, 1mo"),
+            )
+        })?),
+        None => None,
+    };
+    if let Some(k) = &b.key {
+        if !k.starts_with("sk-") || k.len() < 8 {
+            return Err(bad(
+                "key",
+                "a custom key must start with `sk-` and be at least 8 characters",
+            ));
+        }
+    }
+    check_team(&m, b.team_id.as_deref()).await?;
+    let mut limits = Limits::default();
+    b.limits().apply(&mut limits);
+    let (secret, row) = m
+        .store()
+        .create_key(NewKey {
+            key: b.key.clone().map(Secret::new),
+            key_alias: b.key_alias.clone(),
+            models: b.models.clone().unwrap_or_default(),
+            limits,
+            metadata: b.metadata.clone().unwrap_or_default(),
+            team_id: b.team_id.clone(),
+            user_id: b.user_id.clone(),
+            duration,
+            blocked: b.blocked.unwrap_or(false),
+        })
+        .await
+        .map_err(|e| {
+            if e.to_string().contains("UNIQUE") || e.to_string().contains("duplicate") {
+                bad("key", "this key already exists")
+            } else {
+                ApiError::from(e)
+            }
+        })?;
+    m.keys.invalidate(&row.token);
+    let mut v = key_json(&row);
+    v["key"] = Value::String(secret.expose().to_owned());
+    Ok(Json(v))
+}
+
+async fn load_key(m: &Mgmt, key: Option<&str>) -> Result<KeyRow, ApiError> {
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
+        return Err(bad("key", "missing field `key`"));
+    };
+    m.store()
+        .key_fresh(&token_of(key))
+        .await?
+        .ok_or_else(|| not_found("Key not found"))
+}
+
+async fn key_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<KeyBody>) -> ApiResult {
+    b.limits().validate()?;
+    let mut row = load_key(&m, b.key.as_deref()).await?;
+    check_team(&m, b.team_id.as_deref()).await?;
+    if b.limits().apply(&mut row.limits) {
+        row.budget_reset_at = next_reset(row.limits.budget_duration.as_deref(), now_ms());
+    }
+    if let Some(a) = &b.key_alias {
+        row.key_alias = Some(a.clone());
+    }
+    if let Some(v) = &b.models {
+        row.models.clone_from(v);
+    }
+    if let Some(v) = &b.metadata {
+        row.metadata.clone_from(v);
+    }
+    if let Some(v) = &b.team_id {
+        row.team_id = Some(v.clone());
+    }
+    if let Some(v) = &b.user_id {
+        row.user_id = Some(v.clone());
+    }
+    if let Some(v) = b.blocked {
+        row.blocked = v;
+    }
+    if let Some(v) = b.spend {
+        row.spend = v;
+    }
+    if let Some(d) = &b.duration {
+        let dur = parse_duration(d)
+            .ok_or_else(|| bad("duration", format!("duration `{d}` is not a duration")))?;
+        row.expires =
+            Some(now_ms().saturating_add(i64::try_from(dur.as_millis()).unwrap_or(i64::MAX)));
+    }
+    m.store().update_key(&row).await?;
+    m.keys.invalidate(&row.token);
+    Ok(Json(key_json(&row)))
+}
+
+#[derive(Debug, Deserialize)]
+struct KeyQuery {
+    key: Option<String>,
+}
+
+async fn key_info(State(m): State<Arc<Mgmt>>, Q(q): Q<KeyQuery>, caller: Caller) -> ApiResult {
+    let asked = q.key.as_deref().filter(|k| !k.is_empty());
+    let row = match caller {
+        Caller::Admin => load_key(&m, asked).await?,
+        // A key reads itself (no `key` parameter: the key that calls), or another key of its
+        // user, as LiteLLM allows; any other key, existing or not, is a 403 (nothing tells
+        // whether it exists).
+        Caller::Key(me) => {
+            let token = asked.map_or_else(|| me.token.to_string(), token_of);
+            let row = m.store().key_fresh(&token).await?;
+            match row {
+                Some(row)
+                    if row.token.as_str() == &*me.token
+                        || (me.user_id.is_some() && row.user_id == me.user_id) =>
+                {
+                    row
+                }
+                _ => {
+                    return Err(forbidden(
+                        "You are not allowed to access this key's info: a key may read only itself and the keys of its user",
+                    ))
+                }
+            }
+        }
+    };
+    Ok(Json(json!({"key": row.token, "info": key_json(&row)})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DeleteBody {
+    keys: Option<Vec<String>>,
+    key_aliases: Option<Vec<String>>,
+}
+
+async fn key_delete(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<DeleteBody>) -> ApiResult {
+    let mut tokens: Vec<String> = b
+        .keys
+        .unwrap_or_default()
+        .iter()
+        .map(|k| token_of(k))
+        .collect();
+    for alias in b.key_aliases.unwrap_or_default() {
+        tokens.extend(m.store().tokens_by_alias(&alias).await?);
+    }
+    if tokens.is_empty() {
+        return Err(bad("keys", "send `keys` (a list of keys) or `key_aliases`"));
+    }
+    let deleted = m.store().delete_keys(&tokens).await?;
+    for t in &deleted {
+        m.keys.invalidate(t);
+    }
+    if deleted.is_empty() {
+        return Err(not_found("None of the keys exist"));
+    }
+    Ok(Json(json!({"deleted_keys": deleted})))
+}
+
+/// The last page `/key/list` serves (the row offset stays far from overflowing).
+const MAX_PAGE: i64 = 1_000_000_000;
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    page: Option<i64>,
+    size: Option<i64>,
+    team_id: Option<String>,
+    user_id: Option<String>,
+    return_full_object: Option<bool>,
+}
+
+async fn key_list(State(m): State<Arc<Mgmt>>, Q(q): Q<ListQuery>) -> ApiResult {
+    let page = q.page.unwrap_or(1);
+    let size = q.size.unwrap_or(10);
+    if !(1..=MAX_PAGE).contains(&page) {
+        return Err(bad(
+            "page",
+            format!("page must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    if !(1..=100).contains(&size) {
+        return Err(bad("size", "size must be between 1 and 100"));
+    }
+    let (rows, total) = m
+        .store()
+        .list_keys(q.team_id.as_deref(), q.user_id.as_deref(), page, size)
+        .await?;
+    let keys: Vec<Value> = if q.return_full_object.unwrap_or(false) {
+        rows.iter().map(key_json).collect()
+    } else {
+        rows.iter()
+            .map(|r| Value::String(r.token.clone()))
+            .collect()
+    };
+    Ok(Json(json!({
+        "keys": keys,
+        "total_count": total,
+        "current_page": page,
+        "total_pages": (total + size - 1) / size,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct OneKey {
+    key: String,
+}
+
+async fn set_blocked(m: &Mgmt, b: OneKey, blocked: bool) -> ApiResult {
+    let mut row = load_key(m, Some(&b.key)).await?;
+    row.blocked = blocked;
+    m.store().update_key(&row).await?;
+    m.keys.invalidate(&row.token);
+    Ok(Json(key_json(&row)))
+}
+
+async fn key_block(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<OneKey>) -> ApiResult {
+    set_blocked(&m, b, true).await
+}
+
+async fn key_unblock(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<OneKey>) -> ApiResult {
+    set_blocked(&m, b, false).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RegenerateBody {
+    key: Option<String>,
+    new_key: Option<String>,
+}
+
+async fn regenerate(m: &Mgmt, key: Option<&str>, new_key: Option<String>) -> ApiResult {
+    let row = load_key(m, key).await?;
+    if let Some(k) = &new_key {
+        if !k.starts_with("sk-") || k.len() < 8 {
+            return Err(bad(
+                "new_key",
+                "new_key must start with `sk-` and be at least 8 characters",
+            ));
+        }
+    }
+    let (secret, new_row) = m
+        .store()
+        .regenerate_key(&row.token, new_key.map(Secret::new))
+        .await?
+        .ok_or_else(|| not_found("Key not found"))?;
+    m.keys.invalidate(&row.token);
+    m.keys.invalidate(&new_row.token);
+    let mut v = key_json(&new_row);
+    v["key"] = Value::String(secret.expose().to_owned());
+    Ok(Json(v))
+}
+
+async fn key_regenerate(
+    State(m): State<Arc<Mgmt>>,
+    ApiJson(b): ApiJson<RegenerateBody>,
+) -> ApiResult {
+    regenerate(&m, b.key.as_deref(), b.new_key).await
+}
+
+async fn key_regenerate_path(
+    State(m): State<Arc<Mgmt>>,
+    KeyPath(key): KeyPath,
+    ApiJson(b): ApiJson<RegenerateBody>,
+) -> ApiResult {
+    regenerate(&m, Some(&key), b.new_key).await
+}

@@ -1,0 +1,174 @@
+//! `/user/*`: new, info (self-service).
+
+use std::sync::Arc;
+
+use axum::{
+    extract::State,
+    middleware::from_fn_with_state,
+    routing::{get, post},
+    Json, Router,
+};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{
+    error::{bad, forbidden, not_found, ApiResult},
+    extract::{require_admin, ApiJson, Caller, Q},
+    limits::LimitFields,
+    views::{key_json, opt_iso, team_json, user_json},
+    Mgmt,
+};
+use crate::store::{next_reset, now_ms, parse_duration, Limits, NewKey, UserRow};
+
+/// This resource's routes: the admin-only ones behind [`require_admin`], then the self-service reads, which check their caller themselves.
+pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
+    Router::new()
+        .route("/user/new", post(user_new))
+        .route_layer(from_fn_with_state(state.clone(), require_admin))
+        .route("/user/info", get(user_info))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct UserBody {
+    user_id: Option<String>,
+    user_email: Option<String>,
+    user_role: Option<String>,
+    models: Option<Vec<String>>,
+    max_budget: Option<f64>,
+    budget_duration: Option<String>,
+    tpm_limit: Option<i64>,
+    rpm_limit: Option<i64>,
+    max_parallel_requests: Option<i64>,
+    metadata: Option<Map<String, Value>>,
+    teams: Option<Vec<String>>,
+    auto_create_key: Option<bool>,
+    key_alias: Option<String>,
+    duration: Option<String>,
+}
+
+impl UserBody {
+    fn limits(&self) -> LimitFields {
+        LimitFields {
+            max_budget: self.max_budget,
+            budget_duration: self.budget_duration.clone(),
+            tpm_limit: self.tpm_limit,
+            rpm_limit: self.rpm_limit,
+            max_parallel_requests: self.max_parallel_requests,
+        }
+    }
+}
+
+const USER_ROLES: &[&str] = &[
+    "proxy_admin",
+    "proxy_admin_viewer",
+    "internal_user",
+    "internal_user_viewer",
+    "team",
+    "customer",
+];
+
+async fn user_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) -> ApiResult {
+    b.limits().validate()?;
+    if let Some(r) = &b.user_role {
+        if !USER_ROLES.contains(&r.as_str()) {
+            return Err(bad(
+                "user_role",
+                format!("user_role must be one of {USER_ROLES:?}"),
+            ));
+        }
+    }
+    let duration = match &b.duration {
+        Some(d) => Some(
+            parse_duration(d)
+                .ok_or_else(|| bad("duration", format!("duration `{d}` is not a duration")))?,
+        ),
+        None => None,
+    };
+    let user_id = b.user_id.clone().unwrap_or_else(crate::server::new_call_id);
+    if m.store().user(&user_id).await?.is_some() {
+        return Err(bad(
+            "user_id",
+            format!("User id = {user_id} already exists"),
+        ));
+    }
+    let now = now_ms();
+    let mut limits = Limits::default();
+    b.limits().apply(&mut limits);
+    let u = UserRow {
+        user_id: user_id.clone(),
+        user_email: b.user_email.clone(),
+        user_role: Some(
+            b.user_role
+                .clone()
+                .unwrap_or_else(|| "internal_user".to_owned()),
+        ),
+        models: b.models.clone().unwrap_or_default(),
+        spend: 0.0,
+        budget_reset_at: next_reset(limits.budget_duration.as_deref(), now),
+        limits,
+        metadata: b.metadata.clone().unwrap_or_default(),
+        teams: b.teams.clone().unwrap_or_default(),
+        created_at: now,
+        updated_at: now,
+    };
+    m.store().create_user(&u).await?;
+    let mut v = user_json(&u);
+    if b.auto_create_key.unwrap_or(true) {
+        let (secret, row) = m
+            .store()
+            .create_key(NewKey {
+                key_alias: b.key_alias.clone(),
+                models: u.models.clone(),
+                user_id: Some(user_id),
+                duration,
+                ..NewKey::default()
+            })
+            .await?;
+        v["key"] = Value::String(secret.expose().to_owned());
+        v["token"] = Value::String(row.token);
+        v["expires"] = opt_iso(row.expires);
+    }
+    Ok(Json(v))
+}
+
+#[derive(Debug, Deserialize)]
+struct UserQuery {
+    user_id: Option<String>,
+}
+
+async fn user_info(State(m): State<Arc<Mgmt>>, Q(q): Q<UserQuery>, caller: Caller) -> ApiResult {
+    let asked = q.user_id.filter(|u| !u.is_empty());
+    let id = match caller {
+        Caller::Admin => asked.ok_or_else(|| bad("user_id", "missing field `user_id`"))?,
+        // A key reads its own user (no `user_id`: the key's user), as LiteLLM allows.
+        Caller::Key(me) => match (asked, &me.user_id) {
+            (None, Some(mine)) => mine.clone(),
+            (Some(asked), Some(mine)) if asked == *mine => asked,
+            (asked, mine) => {
+                return Err(forbidden(format!(
+                    "key not allowed to access this user's info. user_id={}, key's user_id={}",
+                    asked.as_deref().unwrap_or("None"),
+                    mine.as_deref().unwrap_or("None")
+                )))
+            }
+        },
+    };
+    let u = m
+        .store()
+        .user(&id)
+        .await?
+        .ok_or_else(|| not_found(format!("User not found, passed user_id={id}")))?;
+    let (keys, _) = m.store().list_keys(None, Some(&id), 1, 1000).await?;
+    let mut teams = Vec::new();
+    for t in &u.teams {
+        if let Some(t) = m.store().team(t).await? {
+            teams.push(team_json(&t));
+        }
+    }
+    Ok(Json(json!({
+        "user_id": u.user_id,
+        "user_info": user_json(&u),
+        "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
+        "teams": teams,
+    })))
+}

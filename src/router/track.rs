@@ -1,0 +1,176 @@
+//! Completion tracking: a call's in-flight count, permit and usage held until its response, or
+//! its stream, ends (tower's `load::TrackCompletion` idea: the service may respond while other
+//! parts are still acting on the request).
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+    time::Instant,
+};
+
+use futures_core::Stream;
+use pin_project_lite::pin_project;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::{
+    shared::Shared,
+    state::TIMEOUT_PENALTY,
+    table::{Entry, Inner},
+    RouteLog,
+};
+use crate::{
+    error::{ErrorKind, LlmError},
+    types::{ChatStream, ChunkBody, LlmResponse, ResponseBody},
+};
+
+/// Bookkeeping of one call to a deployment: in-flight count, permit, start time.
+pub(super) struct Tracker {
+    pub(super) entry: Arc<Entry>,
+    started: Instant,
+    _permit: Option<OwnedSemaphorePermit>,
+    shared: Option<Shared>,
+    /// A test request (`mock_response`): its latency and tokens are not recorded.
+    test: bool,
+}
+
+impl Tracker {
+    pub(super) fn new(
+        entry: Arc<Entry>,
+        permit: Option<OwnedSemaphorePermit>,
+        shared: Option<Shared>,
+        test: bool,
+    ) -> Self {
+        entry
+            .state
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(s) = &shared {
+            s.busy(entry.deployment.id.clone(), 1);
+        }
+        Self {
+            entry,
+            started: Instant::now(),
+            _permit: permit,
+            shared,
+            test,
+        }
+    }
+
+    pub(super) fn tokens(&self, n: u64) {
+        if n == 0 || self.test {
+            return;
+        }
+        self.entry.state.add_tokens(n);
+        if let Some(s) = &self.shared {
+            s.tokens(self.entry.deployment.id.clone(), n);
+        }
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.entry
+            .state
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(s) = &self.shared {
+            s.busy(self.entry.deployment.id.clone(), -1);
+        }
+    }
+}
+
+/// What the router does with a deployment's answer.
+pub(super) fn finish(
+    inner: &Inner,
+    model: &str,
+    log: Option<&RouteLog>,
+    tracker: Tracker,
+    result: Result<LlmResponse, LlmError>,
+) -> Result<LlmResponse, LlmError> {
+    let elapsed = tracker.started.elapsed().as_secs_f64();
+    let state = &tracker.entry.state;
+    let record_latency = |v: f64| {
+        if !tracker.test {
+            state.record_latency(v);
+        }
+    };
+    match result {
+        Ok(mut resp) => {
+            if let ResponseBody::Stream(_) = &resp.body {
+                // The health layer hands a stream on once its first chunk arrived: this is the
+                // time to first token.
+                record_latency(elapsed);
+                let LlmResponse { body, meta } = resp;
+                let body = match body {
+                    ResponseBody::Stream(s) => ResponseBody::Stream(Box::pin(TrackedStream {
+                        inner: s,
+                        tracker: Some(tracker),
+                    })),
+                    other => other,
+                };
+                resp = LlmResponse { body, meta };
+            } else {
+                let usage = resp.meta.usage.as_ref();
+                let out = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
+                record_latency(if out > 0 {
+                    elapsed / out as f64
+                } else {
+                    elapsed
+                });
+                tracker.tokens(usage.and_then(|u| u.total_tokens).unwrap_or(0));
+            }
+            Ok(resp)
+        }
+        Err(e) => {
+            if e.kind() == ErrorKind::Timeout {
+                record_latency(TIMEOUT_PENALTY.as_secs_f64());
+            }
+            if let Some(log) = log {
+                let id = tracker.entry.deployment.id.clone();
+                let others = inner.others_available(model, log, &id);
+                let available_in = inner.available_in(model);
+                log.failed(
+                    id,
+                    tracker.entry.deployment.max_retries,
+                    others,
+                    available_in,
+                );
+            }
+            Err(e)
+        }
+    }
+}
+
+pin_project! {
+    /// A deployment's stream with its in-flight count held until it ends or is dropped, and its
+    /// token usage counted from the usage chunk.
+    struct TrackedStream {
+        inner: ChatStream,
+        tracker: Option<Tracker>,
+    }
+}
+
+impl Stream for TrackedStream {
+    type Item = Result<ChunkBody, LlmError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        let item = ready!(this.inner.as_mut().poll_next(cx));
+        match &item {
+            Some(Ok(chunk)) => {
+                if let (Some(usage), Some(t)) = (chunk.usage(), this.tracker.as_ref()) {
+                    t.tokens(usage.total_tokens.unwrap_or(0));
+                }
+            }
+            Some(Err(_)) | None => {
+                this.tracker.take();
+            }
+        }
+        Poll::Ready(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
