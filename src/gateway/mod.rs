@@ -37,7 +37,7 @@ use crate::{
 
 /// The embedded default config: a `mock` chat model group and a `mock-embedding` group, served by
 /// the built-in mock provider (no account, no network).
-pub const DEFAULT_CONFIG: &str = include_str!("default_config.yaml");
+pub const DEFAULT_CONFIG: &str = include_str!("../default_config.yaml");
 
 /// The model-level stack the gateway serves, boxed once at this seam so that each concern's layer
 /// can be added (or left out by config) without changing the type.
