@@ -38,8 +38,8 @@ use http::{HeaderMap, StatusCode};
 pub use self::{
     deployment::{split_provider, stable_id, Deployment},
     h1_pool::UpstreamBody,
-    registry::{known_prefixes, lookup, Providers, RegisterError, SharedProvider},
     http_client::{HttpClient, HttpClientBuilder, HttpFuture},
+    registry::{known_prefixes, lookup, Providers, RegisterError, SharedProvider},
     service::{
         forwardable_headers, retry_after, transport_error, ProviderLayer, ProviderService,
         ResponseFuture, DEFAULT_TIMEOUT,
