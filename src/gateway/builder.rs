@@ -705,3 +705,145 @@ fn pricing(
     }
     Arc::new(pricing)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        client::Client,
+        config::Config,
+        gateway::Gateway,
+        provider::HttpClient,
+        types::chat::{ChatRequest, Message},
+    };
+
+    fn hello(model: &str) -> ChatRequest {
+        ChatRequest {
+            model: model.into(),
+            messages: vec![Message::new("user", "hello")],
+            mock_response: Some(serde_json::json!("the same answer")),
+            ..ChatRequest::default()
+        }
+    }
+
+    const YAML: &str = "model_list:\n\
+        - model_name: chat\n  litellm_params: {model: mock/a}\n\
+        - model_name: chat\n  litellm_params: {model: mock/b}\n\
+        - model_name: other\n  litellm_params: {model: mock/c}\n\
+        router_settings:\n  routing_strategy: least-busy\n  num_retries: 1\n  model_group_alias: {alias: chat}\n";
+
+    fn from_builder() -> Gateway {
+        Gateway::builder()
+            .deployment(Deployment::new("chat", "mock/a"))
+            .deployment(Deployment::new("chat", "mock/b"))
+            .deployment(Deployment::new("other", "mock/c"))
+            .strategy("least-busy".parse().expect("a strategy"))
+            .retry(RetryLayer::new(1))
+            .alias("alias", "chat", false)
+            .build(&HttpClient::new())
+            .expect("valid settings")
+    }
+
+    #[tokio::test]
+    async fn builder_gateway_answers_like_the_config_gateway() {
+        let config = Config::from_yaml_str(YAML, "t.yaml").expect("loads").config;
+        let by_config = Gateway::from_config(&config, &HttpClient::new());
+        let by_builder = from_builder();
+        assert_eq!(
+            by_config.router().model_names(),
+            by_builder.router().model_names()
+        );
+        assert_eq!(
+            by_config.router().strategy(),
+            by_builder.router().strategy()
+        );
+        assert_eq!(by_config.max_body_bytes(), by_builder.max_body_bytes());
+        assert_eq!(
+            by_config.body_read_timeout(),
+            by_builder.body_read_timeout()
+        );
+        for model in ["chat", "alias", "other"] {
+            let a = Client::new(by_config.stack().clone())
+                .chat(hello(model))
+                .await
+                .expect("config gateway answers");
+            let b = Client::new(by_builder.stack().clone())
+                .chat(hello(model))
+                .await
+                .expect("builder gateway answers");
+            let text = |r: &crate::types::chat::ChatResponse| {
+                r.choices[0].message.as_ref().map(Message::text)
+            };
+            assert_eq!(text(&a), text(&b), "{model}");
+            assert_eq!(text(&a).as_deref(), Some("the same answer"));
+        }
+        let missing = |gw: &Gateway| {
+            let stack = gw.stack().clone();
+            async move {
+                Client::new(stack)
+                    .chat(hello("nope"))
+                    .await
+                    .expect_err("unknown group")
+                    .status()
+            }
+        };
+        assert_eq!(missing(&by_config).await, missing(&by_builder).await);
+    }
+
+    #[tokio::test]
+    async fn master_key_is_enforced_by_both() {
+        let config = Config::from_yaml_str(
+            "model_list:\n- model_name: chat\n  litellm_params: {model: mock/a}\ngeneral_settings: {master_key: sk-test-1}\n",
+            "t.yaml",
+        )
+        .expect("loads")
+        .config;
+        let by_config = Gateway::from_config(&config, &HttpClient::new());
+        let by_builder = Gateway::builder()
+            .deployment(Deployment::new("chat", "mock/a"))
+            .master_key(Some(Secret::new("sk-test-1")))
+            .build(&HttpClient::new())
+            .expect("valid settings");
+        for gw in [&by_config, &by_builder] {
+            assert!(gw.admission().is_some());
+            let err = Client::new(gw.stack().clone())
+                .chat(hello("chat"))
+                .await
+                .expect_err("no key presented");
+            assert_eq!(err.status(), http::StatusCode::UNAUTHORIZED, "{err}");
+        }
+    }
+
+    #[test]
+    fn invalid_settings_are_errors_naming_them() {
+        let build = |b: GatewayBuilder| b.build(&HttpClient::new()).map(|_| ()).unwrap_err();
+        let err = build(Gateway::builder().timeout(Duration::ZERO));
+        assert_eq!(err.setting(), "timeout");
+        let err = build(Gateway::builder().max_body_bytes(0));
+        assert_eq!(err.setting(), "max_body_bytes");
+        let err = build(Gateway::builder().budget_exceeded_status(http::StatusCode::OK));
+        assert_eq!(err.setting(), "budget_exceeded_status");
+        assert!(err.to_string().contains("200"), "{err}");
+        let err = build(Gateway::builder().deployment(Deployment::new(" ", "mock/a")));
+        assert_eq!(err.setting(), "deployment");
+        let mock = crate::provider::lookup("mock").expect("built in");
+        let err = build(Gateway::builder().custom_provider_as("mock", mock));
+        assert_eq!(err.setting(), "custom_provider(mock)");
+        assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[test]
+    fn unknown_provider_is_a_warning_with_the_current_message() {
+        let gw = Gateway::builder()
+            .deployment(Deployment::new("corp", "mycorp/x"))
+            .build(&HttpClient::new())
+            .expect("builds");
+        assert!(
+            gw.warnings().iter().any(|w| w.starts_with(
+                "model_list[0].litellm_params.model: provider `mycorp` is not supported yet"
+            )),
+            "{:?}",
+            gw.warnings()
+        );
+    }
+}
