@@ -117,39 +117,3 @@ pub mod bench {
         Some(super::key::finish(h, None))
     }
 }
-
-/// Checks `litellm_settings.cache_params` for values the cache cannot use: an unknown `type`
-/// or `scope`, a Redis URL that does not parse. Returns `(key, reason)` pairs; the config loader
-/// reports them with the file name, so a bad cache config fails at start-up.
-#[must_use]
-pub fn check_params(p: &crate::config::CacheParams) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    const TYPES: &[&str] = if cfg!(feature = "redis") {
-        &["local", "redis"]
-    } else {
-        &["local"]
-    };
-    if let Some(t) = &p.type_ {
-        if !TYPES.contains(&t.as_str()) {
-            out.push((
-                "type",
-                format!(
-                    "cache type {t:?} is not supported by llmgate; expected one of: {}",
-                    TYPES.join(", ")
-                ),
-            ));
-        }
-    }
-    match p.other.get("scope") {
-        None => {}
-        Some(serde_json::Value::String(s)) if s == "tenant" || s == "shared" => {}
-        Some(v) => out.push(("scope", format!("must be `tenant` or `shared` (got {v})"))),
-    }
-    #[cfg(feature = "redis")]
-    if let Some(url) = &p.url {
-        if let Err(e) = RedisStore::open(url.expose()) {
-            out.push(("url", e));
-        }
-    }
-    out
-}
