@@ -6,7 +6,7 @@ use std::fmt;
 use super::Config;
 
 /// One problem in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ConfigError {
     /// The file (or other origin) the config came from.
@@ -16,7 +16,19 @@ pub struct ConfigError {
     pub key: String,
     /// What is wrong.
     pub reason: String,
+    /// The error underneath (the file could not be read, the YAML does not parse), kept for
+    /// [`std::error::Error::source`]; `reason` already says it.
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
+
+/// Equal when file, key and reason are (the source is what the reason already says).
+impl PartialEq for ConfigError {
+    fn eq(&self, other: &Self) -> bool {
+        self.file == other.file && self.key == other.key && self.reason == other.reason
+    }
+}
+
+impl Eq for ConfigError {}
 
 impl ConfigError {
     /// A problem at `key` in `file`.
@@ -26,7 +38,15 @@ impl ConfigError {
             file: file.into(),
             key: key.into(),
             reason: reason.into(),
+            source: None,
         }
+    }
+
+    /// The same problem, with the error underneath as its [`source`](std::error::Error::source).
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(std::sync::Arc::new(source));
+        self
     }
 }
 
@@ -41,7 +61,13 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Every problem found while loading a config (never empty when returned by the loader).
 #[derive(Debug, Clone, PartialEq, Eq)]

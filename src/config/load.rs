@@ -31,7 +31,8 @@ impl Config {
                 file,
                 "",
                 format!("cannot read the config file: {e}"),
-            )])),
+            )
+            .with_source(e)])),
         }
     }
 
@@ -67,7 +68,8 @@ impl Config {
                                 file,
                                 "",
                                 format!("cannot read the config file: {e}"),
-                            )],
+                            )
+                            .with_source(e)],
                             warnings: Vec::new(),
                         }
                     }
@@ -285,7 +287,9 @@ impl Loader<'_> {
         let mut yaml: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                self.error("", yaml_error_reason(&e));
+                let reason = yaml_error_reason(&e);
+                self.errors
+                    .push(ConfigError::new(self.file, "", reason).with_source(e));
                 return config;
             }
         };
@@ -649,10 +653,9 @@ impl Loader<'_> {
             let text = match std::fs::read_to_string(&path) {
                 Ok(text) => text,
                 Err(e) => {
-                    self.error(
-                        key,
-                        format!("cannot read included file {}: {e}", path.display()),
-                    );
+                    let reason = format!("cannot read included file {}: {e}", path.display());
+                    self.errors
+                        .push(ConfigError::new(self.file, key, reason).with_source(e));
                     continue;
                 }
             };

@@ -916,3 +916,24 @@ fn yaml_merge_keys_and_odd_keys() {
         .expect("alias");
     assert!(alias.contains_key("1"));
 }
+
+#[test]
+fn unreadable_file_keeps_its_io_error_as_source() {
+    let errs = Config::from_path(std::path::Path::new("/nonexistent/llmgate/config.yaml"))
+        .expect_err("no such file");
+    let e = &errs.0[0];
+    assert!(e.reason.starts_with("cannot read the config file"), "{e}");
+    let source = std::error::Error::source(e).expect("the io error");
+    assert!(source.downcast_ref::<std::io::Error>().is_some());
+    // Equality ignores the source (the reason says it).
+    assert_eq!(
+        e.clone(),
+        ConfigError::new(e.file.clone(), e.key.clone(), e.reason.clone())
+    );
+}
+
+#[test]
+fn invalid_yaml_keeps_its_parse_error_as_source() {
+    let errs = Config::from_yaml_str("model_list: [", "t.yaml").expect_err("invalid YAML");
+    assert!(std::error::Error::source(&errs.0[0]).is_some(), "{}", errs);
+}
