@@ -1,6 +1,8 @@
 //! A custom provider registered by value, beside a built-in one, over real sockets: the setup of
 //! `examples/custom_provider.rs` (included here as a module), and the same from a config.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../examples/custom_provider.rs"]
 mod example;
 

@@ -257,7 +257,6 @@ impl Gateway {
     }
 
     /// The management API routes (404 for everything without governance).
-    #[must_use]
     pub fn management(&self) -> &axum::Router {
         &self.management
     }
