@@ -413,7 +413,6 @@ impl GatewayBuilder {
         for (prefix, provider) in std::mem::take(&mut self.custom) {
             let providers = std::mem::take(&mut self.providers);
             self.providers = providers
-                .clone()
                 .register_as(prefix.clone(), provider)
                 .map_err(|e| GatewayError {
                     setting: format!("custom_provider({prefix})"),
@@ -467,12 +466,13 @@ impl GatewayBuilder {
             .is_some_and(|g| g.proxy_budget.is_some());
         let block_unpriced = governed && self.block_unpriced;
         let guard = block_unpriced.then_some(proxy_budget);
+        // Before `router`, which takes the deployments.
+        let catalog = Arc::new(self.catalog());
         let router = self.router(client, guard);
         let mut warnings = std::mem::take(&mut self.warnings);
         let pricing = pricing(&self.prices, &router, &mut warnings, block_unpriced);
         let unpriced = pricing.unpriced().to_vec();
         let cache_handle = self.cache.as_ref().map(CacheLayer::handle);
-        let catalog = Arc::new(self.catalog());
 
         let gov = self.governance;
         let (master_auth, key_auth, rate_limit, budget, spend_log, management) = match &gov {
