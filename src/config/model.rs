@@ -202,7 +202,7 @@ pub struct CacheParams {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct RouterSettings {
-    /// One of [`ROUTING_STRATEGIES`].
+    /// One of [`ROUTING_STRATEGIES`](super::ROUTING_STRATEGIES).
     #[serde(deserialize_with = "lenient::opt_string")]
     pub routing_strategy: Option<String>,
     /// Strategy-specific arguments.
