@@ -148,7 +148,7 @@ fn server_round_trip(c: &mut Criterion) {
         };
         rt.block_on(async {
             send().await;
-            if let Some(cache) = &gateway.cache {
+            if let Some(cache) = gateway.cache() {
                 cache.flushed().await;
                 assert_eq!(send().await.unwrap(), "hit");
             }

@@ -326,8 +326,8 @@ fn translation(c: &mut Criterion) {
                 ),
                 _ => panic!("{}: not a chat answer", f.name),
             }
-            let n0 = rt.block_on(drain(p, &stream_req, &dep, &headers, &evs));
-            let n1 = rt.block_on(drain(p, &stream_req, &dep, &headers, &more));
+            let n0 = rt.block_on(drain(&*p, &stream_req, &dep, &headers, &evs));
+            let n1 = rt.block_on(drain(&*p, &stream_req, &dep, &headers, &more));
             assert_eq!(
                 n1 - n0,
                 EXTRA_EVENTS,
@@ -363,7 +363,7 @@ fn translation(c: &mut Criterion) {
         for (f, p, dep, _, evs, more, headers) in &families {
             let body = if extra { more } else { evs };
             g.bench_function(f.name, |b| {
-                b.iter(|| rt.block_on(drain(*p, &stream_req, dep, headers, body)));
+                b.iter(|| rt.block_on(drain(&**p, &stream_req, dep, headers, body)));
             });
         }
         g.finish();

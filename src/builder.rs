@@ -105,7 +105,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     #[must_use]
     fn provider(
         self,
-        provider: &'static dyn Provider,
+        provider: Arc<dyn Provider>,
         deployment: Arc<Deployment>,
     ) -> ServiceBuilder<Stack<ProviderLayer, L>>;
 }
@@ -157,7 +157,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     fn provider(
         self,
-        provider: &'static dyn Provider,
+        provider: Arc<dyn Provider>,
         deployment: Arc<Deployment>,
     ) -> ServiceBuilder<Stack<ProviderLayer, L>> {
         self.layer(ProviderLayer::new(provider, deployment))

@@ -133,7 +133,11 @@ mod tests {
         let cfg = Config::from_yaml_str(crate::gateway::DEFAULT_CONFIG, "default")
             .unwrap()
             .config;
-        Client::new(Gateway::from_config(&cfg, &HttpClient::new()).stack)
+        Client::new(
+            Gateway::from_config(&cfg, &HttpClient::new())
+                .stack()
+                .clone(),
+        )
     }
 
     fn hello() -> ChatRequest {

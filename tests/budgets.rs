@@ -44,8 +44,7 @@ fn reset_at(gw: &Gov) -> i64 {
     gw.gateway
         .as_ref()
         .unwrap()
-        .governance
-        .as_ref()
+        .governance()
         .unwrap()
         .proxy_budget
         .as_ref()
@@ -217,7 +216,7 @@ async fn wildcard_calls_are_priced_by_the_model_called() {
     )
     .await;
     let gateway = gw.gateway.as_ref().unwrap();
-    assert!(gateway.unpriced.is_empty(), "{:?}", gateway.unpriced);
+    assert!(gateway.unpriced().is_empty(), "{:?}", gateway.unpriced());
     let base = gw.url("");
     // LiteLLM's prices: gpt-4o 2.5e-6 / 1e-5, gpt-4o-mini 1.5e-7 / 6e-7 per token.
     let a = chat(&base, MASTER, "openai/gpt-4o").await;
@@ -288,9 +287,9 @@ async fn unpriced_models_cost_zero_unless_refused_to_budgeted_keys() {
     // Default: logged at cost 0 for every caller.
     let gw = Gov::start(&unpriced_config(&up.url(), ""), sqlite()).await;
     let gateway = gw.gateway.as_ref().unwrap();
-    assert_eq!(gateway.unpriced, ["openai/house-model"]);
+    assert_eq!(gateway.unpriced(), ["openai/house-model"]);
     assert!(gateway
-        .warnings
+        .warnings()
         .iter()
         .any(|w| w.contains("`openai/house-model`") && w.contains("cost 0")));
     let (budgeted, _) = new_key(&gw.url(""), json!({"max_budget": 1.0})).await;

@@ -107,7 +107,7 @@ async fn cache_true_alone_is_local_and_off_without_it() {
     .unwrap();
     let gw =
         llmgate::gateway::Gateway::from_config(&on.config, &llmgate::provider::HttpClient::new());
-    assert_eq!(gw.cache.as_ref().map(|c| c.backend()), Some("memory"));
+    assert_eq!(gw.cache().map(|c| c.backend()), Some("memory"));
     let off = llmgate::config::Config::from_yaml_str(
         "model_list: []\nlitellm_settings:\n  cache_params: {type: local}\n",
         "c.yaml",
@@ -115,5 +115,5 @@ async fn cache_true_alone_is_local_and_off_without_it() {
     .unwrap();
     let gw =
         llmgate::gateway::Gateway::from_config(&off.config, &llmgate::provider::HttpClient::new());
-    assert!(gw.cache.is_none());
+    assert!(gw.cache().is_none());
 }

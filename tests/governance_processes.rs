@@ -248,8 +248,7 @@ async fn a_database_outage_mid_load_loses_no_request_and_no_spend_row() {
         gw.gateway
             .as_ref()
             .unwrap()
-            .governance
-            .as_ref()
+            .governance()
             .unwrap()
             .spend
             .stats()
@@ -305,14 +304,7 @@ async fn a_database_outage_mid_load_loses_no_request_and_no_spend_row() {
     gw.flush().await;
     // Counted in the database itself (the outage phase can log more rows than one
     // `/spend/logs` page holds).
-    let store = &gw
-        .gateway
-        .as_ref()
-        .unwrap()
-        .governance
-        .as_ref()
-        .unwrap()
-        .store;
+    let store = &gw.gateway.as_ref().unwrap().governance().unwrap().store;
     let rows = store
         .spend_logs(&llmgate::store::SpendFilter {
             api_key: Some(token.clone()),

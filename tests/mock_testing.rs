@@ -69,7 +69,7 @@ fn upstream_models(up: &FakeUpstream) -> Vec<String> {
 
 /// Cooling state and failures this minute of deployment `id`.
 fn health(gw: &Gov, id: &str) -> (bool, u32) {
-    let cell = gw.gateway.as_ref().unwrap().router.health(id).unwrap();
+    let cell = gw.gateway.as_ref().unwrap().router().health(id).unwrap();
     (cell.is_cooling(), cell.fails_this_minute())
 }
 

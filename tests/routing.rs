@@ -62,7 +62,9 @@ fn router_of(yaml: &str) -> Router {
     let cfg = llmgate::config::Config::from_yaml_str(yaml, "t")
         .unwrap()
         .config;
-    llmgate::gateway::Gateway::from_config(&cfg, &llmgate::provider::HttpClient::new()).router
+    llmgate::gateway::Gateway::from_config(&cfg, &llmgate::provider::HttpClient::new())
+        .router()
+        .clone()
 }
 
 #[tokio::test]

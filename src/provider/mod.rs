@@ -25,6 +25,7 @@ pub mod mock;
 pub mod ollama;
 pub mod openai;
 pub mod params;
+mod registry;
 mod service;
 pub mod sse;
 
@@ -38,6 +39,7 @@ pub use self::{
     deployment::{split_provider, stable_id, Deployment},
     h1_pool::UpstreamBody,
     http_client::{HttpClient, HttpClientBuilder, HttpFuture},
+    registry::{known_prefixes, lookup, Providers, RegisterError, SharedProvider},
     service::{
         forwardable_headers, retry_after, transport_error, ProviderLayer, ProviderService,
         ResponseFuture, DEFAULT_TIMEOUT,
@@ -166,41 +168,6 @@ macro_rules! delegate_responses {
 }
 
 pub(crate) use delegate_responses;
-
-/// Every built-in provider, by prefix.
-static PROVIDERS: &[&dyn Provider] = &[
-    &openai::OpenAi,
-    &mock::Mock,
-    &anthropic::Anthropic,
-    &azure::Azure,
-    &ollama::Ollama,
-    &ollama::OllamaChat,
-    &gemini::Gemini,
-    &VERTEX_AI,
-    &bedrock::Bedrock,
-];
-
-/// The built-in `vertex_ai` provider: one instance, so every deployment shares its token cache.
-static VERTEX_AI: gemini::VertexAi = gemini::VertexAi::new();
-
-/// Built-in providers, then the OpenAI-compatible hosts table.
-fn all_providers() -> impl Iterator<Item = &'static dyn Provider> {
-    PROVIDERS
-        .iter()
-        .copied()
-        .chain(compat::HOSTS.iter().map(|h| h as &dyn Provider))
-}
-
-/// The provider for a model prefix.
-#[must_use]
-pub fn lookup(prefix: &str) -> Option<&'static dyn Provider> {
-    all_providers().find(|p| p.name() == prefix)
-}
-
-/// The prefixes of every built-in provider.
-pub fn known_prefixes() -> impl Iterator<Item = &'static str> {
-    all_providers().map(|p| p.name())
-}
 
 /// The error for an operation a provider does not implement.
 #[must_use]

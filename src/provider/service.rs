@@ -17,7 +17,7 @@ use http_body_util::{BodyDataStream, BodyExt as _, Full, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{Deployment, Provider};
+use super::{Deployment, Provider, SharedProvider};
 use crate::{
     error::{BoxError, ErrorKind, LlmError},
     types::{LlmRequest, LlmResponse},
@@ -36,19 +36,30 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct ProviderLayer {
-    provider: &'static dyn Provider,
+    provider: SharedProvider,
+    /// The provider name responses carry: the prefix it was registered under.
+    provider_name: Arc<str>,
     deployment: Arc<Deployment>,
     default_timeout: Option<Duration>,
 }
 
 impl ProviderLayer {
-    /// A layer for `deployment`, translating with `provider`.
-    pub fn new(provider: &'static dyn Provider, deployment: Arc<Deployment>) -> Self {
+    /// A layer for `deployment`, translating with `provider` (a built-in from
+    /// [`lookup`](super::lookup) or [`Providers`](super::Providers), or `Arc::new(MyProvider)`).
+    pub fn new(provider: SharedProvider, deployment: Arc<Deployment>) -> Self {
         Self {
+            provider_name: provider.name().into(),
             provider,
             deployment,
             default_timeout: Some(DEFAULT_TIMEOUT),
         }
+    }
+
+    /// The provider name responses carry (`LlmResponse::meta.provider`); default
+    /// [`Provider::name`]. The gateway sets the prefix the provider was registered under.
+    pub fn provider_name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.provider_name = name.into();
+        self
     }
 
     /// The timeout when the deployment sets none (default 600 s, as LiteLLM).
@@ -72,8 +83,8 @@ impl<C> Layer<C> for ProviderLayer {
     fn layer(&self, client: C) -> Self::Service {
         ProviderService {
             client,
-            provider: self.provider,
-            provider_name: self.provider.name().into(),
+            provider: self.provider.clone(),
+            provider_name: self.provider_name.clone(),
             deployment: self.deployment.clone(),
             default_timeout: self.default_timeout,
         }
@@ -89,7 +100,7 @@ impl<C> Layer<C> for ProviderLayer {
 #[derive(Clone)]
 pub struct ProviderService<C> {
     client: C,
-    provider: &'static dyn Provider,
+    provider: SharedProvider,
     /// `provider.name()`, shared by every response's metadata.
     provider_name: Arc<str>,
     deployment: Arc<Deployment>,
@@ -107,7 +118,7 @@ impl<C> fmt::Debug for ProviderService<C> {
 
 impl<C> ProviderService<C> {
     /// A service for `deployment` over `client`.
-    pub fn new(client: C, provider: &'static dyn Provider, deployment: Arc<Deployment>) -> Self {
+    pub fn new(client: C, provider: SharedProvider, deployment: Arc<Deployment>) -> Self {
         ProviderLayer::new(provider, deployment).layer(client)
     }
 
@@ -148,7 +159,7 @@ where
     fn call(&mut self, req: LlmRequest) -> Self::Future {
         let clone = self.client.clone();
         let client = std::mem::replace(&mut self.client, clone);
-        let provider = self.provider;
+        let provider = self.provider.clone();
         let dep = self.deployment.clone();
         let timeout = dep.timeout.or(self.default_timeout);
         let name = self.provider_name.clone();
@@ -158,7 +169,7 @@ where
 
 async fn call<C, B>(
     mut client: C,
-    provider: &'static dyn Provider,
+    provider: SharedProvider,
     name: Arc<str>,
     dep: Arc<Deployment>,
     timeout: Option<Duration>,
@@ -171,7 +182,7 @@ where
     B::Error: Into<BoxError>,
 {
     if !provider.supports(req.kind()) {
-        return Err(super::unsupported(provider, &req));
+        return Err(super::unsupported(&*provider, &req));
     }
     let local = provider.respond_locally(&req, &dep).or_else(|| {
         let chat = req.as_chat()?;
@@ -187,7 +198,7 @@ where
 
     // `additional_drop_params`, and OpenAI parameters the provider cannot take (refused, or
     // dropped with `drop_params`).
-    let mut req = match super::params::prepare(provider, &req, &dep)? {
+    let mut req = match super::params::prepare(&*provider, &req, &dep)? {
         std::borrow::Cow::Borrowed(_) => req,
         std::borrow::Cow::Owned(prepared) => prepared,
     };
@@ -202,7 +213,7 @@ where
     let resp = match within(deadline, send).await {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => return Err(transport_error(e.into()).with_provider(provider.name())),
-        Err(limit) => return Err(timeout_error(limit, provider)),
+        Err(limit) => return Err(timeout_error(limit, &*provider)),
     };
     let ttfb = started.elapsed();
     let (parts, body) = resp.into_parts();
@@ -235,7 +246,7 @@ where
         let bytes = match within(deadline, read_body(body, MAX_RESPONSE_BYTES)).await {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => return Err(body_error(e).with_provider(provider.name())),
-            Err(limit) => return Err(timeout_error(limit, provider)),
+            Err(limit) => return Err(timeout_error(limit, &*provider)),
         };
         provider.decode(&req, http::Response::from_parts(parts, bytes), &dep)?
     };

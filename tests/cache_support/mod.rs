@@ -49,12 +49,12 @@ impl CacheGateway {
         let gateway = Gateway::from_config(&loaded.config, &HttpClient::new());
         // Test models have no price: that warning is expected; any other is a config problem.
         let unexpected: Vec<_> = gateway
-            .warnings
+            .warnings()
             .iter()
             .filter(|w| !w.starts_with("no price known"))
             .collect();
         assert!(unexpected.is_empty(), "{unexpected:?}");
-        let cache = gateway.cache.clone().expect("cache is on");
+        let cache = gateway.cache().cloned().expect("cache is on");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

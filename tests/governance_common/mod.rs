@@ -100,8 +100,7 @@ impl Gov {
         self.gateway
             .as_ref()
             .unwrap()
-            .governance
-            .as_ref()
+            .governance()
             .unwrap()
             .spend
             .flush()

@@ -89,13 +89,13 @@ pub(crate) fn check(path: Option<&PathBuf>) -> Result<String, String> {
     // The gateway is built from what could be read, so unpriced models and unsupported
     // providers are listed beside the config's own errors.
     let gateway = Gateway::from_config(&checked.config, &HttpClient::new());
-    let warnings: Vec<&String> = checked.warnings.iter().chain(&gateway.warnings).collect();
+    let warnings: Vec<&String> = checked.warnings.iter().chain(gateway.warnings()).collect();
     let mut out = String::new();
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     if checked.errors.is_empty() {
         out.push_str(&format!(
             "{origin}: config OK ({}, {}, {})",
-            plural(gateway.router.model_names().len(), "model group"),
+            plural(gateway.router().model_names().len(), "model group"),
             plural(checked.config.model_list.len(), "deployment"),
             plural(warnings.len(), "warning"),
         ));
@@ -181,7 +181,7 @@ pub(crate) fn run(opts: RunOptions) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("{origin}: {e}"))?
         };
-        for w in &gateway.warnings {
+        for w in gateway.warnings() {
             tracing::warn!("{origin}: {w}");
         }
         let addr: SocketAddr = format!("{}:{}", opts.host, opts.port)
@@ -204,9 +204,9 @@ pub(crate) fn run(opts: RunOptions) -> Result<(), String> {
         tracing::info!(
             %addr,
             workers,
-            models = ?gateway.router.model_names(),
+            models = ?gateway.router().model_names(),
             auth,
-            database = gateway.governance.as_ref().map_or("none", |g| g.database.as_str()),
+            database = gateway.governance().map_or("none", |g| g.database.as_str()),
             "llmgate listening"
         );
         // Freed large bodies go back to the OS within a second (see `crate::alloc`).

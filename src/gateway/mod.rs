@@ -1,0 +1,376 @@
+//! The gateway: the whole stack from typed settings ([`Gateway::builder`]) or from a LiteLLM
+//! [`Config`] ([`Gateway::from_config`], [`Gateway::build`]).
+//!
+//! Layers never see the config: `build.rs` translates it onto a [`GatewayBuilder`], which maps
+//! typed settings to [`Deployment`](crate::provider::Deployment)s, provider services, the
+//! [`Router`] and the auth layer, and returns the model-level stack and the HTTP edge.
+//!
+//! Order (outermost first): `Auth → RateLimit → Budget → Cost → Cache → Fallback → Retry →
+//! Router → (per deployment) Health → Timeout → Provider → HttpClient`, one `ServiceBuilder`
+//! chain where governance's layers are optional: with a started
+//! [`Governance`](crate::governance::Governance) ([`Gateway::build`]: store, Redis, spend
+//! writer) the auth layer checks virtual keys too; without (the database-free
+//! [`Gateway::from_config`]) the stack is `MasterKey → Cost → Cache → Fallback → Retry → Router → …`.
+
+mod build;
+mod builder;
+mod stack;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use tower::util::BoxCloneSyncService;
+
+pub use self::{
+    build::deployment_from_entry,
+    builder::{GatewayBuilder, GatewayError},
+    stack::deployment_stack,
+};
+use crate::{
+    cache::CacheHandle,
+    config::Config,
+    cost::PriceTable,
+    error::{BoxError, LlmError},
+    governance::{BuildError, BuildOptions},
+    provider::Providers,
+    router::Router,
+    server::OpenAiServer,
+    types::{LlmRequest, LlmResponse},
+};
+
+/// The embedded default config: a `mock` chat model group and a `mock-embedding` group, served by
+/// the built-in mock provider (no account, no network).
+pub const DEFAULT_CONFIG: &str = include_str!("../default_config.yaml");
+
+/// The model-level stack the gateway serves, boxed once at this seam so that each concern's layer
+/// can be added (or left out by config) without changing the type.
+pub type GatewayStack = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
+
+/// The built gateway: the model-level stack, the HTTP edge, and what building it found worth a
+/// warning. Built by [`Gateway::builder`], [`Gateway::from_config`] or [`Gateway::build`].
+#[derive(Debug)]
+pub struct Gateway {
+    stack: GatewayStack,
+    router: Router,
+    warnings: Vec<String>,
+    unpriced: Vec<String>,
+    max_body_bytes: usize,
+    body_read_timeout: Duration,
+    admission: Option<crate::auth::Admission>,
+    cache: Option<CacheHandle>,
+    governance: Option<crate::governance::Governance>,
+    management: axum::Router,
+}
+
+/// Bounds of an HTTP client service the gateway can call providers through.
+pub trait UpstreamClient<B>:
+    tower_service::Service<
+        http::Request<Full<Bytes>>,
+        Response = http::Response<B>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<C, B> UpstreamClient<B> for C where
+    C: tower_service::Service<
+            http::Request<Full<Bytes>>,
+            Response = http::Response<B>,
+            Error: Into<BoxError>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+impl Gateway {
+    /// A builder for the whole stack from typed settings.
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder::default()
+    }
+
+    /// Builds the stack for `config` over `client`, any HTTP client service (usually
+    /// [`HttpClient`](crate::provider::HttpClient); a test double in tests), with the built-in
+    /// providers. See [`Gateway::from_config_with`].
+    #[must_use]
+    pub fn from_config<C, B>(config: &Config, client: &C) -> Self
+    where
+        C: UpstreamClient<B>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self::from_config_with(config, client, Providers::builtin())
+    }
+
+    /// Builds the database-free stack for `config` over `client`, resolving deployments in
+    /// `providers` (built-ins and custom ones): master key → cost → cache → fallback → retry →
+    /// router → per deployment: health → timeout → provider → HTTP client.
+    ///
+    /// Cannot fail: what the config says that cannot be used is in [`Gateway::warnings`] (a
+    /// deployment of an unknown provider answers 400).
+    #[must_use]
+    pub fn from_config_with<C, B>(config: &Config, client: &C, providers: Providers) -> Self
+    where
+        C: UpstreamClient<B>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let mut builder = GatewayBuilder::from_config(config).providers(providers);
+        // `LLMGATE_MODEL_PRICES` applies here too (the cost header, `--check`'s unpriced list).
+        match crate::governance::price_table(&BuildOptions::default()) {
+            Ok(table) => builder = builder.price_table(table),
+            Err(e) => {
+                builder = builder
+                    .warning(format!("{e}; using the built-in price table"))
+                    .price_table(PriceTable::builtin());
+            }
+        }
+        // The config's values were checked when it loaded; anything left is reported.
+        if let Err(e) = builder.check() {
+            builder = builder.warning(e.to_string());
+        }
+        builder.assemble(client)
+    }
+
+    /// Builds the governed stack for `config` over `client` with the built-in providers. See
+    /// [`Gateway::build_with`].
+    ///
+    /// # Errors
+    /// As [`Gateway::build_with`].
+    pub async fn build<C, B>(
+        config: &Config,
+        client: &C,
+        opts: BuildOptions,
+    ) -> Result<Self, BuildError>
+    where
+        C: UpstreamClient<B>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self::build_with(config, client, opts, Providers::builtin()).await
+    }
+
+    /// Builds the governed stack for `config` over `client`: connects the store (SQLite or
+    /// PostgreSQL, migrations run), Redis for shared limits when configured, and starts the spend
+    /// writer (see [`governance`](crate::governance) for how each is chosen), then hands the
+    /// started [`Governance`](crate::governance::Governance) to the [`GatewayBuilder`].
+    ///
+    /// Order, outermost first: auth (master key + virtual keys) → rate limit → budget → cost →
+    /// cache → fallback → retry → router → per deployment: health → timeout → provider → HTTP
+    /// client.
+    ///
+    /// # Errors
+    /// The price table, store or Redis cannot be used, or a builder setting is refused.
+    pub async fn build_with<C, B>(
+        config: &Config,
+        client: &C,
+        opts: BuildOptions,
+        providers: Providers,
+    ) -> Result<Self, BuildError>
+    where
+        C: UpstreamClient<B>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let table = crate::governance::price_table(&opts)?;
+        let ls = &config.litellm_settings;
+        let mut builder = GatewayBuilder::from_config(config)
+            .providers(providers)
+            .price_table(table);
+        if ls.max_budget.is_some_and(|m| m > 0.0)
+            && ls.budget_duration.as_deref().is_none_or(str::is_empty)
+        {
+            builder = builder.warning("litellm_settings.max_budget without budget_duration: the proxy budget never resets (LiteLLM refuses to start without budget_duration)");
+        }
+        let gov = crate::governance::start(config, &opts).await?;
+        builder
+            .governance(gov)
+            .build(client)
+            .map_err(|e| BuildError {
+                key: e.setting().to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The model-level stack (every layer, outermost first, ending in the router).
+    #[must_use]
+    pub fn stack(&self) -> &GatewayStack {
+        &self.stack
+    }
+
+    /// The router at the bottom of the stack (model groups, deployments).
+    #[must_use]
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Non-fatal findings (unsupported providers, …).
+    #[must_use]
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Deployments without a known price, as `provider/model` (each once; wildcard deployments
+    /// are priced per call and not listed). Their calls are logged at cost 0, or refused to
+    /// callers with a budget under `general_settings.block_unpriced_models_for_budgeted_keys`.
+    #[must_use]
+    pub fn unpriced(&self) -> &[String] {
+        &self.unpriced
+    }
+
+    /// Request body limit.
+    #[must_use]
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// Time allowed to receive a request body (`general_settings.request_body_timeout`).
+    #[must_use]
+    pub fn body_read_timeout(&self) -> Duration {
+        self.body_read_timeout
+    }
+
+    /// The auth layer's key check, run by the edge before it reads a body.
+    #[must_use]
+    pub fn admission(&self) -> Option<&crate::auth::Admission> {
+        self.admission.as_ref()
+    }
+
+    /// The response cache's counters, when a cache is on.
+    #[must_use]
+    pub fn cache(&self) -> Option<&CacheHandle> {
+        self.cache.as_ref()
+    }
+
+    /// Keys, budgets, limits and spend ([`Gateway::build`] or
+    /// [`GatewayBuilder::governance`] only).
+    #[must_use]
+    pub fn governance(&self) -> Option<&crate::governance::Governance> {
+        self.governance.as_ref()
+    }
+
+    /// The management API routes (404 for everything without governance).
+    pub fn management(&self) -> &axum::Router {
+        &self.management
+    }
+
+    /// The HTTP edge over the stack with the management API for every other path.
+    #[must_use]
+    pub fn app(&self) -> OpenAiServer<GatewayStack, axum::Router> {
+        self.server().with_fallback(self.management.clone())
+    }
+
+    /// Stops the governance services after `serve` returned: writes every queued spend row
+    /// (retrying for up to `timeout`). Returns the spend writer's counters.
+    pub async fn shutdown(self, timeout: Duration) -> Option<crate::spend::SpendStats> {
+        match self.governance {
+            Some(g) => Some(g.shutdown(timeout).await),
+            None => None,
+        }
+    }
+
+    /// The HTTP edge over the stack.
+    #[must_use]
+    pub fn server(&self) -> OpenAiServer<GatewayStack> {
+        OpenAiServer::new(self.stack.clone())
+            .max_body_bytes(self.max_body_bytes)
+            .body_read_timeout(self.body_read_timeout)
+            .admission(self.admission.clone())
+            .readiness(self.readiness())
+    }
+
+    /// What `/health/readiness` reports: the database ([`Gateway::build`] only), the cache and
+    /// the state of Redis.
+    #[must_use]
+    pub fn readiness(&self) -> crate::server::Readiness {
+        crate::server::Readiness::with(
+            self.governance.as_ref().map(|g| g.store.clone()),
+            self.cache.as_ref().map(|c| {
+                if c.backend() == "redis" {
+                    "redis"
+                } else {
+                    "local"
+                }
+            }),
+        )
+        .redis(self.redis_breakers())
+    }
+
+    /// The breakers of every user of Redis (rate limits, router, cache), for readiness.
+    fn redis_breakers(&self) -> Vec<crate::redis_guard::Breaker> {
+        let limits = self.governance.as_ref().and_then(|g| g.counters.breaker());
+        let cache = self.cache.as_ref().and_then(|c| c.redis_breaker());
+        [limits, self.router.redis_breaker(), cache]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::Deployment;
+    use crate::provider::HttpClient;
+
+    fn assert_send_sync_clone<T: Clone + Send + Sync + 'static>() {}
+
+    #[test]
+    fn stack_and_server_are_clone_send_sync() {
+        assert_send_sync_clone::<GatewayStack>();
+        assert_send_sync_clone::<OpenAiServer<GatewayStack>>();
+    }
+
+    #[test]
+    fn custom_llm_provider_names_the_provider() {
+        let config = Config::from_yaml_str(
+            "model_list:\n\
+             - model_name: a\n  litellm_params: {model: gpt-4o, custom_llm_provider: azure, api_base: https://x.openai.azure.com}\n\
+             - model_name: b\n  litellm_params: {model: azure/gpt-4o, custom_llm_provider: azure}\n\
+             - model_name: c\n  litellm_params: {model: gpt-4o}\n",
+            "t.yaml",
+        )
+        .expect("loads")
+        .config;
+        let deps: Vec<Deployment> = config
+            .model_list
+            .iter()
+            .map(deployment_from_entry)
+            .collect();
+        assert_eq!((&*deps[0].provider, &*deps[0].model), ("azure", "gpt-4o"));
+        assert_eq!((&*deps[1].provider, &*deps[1].model), ("azure", "gpt-4o"));
+        assert_eq!((&*deps[2].provider, &*deps[2].model), ("openai", "gpt-4o"));
+    }
+
+    #[test]
+    fn global_drop_params_reaches_deployments() {
+        let yaml = "model_list:\n  - model_name: a\n    litellm_params:\n      model: anthropic/claude\n  - model_name: b\n    litellm_params:\n      model: anthropic/claude\n      drop_params: false\nlitellm_settings:\n  drop_params: true\n";
+        let cfg = Config::from_yaml_str(yaml, "t").unwrap().config;
+        let gw = Gateway::from_config(&cfg, &HttpClient::new());
+        let router = &gw.router;
+        let a = router.deployments("a").next().unwrap();
+        let b = router.deployments("b").next().unwrap();
+        assert_eq!(a.param("drop_params"), Some(&serde_json::Value::Bool(true)));
+        assert_eq!(
+            b.param("drop_params"),
+            Some(&serde_json::Value::Bool(false))
+        );
+    }
+
+    #[test]
+    fn default_config_builds_mock_groups() {
+        let loaded = Config::from_yaml_str(DEFAULT_CONFIG, "default").unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let gw = Gateway::from_config(&loaded.config, &HttpClient::new());
+        assert!(gw.warnings.is_empty());
+        assert_eq!(gw.router.model_names(), ["mock", "mock-embedding"]);
+    }
+}
