@@ -20,7 +20,7 @@ use super::{access::ModelCatalog, PresentedKey};
 use crate::{
     error::{ErrorKind, LlmError},
     secret::Secret,
-    store::{hash_key, now_ms, Limits, Store, StoreError},
+    store::{hash_key, next_reset, now_ms, KeyStore, Limits, SpendTotals, StoreError},
     types::{LlmRequest, LlmResponse, Operation, ResponseBody},
 };
 
@@ -104,8 +104,8 @@ impl KeyInfo {
         ModelCatalog::new().allows(self, model)
     }
 
-    /// Loads a key, its team and its user from the store (budget periods rolled over).
-    pub async fn load(store: &Store, token: &str) -> Result<Option<Self>, StoreError> {
+    /// Loads a key, its team and its user from a [`KeyStore`] (budget periods rolled over).
+    pub async fn load(store: &dyn KeyStore, token: &str) -> Result<Option<Self>, StoreError> {
         let Some(k) = store.key_fresh(token).await? else {
             return Ok(None);
         };
@@ -195,7 +195,7 @@ struct Cached {
 /// keys does not reach the database.
 #[derive(Clone)]
 pub struct KeyCache {
-    store: Store,
+    store: Arc<dyn KeyStore>,
     cache: moka::sync::Cache<Arc<str>, Arc<Cached>>,
     ttl: Duration,
 }
@@ -210,10 +210,18 @@ impl fmt::Debug for KeyCache {
 }
 
 impl KeyCache {
-    /// A cache over `store`; entries are fresh for `ttl` (default in the gateway: 10 s) and kept
-    /// for at most an hour as a fallback while the database is unreachable.
+    /// A cache over `store` (the SQL [`Store`](crate::store::Store), an
+    /// [`InMemoryStore`](crate::store::InMemoryStore) or any [`KeyStore`]); entries are fresh for
+    /// `ttl` (default in the gateway: 10 s) and kept for at most an hour as a fallback while the
+    /// store is unreachable.
     #[must_use]
-    pub fn new(store: Store, ttl: Duration) -> Self {
+    pub fn new(store: impl KeyStore, ttl: Duration) -> Self {
+        Self::shared(Arc::new(store), ttl)
+    }
+
+    /// [`KeyCache::new`] over a store already behind an `Arc`.
+    #[must_use]
+    pub fn shared(store: Arc<dyn KeyStore>, ttl: Duration) -> Self {
         Self {
             store,
             cache: moka::sync::Cache::builder()
@@ -226,8 +234,16 @@ impl KeyCache {
 
     /// The store behind the cache.
     #[must_use]
-    pub fn store(&self) -> &Store {
+    pub fn key_store(&self) -> &Arc<dyn KeyStore> {
         &self.store
+    }
+
+    /// The store behind the cache as its concrete type `T`, when it is one (the management API
+    /// takes the SQL [`Store`](crate::store::Store) this way); `None` for another store.
+    #[must_use]
+    pub fn store_as<T: KeyStore>(&self) -> Option<&T> {
+        let any: &dyn std::any::Any = &*self.store;
+        any.downcast_ref::<T>()
     }
 
     /// Forgets a key (after it changed).
@@ -247,7 +263,7 @@ impl KeyCache {
     /// Adds spend just written to the database to the cached keys loaded before `written_at`
     /// (entries loaded later already include it), so budgets stay exact without reloading — and
     /// without a database round trip, which matters while the database is down.
-    pub fn add_spend(&self, totals: &crate::store::SpendTotals, written_at: Instant) {
+    pub fn add_spend(&self, totals: &SpendTotals, written_at: Instant) {
         let bump = |token: &str, entry: &Cached| -> Option<Arc<KeyInfo>> {
             let info = entry.info.as_ref()?;
             if entry.fetched >= written_at {
@@ -275,8 +291,7 @@ impl KeyCache {
                 if s.budget_reset_at.is_some_and(|r| r <= now) {
                     // The period ended: the store starts the new one with this spend.
                     s.spend = v;
-                    s.budget_reset_at =
-                        crate::store::next_reset(s.limits.budget_duration.as_deref(), now);
+                    s.budget_reset_at = next_reset(s.limits.budget_duration.as_deref(), now);
                 } else {
                     s.spend += v;
                 }
@@ -347,7 +362,7 @@ impl KeyCache {
     }
 
     async fn fetch(&self, token: &Arc<str>) -> Result<Option<Arc<KeyInfo>>, StoreError> {
-        let info = KeyInfo::load(&self.store, token).await?.map(Arc::new);
+        let info = KeyInfo::load(&*self.store, token).await?.map(Arc::new);
         self.cache.insert(
             token.clone(),
             Arc::new(Cached {

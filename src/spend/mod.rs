@@ -3,11 +3,11 @@
 //! [`SpendLog::record`] never waits: it adds the row's cost to the in-process [`Ledger`] (so budgets
 //! see it at once) and puts the row into a bounded channel. A background task ([`SpendWriter`])
 //! takes rows in batches and writes each batch in one transaction, which also adds the batch's
-//! cost to the key, team and user totals ([`Store::write_spend`]). When the database is slow or
+//! cost to the key, team and user totals ([`SpendSink::write_spend`](crate::store::SpendSink::write_spend)). When the database is slow or
 //! down the task retries the batch with backoff; rows wait in the channel meanwhile, and only rows
 //! that arrive when the channel is full are dropped: counted ([`SpendStats::dropped`]) and logged.
 //! A retried batch is never counted twice: the retry counts only the rows it stores
-//! ([`Store::rewrite_spend`]; rows are keyed by call id). A first attempt counts every row, also
+//! ([`SpendSink::rewrite_spend`](crate::store::SpendSink::rewrite_spend); rows are keyed by call id). A first attempt counts every row, also
 //! one whose call id is already stored: a client may reuse `x-litellm-call-id`, and every call is
 //! paid for.
 //!
@@ -42,7 +42,7 @@ use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::Instrument as _;
 
-use crate::store::{SpendRow, SpendTotals, Store};
+use crate::store::{SpendRow, SpendSink, SpendTotals};
 
 /// Spend not yet in the database, per key hash, team and user, and in all (the proxy-wide
 /// budget): what budgets add to the stored totals.
@@ -339,13 +339,20 @@ mod parking_deadline {
 }
 
 impl SpendWriter {
-    /// Starts the writer task on the current runtime.
-    pub fn spawn(store: Store, config: SpendConfig) -> Self {
+    /// Starts the writer task on the current runtime, writing into `store` (the SQL
+    /// [`Store`](crate::store::Store), an [`InMemoryStore`](crate::store::InMemoryStore) or any
+    /// [`SpendSink`]).
+    pub fn spawn(store: impl SpendSink, config: SpendConfig) -> Self {
         Self::spawn_with(store, config, None)
     }
 
     /// [`SpendWriter::spawn`] with a hook run after each committed batch.
-    pub fn spawn_with(store: Store, config: SpendConfig, on_commit: Option<OnCommit>) -> Self {
+    pub fn spawn_with(
+        store: impl SpendSink,
+        config: SpendConfig,
+        on_commit: Option<OnCommit>,
+    ) -> Self {
+        let store: Arc<dyn SpendSink> = Arc::new(store);
         let (tx, rx) = mpsc::channel(config.capacity.max(1));
         let log = SpendLog {
             tx,
@@ -417,7 +424,7 @@ impl SpendWriter {
 
 #[allow(clippy::too_many_arguments)]
 async fn run(
-    store: Store,
+    store: Arc<dyn SpendSink>,
     config: SpendConfig,
     mut rx: mpsc::Receiver<Msg>,
     wake: Arc<Notify>,
@@ -463,7 +470,7 @@ async fn run(
         }
         if !rows.is_empty() {
             write_with_retry(
-                &store,
+                &*store,
                 &config,
                 &rows,
                 &ledger,
@@ -524,7 +531,7 @@ async fn gather(
 
 #[allow(clippy::too_many_arguments)]
 async fn write_with_retry(
-    store: &Store,
+    store: &dyn SpendSink,
     config: &SpendConfig,
     rows: &[SpendRow],
     ledger: &Ledger,
