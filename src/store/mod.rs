@@ -69,6 +69,8 @@ use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
 
+#[cfg(test)]
+mod conformance;
 mod error;
 mod memory;
 mod rows;
