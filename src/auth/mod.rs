@@ -4,7 +4,7 @@
 //! `api-key`, `x-api-key` or `x-litellm-api-key` into the [`PresentedKey`] extension.
 //!
 //! - [`MasterKey`] refuses every request whose presented key is not the master key, compared in
-//!   constant time, with [`ErrorKind::Authentication`] (401). Without a master key configured the
+//!   constant time, with [`ErrorKind::Authentication`](crate::error::ErrorKind::Authentication) (401). Without a master key configured the
 //!   gateway is open, as LiteLLM's proxy is.
 //! - [`Auth`] adds virtual keys (`sk-…`, stored only as their SHA-256, see
 //!   [`store`](crate::store)): the key is hashed and looked up through a [`KeyCache`] (fresh for a

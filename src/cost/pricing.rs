@@ -122,7 +122,7 @@ impl ModelPrice {
     }
 }
 
-/// Prices by model name, in LiteLLM's format. See the [module docs](self).
+/// Prices by model name, in LiteLLM's format. See the [module docs](super).
 ///
 /// Cheap to clone: the built-in entries are shared (`Arc`); only entries merged over them are
 /// owned.
@@ -223,7 +223,7 @@ impl PriceTable {
         self.base.is_empty() && self.extra.is_empty()
     }
 
-    /// The table entry of a deployment (see the [module docs](self) for the lookup order),
+    /// The table entry of a deployment (see the [module docs](super) for the lookup order),
     /// without its overrides.
     #[must_use]
     pub fn entry(&self, dep: &Deployment) -> Option<&ModelPrice> {
@@ -251,7 +251,7 @@ impl PriceTable {
             .or_else(|| self.entry(dep).and_then(|p| p.max_input_tokens))
     }
 
-    /// The price of a deployment (see the [module docs](self) for the lookup order), with its
+    /// The price of a deployment (see the [module docs](super) for the lookup order), with its
     /// overrides applied; `None` when it has no per-token price: neither its table entry (if
     /// any) nor its own settings give an input or output price. Deployments of the built-in
     /// `mock` provider cost 0.

@@ -30,7 +30,7 @@ use crate::{
     },
 };
 
-/// Applies [`Cost`]. See the [module docs](self) for an example.
+/// Applies [`Cost`]. See the [module docs](super) for an example.
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct CostLayer {
@@ -76,7 +76,7 @@ impl<S> Layer<S> for CostLayer {
     }
 }
 
-/// Prices each call and logs its spend. See the [module docs](self) for an example.
+/// Prices each call and logs its spend. See the [module docs](super) for an example.
 #[derive(Clone, Debug)]
 pub struct Cost<S> {
     inner: S,
@@ -120,7 +120,7 @@ pub(super) struct CallCtx {
 
 impl CallCtx {
     /// The usage of a call cut short: what the upstream reported, else the estimated prompt and
-    /// `delivered` bytes of text estimated as tokens (see the [module docs](self)).
+    /// `delivered` bytes of text estimated as tokens (see the [module docs](super)).
     pub(super) fn cut_usage(&self, reported: Option<&Usage>, delivered: usize) -> Usage {
         reported.cloned().unwrap_or_else(|| {
             let completion = estimate_tokens(delivered);

@@ -3,11 +3,11 @@
 //! [`SpendLog::record`] never waits: it adds the row's cost to the in-process [`Ledger`] (so budgets
 //! see it at once) and puts the row into a bounded channel. A background task ([`SpendWriter`])
 //! takes rows in batches and writes each batch in one transaction, which also adds the batch's
-//! cost to the key, team and user totals ([`SpendSink::write_spend`](crate::store::SpendSink::write_spend)). When the database is slow or
+//! cost to the key, team and user totals ([`SpendSink::write_spend`]). When the database is slow or
 //! down the task retries the batch with backoff; rows wait in the channel meanwhile, and only rows
 //! that arrive when the channel is full are dropped: counted ([`SpendStats::dropped`]) and logged.
 //! A retried batch is never counted twice: the retry counts only the rows it stores
-//! ([`SpendSink::rewrite_spend`](crate::store::SpendSink::rewrite_spend); rows are keyed by call id). A first attempt counts every row, also
+//! ([`SpendSink::rewrite_spend`]; rows are keyed by call id). A first attempt counts every row, also
 //! one whose call id is already stored: a client may reuse `x-litellm-call-id`, and every call is
 //! paid for.
 //!

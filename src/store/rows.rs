@@ -114,7 +114,7 @@ pub struct UserRow {
     pub updated_at: i64,
 }
 
-/// Fields of a key to create ([`Store::create_key`]).
+/// Fields of a key to create ([`Store::create_key`](super::Store::create_key)).
 #[derive(Clone, Debug, Default)]
 pub struct NewKey {
     /// A caller-chosen key (LiteLLM's `key`); generated when `None`.
@@ -180,7 +180,7 @@ pub struct SpendRow {
     pub request_tags: Vec<String>,
 }
 
-/// Filters of [`Store::spend_logs`] (`/spend/logs`).
+/// Filters of [`Store::spend_logs`](super::Store::spend_logs) (`/spend/logs`).
 #[derive(Clone, Debug, Default)]
 pub struct SpendFilter {
     /// By key hash.

@@ -44,7 +44,7 @@ pub enum Backend {
     Postgres,
 }
 
-/// The store. Cheap to clone (a pool handle). See the [module docs](self).
+/// The store. Cheap to clone (a pool handle). See the [module docs](crate::store).
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
