@@ -2,6 +2,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    fmt,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
@@ -41,9 +42,22 @@ use crate::secret::Secret;
 /// assert_eq!(store.key(&row.token).map(|k| k.key_alias), Some(Some("ci".to_owned())));
 /// # Ok::<_, llmgate::store::StoreError>(())
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct InMemoryStore {
     data: Arc<Mutex<Data>>,
+}
+
+impl fmt::Debug for InMemoryStore {
+    /// Counts only: the rows may be many, and they are not for logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let data = self.data();
+        f.debug_struct("InMemoryStore")
+            .field("keys", &data.keys.len())
+            .field("teams", &data.teams.len())
+            .field("users", &data.users.len())
+            .field("spend_logs", &data.logs.len())
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -418,5 +432,53 @@ impl SpendSink for InMemoryStore {
             reset_at: u.budget_reset_at,
         });
         Box::pin(async move { Ok(state) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_counts_not_rows() {
+        let s = InMemoryStore::new();
+        let (_, row) = s.create_key(NewKey::default()).unwrap();
+        let shown = format!("{s:?}");
+        assert!(shown.contains("keys: 1"), "{shown}");
+        assert!(!shown.contains(&row.token), "{shown}");
+    }
+
+    #[test]
+    fn spend_logs_filter_order_and_limit_as_the_sql_store() {
+        let s = InMemoryStore::new();
+        let row = |id: &str, key: &str, start: i64| SpendRow {
+            request_id: id.to_owned(),
+            api_key: key.to_owned(),
+            start_time: start,
+            spend: 0.5,
+            ..SpendRow::default()
+        };
+        s.record_spend(
+            &[row("a", "k1", 10), row("b", "k1", 30), row("c", "k2", 20)],
+            true,
+            Count::Every,
+        );
+        let ids = |f: &SpendFilter| -> Vec<String> {
+            s.spend_logs(f).into_iter().map(|r| r.request_id).collect()
+        };
+        assert_eq!(ids(&SpendFilter::default()), ["b", "c", "a"]);
+        let k1 = SpendFilter {
+            api_key: Some("k1".into()),
+            ..SpendFilter::default()
+        };
+        assert_eq!(ids(&k1), ["b", "a"]);
+        let window = SpendFilter {
+            start_ms: Some(10),
+            end_ms: Some(30),
+            limit: 1,
+            ..SpendFilter::default()
+        };
+        assert_eq!(ids(&window), ["c"]);
+        assert!((s.global_spend() - 1.5).abs() < 1e-12);
     }
 }
