@@ -15,7 +15,7 @@ use std::{
     sync::Arc,
 };
 
-use super::keys::{KeyInfo, ALL_PROXY_MODELS};
+use super::{KeyInfo, ALL_PROXY_MODELS};
 use crate::{
     error::{ErrorKind, LlmError},
     fallback::GroupAccess,

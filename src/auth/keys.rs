@@ -1,373 +1,30 @@
-//! Virtual keys: [`KeyInfo`], the [`KeyCache`] over the store, and the [`Auth`] layer.
+//! The virtual-key layer: [`AuthLayer`], [`Auth`] and the edge's [`Admission`] check, over a
+//! [`KeyCache`].
 
 use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::Arc,
     task::{ready, Context, Poll},
-    time::{Duration, Instant},
 };
 
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{access::ModelCatalog, PresentedKey};
+use super::{
+    access::ModelCatalog,
+    key_cache::{Hit, KeyCache},
+    key_info::auth_error,
+    KeyInfo, PresentedKey,
+};
 use crate::{
     error::{ErrorKind, LlmError},
     secret::Secret,
-    store::{hash_key, now_ms, Limits, Store, StoreError},
+    store::{hash_key, StoreError},
     types::{LlmRequest, LlmResponse, Operation, ResponseBody},
 };
-
-/// The model name that, in a key's or team's `models`, allows every model the gateway serves.
-pub const ALL_PROXY_MODELS: &str = "all-proxy-models";
-
-/// Limits and spend of one scope (the key, its team or its user) as loaded from the store.
-#[derive(Clone, Debug, Default)]
-pub struct Scope {
-    /// The key hash, team id or user id.
-    pub id: String,
-    /// Limits and budget.
-    pub limits: Limits,
-    /// Spend stored for the current budget period (pending spend is in the spend ledger).
-    pub spend: f64,
-    /// When the budget period ends (Unix ms).
-    pub budget_reset_at: Option<i64>,
-}
-
-/// The caller's identity, put into the request extensions as `Arc<KeyInfo>` by [`Auth`].
-///
-/// Layers after auth read it: rate limits and budgets (per key, team and user), cost (the spend row's
-/// key hash, team and user), and the cache (tenant scoping by `team_id` or `token`). A master-key
-/// caller gets a `KeyInfo` too, with [`KeyInfo::is_master`] set and no limits.
-#[derive(Clone, Debug, Default)]
-#[non_exhaustive]
-pub struct KeyInfo {
-    /// SHA-256 of the key, hex: LiteLLM's `token`, the key's id everywhere after auth.
-    pub token: Arc<str>,
-    /// The key's alias.
-    pub key_alias: Option<String>,
-    /// The key's team.
-    pub team_id: Option<String>,
-    /// The key's user.
-    pub user_id: Option<String>,
-    /// Models the key may call (empty: whatever its team allows).
-    pub models: Vec<String>,
-    /// Models its team allows (empty: all).
-    pub team_models: Vec<String>,
-    /// Models its user allows (empty: all).
-    pub user_models: Vec<String>,
-    /// The master key.
-    pub is_master: bool,
-    /// May use the management API (master key, or a `proxy_admin` user's key).
-    pub is_admin: bool,
-    /// Expiry (Unix ms).
-    pub expires: Option<i64>,
-    /// Refused while set (the key's or its team's `blocked`).
-    pub blocked: bool,
-    /// The key's limits and spend.
-    pub key: Scope,
-    /// The team's limits and spend.
-    pub team: Option<Scope>,
-    /// The user's limits and spend.
-    pub user: Option<Scope>,
-}
-
-impl KeyInfo {
-    /// The caller with the master key.
-    #[must_use]
-    pub fn master(master: &Secret) -> Self {
-        let token: Arc<str> = hash_key(master.expose()).into();
-        Self {
-            key: Scope {
-                id: token.to_string(),
-                ..Scope::default()
-            },
-            token,
-            key_alias: Some("master_key".to_owned()),
-            is_master: true,
-            is_admin: true,
-            ..Self::default()
-        }
-    }
-
-    /// Whether the key (and its team and user) may call `model`, by name, wildcard pattern or
-    /// `all-proxy-models` (access groups and aliases need the gateway's [`ModelCatalog`]: see
-    /// [`ModelCatalog::allows`]).
-    #[must_use]
-    pub fn allows_model(&self, model: &str) -> bool {
-        ModelCatalog::new().allows(self, model)
-    }
-
-    /// Loads a key, its team and its user from the store (budget periods rolled over).
-    pub async fn load(store: &Store, token: &str) -> Result<Option<Self>, StoreError> {
-        let Some(k) = store.key_fresh(token).await? else {
-            return Ok(None);
-        };
-        let team = match &k.team_id {
-            Some(t) => store.team(t).await?,
-            None => None,
-        };
-        let user = match &k.user_id {
-            Some(u) => store.user(u).await?,
-            None => None,
-        };
-        let is_admin = user
-            .as_ref()
-            .and_then(|u| u.user_role.as_deref())
-            .is_some_and(|r| r == "proxy_admin");
-        Ok(Some(Self {
-            token: k.token.clone().into(),
-            key_alias: k.key_alias.clone(),
-            team_id: k.team_id.clone(),
-            user_id: k.user_id.clone(),
-            models: k.models.clone(),
-            team_models: team.as_ref().map(|t| t.models.clone()).unwrap_or_default(),
-            user_models: user.as_ref().map(|u| u.models.clone()).unwrap_or_default(),
-            is_master: false,
-            is_admin,
-            expires: k.expires,
-            blocked: k.blocked || team.as_ref().is_some_and(|t| t.blocked),
-            key: Scope {
-                id: k.token.clone(),
-                limits: k.limits.clone(),
-                spend: k.spend,
-                budget_reset_at: k.budget_reset_at,
-            },
-            team: team.map(|t| Scope {
-                id: t.team_id,
-                limits: t.limits,
-                spend: t.spend,
-                budget_reset_at: t.budget_reset_at,
-            }),
-            user: user.map(|u| Scope {
-                id: u.user_id,
-                limits: u.limits,
-                spend: u.spend,
-                budget_reset_at: u.budget_reset_at,
-            }),
-        }))
-    }
-
-    /// Why this key may not be used now, if it may not.
-    #[must_use]
-    pub fn refusal(&self) -> Option<LlmError> {
-        if self.blocked {
-            return Some(auth_error(
-                "Authentication Error - Key is blocked. Update via `/key/unblock` if you're admin.",
-            ));
-        }
-        if let Some(exp) = self.expires {
-            let now = now_ms();
-            if exp <= now {
-                return Some(auth_error(format!(
-                    "Authentication Error - Expired Key. Key Expiry time {exp} and current time {now}"
-                )));
-            }
-        }
-        None
-    }
-}
-
-fn auth_error(msg: impl Into<String>) -> LlmError {
-    LlmError::new(ErrorKind::Authentication, msg)
-        .with_type("auth_error")
-        .with_code("401")
-}
-
-/// A cache hit: the key, or `None` for a key known not to exist.
-type Hit = Option<Arc<KeyInfo>>;
-
-struct Cached {
-    info: Option<Arc<KeyInfo>>,
-    fetched: Instant,
-    refreshing: AtomicBool,
-}
-
-/// Key lookups cached in memory: entries are fresh for `ttl`, then served while a background
-/// refresh runs (so a slow or down database does not slow calls with known keys), and dropped on
-/// update ([`KeyCache::invalidate`]). Unknown keys are cached too (for `ttl`), so a flood of bad
-/// keys does not reach the database.
-#[derive(Clone)]
-pub struct KeyCache {
-    store: Store,
-    cache: moka::sync::Cache<Arc<str>, Arc<Cached>>,
-    ttl: Duration,
-}
-
-impl fmt::Debug for KeyCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyCache")
-            .field("ttl", &self.ttl)
-            .field("entries", &self.cache.entry_count())
-            .finish_non_exhaustive()
-    }
-}
-
-impl KeyCache {
-    /// A cache over `store`; entries are fresh for `ttl` (default in the gateway: 10 s) and kept
-    /// for at most an hour as a fallback while the database is unreachable.
-    #[must_use]
-    pub fn new(store: Store, ttl: Duration) -> Self {
-        Self {
-            store,
-            cache: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(3600).max(ttl))
-                .build(),
-            ttl,
-        }
-    }
-
-    /// The store behind the cache.
-    #[must_use]
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// Forgets a key (after it changed).
-    pub fn invalidate(&self, token: &str) {
-        self.cache.invalidate(token);
-    }
-
-    /// Forgets every key of a team or user (after the team or user changed or spent).
-    pub fn invalidate_where(&self, pred: impl Fn(&KeyInfo) -> bool) {
-        for (k, v) in &self.cache {
-            if v.info.as_deref().is_some_and(&pred) {
-                self.cache.invalidate(&**k);
-            }
-        }
-    }
-
-    /// Adds spend just written to the database to the cached keys loaded before `written_at`
-    /// (entries loaded later already include it), so budgets stay exact without reloading — and
-    /// without a database round trip, which matters while the database is down.
-    pub fn add_spend(&self, totals: &crate::store::SpendTotals, written_at: Instant) {
-        let bump = |token: &str, entry: &Cached| -> Option<Arc<KeyInfo>> {
-            let info = entry.info.as_ref()?;
-            if entry.fetched >= written_at {
-                return None;
-            }
-            let k = totals.keys.get(token).copied().unwrap_or(0.0);
-            let t = info
-                .team_id
-                .as_ref()
-                .and_then(|t| totals.teams.get(t))
-                .copied()
-                .unwrap_or(0.0);
-            let u = info
-                .user_id
-                .as_ref()
-                .and_then(|u| totals.users.get(u))
-                .copied()
-                .unwrap_or(0.0);
-            if k == 0.0 && t == 0.0 && u == 0.0 {
-                return None;
-            }
-            let mut next = KeyInfo::clone(info);
-            let now = now_ms();
-            let add = |s: &mut Scope, v: f64| {
-                if s.budget_reset_at.is_some_and(|r| r <= now) {
-                    // The period ended: the store starts the new one with this spend.
-                    s.spend = v;
-                    s.budget_reset_at =
-                        crate::store::next_reset(s.limits.budget_duration.as_deref(), now);
-                } else {
-                    s.spend += v;
-                }
-            };
-            add(&mut next.key, k);
-            if let Some(s) = next.team.as_mut() {
-                add(s, t);
-            }
-            if let Some(s) = next.user.as_mut() {
-                add(s, u);
-            }
-            Some(Arc::new(next))
-        };
-        let update = |token: Arc<str>, entry: &Cached| {
-            if let Some(info) = bump(&token, entry) {
-                self.cache.insert(
-                    token,
-                    Arc::new(Cached {
-                        info: Some(info),
-                        fetched: entry.fetched,
-                        refreshing: AtomicBool::new(false),
-                    }),
-                );
-            }
-        };
-        if totals.teams.is_empty() && totals.users.is_empty() {
-            for token in totals.keys.keys() {
-                let token: Arc<str> = token.as_str().into();
-                if let Some(e) = self.cache.get(&token) {
-                    update(token, &e);
-                }
-            }
-        } else {
-            for (token, e) in &self.cache {
-                update(Arc::clone(&token), &e);
-            }
-        }
-    }
-
-    /// Forgets everything.
-    pub fn invalidate_all(&self) {
-        self.cache.invalidate_all();
-    }
-
-    /// The cached entry if fresh, or stale while a refresh starts; `None` on a miss.
-    #[allow(clippy::option_option)] // outer: cached or not; inner: key exists or not
-    fn cached(&self, token: &Arc<str>) -> Option<Hit> {
-        let entry = self.cache.get(token)?;
-        if entry.fetched.elapsed() >= self.ttl
-            && !entry.refreshing.swap(true, Ordering::AcqRel)
-            && tokio::runtime::Handle::try_current().is_ok()
-        {
-            let this = self.clone();
-            let token = token.clone();
-            tokio::spawn(async move {
-                match this.fetch(&token).await {
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "key refresh failed; serving the cached entry");
-                        if let Some(e) = this.cache.get(&token) {
-                            e.refreshing.store(false, Ordering::Release);
-                        }
-                    }
-                }
-            });
-        }
-        Some(entry.info.clone())
-    }
-
-    async fn fetch(&self, token: &Arc<str>) -> Result<Option<Arc<KeyInfo>>, StoreError> {
-        let info = KeyInfo::load(&self.store, token).await?.map(Arc::new);
-        self.cache.insert(
-            token.clone(),
-            Arc::new(Cached {
-                info: info.clone(),
-                fetched: Instant::now(),
-                refreshing: AtomicBool::new(false),
-            }),
-        );
-        Ok(info)
-    }
-
-    /// The key with this hash, from the cache or the store.
-    pub async fn get(&self, token: &str) -> Result<Option<Arc<KeyInfo>>, StoreError> {
-        let token: Arc<str> = token.into();
-        if let Some(hit) = self.cached(&token) {
-            return Ok(hit);
-        }
-        self.fetch(&token).await
-    }
-}
 
 /// Applies [`Auth`]. See the [module docs](super) for an example.
 #[derive(Clone, Debug)]
@@ -725,5 +382,86 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::store::{InMemoryStore, KeyRow, KeyStore, NewKey, StoreFuture, TeamRow, UserRow};
+
+    /// A key store that cannot be reached.
+    #[derive(Debug)]
+    struct Down;
+
+    impl KeyStore for Down {
+        fn key_fresh<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<KeyRow>> {
+            Box::pin(async { Err(StoreError::msg("connection refused")) })
+        }
+        fn team<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<TeamRow>> {
+            Box::pin(async { Err(StoreError::msg("connection refused")) })
+        }
+        fn user<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<UserRow>> {
+            Box::pin(async { Err(StoreError::msg("connection refused")) })
+        }
+    }
+
+    fn ok_service(
+    ) -> impl Service<LlmRequest, Response = LlmResponse, Error = LlmError, Future = impl Send> + Clone
+    {
+        tower::service_fn(|_r: LlmRequest| async {
+            Ok::<_, LlmError>(LlmResponse::chat(
+                crate::types::chat::ChatResponse::default(),
+            ))
+        })
+    }
+
+    fn request(key: &str) -> LlmRequest {
+        let mut req = LlmRequest::chat(crate::types::chat::ChatRequest {
+            model: "m".into(),
+            ..Default::default()
+        });
+        req.extensions.insert(PresentedKey(Secret::new(key)));
+        req
+    }
+
+    #[tokio::test]
+    async fn virtual_keys_over_the_memory_store() {
+        let store = InMemoryStore::new();
+        let (secret, _) = store
+            .create_key(NewKey {
+                models: vec!["m".into()],
+                ..NewKey::default()
+            })
+            .unwrap();
+        let keys = KeyCache::new(store, Duration::from_secs(10));
+        let svc = AuthLayer::new(Some(Secret::new("sk-master")), Some(keys)).layer(ok_service());
+        assert!(svc.clone().oneshot(request(secret.expose())).await.is_ok());
+        let e = svc.oneshot(request("sk-unknown")).await.unwrap_err();
+        assert_eq!(e.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn a_store_that_cannot_be_reached_is_a_503() {
+        let keys = KeyCache::new(Down, Duration::from_secs(10));
+        let layer = AuthLayer::new(Some(Secret::new("sk-master")), Some(keys));
+        let e = layer
+            .layer(ok_service())
+            .oneshot(request("sk-any"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ServiceUnavailable);
+        assert_eq!(e.status(), 503);
+        // The edge's check answers the same.
+        let e = layer
+            .admission()
+            .check(Some(&Secret::new("sk-any")))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 503);
     }
 }

@@ -18,7 +18,7 @@ use std::{
 
 use crate::{
     error::{ErrorKind, LlmError},
-    store::{now_ms, BudgetState, Store},
+    store::{now_ms, BudgetState, SpendSink},
 };
 
 /// `reset_at` before the first [`ProxyBudget::observe`]: any state is newer.
@@ -129,7 +129,7 @@ impl ProxyBudget {
 /// written by other gateway instances counts here too (and a period the store rolled over is
 /// taken). Stops once `budget` is dropped; read errors are logged and retried at the next tick.
 pub fn spawn_refresh(
-    store: Store,
+    store: impl SpendSink,
     budget: &Arc<ProxyBudget>,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {

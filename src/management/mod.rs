@@ -60,21 +60,30 @@ use crate::{
     error::{ErrorKind, LlmError},
     secret::Secret,
     server::presented_key,
-    store::{hash_key, Store},
+    store::{hash_key, Store, StoreError},
 };
 
 struct Mgmt {
     master: Option<Secret>,
     keys: KeyCache,
+    store: Store,
     max_budget: Option<f64>,
 }
 
 /// The management routes over `keys` (and its store), guarded by `master`. `max_budget` is the
 /// proxy-wide budget `/global/spend` reports (`litellm_settings.max_budget`).
+/// The routes need the SQL [`Store`]: over another [`KeyStore`](crate::store::KeyStore) every
+/// route answers 503.
 pub fn router(master: Option<Secret>, keys: KeyCache, max_budget: Option<f64>) -> Router {
+    let Some(store) = keys.store_as::<Store>().cloned() else {
+        return Router::new().fallback(|| async {
+            ApiError::from(StoreError::msg("the management API needs the SQL store"))
+        });
+    };
     let state = Arc::new(Mgmt {
         master: master.filter(|m| !m.is_empty()),
         keys,
+        store,
         max_budget,
     });
     Router::new()
@@ -96,7 +105,7 @@ pub fn not_found_router() -> Router {
 
 impl Mgmt {
     fn store(&self) -> &Store {
-        self.keys.store()
+        &self.store
     }
 
     /// Who calls: the master key or a `proxy_admin`'s key, or another valid virtual key. No key,

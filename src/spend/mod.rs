@@ -3,11 +3,11 @@
 //! [`SpendLog::record`] never waits: it adds the row's cost to the in-process [`Ledger`] (so budgets
 //! see it at once) and puts the row into a bounded channel. A background task ([`SpendWriter`])
 //! takes rows in batches and writes each batch in one transaction, which also adds the batch's
-//! cost to the key, team and user totals ([`Store::write_spend`]). When the database is slow or
+//! cost to the key, team and user totals ([`SpendSink::write_spend`]). When the database is slow or
 //! down the task retries the batch with backoff; rows wait in the channel meanwhile, and only rows
 //! that arrive when the channel is full are dropped: counted ([`SpendStats::dropped`]) and logged.
 //! A retried batch is never counted twice: the retry counts only the rows it stores
-//! ([`Store::rewrite_spend`]; rows are keyed by call id). A first attempt counts every row, also
+//! ([`SpendSink::rewrite_spend`]; rows are keyed by call id). A first attempt counts every row, also
 //! one whose call id is already stored: a client may reuse `x-litellm-call-id`, and every call is
 //! paid for.
 //!
@@ -29,6 +29,10 @@
 //! # });
 //! ```
 
+mod ledger;
+
+pub use self::ledger::Ledger;
+
 use std::{
     fmt,
     sync::{
@@ -38,110 +42,10 @@ use std::{
     time::Duration,
 };
 
-use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::Instrument as _;
 
-use crate::store::{SpendRow, SpendTotals, Store};
-
-/// Spend not yet in the database, per key hash, team and user, and in all (the proxy-wide
-/// budget): what budgets add to the stored totals.
-#[derive(Debug, Default)]
-pub struct Ledger {
-    keys: DashMap<String, f64>,
-    teams: DashMap<String, f64>,
-    users: DashMap<String, f64>,
-    /// All pending spend, as `f64` bits.
-    total: AtomicU64,
-}
-
-/// Adds `v` to an `f64` held as bits (a compare-and-swap loop: no lock).
-fn add_f64(cell: &AtomicU64, v: f64) {
-    let _ = cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |bits| {
-        let next = f64::from_bits(bits) + v;
-        // Rounding may leave a trace below zero once everything is settled.
-        Some(if next.abs() <= 1e-12 { 0.0 } else { next }.to_bits())
-    });
-}
-
-fn add(map: &DashMap<String, f64>, id: &str, v: f64) {
-    if let Some(mut e) = map.get_mut(id) {
-        *e += v;
-        return;
-    }
-    *map.entry(id.to_owned()).or_default() += v;
-}
-
-fn settle(map: &DashMap<String, f64>, id: &str, v: f64) {
-    let remove = match map.get_mut(id) {
-        Some(mut e) => {
-            *e -= v;
-            *e <= 1e-12
-        }
-        None => false,
-    };
-    if remove {
-        map.remove_if(id, |_, v| *v <= 1e-12);
-    }
-}
-
-impl Ledger {
-    /// Pending spend of a key (by hash).
-    #[must_use]
-    pub fn key(&self, token: &str) -> f64 {
-        self.keys.get(token).map_or(0.0, |v| *v)
-    }
-
-    /// Pending spend of a team.
-    #[must_use]
-    pub fn team(&self, team_id: &str) -> f64 {
-        self.teams.get(team_id).map_or(0.0, |v| *v)
-    }
-
-    /// Pending spend of a user.
-    #[must_use]
-    pub fn user(&self, user_id: &str) -> f64 {
-        self.users.get(user_id).map_or(0.0, |v| *v)
-    }
-
-    /// All pending spend (what the proxy-wide budget adds to its stored spend).
-    #[must_use]
-    pub fn total(&self) -> f64 {
-        f64::from_bits(self.total.load(Ordering::Acquire))
-    }
-
-    fn add_row(&self, row: &SpendRow) {
-        if row.spend == 0.0 {
-            return;
-        }
-        add_f64(&self.total, row.spend);
-        if !row.api_key.is_empty() {
-            add(&self.keys, &row.api_key, row.spend);
-        }
-        if let Some(t) = &row.team_id {
-            add(&self.teams, t, row.spend);
-        }
-        if let Some(u) = &row.user_id {
-            add(&self.users, u, row.spend);
-        }
-    }
-
-    fn settle_row(&self, row: &SpendRow) {
-        if row.spend == 0.0 {
-            return;
-        }
-        add_f64(&self.total, -row.spend);
-        if !row.api_key.is_empty() {
-            settle(&self.keys, &row.api_key, row.spend);
-        }
-        if let Some(t) = &row.team_id {
-            settle(&self.teams, t, row.spend);
-        }
-        if let Some(u) = &row.user_id {
-            settle(&self.users, u, row.spend);
-        }
-    }
-}
+use crate::store::{SpendRow, SpendSink, SpendTotals};
 
 /// Counters of the spend writer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -339,13 +243,20 @@ mod parking_deadline {
 }
 
 impl SpendWriter {
-    /// Starts the writer task on the current runtime.
-    pub fn spawn(store: Store, config: SpendConfig) -> Self {
+    /// Starts the writer task on the current runtime, writing into `store` (the SQL
+    /// [`Store`](crate::store::Store), an [`InMemoryStore`](crate::store::InMemoryStore) or any
+    /// [`SpendSink`]).
+    pub fn spawn(store: impl SpendSink, config: SpendConfig) -> Self {
         Self::spawn_with(store, config, None)
     }
 
     /// [`SpendWriter::spawn`] with a hook run after each committed batch.
-    pub fn spawn_with(store: Store, config: SpendConfig, on_commit: Option<OnCommit>) -> Self {
+    pub fn spawn_with(
+        store: impl SpendSink,
+        config: SpendConfig,
+        on_commit: Option<OnCommit>,
+    ) -> Self {
+        let store: Arc<dyn SpendSink> = Arc::new(store);
         let (tx, rx) = mpsc::channel(config.capacity.max(1));
         let log = SpendLog {
             tx,
@@ -417,7 +328,7 @@ impl SpendWriter {
 
 #[allow(clippy::too_many_arguments)]
 async fn run(
-    store: Store,
+    store: Arc<dyn SpendSink>,
     config: SpendConfig,
     mut rx: mpsc::Receiver<Msg>,
     wake: Arc<Notify>,
@@ -463,7 +374,7 @@ async fn run(
         }
         if !rows.is_empty() {
             write_with_retry(
-                &store,
+                &*store,
                 &config,
                 &rows,
                 &ledger,
@@ -524,7 +435,7 @@ async fn gather(
 
 #[allow(clippy::too_many_arguments)]
 async fn write_with_retry(
-    store: &Store,
+    store: &dyn SpendSink,
     config: &SpendConfig,
     rows: &[SpendRow],
     ledger: &Ledger,
@@ -667,5 +578,84 @@ mod tests {
         let stats = writer.shutdown(Duration::from_secs(5)).await;
         assert_eq!(stats.written, 1);
         assert_eq!(store.spend_log_count().await.unwrap(), 1);
+    }
+
+    /// A sink whose first write fails after storing the batch (a commit reported as failed):
+    /// records which method each attempt used.
+    #[derive(Debug, Default)]
+    struct FailsOnce {
+        inner: crate::store::InMemoryStore,
+        calls: std::sync::Mutex<Vec<&'static str>>,
+    }
+
+    impl SpendSink for FailsOnce {
+        fn write_spend<'a>(
+            &'a self,
+            rows: &'a [SpendRow],
+        ) -> crate::store::StoreFuture<'a, SpendTotals> {
+            self.calls.lock().unwrap().push("write");
+            Box::pin(async move {
+                let first = self.calls.lock().unwrap().len() == 1;
+                let totals = self.inner.write_spend(rows).await?;
+                if first {
+                    return Err(crate::store::StoreError::msg("commit reported as failed"));
+                }
+                Ok(totals)
+            })
+        }
+        fn rewrite_spend<'a>(
+            &'a self,
+            rows: &'a [SpendRow],
+        ) -> crate::store::StoreFuture<'a, SpendTotals> {
+            self.calls.lock().unwrap().push("rewrite");
+            self.inner.rewrite_spend(rows)
+        }
+        fn add_spend<'a>(
+            &'a self,
+            rows: &'a [SpendRow],
+        ) -> crate::store::StoreFuture<'a, SpendTotals> {
+            self.calls.lock().unwrap().push("add");
+            self.inner.add_spend(rows)
+        }
+        fn proxy_budget<'a>(
+            &'a self,
+            max_budget: f64,
+            budget_duration: Option<&'a str>,
+        ) -> crate::store::StoreFuture<'a, crate::store::BudgetState> {
+            self.inner.proxy_budget(max_budget, budget_duration)
+        }
+        fn proxy_budget_state(
+            &self,
+        ) -> crate::store::StoreFuture<'_, Option<crate::store::BudgetState>> {
+            self.inner.proxy_budget_state()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_retried_once_counted_over_any_sink() {
+        let sink = Arc::new(FailsOnce::default());
+        let config = SpendConfig::default().linger(Duration::ZERO).batch_size(10);
+        let totals = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = totals.clone();
+        let on_commit: OnCommit = Arc::new(move |t: &SpendTotals| {
+            seen.lock()
+                .unwrap()
+                .push(t.keys.get("hash-of-k").copied().unwrap_or(0.0));
+        });
+        let writer = SpendWriter::spawn_with(sink.clone(), config, Some(on_commit));
+        writer.log().record(row("a"));
+        writer.log().record(row("b"));
+        writer.flush().await;
+        // The first attempt stored the rows but failed; the retry stores nothing new and adds
+        // nothing: the batch is counted once (by the failed attempt, which did commit).
+        assert_eq!(*sink.calls.lock().unwrap(), ["write", "rewrite"]);
+        assert_eq!(*totals.lock().unwrap(), [0.0]);
+        assert_eq!(sink.inner.spend_log_count(), 2);
+        // Written: the ledger lets go of it.
+        assert!(writer.log().ledger().key("hash-of-k").abs() < 1e-9);
+        let stats = writer.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(stats.failed_writes, 1);
+        assert_eq!(stats.written, 2);
+        assert_eq!(stats.dropped, 0);
     }
 }

@@ -1,0 +1,167 @@
+//! [`KeyInfo`]: the caller's identity, loaded from a [`KeyStore`], and why a key may not be used.
+
+use std::sync::Arc;
+
+use super::access::ModelCatalog;
+use crate::{
+    error::{ErrorKind, LlmError},
+    secret::Secret,
+    store::{hash_key, now_ms, KeyStore, Limits, StoreError},
+};
+
+/// The model name that, in a key's or team's `models`, allows every model the gateway serves.
+pub const ALL_PROXY_MODELS: &str = "all-proxy-models";
+
+/// Limits and spend of one scope (the key, its team or its user) as loaded from the store.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// The key hash, team id or user id.
+    pub id: String,
+    /// Limits and budget.
+    pub limits: Limits,
+    /// Spend stored for the current budget period (pending spend is in the spend ledger).
+    pub spend: f64,
+    /// When the budget period ends (Unix ms).
+    pub budget_reset_at: Option<i64>,
+}
+
+/// The caller's identity, put into the request extensions as `Arc<KeyInfo>` by [`Auth`](super::Auth).
+///
+/// Layers after auth read it: rate limits and budgets (per key, team and user), cost (the spend row's
+/// key hash, team and user), and the cache (tenant scoping by `team_id` or `token`). A master-key
+/// caller gets a `KeyInfo` too, with [`KeyInfo::is_master`] set and no limits.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct KeyInfo {
+    /// SHA-256 of the key, hex: LiteLLM's `token`, the key's id everywhere after auth.
+    pub token: Arc<str>,
+    /// The key's alias.
+    pub key_alias: Option<String>,
+    /// The key's team.
+    pub team_id: Option<String>,
+    /// The key's user.
+    pub user_id: Option<String>,
+    /// Models the key may call (empty: whatever its team allows).
+    pub models: Vec<String>,
+    /// Models its team allows (empty: all).
+    pub team_models: Vec<String>,
+    /// Models its user allows (empty: all).
+    pub user_models: Vec<String>,
+    /// The master key.
+    pub is_master: bool,
+    /// May use the management API (master key, or a `proxy_admin` user's key).
+    pub is_admin: bool,
+    /// Expiry (Unix ms).
+    pub expires: Option<i64>,
+    /// Refused while set (the key's or its team's `blocked`).
+    pub blocked: bool,
+    /// The key's limits and spend.
+    pub key: Scope,
+    /// The team's limits and spend.
+    pub team: Option<Scope>,
+    /// The user's limits and spend.
+    pub user: Option<Scope>,
+}
+
+impl KeyInfo {
+    /// The caller with the master key.
+    #[must_use]
+    pub fn master(master: &Secret) -> Self {
+        let token: Arc<str> = hash_key(master.expose()).into();
+        Self {
+            key: Scope {
+                id: token.to_string(),
+                ..Scope::default()
+            },
+            token,
+            key_alias: Some("master_key".to_owned()),
+            is_master: true,
+            is_admin: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the key (and its team and user) may call `model`, by name, wildcard pattern or
+    /// `all-proxy-models` (access groups and aliases need the gateway's [`ModelCatalog`]: see
+    /// [`ModelCatalog::allows`]).
+    #[must_use]
+    pub fn allows_model(&self, model: &str) -> bool {
+        ModelCatalog::new().allows(self, model)
+    }
+
+    /// Loads a key, its team and its user from a [`KeyStore`] (budget periods rolled over).
+    pub async fn load(store: &dyn KeyStore, token: &str) -> Result<Option<Self>, StoreError> {
+        let Some(k) = store.key_fresh(token).await? else {
+            return Ok(None);
+        };
+        let team = match &k.team_id {
+            Some(t) => store.team(t).await?,
+            None => None,
+        };
+        let user = match &k.user_id {
+            Some(u) => store.user(u).await?,
+            None => None,
+        };
+        let is_admin = user
+            .as_ref()
+            .and_then(|u| u.user_role.as_deref())
+            .is_some_and(|r| r == "proxy_admin");
+        Ok(Some(Self {
+            token: k.token.clone().into(),
+            key_alias: k.key_alias.clone(),
+            team_id: k.team_id.clone(),
+            user_id: k.user_id.clone(),
+            models: k.models.clone(),
+            team_models: team.as_ref().map(|t| t.models.clone()).unwrap_or_default(),
+            user_models: user.as_ref().map(|u| u.models.clone()).unwrap_or_default(),
+            is_master: false,
+            is_admin,
+            expires: k.expires,
+            blocked: k.blocked || team.as_ref().is_some_and(|t| t.blocked),
+            key: Scope {
+                id: k.token.clone(),
+                limits: k.limits.clone(),
+                spend: k.spend,
+                budget_reset_at: k.budget_reset_at,
+            },
+            team: team.map(|t| Scope {
+                id: t.team_id,
+                limits: t.limits,
+                spend: t.spend,
+                budget_reset_at: t.budget_reset_at,
+            }),
+            user: user.map(|u| Scope {
+                id: u.user_id,
+                limits: u.limits,
+                spend: u.spend,
+                budget_reset_at: u.budget_reset_at,
+            }),
+        }))
+    }
+
+    /// Why this key may not be used now, if it may not.
+    #[must_use]
+    pub fn refusal(&self) -> Option<LlmError> {
+        if self.blocked {
+            return Some(auth_error(
+                "Authentication Error - Key is blocked. Update via `/key/unblock` if you're admin.",
+            ));
+        }
+        if let Some(exp) = self.expires {
+            let now = now_ms();
+            if exp <= now {
+                return Some(auth_error(format!(
+                    "Authentication Error - Expired Key. Key Expiry time {exp} and current time {now}"
+                )));
+            }
+        }
+        None
+    }
+}
+
+/// A 401 with LiteLLM's `auth_error` type.
+pub(super) fn auth_error(msg: impl Into<String>) -> LlmError {
+    LlmError::new(ErrorKind::Authentication, msg)
+        .with_type("auth_error")
+        .with_code("401")
+}

@@ -1,0 +1,614 @@
+//! Prices: [`ModelPrice`], the [`PriceTable`] (built-in, LiteLLM price files) and [`Pricing`]
+//! (each deployment's price, resolved once). See the [module docs](super) for the lookup order.
+
+use std::{
+    borrow::Cow,
+    collections::{HashMap, HashSet},
+    io::Read as _,
+    sync::{Arc, OnceLock},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{provider::Deployment, types::chat::Usage};
+
+/// The built-in price table: LiteLLM's `model_prices_and_context_window` map reduced to the
+/// fields of [`ModelPrice`], gzipped (`scripts/update-model-prices.py` writes it).
+pub const BUILTIN_PRICES_GZ: &[u8] = include_bytes!("model_prices.json.gz");
+
+/// Where [`BUILTIN_PRICES_GZ`] comes from (JSON): the `litellm` package version, the sha256 of
+/// its wheel and of the map, and entry counts.
+pub const BUILTIN_PRICES_SOURCE: &str = include_str!("model_prices.source.json");
+
+/// One model's prices and limits: an entry of LiteLLM's `model_prices_and_context_window.json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ModelPrice {
+    /// USD per input token.
+    #[serde(default)]
+    pub input_cost_per_token: Option<f64>,
+    /// USD per output token.
+    #[serde(default)]
+    pub output_cost_per_token: Option<f64>,
+    /// USD per input token read from the provider's prompt cache.
+    #[serde(default)]
+    pub cache_read_input_token_cost: Option<f64>,
+    /// USD per input token written to the provider's prompt cache.
+    #[serde(default)]
+    pub cache_creation_input_token_cost: Option<f64>,
+    /// USD per reasoning token (output price when not set).
+    #[serde(default)]
+    pub output_cost_per_reasoning_token: Option<f64>,
+    /// Context window.
+    #[serde(default)]
+    pub max_input_tokens: Option<u64>,
+    /// Output limit.
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
+    /// Provider name in LiteLLM's table.
+    #[serde(default)]
+    pub litellm_provider: Option<String>,
+    /// `chat`, `embedding`, …
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+impl ModelPrice {
+    /// Free: input and output at 0.
+    #[must_use]
+    pub fn free() -> Self {
+        Self {
+            input_cost_per_token: Some(0.0),
+            output_cost_per_token: Some(0.0),
+            ..Self::default()
+        }
+    }
+
+    /// Whether an input or output price per token is set (0 counts: a free model is priced).
+    #[must_use]
+    pub fn has_token_price(&self) -> bool {
+        self.input_cost_per_token.is_some() || self.output_cost_per_token.is_some()
+    }
+
+    /// The cost of `usage` at these prices, in USD.
+    #[must_use]
+    pub fn cost(&self, usage: &Usage) -> f64 {
+        let input = self.input_cost_per_token.unwrap_or(0.0);
+        let output = self.output_cost_per_token.unwrap_or(0.0);
+        let prompt = usage.prompt_tokens.unwrap_or(0);
+        let completion = usage.completion_tokens.unwrap_or(0);
+        let cached = usage
+            .prompt_tokens_details
+            .as_ref()
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+            .min(prompt);
+        let reasoning = usage
+            .completion_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0)
+            .min(completion);
+        let cached_price = self.cache_read_input_token_cost.unwrap_or(input);
+        let reasoning_price = self.output_cost_per_reasoning_token.unwrap_or(output);
+        let parts = [
+            ((prompt - cached) as f64, input),
+            (cached as f64, cached_price),
+            ((completion - reasoning) as f64, output),
+            (reasoning as f64, reasoning_price),
+        ];
+        parts.iter().fold(0.0, |acc, (n, p)| n.mul_add(*p, acc))
+    }
+
+    /// Overrides from a deployment's `litellm_params`/`model_info` keys.
+    fn overridden(mut self, params: &serde_json::Map<String, serde_json::Value>) -> Self {
+        let f = |k: &str| params.get(k).and_then(serde_json::Value::as_f64);
+        if let Some(v) = f("input_cost_per_token") {
+            self.input_cost_per_token = Some(v);
+        }
+        if let Some(v) = f("output_cost_per_token") {
+            self.output_cost_per_token = Some(v);
+        }
+        if let Some(v) = f("cache_read_input_token_cost") {
+            self.cache_read_input_token_cost = Some(v);
+        }
+        if let Some(v) = f("cache_creation_input_token_cost") {
+            self.cache_creation_input_token_cost = Some(v);
+        }
+        if let Some(v) = f("output_cost_per_reasoning_token") {
+            self.output_cost_per_reasoning_token = Some(v);
+        }
+        self
+    }
+}
+
+/// Prices by model name, in LiteLLM's format. See the [module docs](super).
+///
+/// Cheap to clone: the built-in entries are shared (`Arc`); only entries merged over them are
+/// owned.
+#[derive(Clone, Debug, Default)]
+pub struct PriceTable {
+    /// The built-in entries (empty for a table made with [`PriceTable::from_json`]).
+    base: Arc<HashMap<String, ModelPrice>>,
+    /// Entries added over `base`.
+    extra: HashMap<String, ModelPrice>,
+}
+
+/// The built-in table, inflated and parsed once, on first use.
+static BUILTIN: OnceLock<Arc<HashMap<String, ModelPrice>>> = OnceLock::new();
+
+fn load_builtin() -> Arc<HashMap<String, ModelPrice>> {
+    let mut text = String::with_capacity(BUILTIN_PRICES_GZ.len() * 16);
+    if let Err(e) = flate2::read::GzDecoder::new(BUILTIN_PRICES_GZ).read_to_string(&mut text) {
+        // Checked by a unit test; an unreadable table would leave every model unpriced.
+        tracing::error!("the built-in price table does not inflate: {e}");
+        return Arc::default();
+    }
+    // The generator writes only the fields of `ModelPrice`, with their types: one pass, no
+    // intermediate values. Anything else falls back to the lenient entry-by-entry parse.
+    let models = serde_json::from_str::<HashMap<String, ModelPrice>>(&text)
+        .or_else(|_| PriceTable::from_json(&text).map(|t| t.extra))
+        .unwrap_or_else(|e| {
+            tracing::error!("the built-in price table does not parse: {e}");
+            HashMap::new()
+        });
+    Arc::new(models)
+}
+
+/// Bedrock cross-region inference prefixes, tried off when a model is not found as named.
+const REGION_PREFIXES: [&str; 6] = ["us.", "eu.", "apac.", "global.", "jp.", "au."];
+
+/// The per-token price keys a deployment may override.
+const PRICE_KEYS: [&str; 5] = [
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+    "output_cost_per_reasoning_token",
+];
+
+impl PriceTable {
+    /// The built-in table: LiteLLM's published map (see [`BUILTIN_PRICES_SOURCE`]). Inflated and
+    /// parsed on the first call (a few milliseconds); later calls share it.
+    #[must_use]
+    pub fn builtin() -> Self {
+        Self {
+            base: BUILTIN.get_or_init(load_builtin).clone(),
+            extra: HashMap::new(),
+        }
+    }
+
+    /// A table from LiteLLM's `model_prices_and_context_window.json` format. Entries that are not
+    /// objects (LiteLLM's `sample_spec` is one) or do not parse are skipped.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        let raw: HashMap<String, serde_json::Value> = serde_json::from_str(json)?;
+        let extra = raw
+            .into_iter()
+            .filter(|(k, _)| k != "sample_spec")
+            .filter_map(|(k, v)| serde_json::from_value::<ModelPrice>(v).ok().map(|p| (k, p)))
+            .collect();
+        Ok(Self {
+            base: Arc::default(),
+            extra,
+        })
+    }
+
+    /// Adds (or replaces) the entries of `other`.
+    pub fn merge(&mut self, other: Self) {
+        self.extra
+            .extend(other.base.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.extra.extend(other.extra);
+    }
+
+    /// The entry for a model name.
+    #[must_use]
+    pub fn get(&self, model: &str) -> Option<&ModelPrice> {
+        self.extra.get(model).or_else(|| self.base.get(model))
+    }
+
+    /// Number of entries.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.base.len()
+            + self
+                .extra
+                .keys()
+                .filter(|k| !self.base.contains_key(*k))
+                .count()
+    }
+
+    /// Whether the table is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.base.is_empty() && self.extra.is_empty()
+    }
+
+    /// The table entry of a deployment (see the [module docs](super) for the lookup order),
+    /// without its overrides.
+    #[must_use]
+    pub fn entry(&self, dep: &Deployment) -> Option<&ModelPrice> {
+        let base_model = dep
+            .model_info
+            .get("base_model")
+            .and_then(serde_json::Value::as_str);
+        let provider = &*dep.provider;
+        let model = &*dep.model;
+        let stripped = REGION_PREFIXES.iter().find_map(|p| model.strip_prefix(p));
+        base_model
+            .and_then(|b| self.get(b).or_else(|| self.get(&format!("{provider}/{b}"))))
+            .or_else(|| self.get(&format!("{provider}/{model}")))
+            .or_else(|| self.get(model))
+            .or_else(|| stripped.and_then(|m| self.get(m)))
+    }
+
+    /// A deployment's context window: `model_info.max_input_tokens` when set, else its table
+    /// entry's `max_input_tokens`.
+    #[must_use]
+    pub fn context_window(&self, dep: &Deployment) -> Option<u64> {
+        dep.model_info
+            .get("max_input_tokens")
+            .and_then(serde_json::Value::as_u64)
+            .or_else(|| self.entry(dep).and_then(|p| p.max_input_tokens))
+    }
+
+    /// The price of a deployment (see the [module docs](super) for the lookup order), with its
+    /// overrides applied; `None` when it has no per-token price: neither its table entry (if
+    /// any) nor its own settings give an input or output price. Deployments of the built-in
+    /// `mock` provider cost 0.
+    #[must_use]
+    pub fn for_deployment(&self, dep: &Deployment) -> Option<ModelPrice> {
+        let found = self.entry(dep).cloned();
+        let has_override = has_price_override(dep);
+        if found.is_none() && !has_override {
+            return (&*dep.provider == "mock").then(ModelPrice::free);
+        }
+        let mut price = found
+            .unwrap_or_default()
+            .overridden(&dep.model_info)
+            .overridden(&dep.params);
+        if let Some(v) = dep.input_cost_per_token {
+            price.input_cost_per_token = Some(v);
+        }
+        if let Some(v) = dep.output_cost_per_token {
+            price.output_cost_per_token = Some(v);
+        }
+        if price.has_token_price() {
+            Some(price)
+        } else {
+            (&*dep.provider == "mock").then(ModelPrice::free)
+        }
+    }
+}
+
+/// A price's input plus output price per token, to rank deployments by dearness.
+fn unit_price(p: &ModelPrice) -> f64 {
+    p.input_cost_per_token.unwrap_or(0.0) + p.output_cost_per_token.unwrap_or(0.0)
+}
+
+/// Whether a deployment sets a price of its own (in `litellm_params` or `model_info`).
+fn has_price_override(dep: &Deployment) -> bool {
+    dep.input_cost_per_token.is_some()
+        || dep.output_cost_per_token.is_some()
+        || [&dep.params, &dep.model_info]
+            .iter()
+            .any(|m| PRICE_KEYS.iter().any(|k| m.contains_key(*k)))
+}
+
+/// Whether a deployment is a wildcard (`model_name: openai/*`): it calls the model each request
+/// names, so its price is known per call.
+fn is_wildcard(dep: &Deployment) -> bool {
+    dep.model_group.contains('*') || dep.model.contains('*') || dep.provider.contains('*')
+}
+
+/// Prices resolved per deployment id, once, when the gateway is built; a wildcard deployment's
+/// calls are priced by the upstream model each one called.
+#[derive(Clone, Debug, Default)]
+pub struct Pricing {
+    by_deployment: HashMap<Arc<str>, ModelPrice>,
+    /// Per model group, the price of its dearest priced deployment: what a call cut before a
+    /// deployment answered is charged at (see [`Pricing::cost_of_group`]).
+    by_group: HashMap<String, ModelPrice>,
+    /// Ids of wildcard deployments, priced per call from `table`.
+    wildcards: HashSet<Arc<str>>,
+    table: PriceTable,
+    unpriced: Vec<String>,
+}
+
+impl Pricing {
+    /// Resolves each deployment's price from `table`.
+    pub fn new<'a>(
+        table: &PriceTable,
+        deployments: impl IntoIterator<Item = &'a Deployment>,
+    ) -> Self {
+        let mut by_deployment = HashMap::new();
+        let mut by_group: HashMap<String, ModelPrice> = HashMap::new();
+        let mut wildcards = HashSet::new();
+        let mut unpriced = Vec::new();
+        for dep in deployments {
+            if is_wildcard(dep) {
+                wildcards.insert(dep.id.clone());
+                continue;
+            }
+            match table.for_deployment(dep) {
+                Some(p) => {
+                    let dearer = by_group
+                        .get(&*dep.model_group)
+                        .is_none_or(|q| unit_price(&p) > unit_price(q));
+                    if dearer {
+                        by_group.insert(dep.model_group.to_string(), p.clone());
+                    }
+                    by_deployment.insert(dep.id.clone(), p);
+                }
+                None => {
+                    let name = format!("{}/{}", dep.provider, dep.model);
+                    if !unpriced.contains(&name) {
+                        unpriced.push(name);
+                    }
+                }
+            }
+        }
+        Self {
+            by_deployment,
+            by_group,
+            wildcards,
+            table: table.clone(),
+            unpriced,
+        }
+    }
+
+    /// The price of a deployment (not of a wildcard one: see [`Pricing::price_of`]).
+    #[must_use]
+    pub fn get(&self, deployment_id: &str) -> Option<&ModelPrice> {
+        self.by_deployment.get(deployment_id)
+    }
+
+    /// The price of the deployment that answered: its resolved price, or, for a wildcard
+    /// deployment, the price of the upstream model it called (`answered` is the concrete
+    /// deployment, [`ResponseMeta::deployment`](crate::types::ResponseMeta::deployment)).
+    #[must_use]
+    pub fn price_of(
+        &self,
+        deployment_id: Option<&str>,
+        answered: Option<&Deployment>,
+    ) -> Option<Cow<'_, ModelPrice>> {
+        let id = deployment_id.or_else(|| answered.map(|d| &*d.id))?;
+        if let Some(p) = self.by_deployment.get(id) {
+            return Some(Cow::Borrowed(p));
+        }
+        if !self.wildcards.contains(id) {
+            return None;
+        }
+        let d = answered?;
+        // Per call: borrow the table entry when the deployment has no prices of its own.
+        if !has_price_override(d) {
+            if let Some(p) = self.table.entry(d).filter(|p| p.has_token_price()) {
+                return Some(Cow::Borrowed(p));
+            }
+        }
+        self.table.for_deployment(d).map(Cow::Owned)
+    }
+
+    /// Deployments without a price (`provider/model`, each once; wildcard deployments are priced
+    /// per call and not listed), for a start-up warning and `--check`.
+    #[must_use]
+    pub fn unpriced(&self) -> &[String] {
+        &self.unpriced
+    }
+
+    /// The cost of `usage` at the price of `model_group`'s dearest deployment (0 when none of
+    /// its deployments has a price): for a call cut before a deployment answered.
+    #[must_use]
+    pub fn cost_of_group(&self, model_group: &str, usage: &Usage) -> f64 {
+        self.by_group
+            .get(model_group)
+            .map_or(0.0, |p| p.cost(usage))
+    }
+
+    /// The cost of `usage` on a deployment (0 without a price).
+    #[must_use]
+    pub fn cost(&self, deployment_id: Option<&str>, usage: &Usage) -> f64 {
+        self.cost_of(deployment_id, None, usage)
+    }
+
+    /// The cost of `usage` on the deployment that answered (0 without a price); see
+    /// [`Pricing::price_of`].
+    #[must_use]
+    pub fn cost_of(
+        &self,
+        deployment_id: Option<&str>,
+        answered: Option<&Deployment>,
+        usage: &Usage,
+    ) -> f64 {
+        self.price_of(deployment_id, answered)
+            .map_or(0.0, |p| p.cost(usage))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::chat::{CompletionTokensDetails, PromptTokensDetails};
+
+    #[test]
+    fn a_group_is_priced_at_its_dearest_deployment() {
+        let t = PriceTable::builtin();
+        let cheap = Deployment::new("g", "openai/gpt-4o-mini");
+        let dear = Deployment::new("g", "openai/gpt-4o");
+        let pricing = Pricing::new(&t, [&cheap, &dear]);
+        let usage = Usage::new(1_000_000, 0);
+        let c = pricing.cost_of_group("g", &usage);
+        assert!((c - 2.5).abs() < 1e-9, "{c}");
+        assert!(pricing.cost_of_group("nope", &usage).abs() < f64::EPSILON);
+    }
+
+    /// A cost layer over an upstream that streams `chunks` (`"ERR"`: an error) and then never
+    /// ends, or (with `chunks` `None`) never answers.
+
+    #[test]
+    fn builtin_table_is_litellms_map_and_covers_providers() {
+        let t = PriceTable::builtin();
+        let source: serde_json::Value = serde_json::from_str(BUILTIN_PRICES_SOURCE).unwrap();
+        // Every entry of the generated map parsed (none dropped by a type mismatch).
+        assert_eq!(
+            t.len() as u64,
+            source["entries"].as_u64().unwrap(),
+            "{source}"
+        );
+        assert!(t.len() > 3000, "{}", t.len());
+        assert_eq!(source["package"], "litellm");
+        assert!(source["version"].as_str().is_some_and(|v| !v.is_empty()));
+        for m in [
+            "gpt-4o-mini",
+            "gpt-5",
+            "azure/gpt-4o",
+            "claude-sonnet-4-5",
+            "gemini/gemini-2.5-flash",
+            "gemini-2.5-pro",
+            "anthropic.claude-3-5-haiku-20241022-v1:0",
+            "amazon.nova-pro-v1:0",
+            "deepseek/deepseek-chat",
+            "mistral/mistral-large-latest",
+            "ollama/llama3.1",
+            "text-embedding-3-small",
+        ] {
+            let p = t.get(m).unwrap_or_else(|| panic!("{m} missing"));
+            assert!(p.has_token_price(), "{m}");
+            assert!(p.max_input_tokens.is_some(), "{m}");
+        }
+        // Shared, not parsed again.
+        let again = PriceTable::builtin();
+        assert!(Arc::ptr_eq(&t.base, &again.base));
+    }
+
+    #[test]
+    fn merged_entries_override_builtin_ones() {
+        let mut t = PriceTable::builtin();
+        let n = t.len();
+        t.merge(
+            PriceTable::from_json(
+                r#"{"gpt-4o-mini": {"input_cost_per_token": 1.0}, "house/new": {"output_cost_per_token": 2.0}, "sample_spec": {"input_cost_per_token": "x"}}"#,
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            t.get("gpt-4o-mini").unwrap().input_cost_per_token,
+            Some(1.0)
+        );
+        assert_eq!(t.get("house/new").unwrap().output_cost_per_token, Some(2.0));
+        assert_eq!(t.len(), n + 1);
+        // The shared built-in entries are untouched.
+        assert_eq!(
+            PriceTable::builtin()
+                .get("gpt-4o-mini")
+                .unwrap()
+                .input_cost_per_token,
+            Some(1.5e-7)
+        );
+    }
+
+    #[test]
+    fn context_window_from_model_info_else_table() {
+        let t = PriceTable::builtin();
+        let mut d = Deployment::new("g", "openai/gpt-4o-mini");
+        assert_eq!(t.context_window(&d), Some(128_000));
+        d.model_info.insert("max_input_tokens".into(), 10.into());
+        assert_eq!(t.context_window(&d), Some(10));
+        assert_eq!(
+            t.context_window(&Deployment::new("g", "openai/no-such-model")),
+            None
+        );
+    }
+
+    #[test]
+    fn wildcard_deployments_are_priced_by_the_model_called() {
+        let t = PriceTable::builtin();
+        let wild = Deployment::new("openai/*", "openai/*");
+        let fixed = Deployment::new("g", "openai/gpt-4o-mini");
+        let unknown = Deployment::new("u", "openai/house-model");
+        let pricing = Pricing::new(&t, [&wild, &fixed, &unknown]);
+        // The wildcard is not "unpriced": its price is known per call.
+        assert_eq!(pricing.unpriced(), ["openai/house-model"]);
+        let usage = Usage::new(1_000_000, 0);
+        let mut called = wild.clone();
+        called.model = "gpt-4o".into();
+        let cost = pricing.cost_of(Some(&wild.id), Some(&called), &usage);
+        assert!((cost - 2.5).abs() < 1e-9, "{cost}");
+        // Without the concrete deployment there is nothing to price it by.
+        assert!(pricing.cost_of(Some(&wild.id), None, &usage).abs() < f64::EPSILON);
+        // A fixed deployment keeps its resolved price.
+        let cost = pricing.cost_of(Some(&fixed.id), Some(&fixed), &usage);
+        assert!((cost - 0.15).abs() < 1e-9, "{cost}");
+        // A wildcard's own price settings apply to every model it calls.
+        let mut wild = Deployment::new("openai/*", "openai/*");
+        wild.input_cost_per_token = Some(1e-6);
+        let pricing = Pricing::new(&t, [&wild]);
+        // As the router makes it concrete: the wildcard deployment with the model called.
+        let mut called = wild.clone();
+        called.model = "gpt-4o".into();
+        let cost = pricing.cost_of(Some(&wild.id), Some(&called), &usage);
+        assert!((cost - 1.0).abs() < 1e-9, "{cost}");
+    }
+
+    #[test]
+    fn entries_without_token_prices_and_mock_deployments() {
+        let t = PriceTable::from_json(
+            r#"{"img": {"max_input_tokens": 5, "mode": "image_generation"}}"#,
+        )
+        .unwrap();
+        assert!(t
+            .for_deployment(&Deployment::new("g", "openai/img"))
+            .is_none());
+        assert_eq!(
+            t.for_deployment(&Deployment::new("m", "mock/anything")),
+            Some(ModelPrice::free())
+        );
+    }
+
+    #[test]
+    fn cost_counts_cached_and_reasoning_tokens() {
+        let p = ModelPrice {
+            input_cost_per_token: Some(1.0),
+            output_cost_per_token: Some(10.0),
+            cache_read_input_token_cost: Some(0.1),
+            output_cost_per_reasoning_token: Some(20.0),
+            ..ModelPrice::default()
+        };
+        let mut u = Usage::new(100, 50);
+        u.prompt_tokens_details = Some(PromptTokensDetails {
+            cached_tokens: Some(40),
+            ..Default::default()
+        });
+        u.completion_tokens_details = Some(CompletionTokensDetails {
+            reasoning_tokens: Some(10),
+            ..Default::default()
+        });
+        let c = p.cost(&u);
+        assert!((c - (60.0 + 4.0 + 400.0 + 200.0)).abs() < 1e-9, "{c}");
+    }
+
+    #[test]
+    fn deployment_lookup_and_overrides() {
+        let t = PriceTable::builtin();
+        let d = Deployment::new("g", "openai/gpt-4o-mini");
+        let p = t.for_deployment(&d).unwrap();
+        assert_eq!(p.input_cost_per_token, Some(1.5e-7));
+        let mut d = Deployment::new("g", "bedrock/us.amazon.nova-pro-v1:0");
+        assert_eq!(
+            t.for_deployment(&d).unwrap().input_cost_per_token,
+            Some(8e-7)
+        );
+        d.input_cost_per_token = Some(1.0);
+        assert_eq!(
+            t.for_deployment(&d).unwrap().input_cost_per_token,
+            Some(1.0)
+        );
+        let mut d = Deployment::new("g", "azure/my-deployment");
+        assert!(t.for_deployment(&d).is_none());
+        d.model_info
+            .insert("base_model".into(), "azure/gpt-4o".into());
+        assert_eq!(
+            t.for_deployment(&d).unwrap().output_cost_per_token,
+            Some(1e-5)
+        );
+    }
+}

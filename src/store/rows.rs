@@ -1,0 +1,228 @@
+//! The rows the store keeps: keys, teams, users, spend-log rows, and what a spend write returns.
+//! Plain data, shared by every [`KeyStore`](super::KeyStore) / [`SpendSink`](super::SpendSink)
+//! implementation and the management API.
+
+use std::{collections::HashMap, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::secret::Secret;
+
+/// Limits shared by keys, teams and users.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Spend cap in USD.
+    pub max_budget: Option<f64>,
+    /// Budget period (`30d`, `1h`, …); spend resets when it ends.
+    pub budget_duration: Option<String>,
+    /// Tokens per minute.
+    pub tpm_limit: Option<i64>,
+    /// Requests per minute.
+    pub rpm_limit: Option<i64>,
+    /// Concurrent requests.
+    pub max_parallel_requests: Option<i64>,
+}
+
+/// A virtual key as stored (never the key itself).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct KeyRow {
+    /// SHA-256 of the key (hex).
+    pub token: String,
+    /// The masked key (`sk-…Ab`).
+    pub key_name: Option<String>,
+    /// A human name.
+    pub key_alias: Option<String>,
+    /// Model groups the key may call (empty: all the team allows).
+    pub models: Vec<String>,
+    /// Spend so far in this budget period, USD.
+    pub spend: f64,
+    /// Limits and budget.
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// When the budget period ends (Unix ms).
+    pub budget_reset_at: Option<i64>,
+    /// Free-form metadata.
+    pub metadata: Map<String, Value>,
+    /// Owning team.
+    pub team_id: Option<String>,
+    /// Owning user.
+    pub user_id: Option<String>,
+    /// Expiry (Unix ms).
+    pub expires: Option<i64>,
+    /// Refused while set.
+    pub blocked: bool,
+    /// Created (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
+/// A team.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TeamRow {
+    /// Id.
+    pub team_id: String,
+    /// Human name.
+    pub team_alias: Option<String>,
+    /// Model groups members' keys may call (empty: all).
+    pub models: Vec<String>,
+    /// Spend this period.
+    pub spend: f64,
+    /// Limits and budget.
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// When the budget period ends (Unix ms).
+    pub budget_reset_at: Option<i64>,
+    /// Free-form metadata.
+    pub metadata: Map<String, Value>,
+    /// `[{"user_id","role"}]`.
+    pub members_with_roles: Vec<Value>,
+    /// Refused while set.
+    pub blocked: bool,
+    /// Created (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
+/// A user.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct UserRow {
+    /// Id.
+    pub user_id: String,
+    /// Email.
+    pub user_email: Option<String>,
+    /// `proxy_admin`, `internal_user`, …; `proxy_admin` may use the management API.
+    pub user_role: Option<String>,
+    /// Model groups (empty: all).
+    pub models: Vec<String>,
+    /// Spend this period.
+    pub spend: f64,
+    /// Limits and budget.
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// When the budget period ends (Unix ms).
+    pub budget_reset_at: Option<i64>,
+    /// Free-form metadata.
+    pub metadata: Map<String, Value>,
+    /// Teams the user belongs to.
+    pub teams: Vec<String>,
+    /// Created (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
+/// Fields of a key to create ([`Store::create_key`](super::Store::create_key)).
+#[derive(Clone, Debug, Default)]
+pub struct NewKey {
+    /// A caller-chosen key (LiteLLM's `key`); generated when `None`.
+    pub key: Option<Secret>,
+    /// Alias.
+    pub key_alias: Option<String>,
+    /// Allowed models.
+    pub models: Vec<String>,
+    /// Limits.
+    pub limits: Limits,
+    /// Metadata.
+    pub metadata: Map<String, Value>,
+    /// Team.
+    pub team_id: Option<String>,
+    /// User.
+    pub user_id: Option<String>,
+    /// Validity (`duration`).
+    pub duration: Option<Duration>,
+    /// Start blocked.
+    pub blocked: bool,
+}
+
+/// One spend-log row: one per call.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SpendRow {
+    /// The call id (`x-litellm-call-id`).
+    pub request_id: String,
+    /// SHA-256 of the caller's key (empty when the gateway is open).
+    pub api_key: String,
+    /// Key alias.
+    pub key_alias: Option<String>,
+    /// Team.
+    pub team_id: Option<String>,
+    /// User.
+    pub user_id: Option<String>,
+    /// The model group the client asked for.
+    pub model_group: String,
+    /// The upstream model of the deployment that answered.
+    pub model: Option<String>,
+    /// The deployment id.
+    pub model_id: Option<String>,
+    /// Provider prefix.
+    pub custom_llm_provider: Option<String>,
+    /// Input tokens.
+    pub prompt_tokens: i64,
+    /// Output tokens.
+    pub completion_tokens: i64,
+    /// Sum.
+    pub total_tokens: i64,
+    /// Cost in USD.
+    pub spend: f64,
+    /// Start (Unix ms).
+    pub start_time: i64,
+    /// End (Unix ms).
+    pub end_time: i64,
+    /// Latency in ms.
+    pub latency_ms: i64,
+    /// Served from the cache.
+    pub cache_hit: bool,
+    /// `success` or `failure`.
+    pub status: String,
+    /// Request tags.
+    pub request_tags: Vec<String>,
+}
+
+/// Filters of [`Store::spend_logs`](super::Store::spend_logs) (`/spend/logs`).
+#[derive(Clone, Debug, Default)]
+pub struct SpendFilter {
+    /// By key hash.
+    pub api_key: Option<String>,
+    /// By user.
+    pub user_id: Option<String>,
+    /// By team.
+    pub team_id: Option<String>,
+    /// By call id.
+    pub request_id: Option<String>,
+    /// From (Unix ms, inclusive).
+    pub start_ms: Option<i64>,
+    /// To (Unix ms, exclusive).
+    pub end_ms: Option<i64>,
+    /// At most this many rows (newest first).
+    pub limit: i64,
+}
+
+/// Spend to add, per key, team and user, from rows that were inserted.
+#[derive(Clone, Debug, Default)]
+pub struct SpendTotals {
+    /// Per key hash.
+    pub keys: HashMap<String, f64>,
+    /// Per team.
+    pub teams: HashMap<String, f64>,
+    /// Per user.
+    pub users: HashMap<String, f64>,
+    /// Added to the proxy-wide budget row ([`PROXY_BUDGET_ID`]): every counted row's cost.
+    pub proxy: f64,
+    /// The proxy-wide budget row after this batch, when it exists.
+    pub proxy_budget: Option<BudgetState>,
+}
+
+/// The user id of the row that holds the proxy-wide budget (`litellm_settings.max_budget`) and
+/// the spend counted against it: LiteLLM's `litellm_proxy_budget_name`.
+pub const PROXY_BUDGET_ID: &str = "litellm-proxy-budget";
+
+/// A budget row's spend in its current period and when that period ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BudgetState {
+    /// Spend this period, USD.
+    pub spend: f64,
+    /// End of the period (Unix ms); `None`: the budget never resets.
+    pub reset_at: Option<i64>,
+}
