@@ -233,6 +233,10 @@ impl<P: Provider + ?Sized> Provider for &'static P {
         (**self).name()
     }
 
+    fn supports(&self, op: crate::types::OperationKind) -> bool {
+        (**self).supports(op)
+    }
+
     fn encode(
         &self,
         req: &LlmRequest,
