@@ -25,6 +25,7 @@ pub mod mock;
 pub mod ollama;
 pub mod openai;
 pub mod params;
+pub mod resolve;
 mod service;
 pub mod sse;
 

@@ -43,7 +43,11 @@ pub struct ProviderLayer {
 
 impl ProviderLayer {
     /// A layer for `deployment`, translating with `provider`.
+    ///
+    /// Resolves the deployment for `provider` now (its endpoints, credential and response header
+    /// values: see [`provider::resolve`](super::resolve)), so that no call pays for it.
     pub fn new(provider: &'static dyn Provider, deployment: Arc<Deployment>) -> Self {
+        deployment.prepare(provider.name());
         Self {
             provider,
             deployment,
