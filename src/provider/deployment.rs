@@ -357,6 +357,7 @@ mod tests {
         d.prepare("openai");
         let mut c = d.clone();
         assert!(c.resolved.get().is_none() && c.headers.get().is_none());
+        assert!(d.resolved.get().is_some() && d.headers.get().is_some());
         assert_eq!(c.env_var("OPENAI_API_KEY"), Some("sk-from-env"));
         c.model_group = "other".into();
         assert_eq!(c.header_value(&c.model_group.clone()).unwrap(), "other");
