@@ -8,7 +8,7 @@
 //!   as in LiteLLM.
 //! - Each upstream URL the deployment calls is parsed once into an [`Endpoint`] (the `Uri`, and the
 //!   `Host` header value for `http://`), with the credential header values and `extra_headers`, in a
-//!   [`Resolved`] the deployment keeps. [`ProviderLayer::new`](super::ProviderLayer::new) resolves it
+//!   `Resolved` the deployment keeps. [`ProviderLayer::new`](super::ProviderLayer::new) resolves it
 //!   when the stack is built; a deployment used without one resolves on its first call.
 //! - A Vertex AI deployment gets its own OAuth token cache when it is built.
 //!

@@ -11,7 +11,7 @@
 //! - `api_base`: the deployment's, else `AZURE_API_BASE`.
 //! - Auth: the `api-key` header with the deployment key (else `AZURE_API_KEY`); without a key, an
 //!   `azure_ad_token` from `litellm_params` (else `AZURE_AD_TOKEN`) as `Authorization: Bearer`, or the
-//!   [`AccessToken`](super::AccessToken) a credential hook fetched.
+//!   [`AccessToken`] a credential hook fetched.
 //! - Content filtering: `prompt_filter_results`, per-choice `content_filter_results` and the first
 //!   stream event with empty `choices` are relayed unchanged; a `finish_reason` of `content_filter`
 //!   is a success. An error with code `content_filter` is
