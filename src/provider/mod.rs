@@ -174,7 +174,7 @@ static PROVIDERS: &[&dyn Provider] = &[
     &bedrock::Bedrock,
 ];
 
-/// The built-in `vertex_ai` provider: one instance, so every deployment shares its token cache.
+/// The built-in `vertex_ai` provider (stateless: each deployment has its own token cache).
 static VERTEX_AI: gemini::VertexAi = gemini::VertexAi::new();
 
 /// Built-in providers, then the OpenAI-compatible hosts table.
