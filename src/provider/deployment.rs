@@ -1,12 +1,29 @@
 //! [`Deployment`]: one `model_list` entry after config resolution.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    borrow::Cow,
+    fmt,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
+use http::HeaderValue;
+
+use super::resolve::{self, process_var, DeploymentEnv, Resolved};
 use crate::secret::{redact_url, Secret};
 
 /// One deployment of a model group: which provider, which upstream model, where, with which
 /// credentials, limits and prices.
-#[derive(Clone, Default)]
+///
+/// What its calls need that is known before the first one (the provider's environment fallbacks,
+/// the parsed upstream URLs, credential and response header values) is worked out once: the
+/// environment when it is built ([`Deployment::new`], [`Deployment::with_env`]), the rest when its
+/// stack is built ([`ProviderLayer::new`](super::ProviderLayer::new)) or on its first call (see
+/// [`provider::resolve`](super::resolve)). Set the public fields before that: a deployment does not
+/// notice fields changed in place after its first call (the `with_*` methods start over, and a
+/// clone starts unresolved, so it may be changed). A clone shares the environment read for the
+/// original.
+#[derive(Default)]
 #[non_exhaustive]
 pub struct Deployment {
     /// Stable id (`model_info.id`, else a hash of the entry).
@@ -51,11 +68,77 @@ pub struct Deployment {
     /// `model_info`.
     pub model_info: serde_json::Map<String, serde_json::Value>,
     /// `public_api_base()`, with the `api_base` it was computed from.
-    public_base: std::sync::OnceLock<(Arc<str>, Arc<str>)>,
+    public_base: OnceLock<(Arc<str>, Arc<str>)>,
+    /// The provider's environment variables, read when the deployment was built.
+    env: Option<Arc<DeploymentEnv>>,
+    /// Endpoints and header values for the provider's calls.
+    resolved: OnceLock<Resolved>,
+    /// The response header values of `id`, `model_group` and `public_api_base()`.
+    headers: OnceLock<ResponseHeaders>,
+}
+
+/// Header values a response from a deployment carries, each with the string it was made from
+/// (held, so no other string can take its address while the value is used).
+#[derive(Debug)]
+struct ResponseHeaders {
+    values: [Option<(Arc<str>, HeaderValue)>; 3],
+}
+
+impl ResponseHeaders {
+    fn of(dep: &Deployment) -> Self {
+        let value = |text: Option<Arc<str>>| {
+            let text = text?;
+            let v = HeaderValue::from_str(&text).ok()?;
+            Some((text, v))
+        };
+        Self {
+            values: [
+                value(Some(dep.id.clone())),
+                value(Some(dep.model_group.clone())),
+                value(dep.public_api_base()),
+            ],
+        }
+    }
+}
+
+impl Clone for Deployment {
+    /// A copy with the same configuration and environment; what was resolved is not copied, so a
+    /// clone may be changed before its first call (as a wildcard deployment's concrete copies are).
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id.clone(),
+            model_group: self.model_group.clone(),
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            api_base: self.api_base.clone(),
+            api_key: self.api_key.clone(),
+            api_version: self.api_version.clone(),
+            timeout: self.timeout,
+            stream_timeout: self.stream_timeout,
+            max_retries: self.max_retries,
+            rpm: self.rpm,
+            tpm: self.tpm,
+            weight: self.weight,
+            order: self.order,
+            max_parallel_requests: self.max_parallel_requests,
+            input_cost_per_token: self.input_cost_per_token,
+            output_cost_per_token: self.output_cost_per_token,
+            tags: self.tags.clone(),
+            params: self.params.clone(),
+            model_info: self.model_info.clone(),
+            public_base: self.public_base.clone(),
+            env: self.env.clone(),
+            resolved: OnceLock::new(),
+            headers: OnceLock::new(),
+        }
+    }
 }
 
 impl Deployment {
     /// A deployment of `model` (`provider/upstream-model`) serving `model_group`.
+    ///
+    /// The provider's environment fallbacks (`OPENAI_API_KEY`, `AZURE_API_BASE`, …) are read from
+    /// the process environment now; [`with_env`](Self::with_env) reads them from elsewhere.
     #[must_use]
     pub fn new(model_group: &str, model: &str) -> Self {
         let (provider, upstream) = split_provider(model);
@@ -64,22 +147,94 @@ impl Deployment {
             model_group: model_group.into(),
             provider: provider.into(),
             model: upstream.into(),
+            env: Some(Arc::new(DeploymentEnv::read(provider, &process_var))),
             ..Self::default()
         }
     }
 
-    /// Sets the base URL.
+    /// Reads the provider's environment fallbacks through `lookup` instead of the process
+    /// environment (tests, or a secret store), and forgets what was resolved.
+    ///
+    /// ```
+    /// use llmgate::provider::Deployment;
+    ///
+    /// let dep = Deployment::new("gpt", "azure/my-gpt").with_env(|name| match name {
+    ///     "AZURE_API_BASE" => Some("https://res.openai.azure.com".to_owned()),
+    ///     "AZURE_API_KEY" => Some("key".to_owned()),
+    ///     _ => None,
+    /// });
+    /// assert_eq!(dep.env_var("AZURE_API_KEY"), Some("key"));
+    /// ```
     #[must_use]
-    pub fn with_api_base(mut self, api_base: impl Into<Arc<str>>) -> Self {
-        self.api_base = Some(api_base.into());
+    pub fn with_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        self.env = Some(Arc::new(DeploymentEnv::read(&self.provider, &lookup)));
+        self.unresolve();
         self
     }
 
-    /// Sets the credential.
+    /// An environment variable the provider falls back on, as read when the deployment was built
+    /// (`None` when unset, empty, or not one its provider reads).
+    #[must_use]
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.env.as_deref()?.var(name)
+    }
+
+    /// The environment read for this deployment.
+    pub(crate) fn env(&self) -> Option<&DeploymentEnv> {
+        self.env.as_deref()
+    }
+
+    /// What the calls of provider family `family` need, resolved once (see the
+    /// [`resolve`](super::resolve) module).
+    #[inline]
+    pub(crate) fn resolved(&self, family: &str) -> Cow<'_, Resolved> {
+        resolve::resolved_for(self, &self.resolved, self.env.as_deref(), family)
+    }
+
+    /// Resolves everything for `family` and the response header values now: for a step that
+    /// builds a stack, so that no call pays for it.
+    pub(crate) fn prepare(&self, family: &str) {
+        let _ = self.resolved(family);
+        let _ = self.response_headers();
+    }
+
+    fn response_headers(&self) -> &ResponseHeaders {
+        self.headers.get_or_init(|| ResponseHeaders::of(self))
+    }
+
+    /// `text` as a header value when it is this deployment's `id`, `model_group` or
+    /// `public_api_base()` (the very `Arc`, as the provider service stamps it on a response):
+    /// made once per deployment. `None` for any other string, or one that is no header value.
+    #[must_use]
+    pub fn header_value(&self, text: &Arc<str>) -> Option<HeaderValue> {
+        self.response_headers()
+            .values
+            .iter()
+            .flatten()
+            .find(|(source, _)| Arc::ptr_eq(source, text))
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Sets the base URL (and forgets what was resolved).
+    #[must_use]
+    pub fn with_api_base(mut self, api_base: impl Into<Arc<str>>) -> Self {
+        self.api_base = Some(api_base.into());
+        self.unresolve();
+        self
+    }
+
+    /// Sets the credential (and forgets what was resolved).
     #[must_use]
     pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(Secret::new(key));
+        self.unresolve();
         self
+    }
+
+    /// Forgets the endpoints and header values worked out from the fields.
+    fn unresolve(&mut self) {
+        self.resolved = OnceLock::new();
+        self.headers = OnceLock::new();
     }
 
     /// A provider-specific string parameter from `litellm_params`.
@@ -177,6 +332,35 @@ mod tests {
         // Computed once per value.
         assert!(Arc::ptr_eq(&public, &d.public_api_base().unwrap()));
         assert!(!format!("{d:?}").contains("pass"));
+    }
+
+    #[test]
+    fn header_values_are_made_once_and_only_for_the_deployments_own_strings() {
+        let d = Deployment::new("grp", "openai/m").with_api_base("http://u:p@h:1/v1");
+        let base = d.public_api_base().unwrap();
+        assert_eq!(d.header_value(&d.id).unwrap(), &*d.id);
+        assert_eq!(d.header_value(&d.model_group).unwrap(), "grp");
+        assert_eq!(d.header_value(&base).unwrap(), "http://h:1/v1");
+        // The same text in another `Arc` is not the deployment's.
+        let copy: Arc<str> = "grp".into();
+        assert!(d.header_value(&copy).is_none());
+        // A value no header can carry: none.
+        let mut bad = Deployment::new("line\nbreak", "openai/m");
+        bad.api_base = None;
+        assert!(bad.header_value(&bad.model_group.clone()).is_none());
+    }
+
+    #[test]
+    fn clones_start_unresolved_and_share_the_environment() {
+        let d = Deployment::new("g", "openai/m")
+            .with_env(|n| (n == "OPENAI_API_KEY").then(|| "sk-from-env".to_owned()));
+        d.prepare("openai");
+        let mut c = d.clone();
+        assert!(c.resolved.get().is_none() && c.headers.get().is_none());
+        assert!(d.resolved.get().is_some() && d.headers.get().is_some());
+        assert_eq!(c.env_var("OPENAI_API_KEY"), Some("sk-from-env"));
+        c.model_group = "other".into();
+        assert_eq!(c.header_value(&c.model_group.clone()).unwrap(), "other");
     }
 
     #[test]

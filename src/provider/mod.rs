@@ -26,6 +26,7 @@ pub mod ollama;
 pub mod openai;
 pub mod params;
 mod registry;
+pub mod resolve;
 mod service;
 pub mod sse;
 

@@ -46,7 +46,11 @@ pub struct ProviderLayer {
 impl ProviderLayer {
     /// A layer for `deployment`, translating with `provider` (a built-in from
     /// [`lookup`](super::lookup) or [`Providers`](super::Providers), or `Arc::new(MyProvider)`).
+    ///
+    /// Resolves the deployment for `provider` now (its endpoints, credential and response header
+    /// values: see [`provider::resolve`](super::resolve)), so that no call pays for it.
     pub fn new(provider: SharedProvider, deployment: Arc<Deployment>) -> Self {
+        deployment.prepare(provider.name());
         Self {
             provider_name: provider.name().into(),
             provider,

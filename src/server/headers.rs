@@ -41,12 +41,13 @@ pub(super) const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-acce
 /// Writes the gateway's response headers from the response's meta: deployment, model group, api
 /// base, cost, overhead and the reliability layers' counts.
 pub(super) fn insert_meta(h: &mut HeaderMap, meta: &ResponseMeta, overhead: Duration) {
+    let dep = meta.deployment.as_deref();
     for (name, text) in [
         (X_LITELLM_MODEL_ID, &meta.deployment_id),
         (X_LITELLM_MODEL_GROUP, &meta.model_group),
         (X_LITELLM_MODEL_API_BASE, &meta.api_base),
     ] {
-        if let Some(v) = text.as_ref().and_then(deployment_header) {
+        if let Some(v) = text.as_ref().and_then(|t| deployment_header(t, dep)) {
             h.insert(name, v);
         }
     }
@@ -115,39 +116,18 @@ fn cost_header(cost: f64) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(out.freeze()).ok()
 }
 
-/// How many deployment header values each serving thread remembers.
-const HEADER_MEMO: usize = 64;
-
-thread_local! {
-    /// Header values of the deployment strings this thread answered with, keyed by the `Arc`.
-    static DEPLOYMENT_HEADERS: std::cell::RefCell<Vec<(Arc<str>, HeaderValue)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// `text` (a deployment's id, model group or public api base) as a header value, from this
-/// thread's memo when the same `Arc` was answered with before.
+/// `text` (a deployment's id, model group or public api base) as a header value: the one the
+/// deployment made when it was built when `text` is that deployment's own string (as
+/// `ProviderService` stamps it), else checked and copied now.
 ///
-/// These strings are `Arc`s shared by every response of a deployment, and checking and copying
-/// each into a new `HeaderValue` cost about 250 instructions per header per response. The memo
-/// holds every `Arc` it is keyed by, so no other string can take its address while the entry
-/// lives. Per thread, so no lock; the values' reference counts are not shared between threads.
-fn deployment_header(text: &Arc<str>) -> Option<HeaderValue> {
-    let hit = DEPLOYMENT_HEADERS.with_borrow(|memo| {
-        memo.iter()
-            .find(|(k, _)| Arc::ptr_eq(k, text))
-            .map(|(_, v)| v.clone())
-    });
-    if hit.is_some() {
-        return hit;
-    }
-    let value = HeaderValue::from_str(text).ok()?;
-    DEPLOYMENT_HEADERS.with_borrow_mut(|memo| {
-        if memo.len() >= HEADER_MEMO {
-            memo.clear();
-        }
-        memo.push((text.clone(), value.clone()));
-    });
-    Some(value)
+/// Checking and copying each string into a new `HeaderValue` cost about 250 instructions per header
+/// per response; the deployment's values are made once and cloned (a reference count).
+fn deployment_header(
+    text: &Arc<str>,
+    dep: Option<&crate::provider::Deployment>,
+) -> Option<HeaderValue> {
+    dep.and_then(|d| d.header_value(text))
+        .or_else(|| HeaderValue::from_str(text).ok())
 }
 
 /// `d` in milliseconds with three decimals (`0.173`), from integer microseconds: `itoa` and
@@ -287,23 +267,41 @@ mod tests {
     }
 
     #[test]
-    fn deployment_headers_are_remembered_by_arc_not_by_text() {
+    fn deployment_headers_come_from_the_deployment_by_arc_not_by_text() {
         let a: Arc<str> = "http://h:1/v1".into();
         let b: Arc<str> = "http://h:2/v1".into();
-        assert_eq!(deployment_header(&a).unwrap(), "http://h:1/v1");
-        assert_eq!(deployment_header(&b).unwrap(), "http://h:2/v1");
-        assert_eq!(deployment_header(&a).unwrap(), "http://h:1/v1");
-        // Same text, another `Arc`: its own entry, same value.
+        assert_eq!(deployment_header(&a, None).unwrap(), "http://h:1/v1");
+        assert_eq!(deployment_header(&b, None).unwrap(), "http://h:2/v1");
+        assert_eq!(deployment_header(&a, None).unwrap(), "http://h:1/v1");
+        // Same text, another `Arc`: same value.
         let a2: Arc<str> = "http://h:1/v1".into();
-        assert_eq!(deployment_header(&a2).unwrap(), "http://h:1/v1");
-        // Not a valid header value: none, and nothing remembered.
+        assert_eq!(deployment_header(&a2, None).unwrap(), "http://h:1/v1");
+        // Not a valid header value: none.
         let bad: Arc<str> = "line\nbreak".into();
-        assert!(deployment_header(&bad).is_none());
-        for i in 0..(HEADER_MEMO + 3) {
+        assert!(deployment_header(&bad, None).is_none());
+        for i in 0..67 {
             let s: Arc<str> = format!("d{i}").into();
-            assert_eq!(deployment_header(&s).unwrap(), s.as_ref());
+            assert_eq!(deployment_header(&s, None).unwrap(), s.as_ref());
         }
-        assert!(DEPLOYMENT_HEADERS.with_borrow(Vec::len) <= HEADER_MEMO);
+        // The deployment's own strings: its values, made once (the same bytes each time).
+        let dep =
+            crate::provider::Deployment::new("grp", "openai/m").with_api_base("http://h:3/v1");
+        let base = dep.public_api_base().unwrap();
+        let v1 = deployment_header(&dep.model_group, Some(&dep)).unwrap();
+        let v2 = deployment_header(&dep.model_group, Some(&dep)).unwrap();
+        assert_eq!(v1, "grp");
+        assert_eq!(v1.as_bytes().as_ptr(), v2.as_bytes().as_ptr());
+        assert_eq!(
+            deployment_header(&base, Some(&dep)).unwrap(),
+            "http://h:3/v1"
+        );
+        assert_eq!(deployment_header(&dep.id, Some(&dep)).unwrap(), &*dep.id);
+        // A string a layer put in place of the deployment's is answered as it is.
+        let other: Arc<str> = "other-group".into();
+        assert_eq!(
+            deployment_header(&other, Some(&dep)).unwrap(),
+            "other-group"
+        );
     }
 
     #[test]

@@ -6,10 +6,11 @@ use serde_json::{json, value::RawValue, Map, Value};
 
 use super::{DEFAULT_API_BASE, JSON_TOOL_NAME};
 use crate::{
-    error::{ErrorKind, LlmError},
+    error::LlmError,
     provider::{
-        openai::{join_url, json_request},
+        openai::{join_url, resolved_head},
         params::{drop_params, is_openai_chat_param},
+        resolve::{credential_header, endpoint, Resolved},
         Deployment,
     },
     types::{
@@ -44,11 +45,9 @@ pub const SUPPORTED_PARAMS: &[&str] = &[
     "reasoning_effort",
 ];
 
-/// Builds the `POST /v1/messages` request for a chat body.
-pub fn encode_messages(
-    chat: &ChatRequest,
-    dep: &Deployment,
-) -> Result<http::Request<Bytes>, LlmError> {
+/// Resolves an Anthropic deployment: the Messages URL under its base (default
+/// `https://api.anthropic.com`) and its `x-api-key` value.
+pub(crate) fn resolve(dep: &Deployment, r: &mut Resolved) {
     let base = dep.api_base.as_deref().unwrap_or(DEFAULT_API_BASE);
     let base = base.trim_end_matches('/');
     let url = if base.ends_with("/v1/messages") {
@@ -58,8 +57,24 @@ pub fn encode_messages(
     } else {
         join_url(base, "v1/messages")
     };
+    r.chat = endpoint(&url);
+    r.chat_stream = r.chat.clone();
+    if let Some(key) = dep.api_key.as_ref().filter(|k| !k.is_empty()) {
+        r.credential = Some(credential_header(X_API_KEY, key.expose(), "api_key"));
+    }
+}
+
+const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
+
+/// Builds the `POST /v1/messages` request for a chat body.
+pub fn encode_messages(
+    chat: &ChatRequest,
+    dep: &Deployment,
+) -> Result<http::Request<Bytes>, LlmError> {
+    let r = dep.resolved("anthropic");
+    let endpoint = r.chat_endpoint(false)?;
     let (body, uses_files) = messages_body(chat, dep)?;
-    let mut head = json_request(&url, dep)?;
+    let mut head = resolved_head(endpoint, &r)?;
     let headers = head.headers_mut();
     if !headers.contains_key("anthropic-version") {
         headers.append(
@@ -73,17 +88,8 @@ pub fn encode_messages(
             http::HeaderValue::from_static("files-api-2025-04-14"),
         );
     }
-    if let Some(key) = &dep.api_key {
-        if !key.is_empty() && !headers.contains_key("x-api-key") {
-            let mut v = http::HeaderValue::try_from(key.expose()).map_err(|_| {
-                LlmError::new(
-                    ErrorKind::Authentication,
-                    "the deployment's api_key contains characters not allowed in a header",
-                )
-            })?;
-            v.set_sensitive(true);
-            headers.append(http::HeaderName::from_static("x-api-key"), v);
-        }
+    if !headers.contains_key(X_API_KEY) {
+        r.add_credential(headers)?;
     }
     Ok(head.map(|()| body))
 }
@@ -606,6 +612,7 @@ pub(super) fn is_json_mode(chat: &ChatRequest) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     fn body(chat: &str, dep: &Deployment) -> Value {
         let chat: ChatRequest = serde_json::from_str(chat).unwrap();

@@ -38,6 +38,7 @@ mod stream;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
+pub(crate) use self::encode::resolve;
 pub use self::{
     decode::{decode_messages, finish_reason, usage_from},
     encode::{

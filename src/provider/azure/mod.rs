@@ -18,17 +18,20 @@
 //!   [`ContentPolicyViolation`](crate::ErrorKind::ContentPolicyViolation), relayed with its
 //!   `innererror`. Azure's bare `{code, message}` errors (429) become the OpenAI error JSON.
 
-use std::sync::OnceLock;
-
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
+use http::HeaderName;
 
 use super::{
-    openai::{bearer, chat_body, embeddings_body, join_url, json_request, openai_shaped_responses},
+    openai::{
+        bearer, chat_body, embeddings_body, join_url, openai_shaped_responses, resolved_head,
+    },
+    resolve::{
+        bearer_header, credential_header, endpoint, reached, DeploymentEnv, Refusal, Resolved,
+    },
     AccessToken, Deployment, Provider,
 };
 use crate::{
-    error::{ErrorKind, LlmError},
+    error::LlmError,
     secret::Secret,
     types::{LlmRequest, Operation},
 };
@@ -44,26 +47,65 @@ pub const DEFAULT_API_VERSION: &str = "2025-02-01-preview";
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Azure;
 
-/// Azure settings from the environment, read once.
-#[derive(Default)]
-struct AzureEnv {
-    api_base: Option<String>,
-    api_key: Option<Secret>,
-    api_version: Option<String>,
-    ad_token: Option<Secret>,
-}
+/// The environment variables Azure deployments fall back on.
+pub(crate) const ENV: &[&str] = &[
+    "AZURE_API_BASE",
+    "AZURE_API_KEY",
+    "AZURE_API_VERSION",
+    "AZURE_AD_TOKEN",
+];
 
-fn env() -> &'static AzureEnv {
-    static ENV: OnceLock<AzureEnv> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
-        AzureEnv {
-            api_base: var("AZURE_API_BASE"),
-            api_key: var("AZURE_API_KEY").map(Secret::new),
-            api_version: var("AZURE_API_VERSION"),
-            ad_token: var("AZURE_AD_TOKEN").map(Secret::new),
+/// Resolves an Azure deployment: its URLs (base and version from the deployment, else the
+/// environment) and its credential (`api-key`, else `azure_ad_token`, else `AZURE_AD_TOKEN` after
+/// a fetched [`AccessToken`]).
+pub(crate) fn resolve(dep: &Deployment, env: &DeploymentEnv, r: &mut Resolved) {
+    let version = dep
+        .api_version
+        .as_deref()
+        .or_else(|| env.first(&["AZURE_API_VERSION"]))
+        .unwrap_or(DEFAULT_API_VERSION);
+    let base = match dep.api_base.as_deref().or_else(|| env.first(&["AZURE_API_BASE"])) {
+        None => Err(LlmError::bad_request(
+            "the azure provider needs an api_base (https://<resource>.openai.azure.com), in litellm_params or AZURE_API_BASE",
+        )),
+        Some(_) if dep.model.contains(['/', '?', '#']) || version.contains(['&', '#', ' ']) => {
+            Err(LlmError::bad_request(
+                "the azure deployment name or api_version contains characters not allowed in a URL",
+            ))
         }
-    })
+        Some(base) => Ok(base),
+    };
+    match base {
+        Ok(base) => {
+            r.chat = endpoint(&deployment_url(
+                base,
+                &dep.model,
+                "chat/completions",
+                version,
+            ));
+            r.chat_stream = r.chat.clone();
+            r.embeddings = endpoint(&deployment_url(base, &dep.model, "embeddings", version));
+        }
+        Err(e) => {
+            let refusal = Refusal::from(e);
+            r.chat = Err(refusal.clone());
+            r.chat_stream = Err(refusal.clone());
+            r.embeddings = Err(refusal);
+        }
+    }
+    let key = dep
+        .api_key
+        .as_ref()
+        .filter(|k| !k.is_empty())
+        .map(Secret::expose)
+        .or_else(|| env.first(&["AZURE_API_KEY"]));
+    if let Some(key) = key {
+        r.credential = Some(credential_header(API_KEY, key, "api_key"));
+    } else if let Some(token) = dep.param_str("azure_ad_token").filter(|t| !t.is_empty()) {
+        r.credential = Some(bearer_header(token));
+    } else if let Some(token) = env.first(&["AZURE_AD_TOKEN"]) {
+        r.fallback_credential = Some(bearer_header(token));
+    }
 }
 
 /// The deployment URL for `path` (`chat/completions`, `embeddings`).
@@ -75,17 +117,6 @@ fn deployment_url(base: &str, deployment: &str, path: &str, api_version: &str) -
     url.push_str("?api-version=");
     url.push_str(api_version);
     url
-}
-
-fn sensitive(value: &str, what: &str) -> Result<HeaderValue, LlmError> {
-    let mut v = HeaderValue::try_from(value).map_err(|_| {
-        LlmError::new(
-            ErrorKind::Authentication,
-            format!("the deployment's {what} contains characters not allowed in a header"),
-        )
-    })?;
-    v.set_sensitive(true);
-    Ok(v)
 }
 
 impl Provider for Azure {
@@ -101,52 +132,27 @@ impl Provider for Azure {
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
-        let env = env();
-        let base = dep
-            .api_base
-            .as_deref()
-            .or(env.api_base.as_deref())
-            .ok_or_else(|| {
-                LlmError::bad_request(
-                    "the azure provider needs an api_base (https://<resource>.openai.azure.com), in litellm_params or AZURE_API_BASE",
-                )
-            })?;
-        let version = dep
-            .api_version
-            .as_deref()
-            .or(env.api_version.as_deref())
-            .unwrap_or(DEFAULT_API_VERSION);
-        if dep.model.contains(['/', '?', '#']) || version.contains(['&', '#', ' ']) {
-            return Err(LlmError::bad_request(
-                "the azure deployment name or api_version contains characters not allowed in a URL",
-            ));
-        }
-        let (path, body) = match &req.op {
+        let r = dep.resolved(self.name());
+        let (endpoint, body) = match &req.op {
             Operation::Chat(chat) => (
-                "chat/completions",
+                r.chat_endpoint(req.is_stream())?,
                 chat_body(chat, req.raw_body().map(|b| &b[..]), &dep.model)?,
             ),
             Operation::Embeddings(emb) => (
-                "embeddings",
+                reached(&r.embeddings)?,
                 embeddings_body(emb, req.raw_body().map(|b| &b[..]), &dep.model)?,
             ),
             Operation::ListModels => return Err(super::unsupported(self, req)),
         };
-        let mut head = json_request(&deployment_url(base, &dep.model, path, version), dep)?;
+        let mut head = resolved_head(endpoint, &r)?;
         let headers = head.headers_mut();
-        let key = dep
-            .api_key
-            .as_ref()
-            .filter(|k| !k.is_empty())
-            .or(env.api_key.as_ref());
-        if let Some(key) = key {
-            headers.append(API_KEY, sensitive(key.expose(), "api_key")?);
-        } else if let Some(token) = dep.param_str("azure_ad_token").filter(|t| !t.is_empty()) {
-            headers.append(http::header::AUTHORIZATION, bearer(token)?);
+        if r.credential.is_some() {
+            r.add_credential(headers)?;
         } else if let Some(AccessToken(token)) = req.extensions.get::<AccessToken>() {
             headers.append(http::header::AUTHORIZATION, bearer(token.expose())?);
-        } else if let Some(token) = &env.ad_token {
-            headers.append(http::header::AUTHORIZATION, bearer(token.expose())?);
+        } else if let Some(fallback) = &r.fallback_credential {
+            let (name, value) = reached(fallback)?;
+            headers.append(name.clone(), value.clone());
         }
         Ok(head.map(|()| body))
     }
@@ -159,6 +165,7 @@ mod tests {
     use http::{HeaderMap, StatusCode};
 
     use super::*;
+    use crate::error::ErrorKind;
 
     fn dep() -> Deployment {
         let mut d = Deployment::new("gpt-4o", "azure/my-deployment")
@@ -214,16 +221,71 @@ mod tests {
 
     #[test]
     fn ad_token_becomes_bearer() {
-        let mut d = dep();
+        // No AZURE_API_KEY in the environment the deployment was built with.
+        let mut d = dep().with_env(|_| None);
         d.api_key = None;
         d.params
             .insert("azure_ad_token".into(), serde_json::Value::from("tok"));
         let req =
             LlmRequest::chat(serde_json::from_str(r#"{"model":"gpt-4o","messages":[]}"#).unwrap());
-        if env().api_key.is_none() {
-            let out = Azure.encode(&req, &d).unwrap();
-            assert_eq!(out.headers()[http::header::AUTHORIZATION], "Bearer tok");
-            assert!(!out.headers().contains_key("api-key"));
+        let out = Azure.encode(&req, &d).unwrap();
+        assert_eq!(out.headers()[http::header::AUTHORIZATION], "Bearer tok");
+        assert!(!out.headers().contains_key("api-key"));
+    }
+
+    /// `AZURE_API_BASE` / `AZURE_API_KEY` / `AZURE_API_VERSION` / `AZURE_AD_TOKEN` as read when the
+    /// deployment was built, each losing to the deployment's own value.
+    #[test]
+    fn environment_fallbacks_in_litellms_order() {
+        let req =
+            LlmRequest::chat(serde_json::from_str(r#"{"model":"gpt-4o","messages":[]}"#).unwrap());
+        let env = |n: &str| {
+            Some(
+                match n {
+                    "AZURE_API_BASE" => "https://envres.openai.azure.com",
+                    "AZURE_API_KEY" => "env-key",
+                    "AZURE_API_VERSION" => "2024-06-01",
+                    "AZURE_AD_TOKEN" => "env-ad",
+                    _ => return None,
+                }
+                .to_owned(),
+            )
+        };
+        let bare = Deployment::new("g", "azure/dep1").with_env(env);
+        let out = Azure.encode(&req, &bare).unwrap();
+        assert_eq!(
+            out.uri().to_string(),
+            "https://envres.openai.azure.com/openai/deployments/dep1/chat/completions?api-version=2024-06-01"
+        );
+        assert_eq!(out.headers()["api-key"], "env-key");
+        // The deployment's own values win.
+        let own = dep().with_env(env);
+        let out = Azure.encode(&req, &own).unwrap();
+        assert_eq!(
+            out.uri().to_string(),
+            "https://myres.openai.azure.com/openai/deployments/my-deployment/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(out.headers()["api-key"], "test-key");
+        // Without a key, AZURE_AD_TOKEN is the last resort: after a fetched access token.
+        let only_ad = Deployment::new("g", "azure/dep1").with_env(|n| match n {
+            "AZURE_API_BASE" => Some("https://r.openai.azure.com".to_owned()),
+            "AZURE_AD_TOKEN" => Some("env-ad".to_owned()),
+            _ => None,
+        });
+        let out = Azure.encode(&req, &only_ad).unwrap();
+        assert_eq!(out.headers()[http::header::AUTHORIZATION], "Bearer env-ad");
+        let mut fetched = req.clone();
+        fetched
+            .extensions
+            .insert(AccessToken(Secret::new("fetched")));
+        let out = Azure.encode(&fetched, &only_ad).unwrap();
+        assert_eq!(out.headers()[http::header::AUTHORIZATION], "Bearer fetched");
+        // No base anywhere: a 400 naming AZURE_API_BASE, on every call.
+        let none = Deployment::new("g", "azure/dep1").with_env(|_| None);
+        for _ in 0..2 {
+            let err = Azure.encode(&req, &none).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::BadRequest);
+            assert!(err.message().contains("AZURE_API_BASE"), "{err}");
         }
     }
 

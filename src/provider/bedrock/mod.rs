@@ -23,8 +23,9 @@
 //! # Credentials
 //!
 //! - `aws_access_key_id` / `aws_secret_access_key` / `aws_session_token` from `litellm_params`,
-//!   else the environment's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`:
-//!   the request is signed with SigV4 ([`sign`]) at the current time;
+//!   else the environment's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`
+//!   (read when the deployment is built, like every variable named here): the request is signed
+//!   with SigV4 ([`sign`]) at the current time;
 //! - else a Bedrock API key as `api_key` (or `AWS_BEARER_TOKEN_BEDROCK`), sent as
 //!   `Authorization: Bearer`.
 //!
@@ -52,6 +53,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use self::sign::region_in;
 pub use self::{
     decode::{decode_converse, finish_reason},
     encode::{converse_body, SUPPORTED_PARAMS},
@@ -59,7 +61,11 @@ pub use self::{
     sign::{region, sign, AwsCredentials, DEFAULT_REGION, SIGNING_NAME},
     stream::{ConverseStreamMapper, EventMapper, EventStreamDecoder},
 };
-use super::{params::Endpoint, ByteStream, Deployment, Provider};
+use super::{
+    params::Endpoint,
+    resolve::{self, reached, BedrockAuth, BedrockState, DeploymentEnv, Refusal, Resolved},
+    ByteStream, Deployment, Provider,
+};
 use crate::{
     error::{ErrorKind, LlmError},
     types::{ChatStream, LlmRequest, LlmResponse, Operation},
@@ -111,24 +117,38 @@ pub fn converse_url(dep: &Deployment, region: &str, stream: bool) -> Result<Stri
     Ok(format!("{}/model/{id}/{op}", endpoint(dep, region)))
 }
 
+/// The environment variables Bedrock deployments fall back on.
+pub(crate) const ENV: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION_NAME",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_BEARER_TOKEN_BEDROCK",
+];
+
 /// How a request is authenticated.
+#[derive(Debug)]
 enum Auth {
     SigV4(AwsCredentials),
     Bearer(String),
 }
 
+#[cfg(test)]
 fn auth(dep: &Deployment) -> Result<Auth, LlmError> {
-    if let Some(creds) = AwsCredentials::from_deployment(dep) {
+    auth_in(dep, dep.env())
+}
+
+fn auth_in(dep: &Deployment, env: Option<&DeploymentEnv>) -> Result<Auth, LlmError> {
+    if let Some(creds) = AwsCredentials::from_deployment_in(dep, env) {
         return Ok(Auth::SigV4(creds));
     }
     if let Some(key) = dep.api_key.as_ref().filter(|k| !k.is_empty()) {
         return Ok(Auth::Bearer(key.expose().to_owned()));
     }
-    if let Some(key) = std::env::var("AWS_BEARER_TOKEN_BEDROCK")
-        .ok()
-        .filter(|k| !k.is_empty())
-    {
-        return Ok(Auth::Bearer(key));
+    if let Some(key) = env.and_then(|e| e.var("AWS_BEARER_TOKEN_BEDROCK")) {
+        return Ok(Auth::Bearer(key.to_owned()));
     }
     Err(LlmError::new(
         ErrorKind::Authentication,
@@ -136,6 +156,35 @@ fn auth(dep: &Deployment) -> Result<Auth, LlmError> {
          aws_secret_access_key (or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), or a Bedrock api_key",
     )
     .with_provider("bedrock"))
+}
+
+/// Resolves a Bedrock deployment: its region, both Converse endpoints and its credentials.
+pub(crate) fn resolve(dep: &Deployment, env: &DeploymentEnv, r: &mut Resolved) {
+    let region = region_in(dep, Some(env));
+    let at = |stream: bool| -> Result<String, LlmError> {
+        let url = converse_url(dep, &region, stream)?;
+        url.parse::<http::Uri>().map_err(|e| {
+            LlmError::bad_request(format!(
+                "the deployment's Bedrock endpoint is not a valid URL: {e}"
+            ))
+        })?;
+        Ok(url)
+    };
+    let target = |stream: bool| {
+        at(stream)
+            .map_err(Refusal::from)
+            .and_then(|url: String| resolve::endpoint(&url))
+    };
+    r.chat = target(false);
+    r.chat_stream = target(true);
+    let auth = auth_in(dep, Some(env)).and_then(|a| match a {
+        Auth::SigV4(creds) => Ok(BedrockAuth::SigV4(creds)),
+        Auth::Bearer(key) => super::openai::bearer(&key).map(BedrockAuth::Bearer),
+    });
+    r.bedrock = Some(BedrockState {
+        region: region.into(),
+        auth: auth.map_err(Refusal::from),
+    });
 }
 
 impl Provider for Bedrock {
@@ -152,33 +201,34 @@ impl Provider for Bedrock {
         let Operation::Chat(chat) = &req.op else {
             return Err(super::unsupported(self, req));
         };
-        let region = region(dep);
-        let url = converse_url(dep, &region, req.is_stream())?;
+        let r = dep.resolved(self.name());
+        let Some(state) = r.bedrock.as_ref() else {
+            return Err(LlmError::internal(
+                "the Bedrock deployment was not resolved",
+            ));
+        };
+        let endpoint = r.chat_endpoint(req.is_stream())?;
         let body = converse_body(chat, dep)?;
-        let uri: http::Uri = url.parse().map_err(|e| {
-            LlmError::bad_request(format!(
-                "the deployment's Bedrock endpoint is not a valid URL: {e}"
-            ))
-        })?;
-        let mut builder =
-            http::Request::post(uri).header(http::header::CONTENT_TYPE, "application/json");
-        if let Some(serde_json::Value::Object(extra)) = dep.param("extra_headers") {
-            for (name, value) in extra {
-                if let Some(v) = value.as_str() {
-                    builder = builder.header(name.as_str(), v);
-                }
-            }
+        let extra = reached(&r.extra_headers)?;
+        let mut http_req = http::Request::new(body);
+        *http_req.method_mut() = http::Method::POST;
+        *http_req.uri_mut() = endpoint.uri().clone();
+        let headers = http_req.headers_mut();
+        headers.append(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        for (name, value) in &*extra.list {
+            headers.append(name.clone(), value.clone());
         }
-        let mut http_req = builder
-            .body(body)
-            .map_err(|e| LlmError::bad_request(format!("cannot build upstream request: {e}")))?;
-        match auth(dep)? {
-            Auth::SigV4(creds) => sign(&mut http_req, &creds, &region, SystemTime::now())?,
-            Auth::Bearer(key) => {
-                let value = super::openai::bearer(&key)?;
+        match reached(&state.auth)? {
+            BedrockAuth::SigV4(creds) => {
+                sign(&mut http_req, creds, &state.region, SystemTime::now())?
+            }
+            BedrockAuth::Bearer(value) => {
                 http_req
                     .headers_mut()
-                    .insert(http::header::AUTHORIZATION, value);
+                    .insert(http::header::AUTHORIZATION, value.clone());
             }
         }
         Ok(http_req)
@@ -277,5 +327,64 @@ mod tests {
         d.params
             .insert("aws_secret_access_key".into(), "SECRET".into());
         assert!(matches!(auth(&d).unwrap(), Auth::SigV4(_)));
+    }
+
+    /// Region, keys and the bearer token as read when the deployment was built, each losing to
+    /// the deployment's own parameters.
+    #[test]
+    fn environment_fallbacks_are_resolved_with_the_deployment() {
+        let env = |n: &str| {
+            Some(
+                match n {
+                    "AWS_REGION" => "eu-central-1",
+                    "AWS_ACCESS_KEY_ID" => "AKIDENV",
+                    "AWS_SECRET_ACCESS_KEY" => "SECRETENV",
+                    _ => return None,
+                }
+                .to_owned(),
+            )
+        };
+        let d = dep("bedrock/m").with_env(env);
+        assert_eq!(region(&d), "eu-central-1");
+        let r = d.resolved("bedrock");
+        assert_eq!(
+            r.chat_endpoint(false).unwrap().uri().to_string(),
+            "https://bedrock-runtime.eu-central-1.amazonaws.com/model/m/converse"
+        );
+        let state = r.bedrock.as_ref().unwrap();
+        assert!(
+            matches!(reached(&state.auth).unwrap(), BedrockAuth::SigV4(c) if c.access_key_id() == "AKIDENV")
+        );
+        let mut own = dep("bedrock/m").with_env(env);
+        own.params
+            .insert("aws_region_name".into(), "us-east-1".into());
+        own.params
+            .insert("aws_access_key_id".into(), "AKIDOWN".into());
+        own.params
+            .insert("aws_secret_access_key".into(), "SECRETOWN".into());
+        let r = own.resolved("bedrock");
+        assert_eq!(&*r.bedrock.as_ref().unwrap().region, "us-east-1");
+        assert!(
+            matches!(reached(&r.bedrock.as_ref().unwrap().auth).unwrap(), BedrockAuth::SigV4(c) if c.access_key_id() == "AKIDOWN")
+        );
+        // Only a bearer token in the environment.
+        let bearer_only = dep("bedrock/m")
+            .with_env(|n| (n == "AWS_BEARER_TOKEN_BEDROCK").then(|| "br-env".to_owned()));
+        let req = LlmRequest::chat(
+            serde_json::from_str(r#"{"model":"g","messages":[{"role":"user","content":"hi"}]}"#)
+                .unwrap(),
+        );
+        let out = Bedrock.encode(&req, &bearer_only).unwrap();
+        assert_eq!(out.headers()[http::header::AUTHORIZATION], "Bearer br-env");
+        assert_eq!(
+            out.uri().to_string(),
+            "https://bedrock-runtime.us-west-2.amazonaws.com/model/m/converse"
+        );
+        // Nothing at all: an authentication error on every call.
+        let none = dep("bedrock/m").with_env(|_| None);
+        for _ in 0..2 {
+            let err = Bedrock.encode(&req, &none).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Authentication);
+        }
     }
 }

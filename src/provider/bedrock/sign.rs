@@ -6,7 +6,10 @@ use bytes::Bytes;
 
 use crate::{
     error::{ErrorKind, LlmError},
-    provider::Deployment,
+    provider::{
+        resolve::{process_var, DeploymentEnv},
+        Deployment,
+    },
     secret::Secret,
 };
 
@@ -53,11 +56,20 @@ impl AwsCredentials {
     }
 
     /// Credentials from the deployment's `aws_access_key_id` / `aws_secret_access_key` /
-    /// `aws_session_token`, else from the environment (`AWS_ACCESS_KEY_ID`,
-    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`). The two sources are never mixed: a session
-    /// token from the environment is not paired with keys from the deployment.
+    /// `aws_session_token`, else from the environment as read when the deployment was built
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`). The two sources are
+    /// never mixed: a session token from the environment is not paired with keys from the
+    /// deployment.
     #[must_use]
     pub fn from_deployment(dep: &Deployment) -> Option<Self> {
+        Self::from_deployment_in(dep, dep.env())
+    }
+
+    /// [`from_deployment`](Self::from_deployment) with the environment `env`.
+    pub(crate) fn from_deployment_in(
+        dep: &Deployment,
+        env: Option<&DeploymentEnv>,
+    ) -> Option<Self> {
         let param = |k: &str| dep.param_str(k).filter(|s| !s.is_empty());
         if let (Some(id), Some(secret)) =
             (param("aws_access_key_id"), param("aws_secret_access_key"))
@@ -68,13 +80,20 @@ impl AwsCredentials {
                 param("aws_session_token").map(str::to_owned),
             ));
         }
-        Self::from_env()
+        let env = env?;
+        let id = env.var("AWS_ACCESS_KEY_ID")?;
+        let secret = env.var("AWS_SECRET_ACCESS_KEY")?;
+        Some(Self::new(
+            id,
+            secret,
+            env.var("AWS_SESSION_TOKEN").map(str::to_owned),
+        ))
     }
 
-    /// Credentials from the standard AWS environment variables.
+    /// Credentials from the standard AWS environment variables of the process, read now.
     #[must_use]
     pub fn from_env() -> Option<Self> {
-        let var = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+        let var = |k: &str| process_var(k).filter(|s| !s.is_empty());
         let id = var("AWS_ACCESS_KEY_ID")?;
         let secret = var("AWS_SECRET_ACCESS_KEY")?;
         Some(Self::new(id, secret, var("AWS_SESSION_TOKEN")))
@@ -92,16 +111,22 @@ impl fmt::Debug for AwsCredentials {
 }
 
 /// The deployment's region: `aws_region_name`, else `AWS_REGION_NAME`, `AWS_REGION`,
-/// `AWS_DEFAULT_REGION`, else [`DEFAULT_REGION`] (the order LiteLLM follows).
+/// `AWS_DEFAULT_REGION` (as read when the deployment was built), else [`DEFAULT_REGION`] (the
+/// order LiteLLM follows).
 #[must_use]
 pub fn region(dep: &Deployment) -> String {
+    region_in(dep, dep.env())
+}
+
+/// [`region`] with the environment `env`.
+pub(crate) fn region_in(dep: &Deployment, env: Option<&DeploymentEnv>) -> String {
     if let Some(r) = dep.param_str("aws_region_name").filter(|s| !s.is_empty()) {
         return r.to_owned();
     }
     ["AWS_REGION_NAME", "AWS_REGION", "AWS_DEFAULT_REGION"]
         .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| DEFAULT_REGION.to_owned())
+        .find_map(|k| env?.var(k))
+        .map_or_else(|| DEFAULT_REGION.to_owned(), str::to_owned)
 }
 
 /// Signs `req` with SigV4 for the Bedrock runtime (`bedrock` in the credential scope) at `time`:

@@ -8,7 +8,8 @@
 //! error objects are those of the [`openai`](super::openai) module, relayed as sent.
 //!
 //! A deployment's own `api_base` / `api_key` always win. When it sets none, the host's environment
-//! variables are read once (the first call that needs them) and its default base URL applies. The
+//! variables (read when the deployment was built: [`Deployment::new`], [`Deployment::with_env`])
+//! and then its default base URL apply. The
 //! plain `openai/` provider uses the same fallback through [`OPENAI`] (`OPENAI_API_KEY`,
 //! `OPENAI_BASE_URL` / `OPENAI_API_BASE`).
 //!
@@ -25,12 +26,13 @@
 //! | `fireworks_ai` | `https://api.fireworks.ai/inference/v1` | `FIREWORKS_API_KEY`, `FIREWORKS_AI_API_KEY` | model id prefixed with `accounts/fireworks/models/` when it has no `accounts/` |
 //! | `perplexity` | `https://api.perplexity.ai` | `PERPLEXITYAI_API_KEY`, `PERPLEXITY_API_KEY` | |
 
-use std::{borrow::Cow, fmt, sync::OnceLock};
+use std::{borrow::Cow, fmt};
 
 use bytes::Bytes;
 
 use super::{
-    openai::{bearer, chat_body, embeddings_body, join_url, json_request, openai_shaped_responses},
+    openai::{chat_body, embeddings_body, join_url, openai_shaped_responses, resolved_head},
+    resolve::{bearer_header, endpoint, reached, DeploymentEnv, Refusal, Resolved},
     Deployment, Provider,
 };
 use crate::{
@@ -53,14 +55,6 @@ pub struct HostSpec {
     pub model_prefix: Option<&'static str>,
     /// Rewrites the request for the host, returning `None` when nothing changes.
     pub adjust: Option<fn(&ChatRequest) -> Option<ChatRequest>>,
-    env: OnceLock<HostEnv>,
-}
-
-/// What the environment says about a host, read once.
-#[derive(Default)]
-struct HostEnv {
-    api_base: Option<String>,
-    api_key: Option<Secret>,
 }
 
 impl fmt::Debug for HostSpec {
@@ -88,7 +82,6 @@ impl HostSpec {
             key_env,
             model_prefix: None,
             adjust: None,
-            env: OnceLock::new(),
         }
     }
 
@@ -102,33 +95,56 @@ impl HostSpec {
         self
     }
 
-    fn env(&self) -> &HostEnv {
-        self.env.get_or_init(|| {
-            let first = |names: &[&str]| {
-                names
-                    .iter()
-                    .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
-            };
-            HostEnv {
-                api_base: first(self.base_env),
-                api_key: first(self.key_env).map(Secret::new),
-            }
-        })
-    }
-
-    /// The base URL: the deployment's, else the environment's, else the host default.
+    /// The base URL: the deployment's, else the environment's (as read when the deployment was
+    /// built), else the host default.
     #[must_use]
     pub fn api_base<'a>(&'a self, dep: &'a Deployment) -> Option<&'a str> {
         dep.api_base
             .as_deref()
-            .or_else(|| self.env().api_base.as_deref())
+            .or_else(|| dep.env().and_then(|e| e.first(self.base_env)))
             .or(self.default_api_base)
     }
 
-    /// The key: the deployment's, else the environment's.
+    /// The key: the deployment's, else the environment's (as read when the deployment was built).
     #[must_use]
     pub fn api_key<'a>(&'a self, dep: &'a Deployment) -> Option<&'a Secret> {
-        dep.api_key.as_ref().or(self.env().api_key.as_ref())
+        dep.api_key
+            .as_ref()
+            .or_else(|| dep.env().and_then(|e| e.first_secret(self.key_env)))
+    }
+
+    /// Resolves a deployment of this host: its endpoints and its `Authorization` value.
+    pub(crate) fn resolve(&self, dep: &Deployment, env: &DeploymentEnv, r: &mut Resolved) {
+        let base = dep
+            .api_base
+            .as_deref()
+            .or_else(|| env.first(self.base_env))
+            .or(self.default_api_base);
+        match base {
+            Some(base) => {
+                r.chat = endpoint(&join_url(base, "chat/completions"));
+                r.chat_stream = r.chat.clone();
+                r.embeddings = endpoint(&join_url(base, "embeddings"));
+            }
+            None => {
+                let refusal = Refusal::from(LlmError::bad_request(format!(
+                    "the {} provider needs an api_base (set it in litellm_params{})",
+                    self.prefix,
+                    self.base_env
+                        .first()
+                        .map(|n| format!(" or {n}"))
+                        .unwrap_or_default()
+                )));
+                r.chat = Err(refusal.clone());
+                r.chat_stream = Err(refusal.clone());
+                r.embeddings = Err(refusal);
+            }
+        }
+        let key = match &dep.api_key {
+            Some(key) => Some(key.expose()),
+            None => env.first(self.key_env),
+        };
+        r.credential = key.filter(|k| !k.is_empty()).map(bearer_header);
     }
 
     /// The model id sent upstream.
@@ -148,41 +164,36 @@ impl HostSpec {
         req: &LlmRequest,
         dep: &Deployment,
     ) -> Result<http::Request<Bytes>, LlmError> {
-        let base = self.api_base(dep).ok_or_else(|| {
-            LlmError::bad_request(format!(
-                "the {} provider needs an api_base (set it in litellm_params{})",
-                self.prefix,
-                self.base_env
-                    .first()
-                    .map(|n| format!(" or {n}"))
-                    .unwrap_or_default()
-            ))
-        })?;
+        let r = dep.resolved(self.prefix);
         let model = self.upstream_model(&dep.model);
-        let (path, body) = match &req.op {
+        let (endpoint, body) = match &req.op {
             Operation::Chat(chat) => {
+                let endpoint = r.chat_endpoint(req.is_stream())?;
                 // A host rename changed the body: the client's bytes no longer describe it.
                 let body = match self.adjust.and_then(|f| f(chat)) {
                     Some(adjusted) => chat_body(&adjusted, None, &model)?,
                     None => chat_body(chat, req.raw_body().map(|b| &b[..]), &model)?,
                 };
-                ("chat/completions", body)
+                (endpoint, body)
             }
             Operation::Embeddings(emb) => (
-                "embeddings",
+                reached(&r.embeddings)?,
                 embeddings_body(emb, req.raw_body().map(|b| &b[..]), &model)?,
             ),
             Operation::ListModels => return Err(super::unsupported(provider, req)),
         };
-        let mut head = json_request(&join_url(base, path), dep)?;
-        if let Some(key) = self.api_key(dep) {
-            if !key.is_empty() {
-                head.headers_mut()
-                    .append(http::header::AUTHORIZATION, bearer(key.expose())?);
-            }
-        }
+        let mut head = resolved_head(endpoint, &r)?;
+        r.add_credential(head.headers_mut())?;
         Ok(head.map(|()| body))
     }
+}
+
+/// The host spec of a prefix: [`OPENAI`] or a row of [`HOSTS`].
+pub(crate) fn spec(prefix: &str) -> Option<&'static HostSpec> {
+    if prefix == OPENAI.prefix {
+        return Some(&OPENAI);
+    }
+    HOSTS.iter().map(|h| &h.spec).find(|s| s.prefix == prefix)
 }
 
 /// The plain `openai/` provider's defaults: `OPENAI_API_KEY`, `OPENAI_BASE_URL` /
@@ -390,11 +401,10 @@ mod tests {
     #[test]
     fn hosted_vllm_needs_a_base_and_no_key() {
         let req = chat(r#"{"model":"m","messages":[]}"#);
-        let dep = Deployment::new("m", "hosted_vllm/qwen");
-        if std::env::var_os("HOSTED_VLLM_API_BASE").is_none() {
-            let err = host("hosted_vllm").encode(&req, &dep).unwrap_err();
-            assert_eq!(err.kind(), crate::ErrorKind::BadRequest);
-        }
+        // Built without HOSTED_VLLM_API_BASE, whatever the process environment holds.
+        let dep = Deployment::new("m", "hosted_vllm/qwen").with_env(|_| None);
+        let err = host("hosted_vllm").encode(&req, &dep).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::BadRequest);
         let dep = dep.with_api_base("http://127.0.0.1:8000/v1");
         let out = host("hosted_vllm").encode(&req, &dep).unwrap();
         assert_eq!(
@@ -415,15 +425,53 @@ mod tests {
             ("perplexity", "https://api.perplexity.ai/chat/completions"),
         ] {
             let h = host(prefix);
-            if h.spec
-                .base_env
-                .iter()
-                .any(|n| std::env::var_os(n).is_some())
-            {
-                continue;
-            }
-            let dep = Deployment::new("m", &format!("{prefix}/x"));
+            // Built without the host's *_API_BASE, whatever the process environment holds.
+            let dep = Deployment::new("m", &format!("{prefix}/x")).with_env(|_| None);
             assert_eq!(h.encode(&req, &dep).unwrap().uri().to_string(), url);
+        }
+    }
+
+    /// The environment a deployment was built with is its fallback; its own values win.
+    #[test]
+    fn env_fallbacks_come_from_the_deployment_and_lose_to_its_own_values() {
+        let req = chat(r#"{"model":"m","messages":[]}"#);
+        let env = |n: &str| match n {
+            "GROQ_API_BASE" => Some("http://127.0.0.1:7/groq".to_owned()),
+            "GROQ_API_KEY" => Some("gsk-env".to_owned()),
+            _ => None,
+        };
+        let dep = Deployment::new("m", "groq/llama").with_env(env);
+        let out = host("groq").encode(&req, &dep).unwrap();
+        assert_eq!(
+            out.uri().to_string(),
+            "http://127.0.0.1:7/groq/chat/completions"
+        );
+        assert_eq!(out.headers()[http::header::AUTHORIZATION], "Bearer gsk-env");
+        assert_eq!(out.headers()[http::header::HOST], "127.0.0.1:7");
+        let own = Deployment::new("m", "groq/llama")
+            .with_api_base("https://own.example/v1")
+            .with_api_key("own-key")
+            .with_env(env);
+        let out = host("groq").encode(&req, &own).unwrap();
+        assert_eq!(
+            out.uri().to_string(),
+            "https://own.example/v1/chat/completions"
+        );
+        assert_eq!(out.headers()[http::header::AUTHORIZATION], "Bearer own-key");
+        // No environment: the host default, and no key.
+        let bare = Deployment::new("m", "groq/llama").with_env(|_| None);
+        let out = host("groq").encode(&req, &bare).unwrap();
+        assert_eq!(
+            out.uri().to_string(),
+            "https://api.groq.com/openai/v1/chat/completions"
+        );
+        assert!(!out.headers().contains_key(http::header::AUTHORIZATION));
+        // hosted_vllm has no default: its missing base is a 400 on every call.
+        let vllm = Deployment::new("m", "hosted_vllm/q").with_env(|_| None);
+        for _ in 0..2 {
+            let err = host("hosted_vllm").encode(&req, &vllm).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::BadRequest);
+            assert!(err.message().contains("HOSTED_VLLM_API_BASE"), "{err}");
         }
     }
 

@@ -26,7 +26,7 @@ use tower::ServiceExt as _;
 
 use crate::{
     error::{ErrorKind, LlmError},
-    provider::{transport_error, Deployment, HttpClient},
+    provider::{resolve::DeploymentEnv, transport_error, Deployment, HttpClient},
     secret::Secret,
 };
 
@@ -51,8 +51,18 @@ pub(crate) enum CredentialSource {
 }
 
 impl CredentialSource {
-    /// The deployment's `vertex_credentials`, else `GOOGLE_APPLICATION_CREDENTIALS`.
+    /// The deployment's `vertex_credentials`, else `GOOGLE_APPLICATION_CREDENTIALS` as read when
+    /// it was built.
+    #[cfg(test)]
     pub(crate) fn from_deployment(dep: &Deployment) -> Option<Self> {
+        Self::from_deployment_in(dep, dep.env())
+    }
+
+    /// The deployment's `vertex_credentials`, else `GOOGLE_APPLICATION_CREDENTIALS` in `env`.
+    pub(crate) fn from_deployment_in(
+        dep: &Deployment,
+        env: Option<&DeploymentEnv>,
+    ) -> Option<Self> {
         match dep.param("vertex_credentials") {
             Some(v @ Value::Object(_)) => return Some(Self::Inline(v.to_string())),
             Some(Value::String(s)) if s.trim_start().starts_with('{') => {
@@ -63,8 +73,7 @@ impl CredentialSource {
             }
             _ => {}
         }
-        std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS")
-            .filter(|p| !p.is_empty())
+        env?.var("GOOGLE_APPLICATION_CREDENTIALS")
             .map(|p| Self::Path(PathBuf::from(p)))
     }
 
@@ -125,7 +134,8 @@ struct CachedToken {
 
 type Slot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
 
-/// Access tokens per credential, plus the project each credential names.
+/// Access tokens per credential, plus the project each credential names: one per deployment
+/// (created when it is built), shared by its clones.
 #[derive(Default)]
 pub(crate) struct TokenCache {
     slots: Mutex<HashMap<String, Slot>>,
@@ -150,14 +160,20 @@ impl TokenCache {
 
     /// A valid access token for `source`: the cached one, or a fresh one from the token endpoint.
     /// Concurrent callers with the same credentials wait for one fetch.
-    pub(crate) async fn token(&self, source: CredentialSource) -> Result<Secret, LlmError> {
-        let key = source.key();
+    pub(crate) async fn token(
+        &self,
+        source: &CredentialSource,
+        key: &str,
+    ) -> Result<Secret, LlmError> {
         let slot = {
             let mut slots = self
                 .slots
                 .lock()
                 .map_err(|_| LlmError::internal("the Vertex AI token cache is poisoned"))?;
-            slots.entry(key.clone()).or_default().clone()
+            match slots.get(key) {
+                Some(slot) => slot.clone(),
+                None => slots.entry(key.to_owned()).or_default().clone(),
+            }
         };
         let mut cached = slot.lock().await;
         if let Some(c) = cached.as_ref() {
@@ -172,7 +188,7 @@ impl TokenCache {
             .or(creds.quota_project_id.as_ref())
         {
             if let Ok(mut p) = self.projects.lock() {
-                p.insert(key, project.clone());
+                p.insert(key.to_owned(), project.clone());
             }
         }
         let client = self.client.get_or_init(HttpClient::new);

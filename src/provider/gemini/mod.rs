@@ -37,7 +37,7 @@
 //! usage counts thoughts as completion (reasoning) tokens and cached content as cached tokens.
 //! Errors are classified by [`classify_google_error`].
 
-mod auth;
+pub(crate) mod auth;
 mod decode;
 mod encode;
 mod error;
@@ -48,10 +48,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
-use self::{
-    auth::{CredentialSource, TokenCache},
-    decode::GenerateContentResponse,
-};
+use self::{auth::CredentialSource, decode::GenerateContentResponse};
 pub use self::{
     auth::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URI, REFRESH_MARGIN},
     encode::generate_content_body,
@@ -59,8 +56,12 @@ pub use self::{
     stream::GeminiStreamMapper,
 };
 use super::{
-    openai::{bearer, invalid_upstream_json, join_url, json_request},
+    openai::{bearer, invalid_upstream_json, join_url, resolved_head},
     params::Endpoint,
+    resolve::{
+        bearer_header, credential_header, endpoint, reached, DeploymentEnv, Endpoint as Upstream,
+        Refusal, Resolved, VertexState,
+    },
     sse::SseStream,
     AccessToken, ByteStream, Deployment, Provider, TokenFuture,
 };
@@ -80,39 +81,109 @@ pub struct Gemini;
 
 /// The `vertex_ai/` provider. See the [module docs](self).
 ///
-/// Holds the OAuth token cache for service-account credentials; the built-in instance behind
-/// [`lookup("vertex_ai")`](crate::provider::lookup) is shared by every deployment.
+/// Stateless: each deployment gets its own OAuth token cache for service-account credentials when
+/// it is built (see [`provider::resolve`](crate::provider::resolve)).
 #[derive(Debug, Default)]
-pub struct VertexAi {
-    tokens: OnceLock<Arc<TokenCache>>,
-}
+pub struct VertexAi;
 
 impl VertexAi {
-    /// A provider with an empty token cache.
+    /// The provider.
     #[must_use]
     pub const fn new() -> Self {
-        Self {
-            tokens: OnceLock::new(),
+        Self
+    }
+}
+
+/// The environment variable Vertex AI deployments fall back on for credentials.
+pub(crate) const VERTEX_ENV: &[&str] = &["GOOGLE_APPLICATION_CREDENTIALS"];
+
+/// `generateContent`, or its streaming form.
+fn method_for(stream: bool) -> &'static str {
+    if stream {
+        "streamGenerateContent?alt=sse"
+    } else {
+        "generateContent"
+    }
+}
+
+/// Resolves a Google AI Studio deployment: both URLs of its model and its `x-goog-api-key`.
+pub(crate) fn resolve_gemini(dep: &Deployment, r: &mut Resolved) {
+    let base = dep.api_base.as_deref().unwrap_or(DEFAULT_API_BASE);
+    let model_url = join_url(base, &format!("models/{}", dep.model));
+    r.chat = endpoint(&format!("{model_url}:{}", method_for(false)));
+    r.chat_stream = endpoint(&format!("{model_url}:{}", method_for(true)));
+    if let Some(key) = dep.api_key.as_ref().filter(|k| !k.is_empty()) {
+        r.credential = Some(credential_header(
+            http::HeaderName::from_static("x-goog-api-key"),
+            key.expose(),
+            "api_key",
+        ));
+    }
+}
+
+/// Resolves a Vertex AI deployment: its URLs when its project is known without credentials, the
+/// credentials source (`vertex_credentials`, else `GOOGLE_APPLICATION_CREDENTIALS`), its token
+/// cache, and an `api_key` taken as an access token.
+pub(crate) fn resolve_vertex(dep: &Deployment, env: &DeploymentEnv, r: &mut Resolved) {
+    let at = |stream| {
+        vertex_url(dep, None, stream)
+            .map_err(Refusal::from)
+            .and_then(|url| endpoint(&url))
+    };
+    r.chat = at(false);
+    r.chat_stream = at(true);
+    if let Some(key) = dep.api_key.as_ref().filter(|k| !k.is_empty()) {
+        r.credential = Some(bearer_header(key.expose()));
+    }
+    let credentials = CredentialSource::from_deployment_in(dep, Some(env)).map(|source| {
+        let key = source.key();
+        Arc::new((source, key))
+    });
+    r.vertex = Some(VertexState {
+        tokens: env.tokens().cloned().unwrap_or_default(),
+        credentials,
+        project_endpoints: OnceLock::new(),
+    });
+}
+
+/// The regional (or global) `generateContent` / `streamGenerateContent` URL; `project` is the one
+/// the credentials name, used when the deployment sets no `vertex_project`.
+fn vertex_url(dep: &Deployment, project: Option<&str>, stream: bool) -> Result<String, LlmError> {
+    let method = method_for(stream);
+    if let Some(base) = dep.api_base.as_deref() {
+        if base.contains("/models/") {
+            return Ok(format!("{}:{method}", base.trim_end_matches('/')));
         }
     }
-
-    fn tokens(&self) -> &Arc<TokenCache> {
-        self.tokens.get_or_init(Arc::default)
-    }
+    let location = dep
+        .param_str("vertex_location")
+        .or_else(|| dep.param_str("vertex_region"))
+        .filter(|l| !l.is_empty())
+        .unwrap_or(DEFAULT_VERTEX_LOCATION);
+    let project = dep
+        .param_str("vertex_project")
+        .filter(|p| !p.is_empty())
+        .or(project)
+        .ok_or_else(|| {
+            LlmError::bad_request(
+                "vertex_ai needs a project: set vertex_project in litellm_params (or use credentials with a project_id)",
+            )
+        })?;
+    let host = match dep.api_base.as_deref() {
+        Some(base) => base.trim_end_matches('/').to_owned(),
+        None if location == "global" => "https://aiplatform.googleapis.com".to_owned(),
+        None => format!("https://{location}-aiplatform.googleapis.com"),
+    };
+    Ok(format!(
+        "{host}/v1/projects/{project}/locations/{location}/publishers/google/models/{}:{method}",
+        dep.model
+    ))
 }
 
 fn chat_of<'a>(provider: &dyn Provider, req: &'a LlmRequest) -> Result<&'a ChatRequest, LlmError> {
     match &req.op {
         Operation::Chat(chat) => Ok(chat),
         _ => Err(super::unsupported(provider, req)),
-    }
-}
-
-fn method(req: &LlmRequest) -> &'static str {
-    if req.is_stream() {
-        "streamGenerateContent?alt=sse"
-    } else {
-        "generateContent"
     }
 }
 
@@ -172,24 +243,9 @@ impl Provider for Gemini {
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
         let chat = chat_of(self, req)?;
-        let base = dep.api_base.as_deref().unwrap_or(DEFAULT_API_BASE);
-        let url = format!(
-            "{}:{}",
-            join_url(base, &format!("models/{}", dep.model)),
-            method(req)
-        );
-        let mut head = json_request(&url, dep)?;
-        if let Some(key) = dep.api_key.as_ref().filter(|k| !k.is_empty()) {
-            let mut v = http::HeaderValue::try_from(key.expose()).map_err(|_| {
-                LlmError::new(
-                    ErrorKind::Authentication,
-                    "the deployment's api_key contains characters not allowed in a header",
-                )
-            })?;
-            v.set_sensitive(true);
-            head.headers_mut()
-                .append(http::HeaderName::from_static("x-goog-api-key"), v);
-        }
+        let r = dep.resolved(self.name());
+        let mut head = resolved_head(r.chat_endpoint(req.is_stream())?, &r)?;
+        r.add_credential(head.headers_mut())?;
         generate_content_body(chat, &dep.model).map(|body| head.map(|()| body))
     }
 
@@ -197,39 +253,53 @@ impl Provider for Gemini {
 }
 
 impl VertexAi {
-    /// The regional (or global) `generateContent` / `streamGenerateContent` URL.
+    /// The URL of a call, as a string (the project from the credentials once a token named it).
+    #[cfg(test)]
     fn url(&self, req: &LlmRequest, dep: &Deployment) -> Result<String, LlmError> {
-        let method = method(req);
-        if let Some(base) = dep.api_base.as_deref() {
-            if base.contains("/models/") {
-                return Ok(format!("{}:{method}", base.trim_end_matches('/')));
-            }
-        }
-        let location = dep
-            .param_str("vertex_location")
-            .or_else(|| dep.param_str("vertex_region"))
-            .filter(|l| !l.is_empty())
-            .unwrap_or(DEFAULT_VERTEX_LOCATION);
-        let project = match dep.param_str("vertex_project").filter(|p| !p.is_empty()) {
-            Some(p) => p.to_owned(),
-            None => CredentialSource::from_deployment(dep)
-                .and_then(|s| self.tokens().project_of(&s.key()))
-                .ok_or_else(|| {
-                    LlmError::bad_request(
-                        "vertex_ai needs a project: set vertex_project in litellm_params (or use credentials with a project_id)",
-                    )
-                })?,
-        };
-        let host = match dep.api_base.as_deref() {
-            Some(base) => base.trim_end_matches('/').to_owned(),
-            None if location == "global" => "https://aiplatform.googleapis.com".to_owned(),
-            None => format!("https://{location}-aiplatform.googleapis.com"),
-        };
-        Ok(format!(
-            "{host}/v1/projects/{project}/locations/{location}/publishers/google/models/{}:{method}",
-            dep.model
-        ))
+        let r = dep.resolved(self.name());
+        let project = r.vertex.as_ref().and_then(credentials_project);
+        vertex_url(dep, project.as_deref(), req.is_stream())
     }
+
+    /// The endpoint of a call: resolved with the deployment, or, when its project comes from the
+    /// credentials, made once the first token named it.
+    fn endpoint<'a>(
+        &self,
+        r: &'a Resolved,
+        dep: &Deployment,
+        stream: bool,
+    ) -> Result<&'a Upstream, LlmError> {
+        let target = if stream { &r.chat_stream } else { &r.chat };
+        let (Err(_), Some(v)) = (target, r.vertex.as_ref()) else {
+            return reached(target);
+        };
+        if v.project_endpoints.get().is_none() {
+            let Some(project) = credentials_project(v) else {
+                return reached(target);
+            };
+            let parse =
+                |stream| vertex_url(dep, Some(&project), stream).and_then(|u| Upstream::parse(&u));
+            let _ = v.project_endpoints.set((parse(false)?, parse(true)?));
+        }
+        match v.project_endpoints.get() {
+            Some((chat, streamed)) => Ok(if stream { streamed } else { chat }),
+            None => reached(target),
+        }
+    }
+}
+
+/// The project the deployment's credentials name (known once a token was fetched with them).
+fn credentials_project(v: &VertexState) -> Option<String> {
+    let (_, key) = &**v.credentials.as_ref()?;
+    v.tokens.project_of(key)
+}
+
+fn no_credentials() -> LlmError {
+    LlmError::new(
+        ErrorKind::Authentication,
+        "vertex_ai needs credentials: vertex_credentials (a service account JSON, or its path), GOOGLE_APPLICATION_CREDENTIALS, or an access token as api_key",
+    )
+    .with_provider("vertex_ai")
 }
 
 impl Provider for VertexAi {
@@ -239,35 +309,37 @@ impl Provider for VertexAi {
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
         let chat = chat_of(self, req)?;
-        let token = req
-            .extensions
-            .get::<AccessToken>()
-            .map(|t| &t.0)
-            .or(dep.api_key.as_ref())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                LlmError::new(
-                    ErrorKind::Authentication,
-                    "vertex_ai needs credentials: vertex_credentials (a service account JSON, or its path), GOOGLE_APPLICATION_CREDENTIALS, or an access token as api_key",
-                )
-                .with_provider(self.name())
-            })?;
-        let mut head = json_request(&self.url(req, dep)?, dep)?;
-        head.headers_mut()
-            .append(http::header::AUTHORIZATION, bearer(token.expose())?);
+        let r = dep.resolved(self.name());
+        // A fetched token, else the deployment's api_key as an access token.
+        let auth = match req.extensions.get::<AccessToken>() {
+            Some(AccessToken(token)) if !token.is_empty() => bearer(token.expose())?,
+            Some(_) => return Err(no_credentials()),
+            None => match &r.credential {
+                Some(c) => reached(c)?.1.clone(),
+                None => return Err(no_credentials()),
+            },
+        };
+        let mut head = resolved_head(self.endpoint(&r, dep, req.is_stream())?, &r)?;
+        head.headers_mut().append(http::header::AUTHORIZATION, auth);
         generate_content_body(chat, &dep.model).map(|body| head.map(|()| body))
     }
 
     gemini_shared!();
 
-    /// The service-account token when the deployment has no ready access token (`api_key`).
+    /// The service-account token when the deployment has no ready access token (`api_key`), from
+    /// the deployment's own token cache.
     fn access_token(&self, dep: &Deployment) -> Option<TokenFuture> {
         if dep.api_key.as_ref().is_some_and(|k| !k.is_empty()) {
             return None;
         }
-        let source = CredentialSource::from_deployment(dep)?;
-        let tokens = self.tokens().clone();
-        Some(Box::pin(async move { tokens.token(source).await }))
+        let r = dep.resolved(self.name());
+        let v = r.vertex.as_ref()?;
+        let credentials = v.credentials.clone()?;
+        let tokens = v.tokens.clone();
+        Some(Box::pin(async move {
+            let (source, key) = &*credentials;
+            tokens.token(source, key).await
+        }))
     }
 }
 
@@ -326,6 +398,34 @@ mod tests {
         dep.api_key = None;
         let err = VertexAi::new().encode(&chat_req(false), &dep).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Authentication);
+    }
+
+    /// Each deployment has its own token cache, shared by its clones (a wildcard's concrete
+    /// copies), and the credentials file named by the environment it was built with.
+    #[test]
+    fn token_cache_per_deployment_and_credentials_from_its_environment() {
+        let env =
+            |n: &str| (n == "GOOGLE_APPLICATION_CREDENTIALS").then(|| "/etc/sa.json".to_owned());
+        let mut a = vertex_dep(serde_json::json!({"vertex_project": "p"})).with_env(env);
+        a.api_key = None;
+        let b = a.clone();
+        let c = vertex_dep(serde_json::json!({"vertex_project": "p"})).with_env(env);
+        let cache = |d: &Deployment| {
+            d.resolved("vertex_ai")
+                .vertex
+                .as_ref()
+                .unwrap()
+                .tokens
+                .clone()
+        };
+        assert!(Arc::ptr_eq(&cache(&a), &cache(&b)));
+        assert!(!Arc::ptr_eq(&cache(&a), &cache(&c)));
+        let r = a.resolved("vertex_ai");
+        let (source, _) = &**r.vertex.as_ref().unwrap().credentials.as_ref().unwrap();
+        assert!(matches!(source, CredentialSource::Path(p) if p.to_str() == Some("/etc/sa.json")));
+        assert!(VertexAi::new().access_token(&a).is_some());
+        // A ready access token needs no exchange.
+        assert!(VertexAi::new().access_token(&c).is_none());
     }
 
     #[test]

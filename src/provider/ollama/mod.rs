@@ -20,15 +20,14 @@
 //! - Errors (`{"error": "model 'x' not found"}`) keep their status and become the OpenAI error JSON
 //!   with Ollama's text as the message.
 //! - `api_base` defaults to `OLLAMA_API_BASE`, else `http://localhost:11434`. A key (deployment or
-//!   `OLLAMA_API_KEY`) is sent as `Authorization: Bearer`, for Ollama behind a proxy.
+//!   `OLLAMA_API_KEY`) is sent as `Authorization: Bearer`, for Ollama behind a proxy. Both variables
+//!   are read when the deployment is built ([`Deployment::with_env`] reads them from elsewhere).
 //! - Embeddings (either prefix) call `/api/embed` (`dimensions` sent; `encoding_format: base64`
 //!   answered by encoding Ollama's floats as little-endian f32, as OpenAI does).
 
 mod decode;
 mod encode;
 mod stream;
-
-use std::sync::OnceLock;
 
 use bytes::Bytes;
 
@@ -38,8 +37,9 @@ pub use self::{
     stream::{LineMapper, NdjsonStream, OllamaStreamMapper},
 };
 use super::{
-    openai::{bearer, classify_openai_error, join_url, json_request},
+    openai::{classify_openai_error, join_url, resolved_head},
     params::Endpoint,
+    resolve::{bearer_header, endpoint, reached, DeploymentEnv, Resolved},
     ByteStream, Deployment, Provider,
 };
 use crate::{
@@ -59,21 +59,36 @@ pub struct Ollama;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OllamaChat;
 
-#[derive(Default)]
-struct OllamaEnv {
-    api_base: Option<String>,
-    api_key: Option<Secret>,
-}
+/// The environment variables Ollama deployments fall back on.
+pub(crate) const ENV: &[&str] = &["OLLAMA_API_BASE", "OLLAMA_API_KEY"];
 
-fn env() -> &'static OllamaEnv {
-    static ENV: OnceLock<OllamaEnv> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
-        OllamaEnv {
-            api_base: var("OLLAMA_API_BASE"),
-            api_key: var("OLLAMA_API_KEY").map(Secret::new),
-        }
-    })
+/// Resolves an Ollama deployment: `/api/chat` (or `/api/generate`) and `/api/embed` under its base,
+/// and its key.
+pub(crate) fn resolve(
+    dep: &Deployment,
+    env: &DeploymentEnv,
+    chat_endpoint: bool,
+    r: &mut Resolved,
+) {
+    let base = dep
+        .api_base
+        .as_deref()
+        .or_else(|| env.first(&["OLLAMA_API_BASE"]))
+        .unwrap_or(DEFAULT_API_BASE);
+    let chat = if chat_endpoint {
+        "api/chat"
+    } else {
+        "api/generate"
+    };
+    r.chat = endpoint(&join_url(base, chat));
+    r.chat_stream = r.chat.clone();
+    r.embeddings = endpoint(&join_url(base, "api/embed"));
+    let key = dep
+        .api_key
+        .as_ref()
+        .map(Secret::expose)
+        .or_else(|| env.first(&["OLLAMA_API_KEY"]));
+    r.credential = key.filter(|k| !k.is_empty()).map(bearer_header);
 }
 
 fn encode(
@@ -82,25 +97,21 @@ fn encode(
     req: &LlmRequest,
     dep: &Deployment,
 ) -> Result<http::Request<Bytes>, LlmError> {
-    let env = env();
-    let base = dep
-        .api_base
-        .as_deref()
-        .or(env.api_base.as_deref())
-        .unwrap_or(DEFAULT_API_BASE);
-    let (path, body) = match &req.op {
-        Operation::Chat(chat) if chat_endpoint => ("api/chat", chat_body(chat, &dep.model)?),
-        Operation::Chat(chat) => ("api/generate", generate_body(chat, &dep.model)?),
-        Operation::Embeddings(emb) => ("api/embed", embed_body(emb, &dep.model)?),
+    let r = dep.resolved(provider.name());
+    let (endpoint, body) = match &req.op {
+        Operation::Chat(chat) if chat_endpoint => (
+            r.chat_endpoint(req.is_stream())?,
+            chat_body(chat, &dep.model)?,
+        ),
+        Operation::Chat(chat) => (
+            r.chat_endpoint(req.is_stream())?,
+            generate_body(chat, &dep.model)?,
+        ),
+        Operation::Embeddings(emb) => (reached(&r.embeddings)?, embed_body(emb, &dep.model)?),
         Operation::ListModels => return Err(super::unsupported(provider, req)),
     };
-    let mut head = json_request(&join_url(base, path), dep)?;
-    if let Some(key) = dep.api_key.as_ref().or(env.api_key.as_ref()) {
-        if !key.is_empty() {
-            head.headers_mut()
-                .append(http::header::AUTHORIZATION, bearer(key.expose())?);
-        }
-    }
+    let mut head = resolved_head(endpoint, &r)?;
+    r.add_credential(head.headers_mut())?;
     Ok(head.map(|()| body))
 }
 
@@ -203,5 +214,26 @@ mod tests {
             OllamaChat.encode(&req, &dep).unwrap().uri().to_string(),
             "http://h:1/api/chat"
         );
+    }
+
+    #[test]
+    fn ollama_api_base_and_key_from_the_deployments_environment() {
+        let req = LlmRequest::chat(
+            serde_json::from_str(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#)
+                .unwrap(),
+        );
+        let dep = Deployment::new("m", "ollama_chat/llama3.1").with_env(|n| match n {
+            "OLLAMA_API_BASE" => Some("http://gpu-box:11434".to_owned()),
+            "OLLAMA_API_KEY" => Some("ok-env".to_owned()),
+            _ => None,
+        });
+        let out = OllamaChat.encode(&req, &dep).unwrap();
+        assert_eq!(out.uri().to_string(), "http://gpu-box:11434/api/chat");
+        assert_eq!(out.headers()[http::header::HOST], "gpu-box:11434");
+        assert_eq!(out.headers()[http::header::AUTHORIZATION], "Bearer ok-env");
+        let bare = Deployment::new("m", "ollama_chat/llama3.1").with_env(|_| None);
+        let out = OllamaChat.encode(&req, &bare).unwrap();
+        assert_eq!(out.uri().to_string(), "http://localhost:11434/api/chat");
+        assert!(!out.headers().contains_key(http::header::AUTHORIZATION));
     }
 }

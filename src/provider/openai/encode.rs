@@ -5,7 +5,10 @@ use serde::ser::{SerializeMap, Serializer as _};
 
 use crate::{
     error::LlmError,
-    provider::Deployment,
+    provider::{
+        resolve::{reached, Endpoint, ExtraHeaders, Resolved},
+        Deployment,
+    },
     types::{
         chat::{is_upstream_param, ChatRequest},
         embeddings::EmbeddingsRequest,
@@ -29,87 +32,48 @@ pub fn join_url(base: &str, path: &str) -> String {
 /// A JSON POST head for `url` with the deployment's `extra_headers`; the caller adds its
 /// credentials with `headers_mut().append(..)` and the body with `map`.
 ///
-/// For a plain `http://` URL the request also carries the `Host` header, made once per URL and
-/// thread: such an upstream always speaks HTTP/1.1, and a request that arrives with `Host` set
-/// saves the client from formatting it on every call. (Over TLS the protocol is chosen by ALPN,
-/// and HTTP/2 carries the authority in `:authority`, so `Host` is left to the client.)
+/// Parses `url` and the `extra_headers` on every call: for a provider of your own. The built-in
+/// providers use the endpoints and header values their deployment resolved when it was built
+/// (see [`provider::resolve`](crate::provider::resolve)), with the same result.
+pub fn json_request(url: &str, dep: &Deployment) -> Result<http::Request<()>, LlmError> {
+    let extra = ExtraHeaders::of(dep)?;
+    Ok(json_head(&Endpoint::parse(url)?, &extra))
+}
+
+/// A JSON POST head for `endpoint` with `extra` headers.
+///
+/// For a plain `http://` URL the request also carries the endpoint's `Host` header (made when the
+/// deployment was resolved), unless `extra_headers` sets one.
 ///
 /// A request rather than an [`http::request::Builder`]: the builder carries a
 /// `Result<Parts, Error>` that every `.header(..)` moves, about 500 instructions of `memcpy` per
 /// upstream request on the hot path. Headers appended here keep the builder's semantics
 /// (`append`, so an `extra_headers` entry never replaces one the provider adds).
-pub fn json_request(url: &str, dep: &Deployment) -> Result<http::Request<()>, LlmError> {
+pub(crate) fn json_head(endpoint: &Endpoint, extra: &ExtraHeaders) -> http::Request<()> {
     const JSON: http::HeaderValue = http::HeaderValue::from_static("application/json");
-    let (uri, mut host) = parse_uri(url)?;
     let mut req = http::Request::new(());
     *req.method_mut() = http::Method::POST;
-    *req.uri_mut() = uri;
+    *req.uri_mut() = endpoint.uri().clone();
     let headers = req.headers_mut();
     headers.append(http::header::CONTENT_TYPE, JSON);
     headers.append(http::header::ACCEPT, JSON);
-    if let Some(serde_json::Value::Object(extra)) = dep.param("extra_headers") {
-        for (name, value) in extra {
-            if let Some(v) = value.as_str() {
-                let name = http::HeaderName::try_from(name.as_str()).map_err(|e| {
-                    LlmError::bad_request(format!(
-                        "cannot build upstream request: extra_headers name {name:?}: {e}"
-                    ))
-                })?;
-                let v = http::HeaderValue::try_from(v).map_err(|e| {
-                    LlmError::bad_request(format!(
-                        "cannot build upstream request: extra_headers value of {name}: {e}"
-                    ))
-                })?;
-                if name == http::header::HOST {
-                    host = None;
-                }
-                headers.append(name, v);
-            }
+    for (name, value) in &*extra.list {
+        headers.append(name.clone(), value.clone());
+    }
+    if !extra.sets_host {
+        if let Some(host) = endpoint.host() {
+            headers.append(http::header::HOST, host.clone());
         }
     }
-    if let Some(host) = host {
-        headers.append(http::header::HOST, host);
-    }
-    Ok(req)
+    req
 }
 
-/// How many parsed upstream URLs each thread remembers.
-const URI_MEMO: usize = 64;
-
-/// A parsed upstream URL and, for `http://`, its `Host` header value.
-type ParsedUri = (http::Uri, Option<http::HeaderValue>);
-
-thread_local! {
-    /// Upstream URLs parsed on this thread: a deployment calls the same few URLs on every request,
-    /// and parsing one costs more than the rest of the request head. Per thread, so no lock.
-    static URIS: std::cell::RefCell<Vec<(Box<str>, ParsedUri)>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// `url` parsed, from this thread's memo when it was parsed before.
-fn parse_uri(url: &str) -> Result<ParsedUri, LlmError> {
-    let hit = URIS.with_borrow(|memo| {
-        memo.iter()
-            .find(|(u, _)| u.len() == url.len() && &**u == url)
-            .map(|(_, parsed)| parsed.clone())
-    });
-    if let Some(parsed) = hit {
-        return Ok(parsed);
-    }
-    let uri: http::Uri = url.parse().map_err(|e| {
-        LlmError::bad_request(format!("the deployment's api_base is not a valid URL: {e}"))
-    })?;
-    let host = (uri.scheme() == Some(&http::uri::Scheme::HTTP))
-        .then(|| uri.authority())
-        .flatten()
-        .and_then(crate::provider::h1_pool::host_header);
-    let parsed = (uri, host);
-    URIS.with_borrow_mut(|memo| {
-        if memo.len() >= URI_MEMO {
-            memo.clear();
-        }
-        memo.push((url.into(), parsed.clone()));
-    });
-    Ok(parsed)
+/// [`json_head`] for a resolved deployment.
+pub(crate) fn resolved_head(
+    endpoint: &Endpoint,
+    resolved: &Resolved,
+) -> Result<http::Request<()>, LlmError> {
+    Ok(json_head(endpoint, reached(&resolved.extra_headers)?))
 }
 
 /// Serializes `obj` with `model` set to `model` and keys failing `keep` left out.
@@ -235,27 +199,29 @@ mod tests {
     }
 
     #[test]
-    fn parses_urls_once_per_thread_and_refuses_bad_ones() {
-        let a = parse_uri("http://h:1/v1/chat/completions").unwrap();
-        let b = parse_uri("http://h:1/v1/chat/completions").unwrap();
+    fn parses_urls_and_refuses_bad_ones() {
+        let a = Endpoint::parse("http://h:1/v1/chat/completions").unwrap();
+        let b = Endpoint::parse("http://h:1/v1/chat/completions").unwrap();
         assert_eq!(a, b);
-        assert_eq!(b.0.path(), "/v1/chat/completions");
-        assert_eq!(b.1.unwrap(), "h:1");
-        assert!(parse_uri("http://h:1/v1/x y").is_err());
-        for i in 0..(URI_MEMO + 3) {
+        assert_eq!(b.uri().path(), "/v1/chat/completions");
+        assert_eq!(b.host().unwrap(), "h:1");
+        assert!(Endpoint::parse("http://h:1/v1/x y").is_err());
+        for i in 0..67 {
             let u = format!("http://h{i}/p");
-            let (uri, host) = parse_uri(&u).unwrap();
-            assert_eq!(uri.host(), Some(&*format!("h{i}")));
-            assert_eq!(host.unwrap(), &*format!("h{i}"));
+            let e = Endpoint::parse(&u).unwrap();
+            assert_eq!(e.uri().host(), Some(&*format!("h{i}")));
+            assert_eq!(e.host().unwrap(), &*format!("h{i}"));
         }
-        assert!(URIS.with_borrow(Vec::len) <= URI_MEMO);
     }
 
     #[test]
     fn sets_host_for_plain_http_only_and_lets_extra_headers_override_it() {
-        let (_, host) = parse_uri("http://user:pw@h.example:8080/v1").unwrap();
-        assert_eq!(host.unwrap(), "h.example:8080");
-        assert!(parse_uri("https://h.example/v1").unwrap().1.is_none());
+        let e = Endpoint::parse("http://user:pw@h.example:8080/v1").unwrap();
+        assert_eq!(e.host().unwrap(), "h.example:8080");
+        assert!(Endpoint::parse("https://h.example/v1")
+            .unwrap()
+            .host()
+            .is_none());
 
         let dep = |extra: serde_json::Value| {
             let mut d = Deployment::new("g", "openai/m");
@@ -279,6 +245,37 @@ mod tests {
             serde_json::json!({"x-a": "a\nb"}),
         ] {
             let err = json_request("http://h:9/v1/chat", &dep(bad)).unwrap_err();
+            assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+            assert!(err.to_string().contains("extra_headers"), "{err}");
+        }
+    }
+
+    /// The resolved path (what the providers use) builds the same head as `json_request`, and
+    /// reports a bad `extra_headers` on every call.
+    #[test]
+    fn resolved_heads_match_json_request() {
+        let openai = crate::provider::lookup("openai").unwrap();
+        let req = crate::LlmRequest::chat(
+            serde_json::from_str(r#"{"model":"g","messages":[]}"#).unwrap(),
+        );
+        let mut d = Deployment::new("g", "openai/m").with_api_base("http://h:9/v1");
+        d.params.insert(
+            "extra_headers".into(),
+            serde_json::json!({"x-a": "1", "Host": "other"}),
+        );
+        let out = openai.encode(&req, &d).unwrap();
+        let want = json_request("http://h:9/v1/chat/completions", &d).unwrap();
+        assert_eq!(out.uri(), want.uri());
+        for name in ["x-a", "host", "content-type", "accept"] {
+            let got: Vec<_> = out.headers().get_all(name).iter().collect();
+            let exp: Vec<_> = want.headers().get_all(name).iter().collect();
+            assert_eq!(got, exp, "{name}");
+        }
+        let mut bad = Deployment::new("g", "openai/m").with_api_base("http://h:9/v1");
+        bad.params
+            .insert("extra_headers".into(), serde_json::json!({"bad name": "1"}));
+        for _ in 0..2 {
+            let err = openai.encode(&req, &bad).unwrap_err();
             assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
             assert!(err.to_string().contains("extra_headers"), "{err}");
         }

@@ -5,7 +5,8 @@
 //! `fallbacks`, …) removed; responses, chunks and error objects are relayed unchanged.
 //!
 //! When the deployment sets no `api_base` / `api_key`, `OPENAI_BASE_URL` (or `OPENAI_API_BASE`) and
-//! `OPENAI_API_KEY` apply, read once (see [`compat::OPENAI`](super::compat::OPENAI)).
+//! `OPENAI_API_KEY` apply, read when the deployment is built (see
+//! [`compat::OPENAI`](super::compat::OPENAI)).
 //!
 //! The functions here are reused by every OpenAI-shaped family (Azure, the OpenAI-compatible hosts).
 
@@ -16,6 +17,7 @@ mod stream;
 use bytes::Bytes;
 use http::StatusCode;
 
+pub(crate) use self::encode::resolved_head;
 pub use self::{
     encode::{chat_body, embeddings_body, join_url, json_request},
     error::{classify_openai_error, error_from_object, parse_error_object},
