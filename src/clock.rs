@@ -73,25 +73,29 @@ pub fn unix_minute() -> u64 {
     unix_secs() / 60
 }
 
-/// Where deadlines are armed: tokio's timer on the current runtime (the default), or a dedicated
-/// timer thread shared by every thread that is given this handle.
+/// Where deadlines are armed: tokio's timer on the current runtime (the default), or the
+/// process's dedicated timer thread.
 ///
-/// Implements [`hyper::rt::Timer`], so the same handle serves hyper's header read timeout.
-#[derive(Clone, Debug, Default)]
+/// `Copy`: a layer or a request carries it for free (no reference count shared between serving
+/// threads). Implements [`hyper::rt::Timer`], so the same handle serves hyper's header read
+/// timeout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Timer {
-    /// The timer thread's runtime; `None`: the runtime the deadline is created on.
-    runtime: Option<Handle>,
+    dedicated: bool,
 }
 
 /// How often the dedicated timer thread's wheel wakes: arming a deadline sooner than this from
 /// now wakes the timer thread (an `eventfd` write); later ones do not.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 
+/// The dedicated timer thread's runtime, once started.
+static TIMER_THREAD: OnceLock<Result<Handle, String>> = OnceLock::new();
+
 impl Timer {
     /// tokio's timer on the runtime each deadline is created on (paused in paused tests).
     #[must_use]
-    pub fn current() -> Self {
-        Self::default()
+    pub const fn current() -> Self {
+        Self { dedicated: false }
     }
 
     /// The process's dedicated timer thread (started on the first call): a single-threaded
@@ -101,23 +105,24 @@ impl Timer {
     /// # Errors
     /// When the thread or its runtime could not be started.
     pub fn dedicated() -> std::io::Result<Self> {
-        static TIMER: OnceLock<Result<Handle, String>> = OnceLock::new();
-        match TIMER.get_or_init(start_timer_thread) {
-            Ok(h) => Ok(Self {
-                runtime: Some(h.clone()),
-            }),
+        match TIMER_THREAD.get_or_init(start_timer_thread) {
+            Ok(_) => Ok(Self { dedicated: true }),
             Err(e) => Err(std::io::Error::other(e.clone())),
         }
     }
 
     /// Whether deadlines go to the dedicated timer thread.
     #[must_use]
-    pub fn is_dedicated(&self) -> bool {
-        self.runtime.is_some()
+    pub const fn is_dedicated(&self) -> bool {
+        self.dedicated
     }
 
-    fn on<T>(&self, f: impl FnOnce() -> T) -> T {
-        match &self.runtime {
+    fn on<T>(self, f: impl FnOnce() -> T) -> T {
+        match TIMER_THREAD
+            .get()
+            .and_then(|r| r.as_ref().ok())
+            .filter(|_| self.dedicated)
+        {
             Some(handle) => {
                 let _entered = handle.enter();
                 f()
@@ -127,12 +132,12 @@ impl Timer {
     }
 
     /// A sleep of `duration` on this timer.
-    pub fn sleep(&self, duration: Duration) -> Sleep {
+    pub fn sleep(self, duration: Duration) -> Sleep {
         self.on(|| tokio::time::sleep(duration))
     }
 
     /// A sleep until `deadline` on this timer.
-    pub fn sleep_until(&self, deadline: tokio::time::Instant) -> Sleep {
+    pub fn sleep_until(self, deadline: tokio::time::Instant) -> Sleep {
         self.on(|| tokio::time::sleep_until(deadline))
     }
 }

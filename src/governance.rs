@@ -42,6 +42,8 @@ pub struct BuildOptions {
     pub spend: SpendConfig,
     /// A LiteLLM-format price file merged over the built-in table.
     pub prices_file: Option<PathBuf>,
+    /// Where the per-request deadlines are armed (default: the calling runtime's timer).
+    pub timer: crate::clock::Timer,
 }
 
 impl Default for BuildOptions {
@@ -53,6 +55,7 @@ impl Default for BuildOptions {
             key_cache_ttl: Duration::from_secs(10),
             spend: SpendConfig::default(),
             prices_file: std::env::var_os("LLMGATE_MODEL_PRICES").map(PathBuf::from),
+            timer: crate::clock::Timer::current(),
         }
     }
 }

@@ -154,4 +154,3 @@ pub mod server;
 pub mod spend;
 pub mod store;
 pub mod timeout;
-mod timer;

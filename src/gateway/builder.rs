@@ -123,6 +123,7 @@ pub struct GatewayBuilder {
     max_budget: Option<f64>,
     max_body_bytes: usize,
     body_read_timeout: Duration,
+    timer: crate::clock::Timer,
     warnings: Vec<String>,
 }
 
@@ -166,6 +167,7 @@ impl Default for GatewayBuilder {
             max_budget: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             body_read_timeout: crate::server::DEFAULT_BODY_READ_TIMEOUT,
+            timer: crate::clock::Timer::current(),
             warnings: Vec::new(),
         }
     }
@@ -379,6 +381,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Where the per-request deadlines are armed (the timeout layer's, the edge's body read
+    /// timeout): tokio's timer on the calling runtime by default; the binary passes
+    /// [`Timer::dedicated`](crate::clock::Timer::dedicated).
+    pub fn timer(mut self, timer: crate::clock::Timer) -> Self {
+        self.timer = timer;
+        self
+    }
+
     /// Adds a non-fatal finding to the built gateway's [`Gateway::warnings`].
     pub fn warning(mut self, warning: impl Into<String>) -> Self {
         self.warnings.push(warning.into());
@@ -531,6 +541,7 @@ impl GatewayBuilder {
             unpriced,
             max_body_bytes: self.max_body_bytes,
             body_read_timeout: self.body_read_timeout,
+            timer: self.timer,
             admission,
             cache: cache_handle,
             governance: gov,
@@ -617,7 +628,8 @@ impl GatewayBuilder {
             let sole = group_size(&dep.model_group) == 1;
             let health =
                 HealthLayer::new(cell, policy.clone().disabled(sole || policy.is_disabled()));
-            let mut timeout = TimeoutLayer::new(dep.timeout.unwrap_or(self.timeout));
+            let mut timeout =
+                TimeoutLayer::new(dep.timeout.unwrap_or(self.timeout)).timer(self.timer);
             if let Some(st) = dep.stream_timeout.or(self.stream_timeout) {
                 timeout = timeout.stream_timeout(st);
             }

@@ -57,6 +57,7 @@ pub struct Gateway {
     unpriced: Vec<String>,
     max_body_bytes: usize,
     body_read_timeout: Duration,
+    timer: crate::clock::Timer,
     admission: Option<crate::auth::Admission>,
     cache: Option<CacheHandle>,
     governance: Option<crate::governance::Governance>,
@@ -122,9 +123,28 @@ impl Gateway {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let mut builder = GatewayBuilder::from_config(config).providers(providers);
+        Self::from_config_opts(config, client, &BuildOptions::default(), providers)
+    }
+
+    /// [`Gateway::from_config_with`] with the build options that apply without a database (the
+    /// price file, the [`Timer`](crate::clock::Timer)).
+    #[must_use]
+    pub fn from_config_opts<C, B>(
+        config: &Config,
+        client: &C,
+        opts: &BuildOptions,
+        providers: Providers,
+    ) -> Self
+    where
+        C: UpstreamClient<B>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let mut builder = GatewayBuilder::from_config(config)
+            .providers(providers)
+            .timer(opts.timer);
         // `LLMGATE_MODEL_PRICES` applies here too (the cost header, `--check`'s unpriced list).
-        match crate::governance::price_table(&BuildOptions::default()) {
+        match crate::governance::price_table(opts) {
             Ok(table) => builder = builder.price_table(table),
             Err(e) => {
                 builder = builder
@@ -183,7 +203,8 @@ impl Gateway {
         let ls = &config.litellm_settings;
         let mut builder = GatewayBuilder::from_config(config)
             .providers(providers)
-            .price_table(table);
+            .price_table(table)
+            .timer(opts.timer);
         if ls.max_budget.is_some_and(|m| m > 0.0)
             && ls.budget_duration.as_deref().is_none_or(str::is_empty)
         {
@@ -282,6 +303,7 @@ impl Gateway {
         OpenAiServer::new(self.stack.clone())
             .max_body_bytes(self.max_body_bytes)
             .body_read_timeout(self.body_read_timeout)
+            .timer(self.timer)
             .admission(self.admission.clone())
             .readiness(self.readiness())
     }

@@ -200,6 +200,7 @@ impl Head {
 pub(super) struct BodyLimits {
     pub(super) max_bytes: usize,
     pub(super) read_timeout: Duration,
+    pub(super) timer: crate::clock::Timer,
     pub(super) large: Option<LargeBodyHooks>,
 }
 
@@ -433,6 +434,7 @@ where
             ))),
         });
     let read_timeout = limits.read_timeout;
+    let timer = limits.timer;
     Either::Right(async move {
         let mut collect = std::pin::pin!(collect);
         // A body that has already arrived (the usual case) arms no deadline.
@@ -444,7 +446,7 @@ where
         tokio::select! {
             biased;
             r = collect => r,
-            () = crate::timer::sleep(read_timeout) => Err(body_timeout(read_timeout)),
+            () = timer.sleep(read_timeout) => Err(body_timeout(read_timeout)),
         }
     })
 }

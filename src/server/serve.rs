@@ -29,10 +29,7 @@ use tokio::{net::TcpListener, sync::Notify};
 use tower_service::Service;
 
 use super::JsonParseErrors;
-use crate::{
-    error::BoxError,
-    timer::{self, ServeTimer},
-};
+use crate::{clock::Timer, error::BoxError};
 
 /// Set once a server's shutdown grace period has run out (see [`grace_over`]).
 static GRACE_OVER: AtomicBool = AtomicBool::new(false);
@@ -70,6 +67,15 @@ pub struct ServeConfig {
     /// idle HTTP/1.1 connection is closed by the header read timeout first). Default 180 s
     /// (nginx's former `http2_idle_timeout`).
     pub idle_timeout: Duration,
+    /// Where the server's deadlines (header read, idle, accept back-off) are armed. Default: the
+    /// serving runtime's timer. The binary gives [`Timer::dedicated`] to its per-thread servers.
+    pub timer: Timer,
+    /// Keeps the runtime's timer wheel ticking every 500 ms while serving. On tokio's
+    /// work-stealing runtime with tokio's own timer, arming a far deadline in an empty wheel
+    /// unparks a sleeping worker (an eventfd write and a futex wake per request); the tick keeps
+    /// the wheel's next wake-up near at the price of two wake-ups a second. Default off: no
+    /// background task unless asked.
+    pub keep_timer_warm: bool,
 }
 
 impl Default for ServeConfig {
@@ -81,6 +87,8 @@ impl Default for ServeConfig {
             http2_keep_alive_timeout: Duration::from_secs(20),
             http2_max_concurrent_streams: 128,
             idle_timeout: Duration::from_secs(180),
+            timer: Timer::current(),
+            keep_timer_warm: false,
         }
     }
 }
@@ -103,6 +111,20 @@ impl ServeConfig {
             out.header_read_timeout = d;
         }
         out
+    }
+
+    /// Sets the timer (see [`ServeConfig::timer`]).
+    #[must_use]
+    pub fn timer(mut self, timer: Timer) -> Self {
+        self.timer = timer;
+        self
+    }
+
+    /// Keeps the timer wheel warm (see [`ServeConfig::keep_timer_warm`]).
+    #[must_use]
+    pub fn keep_timer_warm(mut self, on: bool) -> Self {
+        self.keep_timer_warm = on;
+        self
     }
 
     /// Sets the grace period.
@@ -141,7 +163,7 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Waits until the connection's first bytes tell HTTP/1.1 from HTTP/2 (what hyper-util's
 /// automatic builder reads, with no deadline of its own): one byte that cannot start the HTTP/2
 /// preface, or the whole preface. `Err` when the peer closes first.
-async fn first_bytes(stream: &tokio::net::TcpStream) -> io::Result<()> {
+async fn first_bytes(stream: &tokio::net::TcpStream, timer: Timer) -> io::Result<()> {
     let mut buf = [0u8; H2_PREFACE.len()];
     loop {
         let n = stream.peek(&mut buf).await?;
@@ -152,7 +174,7 @@ async fn first_bytes(stream: &tokio::net::TcpStream) -> io::Result<()> {
             return Ok(());
         }
         // Part of the preface: `peek` answers at once while those bytes wait, so pause briefly.
-        timer::sleep(Duration::from_millis(5)).await;
+        timer.sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -331,24 +353,20 @@ where
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(ServeTimer)
+        .timer(config.timer)
         .header_read_timeout(config.header_read_timeout)
         .keep_alive(true);
     builder
         .http2()
-        .timer(ServeTimer)
+        .timer(config.timer)
         .keep_alive_interval(config.http2_keep_alive_interval)
         .keep_alive_timeout(config.http2_keep_alive_timeout)
         .max_concurrent_streams(config.http2_max_concurrent_streams);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
-    // Keep the timer wheel's next wake-up near. Every request arms far deadlines (the header read
-    // timeout, the provider timeout) and cancels them when it ends; arming one in an empty wheel
-    // unparks the runtime's sleeping worker (an eventfd write and a futex wake per request,
-    // measured with strace at concurrency 1). A tick every 500 ms costs two wake-ups a second.
-    // Not on `serve_per_thread`'s threads: their deadlines are on the shared timer thread
-    // (`crate::timer`), and an empty wheel lets them park without a timeout.
-    let ticker = (!timer::is_shared()).then(|| {
+    // Keep the timer wheel's next wake-up near, when asked (see `ServeConfig::keep_timer_warm`).
+    let timer = config.timer;
+    let ticker = config.keep_timer_warm.then(|| {
         tokio::spawn(async {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -374,7 +392,7 @@ where
                     backoff = Some(wait);
                     tracing::warn!(error = %e, backoff_ms = wait.as_millis() as u64, "accept failed");
                     tokio::select! {
-                        () = timer::sleep(wait) => {}
+                        () = timer.sleep(wait) => {}
                         () = &mut shutdown => break,
                     }
                     continue;
@@ -394,8 +412,8 @@ where
             // A connection that never sends a byte is closed once the header read timeout is
             // over; hyper's own deadline only starts once the protocol is known.
             let started = tokio::select! {
-                first = first_bytes(&stream) => first,
-                () = timer::sleep(header_read_timeout) => Err(io::ErrorKind::TimedOut.into()),
+                first = first_bytes(&stream, timer) => first,
+                () = timer.sleep(header_read_timeout) => Err(io::ErrorKind::TimedOut.into()),
                 () = shed().notified() => Err(io::Error::other("shed: out of file descriptors")),
             };
             if let Err(e) = started {
@@ -427,7 +445,7 @@ where
                         tracing::debug!(%peer, "idle connection closed: out of file descriptors");
                         break;
                     },
-                    () = timer::sleep(wait) => match activity.idle_for() {
+                    () = timer.sleep(wait) => match activity.idle_for() {
                         Some(idle) if idle >= idle_timeout => {
                             tracing::debug!(%peer, "idle connection closed");
                             break;
@@ -489,11 +507,11 @@ pub fn bind_listeners(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::Tc
 /// runtime: a connection, the tasks of its requests and the upstream connections they open (see
 /// [`HttpClient`](crate::provider::HttpClient)'s per-thread pools) stay on one thread, so no
 /// request waits for a wake-up from another core. Background work started before (the spend
-/// writer, Redis and database connections) stays on the caller's runtime. The per-request
-/// deadlines (the header read timeout, the [timeout layer](crate::timeout)'s limits) go to one
-/// shared timer thread, so a serving thread with nothing else due parks without a kernel timer
-/// (see `docs/architecture.md`). When `shutdown` resolves every thread stops accepting and
-/// drains as [`serve`] does; this returns when all have finished.
+/// writer, Redis and database connections) stays on the caller's runtime. The server's deadlines
+/// are armed on `config.timer`: give it [`Timer::dedicated`] (and the stack's timeout layer the
+/// same) so that a serving thread with nothing else due parks without a kernel timer (see
+/// `docs/architecture.md`), as the binary does. When `shutdown` resolves every thread stops
+/// accepting and drains as [`serve`] does; this returns when all have finished.
 pub async fn serve_per_thread<S, B>(
     listeners: Vec<std::net::TcpListener>,
     service: S,
@@ -520,8 +538,6 @@ where
         let thread = std::thread::Builder::new()
             .name(format!("llmgate-worker-{i}"))
             .spawn(move || {
-                // Per-request deadlines go to the shared timer thread (see `crate::timer`).
-                timer::share_on_this_thread();
                 let result = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

@@ -28,6 +28,7 @@ use super::{
 };
 use crate::{
     auth::Admission,
+    clock::Timer,
     error::{BoxError, ErrorKind, LlmError},
     types::{LlmRequest, LlmResponse},
 };
@@ -63,6 +64,7 @@ pub struct OpenAiServer<S, F = NotFound> {
     fallback: F,
     max_body_bytes: usize,
     body_read_timeout: Duration,
+    timer: Timer,
     admission: Option<Admission>,
     readiness: Readiness,
     large_body: Option<LargeBodyHooks>,
@@ -75,6 +77,7 @@ impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
             fallback: self.fallback.clone(),
             max_body_bytes: self.max_body_bytes,
             body_read_timeout: self.body_read_timeout,
+            timer: self.timer,
             admission: self.admission.clone(),
             readiness: self.readiness.clone(),
             large_body: self.large_body,
@@ -121,6 +124,7 @@ impl<S> OpenAiServer<S> {
             fallback: NotFound,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            timer: Timer::current(),
             admission: None,
             readiness: Readiness::new(),
             large_body: None,
@@ -137,6 +141,7 @@ impl<S, F> OpenAiServer<S, F> {
             fallback,
             max_body_bytes: self.max_body_bytes,
             body_read_timeout: self.body_read_timeout,
+            timer: self.timer,
             admission: self.admission,
             readiness: self.readiness,
             large_body: self.large_body,
@@ -162,6 +167,13 @@ impl<S, F> OpenAiServer<S, F> {
     #[must_use]
     pub fn body_read_timeout(mut self, limit: Duration) -> Self {
         self.body_read_timeout = limit;
+        self
+    }
+
+    /// Where the body read deadline is armed (default: the calling runtime's timer).
+    #[must_use]
+    pub fn timer(mut self, timer: Timer) -> Self {
+        self.timer = timer;
         self
     }
 
@@ -302,6 +314,7 @@ where
                 let limits = BodyLimits {
                     max_bytes: self.max_body_bytes,
                     read_timeout: self.body_read_timeout,
+                    timer: self.timer,
                     large: self.large_body,
                 };
                 let admission = self.admission.clone();

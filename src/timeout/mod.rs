@@ -79,7 +79,7 @@ use crate::{
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Adds [`Timeout`] to a deployment's stack. See the [module docs](self) for an example.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 #[must_use]
 pub struct TimeoutLayer {
     timer: Timer,
@@ -133,7 +133,7 @@ impl<S> Layer<S> for TimeoutLayer {
     fn layer(&self, inner: S) -> Timeout<S> {
         Timeout {
             inner,
-            layer: self.clone(),
+            layer: *self,
         }
     }
 }
@@ -243,8 +243,7 @@ where
         ResponseFuture {
             inner: self.inner.call(req),
             sleep: self.layer.timer.sleep(limit),
-            // The stream's deadlines go on the same timer (cloned only for a stream).
-            timer: stream.then(|| self.layer.timer.clone()),
+            timer: self.layer.timer,
             limit,
             stream,
             ends_at,
@@ -260,7 +259,7 @@ pin_project! {
         inner: F,
         #[pin]
         sleep: Sleep,
-        timer: Option<Timer>,
+        timer: Timer,
         limit: Duration,
         stream: bool,
         // When a stream must be over (`stream_max_duration`).
@@ -288,7 +287,7 @@ where
             let limit = *this.limit;
             let ends_at = *this.ends_at;
             let first_deadline = this.sleep.deadline();
-            let timer = this.timer.take().unwrap_or_default();
+            let timer = *this.timer;
             return Poll::Ready(out.map(|resp| {
                 let LlmResponse { body, meta } = resp;
                 let body = match body {

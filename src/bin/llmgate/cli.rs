@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use llmgate::{
+    clock::Timer,
     config::{Config, Loaded},
     gateway::{Gateway, DEFAULT_CONFIG},
     governance::BuildOptions,
@@ -168,14 +169,26 @@ pub(crate) fn run(opts: RunOptions) -> Result<(), String> {
     let opts_path = opts.config.clone();
     rt.block_on(async move {
         let client = HttpClient::new();
+        // Every per-request deadline (the edge's, the timeout layer's) goes to one timer thread,
+        // so a serving thread with nothing else due parks without a kernel timer.
+        let timer = Timer::dedicated().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not start the timer thread; deadlines stay on the serving threads");
+            Timer::current()
+        });
         let mut build_opts = BuildOptions::default();
+        build_opts.timer = timer;
         if let Some(dir) = opts_config_dir(opts_config(&opts_path)) {
             build_opts = build_opts.config_dir(dir);
         }
         // A config that asks for no governance (no master key, no database) runs the
         // database-free stack.
         let gateway = if !llmgate::governance::wanted(&loaded.config) {
-            Gateway::from_config(&loaded.config, &client)
+            Gateway::from_config_opts(
+                &loaded.config,
+                &client,
+                &build_opts,
+                llmgate::provider::Providers::builtin(),
+            )
         } else {
             Gateway::build(&loaded.config, &client, build_opts)
                 .await
@@ -219,7 +232,9 @@ pub(crate) fn run(opts: RunOptions) -> Result<(), String> {
                 on_read: crate::alloc::note_large,
                 after_call: crate::alloc::collect_this_thread,
             })),
-            ServeConfig::from_config(&loaded.config).grace_period(opts.grace_period),
+            ServeConfig::from_config(&loaded.config)
+                .grace_period(opts.grace_period)
+                .timer(timer),
             shutdown_signal(),
         )
         .await
