@@ -8,6 +8,7 @@ pub use self::{
     error::{BoxError, ErrorKind, LlmError},
     types::{LlmRequest, LlmResponse},
 };
+pub mod admission;
 pub mod alloc;
 pub mod auth;
 pub mod budget;
@@ -20,6 +21,7 @@ pub mod gateway;
 pub mod governance;
 pub mod management;
 pub mod mock_upstream;
+pub mod observe;
 pub mod provider;
 pub mod rate_limit;
 pub mod router;
