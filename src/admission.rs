@@ -276,9 +276,16 @@ mod tests {
             Admission::<()>::Respond(Err(LlmError::new(ErrorKind::RateLimit, "no")))
         });
         assert_eq!(fut.await.unwrap_err().kind(), ErrorKind::RateLimit);
-        let fut = AdmissionFuture::<_, std::future::Pending<Admission<()>>, ()>::respond(Err(
-            LlmError::new(ErrorKind::RateLimit, "no"),
-        ));
+        fn respond<S>(
+            _like: &S,
+            result: Result<LlmResponse, LlmError>,
+        ) -> AdmissionFuture<S, std::future::Pending<Admission<()>>, ()>
+        where
+            S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
+        {
+            AdmissionFuture::respond(result)
+        }
+        let fut = respond(&svc, Err(LlmError::new(ErrorKind::RateLimit, "no")));
         assert_eq!(fut.await.unwrap_err().kind(), ErrorKind::RateLimit);
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
@@ -287,7 +294,8 @@ mod tests {
     async fn a_decision_dropped_before_it_ends_calls_nothing() {
         let calls = Arc::new(AtomicUsize::new(0));
         let mut svc = counting(calls.clone());
-        let fut = AdmissionFuture::decide(&mut svc, std::future::pending::<Admission<()>>());
+        let fut: AdmissionFuture<_, _, ()> =
+            AdmissionFuture::decide(&mut svc, std::future::pending::<Admission<()>>());
         drop(fut);
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
