@@ -193,9 +193,8 @@ mod tests {
     use crate::error::ErrorKind;
 
     fn chunk(text: &str) -> Result<ChunkBody, LlmError> {
-        let json = format!(
-            r#"{{"id":"c","choices":[{{"index":0,"delta":{{"content":"{text}"}}}}]}}"#
-        );
+        let json =
+            format!(r#"{{"id":"c","choices":[{{"index":0,"delta":{{"content":"{text}"}}}}]}}"#);
         Ok(serde_json::from_str::<crate::types::chat::ChatChunk>(&json)
             .unwrap()
             .into())
@@ -213,14 +212,18 @@ mod tests {
     impl Observer for Rec {
         fn chunk(&mut self, _c: &mut ChunkBody) -> Flow {
             self.seen += 1;
-            if self.skip_every_second && self.seen % 2 == 0 {
+            if self.skip_every_second && self.seen.is_multiple_of(2) {
                 Flow::Skip
             } else {
                 Flow::Pass
             }
         }
         fn error(&mut self, e: &LlmError) {
-            self.log.0.lock().unwrap().push(format!("error {:?}", e.kind()));
+            self.log
+                .0
+                .lock()
+                .unwrap()
+                .push(format!("error {:?}", e.kind()));
         }
         fn end(self, end: End) {
             self.log

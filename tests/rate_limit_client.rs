@@ -34,10 +34,7 @@ fn provider_stack(
             .with_api_key("sk-upstream"),
     );
     ServiceBuilder::new()
-        .layer(ProviderLayer::new(
-            provider::lookup("openai").unwrap(),
-            dep,
-        ))
+        .layer(ProviderLayer::new(provider::lookup("openai").unwrap(), dep))
         .service(HttpClient::new())
 }
 
@@ -64,7 +61,9 @@ async fn a_global_rpm_refuses_the_third_call_with_429_and_never_reaches_upstream
     let err = svc.clone().oneshot(chat(false)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RateLimit);
     assert_eq!(err.status(), 429);
-    assert!(err.retry_after().is_some_and(|d| d >= Duration::from_secs(1)));
+    assert!(err
+        .retry_after()
+        .is_some_and(|d| d >= Duration::from_secs(1)));
     assert!(
         err.to_string()
             .contains("Rate limit exceeded for global: requests limit of 2 per minute"),

@@ -97,7 +97,10 @@ fn embedding(index: usize, vector: Box<RawValue>) -> Embedding {
     }
 }
 
-pub(super) fn embeddings_answer(plan: &Plan, mut resp: LlmResponse) -> Result<LlmResponse, LlmError> {
+pub(super) fn embeddings_answer(
+    plan: &Plan,
+    mut resp: LlmResponse,
+) -> Result<LlmResponse, LlmError> {
     let PlanKind::Embeddings {
         keys,
         weights,
@@ -209,7 +212,6 @@ fn share(total: u64, weights: impl Iterator<Item = u64> + Clone) -> Vec<u64> {
     }
     out
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -204,7 +204,6 @@ fn on_lookup(plan: &mut Plan, values: Vec<Option<Bytes>>, req: LlmRequest) -> Fo
     }
 }
 
-
 /// Stores the inner service's answer (complete now, or when its stream ends) and labels it.
 fn on_answer(plan: &Plan, mut resp: LlmResponse) -> Result<LlmResponse, LlmError> {
     match &plan.kind {
@@ -237,4 +236,3 @@ fn on_answer(plan: &Plan, mut resp: LlmResponse) -> Result<LlmResponse, LlmError
         PlanKind::Embeddings { .. } => embeddings_answer(plan, resp),
     }
 }
-

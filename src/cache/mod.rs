@@ -97,10 +97,10 @@ mod store;
 pub use self::redis::{RedisStore, DEFAULT_REDIS_TIMEOUT};
 pub use self::{
     control::CacheControl,
-    key::{CacheScope, NOT_HASHED},
-    layer::{CacheLayer, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_TTL},
     fill::CacheFillStream,
     future::ResponseFuture,
+    key::{CacheScope, NOT_HASHED},
+    layer::{CacheLayer, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_TTL},
     service::{Cache, CACHE_KEY_HEADER, CACHE_STATUS_HEADER},
     stats::{CacheHandle, CacheStats},
     store::{CacheBackend, CacheError, CacheStore, MemoryStore, DEFAULT_MEMORY_BYTES},

@@ -158,7 +158,6 @@ impl MemoryCounters {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
