@@ -4,7 +4,7 @@
 //! # Policies
 //!
 //! A policy looks at the request (its extensions) and yields the [`Bucket`]s that apply, each with
-//! a [`Quota`]; a call is admitted only when all of them have room ([`policy`](self::policy)):
+//! a [`Quota`]; a call is admitted only when all of them have room ([`policy`]):
 //!
 //! - [`RateLimitLayer::new`] ([`KeyInfoLimits`]): the gateway's behaviour, the `rpm_limit`,
 //!   `tpm_limit` and `max_parallel_requests` of the caller's virtual key, team and user, from the
