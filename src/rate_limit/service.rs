@@ -404,6 +404,22 @@ struct Pending {
     prompt_estimate: u64,
 }
 
+impl Drop for Decide {
+    fn drop(&mut self) {
+        // Dropped before the script's answer was read: it may have taken a parallel slot, so
+        // give one back (the script clamps a count that would go below zero), charging nothing.
+        if let Some(p) = self.pending.take() {
+            drop(Release {
+                counters: p.counters,
+                buckets: p.buckets,
+                tokens: 0,
+                report: p.report,
+                local: false,
+            });
+        }
+    }
+}
+
 impl Future for Decide {
     type Output = Admission<Option<Admitted>>;
 
@@ -463,5 +479,71 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.project().inner.poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn chat() -> LlmRequest {
+        LlmRequest::chat(
+            serde_json::from_str(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#)
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_before_its_answer_gives_its_slot_back_and_pays_its_prompt() {
+        // "hi" is estimated at ceil(2 / 4) + 3 = 4 tokens.
+        let layer = RateLimitLayer::global(Quota::default().max_parallel(1).tpm(4));
+        let mut svc = layer.layer(tower::service_fn(|_r: LlmRequest| {
+            std::future::pending::<Result<LlmResponse, LlmError>>()
+        }));
+        let held = svc.ready().await.unwrap().call(chat());
+        let err = svc.ready().await.unwrap().call(chat()).await.unwrap_err();
+        assert!(
+            err.to_string().contains("parallel requests limit of 1"),
+            "{err}"
+        );
+        drop(held);
+        let err = svc.ready().await.unwrap().call(chat()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::RateLimit);
+        assert!(err.to_string().contains("tokens limit of 4"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_pays_nothing_and_keeps_the_limit_headers() {
+        let layer = RateLimitLayer::global(Quota::rpm(10).tpm(1));
+        let svc = layer.layer(tower::service_fn(|_r: LlmRequest| async {
+            Err::<LlmResponse, _>(LlmError::new(ErrorKind::ServiceUnavailable, "down"))
+        }));
+        for _ in 0..3 {
+            let err = svc.clone().oneshot(chat()).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ServiceUnavailable);
+            assert_eq!(err.headers()["x-ratelimit-limit-tokens"], "1");
+            assert_eq!(err.headers()["x-ratelimit-remaining-tokens"], "1");
+        }
+    }
+
+    #[tokio::test]
+    async fn model_listings_and_unlimited_buckets_are_not_counted() {
+        let layer = RateLimitLayer::with_policy(Counters::memory(), |_: &LlmRequest| {
+            vec![Bucket::new("nobody", "x", Quota::default())]
+        });
+        let svc = layer.layer(tower::service_fn(|_r: LlmRequest| async {
+            Ok::<_, LlmError>(LlmResponse::chat(Default::default()))
+        }));
+        let resp = svc.clone().oneshot(chat()).await.unwrap();
+        assert!(!resp.meta.headers.contains_key("x-ratelimit-limit-requests"));
+        let one = RateLimitLayer::global(Quota::rpm(1)).layer(svc);
+        for _ in 0..3 {
+            assert!(one.clone().oneshot(LlmRequest::list_models()).await.is_ok());
+        }
+        assert!(one.clone().oneshot(chat()).await.is_ok());
+        assert!(one.oneshot(chat()).await.is_err());
     }
 }
