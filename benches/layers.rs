@@ -19,8 +19,10 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use futures_util::future::{self, Ready};
 use http_body_util::{BodyExt as _, Full};
 use llmgate::{
-    auth::{MasterKeyLayer, PresentedKey},
+    auth::{KeyInfo, MasterKeyLayer, PresentedKey},
+    cache::{CacheLayer, MemoryStore},
     provider::{self, Deployment, ProviderLayer},
+    rate_limit::{Counters, RateLimitLayer},
     router::Router,
     secret::Secret,
     server::OpenAiServer,
@@ -90,7 +92,61 @@ fn layers(c: &mut Criterion) {
             .build();
         b.iter(|| black_box(block_on(svc.call(chat_request(true))).unwrap()));
     });
+    rate_limit_and_cache(&mut g, &inner);
     g.finish();
+}
+
+/// The rate limiter (in-process counters) with and without limits on the caller's key, and the
+/// in-memory cache answering a hit.
+fn rate_limit_and_cache(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    inner: &Instant,
+) {
+    let keyed = |limited: bool| {
+        let mut info = KeyInfo::default();
+        info.token = "bench-token".into();
+        if limited {
+            // Limits high enough never to refuse during the run.
+            info.key.limits.rpm_limit = Some(i64::from(u32::MAX));
+            info.key.limits.tpm_limit = Some(i64::MAX / 2);
+            info.key.limits.max_parallel_requests = Some(1_000_000);
+        }
+        let info = Arc::new(info);
+        move || {
+            let mut req = chat_request(true);
+            req.extensions.insert(info.clone());
+            req
+        }
+    };
+    g.bench_function("rate_limit_memory_no_limits", |b| {
+        let mut svc = RateLimitLayer::new(Counters::memory()).layer(inner.clone());
+        let make = keyed(false);
+        b.iter(|| black_box(block_on(svc.call(make())).unwrap()));
+    });
+    g.bench_function("rate_limit_memory_key_limits", |b| {
+        let mut svc = RateLimitLayer::new(Counters::memory()).layer(inner.clone());
+        let make = keyed(true);
+        b.iter(|| black_box(block_on(svc.call(make())).unwrap()));
+    });
+    g.bench_function("cache_memory_hit", |b| {
+        let cache = CacheLayer::new(MemoryStore::new(1 << 24));
+        let handle = cache.handle();
+        let mut svc = cache.layer(inner.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // The first call is a miss; its answer is stored off the request path.
+        rt.block_on(async {
+            black_box(svc.clone().oneshot(chat_request(true)).await.unwrap());
+            handle.flushed().await;
+        });
+        b.iter(|| {
+            let resp = rt.block_on(svc.call(chat_request(true))).unwrap();
+            assert!(resp.meta.cache_hit);
+            black_box(resp)
+        });
+    });
 }
 
 fn providers(c: &mut Criterion) {

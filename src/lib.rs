@@ -123,6 +123,7 @@ pub use self::{
     error::{BoxError, ErrorKind, ErrorMeta, LlmError},
     types::{LlmRequest, LlmResponse},
 };
+pub mod admission;
 pub mod auth;
 pub mod budget;
 pub mod builder;
@@ -139,6 +140,7 @@ pub mod governance;
 pub mod management;
 #[cfg(feature = "gateway")]
 pub mod mock_upstream;
+pub mod observe;
 pub mod provider;
 pub mod rate_limit;
 pub mod router;

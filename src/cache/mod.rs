@@ -81,7 +81,10 @@
 //! ```
 
 mod control;
+mod embeddings;
 mod entry;
+mod fill;
+mod future;
 mod key;
 mod layer;
 #[cfg(feature = "redis")]
@@ -94,9 +97,11 @@ mod store;
 pub use self::redis::{RedisStore, DEFAULT_REDIS_TIMEOUT};
 pub use self::{
     control::CacheControl,
+    fill::CacheFillStream,
+    future::ResponseFuture,
     key::{CacheScope, NOT_HASHED},
     layer::{CacheLayer, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_TTL},
-    service::{Cache, CacheFillStream, ResponseFuture, CACHE_KEY_HEADER, CACHE_STATUS_HEADER},
+    service::{Cache, CACHE_KEY_HEADER, CACHE_STATUS_HEADER},
     stats::{CacheHandle, CacheStats},
     store::{CacheBackend, CacheError, CacheStore, MemoryStore, DEFAULT_MEMORY_BYTES},
 };
