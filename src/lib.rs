@@ -35,3 +35,4 @@ pub mod spend;
 pub mod store;
 pub mod timeout;
 mod timer;
+pub mod upstream;

@@ -292,6 +292,11 @@ pub struct LitellmSettings {
     /// Return upstream response headers.
     #[serde(deserialize_with = "lenient::opt_bool")]
     pub return_response_headers: Option<bool>,
+    /// Upstream TLS verification: `false`, or a CA bundle path (see [`crate::upstream`]).
+    pub ssl_verify: Option<Value>,
+    /// Upstream TLS client certificate: a PEM file with the certificate and its key.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub ssl_certificate: Option<String>,
 }
 
 /// `litellm_settings.cache_params`. Keys not typed here land in [`CacheParams::other`].
@@ -593,7 +598,7 @@ redacting_debug!(LitellmSettings {
     cooldown_time, max_fallbacks, modify_params, turn_off_message_logging,
     redact_user_api_key_info, max_budget, budget_duration, budget_exceeded_status_code,
     enable_preview_features,
-    return_response_headers,
+    return_response_headers, ssl_verify, ssl_certificate,
 } redact { default_team_settings });
 
 redacting_debug!(CacheParams {

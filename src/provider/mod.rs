@@ -19,8 +19,6 @@ pub mod bedrock;
 pub mod compat;
 mod deployment;
 pub mod gemini;
-mod h1_pool;
-mod http_client;
 pub mod mock;
 pub mod ollama;
 pub mod openai;
@@ -36,13 +34,18 @@ use http::{HeaderMap, StatusCode};
 
 pub use self::{
     deployment::{split_provider, stable_id, Deployment},
-    h1_pool::UpstreamBody,
-    http_client::{HttpClient, HttpClientBuilder, HttpFuture},
     service::{
         forwardable_headers, retry_after, transport_error, ProviderLayer, ProviderService,
         ResponseFuture, DEFAULT_TIMEOUT,
     },
 };
+/// The HTTP-client level, re-exported from its new home ([`crate::upstream`]) so that code written
+/// against `provider::HttpClient` keeps compiling.
+pub use crate::upstream::{HttpClient, HttpClientBuilder, HttpFuture, UpstreamBody};
+/// The old path of [`crate::upstream::host_header`] (the OpenAI encoder still calls it).
+pub(crate) mod h1_pool {
+    pub(crate) use crate::upstream::host_header;
+}
 /// The one URL redaction, re-exported where deployments are ([`crate::secret::redact_url`]).
 pub use crate::secret::redact_url;
 use crate::{
