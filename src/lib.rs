@@ -19,7 +19,6 @@ pub mod cost;
 pub mod gateway;
 pub mod governance;
 pub mod management;
-pub mod mock_upstream;
 pub mod provider;
 pub mod rate_limit;
 pub mod router;
