@@ -30,11 +30,11 @@ pub struct UpstreamConfigError(String);
 
 impl UpstreamConfigError {
     pub(crate) fn from_tls(e: TlsError) -> Self {
-        Self(e.to_string())
+        Self(e.0)
     }
 
     pub(crate) fn from_proxy(e: ProxyError) -> Self {
-        Self(e.to_string())
+        Self(e.0)
     }
 }
 

@@ -41,7 +41,7 @@ struct Proxies {
 /// A proxy setting that cannot be used (not a URL, or a scheme llmgate cannot speak). The
 /// message names the variable and never holds its credentials.
 #[derive(Debug)]
-pub struct ProxyError(String);
+pub struct ProxyError(pub(crate) String);
 
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -91,7 +91,7 @@ impl Default for TlsSettings {
 /// A TLS setting that cannot be used: a file that is missing, unreadable or holds no usable
 /// certificate or key. The message names the file.
 #[derive(Debug)]
-pub struct TlsError(String);
+pub struct TlsError(pub(crate) String);
 
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
