@@ -42,6 +42,11 @@ use crate::error::BoxError;
 /// the thread that opened it, so a request served on one thread never waits on a connection
 /// driven by another (the binary serves with one single-threaded runtime per core; see
 /// [`serve_per_thread`](crate::server::serve_per_thread)).
+///
+/// TLS settings ([`TlsSettings`]: CA bundle, no verification, client certificate), per-host TLS
+/// settings and HTTP proxies ([`ProxySettings`]) are set on the [`HttpClientBuilder`];
+/// [`HttpClient::new`] uses none and reads no environment, [`HttpClient::from_config`] (the
+/// binary's) reads the environment and the config once.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     shared: Arc<Shared>,
