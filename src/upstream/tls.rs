@@ -131,6 +131,10 @@ impl TlsSettings {
                 from.push(format!("SSL_CERT_DIR={}", d.display()));
             }
         }
+        // A hashed directory links each certificate under several names; the bundle often holds
+        // the same certificates too.
+        certs.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        certs.dedup_by(|a, b| a.as_ref() == b.as_ref());
         let mut settings = Self::new();
         if !from.is_empty() {
             if certs.is_empty() {
