@@ -34,7 +34,9 @@ mkdir -p "$LOGS"
 CORES="$(nproc)"
 
 echo "==== build (release) ===="
-cargo build --release --bin llmgate --bin llmgate-mock \
+# Without OUT_DIR: build scripts (ring's) read that variable, and a different value from a plain
+# `cargo build` rebuilds everything that depends on them.
+env -u OUT_DIR cargo build --release --bin llmgate --bin llmgate-mock \
   --example passthrough_proxy --example stream_client
 
 echo "==== load generator: oha ===="
