@@ -375,6 +375,7 @@ def markdown(rows, meta):
                              fmt(r.get("added_p99_us")), fmt(r.get("errors")),
                              fmt(r.get("cpu_us_per_req")), fmt(r.get("peak_rss_mb"))]) + " |")
         if s.startswith("T1"):
+            lines.append("")
             lines.append(tls_ratio(rs))
         lines.append("")
     return "\n".join(lines)
