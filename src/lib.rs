@@ -138,8 +138,6 @@ pub mod gateway;
 pub mod governance;
 #[cfg(feature = "gateway")]
 pub mod management;
-#[cfg(feature = "gateway")]
-pub mod mock_upstream;
 pub mod observe;
 pub mod provider;
 pub mod rate_limit;
@@ -156,3 +154,4 @@ pub mod server;
 pub mod spend;
 pub mod store;
 pub mod timeout;
+pub mod upstream;

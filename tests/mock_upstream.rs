@@ -1,4 +1,4 @@
-//! The load benchmark's mock upstream (`llmgate::mock_upstream`, the `llmgate-mock` binary) behind
+//! The load benchmark's mock upstream (the `llmgate-mock` binary, run as a child process) behind
 //! the gateway, over real loopback sockets: OpenAI and Anthropic answers, paced streams with usage,
 //! injected errors with `retry-after`, and connection resets.
 
@@ -9,20 +9,42 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use llmgate::mock_upstream::{self, MockOptions};
 use serde_json::json;
 use support::gw;
 
-/// Serves the mock on a free loopback port until the test's runtime ends; returns its base URL.
-async fn start_mock() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(mock_upstream::serve(
-        listener,
-        MockOptions::default(),
-        std::future::pending(),
-    ));
-    url
+/// The `llmgate-mock` binary on a free loopback port (its default options), killed on drop.
+struct Mock {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the mock and waits for its `listening on http://ADDR` line; returns it with its base URL.
+fn start_mock() -> Mock {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_llmgate-mock"))
+        .args(["--port", "0", "--threads", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("llmgate-mock said {line:?}"))
+        .to_owned();
+    Mock { child, url }
 }
 
 fn openai(group: &str, api_base: &str) -> String {
@@ -61,7 +83,8 @@ fn chat(model: &str, stream: bool) -> serde_json::Value {
 
 #[tokio::test]
 async fn openai_answer_and_headers_reach_the_client() {
-    let gw = gateway(&start_mock().await).await;
+    let mock = start_mock();
+    let gw = gateway(&mock.url).await;
     let a = gw::post_json(&gw.url("/v1/chat/completions"), &chat("plain", false)).await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let v = a.json();
@@ -77,7 +100,8 @@ async fn openai_answer_and_headers_reach_the_client() {
 
 #[tokio::test]
 async fn paced_stream_has_every_chunk_then_usage_then_done() {
-    let gw = gateway(&start_mock().await).await;
+    let mock = start_mock();
+    let gw = gateway(&mock.url).await;
     let a = gw::post_json(&gw.url("/v1/chat/completions"), &chat("paced", true)).await;
     assert_eq!(a.status, 200);
     assert_eq!(a.headers["content-type"], "text/event-stream");
@@ -104,7 +128,8 @@ async fn paced_stream_has_every_chunk_then_usage_then_done() {
 /// gateway relays it as an unknown chunk field, and the stamps follow the mock's pacing.
 #[tokio::test]
 async fn send_stamps_reach_the_client_through_the_gateway() {
-    let gw = gateway(&start_mock().await).await;
+    let mock = start_mock();
+    let gw = gateway(&mock.url).await;
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -128,7 +153,8 @@ async fn send_stamps_reach_the_client_through_the_gateway() {
 
 #[tokio::test]
 async fn latency_is_applied_before_the_answer() {
-    let gw = gateway(&start_mock().await).await;
+    let mock = start_mock();
+    let gw = gateway(&mock.url).await;
     let started = Instant::now();
     let a = gw::post_json(&gw.url("/v1/chat/completions"), &chat("slow", false)).await;
     assert_eq!(a.status, 200);
@@ -137,7 +163,8 @@ async fn latency_is_applied_before_the_answer() {
 
 #[tokio::test]
 async fn injected_rate_limit_is_relayed_with_retry_after() {
-    let gw = gateway(&start_mock().await).await;
+    let mock = start_mock();
+    let gw = gateway(&mock.url).await;
     let a = gw::post_json(&gw.url("/v1/chat/completions"), &chat("limited", false)).await;
     assert_eq!(a.status, 429);
     let e = a.error();
@@ -149,7 +176,8 @@ async fn injected_rate_limit_is_relayed_with_retry_after() {
 
 #[tokio::test]
 async fn reset_connection_is_an_api_connection_error() {
-    let gw = gateway(&start_mock().await).await;
+    let mock = start_mock();
+    let gw = gateway(&mock.url).await;
     let a = gw::post_json(&gw.url("/v1/chat/completions"), &chat("reset", false)).await;
     assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
     let e = a.error();
@@ -165,7 +193,8 @@ async fn reset_connection_is_an_api_connection_error() {
 
 #[tokio::test]
 async fn anthropic_messages_complete_and_streamed() {
-    let gw = gateway(&start_mock().await).await;
+    let mock = start_mock();
+    let gw = gateway(&mock.url).await;
     let a = gw::post_json(&gw.url("/v1/chat/completions"), &chat("claude", false)).await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let v = a.json();

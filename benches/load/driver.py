@@ -2,7 +2,7 @@
 """Load benchmark driver: runs every scenario against every target, interleaved, and reports.
 
 Started by run.sh, which builds and starts the processes and passes their ports and pids in the
-environment (see run.sh). Load comes from oha (L1, L2, L3, G1) and from the stream_client example
+environment (see run.sh). Load comes from oha (L1, L2, L3, G1, R1, C1, T1) and from the stream_client example
 (S1: oha cannot time individual SSE events). CPU time is read from /proc/<pid>/stat (utime + stime
 of the target's process tree), peak RSS from VmHWM (reset before each run through clear_refs).
 """
@@ -24,7 +24,7 @@ ROUNDS = int(ENV.get("ROUNDS", "1"))
 # give its TTFT p99 from about 20 streams, i.e. their maximum. Longer, so the p99 means something.
 S1_C1_DURATION = float(ENV.get("S1_C1_DURATION", "30"))
 OUT_DIR = ENV["OUT_DIR"]
-SCENARIOS = ENV.get("SCENARIOS", "L1,L2,L3,S1,G1,R1,C1").split(",")
+SCENARIOS = ENV.get("SCENARIOS", "L1,L2,L3,S1,G1,R1,C1,T1").split(",")
 L3_RATES = [int(r) for r in ENV.get("L3_RATES", "250,500,1000,2000,4000,6000,8000,12000,16000").split(",")]
 CLK = os.sysconf("SC_CLK_TCK")
 BODY = '{"model":"%s","messages":[{"role":"user","content":"Say hello."}],"max_tokens":32}'
@@ -60,6 +60,14 @@ if ENV.get("GWREL_PORT"):
 if ENV.get("GWCACHE_PORT"):
     EXTRA["C1"] = (target("llmgate-cache", ENV["GWCACHE_PORT"], ENV["GWCACHE_PID"], "gateway"),
                    ("direct", "passthrough", "llmgate"))
+
+# T1: the same pass-through and llmgate with a TLS + HTTP/2 upstream (the TLS mock), run beside
+# their plain-HTTP selves; the report gives llmgate / pass-through for both.
+TLS = []
+if ENV.get("PTTLS_PORT"):
+    TLS.append(target("passthrough-tls", ENV["PTTLS_PORT"], ENV.get("PTTLS_PID"), "raw"))
+if ENV.get("GWTLS_PORT"):
+    TLS.append(target("llmgate-tls", ENV["GWTLS_PORT"], ENV.get("GWTLS_PID"), "gateway"))
 
 
 def url_and_model(t, variant):
@@ -249,6 +257,11 @@ def run_round(rnd):
             for t in ts:
                 secs = S1_C1_DURATION if conc == 1 else DURATION
                 record(rnd, f"S1 c{conc}", t, streams(t, conc, secs))
+    if "T1" in SCENARIOS and TLS:
+        g = [t for t in ts if t["name"] in ("direct", "passthrough", "llmgate")] + TLS
+        for conc in (64, 1):
+            for t in order(rnd, g):
+                record(rnd, f"T1 c{conc}", t, oha(t, "instant", conc, DURATION))
     for sid, (extra, baselines) in EXTRA.items():
         if sid not in SCENARIOS:
             continue
@@ -260,7 +273,8 @@ def run_round(rnd):
 
 
 def warm_up():
-    for t in TARGETS + [extra for extra, _ in EXTRA.values()]:
+    tls = TLS if "T1" in SCENARIOS else []
+    for t in TARGETS + [extra for extra, _ in EXTRA.values()] + tls:
         oha(t, "instant", 16, 1)
         if "S1" in SCENARIOS:
             streams(t, 4, 1)
@@ -360,15 +374,34 @@ def markdown(rows, meta):
                              fmt(r.get("p99_us")), fmt(r.get("p999_us")), fmt(r.get("added_p50_us")),
                              fmt(r.get("added_p99_us")), fmt(r.get("errors")),
                              fmt(r.get("cpu_us_per_req")), fmt(r.get("peak_rss_mb"))]) + " |")
+        if s.startswith("T1"):
+            lines.append("")
+            lines.append(tls_ratio(rs))
         lines.append("")
     return "\n".join(lines)
+
+
+def tls_ratio(rs):
+    """T1's summary line: llmgate against the pass-through, over plain HTTP and over TLS + h2."""
+    by = {r["target"]: r for r in rs}
+
+    def ratio(gw, pt, key):
+        a, b = by.get(gw, {}).get(key), by.get(pt, {}).get(key)
+        return f"{a / b:.2f}" if a and b else "–"
+
+    return ("llmgate / pass-through: req/s " + ratio("llmgate", "passthrough", "rps")
+            + " plain HTTP, " + ratio("llmgate-tls", "passthrough-tls", "rps")
+            + " TLS + HTTP/2; CPU µs/req " + ratio("llmgate", "passthrough", "cpu_us_per_req")
+            + " plain HTTP, " + ratio("llmgate-tls", "passthrough-tls", "cpu_us_per_req")
+            + " TLS + HTTP/2.")
 
 
 def main():
     meta = json.loads(ENV.get("BENCH_META", "{}"))
     meta["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"targets: {', '.join(t['name'] for t in TARGETS)}"
-          + "".join(f", {extra['name']} ({sid})" for sid, (extra, _) in EXTRA.items()))
+          + "".join(f", {extra['name']} ({sid})" for sid, (extra, _) in EXTRA.items())
+          + "".join(f", {t['name']} (T1)" for t in TLS))
     warm_up()
     for rnd in range(ROUNDS):
         print(f"round {rnd + 1}/{ROUNDS}", flush=True)
@@ -387,6 +420,9 @@ def main():
             f.write(md + "\n")
     print()
     print(md)
+    for line in md.splitlines():
+        if line.startswith("llmgate / pass-through"):
+            print(line)
     print(f"\nwrote {OUT_DIR}/latest.json and {OUT_DIR}/latest.md")
 
 

@@ -6,8 +6,8 @@
 #   bash benches/load/run.sh [--quick] [--no-litellm] [--update-docs]
 #
 # Environment: DURATION (seconds per run, default 5), S1_C1_DURATION (default 30), ROUNDS
-# (default 1), SCENARIOS (default L1,L2,L3,S1,G1,R1,C1), L3_RATES, LITELLM_VERSION, OUT_DIR
-# (default target/bench).
+# (default 1), SCENARIOS (default L1,L2,L3,S1,G1,R1,C1,T1), L3_RATES, LITELLM_VERSION, OUT_DIR
+# (default target/bench). Needs openssl for T1's throw-away CA.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -34,7 +34,9 @@ mkdir -p "$LOGS"
 CORES="$(nproc)"
 
 echo "==== build (release) ===="
-cargo build --release --bin llmgate --bin llmgate-mock \
+# Without OUT_DIR: build scripts (ring's) read that variable, and a different value from a plain
+# `cargo build` rebuilds everything that depends on them.
+env -u OUT_DIR cargo build --release --bin llmgate --bin llmgate-mock \
   --example passthrough_proxy --example stream_client
 
 echo "==== load generator: oha ===="
@@ -72,7 +74,7 @@ trap cleanup EXIT INT TERM
 
 wait_ready() { # url, seconds, name
   local deadline=$((SECONDS + $2))
-  until curl -fsS -o /dev/null "$1" 2>/dev/null; do
+  until curl -fsS ${CURL_CA:+--cacert "$CURL_CA"} -o /dev/null "$1" 2>/dev/null; do
     if [ $SECONDS -ge $deadline ]; then
       echo "$3 did not become ready at $1; log: $LOGS/$3.log" >&2
       tail -20 "$LOGS/$3.log" >&2 || true
@@ -83,7 +85,7 @@ wait_ready() { # url, seconds, name
 }
 
 render() { # template -> file with MOCK_PORT filled in
-  sed "s/MOCK_PORT/$MOCK_PORT/g" "$HERE/$1" > "$OUT_DIR/$1"
+  sed -e "s/MOCKTLS_PORT/$MOCKTLS_PORT/g" -e "s/MOCK_PORT/$MOCK_PORT/g" "$HERE/$1" > "$OUT_DIR/$1"
 }
 
 echo "==== start targets ===="
@@ -93,19 +95,46 @@ target/release/llmgate-mock --port "$MOCK_PORT" --threads "$CORES" >"$LOGS/mock.
 PIDS+=($!)
 wait_ready "http://127.0.0.1:$MOCK_PORT/health" 10 mock
 
+# T1: the same mock over TLS, HTTP/2 by ALPN, with a certificate from a throw-away CA (openssl).
+TLS_DIR="$OUT_DIR/tls"
+mkdir -p "$TLS_DIR"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=llmgate bench CA" -addext "basicConstraints=critical,CA:TRUE" \
+  -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+  -keyout "$TLS_DIR/mock.key" -out "$TLS_DIR/mock.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+  > "$TLS_DIR/mock.ext"
+openssl x509 -req -in "$TLS_DIR/mock.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" \
+  -CAcreateserial -days 2 -extfile "$TLS_DIR/mock.ext" -out "$TLS_DIR/mock.pem" 2>/dev/null
+export MOCKTLS_PORT PTTLS_PORT GWTLS_PORT
+MOCKTLS_PORT="$(free_port)"
+target/release/llmgate-mock --port "$MOCKTLS_PORT" --threads "$CORES" \
+  --tls-cert "$TLS_DIR/mock.pem" --tls-key "$TLS_DIR/mock.key" >"$LOGS/mock-tls.log" 2>&1 &
+PIDS+=($!)
+CURL_CA="$TLS_DIR/ca.pem" wait_ready "https://localhost:$MOCKTLS_PORT/health" 10 mock-tls
+
 PT_PORT="$(free_port)"
 target/release/examples/passthrough_proxy --listen "127.0.0.1:$PT_PORT" \
   --upstream "http://127.0.0.1:$MOCK_PORT" --threads "$CORES" >"$LOGS/passthrough.log" 2>&1 &
 PT_PID=$!; PIDS+=($PT_PID)
 wait_ready "http://127.0.0.1:$PT_PORT/health" 10 passthrough
+# T1's floor: the same pass-through, TLS + HTTP/2 to the TLS mock.
+PTTLS_PORT="$(free_port)"
+SSL_CERT_FILE="$TLS_DIR/ca.pem" target/release/examples/passthrough_proxy \
+  --listen "127.0.0.1:$PTTLS_PORT" --upstream "https://localhost:$MOCKTLS_PORT" \
+  --threads "$CORES" >"$LOGS/passthrough-tls.log" 2>&1 &
+PTTLS_PID=$!; PIDS+=($PTTLS_PID)
+wait_ready "http://127.0.0.1:$PTTLS_PORT/health" 10 passthrough-tls
 
-# start_gateway NAME VAR: starts llmgate on benches/load/NAME.yaml (rendered), on a free port;
-# sets VAR_PORT and VAR_PID.
+# start_gateway NAME VAR [NAME=VALUE]: starts llmgate on benches/load/NAME.yaml (rendered), on a
+# free port, with one more environment variable if given; sets VAR_PORT and VAR_PID.
 start_gateway() {
   local name="$1" var="$2" port pid
   render "$name.yaml"
   port="$(free_port)"
-  RUST_LOG=warn target/release/llmgate --config "$OUT_DIR/$name.yaml" --host 127.0.0.1 \
+  env RUST_LOG=warn ${3:+"$3"} target/release/llmgate --config "$OUT_DIR/$name.yaml" --host 127.0.0.1 \
     --port "$port" --num_workers "$CORES" >"$LOGS/$name.log" 2>&1 &
   pid=$!; PIDS+=($pid)
   wait_ready "http://127.0.0.1:$port/health/liveliness" 10 "$name"
@@ -127,6 +156,9 @@ export PT_PID GWFULL_KEY
 # R1 (reliability settings on) and C1 (cache hits): one more gateway each.
 start_gateway llmgate-reliable GWREL
 start_gateway llmgate-cache GWCACHE
+# T1: llmgate over TLS + HTTP/2, trusting the throw-away CA through SSL_CERT_FILE.
+start_gateway llmgate-tls GWTLS "SSL_CERT_FILE=$TLS_DIR/ca.pem"
+export PTTLS_PID
 
 LITELLM_V="not run"
 if [ "$WITH_LITELLM" = 1 ]; then

@@ -179,7 +179,8 @@ pub const LITELLM_SETTINGS: &[KeySpec] = &[
     key("modify_params", Pending),
     key("return_response_headers", Pending),
     key("force_ipv4", Pending),
-    key("ssl_verify", Pending),
+    key("ssl_verify", Implemented),
+    key("ssl_certificate", Implemented),
     key("langfuse_default_tags", Pending),
     key("mcp_aliases", Pending),
     key("disable_end_user_cost_tracking", Pending),
@@ -462,6 +463,8 @@ pub const LITELLM_PARAMS: &[KeySpec] = &[
     key("guardrailConfig", Implemented),
     key("dimensions", Implemented),
     key("encoding_format", Implemented),
+    key("ssl_verify", Implemented),
+    key("ssl_certificate", Implemented),
     key(
         "input_cost_per_second",
         Refused("pricing by the second (the call would be logged at the token price or $0)"),

@@ -173,6 +173,11 @@ pub struct LitellmSettings {
     /// Return upstream response headers.
     #[serde(deserialize_with = "lenient::opt_bool")]
     pub return_response_headers: Option<bool>,
+    /// Upstream TLS verification: `false`, or a CA bundle path (see [`crate::upstream`]).
+    pub ssl_verify: Option<Value>,
+    /// Upstream TLS client certificate: a PEM file with the certificate and its key.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub ssl_certificate: Option<String>,
 }
 
 /// `litellm_settings.cache_params`. Keys not typed here land in [`CacheParams::other`].

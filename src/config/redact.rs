@@ -99,7 +99,7 @@ redacting_debug!(LitellmSettings {
     cooldown_time, max_fallbacks, modify_params, turn_off_message_logging,
     redact_user_api_key_info, max_budget, budget_duration, budget_exceeded_status_code,
     enable_preview_features,
-    return_response_headers,
+    return_response_headers, ssl_verify, ssl_certificate,
 } redact { default_team_settings });
 
 redacting_debug!(CacheParams {

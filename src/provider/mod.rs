@@ -19,8 +19,6 @@ pub mod bedrock;
 pub mod compat;
 mod deployment;
 pub mod gemini;
-mod h1_pool;
-mod http_client;
 pub mod mock;
 pub mod ollama;
 pub mod openai;
@@ -38,8 +36,6 @@ use http::{HeaderMap, StatusCode};
 
 pub use self::{
     deployment::{split_provider, stable_id, Deployment},
-    h1_pool::UpstreamBody,
-    http_client::{HttpClient, HttpClientBuilder, HttpFuture},
     registry::{known_prefixes, lookup, Providers, RegisterError, SharedProvider},
     service::{
         forwardable_headers, retry_after, transport_error, ProviderLayer, ProviderService,
@@ -48,6 +44,9 @@ pub use self::{
 };
 /// The one URL redaction, re-exported where deployments are ([`crate::secret::redact_url`]).
 pub use crate::secret::redact_url;
+/// The HTTP-client level, re-exported from its new home ([`crate::upstream`]) so that code written
+/// against `provider::HttpClient` keeps compiling.
+pub use crate::upstream::{HttpClient, HttpClientBuilder, HttpFuture, UpstreamBody};
 use crate::{
     error::LlmError,
     secret::Secret,

@@ -91,9 +91,12 @@ pub(crate) fn check(path: Option<&PathBuf>) -> Result<String, String> {
     // providers are listed beside the config's own errors.
     let gateway = Gateway::from_config(&checked.config, &HttpClient::new());
     let warnings: Vec<&String> = checked.warnings.iter().chain(gateway.warnings()).collect();
+    // The upstream TLS and proxy settings (files read, URLs parsed) as start-up would.
+    let upstream = HttpClient::from_config(&checked.config).err();
+    let errors = checked.errors.len() + usize::from(upstream.is_some());
     let mut out = String::new();
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    if checked.errors.is_empty() {
+    if errors == 0 {
         out.push_str(&format!(
             "{origin}: config OK ({}, {}, {})",
             plural(gateway.router().model_names().len(), "model group"),
@@ -103,17 +106,20 @@ pub(crate) fn check(path: Option<&PathBuf>) -> Result<String, String> {
     } else {
         out.push_str(&format!(
             "{origin}: config has {} and {}; llmgate would not start",
-            plural(checked.errors.len(), "error"),
+            plural(errors, "error"),
             plural(warnings.len(), "warning"),
         ));
     }
     for e in &checked.errors {
         out.push_str(&format!("\n  error: {}: {}", key_or_file(&e.key), e.reason));
     }
+    if let Some(e) = upstream {
+        out.push_str(&format!("\n  error: {e}"));
+    }
     for w in warnings {
         out.push_str(&format!("\n  warning: {w}"));
     }
-    if checked.errors.is_empty() {
+    if errors == 0 {
         Ok(out)
     } else {
         Err(out)
@@ -168,7 +174,8 @@ pub(crate) fn run(opts: RunOptions) -> Result<(), String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let opts_path = opts.config.clone();
     rt.block_on(async move {
-        let client = HttpClient::new();
+        // Proxies and CA bundles from the environment, TLS keys from the config: read once.
+        let client = HttpClient::from_config(&loaded.config).map_err(|e| format!("{origin}: {e}"))?;
         // Every per-request deadline (the edge's, the timeout layer's) goes to one timer thread,
         // so a serving thread with nothing else due parks without a kernel timer.
         let timer = Timer::dedicated().unwrap_or_else(|e| {

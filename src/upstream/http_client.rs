@@ -1,5 +1,5 @@
 //! [`HttpClient`]: pooled keep-alive connections; over TLS hyper-util's client with rustls (HTTP/1.1
-//! and HTTP/2 by ALPN), over plain HTTP a lighter pool of HTTP/1.1 connections ([`super::h1_pool`]).
+//! and HTTP/2 by ALPN), over plain HTTP a lighter pool of HTTP/1.1 connections (`super::h1_pool`).
 
 use std::{
     future::Future,
@@ -16,9 +16,16 @@ use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::{TokioExecutor, TokioTimer},
 };
+use rustls::ClientConfig;
 use thread_local::ThreadLocal;
 
-use super::h1_pool::{self, PoolConfig, PoolSource, ThreadPool, UpstreamBody};
+use super::{
+    body::UpstreamBody,
+    config::UpstreamConfigError,
+    h1_pool::{self, PoolConfig, PoolSource, ThreadPool},
+    proxy::{Connector, ProxySettings},
+    tls::{TlsError, TlsSettings},
+};
 use crate::error::BoxError;
 
 /// The default upstream HTTP client: pooled keep-alive connections, TCP_NODELAY, rustls (no
@@ -35,17 +42,68 @@ use crate::error::BoxError;
 /// the thread that opened it, so a request served on one thread never waits on a connection
 /// driven by another (the binary serves with one single-threaded runtime per core; see
 /// [`serve_per_thread`](crate::server::serve_per_thread)).
+///
+/// TLS settings ([`TlsSettings`]: CA bundle, no verification, client certificate), per-host TLS
+/// settings and HTTP proxies ([`ProxySettings`]) are set on the [`HttpClientBuilder`];
+/// [`HttpClient::new`] uses none and reads no environment, [`HttpClient::from_config`] (the
+/// binary's) reads the environment and the config once.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     shared: Arc<Shared>,
 }
 
+type TlsClient = Client<HttpsConnector<Connector>, Full<Bytes>>;
+
 #[derive(Debug)]
 struct Shared {
     builder: HttpClientBuilder,
-    per_thread: ThreadLocal<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
+    per_thread: ThreadLocal<TlsClient>,
+    /// Upstreams with their own TLS settings (a deployment's `ssl_verify` / `ssl_certificate`),
+    /// each with its own pools; usually empty, so the common path does not look.
+    hosts: Vec<HostClient>,
     plain: ThreadLocal<ThreadPool>,
     plain_config: PoolConfig,
+}
+
+#[derive(Debug)]
+struct HostClient {
+    host: HostPort,
+    tls: Arc<ClientConfig>,
+    per_thread: ThreadLocal<TlsClient>,
+}
+
+/// A host (lower case) and port, as an `https://` URL names it (443 when it names none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HostPort {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl HostPort {
+    /// The host and port of `uri`; `None` without a host.
+    pub(crate) fn of(uri: &http::Uri) -> Option<Self> {
+        let host = uri.host()?.to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("http") {
+                80
+            } else {
+                443
+            });
+        Some(Self { host, port })
+    }
+
+    fn matches(&self, uri: &http::Uri) -> bool {
+        uri.host()
+            .is_some_and(|h| h.eq_ignore_ascii_case(&self.host))
+            && uri.port_u16().unwrap_or(443) == self.port
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
 }
 
 impl PoolSource for Shared {
@@ -59,13 +117,18 @@ impl PoolSource for Shared {
 }
 
 /// Builds an [`HttpClient`]. Defaults: connect timeout 5 s, idle pooled connections kept 90 s, at
-/// most 256 idle connections per host.
+/// most 256 idle connections per host, the webpki roots, no proxy, nothing read from the
+/// environment (see [`HttpClientBuilder::from_env`]).
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct HttpClientBuilder {
     connect_timeout: Duration,
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: usize,
+    /// `None`: the webpki roots through hyper-rustls's own configuration.
+    tls: Option<Arc<ClientConfig>>,
+    host_tls: Vec<(HostPort, Arc<ClientConfig>)>,
+    proxy: ProxySettings,
 }
 
 impl Default for HttpClientBuilder {
@@ -74,11 +137,25 @@ impl Default for HttpClientBuilder {
             connect_timeout: Duration::from_secs(5),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 256,
+            tls: None,
+            host_tls: Vec::new(),
+            proxy: ProxySettings::none(),
         }
     }
 }
 
 impl HttpClientBuilder {
+    /// The defaults, with the proxies (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`) and
+    /// the CA bundle (`SSL_CERT_FILE`, `SSL_CERT_DIR`) read from the environment, once, now.
+    pub fn from_env() -> Result<Self, UpstreamConfigError> {
+        let proxy = ProxySettings::from_env().map_err(UpstreamConfigError::from_proxy)?;
+        let tls = TlsSettings::from_env().map_err(UpstreamConfigError::from_tls)?;
+        Self::default()
+            .proxy(proxy)
+            .tls(&tls)
+            .map_err(UpstreamConfigError::from_tls)
+    }
+
     /// Time allowed to open a TCP connection.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -97,6 +174,36 @@ impl HttpClientBuilder {
         self
     }
 
+    /// The TLS settings of every `https://` upstream without its own ([`Self::tls_for_host`]).
+    pub fn tls(mut self, tls: &TlsSettings) -> Result<Self, TlsError> {
+        self.tls = Some(Arc::new(tls.client_config()?));
+        Ok(self)
+    }
+
+    /// The TLS settings of the `https://` upstream at `host` and `port` (a deployment's own
+    /// `ssl_verify` / `ssl_certificate`). Replaces earlier settings for the same host and port.
+    pub fn tls_for_host(
+        mut self,
+        host: &str,
+        port: u16,
+        tls: &TlsSettings,
+    ) -> Result<Self, TlsError> {
+        let config = Arc::new(tls.client_config()?);
+        let key = HostPort {
+            host: host.to_ascii_lowercase(),
+            port,
+        };
+        self.host_tls.retain(|(h, _)| *h != key);
+        self.host_tls.push((key, config));
+        Ok(self)
+    }
+
+    /// The HTTP proxies ([`ProxySettings`]); default none.
+    pub fn proxy(mut self, proxy: ProxySettings) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> HttpClient {
         let mut connector = self.connector();
@@ -105,11 +212,22 @@ impl HttpClientBuilder {
             idle_timeout: self.pool_idle_timeout,
             max_idle_per_host: self.pool_max_idle_per_host,
             connector,
+            proxy: self.proxy.clone(),
         };
+        let hosts = self
+            .host_tls
+            .iter()
+            .map(|(host, tls)| HostClient {
+                host: host.clone(),
+                tls: tls.clone(),
+                per_thread: ThreadLocal::new(),
+            })
+            .collect();
         HttpClient {
             shared: Arc::new(Shared {
                 builder: self,
                 per_thread: ThreadLocal::new(),
+                hosts,
                 plain: ThreadLocal::new(),
                 plain_config,
             }),
@@ -124,15 +242,23 @@ impl HttpClientBuilder {
         http
     }
 
-    fn client(&self) -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
+    fn client(&self, tls: Option<&Arc<ClientConfig>>) -> TlsClient {
         let mut http = self.connector();
         http.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+        let connector = Connector {
+            http,
+            proxy: self.proxy.clone(),
+        };
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match tls.or(self.tls.as_ref()) {
+            Some(config) => builder.with_tls_config((**config).clone()),
+            None => builder.with_webpki_roots(),
+        };
+        let https = builder
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(connector);
         Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -180,7 +306,15 @@ impl tower_service::Service<http::Request<Full<Bytes>>> for HttpClient {
             };
         }
         let shared = &*self.shared;
-        let client = shared.per_thread.get_or(|| shared.builder.client());
+        let own = if shared.hosts.is_empty() {
+            None
+        } else {
+            shared.hosts.iter().find(|h| h.host.matches(req.uri()))
+        };
+        let client = match own {
+            None => shared.per_thread.get_or(|| shared.builder.client(None)),
+            Some(h) => h.per_thread.get_or(|| shared.builder.client(Some(&h.tls))),
+        };
         HttpFuture {
             inner: Inner::Tls {
                 fut: client.request(req),

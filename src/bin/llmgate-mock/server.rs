@@ -38,13 +38,15 @@ struct Shared {
     anthropic_head: Bytes,
 }
 
-/// Serves the mock on `listener` until `shutdown` resolves. See the [module docs](super).
+/// Serves the mock on `listener` until `shutdown` resolves. See the [crate docs](crate).
 ///
-/// Connections are HTTP/1.1 (keep-alive) or cleartext HTTP/2, with `TCP_NODELAY`. Run it on a
-/// multi-threaded runtime so that it is never the bottleneck.
-pub async fn serve(
+/// Connections are HTTP/1.1 (keep-alive) or cleartext HTTP/2, with `TCP_NODELAY`; with `tls`,
+/// TLS with HTTP/2 or HTTP/1.1 by ALPN. Run it on a multi-threaded runtime so that it is never
+/// the bottleneck.
+pub(crate) async fn serve(
     listener: TcpListener,
     options: MockOptions,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let prepared = Prepared::new(options.embedding_dims);
@@ -74,11 +76,22 @@ pub async fn serve(
         let conn = ConnHandle::new(&stream);
         let shared = shared.clone();
         let builder = builder.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let svc =
                 hyper::service::service_fn(move |req| handle(req, shared.clone(), conn.clone()));
             // Errors here are resets we asked for, or clients going away.
-            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+            match tls {
+                None => {
+                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                }
+                Some(acceptor) => {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return; // a failed handshake: nothing to answer
+                    };
+                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                }
+            }
         });
     }
 }

@@ -6,27 +6,27 @@ use http::HeaderMap;
 
 /// How the mock answers. See the [module docs](super) for the per-request overrides.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct MockOptions {
+pub(crate) struct MockOptions {
     /// Wait before the response headers (the first byte). Default 0.
-    pub latency: Duration,
+    pub(crate) latency: Duration,
     /// Content chunks per streamed answer. Default 10.
-    pub chunks: usize,
+    pub(crate) chunks: usize,
     /// Delay between two content chunks. Default 0.
-    pub chunk_delay: Duration,
+    pub(crate) chunk_delay: Duration,
     /// Answer with this status (and the provider's error JSON) instead of a success. Default none.
-    pub error_status: Option<u16>,
+    pub(crate) error_status: Option<u16>,
     /// Share of requests, 0 to 1, that get `error_status`. Default 1.
-    pub error_rate: f64,
+    pub(crate) error_rate: f64,
     /// `retry-after` seconds sent with errors. Default none.
-    pub retry_after: Option<u64>,
+    pub(crate) retry_after: Option<u64>,
     /// Share of requests, 0 to 1, whose connection is reset without an answer. Default 0.
-    pub reset_rate: f64,
+    pub(crate) reset_rate: f64,
     /// Floats per embedding. Default 16.
-    pub embedding_dims: usize,
+    pub(crate) embedding_dims: usize,
     /// Stamp each streamed content chunk after the first with `"mock_sent_ns"`, the wall-clock
     /// time (nanoseconds since the Unix epoch) at which the mock handed it to the connection, so a
     /// client on the same machine can time each chunk's trip. Default off.
-    pub stamp: bool,
+    pub(crate) stamp: bool,
 }
 
 impl Default for MockOptions {

@@ -24,21 +24,23 @@ use std::{
     cell::RefCell,
     collections::VecDeque,
     future::Future,
-    pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use futures_util::future::Either;
-use http::{header::HOST, uri::Authority, HeaderValue, Request, Response, Uri};
-use http_body::{Body, Frame, SizeHint};
+use http::{
+    header::{HOST, PROXY_AUTHORIZATION},
+    uri::Authority,
+    HeaderValue, Request, Response, Uri,
+};
 use http_body_util::Full;
-use hyper::{body::Incoming, client::conn::http1::SendRequest};
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::client::{legacy::connect::HttpConnector, proxy::matcher::Intercept};
 use tower_service::Service;
 
+use super::{body::UpstreamBody, proxy::ProxySettings};
 use crate::error::BoxError;
 
 /// How many times a request is offered to another connection when a pooled one could not take
@@ -80,6 +82,8 @@ pub(crate) struct PoolConfig {
     pub(crate) idle_timeout: Duration,
     pub(crate) max_idle_per_host: usize,
     pub(crate) connector: HttpConnector,
+    /// The HTTP proxy for plain-HTTP upstreams, if any: requests go to it in absolute form.
+    pub(crate) proxy: ProxySettings,
 }
 
 /// Where a finished response's connection goes back to: the pool of the thread that finishes it.
@@ -163,10 +167,39 @@ pub(crate) fn send<P: PoolSource>(
     source: Arc<P>,
     req: Request<Full<Bytes>>,
 ) -> impl Future<Output = Result<Response<UpstreamBody>, BoxError>> {
-    match origin_form(req) {
-        Ok((authority, req)) => Either::Left(send_to(source, authority, req)),
+    let prepared = match source.config().proxy.intercept(req.uri()) {
+        None => origin_form(req).map(|(authority, req)| (authority, None, req)),
+        Some(via) => absolute_form(req, &via)
+            .map(|(authority, req)| (authority, Some(via.uri().clone()), req)),
+    };
+    match prepared {
+        Ok((authority, dial, req)) => Either::Left(send_to(source, authority, dial, req)),
         Err(e) => Either::Right(std::future::ready(Err(e))),
     }
+}
+
+/// `req` as sent to an HTTP proxy: the absolute URL as the request target, the host in `Host`,
+/// and the proxy's credentials (from its URL) in `Proxy-Authorization`, marked sensitive; and
+/// the authority of the upstream (connections to the proxy are pooled per upstream).
+fn absolute_form(
+    mut req: Request<Full<Bytes>>,
+    via: &Intercept,
+) -> Result<(Authority, Request<Full<Bytes>>), BoxError> {
+    let authority = req
+        .uri()
+        .authority()
+        .cloned()
+        .ok_or("the upstream URL has no host")?;
+    if !req.headers().contains_key(HOST) {
+        let host = host_header(&authority).ok_or("the upstream host is not a valid Host header")?;
+        req.headers_mut().insert(HOST, host);
+    }
+    if let Some(auth) = via.basic_auth() {
+        let mut auth = auth.clone();
+        auth.set_sensitive(true);
+        req.headers_mut().insert(PROXY_AUTHORIZATION, auth);
+    }
+    Ok((authority, req))
 }
 
 /// `req` in origin form for HTTP/1.1 to an origin server: the path as the request target, the
@@ -195,6 +228,7 @@ fn origin_form(
 fn send_to<P: PoolSource>(
     source: Arc<P>,
     authority: Authority,
+    dial: Option<Uri>,
     req: Request<Full<Bytes>>,
 ) -> impl Future<Output = Result<Response<UpstreamBody>, BoxError>> {
     // Not an `async fn` (see `send`); the rebinding keeps clippy's `manual_async_fn` from
@@ -214,7 +248,7 @@ fn send_to<P: PoolSource>(
             let reused = pooled.is_some();
             let mut sender = match pooled {
                 Some(idle) => idle.sender,
-                None => connect(config, &authority).await?,
+                None => connect(config, &authority, dial.as_ref()).await?,
             };
             if reused && sender.ready().await.is_err() {
                 offers += 1;
@@ -227,9 +261,7 @@ fn send_to<P: PoolSource>(
                         authority,
                         sender: Some(sender),
                     });
-                    return Ok(resp.map(|inner| UpstreamBody {
-                        inner: Inner::Pooled { body: inner, back },
-                    }));
+                    return Ok(resp.map(|inner| UpstreamBody::pooled(inner, back)));
                 }
                 Err(mut e) => match e.take_message() {
                     // Never written: another connection may take it.
@@ -251,17 +283,34 @@ pub(crate) fn host_header(authority: &Authority) -> Option<HeaderValue> {
     HeaderValue::from_str(host_port).ok()
 }
 
-/// Opens a connection to `authority` and starts driving it on this runtime.
+/// Opens a connection to `authority`, or to the proxy `dial` when there is one, and starts
+/// driving it on this runtime.
 async fn connect(
     config: &PoolConfig,
     authority: &Authority,
+    dial: Option<&Uri>,
 ) -> Result<SendRequest<Full<Bytes>>, BoxError> {
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(authority.clone())
-        .path_and_query("/")
-        .build()?;
-    let io = config.connector.clone().call(uri).await?;
+    let io = match dial {
+        None => {
+            let uri = Uri::builder()
+                .scheme("http")
+                .authority(authority.clone())
+                .path_and_query("/")
+                .build()?;
+            config.connector.clone().call(uri).await?
+        }
+        Some(proxy) => config
+            .connector
+            .clone()
+            .call(proxy.clone())
+            .await
+            .map_err(|e| {
+                format!(
+                    "proxy {}: {e}",
+                    proxy.authority().map_or("", |a| a.as_str())
+                )
+            })?,
+    };
     let (sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
@@ -278,7 +327,7 @@ async fn connect(
 /// hyper then reads on to the end if the rest is already buffered, keeping the connection, or
 /// closes it; a closed one fails `ready()` at checkout and is passed over. Only a body that
 /// failed does not go back.
-struct Return {
+pub(crate) struct Return {
     source: Arc<dyn PoolSource>,
     authority: Authority,
     sender: Option<SendRequest<Full<Bytes>>>,
@@ -286,7 +335,7 @@ struct Return {
 
 impl Return {
     /// Drops the connection instead of pooling it.
-    fn discard(mut self) {
+    pub(crate) fn discard(mut self) {
         self.sender = None;
     }
 }
@@ -302,79 +351,6 @@ impl Drop for Return {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The body of a response from [`HttpClient`](super::HttpClient): hyper's, and for a pooled
-    /// plain-HTTP connection the way back to the pool once the body has ended.
-    pub struct UpstreamBody {
-        #[pin]
-        inner: Inner,
-    }
-}
-
-pin_project_lite::pin_project! {
-    #[project = InnerProj]
-    enum Inner {
-        Plain { #[pin] body: Incoming },
-        Pooled { #[pin] body: Incoming, back: Option<Return> },
-    }
-}
-
-impl UpstreamBody {
-    /// A body with no connection to return (hyper-util's pool manages its own).
-    pub(crate) fn plain(body: Incoming) -> Self {
-        Self {
-            inner: Inner::Plain { body },
-        }
-    }
-}
-
-impl std::fmt::Debug for UpstreamBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamBody").finish_non_exhaustive()
-    }
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.project().inner.project() {
-            InnerProj::Plain { body } => body.poll_frame(cx),
-            InnerProj::Pooled { mut body, back } => {
-                let frame = std::task::ready!(body.as_mut().poll_frame(cx));
-                match &frame {
-                    // The whole response is read: the connection can take the next request.
-                    None => drop(back.take()),
-                    Some(Ok(_)) if body.is_end_stream() => drop(back.take()),
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) => {
-                        if let Some(back) = back.take() {
-                            back.discard();
-                        }
-                    }
-                }
-                Poll::Ready(frame)
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            Inner::Plain { body } | Inner::Pooled { body, .. } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Inner::Plain { body } | Inner::Pooled { body, .. } => body.size_hint(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -385,8 +361,9 @@ mod tests {
     };
 
     use futures_util::StreamExt as _;
+    use http_body::Frame;
     use http_body_util::{BodyExt as _, StreamBody};
-    use hyper::service::service_fn;
+    use hyper::{body::Incoming, service::service_fn};
     use hyper_util::rt::TokioIo;
     use tokio::net::TcpListener;
 
@@ -419,6 +396,7 @@ mod tests {
                 idle_timeout,
                 max_idle_per_host: max_idle,
                 connector,
+                proxy: ProxySettings::none(),
             },
         })
     }

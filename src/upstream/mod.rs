@@ -1,0 +1,33 @@
+//! The upstream HTTP client: how the gateway reaches providers over the network.
+//!
+//! [`HttpClient`] is a `tower::Service<http::Request<Full<Bytes>>>` answering
+//! `http::Response<`[`UpstreamBody`]`>`; the provider translations
+//! ([`crate::provider`]) sit on top of it and never see a socket. This level owns everything
+//! about connections:
+//!
+//! - pooling: hyper-util's client for `https://` (HTTP/1.1 and HTTP/2 by ALPN), a lighter
+//!   per-thread HTTP/1.1 pool for plain `http://` (`h1_pool`);
+//! - TLS: the root certificates (webpki roots by default; a CA bundle from `SSL_CERT_FILE` /
+//!   `SSL_CERT_DIR` or LiteLLM's `ssl_verify: <path>`), verification switched off by
+//!   `ssl_verify: false`, and client certificates (`ssl_certificate`), see [`TlsSettings`];
+//! - proxies: `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY`, see [`ProxySettings`].
+//!
+//! [`HttpClient::new`] reads no environment (webpki roots, no proxy); the gateway binary builds
+//! its client with [`HttpClient::from_config`], which reads the environment once and the
+//! config's TLS keys.
+
+mod body;
+mod config;
+mod h1_pool;
+mod http_client;
+mod proxy;
+mod tls;
+
+pub(crate) use self::h1_pool::host_header;
+pub use self::{
+    body::UpstreamBody,
+    config::UpstreamConfigError,
+    http_client::{HttpClient, HttpClientBuilder, HttpFuture},
+    proxy::{ProxyError, ProxySettings},
+    tls::{TlsError, TlsSettings},
+};
