@@ -23,7 +23,6 @@ mod http_client;
 mod proxy;
 mod tls;
 
-pub(crate) use self::h1_pool::host_header;
 pub use self::{
     body::UpstreamBody,
     config::UpstreamConfigError,
