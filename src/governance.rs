@@ -215,12 +215,12 @@ fn redact(url: &str) -> String {
 }
 
 /// The Redis URL for the rate-limit counters: [`BuildOptions::redis_url`], else
-/// `router_settings` ([`crate::redis_url::router`]).
+/// `router_settings` ([`crate::config::redis_router_url`]).
 #[must_use]
 pub fn redis_url(config: &Config, opts: &BuildOptions) -> Option<String> {
     opts.redis_url
         .clone()
-        .or_else(|| crate::redis_url::router(config))
+        .or_else(|| crate::config::redis_router_url(config))
 }
 
 /// The price table: built-in, with the price file merged over it.

@@ -11,7 +11,6 @@
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 #[cfg(feature = "gateway")]
-use crate::config::Config;
 
 /// The Redis port when none is configured.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -32,34 +31,10 @@ pub fn from_parts(host: &str, port: u16, password: Option<&str>) -> String {
     }
 }
 
-/// The Redis URL of `router_settings`: `redis_url`, else `redis_host` with `redis_port`
-/// (default 6379) and `redis_password`. Empty values count as unset. Used for the router's
-/// shared state and the rate-limit counters.
-#[cfg(feature = "gateway")]
-#[must_use]
-pub fn router(config: &Config) -> Option<String> {
-    let rs = &config.router_settings;
-    if let Some(u) = rs.redis_url.as_ref().filter(|u| !u.is_empty()) {
-        return Some(u.expose().to_owned());
-    }
-    let host = rs.redis_host.as_deref().filter(|h| !h.trim().is_empty())?;
-    Some(from_parts(
-        host,
-        rs.redis_port.unwrap_or(DEFAULT_PORT),
-        rs.redis_password
-            .as_ref()
-            .map(crate::secret::Secret::expose),
-    ))
-}
-
-#[cfg(all(test, feature = "gateway"))]
+#[cfg(test)]
 #[allow(clippy::unwrap_used)] // clippy's allow-unwrap-in-tests sees only a plain `cfg(test)`
 mod tests {
     use super::*;
-
-    fn config(yaml: &str) -> Config {
-        Config::from_yaml_str(yaml, "test").unwrap().config
-    }
 
     #[test]
     fn password_with_reserved_characters_round_trips() {
@@ -81,24 +56,5 @@ mod tests {
         assert_eq!(from_parts("h", 1, Some("")), "redis://h:1");
         assert_eq!(from_parts("::1", 2, None), "redis://[::1]:2");
         assert_eq!(from_parts("[::1]", 2, None), "redis://[::1]:2");
-    }
-
-    #[test]
-    fn router_settings_pick_url_then_host() {
-        assert_eq!(router(&config("model_list: []\n")), None);
-        let c = config(
-            "router_settings:\n  redis_host: r.local\n  redis_port: 6390\n  redis_password: 'a@b:c/d'\n",
-        );
-        assert_eq!(
-            router(&c).as_deref(),
-            Some("redis://:a%40b%3Ac%2Fd@r.local:6390")
-        );
-        let c = config("router_settings:\n  redis_host: r.local\n");
-        assert_eq!(router(&c).as_deref(), Some("redis://r.local:6379"));
-        let c =
-            config("router_settings:\n  redis_url: 'redis://u:p@x:1/2'\n  redis_host: ignored\n");
-        assert_eq!(router(&c).as_deref(), Some("redis://u:p@x:1/2"));
-        let c = config("router_settings:\n  redis_url: ''\n  redis_host: ''\n");
-        assert_eq!(router(&c), None);
     }
 }

@@ -23,7 +23,7 @@ use crate::{
     error::{ErrorKind, LlmError},
     secret::Secret,
     store::{hash_key, StoreError},
-    types::{LlmRequest, LlmResponse, Operation, ResponseBody},
+    types::{LlmRequest, LlmResponse, ResponseBody},
 };
 
 /// Applies [`Auth`]. See the [module docs](super) for an example.
@@ -228,18 +228,18 @@ fn admit(
     catalog: &Arc<ModelCatalog>,
 ) -> Result<Filter, LlmError> {
     let info = usable(info)?;
-    let list = matches!(req.op, Operation::ListModels);
+    let list = !req.kind().calls_a_model();
     if !list {
         catalog.check(&info, req.model())?;
-        for group in crate::fallback::requested_groups(req) {
+        for group in requested_fallbacks(req) {
             catalog.check(&info, &group)?;
         }
     }
     let filter = list.then(|| (info.clone(), catalog.clone()));
     // Cached answers are shared within a team, else within one key, never across tenants.
     req.extensions.insert(match &info.team_id {
-        Some(team) => crate::cache::CacheScope::team(team),
-        None => crate::cache::CacheScope::key(&info.token),
+        Some(team) => crate::types::extensions::CacheScope::team(team),
+        None => crate::types::extensions::CacheScope::key(&info.token),
     });
     req.extensions.insert(info);
     Ok(filter)
@@ -383,6 +383,16 @@ where
             }
         }
     }
+}
+
+/// Every fallback group the request's body names (its typed controls): what the caller asks to
+/// reach beyond its model.
+fn requested_fallbacks(req: &LlmRequest) -> Vec<String> {
+    req.controls()
+        .fallbacks
+        .as_deref()
+        .map(|f| f.groups().map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

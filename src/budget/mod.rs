@@ -78,7 +78,7 @@ use crate::{
     error::{ErrorKind, LlmError},
     spend::Ledger,
     store::now_ms,
-    types::{LlmRequest, LlmResponse, Operation},
+    types::{LlmRequest, LlmResponse},
 };
 
 /// Applies [`Budget`]. See the [module docs](self) for an example.
@@ -259,7 +259,7 @@ where
     }
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
-        if !matches!(req.op, Operation::ListModels) {
+        if req.kind().calls_a_model() {
             let refused = req
                 .extensions
                 .get::<Arc<KeyInfo>>()

@@ -19,7 +19,7 @@ use tower_service::Service;
 use crate::{
     auth::KeyInfo,
     error::{ErrorKind, LlmError},
-    types::{LlmRequest, LlmResponse, Operation},
+    types::{LlmRequest, LlmResponse},
 };
 
 /// Applies [`UnpricedGuard`] to the stack of one unpriced deployment.
@@ -121,7 +121,7 @@ where
                 .extensions
                 .get::<Arc<KeyInfo>>()
                 .is_some_and(|i| has_budget(i));
-        if budgeted && !matches!(req.op, Operation::ListModels) {
+        if budgeted && req.kind().calls_a_model() {
             return Either::Left(future::ready(Err(unpriced_error(&self.model))));
         }
         Either::Right(self.inner.call(req))

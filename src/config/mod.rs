@@ -25,6 +25,8 @@ mod lenient;
 mod load;
 mod model;
 mod redact;
+mod runtime;
+mod upstream;
 mod validate;
 
 pub use self::{
@@ -33,6 +35,7 @@ pub use self::{
         CacheParams, Config, GeneralSettings, LitellmParams, LitellmSettings, ModelEntry,
         RouterSettings,
     },
+    runtime::{body_read_timeout, redis_router_url},
     validate::check_params,
 };
 

@@ -118,7 +118,7 @@ pub use crate::types::chat::estimate_prompt_tokens;
 /// The status of a call dropped before it finished: cut at shutdown once the grace period is
 /// over, else abandoned by its client.
 fn cut_status() -> &'static str {
-    if crate::server::grace_over() {
+    if crate::types::extensions::grace_over() {
         STATUS_CUT_AT_SHUTDOWN
     } else {
         STATUS_CLIENT_CLOSED

@@ -14,16 +14,16 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{
-    cut_status, estimate_prompt_tokens, estimate_tokens, stream::CostStream, Pricing, StreamTally,
-    UsageReport, STATUS_CLIENT_CLOSED, STATUS_CUT_AT_SHUTDOWN,
+    cut_status, estimate_tokens, stream::CostStream, Pricing, StreamTally, UsageReport,
+    STATUS_CLIENT_CLOSED, STATUS_CUT_AT_SHUTDOWN,
 };
 use crate::{
     auth::KeyInfo,
     error::LlmError,
     provider::Deployment,
-    server::CallId,
     spend::SpendLog,
     store::{now_ms, SpendRow},
+    types::extensions::CallId,
     types::{
         chat::{StreamOptions, Usage},
         LlmRequest, LlmResponse, ResponseBody,
@@ -163,7 +163,7 @@ impl CallCtx {
                 request_id: self
                     .call_id
                     .as_deref()
-                    .map_or_else(crate::server::new_call_id, str::to_owned),
+                    .map_or_else(crate::types::extensions::new_call_id, str::to_owned),
                 api_key: self
                     .key
                     .as_ref()
@@ -238,7 +238,7 @@ where
     }
 
     fn call(&mut self, mut req: LlmRequest) -> Self::Future {
-        if matches!(req.op, crate::types::Operation::ListModels) {
+        if !req.kind().calls_a_model() {
             return ResponseFuture {
                 inner: self.inner.call(req),
                 ctx: None,
@@ -281,9 +281,7 @@ where
             } else {
                 None
             },
-            prompt_estimate: req
-                .as_chat()
-                .map_or(0, |c| estimate_prompt_tokens(&c.messages)),
+            prompt_estimate: req.op.estimate_input_tokens(),
         };
         ResponseFuture {
             inner: self.inner.call(req),
@@ -350,31 +348,28 @@ where
                 Poll::Ready(Err(e))
             }
             Ok(mut resp) => {
-                let body_model = match &resp.body {
-                    ResponseBody::Chat(c) => c.model().map(str::to_owned),
-                    ResponseBody::Embeddings(e) => e.model.clone(),
-                    _ => None,
-                };
+                let body_model = resp.body.model().map(str::to_owned);
                 let snap = snapshot(&resp.meta, body_model);
-                match resp.body {
-                    ResponseBody::Stream(stream) => {
-                        resp.body = ResponseBody::Stream(Box::pin(CostStream {
+                if resp.body.is_stream() {
+                    let strip_usage = *this.strip_usage;
+                    resp = resp.map_stream(|stream| {
+                        Box::pin(CostStream {
                             inner: stream,
                             ctx: Some(ctx),
                             meta: snap,
                             usage: None,
                             delivered: 0,
-                            strip_usage: *this.strip_usage,
-                        }));
-                    }
-                    _ => {
-                        let usage = resp.meta.usage.clone().or_else(|| match &resp.body {
-                            ResponseBody::Chat(c) => c.usage().cloned(),
-                            _ => None,
-                        });
-                        let cost = ctx.finish(usage.as_ref(), &snap, "success");
-                        resp.meta.cost = Some(cost);
-                    }
+                            strip_usage,
+                        })
+                    });
+                } else {
+                    // Priced from the chat usage's details (cached tokens); see `Pricing`.
+                    let usage = resp.meta.usage.clone().or_else(|| match &resp.body {
+                        ResponseBody::Chat(c) => c.usage().cloned(),
+                        _ => None,
+                    });
+                    let cost = ctx.finish(usage.as_ref(), &snap, "success");
+                    resp.meta.cost = Some(cost);
                 }
                 Poll::Ready(Ok(resp))
             }

@@ -66,7 +66,7 @@ impl GatewayBuilder {
             )
             .max_budget(ls.max_budget)
             .max_body_bytes(max_body_bytes(config))
-            .body_read_timeout(crate::server::body_read_timeout(config));
+            .body_read_timeout(crate::config::body_read_timeout(config));
         if let Some(drop) = ls.drop_params {
             b = b.drop_params(drop);
         }
@@ -103,7 +103,7 @@ impl GatewayBuilder {
             };
             b = b.alias(alias.clone(), group, hidden);
         }
-        if let Some(url) = crate::redis_url::router(config) {
+        if let Some(url) = crate::config::redis_router_url(config) {
             b = b.router_redis(url);
         }
         b.warnings_mut().extend(warnings);

@@ -19,12 +19,12 @@ use super::{
 };
 use crate::{
     admission::{Admission, AdmissionFuture, OnResponse},
-    cost::{estimate_prompt_tokens, estimate_tokens, UsageReport},
+    cost::{estimate_tokens, UsageReport},
     error::LlmError,
     observe::{End, Flow, Observe, Observer},
     types::{
         chat::{StreamOptions, Usage},
-        ChunkBody, LlmRequest, LlmResponse, Operation, ResponseBody,
+        ChunkBody, LlmRequest, LlmResponse,
     },
 };
 
@@ -215,26 +215,17 @@ impl OnResponse for Admitted {
             }
             Ok(mut resp) => {
                 decision.headers(&mut resp.meta.headers);
-                match resp.body {
-                    ResponseBody::Stream(s) => {
-                        resp.body = ResponseBody::Stream(Box::pin(Observe::new(
-                            s,
-                            Tokens {
-                                release,
-                                usage: None,
-                                delivered: 0,
-                                strip_usage,
-                                prompt_estimate,
-                            },
-                        )));
-                    }
-                    ref body => {
-                        let usage = resp.meta.usage.as_ref().or(match body {
-                            ResponseBody::Chat(c) => c.usage(),
-                            _ => None,
-                        });
-                        release.tokens = usage.map_or(0, total);
-                    }
+                if resp.body.is_stream() {
+                    let tokens = Tokens {
+                        release,
+                        usage: None,
+                        delivered: 0,
+                        strip_usage,
+                        prompt_estimate,
+                    };
+                    resp = resp.map_stream(|s| Box::pin(Observe::new(s, tokens)));
+                } else {
+                    release.tokens = resp.token_usage().map_or(0, |u| u.total());
                 }
                 Ok(resp)
             }
@@ -324,7 +315,7 @@ where
     }
 
     fn call(&mut self, mut req: LlmRequest) -> Self::Future {
-        let mut buckets = if matches!(req.op, Operation::ListModels) {
+        let mut buckets = if !req.kind().calls_a_model() {
             Vec::new()
         } else {
             self.policy.buckets(&req)
@@ -339,9 +330,7 @@ where
         let strip_usage = buckets.iter().any(|b| b.tpm.is_some()) && ask_for_usage(&mut req);
         let report = UsageReport::default();
         req.extensions.insert(report.clone());
-        let prompt_estimate = req
-            .as_chat()
-            .map_or(0, |c| estimate_prompt_tokens(&c.messages));
+        let prompt_estimate = req.op.estimate_input_tokens();
         let buckets: Arc<[Bucket]> = buckets.into();
         match &self.counters {
             Counters::Memory(m) => {

@@ -13,25 +13,17 @@ use super::{
 use crate::{
     error::{ErrorKind, LlmError},
     provider::{split_provider, Deployment},
-    types::{models::ModelList, LlmRequest, LlmResponse, Operation, ResponseBody},
+    types::{models::ModelList, LlmRequest, LlmResponse, ResponseBody},
 };
 
-/// A rough prompt token count: 4 characters per token plus 4 per message (enough to keep a request
-/// off a deployment whose window it clearly exceeds).
+/// A rough prompt token count (enough to keep a request off a deployment whose window it clearly
+/// exceeds): the operation's own estimate ([`Operation::estimate_input_tokens`]), the one the
+/// cost layer and the rate limiter use for calls cut short.
+///
+/// [`Operation::estimate_input_tokens`]: crate::types::Operation::estimate_input_tokens
 #[must_use]
 pub fn estimate_prompt_tokens(req: &LlmRequest) -> u64 {
-    match &req.op {
-        Operation::Chat(c) => c
-            .messages
-            .iter()
-            .map(|m| (m.text().chars().count() as u64).div_ceil(4) + 4)
-            .sum(),
-        Operation::Embeddings(e) => {
-            let s = serde_json::to_string(&e.input).map_or(0, |s| s.len() as u64);
-            s.div_ceil(4)
-        }
-        Operation::ListModels => 0,
-    }
+    req.op.estimate_input_tokens()
 }
 
 /// The request's tags: body `tags`, else `metadata.tags`.

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     error::{ErrorKind, LlmError},
-    types::{ChatStream, ChunkBody, LlmResponse, ResponseBody},
+    types::{ChatStream, ChunkBody, LlmResponse},
 };
 
 /// Bookkeeping of one call to a deployment: in-flight count, permit, start time.
@@ -97,19 +97,16 @@ pub(super) fn finish(
     };
     match result {
         Ok(mut resp) => {
-            if let ResponseBody::Stream(_) = &resp.body {
-                // The health layer hands a stream on once its first chunk arrived: this is the
-                // time to first token.
+            if resp.body.is_stream() {
+                // The first-chunk layer hands a stream on once its first chunk arrived: this is
+                // the time to first token.
                 record_latency(elapsed);
-                let LlmResponse { body, meta } = resp;
-                let body = match body {
-                    ResponseBody::Stream(s) => ResponseBody::Stream(Box::pin(TrackedStream {
+                resp = resp.map_stream(|s| {
+                    Box::pin(TrackedStream {
                         inner: s,
                         tracker: Some(tracker),
-                    })),
-                    other => other,
-                };
-                resp = LlmResponse { body, meta };
+                    })
+                });
             } else {
                 let usage = resp.meta.usage.as_ref();
                 let out = usage.and_then(|u| u.completion_tokens).unwrap_or(0);

@@ -451,15 +451,6 @@ where
     })
 }
 
-/// The body read timeout a config asks for (`general_settings.request_body_timeout`, seconds),
-/// else [`DEFAULT_BODY_READ_TIMEOUT`].
-#[cfg(feature = "gateway")]
-#[must_use]
-pub fn body_read_timeout(config: &crate::config::Config) -> Duration {
-    super::serve::timeout_setting(config.general_settings.request_body_timeout)
-        .unwrap_or(DEFAULT_BODY_READ_TIMEOUT)
-}
-
 /// A body this large calls the [`LargeBodyHooks`] (the binary returns freed memory to the OS
 /// soon after): 1 MiB.
 const LARGE_BODY_BYTES: usize = 1 << 20;

@@ -25,8 +25,7 @@ mod readiness;
 mod serve;
 mod service;
 
-#[cfg(feature = "gateway")]
-pub use self::handle::body_read_timeout;
+pub(crate) use self::serve::timeout_setting;
 pub use self::{
     body::{encode_chunk, encode_error, ServerBody},
     call_id::new_call_id,

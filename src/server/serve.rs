@@ -8,7 +8,7 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     task::{ready, Context, Poll},
@@ -31,18 +31,7 @@ use tower_service::Service;
 use super::JsonParseErrors;
 use crate::{clock::Timer, error::BoxError};
 
-/// Set once a server's shutdown grace period has run out (see [`grace_over`]).
-static GRACE_OVER: AtomicBool = AtomicBool::new(false);
-
-/// Whether a shutdown grace period of [`serve`] in this process has run out: the requests still
-/// in flight are then being cut by the server, not abandoned by their clients. The cost layer
-/// reads it when a call is dropped before its end, to mark its spend row
-/// ([`STATUS_CUT_AT_SHUTDOWN`](crate::cost::STATUS_CUT_AT_SHUTDOWN)). Process-wide and never
-/// reset: it is meant for a process that is exiting.
-#[must_use]
-pub fn grace_over() -> bool {
-    GRACE_OVER.load(Ordering::Relaxed)
-}
+pub use crate::types::extensions::grace_over;
 
 /// How [`serve`] runs. The defaults are those of a well-run reverse proxy: a client that sends
 /// nothing, sends its headers or its body too slowly, or keeps an HTTP/2 connection without
@@ -94,7 +83,6 @@ impl Default for ServeConfig {
 }
 
 /// `seconds` as a duration, when it is a usable timeout (positive, finite, under 10⁹ s).
-#[cfg(feature = "gateway")]
 pub(crate) fn timeout_setting(seconds: Option<f64>) -> Option<Duration> {
     seconds
         .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
@@ -102,17 +90,6 @@ pub(crate) fn timeout_setting(seconds: Option<f64>) -> Option<Duration> {
 }
 
 impl ServeConfig {
-    /// The defaults, with `general_settings.request_header_timeout` (seconds) when set.
-    #[cfg(feature = "gateway")]
-    #[must_use]
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        let mut out = Self::default();
-        if let Some(d) = timeout_setting(config.general_settings.request_header_timeout) {
-            out.header_read_timeout = d;
-        }
-        out
-    }
-
     /// Sets the timer (see [`ServeConfig::timer`]).
     #[must_use]
     pub fn timer(mut self, timer: Timer) -> Self {
@@ -469,7 +446,7 @@ where
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(config.grace_period) => {
             // Before the connections are dropped (by the caller's runtime): their calls are cut.
-            GRACE_OVER.store(true, Ordering::Relaxed);
+            crate::types::extensions::set_grace_over();
             tracing::warn!("grace period over; closing remaining connections");
         }
     }

@@ -72,7 +72,7 @@ use crate::clock::Timer;
 pub use crate::types::extensions::RequestTimeout;
 use crate::{
     error::{ErrorKind, LlmError},
-    types::{ChatStream, ChunkBody, LlmRequest, LlmResponse, ResponseBody},
+    types::{ChatStream, ChunkBody, LlmRequest, LlmResponse},
 };
 
 /// LiteLLM's default request timeout: 600 s.
@@ -289,10 +289,9 @@ where
             let first_deadline = this.sleep.deadline();
             let timer = *this.timer;
             return Poll::Ready(out.map(|resp| {
-                let LlmResponse { body, meta } = resp;
-                let body = match body {
-                    // The first chunk is due by the call's own deadline.
-                    ResponseBody::Stream(s) => ResponseBody::Stream(Box::pin(TimeoutStream {
+                // The first chunk is due by the call's own deadline.
+                resp.map_stream(|s| {
+                    Box::pin(TimeoutStream {
                         inner: s,
                         sleep: timer.sleep_until(
                             ends_at.map_or(first_deadline, |end| end.min(first_deadline)),
@@ -300,10 +299,8 @@ where
                         idle: limit,
                         first: true,
                         ends_at,
-                    })),
-                    other => other,
-                };
-                LlmResponse { body, meta }
+                    })
+                })
             }));
         }
         ready!(this.sleep.poll(cx));
@@ -375,7 +372,7 @@ mod tests {
     use tower::{ServiceBuilder, ServiceExt as _};
 
     use super::*;
-    use crate::types::chat::ChatRequest;
+    use crate::types::{chat::ChatRequest, ResponseBody};
 
     fn chunk() -> ChunkBody {
         crate::types::chat::ChatChunk::default().into()

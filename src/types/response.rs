@@ -165,6 +165,15 @@ impl LlmResponse {
             .or_else(|| self.body.token_usage())
     }
 
+    /// This response with its stream's chunks wrapped by `f` (see [`ResponseBody::map_stream`]).
+    #[must_use]
+    pub fn map_stream(self, f: impl FnOnce(ChatStream) -> ChatStream) -> Self {
+        Self {
+            body: self.body.map_stream(f),
+            meta: self.meta,
+        }
+    }
+
     /// A streamed chat response.
     #[must_use]
     pub fn stream(stream: ChatStream) -> Self {

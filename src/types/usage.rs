@@ -19,6 +19,9 @@ pub struct TokenUsage {
     pub cache_write: u64,
     /// Of `output`: reasoning (thinking) tokens.
     pub reasoning: u64,
+    /// Every token of the call as the provider counted it (its `total_tokens`), else
+    /// `input + output`.
+    pub total: u64,
 }
 
 impl TokenUsage {
@@ -31,13 +34,14 @@ impl TokenUsage {
             cache_read: 0,
             cache_write: 0,
             reasoning: 0,
+            total: input.saturating_add(output),
         }
     }
 
     /// Every token of the call: what tpm limits and token budgets charge.
     #[must_use]
     pub const fn total(&self) -> u64 {
-        self.input.saturating_add(self.output)
+        self.total
     }
 }
 
@@ -52,6 +56,9 @@ impl From<&Usage> for TokenUsage {
         Self {
             input,
             output,
+            total: u
+                .total_tokens
+                .unwrap_or_else(|| input.saturating_add(u.completion_tokens.unwrap_or(0))),
             cache_read: u
                 .prompt_tokens_details
                 .as_ref()
@@ -70,7 +77,10 @@ impl From<&Usage> for TokenUsage {
 impl From<&EmbeddingsUsage> for TokenUsage {
     fn from(u: &EmbeddingsUsage) -> Self {
         let input = u.prompt_tokens.or(u.total_tokens).unwrap_or(0);
-        Self::new(input, 0)
+        Self {
+            total: u.total_tokens.unwrap_or(input),
+            ..Self::new(input, 0)
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use thread_local::ThreadLocal;
 
 use super::{
     body::UpstreamBody,
-    config::UpstreamConfigError,
+    error::UpstreamConfigError,
     h1_pool::{self, PoolConfig, PoolSource, ThreadPool},
     proxy::{Connector, ProxySettings},
     tls::{TlsError, TlsSettings},

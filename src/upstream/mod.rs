@@ -17,15 +17,16 @@
 //! config's TLS keys.
 
 mod body;
-mod config;
+mod error;
 mod h1_pool;
 mod http_client;
 mod proxy;
 mod tls;
 
+pub(crate) use self::http_client::HostPort;
 pub use self::{
     body::UpstreamBody,
-    config::UpstreamConfigError,
+    error::UpstreamConfigError,
     http_client::{HttpClient, HttpClientBuilder, HttpFuture},
     proxy::{ProxyError, ProxySettings},
     tls::{TlsError, TlsSettings},

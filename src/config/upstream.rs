@@ -11,40 +11,12 @@
 //! Every file is read at start-up; a missing or unusable one stops start-up with an error naming
 //! the key and the path.
 
-use std::fmt;
-
 use serde_json::Value;
 
-use super::{
-    http_client::HostPort,
-    proxy::{ProxyError, ProxySettings},
-    tls::{TlsError, TlsSettings},
-    HttpClient, HttpClientBuilder,
+use super::Config;
+use crate::upstream::{
+    HostPort, HttpClient, HttpClientBuilder, ProxySettings, TlsSettings, UpstreamConfigError,
 };
-use crate::config::Config;
-
-/// An upstream setting of the config or the environment that cannot be used. The message starts
-/// with the key or variable and names the file; it never holds credentials.
-#[derive(Debug)]
-pub struct UpstreamConfigError(String);
-
-impl UpstreamConfigError {
-    pub(crate) fn from_tls(e: TlsError) -> Self {
-        Self(e.0)
-    }
-
-    pub(crate) fn from_proxy(e: ProxyError) -> Self {
-        Self(e.0)
-    }
-}
-
-impl fmt::Display for UpstreamConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UpstreamConfigError {}
 
 impl HttpClient {
     /// The gateway's client: [`HttpClientBuilder::from_config`], built.
