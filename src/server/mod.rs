@@ -25,6 +25,7 @@ mod readiness;
 mod serve;
 mod service;
 
+#[cfg(feature = "gateway")]
 pub(crate) use self::serve::timeout_setting;
 pub use self::{
     body::{encode_chunk, encode_error, ServerBody},

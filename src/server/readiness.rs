@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::{
     error::{ErrorKind, LlmError},
     redis_guard::Breaker,
-    store::{now_ms, Store},
+    store::{now_ms, KeyStore},
 };
 
 /// How long a successful database check is reused (readiness is unauthenticated: a flood of
@@ -46,7 +46,7 @@ pub struct Readiness {
 
 #[derive(Debug, Default)]
 struct Inner {
-    database: Option<Store>,
+    database: Option<Arc<dyn KeyStore>>,
     cache: Option<&'static str>,
     /// The breakers of Redis' users.
     redis: Vec<Breaker>,
@@ -64,7 +64,7 @@ impl Readiness {
     /// Reports `store` (checked on each probe, see the type docs) and `cache` (`"redis"` or
     /// `"local"`).
     #[must_use]
-    pub fn with(store: Option<Store>, cache: Option<&'static str>) -> Self {
+    pub fn with(store: Option<Arc<dyn KeyStore>>, cache: Option<&'static str>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 database: store,
@@ -181,8 +181,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_database_that_answers_is_connected_and_the_check_is_reused() {
-        let store = Store::connect("sqlite::memory:").await.unwrap();
-        let r = Readiness::with(Some(store), Some("local"));
+        let store = crate::store::Store::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let r = Readiness::with(Some(Arc::new(store)), Some("local"));
         let v = json(&r.check().await.unwrap());
         assert_eq!(
             (v["status"].as_str(), v["db"].as_str()),

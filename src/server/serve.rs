@@ -83,6 +83,7 @@ impl Default for ServeConfig {
 }
 
 /// `seconds` as a duration, when it is a usable timeout (positive, finite, under 10⁹ s).
+#[cfg_attr(not(feature = "gateway"), allow(dead_code))]
 pub(crate) fn timeout_setting(seconds: Option<f64>) -> Option<Duration> {
     seconds
         .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)

@@ -74,8 +74,12 @@ mod conformance;
 mod error;
 mod memory;
 mod rows;
+#[cfg(feature = "gateway")]
 mod sql;
 
+/// The SQL store (SQLite or PostgreSQL, sqlx): part of the application (`gateway` feature).
+#[cfg(feature = "gateway")]
+pub use self::sql::{Backend, Store, MIGRATIONS};
 pub use self::{
     error::StoreError,
     memory::InMemoryStore,
@@ -83,7 +87,6 @@ pub use self::{
         BudgetState, KeyRow, Limits, NewKey, SpendFilter, SpendRow, SpendTotals, TeamRow, UserRow,
         PROXY_BUDGET_ID,
     },
-    sql::{Backend, Store, MIGRATIONS},
 };
 
 /// What a store method returns: a boxed, `Send` future of a result, borrowing the store and the
@@ -110,6 +113,11 @@ pub trait KeyStore: Any + Send + Sync + fmt::Debug {
 
     /// A user, its budget period rolled over first when it ended.
     fn user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<UserRow>>;
+
+    /// Whether the store answers now (`/health/readiness`). Default: always (a store in memory).
+    fn ping(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
+        Box::pin(std::future::ready(true))
+    }
 }
 
 /// Where spend goes: batches of spend rows, added to the key, team, user and proxy-wide totals in
@@ -158,6 +166,10 @@ impl<T: KeyStore + ?Sized> KeyStore for Arc<T> {
 
     fn user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<UserRow>> {
         (**self).user(user_id)
+    }
+
+    fn ping(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
+        (**self).ping()
     }
 }
 

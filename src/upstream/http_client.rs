@@ -81,6 +81,7 @@ pub(crate) struct HostPort {
 
 impl HostPort {
     /// The host and port of `uri`; `None` without a host.
+    #[cfg_attr(not(feature = "gateway"), allow(dead_code))]
     pub(crate) fn of(uri: &http::Uri) -> Option<Self> {
         let host = uri.host()?.to_ascii_lowercase();
         let port = uri

@@ -23,6 +23,7 @@ mod http_client;
 mod proxy;
 mod tls;
 
+#[cfg(feature = "gateway")]
 pub(crate) use self::http_client::HostPort;
 pub use self::{
     body::UpstreamBody,

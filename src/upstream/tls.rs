@@ -174,6 +174,7 @@ impl TlsSettings {
 
     /// Verifies server certificates again (a deployment's `ssl_verify: true` over a global
     /// `false`).
+    #[cfg_attr(not(feature = "gateway"), allow(dead_code))]
     pub(crate) fn verifying(mut self) -> Self {
         self.verify = true;
         self

@@ -315,6 +315,10 @@ impl KeyStore for Store {
     fn user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<UserRow>> {
         Box::pin(Self::user(self, user_id))
     }
+
+    fn ping(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
+        Box::pin(Self::ping(self))
+    }
 }
 
 impl SpendSink for Store {
