@@ -5,7 +5,7 @@ set -u
 cd "$(dirname "$0")/.."
 OHA=target/tools/bin/oha
 MP=18655
-target/release/llmgate-mock --port $MP --threads 2 > /tmp/abmock.log 2>&1 & MPID=$!
+target/dist/llmgate-mock --port $MP --threads 2 > /tmp/abmock.log 2>&1 & MPID=$!
 sleep 0.5
 cpu() { awk '{print $14+$15}' /proc/$1/stat; }
 run_one() { # bin label conc
@@ -27,8 +27,8 @@ print('$label c$c rps=%.0f cpu_us=%.1f p99_us=%.0f' % (s['requestsPerSec'], ($c1
 }
 for r in 1 2 3; do
   for c in 64 1; do
-    if [ $((r % 2)) = 1 ]; then run_one ${BASE:-/tmp/llmgate-base} base $c; run_one ${HEAD_BIN:-target/release/llmgate} head $c
-    else run_one ${HEAD_BIN:-target/release/llmgate} head $c; run_one ${BASE:-/tmp/llmgate-base} base $c; fi
+    if [ $((r % 2)) = 1 ]; then run_one ${BASE:-/tmp/llmgate-base} base $c; run_one ${HEAD_BIN:-target/dist/llmgate} head $c
+    else run_one ${HEAD_BIN:-target/dist/llmgate} head $c; run_one ${BASE:-/tmp/llmgate-base} base $c; fi
   done
 done
 kill $MPID

@@ -104,13 +104,14 @@
 //!
 //! | feature | default | adds |
 //! | --- | --- | --- |
-//! | `gateway` | on | the application: `config` (LiteLLM's `config.yaml`), `gateway` (the stack assembled from it), `governance` (keys, budgets, spend over the SQL store), `management` (the key / team / user API, axum), `mock_upstream`, and the `llmgate` and `llmgate-mock` binaries |
+//! | `gateway` | on | the application: `config` (LiteLLM's `config.yaml`), `gateway` (the stack assembled from it), `governance` (keys, budgets, spend over the SQL store), `management` (the key / team / user API, axum), the SQL store (`store::sql`, sqlx), and the `llmgate` and `llmgate-mock` binaries |
 //! | `redis` | on | the Redis backend of the response cache |
 //!
 //! With `default-features = false` the crate is the toolbox alone: [`types`], [`error`], the
 //! layers, [`provider`], [`server`] and [`client`], without axum, clap, YAML or the binaries'
-//! allocator and log set-up. (Until the SQL store moves behind its traits, [`store`] and the
-//! governance layers over it, [`auth`], [`budget`] and [`spend`], still build sqlx.)
+//! allocator and log set-up, and without sqlx: the governance layers ([`auth`], [`budget`],
+//! [`spend`]) work over [`store::KeyStore`] / [`store::SpendSink`], with [`store::InMemoryStore`]
+//! as the stock store of a client stack.
 
 pub mod classify;
 pub mod clock;

@@ -33,10 +33,10 @@ LOGS="$OUT_DIR/logs"
 mkdir -p "$LOGS"
 CORES="$(nproc)"
 
-echo "==== build (release) ===="
+echo "==== build (dist: fat LTO, one codegen unit) ===="
 # Without OUT_DIR: build scripts (ring's) read that variable, and a different value from a plain
 # `cargo build` rebuilds everything that depends on them.
-env -u OUT_DIR cargo build --release --bin llmgate --bin llmgate-mock \
+env -u OUT_DIR cargo build --profile dist --bin llmgate --bin llmgate-mock \
   --example passthrough_proxy --example stream_client
 
 echo "==== load generator: oha ===="
@@ -49,7 +49,7 @@ else
   fi
 fi
 export OHA
-export STREAM_CLIENT="$ROOT/target/release/examples/stream_client"
+export STREAM_CLIENT="$ROOT/target/dist/examples/stream_client"
 
 if [ "$WITH_LITELLM" = 1 ]; then
   echo "==== LiteLLM proxy $LITELLM_VERSION (throw-away venv) ===="
@@ -91,7 +91,7 @@ render() { # template -> file with MOCK_PORT filled in
 echo "==== start targets ===="
 export MOCK_PORT PT_PORT GW_PORT GWFULL_PORT
 MOCK_PORT="$(free_port)"
-target/release/llmgate-mock --port "$MOCK_PORT" --threads "$CORES" >"$LOGS/mock.log" 2>&1 &
+target/dist/llmgate-mock --port "$MOCK_PORT" --threads "$CORES" >"$LOGS/mock.log" 2>&1 &
 PIDS+=($!)
 wait_ready "http://127.0.0.1:$MOCK_PORT/health" 10 mock
 
@@ -110,19 +110,19 @@ openssl x509 -req -in "$TLS_DIR/mock.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR
   -CAcreateserial -days 2 -extfile "$TLS_DIR/mock.ext" -out "$TLS_DIR/mock.pem" 2>/dev/null
 export MOCKTLS_PORT PTTLS_PORT GWTLS_PORT
 MOCKTLS_PORT="$(free_port)"
-target/release/llmgate-mock --port "$MOCKTLS_PORT" --threads "$CORES" \
+target/dist/llmgate-mock --port "$MOCKTLS_PORT" --threads "$CORES" \
   --tls-cert "$TLS_DIR/mock.pem" --tls-key "$TLS_DIR/mock.key" >"$LOGS/mock-tls.log" 2>&1 &
 PIDS+=($!)
 CURL_CA="$TLS_DIR/ca.pem" wait_ready "https://localhost:$MOCKTLS_PORT/health" 10 mock-tls
 
 PT_PORT="$(free_port)"
-target/release/examples/passthrough_proxy --listen "127.0.0.1:$PT_PORT" \
+target/dist/examples/passthrough_proxy --listen "127.0.0.1:$PT_PORT" \
   --upstream "http://127.0.0.1:$MOCK_PORT" --threads "$CORES" >"$LOGS/passthrough.log" 2>&1 &
 PT_PID=$!; PIDS+=($PT_PID)
 wait_ready "http://127.0.0.1:$PT_PORT/health" 10 passthrough
 # T1's floor: the same pass-through, TLS + HTTP/2 to the TLS mock.
 PTTLS_PORT="$(free_port)"
-SSL_CERT_FILE="$TLS_DIR/ca.pem" target/release/examples/passthrough_proxy \
+SSL_CERT_FILE="$TLS_DIR/ca.pem" target/dist/examples/passthrough_proxy \
   --listen "127.0.0.1:$PTTLS_PORT" --upstream "https://localhost:$MOCKTLS_PORT" \
   --threads "$CORES" >"$LOGS/passthrough-tls.log" 2>&1 &
 PTTLS_PID=$!; PIDS+=($PTTLS_PID)
@@ -134,7 +134,7 @@ start_gateway() {
   local name="$1" var="$2" port pid
   render "$name.yaml"
   port="$(free_port)"
-  env RUST_LOG=warn ${3:+"$3"} target/release/llmgate --config "$OUT_DIR/$name.yaml" --host 127.0.0.1 \
+  env RUST_LOG=warn ${3:+"$3"} target/dist/llmgate --config "$OUT_DIR/$name.yaml" --host 127.0.0.1 \
     --port "$port" --num_workers "$CORES" >"$LOGS/$name.log" 2>&1 &
   pid=$!; PIDS+=($pid)
   wait_ready "http://127.0.0.1:$port/health/liveliness" 10 "$name"
