@@ -94,7 +94,7 @@ mod stats;
 mod store;
 
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisStore, DEFAULT_REDIS_TIMEOUT};
+pub use self::redis::{RedisStore, RedisUrlError, DEFAULT_REDIS_TIMEOUT};
 pub use self::{
     control::CacheControl,
     fill::CacheFillStream,

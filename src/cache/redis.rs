@@ -73,15 +73,34 @@ impl fmt::Debug for RedisStore {
     }
 }
 
+/// A Redis URL this build cannot use. Its message names the URL without its password and the
+/// kind of problem. It keeps no source: the Redis client's own error text can quote the URL it
+/// was given, password included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisUrlError {
+    url: String,
+    reason: String,
+}
+
+impl std::fmt::Display for RedisUrlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid Redis URL ({}): {}", self.url, self.reason)
+    }
+}
+
+impl std::error::Error for RedisUrlError {}
+
 impl RedisStore {
     /// A store for `url` (`redis://[user:password@]host:port[/db]`). Only checks the URL; the
     /// connection is made on first use.
     ///
     /// # Errors
     /// The URL is not a Redis URL this build supports (the message never contains the password).
-    pub fn open(url: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url)
-            .map_err(|e| format!("invalid Redis URL ({}): {}", redact_url(url), e.category()))?;
+    pub fn open(url: &str) -> Result<Self, RedisUrlError> {
+        let client = redis::Client::open(url).map_err(|e| RedisUrlError {
+            url: redact_url(url),
+            reason: e.category().to_owned(),
+        })?;
         Ok(Self::from_client(client, redact_url(url)))
     }
 
@@ -90,7 +109,11 @@ impl RedisStore {
     ///
     /// # Errors
     /// The host is not usable.
-    pub fn with_host(host: &str, port: u16, password: Option<&str>) -> Result<Self, String> {
+    pub fn with_host(
+        host: &str,
+        port: u16,
+        password: Option<&str>,
+    ) -> Result<Self, RedisUrlError> {
         Self::open(&crate::redis_url::from_parts(host, port, password))
     }
 
@@ -257,7 +280,8 @@ mod tests {
         );
         assert_eq!(redact_url("redis://host:1"), "redis://host:1");
         let err = RedisStore::open("http://:secret@x").unwrap_err();
-        assert!(!err.contains("secret"), "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
+        assert!(err.to_string().starts_with("invalid Redis URL"), "{err}");
         let s = RedisStore::with_host("h", 7, Some("p@ss:w/rd")).unwrap();
         assert_eq!(s.address(), "redis://h:7");
         assert!(!format!("{s:?}").contains("ss:w"));

@@ -348,7 +348,7 @@ pub fn check_params(p: &CacheParams) -> Vec<(&'static str, String)> {
     }
     #[cfg(feature = "redis")]
     if let Some(url) = &p.url {
-        if let Err(e) = crate::cache::RedisStore::open(url.expose()) {
+        if let Err(e) = crate::cache::RedisStore::open(url.expose()).map_err(|e| e.to_string()) {
             out.push(("url", e));
         }
     }
