@@ -109,11 +109,7 @@ impl RedisStore {
     ///
     /// # Errors
     /// The host is not usable.
-    pub fn with_host(
-        host: &str,
-        port: u16,
-        password: Option<&str>,
-    ) -> Result<Self, RedisUrlError> {
+    pub fn with_host(host: &str, port: u16, password: Option<&str>) -> Result<Self, RedisUrlError> {
         Self::open(&crate::redis_url::from_parts(host, port, password))
     }
 

@@ -409,15 +409,16 @@ pub(crate) fn bearer_header(token: &str) -> Target<(HeaderName, HeaderValue)> {
 /// family, else one worked out now (and kept, when the deployment had none).
 pub(crate) fn resolved_for<'a>(
     dep: &'a Deployment,
-    slot: &'a OnceLock<Resolved>,
+    slot: &'a OnceLock<crate::types::deployment::Erased>,
     env: Option<&DeploymentEnv>,
     family: &str,
 ) -> Cow<'a, Resolved> {
-    let r = slot.get_or_init(|| resolve(dep, family, env));
-    if &*r.family == family {
-        Cow::Borrowed(r)
-    } else {
-        Cow::Owned(resolve(dep, family, env))
+    let r = slot
+        .get_or_init(|| Box::new(resolve(dep, family, env)))
+        .downcast_ref::<Resolved>();
+    match r {
+        Some(r) if &*r.family == family => Cow::Borrowed(r),
+        _ => Cow::Owned(resolve(dep, family, env)),
     }
 }
 

@@ -32,7 +32,8 @@ use std::{
 
 use http::HeaderValue;
 
-use crate::{provider::Deployment, secret::Secret};
+use super::deployment::Deployment;
+use crate::secret::Secret;
 
 /// The key the caller presented, as read from the request headers.
 ///

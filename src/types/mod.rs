@@ -5,6 +5,7 @@
 
 pub mod chat;
 pub mod controls;
+pub mod deployment;
 pub mod embeddings;
 pub mod extensions;
 pub mod models;

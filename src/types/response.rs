@@ -96,7 +96,7 @@ pub struct ResponseMeta {
     pub deployment_id: Option<Arc<str>>,
     /// The deployment that answered, as called: for a wildcard deployment (`openai/*`), the
     /// concrete one with the upstream model the request named (the cost layer prices by it).
-    pub deployment: Option<Arc<crate::provider::Deployment>>,
+    pub deployment: Option<Arc<super::deployment::Deployment>>,
     /// The provider prefix (`openai`, `anthropic`, …).
     pub provider: Option<Arc<str>>,
     /// The upstream base URL (without credentials).
