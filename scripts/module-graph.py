@@ -3,7 +3,7 @@
 
 Usage: python3 scripts/module-graph.py [src] [-v]"""
 import os, re, sys, collections
-root = sys.argv[1] if len(sys.argv) > 1 else 'src'
+root = next((a for a in sys.argv[1:] if not a.startswith('-')), 'src')
 def top(path):
     rel = os.path.relpath(path, root)
     parts = rel.split(os.sep)
