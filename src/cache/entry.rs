@@ -4,7 +4,7 @@
 //! "chat":{…}}` for a chat answer (a streamed answer is assembled into the same complete form),
 //! or `{…,"emb":[…],"tok":N,"model":"…"}` for one embedding. Anything else under a key is corrupt.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -22,9 +22,7 @@ const VERSION: u32 = 1;
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    u64::try_from(crate::clock::unix_ms()).unwrap_or(0)
 }
 
 #[derive(Serialize)]

@@ -42,16 +42,11 @@ impl fmt::Debug for MemoryCounters {
 }
 
 fn minute() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 60)
+    crate::clock::unix_minute()
 }
 
 fn to_next_minute() -> Duration {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Duration::from_secs(60 - secs % 60)
+    Duration::from_secs(60 - crate::clock::unix_secs() % 60)
 }
 
 impl MemoryCounters {

@@ -1,9 +1,6 @@
 //! The pick: model name, cooldown, context window, tags, usage, order, concurrency, strategy.
 
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{sync::Arc, time::Duration};
 
 use super::{
     state, strategy,
@@ -58,10 +55,7 @@ impl Selection {
 }
 
 fn next_minute_wait() -> Duration {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Duration::from_secs(60 - now.as_secs() % 60)
+    Duration::from_secs(60 - crate::clock::unix_secs() % 60)
 }
 
 impl Inner {

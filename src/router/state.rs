@@ -7,7 +7,7 @@ use std::{
         atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering},
         Arc,
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use tokio::sync::Semaphore;
@@ -19,9 +19,7 @@ pub(crate) const LATENCY_SAMPLES: usize = 10;
 
 /// The current wall-clock minute (shared across processes through Redis keys).
 pub(crate) fn wall_minute() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 60)
+    crate::clock::unix_minute()
 }
 
 /// Routing state of one deployment.

@@ -56,14 +56,7 @@
 //! # }).unwrap();
 //! ```
 
-use std::{
-    any::Any,
-    fmt,
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{any::Any, fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use sha2::{Digest, Sha256};
 
@@ -228,9 +221,7 @@ pub fn generate_key() -> Secret {
 /// Unix milliseconds now.
 #[must_use]
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    crate::clock::unix_ms()
 }
 
 /// Parses a LiteLLM duration: a number followed by `s`, `m`, `h`, `d`, `w` or `mo` (30 days).

@@ -15,7 +15,6 @@ use std::{
     collections::VecDeque,
     pin::Pin,
     task::{Context, Poll},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
@@ -218,9 +217,7 @@ pub fn estimate_tokens(chat: &ChatRequest) -> u64 {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::clock::unix_secs()
 }
 
 /// Answers an embeddings request with deterministic unit vectors derived from each input.

@@ -1,8 +1,6 @@
 //! Ollama response decoding: `/api/chat` and `/api/generate` answers (complete or one NDJSON line)
 //! into OpenAI shapes.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -158,9 +156,7 @@ pub(super) fn completion_id() -> String {
 
 /// Unix seconds now.
 pub(super) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::clock::unix_secs()
 }
 
 fn invalid(what: &str, e: &serde_json::Error) -> LlmError {
