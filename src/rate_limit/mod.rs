@@ -197,6 +197,23 @@ pub enum Counters {
     Redis(RedisCounters),
 }
 
+/// Redis could not be reached for the rate-limit counters; the Redis client's error is the
+/// [`source`](std::error::Error::source).
+#[derive(Debug)]
+pub struct RedisConnectError(crate::error::BoxError);
+
+impl std::fmt::Display for RedisConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for RedisConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
 impl Counters {
     /// In-process counters.
     #[must_use]
@@ -209,8 +226,14 @@ impl Counters {
     ///
     /// Each Redis call then gets [`crate::redis_guard::deadline_from_env`] (`REDIS_SOCKET_TIMEOUT`,
     /// default 100 ms); see the [module docs](self) for what happens when Redis is down later.
-    pub async fn redis(url: &str, prefix: &str) -> Result<Self, ::redis::RedisError> {
-        RedisCounters::connect(url, prefix).await.map(Self::Redis)
+    ///
+    /// # Errors
+    /// Redis cannot be reached at `url` ([`RedisConnectError`], the client's error as its source).
+    pub async fn redis(url: &str, prefix: &str) -> Result<Self, RedisConnectError> {
+        RedisCounters::connect(url, prefix)
+            .await
+            .map(Self::Redis)
+            .map_err(|e| RedisConnectError(Box::new(e)))
     }
 
     /// The breaker guarding Redis, for [`Counters::Redis`].
