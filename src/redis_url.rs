@@ -10,8 +10,6 @@
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-#[cfg(feature = "gateway")]
-
 /// The Redis port when none is configured.
 pub const DEFAULT_PORT: u16 = 6379;
 

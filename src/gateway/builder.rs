@@ -647,14 +647,7 @@ impl GatewayBuilder {
                             let g = table
                                 .as_ref()
                                 .and_then(|t| unpriced_guard(t, &concrete, guard));
-                            stack(
-                                &concrete,
-                                p.clone(),
-                                &client,
-                                health.clone(),
-                                timeout.clone(),
-                                g,
-                            )
+                            stack(&concrete, p.clone(), &client, health.clone(), timeout, g)
                         }
                         None => unsupported_service(&concrete.provider),
                     }

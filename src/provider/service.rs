@@ -87,9 +87,11 @@ impl<C> Layer<C> for ProviderLayer {
     fn layer(&self, client: C) -> Self::Service {
         ProviderService {
             client,
-            provider: self.provider.clone(),
-            provider_name: self.provider_name.clone(),
-            deployment: self.deployment.clone(),
+            target: Arc::new(Target {
+                provider: self.provider.clone(),
+                provider_name: self.provider_name.clone(),
+                deployment: self.deployment.clone(),
+            }),
             default_timeout: self.default_timeout,
         }
     }
@@ -104,18 +106,25 @@ impl<C> Layer<C> for ProviderLayer {
 #[derive(Clone)]
 pub struct ProviderService<C> {
     client: C,
+    /// What a call needs, behind one pointer: a call clones one `Arc` (shared by the serving
+    /// threads), not three.
+    target: Arc<Target>,
+    default_timeout: Option<Duration>,
+}
+
+/// The provider, the name its responses carry, and the deployment.
+struct Target {
     provider: SharedProvider,
-    /// `provider.name()`, shared by every response's metadata.
+    /// `provider.name()` or the prefix it was registered under, shared by every response's meta.
     provider_name: Arc<str>,
     deployment: Arc<Deployment>,
-    default_timeout: Option<Duration>,
 }
 
 impl<C> fmt::Debug for ProviderService<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProviderService")
-            .field("provider", &self.provider.name())
-            .field("deployment", &self.deployment)
+            .field("provider", &self.target.provider.name())
+            .field("deployment", &self.target.deployment)
             .finish_non_exhaustive()
     }
 }
@@ -129,7 +138,7 @@ impl<C> ProviderService<C> {
     /// The deployment this service calls.
     #[must_use]
     pub fn deployment(&self) -> &Arc<Deployment> {
-        &self.deployment
+        &self.target.deployment
     }
 
     /// The HTTP client.
@@ -163,19 +172,14 @@ where
     fn call(&mut self, req: LlmRequest) -> Self::Future {
         let clone = self.client.clone();
         let client = std::mem::replace(&mut self.client, clone);
-        let provider = self.provider.clone();
-        let dep = self.deployment.clone();
-        let timeout = dep.timeout.or(self.default_timeout);
-        let name = self.provider_name.clone();
-        Box::pin(call(client, provider, name, dep, timeout, req))
+        let timeout = self.target.deployment.timeout.or(self.default_timeout);
+        Box::pin(call(client, self.target.clone(), timeout, req))
     }
 }
 
 async fn call<C, B>(
     mut client: C,
-    provider: SharedProvider,
-    name: Arc<str>,
-    dep: Arc<Deployment>,
+    target: Arc<Target>,
     timeout: Option<Duration>,
     req: LlmRequest,
 ) -> Result<LlmResponse, LlmError>
@@ -185,39 +189,42 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let provider: &dyn Provider = &*target.provider;
+    let name = &target.provider_name;
+    let dep = &target.deployment;
     if !provider.supports(req.kind()) {
-        return Err(super::unsupported(&*provider, &req));
+        return Err(super::unsupported(provider, &req));
     }
-    let local = provider.respond_locally(&req, &dep).or_else(|| {
+    let local = provider.respond_locally(&req, dep).or_else(|| {
         let chat = req.as_chat()?;
         let directive = chat.mock_response.as_ref()?;
-        Some(super::mock::respond_chat(chat, &dep, Some(directive)))
+        Some(super::mock::respond_chat(chat, dep, Some(directive)))
     });
     if let Some(answer) = local {
         return answer.map(|mut r| {
-            stamp(&mut r, &dep, &name);
+            stamp(&mut r, dep, name);
             r
         });
     }
 
     // `additional_drop_params`, and OpenAI parameters the provider cannot take (refused, or
     // dropped with `drop_params`).
-    let mut req = match super::params::prepare(&*provider, &req, &dep)? {
+    let mut req = match super::params::prepare(provider, &req, dep)? {
         std::borrow::Cow::Borrowed(_) => req,
         std::borrow::Cow::Owned(prepared) => prepared,
     };
-    if let Some(token) = provider.access_token(&dep) {
+    if let Some(token) = provider.access_token(dep) {
         let token = token.await?;
         req.extensions.insert(super::AccessToken(token));
     }
-    let http_req = provider.encode(&req, &dep)?.map(Full::new);
+    let http_req = provider.encode(&req, dep)?.map(Full::new);
     let started = Instant::now();
     let deadline = timeout.map(|t| (tokio::time::Instant::now() + t, t));
     let send = client.call(http_req);
     let resp = match within(deadline, send).await {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => return Err(transport_error(e.into()).with_provider(provider.name())),
-        Err(limit) => return Err(timeout_error(limit, &*provider)),
+        Err(limit) => return Err(timeout_error(limit, provider)),
     };
     let ttfb = started.elapsed();
     let (parts, body) = resp.into_parts();
@@ -227,7 +234,7 @@ where
             Ok(Ok(b)) => b,
             Ok(Err(_)) | Err(_) => Bytes::new(),
         };
-        let mut err = provider.classify(parts.status, &parts.headers, &bytes, &dep);
+        let mut err = provider.classify(parts.status, &parts.headers, &bytes, dep);
         if err.headers().is_empty() {
             *err.headers_mut() = forwardable_headers(&parts.headers);
         }
@@ -244,19 +251,19 @@ where
         let stream = BodyDataStream::new(body)
             .map(|r| r.map_err(|e| body_error(e.into())))
             .boxed();
-        let chat_stream = provider.decode_stream(&req, parts, stream, &dep)?;
+        let chat_stream = provider.decode_stream(&req, parts, stream, dep)?;
         LlmResponse::stream(chat_stream)
     } else {
         let bytes = match within(deadline, read_body(body, MAX_RESPONSE_BYTES)).await {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => return Err(body_error(e).with_provider(provider.name())),
-            Err(limit) => return Err(timeout_error(limit, &*provider)),
+            Err(limit) => return Err(timeout_error(limit, provider)),
         };
-        provider.decode(&req, http::Response::from_parts(parts, bytes), &dep)?
+        provider.decode(&req, http::Response::from_parts(parts, bytes), dep)?
     };
     out.meta.headers = forwarded;
     out.meta.time_to_first_byte = Some(ttfb);
-    stamp(&mut out, &dep, &name);
+    stamp(&mut out, dep, name);
     Ok(out)
 }
 
