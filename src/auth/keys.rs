@@ -2,14 +2,12 @@
 //! [`KeyCache`].
 
 use std::{
-    fmt,
     future::Future,
     pin::Pin,
     sync::Arc,
-    task::{ready, Context, Poll},
+    task::{Context, Poll},
 };
 
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -20,6 +18,7 @@ use super::{
     KeyInfo, PresentedKey,
 };
 use crate::{
+    admission::{Admission as Decided, AdmissionFuture, OnResponse},
     error::{ErrorKind, LlmError},
     secret::Secret,
     store::{hash_key, StoreError},
@@ -245,15 +244,13 @@ fn admit(
     Ok(filter)
 }
 
-type LookupFuture = Pin<Box<dyn Future<Output = Result<Option<Arc<KeyInfo>>, StoreError>> + Send>>;
-
 impl<S> Service<LlmRequest> for Auth<S>
 where
     S: Service<LlmRequest, Response = LlmResponse, Error = LlmError> + Clone,
 {
     type Response = LlmResponse;
     type Error = LlmError;
-    type Future = ResponseFuture<S, S::Future>;
+    type Future = ResponseFuture<S>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -263,125 +260,58 @@ where
     fn call(&mut self, mut req: LlmRequest) -> Self::Future {
         let presented = req.extensions.get::<PresentedKey>().map(|p| &p.0);
         let (keys, token) = match identify(self.master.as_ref(), self.keys.as_ref(), presented) {
-            Err(e) => return ResponseFuture::error(e),
-            Ok(Identified::Open) => return ResponseFuture::inner(self.inner.call(req), None),
+            Err(e) => return AdmissionFuture::respond(Err(e)),
+            Ok(Identified::Open) => {
+                return AdmissionFuture::call(&mut self.inner, req, ModelFilter(None))
+            }
             Ok(Identified::Master(info)) => {
                 req.extensions.insert(info);
-                return ResponseFuture::inner(self.inner.call(req), None);
+                return AdmissionFuture::call(&mut self.inner, req, ModelFilter(None));
             }
             Ok(Identified::Cached(hit)) => {
                 return match admit(hit, &mut req, &self.catalog) {
-                    Ok(filter) => ResponseFuture::inner(self.inner.call(req), filter),
-                    Err(e) => ResponseFuture::error(e),
+                    Ok(filter) => AdmissionFuture::call(&mut self.inner, req, ModelFilter(filter)),
+                    Err(e) => AdmissionFuture::respond(Err(e)),
                 };
             }
             Ok(Identified::Lookup(keys, token)) => (keys, token),
         };
-        let lookup: LookupFuture = Box::pin(async move { keys.fetch(&token).await });
-        let clone = self.inner.clone();
-        let svc = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture {
-            state: State::Lookup {
-                lookup,
-                svc: Some(svc),
-                req: Some(req),
-                catalog: self.catalog.clone(),
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`Auth`].
-    #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<S, F> {
-        #[pin]
-        state: State<S, F>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<S, F> {
-        Error { err: Option<LlmError> },
-        Lookup { lookup: LookupFuture, svc: Option<S>, req: Option<LlmRequest>, catalog: Arc<ModelCatalog> },
-        Inner { #[pin] fut: F, filter: Filter },
-    }
-}
-
-impl<S, F> ResponseFuture<S, F> {
-    fn inner(fut: F, filter: Filter) -> Self {
-        Self {
-            state: State::Inner { fut, filter },
-        }
-    }
-
-    fn error(err: LlmError) -> Self {
-        Self {
-            state: State::Error { err: Some(err) },
-        }
-    }
-}
-
-impl<S, F> fmt::Debug for ResponseFuture<S, F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("auth::ResponseFuture")
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S> Future for ResponseFuture<S, S::Future>
-where
-    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
-{
-    type Output = Result<LlmResponse, LlmError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            let mut this = self.as_mut().project();
-            match this.state.as_mut().project() {
-                StateProj::Error { err } => {
-                    return Poll::Ready(Err(err.take().unwrap_or_else(|| {
-                        LlmError::internal("auth future polled after completion")
-                    })));
-                }
-                StateProj::Lookup {
-                    lookup,
-                    svc,
-                    req,
-                    catalog,
-                } => {
-                    let found = ready!(lookup.as_mut().poll(cx));
-                    let (Some(mut svc), Some(mut req)) = (svc.take(), req.take()) else {
-                        return Poll::Ready(Err(LlmError::internal(
-                            "auth future polled after completion",
-                        )));
-                    };
-                    let next = match found {
-                        Err(e) => State::Error {
-                            err: Some(store_unavailable(&e)),
-                        },
-                        Ok(info) => match admit(info, &mut req, catalog) {
-                            Ok(filter) => State::Inner {
-                                fut: svc.call(req),
-                                filter,
-                            },
-                            Err(e) => State::Error { err: Some(e) },
-                        },
-                    };
-                    this.state.set(next);
-                }
-                StateProj::Inner { fut, filter } => {
-                    let mut resp = ready!(fut.poll(cx))?;
-                    if let (Some((info, catalog)), ResponseBody::Models(list)) =
-                        (filter.as_ref(), &mut resp.body)
-                    {
-                        list.data.retain(|m| catalog.allows(info, &m.id));
-                    }
-                    return Poll::Ready(Ok(resp));
-                }
+        // A cache miss: look the key up, then call with the request it admitted, or answer.
+        let catalog = self.catalog.clone();
+        let decision: Decision = Box::pin(async move {
+            match keys.fetch(&token).await {
+                Err(e) => Decided::Respond(Err(store_unavailable(&e))),
+                Ok(info) => match admit(info, &mut req, &catalog) {
+                    Ok(filter) => Decided::Call(req, ModelFilter(filter)),
+                    Err(e) => Decided::Respond(Err(e)),
+                },
             }
+        });
+        AdmissionFuture::decide(&mut self.inner, decision)
+    }
+}
+
+/// The key lookup of a cache miss, deciding whether (and with which request) to call the inner
+/// service.
+type Decision = Pin<Box<dyn Future<Output = Decided<ModelFilter>> + Send>>;
+
+/// The response future of [`Auth`]: the shared [`AdmissionFuture`] (a key lookup when the key is
+/// not cached, then the inner call), with the model listing filtered for the caller.
+pub type ResponseFuture<S> = AdmissionFuture<S, Decision, ModelFilter>;
+
+/// What auth does with the inner answer: a model listing keeps only the groups the caller may use.
+#[derive(Debug)]
+pub struct ModelFilter(Filter);
+
+impl OnResponse for ModelFilter {
+    fn on_response(self, result: Result<LlmResponse, LlmError>) -> Result<LlmResponse, LlmError> {
+        let mut resp = result?;
+        if let (Some((info, catalog)), ResponseBody::Models(list)) =
+            (self.0.as_ref(), &mut resp.body)
+        {
+            list.data.retain(|m| catalog.allows(info, &m.id));
         }
+        Ok(resp)
     }
 }
 
