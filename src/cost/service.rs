@@ -14,7 +14,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{
-    cut_status, estimate_tokens, stream::CostStream, Pricing, StreamTally, UsageReport,
+    cut_status, estimate_tokens, stream::CostObserver, Pricing, StreamTally, UsageReport,
     STATUS_CLIENT_CLOSED, STATUS_CUT_AT_SHUTDOWN,
 };
 use crate::{
@@ -353,14 +353,16 @@ where
                 if resp.body.is_stream() {
                     let strip_usage = *this.strip_usage;
                     resp = resp.map_stream(|stream| {
-                        Box::pin(CostStream {
-                            inner: stream,
-                            ctx: Some(ctx),
-                            meta: snap,
-                            usage: None,
-                            delivered: 0,
-                            strip_usage,
-                        })
+                        Box::pin(crate::observe::Observe::new(
+                            stream,
+                            CostObserver {
+                                ctx,
+                                meta: snap,
+                                usage: None,
+                                delivered: 0,
+                                strip_usage,
+                            },
+                        ))
                     });
                 } else {
                     // Priced from the chat usage's details (cached tokens); see `Pricing`.
