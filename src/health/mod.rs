@@ -69,7 +69,6 @@ use std::{
     time::Duration,
 };
 
-use futures_core::Stream;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -77,7 +76,8 @@ use tower_service::Service;
 use crate::{
     classify::{Classify as _, LiteLlmClassifier, SharedClassifier},
     error::{ErrorKind, LlmError},
-    types::{ChatStream, LlmRequest, LlmResponse},
+    observe::{End, Observe, Observer},
+    types::{LlmRequest, LlmResponse},
 };
 
 /// LiteLLM's default cooldown (`DEFAULT_COOLDOWN_TIME_SECONDS`): 5 s.
@@ -492,7 +492,7 @@ where
                 // Counted when the stream ends: a success at its end, a failure at an error.
                 let LlmResponse { body, meta } = resp;
                 Ok(LlmResponse {
-                    body: body.map_stream(|inner| Box::pin(HealthStream { inner, shared })),
+                    body: body.map_stream(|inner| Box::pin(Observe::new(inner, Watched(shared)))),
                     meta,
                 })
             }
@@ -506,38 +506,21 @@ where
     }
 }
 
-pin_project! {
-    /// A deployment's stream: counts an error as a failure, the end as a success.
-    struct HealthStream {
-        inner: ChatStream,
-        shared: Option<Arc<Shared>>,
-    }
-}
+/// What health watches a deployment's stream for: an error counts as a failure, the end as a
+/// success (a stream dropped before its end counts as neither).
+struct Watched(Option<Arc<Shared>>);
 
-impl Stream for HealthStream {
-    type Item = Result<crate::types::ChunkBody, LlmError>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.project();
-        let item = ready!(this.inner.as_mut().poll_next(cx));
-        match &item {
-            Some(Err(e)) => {
-                if let Some(s) = this.shared.take() {
-                    s.failed(e);
-                }
-            }
-            None => {
-                if let Some(s) = this.shared.take() {
-                    s.cell.record_success();
-                }
-            }
-            Some(Ok(_)) => {}
+impl Observer for Watched {
+    fn error(&mut self, err: &LlmError) {
+        if let Some(s) = self.0.take() {
+            s.failed(err);
         }
-        Poll::Ready(item)
     }
 
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.inner.size_hint()
+    fn end(self, end: End) {
+        if let (End::Complete, Some(s)) = (end, self.0) {
+            s.cell.record_success();
+        }
     }
 }
 

@@ -2,15 +2,8 @@
 //! its stream, ends (tower's `load::TrackCompletion` idea: the service may respond while other
 //! parts are still acting on the request).
 
-use std::{
-    pin::Pin,
-    sync::Arc,
-    task::{ready, Context, Poll},
-    time::Instant,
-};
+use std::{sync::Arc, time::Instant};
 
-use futures_core::Stream;
-use pin_project_lite::pin_project;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{
@@ -21,7 +14,8 @@ use super::{
 };
 use crate::{
     error::{ErrorKind, LlmError},
-    types::{ChatStream, ChunkBody, LlmResponse},
+    observe::{End, Flow, Observe, Observer},
+    types::{ChunkBody, LlmResponse},
 };
 
 /// Bookkeeping of one call to a deployment: in-flight count, permit, start time.
@@ -101,12 +95,7 @@ pub(super) fn finish(
                 // The first-chunk layer hands a stream on once its first chunk arrived: this is
                 // the time to first token.
                 record_latency(elapsed);
-                resp = resp.map_stream(|s| {
-                    Box::pin(TrackedStream {
-                        inner: s,
-                        tracker: Some(tracker),
-                    })
-                });
+                resp = resp.map_stream(|s| Box::pin(Observe::new(s, Tracked(tracker))));
             } else {
                 let usage = resp.meta.usage.as_ref();
                 let out = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
@@ -139,35 +128,19 @@ pub(super) fn finish(
     }
 }
 
-pin_project! {
-    /// A deployment's stream with its in-flight count held until it ends or is dropped, and its
-    /// token usage counted from the usage chunk.
-    struct TrackedStream {
-        inner: ChatStream,
-        tracker: Option<Tracker>,
-    }
-}
+/// What the router watches a deployment's stream for: its token usage (from the usage chunk),
+/// with the in-flight count held (the [`Tracker`]) until the stream ends, fails or is dropped.
+struct Tracked(Tracker);
 
-impl Stream for TrackedStream {
-    type Item = Result<ChunkBody, LlmError>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.project();
-        let item = ready!(this.inner.as_mut().poll_next(cx));
-        match &item {
-            Some(Ok(chunk)) => {
-                if let (Some(usage), Some(t)) = (chunk.usage(), this.tracker.as_ref()) {
-                    t.tokens(usage.total_tokens.unwrap_or(0));
-                }
-            }
-            Some(Err(_)) | None => {
-                this.tracker.take();
-            }
+impl Observer for Tracked {
+    fn chunk(&mut self, chunk: &mut ChunkBody) -> Flow {
+        if let Some(usage) = chunk.usage() {
+            self.0.tokens(usage.total_tokens.unwrap_or(0));
         }
-        Poll::Ready(item)
+        Flow::Pass
     }
 
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.inner.size_hint()
+    fn end(self, _end: End) {
+        // Dropping the tracker releases the in-flight count.
     }
 }
