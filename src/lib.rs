@@ -156,3 +156,8 @@ pub mod spend;
 pub mod store;
 pub mod timeout;
 pub mod upstream;
+
+/// The README's Rust examples, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -65,7 +65,7 @@
 //!     .shared_across_tenants(true)
 //!     .operations(true, false);
 //! let svc = tower::ServiceBuilder::new().layer(cache).service(router);
-//! # Ok::<(), String>(())
+//! # Ok::<(), llmgate::cache::RedisUrlError>(())
 //! ```
 //!
 //! In the gateway, `config.yaml` turns it on as in LiteLLM:
