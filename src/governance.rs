@@ -124,8 +124,9 @@ impl std::error::Error for BuildError {}
 /// The running governance services. See the [module docs](self).
 #[derive(Debug)]
 pub struct Governance {
-    /// The store.
-    pub store: Store,
+    /// The SQL store, when governance runs over one ([`start`]; `None` for
+    /// [`Governance::with_stores`]).
+    pub store: Option<Store>,
     /// Key lookups.
     pub keys: KeyCache,
     /// Rate-limit counters.
@@ -141,6 +142,52 @@ pub struct Governance {
 }
 
 impl Governance {
+    /// Governance over any key store and spend sink, without a config or a database: virtual
+    /// keys, their limits and budgets come from `keys` (an [`InMemoryStore`](crate::store::InMemoryStore),
+    /// say), spend goes to `spend_to`, and written spend is added to the cached keys as
+    /// [`start`] does. Starts the spend writer, so it must be called inside a tokio runtime.
+    /// The management API needs the SQL store: over another store it answers 503.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use llmgate::{governance::Governance, rate_limit::Counters, spend::SpendConfig, store::InMemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let store = InMemoryStore::new();
+    /// let gov = Governance::with_stores(
+    ///     store.clone(),
+    ///     store,
+    ///     Counters::memory(),
+    ///     Duration::from_secs(10),
+    ///     SpendConfig::default(),
+    /// );
+    /// let gateway = llmgate::gateway::Gateway::builder()
+    ///     .master_key(Some(llmgate::secret::Secret::new("sk-master")))
+    ///     .governance(gov);
+    /// # let _ = gateway; }
+    /// ```
+    pub fn with_stores(
+        keys: impl crate::store::KeyStore,
+        spend_to: impl crate::store::SpendSink,
+        counters: Counters,
+        key_cache_ttl: Duration,
+        spend: SpendConfig,
+    ) -> Self {
+        let keys = KeyCache::new(keys, key_cache_ttl);
+        let hook = keys.clone();
+        let on_commit: crate::spend::OnCommit = Arc::new(move |totals| {
+            hook.add_spend(totals, std::time::Instant::now());
+        });
+        Self {
+            store: None,
+            spend: SpendWriter::spawn_with(spend_to, spend, Some(on_commit)),
+            keys,
+            counters,
+            database: "none (a key store and spend sink given in code)".into(),
+            proxy_budget: None,
+            proxy_refresh: None,
+        }
+    }
+
     /// Writes queued spend rows (retrying for up to `timeout`) and stops the writer.
     pub async fn shutdown(self, timeout: Duration) -> SpendStats {
         if let Some(t) = &self.proxy_refresh {
@@ -294,7 +341,7 @@ pub async fn start(config: &Config, opts: &BuildOptions) -> Result<Governance, B
         .as_ref()
         .map(|p| crate::budget::spawn_refresh(store.clone(), p, opts.key_cache_ttl));
     Ok(Governance {
-        store,
+        store: Some(store),
         keys,
         counters,
         spend,

@@ -145,3 +145,87 @@ async fn keys_budgets_and_spend_over_the_memory_store() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// The whole gateway from `Gateway::builder()`, governed over the in-memory store: no YAML, no
+/// database. Keys, their model lists and budgets come from the store; spend goes back to it.
+#[tokio::test]
+async fn the_builder_governs_over_the_memory_store() {
+    use llmgate::{gateway::Gateway, governance::Governance, rate_limit::Counters};
+
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let store = InMemoryStore::new();
+    let (key, row) = store
+        .create_key(NewKey {
+            models: vec!["g".into()],
+            limits: Limits {
+                max_budget: Some(0.01),
+                ..Limits::default()
+            },
+            ..NewKey::default()
+        })
+        .unwrap();
+    let gov = Governance::with_stores(
+        store.clone(),
+        store.clone(),
+        Counters::memory(),
+        Duration::from_secs(60),
+        SpendConfig::default().linger(Duration::ZERO),
+    );
+    let mut dep = Deployment::new("g", "openai/fake-model")
+        .with_api_base(format!("{}/v1", up.url()))
+        .with_api_key("sk-upstream");
+    dep.input_cost_per_token = Some(0.001);
+    dep.output_cost_per_token = Some(0.001);
+    let gateway = Gateway::builder()
+        .deployment(dep)
+        .master_key(Some(Secret::new(MASTER)))
+        .governance(gov)
+        .build(&HttpClient::new())
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        gateway.app(),
+        ServeConfig::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    // The key may use "g": answered, priced, and its spend lands in the store.
+    let first = chat(&base, key.expose(), "g").await;
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    gateway.governance().unwrap().spend.flush().await;
+    let rows = store.spend_logs(&SpendFilter {
+        api_key: Some(row.token.clone()),
+        ..SpendFilter::default()
+    });
+    assert_eq!(rows.len(), 1);
+    assert!((store.key(&row.token).unwrap().spend - 0.012).abs() < 1e-9);
+    // Over its budget now (0.012 > 0.01): refused.
+    let refused = chat(&base, key.expose(), "g").await;
+    assert_eq!(refused.status, 422);
+    // An unknown key: 401. No key at all: 401.
+    assert_eq!(chat(&base, "sk-not-a-key", "g").await.status, 401);
+    let anonymous = post(
+        &format!("{base}/v1/chat/completions"),
+        None,
+        &json!({"model": "g", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(anonymous.status, 401);
+    // The management API needs the SQL store: it says so (503), it does not answer open.
+    let mgmt = post(&format!("{base}/key/generate"), Some(MASTER), &json!({})).await;
+    assert_eq!(mgmt.status, 503, "{}", String::from_utf8_lossy(&mgmt.body));
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

@@ -304,7 +304,15 @@ async fn a_database_outage_mid_load_loses_no_request_and_no_spend_row() {
     gw.flush().await;
     // Counted in the database itself (the outage phase can log more rows than one
     // `/spend/logs` page holds).
-    let store = &gw.gateway.as_ref().unwrap().governance().unwrap().store;
+    let store = gw
+        .gateway
+        .as_ref()
+        .unwrap()
+        .governance()
+        .unwrap()
+        .store
+        .as_ref()
+        .unwrap();
     let rows = store
         .spend_logs(&llmgate::store::SpendFilter {
             api_key: Some(token.clone()),

@@ -313,11 +313,7 @@ impl Gateway {
     #[must_use]
     pub fn readiness(&self) -> crate::server::Readiness {
         crate::server::Readiness::with(
-            self.governance
-                .as_ref()
-                .map(|g| -> std::sync::Arc<dyn crate::store::KeyStore> {
-                    std::sync::Arc::new(g.store.clone())
-                }),
+            self.governance.as_ref().map(|g| g.keys.key_store().clone()),
             self.cache.as_ref().map(|c| {
                 if c.backend() == "redis" {
                     "redis"
