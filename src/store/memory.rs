@@ -7,9 +7,8 @@ use std::{
 };
 
 use super::{
-    generate_key, hash_key, next_reset, now_ms, BudgetState, KeyRow, KeyStore, Limits, NewKey,
-    SpendFilter, SpendRow, SpendSink, SpendTotals, StoreError, StoreFuture, TeamRow, UserRow,
-    PROXY_BUDGET_ID,
+    next_reset, now_ms, BudgetState, KeyRow, KeyStore, Limits, NewKey, SpendFilter, SpendRow,
+    SpendSink, SpendTotals, StoreError, StoreFuture, TeamRow, UserRow, PROXY_BUDGET_ID,
 };
 use crate::secret::Secret;
 
@@ -110,31 +109,7 @@ impl InMemoryStore {
     /// Creates a key; returns the key (shown once) and the stored row. Fails when the key exists
     /// or no random key can be made.
     pub fn create_key(&self, new: NewKey) -> Result<(Secret, KeyRow), StoreError> {
-        let secret = new.key.clone().unwrap_or_else(generate_key);
-        if secret.is_empty() {
-            return Err(StoreError::msg(
-                "cannot generate a key: no system randomness",
-            ));
-        }
-        let now = now_ms();
-        let row = KeyRow {
-            token: hash_key(secret.expose()),
-            key_name: Some(secret.masked()),
-            key_alias: new.key_alias,
-            models: new.models,
-            spend: 0.0,
-            budget_reset_at: next_reset(new.limits.budget_duration.as_deref(), now),
-            limits: new.limits,
-            metadata: new.metadata,
-            team_id: new.team_id,
-            user_id: new.user_id,
-            expires: new
-                .duration
-                .map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
-            blocked: new.blocked,
-            created_at: now,
-            updated_at: now,
-        };
+        let (secret, row) = new.into_row()?;
         let mut data = self.data();
         if data.keys.contains_key(&row.token) {
             return Err(StoreError::msg("insert key: the key exists"));

@@ -137,6 +137,42 @@ pub struct NewKey {
     pub blocked: bool,
 }
 
+impl NewKey {
+    /// The key (its given value, else a new random one) and the row every store stores for it:
+    /// hashed token, masked name, the budget period's first reset, expiry from `duration`.
+    ///
+    /// # Errors
+    /// No random key can be made (no system randomness).
+    pub fn into_row(self) -> Result<(Secret, KeyRow), super::StoreError> {
+        let secret = self.key.clone().unwrap_or_else(super::generate_key);
+        if secret.is_empty() {
+            return Err(super::StoreError::msg(
+                "cannot generate a key: no system randomness",
+            ));
+        }
+        let now = super::now_ms();
+        let row = KeyRow {
+            token: super::hash_key(secret.expose()),
+            key_name: Some(secret.masked()),
+            key_alias: self.key_alias,
+            models: self.models,
+            spend: 0.0,
+            budget_reset_at: super::next_reset(self.limits.budget_duration.as_deref(), now),
+            limits: self.limits,
+            metadata: self.metadata,
+            team_id: self.team_id,
+            user_id: self.user_id,
+            expires: self
+                .duration
+                .map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
+            blocked: self.blocked,
+            created_at: now,
+            updated_at: now,
+        };
+        Ok((secret, row))
+    }
+}
+
 /// One spend-log row: one per call.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct SpendRow {

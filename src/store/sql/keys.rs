@@ -11,31 +11,7 @@ use crate::{
 impl Store {
     /// Creates a key; returns the key (shown once) and the stored row.
     pub async fn create_key(&self, new: NewKey) -> Result<(Secret, KeyRow), StoreError> {
-        let secret = new.key.clone().unwrap_or_else(generate_key);
-        if secret.is_empty() {
-            return Err(StoreError::msg(
-                "cannot generate a key: no system randomness",
-            ));
-        }
-        let now = now_ms();
-        let row = KeyRow {
-            token: hash_key(secret.expose()),
-            key_name: Some(secret.masked()),
-            key_alias: new.key_alias,
-            models: new.models,
-            spend: 0.0,
-            budget_reset_at: next_reset(new.limits.budget_duration.as_deref(), now),
-            limits: new.limits,
-            metadata: new.metadata,
-            team_id: new.team_id,
-            user_id: new.user_id,
-            expires: new
-                .duration
-                .map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
-            blocked: new.blocked,
-            created_at: now,
-            updated_at: now,
-        };
+        let (secret, row) = new.into_row()?;
         self.insert_key(&row).await?;
         Ok((secret, row))
     }
