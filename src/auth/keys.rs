@@ -230,7 +230,7 @@ fn admit(
     let list = !req.kind().calls_a_model();
     if !list {
         catalog.check(&info, req.model())?;
-        for group in requested_fallbacks(req) {
+        for group in req.requested_fallback_groups() {
             catalog.check(&info, &group)?;
         }
     }
@@ -313,16 +313,6 @@ impl OnResponse for ModelFilter {
         }
         Ok(resp)
     }
-}
-
-/// Every fallback group the request's body names (its typed controls): what the caller asks to
-/// reach beyond its model.
-fn requested_fallbacks(req: &LlmRequest) -> Vec<String> {
-    req.controls()
-        .fallbacks
-        .as_deref()
-        .map(|f| f.groups().map(str::to_owned).collect())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -301,12 +301,7 @@ fn overrides(controls: &GatewayControls) -> Overrides {
 /// model. Empty (and no allocation) for a body without them.
 #[must_use]
 pub fn requested_groups(req: &LlmRequest) -> Vec<String> {
-    let controls = req.controls();
-    controls
-        .fallbacks
-        .as_deref()
-        .map(|f| f.groups().map(str::to_owned).collect())
-        .unwrap_or_default()
+    req.requested_fallback_groups()
 }
 
 pub use crate::types::controls::{MAX_MOCK_DELAY, MOCK_TESTING_PARAMS};

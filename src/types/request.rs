@@ -315,6 +315,18 @@ impl LlmRequest {
         }
     }
 
+    /// Every fallback group the body's fallback lists name (`fallbacks`,
+    /// `context_window_fallbacks`, `content_policy_fallbacks`): what the caller asks to reach
+    /// beyond its model. Empty (and no allocation) without them.
+    #[must_use]
+    pub fn requested_fallback_groups(&self) -> Vec<String> {
+        self.controls()
+            .fallbacks
+            .as_deref()
+            .map(|f| f.groups().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
     /// Sets the request's parsed gateway controls (`None`: it sent none); see
     /// [`LlmRequest::controls`]. A layer that removes controls from the body sets what is left.
     pub fn set_controls(&mut self, controls: Option<GatewayControls>) {
