@@ -107,13 +107,7 @@ pub const STATUS_CLIENT_CLOSED: &str = "client_closed";
 /// The spend-log `status` of a call still running when the server's shutdown grace period ended.
 pub const STATUS_CUT_AT_SHUTDOWN: &str = "cut_at_shutdown";
 
-/// Tokens estimated from `bytes` of text: `ceil(bytes / 4)`. See the [module docs](self).
-#[must_use]
-pub fn estimate_tokens(bytes: usize) -> u64 {
-    u64::try_from(bytes).unwrap_or(u64::MAX).div_ceil(4)
-}
-
-pub use crate::types::chat::estimate_prompt_tokens;
+pub use crate::types::{chat::estimate_prompt_tokens, usage::estimate_tokens};
 
 /// The status of a call dropped before it finished: cut at shutdown once the grace period is
 /// over, else abandoned by its client.

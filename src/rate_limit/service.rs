@@ -22,10 +22,7 @@ use crate::{
     cost::{estimate_tokens, UsageReport},
     error::LlmError,
     observe::{End, Flow, Observe, Observer},
-    types::{
-        chat::{StreamOptions, Usage},
-        ChunkBody, LlmRequest, LlmResponse,
-    },
+    types::{chat::StreamOptions, ChunkBody, LlmRequest, LlmResponse},
 };
 
 /// Applies [`RateLimit`]. See the [module docs](super) for an example.
@@ -193,11 +190,6 @@ pub(super) struct Admitted {
     prompt_estimate: u64,
 }
 
-fn total(u: &Usage) -> u64 {
-    u.total_tokens
-        .unwrap_or(u.prompt_tokens.unwrap_or(0) + u.completion_tokens.unwrap_or(0))
-}
-
 impl OnResponse for Admitted {
     fn on_response(self, result: Result<LlmResponse, LlmError>) -> Result<LlmResponse, LlmError> {
         let Self {
@@ -247,7 +239,7 @@ struct Tokens {
 impl Observer for Tokens {
     fn chunk(&mut self, chunk: &mut ChunkBody) -> Flow {
         if let Some(u) = chunk.usage() {
-            self.usage = Some(total(u));
+            self.usage = Some(crate::types::TokenUsage::from(u).total());
             if self.strip_usage {
                 if !chunk.has_choices() {
                     return Flow::Skip;

@@ -514,7 +514,7 @@ wire_object! {
     }
 }
 
-/// A chat request's prompt tokens, estimated: four bytes a token (`ceil(bytes / 4)`) of its messages' text (string
+/// A chat request's prompt tokens, estimated: [`estimate_tokens`](super::usage::estimate_tokens) of its messages' text (string
 /// content, text parts, tool-call names and arguments) plus 3 per message. Reads lengths only:
 /// no allocation, no scan of the text.
 #[must_use]
@@ -542,8 +542,5 @@ pub fn estimate_prompt_tokens(messages: &[crate::types::chat::Message]) -> u64 {
     let framing = u64::try_from(messages.len())
         .unwrap_or(u64::MAX)
         .saturating_mul(3);
-    u64::try_from(bytes)
-        .unwrap_or(u64::MAX)
-        .div_ceil(4)
-        .saturating_add(framing)
+    super::usage::estimate_tokens(bytes).saturating_add(framing)
 }

@@ -63,7 +63,7 @@ impl EmbeddingInput {
     /// The input's tokens, estimated: a token array counts exactly, text four bytes a token.
     #[must_use]
     pub fn estimate_tokens(&self) -> u64 {
-        let text = |s: &String| u64::try_from(s.len()).unwrap_or(u64::MAX).div_ceil(4);
+        let text = |s: &String| super::usage::estimate_tokens(s.len());
         let tokens = |v: &Vec<u32>| u64::try_from(v.len()).unwrap_or(u64::MAX);
         match self {
             Self::One(s) => text(s),

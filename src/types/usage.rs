@@ -3,6 +3,13 @@
 
 use super::{chat::Usage, embeddings::EmbeddingsUsage};
 
+/// Tokens estimated from `bytes` of text: `ceil(bytes / 4)` (LiteLLM's fallback counter). Every
+/// estimate of the crate (prompts, embeddings input, text delivered by a stream cut short) uses it.
+#[must_use]
+pub fn estimate_tokens(bytes: usize) -> u64 {
+    u64::try_from(bytes).unwrap_or(u64::MAX).div_ceil(4)
+}
+
 /// Tokens a call used, in the shape every operation can give: chat's `prompt_tokens` /
 /// `completion_tokens`, embeddings' `prompt_tokens`, and (for operations added later) Anthropic's
 /// `input_tokens` / `output_tokens` with cache reads and writes map onto the same fields.
