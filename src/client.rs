@@ -114,6 +114,8 @@ fn unexpected(wanted: &str, got: &ResponseBody) -> LlmError {
         ResponseBody::Embeddings(_) => "embeddings",
         ResponseBody::Stream(_) => "a stream",
         ResponseBody::Models(_) => "a model list",
+        ResponseBody::Json(_) => "a dialect's JSON answer",
+        ResponseBody::Events(_) => "a dialect's event stream",
     };
     LlmError::new(
         ErrorKind::InternalServer,

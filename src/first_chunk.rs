@@ -45,7 +45,7 @@ use tower_service::Service;
 
 use crate::{
     error::LlmError,
-    types::{ChatStream, ChunkBody, LlmRequest, LlmResponse, ResponseBody},
+    types::{ChunkBody, LlmRequest, LlmResponse, ResponseBody, StreamEvent},
 };
 
 /// Adds [`FirstChunk`]. See the [module docs](self).
@@ -159,12 +159,19 @@ where
                             "first-chunk future polled after completion",
                         )));
                     };
-                    let ResponseBody::Stream(stream) = &mut r.body else {
-                        return Poll::Ready(Err(LlmError::internal(
-                            "first-chunk future lost its stream",
-                        )));
+                    let first = match &mut r.body {
+                        ResponseBody::Stream(s) => {
+                            ready!(s.as_mut().poll_next(cx)).map(|i| i.map(First::Chunk))
+                        }
+                        ResponseBody::Events(s) => {
+                            ready!(s.as_mut().poll_next(cx)).map(|i| i.map(First::Event))
+                        }
+                        _ => {
+                            return Poll::Ready(Err(LlmError::internal(
+                                "first-chunk future lost its stream",
+                            )))
+                        }
                     };
-                    let first = ready!(stream.as_mut().poll_next(cx));
                     let Some(r) = resp.take() else {
                         return Poll::Ready(Err(LlmError::internal(
                             "first-chunk future lost its stream",
@@ -172,15 +179,18 @@ where
                     };
                     return Poll::Ready(match first {
                         Some(Err(e)) => Err(e),
-                        Some(Ok(chunk)) => Ok(LlmResponse {
-                            body: r.body.map_stream(|inner| {
-                                Box::pin(Replay {
-                                    first: Some(chunk),
-                                    inner,
-                                })
-                            }),
-                            meta: r.meta,
-                        }),
+                        Some(Ok(First::Chunk(chunk))) => Ok(r.map_stream(|inner| {
+                            Box::pin(Replay {
+                                first: Some(chunk),
+                                inner,
+                            })
+                        })),
+                        Some(Ok(First::Event(event))) => Ok(r.map_events(|inner| {
+                            Box::pin(Replay {
+                                first: Some(event),
+                                inner,
+                            })
+                        })),
                         // Ended before any chunk: the (finished) stream as it is.
                         None => Ok(r),
                     });
@@ -190,16 +200,26 @@ where
     }
 }
 
+/// The first item of either kind of stream.
+enum First {
+    Chunk(ChunkBody),
+    Event(StreamEvent),
+}
+
+/// A boxed stream of `T`s: a [`ChatStream`](crate::types::ChatStream) or an
+/// [`EventStream`](crate::types::EventStream).
+type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, LlmError>> + Send + 'static>>;
+
 pin_project! {
-    /// A stream with its first chunk put back in front.
-    struct Replay {
-        first: Option<ChunkBody>,
-        inner: ChatStream,
+    /// A stream with its first item put back in front.
+    struct Replay<T> {
+        first: Option<T>,
+        inner: Boxed<T>,
     }
 }
 
-impl Stream for Replay {
-    type Item = Result<ChunkBody, LlmError>;
+impl<T> Stream for Replay<T> {
+    type Item = Result<T, LlmError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();

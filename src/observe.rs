@@ -1,8 +1,12 @@
-//! One incremental stream driver: watch a chat stream chunk by chunk and act once at its end.
+//! One incremental stream driver: watch a stream item by item and act once at its end.
 //!
 //! Layers that need the end of a streamed answer (the rate limiter's tpm and parallel slot, the
-//! cache fill, cost, health) wrap the [`ChatStream`] once in an [`Observe`] with their own
-//! [`Observer`]. Each chunk is shown to the observer on its way to the client (never collected);
+//! cache fill, cost, health) wrap the stream once in an [`Observe`] with their own
+//! [`Observer`], through [`ResponseBody::observe_with`](crate::types::ResponseBody::observe_with),
+//! whichever kind of stream the answer has: a [`ChatStream`]'s chunks reach [`Observer::chunk`],
+//! a dialect [`EventStream`](crate::types::EventStream)'s events (Anthropic's Messages, OpenAI's
+//! Responses) reach [`Observer::event`], which reads the facts each event states (usage, text
+//! delivered, model) rather than the dialect's JSON. Each item is shown to the observer on its way to the client (never collected);
 //! the observer may let it pass, leave it out, or turn it into an error. The observer's
 //! [`Observer::end`] runs exactly once, at the first of:
 //!
@@ -46,7 +50,10 @@ use pin_project_lite::pin_project;
 
 #[allow(unused_imports)] // named in the module docs
 use crate::types::ChatStream;
-use crate::{error::LlmError, types::ChunkBody};
+use crate::{
+    error::LlmError,
+    types::{ChunkBody, StreamEvent},
+};
 
 /// How an observed stream ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +82,13 @@ pub trait Observer {
     /// Sees each chunk before it is passed on, and may change it.
     fn chunk(&mut self, chunk: &mut ChunkBody) -> Flow {
         let _ = chunk;
+        Flow::Pass
+    }
+
+    /// Sees each event of a dialect event stream before it is passed on. The default passes it
+    /// on unread: an observer that counts (usage, text delivered) reads the event's facts here.
+    fn event(&mut self, event: &mut StreamEvent) -> Flow {
+        let _ = event;
         Flow::Pass
     }
 
@@ -135,12 +149,37 @@ impl<S, O: Observer> fmt::Debug for Observe<S, O> {
     }
 }
 
-impl<S, O> Stream for Observe<S, O>
+/// An item of a stream [`Observe`] can watch: a chat chunk or a dialect event.
+pub trait Observed: sealed::Sealed {
+    /// Shows the item to the observer's method for its kind.
+    fn show<O: Observer>(&mut self, observer: &mut O) -> Flow;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::types::ChunkBody {}
+    impl Sealed for crate::types::StreamEvent {}
+}
+
+impl Observed for ChunkBody {
+    fn show<O: Observer>(&mut self, observer: &mut O) -> Flow {
+        observer.chunk(self)
+    }
+}
+
+impl Observed for StreamEvent {
+    fn show<O: Observer>(&mut self, observer: &mut O) -> Flow {
+        observer.event(self)
+    }
+}
+
+impl<S, O, T> Stream for Observe<S, O>
 where
-    S: Stream<Item = Result<ChunkBody, LlmError>>,
+    S: Stream<Item = Result<T, LlmError>>,
     O: Observer,
+    T: Observed,
 {
-    type Item = Result<ChunkBody, LlmError>;
+    type Item = Result<T, LlmError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
@@ -150,7 +189,7 @@ where
                 return Poll::Ready(item);
             };
             match item {
-                Some(Ok(mut chunk)) => match observer.chunk(&mut chunk) {
+                Some(Ok(mut chunk)) => match chunk.show(observer) {
                     Flow::Pass => return Poll::Ready(Some(Ok(chunk))),
                     Flow::Skip => {}
                     Flow::Fail(e) => {
@@ -240,6 +279,45 @@ mod tests {
             skip_every_second: skip,
             seen: 0,
         }
+    }
+
+    /// Counts a dialect event stream's facts through [`Observer::event`].
+    struct Facts(Arc<Mutex<(u64, usize, Option<End>)>>);
+
+    impl Observer for Facts {
+        fn event(&mut self, e: &mut StreamEvent) -> Flow {
+            let mut g = self.0.lock().unwrap();
+            if let Some(u) = e.usage {
+                g.0 = u.total();
+            }
+            g.1 += e.text_bytes;
+            Flow::Pass
+        }
+        fn end(self, end: End) {
+            self.0.lock().unwrap().2 = Some(end);
+        }
+    }
+
+    #[tokio::test]
+    async fn event_streams_reach_the_event_method_with_their_facts() {
+        use crate::types::{EventStream, ResponseBody, TokenUsage};
+        let events: EventStream = Box::pin(futures_util::stream::iter(vec![
+            Ok(StreamEvent::sse("message_start", b"{}").with_usage(Some(TokenUsage::new(7, 0)))),
+            Ok(StreamEvent::sse("content_block_delta", b"{}").with_text_bytes(12)),
+            Ok(StreamEvent::sse("message_delta", b"{}").with_usage(Some(TokenUsage::new(7, 3)))),
+        ]));
+        let seen = Arc::new(Mutex::new((0, 0, None)));
+        let body = ResponseBody::Events(events).observe_with(|| Facts(seen.clone()));
+        let ResponseBody::Events(s) = body else {
+            panic!("still an event stream")
+        };
+        let out: Vec<_> = s.collect().await;
+        assert_eq!(out.len(), 3);
+        assert_eq!(*seen.lock().unwrap(), (10, 12, Some(End::Complete)));
+        // A complete answer is not watched: the observer is never made.
+        let json = ResponseBody::Json(Box::new(crate::types::JsonBody::new("{}".into())));
+        let json = json.observe_with(|| -> Facts { panic!("not a stream") });
+        assert!(!json.is_stream());
     }
 
     #[tokio::test]

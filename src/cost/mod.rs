@@ -87,7 +87,7 @@
 
 use std::sync::Arc;
 
-use crate::types::chat::Usage;
+use crate::types::TokenUsage;
 
 mod pricing;
 mod service;
@@ -123,13 +123,13 @@ fn cut_status() -> &'static str {
 /// dropped). The edge puts it in the request extensions of a streamed request when it writes the
 /// access log, and reads it when the stream is over.
 #[derive(Clone, Debug, Default)]
-pub struct StreamTally(Arc<std::sync::OnceLock<(Option<Usage>, f64)>>);
+pub struct StreamTally(Arc<std::sync::OnceLock<(Option<TokenUsage>, f64)>>);
 
 impl StreamTally {
     /// The usage and cost (USD), once the stream is over.
     #[must_use]
-    pub fn get(&self) -> Option<(Option<&Usage>, f64)> {
-        self.0.get().map(|(u, c)| (u.as_ref(), *c))
+    pub fn get(&self) -> Option<(Option<TokenUsage>, f64)> {
+        self.0.get().map(|(u, c)| (*u, *c))
     }
 }
 
@@ -248,8 +248,8 @@ mod tests {
         assert_eq!(report.total_tokens(), 8);
         let (usage, cost) = tally.get().unwrap();
         let usage = usage.unwrap();
-        assert_eq!(usage.prompt_tokens, Some(4));
-        assert_eq!(usage.completion_tokens, Some(4));
+        assert_eq!(usage.input, 4);
+        assert_eq!(usage.output, 4);
         let expected = 4.0_f64.mul_add(1.5e-7, 4.0 * 6e-7);
         assert!((cost - expected).abs() < 1e-15, "{cost}");
     }
@@ -274,7 +274,7 @@ mod tests {
         assert!(stream.as_mut().poll_next(&mut cx).is_pending());
         drop(stream);
         assert_eq!(report.total_tokens(), 150);
-        assert_eq!(tally.get().unwrap().0.unwrap().completion_tokens, Some(50));
+        assert_eq!(tally.get().unwrap().0.unwrap().output, 50);
     }
 
     #[tokio::test]
@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(report.total_tokens(), 6);
         drop(stream);
         assert_eq!(report.total_tokens(), 6);
-        assert_eq!(tally.get().unwrap().0.unwrap().completion_tokens, Some(2));
+        assert_eq!(tally.get().unwrap().0.unwrap().output, 2);
     }
 
     #[tokio::test]

@@ -10,7 +10,9 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{provider::Deployment, types::chat::Usage};
+#[allow(unused_imports)] // named in the docs
+use crate::types::chat::Usage;
+use crate::{provider::Deployment, types::TokenUsage};
 
 /// The built-in price table: LiteLLM's `model_prices_and_context_window` map reduced to the
 /// fields of [`ModelPrice`], gzipped (`scripts/update-model-prices.py` writes it).
@@ -70,30 +72,27 @@ impl ModelPrice {
         self.input_cost_per_token.is_some() || self.output_cost_per_token.is_some()
     }
 
-    /// The cost of `usage` at these prices, in USD.
+    /// The cost of `usage` at these prices, in USD: input tokens read from or written to the
+    /// provider's prompt cache at their own prices (the input price when not set), reasoning
+    /// tokens at theirs (the output price when not set). `usage` is a [`TokenUsage`] or anything
+    /// that converts to one (a chat [`Usage`]).
     #[must_use]
-    pub fn cost(&self, usage: &Usage) -> f64 {
+    pub fn cost(&self, usage: impl Into<TokenUsage>) -> f64 {
+        let usage = usage.into();
         let input = self.input_cost_per_token.unwrap_or(0.0);
         let output = self.output_cost_per_token.unwrap_or(0.0);
-        let prompt = usage.prompt_tokens.unwrap_or(0);
-        let completion = usage.completion_tokens.unwrap_or(0);
-        let cached = usage
-            .prompt_tokens_details
-            .as_ref()
-            .and_then(|d| d.cached_tokens)
-            .unwrap_or(0)
-            .min(prompt);
-        let reasoning = usage
-            .completion_tokens_details
-            .as_ref()
-            .and_then(|d| d.reasoning_tokens)
-            .unwrap_or(0)
-            .min(completion);
+        let prompt = usage.input;
+        let completion = usage.output;
+        let cached = usage.cache_read.min(prompt);
+        let written = usage.cache_write.min(prompt - cached);
+        let reasoning = usage.reasoning.min(completion);
         let cached_price = self.cache_read_input_token_cost.unwrap_or(input);
+        let written_price = self.cache_creation_input_token_cost.unwrap_or(input);
         let reasoning_price = self.output_cost_per_reasoning_token.unwrap_or(output);
         let parts = [
-            ((prompt - cached) as f64, input),
+            ((prompt - cached - written) as f64, input),
             (cached as f64, cached_price),
+            (written as f64, written_price),
             ((completion - reasoning) as f64, output),
             (reasoning as f64, reasoning_price),
         ];
@@ -398,7 +397,7 @@ impl Pricing {
     /// The cost of `usage` at the price of `model_group`'s dearest deployment (0 when none of
     /// its deployments has a price): for a call cut before a deployment answered.
     #[must_use]
-    pub fn cost_of_group(&self, model_group: &str, usage: &Usage) -> f64 {
+    pub fn cost_of_group(&self, model_group: &str, usage: impl Into<TokenUsage>) -> f64 {
         self.by_group
             .get(model_group)
             .map_or(0.0, |p| p.cost(usage))
@@ -406,7 +405,7 @@ impl Pricing {
 
     /// The cost of `usage` on a deployment (0 without a price).
     #[must_use]
-    pub fn cost(&self, deployment_id: Option<&str>, usage: &Usage) -> f64 {
+    pub fn cost(&self, deployment_id: Option<&str>, usage: impl Into<TokenUsage>) -> f64 {
         self.cost_of(deployment_id, None, usage)
     }
 
@@ -417,7 +416,7 @@ impl Pricing {
         &self,
         deployment_id: Option<&str>,
         answered: Option<&Deployment>,
-        usage: &Usage,
+        usage: impl Into<TokenUsage>,
     ) -> f64 {
         self.price_of(deployment_id, answered)
             .map_or(0.0, |p| p.cost(usage))
@@ -584,6 +583,36 @@ mod tests {
         });
         let c = p.cost(&u);
         assert!((c - (60.0 + 4.0 + 400.0 + 200.0)).abs() < 1e-9, "{c}");
+    }
+
+    #[test]
+    fn prompt_cache_writes_are_priced_apart_from_plain_input() {
+        let p = ModelPrice {
+            input_cost_per_token: Some(1.0),
+            output_cost_per_token: Some(10.0),
+            cache_read_input_token_cost: Some(0.1),
+            cache_creation_input_token_cost: Some(1.25),
+            ..ModelPrice::default()
+        };
+        // 100 input tokens: 40 read from the cache, 20 written to it, 40 plain.
+        let u = TokenUsage {
+            cache_read: 40,
+            cache_write: 20,
+            ..TokenUsage::new(100, 5)
+        };
+        let c = p.cost(u);
+        assert!((c - (40.0 + 4.0 + 25.0 + 50.0)).abs() < 1e-9, "{c}");
+        // Without a write price, writes cost the input price.
+        let plain = ModelPrice {
+            cache_creation_input_token_cost: None,
+            ..p.clone()
+        };
+        let c = plain.cost(u);
+        assert!((c - (40.0 + 4.0 + 20.0 + 50.0)).abs() < 1e-9, "{c}");
+        // Anthropic's decoded chat usage states its cache writes the same way.
+        let chat = crate::provider::anthropic::usage_from(40, 5, 20, 40, 0);
+        assert_eq!(TokenUsage::from(&chat).cache_write, 20);
+        assert!((p.cost(&chat) - (40.0 + 4.0 + 25.0 + 50.0)).abs() < 1e-9);
     }
 
     #[test]

@@ -24,10 +24,7 @@ use crate::{
     spend::SpendLog,
     store::{now_ms, SpendRow},
     types::extensions::CallId,
-    types::{
-        chat::{StreamOptions, Usage},
-        LlmRequest, LlmResponse, ResponseBody,
-    },
+    types::{chat::StreamOptions, LlmRequest, LlmResponse, TokenUsage},
 };
 
 /// Applies [`Cost`]. See the [module docs](super) for an example.
@@ -121,15 +118,20 @@ pub(super) struct CallCtx {
 impl CallCtx {
     /// The usage of a call cut short: what the upstream reported, else the estimated prompt and
     /// `delivered` bytes of text estimated as tokens (see the [module docs](super)).
-    pub(super) fn cut_usage(&self, reported: Option<&Usage>, delivered: usize) -> Usage {
-        reported.cloned().unwrap_or_else(|| {
+    pub(super) fn cut_usage(&self, reported: Option<&TokenUsage>, delivered: usize) -> TokenUsage {
+        reported.copied().unwrap_or_else(|| {
             let completion = estimate_tokens(delivered);
-            Usage::new(self.prompt_estimate, completion)
+            TokenUsage::new(self.prompt_estimate, completion)
         })
     }
 
     /// Logs the call; returns its cost.
-    pub(super) fn finish(&self, usage: Option<&Usage>, meta: &MetaSnapshot, status: &str) -> f64 {
+    pub(super) fn finish(
+        &self,
+        usage: Option<&TokenUsage>,
+        meta: &MetaSnapshot,
+        status: &str,
+    ) -> f64 {
         let cost = if meta.cache_hit {
             0.0
         } else {
@@ -147,18 +149,16 @@ impl CallCtx {
                 }
             })
         };
-        let total = usage.map_or(0, |u| {
-            u.total_tokens
-                .unwrap_or(u.prompt_tokens.unwrap_or(0) + u.completion_tokens.unwrap_or(0))
-        });
+        let total = usage.map_or(0, TokenUsage::total);
         if let Some(r) = &self.report {
             r.0.fetch_add(total, Ordering::AcqRel);
         }
         if let Some(t) = &self.tally {
-            let _ = t.0.set((usage.cloned(), cost));
+            let _ = t.0.set((usage.copied(), cost));
         }
         if let Some(spend) = &self.spend {
             let to_i64 = |v: Option<u64>| v.map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX));
+            // A stated usage's counts; none for a call that failed before any.
             let row = SpendRow {
                 request_id: self
                     .call_id
@@ -176,8 +176,8 @@ impl CallCtx {
                 model: meta.model.clone(),
                 model_id: meta.deployment_id.as_deref().map(str::to_owned),
                 custom_llm_provider: meta.provider.clone(),
-                prompt_tokens: to_i64(usage.and_then(|u| u.prompt_tokens)),
-                completion_tokens: to_i64(usage.and_then(|u| u.completion_tokens)),
+                prompt_tokens: to_i64(usage.map(|u| u.input)),
+                completion_tokens: to_i64(usage.map(|u| u.output)),
                 total_tokens: i64::try_from(total).unwrap_or(i64::MAX),
                 spend: cost,
                 start_time: self.started_ms,
@@ -352,24 +352,16 @@ where
                 let snap = snapshot(&resp.meta, body_model);
                 if resp.body.is_stream() {
                     let strip_usage = *this.strip_usage;
-                    resp = resp.map_stream(|stream| {
-                        Box::pin(crate::observe::Observe::new(
-                            stream,
-                            CostObserver {
-                                ctx,
-                                meta: snap,
-                                usage: None,
-                                delivered: 0,
-                                strip_usage,
-                            },
-                        ))
+                    resp = resp.observe_with(|| CostObserver {
+                        ctx,
+                        meta: snap,
+                        usage: None,
+                        delivered: 0,
+                        strip_usage,
                     });
                 } else {
                     // Priced from the chat usage's details (cached tokens); see `Pricing`.
-                    let usage = resp.meta.usage.clone().or_else(|| match &resp.body {
-                        ResponseBody::Chat(c) => c.usage().cloned(),
-                        _ => None,
-                    });
+                    let usage = resp.token_usage();
                     let cost = ctx.finish(usage.as_ref(), &snap, "success");
                     resp.meta.cost = Some(cost);
                 }

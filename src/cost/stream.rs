@@ -9,14 +9,14 @@ use super::{
 };
 use crate::{
     observe::{End, Flow, Observer},
-    types::{chat::Usage, ChunkBody},
+    types::{ChunkBody, StreamEvent, TokenUsage},
 };
 
 /// What the cost layer watches a stream for.
 pub(super) struct CostObserver {
     pub(super) ctx: CallCtx,
     pub(super) meta: MetaSnapshot,
-    pub(super) usage: Option<Usage>,
+    pub(super) usage: Option<TokenUsage>,
     /// Bytes of generated text passed on so far (`Relayed::delta_text_bytes`).
     pub(super) delivered: usize,
     pub(super) strip_usage: bool,
@@ -28,7 +28,7 @@ impl Observer for CostObserver {
             self.meta.model = chunk.model().map(str::to_owned);
         }
         if let Some(u) = chunk.usage() {
-            self.usage = Some(u.clone());
+            self.usage = Some(TokenUsage::from(u));
             if self.strip_usage {
                 if !chunk.has_choices() {
                     return Flow::Skip;
@@ -41,6 +41,17 @@ impl Observer for CostObserver {
             }
         }
         self.delivered = self.delivered.saturating_add(chunk.delta_text_bytes());
+        Flow::Pass
+    }
+
+    fn event(&mut self, event: &mut StreamEvent) -> Flow {
+        if self.meta.model.is_none() {
+            self.meta.model = event.model.as_deref().map(str::to_owned);
+        }
+        if let Some(u) = event.usage {
+            self.usage = Some(u);
+        }
+        self.delivered = self.delivered.saturating_add(event.text_bytes);
         Flow::Pass
     }
 

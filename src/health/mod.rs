@@ -76,7 +76,7 @@ use tower_service::Service;
 use crate::{
     classify::{Classify as _, LiteLlmClassifier, SharedClassifier},
     error::{ErrorKind, LlmError},
-    observe::{End, Observe, Observer},
+    observe::{End, Observer},
     types::{LlmRequest, LlmResponse},
 };
 
@@ -492,7 +492,7 @@ where
                 // Counted when the stream ends: a success at its end, a failure at an error.
                 let LlmResponse { body, meta } = resp;
                 Ok(LlmResponse {
-                    body: body.map_stream(|inner| Box::pin(Observe::new(inner, Watched(shared)))),
+                    body: body.observe_with(|| Watched(shared)),
                     meta,
                 })
             }

@@ -16,6 +16,7 @@
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+pub mod bridge;
 pub mod compat;
 mod deployment;
 pub mod gemini;
@@ -50,7 +51,7 @@ pub use crate::upstream::{HttpClient, HttpClientBuilder, HttpFuture, UpstreamBod
 use crate::{
     error::LlmError,
     secret::Secret,
-    types::{ChatStream, LlmRequest, LlmResponse, OperationKind},
+    types::{ChatStream, EventStream, LlmRequest, LlmResponse, OperationKind},
 };
 
 /// A credential being fetched by [`Provider::access_token`].
@@ -95,6 +96,21 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
         body: ByteStream,
         dep: &Deployment,
     ) -> Result<ChatStream, LlmError>;
+
+    /// Decodes a successful streaming response of an operation that streams in its own dialect
+    /// (Anthropic's Messages, OpenAI's Responses, …, see [`OperationKind::streams_chunks`]) into
+    /// events that state their facts ([`StreamEvent`](crate::types::StreamEvent)): for a
+    /// same-dialect relay, each upstream event as it came. Default: unsupported (a provider that
+    /// `supports` such an operation implements it).
+    fn decode_events(
+        &self,
+        req: &LlmRequest,
+        _parts: http::response::Parts,
+        _body: ByteStream,
+        _dep: &Deployment,
+    ) -> Result<EventStream, LlmError> {
+        Err(unsupported_by(self.name(), req))
+    }
 
     /// Turns an upstream error response into an [`LlmError`].
     fn classify(
@@ -172,9 +188,12 @@ pub(crate) use delegate_responses;
 /// The error for an operation a provider does not implement.
 #[must_use]
 pub fn unsupported(provider: &dyn Provider, req: &LlmRequest) -> LlmError {
+    unsupported_by(provider.name(), req)
+}
+
+fn unsupported_by(provider: &str, req: &LlmRequest) -> LlmError {
     LlmError::bad_request(format!(
-        "the {} provider does not support {} requests",
-        provider.name(),
+        "the {provider} provider does not support {} requests",
         req.operation_name()
     ))
 }

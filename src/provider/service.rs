@@ -177,9 +177,37 @@ where
     }
 }
 
+/// One call: natively when the provider speaks the operation, else through the operation's
+/// [`Bridge`](super::bridge::Bridge) to the provider's chat, else a 400.
 async fn call<C, B>(
-    mut client: C,
+    client: C,
     target: Arc<Target>,
+    timeout: Option<Duration>,
+    req: LlmRequest,
+) -> Result<LlmResponse, LlmError>
+where
+    C: Service<http::Request<Full<Bytes>>, Response = http::Response<B>>,
+    C::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let provider: &dyn Provider = &*target.provider;
+    let kind = req.kind();
+    if provider.supports(kind) {
+        return call_native(client, &target, timeout, req).await;
+    }
+    let bridge = super::bridge::for_kind(kind)
+        .filter(|_| provider.supports(crate::types::OperationKind::Chat))
+        .ok_or_else(|| super::unsupported(provider, &req))?;
+    let chat = bridge.chat_request(&req)?;
+    let resp = call_native(client, &target, timeout, chat).await?;
+    bridge.chat_answer(&req, resp)
+}
+
+/// A call of an operation the provider speaks.
+async fn call_native<C, B>(
+    mut client: C,
+    target: &Arc<Target>,
     timeout: Option<Duration>,
     req: LlmRequest,
 ) -> Result<LlmResponse, LlmError>
@@ -192,9 +220,6 @@ where
     let provider: &dyn Provider = &*target.provider;
     let name = &target.provider_name;
     let dep = &target.deployment;
-    if !provider.supports(req.kind()) {
-        return Err(super::unsupported(provider, &req));
-    }
     let local = provider.respond_locally(&req, dep).or_else(|| {
         let chat = req.as_chat()?;
         let directive = chat.mock_response.as_ref()?;
@@ -251,8 +276,11 @@ where
         let stream = BodyDataStream::new(body)
             .map(|r| r.map_err(|e| body_error(e.into())))
             .boxed();
-        let chat_stream = provider.decode_stream(&req, parts, stream, dep)?;
-        LlmResponse::stream(chat_stream)
+        if req.kind().streams_chunks() {
+            LlmResponse::stream(provider.decode_stream(&req, parts, stream, dep)?)
+        } else {
+            LlmResponse::events(provider.decode_events(&req, parts, stream, dep)?)
+        }
     } else {
         let bytes = match within(deadline, read_body(body, MAX_RESPONSE_BYTES)).await {
             Ok(Ok(b)) => b,

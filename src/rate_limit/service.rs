@@ -21,8 +21,8 @@ use crate::{
     admission::{Admission, AdmissionFuture, OnResponse},
     cost::{estimate_tokens, UsageReport},
     error::LlmError,
-    observe::{End, Flow, Observe, Observer},
-    types::{chat::StreamOptions, ChunkBody, LlmRequest, LlmResponse},
+    observe::{End, Flow, Observer},
+    types::{chat::StreamOptions, ChunkBody, LlmRequest, LlmResponse, StreamEvent},
 };
 
 /// Applies [`RateLimit`]. See the [module docs](super) for an example.
@@ -215,7 +215,7 @@ impl OnResponse for Admitted {
                         strip_usage,
                         prompt_estimate,
                     };
-                    resp = resp.map_stream(|s| Box::pin(Observe::new(s, tokens)));
+                    resp = resp.observe_with(|| tokens);
                 } else {
                     release.tokens = resp.token_usage().map_or(0, |u| u.total());
                 }
@@ -252,6 +252,14 @@ impl Observer for Tokens {
             }
         }
         self.delivered = self.delivered.saturating_add(chunk.delta_text_bytes());
+        Flow::Pass
+    }
+
+    fn event(&mut self, event: &mut StreamEvent) -> Flow {
+        if let Some(u) = &event.usage {
+            self.usage = Some(u.total());
+        }
+        self.delivered = self.delivered.saturating_add(event.text_bytes);
         Flow::Pass
     }
 

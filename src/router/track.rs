@@ -14,8 +14,8 @@ use super::{
 };
 use crate::{
     error::{ErrorKind, LlmError},
-    observe::{End, Flow, Observe, Observer},
-    types::{ChunkBody, LlmResponse},
+    observe::{End, Flow, Observer},
+    types::{ChunkBody, LlmResponse, StreamEvent},
 };
 
 /// Bookkeeping of one call to a deployment: in-flight count, permit, start time.
@@ -95,7 +95,7 @@ pub(super) fn finish(
                 // The first-chunk layer hands a stream on once its first chunk arrived: this is
                 // the time to first token.
                 record_latency(elapsed);
-                resp = resp.map_stream(|s| Box::pin(Observe::new(s, Tracked(tracker))));
+                resp = resp.observe_with(|| Tracked(tracker, None));
             } else {
                 let usage = resp.meta.usage.as_ref();
                 let out = usage.and_then(|u| u.completion_tokens).unwrap_or(0);
@@ -130,7 +130,8 @@ pub(super) fn finish(
 
 /// What the router watches a deployment's stream for: its token usage (from the usage chunk),
 /// with the in-flight count held (the [`Tracker`]) until the stream ends, fails or is dropped.
-struct Tracked(Tracker);
+/// A dialect event stream states its usage cumulatively, so the last total is counted at the end.
+struct Tracked(Tracker, Option<u64>);
 
 impl Observer for Tracked {
     fn chunk(&mut self, chunk: &mut ChunkBody) -> Flow {
@@ -140,7 +141,17 @@ impl Observer for Tracked {
         Flow::Pass
     }
 
+    fn event(&mut self, event: &mut StreamEvent) -> Flow {
+        if let Some(u) = &event.usage {
+            self.1 = Some(u.total());
+        }
+        Flow::Pass
+    }
+
     fn end(self, _end: End) {
+        if let Some(total) = self.1 {
+            self.0.tokens(total);
+        }
         // Dropping the tracker releases the in-flight count.
     }
 }

@@ -15,7 +15,7 @@ use std::{borrow::Cow, sync::Arc, time::Instant};
 
 use http::Method;
 
-use crate::{cost::StreamTally, types::chat::Usage};
+use crate::{cost::StreamTally, types::TokenUsage};
 
 /// Whether access-log events are wanted right now.
 #[inline]
@@ -42,7 +42,7 @@ pub(crate) struct Outcome<'a> {
     pub status: u16,
     pub model_group: Option<&'a str>,
     pub deployment: Option<&'a str>,
-    pub usage: Option<&'a Usage>,
+    pub usage: Option<TokenUsage>,
     pub cost: Option<f64>,
     pub cache_hit: Option<bool>,
     pub stream: Option<&'static str>,
@@ -84,7 +84,7 @@ impl AccessLog {
     }
 
     /// A stream's usage and cost, when the cost layer reported them.
-    pub(crate) fn stream_totals(&self) -> Option<(Option<&Usage>, f64)> {
+    pub(crate) fn stream_totals(&self) -> Option<(Option<TokenUsage>, f64)> {
         self.tally.as_ref().and_then(StreamTally::get)
     }
 
@@ -102,9 +102,9 @@ impl AccessLog {
             deployment = o.deployment,
             status = o.status,
             latency_ms,
-            prompt_tokens = usage.and_then(|u| u.prompt_tokens),
-            completion_tokens = usage.and_then(|u| u.completion_tokens),
-            total_tokens = usage.and_then(|u| u.total_tokens),
+            prompt_tokens = usage.map(|u| u.input),
+            completion_tokens = usage.map(|u| u.output),
+            total_tokens = usage.map(|u| u.total()),
             cost = o.cost,
             cache_hit = o.cache_hit,
             stream = o.stream,

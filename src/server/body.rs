@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::access::{AccessLog, Outcome};
 use crate::{
     error::{BoxError, LlmError},
-    types::{chat::Usage, ChatStream, ChunkBody, ResponseMeta},
+    types::{ChatStream, ChunkBody, EventStream, ResponseMeta, StreamEvent, TokenUsage},
 };
 
 /// The body [`OpenAiServer`](super::OpenAiServer) answers with: complete JSON, or SSE.
@@ -26,6 +26,7 @@ pub struct ServerBody {
 enum Kind {
     Full(Option<Bytes>),
     Sse(SseBody),
+    Events(EventsBody),
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
 
@@ -37,6 +38,7 @@ impl std::fmt::Debug for ServerBody {
                 .field("len", &data.as_ref().map(Bytes::len))
                 .finish(),
             Kind::Sse(_) => f.write_str("ServerBody::Sse(..)"),
+            Kind::Events(_) => f.write_str("ServerBody::Events(..)"),
             Kind::Boxed(_) => f.write_str("ServerBody::Boxed(..)"),
         }
     }
@@ -77,20 +79,43 @@ impl ServerBody {
         }
     }
 
-    /// Logs the stream's access-log line when it ends, fails or is dropped (an SSE body only;
-    /// any other body is returned as it is).
+    /// A body over a dialect's event stream; `first` is an event already taken from it, and
+    /// `error_frame` writes an error that ends the stream in the route's dialect.
+    #[must_use]
+    pub(crate) fn events(
+        first: Option<StreamEvent>,
+        stream: EventStream,
+        error_frame: ErrorFrame,
+    ) -> Self {
+        Self {
+            kind: Kind::Events(EventsBody {
+                first,
+                stream,
+                error_frame,
+                done: false,
+                buf: BytesMut::new(),
+                log: None,
+            }),
+        }
+    }
+
+    /// Logs the stream's access-log line when it ends, fails or is dropped (a streamed body
+    /// only; any other body is returned as it is).
     #[must_use]
     pub(crate) fn with_access_log(mut self, log: Box<AccessLog>, meta: &ResponseMeta) -> Self {
-        if let Kind::Sse(sse) = &mut self.kind {
-            sse.log = Some(Box::new(StreamLog {
-                log,
-                model_group: meta.model_group.clone(),
-                deployment: meta.deployment_id.clone(),
-                cache_hit: meta.cache_hit,
-                usage: meta.usage.clone(),
-                failed: false,
-            }));
-        }
+        let slot = match &mut self.kind {
+            Kind::Sse(sse) => &mut sse.log,
+            Kind::Events(ev) => &mut ev.log,
+            Kind::Full(_) | Kind::Boxed(_) => return self,
+        };
+        *slot = Some(Box::new(StreamLog {
+            log,
+            model_group: meta.model_group.clone(),
+            deployment: meta.deployment_id.clone(),
+            cache_hit: meta.cache_hit,
+            usage: meta.usage.as_ref().map(TokenUsage::from),
+            failed: false,
+        }));
         self
     }
 }
@@ -106,6 +131,7 @@ impl http_body::Body for ServerBody {
         match &mut self.get_mut().kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Sse(inner) => inner.poll_frame(cx).map_err(|never| match never {}),
+            Kind::Events(inner) => inner.poll_frame(cx).map_err(|never| match never {}),
             Kind::Boxed(body) => Pin::new(body).poll_frame(cx),
         }
     }
@@ -114,6 +140,7 @@ impl http_body::Body for ServerBody {
         match &self.kind {
             Kind::Full(data) => data.is_none(),
             Kind::Sse(inner) => matches!(inner.state, SseState::Done),
+            Kind::Events(inner) => inner.done,
             Kind::Boxed(body) => body.is_end_stream(),
         }
     }
@@ -121,7 +148,7 @@ impl http_body::Body for ServerBody {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            Kind::Sse(_) => SizeHint::default(),
+            Kind::Sse(_) | Kind::Events(_) => SizeHint::default(),
             Kind::Boxed(body) => body.size_hint(),
         }
     }
@@ -150,8 +177,8 @@ struct StreamLog {
     model_group: Option<Arc<str>>,
     deployment: Option<Arc<str>>,
     cache_hit: bool,
-    /// The last usage a chunk carried (with `stream_options.include_usage`).
-    usage: Option<Usage>,
+    /// The last usage a chunk or event carried (with `stream_options.include_usage`).
+    usage: Option<TokenUsage>,
     failed: bool,
 }
 
@@ -160,8 +187,8 @@ impl StreamLog {
         // The cost layer's totals (it also sees the usage chunk it strips for the client), else
         // the last usage a chunk carried here.
         let (usage, cost) = match self.log.stream_totals() {
-            Some((usage, cost)) => (usage.or(self.usage.as_ref()), Some(cost)),
-            None => (self.usage.as_ref(), None),
+            Some((usage, cost)) => (usage.or(self.usage), Some(cost)),
+            None => (self.usage, None),
         };
         self.log.emit(&Outcome {
             status: 200,
@@ -210,7 +237,7 @@ impl SseBody {
     fn note_usage(&mut self, chunk: &ChunkBody) {
         if let Some(log) = &mut self.log {
             if let Some(u) = chunk.usage() {
-                log.usage = Some(u.clone());
+                log.usage = Some(TokenUsage::from(u));
             }
         }
     }
@@ -259,6 +286,81 @@ impl SseBody {
                 this.finish();
                 Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(DONE_FRAME)))))
             }
+        }
+    }
+}
+
+/// Writes an error as the last frame of a dialect event stream (the route's dialect decides the
+/// frame: Anthropic's `event: error`, say).
+pub(crate) type ErrorFrame = fn(&mut BytesMut, &LlmError) -> Bytes;
+
+/// A dialect's event stream, each event's frame written as it is (no `[DONE]`: the dialect
+/// says where it ends). An error mid-stream is written with the route's [`ErrorFrame`] and ends
+/// the body. Dropping the body drops the upstream stream, which cancels the provider call.
+struct EventsBody {
+    first: Option<StreamEvent>,
+    stream: EventStream,
+    error_frame: ErrorFrame,
+    done: bool,
+    buf: BytesMut,
+    log: Option<Box<StreamLog>>,
+}
+
+impl EventsBody {
+    fn note(&mut self, event: &StreamEvent) {
+        if let (Some(log), Some(u)) = (&mut self.log, event.usage) {
+            log.usage = Some(u);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(log) = self.log.take() {
+            log.emit(if log.failed { "error" } else { "complete" });
+        }
+    }
+
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Some(event) = self.first.take() {
+            self.note(&event);
+            return Poll::Ready(Some(Ok(Frame::data(event.frame))));
+        }
+        match self.stream.as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(event))) => {
+                self.note(&event);
+                Poll::Ready(Some(Ok(Frame::data(event.frame))))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                tracing::warn!(kind = err.kind().as_str(), error = %err, "stream ended with an error");
+                self.done = true;
+                if let Some(log) = &mut self.log {
+                    log.failed = true;
+                }
+                self.finish();
+                let frame = (self.error_frame)(&mut self.buf, &err);
+                Poll::Ready(Some(Ok(Frame::data(frame))))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                self.finish();
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl Drop for EventsBody {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.take() {
+            // Drop the stream first: the cost layer's stream reports its totals when dropped.
+            self.stream = Box::pin(futures_util::stream::empty());
+            log.emit("client_closed");
         }
     }
 }

@@ -18,6 +18,7 @@ use tower_service::Service;
 use super::{
     access::{self, AccessLog, Outcome},
     body::ServerBody,
+    dialect::Dialect,
     headers::insert_call_id,
     headers::{self, EdgeHeaders, X_ACCEL_BUFFERING},
     json::{error_response, json_response, parse_json, to_json},
@@ -32,7 +33,7 @@ use crate::{
         chat::ChatRequest,
         controls::{check_model, GatewayControls},
         embeddings::EmbeddingsRequest,
-        LlmRequest, LlmResponse, ResponseBody,
+        LlmRequest, LlmResponse, ResponseBody, TokenUsage,
     },
 };
 
@@ -101,7 +102,7 @@ impl Head {
             )
             .with_status(StatusCode::METHOD_NOT_ALLOWED)
             .with_code("method_not_allowed");
-            let mut resp = error_response(&err, &call_id);
+            let mut resp = route.dialect().error_response(&err, &call_id);
             resp.headers_mut().insert(
                 header::ALLOW,
                 HeaderValue::from_static(if route.method() == Method::POST {
@@ -230,6 +231,7 @@ where
     B::Error: Into<BoxError>,
 {
     let call_id = head.call_id.clone();
+    let dialect = head.route.dialect();
     let received = head.received;
     let mut log = head.log.take();
     let http1 = head.http1;
@@ -237,7 +239,7 @@ where
     if let Some(admission) = &admission {
         if let Err(e) = admission.check(head.presented_key.as_ref()).await {
             // The body is never read: the connection ends with this answer.
-            let mut resp = failed(&e, &call_id, log.as_deref());
+            let mut resp = failed(&e, dialect, &call_id, log.as_deref());
             if head.http1 {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -258,7 +260,7 @@ where
     let mut llm_req = match parsed {
         Ok(r) => head.annotate(r),
         Err(e) => {
-            let mut resp = failed(&e, &call_id, log.as_deref());
+            let mut resp = failed(&e, dialect, &call_id, log.as_deref());
             if http1 && resp.status() == StatusCode::REQUEST_TIMEOUT {
                 // The rest of a late body is not waited for: the connection ends here.
                 resp.headers_mut()
@@ -275,7 +277,7 @@ where
     }
 
     if let Err(e) = std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
-        return failed(&e, &call_id, log.as_deref());
+        return failed(&e, dialect, &call_id, log.as_deref());
     }
     let resp = inner.call(llm_req).await;
     if large {
@@ -293,19 +295,20 @@ where
                 status = e.status().as_u16(),
                 "request failed"
             );
-            return failed(&e, &call_id, log.as_deref());
+            return failed(&e, dialect, &call_id, log.as_deref());
         }
     };
-    respond(resp, &call_id, received, log).await
+    respond(resp, dialect, &call_id, received, log).await
 }
 
 /// The error response, logged.
 fn failed(
     err: &LlmError,
+    dialect: Dialect,
     call_id: &Arc<str>,
     log: Option<&AccessLog>,
 ) -> http::Response<ServerBody> {
-    let resp = error_response(err, call_id);
+    let resp = dialect.error_response(err, call_id);
     if let Some(log) = log {
         log.emit(&Outcome {
             status: resp.status().as_u16(),
@@ -317,6 +320,7 @@ fn failed(
 
 async fn respond(
     resp: LlmResponse,
+    dialect: Dialect,
     call_id: &Arc<str>,
     received: Instant,
     log: Option<Box<AccessLog>>,
@@ -330,12 +334,12 @@ async fn respond(
         ResponseBody::Chat(c) => match c.to_bytes() {
             Ok(bytes) => {
                 if log.is_some() && meta.usage.is_none() {
-                    body_usage = c.usage().cloned();
+                    body_usage = c.usage().map(TokenUsage::from);
                 }
                 log_now = log;
                 json_response(StatusCode::OK, bytes, call_id)
             }
-            Err(e) => return failed(&e, call_id, log.as_deref()),
+            Err(e) => return failed(&e, dialect, call_id, log.as_deref()),
         },
         ResponseBody::Embeddings(e) => {
             log_now = log;
@@ -345,27 +349,39 @@ async fn respond(
             log_now = log;
             json_response(StatusCode::OK, to_json(&m), call_id)
         }
+        ResponseBody::Json(j) => {
+            if log.is_some() && meta.usage.is_none() {
+                body_usage = j.usage;
+            }
+            log_now = log;
+            json_response(StatusCode::OK, j.bytes, call_id)
+        }
         ResponseBody::Stream(mut stream) => {
             // Wait for the first chunk so that an error before any output is a proper HTTP error.
             let first = match stream.next().await {
                 Some(Ok(chunk)) => Some(chunk),
-                Some(Err(e)) => return failed(&e, call_id, log.as_deref()),
+                Some(Err(e)) => return failed(&e, dialect, call_id, log.as_deref()),
                 None => None,
             };
             let body = match log {
                 Some(log) => ServerBody::sse(first, stream).with_access_log(log, &meta),
                 None => ServerBody::sse(first, stream),
             };
-            let mut r = http::Response::new(body);
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
-            insert_call_id(h, call_id);
-            r
+            sse_response(body, call_id)
+        }
+        ResponseBody::Events(mut stream) => {
+            // As for chat: an error before the first event is a proper HTTP error.
+            let first = match stream.next().await {
+                Some(Ok(event)) => Some(event),
+                Some(Err(e)) => return failed(&e, dialect, call_id, log.as_deref()),
+                None => None,
+            };
+            let body = ServerBody::events(first, stream, dialect.error_frame());
+            let body = match log {
+                Some(log) => body.with_access_log(log, &meta),
+                None => body,
+            };
+            sse_response(body, call_id)
         }
     };
     let h = out.headers_mut();
@@ -383,13 +399,27 @@ async fn respond(
             status: out.status().as_u16(),
             model_group: meta.model_group.as_deref(),
             deployment: meta.deployment_id.as_deref(),
-            usage: meta.usage.as_ref().or(body_usage.as_ref()),
+            usage: meta.usage.as_ref().map(TokenUsage::from).or(body_usage),
             cost: meta.cost,
             cache_hit: Some(meta.cache_hit),
             stream: None,
         });
     }
     out
+}
+
+/// A streamed answer's response: `text/event-stream`, uncached, unbuffered by proxies.
+fn sse_response(body: ServerBody, call_id: &Arc<str>) -> http::Response<ServerBody> {
+    let mut r = http::Response::new(body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
+    insert_call_id(h, call_id);
+    r
 }
 
 fn read_body<B>(

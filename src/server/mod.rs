@@ -17,6 +17,7 @@
 mod access;
 mod body;
 mod call_id;
+mod dialect;
 mod handle;
 pub mod headers;
 mod json;

@@ -20,6 +20,7 @@ use super::{
     access::{self, AccessLog, Outcome},
     body::ServerBody,
     call_id::call_id,
+    dialect::Dialect,
     handle::{
         handle, BodyLimits, Head, LargeBodyHooks, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
     },
@@ -244,6 +245,15 @@ impl Route {
             Self::Models => "/v1/models",
             Self::Liveliness => "/health/liveliness",
             Self::Readiness => "/health/readiness",
+        }
+    }
+
+    /// The wire dialect the route speaks (how its errors are written).
+    pub(super) fn dialect(self) -> Dialect {
+        match self {
+            Self::Chat | Self::Embeddings | Self::Models | Self::Liveliness | Self::Readiness => {
+                Dialect::OpenAi
+            }
         }
     }
 

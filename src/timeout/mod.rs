@@ -72,7 +72,7 @@ use crate::clock::Timer;
 pub use crate::types::extensions::RequestTimeout;
 use crate::{
     error::{ErrorKind, LlmError},
-    types::{ChatStream, ChunkBody, LlmRequest, LlmResponse},
+    types::{ChunkBody, LlmRequest, LlmResponse},
 };
 
 /// LiteLLM's default request timeout: 600 s.
@@ -290,17 +290,9 @@ where
             let timer = *this.timer;
             return Poll::Ready(out.map(|resp| {
                 // The first chunk is due by the call's own deadline.
-                resp.map_stream(|s| {
-                    Box::pin(TimeoutStream {
-                        inner: s,
-                        sleep: timer.sleep_until(
-                            ends_at.map_or(first_deadline, |end| end.min(first_deadline)),
-                        ),
-                        idle: limit,
-                        first: true,
-                        ends_at,
-                    })
-                })
+                let due = ends_at.map_or(first_deadline, |end| end.min(first_deadline));
+                resp.map_stream(|s| Box::pin(TimeoutStream::new(s, timer, due, limit, ends_at)))
+                    .map_events(|s| Box::pin(TimeoutStream::new(s, timer, due, limit, ends_at)))
             }));
         }
         ready!(this.sleep.poll(cx));
@@ -313,11 +305,17 @@ where
     }
 }
 
+/// A boxed stream of `T`s: a [`ChatStream`](crate::types::ChatStream) or an
+/// [`EventStream`](crate::types::EventStream).
+type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, LlmError>> + Send + 'static>>;
+
 pin_project! {
-    /// A stream with a deadline for its first chunk and an idle limit between chunks.
+    /// A stream with a deadline for its first item and an idle limit between items: chat chunks
+    /// ([`ChunkBody`], the default) or a dialect's events
+    /// ([`StreamEvent`](crate::types::StreamEvent)).
     #[must_use = "streams do nothing unless polled"]
-    pub struct TimeoutStream {
-        inner: ChatStream,
+    pub struct TimeoutStream<T = ChunkBody> {
+        inner: Boxed<T>,
         #[pin]
         sleep: Sleep,
         idle: Duration,
@@ -327,7 +325,25 @@ pin_project! {
     }
 }
 
-impl fmt::Debug for TimeoutStream {
+impl<T> TimeoutStream<T> {
+    fn new(
+        inner: Boxed<T>,
+        timer: Timer,
+        first_due: Instant,
+        idle: Duration,
+        ends_at: Option<Instant>,
+    ) -> Self {
+        Self {
+            inner,
+            sleep: timer.sleep_until(first_due),
+            idle,
+            first: true,
+            ends_at,
+        }
+    }
+}
+
+impl<T> fmt::Debug for TimeoutStream<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TimeoutStream")
             .field("idle", &self.idle)
@@ -335,8 +351,8 @@ impl fmt::Debug for TimeoutStream {
     }
 }
 
-impl Stream for TimeoutStream {
-    type Item = Result<ChunkBody, LlmError>;
+impl<T: Send + 'static> Stream for TimeoutStream<T> {
+    type Item = Result<T, LlmError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();

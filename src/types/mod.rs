@@ -7,6 +7,7 @@ pub mod chat;
 pub mod controls;
 pub mod deployment;
 pub mod embeddings;
+pub mod events;
 pub mod extensions;
 pub mod models;
 pub mod relay;
@@ -18,6 +19,7 @@ pub mod usage;
 pub use crate::wire;
 
 pub use self::{
+    events::{EventStream, JsonBody, StreamEvent},
     relay::{ChatBody, ChunkBody},
     request::{LlmRequest, Operation, OperationKind},
     response::{ChatStream, LlmResponse, ResponseBody, ResponseMeta},

@@ -58,6 +58,15 @@ impl OperationKind {
         matches!(self, Self::Chat | Self::Embeddings)
     }
 
+    /// Whether a streamed answer of this operation is a stream of chat chunks
+    /// ([`ResponseBody::Stream`](super::ResponseBody::Stream)); otherwise it streams events in
+    /// its own dialect ([`ResponseBody::Events`](super::ResponseBody::Events)), which a provider
+    /// decodes with [`Provider::decode_events`](crate::provider::Provider::decode_events).
+    #[must_use]
+    pub const fn streams_chunks(self) -> bool {
+        matches!(self, Self::Chat | Self::Embeddings | Self::ListModels)
+    }
+
     /// Whether the operation may be sent again after a failure (retries, fallbacks): it changes
     /// nothing upstream, so a second attempt cannot do something twice.
     #[must_use]

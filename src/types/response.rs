@@ -9,11 +9,15 @@ use http::HeaderMap;
 use super::{
     chat::{ChatResponse, Usage},
     embeddings::EmbeddingsResponse,
+    events::{EventStream, JsonBody},
     models::ModelList,
     relay::{ChatBody, ChunkBody},
     usage::TokenUsage,
 };
-use crate::error::LlmError;
+use crate::{
+    error::LlmError,
+    observe::{Observe, Observer},
+};
 
 /// A stream of chat chunks: the one sanctioned box on the response path.
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChunkBody, LlmError>> + Send + 'static>>;
@@ -32,6 +36,11 @@ pub enum ResponseBody {
     Stream(ChatStream),
     /// The model list.
     Models(Box<ModelList>),
+    /// A complete answer in the operation's own dialect (Anthropic's Messages, OpenAI's
+    /// Responses, …), with its facts.
+    Json(Box<JsonBody>),
+    /// A stream of server-sent events in the operation's own dialect, each with its facts.
+    Events(EventStream),
 }
 
 impl fmt::Debug for ResponseBody {
@@ -41,6 +50,8 @@ impl fmt::Debug for ResponseBody {
             Self::Embeddings(e) => f.debug_tuple("Embeddings").field(e).finish(),
             Self::Stream(_) => f.write_str("Stream(..)"),
             Self::Models(m) => f.debug_tuple("Models").field(m).finish(),
+            Self::Json(j) => f.debug_tuple("Json").field(j).finish(),
+            Self::Events(_) => f.write_str("Events(..)"),
         }
     }
 }
@@ -49,7 +60,7 @@ impl ResponseBody {
     /// Whether the answer is a stream (its usage arrives with its last chunk).
     #[must_use]
     pub fn is_stream(&self) -> bool {
-        matches!(self, Self::Stream(_))
+        matches!(self, Self::Stream(_) | Self::Events(_))
     }
 
     /// The model the provider says answered, for a complete answer that names one.
@@ -58,7 +69,8 @@ impl ResponseBody {
         match self {
             Self::Chat(c) => c.model(),
             Self::Embeddings(e) => e.model.as_deref(),
-            Self::Stream(_) | Self::Models(_) => None,
+            Self::Json(j) => j.model.as_deref(),
+            Self::Stream(_) | Self::Models(_) | Self::Events(_) => None,
         }
     }
 
@@ -69,7 +81,8 @@ impl ResponseBody {
         match self {
             Self::Chat(c) => c.usage().map(TokenUsage::from),
             Self::Embeddings(e) => e.usage.as_ref().map(TokenUsage::from),
-            Self::Stream(_) | Self::Models(_) => None,
+            Self::Json(j) => j.usage,
+            Self::Stream(_) | Self::Models(_) | Self::Events(_) => None,
         }
     }
 
@@ -81,6 +94,32 @@ impl ResponseBody {
     pub fn map_stream(self, f: impl FnOnce(ChatStream) -> ChatStream) -> Self {
         match self {
             Self::Stream(s) => Self::Stream(f(s)),
+            other => other,
+        }
+    }
+
+    /// Wraps a dialect event stream with `f`; any other answer is returned unchanged (the
+    /// counterpart of [`ResponseBody::map_stream`] for [`ResponseBody::Events`]).
+    #[must_use]
+    pub fn map_events(self, f: impl FnOnce(EventStream) -> EventStream) -> Self {
+        match self {
+            Self::Events(s) => Self::Events(f(s)),
+            other => other,
+        }
+    }
+
+    /// Watches a streamed answer, whichever kind of stream it is, with the observer `make`
+    /// builds ([`Observe`]: chat chunks reach [`Observer::chunk`], dialect events
+    /// [`Observer::event`]); a complete answer is returned unchanged and `make` is not called.
+    /// This is how the counting layers watch streams without knowing the operation.
+    #[must_use]
+    pub fn observe_with<O>(self, make: impl FnOnce() -> O) -> Self
+    where
+        O: Observer + Send + 'static,
+    {
+        match self {
+            Self::Stream(s) => Self::Stream(Box::pin(Observe::new(s, make()))),
+            Self::Events(s) => Self::Events(Box::pin(Observe::new(s, make()))),
             other => other,
         }
     }
@@ -171,6 +210,47 @@ impl LlmResponse {
         Self {
             body: self.body.map_stream(f),
             meta: self.meta,
+        }
+    }
+
+    /// This response with its dialect event stream wrapped by `f` (see
+    /// [`ResponseBody::map_events`]).
+    #[must_use]
+    pub fn map_events(self, f: impl FnOnce(EventStream) -> EventStream) -> Self {
+        Self {
+            body: self.body.map_events(f),
+            meta: self.meta,
+        }
+    }
+
+    /// This response with its stream, of either kind, watched (see
+    /// [`ResponseBody::observe_with`]).
+    #[must_use]
+    pub fn observe_with<O>(self, make: impl FnOnce() -> O) -> Self
+    where
+        O: Observer + Send + 'static,
+    {
+        Self {
+            body: self.body.observe_with(make),
+            meta: self.meta,
+        }
+    }
+
+    /// A dialect's event stream (see [`ResponseBody::Events`]).
+    #[must_use]
+    pub fn events(stream: EventStream) -> Self {
+        Self {
+            body: ResponseBody::Events(stream),
+            meta: Box::default(),
+        }
+    }
+
+    /// A complete answer in a dialect's JSON (see [`ResponseBody::Json`]).
+    #[must_use]
+    pub fn json(body: JsonBody) -> Self {
+        Self {
+            body: ResponseBody::Json(Box::new(body)),
+            meta: Box::default(),
         }
     }
 

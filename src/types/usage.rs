@@ -71,13 +71,23 @@ impl From<&Usage> for TokenUsage {
                 .as_ref()
                 .and_then(|d| d.cached_tokens)
                 .unwrap_or(0),
-            cache_write: 0,
+            // Anthropic's prompt-cache writes, as its decoder states them on the usage.
+            cache_write: u
+                .extra
+                .get_as::<u64>("cache_creation_input_tokens")
+                .unwrap_or(0),
             reasoning: u
                 .completion_tokens_details
                 .as_ref()
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
         }
+    }
+}
+
+impl From<&Self> for TokenUsage {
+    fn from(u: &Self) -> Self {
+        *u
     }
 }
 
