@@ -247,3 +247,31 @@ async fn per_key_behind_openai_server_limits_each_presented_key_without_a_key_st
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+fn chat_for(user: &str) -> LlmRequest {
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "user": user});
+    LlmRequest::chat(serde_json::from_value::<ChatRequest>(body).unwrap())
+}
+
+#[tokio::test]
+async fn per_end_user_quotas_count_each_end_user_apart() {
+    use llmgate::rate_limit::PerEndUser;
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("ok")));
+    let svc = ServiceBuilder::new()
+        .layer(RateLimitLayer::with_policy(
+            Counters::memory(),
+            PerEndUser(Quota::rpm(1)),
+        ))
+        .service(provider_stack(&up));
+
+    svc.clone().oneshot(chat_for("alice")).await.unwrap();
+    let err = svc.clone().oneshot(chat_for("alice")).await.unwrap_err();
+    assert_eq!(err.status(), 429);
+    assert!(err.to_string().contains("end_user"), "{err}");
+    // Another end user has a quota of its own; a call naming none is not counted here.
+    svc.clone().oneshot(chat_for("bob")).await.unwrap();
+    svc.clone().oneshot(chat(false)).await.unwrap();
+    svc.clone().oneshot(chat(false)).await.unwrap();
+    assert_eq!(up.hits(), 4);
+}

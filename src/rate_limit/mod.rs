@@ -115,7 +115,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub use self::{
     memory::MemoryCounters,
-    policy::{Bucket, Global, KeyInfoLimits, PerKey, Quota, RateLimitPolicy},
+    policy::{Bucket, Global, KeyInfoLimits, PerEndUser, PerKey, Quota, RateLimitPolicy},
     redis::RedisCounters,
     service::{RateLimit, RateLimitLayer, ResponseFuture},
 };

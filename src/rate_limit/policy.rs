@@ -10,6 +10,8 @@
 //!   `Arc<KeyInfo>` auth puts into the extensions. A call without one is not limited.
 //! - [`PerKey`]: one [`Quota`] for each caller key ([`KeyInfo::token`], else a SHA-256 of the
 //!   [`PresentedKey`]); calls that present no key share one `anonymous` bucket (fail closed).
+//! - [`PerEndUser`]: one [`Quota`] for each end user the body names (OpenAI's `user`, LiteLLM's
+//!   `litellm_metadata.user`, Anthropic's `metadata.user_id`).
 //! - [`Global`]: one [`Quota`] for every call through the layer.
 //! - Any `Fn(&LlmRequest) -> Vec<Bucket>`: by a tenant extension of your own, a header copied
 //!   into the extensions, the model, …
@@ -206,6 +208,35 @@ impl RateLimitPolicy for PerKey {
     }
 }
 
+/// One [`Quota`] per end user: the user the body names ([`LlmRequest::end_user`]: OpenAI's
+/// `user`, LiteLLM's `litellm_metadata.user`, Anthropic's `metadata.user_id`), counted under a
+/// SHA-256 of the id (a fixed-length name, whatever the client sent). A call that names no end
+/// user is not counted here; stack it with a [`PerKey`] or [`Global`] policy (a closure yielding
+/// both) to bound those too. See the [module docs](self).
+///
+/// ```
+/// use llmgate::rate_limit::{PerEndUser, Quota, RateLimitPolicy};
+/// use llmgate::LlmRequest;
+/// let chat = serde_json::from_str(r#"{"model":"m","messages":[],"user":"customer-42"}"#).unwrap();
+/// let buckets = PerEndUser(Quota::rpm(10)).buckets(&LlmRequest::chat(chat));
+/// assert_eq!((buckets.len(), buckets[0].kind()), (1, "end_user"));
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct PerEndUser(pub Quota);
+
+impl RateLimitPolicy for PerEndUser {
+    fn buckets(&self, req: &LlmRequest) -> Vec<Bucket> {
+        match req.end_user() {
+            Some(user) => vec![Bucket::new(
+                "end_user",
+                &hex::encode(Sha256::digest(user.as_bytes())),
+                self.0,
+            )],
+            None => Vec::new(),
+        }
+    }
+}
+
 /// One [`Quota`] shared by every call. See the [module docs](self).
 #[derive(Clone, Copy, Debug)]
 pub struct Global(pub Quota);
@@ -234,6 +265,42 @@ mod tests {
         let mut req = LlmRequest::list_models();
         req.extensions.insert(Arc::new(info));
         req
+    }
+
+    fn chat(body: &str) -> LlmRequest {
+        LlmRequest::chat(serde_json::from_str(body).unwrap())
+    }
+
+    #[test]
+    fn end_users_are_read_as_litellm_reads_them_and_counted_apart() {
+        let q = Quota::rpm(1);
+        let id = |body: &str| {
+            let b = PerEndUser(q).buckets(&chat(body));
+            b.first().map(|b| b.id().to_owned())
+        };
+        let user = id(r#"{"model":"m","messages":[],"user":"alice"}"#).unwrap();
+        // `litellm_metadata.user`, then `metadata.user_id` (Anthropic's), name the same end user.
+        assert_eq!(
+            id(r#"{"model":"m","messages":[],"litellm_metadata":{"user":"alice"}}"#).as_ref(),
+            Some(&user)
+        );
+        assert_eq!(
+            id(r#"{"model":"m","messages":[],"metadata":{"user_id":"alice"}}"#).as_ref(),
+            Some(&user)
+        );
+        // `user` wins over metadata; other users get other buckets; the id is hashed.
+        assert_eq!(
+            id(r#"{"model":"m","messages":[],"user":"alice","metadata":{"user_id":"bob"}}"#)
+                .as_ref(),
+            Some(&user)
+        );
+        let bob = id(r#"{"model":"m","messages":[],"user":"bob"}"#).unwrap();
+        assert_ne!(bob, user);
+        assert_eq!(user.len(), 64);
+        assert!(!user.contains("alice"));
+        // No end user (or an empty one): no bucket.
+        assert_eq!(id(r#"{"model":"m","messages":[]}"#), None);
+        assert_eq!(id(r#"{"model":"m","messages":[],"user":""}"#), None);
     }
 
     #[test]

@@ -171,6 +171,34 @@ impl Operation {
         }
     }
 
+    /// The end user the call is made for, as LiteLLM reads it from the body: the `user` field
+    /// (OpenAI), else `litellm_metadata.user`, else `metadata.user_id` (Anthropic's). `None`
+    /// when the body names none (an empty string names none). For per-end-user limits
+    /// ([`PerEndUser`](crate::rate_limit::PerEndUser)) and spend attribution.
+    #[must_use]
+    pub fn end_user(&self) -> Option<Cow<'_, str>> {
+        let (user, metadata, extra) = match self {
+            Self::Chat(c) => (c.user.as_deref(), c.metadata.as_ref(), &c.extra),
+            Self::Embeddings(e) => (e.user.as_deref(), e.metadata.as_ref(), &e.extra),
+            Self::ListModels => return None,
+        };
+        if let Some(u) = user.filter(|u| !u.is_empty()) {
+            return Some(Cow::Borrowed(u));
+        }
+        let named = |v: &serde_json::Value, key: &str| -> Option<String> {
+            match v.get(key)? {
+                serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }
+        };
+        extra
+            .get_as::<serde_json::Value>("litellm_metadata")
+            .and_then(|m| named(&m, "user"))
+            .or_else(|| metadata.and_then(|m| named(m, "user_id")))
+            .map(Cow::Owned)
+    }
+
     /// Whether `self` and `other` are the very same parsed body (the same allocation).
     fn same_body(&self, other: &Self) -> bool {
         match (self, other) {
@@ -352,6 +380,12 @@ impl LlmRequest {
     #[must_use]
     pub fn is_stream(&self) -> bool {
         self.op.is_stream()
+    }
+
+    /// The end user the call is made for ([`Operation::end_user`]).
+    #[must_use]
+    pub fn end_user(&self) -> Option<Cow<'_, str>> {
+        self.op.end_user()
     }
 
     /// What kind of operation this is.
