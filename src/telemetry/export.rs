@@ -208,11 +208,9 @@ impl opentelemetry_http::HttpClient for SpawnedClient {
                 .to_bytes();
             Ok::<_, opentelemetry_http::HttpError>(http::Response::from_parts(parts, bytes))
         };
-        match self
-            .rt
-            .spawn(tokio::time::timeout(EXPORT_TIMEOUT, send))
-            .await
-        {
+        // The timer is made on the runtime too: the batch processor's thread has none.
+        let on_runtime = async move { tokio::time::timeout(EXPORT_TIMEOUT, send).await };
+        match self.rt.spawn(on_runtime).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err("OTLP export timed out".into()),
             Err(e) => Err(Box::new(e)),
