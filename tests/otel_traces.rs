@@ -717,3 +717,35 @@ async fn the_binary_exports_with_litellm_variables_and_flushes_at_shutdown() {
         "the header value was logged"
     );
 }
+
+/// A variable that cannot be used stops start-up (the config asks for traces; running without
+/// them would be silent), naming the variable and never echoing a header value.
+#[test]
+fn the_binary_refuses_to_start_with_unusable_otel_variables() {
+    let cfg = support::process::TempFile::new(
+        "otel-bad",
+        "yaml",
+        "model_list:\n  - model_name: g\n    litellm_params: {model: mock/x}\nlitellm_settings:\n  callbacks: [otel]\n",
+    );
+    for (var, value, named) in [
+        ("OTEL_EXPORTER", "zipkin", "OTEL_EXPORTER"),
+        ("OTEL_ENDPOINT", "collector:4318", "OTEL_ENDPOINT"),
+        ("OTEL_HEADERS", "x-key:hunter2", "OTEL_HEADERS"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_llmgate"))
+            .arg("--config")
+            .arg(&cfg.0)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+            .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
+            .env("OTEL_EXPORTER", "otlp_http")
+            .env(var, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}={value} started:\n{stderr}");
+        assert!(stderr.contains(named), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+}

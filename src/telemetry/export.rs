@@ -225,41 +225,104 @@ struct ConsoleExporter;
 impl SpanExporter for ConsoleExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         use std::io::Write as _;
-        let mut out = Vec::with_capacity(batch.len() * 512);
-        for span in &batch {
-            let attrs: serde_json::Map<String, serde_json::Value> = span
-                .attributes
-                .iter()
-                .map(|kv| {
-                    (
-                        kv.key.to_string(),
-                        serde_json::Value::String(kv.value.to_string()),
-                    )
-                })
-                .collect();
-            let line = serde_json::json!({
-                "name": span.name,
-                "trace_id": span.span_context.trace_id().to_string(),
-                "span_id": span.span_context.span_id().to_string(),
-                "parent_span_id": span.parent_span_id.to_string(),
-                "kind": format!("{:?}", span.span_kind),
-                "start_time": humantime_ns(span.start_time),
-                "end_time": humantime_ns(span.end_time),
-                "status": format!("{:?}", span.status),
-                "attributes": attrs,
-            });
-            let _ = serde_json::to_writer(&mut out, &line);
-            out.push(b'\n');
-        }
         std::io::stdout()
             .lock()
-            .write_all(&out)
+            .write_all(&console_lines(&batch))
             .map_err(|e| OTelSdkError::InternalFailure(e.to_string()))
     }
 }
 
+/// One JSON object per span, a line each.
+fn console_lines(batch: &[SpanData]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(batch.len() * 512);
+    for span in batch {
+        let attrs: serde_json::Map<String, serde_json::Value> = span
+            .attributes
+            .iter()
+            .map(|kv| {
+                (
+                    kv.key.to_string(),
+                    serde_json::Value::String(kv.value.to_string()),
+                )
+            })
+            .collect();
+        let line = serde_json::json!({
+            "name": span.name,
+            "trace_id": span.span_context.trace_id().to_string(),
+            "span_id": span.span_context.span_id().to_string(),
+            "parent_span_id": span.parent_span_id.to_string(),
+            "kind": format!("{:?}", span.span_kind),
+            "start_time_unix_nano": unix_nanos(span.start_time),
+            "end_time_unix_nano": unix_nanos(span.end_time),
+            "status": format!("{:?}", span.status),
+            "attributes": attrs,
+        });
+        if serde_json::to_writer(&mut out, &line).is_ok() {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
 /// Unix nanoseconds.
-fn humantime_ns(t: std::time::SystemTime) -> u128 {
+fn unix_nanos(t: std::time::SystemTime) -> u128 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+    };
+
+    use super::*;
+
+    #[test]
+    fn console_lines_are_json_per_span() {
+        let span = SpanData {
+            span_context: SpanContext::new(
+                TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+                SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Server,
+            name: "litellm_request".into(),
+            start_time: std::time::UNIX_EPOCH + Duration::from_secs(1),
+            end_time: std::time::UNIX_EPOCH + Duration::from_secs(2),
+            attributes: vec![KeyValue::new("gen_ai.request.model", "g")],
+            dropped_attributes_count: 0,
+            events: Default::default(),
+            links: Default::default(),
+            status: Status::Unset,
+            instrumentation_scope: Default::default(),
+        };
+        let out = console_lines(&[span.clone(), span]);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(v["name"], "litellm_request");
+        assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(v["attributes"]["gen_ai.request.model"], "g");
+        assert_eq!(v["end_time_unix_nano"], 2_000_000_000u64);
+    }
+
+    #[tokio::test]
+    async fn start_needs_a_runtime_and_parses_endpoints() {
+        let bad = OtelConfig::otlp_http("http://[::1");
+        assert!(Otel::start(&bad).is_err());
+        let ok = Otel::start(&OtelConfig::otlp_grpc("http://127.0.0.1:1")).unwrap();
+        assert_eq!(ok.exporter(), Exporter::OtlpGrpc);
+        let no_rt = std::thread::spawn(|| {
+            Otel::start(&OtelConfig::otlp_http("http://127.0.0.1:1/v1/traces")).is_err()
+        })
+        .join()
+        .unwrap();
+        assert!(no_rt);
+    }
 }
