@@ -41,42 +41,52 @@ async fn main() {
         };
         let spans = spans.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let spans = spans.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                    let (status, body) = match (parts.method.as_str(), parts.uri.path()) {
-                        ("POST", "/v1/traces") => match ExportTraceServiceRequest::decode(bytes) {
-                            Ok(req) => {
-                                let n: usize = req
-                                    .resource_spans
-                                    .iter()
-                                    .flat_map(|r| &r.scope_spans)
-                                    .map(|s| s.spans.len())
-                                    .sum();
-                                spans.fetch_add(n as u64, Ordering::Relaxed);
-                                (
-                                    200,
-                                    Bytes::from(ExportTraceServiceResponse::default().encode_to_vec()),
-                                )
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let spans = spans.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let bytes = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let (status, body) = match (parts.method.as_str(), parts.uri.path()) {
+                            ("POST", "/v1/traces") => {
+                                match ExportTraceServiceRequest::decode(bytes) {
+                                    Ok(req) => {
+                                        let n: usize = req
+                                            .resource_spans
+                                            .iter()
+                                            .flat_map(|r| &r.scope_spans)
+                                            .map(|s| s.spans.len())
+                                            .sum();
+                                        spans.fetch_add(n as u64, Ordering::Relaxed);
+                                        (
+                                            200,
+                                            Bytes::from(
+                                                ExportTraceServiceResponse::default()
+                                                    .encode_to_vec(),
+                                            ),
+                                        )
+                                    }
+                                    Err(_) => (400, Bytes::new()),
+                                }
                             }
-                            Err(_) => (400, Bytes::new()),
-                        },
-                        ("GET", "/count") => {
-                            (200, Bytes::from(spans.load(Ordering::Relaxed).to_string()))
-                        }
-                        _ => (404, Bytes::new()),
-                    };
-                    Ok::<_, Infallible>(
-                        http::Response::builder()
-                            .status(status)
-                            .header("content-type", "application/x-protobuf")
-                            .body(Full::new(body))
-                            .unwrap(),
-                    )
-                }
-            });
+                            ("GET", "/count") => {
+                                (200, Bytes::from(spans.load(Ordering::Relaxed).to_string()))
+                            }
+                            _ => (404, Bytes::new()),
+                        };
+                        Ok::<_, Infallible>(
+                            http::Response::builder()
+                                .status(status)
+                                .header("content-type", "application/x-protobuf")
+                                .body(Full::new(body))
+                                .unwrap(),
+                        )
+                    }
+                });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
