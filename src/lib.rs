@@ -154,6 +154,8 @@ pub mod secret;
 pub mod server;
 pub mod spend;
 pub mod store;
+#[cfg(feature = "otel")]
+pub mod telemetry;
 pub mod timeout;
 pub mod upstream;
 

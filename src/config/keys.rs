@@ -510,6 +510,24 @@ pub const LITELLM_PARAMS: &[KeySpec] = &[
     key("auto_router_embedding_model", Pending),
 ];
 
+/// `litellm_settings.callbacks` values llmgate implements. A list of only these asks for nothing
+/// refused; a list with any other value is refused as before.
+pub const IMPLEMENTED_CALLBACKS: &[&str] = &[
+    // OpenTelemetry traces over OTLP (`telemetry`; LiteLLM's `OTEL_*` variables).
+    #[cfg(feature = "otel")]
+    "otel",
+];
+
+/// The values of the list-valued key `section.name` that llmgate implements (see
+/// [`IMPLEMENTED_CALLBACKS`]); empty for every other key.
+#[must_use]
+pub fn implemented_values(section: &str, name: &str) -> &'static [&'static str] {
+    match (section, name) {
+        ("litellm_settings", "callbacks") => IMPLEMENTED_CALLBACKS,
+        _ => &[],
+    }
+}
+
 /// The spec of `name` in `table`.
 #[must_use]
 pub fn find(table: &[KeySpec], name: &str) -> Option<Support> {

@@ -253,6 +253,17 @@ pub(super) fn missing_field(reason: &str) -> Option<&str> {
 }
 
 /// Whether a value turns nothing on: null, `false`, an empty string, list or mapping.
+/// Whether `value` is a non-empty list of strings, each one of `known` (any case).
+fn only_values(value: &Value, known: &[&str]) -> bool {
+    match value {
+        Value::Array(items) if !items.is_empty() && !known.is_empty() => items.iter().all(|v| {
+            v.as_str()
+                .is_some_and(|s| known.iter().any(|k| k.eq_ignore_ascii_case(s.trim())))
+        }),
+        _ => false,
+    }
+}
+
 pub(super) fn is_inert(value: &Value) -> bool {
     match value {
         Value::Null | Value::Bool(false) => true,
@@ -732,6 +743,9 @@ impl Loader<'_> {
             Some(Support::Implemented | Support::Ignored(_)) => {}
             // A value that turns nothing on (`false`, `[]`, `{}`, null) asks for nothing.
             Some(Support::Refused(_) | Support::Pending) if is_inert(value) => {}
+            // A list of values llmgate implements (`callbacks: [otel]`).
+            Some(Support::Refused(_))
+                if only_values(value, keys::implemented_values(section, name)) => {}
             Some(Support::Refused(what)) => {
                 if self.allow_unsupported {
                     self.warnings.push(format!(

@@ -339,7 +339,7 @@ fn litellm_master_key_from_the_environment() {
 #[test]
 fn every_key_acts_or_is_refused() {
     let text = "guardrails: [{guardrail_name: pii}]\n\
-                litellm_settings:\n  callbacks: [otel]\n  force_ipv4: true\n  set_verbose: true\n  drop_parms: true\n\
+                litellm_settings:\n  callbacks: [otel, datadog]\n  force_ipv4: true\n  set_verbose: true\n  drop_parms: true\n\
                 router_settings:\n  provider_budget_config: {openai: {budget_limit: 1}}\n  routing_stratgy: least-busy\n\
                 general_settings:\n  allowed_routes: [/chat/completions]\n  enforce_user_param: false\n\
                 model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, temperature: 0.2, temprature: 1, vertex_project: p}\n";
@@ -936,4 +936,18 @@ fn unreadable_file_keeps_its_io_error_as_source() {
 fn invalid_yaml_keeps_its_parse_error_as_source() {
     let errs = Config::from_yaml_str("model_list: [", "t.yaml").expect_err("invalid YAML");
     assert!(std::error::Error::source(&errs.0[0]).is_some(), "{}", errs);
+}
+
+#[cfg(feature = "otel")]
+#[test]
+fn otel_callback_loads_and_others_stay_refused() {
+    let ok = load_ok("litellm_settings:\n  callbacks: [\"otel\"]\n", &[]);
+    assert!(ok.warnings.is_empty(), "{:?}", ok.warnings);
+    assert!(crate::telemetry::wanted(&ok.config));
+    let errs = match load("litellm_settings:\n  callbacks: [otel, langfuse]\n", &[]) {
+        Ok(_) => panic!("a refused callback loaded"),
+        Err(e) => e.0,
+    };
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].key, "litellm_settings.callbacks");
 }

@@ -106,6 +106,15 @@ impl GatewayBuilder {
         if let Some(url) = crate::config::redis_router_url(config) {
             b = b.router_redis(url);
         }
+        #[cfg(feature = "otel")]
+        if crate::telemetry::wanted(config) {
+            match crate::telemetry::global() {
+                Some(otel) => b = b.otel(otel.clone()),
+                None => warnings.push(
+                    "litellm_settings.callbacks: otel: no tracer is started (the llmgate binary starts one from the OTEL_* variables; in a program call telemetry::set_global or GatewayBuilder::otel); requests are not traced".to_owned(),
+                ),
+            }
+        }
         b.warnings_mut().extend(warnings);
         b
     }

@@ -124,6 +124,8 @@ pub struct GatewayBuilder {
     max_body_bytes: usize,
     body_read_timeout: Duration,
     timer: crate::clock::Timer,
+    #[cfg(feature = "otel")]
+    otel: Option<crate::telemetry::Otel>,
     warnings: Vec<String>,
 }
 
@@ -168,6 +170,8 @@ impl Default for GatewayBuilder {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             body_read_timeout: crate::server::DEFAULT_BODY_READ_TIMEOUT,
             timer: crate::clock::Timer::current(),
+            #[cfg(feature = "otel")]
+            otel: None,
             warnings: Vec::new(),
         }
     }
@@ -389,6 +393,16 @@ impl GatewayBuilder {
         self
     }
 
+    /// Traces every request with `otel`: a request span at the top of the stack, an attempt
+    /// span at the top of each deployment's stack, the attempt's `traceparent` on provider
+    /// requests (see [`telemetry`](crate::telemetry)). Off by default: the layers are then not
+    /// in the stack.
+    #[cfg(feature = "otel")]
+    pub fn otel(mut self, otel: crate::telemetry::Otel) -> Self {
+        self.otel = Some(otel);
+        self
+    }
+
     /// Adds a non-fatal finding to the built gateway's [`Gateway::warnings`].
     pub fn warning(mut self, warning: impl Into<String>) -> Self {
         self.warnings.push(warning.into());
@@ -523,7 +537,16 @@ impl GatewayBuilder {
         } else {
             self.fallback
         };
+        #[cfg(feature = "otel")]
+        let request_trace = self
+            .otel
+            .as_ref()
+            .map(crate::telemetry::Otel::request_layer);
+        #[cfg(not(feature = "otel"))]
+        let request_trace: Option<tower::layer::util::Identity> = None;
         let stack = ServiceBuilder::new()
+            // Outermost: the request span covers every refusal too.
+            .option_layer(request_trace)
             .option_layer(master_auth)
             .option_layer(key_auth)
             .option_layer(rate_limit)
@@ -596,6 +619,10 @@ impl GatewayBuilder {
         }
         let table = &self.prices;
         let policy = &self.cooldown;
+        #[cfg(feature = "otel")]
+        let otel = self.otel.clone();
+        #[cfg(not(feature = "otel"))]
+        let otel: Option<std::convert::Infallible> = None;
         let deployments = std::mem::take(&mut self.deployments);
         let group_size = |name: &str| {
             deployments
@@ -641,13 +668,22 @@ impl GatewayBuilder {
                 let providers = self.providers.clone();
                 // Only kept when the guard is on: the model each call names is priced then.
                 let table = guard.map(|_| table.clone());
+                let otel = otel.clone();
                 let make: MakeDeploymentService = Arc::new(move |concrete: Arc<Deployment>| {
                     match providers.get(&concrete.provider) {
                         Some(p) => {
                             let g = table
                                 .as_ref()
                                 .and_then(|t| unpriced_guard(t, &concrete, guard));
-                            stack(&concrete, p.clone(), &client, health.clone(), timeout, g)
+                            stack(
+                                &concrete,
+                                p.clone(),
+                                &client,
+                                health.clone(),
+                                timeout,
+                                g,
+                                otel.as_ref(),
+                            )
                         }
                         None => unsupported_service(&concrete.provider),
                     }
@@ -658,7 +694,7 @@ impl GatewayBuilder {
             match self.providers.get(&dep.provider) {
                 Some(p) => {
                     let g = unpriced_guard(table, &dep, guard);
-                    let svc = stack(&dep, p.clone(), client, health, timeout, g);
+                    let svc = stack(&dep, p.clone(), client, health, timeout, g, otel.as_ref());
                     builder = builder.deployment(dep, svc);
                 }
                 None => {

@@ -11,6 +11,8 @@
 //! [`Governance`](crate::governance::Governance) ([`Gateway::build`]: store, Redis, spend
 //! writer) the auth layer checks virtual keys too; without (the database-free
 //! [`Gateway::from_config`]) the stack is `MasterKey → Cost → Cache → Fallback → Retry → Router → …`.
+//! With a tracer ([`GatewayBuilder::otel`], `callbacks: ["otel"]`), the request span's layer is
+//! outermost and each deployment's stack starts with its attempt span's layer (see `telemetry`).
 
 mod build;
 mod builder;

@@ -48,10 +48,19 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    stack(dep, provider, client, health, timeout, None)
+    stack(dep, provider, client, health, timeout, None, None)
 }
 
-/// [`deployment_stack`] with the gateway's optional unpriced guard in front.
+/// The tracer the deployment stacks are traced with, when tracing is on.
+#[cfg(feature = "otel")]
+pub(super) type Tracing<'a> = Option<&'a crate::telemetry::Otel>;
+/// Without the `otel` feature there is no tracer.
+#[cfg(not(feature = "otel"))]
+pub(super) type Tracing<'a> = Option<&'a std::convert::Infallible>;
+
+/// [`deployment_stack`] with the gateway's optional unpriced guard in front, and with tracing
+/// on (`otel`): an attempt span over the whole deployment stack, and the attempt's
+/// `traceparent` on the provider request.
 pub(super) fn stack<C, B>(
     dep: &Arc<Deployment>,
     provider: SharedProvider,
@@ -59,6 +68,7 @@ pub(super) fn stack<C, B>(
     health: HealthLayer,
     timeout: TimeoutLayer,
     guard: Option<UnpricedGuardLayer>,
+    otel: Tracing<'_>,
 ) -> DeploymentService
 where
     C: UpstreamClient<B>,
@@ -68,20 +78,50 @@ where
     let mut inner = (**dep).clone();
     inner.timeout = None;
     let name = dep.provider.clone();
-    BoxCloneSyncService::new(
-        ServiceBuilder::new()
-            // Before health: a refusal is not the deployment's failure.
-            .option_layer(guard)
-            .layer(health)
-            .layer(crate::first_chunk::FirstChunkLayer::new())
-            .layer(timeout)
-            .layer(
-                ProviderLayer::new(provider, Arc::new(inner))
-                    .provider_name(name)
-                    .without_default_timeout(),
+    // The deployment stack over `$client`, under `$top` (the attempt span, or nothing).
+    macro_rules! chain {
+        ($top:expr, $client:expr) => {
+            under(
+                $top,
+                ServiceBuilder::new()
+                    // Before health: a refusal is not the deployment's failure.
+                    .option_layer(guard)
+                    .layer(health)
+                    .layer(crate::first_chunk::FirstChunkLayer::new())
+                    .layer(timeout)
+                    .layer(
+                        ProviderLayer::new(provider, Arc::new(inner))
+                            .provider_name(name)
+                            .without_default_timeout(),
+                    )
+                    .service($client),
             )
-            .service(client.clone()),
-    )
+        };
+    }
+    match otel {
+        #[cfg(feature = "otel")]
+        Some(otel) => chain!(
+            otel.attempt_layer(dep),
+            crate::telemetry::TraceparentClient::new(client.clone())
+        ),
+        #[cfg(not(feature = "otel"))]
+        Some(never) => match *never {},
+        None => chain!(tower::layer::util::Identity::new(), client.clone()),
+    }
+}
+
+/// `inner` under `top`, boxed once.
+fn under<L, S>(top: L, inner: S) -> DeploymentService
+where
+    L: tower::Layer<S>,
+    L::Service: tower::Service<LlmRequest, Response = LlmResponse, Error = LlmError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    <L::Service as tower::Service<LlmRequest>>::Future: Send + 'static,
+{
+    BoxCloneSyncService::new(top.layer(inner))
 }
 
 /// The service of a deployment whose provider is not registered: every call is a 400.

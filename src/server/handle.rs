@@ -56,6 +56,7 @@ pub(super) struct Head {
     presented_key: Option<Secret>,
     cache_control: Option<HeaderValue>,
     timeout: Option<RequestTimeout>,
+    trace_parent: Option<crate::types::extensions::TraceParent>,
     /// Boxed: the request future carries the head, and the log is off in benchmarks.
     log: Option<Box<AccessLog>>,
 }
@@ -150,6 +151,12 @@ impl Head {
             presented_key: seen.presented_key(),
             cache_control: seen.cache_control.cloned(),
             timeout: seen.timeout.and_then(RequestTimeout::from_header_value),
+            trace_parent: seen
+                .traceparent
+                .map(|v| crate::types::extensions::TraceParent {
+                    traceparent: v.clone(),
+                    tracestate: seen.tracestate.cloned(),
+                }),
             call_id,
             log,
         })
@@ -190,6 +197,9 @@ impl Head {
             req.extensions.insert(CacheControlHeader(cc));
         }
         if let Some(t) = self.timeout {
+            req.extensions.insert(t);
+        }
+        if let Some(t) = self.trace_parent {
             req.extensions.insert(t);
         }
         req

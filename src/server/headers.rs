@@ -163,6 +163,8 @@ pub(super) struct EdgeHeaders<'a> {
     pub(super) cache_control: Option<&'a HeaderValue>,
     pub(super) timeout: Option<&'a HeaderValue>,
     pub(super) content_length: Option<&'a HeaderValue>,
+    pub(super) traceparent: Option<&'a HeaderValue>,
+    pub(super) tracestate: Option<&'a HeaderValue>,
 }
 
 impl<'a> EdgeHeaders<'a> {
@@ -179,6 +181,8 @@ impl<'a> EdgeHeaders<'a> {
                 "x-litellm-timeout" => &mut seen.timeout,
                 "api-key" => &mut seen.api_key,
                 "x-api-key" => &mut seen.x_api_key,
+                "traceparent" => &mut seen.traceparent,
+                "tracestate" => &mut seen.tracestate,
                 _ => continue,
             };
             slot.get_or_insert(value);

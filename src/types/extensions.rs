@@ -17,6 +17,7 @@
 //! | [`SelectedDeployment`] | router | the deployment stack (provider, health, timeout) |
 //! | [`AttemptLog`] | retry (inserts), router (writes) | retry |
 //! | [`UsageReport`] | rate limit (inserts), cost (fills) | rate limit (tpm) |
+//! | [`TraceParent`] | the edge (W3C `traceparent`, `tracestate`) | telemetry (the request span's parent) |
 //!
 //! The identity of the caller is `Arc<auth::KeyInfo>`, written by auth and read by the governance
 //! layers; the typed per-request controls are [`GatewayControls`](super::controls::GatewayControls),
@@ -47,6 +48,18 @@ pub struct PresentedKey(pub Secret);
 /// Written by the edge; read by the cost layer (spend-log rows are keyed by it) and the access log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallId(pub Arc<str>);
+
+/// The client's W3C trace context (`traceparent`, and `tracestate` when sent), as received.
+///
+/// Written by the edge when the request has a `traceparent` header; read by the telemetry
+/// layer, whose request span becomes its child. Without the layer nothing reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceParent {
+    /// The `traceparent` header.
+    pub traceparent: HeaderValue,
+    /// The `tracestate` header.
+    pub tracestate: Option<HeaderValue>,
+}
 
 /// A new call id: a UUID v7 string (RFC 9562: Unix milliseconds, then random bits).
 #[must_use]

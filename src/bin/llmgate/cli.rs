@@ -182,6 +182,9 @@ pub(crate) fn run(opts: RunOptions) -> Result<(), String> {
             tracing::warn!(error = %e, "could not start the timer thread; deadlines stay on the serving threads");
             Timer::current()
         });
+        // `callbacks: ["otel"]`: the tracer starts before the gateway is built (which picks it
+        // up), from the OTEL_* variables; a variable that cannot be used stops start-up.
+        let otel = crate::otel::start(&loaded.config).map_err(|e| format!("{origin}: {e}"))?;
         let mut build_opts = BuildOptions::default();
         build_opts.timer = timer;
         if let Some(dir) = opts_config_dir(opts_config(&opts_path)) {
@@ -252,6 +255,8 @@ pub(crate) fn run(opts: RunOptions) -> Result<(), String> {
                 tracing::error!(dropped = stats.dropped, "spend-log rows were lost");
             }
         }
+        // And export the last spans.
+        crate::otel::shutdown(otel).await;
         served
     })
 }

@@ -9,6 +9,7 @@ use clap::Parser;
 mod alloc;
 mod cli;
 mod log;
+mod otel;
 
 // mimalloc, called the fast way: see `alloc`.
 #[global_allocator]

@@ -1,0 +1,671 @@
+//! The trace layers: [`RequestTrace`] (one server span per request, at the top of the stack),
+//! [`AttemptTrace`] (one client span per attempt, at the top of each deployment's stack) and
+//! [`TraceparentClient`] (the attempt's W3C `traceparent` on the provider request).
+
+use std::{
+    borrow::Cow,
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, Mutex,
+    },
+    task::{ready, Context as TaskContext, Poll},
+};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use opentelemetry::{
+    context::FutureExt as _,
+    propagation::{Extractor, Injector, TextMapPropagator},
+    trace::{SpanKind, Status, TraceContextExt, Tracer as _},
+    Array, Context, KeyValue, StringValue, Value,
+};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::Otel;
+use crate::{
+    error::LlmError,
+    observe::{End, Flow, Observer},
+    provider::Deployment,
+    types::{
+        extensions::{CallId, TraceParent},
+        ChunkBody, LlmRequest, LlmResponse, ResponseBody, StreamEvent, TokenUsage,
+    },
+};
+
+/// The request span's name, as LiteLLM names it (dashboards filter on it).
+pub const REQUEST_SPAN_NAME: &str = "litellm_request";
+
+/// What an attempt span needs from its request span, carried in the request's extensions
+/// (clones of a retried request share it).
+#[derive(Clone)]
+struct RequestSpan(Arc<RequestSpanState>);
+
+struct RequestSpanState {
+    cx: Context,
+    attempts: AtomicU32,
+    /// The model group of the first attempt, and the attempt that began the current group.
+    /// Uncontended: a request's attempts run one after another.
+    groups: Mutex<Option<(Arc<str>, Arc<str>, u32)>>,
+}
+
+/// One attempt's place in its request: its number, its retry number within its model group, and
+/// whether the group is a fallback.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Place {
+    attempt: u32,
+    retry: u32,
+    fallback: bool,
+}
+
+impl RequestSpanState {
+    fn next(&self, group: &Arc<str>) -> Place {
+        let attempt = self.attempts.fetch_add(1, Ordering::Relaxed);
+        let mut g = self
+            .groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (first, current, start) =
+            g.get_or_insert_with(|| (group.clone(), group.clone(), attempt));
+        if **current != **group {
+            *current = group.clone();
+            *start = attempt;
+        }
+        Place {
+            attempt,
+            retry: attempt - *start,
+            fallback: **first != **group,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The request span
+// ---------------------------------------------------------------------------------------------
+
+/// Starts one span per request ([`RequestTrace`]). See [`Otel::request_layer`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct RequestTraceLayer {
+    otel: Otel,
+}
+
+impl RequestTraceLayer {
+    /// A layer starting spans with `otel`'s tracer.
+    pub fn new(otel: Otel) -> Self {
+        Self { otel }
+    }
+}
+
+impl<S> Layer<S> for RequestTraceLayer {
+    type Service = RequestTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestTrace {
+            inner,
+            otel: self.otel.clone(),
+        }
+    }
+}
+
+/// One `litellm_request` span (kind server) per request: a child of the client's
+/// `traceparent` when it sent one; GenAI attributes from the request and the response; error
+/// status on failure. A stream's span ends with the stream.
+#[derive(Clone, Debug)]
+pub struct RequestTrace<S> {
+    inner: S,
+    otel: Otel,
+}
+
+impl<S> RequestTrace<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S> Service<LlmRequest> for RequestTrace<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
+{
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = TraceFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: LlmRequest) -> Self::Future {
+        let parent = req
+            .extensions
+            .get::<TraceParent>()
+            .map_or_else(Context::new, |tp| {
+                TraceContextPropagator::new().extract(&TraceParentCarrier(tp))
+            });
+        let mut attrs = Vec::with_capacity(5);
+        attrs.push(KeyValue::new("gen_ai.operation.name", req.operation_name()));
+        attrs.push(KeyValue::new(
+            "gen_ai.request.model",
+            req.model().to_owned(),
+        ));
+        attrs.push(KeyValue::new("llm.is_streaming", req.is_stream()));
+        if let Some(CallId(id)) = req.extensions.get::<CallId>() {
+            attrs.push(KeyValue::new("litellm.call_id", id.to_string()));
+        }
+        let tracer = self.otel.tracer();
+        let span = tracer
+            .span_builder(REQUEST_SPAN_NAME)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attrs)
+            .start_with_context(tracer, &parent);
+        let cx = parent.with_span(span);
+        req.extensions
+            .insert(RequestSpan(Arc::new(RequestSpanState {
+                cx: cx.clone(),
+                attempts: AtomicU32::new(0),
+                groups: Mutex::new(None),
+            })));
+        TraceFuture {
+            inner: self.inner.call(req),
+            cx: Some(cx),
+            role: Role::Request,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The attempt span
+// ---------------------------------------------------------------------------------------------
+
+/// Starts one span per attempt on one deployment ([`AttemptTrace`]). See
+/// [`Otel::attempt_layer`].
+#[derive(Clone)]
+#[must_use]
+pub struct AttemptTraceLayer {
+    otel: Otel,
+    dep: Arc<DeploymentAttrs>,
+}
+
+impl fmt::Debug for AttemptTraceLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttemptTraceLayer")
+            .field("deployment", &self.dep.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every attempt span of one deployment says, built once.
+struct DeploymentAttrs {
+    id: Arc<str>,
+    group: Arc<str>,
+    model: Arc<str>,
+    attrs: Vec<KeyValue>,
+}
+
+impl AttemptTraceLayer {
+    /// A layer starting spans for attempts on `dep` with `otel`'s tracer.
+    pub fn new(otel: Otel, dep: &Deployment) -> Self {
+        let attrs = vec![
+            KeyValue::new("gen_ai.system", dep.provider.to_string()),
+            KeyValue::new("gen_ai.request.model", dep.model.to_string()),
+            KeyValue::new("llmgate.deployment.id", dep.id.to_string()),
+            KeyValue::new("llmgate.model_group", dep.model_group.to_string()),
+        ];
+        Self {
+            otel,
+            dep: Arc::new(DeploymentAttrs {
+                id: dep.id.clone(),
+                group: dep.model_group.clone(),
+                model: dep.model.clone(),
+                attrs,
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for AttemptTraceLayer {
+    type Service = AttemptTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AttemptTrace {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// One span (kind client, named `{operation} {upstream model}`) per attempt on a deployment: a
+/// child of the request span, with the deployment, the provider (`gen_ai.system`), the attempt's
+/// number, its retry number within its model group and whether the group is a fallback. The
+/// inner call runs with the span as the current context, for [`TraceparentClient`].
+#[derive(Clone, Debug)]
+pub struct AttemptTrace<S> {
+    inner: S,
+    layer: AttemptTraceLayer,
+}
+
+impl<S> Service<LlmRequest> for AttemptTrace<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
+{
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = TraceFuture<opentelemetry::context::WithContext<S::Future>>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: LlmRequest) -> Self::Future {
+        let dep = &self.layer.dep;
+        let (parent, place) = match req.extensions.get::<RequestSpan>() {
+            Some(RequestSpan(state)) => (state.cx.clone(), state.next(&dep.group)),
+            None => (Context::new(), Place::default()),
+        };
+        let op = req.operation_name();
+        let mut attrs = Vec::with_capacity(dep.attrs.len() + 4);
+        attrs.extend(dep.attrs.iter().cloned());
+        attrs.push(KeyValue::new("gen_ai.operation.name", op));
+        attrs.push(KeyValue::new("llmgate.attempt", i64::from(place.attempt)));
+        attrs.push(KeyValue::new("llmgate.retry", i64::from(place.retry)));
+        attrs.push(KeyValue::new("llmgate.fallback", place.fallback));
+        let tracer = self.layer.otel.tracer();
+        let span = tracer
+            .span_builder(format!("{op} {}", dep.model))
+            .with_kind(SpanKind::Client)
+            .with_attributes(attrs)
+            .start_with_context(tracer, &parent);
+        let cx = parent.with_span(span);
+        let inner = {
+            // The inner services' `call` runs with the attempt current too.
+            let _attached = cx.clone().attach();
+            self.inner.call(req)
+        };
+        TraceFuture {
+            inner: inner.with_context(cx.clone()),
+            cx: Some(cx),
+            role: Role::Attempt,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The answer: attributes, status, the end of a stream
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Request,
+    Attempt,
+}
+
+pin_project! {
+    /// The response future of [`RequestTrace`] and [`AttemptTrace`]: records the answer on the
+    /// span, and ends it (a stream's at the stream's end). Dropped before its answer (the client
+    /// went away), it ends the span marked `llmgate.cancelled`.
+    pub struct TraceFuture<F> {
+        #[pin]
+        inner: F,
+        cx: Option<Context>,
+        role: Role,
+    }
+
+    impl<F> PinnedDrop for TraceFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(cx) = this.project().cx.take() {
+                let span = cx.span();
+                span.set_attribute(KeyValue::new("llmgate.cancelled", true));
+                span.end();
+            }
+        }
+    }
+}
+
+impl<F> fmt::Debug for TraceFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceFuture")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> Future for TraceFuture<F>
+where
+    F: Future<Output = Result<LlmResponse, LlmError>>,
+{
+    type Output = Result<LlmResponse, LlmError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let Some(span_cx) = this.cx.take() else {
+            return Poll::Ready(result);
+        };
+        Poll::Ready(match result {
+            Ok(mut resp) => {
+                record_response(&span_cx, &mut resp, *this.role);
+                if resp.body.is_stream() {
+                    Ok(resp.observe_with(|| StreamSpan::new(span_cx)))
+                } else {
+                    span_cx.span().end();
+                    Ok(resp)
+                }
+            }
+            Err(e) => {
+                record_error(&span_cx, &e);
+                span_cx.span().end();
+                Err(e)
+            }
+        })
+    }
+}
+
+fn record_response(cx: &Context, resp: &mut LlmResponse, role: Role) {
+    let span = cx.span();
+    let meta = &resp.meta;
+    if let Some(p) = &meta.provider {
+        span.set_attribute(KeyValue::new("gen_ai.system", p.to_string()));
+    }
+    if role == Role::Request {
+        if let Some(id) = &meta.deployment_id {
+            span.set_attribute(KeyValue::new("llmgate.deployment.id", id.to_string()));
+        }
+        if let Some(g) = &meta.model_group {
+            span.set_attribute(KeyValue::new("llmgate.model_group", g.to_string()));
+        }
+        span.set_attribute(KeyValue::new(
+            "llmgate.attempted_retries",
+            i64::from(meta.attempted_retries),
+        ));
+        span.set_attribute(KeyValue::new(
+            "llmgate.attempted_fallbacks",
+            i64::from(meta.attempted_fallbacks),
+        ));
+        span.set_attribute(KeyValue::new("llmgate.cache_hit", meta.cache_hit));
+        if let Some(cost) = meta.cost {
+            span.set_attribute(KeyValue::new("llmgate.response_cost", cost));
+        }
+    }
+    if let Some(model) = resp.body.model() {
+        span.set_attribute(KeyValue::new("gen_ai.response.model", model.to_owned()));
+    }
+    if let Some(usage) = resp.body.token_usage() {
+        record_usage(cx, usage);
+    }
+    if let ResponseBody::Chat(chat) = &mut resp.body {
+        // Parsed once (the wire bytes are kept; the typed value is cached for later readers).
+        if let Ok(typed) = chat.typed() {
+            let reasons: Vec<StringValue> = typed
+                .choices
+                .iter()
+                .filter_map(|c| c.finish_reason.clone())
+                .map(StringValue::from)
+                .collect();
+            record_finish_reasons(cx, reasons);
+        }
+    }
+}
+
+fn record_usage(cx: &Context, usage: TokenUsage) {
+    let span = cx.span();
+    span.set_attribute(KeyValue::new(
+        "gen_ai.usage.input_tokens",
+        i64::try_from(usage.input).unwrap_or(i64::MAX),
+    ));
+    span.set_attribute(KeyValue::new(
+        "gen_ai.usage.output_tokens",
+        i64::try_from(usage.output).unwrap_or(i64::MAX),
+    ));
+}
+
+fn record_finish_reasons(cx: &Context, reasons: Vec<StringValue>) {
+    if !reasons.is_empty() {
+        cx.span().set_attribute(KeyValue::new(
+            "gen_ai.response.finish_reasons",
+            Value::Array(Array::String(reasons)),
+        ));
+    }
+}
+
+/// Error status, `error.type` (the error's kind) and the HTTP status it answers with. The
+/// message is the client-facing one (no keys, no credentialed URLs), cut to 256 bytes.
+fn record_error(cx: &Context, e: &LlmError) {
+    let span = cx.span();
+    span.set_attribute(KeyValue::new("error.type", e.kind().as_str()));
+    span.set_attribute(KeyValue::new(
+        "http.response.status_code",
+        i64::from(e.status().as_u16()),
+    ));
+    let msg = e.message();
+    let mut end = msg.len().min(256);
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    span.set_status(Status::Error {
+        description: Cow::Owned(msg[..end].to_owned()),
+    });
+}
+
+/// Watches a streamed answer for its span: the model, usage and finish reasons the chunks carry;
+/// ends the span with the stream (error status on a failed stream, `llmgate.cancelled` on one
+/// dropped before its end).
+struct StreamSpan {
+    cx: Context,
+    model_seen: bool,
+    usage: Option<TokenUsage>,
+    reasons: Vec<StringValue>,
+}
+
+impl StreamSpan {
+    fn new(cx: Context) -> Self {
+        Self {
+            cx,
+            model_seen: false,
+            usage: None,
+            reasons: Vec::new(),
+        }
+    }
+}
+
+impl Observer for StreamSpan {
+    fn chunk(&mut self, chunk: &mut ChunkBody) -> Flow {
+        if !self.model_seen {
+            if let Some(model) = chunk.model() {
+                self.cx
+                    .span()
+                    .set_attribute(KeyValue::new("gen_ai.response.model", model.to_owned()));
+                self.model_seen = true;
+            }
+        }
+        if let Some(u) = chunk.usage() {
+            self.usage = Some(TokenUsage::from(u));
+        }
+        if chunk.is_finished() {
+            if let Ok(typed) = chunk.typed() {
+                self.reasons.extend(
+                    typed
+                        .choices
+                        .iter()
+                        .filter_map(|c| c.finish_reason.clone())
+                        .map(StringValue::from),
+                );
+            }
+        }
+        Flow::Pass
+    }
+
+    fn event(&mut self, event: &mut StreamEvent) -> Flow {
+        if !self.model_seen {
+            if let Some(model) = &event.model {
+                self.cx
+                    .span()
+                    .set_attribute(KeyValue::new("gen_ai.response.model", model.to_string()));
+                self.model_seen = true;
+            }
+        }
+        if let Some(u) = event.usage {
+            self.usage = Some(u);
+        }
+        Flow::Pass
+    }
+
+    fn error(&mut self, err: &LlmError) {
+        record_error(&self.cx, err);
+    }
+
+    fn end(self, end: End) {
+        if let Some(u) = self.usage {
+            record_usage(&self.cx, u);
+        }
+        record_finish_reasons(&self.cx, self.reasons);
+        let span = self.cx.span();
+        if end == End::Dropped {
+            span.set_attribute(KeyValue::new("llmgate.cancelled", true));
+        }
+        span.end();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// W3C trace context in and out
+// ---------------------------------------------------------------------------------------------
+
+struct TraceParentCarrier<'a>(&'a TraceParent);
+
+impl Extractor for TraceParentCarrier<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            "traceparent" => self.0.traceparent.to_str().ok(),
+            "tracestate" => self.0.tracestate.as_ref().and_then(|v| v.to_str().ok()),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent", "tracestate"]
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// An HTTP client wrapper that puts the current span's W3C `traceparent` (and `tracestate`) on
+/// each request: under [`AttemptTrace`], the attempt span's. Without a current span the request
+/// goes as it is.
+#[derive(Clone, Debug)]
+pub struct TraceparentClient<C> {
+    inner: C,
+}
+
+impl<C> TraceparentClient<C> {
+    /// Wraps `inner`.
+    pub fn new(inner: C) -> Self {
+        Self { inner }
+    }
+}
+
+impl<C> Service<http::Request<Full<Bytes>>> for TraceparentClient<C>
+where
+    C: Service<http::Request<Full<Bytes>>>,
+{
+    type Response = C::Response;
+    type Error = C::Error;
+    type Future = C::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<Full<Bytes>>) -> Self::Future {
+        let cx = Context::current();
+        if cx.span().span_context().is_valid() {
+            TraceContextPropagator::new()
+                .inject_context(&cx, &mut HeaderInjector(req.headers_mut()));
+        }
+        self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_count_retries_per_group_and_mark_fallbacks() {
+        let state = RequestSpanState {
+            cx: Context::new(),
+            attempts: AtomicU32::new(0),
+            groups: Mutex::new(None),
+        };
+        let a: Arc<str> = "a".into();
+        let b: Arc<str> = "b".into();
+        let seen: Vec<Place> = [&a, &a, &b, &b, &b]
+            .into_iter()
+            .map(|g| state.next(g))
+            .collect();
+        let want = [
+            (0, 0, false),
+            (1, 1, false),
+            (2, 0, true),
+            (3, 1, true),
+            (4, 2, true),
+        ];
+        for (p, (attempt, retry, fallback)) in seen.iter().zip(want) {
+            assert_eq!(
+                *p,
+                Place {
+                    attempt,
+                    retry,
+                    fallback
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn extracts_and_injects_w3c_context() {
+        let tp = TraceParent {
+            traceparent: http::HeaderValue::from_static(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            tracestate: Some(http::HeaderValue::from_static("vendor=x")),
+        };
+        let cx = TraceContextPropagator::new().extract(&TraceParentCarrier(&tp));
+        let sc = cx.span().span_context().clone();
+        assert!(sc.is_valid() && sc.is_remote() && sc.is_sampled());
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        let mut headers = http::HeaderMap::new();
+        TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(&mut headers));
+        assert_eq!(headers["traceparent"], tp.traceparent);
+        assert_eq!(headers["tracestate"], "vendor=x");
+        // A malformed header is no parent (a new trace), never an error.
+        let bad = TraceParent {
+            traceparent: http::HeaderValue::from_static("00-zz-00-01"),
+            tracestate: None,
+        };
+        let cx = TraceContextPropagator::new().extract(&TraceParentCarrier(&bad));
+        assert!(!cx.span().span_context().is_valid());
+    }
+}
