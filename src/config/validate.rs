@@ -166,6 +166,20 @@ impl Loader<'_> {
             }
         }
 
+        // Callbacks: unknown names and sinks without their variables fail the load.
+        let env = |name: &str| {
+            config
+                .environment_variables
+                .get(name)
+                .cloned()
+                .or_else(|| std::env::var(name).ok())
+        };
+        if let Err(errs) = crate::callbacks::CallbackSettings::from_config(config, &env) {
+            for (key, reason) in errs {
+                self.error(key, reason);
+            }
+        }
+
         let rs = &config.router_settings;
         if let Some(strategy) = &rs.routing_strategy {
             if !ROUTING_STRATEGIES.contains(&strategy.as_str()) {

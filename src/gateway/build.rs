@@ -106,6 +106,25 @@ impl GatewayBuilder {
         if let Some(url) = crate::config::redis_router_url(config) {
             b = b.router_redis(url);
         }
+        // Callbacks (`callbacks`, `success_callback`, `failure_callback`): refused names and
+        // missing variables already failed the config's load.
+        let lookup = |name: &str| {
+            config
+                .environment_variables
+                .get(name)
+                .cloned()
+                .or_else(|| std::env::var(name).ok())
+        };
+        match crate::callbacks::CallbackSettings::from_config(config, &lookup) {
+            Ok(settings) => {
+                warnings.extend(settings.warnings.iter().cloned());
+                match settings.start() {
+                    Ok(cb) => b = b.callbacks(cb),
+                    Err(e) => warnings.push(format!("litellm_settings.callbacks: {e}")),
+                }
+            }
+            Err(errs) => warnings.extend(errs.into_iter().map(|(k, e)| format!("{k}: {e}"))),
+        }
         b.warnings_mut().extend(warnings);
         b
     }

@@ -124,6 +124,7 @@ pub struct GatewayBuilder {
     max_body_bytes: usize,
     body_read_timeout: Duration,
     timer: crate::clock::Timer,
+    callbacks: crate::callbacks::Callbacks,
     warnings: Vec<String>,
 }
 
@@ -168,6 +169,7 @@ impl Default for GatewayBuilder {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             body_read_timeout: crate::server::DEFAULT_BODY_READ_TIMEOUT,
             timer: crate::clock::Timer::current(),
+            callbacks: crate::callbacks::Callbacks::new(),
             warnings: Vec::new(),
         }
     }
@@ -389,6 +391,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Who gets each call's record: the Prometheus registry (`GET /metrics`) and the logging
+    /// sinks (default: none; the record layer is then left out of the stack).
+    pub fn callbacks(mut self, callbacks: crate::callbacks::Callbacks) -> Self {
+        self.callbacks = callbacks;
+        self
+    }
+
     /// Adds a non-fatal finding to the built gateway's [`Gateway::warnings`].
     pub fn warning(mut self, warning: impl Into<String>) -> Self {
         self.warnings.push(warning.into());
@@ -523,9 +532,20 @@ impl GatewayBuilder {
         } else {
             self.fallback
         };
+        let callbacks = std::mem::take(&mut self.callbacks);
+        let mut management = management;
+        if let Some(m) = callbacks.metrics_registry() {
+            let states = router.clone();
+            m.deployment_states(move || crate::metrics::deployment_states_of(&states));
+            management = crate::metrics::router(m.clone(), admission.clone()).merge(management);
+        }
+        let record = (!callbacks.is_empty())
+            .then(|| crate::callbacks::CallRecordLayer::new(callbacks.clone()));
         let stack = ServiceBuilder::new()
             .option_layer(master_auth)
             .option_layer(key_auth)
+            // Inside auth (it reads the caller), outside everything that may refuse or spend.
+            .option_layer(record)
             .option_layer(rate_limit)
             .option_layer(budget)
             .layer(cost)
@@ -546,6 +566,7 @@ impl GatewayBuilder {
             cache: cache_handle,
             governance: gov,
             management,
+            callbacks,
         }
     }
 
