@@ -97,9 +97,15 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A float as Python's `prometheus_client` writes it (`5.0`, `0.005`, `+Inf`), so that `le`
+/// labels match LiteLLM's exactly (a dashboard may select `le="5.0"`).
 fn num(v: f64) -> String {
     if v.is_infinite() {
         if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+    } else if v.is_nan() {
+        "NaN".to_owned()
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.1}")
     } else {
         format!("{v}")
     }
