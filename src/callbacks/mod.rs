@@ -52,6 +52,14 @@ pub trait Sink: fmt::Debug + Send + Sync + 'static {
     fn on_success(&self) -> bool {
         true
     }
+
+    /// The sink's name (`langfuse`, `generic_api`, `jsonl`, …).
+    fn name(&self) -> &str;
+
+    /// The sink's counters (queued, dropped, written, failed), when it keeps them.
+    fn stats(&self) -> Option<Arc<crate::sinks::SinkStats>> {
+        None
+    }
 }
 
 /// Every consumer of call records: the Prometheus registry and the logging sinks. Cheap to

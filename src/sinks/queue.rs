@@ -147,15 +147,9 @@ impl QueuedSink {
         self
     }
 
-    /// The sink's name (`langfuse`, `generic_api`, `jsonl`).
-    #[must_use]
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     /// The sink's counters.
     #[must_use]
-    pub fn stats(&self) -> Arc<SinkStats> {
+    pub fn counters(&self) -> Arc<SinkStats> {
         self.stats.clone()
     }
 }
@@ -186,6 +180,14 @@ impl Sink for QueuedSink {
 
     fn on_failure(&self) -> bool {
         self.failure
+    }
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn stats(&self) -> Option<Arc<SinkStats>> {
+        Some(self.stats.clone())
     }
 }
 
