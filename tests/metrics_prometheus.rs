@@ -47,7 +47,9 @@ fn prometheus_bin() -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
-        eprintln!("prometheus not installed and LLMGATE_TEST_PROMETHEUS not set: skipping (CI sets it)");
+        eprintln!(
+            "prometheus not installed and LLMGATE_TEST_PROMETHEUS not set: skipping (CI sets it)"
+        );
     }
     found
 }
@@ -71,7 +73,10 @@ impl Prometheus {
         let log = std::fs::File::create(dir.0.join("prometheus.log")).unwrap();
         let child = Command::new(bin)
             .arg(format!("--config.file={}", cfg_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -91,14 +96,10 @@ impl Prometheus {
     async fn wait_ready(&self) {
         let until = Instant::now() + Duration::from_secs(30);
         loop {
-            let client = hyper_util::client::legacy::Client::builder(
-                hyper_util::rt::TokioExecutor::new(),
-            )
-            .build_http::<http_body_util::Full<bytes::Bytes>>();
-            let ok = match client
-                .get(self.url("/-/ready").parse().unwrap())
-                .await
-            {
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<bytes::Bytes>>();
+            let ok = match client.get(self.url("/-/ready").parse().unwrap()).await {
                 Ok(r) => r.status() == 200,
                 Err(_) => false,
             };
@@ -135,7 +136,7 @@ impl Prometheus {
         let until = Instant::now() + Duration::from_secs(20);
         loop {
             let got = self.value(promql).await;
-            if got.is_some_and(|g| (g - want).abs() <= want.abs() * 1e-9 + 1e-12) {
+            if got.is_some_and(|g| (g - want).abs() <= want.abs().mul_add(1e-9, 1e-12)) {
                 return;
             }
             assert!(
@@ -155,7 +156,8 @@ impl Drop for Prometheus {
 }
 
 fn chat(stream: bool, user: Option<&str>) -> Value {
-    let mut v = json!({"model": "g", "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+    let mut v =
+        json!({"model": "g", "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
     if let Some(u) = user {
         v["user"] = json!(u);
     }
@@ -179,7 +181,12 @@ async fn metrics_endpoint_needs_a_key_when_asked_and_speaks_the_text_format() {
     assert_eq!(get(&gw.url("/metrics"), Some("sk-wrong")).await.status, 401);
     // One call, then the exposition has it.
     let (key, token) = new_key(&base, json!({"key_alias": "alpha", "max_budget": 1.0})).await;
-    let r = post(&gw.url("/v1/chat/completions"), Some(&key), &chat(false, Some("end-1"))).await;
+    let r = post(
+        &gw.url("/v1/chat/completions"),
+        Some(&key),
+        &chat(false, Some("end-1")),
+    )
+    .await;
     assert_eq!(r.status, 200);
     // A virtual key may scrape too.
     let m = get(&gw.url("/metrics"), Some(&key)).await;
@@ -188,7 +195,10 @@ async fn metrics_endpoint_needs_a_key_when_asked_and_speaks_the_text_format() {
         .header("content-type")
         .is_some_and(|c| c.starts_with("text/plain; version=0.0.4")));
     let text = String::from_utf8(m.body.to_vec()).unwrap();
-    assert!(text.contains("# TYPE litellm_proxy_total_requests_metric counter"), "{text}");
+    assert!(
+        text.contains("# TYPE litellm_proxy_total_requests_metric counter"),
+        "{text}"
+    );
     let line = text
         .lines()
         .find(|l| l.starts_with("litellm_proxy_total_requests_metric_total{"))
@@ -216,9 +226,10 @@ async fn metrics_endpoint_needs_a_key_when_asked_and_speaks_the_text_format() {
     assert!(v < 1.0 && v > 0.99, "{budget}");
     // The deployment's state, from the router.
     assert!(
-        text.lines().any(|l| l.starts_with("litellm_deployment_state{")
-            && l.contains("litellm_model_name=\"gpt-4o-mini\"")
-            && l.ends_with(" 0")),
+        text.lines()
+            .any(|l| l.starts_with("litellm_deployment_state{")
+                && l.contains("litellm_model_name=\"gpt-4o-mini\"")
+                && l.ends_with(" 0")),
         "{text}"
     );
 }
@@ -246,10 +257,16 @@ async fn a_real_prometheus_scrapes_what_the_traffic_was() {
     // 400s for alpha, 1 call refused by auth (not counted: the edge refuses it before the
     // stack).
     for _ in 0..5 {
-        assert_eq!(post(&url, Some(&alpha), &chat(false, None)).await.status, 200);
+        assert_eq!(
+            post(&url, Some(&alpha), &chat(false, None)).await.status,
+            200
+        );
     }
     for _ in 0..3 {
-        assert_eq!(post(&url, Some(&beta), &chat(false, None)).await.status, 200);
+        assert_eq!(
+            post(&url, Some(&beta), &chat(false, None)).await.status,
+            200
+        );
     }
     for _ in 0..2 {
         up.enqueue(Reply::sse(chat_sse(&["a", "b", "c"])));
@@ -262,9 +279,15 @@ async fn a_real_prometheus_scrapes_what_the_traffic_was() {
             400,
             json!({"error": {"message": "bad thing", "type": "invalid_request_error"}}),
         ));
-        assert_eq!(post(&url, Some(&alpha), &chat(false, None)).await.status, 400);
+        assert_eq!(
+            post(&url, Some(&alpha), &chat(false, None)).await.status,
+            400
+        );
     }
-    assert_eq!(post(&url, Some("sk-nope"), &chat(false, None)).await.status, 401);
+    assert_eq!(
+        post(&url, Some("sk-nope"), &chat(false, None)).await.status,
+        401
+    );
 
     prom.expect("up{job=\"llmgate\"}", 1.0).await;
     prom.expect("sum(litellm_proxy_total_requests_metric_total)", 14.0)
@@ -285,17 +308,24 @@ async fn a_real_prometheus_scrapes_what_the_traffic_was() {
     )
     .await;
     // 10 successes × 12 tokens (5 in, 7 out).
-    prom.expect("sum(litellm_total_tokens_metric_total)", 120.0).await;
-    prom.expect("sum(litellm_input_tokens_metric_total)", 50.0).await;
-    prom.expect("sum(litellm_output_tokens_metric_total{requested_model=\"g\"})", 70.0)
+    prom.expect("sum(litellm_total_tokens_metric_total)", 120.0)
         .await;
+    prom.expect("sum(litellm_input_tokens_metric_total)", 50.0)
+        .await;
+    prom.expect(
+        "sum(litellm_output_tokens_metric_total{requested_model=\"g\"})",
+        70.0,
+    )
+    .await;
     // gpt-4o-mini: 5 × 1.5e-7 + 7 × 6e-7 per call.
     prom.expect("sum(litellm_spend_metric_total)", 10.0 * 4.95e-6)
         .await;
     prom.expect("sum(litellm_request_total_latency_metric_count)", 10.0)
         .await;
-    prom.expect("sum(litellm_llm_api_latency_metric_count)", 10.0).await;
-    prom.expect("sum(litellm_overhead_latency_metric_count)", 10.0).await;
+    prom.expect("sum(litellm_llm_api_latency_metric_count)", 10.0)
+        .await;
+    prom.expect("sum(litellm_overhead_latency_metric_count)", 10.0)
+        .await;
     // Time to first token: the streams only.
     prom.expect("sum(litellm_llm_api_time_to_first_token_metric_count)", 2.0)
         .await;

@@ -132,13 +132,7 @@ fn route_of(kind: OperationKind) -> &'static str {
 }
 
 impl Ctx {
-    fn finish(
-        self,
-        status: CallStatus,
-        http_status: u16,
-        err: Option<&LlmError>,
-        answer: Answer,
-    ) {
+    fn finish(self, status: CallStatus, http_status: u16, err: Option<&LlmError>, answer: Answer) {
         let total = self.started.elapsed();
         let meta = answer.meta.unwrap_or_default();
         let upstream = answer.overhead.map(|o| total.saturating_sub(o));

@@ -23,13 +23,13 @@ mod settings;
 
 use std::{fmt, sync::Arc};
 
-pub use self::{
-    layer::{CallRecordLayer, CallRecorder, ResponseFuture, STATUS_CLIENT_CLOSED},
-    record::{CallRecord, CallStatus},
-};
 #[cfg(feature = "gateway")]
 pub use self::settings::{
     CallbackSettings, Events, GenericApiSettings, LangfuseSettings, SettingError, KNOWN_CALLBACKS,
+};
+pub use self::{
+    layer::{CallRecordLayer, CallRecorder, ResponseFuture, STATUS_CLIENT_CLOSED},
+    record::{CallRecord, CallStatus},
 };
 use crate::metrics::Metrics;
 

@@ -209,7 +209,9 @@ impl CallbackSettings {
     /// # Errors
     /// A sink is configured but there is no Tokio runtime to run it on.
     pub fn start(&self) -> Result<super::Callbacks, String> {
-        use crate::sinks::{GenericApiWriter, JsonlWriter, LangfuseWriter, QueueOptions, QueuedSink};
+        use crate::sinks::{
+            GenericApiWriter, JsonlWriter, LangfuseWriter, QueueOptions, QueuedSink,
+        };
         let mut cb = super::Callbacks::new();
         if self.prometheus {
             cb = cb.metrics(
@@ -319,8 +321,14 @@ mod tests {
             &[],
         )
         .expect_err("refused");
-        assert!(errs.iter().any(|(_, m)| m.contains("`datadog`")), "{errs:?}");
-        assert!(errs.iter().any(|(_, m)| m.contains("LANGFUSE_PUBLIC_KEY")), "{errs:?}");
+        assert!(
+            errs.iter().any(|(_, m)| m.contains("`datadog`")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|(_, m)| m.contains("LANGFUSE_PUBLIC_KEY")),
+            "{errs:?}"
+        );
         let ok = load(
             "general_settings:\n  allow_unsupported_config: true\nlitellm_settings:\n  callbacks: [datadog]\n",
             &[],

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// LiteLLM's latency buckets (seconds; `+Inf` is implied).
 pub const LATENCY_BUCKETS: [f64; 35] = [
     0.005, 0.00625, 0.0125, 0.025, 0.05, 0.1, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0,
-    5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 8.5, 9.0, 9.5, 10.0, 15.0, 20.0, 25.0, 30.0, 60.0, 120.0,
-    180.0, 240.0, 300.0,
+    5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 8.5, 9.0, 9.5, 10.0, 15.0, 20.0, 25.0, 30.0, 60.0, 120.0, 180.0,
+    240.0, 300.0,
 ];
 
 /// An `f64` added to atomically (compare-and-swap on its bits).

@@ -32,26 +32,12 @@ fn label<'a>(k: &'a SeriesKey, name: &str) -> &'a str {
 }
 
 fn status_str(s: u16) -> &'static str {
-    // The statuses a call can end with; anything else renders as its class.
-    match s {
-        200 => "200",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        408 => "408",
-        413 => "413",
-        422 => "422",
-        429 => "429",
-        499 => "499",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "other",
-    }
+    // Every status a call can end with, rendered once.
+    static CODES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let codes = CODES.get_or_init(|| (100..600).map(|c: u16| c.to_string()).collect());
+    s.checked_sub(100)
+        .and_then(|i| codes.get(usize::from(i)))
+        .map_or("", String::as_str)
 }
 
 const KEY: [&str; 8] = [
@@ -162,7 +148,9 @@ impl Family<'_> {
             let mut cumulative = 0;
             for (i, b) in h.buckets.iter().enumerate() {
                 cumulative += b;
-                let le = LATENCY_BUCKETS.get(i).map_or_else(|| "+Inf".to_owned(), |b| num(*b));
+                let le = LATENCY_BUCKETS
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_owned(), |b| num(*b));
                 let _ = write!(self.out, "{name}_bucket");
                 labels_text(names, &values, Some(("le", &le)), self.out);
                 let _ = writeln!(self.out, " {cumulative}");
@@ -241,7 +229,8 @@ impl Metrics {
             |k| !k.success,
             |s| s.requests.load(std::sync::atomic::Ordering::Relaxed) as f64,
         );
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        let load =
+            |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
         f.counter(
             "litellm_requests_metric",
             "deprecated - use litellm_proxy_total_requests_metric. Total number of LLM calls to litellm - track total per API Key, team, user",
@@ -322,7 +311,14 @@ impl Metrics {
             |k| !k.success && k.model_id.is_some(),
             |s| load(&s.requests),
         );
-        let cache = ["model", "hashed_api_key", "api_key_alias", "team", "team_alias", "requested_model"];
+        let cache = [
+            "model",
+            "hashed_api_key",
+            "api_key_alias",
+            "team",
+            "team_alias",
+            "requested_model",
+        ];
         f.counter(
             "litellm_cache_hits_metric",
             "Total number of calls answered from the response cache",
@@ -370,7 +366,13 @@ impl Metrics {
         f.histogram(
             "litellm_llm_api_time_to_first_token_metric",
             "Time to first token for a models LLM API call",
-            &["model", "hashed_api_key", "api_key_alias", "team", "team_alias"],
+            &[
+                "model",
+                "hashed_api_key",
+                "api_key_alias",
+                "team",
+                "team_alias",
+            ],
             |s| &s.ttft,
         );
         f.histogram(

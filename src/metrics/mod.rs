@@ -27,10 +27,10 @@ mod registry;
 #[cfg(feature = "gateway")]
 mod route;
 
+#[cfg(feature = "gateway")]
+pub use self::route::{deployment_states_of, router};
 pub use self::{
     atomic::LATENCY_BUCKETS,
     expose::CONTENT_TYPE,
     registry::{DeploymentState, Metrics},
 };
-#[cfg(feature = "gateway")]
-pub use self::route::{deployment_states_of, router};

@@ -233,9 +233,7 @@ impl Metrics {
             series
                 .cached_tokens
                 .fetch_add(r.usage.cache_read, Ordering::Relaxed);
-            series
-                .total_latency
-                .observe(r.total_latency.as_secs_f64());
+            series.total_latency.observe(r.total_latency.as_secs_f64());
             if let Some(u) = r.upstream_latency {
                 series.api_latency.observe(u.as_secs_f64());
             }
@@ -276,9 +274,7 @@ impl Metrics {
     fn budgets(&self, k: &KeyInfo, labels: Option<&Arc<KeyLabels>>, cost: f64) {
         if let Some(max) = k.key.limits.max_budget {
             let set = |g: &BudgetGauge| {
-                let _ = g
-                    .alias
-                    .get_or_init(|| labels.and_then(|l| l.alias.clone()));
+                let _ = g.alias.get_or_init(|| labels.and_then(|l| l.alias.clone()));
                 g.max.set(max);
                 g.remaining.set(max - (k.key.spend + cost));
             };

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use crate::callbacks::{CallRecord, CallStatus};
 
 fn secs(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn iso(t: SystemTime) -> String {

@@ -164,7 +164,11 @@ impl Sink for QueuedSink {
                 let n = self.stats.dropped.fetch_add(1, Ordering::AcqRel);
                 // Say so, but not once per record.
                 if n.is_power_of_two() {
-                    tracing::warn!(sink = self.name, dropped = n + 1, "logging sink queue full; records dropped");
+                    tracing::warn!(
+                        sink = self.name,
+                        dropped = n + 1,
+                        "logging sink queue full; records dropped"
+                    );
                 }
             }
         }

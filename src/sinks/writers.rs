@@ -91,12 +91,18 @@ impl LangfuseWriter {
     /// Writes to the Langfuse at `host`.
     #[must_use]
     pub fn new(host: &str, public_key: &Secret, secret_key: &Secret) -> Self {
-        let auth = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", public_key.expose(), secret_key.expose()));
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            public_key.expose(),
+            secret_key.expose()
+        ));
         Self {
             client: HttpClient::new(),
             url: format!("{}/api/public/ingestion", host.trim_end_matches('/')),
-            headers: vec![("authorization".to_owned(), Secret::new(format!("Basic {auth}")))],
+            headers: vec![(
+                "authorization".to_owned(),
+                Secret::new(format!("Basic {auth}")),
+            )],
         }
     }
 }
