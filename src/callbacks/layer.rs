@@ -437,3 +437,188 @@ impl Drop for RecordStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use futures_util::StreamExt as _;
+    use tower::{Layer as _, ServiceExt as _};
+
+    use super::*;
+    use crate::{
+        callbacks::Sink,
+        cost::{CostLayer, PriceTable, Pricing},
+        error::ErrorKind,
+        provider::Deployment,
+    };
+
+    #[derive(Debug, Default)]
+    struct Collect(Mutex<Vec<Arc<CallRecord>>>);
+
+    impl Sink for Collect {
+        fn offer(&self, record: &Arc<CallRecord>) {
+            self.0.lock().unwrap().push(record.clone());
+        }
+        fn wants_content(&self) -> bool {
+            true
+        }
+        fn name(&self) -> &str {
+            "collect"
+        }
+    }
+
+    const USAGE_CHUNK: &str =
+        r#"{"choices":[],"usage":{"prompt_tokens":100,"completion_tokens":50,"total_tokens":150}}"#;
+
+    /// Record layer → cost layer → a deployment answering `reply`.
+    fn stack(
+        reply: fn() -> Result<LlmResponse, LlmError>,
+    ) -> (
+        impl Service<LlmRequest, Response = LlmResponse, Error = LlmError, Future: Send> + Clone,
+        Arc<Collect>,
+    ) {
+        let dep = Deployment::new("g", "openai/gpt-4o-mini");
+        let pricing = Arc::new(Pricing::new(&PriceTable::builtin(), [&dep]));
+        let dep = Arc::new(dep);
+        let inner = tower::service_fn(move |_req: LlmRequest| {
+            let dep = dep.clone();
+            async move {
+                let mut resp = reply()?;
+                resp.meta.deployment_id = Some(dep.id.clone());
+                resp.meta.deployment = Some(dep);
+                resp.meta.time_to_first_byte = Some(Duration::from_millis(1));
+                Ok::<_, LlmError>(resp)
+            }
+        });
+        let sink = Arc::new(Collect::default());
+        let callbacks = Callbacks::new().sink(sink.clone());
+        let svc = CallRecordLayer::new(callbacks).layer(CostLayer::new(pricing).layer(inner));
+        (svc, sink)
+    }
+
+    fn req(stream: bool) -> LlmRequest {
+        let mut body = crate::types::chat::ChatRequest {
+            model: "g".into(),
+            messages: vec![crate::types::chat::Message::new("user", "hi there")],
+            ..Default::default()
+        };
+        body.stream = Some(stream);
+        body.user = Some("end-1".into());
+        LlmRequest::chat(body)
+    }
+
+    fn chunks(items: Vec<&'static str>) -> ChatStream {
+        let items: Vec<Result<ChunkBody, LlmError>> = items
+            .into_iter()
+            .map(|c| ChunkBody::from_wire(bytes::Bytes::from_static(c.as_bytes())))
+            .collect();
+        Box::pin(futures_util::stream::iter(items))
+    }
+
+    #[tokio::test]
+    async fn a_complete_answer_is_one_success_record_with_usage_cost_and_content() {
+        let (svc, sink) = stack(|| {
+            Ok(LlmResponse::chat_wire(bytes::Bytes::from_static(
+                br#"{"id":"x","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":20,"total_tokens":30}}"#,
+            ))
+            .unwrap())
+        });
+        svc.oneshot(req(false)).await.unwrap();
+        let recs = sink.0.lock().unwrap().clone();
+        assert_eq!(recs.len(), 1);
+        let r = &recs[0];
+        assert_eq!(r.status, CallStatus::Success);
+        assert_eq!(r.http_status, 200);
+        assert_eq!((r.usage.input, r.usage.output, r.usage.total), (10, 20, 30));
+        assert!(
+            (r.cost - (10.0 * 1.5e-7 + 20.0 * 6e-7)).abs() < 1e-15,
+            "{}",
+            r.cost
+        );
+        assert_eq!(r.model(), Some("gpt-4o-mini"));
+        assert_eq!(&*r.model_group, "g");
+        assert_eq!(r.end_user.as_deref(), Some("end-1"));
+        assert_eq!(r.route, "/chat/completions");
+        assert!(r.time_to_first_token.is_none());
+        assert!(r.overhead.is_some() && r.upstream_latency.is_some());
+        assert_eq!(r.messages.as_ref().unwrap()[0]["content"], "hi there");
+        assert_eq!(r.response_text.as_deref(), Some("hello"));
+    }
+
+    #[tokio::test]
+    async fn an_error_is_one_failure_record_with_its_status_and_class() {
+        let (svc, sink) = stack(|| Err(LlmError::new(ErrorKind::RateLimit, "slow down")));
+        let err = svc.oneshot(req(false)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::RateLimit);
+        let recs = sink.0.lock().unwrap().clone();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].status, CallStatus::Failure);
+        assert_eq!(recs[0].http_status, 429);
+        assert_eq!(recs[0].error_class, Some("rate_limit"));
+        assert_eq!(recs[0].cost, 0.0);
+    }
+
+    #[tokio::test]
+    async fn a_stream_is_recorded_at_its_end_with_the_cost_layers_usage() {
+        let (svc, sink) = stack(|| {
+            Ok(LlmResponse::stream(chunks(vec![
+                r#"{"choices":[{"index":0,"delta":{"content":"ab"}}]}"#,
+                r#"{"choices":[{"index":0,"delta":{"content":"cd"}}]}"#,
+                USAGE_CHUNK,
+            ])))
+        });
+        let resp = svc.oneshot(req(true)).await.unwrap();
+        let ResponseBody::Stream(mut s) = resp.body else {
+            panic!("not a stream");
+        };
+        assert!(sink.0.lock().unwrap().is_empty(), "not before its end");
+        while let Some(c) = s.next().await {
+            c.unwrap();
+        }
+        let recs = sink.0.lock().unwrap().clone();
+        assert_eq!(recs.len(), 1);
+        let r = &recs[0];
+        assert_eq!(r.status, CallStatus::Success);
+        assert_eq!((r.usage.input, r.usage.output), (100, 50));
+        assert!(r.cost > 0.0);
+        assert!(r.time_to_first_token.is_some());
+        assert_eq!(r.response_text.as_deref(), Some("abcd"));
+        drop(s);
+        assert_eq!(sink.0.lock().unwrap().len(), 1, "recorded once");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_stream_is_recorded_as_cut_with_the_estimated_usage() {
+        let (svc, sink) = stack(|| {
+            let first = chunks(vec![
+                r#"{"choices":[{"index":0,"delta":{"content":"0123456789abcdef"}}]}"#,
+            ]);
+            Ok(LlmResponse::stream(Box::pin(
+                first.chain(futures_util::stream::pending()),
+            )))
+        });
+        let resp = svc.oneshot(req(true)).await.unwrap();
+        let ResponseBody::Stream(mut s) = resp.body else {
+            panic!("not a stream");
+        };
+        s.next().await.unwrap().unwrap();
+        drop(s);
+        let recs = sink.0.lock().unwrap().clone();
+        assert_eq!(recs.len(), 1);
+        let r = &recs[0];
+        assert_eq!(r.status, CallStatus::Cut);
+        assert_eq!(r.http_status, STATUS_CLIENT_CLOSED);
+        // The cost layer ended first: 16 bytes delivered = 4 tokens; "hi there" = 2 + 3.
+        assert_eq!((r.usage.input, r.usage.output), (5, 4));
+        assert!(r.cost > 0.0);
+    }
+
+    #[tokio::test]
+    async fn no_consumer_means_no_record_and_no_change() {
+        let svc = CallRecordLayer::new(Callbacks::new()).layer(tower::service_fn(
+            |_r: LlmRequest| async { Err::<LlmResponse, _>(LlmError::internal("x")) },
+        ));
+        assert!(svc.oneshot(req(false)).await.is_err());
+    }
+}

@@ -267,10 +267,16 @@ fn parse_headers(s: &str) -> Vec<(String, Secret)> {
 mod tests {
     use super::*;
 
-    fn load(yaml: &str, vars: &[(&str, &str)]) -> Result<CallbackSettings, Vec<SettingError>> {
-        let cfg = crate::config::Config::from_yaml_str(yaml, "t.yaml")
-            .map(|l| l.config)
-            .unwrap_or_default();
+    /// `litellm_settings` from `yaml` (deserialized directly: the loader would already refuse
+    /// what these tests check).
+    fn load(
+        yaml: &str,
+        allow_unsupported: bool,
+        vars: &[(&str, &str)],
+    ) -> Result<CallbackSettings, Vec<SettingError>> {
+        let mut cfg = crate::config::Config::default();
+        cfg.litellm_settings = serde_yaml_ng::from_str(yaml).expect("yaml");
+        cfg.general_settings.allow_unsupported_config = Some(allow_unsupported);
         let vars: Vec<(String, String)> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -283,7 +289,8 @@ mod tests {
     #[test]
     fn prometheus_and_sinks_are_read_as_litellm_names_them() {
         let s = load(
-            "litellm_settings:\n  callbacks: [prometheus]\n  success_callback: [langfuse, generic_api]\n  failure_callback: [langfuse]\n  turn_off_message_logging: true\n  require_auth_for_metrics_endpoint: true\n",
+            "callbacks: [prometheus]\nsuccess_callback: [langfuse, generic_api]\nfailure_callback: [langfuse]\nturn_off_message_logging: true\nrequire_auth_for_metrics_endpoint: true\n",
+            false,
             &[
                 ("LANGFUSE_PUBLIC_KEY", "pk"),
                 ("LANGFUSE_SECRET_KEY", "sk"),
@@ -317,7 +324,8 @@ mod tests {
     #[test]
     fn unknown_callbacks_and_missing_variables_are_refused() {
         let errs = load(
-            "litellm_settings:\n  callbacks: [prometheus, datadog]\n  success_callback: [langfuse]\n",
+            "callbacks: [prometheus, datadog]\nsuccess_callback: [langfuse]\n",
+            false,
             &[],
         )
         .expect_err("refused");
@@ -329,11 +337,7 @@ mod tests {
             errs.iter().any(|(_, m)| m.contains("LANGFUSE_PUBLIC_KEY")),
             "{errs:?}"
         );
-        let ok = load(
-            "general_settings:\n  allow_unsupported_config: true\nlitellm_settings:\n  callbacks: [datadog]\n",
-            &[],
-        )
-        .expect("allowed");
+        let ok = load("callbacks: [datadog]\n", true, &[]).expect("allowed");
         assert!(ok.is_empty());
         assert_eq!(ok.warnings.len(), 1);
     }

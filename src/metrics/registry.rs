@@ -328,3 +328,110 @@ pub(super) fn aggregate<'a, V: Default>(
 pub(super) fn hist(into: &mut HistogramSnapshot, h: &Histogram) {
     h.add_into(into);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::{callbacks::CallRecord, provider::Deployment, types::usage::TokenUsage};
+
+    fn record(key: &Arc<KeyInfo>, status: u16, stream: bool) -> CallRecord {
+        let dep = Arc::new(Deployment::new("g", "openai/gpt-4o-mini"));
+        let ok = status == 200;
+        CallRecord {
+            call_id: "c".into(),
+            operation: "chat",
+            route: "/chat/completions",
+            model_group: "g".into(),
+            deployment: ok.then(|| dep.clone()),
+            provider: Some("openai".into()),
+            api_base: None,
+            key: Some(key.clone()),
+            end_user: None,
+            stream,
+            status: if ok {
+                CallStatus::Success
+            } else {
+                CallStatus::Failure
+            },
+            http_status: status,
+            error_class: (!ok).then_some("rate_limit"),
+            error_message: None,
+            usage: if ok {
+                TokenUsage::new(5, 7)
+            } else {
+                TokenUsage::default()
+            },
+            cost: if ok { 0.5 } else { 0.0 },
+            total_latency: Duration::from_millis(300),
+            upstream_latency: Some(Duration::from_millis(200)),
+            time_to_first_token: stream.then_some(Duration::from_millis(40)),
+            overhead: Some(Duration::from_millis(100)),
+            cache_hit: false,
+            retries: 0,
+            fallbacks: 0,
+            remaining_requests: ok.then_some(99.0),
+            remaining_tokens: None,
+            start_time: SystemTime::now(),
+            end_time: SystemTime::now(),
+            messages: None,
+            response_text: None,
+        }
+    }
+
+    fn sample<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+        text.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    #[test]
+    fn series_sum_onto_each_metrics_labels() {
+        let m = Metrics::new();
+        let mut k = KeyInfo::default();
+        k.token = "abc".into();
+        k.key_alias = Some("alpha".into());
+        k.key.limits.max_budget = Some(10.0);
+        k.key.spend = 2.0;
+        let k = Arc::new(k);
+        m.record(&record(&k, 200, false));
+        m.record(&record(&k, 200, true));
+        m.record(&record(&k, 429, false));
+        let text = m.render();
+        // Three calls, in two status series.
+        let total = sample(&text, "litellm_proxy_total_requests_metric_total{");
+        assert_eq!(total.len(), 2, "{text}");
+        assert!(total
+            .iter()
+            .any(|l| l.contains("status_code=\"200\"") && l.ends_with(" 2.0")));
+        let failed = sample(&text, "litellm_proxy_failed_requests_metric_total{");
+        assert_eq!(failed.len(), 1);
+        assert!(failed[0].contains("exception_status=\"429\",exception_class=\"rate_limit\""));
+        // Successes only: 2 × 12 tokens, 2 × 0.5 USD.
+        assert_eq!(
+            sample(&text, "litellm_total_tokens_metric_total{"),
+            ["litellm_total_tokens_metric_total{end_user=\"\",hashed_api_key=\"abc\",api_key_alias=\"alpha\",model=\"gpt-4o-mini\",team=\"\",team_alias=\"\",user=\"\",user_email=\"\",requested_model=\"g\"} 24.0"]
+        );
+        assert!(sample(&text, "litellm_spend_metric_total{")[0].ends_with(" 1.0"));
+        // Histograms: cumulative buckets, LiteLLM's `le` spelling, count and sum.
+        assert!(text.contains("litellm_llm_api_time_to_first_token_metric_bucket{model=\"gpt-4o-mini\",hashed_api_key=\"abc\",api_key_alias=\"alpha\",team=\"\",team_alias=\"\",le=\"0.05\"} 1"));
+        assert!(text.contains("litellm_request_total_latency_metric_bucket{end_user=\"\",hashed_api_key=\"abc\",api_key_alias=\"alpha\",requested_model=\"g\",team=\"\",team_alias=\"\",user=\"\",model=\"gpt-4o-mini\",le=\"0.1\"} 0"));
+        assert!(text.contains("le=\"0.5\"} 2"));
+        assert!(text.contains("le=\"+Inf\"} 2"));
+        assert!(text.contains("litellm_request_total_latency_metric_count{end_user=\"\",hashed_api_key=\"abc\",api_key_alias=\"alpha\",requested_model=\"g\",team=\"\",team_alias=\"\",user=\"\",model=\"gpt-4o-mini\"} 2"));
+        // Budget: 10 − (2 + 0) after the failure (cost 0) was recorded last.
+        assert!(text.contains("litellm_remaining_api_key_budget_metric{hashed_api_key=\"abc\",api_key_alias=\"alpha\"} 8.0"), "{text}");
+        assert!(text.contains("litellm_api_key_max_budget_metric{hashed_api_key=\"abc\",api_key_alias=\"alpha\"} 10.0"));
+        // The provider's rate-limit header.
+        assert!(sample(&text, "litellm_remaining_requests{")[0].ends_with(" 99.0"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        let mut k = KeyInfo::default();
+        k.token = "t".into();
+        k.key_alias = Some("a\"b\\c\nd".into());
+        m.record(&record(&Arc::new(k), 200, false));
+        assert!(m.render().contains("api_key_alias=\"a\\\"b\\\\c\\nd\""));
+    }
+}
