@@ -81,7 +81,8 @@ impl CallbackSettings {
             ..Self::default()
         };
         let mut errors = Vec::new();
-        let mut events = std::collections::BTreeMap::<String, Events>::new();
+        // Per name: its events, and the first key that named it (for messages).
+        let mut events = std::collections::BTreeMap::<String, (Events, &'static str)>::new();
         for (key, list, ev) in [
             (
                 "callbacks",
@@ -111,25 +112,23 @@ impl CallbackSettings {
             for name in list.iter().flatten() {
                 let name = name.trim();
                 if !KNOWN_CALLBACKS.contains(&name) {
-                    let msg = format!(
-                        "callback `{name}` is not supported by llmgate yet (supported: {}); running without it would silently drop the metrics or audit trail the config asks for",
-                        KNOWN_CALLBACKS.join(", ")
-                    );
-                    if allow {
-                        out.warnings
-                            .push(format!("litellm_settings.{key}: {msg}; ignored because general_settings.allow_unsupported_config is true"));
-                    } else {
-                        errors.push((format!("litellm_settings.{key}"), msg));
-                    }
+                    errors.push((
+                        format!("litellm_settings.{key}"),
+                        format!(
+                            "not supported by llmgate yet: the `{name}` callback (llmgate has {}); running without it would silently drop the metrics or audit trail the config asks for; remove it, or set general_settings.allow_unsupported_config: true to run without it",
+                            KNOWN_CALLBACKS.join(", ")
+                        ),
+                    ));
                     continue;
                 }
-                let e = events.entry(name.to_owned()).or_default();
-                e.success |= ev.success;
-                e.failure |= ev.failure;
+                let e = events.entry(name.to_owned()).or_insert((Events::default(), key));
+                e.0.success |= ev.success;
+                e.0.failure |= ev.failure;
             }
         }
         let env = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        for (name, ev) in events {
+        for (name, (ev, key)) in events {
+            let key = format!("litellm_settings.{key}");
             match name.as_str() {
                 // LiteLLM's Prometheus callback counts successes and failures whichever list
                 // names it.
@@ -140,8 +139,9 @@ impl CallbackSettings {
                             .unwrap_or_else(|| "https://cloud.langfuse.com".to_owned());
                         if !(host.starts_with("http://") || host.starts_with("https://")) {
                             errors.push((
-                                "LANGFUSE_HOST".to_owned(),
-                                "must be an http:// or https:// URL".to_owned(),
+                                key,
+                                "`langfuse`: LANGFUSE_HOST must be an http:// or https:// URL"
+                                    .to_owned(),
                             ));
                             continue;
                         }
@@ -155,7 +155,7 @@ impl CallbackSettings {
                         ));
                     }
                     _ => errors.push((
-                        "litellm_settings.callbacks".to_owned(),
+                        key,
                         "`langfuse` needs LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY".to_owned(),
                     )),
                 },
@@ -169,7 +169,7 @@ impl CallbackSettings {
                         out.generic_api = Some((GenericApiSettings { endpoint, headers }, ev));
                     }
                     _ => errors.push((
-                        "litellm_settings.callbacks".to_owned(),
+                        key,
                         "`generic_api` needs GENERIC_LOGGER_ENDPOINT (an http:// or https:// URL)"
                             .to_owned(),
                     )),
@@ -177,13 +177,19 @@ impl CallbackSettings {
                 "jsonl" => match env("LLMGATE_CALLBACK_LOG_FILE") {
                     Some(path) => out.jsonl = Some((PathBuf::from(path), ev)),
                     None => errors.push((
-                        "litellm_settings.callbacks".to_owned(),
+                        key,
                         "`jsonl` needs LLMGATE_CALLBACK_LOG_FILE (the file to append to)"
                             .to_owned(),
                     )),
                 },
                 _ => {}
             }
+        }
+        // The operator may accept running without them: each becomes a warning.
+        if allow {
+            out.warnings.extend(errors.drain(..).map(|(k, e)| {
+                format!("{k}: {e}; running without it because general_settings.allow_unsupported_config is true")
+            }));
         }
         if errors.is_empty() {
             Ok(out)

@@ -174,9 +174,12 @@ impl Loader<'_> {
                 .cloned()
                 .or_else(|| std::env::var(name).ok())
         };
-        if let Err(errs) = crate::callbacks::CallbackSettings::from_config(config, &env) {
-            for (key, reason) in errs {
-                self.error(key, reason);
+        match crate::callbacks::CallbackSettings::from_config(config, &env) {
+            Ok(settings) => self.warnings.extend(settings.warnings),
+            Err(errs) => {
+                for (key, reason) in errs {
+                    self.error(key, reason);
+                }
             }
         }
 

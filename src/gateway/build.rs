@@ -116,8 +116,9 @@ impl GatewayBuilder {
                 .or_else(|| std::env::var(name).ok())
         };
         match crate::callbacks::CallbackSettings::from_config(config, &lookup) {
+            // Its warnings (names accepted under `allow_unsupported_config`) were reported
+            // when the config loaded.
             Ok(settings) => {
-                warnings.extend(settings.warnings.iter().cloned());
                 match settings.start() {
                     Ok(cb) => b = b.callbacks(cb),
                     Err(e) => warnings.push(format!("litellm_settings.callbacks: {e}")),
