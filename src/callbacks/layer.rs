@@ -99,10 +99,44 @@ struct Ctx {
     messages: Option<serde_json::Value>,
 }
 
+/// The facts of [`ResponseMeta`] a record needs (copied: `Arc`s and numbers, no allocation).
+#[derive(Default)]
+struct Facts {
+    deployment: Option<Arc<crate::provider::Deployment>>,
+    provider: Option<Arc<str>>,
+    api_base: Option<Arc<str>>,
+    cache_hit: bool,
+    retries: u32,
+    fallbacks: u32,
+    remaining_requests: Option<f64>,
+    remaining_tokens: Option<f64>,
+}
+
+impl Facts {
+    fn of(meta: &ResponseMeta) -> Self {
+        Self {
+            deployment: meta.deployment.clone(),
+            provider: meta
+                .provider
+                .clone()
+                .or_else(|| meta.deployment.as_ref().map(|d| d.provider.clone())),
+            api_base: meta
+                .api_base
+                .clone()
+                .or_else(|| meta.deployment.as_ref().and_then(|d| d.api_base.clone())),
+            cache_hit: meta.cache_hit,
+            retries: meta.attempted_retries,
+            fallbacks: meta.attempted_fallbacks,
+            remaining_requests: header_num(&meta.headers, "x-ratelimit-remaining-requests"),
+            remaining_tokens: header_num(&meta.headers, "x-ratelimit-remaining-tokens"),
+        }
+    }
+}
+
 /// What the response told (kept for a stream until its end).
 #[derive(Default)]
 struct Answer {
-    meta: Option<Box<ResponseMeta>>,
+    facts: Facts,
     usage: Option<TokenUsage>,
     cost: f64,
     ttft: Option<Duration>,
@@ -134,7 +168,7 @@ fn route_of(kind: OperationKind) -> &'static str {
 impl Ctx {
     fn finish(self, status: CallStatus, http_status: u16, err: Option<&LlmError>, answer: Answer) {
         let total = self.started.elapsed();
-        let meta = answer.meta.unwrap_or_default();
+        let meta = answer.facts;
         let upstream = answer.overhead.map(|o| total.saturating_sub(o));
         let record = CallRecord {
             call_id: self
@@ -143,22 +177,19 @@ impl Ctx {
             operation: self.operation,
             route: self.route,
             model_group: self.model_group,
-            deployment: meta.deployment.clone(),
-            provider: meta
-                .provider
-                .clone()
-                .or_else(|| meta.deployment.as_ref().map(|d| d.provider.clone())),
-            api_base: meta
-                .api_base
-                .clone()
-                .or_else(|| meta.deployment.as_ref().and_then(|d| d.api_base.clone())),
+            deployment: meta.deployment,
+            provider: meta.provider,
+            api_base: meta.api_base,
             key: self.key,
             end_user: self.end_user,
             stream: self.stream,
             status,
             http_status,
             error_class: err.map(|e| e.kind().as_str()),
-            error_message: err.map(|e| Arc::from(e.message())),
+            // Only sinks write messages (no allocation for metrics alone).
+            error_message: err
+                .filter(|_| !self.callbacks.sinks().is_empty())
+                .map(|e| Arc::from(e.message())),
             usage: answer.usage.unwrap_or_default(),
             cost: answer.cost,
             total_latency: total,
@@ -166,10 +197,10 @@ impl Ctx {
             time_to_first_token: answer.ttft,
             overhead: answer.overhead,
             cache_hit: meta.cache_hit,
-            retries: meta.attempted_retries,
-            fallbacks: meta.attempted_fallbacks,
-            remaining_requests: header_num(&meta.headers, "x-ratelimit-remaining-requests"),
-            remaining_tokens: header_num(&meta.headers, "x-ratelimit-remaining-tokens"),
+            retries: meta.retries,
+            fallbacks: meta.fallbacks,
+            remaining_requests: meta.remaining_requests,
+            remaining_tokens: meta.remaining_tokens,
             start_time: self.started_wall,
             end_time: SystemTime::now(),
             messages: self.messages,
@@ -321,7 +352,7 @@ where
                     .or_else(|| resp.meta.cache_hit.then_some(at));
                 if resp.body.is_stream() {
                     let answer = Answer {
-                        meta: Some(resp.meta.clone()),
+                        facts: Facts::of(&resp.meta),
                         ttft: Some(at),
                         overhead,
                         text: ctx.callbacks.wants_content().then(String::new),
@@ -341,7 +372,7 @@ where
                         None
                     };
                     let answer = Answer {
-                        meta: Some(resp.meta.clone()),
+                        facts: Facts::of(&resp.meta),
                         usage: resp.token_usage(),
                         cost: resp.meta.cost.unwrap_or(0.0),
                         ttft: None,
