@@ -129,6 +129,7 @@ pub mod auth;
 pub mod budget;
 pub mod builder;
 pub mod cache;
+pub mod callbacks;
 pub mod client;
 #[cfg(feature = "gateway")]
 pub mod config;
@@ -139,6 +140,7 @@ pub mod gateway;
 pub mod governance;
 #[cfg(feature = "gateway")]
 pub mod management;
+pub mod metrics;
 pub mod observe;
 pub mod provider;
 pub mod rate_limit;
@@ -152,6 +154,7 @@ pub mod redis_url;
 pub mod retry;
 pub mod secret;
 pub mod server;
+pub mod sinks;
 pub mod spend;
 pub mod store;
 #[cfg(feature = "otel")]

@@ -162,7 +162,7 @@ async fn a_refused_key_stops_start_up_unless_the_operator_accepts_it() {
         format!(
             "model_list:\n  - model_name: mock\n    litellm_params: {{model: mock/x}}\n\
              guardrails:\n  - guardrail_name: pii-mask\n    litellm_params: {{guardrail: presidio, mode: pre_call}}\n\
-             litellm_settings:\n  success_callback: [langfuse]\n\
+             litellm_settings:\n  success_callback: [datadog]\n\
              general_settings:\n  allowed_routes: [/chat/completions]\n{allow}"
         )
     };

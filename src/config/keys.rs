@@ -106,9 +106,12 @@ pub const LITELLM_SETTINGS: &[KeySpec] = &[
     key("budget_duration", Implemented),
     key("budget_exceeded_status_code", Implemented),
     key("json_logs", Implemented),
-    key("success_callback", Refused(CALLBACKS)),
-    key("failure_callback", Refused(CALLBACKS)),
-    key("callbacks", Refused(CALLBACKS)),
+    // Implemented for the names in `callbacks::KNOWN_CALLBACKS`; any other name is refused
+    // when the config loads (`callbacks::CallbackSettings::from_config`).
+    key("success_callback", Implemented),
+    key("failure_callback", Implemented),
+    key("callbacks", Implemented),
+    key("require_auth_for_metrics_endpoint", Implemented),
     key("service_callbacks", Refused(CALLBACKS)),
     key(
         "guardrails",
@@ -150,10 +153,7 @@ pub const LITELLM_SETTINGS: &[KeySpec] = &[
         "redact_messages_in_exceptions",
         Refused("keeping message content out of error messages"),
     ),
-    key(
-        "turn_off_message_logging",
-        Ignored("llmgate never logs message content (prompts or answers)"),
-    ),
+    key("turn_off_message_logging", Implemented),
     key(
         "redact_user_api_key_info",
         Ignored("llmgate never logs keys; logs name a key by its alias only"),
@@ -513,6 +513,11 @@ pub const LITELLM_PARAMS: &[KeySpec] = &[
 /// `litellm_settings.callbacks` values llmgate implements. A list of only these asks for nothing
 /// refused; a list with any other value is refused as before.
 pub const IMPLEMENTED_CALLBACKS: &[&str] = &[
+    // The call-record consumers (`callbacks::KNOWN_CALLBACKS`).
+    "prometheus",
+    "langfuse",
+    "generic_api",
+    "jsonl",
     // OpenTelemetry traces over OTLP (`telemetry`; LiteLLM's `OTEL_*` variables).
     #[cfg(feature = "otel")]
     "otel",

@@ -153,6 +153,9 @@ pub struct LitellmSettings {
     /// Do not log message contents.
     #[serde(deserialize_with = "lenient::opt_bool")]
     pub turn_off_message_logging: Option<bool>,
+    /// Require a key (master or virtual) on `GET /metrics`.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub require_auth_for_metrics_endpoint: Option<bool>,
     /// Redact user API key info from logs.
     #[serde(deserialize_with = "lenient::opt_bool")]
     pub redact_user_api_key_info: Option<bool>,

@@ -97,7 +97,7 @@ redacting_debug!(LitellmSettings {
     callbacks, fallbacks, context_window_fallbacks, content_policy_fallbacks, default_fallbacks,
     cache, cache_params, default_in_memory_ttl, set_verbose, json_logs, allowed_fails,
     cooldown_time, max_fallbacks, modify_params, turn_off_message_logging,
-    redact_user_api_key_info, max_budget, budget_duration, budget_exceeded_status_code,
+    require_auth_for_metrics_endpoint, redact_user_api_key_info, max_budget, budget_duration, budget_exceeded_status_code,
     enable_preview_features,
     return_response_headers, ssl_verify, ssl_certificate,
 } redact { default_team_settings });

@@ -166,6 +166,23 @@ impl Loader<'_> {
             }
         }
 
+        // Callbacks: unknown names and sinks without their variables fail the load.
+        let env = |name: &str| {
+            config
+                .environment_variables
+                .get(name)
+                .cloned()
+                .or_else(|| std::env::var(name).ok())
+        };
+        match crate::callbacks::CallbackSettings::from_config(config, &env) {
+            Ok(settings) => self.warnings.extend(settings.warnings),
+            Err(errs) => {
+                for (key, reason) in errs {
+                    self.error(key, reason);
+                }
+            }
+        }
+
         let rs = &config.router_settings;
         if let Some(strategy) = &rs.routing_strategy {
             if !ROUTING_STRATEGIES.contains(&strategy.as_str()) {

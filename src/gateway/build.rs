@@ -115,6 +115,24 @@ impl GatewayBuilder {
                 ),
             }
         }
+        // Callbacks (`callbacks`, `success_callback`, `failure_callback`): refused names and
+        // missing variables already failed the config's load.
+        let lookup = |name: &str| {
+            config
+                .environment_variables
+                .get(name)
+                .cloned()
+                .or_else(|| std::env::var(name).ok())
+        };
+        match crate::callbacks::CallbackSettings::from_config(config, &lookup) {
+            // Its warnings (names accepted under `allow_unsupported_config`) were reported
+            // when the config loaded.
+            Ok(settings) => match settings.start() {
+                Ok(cb) => b = b.callbacks(cb),
+                Err(e) => warnings.push(format!("litellm_settings.callbacks: {e}")),
+            },
+            Err(errs) => warnings.extend(errs.into_iter().map(|(k, e)| format!("{k}: {e}"))),
+        }
         b.warnings_mut().extend(warnings);
         b
     }

@@ -126,6 +126,7 @@ pub struct GatewayBuilder {
     timer: crate::clock::Timer,
     #[cfg(feature = "otel")]
     otel: Option<crate::telemetry::Otel>,
+    callbacks: crate::callbacks::Callbacks,
     warnings: Vec<String>,
 }
 
@@ -172,6 +173,7 @@ impl Default for GatewayBuilder {
             timer: crate::clock::Timer::current(),
             #[cfg(feature = "otel")]
             otel: None,
+            callbacks: crate::callbacks::Callbacks::new(),
             warnings: Vec::new(),
         }
     }
@@ -403,6 +405,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Who gets each call's record: the Prometheus registry (`GET /metrics`) and the logging
+    /// sinks (default: none; the record layer is then left out of the stack).
+    pub fn callbacks(mut self, callbacks: crate::callbacks::Callbacks) -> Self {
+        self.callbacks = callbacks;
+        self
+    }
+
     /// Adds a non-fatal finding to the built gateway's [`Gateway::warnings`].
     pub fn warning(mut self, warning: impl Into<String>) -> Self {
         self.warnings.push(warning.into());
@@ -544,11 +553,22 @@ impl GatewayBuilder {
             .map(crate::telemetry::Otel::request_layer);
         #[cfg(not(feature = "otel"))]
         let request_trace: Option<tower::layer::util::Identity> = None;
+        let callbacks = std::mem::take(&mut self.callbacks);
+        let mut management = management;
+        if let Some(m) = callbacks.metrics_registry() {
+            let states = router.clone();
+            m.deployment_states(move || crate::metrics::deployment_states_of(&states));
+            management = crate::metrics::router(m.clone(), admission.clone()).merge(management);
+        }
+        let record = (!callbacks.is_empty())
+            .then(|| crate::callbacks::CallRecordLayer::new(callbacks.clone()));
         let stack = ServiceBuilder::new()
             // Outermost: the request span covers every refusal too.
             .option_layer(request_trace)
             .option_layer(master_auth)
             .option_layer(key_auth)
+            // Inside auth (it reads the caller), outside everything that may refuse or spend.
+            .option_layer(record)
             .option_layer(rate_limit)
             .option_layer(budget)
             .layer(cost)
@@ -569,6 +589,7 @@ impl GatewayBuilder {
             cache: cache_handle,
             governance: gov,
             management,
+            callbacks,
         }
     }
 

@@ -64,6 +64,7 @@ pub struct Gateway {
     cache: Option<CacheHandle>,
     governance: Option<crate::governance::Governance>,
     management: axum::Router,
+    callbacks: crate::callbacks::Callbacks,
 }
 
 /// Bounds of an HTTP client service the gateway can call providers through.
@@ -277,6 +278,12 @@ impl Gateway {
     #[must_use]
     pub fn governance(&self) -> Option<&crate::governance::Governance> {
         self.governance.as_ref()
+    }
+
+    /// The consumers of call records: the Prometheus registry and the logging sinks.
+    #[must_use]
+    pub fn callbacks(&self) -> &crate::callbacks::Callbacks {
+        &self.callbacks
     }
 
     /// The management API routes (404 for everything without governance).

@@ -1,0 +1,491 @@
+//! The text exposition format (Prometheus 0.0.4): LiteLLM's metric names, types, labels.
+
+use std::fmt::Write as _;
+
+use super::{
+    atomic::{HistogramSnapshot, LATENCY_BUCKETS},
+    registry::{aggregate, hist, Metrics, RemainingKey, Series, SeriesKey},
+};
+
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn label<'a>(k: &'a SeriesKey, name: &str) -> &'a str {
+    let key = k.key.as_deref();
+    match name {
+        "end_user" => k.end_user.as_deref().unwrap_or(""),
+        "hashed_api_key" => key.map_or("", |l| &l.hash),
+        "api_key_alias" => key.and_then(|l| l.alias.as_deref()).unwrap_or(""),
+        "team" => key.and_then(|l| l.team.as_deref()).unwrap_or(""),
+        "user" => key.and_then(|l| l.user.as_deref()).unwrap_or(""),
+        "requested_model" | "model_group" => &k.requested_model,
+        "model" | "litellm_model_name" => k.model.as_deref().unwrap_or(""),
+        "model_id" => k.model_id.as_deref().unwrap_or(""),
+        "api_base" => k.api_base.as_deref().unwrap_or(""),
+        "api_provider" => k.provider.as_deref().unwrap_or(""),
+        "status_code" | "exception_status" => status_str(k.status),
+        "exception_class" => k.class.unwrap_or(""),
+        "route" => k.route,
+        // team_alias, user_email: not known to llmgate's key info.
+        _ => "",
+    }
+}
+
+fn status_str(s: u16) -> &'static str {
+    // Every status a call can end with, rendered once.
+    static CODES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let codes = CODES.get_or_init(|| (100..600).map(|c: u16| c.to_string()).collect());
+    s.checked_sub(100)
+        .and_then(|i| codes.get(usize::from(i)))
+        .map_or("", String::as_str)
+}
+
+const KEY: [&str; 8] = [
+    "end_user",
+    "hashed_api_key",
+    "api_key_alias",
+    "model",
+    "team",
+    "team_alias",
+    "user",
+    "user_email",
+];
+
+fn escape(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn labels_text(names: &[&str], values: &[&str], extra: Option<(&str, &str)>, out: &mut String) {
+    out.push('{');
+    let mut first = true;
+    for (n, v) in names.iter().zip(values).map(|(n, v)| (*n, *v)).chain(extra) {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(n);
+        out.push_str("=\"");
+        escape(v, out);
+        out.push('"');
+    }
+    out.push('}');
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A float as Python's `prometheus_client` writes it (`5.0`, `0.005`, `+Inf`), so that `le`
+/// labels match LiteLLM's exactly (a dashboard may select `le="5.0"`).
+fn num(v: f64) -> String {
+    if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+    } else if v.is_nan() {
+        "NaN".to_owned()
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
+    }
+}
+
+struct Family<'a> {
+    series: &'a [(SeriesKey, std::sync::Arc<Series>)],
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn counter(
+        &mut self,
+        name: &str,
+        help: &str,
+        names: &[&str],
+        keep: impl Fn(&SeriesKey) -> bool,
+        value: impl Fn(&Series) -> f64,
+    ) {
+        header(self.out, name, "counter", help);
+        let rows = aggregate(
+            self.series,
+            keep,
+            |k| names.iter().map(|n| label(k, n)).collect(),
+            |acc: &mut f64, s| *acc += value(s),
+        );
+        for (values, v) in rows {
+            self.out.push_str(name);
+            self.out.push_str("_total");
+            labels_text(names, &values, None, self.out);
+            let _ = writeln!(self.out, " {}", num(v));
+        }
+    }
+
+    fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        names: &[&str],
+        pick: impl Fn(&Series) -> &super::atomic::Histogram,
+    ) {
+        header(self.out, name, "histogram", help);
+        let rows = aggregate(
+            self.series,
+            |k| k.success,
+            |k| names.iter().map(|n| label(k, n)).collect(),
+            |acc: &mut HistogramSnapshot, s| hist(acc, pick(s)),
+        );
+        for (values, h) in rows {
+            let count = h.count();
+            if count == 0 {
+                continue;
+            }
+            let mut cumulative = 0;
+            for (i, b) in h.buckets.iter().enumerate() {
+                cumulative += b;
+                let le = LATENCY_BUCKETS
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_owned(), |b| num(*b));
+                let _ = write!(self.out, "{name}_bucket");
+                labels_text(names, &values, Some(("le", &le)), self.out);
+                let _ = writeln!(self.out, " {cumulative}");
+            }
+            let _ = write!(self.out, "{name}_count");
+            labels_text(names, &values, None, self.out);
+            let _ = writeln!(self.out, " {count}");
+            let _ = write!(self.out, "{name}_sum");
+            labels_text(names, &values, None, self.out);
+            let _ = writeln!(self.out, " {}", num(h.sum));
+        }
+    }
+}
+
+fn remaining_label<'a>(k: &'a RemainingKey, name: &str) -> &'a str {
+    match name {
+        "model_group" => &k.model_group,
+        "api_provider" => k.provider.as_deref().unwrap_or(""),
+        "api_base" => k.api_base.as_deref().unwrap_or(""),
+        "litellm_model_name" => k.model.as_deref().unwrap_or(""),
+        "hashed_api_key" => k.key.as_deref().map_or("", |l| &l.hash),
+        "api_key_alias" => k
+            .key
+            .as_deref()
+            .and_then(|l| l.alias.as_deref())
+            .unwrap_or(""),
+        _ => "",
+    }
+}
+
+impl Metrics {
+    /// Renders every metric in the text exposition format (off the request path: the scrape
+    /// reads the atomics and sums series to each metric's labels).
+    #[must_use]
+    pub fn render(&self) -> String {
+        let series = self.snapshot();
+        let mut out = String::with_capacity(16 * 1024);
+        let mut f = Family {
+            series: &series,
+            out: &mut out,
+        };
+        f.counter(
+            "litellm_proxy_total_requests_metric",
+            "Total number of requests made to the proxy server - track number of client side requests",
+            &[
+                "end_user",
+                "hashed_api_key",
+                "api_key_alias",
+                "requested_model",
+                "team",
+                "team_alias",
+                "user",
+                "status_code",
+                "user_email",
+                "route",
+            ],
+            |_| true,
+            |s| s.requests.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        );
+        f.counter(
+            "litellm_proxy_failed_requests_metric",
+            "Total number of failed responses from proxy - the client did not get a success response from litellm proxy",
+            &[
+                "end_user",
+                "hashed_api_key",
+                "api_key_alias",
+                "requested_model",
+                "team",
+                "team_alias",
+                "user",
+                "user_email",
+                "exception_status",
+                "exception_class",
+                "route",
+            ],
+            |k| !k.success,
+            |s| s.requests.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        );
+        let load =
+            |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        f.counter(
+            "litellm_requests_metric",
+            "deprecated - use litellm_proxy_total_requests_metric. Total number of LLM calls to litellm - track total per API Key, team, user",
+            &KEY,
+            |k| k.success,
+            |s| load(&s.requests),
+        );
+        f.counter(
+            "litellm_spend_metric",
+            "Total spend on LLM requests",
+            &KEY,
+            |k| k.success,
+            |s| s.spend.get(),
+        );
+        let key_req = [
+            "end_user",
+            "hashed_api_key",
+            "api_key_alias",
+            "model",
+            "team",
+            "team_alias",
+            "user",
+            "user_email",
+            "requested_model",
+        ];
+        f.counter(
+            "litellm_total_tokens_metric",
+            "Total number of input + output tokens from LLM requests",
+            &key_req,
+            |k| k.success,
+            |s| load(&s.total_tokens),
+        );
+        f.counter(
+            "litellm_input_tokens_metric",
+            "Total number of input tokens from LLM requests",
+            &key_req,
+            |k| k.success,
+            |s| load(&s.input_tokens),
+        );
+        f.counter(
+            "litellm_output_tokens_metric",
+            "Total number of output tokens from LLM requests",
+            &key_req,
+            |k| k.success,
+            |s| load(&s.output_tokens),
+        );
+        let deployment = [
+            "requested_model",
+            "litellm_model_name",
+            "model_id",
+            "api_base",
+            "api_provider",
+            "hashed_api_key",
+            "api_key_alias",
+            "team",
+            "team_alias",
+        ];
+        f.counter(
+            "litellm_deployment_success_responses",
+            "LLM Deployment Analytics - Total number of successful LLM API calls via litellm",
+            &deployment,
+            |k| k.success && k.model_id.is_some() && k.model.is_some(),
+            |s| load(&s.requests),
+        );
+        f.counter(
+            "litellm_deployment_total_requests",
+            "LLM Deployment Analytics - Total number of LLM API calls via litellm - success + failure",
+            &deployment,
+            |k| k.model_id.is_some(),
+            |s| load(&s.requests),
+        );
+        let mut dep_fail = deployment.to_vec();
+        dep_fail.extend(["exception_status", "exception_class"]);
+        f.counter(
+            "litellm_deployment_failure_responses",
+            "LLM Deployment Analytics - Total number of failed LLM API calls for a specific LLM deployment. exception_status is the status of the exception from the llm api",
+            &dep_fail,
+            |k| !k.success && k.model_id.is_some(),
+            |s| load(&s.requests),
+        );
+        let cache = [
+            "model",
+            "hashed_api_key",
+            "api_key_alias",
+            "team",
+            "team_alias",
+            "requested_model",
+        ];
+        f.counter(
+            "litellm_cache_hits_metric",
+            "Total number of calls answered from the response cache",
+            &cache,
+            |k| k.success,
+            |s| load(&s.cache_hits),
+        );
+        f.counter(
+            "litellm_cached_tokens_metric",
+            "Total number of input tokens read from the provider's prompt cache",
+            &cache,
+            |k| k.success,
+            |s| load(&s.cached_tokens),
+        );
+        f.histogram(
+            "litellm_request_total_latency_metric",
+            "Total latency (seconds) for a request to LiteLLM",
+            &[
+                "end_user",
+                "hashed_api_key",
+                "api_key_alias",
+                "requested_model",
+                "team",
+                "team_alias",
+                "user",
+                "model",
+            ],
+            |s| &s.total_latency,
+        );
+        f.histogram(
+            "litellm_llm_api_latency_metric",
+            "Total latency (seconds) for a models LLM API call",
+            &[
+                "model",
+                "hashed_api_key",
+                "api_key_alias",
+                "team",
+                "team_alias",
+                "requested_model",
+                "end_user",
+                "user",
+            ],
+            |s| &s.api_latency,
+        );
+        f.histogram(
+            "litellm_llm_api_time_to_first_token_metric",
+            "Time to first token for a models LLM API call",
+            &[
+                "model",
+                "hashed_api_key",
+                "api_key_alias",
+                "team",
+                "team_alias",
+            ],
+            |s| &s.ttft,
+        );
+        f.histogram(
+            "litellm_overhead_latency_metric",
+            "Latency overhead (seconds) added by LiteLLM processing",
+            &[
+                "model_group",
+                "api_provider",
+                "api_base",
+                "litellm_model_name",
+                "hashed_api_key",
+                "api_key_alias",
+            ],
+            |s| &s.overhead,
+        );
+        self.render_gauges(&mut out);
+        out
+    }
+
+    fn render_gauges(&self, out: &mut String) {
+        let inner = &self.inner;
+        for (name, help, max) in [
+            (
+                "litellm_remaining_api_key_budget_metric",
+                "Remaining budget for api key",
+                false,
+            ),
+            (
+                "litellm_api_key_max_budget_metric",
+                "Maximum budget set for api key",
+                true,
+            ),
+        ] {
+            header(out, name, "gauge", help);
+            let names = ["hashed_api_key", "api_key_alias"];
+            for e in &inner.key_budgets {
+                let alias = e.alias.get().cloned().flatten();
+                let values = [&**e.key(), alias.as_deref().unwrap_or("")];
+                out.push_str(name);
+                labels_text(&names, &values, None, out);
+                let v = if max { e.max.get() } else { e.remaining.get() };
+                let _ = writeln!(out, " {}", num(v));
+            }
+        }
+        for (name, help, max) in [
+            (
+                "litellm_remaining_team_budget_metric",
+                "Remaining budget for team",
+                false,
+            ),
+            (
+                "litellm_team_max_budget_metric",
+                "Maximum budget set for team",
+                true,
+            ),
+        ] {
+            header(out, name, "gauge", help);
+            let names = ["team", "team_alias"];
+            for e in &inner.team_budgets {
+                let values = [&**e.key(), ""];
+                out.push_str(name);
+                labels_text(&names, &values, None, out);
+                let v = if max { e.max.get() } else { e.remaining.get() };
+                let _ = writeln!(out, " {}", num(v));
+            }
+        }
+        let names = [
+            "model_group",
+            "api_provider",
+            "api_base",
+            "litellm_model_name",
+            "hashed_api_key",
+            "api_key_alias",
+        ];
+        for (name, help, map) in [
+            (
+                "litellm_remaining_requests",
+                "LLM Deployment Analytics - remaining requests for model, returned from LLM API Provider",
+                &inner.remaining_requests,
+            ),
+            (
+                "litellm_remaining_tokens",
+                "remaining tokens for model, returned from LLM API Provider",
+                &inner.remaining_tokens,
+            ),
+        ] {
+            header(out, name, "gauge", help);
+            for e in map {
+                let values: Vec<&str> = names.iter().map(|n| remaining_label(e.key(), n)).collect();
+                out.push_str(name);
+                labels_text(&names, &values, None, out);
+                let _ = writeln!(out, " {}", num(e.value().get()));
+            }
+        }
+        header(
+            out,
+            "litellm_deployment_state",
+            "gauge",
+            "LLM Deployment Analytics - The state of the deployment: 0 = healthy, 1 = partial outage, 2 = complete outage",
+        );
+        if let Some(states) = inner.deployments.get() {
+            let names = ["litellm_model_name", "model_id", "api_base", "api_provider"];
+            for d in states() {
+                let values = [
+                    &*d.model,
+                    &*d.model_id,
+                    d.api_base.as_deref().unwrap_or(""),
+                    &*d.provider,
+                ];
+                out.push_str("litellm_deployment_state");
+                labels_text(&names, &values, None, out);
+                let _ = writeln!(out, " {}", d.state);
+            }
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! [`Metrics`]: the registry, recorded into from each [`CallRecord`].
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, OnceLock,
+    },
+};
+
+use dashmap::DashMap;
+
+use super::atomic::{AtomicF64, Histogram, HistogramSnapshot};
+use crate::{
+    auth::KeyInfo,
+    callbacks::{CallRecord, CallStatus},
+};
+
+/// The labels of a caller, interned per key hash (a call allocates none).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct KeyLabels {
+    pub(super) hash: Arc<str>,
+    pub(super) alias: Option<Arc<str>>,
+    pub(super) team: Option<Arc<str>>,
+    pub(super) user: Option<Arc<str>>,
+}
+
+impl KeyLabels {
+    fn matches(&self, k: &KeyInfo) -> bool {
+        self.alias.as_deref() == k.key_alias.as_deref()
+            && self.team.as_deref() == k.team_id.as_deref()
+            && self.user.as_deref() == k.user_id.as_deref()
+    }
+}
+
+/// Every label a call's series can carry; each metric renders its own subset, summed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct SeriesKey {
+    pub(super) requested_model: Arc<str>,
+    pub(super) model: Option<Arc<str>>,
+    pub(super) model_id: Option<Arc<str>>,
+    pub(super) api_base: Option<Arc<str>>,
+    pub(super) provider: Option<Arc<str>>,
+    pub(super) key: Option<Arc<KeyLabels>>,
+    pub(super) end_user: Option<Arc<str>>,
+    pub(super) status: u16,
+    pub(super) success: bool,
+    pub(super) class: Option<&'static str>,
+    pub(super) route: &'static str,
+}
+
+/// One label set's atomics.
+#[derive(Debug, Default)]
+pub(super) struct Series {
+    pub(super) requests: AtomicU64,
+    pub(super) cache_hits: AtomicU64,
+    pub(super) spend: AtomicF64,
+    pub(super) input_tokens: AtomicU64,
+    pub(super) output_tokens: AtomicU64,
+    pub(super) total_tokens: AtomicU64,
+    pub(super) cached_tokens: AtomicU64,
+    pub(super) total_latency: Histogram,
+    pub(super) api_latency: Histogram,
+    pub(super) ttft: Histogram,
+    pub(super) overhead: Histogram,
+}
+
+/// The labels of the provider rate-limit gauges (`litellm_remaining_requests`, `…_tokens`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct RemainingKey {
+    pub(super) model_group: Arc<str>,
+    pub(super) provider: Option<Arc<str>>,
+    pub(super) api_base: Option<Arc<str>>,
+    pub(super) model: Option<Arc<str>>,
+    pub(super) key: Option<Arc<KeyLabels>>,
+}
+
+/// A budget gauge: the remaining budget and the maximum.
+#[derive(Debug, Default)]
+pub(super) struct BudgetGauge {
+    pub(super) alias: OnceLock<Option<Arc<str>>>,
+    pub(super) remaining: AtomicF64,
+    pub(super) max: AtomicF64,
+}
+
+/// A deployment as `litellm_deployment_state` reads it at scrape time.
+pub(crate) type DeploymentStates = Arc<dyn Fn() -> Vec<DeploymentState> + Send + Sync>;
+
+/// One deployment's state at scrape time.
+#[derive(Clone, Debug)]
+pub struct DeploymentState {
+    /// The upstream model (`litellm_model_name`).
+    pub model: Arc<str>,
+    /// The deployment id.
+    pub model_id: Arc<str>,
+    /// Its base URL.
+    pub api_base: Option<Arc<str>>,
+    /// Its provider.
+    pub provider: Arc<str>,
+    /// 0 healthy, 1 failures this minute (partial outage), 2 cooling down (complete outage).
+    pub state: u8,
+}
+
+pub(super) struct Inner {
+    pub(super) series: DashMap<SeriesKey, Arc<Series>>,
+    pub(super) keys: DashMap<Arc<str>, Arc<KeyLabels>>,
+    pub(super) key_budgets: DashMap<Arc<str>, BudgetGauge>,
+    pub(super) team_budgets: DashMap<Arc<str>, BudgetGauge>,
+    pub(super) remaining_requests: DashMap<RemainingKey, AtomicF64>,
+    pub(super) remaining_tokens: DashMap<RemainingKey, AtomicF64>,
+    pub(super) deployments: OnceLock<DeploymentStates>,
+    pub(super) require_auth: bool,
+}
+
+/// The Prometheus registry of llmgate's `litellm_*` metrics. Cheap to clone; recording is a
+/// sharded-map lookup and atomic adds (see the [module docs](super)).
+#[derive(Clone)]
+pub struct Metrics {
+    pub(super) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field("series", &self.inner.series.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn arc_opt(s: Option<&String>) -> Option<Arc<str>> {
+    s.map(|s| Arc::from(s.as_str()))
+}
+
+impl Metrics {
+    /// An empty registry; `/metrics` open to anyone.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                series: DashMap::new(),
+                keys: DashMap::new(),
+                key_budgets: DashMap::new(),
+                team_budgets: DashMap::new(),
+                remaining_requests: DashMap::new(),
+                remaining_tokens: DashMap::new(),
+                deployments: OnceLock::new(),
+                require_auth: false,
+            }),
+        }
+    }
+
+    /// Whether `GET /metrics` asks for a key (`require_auth_for_metrics_endpoint`). Set before
+    /// the registry is shared.
+    #[must_use]
+    pub fn require_auth(mut self, on: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.require_auth = on;
+        }
+        self
+    }
+
+    /// Whether `GET /metrics` asks for a key.
+    #[must_use]
+    pub fn requires_auth(&self) -> bool {
+        self.inner.require_auth
+    }
+
+    /// Where `litellm_deployment_state` reads the deployments from at scrape time (the
+    /// gateway's router). Only the first call counts.
+    pub fn deployment_states(&self, f: impl Fn() -> Vec<DeploymentState> + Send + Sync + 'static) {
+        let _ = self.inner.deployments.set(Arc::new(f));
+    }
+
+    fn key_labels(&self, k: &KeyInfo) -> Arc<KeyLabels> {
+        if let Some(e) = self.inner.keys.get(&*k.token) {
+            if e.matches(k) {
+                return e.clone();
+            }
+        }
+        let labels = Arc::new(KeyLabels {
+            hash: k.token.clone(),
+            alias: arc_opt(k.key_alias.as_ref()),
+            team: arc_opt(k.team_id.as_ref()),
+            user: arc_opt(k.user_id.as_ref()),
+        });
+        self.inner.keys.insert(k.token.clone(), labels.clone());
+        labels
+    }
+
+    /// Records one call.
+    pub fn record(&self, r: &CallRecord) {
+        let key = r.key.as_deref().map(|k| self.key_labels(k));
+        let success = r.status == CallStatus::Success;
+        let sk = SeriesKey {
+            requested_model: r.model_group.clone(),
+            model: r.deployment.as_ref().map(|d| d.model.clone()),
+            model_id: r.deployment.as_ref().map(|d| d.id.clone()),
+            api_base: r.api_base.clone(),
+            provider: r.provider.clone(),
+            key: key.clone(),
+            end_user: r.end_user.clone(),
+            status: r.http_status,
+            success,
+            class: r.error_class,
+            route: r.route,
+        };
+        let series = match self.inner.series.get(&sk) {
+            Some(s) => s.clone(),
+            None => self.inner.series.entry(sk).or_default().clone(),
+        };
+        series.requests.fetch_add(1, Ordering::Relaxed);
+        if success {
+            if r.cache_hit {
+                series.cache_hits.fetch_add(1, Ordering::Relaxed);
+            }
+            series.spend.add(r.cost);
+            series
+                .input_tokens
+                .fetch_add(r.usage.input, Ordering::Relaxed);
+            series
+                .output_tokens
+                .fetch_add(r.usage.output, Ordering::Relaxed);
+            series
+                .total_tokens
+                .fetch_add(r.usage.total, Ordering::Relaxed);
+            series
+                .cached_tokens
+                .fetch_add(r.usage.cache_read, Ordering::Relaxed);
+            series.total_latency.observe(r.total_latency.as_secs_f64());
+            if let Some(u) = r.upstream_latency {
+                series.api_latency.observe(u.as_secs_f64());
+            }
+            if let Some(t) = r.time_to_first_token {
+                series.ttft.observe(t.as_secs_f64());
+            }
+            if let Some(o) = r.overhead {
+                series.overhead.observe(o.as_secs_f64());
+            }
+        }
+        if let Some(k) = r.key.as_deref() {
+            self.budgets(k, key.as_ref(), r.cost);
+        }
+        if r.remaining_requests.is_some() || r.remaining_tokens.is_some() {
+            let rk = RemainingKey {
+                model_group: r.model_group.clone(),
+                provider: r.provider.clone(),
+                api_base: r.api_base.clone(),
+                model: r.deployment.as_ref().map(|d| d.model.clone()),
+                key,
+            };
+            for (map, v) in [
+                (&self.inner.remaining_requests, r.remaining_requests),
+                (&self.inner.remaining_tokens, r.remaining_tokens),
+            ] {
+                if let Some(v) = v {
+                    match map.get(&rk) {
+                        Some(g) => g.set(v),
+                        None => map.entry(rk.clone()).or_default().set(v),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The remaining-budget gauges of the caller's key and team, as LiteLLM computes them: the
+    /// budget minus the spend known at auth plus this call's cost.
+    fn budgets(&self, k: &KeyInfo, labels: Option<&Arc<KeyLabels>>, cost: f64) {
+        if let Some(max) = k.key.limits.max_budget {
+            let set = |g: &BudgetGauge| {
+                let _ = g.alias.get_or_init(|| labels.and_then(|l| l.alias.clone()));
+                g.max.set(max);
+                g.remaining.set(max - (k.key.spend + cost));
+            };
+            match self.inner.key_budgets.get(&*k.token) {
+                Some(g) => set(&g),
+                None => set(&self.inner.key_budgets.entry(k.token.clone()).or_default()),
+            }
+        }
+        if let (Some(team), Some(id)) = (&k.team, labels.and_then(|l| l.team.clone())) {
+            if let Some(max) = team.limits.max_budget {
+                let set = |g: &BudgetGauge| {
+                    let _ = g.alias.get_or_init(|| None);
+                    g.max.set(max);
+                    g.remaining.set(max - (team.spend + cost));
+                };
+                match self.inner.team_budgets.get(&id) {
+                    Some(g) => set(&g),
+                    None => set(&self.inner.team_budgets.entry(id).or_default()),
+                }
+            }
+        }
+    }
+
+    /// The series, copied out of the map (scrape time).
+    pub(super) fn snapshot(&self) -> Vec<(SeriesKey, Arc<Series>)> {
+        self.inner
+            .series
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect()
+    }
+}
+
+/// Sums `value` over the series that `labels` maps to the same label values.
+pub(super) fn aggregate<'a, V: Default>(
+    series: &'a [(SeriesKey, Arc<Series>)],
+    keep: impl Fn(&SeriesKey) -> bool,
+    labels: impl Fn(&'a SeriesKey) -> Vec<&'a str>,
+    mut add: impl FnMut(&mut V, &Series),
+) -> BTreeMap<Vec<&'a str>, V> {
+    let mut out: BTreeMap<Vec<&str>, V> = BTreeMap::new();
+    for (k, s) in series {
+        if keep(k) {
+            add(out.entry(labels(k)).or_default(), s);
+        }
+    }
+    out
+}
+
+/// A histogram read from one series.
+pub(super) fn hist(into: &mut HistogramSnapshot, h: &Histogram) {
+    h.add_into(into);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::{callbacks::CallRecord, provider::Deployment, types::usage::TokenUsage};
+
+    fn record(key: &Arc<KeyInfo>, status: u16, stream: bool) -> CallRecord {
+        let dep = Arc::new(Deployment::new("g", "openai/gpt-4o-mini"));
+        let ok = status == 200;
+        CallRecord {
+            call_id: "c".into(),
+            operation: "chat",
+            route: "/chat/completions",
+            model_group: "g".into(),
+            deployment: ok.then(|| dep.clone()),
+            provider: Some("openai".into()),
+            api_base: None,
+            key: Some(key.clone()),
+            end_user: None,
+            stream,
+            status: if ok {
+                CallStatus::Success
+            } else {
+                CallStatus::Failure
+            },
+            http_status: status,
+            error_class: (!ok).then_some("rate_limit"),
+            error_message: None,
+            usage: if ok {
+                TokenUsage::new(5, 7)
+            } else {
+                TokenUsage::default()
+            },
+            cost: if ok { 0.5 } else { 0.0 },
+            total_latency: Duration::from_millis(300),
+            upstream_latency: Some(Duration::from_millis(200)),
+            time_to_first_token: stream.then_some(Duration::from_millis(40)),
+            overhead: Some(Duration::from_millis(100)),
+            cache_hit: false,
+            retries: 0,
+            fallbacks: 0,
+            remaining_requests: ok.then_some(99.0),
+            remaining_tokens: None,
+            start_time: SystemTime::now(),
+            end_time: SystemTime::now(),
+            messages: None,
+            response_text: None,
+        }
+    }
+
+    fn sample<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+        text.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    #[test]
+    fn series_sum_onto_each_metrics_labels() {
+        let m = Metrics::new();
+        let mut k = KeyInfo::default();
+        k.token = "abc".into();
+        k.key_alias = Some("alpha".into());
+        k.key.limits.max_budget = Some(10.0);
+        k.key.spend = 2.0;
+        let k = Arc::new(k);
+        m.record(&record(&k, 200, false));
+        m.record(&record(&k, 200, true));
+        m.record(&record(&k, 429, false));
+        let text = m.render();
+        // Three calls, in two status series.
+        let total = sample(&text, "litellm_proxy_total_requests_metric_total{");
+        assert_eq!(total.len(), 2, "{text}");
+        assert!(total
+            .iter()
+            .any(|l| l.contains("status_code=\"200\"") && l.ends_with(" 2.0")));
+        let failed = sample(&text, "litellm_proxy_failed_requests_metric_total{");
+        assert_eq!(failed.len(), 1);
+        assert!(failed[0].contains("exception_status=\"429\",exception_class=\"rate_limit\""));
+        // Successes only: 2 × 12 tokens, 2 × 0.5 USD.
+        assert_eq!(
+            sample(&text, "litellm_total_tokens_metric_total{"),
+            ["litellm_total_tokens_metric_total{end_user=\"\",hashed_api_key=\"abc\",api_key_alias=\"alpha\",model=\"gpt-4o-mini\",team=\"\",team_alias=\"\",user=\"\",user_email=\"\",requested_model=\"g\"} 24.0"]
+        );
+        assert!(sample(&text, "litellm_spend_metric_total{")[0].ends_with(" 1.0"));
+        // Histograms: cumulative buckets, LiteLLM's `le` spelling, count and sum.
+        assert!(text.contains("litellm_llm_api_time_to_first_token_metric_bucket{model=\"gpt-4o-mini\",hashed_api_key=\"abc\",api_key_alias=\"alpha\",team=\"\",team_alias=\"\",le=\"0.05\"} 1"));
+        assert!(text.contains("litellm_request_total_latency_metric_bucket{end_user=\"\",hashed_api_key=\"abc\",api_key_alias=\"alpha\",requested_model=\"g\",team=\"\",team_alias=\"\",user=\"\",model=\"gpt-4o-mini\",le=\"0.1\"} 0"));
+        assert!(text.contains("le=\"0.5\"} 2"));
+        assert!(text.contains("le=\"+Inf\"} 2"));
+        assert!(text.contains("litellm_request_total_latency_metric_count{end_user=\"\",hashed_api_key=\"abc\",api_key_alias=\"alpha\",requested_model=\"g\",team=\"\",team_alias=\"\",user=\"\",model=\"gpt-4o-mini\"} 2"));
+        // Budget: 10 − (2 + 0) after the failure (cost 0) was recorded last.
+        assert!(text.contains("litellm_remaining_api_key_budget_metric{hashed_api_key=\"abc\",api_key_alias=\"alpha\"} 8.0"), "{text}");
+        assert!(text.contains("litellm_api_key_max_budget_metric{hashed_api_key=\"abc\",api_key_alias=\"alpha\"} 10.0"));
+        // The provider's rate-limit header.
+        assert!(sample(&text, "litellm_remaining_requests{")[0].ends_with(" 99.0"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        let mut k = KeyInfo::default();
+        k.token = "t".into();
+        k.key_alias = Some("a\"b\\c\nd".into());
+        m.record(&record(&Arc::new(k), 200, false));
+        assert!(m.render().contains("api_key_alias=\"a\\\"b\\\\c\\nd\""));
+    }
+}

@@ -1,0 +1,344 @@
+//! Prometheus metrics (issue 22 item 2): a real Prometheus server (Debian's `prometheus`)
+//! scrapes llmgate's `GET /metrics` every second, with the bearer key that
+//! `require_auth_for_metrics_endpoint` asks for, while the test sends known traffic over
+//! sockets; PromQL answers from Prometheus's HTTP API must match what was sent.
+//!
+//! The server binary: `LLMGATE_TEST_PROMETHEUS` (set by `.ci/test`, where a missing binary is a
+//! failure), else `prometheus` on `PATH`; without either the Prometheus test says so and
+//! returns.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod governance_common;
+mod support;
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use governance_common::{call_with, free_port, get, new_key, post, Gov, TempDir, MASTER};
+use llmgate::governance::BuildOptions;
+use serde_json::{json, Value};
+use support::{chat_completion, chat_sse, FakeUpstream, Reply};
+
+fn config(upstream: &str) -> String {
+    format!(
+        "model_list:\n  - model_name: g\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: {upstream}/v1\n      api_key: sk-upstream-key\ngeneral_settings:\n  master_key: {MASTER}\nlitellm_settings:\n  num_retries: 0\n  callbacks: [prometheus]\n  require_auth_for_metrics_endpoint: true\n"
+    )
+}
+
+/// The Prometheus binary, or `None` (with a note) when this machine has none and CI did not
+/// name one.
+fn prometheus_bin() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("LLMGATE_TEST_PROMETHEUS") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "LLMGATE_TEST_PROMETHEUS={} is not a file",
+            p.display()
+        );
+        return Some(p);
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("prometheus"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        eprintln!(
+            "prometheus not installed and LLMGATE_TEST_PROMETHEUS not set: skipping (CI sets it)"
+        );
+    }
+    found
+}
+
+/// A Prometheus server scraping `target` every second; killed on drop.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Prometheus {
+    fn start(bin: &PathBuf, target: &str, bearer: &str) -> Self {
+        let dir = TempDir::new();
+        let port = free_port();
+        let cfg = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: llmgate\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n    metrics_path: /metrics\n    authorization:\n      type: Bearer\n      credentials: {bearer}\n    static_configs:\n      - targets: ['{target}']\n"
+        );
+        let cfg_path = dir.0.join("prometheus.yml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let log = std::fs::File::create(dir.0.join("prometheus.log")).unwrap();
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", cfg_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus");
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn wait_ready(&self) {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<bytes::Bytes>>();
+            let ok = match client.get(self.url("/-/ready").parse().unwrap()).await {
+                Ok(r) => r.status() == 200,
+                Err(_) => false,
+            };
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < until, "prometheus not ready in 30s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The instant-query result vector of `promql`.
+    async fn query(&self, promql: &str) -> Vec<Value> {
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("query", promql)
+            .finish();
+        let a = get(&self.url(&format!("/api/v1/query?{q}")), None).await;
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        let v = a.json();
+        assert_eq!(v["status"], "success", "{v}");
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The single value of `promql` (a scalar aggregation), if any.
+    async fn value(&self, promql: &str) -> Option<f64> {
+        let r = self.query(promql).await;
+        r.first()
+            .and_then(|s| s["value"][1].as_str())
+            .and_then(|s| s.parse().ok())
+    }
+
+    /// Waits until `promql` equals `want` (Prometheus scrapes every second).
+    async fn expect(&self, promql: &str, want: f64) {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.value(promql).await;
+            if got.is_some_and(|g| (g - want).abs() <= want.abs().mul_add(1e-9, 1e-12)) {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "{promql}: Prometheus says {got:?}, the test sent {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chat(stream: bool, user: Option<&str>) -> Value {
+    let mut v =
+        json!({"model": "g", "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+    if let Some(u) = user {
+        v["user"] = json!(u);
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_endpoint_needs_a_key_when_asked_and_speaks_the_text_format() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(
+        &config(&up.url()),
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let base = gw.url("");
+    // No key, a wrong key: 401 with the OpenAI error JSON.
+    let a = get(&gw.url("/metrics"), None).await;
+    assert_eq!(a.status, 401, "{}", String::from_utf8_lossy(&a.body));
+    assert!(a.json()["error"]["message"].is_string());
+    assert_eq!(get(&gw.url("/metrics"), Some("sk-wrong")).await.status, 401);
+    // One call, then the exposition has it.
+    let (key, token) = new_key(&base, json!({"key_alias": "alpha", "max_budget": 1.0})).await;
+    let r = post(
+        &gw.url("/v1/chat/completions"),
+        Some(&key),
+        &chat(false, Some("end-1")),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // A virtual key may scrape too.
+    let m = get(&gw.url("/metrics"), Some(&key)).await;
+    assert_eq!(m.status, 200);
+    assert!(m
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("text/plain; version=0.0.4")));
+    let text = String::from_utf8(m.body.to_vec()).unwrap();
+    assert!(
+        text.contains("# TYPE litellm_proxy_total_requests_metric counter"),
+        "{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("litellm_proxy_total_requests_metric_total{"))
+        .expect("a total requests sample");
+    for part in [
+        "end_user=\"end-1\"",
+        &format!("hashed_api_key=\"{token}\""),
+        "api_key_alias=\"alpha\"",
+        "requested_model=\"g\"",
+        "status_code=\"200\"",
+        "route=\"/chat/completions\"",
+    ] {
+        assert!(line.contains(part), "{part} not in {line}");
+    }
+    assert!(line.ends_with(" 1.0"), "{line}");
+    assert!(text.contains("# TYPE litellm_request_total_latency_metric histogram"));
+    assert!(text.contains("litellm_request_total_latency_metric_bucket{"));
+    assert!(text.contains("le=\"0.00625\""), "LiteLLM's buckets");
+    // The remaining budget: 1.0 minus this call's cost.
+    let budget = text
+        .lines()
+        .find(|l| l.starts_with("litellm_remaining_api_key_budget_metric{"))
+        .expect("a budget gauge");
+    let v: f64 = budget.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(v < 1.0 && v > 0.99, "{budget}");
+    // The deployment's state, from the router.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("litellm_deployment_state{")
+                && l.contains("litellm_model_name=\"gpt-4o-mini\"")
+                && l.ends_with(" 0")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_what_the_traffic_was() {
+    let Some(bin) = prometheus_bin() else {
+        return;
+    };
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(
+        &config(&up.url()),
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let base = gw.url("");
+    let prom = Prometheus::start(&bin, &gw.addr.to_string(), MASTER);
+    prom.wait_ready().await;
+
+    let (alpha, _) = new_key(&base, json!({"key_alias": "alpha"})).await;
+    let (beta, _) = new_key(&base, json!({"key_alias": "beta"})).await;
+    let url = gw.url("/v1/chat/completions");
+    // Known traffic: 5 complete answers for alpha, 3 for beta, 2 streams for beta, 4 upstream
+    // 400s for alpha, 1 call refused by auth (not counted: the edge refuses it before the
+    // stack).
+    for _ in 0..5 {
+        assert_eq!(
+            post(&url, Some(&alpha), &chat(false, None)).await.status,
+            200
+        );
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            post(&url, Some(&beta), &chat(false, None)).await.status,
+            200
+        );
+    }
+    for _ in 0..2 {
+        up.enqueue(Reply::sse(chat_sse(&["a", "b", "c"])));
+        let r = call_with("POST", &url, Some(&beta), Some(&chat(true, None)), &[]).await;
+        assert_eq!(r.status, 200);
+        assert!(String::from_utf8_lossy(&r.body).contains("[DONE]"));
+    }
+    for _ in 0..4 {
+        up.enqueue(Reply::json(
+            400,
+            json!({"error": {"message": "bad thing", "type": "invalid_request_error"}}),
+        ));
+        assert_eq!(
+            post(&url, Some(&alpha), &chat(false, None)).await.status,
+            400
+        );
+    }
+    assert_eq!(
+        post(&url, Some("sk-nope"), &chat(false, None)).await.status,
+        401
+    );
+
+    prom.expect("up{job=\"llmgate\"}", 1.0).await;
+    prom.expect("sum(litellm_proxy_total_requests_metric_total)", 14.0)
+        .await;
+    prom.expect(
+        "sum(litellm_proxy_total_requests_metric_total{api_key_alias=\"alpha\"})",
+        9.0,
+    )
+    .await;
+    prom.expect(
+        "sum(litellm_proxy_failed_requests_metric_total{exception_status=\"400\",exception_class=\"bad_request\"})",
+        4.0,
+    )
+    .await;
+    prom.expect(
+        "sum(litellm_requests_metric_total{api_key_alias=\"beta\",model=\"gpt-4o-mini\"})",
+        5.0,
+    )
+    .await;
+    // 10 successes × 12 tokens (5 in, 7 out).
+    prom.expect("sum(litellm_total_tokens_metric_total)", 120.0)
+        .await;
+    prom.expect("sum(litellm_input_tokens_metric_total)", 50.0)
+        .await;
+    prom.expect(
+        "sum(litellm_output_tokens_metric_total{requested_model=\"g\"})",
+        70.0,
+    )
+    .await;
+    // gpt-4o-mini: 5 × 1.5e-7 + 7 × 6e-7 per call.
+    prom.expect("sum(litellm_spend_metric_total)", 10.0 * 4.95e-6)
+        .await;
+    prom.expect("sum(litellm_request_total_latency_metric_count)", 10.0)
+        .await;
+    prom.expect("sum(litellm_llm_api_latency_metric_count)", 10.0)
+        .await;
+    prom.expect("sum(litellm_overhead_latency_metric_count)", 10.0)
+        .await;
+    // Time to first token: the streams only.
+    prom.expect("sum(litellm_llm_api_time_to_first_token_metric_count)", 2.0)
+        .await;
+    prom.expect(
+        "sum(litellm_deployment_success_responses_total{litellm_model_name=\"gpt-4o-mini\",api_provider=\"openai\"})",
+        10.0,
+    )
+    .await;
+    // Every request was well under 5 s: the le="5.0" bucket holds them all.
+    prom.expect(
+        "sum(litellm_request_total_latency_metric_bucket{le=\"5.0\"})",
+        10.0,
+    )
+    .await;
+    prom.expect("sum(litellm_deployment_state)", 0.0).await;
+}
