@@ -9,10 +9,7 @@ use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
 use bytes::Bytes;
 use tower::{util::BoxCloneSyncService, ServiceBuilder};
 
-use super::{
-    stack::{stack, unsupported_service},
-    Gateway, UpstreamClient,
-};
+use super::{live::RouterPlan, Gateway, UpstreamClient};
 use crate::{
     auth::{AuthLayer, MasterKeyLayer, ModelAccess, ModelCatalog},
     budget::{BudgetLayer, UnpricedGuardLayer},
@@ -21,14 +18,13 @@ use crate::{
     error::BoxError,
     fallback::FallbackLayer,
     governance::Governance,
-    health::{CooldownPolicy, HealthLayer},
+    health::CooldownPolicy,
     provider::{Deployment, Provider, Providers, SharedProvider, DEFAULT_TIMEOUT},
     rate_limit::RateLimitLayer,
     retry::{self, RetryLayer},
-    router::{MakeDeploymentService, Router, Strategy},
+    router::{Router, Strategy},
     secret::Secret,
     server::DEFAULT_MAX_BODY_BYTES,
-    timeout::TimeoutLayer,
 };
 
 /// A setting [`GatewayBuilder::build`] refused: which one, and why.
@@ -478,7 +474,7 @@ impl GatewayBuilder {
         let guard = block_unpriced.then_some(proxy_budget);
         // Before `router`, which takes the deployments.
         let catalog = Arc::new(self.catalog());
-        let router = self.router(client, guard);
+        let (router, models) = self.router(client, guard);
         let mut warnings = std::mem::take(&mut self.warnings);
         let pricing = pricing(&self.prices, &router, &mut warnings, block_unpriced);
         let unpriced = pricing.unpriced().to_vec();
@@ -533,10 +529,11 @@ impl GatewayBuilder {
             // Routing and reliability: each model group gets its retries before a fallback.
             .layer(fallback)
             .layer(self.retry)
-            .service(router.clone());
+            .service(models.router().clone());
         Gateway {
             stack: BoxCloneSyncService::new(stack),
             router,
+            models,
             warnings,
             unpriced,
             max_body_bytes: self.max_body_bytes,
@@ -569,117 +566,53 @@ impl GatewayBuilder {
         catalog
     }
 
-    /// The router over every deployment, each its own stack over `client`. The price table
-    /// fills in context windows for the pre-call checks; `guard` (`Some(proxy_budget)`) puts
+    /// The routing settings, for the router built now and for every table that replaces it
+    /// ([`LiveModels`](super::LiveModels)). `guard` (`Some(proxy_budget)`) puts
     /// [`UnpricedGuardLayer`] before deployments without a price.
-    fn router<C, B>(&mut self, client: &C, guard: Option<bool>) -> Router
+    pub(super) fn plan(&self, guard: Option<bool>) -> RouterPlan {
+        RouterPlan {
+            providers: self.providers.clone(),
+            strategy: self.strategy,
+            pre_call_checks: self.pre_call_checks,
+            tag_filtering: self.tag_filtering,
+            default_max_parallel_requests: self.default_max_parallel_requests,
+            aliases: self
+                .aliases
+                .iter()
+                .map(|a| (a.alias.clone(), a.group.clone(), a.hidden))
+                .collect(),
+            router_redis: self.router_redis.clone(),
+            cooldown: self.cooldown.clone(),
+            timeout: self.timeout,
+            stream_timeout: self.stream_timeout,
+            stream_max_duration: self.stream_max_duration,
+            drop_params: self.drop_params,
+            prices: self.prices.clone(),
+            timer: self.timer,
+            guard,
+        }
+    }
+
+    /// The router over every deployment, each its own stack over `client`, and the rebuild
+    /// handle that swaps in new tables later.
+    fn router<C, B>(&mut self, client: &C, guard: Option<bool>) -> (Router, super::LiveModels)
     where
         C: UpstreamClient<B>,
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let mut builder = Router::builder()
-            .strategy(self.strategy)
-            .pre_call_checks(self.pre_call_checks)
-            .tag_filtering(self.tag_filtering.0, self.tag_filtering.1)
-            .default_max_parallel_requests(self.default_max_parallel_requests);
-        for a in &self.aliases {
-            builder = builder.alias(a.alias.clone(), a.group.clone(), a.hidden);
-        }
-        if let Some(url) = &self.router_redis {
-            if let Err(e) = builder.redis(url) {
-                // Building cannot fail for this: say loudly that routing state stays in-process.
-                self.warnings.push(format!(
-                    "router_settings.redis_*: {e}; routing state is NOT shared between instances"
-                ));
-            }
-        }
-        let table = &self.prices;
-        let policy = &self.cooldown;
+        let plan = self.plan(guard);
         let deployments = std::mem::take(&mut self.deployments);
-        let group_size = |name: &str| {
-            deployments
-                .iter()
-                .filter(|d| &*d.model_group == name)
-                .count()
-        };
-        for (i, dep) in deployments.iter().enumerate() {
-            let mut dep = dep.clone();
-            let wildcard = dep.model_group.contains('*');
-            // The context window from the price table, unless the deployment gives one.
-            if !wildcard
-                && !dep.model_info.contains_key("max_input_tokens")
-                && !dep.model_info.contains_key("max_tokens")
-            {
-                if let Some(w) = table.context_window(&dep) {
-                    dep.model_info.insert("max_input_tokens".into(), w.into());
-                }
-            }
-            // `drop_params` applies to every deployment that does not say otherwise.
-            if let Some(drop) = self.drop_params {
-                dep.params
-                    .entry("drop_params")
-                    .or_insert(serde_json::Value::Bool(drop));
-            }
-            let dep = Arc::new(dep);
-            let cell = builder.health_cell(&dep.id);
-            // As LiteLLM: the only deployment of a group never cools down (there is nothing to
-            // route to instead; its errors reach the client as they are).
-            let sole = group_size(&dep.model_group) == 1;
-            let health =
-                HealthLayer::new(cell, policy.clone().disabled(sole || policy.is_disabled()));
-            let mut timeout =
-                TimeoutLayer::new(dep.timeout.unwrap_or(self.timeout)).timer(self.timer);
-            if let Some(st) = dep.stream_timeout.or(self.stream_timeout) {
-                timeout = timeout.stream_timeout(st);
-            }
-            if let Some(total) = self.stream_max_duration {
-                timeout = timeout.stream_max_duration(total);
-            }
-            if wildcard {
-                let client = client.clone();
-                let providers = self.providers.clone();
-                // Only kept when the guard is on: the model each call names is priced then.
-                let table = guard.map(|_| table.clone());
-                let make: MakeDeploymentService = Arc::new(move |concrete: Arc<Deployment>| {
-                    match providers.get(&concrete.provider) {
-                        Some(p) => {
-                            let g = table
-                                .as_ref()
-                                .and_then(|t| unpriced_guard(t, &concrete, guard));
-                            stack(&concrete, p.clone(), &client, health.clone(), timeout, g)
-                        }
-                        None => unsupported_service(&concrete.provider),
-                    }
-                });
-                builder = builder.wildcard(dep, make);
-                continue;
-            }
-            match self.providers.get(&dep.provider) {
-                Some(p) => {
-                    let g = unpriced_guard(table, &dep, guard);
-                    let svc = stack(&dep, p.clone(), client, health, timeout, g);
-                    builder = builder.deployment(dep, svc);
-                }
-                None => {
-                    self.warnings.push(format!(
-                        "model_list[{i}].litellm_params.model: provider `{}` is not supported yet; calls to `{}` will fail (supported: {})",
-                        dep.provider,
-                        dep.model_group,
-                        self.providers.prefixes().collect::<Vec<_>>().join(", ")
-                    ));
-                    let svc = unsupported_service(&dep.provider);
-                    builder = builder.deployment(dep, svc);
-                }
-            }
-        }
-        builder.build()
+        let (router, warnings) = plan.build(&deployments, client, None);
+        self.warnings.extend(warnings);
+        let live = super::LiveModels::new(router.clone(), plan, deployments, client);
+        (router, live)
     }
 }
 
 /// The unpriced guard for `dep` when `guard` is on (`Some(proxy_budget)`) and `table` has no
 /// price for it.
-fn unpriced_guard(
+pub(super) fn unpriced_guard(
     table: &PriceTable,
     dep: &Deployment,
     guard: Option<bool>,

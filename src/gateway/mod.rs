@@ -14,6 +14,7 @@
 
 mod build;
 mod builder;
+mod live;
 mod stack;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ use tower::util::BoxCloneSyncService;
 pub use self::{
     build::deployment_from_entry,
     builder::{GatewayBuilder, GatewayError},
+    live::{parse_model_entry, LiveModels},
     stack::deployment_stack,
 };
 use crate::{
@@ -53,6 +55,7 @@ pub type GatewayStack = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
 pub struct Gateway {
     stack: GatewayStack,
     router: Router,
+    models: LiveModels,
     warnings: Vec<String>,
     unpriced: Vec<String>,
     max_body_bytes: usize,
@@ -226,10 +229,19 @@ impl Gateway {
         &self.stack
     }
 
-    /// The router at the bottom of the stack (model groups, deployments).
+    /// The router at the bottom of the stack (model groups, deployments) as it was built. A
+    /// reload or a change of the database's models serves a new table: see
+    /// [`Gateway::models`] for the one served now.
     #[must_use]
     pub fn router(&self) -> &Router {
         &self.router
+    }
+
+    /// The model table served now, and what changes it at runtime (`SIGHUP`, the database's
+    /// models).
+    #[must_use]
+    pub fn models(&self) -> &LiveModels {
+        &self.models
     }
 
     /// Non-fatal findings (unsupported providers, …).
