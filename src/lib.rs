@@ -140,6 +140,8 @@ pub mod governance;
 #[cfg(feature = "gateway")]
 pub mod management;
 pub mod observe;
+#[cfg(feature = "gateway")]
+pub mod probe;
 pub mod provider;
 pub mod rate_limit;
 pub mod router;

@@ -121,6 +121,17 @@ pub struct GatewayBuilder {
     body_read_timeout: Duration,
     timer: crate::clock::Timer,
     warnings: Vec<String>,
+    ops: OpsSettings,
+}
+
+/// Health probes, model store and callbacks (`docs/operations.md`).
+#[derive(Clone, Default)]
+struct OpsSettings {
+    callbacks: Vec<String>,
+    background_health: Option<Duration>,
+    health_timeout: Option<Duration>,
+    health_cooldown: bool,
+    model_store: Option<(Arc<dyn crate::store::ModelStore>, Duration)>,
 }
 
 impl fmt::Debug for GatewayBuilder {
@@ -165,6 +176,7 @@ impl Default for GatewayBuilder {
             body_read_timeout: crate::server::DEFAULT_BODY_READ_TIMEOUT,
             timer: crate::clock::Timer::current(),
             warnings: Vec::new(),
+            ops: OpsSettings::default(),
         }
     }
 }
@@ -395,6 +407,47 @@ impl GatewayBuilder {
         &mut self.warnings
     }
 
+    // -- operations ------------------------------------------------------------------------
+
+    /// The callbacks in use, as `/health/readiness` lists them (`success_callbacks`).
+    pub fn callbacks(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.ops.callbacks = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// `general_settings.background_health_checks` with `health_check_interval`: probes run
+    /// every `interval` in the background and `GET /health` answers the last report at once.
+    /// `None` (the default): `/health` probes when it is called.
+    pub fn background_health_checks(mut self, interval: Option<Duration>) -> Self {
+        self.ops.background_health = interval;
+        self
+    }
+
+    /// The time a health probe may take (`general_settings.health_check_timeout`; default 60 s).
+    pub fn health_check_timeout(mut self, timeout: Duration) -> Self {
+        self.ops.health_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether a failed background probe cools the deployment down until the next probe
+    /// (`general_settings.health_check_cooldown`; default off).
+    pub fn health_check_cooldown(mut self, on: bool) -> Self {
+        self.ops.health_cooldown = on;
+        self
+    }
+
+    /// Models kept in `store` (`store_model_in_db: true`): `/model/new`, `/model/update` and
+    /// `/model/delete` write there, and the table is read every `poll` (from the first await of
+    /// the runtime the gateway is built on) so that every replica serves each change.
+    pub fn model_store(
+        mut self,
+        store: Arc<dyn crate::store::ModelStore>,
+        poll: Duration,
+    ) -> Self {
+        self.ops.model_store = Some((store, poll));
+        self
+    }
+
     // -- build -----------------------------------------------------------------------------
 
     /// Checks every setting, then builds the stack over `client` (any HTTP client service,
@@ -475,6 +528,32 @@ impl GatewayBuilder {
         // Before `router`, which takes the deployments.
         let catalog = Arc::new(self.catalog());
         let (router, models) = self.router(client, guard);
+        let ops = std::mem::take(&mut self.ops);
+        let mut prober = crate::probe::Prober::new(
+            models.router().clone(),
+            crate::probe::probe_client(client),
+            self.providers.clone(),
+        )
+        .cool_failed(ops.health_cooldown);
+        if let Some(t) = ops.health_timeout {
+            prober = prober.timeout(t);
+        }
+        if let Some(every) = ops.background_health {
+            prober = prober.interval(every);
+            if !prober.start() {
+                self.warnings.push(
+                    "general_settings.background_health_checks: no tokio runtime; /health probes when called".to_owned(),
+                );
+            }
+        }
+        let model_store = ops.model_store.as_ref().map(|(s, _)| s.clone());
+        if let Some((store, every)) = &ops.model_store {
+            if !models.watch(store.clone(), *every) {
+                self.warnings.push(
+                    "general_settings.store_model_in_db: no tokio runtime; the database's models are not read".to_owned(),
+                );
+            }
+        }
         let mut warnings = std::mem::take(&mut self.warnings);
         let pricing = pricing(&self.prices, &router, &mut warnings, block_unpriced);
         let unpriced = pricing.unpriced().to_vec();
@@ -506,6 +585,17 @@ impl GatewayBuilder {
                 crate::management::router(self.master_key.clone(), g.keys.clone(), self.max_budget),
             ),
         };
+        let keys = gov.as_ref().map(|g| g.keys.clone());
+        let management = crate::management::ops_router(
+            crate::management::Ops::new(
+                self.master_key.clone(),
+                keys,
+                prober.clone(),
+                models.clone(),
+                model_store,
+            ),
+            management,
+        );
         let admission = master_auth
             .as_ref()
             .map(MasterKeyLayer::admission)
@@ -534,6 +624,8 @@ impl GatewayBuilder {
             stack: BoxCloneSyncService::new(stack),
             router,
             models,
+            prober,
+            callbacks: ops.callbacks,
             warnings,
             unpriced,
             max_body_bytes: self.max_body_bytes,

@@ -27,7 +27,7 @@ use crate::{
     health::{CooldownPolicy, HealthLayer},
     provider::{Deployment, Providers},
     router::{LiveRouter, MakeDeploymentService, Router, Strategy},
-    store::{ModelRow, ModelStore},
+    store::{ModelRow, ModelStore, StoreError},
     timeout::TimeoutLayer,
 };
 
@@ -312,56 +312,65 @@ impl LiveModels {
         self.state().rows.clone()
     }
 
+    /// The price table's entry for `dep` (for `/model/info`).
+    #[must_use]
+    pub fn price(&self, dep: &Deployment) -> Option<crate::cost::ModelPrice> {
+        self.state().plan.prices.for_deployment(dep)
+    }
+
+    /// The provider registry deployments are resolved in.
+    #[must_use]
+    pub fn providers(&self) -> Providers {
+        self.state().plan.providers.clone()
+    }
+
     /// Whether deployment `id` comes from the database.
     #[must_use]
     pub fn is_db_model(&self, id: &str) -> bool {
         self.state().rows.iter().any(|r| r.model_id == id)
     }
 
-    /// Reads the models of `store` now and then every `every`, and serves each change. Runs on
-    /// the current tokio runtime until the last handle of these models is dropped. The first read
-    /// happens before this returns (so a gateway starts with the database's models).
+    /// Reads the models of `store` now and serves them.
     ///
     /// # Errors
-    /// The first read failed.
-    pub async fn watch(
-        &self,
-        store: Arc<dyn ModelStore>,
-        every: Duration,
-    ) -> Result<(), crate::store::StoreError> {
+    /// The store did not answer (the table served stays).
+    pub async fn refresh_from(&self, store: &dyn ModelStore) -> Result<bool, StoreError> {
         let rows = store.list_models().await?;
-        for w in self.set_db_models(rows).1 {
+        let (changed, warnings) = self.set_db_models(rows);
+        for w in warnings {
             tracing::warn!("{w}");
         }
+        Ok(changed)
+    }
+
+    /// Reads the models of `store` every `every` (the first time at once) and serves each
+    /// change, on the current tokio runtime, until the last handle of these models is dropped.
+    /// Returns `false` (and starts nothing) without a runtime.
+    pub fn watch(&self, store: Arc<dyn ModelStore>, every: Duration) -> bool {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let every = every.max(Duration::from_millis(100));
-        tokio::spawn(async move {
+        rt.spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
                 let models = Self { inner };
-                match store.list_models().await {
-                    Ok(rows) => {
-                        let (changed, warnings) = models.set_db_models(rows);
-                        for w in warnings {
-                            tracing::warn!("{w}");
-                        }
-                        if changed {
-                            tracing::info!(
-                                groups = ?models.router().current().model_names(),
-                                "models changed in the database: now serving the new table"
-                            );
-                        }
-                    }
+                match models.refresh_from(&*store).await {
+                    Ok(true) => tracing::info!(
+                        groups = ?models.router().current().model_names(),
+                        "models changed in the database: now serving the new table"
+                    ),
+                    Ok(false) => {}
                     // The last table keeps serving; the next tick tries again.
                     Err(e) => tracing::warn!("cannot read the models in the database: {e}"),
                 }
             }
         });
-        Ok(())
+        true
     }
 }
 

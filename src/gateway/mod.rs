@@ -56,6 +56,8 @@ pub struct Gateway {
     stack: GatewayStack,
     router: Router,
     models: LiveModels,
+    prober: crate::probe::Prober,
+    callbacks: Vec<String>,
     warnings: Vec<String>,
     unpriced: Vec<String>,
     max_body_bytes: usize,
@@ -155,6 +157,9 @@ impl Gateway {
                     .price_table(PriceTable::builtin());
             }
         }
+        if config.general_settings.store_model_in_db == Some(true) {
+            builder = builder.warning("general_settings.store_model_in_db needs the database (a master key or database_url): /model/new, /model/update and /model/delete answer 500");
+        }
         // The config's values were checked when it loaded; anything left is reported.
         if let Err(e) = builder.check() {
             builder = builder.warning(e.to_string());
@@ -214,13 +219,36 @@ impl Gateway {
             builder = builder.warning("litellm_settings.max_budget without budget_duration: the proxy budget never resets (LiteLLM refuses to start without budget_duration)");
         }
         let gov = crate::governance::start(config, &opts).await?;
-        builder
+        let model_store: Option<std::sync::Arc<dyn crate::store::ModelStore>> =
+            if config.general_settings.store_model_in_db == Some(true) {
+                gov.keys
+                    .store_as::<crate::store::Store>()
+                    .map(|s| std::sync::Arc::new(s.clone()) as _)
+            } else {
+                None
+            };
+        if let Some(store) = &model_store {
+            builder = builder.model_store(store.clone(), build::model_poll_interval(config));
+        }
+        let gateway = builder
             .governance(gov)
             .build(client)
             .map_err(|e| BuildError {
                 key: e.setting().to_owned(),
                 reason: e.to_string(),
-            })
+            })?;
+        // Start with the database's models (the poller keeps them current).
+        if let Some(store) = &model_store {
+            gateway
+                .models
+                .refresh_from(&**store)
+                .await
+                .map_err(|e| BuildError {
+                    key: "general_settings.store_model_in_db".to_owned(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(gateway)
     }
 
     /// The model-level stack (every layer, outermost first, ending in the router).
@@ -242,6 +270,12 @@ impl Gateway {
     #[must_use]
     pub fn models(&self) -> &LiveModels {
         &self.models
+    }
+
+    /// The health probes `GET /health` answers with.
+    #[must_use]
+    pub fn prober(&self) -> &crate::probe::Prober {
+        &self.prober
     }
 
     /// Non-fatal findings (unsupported providers, …).
@@ -335,6 +369,7 @@ impl Gateway {
             }),
         )
         .redis(self.redis_breakers())
+        .callbacks(self.callbacks.iter().cloned())
     }
 
     /// The breakers of every user of Redis (rate limits, router, cache), for readiness.

@@ -123,7 +123,7 @@ mod tests {
            + 'static {
         move |_req| {
             let mut r = ChatResponse::default();
-            r.model = name.into();
+            r.model = Some(name.into());
             std::future::ready(Ok(LlmResponse::chat(r)))
         }
     }
@@ -138,7 +138,7 @@ mod tests {
 
     fn model_of(r: &LlmResponse) -> String {
         match &r.body {
-            crate::types::ResponseBody::Chat(c) => c.model.clone(),
+            crate::types::ResponseBody::Chat(c) => c.model().unwrap_or_default().to_owned(),
             _ => String::new(),
         }
     }
@@ -183,7 +183,7 @@ mod tests {
                     let _ = rx.await;
                 }
                 let mut r = ChatResponse::default();
-                r.model = "old".into();
+                r.model = Some("old".into());
                 Ok::<_, LlmError>(LlmResponse::chat(r))
             }
         });
