@@ -389,7 +389,8 @@ impl Prober {
             } else if self.inner.cool_failed
                 && router.deployments(&o.deployment.model_group).count() > 1
             {
-                cell.cool_down(self.inner.interval);
+                // Until the next probe has had its time to answer.
+                cell.cool_down(self.inner.interval + self.inner.timeout);
                 o.cooled = true;
             }
         }
