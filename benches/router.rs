@@ -1,6 +1,7 @@
 //! Criterion benchmarks of routing: the router's pick (filters + strategy) for 1, 10 and 100
 //! deployments per strategy, and one in-process call through the full reliability stack
-//! (fallback → retry → router → health → timeout) against the router alone.
+//! (fallback → retry → router → health → timeout) against the router alone, and the router behind
+//! the gateway's swappable pointer ([`LiveRouter`]).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{sync::Arc, time::Duration};
@@ -11,7 +12,7 @@ use llmgate::{
     health::{CooldownPolicy, HealthLayer},
     provider::Deployment,
     retry::RetryLayer,
-    router::{Router, Strategy},
+    router::{LiveRouter, Router, Strategy},
     timeout::TimeoutLayer,
     types::chat::{ChatRequest, ChatResponse, Message},
     LlmError, LlmRequest, LlmResponse,
@@ -97,6 +98,12 @@ fn stack(c: &mut Criterion) {
     let bare = router(10, Strategy::SimpleShuffle, false);
     g.bench_function("router_only", |b| {
         b.iter(|| rt.block_on(bare.clone().oneshot(request())).unwrap());
+    });
+    // The same table behind the swappable pointer the gateway uses (one `ArcSwap` load per
+    // call instead of one `Arc` clone): the cost of model changes without a restart.
+    let live = LiveRouter::new(router(10, Strategy::SimpleShuffle, false));
+    g.bench_function("live_router_only", |b| {
+        b.iter(|| rt.block_on(live.clone().oneshot(request())).unwrap());
     });
     let full = ServiceBuilder::new()
         .layer(FallbackLayer::new().default_fallbacks(["other"]))

@@ -81,7 +81,12 @@ async fn health_probes_each_deployment_with_its_model_list_in_parallel() {
 
     // The master key is required.
     assert_eq!(get(&format!("{base}/health"), None).await.status, 401);
-    assert_eq!(get(&format!("{base}/health"), Some("sk-wrong")).await.status, 401);
+    assert_eq!(
+        get(&format!("{base}/health"), Some("sk-wrong"))
+            .await
+            .status,
+        401
+    );
 
     let started = Instant::now();
     let a = get(&format!("{base}/health"), Some(MASTER)).await;
@@ -118,16 +123,30 @@ async fn health_probes_each_deployment_with_its_model_list_in_parallel() {
         assert!(up.wait_for_hits(1, Duration::from_secs(2)).await);
         for r in up.requests() {
             assert_eq!(r.path(), "/v1/models");
-            assert_eq!(r.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+            assert_eq!(
+                r.header("authorization"),
+                Some(format!("Bearer {KEY}").as_str())
+            );
         }
     }
 
     // `?model=`: the model group (or `provider/model`) narrows the probes.
     let before = ok.hits();
-    let v = get(&format!("{base}/health?model=bad"), Some(MASTER)).await.json();
-    assert_eq!((v["healthy_count"].as_u64(), v["unhealthy_count"].as_u64()), (Some(0), Some(1)), "{v}");
+    let v = get(&format!("{base}/health?model=bad"), Some(MASTER))
+        .await
+        .json();
+    assert_eq!(
+        (v["healthy_count"].as_u64(), v["unhealthy_count"].as_u64()),
+        (Some(0), Some(1)),
+        "{v}"
+    );
     assert_eq!(ok.hits(), before, "only the asked deployment is probed");
-    let v = get(&format!("{base}/health?model=nothing-like-it"), Some(MASTER)).await.json();
+    let v = get(
+        &format!("{base}/health?model=nothing-like-it"),
+        Some(MASTER),
+    )
+    .await
+    .json();
     assert_eq!(v["healthy_count"], 0);
     assert_eq!(v["unhealthy_count"], 0);
     let a = get(&format!("{base}/health?model_id=unknown-id"), Some(MASTER)).await;
@@ -165,7 +184,9 @@ async fn background_checks_answer_the_last_report_and_cool_a_failing_deployment(
     let deadline = Instant::now() + Duration::from_secs(5);
     let v = loop {
         let v = get(&format!("{base}/health"), Some(MASTER)).await.json();
-        if v["healthy_count"].as_u64().unwrap_or(0) + v["unhealthy_count"].as_u64().unwrap_or(0) == 2 {
+        if v["healthy_count"].as_u64().unwrap_or(0) + v["unhealthy_count"].as_u64().unwrap_or(0)
+            == 2
+        {
             break v;
         }
         assert!(Instant::now() < deadline, "no background report: {v}");
@@ -176,26 +197,39 @@ async fn background_checks_answer_the_last_report_and_cool_a_failing_deployment(
     let hits = ok.hits() + failing.hits();
     let started = Instant::now();
     for _ in 0..5 {
-        assert_eq!(get(&format!("{base}/health"), Some(MASTER)).await.status, 200);
+        assert_eq!(
+            get(&format!("{base}/health"), Some(MASTER)).await.status,
+            200
+        );
     }
     assert!(started.elapsed() < Duration::from_millis(500));
-    assert!(ok.hits() + failing.hits() <= hits + 2, "at most one more background run");
+    assert!(
+        ok.hits() + failing.hits() <= hits + 2,
+        "at most one more background run"
+    );
     // The failing deployment is cooled: chat goes to the healthy one only.
     for _ in 0..6 {
         let a = chat(&base, MASTER, "g").await;
         assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     }
     assert!(
-        failing
-            .requests()
-            .iter()
-            .all(|r| r.path() == "/v1/models"),
+        failing.requests().iter().all(|r| r.path() == "/v1/models"),
         "the cooled deployment got a chat"
     );
-    assert!(ok.requests().iter().filter(|r| r.path() == "/v1/chat/completions").count() >= 6);
+    assert!(
+        ok.requests()
+            .iter()
+            .filter(|r| r.path() == "/v1/chat/completions")
+            .count()
+            >= 6
+    );
     // The background runs go on.
     let seen = failing.hits();
-    assert!(failing.wait_for_hits(seen + 1, Duration::from_secs(3)).await);
+    assert!(
+        failing
+            .wait_for_hits(seen + 1, Duration::from_secs(3))
+            .await
+    );
 }
 
 #[tokio::test]
@@ -224,7 +258,10 @@ async fn readiness_keeps_litellm_fields_with_the_callbacks_in_use() {
 async fn routes_and_root_answer_and_list_what_is_served() {
     let up = FakeUpstream::start().await;
     let gov = Gov::start(
-        &format!("model_list:\n{}general_settings:\n  master_key: {MASTER}\n", entry("g", &up.url())),
+        &format!(
+            "model_list:\n{}general_settings:\n  master_key: {MASTER}\n",
+            entry("g", &up.url())
+        ),
         BuildOptions::default().database_url("sqlite::memory:"),
     )
     .await;
@@ -235,7 +272,13 @@ async fn routes_and_root_answer_and_list_what_is_served() {
         .iter()
         .map(|r| r["path"].as_str().unwrap())
         .collect();
-    for p in ["/v1/chat/completions", "/health", "/model/new", "/key/generate", "/health/readiness"] {
+    for p in [
+        "/v1/chat/completions",
+        "/health",
+        "/model/new",
+        "/key/generate",
+        "/health/readiness",
+    ] {
         assert!(paths.contains(&p), "{p} not in {paths:?}");
     }
     let first = &v["routes"][0];
@@ -245,9 +288,12 @@ async fn routes_and_root_answer_and_list_what_is_served() {
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["name"], "llmgate");
     // Without governance the key routes are not listed (they are not served).
-    let config = Config::from_yaml_str("model_list:\n  - model_name: m\n    litellm_params: {model: mock/echo}\n", "t")
-        .unwrap()
-        .config;
+    let config = Config::from_yaml_str(
+        "model_list:\n  - model_name: m\n    litellm_params: {model: mock/echo}\n",
+        "t",
+    )
+    .unwrap()
+    .config;
     let (base, _stop, _gw) = serve_app(Gateway::from_config(&config, &HttpClient::new())).await;
     let v = get(&format!("{base}/routes"), None).await.json();
     assert!(!v.to_string().contains("/key/generate"), "{v}");

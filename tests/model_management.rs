@@ -12,9 +12,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use governance_common::{
-    chat, fresh_pg, get, new_key, post, Gov, Proc, TempDir, MASTER,
-};
+use governance_common::{chat, fresh_pg, get, new_key, post, Gov, Proc, TempDir, MASTER};
 use llmgate::governance::BuildOptions;
 use serde_json::{json, Value};
 use support::FakeUpstream;
@@ -72,7 +70,11 @@ async fn models_added_updated_and_deleted_over_http_are_served_without_restart()
     assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
     a.error();
 
-    assert_eq!(chat(&base, MASTER, "fresh").await.status, 404, "not served yet");
+    assert_eq!(
+        chat(&base, MASTER, "fresh").await.status,
+        404,
+        "not served yet"
+    );
     let a = post(&gw.url("/model/new"), Some(MASTER), &body).await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let row = a.json();
@@ -83,7 +85,10 @@ async fn models_added_updated_and_deleted_over_http_are_served_without_restart()
     let a = chat(&base, MASTER, "fresh").await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let last = up_a.last_request().unwrap();
-    assert_eq!(last.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+    assert_eq!(
+        last.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
     let models = get(&gw.url("/v1/models"), Some(MASTER)).await.json();
     assert!(groups(&models).contains(&"fresh".to_owned()), "{models}");
 
@@ -91,7 +96,10 @@ async fn models_added_updated_and_deleted_over_http_are_served_without_restart()
     for path in ["/model/info", "/v1/model/info"] {
         let v = get(&gw.url(path), Some(MASTER)).await.json();
         let text = v.to_string();
-        assert!(!text.contains(KEY) && !text.contains("sk-config-key-0123456789"), "{text}");
+        assert!(
+            !text.contains(KEY) && !text.contains("sk-config-key-0123456789"),
+            "{text}"
+        );
         let data = v["data"].as_array().unwrap();
         assert_eq!(data.len(), 2, "{v}");
         let fresh = data.iter().find(|m| m["model_name"] == "fresh").unwrap();
@@ -102,20 +110,47 @@ async fn models_added_updated_and_deleted_over_http_are_served_without_restart()
         assert_eq!(cfg["model_info"]["db_model"], false);
         assert!(cfg["model_info"]["max_input_tokens"].is_u64(), "{cfg}");
     }
-    let v = get(&gw.url(&format!("/model/info?litellm_model_id={id}")), Some(MASTER)).await.json();
+    let v = get(
+        &gw.url(&format!("/model/info?litellm_model_id={id}")),
+        Some(MASTER),
+    )
+    .await
+    .json();
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
-    let v = get(&gw.url("/v2/model/info?page=2&size=1"), Some(MASTER)).await.json();
-    assert_eq!((v["total_count"].as_u64(), v["total_pages"].as_u64()), (Some(2), Some(2)), "{v}");
+    let v = get(&gw.url("/v2/model/info?page=2&size=1"), Some(MASTER))
+        .await
+        .json();
+    assert_eq!(
+        (v["total_count"].as_u64(), v["total_pages"].as_u64()),
+        (Some(2), Some(2)),
+        "{v}"
+    );
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
     // A virtual key sees only its models.
     let v = get(&gw.url("/model/info"), Some(&user_key)).await.json();
-    let names: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["model_name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model_name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["base"]);
     let v = get(&gw.url("/model_group/info"), Some(MASTER)).await.json();
-    let g = v["data"].as_array().unwrap().iter().find(|g| g["model_group"] == "fresh").cloned().unwrap();
+    let g = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["model_group"] == "fresh")
+        .cloned()
+        .unwrap();
     assert_eq!(g["providers"], json!(["openai"]));
     assert_eq!(g["mode"], "chat");
-    let v = get(&gw.url("/model_group/info?model_group=base"), Some(&user_key)).await.json();
+    let v = get(
+        &gw.url("/model_group/info?model_group=base"),
+        Some(&user_key),
+    )
+    .await
+    .json();
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
 
     // Update: the new api_base is served at once.
@@ -129,16 +164,29 @@ async fn models_added_updated_and_deleted_over_http_are_served_without_restart()
     let before_b = up_b.hits();
     assert_eq!(chat(&base, MASTER, "fresh").await.status, 200);
     assert_eq!(up_b.hits(), before_b + 1, "the updated deployment serves");
-    let a = post(&gw.url("/model/update"), Some(MASTER), &json!({"model_info": {"id": "nope"}})).await;
+    let a = post(
+        &gw.url("/model/update"),
+        Some(MASTER),
+        &json!({"model_info": {"id": "nope"}}),
+    )
+    .await;
     assert_eq!(a.status, 404);
     a.error();
 
     // Delete: not served any more.
     let a = post(&gw.url("/model/delete"), Some(MASTER), &json!({"id": id})).await;
     assert_eq!(a.status, 200);
-    assert_eq!(a.json()["message"], format!("Model: {id} deleted successfully"));
+    assert_eq!(
+        a.json()["message"],
+        format!("Model: {id} deleted successfully")
+    );
     assert_eq!(chat(&base, MASTER, "fresh").await.status, 404);
-    assert_eq!(post(&gw.url("/model/delete"), Some(MASTER), &json!({"id": id})).await.status, 404);
+    assert_eq!(
+        post(&gw.url("/model/delete"), Some(MASTER), &json!({"id": id}))
+            .await
+            .status,
+        404
+    );
     // The config's model was never touched.
     assert_eq!(chat(&base, MASTER, "base").await.status, 200);
 }
@@ -151,9 +199,17 @@ async fn without_store_model_in_db_writes_are_refused() {
         BuildOptions::default().database_url("sqlite::memory:"),
     )
     .await;
-    let a = post(&gw.url("/model/new"), Some(MASTER), &new_model("x", &up.url())).await;
+    let a = post(
+        &gw.url("/model/new"),
+        Some(MASTER),
+        &new_model("x", &up.url()),
+    )
+    .await;
     assert_eq!(a.status, 500);
-    assert!(a.error()["message"].as_str().unwrap().contains("store_model_in_db"));
+    assert!(a.error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("store_model_in_db"));
     // Reads work all the same.
     assert_eq!(get(&gw.url("/model/info"), Some(MASTER)).await.status, 200);
 }
@@ -166,7 +222,11 @@ async fn until(url: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> Dur
         if a.status == 200 && pred(&a.json()) {
             return started.elapsed();
         }
-        assert!(started.elapsed() < limit, "not within {limit:?}: {}", String::from_utf8_lossy(&a.body));
+        assert!(
+            started.elapsed() < limit,
+            "not within {limit:?}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -190,26 +250,45 @@ async fn two_processes_over_one_postgres_serve_a_model_added_on_the_other() {
         &new_model("replicated", &up.url()),
     )
     .await;
-    assert_eq!(added.status, 200, "{}", String::from_utf8_lossy(&added.body));
+    assert_eq!(
+        added.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&added.body)
+    );
     let id = added.json()["model_id"].as_str().unwrap().to_owned();
     // Served by the other process after its next poll of the table (every 0.5 s here).
-    let took = until(&format!("{}/v1/models", b.base()), Duration::from_secs(5), |v| {
-        groups(v).contains(&"replicated".to_owned())
-    })
+    let took = until(
+        &format!("{}/v1/models", b.base()),
+        Duration::from_secs(5),
+        |v| groups(v).contains(&"replicated".to_owned()),
+    )
     .await;
     eprintln!("replica B served the model added on A after {took:?}");
     let answer = chat(&b.base(), MASTER, "replicated").await;
-    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
     assert_eq!(
         up.last_request().unwrap().header("authorization"),
         Some(format!("Bearer {KEY}").as_str())
     );
     // Deleted on B: gone from A too.
-    let del = post(&format!("{}/model/delete", b.base()), Some(MASTER), &json!({"id": id})).await;
+    let del = post(
+        &format!("{}/model/delete", b.base()),
+        Some(MASTER),
+        &json!({"id": id}),
+    )
+    .await;
     assert_eq!(del.status, 200);
-    until(&format!("{}/v1/models", a.base()), Duration::from_secs(5), |v| {
-        !groups(v).contains(&"replicated".to_owned())
-    })
+    until(
+        &format!("{}/v1/models", a.base()),
+        Duration::from_secs(5),
+        |v| !groups(v).contains(&"replicated".to_owned()),
+    )
     .await;
     assert_eq!(chat(&a.base(), MASTER, "replicated").await.status, 404);
     let log_b = b.stop();
@@ -252,7 +331,11 @@ async fn sighup_reloads_a_valid_config_and_keeps_the_running_one_on_an_invalid_f
     std::fs::write(&path, with_group("two")).unwrap();
     hup();
     until(&models, Duration::from_secs(5), |v| groups(v) == ["two"]).await;
-    assert_eq!(in_flight.await.unwrap().status, 200, "the in-flight request finished");
+    assert_eq!(
+        in_flight.await.unwrap().status,
+        200,
+        "the in-flight request finished"
+    );
     assert_eq!(chat(&p.base(), MASTER, "two").await.status, 200);
     assert_eq!(chat(&p.base(), MASTER, "one").await.status, 404);
 
@@ -269,14 +352,20 @@ async fn sighup_reloads_a_valid_config_and_keeps_the_running_one_on_an_invalid_f
         if log.contains("config reload refused") {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "no refusal logged:\n{log}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no refusal logged:\n{log}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(groups(&get(&models, Some(MASTER)).await.json()), ["two"]);
     assert_eq!(chat(&p.base(), MASTER, "two").await.status, 200);
     let log = p.stop();
-    assert!(log.contains("problems=2") || log.contains("problems: 2"), "{log}");
+    assert!(
+        log.contains("problems=2") || log.contains("problems: 2"),
+        "{log}"
+    );
     assert!(log.contains("litellm_params.model"), "{log}");
     assert!(log.contains("routing_strategy"), "{log}");
     assert!(!log.contains("sk-config-key-0123456789"), "{log}");

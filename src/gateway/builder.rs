@@ -439,11 +439,7 @@ impl GatewayBuilder {
     /// Models kept in `store` (`store_model_in_db: true`): `/model/new`, `/model/update` and
     /// `/model/delete` write there, and the table is read every `poll` (from the first await of
     /// the runtime the gateway is built on) so that every replica serves each change.
-    pub fn model_store(
-        mut self,
-        store: Arc<dyn crate::store::ModelStore>,
-        poll: Duration,
-    ) -> Self {
+    pub fn model_store(mut self, store: Arc<dyn crate::store::ModelStore>, poll: Duration) -> Self {
         self.ops.model_store = Some((store, poll));
         self
     }

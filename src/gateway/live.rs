@@ -191,7 +191,8 @@ impl RouterPlan {
     }
 }
 
-type Rebuild = Arc<dyn Fn(&RouterPlan, &[Deployment], &Router) -> (Router, Vec<String>) + Send + Sync>;
+type Rebuild =
+    Arc<dyn Fn(&RouterPlan, &[Deployment], &Router) -> (Router, Vec<String>) + Send + Sync>;
 
 /// The gateway's model table, changeable at runtime. Cheap to clone. See the
 /// [module docs](self).
@@ -225,16 +226,23 @@ impl fmt::Debug for LiveModels {
 }
 
 impl LiveModels {
-    pub(super) fn new<C, B>(router: Router, plan: RouterPlan, base: Vec<Deployment>, client: &C) -> Self
+    pub(super) fn new<C, B>(
+        router: Router,
+        plan: RouterPlan,
+        base: Vec<Deployment>,
+        client: &C,
+    ) -> Self
     where
         C: UpstreamClient<B>,
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let client = client.clone();
-        let rebuild: Rebuild = Arc::new(move |plan: &RouterPlan, deps: &[Deployment], prev: &Router| {
-            plan.build(deps, &client, Some(prev))
-        });
+        let rebuild: Rebuild = Arc::new(
+            move |plan: &RouterPlan, deps: &[Deployment], prev: &Router| {
+                plan.build(deps, &client, Some(prev))
+            },
+        );
         Self {
             inner: Arc::new(Inner {
                 router: LiveRouter::new(router),

@@ -175,7 +175,8 @@ async fn health(
         (Some(m), None) => Some(matches_model(&deps, m)),
         (None, None) => None,
     };
-    let keep = |d: &crate::provider::Deployment| only.as_ref().is_none_or(|ids| ids.contains(&d.id));
+    let keep =
+        |d: &crate::provider::Deployment| only.as_ref().is_none_or(|ids| ids.contains(&d.id));
     if ops.prober.is_background() {
         let body = match ops.prober.last() {
             Some(report) => report.to_json(&keep),

@@ -110,8 +110,7 @@ struct InfoQuery {
 fn query<T: serde::de::DeserializeOwned + Default>(
     q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
 ) -> Result<T, ApiError> {
-    q.map(|Query(q)| q)
-        .map_err(|e| bad("query", e.body_text()))
+    q.map(|Query(q)| q).map_err(|e| bad("query", e.body_text()))
 }
 
 /// `GET /model/info` (and `/v1/model/info`): `{"data": [...]}`, one row per deployment;
@@ -322,9 +321,7 @@ fn row_json(row: &ModelRow) -> Result<Value, ApiError> {
     for (k, v) in &mut params {
         if crate::probe::is_secret_name(k) {
             *v = match v {
-                Value::String(s) if !s.starts_with("os.environ/") => {
-                    crate::secret::mask(s).into()
-                }
+                Value::String(s) if !s.starts_with("os.environ/") => crate::secret::mask(s).into(),
                 Value::String(s) => s.clone().into(),
                 _ => "*****".into(),
             };

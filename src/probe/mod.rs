@@ -63,7 +63,8 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 const ERROR_SNIPPET: usize = 300;
 
 /// A probe's HTTP call: status and (at most 64 KiB of) body.
-pub type ProbeFuture = Pin<Box<dyn Future<Output = Result<(http::StatusCode, Bytes), BoxError>> + Send>>;
+pub type ProbeFuture =
+    Pin<Box<dyn Future<Output = Result<(http::StatusCode, Bytes), BoxError>> + Send>>;
 
 /// The HTTP client model-list probes go through (the gateway's upstream client, type-erased).
 pub type ProbeClient = Arc<dyn Fn(http::Request<Full<Bytes>>) -> ProbeFuture + Send + Sync>;
@@ -411,7 +412,7 @@ impl Prober {
         let (probe, result) = match plan::plan(&dep, builtin) {
             plan::Plan::Broken(e) => ("none", Err(e.message().to_owned())),
             plan::Plan::List { name, request } => {
-                let call = (self.inner.client)(request);
+                let call = (self.inner.client)(*request);
                 let result = match tokio::time::timeout(timeout, call).await {
                     Err(_) => Err("Timeout exceeded".to_owned()),
                     Ok(Err(e)) => Err(format!("cannot reach the provider: {e}")),
@@ -559,9 +560,12 @@ mod tests {
         let a = Arc::new(Deployment::new("chat", "openai/gpt-4o"));
         let b = Arc::new(Deployment::new("gpt-4o", "anthropic/claude"));
         let deps = [a.clone(), b.clone()];
-        assert_eq!(matches_model(&deps, "openai/gpt-4o"), [a.id.clone()]);
-        assert_eq!(matches_model(&deps, "gpt-4o"), [b.id.clone()]);
-        assert_eq!(matches_model(&deps, "chat"), [a.id.clone()]);
+        assert_eq!(
+            matches_model(&deps, "openai/gpt-4o"),
+            std::slice::from_ref(&a.id)
+        );
+        assert_eq!(matches_model(&deps, "gpt-4o"), std::slice::from_ref(&b.id));
+        assert_eq!(matches_model(&deps, "chat"), std::slice::from_ref(&a.id));
         assert!(matches_model(&deps, "nope").is_empty());
     }
 }

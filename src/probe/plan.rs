@@ -20,7 +20,7 @@ pub(crate) enum Plan {
     List {
         /// What the answer names the probe (`GET /v1/models`, …).
         name: &'static str,
-        request: http::Request<Full<Bytes>>,
+        request: Box<http::Request<Full<Bytes>>>,
     },
     /// One call through the deployment's stack: chat with `max_tokens: 1`, or a one-word
     /// embedding for `model_info.mode: embedding`.
@@ -78,7 +78,10 @@ fn list_url(family: &str, chat: &str) -> Option<(&'static str, String)> {
         _ => {
             // OpenAI and the OpenAI-compatible hosts.
             let root = base.strip_suffix("/chat/completions")?;
-            Some(("GET /v1/models", with_query(format!("{root}/models"), query)))
+            Some((
+                "GET /v1/models",
+                with_query(format!("{root}/models"), query),
+            ))
         }
     }
 }
@@ -125,8 +128,7 @@ pub(crate) fn plan(dep: &Deployment, builtin: bool) -> Plan {
     if family == "anthropic" && !headers.contains_key("anthropic-version") {
         headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
     }
-    if uri.scheme() == Some(&http::uri::Scheme::HTTP) && !headers.contains_key(http::header::HOST)
-    {
+    if uri.scheme() == Some(&http::uri::Scheme::HTTP) && !headers.contains_key(http::header::HOST) {
         if let Some(h) = uri.authority().and_then(host_header) {
             headers.insert(http::header::HOST, h);
         }
@@ -136,7 +138,10 @@ pub(crate) fn plan(dep: &Deployment, builtin: bool) -> Plan {
         HeaderValue::from_static("application/json"),
     );
     *req.uri_mut() = uri;
-    Plan::List { name, request: req }
+    Plan::List {
+        name,
+        request: Box::new(req),
+    }
 }
 
 #[cfg(test)]
@@ -194,7 +199,11 @@ mod tests {
                 "{family}"
             );
         }
-        assert!(list_url("bedrock", "https://bedrock-runtime.us-east-1.amazonaws.com/model/x/converse").is_none());
+        assert!(list_url(
+            "bedrock",
+            "https://bedrock-runtime.us-east-1.amazonaws.com/model/x/converse"
+        )
+        .is_none());
         assert!(list_url("openai", "https://proxy.example/custom/path").is_none());
     }
 

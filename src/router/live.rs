@@ -116,14 +116,18 @@ mod tests {
         types::chat::{ChatRequest, ChatResponse, Message},
     };
 
-    fn named(name: &'static str) -> impl Fn(LlmRequest) -> std::future::Ready<Result<LlmResponse, LlmError>>
+    fn named(
+        name: &'static str,
+    ) -> impl Fn(LlmRequest) -> std::future::Ready<Result<LlmResponse, LlmError>>
            + Clone
            + Send
            + Sync
            + 'static {
         move |_req| {
-            let mut r = ChatResponse::default();
-            r.model = Some(name.into());
+            let r = ChatResponse {
+                model: Some(name.into()),
+                ..ChatResponse::default()
+            };
             std::future::ready(Ok(LlmResponse::chat(r)))
         }
     }
@@ -156,7 +160,10 @@ mod tests {
         cell.cool_down(Duration::from_secs(30));
         let mut b = Router::builder().carry_over(&live.current());
         let next = b.health_cell(&dep.id);
-        assert!(Arc::ptr_eq(&cell, &next), "a kept deployment keeps its health cell");
+        assert!(
+            Arc::ptr_eq(&cell, &next),
+            "a kept deployment keeps its health cell"
+        );
         let added = Arc::new(Deployment::new("h", "mock/b"));
         let second = b
             .deployment(dep.clone(), tower::service_fn(named("new")))
@@ -182,8 +189,10 @@ mod tests {
                 if let Some(rx) = rx.lock().await.take() {
                     let _ = rx.await;
                 }
-                let mut r = ChatResponse::default();
-                r.model = Some("old".into());
+                let r = ChatResponse {
+                    model: Some("old".into()),
+                    ..ChatResponse::default()
+                };
                 Ok::<_, LlmError>(LlmResponse::chat(r))
             }
         });
@@ -206,6 +215,10 @@ mod tests {
         assert_eq!(model_of(&r), "new");
         tx.send(()).unwrap();
         let r = pending.await.unwrap().unwrap();
-        assert_eq!(model_of(&r), "old", "the call started before the swap ends on its table");
+        assert_eq!(
+            model_of(&r),
+            "old",
+            "the call started before the swap ends on its table"
+        );
     }
 }

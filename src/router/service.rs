@@ -152,74 +152,74 @@ impl Service<LlmRequest> for Router {
 /// The router's call over one deployment table (`inner`): the request finishes on this table
 /// even when a [`LiveRouter`](super::LiveRouter) swaps in another meanwhile.
 pub(super) fn route(inner: Arc<Inner>, req: LlmRequest) -> ResponseFuture {
-        if matches!(req.op, Operation::ListModels) {
+    if matches!(req.op, Operation::ListModels) {
+        return ResponseFuture {
+            state: RouteState::Done {
+                result: Some(Ok(inner.list())),
+            },
+        };
+    }
+    let log = req.extensions.get::<RouteLog>().cloned();
+    if let Some(l) = &log {
+        l.begin();
+    }
+    if inner.shared.is_some() {
+        return ResponseFuture {
+            state: RouteState::Slow {
+                fut: Box::pin(call_shared(inner, req, log)),
+            },
+        };
+    }
+    let sel = match inner.select(&req, log.as_ref()) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(l) = &log {
+                l.refused();
+            }
             return ResponseFuture {
                 state: RouteState::Done {
-                    result: Some(Ok(inner.list())),
+                    result: Some(Err(e)),
                 },
             };
         }
-        let log = req.extensions.get::<RouteLog>().cloned();
-        if let Some(l) = &log {
-            l.begin();
-        }
-        if inner.shared.is_some() {
-            return ResponseFuture {
-                state: RouteState::Slow {
-                    fut: Box::pin(call_shared(inner, req, log)),
-                },
-            };
-        }
-        let sel = match inner.select(&req, log.as_ref()) {
-            Ok(s) => s,
-            Err(e) => {
-                if let Some(l) = &log {
-                    l.refused();
-                }
+    };
+    let permit = match &sel.entry.state.permits {
+        None => None,
+        Some(sem) => match sem.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                // Every candidate is at its concurrency limit: wait for this one's permit.
+                let sem = sem.clone();
                 return ResponseFuture {
-                    state: RouteState::Done {
-                        result: Some(Err(e)),
+                    state: RouteState::Slow {
+                        fut: Box::pin(async move {
+                            let permit = sem.acquire_owned().await.ok();
+                            call_selected(inner, req, log, sel, permit).await
+                        }),
                     },
                 };
             }
-        };
-        let permit = match &sel.entry.state.permits {
-            None => None,
-            Some(sem) => match sem.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    // Every candidate is at its concurrency limit: wait for this one's permit.
-                    let sem = sem.clone();
-                    return ResponseFuture {
-                        state: RouteState::Slow {
-                            fut: Box::pin(async move {
-                                let permit = sem.acquire_owned().await.ok();
-                                call_selected(inner, req, log, sel, permit).await
-                            }),
-                        },
-                    };
-                }
-            },
-        };
-        let op = req.op.clone();
-        let mut req = req;
-        req.extensions
-            .insert(SelectedDeployment(sel.deployment.clone()));
-        let svc = sel.service();
-        let test = crate::health::is_test_request(&req);
-        let tracker = Tracker::new(sel.entry, permit, None, test);
-        ResponseFuture {
-            state: RouteState::Ready {
-                svc,
-                req: Some(req),
-                call: Some(Call {
-                    inner,
-                    op,
-                    log,
-                    tracker,
-                }),
-            },
-        }
+        },
+    };
+    let op = req.op.clone();
+    let mut req = req;
+    req.extensions
+        .insert(SelectedDeployment(sel.deployment.clone()));
+    let svc = sel.service();
+    let test = crate::health::is_test_request(&req);
+    let tracker = Tracker::new(sel.entry, permit, None, test);
+    ResponseFuture {
+        state: RouteState::Ready {
+            svc,
+            req: Some(req),
+            call: Some(Call {
+                inner,
+                op,
+                log,
+                tracker,
+            }),
+        },
+    }
 }
 
 /// Calls the selected deployment (slow path).

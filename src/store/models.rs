@@ -148,7 +148,10 @@ pub(super) async fn conformance(store: &dyn ModelStore) {
     };
     let before = store.list_models().await.expect("list").len();
     store.insert_model(&row("m1", "a")).await.expect("insert");
-    assert!(store.insert_model(&row("m1", "b")).await.is_err(), "duplicate id");
+    assert!(
+        store.insert_model(&row("m1", "b")).await.is_err(),
+        "duplicate id"
+    );
     store.insert_model(&row("m2", "b")).await.expect("insert");
     let all = store.list_models().await.expect("list");
     assert_eq!(all.len(), before + 2);
