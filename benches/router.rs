@@ -1,7 +1,7 @@
 //! Criterion benchmarks of routing: the router's pick (filters + strategy) for 1, 10 and 100
 //! deployments per strategy, and one in-process call through the full reliability stack
-//! (fallback → retry → router → health → timeout) against the router alone, and the router behind
-//! the gateway's swappable pointer ([`LiveRouter`]).
+//! (fallback → retry → router → health → timeout) against the router alone, boxed, and boxed behind
+//! the gateway's swappable pointer ([`LiveService`]).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{sync::Arc, time::Duration};
@@ -12,12 +12,12 @@ use llmgate::{
     health::{CooldownPolicy, HealthLayer},
     provider::Deployment,
     retry::RetryLayer,
-    router::{LiveRouter, Router, Strategy},
+    router::{LiveService, Router, Strategy},
     timeout::TimeoutLayer,
     types::chat::{ChatRequest, ChatResponse, Message},
     LlmError, LlmRequest, LlmResponse,
 };
-use tower::{ServiceBuilder, ServiceExt as _};
+use tower::{util::BoxCloneSyncService, ServiceBuilder, ServiceExt as _};
 
 fn answer() -> impl tower::Service<
     LlmRequest,
@@ -99,18 +99,22 @@ fn stack(c: &mut Criterion) {
     g.bench_function("router_only", |b| {
         b.iter(|| rt.block_on(bare.clone().oneshot(request())).unwrap());
     });
-    // The same table behind the swappable pointer the gateway uses (one `ArcSwap` load per
-    // call instead of one `Arc` clone): the cost of model changes without a restart.
-    let live = LiveRouter::new(router(10, Strategy::SimpleShuffle, false));
-    g.bench_function("live_router_only", |b| {
-        b.iter(|| rt.block_on(live.clone().oneshot(request())).unwrap());
-    });
     let full = ServiceBuilder::new()
         .layer(FallbackLayer::new().default_fallbacks(["other"]))
         .layer(RetryLayer::new(2))
         .service(router(10, Strategy::SimpleShuffle, true));
     g.bench_function("fallback_retry_router_health_timeout", |b| {
         b.iter(|| rt.block_on(full.clone().oneshot(request())).unwrap());
+    });
+    // The gateway's seam: the stack boxed once (one allocation per clone), and the same box
+    // behind the pointer a model change swaps (one more atomic load per call).
+    let boxed = BoxCloneSyncService::new(full.clone());
+    g.bench_function("boxed_stack", |b| {
+        b.iter(|| rt.block_on(boxed.clone().oneshot(request())).unwrap());
+    });
+    let live = LiveService::new(BoxCloneSyncService::new(full));
+    g.bench_function("live_stack", |b| {
+        b.iter(|| rt.block_on(live.clone().oneshot(request())).unwrap());
     });
     g.finish();
 }

@@ -28,7 +28,8 @@ fn base_config(upstream: &str, extra: &str) -> String {
 fn new_model(group: &str, upstream: &str) -> Value {
     json!({
         "model_name": group,
-        "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": format!("{upstream}/v1"), "api_key": KEY},
+        "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": format!("{upstream}/v1"), "api_key": KEY,
+                           "input_cost_per_token": 0.001, "output_cost_per_token": 0.002},
         "model_info": {"mode": "chat"},
     })
 }
@@ -81,9 +82,19 @@ async fn models_added_updated_and_deleted_over_http_are_served_without_restart()
     let id = row["model_id"].as_str().unwrap().to_owned();
     assert_eq!(row["model_name"], "fresh");
     assert_eq!(row["litellm_params"]["api_key"], "sk-…89");
-    // Served by this gateway at once.
+    // Served by this gateway at once, and priced: 5 prompt + 7 completion tokens at the
+    // deployment's own prices (a model added at runtime is not free).
     let a = chat(&base, MASTER, "fresh").await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let cost: f64 = a
+        .header("x-litellm-response-cost")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (cost - 0.019).abs() < 1e-9,
+        "cost {cost}"
+    );
     let last = up_a.last_request().unwrap();
     assert_eq!(
         last.header("authorization"),

@@ -521,8 +521,11 @@ impl GatewayBuilder {
             .is_some_and(|g| g.proxy_budget.is_some());
         let block_unpriced = governed && self.block_unpriced;
         let guard = block_unpriced.then_some(proxy_budget);
-        // Before `router`, which takes the deployments.
-        let catalog = Arc::new(self.catalog());
+        let aliases: Vec<(String, String, bool)> = self
+            .aliases
+            .iter()
+            .map(|a| (a.alias.clone(), a.group.clone(), a.hidden))
+            .collect();
         let (router, models) = self.router(client, guard);
         let ops = std::mem::take(&mut self.ops);
         let mut prober = crate::probe::Prober::new(
@@ -551,8 +554,6 @@ impl GatewayBuilder {
             }
         }
         let mut warnings = std::mem::take(&mut self.warnings);
-        let pricing = pricing(&self.prices, &router, &mut warnings, block_unpriced);
-        let unpriced = pricing.unpriced().to_vec();
         let cache_handle = self.cache.as_ref().map(CacheLayer::handle);
 
         let gov = self.governance;
@@ -567,10 +568,10 @@ impl GatewayBuilder {
             ),
             Some(g) => (
                 None,
-                Some(
-                    AuthLayer::new(self.master_key.clone(), Some(g.keys.clone()))
-                        .catalog(catalog.clone()),
-                ),
+                Some(AuthLayer::new(
+                    self.master_key.clone(),
+                    Some(g.keys.clone()),
+                )),
                 Some(RateLimitLayer::new(g.counters.clone())),
                 Some(
                     BudgetLayer::new(Some(g.spend.log().ledger().clone()))
@@ -592,32 +593,39 @@ impl GatewayBuilder {
             ),
             management,
         );
-        let admission = master_auth
+        let parts = StackParts {
+            master_auth,
+            key_auth,
+            rate_limit,
+            budget,
+            spend_log,
+            stream_usage: self.stream_usage.unwrap_or(governed),
+            cache: self.cache,
+            fallback: self.fallback,
+            retry: self.retry,
+            governed,
+            block_unpriced,
+            prices: self.prices.clone(),
+        };
+        // The stack as built: its catalog (model access) and prices from the deployments.
+        let first = parts.stack(&router, &models.all_deployments(), &aliases);
+        warnings.extend(first.warnings);
+        let unpriced = first.unpriced;
+        let admission = parts
+            .master_auth
             .as_ref()
             .map(MasterKeyLayer::admission)
-            .or_else(|| key_auth.as_ref().map(AuthLayer::admission));
-        let mut cost = CostLayer::new(pricing).stream_usage(self.stream_usage.unwrap_or(governed));
-        if let Some(log) = spend_log {
-            cost = cost.spend_log(log);
-        }
-        let fallback = if governed {
-            self.fallback.access(Arc::new(ModelAccess::new(catalog)))
-        } else {
-            self.fallback
-        };
-        let stack = ServiceBuilder::new()
-            .option_layer(master_auth)
-            .option_layer(key_auth)
-            .option_layer(rate_limit)
-            .option_layer(budget)
-            .layer(cost)
-            .option_layer(self.cache)
-            // Routing and reliability: each model group gets its retries before a fallback.
-            .layer(fallback)
-            .layer(self.retry)
-            .service(models.router().clone());
+            .or_else(|| first.key_auth.as_ref().map(AuthLayer::admission));
+        // Each model change rebuilds the stack over the new table (new prices, new catalog).
+        let stack = models.attach_stack(first.stack, move |router, deps, aliases| {
+            let built = parts.stack(router, deps, aliases);
+            for w in &built.warnings {
+                tracing::warn!("{w}");
+            }
+            built.stack
+        });
         Gateway {
-            stack: BoxCloneSyncService::new(stack),
+            stack,
             router,
             models,
             prober,
@@ -632,26 +640,6 @@ impl GatewayBuilder {
             governance: gov,
             management,
         }
-    }
-
-    /// Model access's view: aliases and each group's `model_info.access_groups`.
-    fn catalog(&self) -> ModelCatalog {
-        let mut catalog = ModelCatalog::new();
-        for a in &self.aliases {
-            catalog = catalog.alias(a.alias.clone(), a.group.as_str());
-        }
-        for dep in &self.deployments {
-            let group = dep.model_group.to_string();
-            catalog = catalog.group(group.clone());
-            let groups = dep
-                .model_info
-                .get("access_groups")
-                .and_then(serde_json::Value::as_array);
-            for g in groups.into_iter().flatten().filter_map(|g| g.as_str()) {
-                catalog = catalog.access_group(group.clone(), g);
-            }
-        }
-        catalog
     }
 
     /// The routing settings, for the router built now and for every table that replaces it
@@ -696,6 +684,96 @@ impl GatewayBuilder {
         let live = super::LiveModels::new(router.clone(), plan, deployments, client);
         (router, live)
     }
+}
+
+/// The layers above the router, kept to build the stack again over a new deployment table.
+#[derive(Clone)]
+struct StackParts {
+    master_auth: Option<MasterKeyLayer>,
+    key_auth: Option<AuthLayer>,
+    rate_limit: Option<RateLimitLayer>,
+    budget: Option<BudgetLayer>,
+    spend_log: Option<crate::spend::SpendLog>,
+    stream_usage: bool,
+    cache: Option<CacheLayer>,
+    fallback: FallbackLayer,
+    retry: RetryLayer,
+    governed: bool,
+    block_unpriced: bool,
+    prices: PriceTable,
+}
+
+/// A stack built by [`StackParts::stack`], with what building it found.
+struct Built {
+    stack: crate::router::DeploymentService,
+    key_auth: Option<AuthLayer>,
+    unpriced: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl StackParts {
+    /// The one stack chain over `router`: model access from `deps` and `aliases`, each
+    /// deployment's price from the price table.
+    fn stack(
+        &self,
+        router: &Router,
+        deps: &[Deployment],
+        aliases: &[(String, String, bool)],
+    ) -> Built {
+        let catalog = Arc::new(catalog_of(aliases, deps));
+        let mut warnings = Vec::new();
+        let pricing = pricing(&self.prices, router, &mut warnings, self.block_unpriced);
+        let unpriced = pricing.unpriced().to_vec();
+        let mut cost = CostLayer::new(pricing).stream_usage(self.stream_usage);
+        if let Some(log) = &self.spend_log {
+            cost = cost.spend_log(log.clone());
+        }
+        let key_auth = self.key_auth.clone().map(|a| a.catalog(catalog.clone()));
+        let fallback = if self.governed {
+            self.fallback
+                .clone()
+                .access(Arc::new(ModelAccess::new(catalog)))
+        } else {
+            self.fallback.clone()
+        };
+        let stack = ServiceBuilder::new()
+            .option_layer(self.master_auth.clone())
+            .option_layer(key_auth.clone())
+            .option_layer(self.rate_limit.clone())
+            .option_layer(self.budget.clone())
+            .layer(cost)
+            .option_layer(self.cache.clone())
+            // Routing and reliability: each model group gets its retries before a fallback.
+            .layer(fallback)
+            .layer(self.retry.clone())
+            .service(router.clone());
+        Built {
+            stack: BoxCloneSyncService::new(stack),
+            key_auth,
+            unpriced,
+            warnings,
+        }
+    }
+}
+
+/// Model access's view: aliases and each group's `model_info.access_groups`.
+fn catalog_of(aliases: &[(String, String, bool)], deps: &[Deployment]) -> ModelCatalog {
+    let mut catalog = ModelCatalog::new();
+    for (alias, group, _) in aliases {
+        catalog = catalog.alias(alias.clone(), group.as_str());
+    }
+    for dep in deps {
+        let group = dep.model_group.to_string();
+        catalog = catalog.group(group.clone());
+        let groups = dep
+            .model_info
+            .get("access_groups")
+            .and_then(serde_json::Value::as_array);
+        for g in groups.into_iter().flatten().filter_map(|g| g.as_str()) {
+            catalog = catalog.access_group(group.clone(), g);
+        }
+    }
+    catalog
 }
 
 /// The unpriced guard for `dep` when `guard` is on (`Some(proxy_budget)`) and `table` has no

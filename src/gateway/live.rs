@@ -26,7 +26,7 @@ use crate::{
     error::BoxError,
     health::{CooldownPolicy, HealthLayer},
     provider::{Deployment, Providers},
-    router::{LiveRouter, MakeDeploymentService, Router, Strategy},
+    router::{DeploymentService, LiveRouter, LiveService, MakeDeploymentService, Router, Strategy},
     store::{ModelRow, ModelStore, StoreError},
     timeout::TimeoutLayer,
 };
@@ -205,7 +205,14 @@ struct Inner {
     router: LiveRouter,
     rebuild: Rebuild,
     state: Mutex<State>,
+    /// The whole stack, and how to build it over a new table ([`LiveModels::attach_stack`]).
+    stack: std::sync::OnceLock<(LiveService, Restack)>,
 }
+
+/// Builds the stack above the router for a table: the router, every deployment, the aliases.
+type Restack = Box<
+    dyn Fn(&Router, &[Deployment], &[(String, String, bool)]) -> DeploymentService + Send + Sync,
+>;
 
 struct State {
     plan: RouterPlan,
@@ -253,6 +260,7 @@ impl LiveModels {
                     rows: Vec::new(),
                     db: Vec::new(),
                 }),
+                stack: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -271,13 +279,40 @@ impl LiveModels {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Builds the table from `state` and swaps it in; returns the build's warnings.
+    /// Builds the table from `state` and swaps it in (and the stack over it, when one is
+    /// attached); returns the build's warnings.
     fn apply(&self, state: &State) -> Vec<String> {
         let all: Vec<Deployment> = state.base.iter().chain(&state.db).cloned().collect();
         let prev = self.inner.router.current();
         let (router, warnings) = (self.inner.rebuild)(&state.plan, &all, &prev);
+        if let Some((live, restack)) = self.inner.stack.get() {
+            // Requests take the stack, and through it this very table: one swap serves both.
+            live.swap(restack(&router, &all, &state.plan.aliases));
+        }
         self.inner.router.swap(router);
         warnings
+    }
+
+    /// Every deployment served (the config's, then the database's), as configured.
+    #[must_use]
+    pub fn all_deployments(&self) -> Vec<Deployment> {
+        let state = self.state();
+        state.base.iter().chain(&state.db).cloned().collect()
+    }
+
+    /// Puts the whole stack (`first`, built over the current table) behind a [`LiveService`]
+    /// that each change replaces with `restack`'s stack over the new table. Once.
+    pub(super) fn attach_stack(
+        &self,
+        first: DeploymentService,
+        restack: impl Fn(&Router, &[Deployment], &[(String, String, bool)]) -> DeploymentService
+            + Send
+            + Sync
+            + 'static,
+    ) -> LiveService {
+        let live = LiveService::new(first);
+        let _ = self.inner.stack.set((live.clone(), Box::new(restack)));
+        live
     }
 
     /// Serves `config`'s `model_list` and routing settings (`router_settings`: strategy,

@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use tower::util::BoxCloneSyncService;
 
 pub use self::{
     build::deployment_from_entry,
@@ -33,21 +32,21 @@ use crate::{
     cache::CacheHandle,
     config::Config,
     cost::PriceTable,
-    error::{BoxError, LlmError},
+    error::BoxError,
     governance::{BuildError, BuildOptions},
     provider::Providers,
     router::Router,
     server::OpenAiServer,
-    types::{LlmRequest, LlmResponse},
 };
 
 /// The embedded default config: a `mock` chat model group and a `mock-embedding` group, served by
 /// the built-in mock provider (no account, no network).
 pub const DEFAULT_CONFIG: &str = include_str!("../default_config.yaml");
 
-/// The model-level stack the gateway serves, boxed once at this seam so that each concern's layer
-/// can be added (or left out by config) without changing the type.
-pub type GatewayStack = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
+/// The model-level stack the gateway serves: boxed once at this seam so that each concern's layer
+/// can be added (or left out by config) without changing the type, behind the pointer a model
+/// change swaps ([`LiveService`](crate::router::LiveService)).
+pub type GatewayStack = crate::router::LiveService;
 
 /// The built gateway: the model-level stack, the HTTP edge, and what building it found worth a
 /// warning. Built by [`Gateway::builder`], [`Gateway::from_config`] or [`Gateway::build`].

@@ -16,7 +16,7 @@ use std::{
 use arc_swap::ArcSwap;
 use tower_service::Service;
 
-use super::{service::route, table::Inner, ResponseFuture, Router};
+use super::{service::route, table::Inner, DeploymentService, ResponseFuture, Router};
 use crate::{
     error::LlmError,
     types::{LlmRequest, LlmResponse},
@@ -100,6 +100,53 @@ impl Service<LlmRequest> for LiveRouter {
     #[inline]
     fn call(&mut self, req: LlmRequest) -> Self::Future {
         route(self.current.load_full(), req)
+    }
+}
+
+/// A boxed model-level service that can be replaced while it serves: each call clones the
+/// current one (as any boxed service is cloned per request) after one lock-free pointer load.
+/// The gateway's whole stack is one: a model change swaps in a stack built over the new table
+/// (its prices and model access included). Cheap to clone.
+#[derive(Clone)]
+pub struct LiveService {
+    current: Arc<ArcSwap<DeploymentService>>,
+}
+
+impl fmt::Debug for LiveService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveService").finish_non_exhaustive()
+    }
+}
+
+impl LiveService {
+    /// Serves `service` until the next [`swap`](Self::swap).
+    #[must_use]
+    pub fn new(service: DeploymentService) -> Self {
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(service)),
+        }
+    }
+
+    /// Serves `next` from the next call on; calls already made finish on the one they cloned.
+    pub fn swap(&self, next: DeploymentService) {
+        self.current.store(Arc::new(next));
+    }
+}
+
+impl Service<LlmRequest> for LiveService {
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = tower::util::Oneshot<DeploymentService, LlmRequest>;
+
+    #[inline]
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Each call clones the current service and drives its readiness in the returned future.
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    fn call(&mut self, req: LlmRequest) -> Self::Future {
+        tower::util::Oneshot::new(DeploymentService::clone(&self.current.load()), req)
     }
 }
 

@@ -99,7 +99,7 @@ pub(crate) use self::table::Entry;
 pub use self::{
     builder::RouterBuilder,
     future::ResponseFuture,
-    live::LiveRouter,
+    live::{LiveRouter, LiveService},
     select::estimate_prompt_tokens,
     service::Router,
     shared::SharedStateError,
