@@ -91,10 +91,7 @@ async fn models_added_updated_and_deleted_over_http_are_served_without_restart()
         .unwrap()
         .parse()
         .unwrap();
-    assert!(
-        (cost - 0.019).abs() < 1e-9,
-        "cost {cost}"
-    );
+    assert!((cost - 0.019).abs() < 1e-9, "cost {cost}");
     let last = up_a.last_request().unwrap();
     assert_eq!(
         last.header("authorization"),

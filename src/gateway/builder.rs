@@ -521,11 +521,7 @@ impl GatewayBuilder {
             .is_some_and(|g| g.proxy_budget.is_some());
         let block_unpriced = governed && self.block_unpriced;
         let guard = block_unpriced.then_some(proxy_budget);
-        let aliases: Vec<(String, String, bool)> = self
-            .aliases
-            .iter()
-            .map(|a| (a.alias.clone(), a.group.clone(), a.hidden))
-            .collect();
+        let plan = self.plan(guard);
         let (router, models) = self.router(client, guard);
         let ops = std::mem::take(&mut self.ops);
         let mut prober = crate::probe::Prober::new(
@@ -601,14 +597,12 @@ impl GatewayBuilder {
             spend_log,
             stream_usage: self.stream_usage.unwrap_or(governed),
             cache: self.cache,
-            fallback: self.fallback,
-            retry: self.retry,
             governed,
             block_unpriced,
             prices: self.prices.clone(),
         };
         // The stack as built: its catalog (model access) and prices from the deployments.
-        let first = parts.stack(&router, &models.all_deployments(), &aliases);
+        let first = parts.stack(&router, &models.all_deployments(), &plan);
         warnings.extend(first.warnings);
         let unpriced = first.unpriced;
         let admission = parts
@@ -617,8 +611,8 @@ impl GatewayBuilder {
             .map(MasterKeyLayer::admission)
             .or_else(|| first.key_auth.as_ref().map(AuthLayer::admission));
         // Each model change rebuilds the stack over the new table (new prices, new catalog).
-        let stack = models.attach_stack(first.stack, move |router, deps, aliases| {
-            let built = parts.stack(router, deps, aliases);
+        let stack = models.attach_stack(first.stack, move |router, deps, plan| {
+            let built = parts.stack(router, deps, plan);
             for w in &built.warnings {
                 tracing::warn!("{w}");
             }
@@ -666,6 +660,8 @@ impl GatewayBuilder {
             prices: self.prices.clone(),
             timer: self.timer,
             guard,
+            fallback: self.fallback.clone(),
+            retry: self.retry.clone(),
         }
     }
 
@@ -696,8 +692,6 @@ struct StackParts {
     spend_log: Option<crate::spend::SpendLog>,
     stream_usage: bool,
     cache: Option<CacheLayer>,
-    fallback: FallbackLayer,
-    retry: RetryLayer,
     governed: bool,
     block_unpriced: bool,
     prices: PriceTable,
@@ -712,15 +706,10 @@ struct Built {
 }
 
 impl StackParts {
-    /// The one stack chain over `router`: model access from `deps` and `aliases`, each
-    /// deployment's price from the price table.
-    fn stack(
-        &self,
-        router: &Router,
-        deps: &[Deployment],
-        aliases: &[(String, String, bool)],
-    ) -> Built {
-        let catalog = Arc::new(catalog_of(aliases, deps));
+    /// The one stack chain over `router`: model access from `deps` and the plan's aliases,
+    /// each deployment's price from the price table, the plan's fallbacks and retries.
+    fn stack(&self, router: &Router, deps: &[Deployment], plan: &RouterPlan) -> Built {
+        let catalog = Arc::new(catalog_of(&plan.aliases, deps));
         let mut warnings = Vec::new();
         let pricing = pricing(&self.prices, router, &mut warnings, self.block_unpriced);
         let unpriced = pricing.unpriced().to_vec();
@@ -730,11 +719,11 @@ impl StackParts {
         }
         let key_auth = self.key_auth.clone().map(|a| a.catalog(catalog.clone()));
         let fallback = if self.governed {
-            self.fallback
+            plan.fallback
                 .clone()
                 .access(Arc::new(ModelAccess::new(catalog)))
         } else {
-            self.fallback.clone()
+            plan.fallback.clone()
         };
         let stack = ServiceBuilder::new()
             .option_layer(self.master_auth.clone())
@@ -745,7 +734,7 @@ impl StackParts {
             .option_layer(self.cache.clone())
             // Routing and reliability: each model group gets its retries before a fallback.
             .layer(fallback)
-            .layer(self.retry.clone())
+            .layer(plan.retry.clone())
             .service(router.clone());
         Built {
             stack: BoxCloneSyncService::new(stack),

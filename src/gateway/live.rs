@@ -49,6 +49,9 @@ pub(crate) struct RouterPlan {
     pub(super) prices: PriceTable,
     pub(super) timer: crate::clock::Timer,
     pub(super) guard: Option<bool>,
+    /// The layers above the router that routing settings configure (`fallbacks`, retries).
+    pub(super) fallback: crate::fallback::FallbackLayer,
+    pub(super) retry: crate::retry::RetryLayer,
 }
 
 impl RouterPlan {
@@ -172,8 +175,8 @@ impl RouterPlan {
     }
 
     /// This plan with the routing settings of `config` (strategy, pre-call checks, tags,
-    /// aliases, cooldowns, timeouts, `drop_params`); providers, prices, the timer, the unpriced
-    /// guard and the Redis connection stay as they are.
+    /// aliases, cooldowns, timeouts, retries, fallbacks, `drop_params`); providers, prices, the
+    /// timer, the unpriced guard and the Redis connection stay as they are.
     fn with_config(&self, config: &Config) -> (Self, Vec<Deployment>, Vec<String>) {
         let mut b = super::GatewayBuilder::from_config(config);
         let warnings = std::mem::take(b.warnings_mut());
@@ -209,10 +212,8 @@ struct Inner {
     stack: std::sync::OnceLock<(LiveService, Restack)>,
 }
 
-/// Builds the stack above the router for a table: the router, every deployment, the aliases.
-type Restack = Box<
-    dyn Fn(&Router, &[Deployment], &[(String, String, bool)]) -> DeploymentService + Send + Sync,
->;
+/// Builds the stack above the router for a table: the router, every deployment, the plan.
+type Restack = Box<dyn Fn(&Router, &[Deployment], &RouterPlan) -> DeploymentService + Send + Sync>;
 
 struct State {
     plan: RouterPlan,
@@ -287,7 +288,7 @@ impl LiveModels {
         let (router, warnings) = (self.inner.rebuild)(&state.plan, &all, &prev);
         if let Some((live, restack)) = self.inner.stack.get() {
             // Requests take the stack, and through it this very table: one swap serves both.
-            live.swap(restack(&router, &all, &state.plan.aliases));
+            live.swap(restack(&router, &all, &state.plan));
         }
         self.inner.router.swap(router);
         warnings
@@ -305,7 +306,7 @@ impl LiveModels {
     pub(super) fn attach_stack(
         &self,
         first: DeploymentService,
-        restack: impl Fn(&Router, &[Deployment], &[(String, String, bool)]) -> DeploymentService
+        restack: impl Fn(&Router, &[Deployment], &RouterPlan) -> DeploymentService
             + Send
             + Sync
             + 'static,
@@ -315,9 +316,9 @@ impl LiveModels {
         live
     }
 
-    /// Serves `config`'s `model_list` and routing settings (`router_settings`: strategy,
-    /// pre-call checks, tag filtering, aliases, cooldowns, timeouts; `drop_params`) from the next
-    /// request on, with the database's models. Other sections need a restart. Returns the
+    /// Serves `config`'s `model_list` and routing settings (strategy, pre-call checks, tag
+    /// filtering, aliases, cooldowns, timeouts, retries, fallbacks; `drop_params`) from the next
+    /// request on, with the database's models. Other settings need a restart. Returns the
     /// findings (warnings) of the new table.
     pub fn reload_config(&self, config: &Config) -> Vec<String> {
         let mut state = self.state();

@@ -302,6 +302,9 @@ fn validate(row: &ModelRow) -> Result<(), ApiError> {
     if row.model_name.trim().is_empty() {
         return Err(bad("model_name", "`model_name` is required"));
     }
+    if row.model_name.len() > super::MAX_TEXT_BYTES || row.model_name.contains('\0') {
+        return Err(bad("model_name", "invalid `model_name`"));
+    }
     if row.model_id.is_empty() || row.model_id.len() > super::MAX_TEXT_BYTES {
         return Err(bad("model_info.id", "invalid model id"));
     }

@@ -116,7 +116,7 @@ fn reload(models: &LiveModels, path: Option<&PathBuf>) {
             }
             tracing::info!(
                 models = ?models.router().current().model_names(),
-                "{origin}: config reloaded (model_list and router settings; other sections take effect at restart)"
+                "{origin}: config reloaded (model_list and routing settings; other settings take effect at restart)"
             );
         }
     }
