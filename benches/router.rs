@@ -1,6 +1,7 @@
 //! Criterion benchmarks of routing: the router's pick (filters + strategy) for 1, 10 and 100
 //! deployments per strategy, and one in-process call through the full reliability stack
-//! (fallback → retry → router → health → timeout) against the router alone.
+//! (fallback → retry → router → health → timeout) against the router alone, boxed, and boxed behind
+//! the gateway's swappable pointer ([`LiveService`]).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{sync::Arc, time::Duration};
@@ -11,12 +12,12 @@ use llmgate::{
     health::{CooldownPolicy, HealthLayer},
     provider::Deployment,
     retry::RetryLayer,
-    router::{Router, Strategy},
+    router::{LiveService, Router, Strategy},
     timeout::TimeoutLayer,
     types::chat::{ChatRequest, ChatResponse, Message},
     LlmError, LlmRequest, LlmResponse,
 };
-use tower::{ServiceBuilder, ServiceExt as _};
+use tower::{util::BoxCloneSyncService, ServiceBuilder, ServiceExt as _};
 
 fn answer() -> impl tower::Service<
     LlmRequest,
@@ -104,6 +105,16 @@ fn stack(c: &mut Criterion) {
         .service(router(10, Strategy::SimpleShuffle, true));
     g.bench_function("fallback_retry_router_health_timeout", |b| {
         b.iter(|| rt.block_on(full.clone().oneshot(request())).unwrap());
+    });
+    // The gateway's seam: the stack boxed once (one allocation per clone), and the same box
+    // behind the pointer a model change swaps (one more atomic load per call).
+    let boxed = BoxCloneSyncService::new(full.clone());
+    g.bench_function("boxed_stack", |b| {
+        b.iter(|| rt.block_on(boxed.clone().oneshot(request())).unwrap());
+    });
+    let live = LiveService::new(BoxCloneSyncService::new(full));
+    g.bench_function("live_stack", |b| {
+        b.iter(|| rt.block_on(live.clone().oneshot(request())).unwrap());
     });
     g.finish();
 }

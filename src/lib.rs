@@ -142,6 +142,8 @@ pub mod governance;
 pub mod management;
 pub mod metrics;
 pub mod observe;
+#[cfg(feature = "gateway")]
+pub mod probe;
 pub mod provider;
 pub mod rate_limit;
 pub mod router;

@@ -463,7 +463,7 @@ impl<T> RecordStream<T> {
         };
         let mut answer = std::mem::take(&mut self.answer);
         if let Some((usage, cost)) = ctx.tally.as_ref().and_then(StreamTally::get) {
-            answer.usage = usage.map(TokenUsage::from);
+            answer.usage = usage;
             answer.cost = cost;
         }
         ctx.finish(status, http_status, err, answer);
@@ -612,7 +612,7 @@ mod tests {
         assert_eq!(r.http_status, 200);
         assert_eq!((r.usage.input, r.usage.output, r.usage.total), (10, 20, 30));
         assert!(
-            (r.cost - (10.0 * 1.5e-7 + 20.0 * 6e-7)).abs() < 1e-15,
+            (r.cost - 10.0f64.mul_add(1.5e-7, 20.0 * 6e-7)).abs() < 1e-15,
             "{}",
             r.cost
         );

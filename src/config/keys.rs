@@ -260,18 +260,15 @@ pub const GENERAL_SETTINGS: &[KeySpec] = &[
     key("dangerously_allow_mock_testing_request_params", Implemented),
     key("allow_unsupported_config", Implemented),
     key("block_unpriced_models_for_budgeted_keys", Implemented),
-    key(
-        "store_model_in_db",
-        Refused("models, keys and credentials managed in the database"),
-    ),
+    key("store_model_in_db", Implemented),
     key(
         "supported_db_objects",
         Refused("which objects (models, MCP servers, guardrails) come from the database"),
     ),
-    key(
-        "background_health_checks",
-        Refused("background health checks that take failing deployments out of rotation"),
-    ),
+    key("background_health_checks", Implemented),
+    key("health_check_cooldown", Implemented),
+    key("health_check_timeout", Implemented),
+    key("model_poll_interval", Implemented),
     key(
         "enforce_user_param",
         Refused("requiring the `user` field on every request"),
@@ -393,7 +390,7 @@ pub const GENERAL_SETTINGS: &[KeySpec] = &[
     key("custom_tokenizer", Ignored(NO_PYTHON)),
     key("database_connection_timeout", Pending),
     key("allow_public_health_readiness_details", Pending),
-    key("health_check_interval", Pending),
+    key("health_check_interval", Implemented),
     key("health_check_details", Pending),
     key("alerting", Pending),
     key("alerting_threshold", Pending),

@@ -335,6 +335,15 @@ pub struct GeneralSettings {
     /// Background health check interval, seconds.
     #[serde(deserialize_with = "lenient::opt_num")]
     pub health_check_interval: Option<u64>,
+    /// A failed background probe cools the deployment down until the next probe (llmgate).
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub health_check_cooldown: Option<bool>,
+    /// Seconds a health probe may take (llmgate; default 60, LiteLLM's constant).
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub health_check_timeout: Option<f64>,
+    /// Seconds between reads of the models kept in the database (llmgate; default 5).
+    #[serde(deserialize_with = "lenient::opt_num")]
+    pub model_poll_interval: Option<f64>,
     /// Alerting integrations (`slack`, ...).
     pub alerting: Option<Vec<String>>,
     /// Maximum request body size, MB.

@@ -111,6 +111,7 @@ redacting_debug!(GeneralSettings {
     proxy_budget_rescheduler_max_time, proxy_batch_write_at, database_connection_pool_limit,
     database_connection_timeout, dangerously_allow_mock_testing_request_params,
     allow_public_health_readiness_details, background_health_checks, health_check_interval,
+    health_check_cooldown, health_check_timeout, model_poll_interval,
     alerting, max_request_size_mb, max_response_size_mb, request_header_timeout,
     request_body_timeout, disable_spend_logs, allowed_routes,
     admin_only_routes, enforce_user_param, custom_auth, use_redis_transaction_buffer,

@@ -133,9 +133,40 @@ impl GatewayBuilder {
             },
             Err(errs) => warnings.extend(errs.into_iter().map(|(k, e)| format!("{k}: {e}"))),
         }
+        b = health_checks(b, config);
         b.warnings_mut().extend(warnings);
         b
     }
+}
+
+/// `general_settings.background_health_checks`, `health_check_interval`,
+/// `health_check_timeout`, `health_check_cooldown`.
+fn health_checks(mut b: GatewayBuilder, config: &Config) -> GatewayBuilder {
+    let gs = &config.general_settings;
+    if gs.background_health_checks == Some(true) {
+        let every = gs
+            .health_check_interval
+            .filter(|s| *s > 0)
+            .map_or(crate::probe::DEFAULT_INTERVAL, Duration::from_secs);
+        b = b.background_health_checks(Some(every));
+    }
+    if let Some(t) = gs
+        .health_check_timeout
+        .filter(|t| t.is_finite() && *t > 0.0 && *t < 1e6)
+    {
+        b = b.health_check_timeout(Duration::from_secs_f64(t));
+    }
+    b.health_check_cooldown(gs.health_check_cooldown == Some(true))
+}
+
+/// Seconds between reads of the database's models (`general_settings.model_poll_interval`,
+/// default 5).
+pub(super) fn model_poll_interval(config: &Config) -> Duration {
+    config
+        .general_settings
+        .model_poll_interval
+        .filter(|t| t.is_finite() && *t > 0.0 && *t < 1e6)
+        .map_or(Duration::from_secs(5), Duration::from_secs_f64)
 }
 
 /// `router_settings.routing_strategy` and `routing_strategy_args.lowest_latency_buffer`.

@@ -9,10 +9,7 @@ use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
 use bytes::Bytes;
 use tower::{util::BoxCloneSyncService, ServiceBuilder};
 
-use super::{
-    stack::{stack, unsupported_service},
-    Gateway, UpstreamClient,
-};
+use super::{live::RouterPlan, Gateway, UpstreamClient};
 use crate::{
     auth::{AuthLayer, MasterKeyLayer, ModelAccess, ModelCatalog},
     budget::{BudgetLayer, UnpricedGuardLayer},
@@ -21,14 +18,13 @@ use crate::{
     error::BoxError,
     fallback::FallbackLayer,
     governance::Governance,
-    health::{CooldownPolicy, HealthLayer},
+    health::CooldownPolicy,
     provider::{Deployment, Provider, Providers, SharedProvider, DEFAULT_TIMEOUT},
     rate_limit::RateLimitLayer,
     retry::{self, RetryLayer},
-    router::{MakeDeploymentService, Router, Strategy},
+    router::{Router, Strategy},
     secret::Secret,
     server::DEFAULT_MAX_BODY_BYTES,
-    timeout::TimeoutLayer,
 };
 
 /// A setting [`GatewayBuilder::build`] refused: which one, and why.
@@ -128,6 +124,17 @@ pub struct GatewayBuilder {
     otel: Option<crate::telemetry::Otel>,
     callbacks: crate::callbacks::Callbacks,
     warnings: Vec<String>,
+    ops: OpsSettings,
+}
+
+/// Health probes, model store and callbacks (`docs/operations.md`).
+#[derive(Clone, Default)]
+struct OpsSettings {
+    callbacks: Vec<String>,
+    background_health: Option<Duration>,
+    health_timeout: Option<Duration>,
+    health_cooldown: bool,
+    model_store: Option<(Arc<dyn crate::store::ModelStore>, Duration)>,
 }
 
 impl fmt::Debug for GatewayBuilder {
@@ -175,6 +182,7 @@ impl Default for GatewayBuilder {
             otel: None,
             callbacks: crate::callbacks::Callbacks::new(),
             warnings: Vec::new(),
+            ops: OpsSettings::default(),
         }
     }
 }
@@ -395,6 +403,18 @@ impl GatewayBuilder {
         self
     }
 
+    /// Adds a non-fatal finding to the built gateway's [`Gateway::warnings`].
+    pub fn warning(mut self, warning: impl Into<String>) -> Self {
+        self.warnings.push(warning.into());
+        self
+    }
+
+    pub(super) fn warnings_mut(&mut self) -> &mut Vec<String> {
+        &mut self.warnings
+    }
+
+    // -- operations ------------------------------------------------------------------------
+
     /// Traces every request with `otel`: a request span at the top of the stack, an attempt
     /// span at the top of each deployment's stack, the attempt's `traceparent` on provider
     /// requests (see [`telemetry`](crate::telemetry)). Off by default: the layers are then not
@@ -412,14 +432,43 @@ impl GatewayBuilder {
         self
     }
 
-    /// Adds a non-fatal finding to the built gateway's [`Gateway::warnings`].
-    pub fn warning(mut self, warning: impl Into<String>) -> Self {
-        self.warnings.push(warning.into());
+    /// The callbacks `/health/readiness` lists (`success_callbacks`). Default: the ones in use
+    /// (`prometheus` when metrics are on, each logging sink's name, `otel` when traced).
+    pub fn readiness_callbacks(
+        mut self,
+        names: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.ops.callbacks = names.into_iter().map(Into::into).collect();
         self
     }
 
-    pub(super) fn warnings_mut(&mut self) -> &mut Vec<String> {
-        &mut self.warnings
+    /// `general_settings.background_health_checks` with `health_check_interval`: probes run
+    /// every `interval` in the background and `GET /health` answers the last report at once.
+    /// `None` (the default): `/health` probes when it is called.
+    pub fn background_health_checks(mut self, interval: Option<Duration>) -> Self {
+        self.ops.background_health = interval;
+        self
+    }
+
+    /// The time a health probe may take (`general_settings.health_check_timeout`; default 60 s).
+    pub fn health_check_timeout(mut self, timeout: Duration) -> Self {
+        self.ops.health_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether a failed background probe cools the deployment down until the next probe
+    /// (`general_settings.health_check_cooldown`; default off).
+    pub fn health_check_cooldown(mut self, on: bool) -> Self {
+        self.ops.health_cooldown = on;
+        self
+    }
+
+    /// Models kept in `store` (`store_model_in_db: true`): `/model/new`, `/model/update` and
+    /// `/model/delete` write there, and the table is read every `poll` (from the first await of
+    /// the runtime the gateway is built on) so that every replica serves each change.
+    pub fn model_store(mut self, store: Arc<dyn crate::store::ModelStore>, poll: Duration) -> Self {
+        self.ops.model_store = Some((store, poll));
+        self
     }
 
     // -- build -----------------------------------------------------------------------------
@@ -499,12 +548,35 @@ impl GatewayBuilder {
             .is_some_and(|g| g.proxy_budget.is_some());
         let block_unpriced = governed && self.block_unpriced;
         let guard = block_unpriced.then_some(proxy_budget);
-        // Before `router`, which takes the deployments.
-        let catalog = Arc::new(self.catalog());
-        let router = self.router(client, guard);
+        let plan = self.plan(guard);
+        let (router, models) = self.router(client, guard);
+        let ops = std::mem::take(&mut self.ops);
+        let mut prober = crate::probe::Prober::new(
+            models.router().clone(),
+            crate::probe::probe_client(client),
+            self.providers.clone(),
+        )
+        .cool_failed(ops.health_cooldown);
+        if let Some(t) = ops.health_timeout {
+            prober = prober.timeout(t);
+        }
+        if let Some(every) = ops.background_health {
+            prober = prober.interval(every);
+            if !prober.start() {
+                self.warnings.push(
+                    "general_settings.background_health_checks: no tokio runtime; /health probes when called".to_owned(),
+                );
+            }
+        }
+        let model_store = ops.model_store.as_ref().map(|(s, _)| s.clone());
+        if let Some((store, every)) = &ops.model_store {
+            if !models.watch(store.clone(), *every) {
+                self.warnings.push(
+                    "general_settings.store_model_in_db: no tokio runtime; the database's models are not read".to_owned(),
+                );
+            }
+        }
         let mut warnings = std::mem::take(&mut self.warnings);
-        let pricing = pricing(&self.prices, &router, &mut warnings, block_unpriced);
-        let unpriced = pricing.unpriced().to_vec();
         let cache_handle = self.cache.as_ref().map(CacheLayer::handle);
 
         let gov = self.governance;
@@ -519,10 +591,10 @@ impl GatewayBuilder {
             ),
             Some(g) => (
                 None,
-                Some(
-                    AuthLayer::new(self.master_key.clone(), Some(g.keys.clone()))
-                        .catalog(catalog.clone()),
-                ),
+                Some(AuthLayer::new(
+                    self.master_key.clone(),
+                    Some(g.keys.clone()),
+                )),
                 Some(RateLimitLayer::new(g.counters.clone())),
                 Some(
                     BudgetLayer::new(Some(g.spend.log().ledger().clone()))
@@ -533,19 +605,17 @@ impl GatewayBuilder {
                 crate::management::router(self.master_key.clone(), g.keys.clone(), self.max_budget),
             ),
         };
-        let admission = master_auth
-            .as_ref()
-            .map(MasterKeyLayer::admission)
-            .or_else(|| key_auth.as_ref().map(AuthLayer::admission));
-        let mut cost = CostLayer::new(pricing).stream_usage(self.stream_usage.unwrap_or(governed));
-        if let Some(log) = spend_log {
-            cost = cost.spend_log(log);
-        }
-        let fallback = if governed {
-            self.fallback.access(Arc::new(ModelAccess::new(catalog)))
-        } else {
-            self.fallback
-        };
+        let keys = gov.as_ref().map(|g| g.keys.clone());
+        let management = crate::management::ops_router(
+            crate::management::Ops::new(
+                self.master_key.clone(),
+                keys,
+                prober.clone(),
+                models.clone(),
+                model_store,
+            ),
+            management,
+        );
         #[cfg(feature = "otel")]
         let request_trace = self
             .otel
@@ -554,32 +624,62 @@ impl GatewayBuilder {
         #[cfg(not(feature = "otel"))]
         let request_trace: Option<tower::layer::util::Identity> = None;
         let callbacks = std::mem::take(&mut self.callbacks);
+        let mut callback_names = ops.callbacks.clone();
+        if callback_names.is_empty() {
+            if callbacks.metrics_registry().is_some() {
+                callback_names.push("prometheus".to_owned());
+            }
+            callback_names.extend(callbacks.sinks().iter().map(|s| s.name().to_owned()));
+            if request_trace.is_some() {
+                callback_names.push("otel".to_owned());
+            }
+        }
+        let record = (!callbacks.is_empty())
+            .then(|| crate::callbacks::CallRecordLayer::new(callbacks.clone()));
+        let parts = StackParts {
+            request_trace,
+            record,
+            master_auth,
+            key_auth,
+            rate_limit,
+            budget,
+            spend_log,
+            stream_usage: self.stream_usage.unwrap_or(governed),
+            cache: self.cache,
+            governed,
+            block_unpriced,
+            prices: self.prices.clone(),
+        };
+        // The stack as built: its catalog (model access) and prices from the deployments.
+        let first = parts.stack(&router, &models.all_deployments(), &plan);
+        warnings.extend(first.warnings);
+        let unpriced = first.unpriced;
+        let admission = parts
+            .master_auth
+            .as_ref()
+            .map(MasterKeyLayer::admission)
+            .or_else(|| first.key_auth.as_ref().map(AuthLayer::admission));
+        // Each model change rebuilds the stack over the new table (new prices, new catalog).
         let mut management = management;
         if let Some(m) = callbacks.metrics_registry() {
             let states = router.clone();
             m.deployment_states(move || crate::metrics::deployment_states_of(&states));
             management = crate::metrics::router(m.clone(), admission.clone()).merge(management);
         }
-        let record = (!callbacks.is_empty())
-            .then(|| crate::callbacks::CallRecordLayer::new(callbacks.clone()));
-        let stack = ServiceBuilder::new()
-            // Outermost: the request span covers every refusal too.
-            .option_layer(request_trace)
-            .option_layer(master_auth)
-            .option_layer(key_auth)
-            // Inside auth (it reads the caller), outside everything that may refuse or spend.
-            .option_layer(record)
-            .option_layer(rate_limit)
-            .option_layer(budget)
-            .layer(cost)
-            .option_layer(self.cache)
-            // Routing and reliability: each model group gets its retries before a fallback.
-            .layer(fallback)
-            .layer(self.retry)
-            .service(router.clone());
+        let stack = models.attach_stack(first.stack, move |router, deps, plan| {
+            let built = parts.stack(router, deps, plan);
+            for w in &built.warnings {
+                tracing::warn!("{w}");
+            }
+            built.stack
+        });
         Gateway {
-            stack: BoxCloneSyncService::new(stack),
+            stack,
             router,
+            models,
+            prober,
+            callback_names,
+            callbacks,
             warnings,
             unpriced,
             max_body_bytes: self.max_body_bytes,
@@ -589,154 +689,152 @@ impl GatewayBuilder {
             cache: cache_handle,
             governance: gov,
             management,
-            callbacks,
         }
     }
 
-    /// Model access's view: aliases and each group's `model_info.access_groups`.
-    fn catalog(&self) -> ModelCatalog {
-        let mut catalog = ModelCatalog::new();
-        for a in &self.aliases {
-            catalog = catalog.alias(a.alias.clone(), a.group.as_str());
-        }
-        for dep in &self.deployments {
-            let group = dep.model_group.to_string();
-            catalog = catalog.group(group.clone());
-            let groups = dep
-                .model_info
-                .get("access_groups")
-                .and_then(serde_json::Value::as_array);
-            for g in groups.into_iter().flatten().filter_map(|g| g.as_str()) {
-                catalog = catalog.access_group(group.clone(), g);
-            }
-        }
-        catalog
-    }
-
-    /// The router over every deployment, each its own stack over `client`. The price table
-    /// fills in context windows for the pre-call checks; `guard` (`Some(proxy_budget)`) puts
+    /// The routing settings, for the router built now and for every table that replaces it
+    /// ([`LiveModels`](super::LiveModels)). `guard` (`Some(proxy_budget)`) puts
     /// [`UnpricedGuardLayer`] before deployments without a price.
-    fn router<C, B>(&mut self, client: &C, guard: Option<bool>) -> Router
+    pub(super) fn plan(&self, guard: Option<bool>) -> RouterPlan {
+        RouterPlan {
+            providers: self.providers.clone(),
+            strategy: self.strategy,
+            pre_call_checks: self.pre_call_checks,
+            tag_filtering: self.tag_filtering,
+            default_max_parallel_requests: self.default_max_parallel_requests,
+            aliases: self
+                .aliases
+                .iter()
+                .map(|a| (a.alias.clone(), a.group.clone(), a.hidden))
+                .collect(),
+            router_redis: self.router_redis.clone(),
+            cooldown: self.cooldown.clone(),
+            timeout: self.timeout,
+            stream_timeout: self.stream_timeout,
+            stream_max_duration: self.stream_max_duration,
+            drop_params: self.drop_params,
+            prices: self.prices.clone(),
+            timer: self.timer,
+            guard,
+            fallback: self.fallback.clone(),
+            retry: self.retry.clone(),
+            #[cfg(feature = "otel")]
+            otel: self.otel.clone(),
+        }
+    }
+
+    /// The router over every deployment, each its own stack over `client`, and the rebuild
+    /// handle that swaps in new tables later.
+    fn router<C, B>(&mut self, client: &C, guard: Option<bool>) -> (Router, super::LiveModels)
     where
         C: UpstreamClient<B>,
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let mut builder = Router::builder()
-            .strategy(self.strategy)
-            .pre_call_checks(self.pre_call_checks)
-            .tag_filtering(self.tag_filtering.0, self.tag_filtering.1)
-            .default_max_parallel_requests(self.default_max_parallel_requests);
-        for a in &self.aliases {
-            builder = builder.alias(a.alias.clone(), a.group.clone(), a.hidden);
-        }
-        if let Some(url) = &self.router_redis {
-            if let Err(e) = builder.redis(url) {
-                // Building cannot fail for this: say loudly that routing state stays in-process.
-                self.warnings.push(format!(
-                    "router_settings.redis_*: {e}; routing state is NOT shared between instances"
-                ));
-            }
-        }
-        let table = &self.prices;
-        let policy = &self.cooldown;
-        #[cfg(feature = "otel")]
-        let otel = self.otel.clone();
-        #[cfg(not(feature = "otel"))]
-        let otel: Option<std::convert::Infallible> = None;
+        let plan = self.plan(guard);
         let deployments = std::mem::take(&mut self.deployments);
-        let group_size = |name: &str| {
-            deployments
-                .iter()
-                .filter(|d| &*d.model_group == name)
-                .count()
-        };
-        for (i, dep) in deployments.iter().enumerate() {
-            let mut dep = dep.clone();
-            let wildcard = dep.model_group.contains('*');
-            // The context window from the price table, unless the deployment gives one.
-            if !wildcard
-                && !dep.model_info.contains_key("max_input_tokens")
-                && !dep.model_info.contains_key("max_tokens")
-            {
-                if let Some(w) = table.context_window(&dep) {
-                    dep.model_info.insert("max_input_tokens".into(), w.into());
-                }
-            }
-            // `drop_params` applies to every deployment that does not say otherwise.
-            if let Some(drop) = self.drop_params {
-                dep.params
-                    .entry("drop_params")
-                    .or_insert(serde_json::Value::Bool(drop));
-            }
-            let dep = Arc::new(dep);
-            let cell = builder.health_cell(&dep.id);
-            // As LiteLLM: the only deployment of a group never cools down (there is nothing to
-            // route to instead; its errors reach the client as they are).
-            let sole = group_size(&dep.model_group) == 1;
-            let health =
-                HealthLayer::new(cell, policy.clone().disabled(sole || policy.is_disabled()));
-            let mut timeout =
-                TimeoutLayer::new(dep.timeout.unwrap_or(self.timeout)).timer(self.timer);
-            if let Some(st) = dep.stream_timeout.or(self.stream_timeout) {
-                timeout = timeout.stream_timeout(st);
-            }
-            if let Some(total) = self.stream_max_duration {
-                timeout = timeout.stream_max_duration(total);
-            }
-            if wildcard {
-                let client = client.clone();
-                let providers = self.providers.clone();
-                // Only kept when the guard is on: the model each call names is priced then.
-                let table = guard.map(|_| table.clone());
-                let otel = otel.clone();
-                let make: MakeDeploymentService = Arc::new(move |concrete: Arc<Deployment>| {
-                    match providers.get(&concrete.provider) {
-                        Some(p) => {
-                            let g = table
-                                .as_ref()
-                                .and_then(|t| unpriced_guard(t, &concrete, guard));
-                            stack(
-                                &concrete,
-                                p.clone(),
-                                &client,
-                                health.clone(),
-                                timeout,
-                                g,
-                                otel.as_ref(),
-                            )
-                        }
-                        None => unsupported_service(&concrete.provider),
-                    }
-                });
-                builder = builder.wildcard(dep, make);
-                continue;
-            }
-            match self.providers.get(&dep.provider) {
-                Some(p) => {
-                    let g = unpriced_guard(table, &dep, guard);
-                    let svc = stack(&dep, p.clone(), client, health, timeout, g, otel.as_ref());
-                    builder = builder.deployment(dep, svc);
-                }
-                None => {
-                    self.warnings.push(format!(
-                        "model_list[{i}].litellm_params.model: provider `{}` is not supported yet; calls to `{}` will fail (supported: {})",
-                        dep.provider,
-                        dep.model_group,
-                        self.providers.prefixes().collect::<Vec<_>>().join(", ")
-                    ));
-                    let svc = unsupported_service(&dep.provider);
-                    builder = builder.deployment(dep, svc);
-                }
-            }
-        }
-        builder.build()
+        let (router, warnings) = plan.build(&deployments, client, None);
+        self.warnings.extend(warnings);
+        let live = super::LiveModels::new(router.clone(), plan, deployments, client);
+        (router, live)
     }
+}
+
+/// The layers above the router, kept to build the stack again over a new deployment table.
+#[derive(Clone)]
+struct StackParts {
+    #[cfg(feature = "otel")]
+    request_trace: Option<crate::telemetry::RequestTraceLayer>,
+    #[cfg(not(feature = "otel"))]
+    request_trace: Option<tower::layer::util::Identity>,
+    record: Option<crate::callbacks::CallRecordLayer>,
+    master_auth: Option<MasterKeyLayer>,
+    key_auth: Option<AuthLayer>,
+    rate_limit: Option<RateLimitLayer>,
+    budget: Option<BudgetLayer>,
+    spend_log: Option<crate::spend::SpendLog>,
+    stream_usage: bool,
+    cache: Option<CacheLayer>,
+    governed: bool,
+    block_unpriced: bool,
+    prices: PriceTable,
+}
+
+/// A stack built by [`StackParts::stack`], with what building it found.
+struct Built {
+    stack: crate::router::DeploymentService,
+    key_auth: Option<AuthLayer>,
+    unpriced: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl StackParts {
+    /// The one stack chain over `router`: model access from `deps` and the plan's aliases,
+    /// each deployment's price from the price table, the plan's fallbacks and retries.
+    fn stack(&self, router: &Router, deps: &[Deployment], plan: &RouterPlan) -> Built {
+        let catalog = Arc::new(catalog_of(&plan.aliases, deps));
+        let mut warnings = Vec::new();
+        let pricing = pricing(&self.prices, router, &mut warnings, self.block_unpriced);
+        let unpriced = pricing.unpriced().to_vec();
+        let mut cost = CostLayer::new(pricing).stream_usage(self.stream_usage);
+        if let Some(log) = &self.spend_log {
+            cost = cost.spend_log(log.clone());
+        }
+        let key_auth = self.key_auth.clone().map(|a| a.catalog(catalog.clone()));
+        let fallback = if self.governed {
+            plan.fallback
+                .clone()
+                .access(Arc::new(ModelAccess::new(catalog)))
+        } else {
+            plan.fallback.clone()
+        };
+        let stack = ServiceBuilder::new()
+            // Outermost: the request span covers every refusal too.
+            .option_layer(self.request_trace.clone())
+            .option_layer(self.master_auth.clone())
+            .option_layer(key_auth.clone())
+            // Inside auth (it reads the caller), outside everything that may refuse or spend.
+            .option_layer(self.record.clone())
+            .option_layer(self.rate_limit.clone())
+            .option_layer(self.budget.clone())
+            .layer(cost)
+            .option_layer(self.cache.clone())
+            // Routing and reliability: each model group gets its retries before a fallback.
+            .layer(fallback)
+            .layer(plan.retry.clone())
+            .service(router.clone());
+        Built {
+            stack: BoxCloneSyncService::new(stack),
+            key_auth,
+            unpriced,
+            warnings,
+        }
+    }
+}
+
+/// Model access's view: aliases and each group's `model_info.access_groups`.
+fn catalog_of(aliases: &[(String, String, bool)], deps: &[Deployment]) -> ModelCatalog {
+    let mut catalog = ModelCatalog::new();
+    for (alias, group, _) in aliases {
+        catalog = catalog.alias(alias.clone(), group.as_str());
+    }
+    for dep in deps {
+        let group = dep.model_group.to_string();
+        catalog = catalog.group(group.clone());
+        let groups = dep
+            .model_info
+            .get("access_groups")
+            .and_then(serde_json::Value::as_array);
+        for g in groups.into_iter().flatten().filter_map(|g| g.as_str()) {
+            catalog = catalog.access_group(group.clone(), g);
+        }
+    }
+    catalog
 }
 
 /// The unpriced guard for `dep` when `guard` is on (`Some(proxy_budget)`) and `table` has no
 /// price for it.
-fn unpriced_guard(
+pub(super) fn unpriced_guard(
     table: &PriceTable,
     dep: &Deployment,
     guard: Option<bool>,

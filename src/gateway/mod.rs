@@ -16,38 +16,39 @@
 
 mod build;
 mod builder;
+mod live;
 mod stack;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use tower::util::BoxCloneSyncService;
 
 pub use self::{
     build::deployment_from_entry,
     builder::{GatewayBuilder, GatewayError},
+    live::{parse_model_entry, LiveModels},
     stack::deployment_stack,
 };
 use crate::{
     cache::CacheHandle,
     config::Config,
     cost::PriceTable,
-    error::{BoxError, LlmError},
+    error::BoxError,
     governance::{BuildError, BuildOptions},
     provider::Providers,
     router::Router,
     server::OpenAiServer,
-    types::{LlmRequest, LlmResponse},
 };
 
 /// The embedded default config: a `mock` chat model group and a `mock-embedding` group, served by
 /// the built-in mock provider (no account, no network).
 pub const DEFAULT_CONFIG: &str = include_str!("../default_config.yaml");
 
-/// The model-level stack the gateway serves, boxed once at this seam so that each concern's layer
-/// can be added (or left out by config) without changing the type.
-pub type GatewayStack = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
+/// The model-level stack the gateway serves: boxed once at this seam so that each concern's layer
+/// can be added (or left out by config) without changing the type, behind the pointer a model
+/// change swaps ([`LiveService`](crate::router::LiveService)).
+pub type GatewayStack = crate::router::LiveService;
 
 /// The built gateway: the model-level stack, the HTTP edge, and what building it found worth a
 /// warning. Built by [`Gateway::builder`], [`Gateway::from_config`] or [`Gateway::build`].
@@ -55,6 +56,10 @@ pub type GatewayStack = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
 pub struct Gateway {
     stack: GatewayStack,
     router: Router,
+    models: LiveModels,
+    prober: crate::probe::Prober,
+    /// The callbacks `/health/readiness` lists.
+    callback_names: Vec<String>,
     warnings: Vec<String>,
     unpriced: Vec<String>,
     max_body_bytes: usize,
@@ -155,6 +160,9 @@ impl Gateway {
                     .price_table(PriceTable::builtin());
             }
         }
+        if config.general_settings.store_model_in_db == Some(true) {
+            builder = builder.warning("general_settings.store_model_in_db needs the database (a master key or database_url): /model/new, /model/update and /model/delete answer 500");
+        }
         // The config's values were checked when it loaded; anything left is reported.
         if let Err(e) = builder.check() {
             builder = builder.warning(e.to_string());
@@ -214,13 +222,36 @@ impl Gateway {
             builder = builder.warning("litellm_settings.max_budget without budget_duration: the proxy budget never resets (LiteLLM refuses to start without budget_duration)");
         }
         let gov = crate::governance::start(config, &opts).await?;
-        builder
+        let model_store: Option<std::sync::Arc<dyn crate::store::ModelStore>> =
+            if config.general_settings.store_model_in_db == Some(true) {
+                gov.keys
+                    .store_as::<crate::store::Store>()
+                    .map(|s| std::sync::Arc::new(s.clone()) as _)
+            } else {
+                None
+            };
+        if let Some(store) = &model_store {
+            builder = builder.model_store(store.clone(), build::model_poll_interval(config));
+        }
+        let gateway = builder
             .governance(gov)
             .build(client)
             .map_err(|e| BuildError {
                 key: e.setting().to_owned(),
                 reason: e.to_string(),
-            })
+            })?;
+        // Start with the database's models (the poller keeps them current).
+        if let Some(store) = &model_store {
+            gateway
+                .models
+                .refresh_from(&**store)
+                .await
+                .map_err(|e| BuildError {
+                    key: "general_settings.store_model_in_db".to_owned(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(gateway)
     }
 
     /// The model-level stack (every layer, outermost first, ending in the router).
@@ -229,10 +260,25 @@ impl Gateway {
         &self.stack
     }
 
-    /// The router at the bottom of the stack (model groups, deployments).
+    /// The router at the bottom of the stack (model groups, deployments) as it was built. A
+    /// reload or a change of the database's models serves a new table: see
+    /// [`Gateway::models`] for the one served now.
     #[must_use]
     pub fn router(&self) -> &Router {
         &self.router
+    }
+
+    /// The model table served now, and what changes it at runtime (`SIGHUP`, the database's
+    /// models).
+    #[must_use]
+    pub fn models(&self) -> &LiveModels {
+        &self.models
+    }
+
+    /// The health probes `GET /health` answers with.
+    #[must_use]
+    pub fn prober(&self) -> &crate::probe::Prober {
+        &self.prober
     }
 
     /// Non-fatal findings (unsupported providers, …).
@@ -332,6 +378,7 @@ impl Gateway {
             }),
         )
         .redis(self.redis_breakers())
+        .callbacks(self.callback_names.iter().cloned())
     }
 
     /// The breakers of every user of Redis (rate limits, router, cache), for readiness.

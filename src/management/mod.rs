@@ -39,8 +39,10 @@
 
 mod error;
 mod extract;
+mod health;
 mod keys;
 mod limits;
+mod models;
 mod spend;
 mod teams;
 mod users;
@@ -50,7 +52,11 @@ use std::sync::Arc;
 
 use axum::{http::HeaderMap, Router};
 
-pub use self::{error::ApiError, views::iso};
+pub use self::{
+    error::ApiError,
+    health::{ops_router, Ops},
+    views::iso,
+};
 use self::{
     error::{forbidden, json_errors, unknown_route},
     extract::Caller,

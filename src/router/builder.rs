@@ -166,6 +166,28 @@ impl RouterBuilder {
         Ok(self)
     }
 
+    /// Starts from `previous`'s state: the health cells of its deployments (a deployment added
+    /// again with the same id keeps its cooldown and failure counts) and its Redis-shared state
+    /// (when this builder has none of its own). For a table that replaces `previous` in a
+    /// [`LiveRouter`](super::LiveRouter).
+    pub fn carry_over(mut self, previous: &Router) -> Self {
+        let inner = &previous.inner;
+        let entries = inner
+            .groups
+            .values()
+            .flatten()
+            .chain(inner.patterns.iter().flat_map(|p| p.entries.iter()));
+        for e in entries {
+            self.cells
+                .entry(e.deployment.id.clone())
+                .or_insert_with(|| e.state.health.clone());
+        }
+        if self.shared.is_none() {
+            self.shared.clone_from(&inner.shared);
+        }
+        self
+    }
+
     /// Builds the router.
     pub fn build(mut self) -> Router {
         let mut groups: HashMap<String, Vec<Arc<Entry>>> = HashMap::new();

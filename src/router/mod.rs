@@ -82,6 +82,7 @@
 
 mod builder;
 mod future;
+mod live;
 mod select;
 mod service;
 mod shared;
@@ -98,6 +99,7 @@ pub(crate) use self::table::Entry;
 pub use self::{
     builder::RouterBuilder,
     future::ResponseFuture,
+    live::{LiveRouter, LiveService},
     select::estimate_prompt_tokens,
     service::Router,
     shared::SharedStateError,

@@ -89,6 +89,37 @@ impl Router {
         self.inner.select(req, None).map(|s| s.deployment)
     }
 
+    /// Every deployment, group by group in config order (a wildcard group's deployment as
+    /// configured, with its `*`).
+    pub fn all_deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> + '_ {
+        self.inner
+            .names
+            .iter()
+            .flat_map(move |g| self.deployments(g))
+    }
+
+    /// The model-level stack of deployment `id` (health → timeout → provider, as built), for a
+    /// call that must reach that very deployment (a health probe). A wildcard deployment's stack
+    /// is made for `concrete` (its upstream model filled in); `None` when `id` is unknown.
+    #[must_use]
+    pub fn deployment_service(
+        &self,
+        id: &str,
+        concrete: Option<Arc<Deployment>>,
+    ) -> Option<super::DeploymentService> {
+        let entry = self
+            .inner
+            .groups
+            .values()
+            .flatten()
+            .chain(self.inner.patterns.iter().flat_map(|p| p.entries.iter()))
+            .find(|e| &*e.deployment.id == id)?;
+        match &entry.service {
+            super::table::EntryService::Fixed(s) => Some(s.clone()),
+            super::table::EntryService::Pattern(make) => concrete.map(|c| make(c)),
+        }
+    }
+
     /// The health cell of a deployment (to inspect or clear its cooldown).
     #[must_use]
     pub fn health(&self, deployment_id: &str) -> Option<&Arc<HealthCell>> {
@@ -114,75 +145,80 @@ impl Service<LlmRequest> for Router {
     }
 
     fn call(&mut self, req: LlmRequest) -> Self::Future {
-        let inner = self.inner.clone();
-        if matches!(req.op, Operation::ListModels) {
+        route(self.inner.clone(), req)
+    }
+}
+
+/// The router's call over one deployment table (`inner`): the request finishes on this table
+/// even when a [`LiveRouter`](super::LiveRouter) swaps in another meanwhile.
+pub(super) fn route(inner: Arc<Inner>, req: LlmRequest) -> ResponseFuture {
+    if matches!(req.op, Operation::ListModels) {
+        return ResponseFuture {
+            state: RouteState::Done {
+                result: Some(Ok(inner.list())),
+            },
+        };
+    }
+    let log = req.extensions.get::<RouteLog>().cloned();
+    if let Some(l) = &log {
+        l.begin();
+    }
+    if inner.shared.is_some() {
+        return ResponseFuture {
+            state: RouteState::Slow {
+                fut: Box::pin(call_shared(inner, req, log)),
+            },
+        };
+    }
+    let sel = match inner.select(&req, log.as_ref()) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(l) = &log {
+                l.refused();
+            }
             return ResponseFuture {
                 state: RouteState::Done {
-                    result: Some(Ok(inner.list())),
+                    result: Some(Err(e)),
                 },
             };
         }
-        let log = req.extensions.get::<RouteLog>().cloned();
-        if let Some(l) = &log {
-            l.begin();
-        }
-        if inner.shared.is_some() {
-            return ResponseFuture {
-                state: RouteState::Slow {
-                    fut: Box::pin(call_shared(inner, req, log)),
-                },
-            };
-        }
-        let sel = match inner.select(&req, log.as_ref()) {
-            Ok(s) => s,
-            Err(e) => {
-                if let Some(l) = &log {
-                    l.refused();
-                }
+    };
+    let permit = match &sel.entry.state.permits {
+        None => None,
+        Some(sem) => match sem.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                // Every candidate is at its concurrency limit: wait for this one's permit.
+                let sem = sem.clone();
                 return ResponseFuture {
-                    state: RouteState::Done {
-                        result: Some(Err(e)),
+                    state: RouteState::Slow {
+                        fut: Box::pin(async move {
+                            let permit = sem.acquire_owned().await.ok();
+                            call_selected(inner, req, log, sel, permit).await
+                        }),
                     },
                 };
             }
-        };
-        let permit = match &sel.entry.state.permits {
-            None => None,
-            Some(sem) => match sem.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    // Every candidate is at its concurrency limit: wait for this one's permit.
-                    let sem = sem.clone();
-                    return ResponseFuture {
-                        state: RouteState::Slow {
-                            fut: Box::pin(async move {
-                                let permit = sem.acquire_owned().await.ok();
-                                call_selected(inner, req, log, sel, permit).await
-                            }),
-                        },
-                    };
-                }
-            },
-        };
-        let op = req.op.clone();
-        let mut req = req;
-        req.extensions
-            .insert(SelectedDeployment(sel.deployment.clone()));
-        let svc = sel.service();
-        let test = crate::health::is_test_request(&req);
-        let tracker = Tracker::new(sel.entry, permit, None, test);
-        ResponseFuture {
-            state: RouteState::Ready {
-                svc,
-                req: Some(req),
-                call: Some(Call {
-                    inner,
-                    op,
-                    log,
-                    tracker,
-                }),
-            },
-        }
+        },
+    };
+    let op = req.op.clone();
+    let mut req = req;
+    req.extensions
+        .insert(SelectedDeployment(sel.deployment.clone()));
+    let svc = sel.service();
+    let test = crate::health::is_test_request(&req);
+    let tracker = Tracker::new(sel.entry, permit, None, test);
+    ResponseFuture {
+        state: RouteState::Ready {
+            svc,
+            req: Some(req),
+            call: Some(Call {
+                inner,
+                op,
+                log,
+                tracker,
+            }),
+        },
     }
 }
 

@@ -9,7 +9,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::{
     error::{ErrorKind, LlmError},
@@ -25,8 +25,9 @@ const FRESH_MS: i64 = 1_000;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What `GET /health/readiness` reports: LiteLLM's fields `status`, `db`, `cache`,
-/// `litellm_version` (llmgate's version) and `success_callbacks` (always empty: llmgate runs no
-/// callbacks).
+/// `litellm_version` (llmgate's version), `success_callbacks` (the callbacks in use, given with
+/// [`Readiness::callbacks`]; none by default) and `use_aiohttp_transport` (always `false`: a
+/// Python-only setting, kept for clients that read it).
 ///
 /// Without a database: `{"status": "healthy", "db": "Not connected", ...}`. With one, the database
 /// is asked (`SELECT 1`, reused for 1 s): when it answers, `db` is `"connected"` and, as LiteLLM's
@@ -50,6 +51,8 @@ struct Inner {
     cache: Option<&'static str>,
     /// The breakers of Redis' users.
     redis: Vec<Breaker>,
+    /// The callbacks in use (`success_callbacks`).
+    callbacks: Vec<String>,
     /// Unix ms of the last successful database check (0: none yet).
     last_ok: AtomicI64,
 }
@@ -70,6 +73,7 @@ impl Readiness {
                 database: store,
                 cache,
                 redis: Vec::new(),
+                callbacks: Vec::new(),
                 last_ok: AtomicI64::new(0),
             }),
         }
@@ -84,6 +88,22 @@ impl Readiness {
                 database: inner.database.clone(),
                 cache: inner.cache,
                 redis: inner.redis.iter().cloned().chain(breakers).collect(),
+                callbacks: inner.callbacks.clone(),
+                last_ok: AtomicI64::new(inner.last_ok.load(Ordering::Relaxed)),
+            }),
+        }
+    }
+
+    /// Reports `names` as the callbacks in use (`success_callbacks`; default none).
+    #[must_use]
+    pub fn callbacks(self, names: impl IntoIterator<Item = String>) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                database: inner.database.clone(),
+                cache: inner.cache,
+                redis: inner.redis.clone(),
+                callbacks: names.into_iter().collect(),
                 last_ok: AtomicI64::new(inner.last_ok.load(Ordering::Relaxed)),
             }),
         }
@@ -97,7 +117,8 @@ impl Readiness {
             "db": "Not connected",
             "cache": inner.cache,
             "litellm_version": env!("CARGO_PKG_VERSION"),
-            "success_callbacks": Value::Array(Vec::new()),
+            "success_callbacks": inner.callbacks,
+            "use_aiohttp_transport": false,
         });
         if !inner.redis.is_empty() {
             let open: Vec<&Breaker> = inner.redis.iter().filter(|b| b.is_open()).collect();
@@ -142,6 +163,8 @@ impl Readiness {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     fn json(b: &Bytes) -> Value {

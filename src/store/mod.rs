@@ -66,6 +66,7 @@ use crate::secret::Secret;
 mod conformance;
 mod error;
 mod memory;
+mod models;
 mod rows;
 #[cfg(feature = "gateway")]
 mod sql;
@@ -76,6 +77,7 @@ pub use self::sql::{Backend, Store, MIGRATIONS};
 pub use self::{
     error::StoreError,
     memory::InMemoryStore,
+    models::{InMemoryModels, ModelRow, ModelStore},
     rows::{
         BudgetState, KeyRow, Limits, NewKey, SpendFilter, SpendRow, SpendTotals, TeamRow, UserRow,
         PROXY_BUDGET_ID,

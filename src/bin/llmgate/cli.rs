@@ -224,6 +224,7 @@ pub(crate) fn run(opts: RunOptions) -> Result<(), String> {
                 "none"
             }
         };
+        crate::reload_on_sighup(gateway.models().clone(), opts_path.clone());
         tracing::info!(
             %addr,
             workers,

@@ -5,6 +5,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
+use llmgate::{config::Config, gateway::LiveModels};
 
 mod alloc;
 mod cli;
@@ -59,6 +60,65 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("{message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Re-reads `path` on every `SIGHUP` and serves its `model_list` and routing settings from the
+/// next request on (see `docs/operations.md`, "Model management"). A file that does not load
+/// changes nothing: every problem is logged and the running config stays. Requests in flight
+/// finish on the deployments they started with. Call it inside the runtime that serves.
+pub(crate) fn reload_on_sighup(models: LiveModels, path: Option<PathBuf>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: config reload is off");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                reload(&models, path.as_ref());
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (models, path);
+    }
+}
+
+/// One reload: load and check the whole file first, then swap.
+fn reload(models: &LiveModels, path: Option<&PathBuf>) {
+    let Some(path) = path else {
+        tracing::info!("SIGHUP: running the embedded default config; nothing to reload");
+        return;
+    };
+    let origin = path.display();
+    match Config::from_path(path) {
+        Err(errors) => {
+            tracing::error!(
+                problems = errors.0.len(),
+                "{origin}: config reload refused; the running config stays"
+            );
+            for e in &errors.0 {
+                tracing::error!("{origin}: {e}");
+            }
+        }
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                tracing::warn!("{origin}: {w}");
+            }
+            for w in models.reload_config(&loaded.config) {
+                tracing::warn!("{origin}: {w}");
+            }
+            tracing::info!(
+                models = ?models.router().current().model_names(),
+                "{origin}: config reloaded (model_list and routing settings; other settings take effect at restart)"
+            );
         }
     }
 }

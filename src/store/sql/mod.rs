@@ -24,6 +24,7 @@ use super::{
 };
 
 mod keys;
+mod models;
 mod spend;
 mod teams;
 mod users;

@@ -1,0 +1,182 @@
+//! Models kept in the database (`general_settings.store_model_in_db: true`): [`ModelStore`] and
+//! its rows, with an in-memory implementation ([`InMemoryModels`]); the SQL one is in
+//! `store/sql/models.rs` (table `llmgate_models`, created on first use).
+//!
+//! A row is a `model_list` entry as `/model/new` received it (`litellm_params` with its
+//! `os.environ/` references unresolved: every replica resolves them in its own environment),
+//! under a `model_id`. Replicas read the whole table every few seconds
+//! ([`LiveModels::watch`](crate::gateway::LiveModels::watch)): the table is small and the read is
+//! off the request path.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{now_ms, StoreError, StoreFuture};
+
+/// One model kept in the database.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ModelRow {
+    /// The deployment id (`model_info.id`).
+    pub model_id: String,
+    /// The model group.
+    pub model_name: String,
+    /// `litellm_params`, as given (secrets included: the API answers mask them).
+    pub litellm_params: Map<String, Value>,
+    /// `model_info`, as given.
+    pub model_info: Map<String, Value>,
+    /// Who added it (the caller's user id, or `default_user_id` for the master key).
+    pub created_by: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
+/// Where the models of `store_model_in_db` are kept. Boxed futures so it can be a trait object.
+pub trait ModelStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Every model, ordered by creation (then id).
+    fn list_models(&self) -> StoreFuture<'_, Vec<ModelRow>>;
+
+    /// Adds `row`; an existing `model_id` is an error.
+    fn insert_model<'a>(&'a self, row: &'a ModelRow) -> StoreFuture<'a, ()>;
+
+    /// Replaces the row with `row.model_id`; `false` when there is none.
+    fn update_model<'a>(&'a self, row: &'a ModelRow) -> StoreFuture<'a, bool>;
+
+    /// Deletes the row; `false` when there is none.
+    fn delete_model<'a>(&'a self, model_id: &'a str) -> StoreFuture<'a, bool>;
+}
+
+impl<T: ModelStore + ?Sized> ModelStore for Arc<T> {
+    fn list_models(&self) -> StoreFuture<'_, Vec<ModelRow>> {
+        (**self).list_models()
+    }
+    fn insert_model<'a>(&'a self, row: &'a ModelRow) -> StoreFuture<'a, ()> {
+        (**self).insert_model(row)
+    }
+    fn update_model<'a>(&'a self, row: &'a ModelRow) -> StoreFuture<'a, bool> {
+        (**self).update_model(row)
+    }
+    fn delete_model<'a>(&'a self, model_id: &'a str) -> StoreFuture<'a, bool> {
+        (**self).delete_model(model_id)
+    }
+}
+
+/// [`ModelStore`] in process memory (tests, a library user without a database).
+#[derive(Debug, Default)]
+pub struct InMemoryModels {
+    rows: Mutex<Vec<ModelRow>>,
+}
+
+impl InMemoryModels {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn rows(&self) -> std::sync::MutexGuard<'_, Vec<ModelRow>> {
+        self.rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl ModelStore for InMemoryModels {
+    fn list_models(&self) -> StoreFuture<'_, Vec<ModelRow>> {
+        let rows = self.rows().clone();
+        Box::pin(async move { Ok(rows) })
+    }
+
+    fn insert_model<'a>(&'a self, row: &'a ModelRow) -> StoreFuture<'a, ()> {
+        let result = {
+            let mut rows = self.rows();
+            if rows.iter().any(|r| r.model_id == row.model_id) {
+                Err(StoreError::msg("a model with this id exists"))
+            } else {
+                rows.push(row.clone());
+                Ok(())
+            }
+        };
+        Box::pin(async move { result })
+    }
+
+    fn update_model<'a>(&'a self, row: &'a ModelRow) -> StoreFuture<'a, bool> {
+        let found = {
+            let mut rows = self.rows();
+            match rows.iter_mut().find(|r| r.model_id == row.model_id) {
+                Some(r) => {
+                    *r = ModelRow {
+                        updated_at: now_ms(),
+                        ..row.clone()
+                    };
+                    true
+                }
+                None => false,
+            }
+        };
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn delete_model<'a>(&'a self, model_id: &'a str) -> StoreFuture<'a, bool> {
+        let found = {
+            let mut rows = self.rows();
+            let before = rows.len();
+            rows.retain(|r| r.model_id != model_id);
+            rows.len() != before
+        };
+        Box::pin(async move { Ok(found) })
+    }
+}
+
+/// The behaviour both implementations share.
+#[cfg(test)]
+pub(super) async fn conformance(store: &dyn ModelStore) {
+    let row = |id: &str, name: &str| ModelRow {
+        model_id: id.to_owned(),
+        model_name: name.to_owned(),
+        litellm_params: serde_json::json!({"model": "mock/x", "api_key": "sk-secret-123456"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        model_info: Map::new(),
+        created_by: Some("admin".to_owned()),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let before = store.list_models().await.expect("list").len();
+    store.insert_model(&row("m1", "a")).await.expect("insert");
+    assert!(
+        store.insert_model(&row("m1", "b")).await.is_err(),
+        "duplicate id"
+    );
+    store.insert_model(&row("m2", "b")).await.expect("insert");
+    let all = store.list_models().await.expect("list");
+    assert_eq!(all.len(), before + 2);
+    let m1 = all.iter().find(|r| r.model_id == "m1").expect("m1 listed");
+    assert_eq!(m1.litellm_params["api_key"], "sk-secret-123456");
+    assert_eq!(m1.created_by.as_deref(), Some("admin"));
+    let mut changed = row("m1", "renamed");
+    changed.updated_at = 2;
+    assert!(store.update_model(&changed).await.expect("update"));
+    assert!(!store.update_model(&row("nope", "x")).await.expect("update"));
+    let all = store.list_models().await.expect("list");
+    let m1 = all.iter().find(|r| r.model_id == "m1").expect("m1 listed");
+    assert_eq!(m1.model_name, "renamed");
+    assert!(store.delete_model("m1").await.expect("delete"));
+    assert!(!store.delete_model("m1").await.expect("delete"));
+    assert_eq!(store.list_models().await.expect("list").len(), before + 1);
+    assert!(store.delete_model("m2").await.expect("delete"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn in_memory_models_behave() {
+        conformance(&InMemoryModels::new()).await;
+    }
+}
