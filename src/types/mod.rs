@@ -10,6 +10,7 @@ pub mod embeddings;
 pub mod events;
 pub mod extensions;
 pub mod models;
+pub mod passthrough;
 pub mod relay;
 mod request;
 mod response;
