@@ -140,6 +140,7 @@ pub mod governance;
 #[cfg(feature = "gateway")]
 pub mod management;
 pub mod observe;
+pub mod passthrough;
 pub mod provider;
 pub mod rate_limit;
 pub mod router;

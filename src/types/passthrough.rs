@@ -196,7 +196,16 @@ impl PassThroughRequest {
         base: &str,
         query: Option<&str>,
     ) -> Result<http::Request<Bytes>, crate::error::LlmError> {
-        let base = base.trim_end_matches('/');
+        let mut base = base.trim_end_matches('/');
+        // A base that ends with the path's first segment (`…/v1` and `v1/models`) is not doubled.
+        let first = self.path.split('/').next().unwrap_or_default();
+        if !first.is_empty() {
+            if let Some(stripped) = base.strip_suffix(first) {
+                if stripped.ends_with('/') && !stripped.ends_with("//") {
+                    base = stripped.trim_end_matches('/');
+                }
+            }
+        }
         let mut url = String::with_capacity(base.len() + self.path.len() + 2);
         url.push_str(base);
         url.push('/');
@@ -490,6 +499,18 @@ mod tests {
         assert_eq!(up.uri(), "http://h:1/v1/models?limit=2");
         assert_eq!(up.method(), Method::GET);
         assert_eq!(up.headers()["accept"], "application/json");
+        assert_eq!(
+            r.to_upstream("https://api.openai.com/v1", None).unwrap().uri(),
+            "https://api.openai.com/v1/models"
+        );
+        let r2 = PassThroughRequest::new(Family::OpenAi, "g", Method::GET, "models");
+        assert_eq!(
+            r2.to_upstream("https://api.openai.com/v1", None).unwrap().uri(),
+            "https://api.openai.com/v1/models"
+        );
+        // A host named like the segment is not cut.
+        let r3 = PassThroughRequest::new(Family::Ollama, "g", Method::GET, "v1/x");
+        assert_eq!(r3.to_upstream("http://v1", None).unwrap().uri(), "http://v1/v1/x");
         r.path = "v1/x y".to_owned();
         assert!(r.to_upstream("http://h:1", None).is_err());
     }

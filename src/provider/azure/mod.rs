@@ -18,6 +18,7 @@
 //!   [`ContentPolicyViolation`](crate::ErrorKind::ContentPolicyViolation), relayed with its
 //!   `innererror`. Azure's bare `{code, message}` errors (429) become the OpenAI error JSON.
 
+pub(crate) mod passthrough;
 use bytes::Bytes;
 use http::HeaderName;
 

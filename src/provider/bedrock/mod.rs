@@ -40,6 +40,7 @@
 //! [`stream`] for ConverseStream and [`error`] for error kinds.
 //! `bedrock/invoke/<modelId>` (InvokeModel with each vendor's own body) is not implemented.
 
+pub(crate) mod passthrough;
 pub mod encode;
 pub mod error;
 pub mod stream;

@@ -37,6 +37,7 @@
 //! usage counts thoughts as completion (reasoning) tokens and cached content as cached tokens.
 //! Errors are classified by [`classify_google_error`].
 
+pub(crate) mod passthrough;
 pub(crate) mod auth;
 mod decode;
 mod encode;

@@ -10,6 +10,7 @@
 //!
 //! The functions here are reused by every OpenAI-shaped family (Azure, the OpenAI-compatible hosts).
 
+pub(crate) mod passthrough;
 mod encode;
 mod error;
 mod stream;
