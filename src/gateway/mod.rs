@@ -306,6 +306,20 @@ impl Gateway {
             .timer(self.timer)
             .admission(self.admission.clone())
             .readiness(self.readiness())
+            .pass_through(self.pass_through_routes())
+    }
+
+    /// The provider pass-through routes of this gateway's model list (see
+    /// [`crate::passthrough`]).
+    #[must_use]
+    pub fn pass_through_routes(&self) -> crate::passthrough::PassThroughRoutes {
+        let router = &self.router;
+        crate::passthrough::PassThroughRoutes::from_groups(
+            router
+                .model_names()
+                .iter()
+                .map(|g| (g.as_str(), router.deployments(g))),
+        )
     }
 
     /// What `/health/readiness` reports: the database ([`Gateway::build`] only), the cache and
