@@ -53,9 +53,7 @@ impl PassThroughRoutes {
                 out.push((family, group.into()));
             }
         }
-        Self {
-            groups: out.into(),
-        }
+        Self { groups: out.into() }
     }
 
     /// The routes for a gateway's model groups, in config order (see the
@@ -79,10 +77,7 @@ impl PassThroughRoutes {
                 if deps.is_empty() || group.contains('*') {
                     continue;
                 }
-                let serving: Vec<_> = deps
-                    .iter()
-                    .filter(|d| family.serves(&d.provider))
-                    .collect();
+                let serving: Vec<_> = deps.iter().filter(|d| family.serves(&d.provider)).collect();
                 if serving.is_empty() {
                     continue;
                 }
@@ -159,14 +154,21 @@ mod tests {
             ("local", vec![&ol]),
         ];
         let routes = PassThroughRoutes::from_groups(groups.clone());
-        assert_eq!(routes.group(Family::Anthropic).map(|g| &**g), Some("claude-b"));
+        assert_eq!(
+            routes.group(Family::Anthropic).map(|g| &**g),
+            Some("claude-b")
+        );
         assert_eq!(routes.group(Family::OpenAi).map(|g| &**g), Some("gpt"));
         assert_eq!(routes.group(Family::Ollama).map(|g| &**g), Some("local"));
         assert!(routes.group(Family::Bedrock).is_none());
 
         // Without the mark: the first pure group.
-        let routes = PassThroughRoutes::from_groups(groups.into_iter().filter(|(g, _)| *g != "claude-b"));
-        assert_eq!(routes.group(Family::Anthropic).map(|g| &**g), Some("claude-a"));
+        let routes =
+            PassThroughRoutes::from_groups(groups.into_iter().filter(|(g, _)| *g != "claude-b"));
+        assert_eq!(
+            routes.group(Family::Anthropic).map(|g| &**g),
+            Some("claude-a")
+        );
         // Only a mixed group: it is used.
         let routes = PassThroughRoutes::from_groups([("mixed", mixed.iter())]);
         assert_eq!(routes.group(Family::OpenAi).map(|g| &**g), Some("mixed"));

@@ -382,11 +382,17 @@ mod tests {
     fn openai_chat_responses_gemini_and_ollama_shapes() {
         let chat = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10,\"prompt_tokens_details\":{\"cached_tokens\":2},\"completion_tokens_details\":{\"reasoning_tokens\":1}}}\n\ndata: [DONE]\n\n";
         let u = scan_lines(&[chat]).1.unwrap();
-        assert_eq!((u.input, u.output, u.cache_read, u.reasoning, u.total), (7, 3, 2, 1, 10));
+        assert_eq!(
+            (u.input, u.output, u.cache_read, u.reasoning, u.total),
+            (7, 3, 2, 1, 10)
+        );
 
         let resp = "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":20,\"input_tokens_details\":{\"cached_tokens\":4},\"output_tokens\":9,\"output_tokens_details\":{\"reasoning_tokens\":5},\"total_tokens\":29}}}\n\n";
         let u = scan_lines(&[resp]).1.unwrap();
-        assert_eq!((u.input, u.output, u.cache_read, u.reasoning, u.total), (20, 9, 4, 5, 29));
+        assert_eq!(
+            (u.input, u.output, u.cache_read, u.reasoning, u.total),
+            (20, 9, 4, 5, 29)
+        );
 
         let gem = "data: {\"candidates\":[],\"usageMetadata\":{\"promptTokenCount\":8,\"candidatesTokenCount\":4,\"thoughtsTokenCount\":2,\"totalTokenCount\":14}}\r\n\r\n";
         let u = scan_lines(&[gem]).1.unwrap();

@@ -113,10 +113,7 @@ where
         Some(t) => tokio::time::timeout(t, send).await.map_err(|_| {
             LlmError::new(
                 ErrorKind::Timeout,
-                format!(
-                    "the provider did not answer within {:.3}s",
-                    t.as_secs_f64()
-                ),
+                format!("the provider did not answer within {:.3}s", t.as_secs_f64()),
             )
             .with_provider(provider.name())
         })?,

@@ -33,9 +33,7 @@ use crate::{
         chat::ChatRequest,
         controls::{check_model, GatewayControls},
         embeddings::EmbeddingsRequest,
-        passthrough::{
-            forwarded_headers, split_query_key, Family, PassThroughRequest, RelayHead,
-        },
+        passthrough::{forwarded_headers, split_query_key, Family, PassThroughRequest, RelayHead},
         LlmRequest, LlmResponse, Operation, ResponseBody, TokenUsage,
     },
 };
@@ -334,12 +332,14 @@ where
                 large = bytes.len() >= LARGE_BODY_BYTES;
                 head.parse(bytes)
             }),
-        Route::PassThrough(_) => read_body(head.content_length, body, limit)
-            .await
-            .and_then(|bytes| {
-                large = bytes.len() >= LARGE_BODY_BYTES;
-                head.parse_pass_through(bytes)
-            }),
+        Route::PassThrough(_) => {
+            read_body(head.content_length, body, limit)
+                .await
+                .and_then(|bytes| {
+                    large = bytes.len() >= LARGE_BODY_BYTES;
+                    head.parse_pass_through(bytes)
+                })
+        }
         // Health routes answer in `Head::read`; `/v1/models` has no body.
         Route::Models | Route::Liveliness | Route::Readiness => Ok(LlmRequest::list_models()),
     };

@@ -29,10 +29,10 @@ use super::{
 };
 use crate::{
     auth::Admission,
-    passthrough::PassThroughRoutes,
-    types::passthrough::Family,
     clock::Timer,
     error::{BoxError, ErrorKind, LlmError},
+    passthrough::PassThroughRoutes,
+    types::passthrough::Family,
     types::{LlmRequest, LlmResponse},
 };
 

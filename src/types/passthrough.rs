@@ -162,8 +162,7 @@ impl PassThroughRequest {
     #[must_use]
     pub fn looks_streamed(&self) -> bool {
         let path = self.path.to_ascii_lowercase();
-        if path.contains("stream") || self.query.as_deref().is_some_and(|q| q.contains("alt=sse"))
-        {
+        if path.contains("stream") || self.query.as_deref().is_some_and(|q| q.contains("alt=sse")) {
             return true;
         }
         body_asks_stream(&self.body)
@@ -215,9 +214,7 @@ impl PassThroughRequest {
             url.push_str(q);
         }
         let uri: http::Uri = url.parse().map_err(|e| {
-            crate::error::LlmError::bad_request(format!(
-                "the pass-through URL is not valid: {e}"
-            ))
+            crate::error::LlmError::bad_request(format!("the pass-through URL is not valid: {e}"))
         })?;
         let mut req = http::Request::new(self.body.clone());
         *req.method_mut() = self.method.clone();
@@ -500,17 +497,24 @@ mod tests {
         assert_eq!(up.method(), Method::GET);
         assert_eq!(up.headers()["accept"], "application/json");
         assert_eq!(
-            r.to_upstream("https://api.openai.com/v1", None).unwrap().uri(),
+            r.to_upstream("https://api.openai.com/v1", None)
+                .unwrap()
+                .uri(),
             "https://api.openai.com/v1/models"
         );
         let r2 = PassThroughRequest::new(Family::OpenAi, "g", Method::GET, "models");
         assert_eq!(
-            r2.to_upstream("https://api.openai.com/v1", None).unwrap().uri(),
+            r2.to_upstream("https://api.openai.com/v1", None)
+                .unwrap()
+                .uri(),
             "https://api.openai.com/v1/models"
         );
         // A host named like the segment is not cut.
         let r3 = PassThroughRequest::new(Family::Ollama, "g", Method::GET, "v1/x");
-        assert_eq!(r3.to_upstream("http://v1", None).unwrap().uri(), "http://v1/v1/x");
+        assert_eq!(
+            r3.to_upstream("http://v1", None).unwrap().uri(),
+            "http://v1/v1/x"
+        );
         r.path = "v1/x y".to_owned();
         assert!(r.to_upstream("http://h:1", None).is_err());
     }

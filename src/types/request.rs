@@ -35,7 +35,12 @@ pub enum OperationKind {
 
 impl OperationKind {
     /// Every kind.
-    pub const ALL: [Self; 4] = [Self::Chat, Self::Embeddings, Self::ListModels, Self::PassThrough];
+    pub const ALL: [Self; 4] = [
+        Self::Chat,
+        Self::Embeddings,
+        Self::ListModels,
+        Self::PassThrough,
+    ];
 
     /// Short name, for logs, metrics and error messages (`chat`, `embeddings`, `list_models`).
     #[must_use]

@@ -30,10 +30,10 @@
 //! Deployment parameters: `api_base` (default `https://api.anthropic.com`), `api_key` (sent as
 //! `x-api-key`), `max_tokens` (the default output limit), `drop_params`, `extra_headers`.
 
-pub(crate) mod passthrough;
 mod decode;
 mod encode;
 mod error;
+pub(crate) mod passthrough;
 mod stream;
 
 use bytes::Bytes;

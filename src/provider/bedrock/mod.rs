@@ -40,9 +40,9 @@
 //! [`stream`] for ConverseStream and [`error`] for error kinds.
 //! `bedrock/invoke/<modelId>` (InvokeModel with each vendor's own body) is not implemented.
 
-pub(crate) mod passthrough;
 pub mod encode;
 pub mod error;
+pub(crate) mod passthrough;
 pub mod stream;
 
 mod decode;

@@ -37,11 +37,11 @@
 //! usage counts thoughts as completion (reasoning) tokens and cached content as cached tokens.
 //! Errors are classified by [`classify_google_error`].
 
-pub(crate) mod passthrough;
 pub(crate) mod auth;
 mod decode;
 mod encode;
 mod error;
+pub(crate) mod passthrough;
 mod stream;
 
 use std::sync::{Arc, OnceLock};

@@ -25,9 +25,9 @@
 //! - Embeddings (either prefix) call `/api/embed` (`dimensions` sent; `encoding_format: base64`
 //!   answered by encoding Ollama's floats as little-endian f32, as OpenAI does).
 
-pub(crate) mod passthrough;
 mod decode;
 mod encode;
+pub(crate) mod passthrough;
 mod stream;
 
 use bytes::Bytes;

@@ -10,9 +10,9 @@
 //!
 //! The functions here are reused by every OpenAI-shaped family (Azure, the OpenAI-compatible hosts).
 
-pub(crate) mod passthrough;
 mod encode;
 mod error;
+pub(crate) mod passthrough;
 mod stream;
 
 use bytes::Bytes;

@@ -19,7 +19,10 @@ pub(crate) fn encode(
     let base = dep
         .api_base
         .as_deref()
-        .or_else(|| dep.env().and_then(|e| e.first(&["OPENAI_API_BASE", "OPENAI_BASE_URL"])))
+        .or_else(|| {
+            dep.env()
+                .and_then(|e| e.first(&["OPENAI_API_BASE", "OPENAI_BASE_URL"]))
+        })
         .unwrap_or(DEFAULT_API_BASE);
     let mut up = req.to_upstream(base, req.query.as_deref())?;
     with_credentials(&mut up, dep, "openai")?;
