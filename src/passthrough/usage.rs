@@ -110,36 +110,56 @@ impl UsageScanner {
                 None
             }
             Shape::Lines => {
-                let mut changed = false;
-                let mut rest = &chunk[..];
-                while let Some(at) = rest.iter().position(|&b| b == b'\n') {
-                    let (piece, tail) = rest.split_at(at);
-                    rest = &tail[1..];
-                    if self.skipping {
-                        self.skipping = false;
-                        self.buf.clear();
-                        continue;
-                    }
-                    if self.buf.is_empty() {
-                        changed |= self.line(piece);
-                    } else {
-                        self.buf.extend_from_slice(piece);
-                        let line = std::mem::take(&mut self.buf);
-                        changed |= self.line(&line);
-                        self.buf = line;
-                        self.buf.clear();
-                    }
-                }
-                if !self.skipping && !rest.is_empty() {
-                    if self.buf.len() + rest.len() > MAX_LINE {
-                        self.skipping = true;
-                        self.buf = BytesMut::new();
-                    } else {
-                        self.buf.extend_from_slice(rest);
-                    }
-                }
+                let changed = self.feed_lines(chunk);
                 changed.then(|| self.usage()).flatten()
             }
+        }
+    }
+
+    /// Reads the complete lines of a stream piece; keeps the incomplete last one. Lines that
+    /// name no usage key (nearly all of them) are passed over in one search of the piece.
+    fn feed_lines(&mut self, chunk: &[u8]) -> bool {
+        let Some(last) = memchr::memrchr(b'\n', chunk) else {
+            self.keep(chunk);
+            return false;
+        };
+        let mut changed = false;
+        // The line that began in an earlier piece.
+        let first = memchr::memchr(b'\n', chunk).unwrap_or(last);
+        if self.skipping {
+            self.skipping = false;
+        } else if self.buf.is_empty() {
+            changed |= self.line(&chunk[..first]);
+        } else {
+            let mut line = std::mem::take(&mut self.buf);
+            if line.len() + first <= MAX_LINE {
+                line.extend_from_slice(&chunk[..first]);
+                changed |= self.line(&line);
+            }
+            line.clear();
+            self.buf = line;
+        }
+        // Every other complete line, searched only when the piece names usage somewhere.
+        let middle = &chunk[first..last];
+        if names_usage(middle) {
+            for line in middle.split(|&b| b == b'\n') {
+                changed |= self.line(line);
+            }
+        }
+        self.keep(&chunk[last + 1..]);
+        changed
+    }
+
+    /// Keeps the start of an incomplete line (or skips a line that outgrew [`MAX_LINE`]).
+    fn keep(&mut self, part: &[u8]) {
+        if self.skipping || part.is_empty() {
+            return;
+        }
+        if self.buf.len() + part.len() > MAX_LINE {
+            self.skipping = true;
+            self.buf = BytesMut::new();
+        } else {
+            self.buf.extend_from_slice(part);
         }
     }
 
@@ -225,9 +245,10 @@ impl UsageScanner {
 
 /// Whether a payload mentions a usage key at all (the cheap test before a parse).
 fn names_usage(payload: &[u8]) -> bool {
-    const KEYS: [&[u8]; 3] = [b"sage\"", b"sageMetadata\"", b"eval_count\""];
-    KEYS.iter()
-        .any(|k| payload.windows(k.len()).any(|w| w == *k))
+    // `usage"`, `usageMetadata"`, `prompt_eval_count"` / `eval_count"`.
+    [&b"usage\""[..], b"usageMetadata\"", b"eval_count\""]
+        .iter()
+        .any(|k| memchr::memmem::find(payload, k).is_some())
 }
 
 fn num(v: &Value, key: &str) -> Option<u64> {
