@@ -182,7 +182,7 @@ async fn anthropic_governed(opts: BuildOptions) {
         (Some(15), Some(7)),
         "{r1}"
     );
-    let want = 15.0 * 0.001 + 7.0 * 0.002;
+    let want = 0.029; // 15 input tokens at 0.001, 7 output at 0.002
     assert!((r1["spend"].as_f64().unwrap() - want).abs() < 1e-6, "{r1}");
     let r2 = row(&call_2);
     assert_eq!(
