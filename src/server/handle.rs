@@ -439,7 +439,7 @@ async fn respond_relay(
             usage: None,
             cost: None,
             cache_hit: Some(false),
-            stream: Some("relayed"),
+            stream: None,
         });
     }
     out
