@@ -235,11 +235,18 @@ async fn budgets_and_rate_limits_apply_to_pass_through_calls() {
     assert_eq!(a.status, 429, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(up.hits(), 2);
 
+    // A key with a tpm limit: the first answer's 22 tokens use it up, the next call is refused.
+    let (tpm, _) = new_key(&base, json!({"tpm_limit": 20})).await;
+    assert_eq!(call(tpm.clone()).await.status, 200);
+    let a = call(tpm).await;
+    assert_eq!(a.status, 429, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(up.hits(), 3);
+
     // A key without access to the route's model group.
     let (other, _) = new_key(&base, json!({"models": ["some-other-group"]})).await;
     let a = call(other).await;
     assert_eq!(a.status, 401, "{}", String::from_utf8_lossy(&a.body));
-    assert_eq!(up.hits(), 2);
+    assert_eq!(up.hits(), 3);
 }
 
 /// Every family's deployment at one fake upstream, with a master key.
@@ -566,4 +573,44 @@ async fn the_deployment_marked_use_in_pass_through_is_used() {
         Some("key-b")
     );
     let _ = call_with;
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_stream_ends_the_upstream_call_and_gets_a_row() {
+    let up = FakeUpstream::start().await;
+    let gw = Gov::start(
+        &anthropic_config(&up.url(), ""),
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let (key, _) = new_key(&gw.url(""), json!({})).await;
+    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":30,\"output_tokens\":1}}}\n\n";
+    up.enqueue(Reply::sse_then_hang(start));
+    let req = http::Request::post(gw.url("/anthropic/v1/messages"))
+        .header("x-api-key", &key)
+        .body(Full::new(Bytes::from_static(br#"{"stream":true}"#)))
+        .unwrap();
+    let resp = support::gw::client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    // The first event arrives as soon as the upstream wrote it, before the upstream's end.
+    let first = http_body_util::BodyExt::frame(&mut body)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.data_ref().map(|d| &d[..]), Some(start.as_bytes()));
+    drop(body);
+    assert!(
+        up.wait_for_disconnect(std::time::Duration::from_secs(5))
+            .await,
+        "the upstream call was not ended"
+    );
+    gw.flush().await;
+    let rows = get(&gw.url(&format!("/spend/logs?api_key={key}")), Some(MASTER))
+        .await
+        .json();
+    let rows = spend_rows(&rows);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["prompt_tokens"], 30, "{rows:?}");
+    assert_ne!(rows[0]["status"], "success", "{rows:?}");
 }
