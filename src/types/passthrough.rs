@@ -518,4 +518,26 @@ mod tests {
         r.path = "v1/x y".to_owned();
         assert!(r.to_upstream("http://h:1", None).is_err());
     }
+
+    /// Whatever the client's path, the request goes to the base's host: a path cannot name
+    /// another authority.
+    #[test]
+    fn hostile_paths_stay_on_the_base_host() {
+        for tail in [
+            "//evil.example/x",
+            "@evil.example/x",
+            "../../x",
+            "%2F%2Fevil.example",
+            "x/..%2f..%2fy",
+            "http://evil.example/",
+            ":80@evil.example/",
+            "\\evil.example\\x",
+        ] {
+            let r = PassThroughRequest::new(Family::Anthropic, "g", Method::GET, tail);
+            if let Ok(up) = r.to_upstream("https://api.anthropic.com", Some("a=@evil.example")) {
+                assert_eq!(up.uri().host(), Some("api.anthropic.com"), "{tail}");
+                assert_eq!(up.uri().scheme_str(), Some("https"), "{tail}");
+            }
+        }
+    }
 }
