@@ -26,7 +26,7 @@ use support::{
 
 /// An Anthropic answer with usage (10 input + 5 cache reads, 7 output), as the provider writes it
 /// (spacing kept: the relay must not re-serialize it).
-const ANTHROPIC_MESSAGE: &str = r#"{"id":"msg_1", "type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":10,"cache_read_input_tokens":5,"output_tokens":7}}"#;
+const ANTHROPIC_MESSAGE: &str = r#"{"id":"msg_1", "type":"message","role":"assistant","model":"claude-x-20250101","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":10,"cache_read_input_tokens":5,"output_tokens":7}}"#;
 
 /// An Anthropic stream: input in `message_start`, output in `message_delta`.
 const ANTHROPIC_STREAM: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_2\",\"usage\":{\"input_tokens\":20,\"cache_creation_input_tokens\":4,\"output_tokens\":1}}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"yo\"}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":9}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
@@ -174,6 +174,8 @@ async fn anthropic_governed(opts: BuildOptions) {
     let r1 = row(&call_1);
     assert_eq!(r1["api_key"], token.as_str());
     assert_eq!(r1["model_group"], "claude");
+    // The model the answer names.
+    assert_eq!(r1["model"], "claude-x-20250101", "{r1}");
     assert_eq!(
         (
             r1["prompt_tokens"].as_u64(),

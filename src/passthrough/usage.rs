@@ -10,6 +10,8 @@
 //! input (with cache reads and writes) in `message_start`, output in `message_delta` — which add
 //! up here into one cumulative [`TokenUsage`].
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
@@ -79,6 +81,10 @@ pub struct UsageScanner {
     skipping: bool,
     known: Parts,
     seen: bool,
+    /// The model the answer names, once read (with its usage).
+    model: Option<Arc<str>>,
+    /// Whether `model` was read since [`UsageScanner::take_model`] last took it.
+    model_new: bool,
 }
 
 impl UsageScanner {
@@ -91,6 +97,8 @@ impl UsageScanner {
             skipping: false,
             known: Parts::default(),
             seen: false,
+            model: None,
+            model_new: false,
         }
     }
 
@@ -175,9 +183,22 @@ impl UsageScanner {
             Shape::Lines => !buf.is_empty() && self.line(&buf),
             Shape::Document => serde_json::from_slice::<Value>(&buf)
                 .ok()
-                .is_some_and(|doc| self.merge(parts_of(&doc))),
+                .is_some_and(|doc| {
+                    self.note_model(&doc);
+                    self.merge(parts_of(&doc))
+                }),
         };
         changed.then(|| self.usage()).flatten()
+    }
+
+    /// The model the answer names (read where its usage is: Anthropic's `message_start`, an
+    /// OpenAI chunk or answer, the Responses API's `response`), the first time it is known.
+    pub fn take_model(&mut self) -> Option<Arc<str>> {
+        if std::mem::take(&mut self.model_new) {
+            self.model.clone()
+        } else {
+            None
+        }
     }
 
     /// The usage known so far.
@@ -214,8 +235,28 @@ impl UsageScanner {
             return false;
         }
         match serde_json::from_slice::<Value>(payload) {
-            Ok(doc) => self.merge(parts_of(&doc)),
+            Ok(doc) => {
+                self.note_model(&doc);
+                self.merge(parts_of(&doc))
+            }
             Err(_) => false,
+        }
+    }
+
+    fn note_model(&mut self, doc: &Value) {
+        if self.model.is_some() {
+            return;
+        }
+        let model = doc
+            .get("model")
+            .or_else(|| doc.get("message").and_then(|m| m.get("model")))
+            .or_else(|| doc.get("response").and_then(|r| r.get("model")))
+            .or_else(|| doc.get("modelVersion"))
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty() && m.len() <= 256);
+        if let Some(m) = model {
+            self.model = Some(m.into());
+            self.model_new = true;
         }
     }
 
@@ -393,6 +434,12 @@ mod tests {
                 "cut at {cut}"
             );
         }
+        let mut s = UsageScanner::new(Shape::Lines);
+        s.feed(&Bytes::from_static(
+            b"data: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"usage\":{\"input_tokens\":1}}}\n",
+        ));
+        assert_eq!(s.take_model().as_deref(), Some("claude-x"));
+        assert_eq!(s.take_model(), None, "taken once");
         let (seen, _) = scan_lines(&[start, "event: ping\n\n", delta]);
         assert_eq!(seen[0].unwrap().output, 1);
         assert!(seen[1].is_none());

@@ -182,7 +182,10 @@ where
         match ready!(this.body.poll_next(cx)) {
             Some(Ok(bytes)) => {
                 let usage = this.scanner.feed(&bytes);
-                Poll::Ready(Some(Ok(StreamEvent::new(bytes).with_usage(usage))))
+                let model = this.scanner.take_model();
+                Poll::Ready(Some(Ok(StreamEvent::new(bytes)
+                    .with_usage(usage)
+                    .with_model(model))))
             }
             Some(Err(e)) => {
                 *this.done = true;
@@ -196,9 +199,12 @@ where
             None => {
                 *this.done = true;
                 // A complete document states its usage at its end: an empty event carries it.
-                Poll::Ready(this.scanner.finish().map(|u| {
+                let usage = this.scanner.finish();
+                let model = this.scanner.take_model();
+                Poll::Ready(usage.map(|u| {
                     Ok(StreamEvent::new(Bytes::new())
                         .with_usage(Some(u))
+                        .with_model(model)
                         .final_event())
                 }))
             }
@@ -240,6 +246,7 @@ mod tests {
         );
         let last = events[2].as_ref().unwrap();
         assert!(last.frame.is_empty() && last.is_final);
+        assert!(last.model.is_none(), "the answer names no model");
         assert_eq!(last.usage.unwrap().total, 5);
     }
 }
