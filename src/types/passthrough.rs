@@ -266,8 +266,10 @@ const DROPPED_REQUEST_HEADERS: &[&str] = &[
     "accept-encoding",
 ];
 
-/// The client's headers a pass-through sends on: all but [`DROPPED_REQUEST_HEADERS`], the
-/// gateway's own `x-litellm-*` headers, and AWS signing headers (the gateway signs anew).
+/// The client's headers a pass-through sends on: all but its credentials (`Authorization`,
+/// `x-api-key`, `api-key`, `x-goog-api-key`, `Cookie`, …), hop-by-hop headers, `Host`,
+/// `Content-Length`, `Accept-Encoding`, the gateway's own `x-litellm-*` headers, and AWS signing
+/// headers (the gateway signs anew).
 #[must_use]
 pub fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(headers.len());
@@ -297,7 +299,8 @@ const DROPPED_RESPONSE_HEADERS: &[&str] = &[
     "content-length",
 ];
 
-/// The upstream's response headers a pass-through relays: all but hop-by-hop ones.
+/// The upstream's response headers a pass-through relays: all but hop-by-hop ones and
+/// `Content-Length` (the edge's HTTP server frames the body it writes).
 #[must_use]
 pub fn relayed_headers(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(headers.len());
