@@ -616,3 +616,31 @@ async fn a_client_that_goes_away_mid_stream_ends_the_upstream_call_and_gets_a_ro
     assert_eq!(rows[0]["prompt_tokens"], 30, "{rows:?}");
     assert_ne!(rows[0]["status"], "success", "{rows:?}");
 }
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_the_gateways_error_json() {
+    // A port nothing listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let yaml = format!(
+        "model_list:\n  - model_name: claude\n    litellm_params:\n      model: anthropic/claude-x\n      api_base: http://{dead}\n      api_key: k\n"
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let a = raw("POST", &gw.url("/anthropic/v1/messages"), &[], "{}").await;
+    assert!(
+        a.status >= 500,
+        "{}: {}",
+        a.status,
+        String::from_utf8_lossy(&a.body)
+    );
+    let e = a.error();
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not reach the provider"),
+        "{e}"
+    );
+}
