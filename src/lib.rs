@@ -142,6 +142,7 @@ pub mod governance;
 pub mod management;
 pub mod metrics;
 pub mod observe;
+pub mod passthrough;
 #[cfg(feature = "gateway")]
 pub mod probe;
 pub mod provider;

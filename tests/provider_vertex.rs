@@ -449,3 +449,44 @@ async fn a_ready_access_token_skips_the_exchange() {
         .0
         .starts_with("/v1/projects/explicit-project/locations/europe-west4/"));
 }
+
+/// The `/vertex_ai/{path}` pass-through signs with the same service-account token: fetched once,
+/// sent as `Authorization: Bearer`, the path and body sent as the client wrote them, the answer
+/// relayed with the usage it states.
+#[tokio::test]
+async fn pass_through_calls_carry_the_service_account_token() {
+    use futures_util::StreamExt as _;
+    use llmgate::types::{
+        passthrough::{Family, PassThroughRequest},
+        Operation,
+    };
+
+    let g = start(3600, false, Duration::ZERO).await;
+    let svc = service(deployment(&g, g.credentials()));
+    let path = "v1/projects/p/locations/europe-west4/publishers/google/models/gemini-2.5-flash:generateContent";
+    for _ in 0..2 {
+        let mut pt =
+            PassThroughRequest::new(Family::VertexAi, "vertex-flash", http::Method::POST, path);
+        pt.body = Bytes::from_static(br#"{"contents":[]}"#);
+        let req = LlmRequest::new(Operation::PassThrough(Arc::new(pt)));
+        let resp = svc.clone().oneshot(req).await.unwrap();
+        let ResponseBody::Events(mut events) = resp.body else {
+            panic!("a pass-through answers with its body as events");
+        };
+        let (mut bytes, mut usage) = (Vec::new(), None);
+        while let Some(e) = events.next().await {
+            let e = e.unwrap();
+            bytes.extend_from_slice(&e.frame);
+            usage = e.usage.or(usage);
+        }
+        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(answer["usageMetadata"]["totalTokenCount"], 4);
+        assert_eq!(usage.map(|u| (u.input, u.output)), Some((3, 1)));
+    }
+    assert_eq!(g.token_requests(), 1, "one token for both calls");
+    assert_eq!(
+        g.authorizations(),
+        vec!["Bearer ya29.token-1", "Bearer ya29.token-1"]
+    );
+    assert_eq!(g.seen.lock().unwrap().calls[0].0, format!("/{path}"));
+}

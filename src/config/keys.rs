@@ -490,7 +490,7 @@ pub const LITELLM_PARAMS: &[KeySpec] = &[
     key("watsonx_region_name", Pending),
     key("num_retries", Pending),
     key("max_file_size_mb", Pending),
-    key("use_in_pass_through", Pending),
+    key("use_in_pass_through", Implemented),
     key("use_litellm_proxy", Pending),
     key("merge_reasoning_content_in_choices", Pending),
     key(

@@ -606,8 +606,8 @@ impl GatewayBuilder {
             ),
         };
         let keys = gov.as_ref().map(|g| g.keys.clone());
-        let management = crate::management::ops_router(
-            crate::management::Ops::new(
+        let management = super::ops::ops_router(
+            super::ops::Ops::new(
                 self.master_key.clone(),
                 keys,
                 prober.clone(),

@@ -17,12 +17,12 @@
 mod build;
 mod builder;
 mod live;
+mod ops;
 mod stack;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 
 pub use self::{
     build::deployment_from_entry,
@@ -72,32 +72,7 @@ pub struct Gateway {
     callbacks: crate::callbacks::Callbacks,
 }
 
-/// Bounds of an HTTP client service the gateway can call providers through.
-pub trait UpstreamClient<B>:
-    tower_service::Service<
-        http::Request<Full<Bytes>>,
-        Response = http::Response<B>,
-        Error: Into<BoxError>,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<C, B> UpstreamClient<B> for C where
-    C: tower_service::Service<
-            http::Request<Full<Bytes>>,
-            Response = http::Response<B>,
-            Error: Into<BoxError>,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + Sync
-        + 'static
-{
-}
+pub use crate::upstream::UpstreamClient;
 
 impl Gateway {
     /// A builder for the whole stack from typed settings.
@@ -361,6 +336,20 @@ impl Gateway {
             .timer(self.timer)
             .admission(self.admission.clone())
             .readiness(self.readiness())
+            .pass_through(self.pass_through_routes())
+    }
+
+    /// The provider pass-through routes of this gateway's model list (see
+    /// [`crate::passthrough`]).
+    #[must_use]
+    pub fn pass_through_routes(&self) -> crate::passthrough::PassThroughRoutes {
+        let router = &self.router;
+        crate::passthrough::PassThroughRoutes::from_groups(
+            router
+                .model_names()
+                .iter()
+                .map(|g| (g.as_str(), router.deployments(g))),
+        )
     }
 
     /// What `/health/readiness` reports: the database ([`Gateway::build`] only), the cache and

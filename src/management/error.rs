@@ -38,7 +38,7 @@ impl From<StoreError> for ApiError {
 
 pub(super) type ApiResult = Result<Json<Value>, ApiError>;
 
-pub(super) fn bad(param: &str, msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad(param: &str, msg: impl Into<String>) -> ApiError {
     ApiError(
         LlmError::bad_request(msg)
             .with_param(param)
@@ -46,11 +46,11 @@ pub(super) fn bad(param: &str, msg: impl Into<String>) -> ApiError {
     )
 }
 
-pub(super) fn not_found(msg: impl Into<String>) -> ApiError {
+pub(crate) fn not_found(msg: impl Into<String>) -> ApiError {
     ApiError(LlmError::new(ErrorKind::NotFound, msg).with_code("404"))
 }
 
-pub(super) fn forbidden(msg: impl Into<String>) -> ApiError {
+pub(crate) fn forbidden(msg: impl Into<String>) -> ApiError {
     ApiError(
         LlmError::new(ErrorKind::PermissionDenied, msg)
             .with_type("auth_error")
@@ -61,7 +61,7 @@ pub(super) fn forbidden(msg: impl Into<String>) -> ApiError {
 /// Turns an error response axum wrote itself (a wrong method: an empty 405; a body over axum's
 /// limit: a plain-text 413; an undecodable path segment: a plain-text 400) into the OpenAI error
 /// JSON with the same status. The handlers' own errors are JSON already and pass untouched.
-pub(super) async fn json_errors(resp: Response) -> Response {
+pub(crate) async fn json_errors(resp: Response) -> Response {
     let status = resp.status();
     let is_json = resp
         .headers()

@@ -39,10 +39,8 @@
 
 mod error;
 mod extract;
-mod health;
 mod keys;
 mod limits;
-mod models;
 mod spend;
 mod teams;
 mod users;
@@ -52,15 +50,9 @@ use std::sync::Arc;
 
 use axum::{http::HeaderMap, Router};
 
-pub use self::{
-    error::ApiError,
-    health::{ops_router, Ops},
-    views::iso,
-};
-use self::{
-    error::{forbidden, json_errors, unknown_route},
-    extract::Caller,
-};
+pub(crate) use self::error::{bad, forbidden, json_errors, not_found};
+use self::{error::unknown_route, extract::Caller};
+pub use self::{error::ApiError, views::iso};
 use crate::{
     auth::KeyCache,
     error::{ErrorKind, LlmError},

@@ -72,7 +72,7 @@ pub type ProbeClient = Arc<dyn Fn(http::Request<Full<Bytes>>) -> ProbeFuture + S
 /// `client` (any upstream client service) as a [`ProbeClient`].
 pub fn probe_client<C, B>(client: &C) -> ProbeClient
 where
-    C: crate::gateway::UpstreamClient<B>,
+    C: crate::upstream::UpstreamClient<B>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {

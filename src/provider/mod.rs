@@ -24,6 +24,7 @@ pub mod mock;
 pub mod ollama;
 pub mod openai;
 pub mod params;
+pub(crate) mod passthrough;
 mod registry;
 pub mod resolve;
 mod service;

@@ -193,6 +193,10 @@ where
 {
     let provider: &dyn Provider = &*target.provider;
     let kind = req.kind();
+    if kind == crate::types::OperationKind::PassThrough {
+        let (name, dep) = (&target.provider_name, &target.deployment);
+        return super::passthrough::call(client, provider, name, dep, timeout, req).await;
+    }
     if provider.supports(kind) {
         return call_native(client, &target, timeout, req).await;
     }

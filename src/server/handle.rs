@@ -33,7 +33,8 @@ use crate::{
         chat::ChatRequest,
         controls::{check_model, GatewayControls},
         embeddings::EmbeddingsRequest,
-        LlmRequest, LlmResponse, ResponseBody, TokenUsage,
+        passthrough::{forwarded_headers, split_query_key, Family, PassThroughRequest, RelayHead},
+        LlmRequest, LlmResponse, Operation, ResponseBody, TokenUsage,
     },
 };
 
@@ -59,6 +60,18 @@ pub(super) struct Head {
     trace_parent: Option<crate::types::extensions::TraceParent>,
     /// Boxed: the request future carries the head, and the log is off in benchmarks.
     log: Option<Box<AccessLog>>,
+    /// A pass-through route's request line and headers (boxed: other routes carry `None`).
+    pass_through: Option<Box<PassThroughHead>>,
+}
+
+/// What a pass-through request keeps of its head.
+struct PassThroughHead {
+    family: Family,
+    method: Method,
+    path: String,
+    query: Option<String>,
+    headers: http::HeaderMap,
+    group: Arc<str>,
 }
 
 impl Head {
@@ -89,7 +102,8 @@ impl Head {
             }
             Box::pin(std::future::ready(Ok(resp)))
         };
-        let allowed = parts.method == route.method()
+        let allowed = route.any_method()
+            || parts.method == route.method()
             || (parts.method == Method::HEAD && route.method() == Method::GET);
         if !allowed {
             let err = LlmError::new(
@@ -140,7 +154,39 @@ impl Head {
             }
             _ => {}
         }
+        let mut presented_key = None;
+        let pass_through = match route {
+            Route::PassThrough(family) => {
+                let (query, query_key) = if family == Family::Gemini {
+                    split_query_key(parts.uri.query())
+                } else {
+                    (parts.uri.query().map(str::to_owned), None)
+                };
+                if family == Family::Gemini {
+                    // Gemini clients present their key as `?key=` or `x-goog-api-key` (LiteLLM
+                    // takes either as the gateway's key on this route).
+                    presented_key = query_key.map(Secret::new).or_else(|| {
+                        parts
+                            .headers
+                            .get("x-goog-api-key")
+                            .and_then(|v| v.to_str().ok())
+                            .map(|v| Secret::new(v.trim()))
+                    });
+                }
+                let path = Family::split_path(parts.uri.path()).map_or("", |(_, p)| p);
+                Some(Box::new(PassThroughHead {
+                    family,
+                    method: parts.method.clone(),
+                    path: path.to_owned(),
+                    query,
+                    headers: forwarded_headers(&parts.headers),
+                    group: Arc::from(""),
+                }))
+            }
+            _ => None,
+        };
         Ok(Self {
+            pass_through,
             received,
             route,
             http1: parts.version <= http::Version::HTTP_11,
@@ -148,7 +194,7 @@ impl Head {
                 .content_length
                 .and_then(|v| v.to_str().ok())
                 .and_then(|s| s.parse::<u64>().ok()),
-            presented_key: seen.presented_key(),
+            presented_key: presented_key.or_else(|| seen.presented_key()),
             cache_control: seen.cache_control.cloned(),
             timeout: seen.timeout.and_then(RequestTimeout::from_header_value),
             trace_parent: seen
@@ -160,6 +206,37 @@ impl Head {
             call_id,
             log,
         })
+    }
+
+    /// Names the model group a pass-through request's calls go to.
+    pub(super) fn set_pass_through_group(&mut self, group: &Arc<str>) {
+        if let Some(pt) = &mut self.pass_through {
+            pt.group = group.clone();
+        }
+    }
+
+    /// The pass-through request `bytes` (its body) make with the head.
+    fn parse_pass_through(&mut self, bytes: Bytes) -> Result<LlmRequest, LlmError> {
+        let head = self
+            .pass_through
+            .take()
+            .ok_or_else(|| LlmError::internal("a pass-through route without its head"))?;
+        let PassThroughHead {
+            family,
+            method,
+            path,
+            query,
+            headers,
+            group,
+        } = *head;
+        let mut pt = PassThroughRequest::new(family, &*group, method, &path);
+        pt.query = query;
+        pt.headers = headers;
+        pt.body = bytes;
+        let mut req = LlmRequest::new(Operation::PassThrough(Arc::new(pt)));
+        // The body is the provider's: no gateway control is read from it.
+        req.set_controls(None);
+        Ok(req)
     }
 
     /// The request a body route's bytes make (chat, or embeddings).
@@ -242,6 +319,7 @@ where
 {
     let call_id = head.call_id.clone();
     let dialect = head.route.dialect();
+    let relay = matches!(head.route, Route::PassThrough(_)).then(RelayHead::new);
     let received = head.received;
     let mut log = head.log.take();
     let http1 = head.http1;
@@ -264,6 +342,14 @@ where
                 large = bytes.len() >= LARGE_BODY_BYTES;
                 head.parse(bytes)
             }),
+        Route::PassThrough(_) => {
+            read_body(head.content_length, body, limit)
+                .await
+                .and_then(|bytes| {
+                    large = bytes.len() >= LARGE_BODY_BYTES;
+                    head.parse_pass_through(bytes)
+                })
+        }
         // Health routes answer in `Head::read`; `/v1/models` has no body.
         Route::Models | Route::Liveliness | Route::Readiness => Ok(LlmRequest::list_models()),
     };
@@ -279,6 +365,9 @@ where
             return resp;
         }
     };
+    if let Some(relay) = &relay {
+        llm_req.extensions.insert(relay.clone());
+    }
     if let Some(log) = &mut log {
         log.set_model(llm_req.model());
         if llm_req.is_stream() {
@@ -308,7 +397,62 @@ where
             return failed(&e, dialect, &call_id, log.as_deref());
         }
     };
-    respond(resp, dialect, &call_id, received, log).await
+    match relay {
+        Some(relay) => respond_relay(resp, &relay, dialect, &call_id, received, log).await,
+        None => respond(resp, dialect, &call_id, received, log).await,
+    }
+}
+
+/// A pass-through's answer: the upstream's status and headers, and its body streamed as it
+/// comes (an error mid-body ends the connection, so the client sees a cut body, not a rewritten
+/// one).
+async fn respond_relay(
+    resp: LlmResponse,
+    relay: &RelayHead,
+    dialect: Dialect,
+    call_id: &Arc<str>,
+    received: Instant,
+    log: Option<Box<AccessLog>>,
+) -> http::Response<ServerBody> {
+    let LlmResponse { body, meta } = resp;
+    let stream = match body {
+        ResponseBody::Events(stream) => stream,
+        // An answer made by a layer (none does today): written as any other.
+        other => {
+            let resp = LlmResponse { body: other, meta };
+            return respond(resp, dialect, call_id, received, log).await;
+        }
+    };
+    let frames = stream.filter_map(|item| {
+        std::future::ready(match item {
+            Ok(event) if event.frame.is_empty() => None,
+            Ok(event) => Some(Ok(http_body::Frame::data(event.frame))),
+            Err(e) => Some(Err(BoxError::from(e))),
+        })
+    });
+    let mut out = http::Response::new(ServerBody::boxed(http_body_util::StreamBody::new(frames)));
+    if let Some(head) = relay.get() {
+        *out.status_mut() = head.status;
+        *out.headers_mut() = head.headers.clone();
+    }
+    let h = out.headers_mut();
+    insert_call_id(h, call_id);
+    let overhead = received
+        .elapsed()
+        .saturating_sub(meta.time_to_first_byte.unwrap_or_default());
+    headers::insert_meta(h, &meta, overhead);
+    if let Some(log) = log {
+        log.emit(&Outcome {
+            status: out.status().as_u16(),
+            model_group: meta.model_group.as_deref(),
+            deployment: meta.deployment_id.as_deref(),
+            usage: None,
+            cost: None,
+            cache_hit: Some(false),
+            stream: None,
+        });
+    }
+    out
 }
 
 /// The error response, logged.

@@ -31,6 +31,8 @@ use crate::{
     auth::Admission,
     clock::Timer,
     error::{BoxError, ErrorKind, LlmError},
+    passthrough::PassThroughRoutes,
+    types::passthrough::Family,
     types::{LlmRequest, LlmResponse},
 };
 
@@ -69,6 +71,7 @@ pub struct OpenAiServer<S, F = NotFound> {
     admission: Option<Admission>,
     readiness: Readiness,
     large_body: Option<LargeBodyHooks>,
+    pass_through: PassThroughRoutes,
 }
 
 impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
@@ -82,6 +85,7 @@ impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
             admission: self.admission.clone(),
             readiness: self.readiness.clone(),
             large_body: self.large_body,
+            pass_through: self.pass_through.clone(),
         }
     }
 }
@@ -129,6 +133,7 @@ impl<S> OpenAiServer<S> {
             admission: None,
             readiness: Readiness::new(),
             large_body: None,
+            pass_through: PassThroughRoutes::none(),
         }
     }
 }
@@ -146,7 +151,17 @@ impl<S, F> OpenAiServer<S, F> {
             admission: self.admission,
             readiness: self.readiness,
             large_body: self.large_body,
+            pass_through: self.pass_through,
         }
+    }
+
+    /// Serves the provider pass-through routes (`/anthropic/{path}`, `/openai/{path}`, …: see
+    /// [`crate::passthrough`]) of the families `routes` names, each with its model group; the
+    /// path of a family without a route goes to the fallback service (default: none).
+    #[must_use]
+    pub fn pass_through(mut self, routes: PassThroughRoutes) -> Self {
+        self.pass_through = routes;
+        self
     }
 
     /// What `/health/readiness` reports (default: no database, no cache).
@@ -222,6 +237,8 @@ pub(super) enum Route {
     Models,
     Liveliness,
     Readiness,
+    /// `/{family}/{path}`, any method.
+    PassThrough(Family),
 }
 
 impl Route {
@@ -233,7 +250,7 @@ impl Route {
             "/v1/models" | "/models" => Self::Models,
             "/health/liveliness" | "/health/liveness" => Self::Liveliness,
             "/health/readiness" => Self::Readiness,
-            _ => return None,
+            _ => return Family::split_path(path).map(|(f, _)| Self::PassThrough(f)),
         })
     }
 
@@ -245,23 +262,32 @@ impl Route {
             Self::Models => "/v1/models",
             Self::Liveliness => "/health/liveliness",
             Self::Readiness => "/health/readiness",
+            Self::PassThrough(f) => f.route(),
         }
     }
 
     /// The wire dialect the route speaks (how its errors are written).
     pub(super) fn dialect(self) -> Dialect {
         match self {
-            Self::Chat | Self::Embeddings | Self::Models | Self::Liveliness | Self::Readiness => {
-                Dialect::OpenAi
-            }
+            Self::Chat
+            | Self::Embeddings
+            | Self::Models
+            | Self::Liveliness
+            | Self::Readiness
+            | Self::PassThrough(_) => Dialect::OpenAi,
         }
     }
 
     pub(super) fn method(self) -> Method {
         match self {
-            Self::Chat | Self::Embeddings => Method::POST,
+            Self::Chat | Self::Embeddings | Self::PassThrough(_) => Method::POST,
             Self::Models | Self::Liveliness | Self::Readiness => Method::GET,
         }
+    }
+
+    /// Whether the route takes any method (the pass-through routes).
+    pub(super) fn any_method(self) -> bool {
+        matches!(self, Self::PassThrough(_))
     }
 }
 
@@ -290,7 +316,13 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let Some(route) = Route::from_path(req.uri().path()) else {
+        // A pass-through family without a route is not served here.
+        let pass_through = &self.pass_through;
+        let route = Route::from_path(req.uri().path()).filter(|r| match r {
+            Route::PassThrough(f) => pass_through.group(*f).is_some(),
+            _ => true,
+        });
+        let Some(route) = route else {
             let clone = self.fallback.clone();
             let mut fallback = std::mem::replace(&mut self.fallback, clone);
             let log = access::enabled().then(|| {
@@ -317,7 +349,12 @@ where
         // parts it was split into; rust-lang/rust#62958).
         let (parts, body) = req.into_parts();
         match Head::read(&parts, route, &self.readiness) {
-            Ok(head) => {
+            Ok(mut head) => {
+                if let Route::PassThrough(f) = route {
+                    if let Some(group) = self.pass_through.group(f) {
+                        head.set_pass_through_group(group);
+                    }
+                }
                 drop(parts);
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);

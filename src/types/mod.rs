@@ -10,6 +10,8 @@ pub mod embeddings;
 pub mod events;
 pub mod extensions;
 pub mod models;
+pub mod observe;
+pub mod passthrough;
 pub mod relay;
 mod request;
 mod response;

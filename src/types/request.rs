@@ -8,6 +8,7 @@ use super::{
     chat::ChatRequest,
     controls::{GatewayControls, NO_CONTROLS},
     embeddings::EmbeddingsRequest,
+    passthrough::PassThroughRequest,
     wire::Extra,
 };
 
@@ -28,11 +29,18 @@ pub enum OperationKind {
     Embeddings,
     /// `GET /v1/models`.
     ListModels,
+    /// Any method on `/{provider}/{path}`: relayed to the provider's own API.
+    PassThrough,
 }
 
 impl OperationKind {
     /// Every kind.
-    pub const ALL: [Self; 3] = [Self::Chat, Self::Embeddings, Self::ListModels];
+    pub const ALL: [Self; 4] = [
+        Self::Chat,
+        Self::Embeddings,
+        Self::ListModels,
+        Self::PassThrough,
+    ];
 
     /// Short name, for logs, metrics and error messages (`chat`, `embeddings`, `list_models`).
     #[must_use]
@@ -41,6 +49,7 @@ impl OperationKind {
             Self::Chat => "chat",
             Self::Embeddings => "embeddings",
             Self::ListModels => "list_models",
+            Self::PassThrough => "pass_through",
         }
     }
 
@@ -97,6 +106,8 @@ pub enum Operation {
     Embeddings(Arc<EmbeddingsRequest>),
     /// `GET /v1/models`: the model groups this caller may use.
     ListModels,
+    /// A provider pass-through (`/{provider}/{path}`), relayed as it is.
+    PassThrough(Arc<PassThroughRequest>),
 }
 
 impl Operation {
@@ -107,6 +118,7 @@ impl Operation {
             Self::Chat(_) => OperationKind::Chat,
             Self::Embeddings(_) => OperationKind::Embeddings,
             Self::ListModels => OperationKind::ListModels,
+            Self::PassThrough(_) => OperationKind::PassThrough,
         }
     }
 
@@ -117,6 +129,7 @@ impl Operation {
             Self::Chat(c) => &c.model,
             Self::Embeddings(e) => &e.model,
             Self::ListModels => "",
+            Self::PassThrough(p) => &p.group,
         }
     }
 
@@ -127,6 +140,7 @@ impl Operation {
             Self::Chat(c) => model.clone_into(&mut Arc::make_mut(c).model),
             Self::Embeddings(e) => model.clone_into(&mut Arc::make_mut(e).model),
             Self::ListModels => {}
+            Self::PassThrough(p) => model.clone_into(&mut Arc::make_mut(p).group),
         }
     }
 
@@ -136,6 +150,7 @@ impl Operation {
         match self {
             Self::Chat(c) => c.stream.unwrap_or(false),
             Self::Embeddings(_) | Self::ListModels => false,
+            Self::PassThrough(p) => p.looks_streamed(),
         }
     }
 
@@ -146,7 +161,7 @@ impl Operation {
         match self {
             Self::Chat(c) => Some(&c.extra),
             Self::Embeddings(e) => Some(&e.extra),
-            Self::ListModels => None,
+            Self::ListModels | Self::PassThrough(_) => None,
         }
     }
 
@@ -156,7 +171,7 @@ impl Operation {
     pub fn mock_response(&self) -> Option<&serde_json::Value> {
         match self {
             Self::Chat(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
-            Self::Embeddings(_) | Self::ListModels => None,
+            Self::Embeddings(_) | Self::ListModels | Self::PassThrough(_) => None,
         }
     }
 
@@ -168,6 +183,7 @@ impl Operation {
             Self::Chat(c) => super::chat::estimate_prompt_tokens(&c.messages),
             Self::Embeddings(e) => e.input.estimate_tokens(),
             Self::ListModels => 0,
+            Self::PassThrough(p) => p.estimate_input_tokens(),
         }
     }
 
@@ -180,7 +196,8 @@ impl Operation {
         let (user, metadata, extra) = match self {
             Self::Chat(c) => (c.user.as_deref(), c.metadata.as_ref(), &c.extra),
             Self::Embeddings(e) => (e.user.as_deref(), e.metadata.as_ref(), &e.extra),
-            Self::ListModels => return None,
+            // A pass-through body is the provider's own, read by no layer.
+            Self::ListModels | Self::PassThrough(_) => return None,
         };
         if let Some(u) = user.filter(|u| !u.is_empty()) {
             return Some(Cow::Borrowed(u));
@@ -204,6 +221,7 @@ impl Operation {
         match (self, other) {
             (Self::Chat(a), Self::Chat(b)) => Arc::ptr_eq(a, b),
             (Self::Embeddings(a), Self::Embeddings(b)) => Arc::ptr_eq(a, b),
+            (Self::PassThrough(a), Self::PassThrough(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -404,7 +422,7 @@ impl LlmRequest {
     pub fn as_chat(&self) -> Option<&ChatRequest> {
         match &self.op {
             Operation::Chat(c) => Some(c),
-            Operation::Embeddings(_) | Operation::ListModels => None,
+            Operation::Embeddings(_) | Operation::ListModels | Operation::PassThrough(_) => None,
         }
     }
 
@@ -418,7 +436,7 @@ impl LlmRequest {
                 self.raw = None;
                 Some(Arc::make_mut(c))
             }
-            Operation::Embeddings(_) | Operation::ListModels => None,
+            Operation::Embeddings(_) | Operation::ListModels | Operation::PassThrough(_) => None,
         }
     }
 

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use futures_core::Stream;
 use http::HeaderMap;
 
+use super::observe::{Observe, Observer};
 use super::{
     chat::{ChatResponse, Usage},
     embeddings::EmbeddingsResponse,
@@ -14,10 +15,7 @@ use super::{
     relay::{ChatBody, ChunkBody},
     usage::TokenUsage,
 };
-use crate::{
-    error::LlmError,
-    observe::{Observe, Observer},
-};
+use crate::error::LlmError;
 
 /// A stream of chat chunks: the one sanctioned box on the response path.
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChunkBody, LlmError>> + Send + 'static>>;

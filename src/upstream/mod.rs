@@ -32,3 +32,36 @@ pub use self::{
     proxy::{ProxyError, ProxySettings},
     tls::{TlsError, TlsSettings},
 };
+
+use bytes::Bytes;
+use http_body_util::Full;
+
+use crate::error::BoxError;
+
+/// Bounds of an HTTP client service the gateway (and its health probes) can call providers
+/// through: [`HttpClient`](crate::provider::HttpClient), or any test double.
+pub trait UpstreamClient<B>:
+    tower_service::Service<
+        http::Request<Full<Bytes>>,
+        Response = http::Response<B>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<C, B> UpstreamClient<B> for C where
+    C: tower_service::Service<
+            http::Request<Full<Bytes>>,
+            Response = http::Response<B>,
+            Error: Into<BoxError>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}

@@ -33,6 +33,7 @@
 mod decode;
 mod encode;
 mod error;
+pub(crate) mod passthrough;
 mod stream;
 
 use bytes::Bytes;
@@ -76,7 +77,9 @@ impl Provider for Anthropic {
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
         match &req.op {
             Operation::Chat(chat) => encode_messages(chat, dep),
-            Operation::Embeddings(_) | Operation::ListModels => Err(super::unsupported(self, req)),
+            Operation::Embeddings(_) | Operation::ListModels | Operation::PassThrough(_) => {
+                Err(super::unsupported(self, req))
+            }
         }
     }
 

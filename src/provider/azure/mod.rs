@@ -18,6 +18,7 @@
 //!   [`ContentPolicyViolation`](crate::ErrorKind::ContentPolicyViolation), relayed with its
 //!   `innererror`. Azure's bare `{code, message}` errors (429) become the OpenAI error JSON.
 
+pub(crate) mod passthrough;
 use bytes::Bytes;
 use http::HeaderName;
 
@@ -142,7 +143,9 @@ impl Provider for Azure {
                 reached(&r.embeddings)?,
                 embeddings_body(emb, req.raw_body().map(|b| &b[..]), &dep.model)?,
             ),
-            Operation::ListModels => return Err(super::unsupported(self, req)),
+            Operation::ListModels | Operation::PassThrough(_) => {
+                return Err(super::unsupported(self, req))
+            }
         };
         let mut head = resolved_head(endpoint, &r)?;
         let headers = head.headers_mut();

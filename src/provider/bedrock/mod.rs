@@ -42,6 +42,7 @@
 
 pub mod encode;
 pub mod error;
+pub(crate) mod passthrough;
 pub mod stream;
 
 mod decode;

@@ -33,6 +33,9 @@ pub trait Bridge: Send + Sync + 'static {
 #[must_use]
 pub fn for_kind(kind: OperationKind) -> Option<&'static dyn Bridge> {
     match kind {
-        OperationKind::Chat | OperationKind::Embeddings | OperationKind::ListModels => None,
+        OperationKind::Chat
+        | OperationKind::Embeddings
+        | OperationKind::ListModels
+        | OperationKind::PassThrough => None,
     }
 }

@@ -41,6 +41,7 @@ pub(crate) mod auth;
 mod decode;
 mod encode;
 mod error;
+pub(crate) mod passthrough;
 mod stream;
 
 use std::sync::{Arc, OnceLock};

@@ -12,6 +12,7 @@
 
 mod encode;
 mod error;
+pub(crate) mod passthrough;
 mod stream;
 
 use bytes::Bytes;
@@ -99,7 +100,7 @@ pub fn decode_openai(req: &LlmRequest, body: &Bytes) -> Result<LlmResponse, LlmE
         Operation::Embeddings(_) => serde_json::from_slice::<EmbeddingsResponse>(body)
             .map(LlmResponse::embeddings)
             .map_err(|e| invalid_upstream_json("embeddings response", &e)),
-        Operation::ListModels => Err(LlmError::bad_request(
+        Operation::ListModels | Operation::PassThrough(_) => Err(LlmError::bad_request(
             "a model listing has no provider body",
         )),
     }

@@ -19,7 +19,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::error::{bad, forbidden, not_found, ApiError};
+use crate::management::{bad, forbidden, not_found, ApiError};
 use crate::{
     auth::{KeyCache, KeyInfo},
     error::{ErrorKind, LlmError},
@@ -31,7 +31,7 @@ use crate::{
 };
 
 /// What the operations routes need.
-pub struct Ops {
+pub(crate) struct Ops {
     pub(super) master: Option<Secret>,
     pub(super) keys: Option<KeyCache>,
     pub(super) prober: Prober,
@@ -54,7 +54,7 @@ impl Ops {
     /// answers `/health`, `models` is the table `/model/*` reads and changes, `store` (with
     /// `store_model_in_db: true`) keeps the models added over the API.
     #[must_use]
-    pub fn new(
+    pub(crate) fn new(
         master: Option<Secret>,
         keys: Option<KeyCache>,
         prober: Prober,
@@ -129,7 +129,7 @@ impl Ops {
 
 /// The operations routes over `ops`, answering everything else with `fallback` (the management
 /// API).
-pub fn ops_router(ops: Ops, fallback: Router) -> Router {
+pub(crate) fn ops_router(ops: Ops, fallback: Router) -> Router {
     let state = Arc::new(ops);
     Router::new()
         .route("/health", get(health))
@@ -138,7 +138,9 @@ pub fn ops_router(ops: Ops, fallback: Router) -> Router {
         .merge(super::models::routes())
         .with_state(state)
         .fallback_service(fallback)
-        .layer(axum::middleware::map_response(super::error::json_errors))
+        .layer(axum::middleware::map_response(
+            crate::management::json_errors,
+        ))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -17,13 +17,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{
-    error::{bad, not_found, ApiError},
-    health::{Ops, Who},
-};
+use super::health::{Ops, Who};
 use crate::{
     error::{ErrorKind, LlmError},
     gateway::parse_model_entry,
+    management::{bad, not_found, ApiError},
     probe::display_params,
     provider::Deployment,
     store::{now_ms, ModelRow},
@@ -302,10 +300,10 @@ fn validate(row: &ModelRow) -> Result<(), ApiError> {
     if row.model_name.trim().is_empty() {
         return Err(bad("model_name", "`model_name` is required"));
     }
-    if row.model_name.len() > super::MAX_TEXT_BYTES || row.model_name.contains('\0') {
+    if row.model_name.len() > crate::management::MAX_TEXT_BYTES || row.model_name.contains('\0') {
         return Err(bad("model_name", "invalid `model_name`"));
     }
-    if row.model_id.is_empty() || row.model_id.len() > super::MAX_TEXT_BYTES {
+    if row.model_id.is_empty() || row.model_id.len() > crate::management::MAX_TEXT_BYTES {
         return Err(bad("model_info.id", "invalid model id"));
     }
     let entry = json!({
@@ -336,8 +334,8 @@ fn row_json(row: &ModelRow) -> Result<Value, ApiError> {
         "litellm_params": params,
         "model_info": row.model_info,
         "created_by": row.created_by,
-        "created_at": super::iso(row.created_at),
-        "updated_at": super::iso(row.updated_at),
+        "created_at": crate::management::iso(row.created_at),
+        "updated_at": crate::management::iso(row.updated_at),
     }))
 }
 
