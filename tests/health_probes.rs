@@ -287,6 +287,12 @@ async fn routes_and_root_answer_and_list_what_is_served() {
     let a = get(&gov.url("/"), None).await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["name"], "llmgate");
+    // `/health` lists every endpoint: a plain virtual key is refused, the master key is not.
+    let (key, _) = governance_common::new_key(&format!("http://{}", gov.addr), json!({})).await;
+    let a = get(&gov.url("/health"), Some(&key)).await;
+    assert_eq!(a.status, 403);
+    a.error();
+    assert_eq!(get(&gov.url("/health"), Some(MASTER)).await.status, 200);
     // Without governance the key routes are not listed (they are not served).
     let config = Config::from_yaml_str(
         "model_list:\n  - model_name: m\n    litellm_params: {model: mock/echo}\n",

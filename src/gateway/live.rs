@@ -468,3 +468,87 @@ fn row_deployment(row: &ModelRow) -> Result<Deployment, String> {
     });
     parse_model_entry(&entry).map(|e| super::deployment_from_entry(&e))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::{
+        client::Client,
+        gateway::Gateway,
+        provider::HttpClient,
+        store::InMemoryModels,
+        types::chat::{ChatRequest, Message},
+    };
+
+    fn hello(model: &str) -> ChatRequest {
+        ChatRequest {
+            model: model.into(),
+            messages: vec![Message::new("user", "hello")],
+            ..ChatRequest::default()
+        }
+    }
+
+    fn config(yaml: &str) -> Config {
+        Config::from_yaml_str(yaml, "t").unwrap().config
+    }
+
+    #[tokio::test]
+    async fn a_reload_serves_the_new_models_and_routing_settings_through_the_same_stack() {
+        let gw = Gateway::from_config(
+            &config("model_list:\n  - model_name: a\n    litellm_params: {model: mock/a}\n"),
+            &HttpClient::new(),
+        );
+        let stack = gw.stack().clone();
+        assert!(Client::new(stack.clone()).chat(hello("b")).await.is_err());
+        let warnings = gw.models().reload_config(&config(
+            "model_list:\n  - model_name: b\n    litellm_params: {model: mock/b}\nrouter_settings:\n  model_group_alias: {alias-b: b}\n",
+        ));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(gw.models().router().current().model_names(), ["b"]);
+        // The stack handed out before the reload serves the new table (and alias).
+        for model in ["b", "alias-b"] {
+            Client::new(stack.clone()).chat(hello(model)).await.unwrap();
+        }
+        let err = Client::new(stack).chat(hello("a")).await.unwrap_err();
+        assert_eq!(err.status(), http::StatusCode::NOT_FOUND);
+        // The table as built is kept for `Gateway::router`.
+        assert_eq!(gw.router().model_names(), ["a"]);
+    }
+
+    #[tokio::test]
+    async fn database_rows_join_the_config_models_and_bad_rows_are_reported() {
+        let gw = Gateway::from_config(
+            &config("model_list:\n  - model_name: a\n    litellm_params: {model: mock/a}\n"),
+            &HttpClient::new(),
+        );
+        let store = InMemoryModels::new();
+        let row = |id: &str, params: serde_json::Value| ModelRow {
+            model_id: id.into(),
+            model_name: "db".into(),
+            litellm_params: params.as_object().cloned().unwrap(),
+            ..ModelRow::default()
+        };
+        store
+            .insert_model(&row("m1", serde_json::json!({"model": "mock/db"})))
+            .await
+            .unwrap();
+        store
+            .insert_model(&row("m2", serde_json::json!({"api_base": "http://x"})))
+            .await
+            .unwrap();
+        let rows = store.list_models().await.unwrap();
+        let (changed, warnings) = gw.models().set_db_models(rows.clone());
+        assert!(changed);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("m2"), "{warnings:?}");
+        assert_eq!(gw.models().router().current().model_names(), ["a", "db"]);
+        assert!(gw.models().is_db_model("m1") && !gw.models().is_db_model("x"));
+        // The same rows again change nothing.
+        assert!(!gw.models().set_db_models(rows).0);
+        Client::new(gw.stack().clone())
+            .chat(hello("db"))
+            .await
+            .unwrap();
+    }
+}

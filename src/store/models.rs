@@ -131,9 +131,12 @@ impl ModelStore for InMemoryModels {
     }
 }
 
-/// The behaviour both implementations share.
+/// The behaviour both implementations share (ids unique per run: a shared database may hold
+/// other rows).
 #[cfg(test)]
 pub(super) async fn conformance(store: &dyn ModelStore) {
+    let run = format!("{:016x}", fastrand::u64(..));
+    let (id1, id2) = (format!("m1-{run}"), format!("m2-{run}"));
     let row = |id: &str, name: &str| ModelRow {
         model_id: id.to_owned(),
         model_name: name.to_owned(),
@@ -146,29 +149,36 @@ pub(super) async fn conformance(store: &dyn ModelStore) {
         created_at: 1,
         updated_at: 1,
     };
-    let before = store.list_models().await.expect("list").len();
-    store.insert_model(&row("m1", "a")).await.expect("insert");
+    let mine = |rows: Vec<ModelRow>| -> Vec<ModelRow> {
+        rows.into_iter()
+            .filter(|r| r.model_id.ends_with(&run))
+            .collect()
+    };
+    store.insert_model(&row(&id1, "a")).await.expect("insert");
     assert!(
-        store.insert_model(&row("m1", "b")).await.is_err(),
+        store.insert_model(&row(&id1, "b")).await.is_err(),
         "duplicate id"
     );
-    store.insert_model(&row("m2", "b")).await.expect("insert");
-    let all = store.list_models().await.expect("list");
-    assert_eq!(all.len(), before + 2);
-    let m1 = all.iter().find(|r| r.model_id == "m1").expect("m1 listed");
+    store.insert_model(&row(&id2, "b")).await.expect("insert");
+    let all = mine(store.list_models().await.expect("list"));
+    assert_eq!(all.len(), 2);
+    let m1 = all.iter().find(|r| r.model_id == id1).expect("m1 listed");
     assert_eq!(m1.litellm_params["api_key"], "sk-secret-123456");
     assert_eq!(m1.created_by.as_deref(), Some("admin"));
-    let mut changed = row("m1", "renamed");
+    let mut changed = row(&id1, "renamed");
     changed.updated_at = 2;
     assert!(store.update_model(&changed).await.expect("update"));
-    assert!(!store.update_model(&row("nope", "x")).await.expect("update"));
-    let all = store.list_models().await.expect("list");
-    let m1 = all.iter().find(|r| r.model_id == "m1").expect("m1 listed");
+    assert!(!store
+        .update_model(&row(&format!("nope-{run}"), "x"))
+        .await
+        .expect("update"));
+    let all = mine(store.list_models().await.expect("list"));
+    let m1 = all.iter().find(|r| r.model_id == id1).expect("m1 listed");
     assert_eq!(m1.model_name, "renamed");
-    assert!(store.delete_model("m1").await.expect("delete"));
-    assert!(!store.delete_model("m1").await.expect("delete"));
-    assert_eq!(store.list_models().await.expect("list").len(), before + 1);
-    assert!(store.delete_model("m2").await.expect("delete"));
+    assert!(store.delete_model(&id1).await.expect("delete"));
+    assert!(!store.delete_model(&id1).await.expect("delete"));
+    assert_eq!(mine(store.list_models().await.expect("list")).len(), 1);
+    assert!(store.delete_model(&id2).await.expect("delete"));
 }
 
 #[cfg(test)]
