@@ -749,3 +749,40 @@ fn the_binary_refuses_to_start_with_unusable_otel_variables() {
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }
 }
+
+/// `--check` reports unusable `OTEL_*` variables as start-up would, and no "not started" warning
+/// for a usable setup.
+#[test]
+fn check_reports_the_otel_variables() {
+    let cfg = support::process::TempFile::new(
+        "otel-check",
+        "yaml",
+        "model_list:\n  - model_name: g\n    litellm_params: {model: mock/x}\nlitellm_settings:\n  callbacks: [otel]\n",
+    );
+    let run = |exporter: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_llmgate"))
+            .arg("--config")
+            .arg(&cfg.0)
+            .arg("--check")
+            .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+            .env("OTEL_EXPORTER", exporter)
+            .output()
+            .unwrap()
+    };
+    let ok = run("otlp_grpc");
+    let out =
+        String::from_utf8_lossy(&ok.stdout).into_owned() + &String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{out}");
+    assert!(
+        out.contains("config OK") && !out.contains("tracer"),
+        "{out}"
+    );
+    let bad = run("zipkin");
+    let out =
+        String::from_utf8_lossy(&bad.stdout).into_owned() + &String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "{out}");
+    assert!(
+        out.contains("error: litellm_settings.callbacks: otel: OTEL_EXPORTER"),
+        "{out}"
+    );
+}
