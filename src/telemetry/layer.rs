@@ -127,6 +127,16 @@ impl<S> RequestTrace<S> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S> Service<LlmRequest> for RequestTrace<S>
@@ -249,6 +259,23 @@ impl<S> Layer<S> for AttemptTraceLayer {
 pub struct AttemptTrace<S> {
     inner: S,
     layer: AttemptTraceLayer,
+}
+
+impl<S> AttemptTrace<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S> Service<LlmRequest> for AttemptTrace<S>
@@ -566,6 +593,16 @@ impl<C> TraceparentClient<C> {
     /// Wraps `inner`.
     pub fn new(inner: C) -> Self {
         Self { inner }
+    }
+
+    /// The inner client.
+    pub fn get_ref(&self) -> &C {
+        &self.inner
+    }
+
+    /// The inner client, unwrapped.
+    pub fn into_inner(self) -> C {
+        self.inner
     }
 }
 
