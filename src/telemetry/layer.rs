@@ -78,7 +78,7 @@ impl RequestSpanState {
         }
         Place {
             attempt,
-            retry: attempt - *start,
+            retry: attempt.saturating_sub(*start),
             fallback: **first != **group,
         }
     }
