@@ -786,3 +786,35 @@ fn check_reports_the_otel_variables() {
         "{out}"
     );
 }
+
+/// The default sampler is parent-based: a client's unsampled `traceparent` (flags `00`) is
+/// respected, nothing is exported, and the upstream continues the trace unsampled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsampled_client_trace_is_not_recorded_but_still_propagated() {
+    let (collector, received) = http_receiver().await;
+    let otel = Otel::start(&OtelConfig::otlp_http(format!(
+        "http://{collector}/v1/traces"
+    )))
+    .unwrap();
+    let up = FakeUpstream::start().await;
+    let (addr, _stop) = gateway(&config(&up.url(), ""), Some(&otel)).await;
+    let body = json!({"model": "g", "messages": [{"role": "user", "content": "hi"}]});
+    let mut req = chat(addr, &body, false);
+    req.headers_mut().insert(
+        "traceparent",
+        http::HeaderValue::from_str(&format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-00")).unwrap(),
+    );
+    assert_eq!(gw::send(req).await.status, 200);
+    otel.flush().await.unwrap();
+    assert!(received.spans().is_empty(), "{:#?}", received.spans());
+    let tp = up
+        .last_request()
+        .unwrap()
+        .header("traceparent")
+        .unwrap()
+        .to_owned();
+    assert!(
+        tp.starts_with(&format!("00-{CLIENT_TRACE}-")) && tp.ends_with("-00"),
+        "{tp}"
+    );
+}

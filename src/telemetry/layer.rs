@@ -377,6 +377,8 @@ where
             return Poll::Ready(result);
         };
         Poll::Ready(match result {
+            // A span the sampler left out records nothing: the answer is not read for it.
+            Ok(resp) if !span_cx.span().is_recording() => Ok(resp),
             Ok(mut resp) => {
                 record_response(&span_cx, &mut resp, *this.role);
                 if resp.body.is_stream() {
