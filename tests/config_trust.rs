@@ -207,7 +207,7 @@ fn check_lists_every_problem_in_one_run() {
          model_list:\n\
          \x20 - model_name: gpt\n    litellm_params: {model: openai/gpt-4o, temprature: 0.1}\n\
          \x20 - model_name: house\n    litellm_params: {model: openai/house-model-x, api_base: 'http://127.0.0.1:9/v1'}\n\
-         litellm_settings:\n  callbacks: [otel]\n  fallbacks: [{gpt: [claude]}]\n\
+         litellm_settings:\n  callbacks: [otel, datadog]\n  fallbacks: [{gpt: [claude]}]\n\
          router_settings:\n  model_group_alias: {big: nothing}\n  routing_strategy: fastest\n\
          general_settings:\n  master_key: hunter2\n",
     )

@@ -749,3 +749,72 @@ fn the_binary_refuses_to_start_with_unusable_otel_variables() {
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }
 }
+
+/// `--check` reports unusable `OTEL_*` variables as start-up would, and no "not started" warning
+/// for a usable setup.
+#[test]
+fn check_reports_the_otel_variables() {
+    let cfg = support::process::TempFile::new(
+        "otel-check",
+        "yaml",
+        "model_list:\n  - model_name: g\n    litellm_params: {model: mock/x}\nlitellm_settings:\n  callbacks: [otel]\n",
+    );
+    let run = |exporter: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_llmgate"))
+            .arg("--config")
+            .arg(&cfg.0)
+            .arg("--check")
+            .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+            .env("OTEL_EXPORTER", exporter)
+            .output()
+            .unwrap()
+    };
+    let ok = run("otlp_grpc");
+    let out =
+        String::from_utf8_lossy(&ok.stdout).into_owned() + &String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{out}");
+    assert!(
+        out.contains("config OK") && !out.contains("tracer"),
+        "{out}"
+    );
+    let bad = run("zipkin");
+    let out =
+        String::from_utf8_lossy(&bad.stdout).into_owned() + &String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "{out}");
+    assert!(
+        out.contains("error: litellm_settings.callbacks: otel: OTEL_EXPORTER"),
+        "{out}"
+    );
+}
+
+/// The default sampler is parent-based: a client's unsampled `traceparent` (flags `00`) is
+/// respected, nothing is exported, and the upstream continues the trace unsampled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsampled_client_trace_is_not_recorded_but_still_propagated() {
+    let (collector, received) = http_receiver().await;
+    let otel = Otel::start(&OtelConfig::otlp_http(format!(
+        "http://{collector}/v1/traces"
+    )))
+    .unwrap();
+    let up = FakeUpstream::start().await;
+    let (addr, _stop) = gateway(&config(&up.url(), ""), Some(&otel)).await;
+    let body = json!({"model": "g", "messages": [{"role": "user", "content": "hi"}]});
+    let mut req = chat(addr, &body, false);
+    req.headers_mut().insert(
+        "traceparent",
+        http::HeaderValue::from_str(&format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-00")).unwrap(),
+    );
+    assert_eq!(gw::send(req).await.status, 200);
+    otel.flush().await.unwrap();
+    assert!(received.spans().is_empty(), "{:#?}", received.spans());
+    let tp = up
+        .last_request()
+        .unwrap()
+        .header("traceparent")
+        .unwrap()
+        .to_owned();
+    assert!(
+        tp.starts_with(&format!("00-{CLIENT_TRACE}-")) && tp.ends_with("-00"),
+        "{tp}"
+    );
+}

@@ -110,9 +110,7 @@ impl GatewayBuilder {
         if crate::telemetry::wanted(config) {
             match crate::telemetry::global() {
                 Some(otel) => b = b.otel(otel.clone()),
-                None => warnings.push(
-                    "litellm_settings.callbacks: otel: no tracer is started (the llmgate binary starts one from the OTEL_* variables; in a program call telemetry::set_global or GatewayBuilder::otel); requests are not traced".to_owned(),
-                ),
+                None => warnings.push(crate::telemetry::NO_TRACER_WARNING.to_owned()),
             }
         }
         // Callbacks (`callbacks`, `success_callback`, `failure_callback`): refused names and

@@ -78,7 +78,7 @@ impl RequestSpanState {
         }
         Place {
             attempt,
-            retry: attempt - *start,
+            retry: attempt.saturating_sub(*start),
             fallback: **first != **group,
         }
     }
@@ -126,6 +126,16 @@ impl<S> RequestTrace<S> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 
@@ -251,6 +261,23 @@ pub struct AttemptTrace<S> {
     layer: AttemptTraceLayer,
 }
 
+impl<S> AttemptTrace<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S> Service<LlmRequest> for AttemptTrace<S>
 where
     S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
@@ -350,6 +377,8 @@ where
             return Poll::Ready(result);
         };
         Poll::Ready(match result {
+            // A span the sampler left out records nothing: the answer is not read for it.
+            Ok(resp) if !span_cx.span().is_recording() => Ok(resp),
             Ok(mut resp) => {
                 record_response(&span_cx, &mut resp, *this.role);
                 if resp.body.is_stream() {
@@ -579,6 +608,16 @@ impl<C> TraceparentClient<C> {
     /// Wraps `inner`.
     pub fn new(inner: C) -> Self {
         Self { inner }
+    }
+
+    /// The inner client.
+    pub fn get_ref(&self) -> &C {
+        &self.inner
+    }
+
+    /// The inner client, unwrapped.
+    pub fn into_inner(self) -> C {
+        self.inner
     }
 }
 

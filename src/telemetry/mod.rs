@@ -57,6 +57,10 @@ impl Otel {
 
 static GLOBAL: OnceLock<Otel> = OnceLock::new();
 
+/// The warning of a gateway built from a config with `callbacks: ["otel"]` when no tracer was
+/// installed with [`set_global`].
+pub const NO_TRACER_WARNING: &str = "litellm_settings.callbacks: otel: no tracer is started (the llmgate binary starts one from the OTEL_* variables; in a program call telemetry::set_global or GatewayBuilder::otel); requests are not traced";
+
 /// Makes `otel` the process's tracer, which a config with `callbacks: ["otel"]` uses
 /// ([`GatewayBuilder::from_config`](crate::gateway::GatewayBuilder::from_config)). The
 /// `llmgate` binary calls it at start-up. Only the first call counts; `false` when one was set

@@ -90,10 +90,19 @@ pub(crate) fn check(path: Option<&PathBuf>) -> Result<String, String> {
     // The gateway is built from what could be read, so unpriced models and unsupported
     // providers are listed beside the config's own errors.
     let gateway = Gateway::from_config(&checked.config, &HttpClient::new());
-    let warnings: Vec<&String> = checked.warnings.iter().chain(gateway.warnings()).collect();
+    // The binary starts the tracer itself: what `--check` reports is whether the OTEL_*
+    // variables can be used.
+    let warnings: Vec<&String> = checked
+        .warnings
+        .iter()
+        .chain(gateway.warnings())
+        .filter(|w| !crate::otel::is_not_started_warning(w))
+        .collect();
+    let otel = crate::otel::check(&checked.config).err();
     // The upstream TLS and proxy settings (files read, URLs parsed) as start-up would.
     let upstream = HttpClient::from_config(&checked.config).err();
-    let errors = checked.errors.len() + usize::from(upstream.is_some());
+    let errors =
+        checked.errors.len() + usize::from(upstream.is_some()) + usize::from(otel.is_some());
     let mut out = String::new();
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     if errors == 0 {
@@ -114,6 +123,9 @@ pub(crate) fn check(path: Option<&PathBuf>) -> Result<String, String> {
         out.push_str(&format!("\n  error: {}: {}", key_or_file(&e.key), e.reason));
     }
     if let Some(e) = upstream {
+        out.push_str(&format!("\n  error: {e}"));
+    }
+    if let Some(e) = otel {
         out.push_str(&format!("\n  error: {e}"));
     }
     for w in warnings {

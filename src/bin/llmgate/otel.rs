@@ -40,6 +40,33 @@ pub(crate) fn start(config: &Config) -> Result<Started, String> {
     Ok(Some(otel))
 }
 
+/// `--check`: whether the `OTEL_*` variables can be used, when `config` asks for traces.
+#[cfg(feature = "otel")]
+pub(crate) fn check(config: &Config) -> Result<(), String> {
+    if llmgate::telemetry::wanted(config) {
+        llmgate::telemetry::OtelConfig::from_env()
+            .map_err(|e| format!("litellm_settings.callbacks: otel: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "otel"))]
+pub(crate) fn check(_config: &Config) -> Result<(), String> {
+    Ok(())
+}
+
+/// Whether `w` is the gateway's warning that no tracer was started (`--check` builds the
+/// gateway without starting one).
+#[cfg(feature = "otel")]
+pub(crate) fn is_not_started_warning(w: &str) -> bool {
+    w == llmgate::telemetry::NO_TRACER_WARNING
+}
+
+#[cfg(not(feature = "otel"))]
+pub(crate) fn is_not_started_warning(_w: &str) -> bool {
+    false
+}
+
 /// Without the `otel` feature a config asking for traces was refused when it loaded.
 #[cfg(not(feature = "otel"))]
 pub(crate) fn start(_config: &Config) -> Result<Started, String> {
