@@ -121,7 +121,9 @@ impl CallbackSettings {
                     ));
                     continue;
                 }
-                let e = events.entry(name.to_owned()).or_insert((Events::default(), key));
+                let e = events
+                    .entry(name.to_owned())
+                    .or_insert((Events::default(), key));
                 e.0.success |= ev.success;
                 e.0.failure |= ev.failure;
             }

@@ -118,12 +118,10 @@ impl GatewayBuilder {
         match crate::callbacks::CallbackSettings::from_config(config, &lookup) {
             // Its warnings (names accepted under `allow_unsupported_config`) were reported
             // when the config loaded.
-            Ok(settings) => {
-                match settings.start() {
-                    Ok(cb) => b = b.callbacks(cb),
-                    Err(e) => warnings.push(format!("litellm_settings.callbacks: {e}")),
-                }
-            }
+            Ok(settings) => match settings.start() {
+                Ok(cb) => b = b.callbacks(cb),
+                Err(e) => warnings.push(format!("litellm_settings.callbacks: {e}")),
+            },
             Err(errs) => warnings.extend(errs.into_iter().map(|(k, e)| format!("{k}: {e}"))),
         }
         b.warnings_mut().extend(warnings);

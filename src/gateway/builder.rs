@@ -647,6 +647,11 @@ impl GatewayBuilder {
             // As LiteLLM: the only deployment of a group never cools down (there is nothing to
             // route to instead; its errors reach the client as they are).
             let sole = group_size(&dep.model_group) == 1;
+            // Per-deployment metrics over the whole deployment stack, when metrics are on.
+            let dep_metrics = self
+                .callbacks
+                .metrics_registry()
+                .map(|m| m.deployment_layer(&dep, Some(cell.clone())));
             let health =
                 HealthLayer::new(cell, policy.clone().disabled(sole || policy.is_disabled()));
             let mut timeout =
@@ -679,7 +684,10 @@ impl GatewayBuilder {
             match self.providers.get(&dep.provider) {
                 Some(p) => {
                     let g = unpriced_guard(table, &dep, guard);
-                    let svc = stack(&dep, p.clone(), client, health, timeout, g);
+                    let mut svc = stack(&dep, p.clone(), client, health, timeout, g);
+                    if let Some(m) = dep_metrics {
+                        svc = BoxCloneSyncService::new(tower::Layer::layer(&m, svc));
+                    }
                     builder = builder.deployment(dep, svc);
                 }
                 None => {
