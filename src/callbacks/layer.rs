@@ -563,7 +563,7 @@ mod tests {
         assert_eq!(r.http_status, 200);
         assert_eq!((r.usage.input, r.usage.output, r.usage.total), (10, 20, 30));
         assert!(
-            (r.cost - (10.0 * 1.5e-7 + 20.0 * 6e-7)).abs() < 1e-15,
+            (r.cost - 10.0f64.mul_add(1.5e-7, 20.0 * 6e-7)).abs() < 1e-15,
             "{}",
             r.cost
         );

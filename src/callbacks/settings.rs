@@ -282,8 +282,10 @@ mod tests {
         allow_unsupported: bool,
         vars: &[(&str, &str)],
     ) -> Result<CallbackSettings, Vec<SettingError>> {
-        let mut cfg = crate::config::Config::default();
-        cfg.litellm_settings = serde_yaml_ng::from_str(yaml).expect("yaml");
+        let mut cfg = crate::config::Config {
+            litellm_settings: serde_yaml_ng::from_str(yaml).expect("yaml"),
+            ..Default::default()
+        };
         cfg.general_settings.allow_unsupported_config = Some(allow_unsupported);
         let vars: Vec<(String, String)> = vars
             .iter()

@@ -6,10 +6,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     task::{ready, Context, Poll},
 };
 
@@ -110,7 +107,7 @@ impl Metrics {
                 self.inner
                     .cooldowns
                     .entry(k)
-                    .or_insert_with(AtomicU64::default)
+                    .or_default()
                     .fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -391,9 +391,11 @@ mod tests {
     #[test]
     fn series_sum_onto_each_metrics_labels() {
         let m = Metrics::new();
-        let mut k = KeyInfo::default();
-        k.token = "abc".into();
-        k.key_alias = Some("alpha".into());
+        let mut k = KeyInfo {
+            token: "abc".into(),
+            key_alias: Some("alpha".into()),
+            ..Default::default()
+        };
         k.key.limits.max_budget = Some(10.0);
         k.key.spend = 2.0;
         let k = Arc::new(k);
@@ -432,9 +434,11 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         let m = Metrics::new();
-        let mut k = KeyInfo::default();
-        k.token = "t".into();
-        k.key_alias = Some("a\"b\\c\nd".into());
+        let k = KeyInfo {
+            token: "t".into(),
+            key_alias: Some("a\"b\\c\nd".into()),
+            ..Default::default()
+        };
         m.record(&record(&Arc::new(k), 200, false));
         assert!(m.render().contains("api_key_alias=\"a\\\"b\\\\c\\nd\""));
     }
