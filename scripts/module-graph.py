@@ -19,8 +19,8 @@ for dp, _, fs in os.walk(root):
         if m in ('lib', 'main'): continue
         text = open(p).read()
         # drop tests modules roughly: cut at '#[cfg(test)]\nmod tests'
-        i = text.find('#[cfg(test)]\nmod tests')
-        if i >= 0: text = text[:i]
+        m_t = re.search(r'#\[cfg\((?:test|all\(test[^)]*\))\)\]\s*(?:#\[[^\]]*\]\s*)*mod tests', text)
+        if m_t: text = text[:m_t.start()]
         for line in text.splitlines():
             s = line.strip()
             if s.startswith('//'): continue

@@ -140,7 +140,7 @@ pub mod gateway;
 pub mod governance;
 #[cfg(feature = "gateway")]
 pub mod management;
-pub mod metrics;
+pub use self::callbacks::metrics;
 pub mod observe;
 pub mod passthrough;
 #[cfg(feature = "gateway")]
@@ -157,7 +157,7 @@ pub mod redis_url;
 pub mod retry;
 pub mod secret;
 pub mod server;
-pub mod sinks;
+pub use self::callbacks::sinks;
 pub mod spend;
 pub mod store;
 #[cfg(feature = "otel")]

@@ -334,6 +334,14 @@ async fn a_real_prometheus_scrapes_what_the_traffic_was() {
         10.0,
     )
     .await;
+    // Per attempt on the deployment: the 4 upstream 400s, and every call.
+    prom.expect(
+        "sum(litellm_deployment_failure_responses_total{exception_status=\"400\",api_key_alias=\"alpha\"})",
+        4.0,
+    )
+    .await;
+    prom.expect("sum(litellm_deployment_total_requests_total)", 14.0)
+        .await;
     // Every request was well under 5 s: the le="5.0" bucket holds them all.
     prom.expect(
         "sum(litellm_request_total_latency_metric_bucket{le=\"5.0\"})",
@@ -341,4 +349,82 @@ async fn a_real_prometheus_scrapes_what_the_traffic_was() {
     )
     .await;
     prom.expect("sum(litellm_deployment_state)", 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_deployment_is_counted_per_attempt_and_its_cooldown_shows() {
+    let good = FakeUpstream::start().await;
+    good.set_default(Reply::json(200, chat_completion("fine")));
+    let bad = FakeUpstream::start().await;
+    bad.set_default(Reply::json(
+        500,
+        json!({"error": {"message": "boom", "type": "server_error"}}),
+    ));
+    // Two deployments; the bad one cools down after its first failure; one retry each call.
+    let yaml = format!(
+        "model_list:\n  - model_name: g\n    litellm_params: {{model: openai/gpt-4o-mini, api_base: {}/v1, api_key: k, order: 1}}\n  - model_name: g\n    litellm_params: {{model: openai/gpt-4o, api_base: {}/v1, api_key: k, order: 2}}\ngeneral_settings:\n  master_key: {MASTER}\nlitellm_settings:\n  num_retries: 1\n  allowed_fails: 0\n  cooldown_time: 60\n  callbacks: [prometheus]\n",
+        bad.url(),
+        good.url()
+    );
+    let gw = Gov::start(
+        &yaml,
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let url = gw.url("/v1/chat/completions");
+    for _ in 0..3 {
+        assert_eq!(
+            post(&url, Some(MASTER), &chat(false, None)).await.status,
+            200
+        );
+    }
+    let text = String::from_utf8(get(&gw.url("/metrics"), None).await.body.to_vec()).unwrap();
+    let line = |prefix: &str, parts: &[&str]| -> Option<String> {
+        text.lines()
+            .find(|l| l.starts_with(prefix) && parts.iter().all(|p| l.contains(p)))
+            .map(str::to_owned)
+    };
+    // The bad deployment failed once (then cooled down: not tried again), the good one
+    // answered all three calls.
+    let fail = line(
+        "litellm_deployment_failure_responses_total{",
+        &[
+            "litellm_model_name=\"gpt-4o-mini\"",
+            "exception_status=\"500\"",
+        ],
+    )
+    .expect(&text);
+    assert!(fail.ends_with(" 1.0"), "{fail}");
+    let ok = line(
+        "litellm_deployment_success_responses_total{",
+        &["litellm_model_name=\"gpt-4o\""],
+    )
+    .expect(&text);
+    assert!(ok.ends_with(" 3.0"), "{ok}");
+    let cooled = line(
+        "litellm_deployment_cooled_down_total{",
+        &[
+            "litellm_model_name=\"gpt-4o-mini\"",
+            "exception_status=\"500\"",
+        ],
+    )
+    .expect(&text);
+    assert!(cooled.ends_with(" 1.0"), "{cooled}");
+    let state = line(
+        "litellm_deployment_state{",
+        &["litellm_model_name=\"gpt-4o-mini\""],
+    )
+    .expect(&text);
+    assert!(state.ends_with(" 2"), "{state}");
+    // The client saw three successes: the proxy-level counters say so.
+    let total = line(
+        "litellm_proxy_total_requests_metric_total{",
+        &["status_code=\"200\""],
+    )
+    .expect(&text);
+    assert!(total.ends_with(" 3.0"), "{total}");
+    assert!(
+        line("litellm_proxy_failed_requests_metric_total{", &[]).is_none(),
+        "{text}"
+    );
 }

@@ -14,24 +14,20 @@
 //! With no consumer the layer is a pass-through.
 //!
 //! Configured as LiteLLM configures them: `litellm_settings.callbacks`, `success_callback` and
-//! `failure_callback` (see [`CallbackSettings`] and docs/operations.md).
+//! `failure_callback` (see [`CallbackSettings`](crate::config::CallbackSettings) and docs/operations.md).
 
 mod layer;
+pub mod metrics;
 mod record;
-#[cfg(feature = "gateway")]
-mod settings;
+pub mod sinks;
 
 use std::{fmt, sync::Arc};
 
-#[cfg(feature = "gateway")]
-pub use self::settings::{
-    CallbackSettings, Events, GenericApiSettings, LangfuseSettings, SettingError, KNOWN_CALLBACKS,
-};
+use self::metrics::Metrics;
 pub use self::{
     layer::{CallRecordLayer, CallRecorder, ResponseFuture, STATUS_CLIENT_CLOSED},
     record::{CallRecord, CallStatus},
 };
-use crate::metrics::Metrics;
 
 /// A consumer of call records that must not block: it queues the record and returns.
 pub trait Sink: fmt::Debug + Send + Sync + 'static {

@@ -106,8 +106,8 @@ pub const LITELLM_SETTINGS: &[KeySpec] = &[
     key("budget_duration", Implemented),
     key("budget_exceeded_status_code", Implemented),
     key("json_logs", Implemented),
-    // Implemented for the names in `callbacks::KNOWN_CALLBACKS`; any other name is refused
-    // when the config loads (`callbacks::CallbackSettings::from_config`).
+    // Implemented for the names in `config::KNOWN_CALLBACKS`; any other name is refused
+    // when the config loads (`config::CallbackSettings::from_config`).
     key("success_callback", Implemented),
     key("failure_callback", Implemented),
     key("callbacks", Implemented),
@@ -510,7 +510,7 @@ pub const LITELLM_PARAMS: &[KeySpec] = &[
 /// `litellm_settings.callbacks` values llmgate implements. A list of only these asks for nothing
 /// refused; a list with any other value is refused as before.
 pub const IMPLEMENTED_CALLBACKS: &[&str] = &[
-    // The call-record consumers (`callbacks::KNOWN_CALLBACKS`).
+    // The call-record consumers (`config::KNOWN_CALLBACKS`).
     "prometheus",
     "langfuse",
     "generic_api",

@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 
+mod callbacks;
 mod error;
 pub mod keys;
 mod lenient;
@@ -29,6 +30,10 @@ mod runtime;
 mod upstream;
 mod validate;
 
+pub use self::callbacks::{
+    CallbackSettings, Events as CallbackEvents, GenericApiSettings, LangfuseSettings, SettingError,
+    KNOWN_CALLBACKS,
+};
 pub use self::{
     error::{Checked, ConfigError, ConfigErrors, Loaded},
     model::{

@@ -174,7 +174,7 @@ impl Loader<'_> {
                 .cloned()
                 .or_else(|| std::env::var(name).ok())
         };
-        match crate::callbacks::CallbackSettings::from_config(config, &env) {
+        match crate::config::CallbackSettings::from_config(config, &env) {
             Ok(settings) => self.warnings.extend(settings.warnings),
             Err(errs) => {
                 for (key, reason) in errs {

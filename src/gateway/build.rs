@@ -122,7 +122,7 @@ impl GatewayBuilder {
                 .cloned()
                 .or_else(|| std::env::var(name).ok())
         };
-        match crate::callbacks::CallbackSettings::from_config(config, &lookup) {
+        match crate::config::CallbackSettings::from_config(config, &lookup) {
             // Its warnings (names accepted under `allow_unsupported_config`) were reported
             // when the config loaded.
             Ok(settings) => match settings.start() {

@@ -720,6 +720,7 @@ impl GatewayBuilder {
             retry: self.retry.clone(),
             #[cfg(feature = "otel")]
             otel: self.otel.clone(),
+            metrics: self.callbacks.metrics_registry().cloned(),
         }
     }
 

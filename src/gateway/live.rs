@@ -55,6 +55,8 @@ pub(crate) struct RouterPlan {
     /// The tracer of the deployment stacks' attempt spans, when tracing is on.
     #[cfg(feature = "otel")]
     pub(super) otel: Option<crate::telemetry::Otel>,
+    /// The Prometheus registry, when metrics are on: each deployment's stack is counted.
+    pub(super) metrics: Option<crate::metrics::Metrics>,
 }
 
 impl RouterPlan {
@@ -131,6 +133,11 @@ impl RouterPlan {
             // As LiteLLM: the only deployment of a group never cools down (there is nothing to
             // route to instead; its errors reach the client as they are).
             let sole = group_size(&dep.model_group) == 1;
+            // Per-deployment metrics over the whole deployment stack, when metrics are on.
+            let dep_metrics = self
+                .metrics
+                .as_ref()
+                .map(|m| m.deployment_layer(&dep, Some(cell.clone())));
             let health =
                 HealthLayer::new(cell, policy.clone().disabled(sole || policy.is_disabled()));
             let mut timeout =
@@ -172,7 +179,10 @@ impl RouterPlan {
             match self.providers.get(&dep.provider) {
                 Some(p) => {
                     let g = super::builder::unpriced_guard(table, &dep, guard);
-                    let svc = stack(&dep, p.clone(), client, health, timeout, g, otel.as_ref());
+                    let mut svc = stack(&dep, p.clone(), client, health, timeout, g, otel.as_ref());
+                    if let Some(m) = dep_metrics {
+                        svc = tower::util::BoxCloneSyncService::new(tower::Layer::layer(&m, svc));
+                    }
                     builder = builder.deployment(dep, svc);
                 }
                 None => {

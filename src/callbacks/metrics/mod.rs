@@ -22,6 +22,7 @@
 //! metric set (fifteen families sharing most labels) suits one union series well.
 
 mod atomic;
+mod deployment;
 mod expose;
 mod registry;
 #[cfg(feature = "gateway")]
@@ -31,6 +32,7 @@ mod route;
 pub use self::route::{deployment_states_of, router};
 pub use self::{
     atomic::LATENCY_BUCKETS,
+    deployment::{DeploymentFuture, DeploymentMetrics, DeploymentMetricsLayer},
     expose::CONTENT_TYPE,
     registry::{DeploymentState, Metrics},
 };

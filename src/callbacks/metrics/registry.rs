@@ -110,6 +110,8 @@ pub(super) struct Inner {
     pub(super) remaining_requests: DashMap<RemainingKey, AtomicF64>,
     pub(super) remaining_tokens: DashMap<RemainingKey, AtomicF64>,
     pub(super) deployments: OnceLock<DeploymentStates>,
+    pub(super) attempts: DashMap<super::deployment::AttemptKey, AtomicU64>,
+    pub(super) cooldowns: DashMap<(Arc<super::deployment::DeploymentLabels>, u16), AtomicU64>,
     pub(super) require_auth: bool,
 }
 
@@ -151,6 +153,8 @@ impl Metrics {
                 remaining_requests: DashMap::new(),
                 remaining_tokens: DashMap::new(),
                 deployments: OnceLock::new(),
+                attempts: DashMap::new(),
+                cooldowns: DashMap::new(),
                 require_auth: false,
             }),
         }
@@ -178,7 +182,7 @@ impl Metrics {
         let _ = self.inner.deployments.set(Arc::new(f));
     }
 
-    fn key_labels(&self, k: &KeyInfo) -> Arc<KeyLabels> {
+    pub(super) fn key_labels(&self, k: &KeyInfo) -> Arc<KeyLabels> {
         if let Some(e) = self.inner.keys.get(&*k.token) {
             if e.matches(k) {
                 return e.clone();

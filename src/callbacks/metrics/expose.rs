@@ -277,40 +277,6 @@ impl Metrics {
             |k| k.success,
             |s| load(&s.output_tokens),
         );
-        let deployment = [
-            "requested_model",
-            "litellm_model_name",
-            "model_id",
-            "api_base",
-            "api_provider",
-            "hashed_api_key",
-            "api_key_alias",
-            "team",
-            "team_alias",
-        ];
-        f.counter(
-            "litellm_deployment_success_responses",
-            "LLM Deployment Analytics - Total number of successful LLM API calls via litellm",
-            &deployment,
-            |k| k.success && k.model_id.is_some() && k.model.is_some(),
-            |s| load(&s.requests),
-        );
-        f.counter(
-            "litellm_deployment_total_requests",
-            "LLM Deployment Analytics - Total number of LLM API calls via litellm - success + failure",
-            &deployment,
-            |k| k.model_id.is_some(),
-            |s| load(&s.requests),
-        );
-        let mut dep_fail = deployment.to_vec();
-        dep_fail.extend(["exception_status", "exception_class"]);
-        f.counter(
-            "litellm_deployment_failure_responses",
-            "LLM Deployment Analytics - Total number of failed LLM API calls for a specific LLM deployment. exception_status is the status of the exception from the llm api",
-            &dep_fail,
-            |k| !k.success && k.model_id.is_some(),
-            |s| load(&s.requests),
-        );
         let cache = [
             "model",
             "hashed_api_key",
@@ -388,8 +354,116 @@ impl Metrics {
             ],
             |s| &s.overhead,
         );
+        self.render_deployments(&mut out);
         self.render_gauges(&mut out);
         out
+    }
+
+    /// The per-deployment counters, from [`DeploymentMetricsLayer`](super::DeploymentMetricsLayer)
+    /// (every attempt, retries and fallbacks included).
+    fn render_deployments(&self, out: &mut String) {
+        use std::{collections::BTreeMap, sync::atomic::Ordering};
+        let attempts: Vec<_> = self
+            .inner
+            .attempts
+            .iter()
+            .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
+            .collect();
+        let names = [
+            "requested_model",
+            "litellm_model_name",
+            "model_id",
+            "api_base",
+            "api_provider",
+            "hashed_api_key",
+            "api_key_alias",
+            "team",
+            "team_alias",
+        ];
+        let values = |k: &super::deployment::AttemptKey| -> Vec<String> {
+            let key = k.key.as_deref();
+            vec![
+                k.dep.model_group.to_string(),
+                k.dep.model.to_string(),
+                k.dep.model_id.to_string(),
+                k.dep.api_base.as_deref().unwrap_or("").to_owned(),
+                k.dep.provider.to_string(),
+                key.map_or("", |l| &l.hash).to_owned(),
+                key.and_then(|l| l.alias.as_deref())
+                    .unwrap_or("")
+                    .to_owned(),
+                key.and_then(|l| l.team.as_deref()).unwrap_or("").to_owned(),
+                String::new(),
+            ]
+        };
+        let mut fail_names = names.to_vec();
+        fail_names.extend(["exception_status", "exception_class"]);
+        for (name, help, pick) in [
+            (
+                "litellm_deployment_success_responses",
+                "LLM Deployment Analytics - Total number of successful LLM API calls via litellm",
+                0u8,
+            ),
+            (
+                "litellm_deployment_failure_responses",
+                "LLM Deployment Analytics - Total number of failed LLM API calls for a specific LLM deployment. exception_status is the status of the exception from the llm api",
+                1,
+            ),
+            (
+                "litellm_deployment_total_requests",
+                "LLM Deployment Analytics - Total number of LLM API calls via litellm - success + failure",
+                2,
+            ),
+        ] {
+            header(out, name, "counter", help);
+            let mut rows: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+            for (k, n) in &attempts {
+                let mut v = values(k);
+                match (pick, k.failure) {
+                    (0, None) | (2, _) => {}
+                    (1, Some((status, class))) => {
+                        v.push(status_str(status).to_owned());
+                        v.push(class.to_owned());
+                    }
+                    _ => continue,
+                }
+                *rows.entry(v).or_default() += n;
+            }
+            let label_names: &[&str] = if pick == 1 { &fail_names } else { &names };
+            for (v, n) in rows {
+                let v: Vec<&str> = v.iter().map(String::as_str).collect();
+                out.push_str(name);
+                out.push_str("_total");
+                labels_text(label_names, &v, None, out);
+                let _ = writeln!(out, " {}", num(n as f64));
+            }
+        }
+        header(
+            out,
+            "litellm_deployment_cooled_down",
+            "counter",
+            "LLM Deployment Analytics - Number of times a deployment has been cooled down by LiteLLM load balancing logic. exception_status is the status of the exception that caused the deployment to be cooled down",
+        );
+        let names = [
+            "litellm_model_name",
+            "model_id",
+            "api_base",
+            "api_provider",
+            "exception_status",
+        ];
+        for e in &self.inner.cooldowns {
+            let (dep, status) = e.key();
+            let v = [
+                &*dep.model,
+                &*dep.model_id,
+                dep.api_base.as_deref().unwrap_or(""),
+                &*dep.provider,
+                status_str(*status),
+            ];
+            out.push_str("litellm_deployment_cooled_down_total");
+            labels_text(&names, &v, None, out);
+            let _ = writeln!(out, " {}", num(e.value().load(Ordering::Relaxed) as f64));
+        }
     }
 
     fn render_gauges(&self, out: &mut String) {

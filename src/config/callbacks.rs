@@ -221,11 +221,11 @@ impl CallbackSettings {
     ///
     /// # Errors
     /// A sink is configured but there is no Tokio runtime to run it on.
-    pub fn start(&self) -> Result<super::Callbacks, String> {
+    pub fn start(&self) -> Result<crate::callbacks::Callbacks, String> {
         use crate::sinks::{
             GenericApiWriter, JsonlWriter, LangfuseWriter, QueueOptions, QueuedSink,
         };
-        let mut cb = super::Callbacks::new();
+        let mut cb = crate::callbacks::Callbacks::new();
         if self.prometheus {
             cb = cb.metrics(
                 crate::metrics::Metrics::new().require_auth(self.require_auth_for_metrics),
