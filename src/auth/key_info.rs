@@ -12,6 +12,10 @@ use crate::{
 /// The model name that, in a key's or team's `models`, allows every model the gateway serves.
 pub const ALL_PROXY_MODELS: &str = "all-proxy-models";
 
+/// LiteLLM's "every model the key's team may use": in a key's list it allows what the team's
+/// list allows (the team's list is checked as well, so it adds no access of its own).
+pub const ALL_TEAM_MODELS: &str = "all-team-models";
+
 /// Limits and spend of one scope (the key, its team or its user) as loaded from the store.
 #[derive(Clone, Debug, Default)]
 pub struct Scope {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{db, get, json_list, spend_row, Backend, Store};
+use super::{db, get, json_list, litellm, spend_row, Backend, Schema, Store};
 use crate::store::{
     next_reset, now_ms, BudgetState, Limits, SpendFilter, SpendRow, SpendTotals, StoreError,
     UserRow, PROXY_BUDGET_ID,
@@ -55,6 +55,25 @@ fn spend_insert_sql(n: usize, backend: Backend, returning: bool) -> String {
     sql
 }
 
+/// What `rows` add to the key, team, user and proxy-wide totals (rows that cost nothing add
+/// nothing).
+pub(super) fn totals_of<'a>(rows: impl Iterator<Item = &'a SpendRow>) -> SpendTotals {
+    let mut totals = SpendTotals::default();
+    for r in rows.filter(|r| r.spend != 0.0) {
+        if !r.api_key.is_empty() {
+            *totals.keys.entry(r.api_key.clone()).or_default() += r.spend;
+        }
+        if let Some(t) = &r.team_id {
+            *totals.teams.entry(t.clone()).or_default() += r.spend;
+        }
+        if let Some(u) = &r.user_id {
+            *totals.users.entry(u.clone()).or_default() += r.spend;
+        }
+        totals.proxy += r.spend;
+    }
+    totals
+}
+
 impl Store {
     /// Writes spend rows in one transaction and adds their cost to the key, team and user totals.
     /// Every row counts, also one whose `request_id` is already stored: a client may send the same
@@ -86,8 +105,12 @@ impl Store {
         log: bool,
         count: Count,
     ) -> Result<SpendTotals, StoreError> {
+        if self.schema == Schema::LiteLlm {
+            return self
+                .litellm_record_spend(rows, log, count == Count::StoredNow)
+                .await;
+        }
         let mut tx = self.pool.begin().await.map_err(db("spend: begin"))?;
-        let mut totals = SpendTotals::default();
         // Many rows per statement: one round trip to the database per chunk, not per row.
         let mut inserted = std::collections::HashSet::new();
         let stored_now = count == Count::StoredNow;
@@ -138,21 +161,10 @@ impl Store {
                 q.execute(&mut *tx).await.map_err(db("spend: insert"))?;
             }
         }
-        for r in rows {
-            if r.spend == 0.0 || (stored_now && !inserted.contains(&r.request_id)) {
-                continue;
-            }
-            if !r.api_key.is_empty() {
-                *totals.keys.entry(r.api_key.clone()).or_default() += r.spend;
-            }
-            if let Some(t) = &r.team_id {
-                *totals.teams.entry(t.clone()).or_default() += r.spend;
-            }
-            if let Some(u) = &r.user_id {
-                *totals.users.entry(u.clone()).or_default() += r.spend;
-            }
-            totals.proxy += r.spend;
-        }
+        let mut totals = totals_of(
+            rows.iter()
+                .filter(|r| !stored_now || inserted.contains(&r.request_id)),
+        );
         // The proxy-wide budget row takes every row's cost (nothing happens when it does not
         // exist: no `litellm_settings.max_budget`).
         let proxy: HashMap<String, f64> = (totals.proxy != 0.0)
@@ -260,7 +272,10 @@ impl Store {
             (Some(_), Some(r)) => (u.spend, Some(r)),
             (Some(d), None) => (0.0, next_reset(Some(d), now)),
         };
-        sqlx::query("UPDATE llmgate_users SET max_budget = CAST($1 AS DOUBLE PRECISION), budget_duration = $2, budget_reset_at = $3, spend = $4, updated_at = $5 WHERE user_id = $6")
+        sqlx::query(self.pick(
+            "UPDATE llmgate_users SET max_budget = CAST($1 AS DOUBLE PRECISION), budget_duration = $2, budget_reset_at = $3, spend = $4, updated_at = $5 WHERE user_id = $6",
+            litellm::UPDATE_PROXY_BUDGET,
+        ))
             .bind(max_budget)
             .bind(budget_duration.map(str::to_owned))
             .bind(reset_at)
@@ -285,7 +300,10 @@ impl Store {
     /// Spend-log rows, newest first.
     pub async fn spend_logs(&self, f: &SpendFilter) -> Result<Vec<SpendRow>, StoreError> {
         let rows = sqlx::query(
+            self.pick(
             "SELECT * FROM llmgate_spend_logs WHERE ($1 IS NULL OR api_key = $1) AND ($2 IS NULL OR user_id = $2) AND ($3 IS NULL OR team_id = $3) AND ($4 IS NULL OR request_id = $4) AND ($5 IS NULL OR start_time >= $5) AND ($6 IS NULL OR start_time < $6) ORDER BY start_time DESC, request_id LIMIT $7",
+            litellm::SPEND_LOGS,
+        ),
         )
         .bind(f.api_key.clone())
         .bind(f.user_id.clone())
@@ -302,9 +320,10 @@ impl Store {
 
     /// Total spend of all calls ever logged.
     pub async fn global_spend(&self) -> Result<f64, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query(self.pick(
             "SELECT CAST(COALESCE(SUM(spend), 0) AS DOUBLE PRECISION) AS s FROM llmgate_spend_logs",
-        )
+            litellm::GLOBAL_SPEND,
+        ))
         .fetch_one(&self.pool)
         .await
         .map_err(db("global spend"))?;
@@ -313,10 +332,13 @@ impl Store {
 
     /// Number of spend-log rows.
     pub async fn spend_log_count(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM llmgate_spend_logs")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("count spend logs"))?;
+        let row = sqlx::query(self.pick(
+            "SELECT COUNT(*) AS n FROM llmgate_spend_logs",
+            litellm::COUNT_SPEND_LOGS,
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("count spend logs"))?;
         Ok(get(&row, "n").unwrap_or(0))
     }
 }
