@@ -36,6 +36,8 @@ pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
         .route("/key/{key}/regenerate", post(key_regenerate_path))
         .route_layer(from_fn_with_state(state.clone(), require_admin))
         .route("/key/info", get(key_info))
+        // Any valid key.
+        .route("/key/health", get(key_health).post(key_health))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -54,6 +56,41 @@ struct KeyBody {
     user_id: Option<String>,
     blocked: Option<bool>,
     spend: Option<f64>,
+    /// LiteLLM keeps a key's tags in `metadata.tags`.
+    tags: Option<Vec<String>>,
+    /// Not supported yet: refused rather than ignored.
+    model_max_budget: Option<Value>,
+    budget_id: Option<String>,
+}
+
+impl KeyBody {
+    /// Fields LiteLLM accepts that llmgate does not enforce yet: a 400 naming the field, so a
+    /// limit is never silently dropped.
+    fn refuse_unsupported(&self) -> Result<(), ApiError> {
+        if self.model_max_budget.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(bad(
+                "model_max_budget",
+                "`model_max_budget`: model-specific budgets are not supported by llmgate yet",
+            ));
+        }
+        if self.budget_id.is_some() {
+            return Err(bad(
+                "budget_id",
+                "`budget_id`: linking a key to a budget is not supported by llmgate's API yet",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `metadata` with `tags` merged in as `metadata.tags` (LiteLLM's place for them).
+    fn metadata_with_tags(&self, base: Option<&Map<String, Value>>) -> Option<Map<String, Value>> {
+        let mut md = self.metadata.clone().or_else(|| base.cloned());
+        if let Some(tags) = &self.tags {
+            md.get_or_insert_with(Map::new)
+                .insert("tags".into(), json!(tags));
+        }
+        md
+    }
 }
 
 impl KeyBody {
@@ -89,6 +126,7 @@ async fn check_team(m: &Mgmt, team_id: Option<&str>) -> Result<(), ApiError> {
 }
 
 async fn key_generate(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<KeyBody>) -> ApiResult {
+    b.refuse_unsupported()?;
     b.limits().validate()?;
     let duration = match &b.duration {
         Some(d) => Some(parse_duration(d).ok_or_else(|| {
@@ -117,7 +155,7 @@ async fn key_generate(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<KeyBody>) 
             key_alias: b.key_alias.clone(),
             models: b.models.clone().unwrap_or_default(),
             limits,
-            metadata: b.metadata.clone().unwrap_or_default(),
+            metadata: b.metadata_with_tags(None).unwrap_or_default(),
             team_id: b.team_id.clone(),
             user_id: b.user_id.clone(),
             duration,
@@ -148,6 +186,7 @@ async fn load_key(m: &Mgmt, key: Option<&str>) -> Result<KeyRow, ApiError> {
 }
 
 async fn key_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<KeyBody>) -> ApiResult {
+    b.refuse_unsupported()?;
     b.limits().validate()?;
     let mut row = load_key(&m, b.key.as_deref()).await?;
     check_team(&m, b.team_id.as_deref()).await?;
@@ -160,8 +199,8 @@ async fn key_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<KeyBody>) ->
     if let Some(v) = &b.models {
         row.models.clone_from(v);
     }
-    if let Some(v) = &b.metadata {
-        row.metadata.clone_from(v);
+    if let Some(v) = b.metadata_with_tags(Some(&row.metadata)) {
+        row.metadata = v;
     }
     if let Some(v) = &b.team_id {
         row.team_id = Some(v.clone());
@@ -194,7 +233,7 @@ struct KeyQuery {
 async fn key_info(State(m): State<Arc<Mgmt>>, Q(q): Q<KeyQuery>, caller: Caller) -> ApiResult {
     let asked = q.key.as_deref().filter(|k| !k.is_empty());
     let row = match caller {
-        Caller::Admin => load_key(&m, asked).await?,
+        Caller::Admin | Caller::Viewer => load_key(&m, asked).await?,
         // A key reads itself (no `key` parameter: the key that calls), or another key of its
         // user, as LiteLLM allows; any other key, existing or not, is a 403 (nothing tells
         // whether it exists).
@@ -353,4 +392,11 @@ async fn key_regenerate_path(
     ApiJson(b): ApiJson<RegenerateBody>,
 ) -> ApiResult {
     regenerate(&m, Some(&key), b.new_key).await
+}
+
+/// `/key/health`: the calling key is valid (any valid key; LiteLLM's answer for a key without
+/// logging callbacks, which llmgate does not have per key).
+async fn key_health(caller: Caller) -> ApiResult {
+    let _ = caller;
+    Ok(Json(json!({"key": "healthy", "logging_details": null})))
 }

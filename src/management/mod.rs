@@ -37,6 +37,7 @@
 //! # });
 //! ```
 
+mod budgets;
 mod error;
 mod extract;
 mod keys;
@@ -44,6 +45,7 @@ mod limits;
 mod spend;
 mod teams;
 mod users;
+mod utils;
 mod views;
 
 use std::sync::Arc;
@@ -91,6 +93,8 @@ pub fn router(master: Option<Secret>, keys: KeyCache, max_budget: Option<f64>) -
         .merge(teams::routes(&state))
         .merge(users::routes(&state))
         .merge(spend::routes(&state))
+        .merge(budgets::routes(&state))
+        .merge(utils::routes())
         .fallback(unknown_route)
         .with_state(state)
         .layer(axum::middleware::map_response(json_errors))
@@ -131,6 +135,12 @@ impl Mgmt {
         }
         match self.keys.get(&hash_key(presented.expose())).await? {
             Some(i) if i.refusal().is_none() && i.is_admin => Ok(Caller::Admin),
+            Some(i)
+                if i.refusal().is_none()
+                    && i.user_role.as_deref() == Some("proxy_admin_viewer") =>
+            {
+                Ok(Caller::Viewer)
+            }
             Some(i) if i.refusal().is_none() => Ok(Caller::Key(i)),
             _ => Err(ApiError(
                 LlmError::new(

@@ -77,8 +77,8 @@ pub use self::{
     error::StoreError,
     memory::InMemoryStore,
     rows::{
-        BudgetState, KeyRow, Limits, NewKey, SpendFilter, SpendRow, SpendTotals, TeamRow, UserRow,
-        PROXY_BUDGET_ID,
+        BudgetRow, BudgetState, KeyRow, Limits, NewKey, SpendFilter, SpendRow, SpendTotals,
+        TeamRow, UserRow, PROXY_BUDGET_ID,
     },
 };
 

@@ -114,6 +114,28 @@ pub struct UserRow {
     pub updated_at: i64,
 }
 
+/// A reusable budget (LiteLLM's `LiteLLM_BudgetTable`, `/budget/*`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BudgetRow {
+    /// Id.
+    pub budget_id: String,
+    /// Limits and budget.
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// Spend at which to warn (not enforced).
+    pub soft_budget: Option<f64>,
+    /// When the budget period ends (Unix ms).
+    pub budget_reset_at: Option<i64>,
+    /// Who created it (`user_id`, or `litellm_proxy_admin_name` for the master key).
+    pub created_by: String,
+    /// Who changed it last.
+    pub updated_by: String,
+    /// Created (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
 /// Fields of a key to create ([`Store::create_key`](super::Store::create_key)).
 #[derive(Clone, Debug, Default)]
 pub struct NewKey {

@@ -236,6 +236,27 @@ pub(super) const SET_USER_TEAMS: &str = concat!(
 );
 /// LiteLLM keeps a membership row per (user, team) for per-member spend and budgets.
 pub(super) const ADD_MEMBERSHIP: &str = "INSERT INTO \"LiteLLM_TeamMembership\" (user_id, team_id) VALUES ($1, $2) ON CONFLICT (user_id, team_id) DO NOTHING";
+pub(super) const UPDATE_USER: &str = concat!(
+    "UPDATE \"LiteLLM_UserTable\" SET user_email = $1, user_role = $2, models = ",
+    arr!("$3"),
+    ", max_budget = CAST($4 AS DOUBLE PRECISION), budget_duration = $5, budget_reset_at = ",
+    ts!("$6"),
+    ", tpm_limit = $7, rpm_limit = $8, max_parallel_requests = CAST($9 AS INTEGER), metadata = CAST($10 AS JSONB), teams = ",
+    arr!("$11"),
+    ", updated_at = ",
+    ts!("$12"),
+    " WHERE user_id = $13"
+);
+pub(super) const DELETE_USER: &str = "DELETE FROM \"LiteLLM_UserTable\" WHERE user_id = $1";
+pub(super) const DELETE_MEMBERSHIPS_OF_USER: &str =
+    "DELETE FROM \"LiteLLM_TeamMembership\" WHERE user_id = $1";
+pub(super) const DELETE_MEMBERSHIP: &str =
+    "DELETE FROM \"LiteLLM_TeamMembership\" WHERE user_id = $1 AND team_id = $2";
+pub(super) const COUNT_USERS: &str = "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM \"LiteLLM_UserTable\" WHERE user_id <> 'litellm-proxy-budget' AND (CAST($1 AS TEXT) IS NULL OR user_role = $1)";
+pub(super) const LIST_USERS: &str = concat!(
+    user_select!(),
+    " WHERE u.user_id <> 'litellm-proxy-budget' AND (CAST($1 AS TEXT) IS NULL OR u.user_role = $1) ORDER BY u.created_at, u.user_id LIMIT $2 OFFSET $3"
+);
 pub(super) const UPDATE_PROXY_BUDGET: &str = concat!(
     "UPDATE \"LiteLLM_UserTable\" SET max_budget = CAST($1 AS DOUBLE PRECISION), budget_duration = $2, budget_reset_at = ",
     ts!("$3"),
@@ -243,6 +264,43 @@ pub(super) const UPDATE_PROXY_BUDGET: &str = concat!(
     ts!("$5"),
     " WHERE user_id = $6"
 );
+
+// ---- budgets (parameters as in budgets.rs) ----
+
+macro_rules! budget_select {
+    () => {
+        concat!(
+            "SELECT b.budget_id, b.max_budget, b.soft_budget, b.budget_duration, ",
+            ms!("b.budget_reset_at"),
+            " AS budget_reset_at, CAST(b.tpm_limit AS BIGINT) AS tpm_limit, CAST(b.rpm_limit AS BIGINT) AS rpm_limit, CAST(b.max_parallel_requests AS BIGINT) AS max_parallel_requests, b.created_by, b.updated_by, ",
+            ms!("b.created_at"),
+            " AS created_at, ",
+            ms!("b.updated_at"),
+            " AS updated_at FROM \"LiteLLM_BudgetTable\" b"
+        )
+    };
+}
+
+pub(super) const INSERT_BUDGET: &str = concat!(
+    "INSERT INTO \"LiteLLM_BudgetTable\" (budget_id, max_budget, soft_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, created_by, updated_by, created_at, updated_at) VALUES ($1, CAST($2 AS DOUBLE PRECISION), CAST($3 AS DOUBLE PRECISION), $4, ",
+    ts!("$5"),
+    ", $6, $7, CAST($8 AS INTEGER), $9, $10, ",
+    ts!("$11"),
+    ", ",
+    ts!("$12"),
+    ")"
+);
+pub(super) const BUDGET_BY_ID: &str = concat!(budget_select!(), " WHERE b.budget_id = $1");
+pub(super) const UPDATE_BUDGET: &str = concat!(
+    "UPDATE \"LiteLLM_BudgetTable\" SET max_budget = CAST($1 AS DOUBLE PRECISION), soft_budget = CAST($2 AS DOUBLE PRECISION), budget_duration = $3, budget_reset_at = ",
+    ts!("$4"),
+    ", tpm_limit = $5, rpm_limit = $6, max_parallel_requests = CAST($7 AS INTEGER), updated_by = $8, updated_at = ",
+    ts!("$9"),
+    " WHERE budget_id = $10"
+);
+pub(super) const DELETE_BUDGET: &str = "DELETE FROM \"LiteLLM_BudgetTable\" WHERE budget_id = $1";
+pub(super) const LIST_BUDGETS: &str =
+    concat!(budget_select!(), " ORDER BY b.created_at, b.budget_id");
 
 // ---- spend (parameters as in spend.rs) ----
 

@@ -31,6 +31,7 @@ use super::{
     StoreFuture, TeamRow, UserRow,
 };
 
+mod budgets;
 mod keys;
 mod litellm;
 mod spend;
@@ -38,7 +39,10 @@ mod teams;
 mod users;
 
 /// Embedded migrations, applied in order by [`Store::connect`]: `(version, statements)`.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_budgets.sql")),
+];
 
 fn db(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |e| StoreError::new(context, e)

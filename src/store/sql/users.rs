@@ -1,5 +1,7 @@
 //! Users in SQL: create, add a team, read (fresh).
 
+use sqlx::Row as _;
+
 use super::{db, json_list, json_map, litellm, opt_f64, user_row, Schema, Store};
 use crate::store::{next_reset, now_ms, StoreError, UserRow};
 
@@ -110,5 +112,117 @@ impl Store {
             u.budget_reset_at = next;
         }
         Ok(Some(u))
+    }
+}
+
+impl Store {
+    /// Replaces a user's fields (not its spend); `false` when there is no such user.
+    pub async fn update_user(&self, u: &UserRow) -> Result<bool, StoreError> {
+        let res = sqlx::query(self.pick(
+            "UPDATE llmgate_users SET user_email=$1, user_role=$2, models=$3, max_budget=CAST($4 AS DOUBLE PRECISION), budget_duration=$5, budget_reset_at=$6, tpm_limit=$7, rpm_limit=$8, max_parallel_requests=$9, metadata=$10, teams=$11, updated_at=$12 WHERE user_id=$13",
+            litellm::UPDATE_USER,
+        ))
+        .bind(u.user_email.clone())
+        .bind(u.user_role.clone())
+        .bind(json_list(&u.models))
+        .bind(opt_f64(u.limits.max_budget))
+        .bind(u.limits.budget_duration.clone())
+        .bind(u.budget_reset_at)
+        .bind(u.limits.tpm_limit)
+        .bind(u.limits.rpm_limit)
+        .bind(u.limits.max_parallel_requests)
+        .bind(json_map(&u.metadata))
+        .bind(json_list(&u.teams))
+        .bind(now_ms())
+        .bind(u.user_id.clone())
+        .execute(&self.pool)
+        .await
+        .map_err(db("update user"))?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    /// Deletes users; returns the ids that existed. Their keys stay (LiteLLM deletes them
+    /// too: the management API does that first).
+    pub async fn delete_users(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut deleted = Vec::new();
+        for id in ids {
+            if self.schema == Schema::LiteLlm {
+                sqlx::query(litellm::DELETE_MEMBERSHIPS_OF_USER)
+                    .bind(id.clone())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db("delete user"))?;
+            }
+            let res = sqlx::query(self.pick(
+                "DELETE FROM llmgate_users WHERE user_id = $1",
+                litellm::DELETE_USER,
+            ))
+            .bind(id.clone())
+            .execute(&self.pool)
+            .await
+            .map_err(db("delete user"))?;
+            if res.rows_affected() > 0 {
+                deleted.push(id.clone());
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Users (optionally of one role), ordered by creation, one page; and how many there are.
+    /// The proxy-budget row is not a user and is not listed.
+    pub async fn list_users(
+        &self,
+        role: Option<&str>,
+        page: i64,
+        size: i64,
+    ) -> Result<(Vec<UserRow>, i64), StoreError> {
+        let role = role.map(str::to_owned);
+        let total: i64 = sqlx::query(self.pick(
+            "SELECT COUNT(*) AS n FROM llmgate_users WHERE user_id <> 'litellm-proxy-budget' AND (CAST($1 AS TEXT) IS NULL OR user_role = $1)",
+            litellm::COUNT_USERS,
+        ))
+        .bind(role.clone())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("count users"))?
+        .try_get("n")
+        .map_err(db("count users"))?;
+        let rows = sqlx::query(self.pick(
+            "SELECT * FROM llmgate_users WHERE user_id <> 'litellm-proxy-budget' AND (CAST($1 AS TEXT) IS NULL OR user_role = $1) ORDER BY created_at, user_id LIMIT $2 OFFSET $3",
+            litellm::LIST_USERS,
+        ))
+        .bind(role)
+        .bind(size)
+        .bind(page.saturating_sub(1).max(0).saturating_mul(size.max(0)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("list users"))?;
+        Ok((rows.iter().map(user_row).collect(), total))
+    }
+
+    /// Takes a team out of a user's `teams` (and, in LiteLLM's schema, drops the membership row).
+    pub async fn remove_user_team(&self, user_id: &str, team_id: &str) -> Result<(), StoreError> {
+        if let Some(mut u) = self.user(user_id).await? {
+            u.teams.retain(|t| t != team_id);
+            sqlx::query(self.pick(
+                "UPDATE llmgate_users SET teams=$1, updated_at=$2 WHERE user_id=$3",
+                litellm::SET_USER_TEAMS,
+            ))
+            .bind(json_list(&u.teams))
+            .bind(now_ms())
+            .bind(user_id.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(db("update user"))?;
+        }
+        if self.schema == Schema::LiteLlm {
+            sqlx::query(litellm::DELETE_MEMBERSHIP)
+                .bind(user_id.to_owned())
+                .bind(team_id.to_owned())
+                .execute(&self.pool)
+                .await
+                .map_err(db("delete team membership"))?;
+        }
+        Ok(())
     }
 }
