@@ -12,9 +12,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod governance_common;
+mod litellm_common;
 mod support;
 
 use governance_common::{chat, fresh_pg, get, post, Gov, MASTER};
+use litellm_common::litellm_db;
 use llmgate::{
     governance::BuildOptions,
     store::{hash_key, Schema, SchemaChoice, Store},
@@ -22,58 +24,6 @@ use llmgate::{
 use serde_json::json;
 use sqlx::{Connection as _, Row as _};
 use support::{chat_completion, FakeUpstream, Reply};
-
-/// The `migrations` folder of the installed `litellm-proxy-extras`.
-fn migrations_dir() -> std::path::PathBuf {
-    if let Ok(d) = std::env::var("LLMGATE_LITELLM_MIGRATIONS") {
-        return d.into();
-    }
-    let py = std::env::var("LLMGATE_PYTHON").unwrap_or_else(|_| {
-        panic!("neither LLMGATE_LITELLM_MIGRATIONS nor LLMGATE_PYTHON is set: run `bash .ci/test`")
-    });
-    let out = std::process::Command::new(&py)
-        .args([
-            "-c",
-            "import litellm_proxy_extras, os; print(os.path.join(os.path.dirname(litellm_proxy_extras.__file__), 'migrations'))",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {py}: {e}"));
-    assert!(
-        out.status.success(),
-        "litellm-proxy-extras is not installed in {py} (`bash .ci/test` installs it): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().into()
-}
-
-/// A fresh PostgreSQL database with LiteLLM's schema, made by LiteLLM's own migrations applied
-/// in order, as `prisma migrate deploy` does.
-async fn litellm_db() -> String {
-    let url = fresh_pg().await;
-    let dir = migrations_dir();
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.path().join("migration.sql").is_file())
-        .map(|e| e.file_name())
-        .collect();
-    names.sort();
-    assert!(
-        names.len() > 100,
-        "{} migrations in {}",
-        names.len(),
-        dir.display()
-    );
-    let mut conn = sqlx::postgres::PgConnection::connect(&url).await.unwrap();
-    for n in &names {
-        let sql = std::fs::read_to_string(dir.join(n).join("migration.sql")).unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("LiteLLM migration {}: {e}", n.to_string_lossy()));
-    }
-    url
-}
 
 async fn exec(url: &str, sql: &str) {
     let mut conn = sqlx::postgres::PgConnection::connect(url).await.unwrap();

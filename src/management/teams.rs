@@ -177,7 +177,7 @@ async fn team_info(caller: Caller, State(m): State<Arc<Mgmt>>, Q(q): Q<TeamQuery
             Some(id) => m.store().team(id).await?,
             None => None,
         };
-        if !t.as_ref().is_some_and(|t| member_role(t, me).is_some()) {
+        if t.as_ref().is_none_or(|t| member_role(t, me).is_none()) {
             return Err(forbidden(
                 "key not allowed to access this team's info: a key may read only the teams its user is a member of",
             ));
