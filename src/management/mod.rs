@@ -21,10 +21,17 @@
 //! | `GET /key/list` | `page`, `size`, `team_id`, `user_id`, `return_full_object` |
 //! | `POST /key/block`, `/key/unblock` | `{"key": ...}` |
 //! | `POST /key/regenerate`, `/key/{key}/regenerate` | new secret, same settings |
-//! | `POST /team/new`, `/team/update`, `/team/delete`, `/team/member_add` | teams |
-//! | `GET /team/info?team_id=`, `/team/list` | teams |
-//! | `POST /user/new`, `GET /user/info?user_id=` | users (a key may read its user) |
+//! | `POST /team/new`, `/team/update`, `/team/delete`, `/team/block`, `/team/unblock` | teams |
+//! | `POST /team/member_add`, `/team/member_update`, `/team/member_delete` | members (also by the team's admins) |
+//! | `POST /team/model/add`, `/team/model/delete` | a team's models |
+//! | `GET /team/info?team_id=` (also by the team's members), `/team/list` | teams |
+//! | `POST /user/new`, `/user/update`, `/user/delete`, `GET /user/list` | users |
+//! | `GET /user/info?user_id=` | a user (a key may read its user) |
+//! | `POST /budget/new`, `/budget/update`, `/budget/info`, `/budget/delete`, `GET /budget/list` | budgets |
 //! | `GET /spend/logs`, `/global/spend` | spend |
+//! | `/key/health`, `POST /utils/token_counter` | any valid key |
+//!
+//! A `proxy_admin_viewer`'s key may call every `GET` route and no other admin route.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
