@@ -627,6 +627,96 @@ async fn routes(opts: BuildOptions) {
         .iter()
         .all(|r| r["team_id"] == "t1"));
     assert!(!a.json().as_array().unwrap().is_empty());
+
+    // ---- daily activity (LiteLLM's daily tables, or the spend log summed) ----
+    let today = rows[0]["startTime"].as_str().unwrap()[..10].to_owned();
+    let a = get(
+        &at(&format!(
+            "/user/daily/activity?start_date={today}&end_date={today}&user_id=u1"
+        )),
+        Some(MASTER),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(v["results"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["results"][0]["date"], today);
+    assert_eq!(v["results"][0]["metrics"]["api_requests"], 1, "{v}");
+    assert_eq!(v["results"][0]["metrics"]["successful_requests"], 1, "{v}");
+    assert_eq!(v["results"][0]["metrics"]["prompt_tokens"], 5, "{v}");
+    assert_eq!(v["results"][0]["metrics"]["total_tokens"], 12, "{v}");
+    let model = rows[0]["model"].as_str().unwrap();
+    assert_eq!(
+        v["results"][0]["breakdown"]["models"][model]["metrics"]["api_requests"], 1,
+        "{v}"
+    );
+    assert_eq!(
+        v["results"][0]["breakdown"]["users"]["u1"]["metrics"]["api_requests"], 1,
+        "{v}"
+    );
+    assert_eq!(v["metadata"]["total_api_requests"], 1);
+    assert_eq!(v["metadata"]["total_spend"], rows[0]["spend"]);
+    // The team's two successful calls (refused calls are not logged).
+    let a = get(
+        &at(&format!(
+            "/team/daily/activity?start_date={today}&end_date={today}&team_ids=t1"
+        )),
+        Some(&viewer),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.json()["metadata"]["total_api_requests"],
+        2,
+        "{}",
+        a.json()
+    );
+    assert_eq!(
+        a.json()["results"][0]["breakdown"]["entities"]["t1"]["metrics"]["api_requests"],
+        2
+    );
+    // Another day: nothing.
+    let a = get(
+        &at("/user/daily/activity?start_date=2001-01-01&end_date=2001-01-02"),
+        Some(MASTER),
+    )
+    .await;
+    assert_eq!(a.json()["results"], json!([]));
+    refused(
+        &get(
+            &at("/user/daily/activity?end_date=2001-01-01"),
+            Some(MASTER),
+        )
+        .await,
+        "start_date",
+    );
+    refused(
+        &get(
+            &at("/user/daily/activity?start_date=2001-01-01&end_date=soon"),
+            Some(MASTER),
+        )
+        .await,
+        "end_date",
+    );
+    refused(
+        &get(
+            &at("/team/daily/activity?start_date=2001-01-02&end_date=2001-01-01"),
+            Some(MASTER),
+        )
+        .await,
+        "end_date",
+    );
+    assert_eq!(
+        get(
+            &at(&format!(
+                "/user/daily/activity?start_date={today}&end_date={today}"
+            )),
+            Some(&u1)
+        )
+        .await
+        .status,
+        403
+    );
     gw.shutdown().await;
 }
 

@@ -29,6 +29,7 @@
 //! | `GET /user/info?user_id=` | a user (a key may read its user) |
 //! | `POST /budget/new`, `/budget/update`, `/budget/info`, `/budget/delete`, `GET /budget/list` | budgets |
 //! | `GET /spend/logs`, `/global/spend` | spend |
+//! | `GET /user/daily/activity`, `/team/daily/activity` | spend per day (LiteLLM's shape) |
 //! | `/key/health`, `POST /utils/token_counter` | any valid key |
 //!
 //! A `proxy_admin_viewer`'s key may call every `GET` route and no other admin route.

@@ -77,8 +77,8 @@ pub use self::{
     error::StoreError,
     memory::InMemoryStore,
     rows::{
-        BudgetRow, BudgetState, KeyRow, Limits, NewKey, SpendFilter, SpendRow, SpendTotals,
-        TeamRow, UserRow, PROXY_BUDGET_ID,
+        BudgetRow, BudgetState, DailyBy, DailySpend, KeyRow, Limits, NewKey, SpendFilter, SpendRow,
+        SpendTotals, TeamRow, UserRow, PROXY_BUDGET_ID,
     },
 };
 

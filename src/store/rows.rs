@@ -257,6 +257,43 @@ pub struct SpendFilter {
     pub limit: i64,
 }
 
+/// Whose daily spend ([`Store::daily_spend`](super::Store::daily_spend)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DailyBy {
+    /// Per user (`/user/daily/activity`).
+    User,
+    /// Per team (`/team/daily/activity`).
+    Team,
+}
+
+/// One day's spend of one user or team through one key, model and provider: LiteLLM's
+/// `LiteLLM_DailyUserSpend` / `LiteLLM_DailyTeamSpend` row.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DailySpend {
+    /// `YYYY-MM-DD` (UTC).
+    pub date: String,
+    /// The user or team.
+    pub entity: String,
+    /// Key hash.
+    pub api_key: String,
+    /// Model (as the upstream named it; empty when unknown).
+    pub model: String,
+    /// Provider (empty when unknown).
+    pub custom_llm_provider: String,
+    /// Input tokens.
+    pub prompt_tokens: i64,
+    /// Output tokens.
+    pub completion_tokens: i64,
+    /// USD.
+    pub spend: f64,
+    /// Calls.
+    pub api_requests: i64,
+    /// Calls that succeeded.
+    pub successful_requests: i64,
+    /// Calls that did not.
+    pub failed_requests: i64,
+}
+
 /// Spend to add, per key, team and user, from rows that were inserted.
 #[derive(Clone, Debug, Default)]
 pub struct SpendTotals {

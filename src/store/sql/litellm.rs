@@ -317,6 +317,9 @@ pub(super) const GLOBAL_SPEND: &str =
 pub(super) const COUNT_SPEND_LOGS: &str =
     "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM \"LiteLLM_SpendLogs\"";
 
+pub(super) const DAILY_USER: &str = "SELECT date, user_id AS entity, api_key, COALESCE(model, '') AS model, COALESCE(custom_llm_provider, '') AS provider, prompt_tokens, completion_tokens, spend, api_requests, successful_requests, failed_requests FROM \"LiteLLM_DailyUserSpend\" WHERE user_id IS NOT NULL AND (CAST($1 AS TEXT) IS NULL OR user_id = $1) AND date >= $2 AND date <= $3 ORDER BY date, user_id, api_key, model";
+pub(super) const DAILY_TEAM: &str = "SELECT date, team_id AS entity, api_key, COALESCE(model, '') AS model, COALESCE(custom_llm_provider, '') AS provider, prompt_tokens, completion_tokens, spend, api_requests, successful_requests, failed_requests FROM \"LiteLLM_DailyTeamSpend\" WHERE team_id IS NOT NULL AND (CAST($1 AS TEXT) IS NULL OR team_id = $1) AND date >= $2 AND date <= $3 ORDER BY date, team_id, api_key, model";
+
 /// One spend-log row as LiteLLM writes it (`LiteLLM_SpendLogs`).
 const INSERT_SPEND: &str = concat!(
     "INSERT INTO \"LiteLLM_SpendLogs\" (request_id, call_type, api_key, spend, total_tokens, prompt_tokens, completion_tokens, \"startTime\", \"endTime\", model, model_id, model_group, custom_llm_provider, api_base, \"user\", metadata, cache_hit, cache_key, request_tags, team_id, status, request_duration_ms, litellm_call_id) VALUES ($1, $2, $3, $4, CAST($5 AS INTEGER), CAST($6 AS INTEGER), CAST($7 AS INTEGER), ",
@@ -351,7 +354,7 @@ struct Daily {
 }
 
 /// `YYYY-MM-DD` (UTC) of a Unix-ms time, as LiteLLM's `date` column.
-fn day(ms: i64) -> String {
+pub(crate) fn day(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
     // Civil from days (Howard Hinnant's algorithm).
     let z = days + 719_468;

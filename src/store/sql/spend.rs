@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use super::{db, get, json_list, litellm, spend_row, Backend, Schema, Store};
 use crate::store::{
-    next_reset, now_ms, BudgetState, Limits, SpendFilter, SpendRow, SpendTotals, StoreError,
-    UserRow, PROXY_BUDGET_ID,
+    next_reset, now_ms, BudgetState, DailyBy, DailySpend, Limits, SpendFilter, SpendRow,
+    SpendTotals, StoreError, UserRow, PROXY_BUDGET_ID,
 };
 
 /// Rows per spend INSERT statement, largest first: a batch is cut into these sizes. 64 rows of
@@ -328,6 +328,63 @@ impl Store {
         .await
         .map_err(db("global spend"))?;
         Ok(get(&row, "s").unwrap_or(0.0))
+    }
+
+    /// Spend per day (UTC) and user or team (`id`, else all), key, model and provider, for calls
+    /// that started in `[start_ms, end_ms)`. In LiteLLM's schema the daily tables are read
+    /// (whole days); in llmgate's the spend log is summed.
+    pub async fn daily_spend(
+        &self,
+        by: DailyBy,
+        id: Option<&str>,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<DailySpend>, StoreError> {
+        let id = id.map(str::to_owned);
+        let rows = if self.schema == Schema::LiteLlm {
+            sqlx::query(match by {
+                DailyBy::User => litellm::DAILY_USER,
+                DailyBy::Team => litellm::DAILY_TEAM,
+            })
+            .bind(id)
+            .bind(litellm::day(start_ms))
+            .bind(litellm::day(end_ms.saturating_sub(1)))
+            .fetch_all(&self.pool)
+            .await
+        } else {
+            sqlx::query(match by {
+                DailyBy::User => "SELECT CAST(start_time / 86400000 AS BIGINT) AS d, user_id AS entity, api_key, COALESCE(model, '') AS model, COALESCE(custom_llm_provider, '') AS provider, CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, CAST(SUM(spend) AS DOUBLE PRECISION) AS spend, CAST(COUNT(*) AS BIGINT) AS api_requests, CAST(SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END) AS BIGINT) AS successful_requests FROM llmgate_spend_logs WHERE user_id IS NOT NULL AND (CAST($1 AS TEXT) IS NULL OR user_id = $1) AND start_time >= $2 AND start_time < $3 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4",
+                DailyBy::Team => "SELECT CAST(start_time / 86400000 AS BIGINT) AS d, team_id AS entity, api_key, COALESCE(model, '') AS model, COALESCE(custom_llm_provider, '') AS provider, CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, CAST(SUM(spend) AS DOUBLE PRECISION) AS spend, CAST(COUNT(*) AS BIGINT) AS api_requests, CAST(SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END) AS BIGINT) AS successful_requests FROM llmgate_spend_logs WHERE team_id IS NOT NULL AND (CAST($1 AS TEXT) IS NULL OR team_id = $1) AND start_time >= $2 AND start_time < $3 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4",
+            })
+            .bind(id)
+            .bind(start_ms)
+            .bind(end_ms)
+            .fetch_all(&self.pool)
+            .await
+        }
+        .map_err(db("read daily spend"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let requests: i64 = get(r, "api_requests").unwrap_or(0);
+                let ok: i64 = get(r, "successful_requests").unwrap_or(0);
+                DailySpend {
+                    date: get::<String>(r, "date").unwrap_or_else(|| {
+                        litellm::day(get::<i64>(r, "d").unwrap_or(0).saturating_mul(86_400_000))
+                    }),
+                    entity: get(r, "entity").unwrap_or_default(),
+                    api_key: get(r, "api_key").unwrap_or_default(),
+                    model: get(r, "model").unwrap_or_default(),
+                    custom_llm_provider: get(r, "provider").unwrap_or_default(),
+                    prompt_tokens: get(r, "prompt_tokens").unwrap_or(0),
+                    completion_tokens: get(r, "completion_tokens").unwrap_or(0),
+                    spend: get(r, "spend").unwrap_or(0.0),
+                    api_requests: requests,
+                    successful_requests: ok,
+                    failed_requests: get(r, "failed_requests").unwrap_or(requests - ok),
+                }
+            })
+            .collect())
     }
 
     /// Number of spend-log rows.
