@@ -42,6 +42,7 @@ mod users;
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_budgets.sql")),
+    (3, include_str!("migrations/0003_spend_log_indexes.sql")),
 ];
 
 fn db(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
