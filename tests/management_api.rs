@@ -226,6 +226,33 @@ async fn routes(opts: BuildOptions) {
         .status,
         403
     );
+    // A team's admin makes keys for the team (for itself or a member); nothing else.
+    let a = post(
+        &at("/key/generate"),
+        Some(&u1),
+        &json!({"team_id": "t1", "user_id": "u3", "key_alias": "by-team-admin"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["team_id"], "t1");
+    let made = a.json()["key"].as_str().unwrap().to_owned();
+    assert_eq!(chat(&base, &made, "g").await.status, 200);
+    post(&at("/team/new"), Some(MASTER), &json!({"team_id": "t2"})).await;
+    for (who, body) in [
+        (&u1, json!({})),
+        (&u1, json!({"team_id": "t2"})),
+        (&u1, json!({"team_id": "t1", "user_id": "u2"})),
+        (&u1, json!({"team_id": "nope"})),
+        (&u3, json!({"team_id": "t1"})),
+    ] {
+        let a = post(&at("/key/generate"), Some(who), &body).await;
+        assert_eq!(
+            a.status,
+            403,
+            "{body}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+    }
     // Team admins and internal users stay out of admin routes.
     assert_eq!(
         post(&at("/team/block"), Some(&u1), &json!({"team_id": "t1"}))
@@ -656,7 +683,8 @@ async fn routes(opts: BuildOptions) {
     );
     assert_eq!(v["metadata"]["total_api_requests"], 1);
     assert_eq!(v["metadata"]["total_spend"], rows[0]["spend"]);
-    // The team's two successful calls (refused calls are not logged).
+    // The team's three successful calls: two with the first team key, one with the key its
+    // admin made (refused calls are not logged).
     let a = get(
         &at(&format!(
             "/team/daily/activity?start_date={today}&end_date={today}&team_ids=t1"
@@ -667,12 +695,19 @@ async fn routes(opts: BuildOptions) {
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(
         a.json()["metadata"]["total_api_requests"],
-        2,
+        3,
         "{}",
         a.json()
     );
     assert_eq!(
         a.json()["results"][0]["breakdown"]["entities"]["t1"]["metrics"]["api_requests"],
+        3
+    );
+    assert_eq!(
+        a.json()["results"][0]["breakdown"]["api_keys"]
+            .as_object()
+            .unwrap()
+            .len(),
         2
     );
     // Another day: nothing.

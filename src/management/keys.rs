@@ -26,7 +26,6 @@ use crate::{
 /// This resource's routes: the admin-only ones behind [`require_admin`], then the self-service reads, which check their caller themselves.
 pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
     Router::new()
-        .route("/key/generate", post(key_generate))
         .route("/key/update", post(key_update))
         .route("/key/delete", post(key_delete))
         .route("/key/list", get(key_list))
@@ -36,6 +35,8 @@ pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
         .route("/key/{key}/regenerate", post(key_regenerate_path))
         .route_layer(from_fn_with_state(state.clone(), require_admin))
         .route("/key/info", get(key_info))
+        // Admins, and a team's admins for that team (LiteLLM's rule): checks its caller.
+        .route("/key/generate", post(key_generate))
         // Any valid key.
         .route("/key/health", get(key_health).post(key_health))
 }
@@ -125,7 +126,48 @@ async fn check_team(m: &Mgmt, team_id: Option<&str>) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn key_generate(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<KeyBody>) -> ApiResult {
+async fn key_generate(
+    caller: Caller,
+    State(m): State<Arc<Mgmt>>,
+    ApiJson(b): ApiJson<KeyBody>,
+) -> ApiResult {
+    match &caller {
+        Caller::Admin => {}
+        Caller::Viewer => {
+            return Err(forbidden(
+                "proxy_admin_viewer may only read: /key/generate needs a proxy_admin",
+            ))
+        }
+        // A team's admin makes keys for its team (for itself or another member of it).
+        Caller::Key(me) => {
+            let team = match b.team_id.as_deref() {
+                Some(t) => m.store().team(t).await?,
+                None => None,
+            };
+            let role_of = |t: &crate::store::TeamRow, user: &str| {
+                t.members_with_roles
+                    .iter()
+                    .find(|v| v.get("user_id").and_then(Value::as_str) == Some(user))
+                    .map(|v| {
+                        v.get("role")
+                            .and_then(Value::as_str)
+                            .unwrap_or("user")
+                            .to_owned()
+                    })
+            };
+            let allowed = team.as_ref().is_some_and(|t| {
+                me.user_id
+                    .as_deref()
+                    .is_some_and(|u| role_of(t, u).as_deref() == Some("admin"))
+                    && b.user_id.as_deref().is_none_or(|u| role_of(t, u).is_some())
+            });
+            if !allowed {
+                return Err(forbidden(
+                    "Only proxy admins, or a team's admins for a member of that team, may generate keys",
+                ));
+            }
+        }
+    }
     b.refuse_unsupported()?;
     b.limits().validate()?;
     let duration = match &b.duration {

@@ -32,7 +32,8 @@
 //! | `GET /user/daily/activity`, `/team/daily/activity` | spend per day (LiteLLM's shape) |
 //! | `/key/health`, `POST /utils/token_counter` | any valid key |
 //!
-//! A `proxy_admin_viewer`'s key may call every `GET` route and no other admin route.
+//! A `proxy_admin_viewer`'s key may call every `GET` route and no other admin route; a team's
+//! admin may `/key/generate` for that team (itself or another member).
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
