@@ -23,7 +23,7 @@ use crate::{
     cost::PriceTable,
     rate_limit::Counters,
     spend::{SpendConfig, SpendStats, SpendWriter},
-    store::Store,
+    store::{SchemaChoice, Store},
 };
 
 /// Options of [`Gateway::build`](crate::gateway::Gateway::build) beyond the config.
@@ -294,10 +294,23 @@ pub async fn start(config: &Config, opts: &BuildOptions) -> Result<Governance, B
         .general_settings
         .database_connection_pool_limit
         .unwrap_or(10);
-    let store = Store::connect_with(&url, pool)
+    let schema_setting = config.general_settings.database_schema.as_deref();
+    let choice =
+        SchemaChoice::parse(schema_setting.unwrap_or("auto")).ok_or_else(|| BuildError {
+            key: "general_settings.database_schema".into(),
+            reason: format!(
+                "`{}` is not a schema: expected `auto`, `llmgate` or `litellm`",
+                schema_setting.unwrap_or_default()
+            ),
+        })?;
+    let store = Store::connect_schema(&url, pool, choice)
         .await
         .map_err(|e| BuildError {
-            key: "general_settings.database_url".into(),
+            key: if e.context().starts_with("database_schema") {
+                "general_settings.database_schema".into()
+            } else {
+                "general_settings.database_url".into()
+            },
             reason: e.to_string(),
         })?;
     let keys = KeyCache::new(store.clone(), opts.key_cache_ttl);

@@ -69,7 +69,21 @@ const POSTS: &[&str] = &[
     "/team/update",
     "/team/delete",
     "/team/member_add",
+    "/team/member_update",
+    "/team/member_delete",
+    "/team/block",
+    "/team/unblock",
+    "/team/model/add",
+    "/team/model/delete",
     "/user/new",
+    "/user/update",
+    "/user/delete",
+    "/budget/new",
+    "/budget/update",
+    "/budget/info",
+    "/budget/delete",
+    "/key/health",
+    "/utils/token_counter",
 ];
 
 const GETS: &[&str] = &[
@@ -80,6 +94,11 @@ const GETS: &[&str] = &[
     "/user/info",
     "/spend/logs",
     "/global/spend",
+    "/user/list",
+    "/budget/list",
+    "/key/health",
+    "/user/daily/activity",
+    "/team/daily/activity",
 ];
 
 fn field() -> impl Strategy<Value = String> {
@@ -90,7 +109,9 @@ fn field() -> impl Strategy<Value = String> {
             "tpm_limit", "rpm_limit", "max_parallel_requests", "metadata", "duration", "blocked",
             "spend", "new_key", "member", "members_with_roles", "role", "auto_create_key",
             "teams", "expires", "page", "size", "return_full_object", "start_date", "end_date",
-            "request_id", "api_key",
+            "request_id", "api_key", "budget_id", "budgets", "id", "soft_budget", "tags",
+            "model_max_budget", "user_ids", "page_size", "team_ids", "messages", "prompt",
+            "model", "max_budget_in_team",
         ])
         .prop_map(str::to_owned),
         1 => any::<String>(),

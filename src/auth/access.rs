@@ -15,7 +15,7 @@ use std::{
     sync::Arc,
 };
 
-use super::{KeyInfo, ALL_PROXY_MODELS};
+use super::{KeyInfo, ALL_PROXY_MODELS, ALL_TEAM_MODELS};
 use crate::{
     error::{ErrorKind, LlmError},
     fallback::GroupAccess,
@@ -145,7 +145,11 @@ impl ModelCatalog {
 
     fn name_allowed(&self, list: &[String], model: &str) -> bool {
         if list.iter().any(|m| {
-            m == model || m == ALL_PROXY_MODELS || m == "*" || (m.contains('*') && glob(m, model))
+            m == model
+                || m == ALL_PROXY_MODELS
+                || m == ALL_TEAM_MODELS
+                || m == "*"
+                || (m.contains('*') && glob(m, model))
         }) {
             return true;
         }
@@ -353,5 +357,19 @@ mod tests {
             ..info
         };
         assert!(cat.check(&master, "z").is_ok());
+    }
+
+    /// LiteLLM's `all-team-models` in a key's list: the team's list decides.
+    #[test]
+    fn all_team_models_defers_to_the_team() {
+        let cat = ModelCatalog::new();
+        let info = KeyInfo {
+            models: list(&[ALL_TEAM_MODELS]),
+            team_models: list(&["a"]),
+            ..KeyInfo::default()
+        };
+        assert!(cat.check(&info, "a").is_ok());
+        let e = cat.check(&info, "b").unwrap_err();
+        assert_eq!(e.error_type(), "team_model_access_denied");
     }
 }

@@ -12,6 +12,10 @@ use crate::{
 /// The model name that, in a key's or team's `models`, allows every model the gateway serves.
 pub const ALL_PROXY_MODELS: &str = "all-proxy-models";
 
+/// LiteLLM's "every model the key's team may use": in a key's list it allows what the team's
+/// list allows (the team's list is checked as well, so it adds no access of its own).
+pub const ALL_TEAM_MODELS: &str = "all-team-models";
+
 /// Limits and spend of one scope (the key, its team or its user) as loaded from the store.
 #[derive(Clone, Debug, Default)]
 pub struct Scope {
@@ -51,6 +55,9 @@ pub struct KeyInfo {
     pub is_master: bool,
     /// May use the management API (master key, or a `proxy_admin` user's key).
     pub is_admin: bool,
+    /// The key's user's `user_role` (`proxy_admin_viewer`, `internal_user`, …): what the
+    /// management API lets it do.
+    pub user_role: Option<String>,
     /// Expiry (Unix ms).
     pub expires: Option<i64>,
     /// Refused while set (the key's or its team's `blocked`).
@@ -116,6 +123,7 @@ impl KeyInfo {
             user_models: user.as_ref().map(|u| u.models.clone()).unwrap_or_default(),
             is_master: false,
             is_admin,
+            user_role: user.as_ref().and_then(|u| u.user_role.clone()),
             expires: k.expires,
             blocked: k.blocked || team.as_ref().is_some_and(|t| t.blocked),
             key: Scope {

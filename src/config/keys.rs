@@ -252,6 +252,7 @@ pub const GENERAL_SETTINGS: &[KeySpec] = &[
     key("master_key", Implemented),
     key("database_url", Implemented),
     key("database_connection_pool_limit", Implemented),
+    key("database_schema", Implemented),
     key("max_request_size_mb", Implemented),
     key("request_header_timeout", Implemented),
     key("request_body_timeout", Implemented),

@@ -318,6 +318,10 @@ pub struct GeneralSettings {
     /// Database connection pool size.
     #[serde(deserialize_with = "lenient::opt_num")]
     pub database_connection_pool_limit: Option<u32>,
+    /// Which tables the database holds: `auto` (default), `llmgate` or `litellm` (LiteLLM's own
+    /// PostgreSQL schema); see `store::SchemaChoice`.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub database_schema: Option<String>,
     /// Database connection timeout, seconds.
     #[serde(deserialize_with = "lenient::opt_num")]
     pub database_connection_timeout: Option<f64>,

@@ -108,7 +108,7 @@ redacting_debug!(CacheParams {
 
 redacting_debug!(GeneralSettings {
     master_key, master_key_from_env, allow_unsupported_config, database_url, store_model_in_db, proxy_budget_rescheduler_min_time,
-    proxy_budget_rescheduler_max_time, proxy_batch_write_at, database_connection_pool_limit,
+    proxy_budget_rescheduler_max_time, proxy_batch_write_at, database_connection_pool_limit, database_schema,
     database_connection_timeout, dangerously_allow_mock_testing_request_params,
     allow_public_health_readiness_details, background_health_checks, health_check_interval,
     health_check_cooldown, health_check_timeout, model_poll_interval,

@@ -23,7 +23,11 @@ use crate::{auth::KeyInfo, error::LlmError, server::parse_json};
 pub(super) enum Caller {
     /// The master key, or the key of a `proxy_admin` user.
     Admin,
-    /// Any other valid virtual key: it may read its own `/key/info` and its user's `/user/info`.
+    /// The key of a `proxy_admin_viewer` user: LiteLLM's read-only admin, every `GET` route.
+    Viewer,
+    /// Any other valid virtual key: it may read its own `/key/info` and its user's `/user/info`,
+    /// and, as a team's admin (`members_with_roles` role `admin`), read the team and manage its
+    /// members.
     Key(Arc<KeyInfo>),
 }
 
@@ -46,8 +50,17 @@ pub(super) async fn require_admin(
     req: Request,
     next: Next,
 ) -> Response {
+    let read = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
     match m.caller(req.headers()).await {
         Ok(Caller::Admin) => next.run(req).await,
+        Ok(Caller::Viewer) if read => next.run(req).await,
+        Ok(Caller::Viewer) => forbidden(
+            "proxy_admin_viewer may only read: this route changes data and needs a proxy_admin",
+        )
+        .into_response(),
         Ok(Caller::Key(_)) => {
             forbidden("Only the master key or a proxy_admin may call the management API")
                 .into_response()

@@ -26,7 +26,6 @@ use crate::{
 /// This resource's routes: the admin-only ones behind [`require_admin`], then the self-service reads, which check their caller themselves.
 pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
     Router::new()
-        .route("/key/generate", post(key_generate))
         .route("/key/update", post(key_update))
         .route("/key/delete", post(key_delete))
         .route("/key/list", get(key_list))
@@ -36,6 +35,10 @@ pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
         .route("/key/{key}/regenerate", post(key_regenerate_path))
         .route_layer(from_fn_with_state(state.clone(), require_admin))
         .route("/key/info", get(key_info))
+        // Admins, and a team's admins for that team (LiteLLM's rule): checks its caller.
+        .route("/key/generate", post(key_generate))
+        // Any valid key.
+        .route("/key/health", get(key_health).post(key_health))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -54,6 +57,41 @@ struct KeyBody {
     user_id: Option<String>,
     blocked: Option<bool>,
     spend: Option<f64>,
+    /// LiteLLM keeps a key's tags in `metadata.tags`.
+    tags: Option<Vec<String>>,
+    /// Not supported yet: refused rather than ignored.
+    model_max_budget: Option<Value>,
+    budget_id: Option<String>,
+}
+
+impl KeyBody {
+    /// Fields LiteLLM accepts that llmgate does not enforce yet: a 400 naming the field, so a
+    /// limit is never silently dropped.
+    fn refuse_unsupported(&self) -> Result<(), ApiError> {
+        if self.model_max_budget.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(bad(
+                "model_max_budget",
+                "`model_max_budget`: model-specific budgets are not supported by llmgate yet",
+            ));
+        }
+        if self.budget_id.is_some() {
+            return Err(bad(
+                "budget_id",
+                "`budget_id`: linking a key to a budget is not supported by llmgate's API yet",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `metadata` with `tags` merged in as `metadata.tags` (LiteLLM's place for them).
+    fn metadata_with_tags(&self, base: Option<&Map<String, Value>>) -> Option<Map<String, Value>> {
+        let mut md = self.metadata.clone().or_else(|| base.cloned());
+        if let Some(tags) = &self.tags {
+            md.get_or_insert_with(Map::new)
+                .insert("tags".into(), json!(tags));
+        }
+        md
+    }
 }
 
 impl KeyBody {
@@ -88,7 +126,49 @@ async fn check_team(m: &Mgmt, team_id: Option<&str>) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn key_generate(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<KeyBody>) -> ApiResult {
+async fn key_generate(
+    caller: Caller,
+    State(m): State<Arc<Mgmt>>,
+    ApiJson(b): ApiJson<KeyBody>,
+) -> ApiResult {
+    match &caller {
+        Caller::Admin => {}
+        Caller::Viewer => {
+            return Err(forbidden(
+                "proxy_admin_viewer may only read: /key/generate needs a proxy_admin",
+            ))
+        }
+        // A team's admin makes keys for its team (for itself or another member of it).
+        Caller::Key(me) => {
+            let team = match b.team_id.as_deref() {
+                Some(t) => m.store().team(t).await?,
+                None => None,
+            };
+            let role_of = |t: &crate::store::TeamRow, user: &str| {
+                t.members_with_roles
+                    .iter()
+                    .find(|v| v.get("user_id").and_then(Value::as_str) == Some(user))
+                    .map(|v| {
+                        v.get("role")
+                            .and_then(Value::as_str)
+                            .unwrap_or("user")
+                            .to_owned()
+                    })
+            };
+            let allowed = team.as_ref().is_some_and(|t| {
+                me.user_id
+                    .as_deref()
+                    .is_some_and(|u| role_of(t, u).as_deref() == Some("admin"))
+                    && b.user_id.as_deref().is_none_or(|u| role_of(t, u).is_some())
+            });
+            if !allowed {
+                return Err(forbidden(
+                    "Only proxy admins, or a team's admins for a member of that team, may generate keys",
+                ));
+            }
+        }
+    }
+    b.refuse_unsupported()?;
     b.limits().validate()?;
     let duration = match &b.duration {
         Some(d) => Some(parse_duration(d).ok_or_else(|| {
@@ -117,7 +197,7 @@ async fn key_generate(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<KeyBody>) 
             key_alias: b.key_alias.clone(),
             models: b.models.clone().unwrap_or_default(),
             limits,
-            metadata: b.metadata.clone().unwrap_or_default(),
+            metadata: b.metadata_with_tags(None).unwrap_or_default(),
             team_id: b.team_id.clone(),
             user_id: b.user_id.clone(),
             duration,
@@ -148,6 +228,7 @@ async fn load_key(m: &Mgmt, key: Option<&str>) -> Result<KeyRow, ApiError> {
 }
 
 async fn key_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<KeyBody>) -> ApiResult {
+    b.refuse_unsupported()?;
     b.limits().validate()?;
     let mut row = load_key(&m, b.key.as_deref()).await?;
     check_team(&m, b.team_id.as_deref()).await?;
@@ -160,8 +241,8 @@ async fn key_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<KeyBody>) ->
     if let Some(v) = &b.models {
         row.models.clone_from(v);
     }
-    if let Some(v) = &b.metadata {
-        row.metadata.clone_from(v);
+    if let Some(v) = b.metadata_with_tags(Some(&row.metadata)) {
+        row.metadata = v;
     }
     if let Some(v) = &b.team_id {
         row.team_id = Some(v.clone());
@@ -194,7 +275,7 @@ struct KeyQuery {
 async fn key_info(State(m): State<Arc<Mgmt>>, Q(q): Q<KeyQuery>, caller: Caller) -> ApiResult {
     let asked = q.key.as_deref().filter(|k| !k.is_empty());
     let row = match caller {
-        Caller::Admin => load_key(&m, asked).await?,
+        Caller::Admin | Caller::Viewer => load_key(&m, asked).await?,
         // A key reads itself (no `key` parameter: the key that calls), or another key of its
         // user, as LiteLLM allows; any other key, existing or not, is a 403 (nothing tells
         // whether it exists).
@@ -353,4 +434,11 @@ async fn key_regenerate_path(
     ApiJson(b): ApiJson<RegenerateBody>,
 ) -> ApiResult {
     regenerate(&m, Some(&key), b.new_key).await
+}
+
+/// `/key/health`: the calling key is valid (any valid key; LiteLLM's answer for a key without
+/// logging callbacks, which llmgate does not have per key).
+async fn key_health(caller: Caller) -> ApiResult {
+    let _ = caller;
+    Ok(Json(json!({"key": "healthy", "logging_details": null})))
 }

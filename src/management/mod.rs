@@ -21,10 +21,19 @@
 //! | `GET /key/list` | `page`, `size`, `team_id`, `user_id`, `return_full_object` |
 //! | `POST /key/block`, `/key/unblock` | `{"key": ...}` |
 //! | `POST /key/regenerate`, `/key/{key}/regenerate` | new secret, same settings |
-//! | `POST /team/new`, `/team/update`, `/team/delete`, `/team/member_add` | teams |
-//! | `GET /team/info?team_id=`, `/team/list` | teams |
-//! | `POST /user/new`, `GET /user/info?user_id=` | users (a key may read its user) |
+//! | `POST /team/new`, `/team/update`, `/team/delete`, `/team/block`, `/team/unblock` | teams |
+//! | `POST /team/member_add`, `/team/member_update`, `/team/member_delete` | members (also by the team's admins) |
+//! | `POST /team/model/add`, `/team/model/delete` | a team's models |
+//! | `GET /team/info?team_id=` (also by the team's members), `/team/list` | teams |
+//! | `POST /user/new`, `/user/update`, `/user/delete`, `GET /user/list` | users |
+//! | `GET /user/info?user_id=` | a user (a key may read its user) |
+//! | `POST /budget/new`, `/budget/update`, `/budget/info`, `/budget/delete`, `GET /budget/list` | budgets |
 //! | `GET /spend/logs`, `/global/spend` | spend |
+//! | `GET /user/daily/activity`, `/team/daily/activity` | spend per day (LiteLLM's shape) |
+//! | `/key/health`, `POST /utils/token_counter` | any valid key |
+//!
+//! A `proxy_admin_viewer`'s key may call every `GET` route and no other admin route; a team's
+//! admin may `/key/generate` for that team (itself or another member).
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -37,6 +46,7 @@
 //! # });
 //! ```
 
+mod budgets;
 mod error;
 mod extract;
 mod keys;
@@ -44,6 +54,7 @@ mod limits;
 mod spend;
 mod teams;
 mod users;
+mod utils;
 mod views;
 
 use std::sync::Arc;
@@ -89,6 +100,8 @@ pub fn router(master: Option<Secret>, keys: KeyCache, max_budget: Option<f64>) -
         .merge(teams::routes(&state))
         .merge(users::routes(&state))
         .merge(spend::routes(&state))
+        .merge(budgets::routes(&state))
+        .merge(utils::routes())
         .fallback(unknown_route)
         .with_state(state)
         .layer(axum::middleware::map_response(json_errors))
@@ -129,6 +142,12 @@ impl Mgmt {
         }
         match self.keys.get(&hash_key(presented.expose())).await? {
             Some(i) if i.refusal().is_none() && i.is_admin => Ok(Caller::Admin),
+            Some(i)
+                if i.refusal().is_none()
+                    && i.user_role.as_deref() == Some("proxy_admin_viewer") =>
+            {
+                Ok(Caller::Viewer)
+            }
             Some(i) if i.refusal().is_none() => Ok(Caller::Key(i)),
             _ => Err(ApiError(
                 LlmError::new(

@@ -12,24 +12,65 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{
-    error::{bad, not_found, ApiError, ApiResult},
-    extract::{require_admin, ApiJson, Q},
+    error::{bad, forbidden, not_found, ApiError, ApiResult},
+    extract::{require_admin, ApiJson, Caller, Q},
     limits::LimitFields,
     views::{key_json, team_json},
     Mgmt,
 };
-use crate::store::{next_reset, now_ms, Limits, TeamRow};
+use crate::{
+    auth::KeyInfo,
+    store::{next_reset, now_ms, Limits, TeamRow},
+};
 
 /// This resource's routes: the admin-only ones behind [`require_admin`].
 pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
     Router::new()
         .route("/team/new", post(team_new))
         .route("/team/update", post(team_update))
-        .route("/team/info", get(team_info))
         .route("/team/delete", post(team_delete))
         .route("/team/list", get(team_list))
-        .route("/team/member_add", post(team_member_add))
+        .route("/team/block", post(team_block))
+        .route("/team/unblock", post(team_unblock))
+        .route("/team/model/add", post(team_model_add))
+        .route("/team/model/delete", post(team_model_delete))
         .route_layer(from_fn_with_state(state.clone(), require_admin))
+        // A team's own admins may read it and manage its members; these check their caller.
+        .route("/team/info", get(team_info))
+        .route("/team/member_add", post(team_member_add))
+        .route("/team/member_update", post(team_member_update))
+        .route("/team/member_delete", post(team_member_delete))
+}
+
+/// Whether `who` is in the team with role `admin` (by user id).
+fn is_team_admin(t: &TeamRow, who: &KeyInfo) -> bool {
+    member_role(t, who).as_deref() == Some("admin")
+}
+
+/// `who`'s role in the team (`admin`, `user`), when its user is a member.
+fn member_role(t: &TeamRow, who: &KeyInfo) -> Option<String> {
+    let me = who.user_id.as_deref()?;
+    t.members_with_roles
+        .iter()
+        .find(|v| v.get("user_id").and_then(Value::as_str) == Some(me))
+        .map(|v| {
+            v.get("role")
+                .and_then(Value::as_str)
+                .unwrap_or("user")
+                .to_owned()
+        })
+}
+
+/// Admins, and the team's own admins, may manage its members (LiteLLM's rule).
+fn may_manage_members(caller: &Caller, t: &TeamRow) -> Result<(), ApiError> {
+    match caller {
+        Caller::Admin => Ok(()),
+        Caller::Key(me) if is_team_admin(t, me) => Ok(()),
+        _ => Err(forbidden(format!(
+            "Only proxy admins or admins of team={} may manage its members",
+            t.team_id
+        ))),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,7 +170,19 @@ struct TeamQuery {
     team_id: Option<String>,
 }
 
-async fn team_info(State(m): State<Arc<Mgmt>>, Q(q): Q<TeamQuery>) -> ApiResult {
+async fn team_info(caller: Caller, State(m): State<Arc<Mgmt>>, Q(q): Q<TeamQuery>) -> ApiResult {
+    if let Caller::Key(me) = &caller {
+        // A member reads its own team; whether another team exists is not told.
+        let t = match q.team_id.as_deref().filter(|t| !t.is_empty()) {
+            Some(id) => m.store().team(id).await?,
+            None => None,
+        };
+        if t.as_ref().is_none_or(|t| member_role(t, me).is_none()) {
+            return Err(forbidden(
+                "key not allowed to access this team's info: a key may read only the teams its user is a member of",
+            ));
+        }
+    }
     let t = load_team(&m, q.team_id.as_deref()).await?;
     let (keys, _) = m.store().list_keys(Some(&t.team_id), None, 1, 1000).await?;
     Ok(Json(json!({
@@ -183,8 +236,13 @@ struct MemberAdd {
     member: Members,
 }
 
-async fn team_member_add(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<MemberAdd>) -> ApiResult {
+async fn team_member_add(
+    caller: Caller,
+    State(m): State<Arc<Mgmt>>,
+    ApiJson(b): ApiJson<MemberAdd>,
+) -> ApiResult {
     let mut t = load_team(&m, Some(&b.team_id)).await?;
+    may_manage_members(&caller, &t)?;
     let members = match b.member {
         Members::One(x) => vec![x],
         Members::Many(v) => v,
@@ -213,4 +271,164 @@ async fn team_member_add(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<MemberA
     let mut v = team_json(&t);
     v["updated_users"] = json!(updated);
     Ok(Json(v))
+}
+
+#[derive(Debug, Deserialize)]
+struct TeamId {
+    team_id: Option<String>,
+}
+
+async fn set_team_blocked(m: &Mgmt, team_id: Option<&str>, blocked: bool) -> ApiResult {
+    let mut t = load_team(m, team_id).await?;
+    t.blocked = blocked;
+    m.store().update_team(&t).await?;
+    m.forget_team(&t.team_id);
+    Ok(Json(team_json(&t)))
+}
+
+/// `POST /team/block`: every key of the team is refused (401) until `/team/unblock`.
+async fn team_block(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<TeamId>) -> ApiResult {
+    set_team_blocked(&m, b.team_id.as_deref(), true).await
+}
+
+async fn team_unblock(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<TeamId>) -> ApiResult {
+    set_team_blocked(&m, b.team_id.as_deref(), false).await
+}
+
+#[derive(Debug, Deserialize)]
+struct TeamModels {
+    team_id: Option<String>,
+    models: Vec<String>,
+}
+
+/// `POST /team/model/add`: the models join the team's list (kept once each).
+async fn team_model_add(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<TeamModels>) -> ApiResult {
+    if b.models.iter().any(String::is_empty) {
+        return Err(bad("models", "a model name may not be empty"));
+    }
+    let mut t = load_team(&m, b.team_id.as_deref()).await?;
+    for model in b.models {
+        if !t.models.contains(&model) {
+            t.models.push(model);
+        }
+    }
+    m.store().update_team(&t).await?;
+    m.forget_team(&t.team_id);
+    Ok(Json(team_json(&t)))
+}
+
+/// `POST /team/model/delete`: the models leave the team's list. (An empty list allows every
+/// model, as LiteLLM's: removing the last one opens the team to all models.)
+async fn team_model_delete(
+    State(m): State<Arc<Mgmt>>,
+    ApiJson(b): ApiJson<TeamModels>,
+) -> ApiResult {
+    let mut t = load_team(&m, b.team_id.as_deref()).await?;
+    t.models.retain(|x| !b.models.contains(x));
+    m.store().update_team(&t).await?;
+    m.forget_team(&t.team_id);
+    Ok(Json(team_json(&t)))
+}
+
+#[derive(Debug, Deserialize)]
+struct MemberRef {
+    team_id: String,
+    user_id: Option<String>,
+    user_email: Option<String>,
+    role: Option<String>,
+    max_budget_in_team: Option<f64>,
+    tpm_limit: Option<i64>,
+    rpm_limit: Option<i64>,
+}
+
+impl MemberRef {
+    /// The index of the member in the team's list, by `user_id` or `user_email`.
+    fn find(&self, t: &TeamRow) -> Result<usize, ApiError> {
+        if self.user_id.is_none() && self.user_email.is_none() {
+            return Err(bad("user_id", "user_id or user_email is required"));
+        }
+        let field = |v: &Value, name: &str| v.get(name).and_then(Value::as_str).map(str::to_owned);
+        t.members_with_roles
+            .iter()
+            .position(|v| {
+                (self.user_id.is_some() && field(v, "user_id") == self.user_id)
+                    || (self.user_email.is_some() && field(v, "user_email") == self.user_email)
+            })
+            .ok_or_else(|| {
+                bad(
+                    "user_id",
+                    format!(
+                        "User={} is not a member of team={}",
+                        self.user_id
+                            .as_deref()
+                            .or(self.user_email.as_deref())
+                            .unwrap_or_default(),
+                        t.team_id
+                    ),
+                )
+            })
+    }
+}
+
+/// `POST /team/member_update`: a member's `role`. Per-member budgets and limits
+/// (`max_budget_in_team`, `tpm_limit`, `rpm_limit`) are not supported yet: refused with 400.
+async fn team_member_update(
+    caller: Caller,
+    State(m): State<Arc<Mgmt>>,
+    ApiJson(b): ApiJson<MemberRef>,
+) -> ApiResult {
+    for (name, set) in [
+        ("max_budget_in_team", b.max_budget_in_team.is_some()),
+        ("tpm_limit", b.tpm_limit.is_some()),
+        ("rpm_limit", b.rpm_limit.is_some()),
+    ] {
+        if set {
+            return Err(bad(
+                name,
+                format!("`{name}`: per-member budgets and limits are not supported by llmgate yet"),
+            ));
+        }
+    }
+    let mut t = load_team(&m, Some(&b.team_id)).await?;
+    may_manage_members(&caller, &t)?;
+    let i = b.find(&t)?;
+    if let Some(role) = &b.role {
+        if !matches!(role.as_str(), "admin" | "user") {
+            return Err(bad("role", "role must be `admin` or `user`"));
+        }
+        if let Some(Value::Object(o)) = t.members_with_roles.get_mut(i) {
+            o.insert("role".into(), Value::String(role.clone()));
+        }
+    }
+    let member = t.members_with_roles.get(i).cloned().unwrap_or_default();
+    m.store().update_team(&t).await?;
+    m.forget_team(&t.team_id);
+    Ok(Json(json!({
+        "team_id": t.team_id,
+        "user_id": member.get("user_id"),
+        "user_email": member.get("user_email"),
+        "role": member.get("role"),
+        "max_budget_in_team": null,
+        "tpm_limit": null,
+        "rpm_limit": null,
+    })))
+}
+
+/// `POST /team/member_delete`: the member leaves the team (and the team leaves its user's
+/// `teams`); its keys stay, as in LiteLLM.
+async fn team_member_delete(
+    caller: Caller,
+    State(m): State<Arc<Mgmt>>,
+    ApiJson(b): ApiJson<MemberRef>,
+) -> ApiResult {
+    let mut t = load_team(&m, Some(&b.team_id)).await?;
+    may_manage_members(&caller, &t)?;
+    let i = b.find(&t)?;
+    let gone = t.members_with_roles.remove(i);
+    m.store().update_team(&t).await?;
+    if let Some(uid) = gone.get("user_id").and_then(Value::as_str) {
+        m.store().remove_user_team(uid, &t.team_id).await?;
+    }
+    m.forget_team(&t.team_id);
+    Ok(Json(team_json(&t)))
 }

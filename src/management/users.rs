@@ -24,6 +24,9 @@ use crate::store::{next_reset, now_ms, parse_duration, Limits, NewKey, UserRow};
 pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
     Router::new()
         .route("/user/new", post(user_new))
+        .route("/user/update", post(user_update))
+        .route("/user/delete", post(user_delete))
+        .route("/user/list", get(user_list))
         .route_layer(from_fn_with_state(state.clone(), require_admin))
         .route("/user/info", get(user_info))
 }
@@ -139,7 +142,9 @@ struct UserQuery {
 async fn user_info(State(m): State<Arc<Mgmt>>, Q(q): Q<UserQuery>, caller: Caller) -> ApiResult {
     let asked = q.user_id.filter(|u| !u.is_empty());
     let id = match caller {
-        Caller::Admin => asked.ok_or_else(|| bad("user_id", "missing field `user_id`"))?,
+        Caller::Admin | Caller::Viewer => {
+            asked.ok_or_else(|| bad("user_id", "missing field `user_id`"))?
+        }
         // A key reads its own user (no `user_id`: the key's user), as LiteLLM allows.
         Caller::Key(me) => match (asked, &me.user_id) {
             (None, Some(mine)) => mine.clone(),
@@ -170,5 +175,138 @@ async fn user_info(State(m): State<Arc<Mgmt>>, Q(q): Q<UserQuery>, caller: Calle
         "user_info": user_json(&u),
         "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
         "teams": teams,
+    })))
+}
+
+/// `POST /user/update`: the user (by `user_id`, else `user_email`) with the fields given changed.
+async fn user_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) -> ApiResult {
+    b.limits().validate()?;
+    if let Some(r) = &b.user_role {
+        if !USER_ROLES.contains(&r.as_str()) {
+            return Err(bad(
+                "user_role",
+                format!("user_role must be one of {USER_ROLES:?}"),
+            ));
+        }
+    }
+    let mut u = match (&b.user_id, &b.user_email) {
+        (Some(id), _) => m.store().user(id).await?,
+        (None, Some(email)) => {
+            let (all, _) = m.store().list_users(None, 1, i64::MAX).await?;
+            all.into_iter()
+                .find(|u| u.user_email.as_deref() == Some(email.as_str()))
+        }
+        (None, None) => {
+            return Err(bad(
+                "user_id",
+                "Either user_id or user_email must be provided",
+            ))
+        }
+    }
+    .ok_or_else(|| {
+        not_found(format!(
+            "User not found, passed user_id={}",
+            b.user_id
+                .as_deref()
+                .or(b.user_email.as_deref())
+                .unwrap_or_default()
+        ))
+    })?;
+    if b.limits().apply(&mut u.limits) {
+        u.budget_reset_at = next_reset(u.limits.budget_duration.as_deref(), now_ms());
+    }
+    if b.user_id.is_some() {
+        if let Some(v) = &b.user_email {
+            u.user_email = Some(v.clone());
+        }
+    }
+    if let Some(v) = &b.user_role {
+        u.user_role = Some(v.clone());
+    }
+    if let Some(v) = &b.models {
+        u.models.clone_from(v);
+    }
+    if let Some(v) = &b.metadata {
+        u.metadata.clone_from(v);
+    }
+    m.store().update_user(&u).await?;
+    // Cached keys of this user carry its role, models and limits.
+    let id = u.user_id.clone();
+    m.keys
+        .invalidate_where(move |k| k.user_id.as_deref() == Some(id.as_str()));
+    Ok(Json(json!({"user_id": u.user_id, "data": user_json(&u)})))
+}
+
+#[derive(Debug, Deserialize)]
+struct UserDelete {
+    user_ids: Vec<String>,
+}
+
+/// `POST /user/delete`: the users, their keys, and their places in teams' `members_with_roles`
+/// go (as in LiteLLM). Answers `{"deleted_users": [...]}`; 404 when none existed.
+async fn user_delete(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserDelete>) -> ApiResult {
+    if b.user_ids.is_empty() {
+        return Err(bad("user_ids", "No user id passed in"));
+    }
+    for id in &b.user_ids {
+        let Some(u) = m.store().user(id).await? else {
+            continue;
+        };
+        // Their keys.
+        let (keys, _) = m.store().list_keys(None, Some(id), 1, i64::MAX).await?;
+        let tokens: Vec<String> = keys.into_iter().map(|k| k.token).collect();
+        m.store().delete_keys(&tokens).await?;
+        for t in &tokens {
+            m.keys.invalidate(t);
+        }
+        // Their team memberships.
+        for team_id in &u.teams {
+            if let Some(mut t) = m.store().team(team_id).await? {
+                let before = t.members_with_roles.len();
+                t.members_with_roles
+                    .retain(|v| v.get("user_id").and_then(Value::as_str) != Some(id.as_str()));
+                if t.members_with_roles.len() != before {
+                    m.store().update_team(&t).await?;
+                }
+            }
+        }
+    }
+    let deleted = m.store().delete_users(&b.user_ids).await?;
+    if deleted.is_empty() {
+        return Err(not_found("None of the users exist"));
+    }
+    Ok(Json(json!({"deleted_users": deleted})))
+}
+
+#[derive(Debug, Deserialize)]
+struct UserListQuery {
+    role: Option<String>,
+    page: Option<i64>,
+    page_size: Option<i64>,
+}
+
+/// `GET /user/list`: `{"users", "total", "page", "page_size", "total_pages"}`, LiteLLM's shape;
+/// `role` filters, `page_size` is 1–100 (default 25).
+async fn user_list(State(m): State<Arc<Mgmt>>, Q(q): Q<UserListQuery>) -> ApiResult {
+    let page = q.page.unwrap_or(1);
+    if !(1..=1_000_000_000).contains(&page) {
+        return Err(bad("page", "page must be between 1 and 10^9"));
+    }
+    let size = q.page_size.unwrap_or(25);
+    if !(1..=100).contains(&size) {
+        return Err(bad("page_size", "page_size must be between 1 and 100"));
+    }
+    if let Some(r) = &q.role {
+        if !USER_ROLES.contains(&r.as_str()) {
+            return Err(bad("role", format!("role must be one of {USER_ROLES:?}")));
+        }
+    }
+    let (users, total) = m.store().list_users(q.role.as_deref(), page, size).await?;
+    Ok(Json(json!({
+        "users": users.iter().map(user_json).collect::<Vec<_>>(),
+        "total": total,
+        "page": page,
+        "page_size": size,
+        "total_pages": (total + size - 1) / size,
     })))
 }

@@ -73,14 +73,14 @@ mod sql;
 
 /// The SQL store (SQLite or PostgreSQL, sqlx): part of the application (`gateway` feature).
 #[cfg(feature = "gateway")]
-pub use self::sql::{Backend, Store, MIGRATIONS};
+pub use self::sql::{Backend, Schema, SchemaChoice, Store, MIGRATIONS};
 pub use self::{
     error::StoreError,
     memory::InMemoryStore,
     models::{InMemoryModels, ModelRow, ModelStore},
     rows::{
-        BudgetState, KeyRow, Limits, NewKey, SpendFilter, SpendRow, SpendTotals, TeamRow, UserRow,
-        PROXY_BUDGET_ID,
+        BudgetRow, BudgetState, DailyBy, DailySpend, KeyRow, Limits, NewKey, SpendFilter, SpendRow,
+        SpendTotals, TeamRow, UserRow, PROXY_BUDGET_ID,
     },
 };
 

@@ -114,6 +114,28 @@ pub struct UserRow {
     pub updated_at: i64,
 }
 
+/// A reusable budget (LiteLLM's `LiteLLM_BudgetTable`, `/budget/*`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BudgetRow {
+    /// Id.
+    pub budget_id: String,
+    /// Limits and budget.
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// Spend at which to warn (not enforced).
+    pub soft_budget: Option<f64>,
+    /// When the budget period ends (Unix ms).
+    pub budget_reset_at: Option<i64>,
+    /// Who created it (`user_id`, or `litellm_proxy_admin_name` for the master key).
+    pub created_by: String,
+    /// Who changed it last.
+    pub updated_by: String,
+    /// Created (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
 /// Fields of a key to create ([`Store::create_key`](super::Store::create_key)).
 #[derive(Clone, Debug, Default)]
 pub struct NewKey {
@@ -233,6 +255,43 @@ pub struct SpendFilter {
     pub end_ms: Option<i64>,
     /// At most this many rows (newest first).
     pub limit: i64,
+}
+
+/// Whose daily spend ([`Store::daily_spend`](super::Store::daily_spend)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DailyBy {
+    /// Per user (`/user/daily/activity`).
+    User,
+    /// Per team (`/team/daily/activity`).
+    Team,
+}
+
+/// One day's spend of one user or team through one key, model and provider: LiteLLM's
+/// `LiteLLM_DailyUserSpend` / `LiteLLM_DailyTeamSpend` row.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DailySpend {
+    /// `YYYY-MM-DD` (UTC).
+    pub date: String,
+    /// The user or team.
+    pub entity: String,
+    /// Key hash.
+    pub api_key: String,
+    /// Model (as the upstream named it; empty when unknown).
+    pub model: String,
+    /// Provider (empty when unknown).
+    pub custom_llm_provider: String,
+    /// Input tokens.
+    pub prompt_tokens: i64,
+    /// Output tokens.
+    pub completion_tokens: i64,
+    /// USD.
+    pub spend: f64,
+    /// Calls.
+    pub api_requests: i64,
+    /// Calls that succeeded.
+    pub successful_requests: i64,
+    /// Calls that did not.
+    pub failed_requests: i64,
 }
 
 /// Spend to add, per key, team and user, from rows that were inserted.

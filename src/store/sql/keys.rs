@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{db, get, json_list, json_map, key_row, opt_f64, Store};
+use super::{db, get, json_list, json_map, key_row, litellm, opt_f64, Store};
 use crate::{
     secret::Secret,
     store::{generate_key, hash_key, next_reset, now_ms, KeyRow, NewKey, StoreError},
@@ -18,7 +18,10 @@ impl Store {
 
     async fn insert_key(&self, r: &KeyRow) -> Result<(), StoreError> {
         sqlx::query(
+            self.pick(
             "INSERT INTO llmgate_keys (token, key_name, key_alias, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, team_id, user_id, expires, blocked, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,CAST($6 AS DOUBLE PRECISION),$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
+            litellm::INSERT_KEY,
+        ),
         )
         .bind(r.token.clone())
         .bind(r.key_name.clone())
@@ -46,11 +49,14 @@ impl Store {
 
     /// The key with this hash.
     pub async fn key(&self, token: &str) -> Result<Option<KeyRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM llmgate_keys WHERE token = $1")
-            .bind(token.to_owned())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("read key"))?;
+        let row = sqlx::query(self.pick(
+            "SELECT * FROM llmgate_keys WHERE token = $1",
+            litellm::KEY_BY_TOKEN,
+        ))
+        .bind(token.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("read key"))?;
         Ok(row.as_ref().map(key_row))
     }
 
@@ -62,7 +68,10 @@ impl Store {
         };
         if k.budget_reset_at.is_some_and(|t| t <= now) {
             let next = next_reset(k.limits.budget_duration.as_deref(), now);
-            sqlx::query("UPDATE llmgate_keys SET spend = 0, budget_reset_at = $1 WHERE token = $2 AND budget_reset_at <= $3")
+            sqlx::query(self.pick(
+            "UPDATE llmgate_keys SET spend = 0, budget_reset_at = $1 WHERE token = $2 AND budget_reset_at <= $3",
+            litellm::RESET_KEY,
+        ))
                 .bind(next)
                 .bind(token.to_owned())
                 .bind(now)
@@ -78,7 +87,10 @@ impl Store {
     /// Replaces a key's row (by `token`).
     pub async fn update_key(&self, r: &KeyRow) -> Result<bool, StoreError> {
         let res = sqlx::query(
+            self.pick(
             "UPDATE llmgate_keys SET key_alias=$1, models=$2, spend=$3, max_budget=CAST($4 AS DOUBLE PRECISION), budget_duration=$5, budget_reset_at=$6, tpm_limit=$7, rpm_limit=$8, max_parallel_requests=$9, metadata=$10, team_id=$11, user_id=$12, expires=$13, blocked=$14, updated_at=$15 WHERE token=$16",
+            litellm::UPDATE_KEY,
+        ),
         )
         .bind(r.key_alias.clone())
         .bind(json_list(&r.models))
@@ -118,9 +130,10 @@ impl Store {
             ));
         }
         let new_token = hash_key(secret.expose());
-        let res = sqlx::query(
+        let res = sqlx::query(self.pick(
             "UPDATE llmgate_keys SET token=$1, key_name=$2, updated_at=$3 WHERE token=$4",
-        )
+            litellm::REGENERATE_KEY,
+        ))
         .bind(new_token.clone())
         .bind(secret.masked())
         .bind(now_ms())
@@ -140,11 +153,14 @@ impl Store {
     pub async fn delete_keys(&self, tokens: &[String]) -> Result<Vec<String>, StoreError> {
         let mut deleted = Vec::new();
         for t in tokens {
-            let res = sqlx::query("DELETE FROM llmgate_keys WHERE token = $1")
-                .bind(t.clone())
-                .execute(&self.pool)
-                .await
-                .map_err(db("delete key"))?;
+            let res = sqlx::query(self.pick(
+                "DELETE FROM llmgate_keys WHERE token = $1",
+                litellm::DELETE_KEY,
+            ))
+            .bind(t.clone())
+            .execute(&self.pool)
+            .await
+            .map_err(db("delete key"))?;
             if res.rows_affected() > 0 {
                 deleted.push(t.clone());
             }
@@ -154,11 +170,14 @@ impl Store {
 
     /// Key hashes by alias.
     pub async fn tokens_by_alias(&self, alias: &str) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT token FROM llmgate_keys WHERE key_alias = $1")
-            .bind(alias.to_owned())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("read keys"))?;
+        let rows = sqlx::query(self.pick(
+            "SELECT token FROM llmgate_keys WHERE key_alias = $1",
+            litellm::TOKENS_BY_ALIAS,
+        ))
+        .bind(alias.to_owned())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read keys"))?;
         Ok(rows.iter().filter_map(|r| get(r, "token")).collect())
     }
 
@@ -173,7 +192,10 @@ impl Store {
         let team = team_id.map(str::to_owned);
         let user = user_id.map(str::to_owned);
         let total: i64 = sqlx::query(
+            self.pick(
             "SELECT COUNT(*) AS n FROM llmgate_keys WHERE ($1 IS NULL OR team_id = $1) AND ($2 IS NULL OR user_id = $2)",
+            litellm::COUNT_KEYS,
+        ),
         )
         .bind(team.clone())
         .bind(user.clone())
@@ -183,7 +205,10 @@ impl Store {
         .try_get("n")
         .map_err(db("count keys"))?;
         let rows = sqlx::query(
+            self.pick(
             "SELECT * FROM llmgate_keys WHERE ($1 IS NULL OR team_id = $1) AND ($2 IS NULL OR user_id = $2) ORDER BY created_at, token LIMIT $3 OFFSET $4",
+            litellm::LIST_KEYS,
+        ),
         )
         .bind(team)
         .bind(user)

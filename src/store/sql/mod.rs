@@ -8,7 +8,15 @@
 //!
 //! - `mod.rs`: connecting, migrations, row decoding, the trait impls;
 //! - `keys.rs`, `teams.rs`, `users.rs`: their rows (create, read, update, delete, list);
-//! - `spend.rs`: spend batches, the proxy budget row, spend-log reads.
+//! - `spend.rs`: spend batches, the proxy budget row, spend-log reads;
+//! - `litellm.rs`: the same operations over LiteLLM's own PostgreSQL schema ([`Schema::LiteLlm`]).
+//!
+//! Which schema ([`SchemaChoice`], `general_settings.database_schema`): llmgate's own tables
+//! (`llmgate_*`, the default and the only one on SQLite) or LiteLLM's (`"LiteLLM_*"`, made by
+//! LiteLLM's Prisma migrations, never altered by llmgate). With `auto` (the default) a PostgreSQL
+//! database that has LiteLLM's `LiteLLM_VerificationToken` table and no `llmgate_keys` table is
+//! used in LiteLLM's schema; a database with both is ambiguous and refused (set the choice); any
+//! other database gets llmgate's migrations.
 
 use std::{fmt, time::Duration};
 
@@ -23,14 +31,20 @@ use super::{
     StoreFuture, TeamRow, UserRow,
 };
 
+mod budgets;
 mod keys;
 mod models;
+mod litellm;
 mod spend;
 mod teams;
 mod users;
 
 /// Embedded migrations, applied in order by [`Store::connect`]: `(version, statements)`.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_budgets.sql")),
+    (3, include_str!("migrations/0003_spend_log_indexes.sql")),
+];
 
 fn db(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |e| StoreError::new(context, e)
@@ -45,17 +59,55 @@ pub enum Backend {
     Postgres,
 }
 
+/// Which tables a [`Store`] reads and writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schema {
+    /// llmgate's own tables (`llmgate_keys`, …), created by [`MIGRATIONS`].
+    Llmgate,
+    /// LiteLLM's tables (`"LiteLLM_VerificationToken"`, …), made by LiteLLM's own migrations
+    /// (the `litellm-proxy-extras` package); llmgate creates and alters no table there.
+    LiteLlm,
+}
+
+/// Which schema to use when connecting (`general_settings.database_schema`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SchemaChoice {
+    /// LiteLLM's when the PostgreSQL database has LiteLLM's tables and not llmgate's; llmgate's
+    /// when it has neither (or is SQLite); refused when it has both.
+    #[default]
+    Auto,
+    /// llmgate's own tables (migrated at start).
+    Llmgate,
+    /// LiteLLM's tables: they must exist (PostgreSQL only).
+    LiteLlm,
+}
+
+impl SchemaChoice {
+    /// Parses `auto`, `llmgate` or `litellm`.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Some(Self::Auto),
+            "llmgate" => Some(Self::Llmgate),
+            "litellm" => Some(Self::LiteLlm),
+            _ => None,
+        }
+    }
+}
+
 /// The store. Cheap to clone (a pool handle). See the [module docs](crate::store).
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    schema: Schema,
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
             .field("backend", &self.backend)
+            .field("schema", &self.schema)
             .finish_non_exhaustive()
     }
 }
@@ -187,6 +239,20 @@ impl Store {
 
     /// [`Store::connect`] with a pool size (`general_settings.database_connection_pool_limit`).
     pub async fn connect_with(url: &str, pool_size: u32) -> Result<Self, StoreError> {
+        Self::connect_schema(url, pool_size, SchemaChoice::Llmgate).await
+    }
+
+    /// [`Store::connect_with`] choosing the schema (see the [module docs](self)): LiteLLM's
+    /// tables are used as they are; llmgate's are migrated.
+    ///
+    /// # Errors
+    /// The database cannot be reached; `LiteLlm` on SQLite or on a database without LiteLLM's
+    /// tables; `Auto` on a database with both schemas.
+    pub async fn connect_schema(
+        url: &str,
+        pool_size: u32,
+        choice: SchemaChoice,
+    ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -230,8 +296,15 @@ impl Store {
             .connect(url)
             .await
             .map_err(|e| StoreError::new("cannot connect to the database", e))?;
-        let store = Self { pool, backend };
-        store.migrate().await?;
+        let mut store = Self {
+            pool,
+            backend,
+            schema: Schema::Llmgate,
+        };
+        store.schema = store.pick_schema(choice).await?;
+        if store.schema == Schema::Llmgate {
+            store.migrate().await?;
+        }
         Ok(store)
     }
 
@@ -239,6 +312,61 @@ impl Store {
     #[must_use]
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// `ours` in llmgate's schema, `litellm` (the same parameters) in LiteLLM's.
+    fn pick(&self, ours: &'static str, litellm: &'static str) -> &'static str {
+        match self.schema {
+            Schema::Llmgate => ours,
+            Schema::LiteLlm => litellm,
+        }
+    }
+
+    /// Which tables this store uses.
+    #[must_use]
+    pub fn schema(&self) -> Schema {
+        self.schema
+    }
+
+    /// Whether the database has a table of this name (PostgreSQL: in the connection's schema
+    /// search path).
+    async fn has_table(&self, name: &str) -> Result<bool, StoreError> {
+        let sql = match self.backend {
+            Backend::Postgres => "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM pg_catalog.pg_tables WHERE schemaname = ANY(current_schemas(false)) AND tablename = $1",
+            Backend::Sqlite => "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = $1",
+        };
+        let row = sqlx::query(sql)
+            .bind(name.to_owned())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("read the database's tables"))?;
+        Ok(get::<i64>(&row, "n").unwrap_or(0) > 0)
+    }
+
+    async fn pick_schema(&self, choice: SchemaChoice) -> Result<Schema, StoreError> {
+        if self.backend == Backend::Sqlite {
+            return match choice {
+                SchemaChoice::LiteLlm => Err(StoreError::msg(
+                    "database_schema: litellm needs PostgreSQL (LiteLLM's schema is PostgreSQL's)",
+                )),
+                _ => Ok(Schema::Llmgate),
+            };
+        }
+        let litellm = self.has_table("LiteLLM_VerificationToken").await?;
+        let ours = self.has_table("llmgate_keys").await?;
+        match (choice, litellm, ours) {
+            (SchemaChoice::Llmgate, ..) => Ok(Schema::Llmgate),
+            (SchemaChoice::LiteLlm, true, _) | (SchemaChoice::Auto, true, false) => {
+                Ok(Schema::LiteLlm)
+            }
+            (SchemaChoice::LiteLlm, false, _) => Err(StoreError::msg(
+                "database_schema: litellm, but the database has no LiteLLM_VerificationToken table (run LiteLLM's migrations first: `litellm-proxy-extras`)",
+            )),
+            (SchemaChoice::Auto, true, true) => Err(StoreError::msg(
+                "database_schema: the database holds both LiteLLM's tables and llmgate's; set general_settings.database_schema to `litellm` or `llmgate`",
+            )),
+            (SchemaChoice::Auto, false, _) => Ok(Schema::Llmgate),
+        }
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

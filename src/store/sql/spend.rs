@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use super::{db, get, json_list, spend_row, Backend, Store};
+use super::{db, get, json_list, litellm, spend_row, Backend, Schema, Store};
 use crate::store::{
-    next_reset, now_ms, BudgetState, Limits, SpendFilter, SpendRow, SpendTotals, StoreError,
-    UserRow, PROXY_BUDGET_ID,
+    next_reset, now_ms, BudgetState, DailyBy, DailySpend, Limits, SpendFilter, SpendRow,
+    SpendTotals, StoreError, UserRow, PROXY_BUDGET_ID,
 };
 
 /// Rows per spend INSERT statement, largest first: a batch is cut into these sizes. 64 rows of
@@ -55,6 +55,25 @@ fn spend_insert_sql(n: usize, backend: Backend, returning: bool) -> String {
     sql
 }
 
+/// What `rows` add to the key, team, user and proxy-wide totals (rows that cost nothing add
+/// nothing).
+pub(super) fn totals_of<'a>(rows: impl Iterator<Item = &'a SpendRow>) -> SpendTotals {
+    let mut totals = SpendTotals::default();
+    for r in rows.filter(|r| r.spend != 0.0) {
+        if !r.api_key.is_empty() {
+            *totals.keys.entry(r.api_key.clone()).or_default() += r.spend;
+        }
+        if let Some(t) = &r.team_id {
+            *totals.teams.entry(t.clone()).or_default() += r.spend;
+        }
+        if let Some(u) = &r.user_id {
+            *totals.users.entry(u.clone()).or_default() += r.spend;
+        }
+        totals.proxy += r.spend;
+    }
+    totals
+}
+
 impl Store {
     /// Writes spend rows in one transaction and adds their cost to the key, team and user totals.
     /// Every row counts, also one whose `request_id` is already stored: a client may send the same
@@ -86,8 +105,12 @@ impl Store {
         log: bool,
         count: Count,
     ) -> Result<SpendTotals, StoreError> {
+        if self.schema == Schema::LiteLlm {
+            return self
+                .litellm_record_spend(rows, log, count == Count::StoredNow)
+                .await;
+        }
         let mut tx = self.pool.begin().await.map_err(db("spend: begin"))?;
-        let mut totals = SpendTotals::default();
         // Many rows per statement: one round trip to the database per chunk, not per row.
         let mut inserted = std::collections::HashSet::new();
         let stored_now = count == Count::StoredNow;
@@ -138,21 +161,10 @@ impl Store {
                 q.execute(&mut *tx).await.map_err(db("spend: insert"))?;
             }
         }
-        for r in rows {
-            if r.spend == 0.0 || (stored_now && !inserted.contains(&r.request_id)) {
-                continue;
-            }
-            if !r.api_key.is_empty() {
-                *totals.keys.entry(r.api_key.clone()).or_default() += r.spend;
-            }
-            if let Some(t) = &r.team_id {
-                *totals.teams.entry(t.clone()).or_default() += r.spend;
-            }
-            if let Some(u) = &r.user_id {
-                *totals.users.entry(u.clone()).or_default() += r.spend;
-            }
-            totals.proxy += r.spend;
-        }
+        let mut totals = totals_of(
+            rows.iter()
+                .filter(|r| !stored_now || inserted.contains(&r.request_id)),
+        );
         // The proxy-wide budget row takes every row's cost (nothing happens when it does not
         // exist: no `litellm_settings.max_budget`).
         let proxy: HashMap<String, f64> = (totals.proxy != 0.0)
@@ -260,7 +272,10 @@ impl Store {
             (Some(_), Some(r)) => (u.spend, Some(r)),
             (Some(d), None) => (0.0, next_reset(Some(d), now)),
         };
-        sqlx::query("UPDATE llmgate_users SET max_budget = CAST($1 AS DOUBLE PRECISION), budget_duration = $2, budget_reset_at = $3, spend = $4, updated_at = $5 WHERE user_id = $6")
+        sqlx::query(self.pick(
+            "UPDATE llmgate_users SET max_budget = CAST($1 AS DOUBLE PRECISION), budget_duration = $2, budget_reset_at = $3, spend = $4, updated_at = $5 WHERE user_id = $6",
+            litellm::UPDATE_PROXY_BUDGET,
+        ))
             .bind(max_budget)
             .bind(budget_duration.map(str::to_owned))
             .bind(reset_at)
@@ -285,7 +300,10 @@ impl Store {
     /// Spend-log rows, newest first.
     pub async fn spend_logs(&self, f: &SpendFilter) -> Result<Vec<SpendRow>, StoreError> {
         let rows = sqlx::query(
+            self.pick(
             "SELECT * FROM llmgate_spend_logs WHERE ($1 IS NULL OR api_key = $1) AND ($2 IS NULL OR user_id = $2) AND ($3 IS NULL OR team_id = $3) AND ($4 IS NULL OR request_id = $4) AND ($5 IS NULL OR start_time >= $5) AND ($6 IS NULL OR start_time < $6) ORDER BY start_time DESC, request_id LIMIT $7",
+            litellm::SPEND_LOGS,
+        ),
         )
         .bind(f.api_key.clone())
         .bind(f.user_id.clone())
@@ -302,21 +320,82 @@ impl Store {
 
     /// Total spend of all calls ever logged.
     pub async fn global_spend(&self) -> Result<f64, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query(self.pick(
             "SELECT CAST(COALESCE(SUM(spend), 0) AS DOUBLE PRECISION) AS s FROM llmgate_spend_logs",
-        )
+            litellm::GLOBAL_SPEND,
+        ))
         .fetch_one(&self.pool)
         .await
         .map_err(db("global spend"))?;
         Ok(get(&row, "s").unwrap_or(0.0))
     }
 
+    /// Spend per day (UTC) and user or team (`id`, else all), key, model and provider, for calls
+    /// that started in `[start_ms, end_ms)`. In LiteLLM's schema the daily tables are read
+    /// (whole days); in llmgate's the spend log is summed.
+    pub async fn daily_spend(
+        &self,
+        by: DailyBy,
+        id: Option<&str>,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<DailySpend>, StoreError> {
+        let id = id.map(str::to_owned);
+        let rows = if self.schema == Schema::LiteLlm {
+            sqlx::query(match by {
+                DailyBy::User => litellm::DAILY_USER,
+                DailyBy::Team => litellm::DAILY_TEAM,
+            })
+            .bind(id)
+            .bind(litellm::day(start_ms))
+            .bind(litellm::day(end_ms.saturating_sub(1)))
+            .fetch_all(&self.pool)
+            .await
+        } else {
+            sqlx::query(match by {
+                DailyBy::User => "SELECT CAST(start_time / 86400000 AS BIGINT) AS d, user_id AS entity, api_key, COALESCE(model, '') AS model, COALESCE(custom_llm_provider, '') AS provider, CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, CAST(SUM(spend) AS DOUBLE PRECISION) AS spend, CAST(COUNT(*) AS BIGINT) AS api_requests, CAST(SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END) AS BIGINT) AS successful_requests FROM llmgate_spend_logs WHERE user_id IS NOT NULL AND (CAST($1 AS TEXT) IS NULL OR user_id = $1) AND start_time >= $2 AND start_time < $3 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4",
+                DailyBy::Team => "SELECT CAST(start_time / 86400000 AS BIGINT) AS d, team_id AS entity, api_key, COALESCE(model, '') AS model, COALESCE(custom_llm_provider, '') AS provider, CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, CAST(SUM(spend) AS DOUBLE PRECISION) AS spend, CAST(COUNT(*) AS BIGINT) AS api_requests, CAST(SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END) AS BIGINT) AS successful_requests FROM llmgate_spend_logs WHERE team_id IS NOT NULL AND (CAST($1 AS TEXT) IS NULL OR team_id = $1) AND start_time >= $2 AND start_time < $3 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4",
+            })
+            .bind(id)
+            .bind(start_ms)
+            .bind(end_ms)
+            .fetch_all(&self.pool)
+            .await
+        }
+        .map_err(db("read daily spend"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let requests: i64 = get(r, "api_requests").unwrap_or(0);
+                let ok: i64 = get(r, "successful_requests").unwrap_or(0);
+                DailySpend {
+                    date: get::<String>(r, "date").unwrap_or_else(|| {
+                        litellm::day(get::<i64>(r, "d").unwrap_or(0).saturating_mul(86_400_000))
+                    }),
+                    entity: get(r, "entity").unwrap_or_default(),
+                    api_key: get(r, "api_key").unwrap_or_default(),
+                    model: get(r, "model").unwrap_or_default(),
+                    custom_llm_provider: get(r, "provider").unwrap_or_default(),
+                    prompt_tokens: get(r, "prompt_tokens").unwrap_or(0),
+                    completion_tokens: get(r, "completion_tokens").unwrap_or(0),
+                    spend: get(r, "spend").unwrap_or(0.0),
+                    api_requests: requests,
+                    successful_requests: ok,
+                    failed_requests: get(r, "failed_requests").unwrap_or(requests - ok),
+                }
+            })
+            .collect())
+    }
+
     /// Number of spend-log rows.
     pub async fn spend_log_count(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM llmgate_spend_logs")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("count spend logs"))?;
+        let row = sqlx::query(self.pick(
+            "SELECT COUNT(*) AS n FROM llmgate_spend_logs",
+            litellm::COUNT_SPEND_LOGS,
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("count spend logs"))?;
         Ok(get(&row, "n").unwrap_or(0))
     }
 }

@@ -1,0 +1,356 @@
+//! llmgate over LiteLLM's own database, unchanged: a throw-away PostgreSQL database gets the
+//! migration SQL LiteLLM ships (the `litellm-proxy-extras` package from PyPI, which `.ci/test`
+//! installs into the test venv), keys, teams, users and budgets are inserted as LiteLLM stores
+//! them, and the gateway serves traffic with them over sockets: auth, model access, budgets (the
+//! key's own and its `LiteLLM_BudgetTable` row's), and spend written where LiteLLM reads it
+//! (`LiteLLM_SpendLogs`, the key, team, user and membership totals, the daily rollups).
+//!
+//! Needs `LLMGATE_TEST_DATABASE_URL` and either `LLMGATE_LITELLM_MIGRATIONS` (the `migrations`
+//! folder of `litellm_proxy_extras`) or `LLMGATE_PYTHON` with `litellm-proxy-extras` installed;
+//! `bash .ci/test` provides both. A missing one fails the test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod governance_common;
+mod litellm_common;
+mod support;
+
+use governance_common::{chat, fresh_pg, get, post, Gov, MASTER};
+use litellm_common::litellm_db;
+use llmgate::{
+    governance::BuildOptions,
+    store::{hash_key, Schema, SchemaChoice, Store},
+};
+use serde_json::json;
+use sqlx::{Connection as _, Row as _};
+use support::{chat_completion, FakeUpstream, Reply};
+
+async fn exec(url: &str, sql: &str) {
+    let mut conn = sqlx::postgres::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+async fn one(url: &str, sql: &str) -> sqlx::postgres::PgRow {
+    let mut conn = sqlx::postgres::PgConnection::connect(url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+const KEY_OK: &str = "sk-litellm-made-key-ok-0001";
+const KEY_BLOCKED: &str = "sk-litellm-made-key-blocked";
+const KEY_OVER: &str = "sk-litellm-made-key-over-budget";
+const KEY_BUDGET_ROW: &str = "sk-litellm-made-key-budget-table";
+
+/// Rows as LiteLLM's proxy writes them (`/team/new`, `/user/new`, `/key/generate`,
+/// `/budget/new`): hashed tokens, `TEXT[]` model lists, JSONB metadata and members.
+async fn seed(url: &str) {
+    let sql = format!(
+        r#"
+INSERT INTO "LiteLLM_BudgetTable" (budget_id, max_budget, created_by, updated_by) VALUES ('tight', 0.5, 'admin', 'admin');
+INSERT INTO "LiteLLM_TeamTable" (team_id, team_alias, models, members_with_roles, metadata, max_budget, spend)
+  VALUES ('team-a', 'Team A', ARRAY['g'], '[{{"role": "admin", "user_id": "alice", "user_email": null}}]', '{{}}', 100.0, 1.5);
+INSERT INTO "LiteLLM_UserTable" (user_id, user_email, user_role, teams, models, spend, max_budget)
+  VALUES ('alice', 'alice@example.com', 'internal_user', ARRAY['team-a'], ARRAY[]::text[], 0.25, 50.0);
+INSERT INTO "LiteLLM_TeamMembership" (user_id, team_id) VALUES ('alice', 'team-a');
+INSERT INTO "LiteLLM_VerificationToken" (token, key_name, key_alias, models, team_id, user_id, spend, max_budget, metadata, expires)
+  VALUES ('{ok}', 'sk-...0001', 'alice-app', ARRAY['g'], 'team-a', 'alice', 0.0, 10.0, '{{"env": "prod"}}', NOW() + INTERVAL '1 day');
+INSERT INTO "LiteLLM_VerificationToken" (token, key_name, models, blocked) VALUES ('{blocked}', 'sk-...cked', ARRAY[]::text[], true);
+INSERT INTO "LiteLLM_VerificationToken" (token, key_name, models, spend, max_budget, key_alias) VALUES ('{over}', 'sk-...dget', ARRAY[]::text[], 2.0, 1.0, 'spent');
+INSERT INTO "LiteLLM_VerificationToken" (token, key_name, models, spend, budget_id) VALUES ('{budget_row}', 'sk-...able', ARRAY[]::text[], 0.75, 'tight');
+"#,
+        ok = hash_key(KEY_OK),
+        blocked = hash_key(KEY_BLOCKED),
+        over = hash_key(KEY_OVER),
+        budget_row = hash_key(KEY_BUDGET_ROW),
+    );
+    exec(url, &sql).await;
+}
+
+fn config(upstream: &str, url: &str, extra: &str) -> String {
+    format!(
+        "model_list:\n  - model_name: g\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: {upstream}/v1\n      api_key: sk-upstream-key\n  - model_name: other\n    litellm_params:\n      model: openai/gpt-4o\n      api_base: {upstream}/v1\n      api_key: sk-upstream-key\ngeneral_settings:\n  master_key: {MASTER}\n  database_url: {url}\n{extra}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_traffic_from_litellms_own_tables() {
+    let url = litellm_db().await;
+    seed(&url).await;
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    // No `database_schema`: `auto` finds LiteLLM's tables and no llmgate ones.
+    let gw = Gov::start(&config(&up.url(), &url, ""), BuildOptions::default()).await;
+    let base = gw.url("");
+    let store = gw
+        .gateway
+        .as_ref()
+        .unwrap()
+        .governance()
+        .unwrap()
+        .store
+        .clone()
+        .unwrap();
+    assert_eq!(store.schema(), Schema::LiteLlm);
+    // Nothing of llmgate's own was created in LiteLLM's database.
+    let n: i64 = one(
+        &url,
+        "SELECT COUNT(*) FROM pg_tables WHERE tablename LIKE 'llmgate%'",
+    )
+    .await
+    .get(0);
+    assert_eq!(n, 0);
+
+    // A key LiteLLM made works, for the models it and its team allow.
+    let a = chat(&base, KEY_OK, "g").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let a = chat(&base, KEY_OK, "other").await;
+    assert_eq!(a.status, 401);
+    assert_eq!(a.error()["type"], "key_model_access_denied");
+    // Blocked, unknown: 401.
+    assert_eq!(chat(&base, KEY_BLOCKED, "g").await.status, 401);
+    assert_eq!(chat(&base, "sk-not-a-litellm-key", "g").await.status, 401);
+    // Over the key's own budget, and over its `LiteLLM_BudgetTable` row's: 422.
+    let a = chat(&base, KEY_OVER, "g").await;
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.error()["message"],
+        "Budget has been exceeded! Key=spent Current cost: 2.0, Max budget: 1.0"
+    );
+    let a = chat(&base, KEY_BUDGET_ROW, "g").await;
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
+
+    // The management API reads LiteLLM's rows.
+    let a = get(&gw.url(&format!("/key/info?key={KEY_OK}")), Some(MASTER)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let info = a.json();
+    assert_eq!(info["info"]["key_alias"], "alice-app");
+    assert_eq!(info["info"]["team_id"], "team-a");
+    assert_eq!(info["info"]["metadata"]["env"], "prod");
+    let a = get(&gw.url("/team/info?team_id=team-a"), Some(MASTER)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["team_info"]["team_alias"], "Team A");
+    assert_eq!(
+        a.json()["team_info"]["members_with_roles"][0]["user_id"],
+        "alice"
+    );
+
+    // Spend lands where LiteLLM reads it.
+    gw.flush().await;
+    let row = one(
+        &url,
+        &format!(
+            r#"SELECT request_id, api_key, "user", team_id, model_group, model, status, spend, prompt_tokens, completion_tokens, total_tokens, cache_hit, metadata->>'user_api_key_alias' AS alias, "startTime" <= "endTime" AS ordered FROM "LiteLLM_SpendLogs" WHERE api_key = '{}'"#,
+            hash_key(KEY_OK)
+        ),
+    )
+    .await;
+    let request_id: String = row.get("request_id");
+    assert!(!request_id.is_empty());
+    assert_eq!(row.get::<String, _>("user"), "alice");
+    assert_eq!(
+        row.get::<Option<String>, _>("team_id").as_deref(),
+        Some("team-a")
+    );
+    assert_eq!(
+        row.get::<Option<String>, _>("model_group").as_deref(),
+        Some("g")
+    );
+    assert_eq!(
+        row.get::<Option<String>, _>("status").as_deref(),
+        Some("success")
+    );
+    assert_eq!(row.get::<i32, _>("prompt_tokens"), 5);
+    assert_eq!(row.get::<i32, _>("completion_tokens"), 7);
+    assert_eq!(row.get::<i32, _>("total_tokens"), 12);
+    assert_eq!(
+        row.get::<Option<String>, _>("cache_hit").as_deref(),
+        Some("False")
+    );
+    assert_eq!(
+        row.get::<Option<String>, _>("alias").as_deref(),
+        Some("alice-app")
+    );
+    assert!(row.get::<bool, _>("ordered"));
+    let logged_model: String = row.get("model");
+    let cost: f64 = row.get("spend");
+    assert!(cost > 0.0, "gpt-4o-mini is priced: {cost}");
+
+    // Totals: the key from 0, the team from 1.5, the user from 0.25, the membership from 0.
+    let near = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    let key_spend: f64 = one(
+        &url,
+        &format!(
+            r#"SELECT spend FROM "LiteLLM_VerificationToken" WHERE token = '{}'"#,
+            hash_key(KEY_OK)
+        ),
+    )
+    .await
+    .get(0);
+    assert!(near(key_spend, cost), "{key_spend} vs {cost}");
+    let team_spend: f64 = one(
+        &url,
+        r#"SELECT spend FROM "LiteLLM_TeamTable" WHERE team_id = 'team-a'"#,
+    )
+    .await
+    .get(0);
+    assert!(near(team_spend, 1.5 + cost), "{team_spend}");
+    let user_spend: f64 = one(
+        &url,
+        r#"SELECT spend FROM "LiteLLM_UserTable" WHERE user_id = 'alice'"#,
+    )
+    .await
+    .get(0);
+    assert!(near(user_spend, 0.25 + cost), "{user_spend}");
+    let member_spend: f64 = one(
+        &url,
+        r#"SELECT spend FROM "LiteLLM_TeamMembership" WHERE user_id = 'alice' AND team_id = 'team-a'"#,
+    )
+    .await
+    .get(0);
+    assert!(near(member_spend, cost), "{member_spend}");
+    // Daily rollups: one successful request today for alice and for team-a.
+    for (table, col, id) in [
+        ("LiteLLM_DailyUserSpend", "user_id", "alice"),
+        ("LiteLLM_DailyTeamSpend", "team_id", "team-a"),
+    ] {
+        let r = one(
+            &url,
+            &format!(
+                r#"SELECT CAST(SUM(api_requests) AS BIGINT) AS n, CAST(SUM(successful_requests) AS BIGINT) AS ok, CAST(SUM(prompt_tokens) AS BIGINT) AS p, SUM(spend) AS s, MIN(date) AS d, MIN(model) AS m FROM "{table}" WHERE {col} = '{id}'"#
+            ),
+        )
+        .await;
+        assert_eq!(r.get::<i64, _>("n"), 1, "{table}");
+        assert_eq!(r.get::<i64, _>("ok"), 1, "{table}");
+        assert_eq!(r.get::<i64, _>("p"), 5, "{table}");
+        assert!(near(r.get::<f64, _>("s"), cost), "{table}");
+        let today = one(
+            &url,
+            "SELECT CAST(CAST(now() AT TIME ZONE 'UTC' AS DATE) AS TEXT)",
+        )
+        .await
+        .get::<String, _>(0);
+        assert_eq!(r.get::<String, _>("d"), today, "{table}");
+        // The model the upstream answered with, as in the spend-log row.
+        assert_eq!(r.get::<String, _>("m"), logged_model, "{table}");
+    }
+
+    // `/spend/logs` reads LiteLLM's rows back, by key and by request id.
+    let a = get(
+        &gw.url(&format!("/spend/logs?api_key={KEY_OK}")),
+        Some(MASTER),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let logs = a.json();
+    assert_eq!(logs.as_array().map(Vec::len), Some(1), "{logs}");
+    assert_eq!(logs[0]["request_id"], request_id);
+    assert_eq!(logs[0]["user"], "alice");
+    let a = get(
+        &gw.url(&format!("/spend/logs?request_id={request_id}")),
+        Some(MASTER),
+    )
+    .await;
+    assert_eq!(a.json().as_array().map(Vec::len), Some(1));
+
+    // A key made through llmgate's API is a LiteLLM row (hashed as LiteLLM hashes) and works.
+    let a = post(
+        &gw.url("/key/generate"),
+        Some(MASTER),
+        &json!({"key_alias": "made-here", "team_id": "team-a", "models": ["g"], "max_budget": 5, "metadata": {"owner": "ops"}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let made = a.json()["key"].as_str().unwrap().to_owned();
+    let r = one(
+        &url,
+        &format!(
+            r#"SELECT key_alias, models, team_id, max_budget, metadata->>'owner' AS owner, blocked FROM "LiteLLM_VerificationToken" WHERE token = '{}'"#,
+            hash_key(&made)
+        ),
+    )
+    .await;
+    assert_eq!(
+        r.get::<Option<String>, _>("key_alias").as_deref(),
+        Some("made-here")
+    );
+    assert_eq!(r.get::<Vec<String>, _>("models"), ["g"]);
+    assert_eq!(r.get::<Option<f64>, _>("max_budget"), Some(5.0));
+    assert_eq!(r.get::<Option<String>, _>("owner").as_deref(), Some("ops"));
+    assert_eq!(r.get::<Option<bool>, _>("blocked"), Some(false));
+    assert_eq!(chat(&base, &made, "g").await.status, 200);
+    // Blocking through the API writes LiteLLM's `blocked`.
+    let a = post(&gw.url("/key/block"), Some(MASTER), &json!({"key": made})).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(chat(&base, &made, "g").await.status, 401);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_is_chosen_safely() {
+    // Auto on a fresh database: llmgate's own tables (the default stays).
+    let fresh = fresh_pg().await;
+    let s = Store::connect_schema(&fresh, 2, SchemaChoice::Auto)
+        .await
+        .unwrap();
+    assert_eq!(s.schema(), Schema::Llmgate);
+    // `litellm` on a database without LiteLLM's tables: refused, nothing created.
+    let e = Store::connect_schema(&fresh_pg().await, 2, SchemaChoice::LiteLlm)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("LiteLLM_VerificationToken"), "{e}");
+    // `litellm` on SQLite: refused.
+    let e = Store::connect_schema("sqlite::memory:", 1, SchemaChoice::LiteLlm)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("PostgreSQL"), "{e}");
+    // Both schemas in one database: `auto` is ambiguous and refused; an explicit choice works.
+    let both = litellm_db().await;
+    Store::connect_schema(&both, 2, SchemaChoice::Llmgate)
+        .await
+        .unwrap();
+    let e = Store::connect_schema(&both, 2, SchemaChoice::Auto)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("both"), "{e}");
+    let s = Store::connect_schema(&both, 2, SchemaChoice::LiteLlm)
+        .await
+        .unwrap();
+    assert_eq!(s.schema(), Schema::LiteLlm);
+    // And the gateway's start fails closed with the config key.
+    let up = FakeUpstream::start().await;
+    let loaded =
+        llmgate::config::Config::from_yaml_str(&config(&up.url(), &both, ""), "t").unwrap();
+    let e = llmgate::gateway::Gateway::build(
+        &loaded.config,
+        &llmgate::provider::HttpClient::new(),
+        BuildOptions::default(),
+    )
+    .await
+    .expect_err("ambiguous schema refused");
+    assert!(
+        e.to_string().contains("general_settings.database_schema"),
+        "{e}"
+    );
+    let loaded = llmgate::config::Config::from_yaml_str(
+        &config(&up.url(), &both, "  database_schema: prisma\n"),
+        "t",
+    )
+    .unwrap();
+    let e = llmgate::gateway::Gateway::build(
+        &loaded.config,
+        &llmgate::provider::HttpClient::new(),
+        BuildOptions::default(),
+    )
+    .await
+    .expect_err("unknown schema refused");
+    assert!(
+        e.to_string().contains("general_settings.database_schema"),
+        "{e}"
+    );
+}

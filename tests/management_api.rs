@@ -1,0 +1,766 @@
+//! The management routes added toward LiteLLM's full API, over sockets, on SQLite (llmgate's
+//! tables) and on PostgreSQL in LiteLLM's own schema (its published migrations; see
+//! tests/litellm_db.rs): teams (block, unblock, members by id, models), users (update, delete,
+//! list), budgets, `/key/health`, `/utils/token_counter`, key tags, refused fields, and the role
+//! rules (proxy admin, `proxy_admin_viewer`, team admin, internal user).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod governance_common;
+mod litellm_common;
+mod support;
+
+use governance_common::{chat, get, new_key, post, Gov, MASTER};
+use llmgate::governance::BuildOptions;
+use serde_json::{json, Value};
+use support::{chat_completion, FakeUpstream, Reply};
+
+fn config(upstream: &str) -> String {
+    governance_common::config("g", upstream, "")
+}
+
+/// Creates a user through `/user/new`; returns its key.
+async fn user(base: &str, id: &str, role: &str) -> String {
+    let a = post(
+        &format!("{base}/user/new"),
+        Some(MASTER),
+        &json!({"user_id": id, "user_role": role, "user_email": format!("{id}@example.com")}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    a.json()["key"].as_str().unwrap().to_owned()
+}
+
+/// Asserts a 400 whose `param` names `field`.
+fn refused(a: &governance_common::Answer, field: &str) {
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.error()["param"],
+        field,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+}
+
+async fn routes(opts: BuildOptions) {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(&config(&up.url()), opts).await;
+    let base = gw.url("");
+    let at = |p: &str| gw.url(p);
+
+    // ---- teams: models, block ----
+    let a = post(
+        &at("/team/new"),
+        Some(MASTER),
+        &json!({"team_id": "t1", "models": ["g"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let a = post(
+        &at("/team/model/add"),
+        Some(MASTER),
+        &json!({"team_id": "t1", "models": ["other", "g"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["models"], json!(["g", "other"]));
+    let a = post(
+        &at("/team/model/delete"),
+        Some(MASTER),
+        &json!({"team_id": "t1", "models": ["other"]}),
+    )
+    .await;
+    assert_eq!(a.json()["models"], json!(["g"]));
+    refused(
+        &post(
+            &at("/team/model/add"),
+            Some(MASTER),
+            &json!({"team_id": "t1"}),
+        )
+        .await,
+        "models",
+    );
+    refused(
+        &post(
+            &at("/team/model/add"),
+            Some(MASTER),
+            &json!({"team_id": "t1", "models": "g"}),
+        )
+        .await,
+        "models",
+    );
+    assert_eq!(
+        post(
+            &at("/team/model/add"),
+            Some(MASTER),
+            &json!({"team_id": "nope", "models": ["g"]})
+        )
+        .await
+        .status,
+        404
+    );
+    let (team_key, _) = new_key(&base, json!({"team_id": "t1"})).await;
+    assert_eq!(chat(&base, &team_key, "g").await.status, 200);
+    assert_eq!(chat(&base, &team_key, "other").await.status, 401);
+    let a = post(&at("/team/block"), Some(MASTER), &json!({"team_id": "t1"})).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["blocked"], true);
+    assert_eq!(chat(&base, &team_key, "g").await.status, 401);
+    let a = post(
+        &at("/team/unblock"),
+        Some(MASTER),
+        &json!({"team_id": "t1"}),
+    )
+    .await;
+    assert_eq!(a.json()["blocked"], false);
+    assert_eq!(chat(&base, &team_key, "g").await.status, 200);
+    refused(
+        &post(&at("/team/block"), Some(MASTER), &json!({})).await,
+        "team_id",
+    );
+
+    // ---- users and roles ----
+    let u1 = user(&base, "u1", "internal_user").await;
+    let viewer = user(&base, "u2", "proxy_admin_viewer").await;
+    let u3 = user(&base, "u3", "internal_user").await;
+    let a = post(
+        &at("/team/member_add"),
+        Some(MASTER),
+        &json!({"team_id": "t1", "member": [{"user_id": "u1", "role": "admin"}, {"user_id": "u3", "role": "user"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+
+    // A team admin reads its team and manages its members; by id or e-mail.
+    let a = get(&at("/team/info?team_id=t1"), Some(&u1)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["team_id"], "t1");
+    let a = post(
+        &at("/team/member_update"),
+        Some(&u1),
+        &json!({"team_id": "t1", "user_id": "u3", "role": "admin"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["role"], "admin");
+    assert_eq!(a.json()["user_id"], "u3");
+    refused(
+        &post(
+            &at("/team/member_update"),
+            Some(&u1),
+            &json!({"team_id": "t1", "user_id": "u3", "max_budget_in_team": 5}),
+        )
+        .await,
+        "max_budget_in_team",
+    );
+    refused(
+        &post(
+            &at("/team/member_update"),
+            Some(&u1),
+            &json!({"team_id": "t1", "user_id": "u3", "role": "owner"}),
+        )
+        .await,
+        "role",
+    );
+    refused(
+        &post(
+            &at("/team/member_update"),
+            Some(&u1),
+            &json!({"team_id": "t1", "user_id": "nobody", "role": "user"}),
+        )
+        .await,
+        "user_id",
+    );
+    let a = post(
+        &at("/team/member_delete"),
+        Some(&u1),
+        &json!({"team_id": "t1", "user_id": "u3"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let members: Vec<Value> = a.json()["members_with_roles"].as_array().unwrap().clone();
+    assert!(members.iter().all(|m| m["user_id"] != "u3"), "{members:?}");
+    let a = get(&at("/user/info?user_id=u3"), Some(MASTER)).await;
+    assert!(!a.json()["user_info"]["teams"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("t1")));
+    // A non-member: no team info, no member management.
+    assert_eq!(
+        get(&at("/team/info?team_id=t1"), Some(&u3)).await.status,
+        403
+    );
+    assert_eq!(
+        get(&at("/team/info?team_id=nope"), Some(&u3)).await.status,
+        403
+    );
+    assert_eq!(
+        post(
+            &at("/team/member_add"),
+            Some(&u3),
+            &json!({"team_id": "t1", "member": {"user_id": "u3", "role": "admin"}})
+        )
+        .await
+        .status,
+        403
+    );
+    // A plain member is not a team admin.
+    post(
+        &at("/team/member_add"),
+        Some(MASTER),
+        &json!({"team_id": "t1", "member": {"user_id": "u3"}}),
+    )
+    .await;
+    assert_eq!(
+        get(&at("/team/info?team_id=t1"), Some(&u3)).await.status,
+        200
+    );
+    assert_eq!(
+        post(
+            &at("/team/member_delete"),
+            Some(&u3),
+            &json!({"team_id": "t1", "user_id": "u1"})
+        )
+        .await
+        .status,
+        403
+    );
+    // A team's admin makes keys for the team (for itself or a member); nothing else.
+    let a = post(
+        &at("/key/generate"),
+        Some(&u1),
+        &json!({"team_id": "t1", "user_id": "u3", "key_alias": "by-team-admin"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["team_id"], "t1");
+    let made = a.json()["key"].as_str().unwrap().to_owned();
+    assert_eq!(chat(&base, &made, "g").await.status, 200);
+    post(&at("/team/new"), Some(MASTER), &json!({"team_id": "t2"})).await;
+    for (who, body) in [
+        (&u1, json!({})),
+        (&u1, json!({"team_id": "t2"})),
+        (&u1, json!({"team_id": "t1", "user_id": "u2"})),
+        (&u1, json!({"team_id": "nope"})),
+        (&u3, json!({"team_id": "t1"})),
+    ] {
+        let a = post(&at("/key/generate"), Some(who), &body).await;
+        assert_eq!(
+            a.status,
+            403,
+            "{body}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+    }
+    // Team admins and internal users stay out of admin routes.
+    assert_eq!(
+        post(&at("/team/block"), Some(&u1), &json!({"team_id": "t1"}))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(get(&at("/user/list"), Some(&u1)).await.status, 403);
+
+    // The viewer reads everything and changes nothing.
+    for path in [
+        "/user/list",
+        "/key/list",
+        "/team/list",
+        "/budget/list",
+        "/spend/logs",
+        "/team/info?team_id=t1",
+        "/user/info?user_id=u1",
+    ] {
+        let a = get(&at(path), Some(&viewer)).await;
+        assert_eq!(
+            a.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+    }
+    for (path, body) in [
+        ("/team/new", json!({"team_id": "v"})),
+        ("/key/generate", json!({})),
+        ("/budget/new", json!({"budget_id": "v"})),
+        ("/user/update", json!({"user_id": "u1", "max_budget": 1})),
+        (
+            "/team/member_add",
+            json!({"team_id": "t1", "member": {"user_id": "u2"}}),
+        ),
+    ] {
+        let a = post(&at(path), Some(&viewer), &body).await;
+        assert_eq!(
+            a.status,
+            403,
+            "{path}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+    }
+
+    // /user/list: LiteLLM's page shape; the proxy-budget row is not a user.
+    let a = get(&at("/user/list?page_size=2"), Some(MASTER)).await;
+    assert_eq!(a.status, 200);
+    let v = a.json();
+    assert_eq!(v["total"], 3, "{v}");
+    assert_eq!(v["users"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        (
+            v["page"].clone(),
+            v["page_size"].clone(),
+            v["total_pages"].clone()
+        ),
+        (json!(1), json!(2), json!(2))
+    );
+    let a = get(&at("/user/list?role=proxy_admin_viewer"), Some(MASTER)).await;
+    assert_eq!(a.json()["users"][0]["user_id"], "u2");
+    assert_eq!(a.json()["total"], 1);
+    refused(
+        &get(&at("/user/list?page_size=0"), Some(MASTER)).await,
+        "page_size",
+    );
+    refused(
+        &get(&at("/user/list?role=boss"), Some(MASTER)).await,
+        "role",
+    );
+    refused(&get(&at("/user/list?page=x"), Some(MASTER)).await, "page");
+
+    // /user/update: by id or e-mail; the user's keys follow at once.
+    let a = post(
+        &at("/user/update"),
+        Some(MASTER),
+        &json!({"user_id": "u3", "max_budget": 5, "models": ["g"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["user_id"], "u3");
+    assert_eq!(a.json()["data"]["max_budget"], 5.0);
+    assert_eq!(chat(&base, &u3, "other").await.status, 401);
+    let a = post(
+        &at("/user/update"),
+        Some(MASTER),
+        &json!({"user_email": "u3@example.com", "user_role": "internal_user_viewer"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["data"]["user_role"], "internal_user_viewer");
+    refused(
+        &post(&at("/user/update"), Some(MASTER), &json!({"max_budget": 1})).await,
+        "user_id",
+    );
+    refused(
+        &post(
+            &at("/user/update"),
+            Some(MASTER),
+            &json!({"user_id": "u3", "max_budget": "x"}),
+        )
+        .await,
+        "max_budget",
+    );
+    refused(
+        &post(
+            &at("/user/update"),
+            Some(MASTER),
+            &json!({"user_id": "u3", "user_role": "god"}),
+        )
+        .await,
+        "user_role",
+    );
+    assert_eq!(
+        post(
+            &at("/user/update"),
+            Some(MASTER),
+            &json!({"user_id": "ghost"})
+        )
+        .await
+        .status,
+        404
+    );
+
+    // /user/delete: the user, its keys and its team places go.
+    let a = post(
+        &at("/user/delete"),
+        Some(MASTER),
+        &json!({"user_ids": ["u3"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["deleted_users"], json!(["u3"]));
+    assert_eq!(chat(&base, &u3, "g").await.status, 401);
+    assert_eq!(
+        get(&at("/user/info?user_id=u3"), Some(MASTER)).await.status,
+        404
+    );
+    let a = get(&at("/team/info?team_id=t1"), Some(MASTER)).await;
+    let members = a.json()["team_info"]["members_with_roles"].clone();
+    assert!(
+        members
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["user_id"] != "u3"),
+        "{members}"
+    );
+    assert_eq!(
+        post(
+            &at("/user/delete"),
+            Some(MASTER),
+            &json!({"user_ids": ["u3"]})
+        )
+        .await
+        .status,
+        404
+    );
+    refused(
+        &post(&at("/user/delete"), Some(MASTER), &json!({"user_ids": []})).await,
+        "user_ids",
+    );
+
+    // ---- budgets ----
+    let a = post(&at("/budget/new"), Some(MASTER), &json!({"budget_id": "b1", "max_budget": 10, "budget_duration": "30d", "rpm_limit": 7, "soft_budget": 8})).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(
+        (
+            v["budget_id"].clone(),
+            v["max_budget"].clone(),
+            v["rpm_limit"].clone(),
+            v["soft_budget"].clone()
+        ),
+        (json!("b1"), json!(10.0), json!(7), json!(8.0))
+    );
+    assert!(v["budget_reset_at"].is_string(), "{v}");
+    assert_eq!(v["created_by"], "default_user_id");
+    refused(
+        &post(
+            &at("/budget/new"),
+            Some(MASTER),
+            &json!({"budget_id": "b1"}),
+        )
+        .await,
+        "budget_id",
+    );
+    refused(
+        &post(&at("/budget/new"), Some(MASTER), &json!({"max_budget": -1})).await,
+        "max_budget",
+    );
+    refused(
+        &post(
+            &at("/budget/new"),
+            Some(MASTER),
+            &json!({"budget_duration": "soon"}),
+        )
+        .await,
+        "budget_duration",
+    );
+    refused(
+        &post(
+            &at("/budget/new"),
+            Some(MASTER),
+            &json!({"model_max_budget": {"g": {"max_budget": 1}}}),
+        )
+        .await,
+        "model_max_budget",
+    );
+    let a = post(
+        &at("/budget/update"),
+        Some(MASTER),
+        &json!({"budget_id": "b1", "max_budget": 20}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["max_budget"], 20.0);
+    assert_eq!(a.json()["rpm_limit"], 7);
+    refused(
+        &post(
+            &at("/budget/update"),
+            Some(MASTER),
+            &json!({"max_budget": 1}),
+        )
+        .await,
+        "budget_id",
+    );
+    assert_eq!(
+        post(
+            &at("/budget/update"),
+            Some(MASTER),
+            &json!({"budget_id": "none"})
+        )
+        .await
+        .status,
+        404
+    );
+    let a = post(
+        &at("/budget/info"),
+        Some(MASTER),
+        &json!({"budgets": ["b1", "none"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json().as_array().unwrap().len(), 1);
+    assert_eq!(a.json()[0]["max_budget"], 20.0);
+    refused(
+        &post(&at("/budget/info"), Some(MASTER), &json!({"budgets": []})).await,
+        "budgets",
+    );
+    let a = get(&at("/budget/list"), Some(MASTER)).await;
+    assert!(a
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["budget_id"] == "b1"));
+    let a = post(&at("/budget/delete"), Some(MASTER), &json!({"id": "b1"})).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["budget_id"], "b1");
+    assert_eq!(
+        post(&at("/budget/delete"), Some(MASTER), &json!({"id": "b1"}))
+            .await
+            .status,
+        404
+    );
+    refused(
+        &post(&at("/budget/delete"), Some(MASTER), &json!({})).await,
+        "id",
+    );
+    assert_eq!(
+        post(&at("/budget/new"), Some(&u1), &json!({})).await.status,
+        403
+    );
+    assert_eq!(post(&at("/budget/new"), None, &json!({})).await.status, 401);
+
+    // ---- keys: tags, refused fields, health ----
+    let a = post(&at("/key/generate"), Some(MASTER), &json!({"tags": ["prod", "batch"], "metadata": {"app": "x"}, "key_alias": "tagged", "max_parallel_requests": 3})).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.json()["metadata"],
+        json!({"app": "x", "tags": ["prod", "batch"]})
+    );
+    assert_eq!(a.json()["max_parallel_requests"], 3);
+    let tagged = a.json()["key"].as_str().unwrap().to_owned();
+    let a = post(
+        &at("/key/update"),
+        Some(MASTER),
+        &json!({"key": tagged, "tags": ["dev"]}),
+    )
+    .await;
+    assert_eq!(a.json()["metadata"], json!({"app": "x", "tags": ["dev"]}));
+    refused(
+        &post(
+            &at("/key/generate"),
+            Some(MASTER),
+            &json!({"model_max_budget": {"g": {"max_budget": 1}}}),
+        )
+        .await,
+        "model_max_budget",
+    );
+    refused(
+        &post(
+            &at("/key/generate"),
+            Some(MASTER),
+            &json!({"budget_id": "b1"}),
+        )
+        .await,
+        "budget_id",
+    );
+    refused(
+        &post(&at("/key/generate"), Some(MASTER), &json!({"tags": "prod"})).await,
+        "tags",
+    );
+    for k in [&tagged, &u1, &viewer] {
+        let a = get(&at("/key/health"), Some(k)).await;
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        assert_eq!(a.json(), json!({"key": "healthy", "logging_details": null}));
+    }
+    assert_eq!(get(&at("/key/health"), None).await.status, 401);
+    assert_eq!(
+        get(&at("/key/health"), Some("sk-unknown-key")).await.status,
+        401
+    );
+
+    // ---- /utils/token_counter ----
+    let a = post(
+        &at("/utils/token_counter"),
+        Some(&u1),
+        &json!({"model": "g", "messages": [{"role": "user", "content": "hello world"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    // ceil(11 / 4) + 3 for the message.
+    assert_eq!(
+        a.json(),
+        json!({"total_tokens": 6, "request_model": "g", "model_used": "g", "tokenizer_type": "llmgate_estimate"})
+    );
+    let a = post(
+        &at("/utils/token_counter"),
+        Some(MASTER),
+        &json!({"model": "g", "prompt": "12345678"}),
+    )
+    .await;
+    assert_eq!(a.json()["total_tokens"], 2);
+    refused(
+        &post(
+            &at("/utils/token_counter"),
+            Some(MASTER),
+            &json!({"messages": []}),
+        )
+        .await,
+        "model",
+    );
+    refused(
+        &post(
+            &at("/utils/token_counter"),
+            Some(MASTER),
+            &json!({"model": "g"}),
+        )
+        .await,
+        "messages",
+    );
+    refused(
+        &post(
+            &at("/utils/token_counter"),
+            Some(MASTER),
+            &json!({"model": "g", "messages": "hi"}),
+        )
+        .await,
+        "messages",
+    );
+    assert_eq!(
+        post(
+            &at("/utils/token_counter"),
+            None,
+            &json!({"model": "g", "prompt": "x"})
+        )
+        .await
+        .status,
+        401
+    );
+
+    // ---- /spend/logs by key, user, team ----
+    assert_eq!(chat(&base, &u1, "g").await.status, 200);
+    gw.flush().await;
+    let a = get(&at("/spend/logs?user_id=u1"), Some(MASTER)).await;
+    let rows = a.json();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(rows[0]["user"], "u1");
+    let a = get(&at(&format!("/spend/logs?api_key={u1}")), Some(MASTER)).await;
+    assert_eq!(a.json()[0]["request_id"], rows[0]["request_id"]);
+    let a = get(&at("/spend/logs?team_id=t1"), Some(MASTER)).await;
+    assert!(a
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["team_id"] == "t1"));
+    assert!(!a.json().as_array().unwrap().is_empty());
+
+    // ---- daily activity (LiteLLM's daily tables, or the spend log summed) ----
+    let today = rows[0]["startTime"].as_str().unwrap()[..10].to_owned();
+    let a = get(
+        &at(&format!(
+            "/user/daily/activity?start_date={today}&end_date={today}&user_id=u1"
+        )),
+        Some(MASTER),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(v["results"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["results"][0]["date"], today);
+    assert_eq!(v["results"][0]["metrics"]["api_requests"], 1, "{v}");
+    assert_eq!(v["results"][0]["metrics"]["successful_requests"], 1, "{v}");
+    assert_eq!(v["results"][0]["metrics"]["prompt_tokens"], 5, "{v}");
+    assert_eq!(v["results"][0]["metrics"]["total_tokens"], 12, "{v}");
+    let model = rows[0]["model"].as_str().unwrap();
+    assert_eq!(
+        v["results"][0]["breakdown"]["models"][model]["metrics"]["api_requests"], 1,
+        "{v}"
+    );
+    assert_eq!(
+        v["results"][0]["breakdown"]["users"]["u1"]["metrics"]["api_requests"], 1,
+        "{v}"
+    );
+    assert_eq!(v["metadata"]["total_api_requests"], 1);
+    assert_eq!(v["metadata"]["total_spend"], rows[0]["spend"]);
+    // The team's three successful calls: two with the first team key, one with the key its
+    // admin made (refused calls are not logged).
+    let a = get(
+        &at(&format!(
+            "/team/daily/activity?start_date={today}&end_date={today}&team_ids=t1"
+        )),
+        Some(&viewer),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.json()["metadata"]["total_api_requests"],
+        3,
+        "{}",
+        a.json()
+    );
+    assert_eq!(
+        a.json()["results"][0]["breakdown"]["entities"]["t1"]["metrics"]["api_requests"],
+        3
+    );
+    assert_eq!(
+        a.json()["results"][0]["breakdown"]["api_keys"]
+            .as_object()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Another day: nothing.
+    let a = get(
+        &at("/user/daily/activity?start_date=2001-01-01&end_date=2001-01-02"),
+        Some(MASTER),
+    )
+    .await;
+    assert_eq!(a.json()["results"], json!([]));
+    refused(
+        &get(
+            &at("/user/daily/activity?end_date=2001-01-01"),
+            Some(MASTER),
+        )
+        .await,
+        "start_date",
+    );
+    refused(
+        &get(
+            &at("/user/daily/activity?start_date=2001-01-01&end_date=soon"),
+            Some(MASTER),
+        )
+        .await,
+        "end_date",
+    );
+    refused(
+        &get(
+            &at("/team/daily/activity?start_date=2001-01-02&end_date=2001-01-01"),
+            Some(MASTER),
+        )
+        .await,
+        "end_date",
+    );
+    assert_eq!(
+        get(
+            &at(&format!(
+                "/user/daily/activity?start_date={today}&end_date={today}"
+            )),
+            Some(&u1)
+        )
+        .await
+        .status,
+        403
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_on_sqlite() {
+    routes(BuildOptions::default().database_url("sqlite::memory:")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_on_litellms_own_database() {
+    routes(BuildOptions::default().database_url(litellm_common::litellm_db().await)).await;
+}
