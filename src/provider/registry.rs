@@ -25,6 +25,7 @@ pub type SharedProvider = Arc<dyn Provider>;
 /// Every built-in provider, by prefix.
 static PROVIDERS: &[&dyn Provider] = &[
     &openai::OpenAi,
+    &openai::completions::TextCompletionOpenAi,
     &mock::Mock,
     &anthropic::Anthropic,
     &azure::Azure,

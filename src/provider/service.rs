@@ -193,7 +193,7 @@ where
 {
     let provider: &dyn Provider = &*target.provider;
     let kind = req.kind();
-    if provider.supports(kind) {
+    if provider.supports_for(kind, &target.deployment) {
         return call_native(client, &target, timeout, req).await;
     }
     let bridge = super::bridge::for_kind(kind)

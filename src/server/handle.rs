@@ -31,6 +31,7 @@ use crate::{
     secret::Secret,
     types::{
         chat::ChatRequest,
+        completions::CompletionsRequest,
         controls::{check_model, GatewayControls},
         embeddings::EmbeddingsRequest,
         LlmRequest, LlmResponse, ResponseBody, TokenUsage,
@@ -169,6 +170,15 @@ impl Head {
                 body.mock_response.as_ref(),
             )?;
             (controls, LlmRequest::chat_from_bytes(body, bytes))
+        } else if matches!(self.route, Route::Completions) {
+            let body: CompletionsRequest = parse_json(&bytes)?;
+            check_model(&body.model)?;
+            let controls = GatewayControls::parse(
+                &body.extra,
+                body.metadata.as_ref(),
+                body.mock_response.as_ref(),
+            )?;
+            (controls, LlmRequest::completions_from_bytes(body, bytes))
         } else {
             let body: EmbeddingsRequest = parse_json(&bytes)?;
             check_model(&body.model)?;
@@ -248,12 +258,14 @@ where
         }
     }
     let parsed = match head.route {
-        Route::Chat | Route::Embeddings => read_body(head.content_length, body, limit)
-            .await
-            .and_then(|bytes| {
-                large = bytes.len() >= LARGE_BODY_BYTES;
-                head.parse(bytes)
-            }),
+        Route::Chat | Route::Embeddings | Route::Completions => {
+            read_body(head.content_length, body, limit)
+                .await
+                .and_then(|bytes| {
+                    large = bytes.len() >= LARGE_BODY_BYTES;
+                    head.parse(bytes)
+                })
+        }
         // Health routes answer in `Head::read`; `/v1/models` has no body.
         Route::Models | Route::Liveliness | Route::Readiness => Ok(LlmRequest::list_models()),
     };

@@ -220,6 +220,8 @@ pub(super) enum Route {
     Chat,
     Embeddings,
     Models,
+    /// `POST /v1/completions` (legacy text completion).
+    Completions,
     Liveliness,
     Readiness,
 }
@@ -231,6 +233,7 @@ impl Route {
             "/v1/chat/completions" | "/chat/completions" => Self::Chat,
             "/v1/embeddings" | "/embeddings" => Self::Embeddings,
             "/v1/models" | "/models" => Self::Models,
+            "/v1/completions" | "/completions" => Self::Completions,
             "/health/liveliness" | "/health/liveness" => Self::Liveliness,
             "/health/readiness" => Self::Readiness,
             _ => return None,
@@ -243,6 +246,7 @@ impl Route {
             Self::Chat => "/v1/chat/completions",
             Self::Embeddings => "/v1/embeddings",
             Self::Models => "/v1/models",
+            Self::Completions => "/v1/completions",
             Self::Liveliness => "/health/liveliness",
             Self::Readiness => "/health/readiness",
         }
@@ -251,15 +255,18 @@ impl Route {
     /// The wire dialect the route speaks (how its errors are written).
     pub(super) fn dialect(self) -> Dialect {
         match self {
-            Self::Chat | Self::Embeddings | Self::Models | Self::Liveliness | Self::Readiness => {
-                Dialect::OpenAi
-            }
+            Self::Chat
+            | Self::Embeddings
+            | Self::Models
+            | Self::Completions
+            | Self::Liveliness
+            | Self::Readiness => Dialect::OpenAi,
         }
     }
 
     pub(super) fn method(self) -> Method {
         match self {
-            Self::Chat | Self::Embeddings => Method::POST,
+            Self::Chat | Self::Embeddings | Self::Completions => Method::POST,
             Self::Models | Self::Liveliness | Self::Readiness => Method::GET,
         }
     }

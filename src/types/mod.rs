@@ -4,6 +4,7 @@
 //! sent on unchanged (see [`wire::Extra`]).
 
 pub mod chat;
+pub mod completions;
 pub mod controls;
 pub mod deployment;
 pub mod embeddings;

@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::{
     chat::ChatRequest,
+    completions::CompletionsRequest,
     controls::{GatewayControls, NO_CONTROLS},
     embeddings::EmbeddingsRequest,
     wire::Extra,
@@ -28,11 +29,18 @@ pub enum OperationKind {
     Embeddings,
     /// `GET /v1/models`.
     ListModels,
+    /// `POST /v1/completions` (legacy text completion).
+    Completions,
 }
 
 impl OperationKind {
     /// Every kind.
-    pub const ALL: [Self; 3] = [Self::Chat, Self::Embeddings, Self::ListModels];
+    pub const ALL: [Self; 4] = [
+        Self::Chat,
+        Self::Embeddings,
+        Self::ListModels,
+        Self::Completions,
+    ];
 
     /// Short name, for logs, metrics and error messages (`chat`, `embeddings`, `list_models`).
     #[must_use]
@@ -41,6 +49,7 @@ impl OperationKind {
             Self::Chat => "chat",
             Self::Embeddings => "embeddings",
             Self::ListModels => "list_models",
+            Self::Completions => "completions",
         }
     }
 
@@ -71,7 +80,7 @@ impl OperationKind {
     /// nothing upstream, so a second attempt cannot do something twice.
     #[must_use]
     pub const fn is_retryable(self) -> bool {
-        matches!(self, Self::Chat | Self::Embeddings)
+        matches!(self, Self::Chat | Self::Embeddings | Self::Completions)
     }
 }
 
@@ -97,6 +106,8 @@ pub enum Operation {
     Embeddings(Arc<EmbeddingsRequest>),
     /// `GET /v1/models`: the model groups this caller may use.
     ListModels,
+    /// `POST /v1/completions`.
+    Completions(Arc<CompletionsRequest>),
 }
 
 impl Operation {
@@ -107,6 +118,7 @@ impl Operation {
             Self::Chat(_) => OperationKind::Chat,
             Self::Embeddings(_) => OperationKind::Embeddings,
             Self::ListModels => OperationKind::ListModels,
+            Self::Completions(_) => OperationKind::Completions,
         }
     }
 
@@ -116,6 +128,7 @@ impl Operation {
         match self {
             Self::Chat(c) => &c.model,
             Self::Embeddings(e) => &e.model,
+            Self::Completions(c) => &c.model,
             Self::ListModels => "",
         }
     }
@@ -126,6 +139,7 @@ impl Operation {
         match self {
             Self::Chat(c) => model.clone_into(&mut Arc::make_mut(c).model),
             Self::Embeddings(e) => model.clone_into(&mut Arc::make_mut(e).model),
+            Self::Completions(c) => model.clone_into(&mut Arc::make_mut(c).model),
             Self::ListModels => {}
         }
     }
@@ -135,6 +149,7 @@ impl Operation {
     pub fn is_stream(&self) -> bool {
         match self {
             Self::Chat(c) => c.stream.unwrap_or(false),
+            Self::Completions(c) => c.stream.unwrap_or(false),
             Self::Embeddings(_) | Self::ListModels => false,
         }
     }
@@ -146,6 +161,7 @@ impl Operation {
         match self {
             Self::Chat(c) => Some(&c.extra),
             Self::Embeddings(e) => Some(&e.extra),
+            Self::Completions(c) => Some(&c.extra),
             Self::ListModels => None,
         }
     }
@@ -156,6 +172,7 @@ impl Operation {
     pub fn mock_response(&self) -> Option<&serde_json::Value> {
         match self {
             Self::Chat(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
+            Self::Completions(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
             Self::Embeddings(_) | Self::ListModels => None,
         }
     }
@@ -167,6 +184,7 @@ impl Operation {
         match self {
             Self::Chat(c) => super::chat::estimate_prompt_tokens(&c.messages),
             Self::Embeddings(e) => e.input.estimate_tokens(),
+            Self::Completions(c) => c.prompt.estimate_tokens(),
             Self::ListModels => 0,
         }
     }
@@ -180,6 +198,7 @@ impl Operation {
         let (user, metadata, extra) = match self {
             Self::Chat(c) => (c.user.as_deref(), c.metadata.as_ref(), &c.extra),
             Self::Embeddings(e) => (e.user.as_deref(), e.metadata.as_ref(), &e.extra),
+            Self::Completions(c) => (c.user.as_deref(), c.metadata.as_ref(), &c.extra),
             Self::ListModels => return None,
         };
         if let Some(u) = user.filter(|u| !u.is_empty()) {
@@ -204,6 +223,7 @@ impl Operation {
         match (self, other) {
             (Self::Chat(a), Self::Chat(b)) => Arc::ptr_eq(a, b),
             (Self::Embeddings(a), Self::Embeddings(b)) => Arc::ptr_eq(a, b),
+            (Self::Completions(a), Self::Completions(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -288,6 +308,21 @@ impl LlmRequest {
     #[must_use]
     pub fn embeddings_from_bytes(body: EmbeddingsRequest, bytes: Bytes) -> Self {
         Self::new(Operation::Embeddings(Arc::new(body))).with_raw(bytes)
+    }
+
+    /// A text-completion request parsed from `bytes` (see [`LlmRequest::chat_from_bytes`]).
+    #[must_use]
+    pub fn completions_from_bytes(body: CompletionsRequest, bytes: Bytes) -> Self {
+        Self::new(Operation::Completions(Arc::new(body))).with_raw(bytes)
+    }
+
+    /// The text-completion body, if this is a text-completion request.
+    #[must_use]
+    pub fn as_completions(&self) -> Option<&CompletionsRequest> {
+        match &self.op {
+            Operation::Completions(c) => Some(c),
+            _ => None,
+        }
     }
 
     /// The model listing request.
@@ -404,7 +439,7 @@ impl LlmRequest {
     pub fn as_chat(&self) -> Option<&ChatRequest> {
         match &self.op {
             Operation::Chat(c) => Some(c),
-            Operation::Embeddings(_) | Operation::ListModels => None,
+            Operation::Embeddings(_) | Operation::ListModels | Operation::Completions(_) => None,
         }
     }
 
@@ -418,7 +453,7 @@ impl LlmRequest {
                 self.raw = None;
                 Some(Arc::make_mut(c))
             }
-            Operation::Embeddings(_) | Operation::ListModels => None,
+            Operation::Embeddings(_) | Operation::ListModels | Operation::Completions(_) => None,
         }
     }
 

@@ -108,7 +108,9 @@ fn encode(
             generate_body(chat, &dep.model)?,
         ),
         Operation::Embeddings(emb) => (reached(&r.embeddings)?, embed_body(emb, &dep.model)?),
-        Operation::ListModels => return Err(super::unsupported(provider, req)),
+        Operation::ListModels | Operation::Completions(_) => {
+            return Err(super::unsupported(provider, req))
+        }
     };
     let mut head = resolved_head(endpoint, &r)?;
     r.add_credential(head.headers_mut())?;
@@ -125,6 +127,7 @@ fn decode(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmError> {
         Operation::ListModels => Err(LlmError::bad_request(
             "a model listing has no provider body",
         )),
+        Operation::Completions(_) => Err(super::unsupported_by("ollama", req)),
     }
 }
 

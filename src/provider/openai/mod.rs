@@ -10,6 +10,7 @@
 //!
 //! The functions here are reused by every OpenAI-shaped family (Azure, the OpenAI-compatible hosts).
 
+pub mod completions;
 mod encode;
 mod error;
 mod stream;
@@ -19,7 +20,7 @@ use http::StatusCode;
 
 pub(crate) use self::encode::resolved_head;
 pub use self::{
-    encode::{chat_body, embeddings_body, join_url, json_request},
+    encode::{chat_body, completions_body, embeddings_body, join_url, json_request},
     error::{classify_openai_error, error_from_object, parse_error_object},
     stream::OpenAiStreamMapper,
 };
@@ -59,8 +60,30 @@ impl Provider for OpenAi {
     fn supports(&self, op: crate::types::OperationKind) -> bool {
         matches!(
             op,
-            crate::types::OperationKind::Chat | crate::types::OperationKind::Embeddings
+            crate::types::OperationKind::Chat
+                | crate::types::OperationKind::Embeddings
+                | crate::types::OperationKind::Completions
         )
+    }
+
+    fn supports_for(&self, op: crate::types::OperationKind, dep: &Deployment) -> bool {
+        // Text completions: natively unless the model is one of OpenAI's chat models (LiteLLM).
+        self.supports(op)
+            && (op != crate::types::OperationKind::Completions
+                || !completions::is_openai_chat_model(&dep.model))
+    }
+
+    fn decode_events(
+        &self,
+        req: &LlmRequest,
+        _parts: http::response::Parts,
+        body: ByteStream,
+        _dep: &Deployment,
+    ) -> Result<crate::types::EventStream, LlmError> {
+        match req.kind() {
+            crate::types::OperationKind::Completions => completions::events(self.name(), req, body),
+            _ => Err(super::unsupported(self, req)),
+        }
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
@@ -102,6 +125,7 @@ pub fn decode_openai(req: &LlmRequest, body: &Bytes) -> Result<LlmResponse, LlmE
         Operation::ListModels => Err(LlmError::bad_request(
             "a model listing has no provider body",
         )),
+        Operation::Completions(_) => completions::decode(body),
     }
 }
 
