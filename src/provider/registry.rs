@@ -238,6 +238,20 @@ impl<P: Provider + ?Sized> Provider for &'static P {
         (**self).supports(op)
     }
 
+    fn supports_for(&self, op: crate::types::OperationKind, dep: &Deployment) -> bool {
+        (**self).supports_for(op, dep)
+    }
+
+    fn decode_events(
+        &self,
+        req: &LlmRequest,
+        parts: http::response::Parts,
+        body: ByteStream,
+        dep: &Deployment,
+    ) -> Result<crate::types::EventStream, LlmError> {
+        (**self).decode_events(req, parts, body, dep)
+    }
+
     fn encode(
         &self,
         req: &LlmRequest,
