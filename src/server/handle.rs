@@ -57,6 +57,8 @@ pub(super) struct Head {
     presented_key: Option<Secret>,
     cache_control: Option<HeaderValue>,
     timeout: Option<RequestTimeout>,
+    /// The `{model_id}` of `GET /v1/models/{model_id}`, decoded.
+    model_id: Option<Box<str>>,
     /// Boxed: the request future carries the head, and the log is off in benchmarks.
     log: Option<Box<AccessLog>>,
 }
@@ -151,13 +153,23 @@ impl Head {
             presented_key: seen.presented_key(),
             cache_control: seen.cache_control.cloned(),
             timeout: seen.timeout.and_then(RequestTimeout::from_header_value),
+            model_id: matches!(route, Route::Model)
+                .then(|| Route::model_id(parts.uri.path()).map(super::surface::percent_decode))
+                .flatten(),
             call_id,
             log,
         })
     }
 
-    /// The request a body route's bytes make (chat, or embeddings).
+    /// The request a body route's bytes make (chat, completions or embeddings); a body that
+    /// names no model gets LiteLLM's invalid-model error.
     fn parse(&self, bytes: Bytes) -> Result<LlmRequest, LlmError> {
+        self.parse_body(&bytes)
+            .map_err(|e| super::surface::missing_model_error(self.route, &bytes, e))
+    }
+
+    fn parse_body(&self, bytes: &Bytes) -> Result<LlmRequest, LlmError> {
+        let bytes = bytes.clone();
         // The bytes stay with the request: an OpenAI-format upstream is sent them (see
         // `LlmRequest::raw_body`).
         // The gateway controls are typed here, once: a wrongly typed one is a 400 naming it.
@@ -241,6 +253,8 @@ where
     B::Error: Into<BoxError>,
 {
     let call_id = head.call_id.clone();
+    let route = head.route;
+    let model_id = head.model_id.take();
     let dialect = head.route.dialect();
     let received = head.received;
     let mut log = head.log.take();
@@ -267,7 +281,9 @@ where
                 })
         }
         // Health routes answer in `Head::read`; `/v1/models` has no body.
-        Route::Models | Route::Liveliness | Route::Readiness => Ok(LlmRequest::list_models()),
+        Route::Models | Route::Model | Route::Liveliness | Route::Readiness => {
+            Ok(LlmRequest::list_models())
+        }
     };
     let mut llm_req = match parsed {
         Ok(r) => head.annotate(r),
@@ -291,6 +307,8 @@ where
     if let Err(e) = std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
         return failed(&e, dialect, &call_id, log.as_deref());
     }
+    // The body, kept (one reference count) for the error that names the model asked for.
+    let asked = llm_req.op.clone();
     let resp = inner.call(llm_req).await;
     if large {
         // The body is freed by now (unless a stream still holds the request): the binary hands
@@ -307,8 +325,17 @@ where
                 status = e.status().as_u16(),
                 "request failed"
             );
+            let e = super::surface::litellm_model_error(route, asked.model(), e);
             return failed(&e, dialect, &call_id, log.as_deref());
         }
+    };
+    drop(asked);
+    let resp = match model_id {
+        Some(id) => match super::surface::retrieve_model(resp, &id) {
+            Ok(r) => r,
+            Err(e) => return failed(&e, dialect, &call_id, log.as_deref()),
+        },
+        None => resp,
     };
     respond(resp, dialect, &call_id, received, log).await
 }

@@ -222,6 +222,8 @@ pub(super) enum Route {
     Models,
     /// `POST /v1/completions` (legacy text completion).
     Completions,
+    /// `GET /v1/models/{model_id}` (OpenAI's `models.retrieve`).
+    Model,
     Liveliness,
     Readiness,
 }
@@ -236,8 +238,18 @@ impl Route {
             "/v1/completions" | "/completions" => Self::Completions,
             "/health/liveliness" | "/health/liveness" => Self::Liveliness,
             "/health/readiness" => Self::Readiness,
+            _ if Self::model_id(path).is_some() => Self::Model,
             _ => return None,
         })
+    }
+
+    /// The `{model_id}` of `/v1/models/{model_id}` (or `/models/{model_id}`), as the path spells
+    /// it (percent-encoded): everything after the prefix, slashes included (`openai/gpt-4o`).
+    pub(super) fn model_id(path: &str) -> Option<&str> {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        path.strip_prefix("/v1/models/")
+            .or_else(|| path.strip_prefix("/models/"))
+            .filter(|id| !id.is_empty())
     }
 
     /// The route as the access log names it.
@@ -247,6 +259,7 @@ impl Route {
             Self::Embeddings => "/v1/embeddings",
             Self::Models => "/v1/models",
             Self::Completions => "/v1/completions",
+            Self::Model => "/v1/models/{model_id}",
             Self::Liveliness => "/health/liveliness",
             Self::Readiness => "/health/readiness",
         }
@@ -259,6 +272,7 @@ impl Route {
             | Self::Embeddings
             | Self::Models
             | Self::Completions
+            | Self::Model
             | Self::Liveliness
             | Self::Readiness => Dialect::OpenAi,
         }
@@ -267,7 +281,7 @@ impl Route {
     pub(super) fn method(self) -> Method {
         match self {
             Self::Chat | Self::Embeddings | Self::Completions => Method::POST,
-            Self::Models | Self::Liveliness | Self::Readiness => Method::GET,
+            Self::Models | Self::Model | Self::Liveliness | Self::Readiness => Method::GET,
         }
     }
 }
