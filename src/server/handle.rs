@@ -307,8 +307,10 @@ where
     if let Err(e) = std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
         return failed(&e, dialect, &call_id, log.as_deref());
     }
-    // The body, kept (one reference count) for the error that names the model asked for.
+    // The body, kept (one reference count) for the error that names the model asked for, and
+    // the timeout the request set, echoed on a timeout error.
     let asked = llm_req.op.clone();
+    let asked_timeout = super::surface::requested_timeout(&llm_req);
     let resp = inner.call(llm_req).await;
     if large {
         // The body is freed by now (unless a stream still holds the request): the binary hands
@@ -325,7 +327,8 @@ where
                 status = e.status().as_u16(),
                 "request failed"
             );
-            let e = super::surface::litellm_model_error(route, asked.model(), e);
+            let mut e = super::surface::litellm_model_error(route, asked.model(), e);
+            super::surface::echo_timeout(&mut e, asked_timeout);
             return failed(&e, dialect, &call_id, log.as_deref());
         }
     };

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::service::Route;
 use crate::{
     error::{ErrorKind, LlmError},
-    types::{JsonBody, LlmResponse, ResponseBody},
+    types::{extensions::RequestTimeout, JsonBody, LlmRequest, LlmResponse, ResponseBody},
 };
 
 /// The route as LiteLLM names it in its invalid-model error (`ROUTE_ENDPOINT_MAPPING`).
@@ -102,6 +102,33 @@ pub(super) fn retrieve_model(resp: LlmResponse, id: &str) -> Result<LlmResponse,
     let mut out = LlmResponse::json(JsonBody::new(Bytes::from(bytes)));
     out.meta = meta;
     Ok(out)
+}
+
+/// The timeout the request set, in seconds: the `x-litellm-timeout` header, else the body's
+/// `stream_timeout` (a stream), `timeout` or `request_timeout`.
+pub(super) fn requested_timeout(req: &LlmRequest) -> Option<f64> {
+    if let Some(t) = req.extensions.get::<RequestTimeout>() {
+        return Some(t.0.as_secs_f64());
+    }
+    let c = req.controls();
+    req.is_stream()
+        .then_some(c.stream_timeout)
+        .flatten()
+        .or(c.timeout)
+        .or(c.request_timeout)
+}
+
+/// On a timeout error, LiteLLM's `x-litellm-timeout` header: the timeout the request set (its
+/// proxy echoes the timeout the call ran under). Nothing for other errors, or when the request
+/// set none (the deployment's or the default timeout applied).
+pub(super) fn echo_timeout(err: &mut LlmError, timeout: Option<f64>) {
+    let Some(secs) = timeout.filter(|_| err.kind() == ErrorKind::Timeout) else {
+        return;
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&secs.to_string()) {
+        err.headers_mut()
+            .insert(super::headers::X_LITELLM_TIMEOUT, v);
+    }
 }
 
 /// `s` with its `%XX` escapes decoded (a malformed escape is kept as written; bytes that are not
