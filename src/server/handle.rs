@@ -34,6 +34,7 @@ use crate::{
         completions::CompletionsRequest,
         controls::{check_model, GatewayControls},
         embeddings::EmbeddingsRequest,
+        moderations::ModerationsRequest,
         LlmRequest, LlmResponse, ResponseBody, TokenUsage,
     },
 };
@@ -182,6 +183,11 @@ impl Head {
                 body.mock_response.as_ref(),
             )?;
             (controls, LlmRequest::chat_from_bytes(body, bytes))
+        } else if matches!(self.route, Route::Moderations) {
+            let body: ModerationsRequest = parse_json(&bytes)?;
+            check_model(body.model_name())?;
+            let controls = GatewayControls::parse(&body.extra, body.metadata.as_ref(), None)?;
+            (controls, LlmRequest::moderations_from_bytes(body, bytes))
         } else if matches!(self.route, Route::Completions) {
             let body: CompletionsRequest = parse_json(&bytes)?;
             check_model(&body.model)?;
@@ -272,7 +278,7 @@ where
         }
     }
     let parsed = match head.route {
-        Route::Chat | Route::Embeddings | Route::Completions => {
+        Route::Chat | Route::Embeddings | Route::Completions | Route::Moderations => {
             read_body(head.content_length, body, limit)
                 .await
                 .and_then(|bytes| {

@@ -224,6 +224,8 @@ pub(super) enum Route {
     Completions,
     /// `GET /v1/models/{model_id}` (OpenAI's `models.retrieve`).
     Model,
+    /// `POST /v1/moderations`.
+    Moderations,
     Liveliness,
     Readiness,
 }
@@ -236,6 +238,7 @@ impl Route {
             "/v1/embeddings" | "/embeddings" => Self::Embeddings,
             "/v1/models" | "/models" => Self::Models,
             "/v1/completions" | "/completions" => Self::Completions,
+            "/v1/moderations" | "/moderations" => Self::Moderations,
             "/health/liveliness" | "/health/liveness" => Self::Liveliness,
             "/health/readiness" => Self::Readiness,
             _ if Self::model_id(path).is_some() => Self::Model,
@@ -260,6 +263,7 @@ impl Route {
             Self::Models => "/v1/models",
             Self::Completions => "/v1/completions",
             Self::Model => "/v1/models/{model_id}",
+            Self::Moderations => "/v1/moderations",
             Self::Liveliness => "/health/liveliness",
             Self::Readiness => "/health/readiness",
         }
@@ -273,6 +277,7 @@ impl Route {
             | Self::Models
             | Self::Completions
             | Self::Model
+            | Self::Moderations
             | Self::Liveliness
             | Self::Readiness => Dialect::OpenAi,
         }
@@ -280,7 +285,7 @@ impl Route {
 
     pub(super) fn method(self) -> Method {
         match self {
-            Self::Chat | Self::Embeddings | Self::Completions => Method::POST,
+            Self::Chat | Self::Embeddings | Self::Completions | Self::Moderations => Method::POST,
             Self::Models | Self::Model | Self::Liveliness | Self::Readiness => Method::GET,
         }
     }

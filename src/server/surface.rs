@@ -25,6 +25,7 @@ fn litellm_route(route: Route) -> &'static str {
         Route::Chat => "/chat/completions",
         Route::Completions => "/completions",
         Route::Embeddings => "/embeddings",
+        Route::Moderations => "/moderations",
         other => other.as_str(),
     }
 }

@@ -11,6 +11,7 @@ pub mod embeddings;
 pub mod events;
 pub mod extensions;
 pub mod models;
+pub mod moderations;
 pub mod relay;
 mod request;
 mod response;

@@ -9,6 +9,7 @@ use super::{
     completions::CompletionsRequest,
     controls::{GatewayControls, NO_CONTROLS},
     embeddings::EmbeddingsRequest,
+    moderations::ModerationsRequest,
     wire::Extra,
 };
 
@@ -31,15 +32,18 @@ pub enum OperationKind {
     ListModels,
     /// `POST /v1/completions` (legacy text completion).
     Completions,
+    /// `POST /v1/moderations`.
+    Moderations,
 }
 
 impl OperationKind {
     /// Every kind.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Chat,
         Self::Embeddings,
         Self::ListModels,
         Self::Completions,
+        Self::Moderations,
     ];
 
     /// Short name, for logs, metrics and error messages (`chat`, `embeddings`, `list_models`).
@@ -50,6 +54,7 @@ impl OperationKind {
             Self::Embeddings => "embeddings",
             Self::ListModels => "list_models",
             Self::Completions => "completions",
+            Self::Moderations => "moderations",
         }
     }
 
@@ -80,7 +85,10 @@ impl OperationKind {
     /// nothing upstream, so a second attempt cannot do something twice.
     #[must_use]
     pub const fn is_retryable(self) -> bool {
-        matches!(self, Self::Chat | Self::Embeddings | Self::Completions)
+        matches!(
+            self,
+            Self::Chat | Self::Embeddings | Self::Completions | Self::Moderations
+        )
     }
 }
 
@@ -108,6 +116,8 @@ pub enum Operation {
     ListModels,
     /// `POST /v1/completions`.
     Completions(Arc<CompletionsRequest>),
+    /// `POST /v1/moderations`.
+    Moderations(Arc<ModerationsRequest>),
 }
 
 impl Operation {
@@ -119,6 +129,7 @@ impl Operation {
             Self::Embeddings(_) => OperationKind::Embeddings,
             Self::ListModels => OperationKind::ListModels,
             Self::Completions(_) => OperationKind::Completions,
+            Self::Moderations(_) => OperationKind::Moderations,
         }
     }
 
@@ -129,6 +140,7 @@ impl Operation {
             Self::Chat(c) => &c.model,
             Self::Embeddings(e) => &e.model,
             Self::Completions(c) => &c.model,
+            Self::Moderations(m) => m.model_name(),
             Self::ListModels => "",
         }
     }
@@ -140,6 +152,7 @@ impl Operation {
             Self::Chat(c) => model.clone_into(&mut Arc::make_mut(c).model),
             Self::Embeddings(e) => model.clone_into(&mut Arc::make_mut(e).model),
             Self::Completions(c) => model.clone_into(&mut Arc::make_mut(c).model),
+            Self::Moderations(m) => Arc::make_mut(m).model = Some(model.to_owned()),
             Self::ListModels => {}
         }
     }
@@ -150,7 +163,7 @@ impl Operation {
         match self {
             Self::Chat(c) => c.stream.unwrap_or(false),
             Self::Completions(c) => c.stream.unwrap_or(false),
-            Self::Embeddings(_) | Self::ListModels => false,
+            Self::Embeddings(_) | Self::ListModels | Self::Moderations(_) => false,
         }
     }
 
@@ -162,6 +175,7 @@ impl Operation {
             Self::Chat(c) => Some(&c.extra),
             Self::Embeddings(e) => Some(&e.extra),
             Self::Completions(c) => Some(&c.extra),
+            Self::Moderations(m) => Some(&m.extra),
             Self::ListModels => None,
         }
     }
@@ -173,7 +187,7 @@ impl Operation {
         match self {
             Self::Chat(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
             Self::Completions(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
-            Self::Embeddings(_) | Self::ListModels => None,
+            Self::Embeddings(_) | Self::ListModels | Self::Moderations(_) => None,
         }
     }
 
@@ -185,6 +199,7 @@ impl Operation {
             Self::Chat(c) => super::chat::estimate_prompt_tokens(&c.messages),
             Self::Embeddings(e) => e.input.estimate_tokens(),
             Self::Completions(c) => c.prompt.estimate_tokens(),
+            Self::Moderations(m) => m.estimate_tokens(),
             Self::ListModels => 0,
         }
     }
@@ -199,6 +214,7 @@ impl Operation {
             Self::Chat(c) => (c.user.as_deref(), c.metadata.as_ref(), &c.extra),
             Self::Embeddings(e) => (e.user.as_deref(), e.metadata.as_ref(), &e.extra),
             Self::Completions(c) => (c.user.as_deref(), c.metadata.as_ref(), &c.extra),
+            Self::Moderations(m) => (None, m.metadata.as_ref(), &m.extra),
             Self::ListModels => return None,
         };
         if let Some(u) = user.filter(|u| !u.is_empty()) {
@@ -224,6 +240,7 @@ impl Operation {
             (Self::Chat(a), Self::Chat(b)) => Arc::ptr_eq(a, b),
             (Self::Embeddings(a), Self::Embeddings(b)) => Arc::ptr_eq(a, b),
             (Self::Completions(a), Self::Completions(b)) => Arc::ptr_eq(a, b),
+            (Self::Moderations(a), Self::Moderations(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -314,6 +331,12 @@ impl LlmRequest {
     #[must_use]
     pub fn completions_from_bytes(body: CompletionsRequest, bytes: Bytes) -> Self {
         Self::new(Operation::Completions(Arc::new(body))).with_raw(bytes)
+    }
+
+    /// A moderation request parsed from `bytes` (see [`LlmRequest::chat_from_bytes`]).
+    #[must_use]
+    pub fn moderations_from_bytes(body: ModerationsRequest, bytes: Bytes) -> Self {
+        Self::new(Operation::Moderations(Arc::new(body))).with_raw(bytes)
     }
 
     /// The text-completion body, if this is a text-completion request.
@@ -439,7 +462,10 @@ impl LlmRequest {
     pub fn as_chat(&self) -> Option<&ChatRequest> {
         match &self.op {
             Operation::Chat(c) => Some(c),
-            Operation::Embeddings(_) | Operation::ListModels | Operation::Completions(_) => None,
+            Operation::Embeddings(_)
+            | Operation::ListModels
+            | Operation::Completions(_)
+            | Operation::Moderations(_) => None,
         }
     }
 
@@ -453,7 +479,10 @@ impl LlmRequest {
                 self.raw = None;
                 Some(Arc::make_mut(c))
             }
-            Operation::Embeddings(_) | Operation::ListModels | Operation::Completions(_) => None,
+            Operation::Embeddings(_)
+            | Operation::ListModels
+            | Operation::Completions(_)
+            | Operation::Moderations(_) => None,
         }
     }
 

@@ -142,7 +142,7 @@ impl Provider for Azure {
                 reached(&r.embeddings)?,
                 embeddings_body(emb, req.raw_body().map(|b| &b[..]), &dep.model)?,
             ),
-            Operation::ListModels | Operation::Completions(_) => {
+            Operation::ListModels | Operation::Completions(_) | Operation::Moderations(_) => {
                 return Err(super::unsupported(self, req))
             }
         };

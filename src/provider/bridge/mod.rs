@@ -36,6 +36,9 @@ pub trait Bridge: Send + Sync + 'static {
 pub fn for_kind(kind: OperationKind) -> Option<&'static dyn Bridge> {
     match kind {
         OperationKind::Completions => Some(&completions::CompletionsBridge),
-        OperationKind::Chat | OperationKind::Embeddings | OperationKind::ListModels => None,
+        OperationKind::Chat
+        | OperationKind::Embeddings
+        | OperationKind::ListModels
+        | OperationKind::Moderations => None,
     }
 }

@@ -183,6 +183,9 @@ impl HostSpec {
             Operation::Completions(c) => {
                 return super::openai::completions::encode(self, &r.family, req, c, dep)
             }
+            Operation::Moderations(m) => {
+                return super::openai::moderations::encode(self, &r.family, req, m, dep)
+            }
             Operation::ListModels => return Err(super::unsupported(provider, req)),
         };
         let mut head = resolved_head(endpoint, &r)?;

@@ -104,7 +104,9 @@ impl Provider for Mock {
                 respond_chat(chat, dep, directive.as_ref())
             }
             Operation::Embeddings(emb) => Ok(respond_embeddings(emb, dep)),
-            Operation::ListModels | Operation::Completions(_) => Err(super::unsupported(self, req)),
+            Operation::ListModels | Operation::Completions(_) | Operation::Moderations(_) => {
+                Err(super::unsupported(self, req))
+            }
         })
     }
 }

@@ -108,7 +108,7 @@ fn encode(
             generate_body(chat, &dep.model)?,
         ),
         Operation::Embeddings(emb) => (reached(&r.embeddings)?, embed_body(emb, &dep.model)?),
-        Operation::ListModels | Operation::Completions(_) => {
+        Operation::ListModels | Operation::Completions(_) | Operation::Moderations(_) => {
             return Err(super::unsupported(provider, req))
         }
     };
@@ -127,7 +127,9 @@ fn decode(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmError> {
         Operation::ListModels => Err(LlmError::bad_request(
             "a model listing has no provider body",
         )),
-        Operation::Completions(_) => Err(super::unsupported_by("ollama", req)),
+        Operation::Completions(_) | Operation::Moderations(_) => {
+            Err(super::unsupported_by("ollama", req))
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::{
         chat::{is_upstream_param, ChatRequest},
         completions::CompletionsRequest,
         embeddings::EmbeddingsRequest,
+        moderations::ModerationsRequest,
         scan,
         wire::WireObject,
     },
@@ -130,6 +131,19 @@ pub fn embeddings_body(
 /// The upstream text-completion body (`raw` as for [`chat_body`]).
 pub fn completions_body(
     req: &CompletionsRequest,
+    raw: Option<&[u8]>,
+    model: &str,
+) -> Result<Bytes, LlmError> {
+    if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_key)) {
+        return Ok(body);
+    }
+    body_with_model(req, model, 256, &is_upstream_param)
+}
+
+/// The upstream moderation body (`raw` as for [`chat_body`]; a body that named no model is
+/// written with `model`).
+pub fn moderations_body(
+    req: &ModerationsRequest,
     raw: Option<&[u8]>,
     model: &str,
 ) -> Result<Bytes, LlmError> {

@@ -13,6 +13,7 @@
 pub mod completions;
 mod encode;
 mod error;
+pub(crate) mod moderations;
 mod stream;
 
 use bytes::Bytes;
@@ -20,7 +21,9 @@ use http::StatusCode;
 
 pub(crate) use self::encode::resolved_head;
 pub use self::{
-    encode::{chat_body, completions_body, embeddings_body, join_url, json_request},
+    encode::{
+        chat_body, completions_body, embeddings_body, join_url, json_request, moderations_body,
+    },
     error::{classify_openai_error, error_from_object, parse_error_object},
     stream::OpenAiStreamMapper,
 };
@@ -63,6 +66,7 @@ impl Provider for OpenAi {
             crate::types::OperationKind::Chat
                 | crate::types::OperationKind::Embeddings
                 | crate::types::OperationKind::Completions
+                | crate::types::OperationKind::Moderations
         )
     }
 
@@ -126,6 +130,7 @@ pub fn decode_openai(req: &LlmRequest, body: &Bytes) -> Result<LlmResponse, LlmE
             "a model listing has no provider body",
         )),
         Operation::Completions(_) => completions::decode(body),
+        Operation::Moderations(_) => moderations::decode(body),
     }
 }
 
