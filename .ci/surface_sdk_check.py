@@ -4,7 +4,7 @@
 Run by tests/surface_sdk.rs as:
 
     $LLMGATE_PYTHON .ci/surface_sdk_check.py --base-url http://127.0.0.1:PORT/v1 \
-        --api-key sk-test --model MODEL --native-model MODEL2
+        --api-key sk-test --model MODEL --native-model MODEL2 --moderation-model MODEL3
 
 Checks (one "ok: <name>" line each):
   completions         completions.create on MODEL (served through the chat model): text_completion
@@ -13,6 +13,7 @@ Checks (one "ok: <name>" line each):
                       last chunk carries usage
   completions_native  completions.create on MODEL2 (relayed natively): the upstream's text
   models_retrieve     models.retrieve(MODEL) returns it; an unknown id raises NotFoundError (404)
+  moderations         moderations.create on MODERATION-MODEL: results[0].flagged is True
   invalid_model       completions.create on an unknown model raises BadRequestError (400) whose
                       message is LiteLLM's "Invalid model name passed in model=..."
 
@@ -96,6 +97,13 @@ def check_models_retrieve(client: openai.OpenAI, model: str) -> None:
     raise CheckFailed("models.retrieve('no-such-model') did not raise NotFoundError")
 
 
+def check_moderations(client: openai.OpenAI, model: str) -> None:
+    resp = client.moderations.create(model=model, input="I will hurt you")
+    expect(len(resp.results) == 1, f"results: {resp!r}")
+    expect(resp.results[0].flagged is True, f"not flagged: {resp!r}")
+    expect(resp.model == "omni-moderation-latest", f"model: {resp.model!r}")
+
+
 def check_invalid_model(client: openai.OpenAI) -> None:
     try:
         client.completions.create(model="no-such-model", prompt="x")
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", required=True)
     parser.add_argument("--model", required=True, help="a model served through the chat model")
     parser.add_argument("--native-model", required=True, help="a text-completion model")
+    parser.add_argument("--moderation-model", required=True, help="a moderation model")
     args = parser.parse_args(argv)
 
     print(f"openai {openai.__version__}, base_url {args.base_url}")
@@ -125,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         ("completions_stream", lambda: check_completions_stream(client, args.model)),
         ("completions_native", lambda: check_completions_native(client, args.native_model)),
         ("models_retrieve", lambda: check_models_retrieve(client, args.model)),
+        ("moderations", lambda: check_moderations(client, args.moderation_model)),
         ("invalid_model", lambda: check_invalid_model(client)),
     ]
     failed: list[str] = []

@@ -1,6 +1,7 @@
 //! The official OpenAI Python SDK against the rest of the request surface (issue 21): text
 //! completions (through the chat model, streamed with usage, and natively relayed),
-//! `models.retrieve`, and LiteLLM's 400 for an unknown model, over real sockets.
+//! `models.retrieve`, `moderations.create`, and LiteLLM's 400 for an unknown model, over real
+//! sockets.
 //!
 //! `bash .ci/test` sets `LLMGATE_PYTHON` to a venv with the SDK; without it a `python3` that can
 //! `import openai` is used, else the test fails saying how to run it (it never skips).
@@ -19,6 +20,12 @@ use support::{
 #[tokio::test]
 async fn official_openai_python_sdk_on_the_request_surface() {
     let python = python();
+    let moderation = FakeUpstream::start().await;
+    moderation.set_default(Reply::json(
+        200,
+        json!({"id": "modr-1", "model": "omni-moderation-latest",
+               "results": [{"flagged": true, "categories": {"violence": true}, "category_scores": {"violence": 0.9}}]}),
+    ));
     let up = FakeUpstream::start().await;
     up.set_default(Reply::json(
         200,
@@ -27,9 +34,10 @@ async fn official_openai_python_sdk_on_the_request_surface() {
                "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}}),
     ));
     let cfg = format!(
-        "{}  - model_name: instruct\n    litellm_params:\n      model: text-completion-openai/gpt-3.5-turbo-instruct\n      api_base: {}/v1\n      api_key: sk-up\n",
+        "{}  - model_name: instruct\n    litellm_params:\n      model: text-completion-openai/gpt-3.5-turbo-instruct\n      api_base: {}/v1\n      api_key: sk-up\n  - model_name: moderation\n    litellm_params:\n      model: openai/omni-moderation-latest\n      api_base: {}/v1\n      api_key: sk-up\n",
         llmgate::gateway::DEFAULT_CONFIG,
-        up.url()
+        up.url(),
+        moderation.url()
     );
     let gw = gw::TestGateway::start(&cfg).await;
     let base = gw.url("/v1");
@@ -45,6 +53,8 @@ async fn official_openai_python_sdk_on_the_request_surface() {
             "mock",
             "--native-model",
             "instruct",
+            "--moderation-model",
+            "moderation",
         ],
         String::new,
     )
@@ -54,6 +64,7 @@ async fn official_openai_python_sdk_on_the_request_surface() {
         "ok: completions_stream",
         "ok: completions_native",
         "ok: models_retrieve",
+        "ok: moderations",
         "ok: invalid_model",
     ] {
         assert!(
