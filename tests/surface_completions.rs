@@ -98,7 +98,8 @@ async fn text_completion_openai_is_relayed_natively_byte_for_byte() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!((cost - (4.0 * 1.5e-6 + 2.0 * 2e-6)).abs() < 1e-12, "{cost}");
+    let expected = 4.0f64.mul_add(1.5e-6, 2.0 * 2e-6);
+    assert!((cost - expected).abs() < 1e-12, "{cost}");
     let got = up.last_request().unwrap();
     assert_eq!(got.path(), "/v1/completions");
     assert_eq!(

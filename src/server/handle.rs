@@ -164,9 +164,9 @@ impl Head {
 
     /// The request a body route's bytes make (chat, completions or embeddings); a body that
     /// names no model gets LiteLLM's invalid-model error.
-    fn parse(&self, bytes: Bytes) -> Result<LlmRequest, LlmError> {
-        self.parse_body(&bytes)
-            .map_err(|e| super::surface::missing_model_error(self.route, &bytes, e))
+    fn parse(&self, bytes: &Bytes) -> Result<LlmRequest, LlmError> {
+        self.parse_body(bytes)
+            .map_err(|e| super::surface::missing_model_error(self.route, bytes, e))
     }
 
     fn parse_body(&self, bytes: &Bytes) -> Result<LlmRequest, LlmError> {
@@ -283,7 +283,7 @@ where
                 .await
                 .and_then(|bytes| {
                     large = bytes.len() >= LARGE_BODY_BYTES;
-                    head.parse(bytes)
+                    head.parse(&bytes)
                 })
         }
         // Health routes answer in `Head::read`; `/v1/models` has no body.

@@ -31,7 +31,7 @@ use crate::{
     error::LlmError,
     provider::openai::completions::{data_frame, DONE},
     types::{
-        chat::{ChatChunk, ChatRequest, ChatResponse, Message, StreamOptions, Usage},
+        chat::{ChatChunk, ChatRequest, ChatResponse, Message, Usage},
         completions::CompletionsRequest,
         ChatStream, JsonBody, LlmRequest, LlmResponse, ResponseBody, StreamEvent, TokenUsage,
     },
@@ -47,11 +47,10 @@ const COMPLETION_ONLY: [&str; 4] = ["echo", "suffix", "logprobs", "best_of"];
 /// Whether `key`'s value asks for something the chat model cannot do (`echo: false`, `best_of:
 /// 1`, a `null` are harmless).
 fn asks_for_more(key: &str, value: &serde_json::value::RawValue) -> bool {
-    match (key, value.get()) {
-        (_, "null") | ("echo", "false") | ("best_of", "1") => false,
-        ("suffix", "\"\"") => false,
-        _ => true,
-    }
+    !matches!(
+        (key, value.get()),
+        (_, "null") | ("echo", "false") | ("best_of", "1") | ("suffix", "\"\"")
+    )
 }
 
 impl Bridge for CompletionsBridge {
@@ -77,10 +76,7 @@ impl Bridge for CompletionsBridge {
             }
         }
         let stream_options = c.stream.unwrap_or(false).then(|| {
-            let mut o = c
-                .stream_options
-                .clone()
-                .unwrap_or_else(StreamOptions::default);
+            let mut o = c.stream_options.clone().unwrap_or_default();
             o.include_usage = Some(true);
             o
         });
@@ -215,7 +211,7 @@ impl TextChunks {
     /// The event of one chat chunk; `None` for a usage chunk the client did not ask for.
     fn event(
         &mut self,
-        chunk: ChatChunk,
+        chunk: &ChatChunk,
         text_bytes: usize,
     ) -> Result<Option<StreamEvent>, LlmError> {
         let usage = chunk.usage.as_ref().map(TokenUsage::from);
@@ -274,7 +270,7 @@ impl Stream for TextChunks {
             let result = match next {
                 Some(Ok(chunk)) => {
                     let text_bytes = chunk.delta_text_bytes();
-                    chunk.into_typed().and_then(|c| self.event(c, text_bytes))
+                    chunk.into_typed().and_then(|c| self.event(&c, text_bytes))
                 }
                 Some(Err(e)) => Err(e),
                 None => {

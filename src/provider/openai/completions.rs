@@ -39,10 +39,8 @@ use crate::{
         ByteStream, Deployment, Provider,
     },
     types::{
-        chat::{StreamOptions, Usage},
-        completions::CompletionsRequest,
-        ChatStream, EventStream, JsonBody, LlmRequest, LlmResponse, OperationKind, StreamEvent,
-        TokenUsage,
+        chat::Usage, completions::CompletionsRequest, ChatStream, EventStream, JsonBody,
+        LlmRequest, LlmResponse, OperationKind, StreamEvent, TokenUsage,
     },
 };
 
@@ -145,10 +143,7 @@ pub(crate) fn encode(
     let body = if req.is_stream() && !c.include_usage() {
         // Ask for the usage chunk (the layers count it; the client does not get it).
         let mut asked = c.clone();
-        let mut opts = asked
-            .stream_options
-            .take()
-            .unwrap_or_else(StreamOptions::default);
+        let mut opts = asked.stream_options.take().unwrap_or_default();
         opts.include_usage = Some(true);
         asked.stream_options = Some(opts);
         completions_body(&asked, None, &model)?
