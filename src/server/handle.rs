@@ -60,6 +60,8 @@ pub(super) struct Head {
     timeout: Option<RequestTimeout>,
     /// The `{model_id}` of `GET /v1/models/{model_id}`, decoded.
     model_id: Option<Box<str>>,
+    /// The `{model}` of an Azure-style route (`/openai/deployments/{model}/…`), decoded.
+    path_model: Option<Box<str>>,
     /// Boxed: the request future carries the head, and the log is off in benchmarks.
     log: Option<Box<AccessLog>>,
 }
@@ -154,6 +156,8 @@ impl Head {
             presented_key: seen.presented_key(),
             cache_control: seen.cache_control.cloned(),
             timeout: seen.timeout.and_then(RequestTimeout::from_header_value),
+            path_model: Route::azure(parts.uri.path())
+                .map(|(_, model)| super::surface::percent_decode(model)),
             model_id: matches!(route, Route::Model)
                 .then(|| Route::model_id(parts.uri.path()).map(super::surface::percent_decode))
                 .flatten(),
@@ -204,6 +208,13 @@ impl Head {
             (controls, LlmRequest::embeddings_from_bytes(body, bytes))
         };
         req.set_controls(controls);
+        if let Some(model) = self.path_model.as_deref() {
+            // The deployment named in an Azure-style path wins over the body's `model`.
+            check_model(model)?;
+            if req.model() != model {
+                req.set_model(model);
+            }
+        }
         Ok(req)
     }
 

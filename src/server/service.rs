@@ -242,8 +242,31 @@ impl Route {
             "/health/liveliness" | "/health/liveness" => Self::Liveliness,
             "/health/readiness" => Self::Readiness,
             _ if Self::model_id(path).is_some() => Self::Model,
-            _ => return None,
+            _ => return Self::azure(path).map(|(route, _)| route),
         })
+    }
+
+    /// An Azure-style route, as the `AzureOpenAI` SDK calls it (and LiteLLM serves it):
+    /// `/openai/deployments/{model}/chat/completions`, `…/completions`, `…/embeddings`, also
+    /// under `/engines/{model}/…`; the route and the `{model}` it names (which wins over the
+    /// body's `model`). Matched before anything the fallback service serves (a pass-through
+    /// `/openai/{path}` route included).
+    pub(super) fn azure(path: &str) -> Option<(Self, &str)> {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let rest = path
+            .strip_prefix("/openai/deployments/")
+            .or_else(|| path.strip_prefix("/openai/engines/"))
+            .or_else(|| path.strip_prefix("/engines/"))?;
+        let (route, model) = if let Some(m) = rest.strip_suffix("/chat/completions") {
+            (Self::Chat, m)
+        } else if let Some(m) = rest.strip_suffix("/completions") {
+            (Self::Completions, m)
+        } else if let Some(m) = rest.strip_suffix("/embeddings") {
+            (Self::Embeddings, m)
+        } else {
+            return None;
+        };
+        (!model.is_empty()).then_some((route, model))
     }
 
     /// The `{model_id}` of `/v1/models/{model_id}` (or `/models/{model_id}`), as the path spells
