@@ -14,6 +14,8 @@ Checks (one "ok: <name>" line each):
   completions_native  completions.create on MODEL2 (relayed natively): the upstream's text
   models_retrieve     models.retrieve(MODEL) returns it; an unknown id raises NotFoundError (404)
   moderations         moderations.create on MODERATION-MODEL: results[0].flagged is True
+  azure               the AzureOpenAI client (api-key header, /openai/deployments/MODEL/...):
+                      chat.completions.create and completions.create answer
   invalid_model       completions.create on an unknown model raises BadRequestError (400) whose
                       message is LiteLLM's "Invalid model name passed in model=..."
 
@@ -104,6 +106,20 @@ def check_moderations(client: openai.OpenAI, model: str) -> None:
     expect(resp.model == "omni-moderation-latest", f"model: {resp.model!r}")
 
 
+def check_azure(base_url: str, api_key: str, model: str) -> None:
+    endpoint = base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
+    azure = openai.AzureOpenAI(
+        azure_endpoint=endpoint, api_key=api_key, api_version="2024-10-21", max_retries=0, timeout=30
+    )
+    chat = azure.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hi"}]
+    )
+    expect(bool(chat.choices[0].message.content), f"empty chat answer: {chat!r}")
+    text = azure.completions.create(model=model, prompt="hi")
+    expect(text.object == "text_completion" and bool(text.choices[0].text), f"{text!r}")
+    print(f"  azure chat: {chat.choices[0].message.content!r}, completion: {text.choices[0].text!r}")
+
+
 def check_invalid_model(client: openai.OpenAI) -> None:
     try:
         client.completions.create(model="no-such-model", prompt="x")
@@ -135,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         ("completions_native", lambda: check_completions_native(client, args.native_model)),
         ("models_retrieve", lambda: check_models_retrieve(client, args.model)),
         ("moderations", lambda: check_moderations(client, args.moderation_model)),
+        ("azure", lambda: check_azure(args.base_url, args.api_key, args.model)),
         ("invalid_model", lambda: check_invalid_model(client)),
     ]
     failed: list[str] = []

@@ -1,7 +1,7 @@
 //! The official OpenAI Python SDK against the rest of the request surface (issue 21): text
 //! completions (through the chat model, streamed with usage, and natively relayed),
-//! `models.retrieve`, `moderations.create`, and LiteLLM's 400 for an unknown model, over real
-//! sockets.
+//! `models.retrieve`, `moderations.create`, the `AzureOpenAI` client on the Azure-style routes, and
+//! LiteLLM's 400 for an unknown model, over real sockets.
 //!
 //! `bash .ci/test` sets `LLMGATE_PYTHON` to a venv with the SDK; without it a `python3` that can
 //! `import openai` is used, else the test fails saying how to run it (it never skips).
@@ -65,6 +65,7 @@ async fn official_openai_python_sdk_on_the_request_surface() {
         "ok: completions_native",
         "ok: models_retrieve",
         "ok: moderations",
+        "ok: azure",
         "ok: invalid_model",
     ] {
         assert!(
