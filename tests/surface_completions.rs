@@ -110,6 +110,17 @@ async fn text_completion_openai_is_relayed_natively_byte_for_byte() {
         got.body_str(),
         r#"{"model":"gpt-3.5-turbo-instruct","prompt":"Say hi","echo":true,"suffix":"!","logprobs":2,"max_tokens":5}"#
     );
+    // LiteLLM's mock_response is answered without calling the provider, natively routed or not.
+    let hits = up.hits();
+    let r = post_json(
+        &gw.url("/v1/completions"),
+        &json!({"model": "g", "prompt": "x", "mock_response": "canned"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["choices"][0]["text"], "canned");
+    assert_eq!(r.json()["object"], "text_completion");
+    assert_eq!(up.hits(), hits, "a mock_response reached the provider");
     // Without /v1 too.
     up.enqueue(Reply::json(200, text_completion()));
     let r = post_json(

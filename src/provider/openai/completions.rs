@@ -111,6 +111,35 @@ impl Provider for TextCompletionOpenAi {
     ) -> LlmError {
         classify_openai_error(self.name(), status, headers, body)
     }
+
+    fn respond_locally(
+        &self,
+        req: &LlmRequest,
+        dep: &Deployment,
+    ) -> Option<Result<LlmResponse, LlmError>> {
+        mock_locally(req, dep)
+    }
+}
+
+/// A text completion that asks for LiteLLM's `mock_response`, answered without calling the
+/// provider (as on chat): the canned chat answer of [`mock::respond_chat`] through the
+/// completions bridge. `None` for any other request.
+///
+/// [`mock::respond_chat`]: crate::provider::mock::respond_chat
+pub(crate) fn mock_locally(
+    req: &LlmRequest,
+    dep: &Deployment,
+) -> Option<Result<LlmResponse, LlmError>> {
+    use crate::provider::bridge::{completions::CompletionsBridge, Bridge as _};
+    let directive = req.as_completions()?.mock_response.as_ref()?;
+    Some((|| {
+        let chat_req = CompletionsBridge.chat_request(req)?;
+        let chat = chat_req
+            .as_chat()
+            .ok_or_else(|| LlmError::internal("the completions bridge made no chat request"))?;
+        let answer = crate::provider::mock::respond_chat(chat, dep, Some(directive))?;
+        CompletionsBridge.chat_answer(req, answer)
+    })())
 }
 
 /// Whether `model` is one of OpenAI's chat models (the price map says `mode: chat` for

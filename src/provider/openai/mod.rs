@@ -77,6 +77,15 @@ impl Provider for OpenAi {
                 || !completions::is_openai_chat_model(&dep.model))
     }
 
+    fn respond_locally(
+        &self,
+        req: &LlmRequest,
+        dep: &Deployment,
+    ) -> Option<Result<LlmResponse, LlmError>> {
+        // A native text completion's `mock_response` (chat's is answered before the provider).
+        completions::mock_locally(req, dep)
+    }
+
     fn decode_events(
         &self,
         req: &LlmRequest,
