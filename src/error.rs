@@ -195,6 +195,8 @@ pub struct ErrorMeta {
     pub attempted_retries: Option<u32>,
     /// Fallbacks spent before this error ([fallback](crate::fallback) layer).
     pub attempted_fallbacks: Option<u32>,
+    /// The retries the call was allowed ([retry](crate::retry) layer): `x-litellm-max-retries`.
+    pub max_retries: Option<u32>,
 }
 
 impl LlmError {

@@ -254,13 +254,14 @@ async fn wrong_method_unknown_path_and_model() {
     .await;
     assert_eq!(ans.status, 404);
     ans.error();
+    // LiteLLM's answer to an unknown model (issue 21): 400 and its invalid-model text.
     let ans = gw::post_json(&gw.url("/v1/chat/completions"), &chat("gpt-9")).await;
-    assert_eq!(ans.status, 404);
+    assert_eq!(ans.status, 400);
     let e = ans.error();
     let msg = e["message"].as_str().unwrap();
-    assert!(
-        msg.contains("gpt-9") && msg.contains("mock") && msg.contains("mock-embedding"),
-        "{msg}"
+    assert_eq!(
+        msg,
+        "/chat/completions: Invalid model name passed in model=gpt-9. Call `/v1/models` to view available models for your key."
     );
     assert_eq!(e["code"], "model_not_found");
 }

@@ -483,9 +483,13 @@ async fn aliases_and_wildcards() {
         ids.contains(&"gpt-4".to_owned()) && !ids.contains(&"hidden".to_owned()),
         "{ids:?}"
     );
+    // An unknown model: LiteLLM's 400 and invalid-model text (issue 21).
     let ans = gw::post_json(&gw.url("/v1/chat/completions"), &chat("nope")).await;
-    assert_eq!(ans.status, 404);
-    assert!(ans.error()["message"].as_str().unwrap().contains("gpt-4o"));
+    assert_eq!(ans.status, 400);
+    assert!(ans.error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("Invalid model name passed in model=nope."));
 }
 
 #[tokio::test]

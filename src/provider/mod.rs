@@ -78,6 +78,14 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
         op == OperationKind::Chat
     }
 
+    /// Whether this family implements `op` for the deployment `dep` (a family that serves an
+    /// operation natively for some models only: OpenAI's text completions, for models that are
+    /// not chat models). [`ProviderService`] asks this; an operation not supported here goes
+    /// through its [`bridge`] when the family supports chat. Default: [`Provider::supports`].
+    fn supports_for(&self, op: OperationKind, _dep: &Deployment) -> bool {
+        self.supports(op)
+    }
+
     /// Builds the upstream HTTP request.
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError>;
 

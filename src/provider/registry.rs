@@ -25,6 +25,7 @@ pub type SharedProvider = Arc<dyn Provider>;
 /// Every built-in provider, by prefix.
 static PROVIDERS: &[&dyn Provider] = &[
     &openai::OpenAi,
+    &openai::completions::TextCompletionOpenAi,
     &mock::Mock,
     &anthropic::Anthropic,
     &azure::Azure,
@@ -235,6 +236,20 @@ impl<P: Provider + ?Sized> Provider for &'static P {
 
     fn supports(&self, op: crate::types::OperationKind) -> bool {
         (**self).supports(op)
+    }
+
+    fn supports_for(&self, op: crate::types::OperationKind, dep: &Deployment) -> bool {
+        (**self).supports_for(op, dep)
+    }
+
+    fn decode_events(
+        &self,
+        req: &LlmRequest,
+        parts: http::response::Parts,
+        body: ByteStream,
+        dep: &Deployment,
+    ) -> Result<crate::types::EventStream, LlmError> {
+        (**self).decode_events(req, parts, body, dep)
     }
 
     fn encode(

@@ -197,7 +197,7 @@ where
         let (name, dep) = (&target.provider_name, &target.deployment);
         return super::passthrough::call(client, provider, name, dep, timeout, req).await;
     }
-    if provider.supports(kind) {
+    if provider.supports_for(kind, &target.deployment) {
         return call_native(client, &target, timeout, req).await;
     }
     let bridge = super::bridge::for_kind(kind)

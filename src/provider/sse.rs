@@ -119,6 +119,16 @@ impl Stream for Bounded {
     }
 }
 
+/// `body`, ended with an error once one event is over `limit` bytes: for a decoder that parses
+/// the events itself (a dialect's event stream) rather than through [`SseStream`].
+pub(crate) fn bounded(body: ByteStream, limit: usize) -> ByteStream {
+    Box::pin(Bounded {
+        body,
+        counter: EventCounter::new(limit),
+        failed: false,
+    })
+}
+
 /// One server-sent event.
 #[derive(Clone, Debug, Default)]
 pub struct SseEvent {

@@ -208,8 +208,10 @@ impl RetryPolicy {
     }
 }
 
-fn stamp_error(err: &mut LlmError, attempts: u32) {
-    err.meta_mut().attempted_retries = Some(attempts);
+fn stamp_error(err: &mut LlmError, attempts: u32, limit: u32) {
+    let meta = err.meta_mut();
+    meta.attempted_retries = Some(attempts);
+    meta.max_retries = Some(limit);
 }
 
 impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
@@ -223,6 +225,11 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
         let err = match result {
             Ok(resp) => {
                 resp.meta.attempted_retries = self.attempts;
+                // LiteLLM's `x-litellm-max-retries`: the retries this call was allowed.
+                resp.meta.headers.insert(
+                    crate::server::headers::X_LITELLM_MAX_RETRIES,
+                    crate::server::headers::count_header(self.limit(req, None, None)),
+                );
                 return None;
             }
             Err(e) => e,
@@ -240,8 +247,9 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
                 classify::Retry::Elsewhere => last.others_available,
                 _ => false,
             };
-        if !worth || self.attempts >= self.limit(req, class.policy, last.max_retries) {
-            stamp_error(err, self.attempts);
+        let limit = self.limit(req, class.policy, last.max_retries);
+        if !worth || self.attempts >= limit {
+            stamp_error(err, self.attempts, limit);
             return None;
         }
         self.attempts += 1;
@@ -250,7 +258,7 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
             // Every deployment of the group cooled down and none is back by then: the router
             // would refuse, so the client gets this (more telling) error now.
             self.attempts -= 1;
-            stamp_error(err, self.attempts);
+            stamp_error(err, self.attempts, limit);
             return None;
         }
         tracing::debug!(

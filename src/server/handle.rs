@@ -31,8 +31,10 @@ use crate::{
     secret::Secret,
     types::{
         chat::ChatRequest,
+        completions::CompletionsRequest,
         controls::{check_model, GatewayControls},
         embeddings::EmbeddingsRequest,
+        moderations::ModerationsRequest,
         passthrough::{forwarded_headers, split_query_key, Family, PassThroughRequest, RelayHead},
         LlmRequest, LlmResponse, Operation, ResponseBody, TokenUsage,
     },
@@ -58,6 +60,10 @@ pub(super) struct Head {
     cache_control: Option<HeaderValue>,
     timeout: Option<RequestTimeout>,
     trace_parent: Option<crate::types::extensions::TraceParent>,
+    /// The `{model_id}` of `GET /v1/models/{model_id}`, decoded.
+    model_id: Option<Box<str>>,
+    /// The `{model}` of an Azure-style route (`/openai/deployments/{model}/…`), decoded.
+    path_model: Option<Box<str>>,
     /// Boxed: the request future carries the head, and the log is off in benchmarks.
     log: Option<Box<AccessLog>>,
     /// A pass-through route's request line and headers (boxed: other routes carry `None`).
@@ -203,6 +209,11 @@ impl Head {
                     traceparent: v.clone(),
                     tracestate: seen.tracestate.cloned(),
                 }),
+            path_model: Route::azure(parts.uri.path())
+                .map(|(_, model)| super::surface::percent_decode(model)),
+            model_id: matches!(route, Route::Model)
+                .then(|| Route::model_id(parts.uri.path()).map(super::surface::percent_decode))
+                .flatten(),
             call_id,
             log,
         })
@@ -239,8 +250,15 @@ impl Head {
         Ok(req)
     }
 
-    /// The request a body route's bytes make (chat, or embeddings).
-    fn parse(&self, bytes: Bytes) -> Result<LlmRequest, LlmError> {
+    /// The request a body route's bytes make (chat, completions or embeddings); a body that
+    /// names no model gets LiteLLM's invalid-model error.
+    fn parse(&self, bytes: &Bytes) -> Result<LlmRequest, LlmError> {
+        self.parse_body(bytes)
+            .map_err(|e| super::surface::missing_model_error(self.route, bytes, e))
+    }
+
+    fn parse_body(&self, bytes: &Bytes) -> Result<LlmRequest, LlmError> {
+        let bytes = bytes.clone();
         // The bytes stay with the request: an OpenAI-format upstream is sent them (see
         // `LlmRequest::raw_body`).
         // The gateway controls are typed here, once: a wrongly typed one is a 400 naming it.
@@ -253,6 +271,20 @@ impl Head {
                 body.mock_response.as_ref(),
             )?;
             (controls, LlmRequest::chat_from_bytes(body, bytes))
+        } else if matches!(self.route, Route::Moderations) {
+            let body: ModerationsRequest = parse_json(&bytes)?;
+            check_model(body.model_name())?;
+            let controls = GatewayControls::parse(&body.extra, body.metadata.as_ref(), None)?;
+            (controls, LlmRequest::moderations_from_bytes(body, bytes))
+        } else if matches!(self.route, Route::Completions) {
+            let body: CompletionsRequest = parse_json(&bytes)?;
+            check_model(&body.model)?;
+            let controls = GatewayControls::parse(
+                &body.extra,
+                body.metadata.as_ref(),
+                body.mock_response.as_ref(),
+            )?;
+            (controls, LlmRequest::completions_from_bytes(body, bytes))
         } else {
             let body: EmbeddingsRequest = parse_json(&bytes)?;
             check_model(&body.model)?;
@@ -260,6 +292,13 @@ impl Head {
             (controls, LlmRequest::embeddings_from_bytes(body, bytes))
         };
         req.set_controls(controls);
+        if let Some(model) = self.path_model.as_deref() {
+            // The deployment named in an Azure-style path wins over the body's `model`.
+            check_model(model)?;
+            if req.model() != model {
+                req.set_model(model);
+            }
+        }
         Ok(req)
     }
 
@@ -318,6 +357,8 @@ where
     B::Error: Into<BoxError>,
 {
     let call_id = head.call_id.clone();
+    let route = head.route;
+    let model_id = head.model_id.take();
     let dialect = head.route.dialect();
     let relay = matches!(head.route, Route::PassThrough(_)).then(RelayHead::new);
     let received = head.received;
@@ -336,12 +377,14 @@ where
         }
     }
     let parsed = match head.route {
-        Route::Chat | Route::Embeddings => read_body(head.content_length, body, limit)
-            .await
-            .and_then(|bytes| {
-                large = bytes.len() >= LARGE_BODY_BYTES;
-                head.parse(bytes)
-            }),
+        Route::Chat | Route::Embeddings | Route::Completions | Route::Moderations => {
+            read_body(head.content_length, body, limit)
+                .await
+                .and_then(|bytes| {
+                    large = bytes.len() >= LARGE_BODY_BYTES;
+                    head.parse(&bytes)
+                })
+        }
         Route::PassThrough(_) => {
             read_body(head.content_length, body, limit)
                 .await
@@ -351,7 +394,9 @@ where
                 })
         }
         // Health routes answer in `Head::read`; `/v1/models` has no body.
-        Route::Models | Route::Liveliness | Route::Readiness => Ok(LlmRequest::list_models()),
+        Route::Models | Route::Model | Route::Liveliness | Route::Readiness => {
+            Ok(LlmRequest::list_models())
+        }
     };
     let mut llm_req = match parsed {
         Ok(r) => head.annotate(r),
@@ -378,6 +423,10 @@ where
     if let Err(e) = std::future::poll_fn(|cx| inner.poll_ready(cx)).await {
         return failed(&e, dialect, &call_id, log.as_deref());
     }
+    // The body, kept (one reference count) for the error that names the model asked for, and
+    // the timeout the request set, echoed on a timeout error.
+    let asked = llm_req.op.clone();
+    let asked_timeout = super::surface::requested_timeout(&llm_req);
     let resp = inner.call(llm_req).await;
     if large {
         // The body is freed by now (unless a stream still holds the request): the binary hands
@@ -394,8 +443,18 @@ where
                 status = e.status().as_u16(),
                 "request failed"
             );
+            let mut e = super::surface::litellm_model_error(route, asked.model(), e);
+            super::surface::echo_timeout(&mut e, asked_timeout);
             return failed(&e, dialect, &call_id, log.as_deref());
         }
+    };
+    drop(asked);
+    let resp = match model_id {
+        Some(id) => match super::surface::retrieve_model(resp, &id) {
+            Ok(r) => r,
+            Err(e) => return failed(&e, dialect, &call_id, log.as_deref()),
+        },
+        None => resp,
     };
     match relay {
         Some(relay) => respond_relay(resp, &relay, dialect, &call_id, received, log).await,

@@ -31,6 +31,9 @@ pub const X_LITELLM_ATTEMPTED_FALLBACKS: HeaderName =
 /// first byte), in milliseconds.
 pub const X_LITELLM_OVERHEAD_DURATION_MS: HeaderName =
     HeaderName::from_static("x-litellm-overhead-duration-ms");
+/// `x-litellm-max-retries`: the retries the call was allowed (the request's `num_retries`, capped
+/// by the configured number; written by the retry layer).
+pub const X_LITELLM_MAX_RETRIES: HeaderName = HeaderName::from_static("x-litellm-max-retries");
 /// `x-litellm-api-key`: a key the caller presents (read).
 pub const X_LITELLM_API_KEY: HeaderName = HeaderName::from_static("x-litellm-api-key");
 /// `x-litellm-timeout`: a per-request timeout in seconds (read).
@@ -72,9 +75,10 @@ pub(super) fn insert_error_meta(h: &mut HeaderMap, meta: &crate::error::ErrorMet
     for (name, n) in [
         (X_LITELLM_ATTEMPTED_RETRIES, meta.attempted_retries),
         (X_LITELLM_ATTEMPTED_FALLBACKS, meta.attempted_fallbacks),
+        (X_LITELLM_MAX_RETRIES, meta.max_retries),
     ] {
         if let Some(n) = n {
-            h.insert(name, HeaderValue::from(n));
+            h.insert(name, count_header(n));
         }
     }
 }
@@ -87,7 +91,7 @@ pub(super) fn insert_call_id(h: &mut HeaderMap, call_id: &Arc<str>) {
 
 /// A count as a header value: a static one for 0–9 (nearly every response: no retry, no
 /// fallback), where `HeaderValue::from(u32)` formats into a new allocation.
-fn count_header(n: u32) -> HeaderValue {
+pub(crate) fn count_header(n: u32) -> HeaderValue {
     static DIGITS: [HeaderValue; 10] = [
         HeaderValue::from_static("0"),
         HeaderValue::from_static("1"),

@@ -25,6 +25,7 @@ mod parse_errors;
 mod readiness;
 mod serve;
 mod service;
+mod surface;
 
 #[cfg(feature = "gateway")]
 pub(crate) use self::serve::timeout_setting;

@@ -235,6 +235,12 @@ pub(super) enum Route {
     Chat,
     Embeddings,
     Models,
+    /// `POST /v1/completions` (legacy text completion).
+    Completions,
+    /// `GET /v1/models/{model_id}` (OpenAI's `models.retrieve`).
+    Model,
+    /// `POST /v1/moderations`.
+    Moderations,
     Liveliness,
     Readiness,
     /// `/{family}/{path}`, any method.
@@ -248,10 +254,51 @@ impl Route {
             "/v1/chat/completions" | "/chat/completions" => Self::Chat,
             "/v1/embeddings" | "/embeddings" => Self::Embeddings,
             "/v1/models" | "/models" => Self::Models,
+            "/v1/completions" | "/completions" => Self::Completions,
+            "/v1/moderations" | "/moderations" => Self::Moderations,
             "/health/liveliness" | "/health/liveness" => Self::Liveliness,
             "/health/readiness" => Self::Readiness,
-            _ => return Family::split_path(path).map(|(f, _)| Self::PassThrough(f)),
+            _ if Self::model_id(path).is_some() => Self::Model,
+            _ => {
+                // Azure-style routes first: `/openai/deployments/…` is not a pass-through.
+                if let Some((route, _)) = Self::azure(path) {
+                    return Some(route);
+                }
+                return Family::split_path(path).map(|(f, _)| Self::PassThrough(f));
+            }
         })
+    }
+
+    /// An Azure-style route, as the `AzureOpenAI` SDK calls it (and LiteLLM serves it):
+    /// `/openai/deployments/{model}/chat/completions`, `…/completions`, `…/embeddings`, also
+    /// under `/engines/{model}/…`; the route and the `{model}` it names (which wins over the
+    /// body's `model`). Matched before anything the fallback service serves (a pass-through
+    /// `/openai/{path}` route included).
+    pub(super) fn azure(path: &str) -> Option<(Self, &str)> {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let rest = path
+            .strip_prefix("/openai/deployments/")
+            .or_else(|| path.strip_prefix("/openai/engines/"))
+            .or_else(|| path.strip_prefix("/engines/"))?;
+        let (route, model) = if let Some(m) = rest.strip_suffix("/chat/completions") {
+            (Self::Chat, m)
+        } else if let Some(m) = rest.strip_suffix("/completions") {
+            (Self::Completions, m)
+        } else if let Some(m) = rest.strip_suffix("/embeddings") {
+            (Self::Embeddings, m)
+        } else {
+            return None;
+        };
+        (!model.is_empty()).then_some((route, model))
+    }
+
+    /// The `{model_id}` of `/v1/models/{model_id}` (or `/models/{model_id}`), as the path spells
+    /// it (percent-encoded): everything after the prefix, slashes included (`openai/gpt-4o`).
+    pub(super) fn model_id(path: &str) -> Option<&str> {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        path.strip_prefix("/v1/models/")
+            .or_else(|| path.strip_prefix("/models/"))
+            .filter(|id| !id.is_empty())
     }
 
     /// The route as the access log names it.
@@ -260,6 +307,9 @@ impl Route {
             Self::Chat => "/v1/chat/completions",
             Self::Embeddings => "/v1/embeddings",
             Self::Models => "/v1/models",
+            Self::Completions => "/v1/completions",
+            Self::Model => "/v1/models/{model_id}",
+            Self::Moderations => "/v1/moderations",
             Self::Liveliness => "/health/liveliness",
             Self::Readiness => "/health/readiness",
             Self::PassThrough(f) => f.route(),
@@ -272,6 +322,9 @@ impl Route {
             Self::Chat
             | Self::Embeddings
             | Self::Models
+            | Self::Completions
+            | Self::Model
+            | Self::Moderations
             | Self::Liveliness
             | Self::Readiness
             | Self::PassThrough(_) => Dialect::OpenAi,
@@ -280,8 +333,12 @@ impl Route {
 
     pub(super) fn method(self) -> Method {
         match self {
-            Self::Chat | Self::Embeddings | Self::PassThrough(_) => Method::POST,
-            Self::Models | Self::Liveliness | Self::Readiness => Method::GET,
+            Self::Chat
+            | Self::Embeddings
+            | Self::Completions
+            | Self::Moderations
+            | Self::PassThrough(_) => Method::POST,
+            Self::Models | Self::Model | Self::Liveliness | Self::Readiness => Method::GET,
         }
     }
 

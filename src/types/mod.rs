@@ -4,12 +4,14 @@
 //! sent on unchanged (see [`wire::Extra`]).
 
 pub mod chat;
+pub mod completions;
 pub mod controls;
 pub mod deployment;
 pub mod embeddings;
 pub mod events;
 pub mod extensions;
 pub mod models;
+pub mod moderations;
 pub mod observe;
 pub mod passthrough;
 pub mod relay;

@@ -6,8 +6,10 @@ use bytes::Bytes;
 
 use super::{
     chat::ChatRequest,
+    completions::CompletionsRequest,
     controls::{GatewayControls, NO_CONTROLS},
     embeddings::EmbeddingsRequest,
+    moderations::ModerationsRequest,
     passthrough::PassThroughRequest,
     wire::Extra,
 };
@@ -31,15 +33,21 @@ pub enum OperationKind {
     ListModels,
     /// Any method on `/{provider}/{path}`: relayed to the provider's own API.
     PassThrough,
+    /// `POST /v1/completions` (legacy text completion).
+    Completions,
+    /// `POST /v1/moderations`.
+    Moderations,
 }
 
 impl OperationKind {
     /// Every kind.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 6] = [
         Self::Chat,
         Self::Embeddings,
         Self::ListModels,
         Self::PassThrough,
+        Self::Completions,
+        Self::Moderations,
     ];
 
     /// Short name, for logs, metrics and error messages (`chat`, `embeddings`, `list_models`).
@@ -50,6 +58,8 @@ impl OperationKind {
             Self::Embeddings => "embeddings",
             Self::ListModels => "list_models",
             Self::PassThrough => "pass_through",
+            Self::Completions => "completions",
+            Self::Moderations => "moderations",
         }
     }
 
@@ -80,7 +90,10 @@ impl OperationKind {
     /// nothing upstream, so a second attempt cannot do something twice.
     #[must_use]
     pub const fn is_retryable(self) -> bool {
-        matches!(self, Self::Chat | Self::Embeddings)
+        matches!(
+            self,
+            Self::Chat | Self::Embeddings | Self::Completions | Self::Moderations
+        )
     }
 }
 
@@ -108,6 +121,10 @@ pub enum Operation {
     ListModels,
     /// A provider pass-through (`/{provider}/{path}`), relayed as it is.
     PassThrough(Arc<PassThroughRequest>),
+    /// `POST /v1/completions`.
+    Completions(Arc<CompletionsRequest>),
+    /// `POST /v1/moderations`.
+    Moderations(Arc<ModerationsRequest>),
 }
 
 impl Operation {
@@ -119,6 +136,8 @@ impl Operation {
             Self::Embeddings(_) => OperationKind::Embeddings,
             Self::ListModels => OperationKind::ListModels,
             Self::PassThrough(_) => OperationKind::PassThrough,
+            Self::Completions(_) => OperationKind::Completions,
+            Self::Moderations(_) => OperationKind::Moderations,
         }
     }
 
@@ -128,6 +147,8 @@ impl Operation {
         match self {
             Self::Chat(c) => &c.model,
             Self::Embeddings(e) => &e.model,
+            Self::Completions(c) => &c.model,
+            Self::Moderations(m) => m.model_name(),
             Self::ListModels => "",
             Self::PassThrough(p) => &p.group,
         }
@@ -139,6 +160,8 @@ impl Operation {
         match self {
             Self::Chat(c) => model.clone_into(&mut Arc::make_mut(c).model),
             Self::Embeddings(e) => model.clone_into(&mut Arc::make_mut(e).model),
+            Self::Completions(c) => model.clone_into(&mut Arc::make_mut(c).model),
+            Self::Moderations(m) => Arc::make_mut(m).model = Some(model.to_owned()),
             Self::ListModels => {}
             Self::PassThrough(p) => model.clone_into(&mut Arc::make_mut(p).group),
         }
@@ -149,8 +172,9 @@ impl Operation {
     pub fn is_stream(&self) -> bool {
         match self {
             Self::Chat(c) => c.stream.unwrap_or(false),
-            Self::Embeddings(_) | Self::ListModels => false,
+            Self::Embeddings(_) | Self::ListModels | Self::Moderations(_) => false,
             Self::PassThrough(p) => p.looks_streamed(),
+            Self::Completions(c) => c.stream.unwrap_or(false),
         }
     }
 
@@ -162,6 +186,8 @@ impl Operation {
             Self::Chat(c) => Some(&c.extra),
             Self::Embeddings(e) => Some(&e.extra),
             Self::ListModels | Self::PassThrough(_) => None,
+            Self::Completions(c) => Some(&c.extra),
+            Self::Moderations(m) => Some(&m.extra),
         }
     }
 
@@ -171,7 +197,11 @@ impl Operation {
     pub fn mock_response(&self) -> Option<&serde_json::Value> {
         match self {
             Self::Chat(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
-            Self::Embeddings(_) | Self::ListModels | Self::PassThrough(_) => None,
+            Self::Embeddings(_)
+            | Self::ListModels
+            | Self::PassThrough(_)
+            | Self::Moderations(_) => None,
+            Self::Completions(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
         }
     }
 
@@ -182,6 +212,8 @@ impl Operation {
         match self {
             Self::Chat(c) => super::chat::estimate_prompt_tokens(&c.messages),
             Self::Embeddings(e) => e.input.estimate_tokens(),
+            Self::Completions(c) => c.prompt.estimate_tokens(),
+            Self::Moderations(m) => m.estimate_tokens(),
             Self::ListModels => 0,
             Self::PassThrough(p) => p.estimate_input_tokens(),
         }
@@ -198,6 +230,8 @@ impl Operation {
             Self::Embeddings(e) => (e.user.as_deref(), e.metadata.as_ref(), &e.extra),
             // A pass-through body is the provider's own, read by no layer.
             Self::ListModels | Self::PassThrough(_) => return None,
+            Self::Completions(c) => (c.user.as_deref(), c.metadata.as_ref(), &c.extra),
+            Self::Moderations(m) => (None, m.metadata.as_ref(), &m.extra),
         };
         if let Some(u) = user.filter(|u| !u.is_empty()) {
             return Some(Cow::Borrowed(u));
@@ -222,6 +256,8 @@ impl Operation {
             (Self::Chat(a), Self::Chat(b)) => Arc::ptr_eq(a, b),
             (Self::Embeddings(a), Self::Embeddings(b)) => Arc::ptr_eq(a, b),
             (Self::PassThrough(a), Self::PassThrough(b)) => Arc::ptr_eq(a, b),
+            (Self::Completions(a), Self::Completions(b)) => Arc::ptr_eq(a, b),
+            (Self::Moderations(a), Self::Moderations(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -306,6 +342,27 @@ impl LlmRequest {
     #[must_use]
     pub fn embeddings_from_bytes(body: EmbeddingsRequest, bytes: Bytes) -> Self {
         Self::new(Operation::Embeddings(Arc::new(body))).with_raw(bytes)
+    }
+
+    /// A text-completion request parsed from `bytes` (see [`LlmRequest::chat_from_bytes`]).
+    #[must_use]
+    pub fn completions_from_bytes(body: CompletionsRequest, bytes: Bytes) -> Self {
+        Self::new(Operation::Completions(Arc::new(body))).with_raw(bytes)
+    }
+
+    /// A moderation request parsed from `bytes` (see [`LlmRequest::chat_from_bytes`]).
+    #[must_use]
+    pub fn moderations_from_bytes(body: ModerationsRequest, bytes: Bytes) -> Self {
+        Self::new(Operation::Moderations(Arc::new(body))).with_raw(bytes)
+    }
+
+    /// The text-completion body, if this is a text-completion request.
+    #[must_use]
+    pub fn as_completions(&self) -> Option<&CompletionsRequest> {
+        match &self.op {
+            Operation::Completions(c) => Some(c),
+            _ => None,
+        }
     }
 
     /// The model listing request.
@@ -422,7 +479,11 @@ impl LlmRequest {
     pub fn as_chat(&self) -> Option<&ChatRequest> {
         match &self.op {
             Operation::Chat(c) => Some(c),
-            Operation::Embeddings(_) | Operation::ListModels | Operation::PassThrough(_) => None,
+            Operation::Embeddings(_)
+            | Operation::ListModels
+            | Operation::PassThrough(_)
+            | Operation::Completions(_)
+            | Operation::Moderations(_) => None,
         }
     }
 
@@ -436,7 +497,11 @@ impl LlmRequest {
                 self.raw = None;
                 Some(Arc::make_mut(c))
             }
-            Operation::Embeddings(_) | Operation::ListModels | Operation::PassThrough(_) => None,
+            Operation::Embeddings(_)
+            | Operation::ListModels
+            | Operation::PassThrough(_)
+            | Operation::Completions(_)
+            | Operation::Moderations(_) => None,
         }
     }
 

@@ -77,9 +77,7 @@ impl Provider for Anthropic {
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
         match &req.op {
             Operation::Chat(chat) => encode_messages(chat, dep),
-            Operation::Embeddings(_) | Operation::ListModels | Operation::PassThrough(_) => {
-                Err(super::unsupported(self, req))
-            }
+            _ => Err(super::unsupported(self, req)),
         }
     }
 

@@ -11,6 +11,8 @@
 //! provider does not support the operation but supports chat; an operation without a bridge is
 //! a 400 naming the provider and the operation ([`unsupported`](super::unsupported)).
 
+pub mod completions;
+
 use crate::{
     error::LlmError,
     types::{LlmRequest, LlmResponse, OperationKind},
@@ -33,9 +35,11 @@ pub trait Bridge: Send + Sync + 'static {
 #[must_use]
 pub fn for_kind(kind: OperationKind) -> Option<&'static dyn Bridge> {
     match kind {
+        OperationKind::Completions => Some(&completions::CompletionsBridge),
         OperationKind::Chat
         | OperationKind::Embeddings
         | OperationKind::ListModels
+        | OperationKind::Moderations
         | OperationKind::PassThrough => None,
     }
 }

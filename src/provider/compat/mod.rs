@@ -180,9 +180,13 @@ impl HostSpec {
                 reached(&r.embeddings)?,
                 embeddings_body(emb, req.raw_body().map(|b| &b[..]), &model)?,
             ),
-            Operation::ListModels | Operation::PassThrough(_) => {
-                return Err(super::unsupported(provider, req))
+            Operation::Completions(c) => {
+                return super::openai::completions::encode(self, &r.family, req, c, dep)
             }
+            Operation::Moderations(m) => {
+                return super::openai::moderations::encode(self, &r.family, req, m, dep)
+            }
+            _ => return Err(super::unsupported(provider, req)),
         };
         let mut head = resolved_head(endpoint, &r)?;
         r.add_credential(head.headers_mut())?;
@@ -192,7 +196,7 @@ impl HostSpec {
 
 /// The host spec of a prefix: [`OPENAI`] or a row of [`HOSTS`].
 pub(crate) fn spec(prefix: &str) -> Option<&'static HostSpec> {
-    if prefix == OPENAI.prefix {
+    if prefix == OPENAI.prefix || prefix == super::openai::completions::TEXT_COMPLETION_OPENAI {
         return Some(&OPENAI);
     }
     HOSTS.iter().map(|h| &h.spec).find(|s| s.prefix == prefix)

@@ -109,9 +109,7 @@ fn encode(
             generate_body(chat, &dep.model)?,
         ),
         Operation::Embeddings(emb) => (reached(&r.embeddings)?, embed_body(emb, &dep.model)?),
-        Operation::ListModels | Operation::PassThrough(_) => {
-            return Err(super::unsupported(provider, req))
-        }
+        _ => return Err(super::unsupported(provider, req)),
     };
     let mut head = resolved_head(endpoint, &r)?;
     r.add_credential(head.headers_mut())?;
@@ -128,6 +126,9 @@ fn decode(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmError> {
         Operation::ListModels | Operation::PassThrough(_) => Err(LlmError::bad_request(
             "a model listing has no provider body",
         )),
+        Operation::Completions(_) | Operation::Moderations(_) => {
+            Err(super::unsupported_by("ollama", req))
+        }
     }
 }
 

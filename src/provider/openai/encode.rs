@@ -11,7 +11,9 @@ use crate::{
     },
     types::{
         chat::{is_upstream_param, ChatRequest},
+        completions::CompletionsRequest,
         embeddings::EmbeddingsRequest,
+        moderations::ModerationsRequest,
         scan,
         wire::WireObject,
     },
@@ -117,6 +119,31 @@ pub fn chat_body(chat: &ChatRequest, raw: Option<&[u8]>, model: &str) -> Result<
 /// The upstream embeddings body (`raw` as for [`chat_body`]).
 pub fn embeddings_body(
     req: &EmbeddingsRequest,
+    raw: Option<&[u8]>,
+    model: &str,
+) -> Result<Bytes, LlmError> {
+    if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_key)) {
+        return Ok(body);
+    }
+    body_with_model(req, model, 256, &is_upstream_param)
+}
+
+/// The upstream text-completion body (`raw` as for [`chat_body`]).
+pub fn completions_body(
+    req: &CompletionsRequest,
+    raw: Option<&[u8]>,
+    model: &str,
+) -> Result<Bytes, LlmError> {
+    if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_key)) {
+        return Ok(body);
+    }
+    body_with_model(req, model, 256, &is_upstream_param)
+}
+
+/// The upstream moderation body (`raw` as for [`chat_body`]; a body that named no model is
+/// written with `model`).
+pub fn moderations_body(
+    req: &ModerationsRequest,
     raw: Option<&[u8]>,
     model: &str,
 ) -> Result<Bytes, LlmError> {

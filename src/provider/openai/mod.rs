@@ -10,8 +10,10 @@
 //!
 //! The functions here are reused by every OpenAI-shaped family (Azure, the OpenAI-compatible hosts).
 
+pub mod completions;
 mod encode;
 mod error;
+pub(crate) mod moderations;
 pub(crate) mod passthrough;
 mod stream;
 
@@ -20,7 +22,9 @@ use http::StatusCode;
 
 pub(crate) use self::encode::resolved_head;
 pub use self::{
-    encode::{chat_body, embeddings_body, join_url, json_request},
+    encode::{
+        chat_body, completions_body, embeddings_body, join_url, json_request, moderations_body,
+    },
     error::{classify_openai_error, error_from_object, parse_error_object},
     stream::OpenAiStreamMapper,
 };
@@ -60,8 +64,40 @@ impl Provider for OpenAi {
     fn supports(&self, op: crate::types::OperationKind) -> bool {
         matches!(
             op,
-            crate::types::OperationKind::Chat | crate::types::OperationKind::Embeddings
+            crate::types::OperationKind::Chat
+                | crate::types::OperationKind::Embeddings
+                | crate::types::OperationKind::Completions
+                | crate::types::OperationKind::Moderations
         )
+    }
+
+    fn supports_for(&self, op: crate::types::OperationKind, dep: &Deployment) -> bool {
+        // Text completions: natively unless the model is one of OpenAI's chat models (LiteLLM).
+        self.supports(op)
+            && (op != crate::types::OperationKind::Completions
+                || !completions::is_openai_chat_model(&dep.model))
+    }
+
+    fn respond_locally(
+        &self,
+        req: &LlmRequest,
+        dep: &Deployment,
+    ) -> Option<Result<LlmResponse, LlmError>> {
+        // A native text completion's `mock_response` (chat's is answered before the provider).
+        completions::mock_locally(req, dep)
+    }
+
+    fn decode_events(
+        &self,
+        req: &LlmRequest,
+        _parts: http::response::Parts,
+        body: ByteStream,
+        _dep: &Deployment,
+    ) -> Result<crate::types::EventStream, LlmError> {
+        match req.kind() {
+            crate::types::OperationKind::Completions => completions::events(self.name(), req, body),
+            _ => Err(super::unsupported(self, req)),
+        }
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
@@ -103,6 +139,8 @@ pub fn decode_openai(req: &LlmRequest, body: &Bytes) -> Result<LlmResponse, LlmE
         Operation::ListModels | Operation::PassThrough(_) => Err(LlmError::bad_request(
             "a model listing has no provider body",
         )),
+        Operation::Completions(_) => completions::decode(body),
+        Operation::Moderations(_) => moderations::decode(body),
     }
 }
 

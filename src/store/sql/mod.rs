@@ -33,8 +33,8 @@ use super::{
 
 mod budgets;
 mod keys;
-mod models;
 mod litellm;
+mod models;
 mod spend;
 mod teams;
 mod users;

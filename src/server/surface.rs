@@ -1,0 +1,232 @@
+//! LiteLLM's answers at the edge that are about the request surface rather than a call: the
+//! invalid-model error every model route gives for a model the gateway does not serve (or none),
+//! and `GET /v1/models/{model_id}` (OpenAI's `models.retrieve`) answered from the caller's model
+//! list.
+//!
+//! The router reports an unknown model as [`ErrorKind::NotFound`] (code `model_not_found`), and
+//! the layers keep deciding on that kind (a fallback group may serve it); only what the client
+//! sees is LiteLLM's: status 400 and `{route}: Invalid model name passed in model={model}. Call
+//! `/v1/models` to view available models for your key.` (`ProxyModelNotFoundError` in LiteLLM's
+//! `proxy/route_llm_request.py`), with the call id, as every answer has.
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde::Deserialize;
+
+use super::service::Route;
+use crate::{
+    error::{ErrorKind, LlmError},
+    types::{extensions::RequestTimeout, JsonBody, LlmRequest, LlmResponse, ResponseBody},
+};
+
+/// The route as LiteLLM names it in its invalid-model error (`ROUTE_ENDPOINT_MAPPING`).
+fn litellm_route(route: Route) -> &'static str {
+    match route {
+        Route::Chat => "/chat/completions",
+        Route::Completions => "/completions",
+        Route::Embeddings => "/embeddings",
+        Route::Moderations => "/moderations",
+        other => other.as_str(),
+    }
+}
+
+/// LiteLLM's invalid-model error for `model` on `route`.
+fn invalid_model(route: Route, model: &str) -> LlmError {
+    LlmError::new(
+        ErrorKind::BadRequest,
+        format!(
+            "{}: Invalid model name passed in model={model}. Call `/v1/models` to view available models for your key.",
+            litellm_route(route)
+        ),
+    )
+    .with_param("model")
+    .with_code("model_not_found")
+}
+
+/// `err` as the client sees it: the router's unknown-model error (no provider named it) becomes
+/// LiteLLM's 400 for the model asked for, keeping the error's headers; any other error is
+/// unchanged (a provider's own 404 for a model it lacks stays the provider's answer).
+pub(super) fn litellm_model_error(route: Route, model: &str, err: LlmError) -> LlmError {
+    let unknown = err.kind() == ErrorKind::NotFound
+        && err.code() == Some("model_not_found")
+        && err.provider().is_none();
+    if !unknown {
+        return err;
+    }
+    let mut out = invalid_model(route, model);
+    *out.headers_mut() = err.headers().clone();
+    out
+}
+
+/// The members of a body the invalid-model check reads.
+#[derive(Deserialize)]
+struct ModelProbe {
+    #[serde(default)]
+    model: Option<serde_json::Value>,
+}
+
+/// `err` (a body that did not parse) as LiteLLM answers it when the body names no model (no
+/// `model`, `null` or `""`): its invalid-model error, which it raises before reading the rest.
+/// Read only on this error path.
+pub(super) fn missing_model_error(route: Route, body: &Bytes, err: LlmError) -> LlmError {
+    if err.kind() != ErrorKind::BadRequest {
+        return err;
+    }
+    match serde_json::from_slice::<ModelProbe>(body) {
+        Ok(ModelProbe { model: None }) => invalid_model(route, ""),
+        Ok(ModelProbe {
+            model: Some(serde_json::Value::Null),
+        }) => invalid_model(route, "None"),
+        _ => err,
+    }
+}
+
+/// The answer of `GET /v1/models/{id}` made from the caller's model list `resp` (already
+/// filtered by its access): the model object, or OpenAI's 404 for a model that is not in it.
+pub(super) fn retrieve_model(resp: LlmResponse, id: &str) -> Result<LlmResponse, LlmError> {
+    let LlmResponse { body, meta } = resp;
+    let ResponseBody::Models(list) = body else {
+        return Err(LlmError::internal(
+            "the model listing answered something else",
+        ));
+    };
+    let Some(model) = list.data.iter().find(|m| m.id == id) else {
+        return Err(LlmError::new(
+            ErrorKind::NotFound,
+            format!("The model `{id}` does not exist or is not accessible"),
+        )
+        .with_status(StatusCode::NOT_FOUND)
+        .with_code("model_not_found"));
+    };
+    let bytes = serde_json::to_vec(model)
+        .map_err(|e| LlmError::internal(format!("cannot write the model: {e}")))?;
+    let mut out = LlmResponse::json(JsonBody::new(Bytes::from(bytes)));
+    out.meta = meta;
+    Ok(out)
+}
+
+/// The timeout the request set, in seconds: the `x-litellm-timeout` header, else the body's
+/// `stream_timeout` (a stream), `timeout` or `request_timeout`.
+pub(super) fn requested_timeout(req: &LlmRequest) -> Option<f64> {
+    if let Some(t) = req.extensions.get::<RequestTimeout>() {
+        return Some(t.0.as_secs_f64());
+    }
+    let c = req.controls();
+    req.is_stream()
+        .then_some(c.stream_timeout)
+        .flatten()
+        .or(c.timeout)
+        .or(c.request_timeout)
+}
+
+/// On a timeout error, LiteLLM's `x-litellm-timeout` header: the timeout the request set (its
+/// proxy echoes the timeout the call ran under). Nothing for other errors, or when the request
+/// set none (the deployment's or the default timeout applied).
+pub(super) fn echo_timeout(err: &mut LlmError, timeout: Option<f64>) {
+    let Some(secs) = timeout.filter(|_| err.kind() == ErrorKind::Timeout) else {
+        return;
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&secs.to_string()) {
+        err.headers_mut()
+            .insert(super::headers::X_LITELLM_TIMEOUT, v);
+    }
+}
+
+/// `s` with its `%XX` escapes decoded (a malformed escape is kept as written; bytes that are not
+/// UTF-8 become U+FFFD).
+pub(super) fn percent_decode(s: &str) -> Box<str> {
+    if !s.contains('%') {
+        return s.into();
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                // Two hex digits: at most 255.
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::models::ModelList;
+
+    #[test]
+    fn decodes_percent_escapes_and_keeps_malformed_ones() {
+        assert_eq!(&*percent_decode("openai%2Fgpt-4o"), "openai/gpt-4o");
+        assert_eq!(&*percent_decode("a%20b%"), "a b%");
+        assert_eq!(&*percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(&*percent_decode("plain"), "plain");
+        assert_eq!(&*percent_decode("%ff"), "\u{fffd}");
+    }
+
+    #[test]
+    fn only_the_routers_unknown_model_becomes_litellms_400() {
+        let router = LlmError::new(ErrorKind::NotFound, "no")
+            .with_param("model")
+            .with_code("model_not_found");
+        let e = litellm_model_error(Route::Chat, "gpt-9", router);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            e.message(),
+            "/chat/completions: Invalid model name passed in model=gpt-9. Call `/v1/models` to view available models for your key."
+        );
+        let upstream = LlmError::new(ErrorKind::NotFound, "no such model")
+            .with_code("model_not_found")
+            .with_provider("openai");
+        let e = litellm_model_error(Route::Chat, "g", upstream);
+        assert_eq!(e.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_body_without_a_model_gets_the_invalid_model_error() {
+        let parse = LlmError::bad_request("missing field `model`");
+        let e = missing_model_error(
+            Route::Embeddings,
+            &Bytes::from_static(b"{\"input\":\"x\"}"),
+            parse,
+        );
+        assert!(e
+            .message()
+            .starts_with("/embeddings: Invalid model name passed in model=."));
+        let parse = LlmError::bad_request("missing field `messages`");
+        let e = missing_model_error(
+            Route::Chat,
+            &Bytes::from_static(b"{\"model\":\"g\"}"),
+            parse,
+        );
+        assert_eq!(e.message(), "missing field `messages`");
+        let parse = LlmError::bad_request("bad");
+        let e = missing_model_error(Route::Chat, &Bytes::from_static(b"[1]"), parse);
+        assert_eq!(e.message(), "bad");
+    }
+
+    #[test]
+    fn retrieves_a_listed_model_or_answers_404() {
+        let list = || LlmResponse {
+            body: ResponseBody::Models(Box::new(ModelList::new(["a", "openai/b"], 7))),
+            meta: Box::default(),
+        };
+        let got = retrieve_model(list(), "openai/b").unwrap();
+        let ResponseBody::Json(j) = got.body else {
+            panic!("not JSON")
+        };
+        let v: serde_json::Value = serde_json::from_slice(&j.bytes).unwrap();
+        assert_eq!(v["id"], "openai/b");
+        assert_eq!(v["object"], "model");
+        let err = retrieve_model(list(), "c").unwrap_err();
+        assert_eq!(err.status(), StatusCode::NOT_FOUND);
+        assert_eq!(err.code(), Some("model_not_found"));
+    }
+}

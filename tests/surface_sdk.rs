@@ -1,0 +1,79 @@
+//! The official OpenAI Python SDK against the rest of the request surface (issue 21): text
+//! completions (through the chat model, streamed with usage, and natively relayed),
+//! `models.retrieve`, `moderations.create`, the `AzureOpenAI` client on the Azure-style routes, and
+//! LiteLLM's 400 for an unknown model, over real sockets.
+//!
+//! `bash .ci/test` sets `LLMGATE_PYTHON` to a venv with the SDK; without it a `python3` that can
+//! `import openai` is used, else the test fails saying how to run it (it never skips).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::json;
+use support::{
+    gw,
+    process::{python, run_sdk_script},
+    FakeUpstream, Reply,
+};
+
+#[tokio::test]
+async fn official_openai_python_sdk_on_the_request_surface() {
+    let python = python();
+    let moderation = FakeUpstream::start().await;
+    moderation.set_default(Reply::json(
+        200,
+        json!({"id": "modr-1", "model": "omni-moderation-latest",
+               "results": [{"flagged": true, "categories": {"violence": true}, "category_scores": {"violence": 0.9}}]}),
+    ));
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(
+        200,
+        json!({"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "gpt-3.5-turbo-instruct",
+               "choices": [{"text": " native text", "index": 0, "logprobs": null, "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}}),
+    ));
+    let cfg = format!(
+        "{}  - model_name: instruct\n    litellm_params:\n      model: text-completion-openai/gpt-3.5-turbo-instruct\n      api_base: {}/v1\n      api_key: sk-up\n  - model_name: moderation\n    litellm_params:\n      model: openai/omni-moderation-latest\n      api_base: {}/v1\n      api_key: sk-up\n",
+        llmgate::gateway::DEFAULT_CONFIG,
+        up.url(),
+        moderation.url()
+    );
+    let gw = gw::TestGateway::start(&cfg).await;
+    let base = gw.url("/v1");
+    let (stdout, stderr) = run_sdk_script(
+        &python,
+        "surface_sdk_check.py",
+        [
+            "--base-url",
+            &base,
+            "--api-key",
+            "sk-test",
+            "--model",
+            "mock",
+            "--native-model",
+            "instruct",
+            "--moderation-model",
+            "moderation",
+        ],
+        String::new,
+    )
+    .await;
+    for check in [
+        "ok: completions",
+        "ok: completions_stream",
+        "ok: completions_native",
+        "ok: models_retrieve",
+        "ok: moderations",
+        "ok: azure",
+        "ok: invalid_model",
+    ] {
+        assert!(
+            stdout.contains(check),
+            "missing `{check}`:\n{stdout}\n{stderr}"
+        );
+    }
+    let sent = up.last_request().unwrap();
+    assert_eq!(sent.path(), "/v1/completions");
+    assert_eq!(sent.json()["suffix"], "!");
+}
