@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 #[allow(unused_imports)] // named in the docs
 use crate::types::chat::Usage;
-use crate::{provider::Deployment, types::TokenUsage};
+use crate::types::{deployment::Deployment, TokenUsage};
 
 /// The built-in price table: LiteLLM's `model_prices_and_context_window` map reduced to the
 /// fields of [`ModelPrice`], gzipped (`scripts/update-model-prices.py` writes it).

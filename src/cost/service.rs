@@ -20,11 +20,10 @@ use super::{
 use crate::{
     auth::KeyInfo,
     error::LlmError,
-    provider::Deployment,
     spend::SpendLog,
     store::{now_ms, SpendRow},
     types::extensions::CallId,
-    types::{chat::StreamOptions, LlmRequest, LlmResponse, TokenUsage},
+    types::{chat::StreamOptions, deployment::Deployment, LlmRequest, LlmResponse, TokenUsage},
 };
 
 /// Applies [`Cost`]. See the [module docs](super) for an example.
