@@ -120,7 +120,7 @@ pub fn prepare<'a>(
         Operation::Embeddings(emb) => {
             prepare_body(provider, &**emb, dep)?.map(Operation::Embeddings)
         }
-        Operation::ListModels => None,
+        _ => None,
     };
     Ok(match op {
         // A new body without the client's bytes: what is sent upstream is serialized from it.

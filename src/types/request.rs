@@ -8,6 +8,7 @@ use super::{
     chat::ChatRequest,
     controls::{GatewayControls, NO_CONTROLS},
     embeddings::EmbeddingsRequest,
+    messages::MessagesRequest,
     wire::Extra,
 };
 
@@ -28,11 +29,21 @@ pub enum OperationKind {
     Embeddings,
     /// `GET /v1/models`.
     ListModels,
+    /// `POST /v1/messages` (Anthropic's Messages API).
+    Messages,
+    /// `POST /v1/messages/count_tokens` (Anthropic's token count).
+    MessagesCountTokens,
 }
 
 impl OperationKind {
     /// Every kind.
-    pub const ALL: [Self; 3] = [Self::Chat, Self::Embeddings, Self::ListModels];
+    pub const ALL: [Self; 5] = [
+        Self::Chat,
+        Self::Embeddings,
+        Self::ListModels,
+        Self::Messages,
+        Self::MessagesCountTokens,
+    ];
 
     /// Short name, for logs, metrics and error messages (`chat`, `embeddings`, `list_models`).
     #[must_use]
@@ -41,6 +52,8 @@ impl OperationKind {
             Self::Chat => "chat",
             Self::Embeddings => "embeddings",
             Self::ListModels => "list_models",
+            Self::Messages => "messages",
+            Self::MessagesCountTokens => "messages_count_tokens",
         }
     }
 
@@ -71,7 +84,10 @@ impl OperationKind {
     /// nothing upstream, so a second attempt cannot do something twice.
     #[must_use]
     pub const fn is_retryable(self) -> bool {
-        matches!(self, Self::Chat | Self::Embeddings)
+        matches!(
+            self,
+            Self::Chat | Self::Embeddings | Self::Messages | Self::MessagesCountTokens
+        )
     }
 }
 
@@ -97,6 +113,10 @@ pub enum Operation {
     Embeddings(Arc<EmbeddingsRequest>),
     /// `GET /v1/models`: the model groups this caller may use.
     ListModels,
+    /// `POST /v1/messages`.
+    Messages(Arc<MessagesRequest>),
+    /// `POST /v1/messages/count_tokens`.
+    MessagesCountTokens(Arc<MessagesRequest>),
 }
 
 impl Operation {
@@ -107,6 +127,8 @@ impl Operation {
             Self::Chat(_) => OperationKind::Chat,
             Self::Embeddings(_) => OperationKind::Embeddings,
             Self::ListModels => OperationKind::ListModels,
+            Self::Messages(_) => OperationKind::Messages,
+            Self::MessagesCountTokens(_) => OperationKind::MessagesCountTokens,
         }
     }
 
@@ -116,6 +138,7 @@ impl Operation {
         match self {
             Self::Chat(c) => &c.model,
             Self::Embeddings(e) => &e.model,
+            Self::Messages(m) | Self::MessagesCountTokens(m) => &m.model,
             Self::ListModels => "",
         }
     }
@@ -126,6 +149,9 @@ impl Operation {
         match self {
             Self::Chat(c) => model.clone_into(&mut Arc::make_mut(c).model),
             Self::Embeddings(e) => model.clone_into(&mut Arc::make_mut(e).model),
+            Self::Messages(m) | Self::MessagesCountTokens(m) => {
+                model.clone_into(&mut Arc::make_mut(m).model);
+            }
             Self::ListModels => {}
         }
     }
@@ -135,7 +161,8 @@ impl Operation {
     pub fn is_stream(&self) -> bool {
         match self {
             Self::Chat(c) => c.stream.unwrap_or(false),
-            Self::Embeddings(_) | Self::ListModels => false,
+            Self::Messages(m) => m.stream.unwrap_or(false),
+            Self::Embeddings(_) | Self::ListModels | Self::MessagesCountTokens(_) => false,
         }
     }
 
@@ -146,6 +173,7 @@ impl Operation {
         match self {
             Self::Chat(c) => Some(&c.extra),
             Self::Embeddings(e) => Some(&e.extra),
+            Self::Messages(m) | Self::MessagesCountTokens(m) => Some(&m.extra),
             Self::ListModels => None,
         }
     }
@@ -156,7 +184,10 @@ impl Operation {
     pub fn mock_response(&self) -> Option<&serde_json::Value> {
         match self {
             Self::Chat(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
-            Self::Embeddings(_) | Self::ListModels => None,
+            Self::Embeddings(_)
+            | Self::ListModels
+            | Self::Messages(_)
+            | Self::MessagesCountTokens(_) => None,
         }
     }
 
@@ -167,6 +198,7 @@ impl Operation {
         match self {
             Self::Chat(c) => super::chat::estimate_prompt_tokens(&c.messages),
             Self::Embeddings(e) => e.input.estimate_tokens(),
+            Self::Messages(m) | Self::MessagesCountTokens(m) => m.estimate_input_tokens(),
             Self::ListModels => 0,
         }
     }
@@ -176,6 +208,8 @@ impl Operation {
         match (self, other) {
             (Self::Chat(a), Self::Chat(b)) => Arc::ptr_eq(a, b),
             (Self::Embeddings(a), Self::Embeddings(b)) => Arc::ptr_eq(a, b),
+            (Self::Messages(a), Self::Messages(b))
+            | (Self::MessagesCountTokens(a), Self::MessagesCountTokens(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -260,6 +294,28 @@ impl LlmRequest {
     #[must_use]
     pub fn embeddings_from_bytes(body: EmbeddingsRequest, bytes: Bytes) -> Self {
         Self::new(Operation::Embeddings(Arc::new(body))).with_raw(bytes)
+    }
+
+    /// An Anthropic Messages request (`count_tokens`: a `/v1/messages/count_tokens` one) parsed
+    /// from `bytes`, which are kept for a same-dialect relay ([`LlmRequest::raw_body`]).
+    #[must_use]
+    pub fn messages_from_bytes(body: MessagesRequest, bytes: Bytes, count_tokens: bool) -> Self {
+        let body = Arc::new(body);
+        let op = if count_tokens {
+            Operation::MessagesCountTokens(body)
+        } else {
+            Operation::Messages(body)
+        };
+        Self::new(op).with_raw(bytes)
+    }
+
+    /// The Messages body, if this is a Messages (or Messages token count) request.
+    #[must_use]
+    pub fn as_messages(&self) -> Option<&MessagesRequest> {
+        match &self.op {
+            Operation::Messages(m) | Operation::MessagesCountTokens(m) => Some(m),
+            _ => None,
+        }
     }
 
     /// The model listing request.
@@ -370,7 +426,7 @@ impl LlmRequest {
     pub fn as_chat(&self) -> Option<&ChatRequest> {
         match &self.op {
             Operation::Chat(c) => Some(c),
-            Operation::Embeddings(_) | Operation::ListModels => None,
+            _ => None,
         }
     }
 
@@ -384,7 +440,7 @@ impl LlmRequest {
                 self.raw = None;
                 Some(Arc::make_mut(c))
             }
-            Operation::Embeddings(_) | Operation::ListModels => None,
+            _ => None,
         }
     }
 

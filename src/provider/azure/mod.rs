@@ -142,7 +142,7 @@ impl Provider for Azure {
                 reached(&r.embeddings)?,
                 embeddings_body(emb, req.raw_body().map(|b| &b[..]), &dep.model)?,
             ),
-            Operation::ListModels => return Err(super::unsupported(self, req)),
+            _ => return Err(super::unsupported(self, req)),
         };
         let mut head = resolved_head(endpoint, &r)?;
         let headers = head.headers_mut();

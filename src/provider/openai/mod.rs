@@ -17,7 +17,7 @@ mod stream;
 use bytes::Bytes;
 use http::StatusCode;
 
-pub(crate) use self::encode::resolved_head;
+pub(crate) use self::encode::{resolved_head, splice_model};
 pub use self::{
     encode::{chat_body, embeddings_body, join_url, json_request},
     error::{classify_openai_error, error_from_object, parse_error_object},
@@ -99,7 +99,7 @@ pub fn decode_openai(req: &LlmRequest, body: &Bytes) -> Result<LlmResponse, LlmE
         Operation::Embeddings(_) => serde_json::from_slice::<EmbeddingsResponse>(body)
             .map(LlmResponse::embeddings)
             .map_err(|e| invalid_upstream_json("embeddings response", &e)),
-        Operation::ListModels => Err(LlmError::bad_request(
+        _ => Err(LlmError::bad_request(
             "a model listing has no provider body",
         )),
     }
