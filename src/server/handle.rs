@@ -33,6 +33,7 @@ use crate::{
         chat::ChatRequest,
         controls::{check_model, GatewayControls},
         embeddings::EmbeddingsRequest,
+        messages::{AnthropicHeaders, MessagesRequest, X_LLMGATE_TOKEN_COUNT},
         LlmRequest, LlmResponse, ResponseBody, TokenUsage,
     },
 };
@@ -56,6 +57,8 @@ pub(super) struct Head {
     presented_key: Option<Secret>,
     cache_control: Option<HeaderValue>,
     timeout: Option<RequestTimeout>,
+    /// `anthropic-version` / `anthropic-beta` on the Messages routes (sent on to Anthropic).
+    anthropic: Option<Box<AnthropicHeaders>>,
     /// Boxed: the request future carries the head, and the log is off in benchmarks.
     log: Option<Box<AccessLog>>,
 }
@@ -150,6 +153,8 @@ impl Head {
             presented_key: seen.presented_key(),
             cache_control: seen.cache_control.cloned(),
             timeout: seen.timeout.and_then(RequestTimeout::from_header_value),
+            anthropic: matches!(route, Route::Messages | Route::CountTokens)
+                .then(|| anthropic_headers(&parts.headers)),
             call_id,
             log,
         })
@@ -160,7 +165,17 @@ impl Head {
         // The bytes stay with the request: an OpenAI-format upstream is sent them (see
         // `LlmRequest::raw_body`).
         // The gateway controls are typed here, once: a wrongly typed one is a 400 naming it.
-        let (controls, mut req) = if matches!(self.route, Route::Chat) {
+        let (controls, mut req) = if matches!(self.route, Route::Messages | Route::CountTokens) {
+            let body: MessagesRequest = parse_json(&bytes)?;
+            check_model(&body.model)?;
+            if body.messages.is_none() {
+                return Err(LlmError::bad_request("messages: Field required").with_param("messages"));
+            }
+            // Anthropic's `metadata` is its own (`user_id`), not the gateway's.
+            let controls = GatewayControls::parse(&body.extra, None, None)?;
+            let count = matches!(self.route, Route::CountTokens);
+            (controls, LlmRequest::messages_from_bytes(body, bytes, count))
+        } else if matches!(self.route, Route::Chat) {
             let body: ChatRequest = parse_json(&bytes)?;
             check_model(&body.model)?;
             let controls = GatewayControls::parse(
@@ -191,6 +206,9 @@ impl Head {
         }
         if let Some(t) = self.timeout {
             req.extensions.insert(t);
+        }
+        if let Some(a) = self.anthropic {
+            req.extensions.insert(*a);
         }
         req
     }
@@ -232,6 +250,7 @@ where
 {
     let call_id = head.call_id.clone();
     let dialect = head.route.dialect();
+    let counted = matches!(head.route, Route::CountTokens);
     let received = head.received;
     let mut log = head.log.take();
     let http1 = head.http1;
@@ -248,7 +267,7 @@ where
         }
     }
     let parsed = match head.route {
-        Route::Chat | Route::Embeddings => read_body(head.content_length, body, limit)
+        Route::Chat | Route::Embeddings | Route::Messages | Route::CountTokens => read_body(head.content_length, body, limit)
             .await
             .and_then(|bytes| {
                 large = bytes.len() >= LARGE_BODY_BYTES;
@@ -298,7 +317,22 @@ where
             return failed(&e, dialect, &call_id, log.as_deref());
         }
     };
-    respond(resp, dialect, &call_id, received, log).await
+    let mut out = respond(resp, dialect, &call_id, received, log).await;
+    if counted && out.status() == StatusCode::OK {
+        // The gateway's estimate says so; any other count is the provider's own.
+        out.headers_mut()
+            .entry(X_LLMGATE_TOKEN_COUNT)
+            .or_insert(HeaderValue::from_static("provider"));
+    }
+    out
+}
+
+/// The Anthropic headers a client sent.
+fn anthropic_headers(h: &http::HeaderMap) -> Box<AnthropicHeaders> {
+    Box::new(AnthropicHeaders {
+        version: h.get("anthropic-version").cloned(),
+        beta: h.get_all("anthropic-beta").iter().cloned().collect(),
+    })
 }
 
 /// The error response, logged.

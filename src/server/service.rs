@@ -40,7 +40,8 @@ pub use crate::types::extensions::{CacheControlHeader, CallId, ReceivedAt, Reque
 ///
 /// Routes: `POST /v1/chat/completions` (and `/chat/completions`), `POST /v1/embeddings` (and
 /// `/embeddings`), `GET /v1/models` (and `/models`), `GET /health/liveliness`, `GET
-/// /health/readiness`. The body is parsed once into an [`LlmRequest`]; the answer is JSON, or SSE
+/// /health/readiness`, and Anthropic's `POST /v1/messages` (and `/messages`) and `POST
+/// /v1/messages/count_tokens`, whose errors are in Anthropic's shape. The body is parsed once into an [`LlmRequest`]; the answer is JSON, or SSE
 /// with one frame per chunk and `data: [DONE]`. Every error is the OpenAI error JSON with its status:
 /// malformed JSON → 400 saying where it broke, unknown path → 404, wrong method → 405, body over the
 /// limit → 413. The service never fails (`Error = Infallible`) and is `Clone + Send + Sync`, so it
@@ -222,6 +223,10 @@ pub(super) enum Route {
     Models,
     Liveliness,
     Readiness,
+    /// `POST /v1/messages` (Anthropic's Messages API).
+    Messages,
+    /// `POST /v1/messages/count_tokens`.
+    CountTokens,
 }
 
 impl Route {
@@ -233,6 +238,8 @@ impl Route {
             "/v1/models" | "/models" => Self::Models,
             "/health/liveliness" | "/health/liveness" => Self::Liveliness,
             "/health/readiness" => Self::Readiness,
+            "/v1/messages" | "/messages" => Self::Messages,
+            "/v1/messages/count_tokens" | "/messages/count_tokens" => Self::CountTokens,
             _ => return None,
         })
     }
@@ -245,6 +252,8 @@ impl Route {
             Self::Models => "/v1/models",
             Self::Liveliness => "/health/liveliness",
             Self::Readiness => "/health/readiness",
+            Self::Messages => "/v1/messages",
+            Self::CountTokens => "/v1/messages/count_tokens",
         }
     }
 
@@ -254,12 +263,13 @@ impl Route {
             Self::Chat | Self::Embeddings | Self::Models | Self::Liveliness | Self::Readiness => {
                 Dialect::OpenAi
             }
+            Self::Messages | Self::CountTokens => Dialect::Anthropic,
         }
     }
 
     pub(super) fn method(self) -> Method {
         match self {
-            Self::Chat | Self::Embeddings => Method::POST,
+            Self::Chat | Self::Embeddings | Self::Messages | Self::CountTokens => Method::POST,
             Self::Models | Self::Liveliness | Self::Readiness => Method::GET,
         }
     }
