@@ -114,27 +114,46 @@ mod tests {
         let call: Arc<str> = "c".into();
         for (err, status, kind) in [
             (LlmError::bad_request("x"), 400, "invalid_request_error"),
-            (LlmError::new(ErrorKind::Authentication, "k"), 401, "authentication_error"),
-            (LlmError::new(ErrorKind::PermissionDenied, "k"), 403, "permission_error"),
-            (LlmError::new(ErrorKind::NotFound, "k"), 404, "not_found_error"),
+            (
+                LlmError::new(ErrorKind::Authentication, "k"),
+                401,
+                "authentication_error",
+            ),
+            (
+                LlmError::new(ErrorKind::PermissionDenied, "k"),
+                403,
+                "permission_error",
+            ),
+            (
+                LlmError::new(ErrorKind::NotFound, "k"),
+                404,
+                "not_found_error",
+            ),
             (
                 LlmError::bad_request("big").with_status(StatusCode::PAYLOAD_TOO_LARGE),
                 413,
                 "request_too_large",
             ),
-            (LlmError::new(ErrorKind::RateLimit, "k"), 429, "rate_limit_error"),
+            (
+                LlmError::new(ErrorKind::RateLimit, "k"),
+                429,
+                "rate_limit_error",
+            ),
             (LlmError::internal("k"), 500, "api_error"),
             (
                 LlmError::internal("k").with_status(StatusCode::from_u16(529).unwrap()),
                 529,
                 "overloaded_error",
             ),
-            (LlmError::new(ErrorKind::BudgetExceeded, "k"), 422, "invalid_request_error"),
+            (
+                LlmError::new(ErrorKind::BudgetExceeded, "k"),
+                422,
+                "invalid_request_error",
+            ),
         ] {
             let r = Dialect::Anthropic.error_response(&err, &call);
             assert_eq!(r.status().as_u16(), status);
-            let v: serde_json::Value =
-                serde_json::from_slice(&anthropic_error_json(&err)).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&anthropic_error_json(&err)).unwrap();
             assert_eq!(v["type"], "error");
             assert_eq!(v["error"]["type"], kind, "{status}");
             assert_eq!(v["error"]["message"], err.message());

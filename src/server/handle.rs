@@ -169,12 +169,17 @@ impl Head {
             let body: MessagesRequest = parse_json(&bytes)?;
             check_model(&body.model)?;
             if body.messages.is_none() {
-                return Err(LlmError::bad_request("messages: Field required").with_param("messages"));
+                return Err(
+                    LlmError::bad_request("messages: Field required").with_param("messages")
+                );
             }
             // Anthropic's `metadata` is its own (`user_id`), not the gateway's.
             let controls = GatewayControls::parse(&body.extra, None, None)?;
             let count = matches!(self.route, Route::CountTokens);
-            (controls, LlmRequest::messages_from_bytes(body, bytes, count))
+            (
+                controls,
+                LlmRequest::messages_from_bytes(body, bytes, count),
+            )
         } else if matches!(self.route, Route::Chat) {
             let body: ChatRequest = parse_json(&bytes)?;
             check_model(&body.model)?;
@@ -267,12 +272,14 @@ where
         }
     }
     let parsed = match head.route {
-        Route::Chat | Route::Embeddings | Route::Messages | Route::CountTokens => read_body(head.content_length, body, limit)
-            .await
-            .and_then(|bytes| {
-                large = bytes.len() >= LARGE_BODY_BYTES;
-                head.parse(bytes)
-            }),
+        Route::Chat | Route::Embeddings | Route::Messages | Route::CountTokens => {
+            read_body(head.content_length, body, limit)
+                .await
+                .and_then(|bytes| {
+                    large = bytes.len() >= LARGE_BODY_BYTES;
+                    head.parse(bytes)
+                })
+        }
         // Health routes answer in `Head::read`; `/v1/models` has no body.
         Route::Models | Route::Liveliness | Route::Readiness => Ok(LlmRequest::list_models()),
     };

@@ -83,7 +83,10 @@ pub(super) fn encode_relay(
     }
     if let Some(sent) = sent {
         for beta in &sent.beta {
-            headers.append(http::HeaderName::from_static("anthropic-beta"), beta.clone());
+            headers.append(
+                http::HeaderName::from_static("anthropic-beta"),
+                beta.clone(),
+            );
         }
     }
     if !headers.contains_key(X_API_KEY) {
@@ -313,9 +316,7 @@ impl RelayEvents {
                 if let Some(u) = message.as_ref().and_then(|m| m.usage.as_ref()) {
                     self.usage.update(u);
                 }
-                let model = message
-                    .and_then(|m| m.model)
-                    .map(|m| Arc::<str>::from(&*m));
+                let model = message.and_then(|m| m.model).map(|m| Arc::<str>::from(&*m));
                 Ok(StreamEvent::new(frame)
                     .with_usage(Some(self.usage.token_usage()))
                     .with_model(model))
@@ -464,7 +465,10 @@ mod tests {
             assert_eq!(joined, all, "cut at {cut}");
             assert_eq!(events.len(), 7);
             let start = events[0].usage.unwrap();
-            assert_eq!((start.input, start.cache_read, start.cache_write), (115, 100, 5));
+            assert_eq!(
+                (start.input, start.cache_read, start.cache_write),
+                (115, 100, 5)
+            );
             assert_eq!(events[0].model.as_deref(), Some("claude-x"));
             assert_eq!(events[3].text_bytes, 5);
             let end = events[5].usage.unwrap();
@@ -499,12 +503,17 @@ mod tests {
         let body = Bytes::from_static(br#"{"id":"m","model":"claude-x","content":[],"usage":{"input_tokens":3,"output_tokens":4,"cache_read_input_tokens":10,"cache_creation_input_tokens":2}}"#);
         let resp = decode_relay(&body, false).unwrap();
         let u = resp.token_usage().unwrap();
-        assert_eq!((u.input, u.output, u.cache_read, u.cache_write), (15, 4, 10, 2));
+        assert_eq!(
+            (u.input, u.output, u.cache_read, u.cache_write),
+            (15, 4, 10, 2)
+        );
         assert!(decode_relay(&Bytes::from_static(b"nope"), false).is_err());
-        assert!(decode_relay(&Bytes::from_static(br#"{"input_tokens":3}"#), true)
-            .unwrap()
-            .token_usage()
-            .is_none());
+        assert!(
+            decode_relay(&Bytes::from_static(br#"{"input_tokens":3}"#), true)
+                .unwrap()
+                .token_usage()
+                .is_none()
+        );
     }
 
     #[test]

@@ -228,7 +228,8 @@ fn block_type(b: &Value) -> &str {
 
 /// A text block as a chat text part (`cache_control` kept).
 fn text_part(b: &Value) -> Value {
-    let mut part = json!({"type": "text", "text": b.get("text").cloned().unwrap_or(Value::from(""))});
+    let mut part =
+        json!({"type": "text", "text": b.get("text").cloned().unwrap_or(Value::from(""))});
     if let Some(cc) = b.get("cache_control") {
         part["cache_control"] = cc.clone();
     }
@@ -252,7 +253,9 @@ fn tool_result_text(content: Option<&Value>) -> Result<String, LlmError> {
             }
             Ok(text)
         }
-        Some(_) => Err(invalid("a tool result's content must be a string or blocks")),
+        Some(_) => Err(invalid(
+            "a tool result's content must be a string or blocks",
+        )),
     }
 }
 
@@ -260,13 +263,23 @@ fn media_source(b: &Value, what: &str) -> Result<(String, String), LlmError> {
     let source = b
         .get("source")
         .ok_or_else(|| invalid(&format!("an `{what}` block needs a `source`")))?;
-    let s = |k: &str| source.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let s = |k: &str| {
+        source
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
     Ok((block_type(source).to_owned(), {
         match block_type(source) {
             "base64" => format!("data:{};base64,{}", s("media_type"), s("data")),
             "url" => s("url"),
             "text" => s("data"),
-            other => return Err(unsupported(&format!("an `{what}` source of type `{other}`"))),
+            other => {
+                return Err(unsupported(&format!(
+                    "an `{what}` source of type `{other}`"
+                )))
+            }
         }
     }))
 }
@@ -348,9 +361,7 @@ fn translate_turn(turn: &Value, out: &mut Vec<Value>) -> Result<(), LlmError> {
                     "content": text,
                 }));
             }
-            other => {
-                return Err(unsupported(&format!("a `{other}` block in a user message")))
-            }
+            other => return Err(unsupported(&format!("a `{other}` block in a user message"))),
         }
     }
     if !parts.is_empty() {
@@ -379,7 +390,9 @@ fn tool_choice(c: &Value, out: &mut Map<String, Value>) -> Result<(), LlmError> 
         "auto" => Value::from("auto"),
         "any" => Value::from("required"),
         "none" => Value::from("none"),
-        "tool" => json!({"type": "function", "function": {"name": c.get("name").cloned().unwrap_or(Value::from(""))}}),
+        "tool" => {
+            json!({"type": "function", "function": {"name": c.get("name").cloned().unwrap_or(Value::from(""))}})
+        }
         other => return Err(invalid(&format!("unknown tool_choice type `{other}`"))),
     };
     out.insert("tool_choice".into(), choice);
@@ -442,7 +455,11 @@ fn message_from_chat(chat: &ChatResponse, fallback_model: &str) -> JsonBody {
     if !text.is_empty() {
         content.push(json!({"type": "text", "text": text}));
     }
-    for call in msg.and_then(|m| m.tool_calls.as_ref()).into_iter().flatten() {
+    for call in msg
+        .and_then(|m| m.tool_calls.as_ref())
+        .into_iter()
+        .flatten()
+    {
         let f = call.function.as_ref();
         content.push(json!({
             "type": "tool_use",
@@ -609,7 +626,10 @@ impl EventsFromChunks {
                     .and_then(|f| f.arguments.as_deref())
                     .filter(|a| !a.is_empty())
                 {
-                    self.delta(json!({"type": "input_json_delta", "partial_json": a}), a.len());
+                    self.delta(
+                        json!({"type": "input_json_delta", "partial_json": a}),
+                        a.len(),
+                    );
                 }
             }
         }
@@ -702,13 +722,25 @@ mod tests {
             "thinking":{"type":"enabled","budget_tokens":4096},"top_k":3,"num_retries":1}"#,
         );
         assert_eq!(v["messages"][0]["role"], "system");
-        assert_eq!(v["messages"][0]["content"][0]["cache_control"]["type"], "ephemeral");
-        assert_eq!(v["messages"][1]["content"][1]["image_url"]["url"], "data:image/png;base64,AAAA");
+        assert_eq!(
+            v["messages"][0]["content"][0]["cache_control"]["type"],
+            "ephemeral"
+        );
+        assert_eq!(
+            v["messages"][1]["content"][1]["image_url"]["url"],
+            "data:image/png;base64,AAAA"
+        );
         let a = &v["messages"][2];
-        assert_eq!(a["tool_calls"][0]["function"]["arguments"], r#"{"city":"Paris"}"#);
+        assert_eq!(
+            a["tool_calls"][0]["function"]["arguments"],
+            r#"{"city":"Paris"}"#
+        );
         assert_eq!(a["reasoning_content"], "hm");
         assert_eq!(a["content"], "calling");
-        assert_eq!(v["messages"][3], json!({"role":"tool","tool_call_id":"toolu_1","content":"sunny"}));
+        assert_eq!(
+            v["messages"][3],
+            json!({"role":"tool","tool_call_id":"toolu_1","content":"sunny"})
+        );
         assert_eq!(v["messages"][4]["content"][0]["text"], "thanks");
         assert_eq!(v["tools"][0]["function"]["parameters"]["type"], "object");
         assert_eq!(v["tool_choice"], "required");
@@ -733,7 +765,9 @@ mod tests {
             assert!(e.message().contains("not served by Anthropic"), "{e}");
         }
         let e = MessagesBridge
-            .chat_request(&messages(r#"{"model":"g","messages":[{"role":"system","content":"x"}]}"#))
+            .chat_request(&messages(
+                r#"{"model":"g","messages":[{"role":"system","content":"x"}]}"#,
+            ))
             .unwrap_err();
         assert!(e.message().contains("role"), "{e}");
     }
@@ -761,10 +795,14 @@ mod tests {
     }
 
     fn chunk(v: Value) -> Result<ChunkBody, LlmError> {
-        Ok(ChunkBody::from(serde_json::from_value::<ChatChunk>(v).unwrap()))
+        Ok(ChunkBody::from(
+            serde_json::from_value::<ChatChunk>(v).unwrap(),
+        ))
     }
 
-    async fn events_of(chunks: Vec<Result<ChunkBody, LlmError>>) -> Vec<Result<StreamEvent, LlmError>> {
+    async fn events_of(
+        chunks: Vec<Result<ChunkBody, LlmError>>,
+    ) -> Vec<Result<StreamEvent, LlmError>> {
         let s: ChatStream = Box::pin(futures_util::stream::iter(chunks));
         EventsFromChunks::new(s, "g").collect().await
     }
@@ -799,11 +837,20 @@ mod tests {
         assert_eq!(
             names(&events),
             [
-                "message_start", "ping",
-                "content_block_start", "content_block_delta", "content_block_stop",
-                "content_block_start", "content_block_delta", "content_block_stop",
-                "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
-                "message_delta", "message_stop",
+                "message_start",
+                "ping",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop",
             ]
         );
         let ok: Vec<StreamEvent> = events.into_iter().map(Result::unwrap).collect();
@@ -843,8 +890,13 @@ mod tests {
         let req = LlmRequest::messages_from_bytes(body, Bytes::new(), true);
         let resp = CountTokensBridge.answer_locally(&req).unwrap().unwrap();
         assert_eq!(resp.meta.headers[X_LLMGATE_TOKEN_COUNT], "estimate");
-        let ResponseBody::Json(j) = resp.body else { panic!("not JSON") };
-        assert_eq!(serde_json::from_slice::<Value>(&j.bytes).unwrap()["input_tokens"], n);
+        let ResponseBody::Json(j) = resp.body else {
+            panic!("not JSON")
+        };
+        assert_eq!(
+            serde_json::from_slice::<Value>(&j.bytes).unwrap()["input_tokens"],
+            n
+        );
         assert!(n > 0);
     }
 }
