@@ -159,7 +159,15 @@ async fn relay_to_anthropic_is_byte_exact_with_headers_passed_on_and_cache_price
         .unwrap()
         .parse()
         .unwrap();
-    let want = 10.0 * 3e-6 + 1000.0 * 3.75e-6 + 2000.0 * 3e-7 + 20.0 * 1.5e-5;
+    let want: f64 = [
+        (10.0, 3e-6),
+        (1000.0, 3.75e-6),
+        (2000.0, 3e-7),
+        (20.0, 1.5e-5),
+    ]
+    .iter()
+    .map(|(n, price)| n * price)
+    .sum();
     assert!((cost - want).abs() < 1e-12, "cost {cost} != {want}");
 }
 
@@ -177,7 +185,7 @@ async fn relayed_streams_are_byte_exact_at_any_split() {
         ));
         let a = post_messages(
             &gw.url("/v1/messages"),
-            &CLAUDE_CODE_TURN.replace("\"claude\"", "\"claude\""),
+            CLAUDE_CODE_TURN,
             &[("anthropic-beta", "fine-grained-tool-streaming-2025-05-14")],
         )
         .await;

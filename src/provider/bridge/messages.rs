@@ -582,7 +582,7 @@ impl EventsFromChunks {
         ));
     }
 
-    fn delta(&mut self, delta: Value, text_bytes: usize) {
+    fn delta(&mut self, delta: &Value, text_bytes: usize) {
         let index = self.index;
         self.push(
             sse(
@@ -607,11 +607,11 @@ impl EventsFromChunks {
                     Open::Thinking,
                     || json!({"type": "thinking", "thinking": "", "signature": ""}),
                 );
-                self.delta(json!({"type": "thinking_delta", "thinking": r}), r.len());
+                self.delta(&json!({"type": "thinking_delta", "thinking": r}), r.len());
             }
             if let Some(t) = d.content.as_deref().filter(|t| !t.is_empty()) {
                 self.open(Open::Text, || json!({"type": "text", "text": ""}));
-                self.delta(json!({"type": "text_delta", "text": t}), t.len());
+                self.delta(&json!({"type": "text_delta", "text": t}), t.len());
             }
             for call in d.tool_calls.iter().flatten() {
                 let i = call.index.unwrap_or(0);
@@ -627,7 +627,7 @@ impl EventsFromChunks {
                     .filter(|a| !a.is_empty())
                 {
                     self.delta(
-                        json!({"type": "input_json_delta", "partial_json": a}),
+                        &json!({"type": "input_json_delta", "partial_json": a}),
                         a.len(),
                     );
                 }
