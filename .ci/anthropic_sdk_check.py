@@ -65,7 +65,12 @@ def call(client, c):
     kind = c["kind"]
     if kind == "create":
         m = client.messages.create(
-            model=c["model"], max_tokens=256, messages=MESSAGES, tools=[tool(c["tool"])]
+            model=c["model"],
+            max_tokens=256,
+            messages=MESSAGES,
+            tools=[tool(c["tool"])],
+            tool_choice={"type": "auto", "disable_parallel_tool_use": False},
+            metadata={"user_id": "user-1"},
         )
         return summary(m)
     if kind == "stream":
@@ -75,6 +80,7 @@ def call(client, c):
             max_tokens=256,
             messages=MESSAGES,
             tools=[tool(c["tool"])],
+            metadata={"user_id": "user-1"},
             extra_headers={"anthropic-beta": "fine-grained-tool-streaming-2025-05-14"},
         ) as s:
             for event in s:

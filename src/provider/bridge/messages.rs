@@ -10,7 +10,9 @@
 //! `parallel_tool_calls: false`); `max_tokens`, `temperature`, `top_p` as they are,
 //! `stop_sequences` → `stop`, `metadata.user_id` → `user`, `thinking` with a budget →
 //! `reasoning_effort` (under 2048 tokens `low`, under 8192 `medium`, else `high`); a stream asks
-//! for usage. `top_k` has no chat equivalent and is left out. What only Anthropic can do —
+//! for usage. The chat request says `drop_params: true` (unless the client sent `drop_params`), so
+//! a provider that cannot take `user`, `parallel_tool_calls` or `reasoning_effort` goes without
+//! rather than refusing the call. `top_k` has no chat equivalent and is left out. What only Anthropic can do —
 //! server tools (web search, code execution, computer use, …), `mcp_servers`, `container`,
 //! search results, document URLs, images inside tool results — is a 400 in Anthropic's error shape
 //! naming it.
@@ -219,6 +221,11 @@ fn to_chat(m: &MessagesRequest) -> Result<Value, LlmError> {
             _ => {}
         }
     }
+    // What the bridge maps beyond the core parameters (`user`, `parallel_tool_calls`,
+    // `reasoning_effort`) is a translation, not something the client asked of the provider in
+    // OpenAI's terms: a provider that cannot take it goes without (unless the client says
+    // `drop_params: false`).
+    out.entry("drop_params").or_insert(Value::Bool(true));
     Ok(Value::Object(out))
 }
 
@@ -750,6 +757,7 @@ mod tests {
         assert_eq!(v["reasoning_effort"], "medium");
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert!(v.get("top_k").is_none() && v.get("num_retries").is_none());
+        assert_eq!(v["drop_params"], true);
     }
 
     #[test]
