@@ -521,3 +521,51 @@ async fn a_failed_translated_answer_is_an_anthropic_error() {
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["choices"][0]["message"]["content"], "ok");
 }
+
+#[tokio::test]
+async fn malformed_messages_bodies_are_400s_never_a_crash() {
+    let oai = FakeUpstream::start().await;
+    oai.set_default(Reply::json(200, chat_completion("ok")));
+    let gw = TestGateway::start(&config("http://127.0.0.1:9", &oai.url(), "")).await;
+    let url = gw.url("/v1/messages");
+    for body in [
+        r#"{"model":"gpt","messages":5}"#,
+        r#"{"model":"gpt","messages":[5]}"#,
+        r#"{"model":"gpt","messages":[{"role":"user","content":{}}]}"#,
+        r#"{"model":"gpt","messages":[{"role":"user","content":[1,null,"x"]}]}"#,
+        r#"{"model":"gpt","messages":[{"role":"tool","content":"x"}]}"#,
+        r#"{"model":"gpt","messages":[{"role":"user","content":[{"type":"image"}]}]}"#,
+        r#"{"model":"gpt","messages":[{"role":"user","content":[{"type":"image","source":{"type":"file","file_id":"f"}}]}]}"#,
+        r#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"system":[1]}"#,
+        r#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"system":7}"#,
+        r#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"tools":"x"}"#,
+        r#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"sometimes"}}"#,
+        r#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"max_tokens":-1}"#,
+        r#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#,
+        r#"{"model":7,"messages":[]}"#,
+        r#"[]"#,
+        "",
+    ] {
+        let a = post_messages(&url, body, &[]).await;
+        assert_eq!(
+            a.status,
+            400,
+            "{body}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(
+            anthropic_error(&a)["type"],
+            "invalid_request_error",
+            "{body}"
+        );
+    }
+    assert_eq!(oai.hits(), 0, "nothing malformed reaches the provider");
+    // Odd but valid content still goes through.
+    let a = post_messages(
+        &url,
+        r#"{"model":"gpt","max_tokens":5,"messages":[{"role":"user","content":[]},{"role":"assistant","content":[{"type":"redacted_thinking","data":"x"}]},{"role":"user","content":"x"}]}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+}
