@@ -60,13 +60,17 @@ impl Bridge for MessagesBridge {
         let m = req
             .as_messages()
             .ok_or_else(|| LlmError::internal("the Messages bridge got another operation"))?;
-        let body = to_chat(m)?;
-        let chat: ChatRequest = serde_json::from_value(body).map_err(|e| {
+        // Written once and parsed from those bytes, which the request keeps: an OpenAI-format
+        // provider sends them as they are (with its model spliced in) instead of serializing the
+        // parse again.
+        let bytes = serde_json::to_vec(&to_chat(m)?)
+            .map_err(|e| LlmError::internal(format!("cannot write the chat request: {e}")))?;
+        let chat: ChatRequest = serde_json::from_slice(&bytes).map_err(|e| {
             LlmError::bad_request(format!(
                 "the Messages request cannot be translated to chat: {e}"
             ))
         })?;
-        let mut out = LlmRequest::chat(chat);
+        let mut out = LlmRequest::chat_from_bytes(chat, Bytes::from(bytes));
         out.extensions = req.extensions.clone();
         out.set_controls(Some(req.controls().into_owned()));
         Ok(out)
