@@ -15,6 +15,18 @@
 //! Azure and the OpenAI-compatible host (`deepseek`) speak the OpenAI format, so their decode
 //! input is the openai case's answer.
 //!
+//! Anthropic's Messages API (issue 20), in group `messages`:
+//!
+//! - `messages/relay_encode`: a Messages request (the same conversation and tools, in Anthropic's
+//!   form) → the `anthropic/` relay request (the client's bytes with `model` spliced in); compare
+//!   `encode/openai`, the chat relay.
+//! - `messages/bridge_encode/<family>`: the same request through the Messages bridge to chat and
+//!   the family's chat encode (the translated path).
+//! - `messages/relay_stream`: `decode_events` over Anthropic's text stream (each event relayed as
+//!   its bytes, its facts read); compare `stream/anthropic`, the same stream translated to chat.
+//! - `messages/bridge_decode/openai` and `messages/bridge_stream/openai`: the OpenAI answer and
+//!   stream decoded and translated into the Messages answer and Anthropic's events.
+//!
 //! `benches/layers.rs` keeps its `provider/*` benches (plain chat, no tools, openai and anthropic
 //! only), which `docs/benchmarks.md` already quotes.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -26,9 +38,9 @@ use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use futures_util::StreamExt as _;
 use llmgate::{
-    provider::{self, ByteStream, Deployment, Provider},
-    types::{chat::ChatRequest, ResponseBody},
-    LlmRequest,
+    provider::{self, bridge, ByteStream, Deployment, Provider},
+    types::{chat::ChatRequest, messages::MessagesRequest, OperationKind, ResponseBody},
+    LlmRequest, LlmResponse,
 };
 use serde_json::{json, Value};
 
@@ -370,5 +382,164 @@ fn translation(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, translation);
+/// The conversation of [`chat_request`] as Anthropic's Messages request, from its bytes.
+fn messages_request(stream: bool) -> LlmRequest {
+    let tool = |name: &str, description: &str, schema: Value| json!({"name": name, "description": description, "input_schema": schema});
+    let mut body = json!({
+        "model": "bench",
+        "system": "You are a helpful weather assistant. Use the tools when the user asks about weather.",
+        "messages": [
+            {"role": "user", "content": "What's the weather like in Boston today?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_current_weather", "input": {"location": "Boston, MA"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "{\"temperature\":22,\"unit\":\"celsius\",\"conditions\":\"sunny\"}"},
+                {"type": "text", "text": "And the forecast for the next three days?"}
+            ]}
+        ],
+        "tools": [
+            tool("get_current_weather", "Get the current weather in a given location", json!({"type": "object", "properties": {
+                "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}
+            }, "required": ["location"]})),
+            tool("get_forecast", "Get a multi-day weather forecast for a location", json!({"type": "object", "properties": {
+                "location": {"type": "string", "description": "The city and state"},
+                "days": {"type": "integer", "minimum": 1, "maximum": 10}
+            }, "required": ["location", "days"]}))
+        ],
+        "tool_choice": {"type": "auto"},
+        "max_tokens": 512,
+        "temperature": 0.2
+    });
+    if stream {
+        body["stream"] = json!(true);
+    }
+    let bytes = Bytes::from(serde_json::to_vec(&body).unwrap());
+    let parsed: MessagesRequest = serde_json::from_slice(&bytes).unwrap();
+    LlmRequest::messages_from_bytes(parsed, bytes, false)
+}
+
+fn family(name: &str) -> &'static Family {
+    FAMILIES.iter().find(|f| f.name == name).unwrap()
+}
+
+fn provider_of(f: &Family) -> provider::SharedProvider {
+    provider::lookup(f.model.split('/').next().unwrap()).unwrap()
+}
+
+/// Drains an answer's event stream; returns the number of events.
+async fn drain_events(resp: LlmResponse) -> usize {
+    let ResponseBody::Events(mut s) = resp.body else {
+        panic!("not an event stream")
+    };
+    let mut n = 0;
+    while let Some(e) = s.next().await {
+        black_box(e.unwrap());
+        n += 1;
+    }
+    n
+}
+
+fn stream_parts(headers: &http::HeaderMap) -> http::response::Parts {
+    let mut resp = http::Response::new(());
+    *resp.headers_mut() = headers.clone();
+    resp.into_parts().0
+}
+
+fn body_of(events: &[Bytes]) -> ByteStream {
+    Box::pin(futures_util::stream::iter(
+        events.iter().cloned().map(Ok).collect::<Vec<_>>(),
+    ))
+}
+
+fn messages(c: &mut Criterion) {
+    let req = messages_request(false);
+    let stream_req = messages_request(true);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bridge = bridge::for_kind(OperationKind::Messages).unwrap();
+    let mut g = c.benchmark_group("messages");
+
+    let anthropic = family("anthropic");
+    let ant = provider_of(anthropic);
+    let ant_dep = deployment(anthropic);
+    ant.encode(&req, &ant_dep).unwrap();
+    g.bench_function("relay_encode", |b| {
+        b.iter(|| black_box(ant.encode(black_box(&req), &ant_dep).unwrap()))
+    });
+
+    for name in ["openai", "gemini", "bedrock"] {
+        let f = family(name);
+        let p = provider_of(f);
+        let dep = deployment(f);
+        p.encode(&bridge.chat_request(&req).unwrap(), &dep).unwrap();
+        g.bench_function(format!("bridge_encode/{name}"), |b| {
+            b.iter(|| {
+                let chat = bridge.chat_request(black_box(&req)).unwrap();
+                black_box(p.encode(&chat, &dep).unwrap())
+            })
+        });
+    }
+
+    let ant_up = case(anthropic.stream_case)["upstream_response"].clone();
+    let ant_events = events(&ant_up, anthropic.framing);
+    let ant_headers = response_headers(&ant_up);
+    let relay = |evs: &[Bytes]| {
+        let s = ant
+            .decode_events(
+                &stream_req,
+                stream_parts(&ant_headers),
+                body_of(evs),
+                &ant_dep,
+            )
+            .unwrap();
+        drain_events(LlmResponse::events(s))
+    };
+    assert_eq!(rt.block_on(relay(&ant_events)), ant_events.len());
+    g.bench_function("relay_stream", |b| {
+        b.iter(|| rt.block_on(relay(&ant_events)))
+    });
+
+    let openai = family("openai");
+    let oai = provider_of(openai);
+    let oai_dep = deployment(openai);
+    let oai_answer = case(openai.answer_case)["upstream_response"].clone();
+    let chat_req = bridge.chat_request(&req).unwrap();
+    let chat_stream_req = bridge.chat_request(&stream_req).unwrap();
+    g.bench_function("bridge_decode/openai", |b| {
+        b.iter_batched(
+            || answer(&oai_answer),
+            |resp| {
+                let chat = oai.decode(&chat_req, resp, &oai_dep).unwrap();
+                black_box(bridge.chat_answer(&req, chat).unwrap())
+            },
+            criterion::BatchSize::SmallInput,
+        );
+    });
+    let oai_up = case(openai.stream_case)["upstream_response"].clone();
+    let oai_events = events(&oai_up, openai.framing);
+    let oai_headers = response_headers(&oai_up);
+    let bridged = |evs: &[Bytes]| {
+        let s = oai
+            .decode_stream(
+                &chat_stream_req,
+                stream_parts(&oai_headers),
+                body_of(evs),
+                &oai_dep,
+            )
+            .unwrap();
+        let resp = bridge
+            .chat_answer(&stream_req, LlmResponse::stream(s))
+            .unwrap();
+        drain_events(resp)
+    };
+    assert!(rt.block_on(bridged(&oai_events)) >= 5);
+    g.bench_function("bridge_stream/openai", |b| {
+        b.iter(|| rt.block_on(bridged(&oai_events)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, translation, messages);
 criterion_main!(benches);

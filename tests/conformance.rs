@@ -4,6 +4,11 @@
 //! boundaries). No network. Reports every failing case by id.
 //!
 //! The corpus directory is `LLMGATE_CONFORMANCE_DIR` when set, else `tests/conformance`.
+//!
+//! A case with `"client_dialect": "anthropic_messages"` (`tests/conformance/ingress_messages/`)
+//! has an Anthropic Messages client: its request goes to `client_request.path` (`/v1/messages`),
+//! its expected answer is Anthropic's (`chunks` are the events' data, and each event's `event:`
+//! name must be its data's `type`).
 
 // Test code: a failed unwrap is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -488,6 +493,19 @@ async fn run_case(case: &Value, seed: u64) -> Vec<String> {
             }
             if done {
                 problems.push("data after [DONE]".to_owned());
+            }
+            // An Anthropic-dialect client reads each event's name: it must be its data's type.
+            if case["client_dialect"] == "anthropic_messages" {
+                let name = event
+                    .lines()
+                    .find_map(|l| l.strip_prefix("event:"))
+                    .map(str::trim);
+                let ty = serde_json::from_str::<Value>(&data)
+                    .ok()
+                    .and_then(|v| v["type"].as_str().map(str::to_owned));
+                if name.is_none() || name != ty.as_deref() {
+                    problems.push(format!("event name {name:?} != its data's type {ty:?}"));
+                }
             }
             match serde_json::from_str::<Value>(&data) {
                 Ok(v) => got.push(v),

@@ -203,6 +203,12 @@ where
     let bridge = super::bridge::for_kind(kind)
         .filter(|_| provider.supports(crate::types::OperationKind::Chat))
         .ok_or_else(|| super::unsupported(provider, &req))?;
+    if let Some(answer) = bridge.answer_locally(&req) {
+        return answer.map(|mut r| {
+            stamp(&mut r, &target.deployment, &target.provider_name);
+            r
+        });
+    }
     let chat = bridge.chat_request(&req)?;
     let resp = call_native(client, &target, timeout, chat).await?;
     bridge.chat_answer(&req, resp)

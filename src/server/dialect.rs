@@ -5,6 +5,12 @@
 //! say) adds a variant here with its error response and its stream's error frame, and names it
 //! in [`Route::dialect`](super::service::Route::dialect); the request's way through the edge is
 //! the same for every dialect.
+//!
+//! Anthropic's Messages routes answer `{"type":"error","error":{"type","message"}}`, the error
+//! `type` from the status as Anthropic names it (`invalid_request_error` 400,
+//! `authentication_error` 401, `permission_error` 403, `not_found_error` 404, `request_too_large`
+//! 413, `rate_limit_error` 429, `api_error` 500, `overloaded_error` 503/529, `timeout_error`
+//! 408/504), and end a failed stream with `event: error` carrying the same object.
 
 use std::sync::Arc;
 
@@ -21,6 +27,8 @@ use crate::error::LlmError;
 pub(crate) enum Dialect {
     /// OpenAI's API: `{"error": {"message", "type", "param", "code"}}`.
     OpenAi,
+    /// Anthropic's Messages API: `{"type": "error", "error": {"type", "message"}}`.
+    Anthropic,
 }
 
 impl Dialect {
@@ -32,6 +40,7 @@ impl Dialect {
     ) -> http::Response<ServerBody> {
         match self {
             Self::OpenAi => error_response(err, call_id),
+            Self::Anthropic => anthropic_error_response(err, call_id),
         }
     }
 
@@ -39,10 +48,119 @@ impl Dialect {
     pub(crate) fn error_frame(self) -> ErrorFrame {
         match self {
             Self::OpenAi => openai_error_frame,
+            Self::Anthropic => anthropic_error_frame,
         }
     }
 }
 
 fn openai_error_frame(buf: &mut BytesMut, err: &LlmError) -> Bytes {
     encode_error(buf, err)
+}
+
+/// Anthropic's error `type` for an error: by its status, as Anthropic's API answers them.
+fn anthropic_error_type(err: &LlmError) -> &'static str {
+    match err.status().as_u16() {
+        400 | 409 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        402 | 403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        408 | 504 => "timeout_error",
+        503 | 529 => "overloaded_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+/// `{"type":"error","error":{"type","message"}}`.
+fn anthropic_error_json(err: &LlmError) -> Vec<u8> {
+    let body = serde_json::json!({
+        "type": "error",
+        "error": {"type": anthropic_error_type(err), "message": err.message()},
+    });
+    body.to_string().into_bytes()
+}
+
+/// The error response in Anthropic's shape, with the error's status and forwarded headers.
+fn anthropic_error_response(err: &LlmError, call_id: &Arc<str>) -> http::Response<ServerBody> {
+    let (status, headers, _) = err.to_http_parts();
+    let mut r = http::Response::new(ServerBody::full(Bytes::from(anthropic_error_json(err))));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    super::headers::insert_error_meta(r.headers_mut(), err.meta());
+    super::headers::insert_call_id(r.headers_mut(), call_id);
+    r.extensions_mut().insert(err.kind());
+    r
+}
+
+/// `event: error` with Anthropic's error object, ending a failed stream.
+fn anthropic_error_frame(buf: &mut BytesMut, err: &LlmError) -> Bytes {
+    buf.extend_from_slice(b"event: error\ndata: ");
+    buf.extend_from_slice(&anthropic_error_json(err));
+    buf.extend_from_slice(b"\n\n");
+    buf.split().freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn anthropic_errors_have_anthropics_shape_and_type_per_status() {
+        let call: Arc<str> = "c".into();
+        for (err, status, kind) in [
+            (LlmError::bad_request("x"), 400, "invalid_request_error"),
+            (
+                LlmError::new(ErrorKind::Authentication, "k"),
+                401,
+                "authentication_error",
+            ),
+            (
+                LlmError::new(ErrorKind::PermissionDenied, "k"),
+                403,
+                "permission_error",
+            ),
+            (
+                LlmError::new(ErrorKind::NotFound, "k"),
+                404,
+                "not_found_error",
+            ),
+            (
+                LlmError::bad_request("big").with_status(StatusCode::PAYLOAD_TOO_LARGE),
+                413,
+                "request_too_large",
+            ),
+            (
+                LlmError::new(ErrorKind::RateLimit, "k"),
+                429,
+                "rate_limit_error",
+            ),
+            (LlmError::internal("k"), 500, "api_error"),
+            (
+                LlmError::internal("k").with_status(StatusCode::from_u16(529).unwrap()),
+                529,
+                "overloaded_error",
+            ),
+            (
+                LlmError::new(ErrorKind::BudgetExceeded, "k"),
+                422,
+                "invalid_request_error",
+            ),
+        ] {
+            let r = Dialect::Anthropic.error_response(&err, &call);
+            assert_eq!(r.status().as_u16(), status);
+            let v: serde_json::Value = serde_json::from_slice(&anthropic_error_json(&err)).unwrap();
+            assert_eq!(v["type"], "error");
+            assert_eq!(v["error"]["type"], kind, "{status}");
+            assert_eq!(v["error"]["message"], err.message());
+        }
+        let mut buf = BytesMut::new();
+        let frame = (Dialect::Anthropic.error_frame())(&mut buf, &LlmError::internal("boom"));
+        assert!(frame.starts_with(b"event: error\ndata: {"));
+        assert!(frame.ends_with(b"}\n\n"));
+    }
 }

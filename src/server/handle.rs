@@ -34,6 +34,7 @@ use crate::{
         completions::CompletionsRequest,
         controls::{check_model, GatewayControls},
         embeddings::EmbeddingsRequest,
+        messages::{AnthropicHeaders, MessagesRequest, X_LLMGATE_TOKEN_COUNT},
         moderations::ModerationsRequest,
         passthrough::{forwarded_headers, split_query_key, Family, PassThroughRequest, RelayHead},
         LlmRequest, LlmResponse, Operation, ResponseBody, TokenUsage,
@@ -64,6 +65,8 @@ pub(super) struct Head {
     model_id: Option<Box<str>>,
     /// The `{model}` of an Azure-style route (`/openai/deployments/{model}/…`), decoded.
     path_model: Option<Box<str>>,
+    /// `anthropic-version` / `anthropic-beta` on the Messages routes (sent on to Anthropic).
+    anthropic: Option<Box<AnthropicHeaders>>,
     /// Boxed: the request future carries the head, and the log is off in benchmarks.
     log: Option<Box<AccessLog>>,
     /// A pass-through route's request line and headers (boxed: other routes carry `None`).
@@ -214,6 +217,8 @@ impl Head {
             model_id: matches!(route, Route::Model)
                 .then(|| Route::model_id(parts.uri.path()).map(super::surface::percent_decode))
                 .flatten(),
+            anthropic: matches!(route, Route::Messages | Route::CountTokens)
+                .then(|| anthropic_headers(&parts.headers)),
             call_id,
             log,
         })
@@ -262,7 +267,22 @@ impl Head {
         // The bytes stay with the request: an OpenAI-format upstream is sent them (see
         // `LlmRequest::raw_body`).
         // The gateway controls are typed here, once: a wrongly typed one is a 400 naming it.
-        let (controls, mut req) = if matches!(self.route, Route::Chat) {
+        let (controls, mut req) = if matches!(self.route, Route::Messages | Route::CountTokens) {
+            let body: MessagesRequest = parse_json(&bytes)?;
+            check_model(&body.model)?;
+            if body.messages.is_none() {
+                return Err(
+                    LlmError::bad_request("messages: Field required").with_param("messages")
+                );
+            }
+            // Anthropic's `metadata` is its own (`user_id`), not the gateway's.
+            let controls = GatewayControls::parse(&body.extra, None, None)?;
+            let count = matches!(self.route, Route::CountTokens);
+            (
+                controls,
+                LlmRequest::messages_from_bytes(body, bytes, count),
+            )
+        } else if matches!(self.route, Route::Chat) {
             let body: ChatRequest = parse_json(&bytes)?;
             check_model(&body.model)?;
             let controls = GatewayControls::parse(
@@ -318,6 +338,9 @@ impl Head {
         if let Some(t) = self.trace_parent {
             req.extensions.insert(t);
         }
+        if let Some(a) = self.anthropic {
+            req.extensions.insert(*a);
+        }
         req
     }
 }
@@ -361,6 +384,7 @@ where
     let model_id = head.model_id.take();
     let dialect = head.route.dialect();
     let relay = matches!(head.route, Route::PassThrough(_)).then(RelayHead::new);
+    let counted = matches!(head.route, Route::CountTokens);
     let received = head.received;
     let mut log = head.log.take();
     let http1 = head.http1;
@@ -377,7 +401,12 @@ where
         }
     }
     let parsed = match head.route {
-        Route::Chat | Route::Embeddings | Route::Completions | Route::Moderations => {
+        Route::Chat
+        | Route::Embeddings
+        | Route::Completions
+        | Route::Moderations
+        | Route::Messages
+        | Route::CountTokens => {
             read_body(head.content_length, body, limit)
                 .await
                 .and_then(|bytes| {
@@ -456,10 +485,17 @@ where
         },
         None => resp,
     };
-    match relay {
+    let mut out = match relay {
         Some(relay) => respond_relay(resp, &relay, dialect, &call_id, received, log).await,
         None => respond(resp, dialect, &call_id, received, log).await,
+    };
+    if counted && out.status() == StatusCode::OK {
+        // The gateway's estimate says so; any other count is the provider's own.
+        out.headers_mut()
+            .entry(X_LLMGATE_TOKEN_COUNT)
+            .or_insert(HeaderValue::from_static("provider"));
     }
+    out
 }
 
 /// A pass-through's answer: the upstream's status and headers, and its body streamed as it
@@ -512,6 +548,14 @@ async fn respond_relay(
         });
     }
     out
+}
+
+/// The Anthropic headers a client sent.
+fn anthropic_headers(h: &http::HeaderMap) -> Box<AnthropicHeaders> {
+    Box::new(AnthropicHeaders {
+        version: h.get("anthropic-version").cloned(),
+        beta: h.get_all("anthropic-beta").iter().cloned().collect(),
+    })
 }
 
 /// The error response, logged.

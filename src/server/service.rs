@@ -42,7 +42,8 @@ pub use crate::types::extensions::{CacheControlHeader, CallId, ReceivedAt, Reque
 ///
 /// Routes: `POST /v1/chat/completions` (and `/chat/completions`), `POST /v1/embeddings` (and
 /// `/embeddings`), `GET /v1/models` (and `/models`), `GET /health/liveliness`, `GET
-/// /health/readiness`. The body is parsed once into an [`LlmRequest`]; the answer is JSON, or SSE
+/// /health/readiness`, and Anthropic's `POST /v1/messages` (and `/messages`) and `POST
+/// /v1/messages/count_tokens`, whose errors are in Anthropic's shape. The body is parsed once into an [`LlmRequest`]; the answer is JSON, or SSE
 /// with one frame per chunk and `data: [DONE]`. Every error is the OpenAI error JSON with its status:
 /// malformed JSON → 400 saying where it broke, unknown path → 404, wrong method → 405, body over the
 /// limit → 413. The service never fails (`Error = Infallible`) and is `Clone + Send + Sync`, so it
@@ -245,6 +246,10 @@ pub(super) enum Route {
     Readiness,
     /// `/{family}/{path}`, any method.
     PassThrough(Family),
+    /// `POST /v1/messages` (Anthropic's Messages API).
+    Messages,
+    /// `POST /v1/messages/count_tokens`.
+    CountTokens,
 }
 
 impl Route {
@@ -258,6 +263,8 @@ impl Route {
             "/v1/moderations" | "/moderations" => Self::Moderations,
             "/health/liveliness" | "/health/liveness" => Self::Liveliness,
             "/health/readiness" => Self::Readiness,
+            "/v1/messages" | "/messages" => Self::Messages,
+            "/v1/messages/count_tokens" | "/messages/count_tokens" => Self::CountTokens,
             _ if Self::model_id(path).is_some() => Self::Model,
             _ => {
                 // Azure-style routes first: `/openai/deployments/…` is not a pass-through.
@@ -313,6 +320,8 @@ impl Route {
             Self::Liveliness => "/health/liveliness",
             Self::Readiness => "/health/readiness",
             Self::PassThrough(f) => f.route(),
+            Self::Messages => "/v1/messages",
+            Self::CountTokens => "/v1/messages/count_tokens",
         }
     }
 
@@ -328,6 +337,7 @@ impl Route {
             | Self::Liveliness
             | Self::Readiness
             | Self::PassThrough(_) => Dialect::OpenAi,
+            Self::Messages | Self::CountTokens => Dialect::Anthropic,
         }
     }
 
@@ -337,6 +347,8 @@ impl Route {
             | Self::Embeddings
             | Self::Completions
             | Self::Moderations
+            | Self::Messages
+            | Self::CountTokens
             | Self::PassThrough(_) => Method::POST,
             Self::Models | Self::Model | Self::Liveliness | Self::Readiness => Method::GET,
         }

@@ -9,6 +9,7 @@ use super::{
     completions::CompletionsRequest,
     controls::{GatewayControls, NO_CONTROLS},
     embeddings::EmbeddingsRequest,
+    messages::MessagesRequest,
     moderations::ModerationsRequest,
     passthrough::PassThroughRequest,
     wire::Extra,
@@ -37,17 +38,23 @@ pub enum OperationKind {
     Completions,
     /// `POST /v1/moderations`.
     Moderations,
+    /// `POST /v1/messages` (Anthropic's Messages API).
+    Messages,
+    /// `POST /v1/messages/count_tokens` (Anthropic's token count).
+    MessagesCountTokens,
 }
 
 impl OperationKind {
     /// Every kind.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::Chat,
         Self::Embeddings,
         Self::ListModels,
         Self::PassThrough,
         Self::Completions,
         Self::Moderations,
+        Self::Messages,
+        Self::MessagesCountTokens,
     ];
 
     /// Short name, for logs, metrics and error messages (`chat`, `embeddings`, `list_models`).
@@ -60,6 +67,8 @@ impl OperationKind {
             Self::PassThrough => "pass_through",
             Self::Completions => "completions",
             Self::Moderations => "moderations",
+            Self::Messages => "messages",
+            Self::MessagesCountTokens => "messages_count_tokens",
         }
     }
 
@@ -92,7 +101,12 @@ impl OperationKind {
     pub const fn is_retryable(self) -> bool {
         matches!(
             self,
-            Self::Chat | Self::Embeddings | Self::Completions | Self::Moderations
+            Self::Chat
+                | Self::Embeddings
+                | Self::Completions
+                | Self::Moderations
+                | Self::Messages
+                | Self::MessagesCountTokens
         )
     }
 }
@@ -125,6 +139,10 @@ pub enum Operation {
     Completions(Arc<CompletionsRequest>),
     /// `POST /v1/moderations`.
     Moderations(Arc<ModerationsRequest>),
+    /// `POST /v1/messages`.
+    Messages(Arc<MessagesRequest>),
+    /// `POST /v1/messages/count_tokens`.
+    MessagesCountTokens(Arc<MessagesRequest>),
 }
 
 impl Operation {
@@ -138,6 +156,8 @@ impl Operation {
             Self::PassThrough(_) => OperationKind::PassThrough,
             Self::Completions(_) => OperationKind::Completions,
             Self::Moderations(_) => OperationKind::Moderations,
+            Self::Messages(_) => OperationKind::Messages,
+            Self::MessagesCountTokens(_) => OperationKind::MessagesCountTokens,
         }
     }
 
@@ -149,6 +169,7 @@ impl Operation {
             Self::Embeddings(e) => &e.model,
             Self::Completions(c) => &c.model,
             Self::Moderations(m) => m.model_name(),
+            Self::Messages(m) | Self::MessagesCountTokens(m) => &m.model,
             Self::ListModels => "",
             Self::PassThrough(p) => &p.group,
         }
@@ -162,6 +183,9 @@ impl Operation {
             Self::Embeddings(e) => model.clone_into(&mut Arc::make_mut(e).model),
             Self::Completions(c) => model.clone_into(&mut Arc::make_mut(c).model),
             Self::Moderations(m) => Arc::make_mut(m).model = Some(model.to_owned()),
+            Self::Messages(m) | Self::MessagesCountTokens(m) => {
+                model.clone_into(&mut Arc::make_mut(m).model);
+            }
             Self::ListModels => {}
             Self::PassThrough(p) => model.clone_into(&mut Arc::make_mut(p).group),
         }
@@ -172,9 +196,13 @@ impl Operation {
     pub fn is_stream(&self) -> bool {
         match self {
             Self::Chat(c) => c.stream.unwrap_or(false),
-            Self::Embeddings(_) | Self::ListModels | Self::Moderations(_) => false,
+            Self::Embeddings(_)
+            | Self::ListModels
+            | Self::Moderations(_)
+            | Self::MessagesCountTokens(_) => false,
             Self::PassThrough(p) => p.looks_streamed(),
             Self::Completions(c) => c.stream.unwrap_or(false),
+            Self::Messages(m) => m.stream.unwrap_or(false),
         }
     }
 
@@ -188,6 +216,7 @@ impl Operation {
             Self::ListModels | Self::PassThrough(_) => None,
             Self::Completions(c) => Some(&c.extra),
             Self::Moderations(m) => Some(&m.extra),
+            Self::Messages(m) | Self::MessagesCountTokens(m) => Some(&m.extra),
         }
     }
 
@@ -199,6 +228,8 @@ impl Operation {
             Self::Chat(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
             Self::Embeddings(_)
             | Self::ListModels
+            | Self::Messages(_)
+            | Self::MessagesCountTokens(_)
             | Self::PassThrough(_)
             | Self::Moderations(_) => None,
             Self::Completions(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
@@ -214,6 +245,7 @@ impl Operation {
             Self::Embeddings(e) => e.input.estimate_tokens(),
             Self::Completions(c) => c.prompt.estimate_tokens(),
             Self::Moderations(m) => m.estimate_tokens(),
+            Self::Messages(m) | Self::MessagesCountTokens(m) => m.estimate_input_tokens(),
             Self::ListModels => 0,
             Self::PassThrough(p) => p.estimate_input_tokens(),
         }
@@ -232,6 +264,19 @@ impl Operation {
             Self::ListModels | Self::PassThrough(_) => return None,
             Self::Completions(c) => (c.user.as_deref(), c.metadata.as_ref(), &c.extra),
             Self::Moderations(m) => (None, m.metadata.as_ref(), &m.extra),
+            // Anthropic's `metadata.user_id` is in the kept keys.
+            Self::Messages(m) | Self::MessagesCountTokens(m) => {
+                let meta = m.extra.get_as::<serde_json::Value>("metadata");
+                let id = meta
+                    .as_ref()
+                    .and_then(|v| v.get("user_id"))
+                    .and_then(serde_json::Value::as_str)
+                    .filter(|u| !u.is_empty());
+                if let Some(id) = id {
+                    return Some(Cow::Owned(id.to_owned()));
+                }
+                (None, None, &m.extra)
+            }
         };
         if let Some(u) = user.filter(|u| !u.is_empty()) {
             return Some(Cow::Borrowed(u));
@@ -258,6 +303,8 @@ impl Operation {
             (Self::PassThrough(a), Self::PassThrough(b)) => Arc::ptr_eq(a, b),
             (Self::Completions(a), Self::Completions(b)) => Arc::ptr_eq(a, b),
             (Self::Moderations(a), Self::Moderations(b)) => Arc::ptr_eq(a, b),
+            (Self::Messages(a), Self::Messages(b))
+            | (Self::MessagesCountTokens(a), Self::MessagesCountTokens(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -361,6 +408,28 @@ impl LlmRequest {
     pub fn as_completions(&self) -> Option<&CompletionsRequest> {
         match &self.op {
             Operation::Completions(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// An Anthropic Messages request (`count_tokens`: a `/v1/messages/count_tokens` one) parsed
+    /// from `bytes`, which are kept for a same-dialect relay ([`LlmRequest::raw_body`]).
+    #[must_use]
+    pub fn messages_from_bytes(body: MessagesRequest, bytes: Bytes, count_tokens: bool) -> Self {
+        let body = Arc::new(body);
+        let op = if count_tokens {
+            Operation::MessagesCountTokens(body)
+        } else {
+            Operation::Messages(body)
+        };
+        Self::new(op).with_raw(bytes)
+    }
+
+    /// The Messages body, if this is a Messages (or Messages token count) request.
+    #[must_use]
+    pub fn as_messages(&self) -> Option<&MessagesRequest> {
+        match &self.op {
+            Operation::Messages(m) | Operation::MessagesCountTokens(m) => Some(m),
             _ => None,
         }
     }
@@ -479,11 +548,7 @@ impl LlmRequest {
     pub fn as_chat(&self) -> Option<&ChatRequest> {
         match &self.op {
             Operation::Chat(c) => Some(c),
-            Operation::Embeddings(_)
-            | Operation::ListModels
-            | Operation::PassThrough(_)
-            | Operation::Completions(_)
-            | Operation::Moderations(_) => None,
+            _ => None,
         }
     }
 
@@ -497,11 +562,7 @@ impl LlmRequest {
                 self.raw = None;
                 Some(Arc::make_mut(c))
             }
-            Operation::Embeddings(_)
-            | Operation::ListModels
-            | Operation::PassThrough(_)
-            | Operation::Completions(_)
-            | Operation::Moderations(_) => None,
+            _ => None,
         }
     }
 

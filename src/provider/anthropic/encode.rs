@@ -64,7 +64,7 @@ pub(crate) fn resolve(dep: &Deployment, r: &mut Resolved) {
     }
 }
 
-const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
+pub(super) const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
 
 /// Builds the `POST /v1/messages` request for a chat body.
 pub fn encode_messages(

@@ -27,12 +27,17 @@
 //! translated event by event (see [`AnthropicStreamMapper`]). Errors are classified by Anthropic's
 //! error `type` (see [`classify_anthropic_error`]).
 //!
+//! Anthropic's own Messages API (`POST /v1/messages`, `/v1/messages/count_tokens` on the gateway)
+//! is relayed, not translated: the client's bytes with the model replaced, the provider's answer
+//! and events as they came, with their facts read for the layers (see [`messages`]).
+//!
 //! Deployment parameters: `api_base` (default `https://api.anthropic.com`), `api_key` (sent as
 //! `x-api-key`), `max_tokens` (the default output limit), `drop_params`, `extra_headers`.
 
 mod decode;
 mod encode;
 mod error;
+mod messages;
 pub(crate) mod passthrough;
 mod stream;
 
@@ -46,12 +51,13 @@ pub use self::{
         default_max_tokens, encode_messages, reasoning_budget, ANTHROPIC_VERSION, SUPPORTED_PARAMS,
     },
     error::{classify_anthropic_error, error_from_anthropic},
+    messages::{AnthropicUsage, RelayEvents},
     stream::AnthropicStreamMapper,
 };
 use super::{params::Endpoint, sse::SseStream, ByteStream, Deployment, Provider};
 use crate::{
     error::LlmError,
-    types::{ChatStream, LlmRequest, LlmResponse, Operation},
+    types::{ChatStream, EventStream, LlmRequest, LlmResponse, Operation, OperationKind},
 };
 
 /// Anthropic's default base URL.
@@ -69,6 +75,15 @@ impl Provider for Anthropic {
         "anthropic"
     }
 
+    /// Chat (translated), and Anthropic's own Messages and token count (relayed: see
+    /// [`messages`]).
+    fn supports(&self, op: OperationKind) -> bool {
+        matches!(
+            op,
+            OperationKind::Chat | OperationKind::Messages | OperationKind::MessagesCountTokens
+        )
+    }
+
     fn supported_params(&self, endpoint: Endpoint) -> Option<&'static [&'static str]> {
         // No embeddings here: `encode` refuses them before any parameter matters.
         (endpoint == Endpoint::Chat).then_some(SUPPORTED_PARAMS)
@@ -77,6 +92,8 @@ impl Provider for Anthropic {
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
         match &req.op {
             Operation::Chat(chat) => encode_messages(chat, dep),
+            Operation::Messages(m) => messages::encode_relay(req, m, false, dep),
+            Operation::MessagesCountTokens(m) => messages::encode_relay(req, m, true, dep),
             _ => Err(super::unsupported(self, req)),
         }
     }
@@ -87,10 +104,12 @@ impl Provider for Anthropic {
         resp: http::Response<Bytes>,
         _dep: &Deployment,
     ) -> Result<LlmResponse, LlmError> {
-        let Some(chat) = req.as_chat() else {
-            return Err(super::unsupported(self, req));
-        };
-        decode_messages(chat, resp.body()).map(LlmResponse::chat)
+        match &req.op {
+            Operation::Chat(chat) => decode_messages(chat, resp.body()).map(LlmResponse::chat),
+            Operation::Messages(_) => messages::decode_relay(resp.body(), false),
+            Operation::MessagesCountTokens(_) => messages::decode_relay(resp.body(), true),
+            _ => Err(super::unsupported(self, req)),
+        }
     }
 
     fn decode_stream(
@@ -107,6 +126,19 @@ impl Provider for Anthropic {
             body,
             AnthropicStreamMapper::new(chat),
         )))
+    }
+
+    fn decode_events(
+        &self,
+        req: &LlmRequest,
+        _parts: http::response::Parts,
+        body: ByteStream,
+        _dep: &Deployment,
+    ) -> Result<EventStream, LlmError> {
+        match &req.op {
+            Operation::Messages(_) => Ok(RelayEvents::new(body).boxed()),
+            _ => Err(super::unsupported(self, req)),
+        }
     }
 
     fn classify(

@@ -12,6 +12,7 @@
 //! a 400 naming the provider and the operation ([`unsupported`](super::unsupported)).
 
 pub mod completions;
+mod messages;
 
 use crate::{
     error::LlmError,
@@ -29,6 +30,13 @@ pub trait Bridge: Send + Sync + 'static {
     /// stream ([`ResponseBody::Events`](crate::types::ResponseBody::Events)). `resp.meta` is
     /// kept.
     fn chat_answer(&self, req: &LlmRequest, resp: LlmResponse) -> Result<LlmResponse, LlmError>;
+
+    /// The answer the gateway gives itself, without calling the provider, when the operation
+    /// needs nothing of it (Anthropic's `count_tokens` for a provider without a count: the
+    /// gateway's estimate). Default: none, the provider is called.
+    fn answer_locally(&self, _req: &LlmRequest) -> Option<Result<LlmResponse, LlmError>> {
+        None
+    }
 }
 
 /// The bridge of an operation kind, if it has one.
@@ -36,6 +44,8 @@ pub trait Bridge: Send + Sync + 'static {
 pub fn for_kind(kind: OperationKind) -> Option<&'static dyn Bridge> {
     match kind {
         OperationKind::Completions => Some(&completions::CompletionsBridge),
+        OperationKind::Messages => Some(&messages::MessagesBridge),
+        OperationKind::MessagesCountTokens => Some(&messages::CountTokensBridge),
         OperationKind::Chat
         | OperationKind::Embeddings
         | OperationKind::ListModels

@@ -123,12 +123,12 @@ fn decode(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmError> {
             let base64 = emb.encoding_format.as_deref() == Some("base64");
             embeddings_response(body, req.model(), base64).map(LlmResponse::embeddings)
         }
-        Operation::ListModels | Operation::PassThrough(_) => Err(LlmError::bad_request(
-            "a model listing has no provider body",
-        )),
         Operation::Completions(_) | Operation::Moderations(_) => {
             Err(super::unsupported_by("ollama", req))
         }
+        _ => Err(LlmError::bad_request(
+            "a model listing has no provider body",
+        )),
     }
 }
 

@@ -159,7 +159,7 @@ pub fn moderations_body(
 /// `None` when the bytes are not as expected: not an object, no `model` key, a top-level key written
 /// with a backslash escape (its text is not its name), anything malformed. Total on any input:
 /// every index is checked and every loop advances.
-fn splice_model(raw: &[u8], model: &str, keep: &dyn Fn(&[u8]) -> bool) -> Option<Bytes> {
+pub(crate) fn splice_model(raw: &[u8], model: &str, keep: &dyn Fn(&[u8]) -> bool) -> Option<Bytes> {
     let mut out = BytesMut::with_capacity(raw.len() + model.len() + 8);
     out.put_u8(b'{');
     let mut written = false;

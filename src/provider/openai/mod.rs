@@ -20,7 +20,7 @@ mod stream;
 use bytes::Bytes;
 use http::StatusCode;
 
-pub(crate) use self::encode::resolved_head;
+pub(crate) use self::encode::{resolved_head, splice_model};
 pub use self::{
     encode::{
         chat_body, completions_body, embeddings_body, join_url, json_request, moderations_body,
@@ -136,11 +136,11 @@ pub fn decode_openai(req: &LlmRequest, body: &Bytes) -> Result<LlmResponse, LlmE
         Operation::Embeddings(_) => serde_json::from_slice::<EmbeddingsResponse>(body)
             .map(LlmResponse::embeddings)
             .map_err(|e| invalid_upstream_json("embeddings response", &e)),
-        Operation::ListModels | Operation::PassThrough(_) => Err(LlmError::bad_request(
-            "a model listing has no provider body",
-        )),
         Operation::Completions(_) => completions::decode(body),
         Operation::Moderations(_) => moderations::decode(body),
+        _ => Err(LlmError::bad_request(
+            "a model listing has no provider body",
+        )),
     }
 }
 
