@@ -120,7 +120,8 @@ pub fn prepare<'a>(
         Operation::Embeddings(emb) => {
             prepare_body(provider, &**emb, dep)?.map(Operation::Embeddings)
         }
-        Operation::ListModels => None,
+        // A Responses body is relayed as sent, or rebuilt by its bridge as a chat request.
+        Operation::ListModels | Operation::Responses(_) => None,
     };
     Ok(match op {
         // A new body without the client's bytes: what is sent upstream is serialized from it.

@@ -66,6 +66,7 @@ use crate::secret::Secret;
 mod conformance;
 mod error;
 mod memory;
+pub mod responses;
 mod rows;
 #[cfg(feature = "gateway")]
 mod sql;

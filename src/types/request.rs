@@ -8,6 +8,7 @@ use super::{
     chat::ChatRequest,
     controls::{GatewayControls, NO_CONTROLS},
     embeddings::EmbeddingsRequest,
+    responses::ResponsesRequest,
     wire::Extra,
 };
 
@@ -28,11 +29,18 @@ pub enum OperationKind {
     Embeddings,
     /// `GET /v1/models`.
     ListModels,
+    /// `POST /v1/responses`: OpenAI's Responses API.
+    Responses,
 }
 
 impl OperationKind {
     /// Every kind.
-    pub const ALL: [Self; 3] = [Self::Chat, Self::Embeddings, Self::ListModels];
+    pub const ALL: [Self; 4] = [
+        Self::Chat,
+        Self::Embeddings,
+        Self::ListModels,
+        Self::Responses,
+    ];
 
     /// Short name, for logs, metrics and error messages (`chat`, `embeddings`, `list_models`).
     #[must_use]
@@ -41,6 +49,7 @@ impl OperationKind {
             Self::Chat => "chat",
             Self::Embeddings => "embeddings",
             Self::ListModels => "list_models",
+            Self::Responses => "responses",
         }
     }
 
@@ -71,7 +80,8 @@ impl OperationKind {
     /// nothing upstream, so a second attempt cannot do something twice.
     #[must_use]
     pub const fn is_retryable(self) -> bool {
-        matches!(self, Self::Chat | Self::Embeddings)
+        // A Responses call that failed stored nothing upstream: sending it again is safe.
+        matches!(self, Self::Chat | Self::Embeddings | Self::Responses)
     }
 }
 
@@ -97,6 +107,8 @@ pub enum Operation {
     Embeddings(Arc<EmbeddingsRequest>),
     /// `GET /v1/models`: the model groups this caller may use.
     ListModels,
+    /// `POST /v1/responses`.
+    Responses(Arc<ResponsesRequest>),
 }
 
 impl Operation {
@@ -107,6 +119,7 @@ impl Operation {
             Self::Chat(_) => OperationKind::Chat,
             Self::Embeddings(_) => OperationKind::Embeddings,
             Self::ListModels => OperationKind::ListModels,
+            Self::Responses(_) => OperationKind::Responses,
         }
     }
 
@@ -117,6 +130,7 @@ impl Operation {
             Self::Chat(c) => &c.model,
             Self::Embeddings(e) => &e.model,
             Self::ListModels => "",
+            Self::Responses(r) => &r.model,
         }
     }
 
@@ -127,6 +141,7 @@ impl Operation {
             Self::Chat(c) => model.clone_into(&mut Arc::make_mut(c).model),
             Self::Embeddings(e) => model.clone_into(&mut Arc::make_mut(e).model),
             Self::ListModels => {}
+            Self::Responses(r) => model.clone_into(&mut Arc::make_mut(r).model),
         }
     }
 
@@ -135,6 +150,7 @@ impl Operation {
     pub fn is_stream(&self) -> bool {
         match self {
             Self::Chat(c) => c.stream.unwrap_or(false),
+            Self::Responses(r) => r.stream.unwrap_or(false),
             Self::Embeddings(_) | Self::ListModels => false,
         }
     }
@@ -146,6 +162,7 @@ impl Operation {
         match self {
             Self::Chat(c) => Some(&c.extra),
             Self::Embeddings(e) => Some(&e.extra),
+            Self::Responses(r) => Some(&r.extra),
             Self::ListModels => None,
         }
     }
@@ -156,7 +173,7 @@ impl Operation {
     pub fn mock_response(&self) -> Option<&serde_json::Value> {
         match self {
             Self::Chat(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
-            Self::Embeddings(_) | Self::ListModels => None,
+            Self::Embeddings(_) | Self::ListModels | Self::Responses(_) => None,
         }
     }
 
@@ -168,6 +185,7 @@ impl Operation {
             Self::Chat(c) => super::chat::estimate_prompt_tokens(&c.messages),
             Self::Embeddings(e) => e.input.estimate_tokens(),
             Self::ListModels => 0,
+            Self::Responses(r) => r.estimate_input_tokens(),
         }
     }
 
@@ -176,6 +194,7 @@ impl Operation {
         match (self, other) {
             (Self::Chat(a), Self::Chat(b)) => Arc::ptr_eq(a, b),
             (Self::Embeddings(a), Self::Embeddings(b)) => Arc::ptr_eq(a, b),
+            (Self::Responses(a), Self::Responses(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -260,6 +279,12 @@ impl LlmRequest {
     #[must_use]
     pub fn embeddings_from_bytes(body: EmbeddingsRequest, bytes: Bytes) -> Self {
         Self::new(Operation::Embeddings(Arc::new(body))).with_raw(bytes)
+    }
+
+    /// A Responses API request parsed from `bytes` (see [`LlmRequest::chat_from_bytes`]).
+    #[must_use]
+    pub fn responses_from_bytes(body: ResponsesRequest, bytes: Bytes) -> Self {
+        Self::new(Operation::Responses(Arc::new(body))).with_raw(bytes)
     }
 
     /// The model listing request.
@@ -370,7 +395,7 @@ impl LlmRequest {
     pub fn as_chat(&self) -> Option<&ChatRequest> {
         match &self.op {
             Operation::Chat(c) => Some(c),
-            Operation::Embeddings(_) | Operation::ListModels => None,
+            Operation::Embeddings(_) | Operation::ListModels | Operation::Responses(_) => None,
         }
     }
 
@@ -384,7 +409,7 @@ impl LlmRequest {
                 self.raw = None;
                 Some(Arc::make_mut(c))
             }
-            Operation::Embeddings(_) | Operation::ListModels => None,
+            Operation::Embeddings(_) | Operation::ListModels | Operation::Responses(_) => None,
         }
     }
 

@@ -76,7 +76,9 @@ impl Provider for Anthropic {
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
         match &req.op {
             Operation::Chat(chat) => encode_messages(chat, dep),
-            Operation::Embeddings(_) | Operation::ListModels => Err(super::unsupported(self, req)),
+            Operation::Embeddings(_) | Operation::ListModels | Operation::Responses(_) => {
+                Err(super::unsupported(self, req))
+            }
         }
     }
 

@@ -11,6 +11,8 @@
 //! provider does not support the operation but supports chat; an operation without a bridge is
 //! a 400 naming the provider and the operation ([`unsupported`](super::unsupported)).
 
+pub mod responses;
+
 use crate::{
     error::LlmError,
     types::{LlmRequest, LlmResponse, OperationKind},
@@ -33,6 +35,7 @@ pub trait Bridge: Send + Sync + 'static {
 #[must_use]
 pub fn for_kind(kind: OperationKind) -> Option<&'static dyn Bridge> {
     match kind {
+        OperationKind::Responses => Some(&responses::ResponsesBridge),
         OperationKind::Chat | OperationKind::Embeddings | OperationKind::ListModels => None,
     }
 }

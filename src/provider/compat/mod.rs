@@ -180,7 +180,9 @@ impl HostSpec {
                 reached(&r.embeddings)?,
                 embeddings_body(emb, req.raw_body().map(|b| &b[..]), &model)?,
             ),
-            Operation::ListModels => return Err(super::unsupported(provider, req)),
+            Operation::ListModels | Operation::Responses(_) => {
+                return Err(super::unsupported(provider, req))
+            }
         };
         let mut head = resolved_head(endpoint, &r)?;
         r.add_credential(head.headers_mut())?;

@@ -104,7 +104,7 @@ impl Provider for Mock {
                 respond_chat(chat, dep, directive.as_ref())
             }
             Operation::Embeddings(emb) => Ok(respond_embeddings(emb, dep)),
-            Operation::ListModels => Err(super::unsupported(self, req)),
+            Operation::ListModels | Operation::Responses(_) => Err(super::unsupported(self, req)),
         })
     }
 }

@@ -108,7 +108,9 @@ fn encode(
             generate_body(chat, &dep.model)?,
         ),
         Operation::Embeddings(emb) => (reached(&r.embeddings)?, embed_body(emb, &dep.model)?),
-        Operation::ListModels => return Err(super::unsupported(provider, req)),
+        Operation::ListModels | Operation::Responses(_) => {
+            return Err(super::unsupported(provider, req))
+        }
     };
     let mut head = resolved_head(endpoint, &r)?;
     r.add_credential(head.headers_mut())?;
@@ -122,9 +124,9 @@ fn decode(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmError> {
             let base64 = emb.encoding_format.as_deref() == Some("base64");
             embeddings_response(body, req.model(), base64).map(LlmResponse::embeddings)
         }
-        Operation::ListModels => Err(LlmError::bad_request(
-            "a model listing has no provider body",
-        )),
+        Operation::ListModels | Operation::Responses(_) => {
+            Err(super::unsupported_by("ollama", req))
+        }
     }
 }
 

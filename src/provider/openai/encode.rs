@@ -12,6 +12,7 @@ use crate::{
     types::{
         chat::{is_upstream_param, ChatRequest},
         embeddings::EmbeddingsRequest,
+        responses::ResponsesRequest,
         scan,
         wire::WireObject,
     },
@@ -124,6 +125,19 @@ pub fn embeddings_body(
         return Ok(body);
     }
     body_with_model(req, model, 256, &is_upstream_param)
+}
+
+/// The upstream Responses body (`raw` as for [`chat_body`]): the client's bytes with `model`
+/// replaced and gateway controls removed.
+pub fn responses_body(
+    req: &ResponsesRequest,
+    raw: Option<&[u8]>,
+    model: &str,
+) -> Result<Bytes, LlmError> {
+    if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_key)) {
+        return Ok(body);
+    }
+    body_with_model(req, model, 1024, &is_upstream_param)
 }
 
 /// `raw` (a JSON object) with the top-level `model` member's value replaced by `model`, in place,

@@ -12,15 +12,17 @@
 
 mod encode;
 mod error;
+mod responses;
 mod stream;
 
 use bytes::Bytes;
 use http::StatusCode;
 
-pub(crate) use self::encode::resolved_head;
+pub(crate) use self::{encode::resolved_head, responses::sibling_endpoint};
 pub use self::{
-    encode::{chat_body, embeddings_body, join_url, json_request},
+    encode::{chat_body, embeddings_body, join_url, json_request, responses_body},
     error::{classify_openai_error, error_from_object, parse_error_object},
+    responses::{decode_response, responses_events},
     stream::OpenAiStreamMapper,
 };
 use super::{sse::SseStream, ByteStream, Deployment, Provider};
@@ -39,6 +41,19 @@ macro_rules! openai_shaped_responses {
             $crate::provider::openai::openai_stream,
             $crate::provider::openai::classify_openai_error
         );
+
+        fn decode_events(
+            &self,
+            _req: &$crate::types::LlmRequest,
+            _parts: ::http::response::Parts,
+            body: $crate::provider::ByteStream,
+            _dep: &$crate::provider::Deployment,
+        ) -> Result<$crate::types::EventStream, $crate::error::LlmError> {
+            Ok($crate::provider::openai::responses_events(
+                self.name(),
+                body,
+            ))
+        }
     };
 }
 
@@ -59,11 +74,22 @@ impl Provider for OpenAi {
     fn supports(&self, op: crate::types::OperationKind) -> bool {
         matches!(
             op,
-            crate::types::OperationKind::Chat | crate::types::OperationKind::Embeddings
+            crate::types::OperationKind::Chat
+                | crate::types::OperationKind::Embeddings
+                | crate::types::OperationKind::Responses
         )
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
+        if let Operation::Responses(body) = &req.op {
+            // `/responses` beside the chat endpoint; the client's bytes with `model` replaced.
+            let r = dep.resolved(self.name());
+            let endpoint = sibling_endpoint(super::resolve::reached(&r.chat)?)?;
+            let body = responses_body(body, req.raw_body().map(|b| &b[..]), &dep.model)?;
+            let mut head = resolved_head(&endpoint, &r)?;
+            r.add_credential(head.headers_mut())?;
+            return Ok(head.map(|()| body));
+        }
         // The deployment's api_base / api_key, else OPENAI_BASE_URL / OPENAI_API_KEY, else OpenAI.
         super::compat::OPENAI.encode(self, req, dep)
     }
@@ -99,6 +125,7 @@ pub fn decode_openai(req: &LlmRequest, body: &Bytes) -> Result<LlmResponse, LlmE
         Operation::Embeddings(_) => serde_json::from_slice::<EmbeddingsResponse>(body)
             .map(LlmResponse::embeddings)
             .map_err(|e| invalid_upstream_json("embeddings response", &e)),
+        Operation::Responses(_) => decode_response(body),
         Operation::ListModels => Err(LlmError::bad_request(
             "a model listing has no provider body",
         )),
