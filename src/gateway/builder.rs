@@ -546,6 +546,7 @@ impl GatewayBuilder {
             cache: cache_handle,
             governance: gov,
             management,
+            responses: std::sync::Arc::new(crate::store::responses::MemoryResponseStore::default()),
         }
     }
 

@@ -62,6 +62,9 @@ pub struct Gateway {
     cache: Option<CacheHandle>,
     governance: Option<crate::governance::Governance>,
     management: axum::Router,
+    /// The Responses API answers made through the chat translation (one store for every
+    /// serving thread).
+    responses: crate::store::responses::SharedResponseStore,
 }
 
 /// Bounds of an HTTP client service the gateway can call providers through.
@@ -306,6 +309,7 @@ impl Gateway {
             .timer(self.timer)
             .admission(self.admission.clone())
             .readiness(self.readiness())
+            .response_store(Some(self.responses.clone()))
     }
 
     /// What `/health/readiness` reports: the database ([`Gateway::build`] only), the cache and

@@ -264,6 +264,16 @@ impl<P: Provider + ?Sized> Provider for &'static P {
         (**self).decode_stream(req, parts, body, dep)
     }
 
+    fn decode_events(
+        &self,
+        req: &LlmRequest,
+        parts: http::response::Parts,
+        body: ByteStream,
+        dep: &Deployment,
+    ) -> Result<crate::types::EventStream, LlmError> {
+        (**self).decode_events(req, parts, body, dep)
+    }
+
     fn classify(
         &self,
         status: StatusCode,

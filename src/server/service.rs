@@ -27,6 +27,7 @@ use super::{
     json::error_response,
     readiness::Readiness,
 };
+use crate::store::responses::SharedResponseStore;
 use crate::{
     auth::Admission,
     clock::Timer,
@@ -69,6 +70,7 @@ pub struct OpenAiServer<S, F = NotFound> {
     admission: Option<Admission>,
     readiness: Readiness,
     large_body: Option<LargeBodyHooks>,
+    responses: Option<SharedResponseStore>,
 }
 
 impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
@@ -82,6 +84,7 @@ impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
             admission: self.admission.clone(),
             readiness: self.readiness.clone(),
             large_body: self.large_body,
+            responses: self.responses.clone(),
         }
     }
 }
@@ -129,6 +132,7 @@ impl<S> OpenAiServer<S> {
             admission: None,
             readiness: Readiness::new(),
             large_body: None,
+            responses: None,
         }
     }
 }
@@ -146,7 +150,18 @@ impl<S, F> OpenAiServer<S, F> {
             admission: self.admission,
             readiness: self.readiness,
             large_body: self.large_body,
+            responses: self.responses,
         }
+    }
+
+    /// Keeps the Responses API answers the gateway makes through its chat translation in
+    /// `store`, for `previous_response_id` and `GET` / `DELETE /v1/responses/{id}` (default: none;
+    /// then those are refused for a model served through the translation with a clear error).
+    /// See [`crate::store::responses`].
+    #[must_use]
+    pub fn response_store(mut self, store: Option<SharedResponseStore>) -> Self {
+        self.responses = store;
+        self
     }
 
     /// What `/health/readiness` reports (default: no database, no cache).
@@ -222,9 +237,57 @@ pub(super) enum Route {
     Models,
     Liveliness,
     Readiness,
+    /// `POST /v1/responses`.
+    Responses,
+    /// `GET` / `DELETE /v1/responses/{id}`.
+    ResponseById,
+    /// `GET /v1/responses/{id}/input_items`.
+    ResponseInputItems,
+    /// `POST /v1/responses/{id}/cancel`.
+    ResponseCancel,
 }
 
 impl Route {
+    /// The id of a `/v1/responses/{id}…` path (with or without `/v1`).
+    pub(super) fn response_id(path: &str) -> Option<&str> {
+        let rest = path
+            .strip_prefix("/v1/responses/")
+            .or_else(|| path.strip_prefix("/responses/"))?;
+        let id = rest.split('/').next().unwrap_or("");
+        (!id.is_empty()).then_some(id)
+    }
+
+    /// The route of a `/v1/responses/{id}…` path.
+    fn response_item(path: &str) -> Option<Self> {
+        let id = Self::response_id(path)?;
+        let rest = path
+            .strip_prefix("/v1/responses/")
+            .or_else(|| path.strip_prefix("/responses/"))?;
+        Some(match &rest[id.len()..] {
+            "" => Self::ResponseById,
+            "/input_items" => Self::ResponseInputItems,
+            "/cancel" => Self::ResponseCancel,
+            _ => return None,
+        })
+    }
+
+    /// Whether the route takes `method` (its [`Route::method`], `HEAD` for a `GET` route, and
+    /// `DELETE` on a stored response).
+    pub(super) fn allows(self, method: &Method) -> bool {
+        *method == self.method()
+            || (*method == Method::HEAD && self.method() == Method::GET)
+            || (*method == Method::DELETE && matches!(self, Self::ResponseById))
+    }
+
+    /// The `Allow` header of the route.
+    pub(super) fn allow_header(self) -> &'static str {
+        match self {
+            Self::ResponseById => "GET, HEAD, DELETE",
+            _ if self.method() == Method::POST => "POST",
+            _ => "GET, HEAD",
+        }
+    }
+
     pub(super) fn from_path(path: &str) -> Option<Self> {
         let path = path.strip_suffix('/').unwrap_or(path);
         Some(match path {
@@ -233,7 +296,8 @@ impl Route {
             "/v1/models" | "/models" => Self::Models,
             "/health/liveliness" | "/health/liveness" => Self::Liveliness,
             "/health/readiness" => Self::Readiness,
-            _ => return None,
+            "/v1/responses" | "/responses" => Self::Responses,
+            _ => return Self::response_item(path),
         })
     }
 
@@ -245,6 +309,10 @@ impl Route {
             Self::Models => "/v1/models",
             Self::Liveliness => "/health/liveliness",
             Self::Readiness => "/health/readiness",
+            Self::Responses => "/v1/responses",
+            Self::ResponseById => "/v1/responses/{id}",
+            Self::ResponseInputItems => "/v1/responses/{id}/input_items",
+            Self::ResponseCancel => "/v1/responses/{id}/cancel",
         }
     }
 
@@ -254,13 +322,19 @@ impl Route {
             Self::Chat | Self::Embeddings | Self::Models | Self::Liveliness | Self::Readiness => {
                 Dialect::OpenAi
             }
+            Self::Responses => Dialect::Responses,
+            Self::ResponseById | Self::ResponseInputItems | Self::ResponseCancel => Dialect::OpenAi,
         }
     }
 
     pub(super) fn method(self) -> Method {
         match self {
-            Self::Chat | Self::Embeddings => Method::POST,
-            Self::Models | Self::Liveliness | Self::Readiness => Method::GET,
+            Self::Chat | Self::Embeddings | Self::Responses | Self::ResponseCancel => Method::POST,
+            Self::Models
+            | Self::Liveliness
+            | Self::Readiness
+            | Self::ResponseById
+            | Self::ResponseInputItems => Method::GET,
         }
     }
 }
@@ -328,7 +402,8 @@ where
                     large: self.large_body,
                 };
                 let admission = self.admission.clone();
-                Box::pin(handle(inner, admission, limits, head, body).map(Ok))
+                let responses = self.responses.clone();
+                Box::pin(handle(inner, admission, limits, head, body, responses).map(Ok))
             }
             Err(answered) => answered,
         }

@@ -155,8 +155,8 @@ impl Default for MemoryResponseStore {
 }
 
 impl MemoryResponseStore {
-    /// Default bound on the bytes kept: 256 MiB.
-    pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
+    /// Default bound on the bytes kept: 64 MiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
     /// Default age after which a response is forgotten: 24 hours.
     pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
