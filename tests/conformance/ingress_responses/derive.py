@@ -232,6 +232,7 @@ def translated(source, name, ignore_call_ids=False):
     client = {"status": cr.get("status", 200)}
     if "chunks" in cr:
         client["chunks"] = stream(req, cr["chunks"])
+        client["done"] = False
     else:
         client["body"] = complete(req, cr["body"])
     ignore = list(IDS)
@@ -326,7 +327,7 @@ def relayed():
             "upstream_request": {"method": "POST", "url": "https://api.openai.com/v1/responses",
                                  "headers": {"authorization": "Bearer test-key"}, "body": dict(body)},
             "upstream_response": {"status": 200, "headers": {"content-type": "text/event-stream"}, "sse": sse},
-            "client_response": {"status": 200, "chunks": events},
+            "client_response": {"status": 200, "chunks": events, "done": False},
             "compare": {"ignore": [], "notes": "A relay: nothing may differ."}}
     with open(os.path.join(HERE, "openai_relay_stream.json"), "w") as f:
         json.dump(case, f, indent=2)
