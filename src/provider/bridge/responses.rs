@@ -997,3 +997,272 @@ impl Stream for ChunkEvents {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use futures_util::StreamExt as _;
+
+    use super::*;
+    use crate::types::ChunkBody;
+
+    fn request(body: Value) -> LlmRequest {
+        let bytes = Bytes::from(serde_json::to_vec(&body).unwrap());
+        LlmRequest::responses_from_bytes(serde_json::from_slice(&bytes).unwrap(), bytes)
+    }
+
+    fn chat_of(req: &LlmRequest) -> Value {
+        let chat = ResponsesBridge.chat_request(req).unwrap();
+        serde_json::to_value(chat.as_chat().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_request_becomes_the_chat_request_that_means_the_same() {
+        let chat = chat_of(&request(json!({
+            "model": "g", "instructions": "Be brief.", "stream": true,
+            "input": [
+                {"role": "developer", "content": "Use metric units."},
+                {"role": "user", "content": [
+                    {"type": "input_text", "text": "What is in this image?"},
+                    {"type": "input_image", "image_url": "https://x/cat.png", "detail": "low"}]},
+                {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"},
+                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Let me look."}]},
+                {"type": "function_call", "call_id": "c1", "name": "zoom", "arguments": "{\"x\":1}"},
+                {"type": "function_call", "call_id": "c2", "name": "zoom", "arguments": "{\"x\":2}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "big"},
+                {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "bigger"}]}
+            ],
+            "tools": [{"type": "function", "name": "zoom", "parameters": {"type": "object"}, "strict": true}],
+            "tool_choice": {"type": "function", "name": "zoom"},
+            "max_output_tokens": 100, "temperature": 0.2, "top_p": 0.9, "parallel_tool_calls": false,
+            "reasoning": {"effort": "high", "summary": "auto"},
+            "text": {"format": {"type": "json_schema", "name": "out", "schema": {"type": "object"}, "strict": true}},
+            "store": false, "include": ["reasoning.encrypted_content"], "user": "u1"
+        })));
+        assert_eq!(
+            chat,
+            json!({
+                "model": "g",
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "system", "content": "Use metric units."},
+                    {"role": "user", "content": [
+                        {"type": "text", "text": "What is in this image?"},
+                        {"type": "image_url", "image_url": {"url": "https://x/cat.png", "detail": "low"}}]},
+                    {"role": "assistant", "content": "Let me look.", "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "zoom", "arguments": "{\"x\":1}"}},
+                        {"id": "c2", "type": "function", "function": {"name": "zoom", "arguments": "{\"x\":2}"}}]},
+                    {"role": "tool", "tool_call_id": "c1", "content": "big"},
+                    {"role": "tool", "tool_call_id": "c2", "content": "bigger"}
+                ],
+                "stream": true, "stream_options": {"include_usage": true},
+                "temperature": 0.2, "top_p": 0.9, "max_tokens": 100, "user": "u1",
+                "tools": [{"type": "function", "function": {"name": "zoom", "parameters": {"type": "object"}, "strict": true}}],
+                "tool_choice": {"type": "function", "function": {"name": "zoom"}},
+                "parallel_tool_calls": false,
+                "response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": {"type": "object"}, "strict": true}},
+                "reasoning_effort": "high"
+            })
+        );
+    }
+
+    #[test]
+    fn previous_response_id_without_a_store_is_refused_clearly() {
+        let err = ResponsesBridge
+            .chat_request(&request(
+                json!({"model": "g", "input": "x", "previous_response_id": "resp_1"}),
+            ))
+            .unwrap_err();
+        assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+        assert!(
+            err.message().contains("response store"),
+            "{}",
+            err.message()
+        );
+    }
+
+    fn chunk(v: Value) -> Result<ChunkBody, LlmError> {
+        ChunkBody::from_wire(Bytes::from(v.to_string()))
+    }
+
+    async fn events_of(chunks: Vec<Value>) -> Vec<StreamEvent> {
+        let req = request(json!({"model": "g", "input": "x", "stream": true}));
+        let stream: ChatStream =
+            Box::pin(futures_util::stream::iter(chunks.into_iter().map(chunk)));
+        let resp = ResponsesBridge
+            .chat_answer(&req, LlmResponse::stream(stream))
+            .unwrap();
+        let ResponseBody::Events(events) = resp.body else {
+            panic!("not an event stream")
+        };
+        events.map(Result::unwrap).collect().await
+    }
+
+    fn data(e: &StreamEvent) -> Value {
+        let text = std::str::from_utf8(&e.frame).unwrap();
+        let line = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+        serde_json::from_str(line).unwrap()
+    }
+
+    #[tokio::test]
+    async fn reasoning_text_and_two_calls_stream_as_items_in_order_with_their_facts() {
+        let c = |delta: Value, finish: Value| {
+            json!({"id": "c", "object": "chat.completion.chunk", "model": "m-1",
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        };
+        let evs = events_of(vec![
+            c(json!({"role": "assistant", "reasoning_content": "Think"}), Value::Null),
+            c(json!({"content": "Hel"}), Value::Null),
+            c(json!({"content": "lo"}), Value::Null),
+            c(json!({"tool_calls": [{"index": 0, "id": "a", "type": "function", "function": {"name": "f", "arguments": "{\"x\""}}]}), Value::Null),
+            c(json!({"tool_calls": [{"index": 1, "id": "b", "type": "function", "function": {"name": "g", "arguments": "{}"}}]}), Value::Null),
+            c(json!({"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}), json!("tool_calls")),
+            json!({"id": "c", "object": "chat.completion.chunk", "model": "m-1", "choices": [],
+                   "usage": {"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17,
+                             "prompt_tokens_details": {"cached_tokens": 4}}}),
+        ])
+        .await;
+        let kinds: Vec<String> = evs
+            .iter()
+            .map(|e| data(e)["type"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.reasoning_summary_part.added",
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_summary_text.done",
+                "response.reasoning_summary_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        for (i, e) in evs.iter().enumerate() {
+            assert_eq!(data(e)["sequence_number"], json!(i));
+        }
+        assert_eq!(evs[0].model.as_deref(), Some("m-1"));
+        let text: usize = evs.iter().map(|e| e.text_bytes).sum();
+        assert_eq!(
+            text,
+            "Think".len() + "Hello".len() + "{\"x\":1}".len() + "{}".len()
+        );
+        let last = evs.last().unwrap();
+        assert!(last.is_final);
+        let u = last.usage.unwrap();
+        assert_eq!((u.input, u.output, u.cache_read, u.total), (10, 7, 4, 17));
+        let r = &data(last)["response"];
+        assert_eq!(r["status"], "completed");
+        assert_eq!(r["usage"]["input_tokens_details"]["cached_tokens"], 4);
+        let out = r["output"].as_array().unwrap();
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[0]["summary"][0]["text"], "Think");
+        assert_eq!(out[1]["content"][0]["text"], "Hello");
+        assert_eq!(
+            (out[2]["call_id"].as_str(), out[2]["arguments"].as_str()),
+            (Some("a"), Some("{\"x\":1}"))
+        );
+        assert_eq!(
+            (out[3]["call_id"].as_str(), out[3]["name"].as_str()),
+            (Some("b"), Some("g"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cut_answer_is_incomplete_and_an_empty_stream_still_completes() {
+        let evs = events_of(vec![json!({"choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": "length"}]})]).await;
+        let last = data(evs.last().unwrap());
+        assert_eq!(last["type"], "response.incomplete");
+        assert_eq!(
+            last["response"]["incomplete_details"]["reason"],
+            "max_output_tokens"
+        );
+        let evs = events_of(Vec::new()).await;
+        let kinds: Vec<Value> = evs.iter().map(|e| data(e)["type"].clone()).collect();
+        assert_eq!(
+            kinds,
+            [
+                json!("response.created"),
+                json!("response.in_progress"),
+                json!("response.completed")
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_error_mid_stream_ends_the_events_with_it() {
+        let req = request(json!({"model": "g", "input": "x", "stream": true}));
+        let items = vec![
+            chunk(json!({"choices": [{"index": 0, "delta": {"content": "a"}}]})),
+            Err(LlmError::new(ErrorKind::ApiConnection, "cut")),
+        ];
+        let stream: ChatStream = Box::pin(futures_util::stream::iter(items));
+        let ResponseBody::Events(events) = ResponsesBridge
+            .chat_answer(&req, LlmResponse::stream(stream))
+            .unwrap()
+            .body
+        else {
+            panic!()
+        };
+        let items: Vec<_> = events.collect().await;
+        assert!(items.last().unwrap().is_err());
+        assert!(items[..items.len() - 1].iter().all(Result::is_ok));
+    }
+
+    #[test]
+    fn a_complete_answer_is_a_response_object_with_its_facts() {
+        let req = request(
+            json!({"model": "g", "input": "x", "tools": [{"type": "function", "name": "f"}]}),
+        );
+        let chat: ChatResponse = serde_json::from_value(json!({
+            "id": "c", "model": "m-2", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": "ok", "reasoning_content": "hmm",
+                "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8,
+                      "completion_tokens_details": {"reasoning_tokens": 2}}
+        }))
+        .unwrap();
+        let resp = ResponsesBridge
+            .chat_answer(&req, LlmResponse::chat(chat))
+            .unwrap();
+        let u = resp.token_usage().unwrap();
+        assert_eq!((u.input, u.output, u.reasoning), (3, 5, 2));
+        let ResponseBody::Json(j) = resp.body else {
+            panic!()
+        };
+        assert_eq!(j.model.as_deref(), Some("m-2"));
+        let r: Value = serde_json::from_slice(&j.bytes).unwrap();
+        assert_eq!(r["object"], "response");
+        assert_eq!(
+            r["store"], false,
+            "no store on the request: not kept, and it says so"
+        );
+        let kinds: Vec<&str> = r["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["reasoning", "message", "function_call"]);
+        assert_eq!(r["usage"]["output_tokens_details"]["reasoning_tokens"], 2);
+        assert_eq!(r["tools"][0]["name"], "f");
+    }
+}
