@@ -376,6 +376,7 @@ fn store_down(e: crate::store::StoreError) -> LlmError {
         ErrorKind::ServiceUnavailable,
         format!("the response store is unavailable: {e}"),
     )
+    .with_source(e)
 }
 
 fn response_not_found(id: &str) -> LlmError {

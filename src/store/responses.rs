@@ -35,7 +35,7 @@ pub struct StoredResponse {
     /// This turn's output items.
     pub output: Vec<serde_json::Value>,
     /// The response this one continues (`previous_response_id`).
-    pub previous: Option<Arc<StoredResponse>>,
+    pub previous: Option<Arc<Self>>,
     /// Unix seconds.
     pub created_at: u64,
 }
@@ -49,7 +49,7 @@ impl StoredResponse {
         response: serde_json::Value,
         input: Vec<serde_json::Value>,
         output: Vec<serde_json::Value>,
-        previous: Option<Arc<StoredResponse>>,
+        previous: Option<Arc<Self>>,
     ) -> Self {
         Self {
             id,

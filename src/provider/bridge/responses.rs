@@ -1006,6 +1006,7 @@ mod tests {
     use super::*;
     use crate::types::ChunkBody;
 
+    #[allow(clippy::needless_pass_by_value)] // called with `json!(..)`
     fn request(body: Value) -> LlmRequest {
         let bytes = Bytes::from(serde_json::to_vec(&body).unwrap());
         LlmRequest::responses_from_bytes(serde_json::from_slice(&bytes).unwrap(), bytes)
@@ -1081,6 +1082,7 @@ mod tests {
         );
     }
 
+    #[allow(clippy::needless_pass_by_value)] // called with `json!(..)`
     fn chunk(v: Value) -> Result<ChunkBody, LlmError> {
         ChunkBody::from_wire(Bytes::from(v.to_string()))
     }
