@@ -530,3 +530,30 @@ async fn what_cannot_be_translated_is_a_clear_400_and_nothing_is_sent() {
     }
     assert_eq!(up.hits(), 0);
 }
+
+/// The `mock/` provider (no network) answers Responses requests through the translation too,
+/// complete and streamed.
+#[tokio::test]
+async fn the_mock_provider_answers_through_the_translation() {
+    let gw = TestGateway::start(llmgate::gateway::DEFAULT_CONFIG).await;
+    let a = create(&gw, "sk-a", &json!({"model": "mock", "input": "hi"})).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let r = a.json();
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["output"][0]["type"], "message");
+    assert!(
+        r["output"][0]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "{r}"
+    );
+    let a = create(
+        &gw,
+        "sk-a",
+        &json!({"model": "mock", "input": "hi", "stream": true}),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    let r = check_sequence(&events(&a.body));
+    assert_eq!(r["status"], "completed");
+}
