@@ -26,6 +26,7 @@
 
 use std::{
     collections::VecDeque,
+    future::Future as _,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -530,14 +531,19 @@ impl Shape {
                 output.to_vec(),
                 previous,
             ));
-            let put = async move {
+            let mut put = Box::pin(async move {
                 if let Err(e) = store.put(record).await {
                     tracing::warn!(error = %e, "could not keep a Responses answer");
                 }
-            };
-            // Off the request path; the in-memory store has written it before this returns.
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(put);
+            });
+            // Polled once here: a store that writes at once (the in-memory one) has written it
+            // before the client sees the answer, so a `GET` right after finds it. A store that
+            // waits (a database) finishes off the request path.
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            if put.as_mut().poll(&mut cx).is_pending() {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(put);
+                }
             }
         }
     }
@@ -1227,6 +1233,42 @@ mod tests {
         let items: Vec<_> = events.collect().await;
         assert!(items.last().unwrap().is_err());
         assert!(items[..items.len() - 1].iter().all(Result::is_ok));
+    }
+
+    /// The in-memory store has the response by the time the answer is returned (no task to wait
+    /// for: this test has no runtime), owned by the caller.
+    #[test]
+    fn a_kept_response_is_stored_before_the_answer_returns() {
+        use crate::store::responses::{MemoryResponseStore, ResponseStore as _};
+        let store = Arc::new(MemoryResponseStore::default());
+        let mut req = request(json!({"model": "g", "input": "x"}));
+        req.extensions.insert(ResponsesContext {
+            store: store.clone(),
+            owner: "alice".into(),
+            previous: None,
+        });
+        let chat: ChatResponse = serde_json::from_value(json!({
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}]
+        }))
+        .unwrap();
+        let resp = ResponsesBridge
+            .chat_answer(&req, LlmResponse::chat(chat))
+            .unwrap();
+        let ResponseBody::Json(j) = resp.body else {
+            panic!()
+        };
+        let r: Value = serde_json::from_slice(&j.bytes).unwrap();
+        assert_eq!(r["store"], true);
+        let id = r["id"].as_str().unwrap();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let Poll::Ready(Ok(Some(kept))) = store.get(id, "alice").as_mut().poll(&mut cx) else {
+            panic!("not kept")
+        };
+        assert_eq!(kept.response, r);
+        assert_eq!(kept.input.len(), 1);
+        let Poll::Ready(Ok(None)) = store.get(id, "bob").as_mut().poll(&mut cx) else {
+            panic!("found by another owner")
+        };
     }
 
     #[test]
