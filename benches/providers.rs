@@ -541,5 +541,128 @@ fn messages(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, translation, messages);
+/// The conversation of [`chat_request`] as a Responses API request, as a client's bytes.
+fn responses_request(stream: bool) -> LlmRequest {
+    let body = json!({
+        "model": "bench",
+        "instructions": "You are a helpful weather assistant. Use the tools when the user asks about weather.",
+        "input": [
+            {"role": "user", "content": "What's the weather like in Boston today?"},
+            {"type": "function_call", "call_id": "call_1", "name": "get_current_weather", "arguments": "{\"location\":\"Boston, MA\"}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "{\"temperature\":22,\"unit\":\"celsius\",\"conditions\":\"sunny\"}"},
+            {"role": "user", "content": [{"type": "input_text", "text": "And the forecast for the next three days?"}]}
+        ],
+        "tools": [
+            {"type": "function", "name": "get_current_weather", "description": "Get the current weather in a given location",
+             "parameters": {"type": "object", "properties": {"location": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["location"]}},
+            {"type": "function", "name": "get_forecast", "description": "Get a multi-day weather forecast for a location",
+             "parameters": {"type": "object", "properties": {"location": {"type": "string"}, "days": {"type": "integer"}}, "required": ["location", "days"]}}
+        ],
+        "tool_choice": "auto", "max_output_tokens": 512, "temperature": 0.2, "stream": stream,
+        "store": false, "include": ["reasoning.encrypted_content"]
+    });
+    let bytes = Bytes::from(serde_json::to_vec(&body).unwrap());
+    LlmRequest::responses_from_bytes(serde_json::from_slice(&bytes).unwrap(), bytes)
+}
+
+fn responses(c: &mut Criterion) {
+    use llmgate::provider::bridge::{responses::ResponsesBridge, Bridge as _};
+    use llmgate::types::{chat::ChatResponse, LlmResponse};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let req = responses_request(false);
+    let stream_req = responses_request(true);
+    let chat_stream_req = chat_request(true);
+    let openai = provider::lookup("openai").unwrap();
+    let openai_dep = Deployment::new("bench", "openai/gpt-4.1")
+        .with_api_base("https://api.openai.com/v1")
+        .with_api_key("sk-bench");
+    let anthropic_family = FAMILIES.iter().find(|f| f.name == "anthropic").unwrap();
+    let anthropic = provider::lookup("anthropic").unwrap();
+    let anthropic_dep = deployment(anthropic_family);
+    let stream_up = case(anthropic_family.stream_case)["upstream_response"].clone();
+    let anthropic_events = events(&stream_up, anthropic_family.framing);
+    let anthropic_headers = response_headers(&stream_up);
+    // OpenAI's Responses stream of a short answer (one frame per body chunk).
+    let openai_events: Vec<Bytes> = [
+        r#"{"type":"response.created","sequence_number":0,"response":{"id":"resp_1","object":"response","model":"gpt-4.1","output":[],"usage":null}}"#,
+        r#"{"type":"response.output_item.added","sequence_number":1,"output_index":0,"item":{"id":"msg_1","type":"message","status":"in_progress","role":"assistant","content":[]}}"#,
+        r#"{"type":"response.output_text.delta","sequence_number":2,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"Sunny, "}"#,
+        r#"{"type":"response.output_text.delta","sequence_number":3,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"22 degrees."}"#,
+        r#"{"type":"response.completed","sequence_number":4,"response":{"id":"resp_1","object":"response","model":"gpt-4.1","output":[],"usage":{"input_tokens":80,"output_tokens":6,"total_tokens":86}}}"#,
+    ]
+    .iter()
+    .map(|d| {
+        let kind = serde_json::from_str::<Value>(d).unwrap()["type"].as_str().unwrap().to_owned();
+        Bytes::from(format!("event: {kind}\ndata: {d}\n\n"))
+    })
+    .collect();
+    let chat_answer: ChatResponse = serde_json::from_value(json!({
+        "id": "c", "model": "claude", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "Let me check.",
+            "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "get_forecast", "arguments": "{\"location\":\"Boston, MA\",\"days\":3}"}}]}}],
+        "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150}
+    }))
+    .unwrap();
+
+    let drain_events = |p: &dyn Provider, events: &[Bytes]| {
+        let (parts, ()) = http::Response::new(()).into_parts();
+        let body: ByteStream = Box::pin(futures_util::stream::iter(
+            events.iter().cloned().map(Ok).collect::<Vec<_>>(),
+        ));
+        let stream = p
+            .decode_events(&stream_req, parts, body, &openai_dep)
+            .unwrap();
+        rt.block_on(stream.map(|e| black_box(e.unwrap())).count())
+    };
+    let bridged_stream = |events: &[Bytes]| {
+        let mut resp = http::Response::new(());
+        *resp.headers_mut() = anthropic_headers.clone();
+        let (parts, ()) = resp.into_parts();
+        let body: ByteStream = Box::pin(futures_util::stream::iter(
+            events.iter().cloned().map(Ok).collect::<Vec<_>>(),
+        ));
+        let chunks = anthropic
+            .decode_stream(&chat_stream_req, parts, body, &anthropic_dep)
+            .unwrap();
+        let answer = ResponsesBridge
+            .chat_answer(&stream_req, LlmResponse::stream(chunks))
+            .unwrap();
+        let ResponseBody::Events(events) = answer.body else {
+            panic!("not an event stream")
+        };
+        rt.block_on(events.map(|e| black_box(e.unwrap())).count())
+    };
+    // Sanity: every path translates these inputs.
+    assert_eq!(drain_events(&*openai, &openai_events), 5);
+    assert!(bridged_stream(&anthropic_events) > 5);
+    ResponsesBridge.chat_request(&req).unwrap();
+
+    let mut g = c.benchmark_group("responses");
+    g.bench_function("relay_encode_openai", |b| {
+        b.iter(|| black_box(openai.encode(black_box(&req), &openai_dep).unwrap()))
+    });
+    g.bench_function("relay_events_openai", |b| {
+        b.iter(|| drain_events(&*openai, &openai_events))
+    });
+    g.bench_function("bridge_request", |b| {
+        b.iter(|| black_box(ResponsesBridge.chat_request(black_box(&req)).unwrap()))
+    });
+    g.bench_function("bridge_answer", |b| {
+        b.iter_batched(
+            || LlmResponse::chat(chat_answer.clone()),
+            |resp| black_box(ResponsesBridge.chat_answer(&req, resp).unwrap()),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("bridge_stream_anthropic", |b| {
+        b.iter(|| bridged_stream(&anthropic_events))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, translation, messages, responses);
 criterion_main!(benches);

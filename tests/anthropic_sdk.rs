@@ -219,8 +219,9 @@ async fn official_anthropic_python_sdk_through_every_provider_family() {
     calls.push(
         json!({"label": "rate-limited-gpt", "model": "limited-gpt", "kind": "RateLimitError"}),
     );
-    calls
-        .push(json!({"label": "unknown-model", "model": "no-such-model", "kind": "BadRequestError"}));
+    calls.push(
+        json!({"label": "unknown-model", "model": "no-such-model", "kind": "BadRequestError"}),
+    );
     calls.push(json!({"label": "bad-key", "model": "anthropic", "kind": "AuthenticationError", "bad_key": true}));
 
     let config = json!({

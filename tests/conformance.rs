@@ -480,7 +480,10 @@ async fn run_case(case: &Value, seed: u64) -> Vec<String> {
         let text = String::from_utf8_lossy(&resp_bytes);
         let mut got = Vec::new();
         let mut done = false;
+        let responses = case["client_dialect"] == "openai_responses";
         for event in text.split("\n\n").filter(|e| !e.trim().is_empty()) {
+            // A Responses event's `event:` name is its data's `type`.
+            let name = event.lines().find_map(|l| l.strip_prefix("event: "));
             let data: String = event
                 .lines()
                 .filter_map(|l| l.strip_prefix("data:"))
@@ -508,7 +511,12 @@ async fn run_case(case: &Value, seed: u64) -> Vec<String> {
                 }
             }
             match serde_json::from_str::<Value>(&data) {
-                Ok(v) => got.push(v),
+                Ok(v) => {
+                    if responses && name != v["type"].as_str() {
+                        problems.push(format!("event name {name:?} is not its type: {data}"));
+                    }
+                    got.push(v);
+                }
                 Err(e) => problems.push(format!("client SSE event is not JSON ({e}): {data:?}")),
             }
         }

@@ -689,6 +689,7 @@ impl GatewayBuilder {
             cache: cache_handle,
             governance: gov,
             management,
+            responses: std::sync::Arc::new(crate::store::responses::MemoryResponseStore::default()),
         }
     }
 

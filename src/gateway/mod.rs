@@ -70,6 +70,9 @@ pub struct Gateway {
     governance: Option<crate::governance::Governance>,
     management: axum::Router,
     callbacks: crate::callbacks::Callbacks,
+    /// The Responses API answers made through the chat translation (one store for every
+    /// serving thread).
+    responses: crate::store::responses::SharedResponseStore,
 }
 
 pub use crate::upstream::UpstreamClient;
@@ -336,6 +339,7 @@ impl Gateway {
             .timer(self.timer)
             .admission(self.admission.clone())
             .readiness(self.readiness())
+            .response_store(Some(self.responses.clone()))
             .pass_through(self.pass_through_routes())
     }
 

@@ -89,12 +89,23 @@ impl EventCounter {
 pin_project! {
     /// The provider's bytes, ended with an error once one event exceeds its limit; counted as
     /// they pass, nothing is copied.
-    struct Bounded {
+    pub(crate) struct Bounded {
         #[pin]
         body: ByteStream,
         counter: EventCounter,
         failed: bool,
     }
+}
+
+/// The SSE events of `body`, each at most `limit` bytes (a longer one ends the stream with an
+/// error): for a dialect event stream relayed event by event.
+pub(crate) fn bounded_events(body: ByteStream, limit: usize) -> EventStream<Bounded> {
+    Bounded {
+        body,
+        counter: EventCounter::new(limit),
+        failed: false,
+    }
+    .eventsource()
 }
 
 impl Stream for Bounded {

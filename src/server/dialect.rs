@@ -29,6 +29,9 @@ pub(crate) enum Dialect {
     OpenAi,
     /// Anthropic's Messages API: `{"type": "error", "error": {"type", "message"}}`.
     Anthropic,
+    /// OpenAI's Responses API: errors as [`Dialect::OpenAi`]; a stream that fails ends with
+    /// Responses' `error` event (`{"type":"error","code","message","param"}`).
+    Responses,
 }
 
 impl Dialect {
@@ -41,6 +44,7 @@ impl Dialect {
         match self {
             Self::OpenAi => error_response(err, call_id),
             Self::Anthropic => anthropic_error_response(err, call_id),
+            Self::Responses => error_response(err, call_id),
         }
     }
 
@@ -49,6 +53,7 @@ impl Dialect {
         match self {
             Self::OpenAi => openai_error_frame,
             Self::Anthropic => anthropic_error_frame,
+            Self::Responses => responses_error_frame,
         }
     }
 }
@@ -99,6 +104,22 @@ fn anthropic_error_frame(buf: &mut BytesMut, err: &LlmError) -> Bytes {
     buf.extend_from_slice(b"event: error\ndata: ");
     buf.extend_from_slice(&anthropic_error_json(err));
     buf.extend_from_slice(b"\n\n");
+    buf.split().freeze()
+}
+
+/// Responses' `error` event.
+fn responses_error_frame(buf: &mut BytesMut, err: &LlmError) -> Bytes {
+    use bytes::BufMut as _;
+    let event = serde_json::json!({
+        "type": "error",
+        "code": err.code().unwrap_or_else(|| err.error_type()),
+        "message": err.message(),
+        "param": err.param(),
+    });
+    buf.put_slice(b"event: error\ndata: ");
+    // Writing a JSON value into memory cannot fail.
+    let _ = serde_json::to_writer((&mut *buf).writer(), &event);
+    buf.put_slice(b"\n\n");
     buf.split().freeze()
 }
 
@@ -162,5 +183,18 @@ mod tests {
         let frame = (Dialect::Anthropic.error_frame())(&mut buf, &LlmError::internal("boom"));
         assert!(frame.starts_with(b"event: error\ndata: {"));
         assert!(frame.ends_with(b"}\n\n"));
+    }
+
+    #[test]
+    fn a_failed_responses_stream_ends_with_an_error_event() {
+        let err = LlmError::new(crate::error::ErrorKind::Timeout, "too slow");
+        let frame = Dialect::Responses.error_frame()(&mut BytesMut::new(), &err);
+        let text = std::str::from_utf8(&frame).unwrap();
+        assert!(text.starts_with("event: error\ndata: {"), "{text}");
+        assert!(text.ends_with("}\n\n"), "{text}");
+        let data: serde_json::Value =
+            serde_json::from_str(text["event: error\ndata: ".len()..].trim()).unwrap();
+        assert_eq!(data["type"], "error");
+        assert_eq!(data["message"], "too slow");
     }
 }

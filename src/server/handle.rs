@@ -28,7 +28,9 @@ use super::{
 use crate::{
     auth::{Admission, PresentedKey},
     error::{BoxError, ErrorKind, LlmError},
+    provider::bridge::responses::ResponsesContext,
     secret::Secret,
+    store::responses::{owner_of, SharedResponseStore},
     types::{
         chat::ChatRequest,
         completions::CompletionsRequest,
@@ -37,6 +39,7 @@ use crate::{
         messages::{AnthropicHeaders, MessagesRequest, X_LLMGATE_TOKEN_COUNT},
         moderations::ModerationsRequest,
         passthrough::{forwarded_headers, split_query_key, Family, PassThroughRequest, RelayHead},
+        responses::ResponsesRequest,
         LlmRequest, LlmResponse, Operation, ResponseBody, TokenUsage,
     },
 };
@@ -71,6 +74,8 @@ pub(super) struct Head {
     log: Option<Box<AccessLog>>,
     /// A pass-through route's request line and headers (boxed: other routes carry `None`).
     pass_through: Option<Box<PassThroughHead>>,
+    /// The `{id}` of a `/v1/responses/{id}…` route, and whether the method is `DELETE`.
+    response_id: Option<(Box<str>, bool)>,
 }
 
 /// What a pass-through request keeps of its head.
@@ -111,10 +116,7 @@ impl Head {
             }
             Box::pin(std::future::ready(Ok(resp)))
         };
-        let allowed = route.any_method()
-            || parts.method == route.method()
-            || (parts.method == Method::HEAD && route.method() == Method::GET);
-        if !allowed {
+        if !route.allows(&parts.method) {
             let err = LlmError::new(
                 ErrorKind::BadRequest,
                 format!(
@@ -129,11 +131,7 @@ impl Head {
             let mut resp = route.dialect().error_response(&err, &call_id);
             resp.headers_mut().insert(
                 header::ALLOW,
-                HeaderValue::from_static(if route.method() == Method::POST {
-                    "POST"
-                } else {
-                    "GET, HEAD"
-                }),
+                HeaderValue::from_static(route.allow_header()),
             );
             return Err(answer(resp));
         }
@@ -221,6 +219,14 @@ impl Head {
                 .then(|| anthropic_headers(&parts.headers)),
             call_id,
             log,
+            response_id: Route::response_id(parts.uri.path())
+                .filter(|_| {
+                    matches!(
+                        route,
+                        Route::ResponseById | Route::ResponseInputItems | Route::ResponseCancel
+                    )
+                })
+                .map(|id| (id.into(), parts.method == http::Method::DELETE)),
         })
     }
 
@@ -282,6 +288,11 @@ impl Head {
                 controls,
                 LlmRequest::messages_from_bytes(body, bytes, count),
             )
+        } else if matches!(self.route, Route::Responses) {
+            let body: ResponsesRequest = parse_json(&bytes)?;
+            check_model(&body.model)?;
+            let controls = GatewayControls::parse(&body.extra, body.metadata.as_ref(), None)?;
+            (controls, LlmRequest::responses_from_bytes(body, bytes))
         } else if matches!(self.route, Route::Chat) {
             let body: ChatRequest = parse_json(&bytes)?;
             check_model(&body.model)?;
@@ -373,6 +384,7 @@ pub(super) async fn handle<S, B>(
     limit: BodyLimits,
     mut head: Head,
     body: B,
+    responses: Option<SharedResponseStore>,
 ) -> http::Response<ServerBody>
 where
     S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
@@ -400,20 +412,40 @@ where
             return resp;
         }
     }
+    if let Some((id, delete)) = head.response_id.take() {
+        // A stored response: answered here, from the gateway's store.
+        let owner = owner_of(head.presented_key.as_ref());
+        let resp = stored_response(responses.as_ref(), head.route, &id, delete, &owner).await;
+        return match resp {
+            Ok(bytes) => {
+                let resp = json_response(StatusCode::OK, bytes, &call_id);
+                if let Some(log) = &log {
+                    log.emit(&Outcome {
+                        status: resp.status().as_u16(),
+                        ..Outcome::default()
+                    });
+                }
+                resp
+            }
+            Err(e) => failed(&e, dialect, &call_id, log.as_deref()),
+        };
+    }
+    // The caller's owner id for the response store (before the key moves into the request).
+    let owner = (matches!(head.route, Route::Responses) && responses.is_some())
+        .then(|| owner_of(head.presented_key.as_ref()));
     let parsed = match head.route {
         Route::Chat
         | Route::Embeddings
         | Route::Completions
         | Route::Moderations
         | Route::Messages
-        | Route::CountTokens => {
-            read_body(head.content_length, body, limit)
-                .await
-                .and_then(|bytes| {
-                    large = bytes.len() >= LARGE_BODY_BYTES;
-                    head.parse(&bytes)
-                })
-        }
+        | Route::CountTokens
+        | Route::Responses => read_body(head.content_length, body, limit)
+            .await
+            .and_then(|bytes| {
+                large = bytes.len() >= LARGE_BODY_BYTES;
+                head.parse(&bytes)
+            }),
         Route::PassThrough(_) => {
             read_body(head.content_length, body, limit)
                 .await
@@ -423,9 +455,13 @@ where
                 })
         }
         // Health routes answer in `Head::read`; `/v1/models` has no body.
-        Route::Models | Route::Model | Route::Liveliness | Route::Readiness => {
-            Ok(LlmRequest::list_models())
-        }
+        Route::Models
+        | Route::Model
+        | Route::Liveliness
+        | Route::Readiness
+        | Route::ResponseById
+        | Route::ResponseInputItems
+        | Route::ResponseCancel => Ok(LlmRequest::list_models()),
     };
     let mut llm_req = match parsed {
         Ok(r) => head.annotate(r),
@@ -441,6 +477,11 @@ where
     };
     if let Some(relay) = &relay {
         llm_req.extensions.insert(relay.clone());
+    }
+    if let (Some(store), Some(owner)) = (responses, owner) {
+        if let Err(e) = attach_response_store(&mut llm_req, store, owner).await {
+            return failed(&e, dialect, &call_id, log.as_deref());
+        }
     }
     if let Some(log) = &mut log {
         log.set_model(llm_req.model());
@@ -556,6 +597,96 @@ fn anthropic_headers(h: &http::HeaderMap) -> Box<AnthropicHeaders> {
         version: h.get("anthropic-version").cloned(),
         beta: h.get_all("anthropic-beta").iter().cloned().collect(),
     })
+}
+
+/// Puts the response store, the caller's owner id and the stored response the request continues
+/// (`previous_response_id`, when it is the caller's) on a Responses request.
+async fn attach_response_store(
+    req: &mut LlmRequest,
+    store: SharedResponseStore,
+    owner: Arc<str>,
+) -> Result<(), LlmError> {
+    let previous_id = match &req.op {
+        Operation::Responses(r) => r.previous_response_id.clone(),
+        _ => return Ok(()),
+    };
+    let previous = match previous_id {
+        Some(id) => store.get(&id, &owner).await.map_err(store_down)?,
+        None => None,
+    };
+    req.extensions.insert(ResponsesContext {
+        store,
+        owner,
+        previous,
+    });
+    Ok(())
+}
+
+fn store_down(e: crate::store::StoreError) -> LlmError {
+    LlmError::new(
+        ErrorKind::ServiceUnavailable,
+        format!("the response store is unavailable: {e}"),
+    )
+    .with_source(e)
+}
+
+fn response_not_found(id: &str) -> LlmError {
+    LlmError::new(
+        ErrorKind::NotFound,
+        format!("Response with id '{id}' not found."),
+    )
+}
+
+/// The answer of `GET` / `DELETE /v1/responses/{id}`, `GET …/input_items` and `POST …/cancel`
+/// from the gateway's store: only the key that created a response finds it.
+async fn stored_response(
+    store: Option<&SharedResponseStore>,
+    route: Route,
+    id: &str,
+    delete: bool,
+    owner: &str,
+) -> Result<Bytes, LlmError> {
+    let Some(store) = store else {
+        return Err(LlmError::new(
+            ErrorKind::NotFound,
+            format!(
+                "Response with id '{id}' not found: this gateway keeps no responses (no response \
+                 store is configured)"
+            ),
+        ));
+    };
+    if delete {
+        return if store.delete(id, owner).await.map_err(store_down)? {
+            Ok(to_json(
+                &serde_json::json!({"id": id, "object": "response", "deleted": true}),
+            ))
+        } else {
+            Err(response_not_found(id))
+        };
+    }
+    let Some(stored) = store.get(id, owner).await.map_err(store_down)? else {
+        return Err(response_not_found(id));
+    };
+    match route {
+        Route::ResponseInputItems => {
+            // Newest first, as OpenAI lists them by default.
+            let data: Vec<&serde_json::Value> = stored.input.iter().rev().collect();
+            let item_id = |v: Option<&&serde_json::Value>| {
+                v.and_then(|i| i.get("id")).cloned().unwrap_or_default()
+            };
+            Ok(to_json(&serde_json::json!({
+                "object": "list",
+                "data": data,
+                "first_id": item_id(data.first()),
+                "last_id": item_id(data.last()),
+                "has_more": false,
+            })))
+        }
+        Route::ResponseCancel => Err(LlmError::bad_request(
+            "Only responses created with background=true can be cancelled; this response is complete.",
+        )),
+        _ => Ok(to_json(&stored.response)),
+    }
 }
 
 /// The error response, logged.

@@ -27,6 +27,7 @@ use super::{
     json::error_response,
     readiness::Readiness,
 };
+use crate::store::responses::SharedResponseStore;
 use crate::{
     auth::Admission,
     clock::Timer,
@@ -73,6 +74,7 @@ pub struct OpenAiServer<S, F = NotFound> {
     readiness: Readiness,
     large_body: Option<LargeBodyHooks>,
     pass_through: PassThroughRoutes,
+    responses: Option<SharedResponseStore>,
 }
 
 impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
@@ -87,6 +89,7 @@ impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
             readiness: self.readiness.clone(),
             large_body: self.large_body,
             pass_through: self.pass_through.clone(),
+            responses: self.responses.clone(),
         }
     }
 }
@@ -135,6 +138,7 @@ impl<S> OpenAiServer<S> {
             readiness: Readiness::new(),
             large_body: None,
             pass_through: PassThroughRoutes::none(),
+            responses: None,
         }
     }
 }
@@ -153,6 +157,7 @@ impl<S, F> OpenAiServer<S, F> {
             readiness: self.readiness,
             large_body: self.large_body,
             pass_through: self.pass_through,
+            responses: self.responses,
         }
     }
 
@@ -162,6 +167,16 @@ impl<S, F> OpenAiServer<S, F> {
     #[must_use]
     pub fn pass_through(mut self, routes: PassThroughRoutes) -> Self {
         self.pass_through = routes;
+        self
+    }
+
+    /// Keeps the Responses API answers the gateway makes through its chat translation in
+    /// `store`, for `previous_response_id` and `GET` / `DELETE /v1/responses/{id}` (default: none;
+    /// then those are refused for a model served through the translation with a clear error).
+    /// See [`crate::store::responses`].
+    #[must_use]
+    pub fn response_store(mut self, store: Option<SharedResponseStore>) -> Self {
+        self.responses = store;
         self
     }
 
@@ -250,9 +265,58 @@ pub(super) enum Route {
     Messages,
     /// `POST /v1/messages/count_tokens`.
     CountTokens,
+    /// `POST /v1/responses`.
+    Responses,
+    /// `GET` / `DELETE /v1/responses/{id}`.
+    ResponseById,
+    /// `GET /v1/responses/{id}/input_items`.
+    ResponseInputItems,
+    /// `POST /v1/responses/{id}/cancel`.
+    ResponseCancel,
 }
 
 impl Route {
+    /// The id of a `/v1/responses/{id}…` path (with or without `/v1`).
+    pub(super) fn response_id(path: &str) -> Option<&str> {
+        let rest = path
+            .strip_prefix("/v1/responses/")
+            .or_else(|| path.strip_prefix("/responses/"))?;
+        let id = rest.split('/').next().unwrap_or("");
+        (!id.is_empty()).then_some(id)
+    }
+
+    /// The route of a `/v1/responses/{id}…` path.
+    fn response_item(path: &str) -> Option<Self> {
+        let id = Self::response_id(path)?;
+        let rest = path
+            .strip_prefix("/v1/responses/")
+            .or_else(|| path.strip_prefix("/responses/"))?;
+        Some(match &rest[id.len()..] {
+            "" => Self::ResponseById,
+            "/input_items" => Self::ResponseInputItems,
+            "/cancel" => Self::ResponseCancel,
+            _ => return None,
+        })
+    }
+
+    /// Whether the route takes `method` (its [`Route::method`], `HEAD` for a `GET` route, and
+    /// `DELETE` on a stored response).
+    pub(super) fn allows(self, method: &Method) -> bool {
+        self.any_method()
+            || *method == self.method()
+            || (*method == Method::HEAD && self.method() == Method::GET)
+            || (*method == Method::DELETE && matches!(self, Self::ResponseById))
+    }
+
+    /// The `Allow` header of the route.
+    pub(super) fn allow_header(self) -> &'static str {
+        match self {
+            Self::ResponseById => "GET, HEAD, DELETE",
+            _ if self.method() == Method::POST => "POST",
+            _ => "GET, HEAD",
+        }
+    }
+
     pub(super) fn from_path(path: &str) -> Option<Self> {
         let path = path.strip_suffix('/').unwrap_or(path);
         Some(match path {
@@ -265,8 +329,12 @@ impl Route {
             "/health/readiness" => Self::Readiness,
             "/v1/messages" | "/messages" => Self::Messages,
             "/v1/messages/count_tokens" | "/messages/count_tokens" => Self::CountTokens,
+            "/v1/responses" | "/responses" => Self::Responses,
             _ if Self::model_id(path).is_some() => Self::Model,
             _ => {
+                if let Some(item) = Self::response_item(path) {
+                    return Some(item);
+                }
                 // Azure-style routes first: `/openai/deployments/…` is not a pass-through.
                 if let Some((route, _)) = Self::azure(path) {
                     return Some(route);
@@ -322,6 +390,10 @@ impl Route {
             Self::PassThrough(f) => f.route(),
             Self::Messages => "/v1/messages",
             Self::CountTokens => "/v1/messages/count_tokens",
+            Self::Responses => "/v1/responses",
+            Self::ResponseById => "/v1/responses/{id}",
+            Self::ResponseInputItems => "/v1/responses/{id}/input_items",
+            Self::ResponseCancel => "/v1/responses/{id}/cancel",
         }
     }
 
@@ -338,6 +410,8 @@ impl Route {
             | Self::Readiness
             | Self::PassThrough(_) => Dialect::OpenAi,
             Self::Messages | Self::CountTokens => Dialect::Anthropic,
+            Self::Responses => Dialect::Responses,
+            Self::ResponseById | Self::ResponseInputItems | Self::ResponseCancel => Dialect::OpenAi,
         }
     }
 
@@ -349,8 +423,15 @@ impl Route {
             | Self::Moderations
             | Self::Messages
             | Self::CountTokens
+            | Self::Responses
+            | Self::ResponseCancel
             | Self::PassThrough(_) => Method::POST,
-            Self::Models | Self::Model | Self::Liveliness | Self::Readiness => Method::GET,
+            Self::Models
+            | Self::Model
+            | Self::Liveliness
+            | Self::Readiness
+            | Self::ResponseById
+            | Self::ResponseInputItems => Method::GET,
         }
     }
 
@@ -434,7 +515,8 @@ where
                     large: self.large_body,
                 };
                 let admission = self.admission.clone();
-                Box::pin(handle(inner, admission, limits, head, body).map(Ok))
+                let responses = self.responses.clone();
+                Box::pin(handle(inner, admission, limits, head, body, responses).map(Ok))
             }
             Err(answered) => answered,
         }

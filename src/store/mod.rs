@@ -67,6 +67,7 @@ mod conformance;
 mod error;
 mod memory;
 mod models;
+pub mod responses;
 mod rows;
 #[cfg(feature = "gateway")]
 mod sql;

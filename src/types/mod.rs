@@ -18,6 +18,7 @@ pub mod passthrough;
 pub mod relay;
 mod request;
 mod response;
+pub mod responses;
 pub(crate) mod scan;
 pub mod usage;
 /// The wire-object machinery (at the crate's floor, below [`crate::error`]), here too.

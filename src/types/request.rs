@@ -12,6 +12,7 @@ use super::{
     messages::MessagesRequest,
     moderations::ModerationsRequest,
     passthrough::PassThroughRequest,
+    responses::ResponsesRequest,
     wire::Extra,
 };
 
@@ -42,11 +43,13 @@ pub enum OperationKind {
     Messages,
     /// `POST /v1/messages/count_tokens` (Anthropic's token count).
     MessagesCountTokens,
+    /// `POST /v1/responses`: OpenAI's Responses API.
+    Responses,
 }
 
 impl OperationKind {
     /// Every kind.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Chat,
         Self::Embeddings,
         Self::ListModels,
@@ -55,6 +58,7 @@ impl OperationKind {
         Self::Moderations,
         Self::Messages,
         Self::MessagesCountTokens,
+        Self::Responses,
     ];
 
     /// Short name, for logs, metrics and error messages (`chat`, `embeddings`, `list_models`).
@@ -69,6 +73,7 @@ impl OperationKind {
             Self::Moderations => "moderations",
             Self::Messages => "messages",
             Self::MessagesCountTokens => "messages_count_tokens",
+            Self::Responses => "responses",
         }
     }
 
@@ -107,6 +112,7 @@ impl OperationKind {
                 | Self::Moderations
                 | Self::Messages
                 | Self::MessagesCountTokens
+                | Self::Responses
         )
     }
 }
@@ -143,6 +149,8 @@ pub enum Operation {
     Messages(Arc<MessagesRequest>),
     /// `POST /v1/messages/count_tokens`.
     MessagesCountTokens(Arc<MessagesRequest>),
+    /// `POST /v1/responses`.
+    Responses(Arc<ResponsesRequest>),
 }
 
 impl Operation {
@@ -158,6 +166,7 @@ impl Operation {
             Self::Moderations(_) => OperationKind::Moderations,
             Self::Messages(_) => OperationKind::Messages,
             Self::MessagesCountTokens(_) => OperationKind::MessagesCountTokens,
+            Self::Responses(_) => OperationKind::Responses,
         }
     }
 
@@ -172,6 +181,7 @@ impl Operation {
             Self::Messages(m) | Self::MessagesCountTokens(m) => &m.model,
             Self::ListModels => "",
             Self::PassThrough(p) => &p.group,
+            Self::Responses(r) => &r.model,
         }
     }
 
@@ -188,6 +198,7 @@ impl Operation {
             }
             Self::ListModels => {}
             Self::PassThrough(p) => model.clone_into(&mut Arc::make_mut(p).group),
+            Self::Responses(r) => model.clone_into(&mut Arc::make_mut(r).model),
         }
     }
 
@@ -203,6 +214,7 @@ impl Operation {
             Self::PassThrough(p) => p.looks_streamed(),
             Self::Completions(c) => c.stream.unwrap_or(false),
             Self::Messages(m) => m.stream.unwrap_or(false),
+            Self::Responses(r) => r.stream.unwrap_or(false),
         }
     }
 
@@ -217,6 +229,7 @@ impl Operation {
             Self::Completions(c) => Some(&c.extra),
             Self::Moderations(m) => Some(&m.extra),
             Self::Messages(m) | Self::MessagesCountTokens(m) => Some(&m.extra),
+            Self::Responses(r) => Some(&r.extra),
         }
     }
 
@@ -231,7 +244,8 @@ impl Operation {
             | Self::Messages(_)
             | Self::MessagesCountTokens(_)
             | Self::PassThrough(_)
-            | Self::Moderations(_) => None,
+            | Self::Moderations(_)
+            | Self::Responses(_) => None,
             Self::Completions(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
         }
     }
@@ -248,6 +262,7 @@ impl Operation {
             Self::Messages(m) | Self::MessagesCountTokens(m) => m.estimate_input_tokens(),
             Self::ListModels => 0,
             Self::PassThrough(p) => p.estimate_input_tokens(),
+            Self::Responses(r) => r.estimate_input_tokens(),
         }
     }
 
@@ -265,6 +280,7 @@ impl Operation {
             Self::Completions(c) => (c.user.as_deref(), c.metadata.as_ref(), &c.extra),
             Self::Moderations(m) => (None, m.metadata.as_ref(), &m.extra),
             // Anthropic's `metadata.user_id` is in the kept keys.
+            Self::Responses(r) => (r.user.as_deref(), None, &r.extra),
             Self::Messages(m) | Self::MessagesCountTokens(m) => {
                 let meta = m.extra.get_as::<serde_json::Value>("metadata");
                 let id = meta
@@ -305,6 +321,7 @@ impl Operation {
             (Self::Moderations(a), Self::Moderations(b)) => Arc::ptr_eq(a, b),
             (Self::Messages(a), Self::Messages(b))
             | (Self::MessagesCountTokens(a), Self::MessagesCountTokens(b)) => Arc::ptr_eq(a, b),
+            (Self::Responses(a), Self::Responses(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -432,6 +449,12 @@ impl LlmRequest {
             Operation::Messages(m) | Operation::MessagesCountTokens(m) => Some(m),
             _ => None,
         }
+    }
+
+    /// A Responses API request parsed from `bytes` (see [`LlmRequest::chat_from_bytes`]).
+    #[must_use]
+    pub fn responses_from_bytes(body: ResponsesRequest, bytes: Bytes) -> Self {
+        Self::new(Operation::Responses(Arc::new(body))).with_raw(bytes)
     }
 
     /// The model listing request.

@@ -109,6 +109,42 @@ pub(crate) fn resolve(dep: &Deployment, env: &DeploymentEnv, r: &mut Resolved) {
     }
 }
 
+/// The oldest Azure `api-version` with the Responses API.
+const RESPONSES_API_VERSION: &str = "2025-03-01-preview";
+
+/// Azure's Responses endpoint for a deployment whose chat endpoint is `chat`:
+/// `{api_base}/openai/responses?api-version={api_version}` (the deployment is named by the body's
+/// `model`). A dated `api_version` older than the Responses API's first one is raised to it.
+fn responses_endpoint(
+    chat: &super::resolve::Endpoint,
+) -> Result<super::resolve::Endpoint, LlmError> {
+    let uri = chat.uri();
+    let path = uri.path();
+    let Some(at) = path.find("/openai/deployments/") else {
+        return super::openai::sibling_endpoint(chat);
+    };
+    let version = uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("api-version=")))
+        .unwrap_or(RESPONSES_API_VERSION);
+    let dated = version.as_bytes().first().is_some_and(u8::is_ascii_digit);
+    let version = if dated && version < RESPONSES_API_VERSION {
+        RESPONSES_API_VERSION
+    } else {
+        version
+    };
+    let mut url = String::with_capacity(path.len() + 64);
+    if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
+        url.push_str(scheme);
+        url.push_str("://");
+        url.push_str(authority.as_str());
+    }
+    url.push_str(&path[..at]);
+    url.push_str("/openai/responses?api-version=");
+    url.push_str(version);
+    super::resolve::Endpoint::parse(&url)
+}
+
 /// The deployment URL for `path` (`chat/completions`, `embeddings`).
 fn deployment_url(base: &str, deployment: &str, path: &str, api_version: &str) -> String {
     let mut url = join_url(base, "openai/deployments/");
@@ -128,13 +164,27 @@ impl Provider for Azure {
     fn supports(&self, op: crate::types::OperationKind) -> bool {
         matches!(
             op,
-            crate::types::OperationKind::Chat | crate::types::OperationKind::Embeddings
+            crate::types::OperationKind::Chat
+                | crate::types::OperationKind::Embeddings
+                | crate::types::OperationKind::Responses
         )
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
         let r = dep.resolved(self.name());
+        let responses;
         let (endpoint, body) = match &req.op {
+            Operation::Responses(body) => {
+                responses = responses_endpoint(reached(&r.chat)?)?;
+                (
+                    &responses,
+                    super::openai::responses_body(
+                        body,
+                        req.raw_body().map(|b| &b[..]),
+                        &dep.model,
+                    )?,
+                )
+            }
             Operation::Chat(chat) => (
                 r.chat_endpoint(req.is_stream())?,
                 chat_body(chat, req.raw_body().map(|b| &b[..]), &dep.model)?,
@@ -174,6 +224,34 @@ mod tests {
             .with_api_key("test-key");
         d.api_version = Some("2024-10-21".into());
         d
+    }
+
+    /// A Responses request goes to `/openai/responses` with an api-version that has it, as the
+    /// client's bytes with the deployment as `model`.
+    #[test]
+    fn relays_a_responses_request_to_the_responses_endpoint() {
+        let raw = br#"{"model":"gpt-4o", "input":"hi","store":false,"fallbacks":["x"]}"#;
+        let req = LlmRequest::responses_from_bytes(
+            serde_json::from_slice(raw).unwrap(),
+            bytes::Bytes::from_static(raw),
+        );
+        let out = Azure.encode(&req, &dep()).unwrap();
+        assert_eq!(
+            out.uri().to_string(),
+            "https://myres.openai.azure.com/openai/responses?api-version=2025-03-01-preview"
+        );
+        assert_eq!(
+            out.body(),
+            &br#"{"model":"my-deployment", "input":"hi","store":false}"#[..]
+        );
+        assert_eq!(out.headers()["api-key"], "test-key");
+        let mut newer = dep();
+        newer.api_version = Some("2025-04-01-preview".into());
+        let out = Azure.encode(&req, &newer).unwrap();
+        assert!(out
+            .uri()
+            .to_string()
+            .ends_with("api-version=2025-04-01-preview"));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod completions;
 mod messages;
+pub mod responses;
 
 use crate::{
     error::LlmError,
@@ -43,6 +44,7 @@ pub trait Bridge: Send + Sync + 'static {
 #[must_use]
 pub fn for_kind(kind: OperationKind) -> Option<&'static dyn Bridge> {
     match kind {
+        OperationKind::Responses => Some(&responses::ResponsesBridge),
         OperationKind::Completions => Some(&completions::CompletionsBridge),
         OperationKind::Messages => Some(&messages::MessagesBridge),
         OperationKind::MessagesCountTokens => Some(&messages::CountTokensBridge),

@@ -14,6 +14,7 @@ use crate::{
         completions::CompletionsRequest,
         embeddings::EmbeddingsRequest,
         moderations::ModerationsRequest,
+        responses::ResponsesRequest,
         scan,
         wire::WireObject,
     },
@@ -151,6 +152,19 @@ pub fn moderations_body(
         return Ok(body);
     }
     body_with_model(req, model, 256, &is_upstream_param)
+}
+
+/// The upstream Responses body (`raw` as for [`chat_body`]): the client's bytes with `model`
+/// replaced and gateway controls removed.
+pub fn responses_body(
+    req: &ResponsesRequest,
+    raw: Option<&[u8]>,
+    model: &str,
+) -> Result<Bytes, LlmError> {
+    if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_key)) {
+        return Ok(body);
+    }
+    body_with_model(req, model, 1024, &is_upstream_param)
 }
 
 /// `raw` (a JSON object) with the top-level `model` member's value replaced by `model`, in place,

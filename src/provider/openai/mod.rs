@@ -15,18 +15,24 @@ mod encode;
 mod error;
 pub(crate) mod moderations;
 pub(crate) mod passthrough;
+mod responses;
 mod stream;
 
 use bytes::Bytes;
 use http::StatusCode;
 
-pub(crate) use self::encode::{resolved_head, splice_model};
 pub use self::{
     encode::{
         chat_body, completions_body, embeddings_body, join_url, json_request, moderations_body,
+        responses_body,
     },
     error::{classify_openai_error, error_from_object, parse_error_object},
+    responses::{decode_response, responses_events},
     stream::OpenAiStreamMapper,
+};
+pub(crate) use self::{
+    encode::{resolved_head, splice_model},
+    responses::sibling_endpoint,
 };
 use super::{sse::SseStream, ByteStream, Deployment, Provider};
 use crate::{
@@ -44,6 +50,26 @@ macro_rules! openai_shaped_responses {
             $crate::provider::openai::openai_stream,
             $crate::provider::openai::classify_openai_error
         );
+
+        fn decode_events(
+            &self,
+            req: &$crate::types::LlmRequest,
+            _parts: ::http::response::Parts,
+            body: $crate::provider::ByteStream,
+            _dep: &$crate::provider::Deployment,
+        ) -> Result<$crate::types::EventStream, $crate::error::LlmError> {
+            // Legacy text completions stream OpenAI's `data:` chunks; the Responses API its
+            // named events.
+            match req.kind() {
+                $crate::types::OperationKind::Completions => {
+                    $crate::provider::openai::completions::events(self.name(), req, body)
+                }
+                _ => Ok($crate::provider::openai::responses_events(
+                    self.name(),
+                    body,
+                )),
+            }
+        }
     };
 }
 
@@ -68,6 +94,7 @@ impl Provider for OpenAi {
                 | crate::types::OperationKind::Embeddings
                 | crate::types::OperationKind::Completions
                 | crate::types::OperationKind::Moderations
+                | crate::types::OperationKind::Responses
         )
     }
 
@@ -87,20 +114,16 @@ impl Provider for OpenAi {
         completions::mock_locally(req, dep)
     }
 
-    fn decode_events(
-        &self,
-        req: &LlmRequest,
-        _parts: http::response::Parts,
-        body: ByteStream,
-        _dep: &Deployment,
-    ) -> Result<crate::types::EventStream, LlmError> {
-        match req.kind() {
-            crate::types::OperationKind::Completions => completions::events(self.name(), req, body),
-            _ => Err(super::unsupported(self, req)),
-        }
-    }
-
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
+        if let Operation::Responses(body) = &req.op {
+            // `/responses` beside the chat endpoint; the client's bytes with `model` replaced.
+            let r = dep.resolved(self.name());
+            let endpoint = sibling_endpoint(super::resolve::reached(&r.chat)?)?;
+            let body = responses_body(body, req.raw_body().map(|b| &b[..]), &dep.model)?;
+            let mut head = resolved_head(&endpoint, &r)?;
+            r.add_credential(head.headers_mut())?;
+            return Ok(head.map(|()| body));
+        }
         // The deployment's api_base / api_key, else OPENAI_BASE_URL / OPENAI_API_KEY, else OpenAI.
         super::compat::OPENAI.encode(self, req, dep)
     }
@@ -136,6 +159,7 @@ pub fn decode_openai(req: &LlmRequest, body: &Bytes) -> Result<LlmResponse, LlmE
         Operation::Embeddings(_) => serde_json::from_slice::<EmbeddingsResponse>(body)
             .map(LlmResponse::embeddings)
             .map_err(|e| invalid_upstream_json("embeddings response", &e)),
+        Operation::Responses(_) => decode_response(body),
         Operation::Completions(_) => completions::decode(body),
         Operation::Moderations(_) => moderations::decode(body),
         _ => Err(LlmError::bad_request(
