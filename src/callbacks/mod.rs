@@ -5,7 +5,7 @@
 //! is dropped) it builds one [`CallRecord`] from the operation-neutral facts of the stack and
 //! hands it to [`Callbacks`]:
 //!
-//! - the Prometheus registry ([`Metrics`](crate::metrics::Metrics)) records it with atomics, on
+//! - the Prometheus registry ([`Metrics`]) records it with atomics, on
 //!   the spot (no lock, no allocation beyond the label lookup);
 //! - each logging sink ([`Sink`]) gets the same record behind one `Arc`, pushed into its
 //!   bounded queue with `try_send`: a full queue drops the record and counts it; the sink's task

@@ -224,7 +224,7 @@ type Rebuild =
     Arc<dyn Fn(&RouterPlan, &[Deployment], &Router) -> (Router, Vec<String>) + Send + Sync>;
 
 /// The gateway's model table, changeable at runtime. Cheap to clone. See the
-/// [module docs](self).
+/// module docs.
 #[derive(Clone)]
 pub struct LiveModels {
     inner: Arc<Inner>,

@@ -1,7 +1,7 @@
 //! Health probes: is each deployment reachable with its credentials, at the lowest cost the
 //! provider allows. What `GET /health` answers (see `docs/operations.md`, "Health").
 //!
-//! Each deployment gets its provider's cheapest probe ([`plan`]):
+//! Each deployment gets its provider's cheapest probe (`plan`):
 //!
 //! | provider | probe | cost |
 //! | --- | --- | --- |

@@ -39,7 +39,7 @@ use http_body_util::Full;
 use crate::error::BoxError;
 
 /// Bounds of an HTTP client service the gateway (and its health probes) can call providers
-/// through: [`HttpClient`](crate::provider::HttpClient), or any test double.
+/// through: [`HttpClient`], or any test double.
 pub trait UpstreamClient<B>:
     tower_service::Service<
         http::Request<Full<Bytes>>,

@@ -230,7 +230,7 @@ struct ErrorFacts<'a> {
     message: Option<Cow<'a, str>>,
 }
 
-/// An Anthropic event stream relayed event by event. See the [module docs](self).
+/// An Anthropic event stream relayed event by event. See the module docs.
 pub struct RelayEvents {
     body: ByteStream,
     buf: BytesMut,

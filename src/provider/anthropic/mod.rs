@@ -29,7 +29,7 @@
 //!
 //! Anthropic's own Messages API (`POST /v1/messages`, `/v1/messages/count_tokens` on the gateway)
 //! is relayed, not translated: the client's bytes with the model replaced, the provider's answer
-//! and events as they came, with their facts read for the layers (see [`messages`]).
+//! and events as they came, with their facts read for the layers (see `messages`).
 //!
 //! Deployment parameters: `api_base` (default `https://api.anthropic.com`), `api_key` (sent as
 //! `x-api-key`), `max_tokens` (the default output limit), `drop_params`, `extra_headers`.
@@ -76,7 +76,7 @@ impl Provider for Anthropic {
     }
 
     /// Chat (translated), and Anthropic's own Messages and token count (relayed: see
-    /// [`messages`]).
+    /// `messages`).
     fn supports(&self, op: OperationKind) -> bool {
         matches!(
             op,

@@ -1,6 +1,6 @@
 //! [`Bridge`]: an operation served by a provider that does not speak it, through the chat model.
 //!
-//! A provider declares the operations it speaks natively ([`Provider::supports`]); an operation
+//! A provider declares the operations it speaks natively ([`Provider::supports`](super::Provider::supports)); an operation
 //! in another dialect (Anthropic's Messages, OpenAI's Responses, legacy completions) reaches every
 //! other chat provider through its bridge: the request is translated to a chat request, the
 //! provider's own chat translation runs as for any chat call, and the answer (complete, or its

@@ -62,7 +62,7 @@ pub fn decode_response(body: &Bytes) -> Result<LlmResponse, LlmError> {
     ))
 }
 
-/// A Responses event stream relayed event by event (see the [module docs](self)).
+/// A Responses event stream relayed event by event (see the module docs).
 pub fn responses_events(provider: &'static str, body: ByteStream) -> EventStream {
     Box::pin(RelayedEvents {
         events: bounded_events(body, MAX_EVENT_BYTES),

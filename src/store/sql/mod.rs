@@ -242,7 +242,7 @@ impl Store {
         Self::connect_schema(url, pool_size, SchemaChoice::Llmgate).await
     }
 
-    /// [`Store::connect_with`] choosing the schema (see the [module docs](self)): LiteLLM's
+    /// [`Store::connect_with`] choosing the schema (see the module docs): LiteLLM's
     /// tables are used as they are; llmgate's are migrated.
     ///
     /// # Errors
