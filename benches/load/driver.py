@@ -24,12 +24,17 @@ ROUNDS = int(ENV.get("ROUNDS", "1"))
 # give its TTFT p99 from about 20 streams, i.e. their maximum. Longer, so the p99 means something.
 S1_C1_DURATION = float(ENV.get("S1_C1_DURATION", "30"))
 OUT_DIR = ENV["OUT_DIR"]
-SCENARIOS = ENV.get("SCENARIOS", "L1,L2,L3,S1,G1,R1,C1,T1").split(",")
+SCENARIOS = ENV.get("SCENARIOS", "L1,L2,L3,S1,G1,R1,C1,T1,M1").split(",")
 L3_RATES = [int(r) for r in ENV.get("L3_RATES", "250,500,1000,2000,4000,6000,8000,12000,16000").split(",")]
 CLK = os.sysconf("SC_CLK_TCK")
 BODY = '{"model":"%s","messages":[{"role":"user","content":"Say hello."}],"max_tokens":32}'
-PREFIX = {"instant": "", "slow": "/mock/latency_ms=20", "stream": "/mock/chunks=50,chunk_delay_ms=5,stamp=1"}
-MODEL = {"instant": "bench", "slow": "bench-slow", "stream": "bench-stream"}
+PREFIX = {"instant": "", "slow": "/mock/latency_ms=20", "stream": "/mock/chunks=50,chunk_delay_ms=5,stamp=1",
+          "messages": ""}
+MODEL = {"instant": "bench", "slow": "bench-slow", "stream": "bench-stream", "messages": "bench-anthropic"}
+# M1: Anthropic's Messages API, relayed to an `anthropic/` deployment (the same-protocol relay of
+# issue 20), beside the chat relay of L2 in the same run.
+MESSAGES_BODY = '{"model":"%s","max_tokens":32,"messages":[{"role":"user","content":"Say hello."}]}'
+MESSAGES_HEADERS = [("anthropic-version", "2023-06-01")]
 
 
 def target(name, port, pid, kind, headers=()):
@@ -71,6 +76,9 @@ if ENV.get("GWTLS_PORT"):
 
 
 def url_and_model(t, variant):
+    if variant == "messages":
+        model = "bench" if t["kind"] == "raw" else MODEL[variant]
+        return f"http://127.0.0.1:{t['port']}/v1/messages", model
     if t["kind"] == "raw":
         return f"http://127.0.0.1:{t['port']}{PREFIX[variant]}/v1/chat/completions", "bench"
     return f"http://127.0.0.1:{t['port']}/v1/chat/completions", MODEL[variant]
@@ -153,9 +161,11 @@ class Meter:
 
 def oha(t, variant, conc, duration, rate=None):
     url, model = url_and_model(t, variant)
+    body = (MESSAGES_BODY if variant == "messages" else BODY) % model
     cmd = [OHA, "-c", str(conc), "-z", f"{duration}s", "--no-tui", "--output-format", "json",
-           "-m", "POST", "-H", "content-type: application/json", "-d", BODY % model]
-    for k, v in t["headers"]:
+           "-m", "POST", "-H", "content-type: application/json", "-d", body]
+    headers = list(t["headers"]) + (MESSAGES_HEADERS if variant == "messages" else [])
+    for k, v in headers:
         cmd += ["-H", f"{k}: {v}"]
     if rate:
         cmd += ["-q", str(rate), "--latency-correction"]
@@ -262,6 +272,11 @@ def run_round(rnd):
         for conc in (64, 1):
             for t in order(rnd, g):
                 record(rnd, f"T1 c{conc}", t, oha(t, "instant", conc, DURATION))
+    if "M1" in SCENARIOS:
+        g = [t for t in ts if t["name"] in ("direct", "passthrough", "llmgate")]
+        for conc in (64, 1):
+            for t in order(rnd, g):
+                record(rnd, f"M1 c{conc}", t, oha(t, "messages", conc, DURATION))
     for sid, (extra, baselines) in EXTRA.items():
         if sid not in SCENARIOS:
             continue
