@@ -377,3 +377,35 @@ async fn slow_and_dead_receivers_slow_no_request_and_drops_are_counted() {
     let file_stats = file_sink.counters();
     wait_until("the file's records", || file_stats.written() == N).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_writes_what_the_sinks_still_hold() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("answer")));
+    let receiver = FakeUpstream::start().await;
+    receiver.set_default(Reply::json(200, json!({})));
+    let dir = TempDir::new();
+    let log = dir.0.join("calls.jsonl");
+    let yaml = config(&up.url(), &receiver.url(), &log.display().to_string(), "");
+    let loaded = Config::from_yaml_str(&yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let gw = Gateway::from_config(&loaded.config, &HttpClient::new());
+    let (base, stop) = serve_app(&gw).await;
+    let url = format!("{base}/v1/chat/completions");
+    for i in 0..3 {
+        let r = post(&url, None, &chat(false, &format!("q{i}"))).await;
+        assert_eq!(r.status, 200);
+    }
+    // Straight to shutdown: the sinks batch for up to a second, so the records are still queued.
+    let _ = stop.send(());
+    let generic = sink_stats(&gw, "generic_api");
+    let t0 = Instant::now();
+    gw.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        generic.written(),
+        3,
+        "every queued record written before shutdown returned"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let lines = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(lines.lines().count(), 3, "{lines}");
+}

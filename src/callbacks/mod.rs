@@ -114,6 +114,38 @@ impl Callbacks {
         self.metrics.is_none() && self.sinks.is_empty()
     }
 
+    /// Records queued in the sinks and not yet written (or counted as failed).
+    #[must_use]
+    pub fn pending(&self) -> u64 {
+        self.sinks
+            .iter()
+            .filter_map(|s| s.stats())
+            .map(|s| {
+                s.queued()
+                    .saturating_sub(s.written().saturating_add(s.failed()))
+            })
+            .sum()
+    }
+
+    /// Waits until every queued record has been written (or failed), for at most `limit`: what
+    /// a graceful shutdown calls after the server stopped taking requests, so the last calls
+    /// reach the sinks. Returns whether everything was written in time; what is left is counted
+    /// in the log.
+    pub async fn drain(&self, limit: std::time::Duration) -> bool {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            let pending = self.pending();
+            if pending == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                tracing::warn!(pending, "logging sinks: records left unwritten at shutdown");
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Whether some sink logs message content.
     #[must_use]
     pub fn wants_content(&self) -> bool {

@@ -321,9 +321,11 @@ impl Gateway {
         self.server().with_fallback(self.management.clone())
     }
 
-    /// Stops the governance services after `serve` returned: writes every queued spend row
-    /// (retrying for up to `timeout`). Returns the spend writer's counters.
+    /// Stops the background services after `serve` returned: lets the logging sinks write
+    /// what is queued, then writes every queued spend row (each retrying for up to `timeout`).
+    /// Returns the spend writer's counters.
     pub async fn shutdown(self, timeout: Duration) -> Option<crate::spend::SpendStats> {
+        self.callbacks.drain(timeout).await;
         match self.governance {
             Some(g) => Some(g.shutdown(timeout).await),
             None => None,
