@@ -181,15 +181,36 @@ pub(super) fn decode_relay(body: &Bytes, count_tokens: bool) -> Result<LlmRespon
         // `{"input_tokens": n}`: nothing was generated, nothing to charge.
         return Ok(LlmResponse::json(JsonBody::new(body.clone())));
     }
-    let facts: MessageFacts<'_> = serde_json::from_slice(body).map_err(|e| {
+    // The answer is relayed as its bytes: only `model` and `usage` are read. The members are
+    // found by a structural scan (the content, however long, is skipped by its structure, as the
+    // chat relay does), and only those two values are parsed.
+    let invalid = |what: &str| {
         LlmError::new(
             ErrorKind::InternalServer,
-            format!("the provider's Messages answer is not valid JSON: {e}"),
+            format!("the provider's Messages answer is not valid JSON: {what}"),
         )
         .with_status(http::StatusCode::BAD_GATEWAY)
-    })?;
-    let usage = facts.usage.map(|u| u.token_usage());
-    let model = facts.model.map(|m| Arc::<str>::from(&*m));
+    };
+    let (mut model_raw, mut usage_raw) = (None, None);
+    crate::types::scan::for_each_member(body, 0, |m| match (m.escaped, m.key) {
+        (false, b"model") => model_raw = Some(m.value.clone()),
+        (false, b"usage") => usage_raw = Some(m.value.clone()),
+        _ => {}
+    })
+    .filter(|&end| crate::types::scan::only_ws_after(body, end))
+    .ok_or_else(|| invalid("not a JSON object"))?;
+    let model = match model_raw {
+        Some(r) => serde_json::from_slice::<Option<Cow<'_, str>>>(&body[r])
+            .map_err(|e| invalid(&e.to_string()))?
+            .map(|m| Arc::<str>::from(&*m)),
+        None => None,
+    };
+    let usage = match usage_raw {
+        Some(r) => serde_json::from_slice::<Option<AnthropicUsage>>(&body[r])
+            .map_err(|e| invalid(&e.to_string()))?
+            .map(|u| u.token_usage()),
+        None => None,
+    };
     Ok(LlmResponse::json(
         JsonBody::new(body.clone())
             .with_usage(usage)
@@ -431,6 +452,35 @@ mod tests {
     use futures_util::StreamExt as _;
 
     use super::*;
+
+    #[test]
+    fn a_relayed_answer_states_its_top_level_model_and_usage_only() {
+        // A tool input holding `usage` and `model` keys must not be read as the answer's.
+        let body = Bytes::from_static(
+            br#"{"id":"m","content":[{"type":"tool_use","input":{"model":"x","usage":{"input_tokens":999}}}],"model":"claude-x","usage":{"input_tokens":10,"cache_read_input_tokens":100,"cache_creation_input_tokens":5,"output_tokens":7}}"#,
+        );
+        let resp = decode_relay(&body, false).unwrap();
+        let crate::types::ResponseBody::Json(j) = &resp.body else {
+            panic!("a JSON answer")
+        };
+        assert_eq!(j.bytes, body, "relayed byte for byte");
+        assert_eq!(j.model.as_deref(), Some("claude-x"));
+        let u = j.usage.unwrap();
+        assert_eq!(
+            (u.input, u.output, u.cache_read, u.cache_write),
+            (115, 7, 100, 5)
+        );
+        // Not an object, trailing bytes, a malformed usage: a 502, never a panic.
+        for bad in [
+            &b"[1]"[..],
+            b"{\"model\":\"m\"} x",
+            b"{\"usage\":{\"input_tokens\":\"ten\"}}",
+            b"",
+        ] {
+            let e = decode_relay(&Bytes::copy_from_slice(bad), false).unwrap_err();
+            assert_eq!(e.status(), http::StatusCode::BAD_GATEWAY, "{e}");
+        }
+    }
 
     const STREAM: &str = concat!(
         "event: message_start\n",
