@@ -106,15 +106,22 @@ fn body_with_model<T: WireObject>(
 /// key order, spacing, number spelling) as the client sent it. Without `raw`, or when the bytes are
 /// not as expected, `chat` is serialized.
 pub fn chat_body(chat: &ChatRequest, raw: Option<&[u8]>, model: &str) -> Result<Bytes, LlmError> {
+    relayed_body(chat, raw, model, 512 + chat.messages.len() * 128)
+}
+
+/// The client's bytes `raw` with `model` spliced in and the gateway keys cut out; `req`
+/// serialized (with `model`, about `size_hint` bytes) without them or when they are not as
+/// expected. Every OpenAI-format body below is this.
+fn relayed_body<T: WireObject>(
+    req: &T,
+    raw: Option<&[u8]>,
+    model: &str,
+    size_hint: usize,
+) -> Result<Bytes, LlmError> {
     if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_key)) {
         return Ok(body);
     }
-    body_with_model(
-        chat,
-        model,
-        512 + chat.messages.len() * 128,
-        &is_upstream_param,
-    )
+    body_with_model(req, model, size_hint, &is_upstream_param)
 }
 
 /// The upstream embeddings body (`raw` as for [`chat_body`]).
@@ -123,10 +130,7 @@ pub fn embeddings_body(
     raw: Option<&[u8]>,
     model: &str,
 ) -> Result<Bytes, LlmError> {
-    if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_key)) {
-        return Ok(body);
-    }
-    body_with_model(req, model, 256, &is_upstream_param)
+    relayed_body(req, raw, model, 256)
 }
 
 /// The upstream text-completion body (`raw` as for [`chat_body`]).
@@ -135,10 +139,7 @@ pub fn completions_body(
     raw: Option<&[u8]>,
     model: &str,
 ) -> Result<Bytes, LlmError> {
-    if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_key)) {
-        return Ok(body);
-    }
-    body_with_model(req, model, 256, &is_upstream_param)
+    relayed_body(req, raw, model, 256)
 }
 
 /// The upstream moderation body (`raw` as for [`chat_body`]; a body that named no model is
@@ -148,10 +149,7 @@ pub fn moderations_body(
     raw: Option<&[u8]>,
     model: &str,
 ) -> Result<Bytes, LlmError> {
-    if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_key)) {
-        return Ok(body);
-    }
-    body_with_model(req, model, 256, &is_upstream_param)
+    relayed_body(req, raw, model, 256)
 }
 
 /// The upstream Responses body (`raw` as for [`chat_body`]): the client's bytes with `model`
@@ -161,10 +159,7 @@ pub fn responses_body(
     raw: Option<&[u8]>,
     model: &str,
 ) -> Result<Bytes, LlmError> {
-    if let Some(body) = raw.and_then(|raw| splice_model(raw, model, &is_upstream_key)) {
-        return Ok(body);
-    }
-    body_with_model(req, model, 1024, &is_upstream_param)
+    relayed_body(req, raw, model, 1024)
 }
 
 /// `raw` (a JSON object) with the top-level `model` member's value replaced by `model`, in place,
