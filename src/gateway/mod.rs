@@ -340,6 +340,13 @@ impl Gateway {
             .body_read_timeout(self.body_read_timeout)
             .timer(self.timer)
             .admission(self.admission.clone())
+            .on_refusal(self.callbacks.metrics_registry().map(|m| {
+                let m = m.clone();
+                let hook: crate::server::OnRefusal = std::sync::Arc::new(move |route, e| {
+                    m.refused(route, e.status().as_u16(), e.kind().as_str());
+                });
+                hook
+            }))
             .readiness(self.readiness())
             .response_store(Some(self.responses.clone()))
             .pass_through(self.pass_through_routes())
