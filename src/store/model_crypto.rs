@@ -168,16 +168,14 @@ pub(super) fn seal(
     }
 }
 
-/// The first parameter holding a literal credential (not an `os.environ/` reference).
+/// The first parameter holding a literal credential: a string, named like a credential
+/// (`api_key`, `aws_secret_access_key`, `*token*`, …), that is not an `os.environ/` reference.
 #[must_use]
 pub fn literal_secret(params: &Map<String, Value>) -> Option<String> {
     params.iter().find_map(|(k, v)| {
+        // Strings only: a number named like one (`input_cost_per_token`) is no credential.
         let secret = crate::probe::is_secret_name(k)
-            && match v {
-                Value::String(s) => !s.is_empty() && !s.starts_with("os.environ/"),
-                Value::Null => false,
-                _ => true,
-            };
+            && matches!(v, Value::String(s) if !s.is_empty() && !s.starts_with("os.environ/"));
         secret.then(|| k.clone())
     })
 }
@@ -233,7 +231,10 @@ mod tests {
 
     #[test]
     fn without_a_key_a_literal_secret_is_refused_and_references_pass() {
-        let refs = params(json!({"model": "openai/x", "api_key": "os.environ/OPENAI_API_KEY"}));
+        let refs = params(
+            json!({"model": "openai/x", "api_key": "os.environ/OPENAI_API_KEY",
+                                 "input_cost_per_token": 0.001, "max_tokens": 10}),
+        );
         assert_eq!(seal(None, &refs).expect("no secret"), refs);
         let lit = params(json!({"model": "openai/x", "aws_secret_access_key": "abc"}));
         let e = seal(None, &lit).expect_err("fails closed");
