@@ -502,7 +502,7 @@ fn wire_finish_reasons(raw: &[u8]) -> Vec<StringValue> {
                 |el| {
                     for_each_member(raw, el, |m| {
                         if m.key == b"finish_reason" && !m.escaped {
-                            let v = raw.get(m.value.clone()).unwrap_or_default();
+                            let v = raw.get(m.value).unwrap_or_default();
                             if let Some(text) = v
                                 .strip_prefix(b"\"")
                                 .and_then(|t| t.strip_suffix(b"\""))
