@@ -174,10 +174,19 @@ pub(super) fn seal(
 pub fn literal_secret(params: &Map<String, Value>) -> Option<String> {
     params.iter().find_map(|(k, v)| {
         // Strings only: a number named like one (`input_cost_per_token`) is no credential.
-        let secret = crate::probe::is_secret_name(k)
+        let secret = is_credential_name(k)
             && matches!(v, Value::String(s) if !s.is_empty() && !s.starts_with("os.environ/"));
         secret.then(|| k.clone())
     })
+}
+
+/// Whether a parameter is named like a credential: the words `/health` and `/model/info` mask
+/// (`probe::is_secret_name`, which is part of the `gateway` feature; the store is not).
+fn is_credential_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["key", "secret", "token", "password", "credential", "auth"]
+        .iter()
+        .any(|w| n.contains(w))
 }
 
 #[cfg(test)]
