@@ -254,8 +254,8 @@ async fn a_real_prometheus_scrapes_what_the_traffic_was() {
     let (beta, _) = new_key(&base, json!({"key_alias": "beta"})).await;
     let url = gw.url("/v1/chat/completions");
     // Known traffic: 5 complete answers for alpha, 3 for beta, 2 streams for beta, 4 upstream
-    // 400s for alpha, 1 call refused by auth (not counted: the edge refuses it before the
-    // stack).
+    // 400s for alpha, 1 call refused by auth at the edge (counted as LiteLLM counts it: a
+    // failed request with status 401).
     for _ in 0..5 {
         assert_eq!(
             post(&url, Some(&alpha), &chat(false, None)).await.status,
@@ -290,8 +290,13 @@ async fn a_real_prometheus_scrapes_what_the_traffic_was() {
     );
 
     prom.expect("up{job=\"llmgate\"}", 1.0).await;
-    prom.expect("sum(litellm_proxy_total_requests_metric_total)", 14.0)
+    prom.expect("sum(litellm_proxy_total_requests_metric_total)", 15.0)
         .await;
+    prom.expect(
+        "sum(litellm_proxy_failed_requests_metric_total{exception_status=\"401\",route=\"/chat/completions\"})",
+        1.0,
+    )
+    .await;
     prom.expect(
         "sum(litellm_proxy_total_requests_metric_total{api_key_alias=\"alpha\"})",
         9.0,
@@ -427,4 +432,111 @@ async fn a_failing_deployment_is_counted_per_attempt_and_its_cooldown_shows() {
         line("litellm_proxy_failed_requests_metric_total{", &[]).is_none(),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_refusals_fallbacks_and_wildcard_deployments_reach_prometheus() {
+    let Some(bin) = prometheus_bin() else {
+        return;
+    };
+    let good = FakeUpstream::start().await;
+    good.set_default(Reply::json(200, chat_completion("fine")));
+    let limited = FakeUpstream::start().await;
+    limited.set_default(Reply::json(
+        429,
+        json!({"error": {"message": "slow down", "type": "rate_limit_error"}}),
+    ));
+    let broken = FakeUpstream::start().await;
+    broken.set_default(Reply::json(
+        500,
+        json!({"error": {"message": "boom", "type": "server_error"}}),
+    ));
+    let (g, l, b) = (good.url(), limited.url(), broken.url());
+    // primary (429s) falls back to backup (answers); doomed (500s) falls back to also-doomed
+    // (500s); `openai/*` is a wildcard deployment on the good upstream.
+    let yaml = format!(
+        "model_list:\n  - model_name: primary\n    litellm_params: {{model: openai/gpt-4o-mini, api_base: {l}/v1, api_key: k}}\n  - model_name: backup\n    litellm_params: {{model: openai/gpt-4o, api_base: {g}/v1, api_key: k}}\n  - model_name: doomed\n    litellm_params: {{model: openai/gpt-4o-mini, api_base: {b}/v1, api_key: k}}\n  - model_name: also-doomed\n    litellm_params: {{model: openai/gpt-4o, api_base: {b}/v1, api_key: k}}\n  - model_name: \"openai/*\"\n    litellm_params: {{model: \"openai/*\", api_base: {g}/v1, api_key: k}}\nrouter_settings:\n  num_retries: 0\n  fallbacks:\n    - primary: [backup]\n    - doomed: [also-doomed]\ngeneral_settings:\n  master_key: {MASTER}\nlitellm_settings:\n  callbacks: [prometheus]\n"
+    );
+    let gw = Gov::start(
+        &yaml,
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let prom = Prometheus::start(&bin, &gw.addr.to_string(), MASTER);
+    prom.wait_ready().await;
+    let url = gw.url("/v1/chat/completions");
+    let ask =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    for _ in 0..2 {
+        let r = post(&url, Some(MASTER), &ask("primary")).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("x-litellm-attempted-fallbacks"), Some("1"));
+    }
+    assert_eq!(post(&url, Some(MASTER), &ask("doomed")).await.status, 500);
+    for _ in 0..3 {
+        let r = post(&url, Some(MASTER), &ask("openai/gpt-4.1-nano")).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    // Refused at the edge: no key (401, body never read), a body that is not a request (400).
+    assert_eq!(post(&url, None, &ask("primary")).await.status, 401);
+    assert_eq!(post(&url, Some(MASTER), &json!([1, 2])).await.status, 400);
+    // A model nobody serves: LiteLLM's 400, counted as the client saw it.
+    assert_eq!(post(&url, Some(MASTER), &ask("no-such")).await.status, 400);
+
+    prom.expect("up{job=\"llmgate\"}", 1.0).await;
+    prom.expect(
+        "sum(litellm_deployment_successful_fallbacks_total{requested_model=\"primary\",fallback_model=\"backup\",exception_status=\"429\",exception_class=\"rate_limit\"})",
+        2.0,
+    )
+    .await;
+    prom.expect(
+        "sum(litellm_deployment_failed_fallbacks_total{requested_model=\"doomed\",fallback_model=\"also-doomed\",exception_status=\"500\"})",
+        1.0,
+    )
+    .await;
+    prom.expect("sum(litellm_deployment_failed_fallbacks_total)", 1.0)
+        .await;
+    prom.expect("sum(litellm_deployment_successful_fallbacks_total)", 2.0)
+        .await;
+    // The wildcard deployment's attempts, labelled with the model each call named.
+    prom.expect(
+        "sum(litellm_deployment_success_responses_total{litellm_model_name=\"gpt-4.1-nano\",api_provider=\"openai\"})",
+        3.0,
+    )
+    .await;
+    prom.expect(
+        "sum(litellm_deployment_total_requests_total{litellm_model_name=\"gpt-4.1-nano\"})",
+        3.0,
+    )
+    .await;
+    // Latency per output token: each success on a deployment with output tokens (2 + 3).
+    prom.expect(
+        "sum(litellm_deployment_latency_per_output_token_count)",
+        5.0,
+    )
+    .await;
+    prom.expect(
+        "sum(litellm_deployment_latency_per_output_token_bucket{le=\"+Inf\"})",
+        5.0,
+    )
+    .await;
+    // Edge refusals: in the proxy-level counters, with LiteLLM's route.
+    prom.expect(
+        "sum(litellm_proxy_failed_requests_metric_total{exception_status=\"401\",exception_class=\"authentication\",route=\"/chat/completions\"})",
+        1.0,
+    )
+    .await;
+    prom.expect(
+        "sum(litellm_proxy_failed_requests_metric_total{exception_status=\"400\",requested_model=\"\"})",
+        1.0,
+    )
+    .await;
+    prom.expect(
+        "sum(litellm_proxy_failed_requests_metric_total{exception_status=\"400\",requested_model=\"no-such\",exception_class=\"bad_request\"})",
+        1.0,
+    )
+    .await;
+    // 2 + 1 + 3 calls that reached the stack, 2 refused at the edge, 1 unknown model.
+    prom.expect("sum(litellm_proxy_total_requests_metric_total)", 9.0)
+        .await;
 }

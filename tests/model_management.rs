@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod governance_common;
+mod litellm_common;
 mod support;
 
 use std::time::{Duration, Instant};
@@ -378,4 +379,279 @@ async fn sighup_reloads_a_valid_config_and_keeps_the_running_one_on_an_invalid_f
     assert!(log.contains("litellm_params.model"), "{log}");
     assert!(log.contains("routing_strategy"), "{log}");
     assert!(!log.contains("sk-config-key-0123456789"), "{log}");
+}
+
+/// LiteLLM's own encryption, run by PyNaCl in `LLMGATE_PYTHON` (`bash .ci/test` installs it):
+/// `encrypt` or `decrypt` `value` with `salt`, as `encrypt_value_helper` /
+/// `decrypt_value_helper` do. `None` when no Python is configured (outside CI).
+fn litellm_crypto(op: &str, salt: &str, value: &str) -> Option<String> {
+    let Ok(py) = std::env::var("LLMGATE_PYTHON") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "LLMGATE_PYTHON is not set under CI"
+        );
+        eprintln!("LLMGATE_PYTHON not set: the PyNaCl half of this test is skipped");
+        return None;
+    };
+    let script = r#"
+import base64, hashlib, sys
+import nacl.secret
+op, salt, value = sys.argv[1], sys.argv[2], sys.argv[3]
+box = nacl.secret.SecretBox(hashlib.sha256(salt.encode()).digest())
+if op == "encrypt":
+    print(base64.urlsafe_b64encode(box.encrypt(value.encode("utf-8"))).decode("utf-8"))
+else:
+    print(box.decrypt(base64.urlsafe_b64decode(value)).decode("utf-8"))
+"#;
+    let out = std::process::Command::new(&py)
+        .args(["-c", script, op, salt, value])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {py}: {e}"));
+    assert!(
+        out.status.success(),
+        "PyNaCl in {py} (`bash .ci/test` installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap().trim().to_owned())
+}
+
+async fn pg_text(url: &str, sql: &str) -> Vec<String> {
+    use sqlx::{Connection as _, Row as _};
+    let mut conn = sqlx::postgres::PgConnection::connect(url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect()
+}
+
+async fn pg_exec(url: &str, sql: &str) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::postgres::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Every string of `params` encrypted by LiteLLM's code (PyNaCl), as LiteLLM's `/model/new`
+/// stores them.
+fn litellm_params_encrypted(salt: &str, params: &Value) -> Option<Value> {
+    let mut out = serde_json::Map::new();
+    for (k, v) in params.as_object().unwrap() {
+        let v = match v {
+            Value::String(s) => Value::String(litellm_crypto("encrypt", salt, s)?),
+            other => other.clone(),
+        };
+        out.insert(k.clone(), v);
+    }
+    Some(Value::Object(out))
+}
+
+#[tokio::test]
+async fn literal_keys_are_stored_encrypted_and_rows_litellm_encrypted_are_served() {
+    let up = FakeUpstream::start().await;
+    let db = fresh_pg().await;
+    let gw = Gov::start(
+        &base_config(&up.url(), &format!("  database_url: {db}\n")),
+        BuildOptions::default(),
+    )
+    .await;
+    let base = format!("http://{}", gw.addr);
+    let a = post(
+        &gw.url("/model/new"),
+        Some(MASTER),
+        &new_model("sealed", &up.url()),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    // The row holds no plaintext: neither the key nor any other string parameter.
+    let stored = pg_text(
+        &db,
+        "SELECT litellm_params FROM llmgate_models WHERE model_name = 'sealed'",
+    )
+    .await;
+    assert_eq!(stored.len(), 1);
+    assert!(
+        !stored[0].contains(KEY)
+            && !stored[0].contains("gpt-4o-mini")
+            && !stored[0].contains("sk-"),
+        "{}",
+        stored[0]
+    );
+    // Served, with the key decrypted when the deployment was built.
+    let r = chat(&base, MASTER, "sealed").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        up.last_request().unwrap().header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    let params: Value = serde_json::from_str(&stored[0]).unwrap();
+    let api_key = params["api_key"].as_str().unwrap();
+    // LiteLLM's code (PyNaCl, keyed by the master key: no LITELLM_SALT_KEY) opens it.
+    let Some(opened) = litellm_crypto("decrypt", MASTER, api_key) else {
+        return;
+    };
+    assert_eq!(opened, KEY);
+    // A row LiteLLM wrote (every string encrypted by PyNaCl) is served after the next poll.
+    let python_key = "sk-written-by-python-0123456789";
+    let enc = litellm_params_encrypted(
+        MASTER,
+        &json!({"model": "openai/gpt-4o-mini", "api_base": format!("{}/v1", up.url()), "api_key": python_key}),
+    )
+    .unwrap();
+    pg_exec(
+        &db,
+        &format!(
+            "INSERT INTO llmgate_models (model_id, model_name, litellm_params, model_info, created_by, created_at, updated_at) VALUES ('py-1', 'from-python', '{enc}', '{{}}', 'admin', 1, 1)"
+        ),
+    )
+    .await;
+    until(&gw.url("/v1/models"), Duration::from_secs(5), |v| {
+        groups(v).contains(&"from-python".to_owned())
+    })
+    .await;
+    let r = chat(&base, MASTER, "from-python").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        up.last_request().unwrap().header("authorization"),
+        Some(format!("Bearer {python_key}").as_str())
+    );
+}
+
+#[tokio::test]
+async fn on_litellms_schema_models_live_in_litellm_proxy_model_table_for_both_replicas() {
+    let up = FakeUpstream::start().await;
+    let db = litellm_common::litellm_db().await;
+    let dir = TempDir::new();
+    let path = dir.0.join("config.yaml");
+    std::fs::write(
+        &path,
+        base_config(
+            &up.url(),
+            &format!("  database_url: {db}\n  database_schema: litellm\n"),
+        ),
+    )
+    .unwrap();
+    let salt = "sk-salt-for-this-test";
+    let a = Proc::start(&path, &[("LITELLM_SALT_KEY", salt)]);
+    let b = Proc::start(&path, &[("LITELLM_SALT_KEY", salt)]);
+    let added = post(
+        &format!("{}/model/new", a.base()),
+        Some(MASTER),
+        &new_model("in-litellm", &up.url()),
+    )
+    .await;
+    assert_eq!(
+        added.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&added.body)
+    );
+    let id = added.json()["model_id"].as_str().unwrap().to_owned();
+    // LiteLLM's table, LiteLLM's columns; no table of llmgate's made.
+    let row = pg_text(
+        &db,
+        &format!("SELECT json_build_object('name', model_name, 'params', litellm_params, 'info', model_info, 'by', created_by, 'up', updated_by)::text FROM \"LiteLLM_ProxyModelTable\" WHERE model_id = '{id}'"),
+    )
+    .await;
+    assert_eq!(row.len(), 1, "the row is in LiteLLM_ProxyModelTable");
+    let row: Value = serde_json::from_str(&row[0]).unwrap();
+    assert_eq!(row["name"], "in-litellm");
+    assert_eq!(row["info"]["id"], id.as_str());
+    assert_eq!(row["info"]["mode"], "chat");
+    assert_eq!(row["by"], "default_user_id");
+    assert_eq!(row["up"], "default_user_id");
+    assert!(!row["params"].to_string().contains(KEY), "{row}");
+    assert!(
+        pg_text(
+            &db,
+            "SELECT tablename::text FROM pg_catalog.pg_tables WHERE tablename = 'llmgate_models'"
+        )
+        .await
+        .is_empty(),
+        "llmgate_models was created in LiteLLM's database"
+    );
+    // The other replica serves it.
+    until(
+        &format!("{}/v1/models", b.base()),
+        Duration::from_secs(5),
+        |v| groups(v).contains(&"in-litellm".to_owned()),
+    )
+    .await;
+    let r = chat(&b.base(), MASTER, "in-litellm").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        up.last_request().unwrap().header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    // Updated on B (a new key, sealed again), then A calls with it.
+    let upd = post(
+        &format!("{}/model/update", b.base()),
+        Some(MASTER),
+        &json!({"model_info": {"id": id}, "litellm_params": {"api_key": "sk-rotated-0123456789"}}),
+    )
+    .await;
+    assert_eq!(upd.status, 200, "{}", String::from_utf8_lossy(&upd.body));
+    let took = Instant::now();
+    loop {
+        let r = chat(&a.base(), MASTER, "in-litellm").await;
+        assert_eq!(r.status, 200);
+        if up.last_request().unwrap().header("authorization")
+            == Some("Bearer sk-rotated-0123456789")
+        {
+            break;
+        }
+        assert!(
+            took.elapsed() < Duration::from_secs(5),
+            "replica A still uses the old key"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // LiteLLM's code opens what llmgate sealed with LITELLM_SALT_KEY, and a row LiteLLM
+    // wrote is served by both replicas.
+    let params = pg_text(
+        &db,
+        &format!("SELECT CAST(litellm_params AS TEXT) FROM \"LiteLLM_ProxyModelTable\" WHERE model_id = '{id}'"),
+    )
+    .await;
+    let params: Value = serde_json::from_str(&params[0]).unwrap();
+    if let Some(opened) = litellm_crypto("decrypt", salt, params["api_key"].as_str().unwrap()) {
+        assert_eq!(opened, "sk-rotated-0123456789");
+        let python_key = "sk-litellm-wrote-this-0123456789";
+        let enc = litellm_params_encrypted(
+            salt,
+            &json!({"model": "openai/gpt-4o-mini", "api_base": format!("{}/v1", up.url()), "api_key": python_key}),
+        )
+        .unwrap();
+        pg_exec(
+            &db,
+            &format!("INSERT INTO \"LiteLLM_ProxyModelTable\" (model_id, model_name, litellm_params, model_info, created_by, updated_by) VALUES ('from-litellm-1', 'litellm-made', '{enc}'::jsonb, '{{\"id\": \"from-litellm-1\"}}'::jsonb, 'admin', 'admin')"),
+        )
+        .await;
+        for p in [&a, &b] {
+            until(
+                &format!("{}/v1/models", p.base()),
+                Duration::from_secs(5),
+                |v| groups(v).contains(&"litellm-made".to_owned()),
+            )
+            .await;
+            let r = chat(&p.base(), MASTER, "litellm-made").await;
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            assert_eq!(
+                up.last_request().unwrap().header("authorization"),
+                Some(format!("Bearer {python_key}").as_str())
+            );
+        }
+    }
+    let log_b = b.stop();
+    let log_a = a.stop();
+    for log in [&log_a, &log_b] {
+        assert!(
+            !log.contains(KEY) && !log.contains("sk-rotated"),
+            "a key was logged:\n{log}"
+        );
+    }
 }

@@ -19,7 +19,7 @@ use super::{CallRecord, CallStatus, Callbacks};
 use crate::{
     auth::KeyInfo,
     cost::StreamTally,
-    error::LlmError,
+    error::{ErrorKind, LlmError},
     types::{
         extensions::{CallId, ReceivedAt},
         usage::TokenUsage,
@@ -97,6 +97,8 @@ struct Ctx {
     started_wall: SystemTime,
     tally: Option<StreamTally>,
     messages: Option<serde_json::Value>,
+    /// The request's model groups, for the fallback counters (metrics on).
+    trail: Option<crate::metrics::FallbackTrail>,
 }
 
 /// The facts of [`ResponseMeta`] a record needs (copied: `Arc`s and numbers, no allocation).
@@ -155,6 +157,12 @@ fn header_num(headers: &http::HeaderMap, name: &str) -> Option<f64> {
         .filter(|v| v.is_finite())
 }
 
+/// The router's "no such model group" (no provider named it), which the edge answers as
+/// LiteLLM's 400 invalid-model error.
+fn is_unknown_model(e: &LlmError) -> bool {
+    e.kind() == ErrorKind::NotFound && e.code() == Some("model_not_found") && e.provider().is_none()
+}
+
 fn route_of(kind: OperationKind) -> &'static str {
     if kind == OperationKind::Chat {
         "/chat/completions"
@@ -168,6 +176,16 @@ fn route_of(kind: OperationKind) -> &'static str {
 impl Ctx {
     fn finish(self, status: CallStatus, http_status: u16, err: Option<&LlmError>, answer: Answer) {
         let total = self.started.elapsed();
+        if let (Some(t), Some(m)) = (&self.trail, self.callbacks.metrics_registry()) {
+            t.call_ended(m, status == CallStatus::Success);
+        }
+        // The router's unknown model reaches the client as LiteLLM's 400 (`server::surface`);
+        // count it as the client saw it.
+        let (http_status, error_class) = match err {
+            Some(e) if is_unknown_model(e) => (400, Some(ErrorKind::BadRequest.as_str())),
+            Some(e) => (http_status, Some(e.kind().as_str())),
+            None => (http_status, None),
+        };
         let meta = answer.facts;
         let upstream = answer.overhead.map(|o| total.saturating_sub(o));
         let record = CallRecord {
@@ -185,7 +203,7 @@ impl Ctx {
             stream: self.stream,
             status,
             http_status,
-            error_class: err.map(|e| e.kind().as_str()),
+            error_class,
             // Only sinks write messages (no allocation for metrics alone).
             error_message: err
                 .filter(|_| !self.callbacks.sinks().is_empty())
@@ -256,7 +274,13 @@ where
         } else {
             None
         };
+        let trail = self.callbacks.metrics_registry().map(|_| {
+            let t = crate::metrics::FallbackTrail::default();
+            req.extensions.insert(t.clone());
+            t
+        });
         let ctx = Ctx {
+            trail,
             model_group: self.callbacks.intern_group(req.model()),
             callbacks: self.callbacks.clone(),
             call_id: req.extensions.get::<CallId>().map(|c| c.0.clone()),

@@ -138,6 +138,12 @@ impl RouterPlan {
                 .metrics
                 .as_ref()
                 .map(|m| m.deployment_layer(&dep, Some(cell.clone())));
+            // A wildcard deployment's: labelled with the concrete model of each call.
+            let wild_metrics = self
+                .metrics
+                .clone()
+                .filter(|_| wildcard)
+                .map(|m| (m, cell.clone()));
             let health =
                 HealthLayer::new(cell, policy.clone().disabled(sole || policy.is_disabled()));
             let mut timeout =
@@ -160,7 +166,7 @@ impl RouterPlan {
                             let g = table
                                 .as_ref()
                                 .and_then(|t| super::builder::unpriced_guard(t, &concrete, guard));
-                            stack(
+                            let svc = stack(
                                 &concrete,
                                 p.clone(),
                                 &client,
@@ -168,7 +174,16 @@ impl RouterPlan {
                                 timeout,
                                 g,
                                 otel.as_ref(),
-                            )
+                            );
+                            match &wild_metrics {
+                                Some((m, cell)) => {
+                                    tower::util::BoxCloneSyncService::new(tower::Layer::layer(
+                                        &m.concrete_layer(&concrete, Some(cell.clone())),
+                                        svc,
+                                    ))
+                                }
+                                _ => svc,
+                            }
                         }
                         None => unsupported_service(&concrete.provider),
                     }

@@ -202,9 +202,18 @@ impl Gateway {
         let gov = crate::governance::start(config, &opts).await?;
         let model_store: Option<std::sync::Arc<dyn crate::store::ModelStore>> =
             if config.general_settings.store_model_in_db == Some(true) {
-                gov.keys
-                    .store_as::<crate::store::Store>()
-                    .map(|s| std::sync::Arc::new(s.clone()) as _)
+                // Rows keep their `litellm_params` encrypted as LiteLLM's do (LITELLM_SALT_KEY,
+                // else the master key).
+                let salt = crate::store::SaltKey::from_env_or(
+                    config
+                        .general_settings
+                        .master_key
+                        .as_ref()
+                        .map(crate::secret::Secret::expose),
+                );
+                gov.keys.store_as::<crate::store::Store>().map(|s| {
+                    std::sync::Arc::new(crate::store::EncryptedModels::new(s.clone(), salt)) as _
+                })
             } else {
                 None
             };
@@ -340,6 +349,13 @@ impl Gateway {
             .body_read_timeout(self.body_read_timeout)
             .timer(self.timer)
             .admission(self.admission.clone())
+            .on_refusal(self.callbacks.metrics_registry().map(|m| {
+                let m = m.clone();
+                let hook: crate::server::OnRefusal = std::sync::Arc::new(move |route, e| {
+                    m.refused(route, e.status().as_u16(), e.kind().as_str());
+                });
+                hook
+            }))
             .readiness(self.readiness())
             .response_store(Some(self.responses.clone()))
             .pass_through(self.pass_through_routes())

@@ -385,6 +385,7 @@ pub(super) async fn handle<S, B>(
     mut head: Head,
     body: B,
     responses: Option<SharedResponseStore>,
+    refused: Option<super::service::OnRefusal>,
 ) -> http::Response<ServerBody>
 where
     S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
@@ -403,6 +404,9 @@ where
     let mut large = false;
     if let Some(admission) = &admission {
         if let Err(e) = admission.check(head.presented_key.as_ref()).await {
+            if let Some(f) = &refused {
+                f(super::surface::litellm_route(route), &e);
+            }
             // The body is never read: the connection ends with this answer.
             let mut resp = failed(&e, dialect, &call_id, log.as_deref());
             if head.http1 {
@@ -466,6 +470,9 @@ where
     let mut llm_req = match parsed {
         Ok(r) => head.annotate(r),
         Err(e) => {
+            if let Some(f) = &refused {
+                f(super::surface::litellm_route(route), &e);
+            }
             let mut resp = failed(&e, dialect, &call_id, log.as_deref());
             if http1 && resp.status() == StatusCode::REQUEST_TIMEOUT {
                 // The rest of a late body is not waited for: the connection ends here.

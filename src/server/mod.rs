@@ -39,7 +39,7 @@ pub use self::{
     readiness::Readiness,
     serve::{bind_listeners, grace_over, serve, serve_per_thread, shutdown_signal, ServeConfig},
     service::{
-        CacheControlHeader, CallId, NotFound, OpenAiServer, ReceivedAt, RequestTimeout,
+        CacheControlHeader, CallId, NotFound, OnRefusal, OpenAiServer, ReceivedAt, RequestTimeout,
         ServerFuture,
     },
 };

@@ -75,7 +75,13 @@ pub struct OpenAiServer<S, F = NotFound> {
     large_body: Option<LargeBodyHooks>,
     pass_through: PassThroughRoutes,
     responses: Option<SharedResponseStore>,
+    on_refusal: Option<OnRefusal>,
 }
+
+/// Told of each call the edge refuses before the stack (no valid key at admission, a body that
+/// does not parse): the route as LiteLLM names it (`/chat/completions`) and the error. The
+/// gateway counts them in its metrics.
+pub type OnRefusal = std::sync::Arc<dyn Fn(&'static str, &LlmError) + Send + Sync>;
 
 impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
     fn clone(&self) -> Self {
@@ -90,6 +96,7 @@ impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
             large_body: self.large_body,
             pass_through: self.pass_through.clone(),
             responses: self.responses.clone(),
+            on_refusal: self.on_refusal.clone(),
         }
     }
 }
@@ -139,6 +146,7 @@ impl<S> OpenAiServer<S> {
             large_body: None,
             pass_through: PassThroughRoutes::none(),
             responses: None,
+            on_refusal: None,
         }
     }
 }
@@ -158,6 +166,7 @@ impl<S, F> OpenAiServer<S, F> {
             large_body: self.large_body,
             pass_through: self.pass_through,
             responses: self.responses,
+            on_refusal: self.on_refusal,
         }
     }
 
@@ -215,6 +224,13 @@ impl<S, F> OpenAiServer<S, F> {
     #[must_use]
     pub fn admission(mut self, admission: Option<Admission>) -> Self {
         self.admission = admission;
+        self
+    }
+
+    /// Tells `hook` of each call the edge refuses before the stack ([`OnRefusal`]).
+    #[must_use]
+    pub fn on_refusal(mut self, hook: Option<OnRefusal>) -> Self {
+        self.on_refusal = hook;
         self
     }
 
@@ -516,7 +532,8 @@ where
                 };
                 let admission = self.admission.clone();
                 let responses = self.responses.clone();
-                Box::pin(handle(inner, admission, limits, head, body, responses).map(Ok))
+                let refused = self.on_refusal.clone();
+                Box::pin(handle(inner, admission, limits, head, body, responses, refused).map(Ok))
             }
             Err(answered) => answered,
         }

@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// The route as LiteLLM names it in its invalid-model error (`ROUTE_ENDPOINT_MAPPING`).
-fn litellm_route(route: Route) -> &'static str {
+pub(super) fn litellm_route(route: Route) -> &'static str {
     match route {
         Route::Chat => "/chat/completions",
         Route::Completions => "/completions",

@@ -66,6 +66,7 @@ use crate::secret::Secret;
 mod conformance;
 mod error;
 mod memory;
+mod model_crypto;
 mod models;
 pub mod responses;
 mod rows;
@@ -78,7 +79,8 @@ pub use self::sql::{Backend, Schema, SchemaChoice, Store, MIGRATIONS};
 pub use self::{
     error::StoreError,
     memory::InMemoryStore,
-    models::{InMemoryModels, ModelRow, ModelStore},
+    model_crypto::{literal_secret, SaltKey, SealError},
+    models::{EncryptedModels, InMemoryModels, ModelRow, ModelStore},
     rows::{
         BudgetRow, BudgetState, DailyBy, DailySpend, KeyRow, Limits, NewKey, SpendFilter, SpendRow,
         SpendTotals, TeamRow, UserRow, PROXY_BUDGET_ID,

@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{now_ms, StoreError, StoreFuture};
+use super::{
+    model_crypto::{literal_secret, seal, SaltKey, SealError},
+    now_ms, StoreError, StoreFuture,
+};
 
 /// One model kept in the database.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -47,6 +50,16 @@ pub trait ModelStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Deletes the row; `false` when there is none.
     fn delete_model<'a>(&'a self, model_id: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Whether `params` can be stored: [`EncryptedModels`] refuses a literal credential when it
+    /// has no key to encrypt it with. Every `litellm_params` is accepted by default.
+    ///
+    /// # Errors
+    /// The parameter that cannot be stored, and why.
+    fn check_params(&self, params: &Map<String, Value>) -> Result<(), SealError> {
+        let _ = params;
+        Ok(())
+    }
 }
 
 impl<T: ModelStore + ?Sized> ModelStore for Arc<T> {
@@ -61,6 +74,75 @@ impl<T: ModelStore + ?Sized> ModelStore for Arc<T> {
     }
     fn delete_model<'a>(&'a self, model_id: &'a str) -> StoreFuture<'a, bool> {
         (**self).delete_model(model_id)
+    }
+    fn check_params(&self, params: &Map<String, Value>) -> Result<(), SealError> {
+        (**self).check_params(params)
+    }
+}
+
+/// A [`ModelStore`] whose rows keep `litellm_params` encrypted as LiteLLM keeps them (see
+/// `store::model_crypto`): every string value sealed on the way in, opened on the way out (a
+/// value that is no box, such as a row stored before, is read as it is). Without a key, a row
+/// with a literal credential is refused (fail closed); one with only `os.environ/` references
+/// is stored as it is.
+#[derive(Debug)]
+pub struct EncryptedModels<S> {
+    inner: S,
+    key: Option<SaltKey>,
+}
+
+impl<S: ModelStore> EncryptedModels<S> {
+    /// `inner` with `key` (`None`: no salt key and no master key).
+    pub fn new(inner: S, key: Option<SaltKey>) -> Self {
+        Self { inner, key }
+    }
+
+    fn sealed(&self, row: &ModelRow) -> Result<ModelRow, StoreError> {
+        let litellm_params = seal(self.key.as_ref(), &row.litellm_params)
+            .map_err(|e| StoreError::msg(e.to_string()))?;
+        Ok(ModelRow {
+            litellm_params,
+            ..row.clone()
+        })
+    }
+}
+
+impl<S: ModelStore> ModelStore for EncryptedModels<S> {
+    fn list_models(&self) -> StoreFuture<'_, Vec<ModelRow>> {
+        Box::pin(async move {
+            let mut rows = self.inner.list_models().await?;
+            if let Some(k) = &self.key {
+                for r in &mut rows {
+                    r.litellm_params = k.open_params(&r.litellm_params);
+                }
+            }
+            Ok(rows)
+        })
+    }
+
+    fn insert_model<'a>(&'a self, row: &'a ModelRow) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let sealed = self.sealed(row)?;
+            self.inner.insert_model(&sealed).await
+        })
+    }
+
+    fn update_model<'a>(&'a self, row: &'a ModelRow) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let sealed = self.sealed(row)?;
+            self.inner.update_model(&sealed).await
+        })
+    }
+
+    fn delete_model<'a>(&'a self, model_id: &'a str) -> StoreFuture<'a, bool> {
+        self.inner.delete_model(model_id)
+    }
+
+    fn check_params(&self, params: &Map<String, Value>) -> Result<(), SealError> {
+        match &self.key {
+            Some(_) => Ok(()),
+            None => literal_secret(params).map_or(Ok(()), |param| Err(SealError { param })),
+        }
     }
 }
 
@@ -188,5 +270,47 @@ mod tests {
     #[tokio::test]
     async fn in_memory_models_behave() {
         conformance(&InMemoryModels::new()).await;
+        conformance(&EncryptedModels::new(
+            InMemoryModels::new(),
+            Some(SaltKey::new("s")),
+        ))
+        .await;
+    }
+
+    #[tokio::test]
+    async fn encrypted_models_keep_no_plaintext_and_refuse_literals_without_a_key() {
+        let inner = Arc::new(InMemoryModels::new());
+        let store = EncryptedModels::new(inner.clone(), Some(SaltKey::new("salt")));
+        let row = ModelRow {
+            model_id: "m".into(),
+            model_name: "g".into(),
+            litellm_params: serde_json::json!({"model": "openai/x", "api_key": "sk-secret-999"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            ..ModelRow::default()
+        };
+        store.insert_model(&row).await.expect("insert");
+        let raw = inner.list_models().await.expect("list");
+        let text = serde_json::to_string(&raw).expect("json");
+        assert!(
+            !text.contains("sk-secret-999") && !text.contains("openai/x"),
+            "{text}"
+        );
+        assert_eq!(store.list_models().await.expect("list"), vec![row.clone()]);
+        // No key: the literal is refused, a reference is stored.
+        let keyless = EncryptedModels::new(InMemoryModels::new(), None);
+        assert!(keyless.check_params(&row.litellm_params).is_err());
+        assert!(keyless.insert_model(&row).await.is_err());
+        assert!(keyless.list_models().await.expect("list").is_empty());
+        let mut by_ref = row.clone();
+        by_ref
+            .litellm_params
+            .insert("api_key".into(), "os.environ/OPENAI_API_KEY".into());
+        assert!(keyless.check_params(&by_ref.litellm_params).is_ok());
+        keyless
+            .insert_model(&by_ref)
+            .await
+            .expect("a reference is stored");
     }
 }

@@ -167,7 +167,10 @@ where
         ));
         attrs.push(KeyValue::new("llm.is_streaming", req.is_stream()));
         if let Some(CallId(id)) = req.extensions.get::<CallId>() {
-            attrs.push(KeyValue::new("litellm.call_id", id.to_string()));
+            attrs.push(KeyValue::new(
+                "litellm.call_id",
+                StringValue::from(id.clone()),
+            ));
         }
         let tracer = self.otel.tracer();
         let span = tracer
@@ -217,16 +220,22 @@ struct DeploymentAttrs {
     group: Arc<str>,
     model: Arc<str>,
     attrs: Vec<KeyValue>,
+    /// `chat {model}`, the span name of the commonest operation (built once; another
+    /// operation's name is formatted per attempt).
+    chat_name: String,
 }
 
 impl AttemptTraceLayer {
     /// A layer starting spans for attempts on `dep` with `otel`'s tracer.
     pub fn new(otel: Otel, dep: &Deployment) -> Self {
         let attrs = vec![
-            KeyValue::new("gen_ai.system", dep.provider.to_string()),
-            KeyValue::new("gen_ai.request.model", dep.model.to_string()),
-            KeyValue::new("llmgate.deployment.id", dep.id.to_string()),
-            KeyValue::new("llmgate.model_group", dep.model_group.to_string()),
+            KeyValue::new("gen_ai.system", StringValue::from(dep.provider.clone())),
+            KeyValue::new("gen_ai.request.model", StringValue::from(dep.model.clone())),
+            KeyValue::new("llmgate.deployment.id", StringValue::from(dep.id.clone())),
+            KeyValue::new(
+                "llmgate.model_group",
+                StringValue::from(dep.model_group.clone()),
+            ),
         ];
         Self {
             otel,
@@ -235,6 +244,7 @@ impl AttemptTraceLayer {
                 group: dep.model_group.clone(),
                 model: dep.model.clone(),
                 attrs,
+                chat_name: format!("chat {}", dep.model),
             }),
         }
     }
@@ -306,7 +316,11 @@ where
         attrs.push(KeyValue::new("llmgate.fallback", place.fallback));
         let tracer = self.layer.otel.tracer();
         let span = tracer
-            .span_builder(format!("{op} {}", dep.model))
+            .span_builder(if op == "chat" {
+                dep.chat_name.clone()
+            } else {
+                format!("{op} {}", dep.model)
+            })
             .with_kind(SpanKind::Client)
             .with_attributes(attrs)
             .start_with_context(tracer, &parent);
@@ -401,14 +415,20 @@ fn record_response(cx: &Context, resp: &mut LlmResponse, role: Role) {
     let span = cx.span();
     let meta = &resp.meta;
     if let Some(p) = &meta.provider {
-        span.set_attribute(KeyValue::new("gen_ai.system", p.to_string()));
+        span.set_attribute(KeyValue::new("gen_ai.system", StringValue::from(p.clone())));
     }
     if role == Role::Request {
         if let Some(id) = &meta.deployment_id {
-            span.set_attribute(KeyValue::new("llmgate.deployment.id", id.to_string()));
+            span.set_attribute(KeyValue::new(
+                "llmgate.deployment.id",
+                StringValue::from(id.clone()),
+            ));
         }
         if let Some(g) = &meta.model_group {
-            span.set_attribute(KeyValue::new("llmgate.model_group", g.to_string()));
+            span.set_attribute(KeyValue::new(
+                "llmgate.model_group",
+                StringValue::from(g.clone()),
+            ));
         }
         span.set_attribute(KeyValue::new(
             "llmgate.attempted_retries",
@@ -430,17 +450,76 @@ fn record_response(cx: &Context, resp: &mut LlmResponse, role: Role) {
         record_usage(cx, usage);
     }
     if let ResponseBody::Chat(chat) = &mut resp.body {
-        // Parsed once (the wire bytes are kept; the typed value is cached for later readers).
-        if let Ok(typed) = chat.typed() {
-            let reasons: Vec<StringValue> = typed
-                .choices
-                .iter()
-                .filter_map(|c| c.finish_reason.clone())
-                .map(StringValue::from)
-                .collect();
-            record_finish_reasons(cx, reasons);
-        }
+        // The provider's bytes are scanned for the choices' finish reasons (no parse of the
+        // messages); a value already typed (a translated provider) is read as it is.
+        let reasons = match chat.wire() {
+            Some(raw) => wire_finish_reasons(raw),
+            None => chat.typed().map_or_else(
+                |_| Vec::new(),
+                |typed| {
+                    typed
+                        .choices
+                        .iter()
+                        .filter_map(|c| c.finish_reason.as_deref())
+                        .map(reason_value)
+                        .collect()
+                },
+            ),
+        };
+        record_finish_reasons(cx, reasons);
     }
+}
+
+/// A finish reason as a span value: the reasons OpenAI defines are `&'static str`s (no
+/// allocation), any other is copied.
+fn reason_value(r: &str) -> StringValue {
+    match r {
+        "stop" => StringValue::from("stop"),
+        "length" => StringValue::from("length"),
+        "tool_calls" => StringValue::from("tool_calls"),
+        "content_filter" => StringValue::from("content_filter"),
+        "function_call" => StringValue::from("function_call"),
+        other => StringValue::from(other.to_owned()),
+    }
+}
+
+/// The `finish_reason` strings of the `choices` of an OpenAI-format answer or chunk, read from
+/// its bytes by a structural scan (`types::scan`: values are skipped, not parsed). A reason
+/// written with escapes, or bytes that are not such an object, give what was found so far.
+fn wire_finish_reasons(raw: &[u8]) -> Vec<StringValue> {
+    use crate::types::scan::{for_each_member, skip_value, walk_elements, walk_members};
+    let mut reasons = Vec::new();
+    let _ = walk_members(
+        raw,
+        0,
+        |key, at| {
+            if key != b"choices" {
+                return skip_value(raw, at);
+            }
+            walk_elements(
+                raw,
+                at,
+                |el| {
+                    for_each_member(raw, el, |m| {
+                        if m.key == b"finish_reason" && !m.escaped {
+                            let v = raw.get(m.value).unwrap_or_default();
+                            if let Some(text) = v
+                                .strip_prefix(b"\"")
+                                .and_then(|t| t.strip_suffix(b"\""))
+                                .filter(|t| !t.contains(&b'\\'))
+                                .and_then(|t| std::str::from_utf8(t).ok())
+                            {
+                                reasons.push(reason_value(text));
+                            }
+                        }
+                    })
+                },
+                |_| {},
+            )
+        },
+        |_| {},
+    );
+    reasons
 }
 
 fn record_usage(cx: &Context, usage: TokenUsage) {
@@ -518,14 +597,19 @@ impl Observer for StreamSpan {
             self.usage = Some(TokenUsage::from(u));
         }
         if chunk.is_finished() {
-            if let Ok(typed) = chunk.typed() {
-                self.reasons.extend(
-                    typed
-                        .choices
-                        .iter()
-                        .filter_map(|c| c.finish_reason.clone())
-                        .map(StringValue::from),
-                );
+            match chunk.wire() {
+                Some(raw) => self.reasons.extend(wire_finish_reasons(raw)),
+                None => {
+                    if let Ok(typed) = chunk.typed() {
+                        self.reasons.extend(
+                            typed
+                                .choices
+                                .iter()
+                                .filter_map(|c| c.finish_reason.as_deref())
+                                .map(reason_value),
+                        );
+                    }
+                }
             }
         }
         Flow::Pass
@@ -534,9 +618,10 @@ impl Observer for StreamSpan {
     fn event(&mut self, event: &mut StreamEvent) -> Flow {
         if !self.model_seen {
             if let Some(model) = &event.model {
-                self.cx
-                    .span()
-                    .set_attribute(KeyValue::new("gen_ai.response.model", model.to_string()));
+                self.cx.span().set_attribute(KeyValue::new(
+                    "gen_ai.response.model",
+                    StringValue::from(model.clone()),
+                ));
                 self.model_seen = true;
             }
         }
@@ -647,6 +732,42 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reasons(raw: &str) -> Vec<String> {
+        wire_finish_reasons(raw.as_bytes())
+            .into_iter()
+            .map(|r| r.as_str().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn finish_reasons_are_read_from_the_wire_without_a_parse() {
+        let answer = r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"a \"finish_reason\": \"no\"","finish_reason":"decoy"},"finish_reason":"stop"},{"index":1,"finish_reason":"length","message":{}}],"usage":{"prompt_tokens":1}}"#;
+        assert_eq!(reasons(answer), ["stop", "length"]);
+        // A chunk: null reasons are left out; an unknown reason is kept as written.
+        assert_eq!(
+            reasons(
+                r#"{"choices":[{"delta":{},"finish_reason":null},{"delta":{},"finish_reason":"my_reason"}]}"#
+            ),
+            ["my_reason"]
+        );
+        // No choices, malformed bytes, escaped reasons: nothing invented, no panic.
+        assert!(reasons(r#"{"choices":[]}"#).is_empty());
+        assert!(reasons(r#"{"object":"list"}"#).is_empty());
+        assert!(reasons(r#"{"choices":[{"finish_reason":"st\u006fp"}]}"#).is_empty());
+        for bad in [
+            "",
+            "[",
+            "{\"choices\":",
+            "{\"choices\":[{\"finish_reason\":\"stop\"",
+            "null",
+            "{\"choices\":{}}",
+        ] {
+            let _ = reasons(bad);
+        }
+        // The OpenAI reasons are static strings (no allocation).
+        assert!(matches!(reason_value("stop"), v if v.as_str() == "stop"));
+    }
 
     #[test]
     fn places_count_retries_per_group_and_mark_fallbacks() {

@@ -34,36 +34,55 @@ impl AtomicF64 {
     }
 }
 
-/// A histogram over [`LATENCY_BUCKETS`]: per-bucket counts (not cumulative; summed when
-/// rendered), the sum and the count.
+/// `prometheus_client`'s default buckets (LiteLLM's histograms created without buckets:
+/// `litellm_deployment_latency_per_output_token`).
+pub(crate) const DEFAULT_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// A histogram over fixed bucket bounds ([`LATENCY_BUCKETS`] unless built
+/// [`with_bounds`](Self::with_bounds)): per-bucket counts (not cumulative; summed when
+/// rendered), the sum and the count. The buckets are allocated once, with the series.
 #[derive(Debug)]
 pub(crate) struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    bounds: &'static [f64],
+    buckets: Box<[AtomicU64]>,
     sum: AtomicF64,
 }
 
 impl Default for Histogram {
     fn default() -> Self {
-        Self {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum: AtomicF64::default(),
-        }
+        Self::with_bounds(&LATENCY_BUCKETS)
     }
 }
 
 impl Histogram {
+    pub(crate) fn with_bounds(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicF64::default(),
+        }
+    }
+
     pub(crate) fn observe(&self, secs: f64) {
         if !secs.is_finite() || secs < 0.0 {
             return;
         }
-        let i = LATENCY_BUCKETS.partition_point(|b| *b < secs);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let i = self.bounds.partition_point(|b| *b < secs);
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
         self.sum.add(secs);
     }
 
     /// Adds this histogram's counts into `into` (cumulative bucket counts are built there).
     pub(crate) fn add_into(&self, into: &mut HistogramSnapshot) {
-        for (acc, b) in into.buckets.iter_mut().zip(&self.buckets) {
+        if into.buckets.is_empty() {
+            into.bounds = self.bounds;
+            into.buckets = vec![0; self.buckets.len()];
+        }
+        for (acc, b) in into.buckets.iter_mut().zip(self.buckets.iter()) {
             *acc += b.load(Ordering::Relaxed);
         }
         into.sum += self.sum.get();
@@ -71,19 +90,11 @@ impl Histogram {
 }
 
 /// A histogram read for rendering.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct HistogramSnapshot {
-    pub(crate) buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    pub(crate) bounds: &'static [f64],
+    pub(crate) buckets: Vec<u64>,
     pub(crate) sum: f64,
-}
-
-impl Default for HistogramSnapshot {
-    fn default() -> Self {
-        Self {
-            buckets: [0; LATENCY_BUCKETS.len() + 1],
-            sum: 0.0,
-        }
-    }
 }
 
 impl HistogramSnapshot {
@@ -114,5 +125,19 @@ mod tests {
         f.add(0.25);
         f.add(0.5);
         assert!((f.get() - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn other_bounds_have_their_own_buckets() {
+        let h = Histogram::with_bounds(&DEFAULT_BUCKETS);
+        h.observe(0.01); // le=0.01
+        h.observe(0.2); // le=0.25
+        h.observe(11.0); // +Inf
+        let mut s = HistogramSnapshot::default();
+        h.add_into(&mut s);
+        assert_eq!(s.bounds, &DEFAULT_BUCKETS);
+        assert_eq!(s.buckets.len(), 15);
+        assert_eq!((s.buckets[1], s.buckets[6], s.buckets[14]), (1, 1, 1));
+        assert_eq!(s.count(), 3);
     }
 }

@@ -14,7 +14,10 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::registry::{KeyLabels, Metrics};
+use super::{
+    fallback::FallbackTrail,
+    registry::{KeyLabels, Metrics},
+};
 use crate::{
     auth::KeyInfo,
     error::LlmError,
@@ -78,6 +81,39 @@ impl Metrics {
                 api_base: dep.api_base.clone(),
                 provider: dep.provider.clone(),
             }),
+            health,
+        }
+    }
+
+    /// The layer for a wildcard deployment (`model_name: openai/*`) made concrete for one call:
+    /// the same counters, labelled with the concrete upstream model (`litellm_model_name`). The
+    /// labels are interned per (deployment id, model), so a call allocates none after the first.
+    pub fn concrete_layer(
+        &self,
+        dep: &Deployment,
+        health: Option<Arc<HealthCell>>,
+    ) -> DeploymentMetricsLayer {
+        let k = (dep.id.clone(), dep.model.clone());
+        let labels = match self.inner.concrete.get(&k) {
+            Some(l) => l.clone(),
+            None => self
+                .inner
+                .concrete
+                .entry(k)
+                .or_insert_with(|| {
+                    Arc::new(DeploymentLabels {
+                        model_group: dep.model_group.clone(),
+                        model: dep.model.clone(),
+                        model_id: dep.id.clone(),
+                        api_base: dep.api_base.clone(),
+                        provider: dep.provider.clone(),
+                    })
+                })
+                .clone(),
+        };
+        DeploymentMetricsLayer {
+            metrics: self.clone(),
+            labels,
             health,
         }
     }
@@ -151,9 +187,18 @@ where
             .get::<Arc<KeyInfo>>()
             .map(|k| self.layer.metrics.key_labels(k));
         let was_cooling = self.layer.health.as_ref().is_some_and(|h| h.is_cooling());
+        let trail = req.extensions.get::<FallbackTrail>().cloned();
+        if let Some(t) = &trail {
+            t.attempt(
+                &self.layer.metrics,
+                &self.layer.labels.model_group,
+                key.as_ref(),
+            );
+        }
         DeploymentFuture {
             inner: self.inner.call(req),
             layer: Some((self.layer.clone(), key, was_cooling)),
+            trail,
         }
     }
 }
@@ -165,6 +210,7 @@ pin_project! {
         #[pin]
         inner: F,
         layer: Option<(DeploymentMetricsLayer, Option<Arc<KeyLabels>>, bool)>,
+        trail: Option<FallbackTrail>,
     }
 }
 
@@ -188,6 +234,9 @@ where
                 .as_ref()
                 .err()
                 .map(|e| (e.status().as_u16(), e.kind().as_str()));
+            if let Some(t) = this.trail.take() {
+                t.attempt_ended(&layer.metrics, &layer.labels.model_group, failure);
+            }
             layer.metrics.count(AttemptKey {
                 dep: layer.labels.clone(),
                 key,

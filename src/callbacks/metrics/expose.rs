@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{
-    atomic::{HistogramSnapshot, LATENCY_BUCKETS},
+    atomic::HistogramSnapshot,
     registry::{aggregate, hist, Metrics, RemainingKey, Series, SeriesKey},
 };
 
@@ -148,7 +148,8 @@ impl Family<'_> {
             let mut cumulative = 0;
             for (i, b) in h.buckets.iter().enumerate() {
                 cumulative += b;
-                let le = LATENCY_BUCKETS
+                let le = h
+                    .bounds
                     .get(i)
                     .map_or_else(|| "+Inf".to_owned(), |b| num(*b));
                 let _ = write!(self.out, "{name}_bucket");
@@ -354,7 +355,23 @@ impl Metrics {
             ],
             |s| &s.overhead,
         );
+        f.histogram(
+            "litellm_deployment_latency_per_output_token",
+            "LLM Deployment Analytics - Latency per output token",
+            &[
+                "litellm_model_name",
+                "model_id",
+                "api_base",
+                "api_provider",
+                "hashed_api_key",
+                "api_key_alias",
+                "team",
+                "team_alias",
+            ],
+            |s| &s.latency_per_token,
+        );
         self.render_deployments(&mut out);
+        self.render_fallbacks(&mut out);
         self.render_gauges(&mut out);
         out
     }
@@ -463,6 +480,64 @@ impl Metrics {
             out.push_str("litellm_deployment_cooled_down_total");
             labels_text(&names, &v, None, out);
             let _ = writeln!(out, " {}", num(e.value().load(Ordering::Relaxed) as f64));
+        }
+    }
+
+    /// `litellm_deployment_successful_fallbacks` / `…_failed_fallbacks` (one event per fallback
+    /// group tried).
+    fn render_fallbacks(&self, out: &mut String) {
+        use std::{collections::BTreeMap, sync::atomic::Ordering};
+        let names = [
+            "requested_model",
+            "fallback_model",
+            "hashed_api_key",
+            "api_key_alias",
+            "team",
+            "team_alias",
+            "exception_status",
+            "exception_class",
+        ];
+        for (name, help, success) in [
+            (
+                "litellm_deployment_successful_fallbacks",
+                "LLM Deployment Analytics - Number of successful fallback requests from primary model -> fallback model",
+                true,
+            ),
+            (
+                "litellm_deployment_failed_fallbacks",
+                "LLM Deployment Analytics - Number of failed fallback requests from primary model -> fallback model",
+                false,
+            ),
+        ] {
+            header(out, name, "counter", help);
+            let mut rows: BTreeMap<Vec<&str>, u64> = BTreeMap::new();
+            let entries: Vec<_> = self
+                .inner
+                .fallbacks
+                .iter()
+                .filter(|e| e.key().success == success)
+                .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
+                .collect();
+            for (k, n) in &entries {
+                let key = k.key.as_deref();
+                let v = vec![
+                    &*k.requested,
+                    &*k.fallback,
+                    key.map_or("", |l| &l.hash),
+                    key.and_then(|l| l.alias.as_deref()).unwrap_or(""),
+                    key.and_then(|l| l.team.as_deref()).unwrap_or(""),
+                    "",
+                    k.original.map_or("", |(s, _)| status_str(s)),
+                    k.original.map_or("", |(_, c)| c),
+                ];
+                *rows.entry(v).or_default() += n;
+            }
+            for (v, n) in rows {
+                out.push_str(name);
+                out.push_str("_total");
+                labels_text(&names, &v, None, out);
+                let _ = writeln!(out, " {}", num(n as f64));
+            }
         }
     }
 

@@ -24,6 +24,7 @@
 mod atomic;
 mod deployment;
 mod expose;
+mod fallback;
 mod registry;
 #[cfg(feature = "gateway")]
 mod route;
@@ -34,5 +35,6 @@ pub use self::{
     atomic::LATENCY_BUCKETS,
     deployment::{DeploymentFuture, DeploymentMetrics, DeploymentMetricsLayer},
     expose::CONTENT_TYPE,
+    fallback::FallbackTrail,
     registry::{DeploymentState, Metrics},
 };

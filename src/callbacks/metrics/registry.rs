@@ -11,7 +11,7 @@ use std::{
 
 use dashmap::DashMap;
 
-use super::atomic::{AtomicF64, Histogram, HistogramSnapshot};
+use super::atomic::{AtomicF64, Histogram, HistogramSnapshot, DEFAULT_BUCKETS};
 use crate::{
     auth::KeyInfo,
     callbacks::{CallRecord, CallStatus},
@@ -51,7 +51,7 @@ pub(super) struct SeriesKey {
 }
 
 /// One label set's atomics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Series {
     pub(super) requests: AtomicU64,
     pub(super) cache_hits: AtomicU64,
@@ -64,6 +64,27 @@ pub(super) struct Series {
     pub(super) api_latency: Histogram,
     pub(super) ttft: Histogram,
     pub(super) overhead: Histogram,
+    /// `litellm_deployment_latency_per_output_token` (`prometheus_client`'s default buckets).
+    pub(super) latency_per_token: Histogram,
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Self {
+            requests: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            spend: AtomicF64::default(),
+            input_tokens: AtomicU64::new(0),
+            output_tokens: AtomicU64::new(0),
+            total_tokens: AtomicU64::new(0),
+            cached_tokens: AtomicU64::new(0),
+            total_latency: Histogram::default(),
+            api_latency: Histogram::default(),
+            ttft: Histogram::default(),
+            overhead: Histogram::default(),
+            latency_per_token: Histogram::with_bounds(&DEFAULT_BUCKETS),
+        }
+    }
 }
 
 /// The labels of the provider rate-limit gauges (`litellm_remaining_requests`, `…_tokens`).
@@ -112,6 +133,11 @@ pub(super) struct Inner {
     pub(super) deployments: OnceLock<DeploymentStates>,
     pub(super) attempts: DashMap<super::deployment::AttemptKey, AtomicU64>,
     pub(super) cooldowns: DashMap<(Arc<super::deployment::DeploymentLabels>, u16), AtomicU64>,
+    pub(super) fallbacks: DashMap<super::fallback::FallbackKey, AtomicU64>,
+    /// The labels of wildcard deployments made concrete, by (deployment id, upstream model).
+    pub(super) concrete: DashMap<(Arc<str>, Arc<str>), Arc<super::deployment::DeploymentLabels>>,
+    /// The empty `requested_model` of refused calls (shared: a refusal allocates nothing).
+    pub(super) no_model: Arc<str>,
     pub(super) require_auth: bool,
 }
 
@@ -155,6 +181,9 @@ impl Metrics {
                 deployments: OnceLock::new(),
                 attempts: DashMap::new(),
                 cooldowns: DashMap::new(),
+                fallbacks: DashMap::new(),
+                concrete: DashMap::new(),
+                no_model: Arc::from(""),
                 require_auth: false,
             }),
         }
@@ -196,6 +225,38 @@ impl Metrics {
         });
         self.inner.keys.insert(k.token.clone(), labels.clone());
         labels
+    }
+
+    /// Counts a call the edge refused before it reached the stack (a missing or invalid key,
+    /// a body that does not parse, a missing model): `litellm_proxy_total_requests_metric` and
+    /// `litellm_proxy_failed_requests_metric`, as LiteLLM's `async_post_call_failure_hook`
+    /// counts them, with the `route` LiteLLM names (`/chat/completions`), the status and the
+    /// error class. Nothing else is known about such a call (its body is not read, or did not
+    /// parse): the other labels are empty.
+    pub fn refused(&self, route: &'static str, status: u16, class: &'static str) {
+        let sk = SeriesKey {
+            requested_model: self.inner.no_model.clone(),
+            model: None,
+            model_id: None,
+            api_base: None,
+            provider: None,
+            key: None,
+            end_user: None,
+            status,
+            success: false,
+            class: Some(class),
+            route,
+        };
+        match self.inner.series.get(&sk) {
+            Some(s) => s.requests.fetch_add(1, Ordering::Relaxed),
+            None => self
+                .inner
+                .series
+                .entry(sk)
+                .or_default()
+                .requests
+                .fetch_add(1, Ordering::Relaxed),
+        };
     }
 
     /// Records one call.
@@ -246,6 +307,20 @@ impl Metrics {
             }
             if let Some(o) = r.overhead {
                 series.overhead.observe(o.as_secs_f64());
+            }
+            // As LiteLLM: a stream's time to first token, else the call's latency (the
+            // upstream's share), over the output tokens.
+            if r.usage.output > 0 && r.deployment.is_some() && !r.cache_hit {
+                let latency = if r.stream {
+                    r.time_to_first_token
+                } else {
+                    None
+                }
+                .or(r.upstream_latency)
+                .unwrap_or(r.total_latency);
+                series
+                    .latency_per_token
+                    .observe(latency.as_secs_f64() / r.usage.output as f64);
             }
         }
         if let Some(k) = r.key.as_deref() {
@@ -429,6 +504,52 @@ mod tests {
         assert!(text.contains("litellm_api_key_max_budget_metric{hashed_api_key=\"abc\",api_key_alias=\"alpha\"} 10.0"));
         // The provider's rate-limit header.
         assert!(sample(&text, "litellm_remaining_requests{")[0].ends_with(" 99.0"));
+    }
+
+    #[test]
+    fn latency_per_output_token_is_the_upstreams_share_or_the_first_token_over_output_tokens() {
+        let m = Metrics::new();
+        let k = Arc::new(KeyInfo {
+            token: "h".into(),
+            ..KeyInfo::default()
+        });
+        // 200 ms upstream / 7 tokens ≈ 0.0286 s (le=0.05); a stream: 40 ms / 7 ≈ 0.0057 (le=0.01).
+        m.record(&record(&k, 200, false));
+        m.record(&record(&k, 200, true));
+        m.record(&record(&k, 500, false));
+        let text = m.render();
+        let name = "litellm_deployment_latency_per_output_token";
+        assert!(text.contains(&format!("# TYPE {name} histogram")));
+        let id = Deployment::new("g", "openai/gpt-4o-mini").id;
+        let labels = format!("litellm_model_name=\"gpt-4o-mini\",model_id=\"{id}\",api_base=\"\",api_provider=\"openai\",hashed_api_key=\"h\",api_key_alias=\"\",team=\"\",team_alias=\"\"");
+        let bucket = |le: &str| {
+            let prefix = format!("{name}_bucket{{{labels},le=\"{le}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .map(str::to_owned)
+        };
+        // prometheus_client's default buckets, not LiteLLM's latency ones.
+        assert_eq!(bucket("0.005").as_deref(), Some("0"), "{text}");
+        assert_eq!(bucket("0.01").as_deref(), Some("1"));
+        assert_eq!(bucket("0.05").as_deref(), Some("2"));
+        assert_eq!(bucket("0.075").as_deref(), Some("2"));
+        assert_eq!(bucket("+Inf").as_deref(), Some("2"));
+        assert_eq!(bucket("0.00625"), None);
+        assert!(text.contains(&format!("{name}_count{{{labels}}} 2")));
+    }
+
+    #[test]
+    fn refused_calls_count_in_total_and_failed_requests_only() {
+        let m = Metrics::new();
+        m.refused("/chat/completions", 401, "authentication");
+        m.refused("/chat/completions", 401, "authentication");
+        m.refused("/embeddings", 400, "bad_request");
+        let text = m.render();
+        assert!(text.contains("litellm_proxy_total_requests_metric_total{end_user=\"\",hashed_api_key=\"\",api_key_alias=\"\",requested_model=\"\",team=\"\",team_alias=\"\",user=\"\",status_code=\"401\",user_email=\"\",route=\"/chat/completions\"} 2.0"), "{text}");
+        assert!(text.contains("litellm_proxy_failed_requests_metric_total{end_user=\"\",hashed_api_key=\"\",api_key_alias=\"\",requested_model=\"\",team=\"\",team_alias=\"\",user=\"\",user_email=\"\",exception_status=\"400\",exception_class=\"bad_request\",route=\"/embeddings\"} 1.0"));
+        // Not a call of a model: no success counters, no latency.
+        assert!(sample(&text, "litellm_requests_metric_total{").is_empty());
+        assert!(sample(&text, "litellm_request_total_latency_metric_count{").is_empty());
     }
 
     #[test]

@@ -391,6 +391,10 @@ async fn model_new(State(ops): State<Arc<Ops>>, headers: HeaderMap, body: Bytes)
         updated_at: now,
     };
     validate(&row)?;
+    // A literal credential is only stored encrypted: without a key, 400 before any write.
+    store
+        .check_params(&row.litellm_params)
+        .map_err(|e| bad("litellm_params", e.to_string()))?;
     store.insert_model(&row).await?;
     refresh(&ops).await?;
     tracing::info!(model_id = %row.model_id, model_name = %row.model_name, "model added");
@@ -431,6 +435,9 @@ async fn model_update(State(ops): State<Arc<Ops>>, headers: HeaderMap, body: Byt
     }
     row.updated_at = now_ms().max(row.updated_at + 1);
     validate(&row)?;
+    store
+        .check_params(&row.litellm_params)
+        .map_err(|e| bad("litellm_params", e.to_string()))?;
     if !store.update_model(&row).await? {
         return Err(not_found(format!("Model with id={id} not found in db")));
     }

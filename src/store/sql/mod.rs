@@ -35,6 +35,7 @@ mod budgets;
 mod keys;
 mod litellm;
 mod models;
+mod proxy_models;
 mod spend;
 mod teams;
 mod users;

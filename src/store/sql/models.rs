@@ -4,7 +4,7 @@
 
 use sqlx::any::AnyRow;
 
-use super::{db, get, parse_map, Store};
+use super::{db, get, parse_map, proxy_models, Store};
 use crate::store::{ModelRow, ModelStore, StoreError, StoreFuture};
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS llmgate_models (model_id TEXT PRIMARY KEY, model_name TEXT NOT NULL, litellm_params TEXT NOT NULL, model_info TEXT NOT NULL, created_by TEXT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)";
@@ -23,6 +23,10 @@ fn model_row(row: &AnyRow) -> ModelRow {
 
 impl Store {
     async fn models_table(&self) -> Result<(), StoreError> {
+        // LiteLLM's schema: its migrations made `LiteLLM_ProxyModelTable`; nothing is created.
+        if self.schema() == super::Schema::LiteLlm {
+            return Ok(());
+        }
         sqlx::query(CREATE)
             .execute(&self.pool)
             .await
@@ -32,9 +36,10 @@ impl Store {
 
     async fn list_model_rows(&self) -> Result<Vec<ModelRow>, StoreError> {
         self.models_table().await?;
-        let rows = sqlx::query(
+        let rows = sqlx::query(self.pick(
             "SELECT model_id, model_name, litellm_params, model_info, created_by, created_at, updated_at FROM llmgate_models ORDER BY created_at, model_id",
-        )
+            proxy_models::LIST,
+        ))
         .fetch_all(&self.pool)
         .await
         .map_err(db("list models"))?;
@@ -43,7 +48,7 @@ impl Store {
 
     async fn insert_model_row(&self, r: &ModelRow) -> Result<(), StoreError> {
         self.models_table().await?;
-        sqlx::query("INSERT INTO llmgate_models (model_id, model_name, litellm_params, model_info, created_by, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7)")
+        sqlx::query(self.pick("INSERT INTO llmgate_models (model_id, model_name, litellm_params, model_info, created_by, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7)", proxy_models::INSERT))
             .bind(r.model_id.clone())
             .bind(r.model_name.clone())
             .bind(serde_json::Value::Object(r.litellm_params.clone()).to_string())
@@ -59,7 +64,7 @@ impl Store {
 
     async fn update_model_row(&self, r: &ModelRow) -> Result<bool, StoreError> {
         self.models_table().await?;
-        let done = sqlx::query("UPDATE llmgate_models SET model_name=$1, litellm_params=$2, model_info=$3, updated_at=$4 WHERE model_id=$5")
+        let done = sqlx::query(self.pick("UPDATE llmgate_models SET model_name=$1, litellm_params=$2, model_info=$3, updated_at=$4 WHERE model_id=$5", proxy_models::UPDATE))
             .bind(r.model_name.clone())
             .bind(serde_json::Value::Object(r.litellm_params.clone()).to_string())
             .bind(serde_json::Value::Object(r.model_info.clone()).to_string())
@@ -73,11 +78,14 @@ impl Store {
 
     async fn delete_model_row(&self, id: &str) -> Result<bool, StoreError> {
         self.models_table().await?;
-        let done = sqlx::query("DELETE FROM llmgate_models WHERE model_id=$1")
-            .bind(id.to_owned())
-            .execute(&self.pool)
-            .await
-            .map_err(db("delete model"))?;
+        let done = sqlx::query(self.pick(
+            "DELETE FROM llmgate_models WHERE model_id=$1",
+            proxy_models::DELETE,
+        ))
+        .bind(id.to_owned())
+        .execute(&self.pool)
+        .await
+        .map_err(db("delete model"))?;
         Ok(done.rows_affected() > 0)
     }
 }
