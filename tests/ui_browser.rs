@@ -115,13 +115,25 @@ async fn the_admin_ui_in_headless_chromium() {
     assert_eq!(info["max_budget"], 10.0);
     assert_eq!(info["rpm_limit"], 77);
     assert!(info["spend"].as_f64().unwrap() > 0.0, "{info}");
-    assert_eq!(up.hits(), 2, "the chat call and the health probe reached the upstream");
+    assert_eq!(
+        up.hits(),
+        2,
+        "the chat call and the health probe reached the upstream"
+    );
     let session = summary["session_key"].as_str().unwrap();
     let gone = get(&gw.url("/key/info"), Some(session)).await;
     assert_eq!(gone.status, 401, "the signed-out session key is refused");
     for page in [
-        "signin", "keys", "teams", "users", "organizations", "customers", "models", "spend",
-        "logs", "keys-phone",
+        "signin",
+        "keys",
+        "teams",
+        "users",
+        "organizations",
+        "customers",
+        "models",
+        "spend",
+        "logs",
+        "keys-phone",
     ] {
         assert!(
             shots.join(format!("{page}.png")).is_file(),
@@ -152,7 +164,10 @@ async fn the_ui_is_served_with_types_cache_and_csp() {
         assert_eq!(a.headers["content-type"], ctype, "{path}");
         assert_eq!(a.headers["cache-control"], "no-cache", "{path}");
         let csp = a.headers["content-security-policy"].to_str().unwrap();
-        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{csp}");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+            "{csp}"
+        );
         assert_eq!(a.headers["x-content-type-options"], "nosniff");
         assert!(a.headers.contains_key("etag"), "{path}");
     }
@@ -180,7 +195,10 @@ async fn users_sign_in_with_passwords_set_through_the_api() {
     .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let shown = String::from_utf8_lossy(&a.body).into_owned();
-    assert!(!shown.contains("s3cret-pw") && !shown.contains("argon2"), "{shown}");
+    assert!(
+        !shown.contains("s3cret-pw") && !shown.contains("argon2"),
+        "{shown}"
+    );
 
     let login = |u: &'static str, p: &'static str| {
         let url = gw.url("/v2/login");
@@ -194,7 +212,12 @@ async fn users_sign_in_with_passwords_set_through_the_api() {
     assert_eq!(me.status, 200);
     let me = me.json();
     assert_eq!(me["user_id"], "ann");
-    assert!(me["user_info"]["metadata"].get("llmgate_password_hash").is_none(), "{me}");
+    assert!(
+        me["user_info"]["metadata"]
+            .get("llmgate_password_hash")
+            .is_none(),
+        "{me}"
+    );
     // An internal user's session is not an admin.
     assert_eq!(get(&gw.url("/user/list"), Some(&key)).await.status, 403);
 
@@ -236,7 +259,10 @@ async fn users_sign_in_with_passwords_set_through_the_api() {
     assert_eq!(form.0, 303);
     assert_eq!(form.1["location"], "/ui/?login=success");
     let cookie = form.1["set-cookie"].to_str().unwrap();
-    assert!(cookie.starts_with("token=sk-") && cookie.contains("Max-Age=60"), "{cookie}");
+    assert!(
+        cookie.starts_with("token=sk-") && cookie.contains("Max-Age=60"),
+        "{cookie}"
+    );
 }
 
 /// POSTs a URL-encoded form; (status, headers).

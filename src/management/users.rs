@@ -62,7 +62,10 @@ impl UserBody {
         {
             return Err(bad(
                 "metadata",
-                format!("metadata.{} is reserved; set `password`", crate::ui::PASSWORD_HASH_KEY),
+                format!(
+                    "metadata.{} is reserved; set `password`",
+                    crate::ui::PASSWORD_HASH_KEY
+                ),
             ));
         }
         let Some(p) = &self.password else {
@@ -74,7 +77,9 @@ impl UserBody {
         crate::ui::hash_password(p.clone())
             .await
             .map(Some)
-            .ok_or_else(|| ApiError::from(crate::store::StoreError::msg("cannot hash the password")))
+            .ok_or_else(|| {
+                ApiError::from(crate::store::StoreError::msg("cannot hash the password"))
+            })
     }
 
     fn limits(&self) -> LimitFields {
@@ -265,7 +270,8 @@ async fn user_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) 
         let kept = u.metadata.remove(crate::ui::PASSWORD_HASH_KEY);
         u.metadata.clone_from(v);
         if let Some(h) = kept {
-            u.metadata.insert(crate::ui::PASSWORD_HASH_KEY.to_owned(), h);
+            u.metadata
+                .insert(crate::ui::PASSWORD_HASH_KEY.to_owned(), h);
         }
     }
     if let Some(h) = password_hash {

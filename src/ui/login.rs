@@ -183,10 +183,7 @@ async fn find_user(store: &Store, name: &str) -> Result<Option<UserRow>, ApiErro
     let mut page = 1;
     loop {
         let (users, total) = store.list_users(None, page, 500).await?;
-        if let Some(u) = users
-            .iter()
-            .find(|u| u.user_email.as_deref() == Some(name))
-        {
+        if let Some(u) = users.iter().find(|u| u.user_email.as_deref() == Some(name)) {
             return Ok(Some(u.clone()));
         }
         if users.is_empty() || page * 500 >= total {
@@ -324,12 +321,23 @@ mod tests {
         )
     }
 
-    async fn call(app: &axum::Router, req: axum::http::Request<axum::body::Body>) -> (u16, HeaderMap, Value) {
-        let resp = app.clone().oneshot(req).await.unwrap_or_else(|e| match e {});
+    async fn call(
+        app: &axum::Router,
+        req: axum::http::Request<axum::body::Body>,
+    ) -> (u16, HeaderMap, Value) {
+        let resp = app
+            .clone()
+            .oneshot(req)
+            .await
+            .unwrap_or_else(|e| match e {});
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, headers, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        (
+            status,
+            headers,
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        )
     }
 
     fn post(uri: &str, ctype: &str, body: &str) -> axum::http::Request<axum::body::Body> {
@@ -344,17 +352,28 @@ mod tests {
         let (app, store) = app().await;
         let (s, h, _) = call(
             &app,
-            post("/login", "application/x-www-form-urlencoded", "username=admin&password=sk-master"),
+            post(
+                "/login",
+                "application/x-www-form-urlencoded",
+                "username=admin&password=sk-master",
+            ),
         )
         .await;
         assert_eq!(s, 303);
         assert_eq!(h[header::LOCATION], "/ui/?login=success");
         let cookie = h[header::SET_COOKIE].to_str().unwrap().to_owned();
-        assert!(cookie.starts_with("token=sk-") && cookie.contains("SameSite=Strict"), "{cookie}");
+        assert!(
+            cookie.starts_with("token=sk-") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
 
         let (s, _, v) = call(
             &app,
-            post("/v2/login", "application/json", r#"{"username":"admin","password":"sk-master"}"#),
+            post(
+                "/v2/login",
+                "application/json",
+                r#"{"username":"admin","password":"sk-master"}"#,
+            ),
         )
         .await;
         assert_eq!(s, 200, "{v}");
@@ -373,7 +392,10 @@ mod tests {
             .unwrap();
         let (s, h, _) = call(&app, req).await;
         assert_eq!(s, 200);
-        assert!(h[header::SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+        assert!(h[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"));
         assert!(store.key(&hash_key(&key)).await.unwrap().is_none());
     }
 
@@ -387,11 +409,20 @@ mod tests {
         ] {
             let (s, _, v) = call(&app, post("/v2/login", "application/json", body)).await;
             assert_eq!(s, 401, "{body}: {v}");
-            assert!(v["error"]["message"].as_str().unwrap().contains("Invalid credentials"), "{v}");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Invalid credentials"),
+                "{v}"
+            );
         }
         let (s, _, v) = call(&app, post("/v2/login", "application/json", "{not json")).await;
         assert_eq!(s, 400, "{v}");
-        let long = format!(r#"{{"username":"admin","password":"{}"}}"#, "x".repeat(5000));
+        let long = format!(
+            r#"{{"username":"admin","password":"{}"}}"#,
+            "x".repeat(5000)
+        );
         let (s, _, _) = call(&app, post("/v2/login", "application/json", &long)).await;
         assert_eq!(s, 401);
     }
@@ -424,7 +455,11 @@ mod tests {
             .unwrap();
         let (s, _, v) = call(
             &app,
-            post("/v2/login", "application/json", r#"{"username":"u1@example.com","password":"pw-1"}"#),
+            post(
+                "/v2/login",
+                "application/json",
+                r#"{"username":"u1@example.com","password":"pw-1"}"#,
+            ),
         )
         .await;
         assert_eq!(s, 200, "{v}");
@@ -432,13 +467,21 @@ mod tests {
         assert_eq!(v["user_id"], "u1");
         let (s, _, v) = call(
             &app,
-            post("/v2/login", "application/json", r#"{"username":"u1@example.com","password":"pw-2"}"#),
+            post(
+                "/v2/login",
+                "application/json",
+                r#"{"username":"u1@example.com","password":"pw-2"}"#,
+            ),
         )
         .await;
         assert_eq!(s, 401, "{v}");
         let (s, _, v) = call(
             &app,
-            post("/v2/login", "application/json", r#"{"username":"u2@example.com","password":"pw-1"}"#),
+            post(
+                "/v2/login",
+                "application/json",
+                r#"{"username":"u2@example.com","password":"pw-1"}"#,
+            ),
         )
         .await;
         assert_eq!(s, 401, "{v}");
@@ -450,14 +493,22 @@ mod tests {
         let app = super::super::router(None, None);
         let (s, _, v) = call(
             &app,
-            post("/v2/login", "application/json", r#"{"username":"admin","password":""}"#),
+            post(
+                "/v2/login",
+                "application/json",
+                r#"{"username":"admin","password":""}"#,
+            ),
         )
         .await;
         assert_eq!(s, 500, "{v}");
         let app = super::super::router(Some(Secret::new("sk-m")), None);
         let (s, _, v) = call(
             &app,
-            post("/v2/login", "application/json", r#"{"username":"admin","password":"sk-m"}"#),
+            post(
+                "/v2/login",
+                "application/json",
+                r#"{"username":"admin","password":"sk-m"}"#,
+            ),
         )
         .await;
         assert_eq!(s, 500, "{v}");

@@ -5,9 +5,7 @@
 use std::sync::OnceLock;
 
 use argon2::{
-    password_hash::{
-        rand_core::{OsRng, RngCore as _},
-        PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
+    password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
     Argon2,
 };
 use tokio::sync::Semaphore;
@@ -31,7 +29,7 @@ async fn on_blocking_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'sta
 pub(crate) async fn hash_password(password: String) -> Option<String> {
     on_blocking_pool(move || {
         let mut bytes = [0u8; 16];
-        OsRng.try_fill_bytes(&mut bytes).ok()?;
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).ok()?;
         let salt = SaltString::encode_b64(&bytes).ok()?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
@@ -45,8 +43,11 @@ pub(crate) async fn hash_password(password: String) -> Option<String> {
 /// Whether `password` matches the PHC string `phc` (a malformed `phc` matches nothing).
 pub(crate) async fn verify_password(password: String, phc: String) -> bool {
     on_blocking_pool(move || {
-        PasswordHash::new(&phc)
-            .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        PasswordHash::new(&phc).is_ok_and(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
     })
     .await
     .unwrap_or(false)
