@@ -14,7 +14,7 @@ import time
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
@@ -53,7 +53,7 @@ def start():
 
 
 driver, profile = start()
-wait = WebDriverWait(driver, 20)
+wait = WebDriverWait(driver, 20, ignored_exceptions=[StaleElementReferenceException])
 
 
 def shot(name):
@@ -69,7 +69,13 @@ def page_ready(name):
 
 def go(name):
     driver.execute_script("document.getElementById('page').removeAttribute('data-ready')")
-    driver.execute_script(f"location.hash = '#/{name}'")
+    # Same hash: no hashchange fires by itself, so the page is asked to redraw.
+    driver.execute_script(
+        "const h = arguments[0];"
+        "if (location.hash === h) window.dispatchEvent(new HashChangeEvent('hashchange'));"
+        "else location.hash = h;",
+        f"#/{name}",
+    )
     page_ready(name)
 
 
@@ -92,10 +98,22 @@ def console_errors():
 
 
 def row_with(text):
-    for tr in driver.find_elements(By.CSS_SELECTOR, "#page tbody tr"):
-        if text in tr.text:
-            return tr
+    """The table row holding `text` (None while a redraw replaces the rows)."""
+    try:
+        for tr in driver.find_elements(By.CSS_SELECTOR, "#page tbody tr"):
+            if text in tr.text:
+                return tr
+    except StaleElementReferenceException:
+        return None
     return None
+
+
+def row_text(text):
+    row = row_with(text)
+    try:
+        return row.text if row else ""
+    except StaleElementReferenceException:
+        return ""
 
 
 try:
@@ -127,6 +145,16 @@ try:
     wait.until(lambda d: row_with("team-search") is not None)
     no_errors_shown()
     log("team created")
+    [b for b in row_with("team-search").find_elements(By.TAG_NAME, "button") if b.text == "Members"][0].click()
+    panel = wait.until(ec.visibility_of_element_located((By.ID, "mt")))
+    assert "Search" in panel.text
+    add = driver.find_element(By.CSS_SELECTOR, "form[aria-label='Add a member']")
+    add.find_element(By.NAME, "user_id").send_keys("default_user_id")
+    add.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda d: "default_user_id" in d.find_element(By.CSS_SELECTOR, "section[aria-labelledby=mt] tbody").text)
+    no_errors_shown()
+    shot("teams")
+    log("member added")
 
     # ---- a key in it; the secret is shown once ----
     go("keys")
@@ -141,8 +169,7 @@ try:
     secret = secret_el.text.strip()
     assert secret.startswith("sk-"), secret
     wait.until(lambda d: row_with("search-svc") is not None)
-    row = row_with("search-svc")
-    assert "team-search" in row.text, row.text
+    assert "team-search" in row_text("search-svc"), row_text("search-svc")
     shot("keys-created")
     driver.find_element(By.ID, "dismiss-secret").click()
     assert not driver.find_elements(By.ID, "new-key-secret"), "the secret is gone once dismissed"
@@ -183,7 +210,7 @@ try:
     rpm.send_keys("77")
     dlg.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "dialog[open]"))
-    wait.until(lambda d: row_with("search-svc") is not None and "77 rpm" in row_with("search-svc").text)
+    wait.until(lambda d: "77 rpm" in row_text("search-svc"))
     log("key edited")
 
     # ---- the logs page, filtered by the key ----
@@ -193,7 +220,7 @@ try:
     f.find_element(By.NAME, "api_key").send_keys(secret)
     driver.execute_script("document.getElementById('page').removeAttribute('data-ready')")
     f.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait.until(lambda d: row_with("search-svc") is not None and "success" in row_with("search-svc").text)
+    wait.until(lambda d: "success" in row_text("search-svc"))
     rows = driver.find_elements(By.CSS_SELECTOR, "#page tbody tr")
     assert len(rows) == 1, [r.text for r in rows]
     no_errors_shown()

@@ -22,8 +22,11 @@ use llmgate::governance::BuildOptions;
 use serde_json::{json, Value};
 use support::{chat_completion, FakeUpstream, Reply};
 
+/// Model group `g` at 1e-3 per input and 2e-3 per output token (the fake's 5 + 7 tokens: 0.019).
 fn config(upstream: &str) -> String {
-    governance_common::config("g", upstream, "")
+    format!(
+        "model_list:\n  - model_name: g\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: {upstream}/v1\n      api_key: sk-upstream-key\n      input_cost_per_token: 0.001\n      output_cost_per_token: 0.002\ngeneral_settings:\n  master_key: {MASTER}\n"
+    )
 }
 
 /// A program from `var`, else the first of `names` on PATH; a failure saying how to get it.
@@ -114,7 +117,7 @@ async fn the_admin_ui_in_headless_chromium() {
     assert_eq!(info["key_alias"], "search-svc");
     assert_eq!(info["max_budget"], 10.0);
     assert_eq!(info["rpm_limit"], 77);
-    assert!(info["spend"].as_f64().unwrap() > 0.0, "{info}");
+    assert!((info["spend"].as_f64().unwrap() - 0.019).abs() < 1e-9, "{info}");
     assert_eq!(
         up.hits(),
         2,

@@ -365,25 +365,48 @@ export async function spend(page) {
   async function draw() {
     const { start_date: a, end_date: b } = formValues(form);
     const q = `start_date=${a}&end_date=${b}`;
-    const [users, tms, ks] = await Promise.all([
-      attempt(msg, () => api(`/user/daily/activity?${q}`)),
+    const LIMIT = 10000;
+    // Per key and per model: the calls themselves (every call, whether its key has a user or a
+    // team); per team and per user: the daily rollups.
+    const [calls, tms, usrs] = await Promise.all([
+      attempt(msg, () => api(`/spend/logs?${q}&limit=${LIMIT}`)),
       attempt(msg, () => api(`/team/daily/activity?${q}`)),
-      attempt(msg, () => api('/key/list?return_full_object=true&size=100')),
+      attempt(msg, () => api(`/user/daily/activity?${q}`)),
     ]);
-    if (!users) return;
+    if (!calls) return;
     const labels = days(a, b);
-    const alias = new Map(((ks && ks.keys) || []).map((k) => [k.token, k.key_alias || k.key_name || k.token.slice(0, 10)]));
-    const m = users.metadata || {};
+    const results = rollup(calls, labels);
+    const total = calls.reduce((t, r) => t + (r.spend || 0), 0);
+    const failed = calls.filter((r) => r.status && r.status !== 'success').length;
+    const tokens = calls.reduce((t, r) => t + (r.total_tokens || 0), 0);
     mount(out,
       h('div', { class: 'stats' },
-        [['Spend', usd(m.total_spend || 0)], ['Requests', num(m.total_api_requests || 0)], ['Failed', num(m.total_failed_requests || 0)], ['Tokens', num(m.total_tokens || 0)]]
+        [['Spend', usd(total)], ['Requests', num(calls.length)], ['Failed', num(failed)], ['Tokens', num(tokens)]]
           .map(([k, v]) => h('div', { class: 'card stat' }, h('div', { class: 'muted' }, k), h('div', { class: 'v' }, v)))),
-      lineChart('Spend per day by model', labels, seriesFrom(users.results, 'models', labels)),
-      lineChart('Spend per day by key', labels, seriesFrom(users.results, 'api_keys', labels, 5, (t) => alias.get(t) || t.slice(0, 10))),
-      tms ? lineChart('Spend per day by team', labels, seriesFrom(tms.results, 'entities', labels)) : null);
+      calls.length >= LIMIT ? h('p', { class: 'muted' }, `The newest ${num(LIMIT)} calls of the period are charted by key and model; narrow the period for all.`) : null,
+      lineChart('Spend per day by key', labels, seriesFrom(results, 'api_keys', labels)),
+      lineChart('Spend per day by model', labels, seriesFrom(results, 'models', labels)),
+      tms ? lineChart('Spend per day by team', labels, seriesFrom(tms.results, 'entities', labels)) : null,
+      usrs ? lineChart('Spend per day by user', labels, seriesFrom(usrs.results, 'users', labels)) : null);
   }
   mount(page, h('h1', {}, 'Spend'), h('section', { class: 'card' }, form, msg), out);
   await draw();
+}
+
+/** Spend-log rows as daily-activity results (`[{date, breakdown: {api_keys, models}}]`). */
+function rollup(calls, labels) {
+  const byDay = new Map(labels.map((d) => [d, { date: d, breakdown: { api_keys: {}, models: {} } }]));
+  const add = (group, name, spend) => {
+    const m = group[name] || (group[name] = { metrics: { spend: 0 } });
+    m.metrics.spend += spend || 0;
+  };
+  for (const r of calls) {
+    const day = byDay.get(String(r.startTime || '').slice(0, 10));
+    if (!day) continue;
+    add(day.breakdown.api_keys, r.key_alias || (r.api_key || '').slice(0, 10), r.spend);
+    add(day.breakdown.models, r.model_group || r.model || '?', r.spend);
+  }
+  return [...byDay.values()];
 }
 
 // ------------------------------------------------------------------------------------------ logs
