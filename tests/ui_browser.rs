@@ -117,7 +117,10 @@ async fn the_admin_ui_in_headless_chromium() {
     assert_eq!(info["key_alias"], "search-svc");
     assert_eq!(info["max_budget"], 10.0);
     assert_eq!(info["rpm_limit"], 77);
-    assert!((info["spend"].as_f64().unwrap() - 0.019).abs() < 1e-9, "{info}");
+    assert!(
+        (info["spend"].as_f64().unwrap() - 0.019).abs() < 1e-9,
+        "{info}"
+    );
     assert_eq!(
         up.hits(),
         2,

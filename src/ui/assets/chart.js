@@ -1,11 +1,11 @@
 // Charts as inline SVG, drawn from data (no library).
-import { h, s, usd } from './dom.js';
+import { h, s, usdShort } from './dom.js';
 
 /**
  * A line chart of `series` ([{name, values: [y per label]}]) over `labels` (the x axis, e.g.
  * dates), with a legend. `title` labels the figure for screen readers.
  */
-export function lineChart(title, labels, series, { format = usd } = {}) {
+export function lineChart(title, labels, series, { format = usdShort } = {}) {
   const W = 720, H = 260, L = 64, R = 12, T = 12, B = 34;
   const max = Math.max(0, ...series.flatMap((x) => x.values)) || 1;
   const x = (i) => L + (labels.length <= 1 ? (W - L - R) / 2 : (i * (W - L - R)) / (labels.length - 1));

@@ -76,5 +76,11 @@ export function formValues(form, { numbers = [], lists = [] } = {}) {
 }
 
 export const usd = (n) => (typeof n === 'number' ? `$${n < 0.01 && n > 0 ? n.toFixed(6) : n.toFixed(4)}` : '');
+/** A short amount for chart axes: $0, $0.0042, $1.25, $1,200. */
+export const usdShort = (n) => {
+  if (typeof n !== 'number' || n === 0) return '$0';
+  if (Math.abs(n) < 1) return `$${Number(n.toPrecision(2))}`;
+  return `$${n.toLocaleString(undefined, { maximumFractionDigits: 2 })}`;
+};
 export const num = (n) => (typeof n === 'number' ? n.toLocaleString() : '');
 export const when = (iso) => (iso ? new Date(iso).toLocaleString() : '');

@@ -384,10 +384,11 @@ export async function spend(page) {
         [['Spend', usd(total)], ['Requests', num(calls.length)], ['Failed', num(failed)], ['Tokens', num(tokens)]]
           .map(([k, v]) => h('div', { class: 'card stat' }, h('div', { class: 'muted' }, k), h('div', { class: 'v' }, v)))),
       calls.length >= LIMIT ? h('p', { class: 'muted' }, `The newest ${num(LIMIT)} calls of the period are charted by key and model; narrow the period for all.`) : null,
-      lineChart('Spend per day by key', labels, seriesFrom(results, 'api_keys', labels)),
-      lineChart('Spend per day by model', labels, seriesFrom(results, 'models', labels)),
-      tms ? lineChart('Spend per day by team', labels, seriesFrom(tms.results, 'entities', labels)) : null,
-      usrs ? lineChart('Spend per day by user', labels, seriesFrom(usrs.results, 'users', labels)) : null);
+      h('div', { class: 'charts' },
+        lineChart('Spend per day by key', labels, seriesFrom(results, 'api_keys', labels)),
+        lineChart('Spend per day by model', labels, seriesFrom(results, 'models', labels)),
+        tms ? lineChart('Spend per day by team', labels, seriesFrom(tms.results, 'entities', labels)) : null,
+        usrs ? lineChart('Spend per day by user', labels, seriesFrom(usrs.results, 'users', labels)) : null));
   }
   mount(page, h('h1', {}, 'Spend'), h('section', { class: 'card' }, form, msg), out);
   await draw();
