@@ -177,6 +177,12 @@ async fn the_ui_is_served_with_types_cache_and_csp() {
         assert_eq!(a.headers["x-content-type-options"], "nosniff");
         assert!(a.headers.contains_key("etag"), "{path}");
     }
+    let a = post(&gw.url("/ui/app.js"), None, &json!({})).await;
+    assert_eq!(a.status, 405);
+    assert!(a.error()["message"].is_string());
+    let a = get(&gw.url("/v2/login"), None).await;
+    assert_eq!(a.status, 405);
+    assert!(a.error()["message"].is_string());
     let a = get(&gw.url("/ui/nope.js"), None).await;
     assert_eq!(a.status, 404);
     assert!(a.error()["message"].as_str().unwrap().contains("nope.js"));

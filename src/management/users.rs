@@ -130,7 +130,7 @@ async fn user_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) -> 
     let now = now_ms();
     let mut limits = Limits::default();
     b.limits().apply(&mut limits);
-    let u = UserRow {
+    let mut u = UserRow {
         user_id: user_id.clone(),
         user_email: b.user_email.clone(),
         user_role: Some(
@@ -147,7 +147,6 @@ async fn user_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) -> 
         created_at: now,
         updated_at: now,
     };
-    let mut u = u;
     if let Some(h) = password_hash {
         u.metadata
             .insert(crate::ui::PASSWORD_HASH_KEY.to_owned(), Value::String(h));

@@ -158,7 +158,6 @@ struct Ui {
 
 /// The UI and sign-in routes. `keys` is the governance key cache (`None`: no database, so
 /// sign-in answers LiteLLM's "No Database connected" error; the pages are still served).
-#[must_use]
 pub fn router(master: Option<Secret>, keys: Option<KeyCache>) -> Router {
     let state = Arc::new(Ui {
         master: master.filter(|m| !m.is_empty()),
@@ -172,6 +171,10 @@ pub fn router(master: Option<Secret>, keys: Option<KeyCache>) -> Router {
         .route("/v2/login", post(login::json_login))
         .route("/logout", get(login::logout).post(login::logout))
         .with_state(state)
+        // A wrong method or an oversized body is the error JSON too.
+        .layer(axum::middleware::map_response(
+            crate::management::json_errors,
+        ))
 }
 
 #[cfg(test)]
