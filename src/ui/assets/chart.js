@@ -17,7 +17,7 @@ export function lineChart(title, labels, series, { format = usdShort } = {}) {
     s('g', { class: 'grid' }, ticks.map((t) => s('line', { x1: L, x2: W - R, y1: y(t), y2: y(t) }))),
     ticks.map((t) => s('text', { x: L - 6, y: y(t) + 4, 'text-anchor': 'end' }, format(t))),
     labels.map((lab, i) => (i % every === 0 || i === labels.length - 1)
-      ? s('text', { x: x(i), y: H - 10, 'text-anchor': 'middle' }, lab.slice(5)) : null),
+      ? s('text', { x: x(i), y: H - 10, 'text-anchor': i === labels.length - 1 && labels.length > 1 ? 'end' : 'middle' }, lab.slice(5)) : null),
     s('line', { class: 'axis', x1: L, x2: W - R, y1: y(0), y2: y(0) }),
     series.map((se, k) => {
       const d = se.values.map((v, i) => `${i ? 'L' : 'M'}${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
