@@ -245,7 +245,6 @@ try:
     # ---- users, organizations, end users ----
     go("users")
     wait.until(lambda d: row_with("default_user_id") is not None)
-    shot("users")
     for name in ["organizations", "customers"]:
         go(name)
         body = driver.find_element(By.ID, "page").text
@@ -270,11 +269,37 @@ try:
     shot("spend-phone")
     driver.set_window_size(1280, 900)
 
+    # ---- a user with a password, made on the users page, signs in with their role ----
+    go("users")
+    form = driver.find_element(By.ID, "new-user")
+    form.find_element(By.NAME, "user_id").send_keys("ann")
+    form.find_element(By.NAME, "user_email").send_keys("ann@example.com")
+    Select(form.find_element(By.NAME, "user_role")).select_by_value("internal_user")
+    form.find_element(By.NAME, "password").send_keys("ann-pw-1")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda d: row_with("ann@example.com") is not None)
+    no_errors_shown()
+    shot("users")
+
     # ---- sign out: the session key is deleted ----
     session = json.loads(driver.execute_script("return sessionStorage.getItem('llmgate.session')"))
     driver.find_element(By.ID, "logout").click()
     wait.until(ec.visibility_of_element_located((By.ID, "signin-form")))
     assert driver.execute_script("return sessionStorage.getItem('llmgate.session')") is None
+
+    driver.find_element(By.CSS_SELECTOR, "input[name=mode][value=user]").click()
+    user_field = driver.find_element(By.ID, "username")
+    assert user_field.is_displayed()
+    user_field.clear()
+    user_field.send_keys("ann@example.com")
+    driver.find_element(By.ID, "password").send_keys("ann-pw-1")
+    driver.find_element(By.CSS_SELECTOR, "#signin-form button[type=submit]").click()
+    page_ready("keys")
+    assert "ann (internal_user)" in driver.find_element(By.ID, "who").text
+    no_errors_shown()  # an internal user's keys page lists their own keys, without a 403
+    driver.find_element(By.ID, "logout").click()
+    wait.until(ec.visibility_of_element_located((By.ID, "signin-form")))
+    log("a user signed in with their password and role")
 
     severe = console_errors()
     assert not severe, f"console errors: {severe}"

@@ -66,7 +66,9 @@ function setupSignIn() {
       const master = form.elements.mode.value === 'master';
       await signIn(master ? 'admin' : $('username').value.trim(), $('password').value);
       $('password').value = '';
-      if (!location.hash) location.hash = '#/keys';
+      // A sign-in starts on the keys page (a deep link opened before signing in is kept).
+      if (!location.hash || signedOut) history.replaceState(null, '', '/ui/#/keys');
+      signedOut = false;
       await route();
     } catch (e) {
       $('signin-error').textContent = e.message;
@@ -76,15 +78,20 @@ function setupSignIn() {
   });
 }
 
+// Set by a sign-out: the next sign-in (maybe another user) starts on the keys page.
+let signedOut = false;
+
 async function main() {
   setupSignIn();
   $('logout').addEventListener('click', async () => {
     await signOut();
+    signedOut = true;
     showSignIn('Signed out.');
   });
   window.addEventListener('hashchange', route);
   window.addEventListener('llmgate:unauthorized', () => {
     session.clear();
+    signedOut = true;
     showSignIn('Your session ended: sign in again.');
   });
   // A form post to /login hands the session over in a one-minute cookie.

@@ -1,9 +1,10 @@
 // The pages. Each takes the page element and draws itself from the management API.
-import { api, optional, ApiError } from './api.js';
+import { api, optional, session, ApiError } from './api.js';
 import { h, mount, field, table, formValues, usd, num, when } from './dom.js';
 import { lineChart, days, seriesFrom } from './chart.js';
 
 const SESSION_MARK = 'llmgate_ui_session';
+const isAdmin = () => ['proxy_admin', 'proxy_admin_viewer'].includes((session.get() || {}).user_role);
 
 /** A message line that shows an API error (or nothing). */
 function status() {
@@ -67,7 +68,8 @@ export async function keys(page) {
   showSessions.addEventListener('change', () => refresh());
 
   async function refresh() {
-    const r = await attempt(msg, () => api('/key/list?return_full_object=true&size=100'));
+    // An admin lists every key; anyone else their own (their user's keys, via /user/info).
+    const r = await attempt(msg, () => (isAdmin() ? api('/key/list?return_full_object=true&size=100') : api('/user/info')));
     if (!r) return;
     const rows = (r.keys || []).filter((k) => showSessions.checked || !(k.metadata && k.metadata[SESSION_MARK]));
     mount(list, table([
