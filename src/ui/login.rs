@@ -128,15 +128,21 @@ async fn authenticate(ui: &Ui, c: Credentials) -> Result<SignedIn, ApiError> {
             }
         }
     } else {
-        let user = find_user(&store, &c.username).await?.ok_or_else(|| {
+        let found = find_user(&store, &c.username).await?;
+        let phc = found.as_ref().and_then(|u| {
+            u.metadata
+                .get(PASSWORD_HASH_KEY)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        if phc.is_none() {
+            // As long as a real check: the answer's timing does not tell which users exist.
+            verify_password(c.password.clone(), dummy_hash().await).await;
+        }
+        let user = found.ok_or_else(|| {
             invalid("Invalid credentials used to access UI.\nCheck 'UI_USERNAME', 'UI_PASSWORD' in .env file")
         })?;
-        let Some(phc) = user
-            .metadata
-            .get(PASSWORD_HASH_KEY)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-        else {
+        let Some(phc) = phc else {
             return Err(auth_error(
                 "password",
                 ErrorKind::Authentication,
@@ -173,6 +179,19 @@ async fn authenticate(ui: &Ui, c: Credentials) -> Result<SignedIn, ApiError> {
         key: secret.expose().to_owned(),
         expires: row.expires,
     })
+}
+
+/// A hash to check a password against when there is no user (or no password): made once.
+async fn dummy_hash() -> String {
+    static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    DUMMY
+        .get_or_init(|| async {
+            super::hash_password("llmgate-no-such-user".to_owned())
+                .await
+                .unwrap_or_default()
+        })
+        .await
+        .clone()
 }
 
 /// The user whose e-mail (LiteLLM's sign-in name) or else id is `name`.
