@@ -163,6 +163,8 @@ pub mod store;
 #[cfg(feature = "otel")]
 pub mod telemetry;
 pub mod timeout;
+#[cfg(feature = "gateway")]
+pub mod ui;
 pub mod upstream;
 
 /// The README's Rust examples, compiled as doctests so that they stay true.

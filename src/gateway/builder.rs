@@ -606,6 +606,7 @@ impl GatewayBuilder {
             ),
         };
         let keys = gov.as_ref().map(|g| g.keys.clone());
+        let keys_for_ui = keys.clone();
         let management = super::ops::ops_router(
             super::ops::Ops::new(
                 self.master_key.clone(),
@@ -616,6 +617,7 @@ impl GatewayBuilder {
             ),
             management,
         );
+        let management = crate::ui::router(self.master_key.clone(), keys_for_ui).merge(management);
         #[cfg(feature = "otel")]
         let request_trace = self
             .otel

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{
-    error::{bad, forbidden, not_found, ApiResult},
+    error::{bad, forbidden, not_found, ApiError, ApiResult},
     extract::{require_admin, ApiJson, Caller, Q},
     limits::LimitFields,
     views::{key_json, opt_iso, team_json, user_json},
@@ -47,9 +47,41 @@ struct UserBody {
     auto_create_key: Option<bool>,
     key_alias: Option<String>,
     duration: Option<String>,
+    /// The UI sign-in password (stored as an Argon2id hash in `metadata`, never shown).
+    password: Option<String>,
 }
 
 impl UserBody {
+    /// The Argon2id hash of `password` (checked: 1 to [`MAX_TEXT_BYTES`](super::MAX_TEXT_BYTES)
+    /// bytes), and a 400 for a `metadata` that tries to set the hash itself.
+    async fn password_hash(&self) -> Result<Option<String>, ApiError> {
+        if self
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.contains_key(crate::ui::PASSWORD_HASH_KEY))
+        {
+            return Err(bad(
+                "metadata",
+                format!(
+                    "metadata.{} is reserved; set `password`",
+                    crate::ui::PASSWORD_HASH_KEY
+                ),
+            ));
+        }
+        let Some(p) = &self.password else {
+            return Ok(None);
+        };
+        if p.is_empty() || p.len() > super::MAX_TEXT_BYTES {
+            return Err(bad("password", "password must be 1 to 1024 bytes"));
+        }
+        crate::ui::hash_password(p.clone())
+            .await
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::from(crate::store::StoreError::msg("cannot hash the password"))
+            })
+    }
+
     fn limits(&self) -> LimitFields {
         LimitFields {
             max_budget: self.max_budget,
@@ -72,6 +104,7 @@ const USER_ROLES: &[&str] = &[
 
 async fn user_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) -> ApiResult {
     b.limits().validate()?;
+    let password_hash = b.password_hash().await?;
     if let Some(r) = &b.user_role {
         if !USER_ROLES.contains(&r.as_str()) {
             return Err(bad(
@@ -97,7 +130,7 @@ async fn user_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) -> 
     let now = now_ms();
     let mut limits = Limits::default();
     b.limits().apply(&mut limits);
-    let u = UserRow {
+    let mut u = UserRow {
         user_id: user_id.clone(),
         user_email: b.user_email.clone(),
         user_role: Some(
@@ -114,6 +147,10 @@ async fn user_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) -> 
         created_at: now,
         updated_at: now,
     };
+    if let Some(h) = password_hash {
+        u.metadata
+            .insert(crate::ui::PASSWORD_HASH_KEY.to_owned(), Value::String(h));
+    }
     m.store().create_user(&u).await?;
     let mut v = user_json(&u);
     if b.auto_create_key.unwrap_or(true) {
@@ -181,6 +218,7 @@ async fn user_info(State(m): State<Arc<Mgmt>>, Q(q): Q<UserQuery>, caller: Calle
 /// `POST /user/update`: the user (by `user_id`, else `user_email`) with the fields given changed.
 async fn user_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) -> ApiResult {
     b.limits().validate()?;
+    let password_hash = b.password_hash().await?;
     if let Some(r) = &b.user_role {
         if !USER_ROLES.contains(&r.as_str()) {
             return Err(bad(
@@ -227,7 +265,17 @@ async fn user_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) 
         u.models.clone_from(v);
     }
     if let Some(v) = &b.metadata {
+        // A new `metadata` keeps the password.
+        let kept = u.metadata.remove(crate::ui::PASSWORD_HASH_KEY);
         u.metadata.clone_from(v);
+        if let Some(h) = kept {
+            u.metadata
+                .insert(crate::ui::PASSWORD_HASH_KEY.to_owned(), h);
+        }
+    }
+    if let Some(h) = password_hash {
+        u.metadata
+            .insert(crate::ui::PASSWORD_HASH_KEY.to_owned(), Value::String(h));
     }
     m.store().update_user(&u).await?;
     // Cached keys of this user carry its role, models and limits.
