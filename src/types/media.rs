@@ -347,7 +347,7 @@ mod tests {
     #[test]
     fn parses_an_upload_and_writes_it_again_with_the_model_replaced() {
         let (ct, body) = form(&[
-            ("file", Some("a \"b\".wav"), b"RIFF\x00\x01binary\r\n--X"),
+            ("file", Some("a b.wav"), b"RIFF\x00\x01binary\r\n--X"),
             ("model", None, b"whisper"),
             ("response_format", None, b"srt"),
         ]);
@@ -365,7 +365,10 @@ mod tests {
         .unwrap();
         assert_eq!(again.model, "whisper-1");
         assert_eq!(again.parts[0].data, &b"RIFF\x00\x01binary\r\n--X"[..]);
-        assert_eq!(again.parts[0].file_name.as_deref(), Some("a %22b%22.wav"));
+        assert_eq!(again.parts[0].file_name.as_deref(), Some("a b.wav"));
+        let mut q = BytesMut::new();
+        put_quoted(&mut q, "a\"b\r\nc");
+        assert_eq!(&q[..], b"a%22b%0D%0Ac");
         assert_eq!(again.parts[0].content_type.as_deref(), Some("audio/wav"));
         assert_eq!(again.response_format(), "srt");
     }
