@@ -326,3 +326,64 @@ general_settings:
     assert!((spend_of("whisper") - 0.0012).abs() < 1e-12, "{rows:?}");
     assert!((spend_of("tts") - 0.000_165).abs() < 1e-12, "{rows:?}");
 }
+
+/// The official OpenAI Python SDK: `audio.transcriptions.create` and
+/// `audio.translations.create` with a 3 MB upload, and `audio.speech` read as a stream.
+#[tokio::test]
+async fn official_openai_python_sdk_audio() {
+    use support::process::{python, run_sdk_script};
+    let python = python();
+    let stt = FakeUpstream::start().await;
+    stt.set_default(Reply::json(200, json!({"text": "Hello world"})));
+    let tts = FakeUpstream::start().await;
+    let chunks: Vec<Bytes> = (0..4u8).map(|i| Bytes::from(vec![i; 512 << 10])).collect();
+    tts.set_default(Reply::chunked(
+        200,
+        "audio/mpeg",
+        chunks,
+        Duration::from_millis(50),
+    ));
+    let yaml = format!(
+        "model_list:\n  - model_name: whisper\n    litellm_params:\n      model: openai/whisper-1\n      api_base: {}/v1\n      api_key: sk-up\n  - model_name: tts\n    litellm_params:\n      model: openai/tts-1\n      api_base: {}/v1\n      api_key: sk-up\n",
+        stt.url(),
+        tts.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let base = gw.url("/v1");
+    let upload = (3 << 20).to_string();
+    let speech = (2 << 20).to_string();
+    let (stdout, stderr) = run_sdk_script(
+        &python,
+        "media_sdk_check.py",
+        [
+            "--base-url",
+            &base,
+            "--api-key",
+            "sk-test",
+            "--only",
+            "audio",
+            "--audio-model",
+            "whisper",
+            "--speech-model",
+            "tts",
+            "--speech-bytes",
+            &speech,
+            "--upload-bytes",
+            &upload,
+        ],
+        String::new,
+    )
+    .await;
+    for check in ["ok: transcriptions", "ok: translations", "ok: speech"] {
+        assert!(stdout.contains(check), "missing `{check}`:\n{stdout}\n{stderr}");
+    }
+    let sent = stt.requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].path(), "/v1/audio/transcriptions");
+    assert_eq!(sent[1].path(), "/v1/audio/translations");
+    for s in &sent {
+        assert!(s.body.len() > 3 << 20, "{}", s.body.len());
+        assert!(find(&s.body, b"name=\"model\"\r\n\r\nwhisper-1\r\n").is_some());
+    }
+    assert_eq!(tts.last_request().unwrap().json()["model"], "tts-1");
+}

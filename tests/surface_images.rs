@@ -282,3 +282,52 @@ async fn images_are_priced_per_image_and_the_budget_refuses() {
     assert!(a.error()["message"].as_str().unwrap().contains("Budget"));
     assert_eq!(up.hits(), hits, "a refused call never reaches the provider");
 }
+
+/// The official OpenAI Python SDK: `images.generate`, `images.edit` (multipart), and the
+/// `AzureOpenAI` client's `images.generate` on the Azure-style route.
+#[tokio::test]
+async fn official_openai_python_sdk_images() {
+    use support::process::{python, run_sdk_script};
+    let python = python();
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::raw(200, "application/json", ANSWER));
+    let gw = TestGateway::start(&config(&up.url())).await;
+    let base = gw.url("/v1");
+    let (stdout, stderr) = run_sdk_script(
+        &python,
+        "media_sdk_check.py",
+        [
+            "--base-url",
+            &base,
+            "--api-key",
+            "sk-test",
+            "--only",
+            "images",
+            "--image-model",
+            "dalle",
+            "--azure-image-model",
+            "dalle-az",
+        ],
+        String::new,
+    )
+    .await;
+    for check in ["ok: images.generate", "ok: images.edit", "ok: azure.images.generate"] {
+        assert!(stdout.contains(check), "missing `{check}`:\n{stdout}\n{stderr}");
+    }
+    let sent = up.requests();
+    let paths: Vec<&str> = sent.iter().map(support::Recorded::path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/images/generations",
+            "/v1/images/edits",
+            "/openai/deployments/my-dalle/images/generations"
+        ]
+    );
+    assert_eq!(sent[0].json()["model"], "dall-e-3");
+    assert!(sent[1]
+        .header("content-type")
+        .unwrap()
+        .starts_with("multipart/form-data"));
+    assert_eq!(sent[2].header("api-key"), Some("az-key"));
+}
