@@ -90,7 +90,8 @@ fn audio(len: usize) -> Vec<u8> {
         .collect()
 }
 
-const SRT: &str = "1\n00:00:00,000 --> 00:00:02,500\nHello\n\n2\n00:00:02,500 --> 00:00:12,000\nworld\n";
+const SRT: &str =
+    "1\n00:00:00,000 --> 00:00:02,500\nHello\n\n2\n00:00:02,500 --> 00:00:12,000\nworld\n";
 
 #[tokio::test]
 async fn a_5_mb_transcription_reaches_the_provider_and_its_srt_comes_back_as_sent() {
@@ -117,10 +118,13 @@ async fn a_5_mb_transcription_reaches_the_provider_and_its_srt_comes_back_as_sen
         assert_eq!(got.path(), "/v1/audio/transcriptions");
         assert_eq!(got.header("authorization"), Some("Bearer sk-up"));
         let sent_ct = got.header("content-type").unwrap();
-        let boundary = sent_ct.strip_prefix("multipart/form-data; boundary=").unwrap();
+        let boundary = sent_ct
+            .strip_prefix("multipart/form-data; boundary=")
+            .unwrap();
         let text = &got.body;
         // The file, byte for byte, under its part head; `model` replaced; the other fields kept.
-        let file_head = b"name=\"file\"; filename=\"speech.mp3\"\r\nContent-Type: audio/mpeg\r\n\r\n";
+        let file_head =
+            b"name=\"file\"; filename=\"speech.mp3\"\r\nContent-Type: audio/mpeg\r\n\r\n";
         let at = find(text, file_head).expect("the file part") + file_head.len();
         assert_eq!(&text[at..at + file.len()], &file[..]);
         assert_eq!(
@@ -193,13 +197,12 @@ async fn translations_on_azure_and_upload_errors() {
 async fn speech_is_streamed_back_as_the_provider_sends_it() {
     let up = FakeUpstream::start().await;
     // Five chunks of 1 MiB, 400 ms apart: the provider takes 1.6 s to send them all.
-    let chunks: Vec<Bytes> = (0..5u8)
-        .map(|i| Bytes::from(vec![i; 1 << 20]))
-        .collect();
+    let chunks: Vec<Bytes> = (0..5u8).map(|i| Bytes::from(vec![i; 1 << 20])).collect();
     let gap = Duration::from_millis(400);
     up.set_default(Reply::chunked(200, "audio/mpeg", chunks.clone(), gap));
     let gw = TestGateway::start(&config(&up.url())).await;
-    let body = json!({"model": "tts", "input": "Hello world", "voice": "alloy", "metadata": {"a": 1}});
+    let body =
+        json!({"model": "tts", "input": "Hello world", "voice": "alloy", "metadata": {"a": 1}});
     let started = Instant::now();
     let resp = support::gw::client()
         .request(
@@ -227,7 +230,10 @@ async fn speech_is_streamed_back_as_the_provider_sends_it() {
     }
     let total = started.elapsed();
     let first = first_at.unwrap();
-    eprintln!("speech: first bytes after {first:?}, all {} bytes after {total:?}", got.len());
+    eprintln!(
+        "speech: first bytes after {first:?}, all {} bytes after {total:?}",
+        got.len()
+    );
     // The first bytes arrive before the provider has sent its second chunk: nothing waited for
     // the whole answer.
     assert!(first < gap, "first bytes after {first:?}");
@@ -277,7 +283,11 @@ general_settings:
 ",
         up.url()
     );
-    let gw = Gov::start(&yaml, BuildOptions::default().database_url("sqlite::memory:")).await;
+    let gw = Gov::start(
+        &yaml,
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
     let base = gw.url("");
     let (key, _) = new_key(&base, json!({})).await;
     up.enqueue(Reply::raw(200, "text/plain", SRT));
@@ -375,7 +385,10 @@ async fn official_openai_python_sdk_audio() {
     )
     .await;
     for check in ["ok: transcriptions", "ok: translations", "ok: speech"] {
-        assert!(stdout.contains(check), "missing `{check}`:\n{stdout}\n{stderr}");
+        assert!(
+            stdout.contains(check),
+            "missing `{check}`:\n{stdout}\n{stderr}"
+        );
     }
     let sent = stt.requests();
     assert_eq!(sent.len(), 2);

@@ -48,9 +48,13 @@ pub fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Bytes) {
     let mut body = Vec::new();
     for (name, file, data) in parts {
         body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"").as_bytes());
+        body.extend_from_slice(
+            format!("Content-Disposition: form-data; name=\"{name}\"").as_bytes(),
+        );
         if let Some(f) = file {
-            body.extend_from_slice(format!("; filename=\"{f}\"\r\nContent-Type: image/png").as_bytes());
+            body.extend_from_slice(
+                format!("; filename=\"{f}\"\r\nContent-Type: image/png").as_bytes(),
+            );
         }
         body.extend_from_slice(b"\r\n\r\n");
         body.extend_from_slice(data);
@@ -164,7 +168,10 @@ async fn edits_relay_the_multipart_parts_with_the_deployments_model() {
         ("model", None, b"dalle"),
         ("n", None, b"2"),
     ]);
-    for path in ["/v1/images/edits", "/openai/deployments/dalle-az/images/edits?api-version=x"] {
+    for path in [
+        "/v1/images/edits",
+        "/openai/deployments/dalle-az/images/edits?api-version=x",
+    ] {
         let r = post_multipart(&gw.url(path), &ct, body.clone()).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         assert_eq!(&r.body[..], ANSWER);
@@ -176,11 +183,19 @@ async fn edits_relay_the_multipart_parts_with_the_deployments_model() {
         };
         assert_eq!(got.path(), want_path);
         let sent_ct = got.header("content-type").unwrap().to_owned();
-        assert!(sent_ct.starts_with("multipart/form-data; boundary="), "{sent_ct}");
+        assert!(
+            sent_ct.starts_with("multipart/form-data; boundary="),
+            "{sent_ct}"
+        );
         // Parsed back as a form: every part as sent, `model` replaced.
         let boundary = sent_ct.split("boundary=").nth(1).unwrap();
         let parts = split_form(&got.body, boundary);
-        let find = |n: &str| parts.iter().find(|p| p.0 == n).unwrap_or_else(|| panic!("{n}"));
+        let find = |n: &str| {
+            parts
+                .iter()
+                .find(|p| p.0 == n)
+                .unwrap_or_else(|| panic!("{n}"))
+        };
         assert_eq!(find("model").2, want_model.as_bytes());
         assert_eq!(find("image").2, &png[..]);
         assert_eq!(find("image").1.as_deref(), Some("cat.png"));
@@ -222,8 +237,15 @@ fn split_form(body: &[u8], boundary: &str) -> Vec<(String, Option<String>, Vec<u
         let next = find(text, format!("\r\n{delim}").as_bytes(), head_end + 4).expect("next");
         let data = text[head_end + 4..next].to_vec();
         let param = |k: &str| {
-            head.split(';')
-                .find_map(|p| p.trim().strip_prefix(&format!("{k}=\"")).map(|v| v.trim_end_matches(|c| c == '"' || c == '\r' || c == '\n').split('"').next().unwrap().to_owned()))
+            head.split(';').find_map(|p| {
+                p.trim().strip_prefix(&format!("{k}=\"")).map(|v| {
+                    v.trim_end_matches(['"', '\r', '\n'])
+                        .split('"')
+                        .next()
+                        .unwrap()
+                        .to_owned()
+                })
+            })
         };
         out.push((param("name").unwrap(), param("filename"), data));
         at = next + 2;
@@ -250,7 +272,11 @@ async fn images_are_priced_per_image_and_the_budget_refuses() {
         "model_list:\n  - model_name: dalle\n    litellm_params:\n      model: openai/dall-e-3\n      api_base: {}/v1\n      api_key: sk-up\n      input_cost_per_image: 0.04\ngeneral_settings:\n  master_key: {MASTER}\n",
         up.url()
     );
-    let gw = Gov::start(&yaml, BuildOptions::default().database_url("sqlite::memory:")).await;
+    let gw = Gov::start(
+        &yaml,
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
     let base = gw.url("");
     let (key, _) = new_key(&base, json!({"max_budget": 0.05})).await;
     let url = gw.url("/v1/images/generations");
@@ -311,8 +337,15 @@ async fn official_openai_python_sdk_images() {
         String::new,
     )
     .await;
-    for check in ["ok: images.generate", "ok: images.edit", "ok: azure.images.generate"] {
-        assert!(stdout.contains(check), "missing `{check}`:\n{stdout}\n{stderr}");
+    for check in [
+        "ok: images.generate",
+        "ok: images.edit",
+        "ok: azure.images.generate",
+    ] {
+        assert!(
+            stdout.contains(check),
+            "missing `{check}`:\n{stdout}\n{stderr}"
+        );
     }
     let sent = up.requests();
     let paths: Vec<&str> = sent.iter().map(support::Recorded::path).collect();

@@ -36,8 +36,8 @@ use crate::{
         completions::CompletionsRequest,
         controls::{check_model, GatewayControls},
         embeddings::EmbeddingsRequest,
-        messages::{AnthropicHeaders, MessagesRequest, X_LLMGATE_TOKEN_COUNT},
         media::{ImagesRequest, SpeechRequest, UploadRequest},
+        messages::{AnthropicHeaders, MessagesRequest, X_LLMGATE_TOKEN_COUNT},
         moderations::ModerationsRequest,
         passthrough::{forwarded_headers, split_query_key, Family, PassThroughRequest, RelayHead},
         responses::ResponsesRequest,
@@ -321,7 +321,10 @@ impl Head {
             let body: ImagesRequest = parse_json(&bytes)?;
             check_model(&body.model)?;
             let controls = GatewayControls::parse(&body.extra, body.metadata.as_ref(), None)?;
-            (controls, LlmRequest::image_generations_from_bytes(body, bytes))
+            (
+                controls,
+                LlmRequest::image_generations_from_bytes(body, bytes),
+            )
         } else if matches!(self.route, Route::AudioSpeech) {
             let body: SpeechRequest = parse_json(&bytes)?;
             check_model(&body.model)?;

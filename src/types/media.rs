@@ -185,9 +185,9 @@ impl UploadRequest {
                 data,
             });
         }
-        let model = model.filter(|m| !m.is_empty()).ok_or_else(|| {
-            LlmError::bad_request("model: Field required").with_param("model")
-        })?;
+        let model = model
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| LlmError::bad_request("model: Field required").with_param("model"))?;
         let wanted = required_file(kind);
         if !parts.iter().any(|p| wanted.contains(&p.name.as_str())) {
             return Err(

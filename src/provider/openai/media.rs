@@ -245,9 +245,7 @@ pub fn decode_transcription(
     let (parts, body) = resp.into_parts();
     set_relay_head(req, &parts);
     let usage = transcription_usage(&body);
-    let event = StreamEvent::new(body)
-        .with_usage(Some(usage))
-        .final_event();
+    let event = StreamEvent::new(body).with_usage(Some(usage)).final_event();
     let events: EventStream = Box::pin(futures_util::stream::iter([Ok(event)]));
     Ok(LlmResponse::events(events))
 }
@@ -277,9 +275,9 @@ pub fn speech_events(
         usage.characters = s.characters();
     }
     let mut first = Some(usage);
-    Box::pin(body.map(move |chunk| {
-        chunk.map(|bytes| StreamEvent::new(bytes).with_usage(first.take()))
-    }))
+    Box::pin(
+        body.map(move |chunk| chunk.map(|bytes| StreamEvent::new(bytes).with_usage(first.take()))),
+    )
 }
 
 #[cfg(test)]
@@ -292,15 +290,14 @@ mod tests {
             transcription_usage(br#"{"text":"hi","duration":3.52}"#).audio_ms,
             3520
         );
-        let u = transcription_usage(
-            br#"{"text":"hi","usage":{"type":"duration","seconds":7}}"#,
-        );
+        let u = transcription_usage(br#"{"text":"hi","usage":{"type":"duration","seconds":7}}"#);
         assert_eq!(u.audio_ms, 7000);
         let u = transcription_usage(
             br#"{"text":"hi","usage":{"type":"tokens","input_tokens":20,"output_tokens":5}}"#,
         );
         assert_eq!((u.input, u.output, u.audio_ms), (20, 5, 0));
-        let srt = b"1\n00:00:00,000 --> 00:00:02,000\nHello\n\n2\n00:00:02,000 --> 00:01:03,250\nworld\n";
+        let srt =
+            b"1\n00:00:00,000 --> 00:00:02,000\nHello\n\n2\n00:00:02,000 --> 00:01:03,250\nworld\n";
         assert_eq!(transcription_usage(srt).audio_ms, 63_250);
         let vtt = b"WEBVTT\n\n00:00:00.000 --> 00:00:04.500\nHello\n";
         assert_eq!(transcription_usage(vtt).audio_ms, 4500);

@@ -69,7 +69,11 @@ macro_rules! openai_shaped_responses {
             body: $crate::provider::ByteStream,
             _dep: &$crate::provider::Deployment,
         ) -> Result<$crate::types::ChatStream, $crate::error::LlmError> {
-            Ok($crate::provider::openai::openai_stream(self.name(), req, body))
+            Ok($crate::provider::openai::openai_stream(
+                self.name(),
+                req,
+                body,
+            ))
         }
 
         fn classify(
