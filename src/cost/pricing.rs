@@ -517,6 +517,54 @@ mod tests {
     /// A cost layer over an upstream that streams `chunks` (`"ERR"`: an error) and then never
     /// ends, or (with `chunks` `None`) never answers.
 
+    /// Images per image (else per pixel), audio per second, speech per character: from the
+    /// built-in map (whisper-1, tts-1) and from a deployment's own settings.
+    #[test]
+    fn media_is_priced_per_image_second_and_character() {
+        let t = PriceTable::builtin();
+        let whisper = t
+            .for_deployment(&Deployment::new("w", "openai/whisper-1"))
+            .unwrap();
+        let u = TokenUsage {
+            audio_ms: 12_500,
+            ..TokenUsage::default()
+        };
+        assert!((whisper.cost(u) - 0.00125).abs() < 1e-12);
+        let tts = t
+            .for_deployment(&Deployment::new("s", "openai/tts-1"))
+            .unwrap();
+        let u = TokenUsage {
+            characters: 1000,
+            ..TokenUsage::default()
+        };
+        assert!((tts.cost(u) - 0.015).abs() < 1e-12);
+        let mut dep = Deployment::new("d", "openai/my-image-model");
+        dep.params
+            .insert("input_cost_per_pixel".into(), serde_json::json!(1e-8));
+        let p = t.for_deployment(&dep).expect("priced by its own setting");
+        let u = TokenUsage {
+            images: 2,
+            image_pixels: 1024 * 1024,
+            ..TokenUsage::default()
+        };
+        assert!((p.cost(u) - 2.0 * 1_048_576.0 * 1e-8).abs() < 1e-12);
+        dep.params
+            .insert("input_cost_per_image".into(), serde_json::json!(0.04));
+        let p = t.for_deployment(&dep).unwrap();
+        assert!(
+            (p.cost(u) - 0.08).abs() < 1e-12,
+            "per image wins over per pixel"
+        );
+        // Tokens and images add up (gpt-image's usage).
+        let u = TokenUsage {
+            images: 1,
+            ..TokenUsage::new(1_000_000, 0)
+        };
+        let mut p = p;
+        p.input_cost_per_token = Some(1e-6);
+        assert!((p.cost(u) - 1.04).abs() < 1e-9);
+    }
+
     #[test]
     fn builtin_table_is_litellms_map_and_covers_providers() {
         let t = PriceTable::builtin();
