@@ -335,7 +335,7 @@ impl Provider for OpenAiCompatible {
         matches!(
             op,
             crate::types::OperationKind::Chat | crate::types::OperationKind::Embeddings
-        )
+        ) || super::openai::media::is_media(op)
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {

@@ -325,6 +325,40 @@ mod tests {
         assert!(decode_images(&req, &Bytes::from_static(b"<html>")).is_err());
     }
 
+    /// An OpenAI-compatible host (`groq/`) gets a transcription at its own base URL, as a
+    /// multipart body with its model, and its key as a bearer token.
+    #[test]
+    fn compatible_hosts_take_uploads_at_their_base_url() {
+        let groq = crate::provider::lookup("groq").unwrap();
+        let dep = Deployment::new("w", "groq/whisper-large-v3").with_api_key("gk");
+        let body = Bytes::from_static(
+            b"--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nw\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\n\r\nID3\r\n--b--\r\n",
+        );
+        let upload = media::UploadRequest::parse(
+            OperationKind::AudioTranscriptions,
+            "multipart/form-data; boundary=b",
+            body,
+        )
+        .unwrap();
+        let req = LlmRequest::upload(upload);
+        let out = groq.encode(&req, &dep).unwrap();
+        assert_eq!(
+            out.uri().to_string(),
+            "https://api.groq.com/openai/v1/audio/transcriptions"
+        );
+        assert_eq!(out.headers()["authorization"], "Bearer gk");
+        let ct = out.headers()["content-type"].to_str().unwrap();
+        let boundary = ct.strip_prefix("multipart/form-data; boundary=").unwrap();
+        let again =
+            media::UploadRequest::parse(OperationKind::AudioTranscriptions, ct, out.body().clone())
+                .unwrap();
+        assert_eq!(again.model, "whisper-large-v3");
+        assert!(boundary.starts_with("llmgate-"));
+        // A family without the operation refuses it before anything is sent.
+        let anthropic = crate::provider::lookup("anthropic").unwrap();
+        assert!(!anthropic.supports(OperationKind::AudioTranscriptions));
+    }
+
     #[test]
     fn media_endpoints_sit_beside_the_chat_endpoint() {
         let chat = Endpoint::parse(
