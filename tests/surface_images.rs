@@ -364,3 +364,56 @@ async fn official_openai_python_sdk_images() {
         .starts_with("multipart/form-data"));
     assert_eq!(sent[2].header("api-key"), Some("az-key"));
 }
+
+/// `gemini/imagen-…`: OpenAI's request as Imagen's `:predict` call with the key in
+/// `x-goog-api-key`, and Imagen's predictions as OpenAI's `data[].b64_json`, priced per image.
+#[tokio::test]
+async fn imagen_on_gemini_answers_in_openais_shape() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(
+        200,
+        json!({"predictions": [
+            {"bytesBase64Encoded": "iVBORw0KGgo=", "mimeType": "image/png"},
+            {"bytesBase64Encoded": "AAAA", "mimeType": "image/png"}
+        ]}),
+    ));
+    let yaml = format!(
+        "model_list:\n  - model_name: imagen\n    litellm_params:\n      model: gemini/imagen-3.0-generate-002\n      api_base: {}/v1beta\n      api_key: g-key\n",
+        up.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let r = post_json(
+        &gw.url("/v1/images/generations"),
+        &json!({"model": "imagen", "prompt": "a cat", "n": 2, "size": "1792x1024", "metadata": {"a": 1}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(
+        v["data"],
+        json!([{"b64_json": "iVBORw0KGgo="}, {"b64_json": "AAAA"}])
+    );
+    assert!(v["created"].as_u64().unwrap() > 0);
+    let got = up.last_request().unwrap();
+    assert_eq!(got.path(), "/v1beta/models/imagen-3.0-generate-002:predict");
+    assert_eq!(got.header("x-goog-api-key"), Some("g-key"));
+    assert_eq!(
+        got.json(),
+        json!({"instances": [{"prompt": "a cat"}], "parameters": {"sampleCount": 2, "aspectRatio": "16:9"}})
+    );
+    // Imagen's error, relayed in OpenAI's shape with its status.
+    up.set_default(Reply::json(
+        400,
+        json!({"error": {"code": 400, "message": "Image generation failed: prompt blocked", "status": "INVALID_ARGUMENT"}}),
+    ));
+    let r = post_json(
+        &gw.url("/v1/images/generations"),
+        &json!({"model": "imagen", "prompt": "x"}),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r.error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("prompt blocked"));
+}
