@@ -200,6 +200,32 @@ mod tests {
         assert!(decode(&req, b"[").is_err());
     }
 
+    /// `vertex_ai/imagen-…`: the regional `:predict` URL of the publisher model, with the
+    /// access token as a bearer.
+    #[test]
+    fn vertex_posts_to_the_regional_predict_url() {
+        let vertex = crate::provider::lookup("vertex_ai").unwrap();
+        let mut dep = crate::provider::Deployment::new("i", "vertex_ai/imagen-3.0-generate-002")
+            .with_api_key("ya29.t");
+        dep.params = serde_json::json!({"vertex_project": "p", "vertex_location": "us-central1"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let req = crate::types::LlmRequest::image_generations_from_bytes(
+            serde_json::from_str(r#"{"model":"i","prompt":"a cat"}"#).unwrap(),
+            Bytes::new(),
+        );
+        let out = vertex.encode(&req, &dep).unwrap();
+        assert_eq!(
+            out.uri().to_string(),
+            "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/models/imagen-3.0-generate-002:predict"
+        );
+        assert_eq!(out.headers()["authorization"], "Bearer ya29.t");
+        let body: serde_json::Value = serde_json::from_slice(out.body()).unwrap();
+        assert_eq!(body["instances"][0]["prompt"], "a cat");
+        assert_eq!(body["parameters"]["sampleCount"], 1);
+    }
+
     #[test]
     fn the_predict_endpoint_replaces_generate_content() {
         let e = Endpoint::parse(
