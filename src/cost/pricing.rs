@@ -514,9 +514,6 @@ mod tests {
         assert!(pricing.cost_of_group("nope", &usage).abs() < f64::EPSILON);
     }
 
-    /// A cost layer over an upstream that streams `chunks` (`"ERR"`: an error) and then never
-    /// ends, or (with `chunks` `None`) never answers.
-
     /// Images per image (else per pixel), audio per second, speech per character: from the
     /// built-in map (whisper-1, tts-1) and from a deployment's own settings.
     #[test]
@@ -547,7 +544,7 @@ mod tests {
             image_pixels: 1024 * 1024,
             ..TokenUsage::default()
         };
-        assert!((p.cost(u) - 2.0 * 1_048_576.0 * 1e-8).abs() < 1e-12);
+        assert!((p.cost(u) - 0.020_971_52).abs() < 1e-12);
         dep.params
             .insert("input_cost_per_image".into(), serde_json::json!(0.04));
         let p = t.for_deployment(&dep).unwrap();
@@ -564,6 +561,9 @@ mod tests {
         p.input_cost_per_token = Some(1e-6);
         assert!((p.cost(u) - 1.04).abs() < 1e-9);
     }
+
+    /// A cost layer over an upstream that streams `chunks` (`"ERR"`: an error) and then never
+    /// ends, or (with `chunks` `None`) never answers.
 
     #[test]
     fn builtin_table_is_litellms_map_and_covers_providers() {
