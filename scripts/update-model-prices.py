@@ -13,6 +13,7 @@ map, keeps only the fields llmgate reads (see `ModelPrice` in src/cost/mod.rs), 
 Usage:
     scripts/update-model-prices.py            # the pinned version below
     scripts/update-model-prices.py 1.111.0    # another version (then update LITELLM_VERSION)
+    scripts/update-model-prices.py --wheel litellm-1.110.2-....whl   # a wheel already downloaded
 
 Only the Python standard library and pip are needed. Run `cargo test --lib cost::` afterwards.
 """
@@ -41,8 +42,14 @@ FIELDS = (
     "max_output_tokens",
     "litellm_provider",
     "mode",
+    # Images, audio and speech (issue 21): per image, per pixel, per second, per character.
+    "input_cost_per_image",
+    "output_cost_per_image",
+    "input_cost_per_pixel",
+    "input_cost_per_second",
+    "input_cost_per_character",
 )
-NUMERIC = FIELDS[:7]
+NUMERIC = tuple(f for f in FIELDS if f not in ("litellm_provider", "mode"))
 MAP_PATH = "litellm/model_prices_and_context_window_backup.json"
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -90,9 +97,16 @@ def reduce(raw: dict) -> dict:
 
 
 def main() -> None:
-    version = sys.argv[1] if len(sys.argv) > 1 else LITELLM_VERSION
+    args = sys.argv[1:]
+    local = None
+    if len(args) >= 2 and args[0] == "--wheel":
+        local = pathlib.Path(args[1])
+        args = args[2:]
+    version = args[0] if args else LITELLM_VERSION
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = download(version, pathlib.Path(tmp))
+        wheel = local or download(version, pathlib.Path(tmp))
+        if local is not None and f"litellm-{version}-" not in wheel.name:
+            sys.exit(f"{wheel.name} is not a litellm {version} wheel")
         wheel_bytes = wheel.read_bytes()
         with zipfile.ZipFile(wheel) as z:
             raw_bytes = z.read(MAP_PATH)

@@ -53,6 +53,21 @@ pub struct ModelPrice {
     /// `chat`, `embedding`, …
     #[serde(default)]
     pub mode: Option<String>,
+    /// USD per image made (image generation and edits; LiteLLM's first choice for images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_cost_per_image: Option<f64>,
+    /// USD per image made, where the map states the output's price (Imagen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_cost_per_image: Option<f64>,
+    /// USD per pixel of each image made (DALL·E; LiteLLM's second choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_cost_per_pixel: Option<f64>,
+    /// USD per second of audio taken in (transcription, translation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_cost_per_second: Option<f64>,
+    /// USD per character of text spoken (speech).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_cost_per_character: Option<f64>,
 }
 
 impl ModelPrice {
@@ -70,6 +85,41 @@ impl ModelPrice {
     #[must_use]
     pub fn has_token_price(&self) -> bool {
         self.input_cost_per_token.is_some() || self.output_cost_per_token.is_some()
+    }
+
+    /// Whether a price per image, pixel, second or character is set.
+    #[must_use]
+    pub fn has_media_price(&self) -> bool {
+        [
+            self.input_cost_per_image,
+            self.output_cost_per_image,
+            self.input_cost_per_pixel,
+            self.input_cost_per_second,
+            self.input_cost_per_character,
+        ]
+        .iter()
+        .any(Option::is_some)
+    }
+
+    /// The cost of what `usage` counts besides tokens: images (per image, else per pixel, as
+    /// LiteLLM's `default_image_cost_calculator`), seconds of audio and characters spoken.
+    fn media_cost(&self, usage: &TokenUsage) -> f64 {
+        let mut cost = 0.0;
+        if usage.images > 0 {
+            let images = usage.images as f64;
+            if let Some(p) = self.input_cost_per_image.or(self.output_cost_per_image) {
+                cost += images * p;
+            } else if let Some(p) = self.input_cost_per_pixel {
+                cost += images * usage.image_pixels as f64 * p;
+            }
+        }
+        if let Some(p) = self.input_cost_per_second {
+            cost += usage.audio_ms as f64 / 1000.0 * p;
+        }
+        if let Some(p) = self.input_cost_per_character {
+            cost += usage.characters as f64 * p;
+        }
+        cost
     }
 
     /// The cost of `usage` at these prices, in USD: input tokens read from or written to the
@@ -96,7 +146,7 @@ impl ModelPrice {
             ((completion - reasoning) as f64, output),
             (reasoning as f64, reasoning_price),
         ];
-        parts.iter().fold(0.0, |acc, (n, p)| n.mul_add(*p, acc))
+        parts.iter().fold(0.0, |acc, (n, p)| n.mul_add(*p, acc)) + self.media_cost(&usage)
     }
 
     /// Overrides from a deployment's `litellm_params`/`model_info` keys.
@@ -116,6 +166,21 @@ impl ModelPrice {
         }
         if let Some(v) = f("output_cost_per_reasoning_token") {
             self.output_cost_per_reasoning_token = Some(v);
+        }
+        if let Some(v) = f("input_cost_per_image") {
+            self.input_cost_per_image = Some(v);
+        }
+        if let Some(v) = f("output_cost_per_image") {
+            self.output_cost_per_image = Some(v);
+        }
+        if let Some(v) = f("input_cost_per_pixel") {
+            self.input_cost_per_pixel = Some(v);
+        }
+        if let Some(v) = f("input_cost_per_second") {
+            self.input_cost_per_second = Some(v);
+        }
+        if let Some(v) = f("input_cost_per_character") {
+            self.input_cost_per_character = Some(v);
         }
         self
     }
@@ -158,12 +223,17 @@ fn load_builtin() -> Arc<HashMap<String, ModelPrice>> {
 const REGION_PREFIXES: [&str; 6] = ["us.", "eu.", "apac.", "global.", "jp.", "au."];
 
 /// The per-token price keys a deployment may override.
-const PRICE_KEYS: [&str; 5] = [
+const PRICE_KEYS: [&str; 10] = [
     "input_cost_per_token",
     "output_cost_per_token",
     "cache_read_input_token_cost",
     "cache_creation_input_token_cost",
     "output_cost_per_reasoning_token",
+    "input_cost_per_image",
+    "output_cost_per_image",
+    "input_cost_per_pixel",
+    "input_cost_per_second",
+    "input_cost_per_character",
 ];
 
 impl PriceTable {
@@ -271,7 +341,7 @@ impl PriceTable {
         if let Some(v) = dep.output_cost_per_token {
             price.output_cost_per_token = Some(v);
         }
-        if price.has_token_price() {
+        if price.has_token_price() || price.has_media_price() {
             Some(price)
         } else {
             (&*dep.provider == "mock").then(ModelPrice::free)
@@ -380,7 +450,11 @@ impl Pricing {
         let d = answered?;
         // Per call: borrow the table entry when the deployment has no prices of its own.
         if !has_price_override(d) {
-            if let Some(p) = self.table.entry(d).filter(|p| p.has_token_price()) {
+            if let Some(p) = self
+                .table
+                .entry(d)
+                .filter(|p| p.has_token_price() || p.has_media_price())
+            {
                 return Some(Cow::Borrowed(p));
             }
         }
@@ -438,6 +512,54 @@ mod tests {
         let c = pricing.cost_of_group("g", &usage);
         assert!((c - 2.5).abs() < 1e-9, "{c}");
         assert!(pricing.cost_of_group("nope", &usage).abs() < f64::EPSILON);
+    }
+
+    /// Images per image (else per pixel), audio per second, speech per character: from the
+    /// built-in map (whisper-1, tts-1) and from a deployment's own settings.
+    #[test]
+    fn media_is_priced_per_image_second_and_character() {
+        let t = PriceTable::builtin();
+        let whisper = t
+            .for_deployment(&Deployment::new("w", "openai/whisper-1"))
+            .unwrap();
+        let u = TokenUsage {
+            audio_ms: 12_500,
+            ..TokenUsage::default()
+        };
+        assert!((whisper.cost(u) - 0.00125).abs() < 1e-12);
+        let tts = t
+            .for_deployment(&Deployment::new("s", "openai/tts-1"))
+            .unwrap();
+        let u = TokenUsage {
+            characters: 1000,
+            ..TokenUsage::default()
+        };
+        assert!((tts.cost(u) - 0.015).abs() < 1e-12);
+        let mut dep = Deployment::new("d", "openai/my-image-model");
+        dep.params
+            .insert("input_cost_per_pixel".into(), serde_json::json!(1e-8));
+        let p = t.for_deployment(&dep).expect("priced by its own setting");
+        let u = TokenUsage {
+            images: 2,
+            image_pixels: 1024 * 1024,
+            ..TokenUsage::default()
+        };
+        assert!((p.cost(u) - 0.020_971_52).abs() < 1e-12);
+        dep.params
+            .insert("input_cost_per_image".into(), serde_json::json!(0.04));
+        let p = t.for_deployment(&dep).unwrap();
+        assert!(
+            (p.cost(u) - 0.08).abs() < 1e-12,
+            "per image wins over per pixel"
+        );
+        // Tokens and images add up (gpt-image's usage).
+        let u = TokenUsage {
+            images: 1,
+            ..TokenUsage::new(1_000_000, 0)
+        };
+        let mut p = p;
+        p.input_cost_per_token = Some(1e-6);
+        assert!((p.cost(u) - 1.04).abs() < 1e-9);
     }
 
     /// A cost layer over an upstream that streams `chunks` (`"ERR"`: an error) and then never

@@ -36,6 +36,7 @@ use crate::{
         completions::CompletionsRequest,
         controls::{check_model, GatewayControls},
         embeddings::EmbeddingsRequest,
+        media::{ImagesRequest, SpeechRequest, UploadRequest},
         messages::{AnthropicHeaders, MessagesRequest, X_LLMGATE_TOKEN_COUNT},
         moderations::ModerationsRequest,
         passthrough::{forwarded_headers, split_query_key, Family, PassThroughRequest, RelayHead},
@@ -68,6 +69,8 @@ pub(super) struct Head {
     model_id: Option<Box<str>>,
     /// The `{model}` of an Azure-style route (`/openai/deployments/{model}/…`), decoded.
     path_model: Option<Box<str>>,
+    /// The `Content-Type` of a multipart upload route (its boundary).
+    content_type: Option<HeaderValue>,
     /// `anthropic-version` / `anthropic-beta` on the Messages routes (sent on to Anthropic).
     anthropic: Option<Box<AnthropicHeaders>>,
     /// Boxed: the request future carries the head, and the log is off in benchmarks.
@@ -217,6 +220,9 @@ impl Head {
                 .flatten(),
             anthropic: matches!(route, Route::Messages | Route::CountTokens)
                 .then(|| anthropic_headers(&parts.headers)),
+            content_type: route
+                .upload_kind()
+                .and_then(|_| parts.headers.get(header::CONTENT_TYPE).cloned()),
             call_id,
             log,
             response_id: Route::response_id(parts.uri.path())
@@ -302,6 +308,28 @@ impl Head {
                 body.mock_response.as_ref(),
             )?;
             (controls, LlmRequest::chat_from_bytes(body, bytes))
+        } else if let Some(kind) = self.route.upload_kind() {
+            // Multipart: the parts are kept, not the bytes; no gateway control is read from it.
+            let content_type = self
+                .content_type
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let body = UploadRequest::parse(kind, content_type, bytes)?;
+            (None, LlmRequest::upload(body))
+        } else if matches!(self.route, Route::ImageGenerations) {
+            let body: ImagesRequest = parse_json(&bytes)?;
+            check_model(&body.model)?;
+            let controls = GatewayControls::parse(&body.extra, body.metadata.as_ref(), None)?;
+            (
+                controls,
+                LlmRequest::image_generations_from_bytes(body, bytes),
+            )
+        } else if matches!(self.route, Route::AudioSpeech) {
+            let body: SpeechRequest = parse_json(&bytes)?;
+            check_model(&body.model)?;
+            let controls = GatewayControls::parse(&body.extra, body.metadata.as_ref(), None)?;
+            (controls, LlmRequest::speech_from_bytes(body, bytes))
         } else if matches!(self.route, Route::Moderations) {
             let body: ModerationsRequest = parse_json(&bytes)?;
             check_model(body.model_name())?;
@@ -396,7 +424,16 @@ where
     let route = head.route;
     let model_id = head.model_id.take();
     let dialect = head.route.dialect();
-    let relay = matches!(head.route, Route::PassThrough(_)).then(RelayHead::new);
+    // A pass-through, a transcription (text, srt, vtt, …) and speech (audio bytes) are relayed
+    // with the upstream's status and content type.
+    let relay = matches!(
+        head.route,
+        Route::PassThrough(_)
+            | Route::AudioTranscriptions
+            | Route::AudioTranslations
+            | Route::AudioSpeech
+    )
+    .then(RelayHead::new);
     let counted = matches!(head.route, Route::CountTokens);
     let received = head.received;
     let mut log = head.log.take();
@@ -442,6 +479,11 @@ where
         | Route::Embeddings
         | Route::Completions
         | Route::Moderations
+        | Route::ImageGenerations
+        | Route::ImageEdits
+        | Route::AudioTranscriptions
+        | Route::AudioTranslations
+        | Route::AudioSpeech
         | Route::Messages
         | Route::CountTokens
         | Route::Responses => read_body(head.content_length, body, limit)

@@ -273,6 +273,16 @@ pub(super) enum Route {
     Model,
     /// `POST /v1/moderations`.
     Moderations,
+    /// `POST /v1/images/generations`.
+    ImageGenerations,
+    /// `POST /v1/images/edits` (multipart).
+    ImageEdits,
+    /// `POST /v1/audio/transcriptions` (multipart).
+    AudioTranscriptions,
+    /// `POST /v1/audio/translations` (multipart).
+    AudioTranslations,
+    /// `POST /v1/audio/speech`.
+    AudioSpeech,
     Liveliness,
     Readiness,
     /// `/{family}/{path}`, any method.
@@ -341,6 +351,11 @@ impl Route {
             "/v1/models" | "/models" => Self::Models,
             "/v1/completions" | "/completions" => Self::Completions,
             "/v1/moderations" | "/moderations" => Self::Moderations,
+            "/v1/images/generations" | "/images/generations" => Self::ImageGenerations,
+            "/v1/images/edits" | "/images/edits" => Self::ImageEdits,
+            "/v1/audio/transcriptions" | "/audio/transcriptions" => Self::AudioTranscriptions,
+            "/v1/audio/translations" | "/audio/translations" => Self::AudioTranslations,
+            "/v1/audio/speech" | "/audio/speech" => Self::AudioSpeech,
             "/health/liveliness" | "/health/liveness" => Self::Liveliness,
             "/health/readiness" => Self::Readiness,
             "/v1/messages" | "/messages" => Self::Messages,
@@ -377,6 +392,16 @@ impl Route {
             (Self::Completions, m)
         } else if let Some(m) = rest.strip_suffix("/embeddings") {
             (Self::Embeddings, m)
+        } else if let Some(m) = rest.strip_suffix("/images/generations") {
+            (Self::ImageGenerations, m)
+        } else if let Some(m) = rest.strip_suffix("/images/edits") {
+            (Self::ImageEdits, m)
+        } else if let Some(m) = rest.strip_suffix("/audio/transcriptions") {
+            (Self::AudioTranscriptions, m)
+        } else if let Some(m) = rest.strip_suffix("/audio/translations") {
+            (Self::AudioTranslations, m)
+        } else if let Some(m) = rest.strip_suffix("/audio/speech") {
+            (Self::AudioSpeech, m)
         } else {
             return None;
         };
@@ -401,6 +426,11 @@ impl Route {
             Self::Completions => "/v1/completions",
             Self::Model => "/v1/models/{model_id}",
             Self::Moderations => "/v1/moderations",
+            Self::ImageGenerations => "/v1/images/generations",
+            Self::ImageEdits => "/v1/images/edits",
+            Self::AudioTranscriptions => "/v1/audio/transcriptions",
+            Self::AudioTranslations => "/v1/audio/translations",
+            Self::AudioSpeech => "/v1/audio/speech",
             Self::Liveliness => "/health/liveliness",
             Self::Readiness => "/health/readiness",
             Self::PassThrough(f) => f.route(),
@@ -422,6 +452,11 @@ impl Route {
             | Self::Completions
             | Self::Model
             | Self::Moderations
+            | Self::ImageGenerations
+            | Self::ImageEdits
+            | Self::AudioTranscriptions
+            | Self::AudioTranslations
+            | Self::AudioSpeech
             | Self::Liveliness
             | Self::Readiness
             | Self::PassThrough(_) => Dialect::OpenAi,
@@ -437,6 +472,11 @@ impl Route {
             | Self::Embeddings
             | Self::Completions
             | Self::Moderations
+            | Self::ImageGenerations
+            | Self::ImageEdits
+            | Self::AudioTranscriptions
+            | Self::AudioTranslations
+            | Self::AudioSpeech
             | Self::Messages
             | Self::CountTokens
             | Self::Responses
@@ -448,6 +488,17 @@ impl Route {
             | Self::Readiness
             | Self::ResponseById
             | Self::ResponseInputItems => Method::GET,
+        }
+    }
+
+    /// The operation of a multipart upload route.
+    pub(super) fn upload_kind(self) -> Option<crate::types::OperationKind> {
+        use crate::types::OperationKind as K;
+        match self {
+            Self::ImageEdits => Some(K::ImageEdits),
+            Self::AudioTranscriptions => Some(K::AudioTranscriptions),
+            Self::AudioTranslations => Some(K::AudioTranslations),
+            _ => None,
         }
     }
 

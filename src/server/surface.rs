@@ -26,6 +26,11 @@ pub(super) fn litellm_route(route: Route) -> &'static str {
         Route::Completions => "/completions",
         Route::Embeddings => "/embeddings",
         Route::Moderations => "/moderations",
+        Route::ImageGenerations => "/images/generations",
+        Route::ImageEdits => "/images/edits",
+        Route::AudioTranscriptions => "/audio/transcriptions",
+        Route::AudioTranslations => "/audio/translations",
+        Route::AudioSpeech => "/audio/speech",
         other => other.as_str(),
     }
 }

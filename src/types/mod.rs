@@ -10,6 +10,7 @@ pub mod deployment;
 pub mod embeddings;
 pub mod events;
 pub mod extensions;
+pub mod media;
 pub mod messages;
 pub mod models;
 pub mod moderations;

@@ -9,6 +9,7 @@ use super::{
     completions::CompletionsRequest,
     controls::{GatewayControls, NO_CONTROLS},
     embeddings::EmbeddingsRequest,
+    media::{ImagesRequest, SpeechRequest, UploadRequest},
     messages::MessagesRequest,
     moderations::ModerationsRequest,
     passthrough::PassThroughRequest,
@@ -45,11 +46,21 @@ pub enum OperationKind {
     MessagesCountTokens,
     /// `POST /v1/responses`: OpenAI's Responses API.
     Responses,
+    /// `POST /v1/images/generations`.
+    ImageGenerations,
+    /// `POST /v1/images/edits` (multipart).
+    ImageEdits,
+    /// `POST /v1/audio/transcriptions` (multipart).
+    AudioTranscriptions,
+    /// `POST /v1/audio/translations` (multipart).
+    AudioTranslations,
+    /// `POST /v1/audio/speech`: audio bytes streamed back.
+    AudioSpeech,
 }
 
 impl OperationKind {
     /// Every kind.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 14] = [
         Self::Chat,
         Self::Embeddings,
         Self::ListModels,
@@ -59,6 +70,11 @@ impl OperationKind {
         Self::Messages,
         Self::MessagesCountTokens,
         Self::Responses,
+        Self::ImageGenerations,
+        Self::ImageEdits,
+        Self::AudioTranscriptions,
+        Self::AudioTranslations,
+        Self::AudioSpeech,
     ];
 
     /// Short name, for logs, metrics and error messages (`chat`, `embeddings`, `list_models`).
@@ -74,6 +90,11 @@ impl OperationKind {
             Self::Messages => "messages",
             Self::MessagesCountTokens => "messages_count_tokens",
             Self::Responses => "responses",
+            Self::ImageGenerations => "image_generations",
+            Self::ImageEdits => "image_edits",
+            Self::AudioTranscriptions => "audio_transcriptions",
+            Self::AudioTranslations => "audio_translations",
+            Self::AudioSpeech => "audio_speech",
         }
     }
 
@@ -113,6 +134,11 @@ impl OperationKind {
                 | Self::Messages
                 | Self::MessagesCountTokens
                 | Self::Responses
+                | Self::ImageGenerations
+                | Self::ImageEdits
+                | Self::AudioTranscriptions
+                | Self::AudioTranslations
+                | Self::AudioSpeech
         )
     }
 }
@@ -151,6 +177,13 @@ pub enum Operation {
     MessagesCountTokens(Arc<MessagesRequest>),
     /// `POST /v1/responses`.
     Responses(Arc<ResponsesRequest>),
+    /// `POST /v1/images/generations`.
+    ImageGenerations(Arc<ImagesRequest>),
+    /// A multipart upload: `POST /v1/images/edits`, `/v1/audio/transcriptions` or
+    /// `/v1/audio/translations` (its [`UploadRequest::kind`]).
+    Upload(Arc<UploadRequest>),
+    /// `POST /v1/audio/speech`.
+    AudioSpeech(Arc<SpeechRequest>),
 }
 
 impl Operation {
@@ -167,6 +200,9 @@ impl Operation {
             Self::Messages(_) => OperationKind::Messages,
             Self::MessagesCountTokens(_) => OperationKind::MessagesCountTokens,
             Self::Responses(_) => OperationKind::Responses,
+            Self::ImageGenerations(_) => OperationKind::ImageGenerations,
+            Self::Upload(u) => u.kind,
+            Self::AudioSpeech(_) => OperationKind::AudioSpeech,
         }
     }
 
@@ -182,6 +218,9 @@ impl Operation {
             Self::ListModels => "",
             Self::PassThrough(p) => &p.group,
             Self::Responses(r) => &r.model,
+            Self::ImageGenerations(i) => &i.model,
+            Self::Upload(u) => &u.model,
+            Self::AudioSpeech(s) => &s.model,
         }
     }
 
@@ -199,6 +238,9 @@ impl Operation {
             Self::ListModels => {}
             Self::PassThrough(p) => model.clone_into(&mut Arc::make_mut(p).group),
             Self::Responses(r) => model.clone_into(&mut Arc::make_mut(r).model),
+            Self::ImageGenerations(i) => model.clone_into(&mut Arc::make_mut(i).model),
+            Self::Upload(u) => model.clone_into(&mut Arc::make_mut(u).model),
+            Self::AudioSpeech(s) => model.clone_into(&mut Arc::make_mut(s).model),
         }
     }
 
@@ -215,6 +257,9 @@ impl Operation {
             Self::Completions(c) => c.stream.unwrap_or(false),
             Self::Messages(m) => m.stream.unwrap_or(false),
             Self::Responses(r) => r.stream.unwrap_or(false),
+            // Speech is streamed back as the provider sends it; the others are complete answers.
+            Self::AudioSpeech(_) => true,
+            Self::ImageGenerations(_) | Self::Upload(_) => false,
         }
     }
 
@@ -230,6 +275,9 @@ impl Operation {
             Self::Moderations(m) => Some(&m.extra),
             Self::Messages(m) | Self::MessagesCountTokens(m) => Some(&m.extra),
             Self::Responses(r) => Some(&r.extra),
+            Self::ImageGenerations(i) => Some(&i.extra),
+            Self::AudioSpeech(s) => Some(&s.extra),
+            Self::Upload(_) => None,
         }
     }
 
@@ -245,7 +293,10 @@ impl Operation {
             | Self::MessagesCountTokens(_)
             | Self::PassThrough(_)
             | Self::Moderations(_)
-            | Self::Responses(_) => None,
+            | Self::Responses(_)
+            | Self::ImageGenerations(_)
+            | Self::Upload(_)
+            | Self::AudioSpeech(_) => None,
             Self::Completions(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
         }
     }
@@ -263,6 +314,9 @@ impl Operation {
             Self::ListModels => 0,
             Self::PassThrough(p) => p.estimate_input_tokens(),
             Self::Responses(r) => r.estimate_input_tokens(),
+            Self::ImageGenerations(i) => i.estimate_tokens(),
+            Self::Upload(u) => u.estimate_tokens(),
+            Self::AudioSpeech(s) => s.estimate_tokens(),
         }
     }
 
@@ -281,6 +335,9 @@ impl Operation {
             Self::Moderations(m) => (None, m.metadata.as_ref(), &m.extra),
             // Anthropic's `metadata.user_id` is in the kept keys.
             Self::Responses(r) => (r.user.as_deref(), None, &r.extra),
+            Self::ImageGenerations(i) => (i.user.as_deref(), i.metadata.as_ref(), &i.extra),
+            Self::AudioSpeech(s) => (s.user.as_deref(), s.metadata.as_ref(), &s.extra),
+            Self::Upload(_) => return None,
             Self::Messages(m) | Self::MessagesCountTokens(m) => {
                 let meta = m.extra.get_as::<serde_json::Value>("metadata");
                 let id = meta
@@ -322,6 +379,9 @@ impl Operation {
             (Self::Messages(a), Self::Messages(b))
             | (Self::MessagesCountTokens(a), Self::MessagesCountTokens(b)) => Arc::ptr_eq(a, b),
             (Self::Responses(a), Self::Responses(b)) => Arc::ptr_eq(a, b),
+            (Self::ImageGenerations(a), Self::ImageGenerations(b)) => Arc::ptr_eq(a, b),
+            (Self::Upload(a), Self::Upload(b)) => Arc::ptr_eq(a, b),
+            (Self::AudioSpeech(a), Self::AudioSpeech(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -418,6 +478,24 @@ impl LlmRequest {
     #[must_use]
     pub fn moderations_from_bytes(body: ModerationsRequest, bytes: Bytes) -> Self {
         Self::new(Operation::Moderations(Arc::new(body))).with_raw(bytes)
+    }
+
+    /// An image-generation request parsed from `bytes` (see [`LlmRequest::chat_from_bytes`]).
+    #[must_use]
+    pub fn image_generations_from_bytes(body: ImagesRequest, bytes: Bytes) -> Self {
+        Self::new(Operation::ImageGenerations(Arc::new(body))).with_raw(bytes)
+    }
+
+    /// A speech request parsed from `bytes` (see [`LlmRequest::chat_from_bytes`]).
+    #[must_use]
+    pub fn speech_from_bytes(body: SpeechRequest, bytes: Bytes) -> Self {
+        Self::new(Operation::AudioSpeech(Arc::new(body))).with_raw(bytes)
+    }
+
+    /// A multipart upload (image edit, transcription, translation).
+    #[must_use]
+    pub fn upload(body: UploadRequest) -> Self {
+        Self::new(Operation::Upload(Arc::new(body)))
     }
 
     /// The text-completion body, if this is a text-completion request.

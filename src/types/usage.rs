@@ -29,6 +29,16 @@ pub struct TokenUsage {
     /// Every token of the call as the provider counted it (its `total_tokens`), else
     /// `input + output`.
     pub total: u64,
+    /// Images the call made (image generations and edits), for a price per image.
+    pub images: u64,
+    /// Pixels of each of those images (width × height; 0 when not known), for a price per
+    /// pixel.
+    pub image_pixels: u64,
+    /// Milliseconds of audio the call took in (a transcription or translation), for a price per
+    /// second.
+    pub audio_ms: u64,
+    /// Characters of text the call spoke (speech), for a price per character.
+    pub characters: u64,
 }
 
 impl TokenUsage {
@@ -42,6 +52,10 @@ impl TokenUsage {
             cache_write: 0,
             reasoning: 0,
             total: input.saturating_add(output),
+            images: 0,
+            image_pixels: 0,
+            audio_ms: 0,
+            characters: 0,
         }
     }
 
@@ -81,6 +95,7 @@ impl From<&Usage> for TokenUsage {
                 .as_ref()
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
+            ..Self::default()
         }
     }
 }

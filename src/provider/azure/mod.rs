@@ -167,13 +167,22 @@ impl Provider for Azure {
             crate::types::OperationKind::Chat
                 | crate::types::OperationKind::Embeddings
                 | crate::types::OperationKind::Responses
-        )
+        ) || super::openai::media::is_media(op)
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
         let r = dep.resolved(self.name());
         let responses;
+        let media_endpoint;
+        let mut content_type = None;
         let (endpoint, body) = match &req.op {
+            Operation::ImageGenerations(_) | Operation::Upload(_) | Operation::AudioSpeech(_) => {
+                // Beside the deployment's chat endpoint, with its api-version.
+                media_endpoint = super::openai::media::sibling(reached(&r.chat)?, req.kind())?;
+                let (body, ct) = super::openai::media::body(req, &dep.model)?;
+                content_type = ct;
+                (&media_endpoint, body)
+            }
             Operation::Responses(body) => {
                 responses = responses_endpoint(reached(&r.chat)?)?;
                 (
@@ -197,6 +206,9 @@ impl Provider for Azure {
         };
         let mut head = resolved_head(endpoint, &r)?;
         let headers = head.headers_mut();
+        if let Some(ct) = content_type {
+            headers.insert(http::header::CONTENT_TYPE, ct);
+        }
         if r.credential.is_some() {
             r.add_credential(headers)?;
         } else if let Some(AccessToken(token)) = req.extensions.get::<AccessToken>() {

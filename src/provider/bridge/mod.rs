@@ -52,6 +52,11 @@ pub fn for_kind(kind: OperationKind) -> Option<&'static dyn Bridge> {
         | OperationKind::Embeddings
         | OperationKind::ListModels
         | OperationKind::Moderations
-        | OperationKind::PassThrough => None,
+        | OperationKind::PassThrough
+        | OperationKind::ImageGenerations
+        | OperationKind::ImageEdits
+        | OperationKind::AudioTranscriptions
+        | OperationKind::AudioTranslations
+        | OperationKind::AudioSpeech => None,
     }
 }

@@ -186,6 +186,9 @@ impl HostSpec {
             Operation::Moderations(m) => {
                 return super::openai::moderations::encode(self, &r.family, req, m, dep)
             }
+            Operation::ImageGenerations(_) | Operation::Upload(_) | Operation::AudioSpeech(_) => {
+                return super::openai::media::encode(&r.family, req, dep, &model)
+            }
             _ => return Err(super::unsupported(provider, req)),
         };
         let mut head = resolved_head(endpoint, &r)?;
@@ -332,7 +335,7 @@ impl Provider for OpenAiCompatible {
         matches!(
             op,
             crate::types::OperationKind::Chat | crate::types::OperationKind::Embeddings
-        )
+        ) || super::openai::media::is_media(op)
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {

@@ -41,6 +41,7 @@ pub(crate) mod auth;
 mod decode;
 mod encode;
 mod error;
+mod images;
 pub(crate) mod passthrough;
 mod stream;
 
@@ -193,6 +194,9 @@ fn classify(provider: &str, status: StatusCode, _headers: &HeaderMap, body: &[u8
 }
 
 fn decode_chat(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmError> {
+    if let Operation::ImageGenerations(i) = &req.op {
+        return images::decode(i, body);
+    }
     let resp: GenerateContentResponse = serde_json::from_slice(body)
         .map_err(|e| invalid_upstream_json("generateContent response", &e))?;
     Ok(LlmResponse::chat(decode::chat_response(resp, req.model())))
@@ -242,7 +246,22 @@ impl Provider for Gemini {
         "gemini"
     }
 
+    fn supports(&self, op: crate::types::OperationKind) -> bool {
+        matches!(
+            op,
+            crate::types::OperationKind::Chat | crate::types::OperationKind::ImageGenerations
+        )
+    }
+
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
+        if let Operation::ImageGenerations(i) = &req.op {
+            // Imagen: `:predict` beside the model's `generateContent`.
+            let r = dep.resolved(self.name());
+            let endpoint = images::predict_endpoint(reached(&r.chat)?)?;
+            let mut head = resolved_head(&endpoint, &r)?;
+            r.add_credential(head.headers_mut())?;
+            return images::predict_body(i).map(|body| head.map(|()| body));
+        }
         let chat = chat_of(self, req)?;
         let r = dep.resolved(self.name());
         let mut head = resolved_head(r.chat_endpoint(req.is_stream())?, &r)?;
@@ -308,8 +327,22 @@ impl Provider for VertexAi {
         "vertex_ai"
     }
 
+    fn supports(&self, op: crate::types::OperationKind) -> bool {
+        matches!(
+            op,
+            crate::types::OperationKind::Chat | crate::types::OperationKind::ImageGenerations
+        )
+    }
+
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
-        let chat = chat_of(self, req)?;
+        let images = match &req.op {
+            Operation::ImageGenerations(i) => Some(i),
+            _ => None,
+        };
+        let chat = match images {
+            Some(_) => None,
+            None => Some(chat_of(self, req)?),
+        };
         let r = dep.resolved(self.name());
         // A fetched token, else the deployment's api_key as an access token.
         let auth = match req.extensions.get::<AccessToken>() {
@@ -320,7 +353,15 @@ impl Provider for VertexAi {
                 None => return Err(no_credentials()),
             },
         };
-        let mut head = resolved_head(self.endpoint(&r, dep, req.is_stream())?, &r)?;
+        let endpoint = self.endpoint(&r, dep, req.is_stream())?;
+        if let Some(i) = images {
+            // Imagen: `:predict` beside the model's `generateContent`.
+            let mut head = resolved_head(&images::predict_endpoint(endpoint)?, &r)?;
+            head.headers_mut().append(http::header::AUTHORIZATION, auth);
+            return images::predict_body(i).map(|body| head.map(|()| body));
+        }
+        let chat = chat.ok_or_else(|| super::unsupported(self, req))?;
+        let mut head = resolved_head(endpoint, &r)?;
         head.headers_mut().append(http::header::AUTHORIZATION, auth);
         generate_content_body(chat, &dep.model).map(|body| head.map(|()| body))
     }

@@ -112,7 +112,7 @@ pub fn chat_body(chat: &ChatRequest, raw: Option<&[u8]>, model: &str) -> Result<
 /// The client's bytes `raw` with `model` spliced in and the gateway keys cut out; `req`
 /// serialized (with `model`, about `size_hint` bytes) without them or when they are not as
 /// expected. Every OpenAI-format body below is this.
-fn relayed_body<T: WireObject>(
+pub(crate) fn relayed_body<T: WireObject>(
     req: &T,
     raw: Option<&[u8]>,
     model: &str,

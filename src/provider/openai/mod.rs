@@ -13,6 +13,7 @@
 pub mod completions;
 mod encode;
 mod error;
+pub mod media;
 pub(crate) mod moderations;
 pub(crate) mod passthrough;
 mod responses;
@@ -45,16 +46,50 @@ use crate::{
 /// sent. Used inside an `impl Provider` block.
 macro_rules! openai_shaped_responses {
     () => {
-        $crate::provider::delegate_responses!(
-            $crate::provider::openai::decode_openai,
-            $crate::provider::openai::openai_stream,
-            $crate::provider::openai::classify_openai_error
-        );
+        fn decode(
+            &self,
+            req: &$crate::types::LlmRequest,
+            resp: ::http::Response<::bytes::Bytes>,
+            _dep: &$crate::provider::Deployment,
+        ) -> Result<$crate::types::LlmResponse, $crate::error::LlmError> {
+            // A transcription is relayed with its status and content type (text, srt, vtt, …).
+            match req.kind() {
+                $crate::types::OperationKind::AudioTranscriptions
+                | $crate::types::OperationKind::AudioTranslations => {
+                    $crate::provider::openai::media::decode_transcription(req, resp)
+                }
+                _ => $crate::provider::openai::decode_openai(req, resp.body()),
+            }
+        }
+
+        fn decode_stream(
+            &self,
+            req: &$crate::types::LlmRequest,
+            _parts: ::http::response::Parts,
+            body: $crate::provider::ByteStream,
+            _dep: &$crate::provider::Deployment,
+        ) -> Result<$crate::types::ChatStream, $crate::error::LlmError> {
+            Ok($crate::provider::openai::openai_stream(
+                self.name(),
+                req,
+                body,
+            ))
+        }
+
+        fn classify(
+            &self,
+            status: ::http::StatusCode,
+            headers: &::http::HeaderMap,
+            body: &[u8],
+            _dep: &$crate::provider::Deployment,
+        ) -> $crate::error::LlmError {
+            $crate::provider::openai::classify_openai_error(self.name(), status, headers, body)
+        }
 
         fn decode_events(
             &self,
             req: &$crate::types::LlmRequest,
-            _parts: ::http::response::Parts,
+            parts: ::http::response::Parts,
             body: $crate::provider::ByteStream,
             _dep: &$crate::provider::Deployment,
         ) -> Result<$crate::types::EventStream, $crate::error::LlmError> {
@@ -64,6 +99,10 @@ macro_rules! openai_shaped_responses {
                 $crate::types::OperationKind::Completions => {
                     $crate::provider::openai::completions::events(self.name(), req, body)
                 }
+                // Audio bytes, relayed as they come.
+                $crate::types::OperationKind::AudioSpeech => Ok(
+                    $crate::provider::openai::media::speech_events(req, &parts, body),
+                ),
                 _ => Ok($crate::provider::openai::responses_events(
                     self.name(),
                     body,
@@ -95,7 +134,7 @@ impl Provider for OpenAi {
                 | crate::types::OperationKind::Completions
                 | crate::types::OperationKind::Moderations
                 | crate::types::OperationKind::Responses
-        )
+        ) || media::is_media(op)
     }
 
     fn supports_for(&self, op: crate::types::OperationKind, dep: &Deployment) -> bool {
@@ -162,6 +201,10 @@ pub fn decode_openai(req: &LlmRequest, body: &Bytes) -> Result<LlmResponse, LlmE
         Operation::Responses(_) => decode_response(body),
         Operation::Completions(_) => completions::decode(body),
         Operation::Moderations(_) => moderations::decode(body),
+        Operation::ImageGenerations(_) => media::decode_images(req, body),
+        Operation::Upload(u) if u.kind == crate::types::OperationKind::ImageEdits => {
+            media::decode_images(req, body)
+        }
         _ => Err(LlmError::bad_request(
             "a model listing has no provider body",
         )),
