@@ -37,12 +37,13 @@ FIELDS = (
     "cache_read_input_token_cost",
     "cache_creation_input_token_cost",
     "output_cost_per_reasoning_token",
+    "input_cost_per_query",
     "max_input_tokens",
     "max_output_tokens",
     "litellm_provider",
     "mode",
 )
-NUMERIC = FIELDS[:7]
+NUMERIC = FIELDS[:8]
 MAP_PATH = "litellm/model_prices_and_context_window_backup.json"
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -442,6 +442,7 @@ pub const LITELLM_PARAMS: &[KeySpec] = &[
     key("output_cost_per_token", Implemented),
     key("cache_read_input_token_cost", Implemented),
     key("output_cost_per_reasoning_token", Implemented),
+    key("input_cost_per_query", Implemented),
     key("drop_params", Implemented),
     key("additional_drop_params", Implemented),
     key("extra_headers", Implemented),

@@ -220,6 +220,7 @@ impl UsageScanner {
                 .total
                 .filter(|t| *t >= input.saturating_add(output))
                 .unwrap_or_else(|| input.saturating_add(output)),
+            search_units: 0,
         })
     }
 

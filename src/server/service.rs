@@ -257,6 +257,8 @@ pub(super) enum Route {
     Model,
     /// `POST /v1/moderations`.
     Moderations,
+    /// `POST /v1/rerank` (also `/v2/rerank`, `/rerank`): Cohere's rerank format.
+    Rerank,
     Liveliness,
     Readiness,
     /// `/{family}/{path}`, any method.
@@ -325,6 +327,7 @@ impl Route {
             "/v1/models" | "/models" => Self::Models,
             "/v1/completions" | "/completions" => Self::Completions,
             "/v1/moderations" | "/moderations" => Self::Moderations,
+            "/v1/rerank" | "/v2/rerank" | "/rerank" => Self::Rerank,
             "/health/liveliness" | "/health/liveness" => Self::Liveliness,
             "/health/readiness" => Self::Readiness,
             "/v1/messages" | "/messages" => Self::Messages,
@@ -385,6 +388,7 @@ impl Route {
             Self::Completions => "/v1/completions",
             Self::Model => "/v1/models/{model_id}",
             Self::Moderations => "/v1/moderations",
+            Self::Rerank => "/v1/rerank",
             Self::Liveliness => "/health/liveliness",
             Self::Readiness => "/health/readiness",
             Self::PassThrough(f) => f.route(),
@@ -406,6 +410,7 @@ impl Route {
             | Self::Completions
             | Self::Model
             | Self::Moderations
+            | Self::Rerank
             | Self::Liveliness
             | Self::Readiness
             | Self::PassThrough(_) => Dialect::OpenAi,
@@ -421,6 +426,7 @@ impl Route {
             | Self::Embeddings
             | Self::Completions
             | Self::Moderations
+            | Self::Rerank
             | Self::Messages
             | Self::CountTokens
             | Self::Responses

@@ -26,6 +26,7 @@ fn litellm_route(route: Route) -> &'static str {
         Route::Completions => "/completions",
         Route::Embeddings => "/embeddings",
         Route::Moderations => "/moderations",
+        Route::Rerank => "/rerank",
         other => other.as_str(),
     }
 }

@@ -12,6 +12,7 @@ use super::{
     messages::MessagesRequest,
     moderations::ModerationsRequest,
     passthrough::PassThroughRequest,
+    rerank::RerankRequest,
     responses::ResponsesRequest,
     wire::Extra,
 };
@@ -45,11 +46,13 @@ pub enum OperationKind {
     MessagesCountTokens,
     /// `POST /v1/responses`: OpenAI's Responses API.
     Responses,
+    /// `POST /v1/rerank` (Cohere's rerank format).
+    Rerank,
 }
 
 impl OperationKind {
     /// Every kind.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Chat,
         Self::Embeddings,
         Self::ListModels,
@@ -59,6 +62,7 @@ impl OperationKind {
         Self::Messages,
         Self::MessagesCountTokens,
         Self::Responses,
+        Self::Rerank,
     ];
 
     /// Short name, for logs, metrics and error messages (`chat`, `embeddings`, `list_models`).
@@ -74,6 +78,7 @@ impl OperationKind {
             Self::Messages => "messages",
             Self::MessagesCountTokens => "messages_count_tokens",
             Self::Responses => "responses",
+            Self::Rerank => "rerank",
         }
     }
 
@@ -113,6 +118,7 @@ impl OperationKind {
                 | Self::Messages
                 | Self::MessagesCountTokens
                 | Self::Responses
+                | Self::Rerank
         )
     }
 }
@@ -151,6 +157,8 @@ pub enum Operation {
     MessagesCountTokens(Arc<MessagesRequest>),
     /// `POST /v1/responses`.
     Responses(Arc<ResponsesRequest>),
+    /// `POST /v1/rerank`.
+    Rerank(Arc<RerankRequest>),
 }
 
 impl Operation {
@@ -167,6 +175,7 @@ impl Operation {
             Self::Messages(_) => OperationKind::Messages,
             Self::MessagesCountTokens(_) => OperationKind::MessagesCountTokens,
             Self::Responses(_) => OperationKind::Responses,
+            Self::Rerank(_) => OperationKind::Rerank,
         }
     }
 
@@ -182,6 +191,7 @@ impl Operation {
             Self::ListModels => "",
             Self::PassThrough(p) => &p.group,
             Self::Responses(r) => &r.model,
+            Self::Rerank(r) => &r.model,
         }
     }
 
@@ -199,6 +209,7 @@ impl Operation {
             Self::ListModels => {}
             Self::PassThrough(p) => model.clone_into(&mut Arc::make_mut(p).group),
             Self::Responses(r) => model.clone_into(&mut Arc::make_mut(r).model),
+            Self::Rerank(r) => model.clone_into(&mut Arc::make_mut(r).model),
         }
     }
 
@@ -210,6 +221,7 @@ impl Operation {
             Self::Embeddings(_)
             | Self::ListModels
             | Self::Moderations(_)
+            | Self::Rerank(_)
             | Self::MessagesCountTokens(_) => false,
             Self::PassThrough(p) => p.looks_streamed(),
             Self::Completions(c) => c.stream.unwrap_or(false),
@@ -230,6 +242,7 @@ impl Operation {
             Self::Moderations(m) => Some(&m.extra),
             Self::Messages(m) | Self::MessagesCountTokens(m) => Some(&m.extra),
             Self::Responses(r) => Some(&r.extra),
+            Self::Rerank(r) => Some(&r.extra),
         }
     }
 
@@ -245,6 +258,7 @@ impl Operation {
             | Self::MessagesCountTokens(_)
             | Self::PassThrough(_)
             | Self::Moderations(_)
+            | Self::Rerank(_)
             | Self::Responses(_) => None,
             Self::Completions(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
         }
@@ -263,6 +277,7 @@ impl Operation {
             Self::ListModels => 0,
             Self::PassThrough(p) => p.estimate_input_tokens(),
             Self::Responses(r) => r.estimate_input_tokens(),
+            Self::Rerank(r) => r.estimate_tokens(),
         }
     }
 
@@ -279,6 +294,7 @@ impl Operation {
             Self::ListModels | Self::PassThrough(_) => return None,
             Self::Completions(c) => (c.user.as_deref(), c.metadata.as_ref(), &c.extra),
             Self::Moderations(m) => (None, m.metadata.as_ref(), &m.extra),
+            Self::Rerank(r) => (None, r.metadata.as_ref(), &r.extra),
             // Anthropic's `metadata.user_id` is in the kept keys.
             Self::Responses(r) => (r.user.as_deref(), None, &r.extra),
             Self::Messages(m) | Self::MessagesCountTokens(m) => {
@@ -322,6 +338,7 @@ impl Operation {
             (Self::Messages(a), Self::Messages(b))
             | (Self::MessagesCountTokens(a), Self::MessagesCountTokens(b)) => Arc::ptr_eq(a, b),
             (Self::Responses(a), Self::Responses(b)) => Arc::ptr_eq(a, b),
+            (Self::Rerank(a), Self::Rerank(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -418,6 +435,21 @@ impl LlmRequest {
     #[must_use]
     pub fn moderations_from_bytes(body: ModerationsRequest, bytes: Bytes) -> Self {
         Self::new(Operation::Moderations(Arc::new(body))).with_raw(bytes)
+    }
+
+    /// A rerank request parsed from `bytes` (see [`LlmRequest::chat_from_bytes`]).
+    #[must_use]
+    pub fn rerank_from_bytes(body: RerankRequest, bytes: Bytes) -> Self {
+        Self::new(Operation::Rerank(Arc::new(body))).with_raw(bytes)
+    }
+
+    /// The rerank body, if this is a rerank request.
+    #[must_use]
+    pub fn as_rerank(&self) -> Option<&RerankRequest> {
+        match &self.op {
+            Operation::Rerank(r) => Some(r),
+            _ => None,
+        }
     }
 
     /// The text-completion body, if this is a text-completion request.

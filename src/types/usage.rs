@@ -29,6 +29,9 @@ pub struct TokenUsage {
     /// Every token of the call as the provider counted it (its `total_tokens`), else
     /// `input + output`.
     pub total: u64,
+    /// Search units billed (Cohere's rerank `meta.billed_units.search_units`), priced at
+    /// `input_cost_per_query`; 0 for every other call.
+    pub search_units: u64,
 }
 
 impl TokenUsage {
@@ -42,6 +45,7 @@ impl TokenUsage {
             cache_write: 0,
             reasoning: 0,
             total: input.saturating_add(output),
+            search_units: 0,
         }
     }
 
@@ -63,6 +67,7 @@ impl From<&Usage> for TokenUsage {
         Self {
             input,
             output,
+            search_units: 0,
             total: u
                 .total_tokens
                 .unwrap_or_else(|| input.saturating_add(u.completion_tokens.unwrap_or(0))),

@@ -162,6 +162,7 @@ impl AnthropicUsage {
             cache_write,
             reasoning: 0,
             total: input.saturating_add(output),
+            search_units: 0,
         }
     }
 }

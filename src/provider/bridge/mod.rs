@@ -52,6 +52,7 @@ pub fn for_kind(kind: OperationKind) -> Option<&'static dyn Bridge> {
         | OperationKind::Embeddings
         | OperationKind::ListModels
         | OperationKind::Moderations
+        | OperationKind::Rerank
         | OperationKind::PassThrough => None,
     }
 }

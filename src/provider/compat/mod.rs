@@ -186,6 +186,9 @@ impl HostSpec {
             Operation::Moderations(m) => {
                 return super::openai::moderations::encode(self, &r.family, req, m, dep)
             }
+            Operation::Rerank(_) if self.prefix == "hosted_vllm" => {
+                return super::rerank::encode(super::rerank::Family::Vllm, self, req, dep)
+            }
             _ => return Err(super::unsupported(provider, req)),
         };
         let mut head = resolved_head(endpoint, &r)?;
@@ -332,7 +335,7 @@ impl Provider for OpenAiCompatible {
         matches!(
             op,
             crate::types::OperationKind::Chat | crate::types::OperationKind::Embeddings
-        )
+        ) || (op == crate::types::OperationKind::Rerank && self.spec.prefix == "hosted_vllm")
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {

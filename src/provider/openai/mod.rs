@@ -162,6 +162,10 @@ pub fn decode_openai(req: &LlmRequest, body: &Bytes) -> Result<LlmResponse, LlmE
         Operation::Responses(_) => decode_response(body),
         Operation::Completions(_) => completions::decode(body),
         Operation::Moderations(_) => moderations::decode(body),
+        // vLLM's rerank (the one OpenAI-format host that has it).
+        Operation::Rerank(_) => {
+            super::rerank::decode(super::rerank::Family::Vllm, body, req.model())
+        }
         _ => Err(LlmError::bad_request(
             "a model listing has no provider body",
         )),
