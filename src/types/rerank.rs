@@ -96,14 +96,31 @@ pub struct RerankResult {
     pub document: Option<serde_json::Value>,
 }
 
+/// A count Cohere types as a number (`2` or `2.0`): rounded up, `None` when negative or not
+/// finite.
+fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let n = Option::<f64>::deserialize(d)?;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked: finite, >= 0
+    Ok(n.filter(|n| n.is_finite() && *n >= 0.0)
+        .map(|n| n.ceil() as u64))
+}
+
 /// What a rerank was billed: Cohere's search units, or the tokens of the per-token hosts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BilledUnits {
     /// Cohere's search units (one query over up to 100 documents).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub search_units: Option<u64>,
     /// The tokens a per-token host (Jina AI, Voyage, vLLM) counted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_tokens: Option<u64>,
 }
 
@@ -111,10 +128,18 @@ pub struct BilledUnits {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RerankTokens {
     /// Input tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_tokens: Option<u64>,
     /// Output tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output_tokens: Option<u64>,
 }
 
@@ -206,5 +231,12 @@ mod tests {
         assert_eq!(a.token_usage().unwrap().input, 30);
         let a: RerankAnswer = serde_json::from_str(r#"{"results":[]}"#).unwrap();
         assert!(a.token_usage().is_none());
+        // Cohere types its counts as doubles.
+        let a: RerankAnswer = serde_json::from_str(
+            r#"{"results":[],"meta":{"billed_units":{"search_units":1.0},"tokens":{"input_tokens":12.0,"output_tokens":-1}}}"#,
+        )
+        .unwrap();
+        let u = a.token_usage().unwrap();
+        assert_eq!((u.search_units, u.input, u.output), (1, 12, 0));
     }
 }
