@@ -399,8 +399,6 @@ macro_rules! rerank_only_responses {
     };
 }
 
-pub(crate) use rerank_only_responses;
-
 /// `jina_ai/`: Jina AI's rerank. See the [module docs](self).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct JinaAi;
