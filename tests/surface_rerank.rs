@@ -3,8 +3,8 @@
 //! Jina AI, Voyage's `top_k`, vLLM), the answer in Cohere's shape, errors in OpenAI's shape with
 //! the upstream's status, virtual keys and their model access, spend rows priced per search unit
 //! (Cohere) or per token (Voyage), and a fallback from a failing rerank deployment. The official
-//! Cohere Python SDK (`cohere.ClientV2`) calls it with a virtual key when `LLMGATE_PYTHON` names
-//! a Python that has it.
+//! Cohere Python SDK (`cohere.ClientV2`) calls it with a virtual key (`LLMGATE_PYTHON`, else a
+//! `python3` that can `import cohere`; the test fails without one).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -424,15 +424,29 @@ async fn a_failing_rerank_deployment_falls_back_to_another_group() {
     assert!((ok[0].spend - 0.004).abs() < 1e-9, "{}", ok[0].spend);
 }
 
+/// `LLMGATE_PYTHON` (set by `bash .ci/test`, which installs `cohere` into its venv), else a
+/// `python3` that can `import cohere`; otherwise the test fails saying how to run it (SDK tests
+/// never skip).
+fn cohere_python() -> String {
+    if let Ok(p) = std::env::var("LLMGATE_PYTHON") {
+        return p;
+    }
+    let has_sdk = std::process::Command::new("python3")
+        .args(["-c", "import cohere"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        has_sdk,
+        "the Cohere SDK test needs Python with the `cohere` package: run `bash .ci/test` (it makes a venv), or set LLMGATE_PYTHON"
+    );
+    "python3".to_owned()
+}
+
 /// The official Cohere Python SDK (`cohere.ClientV2`) calls `rerank` on llmgate with a virtual
-/// key. Runs when `LLMGATE_PYTHON` names a Python with `cohere` installed (`.ci/test` installs
-/// it); fails, not skips, when `LLMGATE_PYTHON` is set and the SDK is missing.
+/// key, and gets a 401 with a wrong one.
 #[tokio::test]
 async fn the_cohere_python_sdk_reranks_through_llmgate() {
-    let Some(python) = std::env::var_os("LLMGATE_PYTHON") else {
-        eprintln!("LLMGATE_PYTHON not set: skipping the Cohere SDK test");
-        return;
-    };
+    let python = cohere_python();
     let up = FakeUpstream::start().await;
     up.set_default(Reply::json(200, cohere_answer()));
     let yaml = format!(
