@@ -499,3 +499,37 @@ except cohere.core.api_error.ApiError as e:
     assert_eq!(rows.len(), 1);
     assert!((rows[0].spend - 0.004).abs() < 1e-9);
 }
+
+/// `GET /health` probes a rerank deployment with a one-document rerank: Jina AI and Voyage
+/// always, Cohere when `model_info.mode` is `rerank` (as LiteLLM's health check reads it).
+#[tokio::test]
+async fn health_probes_rerank_deployments_with_a_rerank() {
+    let cohere = FakeUpstream::start().await;
+    cohere.set_default(Reply::json(200, cohere_answer()));
+    let voyage = FakeUpstream::start().await;
+    voyage.set_default(Reply::json(
+        200,
+        json!({"data": [{"index": 0, "relevance_score": 0.5}], "usage": {"total_tokens": 2}}),
+    ));
+    let yaml = format!(
+        "model_list:\n{}    model_info:\n      mode: rerank\n{}",
+        deployment("rr", "cohere/rerank-v3.5", &cohere.url(), ""),
+        deployment("voyage", "voyage/rerank-2", &voyage.url(), ""),
+    );
+    let gw = Served::start(&yaml).await;
+    let a = send(
+        http::Request::get(format!("{}/health", gw.base))
+            .header("authorization", format!("Bearer {MASTER}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(v["healthy_count"], 2, "{v}");
+    assert_eq!(v["unhealthy_count"], 0, "{v}");
+    let got = cohere.last_request().unwrap();
+    assert_eq!(got.path(), "/v2/rerank");
+    assert_eq!(got.json()["documents"], json!(["ping"]));
+    assert_eq!(voyage.last_request().unwrap().path(), "/v1/rerank");
+}
