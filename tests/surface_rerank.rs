@@ -201,7 +201,7 @@ async fn cohere_rerank_on_every_route_with_its_wire_shape_answer_and_priced_spen
 }
 
 #[tokio::test]
-async fn jina_voyage_and_vllm_get_their_own_wire_shapes_and_answer_in_cohere_shape() {
+async fn jina_voyage_vllm_and_infinity_get_their_own_wire_shapes_and_answer_in_cohere_shape() {
     let jina = FakeUpstream::start().await;
     jina.set_default(Reply::json(
         200,
@@ -221,8 +221,21 @@ async fn jina_voyage_and_vllm_get_their_own_wire_shapes_and_answer_in_cohere_sha
         json!({"id": "rerank-v", "model": "BAAI/bge-reranker-v2-m3", "usage": {"total_tokens": 9},
             "results": [{"index": 1, "relevance_score": 0.7, "document": {"text": "Paris is the capital of France."}}]}),
     ));
+    let infinity = FakeUpstream::start().await;
+    infinity.set_default(Reply::json(
+        200,
+        json!({"object": "rerank", "model": "mixedbread-ai/mxbai-rerank-xsmall-v1",
+            "usage": {"prompt_tokens": 11, "total_tokens": 11},
+            "results": [{"relevance_score": 0.6, "index": 1}]}),
+    ));
     let yaml = format!(
-        "model_list:\n{}{}{}",
+        "model_list:\n{}{}{}{}",
+        deployment(
+            "infinity",
+            "infinity/mixedbread-ai/mxbai-rerank-xsmall-v1",
+            &infinity.url(),
+            ""
+        ),
         deployment(
             "jina",
             "jina_ai/jina-reranker-v2-base-multilingual",
@@ -305,6 +318,20 @@ async fn jina_voyage_and_vllm_get_their_own_wire_shapes_and_answer_in_cohere_sha
         .unwrap()
         .contains("max_chunks_per_doc"));
     assert_eq!(vllm.hits(), 1);
+
+    // Infinity: `{api_base}/rerank`, no rank_fields, its usage in meta.
+    let mut fields = request("infinity");
+    fields["rank_fields"] = json!(["text"]);
+    let a = gw.rerank("/v1/rerank", &key, &fields).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(v["results"], json!([{"index": 1, "relevance_score": 0.6}]));
+    assert_eq!(v["meta"]["billed_units"]["total_tokens"], 11);
+    let got = infinity.last_request().unwrap();
+    assert_eq!(got.path(), "/rerank");
+    assert_eq!(got.header("authorization"), Some("Bearer up-key"));
+    assert!(got.json().get("rank_fields").is_none());
+    assert_eq!(got.json()["model"], "mixedbread-ai/mxbai-rerank-xsmall-v1");
 
     let rows = gw.rows(&token).await;
     let voyage_row = rows

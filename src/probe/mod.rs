@@ -11,7 +11,7 @@
 //! | Ollama | `GET /api/tags` | free |
 //! | Azure OpenAI | `GET {endpoint}/openai/models?api-version=…` | free |
 //! | Bedrock, Vertex AI, Cohere, custom providers | chat with `max_tokens: 1` (`mode: embedding`: one word; `mode: rerank`: a one-document rerank) | one short prompt, one output token |
-//! | Jina AI, Voyage (rerank only) | a one-document rerank | one query |
+//! | Jina AI, Voyage, Infinity (rerank only) | a one-document rerank | one query |
 //! | `mock` | a chat answered in process | free |
 //!
 //! The probes of all deployments run at once, each under a timeout (`model_info.health_check_timeout`,
@@ -430,8 +430,8 @@ impl Prober {
                 let mode = dep.model_info.get("mode").and_then(Value::as_str);
                 let embedding = mode == Some("embedding");
                 // Rerank-only providers, and `mode: rerank` (as LiteLLM's health check reads it).
-                let rerank =
-                    mode == Some("rerank") || matches!(&*dep.provider, "jina_ai" | "voyage");
+                let rerank = mode == Some("rerank")
+                    || matches!(&*dep.provider, "jina_ai" | "voyage" | "infinity");
                 let name = if embedding {
                     "embedding (one word)"
                 } else if rerank {

@@ -96,11 +96,11 @@ pub(crate) fn plan(dep: &Deployment, builtin: bool) -> Plan {
     let chat = match reached(&r.chat) {
         Ok(e) => e.uri().to_string(),
         // Bedrock, Vertex AI and the like resolve what they can only at call time.
-        // Cohere, Jina AI and Voyage have no chat endpoint resolved ahead (and no free listing).
+        // Cohere, Jina AI, Voyage and Infinity have no chat endpoint resolved ahead (and no free listing).
         Err(_)
             if matches!(
                 family,
-                "bedrock" | "vertex_ai" | "cohere" | "jina_ai" | "voyage"
+                "bedrock" | "vertex_ai" | "cohere" | "jina_ai" | "voyage" | "infinity"
             ) =>
         {
             return Plan::Call

@@ -36,6 +36,7 @@ static PROVIDERS: &[&dyn Provider] = &[
     &bedrock::Bedrock,
     &cohere::Cohere,
     &rerank::JinaAi,
+    &rerank::Infinity,
     &rerank::Voyage,
 ];
 

@@ -8,10 +8,11 @@
 //! | `jina_ai` | `{base}/v1/rerank` (`https://api.jina.ai`) | `query`, `documents`, `top_n`, `return_documents` | `results`, `usage.total_tokens` → `meta` |
 //! | `voyage` | `{base}/v1/rerank` (`https://api.voyageai.com`) | `top_n` → `top_k`; `query`, `documents`, `return_documents` | `data` → `results`, `usage.total_tokens` → `meta` |
 //! | `hosted_vllm` | `{base}/rerank` (`api_base` required) | `query`, `documents`, `top_n`, `rank_fields`, `return_documents`; `max_chunks_per_doc` refused | `results`, `usage.total_tokens` → `meta` |
+//! | `infinity` | `{base}/rerank` (`api_base` required) | `query`, `documents`, `top_n`, `return_documents` | as vLLM (`usage.prompt_tokens` when no total) |
 //!
 //! A base URL that already ends with the path is used as it is. Every family authenticates with
 //! `Authorization: Bearer` (the deployment's `api_key`, else the family's key variable); all but
-//! vLLM refuse to call without a key. Keys the family does not take (and the gateway's own
+//! vLLM and Infinity refuse to call without a key. Keys the family does not take (and the gateway's own
 //! controls) are not sent. Cohere prices by search unit (`input_cost_per_query`), the others by
 //! token (`input_cost_per_token`): the answer states both as usage ([`RerankAnswer::token_usage`]).
 
@@ -68,9 +69,19 @@ pub static VOYAGE: HostSpec = HostSpec {
     adjust: None,
 };
 
+/// The `infinity/` host: an Infinity server (`api_base` required), `INFINITY_API_KEY` optional.
+pub static INFINITY: HostSpec = HostSpec {
+    prefix: "infinity",
+    default_api_base: None,
+    base_env: &["INFINITY_API_BASE"],
+    key_env: &["INFINITY_API_KEY"],
+    model_prefix: None,
+    adjust: None,
+};
+
 /// The host spec of a rerank-only family's prefix (for the environment a deployment reads).
 pub(crate) fn spec(prefix: &str) -> Option<&'static HostSpec> {
-    [&COHERE, &JINA_AI, &VOYAGE]
+    [&COHERE, &JINA_AI, &VOYAGE, &INFINITY]
         .into_iter()
         .find(|s| s.prefix == prefix)
 }
@@ -86,6 +97,8 @@ pub(crate) enum Family {
     Voyage,
     /// vLLM's rerank (Jina's and Cohere's shape).
     Vllm,
+    /// Infinity's rerank (vLLM's, without `rank_fields`).
+    Infinity,
 }
 
 impl Family {
@@ -101,14 +114,14 @@ impl Family {
             Self::Jina | Self::Voyage if base.ends_with("/rerank") => base.to_owned(),
             Self::Jina | Self::Voyage if base.ends_with("/v1") => format!("{base}/rerank"),
             Self::Jina | Self::Voyage => format!("{base}/v1/rerank"),
-            Self::Vllm if base.ends_with("/rerank") => base.to_owned(),
-            Self::Vllm => format!("{base}/rerank"),
+            Self::Vllm | Self::Infinity if base.ends_with("/rerank") => base.to_owned(),
+            Self::Vllm | Self::Infinity => format!("{base}/rerank"),
         }
     }
 
     /// Whether a call needs a key.
     const fn needs_key(self) -> bool {
-        !matches!(self, Self::Vllm)
+        !matches!(self, Self::Vllm | Self::Infinity)
     }
 }
 
@@ -144,7 +157,7 @@ fn body(family: Family, r: &RerankRequest, model: &str) -> Result<Bytes, LlmErro
     };
     match family {
         Family::Cohere => out.max_tokens_per_doc = r.max_tokens_per_doc,
-        Family::Jina => out.rank_fields = None,
+        Family::Jina | Family::Infinity => out.rank_fields = None,
         Family::Voyage => {
             out.top_k = out.top_n.take();
             out.rank_fields = None;
@@ -419,6 +432,26 @@ impl Provider for JinaAi {
     rerank_only_responses!(Family::Jina);
 }
 
+/// `infinity/`: an Infinity server's rerank. See the [module docs](self).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Infinity;
+
+impl Provider for Infinity {
+    fn name(&self) -> &'static str {
+        INFINITY.prefix
+    }
+
+    fn supports(&self, op: crate::types::OperationKind) -> bool {
+        op == crate::types::OperationKind::Rerank
+    }
+
+    fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
+        encode(Family::Infinity, &INFINITY, req, dep)
+    }
+
+    rerank_only_responses!(Family::Infinity);
+}
+
 /// `voyage/`: Voyage AI's rerank. See the [module docs](self).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Voyage;
@@ -531,6 +564,20 @@ mod tests {
         let out = encode(Family::Vllm, vllm, &req, &dep).unwrap();
         assert_eq!(out.uri().to_string(), "http://127.0.0.1:9/v1/rerank");
         assert!(!out.headers().contains_key(http::header::AUTHORIZATION));
+        let dep = Deployment::new("g", "infinity/bge").with_env(|_| None);
+        assert_eq!(
+            encode(Family::Infinity, &INFINITY, &req, &dep)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::BadRequest
+        );
+        let dep = dep.with_api_base("http://127.0.0.1:7997");
+        let out = encode(Family::Infinity, &INFINITY, &req, &dep).unwrap();
+        assert_eq!(out.uri().to_string(), "http://127.0.0.1:7997/rerank");
+        assert!(sent(&out).get("rank_fields").is_none());
+        let dep = Deployment::new("g", "hosted_vllm/bge")
+            .with_env(|_| None)
+            .with_api_base("http://127.0.0.1:9/v1");
         let chunks = rerank(r#"{"model":"g","query":"q","documents":[],"max_chunks_per_doc":2}"#);
         let err = encode(Family::Vllm, vllm, &chunks, &dep).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::BadRequest);
