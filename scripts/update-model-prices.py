@@ -38,6 +38,7 @@ FIELDS = (
     "cache_read_input_token_cost",
     "cache_creation_input_token_cost",
     "output_cost_per_reasoning_token",
+    "input_cost_per_query",
     "max_input_tokens",
     "max_output_tokens",
     "litellm_provider",

@@ -446,6 +446,7 @@ pub const LITELLM_PARAMS: &[KeySpec] = &[
     key("output_cost_per_image", Implemented),
     key("input_cost_per_pixel", Implemented),
     key("input_cost_per_character", Implemented),
+    key("input_cost_per_query", Implemented),
     key("drop_params", Implemented),
     key("additional_drop_params", Implemented),
     key("extra_headers", Implemented),

@@ -10,7 +10,7 @@
 //! `scripts/update-model-prices.py`) and inflated once, on first use (3–4 ms in a release build),
 //! then shared. A file in the same format ([`PriceTable::from_json`]) can be merged over it at
 //! start; a deployment's own prices (`input_cost_per_token`, `output_cost_per_token`,
-//! `cache_read_input_token_cost`, `output_cost_per_reasoning_token` in `litellm_params` or
+//! `cache_read_input_token_cost`, `output_cost_per_reasoning_token`, `input_cost_per_query` in `litellm_params` or
 //! `model_info`) override both.
 //!
 //! Lookup for a deployment `provider/model`: `model_info.base_model`, then `provider/model`, then
@@ -20,7 +20,8 @@
 //! ([`Pricing::cost_of`], from [`ResponseMeta::deployment`](crate::types::ResponseMeta::deployment)).
 //!
 //! Cost = uncached input × input price + cached input × cached price + (output − reasoning) ×
-//! output price + reasoning × reasoning price (output price when not set).
+//! output price + reasoning × reasoning price (output price when not set) + rerank search units
+//! × `input_cost_per_query` (Cohere's rerank, as LiteLLM prices it).
 //!
 //! # Streams
 //!

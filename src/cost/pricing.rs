@@ -41,6 +41,9 @@ pub struct ModelPrice {
     /// USD per reasoning token (output price when not set).
     #[serde(default)]
     pub output_cost_per_reasoning_token: Option<f64>,
+    /// USD per query (search unit) of a rerank model (Cohere's rerank).
+    #[serde(default)]
+    pub input_cost_per_query: Option<f64>,
     /// Context window.
     #[serde(default)]
     pub max_input_tokens: Option<u64>,
@@ -81,10 +84,13 @@ impl ModelPrice {
         }
     }
 
-    /// Whether an input or output price per token is set (0 counts: a free model is priced).
+    /// Whether an input or output price per token (or a price per rerank query) is set (0
+    /// counts: a free model is priced).
     #[must_use]
     pub fn has_token_price(&self) -> bool {
-        self.input_cost_per_token.is_some() || self.output_cost_per_token.is_some()
+        self.input_cost_per_token.is_some()
+            || self.output_cost_per_token.is_some()
+            || self.input_cost_per_query.is_some()
     }
 
     /// Whether a price per image, pixel, second or character is set.
@@ -145,6 +151,10 @@ impl ModelPrice {
             (written as f64, written_price),
             ((completion - reasoning) as f64, output),
             (reasoning as f64, reasoning_price),
+            (
+                usage.search_units as f64,
+                self.input_cost_per_query.unwrap_or(0.0),
+            ),
         ];
         parts.iter().fold(0.0, |acc, (n, p)| n.mul_add(*p, acc)) + self.media_cost(&usage)
     }
@@ -181,6 +191,9 @@ impl ModelPrice {
         }
         if let Some(v) = f("input_cost_per_character") {
             self.input_cost_per_character = Some(v);
+        }
+        if let Some(v) = f("input_cost_per_query") {
+            self.input_cost_per_query = Some(v);
         }
         self
     }
@@ -223,7 +236,7 @@ fn load_builtin() -> Arc<HashMap<String, ModelPrice>> {
 const REGION_PREFIXES: [&str; 6] = ["us.", "eu.", "apac.", "global.", "jp.", "au."];
 
 /// The per-token price keys a deployment may override.
-const PRICE_KEYS: [&str; 10] = [
+const PRICE_KEYS: [&str; 11] = [
     "input_cost_per_token",
     "output_cost_per_token",
     "cache_read_input_token_cost",
@@ -234,6 +247,7 @@ const PRICE_KEYS: [&str; 10] = [
     "input_cost_per_pixel",
     "input_cost_per_second",
     "input_cost_per_character",
+    "input_cost_per_query",
 ];
 
 impl PriceTable {
@@ -735,6 +749,38 @@ mod tests {
         let chat = crate::provider::anthropic::usage_from(40, 5, 20, 40, 0);
         assert_eq!(TokenUsage::from(&chat).cache_write, 20);
         assert!((p.cost(&chat) - (40.0 + 4.0 + 25.0 + 50.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rerank_search_units_are_priced_per_query() {
+        let p = ModelPrice {
+            input_cost_per_token: Some(0.0),
+            input_cost_per_query: Some(0.002),
+            ..ModelPrice::default()
+        };
+        let u = TokenUsage {
+            search_units: 3,
+            ..TokenUsage::new(0, 0)
+        };
+        assert!((p.cost(u) - 0.006).abs() < 1e-12);
+        // Per-token rerank hosts (Jina AI, Voyage): their tokens at the input price.
+        let t = PriceTable::builtin();
+        let v = t
+            .for_deployment(&Deployment::new("r", "voyage/rerank-2"))
+            .unwrap();
+        assert!((v.cost(TokenUsage::new(1000, 0)) - 5e-5).abs() < 1e-12);
+        // The built-in table keeps LiteLLM's per-query prices.
+        let c = t
+            .for_deployment(&Deployment::new("r", "cohere/rerank-v3.5"))
+            .unwrap();
+        assert_eq!(c.input_cost_per_query, Some(0.002));
+        // A deployment's own per-query price overrides the table and prices an unknown model.
+        let mut dep = Deployment::new("r", "cohere/my-reranker");
+        assert!(t.for_deployment(&dep).is_none());
+        dep.params
+            .insert("input_cost_per_query".into(), serde_json::json!(0.01));
+        let own = t.for_deployment(&dep).unwrap();
+        assert!((own.cost(u) - 0.03).abs() < 1e-12);
     }
 
     #[test]

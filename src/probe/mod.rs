@@ -10,7 +10,8 @@
 //! | Gemini (AI Studio) | `models.list` (`GET /v1beta/models?pageSize=1`) | free |
 //! | Ollama | `GET /api/tags` | free |
 //! | Azure OpenAI | `GET {endpoint}/openai/models?api-version=…` | free |
-//! | Bedrock, Vertex AI, custom providers | chat with `max_tokens: 1` (`mode: embedding`: one word) | one short prompt, one output token |
+//! | Bedrock, Vertex AI, Cohere, custom providers | chat with `max_tokens: 1` (`mode: embedding`: one word; `mode: rerank`: a one-document rerank) | one short prompt, one output token |
+//! | Jina AI, Voyage, Infinity (rerank only) | a one-document rerank | one query |
 //! | `mock` | a chat answered in process | free |
 //!
 //! The probes of all deployments run at once, each under a timeout (`model_info.health_check_timeout`,
@@ -426,17 +427,26 @@ impl Prober {
                 (name, result)
             }
             plan::Plan::Call => {
-                let embedding =
-                    dep.model_info.get("mode").and_then(Value::as_str) == Some("embedding");
+                let mode = dep.model_info.get("mode").and_then(Value::as_str);
+                let embedding = mode == Some("embedding");
+                // Rerank-only providers, and `mode: rerank` (as LiteLLM's health check reads it).
+                let rerank = mode == Some("rerank")
+                    || matches!(&*dep.provider, "jina_ai" | "voyage" | "infinity");
                 let name = if embedding {
                     "embedding (one word)"
+                } else if rerank {
+                    "rerank (one document)"
                 } else {
                     "chat (max_tokens 1)"
                 };
                 let result = match service_for(router, &dep) {
                     Err(e) => Err(e),
                     Ok(svc) => {
-                        let req = probe_request(&dep, embedding);
+                        let req = if rerank {
+                            rerank_probe(&dep)
+                        } else {
+                            probe_request(&dep, embedding)
+                        };
                         match tokio::time::timeout(timeout, svc.oneshot(req)).await {
                             Err(_) => Err("Timeout exceeded".to_owned()),
                             Ok(Ok(_)) => Ok(()),
@@ -502,6 +512,21 @@ fn probe_request(dep: &Deployment, embedding: bool) -> LlmRequest {
         max_tokens: Some(1),
         ..ChatRequest::default()
     })
+}
+
+/// The one-document rerank a rerank deployment's probe sends.
+fn rerank_probe(dep: &Deployment) -> LlmRequest {
+    LlmRequest::new(crate::types::Operation::Rerank(std::sync::Arc::new(
+        crate::types::rerank::RerankRequest {
+            model: dep.model_group.to_string(),
+            query: "ping".to_owned(),
+            documents: vec![crate::types::rerank::RerankDocument::Text(
+                "ping".to_owned(),
+            )],
+            top_n: Some(1),
+            ..crate::types::rerank::RerankRequest::default()
+        },
+    )))
 }
 
 fn error_text(e: &LlmError) -> String {

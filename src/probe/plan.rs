@@ -96,7 +96,15 @@ pub(crate) fn plan(dep: &Deployment, builtin: bool) -> Plan {
     let chat = match reached(&r.chat) {
         Ok(e) => e.uri().to_string(),
         // Bedrock, Vertex AI and the like resolve what they can only at call time.
-        Err(_) if matches!(family, "bedrock" | "vertex_ai") => return Plan::Call,
+        // Cohere, Jina AI, Voyage and Infinity have no chat endpoint resolved ahead (and no free listing).
+        Err(_)
+            if matches!(
+                family,
+                "bedrock" | "vertex_ai" | "cohere" | "jina_ai" | "voyage" | "infinity"
+            ) =>
+        {
+            return Plan::Call
+        }
         Err(e) => return Plan::Broken(e),
     };
     let Some((name, url)) = list_url(family, &chat) else {

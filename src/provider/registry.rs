@@ -11,8 +11,8 @@ use std::{fmt, sync::Arc, sync::LazyLock};
 use http::{HeaderMap, StatusCode};
 
 use super::{
-    anthropic, azure, bedrock, compat, gemini, mock, ollama, openai, params, ByteStream,
-    Deployment, Provider, TokenFuture,
+    anthropic, azure, bedrock, cohere, compat, gemini, mock, ollama, openai, params, rerank,
+    ByteStream, Deployment, Provider, TokenFuture,
 };
 use crate::{
     error::LlmError,
@@ -34,6 +34,10 @@ static PROVIDERS: &[&dyn Provider] = &[
     &gemini::Gemini,
     &VERTEX_AI,
     &bedrock::Bedrock,
+    &cohere::Cohere,
+    &rerank::JinaAi,
+    &rerank::Infinity,
+    &rerank::Voyage,
 ];
 
 /// The built-in `vertex_ai` provider: one instance, so every deployment shares its token cache.

@@ -172,6 +172,9 @@ fn env_names(provider: &str) -> impl Iterator<Item = &'static str> {
         "ollama" | "ollama_chat" => (super::ollama::ENV, NONE),
         "vertex_ai" => (super::gemini::VERTEX_ENV, NONE),
         "bedrock" => (super::bedrock::ENV, NONE),
+        p @ ("cohere" | "jina_ai" | "voyage" | "infinity") => {
+            super::rerank::spec(p).map_or((NONE, NONE), |s| (s.base_env, s.key_env))
+        }
         p => super::compat::spec(p).map_or((NONE, NONE), |s| (s.base_env, s.key_env)),
     };
     first.iter().chain(second).copied()

@@ -40,6 +40,7 @@ use crate::{
         messages::{AnthropicHeaders, MessagesRequest, X_LLMGATE_TOKEN_COUNT},
         moderations::ModerationsRequest,
         passthrough::{forwarded_headers, split_query_key, Family, PassThroughRequest, RelayHead},
+        rerank::RerankRequest,
         responses::ResponsesRequest,
         LlmRequest, LlmResponse, Operation, ResponseBody, TokenUsage,
     },
@@ -335,6 +336,11 @@ impl Head {
             check_model(body.model_name())?;
             let controls = GatewayControls::parse(&body.extra, body.metadata.as_ref(), None)?;
             (controls, LlmRequest::moderations_from_bytes(body, bytes))
+        } else if matches!(self.route, Route::Rerank) {
+            let body: RerankRequest = parse_json(&bytes)?;
+            check_model(&body.model)?;
+            let controls = GatewayControls::parse(&body.extra, body.metadata.as_ref(), None)?;
+            (controls, LlmRequest::rerank_from_bytes(body, bytes))
         } else if matches!(self.route, Route::Completions) {
             let body: CompletionsRequest = parse_json(&bytes)?;
             check_model(&body.model)?;
@@ -484,6 +490,7 @@ where
         | Route::AudioTranscriptions
         | Route::AudioTranslations
         | Route::AudioSpeech
+        | Route::Rerank
         | Route::Messages
         | Route::CountTokens
         | Route::Responses => read_body(head.content_length, body, limit)

@@ -283,6 +283,8 @@ pub(super) enum Route {
     AudioTranslations,
     /// `POST /v1/audio/speech`.
     AudioSpeech,
+    /// `POST /v1/rerank` (also `/v2/rerank`, `/rerank`): Cohere's rerank format.
+    Rerank,
     Liveliness,
     Readiness,
     /// `/{family}/{path}`, any method.
@@ -356,6 +358,7 @@ impl Route {
             "/v1/audio/transcriptions" | "/audio/transcriptions" => Self::AudioTranscriptions,
             "/v1/audio/translations" | "/audio/translations" => Self::AudioTranslations,
             "/v1/audio/speech" | "/audio/speech" => Self::AudioSpeech,
+            "/v1/rerank" | "/v2/rerank" | "/rerank" => Self::Rerank,
             "/health/liveliness" | "/health/liveness" => Self::Liveliness,
             "/health/readiness" => Self::Readiness,
             "/v1/messages" | "/messages" => Self::Messages,
@@ -431,6 +434,7 @@ impl Route {
             Self::AudioTranscriptions => "/v1/audio/transcriptions",
             Self::AudioTranslations => "/v1/audio/translations",
             Self::AudioSpeech => "/v1/audio/speech",
+            Self::Rerank => "/v1/rerank",
             Self::Liveliness => "/health/liveliness",
             Self::Readiness => "/health/readiness",
             Self::PassThrough(f) => f.route(),
@@ -457,6 +461,7 @@ impl Route {
             | Self::AudioTranscriptions
             | Self::AudioTranslations
             | Self::AudioSpeech
+            | Self::Rerank
             | Self::Liveliness
             | Self::Readiness
             | Self::PassThrough(_) => Dialect::OpenAi,
@@ -477,6 +482,7 @@ impl Route {
             | Self::AudioTranscriptions
             | Self::AudioTranslations
             | Self::AudioSpeech
+            | Self::Rerank
             | Self::Messages
             | Self::CountTokens
             | Self::Responses

@@ -31,6 +31,7 @@ pub(super) fn litellm_route(route: Route) -> &'static str {
         Route::AudioTranscriptions => "/audio/transcriptions",
         Route::AudioTranslations => "/audio/translations",
         Route::AudioSpeech => "/audio/speech",
+        Route::Rerank => "/rerank",
         other => other.as_str(),
     }
 }

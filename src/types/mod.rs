@@ -18,6 +18,7 @@ pub mod observe;
 pub mod passthrough;
 pub mod relay;
 mod request;
+pub mod rerank;
 mod response;
 pub mod responses;
 pub(crate) mod scan;

@@ -13,6 +13,7 @@ use super::{
     messages::MessagesRequest,
     moderations::ModerationsRequest,
     passthrough::PassThroughRequest,
+    rerank::RerankRequest,
     responses::ResponsesRequest,
     wire::Extra,
 };
@@ -56,11 +57,13 @@ pub enum OperationKind {
     AudioTranslations,
     /// `POST /v1/audio/speech`: audio bytes streamed back.
     AudioSpeech,
+    /// `POST /v1/rerank` (Cohere's rerank format).
+    Rerank,
 }
 
 impl OperationKind {
     /// Every kind.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::Chat,
         Self::Embeddings,
         Self::ListModels,
@@ -75,6 +78,7 @@ impl OperationKind {
         Self::AudioTranscriptions,
         Self::AudioTranslations,
         Self::AudioSpeech,
+        Self::Rerank,
     ];
 
     /// Short name, for logs, metrics and error messages (`chat`, `embeddings`, `list_models`).
@@ -95,6 +99,7 @@ impl OperationKind {
             Self::AudioTranscriptions => "audio_transcriptions",
             Self::AudioTranslations => "audio_translations",
             Self::AudioSpeech => "audio_speech",
+            Self::Rerank => "rerank",
         }
     }
 
@@ -139,6 +144,7 @@ impl OperationKind {
                 | Self::AudioTranscriptions
                 | Self::AudioTranslations
                 | Self::AudioSpeech
+                | Self::Rerank
         )
     }
 }
@@ -184,6 +190,8 @@ pub enum Operation {
     Upload(Arc<UploadRequest>),
     /// `POST /v1/audio/speech`.
     AudioSpeech(Arc<SpeechRequest>),
+    /// `POST /v1/rerank`.
+    Rerank(Arc<RerankRequest>),
 }
 
 impl Operation {
@@ -203,6 +211,7 @@ impl Operation {
             Self::ImageGenerations(_) => OperationKind::ImageGenerations,
             Self::Upload(u) => u.kind,
             Self::AudioSpeech(_) => OperationKind::AudioSpeech,
+            Self::Rerank(_) => OperationKind::Rerank,
         }
     }
 
@@ -221,6 +230,7 @@ impl Operation {
             Self::ImageGenerations(i) => &i.model,
             Self::Upload(u) => &u.model,
             Self::AudioSpeech(s) => &s.model,
+            Self::Rerank(r) => &r.model,
         }
     }
 
@@ -241,6 +251,7 @@ impl Operation {
             Self::ImageGenerations(i) => model.clone_into(&mut Arc::make_mut(i).model),
             Self::Upload(u) => model.clone_into(&mut Arc::make_mut(u).model),
             Self::AudioSpeech(s) => model.clone_into(&mut Arc::make_mut(s).model),
+            Self::Rerank(r) => model.clone_into(&mut Arc::make_mut(r).model),
         }
     }
 
@@ -252,6 +263,7 @@ impl Operation {
             Self::Embeddings(_)
             | Self::ListModels
             | Self::Moderations(_)
+            | Self::Rerank(_)
             | Self::MessagesCountTokens(_) => false,
             Self::PassThrough(p) => p.looks_streamed(),
             Self::Completions(c) => c.stream.unwrap_or(false),
@@ -278,6 +290,7 @@ impl Operation {
             Self::ImageGenerations(i) => Some(&i.extra),
             Self::AudioSpeech(s) => Some(&s.extra),
             Self::Upload(_) => None,
+            Self::Rerank(r) => Some(&r.extra),
         }
     }
 
@@ -296,7 +309,8 @@ impl Operation {
             | Self::Responses(_)
             | Self::ImageGenerations(_)
             | Self::Upload(_)
-            | Self::AudioSpeech(_) => None,
+            | Self::AudioSpeech(_)
+            | Self::Rerank(_) => None,
             Self::Completions(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
         }
     }
@@ -317,6 +331,7 @@ impl Operation {
             Self::ImageGenerations(i) => i.estimate_tokens(),
             Self::Upload(u) => u.estimate_tokens(),
             Self::AudioSpeech(s) => s.estimate_tokens(),
+            Self::Rerank(r) => r.estimate_tokens(),
         }
     }
 
@@ -333,6 +348,7 @@ impl Operation {
             Self::ListModels | Self::PassThrough(_) => return None,
             Self::Completions(c) => (c.user.as_deref(), c.metadata.as_ref(), &c.extra),
             Self::Moderations(m) => (None, m.metadata.as_ref(), &m.extra),
+            Self::Rerank(r) => (None, r.metadata.as_ref(), &r.extra),
             // Anthropic's `metadata.user_id` is in the kept keys.
             Self::Responses(r) => (r.user.as_deref(), None, &r.extra),
             Self::ImageGenerations(i) => (i.user.as_deref(), i.metadata.as_ref(), &i.extra),
@@ -382,6 +398,7 @@ impl Operation {
             (Self::ImageGenerations(a), Self::ImageGenerations(b)) => Arc::ptr_eq(a, b),
             (Self::Upload(a), Self::Upload(b)) => Arc::ptr_eq(a, b),
             (Self::AudioSpeech(a), Self::AudioSpeech(b)) => Arc::ptr_eq(a, b),
+            (Self::Rerank(a), Self::Rerank(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -496,6 +513,21 @@ impl LlmRequest {
     #[must_use]
     pub fn upload(body: UploadRequest) -> Self {
         Self::new(Operation::Upload(Arc::new(body)))
+    }
+
+    /// A rerank request parsed from `bytes` (see [`LlmRequest::chat_from_bytes`]).
+    #[must_use]
+    pub fn rerank_from_bytes(body: RerankRequest, bytes: Bytes) -> Self {
+        Self::new(Operation::Rerank(Arc::new(body))).with_raw(bytes)
+    }
+
+    /// The rerank body, if this is a rerank request.
+    #[must_use]
+    pub fn as_rerank(&self) -> Option<&RerankRequest> {
+        match &self.op {
+            Operation::Rerank(r) => Some(r),
+            _ => None,
+        }
     }
 
     /// The text-completion body, if this is a text-completion request.

@@ -39,6 +39,9 @@ pub struct TokenUsage {
     pub audio_ms: u64,
     /// Characters of text the call spoke (speech), for a price per character.
     pub characters: u64,
+    /// Search units billed (Cohere's rerank `meta.billed_units.search_units`), priced at
+    /// `input_cost_per_query`; 0 for every other call.
+    pub search_units: u64,
 }
 
 impl TokenUsage {
@@ -56,6 +59,7 @@ impl TokenUsage {
             image_pixels: 0,
             audio_ms: 0,
             characters: 0,
+            search_units: 0,
         }
     }
 
@@ -77,6 +81,7 @@ impl From<&Usage> for TokenUsage {
         Self {
             input,
             output,
+            search_units: 0,
             total: u
                 .total_tokens
                 .unwrap_or_else(|| input.saturating_add(u.completion_tokens.unwrap_or(0))),

@@ -57,6 +57,7 @@ pub fn for_kind(kind: OperationKind) -> Option<&'static dyn Bridge> {
         | OperationKind::ImageEdits
         | OperationKind::AudioTranscriptions
         | OperationKind::AudioTranslations
-        | OperationKind::AudioSpeech => None,
+        | OperationKind::AudioSpeech
+        | OperationKind::Rerank => None,
     }
 }

@@ -189,6 +189,9 @@ impl HostSpec {
             Operation::ImageGenerations(_) | Operation::Upload(_) | Operation::AudioSpeech(_) => {
                 return super::openai::media::encode(&r.family, req, dep, &model)
             }
+            Operation::Rerank(_) if self.prefix == "hosted_vllm" => {
+                return super::rerank::encode(super::rerank::Family::Vllm, self, req, dep)
+            }
             _ => return Err(super::unsupported(provider, req)),
         };
         let mut head = resolved_head(endpoint, &r)?;
@@ -336,6 +339,7 @@ impl Provider for OpenAiCompatible {
             op,
             crate::types::OperationKind::Chat | crate::types::OperationKind::Embeddings
         ) || super::openai::media::is_media(op)
+            || (op == crate::types::OperationKind::Rerank && self.spec.prefix == "hosted_vllm")
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {

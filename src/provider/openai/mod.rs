@@ -205,6 +205,10 @@ pub fn decode_openai(req: &LlmRequest, body: &Bytes) -> Result<LlmResponse, LlmE
         Operation::Upload(u) if u.kind == crate::types::OperationKind::ImageEdits => {
             media::decode_images(req, body)
         }
+        // vLLM's rerank (the one OpenAI-format host that has it).
+        Operation::Rerank(_) => {
+            super::rerank::decode(super::rerank::Family::Vllm, body, req.model())
+        }
         _ => Err(LlmError::bad_request(
             "a model listing has no provider body",
         )),
