@@ -18,6 +18,7 @@ mod access;
 mod body;
 mod call_id;
 mod dialect;
+mod fanout;
 mod handle;
 pub mod headers;
 mod json;
