@@ -6,7 +6,7 @@
 //! The upstream here answers each request from its own body (a vector holding each text's
 //! length), so that an answer joined out of order is seen.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::suboptimal_flops)]
 
 mod support;
 

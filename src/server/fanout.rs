@@ -190,25 +190,26 @@ fn answer_bytes(resp: LlmResponse) -> Result<Bytes, LlmError> {
 mod tests {
     use super::*;
 
-    fn chat(v: serde_json::Value) -> LlmRequest {
+    fn chat(v: &serde_json::Value) -> LlmRequest {
         let bytes = Bytes::from(v.to_string());
         LlmRequest::chat_from_bytes(serde_json::from_slice(&bytes).unwrap(), bytes)
     }
 
     #[test]
     fn splits_models_and_reads_fastest() {
-        let r = chat(serde_json::json!({"model": "a, b ,c", "messages": []}));
+        let r = chat(&serde_json::json!({"model": "a, b ,c", "messages": []}));
         assert_eq!(models(&r).unwrap(), vec!["a", "b", "c"]);
         assert!(!fastest(&r));
-        let r = chat(serde_json::json!({"model": "a", "messages": []}));
+        let r = chat(&serde_json::json!({"model": "a", "messages": []}));
         assert!(models(&r).is_none());
-        let r = chat(serde_json::json!({"model": "a,b", "messages": [], "fastest_response": true}));
+        let r =
+            chat(&serde_json::json!({"model": "a,b", "messages": [], "fastest_response": true}));
         assert!(fastest(&r));
         let r =
-            chat(serde_json::json!({"model": "a,b", "messages": [], "fastest_response": "true"}));
+            chat(&serde_json::json!({"model": "a,b", "messages": [], "fastest_response": "true"}));
         assert!(fastest(&r));
         let r =
-            chat(serde_json::json!({"model": "a,b", "messages": [], "fastest_response": false}));
+            chat(&serde_json::json!({"model": "a,b", "messages": [], "fastest_response": false}));
         assert!(!fastest(&r));
     }
 }
