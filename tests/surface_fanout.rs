@@ -132,36 +132,59 @@ async fn fastest_response_takes_the_first_success_and_says_so() {
     assert_eq!(r.json()["choices"][0]["message"]["content"], "b again");
 }
 
+/// The key check reads the whole list first, as LiteLLM's `can_key_call_model`: one name the key
+/// may not use denies the request, and no model is called.
 #[tokio::test]
-async fn each_model_is_checked_against_the_key() {
+async fn one_model_the_key_may_not_use_denies_the_request() {
     let (a, b, gw) = start().await;
     a.set_default(Reply::json(200, chat_completion("from a")));
     let (key, _) = new_key(&gw.url(""), json!({"models": ["a"]})).await;
+    for model in ["a,b", "b,a", "b,b"] {
+        let r = call(
+            "POST",
+            &gw.url("/v1/chat/completions"),
+            Some(&key),
+            Some(&chat(model, json!({"fastest_response": true}))),
+        )
+        .await;
+        assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["error"]["type"], "key_model_access_denied");
+    }
+    assert_eq!(a.hits(), 0);
+    assert_eq!(b.hits(), 0);
+    // A list of models the key may use is served.
     let r = call(
         "POST",
         &gw.url("/v1/chat/completions"),
         Some(&key),
+        Some(&chat("a,a", json!({}))),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json().as_array().unwrap().len(), 2);
+    assert_eq!(a.hits(), 2);
+}
+
+/// A model that fails holds its error object in its place in the list.
+#[tokio::test]
+async fn a_failed_model_holds_its_error_in_the_list() {
+    let (a, b, gw) = start().await;
+    a.enqueue(Reply::json(200, chat_completion("from a")));
+    b.set_default(Reply::json(
+        400,
+        json!({"error": {"message": "bad request for b", "type": "invalid_request_error", "param": null, "code": null}}),
+    ));
+    let r = call(
+        "POST",
+        &gw.url("/v1/chat/completions"),
+        Some(MASTER),
         Some(&chat("a,b", json!({}))),
     )
     .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let list = r.json();
     assert_eq!(list[0]["choices"][0]["message"]["content"], "from a");
-    let err = &list[1]["error"];
-    assert!(err.is_object(), "{list}");
-    assert!(err["message"].as_str().unwrap().contains('b'), "{err}");
-    assert_eq!(b.hits(), 0);
-
-    // Only models the key may not use: that error, as the answer.
-    let r = call(
-        "POST",
-        &gw.url("/v1/chat/completions"),
-        Some(&key),
-        Some(&chat("b,b", json!({}))),
-    )
-    .await;
-    assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(b.hits(), 0);
+    assert_eq!(list[1]["error"]["message"], "bad request for b", "{list}");
 }
 
 #[tokio::test]

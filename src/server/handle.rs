@@ -497,10 +497,7 @@ where
     // the timeout the request set, echoed on a timeout error.
     let asked = llm_req.op.clone();
     let asked_timeout = super::surface::requested_timeout(&llm_req);
-    let resp = match super::fanout::models(&llm_req) {
-        Some(models) => super::fanout::call(&mut inner, llm_req, models).await,
-        None => inner.call(llm_req).await,
-    };
+    let resp = inner.call(llm_req).await;
     if large {
         // The body is freed by now (unless a stream still holds the request): the binary hands
         // this thread's free pages back, for its janitor to return to the OS.

@@ -18,7 +18,6 @@ mod access;
 mod body;
 mod call_id;
 mod dialect;
-mod fanout;
 mod handle;
 pub mod headers;
 mod json;

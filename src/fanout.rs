@@ -14,17 +14,25 @@
 //!   `x-litellm-fastest_response_batch_completion: True`; when every call failed, a 500 `All
 //!   tasks failed` naming each model's error.
 //!
-//! Each model's call is a whole call through the stack: the caller's key must be allowed that
-//! model (a model it may not use fails that call with the usual 401), and limits, budgets,
-//! retries, fallbacks, cost and a spend row apply per call. Each call's id is the request's call
+//! [`FanOutLayer`] sits right under the key check, which checks the whole list first (every name
+//! must be allowed, as LiteLLM's `can_key_call_model` splits on commas: one denied name denies the
+//! request, and nothing is called). Below it, each model's call is a whole call through the
+//! rest of the stack: rate limits, budgets, retries, fallbacks, cost and a spend row apply per
+//! call. Each call's id is the request's call
 //! id with `-{n}` (n counting the models from 0), so that each gets its own spend row; the
 //! answer carries the request's call id.
 
-use std::sync::Arc;
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
 use bytes::{BufMut as _, Bytes, BytesMut};
-use futures_util::{stream::FuturesUnordered, StreamExt as _};
+use futures_util::{future::Either, stream::FuturesUnordered, StreamExt as _};
 use http::HeaderValue;
+use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
@@ -33,14 +41,14 @@ use crate::{
 };
 
 /// Most model groups one request may fan out to.
-pub(super) const MAX_MODELS: usize = 16;
+pub const MAX_MODELS: usize = 16;
 
 /// The header a fastest-response answer carries.
-pub(super) const FASTEST_HEADER: &str = "x-litellm-fastest_response_batch_completion";
+pub const FASTEST_HEADER: &str = "x-litellm-fastest_response_batch_completion";
 
 /// The model groups of a chat request naming several (`"a, b"`), trimmed, or `None` for any
 /// other request.
-pub(super) fn models(req: &LlmRequest) -> Option<Vec<String>> {
+fn models(req: &LlmRequest) -> Option<Vec<String>> {
     let Operation::Chat(chat) = &req.op else {
         return None;
     };
@@ -59,8 +67,66 @@ fn fastest(req: &LlmRequest) -> bool {
         .is_some_and(|raw| matches!(raw.get().trim(), "true" | "\"true\"" | "\"True\""))
 }
 
+/// Serves `"model": "a,b"` on chat completions as LiteLLM does (see the [module docs](self));
+/// any other request passes through untouched.
+#[derive(Clone, Copy, Debug, Default)]
+#[must_use]
+pub struct FanOutLayer;
+
+impl FanOutLayer {
+    /// The layer.
+    pub const fn new() -> Self {
+        Self
+    }
+}
+
+impl<S> Layer<S> for FanOutLayer {
+    type Service = FanOut<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        FanOut { inner }
+    }
+}
+
+/// The service of [`FanOutLayer`].
+#[derive(Clone, Debug)]
+pub struct FanOut<S> {
+    inner: S,
+}
+
+/// A fan-out's future.
+type FanOutFuture = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>> + Send>>;
+
+impl<S> Service<LlmRequest> for FanOut<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = Either<S::Future, FanOutFuture>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, req: LlmRequest) -> Self::Future {
+        match models(&req) {
+            None => Either::Left(self.inner.call(req)),
+            Some(models) => {
+                // The ready service answers this call; a clone serves the fan-out's.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                Either::Right(Box::pin(async move { call(&mut inner, req, models).await }))
+            }
+        }
+    }
+}
+
 /// Serves a fan-out request: one call per model group through `inner`.
-pub(super) async fn call<S>(
+async fn call<S>(
     inner: &mut S,
     req: LlmRequest,
     models: Vec<String>,
