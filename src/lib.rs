@@ -150,6 +150,7 @@ pub mod rate_limit;
 pub mod router;
 // Routing and reliability (issue 5).
 pub mod fallback;
+pub mod fanout;
 pub mod first_chunk;
 pub mod health;
 pub mod redis_guard;

@@ -797,6 +797,8 @@ impl StackParts {
             .option_layer(self.request_trace.clone())
             .option_layer(self.master_auth.clone())
             .option_layer(key_auth.clone())
+            // `"model": "a,b"`: under the key check (the whole list), over everything per call.
+            .layer(crate::fanout::FanOutLayer::new())
             // Inside auth (it reads the caller), outside everything that may refuse or spend.
             .option_layer(self.record.clone())
             .option_layer(self.rate_limit.clone())

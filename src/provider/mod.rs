@@ -148,6 +148,13 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// How many inputs one upstream call of an embeddings request to `dep` may carry (Bedrock's
+    /// Titan: one; Cohere: 96). A larger batch is sent as several calls, concurrently, and their
+    /// answers joined in order ([`ProviderService`]). Default: `None`, no limit.
+    fn embedding_inputs_per_call(&self, _dep: &Deployment) -> Option<usize> {
+        None
+    }
+
     /// Answers without any network call when the provider is local (the `mock` provider).
     fn respond_locally(
         &self,

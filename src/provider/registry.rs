@@ -301,6 +301,10 @@ impl<P: Provider + ?Sized> Provider for &'static P {
         (**self).supported_params(endpoint)
     }
 
+    fn embedding_inputs_per_call(&self, dep: &Deployment) -> Option<usize> {
+        (**self).embedding_inputs_per_call(dep)
+    }
+
     fn respond_locally(
         &self,
         req: &LlmRequest,

@@ -186,7 +186,7 @@ async fn call<C, B>(
     req: LlmRequest,
 ) -> Result<LlmResponse, LlmError>
 where
-    C: Service<http::Request<Full<Bytes>>, Response = http::Response<B>>,
+    C: Service<http::Request<Full<Bytes>>, Response = http::Response<B>> + Clone,
     C::Error: Into<BoxError>,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -196,6 +196,9 @@ where
     if kind == crate::types::OperationKind::PassThrough {
         let (name, dep) = (&target.provider_name, &target.deployment);
         return super::passthrough::call(client, provider, name, dep, timeout, req).await;
+    }
+    if let Some(calls) = split_embeddings(provider, &target.deployment, &req) {
+        return call_split(client, &target, timeout, calls).await;
     }
     if provider.supports_for(kind, &target.deployment) {
         return call_native(client, &target, timeout, req).await;
@@ -212,6 +215,84 @@ where
     let chat = bridge.chat_request(&req)?;
     let resp = call_native(client, &target, timeout, chat).await?;
     bridge.chat_answer(&req, resp)
+}
+
+/// Calls of one embeddings request run at once when its batch is split.
+const SPLIT_CONCURRENCY: usize = 8;
+
+/// The calls of an embeddings request with more inputs than the provider takes in one call
+/// ([`Provider::embedding_inputs_per_call`]): one request per slice of the inputs, in order.
+fn split_embeddings(
+    provider: &dyn Provider,
+    dep: &Deployment,
+    req: &LlmRequest,
+) -> Option<Vec<LlmRequest>> {
+    use crate::types::{embeddings::EmbeddingInput, Operation};
+    let Operation::Embeddings(emb) = &req.op else {
+        return None;
+    };
+    let per_call = provider.embedding_inputs_per_call(dep)?.max(1);
+    let EmbeddingInput::Many(texts) = &emb.input else {
+        return None;
+    };
+    if texts.len() <= per_call {
+        return None;
+    }
+    let controls = req.controls().into_owned();
+    Some(
+        texts
+            .chunks(per_call)
+            .map(|chunk| {
+                let mut part = (**emb).clone();
+                part.input = EmbeddingInput::Many(chunk.to_vec());
+                let mut call = LlmRequest::new(Operation::Embeddings(Arc::new(part)));
+                call.extensions = req.extensions.clone();
+                call.set_controls(Some(controls.clone()));
+                call
+            })
+            .collect(),
+    )
+}
+
+/// Runs the calls of a split embeddings request ([`SPLIT_CONCURRENCY`] at a time) and joins
+/// their answers in order; the first failure fails the request.
+async fn call_split<C, B>(
+    client: C,
+    target: &Arc<Target>,
+    timeout: Option<Duration>,
+    calls: Vec<LlmRequest>,
+) -> Result<LlmResponse, LlmError>
+where
+    C: Service<http::Request<Full<Bytes>>, Response = http::Response<B>> + Clone,
+    C::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    use crate::types::ResponseBody;
+    use futures_util::TryStreamExt as _;
+    // Each call with its own client, so that the stream holds no reference to `client`.
+    let calls: Vec<(C, LlmRequest)> = calls.into_iter().map(|c| (client.clone(), c)).collect();
+    let answers: Vec<LlmResponse> = futures_util::stream::iter(calls)
+        .map(|(client, call)| call_native(client, target, timeout, call))
+        .buffered(SPLIT_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut meta = None;
+    let mut parts = Vec::with_capacity(answers.len());
+    for answer in answers {
+        let ResponseBody::Embeddings(body) = answer.body else {
+            return Err(LlmError::internal(
+                "an embeddings call answered something else",
+            ));
+        };
+        parts.push(*body);
+        meta.get_or_insert(answer.meta);
+    }
+    let mut out = LlmResponse::embeddings(super::bedrock::embed::join(parts));
+    if let Some(meta) = meta {
+        out.meta = meta;
+    }
+    Ok(out)
 }
 
 /// A call of an operation the provider speaks.

@@ -538,7 +538,18 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        // `/openai/v1/{route}` (an OpenAI client pointed at `…/openai/v1`) is the plain route.
+        // With the OpenAI pass-through served, only the Responses routes (as LiteLLM).
+        if req.uri().path().starts_with("/openai/v1/") {
+            let passes = Family::split_path(req.uri().path())
+                .is_some_and(|(f, _)| self.pass_through.group(f).is_some());
+            let plain = super::surface::openai_v1_route(req.uri().path(), passes)
+                .and_then(|p| super::surface::with_path(req.uri(), p));
+            if let Some(uri) = plain {
+                *req.uri_mut() = uri;
+            }
+        }
         // A pass-through family without a route is not served here.
         let pass_through = &self.pass_through;
         let route = Route::from_path(req.uri().path()).filter(|r| match r {

@@ -111,6 +111,36 @@ pub(super) fn retrieve_model(resp: LlmResponse, id: &str) -> Result<LlmResponse,
     Ok(out)
 }
 
+/// The plain route path of `/openai/v1/{route}` (an OpenAI client with `base_url` `…/openai/v1`,
+/// as Azure's v1 API is called): `/v1/{route}` when it names one of the gateway's model routes.
+/// The Responses routes always (LiteLLM serves `/openai/v1/responses…` itself); chat,
+/// completions, embeddings, moderations and models only when the OpenAI pass-through is not
+/// served (`pass_through_served`), since LiteLLM relays those to OpenAI through it. Anything else
+/// under `/openai/` is left to the pass-through routes.
+pub(super) fn openai_v1_route(path: &str, pass_through_served: bool) -> Option<&str> {
+    let rest = path.strip_prefix("/openai")?;
+    if !rest.starts_with("/v1/") {
+        return None;
+    }
+    match Route::from_path(rest)? {
+        Route::Responses
+        | Route::ResponseById
+        | Route::ResponseInputItems
+        | Route::ResponseCancel => Some(rest),
+        Route::PassThrough(_) | Route::Liveliness | Route::Readiness => None,
+        _ => (!pass_through_served).then_some(rest),
+    }
+}
+
+/// `uri` with its path replaced by `path` (its query kept); `None` if that is not a URI.
+pub(super) fn with_path(uri: &http::Uri, path: &str) -> Option<http::Uri> {
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    pq.parse().ok()
+}
+
 /// The timeout the request set, in seconds: the `x-litellm-timeout` header, else the body's
 /// `stream_timeout` (a stream), `timeout` or `request_timeout`.
 pub(super) fn requested_timeout(req: &LlmRequest) -> Option<f64> {
@@ -167,6 +197,37 @@ pub(super) fn percent_decode(s: &str) -> Box<str> {
 mod tests {
     use super::*;
     use crate::types::models::ModelList;
+
+    #[test]
+    fn openai_v1_paths_name_the_plain_routes() {
+        assert_eq!(
+            openai_v1_route("/openai/v1/chat/completions", false),
+            Some("/v1/chat/completions")
+        );
+        assert_eq!(openai_v1_route("/openai/v1/chat/completions", true), None);
+        assert_eq!(
+            openai_v1_route("/openai/v1/embeddings", false),
+            Some("/v1/embeddings")
+        );
+        assert_eq!(
+            openai_v1_route("/openai/v1/models/a%2Fb", false),
+            Some("/v1/models/a%2Fb")
+        );
+        assert_eq!(
+            openai_v1_route("/openai/v1/responses/r1", true),
+            Some("/v1/responses/r1")
+        );
+        assert_eq!(openai_v1_route("/openai/v1/files", false), None);
+        assert_eq!(openai_v1_route("/openai/chat/completions", false), None);
+        assert_eq!(openai_v1_route("/v1/chat/completions", false), None);
+        let uri: http::Uri = "/openai/v1/chat/completions?api-version=preview"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            with_path(&uri, "/v1/chat/completions").unwrap(),
+            "/v1/chat/completions?api-version=preview"
+        );
+    }
 
     #[test]
     fn decodes_percent_escapes_and_keeps_malformed_ones() {

@@ -86,6 +86,7 @@ gateway_params! {
     "mock_testing_content_policy_fallbacks",
     "mock_delay",
     "fallbacks",
+    "fastest_response",
     "context_window_fallbacks",
     "content_policy_fallbacks",
     "disable_fallbacks",

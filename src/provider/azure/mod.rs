@@ -17,6 +17,13 @@
 //!   is a success. An error with code `content_filter` is
 //!   [`ContentPolicyViolation`](crate::ErrorKind::ContentPolicyViolation), relayed with its
 //!   `innererror`. Azure's bare `{code, message}` errors (429) become the OpenAI error JSON.
+//! - **The v1 API** (Azure's `/openai/v1/…`, no deployment in the path): chosen by an `api_base`
+//!   whose path holds `/openai/v1` (`https://x.openai.azure.com/openai/v1`), or by `api_version`
+//!   `v1`, `latest` or `preview` (LiteLLM's `_is_azure_v1_api_version`). Calls go to
+//!   `{resource}/openai/v1/chat/completions`, `/openai/v1/embeddings` and `/openai/v1/responses`
+//!   with the deployment as the body's `model`, and no `api-version` query, except
+//!   `api-version=preview` when `api_version` is `preview` (Azure's preview features). Auth as
+//!   above (`api-key`, or `Authorization: Bearer` with an Entra ID token).
 
 pub(crate) mod passthrough;
 use bytes::Bytes;
@@ -60,11 +67,11 @@ pub(crate) const ENV: &[&str] = &[
 /// environment) and its credential (`api-key`, else `azure_ad_token`, else `AZURE_AD_TOKEN` after
 /// a fetched [`AccessToken`]).
 pub(crate) fn resolve(dep: &Deployment, env: &DeploymentEnv, r: &mut Resolved) {
-    let version = dep
+    let asked = dep
         .api_version
         .as_deref()
-        .or_else(|| env.first(&["AZURE_API_VERSION"]))
-        .unwrap_or(DEFAULT_API_VERSION);
+        .or_else(|| env.first(&["AZURE_API_VERSION"]));
+    let version = asked.unwrap_or(DEFAULT_API_VERSION);
     let base = match dep.api_base.as_deref().or_else(|| env.first(&["AZURE_API_BASE"])) {
         None => Err(LlmError::bad_request(
             "the azure provider needs an api_base (https://<resource>.openai.azure.com), in litellm_params or AZURE_API_BASE",
@@ -77,6 +84,11 @@ pub(crate) fn resolve(dep: &Deployment, env: &DeploymentEnv, r: &mut Resolved) {
         Some(base) => Ok(base),
     };
     match base {
+        Ok(base) if is_v1(base, asked) => {
+            r.chat = endpoint(&v1_url(base, "chat/completions", asked));
+            r.chat_stream = r.chat.clone();
+            r.embeddings = endpoint(&v1_url(base, "embeddings", asked));
+        }
         Ok(base) => {
             r.chat = endpoint(&deployment_url(
                 base,
@@ -143,6 +155,33 @@ fn responses_endpoint(
     url.push_str("/openai/responses?api-version=");
     url.push_str(version);
     super::resolve::Endpoint::parse(&url)
+}
+
+/// Whether a deployment calls Azure's v1 API: its `api_base` path holds `/openai/v1`, or its
+/// `api_version` is `v1`, `latest` or `preview`.
+fn is_v1(base: &str, api_version: Option<&str>) -> bool {
+    let path = base.split_once("://").map_or(base, |(_, rest)| {
+        rest.find('/').map_or("", |at| &rest[at..])
+    });
+    path.trim_end_matches('/').ends_with("/openai/v1")
+        || path.contains("/openai/v1/")
+        || matches!(api_version, Some("v1" | "latest" | "preview"))
+}
+
+/// The v1 API URL for `path` (`chat/completions`, `embeddings`): `{resource}/openai/v1/{path}`,
+/// with `?api-version=preview` only for the `preview` version.
+fn v1_url(base: &str, path: &str, api_version: Option<&str>) -> String {
+    let base = base.trim_end_matches('/');
+    let root = base
+        .strip_suffix("/openai/v1")
+        .or_else(|| base.strip_suffix("/openai"))
+        .unwrap_or(base);
+    let mut url = join_url(root, "openai/v1/");
+    url.push_str(path);
+    if api_version == Some("preview") {
+        url.push_str("?api-version=preview");
+    }
+    url
 }
 
 /// The deployment URL for `path` (`chat/completions`, `embeddings`).
@@ -264,6 +303,55 @@ mod tests {
             .uri()
             .to_string()
             .ends_with("api-version=2025-04-01-preview"));
+    }
+
+    /// Azure's v1 API: by an `/openai/v1` base or a v1 `api_version`; no deployment path, the
+    /// deployment as the body's model, no dated api-version.
+    #[test]
+    fn v1_api_urls() {
+        let chat = |base: &str, version: Option<&str>| {
+            let mut d = Deployment::new("gpt-4o", "azure/my-deployment")
+                .with_api_base(base)
+                .with_api_key("test-key");
+            d.api_version = version.map(Into::into);
+            let req = LlmRequest::chat(
+                serde_json::from_str(
+                    r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
+                )
+                .unwrap(),
+            );
+            let out = Azure.encode(&req, &d).unwrap();
+            let body: serde_json::Value = serde_json::from_slice(out.body()).unwrap();
+            assert_eq!(body["model"], "my-deployment");
+            assert_eq!(out.headers()["api-key"], "test-key");
+            out.uri().to_string()
+        };
+        assert_eq!(
+            chat("https://x.openai.azure.com/openai/v1", None),
+            "https://x.openai.azure.com/openai/v1/chat/completions"
+        );
+        assert_eq!(
+            chat("https://x.openai.azure.com/openai/v1/", Some("2024-10-21")),
+            "https://x.openai.azure.com/openai/v1/chat/completions"
+        );
+        assert_eq!(
+            chat("https://x.openai.azure.com", Some("v1")),
+            "https://x.openai.azure.com/openai/v1/chat/completions"
+        );
+        assert_eq!(
+            chat("https://x.openai.azure.com/openai", Some("preview")),
+            "https://x.openai.azure.com/openai/v1/chat/completions?api-version=preview"
+        );
+        assert_eq!(
+            chat("https://x.openai.azure.com", Some("latest")),
+            "https://x.openai.azure.com/openai/v1/chat/completions"
+        );
+        // A dated version on a plain base: the deployment route, as before.
+        assert_eq!(
+            chat("https://x.openai.azure.com", Some("2024-10-21")),
+            "https://x.openai.azure.com/openai/deployments/my-deployment/chat/completions?api-version=2024-10-21"
+        );
+        assert!(!is_v1("https://openai.example/v1beta", None));
     }
 
     #[test]

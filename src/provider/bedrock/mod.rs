@@ -40,6 +40,7 @@
 //! [`stream`] for ConverseStream and [`error`] for error kinds.
 //! `bedrock/invoke/<modelId>` (InvokeModel with each vendor's own body) is not implemented.
 
+pub mod embed;
 pub mod encode;
 pub mod error;
 pub(crate) mod passthrough;
@@ -69,7 +70,7 @@ use super::{
 };
 use crate::{
     error::{ErrorKind, LlmError},
-    types::{ChatStream, LlmRequest, LlmResponse, Operation},
+    types::{ChatStream, LlmRequest, LlmResponse, Operation, OperationKind},
 };
 
 /// The `bedrock/` provider. See the [module docs](self).
@@ -118,6 +119,12 @@ pub fn converse_url(dep: &Deployment, region: &str, stream: bool) -> Result<Stri
     Ok(format!("{}/model/{id}/{op}", endpoint(dep, region)))
 }
 
+/// The InvokeModel URL for `dep` (embeddings).
+pub fn invoke_url(dep: &Deployment, region: &str) -> Result<String, LlmError> {
+    let id = utf8_percent_encode(model_id(dep)?, SEGMENT);
+    Ok(format!("{}/model/{id}/invoke", endpoint(dep, region)))
+}
+
 /// The environment variables Bedrock deployments fall back on.
 pub(crate) const ENV: &[&str] = &[
     "AWS_ACCESS_KEY_ID",
@@ -128,6 +135,16 @@ pub(crate) const ENV: &[&str] = &[
     "AWS_DEFAULT_REGION",
     "AWS_BEARER_TOKEN_BEDROCK",
 ];
+
+/// The embeddings body family of the deployment's model, or a 400 naming the models that embed.
+fn embed_family(dep: &Deployment) -> Result<embed::EmbedFamily, LlmError> {
+    let id = model_id(dep)?;
+    embed::family(id).ok_or_else(|| {
+        LlmError::bad_request(format!(
+            "bedrock embeddings support amazon.titan-embed-text-* and cohere.embed-* models, not {id}"
+        ))
+    })
+}
 
 /// How a request is authenticated.
 #[derive(Debug)]
@@ -178,6 +195,9 @@ pub(crate) fn resolve(dep: &Deployment, env: &DeploymentEnv, r: &mut Resolved) {
     };
     r.chat = target(false);
     r.chat_stream = target(true);
+    r.embeddings = invoke_url(dep, &region)
+        .map_err(Refusal::from)
+        .and_then(|url| resolve::endpoint(&url));
     let auth = auth_in(dep, Some(env)).and_then(|a| match a {
         Auth::SigV4(creds) => Ok(BedrockAuth::SigV4(creds)),
         Auth::Bearer(key) => super::openai::bearer(&key).map(BedrockAuth::Bearer),
@@ -193,23 +213,43 @@ impl Provider for Bedrock {
         "bedrock"
     }
 
+    fn supports(&self, op: OperationKind) -> bool {
+        matches!(op, OperationKind::Chat | OperationKind::Embeddings)
+    }
+
     fn supported_params(&self, endpoint: Endpoint) -> Option<&'static [&'static str]> {
-        // No embeddings here: `encode` refuses them before any parameter matters.
-        (endpoint == Endpoint::Chat).then_some(SUPPORTED_PARAMS)
+        Some(match endpoint {
+            Endpoint::Chat => SUPPORTED_PARAMS,
+            Endpoint::Embeddings => embed::EMBEDDINGS_PARAMS,
+        })
+    }
+
+    fn embedding_inputs_per_call(&self, dep: &Deployment) -> Option<usize> {
+        model_id(dep)
+            .ok()
+            .and_then(embed::family)
+            .map(embed::inputs_per_call)
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
-        let Operation::Chat(chat) = &req.op else {
-            return Err(super::unsupported(self, req));
-        };
         let r = dep.resolved(self.name());
         let Some(state) = r.bedrock.as_ref() else {
             return Err(LlmError::internal(
                 "the Bedrock deployment was not resolved",
             ));
         };
-        let endpoint = r.chat_endpoint(req.is_stream())?;
-        let body = converse_body(chat, dep)?;
+        let (endpoint, body) = match &req.op {
+            Operation::Chat(chat) => (r.chat_endpoint(req.is_stream())?, converse_body(chat, dep)?),
+            Operation::Embeddings(emb) => {
+                let family = embed_family(dep)?;
+                let input_type = dep.param_str("input_type");
+                (
+                    reached(&r.embeddings)?,
+                    embed::invoke_body(emb, family, input_type)?,
+                )
+            }
+            _ => return Err(super::unsupported(self, req)),
+        };
         let extra = reached(&r.extra_headers)?;
         let mut http_req = http::Request::new(body);
         *http_req.method_mut() = http::Method::POST;
@@ -239,11 +279,20 @@ impl Provider for Bedrock {
         &self,
         req: &LlmRequest,
         resp: http::Response<Bytes>,
-        _dep: &Deployment,
+        dep: &Deployment,
     ) -> Result<LlmResponse, LlmError> {
         match &req.op {
             Operation::Chat(chat) => {
                 decode_converse(resp.body(), &chat.model).map(LlmResponse::chat)
+            }
+            Operation::Embeddings(emb) => {
+                let tokens = resp
+                    .headers()
+                    .get("x-amzn-bedrock-input-token-count")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse().ok());
+                embed::invoke_answer(emb, embed_family(dep)?, resp.body(), tokens)
+                    .map(LlmResponse::embeddings)
             }
             _ => Err(super::unsupported(self, req)),
         }

@@ -39,6 +39,7 @@
 
 pub(crate) mod auth;
 mod decode;
+pub mod embed;
 mod encode;
 mod error;
 mod images;
@@ -69,7 +70,7 @@ use super::{
 };
 use crate::{
     error::{ErrorKind, LlmError},
-    types::{chat::ChatRequest, ChatStream, LlmRequest, LlmResponse, Operation},
+    types::{chat::ChatRequest, ChatStream, LlmRequest, LlmResponse, Operation, OperationKind},
 };
 
 /// Google AI Studio's default base URL.
@@ -114,6 +115,7 @@ pub(crate) fn resolve_gemini(dep: &Deployment, r: &mut Resolved) {
     let model_url = join_url(base, &format!("models/{}", dep.model));
     r.chat = endpoint(&format!("{model_url}:{}", method_for(false)));
     r.chat_stream = endpoint(&format!("{model_url}:{}", method_for(true)));
+    r.embeddings = endpoint(&format!("{model_url}:batchEmbedContents"));
     if let Some(key) = dep.api_key.as_ref().filter(|k| !k.is_empty()) {
         r.credential = Some(credential_header(
             http::HeaderName::from_static("x-goog-api-key"),
@@ -127,13 +129,14 @@ pub(crate) fn resolve_gemini(dep: &Deployment, r: &mut Resolved) {
 /// credentials source (`vertex_credentials`, else `GOOGLE_APPLICATION_CREDENTIALS`), its token
 /// cache, and an `api_key` taken as an access token.
 pub(crate) fn resolve_vertex(dep: &Deployment, env: &DeploymentEnv, r: &mut Resolved) {
-    let at = |stream| {
-        vertex_url(dep, None, stream)
+    let at = |method| {
+        vertex_url(dep, None, method)
             .map_err(Refusal::from)
             .and_then(|url| endpoint(&url))
     };
-    r.chat = at(false);
-    r.chat_stream = at(true);
+    r.chat = at(method_for(false));
+    r.chat_stream = at(method_for(true));
+    r.embeddings = at("predict");
     if let Some(key) = dep.api_key.as_ref().filter(|k| !k.is_empty()) {
         r.credential = Some(bearer_header(key.expose()));
     }
@@ -150,8 +153,7 @@ pub(crate) fn resolve_vertex(dep: &Deployment, env: &DeploymentEnv, r: &mut Reso
 
 /// The regional (or global) `generateContent` / `streamGenerateContent` URL; `project` is the one
 /// the credentials name, used when the deployment sets no `vertex_project`.
-fn vertex_url(dep: &Deployment, project: Option<&str>, stream: bool) -> Result<String, LlmError> {
-    let method = method_for(stream);
+fn vertex_url(dep: &Deployment, project: Option<&str>, method: &str) -> Result<String, LlmError> {
     if let Some(base) = dep.api_base.as_deref() {
         if base.contains("/models/") {
             return Ok(format!("{}:{method}", base.trim_end_matches('/')));
@@ -197,6 +199,9 @@ fn decode_chat(req: &LlmRequest, body: &[u8]) -> Result<LlmResponse, LlmError> {
     if let Operation::ImageGenerations(i) = &req.op {
         return images::decode(i, body);
     }
+    if let Operation::Embeddings(emb) = &req.op {
+        return embed::embeddings_answer(emb, body).map(LlmResponse::embeddings);
+    }
     let resp: GenerateContentResponse = serde_json::from_slice(body)
         .map_err(|e| invalid_upstream_json("generateContent response", &e))?;
     Ok(LlmResponse::chat(decode::chat_response(resp, req.model())))
@@ -233,8 +238,10 @@ pub const SUPPORTED_PARAMS: &[&str] = &[
 macro_rules! gemini_shared {
     () => {
         fn supported_params(&self, endpoint: Endpoint) -> Option<&'static [&'static str]> {
-            // No embeddings here: `encode` refuses them before any parameter matters.
-            (endpoint == Endpoint::Chat).then_some(SUPPORTED_PARAMS)
+            Some(match endpoint {
+                Endpoint::Chat => SUPPORTED_PARAMS,
+                Endpoint::Embeddings => embed::EMBEDDINGS_PARAMS,
+            })
         }
 
         super::delegate_responses!(decode_chat, stream_chat, classify);
@@ -246,10 +253,10 @@ impl Provider for Gemini {
         "gemini"
     }
 
-    fn supports(&self, op: crate::types::OperationKind) -> bool {
+    fn supports(&self, op: OperationKind) -> bool {
         matches!(
             op,
-            crate::types::OperationKind::Chat | crate::types::OperationKind::ImageGenerations
+            OperationKind::Chat | OperationKind::Embeddings | OperationKind::ImageGenerations
         )
     }
 
@@ -262,6 +269,13 @@ impl Provider for Gemini {
             r.add_credential(head.headers_mut())?;
             return images::predict_body(i).map(|body| head.map(|()| body));
         }
+        if let Operation::Embeddings(emb) = &req.op {
+            let r = dep.resolved(self.name());
+            let mut head = resolved_head(reached(&r.embeddings)?, &r)?;
+            r.add_credential(head.headers_mut())?;
+            let body = embed::batch_embed_body(emb, &dep.model, dep)?;
+            return Ok(head.map(|()| body));
+        }
         let chat = chat_of(self, req)?;
         let r = dep.resolved(self.name());
         let mut head = resolved_head(r.chat_endpoint(req.is_stream())?, &r)?;
@@ -270,6 +284,10 @@ impl Provider for Gemini {
     }
 
     gemini_shared!();
+
+    fn embedding_inputs_per_call(&self, _dep: &Deployment) -> Option<usize> {
+        Some(embed::GEMINI_MAX_INPUTS)
+    }
 }
 
 impl VertexAi {
@@ -278,7 +296,7 @@ impl VertexAi {
     fn url(&self, req: &LlmRequest, dep: &Deployment) -> Result<String, LlmError> {
         let r = dep.resolved(self.name());
         let project = r.vertex.as_ref().and_then(credentials_project);
-        vertex_url(dep, project.as_deref(), req.is_stream())
+        vertex_url(dep, project.as_deref(), method_for(req.is_stream()))
     }
 
     /// The endpoint of a call: resolved with the deployment, or, when its project comes from the
@@ -297,8 +315,10 @@ impl VertexAi {
             let Some(project) = credentials_project(v) else {
                 return reached(target);
             };
-            let parse =
-                |stream| vertex_url(dep, Some(&project), stream).and_then(|u| Upstream::parse(&u));
+            let parse = |stream| {
+                vertex_url(dep, Some(&project), method_for(stream))
+                    .and_then(|u| Upstream::parse(&u))
+            };
             let _ = v.project_endpoints.set((parse(false)?, parse(true)?));
         }
         match v.project_endpoints.get() {
@@ -327,22 +347,14 @@ impl Provider for VertexAi {
         "vertex_ai"
     }
 
-    fn supports(&self, op: crate::types::OperationKind) -> bool {
+    fn supports(&self, op: OperationKind) -> bool {
         matches!(
             op,
-            crate::types::OperationKind::Chat | crate::types::OperationKind::ImageGenerations
+            OperationKind::Chat | OperationKind::Embeddings | OperationKind::ImageGenerations
         )
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
-        let images = match &req.op {
-            Operation::ImageGenerations(i) => Some(i),
-            _ => None,
-        };
-        let chat = match images {
-            Some(_) => None,
-            None => Some(chat_of(self, req)?),
-        };
         let r = dep.resolved(self.name());
         // A fetched token, else the deployment's api_key as an access token.
         let auth = match req.extensions.get::<AccessToken>() {
@@ -353,20 +365,43 @@ impl Provider for VertexAi {
                 None => return Err(no_credentials()),
             },
         };
-        let endpoint = self.endpoint(&r, dep, req.is_stream())?;
-        if let Some(i) = images {
+        if let Operation::ImageGenerations(i) = &req.op {
             // Imagen: `:predict` beside the model's `generateContent`.
+            let endpoint = self.endpoint(&r, dep, false)?;
             let mut head = resolved_head(&images::predict_endpoint(endpoint)?, &r)?;
             head.headers_mut().append(http::header::AUTHORIZATION, auth);
             return images::predict_body(i).map(|body| head.map(|()| body));
         }
-        let chat = chat.ok_or_else(|| super::unsupported(self, req))?;
-        let mut head = resolved_head(endpoint, &r)?;
+        if let Operation::Embeddings(emb) = &req.op {
+            // The project from the credentials, when the deployment names none.
+            let from_credentials;
+            let target = match (
+                &r.embeddings,
+                r.vertex.as_ref().and_then(credentials_project),
+            ) {
+                (Err(_), Some(project)) => {
+                    from_credentials =
+                        Upstream::parse(&vertex_url(dep, Some(&project), "predict")?)?;
+                    &from_credentials
+                }
+                (target, _) => reached(target)?,
+            };
+            let mut head = resolved_head(target, &r)?;
+            head.headers_mut().append(http::header::AUTHORIZATION, auth);
+            let body = embed::predict_body(emb, dep)?;
+            return Ok(head.map(|()| body));
+        }
+        let chat = chat_of(self, req)?;
+        let mut head = resolved_head(self.endpoint(&r, dep, req.is_stream())?, &r)?;
         head.headers_mut().append(http::header::AUTHORIZATION, auth);
         generate_content_body(chat, &dep.model).map(|body| head.map(|()| body))
     }
 
     gemini_shared!();
+
+    fn embedding_inputs_per_call(&self, dep: &Deployment) -> Option<usize> {
+        Some(embed::vertex_inputs_per_call(&dep.model))
+    }
 
     /// The service-account token when the deployment has no ready access token (`api_key`), from
     /// the deployment's own token cache.
