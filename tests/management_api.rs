@@ -764,3 +764,262 @@ async fn routes_on_sqlite() {
 async fn routes_on_litellms_own_database() {
     routes(BuildOptions::default().database_url(litellm_common::litellm_db().await)).await;
 }
+
+/// Organizations: create (with a budget row made from the body), teams joining one, members
+/// (by id and by e-mail, created when missing), roles (an `org_admin` manages members, a member
+/// reads its organization, another user does not), the organization's budget enforced on its
+/// teams' calls, update, delete (its teams go too, as in LiteLLM).
+async fn organizations(opts: BuildOptions) {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(&config(&up.url()), opts).await;
+    let base = gw.url("");
+    let at = |p: &str| gw.url(p);
+    let call = |method: &'static str, path: &str, key: &str, body: Value| {
+        let url = at(path);
+        let key = key.to_owned();
+        async move { governance_common::call(method, &url, Some(&key), Some(&body)).await }
+    };
+
+    // ---- create ----
+    let a = post(
+        &at("/organization/new"),
+        Some(MASTER),
+        &json!({"organization_id": "o1", "organization_alias": "Org One", "models": ["g"], "max_budget": 0.000_000_1, "metadata": {"a": 1}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let o = a.json();
+    assert_eq!(o["organization_id"], "o1");
+    assert_eq!(o["organization_alias"], "Org One");
+    assert_eq!(o["models"], json!(["g"]));
+    assert_eq!(o["spend"], 0.0);
+    assert_eq!(o["litellm_budget_table"]["max_budget"], 0.000_000_1);
+    assert_eq!(o["budget_id"], o["litellm_budget_table"]["budget_id"]);
+    // The same id again, a missing alias, a malformed budget: 400 naming the field.
+    refused(
+        &post(
+            &at("/organization/new"),
+            Some(MASTER),
+            &json!({"organization_id": "o1", "organization_alias": "x"}),
+        )
+        .await,
+        "organization_id",
+    );
+    refused(
+        &post(&at("/organization/new"), Some(MASTER), &json!({})).await,
+        "organization_alias",
+    );
+    refused(
+        &post(
+            &at("/organization/new"),
+            Some(MASTER),
+            &json!({"organization_alias": "x", "max_budget": -1}),
+        )
+        .await,
+        "max_budget",
+    );
+    refused(
+        &post(
+            &at("/organization/new"),
+            Some(MASTER),
+            &json!({"organization_alias": "x", "budget_id": "no-such-budget"}),
+        )
+        .await,
+        "budget_id",
+    );
+
+    // ---- a team in the organization; an unknown organization is refused ----
+    let a = post(
+        &at("/team/new"),
+        Some(MASTER),
+        &json!({"team_id": "ot", "organization_id": "o1"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["organization_id"], "o1");
+    refused(
+        &post(
+            &at("/team/new"),
+            Some(MASTER),
+            &json!({"team_id": "ot2", "organization_id": "nope"}),
+        )
+        .await,
+        "organization_id",
+    );
+
+    // ---- members: admin by id (created), member by e-mail of an existing user ----
+    let outsider = user(&base, "outsider", "internal_user").await;
+    let _ = user(&base, "bob", "internal_user").await;
+    let a = post(
+        &at("/organization/member_add"),
+        Some(MASTER),
+        &json!({"organization_id": "o1", "member": [{"user_id": "oadmin", "role": "org_admin"}, {"user_email": "bob@example.com", "role": "internal_user"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(v["organization_id"], "o1");
+    assert_eq!(v["updated_users"][0]["user_id"], "oadmin");
+    assert_eq!(v["updated_users"][1]["user_id"], "bob");
+    assert_eq!(
+        v["updated_organization_memberships"][0]["user_role"],
+        "org_admin"
+    );
+    // The created user exists.
+    let a = get(&at("/user/info?user_id=oadmin"), Some(MASTER)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    refused(
+        &post(
+            &at("/organization/member_add"),
+            Some(MASTER),
+            &json!({"organization_id": "o1", "member": {"user_id": "x", "role": "emperor"}}),
+        )
+        .await,
+        "role",
+    );
+    let a = post(
+        &at("/organization/member_add"),
+        Some(MASTER),
+        &json!({"organization_id": "nope", "member": {"user_id": "x", "role": "internal_user"}}),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+
+    // Keys of the org admin and of bob.
+    let (oadmin, _) = new_key(&base, json!({"user_id": "oadmin"})).await;
+    let (bob, _) = new_key(&base, json!({"user_id": "bob"})).await;
+    // The org admin manages members; bob (internal_user) and an outsider may not.
+    let a = call(
+        "PATCH",
+        "/organization/member_update",
+        &oadmin,
+        json!({"organization_id": "o1", "user_id": "bob", "role": "internal_user_viewer", "max_budget_in_organization": 5.0}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["user_role"], "internal_user_viewer");
+    assert_eq!(a.json()["litellm_budget_table"]["max_budget"], 5.0);
+    for k in [&bob, &outsider] {
+        let a = call(
+            "PATCH",
+            "/organization/member_update",
+            k,
+            json!({"organization_id": "o1", "user_id": "oadmin", "role": "internal_user"}),
+        )
+        .await;
+        assert_eq!(a.status, 403, "{}", String::from_utf8_lossy(&a.body));
+    }
+    // Members read their organization; the outsider neither reads it nor lists it.
+    let a = get(&at("/organization/info?organization_id=o1"), Some(&bob)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["members"].as_array().unwrap().len(), 2);
+    assert_eq!(a.json()["teams"][0]["team_id"], "ot");
+    assert_eq!(
+        get(
+            &at("/organization/info?organization_id=o1"),
+            Some(&outsider)
+        )
+        .await
+        .status,
+        403
+    );
+    let a = get(&at("/organization/list"), Some(&outsider)).await;
+    assert_eq!(a.json(), json!([]));
+    let a = get(&at("/organization/list"), Some(&bob)).await;
+    assert_eq!(a.json()[0]["organization_id"], "o1");
+    // Only admins create, update, delete.
+    assert_eq!(
+        post(
+            &at("/organization/new"),
+            Some(&oadmin),
+            &json!({"organization_alias": "mine"})
+        )
+        .await
+        .status,
+        403
+    );
+    let a = get(&at("/organization/info?organization_id=nope"), Some(MASTER)).await;
+    assert_eq!(a.status, 404);
+
+    // ---- the organization's budget on its team's calls ----
+    let (team_key, _) = new_key(&base, json!({"team_id": "ot"})).await;
+    let a = chat(&base, &team_key, "g").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    gw.flush().await;
+    let a = get(&at("/organization/info?organization_id=o1"), Some(MASTER)).await;
+    let spent = a.json()["spend"].as_f64().unwrap();
+    assert!(spent > 0.0, "{}", a.json());
+    let a = chat(&base, &team_key, "g").await;
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
+    let msg = a.error()["message"].as_str().unwrap().to_owned();
+    assert!(
+        msg.starts_with("Budget has been exceeded! Organization=o1 Current cost: "),
+        "{msg}"
+    );
+    // Raising the budget through /organization/update lets the team call again.
+    let a = call(
+        "PATCH",
+        "/organization/update",
+        MASTER,
+        json!({"organization_id": "o1", "max_budget": 100.0, "organization_alias": "Org 1", "metadata": {"b": 2}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["organization_alias"], "Org 1");
+    assert_eq!(a.json()["metadata"], json!({"a": 1, "b": 2}));
+    assert_eq!(a.json()["litellm_budget_table"]["max_budget"], 100.0);
+    let a = chat(&base, &team_key, "g").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+
+    // ---- member_delete, delete ----
+    let a = call(
+        "DELETE",
+        "/organization/member_delete",
+        &oadmin,
+        json!({"organization_id": "o1", "user_email": "bob@example.com"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["user_id"], "bob");
+    let a = call(
+        "DELETE",
+        "/organization/member_delete",
+        MASTER,
+        json!({"organization_id": "o1", "user_id": "bob"}),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    let a = call(
+        "DELETE",
+        "/organization/delete",
+        MASTER,
+        json!({"organization_ids": ["o1"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()[0]["organization_id"], "o1");
+    assert_eq!(
+        get(&at("/team/info?team_id=ot"), Some(MASTER)).await.status,
+        404
+    );
+    let a = call(
+        "DELETE",
+        "/organization/delete",
+        MASTER,
+        json!({"organization_ids": ["o1"]}),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organizations_on_sqlite() {
+    organizations(BuildOptions::default().database_url("sqlite::memory:")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organizations_on_litellms_own_database() {
+    organizations(BuildOptions::default().database_url(litellm_common::litellm_db().await)).await;
+}

@@ -114,7 +114,13 @@ impl KeyCache {
                 .and_then(|u| totals.users.get(u))
                 .copied()
                 .unwrap_or(0.0);
-            if k == 0.0 && t == 0.0 && u == 0.0 {
+            let o = info
+                .organization_id
+                .as_ref()
+                .and_then(|o| totals.orgs.get(o))
+                .copied()
+                .unwrap_or(0.0);
+            if k == 0.0 && t == 0.0 && u == 0.0 && o == 0.0 {
                 return None;
             }
             let mut next = KeyInfo::clone(info);
@@ -134,6 +140,9 @@ impl KeyCache {
             }
             if let Some(s) = next.user.as_mut() {
                 add(s, u);
+            }
+            if let Some(s) = next.organization.as_mut() {
+                add(s, o);
             }
             Some(Arc::new(next))
         };

@@ -68,6 +68,10 @@ pub struct KeyInfo {
     pub team: Option<Scope>,
     /// The user's limits and spend.
     pub user: Option<Scope>,
+    /// The organization of the key's team (`LiteLLM_TeamTable.organization_id`).
+    pub organization_id: Option<String>,
+    /// The organization's limits (its budget row's) and spend.
+    pub organization: Option<Scope>,
 }
 
 impl KeyInfo {
@@ -109,6 +113,11 @@ impl KeyInfo {
             Some(u) => store.user(u).await?,
             None => None,
         };
+        let organization_id = team.as_ref().and_then(|t| t.organization_id.clone());
+        let organization = match &organization_id {
+            Some(o) => store.organization(o).await?,
+            None => None,
+        };
         let is_admin = user
             .as_ref()
             .and_then(|u| u.user_role.as_deref())
@@ -143,6 +152,13 @@ impl KeyInfo {
                 limits: u.limits,
                 spend: u.spend,
                 budget_reset_at: u.budget_reset_at,
+            }),
+            organization_id,
+            organization: organization.map(|o| Scope {
+                id: o.organization_id,
+                limits: o.limits,
+                spend: o.spend,
+                budget_reset_at: o.budget_reset_at,
             }),
         }))
     }

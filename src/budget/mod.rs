@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | key | `Budget has been exceeded! Key=<key_alias, else "key"> Current cost: <spend>, Max budget: <max>` |
 //! | team | `Budget has been exceeded! Team=<team_id> Current cost: <spend>, Max budget: <max>` |
+//! | organization (of the key's team) | `Budget has been exceeded! Organization=<organization_id> Current cost: <spend>, Max budget: <max>` |
 //! | user | `ExceededBudget: User=<user_id> over budget. Spend=<spend>, Budget=<max>` |
 //! | proxy | `Budget has been exceeded! Current cost: <spend>, Max budget: <max>` |
 //!
@@ -224,6 +225,20 @@ pub fn check(info: &KeyInfo, ledger: Option<&Ledger>) -> Option<LlmError> {
                 return Some(exceeded(format!(
                     "Budget has been exceeded! Team={} Current cost: {}, Max budget: {}",
                     t.id,
+                    py_float(current),
+                    py_float(max)
+                )));
+            }
+        }
+    }
+    if let (Some(o), Some(t)) = (&info.organization, &info.team) {
+        // Pending: this team's unwritten spend (other teams' is seen once written).
+        if let Some((current, max)) = over(o, pending(&|l| l.team(&t.id)), now) {
+            // LiteLLM: a budget ≤ 0 is none; spend at the budget is over it.
+            if max > 0.0 && spent(current, max, true) {
+                return Some(exceeded(format!(
+                    "Budget has been exceeded! Organization={} Current cost: {}, Max budget: {}",
+                    o.id,
                     py_float(current),
                     py_float(max)
                 )));

@@ -28,6 +28,9 @@
 //! | `POST /user/new`, `/user/update`, `/user/delete`, `GET /user/list` | users |
 //! | `GET /user/info?user_id=` | a user (a key may read its user) |
 //! | `POST /budget/new`, `/budget/update`, `/budget/info`, `/budget/delete`, `GET /budget/list` | budgets |
+//! | `POST /organization/new`, `PATCH /organization/update`, `DELETE /organization/delete` | organizations (admins) |
+//! | `GET /organization/info` (also by members), `/organization/list` (a user's own) | organizations |
+//! | `POST /organization/member_add`, `PATCH /organization/member_update`, `DELETE /organization/member_delete` | members (also by the organization's `org_admin`s) |
 //! | `GET /spend/logs`, `/global/spend` | spend |
 //! | `GET /user/daily/activity`, `/team/daily/activity` | spend per day (LiteLLM's shape) |
 //! | `/key/health`, `POST /utils/token_counter` | any valid key |
@@ -51,6 +54,7 @@ mod error;
 mod extract;
 mod keys;
 mod limits;
+mod orgs;
 mod spend;
 mod teams;
 mod users;
@@ -101,6 +105,7 @@ pub fn router(master: Option<Secret>, keys: KeyCache, max_budget: Option<f64>) -
         .merge(users::routes(&state))
         .merge(spend::routes(&state))
         .merge(budgets::routes(&state))
+        .merge(orgs::routes(&state))
         .merge(utils::routes())
         .fallback(unknown_route)
         .with_state(state)

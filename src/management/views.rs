@@ -66,6 +66,7 @@ pub(super) fn team_json(t: &TeamRow) -> Value {
         "metadata": t.metadata,
         "members_with_roles": t.members_with_roles,
         "blocked": t.blocked,
+        "organization_id": t.organization_id,
         "created_at": iso(t.created_at),
         "updated_at": iso(t.updated_at),
     })

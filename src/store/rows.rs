@@ -80,6 +80,59 @@ pub struct TeamRow {
     pub members_with_roles: Vec<Value>,
     /// Refused while set.
     pub blocked: bool,
+    /// The organization the team belongs to (`/organization/*`): its calls charge the
+    /// organization's budget too.
+    pub organization_id: Option<String>,
+    /// Created (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
+/// An organization (LiteLLM's `LiteLLM_OrganizationTable`): owns teams; its limits are those of
+/// its `budget_id`'s budget row, as in LiteLLM.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OrgRow {
+    /// Id.
+    pub organization_id: String,
+    /// Human name.
+    pub organization_alias: String,
+    /// The budget row holding its limits (every organization has one, as in LiteLLM).
+    pub budget_id: String,
+    /// Model groups its teams may call (empty: all).
+    pub models: Vec<String>,
+    /// Spend this period (every call of its teams).
+    pub spend: f64,
+    /// Limits and budget, from the budget row (read-only here: change them on the budget).
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// When the budget period ends (Unix ms; the budget row's `budget_reset_at`).
+    pub budget_reset_at: Option<i64>,
+    /// Free-form metadata.
+    pub metadata: Map<String, Value>,
+    /// Who created it.
+    pub created_by: String,
+    /// Who changed it last.
+    pub updated_by: String,
+    /// Created (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
+/// A user's membership of an organization (LiteLLM's `LiteLLM_OrganizationMembership`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OrgMemberRow {
+    /// The user.
+    pub user_id: String,
+    /// The organization.
+    pub organization_id: String,
+    /// `org_admin`, `internal_user`, `internal_user_viewer`.
+    pub user_role: Option<String>,
+    /// Spend of the user in the organization.
+    pub spend: f64,
+    /// The member's own budget row (`max_budget_in_organization`), if any.
+    pub budget_id: Option<String>,
     /// Created (Unix ms).
     pub created_at: i64,
     /// Last change (Unix ms).
@@ -303,6 +356,9 @@ pub struct SpendTotals {
     pub teams: HashMap<String, f64>,
     /// Per user.
     pub users: HashMap<String, f64>,
+    /// Per organization (the teams' spend, charged to the organization each team belongs to;
+    /// filled by the store, which knows the teams' organizations).
+    pub orgs: HashMap<String, f64>,
     /// Added to the proxy-wide budget row ([`PROXY_BUDGET_ID`]): every counted row's cost.
     pub proxy: f64,
     /// The proxy-wide budget row after this batch, when it exists.

@@ -85,7 +85,7 @@ macro_rules! team_select {
             list!("t.models"),
             " AS models, t.spend, t.max_budget, t.budget_duration, ",
             ms!("t.budget_reset_at"),
-            " AS budget_reset_at, CAST(t.tpm_limit AS BIGINT) AS tpm_limit, CAST(t.rpm_limit AS BIGINT) AS rpm_limit, CAST(t.max_parallel_requests AS BIGINT) AS max_parallel_requests, CAST(t.metadata AS TEXT) AS metadata, CAST(t.members_with_roles AS TEXT) AS members, CAST(CASE WHEN t.blocked THEN 1 ELSE 0 END AS BIGINT) AS blocked, ",
+            " AS budget_reset_at, CAST(t.tpm_limit AS BIGINT) AS tpm_limit, CAST(t.rpm_limit AS BIGINT) AS rpm_limit, CAST(t.max_parallel_requests AS BIGINT) AS max_parallel_requests, CAST(t.metadata AS TEXT) AS metadata, CAST(t.members_with_roles AS TEXT) AS members, CAST(CASE WHEN t.blocked THEN 1 ELSE 0 END AS BIGINT) AS blocked, t.organization_id, ",
             ms!("t.created_at"),
             " AS created_at, ",
             ms!("t.updated_at"),
@@ -176,7 +176,7 @@ pub(super) const LIST_KEYS: &str = concat!(
 // ---- teams (parameters as in teams.rs) ----
 
 pub(super) const INSERT_TEAM: &str = concat!(
-    "INSERT INTO \"LiteLLM_TeamTable\" (team_id, team_alias, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, members_with_roles, blocked, created_at, updated_at) VALUES ($1, $2, ",
+    "INSERT INTO \"LiteLLM_TeamTable\" (team_id, team_alias, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, members_with_roles, blocked, created_at, updated_at, organization_id) VALUES ($1, $2, ",
     arr!("$3"),
     ", $4, CAST($5 AS DOUBLE PRECISION), $6, ",
     ts!("$7"),
@@ -184,7 +184,7 @@ pub(super) const INSERT_TEAM: &str = concat!(
     ts!("$14"),
     ", ",
     ts!("$15"),
-    ")"
+    ", $16)"
 );
 pub(super) const TEAM_BY_ID: &str = concat!(team_select!(), " WHERE t.team_id = $1");
 pub(super) const RESET_TEAM: &str = concat!(
@@ -200,7 +200,7 @@ pub(super) const UPDATE_TEAM: &str = concat!(
     ts!("$5"),
     ", tpm_limit = $6, rpm_limit = $7, max_parallel_requests = CAST($8 AS INTEGER), metadata = CAST($9 AS JSONB), members_with_roles = CAST($10 AS JSONB), blocked = CAST($11 AS BIGINT) <> 0, updated_at = ",
     ts!("$12"),
-    " WHERE team_id = $13"
+    ", organization_id = $14 WHERE team_id = $13"
 );
 pub(super) const DELETE_TEAM: &str = "DELETE FROM \"LiteLLM_TeamTable\" WHERE team_id = $1";
 pub(super) const LIST_TEAMS: &str = concat!(team_select!(), " ORDER BY t.created_at, t.team_id");
@@ -533,6 +533,8 @@ impl Store {
             }
         }
         let mut totals = totals;
+        // Each team's organization is charged its teams' spend.
+        totals.orgs = self.charge_orgs(&mut tx, &totals.teams).await?;
         if totals.proxy != 0.0 {
             let row = sqlx::query(concat!(
                 "SELECT spend, ",

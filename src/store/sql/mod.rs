@@ -27,14 +27,15 @@ use sqlx::{
 };
 
 use super::{
-    now_ms, BudgetState, KeyRow, KeyStore, Limits, SpendRow, SpendSink, SpendTotals, StoreError,
-    StoreFuture, TeamRow, UserRow,
+    now_ms, BudgetState, KeyRow, KeyStore, Limits, OrgRow, SpendRow, SpendSink, SpendTotals,
+    StoreError, StoreFuture, TeamRow, UserRow,
 };
 
 mod budgets;
 mod keys;
 mod litellm;
 mod models;
+mod orgs;
 mod spend;
 mod teams;
 mod users;
@@ -44,6 +45,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_budgets.sql")),
     (3, include_str!("migrations/0003_spend_log_indexes.sql")),
+    (4, include_str!("migrations/0004_organizations.sql")),
 ];
 
 fn db(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
@@ -185,6 +187,7 @@ fn team_row(row: &AnyRow) -> TeamRow {
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default(),
         blocked: get::<i64>(row, "blocked").unwrap_or(0) != 0,
+        organization_id: get(row, "organization_id"),
         created_at: get(row, "created_at").unwrap_or(0),
         updated_at: get(row, "updated_at").unwrap_or(0),
     }
@@ -443,6 +446,10 @@ impl KeyStore for Store {
 
     fn user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<UserRow>> {
         Box::pin(Self::user(self, user_id))
+    }
+
+    fn organization<'a>(&'a self, organization_id: &'a str) -> StoreFuture<'a, Option<OrgRow>> {
+        Box::pin(Self::organization(self, organization_id))
     }
 
     fn ping(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {

@@ -212,6 +212,8 @@ impl Store {
                 }
             }
         }
+        // Each team's organization is charged its teams' spend.
+        totals.orgs = self.charge_orgs(&mut tx, &totals.teams).await?;
         if !proxy.is_empty() {
             let row =
                 sqlx::query("SELECT spend, budget_reset_at FROM llmgate_users WHERE user_id = $1")
