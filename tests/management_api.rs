@@ -1023,3 +1023,168 @@ async fn organizations_on_sqlite() {
 async fn organizations_on_litellms_own_database() {
     organizations(BuildOptions::default().database_url(litellm_common::litellm_db().await)).await;
 }
+
+/// Posts a chat call for the end user `user` (the body's `user`).
+async fn chat_as(base: &str, key: &str, user: &str) -> governance_common::Answer {
+    post(
+        &format!("{base}/v1/chat/completions"),
+        Some(key),
+        &json!({"model": "g", "user": user, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await
+}
+
+/// End users (`/customer/*`, `/end_user/*`): create with a budget row made from the body, read,
+/// update, block (also one without a row), unblock, list, delete; on the request path a blocked
+/// end user is refused (400), one over its budget too (422), and its calls are charged to it.
+async fn end_users(opts: BuildOptions) {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(&config(&up.url()), opts).await;
+    let base = gw.url("");
+    let at = |p: &str| gw.url(p);
+    let (key, token) = new_key(&base, json!({})).await;
+
+    let a = post(
+        &at("/customer/new"),
+        Some(MASTER),
+        &json!({"user_id": "cust1", "alias": "Customer 1", "max_budget": 0.000_000_1, "allowed_model_region": "eu"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(v["user_id"], "cust1");
+    assert_eq!(v["alias"], "Customer 1");
+    assert_eq!(v["allowed_model_region"], "eu");
+    assert_eq!(v["blocked"], false);
+    assert_eq!(v["litellm_budget_table"]["max_budget"], 0.000_000_1);
+    refused(
+        &post(
+            &at("/customer/new"),
+            Some(MASTER),
+            &json!({"user_id": "cust1"}),
+        )
+        .await,
+        "user_id",
+    );
+    refused(
+        &post(
+            &at("/end_user/new"),
+            Some(MASTER),
+            &json!({"user_id": "c9", "allowed_model_region": "mars"}),
+        )
+        .await,
+        "allowed_model_region",
+    );
+    refused(
+        &post(&at("/customer/new"), Some(MASTER), &json!({"alias": "x"})).await,
+        "user_id",
+    );
+    let a = get(&at("/customer/info?end_user_id=nope"), Some(MASTER)).await;
+    assert_eq!(a.status, 404);
+    assert_eq!(
+        a.error()["message"],
+        "End User Id=nope does not exist in db"
+    );
+    // Admin routes: another key may not.
+    assert_eq!(get(&at("/customer/list"), Some(&key)).await.status, 403);
+
+    // ---- the request path: charged, then over budget ----
+    let a = chat_as(&base, &key, "cust1").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    gw.flush().await;
+    let a = get(&at("/end_user/info?end_user_id=cust1"), Some(MASTER)).await;
+    assert!(a.json()["spend"].as_f64().unwrap() > 0.0, "{}", a.json());
+    let logs = get(&at(&format!("/spend/logs?api_key={token}")), Some(MASTER)).await;
+    assert_eq!(logs.json()[0]["end_user"], "cust1", "{}", logs.json());
+    let a = chat_as(&base, &key, "cust1").await;
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
+    let msg = a.error()["message"].as_str().unwrap().to_owned();
+    assert!(
+        msg.starts_with("ExceededBudget: End User=cust1 over budget. Spend="),
+        "{msg}"
+    );
+    // Another end user, and one without a row, are not affected.
+    assert_eq!(chat_as(&base, &key, "nobody").await.status, 200);
+    // A larger budget through /customer/update lets it call again.
+    let a = post(
+        &at("/customer/update"),
+        Some(MASTER),
+        &json!({"user_id": "cust1", "max_budget": 100.0, "alias": "C1"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["alias"], "C1");
+    assert_eq!(a.json()["litellm_budget_table"]["max_budget"], 100.0);
+    assert_eq!(chat_as(&base, &key, "cust1").await.status, 200);
+    let a = post(
+        &at("/customer/update"),
+        Some(MASTER),
+        &json!({"user_id": "nope", "alias": "x"}),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+
+    // ---- block, unblock ----
+    let a = post(
+        &at("/customer/block"),
+        Some(MASTER),
+        &json!({"user_ids": ["cust2"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["blocked_users"][0]["user_id"], "cust2");
+    let a = chat_as(&base, &key, "cust2").await;
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.error()["message"],
+        "User blocked from making LLM API Calls. User=cust2"
+    );
+    let a = post(
+        &at("/end_user/unblock"),
+        Some(MASTER),
+        &json!({"user_ids": ["cust2"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["blocked_users"], json!([]));
+    assert_eq!(chat_as(&base, &key, "cust2").await.status, 200);
+
+    // ---- list, delete ----
+    let a = get(&at("/customer/list"), Some(MASTER)).await;
+    assert_eq!(a.json().as_array().unwrap().len(), 2, "{}", a.json());
+    let a = post(
+        &at("/customer/delete"),
+        Some(MASTER),
+        &json!({"user_ids": ["cust1", "nope"]}),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    assert_eq!(
+        a.error()["message"],
+        "End User Id(s)=nope do not exist in db"
+    );
+    let a = post(
+        &at("/customer/delete"),
+        Some(MASTER),
+        &json!({"user_ids": ["cust1", "cust2"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["deleted_customers"], 2);
+    assert_eq!(
+        get(&at("/customer/list"), Some(MASTER)).await.json(),
+        json!([])
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_users_on_sqlite() {
+    end_users(BuildOptions::default().database_url("sqlite::memory:")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_users_on_litellms_own_database() {
+    end_users(BuildOptions::default().database_url(litellm_common::litellm_db().await)).await;
+}

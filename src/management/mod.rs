@@ -30,6 +30,7 @@
 //! | `POST /budget/new`, `/budget/update`, `/budget/info`, `/budget/delete`, `GET /budget/list` | budgets |
 //! | `POST /organization/new`, `PATCH /organization/update`, `DELETE /organization/delete` | organizations (admins) |
 //! | `GET /organization/info` (also by members), `/organization/list` (a user's own) | organizations |
+//! | `POST /customer/new`, `/customer/update`, `/customer/delete`, `/customer/block`, `/customer/unblock`, `GET /customer/info?end_user_id=`, `/customer/list` (and `/end_user/*`) | end users |
 //! | `POST /organization/member_add`, `PATCH /organization/member_update`, `DELETE /organization/member_delete` | members (also by the organization's `org_admin`s) |
 //! | `GET /spend/logs`, `/global/spend` | spend |
 //! | `GET /user/daily/activity`, `/team/daily/activity` | spend per day (LiteLLM's shape) |
@@ -50,6 +51,7 @@
 //! ```
 
 mod budgets;
+mod customers;
 mod error;
 mod extract;
 mod keys;
@@ -106,6 +108,7 @@ pub fn router(master: Option<Secret>, keys: KeyCache, max_budget: Option<f64>) -
         .merge(spend::routes(&state))
         .merge(budgets::routes(&state))
         .merge(orgs::routes(&state))
+        .merge(customers::routes(&state))
         .merge(utils::routes())
         .fallback(unknown_route)
         .with_state(state)

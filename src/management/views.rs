@@ -114,6 +114,7 @@ pub(super) fn spend_json(r: &SpendRow) -> Value {
         "cache_hit": if r.cache_hit { "True" } else { "False" },
         "status": r.status,
         "request_tags": r.request_tags,
+        "end_user": r.end_user.as_deref().unwrap_or_default(),
     })
 }
 

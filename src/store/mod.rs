@@ -80,8 +80,9 @@ pub use self::{
     memory::InMemoryStore,
     models::{InMemoryModels, ModelRow, ModelStore},
     rows::{
-        BudgetRow, BudgetState, DailyBy, DailySpend, KeyRow, Limits, NewKey, OrgMemberRow, OrgRow,
-        SpendFilter, SpendRow, SpendTotals, TeamRow, UserRow, PROXY_BUDGET_ID,
+        BudgetRow, BudgetState, DailyBy, DailySpend, EndUserRow, KeyRow, Limits, NewKey,
+        OrgMemberRow, OrgRow, SpendFilter, SpendRow, SpendTotals, TeamRow, UserRow,
+        PROXY_BUDGET_ID,
     },
 };
 
@@ -114,6 +115,14 @@ pub trait KeyStore: Any + Send + Sync + fmt::Debug {
     /// ended. Default: none (a store without organizations, such as [`InMemoryStore`]).
     fn organization<'a>(&'a self, organization_id: &'a str) -> StoreFuture<'a, Option<OrgRow>> {
         let _ = organization_id;
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// An end user (a request's `user`) with its budget row's limits, its budget period rolled
+    /// over first when it ended. Default: none (a store without end users, such as
+    /// [`InMemoryStore`]).
+    fn end_user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<EndUserRow>> {
+        let _ = user_id;
         Box::pin(std::future::ready(Ok(None)))
     }
 
@@ -173,6 +182,10 @@ impl<T: KeyStore + ?Sized> KeyStore for Arc<T> {
 
     fn organization<'a>(&'a self, organization_id: &'a str) -> StoreFuture<'a, Option<OrgRow>> {
         (**self).organization(organization_id)
+    }
+
+    fn end_user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<EndUserRow>> {
+        (**self).end_user(user_id)
     }
 
     fn ping(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {

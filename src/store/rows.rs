@@ -120,6 +120,31 @@ pub struct OrgRow {
     pub updated_at: i64,
 }
 
+/// An end user, a customer of the caller (LiteLLM's `LiteLLM_EndUserTable`, `/customer/*`): the
+/// `user` a request names. Its limits are its budget row's (`budget_id`), as in LiteLLM.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EndUserRow {
+    /// Id (the request's `user`).
+    pub user_id: String,
+    /// Admin-facing name.
+    pub alias: Option<String>,
+    /// Spend this period.
+    pub spend: f64,
+    /// The region its calls must be served in (`eu`, `us`, ...; deployments' `region_name`).
+    pub allowed_model_region: Option<String>,
+    /// The model to use when none in the region fits.
+    pub default_model: Option<String>,
+    /// The budget row holding its limits.
+    pub budget_id: Option<String>,
+    /// Limits and budget, from the budget row.
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// When the budget period ends (Unix ms; the budget row's).
+    pub budget_reset_at: Option<i64>,
+    /// Its calls are refused while set.
+    pub blocked: bool,
+}
+
 /// A user's membership of an organization (LiteLLM's `LiteLLM_OrganizationMembership`).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct OrgMemberRow {
@@ -289,6 +314,9 @@ pub struct SpendRow {
     pub status: String,
     /// Request tags.
     pub request_tags: Vec<String>,
+    /// The end user the call was made for (the body's `user`; LiteLLM's `end_user`).
+    #[serde(default)]
+    pub end_user: Option<String>,
 }
 
 /// Filters of [`Store::spend_logs`](super::Store::spend_logs) (`/spend/logs`).
@@ -356,6 +384,9 @@ pub struct SpendTotals {
     pub teams: HashMap<String, f64>,
     /// Per user.
     pub users: HashMap<String, f64>,
+    /// Per end user (LiteLLM's `LiteLLM_EndUserTable.spend`; an end user without a row is not
+    /// charged).
+    pub end_users: HashMap<String, f64>,
     /// Per organization (the teams' spend, charged to the organization each team belongs to;
     /// filled by the store, which knows the teams' organizations).
     pub orgs: HashMap<String, f64>,

@@ -119,7 +119,7 @@ macro_rules! spend_select {
             ms!("s.\"startTime\""),
             " AS start_time, ",
             ms!("s.\"endTime\""),
-            " AS end_time, CAST(COALESCE(s.request_duration_ms, EXTRACT(EPOCH FROM (s.\"endTime\" - s.\"startTime\")) * 1000) AS BIGINT) AS latency_ms, CAST(CASE WHEN s.cache_hit = 'True' THEN 1 ELSE 0 END AS BIGINT) AS cache_hit, COALESCE(CAST(s.metadata->>'llmgate_status' AS TEXT), s.status, CAST(s.metadata->>'status' AS TEXT), 'success') AS status, COALESCE(CAST(s.request_tags AS TEXT), '[]') AS request_tags FROM \"LiteLLM_SpendLogs\" s"
+            " AS end_time, CAST(COALESCE(s.request_duration_ms, EXTRACT(EPOCH FROM (s.\"endTime\" - s.\"startTime\")) * 1000) AS BIGINT) AS latency_ms, CAST(CASE WHEN s.cache_hit = 'True' THEN 1 ELSE 0 END AS BIGINT) AS cache_hit, COALESCE(CAST(s.metadata->>'llmgate_status' AS TEXT), s.status, CAST(s.metadata->>'status' AS TEXT), 'success') AS status, COALESCE(CAST(s.request_tags AS TEXT), '[]') AS request_tags, NULLIF(s.end_user, '') AS end_user FROM \"LiteLLM_SpendLogs\" s"
         )
     };
 }
@@ -322,11 +322,11 @@ pub(super) const DAILY_TEAM: &str = "SELECT date, team_id AS entity, api_key, CO
 
 /// One spend-log row as LiteLLM writes it (`LiteLLM_SpendLogs`).
 const INSERT_SPEND: &str = concat!(
-    "INSERT INTO \"LiteLLM_SpendLogs\" (request_id, call_type, api_key, spend, total_tokens, prompt_tokens, completion_tokens, \"startTime\", \"endTime\", model, model_id, model_group, custom_llm_provider, api_base, \"user\", metadata, cache_hit, cache_key, request_tags, team_id, status, request_duration_ms, litellm_call_id) VALUES ($1, $2, $3, $4, CAST($5 AS INTEGER), CAST($6 AS INTEGER), CAST($7 AS INTEGER), ",
+    "INSERT INTO \"LiteLLM_SpendLogs\" (request_id, call_type, api_key, spend, total_tokens, prompt_tokens, completion_tokens, \"startTime\", \"endTime\", model, model_id, model_group, custom_llm_provider, api_base, \"user\", metadata, cache_hit, cache_key, request_tags, team_id, status, request_duration_ms, litellm_call_id, end_user) VALUES ($1, $2, $3, $4, CAST($5 AS INTEGER), CAST($6 AS INTEGER), CAST($7 AS INTEGER), ",
     ts!("$8"),
     ", ",
     ts!("$9"),
-    ", $10, $11, $12, $13, '', $14, CAST($15 AS JSONB), $16, '', CAST($17 AS JSONB), $18, $19, CAST($20 AS INTEGER), $1) ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+    ", $10, $11, $12, $13, '', $14, CAST($15 AS JSONB), $16, '', CAST($17 AS JSONB), $18, $19, CAST($20 AS INTEGER), $1, $21) ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
 );
 
 /// The daily rollups LiteLLM's UI and `/user/daily/activity`, `/team/daily/activity` read: add
@@ -430,6 +430,7 @@ impl Store {
                     .bind(r.team_id.clone())
                     .bind(litellm_status(&r.status))
                     .bind(r.latency_ms.clamp(0, i64::from(i32::MAX)))
+                    .bind(r.end_user.clone().unwrap_or_default())
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(db("spend: insert"))?;
@@ -533,8 +534,9 @@ impl Store {
             }
         }
         let mut totals = totals;
-        // Each team's organization is charged its teams' spend.
+        // Each team's organization is charged its teams' spend; end users with a row theirs.
         totals.orgs = self.charge_orgs(&mut tx, &totals.teams).await?;
+        self.charge_end_users(&mut tx, &totals.end_users).await?;
         if totals.proxy != 0.0 {
             let row = sqlx::query(concat!(
                 "SELECT spend, ",

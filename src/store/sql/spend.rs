@@ -10,7 +10,7 @@ use crate::store::{
 };
 
 /// Rows per spend INSERT statement, largest first: a batch is cut into these sizes. 64 rows of
-/// 19 parameters stay far below SQLite's (32 766) and PostgreSQL's (65 535) limits.
+/// 20 parameters stay far below SQLite's (32 766) and PostgreSQL's (65 535) limits.
 const SPEND_INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
 
 /// Which of a batch's rows add their cost to the totals.
@@ -30,9 +30,9 @@ enum Count {
 /// bind. PostgreSQL takes only `$n`.
 fn spend_insert_sql(n: usize, backend: Backend, returning: bool) -> String {
     use std::fmt::Write as _;
-    const COLS: usize = 19;
+    const COLS: usize = 20;
     let mut sql = String::with_capacity(400 + n * COLS * 5);
-    sql.push_str("INSERT INTO llmgate_spend_logs (request_id, api_key, key_alias, team_id, user_id, model_group, model, model_id, custom_llm_provider, prompt_tokens, completion_tokens, total_tokens, spend, start_time, end_time, latency_ms, cache_hit, status, request_tags) VALUES ");
+    sql.push_str("INSERT INTO llmgate_spend_logs (request_id, api_key, key_alias, team_id, user_id, model_group, model, model_id, custom_llm_provider, prompt_tokens, completion_tokens, total_tokens, spend, start_time, end_time, latency_ms, cache_hit, status, request_tags, end_user) VALUES ");
     for row in 0..n {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for col in 0..COLS {
@@ -68,6 +68,9 @@ pub(super) fn totals_of<'a>(rows: impl Iterator<Item = &'a SpendRow>) -> SpendTo
         }
         if let Some(u) = &r.user_id {
             *totals.users.entry(u.clone()).or_default() += r.spend;
+        }
+        if let Some(e) = &r.end_user {
+            *totals.end_users.entry(e.clone()).or_default() += r.spend;
         }
         totals.proxy += r.spend;
     }
@@ -147,7 +150,8 @@ impl Store {
                     .bind(r.latency_ms)
                     .bind(i64::from(r.cache_hit))
                     .bind(r.status.clone())
-                    .bind(json_list(&r.request_tags));
+                    .bind(json_list(&r.request_tags))
+                    .bind(r.end_user.clone());
             }
             if stored_now {
                 // RETURNING lists only the rows inserted now: a retried batch's stored rows are
@@ -212,8 +216,9 @@ impl Store {
                 }
             }
         }
-        // Each team's organization is charged its teams' spend.
+        // Each team's organization is charged its teams' spend; end users with a row theirs.
         totals.orgs = self.charge_orgs(&mut tx, &totals.teams).await?;
+        self.charge_end_users(&mut tx, &totals.end_users).await?;
         if !proxy.is_empty() {
             let row =
                 sqlx::query("SELECT spend, budget_reset_at FROM llmgate_users WHERE user_id = $1")
