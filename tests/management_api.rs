@@ -1188,3 +1188,170 @@ async fn end_users_on_sqlite() {
 async fn end_users_on_litellms_own_database() {
     end_users(BuildOptions::default().database_url(litellm_common::litellm_db().await)).await;
 }
+
+/// `/spend/logs/v2` paging and filters, and `/global/spend/report` grouped by team, customer and
+/// key, over real calls.
+async fn spend_reports(opts: BuildOptions) {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(&config(&up.url()), opts).await;
+    let base = gw.url("");
+    let at = |p: &str| gw.url(p);
+    let a = post(
+        &at("/team/new"),
+        Some(MASTER),
+        &json!({"team_id": "rt", "team_alias": "Reporting"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let (team_key, team_token) = new_key(&base, json!({"team_id": "rt"})).await;
+    let (solo_key, solo_token) = new_key(&base, json!({})).await;
+    assert_eq!(chat_as(&base, &team_key, "cust-a").await.status, 200);
+    assert_eq!(chat_as(&base, &team_key, "cust-b").await.status, 200);
+    assert_eq!(chat_as(&base, &solo_key, "cust-a").await.status, 200);
+    gw.flush().await;
+
+    // ---- paging ----
+    let a = get(&at("/spend/logs/v2?page=1&page_size=2"), Some(MASTER)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(v["total"], 3);
+    assert_eq!(v["total_pages"], 2);
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    let first: Vec<Value> = v["data"].as_array().unwrap().clone();
+    let v = get(&at("/spend/logs/v2?page=2&page_size=2"), Some(MASTER))
+        .await
+        .json();
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    assert!(!first.contains(&v["data"][0]), "pages do not overlap");
+    assert_eq!(
+        get(&at("/spend/logs/ui?page=3&page_size=2"), Some(MASTER))
+            .await
+            .json()["data"],
+        json!([])
+    );
+    let v = get(&at("/spend/logs/v2?end_user=cust-a"), Some(MASTER))
+        .await
+        .json();
+    assert_eq!(v["total"], 2);
+    let v = get(
+        &at(&format!(
+            "/spend/logs/v2?api_key={team_key}&status_filter=success"
+        )),
+        Some(MASTER),
+    )
+    .await
+    .json();
+    assert_eq!(v["total"], 2);
+    assert_eq!(
+        get(&at("/spend/logs/v2?status_filter=failure"), Some(MASTER))
+            .await
+            .json()["total"],
+        0
+    );
+    let today = first[0]["startTime"].as_str().unwrap()[..10].to_owned();
+    let v = get(
+        &at(&format!(
+            "/spend/logs/v2?start_date={today}%2000:00:00&end_date={today}%2023:59:59"
+        )),
+        Some(MASTER),
+    )
+    .await
+    .json();
+    assert_eq!(v["total"], 3, "{v}");
+    for (q, field) in [
+        ("page_size=101", "page_size"),
+        ("page=0", "page"),
+        ("status_filter=maybe", "status_filter"),
+        ("start_date=2024-01-01%2025:00:00", "start_date"),
+    ] {
+        refused(
+            &get(&at(&format!("/spend/logs/v2?{q}")), Some(MASTER)).await,
+            field,
+        );
+    }
+
+    // ---- /global/spend/report ----
+    let report = |q: String| {
+        let url = at(&format!("/global/spend/report?{q}"));
+        async move { get(&url, Some(MASTER)).await }
+    };
+    let a = report(format!("start_date={today}&end_date={today}")).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["group_by_day"].as_str().unwrap()[..10], today);
+    let teams = v[0]["teams"].as_array().unwrap();
+    let names: Vec<&str> = teams
+        .iter()
+        .map(|t| t["team_name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"Reporting") && names.contains(&"Unassigned Team"),
+        "{v}"
+    );
+    let total: f64 = teams
+        .iter()
+        .map(|t| t["total_spend"].as_f64().unwrap())
+        .sum();
+    assert!(total > 0.0, "{v}");
+    let v = report(format!(
+        "start_date={today}&end_date={today}&group_by=customer"
+    ))
+    .await
+    .json();
+    let customers = v[0]["customers"].as_array().unwrap();
+    assert_eq!(customers.len(), 2, "{v}");
+    let v = report(format!(
+        "start_date={today}&end_date={today}&group_by=api_key"
+    ))
+    .await
+    .json();
+    let keys: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["api_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2, "{v}");
+    assert!(keys.contains(&team_token.as_str()) && keys.contains(&solo_token.as_str()));
+    // The team key made two calls: it is the most expensive, and first.
+    assert_eq!(keys[0], team_token);
+    assert_eq!(v[0]["model_details"][0]["model"].as_str().is_some(), true);
+    let v = report(format!(
+        "start_date={today}&end_date={today}&team_id=rt&group_by=customer"
+    ))
+    .await
+    .json();
+    assert_eq!(v[0]["customers"].as_array().unwrap().len(), 2, "{v}");
+    // Another day: nothing.
+    assert_eq!(
+        report("start_date=2001-01-01&end_date=2001-01-02".into())
+            .await
+            .json(),
+        json!([])
+    );
+    refused(&report(format!("end_date={today}")).await, "start_date");
+    refused(
+        &report(format!(
+            "start_date={today}&end_date={today}&group_by=model"
+        ))
+        .await,
+        "group_by",
+    );
+    refused(
+        &report(format!("start_date=yesterday&end_date={today}")).await,
+        "start_date",
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_reports_on_sqlite() {
+    spend_reports(BuildOptions::default().database_url("sqlite::memory:")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_reports_on_litellms_own_database() {
+    spend_reports(BuildOptions::default().database_url(litellm_common::litellm_db().await)).await;
+}

@@ -81,7 +81,7 @@ pub use self::{
     models::{InMemoryModels, ModelRow, ModelStore},
     rows::{
         BudgetRow, BudgetState, DailyBy, DailySpend, EndUserRow, KeyRow, Limits, NewKey,
-        OrgMemberRow, OrgRow, SpendFilter, SpendRow, SpendTotals, TeamRow, UserRow,
+        OrgMemberRow, OrgRow, ReportRow, SpendFilter, SpendRow, SpendTotals, TeamRow, UserRow,
         PROXY_BUDGET_ID,
     },
 };

@@ -336,6 +336,39 @@ pub struct SpendFilter {
     pub end_ms: Option<i64>,
     /// At most this many rows (newest first).
     pub limit: i64,
+    /// Rows to skip first (paging: `(page - 1) * page_size`).
+    pub offset: i64,
+    /// By end user (the request's `user`).
+    pub end_user: Option<String>,
+    /// By model group (what the client asked for).
+    pub model: Option<String>,
+    /// `success`, or `failure` (every other status), as LiteLLM's `status_filter`.
+    pub status: Option<String>,
+}
+
+/// One group of `/global/spend/report`: a day's spend of one team, end user, key and model.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ReportRow {
+    /// The UTC day, as days since 1970-01-01.
+    pub day: i64,
+    /// Team.
+    pub team_id: Option<String>,
+    /// The team's alias.
+    pub team_alias: Option<String>,
+    /// End user.
+    pub end_user: Option<String>,
+    /// Key hash.
+    pub api_key: String,
+    /// Model (as the upstream named it; empty when unknown).
+    pub model: String,
+    /// USD.
+    pub spend: f64,
+    /// Input tokens.
+    pub prompt_tokens: i64,
+    /// Output tokens.
+    pub completion_tokens: i64,
+    /// Tokens.
+    pub total_tokens: i64,
 }
 
 /// Whose daily spend ([`Store::daily_spend`](super::Store::daily_spend)).

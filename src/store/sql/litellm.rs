@@ -304,13 +304,37 @@ pub(super) const LIST_BUDGETS: &str =
 
 // ---- spend (parameters as in spend.rs) ----
 
+/// The filters of `/spend/logs` (parameters as in spend.rs: `$1`-`$6`, `$8`-`$10`).
+macro_rules! spend_where {
+    () => {
+        concat!(
+            " WHERE (CAST($1 AS TEXT) IS NULL OR s.api_key = $1) AND (CAST($2 AS TEXT) IS NULL OR s.\"user\" = $2) AND (CAST($3 AS TEXT) IS NULL OR s.team_id = $3) AND (CAST($4 AS TEXT) IS NULL OR s.request_id = $4) AND (CAST($5 AS BIGINT) IS NULL OR s.\"startTime\" >= ",
+            ts!("$5"),
+            ") AND (CAST($6 AS BIGINT) IS NULL OR s.\"startTime\" < ",
+            ts!("$6"),
+            ") AND (CAST($8 AS TEXT) IS NULL OR s.end_user = $8) AND (CAST($9 AS TEXT) IS NULL OR s.model_group = $9) AND (CAST($10 AS TEXT) IS NULL OR (CAST($10 AS TEXT) = 'success') = (s.status = 'success'))"
+        )
+    };
+}
+
 pub(super) const SPEND_LOGS: &str = concat!(
     spend_select!(),
-    " WHERE (CAST($1 AS TEXT) IS NULL OR s.api_key = $1) AND (CAST($2 AS TEXT) IS NULL OR s.\"user\" = $2) AND (CAST($3 AS TEXT) IS NULL OR s.team_id = $3) AND (CAST($4 AS TEXT) IS NULL OR s.request_id = $4) AND (CAST($5 AS BIGINT) IS NULL OR s.\"startTime\" >= ",
-    ts!("$5"),
-    ") AND (CAST($6 AS BIGINT) IS NULL OR s.\"startTime\" < ",
-    ts!("$6"),
-    ") ORDER BY s.\"startTime\" DESC, s.request_id LIMIT $7"
+    spend_where!(),
+    " ORDER BY s.\"startTime\" DESC, s.request_id LIMIT $7 OFFSET $11"
+);
+/// The rows `SPEND_LOGS` pages through (`$7` and `$11` are bound and unused).
+pub(super) const COUNT_SPEND_LOGS_WHERE: &str = concat!(
+    "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM \"LiteLLM_SpendLogs\" s",
+    spend_where!(),
+    " AND CAST($7 AS BIGINT) IS NOT NULL AND CAST($11 AS BIGINT) IS NOT NULL"
+);
+/// `/global/spend/report` (parameters as in spend.rs).
+pub(super) const SPEND_REPORT: &str = concat!(
+    "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM s.\"startTime\") / 86400) AS BIGINT) AS day, s.team_id, t.team_alias, NULLIF(s.end_user, '') AS end_user, s.api_key, COALESCE(s.model, '') AS model, CAST(SUM(s.spend) AS DOUBLE PRECISION) AS spend, CAST(SUM(s.prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(s.completion_tokens) AS BIGINT) AS completion_tokens, CAST(SUM(s.total_tokens) AS BIGINT) AS total_tokens FROM \"LiteLLM_SpendLogs\" s LEFT JOIN \"LiteLLM_TeamTable\" t ON t.team_id = s.team_id WHERE s.\"startTime\" >= ",
+    ts!("$1"),
+    " AND s.\"startTime\" < ",
+    ts!("$2"),
+    " AND (CAST($3 AS TEXT) IS NULL OR s.api_key = $3) AND (CAST($4 AS TEXT) IS NULL OR s.\"user\" = $4) AND (CAST($5 AS TEXT) IS NULL OR s.team_id = $5) AND (CAST($6 AS TEXT) IS NULL OR s.end_user = $6) GROUP BY 1, s.team_id, t.team_alias, 4, s.api_key, 6 ORDER BY 1, 2, 4, 5, 6"
 );
 pub(super) const GLOBAL_SPEND: &str =
     "SELECT CAST(COALESCE(SUM(spend), 0) AS DOUBLE PRECISION) AS s FROM \"LiteLLM_SpendLogs\"";
