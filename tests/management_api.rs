@@ -238,8 +238,36 @@ async fn routes(opts: BuildOptions) {
     let made = a.json()["key"].as_str().unwrap().to_owned();
     assert_eq!(chat(&base, &made, "g").await.status, 200);
     post(&at("/team/new"), Some(MASTER), &json!({"team_id": "t2"})).await;
+    // An internal user makes and lists keys for itself, as LiteLLM lets it (its key routes);
+    // never for another user.
+    let a = post(
+        &at("/key/generate"),
+        Some(&u1),
+        &json!({"key_alias": "u1-own"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["user_id"], "u1");
+    let own = a.json()["key"].as_str().unwrap().to_owned();
+    // (No call with it here: a later check counts u1's spend rows.)
+    let a = get(&at("/key/info"), Some(&own)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let a = post(&at("/key/generate"), Some(&u1), &json!({"user_id": "u3"})).await;
+    assert_eq!(a.status, 403, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.error()["message"],
+        "User can only create keys for themselves. Got user_id=u3, Your ID=u1"
+    );
+    let a = get(&at("/key/list?return_full_object=true"), Some(&u1)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let listed = a.json()["keys"].as_array().unwrap().clone();
+    assert!(!listed.is_empty());
+    assert!(listed.iter().all(|k| k["user_id"] == "u1"), "{listed:?}");
+    assert_eq!(
+        get(&at("/key/list?user_id=u3"), Some(&u1)).await.status,
+        403
+    );
     for (who, body) in [
-        (&u1, json!({})),
         (&u1, json!({"team_id": "t2"})),
         (&u1, json!({"team_id": "t1", "user_id": "u2"})),
         (&u1, json!({"team_id": "nope"})),

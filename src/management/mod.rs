@@ -18,7 +18,7 @@
 //! | `POST /key/update` | change a key's fields |
 //! | `GET /key/info?key=` | one key (a key may read itself) |
 //! | `POST /key/delete` | `{"keys": [...]}` or `{"key_aliases": [...]}` |
-//! | `GET /key/list` | `page`, `size`, `team_id`, `user_id`, `return_full_object` |
+//! | `GET /key/list` | `page`, `size`, `team_id`, `user_id`, `return_full_object` (an internal user: its own keys) |
 //! | `POST /key/block`, `/key/unblock` | `{"key": ...}` |
 //! | `POST /key/regenerate`, `/key/{key}/regenerate` | new secret, same settings |
 //! | `POST /team/new`, `/team/update`, `/team/delete`, `/team/block`, `/team/unblock` | teams |
@@ -37,7 +37,8 @@
 //! | `/key/health`, `POST /utils/token_counter` | any valid key |
 //!
 //! A `proxy_admin_viewer`'s key may call every `GET` route and no other admin route; a team's
-//! admin may `/key/generate` for that team (itself or another member).
+//! admin may `/key/generate` for that team (itself or another member); an `internal_user` may
+//! `/key/generate` and `/key/list` its own keys.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
