@@ -1345,7 +1345,7 @@ async fn spend_reports(opts: BuildOptions) {
     assert!(keys.contains(&team_token.as_str()) && keys.contains(&solo_token.as_str()));
     // The team key made two calls: it is the most expensive, and first.
     assert_eq!(keys[0], team_token);
-    assert_eq!(v[0]["model_details"][0]["model"].as_str().is_some(), true);
+    assert_eq!(v[0]["model_details"][0]["model"], "fake-model");
     let v = report(format!(
         "start_date={today}&end_date={today}&team_id=rt&group_by=customer"
     ))

@@ -416,8 +416,10 @@ mod tests {
         info.organization = Some(scope("o1", 1.0, 2.0));
         assert!(check(&info, None).is_none());
         // An end user at its budget may still call; over it, not.
-        let mut e = EndUserInfo::default();
-        e.scope = scope("cust", 1.0, 1.0);
+        let mut e = EndUserInfo {
+            scope: scope("cust", 1.0, 1.0),
+            ..EndUserInfo::default()
+        };
         assert!(check_end_user(&e).is_none());
         e.scope = scope("cust", 1.5, 1.0);
         let err = check_end_user(&e).unwrap();
