@@ -366,3 +366,115 @@ impl Store {
         Ok(orgs)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::{BudgetRow, EndUserRow, Limits, SpendRow, TeamRow};
+
+    fn budget(id: &str, max: f64, reset_at: Option<i64>) -> BudgetRow {
+        BudgetRow {
+            budget_id: id.into(),
+            limits: Limits {
+                max_budget: Some(max),
+                budget_duration: Some("1d".into()),
+                ..Limits::default()
+            },
+            budget_reset_at: reset_at,
+            ..BudgetRow::default()
+        }
+    }
+
+    /// A team's calls charge its organization and an end user with a row; a budget period that
+    /// ended starts again from the spend of the batch that finds it ended, and the budget row's
+    /// next end is set.
+    #[tokio::test]
+    async fn organizations_and_end_users_are_charged_and_roll_over() {
+        let s = Store::connect("sqlite::memory:").await.unwrap();
+        s.create_budget(&budget("ob", 10.0, Some(now_ms() + 3_600_000)))
+            .await
+            .unwrap();
+        s.create_org(&OrgRow {
+            organization_id: "o".into(),
+            organization_alias: "O".into(),
+            budget_id: "ob".into(),
+            ..OrgRow::default()
+        })
+        .await
+        .unwrap();
+        s.create_team(&TeamRow {
+            team_id: "t".into(),
+            organization_id: Some("o".into()),
+            ..TeamRow::default()
+        })
+        .await
+        .unwrap();
+        s.create_budget(&budget("eb", 1.0, Some(now_ms() - 1)))
+            .await
+            .unwrap();
+        s.create_end_user(&EndUserRow {
+            user_id: "cust".into(),
+            spend: 7.0,
+            budget_id: Some("eb".into()),
+            ..EndUserRow::default()
+        })
+        .await
+        .unwrap();
+        let row = |id: &str, team: Option<&str>, end_user: Option<&str>, spend: f64| SpendRow {
+            request_id: id.into(),
+            team_id: team.map(str::to_owned),
+            end_user: end_user.map(str::to_owned),
+            spend,
+            status: "success".into(),
+            ..SpendRow::default()
+        };
+        let totals = s
+            .write_spend(&[
+                row("a", Some("t"), Some("cust"), 0.25),
+                row("b", Some("t"), None, 0.5),
+                row("c", None, Some("nobody"), 2.0),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(totals.orgs.get("o").copied(), Some(0.75));
+        assert_eq!(totals.end_users.get("cust").copied(), Some(0.25));
+        let o = s.organization("o").await.unwrap().unwrap();
+        assert!((o.spend - 0.75).abs() < 1e-12, "{o:?}");
+        assert_eq!(o.limits.max_budget, Some(10.0));
+        // The end user's period had ended: the batch's spend starts the new one.
+        let e = s.end_user("cust").await.unwrap().unwrap();
+        assert!((e.spend - 0.25).abs() < 1e-12, "{e:?}");
+        assert!(e.budget_reset_at.unwrap() > now_ms());
+        assert!(s.end_user("nobody").await.unwrap().is_none());
+        // An organization whose period ended reads as 0, and its budget row moves on.
+        let mut b = s.budget("ob").await.unwrap().unwrap();
+        b.budget_reset_at = Some(now_ms() - 1);
+        s.update_budget(&b).await.unwrap();
+        let o = s.organization("o").await.unwrap().unwrap();
+        assert!(o.spend.abs() < 1e-12, "{o:?}");
+        assert!(
+            s.budget("ob")
+                .await
+                .unwrap()
+                .unwrap()
+                .budget_reset_at
+                .unwrap()
+                > now_ms()
+        );
+        // Deleting the organization takes its team and memberships (LiteLLM's way).
+        s.put_org_member(&OrgMemberRow {
+            user_id: "u".into(),
+            organization_id: "o".into(),
+            user_role: Some("org_admin".into()),
+            ..OrgMemberRow::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.org_members(Some("o"), None).await.unwrap().len(), 1);
+        assert!(s.delete_org("o").await.unwrap());
+        assert!(s.team("t").await.unwrap().is_none());
+        assert!(s.org_members(Some("o"), None).await.unwrap().is_empty());
+        assert!(!s.delete_org("o").await.unwrap());
+    }
+}
