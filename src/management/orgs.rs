@@ -33,7 +33,7 @@ use super::{
     views::{iso, team_json, user_json},
     Mgmt,
 };
-use crate::store::{next_reset, now_ms, BudgetRow, Limits, OrgMemberRow, OrgRow, UserRow};
+use crate::store::{next_reset, now_ms, BudgetRow, Limits, OrgMemberRow, OrgRow, TeamRow, UserRow};
 
 /// Who LiteLLM records as the creator of rows the master key makes (`litellm_proxy_admin_name`).
 const PROXY_ADMIN_NAME: &str = "default_user_id";
@@ -78,15 +78,18 @@ fn member_json(m: &OrgMemberRow) -> Value {
 /// An organization as LiteLLM answers it (`LiteLLM_OrganizationTableWithMembers`): its budget
 /// row under `litellm_budget_table`, its members and teams.
 async fn org_json(m: &Mgmt, o: &OrgRow) -> Result<Value, ApiError> {
+    let teams = m.store().list_teams().await?;
+    org_json_with(m, o, &teams).await
+}
+
+/// [`org_json`] with every team read once (a list of organizations reads them once).
+async fn org_json_with(m: &Mgmt, o: &OrgRow, all_teams: &[TeamRow]) -> Result<Value, ApiError> {
     let budget = m.store().budget(&o.budget_id).await?;
     let members = m
         .store()
         .org_members(Some(&o.organization_id), None)
         .await?;
-    let teams: Vec<Value> = m
-        .store()
-        .list_teams()
-        .await?
+    let teams: Vec<Value> = all_teams
         .iter()
         .filter(|t| t.organization_id.as_deref() == Some(o.organization_id.as_str()))
         .map(team_json)
@@ -389,12 +392,13 @@ async fn org_list(caller: Caller, State(m): State<Arc<Mgmt>>) -> ApiResult {
             None => Vec::new(),
         }),
     };
+    let teams = m.store().list_teams().await?;
     let mut out = Vec::new();
     for o in orgs.iter().filter(|o| {
         mine.as_ref()
             .is_none_or(|ids| ids.contains(&o.organization_id))
     }) {
-        out.push(org_json(&m, o).await?);
+        out.push(org_json_with(&m, o, &teams).await?);
     }
     Ok(Json(Value::Array(out)))
 }
