@@ -238,8 +238,36 @@ async fn routes(opts: BuildOptions) {
     let made = a.json()["key"].as_str().unwrap().to_owned();
     assert_eq!(chat(&base, &made, "g").await.status, 200);
     post(&at("/team/new"), Some(MASTER), &json!({"team_id": "t2"})).await;
+    // An internal user makes and lists keys for itself, as LiteLLM lets it (its key routes);
+    // never for another user.
+    let a = post(
+        &at("/key/generate"),
+        Some(&u1),
+        &json!({"key_alias": "u1-own"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["user_id"], "u1");
+    let own = a.json()["key"].as_str().unwrap().to_owned();
+    // (No call with it here: a later check counts u1's spend rows.)
+    let a = get(&at("/key/info"), Some(&own)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let a = post(&at("/key/generate"), Some(&u1), &json!({"user_id": "u3"})).await;
+    assert_eq!(a.status, 403, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.error()["message"],
+        "User can only create keys for themselves. Got user_id=u3, Your ID=u1"
+    );
+    let a = get(&at("/key/list?return_full_object=true"), Some(&u1)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let listed = a.json()["keys"].as_array().unwrap().clone();
+    assert!(!listed.is_empty());
+    assert!(listed.iter().all(|k| k["user_id"] == "u1"), "{listed:?}");
+    assert_eq!(
+        get(&at("/key/list?user_id=u3"), Some(&u1)).await.status,
+        403
+    );
     for (who, body) in [
-        (&u1, json!({})),
         (&u1, json!({"team_id": "t2"})),
         (&u1, json!({"team_id": "t1", "user_id": "u2"})),
         (&u1, json!({"team_id": "nope"})),
@@ -763,4 +791,595 @@ async fn routes_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_on_litellms_own_database() {
     routes(BuildOptions::default().database_url(litellm_common::litellm_db().await)).await;
+}
+
+/// Organizations: create (with a budget row made from the body), teams joining one, members
+/// (by id and by e-mail, created when missing), roles (an `org_admin` manages members, a member
+/// reads its organization, another user does not), the organization's budget enforced on its
+/// teams' calls, update, delete (its teams go too, as in LiteLLM).
+async fn organizations(opts: BuildOptions) {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(&config(&up.url()), opts).await;
+    let base = gw.url("");
+    let at = |p: &str| gw.url(p);
+    let call = |method: &'static str, path: &str, key: &str, body: Value| {
+        let url = at(path);
+        let key = key.to_owned();
+        async move { governance_common::call(method, &url, Some(&key), Some(&body)).await }
+    };
+
+    // ---- create ----
+    let a = post(
+        &at("/organization/new"),
+        Some(MASTER),
+        &json!({"organization_id": "o1", "organization_alias": "Org One", "models": ["g"], "max_budget": 0.000_000_1, "metadata": {"a": 1}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let o = a.json();
+    assert_eq!(o["organization_id"], "o1");
+    assert_eq!(o["organization_alias"], "Org One");
+    assert_eq!(o["models"], json!(["g"]));
+    assert_eq!(o["spend"], 0.0);
+    assert_eq!(o["litellm_budget_table"]["max_budget"], 0.000_000_1);
+    assert_eq!(o["budget_id"], o["litellm_budget_table"]["budget_id"]);
+    // The same id again, a missing alias, a malformed budget: 400 naming the field.
+    refused(
+        &post(
+            &at("/organization/new"),
+            Some(MASTER),
+            &json!({"organization_id": "o1", "organization_alias": "x"}),
+        )
+        .await,
+        "organization_id",
+    );
+    refused(
+        &post(&at("/organization/new"), Some(MASTER), &json!({})).await,
+        "organization_alias",
+    );
+    refused(
+        &post(
+            &at("/organization/new"),
+            Some(MASTER),
+            &json!({"organization_alias": "x", "max_budget": -1}),
+        )
+        .await,
+        "max_budget",
+    );
+    refused(
+        &post(
+            &at("/organization/new"),
+            Some(MASTER),
+            &json!({"organization_alias": "x", "budget_id": "no-such-budget"}),
+        )
+        .await,
+        "budget_id",
+    );
+
+    // ---- a team in the organization; an unknown organization is refused ----
+    let a = post(
+        &at("/team/new"),
+        Some(MASTER),
+        &json!({"team_id": "ot", "organization_id": "o1"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["organization_id"], "o1");
+    refused(
+        &post(
+            &at("/team/new"),
+            Some(MASTER),
+            &json!({"team_id": "ot2", "organization_id": "nope"}),
+        )
+        .await,
+        "organization_id",
+    );
+
+    // ---- members: admin by id (created), member by e-mail of an existing user ----
+    let outsider = user(&base, "outsider", "internal_user").await;
+    let _ = user(&base, "bob", "internal_user").await;
+    let a = post(
+        &at("/organization/member_add"),
+        Some(MASTER),
+        &json!({"organization_id": "o1", "member": [{"user_id": "oadmin", "role": "org_admin"}, {"user_email": "bob@example.com", "role": "internal_user"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(v["organization_id"], "o1");
+    assert_eq!(v["updated_users"][0]["user_id"], "oadmin");
+    assert_eq!(v["updated_users"][1]["user_id"], "bob");
+    assert_eq!(
+        v["updated_organization_memberships"][0]["user_role"],
+        "org_admin"
+    );
+    // The created user exists.
+    let a = get(&at("/user/info?user_id=oadmin"), Some(MASTER)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    refused(
+        &post(
+            &at("/organization/member_add"),
+            Some(MASTER),
+            &json!({"organization_id": "o1", "member": {"user_id": "x", "role": "emperor"}}),
+        )
+        .await,
+        "role",
+    );
+    let a = post(
+        &at("/organization/member_add"),
+        Some(MASTER),
+        &json!({"organization_id": "nope", "member": {"user_id": "x", "role": "internal_user"}}),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+
+    // Keys of the org admin and of bob.
+    let (oadmin, _) = new_key(&base, json!({"user_id": "oadmin"})).await;
+    let (bob, _) = new_key(&base, json!({"user_id": "bob"})).await;
+    // The org admin manages members; bob (internal_user) and an outsider may not.
+    let a = call(
+        "PATCH",
+        "/organization/member_update",
+        &oadmin,
+        json!({"organization_id": "o1", "user_id": "bob", "role": "internal_user_viewer", "max_budget_in_organization": 5.0}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["user_role"], "internal_user_viewer");
+    assert_eq!(a.json()["litellm_budget_table"]["max_budget"], 5.0);
+    for k in [&bob, &outsider] {
+        let a = call(
+            "PATCH",
+            "/organization/member_update",
+            k,
+            json!({"organization_id": "o1", "user_id": "oadmin", "role": "internal_user"}),
+        )
+        .await;
+        assert_eq!(a.status, 403, "{}", String::from_utf8_lossy(&a.body));
+    }
+    // Members read their organization; the outsider neither reads it nor lists it.
+    let a = get(&at("/organization/info?organization_id=o1"), Some(&bob)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["members"].as_array().unwrap().len(), 2);
+    assert_eq!(a.json()["teams"][0]["team_id"], "ot");
+    assert_eq!(
+        get(
+            &at("/organization/info?organization_id=o1"),
+            Some(&outsider)
+        )
+        .await
+        .status,
+        403
+    );
+    let a = get(&at("/organization/list"), Some(&outsider)).await;
+    assert_eq!(a.json(), json!([]));
+    let a = get(&at("/organization/list"), Some(&bob)).await;
+    assert_eq!(a.json()[0]["organization_id"], "o1");
+    // Only admins create, update, delete.
+    assert_eq!(
+        post(
+            &at("/organization/new"),
+            Some(&oadmin),
+            &json!({"organization_alias": "mine"})
+        )
+        .await
+        .status,
+        403
+    );
+    let a = get(&at("/organization/info?organization_id=nope"), Some(MASTER)).await;
+    assert_eq!(a.status, 404);
+
+    // ---- the organization's budget on its team's calls ----
+    let (team_key, _) = new_key(&base, json!({"team_id": "ot"})).await;
+    let a = chat(&base, &team_key, "g").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    gw.flush().await;
+    let a = get(&at("/organization/info?organization_id=o1"), Some(MASTER)).await;
+    let spent = a.json()["spend"].as_f64().unwrap();
+    assert!(spent > 0.0, "{}", a.json());
+    let a = chat(&base, &team_key, "g").await;
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
+    let msg = a.error()["message"].as_str().unwrap().to_owned();
+    assert!(
+        msg.starts_with("Budget has been exceeded! Organization=o1 Current cost: "),
+        "{msg}"
+    );
+    // Raising the budget through /organization/update lets the team call again.
+    let a = call(
+        "PATCH",
+        "/organization/update",
+        MASTER,
+        json!({"organization_id": "o1", "max_budget": 100.0, "organization_alias": "Org 1", "metadata": {"b": 2}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["organization_alias"], "Org 1");
+    assert_eq!(a.json()["metadata"], json!({"a": 1, "b": 2}));
+    assert_eq!(a.json()["litellm_budget_table"]["max_budget"], 100.0);
+    let a = chat(&base, &team_key, "g").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+
+    // ---- member_delete, delete ----
+    let a = call(
+        "DELETE",
+        "/organization/member_delete",
+        &oadmin,
+        json!({"organization_id": "o1", "user_email": "bob@example.com"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["user_id"], "bob");
+    let a = call(
+        "DELETE",
+        "/organization/member_delete",
+        MASTER,
+        json!({"organization_id": "o1", "user_id": "bob"}),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    let a = call(
+        "DELETE",
+        "/organization/delete",
+        MASTER,
+        json!({"organization_ids": ["o1"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()[0]["organization_id"], "o1");
+    assert_eq!(
+        get(&at("/team/info?team_id=ot"), Some(MASTER)).await.status,
+        404
+    );
+    let a = call(
+        "DELETE",
+        "/organization/delete",
+        MASTER,
+        json!({"organization_ids": ["o1"]}),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organizations_on_sqlite() {
+    organizations(BuildOptions::default().database_url("sqlite::memory:")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organizations_on_litellms_own_database() {
+    organizations(BuildOptions::default().database_url(litellm_common::litellm_db().await)).await;
+}
+
+/// Posts a chat call for the end user `user` (the body's `user`).
+async fn chat_as(base: &str, key: &str, user: &str) -> governance_common::Answer {
+    post(
+        &format!("{base}/v1/chat/completions"),
+        Some(key),
+        &json!({"model": "g", "user": user, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await
+}
+
+/// End users (`/customer/*`, `/end_user/*`): create with a budget row made from the body, read,
+/// update, block (also one without a row), unblock, list, delete; on the request path a blocked
+/// end user is refused (400), one over its budget too (422), and its calls are charged to it.
+async fn end_users(opts: BuildOptions) {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(&config(&up.url()), opts).await;
+    let base = gw.url("");
+    let at = |p: &str| gw.url(p);
+    let (key, token) = new_key(&base, json!({})).await;
+
+    let a = post(
+        &at("/customer/new"),
+        Some(MASTER),
+        &json!({"user_id": "cust1", "alias": "Customer 1", "max_budget": 0.000_000_1, "allowed_model_region": "eu"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(v["user_id"], "cust1");
+    assert_eq!(v["alias"], "Customer 1");
+    assert_eq!(v["allowed_model_region"], "eu");
+    assert_eq!(v["blocked"], false);
+    assert_eq!(v["litellm_budget_table"]["max_budget"], 0.000_000_1);
+    refused(
+        &post(
+            &at("/customer/new"),
+            Some(MASTER),
+            &json!({"user_id": "cust1"}),
+        )
+        .await,
+        "user_id",
+    );
+    refused(
+        &post(
+            &at("/end_user/new"),
+            Some(MASTER),
+            &json!({"user_id": "c9", "allowed_model_region": "mars"}),
+        )
+        .await,
+        "allowed_model_region",
+    );
+    refused(
+        &post(&at("/customer/new"), Some(MASTER), &json!({"alias": "x"})).await,
+        "user_id",
+    );
+    let a = get(&at("/customer/info?end_user_id=nope"), Some(MASTER)).await;
+    assert_eq!(a.status, 404);
+    assert_eq!(
+        a.error()["message"],
+        "End User Id=nope does not exist in db"
+    );
+    // Admin routes: another key may not.
+    assert_eq!(get(&at("/customer/list"), Some(&key)).await.status, 403);
+
+    // ---- the request path: charged, then over budget ----
+    let a = chat_as(&base, &key, "cust1").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    gw.flush().await;
+    let a = get(&at("/end_user/info?end_user_id=cust1"), Some(MASTER)).await;
+    assert!(a.json()["spend"].as_f64().unwrap() > 0.0, "{}", a.json());
+    let logs = get(&at(&format!("/spend/logs?api_key={token}")), Some(MASTER)).await;
+    assert_eq!(logs.json()[0]["end_user"], "cust1", "{}", logs.json());
+    let a = chat_as(&base, &key, "cust1").await;
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
+    let msg = a.error()["message"].as_str().unwrap().to_owned();
+    assert!(
+        msg.starts_with("ExceededBudget: End User=cust1 over budget. Spend="),
+        "{msg}"
+    );
+    // Another end user, and one without a row, are not affected.
+    assert_eq!(chat_as(&base, &key, "nobody").await.status, 200);
+    // A larger budget through /customer/update lets it call again.
+    let a = post(
+        &at("/customer/update"),
+        Some(MASTER),
+        &json!({"user_id": "cust1", "max_budget": 100.0, "alias": "C1"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["alias"], "C1");
+    assert_eq!(a.json()["litellm_budget_table"]["max_budget"], 100.0);
+    assert_eq!(chat_as(&base, &key, "cust1").await.status, 200);
+    let a = post(
+        &at("/customer/update"),
+        Some(MASTER),
+        &json!({"user_id": "nope", "alias": "x"}),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+
+    // ---- block, unblock ----
+    let a = post(
+        &at("/customer/block"),
+        Some(MASTER),
+        &json!({"user_ids": ["cust2"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["blocked_users"][0]["user_id"], "cust2");
+    let a = chat_as(&base, &key, "cust2").await;
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.error()["message"],
+        "User blocked from making LLM API Calls. User=cust2"
+    );
+    let a = post(
+        &at("/end_user/unblock"),
+        Some(MASTER),
+        &json!({"user_ids": ["cust2"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["blocked_users"], json!([]));
+    assert_eq!(chat_as(&base, &key, "cust2").await.status, 200);
+
+    // ---- list, delete ----
+    let a = get(&at("/customer/list"), Some(MASTER)).await;
+    assert_eq!(a.json().as_array().unwrap().len(), 2, "{}", a.json());
+    let a = post(
+        &at("/customer/delete"),
+        Some(MASTER),
+        &json!({"user_ids": ["cust1", "nope"]}),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    assert_eq!(
+        a.error()["message"],
+        "End User Id(s)=nope do not exist in db"
+    );
+    let a = post(
+        &at("/customer/delete"),
+        Some(MASTER),
+        &json!({"user_ids": ["cust1", "cust2"]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["deleted_customers"], 2);
+    assert_eq!(
+        get(&at("/customer/list"), Some(MASTER)).await.json(),
+        json!([])
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_users_on_sqlite() {
+    end_users(BuildOptions::default().database_url("sqlite::memory:")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_users_on_litellms_own_database() {
+    end_users(BuildOptions::default().database_url(litellm_common::litellm_db().await)).await;
+}
+
+/// `/spend/logs/v2` paging and filters, and `/global/spend/report` grouped by team, customer and
+/// key, over real calls.
+async fn spend_reports(opts: BuildOptions) {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(&config(&up.url()), opts).await;
+    let base = gw.url("");
+    let at = |p: &str| gw.url(p);
+    let a = post(
+        &at("/team/new"),
+        Some(MASTER),
+        &json!({"team_id": "rt", "team_alias": "Reporting"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let (team_key, team_token) = new_key(&base, json!({"team_id": "rt"})).await;
+    let (solo_key, solo_token) = new_key(&base, json!({})).await;
+    assert_eq!(chat_as(&base, &team_key, "cust-a").await.status, 200);
+    assert_eq!(chat_as(&base, &team_key, "cust-b").await.status, 200);
+    assert_eq!(chat_as(&base, &solo_key, "cust-a").await.status, 200);
+    gw.flush().await;
+
+    // ---- paging ----
+    let a = get(&at("/spend/logs/v2?page=1&page_size=2"), Some(MASTER)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(v["total"], 3);
+    assert_eq!(v["total_pages"], 2);
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    let first: Vec<Value> = v["data"].as_array().unwrap().clone();
+    let v = get(&at("/spend/logs/v2?page=2&page_size=2"), Some(MASTER))
+        .await
+        .json();
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    assert!(!first.contains(&v["data"][0]), "pages do not overlap");
+    assert_eq!(
+        get(&at("/spend/logs/ui?page=3&page_size=2"), Some(MASTER))
+            .await
+            .json()["data"],
+        json!([])
+    );
+    let v = get(&at("/spend/logs/v2?end_user=cust-a"), Some(MASTER))
+        .await
+        .json();
+    assert_eq!(v["total"], 2);
+    let v = get(
+        &at(&format!(
+            "/spend/logs/v2?api_key={team_key}&status_filter=success"
+        )),
+        Some(MASTER),
+    )
+    .await
+    .json();
+    assert_eq!(v["total"], 2);
+    assert_eq!(
+        get(&at("/spend/logs/v2?status_filter=failure"), Some(MASTER))
+            .await
+            .json()["total"],
+        0
+    );
+    let today = first[0]["startTime"].as_str().unwrap()[..10].to_owned();
+    let v = get(
+        &at(&format!(
+            "/spend/logs/v2?start_date={today}%2000:00:00&end_date={today}%2023:59:59"
+        )),
+        Some(MASTER),
+    )
+    .await
+    .json();
+    assert_eq!(v["total"], 3, "{v}");
+    for (q, field) in [
+        ("page_size=101", "page_size"),
+        ("page=0", "page"),
+        ("status_filter=maybe", "status_filter"),
+        ("start_date=2024-01-01%2025:00:00", "start_date"),
+    ] {
+        refused(
+            &get(&at(&format!("/spend/logs/v2?{q}")), Some(MASTER)).await,
+            field,
+        );
+    }
+
+    // ---- /global/spend/report ----
+    let report = |q: String| {
+        let url = at(&format!("/global/spend/report?{q}"));
+        async move { get(&url, Some(MASTER)).await }
+    };
+    let a = report(format!("start_date={today}&end_date={today}")).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["group_by_day"].as_str().unwrap()[..10], today);
+    let teams = v[0]["teams"].as_array().unwrap();
+    let names: Vec<&str> = teams
+        .iter()
+        .map(|t| t["team_name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"Reporting") && names.contains(&"Unassigned Team"),
+        "{v}"
+    );
+    let total: f64 = teams
+        .iter()
+        .map(|t| t["total_spend"].as_f64().unwrap())
+        .sum();
+    assert!(total > 0.0, "{v}");
+    let v = report(format!(
+        "start_date={today}&end_date={today}&group_by=customer"
+    ))
+    .await
+    .json();
+    let customers = v[0]["customers"].as_array().unwrap();
+    assert_eq!(customers.len(), 2, "{v}");
+    let v = report(format!(
+        "start_date={today}&end_date={today}&group_by=api_key"
+    ))
+    .await
+    .json();
+    let keys: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["api_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2, "{v}");
+    assert!(keys.contains(&team_token.as_str()) && keys.contains(&solo_token.as_str()));
+    // The team key made two calls: it is the most expensive, and first.
+    assert_eq!(keys[0], team_token);
+    assert_eq!(v[0]["model_details"][0]["model"], "fake-model");
+    let v = report(format!(
+        "start_date={today}&end_date={today}&team_id=rt&group_by=customer"
+    ))
+    .await
+    .json();
+    assert_eq!(v[0]["customers"].as_array().unwrap().len(), 2, "{v}");
+    // Another day: nothing.
+    assert_eq!(
+        report("start_date=2001-01-01&end_date=2001-01-02".into())
+            .await
+            .json(),
+        json!([])
+    );
+    refused(&report(format!("end_date={today}")).await, "start_date");
+    refused(
+        &report(format!(
+            "start_date={today}&end_date={today}&group_by=model"
+        ))
+        .await,
+        "group_by",
+    );
+    refused(
+        &report(format!("start_date=yesterday&end_date={today}")).await,
+        "start_date",
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_reports_on_sqlite() {
+    spend_reports(BuildOptions::default().database_url("sqlite::memory:")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_reports_on_litellms_own_database() {
+    spend_reports(BuildOptions::default().database_url(litellm_common::litellm_db().await)).await;
 }

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{KeyInfo, Scope};
+use super::{EndUserInfo, KeyInfo, Scope};
 use crate::store::{next_reset, now_ms, KeyStore, SpendTotals, StoreError};
 
 /// A cache hit: the key, or `None` for a key known not to exist.
@@ -29,6 +29,8 @@ struct Cached {
 pub struct KeyCache {
     store: Arc<dyn KeyStore>,
     cache: moka::sync::Cache<Arc<str>, Arc<Cached>>,
+    /// End users (a request's `user`) by id: the row (or `None`: no row) and when it was read.
+    end_users: moka::sync::Cache<Arc<str>, (Option<Arc<EndUserInfo>>, Instant)>,
     ttl: Duration,
 }
 
@@ -60,8 +62,58 @@ impl KeyCache {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(3600).max(ttl))
                 .build(),
+            end_users: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(3600).max(ttl))
+                .build(),
             ttl,
         }
+    }
+
+    /// The end user `id` if its cached entry is fresh (`Some(None)`: it has no row); `None` when
+    /// it must be read ([`KeyCache::end_user`]).
+    #[allow(clippy::option_option)] // outer: fresh in the cache or not; inner: row or not
+    pub(super) fn end_user_cached(&self, id: &str) -> Option<Option<Arc<EndUserInfo>>> {
+        self.end_users
+            .get(id)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(info, _)| info)
+    }
+
+    /// Reads the end user `id` from the store and caches it. When the store cannot be reached,
+    /// a stale entry is served (as for keys); without one, the error.
+    pub(super) async fn end_user(&self, id: &str) -> Result<Option<Arc<EndUserInfo>>, StoreError> {
+        match self.store.end_user(id).await {
+            Ok(row) => {
+                let info = row.map(|e| {
+                    Arc::new(EndUserInfo {
+                        blocked: e.blocked,
+                        allowed_model_region: e.allowed_model_region,
+                        scope: Scope {
+                            id: e.user_id,
+                            limits: e.limits,
+                            spend: e.spend,
+                            budget_reset_at: e.budget_reset_at,
+                        },
+                    })
+                });
+                self.end_users
+                    .insert(id.into(), (info.clone(), Instant::now()));
+                Ok(info)
+            }
+            Err(e) => match self.end_users.get(id) {
+                Some((info, _)) => {
+                    tracing::warn!(error = %e, "end-user refresh failed; serving the cached entry");
+                    Ok(info)
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    /// Forgets an end user (after it changed).
+    pub fn invalidate_end_user(&self, id: &str) {
+        self.end_users.invalidate(id);
     }
 
     /// The store behind the cache.
@@ -114,7 +166,13 @@ impl KeyCache {
                 .and_then(|u| totals.users.get(u))
                 .copied()
                 .unwrap_or(0.0);
-            if k == 0.0 && t == 0.0 && u == 0.0 {
+            let o = info
+                .organization_id
+                .as_ref()
+                .and_then(|o| totals.orgs.get(o))
+                .copied()
+                .unwrap_or(0.0);
+            if k == 0.0 && t == 0.0 && u == 0.0 && o == 0.0 {
                 return None;
             }
             let mut next = KeyInfo::clone(info);
@@ -135,6 +193,9 @@ impl KeyCache {
             if let Some(s) = next.user.as_mut() {
                 add(s, u);
             }
+            if let Some(s) = next.organization.as_mut() {
+                add(s, o);
+            }
             Some(Arc::new(next))
         };
         let update = |token: Arc<str>, entry: &Cached| {
@@ -149,6 +210,25 @@ impl KeyCache {
                 );
             }
         };
+        for (id, v) in &totals.end_users {
+            let Some((Some(info), at)) = self.end_users.get(id.as_str()) else {
+                continue;
+            };
+            if at >= written_at {
+                continue;
+            }
+            let mut next = EndUserInfo::clone(&info);
+            let now = now_ms();
+            if next.scope.budget_reset_at.is_some_and(|r| r <= now) {
+                next.scope.spend = *v;
+                next.scope.budget_reset_at =
+                    next_reset(next.scope.limits.budget_duration.as_deref(), now);
+            } else {
+                next.scope.spend += v;
+            }
+            self.end_users
+                .insert(id.as_str().into(), (Some(Arc::new(next)), at));
+        }
         if totals.teams.is_empty() && totals.users.is_empty() {
             for token in totals.keys.keys() {
                 let token: Arc<str> = token.as_str().into();

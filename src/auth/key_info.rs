@@ -29,6 +29,35 @@ pub struct Scope {
     pub budget_reset_at: Option<i64>,
 }
 
+/// The end user a request is made for (its `user`), as stored (`LiteLLM_EndUserTable`), put
+/// into the request extensions as `Arc<EndUserInfo>` by [`Auth`](super::Auth) when the store has
+/// a row for it: the [budget](crate::budget) layer refuses it over its budget.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct EndUserInfo {
+    /// Its calls are refused (400) while set.
+    pub blocked: bool,
+    /// The region its calls must be served in (`allowed_model_region`).
+    pub allowed_model_region: Option<String>,
+    /// Its limits (its budget row's) and spend; `id` is the end user's id.
+    pub scope: Scope,
+}
+
+impl EndUserInfo {
+    /// Why this end user may not make a call now, if it may not: LiteLLM's answer for a
+    /// blocked end user (400).
+    #[must_use]
+    pub fn refusal(&self) -> Option<LlmError> {
+        self.blocked.then(|| {
+            LlmError::bad_request(format!(
+                "User blocked from making LLM API Calls. User={}",
+                self.scope.id
+            ))
+            .with_code("400")
+        })
+    }
+}
+
 /// The caller's identity, put into the request extensions as `Arc<KeyInfo>` by [`Auth`](super::Auth).
 ///
 /// Layers after auth read it: rate limits and budgets (per key, team and user), cost (the spend row's
@@ -68,6 +97,10 @@ pub struct KeyInfo {
     pub team: Option<Scope>,
     /// The user's limits and spend.
     pub user: Option<Scope>,
+    /// The organization of the key's team (`LiteLLM_TeamTable.organization_id`).
+    pub organization_id: Option<String>,
+    /// The organization's limits (its budget row's) and spend.
+    pub organization: Option<Scope>,
 }
 
 impl KeyInfo {
@@ -109,6 +142,11 @@ impl KeyInfo {
             Some(u) => store.user(u).await?,
             None => None,
         };
+        let organization_id = team.as_ref().and_then(|t| t.organization_id.clone());
+        let organization = match &organization_id {
+            Some(o) => store.organization(o).await?,
+            None => None,
+        };
         let is_admin = user
             .as_ref()
             .and_then(|u| u.user_role.as_deref())
@@ -143,6 +181,13 @@ impl KeyInfo {
                 limits: u.limits,
                 spend: u.spend,
                 budget_reset_at: u.budget_reset_at,
+            }),
+            organization_id,
+            organization: organization.map(|o| Scope {
+                id: o.organization_id,
+                limits: o.limits,
+                spend: o.spend,
+                budget_reset_at: o.budget_reset_at,
             }),
         }))
     }

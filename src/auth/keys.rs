@@ -15,7 +15,7 @@ use super::{
     access::ModelCatalog,
     key_cache::{Hit, KeyCache},
     key_info::auth_error,
-    KeyInfo, PresentedKey,
+    EndUserInfo, KeyInfo, PresentedKey,
 };
 use crate::{
     admission::{Admission as Decided, AdmissionFuture, OnResponse},
@@ -266,11 +266,11 @@ where
             }
             Ok(Identified::Master(info)) => {
                 req.extensions.insert(info);
-                return AdmissionFuture::call(&mut self.inner, req, ModelFilter(None));
+                return self.with_end_user(req, None);
             }
             Ok(Identified::Cached(hit)) => {
                 return match admit(hit, &mut req, &self.catalog) {
-                    Ok(filter) => AdmissionFuture::call(&mut self.inner, req, ModelFilter(filter)),
+                    Ok(filter) => self.with_end_user(req, filter),
                     Err(e) => AdmissionFuture::respond(Err(e)),
                 };
             }
@@ -282,13 +282,74 @@ where
             match keys.fetch(&token).await {
                 Err(e) => Decided::Respond(Err(store_unavailable(&e))),
                 Ok(info) => match admit(info, &mut req, &catalog) {
-                    Ok(filter) => Decided::Call(req, ModelFilter(filter)),
+                    Ok(filter) => match end_user_id(&req) {
+                        Some(id) => match keys.end_user(&id).await {
+                            Err(e) => Decided::Respond(Err(store_unavailable(&e))),
+                            Ok(eu) => match admit_end_user(eu, &mut req) {
+                                Ok(()) => Decided::Call(req, ModelFilter(filter)),
+                                Err(e) => Decided::Respond(Err(e)),
+                            },
+                        },
+                        None => Decided::Call(req, ModelFilter(filter)),
+                    },
                     Err(e) => Decided::Respond(Err(e)),
                 },
             }
         });
         AdmissionFuture::decide(&mut self.inner, decision)
     }
+}
+
+impl<S> Auth<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError> + Clone,
+{
+    /// Calls with an admitted request after the check of its end user (the body's `user`): a
+    /// blocked end user is refused; one with a row goes into the extensions for the budget
+    /// layer. Cached: no await; otherwise the end user is read first.
+    fn with_end_user(&mut self, mut req: LlmRequest, filter: Filter) -> ResponseFuture<S> {
+        let (Some(keys), Some(id)) = (self.keys.as_ref(), end_user_id(&req)) else {
+            return AdmissionFuture::call(&mut self.inner, req, ModelFilter(filter));
+        };
+        if let Some(eu) = keys.end_user_cached(&id) {
+            return match admit_end_user(eu, &mut req) {
+                Ok(()) => AdmissionFuture::call(&mut self.inner, req, ModelFilter(filter)),
+                Err(e) => AdmissionFuture::respond(Err(e)),
+            };
+        }
+        let keys = keys.clone();
+        let decision: Decision = Box::pin(async move {
+            match keys.end_user(&id).await {
+                Err(e) => Decided::Respond(Err(store_unavailable(&e))),
+                Ok(eu) => match admit_end_user(eu, &mut req) {
+                    Ok(()) => Decided::Call(req, ModelFilter(filter)),
+                    Err(e) => Decided::Respond(Err(e)),
+                },
+            }
+        });
+        AdmissionFuture::decide(&mut self.inner, decision)
+    }
+}
+
+/// The end user a model call is made for, when it names one (ids longer than 1 KiB are no end
+/// user's: the management API stores none).
+fn end_user_id(req: &LlmRequest) -> Option<String> {
+    if !req.kind().calls_a_model() {
+        return None;
+    }
+    req.end_user()
+        .filter(|u| !u.is_empty() && u.len() <= 1024)
+        .map(std::borrow::Cow::into_owned)
+}
+
+/// Refuses a blocked end user; puts one with a row into the extensions.
+fn admit_end_user(eu: Option<Arc<EndUserInfo>>, req: &mut LlmRequest) -> Result<(), LlmError> {
+    let Some(eu) = eu else { return Ok(()) };
+    if let Some(e) = eu.refusal() {
+        return Err(e);
+    }
+    req.extensions.insert(eu);
+    Ok(())
 }
 
 /// The key lookup of a cache miss, deciding whether (and with which request) to call the inner

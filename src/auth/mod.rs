@@ -67,7 +67,7 @@ mod master_key;
 pub use self::access::{ModelAccess, ModelCatalog};
 pub use self::{
     key_cache::KeyCache,
-    key_info::{KeyInfo, Scope, ALL_PROXY_MODELS, ALL_TEAM_MODELS},
+    key_info::{EndUserInfo, KeyInfo, Scope, ALL_PROXY_MODELS, ALL_TEAM_MODELS},
     keys::{Admission, Auth, AuthLayer, ResponseFuture},
     master_key::{MasterKey, MasterKeyLayer},
 };

@@ -11,7 +11,9 @@
 //! | --- | --- |
 //! | key | `Budget has been exceeded! Key=<key_alias, else "key"> Current cost: <spend>, Max budget: <max>` |
 //! | team | `Budget has been exceeded! Team=<team_id> Current cost: <spend>, Max budget: <max>` |
+//! | organization (of the key's team) | `Budget has been exceeded! Organization=<organization_id> Current cost: <spend>, Max budget: <max>` |
 //! | user | `ExceededBudget: User=<user_id> over budget. Spend=<spend>, Budget=<max>` |
+//! | end user (the body's `user`, [`EndUserInfo`]) | `ExceededBudget: End User=<user> over budget. Spend=<spend>, Budget=<max>` |
 //! | proxy | `Budget has been exceeded! Current cost: <spend>, Max budget: <max>` |
 //!
 //! Numbers are written as Python writes floats (`0.5`, `1.0`, `1e-05`).
@@ -74,7 +76,7 @@ pub use self::{
 };
 
 use crate::{
-    auth::{KeyInfo, Scope},
+    auth::{EndUserInfo, KeyInfo, Scope},
     error::{ErrorKind, LlmError},
     spend::Ledger,
     store::now_ms,
@@ -230,6 +232,20 @@ pub fn check(info: &KeyInfo, ledger: Option<&Ledger>) -> Option<LlmError> {
             }
         }
     }
+    if let (Some(o), Some(t)) = (&info.organization, &info.team) {
+        // Pending: this team's unwritten spend (other teams' is seen once written).
+        if let Some((current, max)) = over(o, pending(&|l| l.team(&t.id)), now) {
+            // LiteLLM: a budget ≤ 0 is none; spend at the budget is over it.
+            if max > 0.0 && spent(current, max, true) {
+                return Some(exceeded(format!(
+                    "Budget has been exceeded! Organization={} Current cost: {}, Max budget: {}",
+                    o.id,
+                    py_float(current),
+                    py_float(max)
+                )));
+            }
+        }
+    }
     if let Some(u) = &info.user {
         if let Some((current, max)) = over(u, pending(&|l| l.user(&u.id)), now) {
             if spent(current, max, true) {
@@ -243,6 +259,21 @@ pub fn check(info: &KeyInfo, ledger: Option<&Ledger>) -> Option<LlmError> {
         }
     }
     None
+}
+
+/// Why the end user `e` may not start a call, if it is over its budget (LiteLLM: spend over the
+/// budget row's `max_budget`; its stored spend, as written by the spend writer).
+#[must_use]
+pub fn check_end_user(e: &EndUserInfo) -> Option<LlmError> {
+    let (current, max) = over(&e.scope, 0.0, now_ms())?;
+    spent(current, max, false).then(|| {
+        exceeded(format!(
+            "ExceededBudget: End User={} over budget. Spend={}, Budget={}",
+            e.scope.id,
+            py_float(current),
+            py_float(max)
+        ))
+    })
 }
 
 impl<S> Service<LlmRequest> for Budget<S>
@@ -264,6 +295,11 @@ where
                 .extensions
                 .get::<Arc<KeyInfo>>()
                 .and_then(|info| check(info, self.ledger.as_deref()))
+                .or_else(|| {
+                    req.extensions
+                        .get::<Arc<EndUserInfo>>()
+                        .and_then(|e| check_end_user(e))
+                })
                 .or_else(|| {
                     let pending = self.ledger.as_deref().map_or(0.0, Ledger::total);
                     self.proxy.as_ref().and_then(|p| p.check(pending))
@@ -348,6 +384,53 @@ mod tests {
         // A budget that is not a number is no limit.
         info.user = Some(scope("u1", 3.0, f64::NAN));
         assert!(check(&info, None).is_none());
+    }
+
+    #[test]
+    fn organization_and_end_user_budgets_follow_litellm() {
+        let scope = |id: &str, spend: f64, max: f64| Scope {
+            id: id.into(),
+            spend,
+            limits: Limits {
+                max_budget: Some(max),
+                ..Limits::default()
+            },
+            ..Scope::default()
+        };
+        // An organization at its budget is refused (spend >= max); a budget of 0 is none; the
+        // organization counts only through a team.
+        let mut info = KeyInfo {
+            team: Some(Scope {
+                id: "t".into(),
+                ..Scope::default()
+            }),
+            organization: Some(scope("o1", 2.0, 2.0)),
+            ..KeyInfo::default()
+        };
+        assert_eq!(
+            check(&info, None).unwrap().message(),
+            "Budget has been exceeded! Organization=o1 Current cost: 2.0, Max budget: 2.0"
+        );
+        info.organization = Some(scope("o1", 2.0, 0.0));
+        assert!(check(&info, None).is_none());
+        info.organization = Some(scope("o1", 1.0, 2.0));
+        assert!(check(&info, None).is_none());
+        // An end user at its budget may still call; over it, not.
+        let mut e = EndUserInfo {
+            scope: scope("cust", 1.0, 1.0),
+            ..EndUserInfo::default()
+        };
+        assert!(check_end_user(&e).is_none());
+        e.scope = scope("cust", 1.5, 1.0);
+        let err = check_end_user(&e).unwrap();
+        assert_eq!(err.status(), 422);
+        assert_eq!(
+            err.message(),
+            "ExceededBudget: End User=cust over budget. Spend=1.5, Budget=1.0"
+        );
+        // A passed period counts as 0.
+        e.scope.budget_reset_at = Some(now_ms() - 1);
+        assert!(check_end_user(&e).is_none());
     }
 
     #[test]

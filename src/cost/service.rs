@@ -106,6 +106,7 @@ pub(super) struct CallCtx {
     call_id: Option<Arc<str>>,
     model_group: String,
     tags: Vec<String>,
+    end_user: Option<String>,
     started: Instant,
     started_ms: i64,
     report: Option<UsageReport>,
@@ -185,6 +186,7 @@ impl CallCtx {
                 cache_hit: meta.cache_hit,
                 status: status.to_owned(),
                 request_tags: self.tags.clone(),
+                end_user: self.end_user.clone(),
             };
             spend.record(row);
         }
@@ -272,6 +274,7 @@ where
             call_id: req.extensions.get::<CallId>().map(|c| c.0.clone()),
             model_group: req.model().to_owned(),
             tags: request_tags(&req),
+            end_user: req.end_user().map(|u| u.chars().take(1024).collect()),
             started: Instant::now(),
             started_ms: now_ms(),
             report: req.extensions.get::<UsageReport>().cloned(),

@@ -28,7 +28,6 @@ pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
     Router::new()
         .route("/key/update", post(key_update))
         .route("/key/delete", post(key_delete))
-        .route("/key/list", get(key_list))
         .route("/key/block", post(key_block))
         .route("/key/unblock", post(key_unblock))
         .route("/key/regenerate", post(key_regenerate))
@@ -37,6 +36,8 @@ pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
         .route("/key/info", get(key_info))
         // Admins, and a team's admins for that team (LiteLLM's rule): checks its caller.
         .route("/key/generate", post(key_generate))
+        // Admins list every key; an internal user its own.
+        .route("/key/list", get(key_list))
         // Any valid key.
         .route("/key/health", get(key_health).post(key_health))
 }
@@ -138,6 +139,19 @@ async fn key_generate(
                 "proxy_admin_viewer may only read: /key/generate needs a proxy_admin",
             ))
         }
+        // An internal user makes keys for itself (LiteLLM's `internal_user` key routes).
+        Caller::Key(me)
+            if b.team_id.is_none() && me.user_role.as_deref() == Some("internal_user") =>
+        {
+            let mine = me.user_id.as_deref().unwrap_or_default();
+            if mine.is_empty() || b.user_id.as_deref().is_some_and(|u| u != mine) {
+                return Err(forbidden(format!(
+                    "User can only create keys for themselves. Got user_id={}, Your ID={}",
+                    b.user_id.as_deref().unwrap_or("None"),
+                    me.user_id.as_deref().unwrap_or("None"),
+                )));
+            }
+        }
         // A team's admin makes keys for its team (for itself or another member of it).
         Caller::Key(me) => {
             let team = match b.team_id.as_deref() {
@@ -199,7 +213,11 @@ async fn key_generate(
             limits,
             metadata: b.metadata_with_tags(None).unwrap_or_default(),
             team_id: b.team_id.clone(),
-            user_id: b.user_id.clone(),
+            // An internal user's own key is its user's.
+            user_id: match &caller {
+                Caller::Key(me) if b.team_id.is_none() => me.user_id.clone(),
+                _ => b.user_id.clone(),
+            },
             duration,
             blocked: b.blocked.unwrap_or(false),
         })
@@ -341,7 +359,29 @@ struct ListQuery {
     return_full_object: Option<bool>,
 }
 
-async fn key_list(State(m): State<Arc<Mgmt>>, Q(q): Q<ListQuery>) -> ApiResult {
+async fn key_list(caller: Caller, State(m): State<Arc<Mgmt>>, Q(q): Q<ListQuery>) -> ApiResult {
+    // An internal user lists its own keys (LiteLLM: `user_id` becomes the caller's).
+    let own = match &caller {
+        Caller::Admin | Caller::Viewer => None,
+        Caller::Key(me) if me.user_role.as_deref() == Some("internal_user") => {
+            let Some(mine) = me.user_id.clone() else {
+                return Err(forbidden("a key without a user lists no keys"));
+            };
+            if q.user_id.as_deref().is_some_and(|u| u != mine) {
+                return Err(forbidden(format!(
+                    "User can only list their own keys. Got user_id={}, Your ID={mine}",
+                    q.user_id.as_deref().unwrap_or_default()
+                )));
+            }
+            Some(mine)
+        }
+        Caller::Key(_) => {
+            return Err(forbidden(
+                "Only the master key or a proxy_admin may call the management API",
+            ))
+        }
+    };
+    let user_id = own.as_deref().or(q.user_id.as_deref());
     let page = q.page.unwrap_or(1);
     let size = q.size.unwrap_or(10);
     if !(1..=MAX_PAGE).contains(&page) {
@@ -355,7 +395,7 @@ async fn key_list(State(m): State<Arc<Mgmt>>, Q(q): Q<ListQuery>) -> ApiResult {
     }
     let (rows, total) = m
         .store()
-        .list_keys(q.team_id.as_deref(), q.user_id.as_deref(), page, size)
+        .list_keys(q.team_id.as_deref(), user_id, page, size)
         .await?;
     let keys: Vec<Value> = if q.return_full_object.unwrap_or(false) {
         rows.iter().map(key_json).collect()

@@ -18,7 +18,7 @@
 //! | `POST /key/update` | change a key's fields |
 //! | `GET /key/info?key=` | one key (a key may read itself) |
 //! | `POST /key/delete` | `{"keys": [...]}` or `{"key_aliases": [...]}` |
-//! | `GET /key/list` | `page`, `size`, `team_id`, `user_id`, `return_full_object` |
+//! | `GET /key/list` | `page`, `size`, `team_id`, `user_id`, `return_full_object` (an internal user: its own keys) |
 //! | `POST /key/block`, `/key/unblock` | `{"key": ...}` |
 //! | `POST /key/regenerate`, `/key/{key}/regenerate` | new secret, same settings |
 //! | `POST /team/new`, `/team/update`, `/team/delete`, `/team/block`, `/team/unblock` | teams |
@@ -28,12 +28,17 @@
 //! | `POST /user/new`, `/user/update`, `/user/delete`, `GET /user/list` | users |
 //! | `GET /user/info?user_id=` | a user (a key may read its user) |
 //! | `POST /budget/new`, `/budget/update`, `/budget/info`, `/budget/delete`, `GET /budget/list` | budgets |
+//! | `POST /organization/new`, `PATCH /organization/update`, `DELETE /organization/delete` | organizations (admins) |
+//! | `GET /organization/info` (also by members), `/organization/list` (a user's own) | organizations |
+//! | `POST /customer/new`, `/customer/update`, `/customer/delete`, `/customer/block`, `/customer/unblock`, `GET /customer/info?end_user_id=`, `/customer/list` (and `/end_user/*`) | end users |
+//! | `POST /organization/member_add`, `PATCH /organization/member_update`, `DELETE /organization/member_delete` | members (also by the organization's `org_admin`s) |
 //! | `GET /spend/logs`, `/global/spend` | spend |
 //! | `GET /user/daily/activity`, `/team/daily/activity` | spend per day (LiteLLM's shape) |
 //! | `/key/health`, `POST /utils/token_counter` | any valid key |
 //!
 //! A `proxy_admin_viewer`'s key may call every `GET` route and no other admin route; a team's
-//! admin may `/key/generate` for that team (itself or another member).
+//! admin may `/key/generate` for that team (itself or another member); an `internal_user` may
+//! `/key/generate` and `/key/list` its own keys.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -47,10 +52,12 @@
 //! ```
 
 mod budgets;
+mod customers;
 mod error;
 mod extract;
 mod keys;
 mod limits;
+mod orgs;
 mod spend;
 mod teams;
 mod users;
@@ -101,6 +108,8 @@ pub fn router(master: Option<Secret>, keys: KeyCache, max_budget: Option<f64>) -
         .merge(users::routes(&state))
         .merge(spend::routes(&state))
         .merge(budgets::routes(&state))
+        .merge(orgs::routes(&state))
+        .merge(customers::routes(&state))
         .merge(utils::routes())
         .fallback(unknown_route)
         .with_state(state)

@@ -10,15 +10,18 @@ use super::{
     error::{bad, ApiError, ApiResult},
     extract::{require_admin, Q},
     keys::token_of,
-    views::{parse_date, spend_json},
+    views::{iso, parse_date, spend_json},
     Mgmt,
 };
-use crate::store::{DailyBy, DailySpend, SpendFilter};
+use crate::store::{DailyBy, DailySpend, ReportRow, SpendFilter};
 
 /// This resource's routes: the admin-only ones behind [`require_admin`].
 pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
     Router::new()
         .route("/spend/logs", get(spend_logs))
+        .route("/spend/logs/v2", get(spend_logs_v2))
+        .route("/spend/logs/ui", get(spend_logs_v2))
+        .route("/global/spend/report", get(global_spend_report))
         .route("/global/spend", get(global_spend))
         .route("/user/daily/activity", get(user_daily_activity))
         .route("/team/daily/activity", get(team_daily_activity))
@@ -58,6 +61,7 @@ async fn spend_logs(State(m): State<Arc<Mgmt>>, Q(q): Q<SpendQuery>) -> ApiResul
             start_ms,
             end_ms,
             limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
+            ..SpendFilter::default()
         })
         .await?;
     Ok(Json(Value::Array(rows.iter().map(spend_json).collect())))
@@ -216,4 +220,284 @@ async fn daily_activity(
             "has_more": false,
         },
     })))
+}
+
+/// A `start_date` / `end_date`: `YYYY-MM-DD` (a whole day: the end date is inclusive) or
+/// `YYYY-MM-DD HH:MM:SS` (`T` also; UTC; exact). `(from, until)` in Unix ms.
+fn date_or_time(name: &str, v: &str) -> Result<(i64, i64), ApiError> {
+    let err = || {
+        bad(
+            name,
+            format!("Invalid date format: {v}. Expected: YYYY-MM-DD or YYYY-MM-DD HH:MM:SS"),
+        )
+    };
+    let day = parse_date(v).ok_or_else(err)?;
+    let rest = v.get(10..).unwrap_or("");
+    if rest.is_empty() {
+        return Ok((day, day + 86_400_000));
+    }
+    let t = rest
+        .strip_prefix(' ')
+        .or_else(|| rest.strip_prefix('T'))
+        .ok_or_else(err)?;
+    let t = t.strip_suffix('Z').unwrap_or(t);
+    let mut parts = t.split(':');
+    let mut field = |max: i64| -> Result<i64, ApiError> {
+        let n: i64 = parts.next().ok_or_else(err)?.parse().map_err(|_| err())?;
+        if (0..max).contains(&n) {
+            Ok(n)
+        } else {
+            Err(err())
+        }
+    };
+    let (h, m, sec) = (field(24)?, field(60)?, field(60)?);
+    if parts.next().is_some() {
+        return Err(err());
+    }
+    let at = day + ((h * 60 + m) * 60 + sec) * 1000;
+    Ok((at, at + 1000))
+}
+
+#[derive(Debug, Deserialize)]
+struct SpendPageQuery {
+    api_key: Option<String>,
+    user_id: Option<String>,
+    team_id: Option<String>,
+    request_id: Option<String>,
+    start_date: Option<String>,
+    end_date: Option<String>,
+    page: Option<i64>,
+    page_size: Option<i64>,
+    status_filter: Option<String>,
+    model: Option<String>,
+    end_user: Option<String>,
+}
+
+/// `GET /spend/logs/v2` (and `/spend/logs/ui`): LiteLLM's paged spend logs, newest first:
+/// `{"data", "total", "page", "page_size", "total_pages"}`; `page` from 1, `page_size` 1–100
+/// (default 50).
+async fn spend_logs_v2(State(m): State<Arc<Mgmt>>, Q(q): Q<SpendPageQuery>) -> ApiResult {
+    let page = q.page.unwrap_or(1);
+    if !(1..=1_000_000_000).contains(&page) {
+        return Err(bad("page", "page must be ≥ 1"));
+    }
+    let page_size = q.page_size.unwrap_or(50);
+    if !(1..=100).contains(&page_size) {
+        return Err(bad("page_size", "page_size must be between 1 and 100"));
+    }
+    if let Some(s) = q.status_filter.as_deref() {
+        if !matches!(s, "success" | "failure") {
+            return Err(bad(
+                "status_filter",
+                "status_filter must be `success` or `failure`",
+            ));
+        }
+    }
+    let start_ms = q
+        .start_date
+        .as_deref()
+        .map(|v| date_or_time("start_date", v).map(|(from, _)| from))
+        .transpose()?;
+    let end_ms = q
+        .end_date
+        .as_deref()
+        .map(|v| date_or_time("end_date", v).map(|(_, until)| until))
+        .transpose()?;
+    let f = SpendFilter {
+        api_key: q.api_key.as_deref().map(token_of),
+        user_id: q.user_id,
+        team_id: q.team_id,
+        request_id: q.request_id,
+        start_ms,
+        end_ms,
+        limit: page_size,
+        offset: (page - 1).saturating_mul(page_size),
+        end_user: q.end_user,
+        model: q.model,
+        status: q.status_filter,
+    };
+    let total = m.store().count_spend_logs(&f).await?;
+    let rows = if f.offset < total {
+        m.store().spend_logs(&f).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Json(json!({
+        "data": rows.iter().map(spend_json).collect::<Vec<_>>(),
+        "total": total,
+        "page": page,
+        "page_size": page_size,
+        "total_pages": (total + page_size - 1) / page_size,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ReportQuery {
+    start_date: Option<String>,
+    end_date: Option<String>,
+    group_by: Option<String>,
+    api_key: Option<String>,
+    internal_user_id: Option<String>,
+    team_id: Option<String>,
+    customer_id: Option<String>,
+}
+
+/// Per key: its models' cost and tokens, most expensive key first (LiteLLM's `group_by=api_key`
+/// answer, also for `api_key` or `internal_user_id`).
+fn report_by_key(rows: &[ReportRow]) -> Value {
+    let mut keys: Vec<(String, f64, i64, i64, Vec<(String, f64, i64, i64)>)> = Vec::new();
+    for r in rows {
+        let i = match keys.iter().position(|k| k.0 == r.api_key) {
+            Some(i) => i,
+            None => {
+                keys.push((r.api_key.clone(), 0.0, 0, 0, Vec::new()));
+                keys.len() - 1
+            }
+        };
+        let k = &mut keys[i];
+        k.1 += r.spend;
+        k.2 += r.prompt_tokens;
+        k.3 += r.completion_tokens;
+        match k.4.iter_mut().find(|m| m.0 == r.model) {
+            Some(m) => {
+                m.1 += r.spend;
+                m.2 += r.prompt_tokens;
+                m.3 += r.completion_tokens;
+            }
+            None => k.4.push((
+                r.model.clone(),
+                r.spend,
+                r.prompt_tokens,
+                r.completion_tokens,
+            )),
+        }
+    }
+    keys.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Value::Array(
+        keys.into_iter()
+            .map(|(key, cost, input, output, models)| {
+                json!({
+                    "api_key": key,
+                    "total_cost": cost,
+                    "total_input_tokens": input,
+                    "total_output_tokens": output,
+                    "model_details": models.into_iter().map(|(model, c, i, o)| json!({
+                        "model": model,
+                        "total_cost": c,
+                        "total_input_tokens": i,
+                        "total_output_tokens": o,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Per day, per team (its alias, else `Unassigned Team`) or end user: its spend and the
+/// (model, key) rows behind it (LiteLLM's `group_by=team` / `customer` answer).
+fn report_by_day(rows: &[ReportRow], customers: bool) -> Value {
+    let (list, name) = if customers {
+        ("customers", "customer")
+    } else {
+        ("teams", "team_name")
+    };
+    let mut days: Vec<(i64, Vec<(Value, f64, Vec<Value>)>)> = Vec::new();
+    for r in rows {
+        if days.last().is_none_or(|d| d.0 != r.day) {
+            days.push((r.day, Vec::new()));
+        }
+        let Some((_, groups)) = days.last_mut() else {
+            continue;
+        };
+        let who = if customers {
+            r.end_user.clone().map_or(Value::Null, Value::String)
+        } else {
+            Value::String(
+                r.team_alias
+                    .clone()
+                    .unwrap_or_else(|| "Unassigned Team".to_owned()),
+            )
+        };
+        let i = match groups.iter().position(|g| g.0 == who) {
+            Some(i) => i,
+            None => {
+                groups.push((who, 0.0, Vec::new()));
+                groups.len() - 1
+            }
+        };
+        let g = &mut groups[i];
+        g.1 += r.spend;
+        g.2.push(json!({
+            "model": r.model,
+            "api_key": r.api_key,
+            "spend": r.spend,
+            "total_tokens": r.total_tokens,
+        }));
+    }
+    Value::Array(
+        days.into_iter()
+            .map(|(day, groups)| {
+                let mut v = serde_json::Map::new();
+                v.insert(
+                    "group_by_day".into(),
+                    iso(day.saturating_mul(86_400_000)).into(),
+                );
+                v.insert(
+                    list.into(),
+                    groups
+                        .into_iter()
+                        .map(|(who, spend, metadata)| {
+                            json!({ name: who, "total_spend": spend, "metadata": metadata })
+                        })
+                        .collect(),
+                );
+                Value::Object(v)
+            })
+            .collect(),
+    )
+}
+
+/// `GET /global/spend/report?start_date=&end_date=&group_by=team|customer|api_key`: spend per
+/// day and team or end user, or per key (LiteLLM's shapes), from the spend logs; narrowed by
+/// `api_key`, `internal_user_id`, `team_id`, `customer_id`.
+async fn global_spend_report(State(m): State<Arc<Mgmt>>, Q(q): Q<ReportQuery>) -> ApiResult {
+    let (Some(start), Some(end)) = (q.start_date.as_deref(), q.end_date.as_deref()) else {
+        return Err(bad(
+            if q.start_date.is_none() {
+                "start_date"
+            } else {
+                "end_date"
+            },
+            "Please provide start_date and end_date",
+        ));
+    };
+    let from = parse_date(start)
+        .filter(|_| start.len() == 10)
+        .ok_or_else(|| bad("start_date", "start_date must be a date (YYYY-MM-DD)"))?;
+    let until = parse_date(end)
+        .filter(|_| end.len() == 10)
+        .ok_or_else(|| bad("end_date", "end_date must be a date (YYYY-MM-DD)"))?
+        + 86_400_000;
+    let group_by = q.group_by.as_deref().unwrap_or("team");
+    if !matches!(group_by, "team" | "customer" | "api_key") {
+        return Err(bad(
+            "group_by",
+            "group_by must be one of `team`, `customer`, `api_key`",
+        ));
+    }
+    let f = SpendFilter {
+        api_key: q.api_key.as_deref().map(token_of),
+        user_id: q.internal_user_id.clone(),
+        team_id: q.team_id.clone(),
+        end_user: q.customer_id.clone(),
+        ..SpendFilter::default()
+    };
+    let rows = m.store().spend_report(from, until, &f).await?;
+    Ok(Json(
+        if group_by == "api_key" || q.api_key.is_some() || q.internal_user_id.is_some() {
+            report_by_key(&rows)
+        } else {
+            report_by_day(&rows, group_by == "customer")
+        },
+    ))
 }

@@ -86,6 +86,7 @@ struct TeamBody {
     metadata: Option<Map<String, Value>>,
     members_with_roles: Option<Vec<Value>>,
     blocked: Option<bool>,
+    organization_id: Option<String>,
 }
 
 impl TeamBody {
@@ -122,11 +123,26 @@ async fn team_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<TeamBody>) -> 
         metadata: b.metadata.clone().unwrap_or_default(),
         members_with_roles: b.members_with_roles.clone().unwrap_or_default(),
         blocked: b.blocked.unwrap_or(false),
+        organization_id: org_of(&m, b.organization_id.as_deref()).await?,
         created_at: now,
         updated_at: now,
     };
     m.store().create_team(&t).await?;
     Ok(Json(team_json(&t)))
+}
+
+/// The organization a team body names: it must exist (an empty id is none).
+async fn org_of(m: &Mgmt, org: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(id) = org.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    if m.store().organization(id).await?.is_none() {
+        return Err(bad(
+            "organization_id",
+            format!("Organization not found for organization_id={id}"),
+        ));
+    }
+    Ok(Some(id.to_owned()))
 }
 
 async fn load_team(m: &Mgmt, team_id: Option<&str>) -> Result<TeamRow, ApiError> {
@@ -159,6 +175,9 @@ async fn team_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<TeamBody>) 
     }
     if let Some(v) = b.blocked {
         t.blocked = v;
+    }
+    if b.organization_id.is_some() {
+        t.organization_id = org_of(&m, b.organization_id.as_deref()).await?;
     }
     m.store().update_team(&t).await?;
     m.forget_team(&t.team_id);

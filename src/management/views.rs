@@ -66,6 +66,7 @@ pub(super) fn team_json(t: &TeamRow) -> Value {
         "metadata": t.metadata,
         "members_with_roles": t.members_with_roles,
         "blocked": t.blocked,
+        "organization_id": t.organization_id,
         "created_at": iso(t.created_at),
         "updated_at": iso(t.updated_at),
     })
@@ -113,6 +114,7 @@ pub(super) fn spend_json(r: &SpendRow) -> Value {
         "cache_hit": if r.cache_hit { "True" } else { "False" },
         "status": r.status,
         "request_tags": r.request_tags,
+        "end_user": r.end_user.as_deref().unwrap_or_default(),
     })
 }
 

@@ -210,6 +210,11 @@ impl InMemoryStore {
                     && eq(&f.request_id, Some(&r.request_id))
                     && f.start_ms.is_none_or(|s| r.start_time >= s)
                     && f.end_ms.is_none_or(|e| r.start_time < e)
+                    && eq(&f.end_user, r.end_user.as_deref())
+                    && eq(&f.model, Some(&r.model_group))
+                    && f.status
+                        .as_deref()
+                        .is_none_or(|st| (st == "success") == (r.status == "success"))
             })
             .cloned()
             .collect();
@@ -219,6 +224,8 @@ impl InMemoryStore {
                 .then_with(|| a.request_id.cmp(&b.request_id))
         });
         let limit = if f.limit > 0 { f.limit } else { 1000 };
+        let skip = usize::try_from(f.offset.max(0)).unwrap_or(usize::MAX);
+        rows.drain(..skip.min(rows.len()));
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         rows
     }

@@ -82,8 +82,9 @@ pub use self::{
     model_crypto::{literal_secret, SaltKey, SealError},
     models::{EncryptedModels, InMemoryModels, ModelRow, ModelStore},
     rows::{
-        BudgetRow, BudgetState, DailyBy, DailySpend, KeyRow, Limits, NewKey, SpendFilter, SpendRow,
-        SpendTotals, TeamRow, UserRow, PROXY_BUDGET_ID,
+        BudgetRow, BudgetState, DailyBy, DailySpend, EndUserRow, KeyRow, Limits, NewKey,
+        OrgMemberRow, OrgRow, ReportRow, SpendFilter, SpendRow, SpendTotals, TeamRow, UserRow,
+        PROXY_BUDGET_ID,
     },
 };
 
@@ -111,6 +112,21 @@ pub trait KeyStore: Any + Send + Sync + fmt::Debug {
 
     /// A user, its budget period rolled over first when it ended.
     fn user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<UserRow>>;
+
+    /// An organization (a team's `organization_id`), its budget period rolled over first when it
+    /// ended. Default: none (a store without organizations, such as [`InMemoryStore`]).
+    fn organization<'a>(&'a self, organization_id: &'a str) -> StoreFuture<'a, Option<OrgRow>> {
+        let _ = organization_id;
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// An end user (a request's `user`) with its budget row's limits, its budget period rolled
+    /// over first when it ended. Default: none (a store without end users, such as
+    /// [`InMemoryStore`]).
+    fn end_user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<EndUserRow>> {
+        let _ = user_id;
+        Box::pin(std::future::ready(Ok(None)))
+    }
 
     /// Whether the store answers now (`/health/readiness`). Default: always (a store in memory).
     fn ping(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
@@ -164,6 +180,14 @@ impl<T: KeyStore + ?Sized> KeyStore for Arc<T> {
 
     fn user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<UserRow>> {
         (**self).user(user_id)
+    }
+
+    fn organization<'a>(&'a self, organization_id: &'a str) -> StoreFuture<'a, Option<OrgRow>> {
+        (**self).organization(organization_id)
+    }
+
+    fn end_user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<EndUserRow>> {
+        (**self).end_user(user_id)
     }
 
     fn ping(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {

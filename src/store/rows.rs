@@ -80,6 +80,84 @@ pub struct TeamRow {
     pub members_with_roles: Vec<Value>,
     /// Refused while set.
     pub blocked: bool,
+    /// The organization the team belongs to (`/organization/*`): its calls charge the
+    /// organization's budget too.
+    pub organization_id: Option<String>,
+    /// Created (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
+/// An organization (LiteLLM's `LiteLLM_OrganizationTable`): owns teams; its limits are those of
+/// its `budget_id`'s budget row, as in LiteLLM.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OrgRow {
+    /// Id.
+    pub organization_id: String,
+    /// Human name.
+    pub organization_alias: String,
+    /// The budget row holding its limits (every organization has one, as in LiteLLM).
+    pub budget_id: String,
+    /// Model groups its teams may call (empty: all).
+    pub models: Vec<String>,
+    /// Spend this period (every call of its teams).
+    pub spend: f64,
+    /// Limits and budget, from the budget row (read-only here: change them on the budget).
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// When the budget period ends (Unix ms; the budget row's `budget_reset_at`).
+    pub budget_reset_at: Option<i64>,
+    /// Free-form metadata.
+    pub metadata: Map<String, Value>,
+    /// Who created it.
+    pub created_by: String,
+    /// Who changed it last.
+    pub updated_by: String,
+    /// Created (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
+/// An end user, a customer of the caller (LiteLLM's `LiteLLM_EndUserTable`, `/customer/*`): the
+/// `user` a request names. Its limits are its budget row's (`budget_id`), as in LiteLLM.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EndUserRow {
+    /// Id (the request's `user`).
+    pub user_id: String,
+    /// Admin-facing name.
+    pub alias: Option<String>,
+    /// Spend this period.
+    pub spend: f64,
+    /// The region its calls must be served in (`eu`, `us`, ...; deployments' `region_name`).
+    pub allowed_model_region: Option<String>,
+    /// The model to use when none in the region fits.
+    pub default_model: Option<String>,
+    /// The budget row holding its limits.
+    pub budget_id: Option<String>,
+    /// Limits and budget, from the budget row.
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// When the budget period ends (Unix ms; the budget row's).
+    pub budget_reset_at: Option<i64>,
+    /// Its calls are refused while set.
+    pub blocked: bool,
+}
+
+/// A user's membership of an organization (LiteLLM's `LiteLLM_OrganizationMembership`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OrgMemberRow {
+    /// The user.
+    pub user_id: String,
+    /// The organization.
+    pub organization_id: String,
+    /// `org_admin`, `internal_user`, `internal_user_viewer`.
+    pub user_role: Option<String>,
+    /// Spend of the user in the organization.
+    pub spend: f64,
+    /// The member's own budget row (`max_budget_in_organization`), if any.
+    pub budget_id: Option<String>,
     /// Created (Unix ms).
     pub created_at: i64,
     /// Last change (Unix ms).
@@ -236,6 +314,9 @@ pub struct SpendRow {
     pub status: String,
     /// Request tags.
     pub request_tags: Vec<String>,
+    /// The end user the call was made for (the body's `user`; LiteLLM's `end_user`).
+    #[serde(default)]
+    pub end_user: Option<String>,
 }
 
 /// Filters of [`Store::spend_logs`](super::Store::spend_logs) (`/spend/logs`).
@@ -255,6 +336,39 @@ pub struct SpendFilter {
     pub end_ms: Option<i64>,
     /// At most this many rows (newest first).
     pub limit: i64,
+    /// Rows to skip first (paging: `(page - 1) * page_size`).
+    pub offset: i64,
+    /// By end user (the request's `user`).
+    pub end_user: Option<String>,
+    /// By model group (what the client asked for).
+    pub model: Option<String>,
+    /// `success`, or `failure` (every other status), as LiteLLM's `status_filter`.
+    pub status: Option<String>,
+}
+
+/// One group of `/global/spend/report`: a day's spend of one team, end user, key and model.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ReportRow {
+    /// The UTC day, as days since 1970-01-01.
+    pub day: i64,
+    /// Team.
+    pub team_id: Option<String>,
+    /// The team's alias.
+    pub team_alias: Option<String>,
+    /// End user.
+    pub end_user: Option<String>,
+    /// Key hash.
+    pub api_key: String,
+    /// Model (as the upstream named it; empty when unknown).
+    pub model: String,
+    /// USD.
+    pub spend: f64,
+    /// Input tokens.
+    pub prompt_tokens: i64,
+    /// Output tokens.
+    pub completion_tokens: i64,
+    /// Tokens.
+    pub total_tokens: i64,
 }
 
 /// Whose daily spend ([`Store::daily_spend`](super::Store::daily_spend)).
@@ -303,6 +417,12 @@ pub struct SpendTotals {
     pub teams: HashMap<String, f64>,
     /// Per user.
     pub users: HashMap<String, f64>,
+    /// Per end user (LiteLLM's `LiteLLM_EndUserTable.spend`; an end user without a row is not
+    /// charged).
+    pub end_users: HashMap<String, f64>,
+    /// Per organization (the teams' spend, charged to the organization each team belongs to;
+    /// filled by the store, which knows the teams' organizations).
+    pub orgs: HashMap<String, f64>,
     /// Added to the proxy-wide budget row ([`PROXY_BUDGET_ID`]): every counted row's cost.
     pub proxy: f64,
     /// The proxy-wide budget row after this batch, when it exists.

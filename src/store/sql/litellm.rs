@@ -85,7 +85,7 @@ macro_rules! team_select {
             list!("t.models"),
             " AS models, t.spend, t.max_budget, t.budget_duration, ",
             ms!("t.budget_reset_at"),
-            " AS budget_reset_at, CAST(t.tpm_limit AS BIGINT) AS tpm_limit, CAST(t.rpm_limit AS BIGINT) AS rpm_limit, CAST(t.max_parallel_requests AS BIGINT) AS max_parallel_requests, CAST(t.metadata AS TEXT) AS metadata, CAST(t.members_with_roles AS TEXT) AS members, CAST(CASE WHEN t.blocked THEN 1 ELSE 0 END AS BIGINT) AS blocked, ",
+            " AS budget_reset_at, CAST(t.tpm_limit AS BIGINT) AS tpm_limit, CAST(t.rpm_limit AS BIGINT) AS rpm_limit, CAST(t.max_parallel_requests AS BIGINT) AS max_parallel_requests, CAST(t.metadata AS TEXT) AS metadata, CAST(t.members_with_roles AS TEXT) AS members, CAST(CASE WHEN t.blocked THEN 1 ELSE 0 END AS BIGINT) AS blocked, t.organization_id, ",
             ms!("t.created_at"),
             " AS created_at, ",
             ms!("t.updated_at"),
@@ -119,7 +119,7 @@ macro_rules! spend_select {
             ms!("s.\"startTime\""),
             " AS start_time, ",
             ms!("s.\"endTime\""),
-            " AS end_time, CAST(COALESCE(s.request_duration_ms, EXTRACT(EPOCH FROM (s.\"endTime\" - s.\"startTime\")) * 1000) AS BIGINT) AS latency_ms, CAST(CASE WHEN s.cache_hit = 'True' THEN 1 ELSE 0 END AS BIGINT) AS cache_hit, COALESCE(CAST(s.metadata->>'llmgate_status' AS TEXT), s.status, CAST(s.metadata->>'status' AS TEXT), 'success') AS status, COALESCE(CAST(s.request_tags AS TEXT), '[]') AS request_tags FROM \"LiteLLM_SpendLogs\" s"
+            " AS end_time, CAST(COALESCE(s.request_duration_ms, EXTRACT(EPOCH FROM (s.\"endTime\" - s.\"startTime\")) * 1000) AS BIGINT) AS latency_ms, CAST(CASE WHEN s.cache_hit = 'True' THEN 1 ELSE 0 END AS BIGINT) AS cache_hit, COALESCE(CAST(s.metadata->>'llmgate_status' AS TEXT), s.status, CAST(s.metadata->>'status' AS TEXT), 'success') AS status, COALESCE(CAST(s.request_tags AS TEXT), '[]') AS request_tags, NULLIF(s.end_user, '') AS end_user FROM \"LiteLLM_SpendLogs\" s"
         )
     };
 }
@@ -176,7 +176,7 @@ pub(super) const LIST_KEYS: &str = concat!(
 // ---- teams (parameters as in teams.rs) ----
 
 pub(super) const INSERT_TEAM: &str = concat!(
-    "INSERT INTO \"LiteLLM_TeamTable\" (team_id, team_alias, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, members_with_roles, blocked, created_at, updated_at) VALUES ($1, $2, ",
+    "INSERT INTO \"LiteLLM_TeamTable\" (team_id, team_alias, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, members_with_roles, blocked, created_at, updated_at, organization_id) VALUES ($1, $2, ",
     arr!("$3"),
     ", $4, CAST($5 AS DOUBLE PRECISION), $6, ",
     ts!("$7"),
@@ -184,7 +184,7 @@ pub(super) const INSERT_TEAM: &str = concat!(
     ts!("$14"),
     ", ",
     ts!("$15"),
-    ")"
+    ", $16)"
 );
 pub(super) const TEAM_BY_ID: &str = concat!(team_select!(), " WHERE t.team_id = $1");
 pub(super) const RESET_TEAM: &str = concat!(
@@ -200,7 +200,7 @@ pub(super) const UPDATE_TEAM: &str = concat!(
     ts!("$5"),
     ", tpm_limit = $6, rpm_limit = $7, max_parallel_requests = CAST($8 AS INTEGER), metadata = CAST($9 AS JSONB), members_with_roles = CAST($10 AS JSONB), blocked = CAST($11 AS BIGINT) <> 0, updated_at = ",
     ts!("$12"),
-    " WHERE team_id = $13"
+    ", organization_id = $14 WHERE team_id = $13"
 );
 pub(super) const DELETE_TEAM: &str = "DELETE FROM \"LiteLLM_TeamTable\" WHERE team_id = $1";
 pub(super) const LIST_TEAMS: &str = concat!(team_select!(), " ORDER BY t.created_at, t.team_id");
@@ -304,13 +304,37 @@ pub(super) const LIST_BUDGETS: &str =
 
 // ---- spend (parameters as in spend.rs) ----
 
+/// The filters of `/spend/logs` (parameters as in spend.rs: `$1`-`$6`, `$8`-`$10`).
+macro_rules! spend_where {
+    () => {
+        concat!(
+            " WHERE (CAST($1 AS TEXT) IS NULL OR s.api_key = $1) AND (CAST($2 AS TEXT) IS NULL OR s.\"user\" = $2) AND (CAST($3 AS TEXT) IS NULL OR s.team_id = $3) AND (CAST($4 AS TEXT) IS NULL OR s.request_id = $4) AND (CAST($5 AS BIGINT) IS NULL OR s.\"startTime\" >= ",
+            ts!("$5"),
+            ") AND (CAST($6 AS BIGINT) IS NULL OR s.\"startTime\" < ",
+            ts!("$6"),
+            ") AND (CAST($8 AS TEXT) IS NULL OR s.end_user = $8) AND (CAST($9 AS TEXT) IS NULL OR s.model_group = $9) AND (CAST($10 AS TEXT) IS NULL OR (CAST($10 AS TEXT) = 'success') = (s.status = 'success'))"
+        )
+    };
+}
+
 pub(super) const SPEND_LOGS: &str = concat!(
     spend_select!(),
-    " WHERE (CAST($1 AS TEXT) IS NULL OR s.api_key = $1) AND (CAST($2 AS TEXT) IS NULL OR s.\"user\" = $2) AND (CAST($3 AS TEXT) IS NULL OR s.team_id = $3) AND (CAST($4 AS TEXT) IS NULL OR s.request_id = $4) AND (CAST($5 AS BIGINT) IS NULL OR s.\"startTime\" >= ",
-    ts!("$5"),
-    ") AND (CAST($6 AS BIGINT) IS NULL OR s.\"startTime\" < ",
-    ts!("$6"),
-    ") ORDER BY s.\"startTime\" DESC, s.request_id LIMIT $7"
+    spend_where!(),
+    " ORDER BY s.\"startTime\" DESC, s.request_id LIMIT $7 OFFSET $11"
+);
+/// The rows `SPEND_LOGS` pages through (`$7` and `$11` are bound and unused).
+pub(super) const COUNT_SPEND_LOGS_WHERE: &str = concat!(
+    "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM \"LiteLLM_SpendLogs\" s",
+    spend_where!(),
+    " AND CAST($7 AS BIGINT) IS NOT NULL AND CAST($11 AS BIGINT) IS NOT NULL"
+);
+/// `/global/spend/report` (parameters as in spend.rs).
+pub(super) const SPEND_REPORT: &str = concat!(
+    "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM s.\"startTime\") / 86400) AS BIGINT) AS day, s.team_id, t.team_alias, NULLIF(s.end_user, '') AS end_user, s.api_key, COALESCE(s.model, '') AS model, CAST(SUM(s.spend) AS DOUBLE PRECISION) AS spend, CAST(SUM(s.prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(s.completion_tokens) AS BIGINT) AS completion_tokens, CAST(SUM(s.total_tokens) AS BIGINT) AS total_tokens FROM \"LiteLLM_SpendLogs\" s LEFT JOIN \"LiteLLM_TeamTable\" t ON t.team_id = s.team_id WHERE s.\"startTime\" >= ",
+    ts!("$1"),
+    " AND s.\"startTime\" < ",
+    ts!("$2"),
+    " AND (CAST($3 AS TEXT) IS NULL OR s.api_key = $3) AND (CAST($4 AS TEXT) IS NULL OR s.\"user\" = $4) AND (CAST($5 AS TEXT) IS NULL OR s.team_id = $5) AND (CAST($6 AS TEXT) IS NULL OR s.end_user = $6) GROUP BY 1, s.team_id, t.team_alias, 4, s.api_key, 6 ORDER BY 1, 2, 4, 5, 6"
 );
 pub(super) const GLOBAL_SPEND: &str =
     "SELECT CAST(COALESCE(SUM(spend), 0) AS DOUBLE PRECISION) AS s FROM \"LiteLLM_SpendLogs\"";
@@ -322,11 +346,11 @@ pub(super) const DAILY_TEAM: &str = "SELECT date, team_id AS entity, api_key, CO
 
 /// One spend-log row as LiteLLM writes it (`LiteLLM_SpendLogs`).
 const INSERT_SPEND: &str = concat!(
-    "INSERT INTO \"LiteLLM_SpendLogs\" (request_id, call_type, api_key, spend, total_tokens, prompt_tokens, completion_tokens, \"startTime\", \"endTime\", model, model_id, model_group, custom_llm_provider, api_base, \"user\", metadata, cache_hit, cache_key, request_tags, team_id, status, request_duration_ms, litellm_call_id) VALUES ($1, $2, $3, $4, CAST($5 AS INTEGER), CAST($6 AS INTEGER), CAST($7 AS INTEGER), ",
+    "INSERT INTO \"LiteLLM_SpendLogs\" (request_id, call_type, api_key, spend, total_tokens, prompt_tokens, completion_tokens, \"startTime\", \"endTime\", model, model_id, model_group, custom_llm_provider, api_base, \"user\", metadata, cache_hit, cache_key, request_tags, team_id, status, request_duration_ms, litellm_call_id, end_user) VALUES ($1, $2, $3, $4, CAST($5 AS INTEGER), CAST($6 AS INTEGER), CAST($7 AS INTEGER), ",
     ts!("$8"),
     ", ",
     ts!("$9"),
-    ", $10, $11, $12, $13, '', $14, CAST($15 AS JSONB), $16, '', CAST($17 AS JSONB), $18, $19, CAST($20 AS INTEGER), $1) ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+    ", $10, $11, $12, $13, '', $14, CAST($15 AS JSONB), $16, '', CAST($17 AS JSONB), $18, $19, CAST($20 AS INTEGER), $1, $21) ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
 );
 
 /// The daily rollups LiteLLM's UI and `/user/daily/activity`, `/team/daily/activity` read: add
@@ -430,6 +454,7 @@ impl Store {
                     .bind(r.team_id.clone())
                     .bind(litellm_status(&r.status))
                     .bind(r.latency_ms.clamp(0, i64::from(i32::MAX)))
+                    .bind(r.end_user.clone().unwrap_or_default())
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(db("spend: insert"))?;
@@ -533,6 +558,9 @@ impl Store {
             }
         }
         let mut totals = totals;
+        // Each team's organization is charged its teams' spend; end users with a row theirs.
+        totals.orgs = self.charge_orgs(&mut tx, &totals.teams).await?;
+        self.charge_end_users(&mut tx, &totals.end_users).await?;
         if totals.proxy != 0.0 {
             let row = sqlx::query(concat!(
                 "SELECT spend, ",

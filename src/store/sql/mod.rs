@@ -27,14 +27,16 @@ use sqlx::{
 };
 
 use super::{
-    now_ms, BudgetState, KeyRow, KeyStore, Limits, SpendRow, SpendSink, SpendTotals, StoreError,
-    StoreFuture, TeamRow, UserRow,
+    now_ms, BudgetState, EndUserRow, KeyRow, KeyStore, Limits, OrgRow, SpendRow, SpendSink,
+    SpendTotals, StoreError, StoreFuture, TeamRow, UserRow,
 };
 
 mod budgets;
+mod end_users;
 mod keys;
 mod litellm;
 mod models;
+mod orgs;
 mod proxy_models;
 mod spend;
 mod teams;
@@ -45,6 +47,8 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_budgets.sql")),
     (3, include_str!("migrations/0003_spend_log_indexes.sql")),
+    (4, include_str!("migrations/0004_organizations.sql")),
+    (5, include_str!("migrations/0005_end_users.sql")),
 ];
 
 fn db(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
@@ -186,6 +190,7 @@ fn team_row(row: &AnyRow) -> TeamRow {
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default(),
         blocked: get::<i64>(row, "blocked").unwrap_or(0) != 0,
+        organization_id: get(row, "organization_id"),
         created_at: get(row, "created_at").unwrap_or(0),
         updated_at: get(row, "updated_at").unwrap_or(0),
     }
@@ -228,6 +233,7 @@ fn spend_row(row: &AnyRow) -> SpendRow {
         cache_hit: get::<i64>(row, "cache_hit").unwrap_or(0) != 0,
         status: get(row, "status").unwrap_or_default(),
         request_tags: parse_list(get(row, "request_tags")),
+        end_user: get(row, "end_user"),
     }
 }
 
@@ -444,6 +450,14 @@ impl KeyStore for Store {
 
     fn user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<UserRow>> {
         Box::pin(Self::user(self, user_id))
+    }
+
+    fn organization<'a>(&'a self, organization_id: &'a str) -> StoreFuture<'a, Option<OrgRow>> {
+        Box::pin(Self::organization(self, organization_id))
+    }
+
+    fn end_user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<EndUserRow>> {
+        Box::pin(Self::end_user(self, user_id))
     }
 
     fn ping(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {

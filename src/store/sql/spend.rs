@@ -5,12 +5,20 @@ use std::collections::HashMap;
 
 use super::{db, get, json_list, litellm, spend_row, Backend, Schema, Store};
 use crate::store::{
-    next_reset, now_ms, BudgetState, DailyBy, DailySpend, Limits, SpendFilter, SpendRow,
+    next_reset, now_ms, BudgetState, DailyBy, DailySpend, Limits, ReportRow, SpendFilter, SpendRow,
     SpendTotals, StoreError, UserRow, PROXY_BUDGET_ID,
 };
 
+/// The filters of `/spend/logs` over `llmgate_spend_logs` (parameters `$1`-`$6`, `$8`-`$10`; see
+/// [`Store::spend_query`]).
+macro_rules! ours_spend_where {
+    () => {
+        " WHERE (CAST($1 AS TEXT) IS NULL OR api_key = $1) AND (CAST($2 AS TEXT) IS NULL OR user_id = $2) AND (CAST($3 AS TEXT) IS NULL OR team_id = $3) AND (CAST($4 AS TEXT) IS NULL OR request_id = $4) AND (CAST($5 AS BIGINT) IS NULL OR start_time >= $5) AND (CAST($6 AS BIGINT) IS NULL OR start_time < $6) AND (CAST($8 AS TEXT) IS NULL OR end_user = $8) AND (CAST($9 AS TEXT) IS NULL OR model_group = $9) AND (CAST($10 AS TEXT) IS NULL OR (CAST($10 AS TEXT) = 'success') = (status = 'success'))"
+    };
+}
+
 /// Rows per spend INSERT statement, largest first: a batch is cut into these sizes. 64 rows of
-/// 19 parameters stay far below SQLite's (32 766) and PostgreSQL's (65 535) limits.
+/// 20 parameters stay far below SQLite's (32 766) and PostgreSQL's (65 535) limits.
 const SPEND_INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
 
 /// Which of a batch's rows add their cost to the totals.
@@ -30,9 +38,9 @@ enum Count {
 /// bind. PostgreSQL takes only `$n`.
 fn spend_insert_sql(n: usize, backend: Backend, returning: bool) -> String {
     use std::fmt::Write as _;
-    const COLS: usize = 19;
+    const COLS: usize = 20;
     let mut sql = String::with_capacity(400 + n * COLS * 5);
-    sql.push_str("INSERT INTO llmgate_spend_logs (request_id, api_key, key_alias, team_id, user_id, model_group, model, model_id, custom_llm_provider, prompt_tokens, completion_tokens, total_tokens, spend, start_time, end_time, latency_ms, cache_hit, status, request_tags) VALUES ");
+    sql.push_str("INSERT INTO llmgate_spend_logs (request_id, api_key, key_alias, team_id, user_id, model_group, model, model_id, custom_llm_provider, prompt_tokens, completion_tokens, total_tokens, spend, start_time, end_time, latency_ms, cache_hit, status, request_tags, end_user) VALUES ");
     for row in 0..n {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for col in 0..COLS {
@@ -68,6 +76,9 @@ pub(super) fn totals_of<'a>(rows: impl Iterator<Item = &'a SpendRow>) -> SpendTo
         }
         if let Some(u) = &r.user_id {
             *totals.users.entry(u.clone()).or_default() += r.spend;
+        }
+        if let Some(e) = &r.end_user {
+            *totals.end_users.entry(e.clone()).or_default() += r.spend;
         }
         totals.proxy += r.spend;
     }
@@ -147,7 +158,8 @@ impl Store {
                     .bind(r.latency_ms)
                     .bind(i64::from(r.cache_hit))
                     .bind(r.status.clone())
-                    .bind(json_list(&r.request_tags));
+                    .bind(json_list(&r.request_tags))
+                    .bind(r.end_user.clone());
             }
             if stored_now {
                 // RETURNING lists only the rows inserted now: a retried batch's stored rows are
@@ -212,6 +224,9 @@ impl Store {
                 }
             }
         }
+        // Each team's organization is charged its teams' spend; end users with a row theirs.
+        totals.orgs = self.charge_orgs(&mut tx, &totals.teams).await?;
+        self.charge_end_users(&mut tx, &totals.end_users).await?;
         if !proxy.is_empty() {
             let row =
                 sqlx::query("SELECT spend, budget_reset_at FROM llmgate_users WHERE user_id = $1")
@@ -297,25 +312,98 @@ impl Store {
         }))
     }
 
-    /// Spend-log rows, newest first.
+    /// Spend-log rows, newest first, from `f.offset`.
     pub async fn spend_logs(&self, f: &SpendFilter) -> Result<Vec<SpendRow>, StoreError> {
-        let rows = sqlx::query(
-            self.pick(
-            "SELECT * FROM llmgate_spend_logs WHERE ($1 IS NULL OR api_key = $1) AND ($2 IS NULL OR user_id = $2) AND ($3 IS NULL OR team_id = $3) AND ($4 IS NULL OR request_id = $4) AND ($5 IS NULL OR start_time >= $5) AND ($6 IS NULL OR start_time < $6) ORDER BY start_time DESC, request_id LIMIT $7",
-            litellm::SPEND_LOGS,
-        ),
-        )
+        let rows = self
+            .spend_query(
+                f,
+                concat!(
+                    "SELECT * FROM llmgate_spend_logs",
+                    ours_spend_where!(),
+                    " ORDER BY start_time DESC, request_id LIMIT $7 OFFSET $11"
+                ),
+                litellm::SPEND_LOGS,
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("read spend logs"))?;
+        Ok(rows.iter().map(spend_row).collect())
+    }
+
+    /// How many spend-log rows `f`'s filters select (its `limit` and `offset` aside).
+    pub async fn count_spend_logs(&self, f: &SpendFilter) -> Result<i64, StoreError> {
+        let row = self
+            .spend_query(
+                f,
+                concat!(
+                    "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM llmgate_spend_logs",
+                    ours_spend_where!(),
+                    " AND CAST($7 AS BIGINT) IS NOT NULL AND CAST($11 AS BIGINT) IS NOT NULL"
+                ),
+                litellm::COUNT_SPEND_LOGS_WHERE,
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("count spend logs"))?;
+        Ok(get(&row, "n").unwrap_or(0))
+    }
+
+    fn spend_query(
+        &self,
+        f: &SpendFilter,
+        ours: &'static str,
+        theirs: &'static str,
+    ) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+        sqlx::query(self.pick(ours, theirs))
+            .bind(f.api_key.clone())
+            .bind(f.user_id.clone())
+            .bind(f.team_id.clone())
+            .bind(f.request_id.clone())
+            .bind(f.start_ms)
+            .bind(f.end_ms)
+            .bind(if f.limit > 0 { f.limit } else { 1000 })
+            .bind(f.end_user.clone())
+            .bind(f.model.clone())
+            .bind(f.status.clone())
+            .bind(f.offset.max(0))
+    }
+
+    /// Spend from `start_ms` (inclusive) to `end_ms` (exclusive) per UTC day, team, end user,
+    /// key and model (`/global/spend/report`), narrowed to one key, user, team or end user.
+    pub async fn spend_report(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        f: &SpendFilter,
+    ) -> Result<Vec<ReportRow>, StoreError> {
+        let rows = sqlx::query(self.pick(
+            "SELECT CAST(s.start_time / 86400000 AS BIGINT) AS day, s.team_id, t.team_alias, s.end_user, s.api_key, COALESCE(s.model, '') AS model, CAST(SUM(s.spend) AS DOUBLE PRECISION) AS spend, CAST(SUM(s.prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(s.completion_tokens) AS BIGINT) AS completion_tokens, CAST(SUM(s.total_tokens) AS BIGINT) AS total_tokens FROM llmgate_spend_logs s LEFT JOIN llmgate_teams t ON t.team_id = s.team_id WHERE s.start_time >= $1 AND s.start_time < $2 AND (CAST($3 AS TEXT) IS NULL OR s.api_key = $3) AND (CAST($4 AS TEXT) IS NULL OR s.user_id = $4) AND (CAST($5 AS TEXT) IS NULL OR s.team_id = $5) AND (CAST($6 AS TEXT) IS NULL OR s.end_user = $6) GROUP BY CAST(s.start_time / 86400000 AS BIGINT), s.team_id, t.team_alias, s.end_user, s.api_key, COALESCE(s.model, '') ORDER BY 1, 2, 4, 5, 6",
+            litellm::SPEND_REPORT,
+        ))
+        .bind(start_ms)
+        .bind(end_ms)
         .bind(f.api_key.clone())
         .bind(f.user_id.clone())
         .bind(f.team_id.clone())
-        .bind(f.request_id.clone())
-        .bind(f.start_ms)
-        .bind(f.end_ms)
-        .bind(if f.limit > 0 { f.limit } else { 1000 })
+        .bind(f.end_user.clone())
         .fetch_all(&self.pool)
         .await
-        .map_err(db("read spend logs"))?;
-        Ok(rows.iter().map(spend_row).collect())
+        .map_err(db("spend report"))?;
+        Ok(rows
+            .iter()
+            .map(|r| ReportRow {
+                day: get(r, "day").unwrap_or(0),
+                team_id: get(r, "team_id"),
+                team_alias: get(r, "team_alias"),
+                end_user: get::<String>(r, "end_user").filter(|s| !s.is_empty()),
+                api_key: get(r, "api_key").unwrap_or_default(),
+                model: get(r, "model").unwrap_or_default(),
+                spend: get(r, "spend").unwrap_or(0.0),
+                prompt_tokens: get(r, "prompt_tokens").unwrap_or(0),
+                completion_tokens: get(r, "completion_tokens").unwrap_or(0),
+                total_tokens: get(r, "total_tokens").unwrap_or(0),
+            })
+            .collect())
     }
 
     /// Total spend of all calls ever logged.

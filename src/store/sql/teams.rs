@@ -8,7 +8,7 @@ impl Store {
     pub async fn create_team(&self, t: &TeamRow) -> Result<(), StoreError> {
         sqlx::query(
             self.pick(
-            "INSERT INTO llmgate_teams (team_id, team_alias, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, members, blocked, created_at, updated_at) VALUES ($1,$2,$3,$4,CAST($5 AS DOUBLE PRECISION),$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+            "INSERT INTO llmgate_teams (team_id, team_alias, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, members, blocked, created_at, updated_at, organization_id) VALUES ($1,$2,$3,$4,CAST($5 AS DOUBLE PRECISION),$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)",
             litellm::INSERT_TEAM,
         ),
         )
@@ -27,6 +27,7 @@ impl Store {
         .bind(i64::from(t.blocked))
         .bind(t.created_at)
         .bind(t.updated_at)
+        .bind(t.organization_id.clone())
         .execute(&self.pool)
         .await
         .map_err(db("insert team"))?;
@@ -69,7 +70,7 @@ impl Store {
     pub async fn update_team(&self, t: &TeamRow) -> Result<bool, StoreError> {
         let res = sqlx::query(
             self.pick(
-            "UPDATE llmgate_teams SET team_alias=$1, models=$2, max_budget=CAST($3 AS DOUBLE PRECISION), budget_duration=$4, budget_reset_at=$5, tpm_limit=$6, rpm_limit=$7, max_parallel_requests=$8, metadata=$9, members=$10, blocked=$11, updated_at=$12 WHERE team_id=$13",
+            "UPDATE llmgate_teams SET team_alias=$1, models=$2, max_budget=CAST($3 AS DOUBLE PRECISION), budget_duration=$4, budget_reset_at=$5, tpm_limit=$6, rpm_limit=$7, max_parallel_requests=$8, metadata=$9, members=$10, blocked=$11, updated_at=$12, organization_id=$14 WHERE team_id=$13",
             litellm::UPDATE_TEAM,
         ),
         )
@@ -86,6 +87,7 @@ impl Store {
         .bind(i64::from(t.blocked))
         .bind(now_ms())
         .bind(t.team_id.clone())
+        .bind(t.organization_id.clone())
         .execute(&self.pool)
         .await
         .map_err(db("update team"))?;

@@ -35,6 +35,22 @@ impl Store {
         Ok(())
     }
 
+    /// The ids of the users with this e-mail (LiteLLM finds members by e-mail).
+    pub async fn user_ids_by_email(&self, email: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(self.pick(
+            "SELECT user_id FROM llmgate_users WHERE user_email = $1 ORDER BY user_id LIMIT 2",
+            "SELECT user_id FROM \"LiteLLM_UserTable\" WHERE user_email = $1 ORDER BY user_id LIMIT 2",
+        ))
+        .bind(email.to_owned())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read user by email"))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>("user_id").ok())
+            .collect())
+    }
+
     /// Adds a team to a user's `teams` (creating a bare user when missing).
     /// In LiteLLM's schema the user's `LiteLLM_TeamMembership` row is created too.
     pub async fn add_user_team(&self, user_id: &str, team_id: &str) -> Result<(), StoreError> {
