@@ -75,9 +75,9 @@ pub use self::{
 
 use crate::{
     auth::{KeyInfo, Scope},
+    clock::Clock,
     error::{ErrorKind, LlmError},
     spend::Ledger,
-    store::now_ms,
     types::{LlmRequest, LlmResponse},
 };
 
@@ -88,6 +88,7 @@ pub struct BudgetLayer {
     ledger: Option<Arc<Ledger>>,
     proxy: Option<Arc<ProxyBudget>>,
     status: Option<StatusCode>,
+    clock: Clock,
 }
 
 impl BudgetLayer {
@@ -97,7 +98,14 @@ impl BudgetLayer {
             ledger,
             proxy: None,
             status: None,
+            clock: Clock::system(),
         }
+    }
+
+    /// Judges budget periods on `clock` (default: [`Clock::system`]).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The status of budget errors instead of 422 (LiteLLM's
@@ -124,6 +132,7 @@ impl<S> Layer<S> for BudgetLayer {
             ledger: self.ledger.clone(),
             proxy: self.proxy.clone(),
             status: self.status,
+            clock: self.clock.clone(),
         }
     }
 }
@@ -135,6 +144,7 @@ pub struct Budget<S> {
     ledger: Option<Arc<Ledger>>,
     proxy: Option<Arc<ProxyBudget>>,
     status: Option<StatusCode>,
+    clock: Clock,
 }
 
 impl<S> Budget<S> {
@@ -203,10 +213,10 @@ fn exceeded(message: String) -> LlmError {
     LlmError::new(ErrorKind::BudgetExceeded, message)
 }
 
-/// Why `info` may not start a call, if its key, team or user is over budget.
+/// Why `info` may not start a call at `now` (Unix ms, on the gateway's
+/// [`Clock`](crate::clock::Clock)), if its key, team or user is over budget.
 #[must_use]
-pub fn check(info: &KeyInfo, ledger: Option<&Ledger>) -> Option<LlmError> {
-    let now = now_ms();
+pub fn check(info: &KeyInfo, ledger: Option<&Ledger>, now: i64) -> Option<LlmError> {
     let pending = |f: &dyn Fn(&Ledger) -> f64| ledger.map_or(0.0, f);
     if let Some((current, max)) = over(&info.key, pending(&|l| l.key(&info.token)), now) {
         if spent(current, max, true) {
@@ -263,7 +273,7 @@ where
             let refused = req
                 .extensions
                 .get::<Arc<KeyInfo>>()
-                .and_then(|info| check(info, self.ledger.as_deref()))
+                .and_then(|info| check(info, self.ledger.as_deref(), self.clock.unix_ms()))
                 .or_else(|| {
                     let pending = self.ledger.as_deref().map_or(0.0, Ledger::total);
                     self.proxy.as_ref().and_then(|p| p.check(pending))
@@ -285,6 +295,9 @@ mod tests {
     use super::*;
     use crate::store::Limits;
 
+    /// A fixed instant (Unix ms): `check` reads no clock of its own.
+    const NOW: i64 = 1_800_000_000_000;
+
     #[test]
     fn refuses_at_budget_and_resets_after_period() {
         let mut info = KeyInfo::default();
@@ -293,9 +306,9 @@ mod tests {
             ..Limits::default()
         };
         info.key.spend = 0.5;
-        assert!(check(&info, None).is_none());
+        assert!(check(&info, None, NOW).is_none());
         info.key.spend = 1.0;
-        let e = check(&info, None).unwrap();
+        let e = check(&info, None, NOW).unwrap();
         assert_eq!(e.kind(), ErrorKind::BudgetExceeded);
         assert_eq!(e.status(), 422);
         assert_eq!(
@@ -308,12 +321,21 @@ mod tests {
             "Budget has been exceeded! Key=key Current cost: 1.0, Max budget: 1.0"
         );
         info.key_alias = Some("app-1".into());
-        assert!(check(&info, None)
+        assert!(check(&info, None, NOW)
             .unwrap()
             .message()
             .starts_with("Budget has been exceeded! Key=app-1 Current cost"));
-        info.key.budget_reset_at = Some(now_ms() - 1);
-        assert!(check(&info, None).is_none());
+        info.key.budget_reset_at = Some(NOW + 1);
+        assert!(
+            check(&info, None, NOW).is_some(),
+            "the period has not ended"
+        );
+        assert!(
+            check(&info, None, NOW + 1).is_none(),
+            "the period has ended"
+        );
+        info.key.budget_reset_at = Some(NOW - 1);
+        assert!(check(&info, None, NOW).is_none());
     }
 
     #[test]
@@ -332,22 +354,22 @@ mod tests {
             team: Some(scope("t1", 2.0, 2.0)),
             ..KeyInfo::default()
         };
-        assert!(check(&info, None).is_none());
+        assert!(check(&info, None, NOW).is_none());
         info.team = Some(scope("t1", 2.5, 2.0));
         assert_eq!(
-            check(&info, None).unwrap().message(),
+            check(&info, None, NOW).unwrap().message(),
             "Budget has been exceeded! Team=t1 Current cost: 2.5, Max budget: 2.0"
         );
         info.team = None;
         // A user at its budget may not (spend >= max).
         info.user = Some(scope("u1", 3.0, 3.0));
         assert_eq!(
-            check(&info, None).unwrap().message(),
+            check(&info, None, NOW).unwrap().message(),
             "ExceededBudget: User=u1 over budget. Spend=3.0, Budget=3.0"
         );
         // A budget that is not a number is no limit.
         info.user = Some(scope("u1", 3.0, f64::NAN));
-        assert!(check(&info, None).is_none());
+        assert!(check(&info, None, NOW).is_none());
     }
 
     #[test]

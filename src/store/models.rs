@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{now_ms, StoreError, StoreFuture};
+use super::{StoreError, StoreFuture};
 
 /// One model kept in the database.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -68,6 +68,7 @@ impl<T: ModelStore + ?Sized> ModelStore for Arc<T> {
 #[derive(Debug, Default)]
 pub struct InMemoryModels {
     rows: Mutex<Vec<ModelRow>>,
+    clock: crate::clock::Clock,
 }
 
 impl InMemoryModels {
@@ -75,6 +76,13 @@ impl InMemoryModels {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Stamps `updated_at` on `clock` (default: [`Clock::system`](crate::clock::Clock::system)).
+    #[must_use]
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn rows(&self) -> std::sync::MutexGuard<'_, Vec<ModelRow>> {
@@ -109,7 +117,7 @@ impl ModelStore for InMemoryModels {
             match rows.iter_mut().find(|r| r.model_id == row.model_id) {
                 Some(r) => {
                     *r = ModelRow {
-                        updated_at: now_ms(),
+                        updated_at: self.clock.unix_ms(),
                         ..row.clone()
                     };
                     true

@@ -21,13 +21,15 @@
 use std::{fmt, time::Duration};
 
 use serde_json::{Map, Value};
+
+use crate::clock::Clock;
 use sqlx::{
     any::{AnyPoolOptions, AnyRow},
     AnyPool, Row,
 };
 
 use super::{
-    now_ms, BudgetState, KeyRow, KeyStore, Limits, SpendRow, SpendSink, SpendTotals, StoreError,
+    BudgetState, KeyRow, KeyStore, Limits, SpendRow, SpendSink, SpendTotals, StoreError,
     StoreFuture, TeamRow, UserRow,
 };
 
@@ -101,6 +103,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     schema: Schema,
+    clock: Clock,
 }
 
 impl fmt::Debug for Store {
@@ -300,12 +303,26 @@ impl Store {
             pool,
             backend,
             schema: Schema::Llmgate,
+            clock: Clock::system(),
         };
         store.schema = store.pick_schema(choice).await?;
         if store.schema == Schema::Llmgate {
             store.migrate().await?;
         }
         Ok(store)
+    }
+
+    /// Reads budget periods, expiries and row timestamps on `clock` (default: [`Clock::system`]).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock this store reads.
+    #[must_use]
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Which database this is.
@@ -410,7 +427,7 @@ impl Store {
                 }
                 sqlx::query("INSERT INTO llmgate_migrations (version, applied_at) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING")
                     .bind(*version)
-                    .bind(now_ms())
+                    .bind(self.clock.unix_ms())
                     .execute(&mut *conn)
                     .await
                     .map_err(db("migrations"))?;
