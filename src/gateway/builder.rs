@@ -659,7 +659,7 @@ impl GatewayBuilder {
             budget,
             spend_log,
             stream_usage: self.stream_usage.unwrap_or(governed),
-            cache: self.cache,
+            cache: self.cache.map(|c| c.clock(self.clock.clone())),
             governed,
             block_unpriced,
             prices: self.prices.clone(),
