@@ -578,6 +578,38 @@ mod tests {
         assert!(!cell.is_cooling());
     }
 
+    #[test]
+    fn a_cell_cools_on_its_own_clock() {
+        let clock = Clock::manual();
+        let cell = HealthCell::with_clock(clock.clone());
+        let p = CooldownPolicy::default()
+            .allowed_fails(0)
+            .cooldown_time(Duration::from_secs(5));
+        assert!(cell
+            .record_failure(&err(ErrorKind::InternalServer), &p)
+            .is_some());
+        assert_eq!(cell.cooling_for(), Some(Duration::from_secs(5)));
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            cell.cooling_for(),
+            Some(Duration::from_secs(5)),
+            "the wall clock moved, not ours"
+        );
+        clock.advance(Duration::from_millis(4_999));
+        assert!(cell.is_cooling());
+        assert_eq!(cell.cooling_for(), Some(Duration::from_millis(1)));
+        clock.advance(Duration::from_millis(1));
+        assert!(!cell.is_cooling());
+        // The failure minute rolls on the same clock: a minute later, the count starts again.
+        let p = CooldownPolicy::default().allowed_fails(5);
+        assert!(cell
+            .record_failure(&err(ErrorKind::InternalServer), &p)
+            .is_none());
+        assert!(cell.fails_this_minute() >= 1);
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(cell.fails_this_minute(), 0);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn rate_limit_cools_at_once_for_retry_after() {
         let cell = HealthCell::new();

@@ -216,6 +216,29 @@ mod tests {
     }
 
     #[test]
+    fn memory_rpm_refills_on_the_counters_clock() {
+        let clock = Clock::manual();
+        let m = MemoryCounters::with_clock(clock.clone());
+        let sc = buckets(info(3));
+        let ok = (0..10).filter(|_| m.admit(&sc).refused.is_none()).count();
+        assert_eq!(ok, 3);
+        // 3 a minute: one more every 20 s, on this clock and no other.
+        let refused = m.admit(&sc).refused.expect("over the limit");
+        assert_eq!(refused.3, Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            m.admit(&sc).refused.is_some(),
+            "the wall clock moved, not ours"
+        );
+        clock.advance(Duration::from_millis(19_999));
+        let refused = m.admit(&sc).refused.expect("a millisecond early");
+        assert_eq!(refused.3, Duration::from_millis(1));
+        clock.advance(Duration::from_millis(1));
+        assert!(m.admit(&sc).refused.is_none());
+        assert!(m.admit(&sc).refused.is_some());
+    }
+
+    #[test]
     fn memory_parallel_is_released() {
         let m = MemoryCounters::default();
         let mut i = KeyInfo::default();
