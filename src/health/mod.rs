@@ -589,7 +589,7 @@ mod tests {
             .record_failure(&err(ErrorKind::InternalServer), &p)
             .is_some());
         assert_eq!(cell.cooling_for(), Some(Duration::from_secs(5)));
-        std::thread::sleep(Duration::from_millis(20));
+        crate::clock::let_real_time_pass(Duration::from_millis(20));
         assert_eq!(
             cell.cooling_for(),
             Some(Duration::from_secs(5)),
