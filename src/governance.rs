@@ -184,7 +184,28 @@ impl Governance {
         key_cache_ttl: Duration,
         spend: SpendConfig,
     ) -> Self {
-        let keys = KeyCache::new(keys, key_cache_ttl);
+        Self::with_stores_on(
+            crate::clock::Clock::system(),
+            keys,
+            spend_to,
+            counters,
+            key_cache_ttl,
+            spend,
+        )
+    }
+
+    /// [`Governance::with_stores`] judging key expiry and budget periods on `clock` (give the
+    /// stores, the counters and the [`GatewayBuilder`](crate::gateway::GatewayBuilder) the same
+    /// handle: `InMemoryStore::with_clock`, `Counters::with_clock`, `GatewayBuilder::clock`).
+    pub fn with_stores_on(
+        clock: crate::clock::Clock,
+        keys: impl crate::store::KeyStore,
+        spend_to: impl crate::store::SpendSink,
+        counters: Counters,
+        key_cache_ttl: Duration,
+        spend: SpendConfig,
+    ) -> Self {
+        let keys = KeyCache::new(keys, key_cache_ttl).with_clock(clock);
         let hook = keys.clone();
         let on_commit: crate::spend::OnCommit = Arc::new(move |totals| {
             hook.add_spend(totals, std::time::Instant::now());
