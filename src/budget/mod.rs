@@ -214,7 +214,7 @@ fn exceeded(message: String) -> LlmError {
 }
 
 /// Why `info` may not start a call at `now` (Unix ms, on the gateway's
-/// [`Clock`](crate::clock::Clock)), if its key, team or user is over budget.
+/// [`Clock`]), if its key, team or user is over budget.
 #[must_use]
 pub fn check(info: &KeyInfo, ledger: Option<&Ledger>, now: i64) -> Option<LlmError> {
     let pending = |f: &dyn Fn(&Ledger) -> f64| ledger.map_or(0.0, f);
