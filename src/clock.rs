@@ -11,24 +11,89 @@
 //! nothing else to time parks without a timeout (see docs/architecture.md, "Per-request deadlines
 //! on a timer thread"). Nothing in the library starts that thread unless asked.
 
+//! Time, in one place: the [`Clock`] every layer reads (monotonic and wall), and the [`Timer`]
+//! that the layers and the server arm their deadlines on.
+//!
+//! The [`Clock`] is injected, not ambient: the gateway's builder takes one
+//! ([`GatewayBuilder::clock`](crate::gateway::GatewayBuilder::clock),
+//! [`BuildOptions::clock`](crate::governance::BuildOptions::clock)) and hands the same handle to
+//! every layer, store and router that reads time; a layer built on its own defaults to
+//! [`Clock::system`]. [`Clock::system`] follows tokio's clock, so a unit test on a paused runtime
+//! (`#[tokio::test(start_paused = true)]`, `tokio::time::advance`) moves rate-limit windows, budget
+//! periods and cooldowns; outside a paused test it is the system's clock. [`Clock::manual`] is for
+//! tests over real sockets (where tokio's paused clock cannot be used: it jumps ahead whenever the
+//! runtime idles on I/O): it starts at the real time and moves only when the test calls
+//! [`Clock::advance`].
+//!
+//! The [`Timer`] is injected, as hyper injects its `Timer`: a layer or server that arms deadlines
+//! takes one (default: tokio's timer on the runtime the deadline is created on). The binary gives
+//! every serving thread [`Timer::dedicated`], a shared timer thread, so that a serving thread with
+//! nothing else to time parks without a timeout (see docs/architecture.md, "Per-request deadlines
+//! on a timer thread"). Nothing in the library starts that thread unless asked. Deadlines are real
+//! time over real sockets: the [`Timer`] does not follow a manual [`Clock`].
+
 use std::{
+    fmt,
     pin::Pin,
-    sync::OnceLock,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, OnceLock,
+    },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use tokio::{runtime::Handle, time::Sleep};
 
-/// Now, on tokio's clock (paused in paused tests).
-#[must_use]
-pub fn now() -> tokio::time::Instant {
-    tokio::time::Instant::now()
+/// The clock the gateway reads: monotonic time (cooldowns, cache ages) and wall time (rate-limit
+/// windows, budget periods, spend timestamps, `created`).
+///
+/// Cheap to clone (an `Option<Arc>`); reading it takes no lock: the system clock reads what it
+/// always read, a manual clock adds one atomic load.
+///
+/// ```
+/// use std::time::Duration;
+/// use llmgate::clock::Clock;
+///
+/// let clock = Clock::manual();
+/// let (wall, mono) = (clock.unix_ms(), clock.monotonic_ms());
+/// clock.advance(Duration::from_secs(9));
+/// assert_eq!(clock.unix_ms() - wall, 9_000);
+/// assert_eq!(clock.monotonic_ms() - mono, 9_000);
+/// ```
+#[derive(Clone, Default)]
+pub struct Clock {
+    manual: Option<Arc<Manual>>,
 }
 
-/// A process-wide monotonic clock in milliseconds since first use, plus one (so that 0 can mean
-/// "never"), on tokio's clock: read it once for many comparisons.
-#[must_use]
-pub fn monotonic_ms() -> u64 {
+/// A manual clock's state: where it started, and how far the test has moved it.
+struct Manual {
+    /// tokio's clock when the manual clock was made.
+    start: tokio::time::Instant,
+    /// The system's monotonic reading ([`Clock::system`]) then.
+    start_mono_ms: u64,
+    /// The wall clock then.
+    start_wall: SystemTime,
+    /// Nanoseconds moved since (by [`Clock::advance`]).
+    moved_ns: AtomicU64,
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.manual {
+            None => f.write_str("Clock::system"),
+            Some(m) => write!(f, "Clock::manual(+{:?})", m.moved()),
+        }
+    }
+}
+
+impl Manual {
+    fn moved(&self) -> Duration {
+        Duration::from_nanos(self.moved_ns.load(Ordering::Acquire))
+    }
+}
+
+/// The system's monotonic clock on tokio's clock, in milliseconds since first use, plus one.
+fn system_monotonic_ms() -> u64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
     let now = tokio::time::Instant::now().into_std();
     let base = *BASE.get_or_init(|| now);
@@ -37,10 +102,9 @@ pub fn monotonic_ms() -> u64 {
         .saturating_add(1)
 }
 
-/// The wall clock: the system's, moved by how far tokio's clock is from the system's monotonic
-/// clock (zero unless a paused test moved or held it).
-#[must_use]
-pub fn system_now() -> SystemTime {
+/// The system's wall clock, moved by how far tokio's clock is from the system's monotonic clock
+/// (zero unless a paused test moved or held it).
+fn system_wall() -> SystemTime {
     let wall = SystemTime::now();
     let real = Instant::now();
     let tokio_now = tokio::time::Instant::now().into_std();
@@ -51,26 +115,130 @@ pub fn system_now() -> SystemTime {
     }
 }
 
-/// Milliseconds since the Unix epoch, on [`system_now`].
-#[must_use]
-pub fn unix_ms() -> i64 {
-    system_now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Seconds since the Unix epoch, on [`system_now`] (OpenAI's `created`).
-#[must_use]
-pub fn unix_secs() -> u64 {
-    system_now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+impl Clock {
+    /// The system's clocks, following tokio's clock (paused in paused tests): the default.
+    #[must_use]
+    pub const fn system() -> Self {
+        Self { manual: None }
+    }
+
+    /// A clock for tests: starts at the real time (monotonic and wall) and then stands still,
+    /// moving only by [`Clock::advance`] (or [`Clock::advance_to`]). Clones share it: advancing
+    /// one advances every layer given a clone. Never used by the `llmgate` binary.
+    #[must_use]
+    pub fn manual() -> Self {
+        Self {
+            manual: Some(Arc::new(Manual {
+                start: tokio::time::Instant::now(),
+                start_mono_ms: system_monotonic_ms(),
+                start_wall: system_wall(),
+                moved_ns: AtomicU64::new(0),
+            })),
+        }
+    }
+
+    /// Whether this is a manual clock.
+    #[must_use]
+    pub fn is_manual(&self) -> bool {
+        self.manual.is_some()
+    }
+
+    /// Moves a manual clock forward by `by` (both readings together). The system clock cannot be
+    /// moved: there it does nothing (a paused tokio runtime moves it with
+    /// `tokio::time::advance`).
+    pub fn advance(&self, by: Duration) {
+        if let Some(m) = &self.manual {
+            let ns = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+            let _ = m
+                .moved_ns
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                    Some(v.saturating_add(ns))
+                });
+        }
+    }
+
+    /// Moves a manual clock forward until its wall reading is `wall`; a clock already there or
+    /// past it does not move (time never goes back). Returns how far it moved.
+    pub fn advance_to(&self, wall: SystemTime) -> Duration {
+        let by = wall
+            .duration_since(self.system_now())
+            .unwrap_or(Duration::ZERO);
+        if self.manual.is_none() {
+            return Duration::ZERO;
+        }
+        self.advance(by);
+        by
+    }
+
+    /// Now, on this clock, as a tokio instant.
+    #[must_use]
+    pub fn now(&self) -> tokio::time::Instant {
+        match &self.manual {
+            None => tokio::time::Instant::now(),
+            Some(m) => m.start + m.moved(),
+        }
+    }
+
+    /// A monotonic reading in milliseconds, never 0 (so that 0 can mean "never"): read it once
+    /// for many comparisons. Only differences between readings of one clock mean anything.
+    #[must_use]
+    pub fn monotonic_ms(&self) -> u64 {
+        match &self.manual {
+            None => system_monotonic_ms(),
+            Some(m) => m.start_mono_ms.saturating_add(duration_ms(m.moved())),
+        }
+    }
+
+    /// The wall clock.
+    #[must_use]
+    pub fn system_now(&self) -> SystemTime {
+        match &self.manual {
+            None => system_wall(),
+            Some(m) => m.start_wall + m.moved(),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch, on [`Clock::system_now`].
+    #[must_use]
+    pub fn unix_ms(&self) -> i64 {
+        self.system_now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// Seconds since the Unix epoch, on [`Clock::system_now`] (OpenAI's `created`).
+    #[must_use]
+    pub fn unix_secs(&self) -> u64 {
+        self.system_now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    /// The current minute since the Unix epoch (rate-limit windows), on [`Clock::system_now`].
+    #[must_use]
+    pub fn unix_minute(&self) -> u64 {
+        self.unix_secs() / 60
+    }
+
+    /// How long until the next wall-clock minute starts (a rate-limit window's `retry-after`).
+    #[must_use]
+    pub fn to_next_minute(&self) -> Duration {
+        Duration::from_secs(60 - self.unix_secs() % 60)
+    }
 }
 
-/// The current minute since the Unix epoch (rate-limit windows), on [`system_now`].
-#[must_use]
-pub fn unix_minute() -> u64 {
-    unix_secs() / 60
+/// `governor`'s rate limiters read the same clock (an rpm limiter built with
+/// `RateLimiter::direct_with_clock`).
+impl governor::clock::Clock for Clock {
+    type Instant = Instant;
+
+    fn now(&self) -> Instant {
+        Self::now(self).into_std()
+    }
 }
 
 /// Where deadlines are armed: tokio's timer on the current runtime (the default), or the
@@ -191,31 +359,101 @@ impl hyper::rt::Timer for Timer {
     }
 }
 
+/// Lets `d` of real time pass on a test thread that runs no runtime (to show that a manual clock
+/// does not follow it).
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn let_real_time_pass(d: Duration) {
+    std::thread::sleep(d);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn the_clocks_follow_a_paused_runtime() {
-        let (mono, wall, minute) = (monotonic_ms(), unix_ms(), unix_minute());
+    async fn the_system_clock_follows_a_paused_runtime() {
+        let c = Clock::system();
+        let (mono, wall, minute) = (c.monotonic_ms(), c.unix_ms(), c.unix_minute());
         tokio::time::advance(Duration::from_secs(120)).await;
-        assert!(monotonic_ms() - mono >= 120_000);
-        let moved = unix_ms() - wall;
+        assert!(c.monotonic_ms() - mono >= 120_000);
+        let moved = c.unix_ms() - wall;
         assert!((120_000..121_000).contains(&moved), "{moved}");
-        assert!(unix_minute() >= minute + 2);
+        assert!(c.unix_minute() >= minute + 2);
     }
 
-    #[test]
-    fn outside_a_runtime_the_wall_clock_is_the_systems() {
-        let ours = unix_ms();
-        let system = i64::try_from(
+    fn real_unix_ms() -> i64 {
+        i64::try_from(
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_millis(),
         )
-        .unwrap_or(0);
+        .unwrap_or(0)
+    }
+
+    #[test]
+    fn outside_a_runtime_the_wall_clock_is_the_systems() {
+        let ours = Clock::system().unix_ms();
+        let system = real_unix_ms();
         assert!((ours - system).abs() < 1000, "{ours} vs {system}");
+        assert!(!Clock::default().is_manual());
+    }
+
+    #[test]
+    fn a_manual_clock_starts_at_the_real_time_and_stands_still() {
+        let c = Clock::manual();
+        assert!(c.is_manual());
+        assert!((c.unix_ms() - real_unix_ms()).abs() < 1000);
+        let (mono, wall, now) = (c.monotonic_ms(), c.unix_ms(), c.now());
+        let_real_time_pass(Duration::from_millis(20));
+        assert_eq!(c.monotonic_ms(), mono);
+        assert_eq!(c.unix_ms(), wall);
+        assert_eq!(c.now(), now);
+        assert!(mono > 0, "0 means never");
+    }
+
+    #[test]
+    fn advancing_moves_every_reading_and_every_clone_together() {
+        let c = Clock::manual();
+        let other = c.clone();
+        let (mono, wall, now, secs) = (c.monotonic_ms(), c.unix_ms(), c.now(), c.unix_secs());
+        other.advance(Duration::from_millis(9_500));
+        assert_eq!(c.monotonic_ms() - mono, 9_500);
+        assert_eq!(c.unix_ms() - wall, 9_500);
+        assert_eq!(c.now() - now, Duration::from_millis(9_500));
+        assert!((9..=10).contains(&(c.unix_secs() - secs)));
+        let g = governor::clock::Clock::now(&c);
+        c.advance(Duration::from_secs(1));
+        assert_eq!(governor::clock::Clock::now(&c) - g, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn advance_to_goes_forward_only() {
+        let c = Clock::manual();
+        let start = c.system_now();
+        let minute_later = start + Duration::from_secs(60);
+        assert_eq!(c.advance_to(minute_later), Duration::from_secs(60));
+        assert_eq!(c.system_now(), minute_later);
+        assert_eq!(c.advance_to(start), Duration::ZERO);
+        assert_eq!(c.system_now(), minute_later);
+        // The next minute starts at a minute boundary.
+        let next = c.to_next_minute();
+        c.advance(next);
+        assert_eq!(c.unix_secs() % 60, 0);
+        assert_eq!(c.to_next_minute(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_system_clock_cannot_be_moved() {
+        let c = Clock::system();
+        c.advance(Duration::from_secs(3600));
+        assert_eq!(
+            c.advance_to(SystemTime::now() + Duration::from_secs(60)),
+            Duration::ZERO
+        );
+        assert!((c.unix_ms() - real_unix_ms()).abs() < 1000);
+        assert_eq!(format!("{c:?}"), "Clock::system");
     }
 
     #[test]

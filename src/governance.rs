@@ -44,6 +44,9 @@ pub struct BuildOptions {
     pub prices_file: Option<PathBuf>,
     /// Where the per-request deadlines are armed (default: the calling runtime's timer).
     pub timer: crate::clock::Timer,
+    /// The clock budgets, key expiries, rate-limit windows, cooldowns and spend timestamps are
+    /// read on (default: [`Clock::system`](crate::clock::Clock::system)).
+    pub clock: crate::clock::Clock,
 }
 
 impl Default for BuildOptions {
@@ -56,6 +59,7 @@ impl Default for BuildOptions {
             spend: SpendConfig::default(),
             prices_file: std::env::var_os("LLMGATE_MODEL_PRICES").map(PathBuf::from),
             timer: crate::clock::Timer::current(),
+            clock: crate::clock::Clock::system(),
         }
     }
 }
@@ -93,6 +97,14 @@ impl BuildOptions {
     #[must_use]
     pub fn spend(mut self, spend: SpendConfig) -> Self {
         self.spend = spend;
+        self
+    }
+
+    /// Reads time on `clock` (a test passes [`Clock::manual`](crate::clock::Clock::manual) and
+    /// steps it; the binary never does).
+    #[must_use]
+    pub fn clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -172,7 +184,28 @@ impl Governance {
         key_cache_ttl: Duration,
         spend: SpendConfig,
     ) -> Self {
-        let keys = KeyCache::new(keys, key_cache_ttl);
+        Self::with_stores_on(
+            crate::clock::Clock::system(),
+            keys,
+            spend_to,
+            counters,
+            key_cache_ttl,
+            spend,
+        )
+    }
+
+    /// [`Governance::with_stores`] judging key expiry and budget periods on `clock` (give the
+    /// stores, the counters and the [`GatewayBuilder`](crate::gateway::GatewayBuilder) the same
+    /// handle: `InMemoryStore::with_clock`, `Counters::with_clock`, `GatewayBuilder::clock`).
+    pub fn with_stores_on(
+        clock: crate::clock::Clock,
+        keys: impl crate::store::KeyStore,
+        spend_to: impl crate::store::SpendSink,
+        counters: Counters,
+        key_cache_ttl: Duration,
+        spend: SpendConfig,
+    ) -> Self {
+        let keys = KeyCache::new(keys, key_cache_ttl).with_clock(clock);
         let hook = keys.clone();
         let on_commit: crate::spend::OnCommit = Arc::new(move |totals| {
             hook.add_spend(totals, std::time::Instant::now());
@@ -199,7 +232,10 @@ impl Governance {
 
 /// The proxy-wide budget of `config`, when `litellm_settings.max_budget` is above 0 (LiteLLM's
 /// default, 0, means none). A `budget_duration` that is not a duration fails the start.
-fn proxy_budget(config: &Config) -> Result<Option<Arc<ProxyBudget>>, BuildError> {
+fn proxy_budget(
+    config: &Config,
+    clock: &crate::clock::Clock,
+) -> Result<Option<Arc<ProxyBudget>>, BuildError> {
     let ls = &config.litellm_settings;
     let Some(max) = ls.max_budget.filter(|m| *m > 0.0) else {
         return Ok(None);
@@ -215,7 +251,9 @@ fn proxy_budget(config: &Config) -> Result<Option<Arc<ProxyBudget>>, BuildError>
             });
         }
     }
-    Ok(Some(Arc::new(ProxyBudget::new(max, duration))))
+    Ok(Some(Arc::new(
+        ProxyBudget::new(max, duration).with_clock(clock.clone()),
+    )))
 }
 
 /// Whether `config` asks for governance (keys, budgets, spend log): a `master_key`, a
@@ -313,7 +351,8 @@ pub async fn start(config: &Config, opts: &BuildOptions) -> Result<Governance, B
             },
             reason: e.to_string(),
         })?;
-    let keys = KeyCache::new(store.clone(), opts.key_cache_ttl);
+    let store = store.with_clock(opts.clock.clone());
+    let keys = KeyCache::new(store.clone(), opts.key_cache_ttl).with_clock(opts.clock.clone());
     let counters = match redis_url(config, opts) {
         Some(u) => Counters::redis(&u, "llmgate")
             .await
@@ -322,8 +361,9 @@ pub async fn start(config: &Config, opts: &BuildOptions) -> Result<Governance, B
                 reason: format!("cannot reach Redis at {}: {e}", redact(&u)),
             })?,
         None => Counters::memory(),
-    };
-    let proxy = proxy_budget(config)?;
+    }
+    .with_clock(opts.clock.clone());
+    let proxy = proxy_budget(config, &opts.clock)?;
     if let Some(p) = &proxy {
         let state = store
             .proxy_budget(p.max_budget(), p.budget_duration())

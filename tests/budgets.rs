@@ -13,7 +13,7 @@ mod support;
 use std::{path::Path, time::Duration};
 
 use governance_common::{chat, fresh_pg, get, new_key, post, Gov, Proc, TempDir, MASTER};
-use llmgate::governance::BuildOptions;
+use llmgate::{clock::Clock, governance::BuildOptions};
 use serde_json::json;
 use support::{chat_completion, FakeUpstream, Reply};
 
@@ -58,9 +58,11 @@ fn reset_at(gw: &Gov) -> i64 {
 async fn proxy_budget_holds(opts: impl Fn() -> BuildOptions) {
     let up = FakeUpstream::start().await;
     up.set_default(Reply::json(200, chat_completion("hello")));
-    // Long enough for the first part to finish well inside the first period on a busy machine.
+    // The gateway reads a manual clock: the period ends when the test says so, not while a busy
+    // machine is still running the first part.
+    let clock = Clock::manual();
     let yaml = proxy_budget_config(&up.url(), "  budget_duration: 8s\n");
-    let gw = Gov::start(&yaml, opts()).await;
+    let gw = Gov::start(&yaml, opts().clock(clock.clone())).await;
     let base = gw.url("");
     // A key without a budget of its own: only the proxy's applies.
     let (key, _) = new_key(&base, json!({})).await;
@@ -103,12 +105,15 @@ async fn proxy_budget_holds(opts: impl Fn() -> BuildOptions) {
     assert_eq!(info["budget_duration"], "8s");
     assert_eq!(chat(&base, &key, "g").await.status, 422);
 
+    // Up to the period's last millisecond the budget holds.
+    let end = reset_at(&gw);
+    let left = u64::try_from(end - clock.unix_ms()).unwrap();
+    assert!((1..=8_000).contains(&left), "{left}");
+    clock.advance(Duration::from_millis(left - 1));
+    assert_eq!(chat(&base, &key, "g").await.status, 422);
     // The period ends: spend starts again from 0 (time passing is the behaviour under test).
-    let wait = reset_at(&gw) - llmgate::store::now_ms();
-    tokio::time::sleep(Duration::from_millis(
-        u64::try_from(wait).unwrap_or(0) + 100,
-    ))
-    .await;
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(clock.unix_ms(), end);
     let a = chat(&base, &key, "g").await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(up.hits(), 3);

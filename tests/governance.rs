@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use governance_common::{call, call_with, chat, config, fresh_pg, get, new_key, post, Gov, MASTER};
-use llmgate::{governance::BuildOptions, store::hash_key};
+use llmgate::{clock::Clock, governance::BuildOptions, store::hash_key};
 use serde_json::json;
 use support::{chat_completion, chat_sse, FakeUpstream, Reply};
 
@@ -353,7 +353,9 @@ fn priced_config(upstream: &str) -> String {
 async fn budget_refusal(opts: BuildOptions) {
     let up = FakeUpstream::start().await;
     up.set_default(Reply::json(200, chat_completion("hello")));
-    let gw = Gov::start(&priced_config(&up.url()), opts).await;
+    // The gateway's clock moves only when the test steps it (budget periods below).
+    let clock = Clock::manual();
+    let gw = Gov::start(&priced_config(&up.url()), opts.clock(clock.clone())).await;
     let base = gw.url("");
     let (key, token) = new_key(&base, json!({"max_budget": 0.03})).await;
 
@@ -420,8 +422,11 @@ async fn budget_refusal(opts: BuildOptions) {
     assert_eq!(chat(&base, &pk, "g").await.status, 200);
     assert_eq!(chat(&base, &pk, "g").await.status, 422);
     gw.flush().await;
-    // Let the period end (time passing is the behaviour under test).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Until the period ends the key stays refused, however long the machine takes.
+    clock.advance(Duration::from_millis(999));
+    assert_eq!(chat(&base, &pk, "g").await.status, 422);
+    // The period ends (time passing is the behaviour under test).
+    clock.advance(Duration::from_millis(1));
     assert_eq!(chat(&base, &pk, "g").await.status, 200);
     // Reloaded from the store, the period has rolled over there too: spend is 0 before this
     // period's call is written.

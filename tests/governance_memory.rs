@@ -229,3 +229,83 @@ async fn the_builder_governs_over_the_memory_store() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// A library user's gateway on a manual clock: the store, the counters, the governance and the
+/// builder take the same handle, and a key's budget period and expiry follow it, not the wall
+/// clock (the test never sleeps).
+#[tokio::test]
+async fn a_manual_clock_moves_budget_periods_and_expiry() {
+    use llmgate::{clock::Clock, gateway::Gateway, governance::Governance, rate_limit::Counters};
+
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let clock = Clock::manual();
+    let store = InMemoryStore::new().with_clock(clock.clone());
+    let (key, row) = store
+        .create_key(NewKey {
+            models: vec!["g".into()],
+            limits: Limits {
+                max_budget: Some(0.01),
+                budget_duration: Some("1h".into()),
+                ..Limits::default()
+            },
+            duration: Some(Duration::from_secs(2 * 3600)),
+            ..NewKey::default()
+        })
+        .unwrap();
+    assert_eq!(row.budget_reset_at, Some(clock.unix_ms() + 3_600_000));
+    let gov = Governance::with_stores_on(
+        clock.clone(),
+        store.clone(),
+        store.clone(),
+        Counters::memory().with_clock(clock.clone()),
+        Duration::from_secs(60),
+        SpendConfig::default().linger(Duration::ZERO),
+    );
+    let mut dep = Deployment::new("g", "openai/fake-model")
+        .with_api_base(format!("{}/v1", up.url()))
+        .with_api_key("sk-upstream");
+    dep.input_cost_per_token = Some(0.001);
+    dep.output_cost_per_token = Some(0.001);
+    let gateway = Gateway::builder()
+        .deployment(dep)
+        .master_key(Some(Secret::new(MASTER)))
+        .governance(gov)
+        .clock(clock.clone())
+        .build(&HttpClient::new())
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        gateway.app(),
+        ServeConfig::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    // 0.012 spent of 0.01: refused for the rest of the hour.
+    assert_eq!(chat(&base, key.expose(), "g").await.status, 200);
+    gateway.governance().unwrap().spend.flush().await;
+    assert_eq!(chat(&base, key.expose(), "g").await.status, 422);
+    clock.advance(Duration::from_millis(3_600_000 - 1));
+    assert_eq!(chat(&base, key.expose(), "g").await.status, 422);
+    // The hour ends on the gateway's clock: a new period, nothing spent in it.
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(chat(&base, key.expose(), "g").await.status, 200);
+    // Two hours after it was made, the key has expired.
+    clock.advance(Duration::from_secs(3600));
+    let expired = chat(&base, key.expose(), "g").await;
+    assert_eq!(expired.status, 401);
+    assert!(
+        String::from_utf8_lossy(&expired.body).contains("Expired Key"),
+        "{}",
+        String::from_utf8_lossy(&expired.body)
+    );
+    assert_eq!(up.hits(), 2);
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use governance_common::{call_with, fresh_pg, get, pg_url, Gov, Proc, TempDir, MASTER};
-use llmgate::governance::BuildOptions;
+use llmgate::{clock::Clock, governance::BuildOptions};
 use serde_json::{json, Value};
 use sqlx::Connection as _;
 use support::{chat_completion, chat_sse, gw::TestGateway, FakeUpstream, Reply};
@@ -87,12 +87,15 @@ async fn readiness_reports_a_connected_sqlite_database_and_the_cache() {
 async fn readiness_follows_a_postgres_database_that_goes_away() {
     let url = fresh_pg().await;
     let name = url.rsplit_once('/').unwrap().1.to_owned();
+    let clock = Clock::manual();
     let gw = Gov::start(
         &config(
             "http://127.0.0.1:9",
             &format!("general_settings:\n  master_key: {MASTER}\n"),
         ),
-        BuildOptions::default().database_url(&url),
+        BuildOptions::default()
+            .database_url(&url)
+            .clock(clock.clone()),
     )
     .await;
     let v = readiness_of(&gw.url("/health/readiness")).await;
@@ -110,7 +113,11 @@ async fn readiness_follows_a_postgres_database_that_goes_away() {
     .execute(&mut admin)
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Within a second of the last good check the probe answers from it, without the database.
+    clock.advance(Duration::from_millis(999));
+    let v = readiness_of(&gw.url("/health/readiness")).await;
+    assert_eq!(v["db"], "connected", "{v}");
+    clock.advance(Duration::from_millis(1));
     let r = get(&gw.url("/health/readiness"), None).await;
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     let e = r.error();

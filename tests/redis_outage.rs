@@ -263,7 +263,9 @@ async fn wait_redis(client: &Http, bases: &[String], want: &str) {
 }
 
 /// Waits until at least 10 s remain in the current wall-clock minute: the shared counters count
-/// in one-minute windows, and a burst must not straddle two.
+/// in one-minute windows, and a burst must not straddle two. This wait stays: the windows run on
+/// the Redis server's clock (every gateway sharing them agrees on it), and the gateways here are
+/// child processes (the binary never takes a test clock); no clock of the test's can move them.
 async fn clear_of_minute_edge() {
     let s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

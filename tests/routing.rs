@@ -10,6 +10,7 @@ use std::{sync::Arc, time::Duration};
 
 use http_body_util::BodyExt as _;
 use llmgate::{
+    clock::Clock,
     provider::Deployment,
     router::{Router, Strategy},
     types::chat::{ChatRequest, ChatResponse, Message},
@@ -306,7 +307,8 @@ async fn cooldown_expires() {
         ],
         "router_settings:\n  num_retries: 0\n  allowed_fails: 0\n  cooldown_time: 0.3\n",
     );
-    let gw = gw::TestGateway::start(&cfg).await;
+    let clock = Clock::manual();
+    let gw = gw::TestGateway::start_on(&cfg, &clock).await;
     assert_eq!(
         gw::post_json(&gw.url("/v1/chat/completions"), &chat("g"))
             .await
@@ -320,15 +322,24 @@ async fn cooldown_expires() {
         200
     );
     assert_eq!((a.hits(), b.hits()), (1, 1));
-    // Cooldown is wall-clock time here (real sockets); the layer's own test uses paused time.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The gateway's clock is a manual one (real sockets rule out tokio's paused clock): until it
+    // moves, a stays cooled however long the test takes.
+    clock.advance(Duration::from_millis(299));
     assert_eq!(
         gw::post_json(&gw.url("/v1/chat/completions"), &chat("g"))
             .await
             .status,
         200
     );
-    assert_eq!((a.hits(), b.hits()), (2, 1));
+    assert_eq!((a.hits(), b.hits()), (1, 2), "a is still cooling");
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(
+        gw::post_json(&gw.url("/v1/chat/completions"), &chat("g"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!((a.hits(), b.hits()), (2, 2));
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ mod support;
 
 use std::time::Duration;
 
+use llmgate::clock::Clock;
 use serde_json::json;
 use support::{
     gw,
@@ -89,30 +90,28 @@ async fn a_deployment_cooled_by_one_instance_is_skipped_by_the_other() {
     assert_eq!((a.hits(), b.hits()), (1, 6));
 }
 
+/// Two gateways in this process, each with its own router and Redis connection (what two
+/// instances share is Redis alone; that two processes do is shown above). Usage windows are
+/// per minute on the gateways' clock: a manual one, moved to the start of a minute and held
+/// there, so the calls never straddle two windows (the binary has no test clock, so this is
+/// not a child-process test).
 #[tokio::test]
 async fn rpm_limits_hold_across_instances() {
     let redis = redis_url();
-    // Keep the whole test inside one wall-clock minute (usage windows are per minute).
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        % 60;
-    if secs >= 50 {
-        tokio::time::sleep(Duration::from_secs(61 - secs)).await;
-    }
+    let clock = Clock::manual();
+    clock.advance(clock.to_next_minute());
     let up = FakeUpstream::start().await;
     let cfg = format!(
         "model_list:\n{}router_settings:\n  routing_strategy: usage-based-routing-v2\n  num_retries: 0\n  redis_url: {redis}\n",
         entry("g", &up, "      rpm: 3\n"),
     );
-    let one = Gateway::start(&cfg);
-    let two = Gateway::start(&cfg);
+    let one = gw::TestGateway::start_on(&cfg, &clock).await;
+    let two = gw::TestGateway::start_on(&cfg, &clock).await;
     let mut ok = 0;
     let mut limited = 0;
     for i in 0..8 {
         let gw = if i % 2 == 0 { &one } else { &two };
-        let ans = gw::post_json(&gw.url(), &chat("g")).await;
+        let ans = gw::post_json(&gw.url("/v1/chat/completions"), &chat("g")).await;
         match ans.status {
             200 => ok += 1,
             429 => {
@@ -125,4 +124,11 @@ async fn rpm_limits_hold_across_instances() {
     }
     assert_eq!((ok, limited), (3, 5));
     assert_eq!(up.hits(), 3);
+    // The next minute is a new window, on both.
+    clock.advance(Duration::from_secs(60));
+    for gw in [&one, &two] {
+        let ans = gw::post_json(&gw.url("/v1/chat/completions"), &chat("g")).await;
+        assert_eq!(ans.status, 200);
+    }
+    assert_eq!(up.hits(), 5);
 }

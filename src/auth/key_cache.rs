@@ -10,7 +10,10 @@ use std::{
 };
 
 use super::{EndUserInfo, KeyInfo, Scope};
-use crate::store::{next_reset, now_ms, KeyStore, SpendTotals, StoreError};
+use crate::{
+    clock::Clock,
+    store::{next_reset, KeyStore, SpendTotals, StoreError},
+};
 
 /// A cache hit: the key, or `None` for a key known not to exist.
 pub(super) type Hit = Option<Arc<KeyInfo>>;
@@ -32,6 +35,7 @@ pub struct KeyCache {
     /// End users (a request's `user`) by id: the row (or `None`: no row) and when it was read.
     end_users: moka::sync::Cache<Arc<str>, (Option<Arc<EndUserInfo>>, Instant)>,
     ttl: Duration,
+    clock: Clock,
 }
 
 impl fmt::Debug for KeyCache {
@@ -67,6 +71,7 @@ impl KeyCache {
                 .time_to_live(Duration::from_secs(3600).max(ttl))
                 .build(),
             ttl,
+            clock: Clock::system(),
         }
     }
 
@@ -114,6 +119,20 @@ impl KeyCache {
     /// Forgets an end user (after it changed).
     pub fn invalidate_end_user(&self, id: &str) {
         self.end_users.invalidate(id);
+    }
+
+    /// Budget periods and key expiries are judged on `clock` (default: [`Clock::system`]); the
+    /// gateway gives its store's clock. How long a lookup stays fresh is real time.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock budget periods and expiries are judged on.
+    #[must_use]
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The store behind the cache.
@@ -176,7 +195,7 @@ impl KeyCache {
                 return None;
             }
             let mut next = KeyInfo::clone(info);
-            let now = now_ms();
+            let now = self.clock.unix_ms();
             let add = |s: &mut Scope, v: f64| {
                 if s.budget_reset_at.is_some_and(|r| r <= now) {
                     // The period ended: the store starts the new one with this spend.
@@ -218,7 +237,7 @@ impl KeyCache {
                 continue;
             }
             let mut next = EndUserInfo::clone(&info);
-            let now = now_ms();
+            let now = self.clock.unix_ms();
             if next.scope.budget_reset_at.is_some_and(|r| r <= now) {
                 next.scope.spend = *v;
                 next.scope.budget_reset_at =

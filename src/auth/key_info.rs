@@ -6,7 +6,7 @@ use super::access::ModelCatalog;
 use crate::{
     error::{ErrorKind, LlmError},
     secret::Secret,
-    store::{hash_key, now_ms, KeyStore, Limits, StoreError},
+    store::{hash_key, KeyStore, Limits, StoreError},
 };
 
 /// The model name that, in a key's or team's `models`, allows every model the gateway serves.
@@ -192,16 +192,17 @@ impl KeyInfo {
         }))
     }
 
-    /// Why this key may not be used now, if it may not.
+    /// Why this key may not be used at `now` (Unix ms, on the gateway's
+    /// [`Clock`](crate::clock::Clock): [`KeyCache::clock`](crate::auth::KeyCache::clock)), if it
+    /// may not.
     #[must_use]
-    pub fn refusal(&self) -> Option<LlmError> {
+    pub fn refusal(&self, now: i64) -> Option<LlmError> {
         if self.blocked {
             return Some(auth_error(
                 "Authentication Error - Key is blocked. Update via `/key/unblock` if you're admin.",
             ));
         }
         if let Some(exp) = self.expires {
-            let now = now_ms();
             if exp <= now {
                 return Some(auth_error(format!(
                     "Authentication Error - Expired Key. Key Expiry time {exp} and current time {now}"

@@ -120,14 +120,22 @@ impl<S> Auth<S> {
 /// What `GET /v1/models` is filtered by: the caller and the catalog.
 type Filter = Option<(Arc<KeyInfo>, Arc<ModelCatalog>)>;
 
-/// A loaded key that may be used now: known, not blocked, not expired.
-fn usable(info: Option<Arc<KeyInfo>>) -> Result<Arc<KeyInfo>, LlmError> {
+/// Unix ms now on the clock of `keys` (the gateway's).
+fn now_of(keys: Option<&KeyCache>) -> i64 {
+    keys.map_or_else(
+        || crate::clock::Clock::system().unix_ms(),
+        |k| k.clock().unix_ms(),
+    )
+}
+
+/// A loaded key that may be used at `now`: known, not blocked, not expired.
+fn usable(info: Option<Arc<KeyInfo>>, now: i64) -> Result<Arc<KeyInfo>, LlmError> {
     let Some(info) = info else {
         return Err(auth_error(
             "Authentication Error, Invalid proxy server token passed. Unable to find token in cache or the database.",
         ));
     };
-    match info.refusal() {
+    match info.refusal(now) {
         Some(e) => Err(e),
         None => Ok(info),
     }
@@ -210,9 +218,9 @@ impl Admission {
     pub async fn check(&self, presented: Option<&Secret>) -> Result<(), LlmError> {
         match identify(self.master.as_ref(), self.keys.as_ref(), presented)? {
             Identified::Open | Identified::Master(_) => Ok(()),
-            Identified::Cached(hit) => usable(hit).map(drop),
+            Identified::Cached(hit) => usable(hit, now_of(self.keys.as_ref())).map(drop),
             Identified::Lookup(keys, token) => match keys.fetch(&token).await {
-                Ok(info) => usable(info).map(drop),
+                Ok(info) => usable(info, keys.clock().unix_ms()).map(drop),
                 Err(e) => Err(store_unavailable(&e)),
             },
         }
@@ -225,8 +233,9 @@ fn admit(
     info: Option<Arc<KeyInfo>>,
     req: &mut LlmRequest,
     catalog: &Arc<ModelCatalog>,
+    now: i64,
 ) -> Result<Filter, LlmError> {
-    let info = usable(info)?;
+    let info = usable(info, now)?;
     let list = !req.kind().calls_a_model();
     if !list {
         catalog.check(&info, req.model())?;
@@ -269,7 +278,8 @@ where
                 return self.with_end_user(req, None);
             }
             Ok(Identified::Cached(hit)) => {
-                return match admit(hit, &mut req, &self.catalog) {
+                let now = now_of(self.keys.as_ref());
+                return match admit(hit, &mut req, &self.catalog, now) {
                     Ok(filter) => self.with_end_user(req, filter),
                     Err(e) => AdmissionFuture::respond(Err(e)),
                 };
@@ -281,7 +291,7 @@ where
         let decision: Decision = Box::pin(async move {
             match keys.fetch(&token).await {
                 Err(e) => Decided::Respond(Err(store_unavailable(&e))),
-                Ok(info) => match admit(info, &mut req, &catalog) {
+                Ok(info) => match admit(info, &mut req, &catalog, keys.clock().unix_ms()) {
                     Ok(filter) => match end_user_id(&req) {
                         Some(id) => match keys.end_user(&id).await {
                             Err(e) => Decided::Respond(Err(store_unavailable(&e))),

@@ -77,9 +77,9 @@ pub use self::{
 
 use crate::{
     auth::{EndUserInfo, KeyInfo, Scope},
+    clock::Clock,
     error::{ErrorKind, LlmError},
     spend::Ledger,
-    store::now_ms,
     types::{LlmRequest, LlmResponse},
 };
 
@@ -90,6 +90,7 @@ pub struct BudgetLayer {
     ledger: Option<Arc<Ledger>>,
     proxy: Option<Arc<ProxyBudget>>,
     status: Option<StatusCode>,
+    clock: Clock,
 }
 
 impl BudgetLayer {
@@ -99,7 +100,14 @@ impl BudgetLayer {
             ledger,
             proxy: None,
             status: None,
+            clock: Clock::system(),
         }
+    }
+
+    /// Judges budget periods on `clock` (default: [`Clock::system`]).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The status of budget errors instead of 422 (LiteLLM's
@@ -126,6 +134,7 @@ impl<S> Layer<S> for BudgetLayer {
             ledger: self.ledger.clone(),
             proxy: self.proxy.clone(),
             status: self.status,
+            clock: self.clock.clone(),
         }
     }
 }
@@ -137,6 +146,7 @@ pub struct Budget<S> {
     ledger: Option<Arc<Ledger>>,
     proxy: Option<Arc<ProxyBudget>>,
     status: Option<StatusCode>,
+    clock: Clock,
 }
 
 impl<S> Budget<S> {
@@ -205,10 +215,10 @@ fn exceeded(message: String) -> LlmError {
     LlmError::new(ErrorKind::BudgetExceeded, message)
 }
 
-/// Why `info` may not start a call, if its key, team or user is over budget.
+/// Why `info` may not start a call at `now` (Unix ms, on the gateway's
+/// [`Clock`]), if its key, team or user is over budget.
 #[must_use]
-pub fn check(info: &KeyInfo, ledger: Option<&Ledger>) -> Option<LlmError> {
-    let now = now_ms();
+pub fn check(info: &KeyInfo, ledger: Option<&Ledger>, now: i64) -> Option<LlmError> {
     let pending = |f: &dyn Fn(&Ledger) -> f64| ledger.map_or(0.0, f);
     if let Some((current, max)) = over(&info.key, pending(&|l| l.key(&info.token)), now) {
         if spent(current, max, true) {
@@ -264,8 +274,8 @@ pub fn check(info: &KeyInfo, ledger: Option<&Ledger>) -> Option<LlmError> {
 /// Why the end user `e` may not start a call, if it is over its budget (LiteLLM: spend over the
 /// budget row's `max_budget`; its stored spend, as written by the spend writer).
 #[must_use]
-pub fn check_end_user(e: &EndUserInfo) -> Option<LlmError> {
-    let (current, max) = over(&e.scope, 0.0, now_ms())?;
+pub fn check_end_user(e: &EndUserInfo, now: i64) -> Option<LlmError> {
+    let (current, max) = over(&e.scope, 0.0, now)?;
     spent(current, max, false).then(|| {
         exceeded(format!(
             "ExceededBudget: End User={} over budget. Spend={}, Budget={}",
@@ -294,11 +304,11 @@ where
             let refused = req
                 .extensions
                 .get::<Arc<KeyInfo>>()
-                .and_then(|info| check(info, self.ledger.as_deref()))
+                .and_then(|info| check(info, self.ledger.as_deref(), self.clock.unix_ms()))
                 .or_else(|| {
                     req.extensions
                         .get::<Arc<EndUserInfo>>()
-                        .and_then(|e| check_end_user(e))
+                        .and_then(|e| check_end_user(e, self.clock.unix_ms()))
                 })
                 .or_else(|| {
                     let pending = self.ledger.as_deref().map_or(0.0, Ledger::total);
@@ -321,6 +331,9 @@ mod tests {
     use super::*;
     use crate::store::Limits;
 
+    /// A fixed instant (Unix ms): `check` reads no clock of its own.
+    const NOW: i64 = 1_800_000_000_000;
+
     #[test]
     fn refuses_at_budget_and_resets_after_period() {
         let mut info = KeyInfo::default();
@@ -329,9 +342,9 @@ mod tests {
             ..Limits::default()
         };
         info.key.spend = 0.5;
-        assert!(check(&info, None).is_none());
+        assert!(check(&info, None, NOW).is_none());
         info.key.spend = 1.0;
-        let e = check(&info, None).unwrap();
+        let e = check(&info, None, NOW).unwrap();
         assert_eq!(e.kind(), ErrorKind::BudgetExceeded);
         assert_eq!(e.status(), 422);
         assert_eq!(
@@ -344,12 +357,21 @@ mod tests {
             "Budget has been exceeded! Key=key Current cost: 1.0, Max budget: 1.0"
         );
         info.key_alias = Some("app-1".into());
-        assert!(check(&info, None)
+        assert!(check(&info, None, NOW)
             .unwrap()
             .message()
             .starts_with("Budget has been exceeded! Key=app-1 Current cost"));
-        info.key.budget_reset_at = Some(now_ms() - 1);
-        assert!(check(&info, None).is_none());
+        info.key.budget_reset_at = Some(NOW + 1);
+        assert!(
+            check(&info, None, NOW).is_some(),
+            "the period has not ended"
+        );
+        assert!(
+            check(&info, None, NOW + 1).is_none(),
+            "the period has ended"
+        );
+        info.key.budget_reset_at = Some(NOW - 1);
+        assert!(check(&info, None, NOW).is_none());
     }
 
     #[test]
@@ -368,22 +390,22 @@ mod tests {
             team: Some(scope("t1", 2.0, 2.0)),
             ..KeyInfo::default()
         };
-        assert!(check(&info, None).is_none());
+        assert!(check(&info, None, NOW).is_none());
         info.team = Some(scope("t1", 2.5, 2.0));
         assert_eq!(
-            check(&info, None).unwrap().message(),
+            check(&info, None, NOW).unwrap().message(),
             "Budget has been exceeded! Team=t1 Current cost: 2.5, Max budget: 2.0"
         );
         info.team = None;
         // A user at its budget may not (spend >= max).
         info.user = Some(scope("u1", 3.0, 3.0));
         assert_eq!(
-            check(&info, None).unwrap().message(),
+            check(&info, None, NOW).unwrap().message(),
             "ExceededBudget: User=u1 over budget. Spend=3.0, Budget=3.0"
         );
         // A budget that is not a number is no limit.
         info.user = Some(scope("u1", 3.0, f64::NAN));
-        assert!(check(&info, None).is_none());
+        assert!(check(&info, None, NOW).is_none());
     }
 
     #[test]
@@ -408,29 +430,29 @@ mod tests {
             ..KeyInfo::default()
         };
         assert_eq!(
-            check(&info, None).unwrap().message(),
+            check(&info, None, NOW).unwrap().message(),
             "Budget has been exceeded! Organization=o1 Current cost: 2.0, Max budget: 2.0"
         );
         info.organization = Some(scope("o1", 2.0, 0.0));
-        assert!(check(&info, None).is_none());
+        assert!(check(&info, None, NOW).is_none());
         info.organization = Some(scope("o1", 1.0, 2.0));
-        assert!(check(&info, None).is_none());
+        assert!(check(&info, None, NOW).is_none());
         // An end user at its budget may still call; over it, not.
         let mut e = EndUserInfo {
             scope: scope("cust", 1.0, 1.0),
             ..EndUserInfo::default()
         };
-        assert!(check_end_user(&e).is_none());
+        assert!(check_end_user(&e, NOW).is_none());
         e.scope = scope("cust", 1.5, 1.0);
-        let err = check_end_user(&e).unwrap();
+        let err = check_end_user(&e, NOW).unwrap();
         assert_eq!(err.status(), 422);
         assert_eq!(
             err.message(),
             "ExceededBudget: End User=cust over budget. Spend=1.5, Budget=1.0"
         );
         // A passed period counts as 0.
-        e.scope.budget_reset_at = Some(now_ms() - 1);
-        assert!(check_end_user(&e).is_none());
+        e.scope.budget_reset_at = Some(NOW - 1);
+        assert!(check_end_user(&e, NOW).is_none());
     }
 
     #[test]

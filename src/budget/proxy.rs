@@ -17,8 +17,9 @@ use std::{
 };
 
 use crate::{
+    clock::Clock,
     error::{ErrorKind, LlmError},
-    store::{now_ms, BudgetState, SpendSink},
+    store::{BudgetState, SpendSink},
 };
 
 /// `reset_at` before the first [`ProxyBudget::observe`]: any state is newer.
@@ -39,6 +40,8 @@ pub struct ProxyBudget {
     /// Serializes [`ProxyBudget::observe`] (the spend writer and the refresh task); never taken
     /// by a call.
     observing: Mutex<()>,
+    /// Judges the period's end.
+    clock: Clock,
 }
 
 impl ProxyBudget {
@@ -52,7 +55,15 @@ impl ProxyBudget {
             spend: AtomicU64::new(0.0_f64.to_bits()),
             reset_at: AtomicI64::new(UNKNOWN),
             observing: Mutex::new(()),
+            clock: Clock::system(),
         }
+    }
+
+    /// Judges the period's end on `clock` (default: [`Clock::system`]).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The budget, USD.
@@ -72,7 +83,7 @@ impl ProxyBudget {
     #[must_use]
     pub fn spend(&self) -> f64 {
         let reset_at = self.reset_at.load(Ordering::Acquire);
-        if reset_at != UNKNOWN && reset_at != NEVER && reset_at <= now_ms() {
+        if reset_at != UNKNOWN && reset_at != NEVER && reset_at <= self.clock.unix_ms() {
             return 0.0;
         }
         f64::from_bits(self.spend.load(Ordering::Acquire))
@@ -162,8 +173,9 @@ mod tests {
 
     #[test]
     fn refuses_once_spend_passes_the_budget() {
-        let b = ProxyBudget::new(1.0, Some("1d"));
-        let later = now_ms() + 60_000;
+        let clock = Clock::manual();
+        let b = ProxyBudget::new(1.0, Some("1d")).with_clock(clock.clone());
+        let later = clock.unix_ms() + 60_000;
         b.observe(BudgetState {
             spend: 0.6,
             reset_at: Some(later),
@@ -182,8 +194,9 @@ mod tests {
 
     #[test]
     fn observe_keeps_the_larger_spend_of_a_period_and_takes_a_new_period() {
-        let b = ProxyBudget::new(1.0, Some("1d"));
-        let p1 = now_ms() + 60_000;
+        let clock = Clock::manual();
+        let b = ProxyBudget::new(1.0, Some("1d")).with_clock(clock.clone());
+        let p1 = clock.unix_ms() + 60_000;
         b.observe(BudgetState {
             spend: 2.0,
             reset_at: Some(p1),
@@ -211,11 +224,16 @@ mod tests {
 
     #[test]
     fn an_ended_period_counts_as_zero() {
-        let b = ProxyBudget::new(1.0, Some("1s"));
+        let clock = Clock::manual();
+        let b = ProxyBudget::new(1.0, Some("1s")).with_clock(clock.clone());
         b.observe(BudgetState {
             spend: 5.0,
-            reset_at: Some(now_ms() - 1),
+            reset_at: Some(clock.unix_ms() + 1000),
         });
+        assert!((b.spend() - 5.0).abs() < f64::EPSILON);
+        assert!(b.check(0.0).is_some());
+        // The budget's clock reaches the period's end: nothing spent in the new one.
+        clock.advance(std::time::Duration::from_millis(1000));
         assert!(b.spend().abs() < f64::EPSILON);
         assert!(b.check(0.0).is_none());
         // Without a duration the budget never resets.

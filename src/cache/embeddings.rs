@@ -151,12 +151,13 @@ pub(super) fn embeddings_answer(
     if plan.store() {
         let ttl = plan.ttl();
         let model = upstream.model.as_deref();
+        let now = entry::now_ms(&plan.settings.clock);
         let writes: Vec<_> = missing
             .iter()
             .zip(&fresh)
             .zip(&item_tokens)
             .filter_map(|((i, v), tok)| {
-                let bytes = entry::encode_embedding(v, *tok, model, ttl)?;
+                let bytes = entry::encode_embedding(v, *tok, model, ttl, now)?;
                 (bytes.len() <= plan.settings.max_entry_bytes)
                     .then(|| (keys[*i].clone(), bytes, ttl))
             })

@@ -20,9 +20,9 @@ use crate::types::{
 
 const VERSION: u32 = 1;
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    u64::try_from(crate::clock::unix_ms()).unwrap_or(0)
+/// Milliseconds since the Unix epoch on `clock` (the cache layer's).
+pub(crate) fn now_ms(clock: &crate::clock::Clock) -> u64 {
+    u64::try_from(clock.unix_ms()).unwrap_or(0)
 }
 
 #[derive(Serialize)]
@@ -91,9 +91,8 @@ fn to_bytes<T: Serialize>(value: &T) -> Option<Bytes> {
     Some(w.into_inner().freeze())
 }
 
-/// Encodes a chat answer stored now for `ttl`.
-pub(crate) fn encode_chat(resp: &ChatResponse, ttl: Duration) -> Option<Bytes> {
-    let t = now_ms();
+/// Encodes a chat answer stored at `t` (Unix ms) for `ttl`.
+pub(crate) fn encode_chat(resp: &ChatResponse, ttl: Duration, t: u64) -> Option<Bytes> {
     to_bytes(&EntryOut {
         v: VERSION,
         t,
@@ -105,14 +104,14 @@ pub(crate) fn encode_chat(resp: &ChatResponse, ttl: Duration) -> Option<Bytes> {
     })
 }
 
-/// Encodes one embedding stored now for `ttl`.
+/// Encodes one embedding stored at `t` (Unix ms) for `ttl`.
 pub(crate) fn encode_embedding(
     vector: &RawValue,
     tokens: u64,
     model: Option<&str>,
     ttl: Duration,
+    t: u64,
 ) -> Option<Bytes> {
-    let t = now_ms();
     to_bytes(&EntryOut {
         v: VERSION,
         t,
@@ -152,9 +151,9 @@ pub(crate) fn fresh_id() -> String {
 }
 
 /// A stored chat answer as a whole response, with a fresh id and timestamp.
-pub(crate) fn replay_whole(mut resp: ChatResponse) -> ChatResponse {
+pub(crate) fn replay_whole(mut resp: ChatResponse, now_ms: u64) -> ChatResponse {
     resp.id = Some(fresh_id());
-    resp.created = Some(now_ms() / 1000);
+    resp.created = Some(now_ms / 1000);
     resp.object = Some("chat.completion".to_owned());
     resp
 }
@@ -162,7 +161,7 @@ pub(crate) fn replay_whole(mut resp: ChatResponse) -> ChatResponse {
 /// A stored chat answer as a stream: per choice one chunk with the role, text, reasoning and tool
 /// calls, then one with the finish reason; then a usage chunk when `include_usage`. Every chunk
 /// carries the same fresh id and timestamp.
-pub(crate) fn replay_stream(resp: ChatResponse, include_usage: bool) -> ChatStream {
+pub(crate) fn replay_stream(resp: ChatResponse, include_usage: bool, now_ms: u64) -> ChatStream {
     let ChatResponse {
         choices,
         model,
@@ -171,7 +170,7 @@ pub(crate) fn replay_stream(resp: ChatResponse, include_usage: bool) -> ChatStre
         ..
     } = resp;
     let id = fresh_id();
-    let created = now_ms() / 1000;
+    let created = now_ms / 1000;
     let chunk = |choices: Vec<ChunkChoice>, usage: Option<Usage>| ChatChunk {
         choices,
         id: Some(id.clone()),
@@ -411,9 +410,11 @@ mod tests {
             r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
         )
         .unwrap();
-        let bytes = encode_chat(&resp, Duration::from_secs(10)).unwrap();
+        let bytes = encode_chat(&resp, Duration::from_secs(10), 1_800_000_000_000).unwrap();
         let e = decode(&bytes).unwrap();
+        assert_eq!(e.stored_ms, 1_800_000_000_000);
         assert!(!e.is_stale(e.stored_ms, None));
+        assert!(!e.is_stale(e.stored_ms + 9_999, None));
         assert!(e.is_stale(e.stored_ms + 10_000, None));
         assert!(e.is_stale(e.stored_ms + 2_000, Some(Duration::from_secs(1))));
         let EntryBody::Chat(back) = e.body else {
@@ -428,7 +429,7 @@ mod tests {
             assert!(decode(junk).is_none());
         }
         let raw = RawValue::from_string("[0.5,1.0]".into()).unwrap();
-        let bytes = encode_embedding(&raw, 3, Some("m"), Duration::from_secs(1)).unwrap();
+        let bytes = encode_embedding(&raw, 3, Some("m"), Duration::from_secs(1), 0).unwrap();
         let EntryBody::Embedding { vector, tokens, .. } = decode(&bytes).unwrap().body else {
             panic!("embedding entry")
         };
@@ -460,7 +461,9 @@ mod tests {
             Some("tool_calls")
         );
 
-        let chunks: Vec<_> = replay_stream(whole.clone(), true).collect().await;
+        let chunks: Vec<_> = replay_stream(whole.clone(), true, 1_800_000_000_000)
+            .collect()
+            .await;
         let mut again = Assembler::default();
         let mut ids = std::collections::HashSet::new();
         for c in &chunks {
@@ -473,7 +476,7 @@ mod tests {
         let again = again.finish();
         assert_eq!(again.choices[0].message.as_ref().unwrap().text(), "Hello");
         assert_eq!(again.usage.unwrap().total_tokens, Some(3));
-        let whole2 = replay_whole(whole);
+        let whole2 = replay_whole(whole, 1_800_000_000_000);
         assert_ne!(whole2.id.as_deref(), Some("c1"));
     }
 }

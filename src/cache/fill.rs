@@ -30,16 +30,24 @@ pub(super) struct Fill {
     ttl: Duration,
     max: usize,
     shared: Arc<Shared>,
+    clock: crate::clock::Clock,
 }
 
 impl Fill {
-    pub(super) fn new(key: Arc<str>, ttl: Duration, max: usize, shared: Arc<Shared>) -> Self {
+    pub(super) fn new(
+        key: Arc<str>,
+        ttl: Duration,
+        max: usize,
+        shared: Arc<Shared>,
+        clock: crate::clock::Clock,
+    ) -> Self {
         Self {
             asm: Some(Assembler::default()),
             key,
             ttl,
             max,
             shared,
+            clock,
         }
     }
 }
@@ -75,7 +83,9 @@ impl Observer for Fill {
         if !resp.choices.iter().any(|c| c.finish_reason.is_some()) {
             return;
         }
-        if let Some(bytes) = entry::encode_chat(&resp, self.ttl).filter(|b| b.len() <= self.max) {
+        if let Some(bytes) = entry::encode_chat(&resp, self.ttl, entry::now_ms(&self.clock))
+            .filter(|b| b.len() <= self.max)
+        {
             self.shared
                 .write(WriteOp::Set(vec![(self.key, bytes, self.ttl)]));
         }

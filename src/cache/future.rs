@@ -147,9 +147,15 @@ fn on_lookup(plan: &mut Plan, values: Vec<Option<Bytes>>, req: LlmRequest) -> Fo
                 Some(EntryBody::Chat(resp)) => {
                     Counters::add(&counters.hits, 1);
                     let body = if *stream {
-                        ResponseBody::Stream(entry::replay_stream(resp, *include_usage))
+                        ResponseBody::Stream(entry::replay_stream(
+                            resp,
+                            *include_usage,
+                            entry::now_ms(&plan.settings.clock),
+                        ))
                     } else {
-                        ResponseBody::Chat(entry::replay_whole(resp).into())
+                        ResponseBody::Chat(
+                            entry::replay_whole(resp, entry::now_ms(&plan.settings.clock)).into(),
+                        )
                     };
                     let mut meta = plan.hit_meta();
                     if let ResponseBody::Chat(c) = &body {
@@ -217,7 +223,8 @@ fn on_answer(plan: &Plan, mut resp: LlmResponse) -> Result<LlmResponse, LlmError
             match resp.body {
                 ResponseBody::Chat(ref mut c) => {
                     // An answer that is not a chat completion is relayed as it came, not stored.
-                    let encoded = c.typed().ok().and_then(|c| entry::encode_chat(c, ttl));
+                    let now = entry::now_ms(&plan.settings.clock);
+                    let encoded = c.typed().ok().and_then(|c| entry::encode_chat(c, ttl, now));
                     if let Some(bytes) = encoded.filter(|b| b.len() <= max) {
                         plan.shared
                             .write(WriteOp::Set(vec![(key.clone(), bytes, ttl)]));
@@ -226,7 +233,13 @@ fn on_answer(plan: &Plan, mut resp: LlmResponse) -> Result<LlmResponse, LlmError
                 ResponseBody::Stream(stream) => {
                     resp.body = ResponseBody::Stream(Box::pin(CacheFillStream::new(
                         stream,
-                        Fill::new(key.clone(), ttl, max, plan.shared.clone()),
+                        Fill::new(
+                            key.clone(),
+                            ttl,
+                            max,
+                            plan.shared.clone(),
+                            plan.settings.clock.clone(),
+                        ),
                     )));
                 }
                 _ => {}

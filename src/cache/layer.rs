@@ -25,6 +25,8 @@ pub(crate) struct Settings {
     pub(crate) chat: bool,
     pub(crate) embeddings: bool,
     pub(crate) max_entry_bytes: usize,
+    /// Stamps entries (stored, expires) and judges their age.
+    pub(crate) clock: crate::clock::Clock,
 }
 
 /// Applies [`Cache`]. See the [module docs](super) for an example.
@@ -60,12 +62,21 @@ impl CacheLayer {
                 chat: true,
                 embeddings: true,
                 max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
+                clock: crate::clock::Clock::system(),
             }),
         }
     }
 
     fn settings_mut(&mut self) -> &mut Settings {
         Arc::make_mut(&mut self.settings)
+    }
+
+    /// Stamps entries and judges their age (`ttl`, `max-age`) on `clock` (default:
+    /// [`Clock::system`](crate::clock::Clock::system)). A backend's own expiry (Redis `EX`,
+    /// the memory store's) stays real time.
+    pub fn clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.settings_mut().clock = clock;
+        self
     }
 
     /// How long entries live unless a request says otherwise (`cache: {"ttl": N}`).

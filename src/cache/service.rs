@@ -164,7 +164,7 @@ impl Plan {
             self.shared.write(WriteOp::Delete(key.clone()));
             return None;
         };
-        if e.is_stale(entry::now_ms(), self.control.max_age) {
+        if e.is_stale(entry::now_ms(&self.settings.clock), self.control.max_age) {
             return None;
         }
         Some(e.body)
@@ -361,6 +361,40 @@ mod tests {
         let hit = svc.oneshot(stream_req()).await.unwrap();
         assert!(hit.meta.cache_hit);
         assert_eq!(hit.meta.cost, Some(0.0));
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn entries_age_on_the_layers_clock() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let clock = crate::clock::Clock::manual();
+        let layer = CacheLayer::new(MemoryStore::new(1 << 20))
+            .ttl(std::time::Duration::from_secs(60))
+            .clock(clock.clone());
+        let handle = layer.handle();
+        let svc = layer.layer(streaming(calls.clone()));
+        let fill = |svc: Cache<_>| async move {
+            let resp = svc.oneshot(stream_req()).await.unwrap();
+            let ResponseBody::Stream(s) = resp.body else {
+                panic!("stream")
+            };
+            s.count().await
+        };
+        assert_eq!(fill(svc.clone()).await, 3);
+        handle.flushed().await;
+        // Stamped on the layer's clock: 60 s later, to the millisecond, it is no longer served.
+        clock.advance(std::time::Duration::from_millis(59_999));
+        assert!(
+            svc.clone()
+                .oneshot(stream_req())
+                .await
+                .unwrap()
+                .meta
+                .cache_hit
+        );
+        clock.advance(std::time::Duration::from_millis(1));
+        let again = svc.clone().oneshot(stream_req()).await.unwrap();
+        assert!(!again.meta.cache_hit);
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 

@@ -19,9 +19,10 @@ use super::{
 };
 use crate::{
     auth::KeyInfo,
+    clock::Clock,
     error::LlmError,
     spend::SpendLog,
-    store::{now_ms, SpendRow},
+    store::SpendRow,
     types::extensions::CallId,
     types::{chat::StreamOptions, deployment::Deployment, LlmRequest, LlmResponse, TokenUsage},
 };
@@ -33,6 +34,7 @@ pub struct CostLayer {
     pricing: Arc<Pricing>,
     spend: Option<SpendLog>,
     stream_usage: bool,
+    clock: Clock,
 }
 
 impl CostLayer {
@@ -42,7 +44,14 @@ impl CostLayer {
             pricing,
             spend: None,
             stream_usage: true,
+            clock: Clock::system(),
         }
+    }
+
+    /// Stamps spend rows' start and end times on `clock` (default: [`Clock::system`]).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Whether to ask providers for usage on streams (`stream_options.include_usage`, default
@@ -68,6 +77,7 @@ impl<S> Layer<S> for CostLayer {
             pricing: self.pricing.clone(),
             spend: self.spend.clone(),
             stream_usage: self.stream_usage,
+            clock: self.clock.clone(),
         }
     }
 }
@@ -79,6 +89,7 @@ pub struct Cost<S> {
     pricing: Arc<Pricing>,
     spend: Option<SpendLog>,
     stream_usage: bool,
+    clock: Clock,
 }
 
 impl<S> Cost<S> {
@@ -109,6 +120,7 @@ pub(super) struct CallCtx {
     end_user: Option<String>,
     started: Instant,
     started_ms: i64,
+    clock: Clock,
     report: Option<UsageReport>,
     tally: Option<StreamTally>,
     /// The prompt's tokens, estimated ([`estimate_prompt_tokens`]), for a call cut short.
@@ -181,7 +193,7 @@ impl CallCtx {
                 total_tokens: i64::try_from(total).unwrap_or(i64::MAX),
                 spend: cost,
                 start_time: self.started_ms,
-                end_time: now_ms(),
+                end_time: self.clock.unix_ms(),
                 latency_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
                 cache_hit: meta.cache_hit,
                 status: status.to_owned(),
@@ -276,7 +288,8 @@ where
             tags: request_tags(&req),
             end_user: req.end_user().map(|u| u.chars().take(1024).collect()),
             started: Instant::now(),
-            started_ms: now_ms(),
+            started_ms: self.clock.unix_ms(),
+            clock: self.clock.clone(),
             report: req.extensions.get::<UsageReport>().cloned(),
             tally: if is_stream {
                 req.extensions.get::<StreamTally>().cloned()

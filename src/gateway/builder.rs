@@ -120,6 +120,7 @@ pub struct GatewayBuilder {
     max_body_bytes: usize,
     body_read_timeout: Duration,
     timer: crate::clock::Timer,
+    clock: crate::clock::Clock,
     #[cfg(feature = "otel")]
     otel: Option<crate::telemetry::Otel>,
     callbacks: crate::callbacks::Callbacks,
@@ -178,6 +179,7 @@ impl Default for GatewayBuilder {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             body_read_timeout: crate::server::DEFAULT_BODY_READ_TIMEOUT,
             timer: crate::clock::Timer::current(),
+            clock: crate::clock::Clock::system(),
             #[cfg(feature = "otel")]
             otel: None,
             callbacks: crate::callbacks::Callbacks::new(),
@@ -403,6 +405,17 @@ impl GatewayBuilder {
         self
     }
 
+    /// The clock every layer, store and router of the gateway reads (rate-limit windows, budget
+    /// periods, cooldowns, readiness, spend timestamps): [`Clock::system`](crate::clock::Clock::system)
+    /// by default; a test over real sockets passes [`Clock::manual`](crate::clock::Clock::manual)
+    /// and steps it. A [`governance`](Self::governance) given here reads the clock it was
+    /// started with ([`BuildOptions::clock`](crate::governance::BuildOptions::clock)): give both the
+    /// same handle.
+    pub fn clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Adds a non-fatal finding to the built gateway's [`Gateway::warnings`].
     pub fn warning(mut self, warning: impl Into<String>) -> Self {
         self.warnings.push(warning.into());
@@ -599,7 +612,8 @@ impl GatewayBuilder {
                 Some(
                     BudgetLayer::new(Some(g.spend.log().ledger().clone()))
                         .proxy_budget(g.proxy_budget.clone())
-                        .status(self.budget_exceeded_status),
+                        .status(self.budget_exceeded_status)
+                        .clock(self.clock.clone()),
                 ),
                 Some(g.spend.log()),
                 crate::management::router(self.master_key.clone(), g.keys.clone(), self.max_budget),
@@ -647,10 +661,11 @@ impl GatewayBuilder {
             budget,
             spend_log,
             stream_usage: self.stream_usage.unwrap_or(governed),
-            cache: self.cache,
+            cache: self.cache.map(|c| c.clock(self.clock.clone())),
             governed,
             block_unpriced,
             prices: self.prices.clone(),
+            clock: self.clock.clone(),
         };
         // The stack as built: its catalog (model access) and prices from the deployments.
         let first = parts.stack(&router, &models.all_deployments(), &plan);
@@ -687,6 +702,7 @@ impl GatewayBuilder {
             max_body_bytes: self.max_body_bytes,
             body_read_timeout: self.body_read_timeout,
             timer: self.timer,
+            clock: self.clock.clone(),
             admission,
             cache: cache_handle,
             governance: gov,
@@ -718,6 +734,7 @@ impl GatewayBuilder {
             drop_params: self.drop_params,
             prices: self.prices.clone(),
             timer: self.timer,
+            clock: self.clock.clone(),
             guard,
             fallback: self.fallback.clone(),
             retry: self.retry.clone(),
@@ -762,6 +779,7 @@ struct StackParts {
     governed: bool,
     block_unpriced: bool,
     prices: PriceTable,
+    clock: crate::clock::Clock,
 }
 
 /// A stack built by [`StackParts::stack`], with what building it found.
@@ -780,7 +798,9 @@ impl StackParts {
         let mut warnings = Vec::new();
         let pricing = pricing(&self.prices, router, &mut warnings, self.block_unpriced);
         let unpriced = pricing.unpriced().to_vec();
-        let mut cost = CostLayer::new(pricing).stream_usage(self.stream_usage);
+        let mut cost = CostLayer::new(pricing)
+            .stream_usage(self.stream_usage)
+            .clock(self.clock.clone());
         if let Some(log) = &self.spend_log {
             cost = cost.spend_log(log.clone());
         }

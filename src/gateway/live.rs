@@ -48,6 +48,7 @@ pub(crate) struct RouterPlan {
     pub(super) drop_params: Option<bool>,
     pub(super) prices: PriceTable,
     pub(super) timer: crate::clock::Timer,
+    pub(super) clock: crate::clock::Clock,
     pub(super) guard: Option<bool>,
     /// The layers above the router that routing settings configure (`fallbacks`, retries).
     pub(super) fallback: crate::fallback::FallbackLayer,
@@ -75,6 +76,7 @@ impl RouterPlan {
     {
         let mut warnings = Vec::new();
         let mut builder = Router::builder()
+            .clock(self.clock.clone())
             .strategy(self.strategy)
             .pre_call_checks(self.pre_call_checks)
             .tag_filtering(self.tag_filtering.0, self.tag_filtering.1)
@@ -225,6 +227,7 @@ impl RouterPlan {
         next.providers = self.providers.clone();
         next.prices = self.prices.clone();
         next.timer = self.timer;
+        next.clock = self.clock.clone();
         next.router_redis.clone_from(&self.router_redis);
         let deployments = config
             .model_list

@@ -65,6 +65,7 @@ pub struct Gateway {
     max_body_bytes: usize,
     body_read_timeout: Duration,
     timer: crate::clock::Timer,
+    clock: crate::clock::Clock,
     admission: Option<crate::auth::Admission>,
     cache: Option<CacheHandle>,
     governance: Option<crate::governance::Governance>,
@@ -128,7 +129,8 @@ impl Gateway {
     {
         let mut builder = GatewayBuilder::from_config(config)
             .providers(providers)
-            .timer(opts.timer);
+            .timer(opts.timer)
+            .clock(opts.clock.clone());
         // `LLMGATE_MODEL_PRICES` applies here too (the cost header, `--check`'s unpriced list).
         match crate::governance::price_table(opts) {
             Ok(table) => builder = builder.price_table(table),
@@ -193,7 +195,8 @@ impl Gateway {
         let mut builder = GatewayBuilder::from_config(config)
             .providers(providers)
             .price_table(table)
-            .timer(opts.timer);
+            .timer(opts.timer)
+            .clock(opts.clock.clone());
         if ls.max_budget.is_some_and(|m| m > 0.0)
             && ls.budget_duration.as_deref().is_none_or(str::is_empty)
         {
@@ -390,6 +393,13 @@ impl Gateway {
         )
         .redis(self.redis_breakers())
         .callbacks(self.callback_names.iter().cloned())
+        .clock(self.clock.clone())
+    }
+
+    /// The clock this gateway reads ([`GatewayBuilder::clock`]).
+    #[must_use]
+    pub fn clock(&self) -> &crate::clock::Clock {
+        &self.clock
     }
 
     /// The breakers of every user of Redis (rate limits, router, cache), for readiness.

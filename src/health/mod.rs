@@ -75,6 +75,7 @@ use tower_service::Service;
 
 use crate::{
     classify::{Classify as _, LiteLlmClassifier, SharedClassifier},
+    clock::Clock,
     error::{ErrorKind, LlmError},
     observe::{End, Observer},
     types::{LlmRequest, LlmResponse},
@@ -189,14 +190,11 @@ pub trait CooldownSink: Send + Sync + 'static {
     fn on_cooldown(&self, deployment_id: &str, duration: Duration);
 }
 
-/// The monotonic clock the cells use, in milliseconds ([`crate::clock::monotonic_ms`]): read it
-/// once for many cells ([`HealthCell::is_cooling_at`]).
-pub use crate::clock::monotonic_ms as now_ms;
-
 /// One deployment's health: failures in the current minute and the end of its cooldown.
 /// Atomics only; shared between the [`Health`] service and the router.
 #[derive(Default)]
 pub struct HealthCell {
+    clock: Clock,
     cool_until_ms: AtomicU64,
     minute: AtomicU64,
     fails: AtomicU32,
@@ -220,13 +218,36 @@ impl HealthCell {
         Self::default()
     }
 
+    /// A healthy cell whose cooldowns and failure minutes run on `clock`.
+    #[must_use]
+    pub fn with_clock(clock: Clock) -> Self {
+        Self {
+            clock,
+            ..Self::default()
+        }
+    }
+
+    /// The clock this cell reads.
+    #[must_use]
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The monotonic reading the cell compares with, in milliseconds
+    /// ([`Clock::monotonic_ms`]): read it once for many cells of one clock
+    /// ([`HealthCell::is_cooling_at`]).
+    #[must_use]
+    pub fn now_ms(&self) -> u64 {
+        self.clock.monotonic_ms()
+    }
+
     /// Whether the deployment is cooling down now.
     #[must_use]
     pub fn is_cooling(&self) -> bool {
-        self.is_cooling_at(now_ms())
+        self.is_cooling_at(self.now_ms())
     }
 
-    /// Whether the deployment is cooling down at `now` (from [`now_ms`]).
+    /// Whether the deployment is cooling down at `now` (from [`HealthCell::now_ms`]).
     #[must_use]
     pub fn is_cooling_at(&self, now: u64) -> bool {
         self.cool_until_ms.load(Ordering::Relaxed) > now
@@ -236,14 +257,15 @@ impl HealthCell {
     #[must_use]
     pub fn cooling_for(&self) -> Option<Duration> {
         let until = self.cool_until_ms.load(Ordering::Relaxed);
-        let now = now_ms();
+        let now = self.now_ms();
         (until > now).then(|| Duration::from_millis(until - now))
     }
 
     /// Starts (or extends) a cooldown of `duration` from now.
     pub fn cool_down(&self, duration: Duration) {
-        let until =
-            now_ms().saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+        let until = self
+            .now_ms()
+            .saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
         self.cool_until_ms.fetch_max(until, Ordering::Relaxed);
     }
 
@@ -253,7 +275,7 @@ impl HealthCell {
     }
 
     fn roll_minute(&self) {
-        let minute = now_ms() / 60_000;
+        let minute = self.now_ms() / 60_000;
         let seen = self.minute.load(Ordering::Relaxed);
         if seen != minute
             && self
@@ -554,6 +576,38 @@ mod tests {
         assert!(cell.is_cooling());
         tokio::time::advance(Duration::from_millis(200)).await;
         assert!(!cell.is_cooling());
+    }
+
+    #[test]
+    fn a_cell_cools_on_its_own_clock() {
+        let clock = Clock::manual();
+        let cell = HealthCell::with_clock(clock.clone());
+        let p = CooldownPolicy::default()
+            .allowed_fails(0)
+            .cooldown_time(Duration::from_secs(5));
+        assert!(cell
+            .record_failure(&err(ErrorKind::InternalServer), &p)
+            .is_some());
+        assert_eq!(cell.cooling_for(), Some(Duration::from_secs(5)));
+        crate::clock::let_real_time_pass(Duration::from_millis(20));
+        assert_eq!(
+            cell.cooling_for(),
+            Some(Duration::from_secs(5)),
+            "the wall clock moved, not ours"
+        );
+        clock.advance(Duration::from_millis(4_999));
+        assert!(cell.is_cooling());
+        assert_eq!(cell.cooling_for(), Some(Duration::from_millis(1)));
+        clock.advance(Duration::from_millis(1));
+        assert!(!cell.is_cooling());
+        // The failure minute rolls on the same clock: a minute later, the count starts again.
+        let p = CooldownPolicy::default().allowed_fails(5);
+        assert!(cell
+            .record_failure(&err(ErrorKind::InternalServer), &p)
+            .is_none());
+        assert!(cell.fails_this_minute() >= 1);
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(cell.fails_this_minute(), 0);
     }
 
     #[tokio::test(start_paused = true)]

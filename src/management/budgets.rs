@@ -21,7 +21,7 @@ use super::{
     views::{iso, opt_iso},
     Mgmt,
 };
-use crate::store::{next_reset, now_ms, BudgetRow, Limits};
+use crate::store::{next_reset, BudgetRow, Limits};
 
 /// Who LiteLLM records as the creator of rows the master key makes (`litellm_proxy_admin_name`).
 const PROXY_ADMIN_NAME: &str = "default_user_id";
@@ -103,7 +103,7 @@ async fn budget_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<BudgetBody>)
     if m.store().budget(&id).await?.is_some() {
         return Err(bad("budget_id", format!("Budget id = {id} already exists")));
     }
-    let now = now_ms();
+    let now = m.keys.clock().unix_ms();
     let mut limits = Limits::default();
     b.limits().apply(&mut limits);
     let row = BudgetRow {
@@ -131,14 +131,17 @@ async fn budget_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<BudgetBod
         .await?
         .ok_or_else(|| not_found(format!("Budget not found, passed budget_id={id}")))?;
     if b.limits().apply(&mut row.limits) {
-        row.budget_reset_at = next_reset(row.limits.budget_duration.as_deref(), now_ms());
+        row.budget_reset_at = next_reset(
+            row.limits.budget_duration.as_deref(),
+            m.keys.clock().unix_ms(),
+        );
     }
     if b.soft_budget.is_some() {
         row.soft_budget = b.soft_budget;
     }
     row.updated_by = PROXY_ADMIN_NAME.into();
     m.store().update_budget(&row).await?;
-    row.updated_at = now_ms();
+    row.updated_at = m.keys.clock().unix_ms();
     // Keys that take their limits from this budget re-read them.
     m.keys.invalidate_where(|_| true);
     Ok(Json(budget_json(&row)))

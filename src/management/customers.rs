@@ -29,7 +29,7 @@ use super::{
 };
 use crate::{
     error::{ErrorKind, LlmError},
-    store::{next_reset, now_ms, BudgetRow, EndUserRow, Limits},
+    store::{next_reset, BudgetRow, EndUserRow, Limits},
 };
 
 /// Who LiteLLM records as the creator of rows the master key makes (`litellm_proxy_admin_name`).
@@ -142,7 +142,7 @@ impl Body {
 
     /// A new budget row from the body's budget fields.
     async fn new_budget(&self, m: &Mgmt) -> Result<String, ApiError> {
-        let now = now_ms();
+        let now = m.keys.clock().unix_ms();
         let mut limits = Limits::default();
         self.limits().apply(&mut limits);
         let row = BudgetRow {
@@ -248,8 +248,10 @@ async fn update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<Body>) -> ApiRes
         match existing {
             Some(mut budget) => {
                 if b.limits().apply(&mut budget.limits) {
-                    budget.budget_reset_at =
-                        next_reset(budget.limits.budget_duration.as_deref(), now_ms());
+                    budget.budget_reset_at = next_reset(
+                        budget.limits.budget_duration.as_deref(),
+                        m.keys.clock().unix_ms(),
+                    );
                 }
                 if b.soft_budget.is_some() {
                     budget.soft_budget = b.soft_budget;

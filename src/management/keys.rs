@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     secret::Secret,
-    store::{hash_key, next_reset, now_ms, parse_duration, KeyRow, Limits, NewKey},
+    store::{hash_key, next_reset, parse_duration, KeyRow, Limits, NewKey},
 };
 
 /// This resource's routes: the admin-only ones behind [`require_admin`], then the self-service reads, which check their caller themselves.
@@ -251,7 +251,10 @@ async fn key_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<KeyBody>) ->
     let mut row = load_key(&m, b.key.as_deref()).await?;
     check_team(&m, b.team_id.as_deref()).await?;
     if b.limits().apply(&mut row.limits) {
-        row.budget_reset_at = next_reset(row.limits.budget_duration.as_deref(), now_ms());
+        row.budget_reset_at = next_reset(
+            row.limits.budget_duration.as_deref(),
+            m.keys.clock().unix_ms(),
+        );
     }
     if let Some(a) = &b.key_alias {
         row.key_alias = Some(a.clone());
@@ -277,8 +280,12 @@ async fn key_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<KeyBody>) ->
     if let Some(d) = &b.duration {
         let dur = parse_duration(d)
             .ok_or_else(|| bad("duration", format!("duration `{d}` is not a duration")))?;
-        row.expires =
-            Some(now_ms().saturating_add(i64::try_from(dur.as_millis()).unwrap_or(i64::MAX)));
+        row.expires = Some(
+            m.keys
+                .clock()
+                .unix_ms()
+                .saturating_add(i64::try_from(dur.as_millis()).unwrap_or(i64::MAX)),
+        );
     }
     m.store().update_key(&row).await?;
     m.keys.invalidate(&row.token);

@@ -149,15 +149,16 @@ impl Mgmt {
         if master.matches(presented.expose()) {
             return Ok(Caller::Admin);
         }
+        let now = self.keys.clock().unix_ms();
         match self.keys.get(&hash_key(presented.expose())).await? {
-            Some(i) if i.refusal().is_none() && i.is_admin => Ok(Caller::Admin),
+            Some(i) if i.refusal(now).is_none() && i.is_admin => Ok(Caller::Admin),
             Some(i)
-                if i.refusal().is_none()
+                if i.refusal(now).is_none()
                     && i.user_role.as_deref() == Some("proxy_admin_viewer") =>
             {
                 Ok(Caller::Viewer)
             }
-            Some(i) if i.refusal().is_none() => Ok(Caller::Key(i)),
+            Some(i) if i.refusal(now).is_none() => Ok(Caller::Key(i)),
             _ => Err(ApiError(
                 LlmError::new(
                     ErrorKind::Authentication,

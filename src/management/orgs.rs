@@ -33,7 +33,7 @@ use super::{
     views::{iso, team_json, user_json},
     Mgmt,
 };
-use crate::store::{next_reset, now_ms, BudgetRow, Limits, OrgMemberRow, OrgRow, TeamRow, UserRow};
+use crate::store::{next_reset, BudgetRow, Limits, OrgMemberRow, OrgRow, TeamRow, UserRow};
 
 /// Who LiteLLM records as the creator of rows the master key makes (`litellm_proxy_admin_name`).
 const PROXY_ADMIN_NAME: &str = "default_user_id";
@@ -184,7 +184,7 @@ async fn org_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<OrgBody>) -> Ap
             ),
         ));
     }
-    let now = now_ms();
+    let now = m.keys.clock().unix_ms();
     let budget_id = match b.budget_id.as_deref().filter(|s| !s.is_empty()) {
         Some(bid) => {
             if m.store().budget(bid).await?.is_none() {
@@ -264,8 +264,10 @@ async fn org_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<OrgBody>) ->
     if b.sets_budget() {
         if let Some(mut budget) = m.store().budget(&o.budget_id).await? {
             if b.limits().apply(&mut budget.limits) {
-                budget.budget_reset_at =
-                    next_reset(budget.limits.budget_duration.as_deref(), now_ms());
+                budget.budget_reset_at = next_reset(
+                    budget.limits.budget_duration.as_deref(),
+                    m.keys.clock().unix_ms(),
+                );
             }
             if b.soft_budget.is_some() {
                 budget.soft_budget = b.soft_budget;
@@ -490,7 +492,7 @@ async fn member_budget(
             return Ok(id.to_owned());
         }
     }
-    let now = now_ms();
+    let now = m.keys.clock().unix_ms();
     let row = BudgetRow {
         budget_id: crate::server::new_call_id(),
         limits: Limits {
@@ -543,7 +545,7 @@ async fn member_add(
         let user = match m.store().user(&user_id).await? {
             Some(u) => u,
             None => {
-                let now = now_ms();
+                let now = m.keys.clock().unix_ms();
                 let u = UserRow {
                     user_id: user_id.clone(),
                     user_email: mem.user_email.clone(),

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     auth::KeyInfo,
-    store::{next_reset, now_ms, Limits, TeamRow},
+    store::{next_reset, Limits, TeamRow},
 };
 
 /// This resource's routes: the admin-only ones behind [`require_admin`].
@@ -110,7 +110,7 @@ async fn team_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<TeamBody>) -> 
             format!("Team id = {team_id} already exists. Please use a different team id."),
         ));
     }
-    let now = now_ms();
+    let now = m.keys.clock().unix_ms();
     let mut limits = Limits::default();
     b.limits().apply(&mut limits);
     let t = TeamRow {
@@ -159,7 +159,10 @@ async fn team_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<TeamBody>) 
     b.limits().validate()?;
     let mut t = load_team(&m, b.team_id.as_deref()).await?;
     if b.limits().apply(&mut t.limits) {
-        t.budget_reset_at = next_reset(t.limits.budget_duration.as_deref(), now_ms());
+        t.budget_reset_at = next_reset(
+            t.limits.budget_duration.as_deref(),
+            m.keys.clock().unix_ms(),
+        );
     }
     if let Some(v) = &b.team_alias {
         t.team_alias = Some(v.clone());

@@ -18,7 +18,7 @@ use super::{
     views::{key_json, opt_iso, team_json, user_json},
     Mgmt,
 };
-use crate::store::{next_reset, now_ms, parse_duration, Limits, NewKey, UserRow};
+use crate::store::{next_reset, parse_duration, Limits, NewKey, UserRow};
 
 /// This resource's routes: the admin-only ones behind [`require_admin`], then the self-service reads, which check their caller themselves.
 pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
@@ -127,7 +127,7 @@ async fn user_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) -> 
             format!("User id = {user_id} already exists"),
         ));
     }
-    let now = now_ms();
+    let now = m.keys.clock().unix_ms();
     let mut limits = Limits::default();
     b.limits().apply(&mut limits);
     let mut u = UserRow {
@@ -251,7 +251,10 @@ async fn user_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) 
         ))
     })?;
     if b.limits().apply(&mut u.limits) {
-        u.budget_reset_at = next_reset(u.limits.budget_duration.as_deref(), now_ms());
+        u.budget_reset_at = next_reset(
+            u.limits.budget_duration.as_deref(),
+            m.keys.clock().unix_ms(),
+        );
     }
     if b.user_id.is_some() {
         if let Some(v) = &b.user_email {

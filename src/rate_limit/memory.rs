@@ -15,22 +15,23 @@ use std::{
 
 use dashmap::DashMap;
 use governor::{
-    clock::{Clock as _, DefaultClock},
     middleware::StateInformationMiddleware,
     state::{InMemoryState, NotKeyed},
     Quota, RateLimiter,
 };
 
 use super::{policy::Bucket, Decision};
+use crate::clock::Clock;
 
-type Gcra = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+type Gcra = RateLimiter<NotKeyed, InMemoryState, Clock, StateInformationMiddleware>;
 
-/// In-process counters.
+/// In-process counters: the rpm limiters and the tpm minutes run on `clock`.
 #[derive(Default)]
 pub struct MemoryCounters {
     rpm: DashMap<String, (u64, Arc<Gcra>)>,
     tpm: DashMap<String, (u64, u64)>,
     parallel: DashMap<String, Arc<AtomicI64>>,
+    clock: Clock,
 }
 
 impl fmt::Debug for MemoryCounters {
@@ -41,15 +42,19 @@ impl fmt::Debug for MemoryCounters {
     }
 }
 
-fn minute() -> u64 {
-    crate::clock::unix_minute()
-}
-
-fn to_next_minute() -> Duration {
-    Duration::from_secs(60 - crate::clock::unix_secs() % 60)
-}
-
 impl MemoryCounters {
+    /// Empty counters on `clock`.
+    pub(super) fn with_clock(clock: Clock) -> Self {
+        Self {
+            clock,
+            ..Self::default()
+        }
+    }
+
+    fn minute(&self) -> u64 {
+        self.clock.unix_minute()
+    }
+
     fn limiter(&self, name: &str, rpm: u64) -> Arc<Gcra> {
         if let Some(e) = self.rpm.get(name) {
             if e.0 == rpm {
@@ -60,7 +65,7 @@ impl MemoryCounters {
             let burst =
                 NonZeroU32::new(u32::try_from(rpm).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
             Arc::new(
-                RateLimiter::direct(Quota::per_minute(burst))
+                RateLimiter::direct_with_clock(Quota::per_minute(burst), self.clock.clone())
                     .with_middleware::<StateInformationMiddleware>(),
             )
         };
@@ -77,7 +82,7 @@ impl MemoryCounters {
     }
 
     fn tokens_used(&self, name: &str) -> u64 {
-        let now = minute();
+        let now = self.minute();
         self.tpm
             .get(name)
             .map_or(0, |e| if e.0 == now { e.1 } else { 0 })
@@ -110,7 +115,7 @@ impl MemoryCounters {
                 if used >= tpm {
                     give_back(&taken);
                     d.note_tokens(tpm, 0);
-                    d.refused = Some((s.kind, "tokens", tpm, to_next_minute()));
+                    d.refused = Some((s.kind, "tokens", tpm, self.clock.to_next_minute()));
                     return d;
                 }
                 d.note_tokens(tpm, tpm - used);
@@ -124,7 +129,8 @@ impl MemoryCounters {
                     Err(not_until) => {
                         give_back(&taken);
                         d.note_requests(rpm, 0);
-                        let wait = not_until.wait_time_from(DefaultClock::default().now());
+                        let wait =
+                            not_until.wait_time_from(governor::clock::Clock::now(&self.clock));
                         d.refused = Some((s.kind, "requests", rpm, wait));
                         return d;
                     }
@@ -135,7 +141,7 @@ impl MemoryCounters {
     }
 
     pub(super) fn release(&self, scopes: &[Bucket], tokens: u64) {
-        let now = minute();
+        let now = self.minute();
         for s in scopes {
             if s.parallel.is_some() {
                 if let Some(c) = self.parallel.get(&s.name) {
@@ -207,6 +213,29 @@ mod tests {
             let ok: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
             assert_eq!(ok, 3);
         }
+    }
+
+    #[test]
+    fn memory_rpm_refills_on_the_counters_clock() {
+        let clock = Clock::manual();
+        let m = MemoryCounters::with_clock(clock.clone());
+        let sc = buckets(info(3));
+        let ok = (0..10).filter(|_| m.admit(&sc).refused.is_none()).count();
+        assert_eq!(ok, 3);
+        // 3 a minute: one more every 20 s, on this clock and no other.
+        let refused = m.admit(&sc).refused.expect("over the limit");
+        assert_eq!(refused.3, Duration::from_secs(20));
+        crate::clock::let_real_time_pass(Duration::from_millis(20));
+        assert!(
+            m.admit(&sc).refused.is_some(),
+            "the wall clock moved, not ours"
+        );
+        clock.advance(Duration::from_millis(19_999));
+        let refused = m.admit(&sc).refused.expect("a millisecond early");
+        assert_eq!(refused.3, Duration::from_millis(1));
+        clock.advance(Duration::from_millis(1));
+        assert!(m.admit(&sc).refused.is_none());
+        assert!(m.admit(&sc).refused.is_some());
     }
 
     #[test]

@@ -221,6 +221,18 @@ impl Counters {
         Self::Memory(Arc::default())
     }
 
+    /// These counters with their in-process windows (rpm limiters, tpm minutes, and the
+    /// fallback counters while Redis is down) on `clock` (default: [`Clock::system`](crate::clock::Clock::system)).
+    /// For building: the in-process counts start again. The shared Redis windows stay on the
+    /// Redis server's clock, which every gateway sharing them agrees on.
+    #[must_use]
+    pub fn with_clock(self, clock: crate::clock::Clock) -> Self {
+        match self {
+            Self::Memory(_) => Self::Memory(Arc::new(MemoryCounters::with_clock(clock))),
+            Self::Redis(r) => Self::Redis(r.with_local_clock(clock)),
+        }
+    }
+
     /// Counters in Redis at `url` (`redis://[:password@]host:port[/db]`), under `prefix`. Fails
     /// when Redis cannot be reached now.
     ///

@@ -114,6 +114,12 @@ fn lim(v: Option<u64>) -> i64 {
 }
 
 impl RedisCounters {
+    /// The in-process fallback counters on `clock`, afresh.
+    pub(super) fn with_local_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.local = Arc::new(MemoryCounters::with_clock(clock));
+        self
+    }
+
     /// The breaker guarding this Redis (for readiness).
     #[must_use]
     pub fn breaker(&self) -> &Breaker {

@@ -1,11 +1,6 @@
 //! [`RouterBuilder`]: the deployments, options and shared state of a [`Router`].
 
-use std::{
-    collections::HashMap,
-    fmt,
-    sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{collections::HashMap, fmt, sync::Arc};
 
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
@@ -17,6 +12,7 @@ use super::{
     MakeDeploymentService, Router, Strategy,
 };
 use crate::{
+    clock::Clock,
     health::HealthCell,
     provider::Deployment,
     types::{LlmRequest, LlmResponse},
@@ -33,6 +29,7 @@ pub struct RouterBuilder {
     options: Options,
     default_max_parallel: Option<u32>,
     shared: Option<Shared>,
+    clock: Clock,
 }
 
 impl fmt::Debug for RouterBuilder {
@@ -113,7 +110,11 @@ impl RouterBuilder {
     /// The health cell of deployment `id`, shared by its [`HealthLayer`](crate::health::HealthLayer)
     /// and the router's cooldown filter. Call it before building the deployment's stack.
     pub fn health_cell(&mut self, id: &Arc<str>) -> Arc<HealthCell> {
-        self.cells.entry(id.clone()).or_default().clone()
+        let clock = &self.clock;
+        self.cells
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(HealthCell::with_clock(clock.clone())))
+            .clone()
     }
 
     /// The strategy (default [`Strategy::SimpleShuffle`]).
@@ -162,8 +163,20 @@ impl RouterBuilder {
     ///
     /// The URL is invalid, or there is no tokio runtime.
     pub fn redis(&mut self, url: &str) -> Result<&mut Self, SharedStateError> {
-        self.shared = Some(Shared::open(url)?);
+        let mut shared = Shared::open(url)?;
+        shared.clock = self.clock.clone();
+        self.shared = Some(shared);
         Ok(self)
+    }
+
+    /// The clock cooldowns, failure minutes and usage windows run on (default:
+    /// [`Clock::system`]). Set it before [`RouterBuilder::health_cell`] hands out cells.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        if let Some(s) = &mut self.shared {
+            s.clock = clock.clone();
+        }
+        self.clock = clock;
+        self
     }
 
     /// Starts from `previous`'s state: the health cells of its deployments (a deployment added
@@ -240,9 +253,8 @@ impl RouterBuilder {
                 listed,
                 options: self.options,
                 shared: self.shared,
-                created: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
+                created: self.clock.unix_secs(),
+                clock: self.clock,
             }),
         }
     }

@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use super::{
-    state, strategy,
+    strategy,
     table::{Entry, EntryService, Inner},
     DeploymentService, RouteLog, Strategy,
 };
@@ -52,10 +52,6 @@ impl Selection {
             EntryService::Pattern(make) => make(self.deployment.clone()),
         }
     }
-}
-
-fn next_minute_wait() -> Duration {
-    Duration::from_secs(60 - crate::clock::unix_secs() % 60)
 }
 
 impl Inner {
@@ -111,7 +107,7 @@ impl Inner {
         let mut cands: Vec<&Entry> = entries.iter().map(AsRef::as_ref).collect();
 
         // Cooldown.
-        let now = crate::health::now_ms();
+        let now = self.clock.monotonic_ms();
         cands.retain(|e| !e.state.health.is_cooling_at(now));
         if cands.is_empty() {
             let wait = entries
@@ -197,14 +193,14 @@ impl Inner {
 
         // Usage limits this minute.
         if self.usage_checks() {
-            let minute = state::wall_minute();
+            let minute = self.clock.unix_minute();
             cands.retain(|e| {
                 let (rpm, tpm) = e.state.usage(shared, minute);
                 e.deployment.rpm.is_none_or(|l| rpm < l)
                     && e.deployment.tpm.is_none_or(|l| tpm + prompt_tokens <= l)
             });
             if cands.is_empty() {
-                let wait = next_minute_wait();
+                let wait = self.clock.to_next_minute();
                 return Err(LlmError::new(
                     ErrorKind::RateLimit,
                     format!(
@@ -237,7 +233,7 @@ impl Inner {
                 // Another request took the last slot since the filter ran.
                 cands.swap_remove(i);
                 if cands.is_empty() {
-                    let wait = next_minute_wait();
+                    let wait = self.clock.to_next_minute();
                     return Err(LlmError::new(
                         ErrorKind::RateLimit,
                         format!("No deployments available for selected model, Try again in {} seconds. Passed model={group}. Every deployment of model group `{group}` is at its rpm limit for this minute.", wait.as_secs()),
@@ -465,11 +461,11 @@ mod tests {
             mocked.chat_mut().unwrap().mock_response = Some(serde_json::json!("hi"));
             r.clone().oneshot(mocked).await.unwrap();
         }
-        assert_eq!(state.usage(false, state::wall_minute()), (0, 0));
+        assert_eq!(state.usage(false, r.inner.clock.unix_minute()), (0, 0));
         assert!(state.latency().is_none());
         // The one real request this minute is counted.
         r.clone().oneshot(chat("g")).await.unwrap();
-        assert_eq!(state.usage(false, state::wall_minute()), (1, 10));
+        assert_eq!(state.usage(false, r.inner.clock.unix_minute()), (1, 10));
         assert!(state.latency().is_some());
         assert_eq!(
             r.oneshot(chat("g")).await.unwrap_err().kind(),

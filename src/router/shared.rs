@@ -27,8 +27,8 @@ use std::{
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
-use super::{state::wall_minute, Entry};
-use crate::redis_guard::Breaker;
+use super::Entry;
+use crate::{clock::Clock, redis_guard::Breaker};
 
 const PREFIX: &str = "llmgate:router:";
 const USAGE_TTL_SECS: i64 = 120;
@@ -37,7 +37,8 @@ const QUEUE: usize = 4096;
 
 enum Write {
     Busy(Arc<str>, i64),
-    Tokens(Arc<str>, u64),
+    /// A deployment, its tokens and the minute they were used in.
+    Tokens(Arc<str>, u64, u64),
 }
 
 /// A handle to the Redis-backed router state. Cheap to clone. The background writer ends when the
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     conn: Arc<Conn>,
     tx: mpsc::Sender<Write>,
     dropped: Arc<AtomicU64>,
+    /// The minute windows of the usage keys are on this clock (the router's).
+    pub(crate) clock: Clock,
 }
 
 /// The connection (made on first use and reconnected by the connection manager) and its breaker.
@@ -151,6 +154,7 @@ impl Shared {
             conn,
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
+            clock: Clock::system(),
         })
     }
 
@@ -188,7 +192,7 @@ impl Shared {
         if entries.is_empty() {
             return;
         }
-        let minute = wall_minute();
+        let minute = self.clock.unix_minute();
         let mut p = redis::pipe();
         for e in entries {
             let id = &e.deployment.id;
@@ -217,7 +221,7 @@ impl Shared {
     /// Atomically counts one request against `id`'s rpm this minute; the new count, or `None`
     /// when Redis is unavailable.
     pub(crate) async fn reserve_request(&self, id: &str) -> Option<u64> {
-        let k = minute_key("rpm", id, wall_minute());
+        let k = minute_key("rpm", id, self.clock.unix_minute());
         let mut p = redis::pipe();
         p.cmd("INCR").arg(&k);
         p.cmd("EXPIRE").arg(&k).arg(USAGE_TTL_SECS).ignore();
@@ -229,7 +233,7 @@ impl Shared {
     pub(crate) async fn release_request(&self, id: &str) {
         let mut p = redis::pipe();
         p.cmd("DECR")
-            .arg(minute_key("rpm", id, wall_minute()))
+            .arg(minute_key("rpm", id, self.clock.unix_minute()))
             .ignore();
         let _: Option<()> = self.run(p).await;
     }
@@ -268,7 +272,7 @@ impl Shared {
 
     /// `id` used `tokens` this minute.
     pub(crate) fn tokens(&self, id: Arc<str>, tokens: u64) {
-        self.send(Write::Tokens(id, tokens));
+        self.send(Write::Tokens(id, tokens, self.clock.unix_minute()));
     }
 }
 
@@ -279,7 +283,6 @@ async fn write_loop(conn: Arc<Conn>, mut rx: mpsc::Receiver<Write>) {
             if rx.recv_many(&mut batch, 256).await == 0 {
                 return;
             }
-            let minute = wall_minute();
             let mut p = redis::pipe();
             for w in batch.drain(..) {
                 match w {
@@ -288,7 +291,7 @@ async fn write_loop(conn: Arc<Conn>, mut rx: mpsc::Receiver<Write>) {
                         p.cmd("INCRBY").arg(&k).arg(delta).ignore();
                         p.cmd("EXPIRE").arg(&k).arg(BUSY_TTL_SECS).ignore();
                     }
-                    Write::Tokens(id, n) => {
+                    Write::Tokens(id, n, minute) => {
                         let k = minute_key("tpm", &id, minute);
                         p.cmd("INCRBY").arg(&k).arg(n).ignore();
                         p.cmd("EXPIRE").arg(&k).arg(USAGE_TTL_SECS).ignore();

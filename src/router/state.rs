@@ -17,11 +17,6 @@ use crate::health::HealthCell;
 /// How many recent latency samples the latency strategy averages (LiteLLM keeps 10).
 pub(crate) const LATENCY_SAMPLES: usize = 10;
 
-/// The current wall-clock minute (shared across processes through Redis keys).
-pub(crate) fn wall_minute() -> u64 {
-    crate::clock::unix_minute()
-}
-
 /// Routing state of one deployment.
 pub(crate) struct DeploymentState {
     pub(crate) health: Arc<HealthCell>,
@@ -127,7 +122,7 @@ impl DeploymentState {
 
     /// Counts one request this minute; `false` (and nothing counted) if that would pass `limit`.
     pub(crate) fn reserve_request(&self, limit: Option<u64>) -> bool {
-        self.roll(wall_minute());
+        self.roll(self.health.clock().unix_minute());
         let n = self.rpm_used.fetch_add(1, Ordering::Relaxed) + 1;
         if limit.is_some_and(|l| n > l) {
             self.rpm_used.fetch_sub(1, Ordering::Relaxed);
@@ -138,7 +133,7 @@ impl DeploymentState {
 
     /// Counts tokens this minute.
     pub(crate) fn add_tokens(&self, tokens: u64) {
-        self.roll(wall_minute());
+        self.roll(self.health.clock().unix_minute());
         self.tpm_used.fetch_add(tokens, Ordering::Relaxed);
     }
 

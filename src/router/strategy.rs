@@ -169,7 +169,9 @@ pub(crate) fn pick(strategy: Strategy, cands: &[&Entry], shared: bool) -> usize 
             argmin_random(cands, lat)
         }
         Strategy::UsageBased => {
-            let minute = super::state::wall_minute();
+            let minute = cands
+                .first()
+                .map_or(0, |e| e.state.health.clock().unix_minute());
             argmin_random(cands, |e| e.state.usage(shared, minute).1)
         }
         Strategy::CostBased => argmin_random(cands, |e| e.price()),

@@ -81,4 +81,5 @@ pub(super) struct Inner {
     pub(super) options: Options,
     pub(super) shared: Option<Shared>,
     pub(super) created: u64,
+    pub(super) clock: crate::clock::Clock,
 }

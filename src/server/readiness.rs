@@ -12,9 +12,10 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::{
+    clock::Clock,
     error::{ErrorKind, LlmError},
     redis_guard::Breaker,
-    store::{now_ms, KeyStore},
+    store::KeyStore,
 };
 
 /// How long a successful database check is reused (readiness is unauthenticated: a flood of
@@ -55,6 +56,8 @@ struct Inner {
     callbacks: Vec<String>,
     /// Unix ms of the last successful database check (0: none yet).
     last_ok: AtomicI64,
+    /// Judges the last check's age.
+    clock: Clock,
 }
 
 impl Readiness {
@@ -75,6 +78,7 @@ impl Readiness {
                 redis: Vec::new(),
                 callbacks: Vec::new(),
                 last_ok: AtomicI64::new(0),
+                clock: Clock::system(),
             }),
         }
     }
@@ -90,6 +94,23 @@ impl Readiness {
                 redis: inner.redis.iter().cloned().chain(breakers).collect(),
                 callbacks: inner.callbacks.clone(),
                 last_ok: AtomicI64::new(inner.last_ok.load(Ordering::Relaxed)),
+                clock: inner.clock.clone(),
+            }),
+        }
+    }
+
+    /// Judges how old the last database check is on `clock` (default: [`Clock::system`]).
+    #[must_use]
+    pub fn clock(self, clock: Clock) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                database: inner.database.clone(),
+                cache: inner.cache,
+                redis: inner.redis.clone(),
+                callbacks: inner.callbacks.clone(),
+                last_ok: AtomicI64::new(inner.last_ok.load(Ordering::Relaxed)),
+                clock,
             }),
         }
     }
@@ -105,6 +126,7 @@ impl Readiness {
                 redis: inner.redis.clone(),
                 callbacks: names.into_iter().collect(),
                 last_ok: AtomicI64::new(inner.last_ok.load(Ordering::Relaxed)),
+                clock: inner.clock.clone(),
             }),
         }
     }
@@ -137,7 +159,7 @@ impl Readiness {
             }
         }
         if let Some(store) = &inner.database {
-            let now = now_ms();
+            let now = inner.clock.unix_ms();
             let last = inner.last_ok.load(Ordering::Relaxed);
             let fresh = last > 0 && now.saturating_sub(last) < FRESH_MS;
             if !fresh {

@@ -6,14 +6,17 @@
 use std::time::Duration;
 
 use super::{
-    hash_key, now_ms, BudgetState, InMemoryStore, KeyRow, KeyStore, Limits, NewKey, SpendRow,
-    SpendSink, Store, StoreError, TeamRow, UserRow, PROXY_BUDGET_ID,
+    hash_key, BudgetState, InMemoryStore, KeyRow, KeyStore, Limits, NewKey, SpendRow, SpendSink,
+    Store, StoreError, TeamRow, UserRow, PROXY_BUDGET_ID,
 };
-use crate::{auth::KeyInfo, error::ErrorKind, secret::Secret};
+use crate::{auth::KeyInfo, clock::Clock, error::ErrorKind, secret::Secret};
 
 /// What the suite needs beyond the traits: creating rows, and reading the stored ones.
 trait Fixture: KeyStore + SpendSink + Sized {
+    /// A store on a manual clock (see [`Fixture::time`]).
     async fn make() -> Self;
+    /// The store's clock.
+    fn time(&self) -> &Clock;
     async fn new_key(&self, new: NewKey) -> Result<(Secret, KeyRow), StoreError>;
     async fn put_key(&self, row: &KeyRow);
     async fn new_team(&self, row: &TeamRow);
@@ -23,7 +26,13 @@ trait Fixture: KeyStore + SpendSink + Sized {
 
 impl Fixture for Store {
     async fn make() -> Self {
-        Self::connect("sqlite::memory:").await.unwrap()
+        Self::connect("sqlite::memory:")
+            .await
+            .unwrap()
+            .with_clock(Clock::manual())
+    }
+    fn time(&self) -> &Clock {
+        self.clock()
     }
     async fn new_key(&self, new: NewKey) -> Result<(Secret, KeyRow), StoreError> {
         self.create_key(new).await
@@ -44,7 +53,10 @@ impl Fixture for Store {
 
 impl Fixture for InMemoryStore {
     async fn make() -> Self {
-        Self::new()
+        Self::new().with_clock(Clock::manual())
+    }
+    fn time(&self) -> &Clock {
+        self.clock()
     }
     async fn new_key(&self, new: NewKey) -> Result<(Secret, KeyRow), StoreError> {
         self.create_key(new)
@@ -126,7 +138,7 @@ async fn key_lookup<S: Fixture>() {
     assert_eq!(&*info.token, row.token.as_str());
     assert_eq!(info.team_models, ["gpt-4o"]);
     assert!(info.is_admin, "a proxy_admin user's key is an admin");
-    assert!(info.refusal().is_none());
+    assert!(info.refusal(s.time().unix_ms()).is_none());
     assert!(s
         .new_key(NewKey {
             key: Some(secret),
@@ -178,13 +190,13 @@ async fn expiry_and_blocked<S: Fixture>() {
         (&of_blocked_team, "blocked"),
     ] {
         let info = KeyInfo::load(&s, &row.token).await.unwrap().unwrap();
-        let e = info.refusal().expect("refused");
+        let e = info.refusal(s.time().unix_ms()).expect("refused");
         assert_eq!(e.kind(), ErrorKind::Authentication);
         assert_eq!(e.status(), 401);
         assert!(e.message().contains(why), "{}", e.message());
     }
     let info = KeyInfo::load(&s, &fine.token).await.unwrap().unwrap();
-    assert!(info.refusal().is_none());
+    assert!(info.refusal(s.time().unix_ms()).is_none());
 }
 
 /// Spend rows add to the key, team, user and proxy totals; a reused call id is logged once and
@@ -234,7 +246,7 @@ async fn spend_totals<S: Fixture>() {
 /// starts the new period with the written spend. A budget without a period never resets.
 async fn budget_resets<S: Fixture>() {
     let s = S::make().await;
-    let now = now_ms();
+    let now = s.time().unix_ms();
     let daily = Limits {
         max_budget: Some(10.0),
         budget_duration: Some("1d".into()),
@@ -264,7 +276,7 @@ async fn budget_resets<S: Fixture>() {
         .await
         .unwrap();
     let reset = key.budget_reset_at.expect("a period");
-    assert!(reset > now && reset <= now_ms() + 86_400_000);
+    assert!(reset > now && reset <= s.time().unix_ms() + 86_400_000);
     // The key's period ends with 5 spent.
     s.put_key(&KeyRow {
         spend: 5.0,
@@ -305,7 +317,7 @@ async fn budget_resets<S: Fixture>() {
 async fn proxy_budget<S: Fixture>() {
     let s = S::make().await;
     assert_eq!(s.proxy_budget_state().await.unwrap(), None);
-    let now = now_ms();
+    let now = s.time().unix_ms();
     let start = s.proxy_budget(10.0, Some("1d")).await.unwrap();
     assert!(close(start.spend, 0.0));
     let end = start.reset_at.expect("a period");
@@ -346,6 +358,45 @@ async fn proxy_budget<S: Fixture>() {
     );
 }
 
+/// The store reads its own clock: moved past a period's end, the period rolls over (a key
+/// lookup, a write); moved past a key's expiry, the key is refused.
+async fn periods_follow_the_stores_clock<S: Fixture>() {
+    let s = S::make().await;
+    let hourly = Limits {
+        max_budget: Some(10.0),
+        budget_duration: Some("1h".into()),
+        ..Limits::default()
+    };
+    let start = s.time().unix_ms();
+    let (_, key) = s
+        .new_key(NewKey {
+            limits: hourly,
+            duration: Some(Duration::from_secs(2 * 3600)),
+            ..NewKey::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(key.budget_reset_at, Some(start + 3_600_000));
+    s.write_spend(&[paid("p1", &key, 4.0)]).await.unwrap();
+    // Just before the end: the spend stands.
+    s.time().advance(Duration::from_millis(3_599_999));
+    let k = s.key_fresh(&key.token).await.unwrap().unwrap();
+    assert!(close(k.spend, 4.0), "{}", k.spend);
+    assert_eq!(k.budget_reset_at, Some(start + 3_600_000));
+    // At the end: a new period, from the clock's now.
+    s.time().advance(Duration::from_millis(1));
+    let k = s.key_fresh(&key.token).await.unwrap().unwrap();
+    assert!(close(k.spend, 0.0), "{}", k.spend);
+    assert_eq!(k.budget_reset_at, Some(start + 2 * 3_600_000));
+    let info = KeyInfo::load(&s, &key.token).await.unwrap().unwrap();
+    assert!(info.refusal(s.time().unix_ms()).is_none());
+    // Past its expiry (2 h), the key is refused.
+    s.time().advance(Duration::from_secs(3600));
+    let info = KeyInfo::load(&s, &key.token).await.unwrap().unwrap();
+    let e = info.refusal(s.time().unix_ms()).expect("expired");
+    assert!(e.message().contains("Expired Key"), "{}", e.message());
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sql {
@@ -372,5 +423,6 @@ suite!(
     expiry_and_blocked,
     spend_totals,
     budget_resets,
-    proxy_budget
+    proxy_budget,
+    periods_follow_the_stores_clock
 );

@@ -7,10 +7,10 @@ use std::{
 };
 
 use super::{
-    next_reset, now_ms, BudgetState, KeyRow, KeyStore, Limits, NewKey, SpendFilter, SpendRow,
-    SpendSink, SpendTotals, StoreError, StoreFuture, TeamRow, UserRow, PROXY_BUDGET_ID,
+    next_reset, BudgetState, KeyRow, KeyStore, Limits, NewKey, SpendFilter, SpendRow, SpendSink,
+    SpendTotals, StoreError, StoreFuture, TeamRow, UserRow, PROXY_BUDGET_ID,
 };
-use crate::secret::Secret;
+use crate::{clock::Clock, secret::Secret};
 
 /// A [`KeyStore`] and [`SpendSink`] in process memory, with the SQL [`Store`](super::Store)'s
 /// behaviour: keys by hash, budget periods rolled over on read and on write, a spend batch
@@ -44,6 +44,7 @@ use crate::secret::Secret;
 #[derive(Clone, Default)]
 pub struct InMemoryStore {
     data: Arc<Mutex<Data>>,
+    clock: Clock,
 }
 
 impl fmt::Debug for InMemoryStore {
@@ -100,6 +101,19 @@ impl InMemoryStore {
         Self::default()
     }
 
+    /// Reads budget periods and row timestamps on `clock` (default: [`Clock::system`]).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock this store reads.
+    #[must_use]
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// The data, also after a panic elsewhere while it was held (every change is a few map
     /// operations that leave it consistent).
     fn data(&self) -> MutexGuard<'_, Data> {
@@ -109,7 +123,7 @@ impl InMemoryStore {
     /// Creates a key; returns the key (shown once) and the stored row. Fails when the key exists
     /// or no random key can be made.
     pub fn create_key(&self, new: NewKey) -> Result<(Secret, KeyRow), StoreError> {
-        let (secret, row) = new.into_row()?;
+        let (secret, row) = new.into_row(self.clock.unix_ms())?;
         let mut data = self.data();
         if data.keys.contains_key(&row.token) {
             return Err(StoreError::msg("insert key: the key exists"));
@@ -131,7 +145,7 @@ impl InMemoryStore {
             return false;
         };
         *stored = KeyRow {
-            updated_at: now_ms(),
+            updated_at: self.clock.unix_ms(),
             ..row.clone()
         };
         true
@@ -164,7 +178,7 @@ impl InMemoryStore {
             return false;
         };
         *stored = TeamRow {
-            updated_at: now_ms(),
+            updated_at: self.clock.unix_ms(),
             ..team.clone()
         };
         true
@@ -187,7 +201,7 @@ impl InMemoryStore {
             return false;
         };
         *stored = UserRow {
-            updated_at: now_ms(),
+            updated_at: self.clock.unix_ms(),
             ..user.clone()
         };
         true
@@ -245,21 +259,36 @@ impl InMemoryStore {
     fn key_fresh_now(&self, token: &str) -> Option<KeyRow> {
         let mut data = self.data();
         let k = data.keys.get_mut(token)?;
-        roll_over(&mut k.spend, &mut k.budget_reset_at, &k.limits, now_ms());
+        roll_over(
+            &mut k.spend,
+            &mut k.budget_reset_at,
+            &k.limits,
+            self.clock.unix_ms(),
+        );
         Some(k.clone())
     }
 
     fn team_fresh_now(&self, team_id: &str) -> Option<TeamRow> {
         let mut data = self.data();
         let t = data.teams.get_mut(team_id)?;
-        roll_over(&mut t.spend, &mut t.budget_reset_at, &t.limits, now_ms());
+        roll_over(
+            &mut t.spend,
+            &mut t.budget_reset_at,
+            &t.limits,
+            self.clock.unix_ms(),
+        );
         Some(t.clone())
     }
 
     fn user_fresh_now(&self, user_id: &str) -> Option<UserRow> {
         let mut data = self.data();
         let u = data.users.get_mut(user_id)?;
-        roll_over(&mut u.spend, &mut u.budget_reset_at, &u.limits, now_ms());
+        roll_over(
+            &mut u.spend,
+            &mut u.budget_reset_at,
+            &u.limits,
+            self.clock.unix_ms(),
+        );
         Some(u.clone())
     }
 
@@ -292,7 +321,7 @@ impl InMemoryStore {
             }
             totals.proxy += r.spend;
         }
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         for (token, v) in &totals.keys {
             if let Some(k) = data.keys.get_mut(token) {
                 add_total(&mut k.spend, &mut k.budget_reset_at, &k.limits, *v, now);
@@ -328,7 +357,7 @@ impl InMemoryStore {
 
     fn proxy_budget_now(&self, max_budget: f64, budget_duration: Option<&str>) -> BudgetState {
         let mut data = self.data();
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         let Some(u) = data.users.get_mut(PROXY_BUDGET_ID) else {
             let reset_at = next_reset(budget_duration, now);
             data.users.insert(

@@ -255,12 +255,6 @@ pub fn generate_key() -> Secret {
     Secret::new(format!("sk-{s}"))
 }
 
-/// Unix milliseconds now.
-#[must_use]
-pub fn now_ms() -> i64 {
-    crate::clock::unix_ms()
-}
-
 /// Parses a LiteLLM duration: a number followed by `s`, `m`, `h`, `d`, `w` or `mo` (30 days).
 #[must_use]
 pub fn parse_duration(s: &str) -> Option<Duration> {

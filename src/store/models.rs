@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::{
     model_crypto::{literal_secret, seal, SaltKey, SealError},
-    now_ms, StoreError, StoreFuture,
+    StoreError, StoreFuture,
 };
 
 /// One model kept in the database.
@@ -150,6 +150,7 @@ impl<S: ModelStore> ModelStore for EncryptedModels<S> {
 #[derive(Debug, Default)]
 pub struct InMemoryModels {
     rows: Mutex<Vec<ModelRow>>,
+    clock: crate::clock::Clock,
 }
 
 impl InMemoryModels {
@@ -157,6 +158,13 @@ impl InMemoryModels {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Stamps `updated_at` on `clock` (default: [`Clock::system`](crate::clock::Clock::system)).
+    #[must_use]
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn rows(&self) -> std::sync::MutexGuard<'_, Vec<ModelRow>> {
@@ -191,7 +199,7 @@ impl ModelStore for InMemoryModels {
             match rows.iter_mut().find(|r| r.model_id == row.model_id) {
                 Some(r) => {
                     *r = ModelRow {
-                        updated_at: now_ms(),
+                        updated_at: self.clock.unix_ms(),
                         ..row.clone()
                     };
                     true

@@ -241,16 +241,17 @@ impl NewKey {
     /// The key (its given value, else a new random one) and the row every store stores for it:
     /// hashed token, masked name, the budget period's first reset, expiry from `duration`.
     ///
+    /// `now` (Unix ms, on the store's clock) starts the budget period.
+    ///
     /// # Errors
     /// No random key can be made (no system randomness).
-    pub fn into_row(self) -> Result<(Secret, KeyRow), super::StoreError> {
+    pub fn into_row(self, now: i64) -> Result<(Secret, KeyRow), super::StoreError> {
         let secret = self.key.clone().unwrap_or_else(super::generate_key);
         if secret.is_empty() {
             return Err(super::StoreError::msg(
                 "cannot generate a key: no system randomness",
             ));
         }
-        let now = super::now_ms();
         let row = KeyRow {
             token: super::hash_key(secret.expose()),
             key_name: Some(secret.masked()),

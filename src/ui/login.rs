@@ -18,7 +18,7 @@ use crate::{
     error::{ErrorKind, LlmError},
     management::ApiError,
     server::presented_key,
-    store::{hash_key, now_ms, NewKey, Store, UserRow},
+    store::{hash_key, NewKey, Store, UserRow},
 };
 
 /// The user a master-key sign-in acts as (LiteLLM's `LITELLM_PROXY_ADMIN_NAME`).
@@ -105,7 +105,7 @@ async fn authenticate(ui: &Ui, c: Credentials) -> Result<SignedIn, ApiError> {
         || (c.username == "admin" && master.matches(&c.password));
     let (user, role) = if admin {
         // The proxy admin: its user row is made (or set) `proxy_admin`, as LiteLLM does.
-        let now = now_ms();
+        let now = store.clock().unix_ms();
         match store.user(PROXY_ADMIN_ID).await? {
             Some(mut u) => {
                 if u.user_role.as_deref() != Some("proxy_admin") {

@@ -10,9 +10,11 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use llmgate::{
+    clock::Clock,
     config::Config,
     gateway::Gateway,
-    provider::HttpClient,
+    governance::BuildOptions,
+    provider::{HttpClient, Providers},
     server::{serve, ServeConfig},
 };
 
@@ -30,8 +32,22 @@ impl TestGateway {
     }
 
     pub async fn start_with(yaml: &str, max_body: Option<usize>) -> Self {
+        Self::start_full(yaml, max_body, Clock::system()).await
+    }
+
+    /// Serves `yaml` on `clock` (a [`Clock::manual`] the test steps).
+    pub async fn start_on(yaml: &str, clock: &Clock) -> Self {
+        Self::start_full(yaml, None, clock.clone()).await
+    }
+
+    async fn start_full(yaml: &str, max_body: Option<usize>, clock: Clock) -> Self {
         let loaded = Config::from_yaml_str(yaml, "test").unwrap_or_else(|e| panic!("config: {e}"));
-        let gateway = Gateway::from_config(&loaded.config, &HttpClient::new());
+        let gateway = Gateway::from_config_opts(
+            &loaded.config,
+            &HttpClient::new(),
+            &BuildOptions::default().clock(clock),
+            Providers::builtin(),
+        );
         let mut server = gateway.server();
         if let Some(limit) = max_body {
             server = server.max_body_bytes(limit);

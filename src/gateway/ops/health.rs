@@ -50,6 +50,14 @@ impl std::fmt::Debug for Ops {
 }
 
 impl Ops {
+    /// Unix ms on the gateway's clock (its key cache's; the system clock without governance).
+    pub(super) fn now_ms(&self) -> i64 {
+        self.keys.as_ref().map_or_else(
+            || crate::clock::Clock::system().unix_ms(),
+            |k| k.clock().unix_ms(),
+        )
+    }
+
     /// The state of the operations routes: `master` and `keys` authenticate callers, `prober`
     /// answers `/health`, `models` is the table `/model/*` reads and changes, `store` (with
     /// `store_model_in_db: true`) keeps the models added over the API.
@@ -107,8 +115,8 @@ impl Ops {
             return Err(unauthorized("Authentication Error, invalid API key"));
         };
         match keys.get(&hash_key(presented.expose())).await? {
-            Some(i) if i.refusal().is_none() && i.is_admin => Ok(Who::Admin),
-            Some(i) if i.refusal().is_none() => Ok(Who::Key(i)),
+            Some(i) if i.refusal(keys.clock().unix_ms()).is_none() && i.is_admin => Ok(Who::Admin),
+            Some(i) if i.refusal(keys.clock().unix_ms()).is_none() => Ok(Who::Key(i)),
             _ => Err(unauthorized("Authentication Error, invalid API key")),
         }
     }

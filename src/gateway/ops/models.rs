@@ -24,7 +24,7 @@ use crate::{
     management::{bad, not_found, ApiError},
     probe::display_params,
     provider::Deployment,
-    store::{now_ms, ModelRow},
+    store::ModelRow,
 };
 
 pub(super) fn routes() -> Router<Arc<Ops>> {
@@ -380,7 +380,7 @@ async fn model_new(State(ops): State<Arc<Ops>>, headers: HeaderMap, body: Bytes)
             format!("a deployment with id `{model_id}` exists"),
         ));
     }
-    let now = now_ms();
+    let now = ops.now_ms();
     let row = ModelRow {
         model_id,
         model_name,
@@ -433,7 +433,7 @@ async fn model_update(State(ops): State<Arc<Ops>>, headers: HeaderMap, body: Byt
             row.model_info.insert(k, v);
         }
     }
-    row.updated_at = now_ms().max(row.updated_at + 1);
+    row.updated_at = ops.now_ms().max(row.updated_at + 1);
     validate(&row)?;
     store
         .check_params(&row.litellm_params)

@@ -217,7 +217,7 @@ pub fn estimate_tokens(chat: &ChatRequest) -> u64 {
 }
 
 fn now() -> u64 {
-    crate::clock::unix_secs()
+    crate::clock::Clock::system().unix_secs()
 }
 
 /// Answers an embeddings request with deterministic unit vectors derived from each input.

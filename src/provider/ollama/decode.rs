@@ -156,7 +156,7 @@ pub(super) fn completion_id() -> String {
 
 /// Unix seconds now.
 pub(super) fn now() -> u64 {
-    crate::clock::unix_secs()
+    crate::clock::Clock::system().unix_secs()
 }
 
 fn invalid(what: &str, e: &serde_json::Error) -> LlmError {

@@ -2,7 +2,7 @@
 //! delete, list.
 
 use super::{db, get, limits, litellm, opt_f64, Store};
-use crate::store::{now_ms, BudgetRow, StoreError};
+use crate::store::{BudgetRow, StoreError};
 
 fn budget_row(row: &sqlx::any::AnyRow) -> BudgetRow {
     BudgetRow {
@@ -69,7 +69,7 @@ impl Store {
         .bind(b.limits.rpm_limit)
         .bind(b.limits.max_parallel_requests)
         .bind(b.updated_by.clone())
-        .bind(now_ms())
+        .bind(self.clock.unix_ms())
         .bind(b.budget_id.clone())
         .execute(&self.pool)
         .await

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use sqlx::{any::AnyRow, AnyConnection};
 
 use super::{db, get, limits, Store};
-use crate::store::{next_reset, now_ms, EndUserRow, StoreError};
+use crate::store::{next_reset, EndUserRow, StoreError};
 
 /// Unix ms of a LiteLLM timestamp column.
 macro_rules! ms {
@@ -98,7 +98,7 @@ impl Store {
         let Some(mut e) = row.as_ref().map(end_user_row) else {
             return Ok(None);
         };
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         let mut started = false;
         if let (Some(budget), true) = (
             e.budget_id.clone(),

@@ -5,13 +5,13 @@ use sqlx::Row;
 use super::{db, get, json_list, json_map, key_row, litellm, opt_f64, Store};
 use crate::{
     secret::Secret,
-    store::{generate_key, hash_key, next_reset, now_ms, KeyRow, NewKey, StoreError},
+    store::{generate_key, hash_key, next_reset, KeyRow, NewKey, StoreError},
 };
 
 impl Store {
     /// Creates a key; returns the key (shown once) and the stored row.
     pub async fn create_key(&self, new: NewKey) -> Result<(Secret, KeyRow), StoreError> {
-        let (secret, row) = new.into_row()?;
+        let (secret, row) = new.into_row(self.clock.unix_ms())?;
         self.insert_key(&row).await?;
         Ok((secret, row))
     }
@@ -62,7 +62,7 @@ impl Store {
 
     /// The key with this hash, its budget period rolled over first when it ended.
     pub async fn key_fresh(&self, token: &str) -> Result<Option<KeyRow>, StoreError> {
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         let Some(mut k) = self.key(token).await? else {
             return Ok(None);
         };
@@ -106,7 +106,7 @@ impl Store {
         .bind(r.user_id.clone())
         .bind(r.expires)
         .bind(i64::from(r.blocked))
-        .bind(now_ms())
+        .bind(self.clock.unix_ms())
         .bind(r.token.clone())
         .execute(&self.pool)
         .await
@@ -136,7 +136,7 @@ impl Store {
         ))
         .bind(new_token.clone())
         .bind(secret.masked())
-        .bind(now_ms())
+        .bind(self.clock.unix_ms())
         .bind(token.to_owned())
         .execute(&self.pool)
         .await

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 
 use super::{db, get, Store};
-use crate::store::{next_reset, now_ms, BudgetState, SpendRow, SpendTotals, StoreError};
+use crate::store::{next_reset, BudgetState, SpendRow, SpendTotals, StoreError};
 
 /// Unix milliseconds of a timestamp column (`NULL` stays `NULL`).
 macro_rules! ms {
@@ -465,7 +465,7 @@ impl Store {
         }
         let counted = |r: &SpendRow| !stored_now || inserted.contains(&r.request_id);
         let totals = super::spend::totals_of(rows.iter().filter(|r| counted(r)));
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         // Totals: the budget period rolls over first where it has ended.
         for (table, id_col, map) in [
             ("\"LiteLLM_VerificationToken\"", "token", &totals.keys),

@@ -21,14 +21,16 @@
 use std::{fmt, time::Duration};
 
 use serde_json::{Map, Value};
+
+use crate::clock::Clock;
 use sqlx::{
     any::{AnyPoolOptions, AnyRow},
     AnyPool, Row,
 };
 
 use super::{
-    now_ms, BudgetState, EndUserRow, KeyRow, KeyStore, Limits, OrgRow, SpendRow, SpendSink,
-    SpendTotals, StoreError, StoreFuture, TeamRow, UserRow,
+    BudgetState, EndUserRow, KeyRow, KeyStore, Limits, OrgRow, SpendRow, SpendSink, SpendTotals,
+    StoreError, StoreFuture, TeamRow, UserRow,
 };
 
 mod budgets;
@@ -106,6 +108,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     schema: Schema,
+    clock: Clock,
 }
 
 impl fmt::Debug for Store {
@@ -307,12 +310,26 @@ impl Store {
             pool,
             backend,
             schema: Schema::Llmgate,
+            clock: Clock::system(),
         };
         store.schema = store.pick_schema(choice).await?;
         if store.schema == Schema::Llmgate {
             store.migrate().await?;
         }
         Ok(store)
+    }
+
+    /// Reads budget periods, expiries and row timestamps on `clock` (default: [`Clock::system`]).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock this store reads.
+    #[must_use]
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Which database this is.
@@ -417,7 +434,7 @@ impl Store {
                 }
                 sqlx::query("INSERT INTO llmgate_migrations (version, applied_at) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING")
                     .bind(*version)
-                    .bind(now_ms())
+                    .bind(self.clock.unix_ms())
                     .execute(&mut *conn)
                     .await
                     .map_err(db("migrations"))?;

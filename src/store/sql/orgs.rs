@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use sqlx::{any::AnyRow, AnyConnection};
 
 use super::{db, get, json_list, json_map, limits, parse_list, parse_map, Schema, Store};
-use crate::store::{next_reset, now_ms, OrgMemberRow, OrgRow, StoreError};
+use crate::store::{next_reset, OrgMemberRow, OrgRow, StoreError};
 
 /// Unix ms of a LiteLLM timestamp column.
 macro_rules! ms {
@@ -156,7 +156,7 @@ impl Store {
         let Some(mut o) = row.as_ref().map(org_row) else {
             return Ok(None);
         };
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         let mut started = false;
         if o.budget_reset_at.is_some_and(|r| r <= now) {
             let next = next_reset(o.limits.budget_duration.as_deref(), now);
@@ -189,7 +189,7 @@ impl Store {
             .bind(json_list(&o.models))
             .bind(json_map(&o.metadata))
             .bind(o.updated_by.clone())
-            .bind(now_ms())
+            .bind(self.clock.unix_ms())
             .bind(o.organization_id.clone())
             .execute(&self.pool)
             .await
@@ -307,7 +307,7 @@ impl Store {
             .bind(m.organization_id.clone())
             .bind(m.user_role.clone())
             .bind(m.budget_id.clone())
-            .bind(now_ms())
+            .bind(self.clock.unix_ms())
             .execute(&self.pool)
             .await
             .map_err(db("write organization member"))?;
@@ -392,9 +392,13 @@ mod tests {
     #[tokio::test]
     async fn organizations_and_end_users_are_charged_and_roll_over() {
         let s = Store::connect("sqlite::memory:").await.unwrap();
-        s.create_budget(&budget("ob", 10.0, Some(now_ms() + 3_600_000)))
-            .await
-            .unwrap();
+        s.create_budget(&budget(
+            "ob",
+            10.0,
+            Some(crate::clock::Clock::system().unix_ms() + 3_600_000),
+        ))
+        .await
+        .unwrap();
         s.create_org(&OrgRow {
             organization_id: "o".into(),
             organization_alias: "O".into(),
@@ -410,9 +414,13 @@ mod tests {
         })
         .await
         .unwrap();
-        s.create_budget(&budget("eb", 1.0, Some(now_ms() - 1)))
-            .await
-            .unwrap();
+        s.create_budget(&budget(
+            "eb",
+            1.0,
+            Some(crate::clock::Clock::system().unix_ms() - 1),
+        ))
+        .await
+        .unwrap();
         s.create_end_user(&EndUserRow {
             user_id: "cust".into(),
             spend: 7.0,
@@ -445,11 +453,11 @@ mod tests {
         // The end user's period had ended: the batch's spend starts the new one.
         let e = s.end_user("cust").await.unwrap().unwrap();
         assert!((e.spend - 0.25).abs() < 1e-12, "{e:?}");
-        assert!(e.budget_reset_at.unwrap() > now_ms());
+        assert!(e.budget_reset_at.unwrap() > crate::clock::Clock::system().unix_ms());
         assert!(s.end_user("nobody").await.unwrap().is_none());
         // An organization whose period ended reads as 0, and its budget row moves on.
         let mut b = s.budget("ob").await.unwrap().unwrap();
-        b.budget_reset_at = Some(now_ms() - 1);
+        b.budget_reset_at = Some(crate::clock::Clock::system().unix_ms() - 1);
         s.update_budget(&b).await.unwrap();
         let o = s.organization("o").await.unwrap().unwrap();
         assert!(o.spend.abs() < 1e-12, "{o:?}");
@@ -460,7 +468,7 @@ mod tests {
                 .unwrap()
                 .budget_reset_at
                 .unwrap()
-                > now_ms()
+                > crate::clock::Clock::system().unix_ms()
         );
         // Deleting the organization takes its team and memberships (LiteLLM's way).
         s.put_org_member(&OrgMemberRow {

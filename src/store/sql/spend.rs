@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::{db, get, json_list, litellm, spend_row, Backend, Schema, Store};
 use crate::store::{
-    next_reset, now_ms, BudgetState, DailyBy, DailySpend, Limits, ReportRow, SpendFilter, SpendRow,
+    next_reset, BudgetState, DailyBy, DailySpend, Limits, ReportRow, SpendFilter, SpendRow,
     SpendTotals, StoreError, UserRow, PROXY_BUDGET_ID,
 };
 
@@ -184,7 +184,7 @@ impl Store {
             .into_iter()
             .collect();
         // Add each total, starting a new budget period first where the old one has ended.
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         for (table, id_col, map) in [
             ("llmgate_keys", "token", &totals.keys),
             ("llmgate_teams", "team_id", &totals.teams),
@@ -253,7 +253,7 @@ impl Store {
         max_budget: f64,
         budget_duration: Option<&str>,
     ) -> Result<BudgetState, StoreError> {
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         let u = match self.user(PROXY_BUDGET_ID).await? {
             Some(u) => u,
             None => {

@@ -1,7 +1,7 @@
 //! Teams in SQL: create, read (fresh), update, delete, list.
 
 use super::{db, json_list, json_map, litellm, opt_f64, team_row, Store};
-use crate::store::{next_reset, now_ms, StoreError, TeamRow};
+use crate::store::{next_reset, StoreError, TeamRow};
 
 impl Store {
     /// Creates a team; fails if the id exists.
@@ -47,7 +47,7 @@ impl Store {
         let Some(mut t) = row.as_ref().map(team_row) else {
             return Ok(None);
         };
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         if t.budget_reset_at.is_some_and(|r| r <= now) {
             let next = next_reset(t.limits.budget_duration.as_deref(), now);
             sqlx::query(self.pick(
@@ -85,7 +85,7 @@ impl Store {
         .bind(json_map(&t.metadata))
         .bind(serde_json::to_string(&t.members_with_roles).unwrap_or_else(|_| "[]".into()))
         .bind(i64::from(t.blocked))
-        .bind(now_ms())
+        .bind(self.clock.unix_ms())
         .bind(t.team_id.clone())
         .bind(t.organization_id.clone())
         .execute(&self.pool)

@@ -3,7 +3,7 @@
 use sqlx::Row as _;
 
 use super::{db, json_list, json_map, litellm, opt_f64, user_row, Schema, Store};
-use crate::store::{next_reset, now_ms, StoreError, UserRow};
+use crate::store::{next_reset, StoreError, UserRow};
 
 impl Store {
     /// Creates a user; fails if the id exists.
@@ -77,7 +77,7 @@ impl Store {
                     litellm::SET_USER_TEAMS,
                 ))
                 .bind(json_list(&u.teams))
-                .bind(now_ms())
+                .bind(self.clock.unix_ms())
                 .bind(user_id.to_owned())
                 .execute(&self.pool)
                 .await
@@ -85,7 +85,7 @@ impl Store {
                 Ok(())
             }
             None => {
-                let now = now_ms();
+                let now = self.clock.unix_ms();
                 self.create_user(&UserRow {
                     user_id: user_id.to_owned(),
                     teams: vec![team_id.to_owned()],
@@ -111,7 +111,7 @@ impl Store {
         let Some(mut u) = row.as_ref().map(user_row) else {
             return Ok(None);
         };
-        let now = now_ms();
+        let now = self.clock.unix_ms();
         if u.budget_reset_at.is_some_and(|r| r <= now) {
             let next = next_reset(u.limits.budget_duration.as_deref(), now);
             sqlx::query(self.pick(
@@ -149,7 +149,7 @@ impl Store {
         .bind(u.limits.max_parallel_requests)
         .bind(json_map(&u.metadata))
         .bind(json_list(&u.teams))
-        .bind(now_ms())
+        .bind(self.clock.unix_ms())
         .bind(u.user_id.clone())
         .execute(&self.pool)
         .await
@@ -225,7 +225,7 @@ impl Store {
                 litellm::SET_USER_TEAMS,
             ))
             .bind(json_list(&u.teams))
-            .bind(now_ms())
+            .bind(self.clock.unix_ms())
             .bind(user_id.to_owned())
             .execute(&self.pool)
             .await
