@@ -117,14 +117,37 @@ async fn a_key_reads_itself_and_its_user_but_no_one_else() {
         assert_eq!(r.error()["type"], "auth_error");
     }
 
-    // Everything else stays admin-only.
+    // An internal user's key makes and lists keys of its own user (LiteLLM's `internal_user`
+    // key routes); a key without a user, or another user's `user_id`, may not.
+    let made = post(&gw.url("/key/generate"), Some(&a), &json!({})).await;
+    assert_eq!(made.status, 200, "{}", String::from_utf8_lossy(&made.body));
+    assert_eq!(made.json()["user_id"], "u1");
     assert_eq!(
-        post(&gw.url("/key/generate"), Some(&a), &json!({}))
+        post(&gw.url("/key/generate"), Some(&a), &json!({"user_id": "u2"}))
             .await
             .status,
         403
     );
-    assert_eq!(get(&gw.url("/key/list"), Some(&a)).await.status, 403);
+    assert_eq!(
+        post(&gw.url("/key/generate"), Some(&lone), &json!({}))
+            .await
+            .status,
+        403
+    );
+    let listed = get(&gw.url("/key/list"), Some(&a)).await;
+    assert_eq!(listed.status, 200, "{}", String::from_utf8_lossy(&listed.body));
+    assert!(
+        String::from_utf8_lossy(&listed.body).contains(&a_token),
+        "{}",
+        String::from_utf8_lossy(&listed.body)
+    );
+    assert!(
+        !String::from_utf8_lossy(&listed.body).contains(&c_token),
+        "another user's key is listed: {}",
+        String::from_utf8_lossy(&listed.body)
+    );
+    assert_eq!(get(&gw.url("/key/list"), Some(&lone)).await.status, 403);
+    // Everything else stays admin-only.
     assert_eq!(get(&gw.url("/spend/logs"), Some(&a)).await.status, 403);
     // No key, an unknown key, a blocked key: 401.
     assert_eq!(get(&gw.url("/key/info"), None).await.status, 401);
