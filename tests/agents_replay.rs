@@ -356,3 +356,90 @@ async fn codex_translated_to_anthropic_works_with_its_namespace_tools_and_names_
         msg["system"]
     );
 }
+
+/// One AWS event-stream `chunk` event carrying `event` (an Anthropic event's JSON), as
+/// InvokeModelWithResponseStream frames it.
+fn invoke_chunk(event: &str) -> Vec<u8> {
+    use aws_smithy_eventstream::frame::write_message_to;
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    use base64::Engine as _;
+    let payload = format!(
+        r#"{{"bytes":"{}"}}"#,
+        base64::engine::general_purpose::STANDARD.encode(event)
+    );
+    let m = Message::new(payload.into_bytes())
+        .add_header(Header::new(
+            ":message-type",
+            HeaderValue::String("event".into()),
+        ))
+        .add_header(Header::new(
+            ":event-type",
+            HeaderValue::String("chunk".into()),
+        ))
+        .add_header(Header::new(
+            ":content-type",
+            HeaderValue::String("application/json".into()),
+        ));
+    let mut out = Vec::new();
+    write_message_to(&m, &mut out).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn claude_code_relayed_to_claude_on_bedrock_through_invoke_with_response_stream() {
+    let up = FakeUpstream::start().await;
+    let events: Vec<&str> = ANTHROPIC_SSE
+        .split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .collect();
+    let mut stream = Vec::new();
+    for e in &events {
+        stream.extend(invoke_chunk(e));
+    }
+    // Framed at awkward places, as a network would.
+    let pieces: Vec<Bytes> = stream.chunks(37).map(Bytes::copy_from_slice).collect();
+    up.set_default(Reply::chunked(
+        200,
+        "application/vnd.amazon.eventstream",
+        pieces,
+        std::time::Duration::ZERO,
+    ));
+    let yaml = format!(
+        "model_list:\n  - model_name: claude-opus-4-8\n    litellm_params:\n      model: bedrock/us.anthropic.claude-opus-4-1-20250805-v1:0\n      api_base: {}\n      aws_access_key_id: AKIDEXAMPLE\n      aws_secret_access_key: wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\n      aws_region_name: us-east-1\nrouter_settings:\n  num_retries: 0\ngeneral_settings:\n  master_key: {MASTER}\n",
+        up.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let turn = &fixture("claude_code_2.1.197.jsonl")[1];
+    let a = replay(&gw, turn, None).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    // Anthropic's SSE, event for event, as the model wrote it.
+    assert_eq!(a.body, Bytes::from(ANTHROPIC_SSE));
+    let got = up.last_request().unwrap();
+    assert_eq!(
+        got.path(),
+        "/model/us.anthropic.claude-opus-4-1-20250805-v1%3A0/invoke-with-response-stream"
+    );
+    assert!(got
+        .header("authorization")
+        .unwrap()
+        .starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"));
+    let body = got.json();
+    let sent = turn.json();
+    assert_eq!(body["anthropic_version"], "bedrock-2023-05-31");
+    assert!(body.get("model").is_none() && body.get("stream").is_none());
+    let betas: Vec<&str> = turn.header("anthropic-beta").unwrap().split(',').collect();
+    assert_eq!(body["anthropic_beta"], json!(betas));
+    // Everything else is the tool's: messages, system, tools, thinking, context_management, …
+    for key in [
+        "messages",
+        "system",
+        "tools",
+        "thinking",
+        "context_management",
+        "output_config",
+        "metadata",
+        "max_tokens",
+    ] {
+        assert_eq!(body[key], sent[key], "{key}");
+    }
+}

@@ -42,6 +42,7 @@
 
 pub mod encode;
 pub mod error;
+pub(crate) mod messages;
 pub(crate) mod passthrough;
 pub mod stream;
 
@@ -69,7 +70,7 @@ use super::{
 };
 use crate::{
     error::{ErrorKind, LlmError},
-    types::{ChatStream, LlmRequest, LlmResponse, Operation},
+    types::{ChatStream, EventStream, LlmRequest, LlmResponse, Operation, OperationKind},
 };
 
 /// The `bedrock/` provider. See the [module docs](self).
@@ -198,7 +199,20 @@ impl Provider for Bedrock {
         (endpoint == Endpoint::Chat).then_some(SUPPORTED_PARAMS)
     }
 
+    /// Chat, and Anthropic's Messages relayed to a Claude model (InvokeModel: see `messages`).
+    fn supports_for(&self, op: OperationKind, dep: &Deployment) -> bool {
+        op == OperationKind::Chat
+            || (op == OperationKind::Messages && messages::claude_model_id(dep).is_some())
+    }
+
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
+        if let Operation::Messages(_) = &req.op {
+            let id = messages::claude_model_id(dep).ok_or_else(|| super::unsupported(self, req))?;
+            let raw = req
+                .raw_body()
+                .ok_or_else(|| LlmError::internal("a Messages request without its body"))?;
+            return messages::encode(req, raw, id, dep);
+        }
         let Operation::Chat(chat) = &req.op else {
             return Err(super::unsupported(self, req));
         };
@@ -245,6 +259,7 @@ impl Provider for Bedrock {
             Operation::Chat(chat) => {
                 decode_converse(resp.body(), &chat.model).map(LlmResponse::chat)
             }
+            Operation::Messages(_) => super::anthropic::messages::decode_relay(resp.body(), false),
             _ => Err(super::unsupported(self, req)),
         }
     }
@@ -268,6 +283,19 @@ impl Provider for Bedrock {
             body,
             ConverseStreamMapper::new(chat.model.clone(), include_usage),
         )))
+    }
+
+    fn decode_events(
+        &self,
+        req: &LlmRequest,
+        _parts: http::response::Parts,
+        body: ByteStream,
+        _dep: &Deployment,
+    ) -> Result<EventStream, LlmError> {
+        match &req.op {
+            Operation::Messages(_) => Ok(messages::events(body)),
+            _ => Err(super::unsupported(self, req)),
+        }
     }
 
     fn classify(
