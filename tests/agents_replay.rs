@@ -443,3 +443,43 @@ async fn claude_code_relayed_to_claude_on_bedrock_through_invoke_with_response_s
         assert_eq!(body[key], sent[key], "{key}");
     }
 }
+
+#[tokio::test]
+async fn claude_code_relayed_to_claude_on_vertex_through_stream_raw_predict() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::sse(ANTHROPIC_SSE));
+    let yaml = format!(
+        "model_list:\n  - model_name: claude-opus-4-8\n    litellm_params:\n      model: vertex_ai/claude-opus-4-1@20250805\n      api_base: {}\n      vertex_project: proj\n      vertex_location: us-east5\n      api_key: ya29.vertex-token\nrouter_settings:\n  num_retries: 0\ngeneral_settings:\n  master_key: {MASTER}\n",
+        up.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let turn = &fixture("claude_code_2.1.197.jsonl")[1];
+    let a = replay(&gw, turn, None).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.body, Bytes::from(ANTHROPIC_SSE));
+    let got = up.last_request().unwrap();
+    assert_eq!(
+        got.path(),
+        "/v1/projects/proj/locations/us-east5/publishers/anthropic/models/claude-opus-4-1@20250805:streamRawPredict"
+    );
+    assert_eq!(
+        got.header("authorization"),
+        Some("Bearer ya29.vertex-token")
+    );
+    assert_eq!(got.header("anthropic-beta"), turn.header("anthropic-beta"));
+    let body = got.json();
+    let sent = turn.json();
+    assert_eq!(body["anthropic_version"], "vertex-2023-10-16");
+    assert!(body.get("model").is_none());
+    assert_eq!(body["stream"], true);
+    for key in [
+        "messages",
+        "system",
+        "tools",
+        "thinking",
+        "metadata",
+        "max_tokens",
+    ] {
+        assert_eq!(body[key], sent[key], "{key}");
+    }
+}
