@@ -112,7 +112,7 @@ impl Prepared {
         let responses = response(
             "completed",
             json!([item("completed", Some(text))]),
-            responses_usage.clone(),
+            responses_usage,
         );
         let ev = |seq: u64, kind: &str, mut v: serde_json::Value| {
             v["type"] = json!(kind);

@@ -52,9 +52,7 @@ pub(crate) fn claude_model_id(dep: &Deployment) -> Option<&str> {
     }
     let id = model.strip_prefix("invoke/").unwrap_or(model);
     let bare = match id.split_once('.') {
-        Some((region, rest)) if matches!(region, "us" | "eu" | "apac" | "global" | "jp" | "au") => {
-            rest
-        }
+        Some(("us" | "eu" | "apac" | "global" | "jp" | "au", rest)) => rest,
         _ => id,
     };
     bare.starts_with("anthropic.claude").then_some(id)
