@@ -69,6 +69,13 @@ fn params(c: &Value, up: &str, default_path: &str) -> Value {
             .map_or(String::new(), |i| rest[i..].to_owned())
     });
     p["api_base"] = format!("{up}{path}").into();
+    // The Bedrock cases are Converse exchanges: name Converse (a plain `bedrock/anthropic.claude-*`
+    // deployment relays Messages natively through InvokeModel, see tests/agents_replay.rs).
+    if let Some(m) = p["model"].as_str().and_then(|m| m.strip_prefix("bedrock/")) {
+        if !m.starts_with("converse/") {
+            p["model"] = format!("bedrock/converse/{m}").into();
+        }
+    }
     p
 }
 

@@ -220,3 +220,40 @@ async fn anthropic_messages_complete_and_streamed() {
         .collect();
     assert_eq!(content, "tok ".repeat(3));
 }
+
+#[tokio::test]
+async fn responses_relayed_complete_and_streamed() {
+    // The mock answers OpenAI's Responses API (the load benchmark's P1 scenario relays it).
+    let mock = start_mock();
+    let gw = gateway(&mock.url).await;
+    let body = |stream: bool| serde_json::json!({"model": "plain", "input": "Say hello.", "stream": stream});
+    let a = gw::post_json(&gw.url("/v1/responses"), &body(false)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(v["object"], "response");
+    assert_eq!(v["status"], "completed");
+    assert_eq!(
+        v["output"][0]["content"][0]["text"],
+        "This is the mock upstream answering."
+    );
+    assert_eq!(v["usage"]["total_tokens"], 32);
+
+    let s = gw::post_json(&gw.url("/v1/responses"), &body(true)).await;
+    assert_eq!(s.status, 200);
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&s.body)
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"response.created"));
+    assert!(kinds.contains(&"response.output_text.delta"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"response.completed"));
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["sequence_number"], i);
+    }
+    assert_eq!(
+        events.last().unwrap()["response"]["usage"]["output_tokens"],
+        20
+    );
+}

@@ -151,11 +151,12 @@ async fn anthropic_governed(opts: BuildOptions) {
     assert_eq!(rec.uri.query(), Some("limit=1"));
     let hits = up.hits();
 
-    // Gateway auth: no key, a wrong key: 401 in the OpenAI error shape, nothing sent upstream.
+    // Gateway auth: no key, a wrong key: 401 in Anthropic's error shape (the route's dialect),
+    // nothing sent upstream.
     for headers in [vec![], vec![("x-api-key", "sk-wrong")]] {
         let a = raw("POST", &gw.url("/anthropic/v1/messages"), &headers, "{}").await;
         assert_eq!(a.status, 401, "{}", String::from_utf8_lossy(&a.body));
-        a.error();
+        assert_eq!(a.error_in("anthropic")["type"], "authentication_error");
     }
     assert_eq!(up.hits(), hits);
 
@@ -227,7 +228,10 @@ async fn budgets_and_rate_limits_apply_to_pass_through_calls() {
     assert_eq!(call(key.clone()).await.status, 200);
     let a = call(key.clone()).await;
     assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
-    assert_eq!(a.error()["type"], "budget_exceeded");
+    // Anthropic's shape on `/anthropic/`: a budget refusal is its `invalid_request_error`.
+    let e = a.error_in("anthropic");
+    assert_eq!(e["type"], "invalid_request_error");
+    assert!(e["message"].as_str().unwrap().contains("Budget"), "{e}");
     assert_eq!(up.hits(), 1);
 
     // A key limited to one request a minute: the second is refused.
@@ -431,7 +435,8 @@ async fn gemini_takes_the_gateway_key_from_the_query_or_its_header() {
     for url in [format!("{path}?key=sk-wrong"), path.to_owned()] {
         let a = raw("POST", &gw.url(&url), &[], "{}").await;
         assert_eq!(a.status, 401, "{url}");
-        a.error();
+        // Google's error shape on `/gemini/`.
+        assert_eq!(a.error_in("google")["type"], "UNAUTHENTICATED");
     }
     assert_eq!(up.hits(), hits);
 }
@@ -635,7 +640,8 @@ async fn an_unreachable_upstream_is_the_gateways_error_json() {
         a.status,
         String::from_utf8_lossy(&a.body)
     );
-    let e = a.error();
+    let e = a.error_in("anthropic");
+    assert_eq!(e["type"], "api_error");
     assert!(
         e["message"]
             .as_str()
@@ -643,4 +649,69 @@ async fn an_unreachable_upstream_is_the_gateways_error_json() {
             .contains("could not reach the provider"),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn gateway_errors_are_in_the_dialect_of_the_routes_provider() {
+    let up = FakeUpstream::start().await;
+    let yaml = families_config(&up.url()).replace(
+        "general_settings:",
+        "  - model_name: claude\n    litellm_params:\n      model: anthropic/claude-x\n      api_base: UP\n      api_key: k\ngeneral_settings:",
+    ).replace("UP", &up.url());
+    let gw = Gov::start(
+        &yaml,
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    // No key: 401 in each provider's own error shape, as its SDK parses it.
+    for (path, dialect, kind) in [
+        ("/anthropic/v1/messages", "anthropic", "authentication_error"),
+        ("/gemini/v1beta/models/gemini-2.5-flash:generateContent", "google", "UNAUTHENTICATED"),
+        (
+            "/vertex_ai/v1/projects/proj/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent",
+            "google",
+            "UNAUTHENTICATED",
+        ),
+        ("/bedrock/model/anthropic.claude-x/converse", "bedrock", "UnrecognizedClientException"),
+        ("/ollama/api/chat", "ollama", ""),
+        ("/openai/v1/chat/completions", "openai", "auth_error"),
+        ("/azure/openai/deployments/my-deployment/chat/completions", "openai", "auth_error"),
+    ] {
+        let a = raw("POST", &gw.url(path), &[], "{}").await;
+        assert_eq!(a.status, 401, "{path}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(
+            a.headers["content-type"], "application/json",
+            "{path}"
+        );
+        let e = a.error_in(dialect);
+        if !kind.is_empty() {
+            assert_eq!(e["type"], kind, "{path}");
+        }
+    }
+    // A key without access to the route's group: 401 too, Google's shape on `/gemini/`.
+    let base = gw.url("");
+    let (key, _) = new_key(&base, json!({"models": ["gpt"]})).await;
+    let a = raw(
+        "POST",
+        &gw.url("/gemini/v1beta/models/gemini-2.5-flash:generateContent"),
+        &[("x-goog-api-key", &key)],
+        "{}",
+    )
+    .await;
+    assert!(a.status == 401 || a.status == 403, "{}", a.status);
+    let e = a.error_in("google");
+    assert!(
+        e["type"] == "UNAUTHENTICATED" || e["type"] == "PERMISSION_DENIED",
+        "{e}"
+    );
+    let a = raw(
+        "POST",
+        &gw.url("/bedrock/model/anthropic.claude-x/converse"),
+        &[("authorization", &format!("Bearer {key}"))],
+        "{}",
+    )
+    .await;
+    assert!(a.status == 401 || a.status == 403, "{}", a.status);
+    a.error_in("bedrock");
+    assert_eq!(up.hits(), 0);
 }

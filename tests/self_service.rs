@@ -123,9 +123,13 @@ async fn a_key_reads_itself_and_its_user_but_no_one_else() {
     assert_eq!(made.status, 200, "{}", String::from_utf8_lossy(&made.body));
     assert_eq!(made.json()["user_id"], "u1");
     assert_eq!(
-        post(&gw.url("/key/generate"), Some(&a), &json!({"user_id": "u2"}))
-            .await
-            .status,
+        post(
+            &gw.url("/key/generate"),
+            Some(&a),
+            &json!({"user_id": "u2"})
+        )
+        .await
+        .status,
         403
     );
     assert_eq!(
@@ -135,7 +139,12 @@ async fn a_key_reads_itself_and_its_user_but_no_one_else() {
         403
     );
     let listed = get(&gw.url("/key/list"), Some(&a)).await;
-    assert_eq!(listed.status, 200, "{}", String::from_utf8_lossy(&listed.body));
+    assert_eq!(
+        listed.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&listed.body)
+    );
     assert!(
         String::from_utf8_lossy(&listed.body).contains(&a_token),
         "{}",

@@ -24,17 +24,21 @@ ROUNDS = int(ENV.get("ROUNDS", "1"))
 # give its TTFT p99 from about 20 streams, i.e. their maximum. Longer, so the p99 means something.
 S1_C1_DURATION = float(ENV.get("S1_C1_DURATION", "30"))
 OUT_DIR = ENV["OUT_DIR"]
-SCENARIOS = ENV.get("SCENARIOS", "L1,L2,L3,S1,G1,R1,C1,T1,M1").split(",")
+SCENARIOS = ENV.get("SCENARIOS", "L1,L2,L3,S1,G1,R1,C1,T1,M1,P1").split(",")
 L3_RATES = [int(r) for r in ENV.get("L3_RATES", "250,500,1000,2000,4000,6000,8000,12000,16000").split(",")]
 CLK = os.sysconf("SC_CLK_TCK")
 BODY = '{"model":"%s","messages":[{"role":"user","content":"Say hello."}],"max_tokens":32}'
 PREFIX = {"instant": "", "slow": "/mock/latency_ms=20", "stream": "/mock/chunks=50,chunk_delay_ms=5,stamp=1",
           "messages": ""}
-MODEL = {"instant": "bench", "slow": "bench-slow", "stream": "bench-stream", "messages": "bench-anthropic"}
+MODEL = {"instant": "bench", "slow": "bench-slow", "stream": "bench-stream", "messages": "bench-anthropic",
+         "responses": "bench"}
 # M1: Anthropic's Messages API, relayed to an `anthropic/` deployment (the same-protocol relay of
 # issue 20), beside the chat relay of L2 in the same run.
 MESSAGES_BODY = '{"model":"%s","max_tokens":32,"messages":[{"role":"user","content":"Say hello."}]}'
 MESSAGES_HEADERS = [("anthropic-version", "2023-06-01")]
+# P1: OpenAI's Responses API, relayed to an `openai/` deployment (the mock answers
+# `/v1/responses`), beside the chat relay of L2 and the Messages relay of M1.
+RESPONSES_BODY = '{"model":"%s","input":"Say hello.","max_output_tokens":32}'
 
 
 def target(name, port, pid, kind, headers=()):
@@ -79,6 +83,8 @@ def url_and_model(t, variant):
     if variant == "messages":
         model = "bench" if t["kind"] == "raw" else MODEL[variant]
         return f"http://127.0.0.1:{t['port']}/v1/messages", model
+    if variant == "responses":
+        return f"http://127.0.0.1:{t['port']}/v1/responses", MODEL[variant]
     if t["kind"] == "raw":
         return f"http://127.0.0.1:{t['port']}{PREFIX[variant]}/v1/chat/completions", "bench"
     return f"http://127.0.0.1:{t['port']}/v1/chat/completions", MODEL[variant]
@@ -161,7 +167,7 @@ class Meter:
 
 def oha(t, variant, conc, duration, rate=None):
     url, model = url_and_model(t, variant)
-    body = (MESSAGES_BODY if variant == "messages" else BODY) % model
+    body = {"messages": MESSAGES_BODY, "responses": RESPONSES_BODY}.get(variant, BODY) % model
     cmd = [OHA, "-c", str(conc), "-z", f"{duration}s", "--no-tui", "--output-format", "json",
            "-m", "POST", "-H", "content-type: application/json", "-d", body]
     headers = list(t["headers"]) + (MESSAGES_HEADERS if variant == "messages" else [])
@@ -277,6 +283,11 @@ def run_round(rnd):
         for conc in (64, 1):
             for t in order(rnd, g):
                 record(rnd, f"M1 c{conc}", t, oha(t, "messages", conc, DURATION))
+    if "P1" in SCENARIOS:
+        g = [t for t in ts if t["name"] in ("direct", "passthrough", "llmgate")]
+        for conc in (64, 1):
+            for t in order(rnd, g):
+                record(rnd, f"P1 c{conc}", t, oha(t, "responses", conc, DURATION))
     for sid, (extra, baselines) in EXTRA.items():
         if sid not in SCENARIOS:
             continue

@@ -6,7 +6,7 @@
 #   bash benches/load/run.sh [--quick] [--no-litellm] [--update-docs]
 #
 # Environment: DURATION (seconds per run, default 5), S1_C1_DURATION (default 30), ROUNDS
-# (default 1), SCENARIOS (default L1,L2,L3,S1,G1,R1,C1,T1,M1), L3_RATES, LITELLM_VERSION, OUT_DIR
+# (default 1), SCENARIOS (default L1,L2,L3,S1,G1,R1,C1,T1,M1,P1), L3_RATES, LITELLM_VERSION, OUT_DIR
 # (default target/bench). Needs openssl for T1's throw-away CA.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

@@ -32,6 +32,14 @@ pub(crate) enum Dialect {
     /// OpenAI's Responses API: errors as [`Dialect::OpenAi`]; a stream that fails ends with
     /// Responses' `error` event (`{"type":"error","code","message","param"}`).
     Responses,
+    /// Google's APIs (the `/gemini/` and `/vertex_ai/` pass-through routes):
+    /// `{"error": {"code", "message", "status"}}`, `status` the canonical code's name.
+    Google,
+    /// AWS's REST-JSON APIs (the `/bedrock/` pass-through route): `{"message"}` with the
+    /// exception's name in `x-amzn-ErrorType`, as the AWS SDKs read it.
+    Bedrock,
+    /// Ollama's API (the `/ollama/` pass-through route): `{"error": "<message>"}`.
+    Ollama,
 }
 
 impl Dialect {
@@ -45,6 +53,23 @@ impl Dialect {
             Self::OpenAi => error_response(err, call_id),
             Self::Anthropic => anthropic_error_response(err, call_id),
             Self::Responses => error_response(err, call_id),
+            Self::Google => shaped_error_response(err, call_id, google_error_json(err), None),
+            Self::Bedrock => shaped_error_response(
+                err,
+                call_id,
+                serde_json::json!({"message": err.message()})
+                    .to_string()
+                    .into_bytes(),
+                Some(bedrock_error_type(err)),
+            ),
+            Self::Ollama => shaped_error_response(
+                err,
+                call_id,
+                serde_json::json!({"error": err.message()})
+                    .to_string()
+                    .into_bytes(),
+                None,
+            ),
         }
     }
 
@@ -54,8 +79,97 @@ impl Dialect {
             Self::OpenAi => openai_error_frame,
             Self::Anthropic => anthropic_error_frame,
             Self::Responses => responses_error_frame,
+            // The pass-through routes relay the provider's own stream and write nothing into
+            // it; should an error end one, it is the dialect's error JSON as an SSE `data:`.
+            Self::Google => google_error_frame,
+            Self::Bedrock | Self::Ollama => ollama_error_frame,
         }
     }
+}
+
+/// Google's canonical status name for an error's HTTP status.
+fn google_status(err: &LlmError) -> &'static str {
+    match err.status().as_u16() {
+        400 | 413 | 422 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        402 | 403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        408 | 504 => "DEADLINE_EXCEEDED",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        400..=499 => "FAILED_PRECONDITION",
+        _ => "INTERNAL",
+    }
+}
+
+/// `{"error":{"code","message","status"}}`.
+fn google_error_json(err: &LlmError) -> Vec<u8> {
+    serde_json::json!({"error": {
+        "code": err.status().as_u16(),
+        "message": err.message(),
+        "status": google_status(err),
+    }})
+    .to_string()
+    .into_bytes()
+}
+
+fn google_error_frame(buf: &mut BytesMut, err: &LlmError) -> Bytes {
+    buf.extend_from_slice(b"data: ");
+    buf.extend_from_slice(&google_error_json(err));
+    buf.extend_from_slice(b"\n\n");
+    buf.split().freeze()
+}
+
+fn ollama_error_frame(buf: &mut BytesMut, err: &LlmError) -> Bytes {
+    buf.extend_from_slice(
+        &serde_json::json!({"error": err.message()})
+            .to_string()
+            .into_bytes(),
+    );
+    buf.extend_from_slice(b"\n");
+    buf.split().freeze()
+}
+
+/// The Bedrock runtime's exception name for an error's HTTP status.
+fn bedrock_error_type(err: &LlmError) -> &'static str {
+    match err.status().as_u16() {
+        401 => "UnrecognizedClientException",
+        402 | 403 => "AccessDeniedException",
+        404 => "ResourceNotFoundException",
+        408 | 504 => "ModelTimeoutException",
+        429 => "ThrottlingException",
+        503 => "ServiceUnavailableException",
+        400..=499 => "ValidationException",
+        _ => "InternalServerException",
+    }
+}
+
+/// An error response with `body`, the error's status and headers (and `x-amzn-ErrorType`).
+fn shaped_error_response(
+    err: &LlmError,
+    call_id: &Arc<str>,
+    body: Vec<u8>,
+    amzn_type: Option<&'static str>,
+) -> http::Response<ServerBody> {
+    let (status, headers, _) = err.to_http_parts();
+    let mut r = http::Response::new(ServerBody::full(Bytes::from(body)));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    if let Some(t) = amzn_type {
+        r.headers_mut()
+            .insert("x-amzn-errortype", http::HeaderValue::from_static(t));
+    }
+    super::headers::insert_error_meta(r.headers_mut(), err.meta());
+    super::headers::insert_call_id(r.headers_mut(), call_id);
+    r.extensions_mut().insert(err.kind());
+    r
 }
 
 fn openai_error_frame(buf: &mut BytesMut, err: &LlmError) -> Bytes {
@@ -183,6 +297,75 @@ mod tests {
         let frame = (Dialect::Anthropic.error_frame())(&mut buf, &LlmError::internal("boom"));
         assert!(frame.starts_with(b"event: error\ndata: {"));
         assert!(frame.ends_with(b"}\n\n"));
+    }
+
+    #[test]
+    fn pass_through_dialects_write_their_providers_error_shapes() {
+        let call: Arc<str> = "c".into();
+        let body = |r: http::Response<ServerBody>| {
+            let (parts, body) = r.into_parts();
+            let bytes = futures_executor_block(body);
+            (
+                parts,
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+            )
+        };
+        for (err, status, google, aws) in [
+            (
+                LlmError::new(ErrorKind::Authentication, "no key"),
+                401,
+                "UNAUTHENTICATED",
+                "UnrecognizedClientException",
+            ),
+            (
+                LlmError::new(ErrorKind::NotFound, "none"),
+                404,
+                "NOT_FOUND",
+                "ResourceNotFoundException",
+            ),
+            (
+                LlmError::new(ErrorKind::RateLimit, "slow down"),
+                429,
+                "RESOURCE_EXHAUSTED",
+                "ThrottlingException",
+            ),
+            (
+                LlmError::new(ErrorKind::BudgetExceeded, "over"),
+                422,
+                "INVALID_ARGUMENT",
+                "ValidationException",
+            ),
+            (
+                LlmError::internal("boom"),
+                500,
+                "INTERNAL",
+                "InternalServerException",
+            ),
+        ] {
+            let (p, v) = body(Dialect::Google.error_response(&err, &call));
+            assert_eq!(p.status.as_u16(), status);
+            assert_eq!(v["error"]["code"], status);
+            assert_eq!(v["error"]["status"], google);
+            assert_eq!(v["error"]["message"], err.message());
+            let (p, v) = body(Dialect::Bedrock.error_response(&err, &call));
+            assert_eq!(p.status.as_u16(), status);
+            assert_eq!(p.headers["x-amzn-errortype"], aws);
+            assert_eq!(v, serde_json::json!({"message": err.message()}));
+            let (p, v) = body(Dialect::Ollama.error_response(&err, &call));
+            assert_eq!(p.status.as_u16(), status);
+            assert_eq!(v, serde_json::json!({"error": err.message()}));
+            assert_eq!(p.headers["x-litellm-call-id"], "c");
+        }
+    }
+
+    fn futures_executor_block(body: ServerBody) -> Bytes {
+        use http_body_util::BodyExt as _;
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(body.collect())
+            .unwrap()
+            .to_bytes()
     }
 
     #[test]

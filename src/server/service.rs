@@ -464,7 +464,11 @@ impl Route {
             | Self::Rerank
             | Self::Liveliness
             | Self::Readiness
-            | Self::PassThrough(_) => Dialect::OpenAi,
+            | Self::PassThrough(Family::OpenAi | Family::Azure) => Dialect::OpenAi,
+            Self::PassThrough(Family::Anthropic) => Dialect::Anthropic,
+            Self::PassThrough(Family::Gemini | Family::VertexAi) => Dialect::Google,
+            Self::PassThrough(Family::Bedrock) => Dialect::Bedrock,
+            Self::PassThrough(Family::Ollama) => Dialect::Ollama,
             Self::Messages | Self::CountTokens => Dialect::Anthropic,
             Self::Responses => Dialect::Responses,
             Self::ResponseById | Self::ResponseInputItems | Self::ResponseCancel => Dialect::OpenAi,

@@ -140,6 +140,50 @@ impl Answer {
     }
 }
 
+impl Answer {
+    /// Asserts the body is the error JSON of `dialect` (`"openai"`, `"anthropic"`, `"google"`,
+    /// `"bedrock"`, `"ollama"`: the error shape of the provider a pass-through route names), with
+    /// a message; returns `{"message", "type"}`: the type as that dialect names it (Anthropic's
+    /// `error.type`, Google's `error.status`, Bedrock's `x-amzn-errortype`, OpenAI's `type`).
+    pub fn error_in(&self, dialect: &str) -> serde_json::Value {
+        let v = self.json();
+        let (message, kind) = match dialect {
+            "openai" => {
+                let e = self.error();
+                (e["message"].clone(), e["type"].clone())
+            }
+            "anthropic" => {
+                assert_eq!(v["type"], "error", "{v}");
+                (v["error"]["message"].clone(), v["error"]["type"].clone())
+            }
+            "google" => {
+                assert_eq!(v["error"]["code"], self.status, "{v}");
+                (v["error"]["message"].clone(), v["error"]["status"].clone())
+            }
+            "bedrock" => {
+                let t = self
+                    .headers
+                    .get("x-amzn-errortype")
+                    .map(|t| t.to_str().unwrap().to_owned());
+                (
+                    v["message"].clone(),
+                    serde_json::json!(t.expect("x-amzn-errortype")),
+                )
+            }
+            "ollama" => (v["error"].clone(), serde_json::Value::Null),
+            other => panic!("unknown dialect {other}"),
+        };
+        assert!(
+            message.as_str().is_some_and(|m| !m.is_empty()),
+            "no message in the {dialect} error: {v}"
+        );
+        if dialect != "ollama" {
+            assert!(kind.as_str().is_some_and(|k| !k.is_empty()), "no type: {v}");
+        }
+        serde_json::json!({"message": message, "type": kind})
+    }
+}
+
 pub async fn send(req: http::Request<Full<Bytes>>) -> Answer {
     let resp = client().request(req).await.expect("gateway reachable");
     let (parts, body) = resp.into_parts();

@@ -18,6 +18,12 @@ pub(crate) struct Prepared {
     pub(crate) anthropic_start: Bytes,
     pub(crate) anthropic_delta: Bytes,
     pub(crate) anthropic_end: Bytes,
+    /// OpenAI's Responses API: the `response` object, and a stream's events before, of and
+    /// after its one text delta.
+    pub(crate) responses: Bytes,
+    pub(crate) responses_start: Bytes,
+    pub(crate) responses_delta: Bytes,
+    pub(crate) responses_end: Bytes,
     pub(crate) embeddings: Bytes,
     pub(crate) models: Bytes,
     pub(crate) health: Bytes,
@@ -83,6 +89,67 @@ impl Prepared {
                 "stop_sequence": null}, "usage": {"output_tokens": 20}}),
         ) + &event("message_stop", &json!({"type": "message_stop"}));
 
+        let resp_id = "resp_llmgatemock0000000000000001";
+        let text = "This is the mock upstream answering.";
+        let item = |status: &str, text: Option<&str>| {
+            json!({"id": "msg_llmgatemock000000000002", "type": "message", "status": status,
+                "role": "assistant", "content": text.map_or_else(|| json!([]), |t| json!([
+                    {"type": "output_text", "text": t, "annotations": []}]))})
+        };
+        let response = |status: &str, output: serde_json::Value, usage: serde_json::Value| {
+            json!({"id": resp_id, "object": "response", "created_at": created, "status": status,
+                "error": null, "incomplete_details": null, "instructions": null,
+                "max_output_tokens": null, "model": MODEL, "output": output,
+                "parallel_tool_calls": true, "previous_response_id": null,
+                "reasoning": {"effort": null, "summary": null}, "store": true,
+                "temperature": 1.0, "text": {"format": {"type": "text"}}, "tool_choice": "auto",
+                "tools": [], "top_p": 1.0, "truncation": "disabled", "usage": usage,
+                "user": null, "metadata": {}})
+        };
+        let responses_usage = json!({"input_tokens": 12,
+            "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 20,
+            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 32});
+        let responses = response(
+            "completed",
+            json!([item("completed", Some(text))]),
+            responses_usage,
+        );
+        let ev = |seq: u64, kind: &str, mut v: serde_json::Value| {
+            v["type"] = json!(kind);
+            v["sequence_number"] = json!(seq);
+            event(kind, &v)
+        };
+        let pending = response("in_progress", json!([]), serde_json::Value::Null);
+        let responses_start = ev(0, "response.created", json!({"response": pending}))
+            + &ev(1, "response.in_progress", json!({"response": pending}))
+            + &ev(
+                2,
+                "response.output_item.added",
+                json!({"output_index": 0, "item": item("in_progress", None)}),
+            )
+            + &ev(
+                3,
+                "response.content_part.added",
+                json!({"item_id": "msg_llmgatemock000000000002", "output_index": 0,
+                    "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+            );
+        let responses_delta = ev(
+            4,
+            "response.output_text.delta",
+            json!({"item_id": "msg_llmgatemock000000000002", "output_index": 0,
+                "content_index": 0, "delta": text}),
+        );
+        let responses_end = ev(
+            5,
+            "response.output_text.done",
+            json!({"item_id": "msg_llmgatemock000000000002", "output_index": 0,
+                "content_index": 0, "text": text}),
+        ) + &ev(
+            6,
+            "response.output_item.done",
+            json!({"output_index": 0, "item": item("completed", Some(text))}),
+        ) + &ev(7, "response.completed", json!({"response": responses}));
+
         let vector: Vec<f64> = (0..embedding_dims)
             .map(|i| ((i % 7) as f64 - 3.0) / 8.0)
             .collect();
@@ -106,6 +173,10 @@ impl Prepared {
             anthropic_start: Bytes::from(start),
             anthropic_delta: Bytes::from(delta),
             anthropic_end: Bytes::from(end),
+            responses: Bytes::from(responses.to_string()),
+            responses_start: Bytes::from(responses_start),
+            responses_delta: Bytes::from(responses_delta),
+            responses_end: Bytes::from(responses_end),
             embeddings: Bytes::from(embeddings.to_string()),
             models: Bytes::from(models.to_string()),
             health: Bytes::from_static(br#"{"status":"ok"}"#),

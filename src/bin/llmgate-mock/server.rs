@@ -157,6 +157,8 @@ impl std::error::Error for Reset {}
 enum Route {
     Chat,
     Messages,
+    /// `POST /v1/responses` (OpenAI's Responses API).
+    Responses,
     Embeddings,
     Models,
     Health,
@@ -187,6 +189,7 @@ async fn handle(
     let route = match (req.method(), path.trim_end_matches('/')) {
         (&Method::POST, "/chat/completions") => Route::Chat,
         (&Method::POST, "/messages") => Route::Messages,
+        (&Method::POST, "/responses") => Route::Responses,
         (&Method::POST, "/embeddings") => Route::Embeddings,
         (&Method::GET, "/models") => Route::Models,
         (&Method::GET, "/health" | "") => Route::Health,
@@ -294,6 +297,15 @@ async fn handle(
             )
             .stamped(opts.stamp))
         }
+        // One text delta: `chunks` and `chunk_delay_ms` shape the chat and Messages streams only.
+        Route::Responses if stream => sse(StreamBody::new(
+            Some(p.responses_start.clone()),
+            p.responses_delta.clone(),
+            1,
+            p.responses_end.clone(),
+            opts.chunk_delay,
+        )),
+        Route::Responses => json(StatusCode::OK, p.responses.clone()),
         Route::Chat => json(StatusCode::OK, p.chat.clone()),
         Route::Messages => json(StatusCode::OK, p.anthropic.clone()),
         Route::Embeddings => json(StatusCode::OK, p.embeddings.clone()),

@@ -177,7 +177,7 @@ struct MessageFacts<'a> {
 }
 
 /// Decodes a complete relayed answer: the provider's bytes, with their facts.
-pub(super) fn decode_relay(body: &Bytes, count_tokens: bool) -> Result<LlmResponse, LlmError> {
+pub(crate) fn decode_relay(body: &Bytes, count_tokens: bool) -> Result<LlmResponse, LlmError> {
     if count_tokens {
         // `{"input_tokens": n}`: nothing was generated, nothing to charge.
         return Ok(LlmResponse::json(JsonBody::new(body.clone())));

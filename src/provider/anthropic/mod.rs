@@ -37,7 +37,7 @@
 mod decode;
 mod encode;
 mod error;
-mod messages;
+pub(crate) mod messages;
 pub(crate) mod passthrough;
 mod stream;
 

@@ -43,6 +43,7 @@
 pub mod embed;
 pub mod encode;
 pub mod error;
+pub(crate) mod messages;
 pub(crate) mod passthrough;
 pub mod stream;
 
@@ -70,7 +71,7 @@ use super::{
 };
 use crate::{
     error::{ErrorKind, LlmError},
-    types::{ChatStream, LlmRequest, LlmResponse, Operation, OperationKind},
+    types::{ChatStream, EventStream, LlmRequest, LlmResponse, Operation, OperationKind},
 };
 
 /// The `bedrock/` provider. See the [module docs](self).
@@ -231,7 +232,20 @@ impl Provider for Bedrock {
             .map(embed::inputs_per_call)
     }
 
+    /// Chat, and Anthropic's Messages relayed to a Claude model (InvokeModel: see `messages`).
+    fn supports_for(&self, op: OperationKind, dep: &Deployment) -> bool {
+        self.supports(op)
+            || (op == OperationKind::Messages && messages::claude_model_id(dep).is_some())
+    }
+
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
+        if let Operation::Messages(_) = &req.op {
+            let id = messages::claude_model_id(dep).ok_or_else(|| super::unsupported(self, req))?;
+            let raw = req
+                .raw_body()
+                .ok_or_else(|| LlmError::internal("a Messages request without its body"))?;
+            return messages::encode(req, raw, id, dep);
+        }
         let r = dep.resolved(self.name());
         let Some(state) = r.bedrock.as_ref() else {
             return Err(LlmError::internal(
@@ -294,6 +308,7 @@ impl Provider for Bedrock {
                 embed::invoke_answer(emb, embed_family(dep)?, resp.body(), tokens)
                     .map(LlmResponse::embeddings)
             }
+            Operation::Messages(_) => super::anthropic::messages::decode_relay(resp.body(), false),
             _ => Err(super::unsupported(self, req)),
         }
     }
@@ -317,6 +332,19 @@ impl Provider for Bedrock {
             body,
             ConverseStreamMapper::new(chat.model.clone(), include_usage),
         )))
+    }
+
+    fn decode_events(
+        &self,
+        req: &LlmRequest,
+        _parts: http::response::Parts,
+        body: ByteStream,
+        _dep: &Deployment,
+    ) -> Result<EventStream, LlmError> {
+        match &req.op {
+            Operation::Messages(_) => Ok(messages::events(body)),
+            _ => Err(super::unsupported(self, req)),
+        }
     }
 
     fn classify(

@@ -297,9 +297,30 @@ fn media_source(b: &Value, what: &str) -> Result<(String, String), LlmError> {
 
 fn translate_turn(turn: &Value, out: &mut Vec<Value>) -> Result<(), LlmError> {
     let role = turn.get("role").and_then(Value::as_str).unwrap_or("");
+    if role == "system" {
+        // A system message inside the conversation (Claude Code sends them with the beta
+        // `mid-conversation-system-2026-04-07`): a chat `system` message in its place.
+        let content = match turn.get("content") {
+            Some(Value::String(s)) => Value::String(s.clone()),
+            Some(Value::Array(blocks)) => Value::Array(
+                blocks
+                    .iter()
+                    .map(|b| match block_type(b) {
+                        "text" => Ok(text_part(b)),
+                        other => Err(unsupported(&format!(
+                            "a `{other}` block in a system message"
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            _ => return Err(invalid("a message's content must be a string or blocks")),
+        };
+        out.push(json!({"role": "system", "content": content}));
+        return Ok(());
+    }
     if role != "user" && role != "assistant" {
         return Err(invalid(&format!(
-            "a message's role must be `user` or `assistant`, not `{role}`"
+            "a message's role must be `user`, `assistant` or `system`, not `{role}`"
         )));
     }
     let blocks = match turn.get("content") {
@@ -778,10 +799,32 @@ mod tests {
         }
         let e = MessagesBridge
             .chat_request(&messages(
-                r#"{"model":"g","messages":[{"role":"system","content":"x"}]}"#,
+                r#"{"model":"g","messages":[{"role":"tool","content":"x"}]}"#,
             ))
             .unwrap_err();
         assert!(e.message().contains("role"), "{e}");
+    }
+
+    #[test]
+    fn a_system_turn_inside_the_conversation_is_a_chat_system_message() {
+        // Claude Code 2.1 sends these (beta `mid-conversation-system-2026-04-07`).
+        let v = chat_of(
+            r#"{"model":"g","max_tokens":10,"system":"top","messages":[{"role":"user","content":"hi"},
+            {"role":"system","content":"agents: a, b"},{"role":"system","content":[{"type":"text","text":"more","cache_control":{"type":"ephemeral"}}]},
+            {"role":"user","content":"go"}]}"#,
+        );
+        let m = v["messages"].as_array().unwrap();
+        assert_eq!(m.len(), 5);
+        assert_eq!(m[2], json!({"role": "system", "content": "agents: a, b"}));
+        assert_eq!(m[3]["role"], "system");
+        assert_eq!(m[3]["content"][0]["text"], "more");
+        assert_eq!(m[4]["content"], "go");
+        let e = MessagesBridge
+            .chat_request(&messages(
+                r#"{"model":"g","messages":[{"role":"system","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AA"}}]}]}"#,
+            ))
+            .unwrap_err();
+        assert!(e.message().contains("system message"), "{e}");
     }
 
     #[test]

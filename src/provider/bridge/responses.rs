@@ -6,7 +6,9 @@
 //! another provider) becomes the chat messages, after the stored conversation of
 //! `previous_response_id`; function `tools` and `tool_choice`, `max_output_tokens`,
 //! `temperature`, `top_p`, `parallel_tool_calls`, `reasoning.effort`, `text.format` and `user`
-//! map to their chat parameters. Anything else with a meaning the chat model cannot carry (a
+//! map to their chat parameters; the function tools of a `namespace` tool become chat functions
+//! named `{namespace}__{name}`, and their calls come back as `function_call` items with `name`
+//! and `namespace` apart again. Anything else with a meaning the chat model cannot carry (a
 //! built-in tool such as `web_search`, an `item_reference`) is a 400 naming it.
 //!
 //! The answer: a chat completion becomes a `response` object (a `reasoning` item with the
@@ -181,11 +183,18 @@ fn push_messages(items: &[&Value], out: &mut Vec<Value>) -> Result<(), LlmError>
                 out.push(json!({"role": role, "content": content}));
             }
             "function_call" => {
+                let name = match (
+                    item.get("namespace").and_then(Value::as_str),
+                    item.get("name").and_then(Value::as_str),
+                ) {
+                    (Some(ns), Some(name)) => Value::String(flat_name(ns, name)),
+                    _ => item.get("name").cloned().unwrap_or(Value::Null),
+                };
                 let call = json!({
                     "id": item.get("call_id").cloned().unwrap_or(Value::Null),
                     "type": "function",
                     "function": {
-                        "name": item.get("name").cloned().unwrap_or(Value::Null),
+                        "name": name,
                         "arguments": item.get("arguments").cloned().unwrap_or_else(|| json!("{}")),
                     },
                 });
@@ -225,6 +234,47 @@ fn push_messages(items: &[&Value], out: &mut Vec<Value>) -> Result<(), LlmError>
     Ok(())
 }
 
+/// The chat function name of the function `name` of the namespace tool `ns`.
+fn flat_name(ns: &str, name: &str) -> String {
+    format!("{ns}__{name}")
+}
+
+/// A Responses function tool as a chat tool (named `{ns}__{name}` inside a namespace).
+fn chat_function(t: &Value, ns: Option<&str>) -> Value {
+    let mut f = Map::new();
+    for k in ["name", "description", "parameters", "strict"] {
+        if let Some(v) = t.get(k).filter(|v| !v.is_null()) {
+            f.insert(k.to_owned(), v.clone());
+        }
+    }
+    if let (Some(ns), Some(name)) = (ns, t.get("name").and_then(Value::as_str)) {
+        f.insert("name".into(), Value::String(flat_name(ns, name)));
+    }
+    json!({"type": "function", "function": f})
+}
+
+/// The chat function names made from namespace tools: `(flat name, namespace, name)`.
+fn namespaced_names(tools: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for t in tools.as_array().into_iter().flatten() {
+        if t.get("type").and_then(Value::as_str) != Some("namespace") {
+            continue;
+        }
+        let ns = t.get("name").and_then(Value::as_str).unwrap_or("");
+        for f in t
+            .get("tools")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = f.get("name").and_then(Value::as_str) {
+                out.push((flat_name(ns, name), ns.to_owned(), name.to_owned()));
+            }
+        }
+    }
+    out
+}
+
 /// The chat request for a Responses request, after the conversation `history`.
 fn to_chat(
     body: &ResponsesRequest,
@@ -248,14 +298,27 @@ fn to_chat(
         let mut out = Vec::with_capacity(tools.len());
         for t in &tools {
             match t.get("type").and_then(Value::as_str) {
-                Some("function") => {
-                    let mut f = Map::new();
-                    for k in ["name", "description", "parameters", "strict"] {
-                        if let Some(v) = t.get(k).filter(|v| !v.is_null()) {
-                            f.insert(k.to_owned(), v.clone());
+                Some("function") => out.push(chat_function(t, None)),
+                // A group of function tools (Codex CLI sends its sub-agent tools so): each is
+                // a chat function named `{namespace}__{name}`, split again in the answer.
+                Some("namespace") => {
+                    let ns = t.get("name").and_then(Value::as_str).unwrap_or("");
+                    let Some(Value::Array(inner)) = t.get("tools") else {
+                        return Err(LlmError::bad_request(format!(
+                            "the namespace tool `{ns}` needs `tools`"
+                        )));
+                    };
+                    for f in inner {
+                        match f.get("type").and_then(Value::as_str) {
+                            Some("function") => out.push(chat_function(f, Some(ns))),
+                            other => {
+                                return Err(unsupported(format_args!(
+                                    "the tool type `{}` in the namespace `{ns}`",
+                                    other.unwrap_or("(none)")
+                                )))
+                            }
                         }
                     }
-                    out.push(json!({"type": "function", "function": f}));
                 }
                 other => {
                     return Err(unsupported(format_args!(
@@ -417,6 +480,8 @@ struct Shape {
     input: Vec<Value>,
     /// The store and owner, when this response is kept.
     keep: Option<(SharedResponseStore, Arc<str>, Option<Arc<StoredResponse>>)>,
+    /// The chat names of the request's namespaced functions: `(flat name, namespace, name)`.
+    namespaced: Vec<(String, String, String)>,
 }
 
 impl Shape {
@@ -466,6 +531,7 @@ impl Shape {
             },
         );
         let tools = raw(body.tools.as_deref(), "tools")?;
+        let namespaced = namespaced_names(&tools);
         echo.insert(
             "tools".into(),
             if tools.is_null() { json!([]) } else { tools },
@@ -490,7 +556,31 @@ impl Shape {
             echo,
             input,
             keep,
+            namespaced,
         })
+    }
+
+    /// A `function_call` item for the chat tool call `chat_name`, with `namespace` when the
+    /// name is one of the request's namespaced functions.
+    fn call_item(
+        &self,
+        id: &str,
+        call_id: &str,
+        chat_name: &str,
+        args: &str,
+        status: &str,
+    ) -> Value {
+        let mut item = json!({"type": "function_call", "id": id, "call_id": call_id,
+            "name": chat_name, "arguments": args, "status": status});
+        if let Some((_, ns, name)) = self
+            .namespaced
+            .iter()
+            .find(|(flat, _, _)| flat == chat_name)
+        {
+            item["name"] = json!(name);
+            item["namespace"] = json!(ns);
+        }
+        item
     }
 
     /// The response object with `status`, `output` and `usage`.
@@ -570,11 +660,13 @@ impl Shape {
                 }
                 for call in msg.tool_calls.unwrap_or_default() {
                     let f = call.function.unwrap_or_default();
-                    output.push(json!({
-                        "type": "function_call", "id": new_id("fc"),
-                        "call_id": call.id, "name": f.name,
-                        "arguments": f.arguments.unwrap_or_default(), "status": "completed",
-                    }));
+                    output.push(self.call_item(
+                        &new_id("fc"),
+                        call.id.as_deref().unwrap_or(""),
+                        f.name.as_deref().unwrap_or(""),
+                        f.arguments.as_deref().unwrap_or(""),
+                        "completed",
+                    ));
                 }
             }
         }
@@ -756,10 +848,13 @@ impl ChunkEvents {
                     ("arguments", json!(call.arguments)),
                 ]),
             );
-            let item = json!({
-                "type": "function_call", "id": call.id, "call_id": call.call_id,
-                "name": call.name, "arguments": call.arguments, "status": "completed",
-            });
+            let item = self.shape.call_item(
+                &call.id,
+                &call.call_id,
+                &call.name,
+                &call.arguments,
+                "completed",
+            );
             self.emit(
                 "response.output_item.done",
                 fields([("output_index", json!(call.index)), ("item", item.clone())]),
@@ -877,8 +972,8 @@ impl ChunkEvents {
                         ("output_index", json!(index)),
                         (
                             "item",
-                            json!({"type": "function_call", "id": id, "call_id": call_id,
-                                    "name": name, "arguments": "", "status": "in_progress"}),
+                            self.shape
+                                .call_item(&id, &call_id, &name, "", "in_progress"),
                         ),
                     ]),
                 );
@@ -1269,6 +1364,91 @@ mod tests {
         let Poll::Ready(Ok(None)) = store.get(id, "bob").as_mut().poll(&mut cx) else {
             panic!("found by another owner")
         };
+    }
+
+    #[tokio::test]
+    async fn namespace_tools_are_chat_functions_and_their_calls_say_the_namespace() {
+        // Codex CLI 0.171 groups its sub-agent tools in a `namespace` tool.
+        let tools = json!([{"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+            {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents.", "tools": [
+                {"type": "function", "name": "close_agent", "description": "Close.", "strict": false,
+                 "parameters": {"type": "object", "properties": {"target": {"type": "string"}}}}]}]);
+        let body = json!({"model": "g", "tools": tools, "input": [
+            {"type": "message", "role": "user", "content": "close it"},
+            {"type": "function_call", "call_id": "c0", "namespace": "multi_agent_v1", "name": "close_agent", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c0", "output": "ok"}]});
+        let req = request(body.clone());
+        let chat = chat_of(&req);
+        let names: Vec<&str> = chat["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["function"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["exec_command", "multi_agent_v1__close_agent"]);
+        assert_eq!(chat["tools"][1]["function"]["description"], "Close.");
+        assert_eq!(
+            chat["messages"][1]["tool_calls"][0]["function"]["name"],
+            "multi_agent_v1__close_agent"
+        );
+        let answer: ChatResponse = serde_json::from_value(json!({
+            "id": "c", "model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": null, "tool_calls": [
+                    {"id": "t1", "type": "function", "function": {"name": "multi_agent_v1__close_agent", "arguments": "{\"target\":\"a\"}"}},
+                    {"id": "t2", "type": "function", "function": {"name": "exec_command", "arguments": "{}"}}]}}]
+        }))
+        .unwrap();
+        let resp = ResponsesBridge
+            .chat_answer(&req, LlmResponse::chat(answer))
+            .unwrap();
+        let ResponseBody::Json(j) = resp.body else {
+            panic!()
+        };
+        let r: Value = serde_json::from_slice(&j.bytes).unwrap();
+        assert_eq!(r["output"][0]["name"], "close_agent");
+        assert_eq!(r["output"][0]["namespace"], "multi_agent_v1");
+        assert_eq!(r["output"][1]["name"], "exec_command");
+        assert!(r["output"][1].get("namespace").is_none());
+        // Streamed: the item added and the item done both name the namespace.
+        let mut body = body;
+        body["stream"] = json!(true);
+        let req = request(body);
+        let stream: ChatStream = Box::pin(futures_util::stream::iter(
+            [json!({"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [{"index": 0,
+                "delta": {"tool_calls": [{"index": 0, "id": "t1", "type": "function",
+                    "function": {"name": "multi_agent_v1__close_agent", "arguments": "{}"}}]},
+                "finish_reason": "tool_calls"}]})]
+            .into_iter()
+            .map(chunk),
+        ));
+        let resp = ResponsesBridge
+            .chat_answer(&req, LlmResponse::stream(stream))
+            .unwrap();
+        let ResponseBody::Events(events) = resp.body else {
+            panic!()
+        };
+        let evs: Vec<StreamEvent> = events.map(Result::unwrap).collect().await;
+        let items: Vec<Value> = evs
+            .iter()
+            .map(data)
+            .filter(|d| {
+                d["type"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("response.output_item.")
+            })
+            .map(|d| d["item"].clone())
+            .collect();
+        assert_eq!(items.len(), 2);
+        for item in items {
+            assert_eq!(item["namespace"], "multi_agent_v1", "{item}");
+            assert_eq!(item["name"], "close_agent", "{item}");
+        }
+        let e = ResponsesBridge
+            .chat_request(&request(json!({"model": "g", "input": "x", "tools": [
+                {"type": "namespace", "name": "n", "tools": [{"type": "custom", "name": "c"}]}]})))
+            .unwrap_err();
+        assert!(e.message().contains("`custom` in the namespace `n`"), "{e}");
     }
 
     #[test]

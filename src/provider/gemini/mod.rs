@@ -45,6 +45,7 @@ mod error;
 mod images;
 pub(crate) mod passthrough;
 mod stream;
+pub(crate) mod vertex_claude;
 
 use std::sync::{Arc, OnceLock};
 
@@ -70,7 +71,10 @@ use super::{
 };
 use crate::{
     error::{ErrorKind, LlmError},
-    types::{chat::ChatRequest, ChatStream, LlmRequest, LlmResponse, Operation, OperationKind},
+    types::{
+        chat::ChatRequest, ChatStream, EventStream, LlmRequest, LlmResponse, Operation,
+        OperationKind,
+    },
 };
 
 /// Google AI Studio's default base URL.
@@ -154,6 +158,16 @@ pub(crate) fn resolve_vertex(dep: &Deployment, env: &DeploymentEnv, r: &mut Reso
 /// The regional (or global) `generateContent` / `streamGenerateContent` URL; `project` is the one
 /// the credentials name, used when the deployment sets no `vertex_project`.
 fn vertex_url(dep: &Deployment, project: Option<&str>, method: &str) -> Result<String, LlmError> {
+    vertex_model_url(dep, project, "google", method)
+}
+
+/// The URL of `method` on the deployment's model of `publisher` (`google`, `anthropic`).
+fn vertex_model_url(
+    dep: &Deployment,
+    project: Option<&str>,
+    publisher: &str,
+    method: &str,
+) -> Result<String, LlmError> {
     if let Some(base) = dep.api_base.as_deref() {
         if base.contains("/models/") {
             return Ok(format!("{}:{method}", base.trim_end_matches('/')));
@@ -179,7 +193,7 @@ fn vertex_url(dep: &Deployment, project: Option<&str>, method: &str) -> Result<S
         None => format!("https://{location}-aiplatform.googleapis.com"),
     };
     Ok(format!(
-        "{host}/v1/projects/{project}/locations/{location}/publishers/google/models/{}:{method}",
+        "{host}/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{}:{method}",
         dep.model
     ))
 }
@@ -291,6 +305,47 @@ impl Provider for Gemini {
 }
 
 impl VertexAi {
+    /// The `:rawPredict` / `:streamRawPredict` request of a Messages call to Claude.
+    fn encode_claude(
+        &self,
+        req: &LlmRequest,
+        dep: &Deployment,
+    ) -> Result<http::Request<Bytes>, LlmError> {
+        let r = dep.resolved(self.name());
+        let auth = match req.extensions.get::<AccessToken>() {
+            Some(AccessToken(token)) if !token.is_empty() => bearer(token.expose())?,
+            Some(_) => return Err(no_credentials()),
+            None => match &r.credential {
+                Some(c) => reached(c)?.1.clone(),
+                None => return Err(no_credentials()),
+            },
+        };
+        let project = r.vertex.as_ref().and_then(credentials_project);
+        let url = vertex_model_url(
+            dep,
+            project.as_deref(),
+            "anthropic",
+            vertex_claude::method(req.is_stream()),
+        )?;
+        let raw = req
+            .raw_body()
+            .ok_or_else(|| LlmError::internal("a Messages request without its body"))?;
+        let mut up = http::Request::new(vertex_claude::body(raw)?);
+        *up.method_mut() = http::Method::POST;
+        *up.uri_mut() = Upstream::parse(&url)?.uri().clone();
+        let headers = up.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.insert(http::header::AUTHORIZATION, auth);
+        vertex_claude::add_betas(req, headers);
+        for (name, value) in &*reached(&r.extra_headers)?.list {
+            up.headers_mut().append(name.clone(), value.clone());
+        }
+        Ok(up)
+    }
+
     /// The URL of a call, as a string (the project from the credentials once a token named it).
     #[cfg(test)]
     fn url(&self, req: &LlmRequest, dep: &Deployment) -> Result<String, LlmError> {
@@ -354,7 +409,15 @@ impl Provider for VertexAi {
         )
     }
 
+    /// Also Anthropic's Messages relayed to a Claude model (`:rawPredict`: see `vertex_claude`).
+    fn supports_for(&self, op: OperationKind, dep: &Deployment) -> bool {
+        self.supports(op) || (op == OperationKind::Messages && vertex_claude::is_claude(dep))
+    }
+
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
+        if let Operation::Messages(_) = &req.op {
+            return self.encode_claude(req, dep);
+        }
         let r = dep.resolved(self.name());
         // A fetched token, else the deployment's api_key as an access token.
         let auth = match req.extensions.get::<AccessToken>() {
@@ -397,7 +460,57 @@ impl Provider for VertexAi {
         generate_content_body(chat, &dep.model).map(|body| head.map(|()| body))
     }
 
-    gemini_shared!();
+    fn supported_params(&self, endpoint: Endpoint) -> Option<&'static [&'static str]> {
+        // No embeddings here: `encode` refuses them before any parameter matters.
+        (endpoint == Endpoint::Chat).then_some(SUPPORTED_PARAMS)
+    }
+
+    fn decode(
+        &self,
+        req: &LlmRequest,
+        resp: http::Response<Bytes>,
+        _dep: &Deployment,
+    ) -> Result<LlmResponse, LlmError> {
+        match &req.op {
+            Operation::Messages(_) => super::anthropic::messages::decode_relay(resp.body(), false),
+            _ => decode_chat(req, resp.body()),
+        }
+    }
+
+    fn decode_stream(
+        &self,
+        req: &LlmRequest,
+        _parts: http::response::Parts,
+        body: ByteStream,
+        _dep: &Deployment,
+    ) -> Result<ChatStream, LlmError> {
+        Ok(stream_chat(self.name(), req, body))
+    }
+
+    fn decode_events(
+        &self,
+        req: &LlmRequest,
+        _parts: http::response::Parts,
+        body: ByteStream,
+        _dep: &Deployment,
+    ) -> Result<EventStream, LlmError> {
+        match &req.op {
+            Operation::Messages(_) => {
+                Ok(super::anthropic::messages::RelayEvents::new(body).boxed())
+            }
+            _ => Err(super::unsupported(self, req)),
+        }
+    }
+
+    fn classify(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        _dep: &Deployment,
+    ) -> LlmError {
+        classify(self.name(), status, headers, body)
+    }
 
     fn embedding_inputs_per_call(&self, dep: &Deployment) -> Option<usize> {
         Some(embed::vertex_inputs_per_call(&dep.model))

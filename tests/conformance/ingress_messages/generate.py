@@ -165,8 +165,10 @@ def messages_events(chunks):
     return out
 
 
-def translated(case_id, name, upstream_ignore=(), drop_upstream=(), extra_ignore=()):
+def translated(case_id, name, upstream_ignore=(), drop_upstream=(), extra_ignore=(), model=None):
     c = load(case_id)
+    if model:
+        c["deployment"]["model"] = model
     req = messages_request(c["client_request"]["body"])
     up = json.loads(json.dumps(c["upstream_request"]))
     for k in drop_upstream:
@@ -297,7 +299,10 @@ CASES = [
     translated("openai/tools_stream", "openai_stream_tools", upstream_ignore=["stream_options"],
                drop_upstream=["parallel_tool_calls"]),
     translated("gemini/tools_auto_function_call", "gemini_tools"),
-    translated("bedrock/converse_tools", "bedrock_tools"),
+    # `bedrock/converse/…`: Converse asked for by name (a plain `bedrock/anthropic.claude-*`
+    # deployment relays Messages natively through InvokeModel: bedrock_claude_invoke*.json).
+    translated("bedrock/converse_tools", "bedrock_tools",
+               model="bedrock/converse/anthropic.claude-3-5-sonnet-20240620-v1:0"),
     translated("ollama/chat_tools", "ollama_tools"),
 ]
 
