@@ -58,6 +58,7 @@ mod extract;
 mod keys;
 mod limits;
 mod orgs;
+pub(crate) mod password;
 mod spend;
 mod teams;
 mod users;

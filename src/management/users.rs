@@ -58,13 +58,13 @@ impl UserBody {
         if self
             .metadata
             .as_ref()
-            .is_some_and(|m| m.contains_key(crate::ui::PASSWORD_HASH_KEY))
+            .is_some_and(|m| m.contains_key(super::password::PASSWORD_HASH_KEY))
         {
             return Err(bad(
                 "metadata",
                 format!(
                     "metadata.{} is reserved; set `password`",
-                    crate::ui::PASSWORD_HASH_KEY
+                    super::password::PASSWORD_HASH_KEY
                 ),
             ));
         }
@@ -74,7 +74,7 @@ impl UserBody {
         if p.is_empty() || p.len() > super::MAX_TEXT_BYTES {
             return Err(bad("password", "password must be 1 to 1024 bytes"));
         }
-        crate::ui::hash_password(p.clone())
+        super::password::hash_password(p.clone())
             .await
             .map(Some)
             .ok_or_else(|| {
@@ -148,8 +148,10 @@ async fn user_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) -> 
         updated_at: now,
     };
     if let Some(h) = password_hash {
-        u.metadata
-            .insert(crate::ui::PASSWORD_HASH_KEY.to_owned(), Value::String(h));
+        u.metadata.insert(
+            super::password::PASSWORD_HASH_KEY.to_owned(),
+            Value::String(h),
+        );
     }
     m.store().create_user(&u).await?;
     let mut v = user_json(&u);
@@ -269,16 +271,18 @@ async fn user_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) 
     }
     if let Some(v) = &b.metadata {
         // A new `metadata` keeps the password.
-        let kept = u.metadata.remove(crate::ui::PASSWORD_HASH_KEY);
+        let kept = u.metadata.remove(super::password::PASSWORD_HASH_KEY);
         u.metadata.clone_from(v);
         if let Some(h) = kept {
             u.metadata
-                .insert(crate::ui::PASSWORD_HASH_KEY.to_owned(), h);
+                .insert(super::password::PASSWORD_HASH_KEY.to_owned(), h);
         }
     }
     if let Some(h) = password_hash {
-        u.metadata
-            .insert(crate::ui::PASSWORD_HASH_KEY.to_owned(), Value::String(h));
+        u.metadata.insert(
+            super::password::PASSWORD_HASH_KEY.to_owned(),
+            Value::String(h),
+        );
     }
     m.store().update_user(&u).await?;
     // Cached keys of this user carry its role, models and limits.

@@ -85,7 +85,7 @@ pub(super) fn user_json(u: &UserRow) -> Value {
         "tpm_limit": u.limits.tpm_limit,
         "rpm_limit": u.limits.rpm_limit,
         "max_parallel_requests": u.limits.max_parallel_requests,
-        "metadata": u.metadata.iter().filter(|(k, _)| *k != crate::ui::PASSWORD_HASH_KEY).map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
+        "metadata": u.metadata.iter().filter(|(k, _)| *k != super::password::PASSWORD_HASH_KEY).map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
         "teams": u.teams,
         "created_at": iso(u.created_at),
         "updated_at": iso(u.updated_at),

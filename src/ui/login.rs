@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq as _;
 
-use super::{password::verify_password, Ui, PASSWORD_HASH_KEY};
+use super::Ui;
+use crate::management::password::{verify_password, PASSWORD_HASH_KEY};
 use crate::{
     error::{ErrorKind, LlmError},
     management::ApiError,
@@ -186,7 +187,7 @@ async fn dummy_hash() -> String {
     static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     DUMMY
         .get_or_init(|| async {
-            super::hash_password("llmgate-no-such-user".to_owned())
+            crate::management::password::hash_password("llmgate-no-such-user".to_owned())
                 .await
                 .unwrap_or_default()
         })
@@ -452,7 +453,11 @@ mod tests {
         let mut metadata = Map::new();
         metadata.insert(
             PASSWORD_HASH_KEY.to_owned(),
-            Value::String(super::super::hash_password("pw-1".into()).await.unwrap()),
+            Value::String(
+                crate::management::password::hash_password("pw-1".into())
+                    .await
+                    .unwrap(),
+            ),
         );
         store
             .create_user(&UserRow {

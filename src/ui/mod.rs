@@ -15,7 +15,6 @@
 //! to the management API. `/logout` deletes it. See `docs/ui.md`.
 
 mod login;
-mod password;
 
 use std::sync::{Arc, OnceLock};
 
@@ -27,7 +26,6 @@ use axum::{
     Router,
 };
 
-pub(crate) use self::password::{hash_password, PASSWORD_HASH_KEY};
 use crate::{auth::KeyCache, secret::Secret};
 
 /// The policy every UI answer carries: scripts, styles, images and API calls from this origin

@@ -39,7 +39,7 @@ struct Trail {
     key: Option<Arc<KeyLabels>>,
 }
 
-/// One request's model groups as its attempts go (see the [module docs](self)). Uncontended:
+/// One request's model groups as its attempts go (see the module docs). Uncontended:
 /// a request's attempts run one after another; the lock is held for a few comparisons.
 #[derive(Clone, Debug, Default)]
 pub struct FallbackTrail(Arc<Mutex<Trail>>);

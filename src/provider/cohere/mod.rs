@@ -2,10 +2,10 @@
 //! `COHERE_API_KEY` / `CO_API_KEY`) at `https://api.cohere.com` (else `api_base`,
 //! `COHERE_API_BASE`).
 //!
-//! - Chat → `POST {api_base}/v2/chat` (streams: Cohere's SSE events), see [`chat`].
-//! - Embeddings → `POST {api_base}/v2/embed`, see [`chat`].
+//! - Chat → `POST {api_base}/v2/chat` (streams: Cohere's SSE events), see `chat`.
+//! - Embeddings → `POST {api_base}/v2/embed`, see `chat`.
 //! - Rerank → `POST {api_base}/v2/rerank`, relayed as Cohere answers it and priced by search
-//!   unit, see [`rerank`](super::rerank).
+//!   unit, see `provider::rerank`.
 
 mod chat;
 
