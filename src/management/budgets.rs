@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    error::{bad, not_found, ApiResult},
+    error::{bad, not_found, ApiError, ApiResult},
     extract::{require_admin, ApiJson},
     limits::LimitFields,
     views::{iso, opt_iso},
@@ -145,6 +145,30 @@ async fn budget_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<BudgetBod
     // Keys that take their limits from this budget re-read them.
     m.keys.invalidate_where(|_| true);
     Ok(Json(budget_json(&row)))
+}
+
+/// Applies a body's budget fields to the budget row behind an organization or an end user and
+/// stores it (`/organization/update`, `/customer/update`): new limits start a new period, as
+/// LiteLLM resets `budget_reset_at`. `by` is who changed it.
+pub(super) async fn save_budget_fields(
+    m: &Mgmt,
+    mut budget: BudgetRow,
+    limits: &LimitFields,
+    soft_budget: Option<f64>,
+    by: &str,
+) -> Result<(), ApiError> {
+    if limits.apply(&mut budget.limits) {
+        budget.budget_reset_at = next_reset(
+            budget.limits.budget_duration.as_deref(),
+            m.keys.clock().unix_ms(),
+        );
+    }
+    if soft_budget.is_some() {
+        budget.soft_budget = soft_budget;
+    }
+    budget.updated_by = by.into();
+    m.store().update_budget(&budget).await?;
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]

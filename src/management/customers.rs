@@ -246,18 +246,15 @@ async fn update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<Body>) -> ApiRes
             None => None,
         };
         match existing {
-            Some(mut budget) => {
-                if b.limits().apply(&mut budget.limits) {
-                    budget.budget_reset_at = next_reset(
-                        budget.limits.budget_duration.as_deref(),
-                        m.keys.clock().unix_ms(),
-                    );
-                }
-                if b.soft_budget.is_some() {
-                    budget.soft_budget = b.soft_budget;
-                }
-                budget.updated_by = PROXY_ADMIN_NAME.into();
-                m.store().update_budget(&budget).await?;
+            Some(budget) => {
+                super::budgets::save_budget_fields(
+                    &m,
+                    budget,
+                    &b.limits(),
+                    b.soft_budget,
+                    PROXY_ADMIN_NAME,
+                )
+                .await?;
             }
             None => row.budget_id = Some(b.new_budget(&m).await?),
         }

@@ -262,18 +262,15 @@ async fn org_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<OrgBody>) ->
     }
     o.updated_by = PROXY_ADMIN_NAME.into();
     if b.sets_budget() {
-        if let Some(mut budget) = m.store().budget(&o.budget_id).await? {
-            if b.limits().apply(&mut budget.limits) {
-                budget.budget_reset_at = next_reset(
-                    budget.limits.budget_duration.as_deref(),
-                    m.keys.clock().unix_ms(),
-                );
-            }
-            if b.soft_budget.is_some() {
-                budget.soft_budget = b.soft_budget;
-            }
-            budget.updated_by = PROXY_ADMIN_NAME.into();
-            m.store().update_budget(&budget).await?;
+        if let Some(budget) = m.store().budget(&o.budget_id).await? {
+            super::budgets::save_budget_fields(
+                &m,
+                budget,
+                &b.limits(),
+                b.soft_budget,
+                PROXY_ADMIN_NAME,
+            )
+            .await?;
         }
     }
     m.store().update_org(&o).await?;
