@@ -243,16 +243,12 @@ pub(super) async fn form_login(State(ui): State<Arc<Ui>>, body: Bytes) -> Respon
     };
     match authenticate(&ui, c).await {
         Ok(s) => {
-            let mut resp = (
+            let resp = (
                 StatusCode::SEE_OTHER,
                 [(header::LOCATION, "/ui/?login=success")],
             )
                 .into_response();
-            if let Some(c) = handoff_cookie(&s.key) {
-                resp.headers_mut().insert(header::SET_COOKIE, c);
-            }
-            no_store(resp.headers_mut());
-            resp
+            signed_in(resp, &s.key)
         }
         Err(e) => e.into_response(),
     }
@@ -270,7 +266,7 @@ pub(super) async fn json_login(State(ui): State<Arc<Ui>>, body: Bytes) -> Respon
     };
     match authenticate(&ui, c).await {
         Ok(s) => {
-            let mut resp = Json(json!({
+            let resp = Json(json!({
                 "redirect_url": "/ui/?login=success",
                 "key": s.key,
                 "user_id": s.user_id,
@@ -279,14 +275,19 @@ pub(super) async fn json_login(State(ui): State<Arc<Ui>>, body: Bytes) -> Respon
                 "expires": s.expires.map(crate::management::iso),
             }))
             .into_response();
-            if let Some(c) = handoff_cookie(&s.key) {
-                resp.headers_mut().insert(header::SET_COOKIE, c);
-            }
-            no_store(resp.headers_mut());
-            resp
+            signed_in(resp, &s.key)
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// A sign-in's answer (either form): the session key's hand-off cookie, never stored by caches.
+fn signed_in(mut resp: Response, key: &str) -> Response {
+    if let Some(c) = handoff_cookie(key) {
+        resp.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    no_store(resp.headers_mut());
+    resp
 }
 
 /// `GET`/`POST /logout`: deletes the presented key when a sign-in minted it (any other key is
