@@ -262,18 +262,34 @@ async fn wait_redis(client: &Http, bases: &[String], want: &str) {
     }
 }
 
-/// Waits until at least 10 s remain in the current wall-clock minute: the shared counters count
-/// in one-minute windows, and a burst must not straddle two. This wait stays: the windows run on
-/// the Redis server's clock (every gateway sharing them agrees on it), and the gateways here are
-/// child processes (the binary never takes a test clock); no clock of the test's can move them.
-async fn clear_of_minute_edge() {
-    let s = std::time::SystemTime::now()
+/// The wall-clock minute (Unix time / 60). The shared counters count in fixed one-minute windows
+/// of the Redis server's clock, which runs on this machine: this is the same minute.
+fn unix_minute() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-        % 60;
-    if s >= 50 {
-        tokio::time::sleep(Duration::from_secs(61 - s)).await;
+        / 60
+}
+
+/// Runs [`burst`] and checks that the limit was shared: exactly `rpm` admitted in all. The test
+/// never waits for a minute's edge (the gateways are child processes on Redis's clock, which no
+/// test clock can move); instead it reads the minute before and after the burst. A burst that
+/// straddled two windows (a second-long burst does so about once in sixty runs) may fill both, so
+/// then the check is `rpm..=2 * rpm` and says so; every other run checks the exact figure.
+async fn shared_burst(client: &Http, bases: &[String], key: &str, rpm: usize, phase: &str) {
+    let before = unix_minute();
+    let ok = burst(client, bases, key, 2 * rpm).await;
+    let windows = unix_minute() - before + 1;
+    let admitted = ok.iter().sum::<usize>();
+    if windows == 1 {
+        assert_eq!(admitted, rpm, "shared limit {phase}: {ok:?}");
+    } else {
+        eprintln!("FIGURE {phase}: the burst straddled {windows} minute windows");
+        assert!(
+            (rpm..=rpm * windows as usize).contains(&admitted),
+            "shared limit {phase} over {windows} windows: {ok:?}"
+        );
     }
 }
 
@@ -342,13 +358,7 @@ async fn a_dead_or_hung_redis_costs_no_latency_and_limits_hold() {
     wait_redis(&client, &bases, "connected").await;
     let _ = tokio::join!(load(&client, &bases, 20), load(&client, &control, 20)); // warm-up
     steady(&client, &bases, &control, "redis up", false).await;
-    clear_of_minute_edge().await;
-    let ok = burst(&client, &bases, &limited_key().await, 2 * RPM).await;
-    assert_eq!(
-        ok.iter().sum::<usize>(),
-        RPM,
-        "shared limit with Redis up: {ok:?}"
-    );
+    shared_burst(&client, &bases, &limited_key().await, RPM, "with Redis up").await;
 
     // Killed: the first call of the outage finds the connection refused at once; the rest skip
     // Redis. Limits hold per process (RPM each), readiness says degraded.
@@ -380,13 +390,14 @@ async fn a_dead_or_hung_redis_costs_no_latency_and_limits_hold() {
     // Restarted: the probe closes the breakers; limits are shared again.
     redis.up().await;
     wait_redis(&client, &bases, "connected").await;
-    clear_of_minute_edge().await;
-    let ok = burst(&client, &bases, &limited_key().await, 2 * RPM).await;
-    assert_eq!(
-        ok.iter().sum::<usize>(),
+    shared_burst(
+        &client,
+        &bases,
+        &limited_key().await,
         RPM,
-        "shared limit after the restart: {ok:?}"
-    );
+        "after the restart",
+    )
+    .await;
     steady(&client, &bases, &control, "redis restarted", false).await;
 
     // Hung: the first calls wait one deadline at most; then Redis is skipped.
@@ -425,13 +436,7 @@ async fn a_dead_or_hung_redis_costs_no_latency_and_limits_hold() {
     // Resumed: shared again.
     redis.resume();
     wait_redis(&client, &bases, "connected").await;
-    clear_of_minute_edge().await;
-    let ok = burst(&client, &bases, &limited_key().await, 2 * RPM).await;
-    assert_eq!(
-        ok.iter().sum::<usize>(),
-        RPM,
-        "shared limit after resuming: {ok:?}"
-    );
+    shared_burst(&client, &bases, &limited_key().await, RPM, "after resuming").await;
 
     // Each outage is logged once when it starts and once when it ends, per user of Redis.
     wait_redis(&client, &bases, "connected").await;

@@ -17,6 +17,7 @@ pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
 pub mod bridge;
+pub(crate) mod chunk;
 pub mod cohere;
 pub mod compat;
 mod deployment;

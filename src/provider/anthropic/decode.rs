@@ -1,7 +1,5 @@
 //! Anthropic response decoding: a Messages API `message` → an OpenAI chat completion.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -112,12 +110,6 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
     }
 }
 
-pub(super) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Decodes a complete Messages API response for `chat`.
 pub fn decode_messages(chat: &ChatRequest, body: &[u8]) -> Result<ChatResponse, LlmError> {
     let resp: MessagesResponse =
@@ -183,7 +175,7 @@ pub fn decode_messages(chat: &ChatRequest, body: &[u8]) -> Result<ChatResponse, 
     Ok(ChatResponse {
         id: resp.id,
         object: Some("chat.completion".into()),
-        created: Some(now()),
+        created: Some(crate::provider::chunk::created_now()),
         model: Some(chat.model.clone()),
         choices: vec![Choice {
             index: Some(0),

@@ -21,16 +21,19 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    decode::{finish_reason, now, AnthropicUsage},
+    decode::{finish_reason, AnthropicUsage},
     encode::is_json_mode,
     error::error_from_anthropic,
     JSON_TOOL_NAME,
 };
 use crate::{
     error::{ErrorKind, LlmError},
-    provider::sse::{SseEvent, SseMapper},
+    provider::{
+        chunk::{include_usage, ChunkHead},
+        sse::{SseEvent, SseMapper},
+    },
     types::{
-        chat::{ChatChunk, ChatRequest, ChunkChoice, Delta, FunctionCall, ToolCall},
+        chat::{ChatRequest, Delta, FunctionCall, ToolCall},
         ChunkBody,
     },
 };
@@ -75,12 +78,8 @@ struct StartMessage {
 /// Maps Anthropic Messages SSE events to OpenAI chunks. See the [`anthropic`](super) module docs.
 #[derive(Debug)]
 pub struct AnthropicStreamMapper {
-    id: Option<String>,
-    model: String,
-    created: u64,
-    include_usage: bool,
+    head: ChunkHead,
     json_mode: bool,
-    role_sent: bool,
     finished: bool,
     usage: AnthropicUsage,
     reasoning_chars: usize,
@@ -93,51 +92,14 @@ impl AnthropicStreamMapper {
     #[must_use]
     pub fn new(chat: &ChatRequest) -> Self {
         Self {
-            id: None,
-            model: chat.model.clone(),
-            created: now(),
-            include_usage: chat
-                .stream_options
-                .as_ref()
-                .and_then(|o| o.include_usage)
-                .unwrap_or(false),
+            head: ChunkHead::new(None, chat.model.clone(), include_usage(chat)),
             json_mode: is_json_mode(chat),
-            role_sent: false,
             finished: false,
             usage: AnthropicUsage::default(),
             reasoning_chars: 0,
             blocks: Vec::new(),
             tool_calls: 0,
         }
-    }
-
-    fn base(&self) -> ChatChunk {
-        let mut c = ChatChunk {
-            id: self.id.clone(),
-            object: Some("chat.completion.chunk".into()),
-            created: Some(self.created),
-            model: Some(self.model.clone()),
-            ..ChatChunk::default()
-        };
-        c.set_explicit_null("usage", self.include_usage);
-        c
-    }
-
-    fn chunk(&mut self, mut delta: Delta, finish: Option<&str>) -> ChatChunk {
-        if !self.role_sent {
-            self.role_sent = true;
-            delta.role = Some("assistant".into());
-        }
-        let mut choice = ChunkChoice {
-            index: Some(0),
-            delta: Some(delta),
-            finish_reason: finish.map(str::to_owned),
-            ..ChunkChoice::default()
-        };
-        choice.set_explicit_null("finish_reason", finish.is_none());
-        let mut c = self.base();
-        c.choices = vec![choice];
-        c
     }
 
     fn block(&self, index: Option<u32>) -> Block {
@@ -275,14 +237,14 @@ impl SseMapper for AnthropicStreamMapper {
         match ev.kind.as_str() {
             "message_start" => {
                 if let Some(m) = ev.message {
-                    self.id = m.id;
+                    self.head.set_id(m.id);
                     self.usage.update(&m.usage);
                 }
             }
             "content_block_start" => {
                 let block = ev.content_block.unwrap_or(Value::Null);
                 if let Some(d) = self.on_block_start(ev.index.unwrap_or(0), &block) {
-                    let c = self.chunk(d, None);
+                    let c = self.head.delta(d, None);
                     out.push_back(c.into());
                 }
             }
@@ -290,7 +252,7 @@ impl SseMapper for AnthropicStreamMapper {
                 let kind = self.block(ev.index);
                 let delta = ev.delta.unwrap_or(Value::Null);
                 if let Some(d) = self.on_block_delta(kind, &delta) {
-                    let c = self.chunk(d, None);
+                    let c = self.head.delta(d, None);
                     out.push_back(c.into());
                 }
             }
@@ -309,19 +271,19 @@ impl SseMapper for AnthropicStreamMapper {
                     } else {
                         finish_reason(stop)
                     };
-                    let c = self.chunk(Delta::default(), Some(reason));
+                    let c = self.head.delta(Delta::default(), Some(reason));
                     out.push_back(c.into());
                     self.finished = true;
                 }
             }
             "message_stop" => {
                 if !self.finished {
-                    let c = self.chunk(Delta::default(), Some("stop"));
+                    let c = self.head.delta(Delta::default(), Some("stop"));
                     out.push_back(c.into());
                     self.finished = true;
                 }
-                if self.include_usage {
-                    let mut c = self.base();
+                if self.head.include_usage() {
+                    let mut c = self.head.chunk(Vec::new());
                     c.usage = Some(self.usage.to_openai(self.reasoning_chars));
                     out.push_back(c.into());
                 }

@@ -1,12 +1,11 @@
 //! Bedrock Converse response → OpenAI chat completion, and the shared mappings (stop reason, usage).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::{
     error::{ErrorKind, LlmError},
+    provider::chunk::created_now,
     types::chat::{
         ChatResponse, Choice, CompletionTokensDetails, FunctionCall, Message, PromptTokensDetails,
         ToolCall, Usage,
@@ -126,12 +125,6 @@ pub(super) fn completion_id() -> String {
     )
 }
 
-pub(super) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Decodes a Converse body into a chat completion answering as `model`.
 pub fn decode_converse(body: &[u8], model: &str) -> Result<ChatResponse, LlmError> {
     let resp: ConverseResponse = serde_json::from_slice(body).map_err(|e| {
@@ -187,7 +180,7 @@ pub fn decode_converse(body: &[u8], model: &str) -> Result<ChatResponse, LlmErro
     Ok(ChatResponse {
         id: Some(completion_id()),
         object: Some("chat.completion".into()),
-        created: Some(unix_now()),
+        created: Some(created_now()),
         model: Some(model.to_owned()),
         choices: vec![Choice {
             index: Some(0),

@@ -31,14 +31,14 @@ use pin_project_lite::pin_project;
 use serde::Deserialize;
 
 use super::{
-    decode::{completion_id, finish_reason, unix_now, usage, BedrockUsage, ReasoningContent},
+    decode::{completion_id, finish_reason, usage, BedrockUsage, ReasoningContent},
     error::bedrock_error,
 };
 use crate::{
     error::{ErrorKind, LlmError},
-    provider::ByteStream,
+    provider::{chunk::ChunkHead, ByteStream},
     types::{
-        chat::{ChatChunk, ChunkChoice, Delta, FunctionCall, ToolCall},
+        chat::{Delta, FunctionCall, ToolCall},
         ChunkBody,
     },
 };
@@ -237,11 +237,7 @@ struct ToolUseDelta {
 /// Maps ConverseStream events to OpenAI chunks. See the [module docs](self).
 #[derive(Debug)]
 pub struct ConverseStreamMapper {
-    id: String,
-    created: u64,
-    model: String,
-    include_usage: bool,
-    role_sent: bool,
+    head: ChunkHead,
     stopped: bool,
     /// `(contentBlockIndex, tool-call index)` of the tool calls begun so far.
     tool_blocks: Vec<(u64, u32)>,
@@ -252,45 +248,10 @@ impl ConverseStreamMapper {
     #[must_use]
     pub fn new(model: impl Into<String>, include_usage: bool) -> Self {
         Self {
-            id: completion_id(),
-            created: unix_now(),
-            model: model.into(),
-            include_usage,
-            role_sent: false,
+            head: ChunkHead::new(Some(completion_id()), model.into(), include_usage),
             stopped: false,
             tool_blocks: Vec::new(),
         }
-    }
-
-    fn chunk(&self) -> ChatChunk {
-        let mut c = ChatChunk {
-            id: Some(self.id.clone()),
-            object: Some("chat.completion.chunk".into()),
-            created: Some(self.created),
-            model: Some(self.model.clone()),
-            ..ChatChunk::default()
-        };
-        if self.include_usage {
-            c.set_explicit_null("usage", true);
-        }
-        c
-    }
-
-    fn delta_chunk(&mut self, mut delta: Delta, finish: Option<&str>) -> ChatChunk {
-        if !self.role_sent {
-            self.role_sent = true;
-            delta.role = Some("assistant".into());
-        }
-        let mut choice = ChunkChoice {
-            index: Some(0),
-            delta: Some(delta),
-            finish_reason: finish.map(str::to_owned),
-            ..ChunkChoice::default()
-        };
-        choice.set_explicit_null("finish_reason", finish.is_none());
-        let mut c = self.chunk();
-        c.choices = vec![choice];
-        c
     }
 
     fn tool_index(&self, block: Option<u64>) -> Option<u32> {
@@ -324,7 +285,7 @@ impl ConverseStreamMapper {
                         }),
                         ..ToolCall::default()
                     };
-                    let c = self.delta_chunk(
+                    let c = self.head.delta(
                         Delta {
                             tool_calls: Some(vec![call]),
                             ..Delta::default()
@@ -339,7 +300,7 @@ impl ConverseStreamMapper {
                     return Ok(());
                 };
                 if let Some(text) = delta.text.filter(|t| !t.is_empty()) {
-                    let c = self.delta_chunk(
+                    let c = self.head.delta(
                         Delta {
                             content: Some(text),
                             ..Delta::default()
@@ -353,7 +314,7 @@ impl ConverseStreamMapper {
                     .and_then(|r| r.text)
                     .filter(|t| !t.is_empty())
                 {
-                    let c = self.delta_chunk(
+                    let c = self.head.delta(
                         Delta {
                             reasoning_content: Some(text),
                             ..Delta::default()
@@ -374,7 +335,7 @@ impl ConverseStreamMapper {
                         }),
                         ..ToolCall::default()
                     };
-                    let c = self.delta_chunk(
+                    let c = self.head.delta(
                         Delta {
                             tool_calls: Some(vec![call]),
                             ..Delta::default()
@@ -387,12 +348,12 @@ impl ConverseStreamMapper {
             "messageStop" => {
                 self.stopped = true;
                 let reason = finish_reason(payload.stop_reason.as_deref().unwrap_or("end_turn"));
-                let c = self.delta_chunk(Delta::default(), Some(reason));
+                let c = self.head.delta(Delta::default(), Some(reason));
                 out.push_back(c.into());
             }
-            "metadata" if self.include_usage => {
+            "metadata" if self.head.include_usage() => {
                 if let Some(u) = payload.usage.as_ref() {
-                    let mut c = self.chunk();
+                    let mut c = self.head.chunk(Vec::new());
                     c.usage = Some(usage(u));
                     out.push_back(c.into());
                 }

@@ -31,13 +31,14 @@ use serde_json::{json, Map, Value};
 use crate::{
     error::{ErrorKind, LlmError},
     provider::{
+        chunk::{created_now, include_usage, ChunkHead},
         openai::invalid_upstream_json,
         sse::{SseEvent, SseMapper},
     },
     types::{
         chat::{
-            ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content, Delta,
-            FunctionCall, Message, ToolCall, Usage,
+            ChatRequest, ChatResponse, Choice, Content, Delta, FunctionCall, Message, ToolCall,
+            Usage,
         },
         embeddings::{EmbeddingInput, EmbeddingsRequest},
         ChunkBody,
@@ -217,7 +218,7 @@ pub(super) fn decode_chat(body: &[u8], model: &str) -> Result<ChatResponse, LlmE
     Ok(ChatResponse {
         id: a.id,
         object: Some("chat.completion".into()),
-        created: Some(now()),
+        created: Some(created_now()),
         model: Some(model.to_owned()),
         choices: vec![Choice {
             index: Some(0),
@@ -232,66 +233,19 @@ pub(super) fn decode_chat(body: &[u8], model: &str) -> Result<ChatResponse, LlmE
     })
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Maps Cohere's v2 chat SSE events to OpenAI chunks. See the [module docs](self).
 #[derive(Debug)]
 pub(super) struct CohereStreamMapper {
-    id: Option<String>,
-    model: String,
-    created: u64,
-    include_usage: bool,
-    role_sent: bool,
+    head: ChunkHead,
     done: bool,
 }
 
 impl CohereStreamMapper {
     pub(super) fn new(chat: &ChatRequest, model: &str) -> Self {
         Self {
-            id: None,
-            model: model.to_owned(),
-            created: now(),
-            include_usage: chat
-                .stream_options
-                .as_ref()
-                .and_then(|o| o.include_usage)
-                .unwrap_or(false),
-            role_sent: false,
+            head: ChunkHead::new(None, model.to_owned(), include_usage(chat)),
             done: false,
         }
-    }
-
-    fn base(&self) -> ChatChunk {
-        let mut c = ChatChunk {
-            id: self.id.clone(),
-            object: Some("chat.completion.chunk".into()),
-            created: Some(self.created),
-            model: Some(self.model.clone()),
-            ..ChatChunk::default()
-        };
-        c.set_explicit_null("usage", self.include_usage);
-        c
-    }
-
-    fn chunk(&mut self, mut delta: Delta, finish: Option<&str>) -> ChunkBody {
-        if !self.role_sent {
-            self.role_sent = true;
-            delta.role = Some("assistant".into());
-        }
-        let mut choice = ChunkChoice {
-            index: Some(0),
-            delta: Some(delta),
-            finish_reason: finish.map(str::to_owned),
-            ..ChunkChoice::default()
-        };
-        choice.set_explicit_null("finish_reason", finish.is_none());
-        let mut c = self.base();
-        c.choices = vec![choice];
-        ChunkBody::from(c)
     }
 }
 
@@ -318,7 +272,8 @@ impl SseMapper for CohereStreamMapper {
             .and_then(|i| u32::try_from(i).ok());
         match v.get("type").and_then(Value::as_str).unwrap_or("") {
             "message-start" => {
-                self.id = v.get("id").and_then(Value::as_str).map(str::to_owned);
+                self.head
+                    .set_id(v.get("id").and_then(Value::as_str).map(str::to_owned));
             }
             "content-delta" => {
                 let text = at(&v, &["delta", "message", "content", "text"])
@@ -329,7 +284,7 @@ impl SseMapper for CohereStreamMapper {
                         content: Some(text.to_owned()),
                         ..Delta::default()
                     };
-                    out.push_back(self.chunk(delta, None));
+                    out.push_back(ChunkBody::from(self.head.delta(delta, None)));
                 }
             }
             "tool-call-start" => {
@@ -342,7 +297,7 @@ impl SseMapper for CohereStreamMapper {
                         tool_calls: Some(vec![call]),
                         ..Delta::default()
                     };
-                    out.push_back(self.chunk(delta, None));
+                    out.push_back(ChunkBody::from(self.head.delta(delta, None)));
                 }
             }
             "tool-call-delta" => {
@@ -364,7 +319,7 @@ impl SseMapper for CohereStreamMapper {
                         }]),
                         ..Delta::default()
                     };
-                    out.push_back(self.chunk(delta, None));
+                    out.push_back(ChunkBody::from(self.head.delta(delta, None)));
                 }
             }
             "message-end" => {
@@ -379,10 +334,13 @@ impl SseMapper for CohereStreamMapper {
                         LlmError::new(ErrorKind::InternalServer, msg).with_provider("cohere")
                     );
                 }
-                out.push_back(self.chunk(Delta::default(), Some(finish_reason(reason))));
-                if self.include_usage {
+                out.push_back(ChunkBody::from(
+                    self.head
+                        .delta(Delta::default(), Some(finish_reason(reason))),
+                ));
+                if self.head.include_usage() {
                     let u = usage(at(&v, &["delta", "usage"])).unwrap_or_else(|| Usage::new(0, 0));
-                    let mut c = self.base();
+                    let mut c = self.head.chunk(Vec::new());
                     c.usage = Some(u);
                     out.push_back(ChunkBody::from(c));
                 }

@@ -1,7 +1,5 @@
 //! Gemini `GenerateContentResponse` → OpenAI chat completion.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde::Deserialize;
 
 use crate::types::chat::{
@@ -158,12 +156,6 @@ pub(crate) fn completion_id(response_id: Option<&str>) -> String {
     }
 }
 
-pub(crate) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The OpenAI chat completion for a Gemini answer, `model` being the name the client asked for.
 ///
 /// A blocked prompt (no candidates, `promptFeedback.blockReason`) and a first candidate stopped by a
@@ -192,7 +184,7 @@ pub(crate) fn chat_response(resp: GenerateContentResponse, model: &str) -> ChatR
     ChatResponse {
         id: Some(completion_id(resp.response_id.as_deref())),
         object: Some("chat.completion".into()),
-        created: Some(now()),
+        created: Some(crate::provider::chunk::created_now()),
         model: Some(model.to_owned()),
         choices,
         usage: Some(usage),

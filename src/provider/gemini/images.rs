@@ -129,9 +129,7 @@ pub(crate) fn decode(req: &ImagesRequest, body: &[u8]) -> Result<LlmResponse, Ll
     let images: Vec<&RawValue> = predictions.iter().filter_map(|p| p.bytes).collect();
     let size: usize = images.iter().map(|b| b.get().len() + 16).sum();
     let mut out = BytesMut::with_capacity(size + 48);
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let created = crate::provider::chunk::created_now();
     out.put_slice(b"{\"created\":");
     out.put_slice(created.to_string().as_bytes());
     out.put_slice(b",\"data\":[");

@@ -10,15 +10,18 @@ use std::collections::VecDeque;
 
 use crate::{
     error::{ErrorKind, LlmError},
-    provider::sse::{SseEvent, SseMapper},
+    provider::{
+        chunk::{choice, ChunkHead},
+        sse::{SseEvent, SseMapper},
+    },
     types::{
-        chat::{ChatChunk, ChunkChoice, Delta, Usage},
+        chat::{Delta, Usage},
         ChunkBody,
     },
 };
 
 use super::{
-    decode::{completion_id, finish_reason, now, tool_call, GenerateContentResponse},
+    decode::{completion_id, finish_reason, tool_call, GenerateContentResponse},
     error::error_from_status_object,
 };
 
@@ -35,10 +38,7 @@ struct CandidateState {
 #[derive(Debug)]
 pub struct GeminiStreamMapper {
     provider: &'static str,
-    model: String,
-    include_usage: bool,
-    id: Option<String>,
-    created: u64,
+    head: ChunkHead,
     candidates: Vec<CandidateState>,
     usage: Option<Usage>,
     any_event: bool,
@@ -51,28 +51,12 @@ impl GeminiStreamMapper {
     pub fn new(provider: &'static str, model: String, include_usage: bool) -> Self {
         Self {
             provider,
-            model,
-            include_usage,
-            id: None,
-            created: now(),
+            head: ChunkHead::new(None, model, include_usage),
             candidates: Vec::new(),
             usage: None,
             any_event: false,
             blocked: false,
         }
-    }
-
-    fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
-        let mut c = ChatChunk {
-            id: self.id.clone(),
-            object: Some("chat.completion.chunk".into()),
-            created: Some(self.created),
-            model: Some(self.model.clone()),
-            choices,
-            ..ChatChunk::default()
-        };
-        c.set_explicit_null("usage", self.include_usage);
-        c
     }
 
     fn state(&mut self, index: u32) -> &mut CandidateState {
@@ -88,17 +72,6 @@ impl GeminiStreamMapper {
         };
         &mut self.candidates[pos]
     }
-}
-
-fn choice(index: u32, delta: Delta, finish: Option<&str>) -> ChunkChoice {
-    let mut c = ChunkChoice {
-        index: Some(index),
-        delta: Some(delta),
-        finish_reason: finish.map(str::to_owned),
-        ..ChunkChoice::default()
-    };
-    c.set_explicit_null("finish_reason", finish.is_none());
-    c
 }
 
 impl SseMapper for GeminiStreamMapper {
@@ -122,8 +95,9 @@ impl SseMapper for GeminiStreamMapper {
             return Err(error_from_status_object(self.provider, None, err));
         }
         self.any_event = true;
-        if self.id.is_none() {
-            self.id = Some(completion_id(resp.response_id.as_deref()));
+        if !self.head.has_id() {
+            self.head
+                .set_id(Some(completion_id(resp.response_id.as_deref())));
         }
         if let Some(u) = resp.usage_metadata.as_ref().filter(|u| u.has_counts()) {
             self.usage = Some(u.to_usage());
@@ -141,7 +115,8 @@ impl SseMapper for GeminiStreamMapper {
                     ..Delta::default()
                 };
                 out.push_back(
-                    self.chunk(vec![choice(0, delta, Some("content_filter"))])
+                    self.head
+                        .chunk(vec![choice(0, delta, Some("content_filter"))])
                         .into(),
                 );
             }
@@ -188,7 +163,7 @@ impl SseMapper for GeminiStreamMapper {
             });
             let has_role_only = delta.role.is_some() && !has_delta;
             if has_delta {
-                let c = self.chunk(vec![choice(index, delta, None)]);
+                let c = self.head.chunk(vec![choice(index, delta, None)]);
                 out.push_back(c.into());
             }
             if let Some(reason) = finish {
@@ -197,7 +172,7 @@ impl SseMapper for GeminiStreamMapper {
                 } else {
                     Delta::default()
                 };
-                let c = self.chunk(vec![choice(index, d, Some(reason))]);
+                let c = self.head.chunk(vec![choice(index, d, Some(reason))]);
                 out.push_back(c.into());
             }
         }
@@ -218,8 +193,8 @@ impl SseMapper for GeminiStreamMapper {
             )
             .with_provider(self.provider));
         }
-        if self.include_usage {
-            let mut c = self.chunk(Vec::new());
+        if self.head.include_usage() {
+            let mut c = self.head.chunk(Vec::new());
             c.usage = Some(
                 self.usage
                     .take()

@@ -154,11 +154,6 @@ pub(super) fn completion_id() -> String {
     format!("chatcmpl-{}", short_id())
 }
 
-/// Unix seconds now.
-pub(super) fn now() -> u64 {
-    crate::clock::Clock::system().unix_secs()
-}
-
 fn invalid(what: &str, e: &serde_json::Error) -> LlmError {
     LlmError::new(
         ErrorKind::InternalServer,
@@ -193,7 +188,7 @@ pub fn chat_response(body: &[u8], model: &str) -> Result<ChatResponse, LlmError>
         }],
         id: Some(completion_id()),
         object: Some("chat.completion".to_owned()),
-        created: Some(now()),
+        created: Some(crate::provider::chunk::created_now()),
         model: Some(model.to_owned()),
         usage: Some(answer.usage()),
         ..ChatResponse::default()

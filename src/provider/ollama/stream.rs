@@ -16,17 +16,15 @@ use bytes::BytesMut;
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
-use super::decode::{completion_id, finish_reason, now, OllamaAnswer};
+use super::decode::{completion_id, finish_reason, OllamaAnswer};
 use crate::{
     error::{ErrorKind, LlmError},
     provider::{
+        chunk::ChunkHead,
         sse::{event_too_large, MAX_EVENT_BYTES},
         ByteStream,
     },
-    types::{
-        chat::{ChatChunk, ChunkChoice, Delta},
-        ChunkBody,
-    },
+    types::{chat::Delta, ChunkBody},
 };
 
 /// Turns a provider's lines into chat chunks, keeping whatever state the translation needs.
@@ -165,11 +163,7 @@ impl<M: LineMapper> Stream for NdjsonStream<M> {
 #[derive(Debug)]
 pub struct OllamaStreamMapper {
     provider: &'static str,
-    id: String,
-    created: u64,
-    model: String,
-    include_usage: bool,
-    sent_role: bool,
+    head: ChunkHead,
     tool_calls: u32,
 }
 
@@ -180,45 +174,9 @@ impl OllamaStreamMapper {
     pub fn new(provider: &'static str, model: &str, include_usage: bool) -> Self {
         Self {
             provider,
-            id: completion_id(),
-            created: now(),
-            model: model.to_owned(),
-            include_usage,
-            sent_role: false,
+            head: ChunkHead::new(Some(completion_id()), model.to_owned(), include_usage),
             tool_calls: 0,
         }
-    }
-
-    fn chunk(&self, choices: Vec<ChunkChoice>) -> ChatChunk {
-        let mut c = ChatChunk {
-            choices,
-            id: Some(self.id.clone()),
-            object: Some("chat.completion.chunk".to_owned()),
-            created: Some(self.created),
-            model: Some(self.model.clone()),
-            ..ChatChunk::default()
-        };
-        if self.include_usage {
-            c.set_explicit_null("usage", true);
-        }
-        c
-    }
-
-    fn choice(delta: Delta, finish: Option<&str>) -> ChunkChoice {
-        let mut choice = ChunkChoice {
-            index: Some(0),
-            delta: Some(delta),
-            finish_reason: finish.map(str::to_owned),
-            ..ChunkChoice::default()
-        };
-        if finish.is_none() {
-            choice.set_explicit_null("finish_reason", true);
-        }
-        choice
-    }
-
-    fn role(&mut self) -> Option<String> {
-        (!std::mem::replace(&mut self.sent_role, true)).then(|| "assistant".to_owned())
     }
 }
 
@@ -242,30 +200,25 @@ impl LineMapper for OllamaStreamMapper {
         if !text.is_empty()
             || !thinking.is_empty()
             || !calls.is_empty()
-            || (!self.sent_role && !answer.done)
+            || (!self.head.role_sent() && !answer.done)
         {
             self.tool_calls += calls.len() as u32;
             let delta = Delta {
-                role: self.role(),
                 content: (!text.is_empty() || (calls.is_empty() && thinking.is_empty()))
                     .then(|| text.to_owned()),
                 reasoning_content: (!thinking.is_empty()).then(|| thinking.to_owned()),
                 tool_calls: (!calls.is_empty()).then_some(calls),
                 ..Delta::default()
             };
-            out.push_back(self.chunk(vec![Self::choice(delta, None)]).into());
+            out.push_back(self.head.delta(delta, None).into());
         }
         if !answer.done {
             return Ok(false);
         }
-        let delta = Delta {
-            role: self.role(),
-            ..Delta::default()
-        };
         let finish = finish_reason(answer.done_reason.as_deref(), self.tool_calls > 0);
-        out.push_back(self.chunk(vec![Self::choice(delta, Some(finish))]).into());
-        if self.include_usage {
-            let mut usage = self.chunk(Vec::new());
+        out.push_back(self.head.delta(Delta::default(), Some(finish)).into());
+        if self.head.include_usage() {
+            let mut usage = self.head.chunk(Vec::new());
             usage.usage = Some(answer.usage());
             out.push_back(usage.into());
         }
