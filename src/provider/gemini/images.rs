@@ -127,8 +127,16 @@ pub(crate) fn decode(req: &ImagesRequest, body: &[u8]) -> Result<LlmResponse, Ll
         .with_status(http::StatusCode::BAD_GATEWAY));
     };
     let images: Vec<&RawValue> = predictions.iter().filter_map(|p| p.bytes).collect();
-    let size: usize = images.iter().map(|b| b.get().len() + 16).sum();
-    let mut out = BytesMut::with_capacity(size + 48);
+    Ok(b64_answer(&images, req.size.as_deref()))
+}
+
+/// OpenAI's `{"created", "data": [{"b64_json"}, …]}` from base64 images (each a JSON string as
+/// the provider wrote it), with the images and the pixels of each (from `size`, else
+/// 1024×1024) stated for the price per image or pixel. Shared by Imagen and Bedrock's image
+/// models.
+pub(crate) fn b64_answer(images: &[&RawValue], size: Option<&str>) -> LlmResponse {
+    let bytes: usize = images.iter().map(|b| b.get().len() + 16).sum();
+    let mut out = BytesMut::with_capacity(bytes + 48);
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -146,16 +154,12 @@ pub(crate) fn decode(req: &ImagesRequest, body: &[u8]) -> Result<LlmResponse, Ll
     out.put_slice(b"]}");
     let usage = TokenUsage {
         images: u64::try_from(images.len()).unwrap_or(u64::MAX),
-        image_pixels: req
-            .size
-            .as_deref()
+        image_pixels: size
             .and_then(parse_size)
             .map_or(1024 * 1024, |(w, h)| w.saturating_mul(h)),
         ..TokenUsage::default()
     };
-    Ok(LlmResponse::json(
-        JsonBody::new(out.freeze()).with_usage(Some(usage)),
-    ))
+    LlmResponse::json(JsonBody::new(out.freeze()).with_usage(Some(usage)))
 }
 
 #[cfg(test)]
