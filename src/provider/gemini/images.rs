@@ -20,7 +20,7 @@ use crate::{
     error::{ErrorKind, LlmError},
     provider::{openai::invalid_upstream_json, resolve::Endpoint},
     types::{
-        media::{parse_size, ImagesRequest},
+        media::{parse_size, ImageTier, ImagesRequest},
         JsonBody, LlmResponse, TokenUsage,
     },
 };
@@ -157,6 +157,7 @@ pub(crate) fn b64_answer(images: &[&RawValue], size: Option<&str>) -> LlmRespons
         image_pixels: size
             .and_then(parse_size)
             .map_or(1024 * 1024, |(w, h)| w.saturating_mul(h)),
+        image_tier: ImageTier::new(size, None),
         ..TokenUsage::default()
     };
     LlmResponse::json(JsonBody::new(out.freeze()).with_usage(Some(usage)))
