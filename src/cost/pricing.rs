@@ -677,33 +677,33 @@ mod tests {
         };
         let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
         // low/1024-x-1536/gpt-image-1: $0.016 an image; its usage tokens are not added.
-        let c = pricing.cost(Some("g"), usage(2, "1024x1536", Some("low")));
+        let c = pricing.cost(Some(&gpt.id), usage(2, "1024x1536", Some("low")));
         assert!(close(c, 0.032), "{c}");
         // medium/1024-x-1024/gpt-image-1: $0.042.
-        let c = pricing.cost(Some("g"), usage(1, "1024x1024", Some("medium")));
+        let c = pricing.cost(Some(&gpt.id), usage(1, "1024x1024", Some("medium")));
         assert!(close(c, 0.042), "{c}");
         // No quality: LiteLLM's `standard`, absent for gpt-image-1, then `high/…`: $0.167.
-        let c = pricing.cost(Some("g"), usage(1, "auto", None));
+        let c = pricing.cost(Some(&gpt.id), usage(1, "auto", None));
         assert!(close(c, 0.167), "{c}");
         // Azure's own entry, per pixel: azure/hd/1024-x-1792/dall-e-3.
-        let c = pricing.cost(Some("a"), usage(1, "1024x1792", Some("hd")));
+        let c = pricing.cost(Some(&az.id), usage(1, "1024x1792", Some("hd")));
         assert!(close(c, 1024.0 * 1792.0 * 7.19343e-08), "{c}");
-        let c = pricing.cost(Some("a"), usage(2, "1024x1024", None));
+        let c = pricing.cost(Some(&az.id), usage(2, "1024x1024", None));
         assert!(close(c, 2.0 * 1024.0 * 1024.0 * 4.19617e-08), "{c}");
         // A deployment's own price per image wins.
-        let c = pricing.cost(Some("m"), usage(2, "1024x1024", Some("low")));
+        let c = pricing.cost(Some(&mine.id), usage(2, "1024x1024", Some("low")));
         assert!(close(c, 1.0), "{c}");
         // A size the map has no entry for: the deployment's entry, by its tokens.
-        let c = pricing.cost(Some("g"), usage(1, "256x256", Some("low")));
+        let c = pricing.cost(Some(&gpt.id), usage(1, "256x256", Some("low")));
         let tokens = table.get("gpt-image-1").unwrap().cost(TokenUsage::new(50, 4160));
         assert!(close(c, tokens), "{c} {tokens}");
         // No tier stated (an answer without images): unchanged.
-        let c = pricing.cost(Some("g"), TokenUsage::new(50, 0));
+        let c = pricing.cost(Some(&gpt.id), TokenUsage::new(50, 0));
         assert!(close(c, 50.0 * 5e-6), "{c}");
         // Nova Canvas on Bedrock: per image from its base entry (no size entry for 1280x720).
         let canvas = Deployment::new("c", "bedrock/amazon.nova-canvas-v1:0");
         let pricing = Pricing::new(&table, [&canvas]);
-        let c = pricing.cost(Some("c"), usage(3, "1280x720", None));
+        let c = pricing.cost(Some(&canvas.id), usage(3, "1280x720", None));
         assert!(close(c, 0.18), "{c}");
         assert!(ImageTier::new(Some("big"), None).is_none());
     }

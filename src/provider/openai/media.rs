@@ -254,7 +254,18 @@ pub fn decode_transcription(
 ) -> Result<LlmResponse, LlmError> {
     let (parts, body) = resp.into_parts();
     set_relay_head(req, &parts);
-    let usage = transcription_usage(&body);
+    let mut usage = transcription_usage(&body);
+    // No duration stated (`text`), or only the last cue's end (`srt`, `vtt`): the uploaded
+    // file's own length, read from its headers, when they say.
+    if usage.audio_ms == 0 || !body.starts_with(b"{") {
+        let file = match &req.op {
+            Operation::Upload(u) => u.parts.iter().find(|p| p.name == "file"),
+            _ => None,
+        };
+        if let Some(ms) = file.and_then(|f| crate::cost::audio::duration_ms(&f.data)) {
+            usage.audio_ms = ms;
+        }
+    }
     let event = StreamEvent::new(body).with_usage(Some(usage)).final_event();
     let events: EventStream = Box::pin(futures_util::stream::iter([Ok(event)]));
     Ok(LlmResponse::events(events))
