@@ -511,3 +511,31 @@ async fn bedrock_image_models_answer_in_openais_shape_and_are_priced_per_image()
     assert!(String::from_utf8_lossy(&a.body).contains("amazon.nova-canvas"));
     assert_eq!(up.hits(), hits);
 }
+
+/// Image edits on Imagen (`gemini/`, `vertex_ai/`) are not translated: a 400 in OpenAI's shape
+/// naming the provider and the operation, with no upstream call.
+#[tokio::test]
+async fn imagen_edits_are_a_400_naming_provider_and_operation() {
+    let up = FakeUpstream::start().await;
+    let yaml = format!(
+        "model_list:\n  - model_name: imagen\n    litellm_params:\n      model: gemini/imagen-3.0-generate-002\n      api_base: {u}/v1beta\n      api_key: g-key\n  - model_name: imagen-v\n    litellm_params:\n      model: vertex_ai/imagen-3.0-capability-001\n      api_base: {u}\n      api_key: ya29.t\n      vertex_project: p\n      vertex_location: us-central1\n",
+        u = up.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    for (group, provider) in [("imagen", "gemini"), ("imagen-v", "vertex_ai")] {
+        let (ct, body) = multipart(&[
+            ("model", None, group.as_bytes()),
+            ("prompt", None, b"add a hat"),
+            ("image", Some("cat.png"), b"\x89PNG\r\n\x1a\nfake"),
+        ]);
+        let r = post_multipart(&gw.url("/v1/images/edits"), &ct, body).await;
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+        let e = r.error();
+        let msg = e["message"].as_str().unwrap();
+        assert!(
+            msg.contains(provider) && msg.contains("image_edits"),
+            "{msg}"
+        );
+    }
+    assert_eq!(up.hits(), 0);
+}
