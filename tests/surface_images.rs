@@ -455,7 +455,11 @@ async fn bedrock_image_models_answer_in_openais_shape_and_are_priced_per_image()
         json!([{"b64_json": "iVBORw0KGgo="}, {"b64_json": "AAAA"}])
     );
     // Two images at Nova Canvas's $0.06 (LiteLLM's map, `output_cost_per_image`).
-    let cost: f64 = a.header("x-litellm-response-cost").unwrap().parse().unwrap();
+    let cost: f64 = a
+        .header("x-litellm-response-cost")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((cost - 0.12).abs() < 1e-9, "{cost}");
     let got = up.last_request().unwrap();
     assert_eq!(got.path(), "/model/amazon.nova-canvas-v1%3A0/invoke");
@@ -484,7 +488,11 @@ async fn bedrock_image_models_answer_in_openais_shape_and_are_priced_per_image()
     )
     .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-    let cost: f64 = a.header("x-litellm-response-cost").unwrap().parse().unwrap();
+    let cost: f64 = a
+        .header("x-litellm-response-cost")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((cost - 0.08).abs() < 1e-9, "{cost}");
     let got = up.last_request().unwrap();
     assert_eq!(got.path(), "/model/stability.sd3-5-large-v1%3A0/invoke");
@@ -494,8 +502,14 @@ async fn bedrock_image_models_answer_in_openais_shape_and_are_priced_per_image()
     );
     // Bedrock's error: its status, its message, OpenAI's shape.
     up.set_default(
-        Reply::json(400, json!({"message": "The prompt was blocked by content filters."}))
-            .header("x-amzn-errortype", "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+        Reply::json(
+            400,
+            json!({"message": "The prompt was blocked by content filters."}),
+        )
+        .header(
+            "x-amzn-errortype",
+            "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+        ),
     );
     let a = gpost(&url, Some(&key), &json!({"model": "canvas", "prompt": "x"})).await;
     assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));

@@ -30,16 +30,23 @@ fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Bytes) {
     let boundary = "media-prices-boundary";
     let mut body = Vec::new();
     for (name, file, data) in parts {
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes());
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes(),
+        );
         if let Some(f) = file {
-            body.extend_from_slice(format!("; filename=\"{f}\"\r\nContent-Type: audio/wav").as_bytes());
+            body.extend_from_slice(
+                format!("; filename=\"{f}\"\r\nContent-Type: audio/wav").as_bytes(),
+            );
         }
         body.extend_from_slice(b"\r\n\r\n");
         body.extend_from_slice(data);
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), Bytes::from(body))
+    (
+        format!("multipart/form-data; boundary={boundary}"),
+        Bytes::from(body),
+    )
 }
 
 fn cost(a: &governance_common::Answer) -> f64 {
@@ -116,7 +123,10 @@ async fn transcriptions_without_a_stated_duration_are_charged_by_the_files_lengt
     assert_eq!(a.status, 200);
     assert!((cost(&a) - 0.0002).abs() < 1e-12, "{}", cost(&a));
     // `json` with its own duration: the answer wins.
-    up.enqueue(Reply::json(200, json!({"text": "hi", "usage": {"type": "duration", "seconds": 3}})));
+    up.enqueue(Reply::json(
+        200,
+        json!({"text": "hi", "usage": {"type": "duration", "seconds": 3}}),
+    ));
     let a = transcribe("json", wav(7)).await;
     assert_eq!(a.status, 200);
     assert!((cost(&a) - 0.0003).abs() < 1e-12, "{}", cost(&a));

@@ -689,8 +689,11 @@ async fn together_azure_ai_and_bedrock_rerank_in_their_own_wire_shapes() {
     );
     // Bedrock's own error, with its status.
     bedrock.set_default(
-        Reply::json(400, json!({"message": "1 validation error detected: numberOfResults"}))
-            .header("x-amzn-errortype", "ValidationException"),
+        Reply::json(
+            400,
+            json!({"message": "1 validation error detected: numberOfResults"}),
+        )
+        .header("x-amzn-errortype", "ValidationException"),
     );
     let a = gw.rerank("/v1/rerank", &key, &request("bedrock-rr")).await;
     assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));

@@ -153,7 +153,9 @@ fn mp3(d: &[u8]) -> Option<f64> {
     let mut at = 0;
     if d.starts_with(b"ID3") {
         let b = d.get(6..10)?;
-        let size = b.iter().fold(0_usize, |acc, &x| (acc << 7) | usize::from(x & 0x7f));
+        let size = b
+            .iter()
+            .fold(0_usize, |acc, &x| (acc << 7) | usize::from(x & 0x7f));
         at = 10 + size + if d.get(5)? & 0x10 != 0 { 10 } else { 0 };
     }
     // The first frame sync within a few kB.
@@ -169,8 +171,17 @@ fn mp3(d: &[u8]) -> Option<f64> {
     }
     let mpeg1 = version == 3;
     const RATES: [u64; 3] = [44_100, 48_000, 32_000];
-    let rate = RATES[rate_index] >> if mpeg1 { 0 } else if version == 2 { 1 } else { 2 };
-    const KBPS_V1: [u64; 15] = [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320];
+    let rate = RATES[rate_index]
+        >> if mpeg1 {
+            0
+        } else if version == 2 {
+            1
+        } else {
+            2
+        };
+    const KBPS_V1: [u64; 15] = [
+        0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+    ];
     const KBPS_V2: [u64; 15] = [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160];
     let kbps = if mpeg1 { KBPS_V1 } else { KBPS_V2 }[bitrate_index];
     let samples_per_frame: u64 = if mpeg1 { 1152 } else { 576 };
@@ -269,7 +280,9 @@ mod tests {
         mvhd.extend_from_slice(&1000_u32.to_be_bytes());
         mvhd.extend_from_slice(&7_250_u32.to_be_bytes());
         mvhd.resize(100, 0);
-        let mut moov = (8 + u32::try_from(mvhd.len()).unwrap()).to_be_bytes().to_vec();
+        let mut moov = (8 + u32::try_from(mvhd.len()).unwrap())
+            .to_be_bytes()
+            .to_vec();
         moov.extend_from_slice(b"mvhd");
         moov.extend_from_slice(&mvhd);
         let mut v = b"\0\0\0\x18ftypM4A \0\0\0\0M4A isom".to_vec();

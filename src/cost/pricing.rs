@@ -381,9 +381,13 @@ fn has_price_override(dep: &Deployment) -> bool {
 /// map's size- and quality-specific entries).
 fn has_image_price_override(dep: &Deployment) -> bool {
     [&dep.params, &dep.model_info].iter().any(|m| {
-        ["input_cost_per_image", "output_cost_per_image", "input_cost_per_pixel"]
-            .iter()
-            .any(|k| m.contains_key(*k))
+        [
+            "input_cost_per_image",
+            "output_cost_per_image",
+            "input_cost_per_pixel",
+        ]
+        .iter()
+        .any(|k| m.contains_key(*k))
     })
 }
 
@@ -695,7 +699,10 @@ mod tests {
         assert!(close(c, 1.0), "{c}");
         // A size the map has no entry for: the deployment's entry, by its tokens.
         let c = pricing.cost(Some(&gpt.id), usage(1, "256x256", Some("low")));
-        let tokens = table.get("gpt-image-1").unwrap().cost(TokenUsage::new(50, 4160));
+        let tokens = table
+            .get("gpt-image-1")
+            .unwrap()
+            .cost(TokenUsage::new(50, 4160));
         assert!(close(c, tokens), "{c} {tokens}");
         // No tier stated (an answer without images): unchanged.
         let c = pricing.cost(Some(&gpt.id), TokenUsage::new(50, 0));

@@ -177,10 +177,10 @@ pub fn invoke_body(req: &ImagesRequest, family: ImageFamily) -> Result<Bytes, Ll
             match own_config {
                 Some(Value::Object(m)) => config.extend(m),
                 Some(_) => {
-                    return Err(LlmError::bad_request(
-                        "imageGenerationConfig: must be an object",
+                    return Err(
+                        LlmError::bad_request("imageGenerationConfig: must be an object")
+                            .with_param("imageGenerationConfig"),
                     )
-                    .with_param("imageGenerationConfig"))
                 }
                 None => {}
             }
@@ -278,7 +278,10 @@ mod tests {
         assert_eq!(family("amazon.titan-image-generator-v1"), Some(Amazon));
         assert_eq!(family("us.amazon.nova-canvas-v1:0"), Some(Amazon));
         assert_eq!(family("stability.sd3-5-large-v1:0"), Some(Stability));
-        assert_eq!(family("us.stability.stable-image-ultra-v1:1"), Some(Stability));
+        assert_eq!(
+            family("us.stability.stable-image-ultra-v1:1"),
+            Some(Stability)
+        );
         assert_eq!(family("stability.stable-image-core-v1:1"), Some(Stability));
         assert_eq!(family("stability.stable-diffusion-xl-v1"), None);
         assert_eq!(family("anthropic.claude-3"), None);
@@ -354,10 +357,18 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.status(), http::StatusCode::BAD_REQUEST);
         assert!(e.to_string().contains("Filter reason: prompt"), "{e}");
-        let ok = invoke_answer(&r, br#"{"seeds":[1],"finish_reasons":[null],"images":["QQ=="]}"#)
-            .unwrap();
+        let ok = invoke_answer(
+            &r,
+            br#"{"seeds":[1],"finish_reasons":[null],"images":["QQ=="]}"#,
+        )
+        .unwrap();
         assert_eq!(ok.token_usage().unwrap().images, 1);
-        for bad in [&br#"{"images":[]}"#[..], br#"{"images":[{"x":1}]}"#, b"[", b"{}"] {
+        for bad in [
+            &br#"{"images":[]}"#[..],
+            br#"{"images":[{"x":1}]}"#,
+            b"[",
+            b"{}",
+        ] {
             let e = invoke_answer(&r, bad).unwrap_err();
             assert!(e.status().is_server_error(), "{e}");
         }

@@ -45,8 +45,8 @@ pub mod encode;
 pub mod error;
 pub mod image;
 pub(crate) mod messages;
-pub mod rerank;
 pub(crate) mod passthrough;
+pub mod rerank;
 pub mod stream;
 
 mod decode;

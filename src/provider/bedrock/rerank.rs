@@ -244,7 +244,10 @@ mod tests {
             serde_json::from_value(json!({"model": "m", "query": "q", "documents": docs})).unwrap();
         let out = decode(&many, br#"{"results":[]}"#, "m").unwrap();
         assert_eq!(out.token_usage().unwrap().search_units, 3);
-        assert!(decode(&r, b"{}", "m").unwrap_err().status().is_server_error());
+        assert!(decode(&r, b"{}", "m")
+            .unwrap_err()
+            .status()
+            .is_server_error());
         assert!(decode(&r, b"[", "m").is_err());
     }
 }
