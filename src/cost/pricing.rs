@@ -694,9 +694,10 @@ mod tests {
         assert!(close(c, 1024.0 * 1792.0 * 7.19343e-08), "{c}");
         let c = pricing.cost(Some(&az.id), usage(2, "1024x1024", None));
         assert!(close(c, 2.0 * 1024.0 * 1024.0 * 4.19617e-08), "{c}");
-        // A deployment's own price per image wins.
+        // A deployment's own price per image wins (with the call's tokens at the token prices,
+        // as for any image call priced at the deployment's entry).
         let c = pricing.cost(Some(&mine.id), usage(2, "1024x1024", Some("low")));
-        assert!(close(c, 1.0), "{c}");
+        assert!(close(c, 1.0 + 50.0 * 5e-6), "{c}");
         // A size the map has no entry for: the deployment's entry, by its tokens.
         let c = pricing.cost(Some(&gpt.id), usage(1, "256x256", Some("low")));
         let tokens = table
