@@ -8,7 +8,7 @@ mod governance_common;
 mod support;
 
 use bytes::Bytes;
-use governance_common::{new_key, post as gpost, Gov, MASTER};
+use governance_common::{get, new_key, post as gpost, Gov, MASTER};
 use http_body_util::Full;
 use llmgate::governance::BuildOptions;
 use serde_json::json;
@@ -98,30 +98,31 @@ async fn transcriptions_without_a_stated_duration_are_charged_by_the_files_lengt
             }
         }
     };
+    let mut expected = Vec::new();
     // `text`: no duration in the answer; the WAV is 7 s, at whisper-1's $0.0001 a second.
-    up.enqueue(Reply::raw(200, "text/plain", b"hello there\n"));
+    up.enqueue(Reply::raw(200, "text/plain", "hello there\n"));
     let a = transcribe("text", wav(7)).await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(&a.body[..], b"hello there\n");
-    assert!((cost(&a) - 0.0007).abs() < 1e-12, "{}", cost(&a));
+    expected.push((call_id(&a), 0.0007));
     // `srt` whose last cue ends at 2 s of a 7 s file: the file's length.
     up.enqueue(Reply::raw(
         200,
         "text/plain",
-        b"1\n00:00:00,000 --> 00:00:02,000\nhello\n\n",
+        "1\n00:00:00,000 --> 00:00:02,000\nhello\n\n",
     ));
     let a = transcribe("srt", wav(7)).await;
     assert_eq!(a.status, 200);
-    assert!((cost(&a) - 0.0007).abs() < 1e-12, "{}", cost(&a));
+    expected.push((call_id(&a), 0.0007));
     // A file whose headers say nothing: the cue's end, as before.
     up.enqueue(Reply::raw(
         200,
         "text/plain",
-        b"1\n00:00:00,000 --> 00:00:02,000\nhello\n\n",
+        "1\n00:00:00,000 --> 00:00:02,000\nhello\n\n",
     ));
     let a = transcribe("srt", b"not audio".to_vec()).await;
     assert_eq!(a.status, 200);
-    assert!((cost(&a) - 0.0002).abs() < 1e-12, "{}", cost(&a));
+    expected.push((call_id(&a), 0.0002));
     // `json` with its own duration: the answer wins.
     up.enqueue(Reply::json(
         200,
@@ -129,7 +130,25 @@ async fn transcriptions_without_a_stated_duration_are_charged_by_the_files_lengt
     ));
     let a = transcribe("json", wav(7)).await;
     assert_eq!(a.status, 200);
-    assert!((cost(&a) - 0.0003).abs() < 1e-12, "{}", cost(&a));
+    expected.push((call_id(&a), 0.0003));
+    gw.flush().await;
+    let rows = get(&gw.url(&format!("/spend/logs?api_key={key}")), Some(MASTER))
+        .await
+        .json();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), expected.len(), "{rows:?}");
+    for (id, spend) in expected {
+        let row = rows
+            .iter()
+            .find(|r| r["request_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id}: {rows:?}"));
+        let got = row["spend"].as_f64().unwrap();
+        assert!((got - spend).abs() < 1e-12, "{id}: {got} != {spend}");
+    }
+}
+
+fn call_id(a: &governance_common::Answer) -> String {
+    a.header("x-litellm-call-id").unwrap().to_owned()
 }
 
 #[tokio::test]
