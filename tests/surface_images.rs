@@ -417,3 +417,139 @@ async fn imagen_on_gemini_answers_in_openais_shape() {
         .unwrap()
         .contains("prompt blocked"));
 }
+
+/// Bedrock's image models over a real socket: Nova Canvas's and Stability's InvokeModel bodies,
+/// SigV4-signed, answered in OpenAI's shape and priced per image from the built-in price map;
+/// Bedrock's own error relayed with its status.
+#[tokio::test]
+async fn bedrock_image_models_answer_in_openais_shape_and_are_priced_per_image() {
+    use governance_common::{new_key, post as gpost, Gov, MASTER};
+    use llmgate::governance::BuildOptions;
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(
+        200,
+        json!({"images": ["iVBORw0KGgo=", "AAAA"], "error": null}),
+    ));
+    let creds = "      aws_access_key_id: AKIDEXAMPLE\n      aws_secret_access_key: wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\n      aws_region_name: us-east-1\n";
+    let yaml = format!(
+        "model_list:\n  - model_name: canvas\n    litellm_params:\n      model: bedrock/amazon.nova-canvas-v1:0\n      api_base: {u}\n{creds}  - model_name: sd35\n    litellm_params:\n      model: bedrock/stability.sd3-5-large-v1:0\n      api_base: {u}\n{creds}  - model_name: claude\n    litellm_params:\n      model: bedrock/anthropic.claude-3-haiku-20240307-v1:0\n      api_base: {u}\n{creds}general_settings:\n  master_key: {MASTER}\n",
+        u = up.url()
+    );
+    let gw = Gov::start(
+        &yaml,
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let (key, _) = new_key(&gw.url(""), json!({})).await;
+    let url = gw.url("/v1/images/generations");
+    let a = gpost(
+        &url,
+        Some(&key),
+        &json!({"model": "canvas", "prompt": "a cat", "n": 2, "size": "1024x1024", "quality": "hd", "seed": 3}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(
+        v["data"],
+        json!([{"b64_json": "iVBORw0KGgo="}, {"b64_json": "AAAA"}])
+    );
+    // Two images at Nova Canvas's $0.06 (LiteLLM's map, `output_cost_per_image`).
+    let cost: f64 = a
+        .header("x-litellm-response-cost")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((cost - 0.12).abs() < 1e-9, "{cost}");
+    let got = up.last_request().unwrap();
+    assert_eq!(got.path(), "/model/amazon.nova-canvas-v1%3A0/invoke");
+    let auth = got.header("authorization").unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+            && auth.contains("/us-east-1/bedrock/aws4_request"),
+        "{auth}"
+    );
+    assert!(got.header("x-amz-date").is_some());
+    assert_eq!(
+        got.json(),
+        json!({"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "a cat"},
+            "imageGenerationConfig": {"numberOfImages": 2, "width": 1024, "height": 1024,
+                "quality": "premium", "seed": 3}})
+    );
+    // Stability SD3.5: the size as an aspect ratio, one image.
+    up.set_default(Reply::json(
+        200,
+        json!({"seeds": [1], "finish_reasons": [null], "images": ["QUJD"]}),
+    ));
+    let a = gpost(
+        &url,
+        Some(&key),
+        &json!({"model": "sd35", "prompt": "a dog", "size": "1024x1792", "negative_prompt": "cats"}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let cost: f64 = a
+        .header("x-litellm-response-cost")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((cost - 0.08).abs() < 1e-9, "{cost}");
+    let got = up.last_request().unwrap();
+    assert_eq!(got.path(), "/model/stability.sd3-5-large-v1%3A0/invoke");
+    assert_eq!(
+        got.json(),
+        json!({"prompt": "a dog", "aspect_ratio": "9:16", "negative_prompt": "cats"})
+    );
+    // Bedrock's error: its status, its message, OpenAI's shape.
+    up.set_default(
+        Reply::json(
+            400,
+            json!({"message": "The prompt was blocked by content filters."}),
+        )
+        .header(
+            "x-amzn-errortype",
+            "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+        ),
+    );
+    let a = gpost(&url, Some(&key), &json!({"model": "canvas", "prompt": "x"})).await;
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    let e: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("blocked by content filters"));
+    // A Bedrock model that draws nothing: a 400 naming the models that do, no call made.
+    let hits = up.hits();
+    let a = gpost(&url, Some(&key), &json!({"model": "claude", "prompt": "x"})).await;
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    assert!(String::from_utf8_lossy(&a.body).contains("amazon.nova-canvas"));
+    assert_eq!(up.hits(), hits);
+}
+
+/// Image edits on Imagen (`gemini/`, `vertex_ai/`) are not translated: a 400 in OpenAI's shape
+/// naming the provider and the operation, with no upstream call.
+#[tokio::test]
+async fn imagen_edits_are_a_400_naming_provider_and_operation() {
+    let up = FakeUpstream::start().await;
+    let yaml = format!(
+        "model_list:\n  - model_name: imagen\n    litellm_params:\n      model: gemini/imagen-3.0-generate-002\n      api_base: {u}/v1beta\n      api_key: g-key\n  - model_name: imagen-v\n    litellm_params:\n      model: vertex_ai/imagen-3.0-capability-001\n      api_base: {u}\n      api_key: ya29.t\n      vertex_project: p\n      vertex_location: us-central1\n",
+        u = up.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    for (group, provider) in [("imagen", "gemini"), ("imagen-v", "vertex_ai")] {
+        let (ct, body) = multipart(&[
+            ("model", None, group.as_bytes()),
+            ("prompt", None, b"add a hat"),
+            ("image", Some("cat.png"), b"\x89PNG\r\n\x1a\nfake"),
+        ]);
+        let r = post_multipart(&gw.url("/v1/images/edits"), &ct, body).await;
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+        let e = r.error();
+        let msg = e["message"].as_str().unwrap();
+        assert!(
+            msg.contains(provider) && msg.contains("image_edits"),
+            "{msg}"
+        );
+    }
+    assert_eq!(up.hits(), 0);
+}

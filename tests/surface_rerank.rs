@@ -560,3 +560,154 @@ async fn health_probes_rerank_deployments_with_a_rerank() {
     assert_eq!(got.json()["documents"], json!(["ping"]));
     assert_eq!(voyage.last_request().unwrap().path(), "/v1/rerank");
 }
+
+/// Together AI (`{base}/rerank` under its `/v1` base), Cohere on Azure AI (`{base}/v1/rerank`,
+/// Cohere v1's body, the answer relayed and priced per search unit) and Bedrock's agent-runtime
+/// `Rerank` (SigV4, the model's ARN, one search unit per 100 documents), each answered in
+/// Cohere's shape.
+#[tokio::test]
+async fn together_azure_ai_and_bedrock_rerank_in_their_own_wire_shapes() {
+    let together = FakeUpstream::start().await;
+    together.set_default(Reply::json(
+        200,
+        json!({"id": "t-1", "object": "rerank", "model": "Salesforce/Llama-Rank-V1",
+            "results": [{"index": 1, "relevance_score": 0.93, "document": {"text": "Paris is the capital of France."}}],
+            "usage": {"prompt_tokens": 30, "completion_tokens": 0, "total_tokens": 30}}),
+    ));
+    let azure = FakeUpstream::start().await;
+    azure.set_default(Reply::json(
+        200,
+        json!({"id": "az-1", "results": [{"index": 1, "relevance_score": 0.97}],
+            "meta": {"api_version": {"version": "1"}, "billed_units": {"search_units": 1}}}),
+    ));
+    let bedrock = FakeUpstream::start().await;
+    bedrock.set_default(Reply::json(
+        200,
+        json!({"results": [{"index": 1, "relevanceScore": 0.88}, {"index": 0, "relevanceScore": 0.02}]}),
+    ));
+    let aws = "      aws_access_key_id: AKIDEXAMPLE\n      aws_secret_access_key: wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\n      aws_region_name: us-west-2\n";
+    let yaml = format!(
+        "model_list:\n{}{}{}",
+        deployment(
+            "together",
+            "together_ai/Salesforce/Llama-Rank-V1",
+            &format!("{}/v1", together.url()),
+            ""
+        ),
+        deployment(
+            "azure-rr",
+            "azure_ai/cohere-rerank-v4.0-fast",
+            &azure.url(),
+            ""
+        ),
+        format!(
+            "  - model_name: bedrock-rr\n    litellm_params:\n      model: bedrock/amazon.rerank-v1:0\n      api_base: {}\n{aws}",
+            bedrock.url()
+        ),
+    );
+    let gw = Served::start(&yaml).await;
+    let (key, token) = gw.key(&[]);
+
+    let mut body = request("together");
+    body["rank_fields"] = json!(["text"]);
+    let a = gw.rerank("/v1/rerank", &key, &body).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(v["id"], "t-1");
+    assert_eq!(
+        v["results"],
+        json!([{"index": 1, "relevance_score": 0.93, "document": {"text": "Paris is the capital of France."}}])
+    );
+    assert_eq!(v["meta"]["billed_units"]["total_tokens"], 30);
+    let got = together.last_request().unwrap();
+    assert_eq!(got.path(), "/v1/rerank");
+    assert_eq!(got.header("authorization"), Some("Bearer up-key"));
+    assert_eq!(
+        got.json(),
+        json!({"model": "Salesforce/Llama-Rank-V1", "query": "What is the capital of France?",
+            "documents": ["Berlin is in Germany.", {"text": "Paris is the capital of France."}],
+            "top_n": 2, "rank_fields": ["text"], "return_documents": true})
+    );
+
+    let mut body = request("azure-rr");
+    body["max_chunks_per_doc"] = json!(4);
+    let a = gw.rerank("/v2/rerank", &key, &body).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["id"], "az-1");
+    // One search unit at azure_ai/cohere-rerank-v4.0-fast's $0.002.
+    let cost: f64 = header(&a, "x-litellm-response-cost")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((cost - 0.002).abs() < 1e-12, "{cost}");
+    let got = azure.last_request().unwrap();
+    assert_eq!(got.path(), "/v1/rerank");
+    assert_eq!(got.header("authorization"), Some("Bearer up-key"));
+    assert_eq!(
+        got.json(),
+        json!({"model": "cohere-rerank-v4.0-fast", "query": "What is the capital of France?",
+            "documents": ["Berlin is in Germany.", {"text": "Paris is the capital of France."}],
+            "top_n": 2, "return_documents": true, "max_chunks_per_doc": 4})
+    );
+
+    let a = gw.rerank("/v1/rerank", &key, &request("bedrock-rr")).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(
+        v["results"],
+        json!([{"index": 1, "relevance_score": 0.88, "document": {"text": "Paris is the capital of France."}},
+               {"index": 0, "relevance_score": 0.02, "document": {"text": "Berlin is in Germany."}}])
+    );
+    assert_eq!(v["meta"]["billed_units"]["search_units"], 1);
+    // One query at amazon.rerank-v1:0's $0.001.
+    let cost: f64 = header(&a, "x-litellm-response-cost")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((cost - 0.001).abs() < 1e-12, "{cost}");
+    let got = bedrock.last_request().unwrap();
+    assert_eq!(got.path(), "/rerank");
+    let auth = got.header("authorization").unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+            && auth.contains("/us-west-2/bedrock/aws4_request"),
+        "{auth}"
+    );
+    let sent = got.json();
+    assert_eq!(
+        sent["rerankingConfiguration"]["bedrockRerankingConfiguration"],
+        json!({"numberOfResults": 2, "modelConfiguration":
+            {"modelArn": "arn:aws:bedrock:us-west-2::foundation-model/amazon.rerank-v1:0"}})
+    );
+    assert_eq!(
+        sent["queries"],
+        json!([{"type": "TEXT", "textQuery": {"text": "What is the capital of France?"}}])
+    );
+    assert_eq!(
+        sent["sources"][1],
+        json!({"type": "INLINE", "inlineDocumentSource": {"type": "JSON", "jsonDocument": {"text": "Paris is the capital of France."}}})
+    );
+    // Bedrock's own error, with its status.
+    bedrock.set_default(
+        Reply::json(
+            400,
+            json!({"message": "1 validation error detected: numberOfResults"}),
+        )
+        .header("x-amzn-errortype", "ValidationException"),
+    );
+    let a = gw.rerank("/v1/rerank", &key, &request("bedrock-rr")).await;
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    assert!(a.error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("numberOfResults"));
+
+    let rows = gw.rows(&token).await;
+    for group in ["together", "azure-rr", "bedrock-rr"] {
+        assert!(
+            rows.iter()
+                .any(|r| r.model_group == group && r.status == "success"),
+            "{group}: {rows:?}"
+        );
+    }
+}

@@ -90,6 +90,7 @@ use std::sync::Arc;
 
 use crate::types::TokenUsage;
 
+pub mod audio;
 mod pricing;
 mod service;
 mod stream;

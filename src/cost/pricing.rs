@@ -377,6 +377,20 @@ fn has_price_override(dep: &Deployment) -> bool {
             .any(|m| PRICE_KEYS.iter().any(|k| m.contains_key(*k)))
 }
 
+/// Whether a deployment sets a price per image or pixel of its own (which wins over the price
+/// map's size- and quality-specific entries).
+fn has_image_price_override(dep: &Deployment) -> bool {
+    [&dep.params, &dep.model_info].iter().any(|m| {
+        [
+            "input_cost_per_image",
+            "output_cost_per_image",
+            "input_cost_per_pixel",
+        ]
+        .iter()
+        .any(|k| m.contains_key(*k))
+    })
+}
+
 /// Whether a deployment is a wildcard (`model_name: openai/*`): it calls the model each request
 /// names, so its price is known per call.
 fn is_wildcard(dep: &Deployment) -> bool {
@@ -393,6 +407,9 @@ pub struct Pricing {
     by_group: HashMap<String, ModelPrice>,
     /// Ids of wildcard deployments, priced per call from `table`.
     wildcards: HashSet<Arc<str>>,
+    /// Per deployment without an image price of its own: its provider and model, for the
+    /// price map's size- and quality-specific image entries (see [`Pricing::image_cost`]).
+    image_names: HashMap<Arc<str>, (Arc<str>, Arc<str>)>,
     table: PriceTable,
     unpriced: Vec<String>,
 }
@@ -407,7 +424,11 @@ impl Pricing {
         let mut by_group: HashMap<String, ModelPrice> = HashMap::new();
         let mut wildcards = HashSet::new();
         let mut unpriced = Vec::new();
+        let mut image_names = HashMap::new();
         for dep in deployments {
+            if !is_wildcard(dep) && !has_image_price_override(dep) {
+                image_names.insert(dep.id.clone(), (dep.provider.clone(), dep.model.clone()));
+            }
             if is_wildcard(dep) {
                 wildcards.insert(dep.id.clone());
                 continue;
@@ -434,9 +455,54 @@ impl Pricing {
             by_deployment,
             by_group,
             wildcards,
+            image_names,
             table: table.clone(),
             unpriced,
         }
+    }
+
+    /// The cost of the images `usage` counts at the price map's size- and quality-specific
+    /// entry for the model, as LiteLLM's `default_image_cost_calculator` looks it up; `None`
+    /// when no such entry prices them (then the deployment's own price applies).
+    ///
+    /// Keys tried, for provider `p`, model `m`, size `s` (`1024-x-1792`) and quality `q` (the
+    /// one asked for, else `standard`, LiteLLM's default): `p/q/s/m` (Azure's entries; LiteLLM
+    /// misses them), `q/s/m`, `p/s/m`, `s/m`, then `p/high/s/m` and `high/s/m` (LiteLLM's
+    /// fallback for gpt-image, whose qualities are low, medium and high). The entry's
+    /// `input_cost_per_image` (else `output_cost_per_image`) × images, else its
+    /// `input_cost_per_pixel` × width × height × images. As in LiteLLM, such a price replaces
+    /// the token prices of the call (gpt-image's usage tokens are not added).
+    #[must_use]
+    pub fn image_cost(&self, provider: &str, model: &str, usage: &TokenUsage) -> Option<f64> {
+        let tier = usage.image_tier?;
+        if usage.images == 0 {
+            return None;
+        }
+        let size = tier.size_key();
+        let q = tier
+            .quality
+            .map_or("standard", crate::types::media::ImageQuality::as_str);
+        let keys = [
+            format!("{provider}/{q}/{size}/{model}"),
+            format!("{q}/{size}/{model}"),
+            format!("{provider}/{size}/{model}"),
+            format!("{size}/{model}"),
+            format!("{provider}/high/{size}/{model}"),
+            format!("high/{size}/{model}"),
+        ];
+        let entry = keys.iter().find_map(|k| {
+            self.table.get(k).filter(|p| {
+                p.input_cost_per_image.is_some()
+                    || p.output_cost_per_image.is_some()
+                    || p.input_cost_per_pixel.is_some()
+            })
+        })?;
+        let images = usage.images as f64;
+        if let Some(p) = entry.input_cost_per_image.or(entry.output_cost_per_image) {
+            return Some(images * p);
+        }
+        let pixels = f64::from(tier.width) * f64::from(tier.height);
+        entry.input_cost_per_pixel.map(|p| images * pixels * p)
     }
 
     /// The price of a deployment (not of a wildcard one: see [`Pricing::price_of`]).
@@ -506,6 +572,20 @@ impl Pricing {
         answered: Option<&Deployment>,
         usage: impl Into<TokenUsage>,
     ) -> f64 {
+        let usage = usage.into();
+        if usage.images > 0 {
+            let names = deployment_id
+                .and_then(|id| self.image_names.get(id))
+                .map(|(p, m)| (&**p, &**m))
+                .or_else(|| {
+                    answered
+                        .filter(|d| !has_image_price_override(d))
+                        .map(|d| (&*d.provider, &*d.model))
+                });
+            if let Some(cost) = names.and_then(|(p, m)| self.image_cost(p, m, &usage)) {
+                return cost;
+            }
+        }
         self.price_of(deployment_id, answered)
             .map_or(0.0, |p| p.cost(usage))
     }
@@ -578,6 +658,63 @@ mod tests {
 
     /// A cost layer over an upstream that streams `chunks` (`"ERR"`: an error) and then never
     /// ends, or (with `chunks` `None`) never answers.
+
+    /// Size- and quality-specific image entries of the real price map, looked up as LiteLLM's
+    /// `default_image_cost_calculator` does (plus the provider's own quality entries).
+    #[test]
+    fn images_are_priced_by_size_and_quality_from_the_builtin_map() {
+        use crate::types::media::ImageTier;
+        let table = PriceTable::builtin();
+        let gpt = Deployment::new("g", "openai/gpt-image-1");
+        let az = Deployment::new("a", "azure/dall-e-3");
+        let mine = {
+            let mut d = Deployment::new("m", "openai/gpt-image-1");
+            d.params
+                .insert("input_cost_per_image".into(), serde_json::json!(0.5));
+            d
+        };
+        let pricing = Pricing::new(&table, [&gpt, &az, &mine]);
+        let usage = |n: u64, size: &str, q: Option<&str>| TokenUsage {
+            images: n,
+            image_tier: ImageTier::new(Some(size), q),
+            ..TokenUsage::new(50, 4160)
+        };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        // low/1024-x-1536/gpt-image-1: $0.016 an image; its usage tokens are not added.
+        let c = pricing.cost(Some(&gpt.id), usage(2, "1024x1536", Some("low")));
+        assert!(close(c, 0.032), "{c}");
+        // medium/1024-x-1024/gpt-image-1: $0.042.
+        let c = pricing.cost(Some(&gpt.id), usage(1, "1024x1024", Some("medium")));
+        assert!(close(c, 0.042), "{c}");
+        // No quality: LiteLLM's `standard`, absent for gpt-image-1, then `high/…`: $0.167.
+        let c = pricing.cost(Some(&gpt.id), usage(1, "auto", None));
+        assert!(close(c, 0.167), "{c}");
+        // Azure's own entry, per pixel: azure/hd/1024-x-1792/dall-e-3.
+        let c = pricing.cost(Some(&az.id), usage(1, "1024x1792", Some("hd")));
+        assert!(close(c, 1024.0 * 1792.0 * 7.19343e-08), "{c}");
+        let c = pricing.cost(Some(&az.id), usage(2, "1024x1024", None));
+        assert!(close(c, 2.0 * 1024.0 * 1024.0 * 4.19617e-08), "{c}");
+        // A deployment's own price per image wins (with the call's tokens at the token prices,
+        // as for any image call priced at the deployment's entry).
+        let c = pricing.cost(Some(&mine.id), usage(2, "1024x1024", Some("low")));
+        assert!(close(c, 1.0 + 50.0 * 5e-6), "{c}");
+        // A size the map has no entry for: the deployment's entry, by its tokens.
+        let c = pricing.cost(Some(&gpt.id), usage(1, "256x256", Some("low")));
+        let tokens = table
+            .get("gpt-image-1")
+            .unwrap()
+            .cost(TokenUsage::new(50, 4160));
+        assert!(close(c, tokens), "{c} {tokens}");
+        // No tier stated (an answer without images): unchanged.
+        let c = pricing.cost(Some(&gpt.id), TokenUsage::new(50, 0));
+        assert!(close(c, 50.0 * 5e-6), "{c}");
+        // Nova Canvas on Bedrock: per image from its base entry (no size entry for 1280x720).
+        let canvas = Deployment::new("c", "bedrock/amazon.nova-canvas-v1:0");
+        let pricing = Pricing::new(&table, [&canvas]);
+        let c = pricing.cost(Some(&canvas.id), usage(3, "1280x720", None));
+        assert!(close(c, 0.18), "{c}");
+        assert!(ImageTier::new(Some("big"), None).is_none());
+    }
 
     #[test]
     fn builtin_table_is_litellms_map_and_covers_providers() {

@@ -38,6 +38,7 @@ static PROVIDERS: &[&dyn Provider] = &[
     &rerank::JinaAi,
     &rerank::Infinity,
     &rerank::Voyage,
+    &rerank::AzureAi,
 ];
 
 /// The built-in `vertex_ai` provider: one instance, so every deployment shares its token cache.

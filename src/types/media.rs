@@ -93,6 +93,84 @@ pub fn parse_size(size: &str) -> Option<(u64, u64)> {
     (w > 0 && h > 0).then_some((w, h))
 }
 
+/// The quality an image was asked for, as the price map keys it (`hd/1024-x-1792/dall-e-3`,
+/// `low/1024-x-1024/gpt-image-1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageQuality {
+    /// DALL·E's default.
+    Standard,
+    /// DALL·E 3's high quality.
+    Hd,
+    /// gpt-image's low quality.
+    Low,
+    /// gpt-image's medium quality.
+    Medium,
+    /// gpt-image's high quality.
+    High,
+}
+
+impl ImageQuality {
+    /// The quality named `s` (`auto` and unknown names are `None`).
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.trim() {
+            "standard" => Self::Standard,
+            "hd" => Self::Hd,
+            "low" => Self::Low,
+            "medium" => Self::Medium,
+            "high" => Self::High,
+            _ => return None,
+        })
+    }
+
+    /// The name the price map uses.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Hd => "hd",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+}
+
+/// The size and quality of the images a call made: what size- and quality-specific prices are
+/// looked up by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageTier {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// The quality asked for, when one the price map knows.
+    pub quality: Option<ImageQuality>,
+}
+
+impl ImageTier {
+    /// The tier of `size` (`1024x1792`; none or `auto`: OpenAI's default 1024×1024) and
+    /// `quality`; `None` for a size that is not `WxH`.
+    #[must_use]
+    pub fn new(size: Option<&str>, quality: Option<&str>) -> Option<Self> {
+        let (width, height) = match size.map(str::trim) {
+            None | Some("auto" | "") => (1024, 1024),
+            Some(s) => parse_size(s)?,
+        };
+        Some(Self {
+            width: u32::try_from(width).ok()?,
+            height: u32::try_from(height).ok()?,
+            quality: quality.and_then(ImageQuality::parse),
+        })
+    }
+
+    /// The size as the price map writes it: `1024-x-1792`.
+    #[must_use]
+    pub fn size_key(&self) -> String {
+        format!("{}-x-{}", self.width, self.height)
+    }
+}
+
 /// One part of a multipart upload.
 #[derive(Clone)]
 pub struct Part {

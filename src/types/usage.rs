@@ -42,6 +42,8 @@ pub struct TokenUsage {
     /// Search units billed (Cohere's rerank `meta.billed_units.search_units`), priced at
     /// `input_cost_per_query`; 0 for every other call.
     pub search_units: u64,
+    /// The size and quality of the images made, for size- and quality-specific prices.
+    pub image_tier: Option<super::media::ImageTier>,
 }
 
 impl TokenUsage {
@@ -60,6 +62,7 @@ impl TokenUsage {
             audio_ms: 0,
             characters: 0,
             search_units: 0,
+            image_tier: None,
         }
     }
 

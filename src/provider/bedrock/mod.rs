@@ -43,8 +43,10 @@
 pub mod embed;
 pub mod encode;
 pub mod error;
+pub mod image;
 pub(crate) mod messages;
 pub(crate) mod passthrough;
+pub mod rerank;
 pub mod stream;
 
 mod decode;
@@ -147,6 +149,17 @@ fn embed_family(dep: &Deployment) -> Result<embed::EmbedFamily, LlmError> {
     })
 }
 
+/// The image body family of the deployment's model, or a 400 naming the models that draw.
+fn image_family(dep: &Deployment) -> Result<image::ImageFamily, LlmError> {
+    let id = model_id(dep)?;
+    image::family(id).ok_or_else(|| {
+        LlmError::bad_request(format!(
+            "bedrock image generation supports amazon.titan-image-generator-*, \
+             amazon.nova-canvas-*, stability.sd3-* and stability.stable-image-* models, not {id}"
+        ))
+    })
+}
+
 /// How a request is authenticated.
 #[derive(Debug)]
 enum Auth {
@@ -215,7 +228,13 @@ impl Provider for Bedrock {
     }
 
     fn supports(&self, op: OperationKind) -> bool {
-        matches!(op, OperationKind::Chat | OperationKind::Embeddings)
+        matches!(
+            op,
+            OperationKind::Chat
+                | OperationKind::Embeddings
+                | OperationKind::ImageGenerations
+                | OperationKind::Rerank
+        )
     }
 
     fn supported_params(&self, endpoint: Endpoint) -> Option<&'static [&'static str]> {
@@ -252,7 +271,15 @@ impl Provider for Bedrock {
                 "the Bedrock deployment was not resolved",
             ));
         };
+        let rerank_endpoint;
         let (endpoint, body) = match &req.op {
+            Operation::Rerank(rr) => {
+                // Rerank is rare: its agent-runtime URL is worked out per call.
+                let url = rerank::url(&endpoint(dep, &state.region));
+                rerank_endpoint = super::resolve::Endpoint::parse(&url)?;
+                let arn = rerank::model_arn(model_id(dep)?, &state.region);
+                (&rerank_endpoint, rerank::body(rr, &arn)?)
+            }
             Operation::Chat(chat) => (r.chat_endpoint(req.is_stream())?, converse_body(chat, dep)?),
             Operation::Embeddings(emb) => {
                 let family = embed_family(dep)?;
@@ -262,6 +289,11 @@ impl Provider for Bedrock {
                     embed::invoke_body(emb, family, input_type)?,
                 )
             }
+            Operation::ImageGenerations(img) => (
+                // InvokeModel: the same URL as the embedding models'.
+                reached(&r.embeddings)?,
+                image::invoke_body(img, image_family(dep)?)?,
+            ),
             _ => return Err(super::unsupported(self, req)),
         };
         let extra = reached(&r.extra_headers)?;
@@ -309,6 +341,8 @@ impl Provider for Bedrock {
                     .map(LlmResponse::embeddings)
             }
             Operation::Messages(_) => super::anthropic::messages::decode_relay(resp.body(), false),
+            Operation::ImageGenerations(img) => image::invoke_answer(img, resp.body()),
+            Operation::Rerank(rr) => rerank::decode(rr, resp.body(), &dep.model),
             _ => Err(super::unsupported(self, req)),
         }
     }

@@ -192,6 +192,9 @@ impl HostSpec {
             Operation::Rerank(_) if self.prefix == "hosted_vllm" => {
                 return super::rerank::encode(super::rerank::Family::Vllm, self, req, dep)
             }
+            Operation::Rerank(_) if self.prefix == "together_ai" => {
+                return super::rerank::encode(super::rerank::Family::Together, self, req, dep)
+            }
             _ => return Err(super::unsupported(provider, req)),
         };
         let mut head = resolved_head(endpoint, &r)?;
@@ -339,7 +342,8 @@ impl Provider for OpenAiCompatible {
             op,
             crate::types::OperationKind::Chat | crate::types::OperationKind::Embeddings
         ) || super::openai::media::is_media(op)
-            || (op == crate::types::OperationKind::Rerank && self.spec.prefix == "hosted_vllm")
+            || (op == crate::types::OperationKind::Rerank
+                && matches!(self.spec.prefix, "hosted_vllm" | "together_ai"))
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {

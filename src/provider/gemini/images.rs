@@ -20,7 +20,7 @@ use crate::{
     error::{ErrorKind, LlmError},
     provider::{openai::invalid_upstream_json, resolve::Endpoint},
     types::{
-        media::{parse_size, ImagesRequest},
+        media::{parse_size, ImageTier, ImagesRequest},
         JsonBody, LlmResponse, TokenUsage,
     },
 };
@@ -127,8 +127,16 @@ pub(crate) fn decode(req: &ImagesRequest, body: &[u8]) -> Result<LlmResponse, Ll
         .with_status(http::StatusCode::BAD_GATEWAY));
     };
     let images: Vec<&RawValue> = predictions.iter().filter_map(|p| p.bytes).collect();
-    let size: usize = images.iter().map(|b| b.get().len() + 16).sum();
-    let mut out = BytesMut::with_capacity(size + 48);
+    Ok(b64_answer(&images, req.size.as_deref()))
+}
+
+/// OpenAI's `{"created", "data": [{"b64_json"}, …]}` from base64 images (each a JSON string as
+/// the provider wrote it), with the images and the pixels of each (from `size`, else
+/// 1024×1024) stated for the price per image or pixel. Shared by Imagen and Bedrock's image
+/// models.
+pub(crate) fn b64_answer(images: &[&RawValue], size: Option<&str>) -> LlmResponse {
+    let bytes: usize = images.iter().map(|b| b.get().len() + 16).sum();
+    let mut out = BytesMut::with_capacity(bytes + 48);
     let created = crate::provider::chunk::created_now();
     out.put_slice(b"{\"created\":");
     out.put_slice(created.to_string().as_bytes());
@@ -144,16 +152,13 @@ pub(crate) fn decode(req: &ImagesRequest, body: &[u8]) -> Result<LlmResponse, Ll
     out.put_slice(b"]}");
     let usage = TokenUsage {
         images: u64::try_from(images.len()).unwrap_or(u64::MAX),
-        image_pixels: req
-            .size
-            .as_deref()
+        image_pixels: size
             .and_then(parse_size)
             .map_or(1024 * 1024, |(w, h)| w.saturating_mul(h)),
+        image_tier: ImageTier::new(size, None),
         ..TokenUsage::default()
     };
-    Ok(LlmResponse::json(
-        JsonBody::new(out.freeze()).with_usage(Some(usage)),
-    ))
+    LlmResponse::json(JsonBody::new(out.freeze()).with_usage(Some(usage)))
 }
 
 #[cfg(test)]

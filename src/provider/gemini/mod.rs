@@ -42,7 +42,7 @@ mod decode;
 pub mod embed;
 mod encode;
 mod error;
-mod images;
+pub(crate) mod images;
 pub(crate) mod passthrough;
 mod stream;
 pub(crate) mod vertex_claude;

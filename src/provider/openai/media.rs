@@ -119,6 +119,9 @@ struct ImageFacts {
     usage: Option<ImageUsage>,
     #[serde(default)]
     size: Option<String>,
+    /// gpt-image's answer states the quality it drew at.
+    #[serde(default)]
+    quality: Option<String>,
 }
 
 /// gpt-image's usage: tokens in and out.
@@ -144,10 +147,13 @@ pub fn decode_images(req: &LlmRequest, body: &Bytes) -> Result<LlmResponse, LlmE
         )
         .with_status(http::StatusCode::BAD_GATEWAY));
     };
-    let asked_size = match &req.op {
-        Operation::ImageGenerations(i) => i.size.clone(),
-        Operation::Upload(u) => u.text("size").map(str::to_owned),
-        _ => None,
+    let (asked_size, asked_quality) = match &req.op {
+        Operation::ImageGenerations(i) => (i.size.clone(), i.quality.clone()),
+        Operation::Upload(u) => (
+            u.text("size").map(str::to_owned),
+            u.text("quality").map(str::to_owned),
+        ),
+        _ => (None, None),
     };
     let pixels = facts
         .size
@@ -165,6 +171,10 @@ pub fn decode_images(req: &LlmRequest, body: &Bytes) -> Result<LlmResponse, LlmE
     });
     usage.images = u64::try_from(data.len()).unwrap_or(u64::MAX);
     usage.image_pixels = pixels;
+    usage.image_tier = media::ImageTier::new(
+        facts.size.as_deref().or(asked_size.as_deref()),
+        facts.quality.as_deref().or(asked_quality.as_deref()),
+    );
     Ok(LlmResponse::json(
         JsonBody::new(body.clone()).with_usage(Some(usage)),
     ))
@@ -244,7 +254,18 @@ pub fn decode_transcription(
 ) -> Result<LlmResponse, LlmError> {
     let (parts, body) = resp.into_parts();
     set_relay_head(req, &parts);
-    let usage = transcription_usage(&body);
+    let mut usage = transcription_usage(&body);
+    // No duration stated (`text`), or only the last cue's end (`srt`, `vtt`): the uploaded
+    // file's own length, read from its headers, when they say.
+    if usage.audio_ms == 0 || !body.starts_with(b"{") {
+        let file = match &req.op {
+            Operation::Upload(u) => u.parts.iter().find(|p| p.name == "file"),
+            _ => None,
+        };
+        if let Some(ms) = file.and_then(|f| crate::cost::audio::duration_ms(&f.data)) {
+            usage.audio_ms = ms;
+        }
+    }
     let event = StreamEvent::new(body).with_usage(Some(usage)).final_event();
     let events: EventStream = Box::pin(futures_util::stream::iter([Ok(event)]));
     Ok(LlmResponse::events(events))

@@ -9,6 +9,11 @@
 //! | `voyage` | `{base}/v1/rerank` (`https://api.voyageai.com`) | `top_n` → `top_k`; `query`, `documents`, `return_documents` | `data` → `results`, `usage.total_tokens` → `meta` |
 //! | `hosted_vllm` | `{base}/rerank` (`api_base` required) | `query`, `documents`, `top_n`, `rank_fields`, `return_documents`; `max_chunks_per_doc` refused | `results`, `usage.total_tokens` → `meta` |
 //! | `infinity` | `{base}/rerank` (`api_base` required) | `query`, `documents`, `top_n`, `return_documents` | as vLLM (`usage.prompt_tokens` when no total) |
+//! | `together_ai` | `{base}/rerank` (`https://api.together.xyz/v1`) | `query`, `documents`, `top_n`, `rank_fields`, `return_documents` | as vLLM |
+//! | `azure_ai` | `{base}/v1/rerank` (`api_base` required) | Cohere v1: `query`, `documents`, `top_n`, `rank_fields`, `return_documents`, `max_chunks_per_doc` | relayed as sent, as Cohere's |
+//!
+//! Bedrock's rerank (`bedrock/`, the `bedrock-agent-runtime` `Rerank` API) is in
+//! [`bedrock::rerank`](super::bedrock::rerank).
 //!
 //! A base URL that already ends with the path is used as it is. Every family authenticates with
 //! `Authorization: Bearer` (the deployment's `api_key`, else the family's key variable); all but
@@ -79,9 +84,20 @@ pub static INFINITY: HostSpec = HostSpec {
     adjust: None,
 };
 
+/// The `azure_ai/` host: a Cohere rerank model deployed on Azure AI Foundry (`api_base`
+/// required, `AZURE_AI_API_BASE`), `AZURE_AI_API_KEY`.
+pub static AZURE_AI: HostSpec = HostSpec {
+    prefix: "azure_ai",
+    default_api_base: None,
+    base_env: &["AZURE_AI_API_BASE"],
+    key_env: &["AZURE_AI_API_KEY"],
+    model_prefix: None,
+    adjust: None,
+};
+
 /// The host spec of a rerank-only family's prefix (for the environment a deployment reads).
 pub(crate) fn spec(prefix: &str) -> Option<&'static HostSpec> {
-    [&COHERE, &JINA_AI, &VOYAGE, &INFINITY]
+    [&COHERE, &JINA_AI, &VOYAGE, &INFINITY, &AZURE_AI]
         .into_iter()
         .find(|s| s.prefix == prefix)
 }
@@ -99,6 +115,11 @@ pub(crate) enum Family {
     Vllm,
     /// Infinity's rerank (vLLM's, without `rank_fields`).
     Infinity,
+    /// Together AI's rerank (`{base}/rerank` under its `/v1` base; Jina's shape with
+    /// `rank_fields`).
+    Together,
+    /// Cohere's v1 rerank on Azure AI (`{base}/v1/rerank`), answered in Cohere's shape.
+    AzureAi,
 }
 
 impl Family {
@@ -111,9 +132,17 @@ impl Family {
             }
             Self::Cohere if base.ends_with("/v2") => format!("{base}/rerank"),
             Self::Cohere => format!("{base}/v2/rerank"),
-            Self::Jina | Self::Voyage if base.ends_with("/rerank") => base.to_owned(),
-            Self::Jina | Self::Voyage if base.ends_with("/v1") => format!("{base}/rerank"),
-            Self::Jina | Self::Voyage => format!("{base}/v1/rerank"),
+            Self::Jina | Self::Voyage | Self::Together | Self::AzureAi
+                if base.ends_with("/rerank") =>
+            {
+                base.to_owned()
+            }
+            Self::Jina | Self::Voyage | Self::Together | Self::AzureAi if base.ends_with("/v1") => {
+                format!("{base}/rerank")
+            }
+            Self::Jina | Self::Voyage | Self::Together | Self::AzureAi => {
+                format!("{base}/v1/rerank")
+            }
             Self::Vllm | Self::Infinity if base.ends_with("/rerank") => base.to_owned(),
             Self::Vllm | Self::Infinity => format!("{base}/rerank"),
         }
@@ -141,6 +170,8 @@ struct UpstreamBody<'a> {
     return_documents: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens_per_doc: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_chunks_per_doc: Option<u64>,
 }
 
 /// The upstream body of `r` for `family`, with `model` as the model.
@@ -154,9 +185,13 @@ fn body(family: Family, r: &RerankRequest, model: &str) -> Result<Bytes, LlmErro
         rank_fields: r.rank_fields.as_deref(),
         return_documents: r.return_documents,
         max_tokens_per_doc: None,
+        max_chunks_per_doc: None,
     };
     match family {
         Family::Cohere => out.max_tokens_per_doc = r.max_tokens_per_doc,
+        // Cohere's v1 API (LiteLLM's `AzureAIRerankConfig` is its Cohere v1 config).
+        Family::AzureAi => out.max_chunks_per_doc = r.max_chunks_per_doc,
+        Family::Together => {}
         Family::Jina | Family::Infinity => out.rank_fields = None,
         Family::Voyage => {
             out.top_k = out.top_n.take();
@@ -281,7 +316,7 @@ fn document(d: serde_json::Value) -> Option<serde_json::Value> {
 /// A rerank answer of `family`, in Cohere's shape, with its usage and the model it names (else
 /// `model`).
 pub(crate) fn decode(family: Family, body: &Bytes, model: &str) -> Result<LlmResponse, LlmError> {
-    if family == Family::Cohere {
+    if matches!(family, Family::Cohere | Family::AzureAi) {
         let model = Some(Arc::from(model));
         // Cohere's own shape: validated, its usage read, relayed byte for byte.
         let answer: RerankAnswer =
@@ -450,6 +485,26 @@ impl Provider for Infinity {
     }
 
     rerank_only_responses!(Family::Infinity);
+}
+
+/// `azure_ai/`: Cohere's rerank models on Azure AI (rerank only). See the [module docs](self).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AzureAi;
+
+impl Provider for AzureAi {
+    fn name(&self) -> &'static str {
+        AZURE_AI.prefix
+    }
+
+    fn supports(&self, op: crate::types::OperationKind) -> bool {
+        op == crate::types::OperationKind::Rerank
+    }
+
+    fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
+        encode(Family::AzureAi, &AZURE_AI, req, dep)
+    }
+
+    rerank_only_responses!(Family::AzureAi);
 }
 
 /// `voyage/`: Voyage AI's rerank. See the [module docs](self).
