@@ -216,30 +216,27 @@ pub fn find<'a>(budgets: &'a [ModelBudget], model: &str) -> Option<&'a ModelBudg
 
 /// Adds `v` spent on `model` at `now` to a key's stored `model_spend`, in the entry of
 /// `model_max_budget` that applies (see [`find`]); starts the model's next period first when
-/// its period ended (the spend then starts from `v`). Returns whether anything changed: a
-/// model without a budget entry is not tracked.
+/// its period ended (the spend then starts from `v`). Returns the entry charged: a model
+/// without a budget entry is not tracked (`None`).
 pub fn add_spend(
     model_max_budget: &mut Map<String, Value>,
     model_spend: &mut Map<String, Value>,
     model: &str,
     v: f64,
     now: i64,
-) -> bool {
+) -> Option<String> {
     let name = if model_max_budget.contains_key(model) {
         model.to_owned()
     } else {
         let bare = model.rsplit('/').next().unwrap_or(model);
         if !model_max_budget.contains_key(bare) {
-            return false;
+            return None;
         }
         bare.to_owned()
     };
-    let Some(entry) = model_max_budget
+    let entry = model_max_budget
         .get_mut(&name)
-        .and_then(Value::as_object_mut)
-    else {
-        return false;
-    };
+        .and_then(Value::as_object_mut)?;
     let ended = entry
         .get("budget_reset_at")
         .and_then(Value::as_i64)
@@ -254,8 +251,19 @@ pub fn add_spend(
     } else {
         num(model_spend.get(&name)).unwrap_or(0.0)
     };
-    model_spend.insert(name, Value::from(current + v));
-    true
+    model_spend.insert(name.clone(), Value::from(current + v));
+    Some(name)
+}
+
+/// Adds `v` spent to the loaded budget `b` at `now`, as [`add_spend`] adds it to the stored one
+/// (the key cache keeps its entries exact with it).
+pub fn add_loaded_spend(b: &mut ModelBudget, v: f64, now: i64) {
+    if b.budget_reset_at.is_some_and(|r| r <= now) {
+        b.spend = v;
+        b.budget_reset_at = crate::store::next_reset(b.budget_duration.as_deref(), now);
+    } else {
+        b.spend += v;
+    }
 }
 
 #[cfg(test)]
@@ -324,15 +332,32 @@ mod tests {
             json!({"gpt-4o": {"max_budget": 1.0, "budget_duration": "1s", "budget_reset_at": 2000}}),
         );
         let mut spend = Map::new();
-        assert!(add_spend(&mut mmb, &mut spend, "gpt-4o", 0.25, 1500));
+        assert_eq!(
+            add_spend(&mut mmb, &mut spend, "gpt-4o", 0.25, 1500).as_deref(),
+            Some("gpt-4o")
+        );
         // `openai/gpt-4o` is counted in the `gpt-4o` entry; another model is not tracked.
-        assert!(add_spend(&mut mmb, &mut spend, "openai/gpt-4o", 0.5, 1600));
-        assert!(!add_spend(&mut mmb, &mut spend, "claude", 9.0, 1600));
+        assert_eq!(
+            add_spend(&mut mmb, &mut spend, "openai/gpt-4o", 0.5, 1600).as_deref(),
+            Some("gpt-4o")
+        );
+        assert_eq!(add_spend(&mut mmb, &mut spend, "claude", 9.0, 1600), None);
         assert_eq!(Value::Object(spend.clone()), json!({"gpt-4o": 0.75}));
         // The period ended: the spend starts again from this call's, and a new period begins.
-        assert!(add_spend(&mut mmb, &mut spend, "gpt-4o", 0.1, 2500));
+        assert!(add_spend(&mut mmb, &mut spend, "gpt-4o", 0.1, 2500).is_some());
         assert_eq!(spend["gpt-4o"], 0.1);
         assert_eq!(mmb["gpt-4o"]["budget_reset_at"], 3500);
+        // The loaded copy (the key cache's) follows the same rule.
+        let mut b = ModelBudget {
+            budget_duration: Some("1s".into()),
+            budget_reset_at: Some(2000),
+            spend: 0.5,
+            ..ModelBudget::default()
+        };
+        add_loaded_spend(&mut b, 0.25, 1500);
+        assert_eq!((b.spend, b.budget_reset_at), (0.75, Some(2000)));
+        add_loaded_spend(&mut b, 0.1, 2500);
+        assert_eq!((b.spend, b.budget_reset_at), (0.1, Some(3500)));
     }
 
     #[test]

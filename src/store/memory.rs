@@ -333,13 +333,20 @@ impl InMemoryStore {
             .filter(|r| r.spend != 0.0 && (!stored_now || inserted.contains(r.request_id.as_str())))
         {
             if let Some(k) = data.keys.get_mut(&r.api_key) {
-                let _ = crate::budget::model::add_spend(
+                if let Some(entry) = crate::budget::model::add_spend(
                     &mut k.model_max_budget,
                     &mut k.model_spend,
                     &r.model_group,
                     r.spend,
                     now,
-                );
+                ) {
+                    *totals
+                        .key_models
+                        .entry(r.api_key.clone())
+                        .or_default()
+                        .entry(entry)
+                        .or_default() += r.spend;
+                }
             }
         }
         for (id, v) in &totals.teams {

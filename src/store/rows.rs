@@ -436,6 +436,9 @@ pub struct SpendTotals {
     pub proxy: f64,
     /// The proxy-wide budget row after this batch, when it exists.
     pub proxy_budget: Option<BudgetState>,
+    /// Per key hash and model-budget entry: the spend added to the key's `model_spend` (keys
+    /// with a `model_max_budget` entry for the model only; filled by the store).
+    pub key_models: HashMap<String, HashMap<String, f64>>,
 }
 
 /// The user id of the row that holds the proxy-wide budget (`litellm_settings.max_budget`) and

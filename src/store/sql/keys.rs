@@ -214,7 +214,7 @@ impl Store {
         &self,
         conn: &mut AnyConnection,
         rows: impl Iterator<Item = &'a SpendRow>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<HashMap<String, HashMap<String, f64>>, StoreError> {
         let mut per_key: HashMap<&str, HashMap<&str, f64>> = HashMap::new();
         for r in rows.filter(|r| r.spend != 0.0 && !r.api_key.is_empty()) {
             *per_key
@@ -224,6 +224,7 @@ impl Store {
                 .or_default() += r.spend;
         }
         let now = self.clock.unix_ms();
+        let mut charged: HashMap<String, HashMap<String, f64>> = HashMap::new();
         for (token, models) in per_key {
             let row = sqlx::query(self.pick(
                 "SELECT model_max_budget, model_spend FROM llmgate_keys WHERE token = $1",
@@ -241,7 +242,16 @@ impl Store {
             let mut spend = parse_map(get(&row, "model_spend"));
             let mut changed = false;
             for (model, v) in models {
-                changed |= crate::budget::model::add_spend(&mut budgets, &mut spend, model, v, now);
+                if let Some(entry) =
+                    crate::budget::model::add_spend(&mut budgets, &mut spend, model, v, now)
+                {
+                    *charged
+                        .entry(token.to_owned())
+                        .or_default()
+                        .entry(entry)
+                        .or_default() += v;
+                    changed = true;
+                }
             }
             if changed {
                 sqlx::query(self.pick(
@@ -256,7 +266,7 @@ impl Store {
                 .map_err(db("spend: model budgets"))?;
             }
         }
-        Ok(())
+        Ok(charged)
     }
 
     /// Key hashes by alias.

@@ -561,7 +561,8 @@ impl Store {
         // Each team's organization is charged its teams' spend; end users with a row theirs.
         totals.orgs = self.charge_orgs(&mut tx, &totals.teams).await?;
         self.charge_end_users(&mut tx, &totals.end_users).await?;
-        self.charge_model_budgets(&mut tx, rows.iter().filter(|r| counted(r)))
+        totals.key_models = self
+            .charge_model_budgets(&mut tx, rows.iter().filter(|r| counted(r)))
             .await?;
         if totals.proxy != 0.0 {
             let row = sqlx::query(concat!(
