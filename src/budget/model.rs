@@ -237,12 +237,14 @@ pub fn add_spend(
     let entry = model_max_budget
         .get_mut(&name)
         .and_then(Value::as_object_mut)?;
-    let ended = entry
-        .get("budget_reset_at")
-        .and_then(Value::as_i64)
-        .is_some_and(|r| r <= now);
+    let duration = text(entry, &["budget_duration", "time_period"]).map(str::to_owned);
+    // A period ended, or an entry with a period that has not started one (as LiteLLM writes
+    // them): this spend starts the next one.
+    let ended = match entry.get("budget_reset_at").and_then(Value::as_i64) {
+        Some(r) => r <= now,
+        None => duration.is_some(),
+    };
     let current = if ended {
-        let duration = text(entry, &["budget_duration", "time_period"]).map(str::to_owned);
         match crate::store::next_reset(duration.as_deref(), now) {
             Some(r) => entry.insert("budget_reset_at".into(), Value::from(r)),
             None => entry.remove("budget_reset_at"),
@@ -258,7 +260,11 @@ pub fn add_spend(
 /// Adds `v` spent to the loaded budget `b` at `now`, as [`add_spend`] adds it to the stored one
 /// (the key cache keeps its entries exact with it).
 pub fn add_loaded_spend(b: &mut ModelBudget, v: f64, now: i64) {
-    if b.budget_reset_at.is_some_and(|r| r <= now) {
+    let ended = match b.budget_reset_at {
+        Some(r) => r <= now,
+        None => b.budget_duration.is_some(),
+    };
+    if ended {
         b.spend = v;
         b.budget_reset_at = crate::store::next_reset(b.budget_duration.as_deref(), now);
     } else {
@@ -358,6 +364,16 @@ mod tests {
         assert_eq!((b.spend, b.budget_reset_at), (0.75, Some(2000)));
         add_loaded_spend(&mut b, 0.1, 2500);
         assert_eq!((b.spend, b.budget_reset_at), (0.1, Some(3500)));
+        // An entry LiteLLM wrote (a period, no `budget_reset_at`): the first spend starts it.
+        let mut mmb = map(json!({"g": {"budget_limit": 1.0, "time_period": "1s"}}));
+        let mut spend = map(json!({"g": 5.0}));
+        assert!(add_spend(&mut mmb, &mut spend, "g", 0.5, 100).is_some());
+        assert_eq!((spend["g"].as_f64(), mmb["g"]["budget_reset_at"].as_i64()), (Some(0.5), Some(1100)));
+        // No period at all: the spend only grows.
+        let mut mmb = map(json!({"g": {"max_budget": 1.0}}));
+        assert!(add_spend(&mut mmb, &mut spend, "g", 0.25, 200).is_some());
+        assert_eq!(spend["g"].as_f64(), Some(0.75));
+        assert!(mmb["g"].get("budget_reset_at").is_none());
     }
 
     #[test]
