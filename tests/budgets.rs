@@ -641,6 +641,8 @@ async fn model_specific_key_limits_and_bad_input() {
     for body in [
         json!({"model_max_budget": {"g": {"rpm_limit": 1}}}),
         json!({"metadata": {"model_rpm_limit": {"g": 1}}}),
+        // LiteLLM's top-level field, kept in the metadata as LiteLLM keeps it.
+        json!({"model_rpm_limit": {"g": 1}}),
     ] {
         let (key, _) = new_key(&base, body.clone()).await;
         assert_eq!(chat(&base, &key, "g").await.status, 200, "{body}");
@@ -679,6 +681,40 @@ async fn model_specific_key_limits_and_bad_input() {
         assert_eq!(a.status, 400, "{bad}: {}", String::from_utf8_lossy(&a.body));
         assert_eq!(a.error()["param"], "model_max_budget", "{bad}");
     }
+    let (_, token) = new_key(&base, json!({"model_tpm_limit": {"g": 50}})).await;
+    let info = get(&gw.url(&format!("/key/info?key={token}")), Some(MASTER))
+        .await
+        .json();
+    assert_eq!(info["info"]["metadata"]["model_tpm_limit"]["g"], 50);
+    // LiteLLM key fields that would restrict a key and that llmgate does not enforce are
+    // refused, naming the field, never dropped; their empty values pass.
+    for (field, value) in [
+        ("allowed_routes", json!(["/chat/completions"])),
+        ("permissions", json!({"get_spend_routes": false})),
+        ("enforced_params", json!(["user"])),
+        ("key_type", json!("read_only")),
+        ("guardrails", json!(["pii"])),
+        ("model_rpm_limit", json!({"g": -1})),
+    ] {
+        let a = post(
+            &gw.url("/key/generate"),
+            Some(MASTER),
+            &json!({ field: value }),
+        )
+        .await;
+        assert_eq!(
+            a.status,
+            400,
+            "{field}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(a.error()["param"], field);
+    }
+    new_key(
+        &base,
+        json!({"allowed_routes": [], "permissions": {}, "key_type": "default", "guardrails": null, "soft_budget": null}),
+    )
+    .await;
 }
 
 /// A chat call for the end user `user`.
@@ -808,4 +844,60 @@ async fn organization_and_end_user_rate_limits_redis() {
             .redis_url(governance_common::redis_url()),
     )
     .await;
+}
+
+/// `max_parallel_requests` holds for a team's and a user's keys together, not only per key: a
+/// second call of another key of the same team (or user) while the first is in flight is a 429,
+/// and the slot comes back when the first ends.
+#[tokio::test]
+async fn max_parallel_requests_holds_for_teams_and_users() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(
+        &two_groups(&up.url()),
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let base = gw.url("");
+    let a = post(
+        &gw.url("/team/new"),
+        Some(MASTER),
+        &json!({"team_id": "par-team", "max_parallel_requests": 1}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let a = post(
+        &gw.url("/user/new"),
+        Some(MASTER),
+        &json!({"user_id": "par-user", "max_parallel_requests": 1, "auto_create_key": false}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    for (scope, owner) in [
+        ("team", json!({"team_id": "par-team"})),
+        ("user", json!({"user_id": "par-user"})),
+    ] {
+        let (k1, _) = new_key(&base, owner.clone()).await;
+        let (k2, _) = new_key(&base, owner.clone()).await;
+        let before = up.hits();
+        up.enqueue(Reply::json(200, chat_completion("slow")).delay(Duration::from_secs(2)));
+        let slow = tokio::spawn({
+            let base = base.clone();
+            async move { chat(&base, &k1, "g").await.status }
+        });
+        assert!(up.wait_for_hits(before + 1, Duration::from_secs(10)).await);
+        let a = chat(&base, &k2, "other").await;
+        assert_eq!(
+            a.status,
+            429,
+            "{scope}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(
+            a.error()["message"],
+            format!("Rate limit exceeded for {scope}: parallel requests limit of 1 reached. Retry after 1s.")
+        );
+        assert_eq!(slow.await.unwrap(), 200);
+        assert_eq!(chat(&base, &k2, "g").await.status, 200, "{scope}");
+    }
 }

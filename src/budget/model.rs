@@ -368,7 +368,10 @@ mod tests {
         let mut mmb = map(json!({"g": {"budget_limit": 1.0, "time_period": "1s"}}));
         let mut spend = map(json!({"g": 5.0}));
         assert!(add_spend(&mut mmb, &mut spend, "g", 0.5, 100).is_some());
-        assert_eq!((spend["g"].as_f64(), mmb["g"]["budget_reset_at"].as_i64()), (Some(0.5), Some(1100)));
+        assert_eq!(
+            (spend["g"].as_f64(), mmb["g"]["budget_reset_at"].as_i64()),
+            (Some(0.5), Some(1100))
+        );
         // No period at all: the spend only grows.
         let mut mmb = map(json!({"g": {"max_budget": 1.0}}));
         assert!(add_spend(&mut mmb, &mut spend, "g", 0.25, 200).is_some());

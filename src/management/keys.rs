@@ -65,8 +65,58 @@ struct KeyBody {
     tags: Option<Vec<String>>,
     /// Model-specific budgets and limits (LiteLLM's shape, see [`crate::budget::model`]).
     model_max_budget: Option<Value>,
+    /// LiteLLM's per-model limits, kept in `metadata.model_rpm_limit` / `model_tpm_limit`.
+    model_rpm_limit: Option<Map<String, Value>>,
+    /// See `model_rpm_limit`.
+    model_tpm_limit: Option<Map<String, Value>>,
     /// Not supported yet: refused rather than ignored.
     budget_id: Option<String>,
+    /// LiteLLM key fields that restrict or change what a key does and that llmgate does not
+    /// enforce yet: a value other than "nothing" (`null`, empty, `false`, `"default"`) is
+    /// refused, never silently dropped.
+    allowed_routes: Option<Value>,
+    /// See `allowed_routes`.
+    allowed_passthrough_routes: Option<Value>,
+    /// See `allowed_routes`.
+    permissions: Option<Value>,
+    /// See `allowed_routes`.
+    enforced_params: Option<Value>,
+    /// See `allowed_routes`.
+    allowed_cache_controls: Option<Value>,
+    /// See `allowed_routes`.
+    guardrails: Option<Value>,
+    /// See `allowed_routes`.
+    prompts: Option<Value>,
+    /// See `allowed_routes`.
+    object_permission: Option<Value>,
+    /// See `allowed_routes`.
+    allowed_vector_store_indexes: Option<Value>,
+    /// See `allowed_routes`.
+    aliases: Option<Value>,
+    /// See `allowed_routes`.
+    config: Option<Value>,
+    /// See `allowed_routes`.
+    key_type: Option<Value>,
+    /// See `allowed_routes`.
+    rpm_limit_type: Option<Value>,
+    /// See `allowed_routes`.
+    tpm_limit_type: Option<Value>,
+    /// See `allowed_routes`.
+    organization_id: Option<Value>,
+    /// See `allowed_routes`.
+    soft_budget: Option<Value>,
+}
+
+/// Whether a JSON value says "nothing": `null`, `{}`, `[]`, `""`, `false`, or LiteLLM's
+/// `"default"` key type.
+fn is_nothing(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::String(s) => s.is_empty() || s == "default",
+        _ => false,
+    }
 }
 
 impl KeyBody {
@@ -80,6 +130,52 @@ impl KeyBody {
                     format!("Invalid model_max_budget: {e}. Example of valid model_max_budget: {{\"gpt-4o\": {{\"max_budget\": 10.0, \"budget_duration\": \"1d\", \"tpm_limit\": 100000, \"rpm_limit\": 100}}}}"),
                 )
             })?;
+        }
+        for (name, v) in [
+            ("model_rpm_limit", &self.model_rpm_limit),
+            ("model_tpm_limit", &self.model_tpm_limit),
+        ] {
+            let bad_entry = v
+                .iter()
+                .flatten()
+                .find(|(_, n)| !n.is_null() && !n.as_i64().is_some_and(|n| n >= 0));
+            if let Some((model, _)) = bad_entry {
+                return Err(bad(
+                    name,
+                    format!("{name}: the limit of `{model}` must be an integer ≥ 0"),
+                ));
+            }
+        }
+        for (name, v) in [
+            ("allowed_routes", &self.allowed_routes),
+            (
+                "allowed_passthrough_routes",
+                &self.allowed_passthrough_routes,
+            ),
+            ("permissions", &self.permissions),
+            ("enforced_params", &self.enforced_params),
+            ("allowed_cache_controls", &self.allowed_cache_controls),
+            ("guardrails", &self.guardrails),
+            ("prompts", &self.prompts),
+            ("object_permission", &self.object_permission),
+            (
+                "allowed_vector_store_indexes",
+                &self.allowed_vector_store_indexes,
+            ),
+            ("aliases", &self.aliases),
+            ("config", &self.config),
+            ("key_type", &self.key_type),
+            ("rpm_limit_type", &self.rpm_limit_type),
+            ("tpm_limit_type", &self.tpm_limit_type),
+            ("organization_id", &self.organization_id),
+            ("soft_budget", &self.soft_budget),
+        ] {
+            if v.as_ref().is_some_and(|v| !is_nothing(v)) {
+                return Err(bad(
+                    name,
+                    format!("`{name}` on a key is not supported by llmgate yet (refused rather than ignored)"),
+                ));
+            }
         }
         if self.budget_id.is_some() {
             return Err(bad(
@@ -96,6 +192,16 @@ impl KeyBody {
         if let Some(tags) = &self.tags {
             md.get_or_insert_with(Map::new)
                 .insert("tags".into(), json!(tags));
+        }
+        // LiteLLM keeps a key's per-model limits in its metadata.
+        for (name, v) in [
+            ("model_rpm_limit", &self.model_rpm_limit),
+            ("model_tpm_limit", &self.model_tpm_limit),
+        ] {
+            if let Some(v) = v {
+                md.get_or_insert_with(Map::new)
+                    .insert(name.into(), Value::Object(v.clone()));
+            }
         }
         md
     }
