@@ -99,7 +99,7 @@ pub fn validate(v: &Value) -> Result<(), String> {
         }
         for name in ["tpm_limit", "rpm_limit"] {
             if let Some(x) = e.get(name).filter(|x| !x.is_null()) {
-                if !int(Some(x)).is_some_and(|n| n >= 0) {
+                if int(Some(x)).is_none_or(|n| n < 0) {
                     return Err(format!("{model}: {name} must be an integer ≥ 0"));
                 }
             }
@@ -280,7 +280,10 @@ mod tests {
     use super::*;
 
     fn map(v: Value) -> Map<String, Value> {
-        v.as_object().cloned().unwrap()
+        match v {
+            Value::Object(m) => m,
+            other => panic!("not an object: {other}"),
+        }
     }
 
     #[test]

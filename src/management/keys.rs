@@ -138,7 +138,7 @@ impl KeyBody {
             let bad_entry = v
                 .iter()
                 .flatten()
-                .find(|(_, n)| !n.is_null() && !n.as_i64().is_some_and(|n| n >= 0));
+                .find(|(_, n)| !n.is_null() && n.as_i64().is_none_or(|n| n < 0));
             if let Some((model, _)) = bad_entry {
                 return Err(bad(
                     name,
