@@ -532,3 +532,372 @@ async fn proxy_budget_holds_on_an_open_gateway() {
     assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(up.hits(), 2);
 }
+
+// ---- issue 23: model-specific key budgets and limits, organization and end-user rate limits
+
+/// Two priced groups, `g` and `other`: a call costs 0.019 on either.
+fn two_groups(upstream: &str) -> String {
+    format!(
+        "model_list:\n  - model_name: g\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: {upstream}/v1\n      api_key: sk-upstream-key\n{PRICED}  - model_name: other\n    litellm_params:\n      model: openai/gpt-4o\n      api_base: {upstream}/v1\n      api_key: sk-upstream-key\n{PRICED}general_settings:\n  master_key: {MASTER}\n"
+    )
+}
+
+/// Before: `model_max_budget` on `/key/generate` was a 400 ("not supported yet"). Now a key's
+/// budget on one model is enforced as LiteLLM enforces it (spend > budget, its message), the
+/// other models stay callable, the spend per model is written by the spend writer into the
+/// key's `model_spend`, and the model's period restarts after its `budget_duration`.
+async fn model_max_budget_holds(opts: BuildOptions) {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let clock = Clock::manual();
+    let gw = Gov::start(&two_groups(&up.url()), opts.clock(clock.clone())).await;
+    let base = gw.url("");
+    let (key, token) = new_key(
+        &base,
+        json!({"key_alias": "per-model", "model_max_budget": {"g": {"max_budget": 0.03, "budget_duration": "1d"}}}),
+    )
+    .await;
+    // 0.019, then 0.038 > 0.03: the third call on `g` is refused before the upstream sees it.
+    assert_eq!(chat(&base, &key, "g").await.status, 200);
+    assert_eq!(chat(&base, &key, "g").await.status, 200);
+    let a = chat(&base, &key, "g").await;
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
+    let e = a.error();
+    assert_eq!(e["type"], "budget_exceeded");
+    assert_eq!(
+        e["message"],
+        format!("LiteLLM Virtual Key: {token}, key_alias: per-model, exceeded budget for model=g")
+    );
+    assert_eq!(up.hits(), 2);
+    // Another model has no budget of its own.
+    assert_eq!(chat(&base, &key, "other").await.status, 200);
+    // Written off the request path into LiteLLM's `model_spend`; still refused once written.
+    gw.flush().await;
+    let info = get(&gw.url(&format!("/key/info?key={token}")), Some(MASTER))
+        .await
+        .json();
+    let stored = info["info"]["model_spend"]["g"].as_f64().unwrap();
+    assert!((stored - 0.038).abs() < 1e-9, "{info}");
+    assert!(info["info"]["model_spend"].get("other").is_none(), "{info}");
+    assert_eq!(info["info"]["model_max_budget"]["g"]["max_budget"], 0.03);
+    assert_eq!(
+        info["info"]["model_max_budget"]["g"]["budget_duration"],
+        "1d"
+    );
+    assert!((info["info"]["spend"].as_f64().unwrap() - 0.057).abs() < 1e-9);
+    // Read back fresh from the store (the key cache dropped), the budget still holds.
+    let r = post(
+        &gw.url("/key/update"),
+        Some(MASTER),
+        &json!({"key": token, "metadata": {"touched": true}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(chat(&base, &key, "g").await.status, 422);
+    // A day later the model's period has ended: `g` is callable again, its spend restarts.
+    clock.advance(Duration::from_secs(86_400));
+    assert_eq!(chat(&base, &key, "g").await.status, 200);
+    gw.flush().await;
+    let info = get(&gw.url(&format!("/key/info?key={token}")), Some(MASTER))
+        .await
+        .json();
+    let stored = info["info"]["model_spend"]["g"].as_f64().unwrap();
+    assert!((stored - 0.019).abs() < 1e-9, "{info}");
+    // Raising the budget lets the key call again at once.
+    assert_eq!(chat(&base, &key, "g").await.status, 200);
+    assert_eq!(chat(&base, &key, "g").await.status, 422);
+    let r = post(
+        &gw.url("/key/update"),
+        Some(MASTER),
+        &json!({"key": token, "model_max_budget": {"g": {"budget_limit": "1.0", "time_period": "1d"}}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(chat(&base, &key, "g").await.status, 200);
+}
+
+#[tokio::test]
+async fn model_max_budget_is_enforced_per_model_sqlite() {
+    model_max_budget_holds(BuildOptions::default().database_url("sqlite::memory:")).await;
+}
+
+#[tokio::test]
+async fn model_max_budget_is_enforced_per_model_postgres() {
+    model_max_budget_holds(BuildOptions::default().database_url(fresh_pg().await)).await;
+}
+
+/// A key's rpm on one model (`model_max_budget`'s `rpm_limit`, or the metadata's
+/// `model_rpm_limit`) limits that model only; a malformed `model_max_budget` is a 400 naming it.
+#[tokio::test]
+async fn model_specific_key_limits_and_bad_input() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(
+        &two_groups(&up.url()),
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let base = gw.url("");
+    for body in [
+        json!({"model_max_budget": {"g": {"rpm_limit": 1}}}),
+        json!({"metadata": {"model_rpm_limit": {"g": 1}}}),
+        // LiteLLM's top-level field, kept in the metadata as LiteLLM keeps it.
+        json!({"model_rpm_limit": {"g": 1}}),
+    ] {
+        let (key, _) = new_key(&base, body.clone()).await;
+        assert_eq!(chat(&base, &key, "g").await.status, 200, "{body}");
+        let a = chat(&base, &key, "g").await;
+        assert_eq!(
+            a.status,
+            429,
+            "{body}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert!(
+            a.error()["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Rate limit exceeded for model_per_key: requests limit of 1"),
+            "{}",
+            a.error()
+        );
+        assert_eq!(a.error()["type"], "rate_limit_error");
+        assert!(a.header("retry-after").is_some());
+        assert_eq!(chat(&base, &key, "other").await.status, 200, "{body}");
+    }
+    for bad in [
+        json!([1]),
+        json!({"g": 5}),
+        json!({"g": {"max_budget": -1}}),
+        json!({"g": {"budget_duration": "0s"}}),
+        json!({"g": {"rpm_limit": "many"}}),
+    ] {
+        let a = post(
+            &gw.url("/key/generate"),
+            Some(MASTER),
+            &json!({"model_max_budget": bad}),
+        )
+        .await;
+        assert_eq!(a.status, 400, "{bad}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(a.error()["param"], "model_max_budget", "{bad}");
+    }
+    let (_, token) = new_key(&base, json!({"model_tpm_limit": {"g": 50}})).await;
+    let info = get(&gw.url(&format!("/key/info?key={token}")), Some(MASTER))
+        .await
+        .json();
+    assert_eq!(info["info"]["metadata"]["model_tpm_limit"]["g"], 50);
+    // LiteLLM key fields that would restrict a key and that llmgate does not enforce are
+    // refused, naming the field, never dropped; their empty values pass.
+    for (field, value) in [
+        ("allowed_routes", json!(["/chat/completions"])),
+        ("permissions", json!({"get_spend_routes": false})),
+        ("enforced_params", json!(["user"])),
+        ("key_type", json!("read_only")),
+        ("guardrails", json!(["pii"])),
+        ("model_rpm_limit", json!({"g": -1})),
+    ] {
+        let a = post(
+            &gw.url("/key/generate"),
+            Some(MASTER),
+            &json!({ field: value }),
+        )
+        .await;
+        assert_eq!(
+            a.status,
+            400,
+            "{field}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(a.error()["param"], field);
+    }
+    new_key(
+        &base,
+        json!({"allowed_routes": [], "permissions": {}, "key_type": "default", "guardrails": null, "soft_budget": null}),
+    )
+    .await;
+}
+
+/// A chat call for the end user `user`.
+async fn chat_for(base: &str, key: &str, model: &str, user: &str) -> governance_common::Answer {
+    post(
+        &format!("{base}/v1/chat/completions"),
+        Some(key),
+        &json!({"model": model, "user": user, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await
+}
+
+/// Before: an organization's and an end user's `rpm_limit` / `tpm_limit` were stored in their
+/// budget rows and not enforced. Now they are counted as LiteLLM counts them (scopes
+/// `organization`, shared by every key of its teams, and `end_user`), on the same counters as
+/// key and team limits: in process, or in Redis.
+async fn org_and_end_user_limits_hold(opts: BuildOptions) {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(&two_groups(&up.url()), opts).await;
+    let base = gw.url("");
+    // Ids unique to this run: the Redis counters are shared with other tests.
+    let run = format!("{:08x}", fastrand::u32(..));
+    let (org, team, cust) = (format!("o-{run}"), format!("t-{run}"), format!("c-{run}"));
+    let a = post(
+        &gw.url("/organization/new"),
+        Some(MASTER),
+        &json!({"organization_id": org, "organization_alias": "acme", "rpm_limit": 2}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let a = post(
+        &gw.url("/team/new"),
+        Some(MASTER),
+        &json!({"team_id": team, "organization_id": org}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let (k1, _) = new_key(&base, json!({"team_id": team})).await;
+    let (k2, _) = new_key(&base, json!({"team_id": team})).await;
+    let (outside, _) = new_key(&base, json!({})).await;
+    // Two calls a minute for the whole organization, whichever key of its teams calls.
+    assert_eq!(chat(&base, &k1, "g").await.status, 200);
+    assert_eq!(chat(&base, &k2, "other").await.status, 200);
+    let a = chat(&base, &k2, "g").await;
+    assert_eq!(a.status, 429, "{}", String::from_utf8_lossy(&a.body));
+    let e = a.error();
+    assert_eq!(e["type"], "rate_limit_error");
+    assert_eq!(e["code"], "429");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Rate limit exceeded for organization: requests limit of 2 per minute"),
+        "{e}"
+    );
+    assert!(a.header("retry-after").is_some());
+    assert_eq!(chat(&base, &k1, "g").await.status, 429);
+    // A key outside the organization is not counted there.
+    assert_eq!(chat(&base, &outside, "g").await.status, 200);
+
+    // An end user with a row and a budget row's rpm_limit of 1.
+    let a = post(
+        &gw.url("/customer/new"),
+        Some(MASTER),
+        &json!({"user_id": cust, "rpm_limit": 1}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(chat_for(&base, &outside, "g", &cust).await.status, 200);
+    let a = chat_for(&base, &outside, "other", &cust).await;
+    assert_eq!(a.status, 429, "{}", String::from_utf8_lossy(&a.body));
+    assert!(
+        a.error()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Rate limit exceeded for end_user: requests limit of 1 per minute"),
+        "{}",
+        a.error()
+    );
+    // The limit is the end user's, whichever key calls for it; the id never appears.
+    let (another, _) = new_key(&base, json!({})).await;
+    let a = chat_for(&base, &another, "g", &cust).await;
+    assert_eq!(a.status, 429);
+    assert!(!String::from_utf8_lossy(&a.body).contains(&cust));
+    // Other end users, and calls naming none, are not limited by it.
+    assert_eq!(
+        chat_for(&base, &outside, "g", &format!("{cust}-2"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(chat(&base, &outside, "g").await.status, 200);
+    // A token limit on the end user: counted from the calls' usage (12 tokens a call).
+    let tpm = format!("{cust}-tpm");
+    let a = post(
+        &gw.url("/customer/new"),
+        Some(MASTER),
+        &json!({"user_id": tpm, "tpm_limit": 20}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(chat_for(&base, &outside, "g", &tpm).await.status, 200);
+    assert_eq!(chat_for(&base, &outside, "g", &tpm).await.status, 200);
+    let a = chat_for(&base, &outside, "g", &tpm).await;
+    assert_eq!(a.status, 429, "{}", String::from_utf8_lossy(&a.body));
+    assert!(
+        a.error()["message"]
+            .as_str()
+            .unwrap()
+            .contains("end_user: tokens limit of 20"),
+        "{}",
+        a.error()
+    );
+}
+
+#[tokio::test]
+async fn organization_and_end_user_rate_limits_memory() {
+    org_and_end_user_limits_hold(BuildOptions::default().database_url("sqlite::memory:")).await;
+}
+
+#[tokio::test]
+async fn organization_and_end_user_rate_limits_redis() {
+    org_and_end_user_limits_hold(
+        BuildOptions::default()
+            .database_url("sqlite::memory:")
+            .redis_url(governance_common::redis_url()),
+    )
+    .await;
+}
+
+/// `max_parallel_requests` holds for a team's and a user's keys together, not only per key: a
+/// second call of another key of the same team (or user) while the first is in flight is a 429,
+/// and the slot comes back when the first ends.
+#[tokio::test]
+async fn max_parallel_requests_holds_for_teams_and_users() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(
+        &two_groups(&up.url()),
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let base = gw.url("");
+    let a = post(
+        &gw.url("/team/new"),
+        Some(MASTER),
+        &json!({"team_id": "par-team", "max_parallel_requests": 1}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let a = post(
+        &gw.url("/user/new"),
+        Some(MASTER),
+        &json!({"user_id": "par-user", "max_parallel_requests": 1, "auto_create_key": false}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    for (scope, owner) in [
+        ("team", json!({"team_id": "par-team"})),
+        ("user", json!({"user_id": "par-user"})),
+    ] {
+        let (k1, _) = new_key(&base, owner.clone()).await;
+        let (k2, _) = new_key(&base, owner.clone()).await;
+        let before = up.hits();
+        up.enqueue(Reply::json(200, chat_completion("slow")).delay(Duration::from_secs(2)));
+        let slow = tokio::spawn({
+            let base = base.clone();
+            async move { chat(&base, &k1, "g").await.status }
+        });
+        assert!(up.wait_for_hits(before + 1, Duration::from_secs(10)).await);
+        let a = chat(&base, &k2, "other").await;
+        assert_eq!(
+            a.status,
+            429,
+            "{scope}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(
+            a.error()["message"],
+            format!("Rate limit exceeded for {scope}: parallel requests limit of 1 reached. Retry after 1s.")
+        );
+        assert_eq!(slow.await.unwrap(), 200);
+        assert_eq!(chat(&base, &k2, "g").await.status, 200, "{scope}");
+    }
+}

@@ -354,3 +354,80 @@ async fn the_schema_is_chosen_safely() {
         "{e}"
     );
 }
+
+/// Issue 23: a key's `model_max_budget` as LiteLLM stores it (its JSONB column, LiteLLM's older
+/// `budget_limit` / `time_period` names) is enforced on LiteLLM's database, the spend per model
+/// is written into the key's `model_spend` column, and a key made through llmgate's API stores
+/// its model budgets in LiteLLM's column, in LiteLLM's shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_max_budget_lives_in_litellms_columns() {
+    const KEY_MODEL: &str = "sk-litellm-made-key-model-budget";
+    let url = litellm_db().await;
+    exec(
+        &url,
+        &format!(
+            r#"INSERT INTO "LiteLLM_VerificationToken" (token, key_name, key_alias, models, model_max_budget) VALUES ('{}', 'sk-...dget', 'per-model', ARRAY[]::text[], '{{"g": {{"budget_limit": 0.000001, "time_period": "1d"}}}}')"#,
+            hash_key(KEY_MODEL)
+        ),
+    )
+    .await;
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(&config(&up.url(), &url, ""), BuildOptions::default()).await;
+    let base = gw.url("");
+    // The first call is within the budget (spend 0); it spends more than it.
+    assert_eq!(chat(&base, KEY_MODEL, "g").await.status, 200);
+    let a = chat(&base, KEY_MODEL, "g").await;
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.error()["message"],
+        format!(
+            "LiteLLM Virtual Key: {}, key_alias: per-model, exceeded budget for model=g",
+            hash_key(KEY_MODEL)
+        )
+    );
+    assert_eq!(chat(&base, KEY_MODEL, "other").await.status, 200);
+    gw.flush().await;
+    let row = one(
+        &url,
+        &format!(
+            r#"SELECT CAST(model_spend->>'g' AS DOUBLE PRECISION) AS g, model_spend ? 'other' AS other, CAST(model_max_budget->'g'->>'budget_reset_at' AS BIGINT) AS reset FROM "LiteLLM_VerificationToken" WHERE token = '{}'"#,
+            hash_key(KEY_MODEL)
+        ),
+    )
+    .await;
+    let g: f64 = row.get("g");
+    assert!(g > 0.0, "{g}");
+    assert!(!row.get::<bool, _>("other"));
+    let reset: i64 = row.get("reset");
+    assert!(reset > 0);
+    // Still refused after the key is read again from the database.
+    let r = post(
+        &gw.url("/key/update"),
+        Some(MASTER),
+        &json!({"key": KEY_MODEL, "metadata": {"x": 1}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(chat(&base, KEY_MODEL, "g").await.status, 422);
+
+    // Made through llmgate: LiteLLM's column holds LiteLLM's `BudgetConfig` shape.
+    let a = post(
+        &gw.url("/key/generate"),
+        Some(MASTER),
+        &json!({"model_max_budget": {"g": {"max_budget": 5.0, "budget_duration": "30d", "rpm_limit": 9}}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let token = a.json()["token"].as_str().unwrap().to_owned();
+    let row = one(
+        &url,
+        &format!(
+            r#"SELECT CAST(model_max_budget->'g'->>'max_budget' AS DOUBLE PRECISION) AS m, model_max_budget->'g'->>'budget_duration' AS d, CAST(model_max_budget->'g'->>'rpm_limit' AS BIGINT) AS r FROM "LiteLLM_VerificationToken" WHERE token = '{token}'"#
+        ),
+    )
+    .await;
+    assert_eq!(row.get::<f64, _>("m"), 5.0);
+    assert_eq!(row.get::<String, _>("d"), "30d");
+    assert_eq!(row.get::<i64, _>("r"), 9);
+}

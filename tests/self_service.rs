@@ -183,3 +183,219 @@ async fn a_key_reads_itself_and_its_user_but_no_one_else() {
     assert_eq!(r.status, 400);
     assert_eq!(r.error()["param"], "key");
 }
+
+/// An internal user updates, regenerates and deletes its own keys, as LiteLLM lets it; another
+/// user's key (or a team's, for a member who is not its admin) is a 403 and stays as it was; a
+/// team's admin deletes its team's keys; a `proxy_admin_viewer` changes nothing.
+#[tokio::test]
+async fn an_internal_user_manages_its_own_keys_and_no_one_elses() {
+    let up = FakeUpstream::start().await;
+    let gw = Gov::start(
+        &governance_common::config("g", &up.url(), ""),
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let base = gw.url("");
+    for (user, role) in [
+        ("u1", "internal_user"),
+        ("u2", "internal_user"),
+        ("v1", "internal_user_viewer"),
+        ("ro", "proxy_admin_viewer"),
+    ] {
+        let a = post(
+            &gw.url("/user/new"),
+            Some(MASTER),
+            &json!({"user_id": user, "user_role": role, "auto_create_key": false}),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    }
+    let t = post(
+        &gw.url("/team/new"),
+        Some(MASTER),
+        &json!({"team_id": "t1", "members_with_roles": [
+            {"user_id": "u1", "role": "admin"}, {"user_id": "u2", "role": "user"}
+        ]}),
+    )
+    .await;
+    assert_eq!(t.status, 200, "{}", String::from_utf8_lossy(&t.body));
+    let (a, a_token) = new_key(&base, json!({"user_id": "u1", "key_alias": "a"})).await;
+    let (_, b_token) = new_key(&base, json!({"user_id": "u1", "key_alias": "b"})).await;
+    let (c, c_token) = new_key(&base, json!({"user_id": "u2", "key_alias": "c"})).await;
+    let (_, team_token) = new_key(
+        &base,
+        json!({"user_id": "u2", "team_id": "t1", "key_alias": "tk"}),
+    )
+    .await;
+    let (v, v_token) = new_key(&base, json!({"user_id": "v1", "key_alias": "v"})).await;
+    let (ro, _) = new_key(&base, json!({"user_id": "ro", "key_alias": "ro"})).await;
+
+    // Its own key: limits, alias and metadata change.
+    let r = post(
+        &gw.url("/key/update"),
+        Some(&a),
+        &json!({"key": b_token, "key_alias": "b2", "max_budget": 5.0, "rpm_limit": 7}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let info = get(&gw.url(&format!("/key/info?key={b_token}")), Some(MASTER))
+        .await
+        .json();
+    assert_eq!(info["info"]["key_alias"], "b2");
+    assert_eq!(info["info"]["max_budget"], 5.0);
+    assert_eq!(info["info"]["rpm_limit"], 7);
+
+    // Another user's key, a team's key, a key that does not exist: 403, nothing changed.
+    for (caller, token) in [
+        (&a, c_token.as_str()),
+        (&c, a_token.as_str()),
+        (&c, team_token.as_str()),
+        (&a, "sk-no-such-key-0000"),
+        (&v, v_token.as_str()),
+    ] {
+        let r = post(
+            &gw.url("/key/update"),
+            Some(caller),
+            &json!({"key": token, "key_alias": "stolen"}),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            403,
+            "{token}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.error()["type"], "auth_error");
+    }
+    for token in [&c_token, &team_token] {
+        let info = get(&gw.url(&format!("/key/info?key={token}")), Some(MASTER))
+            .await
+            .json();
+        assert_ne!(info["info"]["key_alias"], "stolen", "{info}");
+    }
+    // The team's admin updates the team's key (LiteLLM's team-member permissions).
+    let r = post(
+        &gw.url("/key/update"),
+        Some(&a),
+        &json!({"key": team_token, "rpm_limit": 3, "team_id": "t1"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["rpm_limit"], 3);
+    // Its own key handed to another user, moved into a team, or its spend rewritten: 403.
+    for body in [
+        json!({"key": a_token, "user_id": "u2"}),
+        json!({"key": a_token, "team_id": "t1"}),
+        json!({"key": a_token, "spend": 0.0}),
+    ] {
+        let r = post(&gw.url("/key/update"), Some(&a), &body).await;
+        assert_eq!(
+            r.status,
+            403,
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let r = post(
+        &gw.url("/key/update"),
+        Some(&a),
+        &json!({"key": a_token, "user_id": "u2"}),
+    )
+    .await;
+    assert_eq!(
+        r.error()["message"],
+        format!("User=u2 is not allowed to update key={a_token} to belong to user=u1")
+    );
+    // The viewer writes nothing.
+    let r = post(
+        &gw.url("/key/update"),
+        Some(&ro),
+        &json!({"key": c_token, "key_alias": "x"}),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        post(
+            &gw.url("/key/delete"),
+            Some(&ro),
+            &json!({"keys": [c_token]})
+        )
+        .await
+        .status,
+        403
+    );
+
+    // Regenerate: its own key (the old secret stops working, the new one works); another's: 403.
+    let r = post(
+        &gw.url("/key/regenerate"),
+        Some(&c),
+        &json!({"key": a_token}),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    let r = post(
+        &gw.url(&format!("/key/{c_token}/regenerate")),
+        Some(&a),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    let (_, d_token) = new_key(&base, json!({"user_id": "u2", "key_alias": "d"})).await;
+    let r = post(
+        &gw.url("/key/regenerate"),
+        Some(&c),
+        &json!({"key": d_token}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let fresh = r.json()["key"].as_str().unwrap().to_owned();
+    assert_eq!(get(&gw.url("/key/info"), Some(&fresh)).await.status, 200);
+
+    // Delete: a batch with another's key deletes nothing; its own keys go.
+    let r = post(
+        &gw.url("/key/delete"),
+        Some(&a),
+        &json!({"keys": [b_token, c_token]}),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.error()["message"],
+        "You are not authorized to delete this key"
+    );
+    assert_eq!(
+        get(&gw.url(&format!("/key/info?key={b_token}")), Some(MASTER))
+            .await
+            .status,
+        200,
+        "a refused batch deleted a key"
+    );
+    // A team member who is not the team's admin may not delete the team's key (even its own).
+    let r = post(
+        &gw.url("/key/delete"),
+        Some(&c),
+        &json!({"keys": [team_token]}),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    let r = post(
+        &gw.url("/key/delete"),
+        Some(&a),
+        &json!({"keys": [b_token]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["deleted_keys"], json!([b_token]));
+    // The team's admin deletes the team's key.
+    let r = post(
+        &gw.url("/key/delete"),
+        Some(&a),
+        &json!({"keys": [team_token]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // Its own calling key too: afterwards it is unknown (401).
+    let r = post(&gw.url("/key/delete"), Some(&a), &json!({"keys": [a]})).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(get(&gw.url("/key/info"), Some(&a)).await.status, 401);
+}

@@ -215,6 +215,12 @@ impl KeyCache {
             if let Some(s) = next.organization.as_mut() {
                 add(s, o);
             }
+            // The key's model-specific budgets (`model_max_budget`).
+            for (model, v) in totals.key_models.get(token).into_iter().flatten() {
+                if let Some(b) = next.model_budgets.iter_mut().find(|b| &b.model == model) {
+                    crate::budget::model::add_loaded_spend(b, *v, now);
+                }
+            }
             Some(Arc::new(next))
         };
         let update = |token: Arc<str>, entry: &Cached| {

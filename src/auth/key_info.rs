@@ -101,6 +101,9 @@ pub struct KeyInfo {
     pub organization_id: Option<String>,
     /// The organization's limits (its budget row's) and spend.
     pub organization: Option<Scope>,
+    /// The key's model-specific budgets and limits (LiteLLM's `model_max_budget`, the
+    /// metadata's `model_rpm_limit` / `model_tpm_limit`) with each model's stored spend.
+    pub model_budgets: Vec<crate::budget::ModelBudget>,
 }
 
 impl KeyInfo {
@@ -189,6 +192,11 @@ impl KeyInfo {
                 spend: o.spend,
                 budget_reset_at: o.budget_reset_at,
             }),
+            model_budgets: crate::budget::model::from_key(
+                &k.model_max_budget,
+                &k.model_spend,
+                &k.metadata,
+            ),
         }))
     }
 

@@ -15,6 +15,7 @@
 //! | user | `ExceededBudget: User=<user_id> over budget. Spend=<spend>, Budget=<max>` |
 //! | end user (the body's `user`, [`EndUserInfo`]) | `ExceededBudget: End User=<user> over budget. Spend=<spend>, Budget=<max>` |
 //! | proxy | `Budget has been exceeded! Current cost: <spend>, Max budget: <max>` |
+//! | the key on one model ([`check_model`], [`model`]) | `LiteLLM Virtual Key: <token>, key_alias: <alias, else None>, exceeded budget for model=<model>` |
 //!
 //! Numbers are written as Python writes floats (`0.5`, `1.0`, `1e-05`).
 //! With `budget_duration` (`30s`, `5m`, `1h`, `1d`, `1w`, `1mo`), spend resets to 0 when the period
@@ -67,10 +68,12 @@ use http::StatusCode;
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub mod model;
 mod proxy;
 mod unpriced;
 
 pub use self::{
+    model::ModelBudget,
     proxy::{spawn_refresh, ProxyBudget},
     unpriced::{UnpricedGuard, UnpricedGuardLayer},
 };
@@ -271,6 +274,44 @@ pub fn check(info: &KeyInfo, ledger: Option<&Ledger>, now: i64) -> Option<LlmErr
     None
 }
 
+/// Why `info` may not start a call of `model` at `now`, if the key's budget for that model
+/// (LiteLLM's `model_max_budget`, see [`model`]) is spent: its stored spend for the model's
+/// current period plus this gateway's unwritten spend on it over a `max_budget` above 0, as
+/// LiteLLM compares (spend > budget), with LiteLLM's message.
+#[must_use]
+pub fn check_model(
+    info: &KeyInfo,
+    model: &str,
+    ledger: Option<&Ledger>,
+    now: i64,
+) -> Option<LlmError> {
+    if info.model_budgets.is_empty() {
+        return None;
+    }
+    let b = model::find(&info.model_budgets, model)?;
+    let max = b.max_budget.filter(|m| *m > 0.0)?;
+    let stored = if b.budget_reset_at.is_some_and(|r| r <= now) {
+        0.0
+    } else {
+        b.spend
+    };
+    let pending = ledger.map_or(0.0, |l| {
+        let mut p = l.key_model(&info.token, model);
+        if b.model != model {
+            p += l.key_model(&info.token, &b.model);
+        }
+        p
+    });
+    let current = stored + pending;
+    spent(current, max, false).then(|| {
+        exceeded(format!(
+            "LiteLLM Virtual Key: {}, key_alias: {}, exceeded budget for model={model}",
+            info.token,
+            info.key_alias.as_deref().unwrap_or("None"),
+        ))
+    })
+}
+
 /// Why the end user `e` may not start a call, if it is over its budget (LiteLLM: spend over the
 /// budget row's `max_budget`; its stored spend, as written by the spend writer).
 #[must_use]
@@ -304,7 +345,11 @@ where
             let refused = req
                 .extensions
                 .get::<Arc<KeyInfo>>()
-                .and_then(|info| check(info, self.ledger.as_deref(), self.clock.unix_ms()))
+                .and_then(|info| {
+                    let now = self.clock.unix_ms();
+                    check(info, self.ledger.as_deref(), now)
+                        .or_else(|| check_model(info, req.model(), self.ledger.as_deref(), now))
+                })
                 .or_else(|| {
                     req.extensions
                         .get::<Arc<EndUserInfo>>()
@@ -453,6 +498,52 @@ mod tests {
         // A passed period counts as 0.
         e.scope.budget_reset_at = Some(NOW - 1);
         assert!(check_end_user(&e, NOW).is_none());
+    }
+
+    #[test]
+    fn model_budgets_follow_litellm() {
+        let mut info = KeyInfo {
+            token: "tok".into(),
+            key_alias: Some("k".into()),
+            model_budgets: vec![ModelBudget {
+                model: "gpt-4o".into(),
+                max_budget: Some(1.0),
+                spend: 1.0,
+                budget_reset_at: Some(NOW + 10),
+                ..ModelBudget::default()
+            }],
+            ..KeyInfo::default()
+        };
+        // At the budget: still allowed (LiteLLM: spend > budget); other models are free.
+        assert!(check_model(&info, "gpt-4o", None, NOW).is_none());
+        info.model_budgets[0].spend = 1.5;
+        let e = check_model(&info, "gpt-4o", None, NOW).unwrap();
+        assert_eq!(e.kind(), ErrorKind::BudgetExceeded);
+        assert_eq!(
+            e.message(),
+            "LiteLLM Virtual Key: tok, key_alias: k, exceeded budget for model=gpt-4o"
+        );
+        // Named with a provider prefix, the entry of the bare name applies.
+        assert!(check_model(&info, "openai/gpt-4o", None, NOW)
+            .unwrap()
+            .message()
+            .ends_with("model=openai/gpt-4o"));
+        assert!(check_model(&info, "gpt-4o-mini", None, NOW).is_none());
+        // A passed period counts as 0; a budget of 0 is none (LiteLLM: `max_budget > 0`).
+        assert!(check_model(&info, "gpt-4o", None, NOW + 10).is_none());
+        info.model_budgets[0].max_budget = Some(0.0);
+        assert!(check_model(&info, "gpt-4o", None, NOW).is_none());
+        // This gateway's unwritten spend on the model counts.
+        info.model_budgets[0].max_budget = Some(2.0);
+        let ledger = Ledger::default();
+        assert!(check_model(&info, "gpt-4o", Some(&ledger), NOW).is_none());
+        ledger.add_row(&crate::store::SpendRow {
+            api_key: "tok".into(),
+            model_group: "gpt-4o".into(),
+            spend: 0.75,
+            ..crate::store::SpendRow::default()
+        });
+        assert!(check_model(&info, "gpt-4o", Some(&ledger), NOW).is_some());
     }
 
     #[test]

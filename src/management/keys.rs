@@ -19,6 +19,7 @@ use super::{
     Mgmt,
 };
 use crate::{
+    auth::KeyInfo,
     secret::Secret,
     store::{hash_key, next_reset, parse_duration, KeyRow, Limits, NewKey},
 };
@@ -26,14 +27,16 @@ use crate::{
 /// This resource's routes: the admin-only ones behind [`require_admin`], then the self-service reads, which check their caller themselves.
 pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
     Router::new()
-        .route("/key/update", post(key_update))
-        .route("/key/delete", post(key_delete))
         .route("/key/block", post(key_block))
         .route("/key/unblock", post(key_unblock))
-        .route("/key/regenerate", post(key_regenerate))
-        .route("/key/{key}/regenerate", post(key_regenerate_path))
         .route_layer(from_fn_with_state(state.clone(), require_admin))
         .route("/key/info", get(key_info))
+        // Admins; an internal user on its own keys, a team's admin on its team's keys (for
+        // deletion), as LiteLLM: these check their caller.
+        .route("/key/update", post(key_update))
+        .route("/key/delete", post(key_delete))
+        .route("/key/regenerate", post(key_regenerate))
+        .route("/key/{key}/regenerate", post(key_regenerate_path))
         // Admins, and a team's admins for that team (LiteLLM's rule): checks its caller.
         .route("/key/generate", post(key_generate))
         // Admins list every key; an internal user its own.
@@ -60,20 +63,119 @@ struct KeyBody {
     spend: Option<f64>,
     /// LiteLLM keeps a key's tags in `metadata.tags`.
     tags: Option<Vec<String>>,
-    /// Not supported yet: refused rather than ignored.
+    /// Model-specific budgets and limits (LiteLLM's shape, see [`crate::budget::model`]).
     model_max_budget: Option<Value>,
+    /// LiteLLM's per-model limits, kept in `metadata.model_rpm_limit` / `model_tpm_limit`.
+    model_rpm_limit: Option<Map<String, Value>>,
+    /// See `model_rpm_limit`.
+    model_tpm_limit: Option<Map<String, Value>>,
+    /// Not supported yet: refused rather than ignored.
     budget_id: Option<String>,
+    /// LiteLLM key fields that restrict or change what a key does and that llmgate does not
+    /// enforce yet: a value other than "nothing" (`null`, empty, `false`, `"default"`) is
+    /// refused, never silently dropped.
+    allowed_routes: Option<Value>,
+    /// See `allowed_routes`.
+    allowed_passthrough_routes: Option<Value>,
+    /// See `allowed_routes`.
+    permissions: Option<Value>,
+    /// See `allowed_routes`.
+    enforced_params: Option<Value>,
+    /// See `allowed_routes`.
+    allowed_cache_controls: Option<Value>,
+    /// See `allowed_routes`.
+    guardrails: Option<Value>,
+    /// See `allowed_routes`.
+    prompts: Option<Value>,
+    /// See `allowed_routes`.
+    object_permission: Option<Value>,
+    /// See `allowed_routes`.
+    allowed_vector_store_indexes: Option<Value>,
+    /// See `allowed_routes`.
+    aliases: Option<Value>,
+    /// See `allowed_routes`.
+    config: Option<Value>,
+    /// See `allowed_routes`.
+    key_type: Option<Value>,
+    /// See `allowed_routes`.
+    rpm_limit_type: Option<Value>,
+    /// See `allowed_routes`.
+    tpm_limit_type: Option<Value>,
+    /// See `allowed_routes`.
+    organization_id: Option<Value>,
+    /// See `allowed_routes`.
+    soft_budget: Option<Value>,
+}
+
+/// Whether a JSON value says "nothing": `null`, `{}`, `[]`, `""`, `false`, or LiteLLM's
+/// `"default"` key type.
+fn is_nothing(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::String(s) => s.is_empty() || s == "default",
+        _ => false,
+    }
 }
 
 impl KeyBody {
     /// Fields LiteLLM accepts that llmgate does not enforce yet: a 400 naming the field, so a
     /// limit is never silently dropped.
     fn refuse_unsupported(&self) -> Result<(), ApiError> {
-        if self.model_max_budget.as_ref().is_some_and(|v| !v.is_null()) {
-            return Err(bad(
-                "model_max_budget",
-                "`model_max_budget`: model-specific budgets are not supported by llmgate yet",
-            ));
+        if let Some(v) = self.model_max_budget.as_ref().filter(|v| !v.is_null()) {
+            crate::budget::model::validate(v).map_err(|e| {
+                bad(
+                    "model_max_budget",
+                    format!("Invalid model_max_budget: {e}. Example of valid model_max_budget: {{\"gpt-4o\": {{\"max_budget\": 10.0, \"budget_duration\": \"1d\", \"tpm_limit\": 100000, \"rpm_limit\": 100}}}}"),
+                )
+            })?;
+        }
+        for (name, v) in [
+            ("model_rpm_limit", &self.model_rpm_limit),
+            ("model_tpm_limit", &self.model_tpm_limit),
+        ] {
+            let bad_entry = v
+                .iter()
+                .flatten()
+                .find(|(_, n)| !n.is_null() && n.as_i64().is_none_or(|n| n < 0));
+            if let Some((model, _)) = bad_entry {
+                return Err(bad(
+                    name,
+                    format!("{name}: the limit of `{model}` must be an integer ≥ 0"),
+                ));
+            }
+        }
+        for (name, v) in [
+            ("allowed_routes", &self.allowed_routes),
+            (
+                "allowed_passthrough_routes",
+                &self.allowed_passthrough_routes,
+            ),
+            ("permissions", &self.permissions),
+            ("enforced_params", &self.enforced_params),
+            ("allowed_cache_controls", &self.allowed_cache_controls),
+            ("guardrails", &self.guardrails),
+            ("prompts", &self.prompts),
+            ("object_permission", &self.object_permission),
+            (
+                "allowed_vector_store_indexes",
+                &self.allowed_vector_store_indexes,
+            ),
+            ("aliases", &self.aliases),
+            ("config", &self.config),
+            ("key_type", &self.key_type),
+            ("rpm_limit_type", &self.rpm_limit_type),
+            ("tpm_limit_type", &self.tpm_limit_type),
+            ("organization_id", &self.organization_id),
+            ("soft_budget", &self.soft_budget),
+        ] {
+            if v.as_ref().is_some_and(|v| !is_nothing(v)) {
+                return Err(bad(
+                    name,
+                    format!("`{name}` on a key is not supported by llmgate yet (refused rather than ignored)"),
+                ));
+            }
         }
         if self.budget_id.is_some() {
             return Err(bad(
@@ -90,6 +192,16 @@ impl KeyBody {
         if let Some(tags) = &self.tags {
             md.get_or_insert_with(Map::new)
                 .insert("tags".into(), json!(tags));
+        }
+        // LiteLLM keeps a key's per-model limits in its metadata.
+        for (name, v) in [
+            ("model_rpm_limit", &self.model_rpm_limit),
+            ("model_tpm_limit", &self.model_tpm_limit),
+        ] {
+            if let Some(v) = v {
+                md.get_or_insert_with(Map::new)
+                    .insert(name.into(), Value::Object(v.clone()));
+            }
         }
         md
     }
@@ -204,7 +316,7 @@ async fn key_generate(
     check_team(&m, b.team_id.as_deref()).await?;
     let mut limits = Limits::default();
     b.limits().apply(&mut limits);
-    let (secret, row) = m
+    let (secret, mut row) = m
         .store()
         .create_key(NewKey {
             key: b.key.clone().map(Secret::new),
@@ -229,10 +341,60 @@ async fn key_generate(
                 ApiError::from(e)
             }
         })?;
+    if let Some(mmb) = b.model_max_budget.as_ref().filter(|v| !v.is_null()) {
+        row.model_max_budget =
+            crate::budget::model::normalize(mmb, &Map::new(), m.keys.clock().unix_ms());
+        m.store()
+            .set_key_model_budgets(&row.token, &row.model_max_budget)
+            .await?;
+    }
     m.keys.invalidate(&row.token);
     let mut v = key_json(&row);
     v["key"] = Value::String(secret.expose().to_owned());
     Ok(Json(v))
+}
+
+/// The caller's role allows changing its own keys (LiteLLM's `internal_user`; an
+/// `internal_user_viewer` changes nothing).
+fn is_internal_user(me: &KeyInfo) -> bool {
+    me.user_role.as_deref() == Some("internal_user")
+}
+
+/// Whether `row` is the caller's own key: one of its user's keys that belongs to no team (a
+/// team's keys are the team's admins').
+fn own_personal_key(me: &KeyInfo, row: &KeyRow) -> bool {
+    me.user_id.is_some() && row.user_id == me.user_id && row.team_id.is_none()
+}
+
+/// Whether the caller is an admin (`members_with_roles` role `admin`) of `team_id`.
+async fn is_team_admin(m: &Mgmt, me: &KeyInfo, team_id: &str) -> Result<bool, ApiError> {
+    let Some(user) = me.user_id.as_deref() else {
+        return Ok(false);
+    };
+    let Some(team) = m.store().team(team_id).await? else {
+        return Ok(false);
+    };
+    Ok(team.members_with_roles.iter().any(|v| {
+        v.get("user_id").and_then(Value::as_str) == Some(user)
+            && v.get("role").and_then(Value::as_str) == Some("admin")
+    }))
+}
+
+/// Whether a non-admin caller may change (update, delete, regenerate) `row`: a team's key by
+/// the team's admin, a personal key by its user when that user is an `internal_user` (LiteLLM's
+/// `can_delete_verification_token` and its team-member permission checks).
+async fn may_change(m: &Mgmt, me: &KeyInfo, row: &KeyRow) -> Result<bool, ApiError> {
+    match row.team_id.as_deref() {
+        Some(team) => is_team_admin(m, me, team).await,
+        None => Ok(is_internal_user(me) && own_personal_key(me, row)),
+    }
+}
+
+/// A viewer changes nothing (LiteLLM's read-only admin).
+fn viewer_refused(route: &str) -> ApiError {
+    forbidden(format!(
+        "proxy_admin_viewer may only read: {route} needs a proxy_admin"
+    ))
 }
 
 async fn load_key(m: &Mgmt, key: Option<&str>) -> Result<KeyRow, ApiError> {
@@ -245,10 +407,58 @@ async fn load_key(m: &Mgmt, key: Option<&str>) -> Result<KeyRow, ApiError> {
         .ok_or_else(|| not_found("Key not found"))
 }
 
-async fn key_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<KeyBody>) -> ApiResult {
+async fn key_update(
+    caller: Caller,
+    State(m): State<Arc<Mgmt>>,
+    ApiJson(b): ApiJson<KeyBody>,
+) -> ApiResult {
     b.refuse_unsupported()?;
     b.limits().validate()?;
-    let mut row = load_key(&m, b.key.as_deref()).await?;
+    let mut row = match &caller {
+        Caller::Admin => load_key(&m, b.key.as_deref()).await?,
+        Caller::Viewer => return Err(viewer_refused("/key/update")),
+        // An internal user updates its own keys (LiteLLM: `internal_user` may call the key
+        // routes, for its own user); another user's key, existing or not, is a 403.
+        Caller::Key(me) => {
+            let row = match b.key.as_deref().filter(|k| !k.is_empty()) {
+                Some(k) => m.store().key_fresh(&token_of(k)).await?,
+                None => return Err(bad("key", "missing field `key`")),
+            };
+            let allowed = match &row {
+                None => false,
+                Some(r) => may_change(&m, me, r).await?,
+            };
+            let Some(row) = row.filter(|_| allowed) else {
+                return Err(forbidden(
+                    "You are not allowed to update this key: an internal user updates only its own keys, a team's admin its team's",
+                ));
+            };
+            // LiteLLM's check: a non-admin never hands a key to another user.
+            if let Some(u) = b
+                .user_id
+                .as_deref()
+                .filter(|u| Some(*u) != row.user_id.as_deref())
+            {
+                return Err(forbidden(format!(
+                    "User={u} is not allowed to update key={} to belong to user={}",
+                    row.token,
+                    row.user_id.as_deref().unwrap_or("None")
+                )));
+            }
+            // Moving a key into a team, or rewriting what it has spent, is the admins'.
+            if b.team_id.is_some() && b.team_id != row.team_id {
+                return Err(forbidden(
+                    "Only a proxy admin may move a key into another team",
+                ));
+            }
+            if b.spend.is_some() {
+                return Err(forbidden(
+                    "An internal user may not change its key's spend; ask a proxy admin",
+                ));
+            }
+            row
+        }
+    };
     check_team(&m, b.team_id.as_deref()).await?;
     if b.limits().apply(&mut row.limits) {
         row.budget_reset_at = next_reset(
@@ -288,6 +498,16 @@ async fn key_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<KeyBody>) ->
         );
     }
     m.store().update_key(&row).await?;
+    if let Some(mmb) = &b.model_max_budget {
+        // `null` or `{}` removes every model budget.
+        row.model_max_budget =
+            crate::budget::model::normalize(mmb, &row.model_max_budget, m.keys.clock().unix_ms());
+        row.model_spend
+            .retain(|model, _| row.model_max_budget.contains_key(model));
+        m.store()
+            .set_key_model_budgets(&row.token, &row.model_max_budget)
+            .await?;
+    }
     m.keys.invalidate(&row.token);
     Ok(Json(key_json(&row)))
 }
@@ -331,7 +551,14 @@ struct DeleteBody {
     key_aliases: Option<Vec<String>>,
 }
 
-async fn key_delete(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<DeleteBody>) -> ApiResult {
+async fn key_delete(
+    caller: Caller,
+    State(m): State<Arc<Mgmt>>,
+    ApiJson(b): ApiJson<DeleteBody>,
+) -> ApiResult {
+    if matches!(caller, Caller::Viewer) {
+        return Err(viewer_refused("/key/delete"));
+    }
     let mut tokens: Vec<String> = b
         .keys
         .unwrap_or_default()
@@ -343,6 +570,21 @@ async fn key_delete(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<DeleteBody>)
     }
     if tokens.is_empty() {
         return Err(bad("keys", "send `keys` (a list of keys) or `key_aliases`"));
+    }
+    if let Caller::Key(me) = &caller {
+        // LiteLLM's `can_delete_verification_token`: a team's key by the team's admin, a
+        // personal key by its user (an internal user). Every key is checked before any is
+        // deleted: one refused key deletes none.
+        for t in &tokens {
+            let allowed = match m.store().key(t).await? {
+                // An unknown key is left to the 404 (when none of the keys exist).
+                None => true,
+                Some(row) => may_change(&m, me, &row).await?,
+            };
+            if !allowed {
+                return Err(forbidden("You are not authorized to delete this key"));
+            }
+        }
     }
     let deleted = m.store().delete_keys(&tokens).await?;
     for t in &deleted {
@@ -446,8 +688,36 @@ struct RegenerateBody {
     new_key: Option<String>,
 }
 
-async fn regenerate(m: &Mgmt, key: Option<&str>, new_key: Option<String>) -> ApiResult {
-    let row = load_key(m, key).await?;
+async fn regenerate(
+    caller: &Caller,
+    m: &Mgmt,
+    key: Option<&str>,
+    new_key: Option<String>,
+) -> ApiResult {
+    let row = match caller {
+        Caller::Admin => load_key(m, key).await?,
+        Caller::Viewer => return Err(viewer_refused("/key/regenerate")),
+        // An internal user regenerates its own keys (LiteLLM lets `internal_user` call it);
+        // a team's key, the team's admin. Any other key is a 403, existing or not.
+        Caller::Key(me) => {
+            let row = match key.filter(|k| !k.is_empty()) {
+                Some(k) => m.store().key_fresh(&token_of(k)).await?,
+                None => return Err(bad("key", "missing field `key`")),
+            };
+            let allowed = match &row {
+                None => false,
+                Some(r) => may_change(m, me, r).await?,
+            };
+            match row {
+                Some(r) if allowed => r,
+                _ => {
+                    return Err(forbidden(
+                        "You are not allowed to regenerate this key: an internal user regenerates only its own keys",
+                    ))
+                }
+            }
+        }
+    };
     if let Some(k) = &new_key {
         if !k.starts_with("sk-") || k.len() < 8 {
             return Err(bad(
@@ -469,18 +739,20 @@ async fn regenerate(m: &Mgmt, key: Option<&str>, new_key: Option<String>) -> Api
 }
 
 async fn key_regenerate(
+    caller: Caller,
     State(m): State<Arc<Mgmt>>,
     ApiJson(b): ApiJson<RegenerateBody>,
 ) -> ApiResult {
-    regenerate(&m, b.key.as_deref(), b.new_key).await
+    regenerate(&caller, &m, b.key.as_deref(), b.new_key).await
 }
 
 async fn key_regenerate_path(
+    caller: Caller,
     State(m): State<Arc<Mgmt>>,
     KeyPath(key): KeyPath,
     ApiJson(b): ApiJson<RegenerateBody>,
 ) -> ApiResult {
-    regenerate(&m, Some(&key), b.new_key).await
+    regenerate(&caller, &m, Some(&key), b.new_key).await
 }
 
 /// `/key/health`: the calling key is valid (any valid key; LiteLLM's answer for a key without

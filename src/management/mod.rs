@@ -37,8 +37,9 @@
 //! | `/key/health`, `POST /utils/token_counter` | any valid key |
 //!
 //! A `proxy_admin_viewer`'s key may call every `GET` route and no other admin route; a team's
-//! admin may `/key/generate` for that team (itself or another member); an `internal_user` may
-//! `/key/generate` and `/key/list` its own keys.
+//! admin may `/key/generate` for that team (itself or another member) and delete or regenerate
+//! its keys; an `internal_user` may `/key/generate`, `/key/list`, `/key/update`, `/key/delete`
+//! and `/key/regenerate` its own keys (another user's or a team's key is a 403).
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {

@@ -48,6 +48,8 @@ pub(super) fn key_json(k: &KeyRow) -> Value {
         "blocked": k.blocked,
         "created_at": iso(k.created_at),
         "updated_at": iso(k.updated_at),
+        "model_max_budget": k.model_max_budget,
+        "model_spend": k.model_spend,
     })
 }
 

@@ -5,9 +5,14 @@
 //! all of them (Helicone's rate-limit extractor, `ai-gateway/src/middleware/rate_limit/extractor.rs`,
 //! is the model).
 //!
-//! - [`KeyInfoLimits`]: the gateway's policy. The virtual key's, its team's and its user's
-//!   `rpm_limit` / `tpm_limit` / `max_parallel_requests` (`store::Limits`), from the
-//!   `Arc<KeyInfo>` auth puts into the extensions. A call without one is not limited.
+//! - [`KeyInfoLimits`]: the gateway's policy. The virtual key's, its team's, its user's and its
+//!   team's organization's `rpm_limit` / `tpm_limit` / `max_parallel_requests`
+//!   (`store::Limits`), from the `Arc<KeyInfo>` auth puts into the extensions, and the end
+//!   user's (its budget row's, from the `Arc<EndUserInfo>` auth puts there when the store has a
+//!   row for the request's `user`), as LiteLLM's rate limiter counts them (scopes `key`, `team`,
+//!   `user`, `organization`, `end_user`); and the key's limits on the requested model
+//!   (`model_per_key`: its `model_max_budget` entry's `rpm_limit` / `tpm_limit`, or its
+//!   metadata's `model_rpm_limit` / `model_tpm_limit`). A call without either is not limited.
 //! - [`PerKey`]: one [`Quota`] for each caller key ([`KeyInfo::token`], else a SHA-256 of the
 //!   [`PresentedKey`]); calls that present no key share one `anonymous` bucket (fail closed).
 //! - [`PerEndUser`]: one [`Quota`] for each end user the body names (OpenAI's `user`, LiteLLM's
@@ -21,7 +26,7 @@ use std::{fmt, sync::Arc};
 use sha2::{Digest as _, Sha256};
 
 use crate::{
-    auth::{KeyInfo, PresentedKey},
+    auth::{EndUserInfo, KeyInfo, PresentedKey},
     types::LlmRequest,
 };
 
@@ -165,15 +170,48 @@ pub struct KeyInfoLimits;
 
 impl RateLimitPolicy for KeyInfoLimits {
     fn buckets(&self, req: &LlmRequest) -> Vec<Bucket> {
-        match req.extensions.get::<Arc<KeyInfo>>() {
-            Some(info) => key_info_buckets(info),
+        let mut out = match req.extensions.get::<Arc<KeyInfo>>() {
+            Some(info) => {
+                let mut out = key_info_buckets(info);
+                // The key's limits on this model (LiteLLM's `model_per_key`): the
+                // `model_max_budget` entry's `rpm_limit` / `tpm_limit`, or the metadata's
+                // `model_rpm_limit` / `model_tpm_limit`.
+                if let Some(b) = crate::budget::model::find(&info.model_budgets, req.model()) {
+                    let q = Quota {
+                        rpm: pos(b.rpm_limit),
+                        tpm: pos(b.tpm_limit),
+                        max_parallel: None,
+                    };
+                    if !q.is_unlimited() {
+                        out.push(Bucket::new(
+                            "model_per_key",
+                            &format!("{}:{}", info.token, b.model),
+                            q,
+                        ));
+                    }
+                }
+                out
+            }
             None => Vec::new(),
+        };
+        if let Some(e) = req.extensions.get::<Arc<EndUserInfo>>() {
+            let q = Quota::from_limits(&e.scope.limits);
+            if !q.is_unlimited() {
+                // Hashed, as [`PerEndUser`] counts it: a fixed-length counter name whatever the
+                // client sent (the two policies share the counter of one end user).
+                out.push(Bucket::new(
+                    "end_user",
+                    &hex::encode(Sha256::digest(e.scope.id.as_bytes())),
+                    q,
+                ));
+            }
         }
+        out
     }
 }
 
 fn key_info_buckets(info: &KeyInfo) -> Vec<Bucket> {
-    let mut out = Vec::with_capacity(3);
+    let mut out = Vec::with_capacity(4);
     let mut push = |kind: &'static str, id: &str, l: &crate::store::Limits| {
         let q = Quota::from_limits(l);
         if !q.is_unlimited() {
@@ -186,6 +224,11 @@ fn key_info_buckets(info: &KeyInfo) -> Vec<Bucket> {
     }
     if let Some(u) = &info.user {
         push("user", &u.id, &u.limits);
+    }
+    // The organization of the key's team: its budget row's limits (LiteLLM's
+    // `organization_rpm_limit` / `organization_tpm_limit`), shared by all its teams' keys.
+    if let (Some(o), Some(_)) = (&info.organization, &info.team) {
+        push("organization", &o.id, &o.limits);
     }
     out
 }
@@ -342,6 +385,59 @@ mod tests {
         assert_eq!(b[1].kind(), "team");
         assert_eq!(b[1].id(), "t1");
         assert!(KeyInfoLimits.buckets(&LlmRequest::list_models()).is_empty());
+    }
+
+    #[test]
+    fn organization_and_end_user_limits_are_buckets_of_their_own() {
+        let limited = |rpm: i64, tpm: i64| Limits {
+            rpm_limit: Some(rpm),
+            tpm_limit: Some(tpm),
+            ..Limits::default()
+        };
+        let scope = |id: &str, l: Limits| crate::auth::Scope {
+            id: id.into(),
+            limits: l,
+            ..Default::default()
+        };
+        let mut info = KeyInfo {
+            token: "tok".into(),
+            team: Some(scope("t1", Limits::default())),
+            organization: Some(scope("o1", limited(3, 100))),
+            ..KeyInfo::default()
+        };
+        let mut req = keyed(info.clone());
+        req.extensions.insert(Arc::new(EndUserInfo {
+            scope: scope("cust-1", limited(2, 50)),
+            ..EndUserInfo::default()
+        }));
+        let b = KeyInfoLimits.buckets(&req);
+        assert_eq!(b.len(), 2, "{b:?}");
+        assert_eq!(
+            b[0],
+            Bucket::new("organization", "o1", Quota::rpm(3).tpm(100))
+        );
+        assert_eq!(b[1].kind(), "end_user");
+        assert_eq!(b[1].quota(), Quota::rpm(2).tpm(50));
+        // The end user's id is hashed, as `PerEndUser` counts it: both share one counter.
+        let chat = chat(r#"{"model":"m","messages":[],"user":"cust-1"}"#);
+        assert_eq!(b[1].id(), PerEndUser(Quota::rpm(1)).buckets(&chat)[0].id());
+        assert!(!b[1].id().contains("cust-1"));
+        // An organization counts only through the key's team (it is the team's); an end user
+        // without limits is no bucket.
+        info.team = None;
+        let mut req = keyed(info);
+        req.extensions.insert(Arc::new(EndUserInfo {
+            scope: scope("cust-2", Limits::default()),
+            ..EndUserInfo::default()
+        }));
+        assert!(KeyInfoLimits.buckets(&req).is_empty());
+        // An end user alone (no key: an open gateway) is still counted.
+        let mut req = LlmRequest::list_models();
+        req.extensions.insert(Arc::new(EndUserInfo {
+            scope: scope("cust-3", limited(1, 1)),
+            ..EndUserInfo::default()
+        }));
+        assert_eq!(KeyInfoLimits.buckets(&req).len(), 1);
     }
 
     #[test]

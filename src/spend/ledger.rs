@@ -14,6 +14,8 @@ pub struct Ledger {
     keys: DashMap<String, f64>,
     teams: DashMap<String, f64>,
     users: DashMap<String, f64>,
+    /// Per key and model group (`token` NUL `model_group`): model-specific budgets.
+    key_models: DashMap<String, f64>,
     /// All pending spend, as `f64` bits.
     total: AtomicU64,
 }
@@ -48,6 +50,10 @@ fn settle(map: &DashMap<String, f64>, id: &str, v: f64) {
     }
 }
 
+fn key_model_id(token: &str, model: &str) -> String {
+    format!("{token}\0{model}")
+}
+
 impl Ledger {
     /// Pending spend of a key (by hash).
     #[must_use]
@@ -67,19 +73,35 @@ impl Ledger {
         self.users.get(user_id).map_or(0.0, |v| *v)
     }
 
+    /// Pending spend of a key (by hash) on one model group.
+    #[must_use]
+    pub fn key_model(&self, token: &str, model: &str) -> f64 {
+        if self.key_models.is_empty() {
+            return 0.0;
+        }
+        self.key_models
+            .get(&key_model_id(token, model))
+            .map_or(0.0, |v| *v)
+    }
+
     /// All pending spend (what the proxy-wide budget adds to its stored spend).
     #[must_use]
     pub fn total(&self) -> f64 {
         f64::from_bits(self.total.load(Ordering::Acquire))
     }
 
-    pub(super) fn add_row(&self, row: &SpendRow) {
+    pub(crate) fn add_row(&self, row: &SpendRow) {
         if row.spend == 0.0 {
             return;
         }
         add_f64(&self.total, row.spend);
         if !row.api_key.is_empty() {
             add(&self.keys, &row.api_key, row.spend);
+            add(
+                &self.key_models,
+                &key_model_id(&row.api_key, &row.model_group),
+                row.spend,
+            );
         }
         if let Some(t) = &row.team_id {
             add(&self.teams, t, row.spend);
@@ -96,6 +118,11 @@ impl Ledger {
         add_f64(&self.total, -row.spend);
         if !row.api_key.is_empty() {
             settle(&self.keys, &row.api_key, row.spend);
+            settle(
+                &self.key_models,
+                &key_model_id(&row.api_key, &row.model_group),
+                row.spend,
+            );
         }
         if let Some(t) = &row.team_id {
             settle(&self.teams, t, row.spend);

@@ -327,6 +327,28 @@ impl InMemoryStore {
                 add_total(&mut k.spend, &mut k.budget_reset_at, &k.limits, *v, now);
             }
         }
+        // Model-specific key budgets (`model_max_budget`), as the SQL store keeps them.
+        for r in rows
+            .iter()
+            .filter(|r| r.spend != 0.0 && (!stored_now || inserted.contains(r.request_id.as_str())))
+        {
+            if let Some(k) = data.keys.get_mut(&r.api_key) {
+                if let Some(entry) = crate::budget::model::add_spend(
+                    &mut k.model_max_budget,
+                    &mut k.model_spend,
+                    &r.model_group,
+                    r.spend,
+                    now,
+                ) {
+                    *totals
+                        .key_models
+                        .entry(r.api_key.clone())
+                        .or_default()
+                        .entry(entry)
+                        .or_default() += r.spend;
+                }
+            }
+        }
         for (id, v) in &totals.teams {
             if let Some(t) = data.teams.get_mut(id) {
                 add_total(&mut t.spend, &mut t.budget_reset_at, &t.limits, *v, now);

@@ -56,6 +56,12 @@ pub struct KeyRow {
     pub created_at: i64,
     /// Last change (Unix ms).
     pub updated_at: i64,
+    /// Model-specific budgets and limits (LiteLLM's `model_max_budget`: model →
+    /// `{max_budget, budget_duration, tpm_limit, rpm_limit}`, plus each model's period end,
+    /// `budget_reset_at`); see [`crate::budget::model`].
+    pub model_max_budget: Map<String, Value>,
+    /// Spend per model with a budget in its current period (LiteLLM's `model_spend`).
+    pub model_spend: Map<String, Value>,
 }
 
 /// A team.
@@ -269,6 +275,8 @@ impl NewKey {
             blocked: self.blocked,
             created_at: now,
             updated_at: now,
+            model_max_budget: Map::new(),
+            model_spend: Map::new(),
         };
         Ok((secret, row))
     }
@@ -428,6 +436,9 @@ pub struct SpendTotals {
     pub proxy: f64,
     /// The proxy-wide budget row after this batch, when it exists.
     pub proxy_budget: Option<BudgetState>,
+    /// Per key hash and model-budget entry: the spend added to the key's `model_spend` (keys
+    /// with a `model_max_budget` entry for the model only; filled by the store).
+    pub key_models: HashMap<String, HashMap<String, f64>>,
 }
 
 /// The user id of the row that holds the proxy-wide budget (`litellm_settings.max_budget`) and

@@ -1,11 +1,13 @@
 //! Keys in SQL: create, read (fresh), update, regenerate, delete, list.
 
-use sqlx::Row;
+use std::collections::HashMap;
 
-use super::{db, get, json_list, json_map, key_row, litellm, opt_f64, Store};
+use sqlx::{AnyConnection, Row};
+
+use super::{db, get, json_list, json_map, key_row, litellm, opt_f64, parse_map, Store};
 use crate::{
     secret::Secret,
-    store::{generate_key, hash_key, next_reset, KeyRow, NewKey, StoreError},
+    store::{generate_key, hash_key, next_reset, KeyRow, NewKey, SpendRow, StoreError},
 };
 
 impl Store {
@@ -166,6 +168,105 @@ impl Store {
             }
         }
         Ok(deleted)
+    }
+
+    /// Sets a key's model-specific budgets (LiteLLM's `model_max_budget`, as
+    /// [`crate::budget::model::normalize`] stores it); the spend of models no longer in it is
+    /// dropped from `model_spend`.
+    pub async fn set_key_model_budgets(
+        &self,
+        token: &str,
+        model_max_budget: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("model budgets: begin"))?;
+        let row = sqlx::query(self.pick(
+            "SELECT model_spend FROM llmgate_keys WHERE token = $1",
+            "SELECT CAST(model_spend AS TEXT) AS model_spend FROM \"LiteLLM_VerificationToken\" WHERE token = $1",
+        ))
+        .bind(token.to_owned())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("model budgets: read"))?;
+        let Some(row) = row else { return Ok(false) };
+        let mut spend = parse_map(get(&row, "model_spend"));
+        spend.retain(|m, _| model_max_budget.contains_key(m));
+        sqlx::query(self.pick(
+            "UPDATE llmgate_keys SET model_max_budget = $1, model_spend = $2 WHERE token = $3",
+            "UPDATE \"LiteLLM_VerificationToken\" SET model_max_budget = CAST($1 AS JSONB), model_spend = CAST($2 AS JSONB) WHERE token = $3",
+        ))
+        .bind(json_map(model_max_budget))
+        .bind(json_map(&spend))
+        .bind(token.to_owned())
+        .execute(&mut *tx)
+        .await
+        .map_err(db("model budgets: write"))?;
+        tx.commit().await.map_err(db("model budgets: commit"))?;
+        Ok(true)
+    }
+
+    /// Adds a spend batch's cost to the `model_spend` of the keys with a budget for the model
+    /// (see [`crate::budget::model::add_spend`]): part of the batch's transaction.
+    pub(super) async fn charge_model_budgets<'a>(
+        &self,
+        conn: &mut AnyConnection,
+        rows: impl Iterator<Item = &'a SpendRow>,
+    ) -> Result<HashMap<String, HashMap<String, f64>>, StoreError> {
+        let mut per_key: HashMap<&str, HashMap<&str, f64>> = HashMap::new();
+        for r in rows.filter(|r| r.spend != 0.0 && !r.api_key.is_empty()) {
+            *per_key
+                .entry(r.api_key.as_str())
+                .or_default()
+                .entry(r.model_group.as_str())
+                .or_default() += r.spend;
+        }
+        let now = self.clock.unix_ms();
+        let mut charged: HashMap<String, HashMap<String, f64>> = HashMap::new();
+        for (token, models) in per_key {
+            let row = sqlx::query(self.pick(
+                "SELECT model_max_budget, model_spend FROM llmgate_keys WHERE token = $1",
+                "SELECT CAST(model_max_budget AS TEXT) AS model_max_budget, CAST(model_spend AS TEXT) AS model_spend FROM \"LiteLLM_VerificationToken\" WHERE token = $1",
+            ))
+            .bind(token.to_owned())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("spend: read model budgets"))?;
+            let Some(row) = row else { continue };
+            let mut budgets = parse_map(get(&row, "model_max_budget"));
+            if budgets.is_empty() {
+                continue;
+            }
+            let mut spend = parse_map(get(&row, "model_spend"));
+            let mut changed = false;
+            for (model, v) in models {
+                if let Some(entry) =
+                    crate::budget::model::add_spend(&mut budgets, &mut spend, model, v, now)
+                {
+                    *charged
+                        .entry(token.to_owned())
+                        .or_default()
+                        .entry(entry)
+                        .or_default() += v;
+                    changed = true;
+                }
+            }
+            if changed {
+                sqlx::query(self.pick(
+                    "UPDATE llmgate_keys SET model_max_budget = $1, model_spend = $2 WHERE token = $3",
+                    "UPDATE \"LiteLLM_VerificationToken\" SET model_max_budget = CAST($1 AS JSONB), model_spend = CAST($2 AS JSONB) WHERE token = $3",
+                ))
+                .bind(json_map(&budgets))
+                .bind(json_map(&spend))
+                .bind(token.to_owned())
+                .execute(&mut *conn)
+                .await
+                .map_err(db("spend: model budgets"))?;
+            }
+        }
+        Ok(charged)
     }
 
     /// Key hashes by alias.

@@ -73,7 +73,7 @@ macro_rules! key_select {
             ms!("v.created_at"),
             " AS created_at, ",
             ms!("v.updated_at"),
-            " AS updated_at FROM \"LiteLLM_VerificationToken\" v LEFT JOIN \"LiteLLM_BudgetTable\" b ON b.budget_id = v.budget_id"
+            " AS updated_at, CAST(v.model_max_budget AS TEXT) AS model_max_budget, CAST(v.model_spend AS TEXT) AS model_spend FROM \"LiteLLM_VerificationToken\" v LEFT JOIN \"LiteLLM_BudgetTable\" b ON b.budget_id = v.budget_id"
         )
     };
 }
@@ -561,6 +561,9 @@ impl Store {
         // Each team's organization is charged its teams' spend; end users with a row theirs.
         totals.orgs = self.charge_orgs(&mut tx, &totals.teams).await?;
         self.charge_end_users(&mut tx, &totals.end_users).await?;
+        totals.key_models = self
+            .charge_model_budgets(&mut tx, rows.iter().filter(|r| counted(r)))
+            .await?;
         if totals.proxy != 0.0 {
             let row = sqlx::query(concat!(
                 "SELECT spend, ",

@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_spend_log_indexes.sql")),
     (4, include_str!("migrations/0004_organizations.sql")),
     (5, include_str!("migrations/0005_end_users.sql")),
+    (8, include_str!("migrations/0008_model_budgets.sql")),
 ];
 
 fn db(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
@@ -177,6 +178,8 @@ fn key_row(row: &AnyRow) -> KeyRow {
         blocked: get::<i64>(row, "blocked").unwrap_or(0) != 0,
         created_at: get(row, "created_at").unwrap_or(0),
         updated_at: get(row, "updated_at").unwrap_or(0),
+        model_max_budget: parse_map(get(row, "model_max_budget")),
+        model_spend: parse_map(get(row, "model_spend")),
     }
 }
 
