@@ -28,6 +28,8 @@ use sqlx::{
     AnyPool, Row,
 };
 
+pub use self::rollup::ReportGroup;
+
 use super::{
     BudgetState, EndUserRow, KeyRow, KeyStore, Limits, OrgRow, SpendRow, SpendSink, SpendTotals,
     StoreError, StoreFuture, TeamRow, UserRow,
@@ -40,6 +42,7 @@ mod litellm;
 mod models;
 mod orgs;
 mod proxy_models;
+mod rollup;
 mod spend;
 mod teams;
 mod users;
@@ -51,6 +54,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_spend_log_indexes.sql")),
     (4, include_str!("migrations/0004_organizations.sql")),
     (5, include_str!("migrations/0005_end_users.sql")),
+    (10, include_str!("migrations/0010_daily_spend.sql")),
 ];
 
 fn db(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
@@ -414,13 +418,17 @@ impl Store {
             .execute(&mut *conn)
             .await
             .map_err(db("migrations"))?;
-            let done: i64 = sqlx::query("SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) AS v FROM llmgate_migrations")
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(db("migrations"))?
-                .try_get("v")
-                .map_err(db("migrations"))?;
-            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > done) {
+            // Every migration not applied yet, not only those above the highest applied: the
+            // numbers are assigned to branches, so a database may have 10 before 6.
+            let done: std::collections::HashSet<i64> =
+                sqlx::query("SELECT CAST(version AS BIGINT) AS v FROM llmgate_migrations")
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db("migrations"))?
+                    .iter()
+                    .filter_map(|r| get::<i64>(r, "v"))
+                    .collect();
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !done.contains(v)) {
                 let sql: String = sql
                     .lines()
                     .filter(|l| !l.trim_start().starts_with("--"))
