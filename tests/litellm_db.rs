@@ -390,7 +390,10 @@ INSERT INTO "LiteLLM_DailyEndUserSpend" (id, end_user_id, date, api_key, model, 
     let teams = v[0]["teams"].as_array().unwrap();
     assert_eq!(teams.len(), 2, "{v}");
     let a = teams.iter().find(|t| t["team_name"] == "Team A").unwrap();
-    assert!((a["total_spend"].as_f64().unwrap() - 1.25).abs() < 1e-9, "{v}");
+    assert!(
+        (a["total_spend"].as_f64().unwrap() - 1.25).abs() < 1e-9,
+        "{v}"
+    );
     assert!(teams.iter().any(|t| t["team_name"] == "Unassigned Team"));
     let v = get(
         &at(&format!("/global/spend/report?{day}&group_by=customer")),
@@ -400,7 +403,9 @@ INSERT INTO "LiteLLM_DailyEndUserSpend" (id, end_user_id, date, api_key, model, 
     .json();
     assert_eq!(v[0]["customers"][0]["customer"], "cust-1", "{v}");
     let v = get(
-        &at(&format!("/global/spend/report?{day}&internal_user_id=alice")),
+        &at(&format!(
+            "/global/spend/report?{day}&internal_user_id=alice"
+        )),
         Some(MASTER),
     )
     .await
@@ -432,7 +437,9 @@ INSERT INTO "LiteLLM_DailyEndUserSpend" (id, end_user_id, date, api_key, model, 
     ] {
         let n: i64 = one(
             &url,
-            &format!(r#"SELECT CAST(SUM(api_requests) AS BIGINT) FROM "{table}" WHERE {col} = '{id}'"#),
+            &format!(
+                r#"SELECT CAST(SUM(api_requests) AS BIGINT) FROM "{table}" WHERE {col} = '{id}'"#
+            ),
         )
         .await
         .get(0);

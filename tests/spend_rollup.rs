@@ -109,7 +109,10 @@ async fn reports_from_rollups(url: String, t: Tables) {
     let (team_key, team_token) = new_key(&base, json!({"team_id": "rt", "user_id": "ru"})).await;
     let (solo_key, solo_token) = new_key(&base, json!({})).await;
     assert_eq!(chat(&base, &team_key, "cust-a", &["blue"]).await, 200);
-    assert_eq!(chat(&base, &team_key, "cust-b", &["blue", "red"]).await, 200);
+    assert_eq!(
+        chat(&base, &team_key, "cust-b", &["blue", "red"]).await,
+        200
+    );
     assert_eq!(chat(&base, &solo_key, "cust-a", &[]).await, 200);
     // A call the upstream refuses: logged as a failure (400s are not retried).
     up.enqueue(Reply::json(
@@ -118,7 +121,11 @@ async fn reports_from_rollups(url: String, t: Tables) {
     ));
     assert_eq!(chat(&base, &team_key, "cust-a", &[]).await, 400);
     gw.flush().await;
-    let logged = count(&url, &format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {}", t.log)).await;
+    let logged = count(
+        &url,
+        &format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {}", t.log),
+    )
+    .await;
     assert_eq!(logged, 4);
     let today = get(&at("/spend/logs?limit=1"), Some(MASTER)).await.json()[0]["startTime"]
         .as_str()
@@ -126,9 +133,12 @@ async fn reports_from_rollups(url: String, t: Tables) {
         .to_owned();
     let cost_of = |v: &Value| v.as_f64().unwrap();
     let one_call = cost_of(
-        &get(&at(&format!("/spend/logs?api_key={solo_token}")), Some(MASTER))
-            .await
-            .json()[0]["spend"],
+        &get(
+            &at(&format!("/spend/logs?api_key={solo_token}")),
+            Some(MASTER),
+        )
+        .await
+        .json()[0]["spend"],
     );
     assert!(one_call > 0.0);
 
@@ -157,7 +167,9 @@ async fn reports_from_rollups(url: String, t: Tables) {
     exec(&url, &format!("DELETE FROM {}", t.log)).await;
 
     let report = |q: String| {
-        let u = at(&format!("/global/spend/report?start_date={today}&end_date={today}{q}"));
+        let u = at(&format!(
+            "/global/spend/report?start_date={today}&end_date={today}{q}"
+        ));
         async move {
             let a = get(&u, Some(MASTER)).await;
             assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
@@ -177,15 +189,24 @@ async fn reports_from_rollups(url: String, t: Tables) {
             .unwrap_or_else(|| panic!("no {name} in {v}"))
     };
     let reporting = team("Reporting");
-    assert!((cost_of(&reporting["total_spend"]) - 2.0 * one_call).abs() < 1e-9, "{v}");
+    assert!(
+        (cost_of(&reporting["total_spend"]) - 2.0 * one_call).abs() < 1e-9,
+        "{v}"
+    );
     assert!((cost_of(&team("Unassigned Team")["total_spend"]) - one_call).abs() < 1e-9);
     assert_eq!(reporting["metadata"][0]["api_key"], team_token.as_str());
 
     let v = report("&group_by=customer".into()).await;
     let customers = v[0]["customers"].as_array().unwrap();
     assert_eq!(customers.len(), 2, "{v}");
-    let a = customers.iter().find(|c| c["customer"] == "cust-a").unwrap();
-    assert!((cost_of(&a["total_spend"]) - 2.0 * one_call).abs() < 1e-9, "{v}");
+    let a = customers
+        .iter()
+        .find(|c| c["customer"] == "cust-a")
+        .unwrap();
+    assert!(
+        (cost_of(&a["total_spend"]) - 2.0 * one_call).abs() < 1e-9,
+        "{v}"
+    );
 
     let v = report("&group_by=api_key".into()).await;
     let keys: Vec<&str> = v
@@ -380,7 +401,12 @@ async fn concurrent_batches_add_up_on_postgres() {
         2
     );
     let rows = a
-        .spend_report_grouped(now, now + 86_400_000, &SpendFilter::default(), ReportGroup::ApiKey)
+        .spend_report_grouped(
+            now,
+            now + 86_400_000,
+            &SpendFilter::default(),
+            ReportGroup::ApiKey,
+        )
         .await
         .unwrap();
     let total: f64 = rows.iter().map(|r| r.spend).sum();

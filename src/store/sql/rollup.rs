@@ -423,7 +423,14 @@ mod tests {
             let date = litellm::day(ms);
             assert_eq!(days_of_date(&date), Some(day_of(ms)), "{date}");
         }
-        for bad in ["", "2024-13-01", "2024-01-32", "2024/01/01", "20240101xx", "2024-1-011"] {
+        for bad in [
+            "",
+            "2024-13-01",
+            "2024-01-32",
+            "2024/01/01",
+            "20240101xx",
+            "2024-1-011",
+        ] {
             assert_eq!(days_of_date(bad), None, "{bad}");
         }
     }
@@ -438,16 +445,28 @@ mod tests {
             ..SpendFilter::default()
         };
         use ReportGroup::*;
-        assert_eq!(report_source(&f(false, false, false), Team), Some(Entity::Team));
-        assert_eq!(report_source(&f(false, true, false), Team), Some(Entity::Team));
+        assert_eq!(
+            report_source(&f(false, false, false), Team),
+            Some(Entity::Team)
+        );
+        assert_eq!(
+            report_source(&f(false, true, false), Team),
+            Some(Entity::Team)
+        );
         assert_eq!(report_source(&f(false, false, true), Team), None);
         assert_eq!(
             report_source(&f(false, false, true), Customer),
             Some(Entity::EndUser)
         );
         assert_eq!(report_source(&f(false, true, false), Customer), None);
-        assert_eq!(report_source(&f(true, false, false), ApiKey), Some(Entity::User));
-        assert_eq!(report_source(&f(false, true, false), ApiKey), Some(Entity::Team));
+        assert_eq!(
+            report_source(&f(true, false, false), ApiKey),
+            Some(Entity::User)
+        );
+        assert_eq!(
+            report_source(&f(false, true, false), ApiKey),
+            Some(Entity::Team)
+        );
         assert_eq!(report_source(&f(true, true, false), ApiKey), None);
     }
 
@@ -457,6 +476,11 @@ mod tests {
         assert!(sql.contains("($15,"), "{sql}");
         assert!(sql.contains("spend = llmgate_daily_team_spend.spend + excluded.spend"));
         assert!(sql.contains("ON CONFLICT (team_id, day, api_key, model, custom_llm_provider)"));
-        assert_eq!(upsert_sql(Entity::Tag, 3, Backend::Sqlite).matches('?').count(), 42);
+        assert_eq!(
+            upsert_sql(Entity::Tag, 3, Backend::Sqlite)
+                .matches('?')
+                .count(),
+            42
+        );
     }
 }
