@@ -570,6 +570,34 @@ mod tests {
         assert_eq!(rows.len(), 1);
     }
 
+    /// Migration numbers are assigned per branch, so a database may hold a higher one before a
+    /// lower one exists: every migration not recorded runs, not only those above the highest.
+    #[tokio::test]
+    async fn a_migration_below_the_highest_applied_still_runs() {
+        let dir = std::env::temp_dir().join(format!("llmgate-mig-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("m.db").display());
+        let s = Store::connect(&url).await.unwrap();
+        // As if migration 3 came from a branch merged after this database reached 10.
+        sqlx::query("DELETE FROM llmgate_migrations WHERE version = 3")
+            .execute(&s.pool)
+            .await
+            .unwrap();
+        sqlx::query("DROP INDEX llmgate_spend_logs_user_start")
+            .execute(&s.pool)
+            .await
+            .unwrap();
+        s.pool.close().await;
+        let s = Store::connect(&url).await.unwrap();
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'index' AND name = 'llmgate_spend_logs_user_start'")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+        assert_eq!(get::<i64>(&row, "n"), Some(1));
+        s.pool.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn sqlite_connections_use_wal_without_a_sync_per_commit() {
         let dir = std::env::temp_dir().join(format!("llmgate-sync-{}", std::process::id()));
