@@ -431,3 +431,96 @@ async fn model_max_budget_lives_in_litellms_columns() {
     assert_eq!(row.get::<String, _>("d"), "30d");
     assert_eq!(row.get::<i64, _>("r"), 9);
 }
+
+/// The spend history LiteLLM itself rolled up (`LiteLLM_DailyTeamSpend`, `LiteLLM_DailyUserSpend`,
+/// `LiteLLM_DailyEndUserSpend` rows as its `DBSpendUpdateWriter` writes them: a `''` team for a
+/// key without one) is what `/global/spend/report` and the daily activity routes answer with,
+/// with no spend-log row at all, and llmgate's own calls are added to the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_read_the_daily_tables_litellm_wrote() {
+    let url = litellm_db().await;
+    seed(&url).await;
+    let tok = hash_key(KEY_OK);
+    exec(
+        &url,
+        &format!(
+            r#"
+INSERT INTO "LiteLLM_DailyTeamSpend" (id, team_id, date, api_key, model, model_group, custom_llm_provider, prompt_tokens, completion_tokens, spend, api_requests, successful_requests, failed_requests, updated_at)
+  VALUES ('d1', 'team-a', '2025-03-04', '{tok}', 'gpt-4o-mini', 'g', 'openai', 100, 50, 1.25, 4, 3, 1, NOW()),
+         ('d2', '', '2025-03-04', 'other-key', 'gpt-4o', 'other', 'openai', 10, 5, 0.5, 1, 1, 0, NOW());
+INSERT INTO "LiteLLM_DailyUserSpend" (id, user_id, date, api_key, model, model_group, custom_llm_provider, prompt_tokens, completion_tokens, spend, api_requests, successful_requests, failed_requests, updated_at)
+  VALUES ('u1', 'alice', '2025-03-04', '{tok}', 'gpt-4o-mini', 'g', 'openai', 100, 50, 1.25, 4, 3, 1, NOW());
+INSERT INTO "LiteLLM_DailyEndUserSpend" (id, end_user_id, date, api_key, model, model_group, custom_llm_provider, prompt_tokens, completion_tokens, spend, api_requests, successful_requests, failed_requests, updated_at)
+  VALUES ('e1', 'cust-1', '2025-03-04', '{tok}', 'gpt-4o-mini', 'g', 'openai', 100, 50, 1.25, 4, 3, 1, NOW());
+"#
+        ),
+    )
+    .await;
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(&config(&up.url(), &url, ""), BuildOptions::default()).await;
+    let at = |p: &str| gw.url(p);
+    let day = "start_date=2025-03-04&end_date=2025-03-04";
+    let v = get(&at(&format!("/global/spend/report?{day}")), Some(MASTER))
+        .await
+        .json();
+    let teams = v[0]["teams"].as_array().unwrap();
+    assert_eq!(teams.len(), 2, "{v}");
+    let a = teams.iter().find(|t| t["team_name"] == "Team A").unwrap();
+    assert!(
+        (a["total_spend"].as_f64().unwrap() - 1.25).abs() < 1e-9,
+        "{v}"
+    );
+    assert!(teams.iter().any(|t| t["team_name"] == "Unassigned Team"));
+    let v = get(
+        &at(&format!("/global/spend/report?{day}&group_by=customer")),
+        Some(MASTER),
+    )
+    .await
+    .json();
+    assert_eq!(v[0]["customers"][0]["customer"], "cust-1", "{v}");
+    let v = get(
+        &at(&format!(
+            "/global/spend/report?{day}&internal_user_id=alice"
+        )),
+        Some(MASTER),
+    )
+    .await
+    .json();
+    assert_eq!(v[0]["api_key"], tok.as_str(), "{v}");
+    assert_eq!(v[0]["total_input_tokens"], 100, "{v}");
+    let v = get(
+        &at(&format!("/team/daily/activity?{day}&team_ids=team-a")),
+        Some(MASTER),
+    )
+    .await
+    .json();
+    assert_eq!(v["metadata"]["total_failed_requests"], 1, "{v}");
+    assert_eq!(v["metadata"]["total_api_requests"], 4, "{v}");
+
+    // A call through llmgate today lands in LiteLLM's end-user and tag tables too.
+    let a = post(
+        &gw.url("/v1/chat/completions"),
+        Some(KEY_OK),
+        &json!({"model": "g", "user": "cust-2", "metadata": {"tags": ["nightly"]},
+                "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    gw.flush().await;
+    for (table, col, id) in [
+        ("LiteLLM_DailyEndUserSpend", "end_user_id", "cust-2"),
+        ("LiteLLM_DailyTagSpend", "tag", "nightly"),
+    ] {
+        let n: i64 = one(
+            &url,
+            &format!(
+                r#"SELECT CAST(SUM(api_requests) AS BIGINT) FROM "{table}" WHERE {col} = '{id}'"#
+            ),
+        )
+        .await
+        .get(0);
+        assert_eq!(n, 1, "{table}");
+    }
+    gw.shutdown().await;
+}

@@ -13,7 +13,7 @@ use super::{
     views::{iso, parse_date, spend_json},
     Mgmt,
 };
-use crate::store::{DailyBy, DailySpend, ReportRow, SpendFilter};
+use crate::store::{DailyBy, DailySpend, ReportGroup, ReportRow, SpendFilter};
 
 /// This resource's routes: the admin-only ones behind [`require_admin`].
 pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
@@ -458,8 +458,9 @@ fn report_by_day(rows: &[ReportRow], customers: bool) -> Value {
 }
 
 /// `GET /global/spend/report?start_date=&end_date=&group_by=team|customer|api_key`: spend per
-/// day and team or end user, or per key (LiteLLM's shapes), from the spend logs; narrowed by
-/// `api_key`, `internal_user_id`, `team_id`, `customer_id`.
+/// day and team or end user, or per key (LiteLLM's shapes), from the daily rollups (the spend
+/// log when no rollup holds the filters); narrowed by `api_key`, `internal_user_id`, `team_id`,
+/// `customer_id`.
 async fn global_spend_report(State(m): State<Arc<Mgmt>>, Q(q): Q<ReportQuery>) -> ApiResult {
     let (Some(start), Some(end)) = (q.start_date.as_deref(), q.end_date.as_deref()) else {
         return Err(bad(
@@ -492,12 +493,20 @@ async fn global_spend_report(State(m): State<Arc<Mgmt>>, Q(q): Q<ReportQuery>) -
         end_user: q.customer_id.clone(),
         ..SpendFilter::default()
     };
-    let rows = m.store().spend_report(from, until, &f).await?;
-    Ok(Json(
-        if group_by == "api_key" || q.api_key.is_some() || q.internal_user_id.is_some() {
-            report_by_key(&rows)
-        } else {
-            report_by_day(&rows, group_by == "customer")
-        },
-    ))
+    let group = if group_by == "api_key" || q.api_key.is_some() || q.internal_user_id.is_some() {
+        ReportGroup::ApiKey
+    } else if group_by == "customer" {
+        ReportGroup::Customer
+    } else {
+        ReportGroup::Team
+    };
+    let rows = m
+        .store()
+        .spend_report_grouped(from, until, &f, group)
+        .await?;
+    Ok(Json(match group {
+        ReportGroup::ApiKey => report_by_key(&rows),
+        ReportGroup::Customer => report_by_day(&rows, true),
+        ReportGroup::Team => report_by_day(&rows, false),
+    }))
 }

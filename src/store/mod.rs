@@ -75,7 +75,7 @@ mod sql;
 
 /// The SQL store (SQLite or PostgreSQL, sqlx): part of the application (`gateway` feature).
 #[cfg(feature = "gateway")]
-pub use self::sql::{Backend, Schema, SchemaChoice, Store, MIGRATIONS};
+pub use self::sql::{Backend, ReportGroup, Schema, SchemaChoice, Store, MIGRATIONS};
 pub use self::{
     error::StoreError,
     memory::InMemoryStore,

@@ -19,7 +19,11 @@
 
 use std::collections::HashMap;
 
-use super::{db, get, Store};
+use super::{
+    db, get,
+    rollup::{roll_up, Entity},
+    Store,
+};
 use crate::store::{next_reset, BudgetState, SpendRow, SpendTotals, StoreError};
 
 /// Unix milliseconds of a timestamp column (`NULL` stays `NULL`).
@@ -341,8 +345,15 @@ pub(super) const GLOBAL_SPEND: &str =
 pub(super) const COUNT_SPEND_LOGS: &str =
     "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM \"LiteLLM_SpendLogs\"";
 
-pub(super) const DAILY_USER: &str = "SELECT date, user_id AS entity, api_key, COALESCE(model, '') AS model, COALESCE(custom_llm_provider, '') AS provider, prompt_tokens, completion_tokens, spend, api_requests, successful_requests, failed_requests FROM \"LiteLLM_DailyUserSpend\" WHERE user_id IS NOT NULL AND (CAST($1 AS TEXT) IS NULL OR user_id = $1) AND date >= $2 AND date <= $3 ORDER BY date, user_id, api_key, model";
-pub(super) const DAILY_TEAM: &str = "SELECT date, team_id AS entity, api_key, COALESCE(model, '') AS model, COALESCE(custom_llm_provider, '') AS provider, prompt_tokens, completion_tokens, spend, api_requests, successful_requests, failed_requests FROM \"LiteLLM_DailyTeamSpend\" WHERE team_id IS NOT NULL AND (CAST($1 AS TEXT) IS NULL OR team_id = $1) AND date >= $2 AND date <= $3 ORDER BY date, team_id, api_key, model";
+pub(super) const DAILY_USER: &str = "SELECT date, user_id AS entity, api_key, COALESCE(model, '') AS model, COALESCE(custom_llm_provider, '') AS provider, prompt_tokens, completion_tokens, spend, api_requests, successful_requests, failed_requests FROM \"LiteLLM_DailyUserSpend\" WHERE user_id IS NOT NULL AND user_id <> '' AND (CAST($1 AS TEXT) IS NULL OR user_id = $1) AND date >= $2 AND date <= $3 ORDER BY date, user_id, api_key, model";
+pub(super) const DAILY_TEAM: &str = "SELECT date, team_id AS entity, api_key, COALESCE(model, '') AS model, COALESCE(custom_llm_provider, '') AS provider, prompt_tokens, completion_tokens, spend, api_requests, successful_requests, failed_requests FROM \"LiteLLM_DailyTeamSpend\" WHERE team_id IS NOT NULL AND team_id <> '' AND (CAST($1 AS TEXT) IS NULL OR team_id = $1) AND date >= $2 AND date <= $3 ORDER BY date, team_id, api_key, model";
+/// `/global/spend/report` from LiteLLM's team rollup (as [`super::rollup`]'s): `$1`, `$2` first
+/// and last date, `$3` team, `$4` key.
+pub(super) const REPORT_TEAM: &str = "SELECT d.date, d.team_id AS entity, t.team_alias, d.api_key, COALESCE(d.model, '') AS model, CAST(SUM(d.spend) AS DOUBLE PRECISION) AS spend, CAST(SUM(d.prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(d.completion_tokens) AS BIGINT) AS completion_tokens FROM \"LiteLLM_DailyTeamSpend\" d LEFT JOIN \"LiteLLM_TeamTable\" t ON t.team_id = d.team_id WHERE d.date >= $1 AND d.date <= $2 AND (CAST($3 AS TEXT) IS NULL OR d.team_id = $3) AND (CAST($4 AS TEXT) IS NULL OR d.api_key = $4) GROUP BY d.date, d.team_id, t.team_alias, d.api_key, 5";
+/// The same from the user rollup (`$3` user).
+pub(super) const REPORT_USER: &str = "SELECT d.date, d.user_id AS entity, d.api_key, COALESCE(d.model, '') AS model, CAST(SUM(d.spend) AS DOUBLE PRECISION) AS spend, CAST(SUM(d.prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(d.completion_tokens) AS BIGINT) AS completion_tokens FROM \"LiteLLM_DailyUserSpend\" d WHERE d.date >= $1 AND d.date <= $2 AND (CAST($3 AS TEXT) IS NULL OR d.user_id = $3) AND (CAST($4 AS TEXT) IS NULL OR d.api_key = $4) GROUP BY d.date, d.user_id, d.api_key, 4";
+/// The same from the end-user rollup (`$3` end user).
+pub(super) const REPORT_END_USER: &str = "SELECT d.date, d.end_user_id AS entity, d.api_key, COALESCE(d.model, '') AS model, CAST(SUM(d.spend) AS DOUBLE PRECISION) AS spend, CAST(SUM(d.prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(d.completion_tokens) AS BIGINT) AS completion_tokens FROM \"LiteLLM_DailyEndUserSpend\" d WHERE d.date >= $1 AND d.date <= $2 AND (CAST($3 AS TEXT) IS NULL OR d.end_user_id = $3) AND (CAST($4 AS TEXT) IS NULL OR d.api_key = $4) GROUP BY d.date, d.end_user_id, d.api_key, 4";
 
 /// One spend-log row as LiteLLM writes it (`LiteLLM_SpendLogs`).
 const INSERT_SPEND: &str = concat!(
@@ -353,29 +364,22 @@ const INSERT_SPEND: &str = concat!(
     ", $10, $11, $12, $13, '', $14, CAST($15 AS JSONB), $16, '', CAST($17 AS JSONB), $18, $19, CAST($20 AS INTEGER), $1, $21) ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
 );
 
-/// The daily rollups LiteLLM's UI and `/user/daily/activity`, `/team/daily/activity` read: add
-/// to an existing (entity, date, key, model, provider) row …
-const DAILY_UPDATE: [&str; 2] = [
+/// The daily rollups LiteLLM's UI, `/user/daily/activity`, `/team/daily/activity` and
+/// `/global/spend/report` read (user, team, end user, tag: [`Entity`] order): add to an existing
+/// (entity, date, key, model, provider) row …
+const DAILY_UPDATE: [&str; 4] = [
     "UPDATE \"LiteLLM_DailyUserSpend\" SET prompt_tokens = prompt_tokens + $6, completion_tokens = completion_tokens + $7, spend = spend + $8, api_requests = api_requests + $9, successful_requests = successful_requests + $10, failed_requests = failed_requests + $11, updated_at = (now() AT TIME ZONE 'UTC') WHERE user_id = $1 AND date = $2 AND api_key = $3 AND model IS NOT DISTINCT FROM $4 AND custom_llm_provider IS NOT DISTINCT FROM $5 AND mcp_namespaced_tool_name IS NULL AND endpoint IS NULL",
     "UPDATE \"LiteLLM_DailyTeamSpend\" SET prompt_tokens = prompt_tokens + $6, completion_tokens = completion_tokens + $7, spend = spend + $8, api_requests = api_requests + $9, successful_requests = successful_requests + $10, failed_requests = failed_requests + $11, updated_at = (now() AT TIME ZONE 'UTC') WHERE team_id = $1 AND date = $2 AND api_key = $3 AND model IS NOT DISTINCT FROM $4 AND custom_llm_provider IS NOT DISTINCT FROM $5 AND mcp_namespaced_tool_name IS NULL AND endpoint IS NULL",
+    "UPDATE \"LiteLLM_DailyEndUserSpend\" SET prompt_tokens = prompt_tokens + $6, completion_tokens = completion_tokens + $7, spend = spend + $8, api_requests = api_requests + $9, successful_requests = successful_requests + $10, failed_requests = failed_requests + $11, updated_at = (now() AT TIME ZONE 'UTC') WHERE end_user_id = $1 AND date = $2 AND api_key = $3 AND model IS NOT DISTINCT FROM $4 AND custom_llm_provider IS NOT DISTINCT FROM $5 AND mcp_namespaced_tool_name IS NULL AND endpoint IS NULL",
+    "UPDATE \"LiteLLM_DailyTagSpend\" SET prompt_tokens = prompt_tokens + $6, completion_tokens = completion_tokens + $7, spend = spend + $8, api_requests = api_requests + $9, successful_requests = successful_requests + $10, failed_requests = failed_requests + $11, updated_at = (now() AT TIME ZONE 'UTC') WHERE tag = $1 AND date = $2 AND api_key = $3 AND model IS NOT DISTINCT FROM $4 AND custom_llm_provider IS NOT DISTINCT FROM $5 AND mcp_namespaced_tool_name IS NULL AND endpoint IS NULL",
 ];
 /// … or create it (`id` is a UUID, as Prisma's `@default(uuid())`).
-const DAILY_INSERT: [&str; 2] = [
+const DAILY_INSERT: [&str; 4] = [
     "INSERT INTO \"LiteLLM_DailyUserSpend\" (id, user_id, date, api_key, model, model_group, custom_llm_provider, prompt_tokens, completion_tokens, spend, api_requests, successful_requests, failed_requests, updated_at) VALUES (CAST(gen_random_uuid() AS TEXT), $1, $2, $3, $4, $12, $5, $6, $7, $8, $9, $10, $11, (now() AT TIME ZONE 'UTC'))",
     "INSERT INTO \"LiteLLM_DailyTeamSpend\" (id, team_id, date, api_key, model, model_group, custom_llm_provider, prompt_tokens, completion_tokens, spend, api_requests, successful_requests, failed_requests, updated_at) VALUES (CAST(gen_random_uuid() AS TEXT), $1, $2, $3, $4, $12, $5, $6, $7, $8, $9, $10, $11, (now() AT TIME ZONE 'UTC'))",
+    "INSERT INTO \"LiteLLM_DailyEndUserSpend\" (id, end_user_id, date, api_key, model, model_group, custom_llm_provider, prompt_tokens, completion_tokens, spend, api_requests, successful_requests, failed_requests, updated_at) VALUES (CAST(gen_random_uuid() AS TEXT), $1, $2, $3, $4, $12, $5, $6, $7, $8, $9, $10, $11, (now() AT TIME ZONE 'UTC'))",
+    "INSERT INTO \"LiteLLM_DailyTagSpend\" (id, tag, date, api_key, model, model_group, custom_llm_provider, prompt_tokens, completion_tokens, spend, api_requests, successful_requests, failed_requests, updated_at, request_id) VALUES (CAST(gen_random_uuid() AS TEXT), $1, $2, $3, $4, $12, $5, $6, $7, $8, $9, $10, $11, (now() AT TIME ZONE 'UTC'), $13)",
 ];
-
-/// The totals of one (entity, date, key, model, provider) in a batch.
-#[derive(Default)]
-struct Daily {
-    model_group: String,
-    prompt: i64,
-    completion: i64,
-    spend: f64,
-    requests: i64,
-    ok: i64,
-    failed: i64,
-}
 
 /// `YYYY-MM-DD` (UTC) of a Unix-ms time, as LiteLLM's `date` column.
 pub(crate) fn day(ms: i64) -> String {
@@ -503,37 +507,15 @@ impl Store {
                 .await
                 .map_err(db("spend: team member"))?;
         }
-        // Daily rollups: every counted call, also one that cost nothing.
-        for (which, entity) in [0usize, 1].into_iter().zip([
-            (|r: &SpendRow| r.user_id.clone()) as fn(&SpendRow) -> Option<String>,
-            |r: &SpendRow| r.team_id.clone(),
-        ]) {
-            let mut days: HashMap<(String, String, String, String, String), Daily> = HashMap::new();
-            for r in rows.iter().filter(|r| counted(r)) {
-                let Some(id) = entity(r) else { continue };
-                let d = days
-                    .entry((
-                        id,
-                        day(r.start_time),
-                        r.api_key.clone(),
-                        r.model.clone().unwrap_or_default(),
-                        r.custom_llm_provider.clone().unwrap_or_default(),
-                    ))
-                    .or_default();
-                d.model_group.clone_from(&r.model_group);
-                d.prompt += r.prompt_tokens;
-                d.completion += r.completion_tokens;
-                d.spend += r.spend;
-                d.requests += 1;
-                if r.status == "success" {
-                    d.ok += 1;
-                } else {
-                    d.failed += 1;
-                }
-            }
-            for ((id, date, key, model, provider), d) in days {
+        // Daily rollups: every counted call, also one that cost nothing. LiteLLM's unique
+        // indexes take in two columns llmgate leaves NULL (`mcp_namespaced_tool_name`,
+        // `endpoint`), so ON CONFLICT cannot find the row: update it, else insert it.
+        let rollups = roll_up(rows.iter().filter(|r| counted(r)));
+        for which in Entity::ALL {
+            for ((id, days, key, model, provider), d) in &rollups.maps[which as usize] {
+                let date = day(days.saturating_mul(86_400_000));
                 let mut done = false;
-                for sql in [DAILY_UPDATE[which], DAILY_INSERT[which]] {
+                for sql in [DAILY_UPDATE[which as usize], DAILY_INSERT[which as usize]] {
                     if done {
                         break;
                     }
@@ -549,8 +531,11 @@ impl Store {
                         .bind(d.requests)
                         .bind(d.ok)
                         .bind(d.failed);
-                    if sql == DAILY_INSERT[which] {
+                    if sql == DAILY_INSERT[which as usize] {
                         q = q.bind(d.model_group.clone());
+                        if which == Entity::Tag {
+                            q = q.bind(d.request_id.clone());
+                        }
                     }
                     let res = q.execute(&mut *tx).await.map_err(db("spend: daily"))?;
                     done = res.rows_affected() > 0;

@@ -28,6 +28,8 @@ use sqlx::{
     AnyPool, Row,
 };
 
+pub use self::rollup::ReportGroup;
+
 use super::{
     BudgetState, EndUserRow, KeyRow, KeyStore, Limits, OrgRow, SpendRow, SpendSink, SpendTotals,
     StoreError, StoreFuture, TeamRow, UserRow,
@@ -40,6 +42,7 @@ mod litellm;
 mod models;
 mod orgs;
 mod proxy_models;
+mod rollup;
 mod spend;
 mod teams;
 mod users;
@@ -52,6 +55,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_organizations.sql")),
     (5, include_str!("migrations/0005_end_users.sql")),
     (8, include_str!("migrations/0008_model_budgets.sql")),
+    (10, include_str!("migrations/0010_daily_spend.sql")),
 ];
 
 fn db(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
@@ -417,13 +421,17 @@ impl Store {
             .execute(&mut *conn)
             .await
             .map_err(db("migrations"))?;
-            let done: i64 = sqlx::query("SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) AS v FROM llmgate_migrations")
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(db("migrations"))?
-                .try_get("v")
-                .map_err(db("migrations"))?;
-            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > done) {
+            // Every migration not applied yet, not only those above the highest applied: the
+            // numbers are assigned to branches, so a database may have 10 before 6.
+            let done: std::collections::HashSet<i64> =
+                sqlx::query("SELECT CAST(version AS BIGINT) AS v FROM llmgate_migrations")
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db("migrations"))?
+                    .iter()
+                    .filter_map(|r| get::<i64>(r, "v"))
+                    .collect();
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !done.contains(v)) {
                 let sql: String = sql
                     .lines()
                     .filter(|l| !l.trim_start().starts_with("--"))
@@ -563,6 +571,34 @@ mod tests {
         // A page before the first is the first.
         let (rows, _) = s.list_keys(None, None, i64::MIN, 10).await.unwrap();
         assert_eq!(rows.len(), 1);
+    }
+
+    /// Migration numbers are assigned per branch, so a database may hold a higher one before a
+    /// lower one exists: every migration not recorded runs, not only those above the highest.
+    #[tokio::test]
+    async fn a_migration_below_the_highest_applied_still_runs() {
+        let dir = std::env::temp_dir().join(format!("llmgate-mig-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("m.db").display());
+        let s = Store::connect(&url).await.unwrap();
+        // As if migration 3 came from a branch merged after this database reached 10.
+        sqlx::query("DELETE FROM llmgate_migrations WHERE version = 3")
+            .execute(&s.pool)
+            .await
+            .unwrap();
+        sqlx::query("DROP INDEX llmgate_spend_logs_user_start")
+            .execute(&s.pool)
+            .await
+            .unwrap();
+        s.pool.close().await;
+        let s = Store::connect(&url).await.unwrap();
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'index' AND name = 'llmgate_spend_logs_user_start'")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+        assert_eq!(get::<i64>(&row, "n"), Some(1));
+        s.pool.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

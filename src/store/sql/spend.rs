@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{db, get, json_list, litellm, spend_row, Backend, Schema, Store};
+use super::{db, get, json_list, litellm, rollup, spend_row, Backend, Schema, Store};
 use crate::store::{
     next_reset, BudgetState, DailyBy, DailySpend, Limits, ReportRow, SpendFilter, SpendRow,
     SpendTotals, StoreError, UserRow, PROXY_BUDGET_ID,
@@ -173,10 +173,15 @@ impl Store {
                 q.execute(&mut *tx).await.map_err(db("spend: insert"))?;
             }
         }
-        let mut totals = totals_of(
-            rows.iter()
-                .filter(|r| !stored_now || inserted.contains(&r.request_id)),
-        );
+        let counted = |r: &&SpendRow| !stored_now || inserted.contains(&r.request_id);
+        let mut totals = totals_of(rows.iter().filter(counted));
+        // The daily rollups: every counted call, also one that cost nothing.
+        self.write_rollups(
+            &mut tx,
+            &rollup::roll_up(rows.iter().filter(counted)),
+            self.clock.unix_ms(),
+        )
+        .await?;
         // The proxy-wide budget row takes every row's cost (nothing happens when it does not
         // exist: no `litellm_settings.max_budget`).
         let proxy: HashMap<String, f64> = (totals.proxy != 0.0)
@@ -426,8 +431,9 @@ impl Store {
     }
 
     /// Spend per day (UTC) and user or team (`id`, else all), key, model and provider, for calls
-    /// that started in `[start_ms, end_ms)`. In LiteLLM's schema the daily tables are read
-    /// (whole days); in llmgate's the spend log is summed.
+    /// that started on the UTC days of `[start_ms, end_ms)`, from the daily rollups (LiteLLM's
+    /// daily tables in its schema, `llmgate_daily_*_spend` in llmgate's). Calls without a user
+    /// (team) are not listed.
     pub async fn daily_spend(
         &self,
         by: DailyBy,
@@ -448,12 +454,12 @@ impl Store {
             .await
         } else {
             sqlx::query(match by {
-                DailyBy::User => "SELECT CAST(start_time / 86400000 AS BIGINT) AS d, user_id AS entity, api_key, COALESCE(model, '') AS model, COALESCE(custom_llm_provider, '') AS provider, CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, CAST(SUM(spend) AS DOUBLE PRECISION) AS spend, CAST(COUNT(*) AS BIGINT) AS api_requests, CAST(SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END) AS BIGINT) AS successful_requests FROM llmgate_spend_logs WHERE user_id IS NOT NULL AND (CAST($1 AS TEXT) IS NULL OR user_id = $1) AND start_time >= $2 AND start_time < $3 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4",
-                DailyBy::Team => "SELECT CAST(start_time / 86400000 AS BIGINT) AS d, team_id AS entity, api_key, COALESCE(model, '') AS model, COALESCE(custom_llm_provider, '') AS provider, CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, CAST(SUM(spend) AS DOUBLE PRECISION) AS spend, CAST(COUNT(*) AS BIGINT) AS api_requests, CAST(SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END) AS BIGINT) AS successful_requests FROM llmgate_spend_logs WHERE team_id IS NOT NULL AND (CAST($1 AS TEXT) IS NULL OR team_id = $1) AND start_time >= $2 AND start_time < $3 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4",
+                DailyBy::User => rollup::DAILY_USER,
+                DailyBy::Team => rollup::DAILY_TEAM,
             })
             .bind(id)
-            .bind(start_ms)
-            .bind(end_ms)
+            .bind(rollup::day_of(start_ms))
+            .bind(rollup::day_of(end_ms.saturating_sub(1)))
             .fetch_all(&self.pool)
             .await
         }
