@@ -586,8 +586,12 @@ async fn together_azure_ai_and_bedrock_rerank_in_their_own_wire_shapes() {
         json!({"results": [{"index": 1, "relevanceScore": 0.88}, {"index": 0, "relevanceScore": 0.02}]}),
     ));
     let aws = "      aws_access_key_id: AKIDEXAMPLE\n      aws_secret_access_key: wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\n      aws_region_name: us-west-2\n";
+    let bedrock_dep = format!(
+        "  - model_name: bedrock-rr\n    litellm_params:\n      model: bedrock/amazon.rerank-v1:0\n      api_base: {}\n{aws}",
+        bedrock.url()
+    );
     let yaml = format!(
-        "model_list:\n{}{}{}",
+        "model_list:\n{}{}{bedrock_dep}",
         deployment(
             "together",
             "together_ai/Salesforce/Llama-Rank-V1",
@@ -599,10 +603,6 @@ async fn together_azure_ai_and_bedrock_rerank_in_their_own_wire_shapes() {
             "azure_ai/cohere-rerank-v4.0-fast",
             &azure.url(),
             ""
-        ),
-        format!(
-            "  - model_name: bedrock-rr\n    litellm_params:\n      model: bedrock/amazon.rerank-v1:0\n      api_base: {}\n{aws}",
-            bedrock.url()
         ),
     );
     let gw = Served::start(&yaml).await;

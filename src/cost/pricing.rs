@@ -656,9 +656,6 @@ mod tests {
         assert!((p.cost(u) - 1.04).abs() < 1e-9);
     }
 
-    /// A cost layer over an upstream that streams `chunks` (`"ERR"`: an error) and then never
-    /// ends, or (with `chunks` `None`) never answers.
-
     /// Size- and quality-specific image entries of the real price map, looked up as LiteLLM's
     /// `default_image_cost_calculator` does (plus the provider's own quality entries).
     #[test]
@@ -697,7 +694,7 @@ mod tests {
         // A deployment's own price per image wins (with the call's tokens at the token prices,
         // as for any image call priced at the deployment's entry).
         let c = pricing.cost(Some(&mine.id), usage(2, "1024x1024", Some("low")));
-        assert!(close(c, 1.0 + 50.0 * 5e-6), "{c}");
+        assert!(close(c, 50.0_f64.mul_add(5e-6, 1.0)), "{c}");
         // A size the map has no entry for: the deployment's entry, by its tokens.
         let c = pricing.cost(Some(&gpt.id), usage(1, "256x256", Some("low")));
         let tokens = table
@@ -716,6 +713,8 @@ mod tests {
         assert!(ImageTier::new(Some("big"), None).is_none());
     }
 
+    /// A cost layer over an upstream that streams `chunks` (`"ERR"`: an error) and then never
+    /// ends, or (with `chunks` `None`) never answers.
     #[test]
     fn builtin_table_is_litellms_map_and_covers_providers() {
         let t = PriceTable::builtin();
