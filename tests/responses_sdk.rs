@@ -168,7 +168,11 @@ async fn official_openai_python_sdk_responses_api_with_every_family() {
             "oai: missing `{check}`:\n{stdout}\n{stderr}"
         );
     }
-    assert_eq!(up.hits(), 9, "the other key's and the deleted response's calls stay in the gateway");
+    assert_eq!(
+        up.hits(),
+        9,
+        "the other key's and the deleted response's calls stay in the gateway"
+    );
     let calls: Vec<(String, String)> = up
         .requests()
         .iter()

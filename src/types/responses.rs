@@ -236,6 +236,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_call_on_a_response_names_its_method_and_path() {
+        let get = ResponseObjectRequest::new("g", "resp_1", ResponseAction::Retrieve)
+            .with_query(Some(String::new()));
+        assert_eq!(get.path_tail(), "/resp_1");
+        assert_eq!(get.query, None);
+        assert_eq!(get.action.method(), http::Method::GET);
+        let items = ResponseObjectRequest::new("g", "resp_1", ResponseAction::InputItems);
+        assert_eq!(items.path_tail(), "/resp_1/input_items");
+        let cancel = ResponseObjectRequest::new("g", "resp_1", ResponseAction::Cancel);
+        assert_eq!(
+            (cancel.path_tail().as_str(), cancel.action.method()),
+            ("/resp_1/cancel", http::Method::POST)
+        );
+        assert_eq!(ResponseAction::Delete.method(), http::Method::DELETE);
+        // An id is one path segment, whatever it holds.
+        let odd = ResponseObjectRequest::new("g", "a/../b?c", ResponseAction::Delete);
+        assert_eq!(odd.path_tail(), "/a%2F..%2Fb%3Fc");
+    }
+
+    #[test]
     fn parses_typed_fields_and_keeps_the_rest() {
         let body = r#"{"model":"m","input":[{"role":"user","content":"hi"}],"stream":true,
             "store":false,"include":["reasoning.encrypted_content"],"tools":[]}"#;

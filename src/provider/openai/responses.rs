@@ -358,6 +358,68 @@ mod tests {
     use futures_util::StreamExt as _;
 
     use super::*;
+    use crate::{
+        store::responses::{MemoryResponseStore, ResponseStore as _},
+        types::responses::ResponseAction,
+    };
+
+    #[test]
+    fn a_call_on_a_response_goes_beside_the_responses_endpoint() {
+        let ep = Endpoint::parse(
+            "https://r.openai.azure.com/openai/responses?api-version=2025-04-01-preview",
+        )
+        .unwrap();
+        let obj = ResponseObjectRequest::new("g", "resp_9", ResponseAction::InputItems)
+            .with_query(Some("limit=2".into()));
+        let url = object_endpoint(&ep, &obj).unwrap();
+        assert_eq!(
+            url.uri().to_string(),
+            "https://r.openai.azure.com/openai/responses/resp_9/input_items?api-version=2025-04-01-preview&limit=2"
+        );
+        let ep = Endpoint::parse("http://h:9/v1/responses").unwrap();
+        let obj = ResponseObjectRequest::new("g", "resp_9", ResponseAction::Retrieve)
+            .with_query(Some("a b".into()));
+        assert_eq!(
+            object_endpoint(&ep, &obj).unwrap_err().status(),
+            http::StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[tokio::test]
+    async fn a_relayed_answer_and_stream_record_their_id_for_the_caller() {
+        let store = Arc::new(MemoryResponseStore::default());
+        let dep = Deployment::new("g", "openai/gpt-4.1");
+        let mk = |body: &str| {
+            let mut req = LlmRequest::responses_from_bytes(
+                serde_json::from_str(body).unwrap(),
+                Bytes::from(body.to_owned()),
+            );
+            req.extensions.insert(ResponsesContext {
+                store: store.clone(),
+                owner: "alice".into(),
+                previous: None,
+            });
+            req
+        };
+        let answer = Bytes::from_static(br#"{"id":"resp_j","model":"m","usage":null}"#);
+        decode_relayed(&answer, Remember::of(&mk(r#"{"model":"g"}"#), &dep)).unwrap();
+        let got = store.get_relayed("resp_j", "alice").await.unwrap().unwrap();
+        assert_eq!((&*got.deployment, &*got.group), (&*dep.id, "g"));
+        // `store: false`: nothing recorded.
+        assert!(Remember::of(&mk(r#"{"model":"g","store":false}"#), &dep).is_none());
+        let mut events = relayed_events(
+            "openai",
+            body(&[STREAM]),
+            Remember::of(&mk(r#"{"model":"g"}"#), &dep),
+        );
+        while events.next().await.is_some() {}
+        assert!(store
+            .get_relayed("resp_1", "alice")
+            .await
+            .unwrap()
+            .is_some());
+        assert!(store.get_relayed("resp_1", "bob").await.unwrap().is_none());
+    }
 
     fn body(parts: &[&'static str]) -> ByteStream {
         let items: Vec<Result<Bytes, LlmError>> = parts
