@@ -313,6 +313,18 @@ async fn retrieve_delete_input_items_and_cancel_reach_the_deployment_that_made_t
         hits,
         "another key's calls never reach the provider"
     );
+    // Nor can another key continue the conversation.
+    let body = format!(r#"{{"model":"g","input":"more","previous_response_id":"{ID}"}}"#);
+    let a = send(with_key(
+        http::Method::POST,
+        &gw.url("/v1/responses"),
+        "sk-bob",
+        &body,
+    ))
+    .await;
+    assert_eq!(a.status, 404);
+    assert_eq!(a.error()["code"], "previous_response_not_found");
+    assert_eq!(upstream.hits(), hits);
 
     // Delete: relayed, then forgotten (the next call is the gateway's 404).
     let deleted = json!({"id": ID, "object": "response", "deleted": true});

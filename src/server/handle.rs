@@ -718,6 +718,19 @@ async fn attach_response_store(
             if *r.group == *req.model() {
                 req.extensions.insert(PinnedDeployment(r.deployment));
             }
+        } else if store
+            .relayed_elsewhere(id, &owner)
+            .await
+            .map_err(store_down)?
+        {
+            // Another key's response: as unknown to this key as any other id.
+            return Err(LlmError::new(
+                ErrorKind::BadRequest,
+                format!("Previous response with id '{id}' not found."),
+            )
+            .with_status(StatusCode::NOT_FOUND)
+            .with_param("previous_response_id")
+            .with_code("previous_response_not_found"));
         }
     }
     req.extensions.insert(ResponsesContext {

@@ -176,6 +176,10 @@ pub trait ResponseStore: fmt::Debug + Send + Sync + 'static {
         owner: &'a str,
     ) -> StoreFuture<'a, Option<RelayedResponse>>;
 
+    /// Whether a relayed response `id` is recorded for a key other than `owner` (so that a
+    /// `previous_response_id` naming it is refused rather than passed to the provider).
+    fn relayed_elsewhere<'a>(&'a self, id: &'a str, owner: &'a str) -> StoreFuture<'a, bool>;
+
     /// Forgets the relayed response `id` if `owner` owns it (after the provider deleted it);
     /// whether it did.
     fn delete_relayed<'a>(&'a self, id: &'a str, owner: &'a str) -> StoreFuture<'a, bool>;
@@ -276,6 +280,11 @@ impl ResponseStore for MemoryResponseStore {
         Box::pin(std::future::ready(Ok(found)))
     }
 
+    fn relayed_elsewhere<'a>(&'a self, id: &'a str, owner: &'a str) -> StoreFuture<'a, bool> {
+        let other = self.relayed.get(id).is_some_and(|r| &*r.owner != owner);
+        Box::pin(std::future::ready(Ok::<_, StoreError>(other)))
+    }
+
     fn delete_relayed<'a>(&'a self, id: &'a str, owner: &'a str) -> StoreFuture<'a, bool> {
         let found = self.relayed.get(id).is_some_and(|r| &*r.owner == owner);
         if found {
@@ -322,6 +331,12 @@ mod tests {
         store.put_relayed(r.clone()).await.unwrap();
         assert_eq!(store.get_relayed("resp_x", "alice").await.unwrap(), Some(r));
         assert_eq!(store.get_relayed("resp_x", "bob").await.unwrap(), None);
+        assert!(store.relayed_elsewhere("resp_x", "bob").await.unwrap());
+        assert!(!store.relayed_elsewhere("resp_x", "alice").await.unwrap());
+        assert!(!store
+            .relayed_elsewhere("resp_unknown", "bob")
+            .await
+            .unwrap());
         // Not a response the gateway made itself.
         assert!(store.get("resp_x", "alice").await.unwrap().is_none());
         assert!(!store.delete_relayed("resp_x", "bob").await.unwrap());
