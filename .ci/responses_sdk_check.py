@@ -2,7 +2,8 @@
 
 Creates a response with a function tool, streams one (`client.responses.stream`, the SDK's
 accumulating helper, and `create(stream=True)`), sends the tool's output back, and, where the
-gateway keeps the responses (`--stored`), retrieves one, lists its input items and deletes it. A
+gateway keeps the responses (`--stored`), retrieves one, lists its input items and deletes it;
+where the provider keeps them (`--relayed`), also cancels one and checks another key cannot reach it. A
 request the gateway refuses raises the SDK's `BadRequestError`. Prints one `ok: <check>` line per
 check; any failure raises (non-zero exit).
 """
@@ -19,6 +20,7 @@ p.add_argument("--api-key", required=True)
 p.add_argument("--model", required=True)
 p.add_argument("--tool", required=True)
 p.add_argument("--stored", action="store_true")
+p.add_argument("--relayed", action="store_true")
 args = p.parse_args()
 
 client = OpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0)
@@ -81,6 +83,27 @@ follow = client.responses.create(
 assert follow.object == "response", follow
 print("ok: function_call_output")
 
+if args.relayed:
+    # A response the provider keeps: the gateway sends each call to the deployment that made it.
+    got = client.responses.retrieve(r.id)
+    assert got.id == r.id and got.output[0].type == r.output[0].type, got
+    items = client.responses.input_items.list(r.id, limit=5)
+    assert items.data, items
+    cancelled = client.responses.cancel(r.id)
+    assert cancelled.id == r.id and cancelled.status == "cancelled", cancelled
+    other = OpenAI(base_url=args.base_url, api_key=args.api_key + "-other", max_retries=0)
+    try:
+        other.responses.retrieve(r.id)
+        raise AssertionError("another key reached the response")
+    except openai.NotFoundError:
+        pass
+    client.responses.delete(r.id)
+    try:
+        client.responses.retrieve(r.id)
+        raise AssertionError("a deleted response was found")
+    except openai.NotFoundError:
+        pass
+    print("ok: relayed_retrieve_cancel_delete")
 if args.stored:
     got = client.responses.retrieve(r.id)
     assert got.id == r.id and got.output[0].type == r.output[0].type, got

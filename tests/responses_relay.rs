@@ -209,3 +209,268 @@ async fn a_cut_stream_ends_with_an_error_event() {
         "{data}"
     );
 }
+
+// ---- Calls on a relayed response: `GET` / `DELETE /v1/responses/{id}`, `input_items`, `cancel`
+// go to the deployment that made it, for the key that made it alone.
+
+const ID: &str = "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b";
+
+fn with_key(
+    method: http::Method,
+    url: &str,
+    key: &str,
+    body: &str,
+) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_owned(),
+        )))
+        .unwrap()
+}
+
+async fn create(gw: &TestGateway, key: &str, model: &str) -> support::gw::Answer {
+    let body = format!(r#"{{"model":"{model}","input":"hi"}}"#);
+    send(with_key(
+        http::Method::POST,
+        &gw.url("/v1/responses"),
+        key,
+        &body,
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn retrieve_delete_input_items_and_cancel_reach_the_deployment_that_made_the_response() {
+    let upstream = FakeUpstream::start().await;
+    upstream.enqueue(Reply::raw(200, "application/json", ANSWER));
+    let gw = TestGateway::start(&config(&upstream.url())).await;
+    let a = create(&gw, "sk-alice", "g").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+
+    // Retrieve: the provider's bytes, from `GET {base}/responses/{id}` with the deployment's key.
+    upstream.enqueue(Reply::raw(200, "application/json", ANSWER));
+    let url = gw.url(&format!(
+        "/v1/responses/{ID}?include[]=reasoning.encrypted_content"
+    ));
+    let a = send(with_key(http::Method::GET, &url, "sk-alice", "")).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.body, ANSWER.as_bytes());
+    let sent = upstream.last_request().unwrap();
+    assert_eq!(sent.method, http::Method::GET);
+    assert_eq!(sent.path(), format!("/v1/responses/{ID}"));
+    assert_eq!(
+        sent.uri.query(),
+        Some("include[]=reasoning.encrypted_content")
+    );
+    assert_eq!(sent.header("authorization"), Some("Bearer sk-upstream-key"));
+    assert_eq!(sent.body_str(), "");
+
+    // Input items, with the client's paging.
+    let items = json!({"object": "list", "data": [{"id": "msg_1", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}], "first_id": "msg_1", "last_id": "msg_1", "has_more": false});
+    upstream.enqueue(Reply::json(200, items.clone()));
+    let url = gw.url(&format!("/v1/responses/{ID}/input_items?limit=2&order=asc"));
+    let a = send(with_key(http::Method::GET, &url, "sk-alice", "")).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json(), items);
+    let sent = upstream.last_request().unwrap();
+    assert_eq!(sent.path(), format!("/v1/responses/{ID}/input_items"));
+    assert_eq!(sent.uri.query(), Some("limit=2&order=asc"));
+
+    // Cancel: `POST …/cancel`; the provider's refusal is relayed as an OpenAI error with its status.
+    upstream.enqueue(Reply::json(
+        400,
+        json!({"error": {"message": "Only responses created with background=true can be cancelled.", "type": "invalid_request_error", "param": null, "code": null}}),
+    ));
+    let url = gw.url(&format!("/v1/responses/{ID}/cancel"));
+    let a = send(with_key(http::Method::POST, &url, "sk-alice", "")).await;
+    assert_eq!(a.status, 400);
+    assert!(a.error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("background"));
+    let sent = upstream.last_request().unwrap();
+    assert_eq!(sent.method, http::Method::POST);
+    assert_eq!(sent.path(), format!("/v1/responses/{ID}/cancel"));
+
+    // Another key: 404 as for an unknown id, and the provider is not asked.
+    let hits = upstream.hits();
+    for (method, path) in [
+        (http::Method::GET, format!("/v1/responses/{ID}")),
+        (http::Method::DELETE, format!("/v1/responses/{ID}")),
+        (http::Method::GET, format!("/v1/responses/{ID}/input_items")),
+        (http::Method::POST, format!("/v1/responses/{ID}/cancel")),
+    ] {
+        let a = send(with_key(method, &gw.url(&path), "sk-bob", "")).await;
+        assert_eq!(a.status, 404, "{path}");
+        assert!(a.error()["message"].as_str().unwrap().contains(ID));
+    }
+    assert_eq!(
+        upstream.hits(),
+        hits,
+        "another key's calls never reach the provider"
+    );
+    // Nor can another key continue the conversation.
+    let body = format!(r#"{{"model":"g","input":"more","previous_response_id":"{ID}"}}"#);
+    let a = send(with_key(
+        http::Method::POST,
+        &gw.url("/v1/responses"),
+        "sk-bob",
+        &body,
+    ))
+    .await;
+    assert_eq!(a.status, 404);
+    assert_eq!(a.error()["code"], "previous_response_not_found");
+    assert_eq!(upstream.hits(), hits);
+
+    // Delete: relayed, then forgotten (the next call is the gateway's 404).
+    let deleted = json!({"id": ID, "object": "response", "deleted": true});
+    upstream.enqueue(Reply::json(200, deleted.clone()));
+    let url = gw.url(&format!("/v1/responses/{ID}"));
+    let a = send(with_key(http::Method::DELETE, &url, "sk-alice", "")).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json(), deleted);
+    assert_eq!(
+        upstream.last_request().unwrap().method,
+        http::Method::DELETE
+    );
+    let hits = upstream.hits();
+    let a = send(with_key(http::Method::GET, &url, "sk-alice", "")).await;
+    assert_eq!(a.status, 404);
+    assert_eq!(upstream.hits(), hits);
+}
+
+#[tokio::test]
+async fn a_streamed_response_and_an_azure_response_are_reachable_too() {
+    let upstream = FakeUpstream::start().await;
+    upstream.enqueue(Reply::sse(stream_text()));
+    let gw = TestGateway::start(&config(&upstream.url())).await;
+    let body = r#"{"model":"az","input":"hi","stream":true}"#;
+    let a = send(with_key(
+        http::Method::POST,
+        &gw.url("/v1/responses"),
+        "sk-alice",
+        body,
+    ))
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(String::from_utf8_lossy(&a.body), stream_text());
+
+    // `resp_1` (named by `response.created`) lives on the Azure deployment.
+    upstream.enqueue(Reply::json(
+        200,
+        json!({"id": "resp_1", "object": "response", "status": "completed"}),
+    ));
+    let a = send(with_key(
+        http::Method::GET,
+        &gw.url("/v1/responses/resp_1"),
+        "sk-alice",
+        "",
+    ))
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["id"], "resp_1");
+    let sent = upstream.last_request().unwrap();
+    assert_eq!(sent.method, http::Method::GET);
+    assert_eq!(sent.path(), "/openai/responses/resp_1");
+    assert_eq!(sent.uri.query(), Some("api-version=2025-04-01-preview"));
+    assert_eq!(sent.header("api-key"), Some("az-key"));
+
+    // The provider's own 404 (it forgot the response) is relayed as a 404.
+    upstream.enqueue(Reply::json(
+        404,
+        json!({"error": {"message": "Response with id 'resp_1' not found.", "type": "invalid_request_error", "param": null, "code": null}}),
+    ));
+    let a = send(with_key(
+        http::Method::GET,
+        &gw.url("/v1/responses/resp_1"),
+        "sk-alice",
+        "",
+    ))
+    .await;
+    assert_eq!(a.status, 404);
+    a.error();
+
+    // A stored response is not streamed back.
+    let a = send(with_key(
+        http::Method::GET,
+        &gw.url("/v1/responses/resp_1?stream=true"),
+        "sk-alice",
+        "",
+    ))
+    .await;
+    assert_eq!(a.status, 400);
+    assert_eq!(a.error()["param"], "stream");
+
+    // `store: false`: the provider keeps nothing, so neither does the gateway.
+    upstream.enqueue(Reply::raw(200, "application/json", ANSWER));
+    let body = r#"{"model":"g","input":"hi","store":false}"#;
+    let a = send(with_key(
+        http::Method::POST,
+        &gw.url("/v1/responses"),
+        "sk-alice",
+        body,
+    ))
+    .await;
+    assert_eq!(a.status, 200);
+    let hits = upstream.hits();
+    let a = send(with_key(
+        http::Method::GET,
+        &gw.url(&format!("/v1/responses/{ID}")),
+        "sk-alice",
+        "",
+    ))
+    .await;
+    assert_eq!(a.status, 404);
+    assert_eq!(upstream.hits(), hits);
+}
+
+/// In a group of two deployments (two accounts), the calls on a response, and the turn that
+/// continues it, go to the deployment that made it, whichever the router would pick.
+#[tokio::test]
+async fn calls_on_a_response_are_held_to_its_deployment() {
+    let one = FakeUpstream::start().await;
+    let two = FakeUpstream::start().await;
+    let yaml = format!(
+        "model_list:\n  - model_name: g\n    litellm_params:\n      model: openai/gpt-4.1\n      api_base: {}/v1\n      api_key: sk-one\n  - model_name: g\n    litellm_params:\n      model: openai/gpt-4.1\n      api_base: {}/v1\n      api_key: sk-two\n",
+        one.url(),
+        two.url()
+    );
+    for u in [&one, &two] {
+        u.set_default(Reply::raw(200, "application/json", ANSWER));
+    }
+    let gw = TestGateway::start(&yaml).await;
+    let a = create(&gw, "sk-alice", "g").await;
+    assert_eq!(a.status, 200);
+    let (maker, other) = if one.hits() == 1 {
+        (&one, &two)
+    } else {
+        (&two, &one)
+    };
+    assert_eq!(maker.hits(), 1);
+    let url = gw.url(&format!("/v1/responses/{ID}"));
+    for _ in 0..6 {
+        let a = send(with_key(http::Method::GET, &url, "sk-alice", "")).await;
+        assert_eq!(a.status, 200);
+    }
+    let body = format!(r#"{{"model":"g","input":"more","previous_response_id":"{ID}"}}"#);
+    for _ in 0..4 {
+        let a = send(with_key(
+            http::Method::POST,
+            &gw.url("/v1/responses"),
+            "sk-alice",
+            &body,
+        ))
+        .await;
+        assert_eq!(a.status, 200);
+    }
+    assert_eq!(
+        maker.hits(),
+        11,
+        "every call went to the deployment that made the response"
+    );
+    assert_eq!(other.hits(), 0);
+}

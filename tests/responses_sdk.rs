@@ -1,7 +1,9 @@
 //! The official OpenAI Python SDK's `responses` API against the gateway (issue 20, item 5):
 //! create, stream (the SDK's accumulating `responses.stream` and `create(stream=True)`), function
-//! calls and their outputs, and, where the gateway keeps the responses (every provider reached
-//! through the chat translation), retrieve, input items, delete and `previous_response_id`; for
+//! calls and their outputs, retrieve, input items, cancel and delete of the responses OpenAI keeps
+//! (each call sent to the deployment that made the response, for its key alone), and, where the
+//! gateway keeps the responses (every provider reached through the chat translation), retrieve,
+//! input items, delete and `previous_response_id`; for
 //! each provider family (OpenAI relayed, Anthropic, Gemini, Bedrock translated), over real
 //! sockets with the fake upstream. The script is `.ci/responses_sdk_check.py`.
 //!
@@ -108,12 +110,29 @@ async fn official_openai_python_sdk_responses_api_with_every_family() {
     let gw = TestGateway::start(&format!("model_list: {list}\n")).await;
     let base = gw.url("/v1");
 
-    // Relayed to OpenAI: the provider keeps its responses, so the SDK's retrieve and delete are
-    // not part of this run (see docs/agents.md).
+    // Relayed to OpenAI: the provider keeps its responses; the SDK's retrieve, input items,
+    // cancel and delete go to the deployment that made the response (see docs/agents.md).
     up.enqueue(openai_call_answer());
     up.enqueue(openai_call_stream());
     up.enqueue(openai_call_stream());
     up.enqueue(openai_call_answer());
+    up.enqueue(openai_call_answer());
+    up.enqueue(Reply::json(
+        200,
+        json!({"object": "list", "data": [{"id": "msg_1", "type": "message", "role": "user", "status": "completed",
+               "content": [{"type": "input_text", "text": "What's the weather like in Paris?"}]}],
+               "first_id": "msg_1", "last_id": "msg_1", "has_more": false}),
+    ));
+    up.enqueue(Reply::json(
+        200,
+        json!({"id": "resp_fc1", "object": "response", "created_at": 1741294021, "status": "cancelled",
+               "model": "gpt-4.1-2025-04-14", "output": [], "tools": [], "parallel_tool_calls": true,
+               "tool_choice": "auto", "usage": null}),
+    ));
+    up.enqueue(Reply::json(
+        200,
+        json!({"id": "resp_fc1", "object": "response", "deleted": true}),
+    ));
     up.enqueue(Reply::json(
         404,
         json!({"error": {"message": "Previous response with id 'resp_unknown' not found.", "type": "invalid_request_error",
@@ -131,6 +150,7 @@ async fn official_openai_python_sdk_responses_api_with_every_family() {
             "oai",
             "--tool",
             "get_weather",
+            "--relayed",
         ],
         String::new,
     )
@@ -140,6 +160,7 @@ async fn official_openai_python_sdk_responses_api_with_every_family() {
         "ok: stream",
         "ok: create_stream",
         "ok: function_call_output",
+        "ok: relayed_retrieve_cancel_delete",
         "ok: errors",
     ] {
         assert!(
@@ -147,8 +168,31 @@ async fn official_openai_python_sdk_responses_api_with_every_family() {
             "oai: missing `{check}`:\n{stdout}\n{stderr}"
         );
     }
-    assert_eq!(up.hits(), 5);
-    assert!(up.requests().iter().all(|r| r.path() == "/v1/responses"));
+    assert_eq!(
+        up.hits(),
+        9,
+        "the other key's and the deleted response's calls stay in the gateway"
+    );
+    let calls: Vec<(String, String)> = up
+        .requests()
+        .iter()
+        .map(|r| (r.method.to_string(), r.path().to_owned()))
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("POST", "/v1/responses"),
+        ("POST", "/v1/responses"),
+        ("POST", "/v1/responses"),
+        ("POST", "/v1/responses"),
+        ("GET", "/v1/responses/resp_fc1"),
+        ("GET", "/v1/responses/resp_fc1/input_items"),
+        ("POST", "/v1/responses/resp_fc1/cancel"),
+        ("DELETE", "/v1/responses/resp_fc1"),
+        ("POST", "/v1/responses"),
+    ]
+    .iter()
+    .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+    .collect();
+    assert_eq!(calls, want);
 
     for (group, json_case, stream_case, tool) in [
         (

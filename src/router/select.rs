@@ -105,6 +105,19 @@ impl Inner {
         // A test request (`mock_response`) is not counted toward the deployment's usage.
         let test = crate::health::is_test_request(req);
         let mut cands: Vec<&Entry> = entries.iter().map(AsRef::as_ref).collect();
+        // Held to one deployment (a call on a response it made).
+        if let Some(pin) = req
+            .extensions
+            .get::<crate::types::responses::PinnedDeployment>()
+        {
+            cands.retain(|e| *e.deployment.id == *pin.0);
+            if cands.is_empty() {
+                return Err(LlmError::new(
+                    ErrorKind::NotFound,
+                    format!("The deployment of model group `{group}` that made this response is no longer configured."),
+                ));
+            }
+        }
 
         // Cooldown.
         let now = self.clock.monotonic_ms();

@@ -30,7 +30,7 @@ use crate::{
     error::{BoxError, ErrorKind, LlmError},
     provider::bridge::responses::ResponsesContext,
     secret::Secret,
-    store::responses::{owner_of, SharedResponseStore},
+    store::responses::{owner_of, RelayedResponse, SharedResponseStore},
     types::{
         chat::ChatRequest,
         completions::CompletionsRequest,
@@ -41,7 +41,7 @@ use crate::{
         moderations::ModerationsRequest,
         passthrough::{forwarded_headers, split_query_key, Family, PassThroughRequest, RelayHead},
         rerank::RerankRequest,
-        responses::ResponsesRequest,
+        responses::{PinnedDeployment, ResponseAction, ResponseObjectRequest, ResponsesRequest},
         LlmRequest, LlmResponse, Operation, ResponseBody, TokenUsage,
     },
 };
@@ -78,8 +78,16 @@ pub(super) struct Head {
     log: Option<Box<AccessLog>>,
     /// A pass-through route's request line and headers (boxed: other routes carry `None`).
     pass_through: Option<Box<PassThroughHead>>,
-    /// The `{id}` of a `/v1/responses/{id}…` route, and whether the method is `DELETE`.
-    response_id: Option<(Box<str>, bool)>,
+    /// The `{id}` of a `/v1/responses/{id}…` route, whether the method is `DELETE`, and the
+    /// query string.
+    response_id: Option<ResponseIdHead>,
+}
+
+/// What a `/v1/responses/{id}…` request keeps of its head.
+struct ResponseIdHead {
+    id: Box<str>,
+    delete: bool,
+    query: Option<String>,
 }
 
 /// What a pass-through request keeps of its head.
@@ -233,7 +241,11 @@ impl Head {
                         Route::ResponseById | Route::ResponseInputItems | Route::ResponseCancel
                     )
                 })
-                .map(|id| (id.into(), parts.method == http::Method::DELETE)),
+                .map(|id| ResponseIdHead {
+                    id: id.into(),
+                    delete: parts.method == http::Method::DELETE,
+                    query: parts.uri.query().map(str::to_owned),
+                }),
         })
     }
 
@@ -459,23 +471,35 @@ where
             return resp;
         }
     }
-    if let Some((id, delete)) = head.response_id.take() {
+    // A call on a response an OpenAI or Azure deployment made: sent to that deployment.
+    let mut relayed_object = None;
+    if let Some(rid) = head.response_id.take() {
         // A stored response: answered here, from the gateway's store.
         let owner = owner_of(head.presented_key.as_ref());
-        let resp = stored_response(responses.as_ref(), head.route, &id, delete, &owner).await;
-        return match resp {
-            Ok(bytes) => {
-                let resp = json_response(StatusCode::OK, bytes, &call_id);
-                if let Some(log) = &log {
-                    log.emit(&Outcome {
-                        status: resp.status().as_u16(),
-                        ..Outcome::default()
-                    });
-                }
-                resp
+        let resp = stored_response(responses.as_ref(), head.route, &rid, &owner).await;
+        let resp = match resp {
+            Ok(Stored::Relayed(r)) => {
+                relayed_object = Some((r, owner));
+                None
             }
-            Err(e) => failed(&e, dialect, &call_id, log.as_deref()),
+            Ok(Stored::Answer(bytes)) => Some(Ok(bytes)),
+            Err(e) => Some(Err(e)),
         };
+        if let Some(resp) = resp {
+            return match resp {
+                Ok(bytes) => {
+                    let resp = json_response(StatusCode::OK, bytes, &call_id);
+                    if let Some(log) = &log {
+                        log.emit(&Outcome {
+                            status: resp.status().as_u16(),
+                            ..Outcome::default()
+                        });
+                    }
+                    resp
+                }
+                Err(e) => failed(&e, dialect, &call_id, log.as_deref()),
+            };
+        }
     }
     // The caller's owner id for the response store (before the key moves into the request).
     let owner = (matches!(head.route, Route::Responses) && responses.is_some())
@@ -508,13 +532,17 @@ where
                 })
         }
         // Health routes answer in `Head::read`; `/v1/models` has no body.
-        Route::Models
-        | Route::Model
-        | Route::Liveliness
-        | Route::Readiness
-        | Route::ResponseById
-        | Route::ResponseInputItems
-        | Route::ResponseCancel => Ok(LlmRequest::list_models()),
+        Route::Models | Route::Model | Route::Liveliness | Route::Readiness => {
+            Ok(LlmRequest::list_models())
+        }
+        Route::ResponseById | Route::ResponseInputItems | Route::ResponseCancel => {
+            match &relayed_object {
+                Some((obj, _)) => Ok(LlmRequest::new(Operation::ResponseObject(Arc::new(
+                    obj.request.clone(),
+                )))),
+                None => Ok(LlmRequest::list_models()),
+            }
+        }
     };
     let mut llm_req = match parsed {
         Ok(r) => head.annotate(r),
@@ -534,8 +562,13 @@ where
     if let Some(relay) = &relay {
         llm_req.extensions.insert(relay.clone());
     }
-    if let (Some(store), Some(owner)) = (responses, owner) {
-        if let Err(e) = attach_response_store(&mut llm_req, store, owner).await {
+    if let Some((obj, _)) = &relayed_object {
+        llm_req
+            .extensions
+            .insert(PinnedDeployment(obj.record.deployment.clone()));
+    }
+    if let (Some(store), Some(owner)) = (&responses, owner) {
+        if let Err(e) = attach_response_store(&mut llm_req, store.clone(), owner).await {
             return failed(&e, dialect, &call_id, log.as_deref());
         }
     }
@@ -575,6 +608,14 @@ where
         }
     };
     drop(asked);
+    if let (Some((obj, owner)), Some(store)) = (&relayed_object, &responses) {
+        if obj.request.action == ResponseAction::Delete {
+            // The provider deleted it: forgotten here too.
+            if let Err(e) = store.delete_relayed(&obj.record.id, owner).await {
+                tracing::warn!(error = %e, "could not forget a deleted relayed response");
+            }
+        }
+    }
     let resp = match model_id {
         Some(id) => match super::surface::retrieve_model(resp, &id) {
             Ok(r) => r,
@@ -666,10 +707,32 @@ async fn attach_response_store(
         Operation::Responses(r) => r.previous_response_id.clone(),
         _ => return Ok(()),
     };
-    let previous = match previous_id {
-        Some(id) => store.get(&id, &owner).await.map_err(store_down)?,
+    let previous = match &previous_id {
+        Some(id) => store.get(id, &owner).await.map_err(store_down)?,
         None => None,
     };
+    if let (Some(id), None) = (&previous_id, &previous) {
+        // A response an OpenAI or Azure deployment made for this key: continued on that very
+        // deployment (another account would not know the id).
+        if let Some(r) = store.get_relayed(id, &owner).await.map_err(store_down)? {
+            if *r.group == *req.model() {
+                req.extensions.insert(PinnedDeployment(r.deployment));
+            }
+        } else if store
+            .relayed_elsewhere(id, &owner)
+            .await
+            .map_err(store_down)?
+        {
+            // Another key's response: as unknown to this key as any other id.
+            return Err(LlmError::new(
+                ErrorKind::BadRequest,
+                format!("Previous response with id '{id}' not found."),
+            )
+            .with_status(StatusCode::NOT_FOUND)
+            .with_param("previous_response_id")
+            .with_code("previous_response_not_found"));
+        }
+    }
     req.extensions.insert(ResponsesContext {
         store,
         owner,
@@ -693,15 +756,30 @@ fn response_not_found(id: &str) -> LlmError {
     )
 }
 
+/// A response a provider made, found for its owner: the call to send to its deployment.
+struct RelayedObject {
+    record: RelayedResponse,
+    request: ResponseObjectRequest,
+}
+
+/// What the store knows of a `/v1/responses/{id}…` call.
+enum Stored {
+    /// The answer, made here (a response the gateway made).
+    Answer(Bytes),
+    /// A response an OpenAI or Azure deployment made: the call goes to it.
+    Relayed(Box<RelayedObject>),
+}
+
 /// The answer of `GET` / `DELETE /v1/responses/{id}`, `GET …/input_items` and `POST …/cancel`
-/// from the gateway's store: only the key that created a response finds it.
+/// from the gateway's store, or the call to relay for a response a provider made: only the key
+/// that created a response finds it.
 async fn stored_response(
     store: Option<&SharedResponseStore>,
     route: Route,
-    id: &str,
-    delete: bool,
+    head: &ResponseIdHead,
     owner: &str,
-) -> Result<Bytes, LlmError> {
+) -> Result<Stored, LlmError> {
+    let (id, delete) = (&*head.id, head.delete);
     let Some(store) = store else {
         return Err(LlmError::new(
             ErrorKind::NotFound,
@@ -711,18 +789,41 @@ async fn stored_response(
             ),
         ));
     };
-    if delete {
-        return if store.delete(id, owner).await.map_err(store_down)? {
-            Ok(to_json(
-                &serde_json::json!({"id": id, "object": "response", "deleted": true}),
-            ))
-        } else {
-            Err(response_not_found(id))
-        };
+    if delete && store.delete(id, owner).await.map_err(store_down)? {
+        return Ok(Stored::Answer(to_json(
+            &serde_json::json!({"id": id, "object": "response", "deleted": true}),
+        )));
     }
-    let Some(stored) = store.get(id, owner).await.map_err(store_down)? else {
-        return Err(response_not_found(id));
+    let made_here = if delete {
+        None
+    } else {
+        store.get(id, owner).await.map_err(store_down)?
     };
+    let Some(stored) = made_here else {
+        let Some(record) = store.get_relayed(id, owner).await.map_err(store_down)? else {
+            return Err(response_not_found(id));
+        };
+        let action = match route {
+            _ if delete => ResponseAction::Delete,
+            Route::ResponseInputItems => ResponseAction::InputItems,
+            Route::ResponseCancel => ResponseAction::Cancel,
+            _ => ResponseAction::Retrieve,
+        };
+        let streamed = head
+            .query
+            .as_deref()
+            .is_some_and(|q| q.split('&').any(|p| p == "stream=true"));
+        if streamed {
+            return Err(LlmError::bad_request(
+                "`stream=true` on a stored response is not supported by the gateway: retrieve it without `stream`",
+            )
+            .with_param("stream"));
+        }
+        let request =
+            ResponseObjectRequest::new(&*record.group, id, action).with_query(head.query.clone());
+        return Ok(Stored::Relayed(Box::new(RelayedObject { record, request })));
+    };
+    let answer = |bytes| Ok(Stored::Answer(bytes));
     match route {
         Route::ResponseInputItems => {
             // Newest first, as OpenAI lists them by default.
@@ -730,7 +831,7 @@ async fn stored_response(
             let item_id = |v: Option<&&serde_json::Value>| {
                 v.and_then(|i| i.get("id")).cloned().unwrap_or_default()
             };
-            Ok(to_json(&serde_json::json!({
+            answer(to_json(&serde_json::json!({
                 "object": "list",
                 "data": data,
                 "first_id": item_id(data.first()),
@@ -741,7 +842,7 @@ async fn stored_response(
         Route::ResponseCancel => Err(LlmError::bad_request(
             "Only responses created with background=true can be cancelled; this response is complete.",
         )),
-        _ => Ok(to_json(&stored.response)),
+        _ => answer(to_json(&stored.response)),
     }
 }
 

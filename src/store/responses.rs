@@ -5,7 +5,9 @@
 //! A response is owned by the key that created it ([`owner_of`]: the SHA-256 of the presented
 //! key, never the key): looking up or deleting it with another key finds nothing (the same 404 as
 //! an unknown id, so ids do not leak across keys). Responses an OpenAI or Azure deployment made
-//! natively are kept by that provider, not here.
+//! natively are kept by that provider; the store keeps only a [`RelayedResponse`] for each: the
+//! provider's id (unchanged), its owner, and the deployment (and model group) that made it, so
+//! that `GET`/`DELETE`/`input_items`/`cancel` go to that deployment, for its owner alone.
 //!
 //! [`MemoryResponseStore`] keeps them in process memory, bounded by size and age: each stored
 //! response holds the one it continues, so a conversation of `n` turns is `n` records sharing
@@ -58,9 +60,7 @@ impl StoredResponse {
             input,
             output,
             previous,
-            created_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            created_at: now_secs(),
         }
     }
 
@@ -107,6 +107,42 @@ fn approx_len(v: &serde_json::Value) -> usize {
     }
 }
 
+/// A response an OpenAI or Azure deployment made, relayed: who may reach it and where it lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayedResponse {
+    /// The provider's id, byte for byte.
+    pub id: Arc<str>,
+    /// [`owner_of`] the key whose call made it.
+    pub owner: Arc<str>,
+    /// The id of the deployment that made it.
+    pub deployment: Arc<str>,
+    /// The model group the call went through.
+    pub group: Arc<str>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+impl RelayedResponse {
+    /// A record of response `id`, made by `deployment` of `group` for `owner`, now.
+    #[must_use]
+    pub fn new(id: Arc<str>, owner: Arc<str>, deployment: Arc<str>, group: Arc<str>) -> Self {
+        Self {
+            id,
+            owner,
+            deployment,
+            group,
+            created_at: now_secs(),
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The owner id of a presented key (its SHA-256, hex; `""` for a caller without a key).
 #[must_use]
 pub fn owner_of(key: Option<&Secret>) -> Arc<str> {
@@ -128,6 +164,25 @@ pub trait ResponseStore: fmt::Debug + Send + Sync + 'static {
 
     /// Deletes the response `id` if `owner` owns it; whether it did.
     fn delete<'a>(&'a self, id: &'a str, owner: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Records a response a provider made (relayed). Visible to
+    /// [`ResponseStore::get_relayed`] once the future resolves.
+    fn put_relayed(&self, response: RelayedResponse) -> StoreFuture<'_, ()>;
+
+    /// The relayed response `id` if `owner` owns it.
+    fn get_relayed<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+    ) -> StoreFuture<'a, Option<RelayedResponse>>;
+
+    /// Whether a relayed response `id` is recorded for a key other than `owner` (so that a
+    /// `previous_response_id` naming it is refused rather than passed to the provider).
+    fn relayed_elsewhere<'a>(&'a self, id: &'a str, owner: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Forgets the relayed response `id` if `owner` owns it (after the provider deleted it);
+    /// whether it did.
+    fn delete_relayed<'a>(&'a self, id: &'a str, owner: &'a str) -> StoreFuture<'a, bool>;
 }
 
 /// A shared [`ResponseStore`].
@@ -138,12 +193,14 @@ pub type SharedResponseStore = Arc<dyn ResponseStore>;
 #[derive(Clone)]
 pub struct MemoryResponseStore {
     cache: moka::sync::Cache<Arc<str>, Arc<StoredResponse>>,
+    relayed: moka::sync::Cache<Arc<str>, RelayedResponse>,
 }
 
 impl fmt::Debug for MemoryResponseStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryResponseStore")
             .field("entries", &self.cache.entry_count())
+            .field("relayed", &self.relayed.entry_count())
             .finish()
     }
 }
@@ -160,7 +217,13 @@ impl MemoryResponseStore {
     /// Default age after which a response is forgotten: 24 hours.
     pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
-    /// A store keeping at most about `max_bytes` of responses, each for `ttl`.
+    /// Default bound on the relayed responses remembered (about 200 bytes each).
+    pub const DEFAULT_MAX_RELAYED: u64 = 200_000;
+    /// How long a relayed response is remembered: 30 days, as long as OpenAI keeps one.
+    pub const RELAYED_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+    /// A store keeping at most about `max_bytes` of responses, each for `ttl` (and up to
+    /// [`Self::DEFAULT_MAX_RELAYED`] relayed responses for [`Self::RELAYED_TTL`]).
     #[must_use]
     pub fn new(max_bytes: u64, ttl: Duration) -> Self {
         Self {
@@ -168,6 +231,10 @@ impl MemoryResponseStore {
                 .max_capacity(max_bytes)
                 .weigher(|_, r: &Arc<StoredResponse>| r.weight())
                 .time_to_live(ttl)
+                .build(),
+            relayed: moka::sync::Cache::builder()
+                .max_capacity(Self::DEFAULT_MAX_RELAYED)
+                .time_to_live(Self::RELAYED_TTL)
                 .build(),
         }
     }
@@ -195,6 +262,33 @@ impl ResponseStore for MemoryResponseStore {
         let found = self.owned(id, owner).is_some();
         if found {
             self.cache.invalidate(id);
+        }
+        Box::pin(std::future::ready(Ok::<_, StoreError>(found)))
+    }
+
+    fn put_relayed(&self, response: RelayedResponse) -> StoreFuture<'_, ()> {
+        self.relayed.insert(response.id.clone(), response);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn get_relayed<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+    ) -> StoreFuture<'a, Option<RelayedResponse>> {
+        let found = self.relayed.get(id).filter(|r| &*r.owner == owner);
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn relayed_elsewhere<'a>(&'a self, id: &'a str, owner: &'a str) -> StoreFuture<'a, bool> {
+        let other = self.relayed.get(id).is_some_and(|r| &*r.owner != owner);
+        Box::pin(std::future::ready(Ok::<_, StoreError>(other)))
+    }
+
+    fn delete_relayed<'a>(&'a self, id: &'a str, owner: &'a str) -> StoreFuture<'a, bool> {
+        let found = self.relayed.get(id).is_some_and(|r| &*r.owner == owner);
+        if found {
+            self.relayed.invalidate(id);
         }
         Box::pin(std::future::ready(Ok::<_, StoreError>(found)))
     }
@@ -228,6 +322,26 @@ mod tests {
         assert!(store.delete("resp_1", "alice").await.unwrap());
         assert!(store.get("resp_1", "alice").await.unwrap().is_none());
         assert!(!store.delete("resp_1", "alice").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_relayed_response_is_its_owners_alone() {
+        let store = MemoryResponseStore::default();
+        let r = RelayedResponse::new("resp_x".into(), "alice".into(), "dep1".into(), "g".into());
+        store.put_relayed(r.clone()).await.unwrap();
+        assert_eq!(store.get_relayed("resp_x", "alice").await.unwrap(), Some(r));
+        assert_eq!(store.get_relayed("resp_x", "bob").await.unwrap(), None);
+        assert!(store.relayed_elsewhere("resp_x", "bob").await.unwrap());
+        assert!(!store.relayed_elsewhere("resp_x", "alice").await.unwrap());
+        assert!(!store
+            .relayed_elsewhere("resp_unknown", "bob")
+            .await
+            .unwrap());
+        // Not a response the gateway made itself.
+        assert!(store.get("resp_x", "alice").await.unwrap().is_none());
+        assert!(!store.delete_relayed("resp_x", "bob").await.unwrap());
+        assert!(store.delete_relayed("resp_x", "alice").await.unwrap());
+        assert_eq!(store.get_relayed("resp_x", "alice").await.unwrap(), None);
     }
 
     #[test]

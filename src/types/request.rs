@@ -14,7 +14,7 @@ use super::{
     moderations::ModerationsRequest,
     passthrough::PassThroughRequest,
     rerank::RerankRequest,
-    responses::ResponsesRequest,
+    responses::{ResponseObjectRequest, ResponsesRequest},
     wire::Extra,
 };
 
@@ -59,11 +59,14 @@ pub enum OperationKind {
     AudioSpeech,
     /// `POST /v1/rerank` (Cohere's rerank format).
     Rerank,
+    /// `GET` / `DELETE /v1/responses/{id}`, its `input_items` and `cancel`, on a response an
+    /// OpenAI or Azure deployment made.
+    ResponseObject,
 }
 
 impl OperationKind {
     /// Every kind.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::Chat,
         Self::Embeddings,
         Self::ListModels,
@@ -79,6 +82,7 @@ impl OperationKind {
         Self::AudioTranslations,
         Self::AudioSpeech,
         Self::Rerank,
+        Self::ResponseObject,
     ];
 
     /// Short name, for logs, metrics and error messages (`chat`, `embeddings`, `list_models`).
@@ -100,6 +104,7 @@ impl OperationKind {
             Self::AudioTranslations => "audio_translations",
             Self::AudioSpeech => "audio_speech",
             Self::Rerank => "rerank",
+            Self::ResponseObject => "response_object",
         }
     }
 
@@ -192,6 +197,8 @@ pub enum Operation {
     AudioSpeech(Arc<SpeechRequest>),
     /// `POST /v1/rerank`.
     Rerank(Arc<RerankRequest>),
+    /// A call on a stored response an OpenAI or Azure deployment made.
+    ResponseObject(Arc<ResponseObjectRequest>),
 }
 
 impl Operation {
@@ -212,6 +219,7 @@ impl Operation {
             Self::Upload(u) => u.kind,
             Self::AudioSpeech(_) => OperationKind::AudioSpeech,
             Self::Rerank(_) => OperationKind::Rerank,
+            Self::ResponseObject(_) => OperationKind::ResponseObject,
         }
     }
 
@@ -231,6 +239,7 @@ impl Operation {
             Self::Upload(u) => &u.model,
             Self::AudioSpeech(s) => &s.model,
             Self::Rerank(r) => &r.model,
+            Self::ResponseObject(r) => &r.model,
         }
     }
 
@@ -252,6 +261,7 @@ impl Operation {
             Self::Upload(u) => model.clone_into(&mut Arc::make_mut(u).model),
             Self::AudioSpeech(s) => model.clone_into(&mut Arc::make_mut(s).model),
             Self::Rerank(r) => model.clone_into(&mut Arc::make_mut(r).model),
+            Self::ResponseObject(r) => model.clone_into(&mut Arc::make_mut(r).model),
         }
     }
 
@@ -264,6 +274,7 @@ impl Operation {
             | Self::ListModels
             | Self::Moderations(_)
             | Self::Rerank(_)
+            | Self::ResponseObject(_)
             | Self::MessagesCountTokens(_) => false,
             Self::PassThrough(p) => p.looks_streamed(),
             Self::Completions(c) => c.stream.unwrap_or(false),
@@ -282,7 +293,7 @@ impl Operation {
         match self {
             Self::Chat(c) => Some(&c.extra),
             Self::Embeddings(e) => Some(&e.extra),
-            Self::ListModels | Self::PassThrough(_) => None,
+            Self::ListModels | Self::PassThrough(_) | Self::ResponseObject(_) => None,
             Self::Completions(c) => Some(&c.extra),
             Self::Moderations(m) => Some(&m.extra),
             Self::Messages(m) | Self::MessagesCountTokens(m) => Some(&m.extra),
@@ -310,7 +321,8 @@ impl Operation {
             | Self::ImageGenerations(_)
             | Self::Upload(_)
             | Self::AudioSpeech(_)
-            | Self::Rerank(_) => None,
+            | Self::Rerank(_)
+            | Self::ResponseObject(_) => None,
             Self::Completions(c) => c.mock_response.as_ref().filter(|v| !v.is_null()),
         }
     }
@@ -325,7 +337,7 @@ impl Operation {
             Self::Completions(c) => c.prompt.estimate_tokens(),
             Self::Moderations(m) => m.estimate_tokens(),
             Self::Messages(m) | Self::MessagesCountTokens(m) => m.estimate_input_tokens(),
-            Self::ListModels => 0,
+            Self::ListModels | Self::ResponseObject(_) => 0,
             Self::PassThrough(p) => p.estimate_input_tokens(),
             Self::Responses(r) => r.estimate_input_tokens(),
             Self::ImageGenerations(i) => i.estimate_tokens(),
@@ -345,7 +357,7 @@ impl Operation {
             Self::Chat(c) => (c.user.as_deref(), c.metadata.as_ref(), &c.extra),
             Self::Embeddings(e) => (e.user.as_deref(), e.metadata.as_ref(), &e.extra),
             // A pass-through body is the provider's own, read by no layer.
-            Self::ListModels | Self::PassThrough(_) => return None,
+            Self::ListModels | Self::PassThrough(_) | Self::ResponseObject(_) => return None,
             Self::Completions(c) => (c.user.as_deref(), c.metadata.as_ref(), &c.extra),
             Self::Moderations(m) => (None, m.metadata.as_ref(), &m.extra),
             Self::Rerank(r) => (None, r.metadata.as_ref(), &r.extra),
@@ -399,6 +411,7 @@ impl Operation {
             (Self::Upload(a), Self::Upload(b)) => Arc::ptr_eq(a, b),
             (Self::AudioSpeech(a), Self::AudioSpeech(b)) => Arc::ptr_eq(a, b),
             (Self::Rerank(a), Self::Rerank(b)) => Arc::ptr_eq(a, b),
+            (Self::ResponseObject(a), Self::ResponseObject(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }

@@ -134,9 +134,126 @@ pub struct ResponseFacts {
     pub usage: Option<ResponsesUsage>,
 }
 
+/// A request extension holding the router to one deployment (by its id): the call on a
+/// response goes to the deployment that made it, never to another of the group (another
+/// account would not know the id). The router answers 404 when the group has no such
+/// deployment any more.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinnedDeployment(pub std::sync::Arc<str>);
+
+/// What a call on a stored response does (`/v1/responses/{id}…`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResponseAction {
+    /// `GET /v1/responses/{id}`.
+    Retrieve,
+    /// `DELETE /v1/responses/{id}`.
+    Delete,
+    /// `GET /v1/responses/{id}/input_items`.
+    InputItems,
+    /// `POST /v1/responses/{id}/cancel`.
+    Cancel,
+}
+
+impl ResponseAction {
+    /// The HTTP method upstream.
+    #[must_use]
+    pub fn method(self) -> http::Method {
+        match self {
+            Self::Retrieve | Self::InputItems => http::Method::GET,
+            Self::Delete => http::Method::DELETE,
+            Self::Cancel => http::Method::POST,
+        }
+    }
+
+    /// The path after `/responses/{id}` (`""`, `/input_items`, `/cancel`).
+    #[must_use]
+    pub const fn suffix(self) -> &'static str {
+        match self {
+            Self::Retrieve | Self::Delete => "",
+            Self::InputItems => "/input_items",
+            Self::Cancel => "/cancel",
+        }
+    }
+}
+
+/// A call on a response an OpenAI or Azure deployment made (relayed): sent to that very
+/// deployment (the router is held to it by
+/// [`PinnedDeployment`]), with its credentials.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ResponseObjectRequest {
+    /// The model group the response was made through (its deployment is in it).
+    pub model: String,
+    /// The provider's response id, as it made it.
+    pub id: String,
+    /// What to do with it.
+    pub action: ResponseAction,
+    /// The client's query string (`include[]`, `limit`, `after`, `order`), without the gateway's
+    /// own `key`; `None` when empty.
+    pub query: Option<String>,
+}
+
+impl ResponseObjectRequest {
+    /// A call `action` on response `id`, made through the model group `model`.
+    #[must_use]
+    pub fn new(model: impl Into<String>, id: impl Into<String>, action: ResponseAction) -> Self {
+        Self {
+            model: model.into(),
+            id: id.into(),
+            action,
+            query: None,
+        }
+    }
+
+    /// With the client's query string (`None` or empty for none).
+    #[must_use]
+    pub fn with_query(mut self, query: Option<String>) -> Self {
+        self.query = query.filter(|q| !q.is_empty());
+        self
+    }
+
+    /// The path and query to append to the Responses endpoint's path:
+    /// `/{id}{suffix}` (the id percent-encoded where it is not a plain token).
+    #[must_use]
+    pub fn path_tail(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(self.id.len() + 16);
+        out.push('/');
+        for b in self.id.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'~') {
+                out.push(char::from(b));
+            } else {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+        out.push_str(self.action.suffix());
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_on_a_response_names_its_method_and_path() {
+        let get = ResponseObjectRequest::new("g", "resp_1", ResponseAction::Retrieve)
+            .with_query(Some(String::new()));
+        assert_eq!(get.path_tail(), "/resp_1");
+        assert_eq!(get.query, None);
+        assert_eq!(get.action.method(), http::Method::GET);
+        let items = ResponseObjectRequest::new("g", "resp_1", ResponseAction::InputItems);
+        assert_eq!(items.path_tail(), "/resp_1/input_items");
+        let cancel = ResponseObjectRequest::new("g", "resp_1", ResponseAction::Cancel);
+        assert_eq!(
+            (cancel.path_tail().as_str(), cancel.action.method()),
+            ("/resp_1/cancel", http::Method::POST)
+        );
+        assert_eq!(ResponseAction::Delete.method(), http::Method::DELETE);
+        // An id is one path segment, whatever it holds.
+        let odd = ResponseObjectRequest::new("g", "a/../b?c", ResponseAction::Delete);
+        assert_eq!(odd.path_tail(), "/a%2F..%2Fb%3Fc");
+    }
 
     #[test]
     fn parses_typed_fields_and_keeps_the_rest() {

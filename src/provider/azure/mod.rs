@@ -206,6 +206,7 @@ impl Provider for Azure {
             crate::types::OperationKind::Chat
                 | crate::types::OperationKind::Embeddings
                 | crate::types::OperationKind::Responses
+                | crate::types::OperationKind::ResponseObject
         ) || super::openai::media::is_media(op)
     }
 
@@ -221,6 +222,10 @@ impl Provider for Azure {
                 let (body, ct) = super::openai::media::body(req, &dep.model)?;
                 content_type = ct;
                 (&media_endpoint, body)
+            }
+            Operation::ResponseObject(_) => {
+                responses = responses_endpoint(reached(&r.chat)?)?;
+                (&responses, Bytes::new())
             }
             Operation::Responses(body) => {
                 responses = responses_endpoint(reached(&r.chat)?)?;
@@ -243,7 +248,13 @@ impl Provider for Azure {
             ),
             _ => return Err(super::unsupported(self, req)),
         };
-        let mut head = resolved_head(endpoint, &r)?;
+        let mut head = match &req.op {
+            // A call on a response this deployment made: `…/openai/responses/{id}…`.
+            Operation::ResponseObject(obj) => {
+                super::openai::object_request(endpoint, obj, &r)?.map(|_| ())
+            }
+            _ => resolved_head(endpoint, &r)?,
+        };
         let headers = head.headers_mut();
         if let Some(ct) = content_type {
             headers.insert(http::header::CONTENT_TYPE, ct);

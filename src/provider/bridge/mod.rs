@@ -58,6 +58,7 @@ pub fn for_kind(kind: OperationKind) -> Option<&'static dyn Bridge> {
         | OperationKind::AudioTranscriptions
         | OperationKind::AudioTranslations
         | OperationKind::AudioSpeech
-        | OperationKind::Rerank => None,
+        | OperationKind::Rerank
+        | OperationKind::ResponseObject => None,
     }
 }

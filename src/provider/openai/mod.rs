@@ -33,7 +33,9 @@ pub use self::{
 };
 pub(crate) use self::{
     encode::{resolved_head, splice_model},
-    responses::sibling_endpoint,
+    responses::{
+        decode_object, decode_relayed, object_request, relayed_events, sibling_endpoint, Remember,
+    },
 };
 use super::{sse::SseStream, ByteStream, Deployment, Provider};
 use crate::{
@@ -57,6 +59,16 @@ macro_rules! openai_shaped_responses {
                 $crate::types::OperationKind::AudioTranscriptions
                 | $crate::types::OperationKind::AudioTranslations => {
                     $crate::provider::openai::media::decode_transcription(req, resp)
+                }
+                // A relayed Responses answer: its id recorded for the caller.
+                $crate::types::OperationKind::Responses => {
+                    $crate::provider::openai::decode_relayed(
+                        resp.body(),
+                        $crate::provider::openai::Remember::of(req, _dep),
+                    )
+                }
+                $crate::types::OperationKind::ResponseObject => {
+                    Ok($crate::provider::openai::decode_object(resp.body()))
                 }
                 _ => $crate::provider::openai::decode_openai(req, resp.body()),
             }
@@ -103,9 +115,10 @@ macro_rules! openai_shaped_responses {
                 $crate::types::OperationKind::AudioSpeech => Ok(
                     $crate::provider::openai::media::speech_events(req, &parts, body),
                 ),
-                _ => Ok($crate::provider::openai::responses_events(
+                _ => Ok($crate::provider::openai::relayed_events(
                     self.name(),
                     body,
+                    $crate::provider::openai::Remember::of(req, _dep),
                 )),
             }
         }
@@ -134,6 +147,7 @@ impl Provider for OpenAi {
                 | crate::types::OperationKind::Completions
                 | crate::types::OperationKind::Moderations
                 | crate::types::OperationKind::Responses
+                | crate::types::OperationKind::ResponseObject
         ) || media::is_media(op)
     }
 
@@ -154,6 +168,14 @@ impl Provider for OpenAi {
     }
 
     fn encode(&self, req: &LlmRequest, dep: &Deployment) -> Result<http::Request<Bytes>, LlmError> {
+        if let Operation::ResponseObject(obj) = &req.op {
+            // A call on a response this deployment made: beside its `/responses`.
+            let r = dep.resolved(self.name());
+            let endpoint = sibling_endpoint(super::resolve::reached(&r.chat)?)?;
+            let mut up = object_request(&endpoint, obj, &r)?;
+            r.add_credential(up.headers_mut())?;
+            return Ok(up);
+        }
         if let Operation::Responses(body) = &req.op {
             // `/responses` beside the chat endpoint; the client's bytes with `model` replaced.
             let r = dep.resolved(self.name());

@@ -4,6 +4,7 @@
 
 use std::{
     collections::VecDeque,
+    future::Future as _,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -17,13 +18,16 @@ use pin_project_lite::pin_project;
 use super::error::error_from_object;
 use crate::{
     error::{ErrorKind, LlmError},
+    provider::{bridge::responses::ResponsesContext, Deployment},
     provider::{
         resolve::Endpoint,
         sse::{bounded_events, Bounded, MAX_EVENT_BYTES},
         ByteStream,
     },
+    store::responses::{RelayedResponse, SharedResponseStore},
     types::{
-        responses::ResponseFacts, EventStream, JsonBody, LlmResponse, StreamEvent, TokenUsage,
+        responses::{ResponseFacts, ResponseObjectRequest},
+        EventStream, JsonBody, LlmRequest, LlmResponse, Operation, StreamEvent, TokenUsage,
     },
 };
 
@@ -53,8 +57,19 @@ pub(crate) fn sibling_endpoint(chat: &Endpoint) -> Result<Endpoint, LlmError> {
 
 /// A complete Responses answer: the provider's bytes, with its model and usage read.
 pub fn decode_response(body: &Bytes) -> Result<LlmResponse, LlmError> {
+    decode_relayed(body, None)
+}
+
+/// [`decode_response`], recording the response's id for its owner when `remember` says so.
+pub(crate) fn decode_relayed(
+    body: &Bytes,
+    remember: Option<Remember>,
+) -> Result<LlmResponse, LlmError> {
     let facts: ResponseFacts = serde_json::from_slice(body)
         .map_err(|e| super::invalid_upstream_json("Responses API answer", &e))?;
+    if let (Some(r), Some(id)) = (remember, facts.id.as_deref()) {
+        r.record(id);
+    }
     Ok(LlmResponse::json(
         JsonBody::new(body.clone())
             .with_usage(facts.usage.as_ref().map(TokenUsage::from))
@@ -64,13 +79,116 @@ pub fn decode_response(body: &Bytes) -> Result<LlmResponse, LlmError> {
 
 /// A Responses event stream relayed event by event (see the module docs).
 pub fn responses_events(provider: &'static str, body: ByteStream) -> EventStream {
+    relayed_events(provider, body, None)
+}
+
+/// [`responses_events`], recording the response's id (from the first event that carries the
+/// `response`) for its owner when `remember` says so.
+pub(crate) fn relayed_events(
+    provider: &'static str,
+    body: ByteStream,
+    remember: Option<Remember>,
+) -> EventStream {
     Box::pin(RelayedEvents {
         events: bounded_events(body, MAX_EVENT_BYTES),
         provider,
         pending: VecDeque::new(),
         finished: false,
         ended: false,
+        remember,
     })
+}
+
+/// What recording a relayed response needs: the store and owner of the call
+/// ([`ResponsesContext`]), the deployment that answered and the group asked for. Made only for a
+/// Responses call that asked to be stored (`store`, default `true`): OpenAI keeps no other.
+#[derive(Debug)]
+pub(crate) struct Remember {
+    store: SharedResponseStore,
+    owner: Arc<str>,
+    deployment: Arc<str>,
+    group: Arc<str>,
+}
+
+impl Remember {
+    /// For `req` (a Responses call) answered by `dep`; `None` when nothing is to be recorded.
+    pub(crate) fn of(req: &LlmRequest, dep: &Deployment) -> Option<Self> {
+        let Operation::Responses(body) = &req.op else {
+            return None;
+        };
+        let ctx = req.extensions.get::<ResponsesContext>()?;
+        body.wants_store().then(|| Self {
+            store: ctx.store.clone(),
+            owner: ctx.owner.clone(),
+            deployment: dep.id.clone(),
+            group: Arc::from(req.model()),
+        })
+    }
+
+    /// Records response `id` (bookkeeping: an in-memory store has it before this returns, a
+    /// database writes off the request path).
+    fn record(self, id: &str) {
+        let record = RelayedResponse::new(Arc::from(id), self.owner, self.deployment, self.group);
+        let store = self.store;
+        let mut put = Box::pin(async move {
+            if let Err(e) = store.put_relayed(record).await {
+                tracing::warn!(error = %e, "could not record a relayed Responses answer");
+            }
+        });
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if put.as_mut().poll(&mut cx).is_pending() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(put);
+            }
+        }
+    }
+}
+
+/// The URL of a call on a stored response: `{responses endpoint}/{id}{suffix}`, the endpoint's
+/// query (Azure's `api-version`) and the client's query kept.
+pub(crate) fn object_endpoint(
+    responses: &Endpoint,
+    obj: &ResponseObjectRequest,
+) -> Result<Endpoint, LlmError> {
+    let uri = responses.uri();
+    let mut url = String::with_capacity(128);
+    if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
+        url.push_str(scheme);
+        url.push_str("://");
+        url.push_str(authority.as_str());
+    }
+    url.push_str(uri.path().trim_end_matches('/'));
+    url.push_str(&obj.path_tail());
+    let mut sep = '?';
+    for q in [uri.query(), obj.query.as_deref()].into_iter().flatten() {
+        if q.contains(['#', ' ']) {
+            return Err(LlmError::bad_request("the query string is not valid"));
+        }
+        url.push(sep);
+        url.push_str(q);
+        sep = '&';
+    }
+    Endpoint::parse(&url)
+}
+
+/// The upstream request of a call on a stored response, given the deployment's Responses
+/// endpoint and resolved head: the action's method, no body.
+pub(crate) fn object_request(
+    responses: &Endpoint,
+    obj: &ResponseObjectRequest,
+    resolved: &crate::provider::resolve::Resolved,
+) -> Result<http::Request<Bytes>, LlmError> {
+    let endpoint = object_endpoint(responses, obj)?;
+    let mut head = super::resolved_head(&endpoint, resolved)?;
+    *head.method_mut() = obj.action.method();
+    head.headers_mut().remove(http::header::CONTENT_TYPE);
+    Ok(head.map(|()| Bytes::new()))
+}
+
+/// The answer of a call on a stored response: the provider's JSON, relayed as it is (no usage:
+/// nothing was generated).
+pub(crate) fn decode_object(body: &Bytes) -> LlmResponse {
+    LlmResponse::json(JsonBody::new(body.clone()))
 }
 
 pin_project! {
@@ -85,6 +203,8 @@ pin_project! {
         // The provider said the answer is over (`response.completed` / `.incomplete` / `.failed`,
         // or an `error` event).
         ended: bool,
+        // Records the response's id once the first event names it.
+        remember: Option<Remember>,
     }
 }
 
@@ -121,6 +241,7 @@ fn relay_event(
     provider: &'static str,
     name: &str,
     data: &str,
+    remember: &mut Option<Remember>,
 ) -> Result<(StreamEvent, bool), LlmError> {
     let mut event = StreamEvent::new(frame(name, data));
     let facts: EventFacts<'_> = serde_json::from_str(data).map_err(|e| {
@@ -146,6 +267,11 @@ fn relay_event(
         }
     }
     if let Some(r) = facts.response {
+        if let Some(id) = r.id.as_deref() {
+            if let Some(rem) = remember.take() {
+                rem.record(id);
+            }
+        }
         event = event
             .with_usage(r.usage.as_ref().map(TokenUsage::from))
             .with_model(r.model.map(Arc::from));
@@ -191,7 +317,7 @@ impl Stream for RelayedEvents {
                             }
                         }
                     }
-                    match relay_event(this.provider, name, data) {
+                    match relay_event(this.provider, name, data, this.remember) {
                         Ok((event, ends)) => {
                             *this.ended |= ends;
                             this.pending.push_back(event);
@@ -232,6 +358,68 @@ mod tests {
     use futures_util::StreamExt as _;
 
     use super::*;
+    use crate::{
+        store::responses::{MemoryResponseStore, ResponseStore as _},
+        types::responses::ResponseAction,
+    };
+
+    #[test]
+    fn a_call_on_a_response_goes_beside_the_responses_endpoint() {
+        let ep = Endpoint::parse(
+            "https://r.openai.azure.com/openai/responses?api-version=2025-04-01-preview",
+        )
+        .unwrap();
+        let obj = ResponseObjectRequest::new("g", "resp_9", ResponseAction::InputItems)
+            .with_query(Some("limit=2".into()));
+        let url = object_endpoint(&ep, &obj).unwrap();
+        assert_eq!(
+            url.uri().to_string(),
+            "https://r.openai.azure.com/openai/responses/resp_9/input_items?api-version=2025-04-01-preview&limit=2"
+        );
+        let ep = Endpoint::parse("http://h:9/v1/responses").unwrap();
+        let obj = ResponseObjectRequest::new("g", "resp_9", ResponseAction::Retrieve)
+            .with_query(Some("a b".into()));
+        assert_eq!(
+            object_endpoint(&ep, &obj).unwrap_err().status(),
+            http::StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[tokio::test]
+    async fn a_relayed_answer_and_stream_record_their_id_for_the_caller() {
+        let store = Arc::new(MemoryResponseStore::default());
+        let dep = Deployment::new("g", "openai/gpt-4.1");
+        let mk = |body: &str| {
+            let mut req = LlmRequest::responses_from_bytes(
+                serde_json::from_str(body).unwrap(),
+                Bytes::from(body.to_owned()),
+            );
+            req.extensions.insert(ResponsesContext {
+                store: store.clone(),
+                owner: "alice".into(),
+                previous: None,
+            });
+            req
+        };
+        let answer = Bytes::from_static(br#"{"id":"resp_j","model":"m","usage":null}"#);
+        decode_relayed(&answer, Remember::of(&mk(r#"{"model":"g"}"#), &dep)).unwrap();
+        let got = store.get_relayed("resp_j", "alice").await.unwrap().unwrap();
+        assert_eq!((&*got.deployment, &*got.group), (&*dep.id, "g"));
+        // `store: false`: nothing recorded.
+        assert!(Remember::of(&mk(r#"{"model":"g","store":false}"#), &dep).is_none());
+        let mut events = relayed_events(
+            "openai",
+            body(&[STREAM]),
+            Remember::of(&mk(r#"{"model":"g"}"#), &dep),
+        );
+        while events.next().await.is_some() {}
+        assert!(store
+            .get_relayed("resp_1", "alice")
+            .await
+            .unwrap()
+            .is_some());
+        assert!(store.get_relayed("resp_1", "bob").await.unwrap().is_none());
+    }
 
     fn body(parts: &[&'static str]) -> ByteStream {
         let items: Vec<Result<Bytes, LlmError>> = parts
