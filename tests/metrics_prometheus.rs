@@ -649,3 +649,87 @@ async fn key_and_team_rate_limit_gauges_reach_prometheus_apart_from_the_provider
     )
     .await;
 }
+
+/// Issue 22: refusals made by auth inside the stack (a model the key may not call), at the edge
+/// with a known key (a blocked key), and by the budget layer are counted in
+/// `litellm_proxy_total_requests_metric` / `litellm_proxy_failed_requests_metric` with the
+/// caller's key, the model asked for, the status and the error class.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_and_budget_refusals_reach_prometheus_with_the_callers_key() {
+    let Some(bin) = prometheus_bin() else {
+        return;
+    };
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(
+        &config(&up.url()),
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let base = gw.url("");
+    let prom = Prometheus::start(&bin, &gw.addr.to_string(), MASTER);
+    prom.wait_ready().await;
+    let url = gw.url("/v1/chat/completions");
+    let ask =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+
+    // A key for another model group: LiteLLM's 401 key_model_access_denied, twice.
+    let (narrow, narrow_token) =
+        new_key(&base, json!({"key_alias": "narrow", "models": ["other"]})).await;
+    for _ in 0..2 {
+        let r = post(&url, Some(&narrow), &ask("g")).await;
+        assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["error"]["type"], "key_model_access_denied");
+    }
+    // A blocked key: refused at the edge, its labels known.
+    let (blocked, blocked_token) = new_key(&base, json!({"key_alias": "blocked"})).await;
+    let b = post(
+        &gw.url("/key/block"),
+        Some(MASTER),
+        &json!({"key": blocked}),
+    )
+    .await;
+    assert_eq!(b.status, 200, "{}", String::from_utf8_lossy(&b.body));
+    assert_eq!(post(&url, Some(&blocked), &ask("g")).await.status, 401);
+    // A key over its budget: the first call spends past it, the second is refused.
+    let (poor, poor_token) = new_key(
+        &base,
+        json!({"key_alias": "poor", "max_budget": 0.000_000_1}),
+    )
+    .await;
+    assert_eq!(post(&url, Some(&poor), &ask("g")).await.status, 200);
+    let refused = post(&url, Some(&poor), &ask("g")).await;
+    let budget_status = refused.status;
+    assert!(
+        (400..500).contains(&budget_status),
+        "{budget_status}: {}",
+        String::from_utf8_lossy(&refused.body)
+    );
+
+    prom.expect("up{job=\"llmgate\"}", 1.0).await;
+    prom.expect(
+        &format!("sum(litellm_proxy_failed_requests_metric_total{{hashed_api_key=\"{narrow_token}\",api_key_alias=\"narrow\",requested_model=\"g\",exception_status=\"401\",exception_class=\"authentication\",route=\"/chat/completions\"}})"),
+        2.0,
+    )
+    .await;
+    prom.expect(
+        &format!("sum(litellm_proxy_total_requests_metric_total{{hashed_api_key=\"{narrow_token}\",status_code=\"401\"}})"),
+        2.0,
+    )
+    .await;
+    prom.expect(
+        &format!("sum(litellm_proxy_failed_requests_metric_total{{hashed_api_key=\"{blocked_token}\",api_key_alias=\"blocked\",exception_status=\"401\"}})"),
+        1.0,
+    )
+    .await;
+    prom.expect(
+        &format!("sum(litellm_proxy_failed_requests_metric_total{{hashed_api_key=\"{poor_token}\",requested_model=\"g\",exception_status=\"{budget_status}\"}})"),
+        1.0,
+    )
+    .await;
+    // 2 + 1 + 2 calls, one success among them.
+    prom.expect("sum(litellm_proxy_total_requests_metric_total)", 5.0)
+        .await;
+    prom.expect("sum(litellm_proxy_failed_requests_metric_total)", 4.0)
+        .await;
+}

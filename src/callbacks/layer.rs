@@ -47,6 +47,10 @@ impl CallRecordLayer {
     pub fn new(callbacks: Callbacks) -> Self {
         Self { callbacks }
     }
+
+    pub(super) fn callbacks(&self) -> &Callbacks {
+        &self.callbacks
+    }
 }
 
 impl<S> Layer<S> for CallRecordLayer {
@@ -160,7 +164,7 @@ fn is_unknown_model(e: &LlmError) -> bool {
     e.kind() == ErrorKind::NotFound && e.code() == Some("model_not_found") && e.provider().is_none()
 }
 
-fn route_of(kind: OperationKind) -> &'static str {
+pub(super) fn route_of(kind: OperationKind) -> &'static str {
     if kind == OperationKind::Chat {
         "/chat/completions"
     } else if kind == OperationKind::Embeddings {

@@ -286,13 +286,47 @@ impl Metrics {
     /// error class. Nothing else is known about such a call (its body is not read, or did not
     /// parse): the other labels are empty.
     pub fn refused(&self, route: &'static str, status: u16, class: &'static str) {
+        self.count_refusal(route, self.inner.no_model.clone(), None, status, class);
+    }
+
+    /// Counts a call that the edge refused, as [`refused`](Self::refused), with the caller's key
+    /// labels when auth knew the key ([`AuthRefusal`](crate::auth::AuthRefusal): a blocked or
+    /// expired key).
+    pub fn refused_error(&self, route: &'static str, e: &crate::error::LlmError) {
+        let key = crate::auth::AuthRefusal::of(e).and_then(|r| r.key.as_deref());
+        let model = self.inner.no_model.clone();
+        self.count_refusal(route, model, key, e.status().as_u16(), e.kind().as_str());
+    }
+
+    /// Counts a call that auth refused inside the stack (it never reached the
+    /// [`CallRecorder`](crate::callbacks::CallRecorder)): `litellm_proxy_total_requests_metric`
+    /// and `litellm_proxy_failed_requests_metric` with the model the request named, the caller's
+    /// key when auth knew it, the route, the status and the error class.
+    pub fn refused_by_auth(
+        &self,
+        route: &'static str,
+        model: Arc<str>,
+        key: Option<&KeyInfo>,
+        e: &crate::error::LlmError,
+    ) {
+        self.count_refusal(route, model, key, e.status().as_u16(), e.kind().as_str());
+    }
+
+    fn count_refusal(
+        &self,
+        route: &'static str,
+        requested_model: Arc<str>,
+        key: Option<&KeyInfo>,
+        status: u16,
+        class: &'static str,
+    ) {
         let sk = SeriesKey {
-            requested_model: self.inner.no_model.clone(),
+            requested_model,
             model: None,
             model_id: None,
             api_base: None,
             provider: None,
-            key: None,
+            key: key.map(|k| self.key_labels(k)),
             end_user: None,
             status,
             success: false,
