@@ -603,7 +603,7 @@ async fn key_and_team_rate_limit_gauges_reach_prometheus_apart_from_the_provider
     .await;
     prom.expect(
         &format!("litellm_remaining_api_key_tokens_for_model{{{k}}}"),
-        1000.0 - 4.0 * 12.0,
+        952.0, // 1000 − 4 × 12
     )
     .await;
     let t = "team=\"t-lim\",model=\"g\"";
@@ -645,7 +645,7 @@ async fn key_and_team_rate_limit_gauges_reach_prometheus_apart_from_the_provider
     .await;
     prom.expect(
         &format!("litellm_remaining_api_key_tokens_for_model{{{k}}}"),
-        1000.0 - 5.0 * 12.0,
+        940.0, // 1000 − 5 × 12
     )
     .await;
 }
