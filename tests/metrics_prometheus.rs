@@ -540,3 +540,196 @@ async fn edge_refusals_fallbacks_and_wildcard_deployments_reach_prometheus() {
     prom.expect("sum(litellm_proxy_total_requests_metric_total)", 9.0)
         .await;
 }
+
+/// Issue 22's rate-limit gauges per key and team: a key with rpm and tpm limits in a team with an
+/// rpm limit, a few calls, then PromQL on LiteLLM's gauges. The fake provider sends its own
+/// `x-ratelimit-remaining-requests`; the provider gauge shows the provider's number and the key
+/// gauges the gateway's, although both travel in headers of the same name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_and_team_rate_limit_gauges_reach_prometheus_apart_from_the_providers() {
+    let Some(bin) = prometheus_bin() else {
+        return;
+    };
+    let up = FakeUpstream::start().await;
+    up.set_default(
+        Reply::json(200, chat_completion("hello"))
+            .header("x-ratelimit-remaining-requests", "4321")
+            .header("x-ratelimit-remaining-tokens", "765432"),
+    );
+    let gw = Gov::start(
+        &config(&up.url()),
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let base = gw.url("");
+    let prom = Prometheus::start(&bin, &gw.addr.to_string(), MASTER);
+    prom.wait_ready().await;
+    let team = post(
+        &gw.url("/team/new"),
+        Some(MASTER),
+        &json!({"team_id": "t-lim", "rpm_limit": 5}),
+    )
+    .await;
+    assert_eq!(team.status, 200, "{}", String::from_utf8_lossy(&team.body));
+    let (key, token) = new_key(
+        &base,
+        json!({"key_alias": "limited", "team_id": "t-lim", "rpm_limit": 10, "tpm_limit": 1000}),
+    )
+    .await;
+    let (free, _) = new_key(&base, json!({"key_alias": "free"})).await;
+    let url = gw.url("/v1/chat/completions");
+    // 4 calls of 12 tokens (5 in, 7 out); the client sees the gateway's tightest bucket (the
+    // team's: 5 − 4 = 1), never the provider's 4321.
+    for i in 1..=4 {
+        let r = post(&url, Some(&key), &chat(false, None)).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let left = (5 - i).to_string();
+        assert_eq!(
+            r.header("x-ratelimit-remaining-requests"),
+            Some(left.as_str())
+        );
+    }
+    // A key without limits: no rate-limit series of its own.
+    assert_eq!(
+        post(&url, Some(&free), &chat(false, None)).await.status,
+        200
+    );
+
+    let k = format!("hashed_api_key=\"{token}\",api_key_alias=\"limited\",model=\"g\"");
+    prom.expect(
+        &format!("litellm_remaining_api_key_requests_for_model{{{k}}}"),
+        6.0,
+    )
+    .await;
+    prom.expect(
+        &format!("litellm_remaining_api_key_tokens_for_model{{{k}}}"),
+        952.0, // 1000 − 4 × 12
+    )
+    .await;
+    let t = "team=\"t-lim\",model=\"g\"";
+    prom.expect(
+        &format!("litellm_remaining_team_requests_for_model{{{t}}}"),
+        1.0,
+    )
+    .await;
+    prom.expect(&format!("litellm_team_rpm_limit{{{t}}}"), 5.0)
+        .await;
+    // One series per limited scope; no tpm on the team; nothing for the free key.
+    prom.expect("count(litellm_remaining_api_key_requests_for_model)", 1.0)
+        .await;
+    prom.expect("count(litellm_remaining_team_requests_for_model)", 1.0)
+        .await;
+    assert!(prom.query("litellm_team_tpm_limit").await.is_empty());
+    assert!(prom
+        .query("litellm_remaining_team_tokens_for_model")
+        .await
+        .is_empty());
+    // The provider's own numbers, per deployment and caller.
+    prom.expect(
+        &format!("litellm_remaining_requests{{model_group=\"g\",api_provider=\"openai\",hashed_api_key=\"{token}\"}}"),
+        4321.0,
+    )
+    .await;
+    prom.expect("max(litellm_remaining_tokens)", 765_432.0)
+        .await;
+    prom.expect("min(litellm_remaining_requests)", 4321.0).await;
+
+    // The team's fifth call is its last; the sixth is refused, and the gauge says 0.
+    assert_eq!(post(&url, Some(&key), &chat(false, None)).await.status, 200);
+    let r = post(&url, Some(&key), &chat(false, None)).await;
+    assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+    prom.expect(
+        &format!("litellm_remaining_team_requests_for_model{{{t}}}"),
+        0.0,
+    )
+    .await;
+    prom.expect(
+        &format!("litellm_remaining_api_key_tokens_for_model{{{k}}}"),
+        940.0, // 1000 − 5 × 12
+    )
+    .await;
+}
+
+/// Issue 22: refusals made by auth inside the stack (a model the key may not call), at the edge
+/// with a known key (a blocked key), and by the budget layer are counted in
+/// `litellm_proxy_total_requests_metric` / `litellm_proxy_failed_requests_metric` with the
+/// caller's key, the model asked for, the status and the error class.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_and_budget_refusals_reach_prometheus_with_the_callers_key() {
+    let Some(bin) = prometheus_bin() else {
+        return;
+    };
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(
+        &config(&up.url()),
+        BuildOptions::default().database_url("sqlite::memory:"),
+    )
+    .await;
+    let base = gw.url("");
+    let prom = Prometheus::start(&bin, &gw.addr.to_string(), MASTER);
+    prom.wait_ready().await;
+    let url = gw.url("/v1/chat/completions");
+    let ask =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+
+    // A key for another model group: LiteLLM's 401 key_model_access_denied, twice.
+    let (narrow, narrow_token) =
+        new_key(&base, json!({"key_alias": "narrow", "models": ["other"]})).await;
+    for _ in 0..2 {
+        let r = post(&url, Some(&narrow), &ask("g")).await;
+        assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["error"]["type"], "key_model_access_denied");
+    }
+    // A blocked key: refused at the edge, its labels known.
+    let (blocked, blocked_token) = new_key(&base, json!({"key_alias": "blocked"})).await;
+    let b = post(
+        &gw.url("/key/block"),
+        Some(MASTER),
+        &json!({"key": blocked}),
+    )
+    .await;
+    assert_eq!(b.status, 200, "{}", String::from_utf8_lossy(&b.body));
+    assert_eq!(post(&url, Some(&blocked), &ask("g")).await.status, 401);
+    // A key over its budget: the first call spends past it, the second is refused.
+    let (poor, poor_token) = new_key(
+        &base,
+        json!({"key_alias": "poor", "max_budget": 0.000_000_1}),
+    )
+    .await;
+    assert_eq!(post(&url, Some(&poor), &ask("g")).await.status, 200);
+    let refused = post(&url, Some(&poor), &ask("g")).await;
+    let budget_status = refused.status;
+    assert!(
+        (400..500).contains(&budget_status),
+        "{budget_status}: {}",
+        String::from_utf8_lossy(&refused.body)
+    );
+
+    prom.expect("up{job=\"llmgate\"}", 1.0).await;
+    prom.expect(
+        &format!("sum(litellm_proxy_failed_requests_metric_total{{hashed_api_key=\"{narrow_token}\",api_key_alias=\"narrow\",requested_model=\"g\",exception_status=\"401\",exception_class=\"authentication\",route=\"/chat/completions\"}})"),
+        2.0,
+    )
+    .await;
+    prom.expect(
+        &format!("sum(litellm_proxy_total_requests_metric_total{{hashed_api_key=\"{narrow_token}\",status_code=\"401\"}})"),
+        2.0,
+    )
+    .await;
+    prom.expect(
+        &format!("sum(litellm_proxy_failed_requests_metric_total{{hashed_api_key=\"{blocked_token}\",api_key_alias=\"blocked\",exception_status=\"401\"}})"),
+        1.0,
+    )
+    .await;
+    prom.expect(
+        &format!("sum(litellm_proxy_failed_requests_metric_total{{hashed_api_key=\"{poor_token}\",requested_model=\"g\",exception_status=\"{budget_status}\"}})"),
+        1.0,
+    )
+    .await;
+    // 2 + 1 + 2 calls, one success among them.
+    prom.expect("sum(litellm_proxy_total_requests_metric_total)", 5.0)
+        .await;
+    prom.expect("sum(litellm_proxy_failed_requests_metric_total)", 4.0)
+        .await;
+}

@@ -128,15 +128,46 @@ fn now_of(keys: Option<&KeyCache>) -> i64 {
     )
 }
 
+/// Marks an error that auth answered itself (a refusal, or a key store out of reach), as the
+/// error's [`source`](std::error::Error::source), with the caller's key when it was known (a
+/// blocked or expired key, a model it may not call, a blocked end user): the call never reached
+/// the layers inside auth, so the metrics count it from this ([`AuthRefusal::of`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct AuthRefusal {
+    /// The caller's key, when auth knew it.
+    pub key: Option<Arc<KeyInfo>>,
+}
+
+impl AuthRefusal {
+    /// The mark on `e`, when auth answered it.
+    #[must_use]
+    pub fn of(e: &LlmError) -> Option<&Self> {
+        std::error::Error::source(e)?.downcast_ref()
+    }
+}
+
+impl std::fmt::Display for AuthRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("answered by auth")
+    }
+}
+
+impl std::error::Error for AuthRefusal {}
+
+fn refused(e: LlmError, key: Option<&Arc<KeyInfo>>) -> LlmError {
+    e.with_source(AuthRefusal { key: key.cloned() })
+}
+
 /// A loaded key that may be used at `now`: known, not blocked, not expired.
 fn usable(info: Option<Arc<KeyInfo>>, now: i64) -> Result<Arc<KeyInfo>, LlmError> {
     let Some(info) = info else {
-        return Err(auth_error(
+        return Err(refused(auth_error(
             "Authentication Error, Invalid proxy server token passed. Unable to find token in cache or the database.",
-        ));
+        ), None));
     };
     match info.refusal(now) {
-        Some(e) => Err(e),
+        Some(e) => Err(refused(e, Some(&info))),
         None => Ok(info),
     }
 }
@@ -144,11 +175,14 @@ fn usable(info: Option<Arc<KeyInfo>>, now: i64) -> Result<Arc<KeyInfo>, LlmError
 /// The answer when the key store cannot be reached: 503.
 fn store_unavailable(e: &StoreError) -> LlmError {
     tracing::error!(error = %e, "key lookup failed");
-    LlmError::new(
-        ErrorKind::ServiceUnavailable,
-        "Authentication Error - the key store is unavailable; try again",
+    refused(
+        LlmError::new(
+            ErrorKind::ServiceUnavailable,
+            "Authentication Error - the key store is unavailable; try again",
+        )
+        .with_code("503"),
+        None,
     )
-    .with_code("503")
 }
 
 /// Whose a presented key is, as far as it can be told without waiting.
@@ -238,9 +272,10 @@ fn admit(
     let info = usable(info, now)?;
     let list = !req.kind().calls_a_model();
     if !list {
-        catalog.check(&info, req.model())?;
+        let denied = |e| refused(e, Some(&info));
+        catalog.check(&info, req.model()).map_err(denied)?;
         for group in req.requested_fallback_groups() {
-            catalog.check(&info, &group)?;
+            catalog.check(&info, &group).map_err(denied)?;
         }
     }
     let filter = list.then(|| (info.clone(), catalog.clone()));
@@ -269,7 +304,7 @@ where
     fn call(&mut self, mut req: LlmRequest) -> Self::Future {
         let presented = req.extensions.get::<PresentedKey>().map(|p| &p.0);
         let (keys, token) = match identify(self.master.as_ref(), self.keys.as_ref(), presented) {
-            Err(e) => return AdmissionFuture::respond(Err(e)),
+            Err(e) => return AdmissionFuture::respond(Err(refused(e, None))),
             Ok(Identified::Open) => {
                 return AdmissionFuture::call(&mut self.inner, req, ModelFilter(None))
             }
@@ -356,7 +391,7 @@ fn end_user_id(req: &LlmRequest) -> Option<String> {
 fn admit_end_user(eu: Option<Arc<EndUserInfo>>, req: &mut LlmRequest) -> Result<(), LlmError> {
     let Some(eu) = eu else { return Ok(()) };
     if let Some(e) = eu.refusal() {
-        return Err(e);
+        return Err(refused(e, req.extensions.get::<Arc<KeyInfo>>()));
     }
     req.extensions.insert(eu);
     Ok(())

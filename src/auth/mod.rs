@@ -68,7 +68,7 @@ pub use self::access::{ModelAccess, ModelCatalog};
 pub use self::{
     key_cache::KeyCache,
     key_info::{EndUserInfo, KeyInfo, Scope, ALL_PROXY_MODELS, ALL_TEAM_MODELS},
-    keys::{Admission, Auth, AuthLayer, ResponseFuture},
+    keys::{Admission, Auth, AuthLayer, AuthRefusal, ResponseFuture},
     master_key::{MasterKey, MasterKeyLayer},
 };
 pub use crate::types::extensions::PresentedKey;

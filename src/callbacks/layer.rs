@@ -20,6 +20,7 @@ use crate::{
     auth::KeyInfo,
     cost::StreamTally,
     error::{ErrorKind, LlmError},
+    rate_limit::LimitReport,
     types::{
         extensions::{CallId, ReceivedAt},
         usage::TokenUsage,
@@ -45,6 +46,10 @@ impl CallRecordLayer {
     /// Records every call that calls a model for `callbacks`.
     pub fn new(callbacks: Callbacks) -> Self {
         Self { callbacks }
+    }
+
+    pub(super) fn callbacks(&self) -> &Callbacks {
+        &self.callbacks
     }
 }
 
@@ -99,6 +104,9 @@ struct Ctx {
     messages: Option<serde_json::Value>,
     /// The request's model groups, for the fallback counters (metrics on).
     trail: Option<crate::metrics::FallbackTrail>,
+    /// The rate-limit layer's numbers for the caller's key and team (metrics on, and the key or
+    /// its team has an rpm or tpm limit).
+    limits: Option<LimitReport>,
 }
 
 /// The facts of [`ResponseMeta`] a record needs (copied: `Arc`s and numbers, no allocation).
@@ -110,8 +118,6 @@ struct Facts {
     cache_hit: bool,
     retries: u32,
     fallbacks: u32,
-    remaining_requests: Option<f64>,
-    remaining_tokens: Option<f64>,
 }
 
 impl Facts {
@@ -129,8 +135,6 @@ impl Facts {
             cache_hit: meta.cache_hit,
             retries: meta.attempted_retries,
             fallbacks: meta.attempted_fallbacks,
-            remaining_requests: header_num(&meta.headers, "x-ratelimit-remaining-requests"),
-            remaining_tokens: header_num(&meta.headers, "x-ratelimit-remaining-tokens"),
         }
     }
 }
@@ -146,15 +150,12 @@ struct Answer {
     text: Option<String>,
 }
 
-fn header_num(headers: &http::HeaderMap, name: &str) -> Option<f64> {
-    headers
-        .get(name)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
+/// Whether the caller's key or team has an rpm or tpm limit (the rate-limit gauges' scopes).
+fn has_rate_limits(k: &KeyInfo) -> bool {
+    let set = |l: &crate::store::Limits| {
+        l.rpm_limit.is_some_and(|v| v >= 0) || l.tpm_limit.is_some_and(|v| v >= 0)
+    };
+    set(&k.key.limits) || k.team.as_ref().is_some_and(|t| set(&t.limits))
 }
 
 /// The router's "no such model group" (no provider named it), which the edge answers as
@@ -163,7 +164,7 @@ fn is_unknown_model(e: &LlmError) -> bool {
     e.kind() == ErrorKind::NotFound && e.code() == Some("model_not_found") && e.provider().is_none()
 }
 
-fn route_of(kind: OperationKind) -> &'static str {
+pub(super) fn route_of(kind: OperationKind) -> &'static str {
     if kind == OperationKind::Chat {
         "/chat/completions"
     } else if kind == OperationKind::Embeddings {
@@ -217,8 +218,8 @@ impl Ctx {
             cache_hit: meta.cache_hit,
             retries: meta.retries,
             fallbacks: meta.fallbacks,
-            remaining_requests: meta.remaining_requests,
-            remaining_tokens: meta.remaining_tokens,
+            key_limits: self.limits.as_ref().and_then(LimitReport::key),
+            team_limits: self.limits.as_ref().and_then(LimitReport::team),
             start_time: self.started_wall,
             end_time: SystemTime::now(),
             messages: self.messages,
@@ -279,14 +280,23 @@ where
             req.extensions.insert(t.clone());
             t
         });
+        let key = req.extensions.get::<Arc<KeyInfo>>().cloned();
+        let limits = (self.callbacks.metrics_registry().is_some()
+            && key.as_deref().is_some_and(has_rate_limits))
+        .then(|| {
+            let l = LimitReport::default();
+            req.extensions.insert(l.clone());
+            l
+        });
         let ctx = Ctx {
             trail,
+            limits,
             model_group: self.callbacks.intern_group(req.model()),
             callbacks: self.callbacks.clone(),
             call_id: req.extensions.get::<CallId>().map(|c| c.0.clone()),
             operation: kind.as_str(),
             route: route_of(kind),
-            key: req.extensions.get::<Arc<KeyInfo>>().cloned(),
+            key,
             end_user: req
                 .as_chat()
                 .and_then(|c| c.user.as_deref())

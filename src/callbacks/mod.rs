@@ -19,6 +19,7 @@
 mod layer;
 pub mod metrics;
 mod record;
+mod refusals;
 pub mod sinks;
 
 use std::{fmt, sync::Arc};
@@ -27,6 +28,7 @@ use self::metrics::Metrics;
 pub use self::{
     layer::{CallRecordLayer, CallRecorder, ResponseFuture, STATUS_CLIENT_CLOSED},
     record::{CallRecord, CallStatus},
+    refusals::{AuthRefusalFuture, AuthRefusalLayer, AuthRefusals},
 };
 
 /// A consumer of call records that must not block: it queues the record and returns.

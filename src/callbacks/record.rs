@@ -5,7 +5,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use crate::{auth::KeyInfo, provider::Deployment, types::usage::TokenUsage};
+use crate::{
+    auth::KeyInfo, provider::Deployment, rate_limit::ScopeLimits, types::usage::TokenUsage,
+};
 
 /// How a call ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,10 +91,13 @@ pub struct CallRecord {
     pub retries: u32,
     /// Fallbacks spent.
     pub fallbacks: u32,
-    /// The provider's `x-ratelimit-remaining-requests`, when it sent one.
-    pub remaining_requests: Option<f64>,
-    /// The provider's `x-ratelimit-remaining-tokens`, when it sent one.
-    pub remaining_tokens: Option<f64>,
+    /// The caller's key's rate limits and what was left of them after this call, from the
+    /// rate-limit layer's [`LimitReport`](crate::rate_limit::LimitReport) (metrics on, and the
+    /// key has an rpm or tpm limit). The provider's `x-ratelimit-*` headers are not here: the
+    /// per-deployment metrics read them from each attempt's answer.
+    pub key_limits: Option<ScopeLimits>,
+    /// The same for the caller's team.
+    pub team_limits: Option<ScopeLimits>,
     /// Wall-clock start.
     pub start_time: SystemTime,
     /// Wall-clock end.

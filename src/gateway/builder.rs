@@ -815,6 +815,11 @@ impl StackParts {
         let stack = ServiceBuilder::new()
             // Outermost: the request span covers every refusal too.
             .option_layer(self.request_trace.clone())
+            .option_layer(
+                self.record
+                    .as_ref()
+                    .map(crate::callbacks::CallRecordLayer::auth_refusals),
+            )
             .option_layer(self.master_auth.clone())
             .option_layer(key_auth.clone())
             // `"model": "a,b"`: under the key check (the whole list), over everything per call.

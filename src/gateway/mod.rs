@@ -355,7 +355,7 @@ impl Gateway {
             .on_refusal(self.callbacks.metrics_registry().map(|m| {
                 let m = m.clone();
                 let hook: crate::server::OnRefusal = std::sync::Arc::new(move |route, e| {
-                    m.refused(route, e.status().as_u16(), e.kind().as_str());
+                    m.refused_error(route, e);
                 });
                 hook
             }))

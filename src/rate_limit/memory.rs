@@ -114,21 +114,23 @@ impl MemoryCounters {
                 let used = self.tokens_used(&s.name);
                 if used >= tpm {
                     give_back(&taken);
-                    d.note_tokens(tpm, 0);
+                    d.note_tokens(s.kind, tpm, 0);
                     d.refused = Some((s.kind, "tokens", tpm, self.clock.to_next_minute()));
                     return d;
                 }
-                d.note_tokens(tpm, tpm - used);
+                d.note_tokens(s.kind, tpm, tpm - used);
             }
         }
         for s in scopes {
             if let Some(rpm) = s.rpm {
                 let lim = self.limiter(&s.name, rpm);
                 match lim.check() {
-                    Ok(snap) => d.note_requests(rpm, u64::from(snap.remaining_burst_capacity())),
+                    Ok(snap) => {
+                        d.note_requests(s.kind, rpm, u64::from(snap.remaining_burst_capacity()));
+                    }
                     Err(not_until) => {
                         give_back(&taken);
-                        d.note_requests(rpm, 0);
+                        d.note_requests(s.kind, rpm, 0);
                         let wait =
                             not_until.wait_time_from(governor::clock::Clock::now(&self.clock));
                         d.refused = Some((s.kind, "requests", rpm, wait));

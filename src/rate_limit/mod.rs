@@ -53,11 +53,17 @@
 //! `x-ratelimit-limit-tokens` and `x-ratelimit-remaining-tokens` (for the most constrained bucket
 //! that has such a limit); a refused call gets 429 ([`ErrorKind::RateLimit`]) with `retry-after`.
 //!
+//! The numbers of the caller's `key` and `team` buckets also go, as typed numbers, into a
+//! [`LimitReport`] when a layer outside put one into the request extensions (the call recorder
+//! does when Prometheus is on: `litellm_remaining_api_key_requests_for_model` and its kin read it,
+//! never the headers, which may be the provider's).
+//!
 //! Place in the default order: after auth (it needs the key), before budget and cost.
 //!
 //! Extensions read: `Arc<KeyInfo>` ([`KeyInfoLimits`], [`PerKey`]),
 //! [`PresentedKey`](crate::auth::PresentedKey) ([`PerKey`]), whatever a custom policy reads;
-//! written: [`UsageReport`](crate::cost::UsageReport). Errors: `RateLimit`.
+//! written: [`UsageReport`](crate::cost::UsageReport), and a [`LimitReport`] found there. Errors:
+//! `RateLimit`.
 //!
 //! # Examples
 //!
@@ -107,6 +113,7 @@
 mod memory;
 pub mod policy;
 mod redis;
+mod report;
 mod service;
 
 use std::{sync::Arc, time::Duration};
@@ -117,6 +124,7 @@ pub use self::{
     memory::MemoryCounters,
     policy::{Bucket, Global, KeyInfoLimits, PerEndUser, PerKey, Quota, RateLimitPolicy},
     redis::RedisCounters,
+    report::{LimitReport, ScopeLimits},
     service::{RateLimit, RateLimitLayer, ResponseFuture},
 };
 use crate::{
@@ -135,21 +143,46 @@ pub(super) struct Decision {
     remaining_tokens: Option<u64>,
     /// Counted by the in-process fallback (Redis was down): released there too.
     pub(super) local: bool,
+    /// The `key` buckets' numbers, for [`LimitReport`].
+    key: ScopeLimits,
+    /// The `team` buckets' numbers, for [`LimitReport`].
+    team: ScopeLimits,
 }
 
 impl Decision {
-    fn note_requests(&mut self, limit: u64, remaining: u64) {
+    fn scope(&mut self, kind: &str) -> Option<&mut ScopeLimits> {
+        match kind {
+            "key" => Some(&mut self.key),
+            "team" => Some(&mut self.team),
+            _ => None,
+        }
+    }
+
+    /// A bucket of `kind` with `limit` requests a minute has `remaining` left.
+    fn note_requests(&mut self, kind: &str, limit: u64, remaining: u64) {
+        if let Some(s) = self.scope(kind) {
+            s.note_requests(limit, remaining);
+        }
         if self.remaining_requests.is_none_or(|r| remaining < r) {
             self.limit_requests = Some(limit);
             self.remaining_requests = Some(remaining);
         }
     }
 
-    fn note_tokens(&mut self, limit: u64, remaining: u64) {
+    /// A bucket of `kind` with `limit` tokens a minute has `remaining` left.
+    fn note_tokens(&mut self, kind: &str, limit: u64, remaining: u64) {
+        if let Some(s) = self.scope(kind) {
+            s.note_tokens(limit, remaining);
+        }
         if self.remaining_tokens.is_none_or(|r| remaining < r) {
             self.limit_tokens = Some(limit);
             self.remaining_tokens = Some(remaining);
         }
+    }
+
+    /// Hands the key and team numbers to `report`.
+    pub(super) fn report(&self, report: &LimitReport) {
+        report.store(&self.key, &self.team);
     }
 
     pub(super) fn headers(&self, h: &mut HeaderMap) {

@@ -167,12 +167,12 @@ impl RedisCounters {
             d.refused = Some(match get(2) {
                 1 => {
                     let l = s.rpm.unwrap_or(0);
-                    d.note_requests(l, 0);
+                    d.note_requests(s.kind, l, 0);
                     (s.kind, "requests", l, wait)
                 }
                 2 => {
                     let l = s.tpm.unwrap_or(0);
-                    d.note_tokens(l, 0);
+                    d.note_tokens(s.kind, l, 0);
                     (s.kind, "tokens", l, wait)
                 }
                 _ => (s.kind, "parallel requests", s.parallel.unwrap_or(0), wait),
@@ -181,10 +181,10 @@ impl RedisCounters {
         }
         for (i, s) in scopes.iter().enumerate() {
             if let Some(l) = s.rpm {
-                d.note_requests(l, u64::try_from(get(4 + 2 * i)).unwrap_or(0));
+                d.note_requests(s.kind, l, u64::try_from(get(4 + 2 * i)).unwrap_or(0));
             }
             if let Some(l) = s.tpm {
-                d.note_tokens(l, u64::try_from(get(5 + 2 * i)).unwrap_or(0));
+                d.note_tokens(s.kind, l, u64::try_from(get(5 + 2 * i)).unwrap_or(0));
             }
         }
         d

@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use super::{
     policy::{Bucket, Global, KeyInfoLimits, PerKey, PolicyName, Quota, RateLimitPolicy},
-    Counters, Decision,
+    Counters, Decision, LimitReport,
 };
 use crate::{
     admission::{Admission, AdmissionFuture, OnResponse},
@@ -170,12 +170,17 @@ struct Release {
     report: UsageReport,
     /// Taken from the in-process fallback of the Redis counters.
     local: bool,
+    /// Where the key and team numbers go, when a layer outside asked for them.
+    limits: Option<LimitReport>,
 }
 
 impl Drop for Release {
     fn drop(&mut self) {
         let tokens = self.tokens.max(self.report.total_tokens());
         self.counters.release(&self.buckets, tokens, self.local);
+        if let Some(l) = &self.limits {
+            l.charge(tokens);
+        }
     }
 }
 
@@ -330,11 +335,15 @@ where
         let strip_usage = buckets.iter().any(|b| b.tpm.is_some()) && ask_for_usage(&mut req);
         let report = UsageReport::default();
         req.extensions.insert(report.clone());
+        let limits = req.extensions.get::<LimitReport>().cloned();
         let prompt_estimate = req.op.estimate_input_tokens();
         let buckets: Arc<[Bucket]> = buckets.into();
         match &self.counters {
             Counters::Memory(m) => {
                 let decision = m.admit(&buckets);
+                if let Some(l) = &limits {
+                    decision.report(l);
+                }
                 if let Some(e) = decision.error() {
                     // Nothing was taken.
                     return ResponseFuture {
@@ -348,6 +357,7 @@ where
                         tokens: prompt_estimate,
                         report,
                         local: false,
+                        limits,
                     },
                     decision,
                     strip_usage,
@@ -368,6 +378,7 @@ where
                         report,
                         strip_usage,
                         prompt_estimate,
+                        limits,
                     }),
                 };
                 ResponseFuture {
@@ -391,6 +402,7 @@ struct Pending {
     report: UsageReport,
     strip_usage: bool,
     prompt_estimate: u64,
+    limits: Option<LimitReport>,
 }
 
 impl Drop for Decide {
@@ -404,6 +416,7 @@ impl Drop for Decide {
                 tokens: 0,
                 report: p.report,
                 local: false,
+                limits: None,
             });
         }
     }
@@ -419,6 +432,9 @@ impl Future for Decide {
                 "rate-limit future polled after completion",
             ))));
         };
+        if let Some(l) = &p.limits {
+            decision.report(l);
+        }
         if let Some(e) = decision.error() {
             // Nothing was taken: the script (and the in-process fallback) takes all buckets or
             // none.
@@ -431,6 +447,7 @@ impl Future for Decide {
                 tokens: p.prompt_estimate,
                 report: p.report,
                 local: decision.local,
+                limits: p.limits,
             },
             decision,
             strip_usage: p.strip_usage,
@@ -516,6 +533,58 @@ mod tests {
             assert_eq!(err.headers()["x-ratelimit-limit-tokens"], "1");
             assert_eq!(err.headers()["x-ratelimit-remaining-tokens"], "1");
         }
+    }
+
+    #[tokio::test]
+    async fn the_key_and_team_numbers_reach_a_limit_report_with_the_tokens_charged() {
+        let layer = RateLimitLayer::with_policy(Counters::memory(), |_: &LlmRequest| {
+            vec![
+                Bucket::new("key", "k", Quota::rpm(5).tpm(100)),
+                Bucket::new("team", "t", Quota::rpm(3)),
+                Bucket::new("user", "u", Quota::rpm(1_000)),
+            ]
+        });
+        let svc = layer.layer(tower::service_fn(|_r: LlmRequest| async {
+            LlmResponse::chat_wire(bytes::Bytes::from_static(
+                br#"{"id":"x","object":"chat.completion","model":"m","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":20,"total_tokens":30}}"#,
+            ))
+        }));
+        for (requests_left, tokens_left) in [(4, 70), (3, 40)] {
+            let report = LimitReport::default();
+            let mut req = chat();
+            req.extensions.insert(report.clone());
+            let resp = svc.clone().oneshot(req).await.unwrap();
+            let key = report.key().unwrap();
+            assert_eq!(
+                (
+                    key.rpm,
+                    key.remaining_requests,
+                    key.tpm,
+                    key.remaining_tokens
+                ),
+                (Some(5), Some(requests_left), Some(100), Some(tokens_left))
+            );
+            let team = report.team().unwrap();
+            assert_eq!(
+                (team.rpm, team.remaining_requests, team.tpm),
+                (Some(3), Some(requests_left - 2), None)
+            );
+            // The headers are the tightest bucket's (the team's rpm), not the report's.
+            assert_eq!(
+                resp.meta.headers["x-ratelimit-remaining-requests"],
+                (requests_left - 2).to_string().as_str()
+            );
+        }
+        // The team's third call was its last: the fourth is refused, and the report says 0.
+        let _ = svc.clone().oneshot(chat()).await.unwrap();
+        let report = LimitReport::default();
+        let mut req = chat();
+        req.extensions.insert(report.clone());
+        let err = svc.clone().oneshot(req).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::RateLimit);
+        assert_eq!(report.team().unwrap().remaining_requests, Some(0));
+        // Without a report asked for, nothing is written anywhere else.
+        assert!(svc.oneshot(chat()).await.is_err());
     }
 
     #[tokio::test]

@@ -237,6 +237,11 @@ where
             if let Some(t) = this.trail.take() {
                 t.attempt_ended(&layer.metrics, &layer.labels.model_group, failure);
             }
+            if let Ok(resp) = &out {
+                layer
+                    .metrics
+                    .provider_remaining(&layer.labels, key.as_ref(), &resp.meta.headers);
+            }
             layer.metrics.count(AttemptKey {
                 dep: layer.labels.clone(),
                 key,

@@ -1,10 +1,14 @@
 //! The text exposition format (Prometheus 0.0.4): LiteLLM's metric names, types, labels.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, sync::Arc};
+
+use dashmap::DashMap;
 
 use super::{
     atomic::HistogramSnapshot,
-    registry::{aggregate, hist, Metrics, RemainingKey, Series, SeriesKey},
+    registry::{
+        aggregate, hist, BudgetGauge, LimitGauge, Metrics, RemainingKey, Series, SeriesKey,
+    },
 };
 
 /// The content type of [`Metrics::render`].
@@ -168,10 +172,10 @@ impl Family<'_> {
 
 fn remaining_label<'a>(k: &'a RemainingKey, name: &str) -> &'a str {
     match name {
-        "model_group" => &k.model_group,
-        "api_provider" => k.provider.as_deref().unwrap_or(""),
-        "api_base" => k.api_base.as_deref().unwrap_or(""),
-        "litellm_model_name" => k.model.as_deref().unwrap_or(""),
+        "model_group" => &k.dep.model_group,
+        "api_provider" => &k.dep.provider,
+        "api_base" => k.dep.api_base.as_deref().unwrap_or(""),
+        "litellm_model_name" => &k.dep.model,
         "hashed_api_key" => k.key.as_deref().map_or("", |l| &l.hash),
         "api_key_alias" => k
             .key
@@ -543,21 +547,41 @@ impl Metrics {
 
     fn render_gauges(&self, out: &mut String) {
         let inner = &self.inner;
-        for (name, help, max) in [
+        // The key and team budget gauges: one table, one loop.
+        let budgets: [(&str, &str, [&str; 2], &DashMap<Arc<str>, BudgetGauge>, bool); 4] = [
             (
                 "litellm_remaining_api_key_budget_metric",
                 "Remaining budget for api key",
+                ["hashed_api_key", "api_key_alias"],
+                &inner.key_budgets,
                 false,
             ),
             (
                 "litellm_api_key_max_budget_metric",
                 "Maximum budget set for api key",
+                ["hashed_api_key", "api_key_alias"],
+                &inner.key_budgets,
                 true,
             ),
-        ] {
+            (
+                "litellm_remaining_team_budget_metric",
+                "Remaining budget for team",
+                ["team", "team_alias"],
+                &inner.team_budgets,
+                false,
+            ),
+            (
+                "litellm_team_max_budget_metric",
+                "Maximum budget set for team",
+                ["team", "team_alias"],
+                &inner.team_budgets,
+                true,
+            ),
+        ];
+        for (name, help, names, map, max) in budgets {
             header(out, name, "gauge", help);
-            let names = ["hashed_api_key", "api_key_alias"];
-            for e in &inner.key_budgets {
+            for e in map {
+                // A team's alias is not known to llmgate's key info: always empty.
                 let alias = e.alias.get().cloned().flatten();
                 let values = [&**e.key(), alias.as_deref().unwrap_or("")];
                 out.push_str(name);
@@ -566,28 +590,7 @@ impl Metrics {
                 let _ = writeln!(out, " {}", num(v));
             }
         }
-        for (name, help, max) in [
-            (
-                "litellm_remaining_team_budget_metric",
-                "Remaining budget for team",
-                false,
-            ),
-            (
-                "litellm_team_max_budget_metric",
-                "Maximum budget set for team",
-                true,
-            ),
-        ] {
-            header(out, name, "gauge", help);
-            let names = ["team", "team_alias"];
-            for e in &inner.team_budgets {
-                let values = [&**e.key(), ""];
-                out.push_str(name);
-                labels_text(&names, &values, None, out);
-                let v = if max { e.max.get() } else { e.remaining.get() };
-                let _ = writeln!(out, " {}", num(v));
-            }
-        }
+        self.render_rate_limits(out);
         let names = [
             "model_group",
             "api_provider",
@@ -634,6 +637,97 @@ impl Metrics {
                 out.push_str("litellm_deployment_state");
                 labels_text(&names, &values, None, out);
                 let _ = writeln!(out, " {}", d.state);
+            }
+        }
+    }
+}
+
+/// Which cell of a [`LimitGauge`] a rate-limit gauge shows.
+#[derive(Clone, Copy)]
+enum Cell {
+    RemainingRequests,
+    RemainingTokens,
+    Rpm,
+    Tpm,
+}
+
+impl Cell {
+    fn of(self, g: &LimitGauge) -> Option<u64> {
+        LimitGauge::get(match self {
+            Self::RemainingRequests => &g.remaining_requests,
+            Self::RemainingTokens => &g.remaining_tokens,
+            Self::Rpm => &g.rpm,
+            Self::Tpm => &g.tpm,
+        })
+    }
+}
+
+impl Metrics {
+    /// The key and team rate-limit gauges (LiteLLM's
+    /// `litellm_remaining_api_key_requests_for_model` and `…_tokens_for_model`, and the team
+    /// gauges `litellm_remaining_team_requests_for_model`, `…_tokens_for_model`,
+    /// `litellm_team_rpm_limit`, `litellm_team_tpm_limit`): a series appears once a call reported
+    /// that limit.
+    fn render_rate_limits(&self, out: &mut String) {
+        let inner = &self.inner;
+        let key_names = ["hashed_api_key", "api_key_alias", "model"];
+        for (name, help, cell) in [
+            (
+                "litellm_remaining_api_key_requests_for_model",
+                "Remaining Requests API Key can make for model (model based rpm limit on key)",
+                Cell::RemainingRequests,
+            ),
+            (
+                "litellm_remaining_api_key_tokens_for_model",
+                "Remaining Tokens API Key can make for model (model based tpm limit on key)",
+                Cell::RemainingTokens,
+            ),
+        ] {
+            header(out, name, "gauge", help);
+            for e in &inner.key_limits {
+                let Some(v) = cell.of(e.value()) else {
+                    continue;
+                };
+                let (key, model) = e.key();
+                let values = [&*key.hash, key.alias.as_deref().unwrap_or(""), &**model];
+                out.push_str(name);
+                labels_text(&key_names, &values, None, out);
+                let _ = writeln!(out, " {}", num(v as f64));
+            }
+        }
+        let team_names = ["team", "team_alias", "model"];
+        for (name, help, cell) in [
+            (
+                "litellm_remaining_team_requests_for_model",
+                "Remaining Requests Team can make for model (rpm limit on team)",
+                Cell::RemainingRequests,
+            ),
+            (
+                "litellm_remaining_team_tokens_for_model",
+                "Remaining Tokens Team can make for model (tpm limit on team)",
+                Cell::RemainingTokens,
+            ),
+            (
+                "litellm_team_rpm_limit",
+                "Requests per minute limit of the team",
+                Cell::Rpm,
+            ),
+            (
+                "litellm_team_tpm_limit",
+                "Tokens per minute limit of the team",
+                Cell::Tpm,
+            ),
+        ] {
+            header(out, name, "gauge", help);
+            for e in &inner.team_limits {
+                let Some(v) = cell.of(e.value()) else {
+                    continue;
+                };
+                let (team, model) = e.key();
+                let values = [&**team, "", &**model];
+                out.push_str(name);
+                labels_text(&team_names, &values, None, out);
+                let _ = writeln!(out, " {}", num(v as f64));
             }
         }
     }

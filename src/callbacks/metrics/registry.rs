@@ -11,10 +11,14 @@ use std::{
 
 use dashmap::DashMap;
 
-use super::atomic::{AtomicF64, Histogram, HistogramSnapshot, DEFAULT_BUCKETS};
+use super::{
+    atomic::{AtomicF64, Histogram, HistogramSnapshot, DEFAULT_BUCKETS},
+    deployment::DeploymentLabels,
+};
 use crate::{
     auth::KeyInfo,
     callbacks::{CallRecord, CallStatus},
+    rate_limit::ScopeLimits,
 };
 
 /// The labels of a caller, interned per key hash (a call allocates none).
@@ -87,14 +91,56 @@ impl Default for Series {
     }
 }
 
-/// The labels of the provider rate-limit gauges (`litellm_remaining_requests`, `…_tokens`).
+/// The labels of the provider rate-limit gauges (`litellm_remaining_requests`, `…_tokens`):
+/// the deployment that answered and the caller.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct RemainingKey {
-    pub(super) model_group: Arc<str>,
-    pub(super) provider: Option<Arc<str>>,
-    pub(super) api_base: Option<Arc<str>>,
-    pub(super) model: Option<Arc<str>>,
+    pub(super) dep: Arc<DeploymentLabels>,
     pub(super) key: Option<Arc<KeyLabels>>,
+}
+
+/// "No value" in a [`LimitGauge`] cell.
+const UNSET: u64 = u64::MAX;
+
+/// A scope's rate-limit gauges for one model group: the limits and what is left (each unset
+/// until a call reported it).
+#[derive(Debug)]
+pub(super) struct LimitGauge {
+    pub(super) remaining_requests: AtomicU64,
+    pub(super) remaining_tokens: AtomicU64,
+    pub(super) rpm: AtomicU64,
+    pub(super) tpm: AtomicU64,
+}
+
+impl Default for LimitGauge {
+    fn default() -> Self {
+        Self {
+            remaining_requests: AtomicU64::new(UNSET),
+            remaining_tokens: AtomicU64::new(UNSET),
+            rpm: AtomicU64::new(UNSET),
+            tpm: AtomicU64::new(UNSET),
+        }
+    }
+}
+
+impl LimitGauge {
+    fn set(&self, l: &ScopeLimits) {
+        for (cell, v) in [
+            (&self.remaining_requests, l.remaining_requests),
+            (&self.remaining_tokens, l.remaining_tokens),
+            (&self.rpm, l.rpm),
+            (&self.tpm, l.tpm),
+        ] {
+            if let Some(v) = v {
+                cell.store(v.min(UNSET - 1), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A cell's value, when set.
+    pub(super) fn get(cell: &AtomicU64) -> Option<u64> {
+        Some(cell.load(Ordering::Relaxed)).filter(|v| *v != UNSET)
+    }
 }
 
 /// A budget gauge: the remaining budget and the maximum.
@@ -130,6 +176,10 @@ pub(super) struct Inner {
     pub(super) team_budgets: DashMap<Arc<str>, BudgetGauge>,
     pub(super) remaining_requests: DashMap<RemainingKey, AtomicF64>,
     pub(super) remaining_tokens: DashMap<RemainingKey, AtomicF64>,
+    /// The key rate-limit gauges, by (key, model group).
+    pub(super) key_limits: DashMap<(Arc<KeyLabels>, Arc<str>), LimitGauge>,
+    /// The team rate-limit gauges, by (team id, model group).
+    pub(super) team_limits: DashMap<(Arc<str>, Arc<str>), LimitGauge>,
     pub(super) deployments: OnceLock<DeploymentStates>,
     pub(super) attempts: DashMap<super::deployment::AttemptKey, AtomicU64>,
     pub(super) cooldowns: DashMap<(Arc<super::deployment::DeploymentLabels>, u16), AtomicU64>,
@@ -178,6 +228,8 @@ impl Metrics {
                 team_budgets: DashMap::new(),
                 remaining_requests: DashMap::new(),
                 remaining_tokens: DashMap::new(),
+                key_limits: DashMap::new(),
+                team_limits: DashMap::new(),
                 deployments: OnceLock::new(),
                 attempts: DashMap::new(),
                 cooldowns: DashMap::new(),
@@ -234,13 +286,47 @@ impl Metrics {
     /// error class. Nothing else is known about such a call (its body is not read, or did not
     /// parse): the other labels are empty.
     pub fn refused(&self, route: &'static str, status: u16, class: &'static str) {
+        self.count_refusal(route, self.inner.no_model.clone(), None, status, class);
+    }
+
+    /// Counts a call that the edge refused, as [`refused`](Self::refused), with the caller's key
+    /// labels when auth knew the key ([`AuthRefusal`](crate::auth::AuthRefusal): a blocked or
+    /// expired key).
+    pub fn refused_error(&self, route: &'static str, e: &crate::error::LlmError) {
+        let key = crate::auth::AuthRefusal::of(e).and_then(|r| r.key.as_deref());
+        let model = self.inner.no_model.clone();
+        self.count_refusal(route, model, key, e.status().as_u16(), e.kind().as_str());
+    }
+
+    /// Counts a call that auth refused inside the stack (it never reached the
+    /// [`CallRecorder`](crate::callbacks::CallRecorder)): `litellm_proxy_total_requests_metric`
+    /// and `litellm_proxy_failed_requests_metric` with the model the request named, the caller's
+    /// key when auth knew it, the route, the status and the error class.
+    pub fn refused_by_auth(
+        &self,
+        route: &'static str,
+        model: Arc<str>,
+        key: Option<&KeyInfo>,
+        e: &crate::error::LlmError,
+    ) {
+        self.count_refusal(route, model, key, e.status().as_u16(), e.kind().as_str());
+    }
+
+    fn count_refusal(
+        &self,
+        route: &'static str,
+        requested_model: Arc<str>,
+        key: Option<&KeyInfo>,
+        status: u16,
+        class: &'static str,
+    ) {
         let sk = SeriesKey {
-            requested_model: self.inner.no_model.clone(),
+            requested_model,
             model: None,
             model_id: None,
             api_base: None,
             provider: None,
-            key: None,
+            key: key.map(|k| self.key_labels(k)),
             end_user: None,
             status,
             success: false,
@@ -326,23 +412,55 @@ impl Metrics {
         if let Some(k) = r.key.as_deref() {
             self.budgets(k, key.as_ref(), r.cost);
         }
-        if r.remaining_requests.is_some() || r.remaining_tokens.is_some() {
-            let rk = RemainingKey {
-                model_group: r.model_group.clone(),
-                provider: r.provider.clone(),
-                api_base: r.api_base.clone(),
-                model: r.deployment.as_ref().map(|d| d.model.clone()),
-                key,
-            };
-            for (map, v) in [
-                (&self.inner.remaining_requests, r.remaining_requests),
-                (&self.inner.remaining_tokens, r.remaining_tokens),
-            ] {
-                if let Some(v) = v {
-                    match map.get(&rk) {
-                        Some(g) => g.set(v),
-                        None => map.entry(rk.clone()).or_default().set(v),
-                    }
+        self.rate_limits(r, key);
+    }
+
+    /// The key and team rate-limit gauges, from the rate-limit layer's numbers for this call
+    /// (`litellm_remaining_api_key_requests_for_model`, …; labelled with the model group).
+    fn rate_limits(&self, r: &CallRecord, key: Option<Arc<KeyLabels>>) {
+        let Some(key) = key else { return };
+        if let Some(l) = &r.key_limits {
+            let k = (key.clone(), r.model_group.clone());
+            match self.inner.key_limits.get(&k) {
+                Some(g) => g.set(l),
+                None => self.inner.key_limits.entry(k).or_default().set(l),
+            }
+        }
+        if let (Some(l), Some(team)) = (&r.team_limits, &key.team) {
+            let k = (team.clone(), r.model_group.clone());
+            match self.inner.team_limits.get(&k) {
+                Some(g) => g.set(l),
+                None => self.inner.team_limits.entry(k).or_default().set(l),
+            }
+        }
+    }
+
+    /// The provider's rate-limit headers of an attempt `dep` answered
+    /// (`litellm_remaining_requests`, `litellm_remaining_tokens`), read where nothing but the
+    /// provider wrote them: the deployment's own stack.
+    pub(super) fn provider_remaining(
+        &self,
+        dep: &Arc<DeploymentLabels>,
+        key: Option<&Arc<KeyLabels>>,
+        headers: &http::HeaderMap,
+    ) {
+        let requests = header_num(headers, "x-ratelimit-remaining-requests");
+        let tokens = header_num(headers, "x-ratelimit-remaining-tokens");
+        if requests.is_none() && tokens.is_none() {
+            return;
+        }
+        let rk = RemainingKey {
+            dep: dep.clone(),
+            key: key.cloned(),
+        };
+        for (map, v) in [
+            (&self.inner.remaining_requests, requests),
+            (&self.inner.remaining_tokens, tokens),
+        ] {
+            if let Some(v) = v {
+                match map.get(&rk) {
+                    Some(g) => g.set(v),
+                    None => map.entry(rk.clone()).or_default().set(v),
                 }
             }
         }
@@ -385,6 +503,17 @@ impl Metrics {
             .map(|e| (e.key().clone(), e.value().clone()))
             .collect()
     }
+}
+
+fn header_num(headers: &http::HeaderMap, name: &str) -> Option<f64> {
+    headers
+        .get(name)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
 }
 
 /// Sums `value` over the series that `labels` maps to the same label values.
@@ -450,8 +579,8 @@ mod tests {
             cache_hit: false,
             retries: 0,
             fallbacks: 0,
-            remaining_requests: ok.then_some(99.0),
-            remaining_tokens: None,
+            key_limits: None,
+            team_limits: None,
             start_time: SystemTime::now(),
             end_time: SystemTime::now(),
             messages: None,
@@ -502,8 +631,6 @@ mod tests {
         // Budget: 10 − (2 + 0) after the failure (cost 0) was recorded last.
         assert!(text.contains("litellm_remaining_api_key_budget_metric{hashed_api_key=\"abc\",api_key_alias=\"alpha\"} 8.0"), "{text}");
         assert!(text.contains("litellm_api_key_max_budget_metric{hashed_api_key=\"abc\",api_key_alias=\"alpha\"} 10.0"));
-        // The provider's rate-limit header.
-        assert!(sample(&text, "litellm_remaining_requests{")[0].ends_with(" 99.0"));
     }
 
     #[test]
@@ -550,6 +677,95 @@ mod tests {
         // Not a call of a model: no success counters, no latency.
         assert!(sample(&text, "litellm_requests_metric_total{").is_empty());
         assert!(sample(&text, "litellm_request_total_latency_metric_count{").is_empty());
+    }
+
+    #[test]
+    fn key_and_team_rate_limit_gauges_come_from_the_limit_report_not_the_headers() {
+        let m = Metrics::new();
+        let mut k = KeyInfo {
+            token: "h1".into(),
+            key_alias: Some("alpha".into()),
+            team_id: Some("t1".into()),
+            ..KeyInfo::default()
+        };
+        k.team = Some(crate::auth::Scope {
+            id: "t1".into(),
+            ..Default::default()
+        });
+        let k = Arc::new(k);
+        let mut r = record(&k, 200, false);
+        r.key_limits = Some(ScopeLimits {
+            rpm: Some(10),
+            remaining_requests: Some(7),
+            tpm: Some(1000),
+            remaining_tokens: Some(640),
+        });
+        r.team_limits = Some(ScopeLimits {
+            rpm: Some(4),
+            remaining_requests: Some(1),
+            ..ScopeLimits::default()
+        });
+        m.record(&r);
+        let text = m.render();
+        assert!(text.contains("# TYPE litellm_remaining_api_key_requests_for_model gauge"));
+        assert_eq!(
+            sample(&text, "litellm_remaining_api_key_requests_for_model{"),
+            ["litellm_remaining_api_key_requests_for_model{hashed_api_key=\"h1\",api_key_alias=\"alpha\",model=\"g\"} 7.0"]
+        );
+        assert_eq!(
+            sample(&text, "litellm_remaining_api_key_tokens_for_model{"),
+            ["litellm_remaining_api_key_tokens_for_model{hashed_api_key=\"h1\",api_key_alias=\"alpha\",model=\"g\"} 640.0"]
+        );
+        assert_eq!(
+            sample(&text, "litellm_remaining_team_requests_for_model{"),
+            ["litellm_remaining_team_requests_for_model{team=\"t1\",team_alias=\"\",model=\"g\"} 1.0"]
+        );
+        assert_eq!(
+            sample(&text, "litellm_team_rpm_limit{"),
+            ["litellm_team_rpm_limit{team=\"t1\",team_alias=\"\",model=\"g\"} 4.0"]
+        );
+        // The team has no tpm limit: no tokens series.
+        assert!(sample(&text, "litellm_remaining_team_tokens_for_model{").is_empty());
+        assert!(sample(&text, "litellm_team_tpm_limit{").is_empty());
+        // The gateway's numbers never reach the provider gauges.
+        assert!(
+            sample(&text, "litellm_remaining_requests{").is_empty(),
+            "{text}"
+        );
+        // A later call moves the gauge.
+        r.key_limits = Some(ScopeLimits {
+            rpm: Some(10),
+            remaining_requests: Some(6),
+            ..ScopeLimits::default()
+        });
+        r.team_limits = None;
+        m.record(&r);
+        assert!(
+            sample(&m.render(), "litellm_remaining_api_key_requests_for_model{")[0]
+                .ends_with(" 6.0")
+        );
+    }
+
+    #[test]
+    fn provider_headers_feed_the_provider_gauges_per_deployment() {
+        let m = Metrics::new();
+        let dep = Arc::new(DeploymentLabels {
+            model_group: "g".into(),
+            model: "gpt-4o-mini".into(),
+            model_id: "d1".into(),
+            api_base: Some("http://up/v1".into()),
+            provider: "openai".into(),
+        });
+        let mut h = http::HeaderMap::new();
+        h.insert("x-ratelimit-remaining-requests", "99".parse().unwrap());
+        h.insert("x-ratelimit-remaining-tokens", "nonsense".parse().unwrap());
+        m.provider_remaining(&dep, None, &h);
+        let text = m.render();
+        assert_eq!(
+            sample(&text, "litellm_remaining_requests{"),
+            ["litellm_remaining_requests{model_group=\"g\",api_provider=\"openai\",api_base=\"http://up/v1\",litellm_model_name=\"gpt-4o-mini\",hashed_api_key=\"\",api_key_alias=\"\"} 99.0"]
+        );
+        assert!(sample(&text, "litellm_remaining_tokens{").is_empty());
     }
 
     #[test]
