@@ -101,6 +101,11 @@ pub struct KeyInfo {
     pub organization_id: Option<String>,
     /// The organization's limits (its budget row's) and spend.
     pub organization: Option<Scope>,
+    /// The key's user's place in the key's team (`LiteLLM_TeamMembership`): its budget row's
+    /// limits (`max_budget_in_team`) and its spend in the team.
+    pub team_member: Option<Scope>,
+    /// The team's model aliases (`model_aliases`: alias -> model group); `None` without any.
+    pub team_model_aliases: Option<Arc<std::collections::HashMap<String, String>>>,
 }
 
 impl KeyInfo {
@@ -147,6 +152,16 @@ impl KeyInfo {
             Some(o) => store.organization(o).await?,
             None => None,
         };
+        let team_member = match (&team, &k.user_id) {
+            (Some(t), Some(u)) => store.team_member(&t.team_id, u).await?,
+            _ => None,
+        };
+        let team_model_aliases = match &team {
+            Some(t) => Some(store.team_model_aliases(&t.team_id).await?)
+                .filter(|a| !a.is_empty())
+                .map(Arc::new),
+            None => None,
+        };
         let is_admin = user
             .as_ref()
             .and_then(|u| u.user_role.as_deref())
@@ -189,6 +204,13 @@ impl KeyInfo {
                 spend: o.spend,
                 budget_reset_at: o.budget_reset_at,
             }),
+            team_member: team_member.map(|m| Scope {
+                id: m.user_id,
+                limits: m.limits,
+                spend: m.spend,
+                budget_reset_at: None,
+            }),
+            team_model_aliases,
         }))
     }
 

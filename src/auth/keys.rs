@@ -238,7 +238,22 @@ fn admit(
     let info = usable(info, now)?;
     let list = !req.kind().calls_a_model();
     if !list {
-        catalog.check(&info, req.model())?;
+        // A team model alias (`model_aliases`) calls the group it names: allowed when the alias
+        // or that group is, as a `model_group_alias`.
+        let target = info
+            .team_model_aliases
+            .as_ref()
+            .and_then(|a| a.get(req.model()))
+            .cloned();
+        match target {
+            Some(group) => {
+                if catalog.check(&info, req.model()).is_err() {
+                    catalog.check(&info, &group)?;
+                }
+                req.set_model(&group);
+            }
+            None => catalog.check(&info, req.model())?,
+        }
         for group in req.requested_fallback_groups() {
             catalog.check(&info, &group)?;
         }

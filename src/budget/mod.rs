@@ -12,6 +12,7 @@
 //! | key | `Budget has been exceeded! Key=<key_alias, else "key"> Current cost: <spend>, Max budget: <max>` |
 //! | team | `Budget has been exceeded! Team=<team_id> Current cost: <spend>, Max budget: <max>` |
 //! | organization (of the key's team) | `Budget has been exceeded! Organization=<organization_id> Current cost: <spend>, Max budget: <max>` |
+//! | team member (the key's user in the key's team, `max_budget_in_team`) | `Budget has been exceeded! Current cost: <spend>, Max budget: <max>` |
 //! | user | `ExceededBudget: User=<user_id> over budget. Spend=<spend>, Budget=<max>` |
 //! | end user (the body's `user`, [`EndUserInfo`]) | `ExceededBudget: End User=<user> over budget. Spend=<spend>, Budget=<max>` |
 //! | proxy | `Budget has been exceeded! Current cost: <spend>, Max budget: <max>` |
@@ -236,6 +237,19 @@ pub fn check(info: &KeyInfo, ledger: Option<&Ledger>, now: i64) -> Option<LlmErr
                 return Some(exceeded(format!(
                     "Budget has been exceeded! Team={} Current cost: {}, Max budget: {}",
                     t.id,
+                    py_float(current),
+                    py_float(max)
+                )));
+            }
+        }
+    }
+    if let Some(m) = &info.team_member {
+        // The user's budget in the key's team (`max_budget_in_team`), as LiteLLM: over it
+        // (spend > max), a budget ≤ 0 being none; its stored spend (written by the spend writer).
+        if let Some((current, max)) = over(m, 0.0, now) {
+            if max > 0.0 && spent(current, max, false) {
+                return Some(exceeded(format!(
+                    "Budget has been exceeded! Current cost: {}, Max budget: {}",
                     py_float(current),
                     py_float(max)
                 )));

@@ -106,6 +106,14 @@ impl Inner {
         let test = crate::health::is_test_request(req);
         let mut cands: Vec<&Entry> = entries.iter().map(AsRef::as_ref).collect();
 
+        // Region (an end user's `allowed_model_region`): only deployments in it.
+        if let Some(region) = super::region::allowed_region(req) {
+            cands.retain(|e| super::region::in_region(&e.deployment, region));
+            if cands.is_empty() {
+                return Err(super::region::none_in_region(group, region));
+            }
+        }
+
         // Cooldown.
         let now = self.clock.monotonic_ms();
         cands.retain(|e| !e.state.health.is_cooling_at(now));

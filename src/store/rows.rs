@@ -164,6 +164,23 @@ pub struct OrgMemberRow {
     pub updated_at: i64,
 }
 
+/// A user's place in a team (LiteLLM's `LiteLLM_TeamMembership`): its spend in the team and its
+/// own budget row (`max_budget_in_team`), whose limits are read with it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TeamMemberRow {
+    /// The user.
+    pub user_id: String,
+    /// The team.
+    pub team_id: String,
+    /// Spend of the user's calls through the team.
+    pub spend: f64,
+    /// The member's budget row, if any.
+    pub budget_id: Option<String>,
+    /// Limits from the budget row (`max_budget` is `max_budget_in_team`).
+    #[serde(flatten)]
+    pub limits: Limits,
+}
+
 /// A user.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct UserRow {

@@ -30,7 +30,7 @@ use sqlx::{
 
 use super::{
     BudgetState, EndUserRow, KeyRow, KeyStore, Limits, OrgRow, SpendRow, SpendSink, SpendTotals,
-    StoreError, StoreFuture, TeamRow, UserRow,
+    StoreError, StoreFuture, TeamMemberRow, TeamRow, UserRow,
 };
 
 mod budgets;
@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_spend_log_indexes.sql")),
     (4, include_str!("migrations/0004_organizations.sql")),
     (5, include_str!("migrations/0005_end_users.sql")),
+    (9, include_str!("migrations/0009_team_members_and_aliases.sql")),
 ];
 
 fn db(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
@@ -475,6 +476,21 @@ impl KeyStore for Store {
 
     fn end_user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<EndUserRow>> {
         Box::pin(Self::end_user(self, user_id))
+    }
+
+    fn team_member<'a>(
+        &'a self,
+        team_id: &'a str,
+        user_id: &'a str,
+    ) -> StoreFuture<'a, Option<TeamMemberRow>> {
+        Box::pin(Self::team_member(self, team_id, user_id))
+    }
+
+    fn team_model_aliases<'a>(
+        &'a self,
+        team_id: &'a str,
+    ) -> StoreFuture<'a, std::collections::HashMap<String, String>> {
+        Box::pin(Self::team_model_aliases(self, team_id))
     }
 
     fn ping(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {

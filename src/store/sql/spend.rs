@@ -227,6 +227,12 @@ impl Store {
         // Each team's organization is charged its teams' spend; end users with a row theirs.
         totals.orgs = self.charge_orgs(&mut tx, &totals.teams).await?;
         self.charge_end_users(&mut tx, &totals.end_users).await?;
+        Self::charge_team_members(
+            &mut tx,
+            rows.iter()
+                .filter(|r| !stored_now || inserted.contains(&r.request_id)),
+        )
+        .await?;
         if !proxy.is_empty() {
             let row =
                 sqlx::query("SELECT spend, budget_reset_at FROM llmgate_users WHERE user_id = $1")
