@@ -441,6 +441,8 @@ pub struct SpendTotals {
     /// Per organization (the teams' spend, charged to the organization each team belongs to;
     /// filled by the store, which knows the teams' organizations).
     pub orgs: HashMap<String, f64>,
+    /// Per (team, user): a user's spend through a team (its membership row).
+    pub team_members: HashMap<(String, String), f64>,
     /// Added to the proxy-wide budget row ([`PROXY_BUDGET_ID`]): every counted row's cost.
     pub proxy: f64,
     /// The proxy-wide budget row after this batch, when it exists.

@@ -80,6 +80,12 @@ pub(super) fn totals_of<'a>(rows: impl Iterator<Item = &'a SpendRow>) -> SpendTo
         if let Some(e) = &r.end_user {
             *totals.end_users.entry(e.clone()).or_default() += r.spend;
         }
+        if let (Some(t), Some(u)) = (&r.team_id, &r.user_id) {
+            *totals
+                .team_members
+                .entry((t.clone(), u.clone()))
+                .or_default() += r.spend;
+        }
         totals.proxy += r.spend;
     }
     totals

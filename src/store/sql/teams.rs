@@ -136,7 +136,7 @@ impl Store {
 const OURS_MEMBERS: &str = "SELECT m.user_id, m.team_id, m.spend, m.budget_id, b.max_budget, b.budget_duration, b.tpm_limit, b.rpm_limit, b.max_parallel_requests FROM llmgate_team_members m LEFT JOIN llmgate_budgets b ON b.budget_id = m.budget_id WHERE m.team_id = $1 AND (CAST($2 AS TEXT) IS NULL OR m.user_id = $2) ORDER BY m.user_id";
 const OURS_PUT_MEMBER_BUDGET: &str = "INSERT INTO llmgate_team_members (user_id, team_id, spend, budget_id) VALUES ($1, $2, 0, $3) ON CONFLICT (user_id, team_id) DO UPDATE SET budget_id = excluded.budget_id";
 const OURS_ALIASES: &str = "SELECT aliases FROM llmgate_team_model_aliases WHERE team_id = $1";
-const OURS_PUT_ALIASES: &str = "INSERT INTO llmgate_team_model_aliases (team_id, aliases) VALUES ($3, $1) ON CONFLICT (team_id) DO UPDATE SET aliases = excluded.aliases";
+const OURS_PUT_ALIASES: &str = "INSERT INTO llmgate_team_model_aliases (team_id, aliases) VALUES ($1, $2) ON CONFLICT (team_id) DO UPDATE SET aliases = excluded.aliases";
 
 fn member_row(row: &sqlx::any::AnyRow) -> TeamMemberRow {
     TeamMemberRow {
@@ -288,7 +288,9 @@ impl Store {
                     .map_err(db("insert team model aliases"))?;
             }
         } else {
-            run(OURS_PUT_ALIASES)
+            sqlx::query(OURS_PUT_ALIASES)
+                .bind(team_id.to_owned())
+                .bind(json.clone())
                 .execute(&self.pool)
                 .await
                 .map_err(db("team model aliases"))?;

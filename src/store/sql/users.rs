@@ -2,7 +2,7 @@
 
 use sqlx::Row as _;
 
-use super::{db, json_list, json_map, litellm, opt_f64, user_row, Store};
+use super::{db, get, json_list, json_map, litellm, opt_f64, user_row, Schema, Store};
 use crate::store::{next_reset, StoreError, UserRow};
 
 impl Store {
@@ -247,6 +247,38 @@ impl Store {
                 .await
                 .map_err(db("delete team membership"))?;
         }
+        Ok(())
+    }
+
+    /// A user's `password` column on LiteLLM's tables (LiteLLM's UI password: the SHA-256 hex of
+    /// the password, or, as LiteLLM's `/user/update` may leave it, the password itself). `None`
+    /// on llmgate's tables, where the password is an Argon2id hash in `metadata`.
+    pub async fn user_password(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        if self.schema != Schema::LiteLlm {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT password FROM \"LiteLLM_UserTable\" WHERE user_id = $1")
+            .bind(user_id.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read user password"))?;
+        Ok(row
+            .as_ref()
+            .and_then(|r| get::<String>(r, "password"))
+            .filter(|p| !p.is_empty()))
+    }
+
+    /// Writes a user's `password` column on LiteLLM's tables (no-op on llmgate's).
+    pub async fn set_user_password(&self, user_id: &str, value: &str) -> Result<(), StoreError> {
+        if self.schema != Schema::LiteLlm {
+            return Ok(());
+        }
+        sqlx::query("UPDATE \"LiteLLM_UserTable\" SET password = $1 WHERE user_id = $2")
+            .bind(value.to_owned())
+            .bind(user_id.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(db("write user password"))?;
         Ok(())
     }
 }
