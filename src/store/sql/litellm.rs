@@ -176,7 +176,9 @@ pub(super) const LIST_KEYS: &str = concat!(
 // ---- teams (parameters as in teams.rs) ----
 
 pub(super) const INSERT_TEAM: &str = concat!(
-    "INSERT INTO \"LiteLLM_TeamTable\" (team_id, team_alias, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, members_with_roles, blocked, created_at, updated_at, organization_id) VALUES ($1, $2, ",
+    // `admins` and `members` have no default in LiteLLM's schema (Prisma writes `{}`); LiteLLM's
+    // `LiteLLM_TeamTable` type refuses NULL lists.
+    "INSERT INTO \"LiteLLM_TeamTable\" (team_id, team_alias, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, members_with_roles, blocked, created_at, updated_at, organization_id, admins, members) VALUES ($1, $2, ",
     arr!("$3"),
     ", $4, CAST($5 AS DOUBLE PRECISION), $6, ",
     ts!("$7"),
@@ -184,7 +186,7 @@ pub(super) const INSERT_TEAM: &str = concat!(
     ts!("$14"),
     ", ",
     ts!("$15"),
-    ", $16)"
+    ", $16, ARRAY[]::text[], ARRAY[]::text[])"
 );
 pub(super) const TEAM_BY_ID: &str = concat!(team_select!(), " WHERE t.team_id = $1");
 pub(super) const RESET_TEAM: &str = concat!(
