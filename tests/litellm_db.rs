@@ -388,7 +388,7 @@ async fn litellm_reads_what_llmgate_writes() {
         BuildOptions::default(),
     )
     .await;
-    let base = gw.url("");
+    let _ = gw.url("");
     let ok = |a: &governance_common::Answer| {
         assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     };

@@ -48,7 +48,8 @@ out["key"] = {
 team_row = one("LiteLLM_TeamTable")
 model_row = one("LiteLLM_ModelTable")
 team = T.LiteLLM_TeamTable(**team_row)
-model = T.LiteLLM_ModelTable(**model_row)
+# Prisma maps the column `aliases` to the field `model_aliases` (`@map("aliases")`).
+model = T.LiteLLM_ModelTable(**{**model_row, "model_aliases": model_row["aliases"]})
 assert team_row["model_id"] == model_row["id"], "the team points at its model table row"
 aliases = model.model_aliases
 if isinstance(aliases, str):
@@ -100,7 +101,11 @@ out["end_user"] = {
 # newer ones, `team_id`, `end_user`, `status`, `model_group`, are read from the row as its UI does).
 out["spend_logs"] = []
 for r in tables["LiteLLM_SpendLogs"]:
-    s = T.LiteLLM_SpendLogs(**r)
+    # The type declares `metadata` and `request_tags` as pydantic `Json` (JSON text, as a raw
+    # query returns a JSONB column): given as text, their JSON is parsed and checked.
+    as_text = {k: json.dumps(r[k]) for k in ("metadata", "request_tags") if r.get(k) is not None}
+    s = T.LiteLLM_SpendLogs(**{**r, **as_text})
+    assert s.metadata["user_api_key"] == r["api_key"], s.metadata
     out["spend_logs"].append(
         {
             "request_id": s.request_id,
