@@ -471,7 +471,12 @@ async fn litellm_reads_what_llmgate_writes() {
             &json!({"username": user, "password": pw}),
         )
         .await;
-        assert_eq!(a.status, status, "{user}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(
+            a.status,
+            status,
+            "{user}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
     }
     gw.shutdown().await;
 
@@ -538,7 +543,10 @@ async fn litellm_reads_what_llmgate_writes() {
     assert_eq!(read["team"]["model_aliases"], json!({"fast": "g"}));
     assert_eq!(read["team"]["members_with_roles"][0]["user_id"], "lu");
     assert_eq!(read["membership"]["max_budget_in_team"], 25.0);
-    assert!(read["membership"]["spend"].as_f64().unwrap() > 0.0, "{read}");
+    assert!(
+        read["membership"]["spend"].as_f64().unwrap() > 0.0,
+        "{read}"
+    );
     assert_eq!(read["user"]["password_accepted"], true, "{read}");
     assert_eq!(read["user"]["wrong_password_accepted"], false, "{read}");
     assert_eq!(read["user"]["teams"], json!(["lt"]));

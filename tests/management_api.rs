@@ -1447,7 +1447,8 @@ async fn members_aliases_regions(opts: BuildOptions) {
     assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
     let msg = a.error()["message"].as_str().unwrap().to_owned();
     assert!(
-        msg.starts_with("Budget has been exceeded! Current cost: ") && msg.ends_with(", Max budget: 1e-07"),
+        msg.starts_with("Budget has been exceeded! Current cost: ")
+            && msg.ends_with(", Max budget: 1e-07"),
         "{msg}"
     );
     assert_eq!(a.error()["type"], "budget_exceeded");
@@ -1466,7 +1467,10 @@ async fn members_aliases_regions(opts: BuildOptions) {
         .cloned()
         .unwrap_or_else(|| panic!("{ms}"));
     assert!(mb["spend"].as_f64().unwrap() > 0.0, "{mb}");
-    assert_eq!(mb["litellm_budget_table"]["max_budget"], 0.000_000_1, "{mb}");
+    assert_eq!(
+        mb["litellm_budget_table"]["max_budget"], 0.000_000_1,
+        "{mb}"
+    );
     // Raising the member's budget lets it call again (its cached key is dropped).
     let a = post(
         &at("/team/member_update"),

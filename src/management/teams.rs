@@ -60,7 +60,9 @@ fn aliases_of(v: Option<&Map<String, Value>>) -> Result<Option<HashMap<String, S
         {
             return Err(bad(
                 "model_aliases",
-                format!("model_aliases: an alias and its model group are 1 to {MAX_TEXT_BYTES} bytes"),
+                format!(
+                    "model_aliases: an alias and its model group are 1 to {MAX_TEXT_BYTES} bytes"
+                ),
             ));
         }
         out.insert(alias.clone(), group.to_owned());

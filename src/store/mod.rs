@@ -83,8 +83,8 @@ pub use self::{
     models::{EncryptedModels, InMemoryModels, ModelRow, ModelStore},
     rows::{
         BudgetRow, BudgetState, DailyBy, DailySpend, EndUserRow, KeyRow, Limits, NewKey,
-        OrgMemberRow, OrgRow, ReportRow, SpendFilter, SpendRow, SpendTotals, TeamMemberRow, TeamRow, UserRow,
-        PROXY_BUDGET_ID,
+        OrgMemberRow, OrgRow, ReportRow, SpendFilter, SpendRow, SpendTotals, TeamMemberRow,
+        TeamRow, UserRow, PROXY_BUDGET_ID,
     },
 };
 

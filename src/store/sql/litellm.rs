@@ -208,9 +208,8 @@ pub(super) const DELETE_TEAM: &str = "DELETE FROM \"LiteLLM_TeamTable\" WHERE te
 pub(super) const LIST_TEAMS: &str = concat!(team_select!(), " ORDER BY t.created_at, t.team_id");
 
 /// A team's memberships (`$1`) or one of them (`$2`: the user), with their budget rows' limits.
-pub(super) const TEAM_MEMBERS: &str = concat!(
-    "SELECT m.user_id, m.team_id, COALESCE(m.spend, 0) AS spend, m.budget_id, b.max_budget, b.budget_duration, CAST(b.tpm_limit AS BIGINT) AS tpm_limit, CAST(b.rpm_limit AS BIGINT) AS rpm_limit, CAST(b.max_parallel_requests AS BIGINT) AS max_parallel_requests FROM \"LiteLLM_TeamMembership\" m LEFT JOIN \"LiteLLM_BudgetTable\" b ON b.budget_id = m.budget_id WHERE m.team_id = $1 AND (CAST($2 AS TEXT) IS NULL OR m.user_id = $2) ORDER BY m.user_id"
-);
+pub(super) const TEAM_MEMBERS: &str =
+    "SELECT m.user_id, m.team_id, COALESCE(m.spend, 0) AS spend, m.budget_id, b.max_budget, b.budget_duration, CAST(b.tpm_limit AS BIGINT) AS tpm_limit, CAST(b.rpm_limit AS BIGINT) AS rpm_limit, CAST(b.max_parallel_requests AS BIGINT) AS max_parallel_requests FROM \"LiteLLM_TeamMembership\" m LEFT JOIN \"LiteLLM_BudgetTable\" b ON b.budget_id = m.budget_id WHERE m.team_id = $1 AND (CAST($2 AS TEXT) IS NULL OR m.user_id = $2) ORDER BY m.user_id";
 /// A membership with its budget row (`$3`), made or re-pointed.
 pub(super) const PUT_MEMBER_BUDGET: &str = "INSERT INTO \"LiteLLM_TeamMembership\" (user_id, team_id, budget_id) VALUES ($1, $2, $3) ON CONFLICT (user_id, team_id) DO UPDATE SET budget_id = excluded.budget_id";
 /// A team's model aliases: the `aliases` of the `LiteLLM_ModelTable` row its `model_id` names.

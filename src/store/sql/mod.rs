@@ -51,7 +51,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_spend_log_indexes.sql")),
     (4, include_str!("migrations/0004_organizations.sql")),
     (5, include_str!("migrations/0005_end_users.sql")),
-    (9, include_str!("migrations/0009_team_members_and_aliases.sql")),
+    (
+        9,
+        include_str!("migrations/0009_team_members_and_aliases.sql"),
+    ),
 ];
 
 fn db(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {

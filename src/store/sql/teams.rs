@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::{db, get, json_list, json_map, limits, litellm, opt_f64, team_row, Schema, Store};
-use crate::store::{
-    next_reset, BudgetRow, Limits, SpendRow, StoreError, TeamMemberRow, TeamRow,
-};
+use crate::store::{next_reset, BudgetRow, Limits, SpendRow, StoreError, TeamMemberRow, TeamRow};
 
 impl Store {
     /// Creates a team; fails if the id exists.

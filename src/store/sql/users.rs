@@ -241,11 +241,11 @@ impl Store {
                 "DELETE FROM llmgate_team_members WHERE user_id = $1 AND team_id = $2",
                 litellm::DELETE_MEMBERSHIP,
             ))
-                .bind(user_id.to_owned())
-                .bind(team_id.to_owned())
-                .execute(&self.pool)
-                .await
-                .map_err(db("delete team membership"))?;
+            .bind(user_id.to_owned())
+            .bind(team_id.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(db("delete team membership"))?;
         }
         Ok(())
     }
