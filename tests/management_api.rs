@@ -1068,7 +1068,13 @@ async fn chat_as(base: &str, key: &str, user: &str) -> governance_common::Answer
 async fn end_users(opts: BuildOptions) {
     let up = FakeUpstream::start().await;
     up.set_default(Reply::json(200, chat_completion("hello")));
-    let gw = Gov::start(&config(&up.url()), opts).await;
+    // `g` serves in region `eu`: `cust1` (`allowed_model_region: eu`) is routed there.
+    let cfg = config(&up.url()).replace(
+        "api_key: sk-upstream-key\n  - model_name: other",
+        "api_key: sk-upstream-key\n      region_name: eu\n  - model_name: other",
+    );
+    assert!(cfg.contains("region_name: eu"), "{cfg}");
+    let gw = Gov::start(&cfg, opts).await;
     let base = gw.url("");
     let at = |p: &str| gw.url(p);
     let (key, token) = new_key(&base, json!({})).await;
