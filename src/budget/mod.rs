@@ -470,6 +470,35 @@ mod tests {
     }
 
     #[test]
+    fn a_team_member_budget_follows_litellm() {
+        let member = |spend: f64, max: f64| Scope {
+            id: "u".into(),
+            spend,
+            limits: Limits {
+                max_budget: Some(max),
+                ..Limits::default()
+            },
+            ..Scope::default()
+        };
+        // At the budget: still allowed (LiteLLM: spend > max); over it: LiteLLM's text.
+        let mut info = KeyInfo {
+            team_member: Some(member(1.0, 1.0)),
+            ..KeyInfo::default()
+        };
+        assert!(check(&info, None, NOW).is_none());
+        info.team_member = Some(member(1.5, 1.0));
+        let e = check(&info, None, NOW).unwrap();
+        assert_eq!(e.status(), 422);
+        assert_eq!(
+            e.message(),
+            "Budget has been exceeded! Current cost: 1.5, Max budget: 1.0"
+        );
+        // A budget of 0 is none.
+        info.team_member = Some(member(1.5, 0.0));
+        assert!(check(&info, None, NOW).is_none());
+    }
+
+    #[test]
     fn floats_are_written_as_python_writes_them() {
         for (v, s) in [
             (1.0, "1.0"),
