@@ -524,3 +524,210 @@ INSERT INTO "LiteLLM_DailyEndUserSpend" (id, end_user_id, date, api_key, model, 
     }
     gw.shutdown().await;
 }
+
+/// Every row of `table` matching `filter`, as PostgreSQL's `row_to_json` writes it.
+async fn rows_json(url: &str, table: &str, filter: &str) -> serde_json::Value {
+    let mut conn = sqlx::postgres::PgConnection::connect(url).await.unwrap();
+    let sql = format!(
+        r#"SELECT CAST(COALESCE(json_agg(row_to_json(t)), '[]') AS TEXT) FROM "{table}" t WHERE {filter}"#
+    );
+    let text: String = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0);
+    serde_json::from_str(&text).unwrap()
+}
+
+/// LiteLLM reads what llmgate writes: llmgate's management API and traffic write a team (with
+/// model aliases and a member's budget), a user with a UI password, a key, an end user with a
+/// region and spend into LiteLLM's own tables; LiteLLM's own pydantic row types
+/// (`litellm.proxy._types`, the litellm package in `LLMGATE_PYTHON`) load every row, and
+/// LiteLLM's `hash_token` accepts the key and the password (tests/litellm_reads.py). A UI user
+/// whose password LiteLLM stored signs in to llmgate with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litellm_reads_what_llmgate_writes() {
+    let url = litellm_db().await;
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, chat_completion("hello")));
+    let gw = Gov::start(
+        &config(&up.url(), &url, "").replace(
+            "      api_key: sk-upstream-key\n  - model_name: other",
+            "      api_key: sk-upstream-key\n      region_name: eu\n  - model_name: other",
+        ),
+        BuildOptions::default(),
+    )
+    .await;
+    let _ = gw.url("");
+    let ok = |a: &governance_common::Answer| {
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    };
+    ok(&post(
+        &gw.url("/team/new"),
+        Some(MASTER),
+        &json!({"team_id": "lt", "team_alias": "LiteLLM reads", "model_aliases": {"fast": "g"}}),
+    )
+    .await);
+    ok(&post(
+        &gw.url("/user/new"),
+        Some(MASTER),
+        &json!({"user_id": "lu", "user_email": "lu@example.com", "user_role": "internal_user", "password": "pw-from-llmgate", "auto_create_key": false}),
+    )
+    .await);
+    ok(&post(
+        &gw.url("/team/member_add"),
+        Some(MASTER),
+        &json!({"team_id": "lt", "member": {"user_id": "lu", "role": "user"}, "max_budget_in_team": 25}),
+    )
+    .await);
+    ok(&post(
+        &gw.url("/customer/new"),
+        Some(MASTER),
+        &json!({"user_id": "lc", "allowed_model_region": "eu"}),
+    )
+    .await);
+    let a = post(
+        &gw.url("/key/generate"),
+        Some(MASTER),
+        &json!({"team_id": "lt", "user_id": "lu", "key_alias": "lk", "max_budget": 10, "metadata": {"app": "x"}}),
+    )
+    .await;
+    ok(&a);
+    let key = a.json()["key"].as_str().unwrap().to_owned();
+    let a = post(
+        &gw.url("/v1/chat/completions"),
+        Some(&key),
+        &json!({"model": "fast", "user": "lc", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    ok(&a);
+    assert_eq!(a.header("x-litellm-model-region"), Some("eu"));
+    gw.flush().await;
+
+    // The password llmgate wrote is LiteLLM's form, in LiteLLM's column, and signs in here.
+    let a = post(
+        &gw.url("/v2/login"),
+        None,
+        &json!({"username": "lu@example.com", "password": "pw-from-llmgate"}),
+    )
+    .await;
+    ok(&a);
+    let a = post(
+        &gw.url("/v2/login"),
+        None,
+        &json!({"username": "lu@example.com", "password": "pw-wrong"}),
+    )
+    .await;
+    assert_eq!(a.status, 401, "{}", String::from_utf8_lossy(&a.body));
+    // Users whose password LiteLLM stored (its hash_token form, and its plain `/user/update` form)
+    // sign in with it; the stored hash itself is not a password.
+    exec(
+        &url,
+        &format!(
+            r#"INSERT INTO "LiteLLM_UserTable" (user_id, user_email, user_role, password, teams, models) VALUES ('lh', 'lh@example.com', 'internal_user', '{}', ARRAY[]::text[], ARRAY[]::text[]), ('lp', 'lp@example.com', 'internal_user_viewer', 'plain-pw', ARRAY[]::text[], ARRAY[]::text[])"#,
+            hash_key("pw-from-litellm")
+        ),
+    )
+    .await;
+    for (user, pw, status) in [
+        ("lh@example.com", "pw-from-litellm".to_owned(), 200),
+        ("lh@example.com", hash_key("pw-from-litellm"), 401),
+        ("lp@example.com", "plain-pw".to_owned(), 200),
+        ("lp@example.com", "plain-pw ".to_owned(), 401),
+    ] {
+        let a = post(
+            &gw.url("/v2/login"),
+            None,
+            &json!({"username": user, "password": pw}),
+        )
+        .await;
+        assert_eq!(
+            a.status,
+            status,
+            "{user}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+    }
+    gw.shutdown().await;
+
+    // Everything llmgate wrote, through LiteLLM's own types.
+    let token = hash_key(&key);
+    let mut tables = serde_json::Map::new();
+    for (table, filter) in [
+        ("LiteLLM_VerificationToken", format!("token = '{token}'")),
+        ("LiteLLM_TeamTable", "team_id = 'lt'".to_owned()),
+        (
+            "LiteLLM_ModelTable",
+            r#"id = (SELECT model_id FROM "LiteLLM_TeamTable" WHERE team_id = 'lt')"#.to_owned(),
+        ),
+        (
+            "LiteLLM_TeamMembership",
+            "team_id = 'lt' AND user_id = 'lu'".to_owned(),
+        ),
+        (
+            "LiteLLM_BudgetTable",
+            r#"budget_id = (SELECT budget_id FROM "LiteLLM_TeamMembership" WHERE team_id = 'lt' AND user_id = 'lu')"#.to_owned(),
+        ),
+        ("LiteLLM_UserTable", "user_id = 'lu'".to_owned()),
+        ("LiteLLM_EndUserTable", "user_id = 'lc'".to_owned()),
+        ("LiteLLM_SpendLogs", format!("api_key = '{token}'")),
+    ] {
+        tables.insert(table.to_owned(), rows_json(&url, table, &filter).await);
+    }
+    let input = json!({"tables": tables, "key": key, "password": "pw-from-llmgate"});
+    let py = std::env::var("LLMGATE_PYTHON")
+        .expect("LLMGATE_PYTHON (with litellm installed: `bash .ci/test`) is needed");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/litellm_reads.py");
+    let mut child = std::process::Command::new(&py)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {py}: {e}"));
+    {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.to_string().as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "LiteLLM's types refused llmgate's rows:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(read["key"]["token_matches"], true, "{read}");
+    assert_eq!(read["key"]["key_alias"], "lk");
+    assert_eq!(read["key"]["team_id"], "lt");
+    assert_eq!(read["key"]["user_id"], "lu");
+    assert_eq!(read["key"]["max_budget"], 10.0);
+    assert_eq!(read["key"]["metadata"]["app"], "x");
+    assert!(read["key"]["spend"].as_f64().unwrap() > 0.0, "{read}");
+    assert_eq!(read["team"]["team_id"], "lt");
+    assert_eq!(read["team"]["model_aliases"], json!({"fast": "g"}));
+    assert_eq!(read["team"]["members_with_roles"][0]["user_id"], "lu");
+    assert_eq!(read["membership"]["max_budget_in_team"], 25.0);
+    assert!(
+        read["membership"]["spend"].as_f64().unwrap() > 0.0,
+        "{read}"
+    );
+    assert_eq!(read["user"]["password_accepted"], true, "{read}");
+    assert_eq!(read["user"]["wrong_password_accepted"], false, "{read}");
+    assert_eq!(read["user"]["teams"], json!(["lt"]));
+    assert_eq!(read["end_user"]["allowed_model_region"], "eu");
+    assert!(read["end_user"]["spend"].as_f64().unwrap() > 0.0, "{read}");
+    let logs = read["spend_logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 1, "{read}");
+    assert_eq!(logs[0]["user"], "lu");
+    assert_eq!(logs[0]["team_id"], "lt");
+    assert_eq!(logs[0]["end_user"], "lc");
+    assert_eq!(logs[0]["status"], "success");
+    assert_eq!(logs[0]["model_group"], "g", "the alias's group");
+    assert_eq!(logs[0]["start_before_end"], true);
+}

@@ -149,7 +149,7 @@ async fn routes(opts: BuildOptions) {
         &post(
             &at("/team/member_update"),
             Some(&u1),
-            &json!({"team_id": "t1", "user_id": "u3", "max_budget_in_team": 5}),
+            &json!({"team_id": "t1", "user_id": "u3", "max_budget_in_team": -5}),
         )
         .await,
         "max_budget_in_team",
@@ -1070,7 +1070,13 @@ async fn chat_as(base: &str, key: &str, user: &str) -> governance_common::Answer
 async fn end_users(opts: BuildOptions) {
     let up = FakeUpstream::start().await;
     up.set_default(Reply::json(200, chat_completion("hello")));
-    let gw = Gov::start(&config(&up.url()), opts).await;
+    // `g` serves in region `eu`: `cust1` (`allowed_model_region: eu`) is routed there.
+    let cfg = config(&up.url()).replace(
+        "api_key: sk-upstream-key\n  - model_name: other",
+        "api_key: sk-upstream-key\n      region_name: eu\n  - model_name: other",
+    );
+    assert!(cfg.contains("region_name: eu"), "{cfg}");
+    let gw = Gov::start(&cfg, opts).await;
     let base = gw.url("");
     let at = |p: &str| gw.url(p);
     let (key, token) = new_key(&base, json!({})).await;
@@ -1384,4 +1390,218 @@ async fn spend_reports_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spend_reports_on_litellms_own_database() {
     spend_reports(BuildOptions::default().database_url(litellm_common::litellm_db().await)).await;
+}
+
+/// Group `g` in two regions (one upstream each), `other` in none.
+fn regions_config(eu: &str, us: &str) -> String {
+    format!(
+        "model_list:\n  - model_name: g\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: {eu}/v1\n      api_key: sk-upstream-key\n      region_name: eu\n  - model_name: g\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: {us}/v1\n      api_key: sk-upstream-key\n      region_name: us\n  - model_name: other\n    litellm_params:\n      model: openai/gpt-4o\n      api_base: {us}/v1\n      api_key: sk-upstream-key\ngeneral_settings:\n  master_key: {MASTER}\n"
+    )
+}
+
+/// Per-member team budgets (`max_budget_in_team` on `/team/member_add|member_update`, enforced
+/// on the member's calls through the team with LiteLLM's message), team model aliases
+/// (`model_aliases` on `/team/new|update`: a team key calling the alias reaches the aliased
+/// group), and end users' `allowed_model_region` (only deployments of that `region_name`, none
+/// is a 400, the answer carries `x-litellm-model-region`).
+async fn members_aliases_regions(opts: BuildOptions) {
+    let eu = FakeUpstream::start().await;
+    eu.set_default(Reply::json(200, chat_completion("from eu")));
+    let us = FakeUpstream::start().await;
+    us.set_default(Reply::json(200, chat_completion("from us")));
+    let gw = Gov::start(&regions_config(&eu.url(), &us.url()), opts).await;
+    let base = gw.url("");
+    let at = |p: &str| gw.url(p);
+
+    // ---- per-member budgets ----
+    let a = post(&at("/team/new"), Some(MASTER), &json!({"team_id": "tm"})).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    refused(
+        &post(
+            &at("/team/member_add"),
+            Some(MASTER),
+            &json!({"team_id": "tm", "member": {"user_id": "mb"}, "max_budget_in_team": "x"}),
+        )
+        .await,
+        "max_budget_in_team",
+    );
+    let a = post(
+        &at("/team/member_add"),
+        Some(MASTER),
+        &json!({"team_id": "tm", "member": [{"user_id": "mb"}], "max_budget_in_team": 0.000_000_1}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.json()["updated_team_memberships"][0]["litellm_budget_table"]["max_budget"],
+        0.000_000_1,
+        "{}",
+        a.json()
+    );
+    let a = post(
+        &at("/team/member_add"),
+        Some(MASTER),
+        &json!({"team_id": "tm", "member": {"user_id": "free"}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let (mb_key, _) = new_key(&base, json!({"team_id": "tm", "user_id": "mb"})).await;
+    let (free_key, _) = new_key(&base, json!({"team_id": "tm", "user_id": "free"})).await;
+    let (solo_key, _) = new_key(&base, json!({"user_id": "mb"})).await;
+    // Spend 0 is within the budget; after one priced call it is over it.
+    assert_eq!(chat(&base, &mb_key, "g").await.status, 200);
+    gw.flush().await;
+    let a = chat(&base, &mb_key, "g").await;
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
+    let msg = a.error()["message"].as_str().unwrap().to_owned();
+    assert!(
+        msg.starts_with("Budget has been exceeded! Current cost: ")
+            && msg.ends_with(", Max budget: 1e-07"),
+        "{msg}"
+    );
+    assert_eq!(a.error()["type"], "budget_exceeded");
+    // Another member of the team, and the same user outside the team, are not limited by it.
+    assert_eq!(chat(&base, &free_key, "g").await.status, 200);
+    assert_eq!(chat(&base, &solo_key, "g").await.status, 200);
+    // The membership, its spend and its budget row are in /team/info.
+    let a = get(&at("/team/info?team_id=tm"), Some(MASTER)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let ms = a.json()["team_memberships"].clone();
+    let mb = ms
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_id"] == "mb")
+        .cloned()
+        .unwrap_or_else(|| panic!("{ms}"));
+    assert!(mb["spend"].as_f64().unwrap() > 0.0, "{mb}");
+    assert_eq!(
+        mb["litellm_budget_table"]["max_budget"], 0.000_000_1,
+        "{mb}"
+    );
+    // Raising the member's budget lets it call again (its cached key is dropped).
+    let a = post(
+        &at("/team/member_update"),
+        Some(MASTER),
+        &json!({"team_id": "tm", "user_id": "mb", "max_budget_in_team": 100}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["max_budget_in_team"], 100.0);
+    assert_eq!(chat(&base, &mb_key, "g").await.status, 200);
+    // Per-member rate limits are not enforced: refused, not stored.
+    refused(
+        &post(
+            &at("/team/member_update"),
+            Some(MASTER),
+            &json!({"team_id": "tm", "user_id": "mb", "rpm_limit": 5}),
+        )
+        .await,
+        "rpm_limit",
+    );
+
+    // ---- team model aliases ----
+    refused(
+        &post(
+            &at("/team/new"),
+            Some(MASTER),
+            &json!({"team_id": "bad", "model_aliases": {"fast": 3}}),
+        )
+        .await,
+        "model_aliases",
+    );
+    let a = post(
+        &at("/team/new"),
+        Some(MASTER),
+        &json!({"team_id": "ta", "models": ["g", "fast"], "model_aliases": {"fast": "other"}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.json()["litellm_model_table"]["model_aliases"],
+        json!({"fast": "other"})
+    );
+    let (ta_key, _) = new_key(&base, json!({"team_id": "ta"})).await;
+    let (plain_key, _) = new_key(&base, json!({})).await;
+    let a = chat(&base, &ta_key, "fast").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.header("x-litellm-model-group"), Some("other"));
+    assert_eq!(
+        us.last_request().unwrap().json()["model"],
+        "gpt-4o",
+        "the alias reached group `other`"
+    );
+    // The alias is the team's way in: `other` itself is not in the team's models.
+    assert_eq!(chat(&base, &ta_key, "other").await.status, 401);
+    // Another key has no such alias: an unknown model (400, as LiteLLM's invalid model name).
+    assert_eq!(chat(&base, &plain_key, "fast").await.status, 400);
+    let a = get(&at("/team/info?team_id=ta"), Some(MASTER)).await;
+    assert_eq!(
+        a.json()["team_info"]["litellm_model_table"]["model_aliases"]["fast"],
+        "other"
+    );
+    let a = post(
+        &at("/team/update"),
+        Some(MASTER),
+        &json!({"team_id": "ta", "model_aliases": {"fast": "g"}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let a = chat(&base, &ta_key, "fast").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.header("x-litellm-model-group"), Some("g"));
+
+    // ---- regions ----
+    for (id, region) in [("c-eu", "eu"), ("c-us", "us")] {
+        let a = post(
+            &at("/customer/new"),
+            Some(MASTER),
+            &json!({"user_id": id, "allowed_model_region": region}),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    }
+    let (key, _) = new_key(&base, json!({})).await;
+    for (id, region, up, other) in [("c-eu", "eu", &eu, &us), ("c-us", "us", &us, &eu)] {
+        let (before, before_other) = (up.hits(), other.hits());
+        for _ in 0..4 {
+            let a = chat_as(&base, &key, id).await;
+            assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+            assert_eq!(a.header("x-litellm-model-region"), Some(region));
+        }
+        assert_eq!(up.hits() - before, 4, "{id}: every call in {region}");
+        assert_eq!(other.hits(), before_other, "{id}: none outside {region}");
+    }
+    // A group without a deployment in the region: refused, nothing sent.
+    let hits = (eu.hits(), us.hits());
+    let a = post(
+        &at("/v1/chat/completions"),
+        Some(&key),
+        &json!({"model": "other", "user": "c-eu", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.error()["code"], "no_deployment_in_region");
+    assert_eq!((eu.hits(), us.hits()), hits);
+    // Without a region (no end user, or one without a row): both regions serve, no header.
+    let a = chat(&base, &key, "g").await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("x-litellm-model-region"), None);
+    let a = chat_as(&base, &key, "no-row").await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("x-litellm-model-region"), None);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_aliases_regions_on_sqlite() {
+    members_aliases_regions(BuildOptions::default().database_url("sqlite::memory:")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_aliases_regions_on_litellms_own_database() {
+    members_aliases_regions(
+        BuildOptions::default().database_url(litellm_common::litellm_db().await),
+    )
+    .await;
 }

@@ -191,7 +191,15 @@ impl KeyCache {
                 .and_then(|o| totals.orgs.get(o))
                 .copied()
                 .unwrap_or(0.0);
-            if k == 0.0 && t == 0.0 && u == 0.0 && o == 0.0 {
+            let m = match (&info.team_id, &info.user_id) {
+                (Some(t), Some(u)) if info.team_member.is_some() => totals
+                    .team_members
+                    .get(&(t.clone(), u.clone()))
+                    .copied()
+                    .unwrap_or(0.0),
+                _ => 0.0,
+            };
+            if k == 0.0 && t == 0.0 && u == 0.0 && o == 0.0 && m == 0.0 {
                 return None;
             }
             let mut next = KeyInfo::clone(info);
@@ -220,6 +228,9 @@ impl KeyCache {
                 if let Some(b) = next.model_budgets.iter_mut().find(|b| &b.model == model) {
                     crate::budget::model::add_loaded_spend(b, *v, now);
                 }
+            }
+            if let Some(s) = next.team_member.as_mut() {
+                s.spend += m;
             }
             Some(Arc::new(next))
         };

@@ -104,6 +104,11 @@ pub struct KeyInfo {
     /// The key's model-specific budgets and limits (LiteLLM's `model_max_budget`, the
     /// metadata's `model_rpm_limit` / `model_tpm_limit`) with each model's stored spend.
     pub model_budgets: Vec<crate::budget::ModelBudget>,
+    /// The key's user's place in the key's team (`LiteLLM_TeamMembership`): its budget row's
+    /// limits (`max_budget_in_team`) and its spend in the team.
+    pub team_member: Option<Scope>,
+    /// The team's model aliases (`model_aliases`: alias -> model group); `None` without any.
+    pub team_model_aliases: Option<Arc<std::collections::HashMap<String, String>>>,
 }
 
 impl KeyInfo {
@@ -148,6 +153,16 @@ impl KeyInfo {
         let organization_id = team.as_ref().and_then(|t| t.organization_id.clone());
         let organization = match &organization_id {
             Some(o) => store.organization(o).await?,
+            None => None,
+        };
+        let team_member = match (&team, &k.user_id) {
+            (Some(t), Some(u)) => store.team_member(&t.team_id, u).await?,
+            _ => None,
+        };
+        let team_model_aliases = match &team {
+            Some(t) => Some(store.team_model_aliases(&t.team_id).await?)
+                .filter(|a| !a.is_empty())
+                .map(Arc::new),
             None => None,
         };
         let is_admin = user
@@ -197,6 +212,13 @@ impl KeyInfo {
                 &k.model_spend,
                 &k.metadata,
             ),
+            team_member: team_member.map(|m| Scope {
+                id: m.user_id,
+                limits: m.limits,
+                spend: m.spend,
+                budget_reset_at: None,
+            }),
+            team_model_aliases,
         }))
     }
 

@@ -273,7 +273,22 @@ fn admit(
     let list = !req.kind().calls_a_model();
     if !list {
         let denied = |e| refused(e, Some(&info));
-        catalog.check(&info, req.model()).map_err(denied)?;
+        // A team model alias (`model_aliases`) calls the group it names: allowed when the alias
+        // or that group is, as a `model_group_alias`.
+        let target = info
+            .team_model_aliases
+            .as_ref()
+            .and_then(|a| a.get(req.model()))
+            .cloned();
+        match target {
+            Some(group) => {
+                if catalog.check(&info, req.model()).is_err() {
+                    catalog.check(&info, &group).map_err(denied)?;
+                }
+                req.set_model(&group);
+            }
+            None => catalog.check(&info, req.model()).map_err(denied)?,
+        }
         for group in req.requested_fallback_groups() {
             catalog.check(&info, &group).map_err(denied)?;
         }

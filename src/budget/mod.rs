@@ -12,6 +12,7 @@
 //! | key | `Budget has been exceeded! Key=<key_alias, else "key"> Current cost: <spend>, Max budget: <max>` |
 //! | team | `Budget has been exceeded! Team=<team_id> Current cost: <spend>, Max budget: <max>` |
 //! | organization (of the key's team) | `Budget has been exceeded! Organization=<organization_id> Current cost: <spend>, Max budget: <max>` |
+//! | team member (the key's user in the key's team, `max_budget_in_team`) | `Budget has been exceeded! Current cost: <spend>, Max budget: <max>` |
 //! | user | `ExceededBudget: User=<user_id> over budget. Spend=<spend>, Budget=<max>` |
 //! | end user (the body's `user`, [`EndUserInfo`]) | `ExceededBudget: End User=<user> over budget. Spend=<spend>, Budget=<max>` |
 //! | proxy | `Budget has been exceeded! Current cost: <spend>, Max budget: <max>` |
@@ -239,6 +240,19 @@ pub fn check(info: &KeyInfo, ledger: Option<&Ledger>, now: i64) -> Option<LlmErr
                 return Some(exceeded(format!(
                     "Budget has been exceeded! Team={} Current cost: {}, Max budget: {}",
                     t.id,
+                    py_float(current),
+                    py_float(max)
+                )));
+            }
+        }
+    }
+    if let Some(m) = &info.team_member {
+        // The user's budget in the key's team (`max_budget_in_team`), as LiteLLM: over it
+        // (spend > max), a budget ≤ 0 being none; its stored spend (written by the spend writer).
+        if let Some((current, max)) = over(m, 0.0, now) {
+            if max > 0.0 && spent(current, max, false) {
+                return Some(exceeded(format!(
+                    "Budget has been exceeded! Current cost: {}, Max budget: {}",
                     py_float(current),
                     py_float(max)
                 )));
@@ -544,6 +558,35 @@ mod tests {
             ..crate::store::SpendRow::default()
         });
         assert!(check_model(&info, "gpt-4o", Some(&ledger), NOW).is_some());
+    }
+
+    #[test]
+    fn a_team_member_budget_follows_litellm() {
+        let member = |spend: f64, max: f64| Scope {
+            id: "u".into(),
+            spend,
+            limits: Limits {
+                max_budget: Some(max),
+                ..Limits::default()
+            },
+            ..Scope::default()
+        };
+        // At the budget: still allowed (LiteLLM: spend > max); over it: LiteLLM's text.
+        let mut info = KeyInfo {
+            team_member: Some(member(1.0, 1.0)),
+            ..KeyInfo::default()
+        };
+        assert!(check(&info, None, NOW).is_none());
+        info.team_member = Some(member(1.5, 1.0));
+        let e = check(&info, None, NOW).unwrap();
+        assert_eq!(e.status(), 422);
+        assert_eq!(
+            e.message(),
+            "Budget has been exceeded! Current cost: 1.5, Max budget: 1.0"
+        );
+        // A budget of 0 is none.
+        info.team_member = Some(member(1.5, 0.0));
+        assert!(check(&info, None, NOW).is_none());
     }
 
     #[test]

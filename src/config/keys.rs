@@ -486,7 +486,7 @@ pub const LITELLM_PARAMS: &[KeySpec] = &[
         "litellm_credential_name",
         Refused("the deployment's credential from `credential_list`"),
     ),
-    key("region_name", Pending),
+    key("region_name", Implemented),
     key("organization", Pending),
     key("aws_profile_name", Pending),
     key("aws_role_name", Pending),

@@ -1,6 +1,7 @@
-//! `/team/*`: new, update, info, delete, list, member_add.
+//! `/team/*`: new, update, info, delete, list, block, members (with per-member budgets,
+//! `max_budget_in_team`), models and model aliases (`model_aliases`).
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     extract::State,
@@ -16,12 +17,96 @@ use super::{
     extract::{require_admin, ApiJson, Caller, Q},
     limits::LimitFields,
     views::{key_json, team_json},
-    Mgmt,
+    Mgmt, MAX_LIST_ITEMS, MAX_TEXT_BYTES,
 };
 use crate::{
     auth::KeyInfo,
-    store::{next_reset, Limits, TeamRow},
+    store::{next_reset, Limits, TeamMemberRow, TeamRow},
 };
+
+/// Who LiteLLM records as the creator of rows the master key makes (`litellm_proxy_admin_name`).
+const PROXY_ADMIN_NAME: &str = "default_user_id";
+
+/// Who makes a change, as LiteLLM records it on the rows it creates (`created_by`).
+fn actor(caller: &Caller) -> String {
+    match caller {
+        Caller::Key(k) => k.user_id.clone().unwrap_or_else(|| PROXY_ADMIN_NAME.into()),
+        Caller::Admin | Caller::Viewer => PROXY_ADMIN_NAME.into(),
+    }
+}
+
+/// `model_aliases`: an object of non-empty strings (alias -> model group), within the management
+/// API's size limits.
+fn aliases_of(v: Option<&Map<String, Value>>) -> Result<Option<HashMap<String, String>>, ApiError> {
+    let Some(m) = v else { return Ok(None) };
+    if m.len() > MAX_LIST_ITEMS {
+        return Err(bad(
+            "model_aliases",
+            format!("model_aliases holds at most {MAX_LIST_ITEMS} aliases"),
+        ));
+    }
+    let mut out = HashMap::with_capacity(m.len());
+    for (alias, group) in m {
+        let Some(group) = group.as_str() else {
+            return Err(bad(
+                "model_aliases",
+                format!("model_aliases.{alias} must be a model group name (a string)"),
+            ));
+        };
+        if alias.is_empty()
+            || group.is_empty()
+            || alias.len() > MAX_TEXT_BYTES
+            || group.len() > MAX_TEXT_BYTES
+        {
+            return Err(bad(
+                "model_aliases",
+                format!(
+                    "model_aliases: an alias and its model group are 1 to {MAX_TEXT_BYTES} bytes"
+                ),
+            ));
+        }
+        out.insert(alias.clone(), group.to_owned());
+    }
+    Ok(Some(out))
+}
+
+/// A team's JSON with its model aliases as LiteLLM shows them (`litellm_model_table`).
+fn team_with_aliases(t: &TeamRow, aliases: &HashMap<String, String>) -> Value {
+    let mut v = team_json(t);
+    v["litellm_model_table"] = if aliases.is_empty() {
+        Value::Null
+    } else {
+        json!({"model_aliases": aliases})
+    };
+    v
+}
+
+/// A membership as LiteLLM's `/team/info` lists it (`team_memberships`), with its budget row.
+fn membership_json(m: &TeamMemberRow) -> Value {
+    json!({
+        "user_id": m.user_id,
+        "team_id": m.team_id,
+        "spend": m.spend,
+        "budget_id": m.budget_id,
+        "litellm_budget_table": m.budget_id.as_ref().map(|id| json!({
+            "budget_id": id,
+            "max_budget": m.limits.max_budget,
+            "tpm_limit": m.limits.tpm_limit,
+            "rpm_limit": m.limits.rpm_limit,
+        })),
+    })
+}
+
+/// `max_budget_in_team`: a number ≥ 0.
+fn member_budget(v: Option<f64>) -> Result<Option<f64>, ApiError> {
+    match v {
+        Some(b) if !b.is_finite() || b < 0.0 => Err(bad(
+            "max_budget_in_team",
+            "max_budget_in_team must be a number ≥ 0",
+        )),
+        v => Ok(v),
+    }
+}
 
 /// This resource's routes: the admin-only ones behind [`require_admin`].
 pub(super) fn routes(state: &Arc<Mgmt>) -> Router<Arc<Mgmt>> {
@@ -87,6 +172,7 @@ struct TeamBody {
     members_with_roles: Option<Vec<Value>>,
     blocked: Option<bool>,
     organization_id: Option<String>,
+    model_aliases: Option<Map<String, Value>>,
 }
 
 impl TeamBody {
@@ -101,8 +187,13 @@ impl TeamBody {
     }
 }
 
-async fn team_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<TeamBody>) -> ApiResult {
+async fn team_new(
+    caller: Caller,
+    State(m): State<Arc<Mgmt>>,
+    ApiJson(b): ApiJson<TeamBody>,
+) -> ApiResult {
     b.limits().validate()?;
+    let aliases = aliases_of(b.model_aliases.as_ref())?;
     let team_id = b.team_id.clone().unwrap_or_else(crate::server::new_call_id);
     if m.store().team(&team_id).await?.is_some() {
         return Err(bad(
@@ -128,7 +219,13 @@ async fn team_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<TeamBody>) -> 
         updated_at: now,
     };
     m.store().create_team(&t).await?;
-    Ok(Json(team_json(&t)))
+    let aliases = aliases.unwrap_or_default();
+    if !aliases.is_empty() {
+        m.store()
+            .set_team_model_aliases(&t.team_id, &aliases, &actor(&caller))
+            .await?;
+    }
+    Ok(Json(team_with_aliases(&t, &aliases)))
 }
 
 /// The organization a team body names: it must exist (an empty id is none).
@@ -155,8 +252,13 @@ async fn load_team(m: &Mgmt, team_id: Option<&str>) -> Result<TeamRow, ApiError>
         .ok_or_else(|| not_found(format!("Team not found, passed team_id={id}")))
 }
 
-async fn team_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<TeamBody>) -> ApiResult {
+async fn team_update(
+    caller: Caller,
+    State(m): State<Arc<Mgmt>>,
+    ApiJson(b): ApiJson<TeamBody>,
+) -> ApiResult {
     b.limits().validate()?;
+    let new_aliases = aliases_of(b.model_aliases.as_ref())?;
     let mut t = load_team(&m, b.team_id.as_deref()).await?;
     if b.limits().apply(&mut t.limits) {
         t.budget_reset_at = next_reset(
@@ -183,8 +285,19 @@ async fn team_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<TeamBody>) 
         t.organization_id = org_of(&m, b.organization_id.as_deref()).await?;
     }
     m.store().update_team(&t).await?;
+    let aliases = match new_aliases {
+        Some(a) => {
+            m.store()
+                .set_team_model_aliases(&t.team_id, &a, &actor(&caller))
+                .await?;
+            a
+        }
+        None => m.store().team_model_aliases(&t.team_id).await?,
+    };
     m.forget_team(&t.team_id);
-    Ok(Json(json!({"team_id": t.team_id, "data": team_json(&t)})))
+    Ok(Json(
+        json!({"team_id": t.team_id, "data": team_with_aliases(&t, &aliases)}),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,10 +320,13 @@ async fn team_info(caller: Caller, State(m): State<Arc<Mgmt>>, Q(q): Q<TeamQuery
     }
     let t = load_team(&m, q.team_id.as_deref()).await?;
     let (keys, _) = m.store().list_keys(Some(&t.team_id), None, 1, 1000).await?;
+    let aliases = m.store().team_model_aliases(&t.team_id).await?;
+    let members = m.store().team_members(&t.team_id, None).await?;
     Ok(Json(json!({
         "team_id": t.team_id,
-        "team_info": team_json(&t),
+        "team_info": team_with_aliases(&t, &aliases),
         "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
+        "team_memberships": members.iter().map(membership_json).collect::<Vec<_>>(),
     })))
 }
 
@@ -256,6 +372,8 @@ enum Members {
 struct MemberAdd {
     team_id: String,
     member: Members,
+    /// Each added member's budget in the team (LiteLLM's `max_budget_in_team`).
+    max_budget_in_team: Option<f64>,
 }
 
 async fn team_member_add(
@@ -263,6 +381,7 @@ async fn team_member_add(
     State(m): State<Arc<Mgmt>>,
     ApiJson(b): ApiJson<MemberAdd>,
 ) -> ApiResult {
+    let budget = member_budget(b.max_budget_in_team)?;
     let mut t = load_team(&m, Some(&b.team_id)).await?;
     may_manage_members(&caller, &t)?;
     let members = match b.member {
@@ -289,9 +408,22 @@ async fn team_member_add(
         updated.push(uid);
     }
     m.store().update_team(&t).await?;
+    let mut memberships = Vec::new();
+    if let Some(max) = budget {
+        for uid in &updated {
+            if let Some(ms) = m
+                .store()
+                .set_team_member_budget(&t.team_id, uid, max, &actor(&caller))
+                .await?
+            {
+                memberships.push(membership_json(&ms));
+            }
+        }
+    }
     m.forget_team(&t.team_id);
     let mut v = team_json(&t);
     v["updated_users"] = json!(updated);
+    v["updated_team_memberships"] = json!(memberships);
     Ok(Json(v))
 }
 
@@ -392,25 +524,26 @@ impl MemberRef {
     }
 }
 
-/// `POST /team/member_update`: a member's `role`. Per-member budgets and limits
-/// (`max_budget_in_team`, `tpm_limit`, `rpm_limit`) are not supported yet: refused with 400.
+/// `POST /team/member_update`: a member's `role` and its budget in the team
+/// (`max_budget_in_team`). Per-member `tpm_limit` and `rpm_limit` are not enforced yet: refused
+/// with 400.
 async fn team_member_update(
     caller: Caller,
     State(m): State<Arc<Mgmt>>,
     ApiJson(b): ApiJson<MemberRef>,
 ) -> ApiResult {
     for (name, set) in [
-        ("max_budget_in_team", b.max_budget_in_team.is_some()),
         ("tpm_limit", b.tpm_limit.is_some()),
         ("rpm_limit", b.rpm_limit.is_some()),
     ] {
         if set {
             return Err(bad(
                 name,
-                format!("`{name}`: per-member budgets and limits are not supported by llmgate yet"),
+                format!("`{name}`: per-member rate limits are not supported by llmgate yet"),
             ));
         }
     }
+    let budget = member_budget(b.max_budget_in_team)?;
     let mut t = load_team(&m, Some(&b.team_id)).await?;
     may_manage_members(&caller, &t)?;
     let i = b.find(&t)?;
@@ -424,13 +557,26 @@ async fn team_member_update(
     }
     let member = t.members_with_roles.get(i).cloned().unwrap_or_default();
     m.store().update_team(&t).await?;
+    let uid = member
+        .get("user_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let ms = match budget {
+        Some(max) if !uid.is_empty() => {
+            m.store()
+                .set_team_member_budget(&t.team_id, &uid, max, &actor(&caller))
+                .await?
+        }
+        _ => m.store().team_member(&t.team_id, &uid).await?,
+    };
     m.forget_team(&t.team_id);
     Ok(Json(json!({
         "team_id": t.team_id,
         "user_id": member.get("user_id"),
         "user_email": member.get("user_email"),
         "role": member.get("role"),
-        "max_budget_in_team": null,
+        "max_budget_in_team": ms.as_ref().and_then(|x| x.limits.max_budget),
         "tpm_limit": null,
         "rpm_limit": null,
     })))

@@ -47,14 +47,44 @@ struct UserBody {
     auto_create_key: Option<bool>,
     key_alias: Option<String>,
     duration: Option<String>,
-    /// The UI sign-in password (stored as an Argon2id hash in `metadata`, never shown).
+    /// The UI sign-in password, never shown: on llmgate's tables an Argon2id hash in `metadata`;
+    /// on LiteLLM's, LiteLLM's own form in `LiteLLM_UserTable.password` (see [`Password`]).
     password: Option<String>,
+}
+
+/// Where a user's new password goes.
+enum Password {
+    /// llmgate's tables: the Argon2id PHC string, in `metadata`.
+    Metadata(String),
+    /// LiteLLM's tables: the SHA-256 hex of the password (LiteLLM's `hash_token`, what its
+    /// sign-in checks), in the `password` column, so LiteLLM's UI signs the user in too.
+    Column(String),
+}
+
+impl Password {
+    /// Writes a LiteLLM-column password (after the user row exists).
+    async fn store_column(&self, m: &Mgmt, user_id: &str) -> Result<(), ApiError> {
+        if let Self::Column(h) = self {
+            m.store().set_user_password(user_id, h).await?;
+        }
+        Ok(())
+    }
+
+    /// Puts an Argon2id hash into the user's `metadata`.
+    fn into_metadata(self, u: &mut UserRow) {
+        if let Self::Metadata(h) = self {
+            u.metadata.insert(
+                super::password::PASSWORD_HASH_KEY.to_owned(),
+                Value::String(h),
+            );
+        }
+    }
 }
 
 impl UserBody {
     /// The Argon2id hash of `password` (checked: 1 to [`MAX_TEXT_BYTES`](super::MAX_TEXT_BYTES)
     /// bytes), and a 400 for a `metadata` that tries to set the hash itself.
-    async fn password_hash(&self) -> Result<Option<String>, ApiError> {
+    async fn password_hash(&self, m: &Mgmt) -> Result<Option<Password>, ApiError> {
         if self
             .metadata
             .as_ref()
@@ -74,9 +104,12 @@ impl UserBody {
         if p.is_empty() || p.len() > super::MAX_TEXT_BYTES {
             return Err(bad("password", "password must be 1 to 1024 bytes"));
         }
+        if m.store().schema() == crate::store::Schema::LiteLlm {
+            return Ok(Some(Password::Column(crate::store::hash_key(p))));
+        }
         super::password::hash_password(p.clone())
             .await
-            .map(Some)
+            .map(|h| Some(Password::Metadata(h)))
             .ok_or_else(|| {
                 ApiError::from(crate::store::StoreError::msg("cannot hash the password"))
             })
@@ -104,7 +137,7 @@ const USER_ROLES: &[&str] = &[
 
 async fn user_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) -> ApiResult {
     b.limits().validate()?;
-    let password_hash = b.password_hash().await?;
+    let password_hash = b.password_hash(&m).await?;
     if let Some(r) = &b.user_role {
         if !USER_ROLES.contains(&r.as_str()) {
             return Err(bad(
@@ -147,13 +180,18 @@ async fn user_new(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) -> 
         created_at: now,
         updated_at: now,
     };
-    if let Some(h) = password_hash {
-        u.metadata.insert(
-            super::password::PASSWORD_HASH_KEY.to_owned(),
-            Value::String(h),
-        );
-    }
+    let column = match password_hash {
+        Some(p @ Password::Column(_)) => Some(p),
+        Some(p) => {
+            p.into_metadata(&mut u);
+            None
+        }
+        None => None,
+    };
     m.store().create_user(&u).await?;
+    if let Some(p) = column {
+        p.store_column(&m, &u.user_id).await?;
+    }
     let mut v = user_json(&u);
     if b.auto_create_key.unwrap_or(true) {
         let (secret, row) = m
@@ -220,7 +258,7 @@ async fn user_info(State(m): State<Arc<Mgmt>>, Q(q): Q<UserQuery>, caller: Calle
 /// `POST /user/update`: the user (by `user_id`, else `user_email`) with the fields given changed.
 async fn user_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) -> ApiResult {
     b.limits().validate()?;
-    let password_hash = b.password_hash().await?;
+    let password_hash = b.password_hash(&m).await?;
     if let Some(r) = &b.user_role {
         if !USER_ROLES.contains(&r.as_str()) {
             return Err(bad(
@@ -278,13 +316,18 @@ async fn user_update(State(m): State<Arc<Mgmt>>, ApiJson(b): ApiJson<UserBody>) 
                 .insert(super::password::PASSWORD_HASH_KEY.to_owned(), h);
         }
     }
-    if let Some(h) = password_hash {
-        u.metadata.insert(
-            super::password::PASSWORD_HASH_KEY.to_owned(),
-            Value::String(h),
-        );
-    }
+    let column = match password_hash {
+        Some(p @ Password::Column(_)) => Some(p),
+        Some(p) => {
+            p.into_metadata(&mut u);
+            None
+        }
+        None => None,
+    };
     m.store().update_user(&u).await?;
+    if let Some(p) = column {
+        p.store_column(&m, &u.user_id).await?;
+    }
     // Cached keys of this user carry its role, models and limits.
     let id = u.user_id.clone();
     m.keys

@@ -13,6 +13,10 @@
 //!    group whose pattern matches (`openai/*`, `claude-*`, `*`; more literal characters first).
 //!    A wildcard deployment calls the upstream model the request named: `model_name: openai/*` with
 //!    `model: openai/*` serves `openai/gpt-4o` as `gpt-4o` on OpenAI.
+//! 2. **Region**: a request whose end user has an `allowed_model_region` keeps only the
+//!    deployments whose `litellm_params.region_name` is that region; none left is a 400 (the call
+//!    is never sent outside the region), and the answer carries `x-litellm-model-region`.
+//!    Requests without a region skip this step.
 //! 2. **Cooldown**: deployments cooling down ([`HealthCell`](crate::health::HealthCell)) are skipped. When all are, the
 //!    client gets 429 with `retry-after` (the shortest remaining cooldown) and a message naming the
 //!    group. Deployments that already failed this request (see [`RouteLog`]) are skipped while
@@ -83,6 +87,7 @@
 mod builder;
 mod future;
 mod live;
+mod region;
 mod select;
 mod service;
 mod shared;
@@ -100,6 +105,7 @@ pub use self::{
     builder::RouterBuilder,
     future::ResponseFuture,
     live::{LiveRouter, LiveService},
+    region::X_LITELLM_MODEL_REGION,
     select::estimate_prompt_tokens,
     service::Router,
     shared::SharedStateError,

@@ -119,6 +119,14 @@ impl Inner {
             }
         }
 
+        // Region (an end user's `allowed_model_region`): only deployments in it.
+        if let Some(region) = super::region::allowed_region(req) {
+            cands.retain(|e| super::region::in_region(&e.deployment, region));
+            if cands.is_empty() {
+                return Err(super::region::none_in_region(group, region));
+            }
+        }
+
         // Cooldown.
         let now = self.clock.monotonic_ms();
         cands.retain(|e| !e.state.health.is_cooling_at(now));

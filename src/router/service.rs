@@ -207,7 +207,7 @@ pub(super) fn route(inner: Arc<Inner>, req: LlmRequest) -> ResponseFuture {
         .insert(SelectedDeployment(sel.deployment.clone()));
     let svc = sel.service();
     let test = crate::health::is_test_request(&req);
-    let tracker = Tracker::new(sel.entry, permit, None, test);
+    let tracker = Tracker::new(sel.entry, permit, None, test).region(super::region::header(&req));
     ResponseFuture {
         state: RouteState::Ready {
             svc,
@@ -237,7 +237,8 @@ async fn call_selected(
     let was_cooling = sel.entry.state.health.is_cooling();
     let entry = sel.entry.clone();
     let test = crate::health::is_test_request(&req);
-    let tracker = Tracker::new(sel.entry, permit, inner.shared.clone(), test);
+    let tracker = Tracker::new(sel.entry, permit, inner.shared.clone(), test)
+        .region(super::region::header(&req));
     let result = match std::future::poll_fn(|cx| svc.poll_ready(cx)).await {
         Ok(()) => svc.call(req).await,
         Err(e) => Err(e),

@@ -26,6 +26,8 @@ pub(super) struct Tracker {
     shared: Option<Shared>,
     /// A test request (`mock_response`): its latency and tokens are not recorded.
     test: bool,
+    /// `x-litellm-model-region` for the answer of a call kept in a region.
+    region: Option<http::HeaderValue>,
 }
 
 impl Tracker {
@@ -48,7 +50,14 @@ impl Tracker {
             _permit: permit,
             shared,
             test,
+            region: None,
         }
+    }
+
+    /// Stamps the answer with `x-litellm-model-region` (a call kept in a region).
+    pub(super) fn region(mut self, region: Option<http::HeaderValue>) -> Self {
+        self.region = region;
+        self
     }
 
     pub(super) fn tokens(&self, n: u64) {
@@ -91,6 +100,11 @@ pub(super) fn finish(
     };
     match result {
         Ok(mut resp) => {
+            if let Some(r) = &tracker.region {
+                resp.meta
+                    .headers
+                    .insert(super::X_LITELLM_MODEL_REGION, r.clone());
+            }
             if resp.body.is_stream() {
                 // The first-chunk layer hands a stream on once its first chunk arrived: this is
                 // the time to first token.

@@ -83,8 +83,8 @@ pub use self::{
     models::{EncryptedModels, InMemoryModels, ModelRow, ModelStore},
     rows::{
         BudgetRow, BudgetState, DailyBy, DailySpend, EndUserRow, KeyRow, Limits, NewKey,
-        OrgMemberRow, OrgRow, ReportRow, SpendFilter, SpendRow, SpendTotals, TeamRow, UserRow,
-        PROXY_BUDGET_ID,
+        OrgMemberRow, OrgRow, ReportRow, SpendFilter, SpendRow, SpendTotals, TeamMemberRow,
+        TeamRow, UserRow, PROXY_BUDGET_ID,
     },
 };
 
@@ -126,6 +126,26 @@ pub trait KeyStore: Any + Send + Sync + fmt::Debug {
     fn end_user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<EndUserRow>> {
         let _ = user_id;
         Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// A user's membership of a team with its budget row's limits (per-member team budgets).
+    /// Default: none (a store without memberships, such as [`InMemoryStore`]).
+    fn team_member<'a>(
+        &'a self,
+        team_id: &'a str,
+        user_id: &'a str,
+    ) -> StoreFuture<'a, Option<TeamMemberRow>> {
+        let _ = (team_id, user_id);
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// A team's model aliases (alias -> model group, `model_aliases`). Default: none.
+    fn team_model_aliases<'a>(
+        &'a self,
+        team_id: &'a str,
+    ) -> StoreFuture<'a, std::collections::HashMap<String, String>> {
+        let _ = team_id;
+        Box::pin(std::future::ready(Ok(std::collections::HashMap::new())))
     }
 
     /// Whether the store answers now (`/health/readiness`). Default: always (a store in memory).
@@ -188,6 +208,21 @@ impl<T: KeyStore + ?Sized> KeyStore for Arc<T> {
 
     fn end_user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<EndUserRow>> {
         (**self).end_user(user_id)
+    }
+
+    fn team_member<'a>(
+        &'a self,
+        team_id: &'a str,
+        user_id: &'a str,
+    ) -> StoreFuture<'a, Option<TeamMemberRow>> {
+        (**self).team_member(team_id, user_id)
+    }
+
+    fn team_model_aliases<'a>(
+        &'a self,
+        team_id: &'a str,
+    ) -> StoreFuture<'a, std::collections::HashMap<String, String>> {
+        (**self).team_model_aliases(team_id)
     }
 
     fn ping(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {

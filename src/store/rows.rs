@@ -170,6 +170,23 @@ pub struct OrgMemberRow {
     pub updated_at: i64,
 }
 
+/// A user's place in a team (LiteLLM's `LiteLLM_TeamMembership`): its spend in the team and its
+/// own budget row (`max_budget_in_team`), whose limits are read with it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TeamMemberRow {
+    /// The user.
+    pub user_id: String,
+    /// The team.
+    pub team_id: String,
+    /// Spend of the user's calls through the team.
+    pub spend: f64,
+    /// The member's budget row, if any.
+    pub budget_id: Option<String>,
+    /// Limits from the budget row (`max_budget` is `max_budget_in_team`).
+    #[serde(flatten)]
+    pub limits: Limits,
+}
+
 /// A user.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct UserRow {
@@ -432,6 +449,8 @@ pub struct SpendTotals {
     /// Per organization (the teams' spend, charged to the organization each team belongs to;
     /// filled by the store, which knows the teams' organizations).
     pub orgs: HashMap<String, f64>,
+    /// Per (team, user): a user's spend through a team (its membership row).
+    pub team_members: HashMap<(String, String), f64>,
     /// Added to the proxy-wide budget row ([`PROXY_BUDGET_ID`]): every counted row's cost.
     pub proxy: f64,
     /// The proxy-wide budget row after this batch, when it exists.

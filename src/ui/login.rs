@@ -19,7 +19,7 @@ use crate::{
     error::{ErrorKind, LlmError},
     management::ApiError,
     server::presented_key,
-    store::{hash_key, NewKey, Store, UserRow},
+    store::{hash_key, NewKey, Schema, Store, UserRow},
 };
 
 /// The user a master-key sign-in acts as (LiteLLM's `LITELLM_PROXY_ADMIN_NAME`).
@@ -130,15 +130,17 @@ async fn authenticate(ui: &Ui, c: Credentials) -> Result<SignedIn, ApiError> {
         }
     } else {
         let found = find_user(&store, &c.username).await?;
-        let phc = found.as_ref().and_then(|u| {
-            u.metadata
-                .get(PASSWORD_HASH_KEY)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        });
+        let phc = match &found {
+            Some(u) => stored_password(&store, u).await?,
+            None => None,
+        };
         if phc.is_none() {
             // As long as a real check: the answer's timing does not tell which users exist.
-            verify_password(c.password.clone(), dummy_hash().await).await;
+            if store.schema() == Schema::LiteLlm {
+                check_password(c.password.clone(), Stored::LiteLlm(String::new())).await;
+            } else {
+                verify_password(c.password.clone(), dummy_hash().await).await;
+            }
         }
         let user = found.ok_or_else(|| {
             invalid("Invalid credentials used to access UI.\nCheck 'UI_USERNAME', 'UI_PASSWORD' in .env file")
@@ -150,7 +152,7 @@ async fn authenticate(ui: &Ui, c: Credentials) -> Result<SignedIn, ApiError> {
                 "User has no password set. Please set a password for the user via `/user/update`.",
             ));
         };
-        if !verify_password(c.password, phc).await {
+        if !check_password(c.password, phc).await {
             return Err(invalid(format!(
                 "Invalid credentials used to access UI.\nNot valid credentials for {}",
                 c.username
@@ -180,6 +182,48 @@ async fn authenticate(ui: &Ui, c: Credentials) -> Result<SignedIn, ApiError> {
         key: secret.expose().to_owned(),
         expires: row.expires,
     })
+}
+
+/// A user's stored password.
+enum Stored {
+    /// An Argon2id PHC string (llmgate's `metadata` entry).
+    Phc(String),
+    /// LiteLLM's `password` column: the SHA-256 hex of the password (LiteLLM's `hash_token`,
+    /// written by its invitation sign-up and by llmgate), or the password itself (as LiteLLM's
+    /// `/user/update` stores it). LiteLLM's sign-in accepts both; so does llmgate's.
+    LiteLlm(String),
+}
+
+/// The user's password as stored: on LiteLLM's tables its `password` column (an Argon2id string
+/// there is read as one), else llmgate's `metadata` entry.
+async fn stored_password(store: &Store, u: &UserRow) -> Result<Option<Stored>, ApiError> {
+    if let Some(p) = store.user_password(&u.user_id).await? {
+        return Ok(Some(if p.starts_with("$argon2") {
+            Stored::Phc(p)
+        } else {
+            Stored::LiteLlm(p)
+        }));
+    }
+    Ok(u.metadata
+        .get(PASSWORD_HASH_KEY)
+        .and_then(Value::as_str)
+        .map(|h| Stored::Phc(h.to_owned())))
+}
+
+/// Whether `password` is the stored one (LiteLLM's forms compared in constant time, both of
+/// them always).
+async fn check_password(password: String, stored: Stored) -> bool {
+    match stored {
+        Stored::Phc(h) => verify_password(password, h).await,
+        Stored::LiteLlm(s) => {
+            let hashed = hash_key(&password);
+            // A stored SHA-256 is compared with the password's hash only: presenting the hash
+            // itself (read from the database) does not sign in, as LiteLLM's plain comparison
+            // would let it.
+            let is_sha = s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+            same(&hashed, &s) | (!is_sha & same(&password, &s))
+        }
+    }
 }
 
 /// A hash to check a password against when there is no user (or no password): made once.
@@ -418,6 +462,25 @@ mod tests {
             .unwrap()
             .contains("Max-Age=0"));
         assert!(store.key(&hash_key(&key)).await.unwrap().is_none());
+    }
+
+    /// LiteLLM's `password` column holds the SHA-256 hex of the password (its `hash_token`) or
+    /// the password itself; both verify, the stored hash presented as a password does not, and
+    /// an Argon2id string still works.
+    #[tokio::test]
+    async fn litellms_stored_password_forms_verify() {
+        let sha = hash_key("pw-litellm");
+        assert!(check_password("pw-litellm".into(), Stored::LiteLlm(sha.clone())).await);
+        assert!(!check_password("pw-other".into(), Stored::LiteLlm(sha.clone())).await);
+        // The stored hash itself is not a password (no pass-the-hash).
+        assert!(!check_password(sha.clone(), Stored::LiteLlm(sha.clone())).await);
+        assert!(check_password("plain".into(), Stored::LiteLlm("plain".into())).await);
+        assert!(!check_password("plain ".into(), Stored::LiteLlm("plain".into())).await);
+        let phc = crate::management::password::hash_password("pw".into())
+            .await
+            .unwrap();
+        assert!(check_password("pw".into(), Stored::Phc(phc.clone())).await);
+        assert!(!check_password("px".into(), Stored::Phc(phc)).await);
     }
 
     #[tokio::test]

@@ -180,7 +180,9 @@ pub(super) const LIST_KEYS: &str = concat!(
 // ---- teams (parameters as in teams.rs) ----
 
 pub(super) const INSERT_TEAM: &str = concat!(
-    "INSERT INTO \"LiteLLM_TeamTable\" (team_id, team_alias, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, members_with_roles, blocked, created_at, updated_at, organization_id) VALUES ($1, $2, ",
+    // `admins` and `members` have no default in LiteLLM's schema (Prisma writes `{}`); LiteLLM's
+    // `LiteLLM_TeamTable` type refuses NULL lists.
+    "INSERT INTO \"LiteLLM_TeamTable\" (team_id, team_alias, models, spend, max_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests, metadata, members_with_roles, blocked, created_at, updated_at, organization_id, admins, members) VALUES ($1, $2, ",
     arr!("$3"),
     ", $4, CAST($5 AS DOUBLE PRECISION), $6, ",
     ts!("$7"),
@@ -188,7 +190,7 @@ pub(super) const INSERT_TEAM: &str = concat!(
     ts!("$14"),
     ", ",
     ts!("$15"),
-    ", $16)"
+    ", $16, ARRAY[]::text[], ARRAY[]::text[])"
 );
 pub(super) const TEAM_BY_ID: &str = concat!(team_select!(), " WHERE t.team_id = $1");
 pub(super) const RESET_TEAM: &str = concat!(
@@ -208,6 +210,19 @@ pub(super) const UPDATE_TEAM: &str = concat!(
 );
 pub(super) const DELETE_TEAM: &str = "DELETE FROM \"LiteLLM_TeamTable\" WHERE team_id = $1";
 pub(super) const LIST_TEAMS: &str = concat!(team_select!(), " ORDER BY t.created_at, t.team_id");
+
+/// A team's memberships (`$1`) or one of them (`$2`: the user), with their budget rows' limits.
+pub(super) const TEAM_MEMBERS: &str =
+    "SELECT m.user_id, m.team_id, COALESCE(m.spend, 0) AS spend, m.budget_id, b.max_budget, b.budget_duration, CAST(b.tpm_limit AS BIGINT) AS tpm_limit, CAST(b.rpm_limit AS BIGINT) AS rpm_limit, CAST(b.max_parallel_requests AS BIGINT) AS max_parallel_requests FROM \"LiteLLM_TeamMembership\" m LEFT JOIN \"LiteLLM_BudgetTable\" b ON b.budget_id = m.budget_id WHERE m.team_id = $1 AND (CAST($2 AS TEXT) IS NULL OR m.user_id = $2) ORDER BY m.user_id";
+/// A membership with its budget row (`$3`), made or re-pointed.
+pub(super) const PUT_MEMBER_BUDGET: &str = "INSERT INTO \"LiteLLM_TeamMembership\" (user_id, team_id, budget_id) VALUES ($1, $2, $3) ON CONFLICT (user_id, team_id) DO UPDATE SET budget_id = excluded.budget_id";
+/// A team's model aliases: the `aliases` of the `LiteLLM_ModelTable` row its `model_id` names.
+pub(super) const TEAM_ALIASES: &str = "SELECT CAST(m.aliases AS TEXT) AS aliases FROM \"LiteLLM_TeamTable\" t JOIN \"LiteLLM_ModelTable\" m ON m.id = t.model_id WHERE t.team_id = $1";
+/// Replaces the aliases of the team's existing `LiteLLM_ModelTable` row (`$1` JSON, `$2` who,
+/// `$3` the team).
+pub(super) const UPDATE_TEAM_ALIASES: &str = "UPDATE \"LiteLLM_ModelTable\" SET aliases = CAST($1 AS JSONB), updated_by = $2, updated_at = (now() AT TIME ZONE 'UTC') WHERE id = (SELECT model_id FROM \"LiteLLM_TeamTable\" WHERE team_id = $3)";
+/// Makes the team's `LiteLLM_ModelTable` row (as LiteLLM's `/team/new` does) and links it.
+pub(super) const INSERT_TEAM_ALIASES: &str = "WITH m AS (INSERT INTO \"LiteLLM_ModelTable\" (aliases, created_by, updated_by) VALUES (CAST($1 AS JSONB), $2, $2) RETURNING id) UPDATE \"LiteLLM_TeamTable\" SET model_id = (SELECT id FROM m) WHERE team_id = $3";
 
 // ---- users (parameters as in users.rs) ----
 

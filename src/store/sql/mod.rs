@@ -32,7 +32,7 @@ pub use self::rollup::ReportGroup;
 
 use super::{
     BudgetState, EndUserRow, KeyRow, KeyStore, Limits, OrgRow, SpendRow, SpendSink, SpendTotals,
-    StoreError, StoreFuture, TeamRow, UserRow,
+    StoreError, StoreFuture, TeamMemberRow, TeamRow, UserRow,
 };
 
 mod budgets;
@@ -55,6 +55,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_organizations.sql")),
     (5, include_str!("migrations/0005_end_users.sql")),
     (8, include_str!("migrations/0008_model_budgets.sql")),
+    (
+        9,
+        include_str!("migrations/0009_team_members_and_aliases.sql"),
+    ),
     (10, include_str!("migrations/0010_daily_spend.sql")),
 ];
 
@@ -486,6 +490,21 @@ impl KeyStore for Store {
 
     fn end_user<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<EndUserRow>> {
         Box::pin(Self::end_user(self, user_id))
+    }
+
+    fn team_member<'a>(
+        &'a self,
+        team_id: &'a str,
+        user_id: &'a str,
+    ) -> StoreFuture<'a, Option<TeamMemberRow>> {
+        Box::pin(Self::team_member(self, team_id, user_id))
+    }
+
+    fn team_model_aliases<'a>(
+        &'a self,
+        team_id: &'a str,
+    ) -> StoreFuture<'a, std::collections::HashMap<String, String>> {
+        Box::pin(Self::team_model_aliases(self, team_id))
     }
 
     fn ping(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {

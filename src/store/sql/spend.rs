@@ -80,6 +80,12 @@ pub(super) fn totals_of<'a>(rows: impl Iterator<Item = &'a SpendRow>) -> SpendTo
         if let Some(e) = &r.end_user {
             *totals.end_users.entry(e.clone()).or_default() += r.spend;
         }
+        if let (Some(t), Some(u)) = (&r.team_id, &r.user_id) {
+            *totals
+                .team_members
+                .entry((t.clone(), u.clone()))
+                .or_default() += r.spend;
+        }
         totals.proxy += r.spend;
     }
     totals
@@ -239,6 +245,12 @@ impl Store {
                     .filter(|r| !stored_now || inserted.contains(&r.request_id)),
             )
             .await?;
+        Self::charge_team_members(
+            &mut tx,
+            rows.iter()
+                .filter(|r| !stored_now || inserted.contains(&r.request_id)),
+        )
+        .await?;
         if !proxy.is_empty() {
             let row =
                 sqlx::query("SELECT spend, budget_reset_at FROM llmgate_users WHERE user_id = $1")

@@ -2,7 +2,7 @@
 
 use sqlx::Row as _;
 
-use super::{db, json_list, json_map, litellm, opt_f64, user_row, Schema, Store};
+use super::{db, get, json_list, json_map, litellm, opt_f64, user_row, Schema, Store};
 use crate::store::{next_reset, StoreError, UserRow};
 
 impl Store {
@@ -52,11 +52,15 @@ impl Store {
     }
 
     /// Adds a team to a user's `teams` (creating a bare user when missing).
-    /// In LiteLLM's schema the user's `LiteLLM_TeamMembership` row is created too.
+    /// The user's membership row is created too (`llmgate_team_members`, LiteLLM's
+    /// `LiteLLM_TeamMembership`), where its spend in the team and its team budget live.
     pub async fn add_user_team(&self, user_id: &str, team_id: &str) -> Result<(), StoreError> {
         self.set_user_team(user_id, team_id).await?;
-        if self.schema == Schema::LiteLlm {
-            sqlx::query(litellm::ADD_MEMBERSHIP)
+        {
+            sqlx::query(self.pick(
+                "INSERT INTO llmgate_team_members (user_id, team_id, spend) VALUES ($1, $2, 0) ON CONFLICT (user_id, team_id) DO NOTHING",
+                litellm::ADD_MEMBERSHIP,
+            ))
                 .bind(user_id.to_owned())
                 .bind(team_id.to_owned())
                 .execute(&self.pool)
@@ -162,13 +166,14 @@ impl Store {
     pub async fn delete_users(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
         let mut deleted = Vec::new();
         for id in ids {
-            if self.schema == Schema::LiteLlm {
-                sqlx::query(litellm::DELETE_MEMBERSHIPS_OF_USER)
-                    .bind(id.clone())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db("delete user"))?;
-            }
+            sqlx::query(self.pick(
+                "DELETE FROM llmgate_team_members WHERE user_id = $1",
+                litellm::DELETE_MEMBERSHIPS_OF_USER,
+            ))
+            .bind(id.clone())
+            .execute(&self.pool)
+            .await
+            .map_err(db("delete user"))?;
             let res = sqlx::query(self.pick(
                 "DELETE FROM llmgate_users WHERE user_id = $1",
                 litellm::DELETE_USER,
@@ -216,7 +221,7 @@ impl Store {
         Ok((rows.iter().map(user_row).collect(), total))
     }
 
-    /// Takes a team out of a user's `teams` (and, in LiteLLM's schema, drops the membership row).
+    /// Takes a team out of a user's `teams` and drops the membership row.
     pub async fn remove_user_team(&self, user_id: &str, team_id: &str) -> Result<(), StoreError> {
         if let Some(mut u) = self.user(user_id).await? {
             u.teams.retain(|t| t != team_id);
@@ -231,14 +236,49 @@ impl Store {
             .await
             .map_err(db("update user"))?;
         }
-        if self.schema == Schema::LiteLlm {
-            sqlx::query(litellm::DELETE_MEMBERSHIP)
-                .bind(user_id.to_owned())
-                .bind(team_id.to_owned())
-                .execute(&self.pool)
-                .await
-                .map_err(db("delete team membership"))?;
+        {
+            sqlx::query(self.pick(
+                "DELETE FROM llmgate_team_members WHERE user_id = $1 AND team_id = $2",
+                litellm::DELETE_MEMBERSHIP,
+            ))
+            .bind(user_id.to_owned())
+            .bind(team_id.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(db("delete team membership"))?;
         }
+        Ok(())
+    }
+
+    /// A user's `password` column on LiteLLM's tables (LiteLLM's UI password: the SHA-256 hex of
+    /// the password, or, as LiteLLM's `/user/update` may leave it, the password itself). `None`
+    /// on llmgate's tables, where the password is an Argon2id hash in `metadata`.
+    pub async fn user_password(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        if self.schema != Schema::LiteLlm {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT password FROM \"LiteLLM_UserTable\" WHERE user_id = $1")
+            .bind(user_id.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read user password"))?;
+        Ok(row
+            .as_ref()
+            .and_then(|r| get::<String>(r, "password"))
+            .filter(|p| !p.is_empty()))
+    }
+
+    /// Writes a user's `password` column on LiteLLM's tables (no-op on llmgate's).
+    pub async fn set_user_password(&self, user_id: &str, value: &str) -> Result<(), StoreError> {
+        if self.schema != Schema::LiteLlm {
+            return Ok(());
+        }
+        sqlx::query("UPDATE \"LiteLLM_UserTable\" SET password = $1 WHERE user_id = $2")
+            .bind(value.to_owned())
+            .bind(user_id.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(db("write user password"))?;
         Ok(())
     }
 }
