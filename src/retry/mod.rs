@@ -70,7 +70,7 @@ use tower_service::Service;
 use crate::{
     classify::{self, Classify as _, LiteLlmClassifier, PolicyClass, SharedClassifier},
     error::{ErrorKind, LlmError},
-    types::{extensions::AttemptLog, LlmRequest, LlmResponse},
+    types::{controls::ModelMissing, extensions::AttemptLog, LlmRequest, LlmResponse},
 };
 
 /// LiteLLM's default number of retries (the OpenAI SDK's `DEFAULT_MAX_RETRIES`): 2.
@@ -153,7 +153,7 @@ impl<S> Layer<S> for RetryLayer {
                     config: self.config.clone(),
                     attempts: 0,
                 },
-                inner,
+                RequireModel(inner),
             ),
         }
     }
@@ -282,7 +282,40 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
 /// Retries a model group's failed calls. See the [module docs](self) for an example.
 #[derive(Clone, Debug)]
 pub struct Retry<S> {
-    inner: tower::retry::Retry<RetryPolicy, S>,
+    inner: tower::retry::Retry<RetryPolicy, RequireModel<S>>,
+}
+
+/// The service the retry machinery calls: `S`, except for a request the edge marked as naming
+/// no model ([`ModelMissing`]), which is refused here with the router's unknown-model error
+/// (404 `model_not_found`, no provider), so that no group serves it (a `*` wildcard would
+/// capture an empty name) while the layers above still see a failed call.
+#[derive(Clone, Debug)]
+pub struct RequireModel<S>(S);
+
+impl<S> Service<LlmRequest> for RequireModel<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
+{
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = Either<Ready<Result<LlmResponse, LlmError>>, S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: LlmRequest) -> Self::Future {
+        if req.extensions.get::<ModelMissing>().is_some() {
+            return Either::Left(future::ready(Err(LlmError::new(
+                ErrorKind::NotFound,
+                "The request names no model",
+            )
+            .with_param("model")
+            .with_code("model_not_found"))));
+        }
+        Either::Right(self.0.call(req))
+    }
 }
 
 impl<S> Retry<S> {
@@ -298,22 +331,23 @@ impl<S> Retry<S> {
 
     /// The inner service.
     pub fn get_ref(&self) -> &S {
-        self.inner.get_ref()
+        &self.inner.get_ref().0
     }
 
     /// The inner service, mutably.
     pub fn get_mut(&mut self) -> &mut S {
-        self.inner.get_mut()
+        &mut self.inner.get_mut().0
     }
 
     /// The inner service.
     pub fn into_inner(self) -> S {
-        self.inner.into_inner()
+        self.inner.into_inner().0
     }
 }
 
 /// The response future of [`Retry`].
-pub type ResponseFuture<S> = tower::retry::future::ResponseFuture<RetryPolicy, S, LlmRequest>;
+pub type ResponseFuture<S> =
+    tower::retry::future::ResponseFuture<RetryPolicy, RequireModel<S>, LlmRequest>;
 
 impl<S> Service<LlmRequest> for Retry<S>
 where

@@ -34,7 +34,7 @@ use crate::{
     types::{
         chat::ChatRequest,
         completions::CompletionsRequest,
-        controls::{check_model, GatewayControls},
+        controls::{check_model, GatewayControls, ModelMissing},
         embeddings::EmbeddingsRequest,
         media::{ImagesRequest, SpeechRequest, UploadRequest},
         messages::{AnthropicHeaders, MessagesRequest, X_LLMGATE_TOKEN_COUNT},
@@ -268,11 +268,47 @@ impl Head {
         Ok(req)
     }
 
-    /// The request a body route's bytes make (chat, completions or embeddings); a body that
-    /// names no model gets LiteLLM's invalid-model error.
+    /// The request a body route's bytes make. A body that names no model (`model` absent,
+    /// `null` or `""`) still makes one, with an empty model, marked [`ModelMissing`] and with
+    /// fallbacks off: it goes through the stack, whose layers record the failed call (its
+    /// spend-log row), and is refused above the router with LiteLLM's invalid-model error. When
+    /// not even a placeholder request can be made, that error is answered here.
     fn parse(&self, bytes: &Bytes) -> Result<LlmRequest, LlmError> {
-        self.parse_body(bytes)
-            .map_err(|e| super::surface::missing_model_error(self.route, bytes, e))
+        let (mut req, shown) = match self.parse_body(bytes) {
+            Ok(req) => (req, ""),
+            Err(e) => {
+                let Some(shown) = super::surface::missing_model(self.route, bytes, &e) else {
+                    return Err(e);
+                };
+                (self.model_less(bytes, shown)?, shown)
+            }
+        };
+        if req.model().is_empty() && !matches!(self.route, Route::PassThrough(_)) {
+            req.extensions.insert(ModelMissing(shown));
+            let mut controls = req.controls().into_owned();
+            controls.disable_fallbacks = Some(true);
+            req.set_controls(Some(controls));
+        }
+        Ok(req)
+    }
+
+    /// The request of a body that names no model, with an empty model: the body itself with
+    /// `"model": ""`, else the route's least body; a multipart upload keeps none of its parts.
+    fn model_less(&self, bytes: &Bytes, shown: &'static str) -> Result<LlmRequest, LlmError> {
+        if let Some(kind) = self.route.upload_kind() {
+            return Ok(LlmRequest::upload(UploadRequest {
+                kind,
+                model: String::new(),
+                parts: Vec::new(),
+            }));
+        }
+        super::surface::with_empty_model(bytes)
+            .and_then(|b| self.parse_body(&b).ok())
+            .or_else(|| {
+                let least = Bytes::from_static(super::surface::placeholder_body(self.route));
+                self.parse_body(&least).ok()
+            })
+            .ok_or_else(|| super::surface::model_missing_error(self.route, shown))
     }
 
     fn parse_body(&self, bytes: &Bytes) -> Result<LlmRequest, LlmError> {
@@ -552,6 +588,7 @@ where
     // The body, kept (one reference count) for the error that names the model asked for, and
     // the timeout the request set, echoed on a timeout error.
     let asked = llm_req.op.clone();
+    let missing = llm_req.extensions.get::<ModelMissing>().map(|m| m.0);
     let asked_timeout = super::surface::requested_timeout(&llm_req);
     let resp = inner.call(llm_req).await;
     if large {
@@ -569,7 +606,8 @@ where
                 status = e.status().as_u16(),
                 "request failed"
             );
-            let mut e = super::surface::litellm_model_error(route, asked.model(), e);
+            let mut e =
+                super::surface::litellm_model_error(route, missing.unwrap_or(asked.model()), e);
             super::surface::echo_timeout(&mut e, asked_timeout);
             return failed(&e, dialect, &call_id, log.as_deref());
         }

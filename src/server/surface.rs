@@ -61,6 +61,7 @@ pub(super) fn litellm_model_error(route: Route, model: &str, err: LlmError) -> L
     }
     let mut out = invalid_model(route, model);
     *out.headers_mut() = err.headers().clone();
+    *out.meta_mut() = *err.meta();
     out
 }
 
@@ -71,19 +72,55 @@ struct ModelProbe {
     model: Option<serde_json::Value>,
 }
 
-/// `err` (a body that did not parse) as LiteLLM answers it when the body names no model (no
-/// `model`, `null` or `""`): its invalid-model error, which it raises before reading the rest.
-/// Read only on this error path.
-pub(super) fn missing_model_error(route: Route, body: &Bytes, err: LlmError) -> LlmError {
+/// How LiteLLM's invalid-model message names the model of a body that names none, when `err`
+/// (the body's parse error) comes from that: `""` for an absent `model` (also a multipart
+/// upload without one), `"None"` for `null`. `None` when the body names a model or `err` is about
+/// something else. Read only on this error path.
+pub(super) fn missing_model(route: Route, body: &Bytes, err: &LlmError) -> Option<&'static str> {
     if err.kind() != ErrorKind::BadRequest {
-        return err;
+        return None;
+    }
+    if route.upload_kind().is_some() {
+        return (err.param() == Some("model") && err.message() == "model: Field required")
+            .then_some("");
     }
     match serde_json::from_slice::<ModelProbe>(body) {
-        Ok(ModelProbe { model: None }) => invalid_model(route, ""),
+        Ok(ModelProbe { model: None }) => Some(""),
         Ok(ModelProbe {
             model: Some(serde_json::Value::Null),
-        }) => invalid_model(route, "None"),
-        _ => err,
+        }) => Some("None"),
+        _ => None,
+    }
+}
+
+/// LiteLLM's invalid-model error for a body that names no model (`shown` as
+/// [`missing_model`] gives it): what the edge answers when it cannot build the request to send
+/// through the stack.
+pub(super) fn model_missing_error(route: Route, shown: &str) -> LlmError {
+    invalid_model(route, shown)
+}
+
+/// `body` (a JSON object) with `"model": ""`: the request a body naming no model makes, to go
+/// through the stack and be refused there. `None` when it is not an object.
+pub(super) fn with_empty_model(body: &Bytes) -> Option<Bytes> {
+    let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
+    map.insert("model".to_owned(), serde_json::Value::String(String::new()));
+    serde_json::to_vec(&map).ok().map(Bytes::from)
+}
+
+/// The least body of a JSON route with `"model": ""`, for a body that names no model and lacks
+/// more (LiteLLM checks the model first, so its answer is the invalid-model error all the same).
+pub(super) fn placeholder_body(route: Route) -> &'static [u8] {
+    match route {
+        Route::Chat => br#"{"model":"","messages":[]}"#,
+        Route::Completions => br#"{"model":"","prompt":""}"#,
+        Route::Embeddings => br#"{"model":"","input":""}"#,
+        Route::Moderations => br#"{"model":"","input":""}"#,
+        Route::ImageGenerations => br#"{"model":"","prompt":""}"#,
+        Route::AudioSpeech => br#"{"model":"","input":"","voice":""}"#,
+        Route::Rerank => br#"{"model":"","query":"","documents":[]}"#,
+        Route::Messages | Route::CountTokens => br#"{"model":"","messages":[],"max_tokens":1}"#,
+        _ => br#"{"model":""}"#,
     }
 }
 
@@ -257,26 +294,29 @@ mod tests {
     }
 
     #[test]
-    fn a_body_without_a_model_gets_the_invalid_model_error() {
+    fn a_body_without_a_model_is_told_apart() {
         let parse = LlmError::bad_request("missing field `model`");
-        let e = missing_model_error(
-            Route::Embeddings,
-            &Bytes::from_static(b"{\"input\":\"x\"}"),
-            parse,
-        );
-        assert!(e
+        let body = Bytes::from_static(b"{\"input\":\"x\"}");
+        assert_eq!(missing_model(Route::Embeddings, &body, &parse), Some(""));
+        let body = Bytes::from_static(b"{\"model\":null,\"input\":\"x\"}");
+        assert_eq!(missing_model(Route::Embeddings, &body, &parse), Some("None"));
+        assert!(model_missing_error(Route::Embeddings, "")
             .message()
             .starts_with("/embeddings: Invalid model name passed in model=."));
         let parse = LlmError::bad_request("missing field `messages`");
-        let e = missing_model_error(
-            Route::Chat,
-            &Bytes::from_static(b"{\"model\":\"g\"}"),
-            parse,
-        );
-        assert_eq!(e.message(), "missing field `messages`");
+        let body = Bytes::from_static(b"{\"model\":\"g\"}");
+        assert_eq!(missing_model(Route::Chat, &body, &parse), None);
         let parse = LlmError::bad_request("bad");
-        let e = missing_model_error(Route::Chat, &Bytes::from_static(b"[1]"), parse);
-        assert_eq!(e.message(), "bad");
+        assert_eq!(missing_model(Route::Chat, &Bytes::from_static(b"[1]"), &parse), None);
+        let upload = LlmError::bad_request("model: Field required").with_param("model");
+        assert_eq!(
+            missing_model(Route::AudioTranscriptions, &Bytes::new(), &upload),
+            Some("")
+        );
+        let patched = with_empty_model(&Bytes::from_static(b"{\"input\":\"x\"}")).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&patched).unwrap();
+        assert_eq!(v, serde_json::json!({"input": "x", "model": ""}));
+        assert!(with_empty_model(&Bytes::from_static(b"[1]")).is_none());
     }
 
     #[test]
