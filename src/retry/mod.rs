@@ -208,10 +208,19 @@ impl RetryPolicy {
     }
 }
 
-fn stamp_error(err: &mut LlmError, attempts: u32, limit: u32) {
+/// Records the retries on the error that ends them, and whether the call raised it (not the
+/// router refusing: no deployment available, or an unknown model).
+fn stamp_error(err: &mut LlmError, attempts: u32, limit: u32, refused: bool) {
+    let raised_by_call = !refused
+        && !matches!(
+            err.code(),
+            Some("no_deployments_available" | "model_not_found")
+        )
+        || err.provider().is_some();
     let meta = err.meta_mut();
     meta.attempted_retries = Some(attempts);
     meta.max_retries = Some(limit);
+    meta.raised_by_call = raised_by_call;
 }
 
 impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
@@ -249,7 +258,7 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
             };
         let limit = self.limit(req, class.policy, last.max_retries);
         if !worth || self.attempts >= limit {
-            stamp_error(err, self.attempts, limit);
+            stamp_error(err, self.attempts, limit, last.refused);
             return None;
         }
         self.attempts += 1;
@@ -258,7 +267,7 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
             // Every deployment of the group cooled down and none is back by then: the router
             // would refuse, so the client gets this (more telling) error now.
             self.attempts -= 1;
-            stamp_error(err, self.attempts, limit);
+            stamp_error(err, self.attempts, limit, last.refused);
             return None;
         }
         tracing::debug!(
@@ -479,6 +488,36 @@ mod tests {
         let started = tokio::time::Instant::now();
         let _ = svc.oneshot(LlmRequest::chat(ChatRequest::default())).await;
         assert_eq!(started.elapsed(), Duration::from_secs(7));
+    }
+
+    #[tokio::test]
+    async fn a_request_naming_no_model_never_reaches_the_router() {
+        let hits = Arc::new(AtomicU32::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(RetryLayer::new(2))
+            .service(counting(ErrorKind::InternalServer, hits.clone()));
+        let mut req = LlmRequest::chat(ChatRequest::default());
+        req.extensions.insert(ModelMissing(""));
+        let err = svc.oneshot(req).await.unwrap_err();
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert_eq!(err.code(), Some("model_not_found"));
+        assert_eq!(err.meta().attempted_retries, Some(0));
+        assert!(!err.meta().raised_by_call, "the gateway's own refusal");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upstream_error_is_marked_as_raised_by_the_call() {
+        let hits = Arc::new(AtomicU32::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(RetryLayer::new(1))
+            .service(counting(ErrorKind::RateLimit, hits.clone()));
+        let err = svc
+            .oneshot(LlmRequest::chat(ChatRequest::default()))
+            .await
+            .unwrap_err();
+        assert!(err.meta().raised_by_call);
+        assert_eq!(err.meta().max_retries, Some(1));
     }
 
     #[test]

@@ -80,6 +80,10 @@ pub(super) struct Head {
     pass_through: Option<Box<PassThroughHead>>,
     /// The `{id}` of a `/v1/responses/{id}…` route, and whether the method is `DELETE`.
     response_id: Option<(Box<str>, bool)>,
+    /// The model every request of the route goes to (`general_settings.moderation_model`).
+    server_model: Option<Arc<str>>,
+    /// Write LiteLLM's `litellm.<Class>: ` prefix into the call's errors.
+    litellm_prefix: bool,
 }
 
 /// What a pass-through request keeps of its head.
@@ -234,7 +238,17 @@ impl Head {
                     )
                 })
                 .map(|id| (id.into(), parts.method == http::Method::DELETE)),
+            server_model: None,
+            litellm_prefix: false,
         })
+    }
+
+    /// What the edge's settings say for this request.
+    pub(super) fn apply(&mut self, edge: &super::surface::EdgeSettings) {
+        if matches!(self.route, Route::Moderations) {
+            self.server_model.clone_from(&edge.moderation_model);
+        }
+        self.litellm_prefix = edge.litellm_exception_prefix;
     }
 
     /// Names the model group a pass-through request's calls go to.
@@ -393,6 +407,11 @@ impl Head {
             (controls, LlmRequest::embeddings_from_bytes(body, bytes))
         };
         req.set_controls(controls);
+        if let Some(model) = self.server_model.as_deref() {
+            // LiteLLM's `moderation_model`: the server's model wins over the body's.
+            check_model(model)?;
+            req.set_model(model);
+        }
         if let Some(model) = self.path_model.as_deref() {
             // The deployment named in an Azure-style path wins over the body's `model`.
             check_model(model)?;
@@ -477,6 +496,7 @@ where
     )
     .then(RelayHead::new);
     let counted = matches!(head.route, Route::CountTokens);
+    let litellm_prefix = head.litellm_prefix;
     let received = head.received;
     let mut log = head.log.take();
     let http1 = head.http1;
@@ -609,6 +629,9 @@ where
             let mut e =
                 super::surface::litellm_model_error(route, missing.unwrap_or(asked.model()), e);
             super::surface::echo_timeout(&mut e, asked_timeout);
+            if litellm_prefix {
+                super::surface::litellm_prefix(&mut e);
+            }
             return failed(&e, dialect, &call_id, log.as_deref());
         }
     };
@@ -622,7 +645,7 @@ where
     };
     let mut out = match relay {
         Some(relay) => respond_relay(resp, &relay, dialect, &call_id, received, log).await,
-        None => respond(resp, dialect, &call_id, received, log).await,
+        None => respond(resp, dialect, &call_id, received, log, litellm_prefix).await,
     };
     if counted && out.status() == StatusCode::OK {
         // The gateway's estimate says so; any other count is the provider's own.
@@ -650,7 +673,7 @@ async fn respond_relay(
         // An answer made by a layer (none does today): written as any other.
         other => {
             let resp = LlmResponse { body: other, meta };
-            return respond(resp, dialect, call_id, received, log).await;
+            return respond(resp, dialect, call_id, received, log, false).await;
         }
     };
     let frames = stream.filter_map(|item| {
@@ -806,7 +829,15 @@ async fn respond(
     call_id: &Arc<str>,
     received: Instant,
     log: Option<Box<AccessLog>>,
+    litellm_prefix: bool,
 ) -> http::Response<ServerBody> {
+    // An error before a stream's first chunk is the call's error, answered as one.
+    let call_failed = |mut e: LlmError, log: Option<Box<AccessLog>>| {
+        if litellm_prefix {
+            super::surface::litellm_prefix(&mut e);
+        }
+        failed(&e, dialect, call_id, log.as_deref())
+    };
     let LlmResponse { body, meta } = resp;
     // Complete answers are logged here; a stream when it ends (see `ServerBody::sse`).
     let mut log_now = None;
@@ -842,7 +873,7 @@ async fn respond(
             // Wait for the first chunk so that an error before any output is a proper HTTP error.
             let first = match stream.next().await {
                 Some(Ok(chunk)) => Some(chunk),
-                Some(Err(e)) => return failed(&e, dialect, call_id, log.as_deref()),
+                Some(Err(e)) => return call_failed(e, log),
                 None => None,
             };
             let body = match log {
@@ -855,7 +886,7 @@ async fn respond(
             // As for chat: an error before the first event is a proper HTTP error.
             let first = match stream.next().await {
                 Some(Ok(event)) => Some(event),
-                Some(Err(e)) => return failed(&e, dialect, call_id, log.as_deref()),
+                Some(Err(e)) => return call_failed(e, log),
                 None => None,
             };
             let body = ServerBody::events(first, stream, dialect.error_frame());

@@ -9,6 +9,8 @@
 //! `/v1/models` to view available models for your key.` (`ProxyModelNotFoundError` in LiteLLM's
 //! `proxy/route_llm_request.py`), with the call id, as every answer has.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::StatusCode;
 use serde::Deserialize;
@@ -18,6 +20,50 @@ use crate::{
     error::{ErrorKind, LlmError},
     types::{extensions::RequestTimeout, JsonBody, LlmRequest, LlmResponse, ResponseBody},
 };
+
+/// Settings of the edge read from LiteLLM's `general_settings`
+/// ([`OpenAiServer::edge_settings`](super::OpenAiServer::edge_settings)).
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct EdgeSettings {
+    /// `general_settings.moderation_model`: the model group every `POST /v1/moderations` goes
+    /// to, as LiteLLM's proxy sets it (it wins over the body's `model`; a body without one is
+    /// served by it).
+    pub moderation_model: Option<Arc<str>>,
+    /// `general_settings.litellm_exception_prefix` (llmgate's own): write LiteLLM's
+    /// `litellm.<Class>: ` prefix into the `message` of the errors LiteLLM raises as its
+    /// exception classes (those the model call raised: see
+    /// [`ErrorMeta::raised_by_call`](crate::error::ErrorMeta::raised_by_call)).
+    pub litellm_exception_prefix: bool,
+}
+
+impl EdgeSettings {
+    /// Settings with the default moderation model `model` (`None`: none).
+    #[must_use]
+    pub fn moderation_model(mut self, model: Option<&str>) -> Self {
+        self.moderation_model = model.filter(|m| !m.is_empty()).map(Arc::from);
+        self
+    }
+
+    /// Settings that write LiteLLM's exception-class prefix (default: off).
+    #[must_use]
+    pub fn litellm_exception_prefix(mut self, on: bool) -> Self {
+        self.litellm_exception_prefix = on;
+        self
+    }
+}
+
+/// `err` with LiteLLM's `litellm.<Class>: ` prefix in its message when the model call raised
+/// it (LiteLLM's exception classes set `message = "litellm.<Class>: …"` and its proxy writes
+/// that `message`); a refusal of the gateway itself keeps its message, as LiteLLM's
+/// `HTTPException`s do.
+pub(super) fn litellm_prefix(err: &mut LlmError) {
+    if !err.meta().raised_by_call || err.message().starts_with("litellm.") {
+        return;
+    }
+    let message = format!("litellm.{}: {}", err.litellm_class(), err.message());
+    err.set_message(message);
+}
 
 /// The route as LiteLLM names it in its invalid-model error (`ROUTE_ENDPOINT_MAPPING`).
 pub(super) fn litellm_route(route: Route) -> &'static str {
@@ -62,6 +108,8 @@ pub(super) fn litellm_model_error(route: Route, model: &str, err: LlmError) -> L
     let mut out = invalid_model(route, model);
     *out.headers_mut() = err.headers().clone();
     *out.meta_mut() = *err.meta();
+    // LiteLLM's proxy raises it itself (an `HTTPException`): no exception-class prefix.
+    out.meta_mut().raised_by_call = false;
     out
 }
 
@@ -317,6 +365,32 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&patched).unwrap();
         assert_eq!(v, serde_json::json!({"input": "x", "model": ""}));
         assert!(with_empty_model(&Bytes::from_static(b"[1]")).is_none());
+    }
+
+    #[test]
+    fn prefixes_only_errors_the_call_raised() {
+        let mut upstream = LlmError::new(ErrorKind::RateLimit, "Rate limit reached");
+        upstream.meta_mut().raised_by_call = true;
+        litellm_prefix(&mut upstream);
+        assert_eq!(
+            upstream.message(),
+            "litellm.RateLimitError: Rate limit reached"
+        );
+        // Once only.
+        litellm_prefix(&mut upstream);
+        assert_eq!(
+            upstream.message(),
+            "litellm.RateLimitError: Rate limit reached"
+        );
+        let mut refused = LlmError::new(ErrorKind::RateLimit, "key over its rpm");
+        litellm_prefix(&mut refused);
+        assert_eq!(refused.message(), "key over its rpm");
+        let mut router = LlmError::new(ErrorKind::NotFound, "no")
+            .with_code("model_not_found");
+        router.meta_mut().raised_by_call = true;
+        let mut e = litellm_model_error(Route::Chat, "x", router);
+        litellm_prefix(&mut e);
+        assert!(e.message().starts_with("/chat/completions: Invalid model name"));
     }
 
     #[test]
