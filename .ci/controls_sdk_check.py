@@ -61,8 +61,14 @@ def raises(call: Callable[[], object], cls: type, status: int, prefix: str) -> N
         call()
     except cls as e:  # type: ignore[misc]
         expect(e.status_code == status, f"status {e.status_code}, want {status}")
-        expect(e.message.startswith(prefix), f"message {e.message!r} does not start with {prefix!r}")
-        print(f"  {type(e).__name__} {e.status_code}: {e.message}")
+        # The error object's `message` (`e.message` is "Error code: N - <body>").
+        body = e.body if isinstance(e.body, dict) else {}
+        message = body.get("message")
+        expect(
+            isinstance(message, str) and message.startswith(prefix),
+            f"error.message {message!r} does not start with {prefix!r} ({e.message!r})",
+        )
+        print(f"  {type(e).__name__} {e.status_code}: {message}")
         return
     raise CheckFailed(f"no {cls.__name__} raised")
 

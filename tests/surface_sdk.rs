@@ -86,6 +86,8 @@ async fn official_openai_python_sdk_on_the_request_surface() {
 #[tokio::test]
 async fn openai_sdk_sees_litellms_exception_classes_and_the_openai_v1_base() {
     let python = python();
+    // OpenAI-compatible hosts that are not `openai/`: with an `openai/` deployment the OpenAI
+    // pass-through would be served, and `/openai/v1/…` relayed through it (as LiteLLM does).
     let limited = FakeUpstream::start().await;
     limited.set_default(Reply::json(
         429,
@@ -97,7 +99,7 @@ async fn openai_sdk_sees_litellms_exception_classes_and_the_openai_v1_base() {
         json!({"error": {"message": "Invalid value for 'temperature'", "type": "invalid_request_error", "param": "temperature", "code": null}}),
     ));
     let cfg = format!(
-        "{}  - model_name: limited\n    litellm_params:\n      model: openai/limited\n      api_base: {}/v1\n      api_key: sk-up\n  - model_name: refusing\n    litellm_params:\n      model: openai/refusing\n      api_base: {}/v1\n      api_key: sk-up\nrouter_settings:\n  num_retries: 0\ngeneral_settings:\n  litellm_exception_prefix: true\n  dangerously_allow_mock_testing_request_params: true\n",
+        "{}  - model_name: limited\n    litellm_params:\n      model: hosted_vllm/limited\n      api_base: {}/v1\n      api_key: sk-up\n  - model_name: refusing\n    litellm_params:\n      model: hosted_vllm/refusing\n      api_base: {}/v1\n      api_key: sk-up\nrouter_settings:\n  num_retries: 0\ngeneral_settings:\n  litellm_exception_prefix: true\n  dangerously_allow_mock_testing_request_params: true\n",
         llmgate::gateway::DEFAULT_CONFIG,
         limited.url(),
         refusing.url()

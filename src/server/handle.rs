@@ -289,6 +289,10 @@ impl Head {
     /// not even a placeholder request can be made, that error is answered here.
     fn parse(&self, bytes: &Bytes) -> Result<LlmRequest, LlmError> {
         let (mut req, shown) = match self.parse_body(bytes) {
+            Ok(req) if req.model().is_empty() && self.route.upload_kind().is_none() => {
+                let shown = super::surface::shown_missing(bytes);
+                (req, shown)
+            }
             Ok(req) => (req, ""),
             Err(e) => {
                 let Some(shown) = super::surface::missing_model(self.route, bytes, &e) else {

@@ -116,8 +116,13 @@ pub(super) fn litellm_model_error(route: Route, model: &str, err: LlmError) -> L
 /// The members of a body the invalid-model check reads.
 #[derive(Deserialize)]
 struct ModelProbe {
-    #[serde(default)]
+    /// `None`: absent; `Some(Value::Null)`: `null` (a plain `Option` would read both as `None`).
+    #[serde(default, deserialize_with = "present")]
     model: Option<serde_json::Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// How LiteLLM's invalid-model message names the model of a body that names none, when `err`
@@ -138,6 +143,17 @@ pub(super) fn missing_model(route: Route, body: &Bytes, err: &LlmError) -> Optio
             model: Some(serde_json::Value::Null),
         }) => Some("None"),
         _ => None,
+    }
+}
+
+/// How LiteLLM's invalid-model message names the model of a body that parsed with an empty one:
+/// `"None"` when the body sent `null`, else `""`. Read only on that path.
+pub(super) fn shown_missing(body: &Bytes) -> &'static str {
+    match serde_json::from_slice::<ModelProbe>(body) {
+        Ok(ModelProbe {
+            model: Some(serde_json::Value::Null),
+        }) => "None",
+        _ => "",
     }
 }
 
