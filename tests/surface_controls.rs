@@ -236,7 +236,12 @@ async fn moderation_model_serves_every_moderation() {
                    "results": [{"flagged": false, "categories": {}, "category_scores": {}}]}),
         ));
         let a = post_json(&gw.url("/v1/moderations"), &body).await;
-        assert_eq!(a.status, 200, "{body}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(
+            a.status,
+            200,
+            "{body}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
         assert_eq!(a.json()["results"][0]["flagged"], false);
         assert_eq!(header(&a.headers, "x-litellm-model-group"), Some("mod"));
         let sent = up.last_request().unwrap();

@@ -255,11 +255,7 @@ async fn an_unknown_or_missing_model_is_litellms_400_with_a_spend_row_on_every_e
     // Multipart uploads, with an unknown model and without one.
     for (path, route, file_field) in [
         ("/v1/images/edits", "/images/edits", "image"),
-        (
-            "/v1/audio/transcriptions",
-            "/audio/transcriptions",
-            "file",
-        ),
+        ("/v1/audio/transcriptions", "/audio/transcriptions", "file"),
         ("/v1/audio/translations", "/audio/translations", "file"),
     ] {
         cases.push((
@@ -351,7 +347,11 @@ async fn an_unknown_or_missing_model_is_litellms_400_with_a_spend_row_on_every_e
             .unwrap_or_else(|| panic!("{path} ({what}): no spend row for {id}"));
         assert_eq!(row["status"], "failure", "{path} ({what}): {row}");
         assert_eq!(row["api_key"], token.as_str(), "{path} ({what}): {row}");
-        assert_eq!(row["spend"].as_f64().unwrap(), 0.0, "{path} ({what}): {row}");
+        assert_eq!(
+            row["spend"].as_f64().unwrap(),
+            0.0,
+            "{path} ({what}): {row}"
+        );
     }
     assert_eq!(rows.len(), ids.len(), "one row per call");
 }
@@ -373,14 +373,24 @@ async fn a_wildcard_group_never_serves_a_body_without_a_model() {
         Some(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})),
     )
     .await;
-    assert_eq!(served.status, 200, "{}", String::from_utf8_lossy(&served.body));
+    assert_eq!(
+        served.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&served.body)
+    );
     for body in [
         json!({"messages": [{"role": "user", "content": "hi"}]}),
         json!({"model": "", "messages": [{"role": "user", "content": "hi"}]}),
         json!({"model": null, "messages": [{"role": "user", "content": "hi"}], "fallbacks": ["gpt-4o"]}),
     ] {
         let a = call("POST", &gw.url("/v1/chat/completions"), None, Some(&body)).await;
-        assert_eq!(a.status, 400, "{body}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(
+            a.status,
+            400,
+            "{body}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
         assert!(a.error()["message"]
             .as_str()
             .unwrap()
@@ -413,7 +423,8 @@ async fn retry_headers_are_on_every_answer_and_error() {
     let (key, _) = new_key(&gw.url(""), json!({})).await;
     let (limited, _) = new_key(&gw.url(""), json!({"rpm_limit": 1})).await;
     let (broke, _) = new_key(&gw.url(""), json!({"max_budget": 0.000_000_1})).await;
-    let chat = |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    let chat =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
     let url = gw.url("/v1/chat/completions");
     let mut seen: Vec<(&str, u16, String, String, Option<String>)> = Vec::new();
     let mut note = |what: &'static str, a: &Answer| {
@@ -426,7 +437,10 @@ async fn retry_headers_are_on_every_answer_and_error() {
         ));
     };
 
-    note("success", &call("POST", &url, Some(&key), Some(&chat("g"))).await);
+    note(
+        "success",
+        &call("POST", &url, Some(&key), Some(&chat("g"))).await,
+    );
     note(
         "success, num_retries 0",
         &call(
@@ -441,13 +455,19 @@ async fn retry_headers_are_on_every_answer_and_error() {
         "models listing",
         &call("GET", &gw.url("/v1/models"), Some(&key), None).await,
     );
-    note("wrong key", &call("POST", &url, Some("sk-wrong"), Some(&chat("g"))).await);
+    note(
+        "wrong key",
+        &call("POST", &url, Some("sk-wrong"), Some(&chat("g"))).await,
+    );
     note("no key", &call("POST", &url, None, Some(&chat("g"))).await);
     note(
         "malformed JSON",
         &call_with("POST", &url, Some(&key), None, &[]).await,
     );
-    note("unknown model", &call("POST", &url, Some(&key), Some(&chat("nope"))).await);
+    note(
+        "unknown model",
+        &call("POST", &url, Some(&key), Some(&chat("nope"))).await,
+    );
     note(
         "no model",
         &call(
@@ -458,10 +478,7 @@ async fn retry_headers_are_on_every_answer_and_error() {
         )
         .await,
     );
-    note(
-        "wrong method",
-        &call("GET", &url, Some(&key), None).await,
-    );
+    note("wrong method", &call("GET", &url, Some(&key), None).await);
     let first = call("POST", &url, Some(&limited), Some(&chat("g"))).await;
     assert_eq!(first.status, 200);
     note(

@@ -211,12 +211,12 @@ impl RetryPolicy {
 /// Records the retries on the error that ends them, and whether the call raised it (not the
 /// router refusing: no deployment available, or an unknown model).
 fn stamp_error(err: &mut LlmError, attempts: u32, limit: u32, refused: bool) {
-    let raised_by_call = !refused
-        && !matches!(
-            err.code(),
-            Some("no_deployments_available" | "model_not_found")
-        )
-        || err.provider().is_some();
+    let raised_by_call = err.provider().is_some()
+        || (!refused
+            && !matches!(
+                err.code(),
+                Some("no_deployments_available" | "model_not_found")
+            ));
     let meta = err.meta_mut();
     meta.attempted_retries = Some(attempts);
     meta.max_retries = Some(limit);

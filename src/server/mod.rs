@@ -38,9 +38,9 @@ pub use self::{
     parse_errors::JsonParseErrors,
     readiness::Readiness,
     serve::{bind_listeners, grace_over, serve, serve_per_thread, shutdown_signal, ServeConfig},
-    surface::EdgeSettings,
     service::{
         CacheControlHeader, CallId, NotFound, OnRefusal, OpenAiServer, ReceivedAt, RequestTimeout,
         ServerFuture,
     },
+    surface::EdgeSettings,
 };

@@ -363,7 +363,10 @@ mod tests {
         let body = Bytes::from_static(b"{\"input\":\"x\"}");
         assert_eq!(missing_model(Route::Embeddings, &body, &parse), Some(""));
         let body = Bytes::from_static(b"{\"model\":null,\"input\":\"x\"}");
-        assert_eq!(missing_model(Route::Embeddings, &body, &parse), Some("None"));
+        assert_eq!(
+            missing_model(Route::Embeddings, &body, &parse),
+            Some("None")
+        );
         assert!(model_missing_error(Route::Embeddings, "")
             .message()
             .starts_with("/embeddings: Invalid model name passed in model=."));
@@ -371,7 +374,10 @@ mod tests {
         let body = Bytes::from_static(b"{\"model\":\"g\"}");
         assert_eq!(missing_model(Route::Chat, &body, &parse), None);
         let parse = LlmError::bad_request("bad");
-        assert_eq!(missing_model(Route::Chat, &Bytes::from_static(b"[1]"), &parse), None);
+        assert_eq!(
+            missing_model(Route::Chat, &Bytes::from_static(b"[1]"), &parse),
+            None
+        );
         let upload = LlmError::bad_request("model: Field required").with_param("model");
         assert_eq!(
             missing_model(Route::AudioTranscriptions, &Bytes::new(), &upload),
@@ -401,12 +407,13 @@ mod tests {
         let mut refused = LlmError::new(ErrorKind::RateLimit, "key over its rpm");
         litellm_prefix(&mut refused);
         assert_eq!(refused.message(), "key over its rpm");
-        let mut router = LlmError::new(ErrorKind::NotFound, "no")
-            .with_code("model_not_found");
+        let mut router = LlmError::new(ErrorKind::NotFound, "no").with_code("model_not_found");
         router.meta_mut().raised_by_call = true;
         let mut e = litellm_model_error(Route::Chat, "x", router);
         litellm_prefix(&mut e);
-        assert!(e.message().starts_with("/chat/completions: Invalid model name"));
+        assert!(e
+            .message()
+            .starts_with("/chat/completions: Invalid model name"));
     }
 
     #[test]
