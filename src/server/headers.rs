@@ -91,7 +91,6 @@ pub(super) fn insert_error_meta(h: &mut HeaderMap, meta: &crate::error::ErrorMet
 }
 
 /// Puts the call id into `h` as `x-litellm-call-id`.
-
 pub(super) fn insert_call_id(h: &mut HeaderMap, call_id: &Arc<str>) {
     if let Ok(v) = HeaderValue::from_str(call_id) {
         h.insert(X_LITELLM_CALL_ID, v);
