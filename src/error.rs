@@ -197,6 +197,12 @@ pub struct ErrorMeta {
     pub attempted_fallbacks: Option<u32>,
     /// The retries the call was allowed ([retry](crate::retry) layer): `x-litellm-max-retries`.
     pub max_retries: Option<u32>,
+    /// Raised by the model call (a provider's error, a call's timeout or connection failure, a
+    /// `mock_testing_*` failure), as opposed to a refusal of the gateway itself (key, limit,
+    /// budget, parse, unknown model, no deployment available). LiteLLM raises the former as its
+    /// exception classes, whose message carries the `litellm.<Class>: ` prefix
+    /// ([`LlmError::litellm_class`]).
+    pub raised_by_call: bool,
 }
 
 impl LlmError {
@@ -326,6 +332,42 @@ impl LlmError {
     #[must_use]
     pub fn message(&self) -> &str {
         &self.inner.message
+    }
+
+    /// Replaces the client-facing message.
+    pub fn set_message(&mut self, message: impl Into<String>) {
+        self.inner.message = message.into();
+    }
+
+    /// The LiteLLM exception class this error is raised as (`litellm/exceptions.py`), by its
+    /// kind and status, as LiteLLM's `exception_type` maps a provider's error: `BadRequestError`
+    /// (400 and other 4xx), `UnprocessableEntityError` (422), `AuthenticationError`,
+    /// `PermissionDeniedError`, `NotFoundError`, `Timeout`, `RateLimitError`,
+    /// `ContextWindowExceededError`, `ContentPolicyViolationError`, `APIConnectionError`,
+    /// `BadGatewayError` (502), `ServiceUnavailableError`, `InternalServerError` (500) and
+    /// `APIError` (any other 5xx). A budget refusal is the proxy's own `BudgetExceededError`.
+    #[must_use]
+    pub fn litellm_class(&self) -> &'static str {
+        match self.inner.kind {
+            ErrorKind::ContextWindowExceeded => "ContextWindowExceededError",
+            ErrorKind::ContentPolicyViolation => "ContentPolicyViolationError",
+            ErrorKind::Authentication => "AuthenticationError",
+            ErrorKind::PermissionDenied => "PermissionDeniedError",
+            ErrorKind::NotFound => "NotFoundError",
+            ErrorKind::RateLimit => "RateLimitError",
+            ErrorKind::Timeout => "Timeout",
+            ErrorKind::ApiConnection => "APIConnectionError",
+            ErrorKind::ServiceUnavailable => "ServiceUnavailableError",
+            ErrorKind::BudgetExceeded => "BudgetExceededError",
+            ErrorKind::BadRequest | ErrorKind::InternalServer => match self.status().as_u16() {
+                422 => "UnprocessableEntityError",
+                400..=499 => "BadRequestError",
+                500 => "InternalServerError",
+                502 => "BadGatewayError",
+                503 => "ServiceUnavailableError",
+                _ => "APIError",
+            },
+        }
     }
 
     /// The OpenAI error `type`.
@@ -555,6 +597,41 @@ mod tests {
             serde_json::json!({"error": {"message": "filtered", "type": "tokens", "param": "prompt",
                 "code": "content_filter", "innererror": {"code": "ResponsibleAIPolicyViolation"}}})
         );
+    }
+
+    #[test]
+    fn names_litellms_exception_class() {
+        for (err, class) in [
+            (LlmError::bad_request("x"), "BadRequestError"),
+            (
+                LlmError::bad_request("x").with_status(StatusCode::UNPROCESSABLE_ENTITY),
+                "UnprocessableEntityError",
+            ),
+            (LlmError::new(ErrorKind::RateLimit, "x"), "RateLimitError"),
+            (LlmError::new(ErrorKind::Timeout, "x"), "Timeout"),
+            (LlmError::internal("x"), "InternalServerError"),
+            (
+                LlmError::internal("x").with_status(StatusCode::BAD_GATEWAY),
+                "BadGatewayError",
+            ),
+            (
+                LlmError::internal("x").with_status(StatusCode::GATEWAY_TIMEOUT),
+                "APIError",
+            ),
+            (
+                LlmError::new(ErrorKind::ContextWindowExceeded, "x"),
+                "ContextWindowExceededError",
+            ),
+            (
+                LlmError::new(ErrorKind::ApiConnection, "x"),
+                "APIConnectionError",
+            ),
+        ] {
+            assert_eq!(err.litellm_class(), class, "{err:?}");
+        }
+        let mut e = LlmError::bad_request("x");
+        e.set_message("y");
+        assert_eq!(e.message(), "y");
     }
 
     #[test]

@@ -205,3 +205,63 @@ async fn a_timeout_error_echoes_the_requested_timeout() {
     assert_eq!(a.status, 500);
     assert!(a.headers.get("x-litellm-timeout").is_none());
 }
+
+/// `general_settings.moderation_model`: every `/v1/moderations` call goes to that group, as
+/// LiteLLM's proxy sets `data["model"]` from it (a body without a model is served; a body's
+/// model is replaced), with the group's deployment model sent upstream.
+#[tokio::test]
+async fn moderation_model_serves_every_moderation() {
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(
+        200,
+        json!({"id": "modr-1", "model": "omni-moderation-latest",
+               "results": [{"flagged": false, "categories": {}, "category_scores": {}}]}),
+    ));
+    let yaml = format!(
+        "model_list:\n  - model_name: mod\n    litellm_params:\n      model: openai/omni-moderation-latest\n      api_base: {}/v1\n      api_key: sk-up\n  - model_name: g\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: {}/v1\n      api_key: sk-up\ngeneral_settings:\n  moderation_model: mod\n",
+        up.url(),
+        up.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    for body in [
+        json!({"input": "hello"}),
+        json!({"model": null, "input": "hello"}),
+        json!({"model": "g", "input": "hello"}),
+        json!({"model": "unknown", "input": "hello"}),
+    ] {
+        up.reset();
+        up.set_default(Reply::json(
+            200,
+            json!({"id": "modr-1", "model": "omni-moderation-latest",
+                   "results": [{"flagged": false, "categories": {}, "category_scores": {}}]}),
+        ));
+        let a = post_json(&gw.url("/v1/moderations"), &body).await;
+        assert_eq!(
+            a.status,
+            200,
+            "{body}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(a.json()["results"][0]["flagged"], false);
+        assert_eq!(header(&a.headers, "x-litellm-model-group"), Some("mod"));
+        let sent = up.last_request().unwrap();
+        assert_eq!(sent.path(), "/v1/moderations");
+        assert_eq!(sent.json()["model"], "omni-moderation-latest", "{body}");
+    }
+}
+
+/// Without `moderation_model`, a moderation that names no model is LiteLLM's invalid-model 400
+/// (LiteLLM would send it to OpenAI with its own key, outside the router: see
+/// docs/endpoints.md).
+#[tokio::test]
+async fn a_moderation_without_a_model_and_no_default_is_a_400() {
+    let up = FakeUpstream::start().await;
+    let gw = TestGateway::start(&config(&up.url())).await;
+    let a = post_json(&gw.url("/v1/moderations"), &json!({"input": "hello"})).await;
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.error()["message"],
+        "/moderations: Invalid model name passed in model=. Call `/v1/models` to view available models for your key."
+    );
+    assert_eq!(up.hits(), 0);
+}

@@ -77,3 +77,70 @@ async fn official_openai_python_sdk_on_the_request_surface() {
     assert_eq!(sent.path(), "/v1/completions");
     assert_eq!(sent.json()["suffix"], "!");
 }
+
+/// LiteLLM's `litellm.<Class>: ` message prefix (with `general_settings.litellm_exception_prefix`)
+/// as the OpenAI SDK sees it: the exception class and the message, on an upstream's 429 and 400,
+/// `mock_testing_rate_limit_error`, `mock_timeout`, and none on the proxy's own invalid-model
+/// error; and the OpenAI client the Azure v1 documentation describes (`base_url`
+/// `…/openai/v1/`): chat, stream and embeddings, with a bearer key and with `api-key`.
+#[tokio::test]
+async fn openai_sdk_sees_litellms_exception_classes_and_the_openai_v1_base() {
+    let python = python();
+    // OpenAI-compatible hosts that are not `openai/`: with an `openai/` deployment the OpenAI
+    // pass-through would be served, and `/openai/v1/…` relayed through it (as LiteLLM does).
+    let limited = FakeUpstream::start().await;
+    limited.set_default(Reply::json(
+        429,
+        json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}),
+    ));
+    let refusing = FakeUpstream::start().await;
+    refusing.set_default(Reply::json(
+        400,
+        json!({"error": {"message": "Invalid value for 'temperature'", "type": "invalid_request_error", "param": "temperature", "code": null}}),
+    ));
+    let cfg = format!(
+        "{}  - model_name: limited\n    litellm_params:\n      model: hosted_vllm/limited\n      api_base: {}/v1\n      api_key: sk-up\n  - model_name: refusing\n    litellm_params:\n      model: hosted_vllm/refusing\n      api_base: {}/v1\n      api_key: sk-up\nrouter_settings:\n  num_retries: 0\ngeneral_settings:\n  litellm_exception_prefix: true\n  dangerously_allow_mock_testing_request_params: true\n",
+        llmgate::gateway::DEFAULT_CONFIG,
+        limited.url(),
+        refusing.url()
+    );
+    let gw = gw::TestGateway::start(&cfg).await;
+    let root = gw.url("");
+    let (stdout, stderr) = run_sdk_script(
+        &python,
+        "controls_sdk_check.py",
+        [
+            "--root",
+            &root,
+            "--api-key",
+            "sk-test",
+            "--model",
+            "mock",
+            "--embedding-model",
+            "mock-embedding",
+            "--limited-model",
+            "limited",
+            "--refusing-model",
+            "refusing",
+        ],
+        String::new,
+    )
+    .await;
+    for check in [
+        "ok: upstream_429",
+        "ok: upstream_400",
+        "ok: mock_rate_limit",
+        "ok: mock_timeout",
+        "ok: invalid_model",
+        "ok: v1_chat",
+        "ok: v1_stream",
+        "ok: v1_embeddings",
+        "ok: v1_api_key",
+    ] {
+        assert!(
+            stdout.contains(check),
+            "missing `{check}`:\n{stdout}\n{stderr}"
+        );
+    }
+    assert!(limited.hits() >= 1 && refusing.hits() >= 1);
+}

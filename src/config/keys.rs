@@ -261,6 +261,7 @@ pub const GENERAL_SETTINGS: &[KeySpec] = &[
     key("dangerously_allow_mock_testing_request_params", Implemented),
     key("allow_unsupported_config", Implemented),
     key("block_unpriced_models_for_budgeted_keys", Implemented),
+    key("litellm_exception_prefix", Implemented),
     key("store_model_in_db", Implemented),
     key(
         "supported_db_objects",
@@ -412,7 +413,7 @@ pub const GENERAL_SETTINGS: &[KeySpec] = &[
     key("completion_model", Pending),
     key("embedding_model", Pending),
     key("image_generation_model", Pending),
-    key("moderation_model", Pending),
+    key("moderation_model", Implemented),
     key("infer_model_from_keys", Pending),
     key("use_redis_transaction_buffer", Pending),
     key("user_api_key_cache_ttl", Pending),

@@ -398,4 +398,11 @@ pub struct GeneralSettings {
     /// logging their calls at cost 0. See docs/governance.md.
     #[serde(deserialize_with = "lenient::opt_bool")]
     pub block_unpriced_models_for_budgeted_keys: Option<bool>,
+    /// The model group every `/v1/moderations` call goes to (LiteLLM's server default).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub moderation_model: Option<String>,
+    /// llmgate: write LiteLLM's `litellm.<Class>: ` prefix into the message of the errors the
+    /// model call raised (docs/endpoints.md).
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub litellm_exception_prefix: Option<bool>,
 }

@@ -117,5 +117,5 @@ redacting_debug!(GeneralSettings {
     admin_only_routes, enforce_user_param, custom_auth, use_redis_transaction_buffer,
     alerting_threshold, infer_model_from_keys, disable_master_key_return,
     maximum_spend_logs_retention_period, user_header_name,
-    block_unpriced_models_for_budgeted_keys,
+    block_unpriced_models_for_budgeted_keys, moderation_model, litellm_exception_prefix,
 } redact { pass_through_endpoints });

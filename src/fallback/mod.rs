@@ -347,7 +347,7 @@ fn mock_testing(
         )
     };
     // LiteLLM's order: fallbacks, context window, content policy, then rate limit and timeout.
-    let error = if on[0] {
+    let mut error = if on[0] {
         Some(mock(ErrorKind::InternalServer, "a fallback"))
     } else if on[1] {
         Some(mock(
@@ -369,6 +369,10 @@ fn mock_testing(
     } else {
         None
     };
+    if let Some(e) = &mut error {
+        // LiteLLM raises these as its exception classes, as a provider's error would be.
+        e.meta_mut().raised_by_call = true;
+    }
     Ok(MockTesting { error, delay })
 }
 

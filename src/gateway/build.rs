@@ -66,6 +66,13 @@ impl GatewayBuilder {
             )
             .max_budget(ls.max_budget)
             .max_body_bytes(max_body_bytes(config))
+            .edge_settings(
+                crate::server::EdgeSettings::default()
+                    .moderation_model(config.general_settings.moderation_model.as_deref())
+                    .litellm_exception_prefix(
+                        config.general_settings.litellm_exception_prefix == Some(true),
+                    ),
+            )
             .body_read_timeout(crate::config::body_read_timeout(config));
         if let Some(drop) = ls.drop_params {
             b = b.drop_params(drop);

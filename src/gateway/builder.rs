@@ -117,6 +117,7 @@ pub struct GatewayBuilder {
     budget_exceeded_status: Option<http::StatusCode>,
     block_unpriced: bool,
     max_budget: Option<f64>,
+    edge: crate::server::EdgeSettings,
     max_body_bytes: usize,
     body_read_timeout: Duration,
     timer: crate::clock::Timer,
@@ -176,6 +177,7 @@ impl Default for GatewayBuilder {
             budget_exceeded_status: None,
             block_unpriced: false,
             max_budget: None,
+            edge: crate::server::EdgeSettings::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             body_read_timeout: crate::server::DEFAULT_BODY_READ_TIMEOUT,
             timer: crate::clock::Timer::current(),
@@ -384,6 +386,12 @@ impl GatewayBuilder {
     }
 
     // -- edge ------------------------------------------------------------------------------
+
+    /// The edge's `general_settings` (`moderation_model`, `litellm_exception_prefix`).
+    pub fn edge_settings(mut self, settings: crate::server::EdgeSettings) -> Self {
+        self.edge = settings;
+        self
+    }
 
     /// Request body limit (`general_settings.max_request_size_mb`). Zero is an error.
     pub fn max_body_bytes(mut self, limit: usize) -> Self {
@@ -701,6 +709,7 @@ impl GatewayBuilder {
             unpriced,
             max_body_bytes: self.max_body_bytes,
             body_read_timeout: self.body_read_timeout,
+            edge: self.edge,
             timer: self.timer,
             clock: self.clock.clone(),
             admission,

@@ -64,6 +64,7 @@ pub struct Gateway {
     unpriced: Vec<String>,
     max_body_bytes: usize,
     body_read_timeout: Duration,
+    edge: crate::server::EdgeSettings,
     timer: crate::clock::Timer,
     clock: crate::clock::Clock,
     admission: Option<crate::auth::Admission>,
@@ -350,6 +351,7 @@ impl Gateway {
         OpenAiServer::new(self.stack.clone())
             .max_body_bytes(self.max_body_bytes)
             .body_read_timeout(self.body_read_timeout)
+            .edge_settings(self.edge.clone())
             .timer(self.timer)
             .admission(self.admission.clone())
             .on_refusal(self.callbacks.metrics_registry().map(|m| {

@@ -70,7 +70,7 @@ use tower_service::Service;
 use crate::{
     classify::{self, Classify as _, LiteLlmClassifier, PolicyClass, SharedClassifier},
     error::{ErrorKind, LlmError},
-    types::{extensions::AttemptLog, LlmRequest, LlmResponse},
+    types::{controls::ModelMissing, extensions::AttemptLog, LlmRequest, LlmResponse},
 };
 
 /// LiteLLM's default number of retries (the OpenAI SDK's `DEFAULT_MAX_RETRIES`): 2.
@@ -153,7 +153,7 @@ impl<S> Layer<S> for RetryLayer {
                     config: self.config.clone(),
                     attempts: 0,
                 },
-                inner,
+                RequireModel(inner),
             ),
         }
     }
@@ -208,10 +208,19 @@ impl RetryPolicy {
     }
 }
 
-fn stamp_error(err: &mut LlmError, attempts: u32, limit: u32) {
+/// Records the retries on the error that ends them, and whether the call raised it (not the
+/// router refusing: no deployment available, or an unknown model).
+fn stamp_error(err: &mut LlmError, attempts: u32, limit: u32, refused: bool) {
+    let raised_by_call = err.provider().is_some()
+        || (!refused
+            && !matches!(
+                err.code(),
+                Some("no_deployments_available" | "model_not_found")
+            ));
     let meta = err.meta_mut();
     meta.attempted_retries = Some(attempts);
     meta.max_retries = Some(limit);
+    meta.raised_by_call = raised_by_call;
 }
 
 impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
@@ -249,7 +258,7 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
             };
         let limit = self.limit(req, class.policy, last.max_retries);
         if !worth || self.attempts >= limit {
-            stamp_error(err, self.attempts, limit);
+            stamp_error(err, self.attempts, limit, last.refused);
             return None;
         }
         self.attempts += 1;
@@ -258,7 +267,7 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
             // Every deployment of the group cooled down and none is back by then: the router
             // would refuse, so the client gets this (more telling) error now.
             self.attempts -= 1;
-            stamp_error(err, self.attempts, limit);
+            stamp_error(err, self.attempts, limit, last.refused);
             return None;
         }
         tracing::debug!(
@@ -282,7 +291,40 @@ impl tower::retry::Policy<LlmRequest, LlmResponse, LlmError> for RetryPolicy {
 /// Retries a model group's failed calls. See the [module docs](self) for an example.
 #[derive(Clone, Debug)]
 pub struct Retry<S> {
-    inner: tower::retry::Retry<RetryPolicy, S>,
+    inner: tower::retry::Retry<RetryPolicy, RequireModel<S>>,
+}
+
+/// The service the retry machinery calls: `S`, except for a request the edge marked as naming
+/// no model ([`ModelMissing`]), which is refused here with the router's unknown-model error
+/// (404 `model_not_found`, no provider), so that no group serves it (a `*` wildcard would
+/// capture an empty name) while the layers above still see a failed call.
+#[derive(Clone, Debug)]
+pub struct RequireModel<S>(S);
+
+impl<S> Service<LlmRequest> for RequireModel<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
+{
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = Either<Ready<Result<LlmResponse, LlmError>>, S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: LlmRequest) -> Self::Future {
+        if req.extensions.get::<ModelMissing>().is_some() {
+            return Either::Left(future::ready(Err(LlmError::new(
+                ErrorKind::NotFound,
+                "The request names no model",
+            )
+            .with_param("model")
+            .with_code("model_not_found"))));
+        }
+        Either::Right(self.0.call(req))
+    }
 }
 
 impl<S> Retry<S> {
@@ -298,22 +340,23 @@ impl<S> Retry<S> {
 
     /// The inner service.
     pub fn get_ref(&self) -> &S {
-        self.inner.get_ref()
+        &self.inner.get_ref().0
     }
 
     /// The inner service, mutably.
     pub fn get_mut(&mut self) -> &mut S {
-        self.inner.get_mut()
+        &mut self.inner.get_mut().0
     }
 
     /// The inner service.
     pub fn into_inner(self) -> S {
-        self.inner.into_inner()
+        self.inner.into_inner().0
     }
 }
 
 /// The response future of [`Retry`].
-pub type ResponseFuture<S> = tower::retry::future::ResponseFuture<RetryPolicy, S, LlmRequest>;
+pub type ResponseFuture<S> =
+    tower::retry::future::ResponseFuture<RetryPolicy, RequireModel<S>, LlmRequest>;
 
 impl<S> Service<LlmRequest> for Retry<S>
 where
@@ -445,6 +488,36 @@ mod tests {
         let started = tokio::time::Instant::now();
         let _ = svc.oneshot(LlmRequest::chat(ChatRequest::default())).await;
         assert_eq!(started.elapsed(), Duration::from_secs(7));
+    }
+
+    #[tokio::test]
+    async fn a_request_naming_no_model_never_reaches_the_router() {
+        let hits = Arc::new(AtomicU32::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(RetryLayer::new(2))
+            .service(counting(ErrorKind::InternalServer, hits.clone()));
+        let mut req = LlmRequest::chat(ChatRequest::default());
+        req.extensions.insert(ModelMissing(""));
+        let err = svc.oneshot(req).await.unwrap_err();
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert_eq!(err.code(), Some("model_not_found"));
+        assert_eq!(err.meta().attempted_retries, Some(0));
+        assert!(!err.meta().raised_by_call, "the gateway's own refusal");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upstream_error_is_marked_as_raised_by_the_call() {
+        let hits = Arc::new(AtomicU32::new(0));
+        let svc = ServiceBuilder::new()
+            .layer(RetryLayer::new(1))
+            .service(counting(ErrorKind::RateLimit, hits.clone()));
+        let err = svc
+            .oneshot(LlmRequest::chat(ChatRequest::default()))
+            .await
+            .unwrap_err();
+        assert!(err.meta().raised_by_call);
+        assert_eq!(err.meta().max_retries, Some(1));
     }
 
     #[test]

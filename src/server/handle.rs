@@ -34,7 +34,7 @@ use crate::{
     types::{
         chat::ChatRequest,
         completions::CompletionsRequest,
-        controls::{check_model, GatewayControls},
+        controls::{check_model, GatewayControls, ModelMissing},
         embeddings::EmbeddingsRequest,
         media::{ImagesRequest, SpeechRequest, UploadRequest},
         messages::{AnthropicHeaders, MessagesRequest, X_LLMGATE_TOKEN_COUNT},
@@ -81,6 +81,10 @@ pub(super) struct Head {
     /// The `{id}` of a `/v1/responses/{id}…` route, whether the method is `DELETE`, and the
     /// query string.
     response_id: Option<ResponseIdHead>,
+    /// The model every request of the route goes to (`general_settings.moderation_model`).
+    server_model: Option<Arc<str>>,
+    /// Write LiteLLM's `litellm.<Class>: ` prefix into the call's errors.
+    litellm_prefix: bool,
 }
 
 /// What a `/v1/responses/{id}…` request keeps of its head.
@@ -246,7 +250,17 @@ impl Head {
                     delete: parts.method == http::Method::DELETE,
                     query: parts.uri.query().map(str::to_owned),
                 }),
+            server_model: None,
+            litellm_prefix: false,
         })
+    }
+
+    /// What the edge's settings say for this request.
+    pub(super) fn apply(&mut self, edge: &super::surface::EdgeSettings) {
+        if matches!(self.route, Route::Moderations) {
+            self.server_model.clone_from(&edge.moderation_model);
+        }
+        self.litellm_prefix = edge.litellm_exception_prefix;
     }
 
     /// Names the model group a pass-through request's calls go to.
@@ -280,11 +294,51 @@ impl Head {
         Ok(req)
     }
 
-    /// The request a body route's bytes make (chat, completions or embeddings); a body that
-    /// names no model gets LiteLLM's invalid-model error.
+    /// The request a body route's bytes make. A body that names no model (`model` absent,
+    /// `null` or `""`) still makes one, with an empty model, marked [`ModelMissing`] and with
+    /// fallbacks off: it goes through the stack, whose layers record the failed call (its
+    /// spend-log row), and is refused above the router with LiteLLM's invalid-model error. When
+    /// not even a placeholder request can be made, that error is answered here.
     fn parse(&self, bytes: &Bytes) -> Result<LlmRequest, LlmError> {
-        self.parse_body(bytes)
-            .map_err(|e| super::surface::missing_model_error(self.route, bytes, e))
+        let (mut req, shown) = match self.parse_body(bytes) {
+            Ok(req) if req.model().is_empty() && self.route.upload_kind().is_none() => {
+                let shown = super::surface::shown_missing(bytes);
+                (req, shown)
+            }
+            Ok(req) => (req, ""),
+            Err(e) => {
+                let Some(shown) = super::surface::missing_model(self.route, bytes, &e) else {
+                    return Err(e);
+                };
+                (self.model_less(bytes, shown)?, shown)
+            }
+        };
+        if req.model().is_empty() && !matches!(self.route, Route::PassThrough(_)) {
+            req.extensions.insert(ModelMissing(shown));
+            let mut controls = req.controls().into_owned();
+            controls.disable_fallbacks = Some(true);
+            req.set_controls(Some(controls));
+        }
+        Ok(req)
+    }
+
+    /// The request of a body that names no model, with an empty model: the body itself with
+    /// `"model": ""`, else the route's least body; a multipart upload keeps none of its parts.
+    fn model_less(&self, bytes: &Bytes, shown: &'static str) -> Result<LlmRequest, LlmError> {
+        if let Some(kind) = self.route.upload_kind() {
+            return Ok(LlmRequest::upload(UploadRequest {
+                kind,
+                model: String::new(),
+                parts: Vec::new(),
+            }));
+        }
+        super::surface::with_empty_model(bytes)
+            .and_then(|b| self.parse_body(&b).ok())
+            .or_else(|| {
+                let least = Bytes::from_static(super::surface::placeholder_body(self.route));
+                self.parse_body(&least).ok()
+            })
+            .ok_or_else(|| super::surface::model_missing_error(self.route, shown))
     }
 
     fn parse_body(&self, bytes: &Bytes) -> Result<LlmRequest, LlmError> {
@@ -369,6 +423,11 @@ impl Head {
             (controls, LlmRequest::embeddings_from_bytes(body, bytes))
         };
         req.set_controls(controls);
+        if let Some(model) = self.server_model.as_deref() {
+            // LiteLLM's `moderation_model`: the server's model wins over the body's.
+            check_model(model)?;
+            req.set_model(model);
+        }
         if let Some(model) = self.path_model.as_deref() {
             // The deployment named in an Azure-style path wins over the body's `model`.
             check_model(model)?;
@@ -453,6 +512,7 @@ where
     )
     .then(RelayHead::new);
     let counted = matches!(head.route, Route::CountTokens);
+    let litellm_prefix = head.litellm_prefix;
     let received = head.received;
     let mut log = head.log.take();
     let http1 = head.http1;
@@ -585,6 +645,7 @@ where
     // The body, kept (one reference count) for the error that names the model asked for, and
     // the timeout the request set, echoed on a timeout error.
     let asked = llm_req.op.clone();
+    let missing = llm_req.extensions.get::<ModelMissing>().map(|m| m.0);
     let asked_timeout = super::surface::requested_timeout(&llm_req);
     let resp = inner.call(llm_req).await;
     if large {
@@ -602,8 +663,12 @@ where
                 status = e.status().as_u16(),
                 "request failed"
             );
-            let mut e = super::surface::litellm_model_error(route, asked.model(), e);
+            let mut e =
+                super::surface::litellm_model_error(route, missing.unwrap_or(asked.model()), e);
             super::surface::echo_timeout(&mut e, asked_timeout);
+            if litellm_prefix {
+                super::surface::litellm_prefix(&mut e);
+            }
             return failed(&e, dialect, &call_id, log.as_deref());
         }
     };
@@ -625,7 +690,7 @@ where
     };
     let mut out = match relay {
         Some(relay) => respond_relay(resp, &relay, dialect, &call_id, received, log).await,
-        None => respond(resp, dialect, &call_id, received, log).await,
+        None => respond(resp, dialect, &call_id, received, log, litellm_prefix).await,
     };
     if counted && out.status() == StatusCode::OK {
         // The gateway's estimate says so; any other count is the provider's own.
@@ -653,7 +718,7 @@ async fn respond_relay(
         // An answer made by a layer (none does today): written as any other.
         other => {
             let resp = LlmResponse { body: other, meta };
-            return respond(resp, dialect, call_id, received, log).await;
+            return respond(resp, dialect, call_id, received, log, false).await;
         }
     };
     let frames = stream.filter_map(|item| {
@@ -869,7 +934,15 @@ async fn respond(
     call_id: &Arc<str>,
     received: Instant,
     log: Option<Box<AccessLog>>,
+    litellm_prefix: bool,
 ) -> http::Response<ServerBody> {
+    // An error before a stream's first chunk is the call's error, answered as one.
+    let call_failed = |mut e: LlmError, log: Option<Box<AccessLog>>| {
+        if litellm_prefix {
+            super::surface::litellm_prefix(&mut e);
+        }
+        failed(&e, dialect, call_id, log.as_deref())
+    };
     let LlmResponse { body, meta } = resp;
     // Complete answers are logged here; a stream when it ends (see `ServerBody::sse`).
     let mut log_now = None;
@@ -905,7 +978,7 @@ async fn respond(
             // Wait for the first chunk so that an error before any output is a proper HTTP error.
             let first = match stream.next().await {
                 Some(Ok(chunk)) => Some(chunk),
-                Some(Err(e)) => return failed(&e, dialect, call_id, log.as_deref()),
+                Some(Err(e)) => return call_failed(e, log),
                 None => None,
             };
             let body = match log {
@@ -918,7 +991,7 @@ async fn respond(
             // As for chat: an error before the first event is a proper HTTP error.
             let first = match stream.next().await {
                 Some(Ok(event)) => Some(event),
-                Some(Err(e)) => return failed(&e, dialect, call_id, log.as_deref()),
+                Some(Err(e)) => return call_failed(e, log),
                 None => None,
             };
             let body = ServerBody::events(first, stream, dialect.error_frame());

@@ -66,23 +66,31 @@ pub(super) fn insert_meta(h: &mut HeaderMap, meta: &ResponseMeta, overhead: Dura
         X_LITELLM_ATTEMPTED_FALLBACKS,
         count_header(meta.attempted_fallbacks),
     );
+    // The retry layer's number; 0 for an answer that came from no upstream call through it (a
+    // cache hit, the model listing), so every answer carries the header.
+    let max = meta
+        .headers
+        .get(X_LITELLM_MAX_RETRIES)
+        .cloned()
+        .unwrap_or_else(|| count_header(0));
+    h.insert(X_LITELLM_MAX_RETRIES, max);
 }
 
-/// Puts the call id into `h` as `x-litellm-call-id`.
-/// What the policy layers recorded on an error: `x-litellm-attempted-retries` and
-/// `x-litellm-attempted-fallbacks`.
+/// What the policy layers recorded on an error: `x-litellm-attempted-retries`,
+/// `x-litellm-attempted-fallbacks` and `x-litellm-max-retries`, on every error: an error raised
+/// above the retry layer (a key, limit, budget or parse refusal) spent no retry and was allowed
+/// none, so it says 0.
 pub(super) fn insert_error_meta(h: &mut HeaderMap, meta: &crate::error::ErrorMeta) {
     for (name, n) in [
         (X_LITELLM_ATTEMPTED_RETRIES, meta.attempted_retries),
         (X_LITELLM_ATTEMPTED_FALLBACKS, meta.attempted_fallbacks),
         (X_LITELLM_MAX_RETRIES, meta.max_retries),
     ] {
-        if let Some(n) = n {
-            h.insert(name, count_header(n));
-        }
+        h.insert(name, count_header(n.unwrap_or(0)));
     }
 }
 
+/// Puts the call id into `h` as `x-litellm-call-id`.
 pub(super) fn insert_call_id(h: &mut HeaderMap, call_id: &Arc<str>) {
     if let Ok(v) = HeaderValue::from_str(call_id) {
         h.insert(X_LITELLM_CALL_ID, v);

@@ -42,4 +42,5 @@ pub use self::{
         CacheControlHeader, CallId, NotFound, OnRefusal, OpenAiServer, ReceivedAt, RequestTimeout,
         ServerFuture,
     },
+    surface::EdgeSettings,
 };

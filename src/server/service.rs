@@ -26,6 +26,7 @@ use super::{
     },
     json::error_response,
     readiness::Readiness,
+    surface::EdgeSettings,
 };
 use crate::store::responses::SharedResponseStore;
 use crate::{
@@ -76,6 +77,7 @@ pub struct OpenAiServer<S, F = NotFound> {
     pass_through: PassThroughRoutes,
     responses: Option<SharedResponseStore>,
     on_refusal: Option<OnRefusal>,
+    edge: EdgeSettings,
 }
 
 /// Told of each call the edge refuses before the stack (no valid key at admission, a body that
@@ -97,6 +99,7 @@ impl<S: Clone, F: Clone> Clone for OpenAiServer<S, F> {
             pass_through: self.pass_through.clone(),
             responses: self.responses.clone(),
             on_refusal: self.on_refusal.clone(),
+            edge: self.edge.clone(),
         }
     }
 }
@@ -147,6 +150,7 @@ impl<S> OpenAiServer<S> {
             pass_through: PassThroughRoutes::none(),
             responses: None,
             on_refusal: None,
+            edge: EdgeSettings::default(),
         }
     }
 }
@@ -167,6 +171,7 @@ impl<S, F> OpenAiServer<S, F> {
             pass_through: self.pass_through,
             responses: self.responses,
             on_refusal: self.on_refusal,
+            edge: self.edge,
         }
     }
 
@@ -224,6 +229,14 @@ impl<S, F> OpenAiServer<S, F> {
     #[must_use]
     pub fn admission(mut self, admission: Option<Admission>) -> Self {
         self.admission = admission;
+        self
+    }
+
+    /// The settings of the edge LiteLLM reads from `general_settings` ([`EdgeSettings`]: the
+    /// default moderation model, LiteLLM's exception-class prefix; default: neither).
+    #[must_use]
+    pub fn edge_settings(mut self, settings: EdgeSettings) -> Self {
+        self.edge = settings;
         self
     }
 
@@ -588,6 +601,7 @@ where
         let (parts, body) = req.into_parts();
         match Head::read(&parts, route, &self.readiness) {
             Ok(mut head) => {
+                head.apply(&self.edge);
                 if let Route::PassThrough(f) = route {
                     if let Some(group) = self.pass_through.group(f) {
                         head.set_pass_through_group(group);

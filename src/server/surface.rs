@@ -9,6 +9,8 @@
 //! `/v1/models` to view available models for your key.` (`ProxyModelNotFoundError` in LiteLLM's
 //! `proxy/route_llm_request.py`), with the call id, as every answer has.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::StatusCode;
 use serde::Deserialize;
@@ -18,6 +20,50 @@ use crate::{
     error::{ErrorKind, LlmError},
     types::{extensions::RequestTimeout, JsonBody, LlmRequest, LlmResponse, ResponseBody},
 };
+
+/// Settings of the edge read from LiteLLM's `general_settings`
+/// ([`OpenAiServer::edge_settings`](super::OpenAiServer::edge_settings)).
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct EdgeSettings {
+    /// `general_settings.moderation_model`: the model group every `POST /v1/moderations` goes
+    /// to, as LiteLLM's proxy sets it (it wins over the body's `model`; a body without one is
+    /// served by it).
+    pub moderation_model: Option<Arc<str>>,
+    /// `general_settings.litellm_exception_prefix` (llmgate's own): write LiteLLM's
+    /// `litellm.<Class>: ` prefix into the `message` of the errors LiteLLM raises as its
+    /// exception classes (those the model call raised: see
+    /// [`ErrorMeta::raised_by_call`](crate::error::ErrorMeta::raised_by_call)).
+    pub litellm_exception_prefix: bool,
+}
+
+impl EdgeSettings {
+    /// Settings with the default moderation model `model` (`None`: none).
+    #[must_use]
+    pub fn moderation_model(mut self, model: Option<&str>) -> Self {
+        self.moderation_model = model.filter(|m| !m.is_empty()).map(Arc::from);
+        self
+    }
+
+    /// Settings that write LiteLLM's exception-class prefix (default: off).
+    #[must_use]
+    pub fn litellm_exception_prefix(mut self, on: bool) -> Self {
+        self.litellm_exception_prefix = on;
+        self
+    }
+}
+
+/// `err` with LiteLLM's `litellm.<Class>: ` prefix in its message when the model call raised
+/// it (LiteLLM's exception classes set `message = "litellm.<Class>: …"` and its proxy writes
+/// that `message`); a refusal of the gateway itself keeps its message, as LiteLLM's
+/// `HTTPException`s do.
+pub(super) fn litellm_prefix(err: &mut LlmError) {
+    if !err.meta().raised_by_call || err.message().starts_with("litellm.") {
+        return;
+    }
+    let message = format!("litellm.{}: {}", err.litellm_class(), err.message());
+    err.set_message(message);
+}
 
 /// The route as LiteLLM names it in its invalid-model error (`ROUTE_ENDPOINT_MAPPING`).
 pub(super) fn litellm_route(route: Route) -> &'static str {
@@ -61,29 +107,84 @@ pub(super) fn litellm_model_error(route: Route, model: &str, err: LlmError) -> L
     }
     let mut out = invalid_model(route, model);
     *out.headers_mut() = err.headers().clone();
+    *out.meta_mut() = *err.meta();
+    // LiteLLM's proxy raises it itself (an `HTTPException`): no exception-class prefix.
+    out.meta_mut().raised_by_call = false;
     out
 }
 
 /// The members of a body the invalid-model check reads.
 #[derive(Deserialize)]
 struct ModelProbe {
-    #[serde(default)]
+    /// `None`: absent; `Some(Value::Null)`: `null` (a plain `Option` would read both as `None`).
+    #[serde(default, deserialize_with = "present")]
     model: Option<serde_json::Value>,
 }
 
-/// `err` (a body that did not parse) as LiteLLM answers it when the body names no model (no
-/// `model`, `null` or `""`): its invalid-model error, which it raises before reading the rest.
-/// Read only on this error path.
-pub(super) fn missing_model_error(route: Route, body: &Bytes, err: LlmError) -> LlmError {
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+/// How LiteLLM's invalid-model message names the model of a body that names none, when `err`
+/// (the body's parse error) comes from that: `""` for an absent `model` (also a multipart
+/// upload without one), `"None"` for `null`. `None` when the body names a model or `err` is about
+/// something else. Read only on this error path.
+pub(super) fn missing_model(route: Route, body: &Bytes, err: &LlmError) -> Option<&'static str> {
     if err.kind() != ErrorKind::BadRequest {
-        return err;
+        return None;
+    }
+    if route.upload_kind().is_some() {
+        return (err.param() == Some("model") && err.message() == "model: Field required")
+            .then_some("");
     }
     match serde_json::from_slice::<ModelProbe>(body) {
-        Ok(ModelProbe { model: None }) => invalid_model(route, ""),
+        Ok(ModelProbe { model: None }) => Some(""),
         Ok(ModelProbe {
             model: Some(serde_json::Value::Null),
-        }) => invalid_model(route, "None"),
-        _ => err,
+        }) => Some("None"),
+        _ => None,
+    }
+}
+
+/// How LiteLLM's invalid-model message names the model of a body that parsed with an empty one:
+/// `"None"` when the body sent `null`, else `""`. Read only on that path.
+pub(super) fn shown_missing(body: &Bytes) -> &'static str {
+    match serde_json::from_slice::<ModelProbe>(body) {
+        Ok(ModelProbe {
+            model: Some(serde_json::Value::Null),
+        }) => "None",
+        _ => "",
+    }
+}
+
+/// LiteLLM's invalid-model error for a body that names no model (`shown` as
+/// [`missing_model`] gives it): what the edge answers when it cannot build the request to send
+/// through the stack.
+pub(super) fn model_missing_error(route: Route, shown: &str) -> LlmError {
+    invalid_model(route, shown)
+}
+
+/// `body` (a JSON object) with `"model": ""`: the request a body naming no model makes, to go
+/// through the stack and be refused there. `None` when it is not an object.
+pub(super) fn with_empty_model(body: &Bytes) -> Option<Bytes> {
+    let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
+    map.insert("model".to_owned(), serde_json::Value::String(String::new()));
+    serde_json::to_vec(&map).ok().map(Bytes::from)
+}
+
+/// The least body of a JSON route with `"model": ""`, for a body that names no model and lacks
+/// more (LiteLLM checks the model first, so its answer is the invalid-model error all the same).
+pub(super) fn placeholder_body(route: Route) -> &'static [u8] {
+    match route {
+        Route::Chat => br#"{"model":"","messages":[]}"#,
+        Route::Completions => br#"{"model":"","prompt":""}"#,
+        Route::Embeddings => br#"{"model":"","input":""}"#,
+        Route::Moderations => br#"{"model":"","input":""}"#,
+        Route::ImageGenerations => br#"{"model":"","prompt":""}"#,
+        Route::AudioSpeech => br#"{"model":"","input":"","voice":""}"#,
+        Route::Rerank => br#"{"model":"","query":"","documents":[]}"#,
+        Route::Messages | Route::CountTokens => br#"{"model":"","messages":[],"max_tokens":1}"#,
+        _ => br#"{"model":""}"#,
     }
 }
 
@@ -257,26 +358,62 @@ mod tests {
     }
 
     #[test]
-    fn a_body_without_a_model_gets_the_invalid_model_error() {
+    fn a_body_without_a_model_is_told_apart() {
         let parse = LlmError::bad_request("missing field `model`");
-        let e = missing_model_error(
-            Route::Embeddings,
-            &Bytes::from_static(b"{\"input\":\"x\"}"),
-            parse,
+        let body = Bytes::from_static(b"{\"input\":\"x\"}");
+        assert_eq!(missing_model(Route::Embeddings, &body, &parse), Some(""));
+        let body = Bytes::from_static(b"{\"model\":null,\"input\":\"x\"}");
+        assert_eq!(
+            missing_model(Route::Embeddings, &body, &parse),
+            Some("None")
         );
-        assert!(e
+        assert!(model_missing_error(Route::Embeddings, "")
             .message()
             .starts_with("/embeddings: Invalid model name passed in model=."));
         let parse = LlmError::bad_request("missing field `messages`");
-        let e = missing_model_error(
-            Route::Chat,
-            &Bytes::from_static(b"{\"model\":\"g\"}"),
-            parse,
-        );
-        assert_eq!(e.message(), "missing field `messages`");
+        let body = Bytes::from_static(b"{\"model\":\"g\"}");
+        assert_eq!(missing_model(Route::Chat, &body, &parse), None);
         let parse = LlmError::bad_request("bad");
-        let e = missing_model_error(Route::Chat, &Bytes::from_static(b"[1]"), parse);
-        assert_eq!(e.message(), "bad");
+        assert_eq!(
+            missing_model(Route::Chat, &Bytes::from_static(b"[1]"), &parse),
+            None
+        );
+        let upload = LlmError::bad_request("model: Field required").with_param("model");
+        assert_eq!(
+            missing_model(Route::AudioTranscriptions, &Bytes::new(), &upload),
+            Some("")
+        );
+        let patched = with_empty_model(&Bytes::from_static(b"{\"input\":\"x\"}")).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&patched).unwrap();
+        assert_eq!(v, serde_json::json!({"input": "x", "model": ""}));
+        assert!(with_empty_model(&Bytes::from_static(b"[1]")).is_none());
+    }
+
+    #[test]
+    fn prefixes_only_errors_the_call_raised() {
+        let mut upstream = LlmError::new(ErrorKind::RateLimit, "Rate limit reached");
+        upstream.meta_mut().raised_by_call = true;
+        litellm_prefix(&mut upstream);
+        assert_eq!(
+            upstream.message(),
+            "litellm.RateLimitError: Rate limit reached"
+        );
+        // Once only.
+        litellm_prefix(&mut upstream);
+        assert_eq!(
+            upstream.message(),
+            "litellm.RateLimitError: Rate limit reached"
+        );
+        let mut refused = LlmError::new(ErrorKind::RateLimit, "key over its rpm");
+        litellm_prefix(&mut refused);
+        assert_eq!(refused.message(), "key over its rpm");
+        let mut router = LlmError::new(ErrorKind::NotFound, "no").with_code("model_not_found");
+        router.meta_mut().raised_by_call = true;
+        let mut e = litellm_model_error(Route::Chat, "x", router);
+        litellm_prefix(&mut e);
+        assert!(e
+            .message()
+            .starts_with("/chat/completions: Invalid model name"));
     }
 
     #[test]

@@ -123,6 +123,15 @@ pub struct MockTesting {
     pub delay: Option<Duration>,
 }
 
+/// Put on a request whose body names no model (`model` absent, `null` or `""`) by the edge, which
+/// still sends it through the stack so that the layers above the router record the failed call
+/// (its spend-log row, as LiteLLM writes one). The [retry](crate::retry) layer refuses such a
+/// request before the router with the router's unknown-model error, so no group (a `*` wildcard
+/// included) serves it, and the edge answers LiteLLM's invalid-model 400. The text is how
+/// LiteLLM's message names the missing model: `""` for an absent or empty one, `"None"` for `null`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelMissing(pub &'static str);
+
 /// A param that is `true` (or LiteLLM's string forms of it).
 fn truthy(v: &Value) -> bool {
     match v {
