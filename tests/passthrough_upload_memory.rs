@@ -104,8 +104,15 @@ async fn a_200_mib_upload_passes_through_in_flat_memory() {
     // One 64 KiB piece sent 3200 times: the pieces share one buffer, so what grows is the
     // gateway's.
     let piece = Bytes::from(vec![b'x'; CHUNK]);
-    let pieces = std::iter::repeat_n(piece, TOTAL / CHUNK)
-        .map(|p| Ok::<_, Infallible>(Frame::data(p)));
+    // What the client has handed to its connection so far: the baseline is taken once 8 MiB
+    // have left the client, whatever the gateway does with them (a gateway that buffered the
+    // body would have read it all before the upstream saw a byte).
+    let sent = Arc::new(AtomicU64::new(0));
+    let counted = sent.clone();
+    let pieces = std::iter::repeat_n(piece, TOTAL / CHUNK).map(move |p| {
+        counted.fetch_add(p.len() as u64, Ordering::Relaxed);
+        Ok::<_, Infallible>(Frame::data(p))
+    });
     let body = StreamBody::new(futures_util::stream::iter(pieces));
     let req = http::Request::post(gw.url("/openai/v1/uploads/up_1/parts"))
         .header("content-type", "application/octet-stream")
@@ -115,23 +122,23 @@ async fn a_200_mib_upload_passes_through_in_flat_memory() {
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .build(hyper_util::client::legacy::connect::HttpConnector::new());
 
-    // The resident set, sampled every 20 ms while the upload runs.
+    // The resident set, sampled every 5 ms while the upload runs.
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {
-        let seen = seen.clone();
+        let sent = sent.clone();
         let sampling = sampling.clone();
         tokio::spawn(async move {
             let mut baseline = None;
             let mut peak = 0;
             while sampling.load(Ordering::Relaxed) {
-                let got = seen.load(Ordering::Relaxed);
+                let got = sent.load(Ordering::Relaxed);
                 if baseline.is_none() && got >= 8 << 20 {
                     baseline = Some(rss_kib());
                 }
                 if baseline.is_some() {
                     peak = peak.max(rss_kib());
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
             (baseline, peak)
         })
