@@ -741,10 +741,8 @@ async fn send_streamed(
     declare: bool,
 ) -> (u16, Bytes) {
     use http_body_util::BodyExt as _;
-    let client = hyper_util::client::legacy::Client::builder(
-        hyper_util::rt::TokioExecutor::new(),
-    )
-    .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
     let mut b = http::Request::post(url);
     for (n, v) in headers {
         b = b.header(*n, *v);

@@ -98,7 +98,10 @@ mod tests {
 
     use super::*;
 
-    fn chunks(n: usize, size: usize) -> StreamBody<impl futures_core::Stream<Item = Result<Frame<Bytes>, Infallible>>> {
+    fn chunks(
+        n: usize,
+        size: usize,
+    ) -> StreamBody<impl futures_core::Stream<Item = Result<Frame<Bytes>, Infallible>>> {
         StreamBody::new(futures_util::stream::iter(
             (0..n).map(move |i| Ok(Frame::data(Bytes::from(vec![i as u8; size])))),
         ))

@@ -26,13 +26,13 @@ use super::{resolve::reached, transport_error, AccessToken, Deployment, Provider
 use crate::{
     error::{BoxError, ErrorKind, LlmError},
     passthrough::usage::{Shape, UsageScanner},
-    upstream::StreamedBody,
     types::{
         passthrough::{
             relayed_headers, Family, PassThroughRequest, RelayHead, RelayedHead, Upload,
         },
         LlmRequest, LlmResponse, Operation, StreamEvent,
     },
+    upstream::StreamedBody,
 };
 
 /// Adds the deployment's `extra_headers` and its credential header (as resolved for `family`) to

@@ -954,7 +954,9 @@ where
         )
         .with_status(StatusCode::PAYLOAD_TOO_LARGE)
         .with_code("request_too_large"),
-        ReadError::Read(e) => LlmError::bad_request(format!("Could not read the request body: {e}")),
+        ReadError::Read(e) => {
+            LlmError::bad_request(format!("Could not read the request body: {e}"))
+        }
     })
 }
 

@@ -276,10 +276,7 @@ fn body_asks_stream(body: &[u8]) -> bool {
 fn mentions_stream_true(body: &[u8]) -> bool {
     const NEEDLE: &[u8] = b"\"stream\"";
     let mut from = 0;
-    while let Some(at) = body[from..]
-        .windows(NEEDLE.len())
-        .position(|w| w == NEEDLE)
-    {
+    while let Some(at) = body[from..].windows(NEEDLE.len()).position(|w| w == NEEDLE) {
         let rest = &body[from + at + NEEDLE.len()..];
         let rest = rest.trim_ascii_start();
         if let Some(rest) = rest.strip_prefix(b":") {

@@ -288,9 +288,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_streamed_extension_is_taken_once_and_never_mixed_with_bytes() {
-        let chunks = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(
-            Bytes::from_static(b"up"),
-        ))]);
+        let chunks =
+            futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"up")))]);
         let ext = StreamedBody::new(RequestBody::streamed(
             http_body_util::StreamBody::new(chunks),
             None,
@@ -311,7 +310,9 @@ mod tests {
         // Bytes and a stream together: refused.
         let mut req = http::Request::new(Full::new(Bytes::from_static(b"x")));
         req.extensions_mut()
-            .insert(StreamedBody::new(RequestBody::full(Bytes::from_static(b"y"))));
+            .insert(StreamedBody::new(RequestBody::full(Bytes::from_static(
+                b"y",
+            ))));
         assert!(request_body(req).is_err());
         // No extension: the bytes.
         let plain = request_body(http::Request::new(Full::new(Bytes::from_static(b"z")))).unwrap();
