@@ -25,6 +25,7 @@
 //! `litellm_params` key), else of the first deployment of that provider in `model_list`. A
 //! family with no deployment has no route (404).
 
+pub mod upload;
 pub mod usage;
 
 use std::sync::Arc;

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures_core::Stream;
 use http::header::CONTENT_TYPE;
 use http_body::Body;
-use http_body_util::{BodyDataStream, Full};
+use http_body_util::{BodyDataStream, BodyExt as _, Full};
 use tower_service::Service;
 
 use super::{resolve::reached, transport_error, AccessToken, Deployment, Provider};
@@ -27,9 +27,12 @@ use crate::{
     error::{BoxError, ErrorKind, LlmError},
     passthrough::usage::{Shape, UsageScanner},
     types::{
-        passthrough::{relayed_headers, Family, PassThroughRequest, RelayHead, RelayedHead},
+        passthrough::{
+            relayed_headers, Family, PassThroughRequest, RelayHead, RelayedHead, Upload,
+        },
         LlmRequest, LlmResponse, Operation, StreamEvent,
     },
+    upstream::StreamedBody,
 };
 
 /// Adds the deployment's `extra_headers` and its credential header (as resolved for `family`) to
@@ -70,6 +73,58 @@ fn encode(
     }
 }
 
+/// The upstream request of a pass-through whose body streams (`upload`): its bytes ride as a
+/// [`StreamedBody`] beside an empty `Full` body, so the client's frames go to the provider as they
+/// arrive. Bedrock signs the payload's SHA-256 (SigV4 for `bedrock-runtime` takes no
+/// `UNSIGNED-PAYLOAD`), so there the body is collected first, under the same limit.
+async fn streamed(
+    pt: &PassThroughRequest,
+    upload: &Upload,
+    provider: &str,
+    dep: &Deployment,
+    token: Option<&crate::secret::Secret>,
+) -> Result<http::Request<Full<Bytes>>, LlmError> {
+    let body = upload
+        .take_body(pt.body.clone())
+        .ok_or_else(|| LlmError::internal("the streamed request body was already sent"))?;
+    if pt.family == Family::Bedrock {
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| {
+                if upload.exceeded() {
+                    too_large()
+                } else {
+                    LlmError::bad_request(format!("Could not read the request body: {e}"))
+                }
+            })?
+            .to_bytes();
+        let mut whole = pt.clone();
+        whole.body = bytes;
+        whole.upload = None;
+        return Ok(encode(&whole, provider, dep, token)?.map(Full::new));
+    }
+    // The head is encoded with no body (the stream carries it all): credentials and URL as for
+    // any call.
+    let mut bare = pt.clone();
+    bare.body = Bytes::new();
+    bare.upload = None;
+    let up = encode(&bare, provider, dep, token)?;
+    let (mut parts, _) = up.into_parts();
+    parts.extensions.insert(StreamedBody::new(body));
+    Ok(http::Request::from_parts(parts, Full::new(Bytes::new())))
+}
+
+/// The error of a body larger than the limit (413, as the edge answers it).
+fn too_large() -> LlmError {
+    LlmError::new(
+        ErrorKind::BadRequest,
+        "Request body is larger than the limit of the gateway",
+    )
+    .with_status(http::StatusCode::PAYLOAD_TOO_LARGE)
+    .with_code("request_too_large")
+}
+
 /// One pass-through call: `req` (an [`Operation::PassThrough`]) to `dep` through `client`.
 /// `timeout` bounds the wait for the upstream's response head.
 pub(crate) async fn call<C, B>(
@@ -106,7 +161,10 @@ where
         Some(fut) => Some(fut.await?),
         None => req.extensions.get::<AccessToken>().map(|t| t.0.clone()),
     };
-    let up = encode(pt, provider.name(), dep, token.as_ref())?.map(Full::new);
+    let up = match &pt.upload {
+        None => encode(pt, provider.name(), dep, token.as_ref())?.map(Full::new),
+        Some(upload) => streamed(pt, upload, provider.name(), dep, token.as_ref()).await?,
+    };
     let started = Instant::now();
     let send = client.call(up);
     let sent = match timeout {
@@ -119,7 +177,10 @@ where
         })?,
         None => send.await,
     };
-    let resp = sent.map_err(|e| transport_error(e.into()).with_provider(provider.name()))?;
+    let resp = sent.map_err(|e| match &pt.upload {
+        Some(upload) if upload.exceeded() => too_large(),
+        _ => transport_error(e.into()).with_provider(provider.name()),
+    })?;
     let ttfb = started.elapsed();
     let (parts, body) = resp.into_parts();
     let shape = Shape::of(

@@ -271,7 +271,11 @@ impl Head {
     }
 
     /// The pass-through request `bytes` (its body) make with the head.
-    fn parse_pass_through(&mut self, bytes: Bytes) -> Result<LlmRequest, LlmError> {
+    fn parse_pass_through(
+        &mut self,
+        bytes: Bytes,
+        upload: Option<crate::types::passthrough::Upload>,
+    ) -> Result<LlmRequest, LlmError> {
         let head = self
             .pass_through
             .take()
@@ -288,6 +292,7 @@ impl Head {
         pt.query = query;
         pt.headers = headers;
         pt.body = bytes;
+        pt.upload = upload;
         let mut req = LlmRequest::new(Operation::PassThrough(Arc::new(pt)));
         // The body is the provider's: no gateway control is read from it.
         req.set_controls(None);
@@ -494,7 +499,8 @@ pub(super) async fn handle<S, B>(
 ) -> http::Response<ServerBody>
 where
     S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
-    B: Body,
+    B: Body + Send + 'static,
+    B::Data: Send,
     B::Error: Into<BoxError>,
 {
     let call_id = head.call_id.clone();
@@ -583,14 +589,9 @@ where
                 large = bytes.len() >= LARGE_BODY_BYTES;
                 head.parse(&bytes)
             }),
-        Route::PassThrough(_) => {
-            read_body(head.content_length, body, limit)
-                .await
-                .and_then(|bytes| {
-                    large = bytes.len() >= LARGE_BODY_BYTES;
-                    head.parse_pass_through(bytes)
-                })
-        }
+        Route::PassThrough(_) => read_pass_through(head.content_length, body, limit)
+            .await
+            .and_then(|(bytes, upload)| head.parse_pass_through(bytes, upload)),
         // Health routes answer in `Head::read`; `/v1/models` has no body.
         Route::Models | Route::Model | Route::Liveliness | Route::Readiness => {
             Ok(LlmRequest::list_models())
@@ -1095,6 +1096,40 @@ where
             biased;
             r = collect => r,
             () = timer.sleep(read_timeout) => Err(body_timeout(read_timeout)),
+        }
+    })
+}
+
+/// A pass-through body: read whole when it ends within 1 MiB, else its start and the rest as an
+/// upload streamed to the provider (see `passthrough::upload`). The start is read under the same
+/// deadline as any body.
+async fn read_pass_through<B>(
+    declared: Option<u64>,
+    body: B,
+    limits: BodyLimits,
+) -> Result<(Bytes, Option<crate::types::passthrough::Upload>), LlmError>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    use crate::passthrough::upload::{read, ReadError, BUFFER_BYTES};
+    let limit = limits.max_bytes;
+    let read = read(body, declared, limit, BUFFER_BYTES);
+    let read = tokio::select! {
+        biased;
+        r = read => r,
+        () = limits.timer.sleep(limits.read_timeout) => return Err(body_timeout(limits.read_timeout)),
+    };
+    read.map_err(|e| match e {
+        ReadError::TooLarge => LlmError::new(
+            ErrorKind::BadRequest,
+            format!("Request body is larger than the limit of {limit} bytes"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        .with_code("request_too_large"),
+        ReadError::Read(e) => {
+            LlmError::bad_request(format!("Could not read the request body: {e}"))
         }
     })
 }

@@ -9,11 +9,20 @@
 
 use std::{
     fmt,
-    sync::{Arc, OnceLock},
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, OnceLock,
+    },
+    task::{Context, Poll},
 };
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt as _};
+
+use crate::{error::BoxError, upstream::RequestBody};
 
 /// A provider family reachable through a pass-through route, by its path prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -123,8 +132,12 @@ pub struct PassThroughRequest {
     pub query: Option<String>,
     /// The client's headers to send on (see [`forwarded_headers`]).
     pub headers: HeaderMap,
-    /// The client's body, as sent.
+    /// The client's body, as sent; for a body too large to buffer ([`Self::upload`] is set),
+    /// the part read before the call was made.
     pub body: Bytes,
+    /// The rest of a body too large to buffer, streamed to the provider as the client sends it
+    /// (`None`: [`Self::body`] is the whole body).
+    pub upload: Option<Upload>,
 }
 
 impl fmt::Debug for PassThroughRequest {
@@ -135,6 +148,7 @@ impl fmt::Debug for PassThroughRequest {
             .field("method", &self.method)
             .field("path", &self.path)
             .field("len", &self.body.len())
+            .field("streamed", &self.upload.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +166,17 @@ impl PassThroughRequest {
             query: None,
             headers: HeaderMap::new(),
             body: Bytes::new(),
+            upload: None,
+        }
+    }
+
+    /// The body's length: the bytes held, or the length the client declared for a streamed one
+    /// (the bytes held when it declared none).
+    #[must_use]
+    pub fn body_len(&self) -> u64 {
+        match &self.upload {
+            None => self.body.len() as u64,
+            Some(u) => u.declared_len().unwrap_or(self.body.len() as u64),
         }
     }
 
@@ -164,6 +189,10 @@ impl PassThroughRequest {
         let path = self.path.to_ascii_lowercase();
         if path.contains("stream") || self.query.as_deref().is_some_and(|q| q.contains("alt=sse")) {
             return true;
+        }
+        if self.upload.is_some() {
+            // Only the body's start is held: a textual look, since it does not parse.
+            return mentions_stream_true(&self.body);
         }
         body_asks_stream(&self.body)
     }
@@ -178,7 +207,7 @@ impl PassThroughRequest {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.contains("json"));
         if json {
-            super::usage::estimate_tokens(self.body.len())
+            super::usage::estimate_tokens(usize::try_from(self.body_len()).unwrap_or(usize::MAX))
         } else {
             0
         }
@@ -240,6 +269,151 @@ fn body_asks_stream(body: &[u8]) -> bool {
         .ok()
         .and_then(|p| p.stream)
         .is_some_and(|s| s == serde_json::Value::Bool(true))
+}
+
+/// Whether `"stream"`, blanks, `:`, blanks and `true` appear in `body` (the start of a JSON body
+/// too large to parse here).
+fn mentions_stream_true(body: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"stream\"";
+    let mut from = 0;
+    while let Some(at) = body[from..].windows(NEEDLE.len()).position(|w| w == NEEDLE) {
+        let rest = &body[from + at + NEEDLE.len()..];
+        let rest = rest.trim_ascii_start();
+        if let Some(rest) = rest.strip_prefix(b":") {
+            if rest.trim_ascii_start().starts_with(b"true") {
+                return true;
+            }
+        }
+        from += at + NEEDLE.len();
+    }
+    false
+}
+
+/// The rest of a pass-through body too large for the edge to buffer: the client's body after the
+/// bytes already read ([`PassThroughRequest::body`]), sent on to the provider as it arrives, never
+/// held whole. Cheap to clone; the stream itself is taken once ([`Upload::take_body`]), so a
+/// pass-through, which is never retried, sends it exactly once.
+///
+/// The client's frames are counted as they pass: beyond the limit the stream fails (the upstream
+/// request is cut) and [`Upload::exceeded`] says why, for a 413.
+#[derive(Clone)]
+pub struct Upload(Arc<UploadShared>);
+
+struct UploadShared {
+    rest: Mutex<Option<UnsyncBoxBody<Bytes, BoxError>>>,
+    declared: Option<u64>,
+    limit: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl Upload {
+    /// The rest of a body, `rest`, of which `declared` bytes in all were announced (its
+    /// `Content-Length`), that may not exceed `limit` bytes in all.
+    pub fn new<B>(rest: B, declared: Option<u64>, limit: u64) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self(Arc::new(UploadShared {
+            rest: Mutex::new(Some(rest.map_err(Into::into).boxed_unsync())),
+            declared,
+            limit,
+            exceeded: Arc::new(AtomicBool::new(false)),
+        }))
+    }
+
+    /// The whole body's length, when the client declared it.
+    #[must_use]
+    pub fn declared_len(&self) -> Option<u64> {
+        self.0.declared
+    }
+
+    /// Whether the client sent more than the limit (the stream was cut there).
+    #[must_use]
+    pub fn exceeded(&self) -> bool {
+        self.0.exceeded.load(Ordering::Relaxed)
+    }
+
+    /// The whole body, `head` (the bytes read before the call) then the rest as it arrives; `None`
+    /// once taken.
+    #[must_use]
+    pub fn take_body(&self, head: Bytes) -> Option<RequestBody> {
+        let rest = match self.0.rest.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        }?;
+        let seen = head.len() as u64;
+        let body = UploadBody {
+            head: (!head.is_empty()).then_some(head),
+            rest,
+            seen,
+            limit: self.0.limit,
+            exceeded: self.0.exceeded.clone(),
+        };
+        Some(RequestBody::streamed(body, self.0.declared))
+    }
+}
+
+impl fmt::Debug for Upload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upload")
+            .field("declared", &self.0.declared)
+            .field("limit", &self.0.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The body an [`Upload`] is sent as: the bytes read first, then the client's frames, counted.
+struct UploadBody {
+    head: Option<Bytes>,
+    rest: UnsyncBoxBody<Bytes, BoxError>,
+    seen: u64,
+    limit: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl Body for UploadBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Some(head) = this.head.take() {
+            return Poll::Ready(Some(Ok(Frame::data(head))));
+        }
+        let frame = std::task::ready!(Pin::new(&mut this.rest).poll_frame(cx));
+        if let Some(Ok(f)) = &frame {
+            if let Some(data) = f.data_ref() {
+                this.seen += data.len() as u64;
+                if this.seen > this.limit {
+                    this.exceeded.store(true, Ordering::Relaxed);
+                    return Poll::Ready(Some(Err(format!(
+                        "the request body is larger than the limit of {} bytes",
+                        this.limit
+                    )
+                    .into())));
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut hint = self.rest.size_hint();
+        let head = self.head.as_ref().map_or(0, |h| h.len() as u64);
+        hint.set_lower(hint.lower() + head);
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + head);
+        }
+        hint
+    }
 }
 
 /// Request headers never sent upstream: the gateway's own key and call headers, the client's

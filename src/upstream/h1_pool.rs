@@ -28,19 +28,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use futures_util::future::Either;
 use http::{
     header::{HOST, PROXY_AUTHORIZATION},
     uri::Authority,
     HeaderValue, Request, Response, Uri,
 };
-use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::{legacy::connect::HttpConnector, proxy::matcher::Intercept};
 use tower_service::Service;
 
-use super::{body::UpstreamBody, proxy::ProxySettings};
+use super::{
+    body::{RequestBody, UpstreamBody},
+    proxy::ProxySettings,
+};
 use crate::error::BoxError;
 
 /// How many times a request is offered to another connection when a pooled one could not take
@@ -65,7 +66,7 @@ struct HostIdle {
 
 #[derive(Debug)]
 struct Idle {
-    sender: SendRequest<Full<Bytes>>,
+    sender: SendRequest<RequestBody>,
     since: Instant,
 }
 
@@ -123,7 +124,7 @@ impl ThreadPool {
     }
 
     /// Keeps `sender` for the next request to `authority` (unless the host has enough idle ones).
-    fn put(&self, authority: Authority, sender: SendRequest<Full<Bytes>>, config: &PoolConfig) {
+    fn put(&self, authority: Authority, sender: SendRequest<RequestBody>, config: &PoolConfig) {
         if sender.is_closed() || config.max_idle_per_host == 0 {
             return;
         }
@@ -165,7 +166,7 @@ impl ThreadPool {
 /// would keep its argument beside the local it moves into, rust-lang/rust#62958).
 pub(crate) fn send<P: PoolSource>(
     source: Arc<P>,
-    req: Request<Full<Bytes>>,
+    req: Request<RequestBody>,
 ) -> impl Future<Output = Result<Response<UpstreamBody>, BoxError>> {
     let prepared = match source.config().proxy.intercept(req.uri()) {
         None => origin_form(req).map(|(authority, req)| (authority, None, req)),
@@ -182,9 +183,9 @@ pub(crate) fn send<P: PoolSource>(
 /// and the proxy's credentials (from its URL) in `Proxy-Authorization`, marked sensitive; and
 /// the authority of the upstream (connections to the proxy are pooled per upstream).
 fn absolute_form(
-    mut req: Request<Full<Bytes>>,
+    mut req: Request<RequestBody>,
     via: &Intercept,
-) -> Result<(Authority, Request<Full<Bytes>>), BoxError> {
+) -> Result<(Authority, Request<RequestBody>), BoxError> {
     let authority = req
         .uri()
         .authority()
@@ -205,8 +206,8 @@ fn absolute_form(
 /// `req` in origin form for HTTP/1.1 to an origin server: the path as the request target, the
 /// host in `Host`; and the authority it goes to.
 fn origin_form(
-    mut req: Request<Full<Bytes>>,
-) -> Result<(Authority, Request<Full<Bytes>>), BoxError> {
+    mut req: Request<RequestBody>,
+) -> Result<(Authority, Request<RequestBody>), BoxError> {
     let authority = req
         .uri()
         .authority()
@@ -229,7 +230,7 @@ fn send_to<P: PoolSource>(
     source: Arc<P>,
     authority: Authority,
     dial: Option<Uri>,
-    req: Request<Full<Bytes>>,
+    req: Request<RequestBody>,
 ) -> impl Future<Output = Result<Response<UpstreamBody>, BoxError>> {
     // Not an `async fn` (see `send`); the rebinding keeps clippy's `manual_async_fn` from
     // asking for one.
@@ -289,7 +290,7 @@ async fn connect(
     config: &PoolConfig,
     authority: &Authority,
     dial: Option<&Uri>,
-) -> Result<SendRequest<Full<Bytes>>, BoxError> {
+) -> Result<SendRequest<RequestBody>, BoxError> {
     let io = match dial {
         None => {
             let uri = Uri::builder()
@@ -311,7 +312,7 @@ async fn connect(
                 )
             })?,
     };
-    let (sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake::<_, RequestBody>(io).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "upstream connection ended with an error");
@@ -330,7 +331,7 @@ async fn connect(
 pub(crate) struct Return {
     source: Arc<dyn PoolSource>,
     authority: Authority,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    sender: Option<SendRequest<RequestBody>>,
 }
 
 impl Return {
@@ -360,9 +361,10 @@ mod tests {
         sync::atomic::{AtomicUsize, Ordering},
     };
 
+    use bytes::Bytes;
     use futures_util::StreamExt as _;
     use http_body::Frame;
-    use http_body_util::{BodyExt as _, StreamBody};
+    use http_body_util::{BodyExt as _, Full, StreamBody};
     use hyper::{body::Incoming, service::service_fn};
     use hyper_util::rt::TokioIo;
     use tokio::net::TcpListener;
@@ -456,9 +458,9 @@ mod tests {
         (format!("http://{addr}"), accepted)
     }
 
-    fn post(base: &str, path: &str, body: &'static str) -> Request<Full<Bytes>> {
+    fn post(base: &str, path: &str, body: &'static str) -> Request<RequestBody> {
         Request::post(format!("{base}{path}"))
-            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .body(RequestBody::full(Bytes::from_static(body.as_bytes())))
             .unwrap()
     }
 

@@ -20,7 +20,7 @@ use rustls::ClientConfig;
 use thread_local::ThreadLocal;
 
 use super::{
-    body::UpstreamBody,
+    body::{request_body, RequestBody, UpstreamBody},
     error::UpstreamConfigError,
     h1_pool::{self, PoolConfig, PoolSource, ThreadPool},
     proxy::{Connector, ProxySettings},
@@ -52,7 +52,7 @@ pub struct HttpClient {
     shared: Arc<Shared>,
 }
 
-type TlsClient = Client<HttpsConnector<Connector>, Full<Bytes>>;
+type TlsClient = Client<HttpsConnector<Connector>, RequestBody>;
 
 #[derive(Debug)]
 struct Shared {
@@ -299,6 +299,17 @@ impl tower_service::Service<http::Request<Full<Bytes>>> for HttpClient {
     }
 
     fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
+        // Its bytes, or the stream a pass-through upload left in its extensions.
+        let req = match request_body(req) {
+            Ok(req) => req,
+            Err(e) => {
+                return HttpFuture {
+                    inner: Inner::Plain {
+                        fut: Box::pin(std::future::ready(Err(e))),
+                    },
+                }
+            }
+        };
         if req.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
             return HttpFuture {
                 inner: Inner::Plain {

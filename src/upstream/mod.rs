@@ -10,7 +10,11 @@
 //! - TLS: the root certificates (webpki roots by default; a CA bundle from `SSL_CERT_FILE` /
 //!   `SSL_CERT_DIR` or LiteLLM's `ssl_verify: <path>`), verification switched off by
 //!   `ssl_verify: false`, and client certificates (`ssl_certificate`), see [`TlsSettings`];
-//! - proxies: `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY`, see [`ProxySettings`].
+//! - proxies: `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY`, see [`ProxySettings`];
+//! - request bodies: [`RequestBody`], complete bytes (every call the gateway encodes) or a stream
+//!   of frames (a pass-through upload, sent on as it arrives, with backpressure). A stream rides
+//!   on the `http::Request<Full<Bytes>>` every client service takes as a [`StreamedBody`]
+//!   request extension, so providers and test doubles keep their one signature.
 //!
 //! [`HttpClient::new`] reads no environment (webpki roots, no proxy); the gateway binary builds
 //! its client with [`HttpClient::from_config`], which reads the environment once and the
@@ -26,7 +30,7 @@ mod tls;
 #[cfg(feature = "gateway")]
 pub(crate) use self::http_client::HostPort;
 pub use self::{
-    body::UpstreamBody,
+    body::{RequestBody, StreamedBody, UpstreamBody},
     error::UpstreamConfigError,
     http_client::{HttpClient, HttpClientBuilder, HttpFuture},
     proxy::{ProxyError, ProxySettings},
