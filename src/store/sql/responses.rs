@@ -65,6 +65,7 @@ pub struct SqlResponseStore {
     pending_relayed: moka::sync::Cache<Arc<str>, RelayedResponse>,
     /// Ids deleted while their write was under way: deleted again once it lands.
     tombstones: moka::sync::Cache<Arc<str>, ()>,
+    tombstones_relayed: moka::sync::Cache<Arc<str>, ()>,
     /// LiteLLM's schema: the table was created (once per store).
     table: Arc<tokio::sync::OnceCell<()>>,
     /// Unix seconds of the last clean-up.
@@ -105,6 +106,7 @@ impl SqlResponseStore {
             pending: small_cache(),
             pending_relayed: small_cache(),
             tombstones: small_cache(),
+            tombstones_relayed: small_cache(),
             table: Arc::new(tokio::sync::OnceCell::new()),
             last_purge: Arc::new(AtomicU64::new(0)),
         }
@@ -325,6 +327,15 @@ impl ResponseStore for SqlResponseStore {
         Box::pin(async move {
             let written = self.upsert_relayed(&response).await;
             self.pending_relayed.invalidate(&response.id);
+            if self.tombstones_relayed.remove(&response.id).is_some() {
+                sqlx::query(DELETE_RELAYED)
+                    .bind(response.id.to_string())
+                    .bind(response.owner.to_string())
+                    .bind(secs(self.now()))
+                    .execute(&self.store.pool)
+                    .await
+                    .map_err(db("forget a relayed response"))?;
+            }
             written?;
             self.purge().await
         })
@@ -347,7 +358,11 @@ impl ResponseStore for SqlResponseStore {
             let pending = self
                 .pending_relayed
                 .get(id)
-                .is_some_and(|r| *r.owner == *owner);
+                .filter(|r| *r.owner == *owner);
+            if let Some(r) = &pending {
+                self.tombstones_relayed.insert(r.id.clone(), ());
+                self.pending_relayed.invalidate(id);
+            }
             self.ensure_table().await?;
             let res = sqlx::query(DELETE_RELAYED)
                 .bind(id.to_owned())
@@ -356,7 +371,148 @@ impl ResponseStore for SqlResponseStore {
                 .execute(&self.store.pool)
                 .await
                 .map_err(db("forget a relayed response"))?;
-            Ok(res.rows_affected() > 0 || pending)
+            Ok(res.rows_affected() > 0 || pending.is_some())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::clock::Clock;
+
+    fn record(id: &str, owner: &str, prev: Option<Arc<StoredResponse>>) -> Arc<StoredResponse> {
+        Arc::new(StoredResponse::new(
+            id.into(),
+            owner.into(),
+            json!({"id": id, "object": "response"}),
+            vec![json!({"role": "user", "content": id})],
+            vec![json!({"type": "message", "content": [{"type": "output_text", "text": id}]})],
+            prev,
+        ))
+    }
+
+    /// Two stores on one database, as two gateways: what one writes, the other reads.
+    async fn two(clock: &Clock) -> (SqlResponseStore, SqlResponseStore) {
+        let store = Store::connect("sqlite::memory:")
+            .await
+            .unwrap()
+            .with_clock(clock.clone());
+        (
+            SqlResponseStore::new(store.clone()),
+            SqlResponseStore::new(store),
+        )
+    }
+
+    async fn rows(s: &SqlResponseStore) -> i64 {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM llmgate_responses")
+            .fetch_one(&s.store.pool)
+            .await
+            .unwrap();
+        get::<i64>(&row, "n").unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_owner_alone_reads_and_deletes_across_gateways() {
+        let (a, b) = two(&Clock::system()).await;
+        a.put(record("resp_1", "alice", None)).await.unwrap();
+        assert!(a.pending.get("resp_1").is_none(), "written, not pending");
+        let got = b.get("resp_1", "alice").await.unwrap().unwrap();
+        assert_eq!(got.response["id"], "resp_1");
+        assert_eq!(&*got.owner, "alice");
+        assert!(b.get("resp_1", "bob").await.unwrap().is_none());
+        assert!(!b.delete("resp_1", "bob").await.unwrap());
+        assert!(a.get("resp_1", "alice").await.unwrap().is_some());
+        assert!(b.delete("resp_1", "alice").await.unwrap());
+        assert!(a.get("resp_1", "alice").await.unwrap().is_none());
+        assert!(!a.delete("resp_1", "alice").await.unwrap());
+        assert!(b.get("resp_unknown", "alice").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_conversation_is_read_whole_by_another_gateway() {
+        let (a, b) = two(&Clock::system()).await;
+        let one = record("r1", "o", None);
+        a.put(one.clone()).await.unwrap();
+        let two = record("r2", "o", Some(one));
+        a.put(two.clone()).await.unwrap();
+        a.put(record("r3", "o", Some(two))).await.unwrap();
+        let three = b.get("r3", "o").await.unwrap().unwrap();
+        let texts: Vec<String> = three.conversation().iter().map(|v| v.to_string()).collect();
+        assert_eq!(texts.len(), 6, "{texts:?}");
+        assert!(texts[0].contains("\"r1\""), "{texts:?}");
+        assert!(texts[3].contains("\"r2\""), "{texts:?}");
+        assert!(texts[5].contains("\"r3\""), "{texts:?}");
+        // Deleting an earlier turn hides it, not the conversation that continues it.
+        assert!(b.delete("r1", "o").await.unwrap());
+        assert!(a.get("r1", "o").await.unwrap().is_none());
+        assert_eq!(a.get("r3", "o").await.unwrap().unwrap().conversation().len(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_write_under_way_is_seen_by_its_gateway_and_a_delete_wins() {
+        let (a, b) = two(&Clock::system()).await;
+        let put = a.put(record("r1", "o", None));
+        // Not polled yet: nothing is in the database, but this gateway finds it.
+        assert!(a.get("r1", "o").await.unwrap().is_some());
+        assert!(a.get("r1", "x").await.unwrap().is_none());
+        assert!(a.delete("r1", "o").await.unwrap());
+        put.await.unwrap();
+        assert!(a.get("r1", "o").await.unwrap().is_none());
+        assert!(b.get("r1", "o").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_relayed_response_is_its_owners_alone() {
+        let (a, b) = two(&Clock::system()).await;
+        let r = RelayedResponse::new("resp_x".into(), "alice".into(), "dep1".into(), "g".into());
+        a.put_relayed(r.clone()).await.unwrap();
+        assert_eq!(b.get_relayed("resp_x", "alice").await.unwrap(), Some(r));
+        assert_eq!(b.get_relayed("resp_x", "bob").await.unwrap(), None);
+        assert!(b.relayed_elsewhere("resp_x", "bob").await.unwrap());
+        assert!(!b.relayed_elsewhere("resp_x", "alice").await.unwrap());
+        assert!(!b.relayed_elsewhere("resp_unknown", "bob").await.unwrap());
+        // Not a response the gateway made itself.
+        assert!(b.get("resp_x", "alice").await.unwrap().is_none());
+        assert!(!b.delete_relayed("resp_x", "bob").await.unwrap());
+        assert!(b.delete_relayed("resp_x", "alice").await.unwrap());
+        assert_eq!(a.get_relayed("resp_x", "alice").await.unwrap(), None);
+        assert!(!a.relayed_elsewhere("resp_x", "bob").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn responses_expire_after_30_days_and_are_cleaned_up_once_no_turn_needs_them() {
+        let clock = Clock::manual();
+        let (a, b) = two(&clock).await;
+        let one = record("r1", "o", None);
+        a.put(one.clone()).await.unwrap();
+        a.put_relayed(RelayedResponse::new(
+            "rx".into(),
+            "o".into(),
+            "d".into(),
+            "g".into(),
+        ))
+        .await
+        .unwrap();
+        clock.advance(Duration::from_secs(20 * 86_400));
+        a.put(record("r2", "o", Some(one))).await.unwrap();
+        clock.advance(Duration::from_secs(15 * 86_400));
+        // r1 and rx are 35 days old: gone; r2 (15 days) still holds r1 as its first turn.
+        assert!(b.get("r1", "o").await.unwrap().is_none());
+        assert!(b.get_relayed("rx", "o").await.unwrap().is_none());
+        let r2 = b.get("r2", "o").await.unwrap().unwrap();
+        assert_eq!(r2.conversation().len(), 4);
+        // A write cleans up: rx goes, r1 stays (r2 continues it).
+        b.put(record("r3", "o", None)).await.unwrap();
+        assert_eq!(rows(&b).await, 3);
+        // 31 days on, r2 and r3 expire and go; then r1, which nothing continues any more.
+        clock.advance(Duration::from_secs(31 * 86_400));
+        assert!(b.get("r2", "o").await.unwrap().is_none());
+        b.put(record("r4", "o", None)).await.unwrap();
+        clock.advance(Duration::from_secs(61));
+        b.put(record("r5", "o", None)).await.unwrap();
+        assert_eq!(rows(&b).await, 2, "r4 and r5 remain");
     }
 }
