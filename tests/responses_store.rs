@@ -114,7 +114,11 @@ async fn two_gateways_share_a_conversation(database_url: &str) {
     )
     .await;
     assert_eq!(items.status, 200, "{}", body(&items));
-    assert!(body(&items).contains("Again, in French."), "{}", body(&items));
+    assert!(
+        body(&items).contains("Again, in French."),
+        "{}",
+        body(&items)
+    );
 
     // Another key finds nothing, on either gateway: not to read, continue nor delete.
     let hits = up.hits();

@@ -79,7 +79,8 @@ pub enum Schema {
     /// llmgate's own tables (`llmgate_keys`, …), created by [`MIGRATIONS`].
     Llmgate,
     /// LiteLLM's tables (`"LiteLLM_VerificationToken"`, …), made by LiteLLM's own migrations
-    /// (the `litellm-proxy-extras` package); llmgate creates and alters no table there.
+    /// (the `litellm-proxy-extras` package); llmgate alters none of them (its one own table
+    /// there is `llmgate_responses`, see [`SqlResponseStore`]).
     LiteLlm,
 }
 

@@ -355,10 +355,7 @@ impl ResponseStore for SqlResponseStore {
 
     fn delete_relayed<'a>(&'a self, id: &'a str, owner: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let pending = self
-                .pending_relayed
-                .get(id)
-                .filter(|r| *r.owner == *owner);
+            let pending = self.pending_relayed.get(id).filter(|r| *r.owner == *owner);
             if let Some(r) = &pending {
                 self.tombstones_relayed.insert(r.id.clone(), ());
                 self.pending_relayed.invalidate(id);
@@ -448,7 +445,15 @@ mod tests {
         // Deleting an earlier turn hides it, not the conversation that continues it.
         assert!(b.delete("r1", "o").await.unwrap());
         assert!(a.get("r1", "o").await.unwrap().is_none());
-        assert_eq!(a.get("r3", "o").await.unwrap().unwrap().conversation().len(), 6);
+        assert_eq!(
+            a.get("r3", "o")
+                .await
+                .unwrap()
+                .unwrap()
+                .conversation()
+                .len(),
+            6
+        );
     }
 
     #[tokio::test]
