@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod governance_common;
+mod litellm_common;
 mod support;
 
 use std::{sync::Arc, time::Duration};
@@ -170,6 +171,29 @@ async fn two_gateways_on_one_sqlite_file_share_a_conversation() {
 #[tokio::test]
 async fn two_gateways_on_one_postgres_database_share_a_conversation() {
     two_gateways_share_a_conversation(&fresh_pg().await).await;
+}
+
+/// The same on a LiteLLM proxy's own database (made by LiteLLM's migrations; `auto` picks its
+/// schema): the conversation lives in llmgate's own table there, `llmgate_responses`.
+#[tokio::test]
+async fn two_gateways_on_litellms_database_share_a_conversation() {
+    let url = litellm_common::litellm_db().await;
+    two_gateways_share_a_conversation(&url).await;
+    let mut conn = <sqlx::postgres::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM llmgate_responses WHERE kind = 'made'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "both turns are rows of llmgate_responses");
+    let ours: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = 'llmgate_keys'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(ours, 0, "LiteLLM's schema was used, not llmgate's");
 }
 
 /// On LiteLLM's database llmgate keeps responses in a table of its own, `llmgate_responses`,
