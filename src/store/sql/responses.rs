@@ -487,6 +487,21 @@ mod tests {
         assert!(!a.relayed_elsewhere("resp_x", "bob").await.unwrap());
     }
 
+    /// Fail closed: a database that cannot answer is an error (the route's 503), never "not
+    /// found" (which would pass another key's relayed id on to the provider).
+    #[tokio::test]
+    async fn an_unreachable_database_is_an_error_not_an_absence() {
+        let (a, _) = two(&Clock::system()).await;
+        a.store.pool.close().await;
+        assert!(a.get("r1", "o").await.is_err());
+        assert!(a.get_relayed("r1", "o").await.is_err());
+        assert!(a.relayed_elsewhere("r1", "o").await.is_err());
+        assert!(a.delete("r1", "o").await.is_err());
+        assert!(a.put(record("r1", "o", None)).await.is_err());
+        // A failed write is not kept as pending either.
+        assert!(a.pending.get("r1").is_none());
+    }
+
     #[tokio::test]
     async fn responses_expire_after_30_days_and_are_cleaned_up_once_no_turn_needs_them() {
         let clock = Clock::manual();
