@@ -698,6 +698,15 @@ impl GatewayBuilder {
             }
             built.stack
         });
+        // The database's response store when there is one (shared by every gateway on it, kept
+        // across restarts); the in-memory one otherwise.
+        let responses: crate::store::responses::SharedResponseStore = match gov
+            .as_ref()
+            .and_then(|g| g.store.clone())
+        {
+            Some(store) => std::sync::Arc::new(crate::store::SqlResponseStore::new(store)),
+            None => std::sync::Arc::new(crate::store::responses::MemoryResponseStore::default()),
+        };
         Gateway {
             stack,
             router,
@@ -716,7 +725,7 @@ impl GatewayBuilder {
             cache: cache_handle,
             governance: gov,
             management,
-            responses: std::sync::Arc::new(crate::store::responses::MemoryResponseStore::default()),
+            responses,
         }
     }
 

@@ -75,7 +75,9 @@ mod sql;
 
 /// The SQL store (SQLite or PostgreSQL, sqlx): part of the application (`gateway` feature).
 #[cfg(feature = "gateway")]
-pub use self::sql::{Backend, ReportGroup, Schema, SchemaChoice, Store, MIGRATIONS};
+pub use self::sql::{
+    Backend, ReportGroup, Schema, SchemaChoice, SqlResponseStore, Store, MIGRATIONS,
+};
 pub use self::{
     error::StoreError,
     memory::InMemoryStore,

@@ -28,7 +28,7 @@ use sqlx::{
     AnyPool, Row,
 };
 
-pub use self::rollup::ReportGroup;
+pub use self::{responses::SqlResponseStore, rollup::ReportGroup};
 
 use super::{
     BudgetState, EndUserRow, KeyRow, KeyStore, Limits, OrgRow, SpendRow, SpendSink, SpendTotals,
@@ -42,6 +42,7 @@ mod litellm;
 mod models;
 mod orgs;
 mod proxy_models;
+mod responses;
 mod rollup;
 mod spend;
 mod teams;
@@ -54,6 +55,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_spend_log_indexes.sql")),
     (4, include_str!("migrations/0004_organizations.sql")),
     (5, include_str!("migrations/0005_end_users.sql")),
+    (7, include_str!("migrations/0007_responses.sql")),
     (8, include_str!("migrations/0008_model_budgets.sql")),
     (
         9,
@@ -81,7 +83,8 @@ pub enum Schema {
     /// llmgate's own tables (`llmgate_keys`, …), created by [`MIGRATIONS`].
     Llmgate,
     /// LiteLLM's tables (`"LiteLLM_VerificationToken"`, …), made by LiteLLM's own migrations
-    /// (the `litellm-proxy-extras` package); llmgate creates and alters no table there.
+    /// (the `litellm-proxy-extras` package); llmgate alters none of them (its one own table
+    /// there is `llmgate_responses`, see [`SqlResponseStore`]).
     LiteLlm,
 }
 
