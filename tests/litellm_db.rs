@@ -543,8 +543,8 @@ async fn rows_json(url: &str, table: &str, filter: &str) -> serde_json::Value {
 /// model aliases and a member's budget), a user with a UI password, a key, an end user with a
 /// region and spend into LiteLLM's own tables; LiteLLM's own pydantic row types
 /// (`litellm.proxy._types`, the litellm package in `LLMGATE_PYTHON`) load every row, and
-/// LiteLLM's `hash_token` accepts the key and the password (tests/litellm_reads.py). A UI user
-/// whose password LiteLLM stored signs in to llmgate with it.
+/// LiteLLM's `hash_token` accepts the key (tests/litellm_reads.py); the UI password is Argon2id in
+/// LiteLLM's column. A UI user whose password LiteLLM stored signs in to llmgate with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn litellm_reads_what_llmgate_writes() {
     let url = litellm_db().await;
@@ -604,7 +604,7 @@ async fn litellm_reads_what_llmgate_writes() {
     assert_eq!(a.header("x-litellm-model-region"), Some("eu"));
     gw.flush().await;
 
-    // The password llmgate wrote is LiteLLM's form, in LiteLLM's column, and signs in here.
+    // The password llmgate wrote (Argon2id, in LiteLLM's column) signs in here.
     let a = post(
         &gw.url("/v2/login"),
         None,
@@ -717,7 +717,10 @@ async fn litellm_reads_what_llmgate_writes() {
         read["membership"]["spend"].as_f64().unwrap() > 0.0,
         "{read}"
     );
-    assert_eq!(read["user"]["password_accepted"], true, "{read}");
+    // Argon2id in LiteLLM's column, not LiteLLM's unsalted SHA-256 (docs/ui.md): LiteLLM's row
+    // type loads it; LiteLLM's own sign-in does not take it (nor, of course, a wrong password).
+    assert_eq!(read["user"]["password_is_argon2id"], true, "{read}");
+    assert_eq!(read["user"]["password_accepted"], false, "{read}");
     assert_eq!(read["user"]["wrong_password_accepted"], false, "{read}");
     assert_eq!(read["user"]["teams"], json!(["lt"]));
     assert_eq!(read["end_user"]["allowed_model_region"], "eu");

@@ -73,7 +73,9 @@ out["membership"] = {
     "max_budget_in_team": membership.litellm_budget_table.max_budget,
 }
 
-# The user; its UI password checked as LiteLLM's sign-in checks it (login_utils).
+# The user; its UI password checked as LiteLLM's sign-in checks it (login_utils). llmgate writes
+# an Argon2id string there (docs/ui.md), which LiteLLM's row type loads and its sign-in does not
+# accept: the test reports both.
 user_row = one("LiteLLM_UserTable")
 user = T.LiteLLM_UserTable(**user_row)
 stored = user_row["password"]
@@ -83,6 +85,7 @@ out["user"] = {
     "user_role": user.user_role,
     "teams": user.teams,
     "spend": user.spend,
+    "password_is_argon2id": stored.startswith("$argon2id$"),
     "password_accepted": secrets.compare_digest(pw, stored)
     or secrets.compare_digest(hash_token(token=pw), stored),
     "wrong_password_accepted": secrets.compare_digest(pw + "x", stored)

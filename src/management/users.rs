@@ -56,8 +56,9 @@ struct UserBody {
 enum Password {
     /// llmgate's tables: the Argon2id PHC string, in `metadata`.
     Metadata(String),
-    /// LiteLLM's tables: the SHA-256 hex of the password (LiteLLM's `hash_token`, what its
-    /// sign-in checks), in the `password` column, so LiteLLM's UI signs the user in too.
+    /// LiteLLM's tables: the Argon2id PHC string in LiteLLM's `password` column. Not LiteLLM's
+    /// own form (the unsalted SHA-256 of `hash_token`, a fast hash that a leaked database gives
+    /// up to a guessing run): docs/ui.md says why and what it costs.
     Column(String),
 }
 
@@ -104,15 +105,18 @@ impl UserBody {
         if p.is_empty() || p.len() > super::MAX_TEXT_BYTES {
             return Err(bad("password", "password must be 1 to 1024 bytes"));
         }
-        if m.store().schema() == crate::store::Schema::LiteLlm {
-            return Ok(Some(Password::Column(crate::store::hash_key(p))));
-        }
-        super::password::hash_password(p.clone())
+        let h = super::password::hash_password(p.clone())
             .await
-            .map(|h| Some(Password::Metadata(h)))
             .ok_or_else(|| {
                 ApiError::from(crate::store::StoreError::msg("cannot hash the password"))
-            })
+            })?;
+        Ok(Some(
+            if m.store().schema() == crate::store::Schema::LiteLlm {
+                Password::Column(h)
+            } else {
+                Password::Metadata(h)
+            },
+        ))
     }
 
     fn limits(&self) -> LimitFields {
