@@ -407,6 +407,42 @@ impl Store {
         }
     }
 
+    /// Runs `sql` (statements split at `;`, `--` comment lines dropped): the DDL of a table of
+    /// llmgate's own made on first use (on LiteLLM's schema, where no migration runs). On
+    /// PostgreSQL under the migrations' advisory lock: two gateways (or two stores) making the
+    /// same table at once would otherwise race in the catalogue (`CREATE TABLE IF NOT EXISTS` is
+    /// not atomic there: "duplicate key value violates pg_type_typname_nsp_index").
+    async fn create_own_tables(&self, sql: &str, context: &'static str) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db(context))?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_lock(7207007)")
+                .execute(&mut *conn)
+                .await
+                .map_err(db(context))?;
+        }
+        let result = async {
+            let sql: String = sql
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(sqlx::AssertSqlSafe(stmt))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db(context))?;
+            }
+            Ok(())
+        }
+        .await;
+        if self.backend == Backend::Postgres {
+            let _ = sqlx::query("SELECT pg_advisory_unlock(7207007)")
+                .execute(&mut *conn)
+                .await;
+        }
+        result
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db("migrations"))?;
         if self.backend == Backend::Postgres {

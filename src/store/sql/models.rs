@@ -27,10 +27,8 @@ impl Store {
         if self.schema() == super::Schema::LiteLlm {
             return Ok(());
         }
-        sqlx::query(CREATE)
-            .execute(&self.pool)
-            .await
-            .map_err(db("create llmgate_models"))?;
+        self.create_own_tables(CREATE, "create llmgate_models")
+            .await?;
         Ok(())
     }
 

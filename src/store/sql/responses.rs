@@ -126,19 +126,9 @@ impl SqlResponseStore {
             return Ok(());
         }
         self.table
-            .get_or_try_init(|| async {
-                let sql: String = MIGRATION
-                    .lines()
-                    .filter(|l| !l.trim_start().starts_with("--"))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                    sqlx::query(sqlx::AssertSqlSafe(stmt))
-                        .execute(&self.store.pool)
-                        .await
-                        .map_err(db("create llmgate_responses"))?;
-                }
-                Ok::<_, StoreError>(())
+            .get_or_try_init(|| {
+                self.store
+                    .create_own_tables(MIGRATION, "create llmgate_responses")
             })
             .await
             .map(drop)
