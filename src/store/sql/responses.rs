@@ -56,7 +56,8 @@ const DELETE_RELAYED: &str = "DELETE FROM llmgate_responses WHERE id = $1 AND ki
 /// Expired rows no live turn continues.
 const PURGE: &str = "DELETE FROM llmgate_responses WHERE expires_at <= $1 AND NOT EXISTS (SELECT 1 FROM llmgate_responses c WHERE c.kind = 'made' AND c.previous_id = llmgate_responses.id AND c.owner = llmgate_responses.owner)";
 
-/// [`ResponseStore`] in the SQL database. See the [module docs](self). Cheap to clone.
+/// [`ResponseStore`] in the SQL database: bridged conversations and relayed-response records in
+/// one table, `llmgate_responses`, owner-checked and kept 30 days. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SqlResponseStore {
     store: Store,
