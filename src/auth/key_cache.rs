@@ -226,7 +226,7 @@ impl KeyCache {
             // The key's model-specific budgets (`model_max_budget`).
             for (model, v) in totals.key_models.get(token).into_iter().flatten() {
                 if let Some(b) = next.model_budgets.iter_mut().find(|b| &b.model == model) {
-                    crate::budget::model::add_loaded_spend(b, *v, now);
+                    crate::store::model_budget::add_loaded_spend(b, *v, now);
                 }
             }
             if let Some(s) = next.team_member.as_mut() {

@@ -103,7 +103,7 @@ pub struct KeyInfo {
     pub organization: Option<Scope>,
     /// The key's model-specific budgets and limits (LiteLLM's `model_max_budget`, the
     /// metadata's `model_rpm_limit` / `model_tpm_limit`) with each model's stored spend.
-    pub model_budgets: Vec<crate::budget::ModelBudget>,
+    pub model_budgets: Vec<crate::store::model_budget::ModelBudget>,
     /// The key's user's place in the key's team (`LiteLLM_TeamMembership`): its budget row's
     /// limits (`max_budget_in_team`) and its spend in the team.
     pub team_member: Option<Scope>,
@@ -207,7 +207,7 @@ impl KeyInfo {
                 spend: o.spend,
                 budget_reset_at: o.budget_reset_at,
             }),
-            model_budgets: crate::budget::model::from_key(
+            model_budgets: crate::store::model_budget::from_key(
                 &k.model_max_budget,
                 &k.model_spend,
                 &k.metadata,

@@ -69,7 +69,7 @@ use http::StatusCode;
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub mod model;
+pub use crate::store::model_budget as model;
 mod proxy;
 mod unpriced;
 

@@ -90,7 +90,6 @@ use std::sync::Arc;
 
 use crate::types::TokenUsage;
 
-pub mod audio;
 mod pricing;
 mod service;
 mod stream;

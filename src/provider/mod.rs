@@ -14,6 +14,7 @@
 //! [`lookup`].
 
 pub mod anthropic;
+pub(crate) mod audio;
 pub mod azure;
 pub mod bedrock;
 pub mod bridge;

@@ -333,7 +333,7 @@ impl InMemoryStore {
             .filter(|r| r.spend != 0.0 && (!stored_now || inserted.contains(r.request_id.as_str())))
         {
             if let Some(k) = data.keys.get_mut(&r.api_key) {
-                if let Some(entry) = crate::budget::model::add_spend(
+                if let Some(entry) = super::model_budget::add_spend(
                     &mut k.model_max_budget,
                     &mut k.model_spend,
                     &r.model_group,

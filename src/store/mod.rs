@@ -66,6 +66,7 @@ use crate::secret::Secret;
 mod conformance;
 mod error;
 mod memory;
+pub mod model_budget;
 mod model_crypto;
 mod models;
 pub mod responses;

@@ -58,7 +58,7 @@ pub struct KeyRow {
     pub updated_at: i64,
     /// Model-specific budgets and limits (LiteLLM's `model_max_budget`: model →
     /// `{max_budget, budget_duration, tpm_limit, rpm_limit}`, plus each model's period end,
-    /// `budget_reset_at`); see [`crate::budget::model`].
+    /// `budget_reset_at`); see [`crate::store::model_budget`].
     pub model_max_budget: Map<String, Value>,
     /// Spend per model with a budget in its current period (LiteLLM's `model_spend`).
     pub model_spend: Map<String, Value>,

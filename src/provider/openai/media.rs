@@ -262,7 +262,7 @@ pub fn decode_transcription(
             Operation::Upload(u) => u.parts.iter().find(|p| p.name == "file"),
             _ => None,
         };
-        if let Some(ms) = file.and_then(|f| crate::cost::audio::duration_ms(&f.data)) {
+        if let Some(ms) = file.and_then(|f| crate::provider::audio::duration_ms(&f.data)) {
             usage.audio_ms = ms;
         }
     }

@@ -171,7 +171,7 @@ impl Store {
     }
 
     /// Sets a key's model-specific budgets (LiteLLM's `model_max_budget`, as
-    /// [`crate::budget::model::normalize`] stores it); the spend of models no longer in it is
+    /// [`crate::store::model_budget::normalize`] stores it); the spend of models no longer in it is
     /// dropped from `model_spend`.
     pub async fn set_key_model_budgets(
         &self,
@@ -209,7 +209,7 @@ impl Store {
     }
 
     /// Adds a spend batch's cost to the `model_spend` of the keys with a budget for the model
-    /// (see [`crate::budget::model::add_spend`]): part of the batch's transaction.
+    /// (see [`crate::store::model_budget::add_spend`]): part of the batch's transaction.
     pub(super) async fn charge_model_budgets<'a>(
         &self,
         conn: &mut AnyConnection,
@@ -243,7 +243,7 @@ impl Store {
             let mut changed = false;
             for (model, v) in models {
                 if let Some(entry) =
-                    crate::budget::model::add_spend(&mut budgets, &mut spend, model, v, now)
+                    crate::store::model_budget::add_spend(&mut budgets, &mut spend, model, v, now)
                 {
                     *charged
                         .entry(token.to_owned())

@@ -219,7 +219,7 @@ impl Store {
             self.update_budget(&b).await?;
         } else {
             let b = BudgetRow {
-                budget_id: crate::server::new_call_id(),
+                budget_id: crate::types::extensions::new_call_id(),
                 limits: Limits {
                     max_budget: Some(max_budget),
                     ..Limits::default()

@@ -18,7 +18,7 @@
 
 /// The file's duration in milliseconds, when its headers say.
 #[must_use]
-pub fn duration_ms(data: &[u8]) -> Option<u64> {
+pub(crate) fn duration_ms(data: &[u8]) -> Option<u64> {
     let secs = if data.starts_with(b"RIFF") && data.get(8..12) == Some(b"WAVE") {
         wav(data)
     } else if data.starts_with(b"fLaC") {

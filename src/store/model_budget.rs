@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::store::parse_duration;
+use super::parse_duration;
 
 /// One model's budget and limits on a key, and its spend, as loaded with the key.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -139,7 +139,7 @@ pub fn normalize(v: &Value, previous: &Map<String, Value>, now: i64) -> Map<Stri
             .and_then(Value::as_object)
             .filter(|p| p.get("budget_duration").and_then(Value::as_str) == duration.as_deref())
             .and_then(|p| p.get("budget_reset_at").and_then(Value::as_i64));
-        let reset = kept.or_else(|| crate::store::next_reset(duration.as_deref(), now));
+        let reset = kept.or_else(|| super::next_reset(duration.as_deref(), now));
         if let Some(r) = reset {
             n.insert("budget_reset_at".into(), Value::from(r));
         }
@@ -245,7 +245,7 @@ pub fn add_spend(
         None => duration.is_some(),
     };
     let current = if ended {
-        match crate::store::next_reset(duration.as_deref(), now) {
+        match super::next_reset(duration.as_deref(), now) {
             Some(r) => entry.insert("budget_reset_at".into(), Value::from(r)),
             None => entry.remove("budget_reset_at"),
         };
@@ -266,7 +266,7 @@ pub fn add_loaded_spend(b: &mut ModelBudget, v: f64, now: i64) {
     };
     if ended {
         b.spend = v;
-        b.budget_reset_at = crate::store::next_reset(b.budget_duration.as_deref(), now);
+        b.budget_reset_at = super::next_reset(b.budget_duration.as_deref(), now);
     } else {
         b.spend += v;
     }
